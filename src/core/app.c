@@ -1,0 +1,234 @@
+#include "core/app.h"
+
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_KEY_CAPABILITY "{\"[*]*\":[\"*\"]}"
+
+int app_random_id(char *out, size_t n) {
+  static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  unsigned char rnd[64];
+  for (size_t done = 0; done < n;) {
+    size_t chunk = n - done < sizeof rnd ? n - done : sizeof rnd;
+    if (RAND_bytes(rnd, (int)chunk) != 1) return -1;
+    /* 64 symbols: the low 6 bits of a uniform byte are uniform. */
+    for (size_t i = 0; i < chunk; i++) out[done + i] = alphabet[rnd[i] & 63];
+    done += chunk;
+  }
+  out[n] = '\0';
+  return 0;
+}
+
+static bool json_flag(const json_t *o, const char *name) {
+  return json_is_true(json_object_get(o, name));
+}
+
+static int64_t json_int_or(const json_t *o, const char *name, int64_t dflt) {
+  json_t *v = json_object_get(o, name);
+  return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+static int namespace_from_json(sw_namespace_t *ns, const json_t *o, sw_error_t *err) {
+  const char *id = json_string_value(json_object_get(o, "id"));
+  if (!id || !*id || strchr(id, ':'))
+    return errors_set(err, SW_E_BAD_REQUEST, "namespace needs an id without ':'");
+  ns->id = strdup(id);
+  ns->persisted = json_flag(o, "persisted");
+  ns->mutable_messages = json_flag(o, "mutableMessages");
+  ns->push_enabled = json_flag(o, "pushEnabled");
+  ns->identified = json_flag(o, "identified");
+  ns->authenticated = json_flag(o, "authenticated");
+  ns->tls_only = json_flag(o, "tlsOnly");
+  ns->retention_ms = json_int_or(o, "retentionSeconds", -1);
+  ns->retention_ms = ns->retention_ms >= 0 ? ns->retention_ms * 1000
+                     : ns->persisted       ? SW_PERSISTED_RETENTION_MS
+                                           : SW_DEFAULT_RETENTION_MS;
+  ns->keep_count = json_int_or(o, "retentionCount", 0);
+  if (ns->keep_count < 0) return errors_set(err, SW_E_BAD_REQUEST, "retentionCount must be >= 0");
+  return ns->id ? 0 : errors_set(err, SW_E_INTERNAL, "out of memory");
+}
+
+/* Fills in a key's id and secret when generating, checks them otherwise. */
+static int key_from_json(sw_key_t *k, const char *app_id, json_t *o, bool generate, sw_error_t *err) {
+  char idbuf[8], secretbuf[44];
+  const char *id = json_string_value(json_object_get(o, "id"));
+  const char *secret = json_string_value(json_object_get(o, "secret"));
+  if (!id && generate) {
+    if (app_random_id(idbuf, 6)) return errors_set(err, SW_E_INTERNAL, "no randomness");
+    id = idbuf;
+    json_object_set_new(o, "id", json_string(id));
+  }
+  if (!secret && generate) {
+    if (app_random_id(secretbuf, 43)) return errors_set(err, SW_E_INTERNAL, "no randomness");
+    secret = secretbuf;
+    json_object_set_new(o, "secret", json_string(secret));
+  }
+  if (!id || !*id || strpbrk(id, ".:"))
+    return errors_set(err, SW_E_BAD_REQUEST, "key id must be non-empty without '.' or ':'");
+  if (!secret || strlen(secret) < 8)
+    return errors_set(err, SW_E_BAD_REQUEST, "key secret must have at least 8 characters");
+
+  /* The capability may be given as a JSON string (Ably's wire form) or an object. */
+  json_t *capv = json_object_get(o, "capability");
+  char *cap = json_is_string(capv)   ? strdup(json_string_value(capv))
+              : json_is_object(capv) ? json_dumps(capv, JSON_COMPACT)
+                                     : strdup(DEFAULT_KEY_CAPABILITY);
+  if (!cap) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  k->cap = cap_parse(cap, strlen(cap), err);
+  if (!k->cap) {
+    free(cap);
+    return -1;
+  }
+  k->capability = cap;
+  size_t nlen = strlen(app_id) + 1 + strlen(id) + 1;
+  k->name = malloc(nlen);
+  k->secret = strdup(secret);
+  if (!k->name || !k->secret) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  snprintf(k->name, nlen, "%s.%s", app_id, id);
+  k->revocable = json_flag(o, "revocableTokens");
+  return 0;
+}
+
+sw_app_t *app_from_spec(const json_t *spec_in, bool generate, sw_error_t *err) {
+  if (!json_is_object(spec_in)) {
+    errors_set(err, SW_E_BAD_REQUEST, "app spec must be a JSON object");
+    return NULL;
+  }
+  sw_app_t *a = calloc(1, sizeof *a);
+  if (!a) goto oom;
+  a->spec = json_deep_copy(spec_in);
+  if (!a->spec) goto oom;
+
+  char idbuf[8];
+  const char *id = json_string_value(json_object_get(a->spec, "id"));
+  if (!id && generate) {
+    if (app_random_id(idbuf, 6)) goto oom;
+    id = idbuf;
+    json_object_set_new(a->spec, "id", json_string(id));
+  }
+  if (!id || !*id || strpbrk(id, ".:/")) {
+    errors_set(err, SW_E_BAD_REQUEST, "app id must be non-empty without '.', ':' or '/'");
+    goto fail;
+  }
+  a->id = strdup(id);
+  if (!a->id) goto oom;
+
+  json_t *keys = json_object_get(a->spec, "keys");
+  if (!keys) json_object_set_new(a->spec, "keys", keys = json_array());
+  if (!json_is_array(keys) || json_array_size(keys) > 1000) {
+    errors_set(err, SW_E_BAD_REQUEST, "keys must be an array of at most 1000 keys");
+    goto fail;
+  }
+  if (json_array_size(keys) == 0 && generate) json_array_append_new(keys, json_object());
+  a->keys = calloc(json_array_size(keys) + 1, sizeof *a->keys);
+  if (!a->keys) goto oom;
+  size_t i;
+  json_t *v;
+  json_array_foreach(keys, i, v) {
+    if (!json_is_object(v)) {
+      errors_set(err, SW_E_BAD_REQUEST, "each key must be an object");
+      goto fail;
+    }
+    a->n_keys++;
+    if (key_from_json(&a->keys[i], a->id, v, generate, err)) goto fail;
+  }
+
+  a->default_ns.retention_ms = SW_DEFAULT_RETENTION_MS;
+  json_t *nss = json_object_get(a->spec, "namespaces");
+  if (nss && (!json_is_array(nss) || json_array_size(nss) > 1000)) {
+    errors_set(err, SW_E_BAD_REQUEST, "namespaces must be an array of at most 1000 rules");
+    goto fail;
+  }
+  a->namespaces = calloc(json_array_size(nss) + 1, sizeof *a->namespaces);
+  if (!a->namespaces) goto oom;
+  json_array_foreach(nss, i, v) {
+    if (!json_is_object(v)) {
+      errors_set(err, SW_E_BAD_REQUEST, "each namespace must be an object");
+      goto fail;
+    }
+    a->n_namespaces++;
+    if (namespace_from_json(&a->namespaces[i], v, err)) goto fail;
+  }
+  return a;
+oom:
+  errors_set(err, SW_E_INTERNAL, "out of memory");
+fail:
+  app_free(a);
+  return NULL;
+}
+
+void app_free(sw_app_t *a) {
+  if (!a) return;
+  for (size_t i = 0; i < a->n_keys; i++) {
+    free(a->keys[i].name);
+    free(a->keys[i].secret);
+    free(a->keys[i].capability);
+    cap_free(a->keys[i].cap);
+  }
+  for (size_t i = 0; i < a->n_namespaces; i++) free(a->namespaces[i].id);
+  free(a->keys);
+  free(a->namespaces);
+  json_decref(a->spec);
+  free(a->id);
+  free(a);
+}
+
+int apps_add(sw_apps_t *r, sw_app_t *a, sw_error_t *err) {
+  if (apps_find(r, a->id)) return errors_set(err, SW_E_BAD_REQUEST, "app %s exists", a->id);
+  sw_app_t **n = realloc(r->apps, (r->n + 1) * sizeof *n);
+  if (!n) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  r->apps = n;
+  r->apps[r->n++] = a;
+  return 0;
+}
+
+sw_app_t *apps_find(const sw_apps_t *r, const char *id) {
+  for (size_t i = 0; i < r->n; i++)
+    if (!r->apps[i]->deleted && strcmp(r->apps[i]->id, id) == 0) return r->apps[i];
+  return NULL;
+}
+
+void apps_free(sw_apps_t *r) {
+  for (size_t i = 0; i < r->n; i++) app_free(r->apps[i]);
+  free(r->apps);
+  r->apps = NULL;
+  r->n = 0;
+}
+
+sw_key_t *app_find_key(const sw_app_t *a, const char *key_name, size_t len) {
+  for (size_t i = 0; i < a->n_keys; i++)
+    if (strlen(a->keys[i].name) == len && memcmp(a->keys[i].name, key_name, len) == 0)
+      return &a->keys[i];
+  return NULL;
+}
+
+const sw_namespace_t *app_namespace_for(const sw_app_t *a, const char *channel) {
+  const char *colon = strchr(channel, ':');
+  if (colon) {
+    size_t n = (size_t)(colon - channel);
+    for (size_t i = 0; i < a->n_namespaces; i++)
+      if (strlen(a->namespaces[i].id) == n && memcmp(a->namespaces[i].id, channel, n) == 0)
+        return &a->namespaces[i];
+  }
+  return &a->default_ns;
+}
+
+json_t *app_to_json(const sw_app_t *a) {
+  json_t *keys = json_array();
+  for (size_t i = 0; i < a->n_keys; i++) {
+    const sw_key_t *k = &a->keys[i];
+    const char *kid = strchr(k->name, '.') + 1;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "id", kid, "value", k->secret, "keyName",
+                          k->name, "keySecret", k->secret, "capability", k->capability,
+                          "revocableTokens", k->revocable);
+    json_object_set_new(o, "keyStr", json_sprintf("%s:%s", k->name, k->secret));
+    json_array_append_new(keys, o);
+  }
+  json_t *out = json_pack("{s:s, s:s, s:o}", "appId", a->id, "id", a->id, "keys", keys);
+  json_t *ns = json_object_get(a->spec, "namespaces");
+  json_object_set_new(out, "namespaces", ns ? json_deep_copy(ns) : json_array());
+  json_t *ch = json_object_get(a->spec, "channels");
+  if (ch) json_object_set_new(out, "channels", json_deep_copy(ch));
+  return out;
+}

@@ -1,0 +1,89 @@
+/* app.h: apps, their keys and namespaces (the tenant model).
+ *
+ * An app is described by a JSON spec, the same shape for the config file,
+ * for POST /apps (the body of shared/ably/test-app-setup.json's post_apps)
+ * and for what is persisted: {"id", "keys":[{"id","secret","capability",
+ * "revocableTokens"}], "namespaces":[{"id", rules...}], "channels":[...]}.
+ * app_from_spec() fills in what a POST leaves out (ids, secrets) so the
+ * stored spec is complete.
+ *
+ * Ownership: the registry owns its apps; an app owns its keys, namespaces
+ * and spec. Apps are never freed while the server runs (deleted apps are
+ * only marked) so connections may keep plain pointers to them. */
+#ifndef SW_CORE_APP_H
+#define SW_CORE_APP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/capability.h"
+#include "proto/errors.h"
+
+/* Ably's default retention for non-persisted channels is two minutes. */
+#define SW_DEFAULT_RETENTION_MS (2 * 60 * 1000LL)
+#define SW_PERSISTED_RETENTION_MS (24 * 3600 * 1000LL)
+
+typedef struct sw_key {
+  char *name;           /* "appId.keyId" (keyName) */
+  char *secret;
+  char *capability;     /* the capability JSON as configured */
+  sw_cap_t *cap;
+  bool revocable;
+} sw_key_t;
+
+typedef struct sw_namespace {
+  char *id;             /* channel-name prefix before the first ':' */
+  bool persisted;
+  bool mutable_messages;
+  bool push_enabled;
+  bool identified;      /* only identified clients (40161) */
+  bool authenticated;   /* no anonymous/basic-less access (tokens or keys) */
+  bool tls_only;
+  int64_t retention_ms; /* age retention */
+  int64_t keep_count;   /* count retention, 0 = unlimited */
+} sw_namespace_t;
+
+typedef struct sw_app {
+  char *id;
+  sw_key_t *keys;
+  size_t n_keys;
+  sw_namespace_t *namespaces;
+  size_t n_namespaces;
+  sw_namespace_t default_ns; /* rules for channels outside any namespace */
+  json_t *spec;              /* complete spec, persisted as-is */
+  bool deleted;
+} sw_app_t;
+
+typedef struct sw_apps {
+  sw_app_t **apps;
+  size_t n;
+} sw_apps_t;
+
+/* Builds an app from a spec. generate: fill in missing app id, key ids and
+ * secrets (admin API); otherwise they are required (config file). Returns
+ * NULL with err set (40000 family) on an invalid spec. */
+sw_app_t *app_from_spec(const json_t *spec, bool generate, sw_error_t *err);
+void app_free(sw_app_t *a);
+
+/* Adds a (the registry takes ownership). Returns 0, or -1 with err 40000 if
+ * an app with the same id exists. */
+int apps_add(sw_apps_t *r, sw_app_t *a, sw_error_t *err);
+/* Live app by id, or NULL (deleted apps are not found). */
+sw_app_t *apps_find(const sw_apps_t *r, const char *id);
+void apps_free(sw_apps_t *r);
+
+/* Key by keyName ("appId.keyId") within app, or NULL. */
+sw_key_t *app_find_key(const sw_app_t *a, const char *key_name, size_t len);
+/* The namespace rules for a channel (its prefix before ':', else defaults). */
+const sw_namespace_t *app_namespace_for(const sw_app_t *a, const char *channel);
+
+/* The POST /apps response: {appId, keys:[{id, value, keyName, keySecret,
+ * keyStr, capability, revocableTokens}], namespaces, channels}. New ref. */
+json_t *app_to_json(const sw_app_t *a);
+
+/* Random URL-safe identifier of n characters from OpenSSL's CSPRNG into
+ * out[n + 1]. Returns 0, or -1 if the CSPRNG fails. */
+int app_random_id(char *out, size_t n);
+
+#endif

@@ -1,0 +1,92 @@
+/* channel.h: channels, attachments, the publish pipeline and fan-out.
+ *
+ * Publish: serials are assigned on the loop thread (seq = ++last_seq), the
+ * messages go to the storage commit thread, and when the batch is durable
+ * the loop thread fans them out and ACKs. Completions arrive in submission
+ * order, so subscribers see seq order, and durable_seq is the highest seq
+ * already fanned out: a replay from storage reads up to durable_seq and
+ * live fan-out continues after it, with neither a gap nor a duplicate. */
+#ifndef SW_CORE_CHANNEL_H
+#define SW_CORE_CHANNEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "core/app.h"
+#include "proto/pmsg.h"
+
+typedef struct sw_server sw_server_t;
+typedef struct sw_conn sw_conn_t;
+typedef struct sw_sock sw_sock_t;
+
+typedef struct sw_recent_id {
+  char *id;
+  int64_t seq;
+  int64_t expires_at;
+  UT_hash_handle hh;
+} sw_recent_id_t;
+
+typedef struct sw_channel {
+  char *hkey;       /* app id, NUL, name: the hash key */
+  size_t hkey_len;
+  sw_app_t *app;
+  const char *name; /* points into hkey */
+  const sw_namespace_t *ns;
+  int64_t last_seq;    /* last assigned */
+  int64_t durable_seq; /* last durable and fanned out */
+  struct sw_attach *subs; /* doubly linked list */
+  size_t n_subs;
+  size_t n_publishers; /* attachments with PUBLISH mode */
+  sw_recent_id_t *recent_ids; /* idempotent publish window (RSL1k) */
+  UT_hash_handle hh;
+} sw_channel_t;
+
+typedef struct sw_attach {
+  sw_conn_t *conn;
+  sw_channel_t *ch;
+  uint32_t modes;
+  bool delivering; /* attached on the current transport */
+  struct sw_attach *prev, *next;
+  UT_hash_handle hh; /* in conn->attachments, keyed by ch pointer */
+} sw_attach_t;
+
+/* Finds or creates the channel (name already validated). NULL on OOM. */
+sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name);
+sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *name);
+
+/* Who asked for a publish, to be told when it is durable. */
+typedef struct sw_publisher {
+  const char *conn_id;  /* realtime: connection to ACK (NULL for REST) */
+  int64_t msg_serial;
+  sw_sock_t *rest_sock; /* REST: socket to answer (referenced) */
+  int rest_format;
+  bool rest_keep_alive;
+} sw_publisher_t;
+
+/* Publishes msgs (ownership of the array and its contents moves to the
+ * channel, also on error). Fields id, timestamp, connectionId must be
+ * stamped already; this assigns serials, applies idempotency, persists,
+ * then fans out and tells the publisher. Returns 0 or -1 with err. */
+int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publisher_t *who,
+                    sw_error_t *err);
+
+/* Attaches c (replacing an existing attachment's modes) and sends ATTACHED,
+ * then the replay: messages after channel_serial (resume, RTL4c1/RTN15c6)
+ * or the rewind backlog (count or seconds). Returns 0 or -1 on OOM. */
+typedef struct sw_attach_req {
+  uint32_t modes;
+  const char *channel_serial; /* NULL: fresh attach */
+  int64_t rewind_count;       /* -1: none */
+  int64_t rewind_ms;          /* -1: none */
+  json_t *params;             /* echoed in ATTACHED (borrowed) */
+} sw_attach_req_t;
+int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req);
+void channel_detach(sw_attach_t *a);
+
+
+/* Drops expired idempotency ids. */
+void channel_tick(sw_server_t *srv, int64_t now_ms);
+void channels_free(sw_server_t *srv);
+
+#endif

@@ -1,0 +1,51 @@
+/* config.h: server configuration (CLI flags and the JSON config file).
+ *
+ * Config file shape (every field optional):
+ * {"listen": "127.0.0.1:8080", "data": "./data", "sandbox": false,
+ *  "adminKey": "secret for the admin API (Authorization: Bearer <adminKey>)",
+ *  "synchronous": "full" | "normal",
+ *  "limits": {"maxMessageSize": 65536, "maxFrameSize": 524288, "maxInboundRate": 250,
+ *             "connectionStateTtl": 120000, "maxIdleInterval": 15000,
+ *             "maxOutboundBytes": 4194304, "maxConnections": 100000, "maxHttpBody": 1048576},
+ *  "apps": [app specs, see core/app.h]} */
+#ifndef SW_CORE_CONFIG_H
+#define SW_CORE_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sw_limits {
+  int64_t max_message_size;     /* CD2c, bytes of one publish */
+  int64_t max_frame_size;       /* CD2d, bytes of one inbound protocol message */
+  int64_t max_inbound_rate;     /* CD2e, messages/s advertised */
+  int64_t connection_state_ttl; /* CD2f, ms a lost connection stays resumable */
+  int64_t max_idle_interval;    /* CD2h, ms between server heartbeats */
+  size_t max_outbound_bytes;    /* queued output per socket before a slow consumer is dropped */
+  size_t max_connections;
+  size_t max_http_head;
+  size_t max_http_body;
+} sw_limits_t;
+
+typedef struct sw_config {
+  char host[64];
+  int port;
+  char *data_dir;  /* NULL with memory */
+  bool memory;
+  bool sandbox;
+  bool sync_full;
+  char *admin_key; /* NULL: admin API closed unless sandbox */
+  sw_limits_t limits;
+  json_t *apps;    /* array of app specs from the file, or NULL */
+} sw_config_t;
+
+/* Defaults (listen 127.0.0.1:8080, data ./data). */
+void config_defaults(sw_config_t *c);
+/* Merges a JSON config file into c. Returns 0 or -1 with a message in err. */
+int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen);
+/* Parses "HOST:PORT" into c. Returns 0 or -1. */
+int config_set_listen(sw_config_t *c, const char *hostport);
+void config_free(sw_config_t *c);
+
+#endif

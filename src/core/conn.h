@@ -1,0 +1,90 @@
+/* conn.h: an Ably realtime connection (RTN*), independent of the transport
+ * that currently carries it.
+ *
+ * A connection outlives its WebSocket: when the socket is lost the
+ * connection stays resumable for connectionStateTtl (RTN15), keeping its
+ * attachments, and a new socket with resume=<connectionKey> takes it over.
+ * Attachments stop delivering while no transport is bound and until the
+ * client re-attaches on the new one; the re-attach replays from storage
+ * what the client missed (by channelSerial), so nothing is queued per
+ * connection. */
+#ifndef SW_CORE_CONN_H
+#define SW_CORE_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "auth/capability.h"
+#include "core/app.h"
+#include "proto/codec.h"
+
+typedef struct sw_server sw_server_t;
+typedef struct sw_sock sw_sock_t;
+typedef struct sw_attach sw_attach_t;
+typedef struct sw_frame sw_frame_t;
+
+#define SW_CONN_ID_LEN 20
+#define SW_ACK_MEMORY 256 /* resent publishes (RTN19a2) answered from here */
+
+/* A completed publish remembered for re-ACKing a resend after resume. */
+typedef struct sw_ack_memo {
+  int64_t msg_serial;
+  int count;
+  bool done;      /* durable (or failed) */
+  sw_error_t err; /* code 0 = acked */
+  char **serials; /* owned */
+  size_t n_serials;
+} sw_ack_memo_t;
+
+typedef struct sw_conn {
+  char id[SW_CONN_ID_LEN + 1];
+  char key[64];   /* connectionKey: "<id>!<secret>", the resume credential */
+  sw_server_t *srv;
+  sw_sock_t *sock; /* current transport or NULL */
+  sw_app_t *app;
+  const sw_key_t *key_ref;
+  const sw_cap_t *cap;
+  char *client_id;  /* NULL: anonymous (a key without clientId may stamp any) */
+  sw_format_t fmt;
+  bool echo;
+  bool heartbeats;
+  int64_t next_msg_serial; /* the msgSerial the next new publish must carry */
+  sw_ack_memo_t memo[SW_ACK_MEMORY];
+  sw_attach_t *attachments; /* uthash by channel */
+  int64_t lost_at;          /* ms when the transport was lost; 0 while bound */
+  uint64_t last_tx;         /* loop ms of the last frame sent */
+  UT_hash_handle hh;
+} sw_conn_t;
+
+/* Handles a WebSocket upgrade request on GET / (RTN2): authenticates,
+ * creates or resumes a connection and sends CONNECTED, or sends ERROR and
+ * closes. The 101 response has already been written. */
+struct sw_http_req;
+void conn_on_upgrade(sw_sock_t *s, const struct sw_http_req *req);
+/* One complete WebSocket data message from the client. */
+void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text);
+/* The transport went away (socket closed by either side). */
+void conn_on_transport_lost(sw_conn_t *c);
+
+/* Encodes m in c's format and sends it as one WebSocket frame. */
+int conn_send_pmsg(sw_conn_t *c, const sw_pmsg_t *m);
+/* Sends a shared, already encoded frame (fan-out). */
+void conn_send_frame(sw_conn_t *c, sw_frame_t *f);
+/* Sends a connection-level ERROR, or DISCONNECTED when disconnected is set,
+ * and closes the transport. */
+void conn_fail(sw_conn_t *c, int code, const char *msg, bool disconnected);
+/* Sends an ERROR or NACK etc.: channel-level error (channel set) fails only that channel. */
+void conn_send_channel_error(sw_conn_t *c, const char *channel, const sw_error_t *e);
+
+/* Completes publish msg_serial (called when it is durable or failed). */
+void conn_publish_done(sw_conn_t *c, int64_t msg_serial, int count, const sw_error_t *err,
+                       char **serials, size_t n);
+
+/* Once-a-second housekeeping: heartbeats, expiry of lost connections. */
+void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms);
+/* Destroys a connection: detaches everything, forgets it (no resume). */
+void conn_destroy(sw_conn_t *c);
+sw_conn_t *conn_find(sw_server_t *srv, const char *id);
+
+#endif

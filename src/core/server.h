@@ -1,0 +1,52 @@
+/* server.h: the server: one libuv loop thread owning every socket,
+ * connection, channel and app, plus the storage commit thread (store/). */
+#ifndef SW_CORE_SERVER_H
+#define SW_CORE_SERVER_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "core/app.h"
+#include "core/config.h"
+#include "store/store.h"
+
+typedef struct sw_sock sw_sock_t;
+typedef struct sw_conn sw_conn_t;
+typedef struct sw_channel sw_channel_t;
+
+typedef struct sw_server {
+  uv_loop_t *loop;
+  sw_config_t *cfg;
+  uv_tcp_t listener;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t tick;      /* once a second: heartbeats, expiry of lost connections, retention */
+  sw_apps_t apps;
+  sw_store_t *store;
+  sw_channel_t *channels; /* uthash by (app id, name) */
+  sw_conn_t *conns;       /* uthash by connection id */
+  sw_sock_t *socks;       /* every open socket */
+  size_t n_socks;
+  char server_id[32];
+  uint64_t tick_count;
+  bool shutting_down;
+  int exit_code;
+} sw_server_t;
+
+/* Creates the server on loop: opens storage, loads apps (config file, then
+ * those created through the admin API), binds the listener. On success the
+ * bound port is in *port_out. Returns 0 or -1 (message on stderr). */
+int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_out);
+/* Graceful shutdown (SIGTERM): DISCONNECTED to every client, flush storage,
+ * close everything; the loop then ends. */
+void server_shutdown(sw_server_t *srv);
+/* Releases what server_start allocated after the loop has ended. */
+void server_free(sw_server_t *srv);
+
+/* Persists an app spec (admin API) so it survives restarts. */
+int server_persist_app(sw_server_t *srv, const sw_app_t *a);
+
+/* Routes one parsed HTTP request (called by the socket layer). */
+struct sw_http_req;
+void server_on_request(sw_sock_t *s, const struct sw_http_req *req);
+
+#endif

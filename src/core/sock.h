@@ -1,0 +1,69 @@
+/* sock.h: one accepted TCP connection, speaking HTTP/1.1 until it upgrades
+ * to WebSocket.
+ *
+ * Output is a queue of frame references written with one uv_write (writev)
+ * at a time, so queuing a fanned-out message costs no allocation. The queue
+ * is bounded by limits.max_outbound_bytes: past it the socket is a slow
+ * consumer and is closed (the Ably connection is told why when possible).
+ *
+ * Lifetime: the server owns every sock. sock_close() starts an asynchronous
+ * close; memory is released in the libuv close callback once no reference
+ * (sock_ref, held by pending REST publishes) remains, so callbacks never see
+ * freed memory. */
+#ifndef SW_CORE_SOCK_H
+#define SW_CORE_SOCK_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "core/frame.h"
+#include "net/ws_frame.h"
+#include "util/buf.h"
+
+typedef struct sw_server sw_server_t;
+typedef struct sw_conn sw_conn_t;
+
+#define SW_SOCK_MAX_IOV 64
+
+typedef struct sw_sock {
+  uv_tcp_t tcp;
+  sw_server_t *srv;
+  struct sw_sock *prev, *next; /* server's list */
+  unsigned refs;
+  bool is_ws;
+  bool closing;      /* sock_close called */
+  bool close_after_flush;
+  bool handle_closed;
+  sw_buf_t in;
+  /* output queue: a ring of frame references */
+  sw_frame_t **q;
+  size_t q_head, q_len, q_cap;
+  size_t q_bytes;    /* bytes queued, including those being written */
+  size_t head_off;   /* bytes of q[q_head] already written */
+  uv_write_t wreq;
+  bool writing;
+  size_t n_inflight; /* frames covered by the write in progress */
+  uv_buf_t iov[SW_SOCK_MAX_IOV];
+  /* WebSocket state */
+  sw_ws_msg_asm_t wsasm;
+  sw_conn_t *conn;   /* the Ably connection on this transport, or NULL */
+  uint64_t last_rx_ms; /* loop time of the last byte received */
+} sw_sock_t;
+
+/* Accepts a pending connection on the listener; 0 or negative uv error. */
+int sock_accept(sw_server_t *srv, uv_stream_t *listener);
+
+/* Queues a reference to f (the caller keeps its own). Returns 0, or -1 when
+ * the socket is closing or its queue is over the bound (the socket is then
+ * being closed as a slow consumer). */
+int sock_send(sw_sock_t *s, sw_frame_t *f);
+/* Queues a copy of bytes. */
+int sock_send_bytes(sw_sock_t *s, const void *p, size_t n);
+/* Starts closing: after_flush lets queued output drain first (bounded by a
+ * timer), otherwise the TCP connection is closed at once. Idempotent. */
+void sock_close(sw_sock_t *s, bool after_flush);
+
+void sock_ref(sw_sock_t *s);
+void sock_unref(sw_sock_t *s);
+
+#endif

@@ -1,0 +1,58 @@
+/* codec.h: the Ably wire formats, JSON (jansson) and msgpack (msgpack-c).
+ *
+ * Decoders are pure: they read (bytes, len), do no I/O, and either fill *out
+ * (which the caller then owns and releases with pmsg_free()/msg_clear()/
+ * json_decref()) or return -1 with *err set to the Ably error to report
+ * (40000 for a malformed body, 40013 for unusable data, ...) and nothing
+ * allocated. Unknown fields are ignored (forward compatibility, RSF1).
+ *
+ * Encoders append to an sw_buf_t and return 0 or -ENOMEM. Absent fields
+ * (NULL strings, has_* false, timestamp 0, action -1 in messages) are not
+ * written. */
+#ifndef SW_PROTO_CODEC_H
+#define SW_PROTO_CODEC_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/pmsg.h"
+#include "util/buf.h"
+
+typedef enum { SW_FMT_JSON = 0, SW_FMT_MSGPACK = 1 } sw_format_t;
+
+/* Limits the decoders enforce before allocating (nesting depth of JSON and
+ * msgpack values, number of messages in one ProtocolMessage). */
+#define SW_CODEC_MAX_DEPTH 32
+#define SW_CODEC_MAX_MESSAGES 1000
+
+/* One ProtocolMessage (a WebSocket text or binary frame). */
+int codec_decode_pmsg(sw_format_t f, const uint8_t *p, size_t n, sw_pmsg_t *out, sw_error_t *err);
+int codec_encode_pmsg(sw_format_t f, const sw_pmsg_t *m, sw_buf_t *out);
+
+/* A REST publish body: one Message object or an array of them.
+ * *out is a malloc'd array of *count messages (free each with msg_clear,
+ * then free the array). */
+int codec_decode_msgs(sw_format_t f, const uint8_t *p, size_t n, sw_msg_t **out, size_t *count,
+                      sw_error_t *err);
+/* One Message as an object, or an array of Messages. */
+int codec_encode_msg(sw_format_t f, const sw_msg_t *m, sw_buf_t *out);
+int codec_encode_msgs(sw_format_t f, const sw_msg_t *msgs, size_t n, sw_buf_t *out);
+/* Presence messages as an array (REST presence, presence history). */
+int codec_encode_presence_array(sw_format_t f, const sw_presence_t *p, size_t n, sw_buf_t *out);
+
+/* The storage form of a Message: msgpack, independent of client formats. */
+int codec_msg_to_blob(const sw_msg_t *m, sw_buf_t *out);
+int codec_msg_from_blob(const uint8_t *p, size_t n, sw_msg_t *out);
+
+/* Generic bodies (admin API, /time, channel status, publish results):
+ * a json_t tree written as JSON or as the equivalent msgpack value, and a
+ * JSON or msgpack body read into a json_t tree (msgpack bin becomes a
+ * base64 string). decode returns NULL with *err set on failure. */
+int codec_encode_value(sw_format_t f, const json_t *v, sw_buf_t *out);
+json_t *codec_decode_value(sw_format_t f, const uint8_t *p, size_t n, sw_error_t *err);
+
+/* {"error":{"code","statusCode","message","href"}} (the REST error body). */
+int codec_encode_error_body(sw_format_t f, const sw_error_t *e, sw_buf_t *out);
+
+#endif
