@@ -1,0 +1,183 @@
+// Admin API (sandbox-compatible): POST /apps with the Ably test-app fixture,
+// key capabilities enforced as in the fixture, app isolation, DELETE
+// /apps/{id}, and the admin API being closed without --sandbox.
+import assert from 'node:assert/strict';
+import {
+  useServer,
+  startServer,
+  bothProtocols,
+  clients,
+  connected,
+  collector,
+  createApp,
+  deleteApp,
+  http,
+  uniqueChannel,
+  withTimeout,
+  settle,
+  sleep,
+  waitForConnectionState,
+  testAppSetup,
+  test,
+} from './lib/server.mjs';
+
+const env = useServer({ label: 'admin' });
+
+const normCap = (s) => {
+  const o = typeof s === 'string' ? JSON.parse(s) : s;
+  const out = {};
+  for (const k of Object.keys(o).sort()) out[k] = [...o[k]].sort();
+  return out;
+};
+
+test('POST /apps returns the app with keys in fixture order, capabilities and namespaces', async () => {
+  const fixture = testAppSetup().post_apps;
+  const res = await http(env.server, 'POST', '/apps', { body: fixture });
+  assert.equal(res.status, 201, res.text);
+  const app = res.body;
+  assert.equal(typeof app.appId, 'string');
+  assert.ok(app.appId.length > 0);
+  assert.equal(app.keys.length, fixture.keys.length, 'one key per fixture entry');
+  const names = new Set();
+  app.keys.forEach((k, i) => {
+    assert.equal(typeof k.keyName, 'string');
+    assert.ok(k.keyName.startsWith(`${app.appId}.`), `keyName ${k.keyName} is <appId>.<keyId>`);
+    assert.equal(typeof k.keySecret, 'string');
+    assert.ok(k.keySecret.length >= 8, 'secret has some length');
+    assert.equal(k.keyStr, `${k.keyName}:${k.keySecret}`, 'keyStr = keyName:keySecret');
+    names.add(k.keyName);
+    if (fixture.keys[i].capability) {
+      assert.deepEqual(normCap(k.capability), normCap(fixture.keys[i].capability), `key[${i}] capability as in the fixture`);
+    }
+  });
+  assert.equal(names.size, app.keys.length, 'key names are distinct');
+  const cap0 = normCap(app.keys[0].capability);
+  const full = JSON.stringify(cap0) === JSON.stringify({ '[*]*': ['*'] }) || JSON.stringify(cap0) === JSON.stringify({ '*': ['*'] });
+  assert.ok(full, `key[0] gets full access, got ${app.keys[0].capability}`);
+  assert.equal(app.keys[4].revocableTokens, true, 'key[4] revocableTokens');
+  const nsIds = (app.namespaces || []).map((n) => n.id).sort();
+  assert.deepEqual(nsIds, ['mutable', 'persisted', 'pushenabled']);
+  const persisted = app.namespaces.find((n) => n.id === 'persisted');
+  assert.equal(persisted.persisted, true);
+
+  const other = await createApp(env.server);
+  assert.notEqual(other.appId, app.appId, 'each POST creates a new app');
+  assert.notEqual(other.keys[0].keySecret, app.keys[0].keySecret, 'secrets are not reused across apps');
+});
+
+test('POST /apps with an invalid body -> 400', async () => {
+  const res = await http(env.server, 'POST', '/apps', { body: '{"keys": [', headers: { 'content-type': 'application/json' } });
+  assert.equal(res.status, 400, res.text);
+  assert.ok(res.headers.get('x-ably-errorcode')?.startsWith('400'), `x-ably-errorcode ${res.headers.get('x-ably-errorcode')}`);
+});
+
+bothProtocols('every fixture key connects; key[5] {"[*]*":["*"]} can publish and subscribe', async (t, binary) => {
+  const c = clients(t);
+  for (const [i, k] of env.app.keys.entries()) {
+    const client = c.realtime(env.server, { key: k.keyStr, binary });
+    await waitForConnectionState(client, 'connected', { timeoutMs: 5000 }).catch((e) => {
+      throw new Error(`key[${i}] ${k.keyName}: ${e.message}`);
+    });
+  }
+  const k5 = await connected(c, env.server, { key: env.app.keys[5].keyStr, binary });
+  const name = uniqueChannel('k5');
+  const col = collector(k5.channels.get(name));
+  await withTimeout(col.subscribed, 5000, 'attach');
+  await k5.channels.get(name).publish('m', 'k5');
+  await col.until(1);
+});
+
+bothProtocols('key[3] {"*":["subscribe"]} can attach and subscribe but publish is refused with 40160', async (t, binary) => {
+  const c = clients(t);
+  const name = uniqueChannel('k3');
+  const [sub, pub] = await Promise.all([
+    connected(c, env.server, { key: env.app.keys[3].keyStr, binary }),
+    connected(c, env.server, { key: env.app.keys[0].keyStr, binary }),
+  ]);
+  const ch = sub.channels.get(name);
+  const col = collector(ch);
+  await withTimeout(col.subscribed, 5000, 'key[3] attach');
+  assert.equal(ch.state, 'attached');
+  await pub.channels.get(name).publish('from-key0', 'hello');
+  const [m] = await col.until(1);
+  assert.equal(m.data, 'hello', 'subscribe-only key receives messages');
+  const r = await withTimeout(settle(ch.publish('from-key3', 'nope')), 5000, 'key[3] publish');
+  assert.equal(r.ok, false, 'publish with a subscribe-only key must be refused');
+  assert.equal(r.error.code, 40160, `${r.error.code} ${r.error.message}`);
+  assert.equal(sub.connection.state, 'connected');
+  await sleep(200);
+  assert.deepEqual(col.messages.map((x) => x.name), ['from-key0']);
+  // REST too.
+  const rest = c.rest(env.server, { key: env.app.keys[3].keyStr, binary });
+  const rr = await settle(rest.channels.get(name).publish('x', 'y'));
+  assert.equal(rr.ok, false);
+  assert.equal(rr.error.code, 40160);
+});
+
+bothProtocols('key[1] namespace wildcards: cansubscribe:* may not publish, canpublish:* may publish', async (t, binary) => {
+  const c = clients(t);
+  const client = await connected(c, env.server, { key: env.app.keys[1].keyStr, binary });
+  const ok = await settle(client.channels.get(`canpublish:${uniqueChannel('x')}`).publish('a', 'b'));
+  assert.equal(ok.ok, true, `publish on canpublish:* allowed: ${ok.error?.message}`);
+  const denied = await settle(client.channels.get(`cansubscribe:${uniqueChannel('x')}`).publish('a', 'b'));
+  assert.equal(denied.ok, false);
+  assert.equal(denied.error.code, 40160);
+  const att = await settle(client.channels.get(`cansubscribe:${uniqueChannel('y')}`).attach());
+  assert.equal(att.ok, true, `attach on cansubscribe:* allowed: ${att.error?.message}`);
+  const elsewhere = await settle(client.channels.get(uniqueChannel('plain')).attach());
+  assert.equal(elsewhere.ok, false);
+  assert.equal(elsewhere.error.code, 40160);
+});
+
+bothProtocols('apps are isolated: same channel name in two apps does not share messages or history', async (t, binary) => {
+  const c = clients(t);
+  const appB = await createApp(env.server);
+  const name = uniqueChannel('iso');
+  const [a, b] = await Promise.all([
+    connected(c, env.server, { key: env.app.keys[0].keyStr, binary }),
+    connected(c, env.server, { key: appB.keys[0].keyStr, binary }),
+  ]);
+  const colA = collector(a.channels.get(name));
+  const colB = collector(b.channels.get(name));
+  await withTimeout(Promise.all([colA.subscribed, colB.subscribed]), 5000, 'attach');
+  await a.channels.get(name).publish('in-a', 1);
+  await colA.until(1);
+  await sleep(300);
+  assert.equal(colB.messages.length, 0, 'app B does not see app A traffic');
+  const hist = await c.rest(env.server, { key: appB.keys[0].keyStr, binary }).channels.get(name).history();
+  assert.equal(hist.items.length, 0, 'app B history is separate');
+  await deleteApp(env.server, appB.appId);
+});
+
+bothProtocols('DELETE /apps/{id} -> 204; later connects and REST calls with its keys fail (40400/40101)', async (t, binary) => {
+  const c = clients(t);
+  const app = await createApp(env.server);
+  const before = await connected(c, env.server, { key: app.keys[0].keyStr, binary });
+  assert.equal(before.connection.state, 'connected', 'key works before delete');
+  const del = await deleteApp(env.server, app.appId);
+  assert.equal(del.status, 204, del.text);
+  const client = c.realtime(env.server, { key: app.keys[0].keyStr, binary });
+  const sc = await waitForConnectionState(client, 'failed', { timeoutMs: 6000, failOn: ['connected'] });
+  const pair = `${sc.reason?.code}/${sc.reason?.statusCode}`;
+  assert.ok(pair === '40400/404' || pair === '40101/401', `deleted app: expected 40400/404 or 40101/401, got ${pair}`);
+  const rest = c.rest(env.server, { key: app.keys[0].keyStr, binary });
+  const r = await settle(rest.channels.get('x').publish('a', 'b'));
+  assert.equal(r.ok, false);
+  assert.ok([40400, 40101].includes(r.error.code), `REST with deleted app key: ${r.error.code}`);
+  const again = await deleteApp(env.server, app.appId);
+  assert.equal(again.status, 404, `deleting twice -> 404, got ${again.status}`);
+});
+
+test('admin API without --sandbox and without credentials -> 401', { timeout: 20_000 }, async () => {
+  const server = await startServer({ sandbox: false, label: 'admin-nosandbox' });
+  try {
+    const res = await http(server, 'POST', '/apps', { body: testAppSetup().post_apps });
+    assert.equal(res.status, 401, `POST /apps without credentials: ${res.status} ${res.text}`);
+    const code = Number(res.headers.get('x-ably-errorcode'));
+    assert.ok(code >= 40100 && code < 40200, `x-ably-errorcode 401xx, got ${code}`);
+    const del = await http(server, 'DELETE', '/apps/whatever');
+    assert.equal(del.status, 401, `DELETE /apps without credentials: ${del.status}`);
+  } finally {
+    await server.stop();
+  }
+});
