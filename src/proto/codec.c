@@ -1,0 +1,94 @@
+/* codec.c: the codec.h API: picks the format's reader or writer and hands
+ * it the shared struct mapping of wire_decode.c / wire_encode.c. */
+#include "proto/codec.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "proto/wire.h"
+
+static int read_root(sw_format_t f, const uint8_t *p, size_t n, wire_root_fn fn, void *arg,
+                     sw_error_t *err) {
+  return f == SW_FMT_MSGPACK ? codec_msgpack_read(p, n, fn, arg, err)
+                             : codec_json_read(p, n, fn, arg, err);
+}
+
+/* Returns where the output starts, for finish(). */
+static size_t writer_init(sw_format_t f, wire_writer_t *w, sw_buf_t *out) {
+  if (f == SW_FMT_MSGPACK)
+    codec_msgpack_writer_init(w, out);
+  else
+    codec_json_writer_init(w, out);
+  return out->len;
+}
+
+/* Encoders leave out as it was when they fail. */
+static int finish(sw_buf_t *out, size_t start, int rc) {
+  if (rc) out->len = start;
+  return rc;
+}
+
+int codec_decode_pmsg(sw_format_t f, const uint8_t *p, size_t n, sw_pmsg_t *out, sw_error_t *err) {
+  memset(out, 0, sizeof *out);
+  return read_root(f, p, n, wire_decode_pmsg, out, err) ? -1 : 0;
+}
+
+int codec_encode_pmsg(sw_format_t f, const sw_pmsg_t *m, sw_buf_t *out) {
+  wire_writer_t w;
+  size_t start = writer_init(f, &w, out);
+  return finish(out, start, wire_encode_pmsg(&w, m));
+}
+
+int codec_decode_msgs(sw_format_t f, const uint8_t *p, size_t n, sw_msg_t **out, size_t *count,
+                      sw_error_t *err) {
+  wire_msgs_out_t o = {0};
+  int rc = read_root(f, p, n, wire_decode_msgs, &o, err);
+  *out = o.msgs;
+  *count = o.n;
+  return rc ? -1 : 0;
+}
+
+int codec_encode_msg(sw_format_t f, const sw_msg_t *m, sw_buf_t *out) {
+  wire_writer_t w;
+  size_t start = writer_init(f, &w, out);
+  return finish(out, start, wire_encode_msg(&w, m));
+}
+
+int codec_encode_msgs(sw_format_t f, const sw_msg_t *msgs, size_t n, sw_buf_t *out) {
+  wire_writer_t w;
+  size_t start = writer_init(f, &w, out);
+  return finish(out, start, wire_encode_msgs(&w, msgs, n));
+}
+
+int codec_encode_presence_array(sw_format_t f, const sw_presence_t *p, size_t n, sw_buf_t *out) {
+  wire_writer_t w;
+  size_t start = writer_init(f, &w, out);
+  return finish(out, start, wire_encode_presence_array(&w, p, n));
+}
+
+int codec_msg_to_blob(const sw_msg_t *m, sw_buf_t *out) { return codec_encode_msg(SW_FMT_MSGPACK, m, out); }
+
+int codec_msg_from_blob(const uint8_t *p, size_t n, sw_msg_t *out) {
+  sw_error_t err;
+  memset(out, 0, sizeof *out);
+  out->action = -1;
+  return codec_msgpack_read(p, n, wire_decode_blob, out, &err) ? -1 : 0;
+}
+
+int codec_encode_value(sw_format_t f, const json_t *v, sw_buf_t *out) {
+  wire_writer_t w;
+  size_t start = writer_init(f, &w, out);
+  return finish(out, start, w.ops->json(&w, v));
+}
+
+json_t *codec_decode_value(sw_format_t f, const uint8_t *p, size_t n, sw_error_t *err) {
+  json_t *j = NULL;
+  read_root(f, p, n, wire_decode_json, &j, err);
+  return j;
+}
+
+int codec_encode_error_body(sw_format_t f, const sw_error_t *e, sw_buf_t *out) {
+  wire_writer_t w;
+  size_t start = writer_init(f, &w, out);
+  return finish(out, start, wire_encode_error_body(&w, e));
+}

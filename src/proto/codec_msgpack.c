@@ -1,0 +1,385 @@
+/* codec_msgpack.c: the msgpack format (msgpack-c) behind the wire.h
+ * interfaces: a structural pre-check, msgpack_unpack into a zone seen as
+ * wire_val_t views, and a packer writing straight into an sw_buf_t. */
+#include <errno.h>
+#include <math.h>
+#include <msgpack.h>
+#include <string.h>
+
+#include "proto/textenc.h"
+#include "proto/wire.h"
+
+/* ---- pre-check ---- */
+
+static int mp_bad(sw_error_t *err, const char *why) {
+  errors_set(err, SW_E_BAD_REQUEST, "malformed msgpack: %s", why);
+  return -1;
+}
+
+static uint64_t be_read(const uint8_t *p, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) v = v << 8 | p[i];
+  return v;
+}
+
+/* Walks one value without allocating and checks what msgpack_unpack would
+ * not check before allocating: at most SW_CODEC_MAX_DEPTH nested
+ * containers, no container claiming more items than there are bytes left (a
+ * 5-byte input could otherwise make it allocate gigabytes), valid UTF-8 in
+ * every str, and nothing after the value. */
+static int mp_check(const uint8_t *p, size_t n, sw_error_t *err) {
+  size_t left[SW_CODEC_MAX_DEPTH + 1]; /* items still due at each open level */
+  int top = 0;
+  left[0] = 1;
+  size_t i = 0;
+  for (;;) {
+    while (top >= 0 && left[top] == 0) top--;
+    if (top < 0) break;
+    left[top]--;
+    if (i >= n) return mp_bad(err, "truncated");
+    uint8_t b = p[i++];
+    size_t hdr = 0;    /* big-endian length/count bytes after b */
+    size_t fixed = 0;  /* payload bytes not given by a header */
+    size_t extra = 0;  /* ext type byte */
+    size_t mult = 0;   /* container: items per counted entry (1 array, 2 map) */
+    bool str = false, counted = false;
+    uint64_t count = 0;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+      /* fixint, nil, bool */
+    } else if (b <= 0x8f) {
+      mult = 2, count = b & 0x0f;
+    } else if (b <= 0x9f) {
+      mult = 1, count = b & 0x0f;
+    } else if (b <= 0xbf) {
+      str = true, fixed = b & 0x1f;
+    } else {
+      switch (b) {
+      case 0xc4: case 0xc5: case 0xc6: hdr = (size_t)1 << (b - 0xc4); counted = true; break;
+      case 0xc7: case 0xc8: case 0xc9: hdr = (size_t)1 << (b - 0xc7); counted = true; extra = 1; break;
+      case 0xca: fixed = 4; break;
+      case 0xcb: fixed = 8; break;
+      case 0xcc: case 0xcd: case 0xce: case 0xcf: fixed = (size_t)1 << (b - 0xcc); break;
+      case 0xd0: case 0xd1: case 0xd2: case 0xd3: fixed = (size_t)1 << (b - 0xd0); break;
+      case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: fixed = 1 + ((size_t)1 << (b - 0xd4)); break;
+      case 0xd9: case 0xda: case 0xdb: hdr = (size_t)1 << (b - 0xd9); counted = true; str = true; break;
+      case 0xdc: case 0xdd: hdr = (size_t)2 << (b - 0xdc); mult = 1; break;
+      case 0xde: case 0xdf: hdr = (size_t)2 << (b - 0xde); mult = 2; break;
+      default: return mp_bad(err, "invalid type byte"); /* 0xc1 */
+      }
+    }
+    if (n - i < hdr) return mp_bad(err, "truncated");
+    uint64_t len = be_read(p + i, hdr);
+    i += hdr;
+    if (mult) {
+      count = hdr ? len : count;
+      if (top + 1 > SW_CODEC_MAX_DEPTH) return mp_bad(err, "nested too deeply");
+      /* Every item takes at least one byte. */
+      if (count * mult > n - i) return mp_bad(err, "truncated");
+      if (count) left[++top] = (size_t)(count * mult);
+      continue;
+    }
+    uint64_t body = (counted ? len : 0) + fixed + extra;
+    if (body > n - i) return mp_bad(err, "truncated");
+    if (str && !textenc_utf8_valid(p + i, (size_t)body)) return mp_bad(err, "str is not UTF-8");
+    i += (size_t)body;
+  }
+  if (i != n) return mp_bad(err, "trailing bytes after the value");
+  return 0;
+}
+
+/* ---- reading ---- */
+
+static const wire_reader_ops_t mr_ops;
+
+static void mr_view(const msgpack_object *o, wire_val_t *v) {
+  v->ops = &mr_ops;
+  v->node = o;
+  switch (o->type) {
+  case MSGPACK_OBJECT_NIL: v->kind = WIRE_NIL; break;
+  case MSGPACK_OBJECT_BOOLEAN:
+    v->kind = WIRE_BOOL;
+    v->b = o->via.boolean;
+    break;
+  case MSGPACK_OBJECT_POSITIVE_INTEGER:
+    if (o->via.u64 > INT64_MAX) {
+      v->kind = WIRE_REAL;
+      v->d = (double)o->via.u64;
+    } else {
+      v->kind = WIRE_INT;
+      v->i = (int64_t)o->via.u64;
+    }
+    break;
+  case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+    v->kind = WIRE_INT;
+    v->i = o->via.i64;
+    break;
+  case MSGPACK_OBJECT_FLOAT32:
+  case MSGPACK_OBJECT_FLOAT64:
+    v->kind = WIRE_REAL;
+    v->d = o->via.f64;
+    break;
+  case MSGPACK_OBJECT_STR:
+    v->kind = WIRE_STR;
+    v->s.p = o->via.str.ptr;
+    v->s.len = o->via.str.size;
+    break;
+  case MSGPACK_OBJECT_BIN:
+    v->kind = WIRE_BIN;
+    v->s.p = o->via.bin.ptr;
+    v->s.len = o->via.bin.size;
+    break;
+  case MSGPACK_OBJECT_ARRAY:
+    v->kind = WIRE_ARRAY;
+    v->n = o->via.array.size;
+    break;
+  case MSGPACK_OBJECT_MAP:
+    v->kind = WIRE_MAP;
+    v->n = o->via.map.size;
+    break;
+  default: v->kind = WIRE_OTHER; break;
+  }
+}
+
+static void mr_item(const wire_val_t *arr, size_t i, wire_val_t *out) {
+  const msgpack_object *o = arr->node;
+  mr_view(&o->via.array.ptr[i], out);
+}
+
+static int mr_each(const wire_val_t *map, wire_field_cb cb, void *ctx, sw_error_t *err) {
+  const msgpack_object *o = map->node;
+  for (uint32_t i = 0; i < o->via.map.size; i++) {
+    const msgpack_object_kv *kv = &o->via.map.ptr[i];
+    if (kv->key.type != MSGPACK_OBJECT_STR) return mp_bad(err, "map key is not a string");
+    wire_val_t v;
+    mr_view(&kv->val, &v);
+    if (cb(ctx, kv->key.via.str.ptr, kv->key.via.str.size, &v, err)) return -1;
+  }
+  return 0;
+}
+
+static json_t *mr_json(const msgpack_object *o, sw_error_t *err);
+
+static json_t *mr_json_map(const msgpack_object *o, sw_error_t *err) {
+  json_t *obj = json_object();
+  if (!obj) goto nomem;
+  for (uint32_t i = 0; i < o->via.map.size; i++) {
+    const msgpack_object_kv *kv = &o->via.map.ptr[i];
+    if (kv->key.type != MSGPACK_OBJECT_STR) {
+      json_decref(obj);
+      mp_bad(err, "map key is not a string");
+      return NULL;
+    }
+    json_t *val = mr_json(&kv->val, err);
+    if (!val) {
+      json_decref(obj);
+      return NULL;
+    }
+    if (json_object_setn_new(obj, kv->key.via.str.ptr, kv->key.via.str.size, val)) {
+      json_decref(obj);
+      goto nomem;
+    }
+  }
+  return obj;
+nomem:
+  errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
+  return NULL;
+}
+
+static json_t *mr_json_array(const msgpack_object *o, sw_error_t *err) {
+  json_t *arr = json_array();
+  if (!arr) goto nomem;
+  for (uint32_t i = 0; i < o->via.array.size; i++) {
+    json_t *val = mr_json(&o->via.array.ptr[i], err);
+    if (!val) {
+      json_decref(arr);
+      return NULL;
+    }
+    if (json_array_append_new(arr, val)) {
+      json_decref(arr);
+      goto nomem;
+    }
+  }
+  return arr;
+nomem:
+  errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
+  return NULL;
+}
+
+/* Recursion is bounded by mp_check's depth limit. */
+static json_t *mr_json(const msgpack_object *o, sw_error_t *err) {
+  json_t *j = NULL;
+  switch (o->type) {
+  case MSGPACK_OBJECT_NIL: j = json_null(); break;
+  case MSGPACK_OBJECT_BOOLEAN: j = json_boolean(o->via.boolean); break;
+  case MSGPACK_OBJECT_POSITIVE_INTEGER:
+    j = o->via.u64 > INT64_MAX ? json_real((double)o->via.u64) : json_integer((json_int_t)o->via.u64);
+    break;
+  case MSGPACK_OBJECT_NEGATIVE_INTEGER: j = json_integer(o->via.i64); break;
+  case MSGPACK_OBJECT_FLOAT32:
+  case MSGPACK_OBJECT_FLOAT64:
+    if (!isfinite(o->via.f64)) {
+      mp_bad(err, "number is not finite");
+      return NULL;
+    }
+    j = json_real(o->via.f64);
+    break;
+  case MSGPACK_OBJECT_STR: j = json_stringn(o->via.str.ptr, o->via.str.size); break;
+  case MSGPACK_OBJECT_BIN: {
+    sw_buf_t b64 = {0};
+    if (textenc_base64_append(&b64, (const uint8_t *)o->via.bin.ptr, o->via.bin.size) == 0)
+      j = json_stringn(b64.data ? (const char *)b64.data : "", b64.len);
+    buf_free(&b64);
+    break;
+  }
+  case MSGPACK_OBJECT_ARRAY: return mr_json_array(o, err);
+  case MSGPACK_OBJECT_MAP: return mr_json_map(o, err);
+  default: mp_bad(err, "ext values are not supported"); return NULL;
+  }
+  if (!j) errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
+  return j;
+}
+
+static json_t *mr_to_json(const wire_val_t *v, sw_error_t *err) { return mr_json(v->node, err); }
+
+static const wire_reader_ops_t mr_ops = {
+    .item = mr_item,
+    .each = mr_each,
+    .to_json = mr_to_json,
+};
+
+int codec_msgpack_read(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err) {
+  if (mp_check(p, n, err)) return -1;
+  msgpack_zone zone;
+  if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE)) {
+    errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
+    return -1;
+  }
+  /* str/bin objects point into p, which outlives the zone. */
+  msgpack_object root;
+  size_t off = 0;
+  msgpack_unpack_return r = msgpack_unpack((const char *)p, n, &off, &zone, &root);
+  int rc;
+  if (r == MSGPACK_UNPACK_SUCCESS) {
+    wire_val_t v;
+    mr_view(&root, &v);
+    rc = fn(&v, arg, err);
+  } else if (r == MSGPACK_UNPACK_NOMEM_ERROR) {
+    rc = -1;
+    errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
+  } else {
+    rc = mp_bad(err, "unpack failed");
+  }
+  msgpack_zone_destroy(&zone);
+  return rc;
+}
+
+/* ---- writing ---- */
+
+static int mw_write(void *data, const char *buf, size_t len) { return buf_append(data, buf, len); }
+
+#define MW_PACK(w, call)                                                                           \
+  do {                                                                                             \
+    msgpack_packer pk;                                                                             \
+    msgpack_packer_init(&pk, (w)->out, mw_write);                                                  \
+    return (call) ? -ENOMEM : 0;                                                                   \
+  } while (0)
+
+/* The entry count is known only at close: reserve a fixmap byte and widen
+ * it to map16 in the (never seen in practice) case of more than 15. */
+static int mw_map_open(wire_writer_t *w, size_t *mark) {
+  *mark = w->out->len;
+  return buf_append_byte(w->out, 0x80);
+}
+
+static int mw_map_close(wire_writer_t *w, size_t mark, size_t n) {
+  sw_buf_t *b = w->out;
+  if (n <= 15) {
+    b->data[mark] = (uint8_t)(0x80 | n);
+    return 0;
+  }
+  if (n > 0xffff) return -EINVAL;
+  if (buf_reserve(b, 2)) return -ENOMEM;
+  memmove(b->data + mark + 3, b->data + mark + 1, b->len - mark - 1);
+  b->data[mark] = 0xde;
+  b->data[mark + 1] = (uint8_t)(n >> 8);
+  b->data[mark + 2] = (uint8_t)n;
+  b->len += 2;
+  return 0;
+}
+
+static int mw_array_open(wire_writer_t *w, size_t n) { MW_PACK(w, msgpack_pack_array(&pk, n)); }
+
+static int mw_array_close(wire_writer_t *w) {
+  (void)w;
+  return 0;
+}
+
+static int mw_str(wire_writer_t *w, const char *s, size_t n) {
+  MW_PACK(w, msgpack_pack_str_with_body(&pk, s, n));
+}
+
+static int mw_bin(wire_writer_t *w, const uint8_t *p, size_t n) {
+  MW_PACK(w, msgpack_pack_bin_with_body(&pk, p, n));
+}
+
+static int mw_i64(wire_writer_t *w, int64_t v) { MW_PACK(w, msgpack_pack_int64(&pk, v)); }
+
+static int mw_nil(wire_writer_t *w) { MW_PACK(w, msgpack_pack_nil(&pk)); }
+
+/* Callers' trees may be arbitrary; this only stops a cyclic one. */
+#define MW_MAX_DEPTH 256
+
+static int mw_value(msgpack_packer *pk, const json_t *j, int depth) {
+  if (depth > MW_MAX_DEPTH) return -EINVAL;
+  switch (json_typeof(j)) {
+  case JSON_OBJECT: {
+    const char *key;
+    size_t klen;
+    json_t *val;
+    if (msgpack_pack_map(pk, json_object_size(j))) return -ENOMEM;
+    json_object_keylen_foreach((json_t *)j, key, klen, val) {
+      if (msgpack_pack_str_with_body(pk, key, klen)) return -ENOMEM;
+      int rc = mw_value(pk, val, depth + 1);
+      if (rc) return rc;
+    }
+    return 0;
+  }
+  case JSON_ARRAY:
+    if (msgpack_pack_array(pk, json_array_size(j))) return -ENOMEM;
+    for (size_t i = 0; i < json_array_size(j); i++) {
+      int rc = mw_value(pk, json_array_get(j, i), depth + 1);
+      if (rc) return rc;
+    }
+    return 0;
+  case JSON_STRING:
+    return msgpack_pack_str_with_body(pk, json_string_value(j), json_string_length(j)) ? -ENOMEM : 0;
+  case JSON_INTEGER: return msgpack_pack_int64(pk, json_integer_value(j)) ? -ENOMEM : 0;
+  case JSON_REAL: return msgpack_pack_double(pk, json_real_value(j)) ? -ENOMEM : 0;
+  case JSON_TRUE: return msgpack_pack_true(pk) ? -ENOMEM : 0;
+  case JSON_FALSE: return msgpack_pack_false(pk) ? -ENOMEM : 0;
+  default: return msgpack_pack_nil(pk) ? -ENOMEM : 0;
+  }
+}
+
+static int mw_json(wire_writer_t *w, const json_t *v) {
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, w->out, mw_write);
+  return mw_value(&pk, v, 0);
+}
+
+static const wire_writer_ops_t mw_ops = {
+    .map_open = mw_map_open,
+    .map_close = mw_map_close,
+    .array_open = mw_array_open,
+    .array_close = mw_array_close,
+    .key = mw_str,
+    .str = mw_str,
+    .bin = mw_bin,
+    .i64 = mw_i64,
+    .nil = mw_nil,
+    .json = mw_json,
+};
+
+void codec_msgpack_writer_init(wire_writer_t *w, sw_buf_t *out) {
+  *w = (wire_writer_t){.ops = &mw_ops, .out = out};
+}
