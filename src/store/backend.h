@@ -1,0 +1,77 @@
+/* backend.h: the storage backend vtable (internal to src/store).
+ *
+ * store.c owns the commit thread and the queue; a backend only stores. The
+ * thread contract every backend must honour:
+ *  - write_batch, prune, delete_app and kv_put are called only from the commit
+ *    thread, one at a time;
+ *  - history, last_seq, find_by_id and kv_list are called only from the loop
+ *    thread, concurrently with the writes above;
+ *  - open and close run on the loop thread while the commit thread does not
+ *    exist (before it starts / after it is joined).
+ * A backend adding a write path must keep those two sides safe against each
+ * other (SQLite: two connections in WAL mode; memory: one mutex). */
+#ifndef SW_STORE_BACKEND_H
+#define SW_STORE_BACKEND_H
+
+#include "store/store.h"
+#include "util/buf.h"
+
+typedef struct sw_backend sw_backend_t;
+
+typedef struct sw_backend_ops {
+  /* Writes recs[0..n) in one atomic transaction (all or none) and raises
+   * each channel's serial to the max seq written. Then count retention: for
+   * every record that ends a run of consecutive records of one channel and
+   * has keep_count > 0, rows of that channel with
+   * seq <= last_seq - keep_count are deleted (last_seq after the whole
+   * batch; with a constant keep_count per channel this keeps at most the
+   * keep_count newest, fewer if seqs have gaps). Durable per the synchronous
+   * option when it returns 0. -EEXIST when an (app, channel, seq) exists. */
+  int (*write_batch)(sw_backend_t *b, const sw_store_rec_t *recs, size_t n);
+  /* Deletes up to `limit` rows with expires_at != 0 && expires_at <= now
+   * (a backend may delete more); *deleted gets the count. */
+  int (*prune)(sw_backend_t *b, int64_t now, size_t limit, size_t *deleted);
+  /* Deletes every message and channel serial of app_id. */
+  int (*delete_app)(sw_backend_t *b, const char *app_id);
+  /* Upserts (value != NULL) or deletes (value == NULL) ns/key. */
+  int (*kv_put)(sw_backend_t *b, const char *ns, const char *key, const char *value);
+
+  /* Reads: see store.h for the semantics; out is filled via sw_rows_builder. */
+  int (*history)(sw_backend_t *b, const sw_history_q_t *q, sw_store_rows_t *out);
+  int (*last_seq)(sw_backend_t *b, const char *app_id, const char *channel, int64_t *seq);
+  int (*find_by_id)(sw_backend_t *b, const char *app_id, const char *channel, const char *msg_id,
+                    sw_store_row_t *row);
+  /* Appends "key\0value\0" for every key of ns, ascending by key, to *out
+   * and sets *count. */
+  int (*kv_list)(sw_backend_t *b, const char *ns, sw_buf_t *out, size_t *count);
+
+  /* Releases everything, including b itself. */
+  void (*close)(sw_backend_t *b);
+} sw_backend_ops_t;
+
+struct sw_backend {
+  const sw_backend_ops_t *ops;
+};
+
+/* Constructors: 0 and *out set, or a negative errno (nothing leaked). */
+int backend_sqlite_open(const sw_store_opts_t *opts, sw_backend_t **out);
+int backend_memory_open(const sw_store_opts_t *opts, sw_backend_t **out);
+
+/* Accumulates history rows so the result is a single allocation: the row
+ * array followed by every blob (store_rows_free is then one free()). A zeroed
+ * builder is empty. Implemented in store.c. */
+typedef struct sw_rows_builder {
+  sw_buf_t rows;  /* packed sw_rows_entry_t */
+  sw_buf_t blobs; /* concatenated blob bytes */
+  size_t n;
+} sw_rows_builder_t;
+
+/* Appends one row (copies blob). 0 or -ENOMEM. */
+int rows_builder_add(sw_rows_builder_t *rb, int64_t seq, int64_t ts, const void *blob,
+                     size_t blob_len);
+/* Moves the rows into *out (one allocation) and empties rb. 0 or -ENOMEM
+ * (rb is then freed and *out is {NULL, 0}). */
+int rows_builder_finish(sw_rows_builder_t *rb, sw_store_rows_t *out);
+void rows_builder_free(sw_rows_builder_t *rb);
+
+#endif

@@ -1,0 +1,591 @@
+/* store.c: the backend-independent half of the store: the job queue, the
+ * commit thread (group commit), completion delivery to the loop thread, and
+ * the read pass-throughs.
+ *
+ * Data flow of a publish:
+ *   loop thread: store_submit copies the records into one job allocation and
+ *                appends it to `queue` (under mu), signalling `wake`.
+ *   commit thread: takes the whole queue at once, groups consecutive
+ *                submissions up to max_batch records into one backend
+ *                transaction, moves the completed jobs to `done` (under mu)
+ *                and pokes the uv_async_t.
+ *   loop thread: on_async moves `done` to the loop-private `cbq` and invokes
+ *                the callbacks in submission order.
+ * The only state shared between the threads is what sits under `mu`; the job
+ * contents are handed over through those lists, so the mutex orders every
+ * access. */
+#include "store/store.h"
+
+#include "store/backend.h"
+
+#include <errno.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MAX_BATCH 4096
+/* Rows deleted per prune transaction: small enough that a big expiry sweep
+ * does not hold the writer (and so publish acks) for long. */
+#define PRUNE_CHUNK 2000
+
+enum job_kind { JOB_SUBMIT, JOB_PRUNE, JOB_DELETE_APP, JOB_KV_PUT };
+
+typedef struct sw_job {
+  struct sw_job *next;
+  enum job_kind kind;
+  int status;
+  /* JOB_SUBMIT: recs point into the same allocation as the job. */
+  sw_store_done_cb cb;
+  void *ud;
+  sw_store_rec_t *recs;
+  size_t n;
+  /* JOB_PRUNE */
+  int64_t now;
+  /* JOB_DELETE_APP / JOB_KV_PUT: the job lives on the waiting caller's stack
+   * and the strings are the caller's (it blocks until `finished`). */
+  const char *app_id, *ns, *key, *value;
+  bool finished;
+} sw_job_t;
+
+/* A FIFO of jobs. */
+typedef struct job_list {
+  sw_job_t *head, *tail;
+} job_list_t;
+
+struct sw_store {
+  uv_loop_t *loop;
+  uv_async_t async;
+  uv_thread_t thread;
+  sw_backend_t *be;
+  size_t max_batch;
+
+  uv_mutex_t mu;
+  uv_cond_t wake;      /* commit thread: work queued or stop requested */
+  uv_cond_t sync_done; /* loop thread: a synchronous job finished */
+  /* Under mu. */
+  job_list_t queue;
+  job_list_t done;
+  int sync_waiting; /* synchronous jobs queued: they override `hold` */
+  bool stop;
+  bool hold;
+  sw_store_stats_t stats;
+
+  /* Loop thread only. */
+  job_list_t cbq; /* completed jobs whose callbacks are being invoked */
+  bool closing;   /* store_close started: no new writes */
+  bool closed;    /* backend closed: no reads */
+
+  /* Commit thread only. */
+  sw_store_rec_t *scratch;
+  size_t scratch_cap;
+};
+
+static void list_push(job_list_t *l, sw_job_t *j) {
+  j->next = NULL;
+  if (l->tail)
+    l->tail->next = j;
+  else
+    l->head = j;
+  l->tail = j;
+}
+
+static void list_concat(job_list_t *l, job_list_t *m) {
+  if (!m->head) return;
+  if (l->tail)
+    l->tail->next = m->head;
+  else
+    l->head = m->head;
+  l->tail = m->tail;
+  m->head = m->tail = NULL;
+}
+
+static sw_job_t *list_pop(job_list_t *l) {
+  sw_job_t *j = l->head;
+  if (j) {
+    l->head = j->next;
+    if (!l->head) l->tail = NULL;
+    j->next = NULL;
+  }
+  return j;
+}
+
+/* ---------------------------------------------------------------- rows */
+
+typedef struct sw_rows_entry {
+  int64_t seq, ts;
+  size_t off, len;
+} sw_rows_entry_t;
+
+int rows_builder_add(sw_rows_builder_t *rb, int64_t seq, int64_t ts, const void *blob,
+                     size_t blob_len) {
+  sw_rows_entry_t e = {.seq = seq, .ts = ts, .off = rb->blobs.len, .len = blob_len};
+  if (buf_reserve(&rb->rows, sizeof e) || buf_reserve(&rb->blobs, blob_len)) return -ENOMEM;
+  buf_append(&rb->rows, &e, sizeof e);
+  buf_append(&rb->blobs, blob, blob_len);
+  rb->n++;
+  return 0;
+}
+
+void rows_builder_free(sw_rows_builder_t *rb) {
+  buf_free(&rb->rows);
+  buf_free(&rb->blobs);
+  rb->n = 0;
+}
+
+int rows_builder_finish(sw_rows_builder_t *rb, sw_store_rows_t *out) {
+  out->rows = NULL;
+  out->n = 0;
+  if (rb->n == 0) {
+    rows_builder_free(rb);
+    return 0;
+  }
+  size_t head = rb->n * sizeof(sw_store_row_t);
+  sw_store_row_t *rows = malloc(head + rb->blobs.len);
+  if (!rows) {
+    rows_builder_free(rb);
+    return -ENOMEM;
+  }
+  uint8_t *arena = (uint8_t *)rows + head;
+  if (rb->blobs.len) memcpy(arena, rb->blobs.data, rb->blobs.len);
+  const sw_rows_entry_t *e = (const sw_rows_entry_t *)(const void *)rb->rows.data;
+  for (size_t i = 0; i < rb->n; i++) {
+    rows[i].seq = e[i].seq;
+    rows[i].timestamp = e[i].ts;
+    rows[i].blob = e[i].len ? arena + e[i].off : NULL;
+    rows[i].blob_len = e[i].len;
+  }
+  out->rows = rows;
+  out->n = rb->n;
+  rows_builder_free(rb);
+  return 0;
+}
+
+void store_rows_free(sw_store_rows_t *r) {
+  if (!r) return;
+  free(r->rows); /* the blobs live in the same allocation */
+  r->rows = NULL;
+  r->n = 0;
+}
+
+/* -------------------------------------------------------- commit thread */
+
+/* Hands completed submissions to the loop thread. */
+static void publish_done(sw_store_t *s, job_list_t *done, const sw_store_stats_t *delta) {
+  uv_mutex_lock(&s->mu);
+  bool any = done->head != NULL;
+  list_concat(&s->done, done);
+  s->stats.batches += delta->batches;
+  s->stats.records += delta->records;
+  s->stats.submissions += delta->submissions;
+  s->stats.failures += delta->failures;
+  s->stats.pruned += delta->pruned;
+  uv_mutex_unlock(&s->mu);
+  /* uv_async_send is the one libuv call that is safe from another thread;
+   * store_close joins this thread before closing the handle. */
+  if (any) uv_async_send(&s->async);
+}
+
+/* Commits the submissions first..last (consecutive in the list, `total`
+ * records) as one transaction. If that fails and the group holds several
+ * submissions, each is retried in its own transaction so that one bad
+ * submission (e.g. a duplicate seq) does not fail its neighbours. */
+static void commit_group(sw_store_t *s, sw_job_t *first, sw_job_t *last, size_t total,
+                         sw_store_stats_t *st) {
+  sw_job_t *end = last->next;
+  int rc = 0;
+  bool single = first == last;
+  if (total > 0) {
+    const sw_store_rec_t *recs = first->recs;
+    if (!single) {
+      if (total > s->scratch_cap) {
+        sw_store_rec_t *p = realloc(s->scratch, total * sizeof *p);
+        if (p) {
+          s->scratch = p;
+          s->scratch_cap = total;
+        }
+      }
+      if (total <= s->scratch_cap) {
+        /* Struct copies only: the strings and blobs stay in the jobs. */
+        size_t k = 0;
+        for (sw_job_t *j = first; j != end; j = j->next) {
+          if (j->n) memcpy(s->scratch + k, j->recs, j->n * sizeof *j->recs);
+          k += j->n;
+        }
+        recs = s->scratch;
+      } else {
+        rc = -ENOMEM; /* falls back to one transaction per submission below */
+      }
+    }
+    if (rc == 0) rc = s->be->ops->write_batch(s->be, recs, total);
+    if (rc == 0) {
+      st->batches++;
+      st->records += total;
+    }
+  }
+  if (rc != 0 && !single) {
+    for (sw_job_t *j = first; j != end; j = j->next) {
+      j->status = j->n ? s->be->ops->write_batch(s->be, j->recs, j->n) : 0;
+      if (j->status == 0 && j->n) {
+        st->batches++;
+        st->records += j->n;
+      }
+    }
+  } else {
+    for (sw_job_t *j = first; j != end; j = j->next) j->status = rc;
+  }
+  for (sw_job_t *j = first; j != end; j = j->next) {
+    if (j->status == 0)
+      st->submissions++;
+    else
+      st->failures++;
+  }
+}
+
+static void run_jobs(sw_store_t *s, sw_job_t *j) {
+  job_list_t requeue = {0};
+  while (j) {
+    sw_store_stats_t st = {0};
+    job_list_t done = {0};
+    if (j->kind == JOB_SUBMIT) {
+      /* Group every consecutive submission that fits in max_batch (the first
+       * always goes in, however large). */
+      sw_job_t *last = j;
+      size_t total = j->n;
+      while (last->next && last->next->kind == JOB_SUBMIT && total < s->max_batch &&
+             last->next->n <= s->max_batch - total) {
+        last = last->next;
+        total += last->n;
+      }
+      commit_group(s, j, last, total, &st);
+      sw_job_t *next = last->next;
+      last->next = NULL;
+      done.head = j;
+      done.tail = last;
+      publish_done(s, &done, &st);
+      j = next;
+    } else if (j->kind == JOB_PRUNE) {
+      sw_job_t *next = j->next;
+      size_t deleted = 0;
+      int rc = s->be->ops->prune(s->be, j->now, PRUNE_CHUNK, &deleted);
+      st.pruned = deleted;
+      publish_done(s, &done, &st);
+      /* More may remain: go again after whatever was queued meanwhile. */
+      if (rc == 0 && deleted >= PRUNE_CHUNK)
+        list_push(&requeue, j);
+      else
+        free(j);
+      j = next;
+    } else {
+      sw_job_t *next = j->next;
+      int rc = j->kind == JOB_DELETE_APP
+                   ? s->be->ops->delete_app(s->be, j->app_id)
+                   : s->be->ops->kv_put(s->be, j->ns, j->key, j->value);
+      uv_mutex_lock(&s->mu);
+      j->status = rc;
+      j->finished = true; /* j is the waiter's; do not touch it after unlock */
+      s->sync_waiting--;
+      uv_cond_broadcast(&s->sync_done);
+      uv_mutex_unlock(&s->mu);
+      j = next;
+    }
+  }
+  if (requeue.head) {
+    uv_mutex_lock(&s->mu);
+    list_concat(&s->queue, &requeue);
+    uv_mutex_unlock(&s->mu);
+  }
+}
+
+static void commit_thread(void *arg) {
+  sw_store_t *s = arg;
+  uv_mutex_lock(&s->mu);
+  for (;;) {
+    if (s->queue.head && (!s->hold || s->stop || s->sync_waiting > 0)) {
+      /* Take everything queued: this is what makes the commit a group. */
+      sw_job_t *jobs = s->queue.head;
+      s->queue.head = s->queue.tail = NULL;
+      uv_mutex_unlock(&s->mu);
+      run_jobs(s, jobs);
+      uv_mutex_lock(&s->mu);
+      continue;
+    }
+    if (s->stop) break;
+    uv_cond_wait(&s->wake, &s->mu);
+  }
+  uv_mutex_unlock(&s->mu);
+}
+
+/* ----------------------------------------------------------- loop side */
+
+/* Invokes callbacks one job at a time from s->cbq so that a callback calling
+ * store_close (which drains cbq itself) neither loses nor repeats any. */
+static void run_callbacks(sw_store_t *s) {
+  for (;;) {
+    sw_job_t *j = list_pop(&s->cbq);
+    if (!j) {
+      uv_mutex_lock(&s->mu);
+      list_concat(&s->cbq, &s->done);
+      uv_mutex_unlock(&s->mu);
+      j = list_pop(&s->cbq);
+      if (!j) return;
+    }
+    sw_store_done_cb cb = j->cb;
+    void *ud = j->ud;
+    int status = j->status;
+    free(j);
+    if (cb) cb(ud, status);
+  }
+}
+
+static void on_async(uv_async_t *h) {
+  sw_store_t *s = h->data;
+  /* Take only what is done now: a busy commit thread must not starve I/O. */
+  uv_mutex_lock(&s->mu);
+  list_concat(&s->cbq, &s->done);
+  uv_mutex_unlock(&s->mu);
+  while (!s->closing) {
+    sw_job_t *j = list_pop(&s->cbq);
+    if (!j) break;
+    sw_store_done_cb cb = j->cb;
+    void *ud = j->ud;
+    int status = j->status;
+    free(j);
+    if (cb) cb(ud, status);
+  }
+}
+
+static void store_free(sw_store_t *s) {
+  uv_cond_destroy(&s->sync_done);
+  uv_cond_destroy(&s->wake);
+  uv_mutex_destroy(&s->mu);
+  free(s->scratch);
+  free(s);
+}
+
+static void on_close(uv_handle_t *h) { store_free(h->data); }
+
+int store_open(uv_loop_t *loop, const sw_store_opts_t *opts, sw_store_t **out) {
+  if (!loop || !opts || !out) return -EINVAL;
+  sw_store_t *s = calloc(1, sizeof *s);
+  if (!s) return -ENOMEM;
+  s->loop = loop;
+  s->max_batch = opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;
+  int rc = opts->path ? backend_sqlite_open(opts, &s->be) : backend_memory_open(opts, &s->be);
+  if (rc) {
+    free(s);
+    return rc;
+  }
+  if (uv_mutex_init(&s->mu)) goto fail_be;
+  if (uv_cond_init(&s->wake)) goto fail_mu;
+  if (uv_cond_init(&s->sync_done)) goto fail_wake;
+  /* The thread before the handle, so a failure to start it leaves no handle
+   * to close asynchronously. It cannot touch the handle yet: it only pokes it
+   * after completing a job, and none can be queued before we return. */
+  if (uv_thread_create(&s->thread, commit_thread, s)) {
+    rc = -EAGAIN;
+    goto fail_cond;
+  }
+  if ((rc = uv_async_init(loop, &s->async, on_async)) != 0) {
+    uv_mutex_lock(&s->mu);
+    s->stop = true;
+    uv_cond_signal(&s->wake);
+    uv_mutex_unlock(&s->mu);
+    uv_thread_join(&s->thread);
+    goto fail_cond;
+  }
+  s->async.data = s;
+  *out = s;
+  return 0;
+
+fail_cond:
+  uv_cond_destroy(&s->sync_done);
+fail_wake:
+  uv_cond_destroy(&s->wake);
+fail_mu:
+  uv_mutex_destroy(&s->mu);
+fail_be:
+  s->be->ops->close(s->be);
+  free(s);
+  return rc ? rc : -ENOMEM;
+}
+
+/* Rounds n up to a multiple of a (a power of two). */
+static size_t align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+
+int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_done_cb cb,
+                 void *ud) {
+  if (!s || (n && !recs)) return -EINVAL;
+  if (s->closing) return -ESHUTDOWN;
+  /* One allocation per submission: job, record array, then the bytes. A run
+   * of records sharing the same app/channel pointer shares one copy. */
+  size_t head = align_up(sizeof(sw_job_t), alignof(sw_store_rec_t));
+  if (n > (SIZE_MAX - head) / sizeof(sw_store_rec_t)) return -ENOMEM;
+  size_t total = head + n * sizeof(sw_store_rec_t);
+  for (size_t i = 0; i < n; i++) {
+    const sw_store_rec_t *r = &recs[i];
+    if (!r->app_id || !r->channel || (r->blob_len && !r->blob)) return -EINVAL;
+    size_t add = r->blob_len;
+    if (i == 0 || r->app_id != recs[i - 1].app_id) add += strlen(r->app_id) + 1;
+    if (i == 0 || r->channel != recs[i - 1].channel) add += strlen(r->channel) + 1;
+    if (r->msg_id) add += strlen(r->msg_id) + 1;
+    if (add < r->blob_len || add > SIZE_MAX - total) return -ENOMEM;
+    total += add;
+  }
+  sw_job_t *j = malloc(total);
+  if (!j) return -ENOMEM;
+  memset(j, 0, sizeof *j);
+  j->kind = JOB_SUBMIT;
+  j->cb = cb;
+  j->ud = ud;
+  j->n = n;
+  j->recs = (sw_store_rec_t *)(void *)((char *)j + head);
+  char *p = (char *)j + head + n * sizeof(sw_store_rec_t);
+  for (size_t i = 0; i < n; i++) {
+    const sw_store_rec_t *r = &recs[i];
+    sw_store_rec_t *d = &j->recs[i];
+    *d = *r;
+    if (i > 0 && r->app_id == recs[i - 1].app_id) {
+      d->app_id = j->recs[i - 1].app_id;
+    } else {
+      size_t l = strlen(r->app_id) + 1;
+      d->app_id = memcpy(p, r->app_id, l);
+      p += l;
+    }
+    if (i > 0 && r->channel == recs[i - 1].channel) {
+      d->channel = j->recs[i - 1].channel;
+    } else {
+      size_t l = strlen(r->channel) + 1;
+      d->channel = memcpy(p, r->channel, l);
+      p += l;
+    }
+    if (r->msg_id) {
+      size_t l = strlen(r->msg_id) + 1;
+      d->msg_id = memcpy(p, r->msg_id, l);
+      p += l;
+    }
+    if (r->blob_len) {
+      d->blob = memcpy(p, r->blob, r->blob_len);
+      p += r->blob_len;
+    } else {
+      d->blob = NULL;
+    }
+  }
+  uv_mutex_lock(&s->mu);
+  list_push(&s->queue, j);
+  uv_cond_signal(&s->wake);
+  uv_mutex_unlock(&s->mu);
+  return 0;
+}
+
+/* Queues a job that the caller waits for (it lives on the caller's stack). */
+static int run_sync(sw_store_t *s, sw_job_t *j) {
+  if (s->closing) return -ESHUTDOWN;
+  uv_mutex_lock(&s->mu);
+  list_push(&s->queue, j);
+  s->sync_waiting++;
+  uv_cond_signal(&s->wake);
+  while (!j->finished) uv_cond_wait(&s->sync_done, &s->mu);
+  int rc = j->status;
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+void store_prune(sw_store_t *s, int64_t now) {
+  if (!s || s->closing) return;
+  sw_job_t *j = calloc(1, sizeof *j);
+  if (!j) return;
+  j->kind = JOB_PRUNE;
+  j->now = now;
+  uv_mutex_lock(&s->mu);
+  list_push(&s->queue, j);
+  uv_cond_signal(&s->wake);
+  uv_mutex_unlock(&s->mu);
+}
+
+int store_delete_app(sw_store_t *s, const char *app_id) {
+  if (!s || !app_id) return -EINVAL;
+  sw_job_t j = {.kind = JOB_DELETE_APP, .app_id = app_id};
+  return run_sync(s, &j);
+}
+
+int store_kv_put(sw_store_t *s, const char *ns, const char *key, const char *value) {
+  if (!s || !ns || !key) return -EINVAL;
+  sw_job_t j = {.kind = JOB_KV_PUT, .ns = ns, .key = key, .value = value};
+  return run_sync(s, &j);
+}
+
+void store_close(sw_store_t *s) {
+  if (!s || s->closing) return;
+  s->closing = true;
+  uv_mutex_lock(&s->mu);
+  s->stop = true;
+  s->hold = false;
+  uv_cond_signal(&s->wake);
+  uv_mutex_unlock(&s->mu);
+  /* The thread drains the queue before it exits. */
+  uv_thread_join(&s->thread);
+  run_callbacks(s);
+  s->be->ops->close(s->be);
+  s->be = NULL;
+  s->closed = true;
+  uv_close((uv_handle_t *)&s->async, on_close);
+}
+
+/* ----------------------------------------------------------------- reads */
+
+int store_history(sw_store_t *s, const sw_history_q_t *q, sw_store_rows_t *out) {
+  if (out) {
+    out->rows = NULL;
+    out->n = 0;
+  }
+  if (!s || !q || !out || !q->app_id || !q->channel) return -EINVAL;
+  if (s->closed) return -ESHUTDOWN;
+  if (q->limit == 0) return 0;
+  return s->be->ops->history(s->be, q, out);
+}
+
+int store_last_seq(sw_store_t *s, const char *app_id, const char *channel, int64_t *seq) {
+  if (!s || !app_id || !channel || !seq) return -EINVAL;
+  if (s->closed) return -ESHUTDOWN;
+  return s->be->ops->last_seq(s->be, app_id, channel, seq);
+}
+
+int store_find_by_id(sw_store_t *s, const char *app_id, const char *channel, const char *msg_id,
+                     sw_store_row_t *row) {
+  if (!s || !app_id || !channel || !msg_id || !row) return -EINVAL;
+  if (s->closed) return -ESHUTDOWN;
+  return s->be->ops->find_by_id(s->be, app_id, channel, msg_id, row);
+}
+
+int store_kv_list(sw_store_t *s, const char *ns,
+                  void (*each)(void *ud, const char *key, const char *value), void *ud) {
+  if (!s || !ns || !each) return -EINVAL;
+  if (s->closed) return -ESHUTDOWN;
+  sw_buf_t snap = {0};
+  size_t count = 0;
+  int rc = s->be->ops->kv_list(s->be, ns, &snap, &count);
+  if (rc == 0) {
+    const char *p = (const char *)snap.data;
+    for (size_t i = 0; i < count; i++) {
+      const char *k = p;
+      const char *v = k + strlen(k) + 1;
+      p = v + strlen(v) + 1;
+      each(ud, k, v);
+    }
+  }
+  buf_free(&snap);
+  return rc;
+}
+
+void store_stats(sw_store_t *s, sw_store_stats_t *st) {
+  uv_mutex_lock(&s->mu);
+  *st = s->stats;
+  uv_mutex_unlock(&s->mu);
+}
+
+void store_debug_hold(sw_store_t *s, bool hold) {
+  uv_mutex_lock(&s->mu);
+  s->hold = hold && !s->stop;
+  uv_cond_signal(&s->wake);
+  uv_mutex_unlock(&s->mu);
+}
