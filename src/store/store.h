@@ -171,12 +171,14 @@ typedef struct sw_store_stats {
   uint64_t pruned;      /* rows deleted by store_prune */
 } sw_store_stats_t;
 
-/* Copies the counters (consistent with each other) into *st. */
+/* Copies the counters (consistent with each other) into *st. Any thread. */
 void store_stats(sw_store_t *s, sw_store_stats_t *st);
 
 /* Test hook: while hold is true the commit thread takes no new work, so a
  * test can queue many submissions and observe them committed as one group.
- * store_close releases the hold. */
+ * store_close releases the hold, and a synchronous call (store_delete_app,
+ * store_kv_put) processes the whole queue despite it (instead of deadlocking).
+ * Not for production use. */
 void store_debug_hold(sw_store_t *s, bool hold);
 
 #endif
