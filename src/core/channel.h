@@ -30,6 +30,7 @@ typedef struct sw_recent_id {
 typedef struct sw_channel {
   char *hkey;       /* app id, NUL, name: the hash key */
   size_t hkey_len;
+  sw_server_t *srv;
   sw_app_t *app;
   const char *name; /* points into hkey */
   const sw_namespace_t *ns;
@@ -37,7 +38,7 @@ typedef struct sw_channel {
   int64_t durable_seq; /* last durable and fanned out */
   struct sw_attach *subs; /* doubly linked list */
   size_t n_subs;
-  size_t n_publishers; /* attachments with PUBLISH mode */
+  size_t pending;      /* publishes waiting for storage */
   sw_recent_id_t *recent_ids; /* idempotent publish window (RSL1k) */
   UT_hash_handle hh;
 } sw_channel_t;
@@ -47,6 +48,7 @@ typedef struct sw_attach {
   sw_channel_t *ch;
   uint32_t modes;
   bool delivering; /* attached on the current transport */
+  char *wire_name;  /* the name the client attached with, if not ch->name */
   struct sw_attach *prev, *next;
   UT_hash_handle hh; /* in conn->attachments, keyed by ch pointer */
 } sw_attach_t;
@@ -80,6 +82,7 @@ typedef struct sw_attach_req {
   int64_t rewind_count;       /* -1: none */
   int64_t rewind_ms;          /* -1: none */
   json_t *params;             /* echoed in ATTACHED (borrowed) */
+  const char *channel_name;   /* as the client wrote it (may carry a [?params] qualifier) */
 } sw_attach_req_t;
 int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req);
 void channel_detach(sw_attach_t *a);

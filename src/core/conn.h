@@ -25,13 +25,15 @@ typedef struct sw_attach sw_attach_t;
 typedef struct sw_frame sw_frame_t;
 
 #define SW_CONN_ID_LEN 20
-#define SW_ACK_MEMORY 256 /* resent publishes (RTN19a2) answered from here */
+#define SW_ACK_MEMORY 256 /* answered publishes kept to answer resends (RTN19a2) */
 
-/* A completed publish remembered for re-ACKing a resend after resume. */
+/* The outcome of one published ProtocolMessage. ACKs and NACKs must reach
+ * the client in msgSerial order (ably-js completes every queued message up
+ * to an ACK's serial), so outcomes wait here until all earlier ones are
+ * known, and stay a while after to answer resends after a resume. */
 typedef struct sw_ack_memo {
-  int64_t msg_serial;
-  int count;
-  bool done;      /* durable (or failed) */
+  bool done;
+  bool silent;    /* a msgSerial the client skipped: nothing to answer */      /* durable (or failed) */
   sw_error_t err; /* code 0 = acked */
   char **serials; /* owned */
   size_t n_serials;
@@ -50,7 +52,10 @@ typedef struct sw_conn {
   bool echo;
   bool heartbeats;
   int64_t next_msg_serial; /* the msgSerial the next new publish must carry */
-  sw_ack_memo_t memo[SW_ACK_MEMORY];
+  sw_ack_memo_t *memo; /* ring: memo[(memo_head + i) % memo_cap] is msgSerial memo_base + i */
+  size_t memo_head, memo_len, memo_cap;
+  int64_t memo_base;
+  int64_t next_answer;     /* the first msgSerial not yet answered */
   sw_attach_t *attachments; /* uthash by channel */
   int64_t lost_at;          /* ms when the transport was lost; 0 while bound */
   uint64_t last_tx;         /* loop ms of the last frame sent */
@@ -77,9 +82,12 @@ void conn_fail(sw_conn_t *c, int code, const char *msg, bool disconnected);
 /* Sends an ERROR or NACK etc.: channel-level error (channel set) fails only that channel. */
 void conn_send_channel_error(sw_conn_t *c, const char *channel, const sw_error_t *e);
 
-/* Completes publish msg_serial (called when it is durable or failed). */
-void conn_publish_done(sw_conn_t *c, int64_t msg_serial, int count, const sw_error_t *err,
-                       char **serials, size_t n);
+/* Completes publish msg_serial (called when it is durable or failed);
+ * serials are copied. */
+void conn_publish_done(sw_conn_t *c, int64_t msg_serial, const sw_error_t *err, char **serials,
+                       size_t n);
+/* One WebSocket frame holding m encoded in fmt; NULL on OOM. */
+sw_frame_t *pmsg_frame(sw_format_t fmt, const sw_pmsg_t *m);
 
 /* Once-a-second housekeeping: heartbeats, expiry of lost connections. */
 void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms);

@@ -33,6 +33,7 @@ typedef struct sw_sock {
   bool is_ws;
   bool closing;      /* sock_close called */
   bool close_after_flush;
+  uint64_t close_deadline; /* loop ms; see sock_expire */
   bool handle_closed;
   sw_buf_t in;
   /* output queue: a ring of frame references */
@@ -62,6 +63,9 @@ int sock_send_bytes(sw_sock_t *s, const void *p, size_t n);
 /* Starts closing: after_flush lets queued output drain first (bounded by a
  * timer), otherwise the TCP connection is closed at once. Idempotent. */
 void sock_close(sw_sock_t *s, bool after_flush);
+
+/* Closes a socket whose flush before closing has taken too long (tick). */
+void sock_expire(sw_sock_t *s, uint64_t now);
 
 void sock_ref(sw_sock_t *s);
 void sock_unref(sw_sock_t *s);

@@ -1,0 +1,98 @@
+#include "admin/admin.h"
+
+#include <openssl/crypto.h>
+#include <string.h>
+
+#include "core/conn.h"
+#include "core/server.h"
+#include "core/sock.h"
+#include "net/http_parse.h"
+#include "net/url.h"
+#include "rest/rest.h"
+
+static bool admin_allowed(const sw_server_t *srv, const sw_http_req_t *req) {
+  if (srv->cfg->sandbox) return true;
+  const char *want = srv->cfg->admin_key;
+  const sw_slice_t *auth = http_req_header(req, "Authorization");
+  if (!want || !auth || auth->n < 7 || strncasecmp(auth->p, "Bearer ", 7) != 0) return false;
+  size_t n = auth->n - 7;
+  return n == strlen(want) && CRYPTO_memcmp(auth->p + 7, want, n) == 0;
+}
+
+static void create_app(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt) {
+  sw_server_t *srv = s->srv;
+  sw_error_t err = {0};
+  const sw_slice_t *ct = http_req_header(req, "Content-Type");
+  sw_format_t bfmt = ct && memmem(ct->p, ct->n, "msgpack", 7) ? SW_FMT_MSGPACK : SW_FMT_JSON;
+  json_t *spec = req->body.n ? codec_decode_value(bfmt, (const uint8_t *)req->body.p, req->body.n, &err)
+                             : json_object();
+  if (!spec) {
+    rest_error(s, fmt, &err, req->keep_alive);
+    return;
+  }
+  sw_app_t *app = app_from_spec(spec, true, &err);
+  json_decref(spec);
+  if (!app || apps_add(&srv->apps, app, &err) || server_persist_app(srv, app)) {
+    if (!err.code) errors_set(&err, SW_E_INTERNAL, "app could not be stored");
+    rest_error(s, fmt, &err, req->keep_alive);
+    return;
+  }
+  json_t *v = app_to_json(app);
+  rest_reply_value(s, 201, fmt, v, req->keep_alive, NULL);
+  json_decref(v);
+}
+
+static void delete_app(sw_sock_t *s, sw_app_t *app, sw_format_t fmt, bool keep_alive) {
+  sw_server_t *srv = s->srv;
+  app->deleted = true;
+  /* Live connections of a deleted app end with the error a new one would get. */
+  sw_conn_t *c, *tmp;
+  HASH_ITER(hh, srv->conns, c, tmp) {
+    if (c->app != app) continue;
+    if (c->sock) conn_fail(c, SW_E_NOT_FOUND, "application deleted", false);
+    else conn_destroy(c);
+  }
+  store_kv_put(srv->store, "apps", app->id, NULL);
+  store_delete_app(srv->store, app->id);
+  rest_reply(s, 204, fmt, NULL, keep_alive, NULL);
+}
+
+void admin_handle(sw_sock_t *s, const sw_http_req_t *req) {
+  sw_server_t *srv = s->srv;
+  const char *acc = NULL;
+  const sw_slice_t *a = http_req_header(req, "Accept");
+  if (a && memmem(a->p, a->n, "msgpack", 7)) acc = "msgpack";
+  sw_format_t fmt = acc ? SW_FMT_MSGPACK : SW_FMT_JSON;
+  sw_error_t err = {0};
+  if (!admin_allowed(srv, req)) {
+    errors_set(&err, SW_E_INVALID_CREDENTIALS, "the admin API needs the admin key");
+    rest_error(s, fmt, &err, req->keep_alive);
+    return;
+  }
+  const sw_slice_t *p = &req->path;
+  if (slice_eq(*p, "/apps") && req->method == HTTP_POST) {
+    create_app(s, req, fmt);
+    return;
+  }
+  char id[128];
+  if (p->n > 6 && memcmp(p->p, "/apps/", 6) == 0 && url_decode(p->p + 6, p->n - 6, id, sizeof id, false) > 0) {
+    sw_app_t *app = apps_find(&srv->apps, id);
+    if (!app) {
+      errors_set(&err, SW_E_NOT_FOUND, "no application with id %.64s", id);
+      rest_error(s, fmt, &err, req->keep_alive);
+      return;
+    }
+    if (req->method == HTTP_DELETE) {
+      delete_app(s, app, fmt, req->keep_alive);
+      return;
+    }
+    if (req->method == HTTP_GET) {
+      json_t *v = app_to_json(app);
+      rest_reply_value(s, 200, fmt, v, req->keep_alive, NULL);
+      json_decref(v);
+      return;
+    }
+  }
+  errors_set(&err, SW_E_NOT_FOUND, "no such resource");
+  rest_error(s, fmt, &err, req->keep_alive);
+}

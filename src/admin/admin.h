@@ -1,0 +1,13 @@
+/* admin.h: the admin API: POST /apps (the body of Ably's sandbox app
+ * set-up), GET /apps/{id} and DELETE /apps/{id}. Open without credentials
+ * only with --sandbox; otherwise it needs "Authorization: Bearer <adminKey>"
+ * from the config. */
+#ifndef SW_ADMIN_ADMIN_H
+#define SW_ADMIN_ADMIN_H
+
+typedef struct sw_sock sw_sock_t;
+struct sw_http_req;
+
+void admin_handle(sw_sock_t *s, const struct sw_http_req *req);
+
+#endif

@@ -1,0 +1,248 @@
+#include "core/server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "admin/admin.h"
+#include "core/channel.h"
+#include "core/conn.h"
+#include "core/sock.h"
+#include "net/http_parse.h"
+#include "net/http_response.h"
+#include "net/ws_handshake.h"
+#include "rest/rest.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define PRUNE_EVERY_TICKS 10
+
+static void on_connection(uv_stream_t *listener, int status) {
+  sw_server_t *srv = listener->data;
+  if (status < 0) {
+    log_warn("accept: %s", uv_strerror(status));
+    return;
+  }
+  int rc = sock_accept(srv, listener);
+  if (rc < 0 && rc != UV_EAGAIN) log_warn("accept: %s", uv_strerror(rc));
+}
+
+static void on_tick(uv_timer_t *t) {
+  sw_server_t *srv = t->data;
+  uint64_t now_loop = uv_now(srv->loop);
+  int64_t now = clock_now_ms();
+  conn_tick(srv, now_loop, now);
+  channel_tick(srv, now);
+  for (sw_sock_t *s = srv->socks, *next; s; s = next) {
+    next = s->next;
+    sock_expire(s, now_loop);
+  }
+  if (++srv->tick_count % PRUNE_EVERY_TICKS == 0) store_prune(srv->store, now);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  sw_server_t *srv = h->data;
+  log_info("signal %d: shutting down", signum);
+  server_shutdown(srv);
+}
+
+static void cors_preflight(sw_sock_t *s, const sw_http_req_t *req) {
+  sw_buf_t h = {0}, out = {0};
+  const sw_slice_t *rh = http_req_header(req, "Access-Control-Request-Headers");
+  buf_printf(&h,
+             "Access-Control-Allow-Origin: *\r\n"
+             "Access-Control-Allow-Methods: GET, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
+             "Access-Control-Allow-Headers: %.*s\r\n"
+             "Access-Control-Max-Age: 86400\r\n",
+             rh ? (int)rh->n : 13, rh ? rh->p : "Authorization");
+  buf_append_byte(&h, 0);
+  http_response_head(&out, 204, NULL, 0, (const char *)h.data, req->keep_alive);
+  sock_send_bytes(s, out.data, out.len);
+  buf_free(&h);
+  buf_free(&out);
+}
+
+void server_on_request(sw_sock_t *s, const sw_http_req_t *req) {
+  if (req->method == HTTP_OPTIONS) {
+    cors_preflight(s, req);
+    return;
+  }
+  if (req->upgrade && slice_eq(req->path, "/")) {
+    char accept[29];
+    sw_error_t err = {0};
+    if (ws_handshake_check(req, accept, &err)) {
+      rest_error(s, SW_FMT_JSON, &err, false);
+      return;
+    }
+    sw_buf_t out = {0};
+    ws_handshake_response(&out, accept, NULL);
+    sock_send_bytes(s, out.data, out.len);
+    buf_free(&out);
+    s->is_ws = true;
+    conn_on_upgrade(s, req);
+    return;
+  }
+  if (req->path.n >= 5 && memcmp(req->path.p, "/apps", 5) == 0 &&
+      (req->path.n == 5 || req->path.p[5] == '/')) {
+    admin_handle(s, req);
+    return;
+  }
+  rest_handle(s, req);
+}
+
+int server_persist_app(sw_server_t *srv, const sw_app_t *a) {
+  char *json = json_dumps(a->spec, JSON_COMPACT);
+  if (!json) return -1;
+  int rc = store_kv_put(srv->store, "apps", a->id, json);
+  free(json);
+  return rc;
+}
+
+typedef struct load_ctx {
+  sw_server_t *srv;
+  int failed;
+} load_ctx_t;
+
+static void load_stored_app(void *ud, const char *key, const char *value) {
+  load_ctx_t *lc = ud;
+  sw_error_t err = {0};
+  json_t *spec = json_loads(value, 0, NULL);
+  sw_app_t *a = spec ? app_from_spec(spec, false, &err) : NULL;
+  json_decref(spec);
+  if (!a || apps_add(&lc->srv->apps, a, &err)) {
+    log_error("stored app %s: %s", key, err.message);
+    app_free(a);
+    lc->failed = 1;
+  }
+}
+
+/* First start with no apps: a development app, printed with a snippet. */
+static int create_dev_app(sw_server_t *srv) {
+  sw_error_t err = {0};
+  json_t *spec = json_pack("{s:s, s:[{}], s:[{s:s, s:b}]}", "id", "dev", "keys", "namespaces", "id",
+                           "persisted", "persisted", 1);
+  sw_app_t *a = app_from_spec(spec, true, &err);
+  json_decref(spec);
+  if (!a || apps_add(&srv->apps, a, &err) || server_persist_app(srv, a)) {
+    log_error("cannot create the development app: %s", err.message);
+    app_free(a);
+    return -1;
+  }
+  printf("created development app \"%s\"\n"
+         "  API key: %s:%s\n"
+         "  (keep it secret: it grants full access; it is stored in the data directory)\n",
+         a->id, a->keys[0].name, a->keys[0].secret);
+  printf("  client: new Ably.Realtime({ key: '%s:%s', endpoint: '%s', port: %d, tls: false })\n",
+         a->keys[0].name, a->keys[0].secret, srv->cfg->host, srv->cfg->port);
+  return 0;
+}
+
+static int open_store(sw_server_t *srv) {
+  sw_config_t *cfg = srv->cfg;
+  char path[4096];
+  sw_store_opts_t opts = {.path = NULL, .synchronous_full = cfg->sync_full, .max_batch = 4096};
+  if (!cfg->memory) {
+    if (mkdir(cfg->data_dir, 0700) && errno != EEXIST) {
+      fprintf(stderr, "switchboard: cannot create %s: %s\n", cfg->data_dir, strerror(errno));
+      return -1;
+    }
+    snprintf(path, sizeof path, "%s/switchboard.db", cfg->data_dir);
+    opts.path = path;
+  }
+  int rc = store_open(srv->loop, &opts, &srv->store);
+  if (rc) fprintf(stderr, "switchboard: cannot open storage %s: %d\n", opts.path ? opts.path : "(memory)", rc);
+  return rc;
+}
+
+static int load_apps(sw_server_t *srv) {
+  sw_error_t err = {0};
+  size_t i;
+  json_t *spec;
+  json_array_foreach(srv->cfg->apps, i, spec) {
+    sw_app_t *a = app_from_spec(spec, false, &err);
+    if (!a || apps_add(&srv->apps, a, &err)) {
+      fprintf(stderr, "switchboard: config app %zu: %s\n", i, err.message);
+      app_free(a);
+      return -1;
+    }
+  }
+  load_ctx_t lc = {.srv = srv};
+  if (store_kv_list(srv->store, "apps", load_stored_app, &lc) || lc.failed) return -1;
+  if (srv->apps.n == 0) return create_dev_app(srv);
+  return 0;
+}
+
+static int listen_on(sw_server_t *srv, int *port_out) {
+  struct sockaddr_storage addr;
+  sw_config_t *cfg = srv->cfg;
+  if (uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&addr) &&
+      uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&addr)) {
+    fprintf(stderr, "switchboard: bad listen address %s\n", cfg->host);
+    return -1;
+  }
+  uv_tcp_init(srv->loop, &srv->listener);
+  srv->listener.data = srv;
+  int rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
+  if (!rc) rc = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
+  if (rc) {
+    fprintf(stderr, "switchboard: cannot listen on %s:%d: %s\n", cfg->host, cfg->port, uv_strerror(rc));
+    return -1;
+  }
+  struct sockaddr_storage bound;
+  int len = sizeof bound;
+  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
+  *port_out = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+  return 0;
+}
+
+int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_out) {
+  memset(srv, 0, sizeof *srv);
+  srv->loop = loop;
+  srv->cfg = cfg;
+  char rnd[13];
+  app_random_id(rnd, 12);
+  snprintf(srv->server_id, sizeof srv->server_id, "switchboard-%s", rnd);
+  if (open_store(srv) || listen_on(srv, port_out)) return -1;
+  cfg->port = *port_out;
+  if (load_apps(srv)) return -1;
+  uv_timer_init(loop, &srv->tick);
+  srv->tick.data = srv;
+  uv_timer_start(&srv->tick, on_tick, 1000, 1000);
+  uv_signal_init(loop, &srv->sigterm);
+  uv_signal_init(loop, &srv->sigint);
+  srv->sigterm.data = srv->sigint.data = srv;
+  uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&srv->sigint, on_signal, SIGINT);
+  return 0;
+}
+
+void server_shutdown(sw_server_t *srv) {
+  if (srv->shutting_down) return;
+  srv->shutting_down = true;
+  uv_close((uv_handle_t *)&srv->listener, NULL);
+  uv_close((uv_handle_t *)&srv->tick, NULL);
+  uv_close((uv_handle_t *)&srv->sigterm, NULL);
+  uv_close((uv_handle_t *)&srv->sigint, NULL);
+  /* Flush storage first: pending publishes are ACKed before clients go. */
+  store_close(srv->store);
+  srv->store = NULL;
+  /* RTN15: DISCONNECTED (not an error) so SDKs reconnect to the restarted server. */
+  sw_conn_t *c, *tmp;
+  HASH_ITER(hh, srv->conns, c, tmp) {
+    if (c->sock) conn_fail(c, SW_E_DISCONNECTED, "server shutting down", true);
+  }
+  for (sw_sock_t *s = srv->socks, *next; s; s = next) {
+    next = s->next;
+    sock_close(s, true);
+  }
+}
+
+void server_free(sw_server_t *srv) {
+  sw_conn_t *c, *tmp;
+  HASH_ITER(hh, srv->conns, c, tmp) conn_destroy(c);
+  channels_free(srv);
+  apps_free(&srv->apps);
+}

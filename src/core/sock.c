@@ -1,0 +1,305 @@
+#include "core/sock.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/conn.h"
+#include "core/server.h"
+#include "net/http_parse.h"
+#include "net/http_response.h"
+#include "util/log.h"
+
+#define READ_CHUNK 65536
+
+static void sock_free(sw_sock_t *s) {
+  buf_free(&s->in);
+  ws_msg_asm_free(&s->wsasm);
+  free(s->q);
+  free(s);
+}
+
+static void on_close(uv_handle_t *h) {
+  sw_sock_t *s = h->data;
+  s->handle_closed = true;
+  while (s->q_len) {
+    frame_unref(s->q[s->q_head]);
+    s->q_head = (s->q_head + 1) % s->q_cap;
+    s->q_len--;
+  }
+  sw_server_t *srv = s->srv;
+  if (s->prev) s->prev->next = s->next;
+  else srv->socks = s->next;
+  if (s->next) s->next->prev = s->prev;
+  srv->n_socks--;
+  if (s->refs == 0) sock_free(s);
+}
+
+/* Closes the TCP handle now; queued output is dropped. */
+static void close_now(sw_sock_t *s) {
+  s->closing = true;
+  if (uv_is_closing((uv_handle_t *)&s->tcp)) return;
+  if (s->conn) {
+    sw_conn_t *c = s->conn;
+    s->conn = NULL;
+    conn_on_transport_lost(c);
+  }
+  uv_close((uv_handle_t *)&s->tcp, on_close);
+}
+
+void sock_close(sw_sock_t *s, bool after_flush) {
+  if (uv_is_closing((uv_handle_t *)&s->tcp)) return;
+  s->closing = true;
+  uv_read_stop((uv_stream_t *)&s->tcp);
+  if (after_flush && (s->writing || s->q_len)) {
+    /* The server's tick closes sockets that do not drain in time. */
+    s->close_after_flush = true;
+    s->close_deadline = uv_now(s->srv->loop) + 5000;
+    return;
+  }
+  close_now(s);
+}
+
+void sock_expire(sw_sock_t *s, uint64_t now) {
+  if (s->close_after_flush && now >= s->close_deadline) close_now(s);
+}
+
+void sock_ref(sw_sock_t *s) { s->refs++; }
+
+void sock_unref(sw_sock_t *s) {
+  if (--s->refs == 0 && s->handle_closed) sock_free(s);
+}
+
+static void kick_write(sw_sock_t *s);
+
+static void on_write(uv_write_t *req, int status) {
+  sw_sock_t *s = req->data;
+  s->writing = false;
+  for (size_t i = 0; i < s->n_inflight; i++) {
+    sw_frame_t *f = s->q[s->q_head];
+    s->q_bytes -= f->len;
+    frame_unref(f);
+    s->q_head = (s->q_head + 1) % s->q_cap;
+    s->q_len--;
+  }
+  s->n_inflight = 0;
+  if (status < 0) {
+    close_now(s);
+    return;
+  }
+  if (s->q_len) kick_write(s);
+  else if (s->close_after_flush) close_now(s);
+}
+
+static void kick_write(sw_sock_t *s) {
+  if (s->writing || s->q_len == 0 || uv_is_closing((uv_handle_t *)&s->tcp)) return;
+  size_t n = s->q_len < SW_SOCK_MAX_IOV ? s->q_len : SW_SOCK_MAX_IOV;
+  for (size_t i = 0; i < n; i++) {
+    sw_frame_t *f = s->q[(s->q_head + i) % s->q_cap];
+    s->iov[i] = uv_buf_init((char *)f->data, f->len);
+  }
+  s->wreq.data = s;
+  if (uv_write(&s->wreq, (uv_stream_t *)&s->tcp, s->iov, (unsigned)n, on_write) < 0) {
+    close_now(s);
+    return;
+  }
+  s->writing = true;
+  s->n_inflight = n;
+}
+
+int sock_send(sw_sock_t *s, sw_frame_t *f) {
+  if (s->closing && !s->close_after_flush) return -1;
+  if (uv_is_closing((uv_handle_t *)&s->tcp)) return -1;
+  if (s->q_bytes + f->len > s->srv->cfg->limits.max_outbound_bytes) {
+    /* A slow consumer: its queue cannot take more without unbounded growth.
+     * The connection stays resumable; the client will catch up from storage. */
+    log_warn("socket %p: outbound queue over %zu bytes, closing slow consumer", (void *)s,
+             s->srv->cfg->limits.max_outbound_bytes);
+    close_now(s);
+    return -1;
+  }
+  if (s->q_len == s->q_cap) {
+    size_t cap = s->q_cap ? s->q_cap * 2 : 16;
+    sw_frame_t **q = malloc(cap * sizeof *q);
+    if (!q) {
+      close_now(s);
+      return -1;
+    }
+    for (size_t i = 0; i < s->q_len; i++) q[i] = s->q[(s->q_head + i) % s->q_cap];
+    free(s->q);
+    s->q = q;
+    s->q_cap = cap;
+    s->q_head = 0;
+  }
+  s->q[(s->q_head + s->q_len) % s->q_cap] = frame_ref(f);
+  s->q_len++;
+  s->q_bytes += f->len;
+  kick_write(s);
+  return 0;
+}
+
+int sock_send_bytes(sw_sock_t *s, const void *p, size_t n) {
+  sw_frame_t *f = frame_copy(p, n);
+  if (!f) return -1;
+  int rc = sock_send(s, f);
+  frame_unref(f);
+  return rc;
+}
+
+/* An HTTP-level refusal before any handler ran: status and close. */
+static void http_refuse(sw_sock_t *s, int status) {
+  sw_buf_t b = {0};
+  const char *body = http_reason(status);
+  http_response_head(&b, status, "text/plain", strlen(body), NULL, false);
+  buf_append_str(&b, body);
+  sock_send_bytes(s, b.data, b.len);
+  buf_free(&b);
+  sock_close(s, true);
+}
+
+static void ws_close_with(sw_sock_t *s, uint16_t code) {
+  uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+  sw_frame_t *f = frame_ws(SW_WS_OP_CLOSE, payload, 2);
+  if (f) {
+    sock_send(s, f);
+    frame_unref(f);
+  }
+  sock_close(s, true);
+}
+
+static void deliver(sw_sock_t *s, uint8_t opcode, const uint8_t *p, size_t n) {
+  if (opcode == SW_WS_OP_TEXT && !utf8_valid(p, n)) {
+    ws_close_with(s, 1007);
+    return;
+  }
+  if (s->conn) conn_on_ws_message(s->conn, p, n, opcode == SW_WS_OP_TEXT);
+}
+
+/* Handles complete WebSocket frames at in[pos..]; returns the new pos. */
+static size_t process_ws(sw_sock_t *s, size_t pos) {
+  const sw_limits_t *lim = &s->srv->cfg->limits;
+  while (!s->closing && pos < s->in.len) {
+    sw_ws_frame_t f;
+    uint8_t *p = s->in.data + pos;
+    size_t avail = s->in.len - pos;
+    int r = ws_frame_parse(p, avail, true, (uint64_t)lim->max_frame_size, &f);
+    if (r == SW_WS_NEED_MORE) break;
+    if (r == SW_WS_MALFORMED) {
+      ws_close_with(s, 1002);
+      break;
+    }
+    if (r == SW_WS_TOO_LARGE) {
+      if (s->conn)
+        conn_fail(s->conn, SW_E_MESSAGE_TOO_LARGE, "frame exceeds maxFrameSize", false);
+      else
+        ws_close_with(s, 1009);
+      break;
+    }
+    if (avail - f.header_len < f.payload_len) break;
+    uint8_t *payload = p + f.header_len;
+    size_t plen = (size_t)f.payload_len;
+    ws_unmask(payload, plen, f.mask, 0);
+    pos += f.header_len + plen;
+    switch (f.opcode) {
+    case SW_WS_OP_PING: {
+      sw_frame_t *pong = frame_ws(SW_WS_OP_PONG, payload, plen);
+      if (pong) {
+        sock_send(s, pong);
+        frame_unref(pong);
+      }
+      break;
+    }
+    case SW_WS_OP_PONG:
+      break;
+    case SW_WS_OP_CLOSE: {
+      int code = ws_close_payload_parse(payload, plen);
+      ws_close_with(s, code < 0 ? 1002 : code == 1005 ? 1000 : (uint16_t)code);
+      break;
+    }
+    default:
+      if (f.fin && f.opcode != SW_WS_OP_CONT && !s->wsasm.active) {
+        deliver(s, f.opcode, payload, plen);
+      } else {
+        uint8_t op;
+        int a = ws_msg_asm_add(&s->wsasm, &f, payload, plen, &op);
+        if (a == SW_WS_MALFORMED) ws_close_with(s, 1002);
+        else if (a == SW_WS_TOO_LARGE) ws_close_with(s, 1009);
+        else if (a == 1) {
+          deliver(s, op, s->wsasm.buf.data, s->wsasm.buf.len);
+          ws_msg_asm_reset(&s->wsasm);
+        }
+      }
+    }
+  }
+  return pos;
+}
+
+static void process(sw_sock_t *s) {
+  const sw_limits_t *lim = &s->srv->cfg->limits;
+  sw_http_limits_t hl = {.max_head = lim->max_http_head, .max_body = lim->max_http_body};
+  size_t pos = 0;
+  while (!s->closing && pos < s->in.len) {
+    if (s->is_ws) {
+      pos = process_ws(s, pos);
+      break;
+    }
+    sw_http_req_t req;
+    int r = http_req_parse(s->in.data + pos, s->in.len - pos, &hl, &req);
+    if (r == SW_HTTP_NEED_MORE) break;
+    if (r < 0) {
+      http_refuse(s, r == SW_HTTP_HEAD_TOO_LARGE   ? 431
+                     : r == SW_HTTP_BODY_TOO_LARGE ? 413
+                     : r == SW_HTTP_LENGTH_REQUIRED ? 411
+                                                    : 400);
+      break;
+    }
+    server_on_request(s, &req);
+    pos += (size_t)r;
+  }
+  buf_consume(&s->in, pos);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  sw_sock_t *s = h->data;
+  if (buf_reserve(&s->in, READ_CHUNK)) {
+    *b = uv_buf_init(NULL, 0);
+    return;
+  }
+  *b = uv_buf_init((char *)s->in.data + s->in.len, (unsigned)(s->in.cap - s->in.len));
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
+  sw_sock_t *s = st->data;
+  if (nread < 0) {
+    close_now(s);
+    return;
+  }
+  if (nread == 0) return;
+  s->in.len += (size_t)nread;
+  s->last_rx_ms = uv_now(s->srv->loop);
+  process(s);
+}
+
+int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
+  sw_sock_t *s = calloc(1, sizeof *s);
+  if (!s) return UV_ENOMEM;
+  s->srv = srv;
+  uv_tcp_init(srv->loop, &s->tcp);
+  s->tcp.data = s;
+  s->next = srv->socks;
+  if (srv->socks) srv->socks->prev = s;
+  srv->socks = s;
+  srv->n_socks++;
+  int rc = uv_accept(listener, (uv_stream_t *)&s->tcp);
+  if (rc == 0 && (srv->shutting_down || srv->n_socks > srv->cfg->limits.max_connections))
+    rc = UV_EAGAIN;
+  if (rc < 0) {
+    close_now(s);
+    return rc;
+  }
+  uv_tcp_nodelay(&s->tcp, 1);
+  uv_tcp_keepalive(&s->tcp, 1, 60);
+  s->wsasm.max_msg = (uint64_t)srv->cfg->limits.max_frame_size;
+  s->last_rx_ms = uv_now(srv->loop);
+  return uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+}

@@ -1,0 +1,105 @@
+/* switchboard: an Ably-protocol-compatible realtime server. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "core/config.h"
+#include "core/server.h"
+#include "util/log.h"
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: switchboard serve [--config FILE] [--listen HOST:PORT] [--data DIR | --memory]\n"
+          "                         [--sandbox] [--verbose]\n"
+          "       switchboard --help | --version\n"
+          "\n"
+          "  --config FILE       JSON configuration (apps, keys, namespaces, limits; see README)\n"
+          "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080; port 0 picks one)\n"
+          "  --data DIR          SQLite data directory (default ./data)\n"
+          "  --memory            keep everything in memory (nothing survives a restart)\n"
+          "  --sandbox           open the admin API (POST /apps) without credentials, for\n"
+          "                      local development and test suites\n"
+          "  --verbose           debug logging\n");
+}
+
+static int serve(int argc, char **argv) {
+  sw_config_t cfg;
+  config_defaults(&cfg);
+  const char *listen = NULL, *data = NULL;
+  bool memory = false, sandbox = false;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+    char err[512];
+    if (strcmp(a, "--config") == 0 && val) {
+      if (config_load_file(&cfg, val, err, sizeof err)) {
+        fprintf(stderr, "switchboard: %s\n", err);
+        config_free(&cfg);
+        return 2;
+      }
+      i++;
+    } else if (strcmp(a, "--listen") == 0 && val) {
+      listen = val, i++;
+    } else if (strcmp(a, "--data") == 0 && val) {
+      data = val, i++;
+    } else if (strcmp(a, "--memory") == 0) {
+      memory = true;
+    } else if (strcmp(a, "--sandbox") == 0) {
+      sandbox = true;
+    } else if (strcmp(a, "--verbose") == 0) {
+      log_set_level(SW_LOG_DEBUG);
+    } else {
+      fprintf(stderr, "switchboard: unknown or incomplete option %s\n", a);
+      usage(stderr);
+      config_free(&cfg);
+      return 2;
+    }
+  }
+  /* Command-line flags override the config file. */
+  if (listen && config_set_listen(&cfg, listen)) {
+    fprintf(stderr, "switchboard: bad --listen %s (want HOST:PORT)\n", listen);
+    config_free(&cfg);
+    return 2;
+  }
+  if (data) {
+    free(cfg.data_dir);
+    cfg.data_dir = strdup(data);
+  }
+  if (memory) cfg.memory = true;
+  if (sandbox) cfg.sandbox = true;
+
+  /* Writes to a closed socket must fail with EPIPE, not kill the process. */
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_t *loop = uv_default_loop();
+  sw_server_t srv;
+  int port = 0;
+  int rc = server_start(&srv, loop, &cfg, &port);
+  if (rc == 0) {
+    printf("listening on http://%s:%d\n", cfg.host, port);
+    fflush(stdout);
+    uv_run(loop, UV_RUN_DEFAULT);
+  } else if (srv.store) {
+    server_shutdown(&srv);
+    uv_run(loop, UV_RUN_DEFAULT);
+  }
+  server_free(&srv);
+  uv_loop_close(loop);
+  config_free(&cfg);
+  return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    usage(stdout);
+    return 0;
+  }
+  if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+    printf("switchboard %s\n", SW_VERSION);
+    return 0;
+  }
+  if (argc >= 2 && strcmp(argv[1], "serve") == 0) return serve(argc - 2, argv + 2);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,360 @@
+#include "rest/rest.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "auth/channel_name.h"
+#include "auth/key_auth.h"
+#include "core/channel.h"
+#include "core/serial.h"
+#include "core/server.h"
+#include "core/sock.h"
+#include "net/http_parse.h"
+#include "net/http_response.h"
+#include "net/url.h"
+#include "util/clock.h"
+
+#define HISTORY_DEFAULT_LIMIT 100
+#define HISTORY_MAX_LIMIT 1000
+
+/* Every response carries these: CORS for browsers, with the X-Ably-*
+ * headers exposed, since ably-js in a browser recognises Ably errors only
+ * by X-Ably-ErrorCode. */
+static void common_headers(sw_buf_t *h, const sw_server_t *srv) {
+  buf_printf(h,
+             "Access-Control-Allow-Origin: *\r\n"
+             "Access-Control-Expose-Headers: Link, X-Ably-ErrorCode, X-Ably-ErrorMessage, X-Ably-ServerId\r\n"
+             "X-Ably-ServerId: %s\r\n",
+             srv->server_id);
+}
+
+static const char *content_type(sw_format_t fmt) {
+  return fmt == SW_FMT_MSGPACK ? "application/x-msgpack" : "application/json";
+}
+
+void rest_reply(sw_sock_t *s, int status, sw_format_t fmt, const sw_buf_t *body, bool keep_alive,
+                const char *extra_headers) {
+  sw_buf_t h = {0}, out = {0};
+  common_headers(&h, s->srv);
+  if (extra_headers) buf_append_str(&h, extra_headers);
+  buf_append_byte(&h, 0);
+  size_t blen = body ? body->len : 0;
+  http_response_head(&out, status, blen ? content_type(fmt) : NULL, blen, (const char *)h.data, keep_alive);
+  if (blen) buf_append(&out, body->data, blen);
+  sock_send_bytes(s, out.data, out.len);
+  buf_free(&h);
+  buf_free(&out);
+  if (!keep_alive) sock_close(s, true);
+}
+
+void rest_reply_value(sw_sock_t *s, int status, sw_format_t fmt, const json_t *v, bool keep_alive,
+                      const char *extra_headers) {
+  sw_buf_t body = {0};
+  codec_encode_value(fmt, v, &body);
+  rest_reply(s, status, fmt, &body, keep_alive, extra_headers);
+  buf_free(&body);
+}
+
+void rest_error(sw_sock_t *s, sw_format_t fmt, const sw_error_t *e, bool keep_alive) {
+  sw_buf_t body = {0}, h = {0};
+  codec_encode_error_body(fmt, e, &body);
+  /* Header values must not carry CR/LF or non-ASCII. */
+  char msg[sizeof e->message];
+  size_t i = 0;
+  for (; e->message[i] && i < sizeof msg - 1; i++)
+    msg[i] = (e->message[i] >= 0x20 && e->message[i] < 0x7f) ? e->message[i] : ' ';
+  msg[i] = '\0';
+  buf_printf(&h, "X-Ably-ErrorCode: %d\r\nX-Ably-ErrorMessage: %s\r\n", e->code, msg);
+  buf_append_byte(&h, 0);
+  rest_reply(s, e->status, fmt, &body, keep_alive, (const char *)h.data);
+  buf_free(&body);
+  buf_free(&h);
+}
+
+/* Response format: msgpack when the client accepts it (RSC8). */
+static sw_format_t response_format(const sw_http_req_t *req) {
+  char f[16];
+  if (url_query_get(req->query, "format", f, sizeof f) >= 0) return strcmp(f, "msgpack") == 0 ? SW_FMT_MSGPACK : SW_FMT_JSON;
+  const sw_slice_t *acc = http_req_header(req, "Accept");
+  if (acc && memmem(acc->p, acc->n, "application/x-msgpack", 21)) return SW_FMT_MSGPACK;
+  return SW_FMT_JSON;
+}
+
+static sw_format_t body_format(const sw_http_req_t *req) {
+  const sw_slice_t *ct = http_req_header(req, "Content-Type");
+  return ct && memmem(ct->p, ct->n, "msgpack", 7) ? SW_FMT_MSGPACK : SW_FMT_JSON;
+}
+
+/* RSA11 Basic auth, or the key query parameter. */
+static int authenticate(sw_server_t *srv, const sw_http_req_t *req, sw_app_t **app, sw_key_t **key,
+                        sw_error_t *err) {
+  char buf[1024];
+  const sw_slice_t *auth = http_req_header(req, "Authorization");
+  ssize_t n;
+  int rc;
+  if (auth) {
+    if (auth->n >= 7 && strncasecmp(auth->p, "Bearer ", 7) == 0)
+      return errors_set(err, SW_E_INVALID_CREDENTIALS, "token authentication is not available on this server yet");
+    if (key_auth_basic_decode(auth->p, auth->n, buf, sizeof buf))
+      return errors_set(err, SW_E_INVALID_CREDENTIAL, "malformed Authorization header");
+    rc = key_auth_check(&srv->apps, buf, strlen(buf), app, key, err);
+  } else if ((n = url_query_get(req->query, "key", buf, sizeof buf)) >= 0) {
+    rc = key_auth_check(&srv->apps, buf, (size_t)n, app, key, err);
+  } else {
+    return errors_set(err, SW_E_INVALID_CREDENTIALS, "no authentication credentials given");
+  }
+  OPENSSL_cleanse(buf, sizeof buf);
+  return rc;
+}
+
+static int64_t query_int(const sw_http_req_t *req, const char *name, int64_t dflt, bool *bad) {
+  char v[32];
+  if (url_query_get(req->query, name, v, sizeof v) < 0) return dflt;
+  char *end;
+  long long x = strtoll(v, &end, 10);
+  if (end == v || *end) {
+    *bad = true;
+    return dflt;
+  }
+  return x;
+}
+
+typedef struct route_ctx {
+  sw_sock_t *s;
+  const sw_http_req_t *req;
+  sw_format_t fmt;
+  bool keep_alive;
+  sw_app_t *app;
+  sw_key_t *key;
+  char channel[1024];
+} route_ctx_t;
+
+static void get_time(route_ctx_t *r) {
+  json_t *v = json_pack("[I]", (json_int_t)clock_now_ms());
+  rest_reply_value(r->s, 200, r->fmt, v, r->keep_alive, NULL);
+  json_decref(v);
+}
+
+static void publish(route_ctx_t *r, sw_channel_t *ch) {
+  sw_error_t err = {0};
+  if (!cap_allows(r->key->cap, ch->name, SW_OP_PUBLISH)) {
+    errors_set(&err, SW_E_CAPABILITY_DENIED, "unable to publish: permission denied; channel = %.200s", ch->name);
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  sw_msg_t *msgs = NULL;
+  size_t n = 0;
+  if (codec_decode_msgs(body_format(r->req), (const uint8_t *)r->req->body.p, r->req->body.n, &msgs, &n, &err)) {
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  size_t total = 0;
+  int64_t now = clock_now_ms();
+  char base[16];
+  app_random_id(base, 12);
+  for (size_t i = 0; i < n && !err.code; i++) {
+    sw_msg_t *m = &msgs[i];
+    total += msg_size(m);
+    if (m->client_id && (!*m->client_id || strcmp(m->client_id, "*") == 0))
+      errors_set(&err, SW_E_INVALID_CLIENT_ID, "invalid clientId in message");
+    else if (m->action > 0)
+      errors_set(&err, ch->ns->mutable_messages ? SW_E_BAD_REQUEST : SW_E_MUTABLE_NOT_ENABLED,
+                 "message updates, deletes and appends are not %s", ch->ns->mutable_messages ? "supported yet" : "enabled on this channel");
+    if (!m->id) {
+      char id[48];
+      snprintf(id, sizeof id, "%s:%zu", base, i);
+      m->id = strdup(id);
+    }
+    if (!m->timestamp) m->timestamp = now;
+    m->action = 0;
+    free(m->connection_key);
+    m->connection_key = NULL;
+  }
+  if (!err.code && n == 0) errors_set(&err, SW_E_BAD_REQUEST, "no messages to publish");
+  if (!err.code && total > (size_t)r->s->srv->cfg->limits.max_message_size)
+    errors_set(&err, SW_E_MESSAGE_TOO_LARGE, "message size %zu exceeds maxMessageSize %lld", total,
+               (long long)r->s->srv->cfg->limits.max_message_size);
+  if (err.code) {
+    for (size_t i = 0; i < n; i++) msg_clear(&msgs[i]);
+    free(msgs);
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  sw_publisher_t who = {.rest_sock = r->s, .rest_format = r->fmt, .rest_keep_alive = r->keep_alive};
+  if (channel_publish(ch, msgs, n, &who, &err)) rest_error(r->s, r->fmt, &err, r->keep_alive);
+}
+
+void rest_publish_done(sw_sock_t *s, sw_format_t fmt, bool keep_alive, const char *channel,
+                       const sw_error_t *err, char **serials, size_t n) {
+  if (s->closing) return;
+  if (err && err->code) {
+    rest_error(s, fmt, err, keep_alive);
+    return;
+  }
+  json_t *arr = json_array();
+  for (size_t i = 0; i < n; i++) json_array_append_new(arr, serials[i] ? json_string(serials[i]) : json_null());
+  json_t *v = json_pack("{s:s, s:o}", "channel", channel, "serials", arr);
+  rest_reply_value(s, 201, fmt, v, keep_alive, NULL);
+  json_decref(v);
+}
+
+/* RSL2: history, newest first by default, paginated with Link headers. */
+static void history(route_ctx_t *r, const char *name) {
+  sw_error_t err = {0};
+  if (!cap_allows(r->key->cap, name, SW_OP_HISTORY)) {
+    errors_set(&err, SW_E_CAPABILITY_DENIED, "history denied; channel = %.200s", name);
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  bool bad = false;
+  int64_t limit = query_int(r->req, "limit", HISTORY_DEFAULT_LIMIT, &bad);
+  int64_t start = query_int(r->req, "start", 0, &bad);
+  int64_t end = query_int(r->req, "end", INT64_MAX, &bad);
+  char dir[16], from[32], cursor[32];
+  if (url_query_get(r->req->query, "direction", dir, sizeof dir) < 0) strcpy(dir, "backwards");
+  if (url_query_get(r->req->query, "fromSerial", from, sizeof from) < 0) from[0] = '\0';
+  if (url_query_get(r->req->query, "cursor", cursor, sizeof cursor) < 0) cursor[0] = '\0';
+  bool forwards = strcmp(dir, "forwards") == 0;
+  if (bad || limit < 1 || limit > HISTORY_MAX_LIMIT || start < 0 || end < start ||
+      (!forwards && strcmp(dir, "backwards") != 0)) {
+    errors_set(&err, SW_E_INVALID_PARAM, "invalid history parameters (limit 1..%d, start <= end, direction forwards|backwards)",
+               HISTORY_MAX_LIMIT);
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  sw_history_q_t q = {.app_id = r->app->id, .channel = name, .after_seq = -1, .before_seq = INT64_MAX,
+                      .start = start, .end = end, .forwards = forwards, .limit = (size_t)limit + 1,
+                      .now = clock_now_ms()};
+  int64_t seq;
+  /* untilAttach (RTL10b): only messages up to the attach serial. */
+  if (*from && serial_parse(from, strlen(from), &seq) == 0) q.before_seq = seq + 1;
+  if (*cursor && serial_parse(cursor, strlen(cursor), &seq) == 0) {
+    if (forwards) q.after_seq = seq;
+    else if (seq < q.before_seq) q.before_seq = seq;
+  }
+  /* Messages not yet durable are not history yet; keep reads consistent with live delivery. */
+  sw_channel_t *ch = channel_find(r->s->srv, r->app, name);
+  if (ch && ch->durable_seq + 1 < q.before_seq) q.before_seq = ch->durable_seq + 1;
+
+  sw_store_rows_t rows = {0};
+  if (store_history(r->s->srv->store, &q, &rows)) {
+    errors_set(&err, SW_E_INTERNAL, "history could not be read");
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  bool more = rows.n > (size_t)limit;
+  size_t n = more ? (size_t)limit : rows.n;
+  sw_msg_t *msgs = calloc(n ? n : 1, sizeof *msgs);
+  size_t got = 0;
+  for (size_t i = 0; msgs && i < n; i++)
+    if (codec_msg_from_blob(rows.rows[i].blob, rows.rows[i].blob_len, &msgs[got]) == 0) got++;
+  sw_buf_t body = {0}, links = {0};
+  codec_encode_msgs(r->fmt, msgs, got, &body);
+
+  /* Links are relative (./messages?...), as ably-js expects. */
+  sw_buf_t base = {0};
+  buf_printf(&base, "limit=%lld&direction=%s", (long long)limit, forwards ? "forwards" : "backwards");
+  if (start) buf_printf(&base, "&start=%lld", (long long)start);
+  if (end != INT64_MAX) buf_printf(&base, "&end=%lld", (long long)end);
+  if (*from) buf_printf(&base, "&fromSerial=%s", from);
+  buf_append_byte(&base, 0);
+  buf_printf(&links, "Link: <./messages?%s>; rel=\"first\"", (char *)base.data);
+  if (more) {
+    char c[SW_SERIAL_LEN + 1];
+    serial_format(rows.rows[n - 1].seq, c);
+    buf_printf(&links, ", <./messages?%s&cursor=%s>; rel=\"next\"", (char *)base.data, c);
+  }
+  buf_append_str(&links, "\r\n");
+  buf_append_byte(&links, 0);
+  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, (const char *)links.data);
+  for (size_t i = 0; i < got; i++) msg_clear(&msgs[i]);
+  free(msgs);
+  store_rows_free(&rows);
+  buf_free(&body);
+  buf_free(&links);
+  buf_free(&base);
+}
+
+/* RSL8: ChannelDetails. */
+static void channel_status(route_ctx_t *r, const char *name) {
+  sw_error_t err = {0};
+  if (!cap_ops_for_channel(r->key->cap, name)) {
+    errors_set(&err, SW_E_CAPABILITY_DENIED, "channel status denied; channel = %.200s", name);
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  sw_channel_t *ch = channel_find(r->s->srv, r->app, name);
+  json_int_t conns = 0, pubs = 0, subs = 0;
+  for (sw_attach_t *a = ch ? ch->subs : NULL; a; a = a->next) {
+    conns++;
+    pubs += (a->modes & SW_MODE_PUBLISH) != 0;
+    subs += (a->modes & SW_MODE_SUBSCRIBE) != 0;
+  }
+  json_t *v = json_pack("{s:s, s:s, s:{s:b, s:{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}}}", "channelId", name,
+                        "name", name, "status", "isActive", conns > 0, "occupancy", "metrics", "connections",
+                        conns, "publishers", pubs, "subscribers", subs, "presenceConnections", (json_int_t)0,
+                        "presenceMembers", (json_int_t)0, "presenceSubscribers", (json_int_t)0,
+                        "objectPublishers", pubs);
+  rest_reply_value(r->s, 200, r->fmt, v, r->keep_alive, NULL);
+  json_decref(v);
+}
+
+/* Splits "/channels/<enc>[/<rest>]" into a decoded channel name and the rest. */
+static int channel_path(const sw_slice_t *path, char *name, size_t cap, sw_slice_t *rest) {
+  const char *p = path->p + 10, *e = path->p + path->n;
+  const char *slash = memchr(p, '/', (size_t)(e - p));
+  const char *ne = slash ? slash : e;
+  if (url_decode(p, (size_t)(ne - p), name, cap, false) < 0) return -1;
+  *rest = (sw_slice_t){ne, (size_t)(e - ne)};
+  return 0;
+}
+
+void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
+  route_ctx_t r = {.s = s, .req = req, .fmt = response_format(req), .keep_alive = req->keep_alive};
+  sw_error_t err = {0};
+  const sw_slice_t *path = &req->path;
+
+  if (slice_eq(*path, "/time") && req->method == HTTP_GET) {
+    get_time(&r); /* RSC16: no authentication */
+    return;
+  }
+  if (!(path->n > 10 && memcmp(path->p, "/channels/", 10) == 0)) {
+    errors_set(&err, SW_E_NOT_FOUND, "no such resource");
+    rest_error(s, r.fmt, &err, r.keep_alive);
+    return;
+  }
+  if (authenticate(s->srv, req, &r.app, &r.key, &err)) {
+    rest_error(s, r.fmt, &err, r.keep_alive);
+    return;
+  }
+  sw_slice_t rest;
+  sw_channel_name_t parts;
+  if (channel_path(path, r.channel, sizeof r.channel, &rest) ||
+      channel_name_validate(r.channel, strlen(r.channel), &parts, &err) || parts.kind != SW_CHAN_PLAIN) {
+    if (!err.code) errors_set(&err, SW_E_INVALID_CHANNEL, "invalid channel name");
+    rest_error(s, r.fmt, &err, r.keep_alive);
+    return;
+  }
+  /* REST has no use for params in the name: the channel is the plain name. */
+  memmove(r.channel, r.channel + parts.name_off, strlen(r.channel + parts.name_off) + 1);
+  if (slice_eq(rest, "/messages") && req->method == HTTP_POST) {
+    sw_channel_t *ch = channel_get(s->srv, r.app, r.channel);
+    if (!ch) {
+      errors_set(&err, SW_E_INTERNAL, "out of memory");
+      rest_error(s, r.fmt, &err, r.keep_alive);
+      return;
+    }
+    publish(&r, ch);
+  } else if (slice_eq(rest, "/messages") && req->method == HTTP_GET) {
+    history(&r, r.channel);
+  } else if (rest.n == 0 && req->method == HTTP_GET) {
+    channel_status(&r, r.channel);
+  } else {
+    errors_set(&err, SW_E_NOT_FOUND, "no such resource");
+    rest_error(s, r.fmt, &err, r.keep_alive);
+  }
+}

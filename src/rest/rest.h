@@ -1,0 +1,32 @@
+/* rest.h: Ably's REST API (RSC*, RSL*): publish, history, channel status,
+ * time, and the HTTP side of errors and CORS. */
+#ifndef SW_REST_REST_H
+#define SW_REST_REST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "proto/codec.h"
+
+typedef struct sw_sock sw_sock_t;
+struct sw_http_req;
+
+/* Handles one non-upgrade HTTP request. */
+void rest_handle(sw_sock_t *s, const struct sw_http_req *req);
+
+/* Answers a REST publish once it is durable (or failed). */
+void rest_publish_done(sw_sock_t *s, sw_format_t fmt, bool keep_alive, const char *channel,
+                       const sw_error_t *err, char **serials, size_t n);
+
+/* Writes a response with an encoded body (NULL for none) and the CORS and
+ * Ably headers every response carries. */
+void rest_reply(sw_sock_t *s, int status, sw_format_t fmt, const sw_buf_t *body, bool keep_alive,
+                const char *extra_headers);
+/* Writes an Ably error response: status = e->status, body
+ * {"error":{...}}, X-Ably-ErrorCode and X-Ably-ErrorMessage headers. */
+void rest_error(sw_sock_t *s, sw_format_t fmt, const sw_error_t *e, bool keep_alive);
+/* Writes a json_t value as the response body (in fmt). */
+void rest_reply_value(sw_sock_t *s, int status, sw_format_t fmt, const json_t *v, bool keep_alive,
+                      const char *extra_headers);
+
+#endif
