@@ -216,7 +216,10 @@ static void history(route_ctx_t *r, const char *name) {
   int64_t end = query_int(r->req, "end", INT64_MAX, &bad);
   char dir[16], from[32], cursor[32];
   if (url_query_get(r->req->query, "direction", dir, sizeof dir) < 0) strcpy(dir, "backwards");
-  if (url_query_get(r->req->query, "fromSerial", from, sizeof from) < 0) from[0] = '\0';
+  /* ably-js sends from_serial for untilAttach (RTL10b); accept the camel-case spelling too. */
+  if (url_query_get(r->req->query, "from_serial", from, sizeof from) < 0 &&
+      url_query_get(r->req->query, "fromSerial", from, sizeof from) < 0)
+    from[0] = '\0';
   if (url_query_get(r->req->query, "cursor", cursor, sizeof cursor) < 0) cursor[0] = '\0';
   bool forwards = strcmp(dir, "forwards") == 0;
   if (bad || limit < 1 || limit > HISTORY_MAX_LIMIT || start < 0 || end < start ||
@@ -260,7 +263,7 @@ static void history(route_ctx_t *r, const char *name) {
   buf_printf(&base, "limit=%lld&direction=%s", (long long)limit, forwards ? "forwards" : "backwards");
   if (start) buf_printf(&base, "&start=%lld", (long long)start);
   if (end != INT64_MAX) buf_printf(&base, "&end=%lld", (long long)end);
-  if (*from) buf_printf(&base, "&fromSerial=%s", from);
+  if (*from) buf_printf(&base, "&from_serial=%s", from);
   buf_append_byte(&base, 0);
   buf_printf(&links, "Link: <./messages?%s>; rel=\"first\"", (char *)base.data);
   if (more) {
