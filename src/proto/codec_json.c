@@ -125,6 +125,7 @@ int codec_json_read(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_e
 
 int codec_json_escape(sw_buf_t *out, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
+  if (n == 0) return 0; /* s may then be NULL */
   const uint8_t *p = (const uint8_t *)s;
   size_t run = 0, i = 0;
   while (i < n) {

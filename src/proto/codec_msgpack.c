@@ -91,6 +91,9 @@ static int mp_check(const uint8_t *p, size_t n, sw_error_t *err) {
 
 static const wire_reader_ops_t mr_ops;
 
+/* msgpack-c leaves the pointer of an empty str/bin NULL. */
+static const char *mr_ptr(const char *p) { return p ? p : ""; }
+
 static void mr_view(const msgpack_object *o, wire_val_t *v) {
   v->ops = &mr_ops;
   v->node = o;
@@ -120,12 +123,12 @@ static void mr_view(const msgpack_object *o, wire_val_t *v) {
     break;
   case MSGPACK_OBJECT_STR:
     v->kind = WIRE_STR;
-    v->s.p = o->via.str.ptr;
+    v->s.p = mr_ptr(o->via.str.ptr);
     v->s.len = o->via.str.size;
     break;
   case MSGPACK_OBJECT_BIN:
     v->kind = WIRE_BIN;
-    v->s.p = o->via.bin.ptr;
+    v->s.p = mr_ptr(o->via.bin.ptr);
     v->s.len = o->via.bin.size;
     break;
   case MSGPACK_OBJECT_ARRAY:
@@ -152,7 +155,7 @@ static int mr_each(const wire_val_t *map, wire_field_cb cb, void *ctx, sw_error_
     if (kv->key.type != MSGPACK_OBJECT_STR) return mp_bad(err, "map key is not a string");
     wire_val_t v;
     mr_view(&kv->val, &v);
-    if (cb(ctx, kv->key.via.str.ptr, kv->key.via.str.size, &v, err)) return -1;
+    if (cb(ctx, mr_ptr(kv->key.via.str.ptr), kv->key.via.str.size, &v, err)) return -1;
   }
   return 0;
 }
@@ -164,9 +167,12 @@ static json_t *mr_json_map(const msgpack_object *o, sw_error_t *err) {
   if (!obj) goto nomem;
   for (uint32_t i = 0; i < o->via.map.size; i++) {
     const msgpack_object_kv *kv = &o->via.map.ptr[i];
-    if (kv->key.type != MSGPACK_OBJECT_STR) {
+    /* jansson's JSON parser refuses NUL in keys; refuse it here too so that
+     * both formats accept the same values. */
+    if (kv->key.type != MSGPACK_OBJECT_STR ||
+        memchr(mr_ptr(kv->key.via.str.ptr), '\0', kv->key.via.str.size)) {
       json_decref(obj);
-      mp_bad(err, "map key is not a string");
+      mp_bad(err, "map key is not a string without NUL");
       return NULL;
     }
     json_t *val = mr_json(&kv->val, err);
@@ -174,7 +180,7 @@ static json_t *mr_json_map(const msgpack_object *o, sw_error_t *err) {
       json_decref(obj);
       return NULL;
     }
-    if (json_object_setn_new(obj, kv->key.via.str.ptr, kv->key.via.str.size, val)) {
+    if (json_object_setn_new(obj, mr_ptr(kv->key.via.str.ptr), kv->key.via.str.size, val)) {
       json_decref(obj);
       goto nomem;
     }
@@ -223,7 +229,7 @@ static json_t *mr_json(const msgpack_object *o, sw_error_t *err) {
     }
     j = json_real(o->via.f64);
     break;
-  case MSGPACK_OBJECT_STR: j = json_stringn(o->via.str.ptr, o->via.str.size); break;
+  case MSGPACK_OBJECT_STR: j = json_stringn(mr_ptr(o->via.str.ptr), o->via.str.size); break;
   case MSGPACK_OBJECT_BIN: {
     sw_buf_t b64 = {0};
     if (textenc_base64_append(&b64, (const uint8_t *)o->via.bin.ptr, o->via.bin.size) == 0)

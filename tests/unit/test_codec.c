@@ -736,6 +736,8 @@ static void test_malformed_msgpack(void **state) {
       MP("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa6" "extras\x81\xa1" "a\xd4\x01\x02"),
       MP("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa6" "extras\x81\xa1" "a\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00"), /* NaN */
       MP("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa6" "extras\x81\x01\x02"), /* int key */
+      /* NUL in a key: jansson could not read the JSON we would make of it */
+      MP("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa6" "extras\x81\xa3" "a\x00b\x01"),
       MP("\x82\xa6" "action\x0f\xdb\xff\xff\xff\xff"), /* str32 key past the end */
       MP("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa4" "data\xc6\x00\x00\x00\x05" "ab"),
       MP_DATA("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa4" "data\xc3"), /* bool data */
@@ -890,6 +892,12 @@ static void test_value_codec(void **state) {
   json_decref(s);
   s = codec_decode_value(SW_FMT_MSGPACK, U("\xc4\x03" "abc"), 5, &err);
   assert_string_equal(json_string_value(s), "YWJj");
+  json_decref(s);
+  /* msgpack-c gives empty str/bin a NULL pointer. */
+  s = codec_decode_value(SW_FMT_MSGPACK, U("\x92\xa0\xc4\x00"), 4, &err);
+  assert_non_null(s);
+  assert_string_equal(json_string_value(json_array_get(s, 0)), "");
+  assert_string_equal(json_string_value(json_array_get(s, 1)), "");
   json_decref(s);
   /* Reals print in their shortest form. */
   json_t *r = json_pack("[f,f,f]", 1.2, 100.0, 1e300);
