@@ -75,6 +75,14 @@ void conn_fail(sw_conn_t *c, int code, const char *msg, bool disconnected) {
   }
 }
 
+void conn_on_slow_consumer(sw_conn_t *c) {
+  sw_pmsg_t m = {.action = SW_ACTION_DISCONNECTED};
+  errors_set(&m.error, SW_E_SLOW_CONSUMER, "connection too slow to keep up: outbound backlog exceeded");
+  sw_frame_t *f = pmsg_frame(c->fmt, &m);
+  if (f) sock_send_last(c->sock, f);
+  frame_unref(f);
+}
+
 void conn_send_channel_error(sw_conn_t *c, const char *channel, const sw_error_t *e) {
   sw_pmsg_t m = {.action = SW_ACTION_ERROR, .channel = (char *)channel, .error = *e};
   conn_send_pmsg(c, &m);

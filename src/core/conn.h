@@ -69,6 +69,9 @@ struct sw_http_req;
 void conn_on_upgrade(sw_sock_t *s, const struct sw_http_req *req);
 /* One complete WebSocket data message from the client. */
 void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text);
+/* The socket's outbound bound was hit: DISCONNECTED with 42916 goes out
+ * past the bound; the socket is then closed and the connection resumable. */
+void conn_on_slow_consumer(sw_conn_t *c);
 /* The transport went away (socket closed by either side). */
 void conn_on_transport_lost(sw_conn_t *c);
 

@@ -107,17 +107,7 @@ static void kick_write(sw_sock_t *s) {
   s->n_inflight = n;
 }
 
-int sock_send(sw_sock_t *s, sw_frame_t *f) {
-  if (s->closing && !s->close_after_flush) return -1;
-  if (uv_is_closing((uv_handle_t *)&s->tcp)) return -1;
-  if (s->q_bytes + f->len > s->srv->cfg->limits.max_outbound_bytes) {
-    /* A slow consumer: its queue cannot take more without unbounded growth.
-     * The connection stays resumable; the client will catch up from storage. */
-    log_warn("socket %p: outbound queue over %zu bytes, closing slow consumer", (void *)s,
-             s->srv->cfg->limits.max_outbound_bytes);
-    close_now(s);
-    return -1;
-  }
+static int enqueue(sw_sock_t *s, sw_frame_t *f) {
   if (s->q_len == s->q_cap) {
     size_t cap = s->q_cap ? s->q_cap * 2 : 16;
     sw_frame_t **q = malloc(cap * sizeof *q);
@@ -136,6 +126,30 @@ int sock_send(sw_sock_t *s, sw_frame_t *f) {
   s->q_bytes += f->len;
   kick_write(s);
   return 0;
+}
+
+int sock_send(sw_sock_t *s, sw_frame_t *f) {
+  if (s->closing) return -1;
+  if (uv_is_closing((uv_handle_t *)&s->tcp)) return -1;
+  if (s->q_bytes + f->len > s->srv->cfg->limits.max_outbound_bytes) {
+    /* A slow consumer: its queue cannot take more without unbounded growth.
+     * It gets one last frame saying why, beyond the bound; the connection
+     * stays resumable and the client catches up from storage. */
+    if (!s->overflowed) {
+      s->overflowed = true;
+      log_warn("outbound queue over %zu bytes: disconnecting a slow consumer",
+               s->srv->cfg->limits.max_outbound_bytes);
+      if (s->conn) conn_on_slow_consumer(s->conn);
+      sock_close(s, true);
+    }
+    return -1;
+  }
+  return enqueue(s, f);
+}
+
+int sock_send_last(sw_sock_t *s, sw_frame_t *f) {
+  if (uv_is_closing((uv_handle_t *)&s->tcp)) return -1;
+  return enqueue(s, f);
 }
 
 int sock_send_bytes(sw_sock_t *s, const void *p, size_t n) {

@@ -33,6 +33,7 @@ typedef struct sw_sock {
   bool is_ws;
   bool closing;      /* sock_close called */
   bool close_after_flush;
+  bool overflowed;   /* the outbound bound was hit */
   uint64_t close_deadline; /* loop ms; see sock_expire */
   bool handle_closed;
   sw_buf_t in;
@@ -58,6 +59,8 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener);
  * the socket is closing or its queue is over the bound (the socket is then
  * being closed as a slow consumer). */
 int sock_send(sw_sock_t *s, sw_frame_t *f);
+/* Queues f even beyond the bound: the last words to a slow consumer. */
+int sock_send_last(sw_sock_t *s, sw_frame_t *f);
 /* Queues a copy of bytes. */
 int sock_send_bytes(sw_sock_t *s, const void *p, size_t n);
 /* Starts closing: after_flush lets queued output drain first (bounded by a
