@@ -118,7 +118,7 @@ static bool last_step_is(const char *enc, const char *step) {
 
 static void drop_last_step(char **enc) {
   char *slash = strrchr(*enc, '/');
-  if (slash) {
+  if (slash && slash != *enc) {
     *slash = '\0';
   } else {
     free(*enc);

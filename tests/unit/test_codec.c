@@ -339,6 +339,12 @@ static void test_json_base64_to_binary(void **state) {
   buf_free(&b);
   pmsg_free(&p);
   pmsg_free(&q);
+  /* Dropping the step leaves no empty encoding behind. */
+  assert_int_equal(decode_json("{\"action\":15,\"messages\":[{\"data\":\"YQ==\",\"encoding\":\"/base64\"}]}",
+                               &p, &err),
+                   0);
+  assert_null(p.messages[0].encoding);
+  pmsg_free(&p);
 }
 
 /* A msgpack publisher's bin reaches JSON subscribers as base64. */
