@@ -140,7 +140,7 @@ bothProtocols('apps are isolated: same channel name in two apps does not share m
   const colA = collector(a.channels.get(name));
   const colB = collector(b.channels.get(name));
   await withTimeout(Promise.all([colA.subscribed, colB.subscribed]), 5000, 'attach');
-  await a.channels.get(name).publish('in-a', 1);
+  await a.channels.get(name).publish('in-a', 'one');
   await colA.until(1);
   await sleep(300);
   assert.equal(colB.messages.length, 0, 'app B does not see app A traffic');

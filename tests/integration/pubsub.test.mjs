@@ -191,7 +191,7 @@ bothProtocols('RTC1a/RTN2b echoMessages:false: own messages not echoed, others s
   const quietCol = collector(quiet.channels.get(name));
   const otherCol = collector(other.channels.get(name));
   await withTimeout(Promise.all([quietCol.subscribed, otherCol.subscribed]), 5000, 'attach');
-  for (let i = 0; i < 3; i++) await quiet.channels.get(name).publish('from-quiet', i);
+  for (let i = 0; i < 3; i++) await quiet.channels.get(name).publish('from-quiet', `q${i}`);
   await otherCol.until(3);
   await other.channels.get(name).publish('from-other', 'x');
   await quietCol.until(1);
@@ -218,15 +218,15 @@ bothProtocols('RTL5 detach stops delivery; re-attach resumes it', async (t, bina
   const ch = sub.channels.get(name);
   const col = collector(ch);
   await withTimeout(col.subscribed, 5000, 'attach');
-  await pub.channels.get(name).publish('one', 1);
+  await pub.channels.get(name).publish('one', '1');
   await col.until(1);
   await withTimeout(ch.detach(), 5000, 'detach');
   assert.equal(ch.state, 'detached');
-  await pub.channels.get(name).publish('while-detached', 2);
+  await pub.channels.get(name).publish('while-detached', '2');
   await sleep(400);
   assert.deepEqual(col.messages.map((m) => m.name), ['one'], 'nothing delivered while detached');
   await withTimeout(ch.attach(), 5000, 're-attach');
-  await pub.channels.get(name).publish('three', 3);
+  await pub.channels.get(name).publish('three', '3');
   await col.until(2);
   await sleep(200);
   assert.deepEqual(col.messages.map((m) => m.name), ['one', 'three']);

@@ -10,6 +10,7 @@
 //   SW_TEST_VERBOSE   if set, server stdout/stderr are echoed to our stderr
 
 import { spawn } from 'node:child_process';
+import nodeHttp from 'node:http';
 import { readFileSync, mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -207,7 +208,12 @@ export class ServerProcess {
     const t0 = Date.now();
     if (this.exit === null) {
       this.proc.kill('SIGTERM');
-      const res = await Promise.race([this.exited, sleep(SHUTDOWN_GRACE_MS).then(() => null)]);
+      let timer;
+      const grace = new Promise((r) => {
+        timer = setTimeout(() => r(null), SHUTDOWN_GRACE_MS);
+      });
+      const res = await Promise.race([this.exited, grace]);
+      clearTimeout(timer);
       if (res === null) {
         problems.push(`server did not exit within ${SHUTDOWN_GRACE_MS} ms of SIGTERM; sent SIGKILL`);
         this.killHard();
@@ -273,29 +279,52 @@ export function basicAuth(keyStr) {
   return 'Basic ' + Buffer.from(keyStr).toString('base64');
 }
 
-/** Raw HTTP against the server with global fetch. Returns {status, headers, body, text}. */
-export async function http(server, method, urlPath, { body, headers = {}, key, timeoutMs = 5000 } = {}) {
+/**
+ * Raw HTTP against the server (node:http, no keep-alive so no idle socket
+ * keeps the test process alive). Returns {status, headers, text, body}
+ * where headers has a fetch-like get(name) and body is the parsed JSON (if any).
+ */
+export function http(server, method, urlPath, { body, headers = {}, key, timeoutMs = 5000 } = {}) {
   const h = { ...headers };
   if (key) h.authorization = basicAuth(key);
   let payload;
   if (body !== undefined) {
     payload = typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body);
     if (!h['content-type']) h['content-type'] = 'application/json';
+    h['content-length'] = Buffer.byteLength(payload);
   }
-  const res = await fetch(server.baseUrl + urlPath, {
-    method,
-    headers: h,
-    body: payload,
-    signal: AbortSignal.timeout(timeoutMs),
+  return new Promise((resolve, reject) => {
+    const req = nodeHttp.request(
+      { host: server.host, port: server.port, method, path: urlPath, headers: h, agent: false, timeout: timeoutMs },
+      (res) => {
+        const chunks = [];
+        res.on('data', (d) => chunks.push(d));
+        res.on('end', () => {
+          const raw = Buffer.concat(chunks);
+          const text = raw.toString('utf8');
+          let json;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = undefined;
+          }
+          const hdrs = res.headers;
+          resolve({
+            status: res.statusCode,
+            headers: { get: (n) => (hdrs[n.toLowerCase()] === undefined ? null : String(hdrs[n.toLowerCase()])), raw: hdrs },
+            text,
+            raw,
+            body: json,
+          });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`HTTP ${method} ${urlPath} timed out after ${timeoutMs} ms`)));
+    req.on('error', reject);
+    if (payload !== undefined) req.write(payload);
+    req.end();
   });
-  const text = await res.text();
-  let json;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, body: json };
 }
 
 /** POST /apps with the fixture's post_apps body; asserts 201 and returns the app. */
@@ -398,7 +427,9 @@ export async function closeClient(client) {
 export function waitForConnectionState(client, state, { timeoutMs = 8000, failOn } = {}) {
   const conn = client.connection;
   const bad = new Set(failOn || (state === 'connected' ? ['failed', 'closed', 'suspended'] : []));
-  if (conn.state === state) return Promise.resolve(null);
+  // ably-js updates connection.state synchronously but emits the state
+  // events on process.nextTick: yield a macrotask so listeners have run.
+  if (conn.state === state) return new Promise((r) => setImmediate(() => r(null)));
   if (bad.has(conn.state)) {
     return Promise.reject(
       new Error(`connection is ${conn.state} (wanted ${state}); reason: ${fmtErr(conn.errorReason)}`),
@@ -421,7 +452,7 @@ export function waitForConnectionState(client, state, { timeoutMs = 8000, failOn
 
 /** Resolves with the ChannelStateChange when the channel reaches `state`. */
 export function waitForChannelState(channel, state, { timeoutMs = 8000 } = {}) {
-  if (channel.state === state) return Promise.resolve(null);
+  if (channel.state === state) return new Promise((r) => setImmediate(() => r(null)));
   let listener;
   const p = new Promise((resolve) => {
     listener = (sc) => {
