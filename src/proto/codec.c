@@ -66,7 +66,9 @@ int codec_encode_presence_array(sw_format_t f, const sw_presence_t *p, size_t n,
   return finish(out, start, wire_encode_presence_array(&w, p, n));
 }
 
-int codec_msg_to_blob(const sw_msg_t *m, sw_buf_t *out) { return codec_encode_msg(SW_FMT_MSGPACK, m, out); }
+int codec_msg_to_blob(const sw_msg_t *m, sw_buf_t *out) {
+  return codec_encode_msg(SW_FMT_MSGPACK, m, out);
+}
 
 int codec_msg_from_blob(const uint8_t *p, size_t n, sw_msg_t *out) {
   sw_error_t err;

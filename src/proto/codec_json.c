@@ -279,29 +279,34 @@ static int jw_key(wire_writer_t *w, const char *k, size_t n) {
   return 0;
 }
 
-/* Writes one scalar value after its separator. */
-#define JW_VALUE(w, expr)                                                                          \
-  do {                                                                                             \
-    if (jw_sep(w)) return -ENOMEM;                                                                 \
-    int rc_ = (expr);                                                                              \
-    w->need_comma = true;                                                                          \
-    return rc_;                                                                                    \
-  } while (0)
-
-static int jw_str(wire_writer_t *w, const char *s, size_t n) { JW_VALUE(w, jt_quoted(w->out, s, n)); }
-
-static int jw_bin(wire_writer_t *w, const uint8_t *p, size_t n) {
-  JW_VALUE(w, buf_append_byte(w->out, '"') || textenc_base64_append(w->out, p, n) ||
-                      buf_append_byte(w->out, '"')
-                  ? -ENOMEM
-                  : 0);
+/* A value was written (rc 0) or failed; its right sibling needs a comma. */
+static int jw_done(wire_writer_t *w, int rc) {
+  w->need_comma = true;
+  return rc;
 }
 
-static int jw_i64(wire_writer_t *w, int64_t v) { JW_VALUE(w, jt_i64(w->out, v)); }
+static int jw_str(wire_writer_t *w, const char *s, size_t n) {
+  return jw_sep(w) ? -ENOMEM : jw_done(w, jt_quoted(w->out, s, n));
+}
 
-static int jw_nil(wire_writer_t *w) { JW_VALUE(w, buf_append_str(w->out, "null")); }
+static int jw_bin(wire_writer_t *w, const uint8_t *p, size_t n) {
+  if (jw_sep(w) || buf_append_byte(w->out, '"') || textenc_base64_append(w->out, p, n) ||
+      buf_append_byte(w->out, '"'))
+    return -ENOMEM;
+  return jw_done(w, 0);
+}
 
-static int jw_json(wire_writer_t *w, const json_t *v) { JW_VALUE(w, jt_value(w->out, v, 0)); }
+static int jw_i64(wire_writer_t *w, int64_t v) {
+  return jw_sep(w) ? -ENOMEM : jw_done(w, jt_i64(w->out, v));
+}
+
+static int jw_nil(wire_writer_t *w) {
+  return jw_sep(w) ? -ENOMEM : jw_done(w, buf_append_str(w->out, "null"));
+}
+
+static int jw_json(wire_writer_t *w, const json_t *v) {
+  return jw_sep(w) ? -ENOMEM : jw_done(w, jt_value(w->out, v, 0));
+}
 
 static const wire_writer_ops_t jw_ops = {
     .map_open = jw_map_open,

@@ -22,6 +22,34 @@ static uint64_t be_read(const uint8_t *p, size_t n) {
   return v;
 }
 
+/* The shape of a msgpack value, from its type byte. */
+typedef struct mp_head {
+  uint8_t len_bytes; /* big-endian length/count that follows the type byte */
+  uint8_t fixed;     /* payload bytes implied by the type (ext: + type byte) */
+  uint8_t per_item;  /* containers: 1 array, 2 map; 0 otherwise */
+  bool str;
+  uint32_t count; /* fixmap/fixarray item count, fixstr length */
+} mp_head_t;
+
+static bool mp_head(uint8_t b, mp_head_t *h) {
+  *h = (mp_head_t){0};
+  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return true;
+  if (b <= 0x8f) return h->per_item = 2, h->count = b & 0x0f, true;
+  if (b <= 0x9f) return h->per_item = 1, h->count = b & 0x0f, true;
+  if (b <= 0xbf) return h->str = true, h->fixed = b & 0x1f, true;
+  static const uint8_t pow2[] = {1, 2, 4, 8, 16};
+  if (b >= 0xc4 && b <= 0xc6) return h->len_bytes = pow2[b - 0xc4], true;                /* bin */
+  if (b >= 0xc7 && b <= 0xc9) return h->len_bytes = pow2[b - 0xc7], h->fixed = 1, true;  /* ext */
+  if (b == 0xca || b == 0xcb) return h->fixed = pow2[b - 0xc8], true;                     /* float */
+  if (b >= 0xcc && b <= 0xcf) return h->fixed = pow2[b - 0xcc], true;                     /* uint */
+  if (b >= 0xd0 && b <= 0xd3) return h->fixed = pow2[b - 0xd0], true;                     /* int */
+  if (b >= 0xd4 && b <= 0xd8) return h->fixed = (uint8_t)(1 + pow2[b - 0xd4]), true;     /* fixext */
+  if (b >= 0xd9 && b <= 0xdb) return h->len_bytes = pow2[b - 0xd9], h->str = true, true; /* str */
+  if (b == 0xdc || b == 0xdd) return h->len_bytes = pow2[b - 0xdb], h->per_item = 1, true;
+  if (b == 0xde || b == 0xdf) return h->len_bytes = pow2[b - 0xdd], h->per_item = 2, true;
+  return false; /* 0xc1 is never used */
+}
+
 /* Walks one value without allocating and checks what msgpack_unpack would
  * not check before allocating: at most SW_CODEC_MAX_DEPTH nested
  * containers, no container claiming more items than there are bytes left (a
@@ -36,51 +64,22 @@ static int mp_check(const uint8_t *p, size_t n, sw_error_t *err) {
     while (top >= 0 && left[top] == 0) top--;
     if (top < 0) break;
     left[top]--;
+    mp_head_t h;
     if (i >= n) return mp_bad(err, "truncated");
-    uint8_t b = p[i++];
-    size_t hdr = 0;    /* big-endian length/count bytes after b */
-    size_t fixed = 0;  /* payload bytes not given by a header */
-    size_t extra = 0;  /* ext type byte */
-    size_t mult = 0;   /* container: items per counted entry (1 array, 2 map) */
-    bool str = false, counted = false;
-    uint64_t count = 0;
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-      /* fixint, nil, bool */
-    } else if (b <= 0x8f) {
-      mult = 2, count = b & 0x0f;
-    } else if (b <= 0x9f) {
-      mult = 1, count = b & 0x0f;
-    } else if (b <= 0xbf) {
-      str = true, fixed = b & 0x1f;
-    } else {
-      switch (b) {
-      case 0xc4: case 0xc5: case 0xc6: hdr = (size_t)1 << (b - 0xc4); counted = true; break;
-      case 0xc7: case 0xc8: case 0xc9: hdr = (size_t)1 << (b - 0xc7); counted = true; extra = 1; break;
-      case 0xca: fixed = 4; break;
-      case 0xcb: fixed = 8; break;
-      case 0xcc: case 0xcd: case 0xce: case 0xcf: fixed = (size_t)1 << (b - 0xcc); break;
-      case 0xd0: case 0xd1: case 0xd2: case 0xd3: fixed = (size_t)1 << (b - 0xd0); break;
-      case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: fixed = 1 + ((size_t)1 << (b - 0xd4)); break;
-      case 0xd9: case 0xda: case 0xdb: hdr = (size_t)1 << (b - 0xd9); counted = true; str = true; break;
-      case 0xdc: case 0xdd: hdr = (size_t)2 << (b - 0xdc); mult = 1; break;
-      case 0xde: case 0xdf: hdr = (size_t)2 << (b - 0xde); mult = 2; break;
-      default: return mp_bad(err, "invalid type byte"); /* 0xc1 */
-      }
-    }
-    if (n - i < hdr) return mp_bad(err, "truncated");
-    uint64_t len = be_read(p + i, hdr);
-    i += hdr;
-    if (mult) {
-      count = hdr ? len : count;
+    if (!mp_head(p[i++], &h)) return mp_bad(err, "invalid type byte");
+    if (n - i < h.len_bytes) return mp_bad(err, "truncated");
+    uint64_t len = h.len_bytes ? be_read(p + i, h.len_bytes) : h.count;
+    i += h.len_bytes;
+    if (h.per_item) {
       if (top + 1 > SW_CODEC_MAX_DEPTH) return mp_bad(err, "nested too deeply");
       /* Every item takes at least one byte. */
-      if (count * mult > n - i) return mp_bad(err, "truncated");
-      if (count) left[++top] = (size_t)(count * mult);
+      if (len * h.per_item > n - i) return mp_bad(err, "truncated");
+      if (len) left[++top] = (size_t)(len * h.per_item);
       continue;
     }
-    uint64_t body = (counted ? len : 0) + fixed + extra;
+    uint64_t body = (h.len_bytes ? len : 0) + h.fixed;
     if (body > n - i) return mp_bad(err, "truncated");
-    if (str && !textenc_utf8_valid(p + i, (size_t)body)) return mp_bad(err, "str is not UTF-8");
+    if (h.str && !textenc_utf8_valid(p + i, (size_t)body)) return mp_bad(err, "str is not UTF-8");
     i += (size_t)body;
   }
   if (i != n) return mp_bad(err, "trailing bytes after the value");
@@ -218,7 +217,8 @@ static json_t *mr_json(const msgpack_object *o, sw_error_t *err) {
   case MSGPACK_OBJECT_NIL: j = json_null(); break;
   case MSGPACK_OBJECT_BOOLEAN: j = json_boolean(o->via.boolean); break;
   case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    j = o->via.u64 > INT64_MAX ? json_real((double)o->via.u64) : json_integer((json_int_t)o->via.u64);
+    j = o->via.u64 > INT64_MAX ? json_real((double)o->via.u64)
+                               : json_integer((json_int_t)o->via.u64);
     break;
   case MSGPACK_OBJECT_NEGATIVE_INTEGER: j = json_integer(o->via.i64); break;
   case MSGPACK_OBJECT_FLOAT32:
@@ -283,12 +283,11 @@ int codec_msgpack_read(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, s
 
 static int mw_write(void *data, const char *buf, size_t len) { return buf_append(data, buf, len); }
 
-#define MW_PACK(w, call)                                                                           \
-  do {                                                                                             \
-    msgpack_packer pk;                                                                             \
-    msgpack_packer_init(&pk, (w)->out, mw_write);                                                  \
-    return (call) ? -ENOMEM : 0;                                                                   \
-  } while (0)
+static msgpack_packer mw_packer(wire_writer_t *w) {
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, w->out, mw_write);
+  return pk;
+}
 
 /* The entry count is known only at close: reserve a fixmap byte and widen
  * it to map16 in the (never seen in practice) case of more than 15. */
@@ -313,7 +312,10 @@ static int mw_map_close(wire_writer_t *w, size_t mark, size_t n) {
   return 0;
 }
 
-static int mw_array_open(wire_writer_t *w, size_t n) { MW_PACK(w, msgpack_pack_array(&pk, n)); }
+static int mw_array_open(wire_writer_t *w, size_t n) {
+  msgpack_packer pk = mw_packer(w);
+  return msgpack_pack_array(&pk, n) ? -ENOMEM : 0;
+}
 
 static int mw_array_close(wire_writer_t *w) {
   (void)w;
@@ -321,16 +323,24 @@ static int mw_array_close(wire_writer_t *w) {
 }
 
 static int mw_str(wire_writer_t *w, const char *s, size_t n) {
-  MW_PACK(w, msgpack_pack_str_with_body(&pk, s, n));
+  msgpack_packer pk = mw_packer(w);
+  return msgpack_pack_str_with_body(&pk, s, n) ? -ENOMEM : 0;
 }
 
 static int mw_bin(wire_writer_t *w, const uint8_t *p, size_t n) {
-  MW_PACK(w, msgpack_pack_bin_with_body(&pk, p, n));
+  msgpack_packer pk = mw_packer(w);
+  return msgpack_pack_bin_with_body(&pk, p, n) ? -ENOMEM : 0;
 }
 
-static int mw_i64(wire_writer_t *w, int64_t v) { MW_PACK(w, msgpack_pack_int64(&pk, v)); }
+static int mw_i64(wire_writer_t *w, int64_t v) {
+  msgpack_packer pk = mw_packer(w);
+  return msgpack_pack_int64(&pk, v) ? -ENOMEM : 0;
+}
 
-static int mw_nil(wire_writer_t *w) { MW_PACK(w, msgpack_pack_nil(&pk)); }
+static int mw_nil(wire_writer_t *w) {
+  msgpack_packer pk = mw_packer(w);
+  return msgpack_pack_nil(&pk) ? -ENOMEM : 0;
+}
 
 /* Callers' trees may be arbitrary; this only stops a cyclic one. */
 #define MW_MAX_DEPTH 256
@@ -358,7 +368,8 @@ static int mw_value(msgpack_packer *pk, const json_t *j, int depth) {
     }
     return 0;
   case JSON_STRING:
-    return msgpack_pack_str_with_body(pk, json_string_value(j), json_string_length(j)) ? -ENOMEM : 0;
+    return msgpack_pack_str_with_body(pk, json_string_value(j), json_string_length(j)) ? -ENOMEM
+                                                                                       : 0;
   case JSON_INTEGER: return msgpack_pack_int64(pk, json_integer_value(j)) ? -ENOMEM : 0;
   case JSON_REAL: return msgpack_pack_double(pk, json_real_value(j)) ? -ENOMEM : 0;
   case JSON_TRUE: return msgpack_pack_true(pk) ? -ENOMEM : 0;
@@ -368,8 +379,7 @@ static int mw_value(msgpack_packer *pk, const json_t *j, int depth) {
 }
 
 static int mw_json(wire_writer_t *w, const json_t *v) {
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, w->out, mw_write);
+  msgpack_packer pk = mw_packer(w);
   return mw_value(&pk, v, 0);
 }
 

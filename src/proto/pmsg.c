@@ -77,10 +77,9 @@ int msg_copy(sw_msg_t *dst, const sw_msg_t *src) {
   dst->data.len = src->data.len;
   int rc = copy_str(&dst->id, src->id) || copy_str(&dst->client_id, src->client_id) ||
            copy_str(&dst->connection_id, src->connection_id) ||
-           copy_str(&dst->connection_key, src->connection_key) ||
-           copy_str(&dst->name, src->name) || copy_str(&dst->encoding, src->encoding) ||
-           copy_str(&dst->serial, src->serial) || copy_json(&dst->extras, src->extras) ||
-           copy_json(&dst->version, src->version);
+           copy_str(&dst->connection_key, src->connection_key) || copy_str(&dst->name, src->name) ||
+           copy_str(&dst->encoding, src->encoding) || copy_str(&dst->serial, src->serial) ||
+           copy_json(&dst->extras, src->extras) || copy_json(&dst->version, src->version);
   if (!rc && src->data.kind != SW_DATA_NONE) {
     /* bytes is NUL-terminated even for binary data. */
     dst->data.bytes = malloc(src->data.len + 1);

@@ -200,7 +200,7 @@ static int finish_data(const wire_val_t *v, char **enc, sw_data_t *d, int opts, 
 /* ---- Message (TM2) and PresenceMessage (TP3) ---- */
 
 typedef struct item_ctx {
-  sw_msg_t *m;      /* one of m, p */
+  sw_msg_t *m; /* one of m, p */
   sw_presence_t *p;
   wire_val_t data; /* kept until the encoding is known: map order is free */
 } item_ctx_t;
@@ -276,8 +276,7 @@ static int take_msgs(const wire_val_t *v, sw_msg_t **dst, size_t *count, sw_erro
   return 0;
 }
 
-static int take_presence(const wire_val_t *v, sw_presence_t **dst, size_t *count,
-                         sw_error_t *err) {
+static int take_presence(const wire_val_t *v, sw_presence_t **dst, size_t *count, sw_error_t *err) {
   size_t n;
   if (want_array(v, "presence", &n, err)) return -1;
   if (*dst) return bad_field(err, "presence", "given twice");

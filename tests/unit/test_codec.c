@@ -294,7 +294,11 @@ static void test_unknown_action_decodes(void **state) {
   assert_int_equal(p.action, 250);
   pmsg_free(&p);
   /* msgpack {"action": 30} */
-  assert_int_equal(codec_decode_pmsg(SW_FMT_MSGPACK, U("\x81\xa6" "action\x1e"), 9, &p, &err), 0);
+  assert_int_equal(codec_decode_pmsg(SW_FMT_MSGPACK,
+                                     U("\x81\xa6"
+                                       "action\x1e"),
+                                     9, &p, &err),
+                   0);
   assert_int_equal(p.action, 30);
   pmsg_free(&p);
 }
@@ -306,10 +310,11 @@ static void test_json_base64_to_binary(void **state) {
   sw_pmsg_t p, q;
   sw_error_t err;
   assert_int_equal(
-      decode_json("{\"action\":15,\"messages\":[{\"data\":\"3q2+7w==\",\"encoding\":\"base64\"},"
-                  "{\"data\":\"YQ==\",\"encoding\":\"utf-8/base64\"},"
-                  "{\"data\":\"\",\"encoding\":\"base64\"},{\"data\":\"YWI=\",\"encoding\":\"base64\"}]}",
-                  &p, &err),
+      decode_json(
+          "{\"action\":15,\"messages\":[{\"data\":\"3q2+7w==\",\"encoding\":\"base64\"},"
+          "{\"data\":\"YQ==\",\"encoding\":\"utf-8/base64\"},"
+          "{\"data\":\"\",\"encoding\":\"base64\"},{\"data\":\"YWI=\",\"encoding\":\"base64\"}]}",
+          &p, &err),
       0);
   sw_msg_t *m = p.messages;
   assert_int_equal(m[0].data.kind, SW_DATA_BINARY);
@@ -327,22 +332,27 @@ static void test_json_base64_to_binary(void **state) {
   /* To msgpack: bin, no base64 step. */
   sw_buf_t b = {0};
   assert_int_equal(codec_encode_pmsg(SW_FMT_MSGPACK, &p, &b), 0);
-  assert_non_null(memmem(b.data, b.len, "\xa4" "data\xc4\x04\xde\xad\xbe\xef", 11));
+  assert_non_null(memmem(b.data, b.len,
+                         "\xa4"
+                         "data\xc4\x04\xde\xad\xbe\xef",
+                         11));
   assert_null(memmem(b.data, b.len, "base64", 6));
   assert_int_equal(codec_decode_pmsg(SW_FMT_MSGPACK, b.data, b.len, &q, &err), 0);
   assert_pmsg_eq(&p, &q);
   /* And back to JSON text. */
-  assert_json_text(&q, "{\"action\":15,\"messages\":[{\"data\":\"3q2+7w==\",\"encoding\":\"base64\"},"
-                       "{\"data\":\"YQ==\",\"encoding\":\"utf-8/base64\"},"
-                       "{\"data\":\"\",\"encoding\":\"base64\"},"
-                       "{\"data\":\"YWI=\",\"encoding\":\"base64\"}]}");
+  assert_json_text(&q,
+                   "{\"action\":15,\"messages\":[{\"data\":\"3q2+7w==\",\"encoding\":\"base64\"},"
+                   "{\"data\":\"YQ==\",\"encoding\":\"utf-8/base64\"},"
+                   "{\"data\":\"\",\"encoding\":\"base64\"},"
+                   "{\"data\":\"YWI=\",\"encoding\":\"base64\"}]}");
   buf_free(&b);
   pmsg_free(&p);
   pmsg_free(&q);
   /* Dropping the step leaves no empty encoding behind. */
-  assert_int_equal(decode_json("{\"action\":15,\"messages\":[{\"data\":\"YQ==\",\"encoding\":\"/base64\"}]}",
-                               &p, &err),
-                   0);
+  assert_int_equal(
+      decode_json("{\"action\":15,\"messages\":[{\"data\":\"YQ==\",\"encoding\":\"/base64\"}]}", &p,
+                  &err),
+      0);
   assert_null(p.messages[0].encoding);
   pmsg_free(&p);
 }
@@ -351,14 +361,20 @@ static void test_json_base64_to_binary(void **state) {
 static void test_msgpack_bin_to_json(void **state) {
   (void)state;
   /* {"action":15,"messages":[{"data":bin(00 ff),"encoding":"cipher"}]} */
-  static const char in[] = "\x82\xa6" "action\x0f\xa8" "messages\x91\x82\xa4" "data\xc4\x02\x00\xff"
-                           "\xa8" "encoding\xa6" "cipher";
+  static const char in[] = "\x82\xa6"
+                           "action\x0f\xa8"
+                           "messages\x91\x82\xa4"
+                           "data\xc4\x02\x00\xff"
+                           "\xa8"
+                           "encoding\xa6"
+                           "cipher";
   sw_pmsg_t p;
   sw_error_t err;
   assert_int_equal(codec_decode_pmsg(SW_FMT_MSGPACK, U(in), sizeof in - 1, &p, &err), 0);
   assert_int_equal(p.messages[0].data.kind, SW_DATA_BINARY);
   assert_int_equal(p.messages[0].data.len, 2);
-  assert_json_text(&p, "{\"action\":15,\"messages\":[{\"data\":\"AP8=\",\"encoding\":\"cipher/base64\"}]}");
+  assert_json_text(
+      &p, "{\"action\":15,\"messages\":[{\"data\":\"AP8=\",\"encoding\":\"cipher/base64\"}]}");
   pmsg_free(&p);
 }
 
@@ -366,12 +382,14 @@ static void test_object_data_gets_json_step(void **state) {
   (void)state;
   sw_pmsg_t p;
   sw_error_t err;
-  assert_int_equal(decode_json("{\"action\":15,\"messages\":[{\"data\":{\"foo\":42,\"bar\":[\"a\",1.2,"
-                               "{\"boo\":\"ha\"}]}},{\"data\":[],\"encoding\":\"utf-8\"}]}",
-                               &p, &err),
-                   0);
+  assert_int_equal(
+      decode_json("{\"action\":15,\"messages\":[{\"data\":{\"foo\":42,\"bar\":[\"a\",1.2,"
+                  "{\"boo\":\"ha\"}]}},{\"data\":[],\"encoding\":\"utf-8\"}]}",
+                  &p, &err),
+      0);
   assert_int_equal(p.messages[0].data.kind, SW_DATA_STRING);
-  assert_string_equal((char *)p.messages[0].data.bytes, "{\"foo\":42,\"bar\":[\"a\",1.2,{\"boo\":\"ha\"}]}");
+  assert_string_equal((char *)p.messages[0].data.bytes,
+                      "{\"foo\":42,\"bar\":[\"a\",1.2,{\"boo\":\"ha\"}]}");
   assert_string_equal(p.messages[0].encoding, "json");
   assert_string_equal((char *)p.messages[1].data.bytes, "[]");
   assert_string_equal(p.messages[1].encoding, "utf-8/json");
@@ -501,17 +519,27 @@ static void test_messages_encoding_fixture(void **state) {
 
 static void test_ack_res_encoding(void **state) {
   (void)state;
-  sw_pmsg_t p = {.action = SW_ACTION_ACK, .msg_serial = 5, .has_msg_serial = true, .count = 2,
+  sw_pmsg_t p = {.action = SW_ACTION_ACK,
+                 .msg_serial = 5,
+                 .has_msg_serial = true,
+                 .count = 2,
                  .has_count = true};
   char *serials[] = {"s1", NULL};
   sw_publish_result_t res = {.serials = serials, .n_serials = 2};
   p.res = &res;
   p.n_res = 1;
-  assert_json_text(&p, "{\"action\":1,\"count\":2,\"msgSerial\":5,\"res\":[{\"serials\":[\"s1\",null]}]}");
+  assert_json_text(
+      &p, "{\"action\":1,\"count\":2,\"msgSerial\":5,\"res\":[{\"serials\":[\"s1\",null]}]}");
   sw_buf_t b = {0};
   assert_int_equal(codec_encode_pmsg(SW_FMT_MSGPACK, &p, &b), 0);
-  static const char want[] = "\x84\xa6" "action\x01\xa5" "count\x02\xa9" "msgSerial\x05\xa3" "res\x91\x81"
-                             "\xa7" "serials\x92\xa2" "s1\xc0";
+  static const char want[] = "\x84\xa6"
+                             "action\x01\xa5"
+                             "count\x02\xa9"
+                             "msgSerial\x05\xa3"
+                             "res\x91\x81"
+                             "\xa7"
+                             "serials\x92\xa2"
+                             "s1\xc0";
   assert_int_equal(b.len, sizeof want - 1);
   assert_memory_equal(b.data, want, b.len);
   buf_free(&b);
@@ -519,15 +547,20 @@ static void test_ack_res_encoding(void **state) {
 
 static void test_connection_details_encoding(void **state) {
   (void)state;
-  sw_conn_details_t cd = {.client_id = "bob", .connection_key = "k!1", .max_message_size = 65536,
-                          .max_frame_size = 524288, .max_inbound_rate = 50,
-                          .connection_state_ttl = 120000, .max_idle_interval = 15000,
+  sw_conn_details_t cd = {.client_id = "bob",
+                          .connection_key = "k!1",
+                          .max_message_size = 65536,
+                          .max_frame_size = 524288,
+                          .max_inbound_rate = 50,
+                          .connection_state_ttl = 120000,
+                          .max_idle_interval = 15000,
                           .server_id = "sw-1"};
   sw_pmsg_t p = {.action = SW_ACTION_CONNECTED, .connection_id = "c1", .connection_details = &cd};
-  assert_json_text(&p, "{\"action\":4,\"connectionId\":\"c1\",\"connectionDetails\":{\"clientId\":\"bob\","
-                       "\"connectionKey\":\"k!1\",\"maxMessageSize\":65536,\"maxFrameSize\":524288,"
-                       "\"maxInboundRate\":50,\"connectionStateTtl\":120000,\"maxIdleInterval\":15000,"
-                       "\"serverId\":\"sw-1\"}}");
+  assert_json_text(
+      &p, "{\"action\":4,\"connectionId\":\"c1\",\"connectionDetails\":{\"clientId\":\"bob\","
+          "\"connectionKey\":\"k!1\",\"maxMessageSize\":65536,\"maxFrameSize\":524288,"
+          "\"maxInboundRate\":50,\"connectionStateTtl\":120000,\"maxIdleInterval\":15000,"
+          "\"serverId\":\"sw-1\"}}");
   sw_buf_t b = {0};
   sw_error_t err;
   assert_int_equal(codec_encode_pmsg(SW_FMT_MSGPACK, &p, &b), 0);
@@ -548,8 +581,9 @@ static void test_error_body(void **state) {
   sw_buf_t b = {0};
   assert_int_equal(codec_encode_error_body(SW_FMT_JSON, &e, &b), 0);
   assert_int_equal(buf_append_byte(&b, 0), 0);
-  assert_string_equal((char *)b.data, "{\"error\":{\"code\":40101,\"statusCode\":401,\"message\":\"bad key\","
-                                      "\"href\":\"https://help.ably.io/error/40101\"}}");
+  assert_string_equal((char *)b.data,
+                      "{\"error\":{\"code\":40101,\"statusCode\":401,\"message\":\"bad key\","
+                      "\"href\":\"https://help.ably.io/error/40101\"}}");
   buf_reset(&b);
   assert_int_equal(codec_encode_error_body(SW_FMT_MSGPACK, &e, &b), 0);
   sw_error_t err;
@@ -564,8 +598,9 @@ static void test_error_body(void **state) {
   sw_pmsg_t p = {.action = SW_ACTION_ERROR};
   p.error.code = 80013;
   strcpy(p.error.message, "x");
-  assert_json_text(&p, "{\"action\":9,\"error\":{\"code\":80013,\"statusCode\":400,\"message\":\"x\","
-                       "\"href\":\"https://help.ably.io/error/80013\"}}");
+  assert_json_text(&p,
+                   "{\"action\":9,\"error\":{\"code\":80013,\"statusCode\":400,\"message\":\"x\","
+                   "\"href\":\"https://help.ably.io/error/80013\"}}");
 }
 
 static void test_presence_array_and_msgs(void **state) {
@@ -574,7 +609,8 @@ static void test_presence_array_and_msgs(void **state) {
   sw_buf_t b = {0};
   assert_int_equal(codec_encode_presence_array(SW_FMT_JSON, pr, 2, &b), 0);
   assert_int_equal(buf_append_byte(&b, 0), 0);
-  assert_string_equal((char *)b.data, "[{\"action\":1,\"clientId\":\"a\"},{\"action\":3,\"clientId\":\"b\"}]");
+  assert_string_equal((char *)b.data,
+                      "[{\"action\":1,\"clientId\":\"a\"},{\"action\":3,\"clientId\":\"b\"}]");
   buf_reset(&b);
   assert_int_equal(codec_encode_presence_array(SW_FMT_JSON, NULL, 0, &b), 0);
   assert_int_equal(b.len, 2);
@@ -608,7 +644,8 @@ static void test_decode_msgs_shapes(void **state) {
   assert_int_equal(n, 0);
   assert_null(out);
   err.code = 0;
-  assert_int_equal(codec_decode_msgs(SW_FMT_JSON, U("[{\"name\":\"a\"},3]"), 16, &out, &n, &err), -1);
+  assert_int_equal(codec_decode_msgs(SW_FMT_JSON, U("[{\"name\":\"a\"},3]"), 16, &out, &n, &err),
+                   -1);
   assert_int_equal(err.code, 40000);
   assert_null(out);
   assert_int_equal(n, 0);
@@ -635,7 +672,8 @@ static void test_nul_handling(void **state) {
   (void)state;
   sw_pmsg_t p;
   sw_error_t err;
-  assert_int_equal(decode_json("{\"action\":15,\"messages\":[{\"data\":\"a\\u0000b\"}]}", &p, &err), 0);
+  assert_int_equal(decode_json("{\"action\":15,\"messages\":[{\"data\":\"a\\u0000b\"}]}", &p, &err),
+                   0);
   assert_int_equal(p.messages[0].data.len, 3);
   assert_memory_equal(p.messages[0].data.bytes, "a\0b", 4);
   assert_json_text(&p, "{\"action\":15,\"messages\":[{\"data\":\"a\\u0000b\"}]}");
@@ -658,8 +696,8 @@ static void check_bad(sw_format_t f, const bad_case_t *c, size_t n) {
     memset(&p, 0xab, sizeof p);
     int rc = codec_decode_pmsg(f, U(c[i].in), len, &p, &err);
     if (rc != -1 || err.code != c[i].code)
-      fail_msg("case %zu (%s): rc %d code %d (%s), want %d", i, f ? "msgpack" : "json", rc, err.code,
-               err.message, c[i].code);
+      fail_msg("case %zu (%s): rc %d code %d (%s), want %d", i, f ? "msgpack" : "json", rc,
+               err.code, err.message, c[i].code);
     assert_int_equal(err.status, 400);
     assert_true(err.message[0] != '\0');
     /* Nothing is left allocated: the output is all zeroes. */
@@ -716,38 +754,95 @@ static void test_malformed_json(void **state) {
   check_bad(SW_FMT_JSON, cases, sizeof cases / sizeof *cases);
 }
 
-#define MP(s) {s, sizeof(s) - 1, 40000}
-#define MP_DATA(s) {s, sizeof(s) - 1, 40013}
+#define MP(s)                                                                                      \
+  { s, sizeof(s) - 1, 40000 }
+#define MP_DATA(s)                                                                                 \
+  { s, sizeof(s) - 1, 40013 }
 
 static void test_malformed_msgpack(void **state) {
   (void)state;
   static const bad_case_t cases[] = {
       {"", 0, 40000}, /* empty: len 0 -> strlen 0 */
-      MP("\x81"),                                     /* truncated map */
-      MP("\x90"),                                     /* not a map */
-      MP("\xc1"),                                     /* never-used type byte */
-      MP("\x81\xa6" "action\x0f\x00"),                /* trailing byte */
-      MP("\x81\xa6" "action\xa2" "15"),               /* action a string */
-      MP("\x81\xa6" "action\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"), /* 1.5 */
-      MP("\x81\xa6" "action\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), /* > INT64_MAX */
-      MP("\x81\x01\x0f"),                             /* integer key */
-      MP("\x82\xa6" "action\x0f\xa7" "channel\xc4\x01x"),   /* bin channel */
-      MP("\x82\xa6" "action\x0f\xa7" "channel\xa2\xff\xfe"), /* not UTF-8 */
-      MP("\x82\xa6" "action\x0f\xa7" "channel\xa3" "a\x00b"), /* NUL */
-      MP("\x83\xa6" "action\x0f\xa2" "id\xa1" "a\xa2" "id\xa1" "b"), /* repeated string key */
-      MP("\x82\xa6" "action\x0f\xa8" "messages\x81\xa1" "a\x01"),  /* messages a map */
-      MP("\x82\xa6" "action\x0f\xa8" "messages\xdd\xff\xff\xff\xff"), /* huge claimed array */
-      MP("\x82\xa6" "action\x0f\xa8" "messages\xdf\x7f\xff\xff\xff"), /* huge claimed map */
-      MP("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa6" "extras\xd4\x01\x02"), /* ext extras */
-      MP("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa6" "extras\x81\xa1" "a\xd4\x01\x02"),
-      MP("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa6" "extras\x81\xa1" "a\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00"), /* NaN */
-      MP("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa6" "extras\x81\x01\x02"), /* int key */
+      MP("\x81"),     /* truncated map */
+      MP("\x90"),     /* not a map */
+      MP("\xc1"),     /* never-used type byte */
+      MP("\x81\xa6"
+         "action\x0f\x00"), /* trailing byte */
+      MP("\x81\xa6"
+         "action\xa2"
+         "15"), /* action a string */
+      MP("\x81\xa6"
+         "action\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"), /* 1.5 */
+      MP("\x81\xa6"
+         "action\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), /* > INT64_MAX */
+      MP("\x81\x01\x0f"),                               /* integer key */
+      MP("\x82\xa6"
+         "action\x0f\xa7"
+         "channel\xc4\x01x"), /* bin channel */
+      MP("\x82\xa6"
+         "action\x0f\xa7"
+         "channel\xa2\xff\xfe"), /* not UTF-8 */
+      MP("\x82\xa6"
+         "action\x0f\xa7"
+         "channel\xa3"
+         "a\x00b"), /* NUL */
+      MP("\x83\xa6"
+         "action\x0f\xa2"
+         "id\xa1"
+         "a\xa2"
+         "id\xa1"
+         "b"), /* repeated string key */
+      MP("\x82\xa6"
+         "action\x0f\xa8"
+         "messages\x81\xa1"
+         "a\x01"), /* messages a map */
+      MP("\x82\xa6"
+         "action\x0f\xa8"
+         "messages\xdd\xff\xff\xff\xff"), /* huge claimed array */
+      MP("\x82\xa6"
+         "action\x0f\xa8"
+         "messages\xdf\x7f\xff\xff\xff"), /* huge claimed map */
+      MP("\x82\xa6"
+         "action\x0f\xa8"
+         "messages\x91\x81\xa6"
+         "extras\xd4\x01\x02"), /* ext extras */
+      MP("\x82\xa6"
+         "action\x0f\xa8"
+         "messages\x91\x81\xa6"
+         "extras\x81\xa1"
+         "a\xd4\x01\x02"),
+      MP("\x82\xa6"
+         "action\x0f\xa8"
+         "messages\x91\x81\xa6"
+         "extras\x81\xa1"
+         "a\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00"), /* NaN */
+      MP("\x82\xa6"
+         "action\x0f\xa8"
+         "messages\x91\x81\xa6"
+         "extras\x81\x01\x02"), /* int key */
       /* NUL in a key: jansson could not read the JSON we would make of it */
-      MP("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa6" "extras\x81\xa3" "a\x00b\x01"),
-      MP("\x82\xa6" "action\x0f\xdb\xff\xff\xff\xff"), /* str32 key past the end */
-      MP("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa4" "data\xc6\x00\x00\x00\x05" "ab"),
-      MP_DATA("\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa4" "data\xc3"), /* bool data */
-      MP_DATA("\x82\xa6" "action\x0f\xa8" "messages\x91\x82\xa4" "data\xa1!\xa8" "encoding\xa6" "base64"),
+      MP("\x82\xa6"
+         "action\x0f\xa8"
+         "messages\x91\x81\xa6"
+         "extras\x81\xa3"
+         "a\x00b\x01"),
+      MP("\x82\xa6"
+         "action\x0f\xdb\xff\xff\xff\xff"), /* str32 key past the end */
+      MP("\x82\xa6"
+         "action\x0f\xa8"
+         "messages\x91\x81\xa4"
+         "data\xc6\x00\x00\x00\x05"
+         "ab"),
+      MP_DATA("\x82\xa6"
+              "action\x0f\xa8"
+              "messages\x91\x81\xa4"
+              "data\xc3"), /* bool data */
+      MP_DATA("\x82\xa6"
+              "action\x0f\xa8"
+              "messages\x91\x82\xa4"
+              "data\xa1!\xa8"
+              "encoding\xa6"
+              "base64"),
   };
   check_bad(SW_FMT_MSGPACK, cases, sizeof cases / sizeof *cases);
 }
@@ -768,9 +863,16 @@ static char *nested_json(int nest) {
 }
 
 static void nested_msgpack(int nest, sw_buf_t *b) {
-  static const char head[] = "\x82\xa6" "action\x0f\xa8" "messages\x91\x81\xa6" "extras";
+  static const char head[] = "\x82\xa6"
+                             "action\x0f\xa8"
+                             "messages\x91\x81\xa6"
+                             "extras";
   buf_append(b, head, sizeof head - 1);
-  for (int i = 0; i < nest - 1; i++) buf_append(b, "\x81\xa1" "a", 3);
+  for (int i = 0; i < nest - 1; i++)
+    buf_append(b,
+               "\x81\xa1"
+               "a",
+               3);
   buf_append_byte(b, 0x80);
 }
 
@@ -870,7 +972,11 @@ static void test_blob_roundtrip(void **state) {
     buf_free(&b);
   }
   sw_msg_t m;
-  assert_int_equal(codec_msg_from_blob(U("\x81\xa4" "data\xa4" "YQ=="), 11, &m), 0);
+  assert_int_equal(codec_msg_from_blob(U("\x81\xa4"
+                                         "data\xa4"
+                                         "YQ=="),
+                                       11, &m),
+                   0);
   assert_int_equal(m.data.kind, SW_DATA_STRING);
   msg_clear(&m);
   pmsg_free(&p);
@@ -896,9 +1002,31 @@ static void test_value_codec(void **state) {
   json_t *s = codec_decode_value(SW_FMT_JSON, U("true"), 4, &err);
   assert_true(json_is_true(s));
   json_decref(s);
-  s = codec_decode_value(SW_FMT_MSGPACK, U("\xc4\x03" "abc"), 5, &err);
+  s = codec_decode_value(SW_FMT_MSGPACK,
+                         U("\xc4\x03"
+                           "abc"),
+                         5, &err);
   assert_string_equal(json_string_value(s), "YWJj");
   json_decref(s);
+  /* Every msgpack number and container form passes the structural check. */
+  static const char forms[] = "\xdc\x00\x0e"                      /* array16 of 14 */
+                              "\xcc\xff\xcd\x01\x00\xce\x00\x01\x00\x00" /* uint 8/16/32 */
+                              "\xcf\x00\x00\x00\x01\x00\x00\x00\x00"     /* uint64 */
+                              "\xd0\x80\xd1\xff\x00\xd2\xff\xff\xff\xff" /* int 8/16/32 */
+                              "\xd3\xff\xff\xff\xff\xff\xff\xff\xfe"     /* int64 */
+                              "\xca\x3f\xc0\x00\x00"                 /* float32 1.5 */
+                              "\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"     /* float64 1.5 */
+                              "\xd9\x01z\xda\x00\x01y"              /* str8, str16 */
+                              "\xde\x00\x01\xdb\x00\x00\x00\x01k\xc4\x01\xff" /* map16 */
+                              "\xdd\x00\x00\x00\x01\xc3";         /* array32 */
+  s = codec_decode_value(SW_FMT_MSGPACK, U(forms), sizeof forms - 1, &err);
+  json_t *want = json_pack("[i,i,i,I,i,i,i,I,f,f,s,s,{s:s},[b]]", 255, 256, 65536,
+                           (json_int_t)1 << 32, -128, -256, -1, (json_int_t)-2, 1.5, 1.5, "z", "y",
+                           "k", "/w==", 1);
+  assert_non_null(s);
+  assert_true(json_equal(s, want));
+  json_decref(s);
+  json_decref(want);
   /* msgpack-c gives empty str/bin a NULL pointer. */
   s = codec_decode_value(SW_FMT_MSGPACK, U("\x92\xa0\xc4\x00"), 4, &err);
   assert_non_null(s);
