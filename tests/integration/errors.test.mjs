@@ -261,3 +261,48 @@ test('raw WebSocket: v=6 format=json connection gets CONNECTED with connectionDe
     ws.terminate();
   }
 });
+
+test('raw WebSocket format=msgpack: binary CONNECTED, MESSAGE -> ACK, then an undecodable binary frame -> ERROR 40000 and close', async () => {
+  const ws = rawWs(env.server, { key: key(), v: '6', format: 'msgpack' });
+  try {
+    await ws.opened;
+    const conn = await ws.next((f) => f.action === ACTION.CONNECTED, 5000, 'CONNECTED');
+    assert.equal(conn.__binary, true, 'format=msgpack frames are binary');
+    assert.equal(typeof conn.connectionId, 'string');
+    const name = uniqueChannel('rawmp');
+    ws.sendMsgpack({ action: ACTION.MESSAGE, channel: name, msgSerial: 0, messages: [{ name: 'n', data: Buffer.from([1, 2, 3]) }] });
+    const ack = await ws.next((f) => f.action === ACTION.ACK || f.action === ACTION.NACK, 5000, 'ACK');
+    assert.equal(ack.action, ACTION.ACK, JSON.stringify(ack));
+    assert.equal(ack.msgSerial, 0);
+    ws.send(Buffer.from([0xc1, 0xc1, 0xc1])); // 0xc1 is never used in msgpack
+    const err = await ws.next((f) => f.action === ACTION.ERROR, 5000, 'ERROR frame');
+    assert.equal(err.__binary, true, 'ERROR is msgpack-encoded on a msgpack connection');
+    assert.equal(err.error?.code, 40000, JSON.stringify(err));
+    await withTimeout(ws.closed, 5000, 'close after fatal ERROR');
+  } finally {
+    ws.terminate();
+  }
+  const rest = new (await import('ably')).default.Rest({ key: key(), endpoint: env.server.host, port: env.server.port, tls: false, logLevel: 0 });
+  const hist = await rest.channels.get('x').history().catch((e) => e);
+  assert.ok(!(hist instanceof Error), 'server still serves requests');
+});
+
+test('RTL6 raw WebSocket: MESSAGE frame larger than maxMessageSize -> NACK 40009 with the msgSerial, connection stays', async () => {
+  const ws = rawWs(env.server, { key: key(), v: '6', format: 'json' });
+  try {
+    await ws.opened;
+    await ws.next((f) => f.action === ACTION.CONNECTED, 5000, 'CONNECTED');
+    const name = uniqueChannel('rawbig');
+    ws.send({ action: ACTION.MESSAGE, channel: name, msgSerial: 0, messages: [{ name: 'big', data: 'y'.repeat(70_000) }] });
+    const nack = await ws.next((f) => f.action === ACTION.NACK || f.action === ACTION.ACK, 5000, 'NACK');
+    assert.equal(nack.action, ACTION.NACK, JSON.stringify(nack).slice(0, 300));
+    assert.equal(nack.msgSerial, 0);
+    assert.equal(nack.count, 1);
+    assert.equal(nack.error?.code, 40009);
+    ws.send({ action: ACTION.MESSAGE, channel: name, msgSerial: 1, messages: [{ name: 'ok', data: 'small' }] });
+    const ack = await ws.next((f) => f.action === ACTION.ACK, 5000, 'ACK for the next message');
+    assert.equal(ack.msgSerial, 1);
+  } finally {
+    ws.terminate();
+  }
+});

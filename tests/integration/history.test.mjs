@@ -235,3 +235,20 @@ bothProtocols('RTL4k rewind by time (rewind=1s / 10s) replays only messages insi
   assert.deepEqual(col1.messages.map((m) => m.data), ['new0', 'new1'], 'rewind=1s excludes messages 1.5 s old');
   assert.deepEqual(col10.messages.map((m) => m.data), ['old0', 'old1', 'new0', 'new1']);
 });
+
+bothProtocols('TB2/RTL4k rewind via a [?rewind=3] channel name qualifier', async (t, binary) => {
+  const c = clients(t);
+  const name = uniqueChannel('rewindq');
+  const pub = await connected(c, env.server, { key: key(), binary });
+  await publishSeq(pub.channels.get(name), 'q', 6);
+  const sub = await connected(c, env.server, { key: key(), binary });
+  const col = collector(sub.channels.get(`[?rewind=3]${name}`));
+  await withTimeout(col.subscribed, 5000, 'attach [?rewind=3]');
+  await col.until(3);
+  await sleep(300);
+  assert.deepEqual(col.messages.map((m) => m.data), ['q3', 'q4', 'q5']);
+  // Live traffic on the base channel reaches the qualified attachment.
+  await pub.channels.get(name).publish('q', 'live');
+  await col.until(4);
+  assert.equal(col.messages[3].data, 'live');
+});

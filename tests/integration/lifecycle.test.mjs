@@ -125,3 +125,71 @@ test('durability: with --data, messages acked before SIGTERM are in history afte
   await server.stop();
   live = null;
 });
+
+test('durability: SIGTERM while publishes are in flight: every ACKed publish survives a restart, none duplicated', { timeout: 40_000 }, async (t) => {
+  const tmp = makeTempDir();
+  t.after(() => tmp.cleanup());
+  let server = await startServer({ data: tmp.dir, label: 'inflight-1' });
+  let live = server;
+  t.after(async () => {
+    if (live) await live.stop({ allowAlreadyExited: true }).catch(() => {});
+  });
+  const app = await createApp(server);
+  const keyStr = app.keys[0].keyStr;
+  const name = uniqueChannel('inflight');
+  const N = 400;
+  const acked = new Set();
+  const c = clients(t);
+  const pub = await connected(c, server, { key: keyStr, binary: true });
+  const ch = pub.channels.get(name);
+  let stopping = null;
+  const pubs = [];
+  for (let i = 0; i < N && !live?.exit; i++) {
+    const p = ch.publish('seq', { i });
+    p.then(() => {
+      acked.add(i);
+      if (acked.size === 100 && !stopping) stopping = server.stop();
+    }).catch(() => {});
+    pubs.push(p);
+    if (i % 20 === 19) await sleep(2);
+  }
+  await withTimeout(
+    new Promise((resolve) => {
+      const iv = setInterval(() => {
+        if (stopping) {
+          clearInterval(iv);
+          resolve();
+        }
+      }, 10);
+    }),
+    10_000,
+    '100 ACKs before SIGTERM',
+  );
+  const res = await stopping; // exit 0 within 5 s, no sanitizer report
+  live = null;
+  assert.equal(res.code, 0);
+  await c.closeAll(); // unacknowledged publishes now fail
+  await withTimeout(Promise.allSettled(pubs), 5000, 'publishes to settle');
+  assert.ok(acked.size >= 100 && acked.size <= pubs.length, `acked ${acked.size} of ${pubs.length}`);
+
+  server = await startServer({ data: tmp.dir, label: 'inflight-2' });
+  live = server;
+  const rest = c.rest(server, { key: keyStr });
+  const items = [];
+  let page = await rest.channels.get(name).history({ direction: 'forwards', limit: 1000 });
+  for (;;) {
+    items.push(...page.items);
+    if (!page.hasNext()) break;
+    page = await page.next();
+  }
+  const seen = new Map();
+  for (const m of items) seen.set(m.data.i, (seen.get(m.data.i) || 0) + 1);
+  const missing = [...acked].filter((i) => !seen.has(i)).sort((a, b) => a - b);
+  assert.deepEqual(missing, [], `ACKed publishes missing after restart: ${missing.slice(0, 20)}`);
+  const dupes = [...seen].filter(([, n]) => n > 1);
+  assert.deepEqual(dupes, [], 'no duplicates');
+  const order = items.map((m) => m.data.i);
+  assert.deepEqual(order, [...order].sort((a, b) => a - b), 'history in publish order');
+  await server.stop();
+  live = null;
+});

@@ -255,3 +255,38 @@ test('HTTP errors carry X-Ably-ErrorCode and an error body (raw fetch)', async (
   assert.ok(ok.status === 201 || ok.status === 200, `raw publish ok: ${ok.status} ${ok.text}`);
   assert.equal(ok.headers.get('x-ably-errorcode'), null, 'no error header on success');
 });
+
+test('RSA11 REST: API key as the key query param authenticates; CORS headers on responses and preflight', async () => {
+  const name = uniqueChannel('keyparam');
+  const k = encodeURIComponent(env.app.keys[0].keyStr);
+  const post = await http(env.server, 'POST', `/channels/${name}/messages?key=${k}`, {
+    headers: { accept: 'application/json', origin: 'http://example.test' },
+    body: { name: 'kp', data: 'via key param' },
+  });
+  assert.ok(post.status === 201 || post.status === 200, `${post.status} ${post.text}`);
+  const get = await http(env.server, 'GET', `/channels/${name}/messages?key=${k}`, {
+    headers: { accept: 'application/json', origin: 'http://example.test' },
+  });
+  assert.equal(get.status, 200, get.text);
+  assert.deepEqual(get.body.map((m) => m.data), ['via key param']);
+  assert.ok(get.headers.get('access-control-allow-origin'), 'CORS allow-origin on a normal response');
+  const wrong = await http(env.server, 'GET', `/channels/${name}/messages?key=${encodeURIComponent(env.app.keys[0].keyName + ':bad')}`, {
+    headers: { accept: 'application/json', origin: 'http://example.test' },
+  });
+  assert.equal(wrong.status, 401);
+  assert.equal(wrong.headers.get('x-ably-errorcode'), '40101');
+  const pre = await http(env.server, 'OPTIONS', `/channels/${name}/messages`, {
+    headers: {
+      origin: 'http://example.test',
+      'access-control-request-method': 'POST',
+      'access-control-request-headers': 'authorization,content-type,x-ably-version',
+    },
+  });
+  assert.ok(pre.status === 204 || pre.status === 200, `preflight status ${pre.status}`);
+  assert.ok(pre.headers.get('access-control-allow-origin'), 'preflight allow-origin');
+  assert.match(String(pre.headers.get('access-control-allow-methods')), /POST/i);
+  assert.notEqual(wrong.headers.get('x-ably-errormessage'), null, 'X-Ably-ErrorMessage header on errors');
+  // Browsers can only read the error headers if CORS exposes them.
+  const exposed = String(wrong.headers.get('access-control-expose-headers') ?? '');
+  assert.ok(/x-ably-errorcode/i.test(exposed) || exposed === '*', `X-Ably-ErrorCode exposed via CORS: "${exposed}"`);
+});

@@ -196,3 +196,49 @@ bothProtocols('RTN16l/RTN15c7 recover with an unknown connection key: CONNECTED 
   await col.until(1);
   await waitUntil(() => b.connection.state === 'connected', 1000, 'still connected');
 });
+
+bothProtocols('slow consumer: a subscriber that stops reading is DISCONNECTED (42916), then resumes and catches up exactly once in order', { timeout: 60_000 }, async (t, binary) => {
+  const N = 250; // 250 x 60 KB = 15 MB: beyond the 4 MiB outbound bound plus ~4 MB of kernel socket buffers
+  const SIZE = 60_000;
+  const c = clients(t);
+  const name = uniqueChannel('slow');
+  const [pub, sub] = await Promise.all([
+    connected(c, env.server, { key: key(), binary, echoMessages: false }),
+    connected(c, env.server, { key: key(), binary }),
+  ]);
+  const sch = sub.channels.get(name);
+  const col = collector(sch);
+  await withTimeout(col.subscribed, 5000, 'attach');
+  const id0 = sub.connection.id;
+  const rec = recorder(sub, sch);
+  const ws = sub.connection.connectionManager.activeProtocol.getTransport().wsConnection;
+  assert.equal(typeof ws?.pause, 'function', 'ably-js node transport exposes the ws socket');
+  ws.pause(); // stop reading: the server's outbound queue for this socket grows
+
+  const pad = 'x'.repeat(SIZE);
+  const pch = pub.channels.get(name);
+  const pubs = [];
+  for (let i = 0; i < N; i++) {
+    pubs.push(pch.publish('big', { i, pad }));
+    if (i % 50 === 49) await sleep(1);
+  }
+  const results = await withTimeout(Promise.allSettled(pubs), 30_000, 'publisher ACKs');
+  const rejected = results.filter((r) => r.status === 'rejected');
+  assert.equal(rejected.length, 0, `publisher is unaffected by the slow subscriber; first rejection: ${rejected[0]?.reason?.message}`);
+  await sleep(200);
+  ws.resume();
+
+  await col.until(N, 30_000);
+  await sleep(300);
+  const disc = rec.conn.find((s) => s.current === 'disconnected');
+  assert.ok(disc, `slow consumer must be DISCONNECTED by the server (states: ${rec.conn.map((s) => s.current)})`);
+  assert.equal(disc.reason?.code, 42916, `DISCONNECTED reason: ${JSON.stringify(disc.reason)}`);
+  assert.ok(!rec.conn.some((s) => s.current === 'failed'), 'never FAILED');
+  assert.equal(sub.connection.id, id0, 'slow consumer resumes the same connection');
+  const seq = col.messages.map((m) => m.data.i);
+  assert.equal(seq.length, N, `exactly ${N} messages (duplicates: ${seq.length - new Set(seq).size})`);
+  for (let i = 0; i < N; i++) {
+    if (seq[i] !== i) assert.fail(`out of order / gap at ${i}: got ${seq[i]}`);
+  }
+  assert.ok(col.messages.every((m) => m.data.pad.length === SIZE), 'payloads intact');
+});

@@ -560,8 +560,12 @@ export const ACTION = Object.freeze({
   AUTH: 17,
 });
 
+/** ably-js's own msgpack codec (what the SDK puts on the wire). */
+export const msgpack = new Ably.Rest({ key: 'unused.unused:unused' })._MsgPack;
+
 /**
- * Opens a raw `ws` WebSocket to the realtime endpoint with JSON framing.
+ * Opens a raw `ws` WebSocket to the realtime endpoint. Text frames are parsed
+ * as JSON, binary frames as msgpack (frames get `__binary: true`).
  * Returns {ws, frames, next(pred, ms), closed, send(obj|string), upgradeRefusal}.
  * `next` resolves with the first (queued or future) JSON frame matching pred.
  */
@@ -601,9 +605,11 @@ export function rawWs(server, query) {
   ws.on('message', (data, isBinary) => {
     let frame;
     try {
-      frame = JSON.parse(isBinary ? Buffer.from(data).toString('utf8') : data.toString());
+      frame = isBinary ? msgpack.decode(Buffer.from(data)) : JSON.parse(data.toString());
+      if (frame === null || typeof frame !== 'object') frame = { unparsable: true, raw: data, isBinary };
+      else if (isBinary) frame.__binary = true;
     } catch {
-      frame = { unparsable: true, raw: data };
+      frame = { unparsable: true, raw: data, isBinary };
     }
     frames.push(frame);
     for (const w of [...waiters]) {
@@ -642,8 +648,13 @@ export function rawWs(server, query) {
         `${what}; frames so far: ${JSON.stringify(frames).slice(0, 800)}`,
       );
     },
+    /** Sends a string as a text frame, a Buffer as a binary frame, an object as JSON text. */
     send(obj) {
-      ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj));
+      ws.send(typeof obj === 'string' || Buffer.isBuffer(obj) ? obj : JSON.stringify(obj));
+    },
+    /** Sends an object msgpack-encoded in a binary frame. */
+    sendMsgpack(obj) {
+      ws.send(Buffer.from(msgpack.encode(obj)));
     },
     terminate() {
       try {
