@@ -123,7 +123,9 @@ int codec_json_read(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_e
 
 /* ---- writing ---- */
 
-int codec_json_escape(sw_buf_t *out, const char *s, size_t n) {
+/* JSON-escaped contents of s (no quotes) appended to out; invalid UTF-8
+ * becomes U+FFFD so the output is always valid JSON. */
+static int jt_escape(sw_buf_t *out, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   if (n == 0) return 0; /* s may then be NULL */
   const uint8_t *p = (const uint8_t *)s;
@@ -169,7 +171,7 @@ int codec_json_escape(sw_buf_t *out, const char *s, size_t n) {
 }
 
 static int jt_quoted(sw_buf_t *out, const char *s, size_t n) {
-  if (buf_append_byte(out, '"') || codec_json_escape(out, s, n) || buf_append_byte(out, '"'))
+  if (buf_append_byte(out, '"') || jt_escape(out, s, n) || buf_append_byte(out, '"'))
     return -ENOMEM;
   return 0;
 }

@@ -115,11 +115,8 @@ struct wire_writer {
 void codec_json_writer_init(wire_writer_t *w, sw_buf_t *out);
 void codec_msgpack_writer_init(wire_writer_t *w, sw_buf_t *out);
 
-/* JSON-escaped contents of s (no quotes) appended to out; invalid UTF-8
- * becomes U+FFFD so the output is always valid JSON. */
-int codec_json_escape(sw_buf_t *out, const char *s, size_t n);
-
-/* wire_encode.c: structs to writer calls; 0 or -ENOMEM. */
+/* wire_encode.c: structs to writer calls; 0 or -ENOMEM (-EINVAL for a
+ * json_t nested absurdly deep, i.e. cyclic). */
 int wire_encode_pmsg(wire_writer_t *w, const sw_pmsg_t *m);
 int wire_encode_msg(wire_writer_t *w, const sw_msg_t *m);
 int wire_encode_msgs(wire_writer_t *w, const sw_msg_t *m, size_t n);
