@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh [build|test]   (test adds sanitizer/fuzzer runtimes)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmsgpack-dev libsqlite3-dev
-      libssl-dev libhttp-parser-dev uthash-dev)
+      libssl-dev libhttp-parser-dev uthash-dev libjwt-dev)
 if [ "${1:-build}" = test ]; then
   pkgs+=(libcmocka-dev clang libclang-rt-14-dev)
   command -v node >/dev/null || pkgs+=(nodejs npm)

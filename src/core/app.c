@@ -76,11 +76,11 @@ static int key_from_json(sw_key_t *k, const char *app_id, json_t *o, bool genera
                                      : strdup(DEFAULT_KEY_CAPABILITY);
   if (!cap) return errors_set(err, SW_E_INTERNAL, "out of memory");
   k->cap = cap_parse(cap, strlen(cap), err);
-  if (!k->cap) {
-    free(cap);
-    return -1;
-  }
-  k->capability = cap;
+  free(cap);
+  if (!k->cap) return -1;
+  /* Capabilities are always shown in canonical form (sorted), as Ably does. */
+  k->capability = cap_canonical(k->cap);
+  if (!k->capability) return errors_set(err, SW_E_INTERNAL, "out of memory");
   size_t nlen = strlen(app_id) + 1 + strlen(id) + 1;
   k->name = malloc(nlen);
   k->secret = strdup(secret);

@@ -27,7 +27,7 @@
 typedef struct sw_key {
   char *name;           /* "appId.keyId" (keyName) */
   char *secret;
-  char *capability;     /* the capability JSON as configured */
+  char *capability;     /* canonical capability JSON (cap_canonical) */
   sw_cap_t *cap;
   bool revocable;
 } sw_key_t;
