@@ -15,7 +15,7 @@ import {
   test,
 } from './lib/server.mjs';
 
-test('graceful shutdown: SIGTERM -> every client DISCONNECTED (never FAILED), exit 0 within 5 s', { timeout: 30_000 }, async (t) => {
+test('RTN15h3 graceful shutdown: SIGTERM -> every client DISCONNECTED (never FAILED), exit 0 within 5 s', { timeout: 30_000 }, async (t) => {
   const server = await startServer({ label: 'shutdown' });
   let stopped = false;
   t.after(async () => {
@@ -56,7 +56,7 @@ test('graceful shutdown: SIGTERM -> every client DISCONNECTED (never FAILED), ex
   }
 });
 
-test('durability: with --data, messages acked before SIGTERM are in history after restart', { timeout: 40_000 }, async (t) => {
+test('RTL10d durability: with --data, messages acked before SIGTERM are in history after restart', { timeout: 40_000 }, async (t) => {
   const tmp = makeTempDir();
   t.after(() => tmp.cleanup());
   let server = await startServer({ data: tmp.dir, label: 'durable-1' });
@@ -126,7 +126,7 @@ test('durability: with --data, messages acked before SIGTERM are in history afte
   live = null;
 });
 
-test('durability: SIGTERM while publishes are in flight: every ACKed publish survives a restart, none duplicated', { timeout: 40_000 }, async (t) => {
+test('RTN7a durability: SIGTERM while publishes are in flight: every ACKed publish survives a restart, none duplicated', { timeout: 40_000 }, async (t) => {
   const tmp = makeTempDir();
   t.after(() => tmp.cleanup());
   let server = await startServer({ data: tmp.dir, label: 'inflight-1' });

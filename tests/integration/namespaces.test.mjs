@@ -17,7 +17,7 @@ import {
 const env = useServer({ label: 'namespaces' });
 const key = () => env.app.keys[0].keyStr;
 
-bothProtocols('persisted: namespace channel attaches, delivers and keeps history (RTL10d)', async (t, binary) => {
+bothProtocols('RTL10d persisted: namespace channel attaches, delivers and keeps history', async (t, binary) => {
   const c = clients(t);
   const name = `persisted:${uniqueChannel('ns')}`;
   const [pub, sub] = await Promise.all([
@@ -35,7 +35,7 @@ bothProtocols('persisted: namespace channel attaches, delivers and keeps history
   assert.equal(details.channelId, name);
 });
 
-bothProtocols('other fixture namespaces (pushenabled:, mutable:) are ordinary channels for pub/sub', async (t, binary) => {
+bothProtocols('RTL6/RTL7 other fixture namespaces (pushenabled:, mutable:) are ordinary channels for pub/sub', async (t, binary) => {
   const c = clients(t);
   for (const ns of ['pushenabled', 'mutable']) {
     const name = `${ns}:${uniqueChannel('ns')}`;
@@ -48,7 +48,7 @@ bothProtocols('other fixture namespaces (pushenabled:, mutable:) are ordinary ch
   }
 });
 
-test('presence fixture channel persisted:presence_fixtures holds the fixture members', { todo: 'presence is issue 4' }, async (t) => {
+test('RSP3 presence fixture channel persisted:presence_fixtures holds the fixture members', { todo: 'presence is issue 4' }, async (t) => {
   const c = clients(t);
   const fixture = testAppSetup().post_apps.channels[0];
   const rest = c.rest(env.server, { key: key() });

@@ -211,7 +211,7 @@ bothProtocols('RSL1i REST publish above maxMessageSize is rejected by the server
   assert.equal(ok.ok, true, `a 60000-byte message is accepted: ${ok.error?.message}`);
 });
 
-test('HTTP errors carry X-Ably-ErrorCode and an error body (raw fetch)', async () => {
+test('TI1/RSC7 HTTP errors carry X-Ably-ErrorCode and an error body (raw fetch)', async () => {
   const name = uniqueChannel('raw');
   const wrong = await http(env.server, 'GET', `/channels/${name}/messages`, {
     key: wrongSecretKey(),

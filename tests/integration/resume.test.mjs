@@ -197,7 +197,7 @@ bothProtocols('RTN16l/RTN15c7 recover with an unknown connection key: CONNECTED 
   await waitUntil(() => b.connection.state === 'connected', 1000, 'still connected');
 });
 
-bothProtocols('slow consumer: a subscriber that stops reading is DISCONNECTED (42916), then resumes and catches up exactly once in order', { timeout: 60_000 }, async (t, binary) => {
+bothProtocols('RTN15h3 slow consumer: a subscriber that stops reading is DISCONNECTED (42916), then resumes and catches up exactly once in order', { timeout: 60_000 }, async (t, binary) => {
   const N = 250; // 250 x 60 KB = 15 MB: beyond the 4 MiB outbound bound plus ~4 MB of kernel socket buffers
   const SIZE = 60_000;
   const c = clients(t);
