@@ -21,6 +21,7 @@ void config_defaults(sw_config_t *c) {
       .max_http_head = 16384,
       .max_http_body = 1u << 20,
   };
+  c->auth = (sw_auth_config_t){.clock_skew_ms = 30000, .basic = SW_BASIC_LOOPBACK, .reauth_margin_ms = 30000};
 }
 
 int config_set_listen(sw_config_t *c, const char *hostport) {
@@ -80,6 +81,27 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
     v = (int64_t)c->limits.max_connections, limit(l, "maxConnections", &v), c->limits.max_connections = (size_t)v;
     v = (int64_t)c->limits.max_http_body, limit(l, "maxHttpBody", &v), c->limits.max_http_body = (size_t)v;
   }
+  json_t *a = json_object_get(root, "auth");
+  if (json_is_object(a)) {
+    int64_t v = (int64_t)c->auth.max_token_len;
+    limit(a, "clockSkewMs", &c->auth.clock_skew_ms);
+    limit(a, "reauthMarginMs", &c->auth.reauth_margin_ms);
+    limit(a, "maxTokenLength", &v), c->auth.max_token_len = (size_t)v;
+    if ((s = json_string_value(json_object_get(a, "basicOverHttp")))) {
+      if (strcmp(s, "allow") == 0) c->auth.basic = SW_BASIC_ALLOW;
+      else if (strcmp(s, "deny") == 0) c->auth.basic = SW_BASIC_DENY;
+      else if (strcmp(s, "loopback") == 0) c->auth.basic = SW_BASIC_LOOPBACK;
+      else {
+        snprintf(err, errlen, "%s: auth.basicOverHttp must be loopback, allow or deny", path);
+        json_decref(root);
+        return -1;
+      }
+    }
+    if ((s = json_string_value(json_object_get(a, "cookie")))) {
+      free(c->auth.cookie_name);
+      c->auth.cookie_name = strdup(s);
+    }
+  }
   json_t *apps = json_object_get(root, "apps");
   if (apps) {
     if (!json_is_array(apps)) {
@@ -97,6 +119,7 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
 void config_free(sw_config_t *c) {
   free(c->data_dir);
   free(c->admin_key);
+  free(c->auth.cookie_name);
   json_decref(c->apps);
   memset(c, 0, sizeof *c);
 }

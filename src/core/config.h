@@ -4,6 +4,8 @@
  * {"listen": "127.0.0.1:8080", "data": "./data", "sandbox": false,
  *  "adminKey": "secret for the admin API (Authorization: Bearer <adminKey>)",
  *  "synchronous": "full" | "normal",
+ *  "auth": {"clockSkewMs": 30000, "maxTokenLength": 8192, "basicOverHttp": "loopback"|"allow"|"deny",
+ *           "cookie": "cookie-name", "reauthMarginMs": 30000},
  *  "limits": {"maxMessageSize": 65536, "maxFrameSize": 524288, "maxInboundRate": 250,
  *             "connectionStateTtl": 120000, "maxIdleInterval": 15000,
  *             "maxOutboundBytes": 4194304, "maxConnections": 100000, "maxHttpBody": 1048576},
@@ -28,6 +30,18 @@ typedef struct sw_limits {
   size_t max_http_body;
 } sw_limits_t;
 
+/* Where Basic (API key) auth is allowed without TLS (RSA1: Ably refuses it
+ * with 40103). switchboard itself speaks plain HTTP; put TLS in front of it. */
+typedef enum { SW_BASIC_LOOPBACK = 0, SW_BASIC_ALLOW, SW_BASIC_DENY } sw_basic_policy_t;
+
+typedef struct sw_auth_config {
+  int64_t clock_skew_ms;   /* leeway on token iat/exp */
+  size_t max_token_len;    /* longest JWT accepted (0: 8 KiB) */
+  sw_basic_policy_t basic; /* Basic auth over plain HTTP/ws */
+  char *cookie_name;       /* a cookie holding a token, for browsers; NULL = off */
+  int64_t reauth_margin_ms;/* server-requested AUTH this long before expiry */
+} sw_auth_config_t;
+
 typedef struct sw_config {
   char host[64];
   int port;
@@ -37,6 +51,7 @@ typedef struct sw_config {
   bool sync_full;
   char *admin_key; /* NULL: admin API closed unless sandbox */
   sw_limits_t limits;
+  sw_auth_config_t auth;
   json_t *apps;    /* array of app specs from the file, or NULL */
 } sw_config_t;
 

@@ -161,6 +161,7 @@ void conn_destroy(sw_conn_t *c) {
   free(c->memo);
   HASH_DEL(c->srv->conns, c);
   free(c->client_id);
+  principal_clear(&c->auth);
   free(c);
 }
 
@@ -227,11 +228,63 @@ static bool query_flag(sw_slice_t q, const char *name, bool dflt) {
   return strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
 }
 
+/* Basic (key) auth over plain HTTP is a configuration switch (RSA1). */
+bool conn_basic_allowed(const sw_sock_t *s, sw_error_t *err) {
+  sw_basic_policy_t pol = s->srv->cfg->auth.basic;
+  if (pol == SW_BASIC_ALLOW || (pol == SW_BASIC_LOOPBACK && s->peer_loopback)) return true;
+  errors_set(err, SW_E_BASIC_NEEDS_TLS, "Basic authentication over a non-TLS connection is not allowed; use a token");
+  return false;
+}
+
+/* Finds the value of cookie name in a Cookie header. */
+static ssize_t cookie_get(const sw_http_req_t *req, const char *name, char *out, size_t cap) {
+  const sw_slice_t *h = http_req_header(req, "Cookie");
+  if (!h || !name) return -1;
+  size_t nlen = strlen(name);
+  const char *p = h->p, *end = h->p + h->n;
+  while (p < end) {
+    while (p < end && (*p == ' ' || *p == ';')) p++;
+    const char *semi = memchr(p, ';', (size_t)(end - p));
+    const char *e = semi ? semi : end;
+    if ((size_t)(e - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=')
+      return url_decode(p + nlen + 1, (size_t)(e - p - nlen - 1), out, cap, false);
+    p = e;
+  }
+  return -1;
+}
+
+int conn_credentials(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p, sw_error_t *err) {
+  sw_server_t *srv = s->srv;
+  /* Tokens can be large (capabilities); keys are short. */
+  size_t cap = srv->cfg->auth.max_token_len ? srv->cfg->auth.max_token_len + 1 : 16385;
+  char *buf = malloc(cap);
+  if (!buf) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  ssize_t n;
+  int rc;
+  if ((n = url_query_get(req->query, "key", buf, cap)) >= 0)
+    rc = conn_basic_allowed(s, err) ? principal_from_key(srv, buf, (size_t)n, p, err) : -1;
+  else if ((n = url_query_get(req->query, "access_token", buf, cap)) >= 0 ||
+           (n = url_query_get(req->query, "accessToken", buf, cap)) >= 0 ||
+           (n = cookie_get(req, srv->cfg->auth.cookie_name, buf, cap)) >= 0)
+    rc = principal_from_token(srv, buf, (size_t)n, p, err);
+  else if (n == -2)
+    rc = errors_set(err, SW_E_INVALID_CREDENTIAL, "credential too long or malformed");
+  else
+    rc = errors_set(err, SW_E_INVALID_CREDENTIALS, "no credentials: give a key or a token");
+  OPENSSL_cleanse(buf, cap);
+  free(buf);
+  return rc;
+}
+
+static bool same_client_id(const char *a, const char *b) {
+  return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
 void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   sw_server_t *srv = s->srv;
   sw_slice_t q = req->query;
   sw_error_t err = {0};
-  char buf[1024];
+  char buf[64];
 
   sw_format_t fmt = SW_FMT_MSGPACK; /* RTN2a */
   if (url_query_get(q, "format", buf, sizeof buf) >= 0) {
@@ -252,46 +305,46 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     }
   }
 
-  sw_app_t *app = NULL;
-  sw_key_t *key = NULL;
-  ssize_t kn = url_query_get(q, "key", buf, sizeof buf);
-  if (kn >= 0) {
-    if (key_auth_check(&srv->apps, buf, (size_t)kn, &app, &key, &err)) {
-      refuse(s, fmt, &err);
-      return;
-    }
-  } else if (url_query_get(q, "access_token", buf, sizeof buf) >= 0 ||
-             url_query_get(q, "accessToken", buf, sizeof buf) >= 0) {
-    errors_set(&err, SW_E_INVALID_CREDENTIALS, "token authentication is not available on this server yet");
-    refuse(s, fmt, &err);
-    return;
-  } else {
-    errors_set(&err, SW_E_INVALID_CREDENTIALS, "no credentials: give a key or a token");
+  sw_principal_t auth;
+  if (conn_credentials(s, req, &auth, &err)) {
     refuse(s, fmt, &err);
     return;
   }
-  OPENSSL_cleanse(buf, sizeof buf);
-
-  char client_id[256] = "";
-  ssize_t cn = url_query_get(q, "clientId", client_id, sizeof client_id);
-  if (cn == -2 || (cn >= 0 && (cn == 0 || strcmp(client_id, "*") == 0))) {
-    errors_set(&err, SW_E_INVALID_CLIENT_ID, "invalid clientId");
+  char requested[256];
+  ssize_t cn = url_query_get(q, "clientId", requested, sizeof requested);
+  char *client_id = NULL;
+  if (cn == -2) errors_set(&err, SW_E_INVALID_CLIENT_ID, "invalid clientId");
+  else principal_client_id(&auth, cn >= 0 ? requested : NULL, &client_id, &err);
+  if (err.code) {
+    principal_clear(&auth);
     refuse(s, fmt, &err);
     return;
   }
   bool echo = query_flag(q, "echo", true);
   bool heartbeats = query_flag(q, "heartbeats", false);
 
-  /* RTN15b / RTN16k: resume or recover an existing connection. */
+  /* RTN15b / RTN16k: resume or recover an existing connection. A resume
+   * may bring a new token (the old one may have expired, RTN15h), but not
+   * another identity. */
   char rkey[80];
   sw_conn_t *c = NULL;
   bool tried_resume = false;
   if (url_query_get(q, "resume", rkey, sizeof rkey) >= 0 || url_query_get(q, "recover", rkey, sizeof rkey) >= 0) {
     tried_resume = true;
-    c = find_by_key(srv, rkey, app);
-    if (c && c->client_id && cn >= 0 && strcmp(c->client_id, client_id) != 0) c = NULL;
+    c = find_by_key(srv, rkey, auth.app);
   }
   if (c) {
+    if (!same_client_id(c->client_id, client_id)) {
+      errors_set(&err, SW_E_INCOMPATIBLE_CREDENTIALS, "a resumed connection keeps its clientId");
+      principal_clear(&auth);
+      free(client_id);
+      refuse(s, fmt, &err);
+      return;
+    }
+    free(client_id);
+    principal_clear(&c->auth);
+    c->auth = auth;
+    c->reauth_sent = false;
     bind_transport(c, s, fmt, echo, heartbeats);
     log_debug("connection %s resumed", c->id);
     send_connected(c, NULL);
@@ -301,6 +354,8 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   c = calloc(1, sizeof *c);
   if (!c || app_random_id(c->id, 12)) {
     free(c);
+    free(client_id);
+    principal_clear(&auth);
     errors_set(&err, SW_E_INTERNAL, "out of memory");
     refuse(s, fmt, &err);
     return;
@@ -309,10 +364,9 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   app_random_id(secret, 16);
   snprintf(c->key, sizeof c->key, "%s!%s", c->id, secret);
   c->srv = srv;
-  c->app = app;
-  c->key_ref = key;
-  c->cap = key->cap;
-  c->client_id = cn > 0 ? strdup(client_id) : NULL;
+  c->auth = auth;
+  c->app = auth.app;
+  c->client_id = client_id;
   HASH_ADD_STR(srv->conns, id, c);
   bind_transport(c, s, fmt, echo, heartbeats);
   if (tried_resume) {
@@ -321,6 +375,49 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     send_connected(c, &err);
   } else {
     send_connected(c, NULL);
+  }
+}
+
+/* RTC8: in-band reauthorisation with a new token. The connection keeps its
+ * id and clientId; the new capability applies at once, and channels it no
+ * longer allows fail with 40160 while the connection stays. */
+static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
+  sw_error_t err = {0};
+  sw_principal_t p;
+  if (!m->auth_access_token) {
+    conn_fail(c, SW_E_BAD_REQUEST, "AUTH without auth.accessToken", false);
+    return;
+  }
+  if (principal_from_token(c->srv, m->auth_access_token, strlen(m->auth_access_token), &p, &err)) {
+    conn_fail(c, err.code, err.message, false);
+    return;
+  }
+  char *id = NULL;
+  if (p.app != c->app)
+    errors_set(&err, SW_E_INCOMPATIBLE_CREDENTIALS, "the new token is for another app");
+  else if (principal_client_id(&p, c->client_id && strcmp(c->client_id, "*") ? c->client_id : NULL, &id, &err) == 0 &&
+           !same_client_id(id, c->client_id))
+    errors_set(&err, SW_E_INCOMPATIBLE_CREDENTIALS, "the clientId of a connection cannot change");
+  free(id);
+  if (err.code) {
+    principal_clear(&p);
+    conn_fail(c, err.code, err.message, false);
+    return;
+  }
+  principal_clear(&c->auth);
+  c->auth = p;
+  c->reauth_sent = false;
+  send_connected(c, NULL);
+  sw_attach_t *a, *tmp;
+  HASH_ITER(hh, c->attachments, a, tmp) {
+    if (cap_ops_for_channel(c->auth.cap, a->ch->name)) continue;
+    sw_error_t e;
+    errors_set(&e, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
+               a->ch->name);
+    char *name = strdup(a->wire_name ? a->wire_name : a->ch->name);
+    channel_detach(a);
+    if (name) conn_send_channel_error(c, name, &e);
+    free(name);
   }
 }
 
@@ -387,13 +484,13 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
   sw_channel_name_t parts;
   sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
   if (!ch) goto fail;
-  uint32_t ops = cap_ops_for_channel(c->cap, ch->name);
+  uint32_t ops = cap_ops_for_channel(c->auth.cap, ch->name);
   if (!ops) {
     errors_set(&err, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
                ch->name);
     goto fail;
   }
-  if (ch->ns->identified && !c->client_id) {
+  if (ch->ns->identified && (!c->client_id || strcmp(c->client_id, "*") == 0)) {
     errors_set(&err, 40161, "namespace %s requires an identified client", ch->ns->id);
     goto fail;
   }
@@ -452,17 +549,14 @@ static void handle_detach(sw_conn_t *c, sw_pmsg_t *m) {
   conn_send_pmsg(c, &r);
 }
 
-/* Applies the clientId rules to one message (RTL6g, RSA7e/RSA8f). */
-static int check_client_id(const sw_conn_t *c, sw_msg_t *msg, sw_error_t *err) {
-  if (msg->client_id && (strcmp(msg->client_id, "*") == 0 || !*msg->client_id))
-    return errors_set(err, SW_E_INVALID_CLIENT_ID, "invalid clientId in message");
-  if (c->client_id) {
-    if (!msg->client_id) msg->client_id = strdup(c->client_id);
-    else if (strcmp(msg->client_id, c->client_id) != 0)
-      return errors_set(err, SW_E_INVALID_CLIENT_ID, "mismatched clientId %.64s for a connection identified as %.64s",
-                        msg->client_id, c->client_id);
-  }
-  return 0;
+/* JWT channel claims (ably.channel.<resource>) are stamped by the server
+ * into extras.userClaim; a client cannot set that field itself. */
+static void stamp_user_claim(sw_conn_t *c, const sw_channel_t *ch, sw_msg_t *msg) {
+  if (msg->extras) json_object_del(msg->extras, "userClaim");
+  json_t *claim = principal_channel_claim(&c->auth, ch->name);
+  if (!claim) return;
+  if (!msg->extras) msg->extras = json_object();
+  if (msg->extras) json_object_set(msg->extras, "userClaim", claim);
 }
 
 static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
@@ -493,7 +587,7 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
   if (!ch) goto fail;
   sw_attach_t *a = NULL;
   HASH_FIND_PTR(c->attachments, &ch, a);
-  if (!cap_allows(c->cap, ch->name, SW_OP_PUBLISH)) {
+  if (!cap_allows(c->auth.cap, ch->name, SW_OP_PUBLISH)) {
     errors_set(&err, SW_E_CAPABILITY_DENIED, "unable to publish: permission denied; channel = %.200s", ch->name);
     goto fail;
   }
@@ -517,7 +611,8 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
         errors_set(&err, SW_E_BAD_REQUEST, "message action %d is not supported yet", msg->action);
       goto fail;
     }
-    if (check_client_id(c, msg, &err)) goto fail;
+    if (principal_check_message_client_id(&c->auth, c->client_id, &msg->client_id, &err)) goto fail;
+    stamp_user_claim(c, ch, msg);
     if (!msg->id) {
       char id[64];
       snprintf(id, sizeof id, "%s:%lld:%zu", c->id, (long long)serial, i);
@@ -593,7 +688,7 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) 
     break;
   }
   case SW_ACTION_AUTH:
-    conn_fail(c, SW_E_INVALID_CREDENTIALS, "token authentication is not available on this server yet", false);
+    handle_auth(c, &m);
     break;
   default: {
     char msg[64];
@@ -608,6 +703,27 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
   const sw_limits_t *l = &srv->cfg->limits;
   sw_conn_t *c, *tmp;
   HASH_ITER(hh, srv->conns, c, tmp) {
+    if (c->sock && c->auth.expires) {
+      /* RTN22: ask for a new token before this one expires; RTN15h: at
+       * expiry, DISCONNECTED 40142 so the SDK renews and resumes. */
+      int64_t ttl = c->auth.expires - c->auth.issued;
+      int64_t margin = srv->cfg->auth.reauth_margin_ms;
+      if (ttl > 0 && margin > ttl / 3) margin = ttl / 3;
+      if (now_ms >= c->auth.expires) {
+        conn_fail(c, SW_E_TOKEN_EXPIRED, "token expired", true);
+        continue;
+      }
+      if (!c->reauth_sent && now_ms >= c->auth.expires - margin) {
+        sw_pmsg_t r = {.action = SW_ACTION_AUTH};
+        conn_send_pmsg(c, &r);
+        c->reauth_sent = true;
+      }
+    }
+    sw_error_t rerr;
+    if (c->sock && srv->revocations.n && principal_revoked(srv, &c->auth, now_ms, &rerr)) {
+      conn_fail(c, rerr.code, rerr.message, true);
+      continue;
+    }
     if (c->sock) {
       /* RTN23: keep the client's idle timer from firing. */
       if (now_loop - c->last_tx + 1000 >= (uint64_t)l->max_idle_interval) {

@@ -17,6 +17,7 @@
 
 #include "auth/capability.h"
 #include "core/app.h"
+#include "core/principal.h"
 #include "proto/codec.h"
 
 typedef struct sw_server sw_server_t;
@@ -44,10 +45,11 @@ typedef struct sw_conn {
   char key[64];   /* connectionKey: "<id>!<secret>", the resume credential */
   sw_server_t *srv;
   sw_sock_t *sock; /* current transport or NULL */
-  sw_app_t *app;
-  const sw_key_t *key_ref;
-  const sw_cap_t *cap;
-  char *client_id;  /* NULL: anonymous (a key without clientId may stamp any) */
+  sw_app_t *app;     /* == auth.app; an app is never freed while running */
+  sw_principal_t auth; /* current credentials (replaced by AUTH, RTC8) */
+  char *client_id;  /* the connection's identity (CD2a): NULL anonymous, "*" wildcard;
+                       never changes once set */
+  bool reauth_sent; /* server-requested AUTH sent for the current token */
   sw_format_t fmt;
   bool echo;
   bool heartbeats;
@@ -67,6 +69,11 @@ typedef struct sw_conn {
  * closes. The 101 response has already been written. */
 struct sw_http_req;
 void conn_on_upgrade(sw_sock_t *s, const struct sw_http_req *req);
+/* Extracts and checks credentials from a WebSocket upgrade (key, access_token
+ * or accessToken, or the configured cookie). 0 or -1 with err. */
+int conn_credentials(sw_sock_t *s, const struct sw_http_req *req, sw_principal_t *p, sw_error_t *err);
+/* Is Basic (key) auth allowed on this socket (the basicOverHttp switch)? */
+bool conn_basic_allowed(const sw_sock_t *s, sw_error_t *err);
 /* One complete WebSocket data message from the client. */
 void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text);
 /* The socket's outbound bound was hit: DISCONNECTED with 42916 goes out

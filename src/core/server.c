@@ -1,6 +1,8 @@
 #include "core/server.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,10 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-#define PRUNE_EVERY_TICKS 10
+/* The tick drives heartbeats, token expiry and revocation: a quarter second
+ * keeps expiry prompt at negligible cost. */
+#define TICK_MS 250
+#define PRUNE_EVERY_TICKS 40
 
 static void on_connection(uv_stream_t *listener, int status) {
   sw_server_t *srv = listener->data;
@@ -39,7 +44,10 @@ static void on_tick(uv_timer_t *t) {
     next = s->next;
     sock_expire(s, now_loop);
   }
-  if (++srv->tick_count % PRUNE_EVERY_TICKS == 0) store_prune(srv->store, now);
+  if (++srv->tick_count % PRUNE_EVERY_TICKS == 0) {
+    store_prune(srv->store, now);
+    revocations_expire(&srv->revocations, now, SW_TOKEN_MAX_TTL_MS);
+  }
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -156,6 +164,44 @@ static int open_store(sw_server_t *srv) {
   return rc;
 }
 
+static void load_kv_value(void *ud, const char *key, const char *value) {
+  json_t **obj = ud;
+  json_object_set_new(*obj, key, json_string(value));
+}
+
+/* The secret that seals Ably tokens: made once, kept in the data directory
+ * so tokens survive a restart. Revocation rules are kept beside it. */
+static int load_server_state(sw_server_t *srv) {
+  json_t *kv = json_object();
+  if (store_kv_list(srv->store, "server", load_kv_value, &kv)) {
+    json_decref(kv);
+    return -1;
+  }
+  const char *hex = json_string_value(json_object_get(kv, "tokenSecret"));
+  int rc = 0;
+  if (hex && strlen(hex) == 2 * SW_TOKEN_SECRET_LEN) {
+    for (size_t i = 0; i < SW_TOKEN_SECRET_LEN; i++) sscanf(hex + 2 * i, "%2hhx", &srv->token_secret[i]);
+  } else {
+    char fresh[2 * SW_TOKEN_SECRET_LEN + 1];
+    if (RAND_bytes(srv->token_secret, SW_TOKEN_SECRET_LEN) != 1) rc = -1;
+    for (size_t i = 0; i < SW_TOKEN_SECRET_LEN; i++) snprintf(fresh + 2 * i, 3, "%02x", srv->token_secret[i]);
+    if (rc == 0) rc = store_kv_put(srv->store, "server", "tokenSecret", fresh);
+    OPENSSL_cleanse(fresh, sizeof fresh);
+  }
+  const char *rev = json_string_value(json_object_get(kv, "revocations"));
+  if (rev) revocations_load(&srv->revocations, rev);
+  json_decref(kv);
+  return rc;
+}
+
+int server_persist_revocations(sw_server_t *srv) {
+  char *json = revocations_dump(&srv->revocations);
+  if (!json) return -1;
+  int rc = store_kv_put(srv->store, "server", "revocations", json);
+  free(json);
+  return rc;
+}
+
 static int load_apps(sw_server_t *srv) {
   sw_error_t err = {0};
   size_t i;
@@ -207,10 +253,13 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_
   snprintf(srv->server_id, sizeof srv->server_id, "switchboard-%s", rnd);
   if (open_store(srv) || listen_on(srv, port_out)) return -1;
   cfg->port = *port_out;
-  if (load_apps(srv)) return -1;
+  if (load_server_state(srv) || load_apps(srv)) return -1;
+  srv->jwt_cache = jwt_cache_new();
+  srv->nonces = nonce_cache_new(1000000, SW_TOKEN_REQUEST_WINDOW_MS);
+  if (!srv->jwt_cache || !srv->nonces) return -1;
   uv_timer_init(loop, &srv->tick);
   srv->tick.data = srv;
-  uv_timer_start(&srv->tick, on_tick, 1000, 1000);
+  uv_timer_start(&srv->tick, on_tick, TICK_MS, TICK_MS);
   uv_signal_init(loop, &srv->sigterm);
   uv_signal_init(loop, &srv->sigint);
   srv->sigterm.data = srv->sigint.data = srv;
@@ -245,4 +294,8 @@ void server_free(sw_server_t *srv) {
   HASH_ITER(hh, srv->conns, c, tmp) conn_destroy(c);
   channels_free(srv);
   apps_free(&srv->apps);
+  jwt_cache_free(srv->jwt_cache);
+  nonce_cache_free(srv->nonces);
+  revocations_free(&srv->revocations);
+  OPENSSL_cleanse(srv->token_secret, sizeof srv->token_secret);
 }

@@ -6,8 +6,12 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "auth/jwt.h"
+#include "auth/token.h"
+#include "auth/token_request.h"
 #include "core/app.h"
 #include "core/config.h"
+#include "core/revocation.h"
 #include "store/store.h"
 
 typedef struct sw_sock sw_sock_t;
@@ -27,6 +31,10 @@ typedef struct sw_server {
   sw_sock_t *socks;       /* every open socket */
   size_t n_socks;
   char server_id[32];
+  uint8_t token_secret[SW_TOKEN_SECRET_LEN]; /* seals Ably tokens; persisted */
+  sw_jwt_cache_t *jwt_cache;   /* keyed HMAC states per key */
+  sw_nonce_cache_t *nonces;    /* TokenRequest replay protection */
+  sw_revocations_t revocations;
   uint64_t tick_count;
   bool shutting_down;
   int exit_code;
@@ -44,6 +52,9 @@ void server_free(sw_server_t *srv);
 
 /* Persists an app spec (admin API) so it survives restarts. */
 int server_persist_app(sw_server_t *srv, const sw_app_t *a);
+
+/* Persists the revocation rules. */
+int server_persist_revocations(sw_server_t *srv);
 
 /* Routes one parsed HTTP request (called by the socket layer). */
 struct sw_http_req;

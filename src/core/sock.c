@@ -311,6 +311,16 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
     close_now(s);
     return rc;
   }
+  struct sockaddr_storage peer;
+  int plen = sizeof peer;
+  if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&peer, &plen) == 0) {
+    if (peer.ss_family == AF_INET) {
+      s->peer_loopback = (ntohl(((struct sockaddr_in *)&peer)->sin_addr.s_addr) >> 24) == 127;
+    } else if (peer.ss_family == AF_INET6) {
+      const struct in6_addr *a = &((struct sockaddr_in6 *)&peer)->sin6_addr;
+      s->peer_loopback = IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+  }
   uv_tcp_nodelay(&s->tcp, 1);
   uv_tcp_keepalive(&s->tcp, 1, 60);
   s->wsasm.max_msg = (uint64_t)srv->cfg->limits.max_frame_size;

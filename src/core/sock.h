@@ -31,6 +31,7 @@ typedef struct sw_sock {
   struct sw_sock *prev, *next; /* server's list */
   unsigned refs;
   bool is_ws;
+  bool peer_loopback; /* the client connected from 127.0.0.0/8 or ::1 */
   bool closing;      /* sock_close called */
   bool close_after_flush;
   bool overflowed;   /* the outbound bound was hit */

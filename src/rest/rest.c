@@ -8,7 +8,13 @@
 #include <openssl/crypto.h>
 
 #include "auth/channel_name.h"
+#include "auth/jwt.h"
 #include "auth/key_auth.h"
+#include "auth/token.h"
+#include "core/conn.h"
+#include "core/principal.h"
+#include "proto/textenc.h"
+#include "rest/keys.h"
 #include "core/channel.h"
 #include "core/serial.h"
 #include "core/server.h"
@@ -89,25 +95,81 @@ static sw_format_t body_format(const sw_http_req_t *req) {
   return ct && memmem(ct->p, ct->n, "msgpack", 7) ? SW_FMT_MSGPACK : SW_FMT_JSON;
 }
 
-/* RSA11 Basic auth, or the key query parameter. */
-static int authenticate(sw_server_t *srv, const sw_http_req_t *req, sw_app_t **app, sw_key_t **key,
-                        sw_error_t *err) {
-  char buf[1024];
+/* Decodes base64 into out (NUL-terminated); the length, or -1 if invalid,
+ * too long or holding a NUL. */
+static ssize_t b64_into(const char *in, size_t n, char *out, size_t cap) {
+  uint8_t *dec;
+  size_t len;
+  if (textenc_base64_decode(in, n, &dec, &len)) return -1;
+  ssize_t rc = -1;
+  if (len < cap && !memchr(dec, '\0', len)) {
+    memcpy(out, dec, len);
+    out[len] = '\0';
+    rc = (ssize_t)len;
+  }
+  OPENSSL_cleanse(dec, len);
+  free(dec);
+  return rc;
+}
+
+/* A Bearer value is the token itself (the spec's tests) or its base64
+ * (what ably-js and ably-go send): take it raw when it already looks like a
+ * token, else decode it. */
+static int bearer_token(const sw_slice_t *v, char *out, size_t cap) {
+  if (token_looks_like(v->p, v->n) || jwt_looks_like(v->p, v->n)) {
+    if (v->n >= cap) return -1;
+    memcpy(out, v->p, v->n);
+    out[v->n] = '\0';
+    return (int)v->n;
+  }
+  return (int)b64_into(v->p, v->n, out, cap);
+}
+
+/* RSA11 Basic auth, Bearer tokens (RSA3), the key / access_token query
+ * parameters, or the configured session cookie. */
+int rest_authenticate(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p, sw_error_t *err) {
+  sw_server_t *srv = s->srv;
+  size_t cap = (srv->cfg->auth.max_token_len ? srv->cfg->auth.max_token_len : 8192) * 2 + 2;
+  char *buf = malloc(cap);
+  if (!buf) return errors_set(err, SW_E_INTERNAL, "out of memory");
   const sw_slice_t *auth = http_req_header(req, "Authorization");
   ssize_t n;
   int rc;
-  if (auth) {
-    if (auth->n >= 7 && strncasecmp(auth->p, "Bearer ", 7) == 0)
-      return errors_set(err, SW_E_INVALID_CREDENTIALS, "token authentication is not available on this server yet");
-    if (key_auth_basic_decode(auth->p, auth->n, buf, sizeof buf))
-      return errors_set(err, SW_E_INVALID_CREDENTIAL, "malformed Authorization header");
-    rc = key_auth_check(&srv->apps, buf, strlen(buf), app, key, err);
-  } else if ((n = url_query_get(req->query, "key", buf, sizeof buf)) >= 0) {
-    rc = key_auth_check(&srv->apps, buf, (size_t)n, app, key, err);
+  if (auth && auth->n >= 7 && strncasecmp(auth->p, "Bearer ", 7) == 0) {
+    sw_slice_t v = {auth->p + 7, auth->n - 7};
+    n = bearer_token(&v, buf, cap);
+    rc = n < 0 ? errors_set(err, 40143, "malformed Bearer token") : principal_from_token(srv, buf, (size_t)n, p, err);
+  } else if (auth) {
+    if (key_auth_basic_decode(auth->p, auth->n, buf, cap)) rc = errors_set(err, SW_E_INVALID_CREDENTIAL, "malformed Authorization header");
+    else rc = conn_basic_allowed(s, err) ? principal_from_key(srv, buf, strlen(buf), p, err) : -1;
+  } else if ((n = url_query_get(req->query, "key", buf, cap)) >= 0) {
+    rc = conn_basic_allowed(s, err) ? principal_from_key(srv, buf, (size_t)n, p, err) : -1;
+  } else if ((n = url_query_get(req->query, "access_token", buf, cap)) >= 0 ||
+             (n = url_query_get(req->query, "accessToken", buf, cap)) >= 0) {
+    rc = principal_from_token(srv, buf, (size_t)n, p, err);
   } else {
-    return errors_set(err, SW_E_INVALID_CREDENTIALS, "no authentication credentials given");
+    rc = -1;
+    const sw_slice_t *ck = http_req_header(req, "Cookie");
+    const char *name = srv->cfg->auth.cookie_name;
+    if (ck && name) {
+      /* Only the configured cookie; its value is the token. */
+      size_t nl = strlen(name);
+      for (const char *q = ck->p, *end = ck->p + ck->n; q < end;) {
+        while (q < end && (*q == ' ' || *q == ';')) q++;
+        const char *semi = memchr(q, ';', (size_t)(end - q));
+        const char *e = semi ? semi : end;
+        if ((size_t)(e - q) > nl && memcmp(q, name, nl) == 0 && q[nl] == '=') {
+          n = url_decode(q + nl + 1, (size_t)(e - q - nl - 1), buf, cap, false);
+          rc = n < 0 ? errors_set(err, 40143, "malformed token cookie") : principal_from_token(srv, buf, (size_t)n, p, err);
+          break;
+        }
+        q = e;
+      }
+    }
+    if (rc && !err->code) errors_set(err, SW_E_INVALID_CREDENTIALS, "no authentication credentials given");
   }
-  OPENSSL_cleanse(buf, sizeof buf);
+  OPENSSL_cleanse(buf, cap);
+  free(buf);
   return rc;
 }
 
@@ -129,7 +191,8 @@ typedef struct route_ctx {
   sw_format_t fmt;
   bool keep_alive;
   sw_app_t *app;
-  sw_key_t *key;
+  sw_principal_t p;
+  char *client_id; /* the identity requests act as (principal_client_id) */
   char channel[1024];
 } route_ctx_t;
 
@@ -141,7 +204,7 @@ static void get_time(route_ctx_t *r) {
 
 static void publish(route_ctx_t *r, sw_channel_t *ch) {
   sw_error_t err = {0};
-  if (!cap_allows(r->key->cap, ch->name, SW_OP_PUBLISH)) {
+  if (!cap_allows(r->p.cap, ch->name, SW_OP_PUBLISH)) {
     errors_set(&err, SW_E_CAPABILITY_DENIED, "unable to publish: permission denied; channel = %.200s", ch->name);
     rest_error(r->s, r->fmt, &err, r->keep_alive);
     return;
@@ -159,9 +222,12 @@ static void publish(route_ctx_t *r, sw_channel_t *ch) {
   for (size_t i = 0; i < n && !err.code; i++) {
     sw_msg_t *m = &msgs[i];
     total += msg_size(m);
-    if (m->client_id && (!*m->client_id || strcmp(m->client_id, "*") == 0))
-      errors_set(&err, SW_E_INVALID_CLIENT_ID, "invalid clientId in message");
-    else if (m->action > 0)
+    if (principal_check_message_client_id(&r->p, r->client_id, &m->client_id, &err))
+      break;
+    if (m->extras) json_object_del(m->extras, "userClaim");
+    json_t *claim = principal_channel_claim(&r->p, ch->name);
+    if (claim && (m->extras || (m->extras = json_object()))) json_object_set(m->extras, "userClaim", claim);
+    if (m->action > 0)
       errors_set(&err, ch->ns->mutable_messages ? SW_E_BAD_REQUEST : SW_E_MUTABLE_NOT_ENABLED,
                  "message updates, deletes and appends are not %s", ch->ns->mutable_messages ? "supported yet" : "enabled on this channel");
     if (!m->id) {
@@ -205,7 +271,7 @@ void rest_publish_done(sw_sock_t *s, sw_format_t fmt, bool keep_alive, const cha
 /* RSL2: history, newest first by default, paginated with Link headers. */
 static void history(route_ctx_t *r, const char *name) {
   sw_error_t err = {0};
-  if (!cap_allows(r->key->cap, name, SW_OP_HISTORY)) {
+  if (!cap_allows(r->p.cap, name, SW_OP_HISTORY)) {
     errors_set(&err, SW_E_CAPABILITY_DENIED, "history denied; channel = %.200s", name);
     rest_error(r->s, r->fmt, &err, r->keep_alive);
     return;
@@ -285,7 +351,7 @@ static void history(route_ctx_t *r, const char *name) {
 /* RSL8: ChannelDetails. */
 static void channel_status(route_ctx_t *r, const char *name) {
   sw_error_t err = {0};
-  if (!cap_ops_for_channel(r->key->cap, name)) {
+  if (!cap_ops_for_channel(r->p.cap, name)) {
     errors_set(&err, SW_E_CAPABILITY_DENIED, "channel status denied; channel = %.200s", name);
     rest_error(r->s, r->fmt, &err, r->keep_alive);
     return;
@@ -325,14 +391,32 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
     get_time(&r); /* RSC16: no authentication */
     return;
   }
+  if (path->n > 6 && memcmp(path->p, "/keys/", 6) == 0) {
+    keys_handle(s, req, r.fmt);
+    return;
+  }
   if (!(path->n > 10 && memcmp(path->p, "/channels/", 10) == 0)) {
     errors_set(&err, SW_E_NOT_FOUND, "no such resource");
     rest_error(s, r.fmt, &err, r.keep_alive);
     return;
   }
-  if (authenticate(s->srv, req, &r.app, &r.key, &err)) {
+  if (rest_authenticate(s, req, &r.p, &err)) {
     rest_error(s, r.fmt, &err, r.keep_alive);
     return;
+  }
+  r.app = r.p.app;
+  /* RSA7e2: X-Ably-ClientId carries the clientId, base64-encoded. */
+  char requested[256];
+  const sw_slice_t *xc = http_req_header(req, "X-Ably-ClientId");
+  ssize_t rn = xc ? b64_into(xc->p, xc->n, requested, sizeof requested) : -1;
+  if (xc && rn < 0) {
+    errors_set(&err, SW_E_INVALID_CLIENT_ID, "malformed X-Ably-ClientId header");
+  } else {
+    principal_client_id(&r.p, rn >= 0 ? requested : NULL, &r.client_id, &err);
+  }
+  if (err.code) {
+    rest_error(s, r.fmt, &err, r.keep_alive);
+    goto done;
   }
   sw_slice_t rest;
   sw_channel_name_t parts;
@@ -340,7 +424,7 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
       channel_name_validate(r.channel, strlen(r.channel), &parts, &err) || parts.kind != SW_CHAN_PLAIN) {
     if (!err.code) errors_set(&err, SW_E_INVALID_CHANNEL, "invalid channel name");
     rest_error(s, r.fmt, &err, r.keep_alive);
-    return;
+    goto done;
   }
   /* REST has no use for params in the name: the channel is the plain name. */
   memmove(r.channel, r.channel + parts.name_off, strlen(r.channel + parts.name_off) + 1);
@@ -349,7 +433,7 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
     if (!ch) {
       errors_set(&err, SW_E_INTERNAL, "out of memory");
       rest_error(s, r.fmt, &err, r.keep_alive);
-      return;
+      goto done;
     }
     publish(&r, ch);
   } else if (slice_eq(rest, "/messages") && req->method == HTTP_GET) {
@@ -360,4 +444,7 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
     errors_set(&err, SW_E_NOT_FOUND, "no such resource");
     rest_error(s, r.fmt, &err, r.keep_alive);
   }
+done:
+  free(r.client_id);
+  principal_clear(&r.p);
 }

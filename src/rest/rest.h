@@ -11,6 +11,11 @@
 typedef struct sw_sock sw_sock_t;
 struct sw_http_req;
 
+typedef struct sw_principal sw_principal_t;
+/* Authenticates a REST request: Basic, Bearer (raw or base64), the key and
+ * access_token query parameters, or the configured cookie. 0 or -1 with err. */
+int rest_authenticate(sw_sock_t *s, const struct sw_http_req *req, sw_principal_t *p, sw_error_t *err);
+
 /* Handles one non-upgrade HTTP request. */
 void rest_handle(sw_sock_t *s, const struct sw_http_req *req);
 

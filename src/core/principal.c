@@ -1,0 +1,263 @@
+#include "core/principal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/jwt.h"
+#include "auth/key_auth.h"
+#include "auth/token.h"
+#include "core/server.h"
+#include "util/clock.h"
+
+void principal_clear(sw_principal_t *p) {
+  cap_free(p->cap);
+  free(p->client_id);
+  free(p->revocation_key);
+  json_decref(p->channel_claims);
+  memset(p, 0, sizeof *p);
+}
+
+static sw_cap_t *cap_copy(const sw_cap_t *c) {
+  char *s = cap_canonical(c);
+  sw_cap_t *copy = s ? cap_parse(s, strlen(s), NULL) : NULL;
+  free(s);
+  return copy;
+}
+
+int principal_from_key(sw_server_t *srv, const char *keystr, size_t n, sw_principal_t *p,
+                       sw_error_t *err) {
+  sw_app_t *app;
+  sw_key_t *key;
+  memset(p, 0, sizeof *p);
+  if (key_auth_check(&srv->apps, keystr, n, &app, &key, err)) return -1;
+  p->kind = SW_CRED_KEY;
+  p->app = app;
+  p->key = key;
+  p->cap = cap_copy(key->cap);
+  if (!p->cap) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  return 0;
+}
+
+/* Splits a keyName into its app and key. */
+static int find_key(sw_server_t *srv, const char *key_name, sw_app_t **app, sw_key_t **key) {
+  const char *dot = strchr(key_name, '.');
+  if (!dot || (size_t)(dot - key_name) >= 128) return -1;
+  char app_id[128];
+  memcpy(app_id, key_name, (size_t)(dot - key_name));
+  app_id[dot - key_name] = '\0';
+  *app = apps_find(&srv->apps, app_id);
+  *key = *app ? app_find_key(*app, key_name, strlen(key_name)) : NULL;
+  return *key ? 0 : -1;
+}
+
+static int jwt_lookup(void *ud, const char *kid, size_t kid_len, const uint8_t **secret, size_t *len) {
+  sw_server_t *srv = ud;
+  char name[SW_JWT_KID_MAX];
+  if (kid_len >= sizeof name) return -1;
+  memcpy(name, kid, kid_len);
+  name[kid_len] = '\0';
+  sw_app_t *app;
+  sw_key_t *key;
+  if (find_key(srv, name, &app, &key)) return -1;
+  *secret = (const uint8_t *)key->secret;
+  *len = strlen(key->secret);
+  return 0;
+}
+
+/* Narrows a token's capability to what its key allows now (the key's
+ * capability may have changed since the token was issued). */
+static int narrow(sw_principal_t *p, const char *cap_json, sw_error_t *err) {
+  if (!cap_json) {
+    p->cap = cap_copy(p->key->cap);
+    return p->cap ? 0 : errors_set(err, SW_E_INTERNAL, "out of memory");
+  }
+  sw_error_t perr = {0};
+  sw_cap_t *requested = cap_parse(cap_json, strlen(cap_json), &perr);
+  if (!requested) return errors_set(err, 40144, "invalid capability in token: %s", perr.message);
+  p->cap = cap_intersect(requested, p->key->cap, err);
+  cap_free(requested);
+  return p->cap ? 0 : -1;
+}
+
+static int from_ably_token(sw_server_t *srv, const char *tok, size_t n, int64_t now, sw_principal_t *p,
+                           sw_error_t *err) {
+  sw_token_info_t info = {0};
+  if (token_verify(srv->token_secret, tok, n, now, &info, err)) return -1;
+  sw_app_t *app;
+  sw_key_t *key;
+  int rc = -1;
+  if (find_key(srv, info.key_name, &app, &key)) {
+    /* The issuing key was removed: the token is no longer recognised. */
+    errors_set(err, 40143, "token not recognised: its key no longer exists");
+    goto done;
+  }
+  p->kind = SW_CRED_TOKEN;
+  p->app = app;
+  p->key = key;
+  p->issued = info.issued;
+  p->expires = info.expires;
+  p->revocable = info.revocable;
+  p->client_id = info.client_id;
+  p->revocation_key = info.revocation_key;
+  info.client_id = info.revocation_key = NULL;
+  rc = narrow(p, info.capability, err);
+done:
+  token_info_clear(&info);
+  return rc;
+}
+
+static int from_jwt(sw_server_t *srv, const char *tok, size_t n, int64_t now, bool embedded, sw_principal_t *p,
+                    sw_error_t *err) {
+  sw_jwt_t j = {0};
+  sw_jwt_opts_t o = {.now_ms = now,
+                     .leeway_ms = srv->cfg->auth.clock_skew_ms,
+                     .max_len = srv->cfg->auth.max_token_len,
+                     .forbid_embedded = embedded,
+                     .cache = srv->jwt_cache};
+  if (jwt_verify(tok, n, jwt_lookup, srv, &o, &j, err)) return -1;
+  int rc = -1;
+  if (j.embedded_token) {
+    /* An Ably token or JWT inside a JWT (its outer signature is not ours
+     * to check); the outer token may not outlive the inner one. */
+    const char *inner = j.embedded_token;
+    size_t in = strlen(inner);
+    rc = jwt_looks_like(inner, in) ? from_jwt(srv, inner, in, now, true, p, err)
+                                   : from_ably_token(srv, inner, in, now, p, err);
+    if (rc == 0 && j.exp_ms > p->expires) {
+      principal_clear(p);
+      rc = errors_set(err, 40144, "invalid JWT: the outer token expires after the embedded token");
+    }
+    jwt_clear(&j);
+    return rc;
+  }
+  sw_app_t *app;
+  sw_key_t *key;
+  if (find_key(srv, j.kid, &app, &key)) {
+    errors_set(err, SW_E_NOT_FOUND, "key not found");
+    goto done;
+  }
+  p->kind = SW_CRED_JWT;
+  p->app = app;
+  p->key = key;
+  p->issued = j.iat_ms;
+  p->expires = j.exp_ms;
+  /* JWTs of a key with revocable tokens can be revoked (by clientId,
+   * revocationKey or channel). */
+  p->revocable = key->revocable;
+  p->client_id = j.client_id;
+  p->revocation_key = j.revocation_key;
+  p->channel_claims = j.channel_claims;
+  j.client_id = j.revocation_key = NULL;
+  j.channel_claims = NULL;
+  rc = narrow(p, j.capability, err);
+done:
+  jwt_clear(&j);
+  return rc;
+}
+
+int principal_from_token(sw_server_t *srv, const char *tok, size_t n, sw_principal_t *p,
+                         sw_error_t *err) {
+  int64_t now = clock_now_ms();
+  memset(p, 0, sizeof *p);
+  int rc;
+  if (token_looks_like(tok, n)) rc = from_ably_token(srv, tok, n, now, p, err);
+  else if (jwt_looks_like(tok, n)) rc = from_jwt(srv, tok, n, now, false, p, err);
+  else rc = errors_set(err, 40143, "token not recognised");
+  if (rc == 0 && p->client_id && !*p->client_id) rc = errors_set(err, SW_E_INVALID_CLIENT_ID, "empty clientId in token");
+  if (rc == 0 && principal_revoked(srv, p, now, err)) rc = -1;
+  if (rc) principal_clear(p);
+  return rc ? -1 : 0;
+}
+
+int principal_client_id(const sw_principal_t *p, const char *requested, char **out, sw_error_t *err) {
+  *out = NULL;
+  if (requested && (!*requested || strcmp(requested, "*") == 0))
+    return errors_set(err, SW_E_INVALID_CLIENT_ID, "invalid clientId: must be a non-empty string other than *");
+  const char *id = requested;
+  if (p->kind != SW_CRED_KEY) {
+    const char *tc = p->client_id;
+    if (!requested) id = tc;
+    else if (!tc)
+      return errors_set(err, SW_E_INCOMPATIBLE_CREDENTIALS,
+                        "clientId %.64s is not allowed: the token has no clientId", requested);
+    else if (strcmp(tc, "*") != 0 && strcmp(tc, requested) != 0)
+      return errors_set(err, SW_E_INCOMPATIBLE_CREDENTIALS,
+                        "clientId %.64s is incompatible with the token's clientId %.64s", requested, tc);
+  }
+  if (id && !(*out = strdup(id))) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  return 0;
+}
+
+int principal_check_message_client_id(const sw_principal_t *p, const char *conn_client_id,
+                                      char **msg_client_id, sw_error_t *err) {
+  const char *m = *msg_client_id;
+  if (m && (!*m || strcmp(m, "*") == 0))
+    return errors_set(err, SW_E_INVALID_CLIENT_ID, "invalid clientId in message");
+  if (conn_client_id && strcmp(conn_client_id, "*") != 0) {
+    if (!m) return (*msg_client_id = strdup(conn_client_id)) ? 0 : errors_set(err, SW_E_INTERNAL, "out of memory");
+    if (strcmp(m, conn_client_id) != 0)
+      return errors_set(err, SW_E_INVALID_CLIENT_ID, "mismatched clientId %.64s for a client identified as %.64s", m,
+                        conn_client_id);
+    return 0;
+  }
+  /* Anonymous token clients cannot claim an identity (RSA8f); wildcard
+   * clients and API keys may name any. */
+  if (m && !conn_client_id && p->kind != SW_CRED_KEY)
+    return errors_set(err, SW_E_INVALID_CLIENT_ID, "an anonymous client cannot publish with clientId %.64s", m);
+  return 0;
+}
+
+static bool cap_names_resource(const sw_cap_t *c, const char *resource) {
+  char *s = cap_canonical(c);
+  json_t *o = s ? json_loads(s, 0, NULL) : NULL;
+  bool found = json_object_get(o, resource) != NULL;
+  json_decref(o);
+  free(s);
+  return found;
+}
+
+bool principal_revoked(sw_server_t *srv, const sw_principal_t *p, int64_t now_ms, sw_error_t *err) {
+  if (!p->revocable || p->kind == SW_CRED_KEY) return false;
+  const sw_revocations_t *r = &srv->revocations;
+  for (size_t i = 0; i < r->n; i++) {
+    const sw_revocation_t *e = &r->rules[i];
+    if (now_ms < e->applies_at || p->issued >= e->issued_before || strcmp(e->key_name, p->key->name) != 0)
+      continue;
+    bool match = false;
+    switch (e->type) {
+    case SW_REVOKE_CLIENT_ID: match = p->client_id && strcmp(p->client_id, e->value) == 0; break;
+    case SW_REVOKE_REVOCATION_KEY: match = p->revocation_key && strcmp(p->revocation_key, e->value) == 0; break;
+    case SW_REVOKE_CHANNEL: match = cap_names_resource(p->cap, e->value); break;
+    }
+    if (match) {
+      errors_set(err, SW_E_TOKEN_REVOKED, "token revoked");
+      return true;
+    }
+  }
+  return false;
+}
+
+json_t *principal_channel_claim(const sw_principal_t *p, const char *channel) {
+  if (!p->channel_claims) return NULL;
+  const char *resource;
+  json_t *v, *best = NULL;
+  size_t best_score = 0;
+  json_object_foreach(p->channel_claims, resource, v) {
+    /* A one-resource capability reuses the capability matcher. */
+    json_t *capj = json_pack("{s:[s]}", resource, "subscribe");
+    char *text = capj ? json_dumps(capj, JSON_COMPACT) : NULL;
+    sw_cap_t *c = text ? cap_parse(text, strlen(text), NULL) : NULL;
+    if (c && cap_ops_for_channel(c, channel)) {
+      /* Most specific wins: the exact name, then the longest pattern. */
+      size_t score = strcmp(resource, channel) == 0 ? SIZE_MAX : strlen(resource) + 1;
+      if (score > best_score) {
+        best = v;
+        best_score = score;
+      }
+    }
+    cap_free(c);
+    free(text);
+    json_decref(capj);
+  }
+  return best;
+}

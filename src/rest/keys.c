@@ -1,0 +1,210 @@
+#include "rest/keys.h"
+
+#include <openssl/crypto.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/token.h"
+#include "auth/token_request.h"
+#include "core/conn.h"
+#include "core/principal.h"
+#include "core/server.h"
+#include "core/sock.h"
+#include "net/http_parse.h"
+#include "net/url.h"
+#include "rest/rest.h"
+#include "util/clock.h"
+
+/* ably's revokeTokens takes at most 100 targets per request. */
+#define MAX_REVOKE_TARGETS 100
+/* allowReauthMargin delays a revocation by 30 s so clients can reauth. */
+#define REAUTH_MARGIN_MS 30000
+
+static bool body_is_msgpack(const sw_http_req_t *req) {
+  const sw_slice_t *ct = http_req_header(req, "Content-Type");
+  return ct && memmem(ct->p, ct->n, "msgpack", 7);
+}
+
+static sw_key_t *lookup_key(sw_server_t *srv, const char *key_name) {
+  const char *dot = strchr(key_name, '.');
+  if (!dot || dot - key_name >= 128) return NULL;
+  char app_id[128];
+  memcpy(app_id, key_name, (size_t)(dot - key_name));
+  app_id[dot - key_name] = '\0';
+  sw_app_t *app = apps_find(&srv->apps, app_id);
+  return app ? app_find_key(app, key_name, strlen(key_name)) : NULL;
+}
+
+/* RSA8: a signed TokenRequest needs no credentials (the mac is the proof);
+ * unsigned token params need Basic auth with the key itself. */
+static void request_token(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt, const char *key_name) {
+  sw_server_t *srv = s->srv;
+  sw_error_t err = {0};
+  sw_token_request_t tr = {0};
+  sw_principal_t basic = {0};
+  sw_cap_t *requested = NULL, *granted = NULL;
+  char *canonical = NULL, *token = NULL;
+  int64_t now = clock_now_ms(), ttl = 0, ts = 0;
+
+  sw_key_t *key = lookup_key(srv, key_name);
+  if (!key) {
+    errors_set(&err, SW_E_NOT_FOUND, "key not found");
+    goto fail;
+  }
+  if (token_request_parse((const uint8_t *)req->body.p, req->body.n, body_is_msgpack(req), &tr, &err)) goto fail;
+  if (tr.mac) {
+    if (!tr.key_name || strcmp(tr.key_name, key_name) != 0) {
+      errors_set(&err, SW_E_INVALID_CREDENTIALS, "token request keyName does not match the key in the path");
+      goto fail;
+    }
+    if (token_request_check_mac(&tr, key->secret, strlen(key->secret), &err) ||
+        token_request_validate(&tr, now, key->revocable, &ttl, &ts, &err) ||
+        nonce_cache_check(srv->nonces, key_name, tr.nonce, ts, now, &err))
+      goto fail;
+  } else {
+    if (rest_authenticate(s, req, &basic, &err)) goto fail;
+    if (basic.kind != SW_CRED_KEY || basic.key != key) {
+      errors_set(&err, SW_E_INVALID_CREDENTIALS, "an unsigned token request needs Basic auth with the key %s", key_name);
+      goto fail;
+    }
+    if (token_request_validate(&tr, now, key->revocable, &ttl, &ts, &err)) goto fail;
+  }
+  /* TK2b/RSA9: the token gets the requested capability narrowed to the key's. */
+  if (tr.capability && *tr.capability) {
+    requested = cap_parse(tr.capability, strlen(tr.capability), &err);
+    if (!requested) goto fail;
+    granted = cap_intersect(requested, key->cap, &err);
+    if (!granted) goto fail;
+  }
+  canonical = cap_canonical(granted ? granted : key->cap);
+  sw_token_info_t info = {.issued = now,
+                          .expires = now + ttl,
+                          .capability = canonical,
+                          .client_id = tr.client_id,
+                          .revocable = key->revocable};
+  snprintf(info.key_name, sizeof info.key_name, "%s", key_name);
+  token = canonical ? token_mint(srv->token_secret, &info) : NULL;
+  if (!token) {
+    errors_set(&err, SW_E_INTERNAL, "token could not be issued");
+    goto fail;
+  }
+  json_t *td = json_pack("{s:s, s:s, s:I, s:I, s:s}", "token", token, "keyName", key_name, "issued", (json_int_t)now,
+                         "expires", (json_int_t)(now + ttl), "capability", canonical);
+  if (tr.client_id) json_object_set_new(td, "clientId", json_string(tr.client_id));
+  rest_reply_value(s, 200, fmt, td, req->keep_alive, NULL);
+  json_decref(td);
+  goto done;
+fail:
+  rest_error(s, fmt, &err, req->keep_alive);
+done:
+  if (token) OPENSSL_cleanse(token, strlen(token));
+  free(token);
+  free(canonical);
+  cap_free(requested);
+  cap_free(granted);
+  principal_clear(&basic);
+  token_request_clear(&tr);
+}
+
+/* RSA17: revokeTokens, with the issuing key's Basic credentials only. */
+static void revoke_tokens(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt, const char *key_name) {
+  sw_server_t *srv = s->srv;
+  sw_error_t err = {0};
+  sw_principal_t p = {0};
+  json_t *body = NULL, *results = NULL;
+  if (rest_authenticate(s, req, &p, &err)) goto fail;
+  if (p.kind != SW_CRED_KEY) {
+    errors_set(&err, 40162, "revoking tokens requires Basic authentication with the issuing key");
+    goto fail;
+  }
+  if (strcmp(p.key->name, key_name) != 0) {
+    errors_set(&err, 40133, "tokens can only be revoked with the key that issued them");
+    goto fail;
+  }
+  if (!p.key->revocable) {
+    errors_set(&err, 40163, "token revocation is not enabled for key %s (revocableTokens)", key_name);
+    goto fail;
+  }
+  body = codec_decode_value(body_is_msgpack(req) ? SW_FMT_MSGPACK : SW_FMT_JSON, (const uint8_t *)req->body.p,
+                            req->body.n, &err);
+  if (!body) goto fail;
+  json_t *targets = json_object_get(body, "targets");
+  json_t *ib = json_object_get(body, "issuedBefore");
+  int64_t now = clock_now_ms();
+  if (!json_is_array(targets) || json_array_size(targets) == 0 || json_array_size(targets) > MAX_REVOKE_TARGETS ||
+      (ib && !json_is_integer(ib))) {
+    errors_set(&err, SW_E_INVALID_BODY, "targets must be an array of 1 to %d strings; issuedBefore a time in ms",
+               MAX_REVOKE_TARGETS);
+    goto fail;
+  }
+  int64_t issued_before = ib ? json_integer_value(ib) : now;
+  if (issued_before > now) issued_before = now;
+  int64_t applies_at = json_is_true(json_object_get(body, "allowReauthMargin")) ? now + REAUTH_MARGIN_MS : now;
+
+  results = json_array();
+  size_t ok = 0, bad = 0, i;
+  json_t *t;
+  json_array_foreach(targets, i, t) {
+    const char *target = json_string_value(t), *value;
+    sw_revoke_type_t type;
+    if (target && revocation_parse_target(target, &type, &value) == 0 &&
+        revocations_add(&srv->revocations, key_name, type, value, issued_before, applies_at) == 0) {
+      json_array_append_new(results, json_pack("{s:s, s:I, s:I}", "target", target, "issuedBefore",
+                                               (json_int_t)issued_before, "appliesAt", (json_int_t)applies_at));
+      ok++;
+    } else {
+      json_array_append_new(results, json_pack("{s:s?, s:{s:i, s:i, s:s}}", "target", target, "error", "code", 40000,
+                                               "statusCode", 400, "message", "invalid revocation target"));
+      bad++;
+    }
+  }
+  if (ok && server_persist_revocations(srv)) {
+    errors_set(&err, SW_E_INTERNAL, "revocation could not be stored");
+    goto fail;
+  }
+  /* Live connections on revoked tokens go now; with a margin they are asked
+   * to reauthenticate first, and go when the margin ends (conn_tick). */
+  sw_conn_t *c, *tmp;
+  HASH_ITER(hh, srv->conns, c, tmp) {
+    if (!c->sock || c->auth.key != p.key) continue;
+    sw_error_t rerr;
+    if (principal_revoked(srv, &c->auth, now, &rerr)) {
+      conn_fail(c, rerr.code, rerr.message, true);
+    } else if (applies_at > now && principal_revoked(srv, &c->auth, applies_at, &rerr)) {
+      sw_pmsg_t a = {.action = SW_ACTION_AUTH};
+      conn_send_pmsg(c, &a);
+    }
+  }
+  json_t *resp = json_pack("{s:I, s:I, s:O}", "successCount", (json_int_t)ok, "failureCount", (json_int_t)bad,
+                           "results", results);
+  rest_reply_value(s, 201, fmt, resp, req->keep_alive, NULL);
+  json_decref(resp);
+  goto done;
+fail:
+  rest_error(s, fmt, &err, req->keep_alive);
+done:
+  json_decref(results);
+  json_decref(body);
+  principal_clear(&p);
+}
+
+void keys_handle(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt) {
+  sw_error_t err = {0};
+  const char *p = req->path.p + 6, *end = req->path.p + req->path.n;
+  const char *slash = memchr(p, '/', (size_t)(end - p));
+  char key_name[256];
+  if (slash && req->method == HTTP_POST && url_decode(p, (size_t)(slash - p), key_name, sizeof key_name, false) > 0) {
+    sw_slice_t op = {slash, (size_t)(end - slash)};
+    if (slice_eq(op, "/requestToken")) {
+      request_token(s, req, fmt, key_name);
+      return;
+    }
+    if (slice_eq(op, "/revokeTokens")) {
+      revoke_tokens(s, req, fmt, key_name);
+      return;
+    }
+  }
+  errors_set(&err, SW_E_NOT_FOUND, "no such resource");
+  rest_error(s, fmt, &err, req->keep_alive);
+}
