@@ -351,8 +351,8 @@ static void history(route_ctx_t *r, const char *name) {
 /* RSL8: ChannelDetails. */
 static void channel_status(route_ctx_t *r, const char *name) {
   sw_error_t err = {0};
-  if (!cap_ops_for_channel(r->p.cap, name)) {
-    errors_set(&err, SW_E_CAPABILITY_DENIED, "channel status denied; channel = %.200s", name);
+  if (!cap_allows(r->p.cap, name, SW_OP_CHANNEL_METADATA)) {
+    errors_set(&err, SW_E_CAPABILITY_DENIED, "channel status needs the channel-metadata capability; channel = %.200s", name);
     rest_error(r->s, r->fmt, &err, r->keep_alive);
     return;
   }
