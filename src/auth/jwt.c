@@ -166,48 +166,312 @@ bool jwt_looks_like(const char *s, size_t n) {
   return dots == 2;
 }
 
-/* Decodes a base64url segment and parses it as a JSON object. Returns 0
- * with *obj (a new reference), 1 when the segment is not base64url or not
- * a JSON object, -1 when out of memory. */
-static int decode_object(const char *seg, size_t len, json_t **obj) {
+/* ---- header and claims: a fast scanner with jansson behind it ----
+ *
+ * jansson needs ~0.9 us for a 50-byte header and ~1.8 us for typical
+ * claims, three times the whole rest of a verification (docs/benchmarks.md).
+ * Nearly every real token is a flat object of ASCII strings and integers,
+ * so fast_scan reads exactly that subset in place, without allocating, and
+ * answers "not mine" for anything else: escapes other than the simple
+ * ones, \u, non-ASCII or control bytes, numbers with a fraction, exponent
+ * or more than 18 digits, nested objects and arrays, duplicate or escaped
+ * names, more than FAST_MAX_MEMBERS members, any syntax it does not expect.
+ * Those go to json_loadb, which is the reference: for every input the
+ * scanner accepts, jansson accepts it too and yields the same members
+ * (fuzz/fuzz_jwt.c checks this differentially with opts.jansson_only).
+ * The claim checks below read both through one accessor, so their logic
+ * exists once. */
+
+#define FAST_MAX_MEMBERS 32u
+
+/* The member names the checks read, with their lengths from the literals. */
+#define JWT_NAMES(X)                                                                         \
+  X(N_ALG, "alg") X(N_TYP, "typ") X(N_KID, "kid") X(N_CRIT, "crit") X(N_TOKEN, "x-ably-token") \
+  X(N_IAT, "iat") X(N_EXP, "exp") X(N_NBF, "nbf") X(N_CAPABILITY, "x-ably-capability")         \
+  X(N_CLIENT_ID, "x-ably-clientId") X(N_REVOCATION_KEY, "x-ably-revocation-key")               \
+  X(N_CLIENT_TYPE, "x-ably-clientType")
+#define NAME_ENUM(id, str) id,
+#define NAME_STR(id, str) [id] = str,
+#define NAME_LEN(id, str) [id] = sizeof str - 1,
+typedef enum { JWT_NAMES(NAME_ENUM) N_COUNT } name_t;
+static const char *const names[N_COUNT] = {JWT_NAMES(NAME_STR)};
+static const unsigned char name_len[N_COUNT] = {JWT_NAMES(NAME_LEN)};
+
+typedef enum { JV_ABSENT, JV_STRING, JV_INTEGER, JV_REAL, JV_TRUE, JV_FALSE, JV_NULL, JV_OBJECT, JV_ARRAY } jv_kind_t;
+
+/* One member value, whichever parser read it. */
+typedef struct jv {
+  jv_kind_t kind;
+  const char *s;  /* JV_STRING: the text (between the quotes, for the scanner) */
+  size_t len;     /* its length in bytes */
+  bool escaped;   /* s still holds backslash escapes (scanner only) */
+  long long i;    /* JV_INTEGER */
+  double d;       /* JV_REAL */
+  json_t *node;   /* the jansson value (borrowed), when jansson parsed it */
+} jv_t;
+
+typedef struct jmember {
+  const char *key;
+  size_t klen;
+  jv_t v;
+} jmember_t;
+
+/* A decoded JSON object: either scanned members pointing into buf, or a
+ * jansson object. */
+typedef struct jobj {
+  json_t *json; /* owned; non-NULL when jansson parsed it */
+  size_t n;
+  jmember_t m[FAST_MAX_MEMBERS];
+  signed char known[N_COUNT]; /* index in m of each name read, -1 if absent */
+  uint8_t *buf;               /* decoded text: stackbuf or malloc'd */
   uint8_t stackbuf[STACK_JSON];
-  size_t cap = b64url_decoded_len(len);
-  uint8_t *buf = cap <= sizeof stackbuf ? stackbuf : malloc(cap);
-  if (!buf) return -1;
-  long got = b64url_decode(seg, len, buf, cap);
-  int rc = 1;
-  *obj = NULL;
-  if (got >= 0) {
-    json_error_t jerr;
-    /* Duplicate names are refused: two "alg" or two "exp" could be read
-     * differently by another parser on the way. */
-    json_t *v = json_loadb((const char *)buf, (size_t)got, JSON_REJECT_DUPLICATES, &jerr);
-    if (json_is_object(v)) {
-      *obj = v;
-      rc = 0;
-    } else {
-      json_decref(v);
+} jobj_t;
+
+static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* Index of the first byte at or after i that a string scan must look at:
+ * '"', '\\', a control byte or a non-ASCII one; n if none. Checks 16 bytes
+ * at a time, branch-free, so that the compiler vectorises it. */
+static size_t plain_run(const char *p, size_t i, size_t n) {
+  while (i + 16 <= n) {
+    unsigned char stop = 0;
+    for (size_t j = 0; j < 16; j++) {
+      unsigned char c = (unsigned char)p[i + j];
+      stop |= (unsigned char)((c == '"') | (c == '\\') | (c < 0x20) | (c >= 0x80));
     }
+    if (stop) break;
+    i += 16;
   }
-  if (buf != stackbuf) free(buf);
-  return rc;
+  while (i < n) {
+    unsigned char c = (unsigned char)p[i];
+    if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
+    i++;
+  }
+  return i;
 }
+
+/* Scans a flat object of the fast subset. Returns 0 with o->m/o->n, or 1
+ * when jansson must decide. */
+static int fast_scan(const char *p, size_t n, jobj_t *o) {
+  size_t i = 0;
+  o->n = 0;
+  memset(o->known, -1, sizeof o->known);
+#define WS() while (i < n && is_ws(p[i])) i++
+  WS();
+  if (i == n || p[i] != '{') return 1;
+  i++;
+  WS();
+  if (i < n && p[i] == '}') {
+    i++;
+    goto end;
+  }
+  for (;;) {
+    if (o->n == FAST_MAX_MEMBERS || i == n || p[i] != '"') return 1;
+    jmember_t *m = &o->m[o->n];
+    m->v = (jv_t){0};
+    m->key = p + ++i;
+    i = plain_run(p, i, n);
+    if (i == n || p[i] != '"') return 1;
+    m->klen = (size_t)(p + i - m->key);
+    i++;
+    for (size_t k = 0; k < o->n; k++)
+      if (o->m[k].klen == m->klen && (m->klen == 0 || o->m[k].key[0] == m->key[0]) &&
+          memcmp(o->m[k].key, m->key, m->klen) == 0)
+        return 1;
+    for (int k = 0; k < N_COUNT; k++)
+      if (name_len[k] == m->klen && names[k][0] == m->key[0] && memcmp(names[k], m->key, m->klen) == 0)
+        o->known[k] = (signed char)o->n;
+    WS();
+    if (i == n || p[i] != ':') return 1;
+    i++;
+    WS();
+    if (i == n) return 1;
+    char c0 = p[i];
+    if (c0 == '"') {
+      m->v.kind = JV_STRING;
+      m->v.s = p + ++i;
+      for (;;) {
+        i = plain_run(p, i, n);
+        if (i == n) return 1;
+        if (p[i] == '"') break;
+        if (p[i] != '\\') return 1; /* control or non-ASCII byte */
+        char e = i + 1 < n ? p[i + 1] : '\0';
+        if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' && e != 'r' && e != 't')
+          return 1;
+        m->v.escaped = true;
+        i += 2;
+      }
+      m->v.len = (size_t)(p + i - m->v.s);
+      i++;
+    } else if (c0 == '-' || (c0 >= '0' && c0 <= '9')) {
+      bool neg = c0 == '-';
+      if (neg) i++;
+      size_t d0 = i;
+      long long v = 0;
+      /* Only up to 18 digits are accumulated: more go to jansson anyway. */
+      for (; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+        if (i - d0 < 18) v = v * 10 + (p[i] - '0');
+      size_t digits = i - d0;
+      if (digits == 0 || digits > 18 || (digits > 1 && p[d0] == '0')) return 1;
+      if (i < n && (p[i] == '.' || p[i] == 'e' || p[i] == 'E')) return 1;
+      m->v.kind = JV_INTEGER;
+      m->v.i = neg ? -v : v;
+    } else if (n - i >= 4 && memcmp(p + i, "true", 4) == 0) {
+      m->v.kind = JV_TRUE;
+      i += 4;
+    } else if (n - i >= 5 && memcmp(p + i, "false", 5) == 0) {
+      m->v.kind = JV_FALSE;
+      i += 5;
+    } else if (n - i >= 4 && memcmp(p + i, "null", 4) == 0) {
+      m->v.kind = JV_NULL;
+      i += 4;
+    } else {
+      return 1;
+    }
+    o->n++;
+    WS();
+    if (i == n) return 1;
+    if (p[i] == '}') {
+      i++;
+      break;
+    }
+    if (p[i] != ',') return 1;
+    i++;
+    WS();
+  }
+end:
+  WS();
+#undef WS
+  return i == n ? 0 : 1;
+}
+
+static void jobj_free(jobj_t *o) {
+  json_decref(o->json);
+  o->json = NULL;
+  if (o->buf && o->buf != o->stackbuf) free(o->buf);
+  o->buf = NULL;
+}
+
+/* Decodes a base64url segment into a JSON object. Returns 0, 1 when the
+ * segment is not base64url or not a JSON object, -1 when out of memory.
+ * jobj_free it in every case. */
+static int jobj_load(jobj_t *o, const char *seg, size_t len, bool jansson_only) {
+  o->json = NULL;
+  o->n = 0;
+  size_t cap = b64url_decoded_len(len);
+  o->buf = cap <= sizeof o->stackbuf ? o->stackbuf : malloc(cap);
+  if (!o->buf) return -1;
+  long got = b64url_decode(seg, len, o->buf, cap);
+  if (got < 0) return 1;
+  if (!jansson_only && fast_scan((const char *)o->buf, (size_t)got, o) == 0) return 0;
+  o->n = 0;
+  json_error_t jerr;
+  /* Duplicate names are refused: two "alg" or two "exp" could be read
+   * differently by another parser on the way. */
+  o->json = json_loadb((const char *)o->buf, (size_t)got, JSON_REJECT_DUPLICATES, &jerr);
+  return json_is_object(o->json) ? 0 : 1;
+}
+
+static jv_t jv_of_node(json_t *v) {
+  jv_t r;
+  memset(&r, 0, sizeof r);
+  r.node = v;
+  switch (json_typeof(v)) {
+  case JSON_STRING:
+    r.kind = JV_STRING;
+    r.s = json_string_value(v);
+    r.len = json_string_length(v);
+    break;
+  case JSON_INTEGER: r.kind = JV_INTEGER; r.i = json_integer_value(v); break;
+  case JSON_REAL: r.kind = JV_REAL; r.d = json_real_value(v); break;
+  case JSON_TRUE: r.kind = JV_TRUE; break;
+  case JSON_FALSE: r.kind = JV_FALSE; break;
+  case JSON_NULL: r.kind = JV_NULL; break;
+  case JSON_OBJECT: r.kind = JV_OBJECT; break;
+  default: r.kind = JV_ARRAY; break;
+  }
+  return r;
+}
+
+static jv_t jobj_get(const jobj_t *o, name_t name) {
+  jv_t none;
+  memset(&none, 0, sizeof none);
+  if (o->json) {
+    json_t *v = json_object_get(o->json, names[name]);
+    return v ? jv_of_node(v) : none;
+  }
+  return o->known[name] >= 0 ? o->m[o->known[name]].v : none;
+}
+
+/* The text of a JV_STRING with escapes resolved, into dst (cap bytes,
+ * NUL-terminated). Returns its length, or -1 if it does not fit or holds a
+ * NUL. */
+static long jv_copy(const jv_t *v, char *dst, size_t cap) {
+  size_t w = 0;
+  for (size_t i = 0; i < v->len; i++) {
+    char c = v->s[i];
+    if (v->escaped && c == '\\') {
+      c = v->s[++i];
+      c = c == 'b' ? '\b' : c == 'f' ? '\f' : c == 'n' ? '\n' : c == 'r' ? '\r' : c == 't' ? '\t' : c;
+    }
+    if (c == '\0' || w + 1 >= cap) return -1;
+    dst[w++] = c;
+  }
+  if (cap == 0) return -1;
+  dst[w] = '\0';
+  return (long)w;
+}
+
+/* A JV_STRING as a new C string; NULL when out of memory or holding a NUL. */
+static char *jv_strdup(const jv_t *v) {
+  char *s = malloc(v->len + 1);
+  if (s && jv_copy(v, s, v->len + 1) < 0) {
+    free(s);
+    s = NULL;
+  }
+  return s;
+}
+
+/* Does the JV_STRING v spell lit (case-insensitively if icase)? */
+static bool jv_is(const jv_t *v, const char *lit, bool icase) {
+  char buf[16];
+  size_t n = strlen(lit);
+  if (v->kind != JV_STRING || n >= sizeof buf || jv_copy(v, buf, sizeof buf) != (long)n) return false;
+  return icase ? strcasecmp(buf, lit) == 0 : strcmp(buf, lit) == 0;
+}
+
+/* A jansson value for v: a new reference. */
+static json_t *jv_json(const jv_t *v) {
+  if (v->node) return json_incref(v->node);
+  switch (v->kind) {
+  case JV_STRING: {
+    char *s = jv_strdup(v);
+    json_t *j = s ? json_string(s) : NULL;
+    free(s);
+    return j;
+  }
+  case JV_INTEGER: return json_integer(v->i);
+  case JV_TRUE: return json_true();
+  case JV_FALSE: return json_false();
+  default: return json_null();
+  }
+}
+
+/* ---- claims ---- */
 
 /* A NumericDate claim (RFC 7519 section 2) in milliseconds. Returns 0 with
  * *ms, 1 when absent, -1 when not a number in [0, MAX_TIME_S]. */
-static int claim_time(const json_t *claims, const char *name, int64_t *ms) {
-  const json_t *v = json_object_get(claims, name);
-  if (!v) return 1;
-  if (json_is_integer(v)) {
-    json_int_t s = json_integer_value(v);
-    if (s < 0 || s > MAX_TIME_S) return -1;
-    *ms = (int64_t)s * 1000;
+static int claim_time(const jobj_t *claims, name_t name, int64_t *ms) {
+  jv_t v = jobj_get(claims, name);
+  if (v.kind == JV_ABSENT) return 1;
+  if (v.kind == JV_INTEGER) {
+    if (v.i < 0 || v.i > MAX_TIME_S) return -1;
+    *ms = (int64_t)v.i * 1000;
     return 0;
   }
-  if (json_is_real(v)) {
-    double s = json_real_value(v);
-    if (!isfinite(s) || s < 0 || s > (double)MAX_TIME_S) return -1;
-    *ms = (int64_t)floor(s * 1000.0);
+  if (v.kind == JV_REAL) {
+    if (!isfinite(v.d) || v.d < 0 || v.d > (double)MAX_TIME_S) return -1;
+    *ms = (int64_t)floor(v.d * 1000.0);
     return 0;
   }
   return -1;
@@ -216,47 +480,37 @@ static int claim_time(const json_t *claims, const char *name, int64_t *ms) {
 /* An optional non-empty string claim, copied into *out. Returns 0 (absent
  * leaves *out NULL), 1 when present but not a non-empty string without
  * NUL, -1 when out of memory. */
-static int claim_string(const json_t *obj, const char *name, char **out) {
-  const json_t *v = json_object_get(obj, name);
-  if (!v) return 0;
-  if (!json_is_string(v)) return 1;
-  size_t len = json_string_length(v);
-  const char *s = json_string_value(v);
-  if (len == 0 || memchr(s, '\0', len)) return 1;
-  *out = strdup(s);
+static int claim_string(const jobj_t *obj, name_t name, char **out) {
+  jv_t v = jobj_get(obj, name);
+  if (v.kind == JV_ABSENT) return 0;
+  if (v.kind != JV_STRING || v.len == 0 || memchr(v.s, '\0', v.len)) return 1;
+  *out = jv_strdup(&v);
   return *out ? 0 : -1;
 }
 
 /* Fills the caller-visible result of an embedding JWT (x-ably-token in
  * header or claims). Nothing of the outer token is trusted except its
- * expiry, which can only shorten the inner token's life. */
-static int verify_embedded(const json_t *header, const json_t *claims, const sw_jwt_opts_t *o,
+ * expiry, which can only shorten the inner token's life. claims is NULL
+ * when they did not decode to an object. */
+static int verify_embedded(const jobj_t *header, const jobj_t *claims, const sw_jwt_opts_t *o,
                            sw_jwt_t *out, sw_error_t *err) {
   if (o->forbid_embedded) return fail(err, 40144, "Invalid JWT; x-ably-token inside an embedded token");
   char *h = NULL, *c = NULL;
-  int rh = claim_string(header, "x-ably-token", &h);
-  int rc = claims ? claim_string(claims, "x-ably-token", &c) : 0;
-  if (rh < 0 || rc < 0) {
+  int rh = claim_string(header, N_TOKEN, &h);
+  int rc = claims ? claim_string(claims, N_TOKEN, &c) : 0;
+  if (rh < 0 || rc < 0 || rh || rc || (h && c && strcmp(h, c) != 0)) {
     free(h);
     free(c);
-    return fail(err, 50000, "out of memory");
-  }
-  if (rh || rc) {
-    free(h);
-    free(c);
-    return fail(err, 40144, "Invalid JWT; x-ably-token must be a non-empty string");
-  }
-  if (h && c && strcmp(h, c) != 0) {
-    free(h);
-    free(c);
-    return fail(err, 40144, "Invalid JWT; x-ably-token differs in header and claims");
+    if (rh < 0 || rc < 0) return fail(err, 50000, "out of memory");
+    return fail(err, 40144, rh || rc ? "Invalid JWT; x-ably-token must be a non-empty string"
+                                     : "Invalid JWT; x-ably-token differs in header and claims");
   }
   out->embedded_token = h ? h : c;
   if (h && c) free(c);
-  if (!claims) return fail(err, 40144, "Invalid JWT; claims are not a JSON object");
-  int r = claim_time(claims, "exp", &out->exp_ms);
+  if (!claims) return fail(err, 40144, "Invalid JWT; claims are not a base64url JSON object");
+  int r = claim_time(claims, N_EXP, &out->exp_ms);
   if (r) return fail(err, 40144, r > 0 ? "Invalid JWT; exp must be specified" : "Invalid JWT; exp must be a NumericDate in seconds");
-  r = claim_time(claims, "iat", &out->iat_ms);
+  r = claim_time(claims, N_IAT, &out->iat_ms);
   if (r < 0) return fail(err, 40144, "Invalid JWT; iat must be a NumericDate in seconds");
   if (out->exp_ms <= o->now_ms - o->leeway_ms) return fail(err, 40142, "Token expired");
   if (r == 0 && out->iat_ms > o->now_ms + o->leeway_ms)
@@ -264,14 +518,24 @@ static int verify_embedded(const json_t *header, const json_t *claims, const sw_
   return 0;
 }
 
+/* Adds one "ably.channel.<resource>" claim to out->channel_claims. */
+static int add_channel_claim(sw_jwt_t *out, const char *name, const jv_t *v, sw_error_t *err) {
+  size_t plen = sizeof CLAIM_CHANNEL_PREFIX - 1;
+  if (name[plen] == '\0') return fail(err, 40144, "Invalid JWT; ably.channel. claim without a resource");
+  if (!out->channel_claims && !(out->channel_claims = json_object())) return fail(err, 50000, "out of memory");
+  json_t *j = jv_json(v);
+  if (!j || json_object_set_new(out->channel_claims, name + plen, j)) return fail(err, 50000, "out of memory");
+  return 0;
+}
+
 /* The Ably claims of a verified token. */
-static int read_claims(const json_t *claims, const sw_jwt_opts_t *o, sw_jwt_t *out, sw_error_t *err) {
-  int r = claim_time(claims, "iat", &out->iat_ms);
+static int read_claims(const jobj_t *claims, const sw_jwt_opts_t *o, sw_jwt_t *out, sw_error_t *err) {
+  int r = claim_time(claims, N_IAT, &out->iat_ms);
   if (r) return fail(err, 40144, r > 0 ? "Invalid JWT; iat must be specified" : "Invalid JWT; iat must be a NumericDate in seconds");
-  r = claim_time(claims, "exp", &out->exp_ms);
+  r = claim_time(claims, N_EXP, &out->exp_ms);
   if (r) return fail(err, 40144, r > 0 ? "Invalid JWT; exp must be specified" : "Invalid JWT; exp must be a NumericDate in seconds");
   int64_t nbf_ms = 0;
-  r = claim_time(claims, "nbf", &nbf_ms);
+  r = claim_time(claims, N_NBF, &nbf_ms);
   if (r < 0) return fail(err, 40144, "Invalid JWT; nbf must be a NumericDate in seconds");
   bool has_nbf = r == 0;
 
@@ -286,44 +550,59 @@ static int read_claims(const json_t *claims, const sw_jwt_opts_t *o, sw_jwt_t *o
   }
 
   /* x-ably-capability: JSON text as the docs show, or the object itself as
-   * some issuers (e.g. the Ably CLI) write it. */
-  const json_t *cap = json_object_get(claims, "x-ably-capability");
-  if (cap) {
-    if (json_is_object(cap)) {
-      out->capability = json_dumps(cap, JSON_COMPACT);
-      if (!out->capability) return fail(err, 50000, "out of memory");
-    } else {
-      r = claim_string(claims, "x-ably-capability", &out->capability);
-      if (r < 0) return fail(err, 50000, "out of memory");
-      if (r) return fail(err, 40144, "Invalid JWT; x-ably-capability must be a non-empty JSON string");
-    }
+   * some issuers (e.g. the Ably CLI) write it. Objects only ever come from
+   * jansson, as the scanner leaves nested values to it. */
+  jv_t cap = jobj_get(claims, N_CAPABILITY);
+  if (cap.kind == JV_OBJECT) {
+    out->capability = json_dumps(cap.node, JSON_COMPACT);
+    if (!out->capability) return fail(err, 50000, "out of memory");
+  } else {
+    r = claim_string(claims, N_CAPABILITY, &out->capability);
+    if (r < 0) return fail(err, 50000, "out of memory");
+    if (r) return fail(err, 40144, "Invalid JWT; x-ably-capability must be a non-empty JSON string");
   }
   static const struct {
-    const char *name;
+    name_t name;
     size_t off;
-  } strs[] = {{"x-ably-clientId", offsetof(sw_jwt_t, client_id)},
-              {"x-ably-revocation-key", offsetof(sw_jwt_t, revocation_key)},
-              {"x-ably-clientType", offsetof(sw_jwt_t, client_type)}};
+  } strs[] = {{N_CLIENT_ID, offsetof(sw_jwt_t, client_id)},
+              {N_REVOCATION_KEY, offsetof(sw_jwt_t, revocation_key)},
+              {N_CLIENT_TYPE, offsetof(sw_jwt_t, client_type)}};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
     r = claim_string(claims, strs[i].name, (char **)((char *)out + strs[i].off));
     if (r < 0) return fail(err, 50000, "out of memory");
     if (r) {
-      if (err) errors_set(err, 40144, "Invalid JWT; %s must be a non-empty string", strs[i].name);
+      if (err) errors_set(err, 40144, "Invalid JWT; %s must be a non-empty string", names[strs[i].name]);
       return -1;
     }
   }
 
   /* ably.channel.<resource>: trusted per-channel user claims. The value is
    * kept as given (the docs use JSON text in a string). */
-  const char *name;
-  json_t *v;
   size_t plen = sizeof CLAIM_CHANNEL_PREFIX - 1;
-  json_object_foreach((json_t *)claims, name, v) {
-    if (strncmp(name, CLAIM_CHANNEL_PREFIX, plen) != 0) continue;
-    if (name[plen] == '\0') return fail(err, 40144, "Invalid JWT; ably.channel. claim without a resource");
-    if (!out->channel_claims && !(out->channel_claims = json_object()))
-      return fail(err, 50000, "out of memory");
-    if (json_object_set(out->channel_claims, name + plen, v)) return fail(err, 50000, "out of memory");
+  if (claims->json) {
+    const char *name;
+    json_t *v;
+    json_object_foreach(claims->json, name, v) {
+      if (strncmp(name, CLAIM_CHANNEL_PREFIX, plen) != 0) continue;
+      jv_t jv = jv_of_node(v);
+      if (add_channel_claim(out, name, &jv, err)) return -1;
+    }
+  } else {
+    for (size_t k = 0; k < claims->n; k++) {
+      const jmember_t *m = &claims->m[k];
+      if (m->klen < plen || memcmp(m->key, CLAIM_CHANNEL_PREFIX, plen) != 0) continue;
+      char name[256];
+      if (m->klen >= sizeof name) {
+        char *big = strndup(m->key, m->klen);
+        int rr = big ? add_channel_claim(out, big, &m->v, err) : fail(err, 50000, "out of memory");
+        free(big);
+        if (rr) return -1;
+        continue;
+      }
+      memcpy(name, m->key, m->klen);
+      name[m->klen] = '\0';
+      if (add_channel_claim(out, name, &m->v, err)) return -1;
+    }
   }
   return 0;
 }
@@ -354,74 +633,73 @@ int jwt_verify(const char *tok, size_t n, sw_jwt_key_lookup lookup, void *ud,
   size_t hlen = (size_t)(d1 - tok), plen = (size_t)(d2 - d1 - 1), slen = n - (size_t)(d2 + 1 - tok);
   if (hlen == 0 || plen == 0) return fail(err, 40144, "Invalid JWT; empty header or claims");
 
-  json_t *header = NULL, *claims = NULL;
+  jobj_t header, claims;
+  header.buf = claims.buf = NULL;
+  header.json = claims.json = NULL;
   int ret = -1;
-  int r = decode_object(tok, hlen, &header);
+  int r = jobj_load(&header, tok, hlen, o.jansson_only);
   if (r) {
-    fail(err, r < 0 ? 50000 : 40144, r < 0 ? "out of memory" : "Invalid JWT; header is not base64url JSON object");
+    fail(err, r < 0 ? 50000 : 40144, r < 0 ? "out of memory" : "Invalid JWT; header is not a base64url JSON object");
     goto done;
   }
 
-  if (json_object_get(header, "x-ably-token")) {
+  if (jobj_get(&header, N_TOKEN).kind != JV_ABSENT) {
     /* The outer token's claims are needed only for its exp. */
-    r = decode_object(d1 + 1, plen, &claims);
+    r = jobj_load(&claims, d1 + 1, plen, o.jansson_only);
     if (r < 0) {
       fail(err, 50000, "out of memory");
       goto done;
     }
-    ret = verify_embedded(header, claims, &o, out, err);
+    ret = verify_embedded(&header, r == 0 ? &claims : NULL, &o, out, err);
     goto done;
   }
 
-  const json_t *kid = json_object_get(header, "kid");
-  if (!kid) {
+  jv_t kid = jobj_get(&header, N_KID);
+  if (kid.kind == JV_ABSENT) {
     /* Without a kid this can only be an embedding JWT with the token as a
      * claim; the claims are decoded only to look for it. */
-    r = decode_object(d1 + 1, plen, &claims);
+    r = jobj_load(&claims, d1 + 1, plen, o.jansson_only);
     if (r < 0) {
       fail(err, 50000, "out of memory");
       goto done;
     }
-    if (r == 0 && json_object_get(claims, "x-ably-token")) {
-      ret = verify_embedded(header, claims, &o, out, err);
+    if (r == 0 && jobj_get(&claims, N_TOKEN).kind != JV_ABSENT) {
+      ret = verify_embedded(&header, &claims, &o, out, err);
       goto done;
     }
   }
 
   /* RFC 7515 4.1.11: unknown critical extensions must be refused, and we
    * understand none. */
-  if (json_object_get(header, "crit")) {
+  if (jobj_get(&header, N_CRIT).kind != JV_ABSENT) {
     fail(err, 40144, "Invalid JWT; crit header is not supported");
     goto done;
   }
-  const json_t *typ = json_object_get(header, "typ");
-  if (typ && (!json_is_string(typ) || json_string_length(typ) != 3 ||
-              strcasecmp(json_string_value(typ), "JWT") != 0)) {
+  jv_t typ = jobj_get(&header, N_TYP);
+  if (typ.kind != JV_ABSENT && !jv_is(&typ, "JWT", true)) {
     fail(err, 40144, "Invalid JWT; typ must be JWT");
     goto done;
   }
   /* The algorithm is an allow-list of one: anything the header says other
    * than exactly HS256 is refused before any key is touched. */
-  const json_t *alg = json_object_get(header, "alg");
-  if (!json_is_string(alg) || json_string_length(alg) != 5 ||
-      strcmp(json_string_value(alg), "HS256") != 0) {
+  jv_t alg = jobj_get(&header, N_ALG);
+  if (!jv_is(&alg, "HS256", false)) {
     fail(err, 40144, "Invalid JWT; unsupported alg (only HS256 is accepted)");
     goto done;
   }
-  if (!kid) {
+  if (kid.kind == JV_ABSENT) {
     fail(err, 40144, "Invalid JWT; kid (the Ably key name) must be specified");
     goto done;
   }
-  size_t kid_len = json_is_string(kid) ? json_string_length(kid) : 0;
-  if (kid_len == 0 || kid_len >= SW_JWT_KID_MAX || memchr(json_string_value(kid), '\0', kid_len)) {
+  long kid_len = kid.kind == JV_STRING ? jv_copy(&kid, out->kid, sizeof out->kid) : -1;
+  if (kid_len <= 0) {
     fail(err, 40144, "Invalid JWT; kid must be a key name (appId.keyId)");
     goto done;
   }
-  memcpy(out->kid, json_string_value(kid), kid_len + 1);
 
   const uint8_t *secret = NULL;
   size_t secret_len = 0;
-  if (!lookup || lookup(ud, out->kid, kid_len, &secret, &secret_len) != 0 || !secret) {
+  if (!lookup || lookup(ud, out->kid, (size_t)kid_len, &secret, &secret_len) != 0 || !secret) {
     /* kid is a public key name, safe to echo; it has no NUL and < 128 bytes. */
     if (err) errors_set(err, 40400, "No key %s found (app or key does not exist)", out->kid);
     goto done;
@@ -433,7 +711,7 @@ int jwt_verify(const char *tok, size_t n, sw_jwt_key_lookup lookup, void *ud,
     goto done;
   }
   size_t signed_len = (size_t)(d2 - tok);
-  r = o.cache ? hmac_cached(o.cache, out->kid, kid_len, secret, secret_len, tok, signed_len, mac)
+  r = o.cache ? hmac_cached(o.cache, out->kid, (size_t)kid_len, secret, secret_len, tok, signed_len, mac)
               : hmac_once(secret, secret_len, tok, signed_len, mac);
   if (r) {
     fail(err, 50000, "HMAC failed");
@@ -446,23 +724,24 @@ int jwt_verify(const char *tok, size_t n, sw_jwt_key_lookup lookup, void *ud,
     goto done;
   }
 
-  r = decode_object(d1 + 1, plen, &claims);
+  /* kid was present, so the claims have not been loaded yet. */
+  r = jobj_load(&claims, d1 + 1, plen, o.jansson_only);
   if (r) {
     fail(err, r < 0 ? 50000 : 40144, r < 0 ? "out of memory" : "Invalid JWT; claims are not a base64url JSON object");
     goto done;
   }
-  if (json_object_get(claims, "x-ably-token")) {
+  if (jobj_get(&claims, N_TOKEN).kind != JV_ABSENT) {
     /* Signed by one of our keys and still carrying a token: the inner token
      * is what grants access, as for any embedding JWT. */
     memset(out->kid, 0, sizeof out->kid);
-    ret = verify_embedded(header, claims, &o, out, err);
+    ret = verify_embedded(&header, &claims, &o, out, err);
     goto done;
   }
-  ret = read_claims(claims, &o, out, err) == 0 ? 0 : -1;
+  ret = read_claims(&claims, &o, out, err) == 0 ? 0 : -1;
 
 done:
-  json_decref(header);
-  json_decref(claims);
+  jobj_free(&header);
+  jobj_free(&claims);
   if (ret != 0) jwt_clear(out);
   return ret;
 }

@@ -19,8 +19,10 @@
  *
  * Error codes, their sources and the decisions behind them are in
  * docs/jwt.md. Verification uses OpenSSL's HMAC directly (with an optional
- * per-thread cache of keyed HMAC contexts) and jansson; minting uses
- * libjwt. docs/benchmarks.md has the numbers behind that split. */
+ * per-thread cache of keyed HMAC contexts), and reads header and claims
+ * with a scanner for flat objects that hands everything else to jansson;
+ * minting uses libjwt. docs/benchmarks.md has the numbers behind that
+ * split. */
 #ifndef SW_AUTH_JWT_H
 #define SW_AUTH_JWT_H
 
@@ -82,6 +84,8 @@ typedef struct sw_jwt_opts {
   bool forbid_embedded;   /* set when verifying a token found in x-ably-token: a second
                              level of embedding is refused */
   sw_jwt_cache_t *cache;  /* optional, see above; NULL keys HMAC afresh every time */
+  bool jansson_only;      /* testing: parse header and claims with jansson alone instead of
+                             the fast scanner, to check that both agree (fuzz/fuzz_jwt.c) */
 } sw_jwt_opts_t;
 
 /* Is s (n bytes) shaped like a JWS: exactly three '.'-separated segments of

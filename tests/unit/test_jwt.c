@@ -826,6 +826,88 @@ static void test_looks_like(void **state) {
   assert_false(jwt_looks_like(NULL, 0));
 }
 
+/* ---- the fast scanner against jansson ---- */
+
+static bool same_str(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
+
+/* Verifies craft(header, claims) with the scanner and with jansson alone;
+ * both must give the same answer. Returns the code (0 on success). */
+static int both_ways(const char *header, const char *claims) {
+  char *t = craft(header, claims);
+  keyring_t kr = keyring();
+  sw_jwt_opts_t fast = opts_at(NOW_MS), ref = opts_at(NOW_MS);
+  ref.jansson_only = true;
+  sw_jwt_t a, b;
+  sw_error_t ea = {0}, eb = {0};
+  int ra = jwt_verify(t, strlen(t), lookup, &kr, &fast, &a, &ea);
+  int rb = jwt_verify(t, strlen(t), lookup, &kr, &ref, &b, &eb);
+  if (ra != rb || ea.code != eb.code || strcmp(ea.message, eb.message) != 0)
+    fail_msg("%s / %s: scanner %d %s, jansson %d %s", header, claims, ea.code, ea.message, eb.code, eb.message);
+  assert_string_equal(a.kid, b.kid);
+  assert_int_equal(a.iat_ms, b.iat_ms);
+  assert_int_equal(a.exp_ms, b.exp_ms);
+  assert_true(same_str(a.capability, b.capability));
+  assert_true(same_str(a.client_id, b.client_id));
+  assert_true(same_str(a.revocation_key, b.revocation_key));
+  assert_true(same_str(a.client_type, b.client_type));
+  assert_true(same_str(a.embedded_token, b.embedded_token));
+  assert_true((!a.channel_claims && !b.channel_claims) || json_equal(a.channel_claims, b.channel_claims));
+  jwt_clear(&a);
+  jwt_clear(&b);
+  free(t);
+  return ea.code;
+}
+
+static void test_scanner_agrees(void **state) {
+  (void)state;
+  static const struct {
+    const char *claims;
+    int code;
+  } cases[] = {
+      /* What the scanner reads itself. */
+      {"{\"iat\":1795348260,\"exp\":1795351860}", 0},
+      {" {\n\"iat\" : 1795348260 ,\t\"exp\":1795351860 }\r\n", 0},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x-ably-clientId\":\"a\\\"b\\\\c\\/d\\te\"}", 0},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"t\":true,\"f\":false,\"n\":null,\"z\":-0}", 0},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"big\":999999999999999999}", 0},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"ably.channel.c\":7,\"ably.channel.d\":\"x\\ny\"}", 0},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"\":1}", 0},
+      /* What it leaves to jansson, accepted. */
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x-ably-clientId\":\"\\u00e9\\ud83d\\ude00\"}", 0},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x-ably-clientId\":\"\xc3\xa9\"}", 0},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x-ably-cl\\u0069entId\":\"esc\"}", 0},
+      {"{\"iat\":1795348260.0,\"exp\":17953518.6e2}", 0},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"ably.channel.n\":{\"a\":[1,{\"b\":null}]}}", 0},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x-ably-capability\":{\"a\":[\"publish\"]}}", 0},
+      /* ...and refused by both. */
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"big\":1234567890123456789012}", 40144},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x\":01}", 40144},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x\":\"\\u0000\"}", 40144},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x\":\"\\x\"}", 40144},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x\":\"a\tb\"}", 40144},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x\":\"\xc3\"}", 40144},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x\":tru}", 40144},
+      {"{\"iat\":1795348260,\"exp\":1795351860,}", 40144},
+      {"{\"iat\":1795348260,\"exp\":1795351860} x", 40144},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"a\":1,\"a\":1}", 40144},
+      {"{\"iat\":1795348260,\"exp\":1795351860,\"x-ably-clientId\":\"x\",\"x-ably-cl\\u0069entId\":\"y\"}", 40144},
+      {"{\"iat\":-5,\"exp\":1795351860}", 40144},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int code = both_ways(HDR, cases[i].claims);
+    if (code != cases[i].code) fail_msg("case %zu (%s): got %d, want %d", i, cases[i].claims, code, cases[i].code);
+  }
+  /* More members than the scanner holds. */
+  char many[2048] = "{\"iat\":1795348260,\"exp\":1795351860";
+  for (int k = 0; k < 40; k++) snprintf(many + strlen(many), sizeof many - strlen(many), ",\"m%d\":%d", k, k);
+  strcat(many, "}");
+  assert_int_equal(both_ways(HDR, many), 0);
+  /* Headers too, including an escaped kid. */
+  assert_int_equal(both_ways("{\"alg\":\"HS256\",\"kid\":\"sbtest.k\\u0031\"}", "{\"iat\":1795348260,\"exp\":1795351860}"), 0);
+  assert_int_equal(both_ways("{\"alg\":\"HS\\u0032\\u00356\",\"kid\":\"sbtest.k1\"}", "{\"iat\":1795348260,\"exp\":1795351860}"), 0);
+  assert_int_equal(both_ways("{\"alg\":\"HS256\",\"kid\":\"sbtest.k1\",\"typ\":\"J\\/T\"}", "{\"iat\":1795348260,\"exp\":1795351860}"), 40144);
+}
+
 /* ---- b64url ---- */
 
 static void test_b64url(void **state) {
@@ -885,6 +967,7 @@ int main(void) {
       cmocka_unit_test(test_encoding),      cmocka_unit_test(test_times),
       cmocka_unit_test(test_claim_types),   cmocka_unit_test(test_embedded),
       cmocka_unit_test(test_looks_like),    cmocka_unit_test(test_b64url),
+      cmocka_unit_test(test_scanner_agrees),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
