@@ -15,7 +15,7 @@ import { readFileSync, mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { test, before, after } from 'node:test';
+import { test, before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import Ably from 'ably';
 import WebSocket from 'ws';
@@ -264,6 +264,31 @@ export function useServer(opts = {}) {
   before(async () => {
     env.server = await startServer({ label: opts.label || 'switchboard', ...opts });
     env.app = await createApp(env.server);
+  });
+  // Once the server is dead, fail the remaining tests at once instead of
+  // letting each one time out.
+  beforeEach(() => {
+    const s = env.server;
+    if (s && s.exit !== null) {
+      throw new Error(
+        `server is not running (exited code=${s.exit.code} signal=${s.exit.signal})` +
+          (s.sanitizerReport() ? `\nSANITIZER REPORT:\n${s.sanitizerReport()}` : `\n${s.tail(1500)}`),
+      );
+    }
+  });
+  // Attribute a crash or a sanitizer report to the test during which it happened.
+  afterEach(() => {
+    const s = env.server;
+    if (!s) return;
+    const san = s.sanitizerReport();
+    if (san && !s.reportedSanitizer) {
+      s.reportedSanitizer = true;
+      throw new Error(`SANITIZER REPORT in server stderr during this test:\n${san}`);
+    }
+    if (s.exit !== null && !s.reportedExit) {
+      s.reportedExit = true;
+      throw new Error(`server died during this test (code=${s.exit.code} signal=${s.exit.signal})\n${s.tail()}`);
+    }
   });
   after(async () => {
     if (env.server) await env.server.stop();
