@@ -8,11 +8,20 @@
 #include "core/config.h"
 #include "core/server.h"
 #include "util/log.h"
+#ifdef SW_HAVE_TOOLS
+#include "tools/tools.h"
+#endif
 
 static void usage(FILE *out) {
   fprintf(out,
           "usage: switchboard serve [--config FILE] [--listen HOST:PORT] [--data DIR | --memory]\n"
           "                         [--sandbox] [--verbose]\n"
+#ifdef SW_HAVE_TOOLS
+          "       switchboard token --key KEY [--client-id ID] [--capability JSON] [--ttl SECONDS]\n"
+          "                         [--revocation-key K] [--format jwt|token-request]\n"
+          "       switchboard pub|sub ...   (switchboard pub --help)\n"
+          "       switchboard bench ...     (switchboard bench --help)\n"
+#endif
           "       switchboard --help | --version\n"
           "\n"
           "  --config FILE       JSON configuration (apps, keys, namespaces, limits; see README)\n"
@@ -100,6 +109,12 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return serve(argc - 2, argv + 2);
+#ifdef SW_HAVE_TOOLS
+  if (argc >= 2 && strcmp(argv[1], "token") == 0) return tool_token(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "pub") == 0) return tool_pub(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "sub") == 0) return tool_sub(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "bench") == 0) return tool_bench(argc - 2, argv + 2);
+#endif
   usage(stderr);
   return 2;
 }
