@@ -358,6 +358,7 @@ static void jobj_free(jobj_t *o) {
 static int jobj_load(jobj_t *o, const char *seg, size_t len, bool jansson_only) {
   o->json = NULL;
   o->n = 0;
+  memset(o->known, -1, sizeof o->known); /* reads as empty whatever happens below */
   size_t cap = b64url_decoded_len(len);
   o->buf = cap <= sizeof o->stackbuf ? o->stackbuf : malloc(cap);
   if (!o->buf) return -1;
