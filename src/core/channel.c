@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/presence.h"
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
@@ -52,7 +53,9 @@ sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name) {
   int64_t last = -1;
   if (store_last_seq(srv->store, app->id, ch->name, &last)) last = -1;
   ch->last_seq = ch->durable_seq = last < 0 ? 0 : last;
+  ch->presence_seq = -1;
   HASH_ADD_KEYPTR(hh, srv->channels, ch->hkey, ch->hkey_len, ch);
+  presence_load_fixtures(ch);
   return ch;
 }
 
@@ -63,6 +66,7 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
     free(r->id);
     free(r);
   }
+  presence_free(ch);
   HASH_DEL(srv->channels, ch);
   free(ch->hkey);
   free(ch);
@@ -90,11 +94,29 @@ static void pub_free(pub_t *p) {
   free(p);
 }
 
-/* Encodes the MESSAGE for one wire format and name lazily, once for all
- * subscribers using it. */
-typedef struct fanout_frames {
-  sw_frame_t *f[2];
-} fanout_frames_t;
+void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask, const char *skip_conn_id) {
+  /* Encoded lazily, once per wire format, for every subscriber using it. */
+  sw_frame_t *frames[2] = {NULL, NULL};
+  for (sw_attach_t *a = ch->subs; a; a = a->next) {
+    sw_conn_t *c = a->conn;
+    if (!a->delivering || !(a->modes & mode_mask)) continue;
+    if (skip_conn_id && strcmp(c->id, skip_conn_id) == 0) continue;
+    if (a->wire_name) {
+      /* Attached under another spelling ([?params]name): its own frame. */
+      sw_pmsg_t own = *m;
+      own.channel = a->wire_name;
+      sw_frame_t *f = pmsg_frame(c->fmt, &own);
+      if (f) conn_send_frame(c, f);
+      frame_unref(f);
+      continue;
+    }
+    sw_frame_t **slot = &frames[c->fmt];
+    if (!*slot) *slot = pmsg_frame(c->fmt, m);
+    if (*slot) conn_send_frame(c, *slot);
+  }
+  frame_unref(frames[0]);
+  frame_unref(frames[1]);
+}
 
 static void fanout(sw_channel_t *ch, pub_t *p) {
   sw_msg_t *live = malloc(p->n * sizeof *live);
@@ -120,26 +142,13 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
     m.id = pid;
     m.connection_id = p->conn_id;
   }
-  fanout_frames_t frames = {{NULL, NULL}};
-  for (sw_attach_t *a = ch->subs; a; a = a->next) {
-    sw_conn_t *c = a->conn;
-    if (!a->delivering || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
-    if (!c->echo && p->conn_id[0] && strcmp(c->id, p->conn_id) == 0) continue;
-    if (a->wire_name) {
-      /* Attached under another spelling ([?params]name): its own frame. */
-      sw_pmsg_t own = m;
-      own.channel = a->wire_name;
-      sw_frame_t *f = pmsg_frame(c->fmt, &own);
-      if (f) conn_send_frame(c, f);
-      frame_unref(f);
-      continue;
-    }
-    sw_frame_t **slot = &frames.f[c->fmt];
-    if (!*slot) *slot = pmsg_frame(c->fmt, &m);
-    if (*slot) conn_send_frame(c, *slot);
+  /* echo=false (RTC1a): the publisher's own connection is skipped. */
+  const char *skip = NULL;
+  if (p->conn_id[0]) {
+    sw_conn_t *pc = conn_find(ch->srv, p->conn_id);
+    if (pc && !pc->echo) skip = p->conn_id;
   }
-  frame_unref(frames.f[0]);
-  frame_unref(frames.f[1]);
+  channel_broadcast(ch, &m, SW_MODE_SUBSCRIBE, skip);
   free(live);
 }
 
@@ -375,18 +384,22 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   serial_format(ch->durable_seq, serial);
   sw_pmsg_t m = {.action = SW_ACTION_ATTACHED,
                  .channel = (char *)(req->channel_name ? req->channel_name : ch->name),
-                 .flags = (int64_t)a->modes | (resumed ? SW_FLAG_RESUMED : 0),
+                 .flags = (int64_t)a->modes | (resumed ? SW_FLAG_RESUMED : 0) |
+                          (ch->n_members ? SW_FLAG_HAS_PRESENCE : 0),
                  .has_flags = true,
                  .channel_serial = serial,
                  .params = req->params};
   conn_send_pmsg(c, &m);
   a->delivering = true;
+  if (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) presence_sync(ch, a);
   if (replaying && (a->modes & SW_MODE_SUBSCRIBE)) replay(ch, a, after, start_ms, last_n);
   return 0;
 }
 
 void channel_detach(sw_attach_t *a) {
   sw_channel_t *ch = a->ch;
+  /* Detaching leaves presence (RTP5a); so does the end of a connection. */
+  presence_leave_conn(ch, a->conn->id);
   HASH_DEL(a->conn->attachments, a);
   if (a->prev) a->prev->next = a->next;
   else ch->subs = a->next;
@@ -408,7 +421,7 @@ void channel_tick(sw_server_t *srv, int64_t now_ms) {
       free(r);
     }
     /* An idle channel is rebuilt from storage when next used. */
-    if (!ch->subs && !ch->recent_ids && !ch->pending) channel_free(srv, ch);
+    if (!ch->subs && !ch->recent_ids && !ch->pending && !ch->n_members) channel_free(srv, ch);
   }
 }
 

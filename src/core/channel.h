@@ -40,6 +40,9 @@ typedef struct sw_channel {
   size_t n_subs;
   size_t pending;      /* publishes waiting for storage */
   sw_recent_id_t *recent_ids; /* idempotent publish window (RSL1k) */
+  struct sw_member *members;  /* presence set (core/presence.c) */
+  size_t n_members;
+  int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
   UT_hash_handle hh;
 } sw_channel_t;
 
@@ -87,6 +90,12 @@ typedef struct sw_attach_req {
 int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req);
 void channel_detach(sw_attach_t *a);
 
+
+/* Sends m, encoded once per wire format, to every delivering attachment
+ * whose modes include one of mode_mask, except skip_conn_id's connection
+ * (NULL: none). Attachments under another spelling of the name get their
+ * own encoding. */
+void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask, const char *skip_conn_id);
 
 /* Drops expired idempotency ids. */
 void channel_tick(sw_server_t *srv, int64_t now_ms);

@@ -8,6 +8,7 @@
 #include "auth/channel_name.h"
 #include "auth/key_auth.h"
 #include "core/channel.h"
+#include "core/presence.h"
 #include "core/server.h"
 #include "core/sock.h"
 #include "net/http_parse.h"
@@ -549,6 +550,27 @@ static void handle_detach(sw_conn_t *c, sw_pmsg_t *m) {
   conn_send_pmsg(c, &r);
 }
 
+/* Takes msgSerial serial for a new publish (MESSAGE or PRESENCE), or
+ * answers a resend: RTN19a2, a publish resent after resume is answered,
+ * never applied twice; one still in flight is answered when it completes.
+ * Returns false when there is nothing more to do. */
+static bool accept_serial(sw_conn_t *c, int64_t serial) {
+  if (serial < c->next_msg_serial) {
+    sw_ack_memo_t *memo = memo_at(c, serial);
+    if (memo && memo->done && serial < c->next_answer && !memo->silent) {
+      if (memo->err.code) nack(c, serial, &memo->err);
+      else ack(c, serial, memo->serials, memo->n_serials);
+    }
+    return false;
+  }
+  c->next_msg_serial = serial + 1;
+  if (!memo_push(c, serial)) {
+    conn_fail(c, SW_E_INTERNAL, "out of memory", false);
+    return false;
+  }
+  return true;
+}
+
 /* JWT channel claims (ably.channel.<resource>) are stamped by the server
  * into extras.userClaim; a client cannot set that field itself. */
 static void stamp_user_claim(sw_conn_t *c, const sw_channel_t *ch, sw_msg_t *msg) {
@@ -566,21 +588,7 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
     return;
   }
   int64_t serial = m->msg_serial;
-  if (serial < c->next_msg_serial) {
-    /* RTN19a2: a publish resent after resume; answer it, never republish.
-     * One still in flight is answered when it completes. */
-    sw_ack_memo_t *memo = memo_at(c, serial);
-    if (memo && memo->done && serial < c->next_answer && !memo->silent) {
-      if (memo->err.code) nack(c, serial, &memo->err);
-      else ack(c, serial, memo->serials, memo->n_serials);
-    }
-    return;
-  }
-  c->next_msg_serial = serial + 1;
-  if (!memo_push(c, serial)) {
-    conn_fail(c, SW_E_INTERNAL, "out of memory", false);
-    return;
-  }
+  if (!accept_serial(c, serial)) return;
 
   sw_channel_name_t parts;
   sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
@@ -639,6 +647,19 @@ fail:
   conn_publish_done(c, serial, &err, NULL, 0);
 }
 
+static void handle_presence(sw_conn_t *c, sw_pmsg_t *m) {
+  sw_error_t err = {0};
+  if (!m->has_msg_serial) {
+    conn_fail(c, SW_E_BAD_REQUEST, "PRESENCE without msgSerial", false);
+    return;
+  }
+  int64_t serial = m->msg_serial;
+  if (!accept_serial(c, serial)) return;
+  sw_channel_name_t parts;
+  sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
+  if (!ch || presence_publish(ch, c, m, &err)) conn_publish_done(c, serial, &err, NULL, 0);
+}
+
 void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) {
   sw_pmsg_t m = {0};
   sw_error_t err = {0};
@@ -675,6 +696,8 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) 
     handle_message(c, &m);
     break;
   case SW_ACTION_PRESENCE:
+    handle_presence(c, &m);
+    break;
   case SW_ACTION_ANNOTATION:
   case SW_ACTION_OBJECT: {
     sw_error_t e;

@@ -6,6 +6,7 @@
 #include "auth/jwt.h"
 #include "auth/key_auth.h"
 #include "auth/token.h"
+#include "auth/token_request.h"
 #include "core/server.h"
 #include "util/clock.h"
 
@@ -115,6 +116,15 @@ static int from_jwt(sw_server_t *srv, const char *tok, size_t n, int64_t now, bo
                      .forbid_embedded = embedded,
                      .cache = srv->jwt_cache};
   if (jwt_verify(tok, n, jwt_lookup, srv, &o, &j, err)) return -1;
+  /* Tokens of keys with revocable tokens live at most an hour (RSA17). */
+  if (!j.embedded_token) {
+    sw_app_t *kapp;
+    sw_key_t *kkey;
+    if (find_key(srv, j.kid, &kapp, &kkey) == 0 && kkey->revocable && j.exp_ms - j.iat_ms > SW_TOKEN_MAX_TTL_REVOCABLE_MS) {
+      jwt_clear(&j);
+      return errors_set(err, SW_E_INVALID_PARAM, "a token of a key with revocable tokens may live at most 1 hour");
+    }
+  }
   int rc = -1;
   if (j.embedded_token) {
     /* An Ably token or JWT inside a JWT (its outer signature is not ours

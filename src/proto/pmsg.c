@@ -69,6 +69,32 @@ static int copy_json(json_t **dst, const json_t *src) {
   return (*dst = json_deep_copy(src)) ? 0 : -ENOMEM;
 }
 
+static int copy_data(sw_data_t *dst, const sw_data_t *src) {
+  dst->kind = src->kind;
+  dst->len = src->len;
+  if (src->kind == SW_DATA_NONE) return 0;
+  /* bytes is NUL-terminated even for binary data. */
+  if (!(dst->bytes = malloc(src->len + 1))) return -ENOMEM;
+  if (src->len) memcpy(dst->bytes, src->bytes, src->len);
+  dst->bytes[src->len] = '\0';
+  return 0;
+}
+
+int presence_copy(sw_presence_t *dst, const sw_presence_t *src) {
+  memset(dst, 0, sizeof *dst);
+  dst->action = src->action;
+  dst->timestamp = src->timestamp;
+  int rc = copy_str(&dst->id, src->id) || copy_str(&dst->client_id, src->client_id) ||
+           copy_str(&dst->connection_id, src->connection_id) || copy_str(&dst->encoding, src->encoding) ||
+           copy_json(&dst->extras, src->extras) || copy_data(&dst->data, &src->data);
+  if (rc) {
+    presence_clear(dst);
+    memset(dst, 0, sizeof *dst);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
 int msg_copy(sw_msg_t *dst, const sw_msg_t *src) {
   memset(dst, 0, sizeof *dst);
   dst->timestamp = src->timestamp;

@@ -162,6 +162,9 @@ void pmsg_free(sw_pmsg_t *p);
 /* Deep copy of a message; returns 0 or -ENOMEM (dst left zeroed on failure). */
 int msg_copy(sw_msg_t *dst, const sw_msg_t *src);
 
+/* Deep copy of a presence message; 0 or -ENOMEM (dst left zeroed). */
+int presence_copy(sw_presence_t *dst, const sw_presence_t *src);
+
 /* Approximate size of a message for the maxMessageSize check (TO3l8):
  * name + clientId + data bytes + extras as JSON. */
 size_t msg_size(const sw_msg_t *m);

@@ -12,6 +12,7 @@
 #include "auth/key_auth.h"
 #include "auth/token.h"
 #include "core/conn.h"
+#include "core/presence.h"
 #include "core/principal.h"
 #include "proto/textenc.h"
 #include "rest/keys.h"
@@ -348,6 +349,113 @@ static void history(route_ctx_t *r, const char *name) {
   buf_free(&base);
 }
 
+/* RSP3: the current members, optionally filtered by clientId/connectionId. */
+static void presence_get(route_ctx_t *r, const char *name) {
+  sw_error_t err = {0};
+  if (!cap_allows(r->p.cap, name, SW_OP_SUBSCRIBE)) {
+    errors_set(&err, SW_E_CAPABILITY_DENIED, "presence denied; channel = %.200s", name);
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  bool bad = false;
+  int64_t limit = query_int(r->req, "limit", HISTORY_DEFAULT_LIMIT, &bad);
+  char cid[256], conn[64];
+  bool by_cid = url_query_get(r->req->query, "clientId", cid, sizeof cid) >= 0;
+  bool by_conn = url_query_get(r->req->query, "connectionId", conn, sizeof conn) >= 0;
+  if (bad || limit < 1 || limit > HISTORY_MAX_LIMIT) {
+    errors_set(&err, SW_E_INVALID_PARAM, "invalid limit (1..%d)", HISTORY_MAX_LIMIT);
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  sw_channel_t *ch = channel_get(r->s->srv, r->app, name);
+  size_t n = 0;
+  sw_presence_t *out = ch ? calloc(ch->n_members ? ch->n_members : 1, sizeof *out) : NULL;
+  for (sw_member_t *mb = ch ? ch->members : NULL; out && mb && n < (size_t)limit; mb = mb->hh.next) {
+    if (by_cid && strcmp(mb->p.client_id, cid) != 0) continue;
+    if (by_conn && strcmp(mb->p.connection_id, conn) != 0) continue;
+    out[n++] = mb->p; /* shallow */
+  }
+  sw_buf_t body = {0};
+  codec_encode_presence_array(r->fmt, out, n, &body);
+  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, NULL);
+  buf_free(&body);
+  free(out);
+}
+
+/* RSP4: presence history, paginated like message history. */
+static void presence_history(route_ctx_t *r, const char *name) {
+  sw_error_t err = {0};
+  if (!cap_allows(r->p.cap, name, SW_OP_HISTORY)) {
+    errors_set(&err, SW_E_CAPABILITY_DENIED, "presence history denied; channel = %.200s", name);
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  bool bad = false;
+  int64_t limit = query_int(r->req, "limit", HISTORY_DEFAULT_LIMIT, &bad);
+  int64_t start = query_int(r->req, "start", 0, &bad);
+  int64_t end = query_int(r->req, "end", INT64_MAX, &bad);
+  char dir[16], cursor[32];
+  if (url_query_get(r->req->query, "direction", dir, sizeof dir) < 0) strcpy(dir, "backwards");
+  if (url_query_get(r->req->query, "cursor", cursor, sizeof cursor) < 0) cursor[0] = '\0';
+  bool forwards = strcmp(dir, "forwards") == 0;
+  if (bad || limit < 1 || limit > HISTORY_MAX_LIMIT || end < start || (!forwards && strcmp(dir, "backwards"))) {
+    errors_set(&err, SW_E_INVALID_PARAM, "invalid presence history parameters");
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  sw_channel_t *ch = channel_get(r->s->srv, r->app, name);
+  char key[1100];
+  if (!ch) {
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  presence_history_key(ch, key, sizeof key);
+  sw_history_q_t q = {.app_id = r->app->id, .channel = key, .after_seq = -1, .before_seq = INT64_MAX,
+                      .start = start, .end = end, .forwards = forwards, .limit = (size_t)limit + 1,
+                      .now = clock_now_ms()};
+  int64_t seq;
+  if (*cursor && serial_parse(cursor, strlen(cursor), &seq) == 0) {
+    if (forwards) q.after_seq = seq;
+    else q.before_seq = seq;
+  }
+  sw_store_rows_t rows = {0};
+  if (store_history(r->s->srv->store, &q, &rows)) {
+    errors_set(&err, SW_E_INTERNAL, "presence history could not be read");
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  bool more = rows.n > (size_t)limit;
+  size_t n = more ? (size_t)limit : rows.n, got = 0;
+  sw_pmsg_t *decoded = calloc(n ? n : 1, sizeof *decoded);
+  sw_presence_t *items = calloc(n ? n : 1, sizeof *items);
+  for (size_t i = 0; decoded && items && i < n; i++) {
+    sw_error_t derr;
+    if (codec_decode_pmsg(SW_FMT_MSGPACK, rows.rows[i].blob, rows.rows[i].blob_len, &decoded[got], &derr) == 0 &&
+        decoded[got].n_presence == 1) {
+      items[got] = decoded[got].presence[0];
+      got++;
+    }
+  }
+  sw_buf_t body = {0}, links = {0};
+  codec_encode_presence_array(r->fmt, items, got, &body);
+  buf_printf(&links, "Link: <./history?limit=%lld&direction=%s>; rel=\"first\"", (long long)limit, dir);
+  if (more) {
+    char c[SW_SERIAL_LEN + 1];
+    serial_format(rows.rows[n - 1].seq, c);
+    buf_printf(&links, ", <./history?limit=%lld&direction=%s&cursor=%s>; rel=\"next\"", (long long)limit, dir, c);
+  }
+  buf_append_str(&links, "\r\n");
+  buf_append_byte(&links, 0);
+  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, (const char *)links.data);
+  for (size_t i = 0; i < got; i++) pmsg_free(&decoded[i]);
+  free(decoded);
+  free(items);
+  buf_free(&body);
+  buf_free(&links);
+  store_rows_free(&rows);
+}
+
 /* RSL8: ChannelDetails. */
 static void channel_status(route_ctx_t *r, const char *name) {
   sw_error_t err = {0};
@@ -357,16 +465,19 @@ static void channel_status(route_ctx_t *r, const char *name) {
     return;
   }
   sw_channel_t *ch = channel_find(r->s->srv, r->app, name);
-  json_int_t conns = 0, pubs = 0, subs = 0;
+  json_int_t conns = 0, pubs = 0, subs = 0, pconns = 0, psubs = 0;
   for (sw_attach_t *a = ch ? ch->subs : NULL; a; a = a->next) {
     conns++;
     pubs += (a->modes & SW_MODE_PUBLISH) != 0;
     subs += (a->modes & SW_MODE_SUBSCRIBE) != 0;
+    pconns += (a->modes & SW_MODE_PRESENCE) != 0;
+    psubs += (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) != 0;
   }
+  json_int_t members = ch ? (json_int_t)ch->n_members : 0;
   json_t *v = json_pack("{s:s, s:s, s:{s:b, s:{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}}}", "channelId", name,
                         "name", name, "status", "isActive", conns > 0, "occupancy", "metrics", "connections",
-                        conns, "publishers", pubs, "subscribers", subs, "presenceConnections", (json_int_t)0,
-                        "presenceMembers", (json_int_t)0, "presenceSubscribers", (json_int_t)0,
+                        conns, "publishers", pubs, "subscribers", subs, "presenceConnections", pconns,
+                        "presenceMembers", members, "presenceSubscribers", psubs,
                         "objectPublishers", pubs);
   rest_reply_value(r->s, 200, r->fmt, v, r->keep_alive, NULL);
   json_decref(v);
@@ -438,6 +549,10 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
     publish(&r, ch);
   } else if (slice_eq(rest, "/messages") && req->method == HTTP_GET) {
     history(&r, r.channel);
+  } else if (slice_eq(rest, "/presence") && req->method == HTTP_GET) {
+    presence_get(&r, r.channel);
+  } else if (slice_eq(rest, "/presence/history") && req->method == HTTP_GET) {
+    presence_history(&r, r.channel);
   } else if (rest.n == 0 && req->method == HTTP_GET) {
     channel_status(&r, r.channel);
   } else {

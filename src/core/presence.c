@@ -1,0 +1,298 @@
+#include "core/presence.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/app.h"
+#include "core/channel.h"
+#include "core/conn.h"
+#include "core/server.h"
+#include "proto/codec.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+void presence_history_key(const sw_channel_t *ch, char *out, size_t cap) {
+  /* Channel names cannot contain control characters, so this never
+   * collides with a real channel. */
+  snprintf(out, cap, "\x01presence\x01%s", ch->name);
+}
+
+static char *member_key(const char *conn_id, const char *client_id) {
+  size_t n = strlen(conn_id) + 1 + strlen(client_id) + 1;
+  char *k = malloc(n);
+  if (k) snprintf(k, n, "%s:%s", conn_id, client_id);
+  return k;
+}
+
+static void member_free(sw_member_t *mb) {
+  presence_clear(&mb->p);
+  free(mb->key);
+  free(mb);
+}
+
+/* Applies one event to the set (RTP2: ENTER/UPDATE/PRESENT replace, LEAVE removes). */
+static void apply(sw_channel_t *ch, const sw_presence_t *ev) {
+  char *key = member_key(ev->connection_id, ev->client_id);
+  if (!key) return;
+  sw_member_t *mb = NULL;
+  HASH_FIND_STR(ch->members, key, mb);
+  if (ev->action == SW_PRESENCE_LEAVE) {
+    if (mb) {
+      HASH_DEL(ch->members, mb);
+      ch->n_members--;
+      member_free(mb);
+    }
+    free(key);
+    return;
+  }
+  if (mb) {
+    presence_clear(&mb->p);
+    free(key);
+  } else {
+    if (!(mb = calloc(1, sizeof *mb))) {
+      free(key);
+      return;
+    }
+    mb->key = key;
+    HASH_ADD_KEYPTR(hh, ch->members, mb->key, strlen(mb->key), mb);
+    ch->n_members++;
+  }
+  if (presence_copy(&mb->p, ev) == 0) mb->p.action = SW_PRESENCE_PRESENT;
+}
+
+typedef struct presence_pub {
+  sw_channel_t *ch;
+  sw_presence_t *events; /* owned */
+  size_t n;
+  char conn_id[SW_CONN_ID_LEN + 1]; /* "" for server-made leaves */
+  int64_t msg_serial;
+} presence_pub_t;
+
+static void pub_free(presence_pub_t *p) {
+  for (size_t i = 0; i < p->n; i++) presence_clear(&p->events[i]);
+  free(p->events);
+  free(p);
+}
+
+static void on_stored(void *ud, int status) {
+  presence_pub_t *p = ud;
+  sw_channel_t *ch = p->ch;
+  ch->pending--;
+  sw_error_t err = {0};
+  if (status == 0) {
+    sw_pmsg_t m = {.action = SW_ACTION_PRESENCE,
+                   .channel = (char *)ch->name,
+                   .timestamp = p->events[0].timestamp,
+                   .presence = p->events,
+                   .n_presence = p->n};
+    if (p->conn_id[0]) m.connection_id = p->conn_id;
+    /* Presence is echoed to its own connection too: ably-js keeps its own
+     * members from these events (RTP17). */
+    channel_broadcast(ch, &m, SW_MODE_PRESENCE_SUBSCRIBE, NULL);
+  } else {
+    errors_set(&err, SW_E_INTERNAL, "presence could not be stored");
+    log_error("presence storage failed on %s: %d", ch->name, status);
+  }
+  if (p->conn_id[0]) {
+    sw_conn_t *c = conn_find(ch->srv, p->conn_id);
+    if (c) conn_publish_done(c, p->msg_serial, status ? &err : NULL, NULL, 0);
+  }
+  pub_free(p);
+}
+
+/* Persists events (ownership moves to the store path) and broadcasts them
+ * when durable. */
+static int persist(sw_channel_t *ch, sw_presence_t *events, size_t n, const char *conn_id, int64_t msg_serial) {
+  sw_server_t *srv = ch->srv;
+  presence_pub_t *p = calloc(1, sizeof *p);
+  sw_store_rec_t *recs = calloc(n ? n : 1, sizeof *recs);
+  sw_buf_t blobs = {0};
+  size_t *offs = calloc(n + 1, sizeof *offs);
+  char key[1100];
+  int rc = -1;
+  if (!p || !recs || !offs) goto out;
+  p->ch = ch;
+  p->events = events;
+  p->n = n;
+  p->msg_serial = msg_serial;
+  if (conn_id) snprintf(p->conn_id, sizeof p->conn_id, "%s", conn_id);
+  events = NULL;
+  presence_history_key(ch, key, sizeof key);
+  if (ch->presence_seq < 0 && store_last_seq(srv->store, ch->app->id, key, &ch->presence_seq)) ch->presence_seq = 0;
+  if (ch->presence_seq < 0) ch->presence_seq = 0;
+  int64_t now = clock_now_ms();
+  for (size_t i = 0; i < n; i++) {
+    /* The history blob is a one-member PRESENCE ProtocolMessage. */
+    sw_pmsg_t one = {.action = SW_ACTION_PRESENCE, .presence = &p->events[i], .n_presence = 1};
+    offs[i] = blobs.len;
+    if (codec_encode_pmsg(SW_FMT_MSGPACK, &one, &blobs)) goto out;
+    recs[i] = (sw_store_rec_t){.app_id = ch->app->id,
+                               .channel = key,
+                               .seq = ++ch->presence_seq,
+                               .timestamp = p->events[i].timestamp,
+                               .expires_at = now + ch->ns->retention_ms};
+  }
+  offs[n] = blobs.len;
+  for (size_t i = 0; i < n; i++) {
+    recs[i].blob = blobs.data + offs[i];
+    recs[i].blob_len = offs[i + 1] - offs[i];
+  }
+  ch->pending++;
+  if (store_submit(srv->store, recs, n, on_stored, p)) {
+    ch->pending--;
+    goto out;
+  }
+  p = NULL;
+  rc = 0;
+out:
+  if (p) pub_free(p);
+  if (events) {
+    for (size_t i = 0; i < n; i++) presence_clear(&events[i]);
+    free(events);
+  }
+  free(recs);
+  free(offs);
+  buf_free(&blobs);
+  return rc;
+}
+
+int presence_publish(sw_channel_t *ch, sw_conn_t *c, sw_pmsg_t *m, sw_error_t *err) {
+  if (!cap_allows(c->auth.cap, ch->name, SW_OP_PRESENCE))
+    return errors_set(err, SW_E_CAPABILITY_DENIED, "presence denied; channel = %.200s", ch->name);
+  sw_attach_t *a = NULL;
+  HASH_FIND_PTR(c->attachments, &ch, a);
+  if (!a) return errors_set(err, 91001, "unable to enter presence: channel %.200s is not attached", ch->name);
+  if (!(a->modes & SW_MODE_PRESENCE))
+    return errors_set(err, SW_E_MODE_NOT_REQUESTED, "channel attached without the presence mode");
+  if (m->n_presence == 0) return errors_set(err, SW_E_BAD_REQUEST, "PRESENCE without presence messages");
+  int64_t now = clock_now_ms();
+  size_t total = 0;
+  for (size_t i = 0; i < m->n_presence; i++) {
+    sw_presence_t *ev = &m->presence[i];
+    if (ev->action != SW_PRESENCE_ENTER && ev->action != SW_PRESENCE_UPDATE && ev->action != SW_PRESENCE_LEAVE &&
+        ev->action != SW_PRESENCE_PRESENT)
+      return errors_set(err, SW_E_BAD_REQUEST, "invalid presence action %d", ev->action);
+    if (principal_check_message_client_id(&c->auth, c->client_id, &ev->client_id, err)) return -1;
+    if (!ev->client_id) return errors_set(err, SW_E_PRESENCE_NO_CLIENT_ID, "unable to enter presence without a clientId");
+    if (ch->ns->identified && (!c->client_id || strcmp(c->client_id, "*") == 0))
+      return errors_set(err, 40161, "namespace %s requires an identified client", ch->ns->id);
+    total += ev->data.len + strlen(ev->client_id);
+    if (ev->action == SW_PRESENCE_PRESENT) ev->action = SW_PRESENCE_UPDATE;
+    char id[96];
+    snprintf(id, sizeof id, "%s:%lld:%zu", c->id, (long long)m->msg_serial, i);
+    free(ev->id);
+    ev->id = strdup(id);
+    free(ev->connection_id);
+    ev->connection_id = strdup(c->id);
+    if (!ev->timestamp) ev->timestamp = now;
+    if (ev->extras) json_object_del(ev->extras, "userClaim");
+    json_t *claim = principal_channel_claim(&c->auth, ch->name);
+    if (claim && (ev->extras || (ev->extras = json_object()))) json_object_set(ev->extras, "userClaim", claim);
+  }
+  if (total > (size_t)ch->srv->cfg->limits.max_message_size)
+    return errors_set(err, SW_E_MESSAGE_TOO_LARGE, "presence data exceeds maxMessageSize");
+  for (size_t i = 0; i < m->n_presence; i++) apply(ch, &m->presence[i]);
+  sw_presence_t *events = m->presence;
+  size_t n = m->n_presence;
+  m->presence = NULL;
+  m->n_presence = 0;
+  if (persist(ch, events, n, c->id, m->msg_serial)) return errors_set(err, SW_E_INTERNAL, "presence could not be stored");
+  return 0;
+}
+
+void presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
+  size_t n = 0;
+  sw_member_t *mb, *tmp;
+  HASH_ITER(hh, ch->members, mb, tmp) n += mb->p.connection_id && strcmp(mb->p.connection_id, conn_id) == 0;
+  if (!n) return;
+  sw_presence_t *events = calloc(n, sizeof *events);
+  if (!events) return;
+  size_t i = 0;
+  int64_t now = clock_now_ms();
+  HASH_ITER(hh, ch->members, mb, tmp) {
+    if (!mb->p.connection_id || strcmp(mb->p.connection_id, conn_id) != 0) continue;
+    if (presence_copy(&events[i], &mb->p)) continue;
+    /* A server-made LEAVE: its id does not start with the connectionId, so
+     * SDKs order it by timestamp (RTP2b1). */
+    char id[64], rnd[13];
+    app_random_id(rnd, 12);
+    snprintf(id, sizeof id, "leave-%s:0:0", rnd);
+    free(events[i].id);
+    events[i].id = strdup(id);
+    events[i].action = SW_PRESENCE_LEAVE;
+    events[i].timestamp = now;
+    HASH_DEL(ch->members, mb);
+    ch->n_members--;
+    member_free(mb);
+    i++;
+  }
+  persist(ch, events, i, NULL, 0);
+}
+
+void presence_sync(sw_channel_t *ch, sw_attach_t *a) {
+  if (!ch->n_members) return;
+  sw_presence_t *page = calloc(SW_PRESENCE_SYNC_PAGE, sizeof *page);
+  if (!page) return;
+  char sync_id[16], serial[64];
+  app_random_id(sync_id, 8);
+  size_t sent = 0, n = 0;
+  sw_member_t *mb, *tmp;
+  HASH_ITER(hh, ch->members, mb, tmp) {
+    page[n++] = mb->p; /* shallow: the set keeps ownership */
+    sent++;
+    if (n == SW_PRESENCE_SYNC_PAGE || sent == ch->n_members) {
+      /* RTP18: "<sync id>:<cursor>", an empty cursor ends the sync. */
+      if (sent == ch->n_members) snprintf(serial, sizeof serial, "%s:", sync_id);
+      else snprintf(serial, sizeof serial, "%s:%zu", sync_id, sent);
+      sw_pmsg_t m = {.action = SW_ACTION_SYNC,
+                     .channel = a->wire_name ? a->wire_name : (char *)ch->name,
+                     .channel_serial = serial,
+                     .presence = page,
+                     .n_presence = n};
+      conn_send_pmsg(a->conn, &m);
+      n = 0;
+    }
+  }
+  free(page);
+}
+
+void presence_load_fixtures(sw_channel_t *ch) {
+  json_t *chans = json_object_get(ch->app->spec, "channels");
+  size_t i, j;
+  json_t *c, *p;
+  json_array_foreach(chans, i, c) {
+    const char *name = json_string_value(json_object_get(c, "name"));
+    if (!name || strcmp(name, ch->name) != 0) continue;
+    json_array_foreach(json_object_get(c, "presence"), j, p) {
+      const char *cid = json_string_value(json_object_get(p, "clientId"));
+      const char *data = json_string_value(json_object_get(p, "data"));
+      const char *enc = json_string_value(json_object_get(p, "encoding"));
+      if (!cid) continue;
+      char id[64];
+      snprintf(id, sizeof id, "fixture:%zu:%zu", i, j);
+      sw_presence_t ev = {.action = SW_PRESENCE_PRESENT,
+                          .id = id,
+                          .client_id = (char *)cid,
+                          .connection_id = "fixture",
+                          .encoding = (char *)enc,
+                          .timestamp = clock_now_ms()};
+      if (data) {
+        ev.data.kind = SW_DATA_STRING;
+        ev.data.bytes = (uint8_t *)data;
+        ev.data.len = strlen(data);
+      }
+      apply(ch, &ev);
+    }
+  }
+}
+
+void presence_free(sw_channel_t *ch) {
+  sw_member_t *mb, *tmp;
+  HASH_ITER(hh, ch->members, mb, tmp) {
+    HASH_DEL(ch->members, mb);
+    member_free(mb);
+  }
+  ch->n_members = 0;
+}
