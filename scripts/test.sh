@@ -16,7 +16,7 @@ scripts/deps.sh test
 (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
 
 step "build (release, -Werror)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --fresh -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
 
 step "unit tests"
@@ -28,7 +28,7 @@ SWITCHBOARD_BIN=$root/build/switchboard node --test --test-concurrency=1 tests/i
 set -e
 
 step "build (ASan + UBSan, clang)"
-CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSW_SANITIZE=ON >/dev/null
+CC=clang cmake --fresh -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSW_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 set +e
@@ -39,7 +39,7 @@ SWITCHBOARD_BIN=$root/build-asan/switchboard node --test --test-concurrency=1 te
 set -e
 
 step "fuzzers (${FUZZ_SECONDS}s each)"
-CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSW_FUZZ=ON -DSW_TESTS=OFF -DSW_SANITIZE=ON >/dev/null
+CC=clang cmake --fresh -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSW_FUZZ=ON -DSW_TESTS=OFF -DSW_SANITIZE=ON >/dev/null
 cmake --build build-fuzz -j"$jobs"
 set +e
 for f in build-fuzz/fuzz_*; do
