@@ -4,9 +4,13 @@
  *
  * TOKEN is minted by Node's jsonwebtoken (bench/jwt_bench.mjs mint), so the
  * same bytes are measured here and in Node. Prints "<case> <ops/s>" lines:
+ *   full_server     what the server does per token (src/core/principal.c):
+ *                   jwt_verify with the keyed-HMAC cache, then the effective
+ *                   capability from the memo (auth/cap_cache.c), then a
+ *                   capability check (the target)
  *   full_cached     jwt_verify with a keyed-HMAC cache, then cap_parse of the
- *                   token's capability and cap_intersect with the key's: what
- *                   a connection does per token (the target)
+ *                   token's capability and cap_intersect with the key's, with
+ *                   no memo: the worst case of a capability never seen before
  *   full_uncached   the same with opts.cache = NULL (HMAC keyed per call)
  *   verify_cached   jwt_verify alone
  *   verify_jansson  jwt_verify alone with opts.jansson_only (no fast scanner)
@@ -25,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth/cap_cache.h"
 #include "auth/capability.h"
 #include "auth/jwt.h"
 
@@ -38,6 +43,7 @@ typedef struct bench {
   size_t secret_len;
   sw_cap_t *key_cap;
   sw_jwt_cache_t *cache;
+  sw_cap_cache_t *cap_cache;
 } bench_t;
 
 /* What the server's registry lookup does, minus the hashing: compare the
@@ -86,6 +92,21 @@ static int one_ours(const bench_t *b, bool full, sw_jwt_cache_t *cache, bool jan
   return rc;
 }
 
+/* The server's path: the effective capability comes from the memo. */
+static int one_server(const bench_t *b, sw_cap_cache_t *cc) {
+  sw_jwt_opts_t o = {0};
+  o.cache = b->cache;
+  sw_jwt_t j;
+  sw_error_t err;
+  if (jwt_verify(b->token, b->token_len, lookup, (void *)b, &o, &j, &err) != 0) return -1;
+  int rc = -1;
+  sw_cap_t *eff = j.capability ? cap_cache_effective(cc, j.kid, b->key_cap, j.capability, &err) : NULL;
+  if (eff) rc = cap_allows(eff, "chat:a", SW_OP_PUBLISH) ? 0 : -1;
+  cap_free(eff);
+  jwt_clear(&j);
+  return rc;
+}
+
 static int one_libjwt(const bench_t *b, bool full) {
   jwt_t *j = NULL;
   if (jwt_decode(&j, b->token, b->secret, (int)b->secret_len) != 0) return -1;
@@ -108,12 +129,13 @@ static int one_libjwt(const bench_t *b, bool full) {
 
 static const char CAP_TEXT[] = "{\"chat:*\":[\"publish\",\"subscribe\",\"presence\"]}";
 
-enum { FULL_CACHED, FULL_UNCACHED, VERIFY_CACHED, VERIFY_JANSSON, CAP_ONLY, LIBJWT_FULL, LIBJWT_DECODE, NCASES };
-static const char *const case_names[NCASES] = {"full_cached", "full_uncached", "verify_cached", "verify_jansson",
+enum { FULL_SERVER, FULL_CACHED, FULL_UNCACHED, VERIFY_CACHED, VERIFY_JANSSON, CAP_ONLY, LIBJWT_FULL, LIBJWT_DECODE, NCASES };
+static const char *const case_names[NCASES] = {"full_server", "full_cached", "full_uncached", "verify_cached", "verify_jansson",
                                                "cap_only",    "libjwt_full",   "libjwt_decode"};
 
 static int one(const bench_t *b, int c) {
   switch (c) {
+  case FULL_SERVER: return one_server(b, b->cap_cache);
   case FULL_CACHED: return one_ours(b, true, b->cache, false);
   case FULL_UNCACHED: return one_ours(b, true, NULL, false);
   case VERIFY_CACHED: return one_ours(b, false, b->cache, false);
@@ -142,11 +164,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s TOKEN KEYNAME SECRET SECONDS\n", argv[0]);
     return 2;
   }
-  bench_t b = {argv[1], strlen(argv[1]), argv[2], (const uint8_t *)argv[3], strlen(argv[3]), NULL, NULL};
+  bench_t b = {argv[1], strlen(argv[1]), argv[2], (const uint8_t *)argv[3], strlen(argv[3]), NULL, NULL, NULL};
   double seconds = atof(argv[4]);
   sw_error_t err;
   b.key_cap = cap_parse(KEY_CAP, strlen(KEY_CAP), &err);
   b.cache = jwt_cache_new();
+  b.cap_cache = cap_cache_new(64);
   if (!b.key_cap || !b.cache) return 1;
   for (int c = 0; c < NCASES; c++) {
     if (one(&b, c) != 0) {
@@ -166,6 +189,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
   }
   jwt_cache_free(b.cache);
+  cap_cache_free(b.cap_cache);
   cap_free(b.key_cap);
   return 0;
 }

@@ -56,6 +56,7 @@ typedef struct cap_res {
 /* Resources sorted by text (byte-wise), unique; their strings follow the
  * array in the same allocation, so one free() releases everything. */
 struct sw_cap {
+  unsigned refs; /* cap_ref/cap_free; the loop thread's only */
   size_t n;
   cap_res_t res[];
 };
@@ -138,6 +139,7 @@ static sw_cap_t *cap_build(const cap_entry_t *e, size_t n) {
   for (size_t i = 0; i < n; i++) bytes += e[i].len + 1;
   sw_cap_t *c = malloc(bytes);
   if (c == NULL) return NULL;
+  c->refs = 1;
   c->n = n;
   char *pool = (char *)&c->res[n];
   for (size_t i = 0; i < n; i++) {
@@ -257,7 +259,14 @@ sw_cap_t *cap_all_qualified(void) {
   return cap_build(&e, 1);
 }
 
-void cap_free(sw_cap_t *c) { free(c); }
+sw_cap_t *cap_ref(sw_cap_t *c) {
+  if (c != NULL) c->refs++;
+  return c;
+}
+
+void cap_free(sw_cap_t *c) {
+  if (c != NULL && --c->refs == 0) free(c);
+}
 
 size_t cap_count(const sw_cap_t *c) { return c != NULL ? c->n : 0; }
 

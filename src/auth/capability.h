@@ -84,7 +84,12 @@ sw_cap_t *cap_all(void);
  * Token without capabilities"). Caller frees; NULL only when out of memory. */
 sw_cap_t *cap_all_qualified(void);
 
-/* Frees c; NULL is a no-op. */
+/* Another reference to c (capabilities are immutable, so they can be
+ * shared: a key's capability by its connections, a cached effective
+ * capability by many tokens). Not thread-safe: one thread per capability.
+ * NULL gives NULL. */
+sw_cap_t *cap_ref(sw_cap_t *c);
+/* Drops a reference; the last one frees c. NULL is a no-op. */
 void cap_free(sw_cap_t *c);
 
 /* Number of resources in c (0 for NULL). */

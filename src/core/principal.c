@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/cap_cache.h"
 #include "auth/jwt.h"
 #include "auth/key_auth.h"
 #include "auth/token.h"
@@ -18,13 +19,6 @@ void principal_clear(sw_principal_t *p) {
   memset(p, 0, sizeof *p);
 }
 
-static sw_cap_t *cap_copy(const sw_cap_t *c) {
-  char *s = cap_canonical(c);
-  sw_cap_t *copy = s ? cap_parse(s, strlen(s), NULL) : NULL;
-  free(s);
-  return copy;
-}
-
 int principal_from_key(sw_server_t *srv, const char *keystr, size_t n, sw_principal_t *p,
                        sw_error_t *err) {
   sw_app_t *app;
@@ -34,8 +28,7 @@ int principal_from_key(sw_server_t *srv, const char *keystr, size_t n, sw_princi
   p->kind = SW_CRED_KEY;
   p->app = app;
   p->key = key;
-  p->cap = cap_copy(key->cap);
-  if (!p->cap) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  p->cap = cap_ref(key->cap);
   return 0;
 }
 
@@ -67,17 +60,19 @@ static int jwt_lookup(void *ud, const char *kid, size_t kid_len, const uint8_t *
 
 /* Narrows a token's capability to what its key allows now (the key's
  * capability may have changed since the token was issued). */
-static int narrow(sw_principal_t *p, const char *cap_json, sw_error_t *err) {
+static int narrow(sw_server_t *srv, sw_principal_t *p, const char *cap_json, sw_error_t *err) {
   if (!cap_json) {
-    p->cap = cap_copy(p->key->cap);
-    return p->cap ? 0 : errors_set(err, SW_E_INTERNAL, "out of memory");
+    p->cap = cap_ref(p->key->cap);
+    return 0;
   }
-  sw_error_t perr = {0};
-  sw_cap_t *requested = cap_parse(cap_json, strlen(cap_json), &perr);
-  if (!requested) return errors_set(err, 40144, "invalid capability in token: %s", perr.message);
-  p->cap = cap_intersect(requested, p->key->cap, err);
-  cap_free(requested);
-  return p->cap ? 0 : -1;
+  sw_error_t cerr = {0};
+  p->cap = cap_cache_effective(srv->cap_cache, p->key->name, p->key->cap, cap_json, &cerr);
+  if (p->cap) return 0;
+  if (cerr.code == SW_E_CAPABILITY_DENIED) {
+    *err = cerr;
+    return -1;
+  }
+  return errors_set(err, 40144, "invalid capability in token: %s", cerr.message);
 }
 
 static int from_ably_token(sw_server_t *srv, const char *tok, size_t n, int64_t now, sw_principal_t *p,
@@ -101,7 +96,7 @@ static int from_ably_token(sw_server_t *srv, const char *tok, size_t n, int64_t 
   p->client_id = info.client_id;
   p->revocation_key = info.revocation_key;
   info.client_id = info.revocation_key = NULL;
-  rc = narrow(p, info.capability, err);
+  rc = narrow(srv, p, info.capability, err);
 done:
   token_info_clear(&info);
   return rc;
@@ -159,7 +154,7 @@ static int from_jwt(sw_server_t *srv, const char *tok, size_t n, int64_t now, bo
   p->channel_claims = j.channel_claims;
   j.client_id = j.revocation_key = NULL;
   j.channel_claims = NULL;
-  rc = narrow(p, j.capability, err);
+  rc = narrow(srv, p, j.capability, err);
 done:
   jwt_clear(&j);
   return rc;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "admin/admin.h"
+#include "auth/cap_cache.h"
 #include "core/channel.h"
 #include "core/conn.h"
 #include "core/sock.h"
@@ -256,7 +257,8 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_
   if (load_server_state(srv) || load_apps(srv)) return -1;
   srv->jwt_cache = jwt_cache_new();
   srv->nonces = nonce_cache_new(1000000, SW_TOKEN_REQUEST_WINDOW_MS);
-  if (!srv->jwt_cache || !srv->nonces) return -1;
+  srv->cap_cache = cap_cache_new(4096);
+  if (!srv->jwt_cache || !srv->nonces || !srv->cap_cache) return -1;
   uv_timer_init(loop, &srv->tick);
   srv->tick.data = srv;
   uv_timer_start(&srv->tick, on_tick, TICK_MS, TICK_MS);
@@ -295,6 +297,7 @@ void server_free(sw_server_t *srv) {
   channels_free(srv);
   apps_free(&srv->apps);
   jwt_cache_free(srv->jwt_cache);
+  cap_cache_free(srv->cap_cache);
   nonce_cache_free(srv->nonces);
   revocations_free(&srv->revocations);
   OPENSSL_cleanse(srv->token_secret, sizeof srv->token_secret);
