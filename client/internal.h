@@ -1,0 +1,345 @@
+/* internal.h: libswitchboard's private structures and the interfaces between
+ * its files. Everything runs on the client's loop thread.
+ *
+ *   transport_tcp.c  the transport seam (swc_transport_t) and its TCP implementation
+ *   ws.c             WebSocket client over a transport: handshake, masked frames
+ *   http.c           one-shot HTTP/1.1 requests over a transport (http-parser)
+ *   client.c         the connection state machine (RTN*), timers, the run loop
+ *   auth.c           credentials, tokens, renewal (RSA*, RTC8), JWT/TokenRequest minting
+ *   channel.c        channels (RTL*), subscriptions, the publish queue and ACKs
+ *   rest.c           REST requests: time, history, requestToken
+ *   util.c           errors, random bytes, logging, deferred callbacks, message views
+ *
+ * Internal functions are prefixed swc_ and hidden from the library's ABI. */
+#ifndef SWC_INTERNAL_H
+#define SWC_INTERNAL_H
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <uthash.h>
+#include <uv.h>
+
+#include "proto/codec.h"
+#include "proto/pmsg.h"
+#include "switchboard.h"
+#include "util/buf.h"
+
+/* ---- transport seam ------------------------------------------------------
+ * A byte stream to host:port. The TCP one is below; a TLS transport would
+ * implement the same ops over a TCP one (memory BIOs), and ws.c/http.c would
+ * not change. */
+
+typedef struct swc_transport swc_transport_t;
+
+typedef struct swc_transport_cbs {
+  void (*on_connect)(void *ud, int status); /* 0, or a negative uv error */
+  void (*on_data)(void *ud, const uint8_t *p, size_t n);
+  void (*on_close)(void *ud, int status); /* peer closed (0) or failed (< 0); at most once */
+} swc_transport_cbs_t;
+
+typedef struct swc_transport_ops {
+  /* Queues data (malloc'd; the transport frees it). 0 or a negative uv error. */
+  int (*write)(swc_transport_t *t, uint8_t *data, size_t len);
+  /* The owner lets go: no callback runs after this; memory is freed
+   * asynchronously. Safe inside the transport's own callbacks. */
+  void (*close)(swc_transport_t *t);
+  int (*fileno)(const swc_transport_t *t);
+} swc_transport_ops_t;
+
+struct swc_transport {
+  const swc_transport_ops_t *ops;
+};
+
+/* Resolves host and connects; NULL when out of memory. */
+swc_transport_t *swc_tcp_open(uv_loop_t *loop, const char *host, int port, const swc_transport_cbs_t *cbs,
+                              void *ud);
+
+/* ---- WebSocket client (ws.c) --------------------------------------------- */
+
+typedef struct swc_ws swc_ws_t;
+
+enum { SWC_WS_PROTOCOL_ERROR = -10000, SWC_WS_HANDSHAKE_ERROR = -10001 };
+
+typedef struct swc_ws_cbs {
+  void (*on_open)(void *ud);
+  void (*on_message)(void *ud, bool text, const uint8_t *p, size_t n);
+  void (*on_activity)(void *ud); /* any bytes received (RTN23a) */
+  /* The socket is gone (once): code is the peer's close code (1000...), 0
+   * for EOF without a close frame, a negative uv error, or SWC_WS_*. */
+  void (*on_close)(void *ud, int code);
+} swc_ws_cbs_t;
+
+/* Opens ws://host:port<target>. max_msg bounds a reassembled message. */
+swc_ws_t *swc_ws_open(uv_loop_t *loop, const char *host, int port, const char *target, size_t max_msg,
+                      const swc_ws_cbs_t *cbs, void *ud);
+/* Sends one masked data frame. 0, -1 (not open), or a negative uv error. */
+int swc_ws_send(swc_ws_t *ws, bool text, const uint8_t *p, size_t n);
+/* Lets go of ws (no callbacks after; safe inside its callbacks). */
+void swc_ws_close(swc_ws_t *ws);
+int swc_ws_fileno(const swc_ws_t *ws);
+
+/* Pure: appends a client frame (FIN set, MASK bit set, mask, masked payload)
+ * to out. 0 or -ENOMEM. */
+int swc_ws_frame_masked(sw_buf_t *out, uint8_t opcode, const uint8_t *p, size_t n, const uint8_t mask[4]);
+
+/* ---- HTTP client (http.c) ------------------------------------------------ */
+
+typedef struct swc_http swc_http_t;
+
+typedef struct swc_http_resp {
+  int status;
+  sw_buf_t body;
+  char *link;          /* Link header, or NULL */
+  char *content_type;  /* or NULL */
+  int ably_error_code; /* X-Ably-ErrorCode, or 0 */
+} swc_http_resp_t;
+
+/* rc: 0 (resp valid), or a negative uv error / UV_ETIMEDOUT / UV_EPROTO. */
+typedef void (*swc_http_cb)(void *ud, int rc, const swc_http_resp_t *resp);
+
+/* Sends one request (Connection: close). headers: extra complete
+ * "Name: value\r\n" lines or NULL. body copied. cb runs exactly once
+ * unless cancelled. NULL when out of memory. */
+swc_http_t *swc_http_start(uv_loop_t *loop, const char *host, int port, const char *method, const char *target,
+                           const char *headers, const uint8_t *body, size_t body_len, int64_t timeout_ms,
+                           swc_http_cb cb, void *ud);
+/* No callback after this; frees asynchronously. */
+void swc_http_cancel(swc_http_t *h);
+
+/* ---- deferred callbacks (util.c) ------------------------------------------ */
+
+typedef struct swc_call swc_call_t;
+struct swc_call {
+  swc_call_t *next;
+  void (*fn)(sw_client_t *c, swc_call_t *call); /* runs it; the call is freed after */
+  void (*drop)(swc_call_t *call);               /* frees what it holds when not run; may be NULL */
+  sw_channel_t *ch;                             /* a reference, released after */
+  void *cb, *ud, *ptr;
+  sw_errinfo_t err;
+  bool has_err;
+  uint64_t gen; /* e.g. which auth attempt it belongs to */
+};
+
+/* Queues a call for the next loop iteration; 0 or SW_ENOMEM (call freed). */
+int swc_defer(sw_client_t *c, swc_call_t *call);
+swc_call_t *swc_call_new(void (*fn)(sw_client_t *, swc_call_t *));
+
+/* ---- channels and publishes ---------------------------------------------- */
+
+typedef struct swc_sub {
+  struct swc_sub *next;
+  int id;
+  char *name; /* NULL: all */
+  sw_message_cb cb;
+  void *ud;
+  bool removed;
+} swc_sub_t;
+
+typedef struct swc_waiter {
+  struct swc_waiter *next;
+  sw_channel_done_cb cb;
+  void *ud;
+} swc_waiter_t;
+
+enum { SWC_DEADLINE_NONE = 0, SWC_DEADLINE_ATTACH, SWC_DEADLINE_DETACH, SWC_DEADLINE_RETRY };
+
+struct sw_channel {
+  sw_client_t *c;
+  char *name;
+  UT_hash_handle hh;
+  int refs; /* the client's table while not released, deferred calls, publishes */
+  bool released;
+  sw_channel_state_t state;
+  sw_errinfo_t reason;
+  bool has_reason;
+  char *serial;        /* RTL15b channelSerial */
+  char *attach_serial; /* channelSerial of the last ATTACHED (RTL10b untilAttach) */
+  uint32_t modes;
+  json_t *params;      /* object of strings, or NULL */
+  bool attached_before; /* ATTACH_RESUME on re-attach (RTL4j) */
+  bool attach_after_detach;
+  swc_sub_t *subs;
+  int next_sub_id;
+  int dispatching;
+  swc_waiter_t *attach_waiters, *detach_waiters;
+  sw_channel_state_cb state_cb;
+  void *state_ud;
+  int deadline_kind;
+  uint64_t deadline; /* uv_now */
+  int retry_count;
+  sw_channel_state_t before_detach;
+};
+
+typedef struct swc_pub {
+  struct swc_pub *next;
+  sw_channel_t *ch; /* a reference */
+  sw_pmsg_t pm;     /* MESSAGE: channel and messages owned */
+  size_t size;      /* msg_size total, for maxMessageSize */
+  int64_t msg_serial;
+  bool sent;
+  sw_publish_cb cb;
+  void *ud;
+} swc_pub_t;
+
+/* ---- REST operations (rest.c) --------------------------------------------- */
+
+enum { SWC_REST_TIME, SWC_REST_HISTORY, SWC_REST_TOKEN, SWC_REST_AUTH_EXCHANGE };
+
+typedef struct swc_rest swc_rest_t;
+struct swc_rest {
+  swc_rest_t *prev, *next; /* in c->rest_ops */
+  sw_client_t *c;
+  int kind;
+  char *method, *target;
+  uint8_t *body;
+  size_t body_len;
+  bool needs_auth;
+  bool retried;       /* already renewed the token once for this request (RSA4b) */
+  bool waiting_token;
+  swc_http_t *http;
+  void *cb, *ud;
+  char *history_base; /* "/channels/<enc>/" for resolving Link targets */
+};
+
+/* ---- auth (auth.c) --------------------------------------------------------- */
+
+struct sw_auth_request {
+  sw_client_t *c; /* NULL once the client no longer waits for it */
+  char *client_id;
+};
+
+/* ---- the client ------------------------------------------------------------ */
+
+struct sw_client {
+  /* options (owned copies) */
+  char *host;
+  int port;
+  char *key, *key_name, *key_secret;
+  char *token_opt;
+  sw_auth_cb auth_cb;
+  void *auth_ud;
+  bool use_token_auth;
+  char *client_id_opt;
+  sw_format_t fmt;
+  bool echo, idempotent, queue_messages;
+  sw_state_cb on_state;
+  void *state_ud;
+  int64_t t_request, t_http, t_disc_retry, t_susp_retry, t_chan_retry, state_ttl_opt;
+  sw_log_cb log_cb;
+  void *log_ud;
+  int log_level;
+
+  /* loop and lifetime */
+  uv_loop_t *loop;
+  bool own_loop;
+  int handles;   /* open uv handles embedded here; freed when 0 after freeing */
+  bool freeing;
+  int in_run;
+  uv_timer_t t_conn;  /* connect timeout, retry, close timeout (by state) */
+  uv_timer_t t_idle;  /* RTN23a */
+  uv_timer_t t_auth;  /* renewal before expiry; auth request timeout while pending */
+  uv_timer_t t_chan;  /* channel deadlines */
+  uv_timer_t t_defer; /* deferred callbacks */
+  uv_timer_t t_stop;  /* sw_client_run_for */
+
+  /* connection */
+  sw_conn_state_t state;
+  sw_errinfo_t reason;
+  bool has_reason;
+  swc_ws_t *ws;
+  bool ws_connected; /* CONNECTED received on this transport */
+  char *conn_id, *conn_key, *server_client_id;
+  int64_t max_idle_ms, state_ttl_ms, max_message_size;
+  int64_t msg_serial;
+  int retry_count;
+  uint64_t disconnected_at; /* uv_now of the first loss, 0 when connected */
+
+  /* auth */
+  bool token_mode;   /* realtime and REST use tokens (not the key itself) */
+  char *token;
+  int64_t token_issued, token_expires; /* ms since the epoch; 0 unknown */
+  bool auth_pending; /* callback or TokenRequest exchange in flight */
+  uint64_t auth_gen; /* counts auth attempts: stale results are dropped */
+  sw_auth_request_t *auth_req;
+  swc_rest_t *auth_exchange;
+  bool token_retried; /* renewed once after a token error; a second one backs off (RTN14b, RTN15h2) */
+
+  /* publishes: queued (not sent) and pending (sent, awaiting ACK), in order */
+  swc_pub_t *q_head, *q_tail, *p_head, *p_tail;
+  char id_prefix[16];
+  uint64_t id_counter;
+
+  sw_channel_t *channels; /* by name (uthash) */
+  swc_rest_t *rest_ops;
+  swc_call_t *defer_head, *defer_tail;
+};
+
+/* client.c */
+void swc_set_error(sw_errinfo_t *e, int code, int status, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void swc_err_from(sw_errinfo_t *dst, const sw_error_t *src);
+int swc_status_for(int code);
+void swc_log(sw_client_t *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int swc_send_pmsg(sw_client_t *c, const sw_pmsg_t *m);
+void swc_handle_close(uv_handle_t *h); /* close callback for embedded handles */
+void swc_open_transport(sw_client_t *c);
+void swc_connect_attempt(sw_client_t *c);
+void swc_connection_failed_attempt(sw_client_t *c, const sw_errinfo_t *reason);
+void swc_emit_update(sw_client_t *c, const sw_errinfo_t *reason);
+bool swc_is_token_error(const sw_errinfo_t *e);
+uint64_t swc_backoff_ms(int64_t base, int retry);
+
+/* auth.c */
+bool swc_auth_renewable(const sw_client_t *c);
+bool swc_token_usable(const sw_client_t *c);
+void swc_auth_start(sw_client_t *c, bool in_band);
+void swc_auth_cancel(sw_client_t *c);
+void swc_auth_on_timer(sw_client_t *c);
+void swc_auth_schedule_renewal(sw_client_t *c);
+void swc_auth_token_result(sw_client_t *c, const char *token, int64_t issued, int64_t expires,
+                           const sw_errinfo_t *err);
+int swc_parse_key(const char *key, char **name, char **secret);
+/* iat and exp of a JWT (ms; untouched when tok is not a readable JWT). */
+void swc_token_times(const char *tok, int64_t *issued, int64_t *expires);
+/* REST Authorization header line for the current credentials into out, or
+ * nothing when none applies. */
+int swc_auth_header(sw_client_t *c, sw_buf_t *out);
+
+/* channel.c */
+void swc_channel_ref(sw_channel_t *ch);
+void swc_channel_unref(sw_channel_t *ch);
+void swc_channels_on_connected(sw_client_t *c);
+void swc_channels_on_conn_state(sw_client_t *c, sw_conn_state_t s, const sw_errinfo_t *reason);
+void swc_channel_on_pmsg(sw_client_t *c, sw_pmsg_t *m);
+void swc_channels_timer(sw_client_t *c);
+void swc_channels_free(sw_client_t *c);
+void swc_pubs_on_ack(sw_client_t *c, const sw_pmsg_t *m, bool nack);
+void swc_pubs_send_all(sw_client_t *c, bool resumed);
+void swc_pubs_fail_all(sw_client_t *c, const sw_errinfo_t *err);
+void swc_pubs_free_all(sw_client_t *c);
+
+/* rest.c */
+swc_rest_t *swc_rest_new(sw_client_t *c, int kind, const char *method, const char *target, bool needs_auth);
+void swc_rest_submit(swc_rest_t *r);
+void swc_rest_on_token(sw_client_t *c, const sw_errinfo_t *err); /* wakes requests waiting for a token */
+void swc_rest_cancel_all(sw_client_t *c);
+void swc_rest_free(swc_rest_t *r);
+/* The Ably error in a failed response (body, X-Ably-ErrorCode, or status). */
+void swc_rest_error(sw_client_t *c, int rc, const swc_http_resp_t *resp, sw_errinfo_t *err);
+int swc_rest_exchange_token_request(sw_client_t *c, const char *key_name, const char *body);
+
+/* util.c */
+int swc_random(void *p, size_t n);
+char *swc_strdup(const char *s); /* NULL-safe */
+void swc_defer_run_all(sw_client_t *c);
+void swc_defer_drop_all(sw_client_t *c);
+/* A public view of m (from a MESSAGE pm, or NULL for history); *extras gets
+ * a malloc'd JSON text the caller frees; idbuf holds a synthesised id. */
+void swc_message_view(const sw_msg_t *m, const sw_pmsg_t *pm, size_t index, sw_message_t *out, char **extras,
+                      char *idbuf, size_t idcap);
+/* A deep copy of a public message into m (zeroed first). SW_EINVAL or SW_ENOMEM. */
+int swc_message_import(const sw_message_t *in, sw_msg_t *m);
+int64_t swc_now_ms(void);
+/* Percent-encodes s into out (RFC 3986 unreserved kept). */
+int swc_url_encode(sw_buf_t *out, const char *s);
+
+#endif
