@@ -4,7 +4,7 @@
  * thread contract every backend must honour:
  *  - write_batch, prune, delete_app and kv_put are called only from the commit
  *    thread, one at a time;
- *  - history, last_seq, find_by_id and kv_list are called only from the loop
+ *  - history, last_seq, find_by_id, get, versions and kv_list are called only from the loop
  *    thread, concurrently with the writes above;
  *  - open and close run on the loop thread while the commit thread does not
  *    exist (before it starts / after it is joined).
@@ -19,19 +19,24 @@
 typedef struct sw_backend sw_backend_t;
 
 typedef struct sw_backend_ops {
-  /* Writes recs[0..n) in one atomic transaction (all or none) and raises
-   * each channel's serial to the max seq written. Then count retention: for
-   * every record that ends a run of consecutive records of one channel and
-   * has keep_count > 0, rows of that channel with
-   * seq <= last_seq - keep_count are deleted (last_seq after the whole
-   * batch; with a constant keep_count per channel this keeps at most the
+  /* Writes recs[0..n) in order in one atomic transaction (all or none) and
+   * raises each channel's serial to the max seq/vseq written. INSERT adds a
+   * message with vseq = seq; VERSION replaces the head blob and vseq of an
+   * existing message and adds the version event (rules and error codes:
+   * sw_store_op_t in store.h). store.c has validated the records and set
+   * vseq = seq on INSERTs. Then count retention: for every record that ends
+   * a run of consecutive records of one channel and has keep_count > 0,
+   * messages of that channel with seq <= M - keep_count are deleted with
+   * their versions, M being the highest message seq stored after the whole
+   * batch (with a constant keep_count per channel this keeps at most the
    * keep_count newest, fewer if seqs have gaps). Durable per the synchronous
-   * option when it returns 0. -EEXIST when an (app, channel, seq) exists. */
+   * option when it returns 0. */
   int (*write_batch)(sw_backend_t *b, const sw_store_rec_t *recs, size_t n);
-  /* Deletes up to `limit` rows with expires_at != 0 && expires_at <= now
-   * (a backend may delete more); *deleted gets the count. */
+  /* Deletes up to `limit` messages with expires_at != 0 && expires_at <= now
+   * and their versions (a backend may delete more); *deleted gets the count
+   * of messages. */
   int (*prune)(sw_backend_t *b, int64_t now, size_t limit, size_t *deleted);
-  /* Deletes every message and channel serial of app_id. */
+  /* Deletes every message, version and channel serial of app_id. */
   int (*delete_app)(sw_backend_t *b, const char *app_id);
   /* Upserts (value != NULL) or deletes (value == NULL) ns/key. */
   int (*kv_put)(sw_backend_t *b, const char *ns, const char *key, const char *value);
@@ -41,6 +46,12 @@ typedef struct sw_backend_ops {
   int (*last_seq)(sw_backend_t *b, const char *app_id, const char *channel, int64_t *seq);
   int (*find_by_id)(sw_backend_t *b, const char *app_id, const char *channel, const char *msg_id,
                     sw_store_row_t *row);
+  int (*get)(sw_backend_t *b, const char *app_id, const char *channel, int64_t seq,
+             sw_store_row_t *row);
+  /* Versions of one message with lo < vseq < hi, ascending when forwards,
+   * at most limit (> 0) rows. */
+  int (*versions)(sw_backend_t *b, const char *app_id, const char *channel, int64_t seq,
+                  bool forwards, size_t limit, int64_t lo, int64_t hi, sw_store_rows_t *out);
   /* Appends "key\0value\0" for every key of ns, ascending by key, to *out
    * and sets *count. */
   int (*kv_list)(sw_backend_t *b, const char *ns, sw_buf_t *out, size_t *count);
@@ -67,8 +78,8 @@ typedef struct sw_rows_builder {
 } sw_rows_builder_t;
 
 /* Appends one row (copies blob). 0 or -ENOMEM. */
-int rows_builder_add(sw_rows_builder_t *rb, int64_t seq, int64_t ts, const void *blob,
-                     size_t blob_len);
+int rows_builder_add(sw_rows_builder_t *rb, int64_t seq, int64_t vseq, int64_t ts,
+                     const void *blob, size_t blob_len);
 /* Moves the rows into *out (one allocation) and empties rb. 0 or -ENOMEM
  * (rb is then freed and *out is {NULL, 0}). */
 int rows_builder_finish(sw_rows_builder_t *rb, sw_store_rows_t *out);

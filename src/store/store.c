@@ -112,13 +112,13 @@ static sw_job_t *list_pop(job_list_t *l) {
 /* ---------------------------------------------------------------- rows */
 
 typedef struct sw_rows_entry {
-  int64_t seq, ts;
+  int64_t seq, vseq, ts;
   size_t off, len;
 } sw_rows_entry_t;
 
-int rows_builder_add(sw_rows_builder_t *rb, int64_t seq, int64_t ts, const void *blob,
-                     size_t blob_len) {
-  sw_rows_entry_t e = {.seq = seq, .ts = ts, .off = rb->blobs.len, .len = blob_len};
+int rows_builder_add(sw_rows_builder_t *rb, int64_t seq, int64_t vseq, int64_t ts,
+                     const void *blob, size_t blob_len) {
+  sw_rows_entry_t e = {.seq = seq, .vseq = vseq, .ts = ts, .off = rb->blobs.len, .len = blob_len};
   if (buf_reserve(&rb->rows, sizeof e) || buf_reserve(&rb->blobs, blob_len)) return -ENOMEM;
   buf_append(&rb->rows, &e, sizeof e);
   buf_append(&rb->blobs, blob, blob_len);
@@ -150,6 +150,7 @@ int rows_builder_finish(sw_rows_builder_t *rb, sw_store_rows_t *out) {
   const sw_rows_entry_t *e = (const sw_rows_entry_t *)(const void *)rb->rows.data;
   for (size_t i = 0; i < rb->n; i++) {
     rows[i].seq = e[i].seq;
+    rows[i].vseq = e[i].vseq;
     rows[i].timestamp = e[i].ts;
     rows[i].blob = e[i].len ? arena + e[i].off : NULL;
     rows[i].blob_len = e[i].len;
@@ -424,11 +425,18 @@ int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_d
   for (size_t i = 0; i < n; i++) {
     const sw_store_rec_t *r = &recs[i];
     if (!r->app_id || !r->channel || (r->blob_len && !r->blob)) return -EINVAL;
-    size_t add = r->blob_len;
+    bool version = r->op == SW_STORE_VERSION;
+    if (!version && r->op != SW_STORE_INSERT) return -EINVAL;
+    if (version && (r->vseq <= r->seq || (r->version_blob_len && !r->version_blob)))
+      return -EINVAL;
+    size_t vlen = version ? r->version_blob_len : 0;
+    if (r->blob_len > SIZE_MAX - vlen) return -ENOMEM;
+    size_t add = r->blob_len + vlen;
+    size_t fixed = add;
     if (i == 0 || r->app_id != recs[i - 1].app_id) add += strlen(r->app_id) + 1;
     if (i == 0 || r->channel != recs[i - 1].channel) add += strlen(r->channel) + 1;
-    if (r->msg_id) add += strlen(r->msg_id) + 1;
-    if (add < r->blob_len || add > SIZE_MAX - total) return -ENOMEM;
+    if (r->msg_id && !version) add += strlen(r->msg_id) + 1;
+    if (add < fixed || add > SIZE_MAX - total) return -ENOMEM;
     total += add;
   }
   sw_job_t *j = malloc(total);
@@ -458,7 +466,17 @@ int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_d
       d->channel = memcpy(p, r->channel, l);
       p += l;
     }
-    if (r->msg_id) {
+    /* Normalised for the backends: an INSERT carries vseq = seq and no
+     * version; a VERSION carries no msg_id. */
+    if (r->op == SW_STORE_VERSION) {
+      d->msg_id = NULL;
+      d->expires_at = 0;
+    } else {
+      d->vseq = r->seq;
+      d->version_blob = NULL;
+      d->version_blob_len = 0;
+    }
+    if (d->msg_id) {
       size_t l = strlen(r->msg_id) + 1;
       d->msg_id = memcpy(p, r->msg_id, l);
       p += l;
@@ -468,6 +486,12 @@ int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_d
       p += r->blob_len;
     } else {
       d->blob = NULL;
+    }
+    if (d->version_blob_len) {
+      d->version_blob = memcpy(p, r->version_blob, r->version_blob_len);
+      p += r->version_blob_len;
+    } else {
+      d->version_blob = NULL;
     }
   }
   uv_mutex_lock(&s->mu);
@@ -555,6 +579,33 @@ int store_find_by_id(sw_store_t *s, const char *app_id, const char *channel, con
   if (!s || !app_id || !channel || !msg_id || !row) return -EINVAL;
   if (s->closed) return -ESHUTDOWN;
   return s->be->ops->find_by_id(s->be, app_id, channel, msg_id, row);
+}
+
+int store_get(sw_store_t *s, const char *app_id, const char *channel, int64_t seq,
+              sw_store_row_t *row) {
+  if (!s || !app_id || !channel || !row) return -EINVAL;
+  if (s->closed) return -ESHUTDOWN;
+  return s->be->ops->get(s->be, app_id, channel, seq, row);
+}
+
+int store_versions(sw_store_t *s, const char *app_id, const char *channel, int64_t seq,
+                   bool forwards, size_t limit, int64_t after_vseq, sw_store_rows_t *out) {
+  if (out) {
+    out->rows = NULL;
+    out->n = 0;
+  }
+  if (!s || !app_id || !channel || !out) return -EINVAL;
+  if (s->closed) return -ESHUTDOWN;
+  if (limit == 0) return 0;
+  /* Exclusive bounds lo < vseq < hi; a negative after_vseq is no bound. */
+  int64_t lo = INT64_MIN, hi = INT64_MAX;
+  if (after_vseq >= 0) {
+    if (forwards)
+      lo = after_vseq;
+    else
+      hi = after_vseq;
+  }
+  return s->be->ops->versions(s->be, app_id, channel, seq, forwards, limit, lo, hi, out);
 }
 
 int store_kv_list(sw_store_t *s, const char *ns,

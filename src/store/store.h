@@ -9,9 +9,18 @@
  * memory backend's structures under a mutex).
  *
  * Errors are negative errno values: -EINVAL (bad argument), -ENOMEM,
- * -ESHUTDOWN (store closing), -EEXIST ((app, channel, seq) already stored),
- * -ENOSPC (disk full), -EBUSY (database locked by another process),
- * -ENOTSUP (database schema newer than this build), -EIO (anything else).
+ * -ESHUTDOWN (store closing), -EEXIST ((app, channel, seq) already stored,
+ * or a serial that clashes, see sw_store_op_t), -ENOENT (a VERSION of a
+ * message that is not stored), -ENOSPC (disk full), -EBUSY (database locked
+ * by another process), -ENOTSUP (database schema newer than this build),
+ * -EIO (anything else).
+ *
+ * Mutable messages (message updates, deletes and appends): a stored message
+ * (seq N) can later receive version events, each with its own channel serial
+ * (its "vseq", drawn from the same strictly increasing sequence as message
+ * seqs). The store keeps per message one head (the aggregated latest state,
+ * replaced by every version) and the list of version events. A message
+ * without versions has vseq == seq.
  *
  * See docs/storage.md for the design and the durability guarantees. */
 #ifndef SW_STORE_STORE_H
@@ -26,6 +35,27 @@ typedef struct sw_store sw_store_t;
 
 /* One message to persist. All pointers are borrowed for the duration of
  * store_submit only (the store deep-copies them). */
+typedef enum {
+  /* A new message: seq is its serial, its vseq is seq (rec.vseq and
+   * version_blob are ignored). -EEXIST if (app, channel, seq) is stored, or
+   * if seq is the vseq of another message's head. */
+  SW_STORE_INSERT = 0,
+  /* A version event (update, delete, append) of the stored message `seq`:
+   * vseq is the event's own serial (> seq; else store_submit fails with
+   * -EINVAL), blob the new head (replaces the stored head's blob; its
+   * timestamp, msg_id and expires_at stay those of the INSERT), version_blob
+   * the event itself, timestamp the event's. msg_id and expires_at are
+   * ignored; keep_count applies as for an INSERT. The submission fails with
+   * -ENOENT when the message is not stored (never was, or was pruned or
+   * deleted), and with -EEXIST when vseq <= the head's current vseq (versions
+   * apply in serial order; a replayed or stale version is refused) or vseq is
+   * already the vseq of another head or version of the channel. */
+  SW_STORE_VERSION = 1,
+} sw_store_op_t;
+
+/* One message (or version event) to persist. All pointers are borrowed for
+ * the duration of store_submit only (the store deep-copies them). A zeroed
+ * op/vseq/version_blob is a plain INSERT, as before versions existed. */
 typedef struct sw_store_rec {
   const char *app_id;
   const char *channel;
@@ -35,7 +65,11 @@ typedef struct sw_store_rec {
   const uint8_t *blob; /* the encoded message (opaque to the store); may be NULL if blob_len is 0 */
   size_t blob_len;
   int64_t expires_at;  /* ms; 0 = never (age retention) */
-  int64_t keep_count;  /* keep at most this many newest per channel; 0 = unlimited */
+  int64_t keep_count;  /* count retention, see store_submit; 0 = unlimited */
+  sw_store_op_t op;    /* SW_STORE_INSERT (0) or SW_STORE_VERSION */
+  int64_t vseq;        /* VERSION only: the event's serial (> seq) */
+  const uint8_t *version_blob; /* VERSION only: the event; may be NULL if its len is 0 */
+  size_t version_blob_len;
 } sw_store_rec_t;
 
 /* Called on the loop thread once the batch holding the submission is durable
@@ -61,12 +95,24 @@ int store_open(uv_loop_t *loop, const sw_store_opts_t *opts, sw_store_t **out);
  * blobs, into one allocation per call). cb(ud, status) is invoked exactly once
  * on the loop thread, after all n records are durable (status 0) or the
  * transaction failed (the n records of one call are always committed in the
- * same transaction: all or none). Callbacks run in submission order. n may be
- * 0: the callback then fires once everything submitted before it is durable (a
- * flush barrier). A call with n > max_batch is committed alone in a
- * transaction larger than max_batch rather than being split.
- * Returns 0 (cb will be called), or -EINVAL / -ENOMEM / -ESHUTDOWN (cb will
- * NOT be called). */
+ * same transaction: all or none; records apply in array order, so a call may
+ * INSERT a message and then VERSION it). A failing call does not fail the
+ * other calls committed in the same group. Callbacks run in submission
+ * order. n may be 0: the callback then fires once everything submitted before
+ * it is durable (a flush barrier). A call with n > max_batch is committed
+ * alone in a transaction larger than max_batch rather than being split.
+ *
+ * The channel's serial (store_last_seq) becomes the max of itself and every
+ * seq and vseq written. Count retention: for every record that ends a run of
+ * consecutive records of one channel and has keep_count > 0, messages of
+ * that channel with seq <= M - keep_count are deleted with their versions,
+ * where M is the highest stored message seq of the channel after the batch
+ * (version serials do not count, so updates alone never push messages out;
+ * gaps in the message seqs, e.g. serials used by versions, keep fewer).
+ *
+ * Returns 0 (cb will be called), or -EINVAL (NULL strings, a NULL blob with
+ * a length, an unknown op, a VERSION with vseq <= seq) / -ENOMEM /
+ * -ESHUTDOWN (cb will NOT be called). */
 int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_done_cb cb,
                  void *ud);
 
@@ -82,10 +128,12 @@ void store_close(sw_store_t *s);
 /* ---- Reads (loop thread, synchronous) ---- */
 
 typedef struct sw_store_row {
-  int64_t seq;
-  int64_t timestamp;
-  uint8_t *blob; /* NULL when blob_len is 0 */
+  int64_t seq;       /* the message's seq */
+  int64_t timestamp; /* a head: the message's (INSERT) timestamp; a version: the event's */
+  uint8_t *blob;     /* NULL when blob_len is 0 */
   size_t blob_len;
+  int64_t vseq;      /* a head: the serial of its latest version, seq if none;
+                        a version event: its serial */
 } sw_store_row_t;
 
 /* rows and all their blobs are one allocation; free with store_rows_free. */
@@ -98,16 +146,20 @@ typedef struct sw_history_q {
   const char *app_id, *channel;
   int64_t after_seq;  /* only seq > after_seq (-1 for none) */
   int64_t before_seq; /* only seq < before_seq (INT64_MAX for none) */
-  int64_t start, end; /* timestamp bounds in ms, inclusive; 0 / INT64_MAX for none */
+  int64_t start, end; /* message timestamp bounds in ms, inclusive; 0 / INT64_MAX for none */
   bool forwards;      /* ascending seq when true, else descending */
   size_t limit;       /* max rows; 0 returns no rows */
   int64_t now;        /* rows with expires_at != 0 && expires_at <= now are invisible */
+  bool by_vseq;       /* after_seq/before_seq bound the heads' vseq instead of seq,
+                         and rows are ordered by vseq: "every message whose head
+                         changed after serial S" is after_seq = S */
 } sw_history_q_t;
 
-/* Runs a history query. Sees every submission whose callback reported 0.
- * On success returns 0 and fills *out (out->rows NULL when n is 0), which
- * the caller frees with store_rows_free. On error returns -EINVAL / -ENOMEM /
- * -ESHUTDOWN / -EIO and *out is {NULL, 0}. */
+/* Runs a history query over message heads: each message appears once, with
+ * its latest head (blob) and vseq. Sees every submission whose callback
+ * reported 0. On success returns 0 and fills *out (out->rows NULL when n is
+ * 0), which the caller frees with store_rows_free. On error returns -EINVAL /
+ * -ENOMEM / -ESHUTDOWN / -EIO and *out is {NULL, 0}. */
 int store_history(sw_store_t *s, const sw_history_q_t *q, sw_store_rows_t *out);
 
 /* Frees the rows of a store_history result and resets *r to {NULL, 0}.
@@ -121,17 +173,42 @@ void store_rows_free(sw_store_rows_t *r);
  * -ESHUTDOWN / -EIO. */
 int store_last_seq(sw_store_t *s, const char *app_id, const char *channel, int64_t *seq);
 
-/* Finds the stored message with msg_id on (app, channel); if several rows
- * share the id, the one with the highest seq. Expired rows are found until
+/* Finds the stored message with msg_id (its INSERT's) on (app, channel) and
+ * returns its head; if several messages share the id, the one with the
+ * highest seq. Expired rows are found until
  * they are pruned. Returns 1 when found (row filled; row->blob is malloc'd,
  * the caller free()s it; NULL if blob_len is 0), 0 when not found, or a
  * negative errno. */
 int store_find_by_id(sw_store_t *s, const char *app_id, const char *channel, const char *msg_id,
                      sw_store_row_t *row);
 
+/* The head of message seq on (app, channel). Like store_find_by_id, an
+ * expired message is found until it is pruned. Returns 1 when found (row
+ * filled; row->blob is malloc'd, the caller free()s it; NULL if blob_len is
+ * 0), 0 when not stored, or -EINVAL / -ENOMEM / -ESHUTDOWN / -EIO. */
+int store_get(sw_store_t *s, const char *app_id, const char *channel, int64_t seq,
+              sw_store_row_t *row);
+
+/* The version events of message seq on (app, channel), ordered by vseq:
+ * each row has seq = the message's seq, vseq = the event's serial,
+ * timestamp = the event's, blob = its version_blob.
+ *  forwards:  rows with vseq > after_vseq, ascending (after_vseq < 0: from
+ *             the first);
+ *  !forwards: rows with vseq < after_vseq, descending (after_vseq < 0: from
+ *             the newest), i.e. after_vseq is then "before_vseq".
+ * Either way, the next page starts from the last row's vseq. At most limit
+ * rows (0: none). A message without versions, or not stored, gives 0 rows
+ * (store_get tells them apart); versions are visible until their message is
+ * pruned. Returns 0 and fills *out (free with store_rows_free), or -EINVAL /
+ * -ENOMEM / -ESHUTDOWN / -EIO with *out = {NULL, 0}. */
+int store_versions(sw_store_t *s, const char *app_id, const char *channel, int64_t seq,
+                   bool forwards, size_t limit, int64_t after_vseq, sw_store_rows_t *out);
+
 /* ---- Maintenance (executed by the commit thread, in queue order) ---- */
 
-/* Queues deletion of rows with expires_at != 0 && expires_at <= now.
+/* Queues deletion of messages with expires_at != 0 && expires_at <= now,
+ * with their versions (a message's age counts from its INSERT: a version does
+ * not extend it).
  * Asynchronous, no callback. A large prune runs as several bounded
  * transactions (2000 rows each), each continuation requeued behind whatever
  * was submitted meanwhile, so publish latency stays bounded; hence a
@@ -140,10 +217,10 @@ int store_find_by_id(sw_store_t *s, const char *app_id, const char *channel, con
  * is periodic). Counts in sw_store_stats_t.pruned. */
 void store_prune(sw_store_t *s, int64_t now);
 
-/* Deletes every message of an app and its channel serials (a recreated app
- * starts its serials again at 0). Blocks the loop thread until the commit
- * thread has done it (after everything queued before). Returns 0, -EINVAL,
- * -ESHUTDOWN, -EIO... */
+/* Deletes every message (with its versions) of an app and its channel
+ * serials (a recreated app starts its serials again at 0). Blocks the loop
+ * thread until the commit thread has done it (after everything queued
+ * before). Returns 0, -EINVAL, -ESHUTDOWN, -EIO... */
 int store_delete_app(sw_store_t *s, const char *app_id);
 
 /* ---- Key-value table for small server state (rare, write-through) ---- */
@@ -165,10 +242,10 @@ int store_kv_list(sw_store_t *s, const char *ns,
 
 typedef struct sw_store_stats {
   uint64_t batches;     /* message transactions committed */
-  uint64_t records;     /* records committed */
+  uint64_t records;     /* records (INSERTs and VERSIONs) committed */
   uint64_t submissions; /* submissions completed with status 0 */
   uint64_t failures;    /* submissions completed with an error */
-  uint64_t pruned;      /* rows deleted by store_prune */
+  uint64_t pruned;      /* messages deleted by store_prune (versions not counted) */
 } sw_store_stats_t;
 
 /* Copies the counters (consistent with each other) into *st. Any thread. */

@@ -4,23 +4,47 @@
  * mutex guards everything: the commit thread writes, the loop thread reads.
  *
  * Layout: a chained hash map (app, channel) -> channel; a channel keeps its
- * live rows sorted by seq in rows[head..len), so count retention (which drops
- * the oldest) just advances `head`, and the array is compacted only once head
- * reaches half the capacity (amortised O(1) per row). Each row is one
- * allocation holding msg_id and blob. kv is one array sorted by (ns, key). */
+ * live rows (message heads) sorted by seq in rows[head..len), so count
+ * retention (which drops the oldest) just advances `head`, and the array is
+ * compacted only once head reaches half the capacity (amortised O(1) per
+ * row). Each row is one allocation holding msg_id and the INSERT's blob; a
+ * version replaces the head blob with its own allocation (hdata) and appends
+ * the event to the row's vers[] (sorted by vseq, since a version must be
+ * newer than the head).
+ *
+ * vv[] is the channel's index of every version, (vseq, seq) sorted by vseq.
+ * It gives the same uniqueness rules as SQLite's versions primary key and
+ * unique messages_vseq index, and history by vseq: a head's vseq is either
+ * its seq (never updated: those rows are already in vseq order in rows[]) or
+ * the vseq of its newest version (an entry of vv[]), so a by_vseq query
+ * merges those two sorted streams. kv is one array sorted by (ns, key). */
 #include "store/backend.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct mem_row {
-  int64_t seq, ts, expires_at;
-  const char *msg_id; /* points into data, or NULL */
-  const uint8_t *blob; /* points into data, or NULL */
+typedef struct mem_ver {
+  int64_t vseq, ts;
+  uint8_t *blob; /* own allocation, NULL if blob_len is 0 */
   size_t blob_len;
-  void *data; /* the one allocation of this row */
+} mem_ver_t;
+
+typedef struct mem_row {
+  int64_t seq, vseq, ts, expires_at;
+  const char *msg_id;  /* points into data, or NULL */
+  const uint8_t *blob; /* the head: points into data or hdata, or NULL */
+  size_t blob_len;
+  void *data;  /* the one allocation of this row (msg_id, the INSERT's blob) */
+  void *hdata; /* the head blob once a version replaced it, else NULL */
+  mem_ver_t *vers; /* version events, ascending vseq */
+  size_t nvers, vcap;
 } mem_row_t;
+
+/* An entry of a channel's version index. */
+typedef struct mem_vref {
+  int64_t vseq, seq;
+} mem_vref_t;
 
 typedef struct mem_chan {
   struct mem_chan *next; /* hash chain */
@@ -29,7 +53,9 @@ typedef struct mem_chan {
   int64_t last_seq;
   mem_row_t *rows;
   size_t head, len, cap; /* live rows: rows[head..len) */
-  char key[];            /* "app\0channel\0" */
+  mem_vref_t *vv;        /* every version of the channel, ascending vseq */
+  size_t nvv, vvcap;
+  char key[]; /* "app\0channel\0" */
 } mem_chan_t;
 
 /* One entry per record of the batch being written, to roll it back. */
@@ -37,6 +63,12 @@ typedef struct mem_undo {
   mem_chan_t *ch;
   int64_t seq;
   int64_t old_last;
+  bool version;
+  /* VERSION: the head it replaced. */
+  int64_t old_vseq;
+  const uint8_t *old_blob;
+  size_t old_blob_len;
+  void *old_hdata;
 } mem_undo_t;
 
 typedef struct mem_kv {
@@ -109,9 +141,18 @@ static mem_chan_t *chan_get(mem_backend_t *b, const char *app, const char *chann
   return c;
 }
 
+/* Frees what a row owns (not the slot). */
+static void row_free(mem_row_t *r) {
+  for (size_t i = 0; i < r->nvers; i++) free(r->vers[i].blob);
+  free(r->vers);
+  free(r->hdata);
+  free(r->data);
+}
+
 static void chan_free(mem_chan_t *c) {
-  for (size_t i = c->head; i < c->len; i++) free(c->rows[i].data);
+  for (size_t i = c->head; i < c->len; i++) row_free(&c->rows[i]);
   free(c->rows);
+  free(c->vv);
   free(c);
 }
 
@@ -126,6 +167,52 @@ static size_t chan_bound(const mem_chan_t *c, int64_t seq, bool strict) {
       hi = mid;
   }
   return lo;
+}
+
+/* The live row with seq, or NULL. The pointer is valid until the next
+ * insertion or deletion in the channel. */
+static mem_row_t *chan_row(const mem_chan_t *c, int64_t seq) {
+  size_t at = chan_bound(c, seq, false);
+  return at < c->len && c->rows[at].seq == seq ? &c->rows[at] : NULL;
+}
+
+/* First index of vv whose vseq is > vseq (strict) or >= vseq. */
+static size_t vv_bound(const mem_chan_t *c, int64_t vseq, bool strict) {
+  size_t lo = 0, hi = c->nvv;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strict ? c->vv[mid].vseq <= vseq : c->vv[mid].vseq < vseq)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+static bool vv_has(const mem_chan_t *c, int64_t vseq) {
+  size_t at = vv_bound(c, vseq, false);
+  return at < c->nvv && c->vv[at].vseq == vseq;
+}
+
+/* True when vseq is the vseq of a live head (SQLite: messages_vseq). */
+static bool head_vseq_taken(const mem_chan_t *c, int64_t vseq) {
+  const mem_row_t *r = chan_row(c, vseq); /* a head never updated has vseq == seq */
+  if (r && r->vseq == vseq) return true;
+  size_t at = vv_bound(c, vseq, false);
+  if (at < c->nvv && c->vv[at].vseq == vseq) {
+    r = chan_row(c, c->vv[at].seq);
+    return r && r->vseq == vseq;
+  }
+  return false;
+}
+
+/* Drops the vv entries whose message is gone (after rows with versions were
+ * deleted). */
+static void vv_filter(mem_chan_t *c) {
+  size_t w = 0;
+  for (size_t k = 0; k < c->nvv; k++)
+    if (chan_row(c, c->vv[k].seq)) c->vv[w++] = c->vv[k];
+  c->nvv = w;
 }
 
 /* Inserts keeping rows sorted; -EEXIST on a duplicate seq, -ENOMEM. */
@@ -159,18 +246,23 @@ static int chan_insert(mem_chan_t *c, const mem_row_t *row) {
 static void chan_remove(mem_chan_t *c, int64_t seq) {
   size_t at = chan_bound(c, seq, false);
   if (at == c->len || c->rows[at].seq != seq) return;
-  free(c->rows[at].data);
+  bool had_versions = c->rows[at].nvers > 0;
+  row_free(&c->rows[at]);
   memmove(c->rows + at, c->rows + at + 1, (c->len - at - 1) * sizeof *c->rows);
   c->len--;
+  if (had_versions) vv_filter(c);
 }
 
 static size_t chan_drop_upto(mem_chan_t *c, int64_t seq) {
   size_t n = 0;
+  bool had_versions = false;
   while (c->head < c->len && c->rows[c->head].seq <= seq) {
-    free(c->rows[c->head++].data);
+    had_versions |= c->rows[c->head].nvers > 0;
+    row_free(&c->rows[c->head++]);
     n++;
   }
   if (c->head == c->len) c->head = c->len = 0;
+  if (had_versions) vv_filter(c);
   return n;
 }
 
@@ -189,11 +281,98 @@ static int make_row(const sw_store_rec_t *r, mem_row_t *row) {
   if (r->blob_len > SIZE_MAX - il - 1) return -ENOMEM;
   char *d = malloc(il + r->blob_len + 1); /* +1: never malloc(0) */
   if (!d) return -ENOMEM;
-  *row = (mem_row_t){.seq = r->seq, .ts = r->timestamp, .expires_at = r->expires_at,
-                     .blob_len = r->blob_len, .data = d};
+  *row = (mem_row_t){.seq = r->seq, .vseq = r->seq, .ts = r->timestamp,
+                     .expires_at = r->expires_at, .blob_len = r->blob_len, .data = d};
   if (il) row->msg_id = memcpy(d, r->msg_id, il);
   if (r->blob_len) row->blob = memcpy(d + il, r->blob, r->blob_len);
   return 0;
+}
+
+/* malloc'd copy of len bytes (NULL with *out == NULL when len is 0). */
+static int dup_bytes(const uint8_t *p, size_t len, uint8_t **out) {
+  *out = NULL;
+  if (!len) return 0;
+  if (!(*out = malloc(len))) return -ENOMEM;
+  memcpy(*out, p, len);
+  return 0;
+}
+
+static int insert_message(mem_chan_t *c, const sw_store_rec_t *r, mem_undo_t *u) {
+  /* seq must not be another head's vseq (SQLite: UNIQUE messages_vseq). */
+  if (c->nvv && head_vseq_taken(c, r->seq)) return -EEXIST;
+  mem_row_t row;
+  int rc = make_row(r, &row);
+  if (rc) return rc;
+  if ((rc = chan_insert(c, &row)) != 0) {
+    free(row.data);
+    return rc;
+  }
+  *u = (mem_undo_t){.ch = c, .seq = r->seq, .old_last = c->last_seq};
+  return 0;
+}
+
+/* Replaces the head of message r->seq and records the version event, with
+ * the rules of the SQLite backend's apply_version. */
+static int apply_version(mem_chan_t *c, const sw_store_rec_t *r, mem_undo_t *u) {
+  mem_row_t *row = chan_row(c, r->seq);
+  if (!row) return -ENOENT;
+  if (r->vseq <= row->vseq || head_vseq_taken(c, r->vseq) || vv_has(c, r->vseq)) return -EEXIST;
+  /* Everything that can fail first, then mutate. */
+  if (row->nvers == row->vcap) {
+    size_t cap = row->vcap ? row->vcap * 2 : 2;
+    mem_ver_t *p = realloc(row->vers, cap * sizeof *p);
+    if (!p) return -ENOMEM;
+    row->vers = p;
+    row->vcap = cap;
+  }
+  if (c->nvv == c->vvcap) {
+    size_t cap = c->vvcap ? c->vvcap * 2 : 8;
+    mem_vref_t *p = realloc(c->vv, cap * sizeof *p);
+    if (!p) return -ENOMEM;
+    c->vv = p;
+    c->vvcap = cap;
+  }
+  uint8_t *head = NULL, *ev = NULL;
+  if (dup_bytes(r->blob, r->blob_len, &head) ||
+      dup_bytes(r->version_blob, r->version_blob_len, &ev)) {
+    free(head);
+    return -ENOMEM;
+  }
+  *u = (mem_undo_t){.ch = c, .seq = r->seq, .old_last = c->last_seq, .version = true,
+                    .old_vseq = row->vseq, .old_blob = row->blob,
+                    .old_blob_len = row->blob_len, .old_hdata = row->hdata};
+  row->hdata = head;
+  row->blob = head;
+  row->blob_len = r->blob_len;
+  row->vseq = r->vseq;
+  row->vers[row->nvers++] = (mem_ver_t){.vseq = r->vseq, .ts = r->timestamp, .blob = ev,
+                                        .blob_len = r->version_blob_len};
+  size_t at = vv_bound(c, r->vseq, false); /* the end, when serials increase */
+  memmove(c->vv + at + 1, c->vv + at, (c->nvv - at) * sizeof *c->vv);
+  c->vv[at] = (mem_vref_t){.vseq = r->vseq, .seq = r->seq};
+  c->nvv++;
+  return 0;
+}
+
+/* Undoes one record of a failed batch (called in reverse order). */
+static void undo_one(const mem_undo_t *u) {
+  mem_chan_t *c = u->ch;
+  c->last_seq = u->old_last;
+  if (!u->version) {
+    chan_remove(c, u->seq);
+    return;
+  }
+  mem_row_t *row = chan_row(c, u->seq); /* later records were undone already */
+  mem_ver_t *v = &row->vers[--row->nvers];
+  size_t at = vv_bound(c, v->vseq, false);
+  memmove(c->vv + at, c->vv + at + 1, (c->nvv - at - 1) * sizeof *c->vv);
+  c->nvv--;
+  free(v->blob);
+  free(row->hdata);
+  row->hdata = u->old_hdata;
+  row->blob = u->old_blob;
+  row->blob_len = u->old_blob_len;
+  row->vseq = u->old_vseq;
 }
 
 static int mem_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n) {
@@ -207,38 +386,37 @@ static int mem_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t 
   uv_mutex_lock(&b->mu);
   int rc = 0;
   size_t done = 0;
-  /* Pass 1: inserts, each one logged so a failure can roll the batch back
-   * (the batch is atomic, like the SQLite transaction). */
+  /* Pass 1: the records in order, each one logged so a failure can roll the
+   * batch back (the batch is atomic, like the SQLite transaction). */
   for (; done < n; done++) {
     const sw_store_rec_t *r = &recs[done];
     mem_chan_t *c = chan_get(b, r->app_id, r->channel);
-    mem_row_t row;
-    if (!c || (rc = make_row(r, &row)) != 0) {
-      rc = c ? rc : -ENOMEM;
+    if (!c) {
+      rc = -ENOMEM;
       break;
     }
-    if ((rc = chan_insert(c, &row)) != 0) {
-      free(row.data);
-      break;
-    }
-    b->undo[done] = (mem_undo_t){.ch = c, .seq = r->seq, .old_last = c->last_seq};
-    if (r->seq > c->last_seq) c->last_seq = r->seq;
+    rc = r->op == SW_STORE_VERSION ? apply_version(c, r, &b->undo[done])
+                                   : insert_message(c, r, &b->undo[done]);
+    if (rc) break;
+    if (r->vseq > c->last_seq) c->last_seq = r->vseq; /* vseq == seq for an INSERT */
   }
   if (rc) {
-    while (done-- > 0) {
-      chan_remove(b->undo[done].ch, b->undo[done].seq);
-      b->undo[done].ch->last_seq = b->undo[done].old_last;
-    }
+    while (done-- > 0) undo_one(&b->undo[done]);
     uv_mutex_unlock(&b->mu);
     return rc;
   }
-  /* Pass 2: count retention at each run end, against the final serials
-   * (the same rule as the SQLite backend). Cannot fail. */
+  /* The heads replaced by versions are garbage now. */
+  for (size_t i = 0; i < n; i++)
+    if (b->undo[i].version) free(b->undo[i].old_hdata);
+  /* Pass 2: count retention at each run end, against the highest message
+   * seq (the same rule as the SQLite backend). Cannot fail. */
   for (size_t i = 0; i < n; i++) {
     const sw_store_rec_t *r = &recs[i];
     if (r->keep_count <= 0 || (i + 1 < n && same_channel(r, &recs[i + 1]))) continue;
     mem_chan_t *c = b->undo[i].ch;
-    if (c->last_seq >= INT64_MIN + r->keep_count) chan_drop_upto(c, c->last_seq - r->keep_count);
+    if (c->len == c->head) continue;
+    int64_t top = c->rows[c->len - 1].seq;
+    if (top >= INT64_MIN + r->keep_count) chan_drop_upto(c, top - r->keep_count);
   }
   uv_mutex_unlock(&b->mu);
   return 0;
@@ -252,16 +430,19 @@ static int mem_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *delete
   for (size_t i = 0; i < b->nbuckets; i++) {
     for (mem_chan_t *c = b->buckets[i]; c; c = c->next) {
       size_t w = c->head;
+      bool had_versions = false;
       for (size_t k = c->head; k < c->len; k++) {
         if (row_visible(&c->rows[k], now)) {
           c->rows[w++] = c->rows[k];
         } else {
-          free(c->rows[k].data);
+          had_versions |= c->rows[k].nvers > 0;
+          row_free(&c->rows[k]);
           n++;
         }
       }
       c->len = w;
       if (c->head == c->len) c->head = c->len = 0;
+      if (had_versions) vv_filter(c);
     }
   }
   uv_mutex_unlock(&b->mu);
@@ -373,6 +554,55 @@ static int mem_kv_list(sw_backend_t *be, const char *ns, sw_buf_t *out, size_t *
 
 /* --------------------------------------------------------------- reads */
 
+static bool row_matches(const mem_row_t *r, const sw_history_q_t *q) {
+  return r->ts >= q->start && r->ts <= q->end && row_visible(r, q->now);
+}
+
+/* History by vseq: merges the heads never updated (rows[] in seq order,
+ * vseq == seq) with the updated ones (vv entries that are their message's
+ * newest version), both bounded by after_seq < vseq < before_seq. */
+static int history_by_vseq(const mem_chan_t *c, const sw_history_q_t *q, sw_rows_builder_t *rb) {
+  bool fwd = q->forwards;
+  size_t lo = chan_bound(c, q->after_seq, true), hi = chan_bound(c, q->before_seq, false);
+  size_t ulo = vv_bound(c, q->after_seq, true), uhi = vv_bound(c, q->before_seq, false);
+  if (lo > hi) hi = lo;    /* empty range when after_seq >= before_seq */
+  if (ulo > uhi) uhi = ulo;
+  size_t i = fwd ? lo : hi, j = fwd ? ulo : uhi; /* backwards: next is i - 1, j - 1 */
+  int rc = 0;
+  while (rb->n < q->limit && rc == 0) {
+    const mem_row_t *sr = NULL, *ur = NULL;
+    while (fwd ? i < hi : i > lo) {
+      const mem_row_t *r = &c->rows[fwd ? i : i - 1];
+      if (r->vseq == r->seq) {
+        sr = r;
+        break;
+      }
+      fwd ? i++ : i--; /* updated: comes through vv */
+    }
+    while (fwd ? j < uhi : j > ulo) {
+      const mem_vref_t *e = &c->vv[fwd ? j : j - 1];
+      const mem_row_t *r = chan_row(c, e->seq);
+      if (r && r->vseq == e->vseq) {
+        ur = r;
+        break;
+      }
+      fwd ? j++ : j--; /* superseded by a newer version */
+    }
+    const mem_row_t *r;
+    if (sr && (!ur || (fwd ? sr->vseq < ur->vseq : sr->vseq > ur->vseq))) {
+      r = sr;
+      fwd ? i++ : i--;
+    } else if (ur) {
+      r = ur;
+      fwd ? j++ : j--;
+    } else {
+      break;
+    }
+    if (row_matches(r, q)) rc = rows_builder_add(rb, r->seq, r->vseq, r->ts, r->blob, r->blob_len);
+  }
+  return rc;
+}
+
 static int mem_history(sw_backend_t *be, const sw_history_q_t *q, sw_store_rows_t *out) {
   mem_backend_t *b = (mem_backend_t *)be;
   sw_rows_builder_t rb = {0};
@@ -380,12 +610,16 @@ static int mem_history(sw_backend_t *be, const sw_history_q_t *q, sw_store_rows_
   uv_mutex_lock(&b->mu);
   mem_chan_t *c = chan_find(b, q->app_id, q->channel);
   if (c && q->after_seq < q->before_seq) {
-    size_t lo = chan_bound(c, q->after_seq, true);   /* seq > after_seq */
-    size_t hi = chan_bound(c, q->before_seq, false); /* seq < before_seq */
-    for (size_t k = 0; k < hi - lo && rb.n < q->limit && rc == 0; k++) {
-      const mem_row_t *r = &c->rows[q->forwards ? lo + k : hi - 1 - k];
-      if (r->ts < q->start || r->ts > q->end || !row_visible(r, q->now)) continue;
-      rc = rows_builder_add(&rb, r->seq, r->ts, r->blob, r->blob_len);
+    if (q->by_vseq) {
+      rc = history_by_vseq(c, q, &rb);
+    } else {
+      size_t lo = chan_bound(c, q->after_seq, true);   /* seq > after_seq */
+      size_t hi = chan_bound(c, q->before_seq, false); /* seq < before_seq */
+      for (size_t k = 0; k < hi - lo && rb.n < q->limit && rc == 0; k++) {
+        const mem_row_t *r = &c->rows[q->forwards ? lo + k : hi - 1 - k];
+        if (!row_matches(r, q)) continue;
+        rc = rows_builder_add(&rb, r->seq, r->vseq, r->ts, r->blob, r->blob_len);
+      }
     }
   }
   uv_mutex_unlock(&b->mu);
@@ -405,6 +639,15 @@ static int mem_last_seq(sw_backend_t *be, const char *app_id, const char *channe
   return 0;
 }
 
+/* Copies a head into *row: 1, or -ENOMEM. */
+static int copy_head(const mem_row_t *r, sw_store_row_t *row) {
+  uint8_t *copy;
+  if (dup_bytes(r->blob, r->blob_len, &copy)) return -ENOMEM;
+  *row = (sw_store_row_t){.seq = r->seq, .vseq = r->vseq, .timestamp = r->ts, .blob = copy,
+                          .blob_len = r->blob_len};
+  return 1;
+}
+
 /* Linear scan from the newest row: fine for a backend meant for tests. */
 static int mem_find_by_id(sw_backend_t *be, const char *app_id, const char *channel,
                           const char *msg_id, sw_store_row_t *row) {
@@ -415,19 +658,50 @@ static int mem_find_by_id(sw_backend_t *be, const char *app_id, const char *chan
   for (size_t k = c ? c->len : 0; c && k > c->head; k--) {
     const mem_row_t *r = &c->rows[k - 1];
     if (!r->msg_id || strcmp(r->msg_id, msg_id) != 0) continue;
-    uint8_t *copy = NULL;
-    if (r->blob_len && !(copy = malloc(r->blob_len))) {
-      ret = -ENOMEM;
-      break;
-    }
-    if (r->blob_len) memcpy(copy, r->blob, r->blob_len);
-    *row = (sw_store_row_t){.seq = r->seq, .timestamp = r->ts, .blob = copy,
-                            .blob_len = r->blob_len};
-    ret = 1;
+    ret = copy_head(r, row);
     break;
   }
   uv_mutex_unlock(&b->mu);
   return ret;
+}
+
+static int mem_get(sw_backend_t *be, const char *app_id, const char *channel, int64_t seq,
+                   sw_store_row_t *row) {
+  mem_backend_t *b = (mem_backend_t *)be;
+  int ret = 0;
+  uv_mutex_lock(&b->mu);
+  mem_chan_t *c = chan_find(b, app_id, channel);
+  const mem_row_t *r = c ? chan_row(c, seq) : NULL;
+  if (r) ret = copy_head(r, row);
+  uv_mutex_unlock(&b->mu);
+  return ret;
+}
+
+static int mem_versions(sw_backend_t *be, const char *app_id, const char *channel, int64_t seq,
+                        bool forwards, size_t limit, int64_t lo, int64_t hi,
+                        sw_store_rows_t *out) {
+  mem_backend_t *b = (mem_backend_t *)be;
+  sw_rows_builder_t rb = {0};
+  int rc = 0;
+  uv_mutex_lock(&b->mu);
+  mem_chan_t *c = chan_find(b, app_id, channel);
+  const mem_row_t *r = c ? chan_row(c, seq) : NULL;
+  if (r && lo < hi) {
+    /* vers[] ascending: [a, z) is lo < vseq < hi. */
+    size_t a = 0, z = r->nvers;
+    while (a < z && r->vers[a].vseq <= lo) a++;
+    while (z > a && r->vers[z - 1].vseq >= hi) z--;
+    for (size_t k = 0; k < z - a && rb.n < limit && rc == 0; k++) {
+      const mem_ver_t *v = &r->vers[forwards ? a + k : z - 1 - k];
+      rc = rows_builder_add(&rb, r->seq, v->vseq, v->ts, v->blob, v->blob_len);
+    }
+  }
+  uv_mutex_unlock(&b->mu);
+  if (rc) {
+    rows_builder_free(&rb);
+    return rc;
+  }
+  return rows_builder_finish(&rb, out);
 }
 
 /* -------------------------------------------------------------- open/close */
@@ -456,6 +730,8 @@ static const sw_backend_ops_t MEM_OPS = {
     .history = mem_history,
     .last_seq = mem_last_seq,
     .find_by_id = mem_find_by_id,
+    .get = mem_get,
+    .versions = mem_versions,
     .kv_list = mem_kv_list,
     .close = mem_close,
 };

@@ -216,6 +216,131 @@ static int64_t last_seq(fx_t *fx, const char *app, const char *ch) {
   return v;
 }
 
+/* ---------------------------------------------------- versions helpers */
+
+/* A version of message `seq` with serial vseq: its head blob is
+ * "<app>/<ch>#<seq>@<vseq>", the event blob "ev <app>/<ch>#<seq>@<vseq>",
+ * the event timestamp 5000 + vseq. A head never updated keeps its INSERT
+ * blob "<app>/<ch>#<seq>" (see mkrecs), and every head the INSERT timestamp
+ * 1000 + seq. */
+typedef struct vbufs {
+  char head[64], ev[64];
+} vbufs_t;
+
+static sw_store_rec_t ver_rec(const char *app, const char *ch, int64_t seq, int64_t vseq,
+                              int64_t keep, vbufs_t *vb) {
+  int hl = snprintf(vb->head, sizeof vb->head, "%s/%s#%lld@%lld", app, ch, (long long)seq,
+                    (long long)vseq);
+  int el = snprintf(vb->ev, sizeof vb->ev, "ev %s/%s#%lld@%lld", app, ch, (long long)seq,
+                    (long long)vseq);
+  return (sw_store_rec_t){.app_id = app,
+                          .channel = ch,
+                          .op = SW_STORE_VERSION,
+                          .seq = seq,
+                          .vseq = vseq,
+                          .timestamp = 5000 + vseq,
+                          .blob = (const uint8_t *)vb->head,
+                          .blob_len = (size_t)hl,
+                          .version_blob = (const uint8_t *)vb->ev,
+                          .version_blob_len = (size_t)el,
+                          .keep_count = keep};
+}
+
+static int submit_recs_wait(fx_t *fx, const sw_store_rec_t *recs, size_t n) {
+  slot_t sl = {.t = &fx->t};
+  int before = fx->t.done;
+  assert_int_equal(store_submit(fx->s, recs, n, on_done, &sl), 0);
+  wait_for(fx, &fx->t.done, before + 1);
+  assert_int_equal(sl.calls, 1);
+  return sl.status;
+}
+
+/* Submits one VERSION and returns its callback status. */
+static int version_wait(fx_t *fx, const char *app, const char *ch, int64_t seq, int64_t vseq,
+                        int64_t keep) {
+  vbufs_t vb;
+  sw_store_rec_t r = ver_rec(app, ch, seq, vseq, keep, &vb);
+  return submit_recs_wait(fx, &r, 1);
+}
+
+/* Checks one head: seq, vseq, the INSERT's timestamp and the head blob. */
+static void check_head(const sw_store_row_t *r, const char *app, const char *ch, int64_t seq,
+                       int64_t vseq) {
+  char b[64];
+  int l = vseq == seq ? snprintf(b, sizeof b, "%s/%s#%lld", app, ch, (long long)seq)
+                      : snprintf(b, sizeof b, "%s/%s#%lld@%lld", app, ch, (long long)seq,
+                                 (long long)vseq);
+  assert_int_equal(r->seq, seq);
+  assert_int_equal(r->vseq, vseq);
+  assert_int_equal(r->timestamp, 1000 + seq);
+  assert_int_equal(r->blob_len, (size_t)l);
+  assert_memory_equal(r->blob, b, (size_t)l);
+}
+
+/* Runs q and checks the heads, given as (seq, vseq) pairs. */
+static void expect_heads(fx_t *fx, const sw_history_q_t *q, const int64_t *sv, size_t n) {
+  assert_int_equal(n % 2, 0);
+  sw_store_rows_t rows;
+  assert_int_equal(store_history(fx->s, q, &rows), 0);
+  assert_int_equal(rows.n, n / 2);
+  for (size_t i = 0; i < n / 2; i++)
+    check_head(&rows.rows[i], q->app_id, q->channel, sv[2 * i], sv[2 * i + 1]);
+  store_rows_free(&rows);
+}
+
+#define HEADS(...) SEQS(__VA_ARGS__)
+
+/* Runs store_versions and checks the event vseqs (and each row's seq, event
+ * timestamp and event blob). */
+static void expect_versions(fx_t *fx, const char *app, const char *ch, int64_t seq, bool fwd,
+                            size_t limit, int64_t after, const int64_t *want, size_t n) {
+  sw_store_rows_t rows;
+  assert_int_equal(store_versions(fx->s, app, ch, seq, fwd, limit, after, &rows), 0);
+  assert_int_equal(rows.n, n);
+  for (size_t i = 0; i < n; i++) {
+    char b[64];
+    int l = snprintf(b, sizeof b, "ev %s/%s#%lld@%lld", app, ch, (long long)seq,
+                     (long long)want[i]);
+    assert_int_equal(rows.rows[i].seq, seq);
+    assert_int_equal(rows.rows[i].vseq, want[i]);
+    assert_int_equal(rows.rows[i].timestamp, 5000 + want[i]);
+    assert_int_equal(rows.rows[i].blob_len, (size_t)l);
+    assert_memory_equal(rows.rows[i].blob, b, (size_t)l);
+  }
+  store_rows_free(&rows);
+}
+
+#define NOVERS NULL, 0
+
+/* store_get: 1 and the head, or 0 (then vseq < 0 is passed). */
+static void expect_get(fx_t *fx, const char *app, const char *ch, int64_t seq, int64_t vseq) {
+  sw_store_row_t row = {0};
+  int rc = store_get(fx->s, app, ch, seq, &row);
+  if (vseq < 0) {
+    assert_int_equal(rc, 0);
+    return;
+  }
+  assert_int_equal(rc, 1);
+  check_head(&row, app, ch, seq, vseq);
+  free(row.blob);
+}
+
+/* Rows of the SQLite versions table for app (orphans would show here). */
+static int64_t sqlite_versions_count(fx_t *fx, const char *app) {
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_stmt *st;
+  assert_int_equal(
+      sqlite3_prepare_v2(db, "SELECT count(*) FROM versions WHERE app = ?1", -1, &st, NULL),
+      SQLITE_OK);
+  sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  int64_t n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
 /* --------------------------------------------------------------- tests */
 
 static void test_history_order_and_limit(void **state) {
@@ -312,9 +437,21 @@ static void test_prune_many_chunks(void **state) {
     sl[k] = (slot_t){.t = &fx->t};
     assert_int_equal(store_submit(fx->s, recs, PER, on_done, &sl[k]), 0);
   }
-  free(recs);
   wait_for(fx, &fx->t.done, N / PER);
   for (int k = 0; k < N / PER; k++) assert_int_equal(sl[k].status, 0);
+  /* Versions of every 9th message, expiring or not: the chunks take the
+   * versions of exactly the messages they delete. */
+  int nv = 0, kept_v = 0;
+  for (int q = 1; q <= N; q += 9, nv++) {
+    assert_true(nv < PER);
+    recs[nv] = (sw_store_rec_t){.app_id = "a", .channel = "c", .op = SW_STORE_VERSION, .seq = q,
+                                .vseq = N + q, .timestamp = 2, .blob = (const uint8_t *)"y",
+                                .blob_len = 1, .version_blob = (const uint8_t *)"v",
+                                .version_blob_len = 1};
+    if ((q - 1) % PER % 3 == 0) kept_v++;
+  }
+  assert_int_equal(submit_recs_wait(fx, recs, (size_t)nv), 0);
+  free(recs);
   const uint64_t expiring = (N / PER) * (PER - (PER + 2) / 3); /* i % 3 != 0 */
   store_prune(fx->s, 10);
   /* A chunked prune requeues itself behind later submissions, so one
@@ -332,6 +469,21 @@ static void test_prune_many_chunks(void **state) {
   assert_int_equal(rows.n, N - expiring);
   for (size_t i = 0; i < rows.n; i++) assert_int_equal((rows.rows[i].seq - 1) % PER % 3, 0);
   store_rows_free(&rows);
+  /* The updated survivors, replayed by vseq, are exactly the kept versions. */
+  q.by_vseq = true;
+  q.after_seq = N;
+  assert_int_equal(store_history(fx->s, &q, &rows), 0);
+  assert_int_equal(rows.n, kept_v);
+  for (size_t i = 0; i < rows.n; i++) {
+    assert_int_equal(rows.rows[i].vseq, N + rows.rows[i].seq);
+    assert_int_equal(rows.rows[i].blob_len, 1);
+    assert_memory_equal(rows.rows[i].blob, "y", 1);
+  }
+  store_rows_free(&rows);
+  if (fx->sqlite) assert_int_equal(sqlite_versions_count(fx, "a"), kept_v);
+  /* 505 = 1 + 9 * 56 had a version and expired: (505 - 1) % 500 % 3 != 0. */
+  expect_get(fx, "a", "c", 505, -1);
+  expect_versions(fx, "a", "c", 505, true, 10, -1, NOVERS);
 }
 
 static void test_count_retention(void **state) {
@@ -720,6 +872,22 @@ static void test_edge_cases(void **state) {
   assert_int_equal(fx->t.done, 2);
 }
 
+/* Checks that the plan of sql searches through index `idx`. */
+static void expect_plan(sqlite3 *db, const char *sql, const char *idx) {
+  char q[512];
+  snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", sql);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+  bool found = false;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const char *d = (const char *)sqlite3_column_text(st, 3);
+    if (d && strstr(d, "SEARCH") && strstr(d, idx)) found = true;
+    if (d) assert_null(strstr(d, "TEMP B-TREE")); /* no sort step */
+  }
+  sqlite3_finalize(st);
+  assert_true(found);
+}
+
 static void test_sqlite_schema(void **state) {
   fx_t *fx = *state;
   if (!fx->sqlite) {
@@ -732,7 +900,7 @@ static void test_sqlite_schema(void **state) {
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 1);
+  assert_int_equal(sqlite3_column_int(st, 0), 2);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -747,6 +915,28 @@ static void test_sqlite_schema(void **state) {
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
   assert_non_null(strstr((const char *)sqlite3_column_text(st, 3), "PRIMARY KEY"));
   sqlite3_finalize(st);
+  /* Replay by vseq and a message's versions are index range scans too (the
+   * statements of store_sqlite.c). */
+  const char *by_vseq =
+      "SELECT seq, ts, blob, vseq, seq AS k FROM messages WHERE app = ?1 AND channel = ?2 AND "
+      "seq > ?3 AND seq < ?4 AND vseq = seq AND ts >= ?5 AND ts <= ?6 AND (expires_at = 0 OR "
+      "expires_at > ?7) UNION ALL SELECT seq, ts, blob, vseq, vseq AS k FROM messages WHERE "
+      "app = ?1 AND channel = ?2 AND vseq > ?3 AND vseq < ?4 AND vseq != seq AND ts >= ?5 AND "
+      "ts <= ?6 AND (expires_at = 0 OR expires_at > ?7) ORDER BY 5 DESC LIMIT ?8";
+  expect_plan(db, by_vseq, "messages_vseq");
+  expect_plan(db, by_vseq, "PRIMARY KEY");
+  expect_plan(db,
+              "SELECT seq, ts, blob, vseq FROM versions INDEXED BY versions_seq WHERE app = ?1 "
+              "AND channel = ?2 AND seq = ?3 AND vseq > ?4 AND vseq < ?5 ORDER BY vseq LIMIT ?6",
+              "versions_seq");
+  /* So does count retention of versions, and pruning walks the expiry index
+   * in its order (no sort). */
+  expect_plan(db, "DELETE FROM versions WHERE app = 'a' AND channel = 'c' AND seq <= 3",
+              "versions_seq");
+  expect_plan(db,
+              "SELECT app, channel, seq FROM messages WHERE expires_at != 0 AND expires_at <= 5 "
+              "ORDER BY expires_at, app, channel, seq LIMIT 10",
+              "messages_expiry");
   /* A newer schema is refused rather than misread. */
   assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
@@ -757,6 +947,559 @@ static void test_sqlite_schema(void **state) {
   sw_store_opts_t o = {.path = "/nonexistent-dir/x/store.db"};
   assert_true(store_open(&fx->loop, &o, &s) < 0);
   assert_null(s);
+}
+
+/* ------------------------------------------------------ versions tests */
+
+/* Versions replace the head; history shows each message once, as its latest
+ * head with its vseq; serials follow the versions, also after a restart. */
+static void test_versions_head(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "c", 1, 3, 0, 0);
+  fill(fx, "a", "d", 1, 1, 0, 0);
+  assert_int_equal(version_wait(fx, "a", "c", 2, 4, 0), 0);
+  assert_int_equal(version_wait(fx, "a", "c", 2, 5, 0), 0);
+  assert_int_equal(version_wait(fx, "a", "c", 1, 6, 0), 0);
+  sw_history_q_t q = q_all("a", "c");
+  expect_heads(fx, &q, HEADS(1, 6, 2, 5, 3, 3));
+  q.forwards = false;
+  expect_heads(fx, &q, HEADS(3, 3, 2, 5, 1, 6));
+  /* Timestamp bounds are on the message's (INSERT's) timestamp. */
+  q = q_all("a", "c");
+  q.start = q.end = 1002;
+  expect_heads(fx, &q, HEADS(2, 5));
+  assert_int_equal(last_seq(fx, "a", "c"), 6);
+  assert_int_equal(last_seq(fx, "a", "d"), 1); /* per channel */
+  sw_history_q_t qd = q_all("a", "d");
+  expect_heads(fx, &qd, HEADS(1, 1));
+  /* An INSERT and versions of it in one call, interleaved with another
+   * channel; the serial is the max of every seq and vseq. */
+  vbufs_t vb[3];
+  char bufs[1][64];
+  recspec_t sp = {"a", "c", 7, 1007, "id7", 0, 0};
+  sw_store_rec_t recs[4];
+  mkrecs(&sp, 1, &recs[0], bufs);
+  recs[1] = ver_rec("a", "c", 7, 8, 0, &vb[0]);
+  recs[2] = ver_rec("a", "d", 1, 2, 0, &vb[1]);
+  recs[3] = ver_rec("a", "c", 7, 10, 0, &vb[2]);
+  assert_int_equal(submit_recs_wait(fx, recs, 4), 0);
+  q = q_all("a", "c");
+  expect_heads(fx, &q, HEADS(1, 6, 2, 5, 3, 3, 7, 10));
+  expect_heads(fx, &qd, HEADS(1, 2));
+  assert_int_equal(last_seq(fx, "a", "c"), 10);
+  assert_int_equal(last_seq(fx, "a", "d"), 2);
+  /* find_by_id gives the head. */
+  sw_store_row_t row;
+  assert_int_equal(store_find_by_id(fx->s, "a", "c", "id7", &row), 1);
+  check_head(&row, "a", "c", 7, 10);
+  free(row.blob);
+  sw_store_stats_t st;
+  store_stats(fx->s, &st);
+  assert_int_equal(st.records, 3 + 1 + 3 + 4);
+  if (!fx->sqlite) return;
+  fx_reopen(fx);
+  assert_int_equal(last_seq(fx, "a", "c"), 10);
+  assert_int_equal(last_seq(fx, "a", "d"), 2);
+  expect_heads(fx, &q, HEADS(1, 6, 2, 5, 3, 3, 7, 10));
+  expect_versions(fx, "a", "c", 2, true, 10, -1, SEQS(4, 5));
+  /* The clash checks know the reopened file has versions: 10 is message
+   * 7's head vseq. */
+  recspec_t clash = {"a", "c", 10, 1010, NULL, 0, 0};
+  assert_int_equal(submit_wait(fx, &clash, 1), -EEXIST);
+  assert_int_equal(version_wait(fx, "a", "c", 3, 11, 0), 0);
+  expect_heads(fx, &q, HEADS(1, 6, 2, 5, 3, 11, 7, 10));
+}
+
+/* by_vseq: bounds and order on the heads' vseq (the replay of "every message
+ * whose head changed after serial S"), with paging. */
+static void test_versions_by_vseq(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "c", 1, 6, 0, 0);
+  assert_int_equal(version_wait(fx, "a", "c", 2, 7, 0), 0);
+  assert_int_equal(version_wait(fx, "a", "c", 4, 8, 0), 0);
+  assert_int_equal(version_wait(fx, "a", "c", 2, 9, 0), 0); /* supersedes 7 */
+  assert_int_equal(version_wait(fx, "a", "c", 5, 10, 0), 0);
+  fill(fx, "a", "c", 11, 11, 0, 0);
+  /* Heads: 1@1 2@9 3@3 4@8 5@10 6@6 11@11. */
+  sw_history_q_t q = q_all("a", "c");
+  q.by_vseq = true;
+  expect_heads(fx, &q, HEADS(1, 1, 3, 3, 6, 6, 4, 8, 2, 9, 5, 10, 11, 11));
+  q.forwards = false;
+  expect_heads(fx, &q, HEADS(11, 11, 5, 10, 2, 9, 4, 8, 6, 6, 3, 3, 1, 1));
+  /* Resume after serial 6: heads changed since, oldest change first. */
+  q = q_all("a", "c");
+  q.by_vseq = true;
+  q.after_seq = 6;
+  expect_heads(fx, &q, HEADS(4, 8, 2, 9, 5, 10, 11, 11));
+  q.after_seq = 7; /* 7 was superseded: message 2 is at 9 now */
+  expect_heads(fx, &q, HEADS(4, 8, 2, 9, 5, 10, 11, 11));
+  q.after_seq = 6;
+  q.before_seq = 10;
+  expect_heads(fx, &q, HEADS(4, 8, 2, 9));
+  q.forwards = false;
+  expect_heads(fx, &q, HEADS(2, 9, 4, 8));
+  q.before_seq = 9;
+  q.after_seq = 2;
+  q.limit = 2;
+  expect_heads(fx, &q, HEADS(4, 8, 6, 6));
+  q.after_seq = 8;
+  q.before_seq = 9;
+  expect_heads(fx, &q, NULL, 0);
+  q.after_seq = 9;
+  expect_heads(fx, &q, NULL, 0);
+  /* Paging forwards by 2 from serial 5. */
+  q = q_all("a", "c");
+  q.by_vseq = true;
+  q.after_seq = 5;
+  q.limit = 2;
+  expect_heads(fx, &q, HEADS(6, 6, 4, 8));
+  q.after_seq = 8;
+  expect_heads(fx, &q, HEADS(2, 9, 5, 10));
+  q.after_seq = 10;
+  expect_heads(fx, &q, HEADS(11, 11));
+  q.after_seq = 11;
+  expect_heads(fx, &q, NULL, 0);
+  /* The other filters still apply: timestamps (the INSERT's), expiry. */
+  q = q_all("a", "c");
+  q.by_vseq = true;
+  q.start = 1004;
+  expect_heads(fx, &q, HEADS(6, 6, 4, 8, 5, 10, 11, 11));
+  fill(fx, "a", "c", 12, 12, 7000, 0);
+  assert_int_equal(version_wait(fx, "a", "c", 12, 13, 0), 0);
+  assert_int_equal(version_wait(fx, "a", "c", 3, 14, 0), 0);
+  q = q_all("a", "c");
+  q.by_vseq = true;
+  q.after_seq = 10;
+  q.now = 6999;
+  expect_heads(fx, &q, HEADS(11, 11, 12, 13, 3, 14));
+  q.now = 7000; /* a version does not extend the message's life */
+  expect_heads(fx, &q, HEADS(11, 11, 3, 14));
+  /* Default mode: bounds and order on seq, one row per message. */
+  q = q_all("a", "c");
+  q.after_seq = 6;
+  expect_heads(fx, &q, HEADS(11, 11, 12, 13));
+  /* 7 is the serial of a superseded version (of message 2): not reusable. */
+  assert_int_equal(version_wait(fx, "a", "c", 6, 7, 0), -EEXIST);
+  expect_get(fx, "a", "c", 6, 6);
+}
+
+static void test_store_get(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "c", 1, 3, 0, 0);
+  expect_get(fx, "a", "c", 2, 2);
+  assert_int_equal(version_wait(fx, "a", "c", 2, 4, 0), 0);
+  expect_get(fx, "a", "c", 2, 4);
+  expect_get(fx, "a", "c", 1, 1);
+  expect_get(fx, "a", "c", 4, -1); /* a version's serial is not a message */
+  expect_get(fx, "a", "c", 9, -1);
+  expect_get(fx, "a", "d", 2, -1);
+  expect_get(fx, "b", "c", 2, -1);
+  /* An empty head round-trips as an empty blob (e.g. a delete). */
+  sw_store_rec_t r = {.app_id = "a", .channel = "c", .op = SW_STORE_VERSION, .seq = 3,
+                      .vseq = 5, .timestamp = 5005};
+  assert_int_equal(submit_recs_wait(fx, &r, 1), 0);
+  sw_store_row_t row = {0};
+  assert_int_equal(store_get(fx->s, "a", "c", 3, &row), 1);
+  assert_int_equal(row.vseq, 5);
+  assert_int_equal(row.timestamp, 1003);
+  assert_int_equal(row.blob_len, 0);
+  assert_null(row.blob);
+  sw_store_rows_t rows;
+  assert_int_equal(store_versions(fx->s, "a", "c", 3, true, 10, -1, &rows), 0);
+  assert_int_equal(rows.n, 1);
+  assert_int_equal(rows.rows[0].vseq, 5);
+  assert_int_equal(rows.rows[0].blob_len, 0);
+  store_rows_free(&rows);
+  assert_int_equal(store_get(fx->s, NULL, "c", 3, &row), -EINVAL);
+  assert_int_equal(store_get(fx->s, "a", "c", 3, NULL), -EINVAL);
+  if (!fx->sqlite) return;
+  fx_reopen(fx);
+  expect_get(fx, "a", "c", 2, 4);
+}
+
+/* store_versions: one message's events in vseq order, paged both ways. */
+static void test_versions_list(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "c", 1, 2, 0, 0);
+  const int64_t evs[][2] = {{1, 3}, {2, 4}, {1, 5}, {1, 7}, {2, 8}, {1, 9}};
+  for (size_t i = 0; i < 6; i++)
+    assert_int_equal(version_wait(fx, "a", "c", evs[i][0], evs[i][1], 0), 0);
+  fill(fx, "a", "c", 10, 10, 0, 0);
+  expect_versions(fx, "a", "c", 1, true, 10, -1, SEQS(3, 5, 7, 9));
+  expect_versions(fx, "a", "c", 2, true, 10, -1, SEQS(4, 8));
+  expect_versions(fx, "a", "c", 1, false, 10, -1, SEQS(9, 7, 5, 3));
+  /* Forwards pages: after_vseq is exclusive. */
+  expect_versions(fx, "a", "c", 1, true, 2, -1, SEQS(3, 5));
+  expect_versions(fx, "a", "c", 1, true, 2, 5, SEQS(7, 9));
+  expect_versions(fx, "a", "c", 1, true, 2, 9, NOVERS);
+  expect_versions(fx, "a", "c", 1, true, 10, 4, SEQS(5, 7, 9)); /* a bound between events */
+  /* Backwards pages: after_vseq is "before_vseq", exclusive. */
+  expect_versions(fx, "a", "c", 1, false, 3, -1, SEQS(9, 7, 5));
+  expect_versions(fx, "a", "c", 1, false, 3, 5, SEQS(3));
+  expect_versions(fx, "a", "c", 1, false, 3, 3, NOVERS);
+  expect_versions(fx, "a", "c", 1, false, 10, 8, SEQS(7, 5, 3));
+  expect_versions(fx, "a", "c", 1, false, 10, 0, NOVERS); /* before 0: nothing */
+  expect_versions(fx, "a", "c", 1, true, 0, -1, NOVERS);  /* limit 0 */
+  expect_versions(fx, "a", "c", 10, true, 10, -1, NOVERS); /* no versions */
+  expect_versions(fx, "a", "c", 99, true, 10, -1, NOVERS); /* no message */
+  expect_versions(fx, "a", "d", 1, true, 10, -1, NOVERS);
+  sw_store_rows_t rows;
+  assert_int_equal(store_versions(fx->s, "a", NULL, 1, true, 10, -1, &rows), -EINVAL);
+  assert_int_equal(store_versions(fx->s, "a", "c", 1, true, 10, -1, NULL), -EINVAL);
+}
+
+/* A VERSION of a missing message fails its submission alone (-ENOENT), as
+ * do versions whose serial clashes (-EEXIST); nothing of a failed
+ * submission is kept, nor raises the serial. */
+static void test_versions_failures(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "c", 1, 3, 0, 0);
+  store_debug_hold(fx->s, true);
+  vbufs_t vb[16];
+  char bufs[4][64];
+  sw_store_rec_t subs[13][2];
+  size_t lens[13];
+  int want[13];
+  int k = 0, v = 0;
+  recspec_t ins4 = {"a", "c", 4, 1004, NULL, 0, 0}, ins7 = {"a", "c", 7, 1007, NULL, 0, 0},
+            ins9 = {"a", "c", 9, 1009, NULL, 0, 0}, ins10 = {"a", "c", 10, 1010, NULL, 0, 0};
+  mkrecs(&ins4, 1, &subs[k][0], &bufs[0]);
+  lens[k] = 1, want[k++] = 0;
+  subs[k][0] = ver_rec("a", "c", 0, 5, 0, &vb[v++]); /* never existed */
+  lens[k] = 1, want[k++] = -ENOENT;
+  subs[k][0] = ver_rec("a", "c", 1, 6, 0, &vb[v++]);
+  lens[k] = 1, want[k++] = 0;
+  mkrecs(&ins7, 1, &subs[k][0], &bufs[1]); /* atomic: 7 is not kept */
+  subs[k][1] = ver_rec("a", "c", 6, 8, 0, &vb[v++]); /* 6: not a message */
+  lens[k] = 2, want[k++] = -ENOENT;
+  subs[k][0] = ver_rec("a", "c", 1, 6, 0, &vb[v++]); /* replayed: not newer than the head */
+  lens[k] = 1, want[k++] = -EEXIST;
+  subs[k][0] = ver_rec("a", "c", 2, 4, 0, &vb[v++]); /* 4 is message 4's serial */
+  lens[k] = 1, want[k++] = -EEXIST;
+  subs[k][0] = ver_rec("a", "c", 2, 9, 0, &vb[v++]);
+  lens[k] = 1, want[k++] = 0;
+  subs[k][0] = ver_rec("a", "c", 3, 6, 0, &vb[v++]); /* 6 is a version of message 1 */
+  lens[k] = 1, want[k++] = -EEXIST;
+  subs[k][0] = ver_rec("a", "c", 2, 8, 0, &vb[v++]); /* unused, but older than the head (9) */
+  lens[k] = 1, want[k++] = -EEXIST;
+  subs[k][0] = ver_rec("a", "c", 3, 12, 0, &vb[v++]); /* applied, then rolled back */
+  subs[k][1] = ver_rec("a", "c", 0, 13, 0, &vb[v++]);
+  lens[k] = 2, want[k++] = -ENOENT;
+  mkrecs(&ins9, 1, &subs[k][0], &bufs[2]); /* 9 is message 2's head vseq */
+  lens[k] = 1, want[k++] = -EEXIST;
+  mkrecs(&ins10, 1, &subs[k][0], &bufs[3]);
+  subs[k][1] = ver_rec("a", "c", 10, 11, 0, &vb[v++]);
+  lens[k] = 2, want[k++] = 0;
+  subs[k][0] = ver_rec("a", "c", 0, 50, 0, &vb[v++]);
+  lens[k] = 1, want[k++] = -ENOENT;
+  for (int i = 0; i < k; i++) {
+    fx->t.slots[i].t = &fx->t;
+    assert_int_equal(store_submit(fx->s, subs[i], lens[i], on_done, &fx->t.slots[i]), 0);
+  }
+  store_debug_hold(fx->s, false);
+  wait_for(fx, &fx->t.done, k);
+  for (int i = 0; i < k; i++) {
+    assert_int_equal(fx->t.slots[i].calls, 1);
+    assert_int_equal(fx->t.slots[i].status, want[i]);
+  }
+  sw_history_q_t q = q_all("a", "c");
+  expect_heads(fx, &q, HEADS(1, 6, 2, 9, 3, 3, 4, 4, 10, 11));
+  expect_versions(fx, "a", "c", 1, true, 10, -1, SEQS(6));
+  expect_versions(fx, "a", "c", 2, true, 10, -1, SEQS(9));
+  expect_versions(fx, "a", "c", 3, true, 10, -1, NOVERS);
+  expect_versions(fx, "a", "c", 10, true, 10, -1, SEQS(11));
+  assert_int_equal(last_seq(fx, "a", "c"), 11); /* not 50 */
+  sw_store_stats_t st;
+  store_stats(fx->s, &st);
+  assert_int_equal(st.failures, 9);
+  /* Refused before queueing (no callback): unknown op, vseq <= seq, a NULL
+   * version blob with a length. */
+  slot_t sl = {.t = &fx->t};
+  sw_store_rec_t bad = ver_rec("a", "c", 1, 20, 0, &vb[v++]);
+  bad.op = (sw_store_op_t)2;
+  assert_int_equal(store_submit(fx->s, &bad, 1, on_done, &sl), -EINVAL);
+  bad = ver_rec("a", "c", 5, 5, 0, &vb[v++]);
+  assert_int_equal(store_submit(fx->s, &bad, 1, on_done, &sl), -EINVAL);
+  bad = ver_rec("a", "c", 1, 20, 0, &vb[v++]);
+  bad.version_blob = NULL;
+  assert_int_equal(store_submit(fx->s, &bad, 1, on_done, &sl), -EINVAL);
+  assert_int_equal(sl.calls, 0);
+  /* An INSERT ignores the version fields. */
+  char ib[1][64];
+  recspec_t ins12 = {"a", "c", 12, 1012, NULL, 0, 0};
+  sw_store_rec_t r;
+  mkrecs(&ins12, 1, &r, ib);
+  r.vseq = 999;
+  r.version_blob = (const uint8_t *)"junk";
+  r.version_blob_len = 4;
+  assert_int_equal(submit_recs_wait(fx, &r, 1), 0);
+  expect_get(fx, "a", "c", 12, 12);
+  expect_versions(fx, "a", "c", 12, true, 10, -1, NOVERS);
+  assert_int_equal(last_seq(fx, "a", "c"), 12);
+}
+
+/* Age and count retention and delete_app take the versions with their
+ * message; a version neither extends a message's life nor counts as one. */
+static void test_versions_retention(void **state) {
+  fx_t *fx = *state;
+  /* Age. */
+  fill(fx, "a", "c", 1, 1, 5000, 0);
+  fill(fx, "a", "c", 2, 2, 0, 0);
+  assert_int_equal(version_wait(fx, "a", "c", 1, 3, 0), 0);
+  assert_int_equal(version_wait(fx, "a", "c", 2, 4, 0), 0);
+  assert_int_equal(version_wait(fx, "a", "c", 1, 5, 0), 0);
+  sw_history_q_t q = q_all("a", "c");
+  q.now = 5000;
+  expect_heads(fx, &q, HEADS(2, 4));
+  q.by_vseq = true;
+  expect_heads(fx, &q, HEADS(2, 4));
+  if (fx->sqlite) assert_int_equal(sqlite_versions_count(fx, "a"), 3);
+  store_prune(fx->s, 5000);
+  barrier(fx);
+  sw_store_stats_t st;
+  store_stats(fx->s, &st);
+  assert_int_equal(st.pruned, 1); /* messages, not versions */
+  expect_get(fx, "a", "c", 1, -1);
+  expect_versions(fx, "a", "c", 1, true, 10, -1, NOVERS);
+  expect_versions(fx, "a", "c", 2, true, 10, -1, SEQS(4));
+  if (fx->sqlite) assert_int_equal(sqlite_versions_count(fx, "a"), 1);
+  assert_int_equal(version_wait(fx, "a", "c", 1, 6, 0), -ENOENT); /* pruned */
+  assert_int_equal(last_seq(fx, "a", "c"), 5);
+  /* The pruned versions' serials are free again in the index (the caller
+   * never reuses serials, but the store must not keep stale entries). */
+  fill(fx, "a", "c", 3, 3, 0, 0);
+  expect_get(fx, "a", "c", 3, 3);
+  assert_int_equal(version_wait(fx, "a", "c", 2, 5, 0), 0);
+  expect_versions(fx, "a", "c", 2, true, 10, -1, SEQS(4, 5));
+
+  /* Count: updates alone push no message out, not even with serials far
+   * beyond keep_count; a new message does, with its versions. */
+  fill(fx, "a", "k", 1, 3, 0, 0);
+  assert_int_equal(version_wait(fx, "a", "k", 1, 4, 0), 0);
+  assert_int_equal(version_wait(fx, "a", "k", 2, 5, 0), 0);
+  assert_int_equal(version_wait(fx, "a", "k", 3, 6, 0), 0);
+  for (int64_t vs = 7; vs <= 20; vs++) assert_int_equal(version_wait(fx, "a", "k", 3, vs, 3), 0);
+  sw_history_q_t qk = q_all("a", "k");
+  expect_heads(fx, &qk, HEADS(1, 4, 2, 5, 3, 20));
+  assert_int_equal(version_wait(fx, "a", "k", 2, 21, 2), 0); /* keep 2: seq <= 3 - 2 goes */
+  expect_heads(fx, &qk, HEADS(2, 21, 3, 20));
+  expect_versions(fx, "a", "k", 1, true, 100, -1, NOVERS);
+  expect_versions(fx, "a", "k", 2, true, 100, -1, SEQS(5, 21));
+  fill(fx, "a", "k", 22, 22, 0, 2); /* seq <= 22 - 2 goes */
+  expect_heads(fx, &qk, HEADS(22, 22));
+  expect_versions(fx, "a", "k", 2, true, 100, -1, NOVERS);
+  expect_versions(fx, "a", "k", 3, true, 100, -1, NOVERS);
+  qk.by_vseq = true;
+  expect_heads(fx, &qk, HEADS(22, 22));
+  /* Nothing of the deleted versions lingers: a message stored again under
+   * seq 2 (below the serial, as the store allows) can take the serial of a
+   * deleted version of the old message 2. */
+  fill(fx, "a", "k", 2, 2, 0, 0);
+  assert_int_equal(version_wait(fx, "a", "k", 2, 21, 0), 0);
+  qk.by_vseq = false;
+  expect_heads(fx, &qk, HEADS(2, 21, 22, 22));
+  expect_versions(fx, "a", "k", 2, true, 100, -1, SEQS(21));
+  fill(fx, "a", "k", 23, 23, 0, 1);
+  expect_heads(fx, &qk, HEADS(23, 23));
+  assert_int_equal(last_seq(fx, "a", "k"), 23);
+  if (fx->sqlite) assert_int_equal(sqlite_versions_count(fx, "a"), 2); /* message 2 of "c" */
+
+  /* delete_app: versions go too; a recreated app starts afresh. */
+  fill(fx, "b", "c", 1, 1, 0, 0);
+  assert_int_equal(version_wait(fx, "b", "c", 1, 2, 0), 0);
+  assert_int_equal(store_delete_app(fx->s, "a"), 0);
+  if (fx->sqlite) {
+    assert_int_equal(sqlite_versions_count(fx, "a"), 0);
+    assert_int_equal(sqlite_versions_count(fx, "b"), 1);
+  }
+  expect_versions(fx, "a", "c", 2, true, 10, -1, NOVERS);
+  expect_get(fx, "a", "c", 2, -1);
+  expect_versions(fx, "b", "c", 1, true, 10, -1, SEQS(2));
+  assert_int_equal(last_seq(fx, "a", "c"), -1);
+  fill(fx, "a", "c", 1, 2, 0, 0);
+  assert_int_equal(version_wait(fx, "a", "c", 2, 4, 0), 0);
+  assert_int_equal(version_wait(fx, "a", "c", 1, 5, 0), 0); /* 5 was used before the delete */
+  q = q_all("a", "c");
+  expect_heads(fx, &q, HEADS(1, 5, 2, 4));
+}
+
+/* Read-your-acks with versions while the commit thread writes: every
+ * callback sees its own version as the head, first in a by_vseq replay. */
+typedef struct vack_ud {
+  fx_t *fx;
+  int64_t vseq;
+  int *done;
+  int *bad;
+} vack_ud_t;
+
+static void on_vack_check(void *ud, int status) {
+  vack_ud_t *a = ud;
+  sw_store_row_t row = {0};
+  if (status != 0 || store_get(a->fx->s, "a", "c", 0, &row) != 1 || row.vseq < a->vseq)
+    (*a->bad)++;
+  free(row.blob);
+  sw_history_q_t q = q_all("a", "c");
+  q.by_vseq = true;
+  q.forwards = false;
+  q.limit = 1;
+  sw_store_rows_t rows;
+  if (store_history(a->fx->s, &q, &rows) != 0 || rows.n != 1 || rows.rows[0].vseq < a->vseq)
+    (*a->bad)++;
+  store_rows_free(&rows);
+  (*a->done)++;
+}
+
+static void test_versions_beside_writes(void **state) {
+  fx_t *fx = *state;
+  enum { N = 500 };
+  fill(fx, "a", "c", 0, 0, 0, 0);
+  vack_ud_t *acks = calloc(N, sizeof *acks);
+  assert_non_null(acks);
+  int done = 0, bad = 0;
+  for (int i = 0; i < N; i++) {
+    /* Each call: a new message 2i+1, then an update of message 0. */
+    int64_t seq = 2 * i + 1;
+    acks[i] = (vack_ud_t){fx, seq + 1, &done, &bad};
+    vbufs_t vb;
+    sw_store_rec_t r[2] = {{.app_id = "a", .channel = "c", .seq = seq, .timestamp = 1000 + seq,
+                            .blob = (const uint8_t *)"m", .blob_len = 1},
+                           ver_rec("a", "c", 0, seq + 1, 0, &vb)};
+    assert_int_equal(store_submit(fx->s, r, 2, on_vack_check, &acks[i]), 0);
+    if (i % 50 == 0) uv_run(&fx->loop, UV_RUN_NOWAIT);
+  }
+  wait_for(fx, &done, N);
+  assert_int_equal(bad, 0);
+  free(acks);
+  sw_history_q_t q = q_all("a", "c");
+  sw_store_rows_t rows;
+  assert_int_equal(store_history(fx->s, &q, &rows), 0);
+  assert_int_equal(rows.n, N + 1);
+  assert_int_equal(rows.rows[0].seq, 0);
+  assert_int_equal(rows.rows[0].vseq, 2 * N);
+  store_rows_free(&rows);
+  expect_versions(fx, "a", "c", 0, false, 2, -1, SEQS(2 * N, 2 * N - 2));
+}
+
+/* The schema as shipped in version 1 (store_sqlite.c before versions). */
+static const char SCHEMA_V1_TEST[] =
+    "CREATE TABLE messages("
+    "  app TEXT NOT NULL, channel TEXT NOT NULL, seq INTEGER NOT NULL,"
+    "  ts INTEGER NOT NULL, msg_id TEXT, expires_at INTEGER NOT NULL DEFAULT 0,"
+    "  blob BLOB NOT NULL,"
+    "  PRIMARY KEY(app, channel, seq)) WITHOUT ROWID;"
+    "CREATE INDEX messages_msg_id ON messages(app, channel, msg_id) WHERE msg_id IS NOT NULL;"
+    "CREATE INDEX messages_expiry ON messages(expires_at) WHERE expires_at != 0;"
+    "CREATE TABLE channel_seq("
+    "  app TEXT NOT NULL, channel TEXT NOT NULL, last_seq INTEGER NOT NULL,"
+    "  PRIMARY KEY(app, channel)) WITHOUT ROWID;"
+    "CREATE TABLE kv("
+    "  ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+    "  PRIMARY KEY(ns, key)) WITHOUT ROWID;"
+    "PRAGMA user_version = 1;";
+
+/* The schema objects of a file, one string (to compare two files). */
+static void schema_dump(const char *path, char *out, size_t cap) {
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db,
+                                      "SELECT type || ' ' || name || ' ' || ifnull(sql, '') "
+                                      "FROM sqlite_schema ORDER BY type, name",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  out[0] = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    size_t l = strlen(out);
+    snprintf(out + l, cap - l, "%s\n", (const char *)sqlite3_column_text(st, 0));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  assert_true(strlen(out) + 1 < cap);
+}
+
+/* A version 1 file (written with the old schema SQL) opens as version 2:
+ * its messages get vseq = seq, serials and kv survive, versions work, and
+ * the upgraded schema is identical to a fresh one. */
+static void test_sqlite_upgrade_v1(void **state) {
+  fx_t *fx = *state;
+  if (!fx->sqlite) {
+    skip();
+    return;
+  }
+  fx_close(fx);
+  char p[160];
+  const char *sfx[] = {"", "-wal", "-shm"};
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s%s", fx->path, sfx[i]);
+    unlink(p);
+  }
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, SCHEMA_V1_TEST, NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(
+      sqlite3_exec(db,
+                   "INSERT INTO messages VALUES('a','c',1,1001,'m1',0,CAST('a/c#1' AS BLOB));"
+                   "INSERT INTO messages VALUES('a','c',2,1002,NULL,0,CAST('a/c#2' AS BLOB));"
+                   "INSERT INTO messages VALUES('a','c',5,1005,NULL,9000,CAST('a/c#5' AS BLOB));"
+                   "INSERT INTO messages VALUES('a','d',1,1001,NULL,0,CAST('a/d#1' AS BLOB));"
+                   "INSERT INTO channel_seq VALUES('a','c',7);"
+                   "INSERT INTO channel_seq VALUES('a','d',1);"
+                   "INSERT INTO kv VALUES('ns1','k','v');",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  sqlite3_close(db);
+
+  fx_open(fx);
+  sw_history_q_t q = q_all("a", "c");
+  expect_heads(fx, &q, HEADS(1, 1, 2, 2, 5, 5));
+  assert_int_equal(last_seq(fx, "a", "c"), 7);
+  kv_expect(fx, "ns1", "k=v;");
+  sw_store_row_t row;
+  assert_int_equal(store_find_by_id(fx->s, "a", "c", "m1", &row), 1);
+  check_head(&row, "a", "c", 1, 1);
+  free(row.blob);
+  assert_int_equal(version_wait(fx, "a", "c", 1, 8, 0), 0);
+  assert_int_equal(version_wait(fx, "a", "c", 9, 10, 0), -ENOENT);
+  assert_int_equal(version_wait(fx, "a", "c", 2, 5, 0), -EEXIST); /* message 5's serial */
+  q.by_vseq = true;
+  q.after_seq = 2;
+  expect_heads(fx, &q, HEADS(5, 5, 1, 8));
+  expect_versions(fx, "a", "c", 1, true, 10, -1, SEQS(8));
+  assert_int_equal(last_seq(fx, "a", "c"), 8);
+  store_prune(fx->s, 9000); /* the upgraded expiry index works */
+  barrier(fx);
+  expect_get(fx, "a", "c", 5, -1);
+  fx_close(fx);
+
+  assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), 2);
+  sqlite3_finalize(st);
+  assert_int_equal(sqlite3_exec(db, "PRAGMA integrity_check", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+
+  /* Same schema as a file created by this build. */
+  char fresh[160];
+  snprintf(fresh, sizeof fresh, "%s/fresh.db", fx->dir);
+  sw_store_opts_t o = {.path = fresh};
+  sw_store_t *s2 = NULL;
+  assert_int_equal(store_open(&fx->loop, &o, &s2), 0);
+  store_close(s2);
+  uv_run(&fx->loop, UV_RUN_DEFAULT);
+  static char a[8192], b[8192];
+  schema_dump(fx->path, a, sizeof a);
+  schema_dump(fresh, b, sizeof b);
+  assert_string_equal(a, b);
+  assert_non_null(strstr(a, "messages_vseq"));
+  assert_non_null(strstr(a, "versions_seq"));
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s%s", fresh, sfx[i]);
+    unlink(p);
+  }
+  fx_open(fx); /* teardown closes it */
 }
 
 #define BOTH(t)                                                   \
@@ -782,6 +1525,14 @@ int main(void) {
       BOTH(test_reads_beside_writes),
       BOTH(test_edge_cases),
       cmocka_unit_test_setup_teardown(test_sqlite_schema, setup_sqlite, teardown),
+      BOTH(test_versions_head),
+      BOTH(test_versions_by_vseq),
+      BOTH(test_store_get),
+      BOTH(test_versions_list),
+      BOTH(test_versions_failures),
+      BOTH(test_versions_retention),
+      BOTH(test_versions_beside_writes),
+      cmocka_unit_test_setup_teardown(test_sqlite_upgrade_v1, setup_sqlite, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
