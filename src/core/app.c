@@ -40,6 +40,7 @@ static int namespace_from_json(sw_namespace_t *ns, const json_t *o, sw_error_t *
   ns->identified = json_flag(o, "identified");
   ns->authenticated = json_flag(o, "authenticated");
   ns->tls_only = json_flag(o, "tlsOnly");
+  ns->cancel_owner_only = json_flag(o, "cancelByTurnOwnerOnly");
   ns->retention_ms = json_int_or(o, "retentionSeconds", -1);
   ns->retention_ms = ns->retention_ms >= 0 ? ns->retention_ms * 1000
                      : ns->persisted       ? SW_PERSISTED_RETENTION_MS

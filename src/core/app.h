@@ -40,6 +40,7 @@ typedef struct sw_namespace {
   bool identified;      /* only identified clients (40161) */
   bool authenticated;   /* no anonymous/basic-less access (tokens or keys) */
   bool tls_only;
+  bool cancel_owner_only; /* cancelByTurnOwnerOnly (core/ai_turns.h) */
   int64_t retention_ms; /* age retention */
   int64_t keep_count;   /* count retention, 0 = unlimited */
 } sw_namespace_t;

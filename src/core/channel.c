@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ai_turns.h"
 #include "core/conn.h"
+#include "core/mutation.h"
 #include "core/presence.h"
 #include "core/serial.h"
 #include "core/server.h"
@@ -67,6 +69,8 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
     free(r);
   }
   presence_free(ch);
+  mutation_channel_free(ch);
+  ai_turns_free(ch);
   HASH_DEL(srv->channels, ch);
   free(ch->hkey);
   free(ch);
@@ -152,14 +156,21 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
   free(live);
 }
 
-static void notify(pub_t *p, const sw_error_t *err) {
-  if (p->who.rest_sock) {
-    rest_publish_done(p->who.rest_sock, (sw_format_t)p->who.rest_format, p->who.rest_keep_alive,
-                      p->ch->name, err, p->serials, p->n);
-  } else if (p->conn_id[0]) {
-    sw_conn_t *c = conn_find(p->srv, p->conn_id);
-    if (c) conn_publish_done(c, p->who.msg_serial, err, p->serials, p->n);
+void channel_notify(sw_server_t *srv, const sw_publisher_t *who, const char *channel, const sw_error_t *err,
+                    char **serials, size_t n) {
+  if (who->rest_sock) {
+    rest_publish_done(who->rest_sock, (sw_format_t)who->rest_format, who->rest_keep_alive, who->rest_version,
+                      channel, err, serials, n);
+  } else if (who->conn_id) {
+    sw_conn_t *c = conn_find(srv, who->conn_id);
+    if (c) conn_publish_done(c, who->msg_serial, err, serials, n);
   }
+}
+
+static void notify(pub_t *p, const sw_error_t *err) {
+  sw_publisher_t who = p->who;
+  who.conn_id = p->conn_id[0] ? p->conn_id : NULL;
+  channel_notify(p->srv, &who, p->ch->name, err, p->serials, p->n);
 }
 
 static void on_stored(void *ud, int status) {
@@ -219,6 +230,17 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
 
   srv = p->srv = ch->srv;
 
+  /* The cancelByTurnOwnerOnly rule: an ai-cancel only from the turn's owner. */
+  for (size_t i = 0; ch->ns->cancel_owner_only && i < n; i++) {
+    sw_msg_t *m = &p->msgs[i];
+    if (m->name && strcmp(m->name, "ai-cancel") == 0 && who->principal &&
+        ai_turns_check_cancel(ch, who->principal, m, err)) {
+      pub_free(p);
+      p = NULL;
+      goto fail;
+    }
+  }
+  for (size_t i = 0; ch->ns->cancel_owner_only && i < n; i++) ai_turns_observe(ch, &p->msgs[i]);
   int64_t now = clock_now_ms();
   size_t nrec = 0;
   int64_t first_seq = ch->last_seq + 1;
@@ -301,13 +323,22 @@ fail:
   return -1;
 }
 
-/* Sends stored messages after_seq < seq <= durable_seq to c, one MESSAGE
- * each, so every message carries its own channelSerial (RTL15b). */
-static void replay(sw_channel_t *ch, sw_attach_t *a, int64_t after_seq, int64_t start_ms,
-                   int64_t last_n) {
+/* Sends stored messages to a newly attached client, one MESSAGE each:
+ *  - resume (after_seq >= 0): every head whose latest version is after
+ *    after_seq, in version order, each with its version's serial as the
+ *    channelSerial (RTL15b), so the client continues exactly there;
+ *  - rewind: the last N messages, or those since start_ms, by serial.
+ * Only what is durable (<= durable_seq) is read; live delivery continues
+ * after it. Sets a->from_seq: the seq after which the client holds every
+ * message (mutation.c converts appends to older ones into full updates). */
+static void replay(sw_channel_t *ch, sw_attach_t *a, int64_t after_seq, int64_t start_ms, int64_t last_n) {
   sw_conn_t *c = a->conn;
   sw_store_t *st = c->srv->store;
   int64_t now = clock_now_ms();
+  bool resume = after_seq >= 0;
+  if (resume) a->from_seq = after_seq;
+  char attach_serial[SW_SERIAL_LEN + 1];
+  serial_format(ch->durable_seq, attach_serial);
   if (last_n > 0) {
     /* Find the seq before the last N stored messages. */
     sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = -1,
@@ -318,20 +349,28 @@ static void replay(sw_channel_t *ch, sw_attach_t *a, int64_t after_seq, int64_t 
     else after_seq = ch->durable_seq;
     store_rows_free(&rows);
   }
+  bool first = true;
   for (;;) {
     sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = after_seq,
                         .before_seq = ch->durable_seq + 1, .start = start_ms, .end = INT64_MAX,
-                        .forwards = true, .limit = REPLAY_PAGE, .now = now};
+                        .forwards = true, .limit = REPLAY_PAGE, .now = now, .by_vseq = resume};
     sw_store_rows_t rows = {0};
     if (store_history(st, &q, &rows)) break;
     for (size_t i = 0; i < rows.n && c->sock; i++) {
+      const sw_store_row_t *row = &rows.rows[i];
       sw_msg_t msg = {0};
-      after_seq = rows.rows[i].seq;
-      if (codec_msg_from_blob(rows.rows[i].blob, rows.rows[i].blob_len, &msg)) continue;
+      after_seq = resume ? row->vseq : row->seq;
+      if (!resume && first) a->from_seq = row->seq - 1;
+      first = false;
+      if (codec_msg_from_blob(row->blob, row->blob_len, &msg)) continue;
+      /* A head is the message in full. */
+      mutation_mark_full(a, row->seq);
       if (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0) {
+        char vserial[SW_SERIAL_LEN + 1];
+        serial_format(row->vseq, vserial);
         sw_pmsg_t m = {.action = SW_ACTION_MESSAGE,
                        .channel = a->wire_name ? a->wire_name : (char *)ch->name,
-                       .channel_serial = msg.serial,
+                       .channel_serial = resume ? vserial : attach_serial,
                        .timestamp = msg.timestamp,
                        .connection_id = msg.connection_id,
                        .messages = &msg,
@@ -391,6 +430,8 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
                  .params = req->params};
   conn_send_pmsg(c, &m);
   a->delivering = true;
+  a->from_seq = ch->durable_seq;
+  mutation_attach_free(a);
   if (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) presence_sync(ch, a);
   if (replaying && (a->modes & SW_MODE_SUBSCRIBE)) replay(ch, a, after, start_ms, last_n);
   return 0;
@@ -405,6 +446,7 @@ void channel_detach(sw_attach_t *a) {
   else ch->subs = a->next;
   if (a->next) a->next->prev = a->prev;
   ch->n_subs--;
+  mutation_attach_free(a);
   free(a->wire_name);
   free(a);
 }

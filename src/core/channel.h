@@ -43,6 +43,9 @@ typedef struct sw_channel {
   struct sw_member *members;  /* presence set (core/presence.c) */
   size_t n_members;
   int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
+  struct sw_head *heads;      /* heads being changed (core/mutation.c) */
+  struct sw_turn *turns;      /* AI turn owners (core/ai_turns.c) */
+  size_t n_heads;
   UT_hash_handle hh;
 } sw_channel_t;
 
@@ -52,6 +55,8 @@ typedef struct sw_attach {
   uint32_t modes;
   bool delivering; /* attached on the current transport */
   char *wire_name;  /* the name the client attached with, if not ch->name */
+  int64_t from_seq; /* the client holds messages after this seq (live or replayed) */
+  struct sw_seen *full_sent; /* older messages it was since sent in full */
   struct sw_attach *prev, *next;
   UT_hash_handle hh; /* in conn->attachments, keyed by ch pointer */
 } sw_attach_t;
@@ -67,6 +72,8 @@ typedef struct sw_publisher {
   sw_sock_t *rest_sock; /* REST: socket to answer (referenced) */
   int rest_format;
   bool rest_keep_alive;
+  bool rest_version;    /* REST mutation: answer {versionSerial} */
+  const struct sw_principal *principal; /* the publisher's credentials (during the call only) */
 } sw_publisher_t;
 
 /* Publishes msgs (ownership of the array and its contents moves to the
@@ -90,6 +97,11 @@ typedef struct sw_attach_req {
 int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req);
 void channel_detach(sw_attach_t *a);
 
+
+/* Tells a publisher the outcome of its publish (ACK/NACK or the REST
+ * response); serials are those of the messages (or version) published. */
+void channel_notify(sw_server_t *srv, const sw_publisher_t *who, const char *channel, const sw_error_t *err,
+                    char **serials, size_t n);
 
 /* Sends m, encoded once per wire format, to every delivering attachment
  * whose modes include one of mode_mask, except skip_conn_id's connection

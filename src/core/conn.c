@@ -8,6 +8,7 @@
 #include "auth/channel_name.h"
 #include "auth/key_auth.h"
 #include "core/channel.h"
+#include "core/mutation.h"
 #include "core/presence.h"
 #include "core/server.h"
 #include "core/sock.h"
@@ -595,6 +596,23 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
   if (!ch) goto fail;
   sw_attach_t *a = NULL;
   HASH_FIND_PTR(c->attachments, &ch, a);
+  if (m->n_messages == 1 && m->messages[0].action > 0) {
+    /* RTL32: an update, delete or append of an earlier message; its own
+     * capabilities (message-update/delete-own/any) apply, not publish. */
+    sw_msg_t *msg = &m->messages[0];
+    if (msg_size(msg) > (size_t)c->srv->cfg->limits.max_message_size) {
+      errors_set(&err, SW_E_MESSAGE_TOO_LARGE, "message size exceeds maxMessageSize");
+      goto fail;
+    }
+    free(msg->connection_id);
+    msg->connection_id = strdup(c->id);
+    if (msg->extras) json_object_del(msg->extras, "userClaim");
+    sw_publisher_t who = {.conn_id = c->id, .msg_serial = serial};
+    sw_msg_t one = *msg;
+    memset(msg, 0, sizeof *msg);
+    if (mutation_apply(ch, &c->auth, c->client_id, &one, &who, &err)) goto fail;
+    return;
+  }
   if (!cap_allows(c->auth.cap, ch->name, SW_OP_PUBLISH)) {
     errors_set(&err, SW_E_CAPABILITY_DENIED, "unable to publish: permission denied; channel = %.200s", ch->name);
     goto fail;
@@ -613,10 +631,7 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
     sw_msg_t *msg = &m->messages[i];
     total += msg_size(msg);
     if (msg->action > 0) {
-      if (!ch->ns->mutable_messages)
-        errors_set(&err, SW_E_MUTABLE_NOT_ENABLED, "message updates, deletes and appends are not enabled on this channel");
-      else
-        errors_set(&err, SW_E_BAD_REQUEST, "message action %d is not supported yet", msg->action);
+      errors_set(&err, SW_E_BAD_REQUEST, "a message update, delete or append must be published alone");
       goto fail;
     }
     if (principal_check_message_client_id(&c->auth, c->client_id, &msg->client_id, &err)) goto fail;
@@ -636,7 +651,7 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
                (long long)c->srv->cfg->limits.max_message_size);
     goto fail;
   }
-  sw_publisher_t who = {.conn_id = c->id, .msg_serial = serial};
+  sw_publisher_t who = {.conn_id = c->id, .msg_serial = serial, .principal = &c->auth};
   sw_msg_t *msgs = m->messages;
   size_t n = m->n_messages;
   m->messages = NULL;

@@ -167,6 +167,8 @@ int principal_from_token(sw_server_t *srv, const char *tok, size_t n, sw_princip
   int rc;
   if (token_looks_like(tok, n)) rc = from_ably_token(srv, tok, n, now, p, err);
   else if (jwt_looks_like(tok, n)) rc = from_jwt(srv, tok, n, now, false, p, err);
+  /* Dotted but not three segments: a JWT with a segment missing or a JWE. */
+  else if (memchr(tok, '.', n)) rc = errors_set(err, 40144, "invalid JWT: expected header.claims.signature");
   else rc = errors_set(err, 40143, "token not recognised");
   if (rc == 0 && p->client_id && !*p->client_id) rc = errors_set(err, SW_E_INVALID_CLIENT_ID, "empty clientId in token");
   if (rc == 0 && principal_revoked(srv, p, now, err)) rc = -1;

@@ -83,7 +83,12 @@ static void request_token(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fm
                           .capability = canonical,
                           .client_id = tr.client_id,
                           .revocable = key->revocable};
-  snprintf(info.key_name, sizeof info.key_name, "%s", key_name);
+  size_t kl = strlen(key_name);
+  if (kl >= sizeof info.key_name) {
+    errors_set(&err, SW_E_INVALID_CREDENTIAL, "key name too long for a token");
+    goto fail;
+  }
+  memcpy(info.key_name, key_name, kl + 1);
   token = canonical ? token_mint(srv->token_secret, &info) : NULL;
   if (!token) {
     errors_set(&err, SW_E_INTERNAL, "token could not be issued");

@@ -12,6 +12,7 @@
 #include "auth/key_auth.h"
 #include "auth/token.h"
 #include "core/conn.h"
+#include "core/mutation.h"
 #include "core/presence.h"
 #include "core/principal.h"
 #include "proto/textenc.h"
@@ -123,7 +124,13 @@ static int bearer_token(const sw_slice_t *v, char *out, size_t cap) {
     out[v->n] = '\0';
     return (int)v->n;
   }
-  return (int)b64_into(v->p, v->n, out, cap);
+  ssize_t n = b64_into(v->p, v->n, out, cap);
+  if (n >= 0) return (int)n;
+  /* Not base64 either: pass it on raw, so the token checks say what is wrong. */
+  if (v->n >= cap) return -1;
+  memcpy(out, v->p, v->n);
+  out[v->n] = '\0';
+  return (int)v->n;
 }
 
 /* RSA11 Basic auth, Bearer tokens (RSA3), the key / access_token query
@@ -251,15 +258,23 @@ static void publish(route_ctx_t *r, sw_channel_t *ch) {
     rest_error(r->s, r->fmt, &err, r->keep_alive);
     return;
   }
-  sw_publisher_t who = {.rest_sock = r->s, .rest_format = r->fmt, .rest_keep_alive = r->keep_alive};
+  sw_publisher_t who = {.rest_sock = r->s, .rest_format = r->fmt, .rest_keep_alive = r->keep_alive,
+                        .principal = &r->p};
   if (channel_publish(ch, msgs, n, &who, &err)) rest_error(r->s, r->fmt, &err, r->keep_alive);
 }
 
-void rest_publish_done(sw_sock_t *s, sw_format_t fmt, bool keep_alive, const char *channel,
+void rest_publish_done(sw_sock_t *s, sw_format_t fmt, bool keep_alive, bool version, const char *channel,
                        const sw_error_t *err, char **serials, size_t n) {
   if (s->closing) return;
   if (err && err->code) {
     rest_error(s, fmt, err, keep_alive);
+    return;
+  }
+  if (version) {
+    /* RSL15: an update/delete/append answers with its version serial. */
+    json_t *v = json_pack("{s:s?}", "versionSerial", n ? serials[0] : NULL);
+    rest_reply_value(s, 200, fmt, v, keep_alive, NULL);
+    json_decref(v);
     return;
   }
   json_t *arr = json_array();
@@ -347,6 +362,104 @@ static void history(route_ctx_t *r, const char *name) {
   buf_free(&body);
   buf_free(&links);
   buf_free(&base);
+}
+
+/* RSL11: one message by serial, as its latest head. */
+static void message_get(route_ctx_t *r, const char *name, const char *serial) {
+  sw_error_t err = {0};
+  int64_t seq;
+  if (!cap_allows(r->p.cap, name, SW_OP_HISTORY)) {
+    errors_set(&err, SW_E_CAPABILITY_DENIED, "history denied; channel = %.200s", name);
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  sw_store_row_t row = {0};
+  sw_msg_t msg = {0};
+  if (serial_parse(serial, strlen(serial), &seq) || store_get(r->s->srv->store, r->app->id, name, seq, &row) != 1 ||
+      codec_msg_from_blob(row.blob, row.blob_len, &msg)) {
+    free(row.blob);
+    errors_set(&err, SW_E_NOT_FOUND, "no message with serial %.32s", serial);
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  sw_buf_t body = {0};
+  codec_encode_msg(r->fmt, &msg, &body);
+  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, NULL);
+  buf_free(&body);
+  msg_clear(&msg);
+  free(row.blob);
+}
+
+/* RSL14: the versions of a message (its update/delete/append events). */
+static void message_versions(route_ctx_t *r, const char *name, const char *serial) {
+  sw_error_t err = {0};
+  int64_t seq, cursor = -1;
+  bool bad = false;
+  int64_t limit = query_int(r->req, "limit", HISTORY_DEFAULT_LIMIT, &bad);
+  char dir[16], cur[32];
+  if (url_query_get(r->req->query, "direction", dir, sizeof dir) < 0) strcpy(dir, "backwards");
+  bool forwards = strcmp(dir, "forwards") == 0;
+  if (url_query_get(r->req->query, "cursor", cur, sizeof cur) >= 0 && serial_parse(cur, strlen(cur), &cursor)) bad = true;
+  if (!cap_allows(r->p.cap, name, SW_OP_HISTORY)) {
+    errors_set(&err, SW_E_CAPABILITY_DENIED, "history denied; channel = %.200s", name);
+  } else if (bad || limit < 1 || limit > HISTORY_MAX_LIMIT || (!forwards && strcmp(dir, "backwards"))) {
+    errors_set(&err, SW_E_INVALID_PARAM, "invalid parameters (limit 1..%d, direction forwards|backwards)", HISTORY_MAX_LIMIT);
+  } else if (serial_parse(serial, strlen(serial), &seq)) {
+    errors_set(&err, SW_E_NOT_FOUND, "no message with serial %.32s", serial);
+  }
+  sw_store_rows_t rows = {0};
+  if (!err.code && store_versions(r->s->srv->store, r->app->id, name, seq, forwards, (size_t)limit + 1, cursor, &rows))
+    errors_set(&err, SW_E_INTERNAL, "versions could not be read");
+  if (err.code) {
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  bool more = rows.n > (size_t)limit;
+  size_t n = more ? (size_t)limit : rows.n, got = 0;
+  sw_msg_t *msgs = calloc(n ? n : 1, sizeof *msgs);
+  for (size_t i = 0; msgs && i < n; i++)
+    if (codec_msg_from_blob(rows.rows[i].blob, rows.rows[i].blob_len, &msgs[got]) == 0) got++;
+  sw_buf_t body = {0}, links = {0};
+  codec_encode_msgs(r->fmt, msgs, got, &body);
+  buf_printf(&links, "Link: <./versions?limit=%lld&direction=%s>; rel=\"first\"", (long long)limit, dir);
+  if (more) {
+    char c[SW_SERIAL_LEN + 1];
+    serial_format(rows.rows[n - 1].vseq, c);
+    buf_printf(&links, ", <./versions?limit=%lld&direction=%s&cursor=%s>; rel=\"next\"", (long long)limit, dir, c);
+  }
+  buf_append_str(&links, "\r\n");
+  buf_append_byte(&links, 0);
+  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, (const char *)links.data);
+  for (size_t i = 0; i < got; i++) msg_clear(&msgs[i]);
+  free(msgs);
+  buf_free(&body);
+  buf_free(&links);
+  store_rows_free(&rows);
+}
+
+/* RSL15: PATCH a message: update, delete or append (the body's action). */
+static void message_patch(route_ctx_t *r, sw_channel_t *ch, const char *serial) {
+  sw_error_t err = {0};
+  sw_msg_t *msgs = NULL;
+  size_t n = 0;
+  if (codec_decode_msgs(body_format(r->req), (const uint8_t *)r->req->body.p, r->req->body.n, &msgs, &n, &err)) {
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  if (n != 1 || msgs[0].action <= 0) {
+    for (size_t i = 0; i < n; i++) msg_clear(&msgs[i]);
+    free(msgs);
+    errors_set(&err, SW_E_BAD_REQUEST, "PATCH takes one message with action message.update, message.delete or message.append");
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  sw_msg_t one = msgs[0];
+  free(msgs);
+  free(one.serial);
+  one.serial = strdup(serial);
+  if (one.extras) json_object_del(one.extras, "userClaim");
+  sw_publisher_t who = {.rest_sock = r->s, .rest_format = r->fmt, .rest_keep_alive = r->keep_alive, .rest_version = true};
+  if (mutation_apply(ch, &r->p, r->client_id, &one, &who, &err)) rest_error(r->s, r->fmt, &err, r->keep_alive);
 }
 
 /* RSP3: the current members, optionally filtered by clientId/connectionId. */
@@ -549,6 +662,30 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
     publish(&r, ch);
   } else if (slice_eq(rest, "/messages") && req->method == HTTP_GET) {
     history(&r, r.channel);
+  } else if (rest.n > 10 && memcmp(rest.p, "/messages/", 10) == 0) {
+    /* /messages/{serial} and /messages/{serial}/versions */
+    char serial[64];
+    const char *sp = rest.p + 10, *se = rest.p + rest.n;
+    const char *slash = memchr(sp, '/', (size_t)(se - sp));
+    sw_slice_t tail = {slash ? slash : se, slash ? (size_t)(se - slash) : 0};
+    if (url_decode(sp, (size_t)((slash ? slash : se) - sp), serial, sizeof serial, false) <= 0) {
+      errors_set(&err, SW_E_NOT_FOUND, "no such message");
+      rest_error(s, r.fmt, &err, r.keep_alive);
+    } else if (tail.n == 0 && req->method == HTTP_GET) {
+      message_get(&r, r.channel, serial);
+    } else if (slice_eq(tail, "/versions") && req->method == HTTP_GET) {
+      message_versions(&r, r.channel, serial);
+    } else if (tail.n == 0 && req->method == HTTP_PATCH) {
+      sw_channel_t *ch = channel_get(s->srv, r.app, r.channel);
+      if (ch) message_patch(&r, ch, serial);
+      else {
+        errors_set(&err, SW_E_INTERNAL, "out of memory");
+        rest_error(s, r.fmt, &err, r.keep_alive);
+      }
+    } else {
+      errors_set(&err, SW_E_NOT_FOUND, "no such resource");
+      rest_error(s, r.fmt, &err, r.keep_alive);
+    }
   } else if (slice_eq(rest, "/presence") && req->method == HTTP_GET) {
     presence_get(&r, r.channel);
   } else if (slice_eq(rest, "/presence/history") && req->method == HTTP_GET) {

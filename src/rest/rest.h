@@ -20,7 +20,7 @@ int rest_authenticate(sw_sock_t *s, const struct sw_http_req *req, sw_principal_
 void rest_handle(sw_sock_t *s, const struct sw_http_req *req);
 
 /* Answers a REST publish once it is durable (or failed). */
-void rest_publish_done(sw_sock_t *s, sw_format_t fmt, bool keep_alive, const char *channel,
+void rest_publish_done(sw_sock_t *s, sw_format_t fmt, bool keep_alive, bool version, const char *channel,
                        const sw_error_t *err, char **serials, size_t n);
 
 /* Writes a response with an encoded body (NULL for none) and the CORS and

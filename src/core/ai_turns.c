@@ -1,0 +1,107 @@
+#include "core/ai_turns.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/channel.h"
+#include "core/server.h"
+#include "proto/codec.h"
+#include "store/store.h"
+#include "util/clock.h"
+
+static const char *header(const sw_msg_t *m, const char *name) {
+  json_t *t = json_object_get(json_object_get(m->extras, "ai"), "transport");
+  return json_string_value(json_object_get(t, name));
+}
+
+static void remember(sw_channel_t *ch, const char *prefix, const char *id, const char *owner) {
+  if (!id || !owner || !*id) return;
+  size_t n = strlen(prefix) + strlen(id) + 1;
+  char *key = malloc(n);
+  if (!key) return;
+  snprintf(key, n, "%s%s", prefix, id);
+  sw_turn_t *t = NULL;
+  HASH_FIND_STR(ch->turns, key, t);
+  if (t) {
+    free(key);
+    return; /* the first owner stays */
+  }
+  if (HASH_COUNT(ch->turns) >= SW_AI_TURNS_MAX) {
+    sw_turn_t *old = ch->turns; /* insertion order: the oldest */
+    HASH_DEL(ch->turns, old);
+    free(old->key);
+    free(old->owner);
+    free(old);
+  }
+  t = calloc(1, sizeof *t);
+  if (!t || !(t->owner = strdup(owner))) {
+    free(t);
+    free(key);
+    return;
+  }
+  t->key = key;
+  HASH_ADD_KEYPTR(hh, ch->turns, t->key, strlen(t->key), t);
+}
+
+void ai_turns_observe(sw_channel_t *ch, const sw_msg_t *m) {
+  if (!m->name || !m->extras) return;
+  if (strcmp(m->name, "ai-run-start") == 0) {
+    const char *owner = header(m, "run-client-id");
+    remember(ch, "r:", header(m, "run-id"), owner);
+    /* A run also names the input that started it. */
+    remember(ch, "i:", header(m, "input-codec-message-id"), owner);
+  } else if (strcmp(m->name, "ai-input") == 0) {
+    remember(ch, "i:", header(m, "codec-message-id"), m->client_id);
+  }
+}
+
+static const char *owner_of(sw_channel_t *ch, const char *prefix, const char *id) {
+  if (!id) return NULL;
+  char key[512];
+  snprintf(key, sizeof key, "%s%s", prefix, id);
+  sw_turn_t *t = NULL;
+  HASH_FIND_STR(ch->turns, key, t);
+  return t ? t->owner : NULL;
+}
+
+/* Learns turns from recent durable history (after a restart, or when the
+ * channel was unloaded). */
+static void scan_history(sw_channel_t *ch) {
+  sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = -1,
+                      .before_seq = ch->durable_seq + 1, .start = 0, .end = INT64_MAX,
+                      .forwards = false, .limit = SW_AI_TURNS_SCAN, .now = clock_now_ms()};
+  sw_store_rows_t rows = {0};
+  if (store_history(ch->srv->store, &q, &rows)) return;
+  /* Oldest first, so eviction keeps the newest. */
+  for (size_t i = rows.n; i-- > 0;) {
+    sw_msg_t m = {0};
+    if (codec_msg_from_blob(rows.rows[i].blob, rows.rows[i].blob_len, &m) == 0) ai_turns_observe(ch, &m);
+    msg_clear(&m);
+  }
+  store_rows_free(&rows);
+}
+
+int ai_turns_check_cancel(sw_channel_t *ch, const sw_principal_t *p, const sw_msg_t *m, sw_error_t *err) {
+  if (cap_allows(p->cap, ch->name, SW_OP_MESSAGE_UPDATE_ANY)) return 0;
+  const char *run = header(m, "run-id"), *input = header(m, "input-codec-message-id");
+  const char *owner = owner_of(ch, "r:", run);
+  if (!owner) owner = owner_of(ch, "i:", input);
+  if (!owner) {
+    scan_history(ch);
+    owner = owner_of(ch, "r:", run);
+    if (!owner) owner = owner_of(ch, "i:", input);
+  }
+  if (owner && m->client_id && strcmp(owner, m->client_id) == 0) return 0;
+  return errors_set(err, SW_E_CAPABILITY_DENIED, owner ? "only the owner of a turn may cancel it"
+                                                       : "cancel refused: the turn is unknown");
+}
+
+void ai_turns_free(sw_channel_t *ch) {
+  sw_turn_t *t, *tmp;
+  HASH_ITER(hh, ch->turns, t, tmp) {
+    HASH_DEL(ch->turns, t);
+    free(t->key);
+    free(t->owner);
+    free(t);
+  }
+}

@@ -1,0 +1,356 @@
+#include "core/mutation.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/conn.h"
+#include "core/serial.h"
+#include "core/server.h"
+#include "core/sock.h"
+#include "proto/codec.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* Heads kept per channel beyond those with versions in flight. */
+#define MAX_HEADS 256
+
+void mutation_mark_full(sw_attach_t *a, int64_t seq) {
+  if (seq > a->from_seq) return; /* it holds those anyway */
+  sw_seen_t *s = NULL;
+  HASH_FIND(hh, a->full_sent, &seq, sizeof seq, s);
+  if (s || !(s = calloc(1, sizeof *s))) return;
+  s->seq = seq;
+  HASH_ADD(hh, a->full_sent, seq, sizeof s->seq, s);
+}
+
+static bool holds_full(sw_attach_t *a, int64_t seq) {
+  if (seq > a->from_seq) return true;
+  sw_seen_t *s = NULL;
+  HASH_FIND(hh, a->full_sent, &seq, sizeof seq, s);
+  return s != NULL;
+}
+
+void mutation_attach_free(sw_attach_t *a) {
+  sw_seen_t *s, *tmp;
+  HASH_ITER(hh, a->full_sent, s, tmp) {
+    HASH_DEL(a->full_sent, s);
+    free(s);
+  }
+}
+
+static void head_free(sw_head_t *h) {
+  msg_clear(&h->msg);
+  free(h);
+}
+
+void mutation_channel_free(sw_channel_t *ch) {
+  sw_head_t *h, *tmp;
+  HASH_ITER(hh, ch->heads, h, tmp) {
+    HASH_DEL(ch->heads, h);
+    head_free(h);
+  }
+  ch->n_heads = 0;
+}
+
+/* The current head of message seq: from memory (it may have versions not
+ * yet durable), else from storage. NULL if there is no such message. */
+static sw_head_t *head_get(sw_channel_t *ch, int64_t seq) {
+  sw_head_t *h = NULL;
+  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  if (h) return h;
+  sw_store_row_t row = {0};
+  if (store_get(ch->srv->store, ch->app->id, ch->name, seq, &row) != 1) return NULL;
+  h = calloc(1, sizeof *h);
+  if (h && codec_msg_from_blob(row.blob, row.blob_len, &h->msg) == 0) {
+    h->seq = seq;
+    /* Oldest first in uthash order: evict those without versions in flight. */
+    if (ch->n_heads >= MAX_HEADS) {
+      sw_head_t *e, *tmp;
+      HASH_ITER(hh, ch->heads, e, tmp) {
+        if (ch->n_heads < MAX_HEADS) break;
+        if (e->pending) continue;
+        HASH_DEL(ch->heads, e);
+        head_free(e);
+        ch->n_heads--;
+      }
+    }
+    HASH_ADD(hh, ch->heads, seq, sizeof h->seq, h);
+    ch->n_heads++;
+  } else {
+    free(h);
+    h = NULL;
+  }
+  free(row.blob);
+  return h;
+}
+
+typedef struct version {
+  sw_channel_t *ch;
+  int64_t seq, vseq;
+  sw_msg_t event;   /* what live subscribers get, owned */
+  sw_msg_t head;    /* the head after this version, owned (for conversions) */
+  char serial[SW_SERIAL_LEN + 1];
+  sw_publisher_t who;
+  char conn_id[SW_CONN_ID_LEN + 1];
+} version_t;
+
+static void version_free(version_t *v) {
+  msg_clear(&v->event);
+  msg_clear(&v->head);
+  if (v->who.rest_sock) sock_unref(v->who.rest_sock);
+  free(v);
+}
+
+/* Live delivery: each subscriber gets the event, except that one which
+ * does not hold the message in full gets the whole head instead. */
+static void broadcast(version_t *v) {
+  sw_channel_t *ch = v->ch;
+  sw_pmsg_t ev = {.action = SW_ACTION_MESSAGE,
+                  .channel = (char *)ch->name,
+                  .channel_serial = v->serial,
+                  .timestamp = v->event.timestamp,
+                  .messages = &v->event,
+                  .n_messages = 1};
+  sw_pmsg_t full = ev;
+  full.messages = &v->head;
+  sw_frame_t *frames[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [full][fmt] */
+  for (sw_attach_t *a = ch->subs; a; a = a->next) {
+    sw_conn_t *c = a->conn;
+    if (!a->delivering || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
+    if (!c->echo && v->conn_id[0] && strcmp(c->id, v->conn_id) == 0) continue;
+    bool whole = v->event.action == SW_MSG_APPEND && !holds_full(a, v->seq);
+    if (whole) mutation_mark_full(a, v->seq);
+    const sw_pmsg_t *m = whole ? &full : &ev;
+    if (a->wire_name) {
+      sw_pmsg_t own = *m;
+      own.channel = a->wire_name;
+      sw_frame_t *f = pmsg_frame(c->fmt, &own);
+      if (f) conn_send_frame(c, f);
+      frame_unref(f);
+      continue;
+    }
+    sw_frame_t **slot = &frames[whole][c->fmt];
+    if (!*slot) *slot = pmsg_frame(c->fmt, m);
+    if (*slot) conn_send_frame(c, *slot);
+  }
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 2; j++) frame_unref(frames[i][j]);
+}
+
+static void on_stored(void *ud, int status) {
+  version_t *v = ud;
+  sw_channel_t *ch = v->ch;
+  ch->pending--;
+  sw_head_t *h = NULL;
+  HASH_FIND(hh, ch->heads, &v->seq, sizeof v->seq, h);
+  if (h && h->pending) h->pending--;
+  sw_error_t err = {0};
+  if (status == 0) {
+    if (v->vseq > ch->durable_seq) ch->durable_seq = v->vseq;
+    broadcast(v);
+  } else {
+    errors_set(&err, status == -ENOENT ? SW_E_NOT_FOUND : SW_E_INTERNAL, "message version could not be stored");
+    log_error("version storage failed on %s: %d", ch->name, status);
+    /* The in-memory head ran ahead of storage: forget it. */
+    if (h) {
+      HASH_DEL(ch->heads, h);
+      head_free(h);
+      ch->n_heads--;
+    }
+  }
+  char *serials[1] = {v->serial};
+  sw_publisher_t who = v->who;
+  who.conn_id = v->conn_id[0] ? v->conn_id : NULL;
+  channel_notify(ch->srv, &who, ch->name, status ? &err : NULL, serials, 1);
+  version_free(v);
+}
+
+/* The operation (version) fields a client may set: description, metadata;
+ * the server sets serial, timestamp and clientId (TM2s). */
+static json_t *make_version(const sw_msg_t *msg, const char *serial, int64_t now, const char *client_id) {
+  json_t *v = json_object();
+  if (!v) return NULL;
+  json_object_set_new(v, "serial", json_string(serial));
+  json_object_set_new(v, "timestamp", json_integer(now));
+  if (client_id) json_object_set_new(v, "clientId", json_string(client_id));
+  if (msg->version) {
+    json_t *d = json_object_get(msg->version, "description");
+    json_t *m = json_object_get(msg->version, "metadata");
+    if (json_is_string(d)) json_object_set(v, "description", d);
+    if (json_is_object(m)) json_object_set(v, "metadata", m);
+  }
+  return v;
+}
+
+static int append_data(sw_data_t *dst, const sw_data_t *add, sw_error_t *err) {
+  if (add->kind == SW_DATA_NONE) return 0;
+  if (dst->kind != SW_DATA_NONE && dst->kind != add->kind)
+    return errors_set(err, SW_E_INVALID_MESSAGE_DATA, "an append must have the same data type as the message");
+  uint8_t *p = realloc(dst->bytes, dst->len + add->len + 1);
+  if (!p) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  memcpy(p + dst->len, add->bytes, add->len);
+  dst->bytes = p;
+  dst->len += add->len;
+  dst->bytes[dst->len] = '\0';
+  dst->kind = add->kind;
+  return 0;
+}
+
+/* Takes a message field from src when src has it (TM5 update semantics). */
+#define TAKE(field)            \
+  if (src->field) {            \
+    free(dst->field);          \
+    dst->field = src->field;   \
+    src->field = NULL;         \
+  }
+
+int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vserial, int64_t now,
+                  const char *actor, sw_error_t *err) {
+  memset(event, 0, sizeof *event);
+  json_t *version = make_version(msg, vserial, now, actor);
+  if (!version) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  json_decref(head->version);
+  head->version = version;
+  sw_msg_t *dst = head, *src = msg;
+  if (msg->action == SW_MSG_APPEND) {
+    if (append_data(&dst->data, &src->data, err)) return -1;
+    if (src->extras) { /* the latest headers (e.g. a stream's status) win */
+      json_decref(dst->extras);
+      dst->extras = src->extras;
+      src->extras = NULL;
+    }
+    dst->action = SW_MSG_UPDATE;
+    /* The event is the fragment alone, with the message's identity. */
+    event->action = SW_MSG_APPEND;
+    event->data = msg->data;
+    memset(&msg->data, 0, sizeof msg->data);
+    event->extras = dst->extras ? json_deep_copy(dst->extras) : NULL;
+    event->version = json_deep_copy(version);
+    event->serial = dst->serial ? strdup(dst->serial) : NULL;
+    event->id = dst->id ? strdup(dst->id) : NULL;
+    event->client_id = dst->client_id ? strdup(dst->client_id) : NULL;
+    event->connection_id = msg->connection_id ? strdup(msg->connection_id) : NULL;
+    event->timestamp = now;
+    return 0;
+  }
+  if (msg->action == SW_MSG_UPDATE) {
+    TAKE(name);
+    TAKE(encoding);
+    TAKE(extras);
+    if (src->data.kind != SW_DATA_NONE) {
+      data_clear(&dst->data);
+      dst->data = src->data;
+      memset(&src->data, 0, sizeof src->data);
+    }
+  } else {
+    /* A deleted message keeps its identity, not its content. */
+    data_clear(&dst->data);
+    free(dst->encoding);
+    dst->encoding = NULL;
+  }
+  dst->action = msg->action;
+  if (msg_copy(event, dst)) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  event->timestamp = now;
+  return 0;
+}
+
+static int authorise(const sw_principal_t *p, const char *caller, const sw_channel_t *ch, const sw_msg_t *head,
+                     int action, sw_error_t *err) {
+  uint32_t ops = cap_ops_for_channel(p->cap, ch->name);
+  bool del = action == SW_MSG_DELETE;
+  uint32_t any = 1u << (del ? SW_OP_MESSAGE_DELETE_ANY : SW_OP_MESSAGE_UPDATE_ANY);
+  uint32_t own = 1u << (del ? SW_OP_MESSAGE_DELETE_OWN : SW_OP_MESSAGE_UPDATE_OWN);
+  if (ops & any) return 0;
+  if (ops & own) {
+    if (!caller || strcmp(caller, "*") == 0)
+      return errors_set(err, 40166, "an unidentified client cannot %s its own messages", del ? "delete" : "update");
+    if (head->client_id && strcmp(head->client_id, caller) == 0) return 0;
+    return errors_set(err, SW_E_CAPABILITY_DENIED, "only the publisher of a message may %s it",
+                      del ? "delete" : "update");
+  }
+  return errors_set(err, SW_E_CAPABILITY_DENIED, "%s denied; channel = %.200s",
+                    del ? "message delete" : "message update", ch->name);
+}
+
+int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller_client_id, sw_msg_t *msg,
+                   const sw_publisher_t *who, sw_error_t *err) {
+  version_t *v = NULL;
+  sw_buf_t blobs = {0};
+  int rc = -1;
+  int64_t seq;
+  if (!ch->ns->mutable_messages) {
+    errors_set(err, SW_E_MUTABLE_NOT_ENABLED,
+               "message updates, deletes and appends are not enabled on this channel (mutableMessages)");
+    goto out;
+  }
+  if (msg->action != SW_MSG_UPDATE && msg->action != SW_MSG_DELETE && msg->action != SW_MSG_APPEND) {
+    errors_set(err, SW_E_BAD_REQUEST, "message action %d cannot be published", msg->action);
+    goto out;
+  }
+  if (!msg->serial || serial_parse(msg->serial, strlen(msg->serial), &seq) || seq < 1 || seq > ch->last_seq) {
+    errors_set(err, SW_E_NOT_FOUND, "no message with serial %.32s", msg->serial ? msg->serial : "(none)");
+    goto out;
+  }
+  sw_head_t *h = head_get(ch, seq);
+  if (!h) {
+    errors_set(err, SW_E_NOT_FOUND, "no message with serial %.32s", msg->serial);
+    goto out;
+  }
+  if (h->msg.action == SW_MSG_DELETE) {
+    errors_set(err, SW_E_BAD_REQUEST, "message %.32s was deleted", msg->serial);
+    goto out;
+  }
+  if (authorise(p, caller_client_id, ch, &h->msg, msg->action, err)) goto out;
+
+  v = calloc(1, sizeof *v);
+  if (!v) goto oom;
+  v->ch = ch;
+  v->seq = seq;
+  v->who = *who;
+  if (who->conn_id) snprintf(v->conn_id, sizeof v->conn_id, "%s", who->conn_id);
+  if (who->rest_sock) sock_ref(who->rest_sock);
+  int64_t now = clock_now_ms();
+  v->vseq = ch->last_seq + 1;
+  serial_format(v->vseq, v->serial);
+  const char *actor = caller_client_id && strcmp(caller_client_id, "*") ? caller_client_id : msg->client_id;
+  if (msg_copy(&v->head, &h->msg)) goto oom;
+  if (mutation_fold(&v->head, &v->event, msg, v->serial, now, actor, err)) goto out;
+
+  /* Persist: the new head replaces the stored one; the event is its version. */
+  size_t head_len;
+  if (codec_msg_to_blob(&v->head, &blobs)) goto oom;
+  head_len = blobs.len;
+  if (codec_msg_to_blob(&v->event, &blobs)) goto oom;
+  sw_store_rec_t rec = {.app_id = ch->app->id,
+                        .channel = ch->name,
+                        .seq = seq,
+                        .timestamp = now,
+                        .op = SW_STORE_VERSION,
+                        .vseq = v->vseq,
+                        .blob = blobs.data,
+                        .blob_len = head_len,
+                        .version_blob = blobs.data + head_len,
+                        .version_blob_len = blobs.len - head_len};
+  ch->pending++;
+  if (store_submit(ch->srv->store, &rec, 1, on_stored, v)) {
+    ch->pending--;
+    errors_set(err, SW_E_INTERNAL, "storage unavailable");
+    goto out;
+  }
+  ch->last_seq = v->vseq;
+  /* The head in memory runs ahead of storage until the version is durable. */
+  msg_clear(&h->msg);
+  msg_copy(&h->msg, &v->head);
+  h->pending++;
+  v = NULL;
+  rc = 0;
+  goto out;
+oom:
+  errors_set(err, SW_E_INTERNAL, "out of memory");
+out:
+  if (v) version_free(v);
+  msg_clear(msg);
+  buf_free(&blobs);
+  return rc;
+}

@@ -1,0 +1,71 @@
+/* mutation.h: message updates, deletes and appends (TM5 actions
+ * message.update 1, message.delete 2, message.append 5; RSL15, RTL32).
+ *
+ * A message (its serial = the seq of its create) gets versions; each version
+ * has its own serial (the next channel seq), so channelSerial continuity and
+ * resume cover them like any message. The server keeps one head per message:
+ * the aggregated latest state (for appends, the concatenated data, action
+ * message.update). Live subscribers get each event as it comes: an update or
+ * delete with the whole new head, an append with just its fragment; a client
+ * that attached after the message was created gets its first append as a
+ * full-contents message.update instead, so it never sees a fragment of a
+ * message it does not hold. History, rewind and resume serve heads. */
+#ifndef SW_CORE_MUTATION_H
+#define SW_CORE_MUTATION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "core/channel.h"
+#include "core/principal.h"
+#include "proto/pmsg.h"
+
+/* TM5 message actions. */
+enum {
+  SW_MSG_CREATE = 0,
+  SW_MSG_UPDATE = 1,
+  SW_MSG_DELETE = 2,
+  SW_MSG_META = 3,
+  SW_MSG_SUMMARY = 4,
+  SW_MSG_APPEND = 5,
+};
+
+/* A head kept in memory while it is being changed (channel->heads). */
+typedef struct sw_head {
+  int64_t seq;
+  sw_msg_t msg;    /* the aggregated head, owned */
+  unsigned pending; /* versions not yet durable: never evicted meanwhile */
+  UT_hash_handle hh;
+} sw_head_t;
+
+/* A serial an attachment already holds in full (sw_attach.full_sent). */
+typedef struct sw_seen {
+  int64_t seq;
+  UT_hash_handle hh;
+} sw_seen_t;
+
+/* Applies msg (action update, delete or append, msg->serial naming the
+ * target) from a caller acting as caller_client_id with principal p.
+ * Checks the namespace rule (93002), the target (40400), the capability
+ * (message-update-own/any, message-delete-own/any: 40160; only -own and no
+ * identity: 40166). On success the version is persisted, then broadcast, and
+ * the publisher told its version serial. msg is consumed either way.
+ * Returns 0, or -1 with err. */
+int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller_client_id, sw_msg_t *msg,
+                   const sw_publisher_t *who, sw_error_t *err);
+
+/* The pure part: folds request msg (action update/delete/append) into
+ * head (the message's current head, modified in place) and fills event with
+ * what live subscribers get. vserial is the version's serial, actor the
+ * clientId recorded in the version. Consumes the parts of msg it keeps.
+ * 0, or -1 with err (40013: an append of another data type). */
+int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vserial, int64_t now,
+                  const char *actor, sw_error_t *err);
+
+/* Remembers that attachment a holds message seq in full. */
+void mutation_mark_full(sw_attach_t *a, int64_t seq);
+void mutation_attach_free(sw_attach_t *a);
+void mutation_channel_free(sw_channel_t *ch);
+
+#endif

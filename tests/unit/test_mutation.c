@@ -1,0 +1,160 @@
+/* Unit tests for message versions (core/mutation.c: mutation_fold):
+ * append aggregation, update/delete semantics and version serial order. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/mutation.h"
+#include "core/serial.h"
+
+static void set_data(sw_msg_t *m, const char *s) {
+  m->data.kind = SW_DATA_STRING;
+  m->data.len = strlen(s);
+  m->data.bytes = (uint8_t *)strdup(s);
+}
+
+static sw_msg_t make_head(const char *data) {
+  sw_msg_t h = {0};
+  h.action = SW_MSG_CREATE;
+  h.id = strdup("conn:0:0");
+  h.serial = strdup("0000000000000001");
+  h.client_id = strdup("agent");
+  h.name = strdup("answer");
+  set_data(&h, data);
+  return h;
+}
+
+static sw_msg_t request(int action, const char *data) {
+  sw_msg_t r = {0};
+  r.action = action;
+  r.serial = strdup("0000000000000001");
+  if (data) set_data(&r, data);
+  return r;
+}
+
+static const char *version_serial(const sw_msg_t *m) {
+  return json_string_value(json_object_get(m->version, "serial"));
+}
+
+/* Appends concatenate into the head, which becomes message.update; each
+ * event is the fragment alone, as message.append, with the head's serial. */
+static void appends_aggregate(void **state) {
+  sw_msg_t head = make_head("Hel");
+  const char *parts[] = {"lo", ", ", "world"};
+  char vs[SW_SERIAL_LEN + 1];
+  for (int i = 0; i < 3; i++) {
+    sw_msg_t req = request(SW_MSG_APPEND, parts[i]), ev;
+    sw_error_t err = {0};
+    serial_format(2 + i, vs);
+    assert_int_equal(mutation_fold(&head, &ev, &req, vs, 1000 + i, "agent", &err), 0);
+    assert_int_equal(ev.action, SW_MSG_APPEND);
+    assert_string_equal((char *)ev.data.bytes, parts[i]);
+    assert_string_equal(ev.serial, "0000000000000001");
+    assert_string_equal(version_serial(&ev), vs);
+    assert_true(ev.timestamp == 1000 + i);
+    msg_clear(&ev);
+    msg_clear(&req);
+  }
+  assert_int_equal(head.action, SW_MSG_UPDATE);
+  assert_string_equal((char *)head.data.bytes, "Hello, world");
+  assert_int_equal(head.data.len, strlen("Hello, world"));
+  assert_string_equal(head.serial, "0000000000000001"); /* the message keeps its serial */
+  assert_string_equal(head.name, "answer");
+  assert_string_equal(version_serial(&head), "0000000000000004");
+  assert_string_equal(json_string_value(json_object_get(head.version, "clientId")), "agent");
+  msg_clear(&head);
+}
+
+/* The latest extras (a stream's status header) replace the head's. */
+static void append_takes_latest_extras(void **state) {
+  sw_msg_t head = make_head("a"), ev;
+  head.extras = json_pack("{s:{s:{s:s}}}", "ai", "transport", "status", "streaming");
+  sw_msg_t req = request(SW_MSG_APPEND, "b");
+  req.extras = json_pack("{s:{s:{s:s}}}", "ai", "transport", "status", "complete");
+  sw_error_t err = {0};
+  assert_int_equal(mutation_fold(&head, &ev, &req, "0000000000000002", 5, "agent", &err), 0);
+  json_t *st = json_object_get(json_object_get(json_object_get(head.extras, "ai"), "transport"), "status");
+  assert_string_equal(json_string_value(st), "complete");
+  msg_clear(&ev);
+  msg_clear(&req);
+  msg_clear(&head);
+}
+
+/* An append must keep the data type: binary onto a string is refused. */
+static void append_type_mismatch(void **state) {
+  sw_msg_t head = make_head("text"), ev;
+  sw_msg_t req = request(SW_MSG_APPEND, NULL);
+  req.data.kind = SW_DATA_BINARY;
+  req.data.bytes = malloc(3);
+  memcpy(req.data.bytes, "\x01\x02", 3);
+  req.data.len = 2;
+  sw_error_t err = {0};
+  assert_int_equal(mutation_fold(&head, &ev, &req, "0000000000000002", 5, "agent", &err), -1);
+  assert_int_equal(err.code, SW_E_INVALID_MESSAGE_DATA);
+  assert_string_equal((char *)head.data.bytes, "text");
+  msg_clear(&ev);
+  msg_clear(&req);
+  msg_clear(&head);
+}
+
+/* An update replaces the fields it names and keeps the others; the event is
+ * the whole new head. */
+static void update_replaces(void **state) {
+  sw_msg_t head = make_head("old"), ev;
+  sw_msg_t req = request(SW_MSG_UPDATE, "new");
+  req.version = json_pack("{s:s, s:{s:s}}", "description", "typo", "metadata", "k", "v");
+  sw_error_t err = {0};
+  assert_int_equal(mutation_fold(&head, &ev, &req, "0000000000000009", 7, "editor", &err), 0);
+  assert_int_equal(head.action, SW_MSG_UPDATE);
+  assert_string_equal((char *)head.data.bytes, "new");
+  assert_string_equal(head.name, "answer");
+  assert_string_equal(json_string_value(json_object_get(head.version, "description")), "typo");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(head.version, "metadata"), "k")), "v");
+  assert_int_equal(ev.action, SW_MSG_UPDATE);
+  assert_string_equal((char *)ev.data.bytes, "new");
+  assert_string_equal(version_serial(&ev), "0000000000000009");
+  msg_clear(&ev);
+  msg_clear(&req);
+  msg_clear(&head);
+}
+
+/* A delete drops the content, keeps the identity. */
+static void delete_clears(void **state) {
+  sw_msg_t head = make_head("secret"), ev;
+  sw_msg_t req = request(SW_MSG_DELETE, NULL);
+  sw_error_t err = {0};
+  assert_int_equal(mutation_fold(&head, &ev, &req, "0000000000000003", 7, "mod", &err), 0);
+  assert_int_equal(head.action, SW_MSG_DELETE);
+  assert_int_equal(head.data.kind, SW_DATA_NONE);
+  assert_string_equal(head.serial, "0000000000000001");
+  assert_string_equal(head.id, "conn:0:0");
+  assert_int_equal(ev.action, SW_MSG_DELETE);
+  msg_clear(&ev);
+  msg_clear(&req);
+  msg_clear(&head);
+}
+
+/* Version serials are channel serials: later versions sort after earlier
+ * ones as strings, which is how @ably/ai-transport orders them. */
+static void version_serials_order(void **state) {
+  char a[SW_SERIAL_LEN + 1], b[SW_SERIAL_LEN + 1];
+  for (int64_t s = 1; s < 70000; s += 97) {
+    serial_format(s, a);
+    serial_format(s + 1, b);
+    assert_true(strcmp(a, b) < 0);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(appends_aggregate),  cmocka_unit_test(append_takes_latest_extras),
+      cmocka_unit_test(append_type_mismatch), cmocka_unit_test(update_replaces),
+      cmocka_unit_test(delete_clears),      cmocka_unit_test(version_serials_order),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
