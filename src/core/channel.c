@@ -215,6 +215,12 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
   sw_buf_t blobs = {0};
   size_t *offs = NULL;
   if (!p) goto oom;
+  if (!ch->srv->store) {
+    free(p);
+    p = NULL;
+    errors_set(err, SW_E_INTERNAL, "server shutting down");
+    goto fail;
+  }
   p->msgs = msgs;
   p->n = n;
   msgs = NULL; /* owned by p from here */

@@ -112,7 +112,8 @@ static int persist(sw_channel_t *ch, sw_presence_t *events, size_t n, const char
   size_t *offs = calloc(n + 1, sizeof *offs);
   char key[1100];
   int rc = -1;
-  if (!p || !recs || !offs) goto out;
+  /* After shutdown (storage closed) leaves are not recorded. */
+  if (!p || !recs || !offs || !srv->store) goto out;
   p->ch = ch;
   p->events = events;
   p->n = n;
