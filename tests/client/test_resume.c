@@ -1,0 +1,246 @@
+/* test_resume.c: the socket is cut under the library (shutdown(2) on its
+ * fd) while messages flow; the client reconnects with resume=<key>, keeps
+ * its connectionId (RTN15c6), re-attaches with its channelSerial (RTL4c1)
+ * and resends unacknowledged publishes with their msgSerial (RTN19a2):
+ * nothing is lost, nothing is duplicated, in history either. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+typedef struct chan_log {
+  int attached, resumed;
+} chan_log_t;
+
+static void chan_state(sw_channel_t *ch, sw_channel_state_t prev, sw_channel_state_t cur, const sw_errinfo_t *reason,
+                       bool resumed, void *ud) {
+  chan_log_t *l = ud;
+  (void)ch;
+  (void)prev;
+  (void)reason;
+  if (cur == SW_CHANNEL_ATTACHED) {
+    l->attached++;
+    if (resumed) l->resumed++;
+  }
+}
+
+typedef struct wait_n {
+  recv_log_t *r;
+  size_t n;
+} wait_n_t;
+
+static bool received_n(void *arg) {
+  wait_n_t *w = arg;
+  return w->r->msgs && json_array_size(w->r->msgs) >= w->n;
+}
+
+typedef struct all_wait {
+  recv_log_t *r;
+  flow_t *f;
+  int total;
+} all_wait_t;
+
+static bool all_through(void *arg) {
+  all_wait_t *w = arg;
+  return w->f->acks.acked + w->f->acks.nacked >= w->total && w->r->msgs &&
+         json_array_size(w->r->msgs) >= (size_t)w->total;
+}
+
+typedef struct pages {
+  bool done;
+  sw_errinfo_t err;
+  json_t *datas;
+} pages_t;
+
+static void on_page(sw_client_t *c, const sw_errinfo_t *err, sw_history_page_t *pg, void *ud) {
+  pages_t *p = ud;
+  (void)c;
+  if (err) {
+    p->err = *err;
+    p->done = true;
+    return;
+  }
+  for (size_t i = 0; i < sw_history_page_count(pg); i++)
+    json_array_append_new(p->datas, json_string((const char *)sw_history_page_item(pg, i)->data));
+  if (sw_history_page_has_next(pg)) assert_int_equal(sw_history_page_next(pg, on_page, p), 0);
+  else p->done = true;
+  sw_history_page_free(pg);
+}
+
+/* History, oldest first, holds exactly the sequence. */
+static void assert_history(tctx_t *t, sw_channel_t *ch, int total) {
+  pages_t p = {.datas = json_array()};
+  sw_history_params_t hp = {.forwards = true, .limit = 100};
+  assert_int_equal(sw_channel_history(ch, &hp, on_page, &p), 0);
+  assert_true(run_until(&t->loop, &p.done, 10000));
+  assert_int_equal(p.err.code, 0);
+  recv_log_t as_recv = {.msgs = json_array()};
+  for (size_t i = 0; i < json_array_size(p.datas); i++) {
+    json_t *o = json_object();
+    json_object_set(o, "data", json_array_get(p.datas, i));
+    json_array_append_new(as_recv.msgs, o);
+  }
+  assert_sequence(&as_recv, total);
+  json_decref(as_recv.msgs);
+  json_decref(p.datas);
+}
+
+static void cut(sw_client_t *c) {
+  int fd = sw_client_fileno(c);
+  assert_true(fd >= 0);
+  assert_int_equal(shutdown(fd, SHUT_RDWR), 0);
+}
+
+static void resume_while_flowing(void **state, int format, bool cut_sub, bool cut_pub) {
+  tctx_t t;
+  tctx_init(&t, *state, NULL);
+  sw_options_t o;
+  test_options(&o, &t.env->srv, &t.loop, format);
+  o.key = t.key;
+  state_log_t ls = {0}, lp = {0};
+  sw_client_t *sub = tclient(&t, &o, &ls);
+  sw_client_t *pub = tclient(&t, &o, &lp);
+  assert_true(run_until(&t.loop, &ls.connected, 5000));
+  assert_true(run_until(&t.loop, &lp.connected, 5000));
+  char *sub_id = strdup(sw_client_connection_id(sub)), *pub_id = strdup(sw_client_connection_id(pub));
+
+  recv_log_t r = {0};
+  chan_log_t cl = {0};
+  sw_channel_t *sch = sw_client_channel(sub, "resume");
+  sw_channel_on_state(sch, chan_state, &cl);
+  assert_true(sw_channel_subscribe(sch, NULL, recv_cb, &r) > 0);
+  done_log_t d = {0};
+  assert_int_equal(sw_channel_attach(sch, done_cb, &d), 0);
+  assert_true(run_until(&t.loop, &d.done, 5000));
+
+  /* 600 messages, 10 every 5 ms: plenty in flight when the cuts happen. */
+  const int total = 600;
+  flow_t f;
+  flow_start(&f, &t.loop, sw_client_channel(pub, "resume"), total, 5, 10);
+  wait_n_t w = {&r, 100};
+  assert_true(run_until_fn(&t.loop, received_n, &w, 10000));
+  if (cut_sub) cut(sub);
+  if (cut_pub) cut(pub);
+  w.n = 300;
+  assert_true(run_until_fn(&t.loop, received_n, &w, 10000));
+  if (cut_pub) cut(pub); /* again, mid-flow */
+  all_wait_t aw = {&r, &f, total};
+  assert_true(run_until_fn(&t.loop, all_through, &aw, 20000));
+  run_for(&t.loop, 300);
+  assert_int_equal(f.acks.acked, total);
+  assert_int_equal(f.acks.nacked, 0);
+  assert_sequence(&r, total);
+  /* Every ACK serial is distinct: no message was published twice. */
+  json_t *seen = json_object();
+  for (size_t i = 0; i < json_array_size(f.acks.serials); i++) {
+    const char *s = json_string_value(json_array_get(f.acks.serials, i));
+    assert_non_null(s);
+    assert_null(json_object_get(seen, s));
+    json_object_set_new(seen, s, json_true());
+  }
+  json_decref(seen);
+  /* Same connections, resumed; the channel re-attached with RESUMED. */
+  assert_string_equal(sw_client_connection_id(sub), sub_id);
+  assert_string_equal(sw_client_connection_id(pub), pub_id);
+  if (cut_sub) {
+    assert_true(ls.resumed_count >= 1);
+    assert_true(cl.resumed >= 1);
+    assert_int_equal(ls.last_reason.code, SW_ERR_DISCONNECTED);
+  }
+  if (cut_pub) assert_true(lp.resumed_count >= 2);
+  assert_history(&t, sch, total);
+  free(sub_id);
+  free(pub_id);
+  flow_stop(&f);
+  json_decref(r.msgs);
+  tclose(&t, pub, &lp);
+  tclose(&t, sub, &ls);
+  tctx_done(&t);
+}
+
+static void test_resume_subscriber_json(void **state) {
+  resume_while_flowing(state, SW_FORMAT_JSON, true, false);
+}
+
+static void test_resume_subscriber_msgpack(void **state) {
+  resume_while_flowing(state, SW_FORMAT_MSGPACK, true, false);
+}
+
+static void test_resume_publisher_msgpack(void **state) {
+  resume_while_flowing(state, SW_FORMAT_MSGPACK, false, true);
+}
+
+static void test_resume_both_json(void **state) {
+  resume_while_flowing(state, SW_FORMAT_JSON, true, true);
+}
+
+/* While the server is unreachable the client backs off and keeps its
+ * publishes queued; it connects once the server is back. */
+static void test_reconnect_backoff(void **state) {
+  test_env_t *env = *state;
+  tctx_t t;
+  memset(&t, 0, sizeof t);
+  assert_int_equal(uv_loop_init(&t.loop), 0);
+  t.env = env;
+  sw_options_t o;
+  test_options(&o, &env->srv, &t.loop, SW_FORMAT_JSON);
+  o.port = 1; /* nothing listens there */
+  o.key = "app.key:secret";
+  o.disconnected_retry_ms = 100;
+  state_log_t l = {0};
+  sw_client_t *c = tclient(&t, &o, &l);
+  ack_log_t a = {0};
+  assert_int_equal(sw_channel_publish(sw_client_channel(c, "q"), NULL, "queued", ack_cb, &a), 0);
+  run_for(&t.loop, 1000);
+  int disconnected = 0;
+  for (int i = 0; i < l.n; i++)
+    if (l.states[i] == SW_CONN_DISCONNECTED) {
+      disconnected++;
+      assert_int_equal(l.reasons[i].code, SW_ERR_CONNECTION_FAILED);
+    }
+  assert_true(disconnected >= 3); /* ~100, 133, 166, 200 ms... (RTB1) */
+  assert_true(disconnected <= 12);
+  assert_int_equal(a.acked + a.nacked, 0); /* still queued */
+  tclose(&t, c, &l);
+  assert_int_equal(a.nacked, 1); /* closing fails it (80017) */
+  assert_int_equal(a.last_err.code, SW_ERR_CONNECTION_CLOSED);
+  json_decref(a.serials);
+  for (int i = 0; i < 1000 && uv_run(&t.loop, UV_RUN_NOWAIT); i++) {
+  }
+  assert_int_equal(uv_loop_close(&t.loop), 0);
+}
+
+static int group_setup(void **state) {
+  test_env_t *env = *state;
+  return server_start(env->bin, &env->srv);
+}
+
+int main(int argc, char **argv) {
+  test_env_t env = {.bin = argc > 1 ? argv[1] : "build/switchboard"};
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_prestate(test_resume_subscriber_json, &env),
+      cmocka_unit_test_prestate(test_resume_subscriber_msgpack, &env),
+      cmocka_unit_test_prestate(test_resume_publisher_msgpack, &env),
+      cmocka_unit_test_prestate(test_resume_both_json, &env),
+      cmocka_unit_test_prestate(test_reconnect_backoff, &env),
+  };
+  void *st = &env;
+  if (group_setup(&st)) {
+    fprintf(stderr, "could not start the server %s\n", env.bin);
+    return 1;
+  }
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  if (server_stop(&env.srv) != 0) {
+    fprintf(stderr, "the server did not shut down cleanly\n");
+    failed++;
+  }
+  return failed;
+}
