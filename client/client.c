@@ -259,8 +259,10 @@ static void ws_on_close(void *ud, int code) {
     swc_set_error(&e, SW_ERR_CONNECTION_FAILED, 503, "WebSocket handshake with %s:%d failed", c->host, c->port);
   else if (code == SWC_WS_PROTOCOL_ERROR)
     swc_set_error(&e, SW_ERR_DISCONNECTED, 503, "WebSocket protocol error");
+  else if (code == 0)
+    swc_set_error(&e, SW_ERR_DISCONNECTED, 503, "the connection was closed (end of stream)");
   else
-    swc_set_error(&e, SW_ERR_DISCONNECTED, 503, "connection closed by the server (%d)", code);
+    swc_set_error(&e, SW_ERR_DISCONNECTED, 503, "the server closed the WebSocket (code %d)", code);
   on_transport_lost(c, &e);
 }
 
