@@ -216,23 +216,29 @@ export async function createApp(server, body = APP_BODY) {
  * authenticates a session cookie (`sid`) and answers an Ably JWT (HS256, kid =
  * keyName) with `x-ably-clientId` = the user and `x-ably-capability` scoped to
  * `<namespace>:<userId>` (publish, subscribe, history, presence).
- * `login(userId)` returns a cookie for that user.
+ * `login(userId, {share})` returns a cookie for that user; `share` adds
+ * resources (e.g. another user's conversation shared with them) with the same
+ * operations, or with the operations given (`{resource: [ops]}`).
  */
+export const USER_OPS = ['publish', 'subscribe', 'history', 'presence'];
+
 export async function startTokenEndpoint(app, { ttlSeconds = 3600 } = {}) {
   const sessions = new Map();
   const issued = [];
   const srv = nodeHttp.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     const sid = /(?:^|;\s*)sid=([^;]+)/.exec(req.headers.cookie || '')?.[1];
-    const userId = sid && sessions.get(sid);
+    const sess = sid && sessions.get(sid);
+    const userId = sess?.userId;
     if (url.pathname !== '/api/ably-token' || !userId) {
       res.writeHead(401, { 'content-type': 'text/plain', connection: 'close' }).end('not logged in');
       return;
     }
     const capability = {};
     for (const ns of ['conversations', 'guarded', 'plain']) {
-      capability[`${ns}:${userId}`] = ['publish', 'subscribe', 'history', 'presence'];
+      capability[`${ns}:${userId}`] = USER_OPS;
     }
+    for (const [resource, ops] of Object.entries(sess.share)) capability[resource] = ops;
     const token = jwt.sign(
       { 'x-ably-capability': JSON.stringify(capability), 'x-ably-clientId': userId },
       app.keySecret,
@@ -246,9 +252,10 @@ export async function startTokenEndpoint(app, { ttlSeconds = 3600 } = {}) {
   return {
     url,
     issued,
-    login(userId) {
+    login(userId, { share = [] } = {}) {
       const sid = uniqueId('sid');
-      sessions.set(sid, userId);
+      const shared = Array.isArray(share) ? Object.fromEntries(share.map((r) => [r, USER_OPS])) : share;
+      sessions.set(sid, { userId, share: shared });
       return `sid=${sid}`;
     },
     close: () =>
@@ -460,7 +467,10 @@ export async function runAgent(agentRealtime, invocationJson, { answer, delayMs 
     const result = await run.pipe(source());
     record.pipeReason = result.reason;
     if (result.error) record.errors.push(result.error);
-    await run.end(result.reason === 'error' ? { reason: 'error' } : { reason: result.reason });
+    // A cancel that lands before the first output ends the source early; the
+    // run is still a cancelled one.
+    const reason = signal.aborted ? 'cancelled' : result.reason;
+    await run.end(reason === 'error' ? { reason: 'error' } : { reason });
     record.status = run.status;
     return record;
   } finally {
