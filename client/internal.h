@@ -112,7 +112,7 @@ typedef struct swc_call swc_call_t;
 struct swc_call {
   swc_call_t *next;
   void (*fn)(sw_client_t *c, swc_call_t *call); /* runs it; the call is freed after */
-  void (*drop)(swc_call_t *call);               /* frees what it holds when not run; may be NULL */
+  void (*drop)(swc_call_t *call);               /* frees what it holds, run or not; may be NULL */
   sw_channel_t *ch;                             /* a reference, released after */
   void *cb, *ud, *ptr;
   sw_errinfo_t err;

@@ -126,7 +126,7 @@ void swc_defer_run_all(sw_client_t *c) {
     swc_call_t *call = batch;
     batch = call->next;
     if (!c->freeing) call->fn(c, call);
-    else if (call->drop) call->drop(call);
+    if (call->drop) call->drop(call);
     call_free(call);
   }
 }
