@@ -399,10 +399,16 @@ export function dropFor(client, ms) {
   dropConnection(client);
 }
 
-/** Records connection state changes ({current, reason, at}). */
+/**
+ * Records connection state changes ({event, current, reason, at}); an
+ * `update` (RTN24: CONNECTED while connected, e.g. after an in-band reauth)
+ * has event 'update'.
+ */
 export function recordStates(client) {
   const changes = [];
-  client.connection.on((sc) => changes.push({ current: sc.current, reason: sc.reason, at: Date.now() }));
+  client.connection.on((sc) =>
+    changes.push({ event: sc.previous === sc.current ? 'update' : sc.current, current: sc.current, reason: sc.reason, at: Date.now() }),
+  );
   return changes;
 }
 
