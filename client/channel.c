@@ -521,10 +521,13 @@ SW_API int sw_channel_subscribe(sw_channel_t *ch, const char *name, sw_message_c
   swc_sub_t **p = &ch->subs;
   while (*p) p = &(*p)->next;
   *p = s;
-  /* RTL7g: subscribing attaches. */
+  /* RTL7g: subscribing attaches; if that is refused, so is the subscription. */
   if (ch->state != SW_CHANNEL_ATTACHED && ch->state != SW_CHANNEL_ATTACHING) {
     int rc = sw_channel_attach(ch, NULL, NULL);
-    if (rc) return rc;
+    if (rc) {
+      sw_channel_unsubscribe(ch, s->id);
+      return rc;
+    }
   }
   return s->id;
 }

@@ -77,9 +77,14 @@ uint64_t swc_backoff_ms(int64_t base, int retry) {
 
 int swc_send_pmsg(sw_client_t *c, const sw_pmsg_t *m) {
   if (!c->ws || !c->ws_connected) return -1;
+  /* Encoded after room for the frame header: sent without another copy. */
   sw_buf_t b = {0};
-  int rc = codec_encode_pmsg(c->fmt, m, &b);
-  if (rc == 0) rc = swc_ws_send(c->ws, c->fmt == SW_FMT_JSON, b.data, b.len);
+  int rc = buf_reserve(&b, 256);
+  if (rc == 0) {
+    b.len = SWC_WS_HEADROOM;
+    rc = codec_encode_pmsg(c->fmt, m, &b);
+  }
+  if (rc == 0) rc = swc_ws_send_buf(c->ws, c->fmt == SW_FMT_JSON, &b);
   buf_free(&b);
   if (rc) swc_log(c, SW_LOG_WARN, "send of action %d failed: %d", m->action, rc);
   return rc;
@@ -206,11 +211,18 @@ static void on_idle_timer(uv_timer_t *t);
 static void start_idle_timer(sw_client_t *c) {
   if (c->max_idle_ms <= 0) return;
   /* RTN23a: maxIdleInterval + realtimeRequestTimeout without any byte. */
+  c->last_activity = uv_now(c->loop);
   uv_timer_start(&c->t_idle, on_idle_timer, (uint64_t)(c->max_idle_ms + c->t_request), 0);
 }
 
 static void on_idle_timer(uv_timer_t *t) {
   sw_client_t *c = t->data;
+  /* Activity only stamps a time (cheap per frame); re-arm for the rest. */
+  uint64_t limit = (uint64_t)(c->max_idle_ms + c->t_request), idle = uv_now(c->loop) - c->last_activity;
+  if (idle < limit) {
+    uv_timer_start(&c->t_idle, on_idle_timer, limit - idle, 0);
+    return;
+  }
   sw_errinfo_t e;
   swc_set_error(&e, SW_ERR_DISCONNECTED, 408, "no activity from the server for %lld ms",
                 (long long)(c->max_idle_ms + c->t_request));
@@ -246,7 +258,7 @@ static void ws_on_open(void *ud) {
 
 static void ws_on_activity(void *ud) {
   sw_client_t *c = ud;
-  if (c->ws_connected) start_idle_timer(c);
+  if (c->ws_connected) c->last_activity = uv_now(c->loop);
 }
 
 static void ws_on_close(void *ud, int code) {

@@ -125,7 +125,7 @@ static void t_on_connect(void *ud, int status) {
   }
   uint8_t *req = r->request;
   r->request = NULL;
-  int rc = r->t->ops->write(r->t, req, r->request_len);
+  int rc = r->t->ops->write(r->t, req, 0, r->request_len);
   if (rc) finish(r, rc);
 }
 

@@ -38,8 +38,9 @@ typedef struct swc_transport_cbs {
 } swc_transport_cbs_t;
 
 typedef struct swc_transport_ops {
-  /* Queues data (malloc'd; the transport frees it). 0 or a negative uv error. */
-  int (*write)(swc_transport_t *t, uint8_t *data, size_t len);
+  /* Queues buf[off..off+len) and takes buf (malloc'd; freed once written,
+   * or at once on error). 0 or a negative uv error. */
+  int (*write)(swc_transport_t *t, uint8_t *buf, size_t off, size_t len);
   /* The owner lets go: no callback runs after this; memory is freed
    * asynchronously. Safe inside the transport's own callbacks. */
   void (*close)(swc_transport_t *t);
@@ -74,6 +75,12 @@ swc_ws_t *swc_ws_open(uv_loop_t *loop, const char *host, int port, const char *t
                       const swc_ws_cbs_t *cbs, void *ud);
 /* Sends one masked data frame. 0, -1 (not open), or a negative uv error. */
 int swc_ws_send(swc_ws_t *ws, bool text, const uint8_t *p, size_t n);
+/* Room to leave at the start of a buffer for swc_ws_send_buf's header. */
+#define SWC_WS_HEADROOM 14
+/* Sends b->data[SWC_WS_HEADROOM..b->len) as one frame without copying:
+ * writes the header into the headroom, masks in place and hands the
+ * buffer to the transport (b is left empty). Same returns as swc_ws_send. */
+int swc_ws_send_buf(swc_ws_t *ws, bool text, sw_buf_t *b);
 /* Lets go of ws (no callbacks after; safe inside its callbacks). */
 void swc_ws_close(swc_ws_t *ws);
 int swc_ws_fileno(const swc_ws_t *ws);
@@ -253,6 +260,7 @@ struct sw_client {
   int64_t msg_serial;
   int retry_count;
   uint64_t disconnected_at; /* uv_now of the first loss, 0 when connected */
+  uint64_t last_activity;   /* uv_now of the last byte received (RTN23a) */
 
   /* auth */
   bool token_mode;   /* realtime and REST use tokens (not the key itself) */

@@ -152,13 +152,13 @@ static void on_written(uv_write_t *req, int status) {
   if (status < 0 && status != UV_ECANCELED && t && !t->released) end(t, status);
 }
 
-static int tcp_write(swc_transport_t *base, uint8_t *data, size_t len) {
+static int tcp_write(swc_transport_t *base, uint8_t *data, size_t off, size_t len) {
   tcp_t *t = (tcp_t *)base;
   if (!t->connected || t->ended || !t->tcp_open) {
     free(data);
     return UV_ENOTCONN;
   }
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  uv_buf_t b = uv_buf_init((char *)data + off, (unsigned)len);
   /* Most frames fit in the socket buffer: skip the request allocation. */
   if (uv_stream_get_write_queue_size((uv_stream_t *)&t->tcp) == 0) {
     int n = uv_try_write((uv_stream_t *)&t->tcp, &b, 1);
@@ -166,7 +166,7 @@ static int tcp_write(swc_transport_t *base, uint8_t *data, size_t len) {
       free(data);
       return 0;
     }
-    if (n > 0) b = uv_buf_init((char *)data + n, (unsigned)(len - (size_t)n));
+    if (n > 0) b = uv_buf_init((char *)data + off + n, (unsigned)(len - (size_t)n));
     else if (n != UV_EAGAIN) {
       free(data);
       return n;

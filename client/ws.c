@@ -91,7 +91,31 @@ static int send_frame(swc_ws_t *ws, uint8_t opcode, const uint8_t *p, size_t n) 
   if (swc_ws_frame_masked(&b, opcode, p, n, mask)) return UV_ENOMEM;
   size_t len;
   uint8_t *data = buf_steal(&b, &len);
-  return ws->t->ops->write(ws->t, data, len);
+  return ws->t->ops->write(ws->t, data, 0, len);
+}
+
+int swc_ws_send_buf(swc_ws_t *ws, bool text, sw_buf_t *b) {
+  if (!ws || ws->state != WS_OPEN || b->len < SWC_WS_HEADROOM) {
+    buf_free(b);
+    return -1;
+  }
+  uint8_t mask[4];
+  if (next_mask(ws, mask)) {
+    buf_free(b);
+    return UV_EIO;
+  }
+  size_t n = b->len - SWC_WS_HEADROOM;
+  uint8_t hdr[SW_WS_MAX_HEADER];
+  size_t hl = ws_frame_header(hdr, true, text ? SW_WS_OP_TEXT : SW_WS_OP_BINARY, n);
+  hdr[1] |= 0x80;
+  memcpy(hdr + hl, mask, 4);
+  hl += 4;
+  size_t off = SWC_WS_HEADROOM - hl;
+  memcpy(b->data + off, hdr, hl);
+  ws_unmask(b->data + SWC_WS_HEADROOM, n, mask, 0);
+  size_t len;
+  uint8_t *data = buf_steal(b, &len);
+  return ws->t->ops->write(ws->t, data, off, len - off);
 }
 
 int swc_ws_send(swc_ws_t *ws, bool text, const uint8_t *p, size_t n) {
@@ -247,7 +271,7 @@ static void t_on_connect(void *ud, int status) {
     int rc = copy ? 0 : UV_ENOMEM;
     if (copy) {
       memcpy(copy, ws->request, len);
-      rc = ws->t->ops->write(ws->t, copy, len);
+      rc = ws->t->ops->write(ws->t, copy, 0, len);
     }
     if (rc) finish(ws, rc);
   }
