@@ -17,6 +17,7 @@
 #include "core/principal.h"
 #include "proto/textenc.h"
 #include "rest/keys.h"
+#include "rest/route.h"
 #include "core/channel.h"
 #include "core/serial.h"
 #include "core/server.h"
@@ -26,8 +27,6 @@
 #include "net/url.h"
 #include "util/clock.h"
 
-#define HISTORY_DEFAULT_LIMIT 100
-#define HISTORY_MAX_LIMIT 1000
 
 /* Every response carries these: CORS for browsers, with the X-Ably-*
  * headers exposed, since ably-js in a browser recognises Ably errors only
@@ -181,29 +180,6 @@ int rest_authenticate(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p,
   return rc;
 }
 
-static int64_t query_int(const sw_http_req_t *req, const char *name, int64_t dflt, bool *bad) {
-  char v[32];
-  if (url_query_get(req->query, name, v, sizeof v) < 0) return dflt;
-  char *end;
-  long long x = strtoll(v, &end, 10);
-  if (end == v || *end) {
-    *bad = true;
-    return dflt;
-  }
-  return x;
-}
-
-typedef struct route_ctx {
-  sw_sock_t *s;
-  const sw_http_req_t *req;
-  sw_format_t fmt;
-  bool keep_alive;
-  sw_app_t *app;
-  sw_principal_t p;
-  char *client_id; /* the identity requests act as (principal_client_id) */
-  char channel[1024];
-} route_ctx_t;
-
 static void get_time(route_ctx_t *r) {
   json_t *v = json_pack("[I]", (json_int_t)clock_now_ms());
   rest_reply_value(r->s, 200, r->fmt, v, r->keep_alive, NULL);
@@ -212,11 +188,7 @@ static void get_time(route_ctx_t *r) {
 
 static void publish(route_ctx_t *r, sw_channel_t *ch) {
   sw_error_t err = {0};
-  if (!cap_allows(r->p.cap, ch->name, SW_OP_PUBLISH)) {
-    errors_set(&err, SW_E_CAPABILITY_DENIED, "unable to publish: permission denied; channel = %.200s", ch->name);
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
+  if (!route_require(r, ch->name, SW_OP_PUBLISH, "publish")) return;
   sw_msg_t *msgs = NULL;
   size_t n = 0;
   if (codec_decode_msgs(body_format(r->req), (const uint8_t *)r->req->body.p, r->req->body.n, &msgs, &n, &err)) {
@@ -284,299 +256,9 @@ void rest_publish_done(sw_sock_t *s, sw_format_t fmt, bool keep_alive, bool vers
   json_decref(v);
 }
 
-/* RSL2: history, newest first by default, paginated with Link headers. */
-static void history(route_ctx_t *r, const char *name) {
-  sw_error_t err = {0};
-  if (!cap_allows(r->p.cap, name, SW_OP_HISTORY)) {
-    errors_set(&err, SW_E_CAPABILITY_DENIED, "history denied; channel = %.200s", name);
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  bool bad = false;
-  int64_t limit = query_int(r->req, "limit", HISTORY_DEFAULT_LIMIT, &bad);
-  int64_t start = query_int(r->req, "start", 0, &bad);
-  int64_t end = query_int(r->req, "end", INT64_MAX, &bad);
-  char dir[16], from[32], cursor[32];
-  if (url_query_get(r->req->query, "direction", dir, sizeof dir) < 0) strcpy(dir, "backwards");
-  /* ably-js sends from_serial for untilAttach (RTL10b); accept the camel-case spelling too. */
-  if (url_query_get(r->req->query, "from_serial", from, sizeof from) < 0 &&
-      url_query_get(r->req->query, "fromSerial", from, sizeof from) < 0)
-    from[0] = '\0';
-  if (url_query_get(r->req->query, "cursor", cursor, sizeof cursor) < 0) cursor[0] = '\0';
-  bool forwards = strcmp(dir, "forwards") == 0;
-  if (bad || limit < 1 || limit > HISTORY_MAX_LIMIT || start < 0 || end < start ||
-      (!forwards && strcmp(dir, "backwards") != 0)) {
-    errors_set(&err, SW_E_INVALID_PARAM, "invalid history parameters (limit 1..%d, start <= end, direction forwards|backwards)",
-               HISTORY_MAX_LIMIT);
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  sw_history_q_t q = {.app_id = r->app->id, .channel = name, .after_seq = -1, .before_seq = INT64_MAX,
-                      .start = start, .end = end, .forwards = forwards, .limit = (size_t)limit + 1,
-                      .now = clock_now_ms()};
-  int64_t seq;
-  /* untilAttach (RTL10b): only messages up to the attach serial. */
-  if (*from && serial_parse(from, strlen(from), &seq) == 0) q.before_seq = seq + 1;
-  if (*cursor && serial_parse(cursor, strlen(cursor), &seq) == 0) {
-    if (forwards) q.after_seq = seq;
-    else if (seq < q.before_seq) q.before_seq = seq;
-  }
-  /* Messages not yet durable are not history yet; keep reads consistent with live delivery. */
-  sw_channel_t *ch = channel_find(r->s->srv, r->app, name);
-  if (ch && ch->durable_seq + 1 < q.before_seq) q.before_seq = ch->durable_seq + 1;
-
-  sw_store_rows_t rows = {0};
-  if (store_history(r->s->srv->store, &q, &rows)) {
-    errors_set(&err, SW_E_INTERNAL, "history could not be read");
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  bool more = rows.n > (size_t)limit;
-  size_t n = more ? (size_t)limit : rows.n;
-  sw_msg_t *msgs = calloc(n ? n : 1, sizeof *msgs);
-  size_t got = 0;
-  for (size_t i = 0; msgs && i < n; i++)
-    if (codec_msg_from_blob(rows.rows[i].blob, rows.rows[i].blob_len, &msgs[got]) == 0) got++;
-  sw_buf_t body = {0}, links = {0};
-  codec_encode_msgs(r->fmt, msgs, got, &body);
-
-  /* Links are relative (./messages?...), as ably-js expects. */
-  sw_buf_t base = {0};
-  buf_printf(&base, "limit=%lld&direction=%s", (long long)limit, forwards ? "forwards" : "backwards");
-  if (start) buf_printf(&base, "&start=%lld", (long long)start);
-  if (end != INT64_MAX) buf_printf(&base, "&end=%lld", (long long)end);
-  if (*from) buf_printf(&base, "&from_serial=%s", from);
-  buf_append_byte(&base, 0);
-  buf_printf(&links, "Link: <./messages?%s>; rel=\"first\"", (char *)base.data);
-  if (more) {
-    char c[SW_SERIAL_LEN + 1];
-    serial_format(rows.rows[n - 1].seq, c);
-    buf_printf(&links, ", <./messages?%s&cursor=%s>; rel=\"next\"", (char *)base.data, c);
-  }
-  buf_append_str(&links, "\r\n");
-  buf_append_byte(&links, 0);
-  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, (const char *)links.data);
-  for (size_t i = 0; i < got; i++) msg_clear(&msgs[i]);
-  free(msgs);
-  store_rows_free(&rows);
-  buf_free(&body);
-  buf_free(&links);
-  buf_free(&base);
-}
-
-/* RSL11: one message by serial, as its latest head. */
-static void message_get(route_ctx_t *r, const char *name, const char *serial) {
-  sw_error_t err = {0};
-  int64_t seq;
-  if (!cap_allows(r->p.cap, name, SW_OP_HISTORY)) {
-    errors_set(&err, SW_E_CAPABILITY_DENIED, "history denied; channel = %.200s", name);
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  sw_store_row_t row = {0};
-  sw_msg_t msg = {0};
-  if (serial_parse(serial, strlen(serial), &seq) || store_get(r->s->srv->store, r->app->id, name, seq, &row) != 1 ||
-      codec_msg_from_blob(row.blob, row.blob_len, &msg)) {
-    free(row.blob);
-    errors_set(&err, SW_E_NOT_FOUND, "no message with serial %.32s", serial);
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  sw_buf_t body = {0};
-  codec_encode_msg(r->fmt, &msg, &body);
-  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, NULL);
-  buf_free(&body);
-  msg_clear(&msg);
-  free(row.blob);
-}
-
-/* RSL14: the versions of a message (its update/delete/append events). */
-static void message_versions(route_ctx_t *r, const char *name, const char *serial) {
-  sw_error_t err = {0};
-  int64_t seq, cursor = -1;
-  bool bad = false;
-  int64_t limit = query_int(r->req, "limit", HISTORY_DEFAULT_LIMIT, &bad);
-  char dir[16], cur[32];
-  if (url_query_get(r->req->query, "direction", dir, sizeof dir) < 0) strcpy(dir, "backwards");
-  bool forwards = strcmp(dir, "forwards") == 0;
-  if (url_query_get(r->req->query, "cursor", cur, sizeof cur) >= 0 && serial_parse(cur, strlen(cur), &cursor)) bad = true;
-  if (!cap_allows(r->p.cap, name, SW_OP_HISTORY)) {
-    errors_set(&err, SW_E_CAPABILITY_DENIED, "history denied; channel = %.200s", name);
-  } else if (bad || limit < 1 || limit > HISTORY_MAX_LIMIT || (!forwards && strcmp(dir, "backwards"))) {
-    errors_set(&err, SW_E_INVALID_PARAM, "invalid parameters (limit 1..%d, direction forwards|backwards)", HISTORY_MAX_LIMIT);
-  } else if (serial_parse(serial, strlen(serial), &seq)) {
-    errors_set(&err, SW_E_NOT_FOUND, "no message with serial %.32s", serial);
-  }
-  sw_store_rows_t rows = {0};
-  if (!err.code && store_versions(r->s->srv->store, r->app->id, name, seq, forwards, (size_t)limit + 1, cursor, &rows))
-    errors_set(&err, SW_E_INTERNAL, "versions could not be read");
-  if (err.code) {
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  bool more = rows.n > (size_t)limit;
-  size_t n = more ? (size_t)limit : rows.n, got = 0;
-  sw_msg_t *msgs = calloc(n ? n : 1, sizeof *msgs);
-  for (size_t i = 0; msgs && i < n; i++)
-    if (codec_msg_from_blob(rows.rows[i].blob, rows.rows[i].blob_len, &msgs[got]) == 0) got++;
-  sw_buf_t body = {0}, links = {0};
-  codec_encode_msgs(r->fmt, msgs, got, &body);
-  buf_printf(&links, "Link: <./versions?limit=%lld&direction=%s>; rel=\"first\"", (long long)limit, dir);
-  if (more) {
-    char c[SW_SERIAL_LEN + 1];
-    serial_format(rows.rows[n - 1].vseq, c);
-    buf_printf(&links, ", <./versions?limit=%lld&direction=%s&cursor=%s>; rel=\"next\"", (long long)limit, dir, c);
-  }
-  buf_append_str(&links, "\r\n");
-  buf_append_byte(&links, 0);
-  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, (const char *)links.data);
-  for (size_t i = 0; i < got; i++) msg_clear(&msgs[i]);
-  free(msgs);
-  buf_free(&body);
-  buf_free(&links);
-  store_rows_free(&rows);
-}
-
-/* RSL15: PATCH a message: update, delete or append (the body's action). */
-static void message_patch(route_ctx_t *r, sw_channel_t *ch, const char *serial) {
-  sw_error_t err = {0};
-  sw_msg_t *msgs = NULL;
-  size_t n = 0;
-  if (codec_decode_msgs(body_format(r->req), (const uint8_t *)r->req->body.p, r->req->body.n, &msgs, &n, &err)) {
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  if (n != 1 || msgs[0].action <= 0) {
-    for (size_t i = 0; i < n; i++) msg_clear(&msgs[i]);
-    free(msgs);
-    errors_set(&err, SW_E_BAD_REQUEST, "PATCH takes one message with action message.update, message.delete or message.append");
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  sw_msg_t one = msgs[0];
-  free(msgs);
-  free(one.serial);
-  one.serial = strdup(serial);
-  if (one.extras) json_object_del(one.extras, "userClaim");
-  sw_publisher_t who = {.rest_sock = r->s, .rest_format = r->fmt, .rest_keep_alive = r->keep_alive, .rest_version = true};
-  if (mutation_apply(ch, &r->p, r->client_id, &one, &who, &err)) rest_error(r->s, r->fmt, &err, r->keep_alive);
-}
-
-/* RSP3: the current members, optionally filtered by clientId/connectionId. */
-static void presence_get(route_ctx_t *r, const char *name) {
-  sw_error_t err = {0};
-  if (!cap_allows(r->p.cap, name, SW_OP_SUBSCRIBE)) {
-    errors_set(&err, SW_E_CAPABILITY_DENIED, "presence denied; channel = %.200s", name);
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  bool bad = false;
-  int64_t limit = query_int(r->req, "limit", HISTORY_DEFAULT_LIMIT, &bad);
-  char cid[256], conn[64];
-  bool by_cid = url_query_get(r->req->query, "clientId", cid, sizeof cid) >= 0;
-  bool by_conn = url_query_get(r->req->query, "connectionId", conn, sizeof conn) >= 0;
-  if (bad || limit < 1 || limit > HISTORY_MAX_LIMIT) {
-    errors_set(&err, SW_E_INVALID_PARAM, "invalid limit (1..%d)", HISTORY_MAX_LIMIT);
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  sw_channel_t *ch = channel_get(r->s->srv, r->app, name);
-  size_t n = 0;
-  sw_presence_t *out = ch ? calloc(ch->n_members ? ch->n_members : 1, sizeof *out) : NULL;
-  for (sw_member_t *mb = ch ? ch->members : NULL; out && mb && n < (size_t)limit; mb = mb->hh.next) {
-    if (by_cid && strcmp(mb->p.client_id, cid) != 0) continue;
-    if (by_conn && strcmp(mb->p.connection_id, conn) != 0) continue;
-    out[n++] = mb->p; /* shallow */
-  }
-  sw_buf_t body = {0};
-  codec_encode_presence_array(r->fmt, out, n, &body);
-  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, NULL);
-  buf_free(&body);
-  free(out);
-}
-
-/* RSP4: presence history, paginated like message history. */
-static void presence_history(route_ctx_t *r, const char *name) {
-  sw_error_t err = {0};
-  if (!cap_allows(r->p.cap, name, SW_OP_HISTORY)) {
-    errors_set(&err, SW_E_CAPABILITY_DENIED, "presence history denied; channel = %.200s", name);
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  bool bad = false;
-  int64_t limit = query_int(r->req, "limit", HISTORY_DEFAULT_LIMIT, &bad);
-  int64_t start = query_int(r->req, "start", 0, &bad);
-  int64_t end = query_int(r->req, "end", INT64_MAX, &bad);
-  char dir[16], cursor[32];
-  if (url_query_get(r->req->query, "direction", dir, sizeof dir) < 0) strcpy(dir, "backwards");
-  if (url_query_get(r->req->query, "cursor", cursor, sizeof cursor) < 0) cursor[0] = '\0';
-  bool forwards = strcmp(dir, "forwards") == 0;
-  if (bad || limit < 1 || limit > HISTORY_MAX_LIMIT || end < start || (!forwards && strcmp(dir, "backwards"))) {
-    errors_set(&err, SW_E_INVALID_PARAM, "invalid presence history parameters");
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  sw_channel_t *ch = channel_get(r->s->srv, r->app, name);
-  char key[1100];
-  if (!ch) {
-    errors_set(&err, SW_E_INTERNAL, "out of memory");
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  presence_history_key(ch, key, sizeof key);
-  sw_history_q_t q = {.app_id = r->app->id, .channel = key, .after_seq = -1, .before_seq = INT64_MAX,
-                      .start = start, .end = end, .forwards = forwards, .limit = (size_t)limit + 1,
-                      .now = clock_now_ms()};
-  int64_t seq;
-  if (*cursor && serial_parse(cursor, strlen(cursor), &seq) == 0) {
-    if (forwards) q.after_seq = seq;
-    else q.before_seq = seq;
-  }
-  sw_store_rows_t rows = {0};
-  if (store_history(r->s->srv->store, &q, &rows)) {
-    errors_set(&err, SW_E_INTERNAL, "presence history could not be read");
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
-  bool more = rows.n > (size_t)limit;
-  size_t n = more ? (size_t)limit : rows.n, got = 0;
-  sw_pmsg_t *decoded = calloc(n ? n : 1, sizeof *decoded);
-  sw_presence_t *items = calloc(n ? n : 1, sizeof *items);
-  for (size_t i = 0; decoded && items && i < n; i++) {
-    sw_error_t derr;
-    if (codec_decode_pmsg(SW_FMT_MSGPACK, rows.rows[i].blob, rows.rows[i].blob_len, &decoded[got], &derr) == 0 &&
-        decoded[got].n_presence == 1) {
-      items[got] = decoded[got].presence[0];
-      got++;
-    }
-  }
-  sw_buf_t body = {0}, links = {0};
-  codec_encode_presence_array(r->fmt, items, got, &body);
-  buf_printf(&links, "Link: <./history?limit=%lld&direction=%s>; rel=\"first\"", (long long)limit, dir);
-  if (more) {
-    char c[SW_SERIAL_LEN + 1];
-    serial_format(rows.rows[n - 1].seq, c);
-    buf_printf(&links, ", <./history?limit=%lld&direction=%s&cursor=%s>; rel=\"next\"", (long long)limit, dir, c);
-  }
-  buf_append_str(&links, "\r\n");
-  buf_append_byte(&links, 0);
-  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, (const char *)links.data);
-  for (size_t i = 0; i < got; i++) pmsg_free(&decoded[i]);
-  free(decoded);
-  free(items);
-  buf_free(&body);
-  buf_free(&links);
-  store_rows_free(&rows);
-}
-
 /* RSL8: ChannelDetails. */
 static void channel_status(route_ctx_t *r, const char *name) {
-  sw_error_t err = {0};
-  if (!cap_allows(r->p.cap, name, SW_OP_CHANNEL_METADATA)) {
-    errors_set(&err, SW_E_CAPABILITY_DENIED, "channel status needs the channel-metadata capability; channel = %.200s", name);
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
+  if (!route_require(r, name, SW_OP_CHANNEL_METADATA, "channel status (channel-metadata)")) return;
   sw_channel_t *ch = channel_find(r->s->srv, r->app, name);
   json_int_t conns = 0, pubs = 0, subs = 0, pconns = 0, psubs = 0;
   for (sw_attach_t *a = ch ? ch->subs : NULL; a; a = a->next) {
@@ -661,7 +343,7 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
     }
     publish(&r, ch);
   } else if (slice_eq(rest, "/messages") && req->method == HTTP_GET) {
-    history(&r, r.channel);
+    rest_history(&r, r.channel);
   } else if (rest.n > 10 && memcmp(rest.p, "/messages/", 10) == 0) {
     /* /messages/{serial} and /messages/{serial}/versions */
     char serial[64];
@@ -672,12 +354,12 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
       errors_set(&err, SW_E_NOT_FOUND, "no such message");
       rest_error(s, r.fmt, &err, r.keep_alive);
     } else if (tail.n == 0 && req->method == HTTP_GET) {
-      message_get(&r, r.channel, serial);
+      rest_message_get(&r, r.channel, serial);
     } else if (slice_eq(tail, "/versions") && req->method == HTTP_GET) {
-      message_versions(&r, r.channel, serial);
+      rest_message_versions(&r, r.channel, serial);
     } else if (tail.n == 0 && req->method == HTTP_PATCH) {
       sw_channel_t *ch = channel_get(s->srv, r.app, r.channel);
-      if (ch) message_patch(&r, ch, serial);
+      if (ch) rest_message_patch(&r, ch, serial);
       else {
         errors_set(&err, SW_E_INTERNAL, "out of memory");
         rest_error(s, r.fmt, &err, r.keep_alive);
@@ -687,9 +369,9 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
       rest_error(s, r.fmt, &err, r.keep_alive);
     }
   } else if (slice_eq(rest, "/presence") && req->method == HTTP_GET) {
-    presence_get(&r, r.channel);
+    rest_presence_get(&r, r.channel);
   } else if (slice_eq(rest, "/presence/history") && req->method == HTTP_GET) {
-    presence_history(&r, r.channel);
+    rest_presence_history(&r, r.channel);
   } else if (rest.n == 0 && req->method == HTTP_GET) {
     channel_status(&r, r.channel);
   } else {

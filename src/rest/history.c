@@ -1,0 +1,127 @@
+/* history.c: message history and message versions over REST (RSL2,
+ * RSL11, RSL14, RSL15). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mutation.h"
+#include "core/serial.h"
+#include "core/server.h"
+#include "core/sock.h"
+#include "rest/rest.h"
+#include "rest/route.h"
+#include "store/store.h"
+#include "util/clock.h"
+
+/* Decodes stored message rows (at most n) and replies with one page. */
+static void reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, const sw_store_rows_t *rows,
+                       bool by_vseq) {
+  bool more = rows->n > (size_t)pg->limit;
+  size_t n = more ? (size_t)pg->limit : rows->n, got = 0;
+  sw_msg_t *msgs = calloc(n ? n : 1, sizeof *msgs);
+  for (size_t i = 0; msgs && i < n; i++)
+    if (codec_msg_from_blob(rows->rows[i].blob, rows->rows[i].blob_len, &msgs[got]) == 0) got++;
+  sw_buf_t body = {0};
+  codec_encode_msgs(r->fmt, msgs, got, &body);
+  int64_t next = n ? (by_vseq ? rows->rows[n - 1].vseq : rows->rows[n - 1].seq) : -1;
+  route_reply_page(r, resource, pg, &body, more, next);
+  for (size_t i = 0; i < got; i++) msg_clear(&msgs[i]);
+  free(msgs);
+  buf_free(&body);
+}
+
+/* RSL2: history, newest first by default; one item per message, its head. */
+void rest_history(route_ctx_t *r, const char *name) {
+  page_t pg;
+  if (!route_require(r, name, SW_OP_HISTORY, "history") || !route_page(r, &pg)) return;
+  sw_history_q_t q = {.app_id = r->app->id, .channel = name, .after_seq = -1, .before_seq = INT64_MAX,
+                      .start = pg.start, .end = pg.end, .forwards = pg.forwards,
+                      .limit = (size_t)pg.limit + 1, .now = clock_now_ms()};
+  int64_t seq;
+  /* untilAttach (RTL10b): only messages up to the attach serial. */
+  if (pg.from[0] && serial_parse(pg.from, strlen(pg.from), &seq) == 0) q.before_seq = seq + 1;
+  if (pg.cursor >= 0) {
+    if (pg.forwards) q.after_seq = pg.cursor;
+    else if (pg.cursor < q.before_seq) q.before_seq = pg.cursor;
+  }
+  /* Messages not yet durable are not history yet: reads stay consistent with live delivery. */
+  sw_channel_t *ch = channel_find(r->s->srv, r->app, name);
+  if (ch && ch->durable_seq + 1 < q.before_seq) q.before_seq = ch->durable_seq + 1;
+  sw_store_rows_t rows = {0};
+  if (store_history(r->s->srv->store, &q, &rows)) {
+    sw_error_t err;
+    errors_set(&err, SW_E_INTERNAL, "history could not be read");
+    route_error(r, &err);
+    return;
+  }
+  reply_msgs(r, "messages", &pg, &rows, false);
+  store_rows_free(&rows);
+}
+
+/* RSL11: one message by serial, as its latest head. */
+void rest_message_get(route_ctx_t *r, const char *name, const char *serial) {
+  if (!route_require(r, name, SW_OP_HISTORY, "history")) return;
+  int64_t seq;
+  sw_store_row_t row = {0};
+  sw_msg_t msg = {0};
+  if (serial_parse(serial, strlen(serial), &seq) || store_get(r->s->srv->store, r->app->id, name, seq, &row) != 1 ||
+      codec_msg_from_blob(row.blob, row.blob_len, &msg)) {
+    free(row.blob);
+    sw_error_t err;
+    errors_set(&err, SW_E_NOT_FOUND, "no message with serial %.32s", serial);
+    route_error(r, &err);
+    return;
+  }
+  sw_buf_t body = {0};
+  codec_encode_msg(r->fmt, &msg, &body);
+  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, NULL);
+  buf_free(&body);
+  msg_clear(&msg);
+  free(row.blob);
+}
+
+/* RSL14: the versions of a message (its update/delete/append events). */
+void rest_message_versions(route_ctx_t *r, const char *name, const char *serial) {
+  page_t pg;
+  int64_t seq;
+  if (!route_require(r, name, SW_OP_HISTORY, "history") || !route_page(r, &pg)) return;
+  sw_error_t err = {0};
+  sw_store_rows_t rows = {0};
+  if (serial_parse(serial, strlen(serial), &seq))
+    errors_set(&err, SW_E_NOT_FOUND, "no message with serial %.32s", serial);
+  else if (store_versions(r->s->srv->store, r->app->id, name, seq, pg.forwards, (size_t)pg.limit + 1, pg.cursor, &rows))
+    errors_set(&err, SW_E_INTERNAL, "versions could not be read");
+  if (err.code) {
+    route_error(r, &err);
+    return;
+  }
+  reply_msgs(r, "versions", &pg, &rows, true);
+  store_rows_free(&rows);
+}
+
+/* RSL15: PATCH a message: update, delete or append (the body's action). */
+void rest_message_patch(route_ctx_t *r, sw_channel_t *ch, const char *serial) {
+  sw_error_t err = {0};
+  sw_msg_t *msgs = NULL;
+  size_t n = 0;
+  const sw_slice_t *ct = http_req_header(r->req, "Content-Type");
+  sw_format_t bfmt = ct && memmem(ct->p, ct->n, "msgpack", 7) ? SW_FMT_MSGPACK : SW_FMT_JSON;
+  if (codec_decode_msgs(bfmt, (const uint8_t *)r->req->body.p, r->req->body.n, &msgs, &n, &err)) {
+    route_error(r, &err);
+    return;
+  }
+  if (n != 1 || msgs[0].action <= 0) {
+    for (size_t i = 0; i < n; i++) msg_clear(&msgs[i]);
+    free(msgs);
+    errors_set(&err, SW_E_BAD_REQUEST, "PATCH takes one message with action message.update, message.delete or message.append");
+    route_error(r, &err);
+    return;
+  }
+  sw_msg_t one = msgs[0];
+  free(msgs);
+  free(one.serial);
+  one.serial = strdup(serial);
+  if (one.extras) json_object_del(one.extras, "userClaim");
+  sw_publisher_t who = {.rest_sock = r->s, .rest_format = r->fmt, .rest_keep_alive = r->keep_alive,
+                        .rest_version = true, .principal = &r->p};
+  if (mutation_apply(ch, &r->p, r->client_id, &one, &who, &err)) route_error(r, &err);
+}

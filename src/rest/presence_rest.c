@@ -1,0 +1,81 @@
+/* presence_rest.c: presence over REST (RSP3 members, RSP4 history). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/presence.h"
+#include "core/server.h"
+#include "core/sock.h"
+#include "net/url.h"
+#include "rest/rest.h"
+#include "rest/route.h"
+#include "store/store.h"
+#include "util/clock.h"
+
+/* RSP3: the current members, optionally filtered by clientId/connectionId. */
+void rest_presence_get(route_ctx_t *r, const char *name) {
+  page_t pg;
+  if (!route_require(r, name, SW_OP_SUBSCRIBE, "presence") || !route_page(r, &pg)) return;
+  char cid[256], conn[64];
+  bool by_cid = url_query_get(r->req->query, "clientId", cid, sizeof cid) >= 0;
+  bool by_conn = url_query_get(r->req->query, "connectionId", conn, sizeof conn) >= 0;
+  sw_channel_t *ch = channel_get(r->s->srv, r->app, name);
+  size_t n = 0;
+  sw_presence_t *out = ch ? calloc(ch->n_members ? ch->n_members : 1, sizeof *out) : NULL;
+  for (sw_member_t *mb = ch ? ch->members : NULL; out && mb && n < (size_t)pg.limit; mb = mb->hh.next) {
+    if (by_cid && strcmp(mb->p.client_id, cid) != 0) continue;
+    if (by_conn && strcmp(mb->p.connection_id, conn) != 0) continue;
+    out[n++] = mb->p; /* shallow: the set keeps ownership */
+  }
+  sw_buf_t body = {0};
+  codec_encode_presence_array(r->fmt, out, n, &body);
+  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, NULL);
+  buf_free(&body);
+  free(out);
+}
+
+/* RSP4: presence history, paginated like message history. */
+void rest_presence_history(route_ctx_t *r, const char *name) {
+  page_t pg;
+  if (!route_require(r, name, SW_OP_HISTORY, "presence history") || !route_page(r, &pg)) return;
+  sw_error_t err = {0};
+  sw_channel_t *ch = channel_get(r->s->srv, r->app, name);
+  if (!ch) {
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    route_error(r, &err);
+    return;
+  }
+  char key[1100];
+  presence_history_key(ch, key, sizeof key);
+  sw_history_q_t q = {.app_id = r->app->id, .channel = key, .after_seq = -1, .before_seq = INT64_MAX,
+                      .start = pg.start, .end = pg.end, .forwards = pg.forwards,
+                      .limit = (size_t)pg.limit + 1, .now = clock_now_ms()};
+  if (pg.cursor >= 0) {
+    if (pg.forwards) q.after_seq = pg.cursor;
+    else q.before_seq = pg.cursor;
+  }
+  sw_store_rows_t rows = {0};
+  if (store_history(r->s->srv->store, &q, &rows)) {
+    errors_set(&err, SW_E_INTERNAL, "presence history could not be read");
+    route_error(r, &err);
+    return;
+  }
+  bool more = rows.n > (size_t)pg.limit;
+  size_t n = more ? (size_t)pg.limit : rows.n, got = 0;
+  /* Each row is a one-member PRESENCE ProtocolMessage (core/presence.c). */
+  sw_pmsg_t *decoded = calloc(n ? n : 1, sizeof *decoded);
+  sw_presence_t *items = calloc(n ? n : 1, sizeof *items);
+  for (size_t i = 0; decoded && items && i < n; i++) {
+    sw_error_t derr;
+    if (codec_decode_pmsg(SW_FMT_MSGPACK, rows.rows[i].blob, rows.rows[i].blob_len, &decoded[got], &derr) == 0 &&
+        decoded[got].n_presence == 1)
+      items[got] = decoded[got].presence[0], got++;
+  }
+  sw_buf_t body = {0};
+  codec_encode_presence_array(r->fmt, items, got, &body);
+  route_reply_page(r, "history", &pg, &body, more, n ? rows.rows[n - 1].seq : -1);
+  for (size_t i = 0; i < got; i++) pmsg_free(&decoded[i]);
+  free(decoded);
+  free(items);
+  buf_free(&body);
+  store_rows_free(&rows);
+}

@@ -1,0 +1,60 @@
+/* route.h: what the REST handlers share (internal to src/rest/): the
+ * request context, capability checks and paginated replies. */
+#ifndef SW_REST_ROUTE_H
+#define SW_REST_ROUTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/app.h"
+#include "core/channel.h"
+#include "core/principal.h"
+#include "net/http_parse.h"
+#include "proto/codec.h"
+
+typedef struct sw_sock sw_sock_t;
+
+#define SW_PAGE_DEFAULT_LIMIT 100
+#define SW_PAGE_MAX_LIMIT 1000
+
+typedef struct route_ctx {
+  sw_sock_t *s;
+  const sw_http_req_t *req;
+  sw_format_t fmt;
+  bool keep_alive;
+  sw_app_t *app;
+  sw_principal_t p;
+  char *client_id; /* the identity requests act as (principal_client_id) */
+  char channel[1024];
+} route_ctx_t;
+
+/* Paging parameters of a history-like GET (RSL2b, RSP4b). */
+typedef struct page {
+  int64_t limit;
+  int64_t start, end; /* ms, inclusive; 0 / INT64_MAX when absent */
+  bool forwards;
+  int64_t cursor;     /* seq of the last item of the previous page; -1 none */
+  char from[32];      /* from_serial (untilAttach), "" when absent */
+} page_t;
+
+/* Sends err and returns false unless the principal may do op on channel. */
+bool route_require(route_ctx_t *r, const char *channel, int op, const char *what);
+/* Reads limit, start, end, direction, cursor and from_serial. Returns true,
+ * or sends 40003 and returns false. */
+bool route_page(route_ctx_t *r, page_t *pg);
+/* Replies 200 with body and Link headers relative to resource ("messages",
+ * "history", "versions"): rel="first", and rel="next" (from next_cursor) when
+ * there is more, in the ./resource?query form ably-js resolves. */
+void route_reply_page(route_ctx_t *r, const char *resource, const page_t *pg, const sw_buf_t *body, bool more,
+                      int64_t next_cursor);
+void route_error(route_ctx_t *r, const sw_error_t *e);
+
+/* Handlers (rest/history.c, rest/presence_rest.c). */
+void rest_history(route_ctx_t *r, const char *channel);
+void rest_message_get(route_ctx_t *r, const char *channel, const char *serial);
+void rest_message_versions(route_ctx_t *r, const char *channel, const char *serial);
+void rest_message_patch(route_ctx_t *r, sw_channel_t *ch, const char *serial);
+void rest_presence_get(route_ctx_t *r, const char *channel);
+void rest_presence_history(route_ctx_t *r, const char *channel);
+
+#endif
