@@ -313,6 +313,7 @@ static void on_connected(sw_client_t *c, const sw_pmsg_t *m, const uint8_t *raw,
   if (c->state != SW_CONN_CONNECTING || !m->connection_id) return;
   uv_timer_stop(&c->t_conn);
   bool resumed = c->conn_id && strcmp(c->conn_id, m->connection_id) == 0 && !e.code;
+  if (!resumed) c->msg_serial = 0; /* RTN15c7: a new connection counts from 0 */
   free(c->conn_id);
   c->conn_id = strdup(m->connection_id);
   read_details(c, raw, n);

@@ -26,13 +26,29 @@
 extern char **environ;
 
 int server_start(const char *bin, test_server_t *s) {
+  return server_start_config(bin, NULL, s);
+}
+
+int server_start_config(const char *bin, const char *config_json, test_server_t *s) {
+  char cfg[] = "/tmp/swc-test-config-XXXXXX";
+  if (config_json) {
+    int fd = mkstemp(cfg);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, config_json, strlen(config_json));
+    close(fd);
+    if (n != (ssize_t)strlen(config_json)) return -1;
+  }
   int out[2];
   if (pipe(out)) return -1;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, out[1], 1);
   posix_spawn_file_actions_addclose(&fa, out[0]);
-  char *argv[] = {(char *)bin, "serve", "--listen", "127.0.0.1:0", "--memory", "--sandbox", NULL};
+  char *argv[] = {(char *)bin, "serve", "--listen", "127.0.0.1:0", "--memory", "--sandbox", NULL, NULL, NULL};
+  if (config_json) {
+    argv[6] = "--config";
+    argv[7] = cfg;
+  }
   int rc = posix_spawn(&s->pid, bin, &fa, NULL, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   close(out[1]);
@@ -57,6 +73,7 @@ int server_start(const char *bin, test_server_t *s) {
     const char *at = strstr(buf, "listening on http://127.0.0.1:");
     if (at && strchr(at, '\n')) s->port = atoi(at + strlen("listening on http://127.0.0.1:"));
   }
+  if (config_json) unlink(cfg);
   close(out[0]); /* the server writes nothing more to stdout that we need */
   if (!s->port) {
     kill(s->pid, SIGKILL);

@@ -22,6 +22,8 @@ typedef struct test_server {
 
 /* Starts the server binary; 0 or -1. */
 int server_start(const char *bin, test_server_t *s);
+/* The same with a JSON configuration (written to a temporary file). */
+int server_start_config(const char *bin, const char *config_json, test_server_t *s);
 /* SIGTERM and wait; returns the exit status (0 on a clean shutdown). */
 int server_stop(test_server_t *s);
 

@@ -182,6 +182,109 @@ static void test_resume_both_json(void **state) {
   resume_while_flowing(state, SW_FORMAT_JSON, true, true);
 }
 
+/* A resume the server can no longer honour (its connectionStateTtl has
+ * passed): CONNECTED with a new connectionId and 80008 (RTN15c7). msgSerial
+ * restarts from 0, unacknowledged and queued publishes are sent again with
+ * their ids (deduplicated by the server), channels re-attach from their
+ * channelSerial: still nothing lost or duplicated. The gap is made by an
+ * auth callback that answers the renewal after the token has expired. */
+typedef struct slow_auth {
+  const char *key;
+  int calls;
+  uv_timer_t timer;
+  bool timer_open;
+  sw_auth_request_t *req;
+} slow_auth_t;
+
+static void slow_complete(slow_auth_t *a, sw_auth_request_t *req) {
+  sw_token_params_t p = {.ttl_ms = 3000};
+  char *jwt = NULL;
+  assert_int_equal(sw_jwt_create(a->key, &p, &jwt, NULL), 0);
+  assert_int_equal(sw_auth_complete(req, jwt, NULL), 0);
+  free(jwt);
+}
+
+static void on_slow(uv_timer_t *t) {
+  slow_auth_t *a = t->data;
+  slow_complete(a, a->req);
+}
+
+static void slow_auth_cb(sw_client_t *c, sw_auth_request_t *req, void *ud) {
+  slow_auth_t *a = ud;
+  if (++a->calls != 2) {
+    slow_complete(a, req);
+    return;
+  }
+  a->req = req;
+  uv_timer_init(sw_client_loop(c), &a->timer);
+  a->timer.data = a;
+  a->timer_open = true;
+  uv_timer_start(&a->timer, on_slow, 3500, 0);
+}
+
+static void test_failed_resume(void **state) {
+  test_env_t *env = *state, env2 = {.bin = env->bin};
+  assert_int_equal(server_start_config(env->bin, "{\"limits\":{\"connectionStateTtl\":1000}}", &env2.srv), 0);
+  tctx_t t;
+  tctx_init(&t, &env2, NULL);
+  sw_options_t o;
+  test_options(&o, &env2.srv, &t.loop, SW_FORMAT_MSGPACK);
+  o.realtime_request_timeout_ms = 8000;
+  slow_auth_t a = {.key = t.key};
+  o.auth_cb = slow_auth_cb;
+  o.auth_ud = &a;
+  state_log_t lp = {0}, ls = {0};
+  sw_client_t *pub = tclient(&t, &o, &lp);
+  test_options(&o, &env2.srv, &t.loop, SW_FORMAT_JSON);
+  o.key = t.key;
+  sw_client_t *sub = tclient(&t, &o, &ls);
+  assert_true(run_until(&t.loop, &lp.connected, 5000));
+  assert_true(run_until(&t.loop, &ls.connected, 5000));
+  char *first_id = strdup(sw_client_connection_id(pub));
+
+  recv_log_t rs = {0}, rp = {0};
+  chan_log_t cl = {0};
+  sw_channel_t *sch = sw_client_channel(sub, "gap"), *pch = sw_client_channel(pub, "gap");
+  sw_channel_on_state(pch, chan_state, &cl);
+  assert_true(sw_channel_subscribe(sch, NULL, recv_cb, &rs) > 0);
+  assert_true(sw_channel_subscribe(pch, NULL, recv_cb, &rp) > 0);
+  done_log_t d1 = {0}, d2 = {0};
+  assert_int_equal(sw_channel_attach(sch, done_cb, &d1), 0);
+  assert_int_equal(sw_channel_attach(pch, done_cb, &d2), 0);
+  assert_true(run_until(&t.loop, &d1.done, 5000));
+  assert_true(run_until(&t.loop, &d2.done, 5000));
+
+  /* 8 s of publishing, 10 per 100 ms, across the ~5 s gap. */
+  const int total = 800;
+  flow_t f;
+  flow_start(&f, &t.loop, pch, total, 100, 10);
+  all_wait_t aw = {&rs, &f, total};
+  assert_true(run_until_fn(&t.loop, all_through, &aw, 30000));
+  wait_n_t wp = {&rp, (size_t)total};
+  assert_true(run_until_fn(&t.loop, received_n, &wp, 10000));
+  run_for(&t.loop, 300);
+  assert_int_equal(f.acks.acked, total);
+  assert_sequence(&rs, total);
+  assert_sequence(&rp, total);
+  /* It really was a new connection, announced with 80008. */
+  bool saw_80008 = false;
+  for (int i = 0; i < lp.n; i++)
+    if (lp.states[i] == SW_CONN_CONNECTED && lp.reasons[i].code == SW_ERR_RESUME_FAILED) saw_80008 = true;
+  assert_true(saw_80008);
+  assert_string_not_equal(sw_client_connection_id(pub), first_id);
+  assert_true(cl.attached >= 2);
+  assert_history(&t, sch, total);
+  free(first_id);
+  flow_stop(&f);
+  json_decref(rs.msgs);
+  json_decref(rp.msgs);
+  tclose(&t, pub, &lp);
+  tclose(&t, sub, &ls);
+  if (a.timer_open) uv_close((uv_handle_t *)&a.timer, NULL);
+  tctx_done(&t);
+  assert_int_equal(server_stop(&env2.srv), 0);
+}
+
 /* While the server is unreachable the client backs off and keeps its
  * publishes queued; it connects once the server is back. */
 static void test_reconnect_backoff(void **state) {
@@ -231,6 +334,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_prestate(test_resume_publisher_msgpack, &env),
       cmocka_unit_test_prestate(test_resume_both_json, &env),
       cmocka_unit_test_prestate(test_reconnect_backoff, &env),
+      cmocka_unit_test_prestate(test_failed_resume, &env),
   };
   void *st = &env;
   if (group_setup(&st)) {
