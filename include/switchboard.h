@@ -223,8 +223,10 @@ SW_API int sw_client_new(const sw_options_t *opts, sw_client_t **out, sw_errinfo
  * requests and frees every channel. No callback of this client runs after
  * this. Safe inside a callback. With the application's loop, the
  * asynchronous closes complete when that loop runs next; with a private
- * loop, outside sw_client_run(), they complete before this returns.
- * NULL is a no-op. */
+ * loop, outside sw_client_run(), they complete before this returns (so run
+ * a private loop only through sw_client_run*, never with uv_run directly).
+ * History pages stay readable, but sw_history_page_next() must not be
+ * called on them any more. NULL is a no-op. */
 SW_API void sw_client_free(sw_client_t *c);
 
 /* Starts connecting (INITIALIZED, CLOSED, FAILED), or retries at once
@@ -386,7 +388,9 @@ SW_API int sw_channel_detach(sw_channel_t *ch, sw_channel_done_cb cb, void *ud);
 
 /* Subscribes cb to messages named name (NULL: all) and attaches the
  * channel if needed (RTL7g). Returns a subscription id (> 0) for
- * sw_channel_unsubscribe, or SW_EINVAL, SW_ENOMEM, SW_ESTATE (as attach). */
+ * sw_channel_unsubscribe, or SW_EINVAL, SW_ENOMEM, SW_ESTATE (as attach;
+ * the subscription is then not kept). Messages arrive only while the
+ * channel is ATTACHED (RTL17), in channel order. */
 SW_API int sw_channel_subscribe(sw_channel_t *ch, const char *name, sw_message_cb cb, void *ud);
 
 /* Removes a subscription (id from sw_channel_subscribe; 0 removes all).
@@ -398,10 +402,10 @@ SW_API int sw_channel_unsubscribe(sw_channel_t *ch, int id);
  * not connected they are queued (queue_messages) and sent on CONNECTED;
  * unacknowledged ones are resent after a resume with the same msgSerial
  * (RTN19a2). cb (may be NULL) gets the ACK serials or the error, including
- * local ones (40009 too large, 90001 channel failed, 80017 closed...).
+ * local ones (40009 too large, 90000 channel failed or suspended, 80017 closed...).
  * Returns 0, SW_EINVAL (n out of range, extras not a JSON object, message
- * field invalid), SW_ENOMEM, SW_ESTATE (client CLOSED/FAILED, or not
- * connected and queue_messages false). */
+ * field invalid), SW_ENOMEM, SW_ESTATE (client CLOSING, CLOSED, FAILED or
+ * SUSPENDED (RTL6c4), or not connected and queue_messages false). */
 SW_API int sw_channel_publish_messages(sw_channel_t *ch, const sw_message_t *messages, size_t n,
                                        sw_publish_cb cb, void *ud);
 
