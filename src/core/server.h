@@ -18,6 +18,11 @@ typedef struct sw_sock sw_sock_t;
 typedef struct sw_conn sw_conn_t;
 typedef struct sw_channel sw_channel_t;
 
+/* Frames written by one writev, and the read buffer every socket shares
+ * (core/sock.c). */
+#define SW_READ_BUF 65536
+#define SW_SOCK_MAX_IOV 64
+
 typedef struct sw_server {
   uv_loop_t *loop;
   sw_config_t *cfg;
@@ -31,6 +36,10 @@ typedef struct sw_server {
   sw_sock_t *socks;       /* every open socket */
   size_t n_socks;
   char server_id[32];
+  /* Scratch for building a socket's writev: uv_write copies the buffer
+   * descriptors, so one array serves every socket (loop thread only). */
+  uv_buf_t iov[SW_SOCK_MAX_IOV];
+  uint8_t rbuf[SW_READ_BUF];
   uint8_t token_secret[SW_TOKEN_SECRET_LEN]; /* seals Ably tokens; persisted */
   sw_jwt_cache_t *jwt_cache;   /* keyed HMAC states per key */
   struct sw_cap_cache *cap_cache; /* effective token capabilities (auth/cap_cache.h) */

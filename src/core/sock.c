@@ -10,7 +10,6 @@
 #include "net/http_response.h"
 #include "util/log.h"
 
-#define READ_CHUNK 65536
 
 static void sock_free(sw_sock_t *s) {
   buf_free(&s->in);
@@ -96,10 +95,10 @@ static void kick_write(sw_sock_t *s) {
   size_t n = s->q_len < SW_SOCK_MAX_IOV ? s->q_len : SW_SOCK_MAX_IOV;
   for (size_t i = 0; i < n; i++) {
     sw_frame_t *f = s->q[(s->q_head + i) % s->q_cap];
-    s->iov[i] = uv_buf_init((char *)f->data, f->len);
+    s->srv->iov[i] = uv_buf_init((char *)f->data, f->len);
   }
   s->wreq.data = s;
-  if (uv_write(&s->wreq, (uv_stream_t *)&s->tcp, s->iov, (unsigned)n, on_write) < 0) {
+  if (uv_write(&s->wreq, (uv_stream_t *)&s->tcp, s->srv->iov, (unsigned)n, on_write) < 0) {
     close_now(s);
     return;
   }
@@ -190,12 +189,12 @@ static void deliver(sw_sock_t *s, uint8_t opcode, const uint8_t *p, size_t n) {
 }
 
 /* Handles complete WebSocket frames at in[pos..]; returns the new pos. */
-static size_t process_ws(sw_sock_t *s, size_t pos) {
+static size_t process_ws(sw_sock_t *s, uint8_t *data, size_t len, size_t pos) {
   const sw_limits_t *lim = &s->srv->cfg->limits;
-  while (!s->closing && pos < s->in.len) {
+  while (!s->closing && pos < len) {
     sw_ws_frame_t f;
-    uint8_t *p = s->in.data + pos;
-    size_t avail = s->in.len - pos;
+    uint8_t *p = data + pos;
+    size_t avail = len - pos;
     int r = ws_frame_parse(p, avail, true, (uint64_t)lim->max_frame_size, &f);
     if (r == SW_WS_NEED_MORE) break;
     if (r == SW_WS_MALFORMED) {
@@ -248,38 +247,39 @@ static size_t process_ws(sw_sock_t *s, size_t pos) {
   return pos;
 }
 
-static void process(sw_sock_t *s) {
+/* Handles the complete requests or frames in data[0..len), which may be
+ * modified in place (unmasking); returns the bytes consumed. */
+static size_t process(sw_sock_t *s, uint8_t *data, size_t len) {
   const sw_limits_t *lim = &s->srv->cfg->limits;
   sw_http_limits_t hl = {.max_head = lim->max_http_head, .max_body = lim->max_http_body};
   size_t pos = 0;
-  while (!s->closing && pos < s->in.len) {
+  while (!s->closing && pos < len) {
     if (s->is_ws) {
-      pos = process_ws(s, pos);
+      pos = process_ws(s, data, len, pos);
       break;
     }
     sw_http_req_t req;
-    int r = http_req_parse(s->in.data + pos, s->in.len - pos, &hl, &req);
+    int r = http_req_parse(data + pos, len - pos, &hl, &req);
     if (r == SW_HTTP_NEED_MORE) break;
     if (r < 0) {
       http_refuse(s, r == SW_HTTP_HEAD_TOO_LARGE   ? 431
                      : r == SW_HTTP_BODY_TOO_LARGE ? 413
                      : r == SW_HTTP_LENGTH_REQUIRED ? 411
                                                     : 400);
-      break;
+      return len;
     }
     server_on_request(s, &req);
     pos += (size_t)r;
   }
-  buf_consume(&s->in, pos);
+  return s->closing ? len : pos;
 }
 
+/* Reads land in the server's one read buffer; only a partial request or
+ * frame is copied into the socket's own buffer, so an idle connection holds
+ * no input memory. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   sw_sock_t *s = h->data;
-  if (buf_reserve(&s->in, READ_CHUNK)) {
-    *b = uv_buf_init(NULL, 0);
-    return;
-  }
-  *b = uv_buf_init((char *)s->in.data + s->in.len, (unsigned)(s->in.cap - s->in.len));
+  *b = uv_buf_init((char *)s->srv->rbuf, SW_READ_BUF);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
@@ -289,9 +289,23 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     return;
   }
   if (nread == 0) return;
-  s->in.len += (size_t)nread;
   s->last_rx_ms = uv_now(s->srv->loop);
-  process(s);
+  uint8_t *data = (uint8_t *)b->base;
+  size_t len = (size_t)nread;
+  if (s->in.len) {
+    /* Bounded: a request or frame larger than the limits is refused by
+     * the parsers before this grows past them. */
+    if (buf_append(&s->in, data, len)) {
+      close_now(s);
+      return;
+    }
+    size_t used = process(s, s->in.data, s->in.len);
+    buf_consume(&s->in, used);
+    if (!s->in.len) buf_free(&s->in);
+    return;
+  }
+  size_t used = process(s, data, len);
+  if (used < len && !s->closing && buf_append(&s->in, data + used, len - used)) close_now(s);
 }
 
 int sock_accept(sw_server_t *srv, uv_stream_t *listener) {

@@ -23,7 +23,6 @@
 typedef struct sw_server sw_server_t;
 typedef struct sw_conn sw_conn_t;
 
-#define SW_SOCK_MAX_IOV 64
 
 typedef struct sw_sock {
   uv_tcp_t tcp;
@@ -46,7 +45,6 @@ typedef struct sw_sock {
   uv_write_t wreq;
   bool writing;
   size_t n_inflight; /* frames covered by the write in progress */
-  uv_buf_t iov[SW_SOCK_MAX_IOV];
   /* WebSocket state */
   sw_ws_msg_asm_t wsasm;
   sw_conn_t *conn;   /* the Ably connection on this transport, or NULL */
