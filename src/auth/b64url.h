@@ -1,10 +1,12 @@
 /* b64url.h: unpadded base64url (RFC 4648 section 5), as JWS uses it (RFC 7515
  * section 2, "Base64url Encoding").
  *
- * A thin translation layer over OpenSSL's EVP_DecodeBlock/EVP_EncodeBlock:
- * base64url differs from base64 only in two characters ('-' for '+', '_'
- * for '/') and in leaving out the '=' padding, so we translate in small
- * stack chunks and let OpenSSL do the decoding. Nothing here allocates.
+ * Encoding translates the output of OpenSSL's EVP_EncodeBlock (base64url
+ * differs from base64 only in '-' for '+', '_' for '/' and in leaving out
+ * the '=' padding). Decoding is a table loop of its own, because the
+ * EVP_DecodeBlock route was a fifth of a JWT verification (b64url.c and
+ * docs/benchmarks.md); tests/unit/test_jwt.c checks that it agrees with
+ * OpenSSL on every input. Nothing here allocates.
  *
  * Decoding is strict, because a JWS signature must have exactly one textual
  * form: characters outside the base64url alphabet, '=' padding, whitespace,

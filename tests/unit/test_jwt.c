@@ -958,6 +958,64 @@ static void test_b64url(void **state) {
   }
 }
 
+/* The reference for b64url_decode: OpenSSL's base64 on a translated copy,
+ * with base64url's strictness added (what b64url.c did before its own
+ * loop). Returns the decoded length or -1, like b64url_decode. */
+static long ref_decode(const char *in, size_t n, uint8_t *out, size_t outcap) {
+  if (n % 4 == 1 || outcap < b64url_decoded_len(n)) return -1;
+  unsigned char t[64] = {0};
+  uint8_t tmp[64];
+  assert_true(n + 4 <= sizeof t);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)in[i];
+    if (c == '+' || c == '/' || c == '=' || c <= ' ' || c >= 0x7f) return -1;
+    t[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+  }
+  size_t padded = (n + 3) / 4 * 4;
+  for (size_t i = n; i < padded; i++) t[i] = '=';
+  int got = n ? EVP_DecodeBlock(tmp, t, (int)padded) : 0;
+  if (got != (int)(padded / 4 * 3)) return -1;
+  long len = (long)b64url_decoded_len(n);
+  /* Canonical: encoding the bytes again gives back the same text. */
+  char back[64];
+  b64url_encode(tmp, (size_t)len, back, sizeof back);
+  if (strlen(back) != n || memcmp(back, in, n) != 0) return -1;
+  memcpy(out, tmp, (size_t)len);
+  return len;
+}
+
+/* b64url_decode is a table loop of its own (docs/benchmarks.md says why);
+ * it must agree with OpenSSL on every input: all strings of up to 3 bytes,
+ * then random ones mixing the alphabet with near misses. */
+static void test_b64url_matches_openssl(void **state) {
+  (void)state;
+  char s[40];
+  uint8_t a[40], b[40];
+  for (unsigned x = 0; x < 1u << 24; x += x < 1u << 16 ? 1 : 7) {
+    s[0] = (char)x, s[1] = (char)(x >> 8), s[2] = (char)(x >> 16);
+    for (size_t n = 1; n <= 3; n++) {
+      long ra = ref_decode(s, n, a, sizeof a), rb = b64url_decode(s, n, b, sizeof b);
+      assert_int_equal(ra, rb);
+      if (ra > 0) assert_memory_equal(a, b, (size_t)ra);
+    }
+  }
+  static const char pool[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/= \n\t\r.\x80\xff";
+  uint32_t rng = 12345;
+  for (int it = 0; it < 300000; it++) {
+    rng = rng * 1103515245u + 12345u;
+    size_t n = (rng >> 8) % 33;
+    bool dirty = (rng >> 20) % 4 == 0;
+    for (size_t i = 0; i < n; i++) {
+      rng = rng * 1103515245u + 12345u;
+      s[i] = pool[(rng >> 8) % (dirty ? sizeof pool - 1 : 64)];
+    }
+    size_t cap = (rng >> 24) % 8 == 0 ? (rng >> 16) % 25 : sizeof a;
+    long ra = ref_decode(s, n, a, cap), rb = b64url_decode(s, n, b, cap);
+    assert_int_equal(ra, rb);
+    if (ra > 0) assert_memory_equal(a, b, (size_t)ra);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_node_snippet),  cmocka_unit_test(test_node_fixtures),
@@ -967,7 +1025,7 @@ int main(void) {
       cmocka_unit_test(test_encoding),      cmocka_unit_test(test_times),
       cmocka_unit_test(test_claim_types),   cmocka_unit_test(test_embedded),
       cmocka_unit_test(test_looks_like),    cmocka_unit_test(test_b64url),
-      cmocka_unit_test(test_scanner_agrees),
+      cmocka_unit_test(test_scanner_agrees), cmocka_unit_test(test_b64url_matches_openssl),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
