@@ -214,6 +214,12 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
   head->version = version;
   sw_msg_t *dst = head, *src = msg;
   if (msg->action == SW_MSG_APPEND) {
+    /* Concatenation is only meaningful for plain text or bytes: JSON or
+     * other encoded data would stop decoding ({"a":1}{"b":2}). */
+    if ((dst->encoding && *dst->encoding) || (src->encoding && *src->encoding))
+      return errors_set(err, SW_E_INVALID_MESSAGE_DATA,
+                        "appends need plain string or binary data (the message or append has encoding %.32s)",
+                        dst->encoding && *dst->encoding ? dst->encoding : src->encoding);
     if (append_data(&dst->data, &src->data, err)) return -1;
     if (src->extras) { /* the latest headers (e.g. a stream's status) win */
       json_decref(dst->extras);

@@ -23,7 +23,7 @@ static void reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, c
   sw_buf_t body = {0};
   codec_encode_msgs(r->fmt, msgs, got, &body);
   int64_t next = n ? (by_vseq ? rows->rows[n - 1].vseq : rows->rows[n - 1].seq) : -1;
-  route_reply_page(r, resource, pg, &body, more, next);
+  route_reply_page(r, resource, pg, &body, more, next, NULL);
   for (size_t i = 0; i < got; i++) msg_clear(&msgs[i]);
   free(msgs);
   buf_free(&body);

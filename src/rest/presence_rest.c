@@ -19,16 +19,30 @@ void rest_presence_get(route_ctx_t *r, const char *name) {
   bool by_cid = url_query_get(r->req->query, "clientId", cid, sizeof cid) >= 0;
   bool by_conn = url_query_get(r->req->query, "connectionId", conn, sizeof conn) >= 0;
   sw_channel_t *ch = channel_get(r->s->srv, r->app, name);
+  /* The cursor is the number of matching members already returned: the
+   * set iterates in a stable order between changes. */
+  int64_t skip = pg.cursor > 0 ? pg.cursor : 0, seen = 0;
   size_t n = 0;
-  sw_presence_t *out = ch ? calloc(ch->n_members ? ch->n_members : 1, sizeof *out) : NULL;
-  for (sw_member_t *mb = ch ? ch->members : NULL; out && mb && n < (size_t)pg.limit; mb = mb->hh.next) {
+  bool more = false;
+  sw_presence_t *out = ch ? calloc((size_t)pg.limit, sizeof *out) : NULL;
+  for (sw_member_t *mb = ch ? ch->members : NULL; out && mb; mb = mb->hh.next) {
     if (by_cid && strcmp(mb->p.client_id, cid) != 0) continue;
     if (by_conn && strcmp(mb->p.connection_id, conn) != 0) continue;
+    if (seen++ < skip) continue;
+    if (n == (size_t)pg.limit) {
+      more = true;
+      break;
+    }
     out[n++] = mb->p; /* shallow: the set keeps ownership */
   }
   sw_buf_t body = {0};
   codec_encode_presence_array(r->fmt, out, n, &body);
-  rest_reply(r->s, 200, r->fmt, &body, r->keep_alive, NULL);
+  sw_buf_t filters = {0};
+  if (by_cid) buf_append_str(&filters, "&clientId="), url_encode(&filters, cid, strlen(cid));
+  if (by_conn) buf_append_str(&filters, "&connectionId="), url_encode(&filters, conn, strlen(conn));
+  buf_append_byte(&filters, 0);
+  route_reply_page(r, "presence", &pg, &body, more, skip + (int64_t)n, (const char *)filters.data);
+  buf_free(&filters);
   buf_free(&body);
   free(out);
 }
@@ -72,7 +86,7 @@ void rest_presence_history(route_ctx_t *r, const char *name) {
   }
   sw_buf_t body = {0};
   codec_encode_presence_array(r->fmt, items, got, &body);
-  route_reply_page(r, "history", &pg, &body, more, n ? rows.rows[n - 1].seq : -1);
+  route_reply_page(r, "history", &pg, &body, more, n ? rows.rows[n - 1].seq : -1, NULL);
   for (size_t i = 0; i < got; i++) pmsg_free(&decoded[i]);
   free(decoded);
   free(items);

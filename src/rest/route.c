@@ -57,12 +57,13 @@ bool route_page(route_ctx_t *r, page_t *pg) {
 }
 
 void route_reply_page(route_ctx_t *r, const char *resource, const page_t *pg, const sw_buf_t *body, bool more,
-                      int64_t next_cursor) {
+                      int64_t next_cursor, const char *extra_query) {
   sw_buf_t base = {0}, links = {0};
   buf_printf(&base, "limit=%lld&direction=%s", (long long)pg->limit, pg->forwards ? "forwards" : "backwards");
   if (pg->start) buf_printf(&base, "&start=%lld", (long long)pg->start);
   if (pg->end != INT64_MAX) buf_printf(&base, "&end=%lld", (long long)pg->end);
   if (pg->from[0]) buf_printf(&base, "&from_serial=%s", pg->from);
+  if (extra_query) buf_append_str(&base, extra_query);
   buf_append_byte(&base, 0);
   buf_printf(&links, "Link: <./%s?%s>; rel=\"first\"", resource, (char *)base.data);
   if (more) {

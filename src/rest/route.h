@@ -44,9 +44,10 @@ bool route_require(route_ctx_t *r, const char *channel, int op, const char *what
 bool route_page(route_ctx_t *r, page_t *pg);
 /* Replies 200 with body and Link headers relative to resource ("messages",
  * "history", "versions"): rel="first", and rel="next" (from next_cursor) when
- * there is more, in the ./resource?query form ably-js resolves. */
+ * there is more, in the ./resource?query form ably-js resolves. extra_query
+ * ("&name=value..." or NULL) is kept in both links. */
 void route_reply_page(route_ctx_t *r, const char *resource, const page_t *pg, const sw_buf_t *body, bool more,
-                      int64_t next_cursor);
+                      int64_t next_cursor, const char *extra_query);
 void route_error(route_ctx_t *r, const sw_error_t *e);
 
 /* Handlers (rest/history.c, rest/presence_rest.c). */

@@ -1,6 +1,5 @@
 // Channel namespaces from the fixture: `persisted:` is accepted and keeps
-// history; the presence fixture channel exists (presence assertions are
-// todo until presence lands).
+// history; the presence fixture channel holds the fixture members.
 import assert from 'node:assert/strict';
 import {
   useServer,
@@ -48,7 +47,7 @@ bothProtocols('RTL6/RTL7 other fixture namespaces (pushenabled:, mutable:) are o
   }
 });
 
-test('RSP3 presence fixture channel persisted:presence_fixtures holds the fixture members', { todo: 'presence is issue 4' }, async (t) => {
+test('RSP3 presence fixture channel persisted:presence_fixtures holds the fixture members', async (t) => {
   const c = clients(t);
   const fixture = testAppSetup().post_apps.channels[0];
   const rest = c.rest(env.server, { key: key() });
