@@ -18,11 +18,11 @@
  * inner token's expiry.
  *
  * Error codes, their sources and the decisions behind them are in
- * docs/jwt.md. Verification uses OpenSSL's HMAC directly (with an optional
- * per-thread cache of keyed HMAC contexts), and reads header and claims
- * with a scanner for flat objects that hands everything else to jansson;
- * minting uses libjwt. docs/benchmarks.md has the numbers behind that
- * split. */
+ * docs/jwt.md. Verification computes HMAC-SHA256 with OpenSSL's SHA-256
+ * (with an optional per-thread cache of keyed HMAC states), and reads
+ * header and claims with a scanner for flat objects that hands everything
+ * else to jansson; minting uses libjwt. docs/benchmarks.md has the numbers
+ * behind that split. */
 #ifndef SW_AUTH_JWT_H
 #define SW_AUTH_JWT_H
 
@@ -59,17 +59,17 @@ typedef struct sw_jwt {
 typedef int (*sw_jwt_key_lookup)(void *ud, const char *kid, size_t kid_len, const uint8_t **secret,
                                  size_t *len);
 
-/* Keyed HMAC-SHA256 contexts, reused across verifications with the same
- * key so that neither the key schedule nor OpenSSL's algorithm fetch is
- * repeated per token. A small direct-mapped table indexed by kid; an entry
- * is reused only when the looked-up secret is byte-for-byte the one it was
- * keyed with, so rotating a key's secret needs no invalidation. Holds
- * copies of secrets (wiped on eviction and free). Not thread-safe: use one
- * per thread (e.g. per event loop). */
+/* Keyed HMAC-SHA256 states, reused across verifications with the same
+ * key so that the key's pads are not hashed again for every token. A
+ * small direct-mapped table indexed by kid; an entry is reused only when
+ * the looked-up secret is byte-for-byte the one it was keyed with, so
+ * rotating a key's secret needs no invalidation. Holds copies of secrets
+ * and the states derived from them (wiped on eviction and free). Not
+ * thread-safe: use one per thread (e.g. per event loop). */
 typedef struct sw_jwt_cache sw_jwt_cache_t;
 
 /* New empty cache, owned by the caller (free with jwt_cache_free); NULL
- * when out of memory or when OpenSSL has no HMAC. */
+ * when out of memory. */
 sw_jwt_cache_t *jwt_cache_new(void);
 
 /* Frees c and wipes the secrets it copied; NULL is a no-op. */
