@@ -327,7 +327,8 @@ void swc_pubs_free_all(sw_client_t *c);
 
 /* rest.c */
 swc_rest_t *swc_rest_new(sw_client_t *c, int kind, const char *method, const char *target, bool needs_auth);
-void swc_rest_submit(swc_rest_t *r);
+/* Starts r, or queues it behind a token; SW_OK, or SW_ENOMEM (r freed). */
+int swc_rest_submit(swc_rest_t *r);
 void swc_rest_on_token(sw_client_t *c, const sw_errinfo_t *err); /* wakes requests waiting for a token */
 void swc_rest_cancel_all(sw_client_t *c);
 void swc_rest_free(swc_rest_t *r);

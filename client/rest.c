@@ -86,32 +86,32 @@ void swc_rest_error(sw_client_t *c, int rc, const swc_http_resp_t *resp, sw_erri
   json_decref(v);
 }
 
-/* ---- completion ---- */
+/* ---- completion ----
+ * Each completion frees the request before calling user code: a callback
+ * may free the client, which cancels (frees) every request still listed. */
 
 static void fail(swc_rest_t *r, const sw_errinfo_t *err) {
   sw_client_t *c = r->c;
-  if (!c->freeing) {
-    switch (r->kind) {
-    case SWC_REST_TIME:
-      ((sw_time_cb)r->cb)(c, err, 0, r->ud);
-      break;
-    case SWC_REST_HISTORY:
-      ((sw_history_cb)r->cb)(c, err, NULL, r->ud);
-      break;
-    case SWC_REST_TOKEN:
-      ((sw_token_cb)r->cb)(c, err, NULL, r->ud);
-      break;
-    case SWC_REST_AUTH_EXCHANGE:
-      if (c->auth_exchange == r) {
-        c->auth_exchange = NULL;
-        swc_rest_free(r);
-        swc_auth_token_result(c, NULL, 0, 0, err);
-        return;
-      }
-      break;
-    }
-  }
+  int kind = r->kind;
+  void *cb = r->cb, *ud = r->ud;
+  bool current_auth = kind == SWC_REST_AUTH_EXCHANGE && c->auth_exchange == r;
+  if (current_auth) c->auth_exchange = NULL;
   swc_rest_free(r);
+  if (c->freeing) return;
+  switch (kind) {
+  case SWC_REST_TIME:
+    ((sw_time_cb)cb)(c, err, 0, ud);
+    break;
+  case SWC_REST_HISTORY:
+    ((sw_history_cb)cb)(c, err, NULL, ud);
+    break;
+  case SWC_REST_TOKEN:
+    ((sw_token_cb)cb)(c, err, NULL, ud);
+    break;
+  case SWC_REST_AUTH_EXCHANGE:
+    if (current_auth) swc_auth_token_result(c, NULL, 0, 0, err);
+    break;
+  }
 }
 
 static void token_done(swc_rest_t *r, const swc_http_resp_t *resp) {
@@ -134,15 +134,13 @@ static void token_done(swc_rest_t *r, const swc_http_resp_t *resp) {
       .capability = json_string_value(json_object_get(v, "capability")),
       .client_id = json_string_value(json_object_get(v, "clientId")),
   };
-  if (r->kind == SWC_REST_AUTH_EXCHANGE) {
-    bool current = c->auth_exchange == r;
-    if (current) c->auth_exchange = NULL;
-    swc_rest_free(r);
-    if (current) swc_auth_token_result(c, td.token, td.issued, td.expires, NULL);
-  } else {
-    if (!c->freeing) ((sw_token_cb)r->cb)(c, NULL, &td, r->ud);
-    swc_rest_free(r);
-  }
+  int kind = r->kind;
+  void *cb = r->cb, *ud = r->ud;
+  bool current = kind == SWC_REST_AUTH_EXCHANGE && c->auth_exchange == r;
+  if (current) c->auth_exchange = NULL;
+  swc_rest_free(r);
+  if (current) swc_auth_token_result(c, td.token, td.issued, td.expires, NULL);
+  else if (kind == SWC_REST_TOKEN && !c->freeing) ((sw_token_cb)cb)(c, NULL, &td, ud);
   json_decref(v);
 }
 
@@ -206,9 +204,11 @@ static void history_done(swc_rest_t *r, const swc_http_resp_t *resp) {
   }
   for (size_t i = 0; i < pg->n; i++) swc_message_view(&pg->msgs[i], NULL, i, &pg->views[i], &pg->extras[i], NULL, 0);
   pg->next_target = next_link(resp->link, pg->base);
-  if (!c->freeing) ((sw_history_cb)r->cb)(c, NULL, pg, r->ud);
-  else sw_history_page_free(pg);
+  sw_history_cb cb = (sw_history_cb)r->cb;
+  void *ud = r->ud;
   swc_rest_free(r);
+  if (!c->freeing) cb(c, NULL, pg, ud);
+  else sw_history_page_free(pg);
 }
 
 static void time_done(swc_rest_t *r, const swc_http_resp_t *resp) {
@@ -223,12 +223,15 @@ static void time_done(swc_rest_t *r, const swc_http_resp_t *resp) {
     fail(r, &err);
     return;
   }
-  if (!c->freeing) ((sw_time_cb)r->cb)(c, NULL, json_integer_value(t), r->ud);
+  sw_time_cb cb = (sw_time_cb)r->cb;
+  void *ud = r->ud;
+  int64_t ms = json_integer_value(t);
   json_decref(v);
   swc_rest_free(r);
+  if (!c->freeing) cb(c, NULL, ms, ud);
 }
 
-static void start_http(swc_rest_t *r);
+static int start_http(swc_rest_t *r);
 
 static void on_http(void *ud, int rc, const swc_http_resp_t *resp) {
   swc_rest_t *r = ud;
@@ -255,7 +258,9 @@ static void on_http(void *ud, int rc, const swc_http_resp_t *resp) {
   fail(r, &err);
 }
 
-static void start_http(swc_rest_t *r) {
+
+/* Starts the request; SW_ENOMEM when it could not (r untouched). */
+static int start_http(swc_rest_t *r) {
   sw_client_t *c = r->c;
   sw_buf_t h = {0};
   int rc = buf_printf(&h, "Accept: %s\r\n", c->fmt == SW_FMT_MSGPACK ? "application/x-msgpack" : "application/json");
@@ -266,7 +271,11 @@ static void start_http(swc_rest_t *r) {
     r->http = swc_http_start(c->loop, c->host, c->port, r->method, r->target, (const char *)h.data, r->body,
                              r->body_len, c->t_http, on_http, r);
   buf_free(&h);
-  if (!r->http) {
+  return r->http ? SW_OK : SW_ENOMEM;
+}
+
+static void start_or_fail(swc_rest_t *r) {
+  if (start_http(r)) {
     sw_errinfo_t err;
     swc_set_error(&err, 50000, 500, "out of memory");
     fail(r, &err);
@@ -279,23 +288,30 @@ static void call_rest_fail(sw_client_t *c, swc_call_t *call) {
   fail(r, &call->err);
 }
 
-void swc_rest_submit(swc_rest_t *r) {
+int swc_rest_submit(swc_rest_t *r) {
   sw_client_t *c = r->c;
   if (r->needs_auth && c->token_mode && !swc_token_usable(c)) {
     if (!swc_auth_renewable(c)) {
+      /* Reported on the next iteration, like any completion. */
       swc_call_t *call = swc_call_new(call_rest_fail);
-      if (call) {
-        call->ptr = r;
-        swc_set_error(&call->err, SW_ERR_NO_RENEWAL, 401, "the token has expired and there is no way to renew it");
-        swc_defer(c, call);
+      if (!call) {
+        swc_rest_free(r);
+        return SW_ENOMEM;
       }
-      return;
+      call->ptr = r;
+      swc_set_error(&call->err, SW_ERR_NO_RENEWAL, 401, "the token has expired and there is no way to renew it");
+      swc_defer(c, call);
+      return SW_OK;
     }
     r->waiting_token = true;
-    swc_auth_start(c, false);
-    return;
+    swc_auth_start(c, false); /* its callback is deferred: no completion runs here */
+    return SW_OK;
   }
-  start_http(r);
+  if (start_http(r)) {
+    swc_rest_free(r);
+    return SW_ENOMEM;
+  }
+  return SW_OK;
 }
 
 void swc_rest_on_token(sw_client_t *c, const sw_errinfo_t *err) {
@@ -307,7 +323,7 @@ void swc_rest_on_token(sw_client_t *c, const sw_errinfo_t *err) {
       if (!r->waiting_token) continue;
       r->waiting_token = false;
       if (err) fail(r, err);
-      else start_http(r);
+      else start_or_fail(r);
       again = true;
       break;
     }
@@ -326,8 +342,11 @@ int swc_rest_exchange_token_request(sw_client_t *c, const char *key_name, const 
     swc_rest_free(r);
     return SW_ENOMEM;
   }
+  if (start_http(r)) {
+    swc_rest_free(r);
+    return SW_ENOMEM;
+  }
   c->auth_exchange = r;
-  start_http(r);
   return SW_OK;
 }
 
@@ -339,8 +358,7 @@ SW_API int sw_time(sw_client_t *c, sw_time_cb cb, void *ud) {
   if (!r) return SW_ENOMEM;
   r->cb = (void *)cb;
   r->ud = ud;
-  swc_rest_submit(r);
-  return SW_OK;
+  return swc_rest_submit(r);
 }
 
 SW_API int sw_request_token(sw_client_t *c, const sw_token_params_t *params, sw_token_cb cb, void *ud) {
@@ -361,8 +379,7 @@ SW_API int sw_request_token(sw_client_t *c, const sw_token_params_t *params, sw_
   r->body_len = strlen(tr);
   r->cb = (void *)cb;
   r->ud = ud;
-  swc_rest_submit(r);
-  return SW_OK;
+  return swc_rest_submit(r);
 }
 
 static int history_request(sw_client_t *c, const char *target, const char *base, sw_history_cb cb, void *ud) {
@@ -374,8 +391,7 @@ static int history_request(sw_client_t *c, const char *target, const char *base,
   }
   r->cb = (void *)cb;
   r->ud = ud;
-  swc_rest_submit(r);
-  return SW_OK;
+  return swc_rest_submit(r);
 }
 
 SW_API int sw_channel_history(sw_channel_t *ch, const sw_history_params_t *p, sw_history_cb cb, void *ud) {

@@ -361,6 +361,154 @@ static void test_history_with_token(void **state) {
   tctx_done(&t);
 }
 
+/* Every callback may free its own client or release its own channel; the
+ * sanitizer build checks that nothing is touched afterwards. */
+typedef struct freer {
+  sw_client_t *c;
+  bool fired;
+  int count;
+} freer_t;
+
+static void free_on_message(sw_channel_t *ch, const sw_message_t *m, void *ud) {
+  freer_t *f = ud;
+  (void)ch;
+  (void)m;
+  f->fired = true;
+  sw_client_free(f->c);
+}
+
+static void release_on_message(sw_channel_t *ch, const sw_message_t *m, void *ud) {
+  freer_t *f = ud;
+  (void)m;
+  f->count++;
+  f->fired = true;
+  assert_int_equal(sw_channel_release(ch), 0);
+}
+
+static void free_on_time(sw_client_t *c, const sw_errinfo_t *err, int64_t t, void *ud) {
+  freer_t *f = ud;
+  (void)err;
+  (void)t;
+  f->fired = true;
+  sw_client_free(c);
+}
+
+static void free_on_page(sw_client_t *c, const sw_errinfo_t *err, sw_history_page_t *pg, void *ud) {
+  freer_t *f = ud;
+  (void)err;
+  f->fired = true;
+  sw_client_free(c);
+  assert_true(sw_history_page_count(pg) >= 1); /* the page outlives the client */
+  sw_history_page_free(pg);
+}
+
+static void free_on_ack(sw_channel_t *ch, const sw_errinfo_t *err, const char *const *s, size_t n, void *ud) {
+  freer_t *f = ud;
+  (void)err;
+  (void)s;
+  (void)n;
+  f->count++;
+  if (f->fired) return;
+  f->fired = true;
+  sw_client_free(sw_channel_client(ch));
+}
+
+static void free_on_connected(sw_client_t *c, const sw_state_change_t *chg, void *ud) {
+  freer_t *f = ud;
+  if (chg->current != SW_CONN_CONNECTED) return;
+  f->fired = true;
+  sw_client_free(c);
+}
+
+static void free_in_auth(sw_client_t *c, sw_auth_request_t *req, void *ud) {
+  freer_t *f = ud;
+  f->fired = true;
+  sw_client_free(c);
+  assert_int_equal(sw_auth_complete(req, "ignored.token", NULL), 0); /* just frees req */
+}
+
+static void free_on_attach(sw_channel_t *ch, const sw_errinfo_t *err, void *ud) {
+  freer_t *f = ud;
+  (void)err;
+  f->fired = true;
+  sw_client_free(sw_channel_client(ch));
+}
+
+static void test_free_in_callbacks(void **state) {
+  tctx_t t;
+  tctx_init(&t, *state, NULL);
+  sw_options_t o;
+  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_MSGPACK);
+  o.key = t.key;
+  state_log_t lp = {0};
+  sw_client_t *pub = tclient(&t, &o, &lp);
+  assert_true(run_until(&t.loop, &lp.connected, 5000));
+  sw_channel_t *pch = sw_client_channel(pub, "freeing");
+
+  /* In a message callback, with more messages in the same read. */
+  freer_t fm = {0};
+  sw_client_t *a = NULL;
+  assert_int_equal(sw_client_new(&o, &a, NULL), 0);
+  fm.c = a;
+  assert_int_equal(sw_client_connect(a), 0);
+  attached(&t, a, "freeing", NULL, NULL);
+  assert_true(sw_channel_subscribe(sw_client_channel(a, "freeing"), NULL, free_on_message, &fm) > 0);
+  /* Releasing a channel from its own callback. */
+  freer_t fr = {0};
+  sw_client_t *b = NULL;
+  assert_int_equal(sw_client_new(&o, &b, NULL), 0);
+  assert_int_equal(sw_client_connect(b), 0);
+  attached(&t, b, "freeing", NULL, NULL);
+  assert_true(sw_channel_subscribe(sw_client_channel(b, "freeing"), NULL, release_on_message, &fr) > 0);
+  sw_message_t burst[5] = {{.name = "1"}, {.name = "2"}, {.name = "3"}, {.name = "4"}, {.name = "5"}};
+  assert_int_equal(sw_channel_publish_messages(pch, burst, 5, NULL, NULL), 0);
+  assert_true(run_until(&t.loop, &fm.fired, 5000));
+  assert_true(run_until(&t.loop, &fr.fired, 5000));
+  run_for(&t.loop, 100);
+  assert_int_equal(fr.count, 1);
+  tclose(&t, b, NULL);
+
+  /* In REST callbacks. */
+  freer_t ft = {0}, fh = {0};
+  sw_client_t *c = NULL;
+  assert_int_equal(sw_client_new(&o, &c, NULL), 0);
+  assert_int_equal(sw_time(c, free_on_time, &ft), 0);
+  assert_int_equal(sw_time(c, free_on_time, &ft), 0); /* still pending when the first frees */
+  assert_true(run_until(&t.loop, &ft.fired, 5000));
+  assert_int_equal(sw_client_new(&o, &c, NULL), 0);
+  assert_int_equal(sw_channel_history(sw_client_channel(c, "freeing"), NULL, free_on_page, &fh), 0);
+  assert_true(run_until(&t.loop, &fh.fired, 5000));
+
+  /* In an ACK callback with more ACKs to come, a state callback, the auth
+   * callback and an attach callback. */
+  freer_t fa = {0}, fs = {0}, fu = {0}, fat = {0};
+  assert_int_equal(sw_client_new(&o, &c, NULL), 0);
+  assert_int_equal(sw_client_connect(c), 0);
+  for (int i = 0; i < 20; i++) assert_int_equal(sw_channel_publish(sw_client_channel(c, "freeing"), NULL, "x", free_on_ack, &fa), 0);
+  assert_true(run_until(&t.loop, &fa.fired, 5000));
+  assert_int_equal(fa.count, 1);
+  sw_options_t os = o;
+  os.on_state = free_on_connected;
+  os.state_ud = &fs;
+  assert_int_equal(sw_client_new(&os, &c, NULL), 0);
+  assert_int_equal(sw_client_connect(c), 0);
+  assert_true(run_until(&t.loop, &fs.fired, 5000));
+  sw_options_t oa = o;
+  oa.key = NULL;
+  oa.auth_cb = free_in_auth;
+  oa.auth_ud = &fu;
+  assert_int_equal(sw_client_new(&oa, &c, NULL), 0);
+  assert_int_equal(sw_client_connect(c), 0);
+  assert_true(run_until(&t.loop, &fu.fired, 5000));
+  assert_int_equal(sw_client_new(&o, &c, NULL), 0);
+  assert_int_equal(sw_client_connect(c), 0);
+  assert_int_equal(sw_channel_attach(sw_client_channel(c, "freeing"), free_on_attach, &fat), 0);
+  assert_true(run_until(&t.loop, &fat.fired, 5000));
+
+  tclose(&t, pub, &lp);
+  tctx_done(&t);
+}
+
 static int group_setup(void **state) {
   test_env_t *env = *state;
   return server_start(env->bin, &env->srv);
@@ -378,6 +526,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_prestate(test_history_json, &env),
       cmocka_unit_test_prestate(test_history_msgpack, &env),
       cmocka_unit_test_prestate(test_history_with_token, &env),
+      cmocka_unit_test_prestate(test_free_in_callbacks, &env),
   };
   void *st = &env;
   if (group_setup(&st)) {
