@@ -342,7 +342,8 @@ char *swc_strdup(const char *s); /* NULL-safe */
 void swc_defer_run_all(sw_client_t *c);
 void swc_defer_drop_all(sw_client_t *c);
 /* A public view of m (from a MESSAGE pm, or NULL for history); *extras gets
- * a malloc'd JSON text the caller frees; idbuf holds a synthesised id. */
+ * one malloc'd block holding the extras and version JSON texts, which the
+ * caller frees; idbuf holds a synthesised id. */
 void swc_message_view(const sw_msg_t *m, const sw_pmsg_t *pm, size_t index, sw_message_t *out, char **extras,
                       char *idbuf, size_t idcap);
 /* A deep copy of a public message into m (zeroed first). SW_EINVAL or SW_ENOMEM. */

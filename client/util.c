@@ -165,9 +165,20 @@ void swc_message_view(const sw_msg_t *m, const sw_pmsg_t *pm, size_t index, sw_m
   out->connection_id = m->connection_id ? m->connection_id : pm ? pm->connection_id : NULL;
   out->timestamp = m->timestamp ? m->timestamp : pm ? pm->timestamp : 0;
   out->serial = m->serial;
-  *extras = m->extras ? json_dumps(m->extras, JSON_COMPACT) : NULL;
-  out->extras = *extras;
+  *extras = NULL;
   out->action = m->action;
+  /* extras and version share one allocation: "<extras>\0<version>\0". */
+  char *ex = m->extras ? json_dumps(m->extras, JSON_COMPACT) : NULL;
+  char *ver = m->version ? json_dumps(m->version, JSON_COMPACT) : NULL;
+  size_t el = ex ? strlen(ex) + 1 : 0, vl = ver ? strlen(ver) + 1 : 0;
+  if (el + vl && (*extras = malloc(el + vl))) {
+    if (ex) memcpy(*extras, ex, el);
+    if (ver) memcpy(*extras + el, ver, vl);
+    out->extras = ex ? *extras : NULL;
+    out->version = ver ? *extras + el : NULL;
+  }
+  free(ex);
+  free(ver);
 }
 
 int swc_message_import(const sw_message_t *in, sw_msg_t *m) {

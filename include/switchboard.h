@@ -307,6 +307,9 @@ typedef struct sw_message {
   const char *serial;    /* the channel serial the server gave it (TM2r) */
   const char *extras;    /* JSON object text, or NULL */
   int action;            /* SW_MESSAGE_*; -1 absent */
+  const char *version;   /* received: the version (TM2s) as JSON object text
+                            (serial, timestamp, clientId...), or NULL; ignored
+                            when publishing */
 } sw_message_t;
 
 /* ---- channels ------------------------------------------------------------- */

@@ -301,6 +301,7 @@ json_t *message_json(const sw_message_t *m) {
   }
   if (m->timestamp) json_object_set_new(o, "timestamp", json_integer(m->timestamp));
   if (m->extras) json_object_set_new(o, "extras", json_loads(m->extras, 0, NULL));
+  if (m->version) json_object_set_new(o, "version", json_loads(m->version, 0, NULL));
   json_object_set_new(o, "action", json_integer(m->action));
   return o;
 }

@@ -361,6 +361,54 @@ static void test_history_with_token(void **state) {
   tctx_done(&t);
 }
 
+/* Message operations on a namespace with mutableMessages (RTL32): the
+ * append, update and delete reach a subscriber with their action, the
+ * target's serial and a version; history serves the aggregated head. */
+static void test_mutable_messages(void **state) {
+  tctx_t t;
+  tctx_init(&t, *state, "{\"keys\":[{}],\"namespaces\":[{\"id\":\"ai\",\"mutableMessages\":true}]}");
+  sw_options_t o;
+  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_MSGPACK);
+  o.key = t.key;
+  o.client_id = "agent";
+  state_log_t l = {0};
+  sw_client_t *c = tclient(&t, &o, &l);
+  assert_true(run_until(&t.loop, &l.connected, 5000));
+  recv_log_t r = {0};
+  sw_channel_t *ch = attached(&t, c, "ai:stream", &r, NULL);
+  ack_log_t a = {0};
+  assert_int_equal(sw_channel_publish(ch, "answer", "hel", ack_cb, &a), 0);
+  assert_true(wait_counts(&t, &r, 1, &a, 1));
+  assert_int_equal(a.acked, 1);
+  const char *serial = json_string_value(json_array_get(a.serials, 0));
+  sw_message_t frag = {.serial = serial, .data = "lo", .data_type = SW_PAYLOAD_STRING};
+  assert_int_equal(sw_channel_append_message(ch, &frag, ack_cb, &a), 0);
+  assert_true(wait_counts(&t, &r, 2, &a, 2));
+  sw_message_t upd = {.serial = serial, .name = "answer", .data = "hello!", .data_type = SW_PAYLOAD_STRING};
+  assert_int_equal(sw_channel_update_message(ch, &upd, ack_cb, &a), 0);
+  assert_true(wait_counts(&t, &r, 3, &a, 3));
+  if (a.nacked) fprintf(stderr, "mutable: %d %s\n", a.last_err.code, a.last_err.message);
+  assert_int_equal(a.acked, 3);
+  /* ACKs of operations carry the version's serial, a new one each time. */
+  const char *v1 = json_string_value(json_array_get(a.serials, 1)), *v2 = json_string_value(json_array_get(a.serials, 2));
+  assert_non_null(v1);
+  assert_non_null(v2);
+  assert_true(strcmp(v1, serial) > 0 && strcmp(v2, v1) > 0);
+  json_t *append = json_array_get(r.msgs, 1), *update = json_array_get(r.msgs, 2);
+  assert_int_equal(json_integer_value(json_object_get(append, "action")), SW_MESSAGE_APPEND);
+  assert_string_equal(jstr(append, "serial"), serial);
+  assert_string_equal(jstr(append, "data"), "lo");
+  assert_non_null(json_object_get(append, "version"));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(append, "version"), "serial")), v1);
+  assert_int_equal(json_integer_value(json_object_get(update, "action")), SW_MESSAGE_UPDATE);
+  assert_string_equal(jstr(update, "data"), "hello!");
+  assert_string_equal(jstr(update, "serial"), serial);
+  json_decref(r.msgs);
+  json_decref(a.serials);
+  tclose(&t, c, &l);
+  tctx_done(&t);
+}
+
 /* Every callback may free its own client or release its own channel; the
  * sanitizer build checks that nothing is touched afterwards. */
 typedef struct freer {
@@ -527,6 +575,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_prestate(test_history_msgpack, &env),
       cmocka_unit_test_prestate(test_history_with_token, &env),
       cmocka_unit_test_prestate(test_free_in_callbacks, &env),
+      cmocka_unit_test_prestate(test_mutable_messages, &env),
   };
   void *st = &env;
   if (group_setup(&st)) {
