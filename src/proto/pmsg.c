@@ -22,6 +22,8 @@ void msg_clear(sw_msg_t *m) {
   data_clear(&m->data);
   json_decref(m->extras);
   json_decref(m->version);
+  free(m->message_serial);
+  free(m->type);
   memset(m, 0, sizeof *m);
   m->action = -1;
 }
@@ -49,6 +51,8 @@ void pmsg_free(sw_pmsg_t *p) {
   free(p->messages);
   for (size_t i = 0; i < p->n_presence; i++) presence_clear(&p->presence[i]);
   free(p->presence);
+  for (size_t i = 0; i < p->n_annotations; i++) msg_clear(&p->annotations[i]);
+  free(p->annotations);
   for (size_t i = 0; i < p->n_res; i++) {
     for (size_t j = 0; j < p->res[i].n_serials; j++) free(p->res[i].serials[j]);
     free(p->res[i].serials);
@@ -105,7 +109,10 @@ int msg_copy(sw_msg_t *dst, const sw_msg_t *src) {
            copy_str(&dst->connection_id, src->connection_id) ||
            copy_str(&dst->connection_key, src->connection_key) || copy_str(&dst->name, src->name) ||
            copy_str(&dst->encoding, src->encoding) || copy_str(&dst->serial, src->serial) ||
-           copy_json(&dst->extras, src->extras) || copy_json(&dst->version, src->version);
+           copy_json(&dst->extras, src->extras) || copy_json(&dst->version, src->version) ||
+           copy_str(&dst->message_serial, src->message_serial) || copy_str(&dst->type, src->type);
+  dst->count = src->count;
+  dst->has_count = src->has_count;
   if (!rc && src->data.kind != SW_DATA_NONE) {
     /* bytes is NUL-terminated even for binary data. */
     dst->data.bytes = malloc(src->data.len + 1);

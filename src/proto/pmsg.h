@@ -92,6 +92,12 @@ typedef struct sw_msg {
   sw_data_t data;
   json_t *extras; /* an object, or NULL */
   json_t *version; /* TM2s: object, passed through as-is, or NULL */
+  /* Annotation fields (TAN*): an annotation is carried as a message with
+   * these set; action 0 annotation.create, 1 annotation.delete. */
+  char *message_serial; /* the annotated message's serial */
+  char *type;
+  int64_t count;
+  bool has_count;
 } sw_msg_t;
 
 /* TP3: a PresenceMessage. action is TP2 (0 absent, 1 present, 2 enter, 3 leave, 4 update). */
@@ -149,6 +155,8 @@ typedef struct sw_pmsg {
   size_t n_messages;
   sw_presence_t *presence;
   size_t n_presence;
+  sw_msg_t *annotations; /* ANNOTATION (TR4? annotations), see sw_msg_t */
+  size_t n_annotations;
   sw_publish_result_t *res; /* ACK only */
   size_t n_res;
 } sw_pmsg_t;

@@ -223,6 +223,9 @@ static int msg_field(void *ctx, const char *k, size_t kl, const wire_val_t *v, s
   if (KEY_IS(k, kl, "action")) return take_int(v, "action", &m->action, NULL, err);
   if (KEY_IS(k, kl, "extras")) return take_object(v, "extras", &m->extras, err);
   if (KEY_IS(k, kl, "version")) return take_object(v, "version", &m->version, err);
+  if (KEY_IS(k, kl, "messageSerial")) return take_str(v, "messageSerial", &m->message_serial, err);
+  if (KEY_IS(k, kl, "type")) return take_str(v, "type", &m->type, err);
+  if (KEY_IS(k, kl, "count")) return take_i64(v, "count", &m->count, &m->has_count, err);
   return 0;
 }
 
@@ -260,10 +263,10 @@ static int decode_presence(const wire_val_t *v, sw_presence_t *p, sw_error_t *er
   return finish_data(&c.data, &p->encoding, &p->data, 0, err);
 }
 
-static int take_msgs(const wire_val_t *v, sw_msg_t **dst, size_t *count, sw_error_t *err) {
+static int take_msgs(const wire_val_t *v, const char *field, sw_msg_t **dst, size_t *count, sw_error_t *err) {
   size_t n;
-  if (want_array(v, "messages", &n, err)) return -1;
-  if (*dst) return bad_field(err, "messages", "given twice");
+  if (want_array(v, field, &n, err)) return -1;
+  if (*dst) return bad_field(err, field, "given twice");
   if (n == 0) return 0;
   /* Publish the array first so the caller's cleanup covers a partial fill. */
   if (!(*dst = calloc(n, sizeof **dst))) return no_memory(err);
@@ -373,7 +376,8 @@ static int pmsg_field(void *ctx, const char *k, size_t kl, const wire_val_t *v, 
   if (KEY_IS(k, kl, "error")) return take_map(v, "error", error_field, &p->error, err);
   if (KEY_IS(k, kl, "params")) return take_params(v, &p->params, err);
   if (KEY_IS(k, kl, "auth")) return take_map(v, "auth", auth_field, &p->auth_access_token, err);
-  if (KEY_IS(k, kl, "messages")) return take_msgs(v, &p->messages, &p->n_messages, err);
+  if (KEY_IS(k, kl, "messages")) return take_msgs(v, "messages", &p->messages, &p->n_messages, err);
+  if (KEY_IS(k, kl, "annotations")) return take_msgs(v, "annotations", &p->annotations, &p->n_annotations, err);
   if (KEY_IS(k, kl, "presence")) return take_presence(v, &p->presence, &p->n_presence, err);
   if (KEY_IS(k, kl, "res")) return take_res(v, p, err);
   return 0; /* connectionDetails is outbound only; unknown fields are ignored (RSF1) */

@@ -141,6 +141,9 @@ int wire_encode_msg(wire_writer_t *w, const sw_msg_t *msg) {
   f_str(&m, "serial", msg->serial);
   f_i64(&m, "action", msg->action, msg->action >= 0);
   f_json(&m, "version", msg->version);
+  f_str(&m, "messageSerial", msg->message_serial);
+  f_str(&m, "type", msg->type);
+  f_i64(&m, "count", msg->count, msg->has_count);
   return map_close(&m);
 }
 
@@ -201,6 +204,7 @@ int wire_encode_pmsg(wire_writer_t *w, const sw_pmsg_t *p) {
   f_conn_details(&m, p->connection_details);
   f_array(&m, "messages", p->messages, p->n_messages, sizeof *p->messages, one_msg);
   f_array(&m, "presence", p->presence, p->n_presence, sizeof *p->presence, one_presence);
+  f_array(&m, "annotations", p->annotations, p->n_annotations, sizeof *p->annotations, one_msg);
   f_array(&m, "res", p->res, p->n_res, sizeof *p->res, one_res);
   return map_close(&m);
 }
