@@ -1,13 +1,31 @@
 /* transport_tcp.c: the plain TCP transport (ws://, http://).
  *
+ * A non-blocking socket watched with uv_poll rather than a uv_tcp_t: libuv
+ * streams write with write(2), which raises SIGPIPE when the peer has gone,
+ * and a library must not kill its host process or make it ignore SIGPIPE.
+ * Here every write is send(2) with MSG_NOSIGNAL.
+ *
  * Lifetime: the owner calls ops->close() once; after that no callback runs.
  * The struct is freed when libuv has let go of everything (the resolver
- * request and the TCP handle), which may be after close() returns. */
+ * request and the poll handle), which may be after close() returns. Errors
+ * found while writing are reported from the loop (on_close), never from
+ * inside write(), so callers are not re-entered. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "internal.h"
+
+typedef struct wq_item {
+  struct wq_item *next;
+  uint8_t *buf; /* owned */
+  size_t off, end;
+} wq_item_t;
 
 typedef struct tcp {
   swc_transport_t base;
@@ -16,35 +34,47 @@ typedef struct tcp {
   void *ud;
   uv_getaddrinfo_t gai;
   struct addrinfo *addrs, *next_addr;
-  uv_tcp_t tcp;
-  uv_connect_t conn;
+  int fd;
+  uv_poll_t poll;
+  int events;       /* what poll is started for */
   bool gai_pending;
-  bool tcp_open;      /* tcp initialised and not yet closed */
-  bool tcp_closing;
-  bool released;      /* the owner called close */
-  bool ended;         /* on_close delivered (or the owner released first) */
+  bool poll_open;   /* initialised and not yet closing */
+  bool poll_closing;
+  bool retry_next;  /* connect to next_addr once the failed socket is closed */
   bool connected;
-  bool retry_next;    /* connect to next_addr once the failed handle is closed */
+  bool released;    /* the owner called close */
+  bool ended;       /* on_close or a failed on_connect delivered */
+  int write_error;  /* a failed send, reported from the loop */
+  wq_item_t *wq_head, *wq_tail;
   uint8_t rbuf[65536];
 } tcp_t;
 
-typedef struct write_req {
-  uv_write_t req;
-  uint8_t *data;
-} write_req_t;
-
 static void try_connect(tcp_t *t);
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static void wq_free(tcp_t *t) {
+  while (t->wq_head) {
+    wq_item_t *w = t->wq_head;
+    t->wq_head = w->next;
+    free(w->buf);
+    free(w);
+  }
+  t->wq_tail = NULL;
+}
 
 static void maybe_free(tcp_t *t) {
-  if (t->released && !t->gai_pending && !t->tcp_open && !t->tcp_closing) {
+  if (t->released && !t->gai_pending && !t->poll_open && !t->poll_closing) {
     if (t->addrs) uv_freeaddrinfo(t->addrs);
+    wq_free(t);
     free(t);
   }
 }
 
-static void on_tcp_closed(uv_handle_t *h) {
+static void on_poll_closed(uv_handle_t *h) {
   tcp_t *t = h->data;
-  t->tcp_closing = false;
+  t->poll_closing = false;
+  if (t->fd >= 0) close(t->fd);
+  t->fd = -1;
   if (t->retry_next && !t->released) {
     t->retry_next = false;
     try_connect(t);
@@ -53,76 +83,143 @@ static void on_tcp_closed(uv_handle_t *h) {
   maybe_free(t);
 }
 
-static void close_tcp(tcp_t *t) {
-  if (!t->tcp_open) return;
-  t->tcp_open = false;
-  t->tcp_closing = true;
-  uv_close((uv_handle_t *)&t->tcp, on_tcp_closed);
+/* Stops watching and closes the socket (once libuv has let go of it). */
+static void close_socket(tcp_t *t) {
+  if (t->poll_open) {
+    t->poll_open = false;
+    t->poll_closing = true;
+    uv_poll_stop(&t->poll);
+    uv_close((uv_handle_t *)&t->poll, on_poll_closed);
+  } else if (t->fd >= 0 && !t->poll_closing) {
+    close(t->fd);
+    t->fd = -1;
+  }
+}
+
+static void set_events(tcp_t *t, int events) {
+  if (!t->poll_open || events == t->events) return;
+  t->events = events;
+  uv_poll_start(&t->poll, events, on_poll);
 }
 
 /* Reports the end of the stream to the owner, once. */
 static void end(tcp_t *t, int status) {
   if (t->ended || t->released) return;
   t->ended = true;
-  if (t->tcp_open) uv_read_stop((uv_stream_t *)&t->tcp);
+  set_events(t, 0);
   t->cbs.on_close(t->ud, status);
 }
 
 static void fail_connect(tcp_t *t, int status) {
-  if (t->released) return;
+  if (t->released || t->ended) return;
   t->ended = true;
   t->cbs.on_connect(t->ud, status);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  tcp_t *t = h->data;
-  (void)suggested;
-  *buf = uv_buf_init((char *)t->rbuf, sizeof t->rbuf);
+/* Sends queued data until done or the socket is full. 0 or a uv error. */
+static int flush(tcp_t *t) {
+  while (t->wq_head) {
+    wq_item_t *w = t->wq_head;
+    ssize_t n = send(t->fd, w->buf + w->off, w->end - w->off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    w->off += (size_t)n;
+    if (w->off < w->end) break;
+    t->wq_head = w->next;
+    if (!t->wq_head) t->wq_tail = NULL;
+    free(w->buf);
+    free(w);
+  }
+  return 0;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  tcp_t *t = s->data;
-  (void)buf;
-  if (t->released || t->ended) return;
-  if (nread > 0) t->cbs.on_data(t->ud, t->rbuf, (size_t)nread);
-  else if (nread < 0) end(t, nread == UV_EOF ? 0 : (int)nread);
-}
-
-static void on_connected(uv_connect_t *req, int status) {
-  tcp_t *t = req->data;
-  if (t->released) return;
-  if (status < 0) {
-    /* Try the next address before giving up (e.g. ::1 then 127.0.0.1). */
-    if (t->next_addr && status != UV_ECANCELED) {
+static void on_connected(tcp_t *t) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (err) {
+    /* Try the next address (e.g. ::1 then 127.0.0.1) before giving up. */
+    if (t->next_addr) {
       t->retry_next = true;
-      close_tcp(t);
+      close_socket(t);
       return;
     }
-    fail_connect(t, status);
+    fail_connect(t, -err);
     return;
   }
   t->connected = true;
-  uv_tcp_nodelay(&t->tcp, 1); /* small protocol messages: latency over batching */
-  int rc = uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
-  if (rc) {
-    fail_connect(t, rc);
+  set_events(t, UV_READABLE | UV_DISCONNECT | (t->wq_head ? UV_WRITABLE : 0));
+  t->cbs.on_connect(t->ud, 0);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  tcp_t *t = h->data;
+  if (t->released || t->ended) return;
+  if (!t->connected) {
+    if (status < 0 && !t->next_addr) fail_connect(t, status);
+    else on_connected(t); /* SO_ERROR tells */
     return;
   }
-  t->cbs.on_connect(t->ud, 0);
+  if (t->write_error) {
+    end(t, t->write_error);
+    return;
+  }
+  if (status < 0) {
+    end(t, status);
+    return;
+  }
+  if (events & UV_WRITABLE) {
+    int rc = flush(t);
+    if (rc) {
+      end(t, rc);
+      return;
+    }
+    if (!t->wq_head) set_events(t, UV_READABLE | UV_DISCONNECT);
+  }
+  if (events & (UV_READABLE | UV_DISCONNECT)) {
+    /* A few reads per wakeup: fair to other handles, cheap when busy. */
+    for (int i = 0; i < 4 && !t->released && !t->ended; i++) {
+      ssize_t n = recv(t->fd, t->rbuf, sizeof t->rbuf, 0);
+      if (n > 0) {
+        t->cbs.on_data(t->ud, t->rbuf, (size_t)n);
+        if ((size_t)n < sizeof t->rbuf) break;
+      } else if (n == 0) {
+        end(t, 0);
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        break;
+      } else if (errno != EINTR) {
+        end(t, -errno);
+      }
+    }
+  }
 }
 
 static void try_connect(tcp_t *t) {
   while (t->next_addr) {
     struct addrinfo *ai = t->next_addr;
     t->next_addr = ai->ai_next;
-    if (uv_tcp_init(t->loop, &t->tcp)) continue;
-    t->tcp.data = t;
-    t->tcp_open = true;
-    t->conn.data = t;
-    if (uv_tcp_connect(&t->conn, &t->tcp, ai->ai_addr, on_connected) == 0) return;
-    t->retry_next = t->next_addr != NULL;
-    close_tcp(t);
-    if (t->retry_next) return; /* continues in on_tcp_closed */
+    t->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (t->fd < 0) continue;
+    int one = 1;
+    setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* small messages: latency first */
+    if (connect(t->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+      close(t->fd);
+      t->fd = -1;
+      continue;
+    }
+    if (uv_poll_init_socket(t->loop, &t->poll, t->fd)) {
+      close(t->fd);
+      t->fd = -1;
+      continue;
+    }
+    t->poll.data = t;
+    t->poll_open = true;
+    t->events = UV_WRITABLE; /* writable = connected, or failed (SO_ERROR) */
+    uv_poll_start(&t->poll, t->events, on_poll);
+    return;
   }
   fail_connect(t, UV_ECONNREFUSED);
 }
@@ -143,48 +240,43 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   try_connect(t);
 }
 
-static void on_written(uv_write_t *req, int status) {
-  write_req_t *w = (write_req_t *)req;
-  tcp_t *t = req->data;
-  free(w->data);
-  free(w);
-  /* A write error shows up as a read error too; report it once. */
-  if (status < 0 && status != UV_ECANCELED && t && !t->released) end(t, status);
-}
-
-static int tcp_write(swc_transport_t *base, uint8_t *data, size_t off, size_t len) {
+static int tcp_write(swc_transport_t *base, uint8_t *buf, size_t off, size_t len) {
   tcp_t *t = (tcp_t *)base;
-  if (!t->connected || t->ended || !t->tcp_open) {
-    free(data);
+  if (!t->connected || t->ended || t->released || t->write_error) {
+    free(buf);
     return UV_ENOTCONN;
   }
-  uv_buf_t b = uv_buf_init((char *)data + off, (unsigned)len);
-  /* Most frames fit in the socket buffer: skip the request allocation. */
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&t->tcp) == 0) {
-    int n = uv_try_write((uv_stream_t *)&t->tcp, &b, 1);
-    if (n == (int)len) {
-      free(data);
+  size_t endpos = off + len;
+  /* Most frames fit in the socket buffer at once: no queue entry. */
+  if (!t->wq_head) {
+    ssize_t n;
+    do n = send(t->fd, buf + off, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)len) {
+      free(buf);
       return 0;
     }
-    if (n > 0) b = uv_buf_init((char *)data + off + n, (unsigned)(len - (size_t)n));
-    else if (n != UV_EAGAIN) {
-      free(data);
-      return n;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      int rc = -errno;
+      free(buf);
+      /* Reported by on_poll: an error socket polls writable. */
+      t->write_error = rc;
+      set_events(t, UV_READABLE | UV_DISCONNECT | UV_WRITABLE);
+      return rc;
     }
+    if (n > 0) off += (size_t)n;
   }
-  write_req_t *w = malloc(sizeof *w);
+  wq_item_t *w = malloc(sizeof *w);
   if (!w) {
-    free(data);
+    free(buf);
     return UV_ENOMEM;
   }
-  w->data = data;
-  w->req.data = t;
-  int rc = uv_write(&w->req, (uv_stream_t *)&t->tcp, &b, 1, on_written);
-  if (rc) {
-    free(data);
-    free(w);
-  }
-  return rc;
+  *w = (wq_item_t){.buf = buf, .off = off, .end = endpos};
+  if (t->wq_tail) t->wq_tail->next = w;
+  else t->wq_head = w;
+  t->wq_tail = w;
+  set_events(t, UV_READABLE | UV_DISCONNECT | UV_WRITABLE);
+  return 0;
 }
 
 static void tcp_close(swc_transport_t *base) {
@@ -192,15 +284,13 @@ static void tcp_close(swc_transport_t *base) {
   if (t->released) return;
   t->released = true;
   if (t->gai_pending) uv_cancel((uv_req_t *)&t->gai);
-  close_tcp(t);
+  close_socket(t);
   maybe_free(t);
 }
 
 static int tcp_fileno(const swc_transport_t *base) {
   const tcp_t *t = (const tcp_t *)base;
-  uv_os_fd_t fd;
-  if (!t->tcp_open || uv_fileno((const uv_handle_t *)&t->tcp, &fd)) return -1;
-  return (int)fd;
+  return t->connected ? t->fd : -1;
 }
 
 static const swc_transport_ops_t tcp_ops = {.write = tcp_write, .close = tcp_close, .fileno = tcp_fileno};
@@ -213,14 +303,12 @@ swc_transport_t *swc_tcp_open(uv_loop_t *loop, const char *host, int port, const
   t->loop = loop;
   t->cbs = *cbs;
   t->ud = ud;
+  t->fd = -1;
   t->gai.data = t;
   char port_s[16];
   snprintf(port_s, sizeof port_s, "%d", port);
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
-  int rc = uv_getaddrinfo(loop, &t->gai, on_resolved, host, port_s, &hints);
-  if (rc) {
-    /* Report asynchronously through the normal path: resolve failed. */
-    t->gai_pending = false;
+  if (uv_getaddrinfo(loop, &t->gai, on_resolved, host, port_s, &hints)) {
     free(t);
     return NULL;
   }

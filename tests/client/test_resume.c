@@ -285,6 +285,43 @@ static void test_failed_resume(void **state) {
   assert_int_equal(server_stop(&env2.srv), 0);
 }
 
+/* Writing to a socket that was cut must not raise SIGPIPE (default
+ * disposition here, so it would kill the test): the publish stays pending,
+ * goes out again after the resume and is acknowledged once. */
+static void test_write_after_cut(void **state) {
+  tctx_t t;
+  tctx_init(&t, *state, NULL);
+  sw_options_t o;
+  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_JSON);
+  o.key = t.key;
+  state_log_t l = {0};
+  sw_client_t *c = tclient(&t, &o, &l);
+  assert_true(run_until(&t.loop, &l.connected, 5000));
+  recv_log_t r = {0};
+  sw_channel_t *ch = sw_client_channel(c, "sigpipe");
+  assert_true(sw_channel_subscribe(ch, NULL, recv_cb, &r) > 0);
+  done_log_t d = {0};
+  assert_int_equal(sw_channel_attach(ch, done_cb, &d), 0);
+  assert_true(run_until(&t.loop, &d.done, 5000));
+  ack_log_t a = {0};
+  cut(c);
+  for (int i = 0; i < 3; i++) { /* sent at once, into the cut socket */
+    char data[16];
+    snprintf(data, sizeof data, "m%06d", i);
+    assert_int_equal(sw_channel_publish(ch, "seq", data, ack_cb, &a), 0);
+  }
+  wait_n_t w = {&r, 3};
+  assert_true(run_until_fn(&t.loop, received_n, &w, 5000));
+  run_for(&t.loop, 200);
+  assert_int_equal(a.acked, 3);
+  assert_sequence(&r, 3);
+  assert_true(l.resumed_count >= 1);
+  json_decref(r.msgs);
+  json_decref(a.serials);
+  tclose(&t, c, &l);
+  tctx_done(&t);
+}
+
 /* While the server is unreachable the client backs off and keeps its
  * publishes queued; it connects once the server is back. */
 static void test_reconnect_backoff(void **state) {
@@ -333,6 +370,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_prestate(test_resume_subscriber_msgpack, &env),
       cmocka_unit_test_prestate(test_resume_publisher_msgpack, &env),
       cmocka_unit_test_prestate(test_resume_both_json, &env),
+      cmocka_unit_test_prestate(test_write_after_cut, &env),
       cmocka_unit_test_prestate(test_reconnect_backoff, &env),
       cmocka_unit_test_prestate(test_failed_resume, &env),
   };
