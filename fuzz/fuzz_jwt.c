@@ -8,13 +8,16 @@
  * Checks, aborting on any violation:
  *   - the fast scanner and jansson agree: jwt_verify with and without
  *     opts.jansson_only gives the same result, code, message and claims;
- *   - the keyed-HMAC cache changes nothing (with and without opts.cache);
+ *   - the keyed-HMAC cache changes nothing (with and without opts.cache),
+ *     nor does its header memo: the token is also verified through a cache
+ *     primed with a valid token that has the same header text;
  *   - only the documented codes come out, err and out are consistent, and
  *     no message contains a key secret (except a 40400 echoing the kid);
  *   - an accepted token passes jwt_looks_like and has exp > iat, a kid
  *     known to the lookup (or an embedded token and no other claims);
  *   - base64url decoding of the raw input either fails or re-encodes to
- *     exactly the input. */
+ *     exactly the input, and agrees with OpenSSL's EVP_DecodeBlock on a
+ *     translated copy (b64url.c decodes with a loop of its own). */
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -100,6 +103,11 @@ static void same(int rc1, const sw_jwt_t *a, const sw_error_t *ea, int rc2, cons
         (a->channel_claims && b->channel_claims && json_equal(a->channel_claims, b->channel_claims)));
 }
 
+static char *sign(const uint8_t *h, size_t hn, const uint8_t *c, size_t cn);
+
+/* Claims valid at NOW_MS. */
+static const char VALID_CLAIMS[] = "{\"iat\":1795348260,\"exp\":1795351860}";
+
 static void verify_all_ways(const char *tok, size_t n) {
   sw_jwt_cache_t *cache = jwt_cache_new();
   CHECK(cache != NULL);
@@ -119,6 +127,27 @@ static void verify_all_ways(const char *tok, size_t n) {
     int rcc = jwt_verify(tok, n, lookup, NULL, &cached, &c, &ec);
     same(ra, &a, &ea, rcc, &c, &ec);
     jwt_clear(&c);
+  }
+  /* A fresh cache primed with a valid token carrying this header text
+   * (when it decodes): if the header is fine it is now remembered, and the
+   * answer must not change. */
+  const char *dot = memchr(tok, '.', n);
+  uint8_t hdr[1024];
+  long hn = dot && (size_t)(dot - tok) <= 1300 ? b64url_decode(tok, (size_t)(dot - tok), hdr, sizeof hdr) : -1;
+  if (hn >= 0) {
+    sw_jwt_cache_t *primed = jwt_cache_new();
+    CHECK(primed != NULL);
+    cached.cache = primed;
+    char *primer = sign(hdr, (size_t)hn, (const uint8_t *)VALID_CLAIMS, sizeof VALID_CLAIMS - 1);
+    CHECK(memcmp(primer, tok, (size_t)(dot - tok) + 1) == 0);
+    sw_error_t ep = {0}, ed = {0};
+    jwt_verify(primer, strlen(primer), lookup, NULL, &cached, &c, &ep);
+    jwt_clear(&c);
+    free(primer);
+    int rcd = jwt_verify(tok, n, lookup, NULL, &cached, &c, &ed);
+    same(ra, &a, &ea, rcd, &c, &ed);
+    jwt_clear(&c);
+    jwt_cache_free(primed);
   }
   jwt_clear(&a);
   jwt_clear(&b);
@@ -142,11 +171,41 @@ static char *sign(const uint8_t *h, size_t hn, const uint8_t *c, size_t cn) {
   return tok;
 }
 
+/* base64url decoding as b64url.c did before its own loop: OpenSSL's base64
+ * on a translated, padded copy, plus the strictness rules. Returns the
+ * length or -1; out holds b64url_decoded_len(n) + 3 bytes. */
+static long ref_decode(const uint8_t *in, size_t n, uint8_t *out) {
+  if (n % 4 == 1) return -1;
+  size_t padded = (n + 3) / 4 * 4;
+  unsigned char *t = malloc(padded + 1);
+  CHECK(t != NULL);
+  long len = (long)b64url_decoded_len(n);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = in[i];
+    if (ch == '+' || ch == '/' || ch == '=' || ch <= ' ' || ch >= 0x7f) len = -1;
+    t[i] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+  }
+  for (size_t i = n; i < padded; i++) t[i] = '=';
+  if (len >= 0 && n && EVP_DecodeBlock(out, t, (int)padded) != (int)(padded / 4 * 3)) len = -1;
+  free(t);
+  if (len > 0 && n % 4) {
+    /* Canonical: the unused low bits of the last character are zero. */
+    char back[4];
+    CHECK(b64url_encode(out + len - (n % 4 - 1), n % 4 - 1, back, sizeof back) == (long)(n % 4));
+    if (memcmp(back, in + n - n % 4, n % 4) != 0) len = -1;
+  }
+  return len;
+}
+
 static void b64_roundtrip(const uint8_t *data, size_t size) {
   size_t cap = b64url_decoded_len(size) + 1;
-  uint8_t *dec = malloc(cap);
-  CHECK(dec != NULL);
+  uint8_t *dec = malloc(cap), *ref = malloc(cap + 3);
+  CHECK(dec != NULL && ref != NULL);
   long n = b64url_decode((const char *)data, size, dec, cap);
+  long rn = ref_decode(data, size, ref);
+  CHECK(n == rn);
+  if (n > 0) CHECK(memcmp(dec, ref, (size_t)n) == 0);
+  free(ref);
   if (n >= 0) {
     CHECK((size_t)n == b64url_decoded_len(size));
     char *enc = malloc(size + 1);

@@ -405,6 +405,79 @@ static void test_hmac_matches_openssl(void **state) {
   jwt_cache_free(cache);
 }
 
+/* The cache also remembers headers of verified tokens (jwt.c, hdr_memo).
+ * A remembered header must change no answer: every token below, many of
+ * them sharing the primed header text, gets the same result with a primed
+ * cache as without any cache. */
+static void test_header_memo(void **state) {
+  (void)state;
+  sw_jwt_cache_t *cache = jwt_cache_new();
+  assert_non_null(cache);
+  keyring_t kr = keyring();
+  sw_error_t err = {0};
+  sw_jwt_t j;
+  sw_jwt_opts_t plain = opts_at(NOW_MS), cached = plain;
+  cached.cache = cache;
+  /* Prime: NODE_SNIPPET's header, and HDR. */
+  char *c = claims_with(""), *primer = craft(HDR, c);
+  free(c);
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(jwt_verify(NODE_SNIPPET, strlen(NODE_SNIPPET), lookup, &kr, &cached, &j, &err), 0);
+    jwt_clear(&j);
+    assert_int_equal(jwt_verify(primer, strlen(primer), lookup, &kr, &cached, &j, &err), 0);
+    jwt_clear(&j);
+  }
+  char *toks[32];
+  size_t nt = 0;
+  /* Same header text, refused later: wrong key, bad claims, expired, an
+   * embedded token signed by our key, a tampered signature. */
+  toks[nt++] = strdup(NODE_WRONG_SECRET);
+  toks[nt++] = strdup(NODE_NO_IAT);
+  toks[nt++] = strdup(NODE_TTL_25H);
+  toks[nt++] = craft(HDR, "{\"iat\":1795348260,\"exp\":1795348261}");
+  toks[nt++] = craft(HDR, "{\"iat\":1795348260,\"exp\":1795351860,\"x-ably-token\":\"app.tok\"}");
+  toks[nt++] = craft(HDR, "[1]");
+  toks[nt++] = craft_md(HDR, "{\"iat\":1795348260,\"exp\":1795351860}", EVP_sha256(), OTHER_SECRET);
+  char *t = strdup(primer);
+  t[strlen(t) - 2] = t[strlen(t) - 2] == 'A' ? 'B' : 'A';
+  toks[nt++] = t;
+  /* Headers like the primed ones where it matters: the same length and
+   * the same last characters (the memo's slot), another alg, typ, crit,
+   * x-ably-token, or kid; and one with nothing after the kid's dot. */
+  toks[nt++] = craft_md("{\"alg\":\"HS512\",\"typ\":\"JWT\",\"kid\":\"sbtest.k1\"}", "{\"iat\":1795348260,\"exp\":1795351860}",
+                        EVP_sha512(), SECRET);
+  toks[nt++] = craft("{\"alg\":\"HS256\",\"typ\":\"JWE\",\"kid\":\"sbtest.k1\"}", "{\"iat\":1795348260,\"exp\":1795351860}");
+  toks[nt++] = craft("{\"alg\":\"HS256\",\"crit\":[\"b64\"],\"kid\":\"sbtest.k1\"}", "{\"iat\":1795348260,\"exp\":1795351860}");
+  toks[nt++] = craft("{\"alg\":\"HS256\",\"x-ably-token\":\"a.b\",\"kid\":\"sbtest.k1\"}", "{\"iat\":1795348260,\"exp\":1795351860}");
+  toks[nt++] = craft("{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"unknown.k1\"}", "{\"iat\":1795348260,\"exp\":1795351860}");
+  toks[nt++] = craft("{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"sbtest.k1\"}", "{\"iat\":1795348260,\"exp\":1795351860}");
+  toks[nt++] = craft_md(HDR, "{\"iat\":1795348260,\"exp\":1795351860}", NULL, SECRET);
+  for (size_t i = 0; i < nt; i++) {
+    sw_jwt_t a, b;
+    sw_error_t ea = {0}, eb = {0};
+    int ra = jwt_verify(toks[i], strlen(toks[i]), lookup, &kr, &plain, &a, &ea);
+    int rb = jwt_verify(toks[i], strlen(toks[i]), lookup, &kr, &cached, &b, &eb);
+    if (ra != rb || ea.code != eb.code || strcmp(ea.message, eb.message) != 0)
+      fail_msg("token %zu: %d %d (%s) without the memo, %d %d (%s) with it", i, ra, ea.code, ea.message, rb,
+               eb.code, eb.message);
+    assert_string_equal(a.kid, b.kid);
+    assert_true((!a.embedded_token && !b.embedded_token) || strcmp(a.embedded_token, b.embedded_token) == 0);
+    jwt_clear(&a);
+    jwt_clear(&b);
+    free(toks[i]);
+  }
+  /* The key disappears after its header was remembered: 40400 as before. */
+  keyring_t none = {{{"other.k1", OTHER_SECRET}}, 1, 0};
+  assert_int_equal(jwt_verify(primer, strlen(primer), lookup, &none, &cached, &j, &err), -1);
+  assert_int_equal(err.code, 40400);
+  /* ... and comes back with another secret: the old token fails. */
+  keyring_t rotated = {{{"sbtest.k1", OTHER_SECRET}}, 1, 0};
+  assert_int_equal(jwt_verify(primer, strlen(primer), lookup, &rotated, &cached, &j, &err), -1);
+  assert_int_equal(err.code, 40144);
+  free(primer);
+  jwt_cache_free(cache);
+}
+
 /* ---- the attack list ---- */
 
 static void test_alg_none_and_others(void **state) {
@@ -1060,7 +1133,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_node_snippet),  cmocka_unit_test(test_node_fixtures),
       cmocka_unit_test(test_sign_roundtrip), cmocka_unit_test(test_cache),
-      cmocka_unit_test(test_hmac_matches_openssl),
+      cmocka_unit_test(test_hmac_matches_openssl), cmocka_unit_test(test_header_memo),
       cmocka_unit_test(test_alg_none_and_others), cmocka_unit_test(test_kid_attacks),
       cmocka_unit_test(test_tampering),     cmocka_unit_test(test_size_and_shape),
       cmocka_unit_test(test_encoding),      cmocka_unit_test(test_times),
