@@ -13,9 +13,9 @@
  *   detach, publish, REST, auth) never run from inside the call that passed
  *   them: results known at once arrive on the next loop iteration. State
  *   observers may run from inside a call that changes the state (e.g.
- *   ATTACHING from sw_channel_attach). A callback may call any function of this API,
- *   including sw_client_free() and sw_channel_release() on the handle it was
- *   called for: handles are closed asynchronously, and after
+ *   ATTACHING from sw_channel_attach). A callback may call any function of
+ *   this API, including sw_client_free() and sw_channel_release() on the
+ *   handle it was called for: handles are closed asynchronously, and after
  *   sw_client_free() no callback of that client runs again.
  *
  * Ownership
