@@ -25,6 +25,8 @@ ctest --test-dir build --output-on-failure -j"$jobs"; record $? "unit tests"
 
 step "integration tests (ably SDK against build/switchboard)"
 SWITCHBOARD_BIN=$root/build/switchboard node --test --test-concurrency=1 tests/integration/; record $? "integration tests"
+step "client CLI tests (jsonwebtoken, requestToken, ably SDK)"
+SWITCHBOARD_BIN=$root/build/switchboard node --test tests/client/; record $? "client CLI tests"
 set -e
 
 step "build (ASan + UBSan, clang)"
@@ -36,6 +38,8 @@ step "unit tests under sanitizers"
 ctest --test-dir build-asan --output-on-failure -j"$jobs"; record $? "unit tests (asan)"
 step "integration tests under sanitizers"
 SWITCHBOARD_BIN=$root/build-asan/switchboard node --test --test-concurrency=1 tests/integration/; record $? "integration tests (asan)"
+step "client CLI tests under sanitizers"
+SWITCHBOARD_BIN=$root/build-asan/switchboard node --test tests/client/; record $? "client CLI tests (asan)"
 set -e
 
 step "fuzzers (${FUZZ_SECONDS}s each)"
