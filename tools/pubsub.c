@@ -334,12 +334,3 @@ int tool_sub(int argc, char **argv) {
   free(pos);
   return rc;
 }
-
-/* The load generator lives in tools/bench*.c; until then this placeholder
- * (weak, so that file's definition replaces it) keeps the command wired. */
-__attribute__((weak)) int tool_bench(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "switchboard bench: not implemented yet\n");
-  return 2;
-}
