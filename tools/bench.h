@@ -158,7 +158,7 @@ void bench_fail(bench_worker_t *w, const char *fmt, ...) __attribute__((format(p
 bool bench_in_window(const bench_worker_t *w, int64_t t_start_ns);
 void bench_sample(bench_worker_t *w, bench_hist_t *h, int64_t t_start_ns, int64_t now_ns);
 
-/* A payload of n bytes (n >= 48) carrying seq and a send time:
+/* A payload of n bytes (n >= 32) carrying seq and a send time:
  * "<seq> <t_ns> xxxx...". Returns n. */
 size_t bench_payload(char *out, size_t n, uint64_t seq, int64_t t_ns);
 /* Reads seq and t_ns back; false when malformed. */
