@@ -67,9 +67,9 @@ async function stop() {
   stopping = true;
   await chat.close().catch(() => {});
   sb.kill('SIGTERM');
-  await new Promise((r) => (sb.exitCode !== null ? r() : sb.once('exit', r)));
+  const code = await new Promise((r) => (sb.exitCode !== null ? r(sb.exitCode) : sb.once('exit', (c) => r(c ?? 1))));
   rmSync(dir, { recursive: true, force: true });
-  process.exit(0);
+  process.exit(code); // switchboard's own status: 0 after a clean shutdown
 }
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);

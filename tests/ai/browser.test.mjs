@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT, ARTIFACTS_DIR, SERVER_BIN, withTimeout, uniqueId } from './lib/harness.mjs';
 
@@ -53,12 +53,19 @@ before(async () => {
 
 after(async () => {
   await env.browser?.close().catch(() => {});
-  if (env.app && env.app.exitCode === null) {
-    env.app.kill('SIGTERM');
-    const e = await withTimeout(env.exited, 8000, 'example exit').catch(() => null);
-    if (!e) env.app.kill('SIGKILL');
-  }
   for (const f of env.shots) console.log(`screenshot: ${f}`);
+  if (!env.app) return;
+  let exit = null;
+  if (env.app.exitCode === null) {
+    env.app.kill('SIGTERM'); // start.mjs stops the app server and switchboard
+    exit = await withTimeout(env.exited, 8000, 'example exit').catch(() => null);
+    if (!exit) env.app.kill('SIGKILL');
+  }
+  const log = path.join(ARTIFACTS_DIR, 'browser-example.log');
+  writeFileSync(log, env.log);
+  const san = ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:'].find((p) => env.log.includes(p));
+  assert.ok(!san, `sanitizer report from switchboard (${san}); see ${log}`);
+  assert.deepEqual(exit, { code: 0, signal: null }, `the example (and switchboard) shut down cleanly; see ${log}`);
 });
 
 /** A page with console errors and page errors recorded. */
