@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import {
   useEnv, scope, userClient, agentClient, connected, clientSession, runAgent, scriptedAnswer,
   transcript, waitForAnswer, withTimeout, settle, codec, uniqueId, http, startTokenEndpoint,
-  recordStates, recordGrowth, Ably,
+  recordStates, recordGrowth, Ably, jwt,
 } from './lib/harness.mjs';
 
 const env = useEnv();
@@ -125,4 +125,38 @@ test('RTN22 RSA4: a short-lived token is renewed through authCallback mid-stream
   const r = new Ably.Rest({ endpoint: env.server.host, port: env.server.port, tls: false, token: await (await fetch(tokens.url, { headers: { cookie: tokens.login(user) } })).text() });
   const other = await settle(r.channels.get(`conversations:${uniqueId('x')}`).history());
   assert.equal(other.error?.code, 40160);
+});
+
+test('an agent on its own token: conversations:* with publish, subscribe, history and message-update-own streams; without message-update-own its appends are refused (40160)', { timeout: 30_000 }, async (t) => {
+  const s = scope(t);
+  const agentToken = (ops) =>
+    jwt.sign({ 'x-ably-capability': JSON.stringify({ 'conversations:*': ops }), 'x-ably-clientId': 'agent' }, env.app.keySecret, {
+      algorithm: 'HS256', keyid: env.app.keyName, expiresIn: 600,
+    });
+  for (const [ops, ok] of [[['publish', 'subscribe', 'history', 'message-update-own'], true], [['publish', 'subscribe', 'history'], false]]) {
+    const user = uniqueId('hana');
+    const channelName = `conversations:${user}`;
+    const session = await clientSession(s, userClient(s, env, env.tokens.login(user)), channelName);
+    const agent = new Ably.Realtime({ endpoint: env.server.host, port: env.server.port, tls: false, token: agentToken(ops) });
+    s.add(() => agent.close());
+    // See mutable.test.mjs: refused fire-and-forget appends surface as unhandled rejections in the SDK.
+    const ch = agent.channels.get(channelName);
+    const appendMessage = ch.appendMessage.bind(ch);
+    ch.appendMessage = (...args) => {
+      const p = appendMessage(...args);
+      p.catch(() => {});
+      return p;
+    };
+    const run = await session.view.send(codec.createUserMessage({ id: 'h1', role: 'user', text: 'hi' }));
+    const answer = scriptedAnswer('hi', 8);
+    const rec = await withTimeout(runAgent(agent, run.toInvocation().toJSON(), { answer, delayMs: 2 }), 10_000, 'agent done');
+    if (ok) {
+      assert.equal(rec.pipeReason, 'complete', `with ${ops}: ${rec.errors.map((e) => e.message)}`);
+      await waitForAnswer(session.view, answer);
+    } else {
+      assert.equal(rec.pipeReason, 'error', `with ${ops} the stream must fail`);
+      const codes = rec.errors.flatMap((e) => { const out = []; for (let x = e; x; x = x.cause) out.push(x.code); return out; });
+      assert.ok(codes.includes(40160), `40160 in ${JSON.stringify(codes)}`);
+    }
+  }
 });
