@@ -44,17 +44,22 @@ gcc_v=$(gcc -dumpfullversion 2>/dev/null || echo "?")
     echo "### Fan-out: 1 publisher → $(fmt_int "$subs") subscribers"
     echo
     echo "One channel (Redis channel, MQTT topic), $pay-byte messages, $win messages in flight"
-    echo "(the next is published when one has reached every subscriber), ${secs} s measured after a warm-up."
-    echo "Latency is publish → delivery, per delivery. Ratios are switchboard ÷ peer."
+    echo "(the next is published when one has reached every subscriber), ${secs} s measured after a warm-up;"
+    echo "the \"1 in flight\" rows repeat it with one message at a time, which is the fan-out latency without"
+    echo "queueing. Latency is publish → delivery, per delivery. Server CPU per delivery is CPU time (/proc) over"
+    echo "deliveries: what each server spends, whatever limits the rate. Ratios are switchboard ÷ peer."
     echo
     echo "| | switchboard | switchboard \`--memory\` | Redis | mosquitto | sb ÷ Redis | sb ÷ mosquitto |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
-    for row in "deliveries/s:deliveries_per_s:int" "latency p50 (ms):latency_p50_ms:f" \
-               "latency p99 (ms):latency_p99_ms:f" "server CPU (% of a core):server_cpu_pct:f" \
-               "load CPU (% of a core):load_cpu_pct:f" "lost:lost:int"; do
-      IFS=: read -r name key kind <<<"$row"
-      s=$(get fanout-switchboard "$key"); m=$(get fanout-switchboard-memory "$key")
-      r=$(get fanout-redis "$key"); q=$(get fanout-mosquitto "$key")
+    for row in "deliveries/s|deliveries_per_s|int|" "latency p50 (ms)|latency_p50_ms|f|" \
+               "latency p99 (ms)|latency_p99_ms|f|" "server CPU per delivery (µs)|server_us_per_delivery|f|" \
+               "server CPU (% of a core)|server_cpu_pct|f|" "load CPU (% of a core)|load_cpu_pct|f|" \
+               "lost|lost|int|" "1 in flight: latency p50 (ms)|latency_p50_ms|f|1" \
+               "1 in flight: latency p99 (ms)|latency_p99_ms|f|1" "1 in flight: deliveries/s|deliveries_per_s|int|1"; do
+      IFS="|" read -r name key kind w <<<"$row"
+      s=$(get "fanout$w-switchboard" "$key"); m=$(get "fanout$w-switchboard-memory" "$key")
+      r=$(get "fanout$w-redis" "$key"); q=$(get "fanout$w-mosquitto" "$key")
+      [ -n "$s$r$q" ] || continue
       if [ "$kind" = int ]; then
         printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(fmt_int "$s")" "$(fmt_int "$m")" \
           "$(fmt_int "$r")" "$(fmt_int "$q")" "$(ratio "$s" "$r")" "$(ratio "$s" "$q")"
@@ -99,14 +104,15 @@ gcc_v=$(gcc -dumpfullversion 2>/dev/null || echo "?")
     echo "Every connection has its own JWT (minted before the clock starts, own clientId), opens a WebSocket,"
     echo "is verified and gets CONNECTED; all stay open. Connect latency: \`sw_client_connect\` → CONNECTED."
     echo
-    echo "| run | connections | in flight | connects/s | p50 (ms) | p99 (ms) | server CPU % | load CPU % | target ≥ 20,000/s |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| run | connections | in flight | connects/s | p50 (ms) | p99 (ms) | server CPU µs/connect | server CPU % | load CPU % | target ≥ 20,000/s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for lab in connect connect-2procs; do
       have "$lab" || continue
       c=$(get "$lab" connects_per_s)
       desc="server CPU $server_cpus, load CPU $load_cpus"; [ "$lab" = connect-2procs ] && desc="2 load processes, nothing pinned"
-      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$desc" "$(fmt_int "$(get "$lab" connections)")" \
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$desc" "$(fmt_int "$(get "$lab" connections)")" \
         "$(get "$lab" concurrency)" "$(fmt_int "$c")" "$(get "$lab" connect_p50_ms)" "$(get "$lab" connect_p99_ms)" \
+        "$(get "$lab" server_us_per_connect)" \
         "$(get "$lab" server_cpu_pct)" "$(get "$lab" load_cpu_pct)" "$(yes_no "$c >= 20000")"
     done
     echo
@@ -119,13 +125,14 @@ gcc_v=$(gcc -dumpfullversion 2>/dev/null || echo "?")
     echo "channel; the ACK comes once the message is committed. Nothing pinned (the storage thread and the"
     echo "loop each get a core when they can)."
     echo
-    echo "| synchronous | publishers × window | messages/s | ACK p50 (ms) | ACK p99 (ms) | server CPU % | target ≥ 50k/s, p99 ≤ 5 ms |"
-    echo "|---|---:|---:|---:|---:|---:|---|"
+    echo "| synchronous | publishers × window | messages/s | ACK p50 (ms) | ACK p99 (ms) | server CPU µs/message | server CPU % | target ≥ 50k/s, p99 ≤ 5 ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
     for s in full normal; do
       m=$(get durable messages_per_s "$s"); [ -n "$m" ] || continue
       p99=$(get durable ack_p99_ms "$s")
-      printf '| %s | %s × %s | %s | %s | %s | %s | %s |\n' "$s" "$(get durable publishers "$s")" "$(get durable window "$s")" \
-        "$(fmt_int "$m")" "$(get durable ack_p50_ms "$s")" "$p99" "$(get durable server_cpu_pct "$s")" \
+      printf '| %s | %s × %s | %s | %s | %s | %s | %s | %s |\n' "$s" "$(get durable publishers "$s")" "$(get durable window "$s")" \
+        "$(fmt_int "$m")" "$(get durable ack_p50_ms "$s")" "$p99" "$(get durable server_us_per_message "$s")" \
+        "$(get durable server_cpu_pct "$s")" \
         "$(yes_no "$m >= 50000 && $p99 <= 5")"
     done
     echo
@@ -140,13 +147,14 @@ gcc_v=$(gcc -dumpfullversion 2>/dev/null || echo "?")
     echo "subscribers on their own connections; one writer connection per stream. Latency: append sent →"
     echo "delivered to a watcher. Server CPU from /proc/PID/stat over the measured window (100 % = one core)."
     echo
-    echo "| streams × appends/s × watchers | appends/s | deliveries/s | p50 (ms) | p99 (ms) | ACK p99 (ms) | server CPU % | server RSS (MiB) | target p99 ≤ 10 ms |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| streams × appends/s × watchers | appends/s | deliveries/s | p50 (ms) | p99 (ms) | ACK p99 (ms) | server CPU µs/append | server CPU % | server RSS (MiB) | target p99 ≤ 10 ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for lab in $ai_labels; do
       p99=$(get "$lab" latency_p99_ms)
-      printf '| %s × %s × %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(get "$lab" streams)" \
+      printf '| %s × %s × %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(get "$lab" streams)" \
         "$(get "$lab" appends_per_s_per_stream)" "$(get "$lab" watchers)" "$(fmt_int "$(get "$lab" appends_per_s)")" \
         "$(fmt_int "$(get "$lab" deliveries_per_s)")" "$(get "$lab" latency_p50_ms)" "$p99" "$(get "$lab" ack_p99_ms)" \
+        "$(get "$lab" server_us_per_append)" \
         "$(get "$lab" server_cpu_pct)" "$(get "$lab" server_rss_mb)" "$(yes_no "$p99 <= 10")"
     done
     echo

@@ -202,6 +202,13 @@ if want fanout; then
   bench fanout-mosquitto max:deliveries_per_s "$rounds" fanout --subscribers "$fan_subs" $(mq_args)
   # The same switchboard without SQLite: what storage costs the fan-out.
   bench fanout-switchboard-memory max:deliveries_per_s "$rounds" fanout --subscribers "$fan_subs" --memory "${sw_pin[@]}"
+  # Latency with one message in flight: the fan-out itself, without queueing.
+  w1=(--window 1 --seconds 5 --warmup 1); [ $quick -eq 1 ] && w1=(--window 1)
+  bench fanout1-switchboard min:latency_p99_ms 1 fanout --subscribers "$fan_subs" "${w1[@]}" "${sw_pin[@]}"
+  # shellcheck disable=SC2046
+  bench fanout1-redis min:latency_p99_ms 1 fanout --subscribers "$fan_subs" "${w1[@]}" $(redis_args)
+  # shellcheck disable=SC2046
+  bench fanout1-mosquitto min:latency_p99_ms 1 fanout --subscribers "$fan_subs" "${w1[@]}" $(mq_args)
   stop_redis; stop_mosquitto
 fi
 

@@ -637,6 +637,13 @@ static void add_common(json_t *j, const bench_t *b, const pass_t *ps) {
   (void)b;
 }
 
+/* Server CPU per operation: what the server spends, whoever limits the rate
+ * (on two cores the load generator often does). /proc ticks are 10 ms, so
+ * this needs a window of seconds. */
+static void add_cost(json_t *j, const char *key, const pass_t *ps, uint64_t ops) {
+  if (ops) json_object_set_new(j, key, json_real(round(ps->srv_cpu_s * 1e8 / (double)ops) / 100));
+}
+
 static json_t *report(const bench_t *b, const pass_t *ps) {
   const bench_opts_t *o = &b->o;
   const bench_result_t *t = &ps->total;
@@ -651,6 +658,7 @@ static json_t *report(const bench_t *b, const pass_t *ps) {
     json_object_set_new(j, "seconds", json_real(r1(ps->window_s * 1000) / 1000));
     json_object_set_new(j, "connects_per_s", json_real(r1(ps->window_s > 0 ? (double)t->ops / ps->window_s : 0)));
     add_latency(j, "connect", &t->lat);
+    add_cost(j, "server_us_per_connect", ps, t->ops);
   } else if (!strcmp(sc, "idle")) {
     json_object_set_new(j, "connections", json_integer((json_int_t)t->conns));
     json_object_set_new(j, "channels", json_integer(o->channels ? o->channels : (int)t->conns));
@@ -669,6 +677,7 @@ static json_t *report(const bench_t *b, const pass_t *ps) {
     json_object_set_new(j, "lost", json_integer((json_int_t)(t->expected > t->got ? t->expected - t->got : 0)));
     json_object_set_new(j, "deliveries_per_s", json_real(r1(ps->window_s > 0 ? (double)t->ops / ps->window_s : 0)));
     add_latency(j, "latency", &t->lat);
+    add_cost(j, "server_us_per_delivery", ps, t->ops);
   } else if (!strcmp(sc, "durable")) {
     json_object_set_new(j, "sync", json_string(b->sync_mode));
     json_object_set_new(j, "publishers", json_integer(o->publishers));
@@ -678,6 +687,7 @@ static json_t *report(const bench_t *b, const pass_t *ps) {
     json_object_set_new(j, "messages", json_integer((json_int_t)t->got));
     json_object_set_new(j, "messages_per_s", json_real(r1(ps->window_s > 0 ? (double)t->ops / ps->window_s : 0)));
     add_latency(j, "ack", &t->lat);
+    add_cost(j, "server_us_per_message", ps, t->ops);
   } else if (!strcmp(sc, "ai")) {
     json_object_set_new(j, "streams", json_integer(o->streams));
     json_object_set_new(j, "appends_per_s_per_stream", json_integer(o->rate));
@@ -691,6 +701,7 @@ static json_t *report(const bench_t *b, const pass_t *ps) {
     json_object_set_new(j, "lost", json_integer((json_int_t)(t->expected > t->got ? t->expected - t->got : 0)));
     add_latency(j, "latency", &t->lat);
     add_latency(j, "ack", &t->lat2);
+    add_cost(j, "server_us_per_append", ps, t->ops2);
   }
   add_common(j, b, ps);
   return j;
