@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmsgpack-dev libsqlite3-dev
       libssl-dev libhttp-parser-dev uthash-dev libjwt-dev)
 if [ "${1:-build}" = test ]; then
-  pkgs+=(libcmocka-dev clang libclang-rt-14-dev)
+  # chromium: the AI Transport browser test (tests/ai/browser.test.mjs).
+  pkgs+=(libcmocka-dev clang libclang-rt-14-dev chromium)
   command -v node >/dev/null || pkgs+=(nodejs npm)
 fi
 missing=()

@@ -13,7 +13,9 @@ record() { if [ "$1" -eq 0 ]; then passed=$((passed+1)); else failed=$((failed+1
 
 step "dependencies"
 scripts/deps.sh test
-(cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
+for d in tests/integration tests/ai examples/ai-chat; do
+  (cd "$d" && npm ci --no-audit --no-fund --loglevel=error)
+done
 
 step "build (release, -Werror)"
 cmake --fresh -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -27,6 +29,8 @@ step "integration tests (ably SDK against build/switchboard)"
 SWITCHBOARD_BIN=$root/build/switchboard node --test --test-concurrency=1 tests/integration/; record $? "integration tests"
 step "client CLI tests (jsonwebtoken, requestToken, ably SDK)"
 SWITCHBOARD_BIN=$root/build/switchboard node --test tests/client/; record $? "client CLI tests"
+step "AI Transport tests (@ably/ai-transport, example app in headless chromium)"
+SWITCHBOARD_BIN=$root/build/switchboard node --test --test-concurrency=1 tests/ai/; record $? "ai transport tests"
 set -e
 
 step "build (ASan + UBSan, clang)"
@@ -40,6 +44,8 @@ step "integration tests under sanitizers"
 SWITCHBOARD_BIN=$root/build-asan/switchboard node --test --test-concurrency=1 tests/integration/; record $? "integration tests (asan)"
 step "client CLI tests under sanitizers"
 SWITCHBOARD_BIN=$root/build-asan/switchboard node --test tests/client/; record $? "client CLI tests (asan)"
+step "AI Transport tests under sanitizers"
+SWITCHBOARD_BIN=$root/build-asan/switchboard node --test --test-concurrency=1 tests/ai/; record $? "ai transport tests (asan)"
 set -e
 
 step "fuzzers (${FUZZ_SECONDS}s each)"

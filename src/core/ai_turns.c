@@ -84,16 +84,21 @@ static void scan_history(sw_channel_t *ch) {
 int ai_turns_check_cancel(sw_channel_t *ch, const sw_principal_t *p, const sw_msg_t *m, sw_error_t *err) {
   if (cap_allows(p->cap, ch->name, SW_OP_MESSAGE_UPDATE_ANY)) return 0;
   const char *run = header(m, "run-id"), *input = header(m, "input-codec-message-id");
-  const char *owner = owner_of(ch, "r:", run);
-  if (!owner) owner = owner_of(ch, "i:", input);
-  if (!owner) {
+  if (!run && !input) return errors_set(err, SW_E_CAPABILITY_DENIED, "cancel refused: it names no turn");
+  /* Every identifier the cancel carries must be the sender's own: the agent
+   * routes by run-id first and falls back to (and buffers by) the input. */
+  const char *ro = run ? owner_of(ch, "r:", run) : NULL, *io = input ? owner_of(ch, "i:", input) : NULL;
+  if ((run && !ro) || (input && !io)) {
     scan_history(ch);
-    owner = owner_of(ch, "r:", run);
-    if (!owner) owner = owner_of(ch, "i:", input);
+    if (run && !ro) ro = owner_of(ch, "r:", run);
+    if (input && !io) io = owner_of(ch, "i:", input);
   }
-  if (owner && m->client_id && strcmp(owner, m->client_id) == 0) return 0;
-  return errors_set(err, SW_E_CAPABILITY_DENIED, owner ? "only the owner of a turn may cancel it"
-                                                       : "cancel refused: the turn is unknown");
+  const char *me = m->client_id;
+  bool ok = me && (!run || (ro && strcmp(ro, me) == 0)) && (!input || (io && strcmp(io, me) == 0));
+  if (ok) return 0;
+  bool unknown = (run && !ro) || (input && !io);
+  return errors_set(err, SW_E_CAPABILITY_DENIED, unknown ? "cancel refused: the turn is unknown"
+                                                         : "only the owner of a turn may cancel it");
 }
 
 void ai_turns_free(sw_channel_t *ch) {

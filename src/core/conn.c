@@ -14,6 +14,7 @@
 #include "core/server.h"
 #include "core/sock.h"
 #include "net/http_parse.h"
+#include "net/origin.h"
 #include "net/url.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -242,7 +243,8 @@ bool conn_basic_allowed(const sw_sock_t *s, sw_error_t *err) {
 /* Finds the value of cookie name in a Cookie header. */
 static ssize_t cookie_get(const sw_http_req_t *req, const char *name, char *out, size_t cap) {
   const sw_slice_t *h = http_req_header(req, "Cookie");
-  if (!h || !name) return -1;
+  /* A cookie only counts from switchboard's own origin (net/origin.h). */
+  if (!h || !name || !origin_same_site(req)) return -1;
   size_t nlen = strlen(name);
   const char *p = h->p, *end = h->p + h->n;
   while (p < end) {

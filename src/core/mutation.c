@@ -308,6 +308,13 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
     goto out;
   }
   if (authorise(p, caller_client_id, ch, &h->msg, msg->action, err)) goto out;
+  /* cancelByTurnOwnerOnly: an update or append cannot make, or change, an ai-cancel. */
+  if (ch->ns->cancel_owner_only && msg->action != SW_MSG_DELETE &&
+      !cap_allows(p->cap, ch->name, SW_OP_MESSAGE_UPDATE_ANY) &&
+      ((msg->name && strcmp(msg->name, "ai-cancel") == 0) || (h->msg.name && strcmp(h->msg.name, "ai-cancel") == 0))) {
+    errors_set(err, SW_E_CAPABILITY_DENIED, "an ai-cancel cannot be created or changed by an update or append");
+    goto out;
+  }
 
   v = calloc(1, sizeof *v);
   if (!v) goto oom;

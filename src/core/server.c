@@ -60,8 +60,8 @@ static void on_signal(uv_signal_t *h, int signum) {
 static void cors_preflight(sw_sock_t *s, const sw_http_req_t *req) {
   sw_buf_t h = {0}, out = {0};
   const sw_slice_t *rh = http_req_header(req, "Access-Control-Request-Headers");
+  rest_cors_headers(&h, s);
   buf_printf(&h,
-             "Access-Control-Allow-Origin: *\r\n"
              "Access-Control-Allow-Methods: GET, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
              "Access-Control-Allow-Headers: %.*s\r\n"
              "Access-Control-Max-Age: 86400\r\n",
@@ -74,6 +74,13 @@ static void cors_preflight(sw_sock_t *s, const sw_http_req_t *req) {
 }
 
 void server_on_request(sw_sock_t *s, const sw_http_req_t *req) {
+  const sw_slice_t *o = http_req_header(req, "Origin");
+  s->origin[0] = '\0';
+  if (o && o->n < sizeof s->origin) {
+    bool ok = true;
+    for (size_t i = 0; i < o->n; i++) ok = ok && o->p[i] > 0x20 && o->p[i] < 0x7f;
+    if (ok) snprintf(s->origin, sizeof s->origin, "%.*s", (int)o->n, o->p);
+  }
   if (req->method == HTTP_OPTIONS) {
     cors_preflight(s, req);
     return;

@@ -24,6 +24,7 @@
 #include "core/sock.h"
 #include "net/http_parse.h"
 #include "net/http_response.h"
+#include "net/origin.h"
 #include "net/url.h"
 #include "util/clock.h"
 
@@ -31,9 +32,19 @@
 /* Every response carries these: CORS for browsers, with the X-Ably-*
  * headers exposed, since ably-js in a browser recognises Ably errors only
  * by X-Ably-ErrorCode. */
-static void common_headers(sw_buf_t *h, const sw_server_t *srv) {
+void rest_cors_headers(sw_buf_t *h, const sw_sock_t *s) {
+  /* ably-js in a browser sends Authorization with credentials mode
+   * "include", which a wildcard origin does not satisfy: echo the origin. */
+  if (s->origin[0])
+    buf_printf(h, "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n",
+               s->origin);
+  else
+    buf_append_str(h, "Access-Control-Allow-Origin: *\r\n");
+}
+
+static void common_headers(sw_buf_t *h, const sw_sock_t *s, const sw_server_t *srv) {
+  rest_cors_headers(h, s);
   buf_printf(h,
-             "Access-Control-Allow-Origin: *\r\n"
              "Access-Control-Expose-Headers: Link, X-Ably-ErrorCode, X-Ably-ErrorMessage, X-Ably-ServerId\r\n"
              "X-Ably-ServerId: %s\r\n",
              srv->server_id);
@@ -46,7 +57,7 @@ static const char *content_type(sw_format_t fmt) {
 void rest_reply(sw_sock_t *s, int status, sw_format_t fmt, const sw_buf_t *body, bool keep_alive,
                 const char *extra_headers) {
   sw_buf_t h = {0}, out = {0};
-  common_headers(&h, s->srv);
+  common_headers(&h, s, s->srv);
   if (extra_headers) buf_append_str(&h, extra_headers);
   buf_append_byte(&h, 0);
   size_t blen = body ? body->len : 0;
@@ -158,7 +169,7 @@ int rest_authenticate(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p,
     rc = -1;
     const sw_slice_t *ck = http_req_header(req, "Cookie");
     const char *name = srv->cfg->auth.cookie_name;
-    if (ck && name) {
+    if (ck && name && origin_same_site(req)) {
       /* Only the configured cookie; its value is the token. */
       size_t nl = strlen(name);
       for (const char *q = ck->p, *end = ck->p + ck->n; q < end;) {

@@ -23,6 +23,9 @@ void rest_handle(sw_sock_t *s, const struct sw_http_req *req);
 void rest_publish_done(sw_sock_t *s, sw_format_t fmt, bool keep_alive, bool version, const char *channel,
                        const sw_error_t *err, char **serials, size_t n);
 
+/* The Access-Control-Allow-Origin (and -Credentials) lines for s's request. */
+void rest_cors_headers(sw_buf_t *h, const sw_sock_t *s);
+
 /* Writes a response with an encoded body (NULL for none) and the CORS and
  * Ably headers every response carries. */
 void rest_reply(sw_sock_t *s, int status, sw_format_t fmt, const sw_buf_t *body, bool keep_alive,
