@@ -50,6 +50,8 @@ static void usage(FILE *out) {
           "  --password P --user U     peers: Redis AUTH password; MQTT username and password\n"
           "  --server-bin PATH         switchboard binary for the own server (default: this one)\n"
           "  --memory                  own server with --memory instead of SQLite in a temp dir\n"
+          "  --raw                     connect: bare WebSocket connections (upgrade with the JWT, wait for\n"
+          "                            CONNECTED) instead of libswitchboard clients: the server's capacity\n"
           "  --sync full|normal|both   durable: SQLite synchronous mode(s) (default both)\n"
           "  --server-cpus LIST --load-cpus LIST   pin the own server / the load (e.g. 0, 1, 0-1)\n"
           "\n"
@@ -148,6 +150,7 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
     if (!strcmp(a, "--json")) { o->json = true; continue; }
     if (!strcmp(a, "--verbose")) { o->verbose = true; continue; }
     if (!strcmp(a, "--memory")) { o->memory = true; continue; }
+    if (!strcmp(a, "--raw")) { o->raw = true; continue; }
     if (!v) return bad_usage("missing value for", a);
     i++;
     if (!strcmp(a, "--host")) o->host = v;
@@ -193,7 +196,8 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
     return 2;
   }
   /* Bounded defaults: full runs for docs/benchmarks.md, --quick for CI. */
-  const defaults_t d = {.conns = 20000, .quick_conns = 200, .subs = 1000, .quick_subs = 50,
+  /* 15,000 connections: this box caps descriptors at 20,000 per process. */
+  const defaults_t d = {.conns = 15000, .quick_conns = 200, .subs = 1000, .quick_subs = 50,
                         .publishers = 8, .quick_publishers = 2, .window = 16, .quick_window = 8,
                         .streams = 1000, .quick_streams = 10, .rate = 50, .quick_rate = 20,
                         .seconds = 10, .quick_seconds = 1, .warmup = 2, .quick_warmup = 0.3};
@@ -655,6 +659,7 @@ static json_t *report(const bench_t *b, const pass_t *ps) {
   if (!strcmp(sc, "connect")) {
     json_object_set_new(j, "connections", json_integer((json_int_t)t->conns));
     json_object_set_new(j, "concurrency", json_integer(o->concurrency * o->procs));
+    json_object_set_new(j, "client", json_string(o->raw ? "raw" : "libswitchboard"));
     json_object_set_new(j, "seconds", json_real(r1(ps->window_s * 1000) / 1000));
     json_object_set_new(j, "connects_per_s", json_real(r1(ps->window_s > 0 ? (double)t->ops / ps->window_s : 0)));
     add_latency(j, "connect", &t->lat);
@@ -760,6 +765,21 @@ static void raise_nofile(void) {
   }
 }
 
+/* Storms hold every connection open: the server (our child, or a peer) and
+ * each load process need a descriptor per connection. Better a clear
+ * refusal than EMFILE half-way through. */
+static int check_nofile(const bench_opts_t *o) {
+  struct rlimit r;
+  bool many = !strcmp(o->scenario, "connect") || !strcmp(o->scenario, "idle");
+  if (!many || getrlimit(RLIMIT_NOFILE, &r) || r.rlim_cur == RLIM_INFINITY) return 0;
+  if ((rlim_t)o->conns + 256 <= r.rlim_cur) return 0;
+  fprintf(stderr,
+          "switchboard bench: %d connections need more descriptors than this process may open (%llu, and it "
+          "cannot raise its hard limit); use --connections %llu or less\n",
+          o->conns, (unsigned long long)r.rlim_cur, (unsigned long long)(r.rlim_cur - 256));
+  return 2;
+}
+
 /* One scenario against one server configuration (sync mode). */
 static int run_one(bench_t *b, const bench_scenario_t *sc, const char *sync) {
   bench_opts_t *o = &b->o;
@@ -814,6 +834,7 @@ int tool_bench(int argc, char **argv) {
     return 2;
   }
   raise_nofile();
+  if ((rc = check_nofile(&b.o))) return rc;
   signal(SIGPIPE, SIG_IGN);
   snprintf(b.tmpdir, sizeof b.tmpdir, "/tmp/swbench-XXXXXX");
   if (!mkdtemp(b.tmpdir)) {

@@ -92,6 +92,7 @@ typedef struct bench_opts {
   const char *server_bin;
   const char *server_cpus, *load_cpus; /* CPU lists, e.g. "0" or "0-1" */
   bool memory;       /* own switchboard with --memory instead of SQLite */
+  bool raw;          /* connect: raw WebSocket connections instead of libswitchboard */
   const char *sync;  /* durable: full, normal or both */
   bool quick, json, verbose;
   int procs;
@@ -202,6 +203,8 @@ struct bench_link {
 bench_link_t *bench_link_switchboard(bench_worker_t *w, int n_subs);
 bench_link_t *bench_link_redis(bench_worker_t *w, int n_subs);
 bench_link_t *bench_link_mqtt(bench_worker_t *w, int n_subs);
+/* Raw Ably WebSocket connections: sub_ready once CONNECTED (connect --raw). */
+bench_link_t *bench_link_ably_raw(bench_worker_t *w, int n_subs);
 bench_link_t *bench_link_new(bench_worker_t *w, int n_subs);
 
 /* ---- scenarios ------------------------------------------------------------ */

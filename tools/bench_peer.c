@@ -6,6 +6,10 @@
  *   mosquitto  MQTT 3.1.1 over WebSocket (RFC 6455 client, masked frames):
  *              CONNECT with username/password, SUBSCRIBE at QoS 0, PUBLISH
  *              QoS 0.
+ *   raw Ably   (connect --raw only) the WebSocket upgrade with a JWT and the
+ *              CONNECTED ProtocolMessage, nothing else: the connect storm
+ *              without the client library's own per-connection cost, to
+ *              tell the server's capacity from libswitchboard's.
  *
  * Why not hiredis and libmosquitto: Debian 12's libmosquitto (2.0.11) has no
  * WebSocket client transport, so MQTT over WebSocket needs a driver of our
@@ -21,6 +25,7 @@
 #include <unistd.h>
 
 #include "net/ws_frame.h"
+#include "proto/codec.h"
 #include "tools/bench.h"
 
 enum { P_CONNECTING = 0, P_HANDSHAKE, P_AUTH, P_SUBSCRIBING, P_READY };
@@ -33,15 +38,19 @@ typedef struct pconn {
   int stage;
   bool open;
   char chan[64];
+  const char *token; /* raw Ably: the JWT (borrowed from the bench) */
   uint8_t *in; /* unparsed socket bytes */
   size_t in_len, in_cap;
   uint8_t *mq; /* mqtt: unparsed MQTT bytes from WebSocket payloads */
   size_t mq_len, mq_cap;
 } pconn_t;
 
+enum { K_REDIS = 0, K_MQTT, K_ABLY };
+
 typedef struct plink {
   bench_link_t base;
-  bool mqtt;
+  int kind;
+  bool mqtt; /* WebSocket framing: MQTT and raw Ably */
   bool closing;
   int open_handles;
   pconn_t *subs;
@@ -55,8 +64,8 @@ static bench_worker_t *W(const pconn_t *c) { return c->l->base.w; }
 
 static void pfail(pconn_t *c, const char *what) {
   if (c->l->closing) return;
-  bench_fail(W(c), "%s %s %d: %s", c->l->mqtt ? "mosquitto" : "redis", c->idx < 0 ? "publisher" : "subscriber",
-             c->idx, what);
+  static const char *const names[] = {"redis", "mosquitto", "raw Ably"};
+  bench_fail(W(c), "%s %s %d: %s", names[c->l->kind], c->idx < 0 ? "publisher" : "connection", c->idx, what);
 }
 
 static int grow(uint8_t **p, size_t *cap, size_t need) {
@@ -432,6 +441,28 @@ static int mqtt_feed(pconn_t *c, const uint8_t *p, size_t n) {
   return 0;
 }
 
+/* Raw Ably: the first ProtocolMessage must be CONNECTED; what follows
+ * (heartbeats) is read and dropped. Server frames are unfragmented. */
+static int ably_frame(pconn_t *c, const uint8_t *p, size_t n) {
+  if (c->stage == P_READY) return 0;
+  sw_pmsg_t m;
+  sw_error_t err = {0};
+  memset(&m, 0, sizeof m);
+  if (codec_decode_pmsg(SW_FMT_MSGPACK, p, n, &m, &err)) {
+    pfail(c, "undecodable first message");
+    return -1;
+  }
+  int action = m.action;
+  pmsg_free(&m);
+  if (action != SW_ACTION_CONNECTED) {
+    pfail(c, "the first message is not CONNECTED");
+    return -1;
+  }
+  c->stage = P_READY;
+  c->l->base.ev->sub_ready(&c->l->base, c->idx);
+  return 0;
+}
+
 /* WebSocket frames from the server (unmasked); returns bytes consumed. */
 static long ws_parse(pconn_t *c, const uint8_t *p, size_t n) {
   size_t off = 0;
@@ -443,7 +474,8 @@ static long ws_parse(pconn_t *c, const uint8_t *p, size_t n) {
       return -1;
     }
     off = (size_t)(end - p) + 4;
-    mqtt_start(c);
+    c->stage = P_AUTH;
+    if (c->l->kind == K_MQTT) mqtt_start(c);
   }
   while (off < n && !c->l->closing) {
     sw_ws_frame_t f;
@@ -456,7 +488,10 @@ static long ws_parse(pconn_t *c, const uint8_t *p, size_t n) {
     case SW_WS_OP_BINARY:
     case SW_WS_OP_TEXT:
     case SW_WS_OP_CONT:
-      if (mqtt_feed(c, pl, pn)) return -1;
+      if (c->l->kind == K_ABLY) {
+        if (ably_frame(c, pl, pn)) return -1;
+      } else if (mqtt_feed(c, pl, pn))
+        return -1;
       break;
     case SW_WS_OP_PING: {
       size_t at = 0;
@@ -524,14 +559,24 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status < 0) { pfail(c, uv_strerror(status)); return; }
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (c->l->mqtt) {
-    char req_text[512];
-    int n = snprintf(req_text, sizeof req_text,
-                     "GET /mqtt HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                     "Sec-WebSocket-Protocol: mqtt\r\n\r\n",
-                     W(c)->b->o.host, W(c)->b->o.port);
+    char req_text[8192];
+    int n;
+    if (c->l->kind == K_ABLY)
+      /* What libswitchboard sends, minus the agent: JWTs are base64url and
+       * dots, so they need no escaping in a query. */
+      n = snprintf(req_text, sizeof req_text,
+                   "GET /?v=6&format=msgpack&heartbeats=true&access_token=%s HTTP/1.1\r\nHost: %s:%d\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n",
+                   c->token, W(c)->b->o.host, W(c)->b->o.port);
+    else
+      n = snprintf(req_text, sizeof req_text,
+                   "GET /mqtt HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                   "Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+                   W(c)->b->o.host, W(c)->b->o.port);
     c->stage = P_HANDSHAKE;
-    if (psend(c, req_text, (size_t)n)) pfail(c, "write failed");
+    if (n < 0 || (size_t)n >= sizeof req_text || psend(c, req_text, (size_t)n)) pfail(c, "write failed");
   } else {
     redis_start(c);
   }
@@ -555,7 +600,11 @@ static int popen_conn(plink_t *l, pconn_t *c, int idx, const char *channel) {
 
 static int p_sub_open(bench_link_t *lk, int idx, int conn_idx, const char *channel) {
   plink_t *l = (plink_t *)lk;
-  (void)conn_idx;
+  bench_t *b = lk->w->b;
+  if (l->kind == K_ABLY) {
+    if (!b->n_jwts) return -1;
+    l->subs[idx].token = b->jwts[(size_t)conn_idx % b->n_jwts];
+  }
   return popen_conn(l, &l->subs[idx], idx, channel);
 }
 
@@ -614,7 +663,7 @@ static void p_close_all(bench_link_t *lk) {
 static const bench_link_ops_t p_ops = {
     .sub_open = p_sub_open, .pub_open = p_pub_open, .publish = p_publish, .close_all = p_close_all};
 
-static bench_link_t *plink_new(bench_worker_t *w, int n_subs, bool mqtt) {
+static bench_link_t *plink_new(bench_worker_t *w, int n_subs, int kind) {
   plink_t *l = calloc(1, sizeof *l);
   if (!l) return NULL;
   l->subs = calloc((size_t)n_subs + 1, sizeof *l->subs);
@@ -622,7 +671,8 @@ static bench_link_t *plink_new(bench_worker_t *w, int n_subs, bool mqtt) {
     free(l);
     return NULL;
   }
-  l->mqtt = mqtt;
+  l->kind = kind;
+  l->mqtt = kind != K_REDIS;
   l->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)getpid() << 16) ^ (uint64_t)w->id;
   l->base.ops = &p_ops;
   l->base.w = w;
@@ -630,5 +680,6 @@ static bench_link_t *plink_new(bench_worker_t *w, int n_subs, bool mqtt) {
   return &l->base;
 }
 
-bench_link_t *bench_link_redis(bench_worker_t *w, int n_subs) { return plink_new(w, n_subs, false); }
-bench_link_t *bench_link_mqtt(bench_worker_t *w, int n_subs) { return plink_new(w, n_subs, true); }
+bench_link_t *bench_link_redis(bench_worker_t *w, int n_subs) { return plink_new(w, n_subs, K_REDIS); }
+bench_link_t *bench_link_mqtt(bench_worker_t *w, int n_subs) { return plink_new(w, n_subs, K_MQTT); }
+bench_link_t *bench_link_ably_raw(bench_worker_t *w, int n_subs) { return plink_new(w, n_subs, K_ABLY); }

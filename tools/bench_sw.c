@@ -162,48 +162,69 @@ typedef struct storm_conn {
 typedef struct storm {
   bench_worker_t *w;
   storm_conn_t *conns;
+  bench_link_t *raw; /* --raw: the connections are a raw link's */
   int first, n, opened, up;
 } storm_t;
 
 static void storm_open_more(storm_t *s);
 
+static void storm_connected(storm_t *s, storm_conn_t *k) {
+  int64_t now = bench_now_ns();
+  k->up = true;
+  s->up++;
+  s->w->res->ops++;
+  bench_sample(s->w, &s->w->res->lat, k->t0, now);
+  if (s->up == s->n) {
+    s->w->res->t_done_ns = now;
+    bench_done(s->w);
+  }
+  storm_open_more(s);
+}
+
 static void storm_state(sw_client_t *c, const sw_state_change_t *ch, void *ud) {
   storm_conn_t *k = ud;
   storm_t *s = k->s;
   (void)c;
-  if (ch->current == SW_CONN_CONNECTED && !k->up) {
-    int64_t now = bench_now_ns();
-    k->up = true;
-    s->up++;
-    s->w->res->ops++;
-    bench_sample(s->w, &s->w->res->lat, k->t0, now);
-    if (s->up == s->n) {
-      s->w->res->t_done_ns = now;
-      bench_done(s->w);
-    }
-    storm_open_more(s);
-  } else if (state_is_bad(ch) && s->w->phase < PH_EXIT) {
-    fail_state(s->w, "connection", k->idx, ch);
-  }
+  if (ch->current == SW_CONN_CONNECTED && !k->up) storm_connected(s, k);
+  else if (state_is_bad(ch) && s->w->phase < PH_EXIT) fail_state(s->w, "connection", k->idx, ch);
 }
+
+static void storm_raw_up(bench_link_t *lk, int idx) {
+  storm_t *s = lk->ud;
+  if (!s->conns[idx].up) storm_connected(s, &s->conns[idx]);
+}
+
+static void storm_raw_none(bench_link_t *lk) { (void)lk; }
+static void storm_raw_msg(bench_link_t *lk, int idx, const void *p, size_t n) { (void)lk, (void)idx, (void)p, (void)n; }
+
+static const bench_link_events_t storm_raw_events = {
+    .sub_ready = storm_raw_up, .pub_ready = storm_raw_none, .message = storm_raw_msg};
 
 static void storm_open_more(storm_t *s) {
   int conc = s->w->b->o.concurrency;
   while (s->opened < s->n && s->opened - s->up < conc) {
-    storm_conn_t *k = &s->conns[s->opened];
+    int i = s->opened++;
+    storm_conn_t *k = &s->conns[i];
     k->s = s;
-    k->idx = s->first + s->opened++;
+    k->idx = s->first + i;
+    k->t0 = bench_now_ns();
+    s->w->res->conns++;
+    if (s->raw) {
+      if (s->raw->ops->sub_open(s->raw, i, k->idx, "")) {
+        bench_fail(s->w, "connection %d could not start", k->idx);
+        return;
+      }
+      continue;
+    }
     sw_options_t o;
     bench_sw_options(s->w, &o, k->idx);
     o.on_state = storm_state;
     o.state_ud = k;
-    sw_errinfo_t err;
-    k->t0 = bench_now_ns();
+    sw_errinfo_t err = {0};
     if (sw_client_new(&o, &k->c, &err) || sw_client_connect(k->c)) {
       bench_fail(s->w, "connection %d could not start: %s", k->idx, err.message);
       return;
     }
-    s->w->res->conns++;
   }
 }
 
@@ -215,6 +236,11 @@ static int connect_setup(bench_worker_t *w) {
   bench_share(w, w->b->o.conns, &s->first, &s->n);
   s->conns = calloc((size_t)s->n + 1, sizeof *s->conns);
   if (!s->conns) return -1;
+  if (w->b->o.raw) {
+    if (!(s->raw = bench_link_ably_raw(w, s->n))) return -1;
+    s->raw->ev = &storm_raw_events;
+    s->raw->ud = s;
+  }
   bench_ready(w); /* nothing to prepare: the storm is the measurement */
   return 0;
 }
@@ -233,6 +259,7 @@ static void connect_stop(bench_worker_t *w) { (void)w; /* done when the last one
 static void connect_teardown(bench_worker_t *w) {
   storm_t *s = w->state;
   if (!s) return;
+  if (s->raw) s->raw->ops->close_all(s->raw);
   for (int i = 0; i < s->opened; i++) sw_client_free(s->conns[i].c);
   free(s->conns);
   free(s);
