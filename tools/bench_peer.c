@@ -19,9 +19,12 @@
  * client libraries. Nor does the `switchboard` binary grow two link-time
  * dependencies for a benchmark. Server frames are parsed with the server's
  * own src/net/ws_frame.c. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "net/ws_frame.h"
@@ -582,6 +585,27 @@ static void on_connect(uv_connect_t *req, int status) {
   }
 }
 
+/* A socket bound to 127.0.0.(2 + n % 250) when the server is on loopback.
+ * With tens of thousands of connections from one address to one port,
+ * connect()'s search for a free ephemeral port (__inet_hash_connect) took
+ * 40 % of a storm's client CPU; each source address has its own port space,
+ * and IP_BIND_ADDRESS_NO_PORT leaves the port to connect(). -1: use a plain
+ * socket. */
+static int loopback_socket(const struct sockaddr_in *dst, int n) {
+  if ((ntohl(dst->sin_addr.s_addr) >> 24) != 127) return -1;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  struct sockaddr_in src = {.sin_family = AF_INET};
+  src.sin_addr.s_addr = htonl((127u << 24) | (uint32_t)(2 + n % 250));
+  if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) ||
+      bind(fd, (const struct sockaddr *)&src, sizeof src)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 static int popen_conn(plink_t *l, pconn_t *c, int idx, const char *channel) {
   bench_worker_t *w = l->base.w;
   struct sockaddr_in addr;
@@ -591,6 +615,8 @@ static int popen_conn(plink_t *l, pconn_t *c, int idx, const char *channel) {
   if (uv_ip4_addr(w->b->o.host, w->b->o.port, &addr) || uv_tcp_init(&w->loop, &c->tcp)) return -1;
   c->open = true;
   l->open_handles++;
+  int fd = loopback_socket(&addr, idx);
+  if (fd >= 0 && uv_tcp_open(&c->tcp, fd)) close(fd);
   c->tcp.data = c;
   c->creq.data = c;
   uv_tcp_nodelay(&c->tcp, 1);
