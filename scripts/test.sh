@@ -31,6 +31,10 @@ step "client CLI tests (jsonwebtoken, requestToken, ably SDK)"
 SWITCHBOARD_BIN=$root/build/switchboard node --test tests/client/; record $? "client CLI tests"
 step "AI Transport tests (@ably/ai-transport, example app in headless chromium)"
 SWITCHBOARD_BIN=$root/build/switchboard node --test --test-concurrency=1 tests/ai/; record $? "ai transport tests"
+step "load generator, quick mode (fails on lost messages or errors, not on missed targets)"
+for s in connect idle fanout durable ai; do
+  build/switchboard bench "$s" --quick; record $? "bench $s --quick"
+done
 set -e
 
 step "build (ASan + UBSan, clang)"
