@@ -4,7 +4,7 @@
 #   DIR/fanout.dat   target deliveries_per_s p50_ms p99_ms
 #   DIR/idle.dat     target rss_bytes_per_connection
 #   DIR/targets.dat  "label" percent_of_target   (100 = just met)
-set terminal pngcairo size 1400,1000 font "DejaVu Sans,11"
+set terminal pngcairo size 1400,1050 font "DejaVu Sans,11"
 set output out
 set multiplot layout 2,2 title "switchboard vs Redis pub/sub vs mosquitto (MQTT over WebSocket), same run, same machine" font ",13"
 
@@ -24,7 +24,7 @@ blank = 'set label 9 "not run" at graph 0.5, 0.5 center; plot [0:1][0:1] 2 notit
 
 if (has("fanout.dat")) {
   set title "Fan-out: deliveries/s (1 publisher -> N subscribers)"
-  set format y "%.0s%c"
+  set format y "%.1s%c"
   plot datadir."/fanout.dat" using 2:xtic(1) linecolor rgb "#3465a4", \
        '' using 0:2:(sprintf("%.0f", $2)) with labels offset 0,0.8 notitle
   set title "Fan-out: delivery latency (ms)"
@@ -51,6 +51,7 @@ if (has("idle.dat")) {
 if (has("targets.dat")) {
   set title "switchboard against its targets (% of target; 100 = met, higher is better)"
   set xtics font ",9"
+  set bmargin 5
   set arrow 1 from graph 0, first 100 to graph 1, first 100 nohead dashtype 2 linecolor rgb "#cc0000"
   plot datadir."/targets.dat" using 2:xtic(1) linecolor rgb "#3465a4", \
        '' using 0:2:(sprintf("%.0f%%", $2)) with labels offset 0,0.8 notitle
