@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "core/config.h"
@@ -81,6 +82,12 @@ static int serve(int argc, char **argv) {
 
   /* Writes to a closed socket must fail with EPIPE, not kill the process. */
   signal(SIGPIPE, SIG_IGN);
+  /* Every connection is a descriptor: take the hard limit, not the soft one. */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
   uv_loop_t *loop = uv_default_loop();
   sw_server_t srv;
   int port = 0;

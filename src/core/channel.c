@@ -250,11 +250,23 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
   int64_t now = clock_now_ms();
   size_t nrec = 0;
   int64_t first_seq = ch->last_seq + 1;
+  /* Ids the server makes itself (connectionId:msgSerial:index, TM2a; or a
+   * random base for REST) are unique by construction: only ids the client
+   * chose enter the idempotency window. */
+  char base[SW_CONN_ID_LEN + 32];
+  if (p->conn_id[0]) snprintf(base, sizeof base, "%s:%lld", p->conn_id, (long long)who->msg_serial);
+  else app_random_id(base, 12);
   for (size_t i = 0; i < n; i++) {
     sw_msg_t *m = &p->msgs[i];
-    sw_recent_id_t *r = m->id ? recent_find(ch, m->id) : NULL;
+    bool chosen = m->id != NULL;
+    if (!chosen) {
+      char id[SW_CONN_ID_LEN + 64];
+      snprintf(id, sizeof id, "%s:%zu", base, i);
+      if (!(m->id = strdup(id))) goto oom;
+    }
+    sw_recent_id_t *r = chosen ? recent_find(ch, m->id) : NULL;
     bool dup_in_batch = false;
-    for (size_t j = 0; m->id && j < i && !dup_in_batch; j++)
+    for (size_t j = 0; chosen && j < i && !dup_in_batch; j++)
       dup_in_batch = !p->dup[j] && p->msgs[j].id && strcmp(p->msgs[j].id, m->id) == 0;
     if (r || dup_in_batch) {
       /* RSL1k: an id seen within the window is acknowledged, not republished. */
@@ -268,7 +280,7 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
     m->serial = strdup(serial);
     if (!m->serial) goto oom;
     p->serials[i] = m->serial;
-    if (m->id) recent_add(ch, m->id, seq, now);
+    if (chosen) recent_add(ch, m->id, seq, now);
     offs[nrec] = blobs.len;
     if (codec_msg_to_blob(m, &blobs)) goto oom;
     recs[nrec] = (sw_store_rec_t){

@@ -639,11 +639,6 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
     }
     if (principal_check_message_client_id(&c->auth, c->client_id, &msg->client_id, &err)) goto fail;
     stamp_user_claim(c, ch, msg);
-    if (!msg->id) {
-      char id[64];
-      snprintf(id, sizeof id, "%s:%lld:%zu", c->id, (long long)serial, i);
-      msg->id = strdup(id);
-    }
     free(msg->connection_id);
     msg->connection_id = strdup(c->id);
     if (!msg->timestamp) msg->timestamp = now;

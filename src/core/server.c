@@ -75,11 +75,13 @@ static void cors_preflight(sw_sock_t *s, const sw_http_req_t *req) {
 
 void server_on_request(sw_sock_t *s, const sw_http_req_t *req) {
   const sw_slice_t *o = http_req_header(req, "Origin");
-  s->origin[0] = '\0';
-  if (o && o->n < sizeof s->origin) {
+  free(s->origin);
+  s->origin = NULL;
+  if (o && o->n < 256) {
+    /* Echoed in a response header: printable ASCII only. */
     bool ok = true;
     for (size_t i = 0; i < o->n; i++) ok = ok && o->p[i] > 0x20 && o->p[i] < 0x7f;
-    if (ok) snprintf(s->origin, sizeof s->origin, "%.*s", (int)o->n, o->p);
+    if (ok) s->origin = strndup(o->p, o->n);
   }
   if (req->method == HTTP_OPTIONS) {
     cors_preflight(s, req);

@@ -12,6 +12,7 @@
 
 
 static void sock_free(sw_sock_t *s) {
+  free(s->origin);
   buf_free(&s->in);
   ws_msg_asm_free(&s->wsasm);
   free(s->q);

@@ -49,7 +49,8 @@ typedef struct sw_sock {
   sw_ws_msg_asm_t wsasm;
   sw_conn_t *conn;   /* the Ably connection on this transport, or NULL */
   uint64_t last_rx_ms; /* loop time of the last byte received */
-  char origin[256];  /* Origin of the HTTP request being answered, or "" */
+  char *origin;      /* Origin of the HTTP request being answered (malloc'd), or NULL:
+                        most sockets are WebSockets, so it is not kept inline */
 } sw_sock_t;
 
 /* Accepts a pending connection on the listener; 0 or negative uv error. */

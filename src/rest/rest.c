@@ -35,7 +35,7 @@
 void rest_cors_headers(sw_buf_t *h, const sw_sock_t *s) {
   /* ably-js in a browser sends Authorization with credentials mode
    * "include", which a wildcard origin does not satisfy: echo the origin. */
-  if (s->origin[0])
+  if (s->origin)
     buf_printf(h, "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n",
                s->origin);
   else
@@ -208,8 +208,6 @@ static void publish(route_ctx_t *r, sw_channel_t *ch) {
   }
   size_t total = 0;
   int64_t now = clock_now_ms();
-  char base[16];
-  app_random_id(base, 12);
   for (size_t i = 0; i < n && !err.code; i++) {
     sw_msg_t *m = &msgs[i];
     total += msg_size(m);
@@ -221,11 +219,6 @@ static void publish(route_ctx_t *r, sw_channel_t *ch) {
     if (m->action > 0)
       errors_set(&err, ch->ns->mutable_messages ? SW_E_BAD_REQUEST : SW_E_MUTABLE_NOT_ENABLED,
                  "message updates, deletes and appends are not %s", ch->ns->mutable_messages ? "supported yet" : "enabled on this channel");
-    if (!m->id) {
-      char id[48];
-      snprintf(id, sizeof id, "%s:%zu", base, i);
-      m->id = strdup(id);
-    }
     if (!m->timestamp) m->timestamp = now;
     m->action = 0;
     free(m->connection_key);
