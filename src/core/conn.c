@@ -240,24 +240,6 @@ bool conn_basic_allowed(const sw_sock_t *s, sw_error_t *err) {
   return false;
 }
 
-/* Finds the value of cookie name in a Cookie header. */
-static ssize_t cookie_get(const sw_http_req_t *req, const char *name, char *out, size_t cap) {
-  const sw_slice_t *h = http_req_header(req, "Cookie");
-  /* A cookie only counts from switchboard's own origin (net/origin.h). */
-  if (!h || !name || !origin_same_site(req)) return -1;
-  size_t nlen = strlen(name);
-  const char *p = h->p, *end = h->p + h->n;
-  while (p < end) {
-    while (p < end && (*p == ' ' || *p == ';')) p++;
-    const char *semi = memchr(p, ';', (size_t)(end - p));
-    const char *e = semi ? semi : end;
-    if ((size_t)(e - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=')
-      return url_decode(p + nlen + 1, (size_t)(e - p - nlen - 1), out, cap, false);
-    p = e;
-  }
-  return -1;
-}
-
 int conn_credentials(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p, sw_error_t *err) {
   sw_server_t *srv = s->srv;
   /* Tokens can be large (capabilities); keys are short. */
@@ -270,7 +252,7 @@ int conn_credentials(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p, 
     rc = conn_basic_allowed(s, err) ? principal_from_key(srv, buf, (size_t)n, p, err) : -1;
   else if ((n = url_query_get(req->query, "access_token", buf, cap)) >= 0 ||
            (n = url_query_get(req->query, "accessToken", buf, cap)) >= 0 ||
-           (n = cookie_get(req, srv->cfg->auth.cookie_name, buf, cap)) >= 0)
+           (n = origin_cookie_get(req, srv->cfg->auth.cookie_name, buf, cap)) >= 0)
     rc = principal_from_token(srv, buf, (size_t)n, p, err);
   else if (n == -2)
     rc = errors_set(err, SW_E_INVALID_CREDENTIAL, "credential too long or malformed");

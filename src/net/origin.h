@@ -10,6 +10,7 @@
 #define SW_NET_ORIGIN_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "net/http_parse.h"
 
@@ -18,5 +19,11 @@
 bool origin_matches_host(sw_slice_t origin, sw_slice_t host);
 /* True if req carries no Origin header or its Origin matches its Host. */
 bool origin_same_site(const sw_http_req_t *req);
+
+/* The value of cookie name in req's Cookie header, percent-decoded into
+ * out (NUL-terminated): its length, -1 when absent or when the request is
+ * not same-site (origin_same_site: a cookie is a browser credential), -2
+ * when malformed or longer than cap - 1. */
+ssize_t origin_cookie_get(const sw_http_req_t *req, const char *name, char *out, size_t cap);
 
 #endif

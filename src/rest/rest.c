@@ -166,24 +166,11 @@ int rest_authenticate(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p,
              (n = url_query_get(req->query, "accessToken", buf, cap)) >= 0) {
     rc = principal_from_token(srv, buf, (size_t)n, p, err);
   } else {
-    rc = -1;
-    const sw_slice_t *ck = http_req_header(req, "Cookie");
-    const char *name = srv->cfg->auth.cookie_name;
-    if (ck && name && origin_same_site(req)) {
-      /* Only the configured cookie; its value is the token. */
-      size_t nl = strlen(name);
-      for (const char *q = ck->p, *end = ck->p + ck->n; q < end;) {
-        while (q < end && (*q == ' ' || *q == ';')) q++;
-        const char *semi = memchr(q, ';', (size_t)(end - q));
-        const char *e = semi ? semi : end;
-        if ((size_t)(e - q) > nl && memcmp(q, name, nl) == 0 && q[nl] == '=') {
-          n = url_decode(q + nl + 1, (size_t)(e - q - nl - 1), buf, cap, false);
-          rc = n < 0 ? errors_set(err, 40143, "malformed token cookie") : principal_from_token(srv, buf, (size_t)n, p, err);
-          break;
-        }
-        q = e;
-      }
-    }
+    /* The configured session cookie: its value is the token. */
+    n = origin_cookie_get(req, srv->cfg->auth.cookie_name, buf, cap);
+    rc = n >= 0 ? principal_from_token(srv, buf, (size_t)n, p, err)
+         : n == -2 ? errors_set(err, 40143, "malformed token cookie")
+                   : -1;
     if (rc && !err->code) errors_set(err, SW_E_INVALID_CREDENTIALS, "no authentication credentials given");
   }
   OPENSSL_cleanse(buf, cap);

@@ -39,7 +39,27 @@ static void requests(void **state) {
   assert_true(origin_same_site(&req));
 }
 
+static ssize_t cookie(const char *head, const char *name, char *out, size_t cap) {
+  sw_http_req_t req;
+  assert_true(http_req_parse((const uint8_t *)head, strlen(head), NULL, &req) > 0);
+  return origin_cookie_get(&req, name, out, cap);
+}
+
+static void cookies(void **state) {
+  char v[16];
+  assert_int_equal(cookie("GET / HTTP/1.1\r\nHost: a\r\nCookie: x=1; tok=ab%2Ecd; y=2\r\n\r\n", "tok", v, sizeof v), 5);
+  assert_string_equal(v, "ab.cd");
+  /* A longer name that starts with the wanted one is another cookie. */
+  assert_int_equal(cookie("GET / HTTP/1.1\r\nHost: a\r\nCookie: tokx=1\r\n\r\n", "tok", v, sizeof v), -1);
+  assert_int_equal(cookie("GET / HTTP/1.1\r\nHost: a\r\n\r\n", "tok", v, sizeof v), -1);
+  /* Cross-site requests do not get to use the cookie. */
+  assert_int_equal(cookie("GET / HTTP/1.1\r\nHost: a\r\nOrigin: http://b\r\nCookie: tok=1\r\n\r\n", "tok", v, sizeof v), -1);
+  assert_int_equal(cookie("GET / HTTP/1.1\r\nHost: a\r\nCookie: tok=%zz\r\n\r\n", "tok", v, sizeof v), -2);
+  assert_int_equal(cookie("GET / HTTP/1.1\r\nHost: a\r\nCookie: tok=0123456789abcdefXYZ\r\n\r\n", "tok", v, sizeof v), -2);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(matches), cmocka_unit_test(refuses), cmocka_unit_test(requests)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(matches), cmocka_unit_test(refuses), cmocka_unit_test(requests),
+                                     cmocka_unit_test(cookies)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
