@@ -1,5 +1,6 @@
 #include "core/mutation.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,8 +89,14 @@ static sw_head_t *head_get(sw_channel_t *ch, int64_t seq) {
 typedef struct version {
   sw_channel_t *ch;
   int64_t seq, vseq;
-  sw_msg_t event;   /* what live subscribers get, owned */
-  sw_msg_t head;    /* the head after this version, owned (for conversions) */
+  sw_msg_t event;  /* what live subscribers get, owned: for an append, the fragment */
+  bool append;
+  size_t data_len; /* append: the head's data length after it */
+  unsigned gen;    /* append: the head's generation (see sw_head_t) */
+  sw_msg_t full;   /* append: the head after it, when an update or delete
+                      overtook it before it was durable (else derived) */
+  bool has_full;
+  struct version *next_inflight; /* in its head's list */
   char serial[SW_SERIAL_LEN + 1];
   sw_publisher_t who;
   char conn_id[SW_CONN_ID_LEN + 1];
@@ -97,14 +104,44 @@ typedef struct version {
 
 static void version_free(version_t *v) {
   msg_clear(&v->event);
-  msg_clear(&v->head);
+  msg_clear(&v->full);
   if (v->who.rest_sock) sock_unref(v->who.rest_sock);
   free(v);
 }
 
+/* Takes v off its head's list; false when h is not v's head (one read
+ * again from storage after a failure dropped v's). */
+static bool inflight_remove(sw_head_t *h, version_t *v) {
+  for (struct version **pp = &h->inflight; *pp; pp = &(*pp)->next_inflight)
+    if (*pp == v) {
+      *pp = v->next_inflight;
+      return true;
+    }
+  return false;
+}
+
+/* The head just after append v, for a subscriber that does not hold the
+ * message: derived from the head in memory (appends only extend its data,
+ * so it is a prefix plus v's extras and version), unless an update or delete
+ * came in between, which made a copy first (snapshot_inflight). The view
+ * borrows everything; it is never freed. */
+static bool head_after(const sw_head_t *h, const version_t *v, sw_msg_t *view) {
+  if (v->has_full) {
+    *view = v->full;
+    return true;
+  }
+  if (!h || h->gen != v->gen || h->msg.data.len < v->data_len) return false;
+  *view = h->msg;
+  view->data.len = v->data_len;
+  view->extras = v->event.extras;
+  view->version = v->event.version;
+  view->action = SW_MSG_UPDATE;
+  return true;
+}
+
 /* Live delivery: each subscriber gets the event, except that one which
  * does not hold the message in full gets the whole head instead. */
-static void broadcast(version_t *v) {
+static void broadcast(version_t *v, const sw_head_t *h) {
   sw_channel_t *ch = v->ch;
   sw_pmsg_t ev = {.action = SW_ACTION_MESSAGE,
                   .channel = (char *)ch->name,
@@ -112,14 +149,16 @@ static void broadcast(version_t *v) {
                   .timestamp = v->event.timestamp,
                   .messages = &v->event,
                   .n_messages = 1};
+  sw_msg_t view;
+  bool have_full = v->append && head_after(h, v, &view);
   sw_pmsg_t full = ev;
-  full.messages = &v->head;
+  full.messages = have_full ? &view : &v->event;
   sw_frame_t *frames[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [full][fmt] */
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
     if (!a->delivering || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
     if (!c->echo && v->conn_id[0] && strcmp(c->id, v->conn_id) == 0) continue;
-    bool whole = v->event.action == SW_MSG_APPEND && !holds_full(a, v->seq);
+    bool whole = v->append && !holds_full(a, v->seq);
     if (whole) mutation_mark_full(a, v->seq);
     const sw_pmsg_t *m = whole ? &full : &ev;
     if (a->wire_name) {
@@ -144,15 +183,17 @@ static void on_stored(void *ud, int status) {
   ch->pending--;
   sw_head_t *h = NULL;
   HASH_FIND(hh, ch->heads, &v->seq, sizeof v->seq, h);
+  if (h && !inflight_remove(h, v)) h = NULL;
   if (h && h->pending) h->pending--;
   sw_error_t err = {0};
   if (status == 0) {
     if (v->vseq > ch->durable_seq) ch->durable_seq = v->vseq;
-    broadcast(v);
+    broadcast(v, h);
   } else {
     errors_set(&err, status == -ENOENT ? SW_E_NOT_FOUND : SW_E_INTERNAL, "message version could not be stored");
     log_error("version storage failed on %s: %d", ch->name, status);
-    /* The in-memory head ran ahead of storage: forget it. */
+    /* The in-memory head ran ahead of storage: forget it (it is read again
+     * from storage next time; versions still in flight find no head). */
     if (h) {
       HASH_DEL(ch->heads, h);
       head_free(h);
@@ -187,10 +228,18 @@ static int append_data(sw_data_t *dst, const sw_data_t *add, sw_error_t *err) {
   if (add->kind == SW_DATA_NONE) return 0;
   if (dst->kind != SW_DATA_NONE && dst->kind != add->kind)
     return errors_set(err, SW_E_INVALID_MESSAGE_DATA, "an append must have the same data type as the message");
-  uint8_t *p = realloc(dst->bytes, dst->len + add->len + 1);
-  if (!p) return errors_set(err, SW_E_INTERNAL, "out of memory");
-  memcpy(p + dst->len, add->bytes, add->len);
-  dst->bytes = p;
+  size_t need = dst->len + add->len + 1;
+  if (need > dst->cap) {
+    /* Geometric growth: a stream of appends costs amortised O(fragment),
+     * not a copy of the whole message each time. */
+    size_t cap = dst->cap > need / 2 ? dst->cap * 2 : need + need / 2;
+    if (cap < 64) cap = 64;
+    uint8_t *p = realloc(dst->bytes, cap);
+    if (!p) return errors_set(err, SW_E_INTERNAL, "out of memory");
+    dst->bytes = p;
+    dst->cap = cap;
+  }
+  memcpy(dst->bytes + dst->len, add->bytes, add->len);
   dst->len += add->len;
   dst->bytes[dst->len] = '\0';
   dst->kind = add->kind;
@@ -208,18 +257,30 @@ static int append_data(sw_data_t *dst, const sw_data_t *add, sw_error_t *err) {
 int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vserial, int64_t now,
                   const char *actor, sw_error_t *err) {
   memset(event, 0, sizeof *event);
-  json_t *version = make_version(msg, vserial, now, actor);
-  if (!version) return errors_set(err, SW_E_INTERNAL, "out of memory");
-  json_decref(head->version);
-  head->version = version;
   sw_msg_t *dst = head, *src = msg;
+  /* Everything that can refuse the request before the head changes. */
   if (msg->action == SW_MSG_APPEND) {
     /* Concatenation is only meaningful for plain text or bytes: JSON or
      * other encoded data would stop decoding ({"a":1}{"b":2}). */
-    if ((dst->encoding && *dst->encoding) || (src->encoding && *src->encoding))
-      return errors_set(err, SW_E_INVALID_MESSAGE_DATA,
-                        "appends need plain string or binary data (the message or append has encoding %.32s)",
-                        dst->encoding && *dst->encoding ? dst->encoding : src->encoding);
+    if ((dst->encoding && *dst->encoding) || (src->encoding && *src->encoding)) {
+      errors_set(err, SW_E_INVALID_MESSAGE_DATA,
+                 "appends need plain string or binary data (the message or append has encoding %.32s)",
+                 dst->encoding && *dst->encoding ? dst->encoding : src->encoding);
+      return -1;
+    }
+    if (src->data.kind != SW_DATA_NONE && dst->data.kind != SW_DATA_NONE && dst->data.kind != src->data.kind) {
+      errors_set(err, SW_E_INVALID_MESSAGE_DATA, "an append must have the same data type as the message");
+      return -1;
+    }
+  }
+  json_t *version = make_version(msg, vserial, now, actor);
+  if (!version) {
+    errors_set(err, SW_E_INTERNAL, "out of memory");
+    return -1;
+  }
+  json_decref(head->version);
+  head->version = version;
+  if (msg->action == SW_MSG_APPEND) {
     if (append_data(&dst->data, &src->data, err)) return -1;
     if (src->extras) { /* the latest headers (e.g. a stream's status) win */
       json_decref(dst->extras);
@@ -231,8 +292,10 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
     event->action = SW_MSG_APPEND;
     event->data = msg->data;
     memset(&msg->data, 0, sizeof msg->data);
-    event->extras = dst->extras ? json_deep_copy(dst->extras) : NULL;
-    event->version = json_deep_copy(version);
+    /* Shared, not copied: nothing changes a message's JSON in place (a
+     * head gets new objects), so the event may hold the same ones. */
+    event->extras = json_incref(dst->extras);
+    event->version = json_incref(version);
     event->serial = dst->serial ? strdup(dst->serial) : NULL;
     event->id = dst->id ? strdup(dst->id) : NULL;
     event->client_id = dst->client_id ? strdup(dst->client_id) : NULL;
@@ -256,9 +319,33 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
     dst->encoding = NULL;
   }
   dst->action = msg->action;
-  if (msg_copy(event, dst)) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  if (msg_copy(event, dst)) {
+    errors_set(err, SW_E_INTERNAL, "out of memory");
+    return -1;
+  }
   event->timestamp = now;
   return 0;
+}
+
+/* Copies, for every append of h still in flight, the head just after it
+ * (see head_after), before an update or delete changes the head. */
+static int snapshot_inflight(sw_head_t *h) {
+  for (version_t *v = h->inflight; v; v = v->next_inflight) {
+    sw_msg_t view;
+    if (!v->append || v->has_full || !head_after(h, v, &view)) continue;
+    if (msg_copy(&v->full, &view)) return -1;
+    v->has_full = true;
+  }
+  return 0;
+}
+
+/* Forgets a head whose in-memory state ran ahead of a version that will
+ * not be stored. Versions of it still in flight find no head of theirs
+ * (inflight_remove) and complete without it. */
+static void head_drop(sw_channel_t *ch, sw_head_t *h) {
+  HASH_DEL(ch->heads, h);
+  head_free(h);
+  ch->n_heads--;
 }
 
 static int authorise(const sw_principal_t *p, const char *caller, const sw_channel_t *ch, const sw_msg_t *head,
@@ -326,44 +413,95 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
   int64_t now = clock_now_ms();
   v->vseq = ch->last_seq + 1;
   serial_format(v->vseq, v->serial);
+  v->append = msg->action == SW_MSG_APPEND;
   const char *actor = caller_client_id && strcmp(caller_client_id, "*") ? caller_client_id : msg->client_id;
-  if (msg_copy(&v->head, &h->msg)) goto oom;
-  if (mutation_fold(&v->head, &v->event, msg, v->serial, now, actor, err)) goto out;
-
-  /* Persist: the new head replaces the stored one; the event is its version. */
-  size_t head_len;
-  if (codec_msg_to_blob(&v->head, &blobs)) goto oom;
-  head_len = blobs.len;
-  if (codec_msg_to_blob(&v->event, &blobs)) goto oom;
+  /* An update or delete replaces what appends still in flight extended:
+   * they keep a copy of the head they made, for late attachers. */
+  if (!v->append && snapshot_inflight(h)) goto oom;
+  /* The head in memory is changed in place and runs ahead of storage until
+   * the version is durable; if the version cannot be stored it is dropped
+   * (on_stored, or below). */
+  if (mutation_fold(&h->msg, &v->event, msg, v->serial, now, actor, err)) {
+    if (err->code == SW_E_INTERNAL) head_drop(ch, h); /* it may be half changed */
+    goto out;
+  }
   sw_store_rec_t rec = {.app_id = ch->app->id,
                         .channel = ch->name,
                         .seq = seq,
                         .timestamp = now,
-                        .op = SW_STORE_VERSION,
-                        .vseq = v->vseq,
-                        .blob = blobs.data,
-                        .blob_len = head_len,
-                        .version_blob = blobs.data + head_len,
-                        .version_blob_len = blobs.len - head_len};
+                        .vseq = v->vseq};
+  if (v->append) {
+    /* Only the fragment is written: the store folds it into the head. */
+    v->data_len = h->msg.data.len;
+    v->gen = h->gen;
+    if (codec_msg_to_blob(&v->event, &blobs)) goto oom_drop;
+    rec.op = SW_STORE_APPEND;
+    rec.version_blob = blobs.data;
+    rec.version_blob_len = blobs.len;
+  } else {
+    h->gen++;
+    size_t head_len;
+    if (codec_msg_to_blob(&h->msg, &blobs)) goto oom_drop;
+    head_len = blobs.len;
+    if (codec_msg_to_blob(&v->event, &blobs)) goto oom_drop;
+    rec.op = SW_STORE_VERSION;
+    rec.blob = blobs.data;
+    rec.blob_len = head_len;
+    rec.version_blob = blobs.data + head_len;
+    rec.version_blob_len = blobs.len - head_len;
+  }
   ch->pending++;
   if (store_submit(ch->srv->store, &rec, 1, on_stored, v)) {
     ch->pending--;
     errors_set(err, SW_E_INTERNAL, "storage unavailable");
+    head_drop(ch, h);
     goto out;
   }
   ch->last_seq = v->vseq;
-  /* The head in memory runs ahead of storage until the version is durable. */
-  msg_clear(&h->msg);
-  msg_copy(&h->msg, &v->head);
   h->pending++;
+  v->next_inflight = h->inflight;
+  h->inflight = v;
   v = NULL;
   rc = 0;
   goto out;
+oom_drop:
+  head_drop(ch, h);
 oom:
   errors_set(err, SW_E_INTERNAL, "out of memory");
 out:
   if (v) version_free(v);
   msg_clear(msg);
   buf_free(&blobs);
+  return rc;
+}
+
+int mutation_fold_blobs(const uint8_t *head, size_t head_len, const uint8_t *const *events, const size_t *lens,
+                        size_t n, sw_buf_t *out) {
+  sw_msg_t h, ev;
+  if (codec_msg_from_blob(head, head_len, &h)) return -EINVAL;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (codec_msg_from_blob(events[i], lens[i], &ev)) {
+      rc = -EINVAL;
+      break;
+    }
+    sw_error_t err = {0};
+    if (ev.action != SW_MSG_APPEND || append_data(&h.data, &ev.data, &err)) rc = -EINVAL;
+    /* The event carries the head's extras and version after it. */
+    if (rc == 0 && ev.extras) {
+      json_decref(h.extras);
+      h.extras = ev.extras;
+      ev.extras = NULL;
+    }
+    if (rc == 0 && ev.version) {
+      json_decref(h.version);
+      h.version = ev.version;
+      ev.version = NULL;
+    }
+    h.action = SW_MSG_UPDATE;
+    msg_clear(&ev);
+  }
+  if (rc == 0 && codec_msg_to_blob(&h, out)) rc = -ENOMEM;
+  msg_clear(&h);
   return rc;
 }

@@ -20,6 +20,7 @@
 #include "core/channel.h"
 #include "core/principal.h"
 #include "proto/pmsg.h"
+#include "util/buf.h"
 
 /* TM5 message actions. */
 enum {
@@ -34,8 +35,10 @@ enum {
 /* A head kept in memory while it is being changed (channel->heads). */
 typedef struct sw_head {
   int64_t seq;
-  sw_msg_t msg;    /* the aggregated head, owned */
+  sw_msg_t msg;    /* the aggregated head, owned; includes versions in flight */
   unsigned pending; /* versions not yet durable: never evicted meanwhile */
+  unsigned gen;     /* bumped by updates and deletes (appends only extend) */
+  struct version *inflight; /* versions not yet durable, newest first */
   UT_hash_handle hh;
 } sw_head_t;
 
@@ -62,6 +65,14 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
  * 0, or -1 with err (40013: an append of another data type). */
 int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vserial, int64_t now,
                   const char *actor, sw_error_t *err);
+
+/* The store's fold (sw_store_fold_fn): decodes a stored head and the
+ * append events (message.append, as mutation_apply stores them) and
+ * encodes the head with their data concatenated and the last event's
+ * extras and version. Pure. 0, -EINVAL (undecodable, not an append, or
+ * another data type) or -ENOMEM. */
+int mutation_fold_blobs(const uint8_t *head, size_t head_len, const uint8_t *const *events, const size_t *lens,
+                        size_t n, sw_buf_t *out);
 
 /* Remembers that attachment a holds message seq in full. */
 void mutation_mark_full(sw_attach_t *a, int64_t seq);

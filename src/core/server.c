@@ -1,5 +1,7 @@
 #include "core/server.h"
 
+#include "core/mutation.h"
+
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -160,7 +162,8 @@ static int create_dev_app(sw_server_t *srv) {
 static int open_store(sw_server_t *srv) {
   sw_config_t *cfg = srv->cfg;
   char path[4096];
-  sw_store_opts_t opts = {.path = NULL, .synchronous_full = cfg->sync_full, .max_batch = 4096};
+  sw_store_opts_t opts = {
+      .path = NULL, .synchronous_full = cfg->sync_full, .max_batch = 4096, .fold = mutation_fold_blobs};
   if (!cfg->memory) {
     if (mkdir(cfg->data_dir, 0700) && errno != EEXIST) {
       fprintf(stderr, "switchboard: cannot create %s: %s\n", cfg->data_dir, strerror(errno));

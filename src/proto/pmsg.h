@@ -76,6 +76,8 @@ typedef struct sw_data {
   sw_data_kind_t kind;
   uint8_t *bytes; /* NUL-terminated for convenience even when binary */
   size_t len;
+  size_t cap;     /* bytes allocated when known to exceed len + 1 (a head
+                     grown by appends); 0: exactly len + 1 */
 } sw_data_t;
 
 /* TM2: a Message. timestamp 0 = absent. action -1 = absent (TM5). */

@@ -2,7 +2,7 @@
  *
  * store.c owns the commit thread and the queue; a backend only stores. The
  * thread contract every backend must honour:
- *  - write_batch, prune, delete_app and kv_put are called only from the commit
+ *  - write_batch, prune, delete_app, kv_put and maintain are called only from the commit
  *    thread, one at a time;
  *  - history, last_seq, find_by_id, get, versions and kv_list are called only from the loop
  *    thread, concurrently with the writes above;
@@ -55,6 +55,11 @@ typedef struct sw_backend_ops {
   /* Appends "key\0value\0" for every key of ns, ascending by key, to *out
    * and sets *count. */
   int (*kv_list)(sw_backend_t *b, const char *ns, sw_buf_t *out, size_t *count);
+
+  /* Optional (commit thread): background work between batches; force does
+   * all of it now. Returns ms until it is due again, or -1 when nothing is
+   * pending. close does what is pending first. */
+  int64_t (*maintain)(sw_backend_t *b, bool force);
 
   /* Releases everything, including b itself. */
   void (*close)(sw_backend_t *b);

@@ -58,6 +58,7 @@ struct sw_store {
   uv_thread_t thread;
   sw_backend_t *be;
   size_t max_batch;
+  sw_store_fold_fn fold;
 
   uv_mutex_t mu;
   uv_cond_t wake;      /* commit thread: work queued or stop requested */
@@ -297,8 +298,16 @@ static void run_jobs(sw_store_t *s, sw_job_t *j) {
   }
 }
 
+/* Background work of the backend (SQLite: folding logged appends into
+ * heads), between batches. Returns the ms until it wants to run again, or
+ * -1 for never (until the next batch). */
+static int64_t maintain(sw_store_t *s) {
+  return s->be->ops->maintain ? s->be->ops->maintain(s->be, false) : -1;
+}
+
 static void commit_thread(void *arg) {
   sw_store_t *s = arg;
+  int64_t next_ms = -1;
   uv_mutex_lock(&s->mu);
   for (;;) {
     if (s->queue.head && (!s->hold || s->stop || s->sync_waiting > 0)) {
@@ -307,11 +316,18 @@ static void commit_thread(void *arg) {
       s->queue.head = s->queue.tail = NULL;
       uv_mutex_unlock(&s->mu);
       run_jobs(s, jobs);
+      next_ms = maintain(s);
       uv_mutex_lock(&s->mu);
       continue;
     }
     if (s->stop) break;
-    uv_cond_wait(&s->wake, &s->mu);
+    if (next_ms < 0) {
+      uv_cond_wait(&s->wake, &s->mu);
+    } else if (uv_cond_timedwait(&s->wake, &s->mu, (uint64_t)next_ms * 1000000u + 1) == UV_ETIMEDOUT) {
+      uv_mutex_unlock(&s->mu);
+      next_ms = maintain(s);
+      uv_mutex_lock(&s->mu);
+    }
   }
   uv_mutex_unlock(&s->mu);
 }
@@ -371,6 +387,7 @@ int store_open(uv_loop_t *loop, const sw_store_opts_t *opts, sw_store_t **out) {
   if (!s) return -ENOMEM;
   s->loop = loop;
   s->max_batch = opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;
+  s->fold = opts->fold;
   int rc = opts->path ? backend_sqlite_open(opts, &s->be) : backend_memory_open(opts, &s->be);
   if (rc) {
     free(s);
@@ -425,10 +442,11 @@ int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_d
   for (size_t i = 0; i < n; i++) {
     const sw_store_rec_t *r = &recs[i];
     if (!r->app_id || !r->channel || (r->blob_len && !r->blob)) return -EINVAL;
-    bool version = r->op == SW_STORE_VERSION;
+    bool version = r->op == SW_STORE_VERSION || r->op == SW_STORE_APPEND;
     if (!version && r->op != SW_STORE_INSERT) return -EINVAL;
     if (version && (r->vseq <= r->seq || (r->version_blob_len && !r->version_blob)))
       return -EINVAL;
+    if (r->op == SW_STORE_APPEND && (!s->fold || r->blob_len)) return -EINVAL;
     size_t vlen = version ? r->version_blob_len : 0;
     if (r->blob_len > SIZE_MAX - vlen) return -ENOMEM;
     size_t add = r->blob_len + vlen;
@@ -468,7 +486,7 @@ int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_d
     }
     /* Normalised for the backends: an INSERT carries vseq = seq and no
      * version; a VERSION carries no msg_id. */
-    if (r->op == SW_STORE_VERSION) {
+    if (r->op != SW_STORE_INSERT) {
       d->msg_id = NULL;
       d->expires_at = 0;
     } else {

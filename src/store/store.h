@@ -32,6 +32,7 @@
 #include <uv.h>
 
 typedef struct sw_store sw_store_t;
+struct sw_buf;
 
 /* One message to persist. All pointers are borrowed for the duration of
  * store_submit only (the store deep-copies them). */
@@ -51,6 +52,15 @@ typedef enum {
    * apply in serial order; a replayed or stale version is refused) or vseq is
    * already the vseq of another head or version of the channel. */
   SW_STORE_VERSION = 1,
+  /* A version event that extends the stored message `seq` (an append): like
+   * VERSION, but the caller gives only the event (version_blob; blob must be
+   * empty) and the new head is the previous one with the event folded in by
+   * sw_store_opts_t.fold. Reads see the folded head from the moment the
+   * submission is durable. The SQLite backend logs the event alone and folds
+   * heads later, several appends at a time (docs/storage.md, "Appends"), so
+   * an append costs one small sequential row instead of a rewrite of the
+   * whole message. Same errors as VERSION (-ENOENT, -EEXIST). */
+  SW_STORE_APPEND = 2,
 } sw_store_op_t;
 
 /* One message (or version event) to persist. All pointers are borrowed for
@@ -76,11 +86,20 @@ typedef struct sw_store_rec {
  * (status 0) or failed (negative errno). */
 typedef void (*sw_store_done_cb)(void *ud, int status);
 
+/* Folds append events (version blobs of SW_STORE_APPEND records, in serial
+ * order) into a head: writes the new head blob to *out (appending to it).
+ * Must be pure and thread-safe: the store calls it on its commit thread and
+ * on the loop thread. 0, or a negative errno (the store then keeps the old
+ * head and logs the failure; the events stay listed as versions). */
+typedef int (*sw_store_fold_fn)(const uint8_t *head, size_t head_len, const uint8_t *const *events,
+                                const size_t *event_lens, size_t n, struct sw_buf *out);
+
 typedef struct sw_store_opts {
   const char *path;     /* SQLite file; NULL selects the in-memory backend */
   int synchronous_full; /* 1: PRAGMA synchronous=FULL (survives power loss);
                            0: NORMAL (survives a process crash; WAL mode) */
   size_t max_batch;     /* max records per transaction; 0 means 4096 */
+  sw_store_fold_fn fold; /* required for SW_STORE_APPEND (-EINVAL without it) */
 } sw_store_opts_t;
 
 /* Opens the backend (creating the SQLite file and schema if needed) and starts

@@ -84,6 +84,7 @@ typedef struct mem_backend {
   size_t nkv, kvcap;
   mem_undo_t *undo; /* commit thread scratch, reused across batches */
   size_t undo_cap;
+  sw_store_fold_fn fold;
 } mem_backend_t;
 
 /* ------------------------------------------------------------- channels */
@@ -354,6 +355,26 @@ static int apply_version(mem_chan_t *c, const sw_store_rec_t *r, mem_undo_t *u) 
   return 0;
 }
 
+/* An append: the head with the event folded in replaces the head, as a
+ * VERSION would (memory has no log to defer the fold to). */
+static int apply_append(mem_backend_t *b, mem_chan_t *c, const sw_store_rec_t *r, mem_undo_t *u) {
+  mem_row_t *row = chan_row(c, r->seq);
+  if (!row) return -ENOENT;
+  const uint8_t *ev = r->version_blob ? r->version_blob : (const uint8_t *)"";
+  size_t ev_len = r->version_blob_len;
+  sw_buf_t head = {0};
+  int rc = b->fold(row->blob, row->blob_len, &ev, &ev_len, 1, &head);
+  if (rc == 0) {
+    sw_store_rec_t v = *r;
+    v.op = SW_STORE_VERSION;
+    v.blob = head.data;
+    v.blob_len = head.len;
+    rc = apply_version(c, &v, u);
+  }
+  buf_free(&head);
+  return rc;
+}
+
 /* Undoes one record of a failed batch (called in reverse order). */
 static void undo_one(const mem_undo_t *u) {
   mem_chan_t *c = u->ch;
@@ -395,8 +416,9 @@ static int mem_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t 
       rc = -ENOMEM;
       break;
     }
-    rc = r->op == SW_STORE_VERSION ? apply_version(c, r, &b->undo[done])
-                                   : insert_message(c, r, &b->undo[done]);
+    rc = r->op == SW_STORE_VERSION  ? apply_version(c, r, &b->undo[done])
+         : r->op == SW_STORE_APPEND ? apply_append(b, c, r, &b->undo[done])
+                                    : insert_message(c, r, &b->undo[done]);
     if (rc) break;
     if (r->vseq > c->last_seq) c->last_seq = r->vseq; /* vseq == seq for an INSERT */
   }
@@ -737,9 +759,9 @@ static const sw_backend_ops_t MEM_OPS = {
 };
 
 int backend_memory_open(const sw_store_opts_t *opts, sw_backend_t **out) {
-  (void)opts;
   mem_backend_t *b = calloc(1, sizeof *b);
   if (!b) return -ENOMEM;
+  b->fold = opts->fold;
   if (uv_mutex_init(&b->mu)) {
     free(b);
     return -ENOMEM;

@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store/store.h"
+#include "util/buf.h"
 
 #define MAXS 2048
 #define WAIT_MS 20000
@@ -84,11 +86,25 @@ static void fx_reopen(fx_t *fx) {
   fx_open(fx);
 }
 
+/* The fold of SW_STORE_APPEND for these tests: the head's bytes followed
+ * by each event's ("a/c#1" + "|2" + "|3" = "a/c#1|2|3"); an event starting
+ * with '!' cannot be folded. */
+static int test_fold(const uint8_t *head, size_t head_len, const uint8_t *const *events, const size_t *lens,
+                     size_t n, sw_buf_t *out) {
+  if (buf_append(out, head, head_len)) return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    if (lens[i] && events[i][0] == '!') return -EINVAL;
+    if (buf_append(out, events[i], lens[i])) return -ENOMEM;
+  }
+  return 0;
+}
+
 static int setup_common(void **state, bool sqlite, size_t max_batch) {
   fx_t *fx = calloc(1, sizeof *fx);
   if (!fx || uv_loop_init(&fx->loop)) return -1;
   fx->sqlite = sqlite;
   fx->opts.max_batch = max_batch;
+  fx->opts.fold = test_fold;
   if (sqlite) {
     strcpy(fx->dir, "/tmp/sw_store_XXXXXX");
     if (!mkdtemp(fx->dir)) return -1;
@@ -900,7 +916,7 @@ static void test_sqlite_schema(void **state) {
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 2);
+  assert_int_equal(sqlite3_column_int(st, 0), 3);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -1476,7 +1492,7 @@ static void test_sqlite_upgrade_v1(void **state) {
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 2);
+  assert_int_equal(sqlite3_column_int(st, 0), 3);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_exec(db, "PRAGMA integrity_check", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
@@ -1500,6 +1516,273 @@ static void test_sqlite_upgrade_v1(void **state) {
     unlink(p);
   }
   fx_open(fx); /* teardown closes it */
+}
+
+/* ------------------------------------------------------------- appends */
+
+/* An append of message seq with serial vseq: the event blob "|<vseq>",
+ * timestamp 5000 + vseq. */
+static sw_store_rec_t app_rec(const char *app, const char *ch, int64_t seq, int64_t vseq, char *buf) {
+  int l = snprintf(buf, 32, "|%lld", (long long)vseq);
+  return (sw_store_rec_t){.app_id = app,
+                          .channel = ch,
+                          .op = SW_STORE_APPEND,
+                          .seq = seq,
+                          .vseq = vseq,
+                          .timestamp = 5000 + vseq,
+                          .version_blob = (const uint8_t *)buf,
+                          .version_blob_len = (size_t)l};
+}
+
+static int append_wait(fx_t *fx, const char *app, const char *ch, int64_t seq, int64_t vseq) {
+  char buf[32];
+  sw_store_rec_t r = app_rec(app, ch, seq, vseq, buf);
+  return submit_recs_wait(fx, &r, 1);
+}
+
+static void check_row(const sw_store_row_t *r, int64_t seq, int64_t vseq, const char *blob) {
+  assert_int_equal(r->seq, seq);
+  assert_int_equal(r->vseq, vseq);
+  assert_int_equal(r->blob_len, strlen(blob));
+  assert_memory_equal(r->blob, blob, r->blob_len);
+}
+
+static void expect_get_blob(fx_t *fx, const char *app, const char *ch, int64_t seq, int64_t vseq, const char *blob) {
+  sw_store_row_t row = {0};
+  assert_int_equal(store_get(fx->s, app, ch, seq, &row), 1);
+  check_row(&row, seq, vseq, blob);
+  assert_int_equal(row.timestamp, 1000 + seq);
+  free(row.blob);
+}
+
+/* store_versions of message seq: the serials, each event's blob "|<vseq>"
+ * (or a VERSION's "ev ..." blob) and timestamp 5000 + vseq. */
+static void expect_append_versions(fx_t *fx, int64_t seq, bool fwd, size_t limit, int64_t after, const int64_t *want,
+                                   size_t n) {
+  sw_store_rows_t rows;
+  assert_int_equal(store_versions(fx->s, "a", "c", seq, fwd, limit, after, &rows), 0);
+  assert_int_equal(rows.n, n);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(rows.rows[i].vseq, want[i]);
+    assert_int_equal(rows.rows[i].timestamp, 5000 + want[i]);
+    char b[64];
+    int l = snprintf(b, sizeof b, "|%lld", (long long)want[i]);
+    if (rows.rows[i].blob_len != (size_t)l || memcmp(rows.rows[i].blob, b, (size_t)l))
+      l = snprintf(b, sizeof b, "ev a/c#%lld@%lld", (long long)seq, (long long)want[i]);
+    assert_int_equal(rows.rows[i].blob_len, (size_t)l);
+    assert_memory_equal(rows.rows[i].blob, b, (size_t)l);
+  }
+  store_rows_free(&rows);
+}
+
+/* Pages through the heads changed after `after` (by vseq), limit at a time,
+ * and checks the (seq, vseq) sequence. */
+static void expect_vseq_pages(fx_t *fx, int64_t after, size_t limit, const int64_t *sv, size_t n) {
+  size_t got = 0;
+  for (;;) {
+    sw_history_q_t q = q_all("a", "c");
+    q.by_vseq = true;
+    q.after_seq = after;
+    q.limit = limit;
+    sw_store_rows_t rows;
+    assert_int_equal(store_history(fx->s, &q, &rows), 0);
+    for (size_t i = 0; i < rows.n; i++, got++) {
+      assert_true(2 * got + 1 < n);
+      assert_int_equal(rows.rows[i].seq, sv[2 * got]);
+      assert_int_equal(rows.rows[i].vseq, sv[2 * got + 1]);
+      after = rows.rows[i].vseq;
+    }
+    size_t page = rows.n;
+    store_rows_free(&rows);
+    if (page < limit) break;
+  }
+  assert_int_equal(2 * got, n);
+}
+
+/* The reads every append test checks: message 1 appended at 2, 3, 5,
+ * messages 4 and 6 plain. */
+static void check_appended(fx_t *fx) {
+  expect_get_blob(fx, "a", "c", 1, 5, "a/c#1|2|3|5");
+  sw_history_q_t q = q_all("a", "c");
+  sw_store_rows_t rows;
+  assert_int_equal(store_history(fx->s, &q, &rows), 0);
+  assert_int_equal(rows.n, 3);
+  check_row(&rows.rows[0], 1, 5, "a/c#1|2|3|5");
+  check_row(&rows.rows[1], 4, 4, "a/c#4");
+  check_row(&rows.rows[2], 6, 6, "a/c#6");
+  store_rows_free(&rows);
+  /* By vseq the appended message sits at its last append, whatever the
+   * page size (RTL15b resume order). */
+  for (size_t limit = 1; limit <= 4; limit++) expect_vseq_pages(fx, 0, limit, HEADS(4, 4, 1, 5, 6, 6));
+  expect_vseq_pages(fx, 4, 1, HEADS(1, 5, 6, 6));
+  expect_vseq_pages(fx, 5, 2, HEADS(6, 6));
+  expect_append_versions(fx, 1, true, 10, -1, SEQS(2, 3, 5));
+  expect_append_versions(fx, 1, false, 10, -1, SEQS(5, 3, 2));
+  expect_append_versions(fx, 1, true, 2, -1, SEQS(2, 3));
+  expect_append_versions(fx, 1, true, 2, 3, SEQS(5));
+  expect_append_versions(fx, 1, false, 2, 5, SEQS(3, 2));
+}
+
+static void test_appends(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "c", 1, 1, 0, 0);
+  assert_int_equal(append_wait(fx, "a", "c", 1, 2), 0);
+  assert_int_equal(append_wait(fx, "a", "c", 1, 3), 0);
+  fill(fx, "a", "c", 4, 4, 0, 0);
+  assert_int_equal(append_wait(fx, "a", "c", 1, 5), 0);
+  fill(fx, "a", "c", 6, 6, 0, 0);
+  check_appended(fx);
+  assert_int_equal(last_seq(fx, "a", "c"), 6);
+  /* The same rules as VERSION. */
+  assert_int_equal(append_wait(fx, "a", "c", 9, 10), -ENOENT);
+  assert_int_equal(append_wait(fx, "a", "c", 1, 5), -EEXIST);
+  assert_int_equal(append_wait(fx, "a", "c", 1, 4), -EEXIST);
+  char buf[32];
+  sw_store_rec_t bad = app_rec("a", "c", 1, 7, buf);
+  bad.blob = (const uint8_t *)"x";
+  bad.blob_len = 1;
+  assert_int_equal(store_submit(fx->s, &bad, 1, on_done, NULL), -EINVAL);
+  check_appended(fx);
+  /* Clean close and reopen: the log is folded into the heads. */
+  if (fx->sqlite) fx_reopen(fx);
+  check_appended(fx);
+  /* An update takes over the appended head; appends continue from it. */
+  assert_int_equal(version_wait(fx, "a", "c", 1, 7, 0), 0);
+  assert_int_equal(append_wait(fx, "a", "c", 1, 8), 0);
+  expect_get_blob(fx, "a", "c", 1, 8, "a/c#1@7|8");
+  expect_append_versions(fx, 1, true, 10, -1, SEQS(2, 3, 5, 7, 8));
+  expect_vseq_pages(fx, 0, 1, HEADS(4, 4, 6, 6, 1, 8));
+  if (fx->sqlite) fx_reopen(fx);
+  expect_get_blob(fx, "a", "c", 1, 8, "a/c#1@7|8");
+  expect_append_versions(fx, 1, false, 10, -1, SEQS(8, 7, 5, 3, 2));
+  assert_int_equal(last_seq(fx, "a", "c"), 8);
+}
+
+/* Appends and an update of one message in one submission. */
+static void test_appends_batched(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "c", 1, 1, 0, 0);
+  char b[4][32];
+  vbufs_t vb;
+  sw_store_rec_t r[4] = {app_rec("a", "c", 1, 2, b[0]), app_rec("a", "c", 1, 3, b[1]),
+                         ver_rec("a", "c", 1, 4, 0, &vb), app_rec("a", "c", 1, 5, b[3])};
+  assert_int_equal(submit_recs_wait(fx, r, 4), 0);
+  expect_get_blob(fx, "a", "c", 1, 5, "a/c#1@4|5");
+  expect_append_versions(fx, 1, true, 10, -1, SEQS(2, 3, 4, 5));
+  /* A failing record rolls the whole submission back, appends included. */
+  sw_store_rec_t f[2] = {app_rec("a", "c", 1, 6, b[0]), app_rec("a", "c", 9, 10, b[1])};
+  assert_int_equal(submit_recs_wait(fx, f, 2), -ENOENT);
+  expect_get_blob(fx, "a", "c", 1, 5, "a/c#1@4|5");
+  if (fx->sqlite) fx_reopen(fx);
+  expect_get_blob(fx, "a", "c", 1, 5, "a/c#1@4|5");
+  expect_append_versions(fx, 1, true, 10, -1, SEQS(2, 3, 4, 5));
+  /* An append's serial is the channel's at once, folded or not. */
+  assert_int_equal(append_wait(fx, "a", "c", 1, 6), 0);
+  assert_int_equal(last_seq(fx, "a", "c"), 6);
+  if (fx->sqlite) fx_reopen(fx);
+  assert_int_equal(last_seq(fx, "a", "c"), 6);
+}
+
+static int64_t sqlite_count(const char *path, const char *sql) {
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  int64_t n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+/* A process that dies with appends only in the log: the next open folds
+ * them into the heads and empties the log. */
+static void test_appends_crash_recovery(void **state) {
+  fx_t *fx = *state;
+  if (!fx->sqlite) {
+    skip();
+    return;
+  }
+  fx_close(fx);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    /* The child: its own loop and store; exits without closing either. */
+    fx_t c = *fx;
+    if (uv_loop_init(&c.loop) || store_open(&c.loop, &c.opts, &c.s)) _exit(2);
+    fx = &c;
+    fill(fx, "a", "c", 1, 1, 0, 0);
+    assert_int_equal(append_wait(fx, "a", "c", 1, 2), 0);
+    assert_int_equal(append_wait(fx, "a", "c", 1, 3), 0);
+    fill(fx, "a", "c", 4, 4, 0, 0);
+    assert_int_equal(append_wait(fx, "a", "c", 1, 5), 0);
+    fill(fx, "a", "c", 6, 6, 0, 0);
+    _exit(0);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log"), 3);
+  fx_open(fx);
+  check_appended(fx);
+  assert_int_equal(last_seq(fx, "a", "c"), 6);
+  fx_close(fx);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log"), 0);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM versions"), 3);
+  fx_open(fx);
+  check_appended(fx);
+}
+
+static void on_tick(uv_timer_t *h) { (*(int *)h->data)++; }
+
+/* Left running, the store folds a message's appends once enough of them
+ * wait, or once they are old enough, and truncates the log. */
+static void test_appends_folded_in_background(void **state) {
+  fx_t *fx = *state;
+  if (!fx->sqlite) {
+    skip();
+    return;
+  }
+  fill(fx, "a", "c", 1, 1, 0, 0);
+  enum { N = 300 };
+  static char bufs[N][32];
+  static sw_store_rec_t r[N];
+  for (int i = 0; i < N; i++) r[i] = app_rec("a", "c", 1, 2 + i, bufs[i]);
+  assert_int_equal(submit_recs_wait(fx, r, N), 0);
+  int ticks = 0;
+  uv_timer_t t;
+  uv_timer_init(&fx->loop, &t);
+  t.data = &ticks;
+  uv_timer_start(&t, on_tick, 100, 100);
+  while (ticks < 50 && sqlite_count(fx->path, "SELECT count(*) FROM append_log") > 0) uv_run(&fx->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&fx->loop, UV_RUN_NOWAIT);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log"), 0);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM versions"), N);
+  assert_int_equal(sqlite_count(fx->path, "SELECT vseq FROM messages WHERE seq = 1"), N + 1);
+  sw_store_row_t row = {0};
+  assert_int_equal(store_get(fx->s, "a", "c", 1, &row), 1);
+  assert_int_equal(row.vseq, N + 1);
+  char want[8];
+  snprintf(want, sizeof want, "|%d", N + 1);
+  assert_true(row.blob_len > strlen(want));
+  assert_memory_equal(row.blob + row.blob_len - strlen(want), want, strlen(want));
+  free(row.blob);
+  /* A few appends: folded once the oldest is about a second old. */
+  assert_int_equal(append_wait(fx, "a", "c", 1, N + 2), 0);
+  assert_int_equal(append_wait(fx, "a", "c", 1, N + 3), 0);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log"), 2);
+  uint64_t t0 = uv_hrtime();
+  ticks = 0;
+  uv_timer_init(&fx->loop, &t);
+  t.data = &ticks;
+  uv_timer_start(&t, on_tick, 50, 50);
+  while (ticks < 100 && sqlite_count(fx->path, "SELECT count(*) FROM append_log") > 0) uv_run(&fx->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&fx->loop, UV_RUN_NOWAIT);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log"), 0);
+  assert_true(uv_hrtime() - t0 >= 500 * 1000000ull); /* not folded at once */
+  assert_int_equal(sqlite_count(fx->path, "SELECT vseq FROM messages WHERE seq = 1"), N + 3);
 }
 
 #define BOTH(t)                                                   \
@@ -1533,6 +1816,10 @@ int main(void) {
       BOTH(test_versions_retention),
       BOTH(test_versions_beside_writes),
       cmocka_unit_test_setup_teardown(test_sqlite_upgrade_v1, setup_sqlite, teardown),
+      BOTH(test_appends),
+      BOTH(test_appends_batched),
+      cmocka_unit_test_setup_teardown(test_appends_crash_recovery, setup_sqlite, teardown),
+      cmocka_unit_test_setup_teardown(test_appends_folded_in_background, setup_sqlite, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
