@@ -299,15 +299,14 @@ static void run_jobs(sw_store_t *s, sw_job_t *j) {
 }
 
 /* Background work of the backend (SQLite: folding logged appends into
- * heads), between batches. Returns the ms until it wants to run again, or
- * -1 for never (until the next batch). */
+ * heads) when no batch is waiting. Returns the ms until it wants to run
+ * again, or -1 for never (until the next batch). */
 static int64_t maintain(sw_store_t *s) {
   return s->be->ops->maintain ? s->be->ops->maintain(s->be, false) : -1;
 }
 
 static void commit_thread(void *arg) {
   sw_store_t *s = arg;
-  int64_t next_ms = -1;
   uv_mutex_lock(&s->mu);
   for (;;) {
     if (s->queue.head && (!s->hold || s->stop || s->sync_waiting > 0)) {
@@ -316,18 +315,19 @@ static void commit_thread(void *arg) {
       s->queue.head = s->queue.tail = NULL;
       uv_mutex_unlock(&s->mu);
       run_jobs(s, jobs);
-      next_ms = maintain(s);
       uv_mutex_lock(&s->mu);
       continue;
     }
     if (s->stop) break;
-    if (next_ms < 0) {
+    /* Idle: background work first, unless a submission came meanwhile. */
+    uv_mutex_unlock(&s->mu);
+    int64_t next_ms = maintain(s);
+    uv_mutex_lock(&s->mu);
+    if (s->queue.head || s->stop) continue;
+    if (next_ms < 0)
       uv_cond_wait(&s->wake, &s->mu);
-    } else if (uv_cond_timedwait(&s->wake, &s->mu, (uint64_t)next_ms * 1000000u + 1) == UV_ETIMEDOUT) {
-      uv_mutex_unlock(&s->mu);
-      next_ms = maintain(s);
-      uv_mutex_lock(&s->mu);
-    }
+    else
+      uv_cond_timedwait(&s->wake, &s->mu, (uint64_t)next_ms * 1000000u + 1);
   }
   uv_mutex_unlock(&s->mu);
 }

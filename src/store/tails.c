@@ -140,6 +140,7 @@ void tails_commit(sw_tails_t *t, uint64_t now_ms) {
     }
     /* The age of a tail counts from its oldest unfolded event. */
     if (k || tail->n_committed == 0) tail->since_ms = now_ms;
+    if (tail->n > tail->n_committed) tail->last_ms = now_ms;
     tail->n_committed = tail->n;
     t->n_events += tail->n;
     reap(t, tail);

@@ -39,6 +39,7 @@ typedef struct sw_tail {
   size_t n_committed;  /* ev[0..n_committed) are visible to readers */
   size_t fold_to;      /* ev[0..fold_to) are folded by the open transaction */
   uint64_t since_ms;   /* monotonic time ev[0] became visible */
+  uint64_t last_ms;    /* monotonic time the last event became visible */
   /* Commit thread: the message's head is known to be stored with vseq
    * head_vseq (read or written by this process, and no retention ran on
    * its channel since), so an append needs no lookup. */
