@@ -11,7 +11,7 @@
  * Each connection is used by one thread at a time, so both are opened with
  * SQLITE_OPEN_NOMUTEX. Statements are prepared once per connection.
  *
- * Schema (user_version 2; a new file is created as version 1 and migrated,
+ * Schema (user_version 3; a new file is created as version 1 and migrated,
  * so a fresh file and an upgraded one are identical):
  *  messages: one row per message holding its head; WITHOUT ROWID, clustered
  *    on (app, channel, seq), so a history page is one range scan of adjacent
@@ -38,9 +38,13 @@
  *    retention about a quarter of its publish throughput in a benchmark,
  *    while the paired range delete is one b-tree seek per channel and batch,
  *    and is skipped while the file holds no version (versions_maybe).
+ *  append_log (v3): appends not yet folded into their heads, and
+ *    versions.last_vseq (v3): a row holding several folded appends (a
+ *    bundle); see MIGRATE_V3 and docs/storage.md, "Appends".
  *  channel_seq: highest seq or vseq ever written per channel, updated in the
- *    same transaction as the rows, so serials never go backwards after
- *    retention deleted the rows or across restarts.
+ *    same transaction as the rows (an append's when it is folded), so
+ *    serials never go backwards after retention deleted the rows or across
+ *    restarts.
  *  kv: small server state. */
 #include "store/backend.h"
 
