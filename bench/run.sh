@@ -250,6 +250,7 @@ if want ai; then
   else
     # Issue 4's shape first, then smaller ones to find what this box sustains.
     tolerate=1 bench ai-1000x50 min:latency_p99_ms 1 ai --streams 1000 --rate 50 --procs 2
+    tolerate=1 bench ai-1000x20 min:latency_p99_ms 1 ai --streams 1000 --rate 20 --procs 2
     tolerate=1 bench ai-1000x10 min:latency_p99_ms 1 ai --streams 1000 --rate 10 --procs 2
     tolerate=1 bench ai-1000x5 min:latency_p99_ms 1 ai --streams 1000 --rate 5 --procs 2
     tolerate=1 bench ai-1000x2 min:latency_p99_ms 1 ai --streams 1000 --rate 2 --procs 2
