@@ -271,6 +271,7 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_
   srv->nonces = nonce_cache_new(1000000, SW_TOKEN_REQUEST_WINDOW_MS);
   srv->cap_cache = cap_cache_new(4096);
   if (!srv->jwt_cache || !srv->nonces || !srv->cap_cache) return -1;
+  socks_flush_init(srv);
   uv_timer_init(loop, &srv->tick);
   srv->tick.data = srv;
   uv_timer_start(&srv->tick, on_tick, TICK_MS, TICK_MS);
@@ -301,6 +302,9 @@ void server_shutdown(sw_server_t *srv) {
     next = s->next;
     sock_close(s, true);
   }
+  /* Hand all of that to the kernel now; what it cannot take yet is written
+   * as the sockets drain, and they close when done (or at the deadline). */
+  socks_flush_close(srv);
 }
 
 void server_free(sw_server_t *srv) {

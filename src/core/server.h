@@ -18,8 +18,8 @@ typedef struct sw_sock sw_sock_t;
 typedef struct sw_conn sw_conn_t;
 typedef struct sw_channel sw_channel_t;
 
-/* Frames written by one writev, and the read buffer every socket shares
- * (core/sock.c). */
+/* Frames written by one writev (a longer queue takes several), and the read
+ * buffer every socket shares (core/sock.c). */
 #define SW_READ_BUF 65536
 #define SW_SOCK_MAX_IOV 64
 
@@ -35,9 +35,16 @@ typedef struct sw_server {
   sw_conn_t *conns;       /* uthash by connection id */
   sw_sock_t *socks;       /* every open socket */
   size_t n_socks;
+  /* Sockets with queued output, flushed once per loop turn by `flush`
+   * before the loop waits for events (core/sock.c); FIFO, so sockets are written in the order they were
+   * first given output (a fan-out's subscriber order). */
+  sw_sock_t *dirty, **dirty_tail;
+  uv_prepare_t flush;
+  bool flush_open;        /* `flush` initialised and not closed */
   char server_id[32];
-  /* Scratch for building a socket's writev: uv_write copies the buffer
-   * descriptors, so one array serves every socket (loop thread only). */
+  /* Scratch for building a socket's writev: uv_try_write uses it during the
+   * call and uv_write copies the buffer descriptors, so one array serves
+   * every socket (loop thread only). */
   uv_buf_t iov[SW_SOCK_MAX_IOV];
   uint8_t rbuf[SW_READ_BUF];
   uint8_t token_secret[SW_TOKEN_SECRET_LEN]; /* seals Ably tokens; persisted */

@@ -19,14 +19,31 @@ static void sock_free(sw_sock_t *s) {
   free(s);
 }
 
+/* Takes s off the server's dirty list, if it is on it. */
+static void dirty_unlink(sw_sock_t *s) {
+  if (!s->dirty_pprev) return;
+  *s->dirty_pprev = s->dirty_next;
+  if (s->dirty_next) s->dirty_next->dirty_pprev = s->dirty_pprev;
+  else s->srv->dirty_tail = s->dirty_pprev;
+  s->dirty_next = NULL;
+  s->dirty_pprev = NULL;
+}
+
+/* Drops the frame at the head of the queue: written, or abandoned. */
+static void pop_head(sw_sock_t *s) {
+  sw_frame_t *f = s->q[s->q_head];
+  s->q_bytes -= f->len;
+  frame_unref(f);
+  s->q_head = (s->q_head + 1) % s->q_cap;
+  s->q_len--;
+  s->head_off = 0;
+}
+
 static void on_close(uv_handle_t *h) {
   sw_sock_t *s = h->data;
   s->handle_closed = true;
-  while (s->q_len) {
-    frame_unref(s->q[s->q_head]);
-    s->q_head = (s->q_head + 1) % s->q_cap;
-    s->q_len--;
-  }
+  dirty_unlink(s); /* close_now did; nothing relists a closing socket */
+  while (s->q_len) pop_head(s);
   sw_server_t *srv = s->srv;
   if (s->prev) s->prev->next = s->next;
   else srv->socks = s->next;
@@ -39,6 +56,9 @@ static void on_close(uv_handle_t *h) {
 static void close_now(sw_sock_t *s) {
   s->closing = true;
   if (uv_is_closing((uv_handle_t *)&s->tcp)) return;
+  /* Nothing more will be written: the flush must not see it again, and
+   * the memory goes in the close callback. */
+  dirty_unlink(s);
   if (s->conn) {
     sw_conn_t *c = s->conn;
     s->conn = NULL;
@@ -52,7 +72,8 @@ void sock_close(sw_sock_t *s, bool after_flush) {
   s->closing = true;
   uv_read_stop((uv_stream_t *)&s->tcp);
   if (after_flush && (s->writing || s->q_len)) {
-    /* The server's tick closes sockets that do not drain in time. */
+    /* The flush closes it once the queue is written; the server's tick
+     * closes sockets that do not drain in time. */
     s->close_after_flush = true;
     s->close_deadline = uv_now(s->srv->loop) + 5000;
     return;
@@ -70,41 +91,116 @@ void sock_unref(sw_sock_t *s) {
   if (--s->refs == 0 && s->handle_closed) sock_free(s);
 }
 
-static void kick_write(sw_sock_t *s);
+static void mark_dirty(sw_sock_t *s);
 
 static void on_write(uv_write_t *req, int status) {
   sw_sock_t *s = req->data;
   s->writing = false;
-  for (size_t i = 0; i < s->n_inflight; i++) {
-    sw_frame_t *f = s->q[s->q_head];
-    s->q_bytes -= f->len;
-    frame_unref(f);
-    s->q_head = (s->q_head + 1) % s->q_cap;
-    s->q_len--;
-  }
+  for (size_t i = 0; i < s->n_inflight; i++) pop_head(s);
   s->n_inflight = 0;
   if (status < 0) {
     close_now(s);
     return;
   }
-  if (s->q_len) kick_write(s);
+  /* What was queued while the kernel was full goes with this turn's flush. */
+  if (s->q_len) mark_dirty(s);
   else if (s->close_after_flush) close_now(s);
 }
 
-static void kick_write(sw_sock_t *s) {
-  if (s->writing || s->q_len == 0 || uv_is_closing((uv_handle_t *)&s->tcp)) return;
-  size_t n = s->q_len < SW_SOCK_MAX_IOV ? s->q_len : SW_SOCK_MAX_IOV;
-  for (size_t i = 0; i < n; i++) {
-    sw_frame_t *f = s->q[(s->q_head + i) % s->q_cap];
-    s->srv->iov[i] = uv_buf_init((char *)f->data, f->len);
+/* Hands the queue to the kernel: one uv_try_write (writev) of up to
+ * SW_SOCK_MAX_IOV frames at a time, as long as the kernel takes all of it.
+ * What it does not take goes to one uv_write, which waits for POLLOUT and
+ * continues the queue from on_write; only then does libuv touch epoll. */
+static void flush(sw_sock_t *s) {
+  uv_buf_t *iov = s->srv->iov;
+  while (s->q_len && !s->writing) {
+    size_t n = s->q_len < SW_SOCK_MAX_IOV ? s->q_len : SW_SOCK_MAX_IOV;
+    for (size_t i = 0; i < n; i++) {
+      sw_frame_t *f = s->q[(s->q_head + i) % s->q_cap];
+      size_t off = i == 0 ? s->head_off : 0;
+      iov[i] = uv_buf_init((char *)f->data + off, (unsigned)(f->len - off));
+    }
+    int w = uv_try_write((uv_stream_t *)&s->tcp, iov, (unsigned)n);
+    if (w < 0 && w != UV_EAGAIN) {
+      close_now(s);
+      return;
+    }
+    size_t done = w > 0 ? (size_t)w : 0, k = 0;
+    while (k < n && done >= iov[k].len) {
+      done -= iov[k].len;
+      k++;
+      pop_head(s);
+    }
+    if (k == n) continue;
+    /* The kernel is full: frame k went out in part (done bytes), if at all. */
+    s->head_off += done;
+    iov[k].base += done;
+    iov[k].len -= done;
+    s->wreq.data = s;
+    if (uv_write(&s->wreq, (uv_stream_t *)&s->tcp, iov + k, (unsigned)(n - k), on_write) < 0) {
+      close_now(s);
+      return;
+    }
+    s->writing = true;
+    s->n_inflight = n - k;
   }
-  s->wreq.data = s;
-  if (uv_write(&s->wreq, (uv_stream_t *)&s->tcp, s->srv->iov, (unsigned)n, on_write) < 0) {
-    close_now(s);
+  if (!s->q_len && !s->writing && s->close_after_flush) close_now(s);
+}
+
+/* Runs in libuv's prepare phase: once per loop turn, right before the loop
+ * blocks in epoll for more events, so everything a turn queued is written
+ * first. Between two such points the loop runs the I/O phase (reads,
+ * completed writes, the store's uv_async completions: a commit batch fanned
+ * out to every subscriber), then the check and close callbacks, the timers
+ * (heartbeats, AUTH before expiry) and the pending callbacks: output queued
+ * in any of them is in the same flush, so each socket is written once with
+ * all of it. (A check handle would run after the I/O phase only: output
+ * queued by a timer would wait until epoll returned, up to a tick.)
+ * Flushing can close a socket, which may queue output on others: they join
+ * the list and are flushed in the same pass. */
+static void on_flush(uv_prepare_t *h) {
+  sw_server_t *srv = h->data;
+  sw_sock_t *s;
+  while ((s = srv->dirty)) {
+    dirty_unlink(s);
+    flush(s);
+  }
+  uv_prepare_stop(h);
+}
+
+/* Output was queued on s: it is flushed before the loop next waits. The
+ * prepare handle is active exactly while the list is not empty, which also
+ * keeps the loop alive for it; any callback may queue output (there is no
+ * phase of the turn after which a listed socket would be forgotten). Before
+ * the flush handle exists and after shutdown has closed it, output is
+ * written at once. */
+static void mark_dirty(sw_sock_t *s) {
+  sw_server_t *srv = s->srv;
+  if (s->dirty_pprev || s->writing || uv_is_closing((uv_handle_t *)&s->tcp)) return;
+  if (!srv->flush_open) {
+    flush(s);
     return;
   }
-  s->writing = true;
-  s->n_inflight = n;
+  s->dirty_next = NULL;
+  s->dirty_pprev = srv->dirty_tail;
+  *srv->dirty_tail = s;
+  srv->dirty_tail = &s->dirty_next;
+  uv_prepare_start(&srv->flush, on_flush);
+}
+
+void socks_flush_init(sw_server_t *srv) {
+  srv->dirty = NULL;
+  srv->dirty_tail = &srv->dirty;
+  uv_prepare_init(srv->loop, &srv->flush);
+  srv->flush.data = srv;
+  srv->flush_open = true;
+}
+
+void socks_flush_close(sw_server_t *srv) {
+  if (!srv->flush_open) return;
+  on_flush(&srv->flush);
+  uv_close((uv_handle_t *)&srv->flush, NULL);
+  srv->flush_open = false;
 }
 
 static int enqueue(sw_sock_t *s, sw_frame_t *f) {
@@ -124,7 +220,7 @@ static int enqueue(sw_sock_t *s, sw_frame_t *f) {
   s->q[(s->q_head + s->q_len) % s->q_cap] = frame_ref(f);
   s->q_len++;
   s->q_bytes += f->len;
-  kick_write(s);
+  mark_dirty(s);
   return 0;
 }
 

@@ -1,10 +1,16 @@
 /* sock.h: one accepted TCP connection, speaking HTTP/1.1 until it upgrades
  * to WebSocket.
  *
- * Output is a queue of frame references written with one uv_write (writev)
- * at a time, so queuing a fanned-out message costs no allocation. The queue
- * is bounded by limits.max_outbound_bytes: past it the socket is a slow
- * consumer and is closed (the Ably connection is told why when possible).
+ * Output is a queue of frame references, so queuing a fanned-out message
+ * costs no allocation. Queuing does not write: it puts the socket on the
+ * server's dirty list, and once per loop turn, before the loop waits for
+ * events and so after every callback of the turn (reads, store completions,
+ * timers), each dirty socket is flushed with one uv_try_write (writev) of
+ * its whole queue. Only what the kernel does not take waits for POLLOUT in a
+ * uv_write. So a burst of messages to many subscribers costs one system call
+ * per subscriber, not one per message. The queue is bounded by
+ * limits.max_outbound_bytes: past it the socket is a slow consumer and is
+ * closed (the Ably connection is told why when possible).
  *
  * Lifetime: the server owns every sock. sock_close() starts an asynchronous
  * close; memory is released in the libuv close callback once no reference
@@ -43,8 +49,11 @@ typedef struct sw_sock {
   size_t q_bytes;    /* bytes queued, including those being written */
   size_t head_off;   /* bytes of q[q_head] already written */
   uv_write_t wreq;
-  bool writing;
-  size_t n_inflight; /* frames covered by the write in progress */
+  bool writing;      /* a uv_write waits for POLLOUT: it continues the queue */
+  size_t n_inflight; /* frames covered by that write */
+  /* In the server's dirty list (output queued, not yet flushed) while
+   * dirty_pprev is set: it points at the link that points here. */
+  struct sw_sock *dirty_next, **dirty_pprev;
   /* WebSocket state */
   sw_ws_msg_asm_t wsasm;
   sw_conn_t *conn;   /* the Ably connection on this transport, or NULL */
@@ -70,6 +79,14 @@ void sock_close(sw_sock_t *s, bool after_flush);
 
 /* Closes a socket whose flush before closing has taken too long (tick). */
 void sock_expire(sw_sock_t *s, uint64_t now);
+
+/* The per-turn flush (a uv_prepare handle on the server's loop). Until
+ * socks_flush_init, and after socks_flush_close, queued output is written at
+ * once instead. */
+void socks_flush_init(sw_server_t *srv);
+/* Flushes every dirty socket now and closes the flush handle: for shutdown,
+ * after the last words to every client are queued. */
+void socks_flush_close(sw_server_t *srv);
 
 void sock_ref(sw_sock_t *s);
 void sock_unref(sw_sock_t *s);
