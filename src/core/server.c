@@ -316,5 +316,6 @@ void server_free(sw_server_t *srv) {
   cap_cache_free(srv->cap_cache);
   nonce_cache_free(srv->nonces);
   revocations_free(&srv->revocations);
+  socks_free_spares(srv);
   OPENSSL_cleanse(srv->token_secret, sizeof srv->token_secret);
 }

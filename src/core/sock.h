@@ -30,36 +30,39 @@ typedef struct sw_server sw_server_t;
 typedef struct sw_conn sw_conn_t;
 
 
+/* An idle authenticated connection is mostly this struct, so it is kept
+ * small: no write request (taken from the server only while a write waits
+ * for POLLOUT), no input buffer until a read ends mid-request or mid-frame,
+ * and fields ordered so that there are no holes. */
 typedef struct sw_sock {
   uv_tcp_t tcp;
   sw_server_t *srv;
   struct sw_sock *prev, *next; /* server's list */
+  /* In the server's dirty list (output queued, not yet flushed) while
+   * dirty_pprev is set: it points at the link that points here. */
+  struct sw_sock *dirty_next, **dirty_pprev;
+  sw_conn_t *conn;   /* the Ably connection on this transport, or NULL */
+  char *origin;      /* Origin of the HTTP request being answered (malloc'd), or NULL:
+                        most sockets are WebSockets, so it is not kept inline */
+  sw_buf_t in;
+  /* output queue: a ring of frame references */
+  sw_frame_t **q;
+  size_t q_bytes;    /* bytes queued, including those being written */
+  uint32_t q_head, q_len, q_cap; /* the bound keeps a ring far below 2^32 frames */
+  uint32_t head_off; /* bytes of q[q_head] already written (a frame's len is 32-bit) */
+  uint32_t n_inflight; /* frames covered by the uv_write waiting for POLLOUT */
   unsigned refs;
+  uint64_t close_deadline; /* loop ms; see sock_expire */
+  uint64_t last_rx_ms; /* loop time of the last byte received */
+  /* WebSocket state */
+  sw_ws_msg_asm_t wsasm;
   bool is_ws;
   bool peer_loopback; /* the client connected from 127.0.0.0/8 or ::1 */
   bool closing;      /* sock_close called */
   bool close_after_flush;
   bool overflowed;   /* the outbound bound was hit */
-  uint64_t close_deadline; /* loop ms; see sock_expire */
   bool handle_closed;
-  sw_buf_t in;
-  /* output queue: a ring of frame references */
-  sw_frame_t **q;
-  size_t q_head, q_len, q_cap;
-  size_t q_bytes;    /* bytes queued, including those being written */
-  size_t head_off;   /* bytes of q[q_head] already written */
-  uv_write_t wreq;
   bool writing;      /* a uv_write waits for POLLOUT: it continues the queue */
-  size_t n_inflight; /* frames covered by that write */
-  /* In the server's dirty list (output queued, not yet flushed) while
-   * dirty_pprev is set: it points at the link that points here. */
-  struct sw_sock *dirty_next, **dirty_pprev;
-  /* WebSocket state */
-  sw_ws_msg_asm_t wsasm;
-  sw_conn_t *conn;   /* the Ably connection on this transport, or NULL */
-  uint64_t last_rx_ms; /* loop time of the last byte received */
-  char *origin;      /* Origin of the HTTP request being answered (malloc'd), or NULL:
-                        most sockets are WebSockets, so it is not kept inline */
 } sw_sock_t;
 
 /* Accepts a pending connection on the listener; 0 or negative uv error. */
@@ -87,6 +90,8 @@ void socks_flush_init(sw_server_t *srv);
 /* Flushes every dirty socket now and closes the flush handle: for shutdown,
  * after the last words to every client are queued. */
 void socks_flush_close(sw_server_t *srv);
+/* Frees the spare write requests (after the loop has ended). */
+void socks_free_spares(sw_server_t *srv);
 
 void sock_ref(sw_sock_t *s);
 void sock_unref(sw_sock_t *s);
