@@ -9,10 +9,16 @@
  * The struct is freed when libuv has let go of everything (the resolver
  * request and the poll handle), which may be after close() returns. Errors
  * found while writing are reported from the loop (on_close), never from
- * inside write(), so callers are not re-entered. */
+ * inside write(), so callers are not re-entered; nor does open call back.
+ *
+ * Connect storms: a numeric host (127.0.0.1, ::1) is connected to at once,
+ * without a uv_getaddrinfo round trip through libuv's thread pool; and reads
+ * land in one buffer per thread, not one per connection (64 KiB zeroed for
+ * every connect was a quarter of a storm's client CPU). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +52,43 @@ typedef struct tcp {
   bool ended;       /* on_close or a failed on_connect delivered */
   int write_error;  /* a failed send, reported from the loop */
   wq_item_t *wq_head, *wq_tail;
-  uint8_t rbuf[65536];
 } tcp_t;
+
+/* ---- the read buffer ----
+ * Received bytes only live during on_data (ws.c and http.c copy what they
+ * keep), and a loop runs on one thread, so one buffer per thread serves every
+ * connection of every loop on it. The exception is a callback that runs
+ * another loop on the same thread (sw_client_run_for on a client with a
+ * private loop, from inside a callback) while bytes of the shared buffer are
+ * still being handled further up the stack: such a nested read gets a buffer
+ * of its own. Allocated on a thread's first read, freed when it exits. */
+#define READ_BUF 65536
+
+typedef struct read_buf {
+  bool busy; /* a read on this thread is handling data[] */
+  uint8_t data[READ_BUF];
+} read_buf_t;
+
+static pthread_once_t rb_once = PTHREAD_ONCE_INIT;
+static pthread_key_t rb_key;
+static bool rb_key_ok;
+
+static void rb_key_make(void) { rb_key_ok = pthread_key_create(&rb_key, free) == 0; }
+
+/* This thread's buffer, or NULL when there is none (out of memory). */
+static read_buf_t *rb_thread(void) {
+  pthread_once(&rb_once, rb_key_make);
+  if (!rb_key_ok) return NULL;
+  read_buf_t *rb = pthread_getspecific(rb_key);
+  if (!rb && (rb = malloc(sizeof *rb))) {
+    rb->busy = false;
+    if (pthread_setspecific(rb_key, rb)) {
+      free(rb);
+      rb = NULL;
+    }
+  }
+  return rb;
+}
 
 static void try_connect(tcp_t *t);
 static void on_poll(uv_poll_t *h, int status, int events);
@@ -155,6 +196,33 @@ static void on_connected(tcp_t *t) {
   t->cbs.on_connect(t->ud, 0);
 }
 
+/* A few reads per wakeup: fair to other handles, cheap when busy. */
+static void read_some(tcp_t *t) {
+  read_buf_t *rb = rb_thread(), *own = NULL;
+  if (!rb || rb->busy) {
+    if (!(rb = own = malloc(sizeof *rb))) {
+      end(t, UV_ENOMEM);
+      return;
+    }
+  }
+  rb->busy = true;
+  for (int i = 0; i < 4 && !t->released && !t->ended; i++) {
+    ssize_t n = recv(t->fd, rb->data, sizeof rb->data, 0);
+    if (n > 0) {
+      t->cbs.on_data(t->ud, rb->data, (size_t)n);
+      if ((size_t)n < sizeof rb->data) break;
+    } else if (n == 0) {
+      end(t, 0);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      break;
+    } else if (errno != EINTR) {
+      end(t, -errno);
+    }
+  }
+  rb->busy = false;
+  free(own);
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   tcp_t *t = h->data;
   if (t->released || t->ended) return;
@@ -179,47 +247,33 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     }
     if (!t->wq_head) set_events(t, UV_READABLE | UV_DISCONNECT);
   }
-  if (events & (UV_READABLE | UV_DISCONNECT)) {
-    /* A few reads per wakeup: fair to other handles, cheap when busy. */
-    for (int i = 0; i < 4 && !t->released && !t->ended; i++) {
-      ssize_t n = recv(t->fd, t->rbuf, sizeof t->rbuf, 0);
-      if (n > 0) {
-        t->cbs.on_data(t->ud, t->rbuf, (size_t)n);
-        if ((size_t)n < sizeof t->rbuf) break;
-      } else if (n == 0) {
-        end(t, 0);
-      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        break;
-      } else if (errno != EINTR) {
-        end(t, -errno);
-      }
-    }
+  if (events & (UV_READABLE | UV_DISCONNECT)) read_some(t);
+}
+
+/* Starts a non-blocking connect to ai; 0 once the poll handle waits for it. */
+static int start_connect(tcp_t *t, const struct addrinfo *ai) {
+  t->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (t->fd < 0) return -1;
+  int one = 1;
+  setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* small messages: latency first */
+  if ((connect(t->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) ||
+      uv_poll_init_socket(t->loop, &t->poll, t->fd)) {
+    close(t->fd);
+    t->fd = -1;
+    return -1;
   }
+  t->poll.data = t;
+  t->poll_open = true;
+  t->events = UV_WRITABLE; /* writable = connected, or failed (SO_ERROR) */
+  uv_poll_start(&t->poll, t->events, on_poll);
+  return 0;
 }
 
 static void try_connect(tcp_t *t) {
   while (t->next_addr) {
     struct addrinfo *ai = t->next_addr;
     t->next_addr = ai->ai_next;
-    t->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-    if (t->fd < 0) continue;
-    int one = 1;
-    setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* small messages: latency first */
-    if (connect(t->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-      close(t->fd);
-      t->fd = -1;
-      continue;
-    }
-    if (uv_poll_init_socket(t->loop, &t->poll, t->fd)) {
-      close(t->fd);
-      t->fd = -1;
-      continue;
-    }
-    t->poll.data = t;
-    t->poll_open = true;
-    t->events = UV_WRITABLE; /* writable = connected, or failed (SO_ERROR) */
-    uv_poll_start(&t->poll, t->events, on_poll);
-    return;
+    if (start_connect(t, ai) == 0) return;
   }
   fail_connect(t, UV_ECONNREFUSED);
 }
@@ -304,6 +358,21 @@ swc_transport_t *swc_tcp_open(uv_loop_t *loop, const char *host, int port, const
   t->cbs = *cbs;
   t->ud = ud;
   t->fd = -1;
+  /* A numeric address needs no resolver. Anything that fails here is left
+   * to the resolver path, which reports it from the loop, not from inside
+   * this call. */
+  struct sockaddr_storage ss;
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) == 0 ||
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) == 0) {
+    struct addrinfo ai = {
+        .ai_family = ss.ss_family,
+        .ai_socktype = SOCK_STREAM,
+        .ai_protocol = IPPROTO_TCP,
+        .ai_addr = (struct sockaddr *)&ss,
+        .ai_addrlen = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6),
+    };
+    if (start_connect(t, &ai) == 0) return &t->base;
+  }
   t->gai.data = t;
   char port_s[16];
   snprintf(port_s, sizeof port_s, "%d", port);
