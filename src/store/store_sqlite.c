@@ -60,7 +60,8 @@
 /* When a message's logged appends are folded into its head: once the
  * message has had no append for FOLD_QUIET_MS (a finished stream: the
  * common case, and then one fold per message), or once FOLD_MAX_EVENTS
- * are waiting or the oldest has waited FOLD_AGE_MS (a long stream). Each
+ * are waiting or the oldest has waited FOLD_AGE_MS (to twice that, spread
+ * by message; a long stream). Each
  * fold rewrites the whole head and inserts the events' versions rows, so
  * folding often costs CPU and WAL bytes; folding rarely costs memory (the
  * events stay in the tail) and reads (they fold tails on the fly).
@@ -537,7 +538,10 @@ static int fold_tail(sq_backend_t *b, sw_tail_t *t) {
 /* When tail t is due for folding (monotonic ms). */
 static uint64_t fold_at(const sw_tail_t *t) {
   if (t->n_committed >= FOLD_MAX_EVENTS) return 0;
-  uint64_t quiet = t->last_ms + FOLD_QUIET_MS, old = t->since_ms + FOLD_AGE_MS;
+  /* Streams that started together would all come of age together: spread
+   * their ages over [FOLD_AGE_MS, 2 * FOLD_AGE_MS) by the message's serial. */
+  uint64_t age = FOLD_AGE_MS + ((uint64_t)t->seq * 2654435761u) % FOLD_AGE_MS;
+  uint64_t quiet = t->last_ms + FOLD_QUIET_MS, old = t->since_ms + age;
   return quiet < old ? quiet : old;
 }
 
@@ -591,7 +595,7 @@ static void plan_next_fold(sq_backend_t *b, uint64_t now, bool more) {
  * its own. A failure here undoes the folds only (a savepoint), never the
  * batch. */
 #define FOLD_BATCH_TAILS 16
-#define FOLD_BATCH_EVENTS 1024
+#define FOLD_BATCH_EVENTS 256
 static int fold_in_batch(sq_backend_t *b) {
   if (!b->fold || !b->tails.all) return 0;
   uint64_t now = mono_ms();
