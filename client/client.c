@@ -437,6 +437,14 @@ static void ws_on_message(void *ud, bool text, const uint8_t *p, size_t n) {
 static const swc_ws_cbs_t ws_cbs = {
     .on_open = ws_on_open, .on_message = ws_on_message, .on_activity = ws_on_activity, .on_close = ws_on_close};
 
+void swc_client_endpoint(const sw_client_t *c, swc_endpoint_t *ep) {
+  *ep = (swc_endpoint_t){.host = c->host, .port = c->port};
+  if (c->local_len) {
+    ep->local = (const struct sockaddr *)&c->local;
+    ep->local_len = c->local_len;
+  }
+}
+
 void swc_open_transport(sw_client_t *c) {
   sw_buf_t t = {0};
   int rc = buf_printf(&t, "/?v=%d&format=%s&heartbeats=true&agent=libswitchboard%%2F%s", SW_PROTOCOL_VERSION,
@@ -448,7 +456,9 @@ void swc_open_transport(sw_client_t *c) {
   if (c->conn_key) rc |= buf_append_str(&t, "&resume=") | swc_url_encode(&t, c->conn_key); /* RTN15b */
   rc |= buf_append_byte(&t, 0);
   drop_ws(c);
-  if (!rc) c->ws = swc_ws_open(c->loop, c->host, c->port, (const char *)t.data, MAX_INBOUND_MESSAGE, &ws_cbs, c);
+  swc_endpoint_t ep;
+  swc_client_endpoint(c, &ep);
+  if (!rc) c->ws = swc_ws_open(c->loop, &ep, (const char *)t.data, MAX_INBOUND_MESSAGE, &ws_cbs, c);
   buf_free(&t);
   if (!c->ws) {
     sw_errinfo_t e;
@@ -546,8 +556,23 @@ SW_API int sw_client_new(const sw_options_t *o, sw_client_t **out, sw_errinfo_t 
     swc_set_error(err, 40012, 400, "invalid clientId");
     return SW_EINVAL;
   }
+  /* Parsed here, so a typo fails sw_client_new rather than every connect. */
+  struct sockaddr_storage local = {0};
+  socklen_t local_len = 0;
+  if (o->local_address) {
+    if (uv_ip4_addr(o->local_address, 0, (struct sockaddr_in *)&local) == 0) {
+      local_len = sizeof(struct sockaddr_in);
+    } else if (uv_ip6_addr(o->local_address, 0, (struct sockaddr_in6 *)&local) == 0) {
+      local_len = sizeof(struct sockaddr_in6);
+    } else {
+      swc_set_error(err, 40000, 400, "invalid local_address: expected a numeric IPv4 or IPv6 address");
+      return SW_EINVAL;
+    }
+  }
   sw_client_t *c = calloc(1, sizeof *c);
   if (!c) goto oom;
+  c->local = local;
+  c->local_len = local_len;
   bool oom = false;
   c->host = dup_opt(o->host, &oom);
   c->port = o->port;

@@ -149,7 +149,7 @@ static void on_timeout(uv_timer_t *t) {
   finish(t->data, UV_ETIMEDOUT);
 }
 
-swc_http_t *swc_http_start(uv_loop_t *loop, const char *host, int port, const char *method, const char *target,
+swc_http_t *swc_http_start(uv_loop_t *loop, const swc_endpoint_t *ep, const char *method, const char *target,
                            const char *headers, const uint8_t *body, size_t body_len, int64_t timeout_ms,
                            swc_http_cb cb, void *ud) {
   swc_http_t *r = calloc(1, sizeof *r);
@@ -160,7 +160,7 @@ swc_http_t *swc_http_start(uv_loop_t *loop, const char *host, int port, const ch
   int rc = buf_printf(&b,
                       "%s %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: libswitchboard/%s\r\nX-Ably-Version: %d\r\n"
                       "%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                      method, target, host, port, SW_CLIENT_VERSION, SW_PROTOCOL_VERSION, headers ? headers : "",
+                      method, target, ep->host, ep->port, SW_CLIENT_VERSION, SW_PROTOCOL_VERSION, headers ? headers : "",
                       body_len);
   if (!rc && body_len) rc = buf_append(&b, body, body_len);
   if (rc) {
@@ -179,7 +179,7 @@ swc_http_t *swc_http_start(uv_loop_t *loop, const char *host, int port, const ch
   r->hs.on_message_complete = on_message_complete;
   uv_timer_init(loop, &r->timer);
   r->timer.data = r;
-  r->t = swc_tcp_open(loop, host, port, &t_cbs, r);
+  r->t = swc_tcp_open(loop, ep, &t_cbs, r);
   if (!r->t) {
     r->done = true;
     uv_close((uv_handle_t *)&r->timer, http_free);

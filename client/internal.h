@@ -51,9 +51,19 @@ struct swc_transport {
   const swc_transport_ops_t *ops;
 };
 
-/* Resolves host and connects; NULL when out of memory. */
-swc_transport_t *swc_tcp_open(uv_loop_t *loop, const char *host, int port, const swc_transport_cbs_t *cbs,
-                              void *ud);
+/* Where and how to connect. Borrowed by the open functions for the call
+ * only: a transport copies what it keeps. */
+typedef struct swc_endpoint {
+  const char *host;
+  int port;
+  /* Bind to this source address (its port 0) before connecting; NULL: the
+   * kernel picks. Only destinations of the same family are tried. */
+  const struct sockaddr *local;
+  socklen_t local_len;
+} swc_endpoint_t;
+
+/* Resolves ep->host and connects; NULL when out of memory. */
+swc_transport_t *swc_tcp_open(uv_loop_t *loop, const swc_endpoint_t *ep, const swc_transport_cbs_t *cbs, void *ud);
 
 /* ---- WebSocket client (ws.c) --------------------------------------------- */
 
@@ -70,8 +80,8 @@ typedef struct swc_ws_cbs {
   void (*on_close)(void *ud, int code);
 } swc_ws_cbs_t;
 
-/* Opens ws://host:port<target>. max_msg bounds a reassembled message. */
-swc_ws_t *swc_ws_open(uv_loop_t *loop, const char *host, int port, const char *target, size_t max_msg,
+/* Opens ws://host:port<target> (ep). max_msg bounds a reassembled message. */
+swc_ws_t *swc_ws_open(uv_loop_t *loop, const swc_endpoint_t *ep, const char *target, size_t max_msg,
                       const swc_ws_cbs_t *cbs, void *ud);
 /* Sends one masked data frame. 0, -1 (not open), or a negative uv error. */
 int swc_ws_send(swc_ws_t *ws, bool text, const uint8_t *p, size_t n);
@@ -107,7 +117,7 @@ typedef void (*swc_http_cb)(void *ud, int rc, const swc_http_resp_t *resp);
 /* Sends one request (Connection: close). headers: extra complete
  * "Name: value\r\n" lines or NULL. body copied. cb runs exactly once
  * unless cancelled. NULL when out of memory. */
-swc_http_t *swc_http_start(uv_loop_t *loop, const char *host, int port, const char *method, const char *target,
+swc_http_t *swc_http_start(uv_loop_t *loop, const swc_endpoint_t *ep, const char *method, const char *target,
                            const char *headers, const uint8_t *body, size_t body_len, int64_t timeout_ms,
                            swc_http_cb cb, void *ud);
 /* No callback after this; frees asynchronously. */
@@ -221,6 +231,8 @@ struct sw_client {
   /* options (owned copies) */
   char *host;
   int port;
+  struct sockaddr_storage local; /* options.local_address, parsed (port 0) */
+  socklen_t local_len;           /* 0: none */
   char *key, *key_name, *key_secret;
   char *token_opt;
   sw_auth_cb auth_cb;
@@ -290,6 +302,8 @@ void swc_log(sw_client_t *c, int level, const char *fmt, ...) __attribute__((for
 int swc_send_pmsg(sw_client_t *c, const sw_pmsg_t *m);
 void swc_handle_close(uv_handle_t *h); /* close callback for embedded handles */
 void swc_open_transport(sw_client_t *c);
+/* The client's endpoint (host, port, local address); borrows from c. */
+void swc_client_endpoint(const sw_client_t *c, swc_endpoint_t *ep);
 void swc_connect_attempt(sw_client_t *c);
 void swc_connection_failed_attempt(sw_client_t *c, const sw_errinfo_t *reason);
 void swc_emit_update(sw_client_t *c, const sw_errinfo_t *reason);

@@ -267,8 +267,10 @@ static int start_http(swc_rest_t *r) {
   if (r->body) rc |= buf_append_str(&h, "Content-Type: application/json\r\n");
   if (r->needs_auth) rc |= swc_auth_header(c, &h);
   rc |= buf_append_byte(&h, 0);
+  swc_endpoint_t ep;
+  swc_client_endpoint(c, &ep);
   if (!rc)
-    r->http = swc_http_start(c->loop, c->host, c->port, r->method, r->target, (const char *)h.data, r->body,
+    r->http = swc_http_start(c->loop, &ep, r->method, r->target, (const char *)h.data, r->body,
                              r->body_len, c->t_http, on_http, r);
   buf_free(&h);
   return r->http ? SW_OK : SW_ENOMEM;

@@ -14,7 +14,14 @@
  * Connect storms: a numeric host (127.0.0.1, ::1) is connected to at once,
  * without a uv_getaddrinfo round trip through libuv's thread pool; and reads
  * land in one buffer per thread, not one per connection (64 KiB zeroed for
- * every connect was a quarter of a storm's client CPU). */
+ * every connect was a quarter of a storm's client CPU).
+ *
+ * A local (source) address, when given, is bound before connect() with
+ * IP_BIND_ADDRESS_NO_PORT: the kernel then picks the port at connect time,
+ * per (source, destination) pair, instead of reserving one at bind time
+ * from the source's whole port range. That keeps the point of spreading a
+ * storm over several source addresses: each has its own ephemeral ports, so
+ * connect()'s search for a free one (__inet_hash_connect) stays short. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -41,6 +48,9 @@ typedef struct tcp {
   uv_getaddrinfo_t gai;
   struct addrinfo *addrs, *next_addr;
   int fd;
+  struct sockaddr_in6 local; /* holds a sockaddr_in too */
+  socklen_t local_len;       /* 0: no local address */
+  int last_error;            /* why the last address could not be tried */
   uv_poll_t poll;
   int events;       /* what poll is started for */
   bool gai_pending;
@@ -250,17 +260,36 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   if (events & (UV_READABLE | UV_DISCONNECT)) read_some(t);
 }
 
-/* Starts a non-blocking connect to ai; 0 once the poll handle waits for it. */
-static int start_connect(tcp_t *t, const struct addrinfo *ai) {
-  t->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-  if (t->fd < 0) return -1;
+/* Binds the new socket to the local address, if any. 0 or -errno. */
+static int bind_local(tcp_t *t) {
+  if (!t->local_len) return 0;
   int one = 1;
+#ifdef IP_BIND_ADDRESS_NO_PORT
+  /* Linux >= 4.2; IPv6 sockets take the IPPROTO_IP option too. Without it
+   * the bind below still works, it only reserves the port earlier. */
+  setsockopt(t->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+#else
+  (void)one;
+#endif
+  return bind(t->fd, (const struct sockaddr *)&t->local, t->local_len) < 0 ? -errno : 0;
+}
+
+/* Starts a non-blocking connect to ai; 0 once the poll handle waits for it,
+ * else a negative uv error (uv errors are -errno on Linux). */
+static int start_connect(tcp_t *t, const struct addrinfo *ai) {
+  /* A source address of one family cannot reach the other. */
+  if (t->local_len && ai->ai_family != t->local.sin6_family) return UV_EAFNOSUPPORT;
+  t->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (t->fd < 0) return -errno;
+  int one = 1, rc;
   setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* small messages: latency first */
-  if ((connect(t->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) ||
-      uv_poll_init_socket(t->loop, &t->poll, t->fd)) {
+  if ((rc = bind_local(t)) == 0 && connect(t->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS)
+    rc = -errno;
+  if (rc == 0) rc = uv_poll_init_socket(t->loop, &t->poll, t->fd);
+  if (rc) {
     close(t->fd);
     t->fd = -1;
-    return -1;
+    return rc;
   }
   t->poll.data = t;
   t->poll_open = true;
@@ -273,9 +302,13 @@ static void try_connect(tcp_t *t) {
   while (t->next_addr) {
     struct addrinfo *ai = t->next_addr;
     t->next_addr = ai->ai_next;
-    if (start_connect(t, ai) == 0) return;
+    int rc = start_connect(t, ai);
+    if (rc == 0) return;
+    /* Keep the most telling reason: a bind error (EADDRNOTAVAIL) over a
+     * family mismatch with another of the host's addresses. */
+    if (!t->last_error || rc != UV_EAFNOSUPPORT) t->last_error = rc;
   }
-  fail_connect(t, UV_ECONNREFUSED);
+  fail_connect(t, t->last_error ? t->last_error : UV_ECONNREFUSED);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -349,8 +382,9 @@ static int tcp_fileno(const swc_transport_t *base) {
 
 static const swc_transport_ops_t tcp_ops = {.write = tcp_write, .close = tcp_close, .fileno = tcp_fileno};
 
-swc_transport_t *swc_tcp_open(uv_loop_t *loop, const char *host, int port, const swc_transport_cbs_t *cbs,
-                              void *ud) {
+swc_transport_t *swc_tcp_open(uv_loop_t *loop, const swc_endpoint_t *ep, const swc_transport_cbs_t *cbs, void *ud) {
+  const char *host = ep->host;
+  int port = ep->port;
   tcp_t *t = calloc(1, sizeof *t);
   if (!t) return NULL;
   t->base.ops = &tcp_ops;
@@ -358,6 +392,10 @@ swc_transport_t *swc_tcp_open(uv_loop_t *loop, const char *host, int port, const
   t->cbs = *cbs;
   t->ud = ud;
   t->fd = -1;
+  if (ep->local && ep->local_len <= sizeof t->local) {
+    memcpy(&t->local, ep->local, ep->local_len);
+    t->local_len = ep->local_len;
+  }
   /* A numeric address needs no resolver. Anything that fails here is left
    * to the resolver path, which reports it from the loop, not from inside
    * this call. */

@@ -315,7 +315,7 @@ void swc_ws_close(swc_ws_t *ws) {
   if (ws->busy == 0) ws_free(ws);
 }
 
-swc_ws_t *swc_ws_open(uv_loop_t *loop, const char *host, int port, const char *target, size_t max_msg,
+swc_ws_t *swc_ws_open(uv_loop_t *loop, const swc_endpoint_t *ep, const char *target, size_t max_msg,
                       const swc_ws_cbs_t *cbs, void *ud) {
   swc_ws_t *ws = calloc(1, sizeof *ws);
   if (!ws) return NULL;
@@ -341,7 +341,7 @@ swc_ws_t *swc_ws_open(uv_loop_t *loop, const char *host, int port, const char *t
   if (buf_printf(&req,
                  "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: libswitchboard/%s\r\n\r\n",
-                 target, host, port, key, SW_CLIENT_VERSION) ||
+                 target, ep->host, ep->port, key, SW_CLIENT_VERSION) ||
       buf_append_byte(&req, 0)) {
     buf_free(&req);
     goto fail;
@@ -356,7 +356,7 @@ swc_ws_t *swc_ws_open(uv_loop_t *loop, const char *host, int port, const char *t
   ws->hs.on_headers_complete = on_headers_complete;
 
   ws->state = WS_CONNECTING;
-  ws->t = swc_tcp_open(loop, host, port, &t_cbs, ws);
+  ws->t = swc_tcp_open(loop, ep, &t_cbs, ws);
   if (!ws->t) goto fail;
   return ws;
 fail:

@@ -170,6 +170,20 @@ typedef void (*sw_log_cb)(int level, const char *message, void *ud);
 typedef struct sw_options {
   const char *host;   /* default "127.0.0.1" */
   int port;           /* default 8080 */
+  const char *local_address; /* NULL (default): the kernel picks the source
+                                address. Else a numeric IPv4 or IPv6 address
+                                (e.g. "127.0.0.2") that every connection of
+                                this client (WebSocket and REST) is bound to
+                                before connecting; the port is still chosen
+                                at connect time (IP_BIND_ADDRESS_NO_PORT).
+                                Only host addresses of its family are tried.
+                                Anything else makes sw_client_new fail with
+                                SW_EINVAL (40000); an address this machine
+                                does not have fails each connection attempt
+                                (80000, "address not available").
+                                For clients of many connections to one
+                                server: each source address has its own
+                                ephemeral ports. */
 
   const char *key;    /* "appId.keyId:secret". Sent as the `key` parameter
                          (switchboard allows that over plain HTTP only from
@@ -213,7 +227,8 @@ SW_API void sw_options_init(sw_options_t *o);
 /* Creates a client (state INITIALIZED; nothing happens until
  * sw_client_connect or a REST call). Copies everything it needs from opts.
  * Returns 0 with *out set (free with sw_client_free), or
- *   SW_EINVAL: no credential, malformed key (err 40005), bad port/format;
+ *   SW_EINVAL: no credential, malformed key (err 40005), bad port/format/
+ *              local_address (40000);
  *   SW_ENOMEM;  SW_EIO: the private loop could not be created.
  * err (may be NULL) gets the reason. */
 SW_API int sw_client_new(const sw_options_t *opts, sw_client_t **out, sw_errinfo_t *err);

@@ -1,6 +1,7 @@
 /* bench_sw.c: everything that drives switchboard through libswitchboard's
  * public API: the link used by fanout and idle, and the connect, durable
  * and ai scenarios. All clients of a worker share the worker's loop. */
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +221,15 @@ static void storm_open_more(storm_t *s) {
     bench_sw_options(s->w, &o, k->idx);
     o.on_state = storm_state;
     o.state_ud = k;
+    /* As the raw clients do (bench_peer.c): on loopback, spread the storm
+     * over source addresses 127.0.0.2-251, each with its own ephemeral
+     * ports, so connect()'s port search does not dominate the load. */
+    char src[16];
+    struct in_addr dst;
+    if (inet_pton(AF_INET, o.host, &dst) == 1 && (ntohl(dst.s_addr) >> 24) == 127) {
+      snprintf(src, sizeof src, "127.0.0.%d", 2 + k->idx % 250);
+      o.local_address = src;
+    }
     sw_errinfo_t err = {0};
     if (sw_client_new(&o, &k->c, &err) || sw_client_connect(k->c)) {
       bench_fail(s->w, "connection %d could not start: %s", k->idx, err.message);

@@ -138,7 +138,7 @@ static void connect_and_receive(const char *listen_ip, const char *host) {
     return;
   }
   conn_t c = {0};
-  c.t = swc_tcp_open(&loop, host, l.port, &cbs, &c);
+  c.t = swc_tcp_open(&loop, &(swc_endpoint_t){.host = host, .port = l.port}, &cbs, &c);
   assert_non_null(c.t);
   assert_false(c.connect_done); /* never from inside open */
   assert_true(run_until(&loop, &c.connect_done, 5000));
@@ -182,7 +182,7 @@ static void test_numeric_refused(void **state) {
   while (uv_run(&loop, UV_RUN_NOWAIT)) {
   }
   conn_t c = {0};
-  c.t = swc_tcp_open(&loop, "127.0.0.1", port, &cbs, &c);
+  c.t = swc_tcp_open(&loop, &(swc_endpoint_t){.host = "127.0.0.1", .port = port}, &cbs, &c);
   assert_non_null(c.t);
   assert_false(c.connect_done);
   assert_true(run_until(&loop, &c.connect_done, 5000));
@@ -220,12 +220,12 @@ static void test_nested_loop_read(void **state) {
   assert_true(listen_on(&la, &l_a, "127.0.0.1"));
   assert_true(listen_on(&lb, &l_b, "127.0.0.1"));
   conn_t b = {0};
-  b.t = swc_tcp_open(&lb, "127.0.0.1", l_b.port, &cbs, &b);
+  b.t = swc_tcp_open(&lb, &(swc_endpoint_t){.host = "127.0.0.1", .port = l_b.port}, &cbs, &b);
   assert_true(run_until(&lb, &b.connect_done, 5000));
   assert_true(run_until(&lb, &l_b.accepted, 5000));
   nested_t x = {.loop = &lb, .l = &l_b, .c = &b};
   conn_t a = {.nested = &x};
-  a.t = swc_tcp_open(&la, "127.0.0.1", l_a.port, &cbs, &a);
+  a.t = swc_tcp_open(&la, &(swc_endpoint_t){.host = "127.0.0.1", .port = l_a.port}, &cbs, &a);
   assert_true(run_until(&la, &a.connect_done, 5000));
   assert_true(run_until(&la, &l_a.accepted, 5000));
   peer_send(&l_a, "AAAAAAAAAAAAAAAA", 16);
