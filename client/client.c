@@ -267,7 +267,11 @@ static void ws_on_close(void *ud, int code) {
   if (code < 0 && code > -10000)
     swc_set_error(&e, c->ws_connected ? SW_ERR_DISCONNECTED : SW_ERR_CONNECTION_FAILED, 503,
                   "connection to %s:%d failed: %s", c->host, c->port, uv_strerror(code));
-  else if (code == SWC_WS_HANDSHAKE_ERROR)
+  else if (swc_tls_is_error(code)) {
+    char why[200];
+    swc_set_error(&e, c->ws_connected ? SW_ERR_DISCONNECTED : SW_ERR_CONNECTION_FAILED, 503,
+                  "connection to %s:%d failed: %s", c->host, c->port, swc_tls_strerror(code, why, sizeof why));
+  } else if (code == SWC_WS_HANDSHAKE_ERROR)
     swc_set_error(&e, SW_ERR_CONNECTION_FAILED, 503, "WebSocket handshake with %s:%d failed", c->host, c->port);
   else if (code == SWC_WS_PROTOCOL_ERROR)
     swc_set_error(&e, SW_ERR_DISCONNECTED, 503, "WebSocket protocol error");
@@ -438,7 +442,7 @@ static const swc_ws_cbs_t ws_cbs = {
     .on_open = ws_on_open, .on_message = ws_on_message, .on_activity = ws_on_activity, .on_close = ws_on_close};
 
 void swc_client_endpoint(const sw_client_t *c, swc_endpoint_t *ep) {
-  *ep = (swc_endpoint_t){.host = c->host, .port = c->port};
+  *ep = (swc_endpoint_t){.host = c->host, .port = c->port, .tls = c->tls_ctx};
   if (c->local_len) {
     ep->local = (const struct sockaddr *)&c->local;
     ep->local_len = c->local_len;
@@ -466,7 +470,8 @@ void swc_open_transport(sw_client_t *c) {
     swc_connection_failed_attempt(c, &e);
     return;
   }
-  swc_log(c, SW_LOG_DEBUG, "opening ws://%s:%d (%s)", c->host, c->port, c->conn_key ? "resume" : "new");
+  swc_log(c, SW_LOG_DEBUG, "opening %s://%s:%d (%s)", c->tls_ctx ? "wss" : "ws", c->host, c->port,
+          c->conn_key ? "resume" : "new");
   uv_timer_start(&c->t_conn, on_conn_timer, (uint64_t)c->t_request, 0); /* RTN14c */
 }
 
@@ -498,6 +503,7 @@ static void destroy(sw_client_t *c) {
   swc_pubs_free_all(c);
   swc_channels_free(c);
   free(c->host);
+  SSL_CTX_free(c->tls_ctx);
   if (c->key) OPENSSL_cleanse(c->key, strlen(c->key));
   if (c->key_secret) OPENSSL_cleanse(c->key_secret, strlen(c->key_secret));
   free(c->key);
@@ -556,6 +562,10 @@ SW_API int sw_client_new(const sw_options_t *o, sw_client_t **out, sw_errinfo_t 
     swc_set_error(err, 40012, 400, "invalid clientId");
     return SW_EINVAL;
   }
+  if (o->tls_ca_file && !o->tls) {
+    swc_set_error(err, 40000, 400, "tls_ca_file is set but tls is not");
+    return SW_EINVAL;
+  }
   /* Parsed here, so a typo fails sw_client_new rather than every connect. */
   struct sockaddr_storage local = {0};
   socklen_t local_len = 0;
@@ -585,6 +595,15 @@ SW_API int sw_client_new(const sw_options_t *o, sw_client_t **out, sw_errinfo_t 
     swc_set_error(err, 40005, 400, "invalid key: expected appId.keyId:secret");
     destroy(c);
     return SW_EINVAL;
+  }
+  /* One context per client: the trust store is loaded once, not at every
+   * (re)connect or REST request. */
+  sw_errinfo_t tls_err = {0};
+  if (o->tls && !(c->tls_ctx = swc_tls_ctx_new(o->tls_ca_file, &tls_err))) {
+    if (err) *err = tls_err;
+    int rc = tls_err.code == 40000 ? SW_EINVAL : SW_EIO;
+    destroy(c);
+    return rc;
   }
   c->auth_cb = o->auth_cb;
   c->auth_ud = o->auth_ud;

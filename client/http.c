@@ -179,7 +179,7 @@ swc_http_t *swc_http_start(uv_loop_t *loop, const swc_endpoint_t *ep, const char
   r->hs.on_message_complete = on_message_complete;
   uv_timer_init(loop, &r->timer);
   r->timer.data = r;
-  r->t = swc_tcp_open(loop, ep, &t_cbs, r);
+  r->t = swc_transport_open(loop, ep, &t_cbs, r);
   if (!r->t) {
     r->done = true;
     uv_close((uv_handle_t *)&r->timer, http_free);

@@ -15,6 +15,7 @@
 #define SWC_INTERNAL_H
 
 #include <jansson.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <uthash.h>
 #include <uv.h>
@@ -25,9 +26,8 @@
 #include "util/buf.h"
 
 /* ---- transport seam ------------------------------------------------------
- * A byte stream to host:port. The TCP one is below; a TLS transport would
- * implement the same ops over a TCP one (memory BIOs), and ws.c/http.c would
- * not change. */
+ * A byte stream to host:port: TCP (transport_tcp.c), or TLS over TCP with
+ * memory BIOs (transport_tls.c). ws.c and http.c do not know which. */
 
 typedef struct swc_transport swc_transport_t;
 
@@ -60,10 +60,26 @@ typedef struct swc_endpoint {
    * kernel picks. Only destinations of the same family are tried. */
   const struct sockaddr *local;
   socklen_t local_len;
+  SSL_CTX *tls; /* non-NULL: TLS with this context (verification set up) */
 } swc_endpoint_t;
 
 /* Resolves ep->host and connects; NULL when out of memory. */
 swc_transport_t *swc_tcp_open(uv_loop_t *loop, const swc_endpoint_t *ep, const swc_transport_cbs_t *cbs, void *ud);
+/* TLS over TCP when ep->tls, else swc_tcp_open. NULL when out of memory. */
+swc_transport_t *swc_transport_open(uv_loop_t *loop, const swc_endpoint_t *ep, const swc_transport_cbs_t *cbs,
+                                    void *ud);
+
+/* TLS failures as transport statuses, below uv's errors and SWC_WS_*:
+ * SWC_TLS_VERIFY_BASE - X509_V_ERR_* (certificate verification), and
+ * SWC_TLS_ERROR_BASE - an OpenSSL SSL reason code (other TLS errors). */
+enum { SWC_TLS_VERIFY_BASE = -11000, SWC_TLS_ERROR_BASE = -20000 };
+bool swc_tls_is_error(int status);
+/* "TLS certificate verify failed: hostname mismatch", ... into buf. */
+const char *swc_tls_strerror(int status, char *buf, size_t n);
+/* A client context: peer verification against ca_file (PEM) or, when NULL,
+ * the system trust store; TLS 1.2 at least. NULL with err set on failure
+ * (40000: ca_file unreadable). Free with SSL_CTX_free. */
+SSL_CTX *swc_tls_ctx_new(const char *ca_file, sw_errinfo_t *err);
 
 /* ---- WebSocket client (ws.c) --------------------------------------------- */
 
@@ -233,6 +249,7 @@ struct sw_client {
   int port;
   struct sockaddr_storage local; /* options.local_address, parsed (port 0) */
   socklen_t local_len;           /* 0: none */
+  SSL_CTX *tls_ctx;              /* options.tls: owned; NULL for plain TCP */
   char *key, *key_name, *key_secret;
   char *token_opt;
   sw_auth_cb auth_cb;
@@ -302,7 +319,7 @@ void swc_log(sw_client_t *c, int level, const char *fmt, ...) __attribute__((for
 int swc_send_pmsg(sw_client_t *c, const sw_pmsg_t *m);
 void swc_handle_close(uv_handle_t *h); /* close callback for embedded handles */
 void swc_open_transport(sw_client_t *c);
-/* The client's endpoint (host, port, local address); borrows from c. */
+/* The client's endpoint (host, port, local address, TLS); borrows from c. */
 void swc_client_endpoint(const sw_client_t *c, swc_endpoint_t *ep);
 void swc_connect_attempt(sw_client_t *c);
 void swc_connection_failed_attempt(sw_client_t *c, const sw_errinfo_t *reason);

@@ -66,6 +66,11 @@ void swc_rest_error(sw_client_t *c, int rc, const swc_http_resp_t *resp, sw_erri
     swc_set_error(err, SW_ERR_TIMEOUT, 504, "request timed out");
     return;
   }
+  if (swc_tls_is_error(rc)) {
+    char why[200];
+    swc_set_error(err, SW_ERR_CONNECTION_FAILED, 500, "request failed: %s", swc_tls_strerror(rc, why, sizeof why));
+    return;
+  }
   if (rc < 0 || !resp) {
     swc_set_error(err, SW_ERR_CONNECTION_FAILED, 500, "request failed: %s", uv_strerror(rc));
     return;

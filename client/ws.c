@@ -1,4 +1,5 @@
-/* ws.c: the client side of RFC 6455 over a transport.
+/* ws.c: the client side of RFC 6455 over a transport (ws://, or wss:// when
+ * the transport is TLS).
  *
  * Framing reuses the server's pure codec (src/net/ws_frame.c): the parser
  * for server frames, the header writer and the XOR loop. What a client adds
@@ -356,7 +357,7 @@ swc_ws_t *swc_ws_open(uv_loop_t *loop, const swc_endpoint_t *ep, const char *tar
   ws->hs.on_headers_complete = on_headers_complete;
 
   ws->state = WS_CONNECTING;
-  ws->t = swc_tcp_open(loop, ep, &t_cbs, ws);
+  ws->t = swc_transport_open(loop, ep, &t_cbs, ws);
   if (!ws->t) goto fail;
   return ws;
 fail:

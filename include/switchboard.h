@@ -32,8 +32,10 @@
  *   (sw_errinfo_t: code, statusCode, message), e.g. 40101 (bad credentials),
  *   40142 (token expired), 40160 (capability denied), 80003 (disconnected).
  *
- * Wire formats: JSON and msgpack (sw_options_t.format). Plain ws:// and
- * http:// only: TLS belongs in front of switchboard (docs/c-sdk.md). */
+ * Wire formats: JSON and msgpack (sw_options_t.format). Transports: plain
+ * ws:// and http:// (switchboard's own), or wss:// and https:// with
+ * sw_options_t.tls (OpenSSL; Ably's endpoints, or TLS in front of
+ * switchboard). */
 #ifndef SWITCHBOARD_H
 #define SWITCHBOARD_H
 
@@ -184,6 +186,25 @@ typedef struct sw_options {
                                 For clients of many connections to one
                                 server: each source address has its own
                                 ephemeral ports. */
+  bool tls;           /* default false: ws:// and http://, as switchboard
+                         itself speaks. true: wss:// and https:// for every
+                         connection (WebSocket and REST), for Ably's
+                         endpoints (port 443) or a TLS proxy in front of
+                         switchboard. The server's certificate chain is
+                         verified (tls_ca_file, else the system trust
+                         store), its name must match host (DNS names; an IP
+                         literal host must be among its IP addresses), and
+                         host is sent as SNI unless it is an IP literal. There
+                         is no way to turn verification off. TLS 1.2 or
+                         later. A refused certificate fails each connection
+                         attempt with 80000 and the reason, e.g. "TLS
+                         certificate verify failed: hostname mismatch". */
+  const char *tls_ca_file; /* with tls: a PEM file of the CA certificates to
+                              trust instead of the system trust store (e.g.
+                              a private CA). NULL (default): the system store
+                              (OpenSSL's default paths, /etc/ssl/certs on
+                              Debian). Read by sw_client_new: an unreadable
+                              file, or this without tls, is SW_EINVAL (40000). */
 
   const char *key;    /* "appId.keyId:secret". Sent as the `key` parameter
                          (switchboard allows that over plain HTTP only from
@@ -228,8 +249,9 @@ SW_API void sw_options_init(sw_options_t *o);
  * sw_client_connect or a REST call). Copies everything it needs from opts.
  * Returns 0 with *out set (free with sw_client_free), or
  *   SW_EINVAL: no credential, malformed key (err 40005), bad port/format/
- *              local_address (40000);
- *   SW_ENOMEM;  SW_EIO: the private loop could not be created.
+ *              local_address, unreadable tls_ca_file (40000);
+ *   SW_ENOMEM;  SW_EIO: the private loop or the TLS context could not be
+ *              created (or the system trust store not loaded).
  * err (may be NULL) gets the reason. */
 SW_API int sw_client_new(const sw_options_t *opts, sw_client_t **out, sw_errinfo_t *err);
 
@@ -286,9 +308,9 @@ SW_API int sw_client_run_for(sw_client_t *c, int64_t timeout_ms);
 /* Makes a running sw_client_run()/sw_client_run_for() return soon. */
 SW_API void sw_client_stop(sw_client_t *c);
 
-/* The socket of the current WebSocket transport, or -1. For diagnostics and
- * tests (e.g. shutdown(2) to simulate a network cut); do not read or write
- * it. */
+/* The socket of the current WebSocket transport (with tls, the TCP socket
+ * under TLS), or -1. For diagnostics and tests (e.g. shutdown(2) to
+ * simulate a network cut); do not read or write it. */
 SW_API int sw_client_fileno(const sw_client_t *c);
 
 /* ---- messages ------------------------------------------------------------- */
