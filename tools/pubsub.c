@@ -39,7 +39,10 @@ static void usage(FILE *out, const char *cmd) {
           "       switchboard sub [options] CHANNEL [--count N] [--rewind N]\n"
           "\n"
           "  --host HOST          server host (default 127.0.0.1)\n"
-          "  --port PORT          server port (default 8080)\n"
+          "  --port PORT          server port (default 8080; 443 with --tls)\n"
+          "  --tls                wss:// and https://, the certificate verified against the\n"
+          "                       system trust store (or --ca-file) and --host\n"
+          "  --ca-file PEM        with --tls: trust these CA certificates instead\n"
           "  --key KEY            API key appId.keyId:secret (default $SWITCHBOARD_KEY)\n"
           "  --token TOKEN        an Ably token or JWT instead of a key\n"
           "  --client-id ID       clientId to connect as\n"
@@ -67,6 +70,7 @@ static int parse(cli_t *cli, int argc, char **argv, char ***pos, int *npos) {
   cli->o.key = getenv("SWITCHBOARD_KEY");
   cli->o.realtime_request_timeout_ms = 10000;
   cli->o.disconnected_retry_ms = 2000;
+  bool port_set = false;
   *pos = calloc((size_t)argc + 1, sizeof **pos);
   *npos = 0;
   if (!*pos) return 1;
@@ -84,6 +88,10 @@ static int parse(cli_t *cli, int argc, char **argv, char ***pos, int *npos) {
       (*pos)[(*npos)++] = argv[i];
       continue;
     }
+    if (strcmp(a, "--tls") == 0) {
+      cli->o.tls = true;
+      continue;
+    }
     if (i + 1 >= argc) return bad(cli, "%s needs a value", a);
     const char *v = argv[++i];
     char *end;
@@ -92,7 +100,9 @@ static int parse(cli_t *cli, int argc, char **argv, char ***pos, int *npos) {
       long port = strtol(v, &end, 10);
       if (end == v || *end || port < 1 || port > 65535) return bad(cli, "invalid --port '%s'", v);
       cli->o.port = (int)port;
-    } else if (strcmp(a, "--key") == 0) cli->o.key = v;
+      port_set = true;
+    } else if (strcmp(a, "--ca-file") == 0) cli->o.tls_ca_file = v;
+    else if (strcmp(a, "--key") == 0) cli->o.key = v;
     else if (strcmp(a, "--token") == 0) cli->o.token = v;
     else if (strcmp(a, "--client-id") == 0) cli->o.client_id = v;
     else if (strcmp(a, "--name") == 0) cli->name = v;
@@ -109,6 +119,7 @@ static int parse(cli_t *cli, int argc, char **argv, char ***pos, int *npos) {
       return bad(cli, "unknown option %s", a);
     }
   }
+  if (cli->o.tls && !port_set) cli->o.port = 443; /* as Ably's SDKs with tls */
   if (cli->o.token) cli->o.key = NULL; /* an explicit token wins over $SWITCHBOARD_KEY */
   if (!cli->o.key && !cli->o.token) return bad(cli, "%s", "give --key or --token (or set SWITCHBOARD_KEY)");
   return 0;

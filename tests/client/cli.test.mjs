@@ -5,7 +5,8 @@
 //   - its TokenRequests are accepted by POST /keys/{keyName}/requestToken and
 //     by the ably SDK as an authCallback result;
 //   - bad input exits non-zero with a message;
-//   - `switchboard pub` / `switchboard sub` round trip.
+//   - `switchboard pub` / `switchboard sub` round trip, also over TLS through
+//     a Node TLS proxy (tls_proxy.mjs) with a throwaway CA.
 //
 // Run: node --test tests/client/   (SWITCHBOARD_BIN defaults to build/switchboard).
 // Packages come from tests/integration/node_modules (npm ci there first).
@@ -13,7 +14,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -243,4 +246,62 @@ test('pub and sub: one JSON line per message, serials printed', async () => {
   const usage = await run(['sub', '--port', String(port), '--key', key.keyStr]);
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /CHANNEL is required/);
+});
+
+// A TLS-terminating proxy (tls_proxy.mjs) in front of the server, with a
+// throwaway CA it makes in a temporary directory.
+async function tlsProxy() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cli-tls-'));
+  const proxy = spawn(process.execPath, [path.join(here, 'tls_proxy.mjs'), dir, String(port)],
+    { stdio: ['pipe', 'pipe', 'inherit'] });
+  const ports = await withTimeout(new Promise((resolve, reject) => {
+    let out = '';
+    proxy.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(JSON.parse(out));
+    });
+    proxy.on('exit', (code) => reject(new Error(`tls proxy exited ${code}`)));
+  }), 20000, 'tls proxy start');
+  const stop = () => {
+    proxy.stdin.end();
+    proxy.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  return { dir, ports, stop };
+}
+
+test('pub and sub over TLS: --tls --ca-file, and a wrong CA is refused', async () => {
+  const { dir, ports, stop } = await tlsProxy();
+  try {
+    const tlsArgs = ['--tls', '--ca-file', path.join(dir, 'ca.pem'), '--host', '127.0.0.1', '--port', String(ports.good)];
+    const sub = spawn(BIN, ['sub', ...tlsArgs, '--key', key.keyStr, 'cli-tls', '--count', '2'],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    sub.stdout.on('data', (d) => { out += d; });
+    sub.stderr.on('data', (d) => { err += d; });
+    const subExit = new Promise((resolve) => sub.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 10000;
+    for (;;) {
+      const st = await http('GET', '/channels/cli-tls', { headers: { Authorization: `Basic ${Buffer.from(key.keyStr).toString('base64')}` } });
+      if (st.status === 200 && st.json.status?.occupancy?.metrics?.subscribers > 0) break;
+      assert.ok(Date.now() < deadline, `subscriber never attached: ${err}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const pub = await run(['pub', ...tlsArgs, '--key', key.keyStr, '--format', 'json', 'cli-tls', 'over', 'tls']);
+    assert.equal(pub.code, 0, pub.stderr);
+    assert.equal(await withTimeout(subExit, 10000, 'sub exit'), 0, err);
+    assert.deepEqual(out.trim().split('\n').map((l) => JSON.parse(l).data), ['over', 'tls']);
+    // Through the proxy: it recorded no SNI for an IP literal.
+    assert.match(fs.readFileSync(path.join(dir, 'sni.log'), 'utf8'), /^-$/m);
+
+    const wrongCa = await run(['pub', '--tls', '--ca-file', path.join(dir, 'ca2.pem'), '--host', '127.0.0.1',
+      '--port', String(ports.good), '--key', key.keyStr, 'cli-tls', 'x']);
+    assert.equal(wrongCa.code, 1);
+    assert.match(wrongCa.stderr, /80000 .*TLS certificate verify failed: unable to get local issuer certificate/);
+    const plain = await run(['pub', '--ca-file', path.join(dir, 'ca.pem'), '--port', String(port), '--key', key.keyStr, 'cli-tls', 'x']);
+    assert.equal(plain.code, 2);
+    assert.match(plain.stderr, /tls_ca_file is set but tls is not/);
+  } finally {
+    stop();
+  }
 });
