@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   useEnv, scope, userClient, agentClient, connected, clientSession, runAgent, scriptedAnswer,
-  transcript, recordGrowth, waitForAnswer, withTimeout, codec, Ably, uniqueId,
+  transcript, recordGrowth, waitForAnswer, waitUntil, withTimeout, codec, Ably, uniqueId,
 } from './lib/harness.mjs';
 
 const env = useEnv();
@@ -108,5 +108,10 @@ test('AIT-CT3c AIT-CT10: two prompts in one conversation: answers thread under t
     expected.push({ role: 'user', text: prompt, done: true }, { role: 'assistant', text: answer, done: true });
   }
   assert.deepEqual(transcript(session.view), expected);
-  assert.deepEqual(session.view.runs().map((r) => r.status), ['complete', 'complete']);
+  /* A run's status comes with its own event, which can land a moment after
+   * the answer's last words (seen under ASan): wait for it, then check. */
+  const statuses = () => session.view.runs().map((r) => r.status);
+  await waitUntil(() => statuses().every((st) => st === 'complete') && statuses().length === 2, 10_000,
+    'both runs complete', () => JSON.stringify(statuses()));
+  assert.deepEqual(statuses(), ['complete', 'complete']);
 });
