@@ -416,6 +416,15 @@ static int apply_version(sq_backend_t *b, const sw_store_rec_t *r) {
   return rc;
 }
 
+/* Raises the channel's serial in channel_seq to at least vseq. */
+static int raise_channel_seq(sq_backend_t *b, const char *app, const char *channel, int64_t vseq) {
+  sqlite3_stmt *st = b->seq_up;
+  bind_text(st, 1, app);
+  bind_text(st, 2, channel);
+  sqlite3_bind_int64(st, 3, vseq);
+  return exec_stmt(b->w, st);
+}
+
 static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n) {
   sq_backend_t *b = (sq_backend_t *)be;
   int rc = exec_stmt(b->w, b->begin);
@@ -433,11 +442,7 @@ static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n
      * when it is folded; until then sq_last_seq adds the tails. */
     if (r->op != SW_STORE_APPEND && r->vseq > run_max) run_max = r->vseq;
     if (rc == 0 && run_ends(recs, n, i) && run_max != INT64_MIN) {
-      sqlite3_stmt *st = b->seq_up;
-      bind_text(st, 1, r->app_id);
-      bind_text(st, 2, r->channel);
-      sqlite3_bind_int64(st, 3, run_max);
-      rc = exec_stmt(b->w, st);
+      rc = raise_channel_seq(b, r->app_id, r->channel, run_max);
       run_max = INT64_MIN;
     }
   }
@@ -480,11 +485,7 @@ static int fold_tail(sq_backend_t *b, sw_tail_t *t) {
     sqlite3_reset(st);
     if (s != SQLITE_DONE) return sq_err(b->w, s);
     /* Gone (retention): its serials still count for the channel's. */
-    st = b->seq_up;
-    bind_text(st, 1, t->app);
-    bind_text(st, 2, t->channel);
-    sqlite3_bind_int64(st, 3, t->ev[t->n - 1].vseq);
-    int rc = exec_stmt(b->w, st);
+    int rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq);
     return rc ? rc : tails_mark_folded(&b->tails, t);
   }
   int64_t stored = sqlite3_column_int64(st, 1);
@@ -524,13 +525,7 @@ static int fold_tail(sq_backend_t *b, sw_tail_t *t) {
   }
   buf_free(&head);
   if (rc == 0) rc = write_vrows(b, t, 0, t->n, stored);
-  if (rc == 0 && t->n) {
-    st = b->seq_up;
-    bind_text(st, 1, t->app);
-    bind_text(st, 2, t->channel);
-    sqlite3_bind_int64(st, 3, t->ev[t->n - 1].vseq);
-    rc = exec_stmt(b->w, st);
-  }
+  if (rc == 0 && t->n) rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq);
   if (rc == 0) rc = tails_mark_folded(&b->tails, t);
   return rc;
 }
@@ -547,14 +542,21 @@ static uint64_t fold_at(const sw_tail_t *t) {
 
 static bool fold_due(const sw_tail_t *t, uint64_t now) { return t->n_committed && fold_at(t) <= now; }
 
+/* A tail folded by a round, with its fold mark before it (to undo). */
+typedef struct folded {
+  sw_tail_t *t;
+  size_t fold_to;
+} folded_t;
+
 /* Folds due tails (every tail with events, when forced), oldest first, in
  * the open transaction, up to max_tails of them and about max_events
  * events, and drops the log rows no tail needs any more. *more: due ones
- * are left. folded[] (max_tails entries, or NULL) gets the tails folded.
- * Tails iterate in creation order and a folded tail is recreated by its
- * next append, so the first due ones are the longest waiting. */
+ * are left. undo (max_tails entries, or NULL) gets the tails it folded,
+ * *n_undo their number. Tails iterate in creation order and a folded tail
+ * is recreated by its next append, so the first due ones are the longest
+ * waiting. */
 static int fold_round(sq_backend_t *b, bool force, uint64_t now, size_t max_tails, size_t max_events,
-                      sw_tail_t **folded, size_t *n_folded, bool *more) {
+                      folded_t *undo, size_t *n_undo, bool *more) {
   size_t n = 0, events = 0;
   int rc = 0;
   *more = false;
@@ -565,7 +567,7 @@ static int fold_round(sq_backend_t *b, bool force, uint64_t now, size_t max_tail
       break;
     }
     events += t->n_committed;
-    if (folded) folded[n] = t;
+    if (undo) undo[n] = (folded_t){.t = t, .fold_to = t->fold_to};
     rc = fold_tail(b, t);
     n++;
   }
@@ -573,7 +575,7 @@ static int fold_round(sq_backend_t *b, bool force, uint64_t now, size_t max_tail
     sqlite3_bind_int64(b->log_trunc, 1, tails_min_log_id(&b->tails));
     rc = exec_stmt(b->w, b->log_trunc);
   }
-  if (n_folded) *n_folded = n;
+  if (n_undo) *n_undo = n;
   return rc;
 }
 
@@ -602,25 +604,19 @@ static int fold_in_batch(sq_backend_t *b) {
   if (!b->fold_now && now < b->next_fold_ms) return 0;
   int rc = exec_stmt(b->w, b->sp_fold);
   if (rc) return rc;
-  sw_tail_t *folded[FOLD_BATCH_TAILS];
-  size_t keep[FOLD_BATCH_TAILS], n = 0;
-  for (sw_tail_t *t = b->tails.all; t && n < FOLD_BATCH_TAILS; t = t->hh.next) {
-    if (!fold_due(t, now)) continue;
-    folded[n] = t;
-    keep[n++] = t->fold_to;
-  }
+  folded_t undo[FOLD_BATCH_TAILS];
+  size_t n = 0;
   bool more = false;
-  size_t done = 0;
-  if (n) rc = fold_round(b, false, now, n, FOLD_BATCH_EVENTS, NULL, &done, &more);
-  if (rc) {
-    log_error("store: folding appends into heads failed (%d); retrying", rc);
+  int failed = fold_round(b, false, now, FOLD_BATCH_TAILS, FOLD_BATCH_EVENTS, undo, &n, &more);
+  if (failed) {
+    log_error("store: folding appends into heads failed (%d); retrying", failed);
     exec_stmt(b->w, b->sp_undo);
-    for (size_t i = 0; i < n; i++) folded[i]->fold_to = keep[i];
+    for (size_t i = 0; i < n; i++) undo[i].t->fold_to = undo[i].fold_to;
     more = false;
   }
   rc = exec_stmt(b->w, b->sp_release);
   plan_next_fold(b, now, more);
-  if (rc && !more) b->next_fold_ms = now + 100;
+  if (failed) b->next_fold_ms = now + 100;
   return rc;
 }
 
@@ -790,6 +786,16 @@ static int read_one(sq_backend_t *b, sqlite3_stmt *st, sw_store_row_t *row) {
   return ret;
 }
 
+/* The stored head of message seq as it is in SQL (no tail folded in):
+ * read_one's result. */
+static int read_head(sq_backend_t *b, const char *app, const char *channel, int64_t seq, sw_store_row_t *row) {
+  sqlite3_stmt *st = b->get;
+  bind_text(st, 1, app);
+  bind_text(st, 2, channel);
+  sqlite3_bind_int64(st, 3, seq);
+  return read_one(b, st, row);
+}
+
 /* ---- Logged appends in reads: every head read gets the committed events
  * of its tail folded in, so readers never see a head older than what was
  * acknowledged. All of it runs under the tails lock (see tails.h). */
@@ -944,11 +950,7 @@ static int history_by_vseq(sq_backend_t *b, const sw_history_q_t *q, sw_store_ro
   for (sw_tail_t *t = b->tails.all; t && rc == 0; t = t->hh.next) {
     if (!t->n_committed || strcmp(t->app, q->app_id) || strcmp(t->channel, q->channel)) continue;
     sw_store_row_t row = {0};
-    sqlite3_stmt *st = b->get;
-    bind_text(st, 1, t->app);
-    bind_text(st, 2, t->channel);
-    sqlite3_bind_int64(st, 3, t->seq);
-    int got = read_one(b, st, &row);
+    int got = read_head(b, t->app, t->channel, t->seq, &row);
     if (got < 0) rc = got;
     if (got <= 0) continue;
     int64_t vseq = row.vseq;
@@ -1080,12 +1082,8 @@ static int sq_find_by_id(sw_backend_t *be, const char *app_id, const char *chann
 static int sq_get(sw_backend_t *be, const char *app_id, const char *channel, int64_t seq,
                   sw_store_row_t *row) {
   sq_backend_t *b = (sq_backend_t *)be;
-  sqlite3_stmt *st = b->get;
-  bind_text(st, 1, app_id);
-  bind_text(st, 2, channel);
-  sqlite3_bind_int64(st, 3, seq);
   tails_lock(&b->tails);
-  int rc = read_one(b, st, row);
+  int rc = read_head(b, app_id, channel, seq, row);
   if (rc == 1) rc = fold_one(b, app_id, channel, row);
   tails_unlock(&b->tails);
   return rc;
@@ -1165,11 +1163,7 @@ static int sq_versions(sw_backend_t *be, const char *app_id, const char *channel
   }
   /* Visible only while the message is stored (retention may have gone first). */
   sw_store_row_t head = {0};
-  sqlite3_stmt *st = b->get;
-  bind_text(st, 1, app_id);
-  bind_text(st, 2, channel);
-  sqlite3_bind_int64(st, 3, seq);
-  int got = read_one(b, st, &head);
+  int got = read_head(b, app_id, channel, seq, &head);
   free(head.blob);
   sw_store_rows_t rows = {0};
   ov_rows_t r = {0};

@@ -130,7 +130,7 @@ void tails_commit(sw_tails_t *t, uint64_t now_ms) {
   for (size_t i = 0; i < t->n_touched; i++) {
     sw_tail_t *tail = t->touched[i];
     tail->touched = false;
-    t->n_events -= tail->n_committed;
+    bool grew = tail->n > tail->n_committed; /* before the folded ones go */
     size_t k = tail->fold_to;
     if (k) {
       for (size_t j = 0; j < k; j++) free(tail->ev[j].blob);
@@ -140,9 +140,8 @@ void tails_commit(sw_tails_t *t, uint64_t now_ms) {
     }
     /* The age of a tail counts from its oldest unfolded event. */
     if (k || tail->n_committed == 0) tail->since_ms = now_ms;
-    if (tail->n > tail->n_committed) tail->last_ms = now_ms;
+    if (grew) tail->last_ms = now_ms;
     tail->n_committed = tail->n;
-    t->n_events += tail->n;
     reap(t, tail);
   }
   t->n_touched = 0;
@@ -168,7 +167,6 @@ void tails_drop_app(sw_tails_t *t, const char *app) {
   sw_tail_t *tail, *tmp;
   HASH_ITER(hh, t->all, tail, tmp) {
     if (strcmp(tail->app, app) != 0 || tail->touched) continue;
-    t->n_events -= tail->n_committed;
     HASH_DEL(t->all, tail);
     tail_free(tail);
   }

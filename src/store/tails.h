@@ -52,7 +52,6 @@ typedef struct sw_tail {
 typedef struct sw_tails {
   uv_mutex_t mu;
   sw_tail_t *all;
-  size_t n_events;     /* committed events in all tails */
   sw_tail_t **touched; /* tails the open transaction changed (commit thread) */
   size_t n_touched, cap_touched;
 } sw_tails_t;
