@@ -341,20 +341,24 @@ static void expect_get(fx_t *fx, const char *app, const char *ch, int64_t seq, i
   free(row.blob);
 }
 
-/* Rows of the SQLite versions table for app (orphans would show here). */
-static int64_t sqlite_versions_count(fx_t *fx, const char *app) {
+/* A single count from the SQLite file, read on a connection of its own;
+ * ?1 in sql is bound to arg when it is not NULL. */
+static int64_t sqlite_count(const char *path, const char *sql, const char *arg) {
   sqlite3 *db;
-  assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
   sqlite3_stmt *st;
-  assert_int_equal(
-      sqlite3_prepare_v2(db, "SELECT count(*) FROM versions WHERE app = ?1", -1, &st, NULL),
-      SQLITE_OK);
-  sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  if (arg) sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
   int64_t n = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
   sqlite3_close(db);
   return n;
+}
+
+/* Rows of the SQLite versions table for app (orphans would show here). */
+static int64_t sqlite_versions_count(fx_t *fx, const char *app) {
+  return sqlite_count(fx->path, "SELECT count(*) FROM versions WHERE app = ?1", app);
 }
 
 /* --------------------------------------------------------------- tests */
@@ -1683,17 +1687,6 @@ static void test_appends_batched(void **state) {
   assert_int_equal(last_seq(fx, "a", "c"), 6);
 }
 
-static int64_t sqlite_count(const char *path, const char *sql) {
-  sqlite3 *db;
-  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-  sqlite3_stmt *st;
-  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  int64_t n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return n;
-}
 
 /* A process that dies with appends only in the log: the next open folds
  * them into the heads and empties the log. */
@@ -1722,14 +1715,14 @@ static void test_appends_crash_recovery(void **state) {
   int status = 0;
   assert_int_equal(waitpid(pid, &status, 0), pid);
   assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log"), 3);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 3);
   fx_open(fx);
   check_appended(fx);
   assert_int_equal(last_seq(fx, "a", "c"), 6);
   fx_close(fx);
-  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log"), 0);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 0);
   /* One bundle row holds the three. */
-  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM versions"), 1);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM versions", NULL), 1);
   fx_open(fx);
   check_appended(fx);
 }
@@ -1755,11 +1748,11 @@ static void test_appends_folded_in_background(void **state) {
   uv_timer_init(&fx->loop, &t);
   t.data = &ticks;
   uv_timer_start(&t, on_tick, 100, 100);
-  while (ticks < 50 && sqlite_count(fx->path, "SELECT count(*) FROM append_log") > 0) uv_run(&fx->loop, UV_RUN_ONCE);
+  while (ticks < 50 && sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL) > 0) uv_run(&fx->loop, UV_RUN_ONCE);
   uv_close((uv_handle_t *)&t, NULL);
   uv_run(&fx->loop, UV_RUN_NOWAIT);
-  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log"), 0);
-  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM versions"), 1);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 0);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM versions", NULL), 1);
   /* Listed one by one, from inside the bundle too. */
   sw_store_rows_t vr;
   assert_int_equal(store_versions(fx->s, "a", "c", 1, true, 1000, -1, &vr), 0);
@@ -1769,7 +1762,7 @@ static void test_appends_folded_in_background(void **state) {
   expect_append_versions(fx, 1, true, 3, 50, SEQS(51, 52, 53));
   expect_append_versions(fx, 1, false, 3, 100, SEQS(99, 98, 97));
   expect_append_versions(fx, 1, false, 2, -1, SEQS(N + 1, N));
-  assert_int_equal(sqlite_count(fx->path, "SELECT vseq FROM messages WHERE seq = 1"), N + 1);
+  assert_int_equal(sqlite_count(fx->path, "SELECT vseq FROM messages WHERE seq = 1", NULL), N + 1);
   sw_store_row_t row = {0};
   assert_int_equal(store_get(fx->s, "a", "c", 1, &row), 1);
   assert_int_equal(row.vseq, N + 1);
@@ -1781,18 +1774,18 @@ static void test_appends_folded_in_background(void **state) {
   /* A few appends: folded once the message has been quiet a moment. */
   assert_int_equal(append_wait(fx, "a", "c", 1, N + 2), 0);
   assert_int_equal(append_wait(fx, "a", "c", 1, N + 3), 0);
-  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log"), 2);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 2);
   uint64_t t0 = uv_hrtime();
   ticks = 0;
   uv_timer_init(&fx->loop, &t);
   t.data = &ticks;
   uv_timer_start(&t, on_tick, 50, 50);
-  while (ticks < 100 && sqlite_count(fx->path, "SELECT count(*) FROM append_log") > 0) uv_run(&fx->loop, UV_RUN_ONCE);
+  while (ticks < 100 && sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL) > 0) uv_run(&fx->loop, UV_RUN_ONCE);
   uv_close((uv_handle_t *)&t, NULL);
   uv_run(&fx->loop, UV_RUN_NOWAIT);
-  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log"), 0);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 0);
   assert_true(uv_hrtime() - t0 >= 200 * 1000000ull); /* not folded at once */
-  assert_int_equal(sqlite_count(fx->path, "SELECT vseq FROM messages WHERE seq = 1"), N + 3);
+  assert_int_equal(sqlite_count(fx->path, "SELECT vseq FROM messages WHERE seq = 1", NULL), N + 3);
 }
 
 #define BOTH(t)                                                   \
