@@ -53,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/checkpointer.h"
 #include "store/tails.h"
 #include "util/log.h"
 
@@ -75,6 +76,8 @@
 #define FOLD_AGE_MS 5000
 #define FOLD_PER_ROUND 32
 #define FOLD_ROUND_EVENTS 2048 /* and at most about this many events */
+#define FOLD_ROUND_NS 1000000u  /* and for about this long */
+#define LOG_TRUNC_CHUNK 512     /* log rows deleted by one round, at most */
 #define BUSY_TIMEOUT_MS 5000
 
 typedef struct sq_backend {
@@ -90,11 +93,13 @@ typedef struct sq_backend {
   sw_store_fold_fn fold;
   sw_tails_t tails;        /* logged appends not yet folded into heads */
   bool tails_ready;
+  sw_checkpointer_t ckpt; /* the writer's WAL checkpoints, on a thread */
   /* Commit thread: no tail is due before next_fold_ms, unless fold_now
    * (a tail reached FOLD_MAX_EVENTS). Saves a scan of every tail after
    * every batch. */
   uint64_t next_fold_ms;
   bool fold_now;
+  bool trunc_left; /* log rows no tail needs are left to delete */
   /* Writer statements. */
   sqlite3_stmt *begin, *commit, *rollback;
   sqlite3_stmt *ins_clash, *ins, *ver_clash, *ver_upd, *ver_chk, *ver_ins, *seq_up;
@@ -549,20 +554,23 @@ typedef struct folded {
 } folded_t;
 
 /* Folds due tails (every tail with events, when forced), oldest first, in
- * the open transaction, up to max_tails of them and about max_events
- * events, and drops the log rows no tail needs any more. *more: due ones
- * are left. undo (max_tails entries, or NULL) gets the tails it folded,
- * *n_undo their number. Tails iterate in creation order and a folded tail
- * is recreated by its next append, so the first due ones are the longest
- * waiting. */
+ * the open transaction, up to max_tails of them, about max_events events
+ * and until the monotonic clock reads until_ns (after one tail at least;
+ * 0: no time limit), then drops up to LOG_TRUNC_CHUNK log rows no tail
+ * needs any more. *more: due ones (or log rows to drop) are left. undo
+ * (max_tails entries, or NULL) gets the tails it folded, *n_undo their
+ * number. Tails iterate in creation order and a folded tail is recreated by
+ * its next append, so the first due ones are the longest waiting. Every
+ * bound is there for the batches queued behind a round: a round delays
+ * them, and a stream of appends makes a tail due every few seconds. */
 static int fold_round(sq_backend_t *b, bool force, uint64_t now, size_t max_tails, size_t max_events,
-                      folded_t *undo, size_t *n_undo, bool *more) {
+                      uint64_t until_ns, folded_t *undo, size_t *n_undo, bool *more) {
   size_t n = 0, events = 0;
   int rc = 0;
   *more = false;
   for (sw_tail_t *t = b->tails.all; t && rc == 0; t = t->hh.next) {
     if (!(force ? t->n_committed > 0 : fold_due(t, now))) continue;
-    if (!force && (n >= max_tails || events >= max_events)) {
+    if (!force && (n >= max_tails || events >= max_events || (n && until_ns && uv_hrtime() >= until_ns))) {
       *more = true;
       break;
     }
@@ -571,9 +579,13 @@ static int fold_round(sq_backend_t *b, bool force, uint64_t now, size_t max_tail
     rc = fold_tail(b, t);
     n++;
   }
-  if (rc == 0 && n) {
+  if (rc == 0 && (n || b->trunc_left)) {
+    /* In chunks: the rows of an old tail can pin seconds of log. */
     sqlite3_bind_int64(b->log_trunc, 1, tails_min_log_id(&b->tails));
+    sqlite3_bind_int64(b->log_trunc, 2, force ? -1 : LOG_TRUNC_CHUNK);
     rc = exec_stmt(b->w, b->log_trunc);
+    b->trunc_left = rc == 0 && !force && sqlite3_changes(b->w) >= LOG_TRUNC_CHUNK;
+    if (b->trunc_left) *more = true;
   }
   if (n_undo) *n_undo = n;
   return rc;
@@ -598,6 +610,7 @@ static void plan_next_fold(sq_backend_t *b, uint64_t now, bool more) {
  * batch. */
 #define FOLD_BATCH_TAILS 16
 #define FOLD_BATCH_EVENTS 256
+#define FOLD_BATCH_NS 500000u /* and for about this long */
 static int fold_in_batch(sq_backend_t *b) {
   if (!b->fold || !b->tails.all) return 0;
   uint64_t now = mono_ms();
@@ -607,7 +620,8 @@ static int fold_in_batch(sq_backend_t *b) {
   folded_t undo[FOLD_BATCH_TAILS];
   size_t n = 0;
   bool more = false;
-  int failed = fold_round(b, false, now, FOLD_BATCH_TAILS, FOLD_BATCH_EVENTS, undo, &n, &more);
+  int failed = fold_round(b, false, now, FOLD_BATCH_TAILS, FOLD_BATCH_EVENTS, uv_hrtime() + FOLD_BATCH_NS, undo,
+                          &n, &more);
   if (failed) {
     log_error("store: folding appends into heads failed (%d); retrying", failed);
     exec_stmt(b->w, b->sp_undo);
@@ -624,12 +638,13 @@ static int fold_in_batch(sq_backend_t *b) {
  * due (everything, when forced) in a transaction of its own. */
 static int64_t sq_maintain(sw_backend_t *be, bool force) {
   sq_backend_t *b = (sq_backend_t *)be;
-  if (!b->tails_ready || !b->tails.all || !b->fold) return -1;
+  if (!b->tails_ready || (!b->tails.all && !b->trunc_left) || !b->fold) return -1;
   uint64_t now = mono_ms();
   if (!force && !b->fold_now && now < b->next_fold_ms) return (int64_t)(b->next_fold_ms - now);
   bool more = false;
   int rc = exec_stmt(b->w, b->begin);
-  if (rc == 0) rc = fold_round(b, force, now, FOLD_PER_ROUND, FOLD_ROUND_EVENTS, NULL, NULL, &more);
+  if (rc == 0)
+    rc = fold_round(b, force, now, FOLD_PER_ROUND, FOLD_ROUND_EVENTS, uv_hrtime() + FOLD_ROUND_NS, NULL, NULL, &more);
   if (rc == 0) rc = exec_stmt(b->w, b->commit);
   if (rc) {
     rollback_if_open(b);
@@ -640,7 +655,7 @@ static int64_t sq_maintain(sw_backend_t *be, bool force) {
   }
   tails_commit(&b->tails, now);
   plan_next_fold(b, now, more);
-  if (!b->tails.all) return -1;
+  if (!b->tails.all && !b->trunc_left) return -1;
   return b->next_fold_ms > now ? (int64_t)(b->next_fold_ms - now) : 1;
 }
 
@@ -1246,6 +1261,7 @@ static void sq_close(sw_backend_t *be) {
   if (!b) return;
   /* Fold what is logged, so a clean shutdown leaves an empty log. */
   if (b->tails_ready && b->log_trunc) sq_maintain(be, true);
+  checkpointer_stop(&b->ckpt);
   sqlite3_stmt *all[] = {
       b->begin,     b->commit,       b->rollback,     b->ins_clash,   b->ins,       b->ver_clash,
       b->ver_upd,   b->ver_chk,      b->ver_ins,      b->seq_up,      b->keep_vdel, b->keep_del,
@@ -1368,7 +1384,8 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
                    "ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value"},
       {&b->kv_del, "DELETE FROM kv WHERE ns = ?1 AND key = ?2"},
       {&b->log_ins, "INSERT INTO append_log(app, channel, seq, vseq, ts, blob) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
-      {&b->log_trunc, "DELETE FROM append_log WHERE id < ?1"},
+      {&b->log_trunc, "DELETE FROM append_log WHERE id IN "
+                      "(SELECT id FROM append_log WHERE id < ?1 ORDER BY id LIMIT ?2)"},
       {&b->head_w, "SELECT blob, vseq FROM messages WHERE app = ?1 AND channel = ?2 AND seq = ?3"},
       {&b->fold_upd, "UPDATE messages SET blob = ?4, vseq = ?5 WHERE app = ?1 AND channel = ?2 AND seq = ?3"},
       {&b->sp_fold, "SAVEPOINT fold"},
@@ -1456,6 +1473,7 @@ int backend_sqlite_open(const sw_store_opts_t *opts, sw_backend_t **out) {
   if (rc == 0) rc = setup_reader(b, opts->path);
   /* Without a fold function (tools that only read) the log is left as is. */
   if (rc == 0 && b->fold) rc = recover_log(b);
+  if (rc == 0) rc = checkpointer_start(&b->ckpt, opts->path, b->w, 0);
   if (rc) {
     sq_close(&b->base);
     return rc;

@@ -1788,6 +1788,37 @@ static void test_appends_folded_in_background(void **state) {
   assert_int_equal(sqlite_count(fx->path, "SELECT vseq FROM messages WHERE seq = 1", NULL), N + 3);
 }
 
+/* Interleaved streams of appends, more than one round deletes from the
+ * log: the log is emptied in chunks over several rounds, and every head
+ * ends with its last append. */
+static void test_appends_log_truncated_in_chunks(void **state) {
+  fx_t *fx = *state;
+  if (!fx->sqlite) {
+    skip();
+    return;
+  }
+  fill(fx, "a", "c", 1, 4, 0, 0);
+  enum { N = 1600, PER = 100 };
+  static char bufs[N][32];
+  static sw_store_rec_t r[N];
+  for (int i = 0; i < N; i++) r[i] = app_rec("a", "c", 1 + i % 4, 5 + i, bufs[i]);
+  for (int i = 0; i < N; i += PER) assert_int_equal(submit_recs_wait(fx, r + i, PER), 0);
+  int ticks = 0;
+  uv_timer_t t;
+  uv_timer_init(&fx->loop, &t);
+  t.data = &ticks;
+  uv_timer_start(&t, on_tick, 100, 100);
+  while (ticks < 150 && sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL) > 0) uv_run(&fx->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&fx->loop, UV_RUN_NOWAIT);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 0);
+  for (int k = 0; k < 4; k++) {
+    char q[96];
+    snprintf(q, sizeof q, "SELECT vseq FROM messages WHERE seq = %d", 1 + k);
+    assert_int_equal(sqlite_count(fx->path, q, NULL), 5 + N - 4 + k);
+  }
+}
+
 #define BOTH(t)                                                   \
   cmocka_unit_test_setup_teardown(t, setup_sqlite, teardown),     \
       cmocka_unit_test_setup_teardown(t, setup_memory, teardown)
@@ -1823,6 +1854,7 @@ int main(void) {
       BOTH(test_appends_batched),
       cmocka_unit_test_setup_teardown(test_appends_crash_recovery, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_folded_in_background, setup_sqlite, teardown),
+      cmocka_unit_test_setup_teardown(test_appends_log_truncated_in_chunks, setup_sqlite, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
