@@ -27,12 +27,19 @@
 #define MIN_PROTOCOL_VERSION 2
 #define MAX_PROTOCOL_VERSION 6
 
+/* Frames are encoded into a buffer kept per thread, so that a frame costs
+ * one allocation (its own) rather than a buffer grown from 64 bytes by
+ * doubling and then freed. A buffer grown past SCRATCH_KEEP by a large
+ * message is released after it. */
+#define SCRATCH_KEEP (64 * 1024)
+
 sw_frame_t *pmsg_frame(sw_format_t fmt, const sw_pmsg_t *m) {
-  sw_buf_t b = {0};
+  static _Thread_local sw_buf_t scratch;
   sw_frame_t *f = NULL;
-  if (codec_encode_pmsg(fmt, m, &b) == 0)
-    f = frame_ws(fmt == SW_FMT_JSON ? SW_WS_OP_TEXT : SW_WS_OP_BINARY, b.data, b.len);
-  buf_free(&b);
+  scratch.len = 0;
+  if (codec_encode_pmsg(fmt, m, &scratch) == 0)
+    f = frame_ws(fmt == SW_FMT_JSON ? SW_WS_OP_TEXT : SW_WS_OP_BINARY, scratch.data, scratch.len);
+  if (scratch.cap > SCRATCH_KEEP) buf_free(&scratch);
   return f;
 }
 
