@@ -85,6 +85,15 @@ int wire_decode_pmsg(const wire_val_t *root, void *pmsg, sw_error_t *err);
 int wire_decode_msgs(const wire_val_t *root, void *msgs_out, sw_error_t *err);
 /* A single stored message: data kept exactly as stored (no base64 step). */
 int wire_decode_blob(const wire_val_t *root, void *msg, sw_error_t *err);
+/* A stored message's data and action only, borrowed from the input (see
+ * codec_blob_data). */
+typedef struct wire_blob_data {
+  sw_data_kind_t kind;
+  const uint8_t *p;
+  size_t len;
+  int64_t action;
+} wire_blob_data_t;
+int wire_decode_blob_data(const wire_val_t *root, void *data_out, sw_error_t *err);
 int wire_decode_json(const wire_val_t *root, void *json_out, sw_error_t *err);
 
 /* ---- writing ---- */

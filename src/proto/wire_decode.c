@@ -429,6 +429,26 @@ int wire_decode_blob(const wire_val_t *root, void *out, sw_error_t *err) {
   return rc;
 }
 
+static int blob_data_field(void *ctx, const char *key, size_t klen, const wire_val_t *v, sw_error_t *err) {
+  wire_blob_data_t *d = ctx;
+  (void)err;
+  if (klen == 4 && memcmp(key, "data", 4) == 0 && (v->kind == WIRE_STR || v->kind == WIRE_BIN)) {
+    d->kind = v->kind == WIRE_STR ? SW_DATA_STRING : SW_DATA_BINARY;
+    d->p = (const uint8_t *)v->s.p;
+    d->len = v->s.len;
+  } else if (klen == 6 && memcmp(key, "action", 6) == 0 && v->kind == WIRE_INT) {
+    d->action = v->i;
+  }
+  return 0;
+}
+
+int wire_decode_blob_data(const wire_val_t *root, void *out, sw_error_t *err) {
+  wire_blob_data_t *d = out;
+  *d = (wire_blob_data_t){.kind = SW_DATA_NONE, .action = -1};
+  if (root->kind != WIRE_MAP) return errors_set(err, SW_E_BAD_REQUEST, "a stored message is a map");
+  return root->ops->each(root, blob_data_field, d, err);
+}
+
 int wire_decode_json(const wire_val_t *root, void *out, sw_error_t *err) {
   json_t **j = out;
   *j = root->ops->to_json(root, err);

@@ -1,5 +1,6 @@
 /* Unit tests for message versions (core/mutation.c: mutation_fold):
  * append aggregation, update/delete semantics and version serial order. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 
 #include "core/mutation.h"
 #include "core/serial.h"
+#include "proto/codec.h"
 
 static void set_data(sw_msg_t *m, const char *s) {
   m->data.kind = SW_DATA_STRING;
@@ -102,6 +104,71 @@ static void append_type_mismatch(void **state) {
   msg_clear(&head);
 }
 
+/* The store's fold of stored blobs gives the head the in-memory fold gave:
+ * the data of every event (the middle ones are read without a full
+ * decode), the last event's extras and version, action update. */
+static void stored_fold_matches(void **state) {
+  (void)state;
+  sw_msg_t head = make_head("Hel"), live = make_head("Hel");
+  sw_buf_t hb = {0}, evb[3] = {{0}}, out = {0};
+  assert_int_equal(codec_msg_to_blob(&head, &hb), 0);
+  const char *parts[] = {"lo", ", ", "world"};
+  const uint8_t *evs[3];
+  size_t lens[3];
+  char vs[SW_SERIAL_LEN + 1];
+  for (int i = 0; i < 3; i++) {
+    sw_msg_t req = request(SW_MSG_APPEND, parts[i]), ev;
+    if (i == 1) req.extras = json_pack("{s:s}", "status", "streaming");
+    sw_error_t err = {0};
+    serial_format(2 + i, vs);
+    assert_int_equal(mutation_fold(&live, &ev, &req, vs, 1000 + i, "agent", &err), 0);
+    assert_int_equal(codec_msg_to_blob(&ev, &evb[i]), 0);
+    evs[i] = evb[i].data;
+    lens[i] = evb[i].len;
+    msg_clear(&ev);
+    msg_clear(&req);
+  }
+  assert_int_equal(mutation_fold_blobs(hb.data, hb.len, evs, lens, 3, &out), 0);
+  sw_msg_t folded;
+  assert_int_equal(codec_msg_from_blob(out.data, out.len, &folded), 0);
+  assert_int_equal(folded.action, SW_MSG_UPDATE);
+  assert_int_equal(folded.data.len, strlen("Hello, world"));
+  assert_string_equal((char *)folded.data.bytes, "Hello, world");
+  assert_string_equal(version_serial(&folded), "0000000000000004");
+  assert_true(json_equal(folded.version, live.version));
+  assert_string_equal(json_string_value(json_object_get(folded.extras, "status")), "streaming");
+  assert_string_equal(folded.name, "answer");
+  msg_clear(&folded);
+  /* A middle event that is not an append is refused, whatever follows. */
+  sw_msg_t upd = make_head("x");
+  upd.action = SW_MSG_UPDATE;
+  sw_buf_t ub = {0};
+  assert_int_equal(codec_msg_to_blob(&upd, &ub), 0);
+  const uint8_t *bad[3] = {evs[0], ub.data, evs[2]};
+  size_t bad_lens[3] = {lens[0], ub.len, lens[2]};
+  buf_free(&out);
+  assert_int_equal(mutation_fold_blobs(hb.data, hb.len, bad, bad_lens, 3, &out), -EINVAL);
+  /* Bytes onto a string head are refused from the middle too. */
+  sw_msg_t bin = request(SW_MSG_APPEND, NULL);
+  bin.data.kind = SW_DATA_BINARY;
+  bin.data.bytes = (uint8_t *)strdup("\x01");
+  bin.data.len = 1;
+  sw_buf_t bb = {0};
+  assert_int_equal(codec_msg_to_blob(&bin, &bb), 0);
+  bad[1] = bb.data;
+  bad_lens[1] = bb.len;
+  assert_int_equal(mutation_fold_blobs(hb.data, hb.len, bad, bad_lens, 3, &out), -EINVAL);
+  buf_free(&bb);
+  buf_free(&ub);
+  msg_clear(&bin);
+  msg_clear(&upd);
+  for (int i = 0; i < 3; i++) buf_free(&evb[i]);
+  buf_free(&hb);
+  buf_free(&out);
+  msg_clear(&live);
+  msg_clear(&head);
+}
+
 /* An update replaces the fields it names and keeps the others; the event is
  * the whole new head. */
 static void update_replaces(void **state) {
@@ -155,6 +222,7 @@ int main(void) {
       cmocka_unit_test(appends_aggregate),  cmocka_unit_test(append_takes_latest_extras),
       cmocka_unit_test(append_type_mismatch), cmocka_unit_test(update_replaces),
       cmocka_unit_test(delete_clears),      cmocka_unit_test(version_serials_order),
+      cmocka_unit_test(stored_fold_matches),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
