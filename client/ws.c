@@ -35,9 +35,8 @@ struct swc_ws {
   sw_buf_t hfield, hvalue;
   bool in_value;
   bool accept_ok, upgrade_ok, headers_done;
-  /* frames */
+  /* frames: rbuf holds only the start of a frame still arriving */
   sw_buf_t rbuf;
-  size_t roff;
   sw_ws_msg_asm_t asm_;
   size_t max_msg;
   uint8_t pool[256]; /* random bytes for masks, refilled in bulk */
@@ -166,68 +165,87 @@ static int on_headers_complete(http_parser *p) {
 
 /* ---- frames ---- */
 
-/* Parses every complete frame in rbuf. Stops when the owner lets go. */
-static void parse_frames(swc_ws_t *ws) {
+/* A received buffer larger than this is freed once it has been used, so
+ * that one big message does not pin its memory to the connection. */
+#define RBUF_KEEP 65536
+
+/* Handles every complete frame in p[0..n) and returns how many bytes they
+ * took (the rest is the start of a frame still arriving), or SIZE_MAX when
+ * the socket finished or the owner let go, after which nothing else of p
+ * matters. p is only borrowed: a whole message in one frame is handed to
+ * on_message straight from it. */
+static size_t parse_frames(swc_ws_t *ws, const uint8_t *p, size_t n) {
+  size_t off = 0;
   while (ws->state == WS_OPEN && !ws->released) {
-    uint8_t *p = ws->rbuf.data + ws->roff;
-    size_t avail = ws->rbuf.len - ws->roff;
+    const uint8_t *at = p + off;
+    size_t avail = n - off;
     sw_ws_frame_t f;
-    int rc = ws_frame_parse(p, avail, false, ws->max_msg, &f);
-    if (rc == SW_WS_NEED_MORE) break;
+    int rc = ws_frame_parse(at, avail, false, ws->max_msg, &f);
+    if (rc == SW_WS_NEED_MORE) return off;
     /* §5.1: a client must close on a masked server frame. */
     if (rc < 0 || f.masked) {
       finish(ws, SWC_WS_PROTOCOL_ERROR);
-      return;
+      return SIZE_MAX;
     }
-    if (avail - f.header_len < f.payload_len) break;
-    size_t total = f.header_len + (size_t)f.payload_len;
-    uint8_t *payload = p + f.header_len;
-    size_t n = (size_t)f.payload_len;
-    ws->roff += total;
+    if (avail - f.header_len < f.payload_len) return off;
+    const uint8_t *payload = at + f.header_len;
+    size_t len = (size_t)f.payload_len;
+    off += f.header_len + len;
     if (f.opcode == SW_WS_OP_PING) {
-      send_frame(ws, SW_WS_OP_PONG, payload, n);
+      send_frame(ws, SW_WS_OP_PONG, payload, len);
     } else if (f.opcode == SW_WS_OP_PONG) {
       /* activity only */
     } else if (f.opcode == SW_WS_OP_CLOSE) {
-      int code = ws_close_payload_parse(payload, n);
+      int code = ws_close_payload_parse(payload, len);
       uint8_t echo[2] = {0x03, 0xE8}; /* 1000 */
       send_frame(ws, SW_WS_OP_CLOSE, echo, 2);
       finish(ws, code < 0 ? SWC_WS_PROTOCOL_ERROR : code);
-      return;
+      return SIZE_MAX;
     } else if (f.fin && f.opcode != SW_WS_OP_CONT && !ws->asm_.active) {
       /* The common case, a whole message in one frame: no copy. */
       bool text = f.opcode == SW_WS_OP_TEXT;
-      if (text && !utf8_valid(payload, n)) {
+      if (text && !utf8_valid(payload, len)) {
         finish(ws, SWC_WS_PROTOCOL_ERROR);
-        return;
+        return SIZE_MAX;
       }
-      ws->cbs.on_message(ws->ud, text, payload, n);
+      ws->cbs.on_message(ws->ud, text, payload, len);
     } else {
       uint8_t op;
-      rc = ws_msg_asm_add(&ws->asm_, &f, payload, n, &op);
+      rc = ws_msg_asm_add(&ws->asm_, &f, payload, len, &op);
       if (rc < 0) {
         finish(ws, SWC_WS_PROTOCOL_ERROR);
-        return;
+        return SIZE_MAX;
       }
       if (rc == 1) {
         bool text = op == SW_WS_OP_TEXT;
         if (text && !utf8_valid(ws->asm_.buf.data, ws->asm_.buf.len)) {
           finish(ws, SWC_WS_PROTOCOL_ERROR);
-          return;
+          return SIZE_MAX;
         }
         ws->cbs.on_message(ws->ud, text, ws->asm_.buf.data, ws->asm_.buf.len);
       }
     }
   }
-  if (ws->released || ws->state == WS_DONE) return;
-  /* Keep the buffer small: drop what was parsed. */
-  if (ws->roff == ws->rbuf.len) {
-    buf_reset(&ws->rbuf);
-    ws->roff = 0;
-  } else if (ws->roff > 65536) {
-    buf_consume(&ws->rbuf, ws->roff);
-    ws->roff = 0;
+  return SIZE_MAX;
+}
+
+/* Bytes of the open WebSocket. Frames that arrive whole are parsed where
+ * they are (the transport's read buffer); only a frame cut by the end of a
+ * read is copied, to rbuf, and completed there by the following reads. */
+static void frames_data(swc_ws_t *ws, const uint8_t *p, size_t n) {
+  if (ws->rbuf.len == 0) {
+    size_t used = parse_frames(ws, p, n);
+    if (used != SIZE_MAX && used < n && buf_append(&ws->rbuf, p + used, n - used)) finish(ws, UV_ENOMEM);
+    return;
   }
+  if (buf_append(&ws->rbuf, p, n)) {
+    finish(ws, UV_ENOMEM);
+    return;
+  }
+  size_t used = parse_frames(ws, ws->rbuf.data, ws->rbuf.len);
+  if (used == SIZE_MAX) return;
+  buf_consume(&ws->rbuf, used);
+  if (ws->rbuf.len == 0 && ws->rbuf.cap > RBUF_KEEP) buf_free(&ws->rbuf);
 }
 
 static void handshake_data(swc_ws_t *ws, const uint8_t *p, size_t n) {
@@ -245,13 +263,7 @@ static void handshake_data(swc_ws_t *ws, const uint8_t *p, size_t n) {
   buf_free(&ws->hvalue);
   ws->cbs.on_open(ws->ud);
   if (ws->released || ws->state != WS_OPEN) return;
-  if (used < n) {
-    if (buf_append(&ws->rbuf, p + used, n - used)) {
-      finish(ws, UV_ENOMEM);
-      return;
-    }
-    parse_frames(ws);
-  }
+  if (used < n) frames_data(ws, p + used, n - used);
 }
 
 /* ---- transport callbacks ---- */
@@ -287,8 +299,7 @@ static void t_on_data(void *ud, const uint8_t *p, size_t n) {
     if (ws->state == WS_HANDSHAKE) {
       handshake_data(ws, p, n);
     } else if (ws->state == WS_OPEN) {
-      if (buf_append(&ws->rbuf, p, n)) finish(ws, UV_ENOMEM);
-      else parse_frames(ws);
+      frames_data(ws, p, n);
     }
   }
   leave(ws);
