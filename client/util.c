@@ -167,18 +167,22 @@ void swc_message_view(const sw_msg_t *m, const sw_pmsg_t *pm, size_t index, sw_m
   out->serial = m->serial;
   *extras = NULL;
   out->action = m->action;
-  /* extras and version share one allocation: "<extras>\0<version>\0". */
-  char *ex = m->extras ? json_dumps(m->extras, JSON_COMPACT) : NULL;
-  char *ver = m->version ? json_dumps(m->version, JSON_COMPACT) : NULL;
-  size_t el = ex ? strlen(ex) + 1 : 0, vl = ver ? strlen(ver) + 1 : 0;
-  if (el + vl && (*extras = malloc(el + vl))) {
-    if (ex) memcpy(*extras, ex, el);
-    if (ver) memcpy(*extras + el, ver, vl);
-    out->extras = ex ? *extras : NULL;
-    out->version = ver ? *extras + el : NULL;
+  if (!m->extras && !m->version) return;
+  /* extras and version share one allocation, "<extras>\0<version>\0",
+   * written by the codec's JSON writer as rx.c writes them for realtime
+   * messages (compact, the same escapes and numbers). */
+  sw_buf_t b = {0};
+  int rc = 0;
+  if (m->extras) rc = codec_encode_value(SW_FMT_JSON, m->extras, &b) || buf_append_byte(&b, 0);
+  size_t ver_at = b.len;
+  if (!rc && m->version) rc = codec_encode_value(SW_FMT_JSON, m->version, &b) || buf_append_byte(&b, 0);
+  if (rc) {
+    buf_free(&b);
+    return;
   }
-  free(ex);
-  free(ver);
+  *extras = (char *)buf_steal(&b, NULL);
+  out->extras = m->extras ? *extras : NULL;
+  out->version = m->version ? *extras + ver_at : NULL;
 }
 
 int swc_message_import(const sw_message_t *in, sw_msg_t *m) {
