@@ -245,18 +245,15 @@ void swc_channels_on_conn_state(sw_client_t *c, sw_conn_state_t s, const sw_erri
 
 /* ---- incoming ---- */
 
-static void dispatch(sw_channel_t *ch, const sw_pmsg_t *m) {
-  sw_client_t *c = ch->c;
+/* Hands msgs[0..n) to the subscriptions, in order. */
+static void dispatch(sw_channel_t *ch, const sw_message_t *msgs, size_t n) {
   ch->dispatching++;
-  for (size_t i = 0; i < m->n_messages && live(ch); i++) {
-    sw_message_t v;
-    char *extras = NULL, idbuf[160];
-    swc_message_view(&m->messages[i], m, i, &v, &extras, idbuf, sizeof idbuf);
+  for (size_t i = 0; i < n && live(ch); i++) {
+    const sw_message_t *v = &msgs[i];
     for (swc_sub_t *s = ch->subs; s && live(ch); s = s->next) {
-      if (s->removed || (s->name && (!v.name || strcmp(s->name, v.name) != 0))) continue;
-      s->cb(ch, &v, s->ud);
+      if (s->removed || (s->name && (!v->name || strcmp(s->name, v->name) != 0))) continue;
+      s->cb(ch, v, s->ud);
     }
-    free(extras);
   }
   if (--ch->dispatching == 0) {
     /* Unsubscribed during the dispatch: unlink now. */
@@ -271,10 +268,10 @@ static void dispatch(sw_channel_t *ch, const sw_pmsg_t *m) {
       }
     }
   }
-  (void)c;
 }
 
-void swc_channel_on_pmsg(sw_client_t *c, sw_pmsg_t *m) {
+void swc_channel_on_pmsg(sw_client_t *c, const swc_rx_pmsg_t *r) {
+  const sw_pmsg_t *m = &r->pm;
   sw_channel_t *ch = NULL;
   HASH_FIND_STR(c->channels, m->channel, ch);
   if (!ch) return;
@@ -326,7 +323,7 @@ void swc_channel_on_pmsg(sw_client_t *c, sw_pmsg_t *m) {
   case SW_ACTION_MESSAGE:
     if (ch->state != SW_CHANNEL_ATTACHED) break; /* RTL17 */
     if (m->channel_serial) replace(&ch->serial, m->channel_serial);
-    dispatch(ch, m);
+    dispatch(ch, r->msgs, r->n_msgs);
     break;
   default:
     if (m->channel_serial && ch->state == SW_CHANNEL_ATTACHED) replace(&ch->serial, m->channel_serial);

@@ -398,25 +398,27 @@ static void on_server_error(sw_client_t *c, const sw_pmsg_t *m) {
   to_failed(c, &e); /* RTN14g, RTN15i */
 }
 
-static void ws_on_message(void *ud, bool text, const uint8_t *p, size_t n) {
-  sw_client_t *c = ud;
-  (void)text;
-  sw_pmsg_t m = {0};
-  sw_error_t err = {0};
-  if (codec_decode_pmsg(c->fmt, p, n, &m, &err)) {
-    swc_log(c, SW_LOG_WARN, "undecodable protocol message dropped: %s", err.message);
-    return;
-  }
-  switch (m.action) {
+/* A received frame, for on_pmsg (CONNECTED reads its raw details again). */
+typedef struct frame {
+  sw_client_t *c;
+  const uint8_t *p;
+  size_t n;
+} frame_t;
+
+static void on_pmsg(void *ud, const swc_rx_pmsg_t *r) {
+  const frame_t *f = ud;
+  sw_client_t *c = f->c;
+  const sw_pmsg_t *m = &r->pm;
+  switch (m->action) {
   case SW_ACTION_CONNECTED:
-    on_connected(c, &m, p, n);
+    on_connected(c, m, f->p, f->n);
     break;
   case SW_ACTION_DISCONNECTED:
-    on_server_disconnected(c, &m);
+    on_server_disconnected(c, m);
     break;
   case SW_ACTION_ERROR:
-    if (m.channel) swc_channel_on_pmsg(c, &m);
-    else on_server_error(c, &m);
+    if (m->channel) swc_channel_on_pmsg(c, r);
+    else on_server_error(c, m);
     break;
   case SW_ACTION_CLOSED:
     if (c->state == SW_CONN_CLOSING || c->state == SW_CONN_CONNECTED) to_closed(c);
@@ -429,13 +431,21 @@ static void ws_on_message(void *ud, bool text, const uint8_t *p, size_t n) {
     break;
   case SW_ACTION_ACK:
   case SW_ACTION_NACK:
-    swc_pubs_on_ack(c, &m, m.action == SW_ACTION_NACK);
+    swc_pubs_on_ack(c, m, m->action == SW_ACTION_NACK);
     break;
   default:
-    if (m.channel) swc_channel_on_pmsg(c, &m);
+    if (m->channel) swc_channel_on_pmsg(c, r);
     break;
   }
-  pmsg_free(&m);
+}
+
+static void ws_on_message(void *ud, bool text, const uint8_t *p, size_t n) {
+  sw_client_t *c = ud;
+  (void)text;
+  frame_t f = {.c = c, .p = p, .n = n};
+  sw_error_t err = {0};
+  if (swc_rx_frame(&c->rx, c->fmt, p, n, on_pmsg, &f, &err))
+    swc_log(c, SW_LOG_WARN, "undecodable protocol message dropped: %s", err.message);
 }
 
 static const swc_ws_cbs_t ws_cbs = {
@@ -500,6 +510,7 @@ void swc_connect_attempt(sw_client_t *c) {
 
 static void destroy(sw_client_t *c) {
   swc_defer_drop_all(c);
+  swc_rx_free(&c->rx);
   swc_pubs_free_all(c);
   swc_channels_free(c);
   free(c->host);

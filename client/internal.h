@@ -8,6 +8,7 @@
  *   auth.c           credentials, tokens, renewal (RSA*, RTC8), JWT/TokenRequest minting
  *   channel.c        channels (RTL*), subscriptions, the publish queue and ACKs
  *   rest.c           REST requests: time, history, requestToken
+ *   rx.c             received frames to ProtocolMessages (MESSAGE and ACK without copies)
  *   util.c           errors, random bytes, logging, deferred callbacks, message views
  *
  * Internal functions are prefixed swc_ and hidden from the library's ABI. */
@@ -138,6 +139,35 @@ swc_http_t *swc_http_start(uv_loop_t *loop, const swc_endpoint_t *ep, const char
                            swc_http_cb cb, void *ud);
 /* No callback after this; frees asynchronously. */
 void swc_http_cancel(swc_http_t *h);
+
+/* ---- receiving ProtocolMessages (rx.c) ------------------------------------ */
+
+/* The receive path's scratch memory, reused from frame to frame (one per
+ * client: a handler may run while another client's frame is decoded, never
+ * while its own next one is). */
+typedef struct swc_rx {
+  sw_buf_t text; /* the NUL-terminated strings of the frame being handled */
+  sw_buf_t recs; /* per-message (or per-ACK-result) records while text grows */
+  sw_buf_t out;  /* what the handler gets: message views, ACK results */
+} swc_rx_t;
+
+/* One received ProtocolMessage. pm has the header fields (ACK: and res);
+ * for a MESSAGE, msgs[0..n_msgs) are its messages as the application sees
+ * them (id, connectionId and timestamp filled in from pm: TM2a, c, f); use
+ * them, not pm.messages. Everything is borrowed for the handler's call. */
+typedef struct swc_rx_pmsg {
+  sw_pmsg_t pm;
+  const sw_message_t *msgs;
+  size_t n_msgs;
+} swc_rx_pmsg_t;
+
+typedef void (*swc_rx_handler)(void *ud, const swc_rx_pmsg_t *m);
+
+/* Decodes the frame p[0..n) and calls handler once with it. 0, or -1 with
+ * *err set when it is malformed (handler not called). */
+int swc_rx_frame(swc_rx_t *rx, sw_format_t fmt, const uint8_t *p, size_t n, swc_rx_handler handler, void *ud,
+                 sw_error_t *err);
+void swc_rx_free(swc_rx_t *rx);
 
 /* ---- deferred callbacks (util.c) ------------------------------------------ */
 
@@ -306,6 +336,7 @@ struct sw_client {
   char id_prefix[16];
   uint64_t id_counter;
 
+  swc_rx_t rx;            /* receive scratch */
   sw_channel_t *channels; /* by name (uthash) */
   swc_rest_t *rest_ops;
   swc_call_t *defer_head, *defer_tail;
@@ -348,7 +379,7 @@ void swc_channel_ref(sw_channel_t *ch);
 void swc_channel_unref(sw_channel_t *ch);
 void swc_channels_on_connected(sw_client_t *c);
 void swc_channels_on_conn_state(sw_client_t *c, sw_conn_state_t s, const sw_errinfo_t *reason);
-void swc_channel_on_pmsg(sw_client_t *c, sw_pmsg_t *m);
+void swc_channel_on_pmsg(sw_client_t *c, const swc_rx_pmsg_t *m);
 void swc_channels_timer(sw_client_t *c);
 void swc_channels_free(sw_client_t *c);
 void swc_pubs_on_ack(sw_client_t *c, const sw_pmsg_t *m, bool nack);
