@@ -81,6 +81,18 @@ static void replace(char **dst, const char *src) {
   *dst = d;
 }
 
+/* The channelSerial (RTL15b) changes with every message: overwritten in
+ * place while it fits. */
+static void set_serial(sw_channel_t *ch, const char *src) {
+  size_t n = src ? strlen(src) + 1 : 0;
+  if (n && n <= ch->serial_cap) {
+    memcpy(ch->serial, src, n);
+    return;
+  }
+  replace(&ch->serial, src);
+  ch->serial_cap = ch->serial ? n : 0;
+}
+
 static bool live(const sw_channel_t *ch) {
   return !ch->c->freeing && !ch->released;
 }
@@ -92,7 +104,7 @@ static void set_state(sw_channel_t *ch, sw_channel_state_t s, const sw_errinfo_t
     ch->reason = *reason;
     ch->has_reason = true;
   }
-  if (s == SW_CHANNEL_DETACHED || s == SW_CHANNEL_FAILED) replace(&ch->serial, NULL); /* RTL15b2 */
+  if (s == SW_CHANNEL_DETACHED || s == SW_CHANNEL_FAILED) set_serial(ch, NULL); /* RTL15b2 */
   if (s != SW_CHANNEL_ATTACHING && s != SW_CHANNEL_DETACHING && s != SW_CHANNEL_SUSPENDED)
     ch->deadline_kind = SWC_DEADLINE_NONE;
   if (live(ch) && ch->state_cb) ch->state_cb(ch, prev, s, reason, resumed, ch->state_ud);
@@ -283,7 +295,7 @@ void swc_channel_on_pmsg(sw_client_t *c, const swc_rx_pmsg_t *r) {
     bool resumed = m->has_flags && (m->flags & SW_FLAG_RESUMED);
     if (ch->state == SW_CHANNEL_ATTACHING) {
       if (m->channel_serial) {
-        replace(&ch->serial, m->channel_serial); /* RTL15b */
+        set_serial(ch, m->channel_serial); /* RTL15b */
         replace(&ch->attach_serial, m->channel_serial);
       }
       ch->attached_before = true;
@@ -291,7 +303,7 @@ void swc_channel_on_pmsg(sw_client_t *c, const swc_rx_pmsg_t *r) {
       set_state(ch, SW_CHANNEL_ATTACHED, e.code ? &e : NULL, resumed);
       complete_waiters(ch, &ch->attach_waiters, NULL);
     } else if (ch->state == SW_CHANNEL_ATTACHED) {
-      if (m->channel_serial) replace(&ch->serial, m->channel_serial);
+      if (m->channel_serial) set_serial(ch, m->channel_serial);
       /* RTL12: an unsolicited ATTACHED is an UPDATE when something changed. */
       if (e.code || !resumed) set_state(ch, SW_CHANNEL_ATTACHED, e.code ? &e : NULL, resumed);
     }
@@ -322,11 +334,11 @@ void swc_channel_on_pmsg(sw_client_t *c, const swc_rx_pmsg_t *r) {
     break;
   case SW_ACTION_MESSAGE:
     if (ch->state != SW_CHANNEL_ATTACHED) break; /* RTL17 */
-    if (m->channel_serial) replace(&ch->serial, m->channel_serial);
+    if (m->channel_serial) set_serial(ch, m->channel_serial);
     dispatch(ch, r->msgs, r->n_msgs);
     break;
   default:
-    if (m->channel_serial && ch->state == SW_CHANNEL_ATTACHED) replace(&ch->serial, m->channel_serial);
+    if (m->channel_serial && ch->state == SW_CHANNEL_ATTACHED) set_serial(ch, m->channel_serial);
     break;
   }
   swc_channel_unref(ch);

@@ -216,6 +216,7 @@ struct sw_channel {
   sw_errinfo_t reason;
   bool has_reason;
   char *serial;        /* RTL15b channelSerial */
+  size_t serial_cap;   /* bytes allocated for serial (it changes with every message) */
   char *attach_serial; /* channelSerial of the last ATTACHED (RTL10b untilAttach) */
   uint32_t modes;
   json_t *params;      /* object of strings, or NULL */
