@@ -567,8 +567,7 @@ SW_API int sw_channel_unsubscribe(sw_channel_t *ch, int id) {
 
 static void pub_free(swc_pub_t *p) {
   if (p->ch) swc_channel_unref(p->ch);
-  p->pm.channel_serial = NULL;
-  pmsg_free(&p->pm);
+  for (size_t i = 0; i < p->pm.n_messages; i++) msg_clear(&p->msgs[i]);
   free(p);
 }
 
@@ -675,27 +674,22 @@ static int publish(sw_channel_t *ch, const sw_message_t *msgs, size_t n, int act
   bool queueable = c->state == SW_CONN_INITIALIZED || c->state == SW_CONN_CONNECTING ||
                    c->state == SW_CONN_DISCONNECTED || (up && !c->ws_connected);
   if (!up && !(queueable && c->queue_messages)) return SW_ESTATE; /* RTL6c2, RTL6c4 */
-  swc_pub_t *p = calloc(1, sizeof *p);
+  /* One allocation for the publish and its messages; the channel name is
+   * the channel's own (the publish holds a reference). */
+  swc_pub_t *p = calloc(1, sizeof *p + n * sizeof *p->msgs);
   if (!p) return SW_ENOMEM;
   p->pm.action = SW_ACTION_MESSAGE;
-  p->pm.channel = strdup(ch->name);
-  p->pm.messages = calloc(n, sizeof *p->pm.messages);
-  if (!p->pm.channel || !p->pm.messages) {
-    pmsg_free(&p->pm);
-    free(p);
-    return SW_ENOMEM;
-  }
+  p->pm.channel = ch->name;
+  p->pm.messages = p->msgs;
   uint64_t batch = c->id_counter++;
   for (size_t i = 0; i < n; i++) {
-    int rc = swc_message_import(&msgs[i], &p->pm.messages[i]);
+    sw_msg_t *m = &p->msgs[i];
+    int rc = swc_message_import(&msgs[i], m);
     if (rc) {
-      p->pm.n_messages = i;
-      pmsg_free(&p->pm);
-      free(p);
+      pub_free(p);
       return rc;
     }
     p->pm.n_messages = i + 1;
-    sw_msg_t *m = &p->pm.messages[i];
     m->action = action > 0 ? action : -1;
     if (action > 0) continue;
     free(m->serial);
@@ -705,13 +699,12 @@ static int publish(sw_channel_t *ch, const sw_message_t *msgs, size_t n, int act
       char id[64];
       snprintf(id, sizeof id, "%s-%llu:%zu", c->id_prefix, (unsigned long long)batch, i);
       if (!(m->id = strdup(id))) {
-        pmsg_free(&p->pm);
-        free(p);
+        pub_free(p);
         return SW_ENOMEM;
       }
     }
   }
-  for (size_t i = 0; i < n; i++) p->size += msg_size(&p->pm.messages[i]);
+  for (size_t i = 0; i < n; i++) p->size += msg_size(&p->msgs[i]);
   p->ch = ch;
   swc_channel_ref(ch);
   p->cb = cb;

@@ -237,12 +237,13 @@ struct sw_channel {
 typedef struct swc_pub {
   struct swc_pub *next;
   sw_channel_t *ch; /* a reference */
-  sw_pmsg_t pm;     /* MESSAGE: channel and messages owned */
+  sw_pmsg_t pm;     /* MESSAGE: channel borrowed from ch, messages = msgs */
   size_t size;      /* msg_size total, for maxMessageSize */
   int64_t msg_serial;
   bool sent;
   sw_publish_cb cb;
   void *ud;
+  sw_msg_t msgs[]; /* pm.n_messages of them, owned, in the same allocation */
 } swc_pub_t;
 
 /* ---- REST operations (rest.c) --------------------------------------------- */
