@@ -444,7 +444,7 @@ static void ws_on_message(void *ud, bool text, const uint8_t *p, size_t n) {
   (void)text;
   frame_t f = {.c = c, .p = p, .n = n};
   sw_error_t err = {0};
-  if (swc_rx_frame(&c->rx, c->fmt, p, n, on_pmsg, &f, &err))
+  if (swc_rx_decode(c->fmt, p, n, on_pmsg, &f, &err))
     swc_log(c, SW_LOG_WARN, "undecodable protocol message dropped: %s", err.message);
 }
 
@@ -510,7 +510,6 @@ void swc_connect_attempt(sw_client_t *c) {
 
 static void destroy(sw_client_t *c) {
   swc_defer_drop_all(c);
-  swc_rx_free(&c->rx);
   swc_pubs_free_all(c);
   swc_channels_free(c);
   free(c->host);

@@ -142,9 +142,7 @@ void swc_http_cancel(swc_http_t *h);
 
 /* ---- receiving ProtocolMessages (rx.c) ------------------------------------ */
 
-/* The receive path's scratch memory, reused from frame to frame (one per
- * client: a handler may run while another client's frame is decoded, never
- * while its own next one is). */
+/* The receive path's scratch memory, reused from frame to frame. */
 typedef struct swc_rx {
   sw_buf_t text; /* the NUL-terminated strings of the frame being handled */
   sw_buf_t recs; /* per-message (or per-ACK-result) records while text grows */
@@ -163,8 +161,12 @@ typedef struct swc_rx_pmsg {
 
 typedef void (*swc_rx_handler)(void *ud, const swc_rx_pmsg_t *m);
 
-/* Decodes the frame p[0..n) and calls handler once with it. 0, or -1 with
- * *err set when it is malformed (handler not called). */
+/* Decodes the frame p[0..n) into the calling thread's scratch and calls
+ * handler once with it. 0, or -1 with *err set when it is malformed
+ * (handler not called). The handler may decode other frames. */
+int swc_rx_decode(sw_format_t fmt, const uint8_t *p, size_t n, swc_rx_handler handler, void *ud, sw_error_t *err);
+/* The same into the scratch rx: swc_rx_decode's core, which tests drive
+ * directly. */
 int swc_rx_frame(swc_rx_t *rx, sw_format_t fmt, const uint8_t *p, size_t n, swc_rx_handler handler, void *ud,
                  sw_error_t *err);
 void swc_rx_free(swc_rx_t *rx);
@@ -338,7 +340,6 @@ struct sw_client {
   char id_prefix[16];
   uint64_t id_counter;
 
-  swc_rx_t rx;            /* receive scratch */
   sw_channel_t *channels; /* by name (uthash) */
   swc_rest_t *rest_ops;
   swc_call_t *defer_head, *defer_tail;

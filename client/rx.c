@@ -7,7 +7,7 @@
  *
  *   - MESSAGE and ACK, what a busy client receives all the time, are read
  *     straight from the tree. What the application gets as a string is
- *     copied, NUL-terminated, into the client's scratch buffers (swc_rx_t),
+ *     copied, NUL-terminated, into the thread's scratch buffers (swc_rx_t),
  *     which are reused from frame to frame, rather than malloc'd field by
  *     field into an sw_pmsg_t; extras and version are written as JSON text
  *     from the tree rather than built as a json_t and dumped.
@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -594,4 +595,57 @@ void swc_rx_free(swc_rx_t *rx) {
   buf_free(&rx->text);
   buf_free(&rx->recs);
   buf_free(&rx->out);
+}
+
+/* ---- the thread's scratch ----
+ * What a frame is decoded into lives only while its handler runs, and a
+ * loop runs on one thread, so one scratch per thread serves every client on
+ * it, and it stays in the cache whichever of thousands of connections the
+ * frame came from (a scratch per client was cold memory on every frame, as
+ * slow as the mallocs it replaced). A frame decoded while another is still
+ * being handled further up the stack (a callback that runs another client's
+ * private loop) gets a scratch of its own. Allocated on a thread's first
+ * frame, freed when the thread exits. */
+
+typedef struct rx_thread {
+  bool busy; /* a frame on this thread is using rx */
+  swc_rx_t rx;
+} rx_thread_t;
+
+static pthread_once_t rt_once = PTHREAD_ONCE_INIT;
+static pthread_key_t rt_key;
+static bool rt_key_ok;
+
+static void rt_free(void *p) {
+  rx_thread_t *t = p;
+  swc_rx_free(&t->rx);
+  free(t);
+}
+
+static void rt_key_make(void) { rt_key_ok = pthread_key_create(&rt_key, rt_free) == 0; }
+
+/* This thread's scratch, or NULL when there is none (out of memory). */
+static rx_thread_t *rt_get(void) {
+  pthread_once(&rt_once, rt_key_make);
+  if (!rt_key_ok) return NULL;
+  rx_thread_t *t = pthread_getspecific(rt_key);
+  if (!t && (t = calloc(1, sizeof *t)) && pthread_setspecific(rt_key, t)) {
+    free(t);
+    t = NULL;
+  }
+  return t;
+}
+
+int swc_rx_decode(sw_format_t fmt, const uint8_t *p, size_t n, swc_rx_handler handler, void *ud, sw_error_t *err) {
+  rx_thread_t *t = rt_get();
+  if (!t || t->busy) {
+    swc_rx_t own = {0};
+    int rc = swc_rx_frame(&own, fmt, p, n, handler, ud, err);
+    swc_rx_free(&own);
+    return rc;
+  }
+  t->busy = true;
+  int rc = swc_rx_frame(&t->rx, fmt, p, n, handler, ud, err);
+  t->busy = false;
+  return rc;
 }

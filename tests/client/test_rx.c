@@ -625,11 +625,52 @@ static void test_scratch_reuse(void **state) {
   swc_rx_free(&rx);
 }
 
+/* A handler that decodes another frame (as a callback running another
+ * client's private loop would) gets its views intact afterwards: the inner
+ * frame had a scratch of its own. */
+typedef struct nested {
+  int depth;
+  char *inner;
+} nested_t;
+
+static const char *const outer_frame = "{\"action\":15,\"channel\":\"outer\",\"messages\":[{\"name\":\"o\",\"data\":\"outer data\"}]}";
+static const char *const inner_frame = "{\"action\":15,\"channel\":\"inner\",\"messages\":[{\"name\":\"i\",\"data\":\"INNER DATA, longer\"}]}";
+
+static void on_nested(void *ud, const swc_rx_pmsg_t *m) {
+  nested_t *x = ud;
+  if (x->depth++ == 0) {
+    char *before = describe(&m->pm, m->msgs, m->n_msgs);
+    sw_error_t err;
+    assert_int_equal(swc_rx_decode(SW_FMT_JSON, (const uint8_t *)inner_frame, strlen(inner_frame), on_nested, x, &err), 0);
+    char *after = describe(&m->pm, m->msgs, m->n_msgs);
+    assert_string_equal(before, after);
+    assert_non_null(strstr(after, "\"channel\":\"outer\""));
+    free(before);
+    free(after);
+  } else {
+    x->inner = describe(&m->pm, m->msgs, m->n_msgs);
+  }
+}
+
+static void test_nested_decode(void **state) {
+  (void)state;
+  nested_t x = {0};
+  sw_error_t err;
+  for (int round = 0; round < 2; round++) { /* the second reuses the thread's scratch */
+    x.depth = 0;
+    assert_int_equal(swc_rx_decode(SW_FMT_JSON, (const uint8_t *)outer_frame, strlen(outer_frame), on_nested, &x, &err), 0);
+    assert_int_equal(x.depth, 2);
+    assert_non_null(strstr(x.inner, "\"channel\":\"inner\""));
+    free(x.inner);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_random_frames),      cmocka_unit_test(test_append_delivery),
       cmocka_unit_test(test_data_and_inherited_fields), cmocka_unit_test(test_extras_edge_cases),
       cmocka_unit_test(test_ack_and_full_decoder), cmocka_unit_test(test_scratch_reuse),
+      cmocka_unit_test(test_nested_decode),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
