@@ -1729,6 +1729,19 @@ static void test_appends_crash_recovery(void **state) {
 
 static void on_tick(uv_timer_t *h) { (*(int *)h->data)++; }
 
+/* Runs the loop until the append log is empty, or for max_ticks periods. */
+static void wait_log_empty(fx_t *fx, uint64_t period_ms, int max_ticks) {
+  int ticks = 0;
+  uv_timer_t t;
+  uv_timer_init(&fx->loop, &t);
+  t.data = &ticks;
+  uv_timer_start(&t, on_tick, period_ms, period_ms);
+  while (ticks < max_ticks && sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL) > 0)
+    uv_run(&fx->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&fx->loop, UV_RUN_NOWAIT);
+}
+
 /* Left running, the store folds a message's appends once enough of them
  * wait, or once they are old enough, and truncates the log. */
 static void test_appends_folded_in_background(void **state) {
@@ -1743,14 +1756,7 @@ static void test_appends_folded_in_background(void **state) {
   static sw_store_rec_t r[N];
   for (int i = 0; i < N; i++) r[i] = app_rec("a", "c", 1, 2 + i, bufs[i]);
   assert_int_equal(submit_recs_wait(fx, r, N), 0);
-  int ticks = 0;
-  uv_timer_t t;
-  uv_timer_init(&fx->loop, &t);
-  t.data = &ticks;
-  uv_timer_start(&t, on_tick, 100, 100);
-  while (ticks < 50 && sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL) > 0) uv_run(&fx->loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&fx->loop, UV_RUN_NOWAIT);
+  wait_log_empty(fx, 100, 50);
   assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 0);
   assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM versions", NULL), 1);
   /* Listed one by one, from inside the bundle too. */
@@ -1776,13 +1782,7 @@ static void test_appends_folded_in_background(void **state) {
   assert_int_equal(append_wait(fx, "a", "c", 1, N + 3), 0);
   assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 2);
   uint64_t t0 = uv_hrtime();
-  ticks = 0;
-  uv_timer_init(&fx->loop, &t);
-  t.data = &ticks;
-  uv_timer_start(&t, on_tick, 50, 50);
-  while (ticks < 100 && sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL) > 0) uv_run(&fx->loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&fx->loop, UV_RUN_NOWAIT);
+  wait_log_empty(fx, 50, 100);
   assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 0);
   assert_true(uv_hrtime() - t0 >= 200 * 1000000ull); /* not folded at once */
   assert_int_equal(sqlite_count(fx->path, "SELECT vseq FROM messages WHERE seq = 1", NULL), N + 3);
@@ -1803,14 +1803,7 @@ static void test_appends_log_truncated_in_chunks(void **state) {
   static sw_store_rec_t r[N];
   for (int i = 0; i < N; i++) r[i] = app_rec("a", "c", 1 + i % 4, 5 + i, bufs[i]);
   for (int i = 0; i < N; i += PER) assert_int_equal(submit_recs_wait(fx, r + i, PER), 0);
-  int ticks = 0;
-  uv_timer_t t;
-  uv_timer_init(&fx->loop, &t);
-  t.data = &ticks;
-  uv_timer_start(&t, on_tick, 100, 100);
-  while (ticks < 150 && sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL) > 0) uv_run(&fx->loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&fx->loop, UV_RUN_NOWAIT);
+  wait_log_empty(fx, 100, 150);
   assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 0);
   for (int k = 0; k < 4; k++) {
     char q[96];
