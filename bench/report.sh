@@ -163,19 +163,41 @@ gcc_v=$(gcc -dumpfullversion 2>/dev/null || echo "?")
     echo
     echo "Each stream is a message on an \`ai:\` channel (namespace with \`mutableMessages\`) that its writer"
     echo "extends with appends at a steady rate (ticks spread over the period), each stream watched by"
-    echo "subscribers on their own connections; one writer connection per stream. Latency: append sent →"
-    echo "delivered to a watcher. Server CPU from /proc/PID/stat over the measured window (100 % = one core)."
+    echo "subscribers on their own connections. Writers: one connection per stream (1,000), or every stream's"
+    echo "appends on one connection per load process (2), as examples/ai-chat's agent server sends them. Latency:"
+    echo "append sent → delivered to a watcher. Server CPU from /proc/PID/stat over the measured window (100 % = one core)."
     echo
-    echo "| streams × appends/s × watchers | appends/s | deliveries/s | p50 (ms) | p99 (ms) | ACK p99 (ms) | server CPU µs/append | server CPU % | server RSS (MiB) | target p99 ≤ 10 ms |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| streams × appends/s × watchers | writer connections | appends/s | deliveries/s | p50 (ms) | p99 (ms) | ACK p99 (ms) | server CPU µs/append | server CPU % | server RSS (MiB) | target p99 ≤ 10 ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for lab in $ai_labels; do
       p99=$(get "$lab" latency_p99_ms)
-      printf '| %s × %s × %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(get "$lab" streams)" \
-        "$(get "$lab" appends_per_s_per_stream)" "$(get "$lab" watchers)" "$(fmt_int "$(get "$lab" appends_per_s)")" \
+      printf '| %s × %s × %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(get "$lab" streams)" \
+        "$(get "$lab" appends_per_s_per_stream)" "$(get "$lab" watchers)" "$(fmt_int "$(get "$lab" writer_connections)")" \
+        "$(fmt_int "$(get "$lab" appends_per_s)")" \
         "$(fmt_int "$(get "$lab" deliveries_per_s)")" "$(get "$lab" latency_p50_ms)" "$p99" "$(get "$lab" ack_p99_ms)" \
         "$(get "$lab" server_us_per_append)" \
         "$(get "$lab" server_cpu_pct)" "$(get "$lab" server_rss_mb)" \
         "$(e=$(get "$lab" error); if [ -n "$e" ]; then echo "**not met**: $e"; else yes_no "$p99 <= 10"; fi)"
+    done
+    echo
+  fi
+
+  floor_labels=$(jq -r 'select(.scenario == "floor") | .label' "$results")
+  if [ -n "$floor_labels" ]; then
+    echo "### The machine's floor for the AI shape (bench/floor.c, no server)"
+    echo
+    echo "A relay process and the load processes exchange frames of a delivery's size over loopback TCP in"
+    echo "the shape above: one frame per append from the writer connections, one write per delivery to each"
+    echo "watcher, one ACK per read. No protocol, no storage: this is what the kernel costs on this box before"
+    echo "any server work. Three rounds; the row is the median round, with the lowest and highest p99 seen."
+    echo
+    echo "| streams × appends/s × watchers | writer connections | appends/s | p50 (ms) | p99 (ms), median | p99 (ms), lowest–highest | relay CPU % | load CPU % |"
+    echo "|---|---:|---:|---:|---:|---|---:|---:|"
+    for lab in $floor_labels; do
+      printf '| %s × %s × %s | %s | %s | %s | %s | %s–%s | %s | %s |\n' "$(get "$lab" streams)" \
+        "$(get "$lab" appends_per_s_per_stream)" "$(get "$lab" watchers)" "$(fmt_int "$(get "$lab" writer_connections)")" \
+        "$(fmt_int "$(get "$lab" appends_per_s)")" "$(get "$lab" latency_p50_ms)" "$(get "$lab" latency_p99_ms)" \
+        "$(get "$lab" p99_min_ms)" "$(get "$lab" p99_max_ms)" "$(get "$lab" relay_cpu_pct)" "$(get "$lab" load_cpu_pct)"
     done
     echo
   fi

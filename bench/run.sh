@@ -243,12 +243,34 @@ if want durable; then
   fi
 fi
 
+# floor LABEL N_ROUNDS ARGS...: bench/floor.c (plain TCP in the ai shape, no
+# server) N_ROUNDS times; keeps the round with the median p99 and adds the
+# lowest and highest p99 seen (p99_min_ms, p99_max_ms): the floor varies.
+floor() {
+  local label=$1 n=$2; shift 2
+  local out=$work/floor.jsonl; : >"$out"
+  printf '%s\n' "$build/floor $*" >>"$commands"
+  for r in $(seq "$n"); do
+    echo "  $label, round $r/$n" >&2
+    "$root/$build/floor" "$@" --json >>"$out"
+  done
+  jq -c -s --arg lab "$label" 'sort_by(.latency_p99_ms) | .[(length - 1) / 2 | floor] +
+    {label: $lab, p99_min_ms: first.latency_p99_ms, p99_max_ms: last.latency_p99_ms}' "$out" >>"$results"
+}
+
 if want ai; then
   echo "ai: streams of appends" >&2
+  gcc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror bench/floor.c -o "$build/floor"
   if [ $quick -eq 1 ]; then
     bench ai min:latency_p99_ms 1 ai
+    floor floor 1 --streams 50 --rate 10 --seconds 1
   else
-    # Issue 4's shape first, then smaller ones to find what this box sustains.
+    # What the machine itself costs for issue 4's shape: plain TCP, no server.
+    floor floor-1000x50-a1000 3 --streams 1000 --rate 50 --agents 1000
+    floor floor-1000x50-a2 3 --streams 1000 --rate 50 --agents 2
+    # Issue 4's shape first, then smaller ones to find what this box sustains;
+    # then the same with the appends of every stream on one connection per
+    # load process, as examples/ai-chat's agent server sends them.
     tolerate=1 bench ai-1000x50 min:latency_p99_ms 1 ai --streams 1000 --rate 50 --procs 2
     tolerate=1 bench ai-1000x20 min:latency_p99_ms 1 ai --streams 1000 --rate 20 --procs 2
     tolerate=1 bench ai-1000x10 min:latency_p99_ms 1 ai --streams 1000 --rate 10 --procs 2
@@ -256,6 +278,9 @@ if want ai; then
     tolerate=1 bench ai-1000x2 min:latency_p99_ms 1 ai --streams 1000 --rate 2 --procs 2
     tolerate=1 bench ai-200x20 min:latency_p99_ms 1 ai --streams 200 --rate 20 --procs 2
     tolerate=1 bench ai-100x10 min:latency_p99_ms 1 ai --streams 100 --rate 10 --procs 2
+    tolerate=1 bench ai-1000x50-a2 min:latency_p99_ms 1 ai --streams 1000 --rate 50 --procs 2 --agents 2
+    tolerate=1 bench ai-1000x35-a2 min:latency_p99_ms 1 ai --streams 1000 --rate 35 --procs 2 --agents 2
+    tolerate=1 bench ai-1000x20-a2 min:latency_p99_ms 1 ai --streams 1000 --rate 20 --procs 2 --agents 2
   fi
 fi
 
