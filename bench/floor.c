@@ -261,6 +261,14 @@ static double proc_cpu_s(pid_t pid) {
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* Every append is delivered to every watcher: 0, else 1 with a message. */
+static int lost(uint64_t appends, uint64_t deliveries) {
+  if (deliveries == appends * (uint64_t)o.watchers) return 0;
+  fprintf(stderr, "floor: %llu deliveries for %llu appends x %d watchers\n", (unsigned long long)deliveries,
+          (unsigned long long)appends, o.watchers);
+  return 1;
+}
+
 static int parse_args(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json")) {
@@ -354,12 +362,12 @@ int main(int argc, char **argv) {
            "\"relay_cpu_pct\":%.1f,\"load_cpu_pct\":%.1f}\n",
            o.streams, o.rate, o.watchers, o.agents, o.procs, o.frame, o.seconds, aps, dps, p50, p99, max, rpct,
            lpct);
-    return 0;
+    return lost(total, count);
   }
   printf("floor: %d streams x %d/s x %d watchers, %d agent connections, %d load procs, %d-byte frames, %d s\n",
          o.streams, o.rate, o.watchers, o.agents, o.procs, o.frame, o.seconds);
   printf("  appends_per_s      %.0f\n  deliveries_per_s   %.0f\n", aps, dps);
   printf("  latency_p50_ms     %.3f\n  latency_p99_ms     %.3f\n  latency_max_ms     %.3f\n", p50, p99, max);
   printf("  relay_cpu_pct      %.1f\n  load_cpu_pct       %.1f\n", rpct, lpct);
-  return 0;
+  return lost(total, count);
 }
