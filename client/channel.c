@@ -282,10 +282,20 @@ static void dispatch(sw_channel_t *ch, const sw_message_t *msgs, size_t n) {
   }
 }
 
+/* The channel a frame is for. Most often the one of the client's previous
+ * frame, which saves the hash table's own (cold) memory. */
+static sw_channel_t *find_rx_channel(sw_client_t *c, const char *name) {
+  sw_channel_t *ch = c->rx_ch;
+  if (ch && strcmp(ch->name, name) == 0) return ch;
+  ch = NULL;
+  HASH_FIND_STR(c->channels, name, ch);
+  if (ch) c->rx_ch = ch;
+  return ch;
+}
+
 void swc_channel_on_pmsg(sw_client_t *c, const swc_rx_pmsg_t *r) {
   const sw_pmsg_t *m = &r->pm;
-  sw_channel_t *ch = NULL;
-  HASH_FIND_STR(c->channels, m->channel, ch);
+  sw_channel_t *ch = find_rx_channel(c, m->channel);
   if (!ch) return;
   swc_channel_ref(ch);
   sw_errinfo_t e = {0};
@@ -374,6 +384,7 @@ SW_API int sw_channel_release(sw_channel_t *ch) {
   ch->released = true;
   ch->deadline_kind = SWC_DEADLINE_NONE;
   HASH_DEL(c->channels, ch);
+  if (c->rx_ch == ch) c->rx_ch = NULL;
   for (swc_sub_t *s = ch->subs; s; s = s->next) s->removed = true;
   free_waiters(ch->attach_waiters);
   free_waiters(ch->detach_waiters);
@@ -384,6 +395,7 @@ SW_API int sw_channel_release(sw_channel_t *ch) {
 
 void swc_channels_free(sw_client_t *c) {
   sw_channel_t *ch, *tmp;
+  c->rx_ch = NULL;
   HASH_ITER(hh, c->channels, ch, tmp) {
     HASH_DEL(c->channels, ch);
     ch->released = true;

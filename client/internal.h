@@ -209,24 +209,26 @@ typedef struct swc_waiter {
 enum { SWC_DEADLINE_NONE = 0, SWC_DEADLINE_ATTACH, SWC_DEADLINE_DETACH, SWC_DEADLINE_RETRY };
 
 struct sw_channel {
+  /* What a received message touches, first (see sw_client). */
   sw_client_t *c;
   char *name;
-  UT_hash_handle hh;
-  int refs; /* the client's table while not released, deferred calls, publishes */
-  bool released;
-  sw_channel_state_t state;
-  sw_errinfo_t reason;
-  bool has_reason;
+  swc_sub_t *subs;
   char *serial;        /* RTL15b channelSerial */
   size_t serial_cap;   /* bytes allocated for serial (it changes with every message) */
+  int refs; /* the client's table while not released, deferred calls, publishes */
+  int dispatching;
+  sw_channel_state_t state;
+  bool released;
+
+  UT_hash_handle hh;
+  sw_errinfo_t reason;
+  bool has_reason;
   char *attach_serial; /* channelSerial of the last ATTACHED (RTL10b untilAttach) */
   uint32_t modes;
   json_t *params;      /* object of strings, or NULL */
   bool attached_before; /* ATTACH_RESUME on re-attach (RTL4j) */
   bool attach_after_detach;
-  swc_sub_t *subs;
   int next_sub_id;
-  int dispatching;
   swc_waiter_t *attach_waiters, *detach_waiters;
   sw_channel_state_cb state_cb;
   void *state_ud;
@@ -278,6 +280,25 @@ struct sw_auth_request {
 /* ---- the client ------------------------------------------------------------ */
 
 struct sw_client {
+  /* What every received frame and every publish touches comes first and
+   * together: with thousands of connections, a client is cold in the cache
+   * when its frame arrives, and each further cache line costs a miss. */
+  uv_loop_t *loop;
+  swc_ws_t *ws;
+  sw_channel_t *channels; /* by name (uthash) */
+  sw_channel_t *rx_ch;    /* the channel of the last MESSAGE, tried before the hash; or NULL */
+  /* publishes: queued (not sent) and pending (sent, awaiting ACK), in order */
+  swc_pub_t *q_head, *q_tail, *p_head, *p_tail;
+  uint64_t last_activity; /* uv_now of the last byte received (RTN23a) */
+  int64_t msg_serial;
+  int64_t max_message_size;
+  uint64_t id_counter;
+  sw_conn_state_t state;
+  sw_format_t fmt;
+  bool freeing;
+  bool ws_connected; /* CONNECTED received on this transport */
+  bool idempotent, queue_messages;
+
   /* options (owned copies) */
   char *host;
   int port;
@@ -290,8 +311,7 @@ struct sw_client {
   void *auth_ud;
   bool use_token_auth;
   char *client_id_opt;
-  sw_format_t fmt;
-  bool echo, idempotent, queue_messages;
+  bool echo;
   sw_state_cb on_state;
   void *state_ud;
   int64_t t_request, t_http, t_disc_retry, t_susp_retry, t_chan_retry, state_ttl_opt;
@@ -300,10 +320,8 @@ struct sw_client {
   int log_level;
 
   /* loop and lifetime */
-  uv_loop_t *loop;
   bool own_loop;
   int handles;   /* open uv handles embedded here; freed when 0 after freeing */
-  bool freeing;
   int in_run;
   uv_timer_t t_conn;  /* connect timeout, retry, close timeout (by state) */
   uv_timer_t t_idle;  /* RTN23a */
@@ -313,17 +331,12 @@ struct sw_client {
   uv_timer_t t_stop;  /* sw_client_run_for */
 
   /* connection */
-  sw_conn_state_t state;
   sw_errinfo_t reason;
   bool has_reason;
-  swc_ws_t *ws;
-  bool ws_connected; /* CONNECTED received on this transport */
   char *conn_id, *conn_key, *server_client_id;
-  int64_t max_idle_ms, state_ttl_ms, max_message_size;
-  int64_t msg_serial;
+  int64_t max_idle_ms, state_ttl_ms;
   int retry_count;
   uint64_t disconnected_at; /* uv_now of the first loss, 0 when connected */
-  uint64_t last_activity;   /* uv_now of the last byte received (RTN23a) */
 
   /* auth */
   bool token_mode;   /* realtime and REST use tokens (not the key itself) */
@@ -335,12 +348,7 @@ struct sw_client {
   swc_rest_t *auth_exchange;
   bool token_retried; /* renewed once after a token error; a second one backs off (RTN14b, RTN15h2) */
 
-  /* publishes: queued (not sent) and pending (sent, awaiting ACK), in order */
-  swc_pub_t *q_head, *q_tail, *p_head, *p_tail;
-  char id_prefix[16];
-  uint64_t id_counter;
-
-  sw_channel_t *channels; /* by name (uthash) */
+  char id_prefix[16]; /* of message ids (RSL1k1) */
   swc_rest_t *rest_ops;
   swc_call_t *defer_head, *defer_tail;
 };

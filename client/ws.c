@@ -21,26 +21,27 @@
 enum { WS_CONNECTING, WS_HANDSHAKE, WS_OPEN, WS_DONE };
 
 struct swc_ws {
+  /* What every frame touches first (a connection is cold in the cache when
+   * its frame arrives: fewer lines, fewer misses). */
   swc_transport_t *t;
   swc_ws_cbs_t cbs;
   void *ud;
   int state;
   int busy;      /* nesting depth of our own callbacks: free only at 0 */
   bool released; /* the owner let go */
-  char *request; /* the handshake request, sent on connect */
+  size_t max_msg;
+  sw_buf_t rbuf; /* only the start of a frame still arriving */
+  sw_ws_msg_asm_t asm_;
+  size_t pool_off;
+  uint8_t pool[256]; /* random bytes for masks, refilled in bulk */
+  /* the handshake */
+  char *request; /* the request, sent on connect */
   char accept[32];
-  /* handshake response parsing */
   http_parser hp;
   http_parser_settings hs;
   sw_buf_t hfield, hvalue;
   bool in_value;
   bool accept_ok, upgrade_ok, headers_done;
-  /* frames: rbuf holds only the start of a frame still arriving */
-  sw_buf_t rbuf;
-  sw_ws_msg_asm_t asm_;
-  size_t max_msg;
-  uint8_t pool[256]; /* random bytes for masks, refilled in bulk */
-  size_t pool_off;
 };
 
 int swc_ws_frame_masked(sw_buf_t *out, uint8_t opcode, const uint8_t *p, size_t n, const uint8_t mask[4]) {

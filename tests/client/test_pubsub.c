@@ -217,6 +217,16 @@ static void test_detach_attach_release(void **state) {
   sw_channel_t *fresh = sw_client_channel(c, "da");
   assert_non_null(fresh);
   assert_int_equal(sw_channel_state(fresh), SW_CHANNEL_INITIALIZED);
+  run_for(&t.loop, 200); /* the DETACHED of the release */
+  /* Messages for the name reach the fresh handle, not the released one the
+   * client received the last message for. */
+  recv_log_t r2 = {0};
+  assert_ptr_equal(attached(&t, c, "da", &r2, NULL), fresh);
+  assert_int_equal(sw_channel_publish(fresh, NULL, "fresh", ack_cb, &a), 0);
+  assert_true(wait_counts(&t, &r2, 1, &a, 3));
+  assert_string_equal(jstr(json_array_get(r2.msgs, 0), "data"), "fresh");
+  assert_int_equal(json_array_size(r.msgs), 1);
+  json_decref(r2.msgs);
   json_decref(r.msgs);
   json_decref(a.serials);
   tclose(&t, c, &l);
