@@ -283,7 +283,9 @@ static void dispatch(sw_channel_t *ch, const sw_message_t *msgs, size_t n) {
 }
 
 /* The channel a frame is for. Most often the one of the client's previous
- * frame, which saves the hash table's own (cold) memory. */
+ * frame, which saves the hash table's own (cold) memory. c->rx_ch is only
+ * ever a channel found in the table, and unlink_channel (the one way out of
+ * it) drops it: the table holds a reference, so rx_ch is alive. */
 static sw_channel_t *find_rx_channel(sw_client_t *c, const char *name) {
   sw_channel_t *ch = c->rx_ch;
   if (ch && strcmp(ch->name, name) == 0) return ch;
@@ -291,6 +293,14 @@ static sw_channel_t *find_rx_channel(sw_client_t *c, const char *name) {
   HASH_FIND_STR(c->channels, name, ch);
   if (ch) c->rx_ch = ch;
   return ch;
+}
+
+/* Takes ch out of c's table, and out of the receive cache with it; the
+ * caller then drops the table's reference. */
+static void unlink_channel(sw_client_t *c, sw_channel_t *ch) {
+  HASH_DEL(c->channels, ch);
+  if (c->rx_ch == ch) c->rx_ch = NULL;
+  ch->released = true;
 }
 
 void swc_channel_on_pmsg(sw_client_t *c, const swc_rx_pmsg_t *r) {
@@ -381,10 +391,8 @@ SW_API int sw_channel_release(sw_channel_t *ch) {
     sw_pmsg_t m = {.action = SW_ACTION_DETACH, .channel = ch->name};
     swc_send_pmsg(c, &m);
   }
-  ch->released = true;
+  unlink_channel(c, ch);
   ch->deadline_kind = SWC_DEADLINE_NONE;
-  HASH_DEL(c->channels, ch);
-  if (c->rx_ch == ch) c->rx_ch = NULL;
   for (swc_sub_t *s = ch->subs; s; s = s->next) s->removed = true;
   free_waiters(ch->attach_waiters);
   free_waiters(ch->detach_waiters);
@@ -395,10 +403,8 @@ SW_API int sw_channel_release(sw_channel_t *ch) {
 
 void swc_channels_free(sw_client_t *c) {
   sw_channel_t *ch, *tmp;
-  c->rx_ch = NULL;
   HASH_ITER(hh, c->channels, ch, tmp) {
-    HASH_DEL(c->channels, ch);
-    ch->released = true;
+    unlink_channel(c, ch);
     swc_channel_unref(ch);
   }
 }

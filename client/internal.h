@@ -286,7 +286,8 @@ struct sw_client {
   uv_loop_t *loop;
   swc_ws_t *ws;
   sw_channel_t *channels; /* by name (uthash) */
-  sw_channel_t *rx_ch;    /* the channel of the last MESSAGE, tried before the hash; or NULL */
+  sw_channel_t *rx_ch;    /* the channel of the last MESSAGE, tried before the hash; or NULL
+                           * (always one in the table: see unlink_channel) */
   /* publishes: queued (not sent) and pending (sent, awaiting ACK), in order */
   swc_pub_t *q_head, *q_tail, *p_head, *p_tail;
   uint64_t last_activity; /* uv_now of the last byte received (RTN23a) */

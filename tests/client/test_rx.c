@@ -665,12 +665,76 @@ static void test_nested_decode(void **state) {
   }
 }
 
+/* The client's receive cache (rx_ch: the channel of the previous MESSAGE)
+ * never outlives the channel: after the cached channel is released, frames
+ * for its name, for another channel and for a fresh handle of the same name
+ * go where they should (under ASan, a stale cache is a use-after-free here). */
+typedef struct chan_count {
+  int a, b;
+} chan_count_t;
+
+static void count_a(sw_channel_t *ch, const sw_message_t *m, void *ud) {
+  (void)ch, (void)m;
+  ((chan_count_t *)ud)->a++;
+}
+
+static void count_b(sw_channel_t *ch, const sw_message_t *m, void *ud) {
+  (void)ch, (void)m;
+  ((chan_count_t *)ud)->b++;
+}
+
+static void to_channels(void *ud, const swc_rx_pmsg_t *r) { swc_channel_on_pmsg(ud, r); }
+
+static void deliver(sw_client_t *c, const char *channel) {
+  char frame[128];
+  int n = snprintf(frame, sizeof frame, "{\"action\":15,\"channel\":\"%s\",\"messages\":[{\"data\":\"x\"}]}", channel);
+  sw_error_t err;
+  assert_int_equal(swc_rx_decode(SW_FMT_JSON, (const uint8_t *)frame, (size_t)n, to_channels, c, &err), 0);
+}
+
+static sw_channel_t *attached_channel(sw_client_t *c, const char *name, sw_message_cb cb, void *ud) {
+  sw_channel_t *ch = sw_client_channel(c, name);
+  assert_non_null(ch);
+  ch->state = SW_CHANNEL_ATTACHED; /* as after an ATTACHED; the client never connects */
+  assert_true(sw_channel_subscribe(ch, NULL, cb, ud) > 0);
+  return ch;
+}
+
+static void test_release_cached_channel(void **state) {
+  (void)state;
+  sw_options_t o;
+  sw_options_init(&o);
+  o.key = "app1.key1:the-secret-value";
+  sw_client_t *c;
+  assert_int_equal(sw_client_new(&o, &c, NULL), SW_OK);
+  chan_count_t got = {0}, fresh = {0};
+  sw_channel_t *a = attached_channel(c, "a", count_a, &got);
+  attached_channel(c, "b", count_b, &got);
+  deliver(c, "a");
+  assert_ptr_equal(c->rx_ch, a);
+  assert_int_equal(got.a, 1);
+
+  assert_int_equal(sw_channel_release(a), SW_OK); /* the table's reference was the last: a is freed */
+  assert_null(c->rx_ch);
+  deliver(c, "a"); /* no such channel now: dropped */
+  deliver(c, "b");
+  assert_int_equal(got.a, 1);
+  assert_int_equal(got.b, 1);
+
+  sw_channel_t *a2 = attached_channel(c, "a", count_a, &fresh);
+  deliver(c, "a");
+  assert_ptr_equal(c->rx_ch, a2);
+  assert_int_equal(fresh.a, 1);
+  assert_int_equal(got.a, 1);
+  sw_client_free(c); /* and the cache goes with the table */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_random_frames),      cmocka_unit_test(test_append_delivery),
       cmocka_unit_test(test_data_and_inherited_fields), cmocka_unit_test(test_extras_edge_cases),
       cmocka_unit_test(test_ack_and_full_decoder), cmocka_unit_test(test_scratch_reuse),
-      cmocka_unit_test(test_nested_decode),
+      cmocka_unit_test(test_nested_decode),     cmocka_unit_test(test_release_cached_channel),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
