@@ -415,9 +415,18 @@ int swc_random(void *p, size_t n);
 char *swc_strdup(const char *s); /* NULL-safe */
 void swc_defer_run_all(sw_client_t *c);
 void swc_defer_drop_all(sw_client_t *c);
+/* TM2a: a message without an id gets "<ProtocolMessage id>:<index>" when that
+ * id has at most this many bytes. Every such message repeats the whole id,
+ * so a longer one (no server sends one) would make a frame's messages cost
+ * up to 1000 times its size; their id stays NULL. */
+#define SWC_MAX_SYNTH_ID 1024
+/* What a synthesised id needs: the id, ':', an index, NUL. */
+#define SWC_SYNTH_ID_CAP(id_len) ((id_len) + 22)
+
 /* A public view of m (from a MESSAGE pm, or NULL for history); *extras gets
  * one malloc'd block holding the extras and version JSON texts, which the
- * caller frees; idbuf holds a synthesised id. */
+ * caller frees; idbuf (idcap bytes, SWC_SYNTH_ID_CAP of pm's id) holds a
+ * synthesised id (SWC_MAX_SYNTH_ID). */
 void swc_message_view(const sw_msg_t *m, const sw_pmsg_t *pm, size_t index, sw_message_t *out, char **extras,
                       char *idbuf, size_t idcap);
 /* A deep copy of a public message into m (zeroed first). SW_EINVAL or SW_ENOMEM. */

@@ -370,7 +370,7 @@ static int put_msg(swc_rx_t *rx, const wire_val_t *v, size_t i, const wire_val_t
     return -1;
   if (f.extras.kind == WIRE_MAP && put_json(rx, &f.extras, &m->extras, err)) return -1;
   if (f.version.kind == WIRE_MAP && put_json(rx, &f.version, &m->version, err)) return -1;
-  if (m->id == RX_NONE && pm_id->kind == WIRE_STR) {
+  if (m->id == RX_NONE && pm_id->kind == WIRE_STR && pm_id->s.len <= SWC_MAX_SYNTH_ID) {
     m->id = rx->text.len;
     if (buf_printf(&rx->text, "%.*s:%zu", (int)pm_id->s.len, pm_id->s.p, i) || buf_append_byte(&rx->text, 0))
       return no_memory(err);
@@ -540,14 +540,14 @@ static int fast_ack(rx_call_t *x, const head_t *h, sw_error_t *err) {
 /* Views of a fully decoded MESSAGE's messages; *extras[i] are the
  * allocations swc_message_view made. */
 static int full_message_views(const sw_pmsg_t *pm, sw_message_t **views, char ***extras, char **ids) {
-  size_t n = pm->n_messages;
-  enum { ID_CAP = 160 };
+  size_t n = pm->n_messages, id_len = pm->id ? strlen(pm->id) : 0;
+  size_t cap = id_len <= SWC_MAX_SYNTH_ID ? SWC_SYNTH_ID_CAP(id_len) : 1;
   *views = calloc(n, sizeof **views);
   *extras = calloc(n, sizeof **extras);
-  *ids = malloc(n * ID_CAP);
+  *ids = malloc(n * cap);
   if (!*views || !*extras || !*ids) return -1;
   for (size_t i = 0; i < n; i++)
-    swc_message_view(&pm->messages[i], pm, i, &(*views)[i], &(*extras)[i], *ids + i * ID_CAP, ID_CAP);
+    swc_message_view(&pm->messages[i], pm, i, &(*views)[i], &(*extras)[i], *ids + i * cap, cap);
   return 0;
 }
 

@@ -150,9 +150,9 @@ void swc_message_view(const sw_msg_t *m, const sw_pmsg_t *pm, size_t index, sw_m
   out->id = m->id;
   /* TM2a, TM2c, TM2f: fill id, connectionId and timestamp from the
    * ProtocolMessage when the message has none. */
-  if (!out->id && pm && pm->id) {
-    snprintf(idbuf, idcap, "%s:%zu", pm->id, index);
-    out->id = idbuf;
+  if (!out->id && pm && pm->id && strlen(pm->id) <= SWC_MAX_SYNTH_ID) {
+    int n = snprintf(idbuf, idcap, "%s:%zu", pm->id, index);
+    if (n >= 0 && (size_t)n < idcap) out->id = idbuf; /* never a truncated id */
   }
   out->name = m->name;
   out->data_type = m->data.kind == SW_DATA_STRING ? SW_PAYLOAD_STRING

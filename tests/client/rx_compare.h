@@ -80,7 +80,7 @@ static int old_path(sw_format_t f, const uint8_t *p, size_t n, char **desc) {
   size_t k = pm.action == SW_ACTION_MESSAGE ? pm.n_messages : 0;
   sw_message_t *views = calloc(k + 1, sizeof *views);
   char **extras = calloc(k + 1, sizeof *extras);
-  char ids[160];
+  char ids[SWC_SYNTH_ID_CAP(SWC_MAX_SYNTH_ID)];
   for (size_t i = 0; i < k; i++) {
     /* One id buffer per message would be needed to keep them all; the
      * synthesised ids are short, so copy them out. */

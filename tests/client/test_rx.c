@@ -514,6 +514,45 @@ static void test_ack_and_full_decoder(void **state) {
   swc_rx_free(&rx);
 }
 
+/* TM2a ids from a long ProtocolMessage id: whole on both paths (the full
+ * decoder's path cut them at 159 bytes, dropping the index: a fuzzer
+ * finding); beyond SWC_MAX_SYNTH_ID bytes, none, so that a frame cannot
+ * make its messages cost 1000 times its size. */
+static void test_long_message_ids(void **state) {
+  (void)state;
+  swc_rx_t rx = {0};
+  size_t lens[] = {150, 200, SWC_MAX_SYNTH_ID, SWC_MAX_SYNTH_ID + 1};
+  for (size_t k = 0; k < sizeof lens / sizeof *lens; k++) {
+    size_t len = lens[k];
+    for (int full = 0; full < 2; full++) { /* connectionKey: only the full decoder reads it */
+      sw_buf_t frame = {0};
+      buf_printf(&frame, "{\"action\":15,\"channel\":\"c\",%s\"id\":\"", full ? "\"connectionKey\":\"k\"," : "");
+      for (size_t i = 0; i < len; i++) buf_append_byte(&frame, 'p');
+      buf_printf(&frame, "\",\"messages\":[{\"data\":\"a\"},{\"id\":\"own\"},{}]}");
+      buf_append_byte(&frame, 0);
+      seen_t s;
+      assert_int_equal(json_frame(&rx, (const char *)frame.data, &s), 0);
+      assert_int_equal(s.n, 3);
+      if (len <= SWC_MAX_SYNTH_ID) {
+        for (size_t i = 0; i < 3; i += 2) {
+          const char *id = field(&s, i, "id");
+          assert_non_null(id);
+          assert_int_equal(strlen(id), len + 2);
+          assert_int_equal(strspn(id, "p"), len);
+          assert_string_equal(id + len, i ? ":2" : ":0");
+        }
+      } else {
+        assert_null(field(&s, 0, "id"));
+        assert_null(field(&s, 2, "id"));
+      }
+      assert_string_equal(field(&s, 1, "id"), "own");
+      seen_free(&s);
+      buf_free(&frame);
+    }
+  }
+  swc_rx_free(&rx);
+}
+
 /* The scratch buffers are reused: a frame after a longer one sees only its
  * own strings; after a frame too big to keep, the memory is let go. */
 static void test_scratch_reuse(void **state) {
@@ -654,6 +693,7 @@ int main(void) {
       cmocka_unit_test(test_data_and_inherited_fields), cmocka_unit_test(test_extras_edge_cases),
       cmocka_unit_test(test_ack_and_full_decoder), cmocka_unit_test(test_scratch_reuse),
       cmocka_unit_test(test_nested_decode),     cmocka_unit_test(test_release_cached_channel),
+      cmocka_unit_test(test_long_message_ids),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
