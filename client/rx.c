@@ -100,13 +100,12 @@ static int check_object(const wire_val_t *v, const char *field, wire_val_t *slot
 }
 
 /* An array field: null or empty is absent; at most SW_CODEC_MAX_MESSAGES
- * entries; any array after a non-empty one is refused. */
+ * entries; anything after a non-empty one, null included, is refused. */
 static int check_array(const wire_val_t *v, const char *field, wire_val_t *slot, sw_error_t *err) {
-  if (v->kind == WIRE_NIL) return 0;
-  if (v->kind != WIRE_ARRAY) return bad_field(err, field, "expected an array");
-  if (v->n > SW_CODEC_MAX_MESSAGES) return bad_field(err, field, "too many entries");
+  if (v->kind != WIRE_NIL && v->kind != WIRE_ARRAY) return bad_field(err, field, "expected an array");
+  if (v->kind == WIRE_ARRAY && v->n > SW_CODEC_MAX_MESSAGES) return bad_field(err, field, "too many entries");
   if (slot->kind != WIRE_NIL) return bad_field(err, field, "given twice");
-  if (v->n) *slot = *v;
+  if (v->kind == WIRE_ARRAY && v->n) *slot = *v;
   return 0;
 }
 

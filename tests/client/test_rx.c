@@ -514,6 +514,63 @@ static void test_ack_and_full_decoder(void **state) {
   swc_rx_free(&rx);
 }
 
+/* msgpack maps may repeat a key: an array field after a non-empty one is
+ * refused even when it is null, as the full decoder does (the receive path
+ * took the null as absent and accepted the frame). */
+static void mp_kv_array(mp_t *m, const char *key, int n, void (*one)(mp_t *)) {
+  mp_str(m, key);
+  if (n < 0) {
+    msgpack_pack_nil(&m->pk);
+    return;
+  }
+  msgpack_pack_array(&m->pk, (size_t)n);
+  for (int i = 0; i < n; i++) one(m);
+}
+
+static void mp_empty_map(mp_t *m) { msgpack_pack_map(&m->pk, 0); }
+static void mp_serial(mp_t *m) { mp_str(m, "s1"); }
+
+static int mp_check(swc_rx_t *rx, mp_t *m) {
+  int rc = check_same(rx, SW_FMT_MSGPACK, (const uint8_t *)m->sb.data, m->sb.size, NULL);
+  msgpack_sbuffer_destroy(&m->sb);
+  mp_init(m);
+  return rc;
+}
+
+static void test_array_given_twice(void **state) {
+  (void)state;
+  swc_rx_t rx = {0};
+  mp_t m;
+  mp_init(&m);
+  for (int first = 0; first <= 1; first++) {
+    for (int second = -1; second <= 1; second++) { /* null, empty, one entry */
+      int want = first ? -1 : 0;
+      msgpack_pack_map(&m.pk, 3);
+      mp_kv_int(&m, "action", SW_ACTION_MESSAGE);
+      mp_kv_array(&m, "messages", first, mp_empty_map);
+      mp_kv_array(&m, "messages", second, mp_empty_map);
+      assert_int_equal(mp_check(&rx, &m), want);
+
+      msgpack_pack_map(&m.pk, 3);
+      mp_kv_int(&m, "action", SW_ACTION_ACK);
+      mp_kv_array(&m, "res", first, mp_empty_map);
+      mp_kv_array(&m, "res", second, mp_empty_map);
+      assert_int_equal(mp_check(&rx, &m), want);
+
+      msgpack_pack_map(&m.pk, 2);
+      mp_kv_int(&m, "action", SW_ACTION_ACK);
+      mp_str(&m, "res");
+      msgpack_pack_array(&m.pk, 1);
+      msgpack_pack_map(&m.pk, 2);
+      mp_kv_array(&m, "serials", first, mp_serial);
+      mp_kv_array(&m, "serials", second, mp_serial);
+      assert_int_equal(mp_check(&rx, &m), want);
+    }
+  }
+  msgpack_sbuffer_destroy(&m.sb);
+  swc_rx_free(&rx);
+}
+
 /* TM2a ids from a long ProtocolMessage id: whole on both paths (the full
  * decoder's path cut them at 159 bytes, dropping the index: a fuzzer
  * finding); beyond SWC_MAX_SYNTH_ID bytes, none, so that a frame cannot
@@ -693,7 +750,7 @@ int main(void) {
       cmocka_unit_test(test_data_and_inherited_fields), cmocka_unit_test(test_extras_edge_cases),
       cmocka_unit_test(test_ack_and_full_decoder), cmocka_unit_test(test_scratch_reuse),
       cmocka_unit_test(test_nested_decode),     cmocka_unit_test(test_release_cached_channel),
-      cmocka_unit_test(test_long_message_ids),
+      cmocka_unit_test(test_long_message_ids),  cmocka_unit_test(test_array_given_twice),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
