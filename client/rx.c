@@ -15,10 +15,10 @@
  *     decoder reads (presence, error, auth...), goes through the full
  *     decoder (wire_decode_pmsg) as before.
  *
- * Both accept and refuse the same frames: the checks below follow
- * src/proto/wire_decode.c field by field (test_rx.c compares the two on
- * many frames, malformed ones included). What the handler gets lives until
- * it returns. */
+ * Both accept and refuse the same frames: the field checks are wire.h's,
+ * which wire_decode.c uses too, and the fields below follow wire_decode.c's
+ * (test_rx.c and fuzz/fuzz_client_rx.c compare the two on many frames,
+ * malformed ones included). What the handler gets lives until it returns. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -39,73 +39,39 @@
 /* An offset into rx->text meaning "absent". */
 #define RX_NONE SIZE_MAX
 
-#define KEY_IS(k, kl, lit) ((kl) == sizeof(lit) - 1 && memcmp((k), (lit), sizeof(lit) - 1) == 0)
+/* ---- field checks: wire.h's, which wire_decode.c uses too ---- */
 
-static int bad_field(sw_error_t *err, const char *field, const char *why) {
-  errors_set(err, SW_E_BAD_REQUEST, "invalid '%s': %s", field, why);
-  return -1;
-}
-
-static int no_memory(sw_error_t *err) {
-  errors_set(err, SW_E_INTERNAL, "out of memory decoding message");
-  return -1;
-}
-
-/* ---- scalar checks (as wire_decode.c's take_*) ---- */
-
-/* A string field: null is absent; else a string without NUL, given once. */
-static int check_str(const wire_val_t *v, const char *field, wire_val_t *slot, sw_error_t *err) {
-  if (v->kind == WIRE_NIL) return 0;
-  if (v->kind != WIRE_STR) return bad_field(err, field, "expected a string");
-  if (memchr(v->s.p, '\0', v->s.len)) return bad_field(err, field, "contains NUL");
-  if (slot->kind != WIRE_NIL) return bad_field(err, field, "given twice");
-  *slot = *v;
-  return 0;
-}
-
-/* Integers, or reals with an integral value. */
-static int check_i64(const wire_val_t *v, const char *field, int64_t *dst, bool *has, sw_error_t *err) {
-  switch (v->kind) {
-  case WIRE_NIL: return 0;
-  case WIRE_INT: *dst = v->i; break;
-  case WIRE_REAL:
-    if (!(v->d >= -9223372036854775808.0 && v->d < 9223372036854775808.0) || (double)(int64_t)v->d != v->d)
-      return bad_field(err, field, "expected an integer");
-    *dst = (int64_t)v->d;
-    break;
-  default: return bad_field(err, field, "expected an integer");
-  }
-  if (has) *has = true;
-  return 0;
-}
+#define KEY_IS WIRE_KEY_IS
+#define bad_field wire_bad_field
+#define no_memory wire_no_memory
+#define check_i64 wire_take_i64
 
 static int check_int(const wire_val_t *v, const char *field, int *dst, sw_error_t *err) {
-  int64_t x = 0;
-  bool got = false;
-  if (check_i64(v, field, &x, &got, err)) return -1;
-  if (!got) return 0;
-  if (x < INT_MIN || x > INT_MAX) return bad_field(err, field, "out of range");
-  *dst = (int)x;
+  return wire_take_int(v, field, dst, NULL, err);
+}
+
+/* The checks of wire_decode.c's take_str, take_object and want_array (then
+ * "given twice"), keeping a view in *slot instead of a copy. */
+static int check_str(const wire_val_t *v, const char *field, wire_val_t *slot, sw_error_t *err) {
+  if (wire_check_str(v, field, slot->kind != WIRE_NIL, err)) return -1;
+  if (v->kind == WIRE_STR) *slot = *v;
   return 0;
 }
 
-/* An object field (extras, version): null is absent; given once. Whether it
- * has a JSON form is found when it is written. */
+/* Whether an object has a JSON form is found when it is written. */
 static int check_object(const wire_val_t *v, const char *field, wire_val_t *slot, sw_error_t *err) {
-  if (v->kind == WIRE_NIL) return 0;
-  if (v->kind != WIRE_MAP) return bad_field(err, field, "expected an object");
-  if (slot->kind != WIRE_NIL) return bad_field(err, field, "given twice");
-  *slot = *v;
+  if (wire_check_object(v, field, slot->kind != WIRE_NIL, err)) return -1;
+  if (v->kind == WIRE_MAP) *slot = *v;
   return 0;
 }
 
-/* An array field: null or empty is absent; at most SW_CODEC_MAX_MESSAGES
- * entries; anything after a non-empty one, null included, is refused. */
+/* Null or empty is absent; anything after a non-empty one, null included,
+ * is refused. */
 static int check_array(const wire_val_t *v, const char *field, wire_val_t *slot, sw_error_t *err) {
-  if (v->kind != WIRE_NIL && v->kind != WIRE_ARRAY) return bad_field(err, field, "expected an array");
-  if (v->kind == WIRE_ARRAY && v->n > SW_CODEC_MAX_MESSAGES) return bad_field(err, field, "too many entries");
+  size_t n;
+  if (wire_want_array(v, field, &n, err)) return -1;
   if (slot->kind != WIRE_NIL) return bad_field(err, field, "given twice");
-  if (v->kind == WIRE_ARRAY && v->n) *slot = *v;
+  if (n) *slot = *v;
   return 0;
 }
 

@@ -13,9 +13,11 @@
 #define SW_PROTO_WIRE_H
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "proto/codec.h"
 #include "proto/errors.h"
@@ -75,6 +77,83 @@ struct wire_reader_ops {
 typedef int (*wire_root_fn)(const wire_val_t *root, void *arg, sw_error_t *err);
 int codec_json_read(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err);
 int codec_msgpack_read(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err);
+
+/* ---- field checks ----
+ * Shared by wire_decode.c and the C client's receive path (client/rx.c),
+ * which reads MESSAGE and ACK from the tree itself and must accept and
+ * refuse exactly what wire_decode.c does. Each returns 0, or -1 with *err
+ * set (40000). */
+
+#define WIRE_KEY_IS(k, kl, lit) ((kl) == sizeof(lit) - 1 && memcmp((k), (lit), sizeof(lit) - 1) == 0)
+
+static inline int wire_bad_field(sw_error_t *err, const char *field, const char *why) {
+  errors_set(err, SW_E_BAD_REQUEST, "invalid '%s': %s", field, why);
+  return -1;
+}
+
+static inline int wire_no_memory(sw_error_t *err) {
+  errors_set(err, SW_E_INTERNAL, "out of memory decoding message");
+  return -1;
+}
+
+/* Ids, names and the like: null is absent; else a string without NUL, and
+ * not given already (a repeated msgpack key). */
+static inline int wire_check_str(const wire_val_t *v, const char *field, bool given, sw_error_t *err) {
+  if (v->kind == WIRE_NIL) return 0;
+  if (v->kind != WIRE_STR) return wire_bad_field(err, field, "expected a string");
+  if (memchr(v->s.p, '\0', v->s.len)) return wire_bad_field(err, field, "contains NUL");
+  if (given) return wire_bad_field(err, field, "given twice");
+  return 0;
+}
+
+/* Integers, or reals with an integral value (JSON clients and some msgpack
+ * encoders write large integers as doubles); null is absent. */
+static inline int wire_take_i64(const wire_val_t *v, const char *field, int64_t *dst, bool *has, sw_error_t *err) {
+  switch (v->kind) {
+  case WIRE_NIL: return 0;
+  case WIRE_INT: *dst = v->i; break;
+  case WIRE_REAL:
+    /* 2^63 is exact as a double; the comparison also rejects NaN. */
+    if (!(v->d >= -9223372036854775808.0 && v->d < 9223372036854775808.0) || (double)(int64_t)v->d != v->d)
+      return wire_bad_field(err, field, "expected an integer");
+    *dst = (int64_t)v->d;
+    break;
+  default: return wire_bad_field(err, field, "expected an integer");
+  }
+  if (has) *has = true;
+  return 0;
+}
+
+static inline int wire_take_int(const wire_val_t *v, const char *field, int *dst, bool *has, sw_error_t *err) {
+  int64_t x = 0;
+  bool got = false;
+  if (wire_take_i64(v, field, &x, &got, err)) return -1;
+  if (!got) return 0;
+  if (x < INT_MIN || x > INT_MAX) return wire_bad_field(err, field, "out of range");
+  *dst = (int)x;
+  if (has) *has = true;
+  return 0;
+}
+
+/* An object field (extras, version...): null is absent; given once. */
+static inline int wire_check_object(const wire_val_t *v, const char *field, bool given, sw_error_t *err) {
+  if (v->kind == WIRE_NIL) return 0;
+  if (v->kind != WIRE_MAP) return wire_bad_field(err, field, "expected an object");
+  if (given) return wire_bad_field(err, field, "given twice");
+  return 0;
+}
+
+/* An array field and its size: *n is 0 for null; at most
+ * SW_CODEC_MAX_MESSAGES entries. Whether it was given already (a non-empty
+ * one, null included after it, is refused) is the caller's next check. */
+static inline int wire_want_array(const wire_val_t *v, const char *field, size_t *n, sw_error_t *err) {
+  *n = 0;
+  if (v->kind == WIRE_NIL) return 0;
+  if (v->kind != WIRE_ARRAY) return wire_bad_field(err, field, "expected an array");
+  if (v->n > SW_CODEC_MAX_MESSAGES) return wire_bad_field(err, field, "too many entries");
+  *n = v->n;
+  return 0;
+}
 
 /* wire_decode.c: root callbacks for the codec.h decoders. */
 typedef struct wire_msgs_out {

@@ -15,17 +15,14 @@
 /* Decode options. */
 enum { RD_RAW_DATA = 1 }; /* blob: data is stored canonical, no base64 step */
 
-#define KEY_IS(k, kl, lit) ((kl) == sizeof(lit) - 1 && memcmp((k), (lit), sizeof(lit) - 1) == 0)
-
-static int bad_field(sw_error_t *err, const char *field, const char *why) {
-  errors_set(err, SW_E_BAD_REQUEST, "invalid '%s': %s", field, why);
-  return -1;
-}
-
-static int no_memory(sw_error_t *err) {
-  errors_set(err, SW_E_INTERNAL, "out of memory decoding message");
-  return -1;
-}
+/* The field checks (WIRE_KEY_IS, wire_bad_field, wire_take_i64...) are in
+ * wire.h, shared with the C client's receive path. */
+#define KEY_IS WIRE_KEY_IS
+#define bad_field wire_bad_field
+#define no_memory wire_no_memory
+#define take_i64 wire_take_i64
+#define take_int wire_take_int
+#define want_array wire_want_array
 
 static char *dup_bytes(const char *p, size_t n) {
   char *s = malloc(n + 1);
@@ -35,52 +32,18 @@ static char *dup_bytes(const char *p, size_t n) {
   return s;
 }
 
-/* Ids, names and the like: a string without NUL; null means absent. A
- * repeated key (possible in msgpack maps) is malformed rather than leaked. */
+/* Ids, names and the like (see wire_check_str). A repeated key (possible in
+ * msgpack maps) is malformed rather than leaked. */
 static int take_str(const wire_val_t *v, const char *field, char **dst, sw_error_t *err) {
+  if (wire_check_str(v, field, *dst != NULL, err)) return -1;
   if (v->kind == WIRE_NIL) return 0;
-  if (v->kind != WIRE_STR) return bad_field(err, field, "expected a string");
-  if (memchr(v->s.p, '\0', v->s.len)) return bad_field(err, field, "contains NUL");
-  if (*dst) return bad_field(err, field, "given twice");
   if (!(*dst = dup_bytes(v->s.p, v->s.len))) return no_memory(err);
   return 0;
 }
 
-/* Integers, or reals with an integral value (JSON clients and some msgpack
- * encoders write large integers as doubles). */
-static int take_i64(const wire_val_t *v, const char *field, int64_t *dst, bool *has,
-                    sw_error_t *err) {
-  switch (v->kind) {
-  case WIRE_NIL: return 0;
-  case WIRE_INT: *dst = v->i; break;
-  case WIRE_REAL:
-    /* 2^63 is exact as a double; the comparison also rejects NaN. */
-    if (!(v->d >= -9223372036854775808.0 && v->d < 9223372036854775808.0) ||
-        (double)(int64_t)v->d != v->d)
-      return bad_field(err, field, "expected an integer");
-    *dst = (int64_t)v->d;
-    break;
-  default: return bad_field(err, field, "expected an integer");
-  }
-  if (has) *has = true;
-  return 0;
-}
-
-static int take_int(const wire_val_t *v, const char *field, int *dst, bool *has, sw_error_t *err) {
-  int64_t x = 0;
-  bool got = false;
-  if (take_i64(v, field, &x, &got, err)) return -1;
-  if (!got) return 0;
-  if (x < INT_MIN || x > INT_MAX) return bad_field(err, field, "out of range");
-  *dst = (int)x;
-  if (has) *has = true;
-  return 0;
-}
-
 static int take_object(const wire_val_t *v, const char *field, json_t **dst, sw_error_t *err) {
+  if (wire_check_object(v, field, *dst != NULL, err)) return -1;
   if (v->kind == WIRE_NIL) return 0;
-  if (v->kind != WIRE_MAP) return bad_field(err, field, "expected an object");
-  if (*dst) return bad_field(err, field, "given twice");
   return (*dst = v->ops->to_json(v, err)) ? 0 : -1;
 }
 
@@ -96,16 +59,6 @@ static int take_params(const wire_val_t *v, json_t **dst, sw_error_t *err) {
       return bad_field(err, "params", "values must be strings");
     }
   }
-  return 0;
-}
-
-/* Checks an array field and its size; *n is 0 for null. */
-static int want_array(const wire_val_t *v, const char *field, size_t *n, sw_error_t *err) {
-  *n = 0;
-  if (v->kind == WIRE_NIL) return 0;
-  if (v->kind != WIRE_ARRAY) return bad_field(err, field, "expected an array");
-  if (v->n > SW_CODEC_MAX_MESSAGES) return bad_field(err, field, "too many entries");
-  *n = v->n;
   return 0;
 }
 
