@@ -1,9 +1,12 @@
 #include "core/serial.h"
 
-#include <stdio.h>
-
+/* By hand, not snprintf: one per message and per append (~900 instructions
+ * through snprintf). Same output as "%016llx". */
 void serial_format(int64_t seq, char out[SW_SERIAL_LEN + 1]) {
-  snprintf(out, SW_SERIAL_LEN + 1, "%016llx", (unsigned long long)seq);
+  static const char hex[] = "0123456789abcdef";
+  uint64_t v = (uint64_t)seq;
+  for (int i = SW_SERIAL_LEN - 1; i >= 0; i--, v >>= 4) out[i] = hex[v & 0xf];
+  out[SW_SERIAL_LEN] = '\0';
 }
 
 int serial_parse(const char *s, size_t len, int64_t *seq) {

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* EVP_*Block take an int length; work in chunks well below INT_MAX that
  * keep base64 groups whole (multiples of 3 raw / 4 encoded bytes). */
@@ -87,6 +88,13 @@ size_t textenc_utf8_seq(const uint8_t *p, size_t n) {
 bool textenc_utf8_valid(const uint8_t *p, size_t n) {
   size_t i = 0;
   while (i < n) {
+    /* ASCII eight bytes at a time: ids, names, serials and most text are
+     * ASCII, and every string of every msgpack frame passes through here. */
+    uint64_t w;
+    if (n - i >= sizeof w && (memcpy(&w, p + i, sizeof w), (w & 0x8080808080808080ull) == 0)) {
+      i += sizeof w;
+      continue;
+    }
     if (p[i] < 0x80) {
       i++;
       continue;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int buf_reserve(sw_buf_t *b, size_t extra) {
+int buf_grow(sw_buf_t *b, size_t extra) {
   if (extra > SIZE_MAX - b->len) return -ENOMEM;
   size_t need = b->len + extra;
   if (need <= b->cap) return 0;
@@ -16,14 +16,6 @@ int buf_reserve(sw_buf_t *b, size_t extra) {
   if (!p) return -ENOMEM;
   b->data = p;
   b->cap = cap;
-  return 0;
-}
-
-int buf_append(sw_buf_t *b, const void *p, size_t n) {
-  if (n == 0) return 0;
-  if (buf_reserve(b, n)) return -ENOMEM;
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
   return 0;
 }
 

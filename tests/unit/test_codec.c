@@ -953,6 +953,39 @@ static void test_message_count_limit(void **state) {
 
 /* ---- storage blob, generic values, copies ---- */
 
+/* The validator's eight-bytes-at-a-time ASCII path against a plain
+ * byte-at-a-time walk, with every kind of sequence placed at every offset
+ * around the eight-byte steps. */
+static bool utf8_bytewise(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n;) {
+    size_t l = textenc_utf8_seq(p + i, n - i);
+    if (l == 0) return false;
+    i += l;
+  }
+  return true;
+}
+
+static void test_utf8_valid_fast_path(void **state) {
+  (void)state;
+  static const char *const seqs[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x80", "\xc3",
+                                     "\xe2\x82", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xff"};
+  uint8_t buf[64];
+  for (size_t k = 0; k < sizeof seqs / sizeof seqs[0]; k++) {
+    size_t sl = strlen(seqs[k]);
+    for (size_t at = 0; at <= 20; at++)
+      for (size_t tail = 0; tail <= 12; tail++) {
+        size_t n = at + sl + tail;
+        memset(buf, 'a', n);
+        memcpy(buf + at, seqs[k], sl);
+        assert_int_equal(textenc_utf8_valid(buf, n), utf8_bytewise(buf, n));
+      }
+  }
+  assert_true(textenc_utf8_valid((const uint8_t *)"", 0));
+  assert_true(textenc_utf8_valid((const uint8_t *)"abcdefgh", 8));
+  assert_false(textenc_utf8_valid((const uint8_t *)"abcdefg\x80", 8));
+  assert_false(textenc_utf8_valid((const uint8_t *)"abcdefgh\x80", 9));
+}
+
 static void test_blob_roundtrip(void **state) {
   (void)state;
   sw_pmsg_t p;
@@ -1091,6 +1124,7 @@ int main(void) {
       cmocka_unit_test(test_malformed_msgpack),
       cmocka_unit_test(test_depth_limit),
       cmocka_unit_test(test_message_count_limit),
+      cmocka_unit_test(test_utf8_valid_fast_path),
       cmocka_unit_test(test_blob_roundtrip),
       cmocka_unit_test(test_value_codec),
       cmocka_unit_test(test_msg_copy_and_size),

@@ -21,6 +21,18 @@ static void round_trip(void **state) {
   }
 }
 
+/* The exact text: sixteen lowercase hex digits, zero-padded (as "%016llx"). */
+static void exact_text(void **state) {
+  (void)state;
+  char s[SW_SERIAL_LEN + 1];
+  serial_format(0, s);
+  assert_string_equal(s, "0000000000000000");
+  serial_format(0x1a2b3c, s);
+  assert_string_equal(s, "00000000001a2b3c");
+  serial_format(INT64_MAX, s);
+  assert_string_equal(s, "7fffffffffffffff");
+}
+
 /* Serials of one channel must sort as strings the way their seqs sort (TM2r). */
 static void sorts_as_strings(void **state) {
   char a[SW_SERIAL_LEN + 1], b[SW_SERIAL_LEN + 1];
@@ -49,6 +61,7 @@ static void rejects_malformed(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(round_trip),
+      cmocka_unit_test(exact_text),
       cmocka_unit_test(sorts_as_strings),
       cmocka_unit_test(rejects_malformed),
   };
