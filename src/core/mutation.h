@@ -20,6 +20,7 @@
 #include "core/channel.h"
 #include "core/principal.h"
 #include "proto/pmsg.h"
+#include "store/store.h"
 #include "util/buf.h"
 
 /* TM5 message actions. */
@@ -71,8 +72,8 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
  * encodes the head with their data concatenated and the last event's
  * extras and version. Pure. 0, -EINVAL (undecodable, not an append, or
  * another data type) or -ENOMEM. */
-int mutation_fold_blobs(const uint8_t *head, size_t head_len, const uint8_t *const *events, const size_t *lens,
-                        size_t n, sw_buf_t *out);
+int mutation_fold_blobs(const uint8_t *head, size_t head_len, const sw_store_event_t *events, size_t n,
+                        sw_buf_t *out);
 
 /* Remembers that attachment a holds message seq in full. */
 void mutation_mark_full(sw_attach_t *a, int64_t seq);

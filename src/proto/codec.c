@@ -71,6 +71,15 @@ int codec_msg_to_blob(const sw_msg_t *m, sw_buf_t *out) {
   return codec_encode_msg(SW_FMT_MSGPACK, m, out);
 }
 
+int codec_msg_to_blob_at(const sw_msg_t *m, sw_buf_t *out, size_t *data_off) {
+  wire_writer_t w;
+  size_t start = writer_init(SW_FMT_MSGPACK, &w, out);
+  int rc = finish(out, start, wire_encode_msg(&w, m));
+  /* msgpack writes the bytes as they are, so they end the str/bin value. */
+  *data_off = rc == 0 && w.data_end ? w.data_end - m->data.len - start : 0;
+  return rc;
+}
+
 int codec_msg_from_blob(const uint8_t *p, size_t n, sw_msg_t *out) {
   sw_error_t err;
   memset(out, 0, sizeof *out);

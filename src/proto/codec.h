@@ -44,6 +44,9 @@ int codec_encode_presence_array(sw_format_t f, const sw_presence_t *p, size_t n,
 /* The storage form of a Message: msgpack, independent of client formats. */
 int codec_msg_to_blob(const sw_msg_t *m, sw_buf_t *out);
 int codec_msg_from_blob(const uint8_t *p, size_t n, sw_msg_t *out);
+/* As codec_msg_to_blob, and *data_off is where m's data bytes start in the
+ * blob written (0 when m has no data). */
+int codec_msg_to_blob_at(const sw_msg_t *m, sw_buf_t *out, size_t *data_off);
 /* Only the action (-1: absent) and data of a stored message, for a caller
  * that needs nothing else: nothing is allocated, *data points into p
  * (SW_DATA_NONE: no data). 0, or -1 if p is not a stored message. */

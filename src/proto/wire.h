@@ -198,6 +198,7 @@ struct wire_writer {
   sw_buf_t *out;
   bool text;       /* JSON: bytes travel as base64 + "base64" step (RSL4d1) */
   bool need_comma; /* JSON: a value was just written at this level */
+  size_t data_end; /* msgpack: out->len just after the last message data written (0: none) */
 };
 
 void codec_json_writer_init(wire_writer_t *w, sw_buf_t *out);

@@ -66,13 +66,18 @@ static void f_encoding_b64(wmap_t *m, const char *enc) {
 }
 
 static void f_data(wmap_t *m, const sw_data_t *d, const char *enc) {
-  if (d->kind == SW_DATA_STRING && field(m, "data"))
+  if (d->kind == SW_DATA_STRING && field(m, "data")) {
     m->rc = m->w->ops->str(m->w, (const char *)d->bytes, d->len);
+    m->w->data_end = m->w->out->len;
+  }
   if (d->kind != SW_DATA_BINARY) {
     f_str(m, "encoding", enc);
     return;
   }
-  if (field(m, "data")) m->rc = m->w->ops->bin(m->w, d->bytes, d->len);
+  if (field(m, "data")) {
+    m->rc = m->w->ops->bin(m->w, d->bytes, d->len);
+    m->w->data_end = m->w->out->len;
+  }
   if (m->w->text)
     f_encoding_b64(m, enc);
   else

@@ -486,6 +486,7 @@ int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_d
     }
     /* Normalised for the backends: an INSERT carries vseq = seq and no
      * version; a VERSION carries no msg_id. */
+    if (r->op != SW_STORE_APPEND) d->fold_hint = 0;
     if (r->op != SW_STORE_INSERT) {
       d->msg_id = NULL;
       d->expires_at = 0;

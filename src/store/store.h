@@ -80,19 +80,32 @@ typedef struct sw_store_rec {
   int64_t vseq;        /* VERSION only: the event's serial (> seq) */
   const uint8_t *version_blob; /* VERSION only: the event; may be NULL if its len is 0 */
   size_t version_blob_len;
+  /* APPEND only, optional: a value opaque to the store, handed back to
+   * sw_store_opts_t.fold with the event while the process lives (0 after a
+   * restart). The server's says where the fragment lies in version_blob, so
+   * a fold need not parse the event. */
+  uint64_t fold_hint;
 } sw_store_rec_t;
 
 /* Called on the loop thread once the batch holding the submission is durable
  * (status 0) or failed (negative errno). */
 typedef void (*sw_store_done_cb)(void *ud, int status);
 
-/* Folds append events (version blobs of SW_STORE_APPEND records, in serial
- * order) into a head: writes the new head blob to *out (appending to it).
- * Must be pure and thread-safe: the store calls it on its commit thread and
- * on the loop thread. 0, or a negative errno (the store then keeps the old
- * head and logs the failure; the events stay listed as versions). */
-typedef int (*sw_store_fold_fn)(const uint8_t *head, size_t head_len, const uint8_t *const *events,
-                                const size_t *event_lens, size_t n, struct sw_buf *out);
+/* One append event given to a fold: its version blob and the fold_hint of
+ * its record (0 if unknown). */
+typedef struct sw_store_event {
+  const uint8_t *blob;
+  size_t len;
+  uint64_t hint;
+} sw_store_event_t;
+
+/* Folds append events (of SW_STORE_APPEND records, in serial order) into a
+ * head: writes the new head blob to *out (appending to it). Must be pure and
+ * thread-safe: the store calls it on its commit thread and on the loop
+ * thread. 0, or a negative errno (the store then keeps the old head and logs
+ * the failure; the events stay listed as versions). */
+typedef int (*sw_store_fold_fn)(const uint8_t *head, size_t head_len, const sw_store_event_t *events, size_t n,
+                                struct sw_buf *out);
 
 typedef struct sw_store_opts {
   const char *path;     /* SQLite file; NULL selects the in-memory backend */

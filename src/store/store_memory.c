@@ -360,10 +360,11 @@ static int apply_version(mem_chan_t *c, const sw_store_rec_t *r, mem_undo_t *u) 
 static int apply_append(mem_backend_t *b, mem_chan_t *c, const sw_store_rec_t *r, mem_undo_t *u) {
   mem_row_t *row = chan_row(c, r->seq);
   if (!row) return -ENOENT;
-  const uint8_t *ev = r->version_blob ? r->version_blob : (const uint8_t *)"";
-  size_t ev_len = r->version_blob_len;
+  sw_store_event_t ev = {.blob = r->version_blob ? r->version_blob : (const uint8_t *)"",
+                         .len = r->version_blob_len,
+                         .hint = r->fold_hint};
   sw_buf_t head = {0};
-  int rc = b->fold(row->blob, row->blob_len, &ev, &ev_len, 1, &head);
+  int rc = b->fold(row->blob, row->blob_len, &ev, 1, &head);
   if (rc == 0) {
     sw_store_rec_t v = *r;
     v.op = SW_STORE_VERSION;

@@ -358,7 +358,7 @@ static int apply_append(sq_backend_t *b, const sw_store_rec_t *r) {
   int rc = exec_stmt(b->w, st);
   if (rc == 0)
     rc = tails_push(&b->tails, r->app_id, r->channel, r->seq, r->vseq, r->timestamp, sqlite3_last_insert_rowid(b->w),
-                    r->version_blob, r->version_blob_len);
+                    r->version_blob, r->version_blob_len, r->fold_hint);
   if (rc == 0 && (t || (t = tails_find(&b->tails, r->app_id, r->channel, r->seq)))) {
     if (t->n >= FOLD_MAX_EVENTS) b->fold_now = true;
     /* Kept across a rollback only if the tail had committed events, which
@@ -494,22 +494,20 @@ static int fold_tail(sq_backend_t *b, sw_tail_t *t) {
     return rc ? rc : tails_mark_folded(&b->tails, t);
   }
   int64_t stored = sqlite3_column_int64(st, 1);
-  const uint8_t **evs = malloc(t->n * sizeof *evs);
-  size_t *lens = malloc(t->n * sizeof *lens);
+  sw_store_event_t *evs = malloc(t->n * sizeof *evs);
   size_t k = 0;
   int64_t last = stored;
   sw_buf_t head = {0};
-  int rc = evs && lens ? 0 : -ENOMEM;
+  int rc = evs ? 0 : -ENOMEM;
   for (size_t i = 0; i < t->n && rc == 0; i++) {
     if (t->ev[i].vseq <= stored) continue;
-    evs[k] = t->ev[i].blob;
-    lens[k++] = t->ev[i].len;
+    evs[k++] = (sw_store_event_t){.blob = t->ev[i].blob, .len = t->ev[i].len, .hint = t->ev[i].hint};
     last = t->ev[i].vseq;
   }
   if (rc == 0 && k) {
     const uint8_t *blob = sqlite3_column_blob(st, 0);
     size_t len = (size_t)sqlite3_column_bytes(st, 0);
-    if (b->fold(blob ? blob : (const uint8_t *)"", len, evs, lens, k, &head)) {
+    if (b->fold(blob ? blob : (const uint8_t *)"", len, evs, k, &head)) {
       /* Not expected (the events were validated when appended): keep the
        * head, keep the events as versions, and say so. */
       log_error("store: appends to %s#%lld could not be folded into its head", t->channel, (long long)t->seq);
@@ -518,7 +516,6 @@ static int fold_tail(sq_backend_t *b, sw_tail_t *t) {
   }
   sqlite3_reset(st);
   free(evs);
-  free(lens);
   if (rc == 0 && k) {
     st = b->fold_upd;
     bind_text(st, 1, t->app);
@@ -679,7 +676,7 @@ static int recover_log(sq_backend_t *b) {
     if (t && t->n && t->ev[t->n - 1].vseq > cur) cur = t->ev[t->n - 1].vseq;
     if (vseq <= cur) continue;
     rc = tails_push(&b->tails, app, channel, seq, vseq, sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 0),
-                    sqlite3_column_blob(st, 6), (size_t)sqlite3_column_bytes(st, 6));
+                    sqlite3_column_blob(st, 6), (size_t)sqlite3_column_bytes(st, 6), 0);
     n++;
   }
   if (rc == 0 && s != SQLITE_DONE) rc = sq_err(b->w, s);
@@ -837,16 +834,14 @@ static int fold_read(sq_backend_t *b, const char *app, const char *channel, int6
   foldable(t, *vseq, bound, &i0, &i1);
   if (i0 == i1) return 0;
   size_t k = i1 - i0;
-  const uint8_t **evs = malloc(k * sizeof *evs);
-  size_t *lens = malloc(k * sizeof *lens);
-  int rc = evs && lens ? 0 : -ENOMEM;
+  sw_store_event_t *evs = malloc(k * sizeof *evs);
+  int rc = evs ? 0 : -ENOMEM;
   for (size_t i = 0; rc == 0 && i < k; i++) {
-    evs[i] = t->ev[i0 + i].blob;
-    lens[i] = t->ev[i0 + i].len;
+    const sw_tail_ev_t *e = &t->ev[i0 + i];
+    evs[i] = (sw_store_event_t){.blob = e->blob, .len = e->len, .hint = e->hint};
   }
-  if (rc == 0) rc = b->fold(blob ? blob : (const uint8_t *)"", len, evs, lens, k, out);
+  if (rc == 0) rc = b->fold(blob ? blob : (const uint8_t *)"", len, evs, k, out);
   free(evs);
-  free(lens);
   if (rc) return rc < 0 ? rc : -EIO;
   *vseq = t->ev[i1 - 1].vseq;
   return 1;

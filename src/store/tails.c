@@ -70,7 +70,7 @@ static int touch(sw_tails_t *t, sw_tail_t *tail) {
 }
 
 int tails_push(sw_tails_t *t, const char *app, const char *channel, int64_t seq, int64_t vseq, int64_t ts,
-               int64_t log_id, const uint8_t *blob, size_t len) {
+               int64_t log_id, const uint8_t *blob, size_t len, uint64_t hint) {
   sw_tail_t *tail = tails_find(t, app, channel, seq);
   if (!tail) {
     if (!(tail = calloc(1, sizeof *tail))) return -ENOMEM;
@@ -107,7 +107,8 @@ int tails_push(sw_tails_t *t, const char *app, const char *channel, int64_t seq,
     tail->ev = p;
     tail->cap = cap;
   }
-  tail->ev[tail->n++] = (sw_tail_ev_t){.vseq = vseq, .ts = ts, .log_id = log_id, .blob = copy, .len = len};
+  tail->ev[tail->n++] =
+      (sw_tail_ev_t){.vseq = vseq, .ts = ts, .log_id = log_id, .blob = copy, .len = len, .hint = hint};
   uv_mutex_unlock(&t->mu);
   return 0;
 }

@@ -27,6 +27,7 @@ typedef struct sw_tail_ev {
   int64_t log_id; /* its append_log row */
   uint8_t *blob;  /* owned */
   size_t len;
+  uint64_t hint;  /* the record's fold_hint (0 when read back from the log) */
 } sw_tail_ev_t;
 
 typedef struct sw_tail {
@@ -67,7 +68,7 @@ sw_tail_t *tails_find(sw_tails_t *t, const char *app, const char *channel, int64
 /* Commit thread: adds an event (not visible until tails_commit). Copies the
  * blob. 0 or -ENOMEM. */
 int tails_push(sw_tails_t *t, const char *app, const char *channel, int64_t seq, int64_t vseq, int64_t ts,
-               int64_t log_id, const uint8_t *blob, size_t len);
+               int64_t log_id, const uint8_t *blob, size_t len, uint64_t hint);
 
 /* Commit thread: the open transaction folds ev[0..tail->n) into the head (or
  * drops them); they go at tails_commit. 0 or -ENOMEM. */

@@ -88,13 +88,18 @@ static void fx_reopen(fx_t *fx) {
 
 /* The fold of SW_STORE_APPEND for these tests: the head's bytes followed
  * by each event's ("a/c#1" + "|2" + "|3" = "a/c#1|2|3"); an event starting
- * with '!' cannot be folded. */
-static int test_fold(const uint8_t *head, size_t head_len, const uint8_t *const *events, const size_t *lens,
-                     size_t n, sw_buf_t *out) {
+ * with '!' cannot be folded. The hints it was given are kept in
+ * fold_hints_seen (the last 8, in order). */
+static uint64_t fold_hints_seen[8];
+static size_t n_fold_hints_seen;
+
+static int test_fold(const uint8_t *head, size_t head_len, const sw_store_event_t *events, size_t n,
+                     sw_buf_t *out) {
   if (buf_append(out, head, head_len)) return -ENOMEM;
   for (size_t i = 0; i < n; i++) {
-    if (lens[i] && events[i][0] == '!') return -EINVAL;
-    if (buf_append(out, events[i], lens[i])) return -ENOMEM;
+    if (events[i].len && events[i].blob[0] == '!') return -EINVAL;
+    if (buf_append(out, events[i].blob, events[i].len)) return -ENOMEM;
+    fold_hints_seen[n_fold_hints_seen++ % 8] = events[i].hint;
   }
   return 0;
 }
@@ -1525,7 +1530,7 @@ static void test_sqlite_upgrade_v1(void **state) {
 /* ------------------------------------------------------------- appends */
 
 /* An append of message seq with serial vseq: the event blob "|<vseq>",
- * timestamp 5000 + vseq. */
+ * timestamp 5000 + vseq, fold hint 0x100 + vseq. */
 static sw_store_rec_t app_rec(const char *app, const char *ch, int64_t seq, int64_t vseq, char *buf) {
   int l = snprintf(buf, 32, "|%lld", (long long)vseq);
   return (sw_store_rec_t){.app_id = app,
@@ -1535,7 +1540,8 @@ static sw_store_rec_t app_rec(const char *app, const char *ch, int64_t seq, int6
                           .vseq = vseq,
                           .timestamp = 5000 + vseq,
                           .version_blob = (const uint8_t *)buf,
-                          .version_blob_len = (size_t)l};
+                          .version_blob_len = (size_t)l,
+                          .fold_hint = 0x100 + (uint64_t)vseq};
 }
 
 static int append_wait(fx_t *fx, const char *app, const char *ch, int64_t seq, int64_t vseq) {
@@ -1688,6 +1694,19 @@ static void test_appends_batched(void **state) {
 }
 
 
+/* The fold gets each append's fold_hint with its event. */
+static void test_append_fold_hints(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "c", 1, 1, 0, 0);
+  n_fold_hints_seen = 0;
+  assert_int_equal(append_wait(fx, "a", "c", 1, 2), 0);
+  assert_int_equal(append_wait(fx, "a", "c", 1, 3), 0);
+  expect_get_blob(fx, "a", "c", 1, 3, "a/c#1|2|3");
+  assert_true(n_fold_hints_seen >= 2);
+  assert_int_equal(fold_hints_seen[0], 0x102);
+  assert_int_equal(fold_hints_seen[1], 0x103);
+}
+
 /* A process that dies with appends only in the log: the next open folds
  * them into the heads and empties the log. */
 static void test_appends_crash_recovery(void **state) {
@@ -1716,8 +1735,12 @@ static void test_appends_crash_recovery(void **state) {
   assert_int_equal(waitpid(pid, &status, 0), pid);
   assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 3);
+  n_fold_hints_seen = 0;
   fx_open(fx);
   check_appended(fx);
+  /* Hints live in memory only: events read back from the log have none. */
+  assert_true(n_fold_hints_seen > 0);
+  for (size_t i = 0; i < n_fold_hints_seen && i < 8; i++) assert_int_equal(fold_hints_seen[i], 0);
   assert_int_equal(last_seq(fx, "a", "c"), 6);
   fx_close(fx);
   assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 0);
@@ -1845,6 +1868,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sqlite_upgrade_v1, setup_sqlite, teardown),
       BOTH(test_appends),
       BOTH(test_appends_batched),
+      BOTH(test_append_fold_hints),
       cmocka_unit_test_setup_teardown(test_appends_crash_recovery, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_folded_in_background, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_log_truncated_in_chunks, setup_sqlite, teardown),
