@@ -19,13 +19,7 @@
 
 #include "proto/codec.h"
 
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                        \
-      abort();                                                                                     \
-    }                                                                                              \
-  } while (0)
+#include "check.h"
 
 static inline void check_failure(const sw_error_t *err, const void *out, size_t size) {
   CHECK(err->code == SW_E_BAD_REQUEST || err->code == SW_E_INVALID_MESSAGE_DATA ||

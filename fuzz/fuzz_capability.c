@@ -17,13 +17,7 @@
 #include "auth/capability.h"
 #include "auth/channel_name.h"
 
-#define CHECK(cond)                                                         \
-  do {                                                                      \
-    if (!(cond)) {                                                          \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      abort();                                                              \
-    }                                                                       \
-  } while (0)
+#include "check.h"
 
 #define MAX_PROBES 256
 

@@ -19,13 +19,9 @@
 
 #include "internal.h"
 
-#define RX_EXPECT(c)                                                                               \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                        \
-      abort();                                                                                     \
-    }                                                                                              \
-  } while (0)
+#include "check.h"
+
+#define RX_EXPECT(c) CHECK(c) /* rx_compare.h's assertion */
 #include "rx_compare.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -20,13 +20,7 @@
 #include "net/ws_handshake.h"
 
 /* Invariant check that survives -DNDEBUG and names the failed condition. */
-#define CHECK(c)                                                        \
-  do {                                                                  \
-    if (!(c)) {                                                         \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                          \
-    }                                                                   \
-  } while (0)
+#include "check.h"
 
 static void check_slice(sw_slice_t s, const uint8_t *base, size_t len) {
   const char *b = (const char *)base;

@@ -29,13 +29,7 @@
 #include "auth/b64url.h"
 #include "auth/jwt.h"
 
-#define CHECK(cond)                                                         \
-  do {                                                                      \
-    if (!(cond)) {                                                          \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      abort();                                                              \
-    }                                                                       \
-  } while (0)
+#include "check.h"
 
 #define SECRET1 "fuzz-secret-k1-0123456789"
 #define SECRET2 "fuzz-secret-k2-abcdefghij"

@@ -18,13 +18,7 @@
 
 #include "auth/token.h"
 
-#define CHECK(cond)                                                                                          \
-  do {                                                                                                       \
-    if (!(cond)) {                                                                                           \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                               \
-      abort();                                                                                               \
-    }                                                                                                        \
-  } while (0)
+#include "check.h"
 
 /* The seeds in fuzz/corpus/token were minted with this secret. */
 static const uint8_t SECRET[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,

@@ -17,13 +17,7 @@
 
 #include "auth/token_request.h"
 
-#define CHECK(cond)                                                                                          \
-  do {                                                                                                       \
-    if (!(cond)) {                                                                                           \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                               \
-      abort();                                                                                               \
-    }                                                                                                        \
-  } while (0)
+#include "check.h"
 
 /* Near the timestamps of the seeds, so the window check passes for them. */
 #define NOW 1700000000000LL

@@ -19,13 +19,7 @@
 #include "net/url.h"
 
 /* Invariant check that survives -DNDEBUG and names the failed condition. */
-#define CHECK(c)                                                        \
-  do {                                                                  \
-    if (!(c)) {                                                         \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                          \
-    }                                                                   \
-  } while (0)
+#include "check.h"
 
 static bool in(sw_slice_t s, sw_slice_t q) {
   return s.n == 0 || (s.p >= q.p && s.p + s.n <= q.p + q.n);

@@ -18,13 +18,7 @@
 #include "net/ws_frame.h"
 
 /* Invariant check that survives -DNDEBUG and names the failed condition. */
-#define CHECK(c)                                                        \
-  do {                                                                  \
-    if (!(c)) {                                                         \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                          \
-    }                                                                   \
-  } while (0)
+#include "check.h"
 
 /* Reference: decode each scalar value and check it by value. */
 static bool ref_utf8(const uint8_t *p, size_t n) {
