@@ -366,13 +366,10 @@ static int authorise(const sw_principal_t *p, const char *caller, const sw_chann
                     del ? "message delete" : "message update", ch->name);
 }
 
-/* An append's fold_hint (sw_store_rec_t): where its data lies in its event
- * blob, so that a fold takes the bytes from there instead of parsing the
- * blob (parsing was a third of a fold's cost). Bits 0-31 the offset, 32-61
- * the length, 62-63 the sw_data_kind_t. 0 (no hint: events read back from
- * the log after a restart) when it does not fit; a hint is never 0 (a blob's
- * data follows its map header, and no data gets offset 1). */
-static uint64_t frag_hint(size_t off, size_t len, sw_data_kind_t kind) {
+/* Bits 0-31 the offset, 32-61 the length, 62-63 the sw_data_kind_t. A hint
+ * is never 0 (a blob's data follows its map header, and no data gets
+ * offset 1). */
+uint64_t mutation_frag_hint(size_t off, size_t len, sw_data_kind_t kind) {
   if (kind == SW_DATA_NONE) return 1;
   if (off == 0 || off > UINT32_MAX || len >= (1u << 30)) return 0;
   return (uint64_t)kind << 62 | (uint64_t)len << 32 | off;
@@ -461,7 +458,7 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
     rec.op = SW_STORE_APPEND;
     rec.version_blob = blobs.data;
     rec.version_blob_len = blobs.len;
-    rec.fold_hint = frag_hint(data_off, v->event.data.len, v->event.data.kind);
+    rec.fold_hint = mutation_frag_hint(data_off, v->event.data.len, v->event.data.kind);
   } else {
     h->gen++;
     size_t head_len;

@@ -68,7 +68,8 @@ int codec_encode_presence_array(sw_format_t f, const sw_presence_t *p, size_t n,
 }
 
 int codec_msg_to_blob(const sw_msg_t *m, sw_buf_t *out) {
-  return codec_encode_msg(SW_FMT_MSGPACK, m, out);
+  size_t data_off;
+  return codec_msg_to_blob_at(m, out, &data_off);
 }
 
 int codec_msg_to_blob_at(const sw_msg_t *m, sw_buf_t *out, size_t *data_off) {

@@ -104,14 +104,6 @@ static void append_type_mismatch(void **state) {
   msg_clear(&head);
 }
 
-/* The fold_hint mutation_apply gives an append (mutation.c, frag_hint),
- * from where codec_msg_to_blob_at says the data starts. */
-static uint64_t hint_of(const sw_buf_t *blob, size_t off, const sw_data_t *d) {
-  (void)blob;
-  if (d->kind == SW_DATA_NONE) return 1;
-  return (uint64_t)d->kind << 62 | (uint64_t)d->len << 32 | off;
-}
-
 /* The store's fold of stored blobs gives the head the in-memory fold gave:
  * the data of every event (the middle ones from their fold hints, or read
  * without a full decode when there is none), the last event's extras and
@@ -133,7 +125,7 @@ static void stored_fold_matches(void **state) {
     size_t off;
     assert_int_equal(codec_msg_to_blob_at(&ev, &evb[i], &off), 0);
     assert_memory_equal(evb[i].data + off, parts[i], strlen(parts[i])); /* where the data is */
-    evs[i] = (sw_store_event_t){.blob = evb[i].data, .len = evb[i].len, .hint = hint_of(&evb[i], off, &ev.data)};
+    evs[i] = (sw_store_event_t){.blob = evb[i].data, .len = evb[i].len, .hint = mutation_frag_hint(off, ev.data.len, ev.data.kind)};
     msg_clear(&ev);
     msg_clear(&req);
   }
