@@ -16,7 +16,7 @@
 static void usage(FILE *out) {
   fprintf(out,
           "usage: switchboard serve [--config FILE] [--listen HOST:PORT] [--data DIR | --memory]\n"
-          "                         [--sandbox] [--verbose]\n"
+          "                         [--sandbox] [--verbose] [--log-format text|json]\n"
 #ifdef SW_HAVE_TOOLS
           "       switchboard token --key KEY [--client-id ID] [--capability JSON] [--ttl SECONDS]\n"
           "                         [--revocation-key K] [--format jwt|token-request]\n"
@@ -31,7 +31,8 @@ static void usage(FILE *out) {
           "  --memory            keep everything in memory (nothing survives a restart)\n"
           "  --sandbox           open the admin API (POST /apps) without credentials, for\n"
           "                      local development and test suites\n"
-          "  --verbose           debug logging\n");
+          "  --verbose           debug logging\n"
+          "  --log-format F      text (default) or json: one JSON object a line on stderr\n");
 }
 
 static int serve(int argc, char **argv) {
@@ -39,6 +40,7 @@ static int serve(int argc, char **argv) {
   config_defaults(&cfg);
   const char *listen = NULL, *data = NULL;
   bool memory = false, sandbox = false;
+  int log_format = -1;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -60,6 +62,8 @@ static int serve(int argc, char **argv) {
       sandbox = true;
     } else if (strcmp(a, "--verbose") == 0) {
       log_set_level(SW_LOG_DEBUG);
+    } else if (strcmp(a, "--log-format") == 0 && val && (log_format = log_format_parse(val)) >= 0) {
+      i++;
     } else {
       fprintf(stderr, "switchboard: unknown or incomplete option %s\n", a);
       usage(stderr);
@@ -78,6 +82,7 @@ static int serve(int argc, char **argv) {
     cfg.data_dir = strdup(data);
   }
   if (memory) cfg.memory = true;
+  log_set_format(log_format >= 0 ? log_format : cfg.log_format);
   if (sandbox) cfg.sandbox = true;
 
   /* Writes to a closed socket must fail with EPIPE, not kill the process. */

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/log.h"
+
 void config_defaults(sw_config_t *c) {
   memset(c, 0, sizeof *c);
   snprintf(c->host, sizeof c->host, "127.0.0.1");
@@ -69,6 +71,11 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
   }
   if ((s = json_string_value(json_object_get(root, "synchronous")))) c->sync_full = strcmp(s, "normal") != 0;
   if (json_is_true(json_object_get(root, "sandbox"))) c->sandbox = true;
+  if ((s = json_string_value(json_object_get(root, "logFormat"))) && (c->log_format = log_format_parse(s)) < 0) {
+    snprintf(err, errlen, "%s: logFormat must be text or json", path);
+    json_decref(root);
+    return -1;
+  }
   json_t *l = json_object_get(root, "limits");
   if (json_is_object(l)) {
     int64_t v;

@@ -3,7 +3,7 @@
  * Config file shape (every field optional):
  * {"listen": "127.0.0.1:8080", "data": "./data", "sandbox": false,
  *  "adminKey": "secret for the admin API (Authorization: Bearer <adminKey>)",
- *  "synchronous": "full" | "normal",
+ *  "synchronous": "full" | "normal", "logFormat": "text" | "json",
  *  "auth": {"clockSkewMs": 30000, "maxTokenLength": 8192, "basicOverHttp": "loopback"|"allow"|"deny",
  *           "cookie": "cookie-name", "reauthMarginMs": 30000},
  *  "limits": {"maxMessageSize": 65536, "maxFrameSize": 524288, "maxInboundRate": 250,
@@ -49,6 +49,7 @@ typedef struct sw_config {
   bool memory;
   bool sandbox;
   bool sync_full;
+  int log_format;  /* SW_LOG_TEXT or SW_LOG_JSON (util/log.h), "logFormat" */
   char *admin_key; /* NULL: admin API closed unless sandbox */
   sw_limits_t limits;
   sw_auth_config_t auth;

@@ -66,6 +66,8 @@ void conn_send_frame(sw_conn_t *c, sw_frame_t *f) {
 /* Refuses a WebSocket connection after the upgrade: ERROR then close, so
  * the SDK sees an Ably error rather than a dropped socket (RTN14). */
 static void refuse(sw_sock_t *s, sw_format_t fmt, const sw_error_t *e) {
+  /* The code only: a message may quote what the client sent. */
+  log_ev(SW_LOG_INFO, "conn.refused", NULL, NULL, e->code, "connection refused");
   sw_pmsg_t m = {.action = SW_ACTION_ERROR, .error = *e};
   send_on_sock(s, fmt, &m);
   sock_close(s, true);
@@ -76,6 +78,10 @@ void conn_fail(sw_conn_t *c, int code, const char *msg, bool disconnected) {
   errors_set(&m.error, code, "%s", msg);
   sw_sock_t *s = c->sock;
   if (!s) return;
+  /* Credential failures (401xx, 403xx) at info, like a refused connection. */
+  int level = code / 100 == 401 || code / 100 == 403 ? SW_LOG_INFO : SW_LOG_DEBUG;
+  log_ev(level, disconnected ? "conn.disconnected" : "conn.failed", c->id, c->app ? c->app->id : NULL, code,
+         disconnected ? "connection disconnected" : "connection failed");
   conn_send_pmsg(c, &m);
   sock_close(s, true);
   if (!disconnected) {
@@ -177,6 +183,7 @@ void conn_destroy(sw_conn_t *c) {
 }
 
 void conn_on_transport_lost(sw_conn_t *c) {
+  log_ev(SW_LOG_DEBUG, "conn.transport_lost", c->id, c->app->id, 0, "transport lost; connection resumable");
   c->sock = NULL;
   c->lost_at = clock_now_ms();
   sw_attach_t *a, *tmp;
@@ -340,7 +347,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     c->auth = auth;
     c->reauth_sent = false;
     bind_transport(c, s, fmt, echo, heartbeats);
-    log_debug("connection %s resumed", c->id);
+    log_ev(SW_LOG_DEBUG, "conn.resumed", c->id, c->app->id, 0, "connection resumed");
     send_connected(c, NULL);
     return;
   }
@@ -363,6 +370,8 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   c->client_id = client_id;
   HASH_ADD_STR(srv->conns, id, c);
   bind_transport(c, s, fmt, echo, heartbeats);
+  log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id, tried_resume ? SW_E_RESUME_FAILED : 0,
+         "connection opened");
   if (tried_resume) {
     /* RTN15c7: a new connection, with the reason continuity was lost. */
     errors_set(&err, SW_E_RESUME_FAILED, "unable to resume connection: not found or expired");
@@ -756,6 +765,7 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) 
     s->conn = NULL;
     c->sock = NULL;
     sock_close(s, true);
+    log_ev(SW_LOG_DEBUG, "conn.closed", c->id, c->app->id, 0, "connection closed by the client");
     conn_destroy(c); /* RTN12: a closed connection cannot be resumed */
     break;
   }
@@ -838,7 +848,7 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
         }
       }
     } else if (now_ms - c->lost_at > l->connection_state_ttl) {
-      log_debug("connection %s expired", c->id);
+      log_ev(SW_LOG_DEBUG, "conn.expired", c->id, c->app->id, 0, "connection state expired");
       conn_destroy(c);
     }
   }

@@ -281,8 +281,9 @@ int sock_send(sw_sock_t *s, sw_frame_t *f) {
      * stays resumable and the client catches up from storage. */
     if (!s->overflowed) {
       s->overflowed = true;
-      log_warn("outbound queue over %zu bytes: disconnecting a slow consumer",
-               s->srv->cfg->limits.max_outbound_bytes);
+      sw_conn_t *c = s->conn;
+      log_ev(SW_LOG_WARN, "conn.slow_consumer", c ? c->id : NULL, c ? c->app->id : NULL, c ? SW_E_SLOW_CONSUMER : 0,
+             "outbound queue over %zu bytes: disconnecting a slow consumer", s->srv->cfg->limits.max_outbound_bytes);
       if (s->conn) conn_on_slow_consumer(s->conn);
       sock_close(s, true);
     }

@@ -27,6 +27,7 @@
 #include "net/origin.h"
 #include "net/url.h"
 #include "util/clock.h"
+#include "util/log.h"
 
 
 /* Every response carries these: CORS for browsers, with the X-Ably-*
@@ -78,6 +79,10 @@ void rest_reply_value(sw_sock_t *s, int status, sw_format_t fmt, const json_t *v
 }
 
 void rest_error(sw_sock_t *s, sw_format_t fmt, const sw_error_t *e, bool keep_alive) {
+  /* Refused credentials at info, server faults as warnings; the code only,
+   * since a message may quote what the client sent. */
+  int level = e->status >= 500 ? SW_LOG_WARN : e->status == 401 || e->status == 403 ? SW_LOG_INFO : SW_LOG_DEBUG;
+  log_ev(level, "http.error", NULL, NULL, e->code, "HTTP request refused with status %d", e->status);
   sw_buf_t body = {0}, h = {0};
   codec_encode_error_body(fmt, e, &body);
   /* Header values must not carry CR/LF or non-ASCII. */
