@@ -55,8 +55,20 @@ static void on_tick(uv_timer_t *t) {
 
 static void on_signal(uv_signal_t *h, int signum) {
   sw_server_t *srv = h->data;
-  log_info("signal %d: shutting down", signum);
+  log_ev(SW_LOG_INFO, "server.signal", NULL, NULL, 0, "signal %d: shutting down", signum);
   server_shutdown(srv);
+}
+
+/* SIGHUP (systemctl reload): nothing is reloadable yet, so it is logged and
+ * otherwise ignored instead of ending the process, its default action. */
+static void on_hup(uv_signal_t *h, int signum) {
+  log_ev(SW_LOG_INFO, "server.reload", NULL, NULL, 0, "SIGHUP: nothing to reload");
+}
+
+static void hup_start(sw_server_t *srv) {
+  uv_signal_init(srv->loop, &srv->sighup);
+  srv->sighup.data = srv;
+  uv_signal_start(&srv->sighup, on_hup, SIGHUP);
 }
 
 static void cors_preflight(sw_sock_t *s, const sw_http_req_t *req) {
@@ -280,6 +292,7 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_
   srv->sigterm.data = srv->sigint.data = srv;
   uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
   uv_signal_start(&srv->sigint, on_signal, SIGINT);
+  hup_start(srv);
   return 0;
 }
 
@@ -290,6 +303,7 @@ void server_shutdown(sw_server_t *srv) {
   uv_close((uv_handle_t *)&srv->tick, NULL);
   uv_close((uv_handle_t *)&srv->sigterm, NULL);
   uv_close((uv_handle_t *)&srv->sigint, NULL);
+  uv_close((uv_handle_t *)&srv->sighup, NULL);
   /* Flush storage first: pending publishes are ACKed before clients go. */
   store_close(srv->store);
   srv->store = NULL;

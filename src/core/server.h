@@ -28,6 +28,7 @@ typedef struct sw_server {
   sw_config_t *cfg;
   uv_tcp_t listener;
   uv_signal_t sigterm, sigint;
+  uv_signal_t sighup;   /* reload: logged, nothing to reload yet (server.c on_hup) */
   uv_timer_t tick;      /* once a second: heartbeats, expiry of lost connections, retention */
   sw_apps_t apps;
   sw_store_t *store;
