@@ -105,60 +105,113 @@ sw_conn_t *conn_find(sw_server_t *srv, const char *id) {
   return c;
 }
 
+/* A NACK reason that could not be copied (out of memory): still a NACK. */
+static sw_error_t memo_oom_error = {.code = SW_E_INTERNAL, .status = 500, .message = "out of memory"};
+
 static void memo_clear(sw_ack_memo_t *m) {
   for (size_t i = 0; i < m->n_serials; i++) free(m->serials[i]);
   free(m->serials);
+  if (m->err != &memo_oom_error) free(m->err);
   memset(m, 0, sizeof *m);
 }
 
-static sw_ack_memo_t *memo_at(sw_conn_t *c, int64_t serial) {
-  if (serial < c->memo_base || serial >= c->memo_base + (int64_t)c->memo_len) return NULL;
-  return &c->memo[(c->memo_head + (size_t)(serial - c->memo_base)) % c->memo_cap];
+static sw_ack_memo_t *memo_entry(const sw_conn_t *c, size_t i) {
+  return &c->memo[(c->memo_head + i) % c->memo_cap];
 }
 
-/* Appends the memo for msgSerial serial (> every serial seen). */
-static sw_ack_memo_t *memo_push(sw_conn_t *c, int64_t serial) {
-  if (c->memo_len == 0) c->memo_base = c->next_answer = serial;
-  while (c->memo_base + (int64_t)c->memo_len <= serial) {
-    if (c->memo_len == c->memo_cap) {
-      size_t cap = c->memo_cap ? c->memo_cap * 2 : 16;
-      sw_ack_memo_t *m = calloc(cap, sizeof *m);
-      if (!m) return NULL;
-      for (size_t i = 0; i < c->memo_len; i++) m[i] = c->memo[(c->memo_head + i) % c->memo_cap];
-      free(c->memo);
-      c->memo = m;
-      c->memo_cap = cap;
-      c->memo_head = 0;
+/* The entry answering msgSerial serial, or NULL (a serial the client
+ * skipped, or one answered so long ago it is forgotten). Entries are in
+ * msgSerial order: a binary search. */
+static sw_ack_memo_t *memo_find(const sw_conn_t *c, int64_t serial, size_t *index) {
+  size_t lo = 0, hi = c->memo_len;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    sw_ack_memo_t *e = memo_entry(c, mid);
+    if (serial < e->serial) {
+      hi = mid;
+    } else if (serial - e->serial >= e->count) {
+      lo = mid + 1;
+    } else {
+      if (index) *index = mid;
+      return e;
     }
-    sw_ack_memo_t *e = &c->memo[(c->memo_head + c->memo_len) % c->memo_cap];
-    memset(e, 0, sizeof *e);
-    /* A msgSerial the client skipped (recover continues its numbering). */
-    e->done = e->silent = c->memo_base + (int64_t)c->memo_len < serial;
-    c->memo_len++;
   }
-  return memo_at(c, serial);
+  return NULL;
 }
 
-static void nack(sw_conn_t *c, int64_t msg_serial, const sw_error_t *e);
+/* Appends the entry for msgSerial serial (> every serial seen), whatever
+ * the client skipped before it. The ring holds at most SW_ACK_MEMORY
+ * answered entries, memo_pending (<= maxPendingPublishes) accepted
+ * publishes and at most one refused run after each of those, so it stays
+ * under SW_ACK_MEMORY + 2 * maxPendingPublishes + 2 entries however the
+ * client numbers its publishes. */
+static sw_ack_memo_t *memo_push(sw_conn_t *c, int64_t serial) {
+  if (c->memo_len == c->memo_cap) {
+    size_t cap = c->memo_cap ? c->memo_cap * 2 : 16;
+    sw_ack_memo_t *m = calloc(cap, sizeof *m);
+    if (!m) return NULL;
+    for (size_t i = 0; i < c->memo_len; i++) m[i] = *memo_entry(c, i);
+    free(c->memo);
+    c->memo = m;
+    c->memo_cap = cap;
+    c->memo_head = 0;
+  }
+  sw_ack_memo_t *e = memo_entry(c, c->memo_len++);
+  memset(e, 0, sizeof *e);
+  e->serial = serial;
+  e->count = 1;
+  return e;
+}
+
+static void nack(sw_conn_t *c, int64_t msg_serial, int64_t count, const sw_error_t *e);
 static void ack(sw_conn_t *c, int64_t msg_serial, char **serials, size_t n);
 
-/* Sends every outcome that is known and whose predecessors are answered. */
+/* Sends every outcome that is known and whose predecessors are answered,
+ * then forgets the oldest answered ones beyond SW_ACK_MEMORY. */
 static void memo_flush(sw_conn_t *c) {
-  sw_ack_memo_t *m;
-  while ((m = memo_at(c, c->next_answer)) && m->done) {
+  while (c->memo_answered < c->memo_len) {
+    sw_ack_memo_t *m = memo_entry(c, c->memo_answered);
+    if (!m->done) break;
     /* Without a transport the client will resend, and be answered then. */
-    if (c->sock && !m->silent) {
-      if (m->err.code) nack(c, c->next_answer, &m->err);
-      else ack(c, c->next_answer, m->serials, m->n_serials);
+    if (c->sock) {
+      if (m->err) nack(c, m->serial, m->count, m->err);
+      else ack(c, m->serial, m->serials, m->n_serials);
     }
-    c->next_answer++;
+    if (!m->refused) c->memo_pending--;
+    c->memo_answered++;
   }
-  while (c->memo_len && c->next_answer - c->memo_base > SW_ACK_MEMORY) {
-    memo_clear(&c->memo[c->memo_head]);
+  while (c->memo_answered > SW_ACK_MEMORY) {
+    memo_clear(memo_entry(c, 0));
     c->memo_head = (c->memo_head + 1) % c->memo_cap;
     c->memo_len--;
-    c->memo_base++;
+    c->memo_answered--;
   }
+}
+
+/* Refuses publish serial because maxPendingPublishes publishes of this
+ * connection are unanswered. Its NACK still goes out in msgSerial order,
+ * after theirs; refusals in a row share one entry (one NACK with a count),
+ * so a flood of them costs nothing more. 42911 is Ably's code for a
+ * connection publishing faster than it may ("per-connection publish rate
+ * exceeded"): the client may publish again once ACKs arrive. */
+static void memo_refuse(sw_conn_t *c, int64_t serial) {
+  sw_ack_memo_t *last = c->memo_len > c->memo_answered ? memo_entry(c, c->memo_len - 1) : NULL;
+  if (last && last->refused) {
+    last->count = serial - last->serial + 1;
+    return;
+  }
+  sw_error_t *err = malloc(sizeof *err);
+  sw_ack_memo_t *e = err ? memo_push(c, serial) : NULL;
+  if (!e) {
+    free(err);
+    conn_fail(c, SW_E_INTERNAL, "out of memory", false);
+    return;
+  }
+  errors_set(err, 42911, "too many publishes awaiting their ACK on this connection (maxPendingPublishes %lld)",
+             (long long)c->srv->cfg->limits.max_pending_publishes);
+  e->err = err;
+  e->done = e->refused = true;
+  memo_flush(c);
 }
 
 void conn_destroy(sw_conn_t *c) {
@@ -168,7 +221,7 @@ void conn_destroy(sw_conn_t *c) {
     c->sock->conn = NULL;
     sock_close(c->sock, true);
   }
-  for (size_t i = 0; i < c->memo_len; i++) memo_clear(&c->memo[(c->memo_head + i) % c->memo_cap]);
+  for (size_t i = 0; i < c->memo_len; i++) memo_clear(memo_entry(c, i));
   free(c->memo);
   HASH_DEL(c->srv->conns, c);
   free(c->client_id);
@@ -415,9 +468,9 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
   }
 }
 
-static void nack(sw_conn_t *c, int64_t msg_serial, const sw_error_t *e) {
+static void nack(sw_conn_t *c, int64_t msg_serial, int64_t count, const sw_error_t *e) {
   sw_pmsg_t m = {.action = SW_ACTION_NACK, .msg_serial = msg_serial, .has_msg_serial = true,
-                 .count = 1, .has_count = true, .error = *e};
+                 .count = count, .has_count = true, .error = *e};
   conn_send_pmsg(c, &m);
 }
 
@@ -430,11 +483,13 @@ static void ack(sw_conn_t *c, int64_t msg_serial, char **serials, size_t n) {
 
 void conn_publish_done(sw_conn_t *c, int64_t msg_serial, const sw_error_t *err, char **serials,
                        size_t n) {
-  sw_ack_memo_t *memo = memo_at(c, msg_serial);
+  sw_ack_memo_t *memo = memo_find(c, msg_serial, NULL);
   if (!memo || memo->done) return;
   memo->done = true;
   if (err && err->code) {
-    memo->err = *err;
+    memo->err = malloc(sizeof *memo->err);
+    if (memo->err) *memo->err = *err;
+    else memo->err = &memo_oom_error;
   } else if (n && (memo->serials = calloc(n, sizeof *memo->serials))) {
     memo->n_serials = n;
     for (size_t i = 0; i < n; i++) memo->serials[i] = serials[i] ? strdup(serials[i]) : NULL;
@@ -543,24 +598,35 @@ static void handle_detach(sw_conn_t *c, sw_pmsg_t *m) {
   conn_send_pmsg(c, &r);
 }
 
-/* Takes msgSerial serial for a new publish (MESSAGE or PRESENCE), or
- * answers a resend: RTN19a2, a publish resent after resume is answered,
- * never applied twice; one still in flight is answered when it completes.
- * Returns false when there is nothing more to do. */
+/* Takes msgSerial serial for a new publish (MESSAGE, PRESENCE, ANNOTATION,
+ * OBJECT), or answers a resend: RTN19a2, a publish resent after resume is
+ * answered, never applied twice; one still in flight is answered when it
+ * completes. A publish over maxPendingPublishes is refused here (NACK 42911,
+ * in order). Returns false when there is nothing more to do. */
 static bool accept_serial(sw_conn_t *c, int64_t serial) {
+  if (serial < 0 || serial > SW_MAX_MSG_SERIAL) {
+    conn_fail(c, SW_E_INVALID_PARAM, "msgSerial out of range (0 to 2^53-1)", false);
+    return false;
+  }
   if (serial < c->next_msg_serial) {
-    sw_ack_memo_t *memo = memo_at(c, serial);
-    if (memo && memo->done && serial < c->next_answer && !memo->silent) {
-      if (memo->err.code) nack(c, serial, &memo->err);
+    size_t i;
+    sw_ack_memo_t *memo = memo_find(c, serial, &i);
+    if (memo && i < c->memo_answered) {
+      if (memo->err) nack(c, serial, 1, memo->err);
       else ack(c, serial, memo->serials, memo->n_serials);
     }
     return false;
   }
   c->next_msg_serial = serial + 1;
+  if (c->memo_pending >= (size_t)c->srv->cfg->limits.max_pending_publishes) {
+    memo_refuse(c, serial);
+    return false;
+  }
   if (!memo_push(c, serial)) {
     conn_fail(c, SW_E_INTERNAL, "out of memory", false);
     return false;
   }
+  c->memo_pending++;
   return true;
 }
 
@@ -780,12 +846,8 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) 
   case SW_ACTION_OBJECT: {
     sw_error_t e;
     errors_set(&e, SW_E_BAD_REQUEST, "action %d is not supported by this server yet", m.action);
-    if (m.has_msg_serial && m.msg_serial >= c->next_msg_serial) {
-      c->next_msg_serial = m.msg_serial + 1;
-      if (memo_push(c, m.msg_serial)) conn_publish_done(c, m.msg_serial, &e, NULL, 0);
-    } else {
-      conn_send_channel_error(c, m.channel, &e);
-    }
+    if (!m.has_msg_serial) conn_send_channel_error(c, m.channel, &e);
+    else if (accept_serial(c, m.msg_serial)) conn_publish_done(c, m.msg_serial, &e, NULL, 0);
     break;
   }
   case SW_ACTION_AUTH:
