@@ -497,15 +497,108 @@ void conn_publish_done(sw_conn_t *c, int64_t msg_serial, const sw_error_t *err, 
   memo_flush(c);
 }
 
-/* Parses a rewind value: "N" messages, or "Ns"/"Nm" duration (RTL? rewind). */
-static int parse_rewind(const char *v, int64_t *count, int64_t *ms) {
-  char *end;
-  long long n = strtoll(v, &end, 10);
-  if (end == v || n < 0) return -1;
-  if (*end == '\0') *count = n > 100 ? 100 : n;
-  else if (strcmp(end, "s") == 0) *ms = n * 1000;
-  else if (strcmp(end, "m") == 0) *ms = n * 60000;
+/* Channel params (ATTACH params and the "[?k=v&...]" name qualifier) are
+ * echoed in ATTACHED: their number is limits.maxChannelParams, and a name or
+ * value longer than these is refused, not truncated (40003). Ably's params
+ * (rewind, rewindLimit, delta, occupancy...) are short. */
+#define CHANNEL_PARAM_NAME_MAX 64
+#define CHANNEL_PARAM_VALUE_MAX 256
+/* Ably's "too many channels" (90010, status 400): its message names the
+ * per-connection limit. */
+#define E_TOO_MANY_CHANNELS 90010
+
+/* A non-negative decimal count, saturating at INT64_MAX; the end in *end. */
+static int parse_count(const char *v, int64_t *n, const char **end) {
+  if (*v < '0' || *v > '9') return -1;
+  int64_t x = 0;
+  for (; *v >= '0' && *v <= '9'; v++) x = x > (INT64_MAX - 9) / 10 ? INT64_MAX : x * 10 + (*v - '0');
+  *n = x;
+  *end = v;
+  return 0;
+}
+
+/* Parses a rewind value: "N" messages, or "Ns"/"Nm" back in time. Bounded
+ * here, never refused for being large: a count is at most max_count (Ably
+ * sends at most 100 messages), a duration at most max_ms (the channel's
+ * retention: nothing older is kept). */
+static int parse_rewind(const char *v, int64_t max_count, int64_t max_ms, int64_t *count, int64_t *ms) {
+  const char *end;
+  int64_t n;
+  if (parse_count(v, &n, &end)) return -1;
+  if (*end == '\0') *count = n > max_count ? max_count : n;
+  else if (strcmp(end, "s") == 0) *ms = n > max_ms / 1000 ? max_ms : n * 1000;
+  else if (strcmp(end, "m") == 0) *ms = n > max_ms / 60000 ? max_ms : n * 60000;
   else return -1;
+  return 0;
+}
+
+/* The params of an ATTACH: the name qualifier's, overridden by the ATTACH
+ * message's (TR4q), each bounded before it is copied. NULL with err set
+ * when refused (or *out NULL and no error when there are none). */
+static int attach_params(const sw_conn_t *c, const sw_pmsg_t *m, const sw_channel_name_t *parts, json_t **out,
+                         sw_error_t *err) {
+  size_t max = (size_t)c->srv->cfg->limits.max_channel_params;
+  json_t *params = NULL;
+  *out = NULL;
+  if (m->params && !json_is_object(m->params))
+    return errors_set(err, SW_E_INVALID_PARAM, "channel params must be an object of strings");
+  if (json_object_size(m->params) > max)
+    return errors_set(err, SW_E_INVALID_PARAM, "too many channel params (at most %zu)", max);
+  const char *k;
+  json_t *v;
+  json_object_foreach(m->params, k, v) {
+    if (!json_is_string(v) || strlen(k) > CHANNEL_PARAM_NAME_MAX || json_string_length(v) > CHANNEL_PARAM_VALUE_MAX)
+      return errors_set(err, SW_E_INVALID_PARAM,
+                        "invalid channel param %.64s: a string, name up to %d bytes, value up to %d", k,
+                        CHANNEL_PARAM_NAME_MAX, CHANNEL_PARAM_VALUE_MAX);
+  }
+  if (parts->params_len) {
+    sw_slice_t qs = {m->channel + parts->params_off, parts->params_len};
+    size_t pos = 0, n = 0;
+    sw_slice_t pn, pv;
+    if (!(params = json_object())) return errors_set(err, SW_E_INTERNAL, "out of memory");
+    while (url_query_next(qs, &pos, &pn, &pv) == 1) {
+      char kb[CHANNEL_PARAM_NAME_MAX + 1], vb[CHANNEL_PARAM_VALUE_MAX + 1];
+      if (++n > max || url_decode(pn.p, pn.n, kb, sizeof kb, true) < 0 ||
+          url_decode(pv.p, pv.n, vb, sizeof vb, true) < 0) {
+        json_decref(params);
+        return errors_set(err, SW_E_INVALID_PARAM,
+                          "invalid channel params qualifier: at most %zu params, names up to %d bytes, values up to %d",
+                          max, CHANNEL_PARAM_NAME_MAX, CHANNEL_PARAM_VALUE_MAX);
+      }
+      json_object_set_new(params, kb, json_string(vb));
+    }
+  }
+  if (m->params) {
+    if (!params) params = json_object();
+    json_object_update(params, m->params);
+  }
+  /* Each side is bounded; so is their union, but keep the rule exact. */
+  if (json_object_size(params) > max) {
+    json_decref(params);
+    return errors_set(err, SW_E_INVALID_PARAM, "too many channel params (at most %zu)", max);
+  }
+  *out = params;
+  return 0;
+}
+
+/* The rewind of an ATTACH (the channel param "rewind", with
+ * "rewindLimit" for a time rewind): at most maxRewind messages, never
+ * further back than the channel's retention. */
+static int attach_rewind(const sw_conn_t *c, const sw_channel_t *ch, json_t *params, sw_attach_req_t *req,
+                         sw_error_t *err) {
+  const char *rewind = json_string_value(json_object_get(params, "rewind"));
+  const char *limit = json_string_value(json_object_get(params, "rewindLimit"));
+  int64_t max = c->srv->cfg->limits.max_rewind, lim = max;
+  const char *end;
+  if (!rewind) return 0;
+  if (limit && (parse_count(limit, &lim, &end) || *end))
+    return errors_set(err, SW_E_INVALID_PARAM, "invalid rewindLimit parameter %.32s", limit);
+  if (lim > max) lim = max;
+  if (parse_rewind(rewind, lim, ch->ns->retention_ms, &req->rewind_count, &req->rewind_ms))
+    return errors_set(err, SW_E_INVALID_PARAM, "invalid rewind parameter %.32s", rewind);
+  if (req->rewind_ms >= 0) req->rewind_count = lim; /* a time rewind sends the latest lim */
+  if (req->rewind_count == 0) req->rewind_ms = -1;
   return 0;
 }
 
@@ -528,9 +621,27 @@ static sw_channel_t *resolve_channel(sw_conn_t *c, const char *name, sw_channel_
   return ch;
 }
 
+/* Whether an ATTACH would add an attachment beyond
+ * maxChannelsPerConnection: checked before the channel is created. A
+ * re-attach of an attached channel adds none. */
+static bool attach_over_limit(sw_conn_t *c, const char *name) {
+  if (HASH_COUNT(c->attachments) < (size_t)c->srv->cfg->limits.max_channels_per_connection) return false;
+  sw_channel_name_t parts;
+  if (!name || channel_name_validate(name, strlen(name), &parts, NULL)) return false; /* refused anyway */
+  sw_channel_t *ch = channel_find(c->srv, c->app, name + parts.name_off);
+  sw_attach_t *a = NULL;
+  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
+  return a == NULL;
+}
+
 static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
   sw_error_t err = {0};
   sw_channel_name_t parts;
+  if (attach_over_limit(c, m->channel)) {
+    errors_set(&err, E_TOO_MANY_CHANNELS, "Maximum number of channels per connection (%lld) exceeded",
+               (long long)c->srv->cfg->limits.max_channels_per_connection);
+    goto fail;
+  }
   sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
   if (!ch) goto fail;
   uint32_t ops = cap_ops_for_channel(c->auth.cap, ch->name);
@@ -550,27 +661,10 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
                          .channel_serial = m->channel_serial,
                          .rewind_count = -1,
                          .rewind_ms = -1};
-  json_t *params = NULL;
-  /* Params from the name qualifier, overridden by ATTACH params (TR4q). */
-  if (parts.params_len) {
-    params = json_object();
-    sw_slice_t qs = {m->channel + parts.params_off, parts.params_len};
-    size_t pos = 0;
-    sw_slice_t pn, pv;
-    while (url_query_next(qs, &pos, &pn, &pv) == 1) {
-      char k[64], v[64];
-      if (url_decode(pn.p, pn.n, k, sizeof k, true) >= 0 && url_decode(pv.p, pv.n, v, sizeof v, true) >= 0)
-        json_object_set_new(params, k, json_string(v));
-    }
-  }
-  if (json_is_object(m->params)) {
-    if (!params) params = json_object();
-    json_object_update(params, m->params);
-  }
-  const char *rewind = json_string_value(json_object_get(params, "rewind"));
-  if (rewind && parse_rewind(rewind, &req.rewind_count, &req.rewind_ms)) {
+  json_t *params;
+  if (attach_params(c, m, &parts, &params, &err)) goto fail;
+  if (attach_rewind(c, ch, params, &req, &err)) {
     json_decref(params);
-    errors_set(&err, SW_E_INVALID_PARAM, "invalid rewind parameter %.32s", rewind);
     goto fail;
   }
   req.params = params;
