@@ -597,7 +597,9 @@ static int attach_rewind(const sw_conn_t *c, const sw_channel_t *ch, json_t *par
   if (lim > max) lim = max;
   if (parse_rewind(rewind, lim, ch->ns->retention_ms, &req->rewind_count, &req->rewind_ms))
     return errors_set(err, SW_E_INVALID_PARAM, "invalid rewind parameter %.32s", rewind);
-  if (req->rewind_ms >= 0) req->rewind_count = lim; /* a time rewind sends the latest lim */
+  /* A time rewind sends the latest lim messages of its period; "0s",
+   * "0m", "0" and rewindLimit=0 send nothing. */
+  if (req->rewind_ms >= 0) req->rewind_count = req->rewind_ms > 0 ? lim : 0;
   if (req->rewind_count == 0) req->rewind_ms = -1;
   return 0;
 }

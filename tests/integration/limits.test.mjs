@@ -5,9 +5,9 @@
 // msgSerial gaps (finding 1): a connection may skip msgSerials (recover
 // continues the client's numbering), and a skipped run must cost nothing:
 // 0, then 10^6, then 2^53-1 on MESSAGE, on PRESENCE, with a subscribe-only
-// token (NACKed), on OBJECT. The server's RSS must stay flat and a real SDK
-// client must keep being served during the attack. Resends after resume are
-// still answered from the ACK memo across a gap (RTN19a2).
+// token (NACKed), on OBJECT and ANNOTATION. The server's RSS must stay flat
+// and a real SDK client must keep being served during the attack. Resends
+// after resume are still answered from the ACK memo across a gap (RTN19a2).
 //
 // Every other bound is tested on a second server whose limits are set low in
 // its config file (so that reaching them is cheap), and the defaults Ably
@@ -51,6 +51,7 @@ const key = (i = 0) => env.app.keys[i];
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER; // 2^53 - 1, the largest msgSerial ably-js can send
 const OBJECT = 19;
+const ANNOTATION = 21;
 // The server may grow a little (the test's own connections, allocator
 // caches), never by anything proportional to a gap of 10^6 (~275 MB before
 // the fix) or 2^53.
@@ -179,6 +180,21 @@ test('OBJECT (unsupported) with msgSerial 0, 10^6, 2^53-1: NACK 40000 each, no m
     channel,
     frame: (msgSerial) => ({ action: OBJECT, channel, msgSerial, state: [] }),
     nackCode: 40000,
+  });
+});
+
+test('RTAN ANNOTATION with msgSerial 0, 10^6, 2^53-1 on a channel without annotations: NACK 93002 each, no memory per skipped serial', { timeout: 60_000 }, async (t) => {
+  const channel = uniqueChannel('gap-annotation');
+  await gapAttack(t, {
+    query: { key: key().keyStr },
+    channel,
+    frame: (msgSerial) => ({
+      action: ANNOTATION,
+      channel,
+      msgSerial,
+      annotations: [{ type: 'reaction:distinct.v1', name: 'x', messageSerial: '0000000000000001' }],
+    }),
+    nackCode: 93002,
   });
 });
 
@@ -441,6 +457,8 @@ test('RTL4 rewind is bounded: a count beyond maxRewind, a duration (also a huge 
   await rewound({ rewind: '2m', rewindLimit: '3' }, last(3));
   await rewound({ rewind: '99999999999999999999999m' }, last(5));
   await rewound({ rewind: '2' }, last(2));
+  await rewound({ rewind: '0s' }, []);
+  await rewound({ rewind: '1m', rewindLimit: '0' }, []);
 });
 
 test('RTL4 a time rewind on the default server sends at most Ably\'s 100 messages, the latest', { timeout: 30_000 }, async (t) => {
