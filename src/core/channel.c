@@ -207,8 +207,39 @@ static void recent_add(sw_channel_t *ch, const char *id, int64_t seq, int64_t no
   HASH_ADD_KEYPTR(hh, ch->recent_ids, r->id, strlen(r->id), r);
 }
 
+/* RSL1k keeps every client-chosen id for two minutes, so they are bounded
+ * per channel before any is kept: at most maxIdempotencyIds ids, each at
+ * most maxMessageIdLength bytes (ids the server makes are never kept). An id
+ * too long is Ably's 40031 (invalid client-specified message id). A full
+ * window is 42913, Ably's per-channel publish rate code: it fills only when
+ * the channel gets more than maxIdempotencyIds new ids in two minutes, and
+ * frees itself as they expire. A resend of an id in the window is no new id
+ * and is still answered as the duplicate it is. */
+static int recent_ids_admit(sw_channel_t *ch, const sw_msg_t *msgs, size_t n, sw_error_t *err) {
+  const sw_limits_t *l = &ch->srv->cfg->limits;
+  size_t fresh = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!msgs[i].id) continue;
+    if (strlen(msgs[i].id) > (size_t)l->max_message_id_length)
+      return errors_set(err, 40031, "message id longer than %lld bytes (maxMessageIdLength)",
+                        (long long)l->max_message_id_length);
+    fresh += recent_find(ch, msgs[i].id) == NULL;
+  }
+  if (fresh && HASH_COUNT(ch->recent_ids) + fresh > (size_t)l->max_idempotency_ids)
+    return errors_set(err, 42913,
+                      "too many message ids published on this channel in the last two minutes "
+                      "(maxIdempotencyIds %lld); retry later",
+                      (long long)l->max_idempotency_ids);
+  return 0;
+}
+
 int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publisher_t *who,
                     sw_error_t *err) {
+  if (recent_ids_admit(ch, msgs, n, err)) {
+    for (size_t i = 0; i < n; i++) msg_clear(&msgs[i]);
+    free(msgs);
+    return -1;
+  }
   sw_server_t *srv;
   pub_t *p = calloc(1, sizeof *p);
   sw_store_rec_t *recs = NULL;
@@ -345,7 +376,9 @@ fail:
  *  - resume (after_seq >= 0): every head whose latest version is after
  *    after_seq, in version order, each with its version's serial as the
  *    channelSerial (RTL15b), so the client continues exactly there;
- *  - rewind: the last N messages, or those since start_ms, by serial.
+ *  - rewind: the last N messages (since start_ms when a time rewind), by
+ *    serial; N is bounded by maxRewind (conn.c), so a time rewind over a
+ *    busy channel sends the latest N, as Ably does.
  * Only what is durable (<= durable_seq) is read; live delivery continues
  * after it. Sets a->from_seq: the seq after which the client holds every
  * message (mutation.c converts appends to older ones into full updates). */
@@ -360,7 +393,7 @@ static void replay(sw_channel_t *ch, sw_attach_t *a, int64_t after_seq, int64_t 
   if (last_n > 0) {
     /* Find the seq before the last N stored messages. */
     sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = -1,
-                        .before_seq = ch->durable_seq + 1, .start = 0, .end = INT64_MAX,
+                        .before_seq = ch->durable_seq + 1, .start = start_ms, .end = INT64_MAX,
                         .forwards = false, .limit = (size_t)last_n, .now = now};
     sw_store_rows_t rows = {0};
     if (store_history(st, &q, &rows) == 0 && rows.n) after_seq = rows.rows[rows.n - 1].seq - 1;
@@ -429,11 +462,11 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     /* RTL4c1: continue after the last message the client saw. */
     after = seq;
     resumed = replaying = true;
-  } else if (req->rewind_count > 0) {
-    last_n = req->rewind_count;
-    replaying = true;
-  } else if (req->rewind_ms > 0) {
-    start_ms = clock_now_ms() - req->rewind_ms;
+  } else if (req->rewind_count > 0 || req->rewind_ms > 0) {
+    /* A rewind sends at most maxRewind messages (Ably: 100), the latest. */
+    int64_t cap = ch->srv->cfg->limits.max_rewind;
+    last_n = req->rewind_count > 0 && req->rewind_count < cap ? req->rewind_count : cap;
+    if (req->rewind_ms > 0) start_ms = clock_now_ms() - req->rewind_ms;
     replaying = true;
   }
 

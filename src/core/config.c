@@ -22,6 +22,16 @@ void config_defaults(sw_config_t *c) {
       .max_connections = 100000,
       .max_http_head = 16384,
       .max_http_body = 1u << 20,
+      .max_pending_publishes = 1000,
+      .max_channels_per_connection = 200,
+      .max_presence_members = 200,
+      .max_presence_per_connection = 1000,
+      .max_idempotency_ids = 100000,
+      .max_message_id_length = 256,
+      .max_token_request_nonces = 100000,
+      .max_revocations = 10000,
+      .max_channel_params = 16,
+      .max_rewind = 100,
   };
   c->auth = (sw_auth_config_t){.clock_skew_ms = 30000, .basic = SW_BASIC_LOOPBACK, .reauth_margin_ms = 30000};
 }
@@ -87,6 +97,16 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
     v = (int64_t)c->limits.max_outbound_bytes, limit(l, "maxOutboundBytes", &v), c->limits.max_outbound_bytes = (size_t)v;
     v = (int64_t)c->limits.max_connections, limit(l, "maxConnections", &v), c->limits.max_connections = (size_t)v;
     v = (int64_t)c->limits.max_http_body, limit(l, "maxHttpBody", &v), c->limits.max_http_body = (size_t)v;
+    limit(l, "maxPendingPublishes", &c->limits.max_pending_publishes);
+    limit(l, "maxChannelsPerConnection", &c->limits.max_channels_per_connection);
+    limit(l, "maxPresenceMembers", &c->limits.max_presence_members);
+    limit(l, "maxPresenceMembersPerConnection", &c->limits.max_presence_per_connection);
+    limit(l, "maxIdempotencyIds", &c->limits.max_idempotency_ids);
+    limit(l, "maxMessageIdLength", &c->limits.max_message_id_length);
+    limit(l, "maxTokenRequestNonces", &c->limits.max_token_request_nonces);
+    limit(l, "maxRevocations", &c->limits.max_revocations);
+    limit(l, "maxChannelParams", &c->limits.max_channel_params);
+    limit(l, "maxRewind", &c->limits.max_rewind);
   }
   json_t *a = json_object_get(root, "auth");
   if (json_is_object(a)) {

@@ -8,7 +8,11 @@
  *           "cookie": "cookie-name", "reauthMarginMs": 30000},
  *  "limits": {"maxMessageSize": 65536, "maxFrameSize": 524288, "maxInboundRate": 250,
  *             "connectionStateTtl": 120000, "maxIdleInterval": 15000,
- *             "maxOutboundBytes": 4194304, "maxConnections": 100000, "maxHttpBody": 1048576},
+ *             "maxOutboundBytes": 4194304, "maxConnections": 100000, "maxHttpBody": 1048576,
+ *             "maxPendingPublishes": 1000, "maxChannelsPerConnection": 200, "maxPresenceMembers": 200,
+ *             "maxPresenceMembersPerConnection": 1000, "maxIdempotencyIds": 100000,
+ *             "maxMessageIdLength": 256, "maxTokenRequestNonces": 100000, "maxRevocations": 10000,
+ *             "maxChannelParams": 16, "maxRewind": 100},
  *  "apps": [app specs, see core/app.h]} */
 #ifndef SW_CORE_CONFIG_H
 #define SW_CORE_CONFIG_H
@@ -28,6 +32,19 @@ typedef struct sw_limits {
   size_t max_connections;
   size_t max_http_head;
   size_t max_http_body;
+  /* What a client can make the server keep, each checked before anything is
+   * allocated (docs/design.md, "Limits"); defaults are Ably's published
+   * limits where there is one. */
+  int64_t max_pending_publishes;     /* unanswered publishes per connection; NACK 42911 beyond */
+  int64_t max_channels_per_connection; /* attachments per connection (Ably: 200); 90010 */
+  int64_t max_presence_members;      /* members per channel (Ably: 200); 91003 */
+  int64_t max_presence_per_connection; /* members one connection entered, all channels; 91003 */
+  int64_t max_idempotency_ids;       /* client-chosen message ids kept per channel (RSL1k); 42913 */
+  int64_t max_message_id_length;     /* bytes of a client-chosen message id; 40031 */
+  int64_t max_token_request_nonces;  /* TokenRequest nonces remembered; 42910 when full */
+  int64_t max_revocations;           /* revocation rules kept (revokeTokens); 42910 per target */
+  int64_t max_channel_params;        /* params of one ATTACH (and [?...] qualifier); 40003 */
+  int64_t max_rewind;                /* messages a rewind sends (Ably: 100) */
 } sw_limits_t;
 
 /* Where Basic (API key) auth is allowed without TLS (RSA1: Ably refuses it

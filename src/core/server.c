@@ -280,7 +280,7 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_
   cfg->port = *port_out;
   if (load_server_state(srv) || load_apps(srv)) return -1;
   srv->jwt_cache = jwt_cache_new();
-  srv->nonces = nonce_cache_new(1000000, SW_TOKEN_REQUEST_WINDOW_MS);
+  srv->nonces = nonce_cache_new((size_t)cfg->limits.max_token_request_nonces, SW_TOKEN_REQUEST_WINDOW_MS);
   srv->cap_cache = cap_cache_new(4096);
   if (!srv->jwt_cache || !srv->nonces || !srv->cap_cache) return -1;
   socks_flush_init(srv);

@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,20 +150,35 @@ static void revoke_tokens(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fm
 
   results = json_array();
   size_t ok = 0, bad = 0, i;
+  size_t max = (size_t)srv->cfg->limits.max_revocations;
   json_t *t;
   json_array_foreach(targets, i, t) {
     const char *target = json_string_value(t), *value;
     sw_revoke_type_t type;
-    if (target && revocation_parse_target(target, &type, &value) == 0 &&
-        revocations_add(&srv->revocations, key_name, type, value, issued_before, applies_at) == 0) {
+    int rc = target && revocation_parse_target(target, &type, &value) == 0
+                 ? revocations_add(&srv->revocations, max, now, key_name, type, value, issued_before, applies_at)
+                 : -EBADMSG;
+    if (rc == 0) {
       json_array_append_new(results, json_pack("{s:s, s:I, s:I}", "target", target, "issuedBefore",
                                                (json_int_t)issued_before, "appliesAt", (json_int_t)applies_at));
       ok++;
-    } else {
-      json_array_append_new(results, json_pack("{s:s?, s:{s:i, s:i, s:s}}", "target", target, "error", "code", 40000,
-                                               "statusCode", 400, "message", "invalid revocation target"));
-      bad++;
+      continue;
     }
+    /* Each target fails alone. Rules are bounded (limits.maxRevocations,
+     * kept for a day): when they are all in use the target gets 42910, the
+     * rate limit code, as the caller may retry once older rules expire. */
+    sw_error_t e;
+    if (rc == -ENOSPC)
+      errors_set(&e, SW_E_RATE_LIMIT, "too many revocations in force (maxRevocations %zu); retry later", max);
+    else if (rc == -EINVAL)
+      errors_set(&e, SW_E_INVALID_PARAM, "revocation target longer than %d bytes", SW_REVOCATION_VALUE_MAX);
+    else if (rc == -ENOMEM)
+      errors_set(&e, SW_E_INTERNAL, "out of memory");
+    else
+      errors_set(&e, SW_E_BAD_REQUEST, "invalid revocation target");
+    json_array_append_new(results, json_pack("{s:s?, s:{s:i, s:i, s:s}}", "target", target, "error", "code", e.code,
+                                             "statusCode", e.status, "message", e.message));
+    bad++;
   }
   if (ok && server_persist_revocations(srv)) {
     errors_set(&err, SW_E_INTERNAL, "revocation could not be stored");
