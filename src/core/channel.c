@@ -18,8 +18,11 @@
 
 /* Idempotent publishing window (RSL1k): Ably dedupes ids for 2 minutes. */
 #define IDEMPOTENCY_WINDOW_MS (2 * 60 * 1000)
-/* Replay is read from storage in pages of this many messages. */
+/* Replay reads pages of at most this many rows, sized to about the
+ * socket's low-water mark of data (replay_read); the first page has
+ * REPLAY_FIRST_PAGE rows. */
 #define REPLAY_PAGE 500
+#define REPLAY_FIRST_PAGE 32
 
 sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *name) {
   size_t alen = strlen(app->id), nlen = strlen(name);
@@ -104,6 +107,8 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
     if (!a->delivering || !(a->modes & mode_mask)) continue;
+    /* Messages wait while a replay runs: it reads them from storage, in order. */
+    if (a->replay && (mode_mask & SW_MODE_SUBSCRIBE)) continue;
     if (skip_conn_id && strcmp(c->id, skip_conn_id) == 0) continue;
     if (a->wire_name) {
       /* Attached under another spelling ([?params]name): its own frame. */
@@ -372,68 +377,157 @@ fail:
   return -1;
 }
 
-/* Sends stored messages to a newly attached client, one MESSAGE each:
- *  - resume (after_seq >= 0): every head whose latest version is after
- *    after_seq, in version order, each with its version's serial as the
- *    channelSerial (RTL15b), so the client continues exactly there;
- *  - rewind: the last N messages (since start_ms when a time rewind), by
- *    serial; N is bounded by maxRewind (conn.c), so a time rewind over a
- *    busy channel sends the latest N, as Ably does.
- * Only what is durable (<= durable_seq) is read; live delivery continues
- * after it. Sets a->from_seq: the seq after which the client holds every
- * message (mutation.c converts appends to older ones into full updates). */
-static void replay(sw_channel_t *ch, sw_attach_t *a, int64_t after_seq, int64_t start_ms, int64_t last_n) {
+/* A replay from storage in progress (sw_attach.replay), in two phases:
+ *  1. rewind: the heads of the rewind window in seq order, up to seq_end
+ *     (durable_seq at the attach), each with its own serial (its seq) as
+ *     channelSerial; a head that changed after seq_end is left to phase 2;
+ *  2. every head whose latest version is after `after`, in version order
+ *     (by_vseq), each with that version's serial as channelSerial, up to
+ *     the channel's durable_seq at the time: a resume is this phase alone,
+ *     and a rewind continues with it from seq_end.
+ * A client cut off mid-replay re-attaches with the last channelSerial it
+ * processed, S, and is resumed by phase 2 from S: every head it has not
+ * been sent since has a vseq after S (a message's vseq is at least its
+ * seq), so it may get a head twice but misses none. */
+typedef struct sw_replay {
+  bool by_vseq;         /* phase 2 */
+  bool last_page;       /* the page read held every row up to its bound */
+  bool running;         /* inside replay_step: channel_replay_end sets ended instead of freeing */
+  bool ended;
+  int64_t after;        /* rows after this seq (phase 1) or vseq (phase 2) are still to send */
+  int64_t seq_end;      /* phase 1 ends with this seq */
+  int64_t start_ms;     /* phase 1: only messages since then (rewind by time); 0 for all */
+  int64_t read_upto;    /* ch->durable_seq when the page was read */
+  sw_store_rows_t rows; /* the page read; rows[next..] are not sent yet */
+  size_t next;
+  size_t page_rows;     /* rows to ask for in the next read */
+} sw_replay_t;
+
+static void replay_free(sw_replay_t *r) {
+  store_rows_free(&r->rows);
+  free(r);
+}
+
+void channel_replay_end(sw_attach_t *a) {
+  sw_replay_t *r = a->replay;
+  if (!r) return;
+  a->replay = NULL;
+  if (r->running) r->ended = true; /* replay_step frees it when the send returns */
+  else replay_free(r);
+}
+
+/* Reads the next page after r->after. 0, or a negative errno. */
+static int replay_read(sw_attach_t *a, sw_replay_t *r, size_t low_water) {
+  sw_channel_t *ch = a->ch;
+  store_rows_free(&r->rows);
+  r->next = 0;
+  r->read_upto = ch->durable_seq;
+  sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = r->after,
+                      .before_seq = (r->by_vseq ? ch->durable_seq : r->seq_end) + 1,
+                      .start = r->by_vseq ? 0 : r->start_ms, .end = INT64_MAX, .forwards = true,
+                      .limit = r->page_rows, .now = clock_now_ms(), .by_vseq = r->by_vseq};
+  int rc = store_history(ch->srv->store, &q, &r->rows);
+  if (rc) return rc;
+  r->last_page = r->rows.n < r->page_rows;
+  /* The next page is about one low-water mark of data: small messages in
+   * few reads, large ones without holding megabytes per replay. */
+  size_t bytes = 0;
+  for (size_t i = 0; i < r->rows.n; i++) bytes += r->rows.rows[i].blob_len;
+  if (r->rows.n) {
+    size_t fit = low_water / (bytes / r->rows.n + 1) + 1;
+    r->page_rows = fit < REPLAY_PAGE ? fit : REPLAY_PAGE;
+  }
+  return 0;
+}
+
+/* Sends one stored head as a MESSAGE whose channelSerial is serial. */
+static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t serial) {
   sw_conn_t *c = a->conn;
-  sw_store_t *st = c->srv->store;
-  int64_t now = clock_now_ms();
-  bool resume = after_seq >= 0;
-  if (resume) a->from_seq = after_seq;
-  char attach_serial[SW_SERIAL_LEN + 1];
-  serial_format(ch->durable_seq, attach_serial);
-  if (last_n > 0) {
-    /* Find the seq before the last N stored messages. */
-    sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = -1,
-                        .before_seq = ch->durable_seq + 1, .start = start_ms, .end = INT64_MAX,
-                        .forwards = false, .limit = (size_t)last_n, .now = now};
-    sw_store_rows_t rows = {0};
-    if (store_history(st, &q, &rows) == 0 && rows.n) after_seq = rows.rows[rows.n - 1].seq - 1;
-    else after_seq = ch->durable_seq;
-    store_rows_free(&rows);
+  sw_msg_t msg = {0};
+  if (codec_msg_from_blob(row->blob, row->blob_len, &msg)) return;
+  /* A head is the message in full. */
+  mutation_mark_full(a, row->seq);
+  if (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0) {
+    char cs[SW_SERIAL_LEN + 1];
+    serial_format(serial, cs);
+    sw_pmsg_t m = {.action = SW_ACTION_MESSAGE,
+                   .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+                   .channel_serial = cs,
+                   .timestamp = msg.timestamp,
+                   .connection_id = msg.connection_id,
+                   .messages = &msg,
+                   .n_messages = 1};
+    conn_send_pmsg(c, &m);
   }
-  bool first = true;
+  msg_clear(&msg);
+}
+
+/* Queues replayed rows while the socket's queue is below its low-water
+ * mark, then asks for a drain notification (conn_on_drain continues). Once
+ * every row up to durable_seq is sent, the attachment goes live: steps run
+ * on the loop thread between store completions, so durable_seq cannot move
+ * during one and the hand-over is exact. */
+static void replay_step(sw_attach_t *a) {
+  sw_replay_t *r = a->replay;
+  if (!r || r->running) return;
+  sw_conn_t *c = a->conn;
+  r->running = true;
   for (;;) {
-    sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = after_seq,
-                        .before_seq = ch->durable_seq + 1, .start = start_ms, .end = INT64_MAX,
-                        .forwards = true, .limit = REPLAY_PAGE, .now = now, .by_vseq = resume};
-    sw_store_rows_t rows = {0};
-    if (store_history(st, &q, &rows)) break;
-    for (size_t i = 0; i < rows.n && c->sock; i++) {
-      const sw_store_row_t *row = &rows.rows[i];
-      sw_msg_t msg = {0};
-      after_seq = resume ? row->vseq : row->seq;
-      if (!resume && first) a->from_seq = row->seq - 1;
-      first = false;
-      if (codec_msg_from_blob(row->blob, row->blob_len, &msg)) continue;
-      /* A head is the message in full. */
-      mutation_mark_full(a, row->seq);
-      if (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0) {
-        char vserial[SW_SERIAL_LEN + 1];
-        serial_format(row->vseq, vserial);
-        sw_pmsg_t m = {.action = SW_ACTION_MESSAGE,
-                       .channel = a->wire_name ? a->wire_name : (char *)ch->name,
-                       .channel_serial = resume ? vserial : attach_serial,
-                       .timestamp = msg.timestamp,
-                       .connection_id = msg.connection_id,
-                       .messages = &msg,
-                       .n_messages = 1};
-        conn_send_pmsg(c, &m);
-      }
-      msg_clear(&msg);
+    sw_sock_t *s = c->sock;
+    if (!s || s->closing) break; /* the replay ends with the transport */
+    size_t low = sock_low_water(s);
+    if (s->q_bytes >= low) {
+      s->drain_wanted = true;
+      break;
     }
-    size_t got = rows.n;
-    store_rows_free(&rows);
-    if (got < REPLAY_PAGE || !c->sock) break;
+    if (r->next < r->rows.n) {
+      const sw_store_row_t *row = &r->rows.rows[r->next++];
+      if (r->by_vseq) {
+        r->after = row->vseq;
+        replay_send(a, row, row->vseq);
+      } else {
+        r->after = row->seq;
+        if (row->vseq <= r->seq_end) replay_send(a, row, row->seq);
+      }
+      if (r->ended) break;
+      continue;
+    }
+    if (r->last_page && !r->by_vseq) {
+      /* The rewind window is sent: phase 2 from its end. */
+      r->by_vseq = true;
+      r->after = r->seq_end;
+      r->last_page = false;
+    } else if (r->last_page && r->read_upto == a->ch->durable_seq) {
+      /* Caught up: live fan-out continues after durable_seq. */
+      a->replay = NULL;
+      r->ended = true;
+      break;
+    }
+    int rc = replay_read(a, r, low);
+    if (rc) {
+      log_error("replay on %s stopped: storage read failed (%d)", a->ch->name, rc);
+      a->replay = NULL;
+      r->ended = true;
+      break;
+    }
   }
+  r->running = false;
+  if (r->ended) replay_free(r);
+}
+
+void channel_replay_continue(sw_attach_t *a) { replay_step(a); }
+
+/* The seq after which a rewind starts: before the last last_n messages up
+ * to up_to, or before the first one since start_ms; up_to if none. */
+static int64_t rewind_start(sw_channel_t *ch, int64_t last_n, int64_t start_ms, int64_t up_to) {
+  sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = -1, .before_seq = up_to + 1,
+                      .start = start_ms, .end = INT64_MAX, .forwards = last_n <= 0,
+                      .limit = last_n > 0 ? (size_t)last_n : 1, .now = clock_now_ms()};
+  sw_store_rows_t rows = {0};
+  int64_t after = up_to;
+  if (store_history(ch->srv->store, &q, &rows) == 0 && rows.n) after = rows.rows[rows.n - 1].seq - 1;
+  store_rows_free(&rows);
+  return after;
 }
 
 int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
@@ -450,15 +544,16 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     ch->subs = a;
     ch->n_subs++;
   }
+  channel_replay_end(a); /* a new attach replaces a replay in progress */
   free(a->wire_name);
   a->wire_name = req->channel_name && strcmp(req->channel_name, ch->name) ? strdup(req->channel_name) : NULL;
   a->modes = req->modes;
 
-  int64_t after = -1, start_ms = 0, last_n = 0;
+  int64_t up_to = ch->durable_seq, after = up_to, start_ms = 0, last_n = 0;
   bool resumed = false, replaying = false;
   int64_t seq;
   if (req->channel_serial && serial_parse(req->channel_serial, strlen(req->channel_serial), &seq) == 0 &&
-      seq <= ch->durable_seq) {
+      seq <= up_to) {
     /* RTL4c1: continue after the last message the client saw. */
     after = seq;
     resumed = replaying = true;
@@ -469,9 +564,18 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     if (req->rewind_ms > 0) start_ms = clock_now_ms() - req->rewind_ms;
     replaying = true;
   }
+  replaying = replaying && (a->modes & SW_MODE_SUBSCRIBE);
+  if (replaying && !resumed) after = rewind_start(ch, last_n, start_ms, up_to);
+  sw_replay_t *r = replaying ? calloc(1, sizeof *r) : NULL;
+  if (replaying && !r) return -1;
 
+  /* ably-js takes ATTACHED's channelSerial as its own (RTL15b): with a
+   * replay it is where the replay starts, so a client cut off before the
+   * first replayed message resumes from there; with a rewind it is also
+   * the attachSerial, and history untilAttach (RTL10b) ends where the
+   * rewind begins. */
   char serial[SW_SERIAL_LEN + 1];
-  serial_format(ch->durable_seq, serial);
+  serial_format(replaying ? after : up_to, serial);
   sw_pmsg_t m = {.action = SW_ACTION_ATTACHED,
                  .channel = (char *)(req->channel_name ? req->channel_name : ch->name),
                  .flags = (int64_t)a->modes | (resumed ? SW_FLAG_RESUMED : 0) |
@@ -481,10 +585,18 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
                  .params = req->params};
   conn_send_pmsg(c, &m);
   a->delivering = true;
-  a->from_seq = ch->durable_seq;
+  a->from_seq = replaying ? after : up_to;
   mutation_attach_free(a);
   if (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) presence_sync(ch, a);
-  if (replaying && (a->modes & SW_MODE_SUBSCRIBE)) replay(ch, a, after, start_ms, last_n);
+  if (r) {
+    r->by_vseq = resumed;
+    r->after = after;
+    r->seq_end = up_to;
+    r->start_ms = start_ms;
+    r->page_rows = REPLAY_FIRST_PAGE;
+    a->replay = r;
+    replay_step(a);
+  }
   return 0;
 }
 
@@ -492,6 +604,7 @@ void channel_detach(sw_attach_t *a) {
   sw_channel_t *ch = a->ch;
   /* Detaching leaves presence (RTP5a); so does the end of a connection. */
   presence_leave_conn(ch, a->conn->id);
+  channel_replay_end(a);
   HASH_DEL(a->conn->attachments, a);
   if (a->prev) a->prev->next = a->next;
   else ch->subs = a->next;

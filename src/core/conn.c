@@ -235,12 +235,21 @@ void conn_destroy(sw_conn_t *c) {
   free(c);
 }
 
+void conn_on_drain(sw_conn_t *c) {
+  sw_attach_t *a, *tmp;
+  HASH_ITER(hh, c->attachments, a, tmp) if (a->replay) channel_replay_continue(a);
+}
+
 void conn_on_transport_lost(sw_conn_t *c) {
   log_ev(SW_LOG_DEBUG, "conn.transport_lost", c->id, c->app->id, 0, "transport lost; connection resumable");
   c->sock = NULL;
   c->lost_at = clock_now_ms();
   sw_attach_t *a, *tmp;
-  HASH_ITER(hh, c->attachments, a, tmp) a->delivering = false;
+  HASH_ITER(hh, c->attachments, a, tmp) {
+    /* The client re-attaches from its channelSerial on the next transport. */
+    a->delivering = false;
+    channel_replay_end(a);
+  }
 }
 
 static void send_connected(sw_conn_t *c, const sw_error_t *err) {
@@ -267,6 +276,7 @@ static void bind_transport(sw_conn_t *c, sw_sock_t *s, sw_format_t fmt, bool ech
     sw_sock_t *old = c->sock;
     old->conn = NULL;
     sock_close(old, false);
+    conn_on_transport_lost(c); /* as if it had been noticed: no delivery until re-attach */
   }
   c->sock = s;
   s->conn = c;

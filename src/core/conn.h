@@ -92,6 +92,9 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text);
 /* The socket's outbound bound was hit: DISCONNECTED with 42916 goes out
  * past the bound; the socket is then closed and the connection resumable. */
 void conn_on_slow_consumer(sw_conn_t *c);
+/* The socket's output queue drained below its low-water mark after a
+ * replay asked for it (sock.c): the connection's replays continue. */
+void conn_on_drain(sw_conn_t *c);
 /* The transport went away (socket closed by either side). */
 void conn_on_transport_lost(sw_conn_t *c);
 

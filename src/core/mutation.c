@@ -156,7 +156,8 @@ static void broadcast(version_t *v, const sw_head_t *h) {
   sw_frame_t *frames[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [full][fmt] */
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
-    if (!a->delivering || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
+    /* During a replay the version comes from storage, in order. */
+    if (!a->delivering || a->replay || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
     if (!c->echo && v->conn_id[0] && strcmp(c->id, v->conn_id) == 0) continue;
     bool whole = v->append && !holds_full(a, v->seq);
     if (whole) mutation_mark_full(a, v->seq);

@@ -134,6 +134,20 @@ void sock_unref(sw_sock_t *s) {
 
 static void mark_dirty(sw_sock_t *s);
 
+size_t sock_low_water(const sw_sock_t *s) {
+  size_t q = s->srv->cfg->limits.max_outbound_bytes / 4;
+  return q < ((size_t)1 << 20) ? q : (size_t)1 << 20;
+}
+
+/* Tells the connection that its queue drained, if a replay asked for it.
+ * Called after writes only (the per-turn flush and on_write), never from
+ * inside a send, so a replay never runs nested in a fan-out. */
+static void drained(sw_sock_t *s) {
+  if (!s->drain_wanted || s->closing || !s->conn || s->q_bytes >= sock_low_water(s)) return;
+  s->drain_wanted = false;
+  conn_on_drain(s->conn);
+}
+
 static void on_write(uv_write_t *req, int status) {
   sw_sock_t *s = req->data;
   wreq_put(s->srv, req);
@@ -147,6 +161,7 @@ static void on_write(uv_write_t *req, int status) {
   /* What was queued while the kernel was full goes with this turn's flush. */
   if (s->q_len) mark_dirty(s);
   else if (s->close_after_flush) close_now(s);
+  if (s->drain_wanted) drained(s);
 }
 
 /* Hands the queue to the kernel: one uv_try_write (writev) of up to
@@ -212,6 +227,8 @@ static void on_flush(uv_prepare_t *h) {
   while ((s = srv->dirty)) {
     dirty_unlink(s);
     flush(s);
+    /* A replay may queue more: s joins the list again, same pass. */
+    if (s->drain_wanted) drained(s);
   }
   uv_prepare_stop(h);
 }

@@ -63,6 +63,7 @@ typedef struct sw_sock {
   bool overflowed;   /* the outbound bound was hit */
   bool handle_closed;
   bool writing;      /* a uv_write waits for POLLOUT: it continues the queue */
+  bool drain_wanted; /* a paced producer (a replay) waits for q_bytes < sock_low_water */
 } sw_sock_t;
 
 /* Accepts a pending connection on the listener; 0 or negative uv error. */
@@ -74,6 +75,13 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener);
 int sock_send(sw_sock_t *s, sw_frame_t *f);
 /* Queues f even beyond the bound: the last words to a slow consumer. */
 int sock_send_last(sw_sock_t *s, sw_frame_t *f);
+/* The queue level below which a paced producer queues more: a replay
+ * stops queuing at it and sets drain_wanted; once the queue has drained
+ * below it, conn_on_drain is called. A quarter of maxOutboundBytes, at most
+ * 1 MiB: the bound stays for live traffic, and one mark's worth of frames
+ * is enough to keep the kernel's buffers full. REST pages use the same
+ * budget (rest/route.c). */
+size_t sock_low_water(const sw_sock_t *s);
 /* Queues a copy of bytes. */
 int sock_send_bytes(sw_sock_t *s, const void *p, size_t n);
 /* Starts closing: after_flush lets queued output drain first (bounded by a

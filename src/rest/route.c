@@ -5,10 +5,13 @@
 #include <string.h>
 
 #include "core/serial.h"
+#include "core/sock.h"
 #include "net/url.h"
 #include "rest/rest.h"
 
 void route_error(route_ctx_t *r, const sw_error_t *e) { rest_error(r->s, r->fmt, e, r->keep_alive); }
+
+size_t route_page_budget(const route_ctx_t *r) { return sock_low_water(r->s); }
 
 bool route_require(route_ctx_t *r, const char *channel, int op, const char *what) {
   if (cap_allows(r->p.cap, channel, op)) return true;
