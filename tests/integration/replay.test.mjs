@@ -29,8 +29,13 @@ import {
   waitForConnectionState,
   withTimeout,
 } from './lib/server.mjs';
+import { writeConfig } from './lib/auth.mjs';
 
-const env = useServer({ label: 'replay' });
+// A time rewind over 150 messages: more than Ably's (and our default)
+// maxRewind of 100, raised here so the replay outgrows the socket buffers.
+const cfg = writeConfig({ limits: { maxRewind: 1000 } });
+const env = useServer({ label: 'replay', extraArgs: ['--config', cfg.file] });
+process.on('exit', () => cfg.cleanup());
 const key = () => env.app.keys[0].keyStr;
 const SIZE = 60_000; // under maxMessageSize (64 KiB) with the envelope
 
