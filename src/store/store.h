@@ -117,10 +117,14 @@ typedef struct sw_store_opts {
 
 /* Opens the backend (creating the SQLite file and schema if needed) and starts
  * the commit thread. The uv_async_t it registers keeps `loop` alive until
- * store_close. On success *out is set and 0 returned; otherwise a negative
- * errno (-EINVAL, -ENOMEM, -EAGAIN (thread), -ENOTSUP (WAL unavailable or
- * schema newer than this build), -ENOENT/-EACCES (path), -EIO...), *out is
- * untouched and nothing is left to clean up. */
+ * store_close. With SQLite, the file is reserved to this store until
+ * store_close: an exclusive lock on "<path>.lock" (created if need be, never
+ * removed) keeps any other store, in this process or another, from opening
+ * it. On success *out is set and 0 returned; otherwise a negative errno
+ * (-EINVAL, -ENOMEM, -EAGAIN (thread), -EBUSY (another store holds the
+ * file's lock), -ENOTSUP (WAL unavailable or schema newer than this build),
+ * -ENOENT/-EACCES (path), -EIO...), *out is untouched and nothing is left to
+ * clean up. */
 int store_open(uv_loop_t *loop, const sw_store_opts_t *opts, sw_store_t **out);
 
 /* Queues n records for the commit thread, deep-copying them (strings and

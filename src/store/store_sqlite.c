@@ -49,9 +49,13 @@
 #include "store/backend.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "store/checkpointer.h"
 #include "store/tails.h"
@@ -84,6 +88,7 @@ typedef struct sq_backend {
   sw_backend_t base;
   sqlite3 *w; /* commit thread */
   sqlite3 *r; /* loop thread */
+  int lock_fd; /* "<path>.lock", flock'd for as long as the store is open; -1 if none */
   /* Commit thread: false when the file has no version at all (checked at
    * open), until a VERSION is written. While false, nothing can clash with
    * a version serial and no message has versions to delete, so the INSERT
@@ -1270,6 +1275,10 @@ static void sq_close(sw_backend_t *be) {
   sqlite3_close(b->r);
   sqlite3_close(b->w);
   if (b->tails_ready) tails_free(&b->tails);
+  /* Last, once nothing of ours touches the file any more. The lock file
+   * stays: unlinking it would let two later openers lock two different
+   * files. */
+  if (b->lock_fd >= 0) close(b->lock_fd);
   free(b);
 }
 
@@ -1452,14 +1461,43 @@ static const sw_backend_ops_t SQ_OPS = {
     .close = sq_close,
 };
 
+/* One process per database file: SQLite's own locks let two processes
+ * share a file, but each keeps its channels' serials and its append tails
+ * in memory, so a second server would assign serials the first already
+ * used (its publishes fail) and neither would see the other's appends. An
+ * exclusive flock on "<path>.lock", held until close, keeps the second one
+ * out (-EBUSY). flock, not fcntl: fcntl locks belong to the process and
+ * SQLite's own closing of the file would drop them. The lock goes with
+ * the process, also when it crashes. */
+static int lock_db(const char *path, int *fd_out) {
+  char p[4096];
+  if ((size_t)snprintf(p, sizeof p, "%s.lock", path) >= sizeof p) return -ENAMETOOLONG;
+  int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int e = errno;
+    close(fd);
+    return e == EWOULDBLOCK ? -EBUSY : -e;
+  }
+  *fd_out = fd;
+  return 0;
+}
+
 int backend_sqlite_open(const sw_store_opts_t *opts, sw_backend_t **out) {
   if (!opts->path) return -EINVAL;
   sq_backend_t *b = calloc(1, sizeof *b);
   if (!b) return -ENOMEM;
   b->base.ops = &SQ_OPS;
   b->fold = opts->fold;
-  int rc = tails_init(&b->tails);
+  b->lock_fd = -1;
+  int rc = lock_db(opts->path, &b->lock_fd);
   if (rc) {
+    free(b);
+    return rc;
+  }
+  rc = tails_init(&b->tails);
+  if (rc) {
+    close(b->lock_fd);
     free(b);
     return rc;
   }

@@ -132,8 +132,8 @@ static int teardown(void **state) {
   int rc = uv_loop_close(&fx->loop);
   if (fx->sqlite) {
     char p[160];
-    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < 4; i++) {
+    const char *sfx[] = {"", "-wal", "-shm", "-journal", ".lock"};
+    for (size_t i = 0; i < 5; i++) {
       snprintf(p, sizeof p, "%s%s", fx->path, sfx[i]);
       unlink(p);
     }
@@ -1524,7 +1524,38 @@ static void test_sqlite_upgrade_v1(void **state) {
     snprintf(p, sizeof p, "%s%s", fresh, sfx[i]);
     unlink(p);
   }
+  snprintf(p, sizeof p, "%s/fresh.db.lock", fx->dir);
+  unlink(p);
   fx_open(fx); /* teardown closes it */
+}
+
+/* One store per SQLite file: a second open, in this process or in a child,
+ * is refused with -EBUSY while the first is open (two servers on one data
+ * directory would assign the same serials); the lock goes with the close
+ * or with the process. */
+static void test_sqlite_lock(void **state) {
+  fx_t *fx = *state;
+  sw_store_t *s2 = NULL;
+  assert_int_equal(store_open(&fx->loop, &fx->opts, &s2), -EBUSY);
+  assert_null(s2);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    uv_loop_t loop;
+    sw_store_t *s3 = NULL;
+    if (uv_loop_init(&loop)) _exit(2);
+    _exit(store_open(&loop, &fx->opts, &s3) == -EBUSY && !s3 ? 0 : 1);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  /* The data is untouched by the refused opens. */
+  fill(fx, "a", "c", 1, 3, 0, 0);
+  fx_close(fx);
+  /* Free again once closed, and again held by the new owner. */
+  fx_open(fx);
+  assert_int_equal(store_open(&fx->loop, &fx->opts, &s2), -EBUSY);
+  assert_int_equal(last_seq(fx, "a", "c"), 3);
 }
 
 /* ------------------------------------------------------------- appends */
@@ -1866,6 +1897,7 @@ int main(void) {
       BOTH(test_versions_retention),
       BOTH(test_versions_beside_writes),
       cmocka_unit_test_setup_teardown(test_sqlite_upgrade_v1, setup_sqlite, teardown),
+      cmocka_unit_test_setup_teardown(test_sqlite_lock, setup_sqlite, teardown),
       BOTH(test_appends),
       BOTH(test_appends_batched),
       BOTH(test_append_fold_hints),
