@@ -171,8 +171,9 @@ int principal_from_token(sw_server_t *srv, const char *tok, size_t n, sw_princip
   else if (memchr(tok, '.', n)) rc = errors_set(err, 40144, "invalid JWT: expected header.claims.signature");
   else rc = errors_set(err, 40143, "token not recognised");
   if (rc == 0 && p->client_id && !*p->client_id) rc = errors_set(err, SW_E_INVALID_CLIENT_ID, "empty clientId in token");
-  /* Clock-skew leeway is for the issuer's clock (iat); a connection is
-   * dropped at the token's real expiry, so it is not accepted after it. */
+  /* Expiry is judged by this server's clock, without leeway (RSA4b1; the
+   * clock-skew leeway is for an issuer's iat): a connection is dropped at
+   * the token's expiry, so it is not accepted after it either. */
   if (rc == 0 && p->expires && p->expires <= now) rc = errors_set(err, SW_E_TOKEN_EXPIRED, "token expired");
   if (rc == 0 && principal_revoked(srv, p, now, err)) rc = -1;
   if (rc) principal_clear(p);
