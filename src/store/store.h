@@ -244,7 +244,8 @@ int store_versions(sw_store_t *s, const char *app_id, const char *channel, int64
 
 /* Queues deletion of messages with expires_at != 0 && expires_at <= now,
  * with their versions (a message's age counts from its INSERT: a version does
- * not extend it).
+ * not extend it), and of expiring values (store_expiring_put) with
+ * expires <= now.
  * Asynchronous, no callback. A large prune runs as several bounded
  * transactions (2000 rows each), each continuation requeued behind whatever
  * was submitted meanwhile, so publish latency stays bounded; hence a
@@ -273,6 +274,26 @@ int store_kv_put(sw_store_t *s, const char *ns, const char *key, const char *val
  * negative errno (then `each` was not called). */
 int store_kv_list(sw_store_t *s, const char *ns,
                   void (*each)(void *ud, const char *key, const char *value), void *ud);
+
+/* ---- Values with an expiry (Ably tokens kept server-side) ----
+ *
+ * A small table of (id, value, expires), for tokens too large to hand to a
+ * client (auth/token.h, "References"). Bounded: the caller passes the most
+ * entries and bytes of values it allows. */
+
+/* Stores value under id until expires (ms since the epoch). First deletes
+ * every entry with expires <= now; then refuses with -EDQUOT when max_count
+ * entries are stored, or when value would take the values' total over
+ * max_bytes. Synchronous (the commit thread writes it while the loop thread
+ * waits), durable when it returns 0. Returns 0, -EEXIST (id is stored),
+ * -EDQUOT, -EINVAL, -ENOMEM, -ESHUTDOWN, -EIO... */
+int store_expiring_put(sw_store_t *s, const char *id, const char *value, int64_t expires, int64_t now,
+                       size_t max_count, size_t max_bytes);
+
+/* Reads id: 1 with *value (malloc'd, the caller frees) and *expires, 0 when
+ * it is not stored (never was, or pruned after it expired; an expired entry
+ * not yet pruned is returned, with its expiry), or a negative errno. */
+int store_expiring_get(sw_store_t *s, const char *id, char **value, int64_t *expires);
 
 /* ---- Introspection (tests, metrics) ---- */
 
