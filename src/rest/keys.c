@@ -62,8 +62,8 @@ static int reference_if_large(sw_server_t *srv, char **token, int64_t expires, i
      * renewal in a loop; a later request can succeed once tokens expire. */
     if (rc == -EDQUOT)
       return errors_set(err, SW_E_RATE_LIMIT,
-                        "too many large tokens (capabilities over %d bytes sealed) are live; retry later or "
-                        "request a smaller capability",
+                        "too many large tokens are live (a token over %d bytes is kept by the server); retry "
+                        "later or request a smaller capability",
                         SW_TOKEN_INLINE_MAX);
     return errors_set(err, SW_E_INTERNAL, "token could not be stored");
   }
