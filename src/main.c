@@ -101,10 +101,8 @@ static int serve(int argc, char **argv) {
     printf("listening on http://%s:%d\n", cfg.host, port);
     fflush(stdout);
     uv_run(loop, UV_RUN_DEFAULT);
-  } else if (srv.store) {
-    server_shutdown(&srv);
-    uv_run(loop, UV_RUN_DEFAULT);
   }
+  /* A failed start has closed what it opened already (message on stderr). */
   server_free(&srv);
   uv_loop_close(loop);
   config_free(&cfg);

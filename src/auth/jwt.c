@@ -586,7 +586,8 @@ static int verify_embedded(const jobj_t *header, const jobj_t *claims, const sw_
   if (r) return fail(err, 40144, r > 0 ? "Invalid JWT; exp must be specified" : "Invalid JWT; exp must be a NumericDate in seconds");
   r = claim_time(claims, N_IAT, &out->iat_ms);
   if (r < 0) return fail(err, 40144, "Invalid JWT; iat must be a NumericDate in seconds");
-  if (out->exp_ms <= o->now_ms - o->leeway_ms) return fail(err, 40142, "Token expired");
+  /* No leeway on expiry: it is judged by the server's clock (RSA4b1). */
+  if (out->exp_ms <= o->now_ms) return fail(err, 40142, "Token expired");
   if (r == 0 && out->iat_ms > o->now_ms + o->leeway_ms)
     return fail(err, 40144, "Invalid JWT; issuedAt time must not be in the future");
   return 0;
@@ -613,7 +614,8 @@ static int read_claims(const jobj_t *claims, const sw_jwt_opts_t *o, sw_jwt_t *o
   if (r < 0) return fail(err, 40144, "Invalid JWT; nbf must be a NumericDate in seconds");
   bool has_nbf = r == 0;
 
-  if (out->exp_ms <= o->now_ms - o->leeway_ms) return fail(err, 40142, "Token expired");
+  /* No leeway on expiry: it is judged by the server's clock (RSA4b1). */
+  if (out->exp_ms <= o->now_ms) return fail(err, 40142, "Token expired");
   if (out->iat_ms > o->now_ms + o->leeway_ms)
     return fail(err, 40144, "Invalid JWT; issuedAt time must not be in the future");
   if (has_nbf && nbf_ms > o->now_ms + o->leeway_ms) return fail(err, 40144, "Invalid JWT; token not yet valid (nbf)");

@@ -77,7 +77,9 @@ void jwt_cache_free(sw_jwt_cache_t *c);
 
 typedef struct sw_jwt_opts {
   int64_t now_ms;         /* current time; 0 means the wall clock */
-  int64_t leeway_ms;      /* clock skew tolerated on exp, iat and nbf; <= 0 means none */
+  int64_t leeway_ms;      /* clock skew tolerated on iat and nbf (an issuer whose clock is
+                             ahead); <= 0 means none. Not on exp: expiry is judged by this
+                             server's clock, as Ably's servers do (RSA4b1) */
   size_t max_len;         /* longest token accepted; 0 means SW_JWT_DEFAULT_MAX_LEN */
   int64_t max_ttl_ms;     /* longest exp - iat; 0 means 24 h. Pass 1 h for a key with
                              revocable tokens */
@@ -101,8 +103,8 @@ bool jwt_looks_like(const char *s, size_t n);
  * RS256, ES256 and the rest are refused, so an RS256 header can never make
  * the key secret act as a public key), kid present and known to lookup, the
  * HMAC-SHA256 of "header.payload" compared in constant time, and only then
- * the claims: a JSON object with numeric iat and exp (seconds), exp not
- * past (now - leeway), iat and nbf not after (now + leeway), exp > iat,
+ * the claims: a JSON object with numeric iat and exp (seconds), exp after
+ * now (no leeway), iat and nbf not after (now + leeway), exp > iat,
  * exp - iat <= max_ttl, and the Ably claims well-typed when present
  * (x-ably-capability a non-empty string or an object, x-ably-clientId,
  * x-ably-revocation-key and x-ably-clientType non-empty strings). Duplicate

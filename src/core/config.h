@@ -52,7 +52,7 @@ typedef struct sw_limits {
 typedef enum { SW_BASIC_LOOPBACK = 0, SW_BASIC_ALLOW, SW_BASIC_DENY } sw_basic_policy_t;
 
 typedef struct sw_auth_config {
-  int64_t clock_skew_ms;   /* leeway on token iat/exp */
+  int64_t clock_skew_ms;   /* leeway on token iat/nbf (none on exp: RSA4b1) */
   size_t max_token_len;    /* longest JWT accepted (0: 8 KiB) */
   sw_basic_policy_t basic; /* Basic auth over plain HTTP/ws */
   char *cookie_name;       /* a cookie holding a token, for browsers; NULL = off */

@@ -22,6 +22,8 @@ typedef struct sw_channel sw_channel_t;
  * buffer every socket shares (core/sock.c). */
 #define SW_READ_BUF 65536
 #define SW_SOCK_MAX_IOV 64
+/* On shutdown, how long sockets may take to write their last output. */
+#define SW_SHUTDOWN_FLUSH_MS 5000
 
 typedef struct sw_server {
   uv_loop_t *loop;
@@ -30,6 +32,7 @@ typedef struct sw_server {
   uv_signal_t sigterm, sigint;
   uv_signal_t sighup;   /* reload: logged, nothing to reload yet (server.c on_hup) */
   uv_timer_t tick;      /* once a second: heartbeats, expiry of lost connections, retention */
+  uv_timer_t drain;     /* shutdown: closes the sockets still writing at SW_SHUTDOWN_FLUSH_MS */
   sw_apps_t apps;
   sw_store_t *store;
   sw_channel_t *channels; /* uthash by (app id, name) */
@@ -62,12 +65,17 @@ typedef struct sw_server {
 
 /* Creates the server on loop: opens storage, loads apps (config file, then
  * those created through the admin API), binds the listener. On success the
- * bound port is in *port_out. Returns 0 or -1 (message on stderr). */
+ * bound port is in *port_out. Returns 0 or -1 (message on stderr); after a
+ * failure everything it opened is closed again (it runs the loop for the
+ * close callbacks) and only server_free remains to be called. */
 int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_out);
-/* Graceful shutdown (SIGTERM): DISCONNECTED to every client, flush storage,
- * close everything; the loop then ends. */
+/* Graceful shutdown (SIGTERM): flush storage, DISCONNECTED to every client,
+ * close everything; the loop then ends, at the latest SW_SHUTDOWN_FLUSH_MS
+ * later (sockets whose last output is not written by then are closed).
+ * Closes only the handles start-up initialised. */
 void server_shutdown(sw_server_t *srv);
-/* Releases what server_start allocated after the loop has ended. */
+/* Releases what server_start allocated after the loop has ended (or after
+ * a failed server_start). */
 void server_free(sw_server_t *srv);
 
 /* Persists an app spec (admin API) so it survives restarts. */

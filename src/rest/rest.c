@@ -174,7 +174,7 @@ int rest_authenticate(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p,
     /* The configured session cookie: its value is the token. */
     n = origin_cookie_get(req, srv->cfg->auth.cookie_name, buf, cap);
     rc = n >= 0 ? principal_from_token(srv, buf, (size_t)n, p, err)
-         : n == -2 ? errors_set(err, 40143, "malformed token cookie")
+         : n == -2 ? errors_set(err, SW_E_INVALID_CREDENTIAL, "malformed token cookie") /* as on the WebSocket */
                    : -1;
     if (rc && !err->code) errors_set(err, SW_E_INVALID_CREDENTIALS, "no authentication credentials given");
   }

@@ -28,7 +28,7 @@
  * does not hold the writer (and so publish acks) for long. */
 #define PRUNE_CHUNK 2000
 
-enum job_kind { JOB_SUBMIT, JOB_PRUNE, JOB_DELETE_APP, JOB_KV_PUT };
+enum job_kind { JOB_SUBMIT, JOB_PRUNE, JOB_DELETE_APP, JOB_KV_PUT, JOB_EXP_PUT };
 
 typedef struct sw_job {
   struct sw_job *next;
@@ -41,9 +41,12 @@ typedef struct sw_job {
   size_t n;
   /* JOB_PRUNE */
   int64_t now;
-  /* JOB_DELETE_APP / JOB_KV_PUT: the job lives on the waiting caller's stack
-   * and the strings are the caller's (it blocks until `finished`). */
+  /* JOB_DELETE_APP / JOB_KV_PUT / JOB_EXP_PUT: the job lives on the waiting
+   * caller's stack and the strings are the caller's (it blocks until
+   * `finished`). JOB_EXP_PUT also uses now, and the key as the id. */
   const char *app_id, *ns, *key, *value;
+  int64_t expires;
+  size_t max_count, max_bytes;
   bool finished;
 } sw_job_t;
 
@@ -279,9 +282,10 @@ static void run_jobs(sw_store_t *s, sw_job_t *j) {
       j = next;
     } else {
       sw_job_t *next = j->next;
-      int rc = j->kind == JOB_DELETE_APP
-                   ? s->be->ops->delete_app(s->be, j->app_id)
-                   : s->be->ops->kv_put(s->be, j->ns, j->key, j->value);
+      int rc = j->kind == JOB_DELETE_APP ? s->be->ops->delete_app(s->be, j->app_id)
+               : j->kind == JOB_KV_PUT   ? s->be->ops->kv_put(s->be, j->ns, j->key, j->value)
+                                         : s->be->ops->exp_put(s->be, j->key, j->value, j->expires, j->now,
+                                                               j->max_count, j->max_bytes);
       uv_mutex_lock(&s->mu);
       j->status = rc;
       j->finished = true; /* j is the waiter's; do not touch it after unlock */
@@ -557,6 +561,19 @@ int store_kv_put(sw_store_t *s, const char *ns, const char *key, const char *val
   return run_sync(s, &j);
 }
 
+int store_expiring_put(sw_store_t *s, const char *id, const char *value, int64_t expires, int64_t now,
+                       size_t max_count, size_t max_bytes) {
+  if (!s || !id || !value) return -EINVAL;
+  sw_job_t j = {.kind = JOB_EXP_PUT,
+                .key = id,
+                .value = value,
+                .expires = expires,
+                .now = now,
+                .max_count = max_count,
+                .max_bytes = max_bytes};
+  return run_sync(s, &j);
+}
+
 void store_close(sw_store_t *s) {
   if (!s || s->closing) return;
   s->closing = true;
@@ -645,6 +662,13 @@ int store_kv_list(sw_store_t *s, const char *ns,
   }
   buf_free(&snap);
   return rc;
+}
+
+int store_expiring_get(sw_store_t *s, const char *id, char **value, int64_t *expires) {
+  if (value) *value = NULL;
+  if (!s || !id || !value || !expires) return -EINVAL;
+  if (s->closed) return -ESHUTDOWN;
+  return s->be->ops->exp_get(s->be, id, value, expires);
 }
 
 void store_stats(sw_store_t *s, sw_store_stats_t *st) {

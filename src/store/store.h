@@ -117,10 +117,14 @@ typedef struct sw_store_opts {
 
 /* Opens the backend (creating the SQLite file and schema if needed) and starts
  * the commit thread. The uv_async_t it registers keeps `loop` alive until
- * store_close. On success *out is set and 0 returned; otherwise a negative
- * errno (-EINVAL, -ENOMEM, -EAGAIN (thread), -ENOTSUP (WAL unavailable or
- * schema newer than this build), -ENOENT/-EACCES (path), -EIO...), *out is
- * untouched and nothing is left to clean up. */
+ * store_close. With SQLite, the file is reserved to this store until
+ * store_close: an exclusive lock on "<path>.lock" (created if need be, never
+ * removed) keeps any other store, in this process or another, from opening
+ * it. On success *out is set and 0 returned; otherwise a negative errno
+ * (-EINVAL, -ENOMEM, -EAGAIN (thread), -EBUSY (another store holds the
+ * file's lock), -ENOTSUP (WAL unavailable or schema newer than this build),
+ * -ENOENT/-EACCES (path), -EIO...), *out is untouched and nothing is left to
+ * clean up. */
 int store_open(uv_loop_t *loop, const sw_store_opts_t *opts, sw_store_t **out);
 
 /* Queues n records for the commit thread, deep-copying them (strings and
@@ -240,7 +244,8 @@ int store_versions(sw_store_t *s, const char *app_id, const char *channel, int64
 
 /* Queues deletion of messages with expires_at != 0 && expires_at <= now,
  * with their versions (a message's age counts from its INSERT: a version does
- * not extend it).
+ * not extend it), and of expiring values (store_expiring_put) with
+ * expires <= now.
  * Asynchronous, no callback. A large prune runs as several bounded
  * transactions (2000 rows each), each continuation requeued behind whatever
  * was submitted meanwhile, so publish latency stays bounded; hence a
@@ -269,6 +274,26 @@ int store_kv_put(sw_store_t *s, const char *ns, const char *key, const char *val
  * negative errno (then `each` was not called). */
 int store_kv_list(sw_store_t *s, const char *ns,
                   void (*each)(void *ud, const char *key, const char *value), void *ud);
+
+/* ---- Values with an expiry (Ably tokens kept server-side) ----
+ *
+ * A small table of (id, value, expires), for tokens too large to hand to a
+ * client (auth/token.h, "References"). Bounded: the caller passes the most
+ * entries and bytes of values it allows. */
+
+/* Stores value under id until expires (ms since the epoch). First deletes
+ * every entry with expires <= now; then refuses with -EDQUOT when max_count
+ * entries are stored, or when value would take the values' total over
+ * max_bytes. Synchronous (the commit thread writes it while the loop thread
+ * waits), durable when it returns 0. Returns 0, -EEXIST (id is stored),
+ * -EDQUOT, -EINVAL, -ENOMEM, -ESHUTDOWN, -EIO... */
+int store_expiring_put(sw_store_t *s, const char *id, const char *value, int64_t expires, int64_t now,
+                       size_t max_count, size_t max_bytes);
+
+/* Reads id: 1 with *value (malloc'd, the caller frees) and *expires, 0 when
+ * it is not stored (never was, or pruned after it expired; an expired entry
+ * not yet pruned is returned, with its expiry), or a negative errno. */
+int store_expiring_get(sw_store_t *s, const char *id, char **value, int64_t *expires);
 
 /* ---- Introspection (tests, metrics) ---- */
 

@@ -753,10 +753,15 @@ static void test_times(void **state) {
   (void)state;
   sw_jwt_t j;
   sw_jwt_opts_t o = opts_at(NOW_MS);
-  /* Expired a second ago; accepted again with 30 s leeway. */
+  /* RSA4b1: expiry is judged by the server's clock, so a token that expired
+   * a second ago is refused also with 30 s of leeway (which is for iat);
+   * one that expires a second from now is accepted. */
   char *t = craft(HDR, "{\"iat\":1795348200,\"exp\":1795348319}");
   expect_code(t, 40142, 401);
   o.leeway_ms = 30000;
+  expect_code_opts(t, strlen(t), &o, 40142, 401);
+  free(t);
+  t = craft(HDR, "{\"iat\":1795348200,\"exp\":1795348321}");
   verify_ok_opts(t, &o, &j);
   jwt_clear(&j);
   free(t);
