@@ -11,7 +11,7 @@ const char *const sw_hist_bound_le[SW_HIST_BOUNDS] = {
     "0.05",    "0.1",    "0.25",    "0.5",    "1",     "2.5",    "5",     "10",
 };
 
-void hist_observe(sw_hist_t *h, uint64_t ns) {
+void sw_hist_observe(sw_hist_t *h, uint64_t ns) {
   unsigned i = 0;
   while (i < SW_HIST_BOUNDS && ns > sw_hist_bound_ns[i]) i++;
   h->bucket[i]++;
@@ -19,7 +19,7 @@ void hist_observe(sw_hist_t *h, uint64_t ns) {
   h->sum_ns += ns;
 }
 
-void hist_merge(sw_hist_t *into, const sw_hist_t *from) {
+void sw_hist_merge(sw_hist_t *into, const sw_hist_t *from) {
   for (unsigned i = 0; i <= SW_HIST_BOUNDS; i++) into->bucket[i] += from->bucket[i];
   into->count += from->count;
   into->sum_ns += from->sum_ns;

@@ -31,9 +31,9 @@ typedef struct sw_hist {
 
 /* Records one observation of ns nanoseconds. A value equal to a bound
  * falls in that bound's bucket ("le": less than or equal). */
-void hist_observe(sw_hist_t *h, uint64_t ns);
+void sw_hist_observe(sw_hist_t *h, uint64_t ns);
 
 /* Adds every observation of from into into. */
-void hist_merge(sw_hist_t *into, const sw_hist_t *from);
+void sw_hist_merge(sw_hist_t *into, const sw_hist_t *from);
 
 #endif

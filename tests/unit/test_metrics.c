@@ -64,17 +64,17 @@ static void test_family_and_samples(void **state) {
 
 static void test_hist_buckets(void **state) {
   sw_hist_t h = {0};
-  hist_observe(&h, 0);                     /* first bucket */
-  hist_observe(&h, sw_hist_bound_ns[0]);   /* a bound is inclusive */
-  hist_observe(&h, sw_hist_bound_ns[0] + 1);
-  hist_observe(&h, sw_hist_bound_ns[SW_HIST_BOUNDS - 1] + 1); /* +Inf only */
+  sw_hist_observe(&h, 0);                     /* first bucket */
+  sw_hist_observe(&h, sw_hist_bound_ns[0]);   /* a bound is inclusive */
+  sw_hist_observe(&h, sw_hist_bound_ns[0] + 1);
+  sw_hist_observe(&h, sw_hist_bound_ns[SW_HIST_BOUNDS - 1] + 1); /* +Inf only */
   assert_int_equal(h.count, 4);
   assert_int_equal(h.bucket[0], 2);
   assert_int_equal(h.bucket[1], 1);
   assert_int_equal(h.bucket[SW_HIST_BOUNDS], 1);
   sw_hist_t m = {0};
-  hist_merge(&m, &h);
-  hist_merge(&m, &h);
+  sw_hist_merge(&m, &h);
+  sw_hist_merge(&m, &h);
   assert_int_equal(m.count, 8);
   assert_int_equal(m.sum_ns, 2 * h.sum_ns);
   assert_int_equal(m.bucket[0], 4);
@@ -89,10 +89,10 @@ static void test_hist_buckets(void **state) {
 
 static void test_hist_text(void **state) {
   sw_hist_t h = {0};
-  hist_observe(&h, 70000);      /* 70 us: le 0.0001 */
-  hist_observe(&h, 3000000);    /* 3 ms: le 0.005 */
-  hist_observe(&h, 3000000);
-  hist_observe(&h, 20000000000ull); /* 20 s: +Inf */
+  sw_hist_observe(&h, 70000);      /* 70 us: le 0.0001 */
+  sw_hist_observe(&h, 3000000);    /* 3 ms: le 0.005 */
+  sw_hist_observe(&h, 3000000);
+  sw_hist_observe(&h, 20000000000ull); /* 20 s: +Inf */
   sw_buf_t b = {0};
   assert_int_equal(prom_histogram(&b, "c_seconds", "Commit time.", &h), 0);
   const char *t = text(&b);
