@@ -10,6 +10,7 @@
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
+#include "metrics/metrics.h"
 #include "proto/codec.h"
 #include "rest/rest.h"
 #include "store/store.h"
@@ -105,6 +106,7 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
     sw_conn_t *c = a->conn;
     if (!a->delivering || !(a->modes & mode_mask)) continue;
     if (skip_conn_id && strcmp(c->id, skip_conn_id) == 0) continue;
+    if (m->action == SW_ACTION_MESSAGE) metrics_add(SW_M_MESSAGES_OUT, m->n_messages);
     if (a->wire_name) {
       /* Attached under another spelling ([?params]name): its own frame. */
       sw_pmsg_t own = *m;
@@ -132,6 +134,7 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
     free(live);
     return;
   }
+  metrics_add(SW_M_MESSAGES_IN, n);
   char pid[SW_CONN_ID_LEN + 32];
   sw_pmsg_t m = {
       .action = SW_ACTION_MESSAGE,
@@ -394,6 +397,7 @@ static void replay(sw_channel_t *ch, sw_attach_t *a, int64_t after_seq, int64_t 
                        .messages = &msg,
                        .n_messages = 1};
         conn_send_pmsg(c, &m);
+        metrics_inc(SW_M_MESSAGES_OUT);
       }
       msg_clear(&msg);
     }

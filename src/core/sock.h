@@ -63,6 +63,7 @@ typedef struct sw_sock {
   bool overflowed;   /* the outbound bound was hit */
   bool handle_closed;
   bool writing;      /* a uv_write waits for POLLOUT: it continues the queue */
+  bool metrics_only; /* accepted by the metrics listener (rest/health.c) */
 } sw_sock_t;
 
 /* Accepts a pending connection on the listener; 0 or negative uv error. */
