@@ -23,7 +23,7 @@ static const struct {
     [SW_M_BYTES_RECEIVED] = {"switchboard_bytes_received_total",
                              "Bytes read from client sockets (HTTP and WebSocket)."},
     [SW_M_BYTES_SENT] = {"switchboard_bytes_sent_total",
-                         "Bytes written to client sockets (handed to the kernel)."},
+                         "Bytes written to client sockets (taken by the kernel, or by a write waiting for the socket)."},
     [SW_M_SLOW_CONSUMERS] = {"switchboard_slow_consumer_disconnects_total",
                              "Sockets disconnected because their outbound backlog passed "
                              "limits.maxOutboundBytes (42916)."},

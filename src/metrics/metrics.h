@@ -23,7 +23,7 @@ typedef enum sw_counter {
   SW_M_MESSAGES_IN,         /* messages and message versions published and stored */
   SW_M_MESSAGES_OUT,        /* messages sent to realtime subscribers */
   SW_M_BYTES_RECEIVED,      /* bytes read from client sockets */
-  SW_M_BYTES_SENT,          /* bytes handed to the kernel for client sockets */
+  SW_M_BYTES_SENT,          /* bytes taken by the kernel (or a write waiting for POLLOUT) */
   SW_M_SLOW_CONSUMERS,      /* sockets disconnected for an outbound backlog (42916) */
   SW_M_COUNTERS
 } sw_counter_t;

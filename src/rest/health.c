@@ -256,6 +256,8 @@ bool health_route(sw_sock_t *s, const sw_http_req_t *req) {
   const sw_slice_t *p = &req->path;
   bool metrics = slice_eq(*p, "/metrics"), healthz = slice_eq(*p, "/healthz"), readyz = slice_eq(*p, "/readyz");
   if (!metrics && !healthz && !readyz && !s->metrics_only) return false;
+  /* A browser's CORS preflight on the main listener: server.c answers it. */
+  if (req->method == HTTP_OPTIONS && !s->metrics_only) return false;
   sw_error_t e = {0};
   if (!metrics && !healthz && !readyz)
     errors_set(&e, SW_E_NOT_FOUND, "this listener serves only /metrics, /healthz and /readyz");
