@@ -17,6 +17,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: switchboard serve [--config FILE] [--listen HOST:PORT] [--data DIR | --memory]\n"
           "                         [--sandbox] [--verbose] [--log-format text|json]\n"
+          "                         [--metrics-listen HOST:PORT]\n"
 #ifdef SW_HAVE_TOOLS
           "       switchboard token --key KEY [--client-id ID] [--capability JSON] [--ttl SECONDS]\n"
           "                         [--revocation-key K] [--format jwt|token-request]\n"
@@ -32,13 +33,15 @@ static void usage(FILE *out) {
           "  --sandbox           open the admin API (POST /apps) without credentials, for\n"
           "                      local development and test suites\n"
           "  --verbose           debug logging\n"
-          "  --log-format F      text (default) or json: one JSON object a line on stderr\n");
+          "  --log-format F      text (default) or json: one JSON object a line on stderr\n"
+          "  --metrics-listen HOST:PORT  a second listener serving only /metrics, /healthz and\n"
+          "                      /readyz, without credentials (port 0 picks one)\n");
 }
 
 static int serve(int argc, char **argv) {
   sw_config_t cfg;
   config_defaults(&cfg);
-  const char *listen = NULL, *data = NULL;
+  const char *listen = NULL, *data = NULL, *metrics_listen = NULL;
   bool memory = false, sandbox = false;
   int log_format = -1;
   for (int i = 0; i < argc; i++) {
@@ -54,6 +57,8 @@ static int serve(int argc, char **argv) {
       i++;
     } else if (strcmp(a, "--listen") == 0 && val) {
       listen = val, i++;
+    } else if (strcmp(a, "--metrics-listen") == 0 && val) {
+      metrics_listen = val, i++;
     } else if (strcmp(a, "--data") == 0 && val) {
       data = val, i++;
     } else if (strcmp(a, "--memory") == 0) {
@@ -74,6 +79,11 @@ static int serve(int argc, char **argv) {
   /* Command-line flags override the config file. */
   if (listen && config_set_listen(&cfg, listen)) {
     fprintf(stderr, "switchboard: bad --listen %s (want HOST:PORT)\n", listen);
+    config_free(&cfg);
+    return 2;
+  }
+  if (metrics_listen && config_set_metrics_listen(&cfg, metrics_listen)) {
+    fprintf(stderr, "switchboard: bad --metrics-listen %s (want HOST:PORT)\n", metrics_listen);
     config_free(&cfg);
     return 2;
   }

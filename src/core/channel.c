@@ -10,6 +10,7 @@
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
+#include "metrics/metrics.h"
 #include "proto/codec.h"
 #include "rest/rest.h"
 #include "store/store.h"
@@ -110,6 +111,7 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
     /* Messages wait while a replay runs: it reads them from storage, in order. */
     if (a->replay && (mode_mask & SW_MODE_SUBSCRIBE)) continue;
     if (skip_conn_id && strcmp(c->id, skip_conn_id) == 0) continue;
+    if (m->action == SW_ACTION_MESSAGE) metrics_add(SW_M_MESSAGES_OUT, m->n_messages);
     if (a->wire_name) {
       /* Attached under another spelling ([?params]name): its own frame. */
       sw_pmsg_t own = *m;
@@ -137,6 +139,7 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
     free(live);
     return;
   }
+  metrics_add(SW_M_MESSAGES_IN, n);
   char pid[SW_CONN_ID_LEN + 32];
   sw_pmsg_t m = {
       .action = SW_ACTION_MESSAGE,
@@ -458,6 +461,7 @@ static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t seria
                    .messages = &msg,
                    .n_messages = 1};
     conn_send_pmsg(c, &m);
+    metrics_inc(SW_M_MESSAGES_OUT);
   }
   msg_clear(&msg);
 }

@@ -36,15 +36,25 @@ void config_defaults(sw_config_t *c) {
   c->auth = (sw_auth_config_t){.clock_skew_ms = 30000, .basic = SW_BASIC_LOOPBACK, .reauth_margin_ms = 30000};
 }
 
-int config_set_listen(sw_config_t *c, const char *hostport) {
+static int parse_hostport(const char *hostport, char *host, size_t cap, int *port_out) {
   const char *colon = strrchr(hostport, ':');
-  if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof c->host) return -1;
+  if (!colon || colon == hostport || (size_t)(colon - hostport) >= cap) return -1;
   char *end;
   long port = strtol(colon + 1, &end, 10);
   if (*end || end == colon + 1 || port < 0 || port > 65535) return -1;
-  memcpy(c->host, hostport, (size_t)(colon - hostport));
-  c->host[colon - hostport] = '\0';
-  c->port = (int)port;
+  memcpy(host, hostport, (size_t)(colon - hostport));
+  host[colon - hostport] = '\0';
+  *port_out = (int)port;
+  return 0;
+}
+
+int config_set_listen(sw_config_t *c, const char *hostport) {
+  return parse_hostport(hostport, c->host, sizeof c->host, &c->port);
+}
+
+int config_set_metrics_listen(sw_config_t *c, const char *hostport) {
+  if (parse_hostport(hostport, c->metrics_host, sizeof c->metrics_host, &c->metrics_port)) return -1;
+  c->metrics_listen = true;
   return 0;
 }
 
@@ -68,6 +78,11 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
   const char *s;
   if ((s = json_string_value(json_object_get(root, "listen"))) && config_set_listen(c, s)) {
     snprintf(err, errlen, "%s: bad listen address %s", path, s);
+    json_decref(root);
+    return -1;
+  }
+  if ((s = json_string_value(json_object_get(root, "metricsListen"))) && config_set_metrics_listen(c, s)) {
+    snprintf(err, errlen, "%s: bad metricsListen address %s", path, s);
     json_decref(root);
     return -1;
   }

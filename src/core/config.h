@@ -2,6 +2,7 @@
  *
  * Config file shape (every field optional):
  * {"listen": "127.0.0.1:8080", "data": "./data", "sandbox": false,
+ *  "metricsListen": "127.0.0.1:9090" (a second listener for /metrics, /healthz, /readyz),
  *  "adminKey": "secret for the admin API (Authorization: Bearer <adminKey>)",
  *  "synchronous": "full" | "normal", "logFormat": "text" | "json",
  *  "auth": {"clockSkewMs": 30000, "maxTokenLength": 8192, "basicOverHttp": "loopback"|"allow"|"deny",
@@ -68,6 +69,11 @@ typedef struct sw_config {
   bool sync_full;
   int log_format;  /* SW_LOG_TEXT or SW_LOG_JSON (util/log.h), "logFormat" */
   char *admin_key; /* NULL: admin API closed unless sandbox */
+  /* "metricsListen" / --metrics-listen: a listener serving only /metrics,
+   * /healthz and /readyz, without credentials (rest/health.c). */
+  bool metrics_listen;
+  char metrics_host[64];
+  int metrics_port;
   sw_limits_t limits;
   sw_auth_config_t auth;
   json_t *apps;    /* array of app specs from the file, or NULL */
@@ -79,6 +85,8 @@ void config_defaults(sw_config_t *c);
 int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen);
 /* Parses "HOST:PORT" into c. Returns 0 or -1. */
 int config_set_listen(sw_config_t *c, const char *hostport);
+/* Parses "HOST:PORT" as the metrics listener's address. Returns 0 or -1. */
+int config_set_metrics_listen(sw_config_t *c, const char *hostport);
 void config_free(sw_config_t *c);
 
 #endif

@@ -13,6 +13,7 @@
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
+#include "metrics/metrics.h"
 #include "net/http_parse.h"
 #include "net/origin.h"
 #include "net/url.h"
@@ -44,6 +45,7 @@ sw_frame_t *pmsg_frame(sw_format_t fmt, const sw_pmsg_t *m) {
 }
 
 static int send_on_sock(sw_sock_t *s, sw_format_t fmt, const sw_pmsg_t *m) {
+  metrics_auth_failure(m->error.code); /* ERROR, DISCONNECTED, NACK, DETACHED with 401xx/403xx */
   sw_frame_t *f = pmsg_frame(fmt, m);
   if (!f) return -1;
   int rc = sock_send(s, f);
@@ -411,6 +413,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     c->reauth_sent = false;
     bind_transport(c, s, fmt, echo, heartbeats);
     log_ev(SW_LOG_DEBUG, "conn.resumed", c->id, c->app->id, 0, "connection resumed");
+    metrics_inc(SW_M_CONNECTIONS_RESUMED);
     send_connected(c, NULL);
     return;
   }
@@ -432,6 +435,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   c->app = auth.app;
   c->client_id = client_id;
   HASH_ADD_STR(srv->conns, id, c);
+  metrics_inc(SW_M_CONNECTIONS_OPENED);
   bind_transport(c, s, fmt, echo, heartbeats);
   log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id, tried_resume ? SW_E_RESUME_FAILED : 0,
          "connection opened");

@@ -18,6 +18,7 @@
 #include "net/http_parse.h"
 #include "net/http_response.h"
 #include "net/ws_handshake.h"
+#include "rest/health.h"
 #include "rest/rest.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -42,6 +43,7 @@ static void on_tick(uv_timer_t *t) {
   uint64_t now_loop = uv_now(srv->loop);
   int64_t now = clock_now_ms();
   conn_tick(srv, now_loop, now);
+  health_tick(srv, now_loop);
   channel_tick(srv, now);
   for (sw_sock_t *s = srv->socks, *next; s; s = next) {
     next = s->next;
@@ -97,6 +99,7 @@ void server_on_request(sw_sock_t *s, const sw_http_req_t *req) {
     for (size_t i = 0; i < o->n; i++) ok = ok && o->p[i] > 0x20 && o->p[i] < 0x7f;
     if (ok) s->origin = strndup(o->p, o->n);
   }
+  if (health_route(s, req)) return;
   if (req->method == HTTP_OPTIONS) {
     cors_preflight(s, req);
     return;
@@ -282,7 +285,7 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_
   char rnd[13];
   app_random_id(rnd, 12);
   snprintf(srv->server_id, sizeof srv->server_id, "switchboard-%s", rnd);
-  int rc = open_store(srv) || listen_on(srv, port_out) ? -1 : 0;
+  int rc = open_store(srv) || listen_on(srv, port_out) || health_start(srv) ? -1 : 0;
   if (rc == 0) {
     cfg->port = *port_out;
     if (load_server_state(srv)) {
@@ -349,6 +352,7 @@ void server_shutdown(sw_server_t *srv) {
   if (srv->shutting_down) return;
   srv->shutting_down = true;
   close_handle((uv_handle_t *)&srv->listener);
+  health_close(srv);
   close_handle((uv_handle_t *)&srv->tick);
   close_handle((uv_handle_t *)&srv->sigterm);
   close_handle((uv_handle_t *)&srv->sigint);
@@ -395,6 +399,7 @@ void server_free(sw_server_t *srv) {
   cap_cache_free(srv->cap_cache);
   nonce_cache_free(srv->nonces);
   revocations_free(&srv->revocations);
+  health_free(srv);
   socks_free_spares(srv);
   OPENSSL_cleanse(srv->token_secret, sizeof srv->token_secret);
 }

@@ -6,6 +6,7 @@
 
 #include "core/conn.h"
 #include "core/server.h"
+#include "metrics/metrics.h"
 #include "net/http_parse.h"
 #include "net/http_response.h"
 #include "util/log.h"
@@ -183,6 +184,7 @@ static void flush(sw_sock_t *s) {
       return;
     }
     size_t done = w > 0 ? (size_t)w : 0, k = 0;
+    metrics_add(SW_M_BYTES_SENT, done);
     while (k < n && done >= iov[k].len) {
       done -= iov[k].len;
       k++;
@@ -206,6 +208,7 @@ static void flush(sw_sock_t *s) {
     }
     s->writing = true;
     s->n_inflight = (uint32_t)(n - k);
+    for (size_t i = k; i < n; i++) metrics_add(SW_M_BYTES_SENT, iov[i].len);
   }
   if (!s->q_len && !s->writing && s->close_after_flush) close_now(s);
 }
@@ -298,6 +301,7 @@ int sock_send(sw_sock_t *s, sw_frame_t *f) {
      * stays resumable and the client catches up from storage. */
     if (!s->overflowed) {
       s->overflowed = true;
+      metrics_inc(SW_M_SLOW_CONSUMERS);
       sw_conn_t *c = s->conn;
       log_ev(SW_LOG_WARN, "conn.slow_consumer", c ? c->id : NULL, c ? c->app->id : NULL, c ? SW_E_SLOW_CONSUMER : 0,
              "outbound queue over %zu bytes: disconnecting a slow consumer", s->srv->cfg->limits.max_outbound_bytes);
@@ -452,6 +456,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     return;
   }
   if (nread == 0) return;
+  metrics_add(SW_M_BYTES_RECEIVED, (uint64_t)nread);
   s->last_rx_ms = uv_now(s->srv->loop);
   uint8_t *data = (uint8_t *)b->base;
   size_t len = (size_t)nread;
@@ -481,6 +486,7 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
   if (srv->socks) srv->socks->prev = s;
   srv->socks = s;
   srv->n_socks++;
+  s->metrics_only = listener != (uv_stream_t *)&srv->listener;
   int rc = uv_accept(listener, (uv_stream_t *)&s->tcp);
   if (rc == 0 && (srv->shutting_down || srv->n_socks > srv->cfg->limits.max_connections))
     rc = UV_EAGAIN;

@@ -64,6 +64,7 @@ typedef struct sw_sock {
   bool handle_closed;
   bool writing;      /* a uv_write waits for POLLOUT: it continues the queue */
   bool drain_wanted; /* a paced producer (a replay) waits for q_bytes < sock_low_water */
+  bool metrics_only; /* accepted by the metrics listener (rest/health.c) */
 } sw_sock_t;
 
 /* Accepts a pending connection on the listener; 0 or negative uv error. */

@@ -22,6 +22,7 @@
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
+#include "metrics/metrics.h"
 #include "net/http_parse.h"
 #include "net/http_response.h"
 #include "net/origin.h"
@@ -83,6 +84,7 @@ void rest_error(sw_sock_t *s, sw_format_t fmt, const sw_error_t *e, bool keep_al
    * since a message may quote what the client sent. */
   int level = e->status >= 500 ? SW_LOG_WARN : e->status == 401 || e->status == 403 ? SW_LOG_INFO : SW_LOG_DEBUG;
   log_ev(level, "http.error", NULL, NULL, e->code, "HTTP request refused with status %d", e->status);
+  metrics_auth_failure(e->code);
   sw_buf_t body = {0}, h = {0};
   codec_encode_error_body(fmt, e, &body);
   /* Header values must not carry CR/LF or non-ASCII. */

@@ -28,7 +28,7 @@
  * does not hold the writer (and so publish acks) for long. */
 #define PRUNE_CHUNK 2000
 
-enum job_kind { JOB_SUBMIT, JOB_PRUNE, JOB_DELETE_APP, JOB_KV_PUT, JOB_EXP_PUT };
+enum job_kind { JOB_SUBMIT, JOB_PRUNE, JOB_DELETE_APP, JOB_KV_PUT, JOB_EXP_PUT, JOB_KV_ASYNC };
 
 typedef struct sw_job {
   struct sw_job *next;
@@ -43,7 +43,9 @@ typedef struct sw_job {
   int64_t now;
   /* JOB_DELETE_APP / JOB_KV_PUT / JOB_EXP_PUT: the job lives on the waiting
    * caller's stack and the strings are the caller's (it blocks until
-   * `finished`). JOB_EXP_PUT also uses now, and the key as the id. */
+   * `finished`). JOB_EXP_PUT also uses now, and the key as the id.
+   * JOB_KV_ASYNC: the strings are copies in the job's allocation, and cb/ud
+   * are called as for a submission. */
   const char *app_id, *ns, *key, *value;
   int64_t expires;
   size_t max_count, max_bytes;
@@ -184,10 +186,24 @@ static void publish_done(sw_store_t *s, job_list_t *done, const sw_store_stats_t
   s->stats.submissions += delta->submissions;
   s->stats.failures += delta->failures;
   s->stats.pruned += delta->pruned;
+  sw_hist_merge(&s->stats.commit_latency, &delta->commit_latency);
   uv_mutex_unlock(&s->mu);
   /* uv_async_send is the one libuv call that is safe from another thread;
    * store_close joins this thread before closing the handle. */
   if (any) uv_async_send(&s->async);
+}
+
+/* One message transaction, counted in st when it commits: batches,
+ * records and its latency. uv_hrtime is monotonic and thread-safe. */
+static int timed_write(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_stats_t *st) {
+  uint64_t t0 = uv_hrtime();
+  int rc = s->be->ops->write_batch(s->be, recs, n);
+  if (rc == 0) {
+    sw_hist_observe(&st->commit_latency, uv_hrtime() - t0);
+    st->batches++;
+    st->records += n;
+  }
+  return rc;
 }
 
 /* Commits the submissions first..last (consecutive in the list, `total`
@@ -221,20 +237,10 @@ static void commit_group(sw_store_t *s, sw_job_t *first, sw_job_t *last, size_t 
         rc = -ENOMEM; /* falls back to one transaction per submission below */
       }
     }
-    if (rc == 0) rc = s->be->ops->write_batch(s->be, recs, total);
-    if (rc == 0) {
-      st->batches++;
-      st->records += total;
-    }
+    if (rc == 0) rc = timed_write(s, recs, total, st);
   }
   if (rc != 0 && !single) {
-    for (sw_job_t *j = first; j != end; j = j->next) {
-      j->status = j->n ? s->be->ops->write_batch(s->be, j->recs, j->n) : 0;
-      if (j->status == 0 && j->n) {
-        st->batches++;
-        st->records += j->n;
-      }
-    }
+    for (sw_job_t *j = first; j != end; j = j->next) j->status = j->n ? timed_write(s, j->recs, j->n, st) : 0;
   } else {
     for (sw_job_t *j = first; j != end; j = j->next) j->status = rc;
   }
@@ -279,6 +285,13 @@ static void run_jobs(sw_store_t *s, sw_job_t *j) {
         list_push(&requeue, j);
       else
         free(j);
+      j = next;
+    } else if (j->kind == JOB_KV_ASYNC) {
+      sw_job_t *next = j->next;
+      j->status = s->be->ops->kv_put(s->be, j->ns, j->key, j->value);
+      done.head = done.tail = j;
+      j->next = NULL;
+      publish_done(s, &done, &st);
       j = next;
     } else {
       sw_job_t *next = j->next;
@@ -572,6 +585,27 @@ int store_expiring_put(sw_store_t *s, const char *id, const char *value, int64_t
                 .max_count = max_count,
                 .max_bytes = max_bytes};
   return run_sync(s, &j);
+}
+
+int store_kv_put_async(sw_store_t *s, const char *ns, const char *key, const char *value, sw_store_done_cb cb,
+                       void *ud) {
+  if (!s || !ns || !key) return -EINVAL;
+  if (s->closing) return -ESHUTDOWN;
+  size_t nl = strlen(ns) + 1, kl = strlen(key) + 1, vl = value ? strlen(value) + 1 : 0;
+  sw_job_t *j = calloc(1, sizeof *j + nl + kl + vl);
+  if (!j) return -ENOMEM;
+  char *p = (char *)(j + 1);
+  j->kind = JOB_KV_ASYNC;
+  j->cb = cb;
+  j->ud = ud;
+  j->ns = memcpy(p, ns, nl);
+  j->key = memcpy(p + nl, key, kl);
+  j->value = value ? memcpy(p + nl + kl, value, vl) : NULL;
+  uv_mutex_lock(&s->mu);
+  list_push(&s->queue, j);
+  uv_cond_signal(&s->wake);
+  uv_mutex_unlock(&s->mu);
+  return 0;
 }
 
 void store_close(sw_store_t *s) {

@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "metrics/hist.h"
+
 typedef struct sw_store sw_store_t;
 struct sw_buf;
 
@@ -268,6 +270,16 @@ int store_delete_app(sw_store_t *s, const char *app_id);
  * when it returns 0. Returns 0, -EINVAL, -ENOMEM, -ESHUTDOWN, -EIO... */
 int store_kv_put(sw_store_t *s, const char *ns, const char *key, const char *value);
 
+/* Like store_kv_put, but without blocking the loop thread: ns, key and value
+ * are copied, the write is queued behind everything submitted before it,
+ * and cb(ud, status) runs on the loop thread once it is durable (0) or
+ * failed (negative errno), in order with the submissions' callbacks. For
+ * checks that must not hang the server when the disk does (GET /readyz).
+ * Returns 0 (cb will be called), or -EINVAL / -ENOMEM / -ESHUTDOWN (cb will
+ * NOT be called). */
+int store_kv_put_async(sw_store_t *s, const char *ns, const char *key, const char *value, sw_store_done_cb cb,
+                       void *ud);
+
 /* Calls each(ud, key, value) for every key of ns, in ascending byte order of
  * key. The entries are snapshotted before the first call, so `each` may call
  * any store function. Strings are valid only during the call. Returns 0 or a
@@ -303,6 +315,10 @@ typedef struct sw_store_stats {
   uint64_t submissions; /* submissions completed with status 0 */
   uint64_t failures;    /* submissions completed with an error */
   uint64_t pruned;      /* messages deleted by store_prune (versions not counted) */
+  /* Wall time of each committed message transaction (the backend's
+   * write_batch, fsync included): one observation per `batches`. Measured
+   * on the commit thread and handed over with the completions. */
+  sw_hist_t commit_latency;
 } sw_store_stats_t;
 
 /* Copies the counters (consistent with each other) into *st. Any thread. */

@@ -716,6 +716,91 @@ static void test_expiring(void **state) {
   if (fx->sqlite) assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM expiring", NULL), 1);
 }
 
+/* store_kv_put_async: queued in order with submissions (its callback
+ * between theirs), durable when its callback says 0, not counted as a
+ * submission; what /readyz writes. */
+static void test_kv_async(void **state) {
+  fx_t *fx = *state;
+  store_debug_hold(fx->s, true);
+  char bufs[1][64];
+  sw_store_rec_t r;
+  recspec_t a = {"a", "c", 1, 1000, NULL, 0, 0}, b = {"a", "c", 2, 1001, NULL, 0, 0};
+  slot_t *sl = fx->t.slots;
+  for (int i = 0; i < 3; i++) sl[i] = (slot_t){.t = &fx->t};
+  mkrecs(&a, 1, &r, bufs);
+  assert_int_equal(store_submit(fx->s, &r, 1, on_done, &sl[0]), 0);
+  assert_int_equal(store_kv_put_async(fx->s, "ns1", "probe", "123", on_done, &sl[1]), 0);
+  mkrecs(&b, 1, &r, bufs);
+  assert_int_equal(store_submit(fx->s, &r, 1, on_done, &sl[2]), 0);
+  store_debug_hold(fx->s, false);
+  wait_for(fx, &fx->t.done, 3);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(sl[i].calls, 1);
+    assert_int_equal(sl[i].status, 0);
+    assert_int_equal(sl[i].order, i);
+  }
+  kv_expect(fx, "ns1", "probe=123;");
+  sw_store_stats_t st;
+  store_stats(fx->s, &st);
+  assert_int_equal(st.submissions, 2);
+  /* A NULL value deletes; the strings were copied at the call. */
+  char key[8] = "probe";
+  slot_t del = {.t = &fx->t};
+  assert_int_equal(store_kv_put_async(fx->s, "ns1", key, NULL, on_done, &del), 0);
+  key[0] = 'X';
+  wait_for(fx, &fx->t.done, 4);
+  assert_int_equal(del.status, 0);
+  kv_expect(fx, "ns1", "");
+  assert_int_equal(store_kv_put_async(fx->s, NULL, "k", "v", on_done, &del), -EINVAL);
+  assert_int_equal(store_kv_put_async(fx->s, "ns", NULL, "v", on_done, &del), -EINVAL);
+  if (fx->sqlite) {
+    fx_reopen(fx);
+    kv_expect(fx, "ns1", "");
+  }
+}
+
+/* SQLite: another process holding the write lock makes the write fail with
+ * -EBUSY after the busy timeout (the /readyz 503), without blocking the
+ * loop thread meanwhile. */
+static void test_kv_async_busy(void **state) {
+  fx_t *fx = *state;
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  slot_t sl = {.t = &fx->t};
+  assert_int_equal(store_kv_put_async(fx->s, "ns1", "probe", "1", on_done, &sl), 0);
+  uv_run(&fx->loop, UV_RUN_NOWAIT);
+  assert_int_equal(sl.calls, 0); /* the loop is free while the thread waits */
+  wait_for(fx, &fx->t.done, 1);
+  assert_int_equal(sl.status, -EBUSY);
+  assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  slot_t again = {.t = &fx->t};
+  assert_int_equal(store_kv_put_async(fx->s, "ns1", "probe", "2", on_done, &again), 0);
+  wait_for(fx, &fx->t.done, 2);
+  assert_int_equal(again.status, 0);
+  kv_expect(fx, "ns1", "probe=2;");
+}
+
+/* The commit latency histogram: one observation per committed message
+ * transaction (batches), none for empty barriers, kv writes or failures. */
+static void test_commit_latency(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "c", 1, 5, 0, 0); /* five transactions, one at a time */
+  barrier(fx);                    /* no records: no transaction */
+  assert_int_equal(store_kv_put(fx->s, "ns1", "k", "v"), 0);
+  recspec_t dup = {"a", "c", 3, 1, NULL, 0, 0}; /* seq 3 is stored: -EEXIST */
+  assert_int_equal(submit_wait(fx, &dup, 1), -EEXIST);
+  sw_store_stats_t st;
+  store_stats(fx->s, &st);
+  assert_int_equal(st.batches, 5);
+  assert_int_equal(st.commit_latency.count, 5);
+  uint64_t n = 0;
+  for (unsigned i = 0; i <= SW_HIST_BOUNDS; i++) n += st.commit_latency.bucket[i];
+  assert_int_equal(n, 5);
+  assert_true(st.commit_latency.sum_ns > 0);
+}
+
 /* Held thread, many submissions, one release: they must share transactions. */
 static void test_group_commit(void **state) {
   fx_t *fx = *state;
@@ -1942,6 +2027,9 @@ int main(void) {
       BOTH(test_delete_app),
       BOTH(test_kv),
       BOTH(test_expiring),
+      BOTH(test_kv_async),
+      cmocka_unit_test_setup_teardown(test_kv_async_busy, setup_sqlite, teardown),
+      BOTH(test_commit_latency),
       BOTH(test_group_commit),
       cmocka_unit_test_setup_teardown(test_max_batch, setup_sqlite_b10, teardown),
       cmocka_unit_test_setup_teardown(test_max_batch, setup_memory_b10, teardown),
