@@ -19,6 +19,7 @@
  * the vseq of its newest version (an entry of vv[]), so a by_vseq query
  * merges those two sorted streams. kv is one array sorted by (ns, key). */
 #include "store/backend.h"
+#include "store/cloud_memory.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -77,6 +78,7 @@ typedef struct mem_kv {
 
 typedef struct mem_backend {
   sw_backend_t base;
+  mem_cloud_t *cloud; /* Assistant Cloud rows (cloud_memory.c, its own mutex) */
   uv_mutex_t mu;
   mem_chan_t **buckets;
   size_t nbuckets, nchans;
@@ -489,6 +491,7 @@ static int mem_delete_app(sw_backend_t *be, const char *app_id) {
     }
   }
   uv_mutex_unlock(&b->mu);
+  mem_cloud_delete_app(b->cloud, app_id);
   return 0;
 }
 
@@ -741,8 +744,21 @@ static void mem_close(sw_backend_t *be) {
   for (size_t i = 0; i < b->nkv; i++) free((void *)b->kv[i].ns);
   free(b->kv);
   free(b->undo);
+  mem_cloud_close(b->cloud);
   uv_mutex_destroy(&b->mu);
   free(b);
+}
+
+static int mem_cloud_write_op(sw_backend_t *be, const sw_cloud_op_t *op, sw_cloud_result_t *res) {
+  return mem_cloud_write(((mem_backend_t *)be)->cloud, op, res);
+}
+
+static int mem_cloud_threads_op(sw_backend_t *be, const sw_cloud_thread_q_t *q, sw_cloud_threads_t *out) {
+  return mem_cloud_threads(((mem_backend_t *)be)->cloud, q, out);
+}
+
+static int mem_cloud_messages_op(sw_backend_t *be, const sw_cloud_msg_q_t *q, sw_cloud_msgs_t *out) {
+  return mem_cloud_messages(((mem_backend_t *)be)->cloud, q, out);
 }
 
 static const sw_backend_ops_t MEM_OPS = {
@@ -756,6 +772,9 @@ static const sw_backend_ops_t MEM_OPS = {
     .get = mem_get,
     .versions = mem_versions,
     .kv_list = mem_kv_list,
+    .cloud_write = mem_cloud_write_op,
+    .cloud_threads = mem_cloud_threads_op,
+    .cloud_messages = mem_cloud_messages_op,
     .close = mem_close,
 };
 
@@ -763,7 +782,12 @@ int backend_memory_open(const sw_store_opts_t *opts, sw_backend_t **out) {
   mem_backend_t *b = calloc(1, sizeof *b);
   if (!b) return -ENOMEM;
   b->fold = opts->fold;
+  if (mem_cloud_open(&b->cloud)) {
+    free(b);
+    return -ENOMEM;
+  }
   if (uv_mutex_init(&b->mu)) {
+    mem_cloud_close(b->cloud);
     free(b);
     return -ENOMEM;
   }
