@@ -55,6 +55,7 @@ typedef struct sw_server {
   struct sw_cap_cache *cap_cache; /* effective token capabilities (auth/cap_cache.h) */
   sw_nonce_cache_t *nonces;    /* TokenRequest replay protection */
   sw_revocations_t revocations;
+  struct sw_cloud_state *cloud; /* Assistant Cloud anonymous-endpoint rate limits (cloud/auth.c) */
   uint64_t tick_count;
   bool shutting_down;
   int exit_code;
