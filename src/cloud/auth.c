@@ -201,8 +201,13 @@ int cloud_anon_check(const json_t *anonymous, const sw_app_t *app, sw_error_t *e
   free(cid);
   if (!ok) return errors_set(err, SW_E_BAD_REQUEST, "anonymous.clientId must make a workspace id: no ':', '*' or spaces");
   if (!cap) return errors_set(err, SW_E_BAD_REQUEST, "anonymous.capability: %s", cerr.message);
+  const sw_key_t *key = anon_key(app, &cfg);
+  /* Tokens are narrowed to the key: one that grants nothing is a mistake. */
+  sw_cap_t *eff = key ? cap_intersect(cap, key->cap, NULL) : NULL;
   cap_free(cap);
-  if (!anon_key(app, &cfg)) return errors_set(err, SW_E_BAD_REQUEST, "anonymous.key names no key of the app");
+  if (!key) return errors_set(err, SW_E_BAD_REQUEST, "anonymous.key names no key of the app");
+  if (!eff) return errors_set(err, SW_E_BAD_REQUEST, "anonymous.capability grants nothing the signing key allows");
+  cap_free(eff);
   return 0;
 }
 

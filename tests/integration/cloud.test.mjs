@@ -531,6 +531,18 @@ test('a message written through the API is published on cloud:{workspace}:{threa
   assert.equal(events[2].name, 'message.deleted');
   assert.deepEqual(events[2].data.message_ids, [message_id]);
 
+  // Content beyond maxMessageSize (64 KiB) is stored in full, and announced
+  // without it: the subscriber reads it from the API.
+  const big = { role: 'assistant', content: [{ type: 'text', text: 'y'.repeat(100000) }] };
+  const large = await backend.threads.messages.create(thread_id, { parent_id: null, format: 'aui/v0', content: big });
+  await got(4);
+  assert.equal(events[3].name, 'message.created');
+  assert.equal(events[3].data.truncated, true);
+  assert.equal(events[3].data.message.id, large.message_id);
+  assert.equal(events[3].data.message.content, undefined);
+  const stored = (await backend.threads.messages.list(thread_id)).messages[0];
+  assert.deepEqual(stored.content, big);
+
   // The token's capability is its workspace: another user's threads are not attachable.
   const other = rt.channels.get('cloud:someone-else:thread_x');
   await assert.rejects(other.attach(), (e) => e.code === 40160);
@@ -635,6 +647,11 @@ test('anonymous: a bad "anonymous" app config is refused when the app is created
     const res = await http(server, 'POST', '/apps', { body: { keys: [{}], anonymous } });
     assertAblyError(res, 40000, JSON.stringify(anonymous));
   }
+  // A capability the signing key does not allow at all.
+  const res = await http(server, 'POST', '/apps', {
+    body: { keys: [{ capability: { 'chat:*': ['subscribe'] } }], anonymous: {} },
+  });
+  assertAblyError(res, 40000, 'anonymous capability outside the key');
 });
 
 // ---------------------------------------------------------------------------
