@@ -47,6 +47,8 @@ typedef struct sw_jwt {
   char *client_id;           /* x-ably-clientId, may be "*"; NULL if absent */
   char *revocation_key;      /* x-ably-revocation-key; NULL if absent */
   char *client_type;         /* x-ably-clientType (e.g. "server"); NULL if absent */
+  char *workspace;           /* x-switchboard-workspace (the Assistant Cloud workspace,
+                                docs/identity.md); NULL if absent */
   json_t *channel_claims;    /* object: resource pattern -> claim value (any JSON), from
                                 "ably.channel.<resource>" claims; NULL if none */
   char *embedded_token;      /* x-ably-token (header or claim); NULL if none. When set, only
@@ -107,7 +109,8 @@ bool jwt_looks_like(const char *s, size_t n);
  * now (no leeway), iat and nbf not after (now + leeway), exp > iat,
  * exp - iat <= max_ttl, and the Ably claims well-typed when present
  * (x-ably-capability a non-empty string or an object, x-ably-clientId,
- * x-ably-revocation-key and x-ably-clientType non-empty strings). Duplicate
+ * x-ably-revocation-key, x-ably-clientType and x-switchboard-workspace
+ * non-empty strings). Duplicate
  * names in header or claims are refused. Unknown claims are ignored.
  * The capability is returned as text, not parsed: cap_parse it and
  * cap_intersect it with the key's capability.
@@ -143,5 +146,10 @@ void jwt_clear(sw_jwt_t *j);
 char *jwt_sign_ably(const char *key_name, const uint8_t *secret, size_t secret_len, int64_t iat_s,
                     int64_t exp_s, const char *capability, const char *client_id,
                     const char *revocation_key);
+/* jwt_sign_ably with an x-switchboard-workspace claim too (when non-NULL):
+ * the tokens the Assistant Cloud API hands out (src/cloud/). */
+char *jwt_sign_ably_ws(const char *key_name, const uint8_t *secret, size_t secret_len, int64_t iat_s,
+                       int64_t exp_s, const char *capability, const char *client_id,
+                       const char *revocation_key, const char *workspace);
 
 #endif

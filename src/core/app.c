@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cloud/cloud.h"
+
 #define DEFAULT_KEY_CAPABILITY "{\"[*]*\":[\"*\"]}"
 
 int app_random_id(char *out, size_t n) {
@@ -151,6 +153,8 @@ sw_app_t *app_from_spec(const json_t *spec_in, bool generate, sw_error_t *err) {
     a->n_namespaces++;
     if (namespace_from_json(&a->namespaces[i], v, err)) goto fail;
   }
+  /* Anonymous users of the Assistant Cloud API: off unless configured. */
+  if (cloud_anon_check(json_object_get(a->spec, "anonymous"), a, err)) goto fail;
   return a;
 oom:
   errors_set(err, SW_E_INTERNAL, "out of memory");

@@ -3,7 +3,9 @@
  * An app is described by a JSON spec, the same shape for the config file,
  * for POST /apps (the body of shared/ably/test-app-setup.json's post_apps)
  * and for what is persisted: {"id", "keys":[{"id","secret","capability",
- * "revocableTokens"}], "namespaces":[{"id", rules...}], "channels":[...]}.
+ * "revocableTokens"}], "namespaces":[{"id", rules...}], "channels":[...],
+ * "anonymous":{...}} (anonymous users of the Assistant Cloud API, checked
+ * by cloud_anon_check: docs/identity.md).
  * app_from_spec() fills in what a POST leaves out (ids, secrets) so the
  * stored spec is complete.
  *

@@ -15,6 +15,7 @@
 void principal_clear(sw_principal_t *p) {
   cap_free(p->cap);
   free(p->client_id);
+  free(p->workspace);
   free(p->revocation_key);
   json_decref(p->channel_claims);
   memset(p, 0, sizeof *p);
@@ -177,6 +178,8 @@ static int from_jwt(sw_server_t *srv, const char *tok, size_t n, int64_t now, bo
   p->client_id = j.client_id;
   p->revocation_key = j.revocation_key;
   p->channel_claims = j.channel_claims;
+  p->workspace = j.workspace;
+  j.workspace = NULL;
   j.client_id = j.revocation_key = NULL;
   j.channel_claims = NULL;
   rc = narrow(srv, p, j.capability, err);

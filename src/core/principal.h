@@ -23,6 +23,9 @@ typedef struct sw_principal {
   sw_cred_kind_t kind;
   sw_app_t *app;
   const sw_key_t *key;    /* the issuing key */
+  char *workspace;        /* the Assistant Cloud workspace (src/cloud/): an Ably JWT's
+                             x-switchboard-workspace claim; NULL if none (the cloud then
+                             uses the clientId) */
   sw_cap_t *cap;          /* effective capability, owned */
   char *client_id;        /* NULL: anonymous (a key: may act as anyone); "*": wildcard */
   int64_t issued;         /* ms; 0 for keys */

@@ -12,6 +12,7 @@
 
 #include "admin/admin.h"
 #include "auth/cap_cache.h"
+#include "cloud/cloud.h"
 #include "core/channel.h"
 #include "core/conn.h"
 #include "core/sock.h"
@@ -122,6 +123,10 @@ void server_on_request(sw_sock_t *s, const sw_http_req_t *req) {
   if (req->path.n >= 5 && memcmp(req->path.p, "/apps", 5) == 0 &&
       (req->path.n == 5 || req->path.p[5] == '/')) {
     admin_handle(s, req);
+    return;
+  }
+  if (req->path.n > 7 && memcmp(req->path.p, "/cloud/", 7) == 0) {
+    cloud_handle(s, req);
     return;
   }
   rest_handle(s, req);
@@ -400,6 +405,7 @@ void server_free(sw_server_t *srv) {
   nonce_cache_free(srv->nonces);
   revocations_free(&srv->revocations);
   health_free(srv);
+  cloud_free(srv);
   socks_free_spares(srv);
   OPENSSL_cleanse(srv->token_secret, sizeof srv->token_secret);
 }

@@ -59,6 +59,7 @@ typedef struct sw_server {
   sw_nonce_cache_t *nonces;    /* TokenRequest replay protection */
   sw_revocations_t revocations;
   struct sw_health *health; /* /metrics, /healthz, /readyz, the metrics listener (rest/health.c) */
+  struct sw_cloud_state *cloud; /* Assistant Cloud anonymous-endpoint rate limits (cloud/auth.c) */
   uint64_t tick_count;
   bool shutting_down;
   int exit_code;

@@ -62,6 +62,14 @@ typedef struct sw_backend_ops {
   /* store_expiring_get. */
   int (*exp_get)(sw_backend_t *b, const char *id, char **value, int64_t *expires);
 
+  /* Assistant Cloud threads and messages (store.h): one write in its own
+   * transaction (commit thread; res is zeroed by the caller), and the two
+   * reads (loop thread; out is zeroed by the caller and filled with the
+   * cloud_*_push helpers below). delete_app deletes an app's cloud rows too. */
+  int (*cloud_write)(sw_backend_t *b, const sw_cloud_op_t *op, sw_cloud_result_t *res);
+  int (*cloud_threads)(sw_backend_t *b, const sw_cloud_thread_q_t *q, sw_cloud_threads_t *out);
+  int (*cloud_messages)(sw_backend_t *b, const sw_cloud_msg_q_t *q, sw_cloud_msgs_t *out);
+
   /* Optional (commit thread): background work between batches; force does
    * all of it now. Returns ms until it is due again, or -1 when nothing is
    * pending. close does what is pending first. */
@@ -95,5 +103,10 @@ int rows_builder_add(sw_rows_builder_t *rb, int64_t seq, int64_t vseq, int64_t t
  * (rb is then freed and *out is {NULL, 0}). */
 int rows_builder_finish(sw_rows_builder_t *rb, sw_store_rows_t *out);
 void rows_builder_free(sw_rows_builder_t *rb);
+
+/* Appends a deep copy of *src to the list (store.c). 0 or -ENOMEM (the
+ * list is then unchanged). */
+int cloud_threads_push(sw_cloud_threads_t *l, const sw_cloud_thread_t *src);
+int cloud_msgs_push(sw_cloud_msgs_t *l, const sw_cloud_msg_t *src);
 
 #endif

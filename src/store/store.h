@@ -256,8 +256,9 @@ int store_versions(sw_store_t *s, const char *app_id, const char *channel, int64
  * is periodic). Counts in sw_store_stats_t.pruned. */
 void store_prune(sw_store_t *s, int64_t now);
 
-/* Deletes every message (with its versions) of an app and its channel
- * serials (a recreated app starts its serials again at 0). Blocks the loop
+/* Deletes every message (with its versions) of an app, its channel
+ * serials (a recreated app starts its serials again at 0) and its Assistant
+ * Cloud threads and messages. Blocks the loop
  * thread until the commit thread has done it (after everything queued
  * before). Returns 0, -EINVAL, -ESHUTDOWN, -EIO... */
 int store_delete_app(sw_store_t *s, const char *app_id);
@@ -306,6 +307,128 @@ int store_expiring_put(sw_store_t *s, const char *id, const char *value, int64_t
  * it is not stored (never was, or pruned after it expired; an expired entry
  * not yet pruned is returned, with its expiry), or a negative errno. */
 int store_expiring_get(sw_store_t *s, const char *id, char **value, int64_t *expires);
+/* ---- Assistant Cloud threads and messages (src/cloud/) ----
+ *
+ * Threads and their messages, kept in the same database as history and
+ * keyed by (app, workspace, id): every read and write names the workspace,
+ * so nothing reaches another workspace's rows. Writes go through the commit
+ * thread like publishes (each in its own transaction, after what was queued
+ * before it) and complete on the loop thread; reads are synchronous.
+ * Times are ms since the epoch. Callers bound every size (src/cloud/cloud.h
+ * has the limits); the store copies what it is given.
+ *
+ * Errors of a write: -ENOENT (the thread, or the message named, is not in
+ * that workspace), -ESRCH (MSG_CREATE: the parent is not in the thread),
+ * -EEXIST (THREAD_CREATE without upsert: the external_id is taken),
+ * -EDQUOT (a count bound below would be passed), plus the store's usual
+ * -EINVAL / -ENOMEM / -ESHUTDOWN / -EIO. */
+
+#define SW_CLOUD_MAX_THREADS_PER_WORKSPACE 10000 /* -EDQUOT beyond */
+#define SW_CLOUD_MAX_MESSAGES_PER_THREAD 10000   /* -EDQUOT beyond */
+#define SW_CLOUD_ID_MAX 64                       /* ids the server makes, NUL included */
+
+typedef enum {
+  SW_CLOUD_THREAD_CREATE = 1, /* thread_id is the new id; with upsert and an external_id
+                                 already in the workspace, that thread's id is the result */
+  SW_CLOUD_THREAD_UPDATE,     /* the fields given (title/metadata non-NULL, last_message_at
+                                 >= 0, is_archived >= 0); updated_at = now */
+  SW_CLOUD_THREAD_DELETE,     /* with its messages and their feedback */
+  SW_CLOUD_MSG_CREATE,        /* id in thread_id; parent by parent_id or, failing that,
+                                 parent_external_id (the newest with it); height = the
+                                 parent's + 1 (0 for a root); raises the thread's
+                                 last_message_at and updated_at to now */
+  SW_CLOUD_MSG_UPDATE,        /* content (and format when non-NULL); updated_at = now */
+  SW_CLOUD_MSG_DELETE,        /* ids[0..n_ids) of thread_id; ids not there are skipped */
+  SW_CLOUD_FEEDBACK,          /* feedback id on message `id` of thread_id */
+} sw_cloud_op_kind_t;
+
+/* One write. Strings are borrowed for the duration of store_cloud_write. */
+typedef struct sw_cloud_op {
+  sw_cloud_op_kind_t kind;
+  const char *app_id, *workspace, *thread_id;
+  const char *id;          /* MSG_CREATE/UPDATE: the message; FEEDBACK: the message */
+  const char *external_id; /* THREAD_CREATE, MSG_CREATE: NULL for none */
+  bool upsert;             /* THREAD_CREATE */
+  const char *title;       /* THREAD_CREATE/UPDATE: NULL for none / unchanged */
+  const char *metadata;    /* JSON text; NULL for none / unchanged */
+  int64_t last_message_at; /* THREAD_CREATE: its value; THREAD_UPDATE: < 0 unchanged */
+  int is_archived;         /* THREAD_UPDATE: -1 unchanged, 0 or 1 */
+  const char *parent_id, *parent_external_id; /* MSG_CREATE: NULL for none */
+  const char *format;      /* MSG_CREATE (required), MSG_UPDATE (NULL: unchanged) */
+  const char *content;     /* MSG_CREATE/UPDATE: JSON text */
+  const char *const *ids;  /* MSG_DELETE */
+  size_t n_ids;
+  const char *feedback_id, *feedback_type, *comment; /* FEEDBACK (comment may be NULL) */
+  int64_t now;
+} sw_cloud_op_t;
+
+typedef struct sw_cloud_result {
+  char id[SW_CLOUD_ID_MAX];        /* THREAD_CREATE: the thread's id (an existing one after upsert) */
+  bool existed;                    /* THREAD_CREATE: upsert found the external_id */
+  char parent_id[SW_CLOUD_ID_MAX]; /* MSG_CREATE: the parent resolved, "" for a root */
+  int64_t height;                  /* MSG_CREATE */
+  size_t deleted;                  /* MSG_DELETE: messages deleted */
+} sw_cloud_result_t;
+
+/* status 0 with res filled, or a negative errno (res zeroed). */
+typedef void (*sw_cloud_done_cb)(void *ud, int status, const sw_cloud_result_t *res);
+
+/* Queues op for the commit thread (deep copy, one allocation); cb runs on
+ * the loop thread once it is durable or failed, in submission order with
+ * every other write. Returns 0 (cb will be called), or -EINVAL (a required
+ * string missing) / -ENOMEM / -ESHUTDOWN (cb will not be called). */
+int store_cloud_write(sw_store_t *s, const sw_cloud_op_t *op, sw_cloud_done_cb cb, void *ud);
+
+typedef struct sw_cloud_thread {
+  char *id, *external_id, *title, *metadata; /* NULL when absent; metadata is JSON text */
+  int64_t created_at, updated_at, last_message_at;
+  bool is_archived;
+} sw_cloud_thread_t;
+
+typedef struct sw_cloud_msg {
+  char *id, *parent_id, *external_id, *format, *content; /* parent/external NULL when absent */
+  int64_t height, created_at, updated_at;
+} sw_cloud_msg_t;
+
+/* Results of the reads below; free with store_cloud_threads_free /
+ * store_cloud_msgs_free. */
+typedef struct sw_cloud_threads {
+  sw_cloud_thread_t *v;
+  size_t n;
+} sw_cloud_threads_t;
+typedef struct sw_cloud_msgs {
+  sw_cloud_msg_t *v;
+  size_t n;
+} sw_cloud_msgs_t;
+
+typedef struct sw_cloud_thread_q {
+  const char *app_id, *workspace;
+  const char *id;          /* that thread only (the filters below then do not apply) */
+  int archived;            /* -1 any, 0 or 1 */
+  const char *external_id; /* NULL: any */
+  const char *after;       /* a thread id: only the threads listed after it; an id not in
+                              the workspace gives no rows */
+  size_t limit;            /* 0 gives no rows */
+} sw_cloud_thread_q_t;
+
+/* Threads of a workspace, most recent first: last_message_at descending,
+ * then id descending. 0 and *out filled, or a negative errno. */
+int store_cloud_threads(sw_store_t *s, const sw_cloud_thread_q_t *q, sw_cloud_threads_t *out);
+
+typedef struct sw_cloud_msg_q {
+  const char *app_id, *workspace, *thread_id;
+  const char *format; /* NULL: any */
+  const char *after;  /* a message id: only older messages; an id not in the thread gives no rows */
+  size_t limit;
+} sw_cloud_msg_q_t;
+
+/* Messages of one thread, newest first (creation order, descending). A
+ * thread not in the workspace has no messages: check it with
+ * store_cloud_threads. 0 and *out filled, or a negative errno. */
+int store_cloud_messages(sw_store_t *s, const sw_cloud_msg_q_t *q, sw_cloud_msgs_t *out);
+
+void store_cloud_threads_free(sw_cloud_threads_t *t);
+void store_cloud_msgs_free(sw_cloud_msgs_t *m);
 
 /* ---- Introspection (tests, metrics) ---- */
 

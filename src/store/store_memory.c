@@ -20,6 +20,7 @@
  * merges those two sorted streams. kv is one array sorted by (ns, key), the
  * expiring values one sorted by id. */
 #include "store/backend.h"
+#include "store/cloud_memory.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -85,6 +86,7 @@ typedef struct mem_exp {
 
 typedef struct mem_backend {
   sw_backend_t base;
+  mem_cloud_t *cloud; /* Assistant Cloud rows (cloud_memory.c, its own mutex) */
   uv_mutex_t mu;
   mem_chan_t **buckets;
   size_t nbuckets, nchans;
@@ -572,6 +574,7 @@ static int mem_delete_app(sw_backend_t *be, const char *app_id) {
     }
   }
   uv_mutex_unlock(&b->mu);
+  mem_cloud_delete_app(b->cloud, app_id);
   return 0;
 }
 
@@ -826,8 +829,21 @@ static void mem_close(sw_backend_t *be) {
   for (size_t i = 0; i < b->nexp; i++) free((void *)b->exp[i].id);
   free(b->exp);
   free(b->undo);
+  mem_cloud_close(b->cloud);
   uv_mutex_destroy(&b->mu);
   free(b);
+}
+
+static int mem_cloud_write_op(sw_backend_t *be, const sw_cloud_op_t *op, sw_cloud_result_t *res) {
+  return mem_cloud_write(((mem_backend_t *)be)->cloud, op, res);
+}
+
+static int mem_cloud_threads_op(sw_backend_t *be, const sw_cloud_thread_q_t *q, sw_cloud_threads_t *out) {
+  return mem_cloud_threads(((mem_backend_t *)be)->cloud, q, out);
+}
+
+static int mem_cloud_messages_op(sw_backend_t *be, const sw_cloud_msg_q_t *q, sw_cloud_msgs_t *out) {
+  return mem_cloud_messages(((mem_backend_t *)be)->cloud, q, out);
 }
 
 static const sw_backend_ops_t MEM_OPS = {
@@ -843,6 +859,9 @@ static const sw_backend_ops_t MEM_OPS = {
     .versions = mem_versions,
     .kv_list = mem_kv_list,
     .exp_get = mem_exp_get,
+    .cloud_write = mem_cloud_write_op,
+    .cloud_threads = mem_cloud_threads_op,
+    .cloud_messages = mem_cloud_messages_op,
     .close = mem_close,
 };
 
@@ -850,7 +869,12 @@ int backend_memory_open(const sw_store_opts_t *opts, sw_backend_t **out) {
   mem_backend_t *b = calloc(1, sizeof *b);
   if (!b) return -ENOMEM;
   b->fold = opts->fold;
+  if (mem_cloud_open(&b->cloud)) {
+    free(b);
+    return -ENOMEM;
+  }
   if (uv_mutex_init(&b->mu)) {
+    mem_cloud_close(b->cloud);
     free(b);
     return -ENOMEM;
   }

@@ -11,7 +11,7 @@
  * Each connection is used by one thread at a time, so both are opened with
  * SQLITE_OPEN_NOMUTEX. Statements are prepared once per connection.
  *
- * Schema (user_version 4; a new file is created as version 1 and migrated,
+ * Schema (user_version 5; a new file is created as version 1 and migrated,
  * so a fresh file and an upgraded one are identical):
  *  messages: one row per message holding its head; WITHOUT ROWID, clustered
  *    on (app, channel, seq), so a history page is one range scan of adjacent
@@ -52,6 +52,8 @@
  *    pruning finds the expired rows and their sizes without reading them.
  *    The commit thread keeps the table's row count and total size in memory
  *    (counted once at open) to check the bounds of store_expiring_put. */
+ *  cloud_threads, cloud_messages, cloud_feedback (v5): Assistant Cloud
+ *    threads and messages, in store/cloud_sqlite.c. */
 #include "store/backend.h"
 
 #include <errno.h>
@@ -64,10 +66,11 @@
 #include <unistd.h>
 
 #include "store/checkpointer.h"
+#include "store/cloud_sqlite.h"
 #include "store/tails.h"
 #include "util/log.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 /* When a message's logged appends are folded into its head: once the
  * message has had no append for FOLD_QUIET_MS (a finished stream: the
  * common case, and then one fold per message), or once FOLD_MAX_EVENTS
@@ -105,6 +108,7 @@ typedef struct sq_backend {
   sw_tails_t tails;        /* logged appends not yet folded into heads */
   bool tails_ready;
   sw_checkpointer_t ckpt; /* the writer's WAL checkpoints, on a thread */
+  sq_cloud_t *cloud;      /* Assistant Cloud statements (cloud_sqlite.c) */
   /* Commit thread: no tail is due before next_fold_ms, unless fold_now
    * (a tail reached FOLD_MAX_EVENTS). Saves a scan of every tail after
    * every batch. */
@@ -213,6 +217,8 @@ static int sq_err(sqlite3 *db, int rc) {
     return -EIO;
   }
 }
+
+int store_sqlite_errno(sqlite3 *db, int rc) { return sq_err(db, rc); }
 
 /* Steps a statement that returns no rows, then resets it. */
 static int exec_stmt(sqlite3 *db, sqlite3_stmt *st) {
@@ -807,6 +813,7 @@ static int sq_delete_app(sw_backend_t *be, const char *app_id) {
     bind_text(b->del_app_seq, 1, app_id);
     rc = exec_stmt(b->w, b->del_app_seq);
   }
+  if (rc == 0) rc = sq_cloud_delete_app(b->cloud, app_id);
   if (rc == 0) rc = exec_stmt(b->w, b->commit);
   if (rc) rollback_if_open(b);
   else tails_drop_app(&b->tails, app_id); /* their log rows go with the next fold */
@@ -1347,6 +1354,7 @@ static void sq_close(sw_backend_t *be) {
   /* Fold what is logged, so a clean shutdown leaves an empty log. */
   if (b->tails_ready && b->log_trunc) sq_maintain(be, true);
   checkpointer_stop(&b->ckpt);
+  sq_cloud_close(b->cloud);
   sqlite3_stmt *all[] = {
       b->begin,     b->commit,       b->rollback,     b->ins_clash,   b->ins,       b->ver_clash,
       b->ver_upd,   b->ver_chk,      b->ver_ins,      b->seq_up,      b->keep_vdel, b->keep_del,
@@ -1404,6 +1412,7 @@ static int init_schema(sqlite3 *db) {
   if (rc == 0 && ver < 2) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V2, NULL, NULL, NULL));
   if (rc == 0 && ver < 3) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V3, NULL, NULL, NULL));
   if (rc == 0 && ver < 4) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V4, NULL, NULL, NULL));
+  if (rc == 0 && ver < 5) rc = sq_err(db, sqlite3_exec(db, SQ_CLOUD_MIGRATE_V5, NULL, NULL, NULL));
   if (rc == 0) rc = sq_err(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
   if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
@@ -1538,6 +1547,18 @@ static int setup_reader(sq_backend_t *b, const char *path) {
   return 0;
 }
 
+static int sq_cloud_write_op(sw_backend_t *be, const sw_cloud_op_t *op, sw_cloud_result_t *res) {
+  return sq_cloud_write(((sq_backend_t *)be)->cloud, op, res);
+}
+
+static int sq_cloud_threads_op(sw_backend_t *be, const sw_cloud_thread_q_t *q, sw_cloud_threads_t *out) {
+  return sq_cloud_threads(((sq_backend_t *)be)->cloud, q, out);
+}
+
+static int sq_cloud_messages_op(sw_backend_t *be, const sw_cloud_msg_q_t *q, sw_cloud_msgs_t *out) {
+  return sq_cloud_messages(((sq_backend_t *)be)->cloud, q, out);
+}
+
 static const sw_backend_ops_t SQ_OPS = {
     .write_batch = sq_write_batch,
     .prune = sq_prune,
@@ -1551,6 +1572,9 @@ static const sw_backend_ops_t SQ_OPS = {
     .versions = sq_versions,
     .kv_list = sq_kv_list,
     .exp_get = sq_exp_get,
+    .cloud_write = sq_cloud_write_op,
+    .cloud_threads = sq_cloud_threads_op,
+    .cloud_messages = sq_cloud_messages_op,
     .maintain = sq_maintain,
     .close = sq_close,
 };
@@ -1598,6 +1622,7 @@ int backend_sqlite_open(const sw_store_opts_t *opts, sw_backend_t **out) {
   b->tails_ready = true;
   rc = setup_writer(b, opts);
   if (rc == 0) rc = setup_reader(b, opts->path);
+  if (rc == 0) rc = sq_cloud_open(b->w, b->r, &b->cloud);
   /* Without a fold function (tools that only read) the log is left as is. */
   if (rc == 0 && b->fold) rc = recover_log(b);
   if (rc == 0) rc = checkpointer_start(&b->ckpt, opts->path, b->w, 0);

@@ -312,6 +312,17 @@ static void test_sign_roundtrip(void **state) {
 
   assert_null(jwt_sign_ably(NULL, (const uint8_t *)"x", 1, 0, 1, NULL, NULL, NULL));
   assert_null(jwt_sign_ably("a.b", (const uint8_t *)"x", 0, 0, 1, NULL, NULL, NULL));
+
+  /* The Assistant Cloud's tokens carry their workspace (src/cloud/). */
+  t = jwt_sign_ably_ws("sbtest.k1", (const uint8_t *)SECRET, strlen(SECRET), FIX_IAT, FIX_IAT + 600, NULL, "bob",
+                       NULL, "team-1");
+  assert_non_null(t);
+  verify_ok(t, &j);
+  assert_string_equal(j.workspace, "team-1");
+  assert_string_equal(j.client_id, "bob");
+  assert_null(j.capability);
+  jwt_clear(&j);
+  free(t);
 }
 
 static void test_cache(void **state) {
@@ -854,6 +865,7 @@ static void test_claim_types(void **state) {
       ",\"x-ably-clientId\":null",         ",\"x-ably-clientId\":\"a\\u0000b\"",
       ",\"x-ably-revocation-key\":\"\"",   ",\"x-ably-revocation-key\":7",
       ",\"x-ably-clientType\":[\"server\"]", ",\"ably.channel.\":\"x\"",
+      ",\"x-switchboard-workspace\":\"\"",  ",\"x-switchboard-workspace\":3",
   };
   for (size_t i = 0; i < sizeof wrong_ably / sizeof wrong_ably[0]; i++) expect_claims(wrong_ably[i], 40144, 401);
 

@@ -1070,7 +1070,7 @@ static void test_sqlite_schema(void **state) {
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 4);
+  assert_int_equal(sqlite3_column_int(st, 0), 5);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -1646,7 +1646,7 @@ static void test_sqlite_upgrade_v1(void **state) {
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 4);
+  assert_int_equal(sqlite3_column_int(st, 0), 5);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_exec(db, "PRAGMA integrity_check", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
@@ -1659,12 +1659,13 @@ static void test_sqlite_upgrade_v1(void **state) {
   assert_int_equal(store_open(&fx->loop, &o, &s2), 0);
   store_close(s2);
   uv_run(&fx->loop, UV_RUN_DEFAULT);
-  static char a[8192], b[8192];
+  static char a[16384], b[16384];
   schema_dump(fx->path, a, sizeof a);
   schema_dump(fresh, b, sizeof b);
   assert_string_equal(a, b);
   assert_non_null(strstr(a, "messages_vseq"));
   assert_non_null(strstr(a, "versions_seq"));
+  assert_non_null(strstr(a, "cloud_messages_id"));
   for (size_t i = 0; i < 3; i++) {
     snprintf(p, sizeof p, "%s%s", fresh, sfx[i]);
     unlink(p);
