@@ -51,7 +51,7 @@
  *    its values are tens of KB. expiring_expires covers (expires, size), so
  *    pruning finds the expired rows and their sizes without reading them.
  *    The commit thread keeps the table's row count and total size in memory
- *    (counted once at open) to check the bounds of store_expiring_put. */
+ *    (counted once at open) to check the bounds of store_expiring_put.
  *  cloud_threads, cloud_messages, cloud_feedback (v5): Assistant Cloud
  *    threads and messages, in store/cloud_sqlite.c. */
 #include "store/backend.h"
