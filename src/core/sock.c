@@ -606,8 +606,9 @@ static void after_request(sw_sock_t *s, bool more) {
       return;
     }
     /* Not bound and not refused: the upgrade binds or refuses in the same
-     * turn (credentials are in its query, RTN2), so this does not happen;
-     * if it ever did, such a socket would have no deadline at all. */
+     * turn (credentials are in its query, RTN2), so this does not happen.
+     * Were it ever to, an unbound WebSocket is not kept waiting: it has
+     * nothing to wait for, and no HTTP deadline could answer it. */
     ws_close_with(s, 1008);
     return;
   }
