@@ -32,6 +32,14 @@ void config_defaults(sw_config_t *c) {
       .max_revocations = 10000,
       .max_channel_params = 16,
       .max_rewind = 100,
+      .http_head_timeout = 10000,
+      .http_body_timeout = 30000,
+      .http_idle_timeout = 30000,
+      .close_timeout = 30000,
+      .linger_timeout = 2000,
+      .linger_bytes = 4u << 20,
+      .max_pending_sockets = 10000,
+      .max_pending_per_ip = 1024,
   };
   c->auth = (sw_auth_config_t){.clock_skew_ms = 30000, .basic = SW_BASIC_LOOPBACK, .reauth_margin_ms = 30000};
 }
@@ -61,6 +69,13 @@ int config_set_metrics_listen(sw_config_t *c, const char *hostport) {
 static void limit(json_t *l, const char *name, int64_t *dst) {
   json_t *v = json_object_get(l, name);
   if (json_is_integer(v) && json_integer_value(v) > 0) *dst = json_integer_value(v);
+}
+
+/* As limit, for a count where 0 means "off". */
+static void limit_size(json_t *l, const char *name, size_t *dst, bool zero_ok) {
+  json_t *v = json_object_get(l, name);
+  if (json_is_integer(v) && (json_integer_value(v) > 0 || (zero_ok && json_integer_value(v) == 0)))
+    *dst = (size_t)json_integer_value(v);
 }
 
 int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen) {
@@ -122,6 +137,15 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
     limit(l, "maxRevocations", &c->limits.max_revocations);
     limit(l, "maxChannelParams", &c->limits.max_channel_params);
     limit(l, "maxRewind", &c->limits.max_rewind);
+    /* Sockets before they are useful: deadlines and budgets. */
+    limit(l, "httpHeadTimeout", &c->limits.http_head_timeout);
+    limit(l, "httpBodyTimeout", &c->limits.http_body_timeout);
+    limit(l, "httpIdleTimeout", &c->limits.http_idle_timeout);
+    limit(l, "closeTimeout", &c->limits.close_timeout);
+    limit(l, "lingerTimeout", &c->limits.linger_timeout);
+    limit_size(l, "lingerBytes", &c->limits.linger_bytes, false);
+    limit_size(l, "maxPendingSockets", &c->limits.max_pending_sockets, false);
+    limit_size(l, "maxPendingPerIp", &c->limits.max_pending_per_ip, true);
   }
   json_t *a = json_object_get(root, "auth");
   if (json_is_object(a)) {

@@ -13,7 +13,10 @@
  *             "maxPendingPublishes": 1000, "maxChannelsPerConnection": 200, "maxPresenceMembers": 200,
  *             "maxPresenceMembersPerConnection": 1000, "maxIdempotencyIds": 100000,
  *             "maxMessageIdLength": 256, "maxTokenRequestNonces": 100000, "maxRevocations": 10000,
- *             "maxChannelParams": 16, "maxRewind": 100},
+ *             "maxChannelParams": 16, "maxRewind": 100,
+ *             "httpHeadTimeout": 10000, "httpBodyTimeout": 30000, "httpIdleTimeout": 30000,
+ *             "closeTimeout": 30000, "lingerTimeout": 2000, "lingerBytes": 4194304,
+ *             "maxPendingSockets": 10000, "maxPendingPerIp": 1024},
  *  "apps": [app specs, see core/app.h]} */
 #ifndef SW_CORE_CONFIG_H
 #define SW_CORE_CONFIG_H
@@ -46,6 +49,18 @@ typedef struct sw_limits {
   int64_t max_revocations;           /* revocation rules kept (revokeTokens); 42910 per target */
   int64_t max_channel_params;        /* params of one ATTACH (and [?...] qualifier); 40003 */
   int64_t max_rewind;                /* messages a rewind sends (Ably: 100) */
+  /* Sockets before they are useful (issue 11; core/sock.c, docs/design.md
+   * "Limits"). A socket is useful once it is a WebSocket bound to an Ably
+   * connection; until then, and while it closes, deadlines apply and it
+   * counts against the pending budgets. Times in ms. */
+  int64_t http_head_timeout;  /* a request head: from accept, or from its first byte on keep-alive */
+  int64_t http_body_timeout;  /* a request body, from the end of its head */
+  int64_t http_idle_timeout;  /* keep-alive: between a response and the next request */
+  int64_t close_timeout;      /* last words (error, DISCONNECTED, close frame) of a closing socket */
+  int64_t linger_timeout;     /* after the last words: input read and discarded until EOF */
+  size_t linger_bytes;        /*   ... or this much of it */
+  size_t max_pending_sockets; /* not-yet-useful sockets; the oldest is closed for a new one */
+  size_t max_pending_per_ip;  /* per peer address; a new one over it is closed at accept; 0: off */
 } sw_limits_t;
 
 /* Where Basic (API key) auth is allowed without TLS (RSA1: Ably refuses it

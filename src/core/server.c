@@ -46,10 +46,7 @@ static void on_tick(uv_timer_t *t) {
   conn_tick(srv, now_loop, now);
   health_tick(srv, now_loop);
   channel_tick(srv, now);
-  for (sw_sock_t *s = srv->socks, *next; s; s = next) {
-    next = s->next;
-    sock_expire(s, now_loop);
-  }
+  socks_tick(srv, now_loop); /* deadlines: pending and closing sockets only */
   if (++srv->tick_count % PRUNE_EVERY_TICKS == 0) {
     store_prune(srv->store, now);
     revocations_expire(&srv->revocations, now, SW_TOKEN_MAX_TTL_MS);

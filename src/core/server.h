@@ -25,6 +25,13 @@ typedef struct sw_channel sw_channel_t;
 /* On shutdown, how long sockets may take to write their last output. */
 #define SW_SHUTDOWN_FLUSH_MS 5000
 
+/* A list of sockets through sw_sock_t.list_prev/list_next, oldest first
+ * (core/sock.c). */
+typedef struct sw_sock_list {
+  sw_sock_t *head, *tail;
+  size_t n;
+} sw_sock_list_t;
+
 typedef struct sw_server {
   uv_loop_t *loop;
   sw_config_t *cfg;
@@ -39,6 +46,13 @@ typedef struct sw_server {
   sw_conn_t *conns;       /* uthash by connection id */
   sw_sock_t *socks;       /* every open socket */
   size_t n_socks;
+  /* Deadlines and budgets (core/sock.c): sockets not yet useful (before
+   * they are a WebSocket bound to an Ably connection), and useful ones that
+   * are closing; both are walked by the tick, bound WebSockets never are.
+   * `peers` counts the pending sockets per peer address. */
+  sw_sock_list_t pending, closing;
+  struct sw_peer *peers;
+  uint64_t n_evicted, n_peer_refused, n_timed_out; /* since they were last logged */
   /* Sockets with queued output, flushed once per loop turn by `flush`
    * before the loop waits for events (core/sock.c); FIFO, so sockets are written in the order they were
    * first given output (a fan-out's subscriber order). */
