@@ -340,11 +340,8 @@ static void close_handle(uv_handle_t *h) {
 static void on_drain_deadline(uv_timer_t *t) {
   sw_server_t *srv = t->data;
   size_t n = 0;
-  for (sw_sock_t *s = srv->socks, *next; s; s = next) {
-    next = s->next;
-    if (!uv_is_closing((uv_handle_t *)&s->tcp)) n++;
-    sock_expire(s, UINT64_MAX); /* every socket is closing after its flush by now */
-  }
+  for (sw_sock_t *s = srv->socks; s; s = s->next) n += !uv_is_closing((uv_handle_t *)&s->tcp);
+  socks_close_all(srv);
   if (n) log_warn("shutdown: closed %zu connection(s) that did not take their last output within %d ms", n,
                   SW_SHUTDOWN_FLUSH_MS);
   close_handle((uv_handle_t *)t);

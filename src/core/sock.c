@@ -789,6 +789,10 @@ void socks_tick(sw_server_t *srv, uint64_t now) {
   }
 }
 
+void socks_close_all(sw_server_t *srv) {
+  for (sw_sock_t *s = srv->socks; s; s = s->next) close_now(s); /* unlinked in on_close, later */
+}
+
 /* Makes room in the budgets for a new socket (the oldest pending one goes),
  * or says there is none. */
 static bool admit(sw_sock_t *s) {

@@ -119,6 +119,8 @@ void sock_close(sw_sock_t *s, bool after_flush);
  * pending or closing socket whose phase has run out. Bound WebSockets are
  * not visited. */
 void socks_tick(sw_server_t *srv, uint64_t now);
+/* Closes every socket at once, queued output dropped: the shutdown deadline. */
+void socks_close_all(sw_server_t *srv);
 
 /* The per-turn flush (a uv_prepare handle on the server's loop). Until
  * socks_flush_init, and after socks_flush_close, queued output is written at
