@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
 import { readFileSync, symlinkSync, copyFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   REPO_ROOT, SERVER_BIN, ARTIFACTS_DIR, Ably, AIT, codec, withTimeout, waitUntil, uniqueId, transcript,
 } from './lib/harness.mjs';
@@ -20,7 +21,7 @@ import { startServer, makeTempDir, createApp } from '../lib/switchboard.mjs';
 
 const EXAMPLE = path.join(REPO_ROOT, 'examples', 'ai-chat');
 const QUICKSTART = path.join(REPO_ROOT, 'examples', 'quickstart');
-const here = path.dirname(new URL(import.meta.url).pathname);
+const here = path.dirname(fileURLToPath(import.meta.url));
 
 const env = { data: null, server: null, devKey: null };
 
