@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "admin/apps_cmd.h"
 #include "core/config.h"
 #include "core/server.h"
 #include "util/log.h"
@@ -18,6 +19,7 @@ static void usage(FILE *out) {
           "usage: switchboard serve [--config FILE] [--listen HOST:PORT] [--data DIR | --memory]\n"
           "                         [--sandbox] [--verbose] [--log-format text|json]\n"
           "                         [--metrics-listen HOST:PORT]\n"
+          "       switchboard apps [--config FILE] [--data DIR]   (stored apps and their keys)\n"
 #ifdef SW_HAVE_TOOLS
           "       switchboard token --key KEY [--client-id ID] [--capability JSON] [--ttl SECONDS]\n"
           "                         [--revocation-key K] [--format jwt|token-request]\n"
@@ -129,6 +131,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return serve(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "apps") == 0) return apps_command(argc - 2, argv + 2);
 #ifdef SW_HAVE_TOOLS
   if (argc >= 2 && strcmp(argv[1], "token") == 0) return tool_token(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "pub") == 0) return tool_pub(argc - 2, argv + 2);

@@ -3,7 +3,7 @@
 // answer into it, word by word (no model, no network). Tokens reach the
 // user's devices over the session, not in the HTTP response.
 import * as AIT from '@ably/ai-transport';
-import { createTextCodec } from './shared/text-codec.mjs';
+import { createTextCodec } from './common/text-codec.mjs';
 
 export const codec = createTextCodec(AIT);
 

@@ -26,6 +26,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const PUBLIC = path.join(here, 'public');
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css', '.map': 'application/json' };
 
+/** The namespace of the conversations: `conversations:<user>`. */
+const NAMESPACE = 'conversations';
 /** What a user's token may do on their own conversation channel. */
 export const USER_CAPABILITY = ['publish', 'subscribe', 'history', 'presence'];
 const TOKEN_TTL_SECONDS = 3600;
@@ -75,6 +77,12 @@ export async function startChat({
 
   // The agent's connection: the API key, on the server only.
   const agentRealtime = new Ably.Realtime({ key: ablyKey, clientId: 'agent', ...ablyEndpoint });
+  try {
+    await checkNamespace(agentRealtime, NAMESPACE);
+  } catch (e) {
+    agentRealtime.close();
+    throw e;
+  }
 
   // Demo sessions: the cookie is `user.hmac(user)` with a per-process secret.
   const cookieSecret = crypto.randomBytes(32);
@@ -125,13 +133,13 @@ export async function startChat({
     'GET /api/me': async (req, res) => {
       send(res, 200, { user: sessionUser(req) });
     },
-    'GET /api/config': async (_req, res) => send(res, 200, { ...ablyEndpoint, namespace: 'conversations' }),
+    'GET /api/config': async (_req, res) => send(res, 200, { ...ablyEndpoint, namespace: NAMESPACE }),
     'GET /api/ably-token': async (req, res) => {
       const user = sessionUser(req);
       if (!user) return send(res, 401, { error: 'not logged in' });
       const token = jwt.sign(
         {
-          'x-ably-capability': JSON.stringify({ [`conversations:${user}`]: USER_CAPABILITY }),
+          'x-ably-capability': JSON.stringify({ [`${NAMESPACE}:${user}`]: USER_CAPABILITY }),
           'x-ably-clientId': user,
         },
         keySecret,
@@ -152,7 +160,7 @@ export async function startChat({
         return send(res, 400, { error: 'the body must be {inputEventId, sessionName}' });
       }
       // A user may only wake the agent on their own conversation.
-      if (invocation.sessionName !== `conversations:${user}`) {
+      if (invocation.sessionName !== `${NAMESPACE}:${user}`) {
         return send(res, 403, { error: `${user} may not invoke the agent on ${invocation.sessionName}` });
       }
       try {
@@ -200,6 +208,31 @@ export async function startChat({
   };
 }
 
+/**
+ * The agent streams an answer by appending to one message, which the app's
+ * namespace must allow (the rule mutableMessages; without it every append is
+ * refused with 93002 and no answer ever arrives). Checked once at start, with
+ * one message and one append on a channel of its own (no user name has a
+ * '.'), so a wrong app fails here, saying how to fix it, and not mid-answer.
+ */
+async function checkNamespace(realtime, namespace) {
+  const channel = realtime.channels.get(`${namespace}:.startup-check`);
+  try {
+    const { serials } = await withTimeout(channel.publish({ name: 'startup-check', data: 'appends' }), 10_000);
+    await withTimeout(channel.appendMessage({ serial: serials[0], data: ' work' }), 10_000);
+  } catch (e) {
+    if (e.code !== 93002) throw new Error(`cannot check the "${namespace}" namespace: ${e.code ?? ''} ${e.message}`);
+    throw new Error(
+      `the app's "${namespace}" namespace does not allow appends (93002: it needs the rule mutableMessages). ` +
+        'Use the development app a fresh switchboard creates (it has this namespace), or give your app ' +
+        `{"id": "${namespace}", "mutableMessages": true, "persisted": true}: see README.md`,
+    );
+  } finally {
+    await channel.detach().catch(() => {});
+    realtime.channels.release(channel.name);
+  }
+}
+
 function withTimeout(promise, ms) {
   let timer;
   return Promise.race([
@@ -210,13 +243,30 @@ function withTimeout(promise, ms) {
   ]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * The AI Transport encoder sends appends without awaiting each one, so a
+ * refused append also surfaces as an unhandled rejection, which would end
+ * the whole process (and leave the page waiting forever). The run itself
+ * still ends in error, which the page shows: log it and carry on.
+ */
+export function keepRunningOnUnhandledRejections() {
+  process.on('unhandledRejection', (e) => console.error(`[ai-chat] unhandled: ${e?.code ?? ''} ${e?.message ?? e}`));
+}
+
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const chat = await startChat({
-    ablyKey: process.env.ABLY_KEY,
-    switchboardUrl: process.env.SWITCHBOARD_URL || 'http://127.0.0.1:8080',
-    port: Number(process.env.PORT ?? 3000),
-    wordDelayMs: Number(process.env.WORD_DELAY_MS ?? 120),
-  });
+  keepRunningOnUnhandledRejections();
+  let chat;
+  try {
+    chat = await startChat({
+      ablyKey: process.env.ABLY_KEY,
+      switchboardUrl: process.env.SWITCHBOARD_URL || 'http://127.0.0.1:8080',
+      port: Number(process.env.PORT ?? 3000),
+      wordDelayMs: Number(process.env.WORD_DELAY_MS ?? 120),
+    });
+  } catch (e) {
+    console.error(`ai-chat: ${e.message}`);
+    process.exit(1);
+  }
   console.log(`ai-chat: open ${chat.url}`);
   const stop = async () => {
     await chat.close();

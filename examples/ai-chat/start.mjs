@@ -11,7 +11,7 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startChat } from './server.mjs';
+import { startChat, keepRunningOnUnhandledRejections } from './server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = process.env.SWITCHBOARD_BIN || path.resolve(here, '..', '..', 'build', 'switchboard');
@@ -53,12 +53,20 @@ const switchboardUrl = await new Promise((resolve, reject) => {
 sb.stdout.resume();
 console.log(`switchboard: ${switchboardUrl} (app aichat, key aichat.server)`);
 
-const chat = await startChat({
-  ablyKey: `aichat.server:${secret}`,
-  switchboardUrl,
-  port: Number(process.env.PORT ?? 3000),
-  wordDelayMs: Number(process.env.WORD_DELAY_MS ?? 120),
-});
+keepRunningOnUnhandledRejections();
+let chat;
+try {
+  chat = await startChat({
+    ablyKey: `aichat.server:${secret}`,
+    switchboardUrl,
+    port: Number(process.env.PORT ?? 3000),
+    wordDelayMs: Number(process.env.WORD_DELAY_MS ?? 120),
+  });
+} catch (e) {
+  console.error(`ai-chat: ${e.message}`);
+  sb.kill('SIGTERM');
+  process.exit(1);
+}
 console.log(`ai-chat: open ${chat.url}`);
 
 let stopping = false;

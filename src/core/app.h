@@ -1,7 +1,8 @@
 /* app.h: apps, their keys and namespaces (the tenant model).
  *
  * An app is described by a JSON spec, the same shape for the config file,
- * for POST /apps (the body of shared/ably/test-app-setup.json's post_apps)
+ * for POST /apps (the post_apps body of Ably's sandbox set-up; our tests' is
+ * tests/fixtures/app-setup.json)
  * and for what is persisted: {"id", "keys":[{"id","secret","capability",
  * "revocableTokens"}], "namespaces":[{"id", rules...}], "channels":[...],
  * "anonymous":{...}} (anonymous users of the Assistant Cloud API, checked

@@ -155,12 +155,18 @@ static void load_stored_app(void *ud, const char *key, const char *value) {
   }
 }
 
-/* First start with no apps: a development app, printed with a snippet. */
+/* First start with no apps: a development app, printed with a snippet. Its
+ * namespaces serve what the README and the examples use out of the box:
+ * `persisted:` keeps history 24 h (other channels: 2 minutes, as Ably), and
+ * `conversations:` has the rules AI Transport needs (docs/ai-transport.md,
+ * examples/ai-chat): appends (mutableMessages), history a reload reads
+ * (persisted), and cancels only by the turn's owner. */
 static int create_dev_app(sw_server_t *srv) {
   sw_error_t err = {0};
-  json_t *spec = json_pack("{s:s, s:[{}], s:[{s:s, s:b}]}", "id", "dev", "keys", "namespaces", "id",
-                           "persisted", "persisted", 1);
-  sw_app_t *a = app_from_spec(spec, true, &err);
+  json_t *spec = json_pack("{s:s, s:[{}], s:[{s:s, s:b}, {s:s, s:b, s:b, s:b}]}", "id", "dev", "keys", "namespaces",
+                           "id", "persisted", "persisted", 1, "id", "conversations", "mutableMessages", 1,
+                           "persisted", 1, "cancelByTurnOwnerOnly", 1);
+  sw_app_t *a = spec ? app_from_spec(spec, true, &err) : NULL;
   json_decref(spec);
   if (!a || apps_add(&srv->apps, a, &err) || server_persist_app(srv, a)) {
     log_error("cannot create the development app: %s", err.message);
@@ -169,8 +175,12 @@ static int create_dev_app(sw_server_t *srv) {
   }
   printf("created development app \"%s\"\n"
          "  API key: %s:%s\n"
-         "  (keep it secret: it grants full access; it is stored in the data directory)\n",
-         a->id, a->keys[0].name, a->keys[0].secret);
+         "  (keep it secret: it grants full access; %s)\n"
+         "  namespaces: persisted: (history 24 h), conversations: (AI Transport: appends, history 24 h);\n"
+         "  other channels keep history 2 minutes\n",
+         a->id, a->keys[0].name, a->keys[0].secret,
+         srv->cfg->memory ? "--memory: it is gone when the server stops"
+                          : "`switchboard apps` shows it again");
   printf("  client: new Ably.Realtime({ key: '%s:%s', endpoint: '%s', port: %d, tls: false })\n",
          a->keys[0].name, a->keys[0].secret, srv->cfg->host, srv->cfg->port);
   return 0;

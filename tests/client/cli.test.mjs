@@ -19,14 +19,12 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { REPO_ROOT, SERVER_BIN as BIN, startServer, createApp, withTimeout, waitUntil, http as httpTo } from '../lib/switchboard.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '..', '..');
-const require = createRequire(path.join(root, 'tests', 'integration', 'package.json'));
+const require = createRequire(path.join(REPO_ROOT, 'tests', 'integration', 'package.json'));
 const jwt = require('jsonwebtoken');
 const Ably = require('ably');
-
-const BIN = process.env.SWITCHBOARD_BIN || path.join(root, 'build', 'switchboard');
 
 let server;
 let port;
@@ -40,46 +38,36 @@ function run(args, { input, env } = {}) {
   });
 }
 
-async function http(method, p, { body, headers = {} } = {}) {
-  const res = await fetch(`http://127.0.0.1:${port}${p}`, {
-    method,
-    headers: { ...(body ? { 'Content-Type': 'application/json' } : {}), ...headers },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json;
-  try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: res.status, json, text };
-}
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([promise, new Promise((_, rej) => { t = setTimeout(() => rej(new Error(`timeout: ${what}`)), ms); })])
-    .finally(() => clearTimeout(t));
+/** Raw HTTP to the server; {status, json, text}. */
+async function http(method, p, opts) {
+  const res = await httpTo(server, method, p, opts);
+  return { ...res, json: res.body };
 }
 
 before(async () => {
-  server = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--memory', '--sandbox'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  port = await withTimeout(new Promise((resolve, reject) => {
-    let out = '';
-    server.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-      if (m) resolve(Number(m[1]));
-    });
-    server.on('exit', (code) => reject(new Error(`server exited ${code}`)));
-  }), 10000, 'server start');
-  const app = await http('POST', '/apps', { body: { keys: [{}] } });
-  assert.equal(app.status, 201);
-  key = app.json.keys[0];
+  server = await startServer({ label: 'cli' });
+  port = server.port;
+  key = (await createApp(server, { keys: [{}] })).keys[0];
 });
 
-after(async () => {
-  if (!server) return;
-  const exited = new Promise((resolve) => server.on('exit', (code) => resolve(code)));
-  server.kill('SIGTERM');
-  assert.equal(await withTimeout(exited, 10000, 'server exit'), 0);
-});
+after(() => server?.stop());
+
+/**
+ * Starts `switchboard sub ARGS` and waits until it is attached (the channel
+ * shows a subscriber). Returns {out, err, exit} (exit: a promise of the code).
+ */
+async function startSub(args, channel) {
+  const child = spawn(BIN, ['sub', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const sub = { out: '', err: '' };
+  child.stdout.on('data', (d) => { sub.out += d; });
+  child.stderr.on('data', (d) => { sub.err += d; });
+  sub.exit = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  await waitUntil(async () => {
+    const st = await http('GET', `/channels/${channel}`, { key: key.keyStr });
+    return st.status === 200 && st.json.status?.occupancy?.metrics?.subscribers > 0;
+  }, 10000, `the subscriber on ${channel} to attach`, () => sub.err);
+  return sub;
+}
 
 function realtime(opts) {
   return new Ably.Realtime({ endpoint: '127.0.0.1', port, tls: false, useBinaryProtocol: false, logLevel: 0, ...opts });
@@ -208,20 +196,7 @@ test('token: bad input exits non-zero with a clear message', async () => {
 });
 
 test('pub and sub: one JSON line per message, serials printed', async () => {
-  const sub = spawn(BIN, ['sub', '--port', String(port), '--key', key.keyStr, '--format', 'json', 'cli-chat', '--count', '3'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
-  sub.stdout.on('data', (d) => { out += d; });
-  sub.stderr.on('data', (d) => { err += d; });
-  const subExit = new Promise((resolve) => sub.on('exit', (code) => resolve(code)));
-  // Wait until the subscriber is attached: its channel shows a subscriber.
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    const st = await http('GET', '/channels/cli-chat', { headers: { Authorization: `Basic ${Buffer.from(key.keyStr).toString('base64')}` } });
-    if (st.status === 200 && st.json.status?.occupancy?.metrics?.subscribers > 0) break;
-    assert.ok(Date.now() < deadline, 'subscriber never attached');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const sub = await startSub(['--port', String(port), '--key', key.keyStr, '--format', 'json', 'cli-chat', '--count', '3'], 'cli-chat');
   const pub = await run(['pub', '--port', String(port), '--key', key.keyStr, '--name', 'greeting', 'cli-chat', 'hello', 'world']);
   assert.equal(pub.code, 0, pub.stderr);
   const serials = pub.stdout.trim().split('\n');
@@ -229,8 +204,8 @@ test('pub and sub: one JSON line per message, serials printed', async () => {
   const token = (await run(['token', '--key', key.keyStr, '--client-id', 'dave'])).stdout.trim();
   const pub2 = await run(['pub', '--port', String(port), '--token', token, 'cli-chat'], { input: 'from stdin\n' });
   assert.equal(pub2.code, 0, pub2.stderr);
-  assert.equal(await withTimeout(subExit, 10000, 'sub exit'), 0, err);
-  const lines = out.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(await withTimeout(sub.exit, 10000, 'sub exit'), 0, sub.err);
+  const lines = sub.out.trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(lines.length, 3);
   assert.deepEqual(lines.map((m) => m.data), ['hello', 'world', 'from stdin']);
   assert.equal(lines[0].name, 'greeting');
@@ -292,23 +267,11 @@ test('pub and sub over TLS: --tls --ca-file, and a wrong CA is refused', async (
   const { dir, ports, stop } = await tlsProxy();
   try {
     const tlsArgs = ['--tls', '--ca-file', path.join(dir, 'ca.pem'), '--host', '127.0.0.1', '--port', String(ports.good)];
-    const sub = spawn(BIN, ['sub', ...tlsArgs, '--key', key.keyStr, 'cli-tls', '--count', '2'],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    sub.stdout.on('data', (d) => { out += d; });
-    sub.stderr.on('data', (d) => { err += d; });
-    const subExit = new Promise((resolve) => sub.on('exit', (code) => resolve(code)));
-    const deadline = Date.now() + 10000;
-    for (;;) {
-      const st = await http('GET', '/channels/cli-tls', { headers: { Authorization: `Basic ${Buffer.from(key.keyStr).toString('base64')}` } });
-      if (st.status === 200 && st.json.status?.occupancy?.metrics?.subscribers > 0) break;
-      assert.ok(Date.now() < deadline, `subscriber never attached: ${err}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const sub = await startSub([...tlsArgs, '--key', key.keyStr, 'cli-tls', '--count', '2'], 'cli-tls');
     const pub = await run(['pub', ...tlsArgs, '--key', key.keyStr, '--format', 'json', 'cli-tls', 'over', 'tls']);
     assert.equal(pub.code, 0, pub.stderr);
-    assert.equal(await withTimeout(subExit, 10000, 'sub exit'), 0, err);
-    assert.deepEqual(out.trim().split('\n').map((l) => JSON.parse(l).data), ['over', 'tls']);
+    assert.equal(await withTimeout(sub.exit, 10000, 'sub exit'), 0, sub.err);
+    assert.deepEqual(sub.out.trim().split('\n').map((l) => JSON.parse(l).data), ['over', 'tls']);
     // Through the proxy: it recorded no SNI for an IP literal.
     assert.match(fs.readFileSync(path.join(dir, 'sni.log'), 'utf8'), /^-$/m);
 

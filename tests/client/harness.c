@@ -159,6 +159,26 @@ const char *key_str(const json_t *app, size_t i) {
   return json_string_value(json_object_get(json_array_get(json_object_get(app, "keys"), i), "keyStr"));
 }
 
+int run_with_server_(const char *group, const struct CMUnitTest *tests, size_t n, test_env_t *env,
+                     const server_hooks_t *hooks) {
+  if (server_start(env->bin, &env->srv)) {
+    fprintf(stderr, "could not start the server %s\n", env->bin);
+    return 1;
+  }
+  int failed = 0;
+  if (hooks && hooks->after_start && hooks->after_start(hooks->ud)) {
+    failed = 1;
+  } else {
+    failed = _cmocka_run_group_tests(group, tests, n, NULL, NULL);
+  }
+  if (hooks && hooks->before_stop) hooks->before_stop(hooks->ud);
+  if (server_stop(&env->srv) != 0) {
+    fprintf(stderr, "the server did not shut down cleanly\n");
+    failed++;
+  }
+  return failed;
+}
+
 static void on_tick(uv_timer_t *t) {
   (void)t;
 }
@@ -253,6 +273,17 @@ void tctx_done(tctx_t *t) {
   for (int i = 0; i < 1000 && uv_run(&t->loop, UV_RUN_NOWAIT); i++) usleep(1000);
   assert_int_equal(uv_loop_close(&t->loop), 0);
   json_decref(t->app);
+}
+
+void tctx_options(tctx_t *t, sw_options_t *o, int format) {
+  test_options(o, &t->env->srv, &t->loop, format);
+  o->key = t->key;
+}
+
+sw_client_t *tconnect(tctx_t *t, sw_options_t *o, state_log_t *log) {
+  sw_client_t *c = tclient(t, o, log);
+  assert_true(run_until(&t->loop, &log->connected, 5000));
+  return c;
 }
 
 sw_client_t *tclient(tctx_t *t, sw_options_t *o, state_log_t *log) {
@@ -376,4 +407,48 @@ void assert_sequence(const recv_log_t *r, int total) {
   }
   if (n != (size_t)total) fprintf(stderr, "received %zu of %d\n", n, total);
   assert_int_equal(n, (size_t)total);
+}
+
+typedef struct received_wait {
+  const recv_log_t *r;
+  size_t n;
+} received_wait_t;
+
+static bool received_n(void *arg) {
+  const received_wait_t *w = arg;
+  return w->r->msgs && json_array_size(w->r->msgs) >= w->n;
+}
+
+bool wait_received(uv_loop_t *loop, const recv_log_t *r, size_t n, int timeout_ms) {
+  received_wait_t w = {r, n};
+  return run_until_fn(loop, received_n, &w, timeout_ms);
+}
+
+typedef struct flow_wait {
+  const recv_log_t *r;
+  const flow_t *f;
+  int total;
+} flow_wait_t;
+
+static bool flow_through(void *arg) {
+  const flow_wait_t *w = arg;
+  return w->f->acks.acked + w->f->acks.nacked >= w->total && w->r->msgs &&
+         json_array_size(w->r->msgs) >= (size_t)w->total;
+}
+
+bool wait_flow_through(uv_loop_t *loop, const recv_log_t *r, const flow_t *f, int total, int timeout_ms) {
+  flow_wait_t w = {r, f, total};
+  return run_until_fn(loop, flow_through, &w, timeout_ms);
+}
+
+void chan_log_cb(sw_channel_t *ch, sw_channel_state_t prev, sw_channel_state_t cur, const sw_errinfo_t *reason,
+                 bool resumed, void *ud) {
+  chan_log_t *l = ud;
+  (void)ch;
+  (void)prev;
+  (void)reason;
+  if (cur == SW_CHANNEL_ATTACHED) {
+    l->attached++;
+    if (resumed) l->resumed++;
+  }
 }

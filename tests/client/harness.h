@@ -1,9 +1,11 @@
 /* harness.h: runs the real switchboard binary for the client tests.
  *
- * The tests start `switchboard serve --listen 127.0.0.1:0 --memory --sandbox`
- * (the binary's path is argv[1], set by ctest), read the port from its
- * "listening on http://127.0.0.1:PORT" line, create apps through the admin
- * API (POST /apps) and stop it with SIGTERM, expecting exit status 0. */
+ * Every test binary's main() is run_with_server(): it starts `switchboard
+ * serve --listen 127.0.0.1:0 --memory --sandbox` (the binary's path is
+ * argv[1], set by ctest), reads the port from its "listening on
+ * http://127.0.0.1:PORT" line, runs the tests and stops it with SIGTERM,
+ * expecting exit status 0. Each test makes its own app through the admin
+ * API (tctx_init: POST /apps) and its clients with tctx_options + tconnect. */
 #ifndef SW_TESTS_CLIENT_HARNESS_H
 #define SW_TESTS_CLIENT_HARNESS_H
 
@@ -42,6 +44,30 @@ typedef struct test_env {
   test_server_t srv;
 } test_env_t;
 
+/* The server binary a test was given: argv[1] (ctest passes it), else
+ * build/switchboard. */
+#define TEST_SERVER_BIN(argc, argv) ((argc) > 1 ? (argv)[1] : "build/switchboard")
+
+/* Extra set-up around the shared server, e.g. a proxy in front of it:
+ * after_start runs once the server listens (non-zero: give up), before_stop
+ * after the tests. Either may be NULL. */
+typedef struct server_hooks {
+  int (*after_start)(void *ud);
+  void (*before_stop)(void *ud);
+  void *ud;
+} server_hooks_t;
+
+/* What main() of a client test does: starts env's server (a fresh
+ * --memory --sandbox one), runs the group (each test gets env, or what it
+ * was given with cmocka_unit_test_prestate), stops the server. Returns the
+ * exit status for main: failed tests, plus one if the server could not start
+ * or did not shut down cleanly. hooks may be NULL. */
+struct CMUnitTest;
+int run_with_server_(const char *group, const struct CMUnitTest *tests, size_t n, test_env_t *env,
+                     const server_hooks_t *hooks);
+#define run_with_server(tests, env, hooks) \
+  run_with_server_(#tests, tests, sizeof(tests) / sizeof((tests)[0]), env, hooks)
+
 /* Runs loop until *flag is true or timeout_ms passes; returns *flag. A
  * ticker wakes the loop so that conditions set by any callback are seen. */
 bool run_until(uv_loop_t *loop, const bool *flag, int timeout_ms);
@@ -68,7 +94,6 @@ typedef struct state_log {
 } state_log_t;
 void state_log_cb(sw_client_t *c, const sw_state_change_t *ch, void *ud);
 
-#endif
 
 /* ---- per-test context ---- */
 
@@ -84,8 +109,12 @@ void tctx_init(tctx_t *t, test_env_t *env, const char *app_body);
 /* Runs the loop until every handle is closed; asserts it closes cleanly. */
 void tctx_done(tctx_t *t);
 
+/* Default options (test_options) for t's server and loop, with t's key. */
+void tctx_options(tctx_t *t, sw_options_t *o, int format);
 /* Creates a client with o (on_state set to log) and connects it. */
 sw_client_t *tclient(tctx_t *t, sw_options_t *o, state_log_t *log);
+/* tclient, then asserts it is CONNECTED within 5 s. */
+sw_client_t *tconnect(tctx_t *t, sw_options_t *o, state_log_t *log);
 /* Closes c, waits for CLOSED, frees it. */
 void tclose(tctx_t *t, sw_client_t *c, state_log_t *log);
 
@@ -126,3 +155,19 @@ void flow_start(flow_t *f, uv_loop_t *loop, sw_channel_t *ch, int total, int int
 void flow_stop(flow_t *f);
 /* Asserts r holds exactly m000000..m<total-1>, in order, once each. */
 void assert_sequence(const recv_log_t *r, int total);
+
+/* Runs loop until r holds at least n messages or timeout_ms passes. */
+bool wait_received(uv_loop_t *loop, const recv_log_t *r, size_t n, int timeout_ms);
+/* Runs loop until f has an answer (ACK or NACK) for total publishes and r
+ * holds total messages, or timeout_ms passes. */
+bool wait_flow_through(uv_loop_t *loop, const recv_log_t *r, const flow_t *f, int total, int timeout_ms);
+
+/* Counts a channel's ATTACHED states, and those that were resumed
+ * (sw_channel_on_state(ch, chan_log_cb, &log)). */
+typedef struct chan_log {
+  int attached, resumed;
+} chan_log_t;
+void chan_log_cb(sw_channel_t *ch, sw_channel_state_t prev, sw_channel_state_t cur, const sw_errinfo_t *reason,
+                 bool resumed, void *ud);
+
+#endif

@@ -104,12 +104,10 @@ static void connect_with_key(void **state, int format) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, format);
-  o.key = t.key;
+  tctx_options(&t, &o, format);
   o.client_id = "keyed";
   state_log_t log = {0};
-  sw_client_t *c = tclient(&t, &o, &log);
-  assert_true(run_until(&t.loop, &log.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &log);
   assert_non_null(sw_client_connection_id(c));
   assert_non_null(sw_client_connection_key(c));
   assert_string_equal(sw_client_client_id(c), "keyed");
@@ -154,8 +152,7 @@ static void test_token_from_request_token(void **state) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_MSGPACK);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_MSGPACK);
   sw_client_t *keyed = NULL;
   assert_int_equal(sw_client_new(&o, &keyed, NULL), 0);
   token_wait_t w = {0};
@@ -171,8 +168,7 @@ static void test_token_from_request_token(void **state) {
   test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_JSON);
   o.token = w.token;
   state_log_t log = {0};
-  sw_client_t *c = tclient(&t, &o, &log);
-  assert_true(run_until(&t.loop, &log.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &log);
   assert_string_equal(sw_client_client_id(c), "alice");
   roundtrip(&t, c, "tok:1");
   tclose(&t, c, &log);
@@ -195,8 +191,7 @@ static void connect_with_callback(void **state, int mode, int format) {
   o.auth_cb = auth_cb;
   o.auth_ud = &a;
   state_log_t log = {0};
-  sw_client_t *c = tclient(&t, &o, &log);
-  assert_true(run_until(&t.loop, &log.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &log);
   assert_int_equal(a.calls, 1);
   assert_string_equal(sw_client_client_id(c), "bob");
   roundtrip(&t, c, "cb");
@@ -231,13 +226,11 @@ static void test_key_with_token_auth(void **state) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_JSON);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_JSON);
   o.use_token_auth = true;
   o.client_id = "carol";
   state_log_t log = {0};
-  sw_client_t *c = tclient(&t, &o, &log);
-  assert_true(run_until(&t.loop, &log.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &log);
   assert_string_equal(sw_client_client_id(c), "carol");
   roundtrip(&t, c, "tokenauth");
   tclose(&t, c, &log);
@@ -293,11 +286,9 @@ static void test_denied_channel(void **state) {
   tctx_t t;
   tctx_init(&t, *state, "{\"keys\":[{\"capability\":{\"allowed:*\":[\"*\"]}}]}");
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_JSON);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_JSON);
   state_log_t log = {0};
-  sw_client_t *c = tclient(&t, &o, &log);
-  assert_true(run_until(&t.loop, &log.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &log);
   sw_channel_t *denied = sw_client_channel(c, "secret:room");
   done_log_t d = {0};
   assert_int_equal(sw_channel_attach(denied, done_cb, &d), 0);
@@ -325,11 +316,9 @@ static void test_message_operations(void **state) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_MSGPACK);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_MSGPACK);
   state_log_t log = {0};
-  sw_client_t *c = tclient(&t, &o, &log);
-  assert_true(run_until(&t.loop, &log.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &log);
   sw_channel_t *ch = sw_client_channel(c, "ops");
   ack_log_t a = {0};
   assert_int_equal(sw_channel_publish(ch, "stream", "hel", ack_cb, &a), 0);
@@ -364,8 +353,7 @@ static void test_static_token_cannot_renew(void **state) {
   test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_JSON);
   o.token = jwt;
   state_log_t log = {0};
-  sw_client_t *c = tclient(&t, &o, &log);
-  assert_true(run_until(&t.loop, &log.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &log);
   /* At expiry the server disconnects with 40142; with nothing to renew
    * the token with, the connection fails (RTN15h1, RSA4a). */
   assert_true(run_until(&t.loop, &log.failed, 8000));
@@ -388,8 +376,7 @@ static void test_auth_callback_errors(void **state) {
   o.auth_cb = auth_cb;
   o.auth_ud = &a;
   state_log_t log = {0};
-  sw_client_t *c = tclient(&t, &o, &log);
-  assert_true(run_until(&t.loop, &log.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &log);
   assert_int_equal(a.calls, 2);
   bool saw = false;
   for (int i = 0; i < log.n; i++)
@@ -430,8 +417,7 @@ static void test_time_and_validation(void **state) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_MSGPACK);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_MSGPACK);
   sw_client_t *c = NULL;
   assert_int_equal(sw_client_new(&o, &c, NULL), 0);
   time_wait_t w = {0};
@@ -463,18 +449,8 @@ static void test_time_and_validation(void **state) {
   tctx_done(&t);
 }
 
-static int group_setup(void **state) {
-  test_env_t *env = *state;
-  return server_start(env->bin, &env->srv);
-}
-
-static int group_teardown(void **state) {
-  test_env_t *env = *state;
-  return server_stop(&env->srv) == 0 ? 0 : -1;
-}
-
 int main(int argc, char **argv) {
-  test_env_t env = {.bin = argc > 1 ? argv[1] : "build/switchboard"};
+  test_env_t env = {.bin = TEST_SERVER_BIN(argc, argv)};
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_prestate(test_key_json, &env),
       cmocka_unit_test_prestate(test_key_msgpack, &env),
@@ -490,15 +466,5 @@ int main(int argc, char **argv) {
       cmocka_unit_test_prestate(test_auth_callback_errors, &env),
       cmocka_unit_test_prestate(test_time_and_validation, &env),
   };
-  void *st = &env;
-  if (group_setup(&st)) {
-    fprintf(stderr, "could not start the server %s\n", env.bin);
-    return 1;
-  }
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  if (group_teardown(&st)) {
-    fprintf(stderr, "the server did not shut down cleanly\n");
-    failed++;
-  }
-  return failed;
+  return run_with_server(tests, &env, NULL);
 }

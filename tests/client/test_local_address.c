@@ -59,12 +59,10 @@ static void connect_from(void **state, const char *src) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_MSGPACK);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_MSGPACK);
   o.local_address = src;
   state_log_t log = {0};
-  sw_client_t *c = tclient(&t, &o, &log);
-  assert_true(run_until(&t.loop, &log.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &log);
 
   struct sockaddr_in me;
   socklen_t len = sizeof me;
@@ -93,11 +91,9 @@ static void test_default_source(void **state) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_MSGPACK);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_MSGPACK);
   state_log_t log = {0};
-  sw_client_t *c = tclient(&t, &o, &log);
-  assert_true(run_until(&t.loop, &log.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &log);
   struct sockaddr_in me;
   socklen_t len = sizeof me;
   assert_int_equal(getsockname(sw_client_fileno(c), (struct sockaddr *)&me, &len), 0);
@@ -120,8 +116,7 @@ static void refused_from(void **state, const char *src, const char *what) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_MSGPACK);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_MSGPACK);
   o.local_address = src;
   state_log_t log = {0};
   sw_client_t *c = tclient(&t, &o, &log);
@@ -162,21 +157,12 @@ static void test_invalid_option(void **state) {
 }
 
 int main(int argc, char **argv) {
-  test_env_t env = {.bin = argc > 1 ? argv[1] : "build/switchboard"};
+  test_env_t env = {.bin = TEST_SERVER_BIN(argc, argv)};
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_prestate(test_bound_source, &env),
       cmocka_unit_test_prestate(test_default_source, &env),
       cmocka_unit_test_prestate(test_unusable_source, &env),
       cmocka_unit_test_prestate(test_invalid_option, &env),
   };
-  if (server_start(env.bin, &env.srv)) {
-    fprintf(stderr, "could not start the server %s\n", env.bin);
-    return 1;
-  }
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  if (server_stop(&env.srv) != 0) {
-    fprintf(stderr, "the server did not shut down cleanly\n");
-    failed++;
-  }
-  return failed;
+  return run_with_server(tests, &env, NULL);
 }

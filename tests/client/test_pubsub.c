@@ -53,11 +53,9 @@ static void pubsub(void **state, int pub_format, int sub_format) {
   tctx_init(&t, *state, NULL);
   sw_options_t o;
   state_log_t lp = {0}, ls = {0};
-  test_options(&o, &t.env->srv, &t.loop, sub_format);
-  o.key = t.key;
+  tctx_options(&t, &o, sub_format);
   sw_client_t *sub = tclient(&t, &o, &ls);
-  test_options(&o, &t.env->srv, &t.loop, pub_format);
-  o.key = t.key;
+  tctx_options(&t, &o, pub_format);
   o.client_id = "publisher";
   sw_client_t *pub = tclient(&t, &o, &lp);
   assert_true(run_until(&t.loop, &ls.connected, 5000));
@@ -133,8 +131,7 @@ static void test_echo_queue_and_unsubscribe(void **state) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_MSGPACK);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_MSGPACK);
   o.echo = false;
   state_log_t la = {0}, lb = {0};
   sw_client_t *a = NULL, *b = NULL;
@@ -151,8 +148,7 @@ static void test_echo_queue_and_unsubscribe(void **state) {
   assert_true(wait_counts(&t, NULL, 0, &acks, 1));
   assert_int_equal(acks.acked, 1);
   o.echo = true;
-  b = tclient(&t, &o, &lb);
-  assert_true(run_until(&t.loop, &lb.connected, 5000));
+  b = tconnect(&t, &o, &lb);
   sw_channel_t *bch = attached(&t, b, "echo", &other, NULL);
   assert_int_equal(sw_channel_state(ach), SW_CHANNEL_ATTACHED);
   /* echo=false: a's own message does not come back; b sees both. */
@@ -183,11 +179,9 @@ static void test_detach_attach_release(void **state) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_JSON);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_JSON);
   state_log_t l = {0};
-  sw_client_t *c = tclient(&t, &o, &l);
-  assert_true(run_until(&t.loop, &l.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &l);
   recv_log_t r = {0};
   sw_channel_t *ch = attached(&t, c, "da", &r, NULL);
   done_log_t d = {0};
@@ -259,11 +253,9 @@ static void history(void **state, int format) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, format);
-  o.key = t.key;
+  tctx_options(&t, &o, format);
   state_log_t l = {0};
-  sw_client_t *c = tclient(&t, &o, &l);
-  assert_true(run_until(&t.loop, &l.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &l);
   sw_channel_t *ch = sw_client_channel(c, "hist");
   ack_log_t a = {0};
   char data[16];
@@ -355,8 +347,7 @@ static void test_history_with_token(void **state) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_JSON);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_JSON);
   o.use_token_auth = true;
   sw_client_t *c = NULL;
   assert_int_equal(sw_client_new(&o, &c, NULL), 0);
@@ -378,12 +369,10 @@ static void test_mutable_messages(void **state) {
   tctx_t t;
   tctx_init(&t, *state, "{\"keys\":[{}],\"namespaces\":[{\"id\":\"ai\",\"mutableMessages\":true}]}");
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_MSGPACK);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_MSGPACK);
   o.client_id = "agent";
   state_log_t l = {0};
-  sw_client_t *c = tclient(&t, &o, &l);
-  assert_true(run_until(&t.loop, &l.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &l);
   recv_log_t r = {0};
   sw_channel_t *ch = attached(&t, c, "ai:stream", &r, NULL);
   ack_log_t a = {0};
@@ -496,11 +485,9 @@ static void test_free_in_callbacks(void **state) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_MSGPACK);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_MSGPACK);
   state_log_t lp = {0};
-  sw_client_t *pub = tclient(&t, &o, &lp);
-  assert_true(run_until(&t.loop, &lp.connected, 5000));
+  sw_client_t *pub = tconnect(&t, &o, &lp);
   sw_channel_t *pch = sw_client_channel(pub, "freeing");
 
   /* In a message callback, with more messages in the same read. */
@@ -567,13 +554,8 @@ static void test_free_in_callbacks(void **state) {
   tctx_done(&t);
 }
 
-static int group_setup(void **state) {
-  test_env_t *env = *state;
-  return server_start(env->bin, &env->srv);
-}
-
 int main(int argc, char **argv) {
-  test_env_t env = {.bin = argc > 1 ? argv[1] : "build/switchboard"};
+  test_env_t env = {.bin = TEST_SERVER_BIN(argc, argv)};
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_prestate(test_pubsub_json, &env),
       cmocka_unit_test_prestate(test_pubsub_msgpack, &env),
@@ -587,15 +569,5 @@ int main(int argc, char **argv) {
       cmocka_unit_test_prestate(test_free_in_callbacks, &env),
       cmocka_unit_test_prestate(test_mutable_messages, &env),
   };
-  void *st = &env;
-  if (group_setup(&st)) {
-    fprintf(stderr, "could not start the server %s\n", env.bin);
-    return 1;
-  }
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  if (server_stop(&env.srv) != 0) {
-    fprintf(stderr, "the server did not shut down cleanly\n");
-    failed++;
-  }
-  return failed;
+  return run_with_server(tests, &env, NULL);
 }

@@ -60,34 +60,6 @@ static void renew_cb(sw_client_t *c, sw_auth_request_t *req, void *ud) {
   complete(r, req);
 }
 
-typedef struct chan_log {
-  int attached, resumed;
-} chan_log_t;
-
-static void chan_state(sw_channel_t *ch, sw_channel_state_t prev, sw_channel_state_t cur, const sw_errinfo_t *reason,
-                       bool resumed, void *ud) {
-  chan_log_t *l = ud;
-  (void)ch;
-  (void)prev;
-  (void)reason;
-  if (cur == SW_CHANNEL_ATTACHED) {
-    l->attached++;
-    if (resumed) l->resumed++;
-  }
-}
-
-typedef struct done_wait {
-  recv_log_t *r;
-  flow_t *f;
-  int total;
-} done_wait_t;
-
-static bool all_through(void *arg) {
-  done_wait_t *w = arg;
-  return w->f->acks.acked + w->f->acks.nacked >= w->total && w->r->msgs &&
-         json_array_size(w->r->msgs) >= (size_t)w->total;
-}
-
 static bool has_state(const state_log_t *l, sw_conn_state_t s, int code) {
   for (int i = 0; i < l->n; i++)
     if (l->states[i] == s && (!code || l->reasons[i].code == code)) return true;
@@ -113,7 +85,7 @@ static void flow_with_renewals(void **state, renew_ctx_t *rs, renew_ctx_t *rp, i
 
   recv_log_t r = {0};
   sw_channel_t *sch = sw_client_channel(sub, "renewal");
-  sw_channel_on_state(sch, chan_state, cl);
+  sw_channel_on_state(sch, chan_log_cb, cl);
   assert_true(sw_channel_subscribe(sch, NULL, recv_cb, &r) > 0);
   done_log_t d = {0};
   assert_int_equal(sw_channel_attach(sch, done_cb, &d), 0);
@@ -122,8 +94,7 @@ static void flow_with_renewals(void **state, renew_ctx_t *rs, renew_ctx_t *rp, i
   const int total = 240;
   flow_t f;
   flow_start(&f, &t.loop, sw_client_channel(pub, "renewal"), total, 50, 1);
-  done_wait_t w = {&r, &f, total};
-  assert_true(run_until_fn(&t.loop, all_through, &w, 30000));
+  assert_true(wait_flow_through(&t.loop, &r, &f, total, 30000));
   run_for(&t.loop, 200); /* nothing extra arrives */
   assert_int_equal(f.acks.acked, total);
   assert_int_equal(f.acks.nacked, 0);
@@ -186,27 +157,12 @@ static void test_renewal_token_requests(void **state) {
   assert_int_equal(ls.connected_count, 1);
 }
 
-static int group_setup(void **state) {
-  test_env_t *env = *state;
-  return server_start(env->bin, &env->srv);
-}
-
 int main(int argc, char **argv) {
-  test_env_t env = {.bin = argc > 1 ? argv[1] : "build/switchboard"};
+  test_env_t env = {.bin = TEST_SERVER_BIN(argc, argv)};
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_prestate(test_renewal_in_band_jwt, &env),
       cmocka_unit_test_prestate(test_renewal_after_40142, &env),
       cmocka_unit_test_prestate(test_renewal_token_requests, &env),
   };
-  void *st = &env;
-  if (group_setup(&st)) {
-    fprintf(stderr, "could not start the server %s\n", env.bin);
-    return 1;
-  }
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  if (server_stop(&env.srv) != 0) {
-    fprintf(stderr, "the server did not shut down cleanly\n");
-    failed++;
-  }
-  return failed;
+  return run_with_server(tests, &env, NULL);
 }

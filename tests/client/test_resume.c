@@ -16,44 +16,6 @@
 
 #include "harness.h"
 
-typedef struct chan_log {
-  int attached, resumed;
-} chan_log_t;
-
-static void chan_state(sw_channel_t *ch, sw_channel_state_t prev, sw_channel_state_t cur, const sw_errinfo_t *reason,
-                       bool resumed, void *ud) {
-  chan_log_t *l = ud;
-  (void)ch;
-  (void)prev;
-  (void)reason;
-  if (cur == SW_CHANNEL_ATTACHED) {
-    l->attached++;
-    if (resumed) l->resumed++;
-  }
-}
-
-typedef struct wait_n {
-  recv_log_t *r;
-  size_t n;
-} wait_n_t;
-
-static bool received_n(void *arg) {
-  wait_n_t *w = arg;
-  return w->r->msgs && json_array_size(w->r->msgs) >= w->n;
-}
-
-typedef struct all_wait {
-  recv_log_t *r;
-  flow_t *f;
-  int total;
-} all_wait_t;
-
-static bool all_through(void *arg) {
-  all_wait_t *w = arg;
-  return w->f->acks.acked + w->f->acks.nacked >= w->total && w->r->msgs &&
-         json_array_size(w->r->msgs) >= (size_t)w->total;
-}
-
 typedef struct pages {
   bool done;
   sw_errinfo_t err;
@@ -103,8 +65,7 @@ static void resume_while_flowing(void **state, int format, bool cut_sub, bool cu
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, format);
-  o.key = t.key;
+  tctx_options(&t, &o, format);
   state_log_t ls = {0}, lp = {0};
   sw_client_t *sub = tclient(&t, &o, &ls);
   sw_client_t *pub = tclient(&t, &o, &lp);
@@ -115,7 +76,7 @@ static void resume_while_flowing(void **state, int format, bool cut_sub, bool cu
   recv_log_t r = {0};
   chan_log_t cl = {0};
   sw_channel_t *sch = sw_client_channel(sub, "resume");
-  sw_channel_on_state(sch, chan_state, &cl);
+  sw_channel_on_state(sch, chan_log_cb, &cl);
   assert_true(sw_channel_subscribe(sch, NULL, recv_cb, &r) > 0);
   done_log_t d = {0};
   assert_int_equal(sw_channel_attach(sch, done_cb, &d), 0);
@@ -125,15 +86,12 @@ static void resume_while_flowing(void **state, int format, bool cut_sub, bool cu
   const int total = 600;
   flow_t f;
   flow_start(&f, &t.loop, sw_client_channel(pub, "resume"), total, 5, 10);
-  wait_n_t w = {&r, 100};
-  assert_true(run_until_fn(&t.loop, received_n, &w, 10000));
+  assert_true(wait_received(&t.loop, &r, 100, 10000));
   if (cut_sub) cut(sub);
   if (cut_pub) cut(pub);
-  w.n = 300;
-  assert_true(run_until_fn(&t.loop, received_n, &w, 10000));
+  assert_true(wait_received(&t.loop, &r, 300, 10000));
   if (cut_pub) cut(pub); /* again, mid-flow */
-  all_wait_t aw = {&r, &f, total};
-  assert_true(run_until_fn(&t.loop, all_through, &aw, 20000));
+  assert_true(wait_flow_through(&t.loop, &r, &f, total, 20000));
   run_for(&t.loop, 300);
   assert_int_equal(f.acks.acked, total);
   assert_int_equal(f.acks.nacked, 0);
@@ -245,7 +203,7 @@ static void test_failed_resume(void **state) {
   recv_log_t rs = {0}, rp = {0};
   chan_log_t cl = {0};
   sw_channel_t *sch = sw_client_channel(sub, "gap"), *pch = sw_client_channel(pub, "gap");
-  sw_channel_on_state(pch, chan_state, &cl);
+  sw_channel_on_state(pch, chan_log_cb, &cl);
   assert_true(sw_channel_subscribe(sch, NULL, recv_cb, &rs) > 0);
   assert_true(sw_channel_subscribe(pch, NULL, recv_cb, &rp) > 0);
   done_log_t d1 = {0}, d2 = {0};
@@ -258,10 +216,8 @@ static void test_failed_resume(void **state) {
   const int total = 800;
   flow_t f;
   flow_start(&f, &t.loop, pch, total, 100, 10);
-  all_wait_t aw = {&rs, &f, total};
-  assert_true(run_until_fn(&t.loop, all_through, &aw, 30000));
-  wait_n_t wp = {&rp, (size_t)total};
-  assert_true(run_until_fn(&t.loop, received_n, &wp, 10000));
+  assert_true(wait_flow_through(&t.loop, &rs, &f, total, 30000));
+  assert_true(wait_received(&t.loop, &rp, (size_t)total, 10000));
   run_for(&t.loop, 300);
   assert_int_equal(f.acks.acked, total);
   assert_sequence(&rs, total);
@@ -292,11 +248,9 @@ static void test_write_after_cut(void **state) {
   tctx_t t;
   tctx_init(&t, *state, NULL);
   sw_options_t o;
-  test_options(&o, &t.env->srv, &t.loop, SW_FORMAT_JSON);
-  o.key = t.key;
+  tctx_options(&t, &o, SW_FORMAT_JSON);
   state_log_t l = {0};
-  sw_client_t *c = tclient(&t, &o, &l);
-  assert_true(run_until(&t.loop, &l.connected, 5000));
+  sw_client_t *c = tconnect(&t, &o, &l);
   recv_log_t r = {0};
   sw_channel_t *ch = sw_client_channel(c, "sigpipe");
   assert_true(sw_channel_subscribe(ch, NULL, recv_cb, &r) > 0);
@@ -310,8 +264,7 @@ static void test_write_after_cut(void **state) {
     snprintf(data, sizeof data, "m%06d", i);
     assert_int_equal(sw_channel_publish(ch, "seq", data, ack_cb, &a), 0);
   }
-  wait_n_t w = {&r, 3};
-  assert_true(run_until_fn(&t.loop, received_n, &w, 5000));
+  assert_true(wait_received(&t.loop, &r, 3, 5000));
   run_for(&t.loop, 200);
   assert_int_equal(a.acked, 3);
   assert_sequence(&r, 3);
@@ -358,13 +311,8 @@ static void test_reconnect_backoff(void **state) {
   assert_int_equal(uv_loop_close(&t.loop), 0);
 }
 
-static int group_setup(void **state) {
-  test_env_t *env = *state;
-  return server_start(env->bin, &env->srv);
-}
-
 int main(int argc, char **argv) {
-  test_env_t env = {.bin = argc > 1 ? argv[1] : "build/switchboard"};
+  test_env_t env = {.bin = TEST_SERVER_BIN(argc, argv)};
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_prestate(test_resume_subscriber_json, &env),
       cmocka_unit_test_prestate(test_resume_subscriber_msgpack, &env),
@@ -374,15 +322,5 @@ int main(int argc, char **argv) {
       cmocka_unit_test_prestate(test_reconnect_backoff, &env),
       cmocka_unit_test_prestate(test_failed_resume, &env),
   };
-  void *st = &env;
-  if (group_setup(&st)) {
-    fprintf(stderr, "could not start the server %s\n", env.bin);
-    return 1;
-  }
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  if (server_stop(&env.srv) != 0) {
-    fprintf(stderr, "the server did not shut down cleanly\n");
-    failed++;
-  }
-  return failed;
+  return run_with_server(tests, &env, NULL);
 }

@@ -90,8 +90,7 @@ static void proxy_stop(tls_env_t *e) {
 }
 
 static void tls_options(sw_options_t *o, tctx_t *t, tls_env_t *e, const char *host, int port, int format) {
-  test_options(o, &t->env->srv, &t->loop, format);
-  o->key = t->key;
+  tctx_options(t, o, format);
   o->host = host;
   o->port = port;
   o->tls = true;
@@ -105,16 +104,6 @@ static void assert_through_proxy(sw_client_t *c, int port) {
   int got = ntohs(peer.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&peer)->sin6_port
                                              : ((struct sockaddr_in *)&peer)->sin_port);
   assert_int_equal(got, port);
-}
-
-typedef struct wait_n {
-  recv_log_t *r;
-  size_t n;
-} wait_n_t;
-
-static bool received_n(void *arg) {
-  wait_n_t *w = arg;
-  return w->r->msgs && json_array_size(w->r->msgs) >= w->n;
 }
 
 typedef struct rest_wait {
@@ -160,8 +149,7 @@ static void pubsub_over_tls(void **state, const char *host, int format) {
     snprintf(data, sizeof data, "m%06d", i);
     assert_int_equal(sw_channel_publish(ch, "n", data, ack_cb, &a), 0);
   }
-  wait_n_t w = {&r, 3};
-  assert_true(run_until_fn(&t.loop, received_n, &w, 10000));
+  assert_true(wait_received(&t.loop, &r, 3, 10000));
   run_for(&t.loop, 100);
   assert_int_equal(a.acked, 3);
   assert_sequence(&r, 3);
@@ -311,12 +299,10 @@ static void test_resume(void **state) {
   const int total = 300;
   flow_t f;
   flow_start(&f, &t.loop, sw_client_channel(pub, "tls:resume"), total, 5, 10);
-  wait_n_t w = {&r, 100};
-  assert_true(run_until_fn(&t.loop, received_n, &w, 10000));
+  assert_true(wait_received(&t.loop, &r, 100, 10000));
   assert_int_equal(shutdown(sw_client_fileno(sub), SHUT_RDWR), 0);
   assert_int_equal(shutdown(sw_client_fileno(pub), SHUT_RDWR), 0);
-  w.n = (size_t)total;
-  assert_true(run_until_fn(&t.loop, received_n, &w, 20000));
+  assert_true(wait_received(&t.loop, &r, (size_t)total, 20000));
   run_for(&t.loop, 300);
   assert_int_equal(f.acks.acked, total);
   assert_sequence(&r, total);
@@ -383,8 +369,21 @@ static void test_token_renewal(void **state) {
   tctx_done(&t);
 }
 
+/* Hooks around the shared server: the proxy needs its port. */
+static int proxy_after_start(void *ud) {
+  tls_env_t *e = ud;
+  if (proxy_start(e) == 0) return 0;
+  fprintf(stderr, "could not start the TLS proxy (node %s/tls_proxy.mjs; it needs the openssl command)\n",
+          SWC_TESTS_DIR);
+  return -1;
+}
+
+static void proxy_before_stop(void *ud) {
+  proxy_stop(ud);
+}
+
 int main(int argc, char **argv) {
-  tls_env_t e = {.env = {.bin = argc > 1 ? argv[1] : "build/switchboard"}};
+  tls_env_t e = {.env = {.bin = TEST_SERVER_BIN(argc, argv)}};
   snprintf(e.dir, sizeof e.dir, "/tmp/sw-tls-XXXXXX");
   if (!mkdtemp(e.dir)) {
     perror("mkdtemp");
@@ -392,17 +391,6 @@ int main(int argc, char **argv) {
   }
   snprintf(e.ca, sizeof e.ca, "%s/ca.pem", e.dir);
   snprintf(e.ca2, sizeof e.ca2, "%s/ca2.pem", e.dir);
-  if (server_start(e.env.bin, &e.env.srv)) {
-    fprintf(stderr, "could not start the server %s\n", e.env.bin);
-    return 1;
-  }
-  if (proxy_start(&e)) {
-    fprintf(stderr, "could not start the TLS proxy (node %s/tls_proxy.mjs; it needs the openssl command)\n",
-            SWC_TESTS_DIR);
-    proxy_stop(&e);
-    server_stop(&e.env.srv);
-    return 1;
-  }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_prestate(test_pubsub_json_ip, &e),
       cmocka_unit_test_prestate(test_pubsub_msgpack_name, &e),
@@ -414,12 +402,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_prestate(test_resume, &e),
       cmocka_unit_test_prestate(test_token_renewal, &e),
   };
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  proxy_stop(&e);
-  if (server_stop(&e.env.srv) != 0) {
-    fprintf(stderr, "the server did not shut down cleanly\n");
-    failed++;
-  }
+  server_hooks_t hooks = {.after_start = proxy_after_start, .before_stop = proxy_before_stop, .ud = &e};
+  int failed = run_with_server(tests, &e.env, &hooks);
   char rm[128];
   snprintf(rm, sizeof rm, "rm -rf '%s'", e.dir);
   if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", e.dir);

@@ -1,4 +1,4 @@
-// Admin API (sandbox-compatible): POST /apps with the Ably test-app fixture,
+// Admin API (sandbox-compatible): POST /apps with the test app (tests/fixtures/app-setup.json),
 // key capabilities enforced as in the fixture, app isolation, DELETE
 // /apps/{id}, and the admin API being closed without --sandbox.
 import assert from 'node:assert/strict';
@@ -17,7 +17,8 @@ import {
   settle,
   sleep,
   waitForConnectionState,
-  testAppSetup,
+  appSetup,
+  fixtureKey,
   test,
 } from './lib/server.mjs';
 
@@ -31,7 +32,7 @@ const normCap = (s) => {
 };
 
 test('sandbox admin: POST /apps returns the app with keys in fixture order, capabilities and namespaces', async () => {
-  const fixture = testAppSetup().post_apps;
+  const fixture = appSetup();
   const res = await http(env.server, 'POST', '/apps', { body: fixture });
   assert.equal(res.status, 201, res.text);
   const app = res.body;
@@ -56,9 +57,11 @@ test('sandbox admin: POST /apps returns the app with keys in fixture order, capa
   assert.ok(full, `key[0] gets full access, got ${app.keys[0].capability}`);
   assert.equal(app.keys[4].revocableTokens, true, 'key[4] revocableTokens');
   const nsIds = (app.namespaces || []).map((n) => n.id).sort();
-  assert.deepEqual(nsIds, ['mutable', 'persisted', 'pushenabled']);
-  const persisted = app.namespaces.find((n) => n.id === 'persisted');
-  assert.equal(persisted.persisted, true);
+  assert.deepEqual(nsIds, ['devices', 'durable', 'editable']);
+  const durable = app.namespaces.find((n) => n.id === 'durable');
+  assert.equal(durable.persisted, true);
+  // Keys keep the ids the fixture gives them: keyName = <appId>.<id>.
+  for (const k of fixture.keys) assert.equal(fixtureKey(app, k.id).keyName, `${app.appId}.${k.id}`);
 
   const other = await createApp(env.server);
   assert.notEqual(other.appId, app.appId, 'each POST creates a new app');
@@ -114,16 +117,16 @@ bothProtocols('RTL4/RTL6 key[3] {"*":["subscribe"]} can attach and subscribe but
   assert.equal(rr.error.code, 40160);
 });
 
-bothProtocols('RTL4/RTL6 key[1] namespace wildcards: cansubscribe:* may not publish, canpublish:* may publish', async (t, binary) => {
+bothProtocols('RTL4/RTL6 key[1] namespace wildcards: readers:* may not publish, writers:* may publish', async (t, binary) => {
   const c = clients(t);
   const client = await connected(c, env.server, { key: env.app.keys[1].keyStr, binary });
-  const ok = await settle(client.channels.get(`canpublish:${uniqueChannel('x')}`).publish('a', 'b'));
-  assert.equal(ok.ok, true, `publish on canpublish:* allowed: ${ok.error?.message}`);
-  const denied = await settle(client.channels.get(`cansubscribe:${uniqueChannel('x')}`).publish('a', 'b'));
+  const ok = await settle(client.channels.get(`writers:${uniqueChannel('x')}`).publish('a', 'b'));
+  assert.equal(ok.ok, true, `publish on writers:* allowed: ${ok.error?.message}`);
+  const denied = await settle(client.channels.get(`readers:${uniqueChannel('x')}`).publish('a', 'b'));
   assert.equal(denied.ok, false);
   assert.equal(denied.error.code, 40160);
-  const att = await settle(client.channels.get(`cansubscribe:${uniqueChannel('y')}`).attach());
-  assert.equal(att.ok, true, `attach on cansubscribe:* allowed: ${att.error?.message}`);
+  const att = await settle(client.channels.get(`readers:${uniqueChannel('y')}`).attach());
+  assert.equal(att.ok, true, `attach on readers:* allowed: ${att.error?.message}`);
   const elsewhere = await settle(client.channels.get(uniqueChannel('plain')).attach());
   assert.equal(elsewhere.ok, false);
   assert.equal(elsewhere.error.code, 40160);
@@ -172,7 +175,7 @@ bothProtocols('sandbox admin: DELETE /apps/{id} -> 204; later connects and REST 
 test('sandbox admin: admin API without --sandbox and without credentials -> 401', { timeout: 20_000 }, async () => {
   const server = await startServer({ sandbox: false, label: 'admin-nosandbox' });
   try {
-    const res = await http(server, 'POST', '/apps', { body: testAppSetup().post_apps });
+    const res = await http(server, 'POST', '/apps', { body: appSetup() });
     assert.equal(res.status, 401, `POST /apps without credentials: ${res.status} ${res.text}`);
     const code = Number(res.headers.get('x-ably-errorcode'));
     assert.ok(code >= 40100 && code < 40200, `x-ably-errorcode 401xx, got ${code}`);

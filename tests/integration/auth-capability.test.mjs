@@ -78,7 +78,7 @@ bothProtocols('RSA9f/TK2b a user token for conversations:user-1 cannot attach to
 });
 
 // ---------------------------------------------------------------------------
-// The test app's key capabilities (ably-common test-app-setup.json)
+// The test app's key capabilities (tests/fixtures/app-setup.json)
 // ---------------------------------------------------------------------------
 
 // [key index, channel, {attach, publish, history}] with `true` = allowed.
@@ -88,25 +88,25 @@ const TABLE = () => [
   // key 0: no capability = everything
   [0, u(), { attach: true, publish: true, history: true }],
   // key 1
-  [1, `cansubscribe:${u()}`, { attach: true, publish: false, history: false }],
-  [1, `cansubscribe:a:${u()}`, { attach: true, publish: false, history: false }],
-  [1, 'cansubscribe', { attach: false, publish: false, history: false }],
-  [1, `canpublish:${u()}`, { attach: true, publish: true, history: false }],
-  [1, 'canpublish:andpresence', { attach: true, publish: true, history: false }],
-  [1, `pushenabled:${u()}`, { attach: true, publish: true, history: false }],
-  [1, `pushenabled:admin:${u()}`, { attach: true, publish: true, history: false }],
+  [1, `readers:${u()}`, { attach: true, publish: false, history: false }],
+  [1, `readers:a:${u()}`, { attach: true, publish: false, history: false }],
+  [1, 'readers', { attach: false, publish: false, history: false }],
+  [1, `writers:${u()}`, { attach: true, publish: true, history: false }],
+  [1, 'writers:lobby', { attach: true, publish: true, history: false }],
+  [1, `devices:${u()}`, { attach: true, publish: true, history: false }],
+  [1, `devices:admin:${u()}`, { attach: true, publish: true, history: false }],
   [1, u(), { attach: false, publish: false, history: false }],
   // key 2
-  [2, 'channel0', { attach: true, publish: true, history: false }],
-  [2, 'channel1', { attach: true, publish: true, history: false }],
-  [2, 'channel2', { attach: true, publish: true, history: false }],
-  [2, 'channel3', { attach: true, publish: false, history: false }],
-  [2, 'channel4', { attach: true, publish: true, history: false }],
-  [2, 'channel5', { attach: true, publish: false, history: false }],
-  [2, 'channel6', { attach: true, publish: true, history: true }],
-  [2, 'channel7', { attach: false, publish: false, history: false }],
-  [2, 'channel0:sub', { attach: false, publish: false, history: false }],
-  [2, 'Channel6', { attach: false, publish: false, history: false }],
+  [2, 'pub-1', { attach: true, publish: true, history: false }],
+  [2, 'pub-2', { attach: true, publish: true, history: false }],
+  [2, 'pub-sub', { attach: true, publish: true, history: false }],
+  [2, 'sub-only', { attach: true, publish: false, history: false }],
+  [2, 'members', { attach: true, publish: true, history: false }],
+  [2, 'presence-only', { attach: true, publish: false, history: false }],
+  [2, 'all-ops', { attach: true, publish: true, history: true }],
+  [2, 'unlisted', { attach: false, publish: false, history: false }],
+  [2, 'pub-1:sub', { attach: false, publish: false, history: false }],
+  [2, 'All-ops', { attach: false, publish: false, history: false }],
   // key 3: {"*":["subscribe"]}
   [3, u(), { attach: true, publish: false, history: false }],
   [3, `ns:a:${u()}`, { attach: true, publish: false, history: false }],

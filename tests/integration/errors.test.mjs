@@ -120,13 +120,13 @@ test('RTN14g wrong secret over a raw WebSocket: an ERROR frame (not a refused up
 bothProtocols('RTL4/RTL6 40160 capability denied: keys[2] attach outside its capability fails, publish on subscribe-only channel is refused', async (t, binary) => {
   const c = clients(t);
   const k2 = env.app.keys[2];
-  assert.match(k2.capability, /channel3/, 'fixture key[2] is the channel0..6 key');
+  assert.match(k2.capability, /sub-only/, 'fixture key[2] is the per-channel key ("channels")');
   const client = await connected(c, env.server, { key: k2.keyStr, binary });
   // Positive controls so this test cannot pass by refusing everything.
-  const ch3 = client.channels.get('channel3');
-  await withTimeout(ch3.attach(), 5000, 'attach channel3 (subscribe allowed)');
-  const ok0 = await withTimeout(settle(client.channels.get('channel0').publish('p', 'allowed')), 5000, 'publish channel0');
-  assert.equal(ok0.ok, true, `publish on channel0 is allowed: ${ok0.error?.message}`);
+  const ch3 = client.channels.get('sub-only');
+  await withTimeout(ch3.attach(), 5000, 'attach sub-only (subscribe allowed)');
+  const ok0 = await withTimeout(settle(client.channels.get('pub-1').publish('p', 'allowed')), 5000, 'publish pub-1');
+  assert.equal(ok0.ok, true, `publish on pub-1 is allowed: ${ok0.error?.message}`);
 
   const nope = client.channels.get('nope');
   const a = await withTimeout(settle(nope.attach()), 6000, 'attach nope');
@@ -136,27 +136,27 @@ bothProtocols('RTL4/RTL6 40160 capability denied: keys[2] attach outside its cap
   assert.equal(nope.state, 'failed');
   assert.equal(client.connection.state, 'connected');
 
-  const p = await withTimeout(settle(ch3.publish('p', 'denied')), 6000, 'publish channel3');
-  assert.equal(p.ok, false, 'publish on subscribe-only channel3 must be refused');
+  const p = await withTimeout(settle(ch3.publish('p', 'denied')), 6000, 'publish sub-only');
+  assert.equal(p.ok, false, 'publish on the subscribe-only channel sub-only must be refused');
   assert.equal(p.error.code, 40160, `publish: ${p.error.code} ${p.error.message}`);
   assert.equal(p.error.statusCode, 401);
   assert.equal(client.connection.state, 'connected', 'connection survives a capability NACK');
 
   // The refused message must not reach subscribers or history.
   const rest = c.rest(env.server, { key: key(), binary });
-  const hist = await rest.channels.get('channel3').history();
+  const hist = await rest.channels.get('sub-only').history();
   assert.ok(!hist.items.some((m) => m.data === 'denied'), 'denied message not stored');
 });
 
 bothProtocols('RSL1/RSL2 40160 REST: keys[2] history/publish outside capability are refused', async (t, binary) => {
   const c = clients(t);
   const rest = c.rest(env.server, { key: env.app.keys[2].keyStr, binary });
-  const p = await settle(rest.channels.get('channel3').publish('x', 'y'));
+  const p = await settle(rest.channels.get('sub-only').publish('x', 'y'));
   assert.equal(p.ok, false);
   assert.equal(p.error.code, 40160);
   assert.equal(p.error.statusCode, 401);
-  const ok = await settle(rest.channels.get('channel0').publish('x', 'y'));
-  assert.equal(ok.ok, true, `REST publish on channel0 allowed: ${ok.error?.message}`);
+  const ok = await settle(rest.channels.get('pub-1').publish('x', 'y'));
+  assert.equal(ok.ok, true, `REST publish on pub-1 allowed: ${ok.error?.message}`);
 });
 
 test('RTN15j raw WebSocket: garbage JSON text frame -> ERROR 40000 then close; another client keeps working', { timeout: 30_000 }, async (t) => {

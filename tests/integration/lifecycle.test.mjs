@@ -67,7 +67,7 @@ test('RTL10d durability: with --data, messages acked before SIGTERM are in histo
   const app = await createApp(server);
   const keyStr = app.keys[0].keyStr;
   const plain = uniqueChannel('durable');
-  const persisted = `persisted:${uniqueChannel('durable')}`;
+  const persisted = `durable:${uniqueChannel('durable')}`; // the fixture's persisted namespace
   const before = {};
   {
     const c = clients(t);

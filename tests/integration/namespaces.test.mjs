@@ -1,5 +1,6 @@
-// Channel namespaces from the fixture: `persisted:` is accepted and keeps
-// history; the presence fixture channel holds the fixture members.
+// Channel namespaces of the test app (tests/fixtures/app-setup.json): the
+// persisted `durable:` is accepted and keeps history; the presence fixture
+// channel durable:roster holds the fixture members.
 import assert from 'node:assert/strict';
 import {
   useServer,
@@ -9,22 +10,22 @@ import {
   collector,
   uniqueChannel,
   withTimeout,
-  testAppSetup,
+  appSetup,
   test,
 } from './lib/server.mjs';
 
 const env = useServer({ label: 'namespaces' });
 const key = () => env.app.keys[0].keyStr;
 
-bothProtocols('RTL10d persisted: namespace channel attaches, delivers and keeps history', async (t, binary) => {
+bothProtocols('RTL10d a persisted namespace (durable:) channel attaches, delivers and keeps history', async (t, binary) => {
   const c = clients(t);
-  const name = `persisted:${uniqueChannel('ns')}`;
+  const name = `durable:${uniqueChannel('ns')}`;
   const [pub, sub] = await Promise.all([
     connected(c, env.server, { key: key(), binary }),
     connected(c, env.server, { key: key(), binary }),
   ]);
   const col = collector(sub.channels.get(name));
-  await withTimeout(col.subscribed, 5000, 'attach persisted channel');
+  await withTimeout(col.subscribed, 5000, 'attach durable channel');
   for (let i = 0; i < 3; i++) await pub.channels.get(name).publish('p', `p${i}`);
   await col.until(3);
   const rest = c.rest(env.server, { key: key(), binary });
@@ -34,9 +35,9 @@ bothProtocols('RTL10d persisted: namespace channel attaches, delivers and keeps 
   assert.equal(details.channelId, name);
 });
 
-bothProtocols('RTL6/RTL7 other fixture namespaces (pushenabled:, mutable:) are ordinary channels for pub/sub', async (t, binary) => {
+bothProtocols('RTL6/RTL7 other fixture namespaces (devices:, editable:) are ordinary channels for pub/sub', async (t, binary) => {
   const c = clients(t);
-  for (const ns of ['pushenabled', 'mutable']) {
+  for (const ns of ['devices', 'editable']) {
     const name = `${ns}:${uniqueChannel('ns')}`;
     const client = await connected(c, env.server, { key: key(), binary });
     const col = collector(client.channels.get(name));
@@ -47,14 +48,14 @@ bothProtocols('RTL6/RTL7 other fixture namespaces (pushenabled:, mutable:) are o
   }
 });
 
-test('RSP3 presence fixture channel persisted:presence_fixtures holds the fixture members', async (t) => {
+test('RSP3 presence fixture channel durable:roster holds the fixture members', async (t) => {
   const c = clients(t);
-  const fixture = testAppSetup().post_apps.channels[0];
+  const fixture = appSetup().channels[0];
   const rest = c.rest(env.server, { key: key() });
   const page = await withTimeout(rest.channels.get(fixture.name).presence.get(), 5000, 'presence.get');
   const ids = page.items.map((p) => p.clientId).sort();
   assert.deepEqual(ids, fixture.presence.map((p) => p.clientId).sort());
   const byId = Object.fromEntries(page.items.map((p) => [p.clientId, p]));
-  assert.equal(byId.client_string.data, 'This is a string clientData payload');
-  assert.deepEqual(byId.client_decoded.data, { example: { json: 'Object' } });
+  assert.equal(byId['member-text'].data, 'a plain text member');
+  assert.deepEqual(byId['member-json'].data, { profile: { name: 'Ada', langs: ['C', 'JS'] } });
 });

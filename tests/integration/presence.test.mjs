@@ -7,7 +7,7 @@
 // lost connection is not resumed within connectionStateTtl (2 s here), and
 // stay when it resumes (RTN15c6); RSP3 REST presence with clientId /
 // connectionId filters, RSP4 presence history (directions, pagination),
-// CHM2 occupancy; the persisted:presence_fixtures members from the fixture.
+// CHM2 occupancy; the durable:roster members of the test app (tests/fixtures/app-setup.json).
 import assert from 'node:assert/strict';
 import {
   useServer,
@@ -22,7 +22,7 @@ import {
   settle,
   sleep,
   rawWs,
-  testAppSetup,
+  appSetup,
   ACTION,
   test,
 } from './lib/server.mjs';
@@ -146,9 +146,9 @@ bothProtocols('RTP8/RTP9/RTP10 enter, update, leave: another client (other forma
 
 bothProtocols('RTP8h/RTP8i/RTP15f presence refused: no presence capability 40160, anonymous 91000, another clientId 40012; the channel stays usable', async (t, binary) => {
   const c = clients(t);
-  // Key 1: `canpublish:*` has only "publish".
+  // Key 1: `writers:*` has only "publish".
   const noPresence = await connected(c, env.server, { key: key(1), binary });
-  const npName = `canpublish:${uniqueChannel('pres-cap')}`;
+  const npName = `writers:${uniqueChannel('pres-cap')}`;
   const npch = noPresence.channels.get(npName);
   await withTimeout(npch.attach(), 5000, 'attach with publish only');
   const r1 = await withTimeout(settle(npch.presence.enterClient('someone', 'x')), 5000, 'enterClient without presence capability');
@@ -413,22 +413,24 @@ bothProtocols('RSP3 REST presence.get with clientId/connectionId filters; RSP4 p
   assert.deepEqual((await bwd.next()).items.map(ev), ['enter:a2', 'enter:a1']);
 });
 
-bothProtocols('RSP3/RTP11 persisted:presence_fixtures holds the 6 fixture members (REST and realtime)', async (t, binary) => {
+bothProtocols('RSP3/RTP11 durable:roster holds the 6 fixture members (REST and realtime)', async (t, binary) => {
   const c = clients(t);
-  const fixture = testAppSetup().post_apps.channels[0];
+  const fixture = appSetup().channels[0];
   const want = fixture.presence.map((p) => p.clientId).sort();
   const rest = c.rest(env.server, { key: key(), binary });
   const page = await withTimeout(rest.channels.get(fixture.name).presence.get(), 5000, 'REST presence.get');
   assert.deepEqual(page.items.map((p) => p.clientId).sort(), want);
   const byId = Object.fromEntries(page.items.map((p) => [p.clientId, p]));
-  assert.equal(byId.client_string.data, 'This is a string clientData payload');
-  assert.equal(byId.client_bool.data, 'true');
-  assert.deepEqual(byId.client_decoded.data, { example: { json: 'Object' } }, 'json-encoded fixture data is decoded');
+  assert.equal(byId['member-text'].data, 'a plain text member');
+  assert.equal(byId['member-flag'].data, 'true');
+  assert.equal(byId['member-json-text'].data, '{ "looks": "like JSON, stays text" }', 'text without an encoding stays text');
+  const ada = { profile: { name: 'Ada', langs: ['C', 'JS'] } };
+  assert.deepEqual(byId['member-json'].data, ada, 'json-encoded fixture data is decoded');
 
   const rt = await connected(c, env.server, { key: key(), binary });
   const m = await members(rt.channels.get(fixture.name));
   assert.deepEqual(m.map((p) => p.clientId), want, 'a realtime attacher gets the fixture members by SYNC');
-  assert.deepEqual(m.find((p) => p.clientId === 'client_decoded').data, { example: { json: 'Object' } });
+  assert.deepEqual(m.find((p) => p.clientId === 'member-json').data, ada);
   const occ = (await rest.channels.get(fixture.name).status()).status.occupancy.metrics;
   assert.equal(occ.presenceMembers, 6, `CHM2c presenceMembers of the fixture channel: ${JSON.stringify(occ)}`);
 });

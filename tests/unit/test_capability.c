@@ -60,17 +60,18 @@ void free(void *p) { __libc_free(p); }
 #define CM SW_OP_BIT(SW_OP_CHANNEL_METADATA)
 #define ALL SW_OPS_ALL
 
-/* The capabilities of keys[1..5] in ably-common's test-app-setup.json
- * (key 4 has none: it gets the default {"*":["*"]}). */
+/* The capabilities of keys[1..5] in tests/fixtures/app-setup.json, the app
+ * the integration tests create (key 4 has none: it gets the default
+ * {"*":["*"]}). test_app_setup_file keeps the two in step. */
 static const char *const KEY1 =
-    "{ \"cansubscribe:*\":[\"subscribe\"], \"canpublish:*\":[\"publish\"], "
-    "\"canpublish:andpresence\":[\"presence\",\"publish\"], "
-    "\"pushenabled:*\":[\"publish\",\"subscribe\",\"push-subscribe\"], "
-    "\"pushenabled:admin:*\":[\"publish\",\"subscribe\",\"push-admin\"] }";
+    "{ \"readers:*\":[\"subscribe\"], \"writers:*\":[\"publish\"], "
+    "\"writers:lobby\":[\"presence\",\"publish\"], "
+    "\"devices:*\":[\"publish\",\"subscribe\",\"push-subscribe\"], "
+    "\"devices:admin:*\":[\"publish\",\"subscribe\",\"push-admin\"] }";
 static const char *const KEY2 =
-    "{ \"channel0\":[\"publish\"], \"channel1\":[\"publish\"], \"channel2\":[\"publish\", \"subscribe\"], "
-    "\"channel3\":[\"subscribe\"], \"channel4\":[\"presence\", \"publish\", \"subscribe\"], "
-    "\"channel5\":[\"presence\"], \"channel6\":[\"*\"] }";
+    "{ \"pub-1\":[\"publish\"], \"pub-2\":[\"publish\"], \"pub-sub\":[\"publish\", \"subscribe\"], "
+    "\"sub-only\":[\"subscribe\"], \"members\":[\"presence\", \"publish\", \"subscribe\"], "
+    "\"presence-only\":[\"presence\"], \"all-ops\":[\"*\"] }";
 static const char *const KEY3 = "{ \"*\":[\"subscribe\"] }";
 static const char *const KEY4 = "{\"*\":[\"*\"]}";
 static const char *const KEY5 = "{ \"[*]*\":[\"*\"] }";
@@ -159,17 +160,17 @@ static const match_case_t match_cases[] = {
     {"{\"*\":[\"subscribe\"],\"foo\":[\"publish\"]}", "bar", S},
     {"{\"a:*\":[\"subscribe\"],\"a:b:*\":[\"publish\"],\"a:b:c\":[\"history\"]}", "a:b:c", S | P | H},
     {"{\"a:*\":[\"subscribe\"],\"a:b:*\":[\"publish\"],\"a:b:c\":[\"history\"]}", "a:b", S},
-    /* Test app key 1. */
-    {NULL, "cansubscribe:x", S},
-    {NULL, "cansubscribe:x:y", S},
-    {NULL, "cansubscribe", 0},
-    {NULL, "canpublish:check", P},
-    {NULL, "canpublish:andpresence", P | PR},
-    {NULL, "pushenabled:foo", P | S | PS},
-    {NULL, "pushenabled:admin", P | S | PS},
-    {NULL, "pushenabled:admin:x", P | S | PS | PA},
+    /* Fixture key 1 ("namespaced"). */
+    {NULL, "readers:x", S},
+    {NULL, "readers:x:y", S},
+    {NULL, "readers", 0},
+    {NULL, "writers:check", P},
+    {NULL, "writers:lobby", P | PR},
+    {NULL, "devices:foo", P | S | PS},
+    {NULL, "devices:admin", P | S | PS},
+    {NULL, "devices:admin:x", P | S | PS | PA},
     {NULL, "other", 0},
-    {NULL, "[meta]cansubscribe:x", 0},
+    {NULL, "[meta]readers:x", 0},
 };
 
 /* Entries with cap == NULL use the capability of the preceding block:
@@ -206,18 +207,18 @@ static const char *key_cap(int k) {
 }
 
 static const key_case_t key_cases[] = {
-    {2, "channel0", P},
-    {2, "channel1", P},
-    {2, "channel2", P | S},
-    {2, "channel3", S},
-    {2, "channel4", PR | P | S},
-    {2, "channel5", PR},
-    {2, "channel6", ALL},
-    {2, "channel7", 0},
-    {2, "channel6:x", 0},
-    {2, "[meta]channel6", 0},
+    {2, "pub-1", P},
+    {2, "pub-2", P},
+    {2, "pub-sub", P | S},
+    {2, "sub-only", S},
+    {2, "members", PR | P | S},
+    {2, "presence-only", PR},
+    {2, "all-ops", ALL},
+    {2, "unlisted", 0},
+    {2, "all-ops:x", 0},
+    {2, "[meta]all-ops", 0},
     {3, "anything", S},
-    {3, "cansubscribe", S},
+    {3, "readers", S},
     {3, "a:b:c", S},
     {3, "[meta]log", 0},
     {4, "anything", ALL},
@@ -249,23 +250,25 @@ static void test_match_test_app_keys(void **state) {
   cap_free(d);
 }
 
-/* The copies above must be what ably-common ships (when the file is here). */
-static void test_test_app_setup_file(void **state) {
+/* The copies above must be what tests/fixtures/app-setup.json says. */
+static void test_app_setup_file(void **state) {
   (void)state;
-  const char *dir = getenv("SW_SHARED_DIR");
-  if (dir == NULL) skip();
   char path[4096];
-  snprintf(path, sizeof path, "%s/ably/test-app-setup.json", dir);
+  snprintf(path, sizeof path, "%s/app-setup.json", SW_FIXTURES_DIR);
   json_error_t jerr;
   json_t *root = json_load_file(path, 0, &jerr);
   if (root == NULL) fail_msg("cannot load %s: %s", path, jerr.text);
-  json_t *keys = json_object_get(json_object_get(root, "post_apps"), "keys");
+  json_t *keys = json_object_get(root, "keys");
   assert_true(json_array_size(keys) >= 6);
   for (int k = 1; k <= 5; k++) {
+    /* A capability may be written as a JSON string (Ably's wire form) or an object. */
     json_t *cap = json_object_get(json_array_get(keys, (size_t)k), "capability");
-    const char *text = cap != NULL ? json_string_value(cap) : KEY4; /* key 4 has none */
+    char *text = cap == NULL ? strdup(KEY4) /* key 4 has none */
+                 : json_is_string(cap) ? strdup(json_string_value(cap))
+                                       : json_dumps(cap, JSON_COMPACT);
     assert_non_null(text);
     sw_cap_t *a = parse_ok(text), *b = parse_ok(key_cap(k));
+    free(text);
     char *ca = cap_canonical(a), *cb = cap_canonical(b);
     assert_string_equal(ca, cb);
     free(ca);
@@ -281,8 +284,8 @@ static void test_match_does_not_allocate(void **state) {
 #ifdef SW_TEST_COUNT_ALLOCS
   sw_cap_t *c = parse_ok(KEY1);
   size_t before = alloc_count;
-  uint32_t ops = cap_ops_for_channel(c, "pushenabled:admin:x") | cap_ops_for_channel(c, "[meta?a=1]x") |
-                 cap_app_ops(c) | (cap_allows(c, "canpublish:x", SW_OP_PUBLISH) ? 1u : 0u);
+  uint32_t ops = cap_ops_for_channel(c, "devices:admin:x") | cap_ops_for_channel(c, "[meta?a=1]x") |
+                 cap_app_ops(c) | (cap_allows(c, "writers:x", SW_OP_PUBLISH) ? 1u : 0u);
   assert_int_equal(alloc_count, before);
   assert_true(ops != 0);
   /* The counter works: a parse does allocate. */
@@ -391,13 +394,13 @@ static void test_canonical(void **state) {
       {"{\"\\u00e9:x\":[\"subscribe\"],\"a\\\"b\\\\c\":[\"publish\"]}",
        "{\"a\\\"b\\\\c\":[\"publish\"],\"\xc3\xa9:x\":[\"subscribe\"]}"},
       {KEY1,
-       "{\"canpublish:*\":[\"publish\"],\"canpublish:andpresence\":[\"presence\",\"publish\"],"
-       "\"cansubscribe:*\":[\"subscribe\"],\"pushenabled:*\":[\"publish\",\"push-subscribe\",\"subscribe\"],"
-       "\"pushenabled:admin:*\":[\"publish\",\"push-admin\",\"subscribe\"]}"},
+       "{\"devices:*\":[\"publish\",\"push-subscribe\",\"subscribe\"],"
+       "\"devices:admin:*\":[\"publish\",\"push-admin\",\"subscribe\"],\"readers:*\":[\"subscribe\"],"
+       "\"writers:*\":[\"publish\"],\"writers:lobby\":[\"presence\",\"publish\"]}"},
       {KEY2,
-       "{\"channel0\":[\"publish\"],\"channel1\":[\"publish\"],\"channel2\":[\"publish\",\"subscribe\"],"
-       "\"channel3\":[\"subscribe\"],\"channel4\":[\"presence\",\"publish\",\"subscribe\"],"
-       "\"channel5\":[\"presence\"],\"channel6\":[\"*\"]}"},
+       "{\"all-ops\":[\"*\"],\"members\":[\"presence\",\"publish\",\"subscribe\"],"
+       "\"presence-only\":[\"presence\"],\"pub-1\":[\"publish\"],\"pub-2\":[\"publish\"],"
+       "\"pub-sub\":[\"publish\",\"subscribe\"],\"sub-only\":[\"subscribe\"]}"},
       {KEY5, "{\"[*]*\":[\"*\"]}"},
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -462,16 +465,16 @@ static void test_parse_errors(void **state) {
   PARSE_ERR("null", "not a JSON object");
   PARSE_ERR("{}", "no resources");
   /* ably-js rest/capability "Invalid capabilities 1-3". */
-  PARSE_ERR("{\"channel0\":[\"publish_\"]}", "unknown operation \"publish_\"");
-  PARSE_ERR("{\"channel0\":[\"*\",\"publish\"]}", "'*' mixed");
-  PARSE_ERR("{\"channel0\":[\"publish\",\"*\"]}", "'*' mixed");
-  PARSE_ERR("{\"channel0\":[]}", "empty operation list");
-  PARSE_ERR("{\"channel0\":\"publish\"}", "not an array");
-  PARSE_ERR("{\"channel0\":{\"publish\":true}}", "not an array");
-  PARSE_ERR("{\"channel0\":[1]}", "not a string");
-  PARSE_ERR("{\"channel0\":[null]}", "not a string");
-  PARSE_ERR("{\"channel0\":[\"\"]}", "unknown operation");
-  PARSE_ERR("{\"channel0\":[\"Publish\"]}", "unknown operation");
+  PARSE_ERR("{\"pub-1\":[\"publish_\"]}", "unknown operation \"publish_\"");
+  PARSE_ERR("{\"pub-1\":[\"*\",\"publish\"]}", "'*' mixed");
+  PARSE_ERR("{\"pub-1\":[\"publish\",\"*\"]}", "'*' mixed");
+  PARSE_ERR("{\"pub-1\":[]}", "empty operation list");
+  PARSE_ERR("{\"pub-1\":\"publish\"}", "not an array");
+  PARSE_ERR("{\"pub-1\":{\"publish\":true}}", "not an array");
+  PARSE_ERR("{\"pub-1\":[1]}", "not a string");
+  PARSE_ERR("{\"pub-1\":[null]}", "not a string");
+  PARSE_ERR("{\"pub-1\":[\"\"]}", "unknown operation");
+  PARSE_ERR("{\"pub-1\":[\"Publish\"]}", "unknown operation");
   /* Invalid resources. */
   PARSE_ERR("{\"\":[\"publish\"]}", "invalid resource");
   PARSE_ERR("{\"[meta\":[\"publish\"]}", "invalid resource (resource \"[meta\")");
@@ -589,17 +592,17 @@ static void expect_empty_intersection(const char *req, const char *key) {
 
 static void test_intersect_checklist(void **state) {
   (void)state;
-  /* Checklist section 5 and ably-js test/rest/capability.test.js. */
-  expect_intersection("{\"channel2\":[\"*\"]}", KEY2, "{\"channel2\":[\"publish\",\"subscribe\"]}");
-  expect_intersection("{\"cansubscribe\":[\"subscribe\"]}", KEY3, "{\"cansubscribe\":[\"subscribe\"]}");
-  expect_intersection("{\"canpublish:check\":[\"publish\"]}", KEY1, "{\"canpublish:check\":[\"publish\"]}");
-  expect_intersection("{\"cansubscribe:*\":[\"subscribe\"]}", KEY3, "{\"cansubscribe:*\":[\"subscribe\"]}");
-  expect_intersection("{\"channel2\":[\"presence\",\"subscribe\"]}", KEY2, "{\"channel2\":[\"subscribe\"]}");
-  expect_intersection("{\"channel2\":[\"presence\",\"subscribe\"],\"channelx\":[\"presence\",\"subscribe\"]}", KEY2,
-                      "{\"channel2\":[\"subscribe\"]}");
-  expect_intersection("{\"channel6\":[\"publish\",\"subscribe\"]}", KEY2, "{\"channel6\":[\"publish\",\"subscribe\"]}");
-  expect_empty_intersection("{\"canpublish:test\":[\"subscribe\"]}", KEY1);
-  expect_empty_intersection("{\"channelx\":[\"publish\"]}", KEY2);
+  /* The intersection cases of Ably's auth checklist (section 5), on the fixture keys. */
+  expect_intersection("{\"pub-sub\":[\"*\"]}", KEY2, "{\"pub-sub\":[\"publish\",\"subscribe\"]}");
+  expect_intersection("{\"readers\":[\"subscribe\"]}", KEY3, "{\"readers\":[\"subscribe\"]}");
+  expect_intersection("{\"writers:check\":[\"publish\"]}", KEY1, "{\"writers:check\":[\"publish\"]}");
+  expect_intersection("{\"readers:*\":[\"subscribe\"]}", KEY3, "{\"readers:*\":[\"subscribe\"]}");
+  expect_intersection("{\"pub-sub\":[\"presence\",\"subscribe\"]}", KEY2, "{\"pub-sub\":[\"subscribe\"]}");
+  expect_intersection("{\"pub-sub\":[\"presence\",\"subscribe\"],\"unlisted\":[\"presence\",\"subscribe\"]}", KEY2,
+                      "{\"pub-sub\":[\"subscribe\"]}");
+  expect_intersection("{\"all-ops\":[\"publish\",\"subscribe\"]}", KEY2, "{\"all-ops\":[\"publish\",\"subscribe\"]}");
+  expect_empty_intersection("{\"writers:test\":[\"subscribe\"]}", KEY1);
+  expect_empty_intersection("{\"unlisted\":[\"publish\"]}", KEY2);
   expect_empty_intersection("{\"testchannel\":[\"subscribe\"]}", KEY1);
 }
 
@@ -683,13 +686,13 @@ static void test_intersect_semantics(void **state) {
       "{\"a:*:c\":[\"publish\"],\"a:b:*\":[\"subscribe\",\"history\"]}",
       "{\"*:b\":[\"*\"],\"[meta]*\":[\"subscribe\"],\"foo*\":[\"presence\"]}",
       "{\"[*]a:*\":[\"publish\"],\"a\":[\"subscribe\"],\"a::b\":[\"history\"]}",
-      "{\"canpublish:*:x\":[\"*\"],\"pushenabled:admin\":[\"push-admin\"]}",
+      "{\"writers:*:x\":[\"*\"],\"devices:admin\":[\"push-admin\"]}",
   };
   static const char *const channels[] = {
       "a",        "a:b",          "a:b:c",          "a:x:c",      "a:b:c:d",      "x:b",
       "a::b",     "[meta]a:b",    "[meta]x",        "[queue]a:b", "foo*",         "foo",
-      "channel2", "channel6",     "canpublish:check", "canpublish:andpresence",   "canpublish:q:x",
-      "cansubscribe:z", "pushenabled:admin", "pushenabled:admin:1", "[meta]log", "",
+      "pub-sub", "all-ops",     "writers:check", "writers:lobby",   "writers:q:x",
+      "readers:z", "devices:admin", "devices:admin:1", "[meta]log", "",
   };
   size_t nc = sizeof caps / sizeof caps[0], nch = sizeof channels / sizeof channels[0];
   for (size_t i = 0; i < nc; i++) {
@@ -863,7 +866,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_match_table),
       cmocka_unit_test(test_match_test_app_keys),
-      cmocka_unit_test(test_test_app_setup_file),
+      cmocka_unit_test(test_app_setup_file),
       cmocka_unit_test(test_match_does_not_allocate),
       cmocka_unit_test(test_null_and_range),
       cmocka_unit_test(test_app_ops),

@@ -15,24 +15,25 @@
 
 /* ---- helpers ---- */
 
-static const char *shared_dir(char *buf, size_t len) {
-  const char *d = getenv("SW_SHARED_DIR");
-  if (d) return d;
-  const char *src = getenv("SW_SOURCE_DIR");
-  if (src) {
-    snprintf(buf, len, "%s/../shared", src);
-    return buf;
-  }
-  return "/work/shared";
-}
-
-static json_t *load_shared_json(const char *name) {
-  char dir[512], path[1024];
-  snprintf(path, sizeof path, "%s/ably/%s", shared_dir(dir, sizeof dir), name);
+/* tests/fixtures/codec.json, parsed (SW_FIXTURES_DIR is set by CMake). */
+static json_t *load_fixture(const char *name) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", SW_FIXTURES_DIR, name);
   json_error_t jerr;
   json_t *j = json_load_file(path, 0, &jerr);
   if (!j) fail_msg("cannot load %s: %s", path, jerr.text);
   return j;
+}
+
+/* Appends the bytes of a hex string to b. */
+static void append_hex(sw_buf_t *b, const char *hex) {
+  size_t n = strlen(hex);
+  assert_int_equal(n % 2, 0);
+  for (size_t i = 0; i < n; i += 2) {
+    unsigned v;
+    assert_int_equal(sscanf(hex + i, "%2x", &v), 1);
+    assert_int_equal(buf_append_byte(b, (uint8_t)v), 0);
+  }
 }
 
 static const uint8_t *U(const char *s) { return (const uint8_t *)s; }
@@ -396,100 +397,120 @@ static void test_object_data_gets_json_step(void **state) {
   pmsg_free(&p);
 }
 
-/* ably-js msgpack fixtures: each is {messages:[{data,encoding?}],msgSerial:0}. */
+/* A fixture case's expected data: {type, text | hex | json, encoding} and,
+ * for a repeated payload, repeat {byte, count}. */
+static void assert_fixture_data(const char *name, const sw_data_t *d, const char *encoding, const json_t *expect,
+                                const json_t *repeat) {
+  const char *type = json_string_value(json_object_get(expect, "type"));
+  const char *want_enc = json_string_value(json_object_get(expect, "encoding"));
+  sw_data_kind_t kind = !strcmp(type, "string") ? SW_DATA_STRING : !strcmp(type, "binary") ? SW_DATA_BINARY : SW_DATA_NONE;
+  if (d->kind != kind) fail_msg("%s: data kind %d, want %s", name, d->kind, type);
+  if (want_enc || encoding) {
+    if (!want_enc || !encoding || strcmp(want_enc, encoding))
+      fail_msg("%s: encoding %s, want %s", name, encoding ? encoding : "(none)", want_enc ? want_enc : "(none)");
+  }
+  sw_buf_t want = {0};
+  const json_t *js = json_object_get(expect, "json");
+  if (js) {
+    json_t *got = json_loadb((char *)d->bytes, d->len, 0, NULL);
+    if (!got || !json_equal(got, js)) fail_msg("%s: JSON data differs", name);
+    json_decref(got);
+    return;
+  }
+  const char *text = json_string_value(json_object_get(expect, "text"));
+  const char *hex = json_string_value(json_object_get(expect, "hex"));
+  if (text) assert_int_equal(buf_append(&want, text, strlen(text)), 0);
+  if (hex) append_hex(&want, hex);
+  if (repeat) {
+    unsigned byte;
+    sscanf(json_string_value(json_object_get(repeat, "byte")), "%2x", &byte);
+    for (json_int_t i = 0; i < json_integer_value(json_object_get(repeat, "count")); i++)
+      assert_int_equal(buf_append_byte(&want, (uint8_t)byte), 0);
+  }
+  if (d->len != want.len) fail_msg("%s: %zu data bytes, want %zu", name, d->len, want.len);
+  if (want.len) assert_memory_equal(d->bytes, want.data, want.len);
+  buf_free(&want);
+}
+
+/* tests/fixtures/codec.json "msgpack": ProtocolMessages written byte by byte
+ * from the msgpack spec, at the edges of each str and bin format. Each is
+ * decoded, checked, and encoded again by our encoder (same header). */
 static void test_msgpack_fixtures(void **state) {
   (void)state;
-  json_t *fx = load_shared_json("msgpack_test_fixtures.json");
+  json_t *fx = load_fixture("codec.json");
+  json_t *mp = json_object_get(fx, "msgpack");
+  const char *envelope = json_string_value(json_object_get(mp, "envelope"));
+  json_t *cases = json_object_get(mp, "cases");
+  assert_true(json_array_size(cases) >= 10);
   size_t i;
   json_t *c;
-  assert_true(json_array_size(fx) >= 8);
-  json_array_foreach(fx, i, c) {
-    const char *type = json_string_value(json_object_get(c, "type"));
-    const char *b64 = json_string_value(json_object_get(c, "msgpack"));
-    size_t reps = (size_t)json_integer_value(json_object_get(c, "numRepeat"));
-    uint8_t *mp;
-    size_t mplen;
-    assert_int_equal(textenc_base64_decode(b64, strlen(b64), &mp, &mplen), 0);
+  json_array_foreach(cases, i, c) {
+    const char *name = json_string_value(json_object_get(c, "name"));
+    json_t *repeat = json_object_get(c, "repeat");
+    sw_buf_t wire = {0};
+    append_hex(&wire, envelope);
+    append_hex(&wire, json_string_value(json_object_get(c, "message")));
+    if (repeat) {
+      unsigned byte;
+      sscanf(json_string_value(json_object_get(repeat, "byte")), "%2x", &byte);
+      for (json_int_t k = 0; k < json_integer_value(json_object_get(repeat, "count")); k++)
+        assert_int_equal(buf_append_byte(&wire, (uint8_t)byte), 0);
+    }
     sw_pmsg_t p;
     sw_error_t err = {0};
-    /* No action in these: ably-js only encodes the fields it tests. */
-    int rc = codec_decode_pmsg(SW_FMT_MSGPACK, mp, mplen, &p, &err);
-    if (rc) fail_msg("%s: %s", json_string_value(json_object_get(c, "name")), err.message);
-    assert_int_equal(p.action, 0);
-    assert_true(p.has_msg_serial);
-    assert_int_equal(p.msg_serial, 0);
+    if (codec_decode_pmsg(SW_FMT_MSGPACK, wire.data, wire.len, &p, &err)) fail_msg("%s: %s", name, err.message);
+    assert_int_equal(p.action, SW_ACTION_MESSAGE);
+    assert_string_equal(p.channel, "fixtures");
     assert_int_equal(p.n_messages, 1);
-    sw_msg_t *m = &p.messages[0];
-    const json_t *data = json_object_get(c, "data");
-    if (!strcmp(type, "string") || !strcmp(type, "binary")) {
-      assert_int_equal(m->data.kind, !strcmp(type, "string") ? SW_DATA_STRING : SW_DATA_BINARY);
-      assert_int_equal(m->data.len, reps * strlen(json_string_value(data)));
-      for (size_t k = 0; k < m->data.len; k++) assert_int_equal(m->data.bytes[k], 'a');
-      assert_null(m->encoding);
-    } else {
-      assert_int_equal(m->data.kind, SW_DATA_STRING);
-      assert_string_equal(m->encoding, "json");
-      json_t *got = json_loadb((char *)m->data.bytes, m->data.len, 0, NULL);
-      assert_true(json_equal(got, data));
-      json_decref(got);
-    }
-    /* Our encoder: the same data/encoding in msgpack (binary as bin) and,
-     * through JSON, the same after a round trip. */
+    const sw_msg_t *m = &p.messages[0];
+    assert_fixture_data(name, &m->data, m->encoding, json_object_get(c, "expect"), repeat);
+    /* Our encoder: the same message survives both formats... */
     for (int f = SW_FMT_JSON; f <= SW_FMT_MSGPACK; f++) {
       sw_pmsg_t q;
       transcode(f, &p, &q);
       assert_pmsg_eq(&p, &q);
       pmsg_free(&q);
     }
-    sw_buf_t out = {0};
-    assert_int_equal(codec_encode_pmsg(SW_FMT_MSGPACK, &p, &out), 0);
-    if (!strcmp(type, "binary")) assert_null(memmem(out.data, out.len, "base64", 6));
-    buf_free(&out);
+    /* ...and writes the data with the header the spec prescribes. */
+    const char *head = json_string_value(json_object_get(c, "dataHead"));
+    if (head) {
+      sw_buf_t out = {0}, want = {0};
+      append_hex(&want, "a464617461"); /* "data" */
+      append_hex(&want, head);
+      assert_int_equal(codec_encode_pmsg(SW_FMT_MSGPACK, &p, &out), 0);
+      if (!memmem(out.data, out.len, want.data, want.len)) fail_msg("%s: our encoder does not write %s", name, head);
+      buf_free(&out);
+      buf_free(&want);
+    }
     pmsg_free(&p);
-    free(mp);
+    buf_free(&wire);
   }
   json_decref(fx);
 }
 
-/* messages-encoding.json: REST bodies every library must decode the same. */
-static void test_messages_encoding_fixture(void **state) {
+/* tests/fixtures/codec.json "rest": message bodies as REST clients post them
+ * (data + encoding), what we make of them, and what we send back in JSON. */
+static void test_rest_message_fixtures(void **state) {
   (void)state;
-  json_t *fx = load_shared_json("messages-encoding.json");
-  json_t *list = json_object_get(fx, "messages");
+  json_t *fx = load_fixture("codec.json");
+  json_t *list = json_object_get(fx, "rest");
   size_t i;
   json_t *c;
-  assert_true(json_array_size(list) >= 5);
+  assert_true(json_array_size(list) >= 8);
   json_array_foreach(list, i, c) {
+    const char *name = json_string_value(json_object_get(c, "name"));
     json_t *body = json_pack("{s:O,s:O}", "data", json_object_get(c, "data"), "encoding",
                              json_object_get(c, "encoding"));
     char *text = json_dumps(body, JSON_COMPACT);
     sw_msg_t *msgs;
     size_t n;
     sw_error_t err;
-    assert_int_equal(codec_decode_msgs(SW_FMT_JSON, U(text), strlen(text), &msgs, &n, &err), 0);
+    if (codec_decode_msgs(SW_FMT_JSON, U(text), strlen(text), &msgs, &n, &err)) fail_msg("%s: %s", name, err.message);
     assert_int_equal(n, 1);
-    const char *type = json_string_value(json_object_get(c, "expectedType"));
-    json_t *want = json_object_get(c, "expectedValue");
-    if (!strcmp(type, "string")) {
-      assert_int_equal(msgs[0].data.kind, SW_DATA_STRING);
-      assert_string_equal((char *)msgs[0].data.bytes, json_string_value(want));
-      assert_null(msgs[0].encoding);
-    } else if (!strcmp(type, "binary")) {
-      assert_int_equal(msgs[0].data.kind, SW_DATA_BINARY);
-      const char *hex = json_string_value(json_object_get(c, "expectedHexValue"));
-      assert_int_equal(msgs[0].data.len * 2, strlen(hex));
-      for (size_t k = 0; k < msgs[0].data.len; k++) {
-        char two[3];
-        snprintf(two, sizeof two, "%02x", msgs[0].data.bytes[k]);
-        assert_memory_equal(two, hex + 2 * k, 2);
-      }
-    } else {
-      assert_string_equal(msgs[0].encoding, "json");
-      json_t *got = json_loadb((char *)msgs[0].data.bytes, msgs[0].data.len, 0, NULL);
-      assert_true(json_equal(got, want));
-      json_decref(got);
-    }
-    /* Through msgpack and back to JSON: the fixture's own data/encoding. */
+    assert_fixture_data(name, &msgs[0].data, msgs[0].encoding, json_object_get(c, "expect"), NULL);
+    /* Through msgpack and back to JSON: the case's own data/encoding, or
+     * what "reencoded" says when we normalise it. */
+    const json_t *again_want = json_object_get(c, "reencoded") ? json_object_get(c, "reencoded") : c;
     sw_buf_t mp = {0}, js = {0};
     sw_msg_t *back;
     size_t nb;
@@ -497,11 +518,12 @@ static void test_messages_encoding_fixture(void **state) {
     assert_int_equal(codec_decode_msgs(SW_FMT_MSGPACK, mp.data, mp.len, &back, &nb, &err), 0);
     assert_int_equal(codec_encode_msg(SW_FMT_JSON, &back[0], &js), 0);
     json_t *again = json_loadb((char *)js.data, js.len, 0, NULL);
-    assert_true(json_equal(json_object_get(again, "data"), json_object_get(c, "data")));
-    if (json_is_null(json_object_get(c, "encoding")))
+    if (!json_equal(json_object_get(again, "data"), json_object_get(again_want, "data")))
+      fail_msg("%s: data sent back differs", name);
+    if (json_is_null(json_object_get(again_want, "encoding")))
       assert_null(json_object_get(again, "encoding"));
-    else
-      assert_true(json_equal(json_object_get(again, "encoding"), json_object_get(c, "encoding")));
+    else if (!json_equal(json_object_get(again, "encoding"), json_object_get(again_want, "encoding")))
+      fail_msg("%s: encoding sent back differs", name);
     json_decref(again);
     msg_clear(&back[0]);
     free(back);
@@ -1112,7 +1134,7 @@ int main(void) {
       cmocka_unit_test(test_msgpack_bin_to_json),
       cmocka_unit_test(test_object_data_gets_json_step),
       cmocka_unit_test(test_msgpack_fixtures),
-      cmocka_unit_test(test_messages_encoding_fixture),
+      cmocka_unit_test(test_rest_message_fixtures),
       cmocka_unit_test(test_ack_res_encoding),
       cmocka_unit_test(test_connection_details_encoding),
       cmocka_unit_test(test_error_body),

@@ -4,7 +4,7 @@
 // button. Bundled into public/app.js by build.mjs.
 import * as Ably from 'ably';
 import * as AIT from '@ably/ai-transport';
-import { createTextCodec } from '../shared/text-codec.mjs';
+import { createTextCodec } from '../common/text-codec.mjs';
 
 const codec = createTextCodec(AIT);
 const $ = (sel) => document.querySelector(sel);

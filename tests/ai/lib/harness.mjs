@@ -8,182 +8,36 @@
 //   ABLY_LOG_LEVEL    ably-js log level for test clients (default 0)
 //   SW_TEST_VERBOSE   echo server stdout/stderr
 
-import { spawn } from 'node:child_process';
 import nodeHttp from 'node:http';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import * as Ably from 'ably';
 import * as AIT from '@ably/ai-transport';
 import jwt from 'jsonwebtoken';
-import { createTextCodec } from '../../../examples/ai-chat/shared/text-codec.mjs';
+import { createTextCodec } from '../../../examples/ai-chat/common/text-codec.mjs';
+import * as shared from '../../lib/switchboard.mjs';
+import { sleep, withTimeout, waitUntil, serverLifecycle } from '../../lib/switchboard.mjs';
+
+export { REPO_ROOT, SERVER_BIN, sleep, withTimeout, waitUntil, settle, http, basicAuth as basic } from '../../lib/switchboard.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-export const REPO_ROOT = path.resolve(here, '..', '..', '..');
 export const ARTIFACTS_DIR = path.resolve(here, '..', 'artifacts');
-export const SERVER_BIN = process.env.SWITCHBOARD_BIN || path.join(REPO_ROOT, 'build', 'switchboard');
 
 export { Ably, AIT, jwt };
 export const codec = createTextCodec(AIT);
-
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-export function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([Promise.resolve(promise), timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Polls `cond` every 20 ms until truthy; throws (with `detail()` if given) after ms. */
-export async function waitUntil(cond, ms, what, detail) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await cond();
-    if (v) return v;
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${ms} ms waiting for ${what}${detail ? `\n${detail()}` : ''}`);
-    }
-    await sleep(20);
-  }
-}
-
-export async function settle(promise) {
-  try {
-    return { ok: true, value: await promise };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
 
 let uniq = 0;
 export const uniqueId = (prefix) => `${prefix}-${process.pid.toString(36)}${Date.now().toString(36)}${++uniq}`;
 
 // ---------------------------------------------------------------------------
-// Server process
+// Server and app
 // ---------------------------------------------------------------------------
 
-export class Server {
-  constructor(args, label) {
-    this.args = args;
-    this.label = label;
-    this.stdout = '';
-    this.stderr = '';
-    this.exit = null;
-  }
-
-  get baseUrl() {
-    return `http://${this.host}:${this.port}`;
-  }
-
-  async start() {
-    this.proc = spawn(SERVER_BIN, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.exited = new Promise((resolve) =>
-      this.proc.on('exit', (code, signal) => resolve((this.exit = { code, signal }))),
-    );
-    const verbose = !!process.env.SW_TEST_VERBOSE;
-    this.proc.stderr.setEncoding('utf8').on('data', (d) => {
-      this.stderr += d;
-      if (verbose) process.stderr.write(`[${this.label}] ${d}`);
-    });
-    this.proc.stdout.setEncoding('utf8');
-    const listening = new Promise((resolve, reject) => {
-      this.proc.on('error', (e) => reject(new Error(`cannot spawn ${SERVER_BIN} (build it or set SWITCHBOARD_BIN): ${e.message}`)));
-      this.proc.stdout.on('data', (d) => {
-        this.stdout += d;
-        if (verbose) process.stderr.write(`[${this.label}] ${d}`);
-        const m = /listening on http:\/\/([0-9.]+):(\d+)/.exec(this.stdout);
-        if (m && !this.port) {
-          this.host = m[1];
-          this.port = Number(m[2]);
-          resolve();
-        }
-      });
-      this.exited.then((e) => reject(new Error(`server exited before listening (${JSON.stringify(e)})\n${this.tail()}`)));
-    });
-    await withTimeout(listening, 10_000, `"listening on" from ${SERVER_BIN}`);
-    return this;
-  }
-
-  tail(n = 3000) {
-    return `--- ${this.label} stdout ---\n${this.stdout.slice(-n)}\n--- ${this.label} stderr ---\n${this.stderr.slice(-n)}`;
-  }
-
-  writeLog() {
-    try {
-      mkdirSync(ARTIFACTS_DIR, { recursive: true });
-      const file = path.join(ARTIFACTS_DIR, `${this.label}-${this.proc.pid}.log`);
-      writeFileSync(file, `args: ${JSON.stringify(this.args)}\nexit: ${JSON.stringify(this.exit)}\n${this.tail(1 << 20)}`);
-      return file;
-    } catch {
-      return null;
-    }
-  }
-
-  /** SIGTERM; throws unless the server exits 0 within 5 s without sanitizer reports. */
-  async stop() {
-    const problems = [];
-    if (this.exit) problems.push(`server had already exited: ${JSON.stringify(this.exit)}`);
-    else {
-      this.proc.kill('SIGTERM');
-      const res = await withTimeout(this.exited, 5000, 'exit').catch(() => null);
-      if (!res) {
-        problems.push('server did not exit within 5 s of SIGTERM');
-        this.proc.kill('SIGKILL');
-        await this.exited;
-      } else if (res.code !== 0) problems.push(`server exit ${JSON.stringify(res)}`);
-    }
-    for (const p of ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:']) {
-      if (this.stderr.includes(p)) problems.push(`sanitizer report (${p}) in server stderr`);
-    }
-    const log = this.writeLog();
-    if (problems.length) throw new Error(`${this.label}: ${problems.join('; ')} (log: ${log})\n${this.tail()}`);
-  }
-}
-
+/** A --memory --sandbox server (tests/lib/switchboard.mjs), its log in tests/ai/artifacts. */
 export async function startServer(label = 'switchboard') {
-  return new Server(['serve', '--listen', '127.0.0.1:0', '--memory', '--sandbox'], label).start();
+  return shared.startServer({ label, artifactsDir: ARTIFACTS_DIR });
 }
-
-/** Raw HTTP (no keep-alive); returns {status, headers, text, body}. */
-export function http(base, method, urlPath, { body, headers = {}, timeoutMs = 5000 } = {}) {
-  const u = new URL(urlPath, base);
-  const h = { ...headers };
-  let payload;
-  if (body !== undefined) {
-    payload = typeof body === 'string' ? body : JSON.stringify(body);
-    h['content-type'] ??= 'application/json';
-    h['content-length'] = Buffer.byteLength(payload);
-  }
-  return new Promise((resolve, reject) => {
-    const req = nodeHttp.request(
-      { host: u.hostname, port: u.port, method, path: u.pathname + u.search, headers: h, agent: false, timeout: timeoutMs },
-      (res) => {
-        const chunks = [];
-        res.on('data', (d) => chunks.push(d));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json;
-          try {
-            json = text ? JSON.parse(text) : undefined;
-          } catch {
-            /* not JSON */
-          }
-          resolve({ status: res.statusCode, headers: res.headers, text, body: json });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath} timed out`)));
-    req.on('error', reject);
-    if (payload !== undefined) req.write(payload);
-    req.end();
-  });
-}
-
-export const basic = (keyStr) => 'Basic ' + Buffer.from(keyStr).toString('base64');
 
 /**
  * The app the AI tests use: one unrestricted key for agents (and signing
@@ -200,11 +54,11 @@ export const APP_BODY = {
   ],
 };
 
+/** POST /apps; the app's first key, flattened: {appId, keyName, keySecret, keyStr}. */
 export async function createApp(server, body = APP_BODY) {
-  const res = await http(server.baseUrl, 'POST', '/apps', { body });
-  assert.equal(res.status, 201, `POST /apps: ${res.status} ${res.text}`);
-  const key = res.body.keys[0];
-  return { appId: res.body.appId, keyName: key.keyName, keySecret: key.keySecret, keyStr: key.keyStr };
+  const app = await shared.createApp(server, body);
+  const key = app.keys[0];
+  return { appId: app.appId, keyName: key.keyName, keySecret: key.keySecret, keyStr: key.keyStr };
 }
 
 // ---------------------------------------------------------------------------
@@ -536,23 +390,15 @@ export async function waitForAnswer(view, text, ms = 15_000, what = 'the whole a
  */
 export function useEnv() {
   const env = { server: null, app: null, tokens: null };
-  before(async () => {
-    env.server = await startServer();
-    env.app = await createApp(env.server);
-    env.tokens = await startTokenEndpoint(env.app);
+  return serverLifecycle(env, {
+    setup: async () => {
+      env.server = await startServer();
+      env.app = await createApp(env.server);
+      env.tokens = await startTokenEndpoint(env.app);
+    },
+    teardown: async () => {
+      await env.tokens?.close();
+      await env.server?.stop();
+    },
   });
-  beforeEach(() => {
-    if (env.server?.exit) throw new Error(`server is not running (${JSON.stringify(env.server.exit)})\n${env.server.tail(1500)}`);
-  });
-  afterEach(() => {
-    if (env.server?.exit && !env.server.reported) {
-      env.server.reported = true;
-      throw new Error(`server died during this test (${JSON.stringify(env.server.exit)})\n${env.server.tail()}`);
-    }
-  });
-  after(async () => {
-    await env.tokens?.close();
-    await env.server?.stop();
-  });
-  return env;
 }
