@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/ai_turns.h"
+#include "core/annotation.h"
 #include "core/conn.h"
 #include "core/mutation.h"
 #include "core/presence.h"
@@ -56,6 +57,8 @@ sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name) {
   ch->app = app;
   ch->srv = srv;
   ch->ns = app_namespace_for(app, ch->name);
+  size_t cl = sizeof SW_CHAT_SUFFIX - 1;
+  ch->mutable_messages = ch->ns->mutable_messages || (nlen >= cl && memcmp(ch->name + nlen - cl, SW_CHAT_SUFFIX, cl) == 0);
   int64_t last = -1;
   if (store_last_seq(srv->store, app->id, ch->name, &last)) last = -1;
   ch->last_seq = ch->durable_seq = last < 0 ? 0 : last;
@@ -398,6 +401,7 @@ typedef struct sw_replay {
   bool running;         /* inside replay_step: channel_replay_end sets ended instead of freeing */
   bool ended;
   int64_t after;        /* rows after this seq (phase 1) or vseq (phase 2) are still to send */
+  int64_t resume_from;  /* phase 2 began after this serial: the client holds the messages up to it */
   int64_t seq_end;      /* phase 1 ends with this seq */
   int64_t start_ms;     /* phase 1: only messages since then (rewind by time); 0 for all */
   int64_t read_upto;    /* ch->durable_seq when the page was read */
@@ -443,24 +447,39 @@ static int replay_read(sw_attach_t *a, sw_replay_t *r, size_t low_water) {
   return 0;
 }
 
-/* Sends one stored head as a MESSAGE whose channelSerial is serial. */
-static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t serial) {
+/* Sends one stored head as a MESSAGE whose channelSerial is serial. In
+ * phase 2 (holds >= 0: the client holds every message up to that serial),
+ * a head whose last change was its annotation summary goes as Ably sends
+ * that change, a message.summary of a message the client holds, after the
+ * head itself if the client lacks one of its versions too. */
+static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t serial, int64_t holds) {
   sw_conn_t *c = a->conn;
   sw_msg_t msg = {0};
   if (codec_msg_from_blob(row->blob, row->blob_len, &msg)) return;
+  int64_t version = annotation_head_version(&msg, row->seq);
+  bool summary = holds >= 0 && row->vseq > version && row->seq <= holds && msg.annotations;
+  bool head = !summary || version > holds;
+  char cs[SW_SERIAL_LEN + 1];
+  serial_format(serial, cs);
+  sw_pmsg_t m = {.action = SW_ACTION_MESSAGE,
+                 .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+                 .channel_serial = cs,
+                 .timestamp = msg.timestamp,
+                 .connection_id = msg.connection_id,
+                 .messages = &msg,
+                 .n_messages = 1};
   /* A head is the message in full. */
   mutation_mark_full(a, row->seq);
-  if (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0) {
-    char cs[SW_SERIAL_LEN + 1];
-    serial_format(serial, cs);
-    sw_pmsg_t m = {.action = SW_ACTION_MESSAGE,
-                   .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
-                   .channel_serial = cs,
-                   .timestamp = msg.timestamp,
-                   .connection_id = msg.connection_id,
-                   .messages = &msg,
-                   .n_messages = 1};
+  if (head && (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0)) {
     conn_send_pmsg(c, &m);
+    metrics_inc(SW_M_MESSAGES_OUT);
+  }
+  if (summary) {
+    sw_msg_t ev = annotation_summary_event(&msg, msg.annotations, msg.timestamp);
+    sw_pmsg_t sm = m;
+    sm.connection_id = NULL;
+    sm.messages = &ev;
+    conn_send_pmsg(c, &sm);
     metrics_inc(SW_M_MESSAGES_OUT);
   }
   msg_clear(&msg);
@@ -488,10 +507,10 @@ static void replay_step(sw_attach_t *a) {
       const sw_store_row_t *row = &r->rows.rows[r->next++];
       if (r->by_vseq) {
         r->after = row->vseq;
-        replay_send(a, row, row->vseq);
+        replay_send(a, row, row->vseq, r->resume_from);
       } else {
         r->after = row->seq;
-        if (row->vseq <= r->seq_end) replay_send(a, row, row->seq);
+        if (row->vseq <= r->seq_end) replay_send(a, row, row->seq, -1);
       }
       if (r->ended) break;
       continue;
@@ -499,7 +518,7 @@ static void replay_step(sw_attach_t *a) {
     if (r->last_page && !r->by_vseq) {
       /* The rewind window is sent: phase 2 from its end. */
       r->by_vseq = true;
-      r->after = r->seq_end;
+      r->after = r->resume_from = r->seq_end;
       r->last_page = false;
     } else if (r->last_page && r->read_upto == a->ch->durable_seq) {
       /* Caught up: live fan-out continues after durable_seq. */
@@ -594,7 +613,7 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   if (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) presence_sync(ch, a);
   if (r) {
     r->by_vseq = resumed;
-    r->after = after;
+    r->after = r->resume_from = after;
     r->seq_end = up_to;
     r->start_ms = start_ms;
     r->page_rows = REPLAY_FIRST_PAGE;

@@ -20,6 +20,9 @@ typedef struct sw_server sw_server_t;
 typedef struct sw_conn sw_conn_t;
 typedef struct sw_sock sw_sock_t;
 
+/* The suffix of an Ably Chat room's channel: room "r" is channel "r::$chat". */
+#define SW_CHAT_SUFFIX "::$chat"
+
 typedef struct sw_recent_id {
   char *id;
   int64_t seq;
@@ -34,6 +37,10 @@ typedef struct sw_channel {
   sw_app_t *app;
   const char *name; /* points into hkey */
   const sw_namespace_t *ns;
+  /* Message updates, deletes, appends and annotations are allowed: the
+   * namespace's mutableMessages rule, or an Ably Chat room's channel
+   * ("<room>::$chat"), where Chat always has them. */
+  bool mutable_messages;
   int64_t last_seq;    /* last assigned */
   int64_t durable_seq; /* last durable and fanned out */
   struct sw_attach *subs; /* doubly linked list */

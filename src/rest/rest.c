@@ -355,6 +355,15 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
       rest_message_get(&r, r.channel, serial);
     } else if (slice_eq(tail, "/versions") && req->method == HTTP_GET) {
       rest_message_versions(&r, r.channel, serial);
+    } else if (slice_eq(tail, "/annotations") && req->method == HTTP_GET) {
+      rest_annotations_get(&r, r.channel, serial);
+    } else if (slice_eq(tail, "/annotations") && req->method == HTTP_POST) {
+      sw_channel_t *ch = channel_get(s->srv, r.app, r.channel);
+      if (ch) rest_annotations_post(&r, ch, serial);
+      else {
+        errors_set(&err, SW_E_INTERNAL, "out of memory");
+        rest_error(s, r.fmt, &err, r.keep_alive);
+      }
     } else if (tail.n == 0 && req->method == HTTP_PATCH) {
       sw_channel_t *ch = channel_get(s->srv, r.app, r.channel);
       if (ch) rest_message_patch(&r, ch, serial);

@@ -11,6 +11,7 @@
 #include "core/principal.h"
 #include "net/http_parse.h"
 #include "proto/codec.h"
+#include "store/store.h"
 
 typedef struct sw_sock sw_sock_t;
 
@@ -54,6 +55,12 @@ size_t route_page_budget(const route_ctx_t *r);
 void route_reply_page(route_ctx_t *r, const char *resource, const page_t *pg, const sw_buf_t *body, bool more,
                       int64_t next_cursor, const char *extra_query);
 void route_error(route_ctx_t *r, const sw_error_t *e);
+/* Replies with one page of stored messages (or annotations): at most
+ * pg->limit items (rows holds one more when there are more) within the
+ * page budget, `next` continuing after the last row given (its vseq when
+ * by_vseq, else its seq). */
+void route_reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, const sw_store_rows_t *rows,
+                      bool by_vseq);
 
 /* Handlers (rest/history.c, rest/presence_rest.c). */
 void rest_history(route_ctx_t *r, const char *channel);
@@ -61,6 +68,9 @@ void rest_message_get(route_ctx_t *r, const char *channel, const char *serial);
 void rest_message_versions(route_ctx_t *r, const char *channel, const char *serial);
 void rest_message_patch(route_ctx_t *r, sw_channel_t *ch, const char *serial);
 void rest_presence_get(route_ctx_t *r, const char *channel);
+/* rest/annotations_rest.c: POST and GET /channels/{ch}/messages/{serial}/annotations (RSAN1-3). */
+void rest_annotations_post(route_ctx_t *r, sw_channel_t *ch, const char *serial);
+void rest_annotations_get(route_ctx_t *r, const char *channel, const char *serial);
 void rest_presence_history(route_ctx_t *r, const char *channel);
 
 #endif
