@@ -169,7 +169,9 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
 
 void channel_notify(sw_server_t *srv, const sw_publisher_t *who, const char *channel, const sw_error_t *err,
                     char **serials, size_t n) {
-  if (who->rest_sock) {
+  if (who->done) {
+    who->done(who->done_ud, who->rest_sock, err, serials, n);
+  } else if (who->rest_sock) {
     rest_publish_done(who->rest_sock, (sw_format_t)who->rest_format, who->rest_keep_alive, who->rest_version,
                       channel, err, serials, n);
   } else if (who->conn_id) {

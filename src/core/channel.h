@@ -82,6 +82,12 @@ typedef struct sw_publisher {
   bool rest_keep_alive;
   bool rest_version;    /* REST mutation: answer {versionSerial} */
   const struct sw_principal *principal; /* the publisher's credentials (during the call only) */
+  /* Optional: answers instead of the default ACK/REST reply (src/chat/).
+   * Called exactly once if the publish was accepted (the call returned 0),
+   * with rest_sock (referenced meanwhile; may be closing), the outcome and
+   * the serials; it owns done_ud. Not called when the call fails. */
+  void (*done)(void *done_ud, sw_sock_t *s, const sw_error_t *err, char **serials, size_t n);
+  void *done_ud;
 } sw_publisher_t;
 
 /* Publishes msgs (ownership of the array and its contents moves to the

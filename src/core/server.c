@@ -12,6 +12,7 @@
 
 #include "admin/admin.h"
 #include "auth/cap_cache.h"
+#include "chat/chat.h"
 #include "core/channel.h"
 #include "core/conn.h"
 #include "core/sock.h"
@@ -122,6 +123,10 @@ void server_on_request(sw_sock_t *s, const sw_http_req_t *req) {
   if (req->path.n >= 5 && memcmp(req->path.p, "/apps", 5) == 0 &&
       (req->path.n == 5 || req->path.p[5] == '/')) {
     admin_handle(s, req);
+    return;
+  }
+  if (chat_route(req)) {
+    chat_handle(s, req);
     return;
   }
   rest_handle(s, req);

@@ -38,6 +38,15 @@ typedef struct page {
   char from[32];      /* from_serial (untilAttach), "" when absent */
 } page_t;
 
+/* Starts a request that needs credentials: fills r (response format,
+ * principal, the clientId it acts as, RSA7e2's X-Ably-ClientId included).
+ * true, or the Ably error is sent and false (nothing to release). */
+bool route_begin(sw_sock_t *s, const sw_http_req_t *req, route_ctx_t *r);
+/* Releases what route_begin filled. */
+void route_end(route_ctx_t *r);
+/* A request body's format: msgpack when its Content-Type says so (RSC8). */
+sw_format_t rest_body_format(const sw_http_req_t *req);
+
 /* Sends err and returns false unless the principal may do op on channel. */
 bool route_require(route_ctx_t *r, const char *channel, int op, const char *what);
 /* Reads limit, start, end, direction, cursor and from_serial. Returns true,

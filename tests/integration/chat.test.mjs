@@ -1,0 +1,171 @@
+// Ably Chat with the npm @ably/chat SDK over the real ably SDK, against
+// switchboard: rooms ("<room>::$chat" channels, capabilities on the room's
+// name), messages (the Chat REST API: send, history, get, update, delete,
+// versions; realtime message.created/updated/deleted), message reactions
+// (annotations of reaction:*.v1 with their summaries, raw reactions),
+// presence, typing and room reactions (ephemeral messages, not stored),
+// and occupancy (the occupancy channel param and [meta]occupancy events,
+// GET .../occupancy). Clients authenticate with JWTs shaped as Ably's Chat
+// authentication docs show: {"<room>": [...]} or {"<ns>:*": [...]} with an
+// x-ably-clientId.
+import assert from 'node:assert/strict';
+import { beforeEach } from 'node:test';
+import { ChatClient, ChatMessageEventType, MessageReactionType, RoomStatus } from '@ably/chat';
+import { useServer, clients, createApp, uniqueChannel, withTimeout, waitUntil, settle, sleep, test } from './lib/server.mjs';
+import { ablyJwt } from './lib/auth.mjs';
+
+const env = useServer({ label: 'chat' });
+let key;
+let appReady;
+beforeEach(() => {
+  appReady ??= (async () => {
+    const app = await createApp(env.server, { keys: [{}] });
+    key = app.keys[0];
+  })();
+  return appReady;
+});
+
+/** Everything a Chat user needs on a room (Ably's Chat auth docs, "Chat capabilities"). */
+const USER_OPS = [
+  'publish',
+  'subscribe',
+  'presence',
+  'history',
+  'message-update-own',
+  'message-delete-own',
+  'annotation-publish',
+  'annotation-subscribe',
+  'channel-metadata',
+];
+
+/** A ChatClient for clientId, authenticated by a JWT with capability (authCallback, as the docs do). */
+function chatClient(c, clientId, capability, { binary = true } = {}) {
+  const token = ablyJwt(key, { capability, clientId });
+  const realtime = c.realtime(env.server, { binary, authCallback: (_params, cb) => cb(null, token) });
+  return new ChatClient(realtime, { logLevel: 'silent' });
+}
+
+const roomName = (p) => uniqueChannel(p);
+const within = (p, what, ms = 8000) => withTimeout(p, ms, what);
+
+/** Collects events of a subscribe(listener) style API. */
+function events(subscribe) {
+  const got = [];
+  const sub = subscribe((e) => got.push(e));
+  return { got, sub, until: (n, what) => waitUntil(() => got.length >= n, 8000, what ?? `${n} events`) };
+}
+
+for (const binary of [true, false]) {
+  const proto = binary ? 'msgpack' : 'json';
+
+  test(`Chat rooms and messages: send, receive, history, get, update, delete, versions, with a room-scoped token [${proto}]`, { timeout: 40_000 }, async (t) => {
+    const c = clients(t);
+    const name = roomName('room');
+    const cap = { [name]: USER_OPS };
+    const alice = chatClient(c, 'alice', cap, { binary });
+    const bob = chatClient(c, 'bob', cap, { binary: !binary });
+    const aroom = await alice.rooms.get(name);
+    const broom = await bob.rooms.get(name);
+    const got = events((l) => broom.messages.subscribe(l));
+    await within(aroom.attach(), 'alice attach');
+    await within(broom.attach(), 'bob attach');
+    assert.equal(aroom.status, RoomStatus.Attached);
+    const sent = await within(aroom.messages.send({ text: 'hello', metadata: { n: 1 }, headers: { h: 'x' } }), 'send');
+    assert.equal(sent.text, 'hello');
+    assert.equal(sent.clientId, 'alice');
+    assert.deepEqual(sent.metadata, { n: 1 });
+    assert.deepEqual(sent.headers, { h: 'x' });
+    assert.ok(sent.serial);
+    await got.until(1, 'bob receives the message');
+    assert.equal(got.got[0].type, ChatMessageEventType.Created);
+    assert.equal(got.got[0].message.text, 'hello');
+    assert.equal(got.got[0].message.serial, sent.serial);
+    assert.deepEqual(got.got[0].message.headers, { h: 'x' });
+    const second = await aroom.messages.send({ text: 'second' });
+    await got.until(2, 'second message');
+    // History through the Chat REST API, newest first by default.
+    const hist = await aroom.messages.history({ limit: 10 });
+    assert.deepEqual(hist.items.map((m) => m.text), ['second', 'hello']);
+    const one = await broom.messages.get(sent.serial);
+    assert.equal(one.text, 'hello');
+    assert.equal(one.clientId, 'alice');
+    // Update and delete (message-update-own / message-delete-own).
+    const upd = await aroom.messages.update(sent.serial, { text: 'hello, edited', metadata: { n: 2 } }, { description: 'typo' });
+    assert.equal(upd.text, 'hello, edited');
+    assert.equal(upd.action, 'message.update');
+    assert.equal(upd.version.description, 'typo');
+    assert.equal(upd.version.clientId, 'alice');
+    await got.until(3, 'bob receives the update');
+    assert.equal(got.got[2].type, ChatMessageEventType.Updated);
+    assert.equal(got.got[2].message.text, 'hello, edited');
+    assert.equal(got.got[2].message.serial, sent.serial);
+    const del = await aroom.messages.delete(second.serial, { description: 'gone' });
+    assert.equal(del.action, 'message.delete');
+    await got.until(4, 'bob receives the delete');
+    assert.equal(got.got[3].type, ChatMessageEventType.Deleted);
+    const vers = await aroom.messages.getVersions(sent.serial);
+    assert.deepEqual(vers.items.map((m) => m.text), ['hello, edited']);
+    // Bob may not update or delete Alice's message with -own rights.
+    const r = await settle(broom.messages.update(sent.serial, { text: 'hijack' }));
+    assert.equal(r.ok, false);
+    assert.equal(r.error.code, 40160);
+    const after = await broom.messages.history({ limit: 10 });
+    assert.deepEqual(after.items.map((m) => [m.text, m.action]), [['', 'message.delete'], ['hello, edited', 'message.update']]);
+  });
+}
+
+test('Chat message reactions: distinct, unique and multiple summaries live and in history, raw reactions, deletes, clientReactions', { timeout: 40_000 }, async (t) => {
+  const c = clients(t);
+  const name = roomName('react');
+  const cap = { [name]: USER_OPS };
+  const opts = { messages: { rawMessageReactions: true } };
+  const alice = chatClient(c, 'alice', cap);
+  const bob = chatClient(c, 'bob', cap, { binary: false });
+  const aroom = await alice.rooms.get(name, opts);
+  const broom = await bob.rooms.get(name, opts);
+  const summaries = events((l) => broom.messages.reactions.subscribe(l));
+  const raw = events((l) => broom.messages.reactions.subscribeRaw(l));
+  await within(Promise.all([aroom.attach(), broom.attach()]), 'attach');
+  const msg = await aroom.messages.send({ text: 'react to me' });
+  await aroom.messages.reactions.send(msg.serial, { name: '👍' }); // distinct by default
+  await broom.messages.reactions.send(msg.serial, { name: '👍' });
+  await aroom.messages.reactions.send(msg.serial, { name: '❤️', type: MessageReactionType.Unique });
+  await aroom.messages.reactions.send(msg.serial, { name: '🎉', type: MessageReactionType.Unique }); // moves alice
+  await broom.messages.reactions.send(msg.serial, { name: '⭐', type: MessageReactionType.Multiple, count: 3 });
+  await summaries.until(5, 'five summaries');
+  await raw.until(5, 'five raw reactions');
+  assert.deepEqual(raw.got.map((e) => [e.type, e.reaction.name, e.reaction.clientId]), [
+    ['reaction.create', '👍', 'alice'],
+    ['reaction.create', '👍', 'bob'],
+    ['reaction.create', '❤️', 'alice'],
+    ['reaction.create', '🎉', 'alice'],
+    ['reaction.create', '⭐', 'bob'],
+  ]);
+  const last = summaries.got.at(-1);
+  assert.equal(last.messageSerial, msg.serial);
+  assert.deepEqual(last.reactions.distinct, { '👍': { total: 2, clientIds: ['alice', 'bob'], clipped: false } });
+  assert.deepEqual(last.reactions.unique, { '🎉': { total: 1, clientIds: ['alice'], clipped: false } });
+  assert.deepEqual(last.reactions.multiple, {
+    '⭐': { total: 3, clientIds: { bob: 3 }, totalUnidentified: 0, clipped: false, totalClientIds: 1 },
+  });
+  // A message applies summary events to itself (Message.with).
+  const withSummary = msg.with(last);
+  assert.equal(withSummary.reactions.distinct['👍'].total, 2);
+  // Deletes: distinct by name, unique without one.
+  await broom.messages.reactions.delete(msg.serial, { name: '👍' });
+  await aroom.messages.reactions.delete(msg.serial, { type: MessageReactionType.Unique });
+  await summaries.until(7, 'summaries after the deletes');
+  const final = summaries.got.at(-1);
+  assert.deepEqual(final.reactions.distinct, { '👍': { total: 1, clientIds: ['alice'], clipped: false } });
+  assert.deepEqual(final.reactions.unique, {});
+  assert.equal(raw.got[5].type, 'reaction.delete');
+  // History and get carry the summaries.
+  const hist = await broom.messages.history({ limit: 1 });
+  assert.deepEqual(hist.items[0].reactions.distinct, final.reactions.distinct);
+  assert.equal(hist.items[0].reactions.multiple['⭐'].total, 3);
+  const mine = await broom.messages.reactions.clientReactions(msg.serial);
+  assert.deepEqual(Object.keys(mine.distinct), []);
+  assert.deepEqual(mine.multiple['⭐'].clientIds, { bob: 3 });
+  const hers = await broom.messages.reactions.clientReactions(msg.serial, 'alice');
+  assert.deepEqual(hers.distinct['👍'].clientIds, ['alice']);
+});
