@@ -246,6 +246,32 @@ static int recent_ids_admit(sw_channel_t *ch, const sw_msg_t *msgs, size_t n, sw
   return 0;
 }
 
+/* extras.ephemeral (Ably: not persisted, Chat's typing and room reactions). */
+static bool all_ephemeral(const sw_msg_t *msgs, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!msgs[i].extras || !json_is_true(json_object_get(msgs[i].extras, "ephemeral"))) return false;
+  return n > 0;
+}
+
+/* An ephemeral publish is delivered at once and never stored: no serial
+ * (so no channelSerial: a resume neither expects nor replays it), no
+ * history, no rewind, no idempotency window. The publisher is answered as
+ * usual (its ACK still waits for its earlier publishes, conn.c). */
+static void publish_ephemeral(sw_channel_t *ch, pub_t *p) {
+  char base[SW_CONN_ID_LEN + 32];
+  if (p->conn_id[0]) snprintf(base, sizeof base, "%s:%lld", p->conn_id, (long long)p->who.msg_serial);
+  else app_random_id(base, 12);
+  for (size_t i = 0; i < p->n; i++) {
+    if (p->msgs[i].id) continue;
+    char id[SW_CONN_ID_LEN + 64];
+    snprintf(id, sizeof id, "%s:%zu", base, i);
+    p->msgs[i].id = strdup(id);
+  }
+  fanout(ch, p);
+  notify(p, NULL);
+  pub_free(p);
+}
+
 int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publisher_t *who,
                     sw_error_t *err) {
   if (recent_ids_admit(ch, msgs, n, err)) {
@@ -291,6 +317,12 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
     }
   }
   for (size_t i = 0; ch->ns->cancel_owner_only && i < n; i++) ai_turns_observe(ch, &p->msgs[i]);
+  if (all_ephemeral(p->msgs, n)) {
+    publish_ephemeral(ch, p);
+    free(recs);
+    free(offs);
+    return 0;
+  }
   int64_t now = clock_now_ms();
   size_t nrec = 0;
   int64_t first_seq = ch->last_seq + 1;

@@ -169,3 +169,81 @@ test('Chat message reactions: distinct, unique and multiple summaries live and i
   const hers = await broom.messages.reactions.clientReactions(msg.serial, 'alice');
   assert.deepEqual(hers.distinct['👍'].clientIds, ['alice']);
 });
+
+test('Chat presence, typing and room reactions; typing and room reactions are ephemeral (extras.ephemeral: not stored, not replayed)', { timeout: 40_000 }, async (t) => {
+  const c = clients(t);
+  const name = roomName('live');
+  const cap = { [name]: USER_OPS };
+  const alice = chatClient(c, 'alice', cap);
+  const bob = chatClient(c, 'bob', cap, { binary: false });
+  const aroom = await alice.rooms.get(name, { typing: { heartbeatThrottleMs: 1000 } });
+  const broom = await bob.rooms.get(name);
+  const presence = events((l) => broom.presence.subscribe(l));
+  const typing = events((l) => broom.typing.subscribe(l));
+  const reactions = events((l) => broom.reactions.subscribe(l));
+  await within(Promise.all([aroom.attach(), broom.attach()]), 'attach');
+  // Presence.
+  await aroom.presence.enter({ status: 'here' });
+  await presence.until(1, 'presence enter');
+  assert.equal(presence.got[0].type, 'enter');
+  assert.equal(presence.got[0].member.clientId, 'alice');
+  assert.deepEqual(presence.got[0].member.data, { status: 'here' });
+  assert.equal(await broom.presence.isUserPresent('alice'), true);
+  const members = await broom.presence.get();
+  assert.deepEqual(members.map((m) => m.clientId), ['alice']);
+  await aroom.presence.update({ status: 'busy' });
+  await presence.until(2, 'presence update');
+  assert.equal(presence.got[1].type, 'update');
+  // Typing: keystroke, then stop.
+  await aroom.typing.keystroke();
+  await typing.until(1, 'typing started');
+  assert.deepEqual([...typing.got[0].currentlyTyping], ['alice']);
+  assert.equal(typing.got[0].change.type, 'typing.started');
+  await aroom.typing.stop();
+  await typing.until(2, 'typing stopped');
+  assert.deepEqual([...typing.got[1].currentlyTyping], []);
+  // Room reactions.
+  await aroom.reactions.send({ name: '🎉', metadata: { big: true } });
+  await reactions.until(1, 'room reaction');
+  assert.equal(reactions.got[0].reaction.name, '🎉');
+  assert.equal(reactions.got[0].reaction.clientId, 'alice');
+  assert.deepEqual(reactions.got[0].reaction.metadata, { big: true });
+  await aroom.presence.leave();
+  await presence.until(3, 'presence leave');
+  assert.equal(presence.got[2].type, 'leave');
+  // None of the ephemeral messages is in the channel's history, nor in a rewind.
+  await aroom.messages.send({ text: 'kept' });
+  const rest = c.rest(env.server, { key: key.keyStr });
+  const hist = await rest.channels.get(`${name}::$chat`).history();
+  assert.deepEqual(hist.items.map((m) => m.name), ['chat.message']);
+  const late = c.realtime(env.server, { key: key.keyStr });
+  const lch = late.channels.get(`${name}::$chat`, { params: { rewind: '10' } });
+  const seen = [];
+  await lch.subscribe((m) => seen.push(m.name));
+  await waitUntil(() => seen.length >= 1, 5000, 'rewind');
+  await sleep(300);
+  assert.deepEqual(seen, ['chat.message']);
+});
+
+test('extras.ephemeral messages (any channel): delivered live without a serial or channelSerial, acknowledged, never stored', { timeout: 30_000 }, async (t) => {
+  const c = clients(t);
+  const name = uniqueChannel('eph');
+  const a = c.realtime(env.server, { key: key.keyStr });
+  const b = c.realtime(env.server, { key: key.keyStr, useBinaryProtocol: false });
+  const bch = b.channels.get(name);
+  const seen = [];
+  await bch.subscribe((m) => seen.push(m));
+  await bch.attach();
+  const before = bch.properties.channelSerial;
+  const ach = a.channels.get(name);
+  const res = await ach.publish({ name: 'blip', data: 'x', extras: { ephemeral: true } });
+  assert.deepEqual(res.serials, [null], 'no serial for an ephemeral message');
+  await ach.publish('kept', 'y');
+  await waitUntil(() => seen.length === 2, 5000, 'both messages');
+  assert.equal(seen[0].name, 'blip');
+  assert.equal(seen[0].serial, undefined);
+  assert.equal(seen[0].extras.ephemeral, true);
+  assert.ok(bch.properties.channelSerial > before, 'the stored message moves channelSerial');
+  const hist = await c.rest(env.server, { key: key.keyStr }).channels.get(name).history();
+  assert.deepEqual(hist.items.map((m) => m.name), ['kept']);
+});
