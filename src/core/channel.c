@@ -587,6 +587,91 @@ static int64_t rewind_start(sw_channel_t *ch, int64_t last_n, int64_t start_ms, 
   return after;
 }
 
+/* ------------------------------------------------------------ occupancy */
+
+static const char *const occ_names[SW_OCC_COUNT] = {
+    [SW_OCC_CONNECTIONS] = "connections",
+    [SW_OCC_PUBLISHERS] = "publishers",
+    [SW_OCC_SUBSCRIBERS] = "subscribers",
+    [SW_OCC_PRESENCE_CONNECTIONS] = "presenceConnections",
+    [SW_OCC_PRESENCE_MEMBERS] = "presenceMembers",
+    [SW_OCC_PRESENCE_SUBSCRIBERS] = "presenceSubscribers",
+    [SW_OCC_OBJECT_PUBLISHERS] = "objectPublishers",
+    [SW_OCC_OBJECT_SUBSCRIBERS] = "objectSubscribers",
+};
+
+sw_occupancy_t channel_occupancy(const sw_channel_t *ch) {
+  sw_occupancy_t o = {{0}};
+  for (const sw_attach_t *a = ch ? ch->subs : NULL; a; a = a->next) {
+    o.n[SW_OCC_CONNECTIONS]++;
+    o.n[SW_OCC_PUBLISHERS] += (a->modes & SW_MODE_PUBLISH) != 0;
+    o.n[SW_OCC_SUBSCRIBERS] += (a->modes & SW_MODE_SUBSCRIBE) != 0;
+    o.n[SW_OCC_PRESENCE_CONNECTIONS] += (a->modes & SW_MODE_PRESENCE) != 0;
+    o.n[SW_OCC_PRESENCE_SUBSCRIBERS] += (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) != 0;
+    o.n[SW_OCC_OBJECT_PUBLISHERS] += (a->modes & SW_MODE_OBJECT_PUBLISH) != 0;
+    o.n[SW_OCC_OBJECT_SUBSCRIBERS] += (a->modes & SW_MODE_OBJECT_SUBSCRIBE) != 0;
+  }
+  if (ch) o.n[SW_OCC_PRESENCE_MEMBERS] = (int64_t)ch->n_members;
+  return o;
+}
+
+/* The occupancy param's value: "metrics" (1) or "metrics.<name>" (2 + the
+ * metric); 0 for none or a value we do not know (ignored, as unknown
+ * params are). Subscribing to occupancy needs channel-metadata (Ably's
+ * rule): without it the param is ignored. */
+static uint8_t occupancy_param(const sw_conn_t *c, const sw_channel_t *ch, const json_t *params) {
+  json_t *v = params ? json_object_get(params, "occupancy") : NULL;
+  if (!json_is_string(v) || !cap_allows(c->auth.cap, ch->name, SW_OP_CHANNEL_METADATA)) return 0;
+  const char *s = json_string_value(v);
+  if (strcmp(s, "metrics") == 0) return 1;
+  if (strncmp(s, "metrics.", 8) == 0)
+    for (int k = 0; k < SW_OCC_COUNT; k++)
+      if (strcmp(s + 8, occ_names[k]) == 0) return (uint8_t)(2 + k);
+  return 0;
+}
+
+/* Sends a's [meta]occupancy event: a message with data {"metrics": {...}}
+ * (only the metric it asked for, if one), no serial or channelSerial: it
+ * is not stored. */
+static void occupancy_send(sw_attach_t *a, const sw_occupancy_t *o, int64_t now) {
+  json_t *metrics = json_object();
+  for (int k = 0; metrics && k < SW_OCC_COUNT; k++)
+    if (a->occupancy == 1 || a->occupancy == 2 + k) json_object_set_new(metrics, occ_names[k], json_integer(o->n[k]));
+  json_t *data = json_pack("{s:o}", "metrics", metrics);
+  char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
+  json_decref(data);
+  char id[32];
+  app_random_id(id, 12);
+  strcat(id, ":0:0");
+  sw_msg_t m = {.action = -1, .id = id, .name = (char *)"[meta]occupancy", .encoding = (char *)"json",
+                .timestamp = now};
+  if (text) m.data = (sw_data_t){.kind = SW_DATA_STRING, .bytes = (uint8_t *)text, .len = strlen(text)};
+  sw_pmsg_t pm = {.action = SW_ACTION_MESSAGE, .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+                  .timestamp = now, .messages = &m, .n_messages = 1};
+  if (text) conn_send_pmsg(a->conn, &pm);
+  free(text);
+}
+
+/* Called on the tick: sends the channel's occupancy to its occupancy
+ * subscribers when it changed (at most every SW_OCCUPANCY_DEBOUNCE_MS,
+ * at once when a metric goes from or to zero), and to those that attached
+ * since in any case. */
+static void occupancy_tick(sw_channel_t *ch, int64_t now) {
+  sw_occupancy_t o = channel_occupancy(ch);
+  bool changed = memcmp(&o, &ch->occ_sent, sizeof o) != 0, edge = false;
+  for (int k = 0; k < SW_OCC_COUNT; k++) edge = edge || ((o.n[k] == 0) != (ch->occ_sent.n[k] == 0));
+  bool all = changed && (edge || now - ch->occ_sent_ms >= SW_OCCUPANCY_DEBOUNCE_MS);
+  for (sw_attach_t *a = ch->subs; a; a = a->next) {
+    if (!a->occupancy || !a->delivering || !(a->modes & SW_MODE_SUBSCRIBE) || !(all || a->occ_due)) continue;
+    a->occ_due = false;
+    occupancy_send(a, &o, now);
+  }
+  if (all) {
+    ch->occ_sent = o;
+    ch->occ_sent_ms = now;
+  }
+}
+
 int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   sw_attach_t *a = NULL;
   HASH_FIND_PTR(c->attachments, &ch, a);
@@ -605,6 +690,10 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   free(a->wire_name);
   a->wire_name = req->channel_name && strcmp(req->channel_name, ch->name) ? strdup(req->channel_name) : NULL;
   a->modes = req->modes;
+  uint8_t occ = occupancy_param(c, ch, req->params);
+  ch->n_occupancy += (occ != 0) - (a->occupancy != 0);
+  a->occupancy = occ;
+  a->occ_due = occ != 0;
 
   int64_t up_to = ch->durable_seq, after = up_to, start_ms = 0, last_n = 0;
   bool resumed = false, replaying = false;
@@ -667,6 +756,7 @@ void channel_detach(sw_attach_t *a) {
   else ch->subs = a->next;
   if (a->next) a->next->prev = a->prev;
   ch->n_subs--;
+  if (a->occupancy) ch->n_occupancy--;
   mutation_attach_free(a);
   free(a->wire_name);
   free(a);
@@ -683,6 +773,7 @@ void channel_tick(sw_server_t *srv, int64_t now_ms) {
       free(r->id);
       free(r);
     }
+    if (ch->n_occupancy) occupancy_tick(ch, now_ms);
     /* An idle channel is rebuilt from storage when next used. */
     if (!ch->subs && !ch->recent_ids && !ch->pending && !ch->n_members) channel_free(srv, ch);
   }

@@ -23,6 +23,26 @@ typedef struct sw_sock sw_sock_t;
 /* The suffix of an Ably Chat room's channel: room "r" is channel "r::$chat". */
 #define SW_CHAT_SUFFIX "::$chat"
 
+/* Occupancy metrics of a channel (docs "Occupancy"), in this order in
+ * sw_occupancy_t.n and in the [meta]occupancy events. */
+enum {
+  SW_OCC_CONNECTIONS,
+  SW_OCC_PUBLISHERS,
+  SW_OCC_SUBSCRIBERS,
+  SW_OCC_PRESENCE_CONNECTIONS,
+  SW_OCC_PRESENCE_MEMBERS,
+  SW_OCC_PRESENCE_SUBSCRIBERS,
+  SW_OCC_OBJECT_PUBLISHERS,
+  SW_OCC_OBJECT_SUBSCRIBERS,
+  SW_OCC_COUNT
+};
+typedef struct sw_occupancy {
+  int64_t n[SW_OCC_COUNT];
+} sw_occupancy_t;
+/* [meta]occupancy events go out at most this often per channel, unless a
+ * metric goes from zero to some or back (Ably: debounced, at most 15 s). */
+#define SW_OCCUPANCY_DEBOUNCE_MS 1000
+
 typedef struct sw_recent_id {
   char *id;
   int64_t seq;
@@ -52,6 +72,9 @@ typedef struct sw_channel {
   int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
   struct sw_head *heads;      /* heads being changed (core/mutation.c) */
   struct sw_turn *turns;      /* AI turn owners (core/ai_turns.c) */
+  size_t n_occupancy;         /* attachments with the occupancy param */
+  sw_occupancy_t occ_sent;    /* what their last [meta]occupancy said */
+  int64_t occ_sent_ms;
   size_t n_heads;
   UT_hash_handle hh;
 } sw_channel_t;
@@ -65,6 +88,11 @@ typedef struct sw_attach {
   int64_t from_seq; /* the client holds messages after this seq (live or replayed) */
   struct sw_seen *full_sent; /* older messages it was since sent in full */
   struct sw_replay *replay;  /* a replay from storage in progress: live messages wait for it */
+  /* The occupancy channel param: 0 none, 1 "metrics" (all), 2 + k
+   * "metrics.<k-th metric>" (that one only). occ_due: send the current
+   * metrics even if they did not change (it attached since). */
+  uint8_t occupancy;
+  bool occ_due;
   struct sw_attach *prev, *next;
   UT_hash_handle hh; /* in conn->attachments, keyed by ch pointer */
 } sw_attach_t;
@@ -136,7 +164,10 @@ void channel_notify(sw_server_t *srv, const sw_publisher_t *who, const char *cha
  * own encoding. */
 void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask, const char *skip_conn_id);
 
-/* Drops expired idempotency ids. */
+/* The channel's occupancy now (ch may be NULL: all zero). */
+sw_occupancy_t channel_occupancy(const sw_channel_t *ch);
+
+/* Drops expired idempotency ids; sends [meta]occupancy events. */
 void channel_tick(sw_server_t *srv, int64_t now_ms);
 void channels_free(sw_server_t *srv);
 

@@ -247,3 +247,64 @@ test('extras.ephemeral messages (any channel): delivered live without a serial o
   const hist = await c.rest(env.server, { key: key.keyStr }).channels.get(name).history();
   assert.deepEqual(hist.items.map((m) => m.name), ['kept']);
 });
+
+test('Chat occupancy: [meta]occupancy events with the occupancy param (channel-metadata), occupancy.get() over REST, current', { timeout: 40_000 }, async (t) => {
+  const c = clients(t);
+  const name = roomName('occ');
+  const cap = { [name]: USER_OPS };
+  const alice = chatClient(c, 'alice', cap);
+  const bob = chatClient(c, 'bob', cap, { binary: false });
+  const aroom = await alice.rooms.get(name, { occupancy: { enableEvents: true } });
+  const occ = events((l) => aroom.occupancy.subscribe(l));
+  await within(aroom.attach(), 'alice attach');
+  await occ.until(1, 'occupancy on attach');
+  assert.equal(occ.got[0].occupancy.connections, 1);
+  assert.equal(occ.got[0].occupancy.presenceMembers, 0);
+  const broom = await bob.rooms.get(name);
+  await within(broom.attach(), 'bob attach');
+  await broom.presence.enter();
+  await waitUntil(
+    () => occ.got.some((e) => e.occupancy.connections === 2 && e.occupancy.presenceMembers === 1),
+    8000,
+    'occupancy with bob present',
+  );
+  assert.deepEqual(aroom.occupancy.current, { connections: 2, presenceMembers: 1 });
+  assert.deepEqual(await broom.occupancy.get(), { connections: 2, presenceMembers: 1 });
+  await broom.detach();
+  await waitUntil(() => occ.got.at(-1).occupancy.connections === 1, 8000, 'occupancy after bob left');
+  assert.equal(occ.got.at(-1).occupancy.presenceMembers, 0);
+  // Without channel-metadata: no events, and the REST call is refused.
+  const noMeta = chatClient(c, 'carol', { [name]: ['publish', 'subscribe', 'presence', 'history'] });
+  const croom = await noMeta.rooms.get(name, { occupancy: { enableEvents: true } });
+  const cocc = events((l) => croom.occupancy.subscribe(l));
+  await within(croom.attach(), 'carol attach');
+  const r = await settle(croom.occupancy.get());
+  assert.equal(r.ok, false);
+  assert.equal(r.error.code, 40160);
+  await sleep(1500);
+  assert.equal(cocc.got.length, 0, 'no occupancy events without channel-metadata');
+});
+
+test('[meta]occupancy with the plain SDK: occupancy=metrics gives every metric, metrics.<name> only that one', { timeout: 30_000 }, async (t) => {
+  const c = clients(t);
+  const name = uniqueChannel('occ');
+  const a = c.realtime(env.server, { key: key.keyStr });
+  const all = a.channels.get(name, { params: { occupancy: 'metrics' } });
+  const one = c.realtime(env.server, { key: key.keyStr, useBinaryProtocol: false }).channels.get(name, {
+    params: { occupancy: 'metrics.subscribers' },
+  });
+  const gotAll = [];
+  const gotOne = [];
+  await all.subscribe('[meta]occupancy', (m) => gotAll.push(m));
+  await one.subscribe('[meta]occupancy', (m) => gotOne.push(m));
+  await waitUntil(() => gotAll.some((m) => m.data.metrics.connections === 2) && gotOne.length, 8000, 'events');
+  const m = gotAll.find((x) => x.data.metrics.connections === 2);
+  assert.deepEqual(Object.keys(m.data.metrics).sort(), [
+    'connections', 'objectPublishers', 'objectSubscribers', 'presenceConnections', 'presenceMembers',
+    'presenceSubscribers', 'publishers', 'subscribers',
+  ]);
+  assert.equal(m.serial, undefined, 'not a stored message');
+  assert.deepEqual(Object.keys(gotOne.at(-1).data.metrics), ['subscribers']);
+  const hist = await c.rest(env.server, { key: key.keyStr }).channels.get(name).history();
+  assert.equal(hist.items.length, 0);
+});
