@@ -308,3 +308,40 @@ test('[meta]occupancy with the plain SDK: occupancy=metrics gives every metric, 
   const hist = await c.rest(env.server, { key: key.keyStr }).channels.get(name).history();
   assert.equal(hist.items.length, 0);
 });
+
+test('Chat tokens as Ably\'s docs show them: {"<room>": [...]}, {"dms:*": [...]}, {"*": [...]} work on "<room>::$chat"; other rooms get 40160', { timeout: 40_000 }, async (t) => {
+  const c = clients(t);
+  const dm = `dms:${uniqueChannel('pair')}`;
+  const shapes = [
+    ['room-scoped', 'lobby', { lobby: USER_OPS }],
+    ['namespace', dm, { 'dms:*': USER_OPS }],
+    ['all rooms', uniqueChannel('any'), { '*': USER_OPS }],
+  ];
+  for (const [label, room, cap] of shapes) {
+    const client = chatClient(c, `u-${label}`, cap);
+    const r = await client.rooms.get(room);
+    await within(r.attach(), `${label}: attach`);
+    const m = await within(r.messages.send({ text: label }), `${label}: send`);
+    const h = await r.messages.history({ limit: 1 });
+    assert.equal(h.items[0].serial, m.serial, `${label}: history`);
+  }
+  // A room the token does not name: the attach and the REST calls are refused.
+  const scoped = chatClient(c, 'scoped', { lobby: USER_OPS });
+  const other = await scoped.rooms.get('elsewhere');
+  const att = await settle(other.attach());
+  assert.equal(att.ok, false);
+  assert.equal(att.error.code, 40160);
+  const send = await settle(other.messages.send({ text: 'no' }));
+  assert.equal(send.ok, false);
+  assert.equal(send.error.code, 40160);
+  // The plain SDK: a token for "lobby" attaches "lobby::$chat" (capabilities match the name
+  // without its "::$" suffix), not "lobby:x" nor "lobbyx::$chat".
+  const token = ablyJwt(key, { capability: { lobby: ['subscribe'] }, clientId: 'plain' });
+  const rt = c.realtime(env.server, { authCallback: (_p, cb) => cb(null, token) });
+  await within(rt.channels.get('lobby::$chat').attach(), 'lobby::$chat attach');
+  for (const refused of ['lobbyx::$chat', 'lobby:x']) {
+    const r = await settle(rt.channels.get(refused).attach());
+    assert.equal(r.ok, false, refused);
+    assert.equal(r.error.code, 40160, refused);
+  }
+});
