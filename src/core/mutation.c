@@ -310,7 +310,11 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
   if (msg->action == SW_MSG_UPDATE) {
     TAKE(name);
     TAKE(encoding);
-    TAKE(extras);
+    if (src->extras) { /* a JSON value: released, not freed (TAKE is for strings) */
+      json_decref(dst->extras);
+      dst->extras = src->extras;
+      src->extras = NULL;
+    }
     if (src->data.kind != SW_DATA_NONE) {
       data_clear(&dst->data);
       dst->data = src->data;
