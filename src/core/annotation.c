@@ -462,8 +462,17 @@ int annotation_publish(sw_channel_t *ch, const sw_principal_t *p, const char *ca
     goto fail;
   }
   int64_t now = clock_now_ms();
-  for (size_t i = 0; i < n; i++)
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) {
     if (stamp(ch, p, caller_client_id, &pub->anns[i], who->conn_id, now, &pub->target[i], err)) goto fail;
+    total += msg_size(&pub->anns[i]);
+  }
+  /* RSAN1a4: annotations published together count together (TO3l8). */
+  if (total > (size_t)ch->srv->cfg->limits.max_message_size) {
+    errors_set(err, SW_E_MESSAGE_TOO_LARGE, "annotations size %zu exceeds maxMessageSize %lld", total,
+               (long long)ch->srv->cfg->limits.max_message_size);
+    goto fail;
+  }
   /* Serials: the channel's next ones, taken only once the submission is
    * queued. */
   for (size_t i = 0; i < n; i++) {

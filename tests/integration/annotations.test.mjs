@@ -307,3 +307,34 @@ test('annotations and summaries survive a restart with --data; new annotations b
   const listed = await rest.channels.get(name).annotations.get(serial, {});
   assert.deepEqual(listed.items.map((x) => x.clientId), ['alice', 'bob']);
 });
+
+test('RTAN1/RSAN1a4 several annotations in one ANNOTATION: one ACK with their serials, summaries in order; together they count against maxMessageSize (40009)', { timeout: 30_000 }, async (t) => {
+  const c = clients(t);
+  const name = mutName('multi');
+  const alice = await connected(c, env.server, { key: K.all, clientId: 'alice' });
+  const { serials: [serial] } = await alice.channels.get(name).publish('m', 'v');
+  const raw = rawWs(env.server, { key: K.all, format: 'json', v: '5', clientId: 'raw' });
+  t.after(() => raw.terminate());
+  await raw.next((f) => f.action === ACTION.CONNECTED, 5000, 'CONNECTED');
+  raw.send({ action: ACTION.ATTACH, channel: name, flags: (1 << 18) | (1 << 21) });
+  await raw.next((f) => f.action === ACTION.ATTACHED, 5000, 'ATTACHED');
+  const type = 'reaction:distinct.v1';
+  raw.send({ action: 21, channel: name, msgSerial: 0, annotations: [
+    { type, name: 'a', messageSerial: serial },
+    { type, name: 'b', messageSerial: serial },
+  ] });
+  const ack = await raw.next((f) => f.action === ACTION.ACK && f.msgSerial === 0, 5000, 'ACK');
+  assert.equal(ack.res[0].serials.length, 2);
+  assert.ok(ack.res[0].serials[1] > ack.res[0].serials[0]);
+  const sums = [];
+  await waitUntil(() => (sums.push(...raw.frames.filter((f) => f.action === ACTION.MESSAGE && !sums.includes(f))), sums.length >= 2), 5000, 'two summaries');
+  assert.deepEqual(Object.keys(sums[1].messages[0].annotations.summary[type]), ['a', 'b']);
+  assert.deepEqual(sums.map((f) => f.channelSerial), ack.res[0].serials);
+  const big = 'x'.repeat(40 * 1024);
+  raw.send({ action: 21, channel: name, msgSerial: 1, annotations: [
+    { type, name: 'c', messageSerial: serial, data: big },
+    { type, name: 'd', messageSerial: serial, data: big },
+  ] });
+  const nack = await raw.next((f) => f.action === ACTION.NACK && f.msgSerial === 1, 5000, 'NACK');
+  assert.equal(nack.error.code, 40009);
+});
