@@ -345,3 +345,30 @@ test('Chat tokens as Ably\'s docs show them: {"<room>": [...]}, {"dms:*": [...]}
     assert.equal(r.error.code, 40160, refused);
   }
 });
+
+test('Chat history pages (next) and historyBeforeSubscribe (fromSerial: the attach point)', { timeout: 40_000 }, async (t) => {
+  const c = clients(t);
+  const name = roomName('pages');
+  const cap = { [name]: USER_OPS };
+  const alice = chatClient(c, 'alice', cap);
+  const aroom = await alice.rooms.get(name);
+  for (let i = 0; i < 5; i++) await aroom.messages.send({ text: `m${i}` });
+  let page = await aroom.messages.history({ limit: 2 });
+  const texts = [];
+  for (;;) {
+    texts.push(...page.items.map((m) => m.text));
+    if (!page.hasNext()) break;
+    page = await page.next();
+  }
+  assert.deepEqual(texts, ['m4', 'm3', 'm2', 'm1', 'm0']);
+  const fwd = await aroom.messages.history({ orderBy: 'oldestFirst', limit: 3 });
+  assert.deepEqual(fwd.items.map((m) => m.text), ['m0', 'm1', 'm2']);
+  // A subscriber's history before its subscription point excludes later messages.
+  const bob = chatClient(c, 'bob', cap, { binary: false });
+  const broom = await bob.rooms.get(name);
+  const sub = broom.messages.subscribe(() => {});
+  await within(broom.attach(), 'bob attach');
+  await aroom.messages.send({ text: 'after' });
+  const before = await sub.historyBeforeSubscribe({ limit: 10 });
+  assert.deepEqual(before.items.map((m) => m.text), ['m4', 'm3', 'm2', 'm1', 'm0']);
+});
