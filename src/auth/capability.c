@@ -308,6 +308,16 @@ static bool res_matches(const cap_res_t *r, bool qualified, const char *q, size_
   return pat_match(r->text + r->pat_off, r->len - r->pat_off, name, nl);
 }
 
+/* Length of a channel name without its "::$..." suffix: Ably matches
+ * capabilities on the name a feature's channel derives from, so a token
+ * for "room" covers Chat's "room::$chat" (and any other "::$" channel of
+ * it). The first "::$" ends the name; a name without one is unchanged. */
+static size_t name_base_len(const char *name, size_t nl) {
+  for (size_t i = 0; i + 3 <= nl; i++)
+    if (name[i] == ':' && name[i + 1] == ':' && name[i + 2] == '$') return i;
+  return nl;
+}
+
 uint32_t cap_ops_for_channel_n(const sw_cap_t *c, const char *ch, size_t len) {
   if (c == NULL || ch == NULL) return 0;
   bool qualified = false;
@@ -329,6 +339,7 @@ uint32_t cap_ops_for_channel_n(const sw_cap_t *c, const char *ch, size_t len) {
     name = close + 1;
     nl = len - (size_t)(name - ch);
   }
+  nl = name_base_len(name, nl);
   uint32_t ops = 0;
   for (size_t i = 0; i < c->n && ops != SW_OPS_ALL; i++) {
     const cap_res_t *r = &c->res[i];

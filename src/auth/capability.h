@@ -14,6 +14,9 @@
  * "ns:a:b", not "ns"). "*" inside a segment ("foo*") is a literal. A
  * resource without qualifier matches only plain channels; "[meta]p" matches
  * "[meta]<name>" channels; "[*]p" matches every channel, qualified or not.
+ * A channel name is matched without its "::$..." suffix (from the first
+ * "::$" on): "room" grants Ably Chat's "room::$chat", and a resource that
+ * itself contains "::$" therefore matches no channel.
  *
  * A channel granted by several resources gets the union of their
  * operations. Thread-safety: an sw_cap_t is immutable after construction

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/ai_turns.h"
+#include "core/annotation.h"
 #include "core/conn.h"
 #include "core/mutation.h"
 #include "core/presence.h"
@@ -56,6 +57,8 @@ sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name) {
   ch->app = app;
   ch->srv = srv;
   ch->ns = app_namespace_for(app, ch->name);
+  size_t cl = sizeof SW_CHAT_SUFFIX - 1;
+  ch->mutable_messages = ch->ns->mutable_messages || (nlen >= cl && memcmp(ch->name + nlen - cl, SW_CHAT_SUFFIX, cl) == 0);
   int64_t last = -1;
   if (store_last_seq(srv->store, app->id, ch->name, &last)) last = -1;
   ch->last_seq = ch->durable_seq = last < 0 ? 0 : last;
@@ -166,7 +169,9 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
 
 void channel_notify(sw_server_t *srv, const sw_publisher_t *who, const char *channel, const sw_error_t *err,
                     char **serials, size_t n) {
-  if (who->rest_sock) {
+  if (who->done) {
+    who->done(who->done_ud, who->rest_sock, err, serials, n);
+  } else if (who->rest_sock) {
     rest_publish_done(who->rest_sock, (sw_format_t)who->rest_format, who->rest_keep_alive, who->rest_version,
                       channel, err, serials, n);
   } else if (who->conn_id) {
@@ -241,6 +246,32 @@ static int recent_ids_admit(sw_channel_t *ch, const sw_msg_t *msgs, size_t n, sw
   return 0;
 }
 
+/* extras.ephemeral (Ably: not persisted, Chat's typing and room reactions). */
+static bool all_ephemeral(const sw_msg_t *msgs, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!msgs[i].extras || !json_is_true(json_object_get(msgs[i].extras, "ephemeral"))) return false;
+  return n > 0;
+}
+
+/* An ephemeral publish is delivered at once and never stored: no serial
+ * (so no channelSerial: a resume neither expects nor replays it), no
+ * history, no rewind, no idempotency window. The publisher is answered as
+ * usual (its ACK still waits for its earlier publishes, conn.c). */
+static void publish_ephemeral(sw_channel_t *ch, pub_t *p) {
+  char base[SW_CONN_ID_LEN + 32];
+  if (p->conn_id[0]) snprintf(base, sizeof base, "%s:%lld", p->conn_id, (long long)p->who.msg_serial);
+  else app_random_id(base, 12);
+  for (size_t i = 0; i < p->n; i++) {
+    if (p->msgs[i].id) continue;
+    char id[SW_CONN_ID_LEN + 64];
+    snprintf(id, sizeof id, "%s:%zu", base, i);
+    p->msgs[i].id = strdup(id);
+  }
+  fanout(ch, p);
+  notify(p, NULL);
+  pub_free(p);
+}
+
 int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publisher_t *who,
                     sw_error_t *err) {
   if (recent_ids_admit(ch, msgs, n, err)) {
@@ -286,6 +317,12 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
     }
   }
   for (size_t i = 0; ch->ns->cancel_owner_only && i < n; i++) ai_turns_observe(ch, &p->msgs[i]);
+  if (all_ephemeral(p->msgs, n)) {
+    publish_ephemeral(ch, p);
+    free(recs);
+    free(offs);
+    return 0;
+  }
   int64_t now = clock_now_ms();
   size_t nrec = 0;
   int64_t first_seq = ch->last_seq + 1;
@@ -398,6 +435,7 @@ typedef struct sw_replay {
   bool running;         /* inside replay_step: channel_replay_end sets ended instead of freeing */
   bool ended;
   int64_t after;        /* rows after this seq (phase 1) or vseq (phase 2) are still to send */
+  int64_t resume_from;  /* phase 2 began after this serial: the client holds the messages up to it */
   int64_t seq_end;      /* phase 1 ends with this seq */
   int64_t start_ms;     /* phase 1: only messages since then (rewind by time); 0 for all */
   int64_t read_upto;    /* ch->durable_seq when the page was read */
@@ -443,24 +481,39 @@ static int replay_read(sw_attach_t *a, sw_replay_t *r, size_t low_water) {
   return 0;
 }
 
-/* Sends one stored head as a MESSAGE whose channelSerial is serial. */
-static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t serial) {
+/* Sends one stored head as a MESSAGE whose channelSerial is serial. In
+ * phase 2 (holds >= 0: the client holds every message up to that serial),
+ * a head whose last change was its annotation summary goes as Ably sends
+ * that change, a message.summary of a message the client holds, after the
+ * head itself if the client lacks one of its versions too. */
+static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t serial, int64_t holds) {
   sw_conn_t *c = a->conn;
   sw_msg_t msg = {0};
   if (codec_msg_from_blob(row->blob, row->blob_len, &msg)) return;
+  int64_t version = annotation_head_version(&msg, row->seq);
+  bool summary = holds >= 0 && row->vseq > version && row->seq <= holds && msg.annotations;
+  bool head = !summary || version > holds;
+  char cs[SW_SERIAL_LEN + 1];
+  serial_format(serial, cs);
+  sw_pmsg_t m = {.action = SW_ACTION_MESSAGE,
+                 .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+                 .channel_serial = cs,
+                 .timestamp = msg.timestamp,
+                 .connection_id = msg.connection_id,
+                 .messages = &msg,
+                 .n_messages = 1};
   /* A head is the message in full. */
   mutation_mark_full(a, row->seq);
-  if (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0) {
-    char cs[SW_SERIAL_LEN + 1];
-    serial_format(serial, cs);
-    sw_pmsg_t m = {.action = SW_ACTION_MESSAGE,
-                   .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
-                   .channel_serial = cs,
-                   .timestamp = msg.timestamp,
-                   .connection_id = msg.connection_id,
-                   .messages = &msg,
-                   .n_messages = 1};
+  if (head && (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0)) {
     conn_send_pmsg(c, &m);
+    metrics_inc(SW_M_MESSAGES_OUT);
+  }
+  if (summary) {
+    sw_msg_t ev = annotation_summary_event(&msg, msg.annotations, msg.timestamp);
+    sw_pmsg_t sm = m;
+    sm.connection_id = NULL;
+    sm.messages = &ev;
+    conn_send_pmsg(c, &sm);
     metrics_inc(SW_M_MESSAGES_OUT);
   }
   msg_clear(&msg);
@@ -488,10 +541,10 @@ static void replay_step(sw_attach_t *a) {
       const sw_store_row_t *row = &r->rows.rows[r->next++];
       if (r->by_vseq) {
         r->after = row->vseq;
-        replay_send(a, row, row->vseq);
+        replay_send(a, row, row->vseq, r->resume_from);
       } else {
         r->after = row->seq;
-        if (row->vseq <= r->seq_end) replay_send(a, row, row->seq);
+        if (row->vseq <= r->seq_end) replay_send(a, row, row->seq, -1);
       }
       if (r->ended) break;
       continue;
@@ -499,7 +552,7 @@ static void replay_step(sw_attach_t *a) {
     if (r->last_page && !r->by_vseq) {
       /* The rewind window is sent: phase 2 from its end. */
       r->by_vseq = true;
-      r->after = r->seq_end;
+      r->after = r->resume_from = r->seq_end;
       r->last_page = false;
     } else if (r->last_page && r->read_upto == a->ch->durable_seq) {
       /* Caught up: live fan-out continues after durable_seq. */
@@ -534,6 +587,91 @@ static int64_t rewind_start(sw_channel_t *ch, int64_t last_n, int64_t start_ms, 
   return after;
 }
 
+/* ------------------------------------------------------------ occupancy */
+
+static const char *const occ_names[SW_OCC_COUNT] = {
+    [SW_OCC_CONNECTIONS] = "connections",
+    [SW_OCC_PUBLISHERS] = "publishers",
+    [SW_OCC_SUBSCRIBERS] = "subscribers",
+    [SW_OCC_PRESENCE_CONNECTIONS] = "presenceConnections",
+    [SW_OCC_PRESENCE_MEMBERS] = "presenceMembers",
+    [SW_OCC_PRESENCE_SUBSCRIBERS] = "presenceSubscribers",
+    [SW_OCC_OBJECT_PUBLISHERS] = "objectPublishers",
+    [SW_OCC_OBJECT_SUBSCRIBERS] = "objectSubscribers",
+};
+
+sw_occupancy_t channel_occupancy(const sw_channel_t *ch) {
+  sw_occupancy_t o = {{0}};
+  for (const sw_attach_t *a = ch ? ch->subs : NULL; a; a = a->next) {
+    o.n[SW_OCC_CONNECTIONS]++;
+    o.n[SW_OCC_PUBLISHERS] += (a->modes & SW_MODE_PUBLISH) != 0;
+    o.n[SW_OCC_SUBSCRIBERS] += (a->modes & SW_MODE_SUBSCRIBE) != 0;
+    o.n[SW_OCC_PRESENCE_CONNECTIONS] += (a->modes & SW_MODE_PRESENCE) != 0;
+    o.n[SW_OCC_PRESENCE_SUBSCRIBERS] += (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) != 0;
+    o.n[SW_OCC_OBJECT_PUBLISHERS] += (a->modes & SW_MODE_OBJECT_PUBLISH) != 0;
+    o.n[SW_OCC_OBJECT_SUBSCRIBERS] += (a->modes & SW_MODE_OBJECT_SUBSCRIBE) != 0;
+  }
+  if (ch) o.n[SW_OCC_PRESENCE_MEMBERS] = (int64_t)ch->n_members;
+  return o;
+}
+
+/* The occupancy param's value: "metrics" (1) or "metrics.<name>" (2 + the
+ * metric); 0 for none or a value we do not know (ignored, as unknown
+ * params are). Subscribing to occupancy needs channel-metadata (Ably's
+ * rule): without it the param is ignored. */
+static uint8_t occupancy_param(const sw_conn_t *c, const sw_channel_t *ch, const json_t *params) {
+  json_t *v = params ? json_object_get(params, "occupancy") : NULL;
+  if (!json_is_string(v) || !cap_allows(c->auth.cap, ch->name, SW_OP_CHANNEL_METADATA)) return 0;
+  const char *s = json_string_value(v);
+  if (strcmp(s, "metrics") == 0) return 1;
+  if (strncmp(s, "metrics.", 8) == 0)
+    for (int k = 0; k < SW_OCC_COUNT; k++)
+      if (strcmp(s + 8, occ_names[k]) == 0) return (uint8_t)(2 + k);
+  return 0;
+}
+
+/* Sends a's [meta]occupancy event: a message with data {"metrics": {...}}
+ * (only the metric it asked for, if one), no serial or channelSerial: it
+ * is not stored. */
+static void occupancy_send(sw_attach_t *a, const sw_occupancy_t *o, int64_t now) {
+  json_t *metrics = json_object();
+  for (int k = 0; metrics && k < SW_OCC_COUNT; k++)
+    if (a->occupancy == 1 || a->occupancy == 2 + k) json_object_set_new(metrics, occ_names[k], json_integer(o->n[k]));
+  json_t *data = json_pack("{s:o}", "metrics", metrics);
+  char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
+  json_decref(data);
+  char id[32];
+  app_random_id(id, 12);
+  strcat(id, ":0:0");
+  sw_msg_t m = {.action = -1, .id = id, .name = (char *)"[meta]occupancy", .encoding = (char *)"json",
+                .timestamp = now};
+  if (text) m.data = (sw_data_t){.kind = SW_DATA_STRING, .bytes = (uint8_t *)text, .len = strlen(text)};
+  sw_pmsg_t pm = {.action = SW_ACTION_MESSAGE, .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+                  .timestamp = now, .messages = &m, .n_messages = 1};
+  if (text) conn_send_pmsg(a->conn, &pm);
+  free(text);
+}
+
+/* Called on the tick: sends the channel's occupancy to its occupancy
+ * subscribers when it changed (at most every SW_OCCUPANCY_DEBOUNCE_MS,
+ * at once when a metric goes from or to zero), and to those that attached
+ * since in any case. */
+static void occupancy_tick(sw_channel_t *ch, int64_t now) {
+  sw_occupancy_t o = channel_occupancy(ch);
+  bool changed = memcmp(&o, &ch->occ_sent, sizeof o) != 0, edge = false;
+  for (int k = 0; k < SW_OCC_COUNT; k++) edge = edge || ((o.n[k] == 0) != (ch->occ_sent.n[k] == 0));
+  bool all = changed && (edge || now - ch->occ_sent_ms >= SW_OCCUPANCY_DEBOUNCE_MS);
+  for (sw_attach_t *a = ch->subs; a; a = a->next) {
+    if (!a->occupancy || !a->delivering || !(a->modes & SW_MODE_SUBSCRIBE) || !(all || a->occ_due)) continue;
+    a->occ_due = false;
+    occupancy_send(a, &o, now);
+  }
+  if (all) {
+    ch->occ_sent = o;
+    ch->occ_sent_ms = now;
+  }
+}
+
 int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   sw_attach_t *a = NULL;
   HASH_FIND_PTR(c->attachments, &ch, a);
@@ -552,6 +690,10 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   free(a->wire_name);
   a->wire_name = req->channel_name && strcmp(req->channel_name, ch->name) ? strdup(req->channel_name) : NULL;
   a->modes = req->modes;
+  uint8_t occ = occupancy_param(c, ch, req->params);
+  ch->n_occupancy += (occ != 0) - (a->occupancy != 0);
+  a->occupancy = occ;
+  a->occ_due = occ != 0;
 
   int64_t up_to = ch->durable_seq, after = up_to, start_ms = 0, last_n = 0;
   bool resumed = false, replaying = false;
@@ -594,7 +736,7 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   if (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) presence_sync(ch, a);
   if (r) {
     r->by_vseq = resumed;
-    r->after = after;
+    r->after = r->resume_from = after;
     r->seq_end = up_to;
     r->start_ms = start_ms;
     r->page_rows = REPLAY_FIRST_PAGE;
@@ -614,6 +756,7 @@ void channel_detach(sw_attach_t *a) {
   else ch->subs = a->next;
   if (a->next) a->next->prev = a->prev;
   ch->n_subs--;
+  if (a->occupancy) ch->n_occupancy--;
   mutation_attach_free(a);
   free(a->wire_name);
   free(a);
@@ -630,6 +773,7 @@ void channel_tick(sw_server_t *srv, int64_t now_ms) {
       free(r->id);
       free(r);
     }
+    if (ch->n_occupancy) occupancy_tick(ch, now_ms);
     /* An idle channel is rebuilt from storage when next used. */
     if (!ch->subs && !ch->recent_ids && !ch->pending && !ch->n_members) channel_free(srv, ch);
   }

@@ -20,6 +20,29 @@ typedef struct sw_server sw_server_t;
 typedef struct sw_conn sw_conn_t;
 typedef struct sw_sock sw_sock_t;
 
+/* The suffix of an Ably Chat room's channel: room "r" is channel "r::$chat". */
+#define SW_CHAT_SUFFIX "::$chat"
+
+/* Occupancy metrics of a channel (docs "Occupancy"), in this order in
+ * sw_occupancy_t.n and in the [meta]occupancy events. */
+enum {
+  SW_OCC_CONNECTIONS,
+  SW_OCC_PUBLISHERS,
+  SW_OCC_SUBSCRIBERS,
+  SW_OCC_PRESENCE_CONNECTIONS,
+  SW_OCC_PRESENCE_MEMBERS,
+  SW_OCC_PRESENCE_SUBSCRIBERS,
+  SW_OCC_OBJECT_PUBLISHERS,
+  SW_OCC_OBJECT_SUBSCRIBERS,
+  SW_OCC_COUNT
+};
+typedef struct sw_occupancy {
+  int64_t n[SW_OCC_COUNT];
+} sw_occupancy_t;
+/* [meta]occupancy events go out at most this often per channel, unless a
+ * metric goes from zero to some or back (Ably: debounced, at most 15 s). */
+#define SW_OCCUPANCY_DEBOUNCE_MS 1000
+
 typedef struct sw_recent_id {
   char *id;
   int64_t seq;
@@ -34,6 +57,10 @@ typedef struct sw_channel {
   sw_app_t *app;
   const char *name; /* points into hkey */
   const sw_namespace_t *ns;
+  /* Message updates, deletes, appends and annotations are allowed: the
+   * namespace's mutableMessages rule, or an Ably Chat room's channel
+   * ("<room>::$chat"), where Chat always has them. */
+  bool mutable_messages;
   int64_t last_seq;    /* last assigned */
   int64_t durable_seq; /* last durable and fanned out */
   struct sw_attach *subs; /* doubly linked list */
@@ -45,6 +72,9 @@ typedef struct sw_channel {
   int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
   struct sw_head *heads;      /* heads being changed (core/mutation.c) */
   struct sw_turn *turns;      /* AI turn owners (core/ai_turns.c) */
+  size_t n_occupancy;         /* attachments with the occupancy param */
+  sw_occupancy_t occ_sent;    /* what their last [meta]occupancy said */
+  int64_t occ_sent_ms;
   size_t n_heads;
   UT_hash_handle hh;
 } sw_channel_t;
@@ -58,6 +88,11 @@ typedef struct sw_attach {
   int64_t from_seq; /* the client holds messages after this seq (live or replayed) */
   struct sw_seen *full_sent; /* older messages it was since sent in full */
   struct sw_replay *replay;  /* a replay from storage in progress: live messages wait for it */
+  /* The occupancy channel param: 0 none, 1 "metrics" (all), 2 + k
+   * "metrics.<k-th metric>" (that one only). occ_due: send the current
+   * metrics even if they did not change (it attached since). */
+  uint8_t occupancy;
+  bool occ_due;
   struct sw_attach *prev, *next;
   UT_hash_handle hh; /* in conn->attachments, keyed by ch pointer */
 } sw_attach_t;
@@ -75,6 +110,12 @@ typedef struct sw_publisher {
   bool rest_keep_alive;
   bool rest_version;    /* REST mutation: answer {versionSerial} */
   const struct sw_principal *principal; /* the publisher's credentials (during the call only) */
+  /* Optional: answers instead of the default ACK/REST reply (src/chat/).
+   * Called exactly once if the publish was accepted (the call returned 0),
+   * with rest_sock (referenced meanwhile; may be closing), the outcome and
+   * the serials; it owns done_ud. Not called when the call fails. */
+  void (*done)(void *done_ud, sw_sock_t *s, const sw_error_t *err, char **serials, size_t n);
+  void *done_ud;
 } sw_publisher_t;
 
 /* Publishes msgs (ownership of the array and its contents moves to the
@@ -123,7 +164,10 @@ void channel_notify(sw_server_t *srv, const sw_publisher_t *who, const char *cha
  * own encoding. */
 void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask, const char *skip_conn_id);
 
-/* Drops expired idempotency ids. */
+/* The channel's occupancy now (ch may be NULL: all zero). */
+sw_occupancy_t channel_occupancy(const sw_channel_t *ch);
+
+/* Drops expired idempotency ids; sends [meta]occupancy events. */
 void channel_tick(sw_server_t *srv, int64_t now_ms);
 void channels_free(sw_server_t *srv);
 

@@ -7,6 +7,7 @@
 
 #include "auth/channel_name.h"
 #include "auth/key_auth.h"
+#include "core/annotation.h"
 #include "core/channel.h"
 #include "core/mutation.h"
 #include "core/presence.h"
@@ -847,9 +848,8 @@ static void handle_presence(sw_conn_t *c, sw_pmsg_t *m) {
   if (!ch || presence_publish(ch, c, m, &err)) conn_publish_done(c, serial, &err, NULL, 0);
 }
 
-/* Annotations (RTAN): published, stamped and delivered live to clients
- * attached with ANNOTATION_SUBSCRIBE. They are not stored and not
- * summarised (docs/compatibility.md). */
+/* Annotations (RTAN1): stored with the message they annotate, summarised
+ * into its head, delivered when durable (core/annotation.h). */
 static void handle_annotation(sw_conn_t *c, sw_pmsg_t *m) {
   sw_error_t err = {0};
   if (!m->has_msg_serial) {
@@ -862,63 +862,24 @@ static void handle_annotation(sw_conn_t *c, sw_pmsg_t *m) {
   sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
   sw_attach_t *a = NULL;
   if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
-  if (!ch) {
-    /* err set */
-  } else if (!ch->ns->mutable_messages) {
-    errors_set(&err, SW_E_MUTABLE_NOT_ENABLED, "annotations are not enabled on this channel (mutableMessages)");
-  } else if (!cap_allows(c->auth.cap, ch->name, SW_OP_ANNOTATION_PUBLISH)) {
-    errors_set(&err, SW_E_CAPABILITY_DENIED, "annotation-publish denied; channel = %.200s", ch->name);
-  } else if (a && !(a->modes & SW_MODE_ANNOTATION_PUBLISH)) {
+  if (ch && a && ch->mutable_messages && !(a->modes & SW_MODE_ANNOTATION_PUBLISH) && cap_allows(c->auth.cap, ch->name, SW_OP_ANNOTATION_PUBLISH))
     errors_set(&err, SW_E_MODE_NOT_REQUESTED, "channel attached without the annotation_publish mode");
-  } else if (m->n_annotations == 0) {
-    errors_set(&err, SW_E_BAD_REQUEST, "ANNOTATION without annotations");
-  }
-  int64_t now = clock_now_ms();
-  for (size_t i = 0; !err.code && i < m->n_annotations; i++) {
-    sw_msg_t *an = &m->annotations[i];
-    int64_t target;
-    if (an->action < 0) an->action = 0;
-    if (an->action > 1)
-      errors_set(&err, SW_E_BAD_REQUEST, "invalid annotation action %d", an->action);
-    else if (!an->type || !*an->type)
-      errors_set(&err, SW_E_INVALID_PARAM, "an annotation needs a type");
-    else if (!an->message_serial || serial_parse(an->message_serial, strlen(an->message_serial), &target) ||
-             target < 1 || target > ch->last_seq)
-      errors_set(&err, SW_E_NOT_FOUND, "no message with serial %.32s", an->message_serial ? an->message_serial : "");
-    else if (msg_size(an) > (size_t)c->srv->cfg->limits.max_message_size)
-      errors_set(&err, SW_E_MESSAGE_TOO_LARGE, "annotation exceeds maxMessageSize");
-    else
-      principal_check_message_client_id(&c->auth, c->client_id, &an->client_id, &err);
-  }
   if (err.code) {
     conn_publish_done(c, serial, &err, NULL, 0);
     return;
   }
-  char **serials = calloc(m->n_annotations, sizeof *serials);
   for (size_t i = 0; i < m->n_annotations; i++) {
-    sw_msg_t *an = &m->annotations[i];
-    char id[96], s[SW_SERIAL_LEN + 1];
+    char id[96];
     snprintf(id, sizeof id, "%s:%lld:%zu", c->id, (long long)serial, i);
-    serial_format(++ch->last_seq, s);
-    free(an->id);
-    an->id = strdup(id);
-    free(an->connection_id);
-    an->connection_id = strdup(c->id);
-    free(an->serial);
-    an->serial = strdup(s);
-    if (!an->timestamp) an->timestamp = now;
-    if (an->extras) json_object_del(an->extras, "userClaim");
-    if (serials) serials[i] = an->serial;
+    free(m->annotations[i].id);
+    m->annotations[i].id = strdup(id);
   }
-  sw_pmsg_t out = {.action = SW_ACTION_ANNOTATION,
-                   .channel = (char *)ch->name,
-                   .connection_id = c->id,
-                   .timestamp = now,
-                   .annotations = m->annotations,
-                   .n_annotations = m->n_annotations};
-  channel_broadcast(ch, &out, SW_MODE_ANNOTATION_SUBSCRIBE, NULL);
-  conn_publish_done(c, serial, NULL, serials, serials ? m->n_annotations : 0);
-  free(serials);
+  sw_publisher_t who = {.conn_id = c->id, .msg_serial = serial};
+  sw_msg_t *anns = m->annotations;
+  size_t n = m->n_annotations;
+  m->annotations = NULL;
+  m->n_annotations = 0;
+  if (annotation_publish(ch, &c->auth, c->client_id, anns, n, &who, &err)) conn_publish_done(c, serial, &err, NULL, 0);
 }
 
 void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) {

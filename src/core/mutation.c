@@ -57,7 +57,7 @@ void mutation_channel_free(sw_channel_t *ch) {
 
 /* The current head of message seq: from memory (it may have versions not
  * yet durable), else from storage. NULL if there is no such message. */
-static sw_head_t *head_get(sw_channel_t *ch, int64_t seq) {
+sw_head_t *mutation_head(sw_channel_t *ch, int64_t seq) {
   sw_head_t *h = NULL;
   HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
   if (h) return h;
@@ -310,7 +310,11 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
   if (msg->action == SW_MSG_UPDATE) {
     TAKE(name);
     TAKE(encoding);
-    TAKE(extras);
+    if (src->extras) { /* a JSON value: released, not freed (TAKE is for strings) */
+      json_decref(dst->extras);
+      dst->extras = src->extras;
+      src->extras = NULL;
+    }
     if (src->data.kind != SW_DATA_NONE) {
       data_clear(&dst->data);
       dst->data = src->data;
@@ -350,6 +354,12 @@ static void head_drop(sw_channel_t *ch, sw_head_t *h) {
   HASH_DEL(ch->heads, h);
   head_free(h);
   ch->n_heads--;
+}
+
+void mutation_head_forget(sw_channel_t *ch, int64_t seq) {
+  sw_head_t *h = NULL;
+  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  if (h) head_drop(ch, h);
 }
 
 static int authorise(const sw_principal_t *p, const char *caller, const sw_channel_t *ch, const sw_msg_t *head,
@@ -395,7 +405,7 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
   sw_buf_t blobs = {0};
   int rc = -1;
   int64_t seq;
-  if (!ch->ns->mutable_messages) {
+  if (!ch->mutable_messages) {
     errors_set(err, SW_E_MUTABLE_NOT_ENABLED,
                "message updates, deletes and appends are not enabled on this channel (mutableMessages)");
     goto out;
@@ -408,7 +418,7 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
     errors_set(err, SW_E_NOT_FOUND, "no message with serial %.32s", msg->serial ? msg->serial : "(none)");
     goto out;
   }
-  sw_head_t *h = head_get(ch, seq);
+  sw_head_t *h = mutation_head(ch, seq);
   if (!h) {
     errors_set(err, SW_E_NOT_FOUND, "no message with serial %.32s", msg->serial);
     goto out;

@@ -82,6 +82,15 @@ uint64_t mutation_frag_hint(size_t off, size_t len, sw_data_kind_t kind);
 int mutation_fold_blobs(const uint8_t *head, size_t head_len, const sw_store_event_t *events, size_t n,
                         sw_buf_t *out);
 
+/* The head of message seq: one being changed (kept in ch->heads), else
+ * read from storage and kept. NULL when the message is not stored. A head
+ * with pending > 0 is never evicted. Annotations change heads through this
+ * too (core/annotation.c), so updates and summaries build on each other. */
+sw_head_t *mutation_head(sw_channel_t *ch, int64_t seq);
+/* Forgets the kept head of message seq, if any: its state ran ahead of a
+ * change that will not be stored; it is read from storage next time. */
+void mutation_head_forget(sw_channel_t *ch, int64_t seq);
+
 /* Remembers that attachment a holds message seq in full. */
 void mutation_mark_full(sw_attach_t *a, int64_t seq);
 void mutation_attach_free(sw_attach_t *a);

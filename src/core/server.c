@@ -13,6 +13,7 @@
 #include "admin/admin.h"
 #include "auth/cap_cache.h"
 #include "cloud/cloud.h"
+#include "chat/chat.h"
 #include "core/channel.h"
 #include "core/conn.h"
 #include "core/sock.h"
@@ -124,6 +125,10 @@ void server_on_request(sw_sock_t *s, const sw_http_req_t *req) {
   }
   if (req->path.n > 7 && memcmp(req->path.p, "/cloud/", 7) == 0) {
     cloud_handle(s, req);
+    return;
+  }
+  if (chat_route(req)) {
+    chat_handle(s, req);
     return;
   }
   rest_handle(s, req);

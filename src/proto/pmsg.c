@@ -22,6 +22,7 @@ void msg_clear(sw_msg_t *m) {
   data_clear(&m->data);
   json_decref(m->extras);
   json_decref(m->version);
+  json_decref(m->annotations);
   free(m->message_serial);
   free(m->type);
   memset(m, 0, sizeof *m);
@@ -110,6 +111,7 @@ int msg_copy(sw_msg_t *dst, const sw_msg_t *src) {
            copy_str(&dst->connection_key, src->connection_key) || copy_str(&dst->name, src->name) ||
            copy_str(&dst->encoding, src->encoding) || copy_str(&dst->serial, src->serial) ||
            copy_json(&dst->extras, src->extras) || copy_json(&dst->version, src->version) ||
+           copy_json(&dst->annotations, src->annotations) ||
            copy_str(&dst->message_serial, src->message_serial) || copy_str(&dst->type, src->type);
   dst->count = src->count;
   dst->has_count = src->has_count;

@@ -94,6 +94,9 @@ typedef struct sw_msg {
   sw_data_t data;
   json_t *extras; /* an object, or NULL */
   json_t *version; /* TM2s: object, passed through as-is, or NULL */
+  /* TM2u: {"summary": {...}}, the message's annotation summary (TM8a),
+   * set by the server only: read from stored heads, never from a client. */
+  json_t *annotations;
   /* Annotation fields (TAN*): an annotation is carried as a message with
    * these set; action 0 annotation.create, 1 annotation.delete. */
   char *message_serial; /* the annotated message's serial */

@@ -155,6 +155,7 @@ static int finish_data(const wire_val_t *v, char **enc, sw_data_t *d, int opts, 
 typedef struct item_ctx {
   sw_msg_t *m; /* one of m, p */
   sw_presence_t *p;
+  int opts;
   wire_val_t data; /* kept until the encoding is known: map order is free */
 } item_ctx_t;
 
@@ -176,6 +177,8 @@ static int msg_field(void *ctx, const char *k, size_t kl, const wire_val_t *v, s
   if (KEY_IS(k, kl, "action")) return take_int(v, "action", &m->action, NULL, err);
   if (KEY_IS(k, kl, "extras")) return take_object(v, "extras", &m->extras, err);
   if (KEY_IS(k, kl, "version")) return take_object(v, "version", &m->version, err);
+  /* The summary is the server's: only a stored head carries it. */
+  if (KEY_IS(k, kl, "annotations") && (c->opts & RD_RAW_DATA)) return take_object(v, "annotations", &m->annotations, err);
   if (KEY_IS(k, kl, "messageSerial")) return take_str(v, "messageSerial", &m->message_serial, err);
   if (KEY_IS(k, kl, "type")) return take_str(v, "type", &m->type, err);
   if (KEY_IS(k, kl, "count")) return take_i64(v, "count", &m->count, &m->has_count, err);
@@ -204,7 +207,7 @@ static int presence_field(void *ctx, const char *k, size_t kl, const wire_val_t 
 static int decode_msg(const wire_val_t *v, sw_msg_t *m, int opts, sw_error_t *err) {
   m->action = -1;
   if (v->kind != WIRE_MAP) return bad_field(err, "messages", "expected message objects");
-  item_ctx_t c = {.m = m, .data = {.kind = WIRE_NIL}};
+  item_ctx_t c = {.m = m, .opts = opts, .data = {.kind = WIRE_NIL}};
   if (v->ops->each(v, msg_field, &c, err)) return -1;
   return finish_data(&c.data, &m->encoding, &m->data, opts, err);
 }

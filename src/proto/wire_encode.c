@@ -146,6 +146,7 @@ int wire_encode_msg(wire_writer_t *w, const sw_msg_t *msg) {
   f_str(&m, "serial", msg->serial);
   f_i64(&m, "action", msg->action, msg->action >= 0);
   f_json(&m, "version", msg->version);
+  f_json(&m, "annotations", msg->annotations);
   f_str(&m, "messageSerial", msg->message_serial);
   f_str(&m, "type", msg->type);
   f_i64(&m, "count", msg->count, msg->has_count);

@@ -17,8 +17,8 @@
  * than the page budget of encoded bytes but at least one item (a reply
  * larger than maxOutboundBytes would not be sent at all). `next` continues
  * after the last row the page covers. */
-static void reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, const sw_store_rows_t *rows,
-                       bool by_vseq) {
+void route_reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, const sw_store_rows_t *rows,
+                      bool by_vseq) {
   size_t n = rows->n > (size_t)pg->limit ? (size_t)pg->limit : rows->n;
   bool more = rows->n > n;
   sw_msg_t *msgs = calloc(n ? n : 1, sizeof *msgs);
@@ -80,7 +80,7 @@ void rest_history(route_ctx_t *r, const char *name) {
     route_error(r, &err);
     return;
   }
-  reply_msgs(r, "messages", &pg, &rows, false);
+  route_reply_msgs(r, "messages", &pg, &rows, false);
   store_rows_free(&rows);
 }
 
@@ -121,7 +121,7 @@ void rest_message_versions(route_ctx_t *r, const char *name, const char *serial)
     route_error(r, &err);
     return;
   }
-  reply_msgs(r, "versions", &pg, &rows, true);
+  route_reply_msgs(r, "versions", &pg, &rows, true);
   store_rows_free(&rows);
 }
 

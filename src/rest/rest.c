@@ -106,7 +106,7 @@ static sw_format_t response_format(const sw_http_req_t *req) {
   return SW_FMT_JSON;
 }
 
-static sw_format_t body_format(const sw_http_req_t *req) {
+sw_format_t rest_body_format(const sw_http_req_t *req) {
   const sw_slice_t *ct = http_req_header(req, "Content-Type");
   return ct && memmem(ct->p, ct->n, "msgpack", 7) ? SW_FMT_MSGPACK : SW_FMT_JSON;
 }
@@ -193,7 +193,7 @@ static void publish(route_ctx_t *r, sw_channel_t *ch) {
   if (!route_require(r, ch->name, SW_OP_PUBLISH, "publish")) return;
   sw_msg_t *msgs = NULL;
   size_t n = 0;
-  if (codec_decode_msgs(body_format(r->req), (const uint8_t *)r->req->body.p, r->req->body.n, &msgs, &n, &err)) {
+  if (codec_decode_msgs(rest_body_format(r->req), (const uint8_t *)r->req->body.p, r->req->body.n, &msgs, &n, &err)) {
     rest_error(r->s, r->fmt, &err, r->keep_alive);
     return;
   }
@@ -283,6 +283,37 @@ static int channel_path(const sw_slice_t *path, char *name, size_t cap, sw_slice
   return 0;
 }
 
+bool route_begin(sw_sock_t *s, const sw_http_req_t *req, route_ctx_t *r) {
+  *r = (route_ctx_t){.s = s, .req = req, .fmt = response_format(req), .keep_alive = req->keep_alive};
+  sw_error_t err = {0};
+  if (rest_authenticate(s, req, &r->p, &err)) {
+    rest_error(s, r->fmt, &err, r->keep_alive);
+    return false;
+  }
+  r->app = r->p.app;
+  /* RSA7e2: X-Ably-ClientId carries the clientId, base64-encoded. */
+  char requested[256];
+  const sw_slice_t *xc = http_req_header(req, "X-Ably-ClientId");
+  ssize_t rn = xc ? b64_into(xc->p, xc->n, requested, sizeof requested) : -1;
+  if (xc && rn < 0) {
+    errors_set(&err, SW_E_INVALID_CLIENT_ID, "malformed X-Ably-ClientId header");
+  } else {
+    principal_client_id(&r->p, rn >= 0 ? requested : NULL, &r->client_id, &err);
+  }
+  if (err.code) {
+    rest_error(s, r->fmt, &err, r->keep_alive);
+    route_end(r);
+    return false;
+  }
+  return true;
+}
+
+void route_end(route_ctx_t *r) {
+  free(r->client_id);
+  r->client_id = NULL;
+  principal_clear(&r->p);
+}
+
 void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
   route_ctx_t r = {.s = s, .req = req, .fmt = response_format(req), .keep_alive = req->keep_alive};
   sw_error_t err = {0};
@@ -301,24 +332,7 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
     rest_error(s, r.fmt, &err, r.keep_alive);
     return;
   }
-  if (rest_authenticate(s, req, &r.p, &err)) {
-    rest_error(s, r.fmt, &err, r.keep_alive);
-    return;
-  }
-  r.app = r.p.app;
-  /* RSA7e2: X-Ably-ClientId carries the clientId, base64-encoded. */
-  char requested[256];
-  const sw_slice_t *xc = http_req_header(req, "X-Ably-ClientId");
-  ssize_t rn = xc ? b64_into(xc->p, xc->n, requested, sizeof requested) : -1;
-  if (xc && rn < 0) {
-    errors_set(&err, SW_E_INVALID_CLIENT_ID, "malformed X-Ably-ClientId header");
-  } else {
-    principal_client_id(&r.p, rn >= 0 ? requested : NULL, &r.client_id, &err);
-  }
-  if (err.code) {
-    rest_error(s, r.fmt, &err, r.keep_alive);
-    goto done;
-  }
+  if (!route_begin(s, req, &r)) return;
   sw_slice_t rest;
   sw_channel_name_t parts;
   if (channel_path(path, r.channel, sizeof r.channel, &rest) ||
@@ -352,6 +366,15 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
       rest_message_get(&r, r.channel, serial);
     } else if (slice_eq(tail, "/versions") && req->method == HTTP_GET) {
       rest_message_versions(&r, r.channel, serial);
+    } else if (slice_eq(tail, "/annotations") && req->method == HTTP_GET) {
+      rest_annotations_get(&r, r.channel, serial);
+    } else if (slice_eq(tail, "/annotations") && req->method == HTTP_POST) {
+      sw_channel_t *ch = channel_get(s->srv, r.app, r.channel);
+      if (ch) rest_annotations_post(&r, ch, serial);
+      else {
+        errors_set(&err, SW_E_INTERNAL, "out of memory");
+        rest_error(s, r.fmt, &err, r.keep_alive);
+      }
     } else if (tail.n == 0 && req->method == HTTP_PATCH) {
       sw_channel_t *ch = channel_get(s->srv, r.app, r.channel);
       if (ch) rest_message_patch(&r, ch, serial);
@@ -374,6 +397,5 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
     rest_error(s, r.fmt, &err, r.keep_alive);
   }
 done:
-  free(r.client_id);
-  principal_clear(&r.p);
+  route_end(&r);
 }

@@ -11,6 +11,7 @@
 #include "core/principal.h"
 #include "net/http_parse.h"
 #include "proto/codec.h"
+#include "store/store.h"
 
 typedef struct sw_sock sw_sock_t;
 
@@ -37,6 +38,15 @@ typedef struct page {
   char from[32];      /* from_serial (untilAttach), "" when absent */
 } page_t;
 
+/* Starts a request that needs credentials: fills r (response format,
+ * principal, the clientId it acts as, RSA7e2's X-Ably-ClientId included).
+ * true, or the Ably error is sent and false (nothing to release). */
+bool route_begin(sw_sock_t *s, const sw_http_req_t *req, route_ctx_t *r);
+/* Releases what route_begin filled. */
+void route_end(route_ctx_t *r);
+/* A request body's format: msgpack when its Content-Type says so (RSC8). */
+sw_format_t rest_body_format(const sw_http_req_t *req);
+
 /* Sends err and returns false unless the principal may do op on channel. */
 bool route_require(route_ctx_t *r, const char *channel, int op, const char *what);
 /* Reads limit, start, end, direction, cursor and from_serial. Returns true,
@@ -54,6 +64,12 @@ size_t route_page_budget(const route_ctx_t *r);
 void route_reply_page(route_ctx_t *r, const char *resource, const page_t *pg, const sw_buf_t *body, bool more,
                       int64_t next_cursor, const char *extra_query);
 void route_error(route_ctx_t *r, const sw_error_t *e);
+/* Replies with one page of stored messages (or annotations): at most
+ * pg->limit items (rows holds one more when there are more) within the
+ * page budget, `next` continuing after the last row given (its vseq when
+ * by_vseq, else its seq). */
+void route_reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, const sw_store_rows_t *rows,
+                      bool by_vseq);
 
 /* Handlers (rest/history.c, rest/presence_rest.c). */
 void rest_history(route_ctx_t *r, const char *channel);
@@ -61,6 +77,9 @@ void rest_message_get(route_ctx_t *r, const char *channel, const char *serial);
 void rest_message_versions(route_ctx_t *r, const char *channel, const char *serial);
 void rest_message_patch(route_ctx_t *r, sw_channel_t *ch, const char *serial);
 void rest_presence_get(route_ctx_t *r, const char *channel);
+/* rest/annotations_rest.c: POST and GET /channels/{ch}/messages/{serial}/annotations (RSAN1-3). */
+void rest_annotations_post(route_ctx_t *r, sw_channel_t *ch, const char *serial);
+void rest_annotations_get(route_ctx_t *r, const char *channel, const char *serial);
 void rest_presence_history(route_ctx_t *r, const char *channel);
 
 #endif

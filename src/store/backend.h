@@ -18,6 +18,9 @@
 
 typedef struct sw_backend sw_backend_t;
 
+/* What sw_backend_ops_t.versions lists. */
+enum { SW_EVENTS_VERSIONS = 0, SW_EVENTS_ANNOTATIONS = 1 };
+
 typedef struct sw_backend_ops {
   /* Writes recs[0..n) in order in one atomic transaction (all or none) and
    * raises each channel's serial to the max seq/vseq written. INSERT adds a
@@ -52,10 +55,11 @@ typedef struct sw_backend_ops {
                     sw_store_row_t *row);
   int (*get)(sw_backend_t *b, const char *app_id, const char *channel, int64_t seq,
              sw_store_row_t *row);
-  /* Versions of one message with lo < vseq < hi, ascending when forwards,
-   * at most limit (> 0) rows. */
+  /* Events of one message with lo < vseq < hi, ascending when forwards,
+   * at most limit (> 0) rows: its versions (kind SW_EVENTS_VERSIONS) or its
+   * annotations (SW_EVENTS_ANNOTATIONS). */
   int (*versions)(sw_backend_t *b, const char *app_id, const char *channel, int64_t seq,
-                  bool forwards, size_t limit, int64_t lo, int64_t hi, sw_store_rows_t *out);
+                  bool forwards, size_t limit, int64_t lo, int64_t hi, int kind, sw_store_rows_t *out);
   /* Appends "key\0value\0" for every key of ns, ascending by key, to *out
    * and sets *count. */
   int (*kv_list)(sw_backend_t *b, const char *ns, sw_buf_t *out, size_t *count);

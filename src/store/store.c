@@ -485,7 +485,7 @@ int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_d
   for (size_t i = 0; i < n; i++) {
     const sw_store_rec_t *r = &recs[i];
     if (!r->app_id || !r->channel || (r->blob_len && !r->blob)) return -EINVAL;
-    bool version = r->op == SW_STORE_VERSION || r->op == SW_STORE_APPEND;
+    bool version = r->op == SW_STORE_VERSION || r->op == SW_STORE_APPEND || r->op == SW_STORE_ANNOTATION;
     if (!version && r->op != SW_STORE_INSERT) return -EINVAL;
     if (version && (r->vseq <= r->seq || (r->version_blob_len && !r->version_blob)))
       return -EINVAL;
@@ -856,8 +856,8 @@ int store_get(sw_store_t *s, const char *app_id, const char *channel, int64_t se
   return s->be->ops->get(s->be, app_id, channel, seq, row);
 }
 
-int store_versions(sw_store_t *s, const char *app_id, const char *channel, int64_t seq,
-                   bool forwards, size_t limit, int64_t after_vseq, sw_store_rows_t *out) {
+static int read_events(sw_store_t *s, const char *app_id, const char *channel, int64_t seq, bool forwards,
+                       size_t limit, int64_t after_vseq, int kind, sw_store_rows_t *out) {
   if (out) {
     out->rows = NULL;
     out->n = 0;
@@ -873,7 +873,17 @@ int store_versions(sw_store_t *s, const char *app_id, const char *channel, int64
     else
       hi = after_vseq;
   }
-  return s->be->ops->versions(s->be, app_id, channel, seq, forwards, limit, lo, hi, out);
+  return s->be->ops->versions(s->be, app_id, channel, seq, forwards, limit, lo, hi, kind, out);
+}
+
+int store_versions(sw_store_t *s, const char *app_id, const char *channel, int64_t seq,
+                   bool forwards, size_t limit, int64_t after_vseq, sw_store_rows_t *out) {
+  return read_events(s, app_id, channel, seq, forwards, limit, after_vseq, SW_EVENTS_VERSIONS, out);
+}
+
+int store_annotations(sw_store_t *s, const char *app_id, const char *channel, int64_t seq,
+                      bool forwards, size_t limit, int64_t after_vseq, sw_store_rows_t *out) {
+  return read_events(s, app_id, channel, seq, forwards, limit, after_vseq, SW_EVENTS_ANNOTATIONS, out);
 }
 
 int store_kv_list(sw_store_t *s, const char *ns,

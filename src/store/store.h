@@ -63,6 +63,17 @@ typedef enum {
    * an append costs one small sequential row instead of a rewrite of the
    * whole message. Same errors as VERSION (-ENOENT, -EEXIST). */
   SW_STORE_APPEND = 2,
+  /* An annotation of the stored message `seq` (RTAN, RSAN): vseq is the
+   * annotation's own serial (> seq; else -EINVAL), version_blob the
+   * annotation, timestamp its time. It is kept with the message's events
+   * but listed only by store_annotations, never by store_versions. blob,
+   * when not empty, is the message's new head (its annotation summary
+   * changed): it replaces the head as a VERSION's does, and the head's vseq
+   * becomes the annotation's serial, so a resume (history by vseq) finds
+   * it; an empty blob leaves the head as it is. -ENOENT when the message is
+   * not stored, -EEXIST when vseq is not above the head's current vseq or
+   * is another event's serial. Deleted with its message, like versions. */
+  SW_STORE_ANNOTATION = 3,
 } sw_store_op_t;
 
 /* One message (or version event) to persist. All pointers are borrowed for
@@ -241,6 +252,13 @@ int store_get(sw_store_t *s, const char *app_id, const char *channel, int64_t se
  * -ENOMEM / -ESHUTDOWN / -EIO with *out = {NULL, 0}. */
 int store_versions(sw_store_t *s, const char *app_id, const char *channel, int64_t seq,
                    bool forwards, size_t limit, int64_t after_vseq, sw_store_rows_t *out);
+
+/* The annotations of message seq (SW_STORE_ANNOTATION records), with the
+ * paging rules of store_versions: rows have seq = the message's seq, vseq =
+ * the annotation's serial, timestamp its time, blob the annotation. Visible
+ * until their message is pruned. Same returns as store_versions. */
+int store_annotations(sw_store_t *s, const char *app_id, const char *channel, int64_t seq,
+                      bool forwards, size_t limit, int64_t after_vseq, sw_store_rows_t *out);
 
 /* ---- Maintenance (executed by the commit thread, in queue order) ---- */
 

@@ -10,7 +10,9 @@
  * row). Each row is one allocation holding msg_id and the INSERT's blob; a
  * version replaces the head blob with its own allocation (hdata) and appends
  * the event to the row's vers[] (sorted by vseq, since a version must be
- * newer than the head).
+ * newer than the head). An annotation is an event of vers[] too, of kind
+ * SW_EVENTS_ANNOTATIONS; it replaces the head only when its record brings
+ * one (its summary changed).
  *
  * vv[] is the channel's index of every version, (vseq, seq) sorted by vseq.
  * It gives the same uniqueness rules as SQLite's versions primary key and
@@ -28,6 +30,7 @@
 
 typedef struct mem_ver {
   int64_t vseq, ts;
+  int kind; /* SW_EVENTS_VERSIONS or SW_EVENTS_ANNOTATIONS */
   uint8_t *blob; /* own allocation, NULL if blob_len is 0 */
   size_t blob_len;
 } mem_ver_t;
@@ -65,7 +68,9 @@ typedef struct mem_undo {
   mem_chan_t *ch;
   int64_t seq;
   int64_t old_last;
-  bool version;
+  bool version;     /* a VERSION, APPEND or ANNOTATION: an event was added at vers_at */
+  bool head_kept;   /* an ANNOTATION that left the head as it was */
+  size_t vers_at;
   /* VERSION: the head it replaced. */
   int64_t old_vseq;
   const uint8_t *old_blob;
@@ -345,21 +350,30 @@ static int apply_version(mem_chan_t *c, const sw_store_rec_t *r, mem_undo_t *u) 
     c->vv = p;
     c->vvcap = cap;
   }
+  bool keep = r->op == SW_STORE_ANNOTATION && r->blob_len == 0;
   uint8_t *head = NULL, *ev = NULL;
-  if (dup_bytes(r->blob, r->blob_len, &head) ||
+  if ((!keep && dup_bytes(r->blob, r->blob_len, &head)) ||
       dup_bytes(r->version_blob, r->version_blob_len, &ev)) {
     free(head);
     return -ENOMEM;
   }
-  *u = (mem_undo_t){.ch = c, .seq = r->seq, .old_last = c->last_seq, .version = true,
-                    .old_vseq = row->vseq, .old_blob = row->blob,
+  /* Sorted by vseq: an annotation that kept the head may be followed by a
+   * lower serial (its head's vseq did not move). */
+  size_t vat = row->nvers;
+  while (vat > 0 && row->vers[vat - 1].vseq > r->vseq) vat--;
+  *u = (mem_undo_t){.ch = c, .seq = r->seq, .old_last = c->last_seq, .version = true, .head_kept = keep,
+                    .vers_at = vat, .old_vseq = row->vseq, .old_blob = row->blob,
                     .old_blob_len = row->blob_len, .old_hdata = row->hdata};
-  row->hdata = head;
-  row->blob = head;
-  row->blob_len = r->blob_len;
-  row->vseq = r->vseq;
-  row->vers[row->nvers++] = (mem_ver_t){.vseq = r->vseq, .ts = r->timestamp, .blob = ev,
-                                        .blob_len = r->version_blob_len};
+  if (!keep) {
+    row->hdata = head;
+    row->blob = head;
+    row->blob_len = r->blob_len;
+    row->vseq = r->vseq;
+  }
+  memmove(row->vers + vat + 1, row->vers + vat, (row->nvers - vat) * sizeof *row->vers);
+  row->nvers++;
+  row->vers[vat] = (mem_ver_t){.vseq = r->vseq, .ts = r->timestamp, .blob = ev, .blob_len = r->version_blob_len,
+                               .kind = r->op == SW_STORE_ANNOTATION ? SW_EVENTS_ANNOTATIONS : SW_EVENTS_VERSIONS};
   size_t at = vv_bound(c, r->vseq, false); /* the end, when serials increase */
   memmove(c->vv + at + 1, c->vv + at, (c->nvv - at) * sizeof *c->vv);
   c->vv[at] = (mem_vref_t){.vseq = r->vseq, .seq = r->seq};
@@ -397,11 +411,14 @@ static void undo_one(const mem_undo_t *u) {
     return;
   }
   mem_row_t *row = chan_row(c, u->seq); /* later records were undone already */
-  mem_ver_t *v = &row->vers[--row->nvers];
-  size_t at = vv_bound(c, v->vseq, false);
+  mem_ver_t v = row->vers[u->vers_at];
+  memmove(row->vers + u->vers_at, row->vers + u->vers_at + 1, (row->nvers - u->vers_at - 1) * sizeof *row->vers);
+  row->nvers--;
+  size_t at = vv_bound(c, v.vseq, false);
   memmove(c->vv + at, c->vv + at + 1, (c->nvv - at - 1) * sizeof *c->vv);
   c->nvv--;
-  free(v->blob);
+  free(v.blob);
+  if (u->head_kept) return;
   free(row->hdata);
   row->hdata = u->old_hdata;
   row->blob = u->old_blob;
@@ -429,9 +446,9 @@ static int mem_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t 
       rc = -ENOMEM;
       break;
     }
-    rc = r->op == SW_STORE_VERSION  ? apply_version(c, r, &b->undo[done])
-         : r->op == SW_STORE_APPEND ? apply_append(b, c, r, &b->undo[done])
-                                    : insert_message(c, r, &b->undo[done]);
+    rc = r->op == SW_STORE_VERSION || r->op == SW_STORE_ANNOTATION ? apply_version(c, r, &b->undo[done])
+         : r->op == SW_STORE_APPEND                                ? apply_append(b, c, r, &b->undo[done])
+                                                                   : insert_message(c, r, &b->undo[done]);
     if (rc) break;
     if (r->vseq > c->last_seq) c->last_seq = r->vseq; /* vseq == seq for an INSERT */
   }
@@ -442,7 +459,7 @@ static int mem_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t 
   }
   /* The heads replaced by versions are garbage now. */
   for (size_t i = 0; i < n; i++)
-    if (b->undo[i].version) free(b->undo[i].old_hdata);
+    if (b->undo[i].version && !b->undo[i].head_kept) free(b->undo[i].old_hdata);
   /* Pass 2: count retention at each run end, against the highest message
    * seq (the same rule as the SQLite backend). Cannot fail. */
   for (size_t i = 0; i < n; i++) {
@@ -787,7 +804,7 @@ static int mem_get(sw_backend_t *be, const char *app_id, const char *channel, in
 }
 
 static int mem_versions(sw_backend_t *be, const char *app_id, const char *channel, int64_t seq,
-                        bool forwards, size_t limit, int64_t lo, int64_t hi,
+                        bool forwards, size_t limit, int64_t lo, int64_t hi, int kind,
                         sw_store_rows_t *out) {
   mem_backend_t *b = (mem_backend_t *)be;
   sw_rows_builder_t rb = {0};
@@ -802,6 +819,7 @@ static int mem_versions(sw_backend_t *be, const char *app_id, const char *channe
     while (z > a && r->vers[z - 1].vseq >= hi) z--;
     for (size_t k = 0; k < z - a && rb.n < limit && rc == 0; k++) {
       const mem_ver_t *v = &r->vers[forwards ? a + k : z - 1 - k];
+      if (v->kind != kind) continue;
       rc = rows_builder_add(&rb, r->seq, v->vseq, v->ts, v->blob, v->blob_len);
     }
   }

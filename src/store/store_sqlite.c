@@ -11,7 +11,7 @@
  * Each connection is used by one thread at a time, so both are opened with
  * SQLITE_OPEN_NOMUTEX. Statements are prepared once per connection.
  *
- * Schema (user_version 5; a new file is created as version 1 and migrated,
+ * Schema (user_version 6; a new file is created as version 1 and migrated,
  * so a fresh file and an upgraded one are identical):
  *  messages: one row per message holding its head; WITHOUT ROWID, clustered
  *    on (app, channel, seq), so a history page is one range scan of adjacent
@@ -53,7 +53,12 @@
  *    The commit thread keeps the table's row count and total size in memory
  *    (counted once at open) to check the bounds of store_expiring_put.
  *  cloud_threads, cloud_messages, cloud_feedback (v5): Assistant Cloud
- *    threads and messages, in store/cloud_sqlite.c. */
+ *    threads and messages, in store/cloud_sqlite.c.
+ *  versions.kind (v6): NULL for a version event, 1 for an annotation
+ *    (SW_STORE_ANNOTATION). Annotations are a message's events like its
+ *    versions, so they live in the same table and every statement that
+ *    deletes a message's versions deletes its annotations with them; the
+ *    two reads filter on kind. */
 #include "store/backend.h"
 
 #include <errno.h>
@@ -70,7 +75,7 @@
 #include "store/tails.h"
 #include "util/log.h"
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 /* When a message's logged appends are folded into its head: once the
  * message has had no append for FOLD_QUIET_MS (a finished stream: the
  * common case, and then one fold per message), or once FOLD_MAX_EVENTS
@@ -117,7 +122,7 @@ typedef struct sq_backend {
   bool trunc_left; /* log rows no tail needs are left to delete */
   /* Writer statements. */
   sqlite3_stmt *begin, *commit, *rollback;
-  sqlite3_stmt *ins_clash, *ins, *ver_clash, *ver_upd, *ver_chk, *ver_ins, *seq_up;
+  sqlite3_stmt *ins_clash, *ins, *ver_clash, *ver_upd, *ver_chk, *ver_ins, *ann_ins, *seq_up;
   sqlite3_stmt *keep_vdel, *keep_del, *prune_v, *prune, *del_app_vers, *del_app_msgs, *del_app_seq;
   sqlite3_stmt *kv_set, *kv_del;
   sqlite3_stmt *exp_ins, *exp_expired, *exp_prune;
@@ -126,7 +131,7 @@ typedef struct sq_backend {
   sqlite3_stmt *log_ins, *log_trunc, *head_w, *fold_upd, *sp_fold, *sp_undo, *sp_release;
   /* Reader statements. */
   sqlite3_stmt *hist_fwd, *hist_bwd, *histv_fwd, *histv_bwd, *last_seq, *find_id, *get,
-      *vers_fwd, *vers_bwd, *kv_list, *exp_get;
+      *vers_fwd, *vers_bwd, *ann_fwd, *ann_bwd, *kv_list, *exp_get;
 } sq_backend_t;
 
 /* Version 1, as shipped before versions existed. Never edit: a new file is
@@ -186,6 +191,12 @@ static const char MIGRATE_V4[] =
     "  id TEXT PRIMARY KEY, expires INTEGER NOT NULL, size INTEGER NOT NULL, value TEXT NOT NULL);"
     "CREATE INDEX expiring_expires ON expiring(expires, size);"
     "PRAGMA user_version = 4;";
+
+/* 4 -> 5: annotations are rows of versions with kind = 1. Adding a column
+ * with no default rewrites no row. */
+static const char MIGRATE_V6[] =
+    "ALTER TABLE versions ADD COLUMN kind INTEGER;"
+    "PRAGMA user_version = 6;";
 
 /* Maps an SQLite result code to a negative errno. For OS-level failures the
  * underlying errno (disk full, permission...) is more useful than -EIO. */
@@ -396,12 +407,14 @@ static int apply_append(sq_backend_t *b, const sw_store_rec_t *r) {
   return rc;
 }
 
-/* Replaces the head of message r->seq and records the version event. */
-static int apply_version(sq_backend_t *b, const sw_store_rec_t *r) {
-  b->versions_maybe = true; /* even if this rolls back: it only costs checks */
+/* Replaces the head of message r->seq with r->blob at serial r->vseq (a
+ * VERSION's or an ANNOTATION's), after moving the message's logged appends
+ * to versions rows (the caller's head includes them). *tp gets the
+ * message's tail, if any. */
+static int replace_head(sq_backend_t *b, const sw_store_rec_t *r, sw_tail_t **tp) {
   /* The caller's head includes the message's logged appends: they become
    * versions rows now, and leave the log with this transaction. */
-  sw_tail_t *t = tails_find(&b->tails, r->app_id, r->channel, r->seq);
+  sw_tail_t *t = *tp = tails_find(&b->tails, r->app_id, r->channel, r->seq);
   if (t && t->n > t->fold_to) {
     int rc = write_vrows(b, t, t->fold_to, t->n, INT64_MIN);
     if (rc == 0) rc = tails_mark_folded(&b->tails, t);
@@ -435,7 +448,16 @@ static int apply_version(sq_backend_t *b, const sw_store_rec_t *r) {
     sqlite3_reset(st);
     return s == SQLITE_ROW ? -EEXIST : s == SQLITE_DONE ? -ENOENT : sq_err(b->w, s);
   }
-  st = b->ver_ins;
+  return 0;
+}
+
+/* Replaces the head of message r->seq and records the version event. */
+static int apply_version(sq_backend_t *b, const sw_store_rec_t *r) {
+  b->versions_maybe = true; /* even if this rolls back: it only costs checks */
+  sw_tail_t *t;
+  int rc = replace_head(b, r, &t);
+  if (rc) return rc;
+  sqlite3_stmt *st = b->ver_ins;
   bind_text(st, 1, r->app_id);
   bind_text(st, 2, r->channel);
   sqlite3_bind_int64(st, 3, r->vseq);
@@ -444,6 +466,37 @@ static int apply_version(sq_backend_t *b, const sw_store_rec_t *r) {
   bind_blob(st, 6, r->version_blob, r->version_blob_len);
   sqlite3_bind_null(st, 7);
   rc = exec_stmt(b->w, st); /* -EEXIST if vseq is another version's */
+  if (rc == 0 && t) t->head_vseq = r->vseq;
+  return rc;
+}
+
+/* Records an annotation of message r->seq, replacing its head when r->blob
+ * is given (its summary changed); else the message must be stored and the
+ * serial above its head's and its logged appends'. */
+static int apply_annotation(sq_backend_t *b, const sw_store_rec_t *r) {
+  b->versions_maybe = true; /* retention must delete annotations too */
+  sw_tail_t *t = NULL;
+  int rc = 0;
+  if (r->blob_len) {
+    rc = replace_head(b, r, &t);
+  } else {
+    int64_t cur;
+    rc = head_vseq(b, r->app_id, r->channel, r->seq, &cur);
+    if (rc <= 0) return rc == 0 ? -ENOENT : rc;
+    t = tails_find(&b->tails, r->app_id, r->channel, r->seq);
+    if (t && t->n && t->ev[t->n - 1].vseq > cur) cur = t->ev[t->n - 1].vseq;
+    rc = r->vseq <= cur ? -EEXIST : 0;
+    t = NULL;
+  }
+  if (rc) return rc;
+  sqlite3_stmt *st = b->ann_ins;
+  bind_text(st, 1, r->app_id);
+  bind_text(st, 2, r->channel);
+  sqlite3_bind_int64(st, 3, r->vseq);
+  sqlite3_bind_int64(st, 4, r->seq);
+  sqlite3_bind_int64(st, 5, r->timestamp);
+  bind_blob(st, 6, r->version_blob, r->version_blob_len);
+  rc = exec_stmt(b->w, st); /* -EEXIST if vseq is another event's */
   if (rc == 0 && t) t->head_vseq = r->vseq;
   return rc;
 }
@@ -467,9 +520,10 @@ static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n
   int64_t run_max = INT64_MIN;
   for (size_t i = 0; i < n && rc == 0; i++) {
     const sw_store_rec_t *r = &recs[i];
-    rc = r->op == SW_STORE_VERSION  ? apply_version(b, r)
-         : r->op == SW_STORE_APPEND ? apply_append(b, r)
-                                    : insert_message(b, r);
+    rc = r->op == SW_STORE_VERSION      ? apply_version(b, r)
+         : r->op == SW_STORE_APPEND     ? apply_append(b, r)
+         : r->op == SW_STORE_ANNOTATION ? apply_annotation(b, r)
+                                        : insert_message(b, r);
     /* vseq == seq for an INSERT. An append's serial reaches channel_seq
      * when it is folded; until then sq_last_seq adds the tails. */
     if (r->op != SW_STORE_APPEND && r->vseq > run_max) run_max = r->vseq;
@@ -1210,8 +1264,9 @@ static int bundle_read(sw_rows_builder_t *rb, int64_t seq, const uint8_t *p, siz
 }
 
 static int run_versions(sq_backend_t *b, const char *app_id, const char *channel, int64_t seq, bool forwards,
-                        size_t limit, int64_t lo, int64_t hi, sw_store_rows_t *out) {
-  sqlite3_stmt *st = forwards ? b->vers_fwd : b->vers_bwd;
+                        size_t limit, int64_t lo, int64_t hi, int kind, sw_store_rows_t *out) {
+  sqlite3_stmt *st = kind == SW_EVENTS_ANNOTATIONS ? (forwards ? b->ann_fwd : b->ann_bwd)
+                                                   : (forwards ? b->vers_fwd : b->vers_bwd);
   bind_text(st, 1, app_id);
   bind_text(st, 2, channel);
   sqlite3_bind_int64(st, 3, seq);
@@ -1241,14 +1296,16 @@ static int run_versions(sq_backend_t *b, const char *app_id, const char *channel
  * events (all newer). An event is in both only between a fold's COMMIT and
  * its tails_commit, so the tail's part starts after the last row's serial. */
 static int sq_versions(sw_backend_t *be, const char *app_id, const char *channel, int64_t seq,
-                       bool forwards, size_t limit, int64_t lo, int64_t hi,
+                       bool forwards, size_t limit, int64_t lo, int64_t hi, int kind,
                        sw_store_rows_t *out) {
   sq_backend_t *b = (sq_backend_t *)be;
+  /* Annotations are never logged as appends are: no tail to merge. */
+  if (kind == SW_EVENTS_ANNOTATIONS) return run_versions(b, app_id, channel, seq, forwards, limit, lo, hi, kind, out);
   tails_lock(&b->tails);
   sw_tail_t *t = tails_find(&b->tails, app_id, channel, seq);
   int rc = 0;
   if (!t || !t->n_committed) {
-    rc = run_versions(b, app_id, channel, seq, forwards, limit, lo, hi, out);
+    rc = run_versions(b, app_id, channel, seq, forwards, limit, lo, hi, kind, out);
     tails_unlock(&b->tails);
     return rc;
   }
@@ -1259,7 +1316,7 @@ static int sq_versions(sw_backend_t *be, const char *app_id, const char *channel
   sw_store_rows_t rows = {0};
   ov_rows_t r = {0};
   if (got < 0) rc = got;
-  if (got == 1) rc = run_versions(b, app_id, channel, seq, forwards, limit, lo, hi, &rows);
+  if (got == 1) rc = run_versions(b, app_id, channel, seq, forwards, limit, lo, hi, kind, &rows);
   if (got == 1 && rc == 0) {
     int64_t rows_max = INT64_MIN, rows_min = INT64_MAX;
     for (size_t i = 0; i < rows.n; i++) {
@@ -1363,7 +1420,7 @@ static void sq_close(sw_backend_t *be) {
       b->sp_fold,   b->sp_undo,      b->sp_release,   b->exp_ins,     b->exp_expired, b->exp_prune,
       b->hist_fwd,     b->hist_bwd,    b->histv_fwd, b->histv_bwd,
       b->last_seq,  b->find_id,      b->get,          b->vers_fwd,    b->vers_bwd,  b->kv_list,
-      b->exp_get};
+      b->exp_get,   b->ann_ins,      b->ann_fwd,      b->ann_bwd};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
   /* Reader first: the writer, closing last, checkpoints and removes the WAL. */
   sqlite3_close(b->r);
@@ -1413,6 +1470,7 @@ static int init_schema(sqlite3 *db) {
   if (rc == 0 && ver < 3) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V3, NULL, NULL, NULL));
   if (rc == 0 && ver < 4) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V4, NULL, NULL, NULL));
   if (rc == 0 && ver < 5) rc = sq_err(db, sqlite3_exec(db, SQ_CLOUD_MIGRATE_V5, NULL, NULL, NULL));
+  if (rc == 0 && ver < 6) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V6, NULL, NULL, NULL));
   if (rc == 0) rc = sq_err(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
   if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
@@ -1471,6 +1529,8 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
       {&b->ver_chk, "SELECT vseq FROM messages WHERE app = ?1 AND channel = ?2 AND seq = ?3"},
       {&b->ver_ins, "INSERT INTO versions(app, channel, vseq, seq, ts, blob, last_vseq) "
                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+      {&b->ann_ins, "INSERT INTO versions(app, channel, vseq, seq, ts, blob, kind) "
+                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1)"},
       {&b->seq_up, "INSERT INTO channel_seq(app, channel, last_seq) VALUES(?1, ?2, ?3) "
                    "ON CONFLICT(app, channel) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"},
       {&b->keep_vdel, "DELETE FROM versions WHERE app = ?1 AND channel = ?2 AND seq <= " KEEP_TOP},
@@ -1519,7 +1579,12 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
  * would walk every version of the channel in the range: pin the index. */
 #define VERSIONS_SQL(dir)                                                                  \
   "SELECT seq, ts, blob, vseq, last_vseq FROM versions INDEXED BY versions_seq WHERE app = ?1 AND " \
-  "channel = ?2 AND seq = ?3 AND vseq < ?5 AND coalesce(last_vseq, vseq) > ?4 ORDER BY vseq " dir
+  "channel = ?2 AND seq = ?3 AND vseq < ?5 AND coalesce(last_vseq, vseq) > ?4 AND kind IS NULL " \
+  "ORDER BY vseq " dir
+/* A message's annotations: rows of one event each (no bundles). */
+#define ANNOTATIONS_SQL(dir)                                                               \
+  "SELECT seq, ts, blob, vseq, NULL FROM versions INDEXED BY versions_seq WHERE app = ?1 AND " \
+  "channel = ?2 AND seq = ?3 AND vseq < ?5 AND vseq > ?4 AND kind = 1 ORDER BY vseq " dir
 
 static int setup_reader(sq_backend_t *b, const char *path) {
   int rc = open_conn(path, SQLITE_OPEN_READONLY, &b->r);
@@ -1539,6 +1604,8 @@ static int setup_reader(sq_backend_t *b, const char *path) {
                 "seq = ?3"},
       {&b->vers_fwd, VERSIONS_SQL("ASC")},
       {&b->vers_bwd, VERSIONS_SQL("DESC")},
+      {&b->ann_fwd, ANNOTATIONS_SQL("ASC")},
+      {&b->ann_bwd, ANNOTATIONS_SQL("DESC")},
       {&b->kv_list, "SELECT key, value FROM kv WHERE ns = ?1 ORDER BY key"},
       {&b->exp_get, "SELECT expires, value FROM expiring WHERE id = ?1"},
   };

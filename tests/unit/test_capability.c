@@ -127,10 +127,21 @@ static const match_case_t match_cases[] = {
     {"{\"exact\":[\"history\"]}", "exact", H},
     {"{\"exact\":[\"history\"]}", "exact:sub", 0},
     {"{\"exact\":[\"history\"]}", "Exact", 0}, /* names are case sensitive */
-    /* Empty segments (ably-chat's "room::$chat") are ordinary segments. */
-    {"{\"room:*\":[\"publish\"]}", "room::$chat", P},
-    {"{\"room::*\":[\"publish\"]}", "room::$chat", P},
+    /* Empty segments are ordinary segments. */
+    {"{\"room:*\":[\"publish\"]}", "room::x", P},
+    {"{\"room::*\":[\"publish\"]}", "room::x", P},
+    /* Ably matches a name without its "::$..." suffix: a token for the room
+     * "room" works on Ably Chat's channel "room::$chat". */
+    {"{\"room\":[\"publish\"]}", "room::$chat", P},
+    {"{\"room\":[\"publish\"]}", "room::$chat::$chatMessages", P},
+    {"{\"dms:*\":[\"publish\"]}", "dms:abc::$chat", P},
     {"{\"*\":[\"publish\"]}", "room::$chat", P},
+    {"{\"room\":[\"publish\"]}", "roomx::$chat", 0},
+    {"{\"room\":[\"publish\"]}", "room:$chat", 0},
+    {"{\"room:*\":[\"publish\"]}", "room::$chat", 0},
+    {"{\"room::$chat\":[\"publish\"]}", "room::$chat", 0},
+    {"{\"[meta]room\":[\"subscribe\"]}", "[meta]room::$x", S},
+    {"{\"room\":[\"subscribe\"]}", "[?rewind=1]room::$chat", S},
     /* Qualifiers. */
     {"{\"[queue]*\":[\"subscribe\"]}", "[queue]appid-queuename", S},
     {"{\"[queue]*\":[\"subscribe\"]}", "appid-queuename", 0},
@@ -693,6 +704,7 @@ static void test_intersect_semantics(void **state) {
       "a::b",     "[meta]a:b",    "[meta]x",        "[queue]a:b", "foo*",         "foo",
       "pub-sub", "all-ops",     "writers:check", "writers:lobby",   "writers:q:x",
       "readers:z", "devices:admin", "devices:admin:1", "[meta]log", "",
+      "a::$chat", "a:b::$chat", "a::b::$x", "[meta]x::$y", "::$chat",
   };
   size_t nc = sizeof caps / sizeof caps[0], nch = sizeof channels / sizeof channels[0];
   for (size_t i = 0; i < nc; i++) {

@@ -2016,6 +2016,100 @@ static void test_appends_log_truncated_in_chunks(void **state) {
   cmocka_unit_test_setup_teardown(t, setup_sqlite, teardown),     \
       cmocka_unit_test_setup_teardown(t, setup_memory, teardown)
 
+/* ------------------------------------------------------------ annotations */
+
+/* An annotation of message seq with serial vseq: the event "ann <vseq>",
+ * timestamp 5000 + vseq, and with_head the new head "app/ch#seq@vseq" (as
+ * when its summary changed), else none. */
+static sw_store_rec_t ann_rec(const char *app, const char *ch, int64_t seq, int64_t vseq, bool with_head,
+                              vbufs_t *vb) {
+  sw_store_rec_t r = ver_rec(app, ch, seq, vseq, 0, vb);
+  r.op = SW_STORE_ANNOTATION;
+  r.version_blob_len = (size_t)snprintf(vb->ev, sizeof vb->ev, "ann %lld", (long long)vseq);
+  if (!with_head) {
+    r.blob = NULL;
+    r.blob_len = 0;
+  }
+  return r;
+}
+
+static int ann_wait(fx_t *fx, int64_t seq, int64_t vseq, bool with_head) {
+  vbufs_t vb;
+  sw_store_rec_t r = ann_rec("a", "c", seq, vseq, with_head, &vb);
+  return submit_recs_wait(fx, &r, 1);
+}
+
+static void expect_annotations(fx_t *fx, int64_t seq, bool fwd, size_t limit, int64_t after, const int64_t *want,
+                               size_t n) {
+  sw_store_rows_t rows;
+  assert_int_equal(store_annotations(fx->s, "a", "c", seq, fwd, limit, after, &rows), 0);
+  assert_int_equal(rows.n, n);
+  for (size_t i = 0; i < n; i++) {
+    char b[64];
+    int l = snprintf(b, sizeof b, "ann %lld", (long long)want[i]);
+    assert_int_equal(rows.rows[i].seq, seq);
+    assert_int_equal(rows.rows[i].vseq, want[i]);
+    assert_int_equal(rows.rows[i].timestamp, 5000 + want[i]);
+    assert_int_equal(rows.rows[i].blob_len, (size_t)l);
+    assert_memory_equal(rows.rows[i].blob, b, (size_t)l);
+  }
+  store_rows_free(&rows);
+}
+
+/* SW_STORE_ANNOTATION: kept with their message, listed apart from its
+ * versions, replacing the head only when they bring one (a resume then
+ * finds the message by the annotation's serial), refused for a message not
+ * stored or a stale serial, atomic in a batch, persistent, and deleted with
+ * their message. */
+static void test_annotations(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "c", 1, 3, 0, 0);
+  assert_int_equal(ann_wait(fx, 1, 4, false), 0);
+  expect_get(fx, "a", "c", 1, 1); /* no head: unchanged */
+  assert_int_equal(ann_wait(fx, 1, 5, true), 0);
+  expect_get(fx, "a", "c", 1, 5);
+  assert_int_equal(version_wait(fx, "a", "c", 1, 6, 0), 0);
+  assert_int_equal(ann_wait(fx, 2, 7, false), 0);
+  assert_int_equal(ann_wait(fx, 1, 8, true), 0);
+  expect_get(fx, "a", "c", 1, 8);
+  expect_get(fx, "a", "c", 2, 2);
+  expect_annotations(fx, 1, true, 10, -1, SEQS(4, 5, 8));
+  expect_annotations(fx, 1, false, 10, -1, SEQS(8, 5, 4));
+  expect_annotations(fx, 1, true, 1, 4, SEQS(5));
+  expect_annotations(fx, 1, false, 10, 8, SEQS(5, 4));
+  expect_annotations(fx, 2, true, 10, -1, SEQS(7));
+  expect_annotations(fx, 3, true, 10, -1, NOVERS);
+  expect_versions(fx, "a", "c", 1, true, 10, -1, SEQS(6)); /* versions only */
+  sw_history_q_t q = q_all("a", "c");
+  q.by_vseq = true;
+  q.after_seq = 3;
+  expect_heads(fx, &q, HEADS(1, 8));
+  assert_int_equal(last_seq(fx, "a", "c"), 8);
+  /* Refusals. */
+  assert_int_equal(ann_wait(fx, 9, 10, false), -ENOENT);
+  assert_int_equal(ann_wait(fx, 9, 10, true), -ENOENT);
+  assert_int_equal(ann_wait(fx, 1, 7, false), -EEXIST); /* not above the head's 8 */
+  assert_int_equal(ann_wait(fx, 1, 7, true), -EEXIST);
+  assert_int_equal(ann_wait(fx, 3, 8, false), -EEXIST); /* message 1's annotation */
+  /* A failing batch leaves nothing behind. */
+  vbufs_t vb[2];
+  sw_store_rec_t recs[2] = {ann_rec("a", "c", 3, 9, true, &vb[0]), ann_rec("a", "c", 9, 10, false, &vb[1])};
+  assert_int_equal(submit_recs_wait(fx, recs, 2), -ENOENT);
+  expect_get(fx, "a", "c", 3, 3);
+  expect_annotations(fx, 3, true, 10, -1, NOVERS);
+  if (fx->sqlite) {
+    fx_reopen(fx);
+    expect_annotations(fx, 1, true, 10, -1, SEQS(4, 5, 8));
+    expect_versions(fx, "a", "c", 1, true, 10, -1, SEQS(6));
+    expect_get(fx, "a", "c", 1, 8);
+  }
+  /* Count retention takes a message's annotations with it. */
+  fill(fx, "a", "c", 11, 11, 0, 1);
+  expect_annotations(fx, 1, true, 10, -1, NOVERS);
+  expect_annotations(fx, 2, true, 10, -1, NOVERS);
+  expect_get(fx, "a", "c", 1, -1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       BOTH(test_history_order_and_limit),
@@ -2048,6 +2142,7 @@ int main(void) {
       BOTH(test_versions_beside_writes),
       cmocka_unit_test_setup_teardown(test_sqlite_upgrade_v1, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_sqlite_lock, setup_sqlite, teardown),
+      BOTH(test_annotations),
       BOTH(test_appends),
       BOTH(test_appends_batched),
       BOTH(test_append_fold_hints),
