@@ -101,6 +101,23 @@ static int put_claim(void *ud, const char *name, size_t n, sw_error_t *err) {
   return put(x, json_string_value(v), json_string_length(v), err);
 }
 
+static int put_x(void *ud, const char *name, size_t n, sw_error_t *err) { return put(ud, "x", 1, err); }
+
+char *tmpl_sample(const char *tmpl) {
+  expand_t *x = malloc(sizeof *x);
+  sw_error_t err;
+  char *out = NULL;
+  if (x) {
+    x->len = 0;
+    if (walk(tmpl, x, put_lit, put_x, &err) == 0) {
+      x->buf[x->len] = '\0';
+      out = strdup(x->buf);
+    }
+  }
+  free(x);
+  return out;
+}
+
 char *tmpl_expand(const char *tmpl, const json_t *claims, sw_error_t *err) {
   expand_t *x = malloc(sizeof *x);
   if (!x) {

@@ -34,6 +34,11 @@ bool tmpl_value_ok(const char *v, size_t n);
  * 0, or -1 with 40000 and the reason. */
 int tmpl_check(const char *tmpl, sw_error_t *err);
 
+/* The template with every placeholder replaced by "x" (a valid value):
+ * what a config check can parse, e.g. as a capability resource. malloc'd,
+ * or NULL when tmpl fails tmpl_check or out of memory. */
+char *tmpl_sample(const char *tmpl);
+
 /* Does the template contain a placeholder? */
 bool tmpl_has_placeholder(const char *tmpl);
 

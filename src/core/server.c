@@ -12,6 +12,7 @@
 
 #include "admin/admin.h"
 #include "auth/cap_cache.h"
+#include "identity/identity.h"
 #include "core/channel.h"
 #include "core/conn.h"
 #include "core/sock.h"
@@ -266,6 +267,9 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_
   snprintf(srv->server_id, sizeof srv->server_id, "switchboard-%s", rnd);
   if (open_store(srv) || listen_on(srv, port_out)) return -1;
   cfg->port = *port_out;
+  /* Before the apps: registering an app registers its identity providers. */
+  if (!(srv->identity = identity_new(loop))) return -1;
+  srv->apps.identity = srv->identity;
   if (load_server_state(srv) || load_apps(srv)) return -1;
   srv->jwt_cache = jwt_cache_new();
   srv->nonces = nonce_cache_new(1000000, SW_TOKEN_REQUEST_WINDOW_MS);
@@ -290,6 +294,7 @@ void server_shutdown(sw_server_t *srv) {
   uv_close((uv_handle_t *)&srv->tick, NULL);
   uv_close((uv_handle_t *)&srv->sigterm, NULL);
   uv_close((uv_handle_t *)&srv->sigint, NULL);
+  identity_close(srv->identity);
   /* Flush storage first: pending publishes are ACKed before clients go. */
   store_close(srv->store);
   srv->store = NULL;
@@ -311,6 +316,8 @@ void server_free(sw_server_t *srv) {
   sw_conn_t *c, *tmp;
   HASH_ITER(hh, srv->conns, c, tmp) conn_destroy(c);
   channels_free(srv);
+  identity_free(srv->identity); /* before the apps: it points at their providers */
+  srv->identity = NULL;
   apps_free(&srv->apps);
   jwt_cache_free(srv->jwt_cache);
   cap_cache_free(srv->cap_cache);
