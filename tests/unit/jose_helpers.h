@@ -131,10 +131,12 @@ static inline char *th_sign_text(const char *header, const char *claims, int alg
   return tok;
 }
 
-/* The same with JSON values; the header gets "alg" (unless it has one). */
+/* The same with JSON values; the header gets "alg" (unless it has one).
+ * Takes over header (a new reference, typically json_pack's); borrows claims. */
 static inline char *th_sign(json_t *header, json_t *claims, int alg, EVP_PKEY *k) {
   if (!json_object_get(header, "alg")) json_object_set_new(header, "alg", json_string(jws_alg_name(alg)));
   char *h = json_dumps(header, JSON_COMPACT), *c = json_dumps(claims, JSON_COMPACT);
+  json_decref(header);
   char *t = th_sign_text(h, c, alg, k, NULL, 0);
   free(h);
   free(c);

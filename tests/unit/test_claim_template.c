@@ -49,6 +49,10 @@ static void test_expand(void **state) {
   expands_to("no placeholders", "no placeholders");
   expands_to("{{literal}}", "{literal}");
   expands_to("", "");
+  char *sample = tmpl_sample("org:{org_id}:{{x}}:{sub}");
+  assert_string_equal(sample, "org:x:{x}:x");
+  free(sample);
+  assert_null(tmpl_sample("a:{sub"));
   assert_true(tmpl_has_placeholder("a:{sub}"));
   assert_false(tmpl_has_placeholder("a:{{sub}}"));
 }
