@@ -10,7 +10,7 @@
 // REST (Authorization: Bearer) where that is enough, through raw WebSockets
 // or the real SDK otherwise.
 
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import https from 'node:https';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -32,7 +32,7 @@ import {
   fmtErr,
 } from './lib/server.mjs';
 import { expectRestError, bearerRaw, wsConnect, expectWsError, revokeRaw } from './lib/auth.mjs';
-import { ACTION } from './lib/server.mjs';
+import { ACTION, SERVER_BIN } from './lib/server.mjs';
 
 const AUD = 'my-app';
 const nowS = () => Math.floor(Date.now() / 1000);
@@ -592,4 +592,33 @@ test('an Ably JWT whose kid names an app key is still an Ably JWT, even with a p
   assert.equal((await restGet(tok, 'anything')).status, 200);
   const bad = handToken({ alg: 'HS256', typ: 'JWT', kid: 'idp.k1' }, claims, 'wrong-secret');
   await expectRefused(bad, 40144, 401, 'Ably JWT with a bad signature');
+});
+
+// ---------------------------------------------------------------------------
+// Item 6: switchboard token --check
+// ---------------------------------------------------------------------------
+
+/** Runs the CLI asynchronously (the JWKS server lives in this process). */
+function tokenCheck(token) {
+  return new Promise((resolve) => {
+    execFile(SERVER_BIN, ['token', '--check', '--config', cfgFile, token], { timeout: 30_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? err.code : 0, stdout, stderr }));
+  });
+}
+
+test('switchboard token --check: what a provider token grants, or the exact code and reason of a refusal', { timeout: 60_000 }, async () => {
+  const ok = await tokenCheck(await idToken(K.https, { iss: ISS.https, sub: 'alice', claims: { org_id: 'acme' } }));
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  assert.match(ok.stdout, /ACCEPTED as identity provider token of provider idp\/https/);
+  assert.match(ok.stdout, /clientId\s+alice/);
+  assert.match(ok.stdout, /"conversations:alice:\*"/);
+  assert.match(ok.stdout, /provider idp\/big .*NO KEYS: response larger than 4096 bytes/);
+  const fake = await keypair('ES256', 'not-published');
+  const bad = await tokenCheck(await idToken(fake, { iss: ISS.https, claims: { org_id: 'o' } }));
+  assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+  assert.match(bad.stdout, /REFUSED: 40144 \(401\) invalid JWT: no key with kid not-published at this identity provider/);
+  const aud = await tokenCheck(await idToken(K.https, { iss: ISS.https, aud: 'nope', claims: { org_id: 'o' } }));
+  assert.match(aud.stdout, /REFUSED: 40144 \(401\) invalid JWT: aud names no audience/);
+  const tmpl = await tokenCheck(await idToken(K.https, { iss: ISS.https, sub: 'a:*', claims: { org_id: 'o' } }));
+  assert.match(tmpl.stdout, /REFUSED: 40101 \(401\) the token's claim sub is not a string/);
 });
