@@ -76,8 +76,11 @@ typedef struct expand {
 } expand_t;
 
 static int put(expand_t *x, const char *s, size_t n, sw_error_t *err) {
+  /* A template passed tmpl_check, so only claim values can make it too
+   * long: the token's fault, like any other value a template refuses. */
   if (n > SW_TMPL_MAX_LEN - x->len)
-    return errors_set(err, SW_E_BAD_REQUEST, "expanded template longer than %u bytes", SW_TMPL_MAX_LEN), -1;
+    return errors_set(err, SW_E_INVALID_CREDENTIALS, "the token's claims make a template longer than %u bytes",
+                      SW_TMPL_MAX_LEN), -1;
   memcpy(x->buf + x->len, s, n);
   x->len += n;
   return 0;

@@ -44,8 +44,9 @@ bool tmpl_has_placeholder(const char *tmpl);
 
 /* Expands tmpl (which passed tmpl_check) with claims (a JSON object).
  * Returns a malloc'd string the caller frees, or NULL with err: 40101 (a
- * claim missing or not acceptable, naming the claim but never its value
- * beyond what is safe to log), 40000 (bad template, result too long), 50000. */
+ * claim missing or not acceptable, or values making the result longer than
+ * SW_TMPL_MAX_LEN; the message names the claim, never its value), 40000
+ * (a template tmpl_check refuses), 50000. */
 char *tmpl_expand(const char *tmpl, const json_t *claims, sw_error_t *err);
 
 #endif

@@ -3,12 +3,13 @@
  * An app is described by a JSON spec, the same shape for the config file,
  * for POST /apps (the body of shared/ably/test-app-setup.json's post_apps)
  * and for what is persisted: {"id", "keys":[{"id","secret","capability",
- * "revocableTokens"}], "namespaces":[{"id", rules...}], "channels":[...]}.
+ * "revocableTokens"}], "namespaces":[{"id", rules...}], "channels":[...],
+ * "identityProviders":[see identity/provider.h]}.
  * app_from_spec() fills in what a POST leaves out (ids, secrets) so the
  * stored spec is complete.
  *
- * Ownership: the registry owns its apps; an app owns its keys, namespaces
- * and spec. Apps are never freed while the server runs (deleted apps are
+ * Ownership: the registry owns its apps; an app owns its keys, namespaces,
+ * identity providers and spec. Apps are never freed while the server runs (deleted apps are
  * only marked) so connections may keep plain pointers to them. */
 #ifndef SW_CORE_APP_H
 #define SW_CORE_APP_H

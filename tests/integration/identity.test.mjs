@@ -167,6 +167,7 @@ before(async () => {
   const common = { audience: AUD, clientId: '{sub}' };
   const remote = (p, extra = {}) => ({ jwksUri: jwksSrv.url(p), caFile: tls.ca, ...extra });
   const config = {
+    auth: { cookie: 'sbtok' },
     apps: [
       {
         id: 'idp',
@@ -292,6 +293,13 @@ test('RTN2e: a provider token as access_token on a raw WebSocket: CONNECTED with
   const { frame } = await wsConnect(env.server, { access_token: tok });
   assert.equal(frame.action, ACTION.CONNECTED, JSON.stringify(frame));
   assert.equal(frame.connectionDetails.clientId, 'carol');
+});
+
+test('a provider token in the session cookie (auth.cookie) connects a WebSocket', async () => {
+  const tok = await idToken(K.inline, { iss: ISS.inline, sub: 'cookie-user' });
+  const { frame } = await wsConnect(env.server, {}, { headers: { cookie: `other=1; sbtok=${tok}` } });
+  assert.equal(frame.action, ACTION.CONNECTED, JSON.stringify(frame));
+  assert.equal(frame.connectionDetails.clientId, 'cookie-user');
 });
 
 test('capability templates keep two users apart: each gets only conversations:{sub}:*, the other\'s channels fail with 40160', { timeout: 20_000 }, async (t) => {

@@ -91,7 +91,7 @@ static void test_bad_values(void **state) {
   char t[64 * 5 + 1] = "";
   for (int i = 0; i < 64; i++) strcat(t, "{sub}");
   assert_null(tmpl_expand(t, c, &err));
-  assert_int_equal(err.code, 40000);
+  assert_int_equal(err.code, 40101);
   json_decref(c);
 }
 
