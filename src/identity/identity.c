@@ -1,6 +1,7 @@
 #include "identity/identity.h"
 
 #include <errno.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +16,14 @@
 #define ONE_DAY_MS (24 * ONE_HOUR_MS)
 #define REDISCOVER_MS ONE_DAY_MS /* an issuer's jwks_uri is looked up again at least daily */
 #define MAX_DISCOVERY_BYTES (64u * 1024u)
+#define VCACHE_SLOTS 1024u /* power of two */
 
 typedef struct sw_idp_rt {
   sw_idp_t *idp;
   sw_identity_t *owner;
   sw_jwks_t *keys;        /* current keys (NULL until loaded) */
   bool owns_keys;         /* false for inline keys, which the provider owns */
+  uint64_t keys_gen;      /* bumped whenever keys change: verified-token cache entries expire */
   int64_t good_at;        /* ms of the last successful load; 0 never */
   int64_t next_refresh;   /* ms: the next scheduled load */
   int64_t last_start;     /* ms the last load started: the unknown-kid rate limit */
@@ -33,8 +36,22 @@ typedef struct sw_idp_rt {
   char last_error[256];
 } sw_idp_rt_t;
 
+/* A token that verified, by the SHA-256 of its text: a reconnect storm of
+ * the same tokens then costs a hash each, not a signature check. An entry
+ * counts only while its provider's key set is the one it verified with
+ * (keys_gen) and usable, and the token has not expired; everything after
+ * verification (templates, capability, revocation) still runs per use. */
+typedef struct vslot {
+  uint8_t digest[SHA256_DIGEST_LENGTH];
+  sw_idp_rt_t *rt;       /* NULL: empty */
+  uint64_t gen;
+  json_t *claims;
+  int64_t exp_ms, iat_ms;
+} vslot_t;
+
 struct sw_identity {
   uv_loop_t *loop;
+  vslot_t *vcache;       /* VCACHE_SLOTS, allocated with the first provider */
   sw_fetcher_t *fetcher; /* created with the first remote provider */
   uv_timer_t timer;
   bool timer_init;
@@ -60,6 +77,14 @@ static void set_keys(sw_idp_rt_t *rt, sw_jwks_t *k, bool owns) {
   if (rt->owns_keys) jwks_free(rt->keys);
   rt->keys = k;
   rt->owns_keys = owns;
+  rt->keys_gen++;
+}
+
+static void vcache_flush(sw_identity_t *id) {
+  for (size_t i = 0; id->vcache && i < VCACHE_SLOTS; i++) {
+    json_decref(id->vcache[i].claims);
+    memset(&id->vcache[i], 0, sizeof id->vcache[i]);
+  }
 }
 
 static void load_failed(sw_idp_rt_t *rt, int64_t now, const char *why) {
@@ -276,6 +301,7 @@ int identity_add(sw_identity_t *id, sw_idp_t *const *idps, size_t n, sw_error_t 
     }
   }
   if (remote && !id->fetcher && !(id->fetcher = fetcher_new(id->loop))) goto oom;
+  if (!id->vcache && !(id->vcache = calloc(VCACHE_SLOTS, sizeof *id->vcache))) goto oom;
   if (!id->timer_init) {
     uv_timer_init(id->loop, &id->timer);
     id->timer.data = id;
@@ -297,6 +323,7 @@ fail:
 }
 
 void identity_remove(sw_identity_t *id, sw_idp_t *const *idps, size_t n) {
+  vcache_flush(id); /* entries point at the providers' runtime state */
   for (size_t i = 0; i < n; i++) {
     for (size_t j = 0; j < id->n; j++) {
       if (id->rts[j]->idp != idps[i]) continue;
@@ -332,6 +359,8 @@ void identity_close(sw_identity_t *id) {
 
 void identity_free(sw_identity_t *id) {
   if (!id) return;
+  vcache_flush(id);
+  free(id->vcache);
   for (size_t i = 0; i < id->n; i++) rt_free(id->rts[i]);
   free(id->rts);
   free(id);
@@ -387,9 +416,40 @@ static const sw_jwks_t *usable_keys(const sw_idp_rt_t *rt, int64_t now) {
   return rt->keys;
 }
 
+/* A cached verification of this token text, if one is still good. */
+static bool vcache_get(sw_identity_t *id, const uint8_t *digest, int64_t now, sw_idp_token_t *out) {
+  vslot_t *v = &id->vcache[(digest[0] | (size_t)digest[1] << 8) & (VCACHE_SLOTS - 1)];
+  if (!v->rt || memcmp(v->digest, digest, sizeof v->digest) != 0) return false;
+  if (v->gen != v->rt->keys_gen || v->exp_ms <= now || (v->rt->idp->source != SW_IDP_SRC_SECRET && !usable_keys(v->rt, now)))
+    return false;
+  out->idp = v->rt->idp;
+  out->claims = json_incref(v->claims);
+  out->exp_ms = v->exp_ms;
+  out->iat_ms = v->iat_ms;
+  return true;
+}
+
+static void vcache_put(sw_identity_t *id, const uint8_t *digest, sw_idp_rt_t *rt, const sw_idp_token_t *t) {
+  vslot_t *v = &id->vcache[(digest[0] | (size_t)digest[1] << 8) & (VCACHE_SLOTS - 1)];
+  json_decref(v->claims);
+  memcpy(v->digest, digest, sizeof v->digest);
+  v->rt = rt;
+  v->gen = rt->keys_gen;
+  v->claims = json_incref(t->claims);
+  v->exp_ms = t->exp_ms;
+  v->iat_ms = t->iat_ms;
+}
+
 int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_identity_verify_opts_t *o,
                     sw_idp_token_t *out, sw_error_t *err) {
   memset(out, 0, sizeof *out);
+  uint8_t digest[SHA256_DIGEST_LENGTH];
+  int64_t now = o->now_ms ? o->now_ms : clock_now_ms();
+  bool cache = id->vcache && !o->no_cache;
+  if (cache) {
+    SHA256((const uint8_t *)tok, n, digest);
+    if (vcache_get(id, digest, now, out)) return 0;
+  }
   sw_jws_t j;
   sw_error_t derr;
   /* Anything that does not decode as a JWS is left to the Ably JWT code,
@@ -412,7 +472,6 @@ int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_ident
     goto done;
   }
   const sw_idp_t *p = rt->idp;
-  int64_t now = o->now_ms ? o->now_ms : clock_now_ms();
   const sw_jwks_t *keys = usable_keys(rt, now);
   rc = -1;
   if (p->source != SW_IDP_SRC_SECRET && !keys) {
@@ -441,6 +500,7 @@ int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_ident
   j.claims = NULL;
   out->exp_ms = res.exp_ms;
   out->iat_ms = res.iat_ms;
+  if (cache) vcache_put(id, digest, rt, out);
   rc = 0;
 done:
   jws_clear(&j);

@@ -20,7 +20,11 @@
  *               refused (40144), and the SDK's renewal brings it back;
  *   outages     a failed refresh keeps the cached keys until maxStaleSeconds
  *               after the last good fetch, retrying with backoff (from
- *               refreshMinSeconds, doubling, up to refreshMaxSeconds).
+ *               refreshMinSeconds, doubling, up to refreshMaxSeconds);
+ *   verified    tokens that verified are remembered by the SHA-256 of their
+ *               text (1024 slots) until they expire or their provider's
+ *               keys change, so reconnecting with the same token costs no
+ *               signature check.
  * Loop thread only. */
 #ifndef SW_IDENTITY_IDENTITY_H
 #define SW_IDENTITY_IDENTITY_H
@@ -67,6 +71,7 @@ typedef struct sw_identity_verify_opts {
   size_t max_len;            /* longest token */
   sw_identity_is_key_fn is_key;
   void *is_key_ud;
+  bool no_cache;             /* skip the verified-token cache (benchmarks) */
 } sw_identity_verify_opts_t;
 
 /* Verifies tok if it is a provider's token. Returns:
