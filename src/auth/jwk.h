@@ -85,6 +85,11 @@ typedef struct sw_jwk {
   sw_jwk_family_t family;
   int alg;                  /* the JWK's "alg", or -1: any algorithm of its family */
   EVP_PKEY *pkey;           /* owned */
+  /* A verify context for pkey, set up for vctx_alg on first use and kept
+   * (auth/jws.c), so OpenSSL 3's per-call fetches and set-up are paid once
+   * per key. A memo, so a key is not thread-safe. */
+  struct evp_pkey_ctx_st *vctx;
+  int vctx_alg;
 } sw_jwk_t;
 
 /* A parsed JWK Set: the usable keys in their order in the set. */

@@ -97,4 +97,10 @@ int jws_verify(const sw_jws_t *j, const char *tok, const sw_jws_policy_t *pol, c
  * the raw R||S of RFC 7518 section 3.4; EdDSA: Ed25519.) */
 bool jws_sig_ok(int alg, EVP_PKEY *key, const uint8_t *data, size_t dlen, const uint8_t *sig, size_t slen);
 
+/* The same with a JWK whose verify context is kept between calls (RS, PS
+ * and ES: the data is hashed here and EVP_PKEY_verify runs on the kept
+ * context; EdDSA signs the message itself and goes through jws_sig_ok).
+ * Same answers as jws_sig_ok. */
+bool jws_sig_ok_jwk(int alg, sw_jwk_t *k, const uint8_t *data, size_t dlen, const uint8_t *sig, size_t slen);
+
 #endif
