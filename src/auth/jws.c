@@ -43,6 +43,11 @@ static json_t *segment_object(const char *seg, size_t len) {
   return o;
 }
 
+json_t *jws_decode_header(const char *tok, size_t n) {
+  const char *d1 = memchr(tok, '.', n);
+  return d1 && d1 > tok ? segment_object(tok, (size_t)(d1 - tok)) : NULL;
+}
+
 int jws_decode(const char *tok, size_t n, size_t max_len, sw_jws_t *out, sw_error_t *err) {
   memset(out, 0, sizeof *out);
   out->alg = -1;

@@ -60,6 +60,11 @@ typedef struct sw_jws {
 int jws_decode(const char *tok, size_t n, size_t max_len, sw_jws_t *out, sw_error_t *err);
 void jws_clear(sw_jws_t *j);
 
+/* The header alone (the first segment as a JSON object), for routing a
+ * token before anything else is decoded; NULL when it is not one. The
+ * caller json_decref()s it. */
+json_t *jws_decode_header(const char *tok, size_t n);
+
 /* What a provider accepts. */
 typedef struct sw_jws_policy {
   const char *issuer;              /* required: exact iss */
