@@ -578,6 +578,25 @@ test('POST /apps accepts identityProviders with inline keys; refuses jwksFile, h
   assert.equal(again.status, 201, again.text);
 });
 
+test('an ambiguous config is refused at load: two providers with one issuer and overlapping audiences stop `serve` with the reason', async () => {
+  const dir = makeTempDir('switchboard-identity-bad-');
+  try {
+    const p = { issuer: 'https://dup.idp.test', audience: ['a', 'b'], jwks: jwks(K.inline), algorithms: ['EdDSA'], capability: { 'c:{sub}': ['subscribe'] } };
+    const file = path.join(dir.dir, 'config.json');
+    writeFileSync(file, JSON.stringify({
+      apps: [
+        { id: 'one', keys: [{ id: 'k', secret: 'secret-0123456789' }], identityProviders: [{ id: 'p1', ...p }] },
+        { id: 'two', keys: [{ id: 'k', secret: 'secret-0123456789' }], identityProviders: [{ id: 'p2', ...p, audience: 'b' }] },
+      ],
+    }));
+    const err = await startServer({ extraArgs: ['--config', file], label: 'identity-ambiguous' }).then(() => null, (e) => e);
+    assert.ok(err, 'the server must not start');
+    assert.match(err.message, /already has issuer https:\/\/dup\.idp\.test with an overlapping audience/);
+  } finally {
+    dir.cleanup();
+  }
+});
+
 test('a provider with an explicit sharedSecret (HS256, e.g. Supabase\'s legacy JWT secret) verifies only with that secret', async () => {
   const secret = 'super-secret-jwt-token-with-at-least-32-characters-long';
   const res = await http(env.server, 'POST', '/apps', {
