@@ -353,6 +353,8 @@ int main(int argc, char **argv) {
     if (p99 < 0 && seen >= count - count / 100) p99 = i / 1000.0;
     max = i / 1000.0;
   }
+  free(h);
+  free(part);
   double aps = (double)total / o.seconds, dps = (double)count / o.seconds;
   double rpct = 100 * relay_cpu / o.seconds, lpct = 100 * load_cpu / o.seconds;
   if (o.json) {

@@ -190,10 +190,14 @@ static int flush(tcp_t *t) {
   return 0;
 }
 
-static void on_connected(tcp_t *t) {
+/* The connect finished, one way or the other: SO_ERROR says which. status is
+ * the poll's: libuv reports POLLERR as UV_EBADF (a refused connect raises
+ * POLLERR), so it is used only when the socket itself names no error. */
+static void on_connected(tcp_t *t, int status) {
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (!err && status < 0) err = -status;
   if (err) {
     /* Try the next address (e.g. ::1 then 127.0.0.1) before giving up. */
     if (t->next_addr) {
@@ -240,8 +244,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   tcp_t *t = h->data;
   if (t->released || t->ended) return;
   if (!t->connected) {
-    if (status < 0 && !t->next_addr) fail_connect(t, status);
-    else on_connected(t); /* SO_ERROR tells */
+    on_connected(t, status);
     return;
   }
   if (t->write_error) {

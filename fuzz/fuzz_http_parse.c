@@ -6,7 +6,9 @@
  *   - on success head_len + body.n == consumed, head_len <= max_head,
  *     body.n <= max_body, and every slice lies inside the consumed bytes
  *     (except a path of "/", which may be static);
- *   - header names are non-empty and values carry no CR/LF;
+ *   - header names are non-empty and values carry no CR/LF; Host and
+ *     Authorization appear at most once, and an accepted WebSocket upgrade
+ *     has exactly one Sec-WebSocket-Key and Sec-WebSocket-Version;
  *   - re-parsing exactly the consumed bytes gives the same answer, and a
  *     strict prefix of a complete request is never "complete".
  * The same input is parsed under three limit sets so both the default and
@@ -44,6 +46,7 @@ static int parse_checked(const uint8_t *data, size_t size, const sw_http_limits_
   CHECK(r.body.n <= max_body);
   CHECK(r.n_headers <= SW_HTTP_MAX_HEADERS);
   CHECK(r.http_major == 1);
+  CHECK(http_req_header_count(&r, "Host") <= 1 && http_req_header_count(&r, "Authorization") <= 1);
   check_slice(r.target, data, r.head_len);
   if (!slice_eq(r.path, "/")) check_slice(r.path, data, r.head_len); /* may be static "/" */
   check_slice(r.query, data, r.head_len);
@@ -62,6 +65,8 @@ static int parse_checked(const uint8_t *data, size_t size, const sw_http_limits_
   if (ws_handshake_check(&r, accept, &err) == 0) {
     CHECK(strlen(accept) == SW_WS_ACCEPT_LEN);
     CHECK(r.method == HTTP_GET);
+    CHECK(http_req_header_count(&r, "Sec-WebSocket-Key") == 1);
+    CHECK(http_req_header_count(&r, "Sec-WebSocket-Version") == 1);
   } else {
     CHECK(err.code == SW_E_BAD_REQUEST && accept[0] == '\0');
   }

@@ -35,6 +35,8 @@ step "load generator, quick mode (fails on lost messages or errors, not on misse
 for s in connect idle fanout durable ai; do
   build/switchboard bench "$s" --quick; record $? "bench $s --quick"
 done
+step "Debian package (scripts/package.sh: contents, dependencies, the packaged binary serves)"
+tests/package/test.sh; record $? "package"
 set -e
 
 step "build (ASan + UBSan, clang)"

@@ -17,7 +17,8 @@
 static void usage(FILE *out) {
   fprintf(out,
           "usage: switchboard serve [--config FILE] [--listen HOST:PORT] [--data DIR | --memory]\n"
-          "                         [--sandbox] [--verbose]\n"
+          "                         [--sandbox] [--verbose] [--log-format text|json]\n"
+          "                         [--metrics-listen HOST:PORT]\n"
 #ifdef SW_HAVE_TOOLS
           "       switchboard token --key KEY [--client-id ID] [--capability JSON] [--ttl SECONDS]\n"
           "                         [--revocation-key K] [--format jwt|token-request]\n"
@@ -33,14 +34,18 @@ static void usage(FILE *out) {
           "  --memory            keep everything in memory (nothing survives a restart)\n"
           "  --sandbox           open the admin API (POST /apps) without credentials, for\n"
           "                      local development and test suites\n"
-          "  --verbose           debug logging\n");
+          "  --verbose           debug logging\n"
+          "  --log-format F      text (default) or json: one JSON object a line on stderr\n"
+          "  --metrics-listen HOST:PORT  a second listener serving only /metrics, /healthz and\n"
+          "                      /readyz, without credentials (port 0 picks one)\n");
 }
 
 static int serve(int argc, char **argv) {
   sw_config_t cfg;
   config_defaults(&cfg);
-  const char *listen = NULL, *data = NULL;
+  const char *listen = NULL, *data = NULL, *metrics_listen = NULL;
   bool memory = false, sandbox = false;
+  int log_format = -1;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -54,6 +59,8 @@ static int serve(int argc, char **argv) {
       i++;
     } else if (strcmp(a, "--listen") == 0 && val) {
       listen = val, i++;
+    } else if (strcmp(a, "--metrics-listen") == 0 && val) {
+      metrics_listen = val, i++;
     } else if (strcmp(a, "--data") == 0 && val) {
       data = val, i++;
     } else if (strcmp(a, "--memory") == 0) {
@@ -62,6 +69,8 @@ static int serve(int argc, char **argv) {
       sandbox = true;
     } else if (strcmp(a, "--verbose") == 0) {
       log_set_level(SW_LOG_DEBUG);
+    } else if (strcmp(a, "--log-format") == 0 && val && (log_format = log_format_parse(val)) >= 0) {
+      i++;
     } else {
       fprintf(stderr, "switchboard: unknown or incomplete option %s\n", a);
       usage(stderr);
@@ -75,11 +84,17 @@ static int serve(int argc, char **argv) {
     config_free(&cfg);
     return 2;
   }
+  if (metrics_listen && config_set_metrics_listen(&cfg, metrics_listen)) {
+    fprintf(stderr, "switchboard: bad --metrics-listen %s (want HOST:PORT)\n", metrics_listen);
+    config_free(&cfg);
+    return 2;
+  }
   if (data) {
     free(cfg.data_dir);
     cfg.data_dir = strdup(data);
   }
   if (memory) cfg.memory = true;
+  log_set_format(log_format >= 0 ? log_format : cfg.log_format);
   if (sandbox) cfg.sandbox = true;
 
   /* Writes to a closed socket must fail with EPIPE, not kill the process. */
@@ -98,10 +113,8 @@ static int serve(int argc, char **argv) {
     printf("listening on http://%s:%d\n", cfg.host, port);
     fflush(stdout);
     uv_run(loop, UV_RUN_DEFAULT);
-  } else if (srv.store) {
-    server_shutdown(&srv);
-    uv_run(loop, UV_RUN_DEFAULT);
   }
+  /* A failed start has closed what it opened already (message on stderr). */
   server_free(&srv);
   uv_loop_close(loop);
   config_free(&cfg);

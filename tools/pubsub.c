@@ -310,7 +310,8 @@ static void on_attach(sw_channel_t *ch, const sw_errinfo_t *err, void *ud) {
   cli_t *cli = ud;
   (void)ch;
   if (err) {
-    print_error(cli, "attach failed", err);
+    /* Not again when the connection's failure was reported already. */
+    if (!cli->exit_code) print_error(cli, "attach failed", err);
     finish(cli, 1);
   }
 }

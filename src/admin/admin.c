@@ -11,7 +11,7 @@
 #include "net/url.h"
 #include "rest/rest.h"
 
-static bool admin_allowed(const sw_server_t *srv, const sw_http_req_t *req) {
+bool admin_authorized(const sw_server_t *srv, const sw_http_req_t *req) {
   if (srv->cfg->sandbox) return true;
   const char *want = srv->cfg->admin_key;
   const sw_slice_t *auth = http_req_header(req, "Authorization");
@@ -70,7 +70,7 @@ void admin_handle(sw_sock_t *s, const sw_http_req_t *req) {
   if (a && memmem(a->p, a->n, "msgpack", 7)) acc = "msgpack";
   sw_format_t fmt = acc ? SW_FMT_MSGPACK : SW_FMT_JSON;
   sw_error_t err = {0};
-  if (!admin_allowed(srv, req)) {
+  if (!admin_authorized(srv, req)) {
     errors_set(&err, SW_E_INVALID_CREDENTIALS, "the admin API needs the admin key");
     rest_error(s, fmt, &err, req->keep_alive);
     return;

@@ -5,9 +5,17 @@
 #ifndef SW_ADMIN_ADMIN_H
 #define SW_ADMIN_ADMIN_H
 
+#include <stdbool.h>
+
 typedef struct sw_sock sw_sock_t;
+typedef struct sw_server sw_server_t;
 struct sw_http_req;
 
 void admin_handle(sw_sock_t *s, const struct sw_http_req *req);
+
+/* The admin credential rule, shared with GET /metrics (rest/health.c):
+ * true with --sandbox, else only for "Authorization: Bearer <adminKey>"
+ * (compared in constant time; never without a configured adminKey). */
+bool admin_authorized(const sw_server_t *srv, const struct sw_http_req *req);
 
 #endif

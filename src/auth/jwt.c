@@ -193,6 +193,7 @@ void jwt_clear(sw_jwt_t *j) {
   free(j->client_id);
   free(j->revocation_key);
   free(j->client_type);
+  free(j->workspace);
   json_decref(j->channel_claims);
   free(j->embedded_token);
   memset(j, 0, sizeof *j);
@@ -244,7 +245,7 @@ bool jwt_looks_like(const char *s, size_t n) {
   X(N_ALG, "alg") X(N_TYP, "typ") X(N_KID, "kid") X(N_CRIT, "crit") X(N_TOKEN, "x-ably-token") \
   X(N_IAT, "iat") X(N_EXP, "exp") X(N_NBF, "nbf") X(N_CAPABILITY, "x-ably-capability")         \
   X(N_CLIENT_ID, "x-ably-clientId") X(N_REVOCATION_KEY, "x-ably-revocation-key")               \
-  X(N_CLIENT_TYPE, "x-ably-clientType")
+  X(N_CLIENT_TYPE, "x-ably-clientType") X(N_WORKSPACE, "x-switchboard-workspace")
 #define NAME_ENUM(id, str) id,
 #define NAME_STR(id, str) [id] = str,
 #define NAME_LEN(id, str) [id] = sizeof str - 1,
@@ -586,7 +587,8 @@ static int verify_embedded(const jobj_t *header, const jobj_t *claims, const sw_
   if (r) return fail(err, 40144, r > 0 ? "Invalid JWT; exp must be specified" : "Invalid JWT; exp must be a NumericDate in seconds");
   r = claim_time(claims, N_IAT, &out->iat_ms);
   if (r < 0) return fail(err, 40144, "Invalid JWT; iat must be a NumericDate in seconds");
-  if (out->exp_ms <= o->now_ms - o->leeway_ms) return fail(err, 40142, "Token expired");
+  /* No leeway on expiry: it is judged by the server's clock (RSA4b1). */
+  if (out->exp_ms <= o->now_ms) return fail(err, 40142, "Token expired");
   if (r == 0 && out->iat_ms > o->now_ms + o->leeway_ms)
     return fail(err, 40144, "Invalid JWT; issuedAt time must not be in the future");
   return 0;
@@ -613,7 +615,8 @@ static int read_claims(const jobj_t *claims, const sw_jwt_opts_t *o, sw_jwt_t *o
   if (r < 0) return fail(err, 40144, "Invalid JWT; nbf must be a NumericDate in seconds");
   bool has_nbf = r == 0;
 
-  if (out->exp_ms <= o->now_ms - o->leeway_ms) return fail(err, 40142, "Token expired");
+  /* No leeway on expiry: it is judged by the server's clock (RSA4b1). */
+  if (out->exp_ms <= o->now_ms) return fail(err, 40142, "Token expired");
   if (out->iat_ms > o->now_ms + o->leeway_ms)
     return fail(err, 40144, "Invalid JWT; issuedAt time must not be in the future");
   if (has_nbf && nbf_ms > o->now_ms + o->leeway_ms) return fail(err, 40144, "Invalid JWT; token not yet valid (nbf)");
@@ -640,7 +643,8 @@ static int read_claims(const jobj_t *claims, const sw_jwt_opts_t *o, sw_jwt_t *o
     size_t off;
   } strs[] = {{N_CLIENT_ID, offsetof(sw_jwt_t, client_id)},
               {N_REVOCATION_KEY, offsetof(sw_jwt_t, revocation_key)},
-              {N_CLIENT_TYPE, offsetof(sw_jwt_t, client_type)}};
+              {N_CLIENT_TYPE, offsetof(sw_jwt_t, client_type)},
+              {N_WORKSPACE, offsetof(sw_jwt_t, workspace)}};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
     r = claim_string(claims, strs[i].name, (char **)((char *)out + strs[i].off));
     if (r < 0) return fail(err, 50000, "out of memory");
@@ -856,6 +860,12 @@ done:
 char *jwt_sign_ably(const char *key_name, const uint8_t *secret, size_t secret_len, int64_t iat_s,
                     int64_t exp_s, const char *capability, const char *client_id,
                     const char *revocation_key) {
+  return jwt_sign_ably_ws(key_name, secret, secret_len, iat_s, exp_s, capability, client_id, revocation_key, NULL);
+}
+
+char *jwt_sign_ably_ws(const char *key_name, const uint8_t *secret, size_t secret_len, int64_t iat_s,
+                       int64_t exp_s, const char *capability, const char *client_id,
+                       const char *revocation_key, const char *workspace) {
   if (!key_name || !secret || secret_len == 0 || secret_len > INT_MAX) return NULL;
   jwt_t *j = NULL;
   char *tok = NULL;
@@ -864,7 +874,8 @@ char *jwt_sign_ably(const char *key_name, const uint8_t *secret, size_t secret_l
       jwt_add_grant_int(j, "iat", (long)iat_s) || jwt_add_grant_int(j, "exp", (long)exp_s) ||
       (capability && jwt_add_grant(j, "x-ably-capability", capability)) ||
       (client_id && jwt_add_grant(j, "x-ably-clientId", client_id)) ||
-      (revocation_key && jwt_add_grant(j, "x-ably-revocation-key", revocation_key)))
+      (revocation_key && jwt_add_grant(j, "x-ably-revocation-key", revocation_key)) ||
+      (workspace && jwt_add_grant(j, "x-switchboard-workspace", workspace)))
     goto done;
   tok = jwt_encode_str(j);
 done:

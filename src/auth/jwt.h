@@ -47,6 +47,8 @@ typedef struct sw_jwt {
   char *client_id;           /* x-ably-clientId, may be "*"; NULL if absent */
   char *revocation_key;      /* x-ably-revocation-key; NULL if absent */
   char *client_type;         /* x-ably-clientType (e.g. "server"); NULL if absent */
+  char *workspace;           /* x-switchboard-workspace (the Assistant Cloud workspace,
+                                docs/identity.md); NULL if absent */
   json_t *channel_claims;    /* object: resource pattern -> claim value (any JSON), from
                                 "ably.channel.<resource>" claims; NULL if none */
   char *embedded_token;      /* x-ably-token (header or claim); NULL if none. When set, only
@@ -77,7 +79,9 @@ void jwt_cache_free(sw_jwt_cache_t *c);
 
 typedef struct sw_jwt_opts {
   int64_t now_ms;         /* current time; 0 means the wall clock */
-  int64_t leeway_ms;      /* clock skew tolerated on exp, iat and nbf; <= 0 means none */
+  int64_t leeway_ms;      /* clock skew tolerated on iat and nbf (an issuer whose clock is
+                             ahead); <= 0 means none. Not on exp: expiry is judged by this
+                             server's clock, as Ably's servers do (RSA4b1) */
   size_t max_len;         /* longest token accepted; 0 means SW_JWT_DEFAULT_MAX_LEN */
   int64_t max_ttl_ms;     /* longest exp - iat; 0 means 24 h. Pass 1 h for a key with
                              revocable tokens */
@@ -101,11 +105,12 @@ bool jwt_looks_like(const char *s, size_t n);
  * RS256, ES256 and the rest are refused, so an RS256 header can never make
  * the key secret act as a public key), kid present and known to lookup, the
  * HMAC-SHA256 of "header.payload" compared in constant time, and only then
- * the claims: a JSON object with numeric iat and exp (seconds), exp not
- * past (now - leeway), iat and nbf not after (now + leeway), exp > iat,
+ * the claims: a JSON object with numeric iat and exp (seconds), exp after
+ * now (no leeway), iat and nbf not after (now + leeway), exp > iat,
  * exp - iat <= max_ttl, and the Ably claims well-typed when present
  * (x-ably-capability a non-empty string or an object, x-ably-clientId,
- * x-ably-revocation-key and x-ably-clientType non-empty strings). Duplicate
+ * x-ably-revocation-key, x-ably-clientType and x-switchboard-workspace
+ * non-empty strings). Duplicate
  * names in header or claims are refused. Unknown claims are ignored.
  * The capability is returned as text, not parsed: cap_parse it and
  * cap_intersect it with the key's capability.
@@ -141,5 +146,10 @@ void jwt_clear(sw_jwt_t *j);
 char *jwt_sign_ably(const char *key_name, const uint8_t *secret, size_t secret_len, int64_t iat_s,
                     int64_t exp_s, const char *capability, const char *client_id,
                     const char *revocation_key);
+/* jwt_sign_ably with an x-switchboard-workspace claim too (when non-NULL):
+ * the tokens the Assistant Cloud API hands out (src/cloud/). */
+char *jwt_sign_ably_ws(const char *key_name, const uint8_t *secret, size_t secret_len, int64_t iat_s,
+                       int64_t exp_s, const char *capability, const char *client_id,
+                       const char *revocation_key, const char *workspace);
 
 #endif

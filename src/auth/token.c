@@ -1,12 +1,14 @@
 /* token.c: self-contained Ably tokens, encrypted and authenticated with the
- * server secret (encrypt-then-MAC: AES-256-CTR, HMAC-SHA256). See token.h
- * and docs/tokens.md. */
+ * server secret (encrypt-then-MAC: AES-256-CTR, HMAC-SHA256), and the
+ * references that stand for large ones kept in the store. See token.h and
+ * docs/tokens.md. */
 #include "auth/token.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,6 +246,43 @@ bool token_looks_like(const char *s, size_t n) {
   for (size_t i = SW_TOKEN_PREFIX_LEN; i < n; i++)
     if (!b64url_is_char((unsigned char)s[i])) return false;
   return true;
+}
+
+/* ---- references ---- */
+
+#define REF_RAW 32
+_Static_assert(sizeof SW_TOKEN_REF_PREFIX - 1 == SW_TOKEN_PREFIX_LEN, "one prefix length for both forms");
+_Static_assert(SW_TOKEN_PREFIX_LEN + (REF_RAW * 4 + 2) / 3 == SW_TOKEN_REF_LEN, "reference length");
+
+char *token_ref_new(void) {
+  uint8_t raw[REF_RAW];
+  char *ref = malloc(SW_TOKEN_REF_LEN + 1);
+  if (!ref || RAND_bytes(raw, sizeof raw) != 1 ||
+      b64url_encode(raw, sizeof raw, ref + SW_TOKEN_PREFIX_LEN, SW_TOKEN_REF_LEN - SW_TOKEN_PREFIX_LEN + 1) !=
+          SW_TOKEN_REF_LEN - SW_TOKEN_PREFIX_LEN) {
+    free(ref);
+    return NULL;
+  }
+  memcpy(ref, SW_TOKEN_REF_PREFIX, SW_TOKEN_PREFIX_LEN);
+  OPENSSL_cleanse(raw, sizeof raw);
+  return ref;
+}
+
+bool token_ref_looks_like(const char *s, size_t n) {
+  uint8_t raw[REF_RAW];
+  return s && n == SW_TOKEN_REF_LEN && memcmp(s, SW_TOKEN_REF_PREFIX, SW_TOKEN_PREFIX_LEN) == 0 &&
+         b64url_decode(s + SW_TOKEN_PREFIX_LEN, n - SW_TOKEN_PREFIX_LEN, raw, sizeof raw) == REF_RAW;
+}
+
+void token_ref_id(const char *s, size_t n, char out[SW_TOKEN_REF_ID_LEN + 1]) {
+  static const char hex[] = "0123456789abcdef";
+  uint8_t h[SHA256_DIGEST_LENGTH];
+  SHA256((const unsigned char *)s, n, h);
+  for (size_t i = 0; i < sizeof h; i++) {
+    out[2 * i] = hex[h[i] >> 4];
+    out[2 * i + 1] = hex[h[i] & 15];
+  }
+  out[SW_TOKEN_REF_ID_LEN] = '\0';
 }
 
 int token_open(const uint8_t secret[SW_TOKEN_SECRET_LEN], const char *tok, size_t n, uint8_t **payload,

@@ -77,6 +77,39 @@ int token_verify(const uint8_t secret[SW_TOKEN_SECRET_LEN], const char *tok, siz
 /* Frees the strings of t and zeroes it. NULL is a no-op. */
 void token_info_clear(sw_token_info_t *t);
 
+/* ---- References to tokens kept server-side ----
+ *
+ * A token carries its capability, so a large capability (Ably tokens exist
+ * for capabilities too large for a JWT) makes a large token: an 18.9 KB
+ * capability seals to 25 KB, more than an HTTP head may hold (16 KiB), and
+ * the WebSocket upgrade carries the token in its URL. A token whose sealed
+ * form is longer than SW_TOKEN_INLINE_MAX is therefore kept in the server's
+ * store and the client gets a reference to it instead:
+ *   "sbr1." base64url(32 random bytes)      (SW_TOKEN_REF_LEN characters)
+ * which keeps every property of a token string (no ':', no leading '{',
+ * exactly one '.', safe in a URL and a header, never taken for a JWT). The
+ * store holds the sealed token under token_ref_id (the SHA-256 of the
+ * reference, in hex), so neither the store's contents nor the timing of an
+ * index lookup reveal a usable reference. */
+#define SW_TOKEN_REF_PREFIX "sbr1."
+#define SW_TOKEN_REF_LEN 48
+#define SW_TOKEN_REF_ID_LEN 64
+/* Sealed tokens up to this length are handed out as they are. */
+#define SW_TOKEN_INLINE_MAX 4096
+/* The most referenced tokens, and bytes of sealed tokens, the store keeps
+ * (expired ones are pruned first); past either, requestToken answers 42910. */
+#define SW_TOKEN_STORED_MAX 100000
+#define SW_TOKEN_STORED_MAX_BYTES (256u << 20)
+
+/* A fresh random reference (malloc'd, NUL-terminated), or NULL when out of
+ * memory or when the system RNG fails. */
+char *token_ref_new(void);
+/* True when s[0..n) is shaped like a reference: the prefix and 43 canonical
+ * base64url characters. Says nothing about whether it is stored. */
+bool token_ref_looks_like(const char *s, size_t n);
+/* The store key of reference s[0..n): SHA-256 in lower-case hex, NUL-terminated. */
+void token_ref_id(const char *s, size_t n, char out[SW_TOKEN_REF_ID_LEN + 1]);
+
 /* Lower layer, exposed for the unit tests and the fuzzer: seal arbitrary
  * payload bytes into a token string (what token_mint does after encoding
  * info), and open a token back into its payload bytes after checking the

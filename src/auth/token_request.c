@@ -253,8 +253,11 @@ int token_request_validate(const sw_token_request_t *r, int64_t now_ms, bool rev
 
   if (signed_req) {
     if (!r->nonce) return fail(err, SW_E_INVALID_BODY, "invalid token request: nonce missing");
-    if (strlen(r->nonce) < SW_TOKEN_NONCE_MIN_LEN)
+    size_t nl = strlen(r->nonce);
+    if (nl < SW_TOKEN_NONCE_MIN_LEN)
       return fail(err, SW_E_INVALID_PARAM, "invalid token request: nonce shorter than 16 characters");
+    if (nl > SW_TOKEN_NONCE_MAX_LEN)
+      return fail(err, SW_E_INVALID_PARAM, "invalid token request: nonce longer than 256 characters");
   }
 
   if (r->ttl && *r->ttl) {
@@ -356,8 +359,8 @@ int nonce_cache_check(sw_nonce_cache_t *c, const char *key_name, const char *non
     return fail(err, E_TIMESTAMP_NOT_CURRENT, "Timestamp not current");
 
   size_t kn = strlen(key_name), nn = strlen(nonce);
-  /* uthash takes key lengths as unsigned; a parsed body is far smaller. */
-  if (kn > UINT32_MAX / 4 || nn > UINT32_MAX / 4) return fail(err, SW_E_INVALID_PARAM, "nonce too long");
+  /* Every entry's size is bounded, not only their number. */
+  if (kn > 1024 || nn > SW_TOKEN_NONCE_MAX_LEN) return fail(err, SW_E_INVALID_PARAM, "nonce or key name too long");
   size_t klen = kn + 1 + nn + 1 + 8;
   nc_entry_t *e = malloc(sizeof *e + klen);
   if (!e) return fail(err, SW_E_INTERNAL, "out of memory in nonce cache");

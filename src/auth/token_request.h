@@ -32,6 +32,10 @@
 #define SW_TOKEN_MAX_TTL_REVOCABLE_MS (60 * 60 * 1000)
 /* RSA9c, TK2e: "a unique 16+ character nonce". */
 #define SW_TOKEN_NONCE_MIN_LEN 16
+/* Our bound: the replay cache keeps every nonce for up to twice the window,
+ * so its size must not depend on what the client sends. ably-js sends 16
+ * characters; a UUID or a 64-character hex string fit easily. */
+#define SW_TOKEN_NONCE_MAX_LEN 256
 
 /* The fields as received, as NUL-terminated malloc'd strings, NULL when
  * absent or null. Numbers are kept as the text JavaScript's String() gives
@@ -92,7 +96,7 @@ int token_request_sign(sw_token_request_t *r, const char *secret, size_t secret_
  *              no further than SW_TOKEN_REQUEST_WINDOW_MS from now_ms, else
  *              40104 (401, "Timestamp not current");
  *   nonce:     a signed request's nonce has at least SW_TOKEN_NONCE_MIN_LEN
- *              bytes, else 40003;
+ *              and at most SW_TOKEN_NONCE_MAX_LEN bytes, else 40003;
  *   ttl:       absent means SW_TOKEN_DEFAULT_TTL_MS; else an integer
  *              (40003), > 0 (40003), <= SW_TOKEN_MAX_TTL_MS (40003), and
  *              <= SW_TOKEN_MAX_TTL_REVOCABLE_MS when revocable_key (40003);
@@ -119,6 +123,8 @@ sw_nonce_cache_t *nonce_cache_new(size_t max_entries, int64_t window_ms);
  *   40105 (401) the same triple was seen within the window (replay);
  *   40104 (401) timestamp_ms is outside the window (it could never be
  *         remembered long enough, so it is refused rather than recorded);
+ *   40003 (400) nonce longer than SW_TOKEN_NONCE_MAX_LEN or key_name longer
+ *         than 1024 bytes (validation refuses such requests first);
  *   42910 (429) the cache is full of unexpired entries: refusing is the
  *         only choice that keeps the replay guarantee, and the client may
  *         retry with a new TokenRequest once entries expire;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "identity/identity.h"
+#include "cloud/cloud.h"
 
 #define DEFAULT_KEY_CAPABILITY "{\"[*]*\":[\"*\"]}"
 
@@ -181,6 +182,8 @@ sw_app_t *app_from_spec(const json_t *spec_in, bool generate, sw_error_t *err) {
     a->n_namespaces++;
     if (namespace_from_json(&a->namespaces[i], v, err)) goto fail;
   }
+  /* Anonymous users of the Assistant Cloud API: off unless configured. */
+  if (cloud_anon_check(json_object_get(a->spec, "anonymous"), a, err)) goto fail;
   if (providers_from_json(a, json_object_get(a->spec, "identityProviders"), !generate, err)) goto fail;
   return a;
 oom:

@@ -4,7 +4,9 @@
  * for POST /apps (the body of shared/ably/test-app-setup.json's post_apps)
  * and for what is persisted: {"id", "keys":[{"id","secret","capability",
  * "revocableTokens"}], "namespaces":[{"id", rules...}], "channels":[...],
- * "identityProviders":[see identity/provider.h]}.
+ * "anonymous":{...}} (anonymous users of the Assistant Cloud API, checked
+ * by cloud_anon_check: docs/identity.md), "identityProviders":[see
+ * identity/provider.h].
  * app_from_spec() fills in what a POST leaves out (ids, secrets) so the
  * stored spec is complete.
  *

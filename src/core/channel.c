@@ -10,6 +10,7 @@
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
+#include "metrics/metrics.h"
 #include "proto/codec.h"
 #include "rest/rest.h"
 #include "store/store.h"
@@ -18,8 +19,11 @@
 
 /* Idempotent publishing window (RSL1k): Ably dedupes ids for 2 minutes. */
 #define IDEMPOTENCY_WINDOW_MS (2 * 60 * 1000)
-/* Replay is read from storage in pages of this many messages. */
+/* Replay reads pages of at most this many rows, sized to about the
+ * socket's low-water mark of data (replay_read); the first page has
+ * REPLAY_FIRST_PAGE rows. */
 #define REPLAY_PAGE 500
+#define REPLAY_FIRST_PAGE 32
 
 sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *name) {
   size_t alen = strlen(app->id), nlen = strlen(name);
@@ -104,7 +108,10 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
     if (!a->delivering || !(a->modes & mode_mask)) continue;
+    /* Messages wait while a replay runs: it reads them from storage, in order. */
+    if (a->replay && (mode_mask & SW_MODE_SUBSCRIBE)) continue;
     if (skip_conn_id && strcmp(c->id, skip_conn_id) == 0) continue;
+    if (m->action == SW_ACTION_MESSAGE) metrics_add(SW_M_MESSAGES_OUT, m->n_messages);
     if (a->wire_name) {
       /* Attached under another spelling ([?params]name): its own frame. */
       sw_pmsg_t own = *m;
@@ -132,6 +139,7 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
     free(live);
     return;
   }
+  metrics_add(SW_M_MESSAGES_IN, n);
   char pid[SW_CONN_ID_LEN + 32];
   sw_pmsg_t m = {
       .action = SW_ACTION_MESSAGE,
@@ -207,8 +215,39 @@ static void recent_add(sw_channel_t *ch, const char *id, int64_t seq, int64_t no
   HASH_ADD_KEYPTR(hh, ch->recent_ids, r->id, strlen(r->id), r);
 }
 
+/* RSL1k keeps every client-chosen id for two minutes, so they are bounded
+ * per channel before any is kept: at most maxIdempotencyIds ids, each at
+ * most maxMessageIdLength bytes (ids the server makes are never kept). An id
+ * too long is Ably's 40031 (invalid client-specified message id). A full
+ * window is 42913, Ably's per-channel publish rate code: it fills only when
+ * the channel gets more than maxIdempotencyIds new ids in two minutes, and
+ * frees itself as they expire. A resend of an id in the window is no new id
+ * and is still answered as the duplicate it is. */
+static int recent_ids_admit(sw_channel_t *ch, const sw_msg_t *msgs, size_t n, sw_error_t *err) {
+  const sw_limits_t *l = &ch->srv->cfg->limits;
+  size_t fresh = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!msgs[i].id) continue;
+    if (strlen(msgs[i].id) > (size_t)l->max_message_id_length)
+      return errors_set(err, 40031, "message id longer than %lld bytes (maxMessageIdLength)",
+                        (long long)l->max_message_id_length);
+    fresh += recent_find(ch, msgs[i].id) == NULL;
+  }
+  if (fresh && HASH_COUNT(ch->recent_ids) + fresh > (size_t)l->max_idempotency_ids)
+    return errors_set(err, 42913,
+                      "too many message ids published on this channel in the last two minutes "
+                      "(maxIdempotencyIds %lld); retry later",
+                      (long long)l->max_idempotency_ids);
+  return 0;
+}
+
 int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publisher_t *who,
                     sw_error_t *err) {
+  if (recent_ids_admit(ch, msgs, n, err)) {
+    for (size_t i = 0; i < n; i++) msg_clear(&msgs[i]);
+    free(msgs);
+    return -1;
+  }
   sw_server_t *srv;
   pub_t *p = calloc(1, sizeof *p);
   sw_store_rec_t *recs = NULL;
@@ -341,66 +380,158 @@ fail:
   return -1;
 }
 
-/* Sends stored messages to a newly attached client, one MESSAGE each:
- *  - resume (after_seq >= 0): every head whose latest version is after
- *    after_seq, in version order, each with its version's serial as the
- *    channelSerial (RTL15b), so the client continues exactly there;
- *  - rewind: the last N messages, or those since start_ms, by serial.
- * Only what is durable (<= durable_seq) is read; live delivery continues
- * after it. Sets a->from_seq: the seq after which the client holds every
- * message (mutation.c converts appends to older ones into full updates). */
-static void replay(sw_channel_t *ch, sw_attach_t *a, int64_t after_seq, int64_t start_ms, int64_t last_n) {
+/* A replay from storage in progress (sw_attach.replay), in two phases:
+ *  1. rewind: the heads of the rewind window in seq order, up to seq_end
+ *     (durable_seq at the attach), each with its own serial (its seq) as
+ *     channelSerial; a head that changed after seq_end is left to phase 2;
+ *  2. every head whose latest version is after `after`, in version order
+ *     (by_vseq), each with that version's serial as channelSerial, up to
+ *     the channel's durable_seq at the time: a resume is this phase alone,
+ *     and a rewind continues with it from seq_end.
+ * A client cut off mid-replay re-attaches with the last channelSerial it
+ * processed, S, and is resumed by phase 2 from S: every head it has not
+ * been sent since has a vseq after S (a message's vseq is at least its
+ * seq), so it may get a head twice but misses none. */
+typedef struct sw_replay {
+  bool by_vseq;         /* phase 2 */
+  bool last_page;       /* the page read held every row up to its bound */
+  bool running;         /* inside replay_step: channel_replay_end sets ended instead of freeing */
+  bool ended;
+  int64_t after;        /* rows after this seq (phase 1) or vseq (phase 2) are still to send */
+  int64_t seq_end;      /* phase 1 ends with this seq */
+  int64_t start_ms;     /* phase 1: only messages since then (rewind by time); 0 for all */
+  int64_t read_upto;    /* ch->durable_seq when the page was read */
+  sw_store_rows_t rows; /* the page read; rows[next..] are not sent yet */
+  size_t next;
+  size_t page_rows;     /* rows to ask for in the next read */
+} sw_replay_t;
+
+static void replay_free(sw_replay_t *r) {
+  store_rows_free(&r->rows);
+  free(r);
+}
+
+void channel_replay_end(sw_attach_t *a) {
+  sw_replay_t *r = a->replay;
+  if (!r) return;
+  a->replay = NULL;
+  if (r->running) r->ended = true; /* replay_step frees it when the send returns */
+  else replay_free(r);
+}
+
+/* Reads the next page after r->after. 0, or a negative errno. */
+static int replay_read(sw_attach_t *a, sw_replay_t *r, size_t low_water) {
+  sw_channel_t *ch = a->ch;
+  store_rows_free(&r->rows);
+  r->next = 0;
+  r->read_upto = ch->durable_seq;
+  sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = r->after,
+                      .before_seq = (r->by_vseq ? ch->durable_seq : r->seq_end) + 1,
+                      .start = r->by_vseq ? 0 : r->start_ms, .end = INT64_MAX, .forwards = true,
+                      .limit = r->page_rows, .now = clock_now_ms(), .by_vseq = r->by_vseq};
+  int rc = store_history(ch->srv->store, &q, &r->rows);
+  if (rc) return rc;
+  r->last_page = r->rows.n < r->page_rows;
+  /* The next page is about one low-water mark of data: small messages in
+   * few reads, large ones without holding megabytes per replay. */
+  size_t bytes = 0;
+  for (size_t i = 0; i < r->rows.n; i++) bytes += r->rows.rows[i].blob_len;
+  if (r->rows.n) {
+    size_t fit = low_water / (bytes / r->rows.n + 1) + 1;
+    r->page_rows = fit < REPLAY_PAGE ? fit : REPLAY_PAGE;
+  }
+  return 0;
+}
+
+/* Sends one stored head as a MESSAGE whose channelSerial is serial. */
+static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t serial) {
   sw_conn_t *c = a->conn;
-  sw_store_t *st = c->srv->store;
-  int64_t now = clock_now_ms();
-  bool resume = after_seq >= 0;
-  if (resume) a->from_seq = after_seq;
-  char attach_serial[SW_SERIAL_LEN + 1];
-  serial_format(ch->durable_seq, attach_serial);
-  if (last_n > 0) {
-    /* Find the seq before the last N stored messages. */
-    sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = -1,
-                        .before_seq = ch->durable_seq + 1, .start = 0, .end = INT64_MAX,
-                        .forwards = false, .limit = (size_t)last_n, .now = now};
-    sw_store_rows_t rows = {0};
-    if (store_history(st, &q, &rows) == 0 && rows.n) after_seq = rows.rows[rows.n - 1].seq - 1;
-    else after_seq = ch->durable_seq;
-    store_rows_free(&rows);
+  sw_msg_t msg = {0};
+  if (codec_msg_from_blob(row->blob, row->blob_len, &msg)) return;
+  /* A head is the message in full. */
+  mutation_mark_full(a, row->seq);
+  if (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0) {
+    char cs[SW_SERIAL_LEN + 1];
+    serial_format(serial, cs);
+    sw_pmsg_t m = {.action = SW_ACTION_MESSAGE,
+                   .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+                   .channel_serial = cs,
+                   .timestamp = msg.timestamp,
+                   .connection_id = msg.connection_id,
+                   .messages = &msg,
+                   .n_messages = 1};
+    conn_send_pmsg(c, &m);
+    metrics_inc(SW_M_MESSAGES_OUT);
   }
-  bool first = true;
+  msg_clear(&msg);
+}
+
+/* Queues replayed rows while the socket's queue is below its low-water
+ * mark, then asks for a drain notification (conn_on_drain continues). Once
+ * every row up to durable_seq is sent, the attachment goes live: steps run
+ * on the loop thread between store completions, so durable_seq cannot move
+ * during one and the hand-over is exact. */
+static void replay_step(sw_attach_t *a) {
+  sw_replay_t *r = a->replay;
+  if (!r || r->running) return;
+  sw_conn_t *c = a->conn;
+  r->running = true;
   for (;;) {
-    sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = after_seq,
-                        .before_seq = ch->durable_seq + 1, .start = start_ms, .end = INT64_MAX,
-                        .forwards = true, .limit = REPLAY_PAGE, .now = now, .by_vseq = resume};
-    sw_store_rows_t rows = {0};
-    if (store_history(st, &q, &rows)) break;
-    for (size_t i = 0; i < rows.n && c->sock; i++) {
-      const sw_store_row_t *row = &rows.rows[i];
-      sw_msg_t msg = {0};
-      after_seq = resume ? row->vseq : row->seq;
-      if (!resume && first) a->from_seq = row->seq - 1;
-      first = false;
-      if (codec_msg_from_blob(row->blob, row->blob_len, &msg)) continue;
-      /* A head is the message in full. */
-      mutation_mark_full(a, row->seq);
-      if (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0) {
-        char vserial[SW_SERIAL_LEN + 1];
-        serial_format(row->vseq, vserial);
-        sw_pmsg_t m = {.action = SW_ACTION_MESSAGE,
-                       .channel = a->wire_name ? a->wire_name : (char *)ch->name,
-                       .channel_serial = resume ? vserial : attach_serial,
-                       .timestamp = msg.timestamp,
-                       .connection_id = msg.connection_id,
-                       .messages = &msg,
-                       .n_messages = 1};
-        conn_send_pmsg(c, &m);
-      }
-      msg_clear(&msg);
+    sw_sock_t *s = c->sock;
+    if (!s || s->closing) break; /* the replay ends with the transport */
+    size_t low = sock_low_water(s);
+    if (s->q_bytes >= low) {
+      s->drain_wanted = true;
+      break;
     }
-    size_t got = rows.n;
-    store_rows_free(&rows);
-    if (got < REPLAY_PAGE || !c->sock) break;
+    if (r->next < r->rows.n) {
+      const sw_store_row_t *row = &r->rows.rows[r->next++];
+      if (r->by_vseq) {
+        r->after = row->vseq;
+        replay_send(a, row, row->vseq);
+      } else {
+        r->after = row->seq;
+        if (row->vseq <= r->seq_end) replay_send(a, row, row->seq);
+      }
+      if (r->ended) break;
+      continue;
+    }
+    if (r->last_page && !r->by_vseq) {
+      /* The rewind window is sent: phase 2 from its end. */
+      r->by_vseq = true;
+      r->after = r->seq_end;
+      r->last_page = false;
+    } else if (r->last_page && r->read_upto == a->ch->durable_seq) {
+      /* Caught up: live fan-out continues after durable_seq. */
+      a->replay = NULL;
+      r->ended = true;
+      break;
+    }
+    int rc = replay_read(a, r, low);
+    if (rc) {
+      log_error("replay on %s stopped: storage read failed (%d)", a->ch->name, rc);
+      a->replay = NULL;
+      r->ended = true;
+      break;
+    }
   }
+  r->running = false;
+  if (r->ended) replay_free(r);
+}
+
+void channel_replay_continue(sw_attach_t *a) { replay_step(a); }
+
+/* The seq after which a rewind starts: before the last last_n messages up
+ * to up_to, or before the first one since start_ms; up_to if none. */
+static int64_t rewind_start(sw_channel_t *ch, int64_t last_n, int64_t start_ms, int64_t up_to) {
+  sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = -1, .before_seq = up_to + 1,
+                      .start = start_ms, .end = INT64_MAX, .forwards = last_n <= 0,
+                      .limit = last_n > 0 ? (size_t)last_n : 1, .now = clock_now_ms()};
+  sw_store_rows_t rows = {0};
+  int64_t after = up_to;
+  if (store_history(ch->srv->store, &q, &rows) == 0 && rows.n) after = rows.rows[rows.n - 1].seq - 1;
+  store_rows_free(&rows);
+  return after;
 }
 
 int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
@@ -417,28 +548,38 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     ch->subs = a;
     ch->n_subs++;
   }
+  channel_replay_end(a); /* a new attach replaces a replay in progress */
   free(a->wire_name);
   a->wire_name = req->channel_name && strcmp(req->channel_name, ch->name) ? strdup(req->channel_name) : NULL;
   a->modes = req->modes;
 
-  int64_t after = -1, start_ms = 0, last_n = 0;
+  int64_t up_to = ch->durable_seq, after = up_to, start_ms = 0, last_n = 0;
   bool resumed = false, replaying = false;
   int64_t seq;
   if (req->channel_serial && serial_parse(req->channel_serial, strlen(req->channel_serial), &seq) == 0 &&
-      seq <= ch->durable_seq) {
+      seq <= up_to) {
     /* RTL4c1: continue after the last message the client saw. */
     after = seq;
     resumed = replaying = true;
-  } else if (req->rewind_count > 0) {
-    last_n = req->rewind_count;
-    replaying = true;
-  } else if (req->rewind_ms > 0) {
-    start_ms = clock_now_ms() - req->rewind_ms;
+  } else if (req->rewind_count > 0 || req->rewind_ms > 0) {
+    /* A rewind sends at most maxRewind messages (Ably: 100), the latest. */
+    int64_t cap = ch->srv->cfg->limits.max_rewind;
+    last_n = req->rewind_count > 0 && req->rewind_count < cap ? req->rewind_count : cap;
+    if (req->rewind_ms > 0) start_ms = clock_now_ms() - req->rewind_ms;
     replaying = true;
   }
+  replaying = replaying && (a->modes & SW_MODE_SUBSCRIBE);
+  if (replaying && !resumed) after = rewind_start(ch, last_n, start_ms, up_to);
+  sw_replay_t *r = replaying ? calloc(1, sizeof *r) : NULL;
+  if (replaying && !r) return -1;
 
+  /* ably-js takes ATTACHED's channelSerial as its own (RTL15b): with a
+   * replay it is where the replay starts, so a client cut off before the
+   * first replayed message resumes from there; with a rewind it is also
+   * the attachSerial, and history untilAttach (RTL10b) ends where the
+   * rewind begins. */
   char serial[SW_SERIAL_LEN + 1];
-  serial_format(ch->durable_seq, serial);
+  serial_format(replaying ? after : up_to, serial);
   sw_pmsg_t m = {.action = SW_ACTION_ATTACHED,
                  .channel = (char *)(req->channel_name ? req->channel_name : ch->name),
                  .flags = (int64_t)a->modes | (resumed ? SW_FLAG_RESUMED : 0) |
@@ -448,10 +589,18 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
                  .params = req->params};
   conn_send_pmsg(c, &m);
   a->delivering = true;
-  a->from_seq = ch->durable_seq;
+  a->from_seq = replaying ? after : up_to;
   mutation_attach_free(a);
   if (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) presence_sync(ch, a);
-  if (replaying && (a->modes & SW_MODE_SUBSCRIBE)) replay(ch, a, after, start_ms, last_n);
+  if (r) {
+    r->by_vseq = resumed;
+    r->after = after;
+    r->seq_end = up_to;
+    r->start_ms = start_ms;
+    r->page_rows = REPLAY_FIRST_PAGE;
+    a->replay = r;
+    replay_step(a);
+  }
   return 0;
 }
 
@@ -459,6 +608,7 @@ void channel_detach(sw_attach_t *a) {
   sw_channel_t *ch = a->ch;
   /* Detaching leaves presence (RTP5a); so does the end of a connection. */
   presence_leave_conn(ch, a->conn->id);
+  channel_replay_end(a);
   HASH_DEL(a->conn->attachments, a);
   if (a->prev) a->prev->next = a->next;
   else ch->subs = a->next;

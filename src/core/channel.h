@@ -57,6 +57,7 @@ typedef struct sw_attach {
   char *wire_name;  /* the name the client attached with, if not ch->name */
   int64_t from_seq; /* the client holds messages after this seq (live or replayed) */
   struct sw_seen *full_sent; /* older messages it was since sent in full */
+  struct sw_replay *replay;  /* a replay from storage in progress: live messages wait for it */
   struct sw_attach *prev, *next;
   UT_hash_handle hh; /* in conn->attachments, keyed by ch pointer */
 } sw_attach_t;
@@ -83,9 +84,17 @@ typedef struct sw_publisher {
 int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publisher_t *who,
                     sw_error_t *err);
 
-/* Attaches c (replacing an existing attachment's modes) and sends ATTACHED,
- * then the replay: messages after channel_serial (resume, RTL4c1/RTN15c6)
- * or the rewind backlog (count or seconds). Returns 0 or -1 on OOM. */
+/* Attaches c (replacing an existing attachment's modes, and its replay if
+ * one is in progress) and sends ATTACHED, then starts the replay: messages
+ * after channel_serial (resume, RTL4c1/RTN15c6) or the rewind backlog
+ * (count or seconds). The replay is paced by the socket: rows are read and
+ * queued while the output queue is below sock_low_water, and continue from
+ * conn_on_drain. Until it has caught up with durable_seq, live messages are
+ * not delivered to the attachment (the replay reads them from storage), so
+ * the hand-over to live delivery has neither a gap nor a duplicate. Every
+ * replayed MESSAGE carries its own channelSerial, so a client cut off
+ * mid-replay resumes where it was (docs/design.md, "Continuity").
+ * Returns 0 or -1 on OOM. */
 typedef struct sw_attach_req {
   uint32_t modes;
   const char *channel_serial; /* NULL: fresh attach */
@@ -96,6 +105,11 @@ typedef struct sw_attach_req {
 } sw_attach_req_t;
 int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req);
 void channel_detach(sw_attach_t *a);
+/* Continues a's replay after its socket drained (conn_on_drain). */
+void channel_replay_continue(sw_attach_t *a);
+/* Ends a's replay, if any, without switching to live delivery: for a
+ * transport that is gone (the client re-attaches on the next one). */
+void channel_replay_end(sw_attach_t *a);
 
 
 /* Tells a publisher the outcome of its publish (ACK/NACK or the REST

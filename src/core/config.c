@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/log.h"
+
 void config_defaults(sw_config_t *c) {
   memset(c, 0, sizeof *c);
   snprintf(c->host, sizeof c->host, "127.0.0.1");
@@ -20,25 +22,60 @@ void config_defaults(sw_config_t *c) {
       .max_connections = 100000,
       .max_http_head = 16384,
       .max_http_body = 1u << 20,
+      .max_pending_publishes = 1000,
+      .max_channels_per_connection = 200,
+      .max_presence_members = 200,
+      .max_presence_per_connection = 1000,
+      .max_idempotency_ids = 100000,
+      .max_message_id_length = 256,
+      .max_token_request_nonces = 100000,
+      .max_revocations = 10000,
+      .max_channel_params = 16,
+      .max_rewind = 100,
+      .http_head_timeout = 10000,
+      .http_body_timeout = 30000,
+      .http_idle_timeout = 30000,
+      .close_timeout = 30000,
+      .linger_timeout = 2000,
+      .linger_bytes = 4u << 20,
+      .max_pending_sockets = 10000,
+      .max_pending_per_ip = 1024,
   };
   c->auth = (sw_auth_config_t){.clock_skew_ms = 30000, .basic = SW_BASIC_LOOPBACK, .reauth_margin_ms = 30000};
 }
 
-int config_set_listen(sw_config_t *c, const char *hostport) {
+static int parse_hostport(const char *hostport, char *host, size_t cap, int *port_out) {
   const char *colon = strrchr(hostport, ':');
-  if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof c->host) return -1;
+  if (!colon || colon == hostport || (size_t)(colon - hostport) >= cap) return -1;
   char *end;
   long port = strtol(colon + 1, &end, 10);
   if (*end || end == colon + 1 || port < 0 || port > 65535) return -1;
-  memcpy(c->host, hostport, (size_t)(colon - hostport));
-  c->host[colon - hostport] = '\0';
-  c->port = (int)port;
+  memcpy(host, hostport, (size_t)(colon - hostport));
+  host[colon - hostport] = '\0';
+  *port_out = (int)port;
+  return 0;
+}
+
+int config_set_listen(sw_config_t *c, const char *hostport) {
+  return parse_hostport(hostport, c->host, sizeof c->host, &c->port);
+}
+
+int config_set_metrics_listen(sw_config_t *c, const char *hostport) {
+  if (parse_hostport(hostport, c->metrics_host, sizeof c->metrics_host, &c->metrics_port)) return -1;
+  c->metrics_listen = true;
   return 0;
 }
 
 static void limit(json_t *l, const char *name, int64_t *dst) {
   json_t *v = json_object_get(l, name);
   if (json_is_integer(v) && json_integer_value(v) > 0) *dst = json_integer_value(v);
+}
+
+/* As limit, for a count where 0 means "off". */
+static void limit_size(json_t *l, const char *name, size_t *dst, bool zero_ok) {
+  json_t *v = json_object_get(l, name);
+  if (json_is_integer(v) && (json_integer_value(v) > 0 || (zero_ok && json_integer_value(v) == 0)))
+    *dst = (size_t)json_integer_value(v);
 }
 
 int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen) {
@@ -59,6 +96,11 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
     json_decref(root);
     return -1;
   }
+  if ((s = json_string_value(json_object_get(root, "metricsListen"))) && config_set_metrics_listen(c, s)) {
+    snprintf(err, errlen, "%s: bad metricsListen address %s", path, s);
+    json_decref(root);
+    return -1;
+  }
   if ((s = json_string_value(json_object_get(root, "data")))) {
     free(c->data_dir);
     c->data_dir = strdup(s);
@@ -69,6 +111,11 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
   }
   if ((s = json_string_value(json_object_get(root, "synchronous")))) c->sync_full = strcmp(s, "normal") != 0;
   if (json_is_true(json_object_get(root, "sandbox"))) c->sandbox = true;
+  if ((s = json_string_value(json_object_get(root, "logFormat"))) && (c->log_format = log_format_parse(s)) < 0) {
+    snprintf(err, errlen, "%s: logFormat must be text or json", path);
+    json_decref(root);
+    return -1;
+  }
   json_t *l = json_object_get(root, "limits");
   if (json_is_object(l)) {
     int64_t v;
@@ -80,6 +127,25 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
     v = (int64_t)c->limits.max_outbound_bytes, limit(l, "maxOutboundBytes", &v), c->limits.max_outbound_bytes = (size_t)v;
     v = (int64_t)c->limits.max_connections, limit(l, "maxConnections", &v), c->limits.max_connections = (size_t)v;
     v = (int64_t)c->limits.max_http_body, limit(l, "maxHttpBody", &v), c->limits.max_http_body = (size_t)v;
+    limit(l, "maxPendingPublishes", &c->limits.max_pending_publishes);
+    limit(l, "maxChannelsPerConnection", &c->limits.max_channels_per_connection);
+    limit(l, "maxPresenceMembers", &c->limits.max_presence_members);
+    limit(l, "maxPresenceMembersPerConnection", &c->limits.max_presence_per_connection);
+    limit(l, "maxIdempotencyIds", &c->limits.max_idempotency_ids);
+    limit(l, "maxMessageIdLength", &c->limits.max_message_id_length);
+    limit(l, "maxTokenRequestNonces", &c->limits.max_token_request_nonces);
+    limit(l, "maxRevocations", &c->limits.max_revocations);
+    limit(l, "maxChannelParams", &c->limits.max_channel_params);
+    limit(l, "maxRewind", &c->limits.max_rewind);
+    /* Sockets before they are useful: deadlines and budgets. */
+    limit(l, "httpHeadTimeout", &c->limits.http_head_timeout);
+    limit(l, "httpBodyTimeout", &c->limits.http_body_timeout);
+    limit(l, "httpIdleTimeout", &c->limits.http_idle_timeout);
+    limit(l, "closeTimeout", &c->limits.close_timeout);
+    limit(l, "lingerTimeout", &c->limits.linger_timeout);
+    limit_size(l, "lingerBytes", &c->limits.linger_bytes, false);
+    limit_size(l, "maxPendingSockets", &c->limits.max_pending_sockets, false);
+    limit_size(l, "maxPendingPerIp", &c->limits.max_pending_per_ip, true);
   }
   json_t *a = json_object_get(root, "auth");
   if (json_is_object(a)) {

@@ -13,6 +13,7 @@
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
+#include "metrics/metrics.h"
 #include "net/http_parse.h"
 #include "net/origin.h"
 #include "net/url.h"
@@ -44,6 +45,7 @@ sw_frame_t *pmsg_frame(sw_format_t fmt, const sw_pmsg_t *m) {
 }
 
 static int send_on_sock(sw_sock_t *s, sw_format_t fmt, const sw_pmsg_t *m) {
+  metrics_auth_failure(m->error.code); /* ERROR, DISCONNECTED, NACK, DETACHED with 401xx/403xx */
   sw_frame_t *f = pmsg_frame(fmt, m);
   if (!f) return -1;
   int rc = sock_send(s, f);
@@ -66,6 +68,8 @@ void conn_send_frame(sw_conn_t *c, sw_frame_t *f) {
 /* Refuses a WebSocket connection after the upgrade: ERROR then close, so
  * the SDK sees an Ably error rather than a dropped socket (RTN14). */
 static void refuse(sw_sock_t *s, sw_format_t fmt, const sw_error_t *e) {
+  /* The code only: a message may quote what the client sent. */
+  log_ev(SW_LOG_INFO, "conn.refused", NULL, NULL, e->code, "connection refused");
   sw_pmsg_t m = {.action = SW_ACTION_ERROR, .error = *e};
   send_on_sock(s, fmt, &m);
   sock_close(s, true);
@@ -76,6 +80,10 @@ void conn_fail(sw_conn_t *c, int code, const char *msg, bool disconnected) {
   errors_set(&m.error, code, "%s", msg);
   sw_sock_t *s = c->sock;
   if (!s) return;
+  /* Credential failures (401xx, 403xx) at info, like a refused connection. */
+  int level = code / 100 == 401 || code / 100 == 403 ? SW_LOG_INFO : SW_LOG_DEBUG;
+  log_ev(level, disconnected ? "conn.disconnected" : "conn.failed", c->id, c->app ? c->app->id : NULL, code,
+         disconnected ? "connection disconnected" : "connection failed");
   conn_send_pmsg(c, &m);
   sock_close(s, true);
   if (!disconnected) {
@@ -105,60 +113,113 @@ sw_conn_t *conn_find(sw_server_t *srv, const char *id) {
   return c;
 }
 
+/* A NACK reason that could not be copied (out of memory): still a NACK. */
+static sw_error_t memo_oom_error = {.code = SW_E_INTERNAL, .status = 500, .message = "out of memory"};
+
 static void memo_clear(sw_ack_memo_t *m) {
   for (size_t i = 0; i < m->n_serials; i++) free(m->serials[i]);
   free(m->serials);
+  if (m->err != &memo_oom_error) free(m->err);
   memset(m, 0, sizeof *m);
 }
 
-static sw_ack_memo_t *memo_at(sw_conn_t *c, int64_t serial) {
-  if (serial < c->memo_base || serial >= c->memo_base + (int64_t)c->memo_len) return NULL;
-  return &c->memo[(c->memo_head + (size_t)(serial - c->memo_base)) % c->memo_cap];
+static sw_ack_memo_t *memo_entry(const sw_conn_t *c, size_t i) {
+  return &c->memo[(c->memo_head + i) % c->memo_cap];
 }
 
-/* Appends the memo for msgSerial serial (> every serial seen). */
-static sw_ack_memo_t *memo_push(sw_conn_t *c, int64_t serial) {
-  if (c->memo_len == 0) c->memo_base = c->next_answer = serial;
-  while (c->memo_base + (int64_t)c->memo_len <= serial) {
-    if (c->memo_len == c->memo_cap) {
-      size_t cap = c->memo_cap ? c->memo_cap * 2 : 16;
-      sw_ack_memo_t *m = calloc(cap, sizeof *m);
-      if (!m) return NULL;
-      for (size_t i = 0; i < c->memo_len; i++) m[i] = c->memo[(c->memo_head + i) % c->memo_cap];
-      free(c->memo);
-      c->memo = m;
-      c->memo_cap = cap;
-      c->memo_head = 0;
+/* The entry answering msgSerial serial, or NULL (a serial the client
+ * skipped, or one answered so long ago it is forgotten). Entries are in
+ * msgSerial order: a binary search. */
+static sw_ack_memo_t *memo_find(const sw_conn_t *c, int64_t serial, size_t *index) {
+  size_t lo = 0, hi = c->memo_len;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    sw_ack_memo_t *e = memo_entry(c, mid);
+    if (serial < e->serial) {
+      hi = mid;
+    } else if (serial - e->serial >= e->count) {
+      lo = mid + 1;
+    } else {
+      if (index) *index = mid;
+      return e;
     }
-    sw_ack_memo_t *e = &c->memo[(c->memo_head + c->memo_len) % c->memo_cap];
-    memset(e, 0, sizeof *e);
-    /* A msgSerial the client skipped (recover continues its numbering). */
-    e->done = e->silent = c->memo_base + (int64_t)c->memo_len < serial;
-    c->memo_len++;
   }
-  return memo_at(c, serial);
+  return NULL;
 }
 
-static void nack(sw_conn_t *c, int64_t msg_serial, const sw_error_t *e);
+/* Appends the entry for msgSerial serial (> every serial seen), whatever
+ * the client skipped before it. The ring holds at most SW_ACK_MEMORY
+ * answered entries, memo_pending (<= maxPendingPublishes) accepted
+ * publishes and at most one refused run after each of those, so it stays
+ * under SW_ACK_MEMORY + 2 * maxPendingPublishes + 2 entries however the
+ * client numbers its publishes. */
+static sw_ack_memo_t *memo_push(sw_conn_t *c, int64_t serial) {
+  if (c->memo_len == c->memo_cap) {
+    size_t cap = c->memo_cap ? c->memo_cap * 2 : 16;
+    sw_ack_memo_t *m = calloc(cap, sizeof *m);
+    if (!m) return NULL;
+    for (size_t i = 0; i < c->memo_len; i++) m[i] = *memo_entry(c, i);
+    free(c->memo);
+    c->memo = m;
+    c->memo_cap = cap;
+    c->memo_head = 0;
+  }
+  sw_ack_memo_t *e = memo_entry(c, c->memo_len++);
+  memset(e, 0, sizeof *e);
+  e->serial = serial;
+  e->count = 1;
+  return e;
+}
+
+static void nack(sw_conn_t *c, int64_t msg_serial, int64_t count, const sw_error_t *e);
 static void ack(sw_conn_t *c, int64_t msg_serial, char **serials, size_t n);
 
-/* Sends every outcome that is known and whose predecessors are answered. */
+/* Sends every outcome that is known and whose predecessors are answered,
+ * then forgets the oldest answered ones beyond SW_ACK_MEMORY. */
 static void memo_flush(sw_conn_t *c) {
-  sw_ack_memo_t *m;
-  while ((m = memo_at(c, c->next_answer)) && m->done) {
+  while (c->memo_answered < c->memo_len) {
+    sw_ack_memo_t *m = memo_entry(c, c->memo_answered);
+    if (!m->done) break;
     /* Without a transport the client will resend, and be answered then. */
-    if (c->sock && !m->silent) {
-      if (m->err.code) nack(c, c->next_answer, &m->err);
-      else ack(c, c->next_answer, m->serials, m->n_serials);
+    if (c->sock) {
+      if (m->err) nack(c, m->serial, m->count, m->err);
+      else ack(c, m->serial, m->serials, m->n_serials);
     }
-    c->next_answer++;
+    if (!m->refused) c->memo_pending--;
+    c->memo_answered++;
   }
-  while (c->memo_len && c->next_answer - c->memo_base > SW_ACK_MEMORY) {
-    memo_clear(&c->memo[c->memo_head]);
+  while (c->memo_answered > SW_ACK_MEMORY) {
+    memo_clear(memo_entry(c, 0));
     c->memo_head = (c->memo_head + 1) % c->memo_cap;
     c->memo_len--;
-    c->memo_base++;
+    c->memo_answered--;
   }
+}
+
+/* Refuses publish serial because maxPendingPublishes publishes of this
+ * connection are unanswered. Its NACK still goes out in msgSerial order,
+ * after theirs; refusals in a row share one entry (one NACK with a count),
+ * so a flood of them costs nothing more. 42911 is Ably's code for a
+ * connection publishing faster than it may ("per-connection publish rate
+ * exceeded"): the client may publish again once ACKs arrive. */
+static void memo_refuse(sw_conn_t *c, int64_t serial) {
+  sw_ack_memo_t *last = c->memo_len > c->memo_answered ? memo_entry(c, c->memo_len - 1) : NULL;
+  if (last && last->refused) {
+    last->count = serial - last->serial + 1;
+    return;
+  }
+  sw_error_t *err = malloc(sizeof *err);
+  sw_ack_memo_t *e = err ? memo_push(c, serial) : NULL;
+  if (!e) {
+    free(err);
+    conn_fail(c, SW_E_INTERNAL, "out of memory", false);
+    return;
+  }
+  errors_set(err, 42911, "too many publishes awaiting their ACK on this connection (maxPendingPublishes %lld)",
+             (long long)c->srv->cfg->limits.max_pending_publishes);
+  e->err = err;
+  e->done = e->refused = true;
+  memo_flush(c);
 }
 
 void conn_destroy(sw_conn_t *c) {
@@ -168,7 +229,7 @@ void conn_destroy(sw_conn_t *c) {
     c->sock->conn = NULL;
     sock_close(c->sock, true);
   }
-  for (size_t i = 0; i < c->memo_len; i++) memo_clear(&c->memo[(c->memo_head + i) % c->memo_cap]);
+  for (size_t i = 0; i < c->memo_len; i++) memo_clear(memo_entry(c, i));
   free(c->memo);
   HASH_DEL(c->srv->conns, c);
   free(c->client_id);
@@ -176,11 +237,21 @@ void conn_destroy(sw_conn_t *c) {
   free(c);
 }
 
+void conn_on_drain(sw_conn_t *c) {
+  sw_attach_t *a, *tmp;
+  HASH_ITER(hh, c->attachments, a, tmp) if (a->replay) channel_replay_continue(a);
+}
+
 void conn_on_transport_lost(sw_conn_t *c) {
+  log_ev(SW_LOG_DEBUG, "conn.transport_lost", c->id, c->app->id, 0, "transport lost; connection resumable");
   c->sock = NULL;
   c->lost_at = clock_now_ms();
   sw_attach_t *a, *tmp;
-  HASH_ITER(hh, c->attachments, a, tmp) a->delivering = false;
+  HASH_ITER(hh, c->attachments, a, tmp) {
+    /* The client re-attaches from its channelSerial on the next transport. */
+    a->delivering = false;
+    channel_replay_end(a);
+  }
 }
 
 static void send_connected(sw_conn_t *c, const sw_error_t *err) {
@@ -207,6 +278,7 @@ static void bind_transport(sw_conn_t *c, sw_sock_t *s, sw_format_t fmt, bool ech
     sw_sock_t *old = c->sock;
     old->conn = NULL;
     sock_close(old, false);
+    conn_on_transport_lost(c); /* as if it had been noticed: no delivery until re-attach */
   }
   c->sock = s;
   s->conn = c;
@@ -340,7 +412,8 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     c->auth = auth;
     c->reauth_sent = false;
     bind_transport(c, s, fmt, echo, heartbeats);
-    log_debug("connection %s resumed", c->id);
+    log_ev(SW_LOG_DEBUG, "conn.resumed", c->id, c->app->id, 0, "connection resumed");
+    metrics_inc(SW_M_CONNECTIONS_RESUMED);
     send_connected(c, NULL);
     return;
   }
@@ -362,7 +435,10 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   c->app = auth.app;
   c->client_id = client_id;
   HASH_ADD_STR(srv->conns, id, c);
+  metrics_inc(SW_M_CONNECTIONS_OPENED);
   bind_transport(c, s, fmt, echo, heartbeats);
+  log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id, tried_resume ? SW_E_RESUME_FAILED : 0,
+         "connection opened");
   if (tried_resume) {
     /* RTN15c7: a new connection, with the reason continuity was lost. */
     errors_set(&err, SW_E_RESUME_FAILED, "unable to resume connection: not found or expired");
@@ -415,9 +491,9 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
   }
 }
 
-static void nack(sw_conn_t *c, int64_t msg_serial, const sw_error_t *e) {
+static void nack(sw_conn_t *c, int64_t msg_serial, int64_t count, const sw_error_t *e) {
   sw_pmsg_t m = {.action = SW_ACTION_NACK, .msg_serial = msg_serial, .has_msg_serial = true,
-                 .count = 1, .has_count = true, .error = *e};
+                 .count = count, .has_count = true, .error = *e};
   conn_send_pmsg(c, &m);
 }
 
@@ -430,11 +506,13 @@ static void ack(sw_conn_t *c, int64_t msg_serial, char **serials, size_t n) {
 
 void conn_publish_done(sw_conn_t *c, int64_t msg_serial, const sw_error_t *err, char **serials,
                        size_t n) {
-  sw_ack_memo_t *memo = memo_at(c, msg_serial);
+  sw_ack_memo_t *memo = memo_find(c, msg_serial, NULL);
   if (!memo || memo->done) return;
   memo->done = true;
   if (err && err->code) {
-    memo->err = *err;
+    memo->err = malloc(sizeof *memo->err);
+    if (memo->err) *memo->err = *err;
+    else memo->err = &memo_oom_error;
   } else if (n && (memo->serials = calloc(n, sizeof *memo->serials))) {
     memo->n_serials = n;
     for (size_t i = 0; i < n; i++) memo->serials[i] = serials[i] ? strdup(serials[i]) : NULL;
@@ -442,15 +520,110 @@ void conn_publish_done(sw_conn_t *c, int64_t msg_serial, const sw_error_t *err, 
   memo_flush(c);
 }
 
-/* Parses a rewind value: "N" messages, or "Ns"/"Nm" duration (RTL? rewind). */
-static int parse_rewind(const char *v, int64_t *count, int64_t *ms) {
-  char *end;
-  long long n = strtoll(v, &end, 10);
-  if (end == v || n < 0) return -1;
-  if (*end == '\0') *count = n > 100 ? 100 : n;
-  else if (strcmp(end, "s") == 0) *ms = n * 1000;
-  else if (strcmp(end, "m") == 0) *ms = n * 60000;
+/* Channel params (ATTACH params and the "[?k=v&...]" name qualifier) are
+ * echoed in ATTACHED: their number is limits.maxChannelParams, and a name or
+ * value longer than these is refused, not truncated (40003). Ably's params
+ * (rewind, rewindLimit, delta, occupancy...) are short. */
+#define CHANNEL_PARAM_NAME_MAX 64
+#define CHANNEL_PARAM_VALUE_MAX 256
+/* Ably's "too many channels" (90010, status 400): its message names the
+ * per-connection limit. */
+#define E_TOO_MANY_CHANNELS 90010
+
+/* A non-negative decimal count, saturating at INT64_MAX; the end in *end. */
+static int parse_count(const char *v, int64_t *n, const char **end) {
+  if (*v < '0' || *v > '9') return -1;
+  int64_t x = 0;
+  for (; *v >= '0' && *v <= '9'; v++) x = x > (INT64_MAX - 9) / 10 ? INT64_MAX : x * 10 + (*v - '0');
+  *n = x;
+  *end = v;
+  return 0;
+}
+
+/* Parses a rewind value: "N" messages, or "Ns"/"Nm" back in time. Bounded
+ * here, never refused for being large: a count is at most max_count (Ably
+ * sends at most 100 messages), a duration at most max_ms (the channel's
+ * retention: nothing older is kept). */
+static int parse_rewind(const char *v, int64_t max_count, int64_t max_ms, int64_t *count, int64_t *ms) {
+  const char *end;
+  int64_t n;
+  if (parse_count(v, &n, &end)) return -1;
+  if (*end == '\0') *count = n > max_count ? max_count : n;
+  else if (strcmp(end, "s") == 0) *ms = n > max_ms / 1000 ? max_ms : n * 1000;
+  else if (strcmp(end, "m") == 0) *ms = n > max_ms / 60000 ? max_ms : n * 60000;
   else return -1;
+  return 0;
+}
+
+/* The params of an ATTACH: the name qualifier's, overridden by the ATTACH
+ * message's (TR4q), each bounded before it is copied. NULL with err set
+ * when refused (or *out NULL and no error when there are none). */
+static int attach_params(const sw_conn_t *c, const sw_pmsg_t *m, const sw_channel_name_t *parts, json_t **out,
+                         sw_error_t *err) {
+  size_t max = (size_t)c->srv->cfg->limits.max_channel_params;
+  json_t *params = NULL;
+  *out = NULL;
+  if (m->params && !json_is_object(m->params))
+    return errors_set(err, SW_E_INVALID_PARAM, "channel params must be an object of strings");
+  if (json_object_size(m->params) > max)
+    return errors_set(err, SW_E_INVALID_PARAM, "too many channel params (at most %zu)", max);
+  const char *k;
+  json_t *v;
+  json_object_foreach(m->params, k, v) {
+    if (!json_is_string(v) || strlen(k) > CHANNEL_PARAM_NAME_MAX || json_string_length(v) > CHANNEL_PARAM_VALUE_MAX)
+      return errors_set(err, SW_E_INVALID_PARAM,
+                        "invalid channel param %.64s: a string, name up to %d bytes, value up to %d", k,
+                        CHANNEL_PARAM_NAME_MAX, CHANNEL_PARAM_VALUE_MAX);
+  }
+  if (parts->params_len) {
+    sw_slice_t qs = {m->channel + parts->params_off, parts->params_len};
+    size_t pos = 0, n = 0;
+    sw_slice_t pn, pv;
+    if (!(params = json_object())) return errors_set(err, SW_E_INTERNAL, "out of memory");
+    while (url_query_next(qs, &pos, &pn, &pv) == 1) {
+      char kb[CHANNEL_PARAM_NAME_MAX + 1], vb[CHANNEL_PARAM_VALUE_MAX + 1];
+      if (++n > max || url_decode(pn.p, pn.n, kb, sizeof kb, true) < 0 ||
+          url_decode(pv.p, pv.n, vb, sizeof vb, true) < 0) {
+        json_decref(params);
+        return errors_set(err, SW_E_INVALID_PARAM,
+                          "invalid channel params qualifier: at most %zu params, names up to %d bytes, values up to %d",
+                          max, CHANNEL_PARAM_NAME_MAX, CHANNEL_PARAM_VALUE_MAX);
+      }
+      json_object_set_new(params, kb, json_string(vb));
+    }
+  }
+  if (m->params) {
+    if (!params) params = json_object();
+    json_object_update(params, m->params);
+  }
+  /* Each side is bounded; so is their union, but keep the rule exact. */
+  if (json_object_size(params) > max) {
+    json_decref(params);
+    return errors_set(err, SW_E_INVALID_PARAM, "too many channel params (at most %zu)", max);
+  }
+  *out = params;
+  return 0;
+}
+
+/* The rewind of an ATTACH (the channel param "rewind", with
+ * "rewindLimit" for a time rewind): at most maxRewind messages, never
+ * further back than the channel's retention. */
+static int attach_rewind(const sw_conn_t *c, const sw_channel_t *ch, json_t *params, sw_attach_req_t *req,
+                         sw_error_t *err) {
+  const char *rewind = json_string_value(json_object_get(params, "rewind"));
+  const char *limit = json_string_value(json_object_get(params, "rewindLimit"));
+  int64_t max = c->srv->cfg->limits.max_rewind, lim = max;
+  const char *end;
+  if (!rewind) return 0;
+  if (limit && (parse_count(limit, &lim, &end) || *end))
+    return errors_set(err, SW_E_INVALID_PARAM, "invalid rewindLimit parameter %.32s", limit);
+  if (lim > max) lim = max;
+  if (parse_rewind(rewind, lim, ch->ns->retention_ms, &req->rewind_count, &req->rewind_ms))
+    return errors_set(err, SW_E_INVALID_PARAM, "invalid rewind parameter %.32s", rewind);
+  /* A time rewind sends the latest lim messages of its period; "0s",
+   * "0m", "0" and rewindLimit=0 send nothing. */
+  if (req->rewind_ms >= 0) req->rewind_count = req->rewind_ms > 0 ? lim : 0;
+  if (req->rewind_count == 0) req->rewind_ms = -1;
   return 0;
 }
 
@@ -473,9 +646,27 @@ static sw_channel_t *resolve_channel(sw_conn_t *c, const char *name, sw_channel_
   return ch;
 }
 
+/* Whether an ATTACH would add an attachment beyond
+ * maxChannelsPerConnection: checked before the channel is created. A
+ * re-attach of an attached channel adds none. */
+static bool attach_over_limit(sw_conn_t *c, const char *name) {
+  if (HASH_COUNT(c->attachments) < (size_t)c->srv->cfg->limits.max_channels_per_connection) return false;
+  sw_channel_name_t parts;
+  if (!name || channel_name_validate(name, strlen(name), &parts, NULL)) return false; /* refused anyway */
+  sw_channel_t *ch = channel_find(c->srv, c->app, name + parts.name_off);
+  sw_attach_t *a = NULL;
+  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
+  return a == NULL;
+}
+
 static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
   sw_error_t err = {0};
   sw_channel_name_t parts;
+  if (attach_over_limit(c, m->channel)) {
+    errors_set(&err, E_TOO_MANY_CHANNELS, "Maximum number of channels per connection (%lld) exceeded",
+               (long long)c->srv->cfg->limits.max_channels_per_connection);
+    goto fail;
+  }
   sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
   if (!ch) goto fail;
   uint32_t ops = cap_ops_for_channel(c->auth.cap, ch->name);
@@ -495,27 +686,10 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
                          .channel_serial = m->channel_serial,
                          .rewind_count = -1,
                          .rewind_ms = -1};
-  json_t *params = NULL;
-  /* Params from the name qualifier, overridden by ATTACH params (TR4q). */
-  if (parts.params_len) {
-    params = json_object();
-    sw_slice_t qs = {m->channel + parts.params_off, parts.params_len};
-    size_t pos = 0;
-    sw_slice_t pn, pv;
-    while (url_query_next(qs, &pos, &pn, &pv) == 1) {
-      char k[64], v[64];
-      if (url_decode(pn.p, pn.n, k, sizeof k, true) >= 0 && url_decode(pv.p, pv.n, v, sizeof v, true) >= 0)
-        json_object_set_new(params, k, json_string(v));
-    }
-  }
-  if (json_is_object(m->params)) {
-    if (!params) params = json_object();
-    json_object_update(params, m->params);
-  }
-  const char *rewind = json_string_value(json_object_get(params, "rewind"));
-  if (rewind && parse_rewind(rewind, &req.rewind_count, &req.rewind_ms)) {
+  json_t *params;
+  if (attach_params(c, m, &parts, &params, &err)) goto fail;
+  if (attach_rewind(c, ch, params, &req, &err)) {
     json_decref(params);
-    errors_set(&err, SW_E_INVALID_PARAM, "invalid rewind parameter %.32s", rewind);
     goto fail;
   }
   req.params = params;
@@ -543,24 +717,35 @@ static void handle_detach(sw_conn_t *c, sw_pmsg_t *m) {
   conn_send_pmsg(c, &r);
 }
 
-/* Takes msgSerial serial for a new publish (MESSAGE or PRESENCE), or
- * answers a resend: RTN19a2, a publish resent after resume is answered,
- * never applied twice; one still in flight is answered when it completes.
- * Returns false when there is nothing more to do. */
+/* Takes msgSerial serial for a new publish (MESSAGE, PRESENCE, ANNOTATION,
+ * OBJECT), or answers a resend: RTN19a2, a publish resent after resume is
+ * answered, never applied twice; one still in flight is answered when it
+ * completes. A publish over maxPendingPublishes is refused here (NACK 42911,
+ * in order). Returns false when there is nothing more to do. */
 static bool accept_serial(sw_conn_t *c, int64_t serial) {
+  if (serial < 0 || serial > SW_MAX_MSG_SERIAL) {
+    conn_fail(c, SW_E_INVALID_PARAM, "msgSerial out of range (0 to 2^53-1)", false);
+    return false;
+  }
   if (serial < c->next_msg_serial) {
-    sw_ack_memo_t *memo = memo_at(c, serial);
-    if (memo && memo->done && serial < c->next_answer && !memo->silent) {
-      if (memo->err.code) nack(c, serial, &memo->err);
+    size_t i;
+    sw_ack_memo_t *memo = memo_find(c, serial, &i);
+    if (memo && i < c->memo_answered) {
+      if (memo->err) nack(c, serial, 1, memo->err);
       else ack(c, serial, memo->serials, memo->n_serials);
     }
     return false;
   }
   c->next_msg_serial = serial + 1;
+  if (c->memo_pending >= (size_t)c->srv->cfg->limits.max_pending_publishes) {
+    memo_refuse(c, serial);
+    return false;
+  }
   if (!memo_push(c, serial)) {
     conn_fail(c, SW_E_INTERNAL, "out of memory", false);
     return false;
   }
+  c->memo_pending++;
   return true;
 }
 
@@ -756,6 +941,7 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) 
     s->conn = NULL;
     c->sock = NULL;
     sock_close(s, true);
+    log_ev(SW_LOG_DEBUG, "conn.closed", c->id, c->app->id, 0, "connection closed by the client");
     conn_destroy(c); /* RTN12: a closed connection cannot be resumed */
     break;
   }
@@ -780,12 +966,8 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) 
   case SW_ACTION_OBJECT: {
     sw_error_t e;
     errors_set(&e, SW_E_BAD_REQUEST, "action %d is not supported by this server yet", m.action);
-    if (m.has_msg_serial && m.msg_serial >= c->next_msg_serial) {
-      c->next_msg_serial = m.msg_serial + 1;
-      if (memo_push(c, m.msg_serial)) conn_publish_done(c, m.msg_serial, &e, NULL, 0);
-    } else {
-      conn_send_channel_error(c, m.channel, &e);
-    }
+    if (!m.has_msg_serial) conn_send_channel_error(c, m.channel, &e);
+    else if (accept_serial(c, m.msg_serial)) conn_publish_done(c, m.msg_serial, &e, NULL, 0);
     break;
   }
   case SW_ACTION_AUTH:
@@ -838,7 +1020,7 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
         }
       }
     } else if (now_ms - c->lost_at > l->connection_state_ttl) {
-      log_debug("connection %s expired", c->id);
+      log_ev(SW_LOG_DEBUG, "conn.expired", c->id, c->app->id, 0, "connection state expired");
       conn_destroy(c);
     }
   }

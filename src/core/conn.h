@@ -26,17 +26,29 @@ typedef struct sw_attach sw_attach_t;
 typedef struct sw_frame sw_frame_t;
 
 #define SW_CONN_ID_LEN 20
-#define SW_ACK_MEMORY 256 /* answered publishes kept to answer resends (RTN19a2) */
+#define SW_ACK_MEMORY 256 /* answered outcomes kept to answer resends (RTN19a2) */
+/* The largest msgSerial: ably-js counts in a JavaScript number, exact up to
+ * 2^53 - 1, and the server's counter must never overflow. */
+#define SW_MAX_MSG_SERIAL 9007199254740991LL
 
-/* The outcome of one published ProtocolMessage. ACKs and NACKs must reach
- * the client in msgSerial order (ably-js completes every queued message up
- * to an ACK's serial), so outcomes wait here until all earlier ones are
- * known, and stay a while after to answer resends after a resume. */
+/* The outcome of published ProtocolMessages. ACKs and NACKs must reach the
+ * client in msgSerial order (ably-js completes every queued message up to
+ * an ACK's serial), so outcomes wait here until all earlier ones are known,
+ * and stay a while after to answer resends after a resume.
+ *
+ * An entry answers msgSerials serial .. serial + count - 1. A client may
+ * skip msgSerials (recover continues its numbering), and a skipped run has
+ * no entry at all: entries are kept in msgSerial order, not one per serial,
+ * so a gap costs nothing. count is 1, except for publishes refused because
+ * too many were unanswered (maxPendingPublishes), which share one entry and
+ * one NACK while they are consecutive. */
 typedef struct sw_ack_memo {
-  bool done;
-  bool silent;    /* a msgSerial the client skipped: nothing to answer */      /* durable (or failed) */
-  sw_error_t err; /* code 0 = acked */
-  char **serials; /* owned */
+  int64_t serial;
+  int64_t count;
+  bool done;       /* durable (or failed) */
+  bool refused;    /* a run refused over maxPendingPublishes */
+  sw_error_t *err; /* owned; NULL = acked */
+  char **serials;  /* owned */
   size_t n_serials;
 } sw_ack_memo_t;
 
@@ -54,10 +66,11 @@ typedef struct sw_conn {
   bool echo;
   bool heartbeats;
   int64_t next_msg_serial; /* the msgSerial the next new publish must carry */
-  sw_ack_memo_t *memo; /* ring: memo[(memo_head + i) % memo_cap] is msgSerial memo_base + i */
+  sw_ack_memo_t *memo;      /* ring in msgSerial order: memo[(memo_head + i) % memo_cap], i < memo_len */
   size_t memo_head, memo_len, memo_cap;
-  int64_t memo_base;
-  int64_t next_answer;     /* the first msgSerial not yet answered */
+  size_t memo_answered;     /* the first memo_answered entries have been answered */
+  size_t memo_pending;      /* accepted publishes not answered yet (<= maxPendingPublishes) */
+  size_t n_presence;        /* presence members this connection entered, on all channels */
   sw_attach_t *attachments; /* uthash by channel */
   int64_t lost_at;          /* ms when the transport was lost; 0 while bound */
   uint64_t last_tx;         /* loop ms of the last frame sent */
@@ -79,6 +92,9 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text);
 /* The socket's outbound bound was hit: DISCONNECTED with 42916 goes out
  * past the bound; the socket is then closed and the connection resumable. */
 void conn_on_slow_consumer(sw_conn_t *c);
+/* The socket's output queue drained below its low-water mark after a
+ * replay asked for it (sock.c): the connection's replays continue. */
+void conn_on_drain(sw_conn_t *c);
 /* The transport went away (socket closed by either side). */
 void conn_on_transport_lost(sw_conn_t *c);
 

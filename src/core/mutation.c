@@ -8,6 +8,7 @@
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
+#include "metrics/metrics.h"
 #include "proto/codec.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -156,11 +157,13 @@ static void broadcast(version_t *v, const sw_head_t *h) {
   sw_frame_t *frames[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [full][fmt] */
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
-    if (!a->delivering || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
+    /* During a replay the version comes from storage, in order. */
+    if (!a->delivering || a->replay || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
     if (!c->echo && v->conn_id[0] && strcmp(c->id, v->conn_id) == 0) continue;
     bool whole = v->append && !holds_full(a, v->seq);
     if (whole) mutation_mark_full(a, v->seq);
     const sw_pmsg_t *m = whole ? &full : &ev;
+    metrics_inc(SW_M_MESSAGES_OUT);
     if (a->wire_name) {
       sw_pmsg_t own = *m;
       own.channel = a->wire_name;
@@ -188,6 +191,7 @@ static void on_stored(void *ud, int status) {
   sw_error_t err = {0};
   if (status == 0) {
     if (v->vseq > ch->durable_seq) ch->durable_seq = v->vseq;
+    metrics_inc(SW_M_MESSAGES_IN);
     broadcast(v, h);
   } else {
     errors_set(&err, status == -ENOENT ? SW_E_NOT_FOUND : SW_E_INTERNAL, "message version could not be stored");

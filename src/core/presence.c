@@ -32,6 +32,13 @@ static void member_free(sw_member_t *mb) {
   free(mb);
 }
 
+/* Counts the members a connection holds, over all its channels
+ * (maxPresenceMembersPerConnection). Fixture members belong to none. */
+static void count_member(sw_channel_t *ch, const char *conn_id, int delta) {
+  sw_conn_t *c = conn_id ? conn_find(ch->srv, conn_id) : NULL;
+  if (c) c->n_presence = delta > 0 ? c->n_presence + 1 : c->n_presence - 1;
+}
+
 /* Applies one event to the set (RTP2: ENTER/UPDATE/PRESENT replace, LEAVE removes). */
 static void apply(sw_channel_t *ch, const sw_presence_t *ev) {
   char *key = member_key(ev->connection_id, ev->client_id);
@@ -42,6 +49,7 @@ static void apply(sw_channel_t *ch, const sw_presence_t *ev) {
     if (mb) {
       HASH_DEL(ch->members, mb);
       ch->n_members--;
+      count_member(ch, ev->connection_id, -1);
       member_free(mb);
     }
     free(key);
@@ -58,6 +66,7 @@ static void apply(sw_channel_t *ch, const sw_presence_t *ev) {
     mb->key = key;
     HASH_ADD_KEYPTR(hh, ch->members, mb->key, strlen(mb->key), mb);
     ch->n_members++;
+    count_member(ch, ev->connection_id, +1);
   }
   if (presence_copy(&mb->p, ev) == 0) mb->p.action = SW_PRESENCE_PRESENT;
 }
@@ -159,6 +168,41 @@ out:
   return rc;
 }
 
+/* Ably's "too many presence members" (91003, status 400). */
+#define E_TOO_MANY_MEMBERS 91003
+
+/* Bounds the member sets before they grow: maxPresenceMembers on a channel
+ * (Ably's limit, 200, with Ably's message) and maxPresenceMembersPerConnection
+ * over all the channels of one connection, since every member keeps its data
+ * and a wildcard clientId can enter any number of them. An event for a
+ * member not in the set yet counts as a new member; a batch that enters and
+ * leaves the same clientId counts it too, which errs on the safe side. */
+static int admit_members(sw_channel_t *ch, sw_conn_t *c, const sw_pmsg_t *m, sw_error_t *err) {
+  const sw_limits_t *l = &ch->srv->cfg->limits;
+  size_t fresh = 0;
+  for (size_t i = 0; i < m->n_presence; i++) {
+    const sw_presence_t *ev = &m->presence[i];
+    if (ev->action == SW_PRESENCE_LEAVE) continue;
+    char *key = member_key(c->id, ev->client_id);
+    if (!key) return errors_set(err, SW_E_INTERNAL, "out of memory");
+    sw_member_t *mb = NULL;
+    HASH_FIND_STR(ch->members, key, mb);
+    free(key);
+    fresh += mb == NULL;
+  }
+  if (!fresh) return 0;
+  if (ch->n_members + fresh > (size_t)l->max_presence_members)
+    return errors_set(err, E_TOO_MANY_MEMBERS,
+                      "Unable to enter member to presence channel; maximum number of %lld members exceeded",
+                      (long long)l->max_presence_members);
+  if (c->n_presence + fresh > (size_t)l->max_presence_per_connection)
+    return errors_set(err, E_TOO_MANY_MEMBERS,
+                      "Unable to enter member to presence channel; this connection already holds the maximum of "
+                      "%lld presence members (maxPresenceMembersPerConnection)",
+                      (long long)l->max_presence_per_connection);
+  return 0;
+}
+
 int presence_publish(sw_channel_t *ch, sw_conn_t *c, sw_pmsg_t *m, sw_error_t *err) {
   if (!cap_allows(c->auth.cap, ch->name, SW_OP_PRESENCE))
     return errors_set(err, SW_E_CAPABILITY_DENIED, "presence denied; channel = %.200s", ch->name);
@@ -179,7 +223,9 @@ int presence_publish(sw_channel_t *ch, sw_conn_t *c, sw_pmsg_t *m, sw_error_t *e
     if (!ev->client_id) return errors_set(err, SW_E_PRESENCE_NO_CLIENT_ID, "unable to enter presence without a clientId");
     if (ch->ns->identified && (!c->client_id || strcmp(c->client_id, "*") == 0))
       return errors_set(err, 40161, "namespace %s requires an identified client", ch->ns->id);
+    /* Members keep their extras too: they count, as for messages (TO3l8). */
     total += ev->data.len + strlen(ev->client_id);
+    if (ev->extras) total += json_dumpb(ev->extras, NULL, 0, JSON_COMPACT);
     if (ev->action == SW_PRESENCE_PRESENT) ev->action = SW_PRESENCE_UPDATE;
     char id[96];
     snprintf(id, sizeof id, "%s:%lld:%zu", c->id, (long long)m->msg_serial, i);
@@ -194,6 +240,7 @@ int presence_publish(sw_channel_t *ch, sw_conn_t *c, sw_pmsg_t *m, sw_error_t *e
   }
   if (total > (size_t)ch->srv->cfg->limits.max_message_size)
     return errors_set(err, SW_E_MESSAGE_TOO_LARGE, "presence data exceeds maxMessageSize");
+  if (admit_members(ch, c, m, err)) return -1;
   for (size_t i = 0; i < m->n_presence; i++) apply(ch, &m->presence[i]);
   sw_presence_t *events = m->presence;
   size_t n = m->n_presence;
@@ -226,6 +273,7 @@ void presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
     events[i].timestamp = now;
     HASH_DEL(ch->members, mb);
     ch->n_members--;
+    count_member(ch, conn_id, -1);
     member_free(mb);
     i++;
   }

@@ -1,5 +1,6 @@
 #include "core/principal.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,8 +17,8 @@
 void principal_clear(sw_principal_t *p) {
   cap_free(p->cap);
   free(p->client_id);
-  free(p->revocation_key);
   free(p->workspace);
+  free(p->revocation_key);
   json_decref(p->channel_claims);
   memset(p, 0, sizeof *p);
 }
@@ -78,10 +79,34 @@ static int narrow(sw_server_t *srv, sw_principal_t *p, const char *cap_json, sw_
   return errors_set(err, 40144, "invalid capability in token: %s", cerr.message);
 }
 
+/* The sealed token a reference stands for (auth/token.h, "References"):
+ * 0 with *sealed (malloc'd), or -1 with err. A reference the store does not
+ * hold is 40143, which errors.json gives for a token Ably "could not find a
+ * record of" (it keeps records only while tokens are valid, as we do: the
+ * store prunes expired ones). */
+static int dereference(sw_server_t *srv, const char *ref, size_t n, char **sealed, sw_error_t *err) {
+  char id[SW_TOKEN_REF_ID_LEN + 1];
+  int64_t expires = 0;
+  token_ref_id(ref, n, id);
+  int rc = srv->store ? store_expiring_get(srv->store, id, sealed, &expires) : 0;
+  if (rc == 1) return 0;
+  if (rc < 0) return errors_set(err, SW_E_INTERNAL, "token lookup failed");
+  return errors_set(err, 40143, "token not recognised");
+}
+
 static int from_ably_token(sw_server_t *srv, const char *tok, size_t n, int64_t now, sw_principal_t *p,
                            sw_error_t *err) {
   sw_token_info_t info = {0};
-  if (token_verify(srv->token_secret, tok, n, now, &info, err)) return -1;
+  char *sealed = NULL;
+  if (token_ref_looks_like(tok, n)) {
+    if (dereference(srv, tok, n, &sealed, err)) return -1;
+    tok = sealed;
+    n = strlen(sealed);
+  }
+  int vrc = token_verify(srv->token_secret, tok, n, now, &info, err);
+  if (sealed) OPENSSL_cleanse(sealed, n);
+  free(sealed);
+  if (vrc) return -1;
   sw_app_t *app;
   sw_key_t *key;
   int rc = -1;
@@ -155,6 +180,8 @@ static int from_jwt(sw_server_t *srv, const char *tok, size_t n, int64_t now, bo
   p->client_id = j.client_id;
   p->revocation_key = j.revocation_key;
   p->channel_claims = j.channel_claims;
+  p->workspace = j.workspace;
+  j.workspace = NULL;
   j.client_id = j.revocation_key = NULL;
   j.channel_claims = NULL;
   rc = narrow(srv, p, j.capability, err);
@@ -291,7 +318,7 @@ int principal_from_token(sw_server_t *srv, const char *tok, size_t n, sw_princip
   int64_t now = clock_now_ms();
   memset(p, 0, sizeof *p);
   int rc;
-  if (token_looks_like(tok, n)) rc = from_ably_token(srv, tok, n, now, p, err);
+  if (token_looks_like(tok, n) || token_ref_looks_like(tok, n)) rc = from_ably_token(srv, tok, n, now, p, err);
   else if (jwt_looks_like(tok, n)) {
     /* A kid naming an app key makes an Ably JWT; otherwise iss (and aud)
      * may select an identity provider. Without providers nothing changes. */
@@ -302,8 +329,9 @@ int principal_from_token(sw_server_t *srv, const char *tok, size_t n, sw_princip
   else if (memchr(tok, '.', n)) rc = errors_set(err, 40144, "invalid JWT: expected header.claims.signature");
   else rc = errors_set(err, 40143, "token not recognised");
   if (rc == 0 && p->client_id && !*p->client_id) rc = errors_set(err, SW_E_INVALID_CLIENT_ID, "empty clientId in token");
-  /* Clock-skew leeway is for the issuer's clock (iat); a connection is
-   * dropped at the token's real expiry, so it is not accepted after it. */
+  /* Expiry is judged by this server's clock, without leeway (RSA4b1; the
+   * clock-skew leeway is for an issuer's iat): a connection is dropped at
+   * the token's expiry, so it is not accepted after it either. */
   if (rc == 0 && p->expires && p->expires <= now) rc = errors_set(err, SW_E_TOKEN_EXPIRED, "token expired");
   if (rc == 0 && principal_revoked(srv, p, now, err)) rc = -1;
   if (rc) principal_clear(p);

@@ -26,8 +26,9 @@ typedef struct sw_principal {
   const sw_key_t *key;    /* the issuing key; for a provider token the provider's bounding
                              key, or NULL when it has none */
   const sw_idp_t *idp;    /* SW_CRED_PROVIDER: the provider that issued the token */
-  char *workspace;        /* SW_CRED_PROVIDER: the provider's workspace template, expanded;
-                             NULL if it has none */
+  char *workspace;        /* the Assistant Cloud workspace (src/cloud/): an Ably JWT's
+                             x-switchboard-workspace claim, or a provider token's workspace
+                             template expanded; NULL if none (the cloud then uses the clientId) */
   sw_cap_t *cap;          /* effective capability, owned */
   char *client_id;        /* NULL: anonymous (a key: may act as anyone); "*": wildcard */
   int64_t issued;         /* ms; 0 for keys */

@@ -2,11 +2,29 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-int revocations_add(sw_revocations_t *r, const char *key_name, sw_revoke_type_t type, const char *value,
-                    int64_t issued_before, int64_t applies_at) {
+/* When a rule is in force, as far as any check from now_ms on can tell. */
+static int64_t in_force(int64_t applies_at, int64_t now_ms) { return applies_at > now_ms ? applies_at : now_ms; }
+
+int revocations_add(sw_revocations_t *r, size_t max, int64_t now_ms, const char *key_name, sw_revoke_type_t type,
+                    const char *value, int64_t issued_before, int64_t applies_at) {
+  if (strlen(value) > SW_REVOCATION_VALUE_MAX) return -EINVAL;
+  int64_t from = in_force(applies_at, now_ms);
+  for (size_t i = 0; i < r->n; i++) {
+    sw_revocation_t *e = &r->rules[i];
+    if (e->type != type || strcmp(e->value, value) != 0 || strcmp(e->key_name, key_name) != 0) continue;
+    int64_t e_from = in_force(e->applies_at, now_ms);
+    if (issued_before <= e->issued_before && from >= e_from) return 0; /* covered already */
+    if (issued_before >= e->issued_before && from <= e_from) {
+      e->issued_before = issued_before; /* covers e: revokes more tokens, no later */
+      e->applies_at = applies_at;
+      return 0;
+    }
+  }
+  if (r->n >= max) return -ENOSPC;
   if (r->n == r->cap) {
     size_t cap = r->cap ? r->cap * 2 : 8;
     sw_revocation_t *n = realloc(r->rules, cap * sizeof *n);
@@ -86,7 +104,7 @@ int revocations_load(sw_revocations_t *r, const char *text) {
     const char *val = json_string_value(json_object_get(v, "value"));
     json_int_t type = json_integer_value(json_object_get(v, "type"));
     if (!k || !val || type < SW_REVOKE_CLIENT_ID || type > SW_REVOKE_CHANNEL) continue;
-    revocations_add(r, k, (sw_revoke_type_t)type, val, json_integer_value(json_object_get(v, "issuedBefore")),
+    revocations_add(r, SIZE_MAX, INT64_MIN, k, (sw_revoke_type_t)type, val, json_integer_value(json_object_get(v, "issuedBefore")),
                     json_integer_value(json_object_get(v, "appliesAt")));
   }
   json_decref(arr);

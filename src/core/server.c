@@ -13,12 +13,14 @@
 #include "admin/admin.h"
 #include "auth/cap_cache.h"
 #include "identity/identity.h"
+#include "cloud/cloud.h"
 #include "core/channel.h"
 #include "core/conn.h"
 #include "core/sock.h"
 #include "net/http_parse.h"
 #include "net/http_response.h"
 #include "net/ws_handshake.h"
+#include "rest/health.h"
 #include "rest/rest.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -43,11 +45,9 @@ static void on_tick(uv_timer_t *t) {
   uint64_t now_loop = uv_now(srv->loop);
   int64_t now = clock_now_ms();
   conn_tick(srv, now_loop, now);
+  health_tick(srv, now_loop);
   channel_tick(srv, now);
-  for (sw_sock_t *s = srv->socks, *next; s; s = next) {
-    next = s->next;
-    sock_expire(s, now_loop);
-  }
+  socks_tick(srv, now_loop); /* deadlines: pending and closing sockets only */
   if (++srv->tick_count % PRUNE_EVERY_TICKS == 0) {
     store_prune(srv->store, now);
     revocations_expire(&srv->revocations, now, SW_TOKEN_MAX_TTL_MS);
@@ -56,8 +56,20 @@ static void on_tick(uv_timer_t *t) {
 
 static void on_signal(uv_signal_t *h, int signum) {
   sw_server_t *srv = h->data;
-  log_info("signal %d: shutting down", signum);
+  log_ev(SW_LOG_INFO, "server.signal", NULL, NULL, 0, "signal %d: shutting down", signum);
   server_shutdown(srv);
+}
+
+/* SIGHUP (systemctl reload): nothing is reloadable yet, so it is logged and
+ * otherwise ignored instead of ending the process, its default action. */
+static void on_hup(uv_signal_t *h, int signum) {
+  log_ev(SW_LOG_INFO, "server.reload", NULL, NULL, 0, "SIGHUP: nothing to reload");
+}
+
+static void hup_start(sw_server_t *srv) {
+  uv_signal_init(srv->loop, &srv->sighup);
+  srv->sighup.data = srv;
+  uv_signal_start(&srv->sighup, on_hup, SIGHUP);
 }
 
 static void cors_preflight(sw_sock_t *s, const sw_http_req_t *req) {
@@ -86,6 +98,7 @@ void server_on_request(sw_sock_t *s, const sw_http_req_t *req) {
     for (size_t i = 0; i < o->n; i++) ok = ok && o->p[i] > 0x20 && o->p[i] < 0x7f;
     if (ok) s->origin = strndup(o->p, o->n);
   }
+  if (health_route(s, req)) return;
   if (req->method == HTTP_OPTIONS) {
     cors_preflight(s, req);
     return;
@@ -108,6 +121,10 @@ void server_on_request(sw_sock_t *s, const sw_http_req_t *req) {
   if (req->path.n >= 5 && memcmp(req->path.p, "/apps", 5) == 0 &&
       (req->path.n == 5 || req->path.p[5] == '/')) {
     admin_handle(s, req);
+    return;
+  }
+  if (req->path.n > 7 && memcmp(req->path.p, "/cloud/", 7) == 0) {
+    cloud_handle(s, req);
     return;
   }
   rest_handle(s, req);
@@ -174,7 +191,13 @@ static int open_store(sw_server_t *srv) {
     opts.path = path;
   }
   int rc = store_open(srv->loop, &opts, &srv->store);
-  if (rc) fprintf(stderr, "switchboard: cannot open storage %s: %d\n", opts.path ? opts.path : "(memory)", rc);
+  if (rc == -EBUSY && opts.path)
+    fprintf(stderr,
+            "switchboard: the data directory %s is in use by another switchboard process (%s.lock is locked);"
+            " stop that server or give this one another --data directory\n",
+            cfg->data_dir, path);
+  else if (rc)
+    fprintf(stderr, "switchboard: cannot open storage %s: %s\n", opts.path ? opts.path : "(memory)", strerror(-rc));
   return rc;
 }
 
@@ -265,16 +288,39 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_
   char rnd[13];
   app_random_id(rnd, 12);
   snprintf(srv->server_id, sizeof srv->server_id, "switchboard-%s", rnd);
-  if (open_store(srv) || listen_on(srv, port_out)) return -1;
-  cfg->port = *port_out;
-  /* Before the apps: registering an app registers its identity providers. */
-  if (!(srv->identity = identity_new(loop))) return -1;
-  srv->apps.identity = srv->identity;
-  if (load_server_state(srv) || load_apps(srv)) return -1;
-  srv->jwt_cache = jwt_cache_new();
-  srv->nonces = nonce_cache_new(1000000, SW_TOKEN_REQUEST_WINDOW_MS);
-  srv->cap_cache = cap_cache_new(4096);
-  if (!srv->jwt_cache || !srv->nonces || !srv->cap_cache) return -1;
+  int rc = open_store(srv) || listen_on(srv, port_out) || health_start(srv) ? -1 : 0;
+  if (rc == 0) {
+    cfg->port = *port_out;
+    /* Before the apps: registering an app registers its identity providers. */
+    srv->identity = identity_new(loop);
+    srv->apps.identity = srv->identity;
+    if (!srv->identity) {
+      fprintf(stderr, "switchboard: out of memory\n");
+      rc = -1;
+    } else if (load_server_state(srv)) {
+      fprintf(stderr, "switchboard: cannot read or write the server state (token secret, revocations) in storage\n");
+      rc = -1;
+    } else if (load_apps(srv)) {
+      fprintf(stderr, "switchboard: cannot load the apps\n");
+      rc = -1;
+    }
+  }
+  if (rc == 0) {
+    srv->jwt_cache = jwt_cache_new();
+    srv->nonces = nonce_cache_new((size_t)cfg->limits.max_token_request_nonces, SW_TOKEN_REQUEST_WINDOW_MS);
+    srv->cap_cache = cap_cache_new(4096);
+    if (!srv->jwt_cache || !srv->nonces || !srv->cap_cache) {
+      fprintf(stderr, "switchboard: out of memory\n");
+      rc = -1;
+    }
+  }
+  if (rc) {
+    /* Undo whatever was opened (the store, the listener) and let the loop
+     * run their close callbacks, so the caller only calls server_free. */
+    server_shutdown(srv);
+    uv_run(loop, UV_RUN_DEFAULT);
+    return -1;
+  }
   socks_flush_init(srv);
   uv_timer_init(loop, &srv->tick);
   srv->tick.data = srv;
@@ -284,19 +330,42 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_
   srv->sigterm.data = srv->sigint.data = srv;
   uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
   uv_signal_start(&srv->sigint, on_signal, SIGINT);
+  hup_start(srv);
   return 0;
+}
+
+/* Closes h unless it was never initialised or is already closing. The
+ * server is zeroed by server_start, so a handle that start-up did not reach
+ * still has type UV_UNKNOWN_HANDLE (uv_close would abort on it). */
+static void close_handle(uv_handle_t *h) {
+  if (uv_handle_get_type(h) != UV_UNKNOWN_HANDLE && !uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* The shutdown flush deadline: a client that stopped reading must not keep
+ * the process alive. Every socket still open is closed now, its unwritten
+ * output dropped. */
+static void on_drain_deadline(uv_timer_t *t) {
+  sw_server_t *srv = t->data;
+  size_t n = 0;
+  for (sw_sock_t *s = srv->socks; s; s = s->next) n += !uv_is_closing((uv_handle_t *)&s->tcp);
+  socks_close_all(srv);
+  if (n) log_warn("shutdown: closed %zu connection(s) that did not take their last output within %d ms", n,
+                  SW_SHUTDOWN_FLUSH_MS);
+  close_handle((uv_handle_t *)t);
 }
 
 void server_shutdown(sw_server_t *srv) {
   if (srv->shutting_down) return;
   srv->shutting_down = true;
-  uv_close((uv_handle_t *)&srv->listener, NULL);
-  uv_close((uv_handle_t *)&srv->tick, NULL);
-  uv_close((uv_handle_t *)&srv->sigterm, NULL);
-  uv_close((uv_handle_t *)&srv->sigint, NULL);
+  close_handle((uv_handle_t *)&srv->listener);
+  health_close(srv);
+  close_handle((uv_handle_t *)&srv->tick);
+  close_handle((uv_handle_t *)&srv->sigterm);
+  close_handle((uv_handle_t *)&srv->sigint);
+  close_handle((uv_handle_t *)&srv->sighup);
   identity_close(srv->identity);
   /* Flush storage first: pending publishes are ACKed before clients go. */
-  store_close(srv->store);
+  if (srv->store) store_close(srv->store);
   srv->store = NULL;
   /* RTN15: DISCONNECTED (not an error) so SDKs reconnect to the restarted server. */
   sw_conn_t *c, *tmp;
@@ -308,11 +377,27 @@ void server_shutdown(sw_server_t *srv) {
     sock_close(s, true);
   }
   /* Hand all of that to the kernel now; what it cannot take yet is written
-   * as the sockets drain, and they close when done (or at the deadline). */
+   * as the sockets drain, and they close when done. */
   socks_flush_close(srv);
+  /* Sockets still writing keep the loop alive, until the deadline at the
+   * latest. The timer itself does not (uv_unref): when every socket is done
+   * first, the loop ends at once and server_free closes the timer. */
+  if (srv->socks) {
+    uv_timer_init(srv->loop, &srv->drain);
+    srv->drain.data = srv;
+    uv_timer_start(&srv->drain, on_drain_deadline, SW_SHUTDOWN_FLUSH_MS, 0);
+    uv_unref((uv_handle_t *)&srv->drain);
+  }
 }
 
 void server_free(sw_server_t *srv) {
+  /* The drain timer, if the sockets finished before it fired: its close
+   * callback needs one more turn of the (otherwise idle) loop. */
+  if (uv_handle_get_type((uv_handle_t *)&srv->drain) != UV_UNKNOWN_HANDLE &&
+      !uv_is_closing((uv_handle_t *)&srv->drain)) {
+    uv_close((uv_handle_t *)&srv->drain, NULL);
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+  }
   sw_conn_t *c, *tmp;
   HASH_ITER(hh, srv->conns, c, tmp) conn_destroy(c);
   channels_free(srv);
@@ -323,6 +408,8 @@ void server_free(sw_server_t *srv) {
   cap_cache_free(srv->cap_cache);
   nonce_cache_free(srv->nonces);
   revocations_free(&srv->revocations);
+  health_free(srv);
+  cloud_free(srv);
   socks_free_spares(srv);
   OPENSSL_cleanse(srv->token_secret, sizeof srv->token_secret);
 }

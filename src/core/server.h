@@ -22,19 +22,37 @@ typedef struct sw_channel sw_channel_t;
  * buffer every socket shares (core/sock.c). */
 #define SW_READ_BUF 65536
 #define SW_SOCK_MAX_IOV 64
+/* On shutdown, how long sockets may take to write their last output. */
+#define SW_SHUTDOWN_FLUSH_MS 5000
+
+/* A list of sockets through sw_sock_t.list_prev/list_next, oldest first
+ * (core/sock.c). */
+typedef struct sw_sock_list {
+  sw_sock_t *head, *tail;
+  size_t n;
+} sw_sock_list_t;
 
 typedef struct sw_server {
   uv_loop_t *loop;
   sw_config_t *cfg;
   uv_tcp_t listener;
   uv_signal_t sigterm, sigint;
+  uv_signal_t sighup;   /* reload: logged, nothing to reload yet (server.c on_hup) */
   uv_timer_t tick;      /* once a second: heartbeats, expiry of lost connections, retention */
+  uv_timer_t drain;     /* shutdown: closes the sockets still writing at SW_SHUTDOWN_FLUSH_MS */
   sw_apps_t apps;
   sw_store_t *store;
   sw_channel_t *channels; /* uthash by (app id, name) */
   sw_conn_t *conns;       /* uthash by connection id */
   sw_sock_t *socks;       /* every open socket */
   size_t n_socks;
+  /* Deadlines and budgets (core/sock.c): sockets not yet useful (before
+   * they are a WebSocket bound to an Ably connection), and useful ones that
+   * are closing; both are walked by the tick, bound WebSockets never are.
+   * `peers` counts the pending sockets per peer address. */
+  sw_sock_list_t pending, closing;
+  struct sw_peer *peers;
+  uint64_t n_evicted, n_peer_refused, n_timed_out; /* since they were last logged */
   /* Sockets with queued output, flushed once per loop turn by `flush`
    * before the loop waits for events (core/sock.c); FIFO, so sockets are written in the order they were
    * first given output (a fan-out's subscriber order). */
@@ -55,6 +73,8 @@ typedef struct sw_server {
   struct sw_cap_cache *cap_cache; /* effective token capabilities (auth/cap_cache.h) */
   sw_nonce_cache_t *nonces;    /* TokenRequest replay protection */
   sw_revocations_t revocations;
+  struct sw_health *health; /* /metrics, /healthz, /readyz, the metrics listener (rest/health.c) */
+  struct sw_cloud_state *cloud; /* Assistant Cloud anonymous-endpoint rate limits (cloud/auth.c) */
   uint64_t tick_count;
   bool shutting_down;
   int exit_code;
@@ -62,12 +82,17 @@ typedef struct sw_server {
 
 /* Creates the server on loop: opens storage, loads apps (config file, then
  * those created through the admin API), binds the listener. On success the
- * bound port is in *port_out. Returns 0 or -1 (message on stderr). */
+ * bound port is in *port_out. Returns 0 or -1 (message on stderr); after a
+ * failure everything it opened is closed again (it runs the loop for the
+ * close callbacks) and only server_free remains to be called. */
 int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_out);
-/* Graceful shutdown (SIGTERM): DISCONNECTED to every client, flush storage,
- * close everything; the loop then ends. */
+/* Graceful shutdown (SIGTERM): flush storage, DISCONNECTED to every client,
+ * close everything; the loop then ends, at the latest SW_SHUTDOWN_FLUSH_MS
+ * later (sockets whose last output is not written by then are closed).
+ * Closes only the handles start-up initialised. */
 void server_shutdown(sw_server_t *srv);
-/* Releases what server_start allocated after the loop has ended. */
+/* Releases what server_start allocated after the loop has ended (or after
+ * a failed server_start). */
 void server_free(sw_server_t *srv);
 
 /* Persists an app spec (admin API) so it survives restarts. */

@@ -3,11 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "core/conn.h"
 #include "core/server.h"
+#include "metrics/metrics.h"
 #include "net/http_parse.h"
 #include "net/http_response.h"
+#include "util/hash.h"
 #include "util/log.h"
 
 
@@ -52,6 +55,119 @@ void socks_free_spares(sw_server_t *srv) {
   srv->n_wreq_spare = 0;
 }
 
+/* ---- deadlines and budgets ----------------------------------------------
+ *
+ * A socket is useful once it is a WebSocket bound to an Ably connection
+ * (LIVE): idle connections are the product, and they have no deadline.
+ * Before that (HTTP heads, bodies, keep-alive, and a refused upgrade being
+ * closed) a socket is on srv->pending, oldest first, with a deadline for
+ * its phase; a useful socket that starts closing goes on srv->closing. The
+ * 250 ms tick walks only these two lists. srv->pending is bounded
+ * (max_pending_sockets: a new socket closes the oldest) and so is each peer
+ * address's share of it (max_pending_per_ip: a new socket over it is closed
+ * at once), so a flood of half-open connections can neither fill
+ * maxConnections nor the descriptor table, and cannot crowd out the
+ * handshakes of real clients on other addresses. */
+
+enum { LIST_NONE = 0, LIST_PENDING = 1, LIST_CLOSING = 2 };
+
+/* Pending sockets per peer address: an IPv4 address, or an IPv6 /64 (one
+ * host usually holds a whole /64). */
+typedef struct sw_peer {
+  uint8_t key[16];
+  uint32_t n;
+  UT_hash_handle hh;
+} sw_peer_t;
+
+static sw_sock_list_t *list_of(sw_sock_t *s) {
+  return s->list == LIST_PENDING ? &s->srv->pending : s->list == LIST_CLOSING ? &s->srv->closing : NULL;
+}
+
+static void list_unlink(sw_sock_t *s) {
+  sw_sock_list_t *l = list_of(s);
+  if (!l) return;
+  if (s->list_prev) s->list_prev->list_next = s->list_next;
+  else l->head = s->list_next;
+  if (s->list_next) s->list_next->list_prev = s->list_prev;
+  else l->tail = s->list_prev;
+  s->list_prev = s->list_next = NULL;
+  s->list = LIST_NONE;
+  l->n--;
+}
+
+static void list_append(sw_sock_t *s, int which) {
+  sw_sock_list_t *l = which == LIST_PENDING ? &s->srv->pending : &s->srv->closing;
+  s->list = (uint8_t)which;
+  s->list_next = NULL;
+  s->list_prev = l->tail;
+  if (l->tail) l->tail->list_next = s;
+  else l->head = s;
+  l->tail = s;
+  l->n++;
+}
+
+static void peer_release(sw_sock_t *s) {
+  sw_peer_t *p = s->peer;
+  if (!p) return;
+  s->peer = NULL;
+  if (--p->n == 0) {
+    HASH_DEL(s->srv->peers, p);
+    free(p);
+  }
+}
+
+/* The key of the peer's address; false if it has none we can read. Also
+ * sets s->peer_loopback. */
+static bool peer_key(sw_sock_t *s, uint8_t key[16]) {
+  struct sockaddr_storage peer;
+  int plen = sizeof peer;
+  memset(key, 0, 16);
+  if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&peer, &plen) != 0) return false;
+  if (peer.ss_family == AF_INET) {
+    const struct in_addr *a = &((struct sockaddr_in *)&peer)->sin_addr;
+    s->peer_loopback = (ntohl(a->s_addr) >> 24) == 127;
+    key[10] = key[11] = 0xff; /* as ::ffff:a.b.c.d, so a mapped address is the same peer */
+    memcpy(key + 12, a, 4);
+    return true;
+  }
+  if (peer.ss_family == AF_INET6) {
+    const struct in6_addr *a = &((struct sockaddr_in6 *)&peer)->sin6_addr;
+    s->peer_loopback = IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    memcpy(key, a->s6_addr, IN6_IS_ADDR_V4MAPPED(a) ? 16 : 8);
+    return true;
+  }
+  return false;
+}
+
+/* Counts s against its peer's share; false if the share is full. */
+static bool peer_admit(sw_sock_t *s, const uint8_t key[16]) {
+  size_t cap = s->srv->cfg->limits.max_pending_per_ip;
+  if (cap == 0) return true;
+  sw_peer_t *p = NULL;
+  HASH_FIND(hh, s->srv->peers, key, 16, p);
+  if (p && p->n >= cap) return false;
+  if (!p) {
+    if (!(p = calloc(1, sizeof *p))) return true; /* uncounted rather than refused */
+    memcpy(p->key, key, 16);
+    HASH_ADD(hh, s->srv->peers, key, 16, p);
+  }
+  p->n++;
+  s->peer = p;
+  return true;
+}
+
+static void set_phase(sw_sock_t *s, sw_sock_phase_t ph, int64_t timeout) {
+  s->phase = (uint8_t)ph;
+  s->deadline = uv_now(s->srv->loop) + (uint64_t)timeout;
+}
+
+/* s is now a bound WebSocket: no deadline, out of the pending budget. */
+static void became_useful(sw_sock_t *s) {
+  list_unlink(s);
+  peer_release(s);
+  s->phase = SW_SOCK_LIVE;
+}
+
 static void sock_free(sw_sock_t *s) {
   free(s->origin);
   buf_free(&s->in);
@@ -84,6 +200,8 @@ static void on_close(uv_handle_t *h) {
   sw_sock_t *s = h->data;
   s->handle_closed = true;
   dirty_unlink(s); /* close_now did; nothing relists a closing socket */
+  list_unlink(s);
+  peer_release(s);
   while (s->q_len) pop_head(s);
   sw_server_t *srv = s->srv;
   if (s->prev) s->prev->next = s->next;
@@ -98,8 +216,11 @@ static void close_now(sw_sock_t *s) {
   s->closing = true;
   if (uv_is_closing((uv_handle_t *)&s->tcp)) return;
   /* Nothing more will be written: the flush must not see it again, and
-   * the memory goes in the close callback. */
+   * the memory goes in the close callback. It leaves the budgets now, so
+   * that an eviction makes room at once. */
   dirty_unlink(s);
+  list_unlink(s);
+  peer_release(s);
   if (s->conn) {
     sw_conn_t *c = s->conn;
     s->conn = NULL;
@@ -108,22 +229,37 @@ static void close_now(sw_sock_t *s) {
   uv_close((uv_handle_t *)&s->tcp, on_close);
 }
 
-void sock_close(sw_sock_t *s, bool after_flush) {
-  if (uv_is_closing((uv_handle_t *)&s->tcp)) return;
-  s->closing = true;
-  uv_read_stop((uv_stream_t *)&s->tcp);
-  if (after_flush && (s->writing || s->q_len)) {
-    /* The flush closes it once the queue is written; the server's tick
-     * closes sockets that do not drain in time. */
-    s->close_after_flush = true;
-    s->close_deadline = uv_now(s->srv->loop) + 5000;
+/* The last words are written: shut the write side (the peer reads them,
+ * then EOF) and linger, reading and discarding, until the peer closes too.
+ * Closing with unread input would make the kernel send a reset, and a peer
+ * that is still sending (an oversized POST) could lose our answer to it. */
+static void finish_close(sw_sock_t *s) {
+  if (s->phase == SW_SOCK_LINGER || uv_is_closing((uv_handle_t *)&s->tcp)) return;
+  /* At shutdown the tick no longer runs: nothing may wait for it. */
+  uv_os_fd_t fd;
+  if (s->peer_eof || s->srv->shutting_down || uv_fileno((uv_handle_t *)&s->tcp, &fd) ||
+      shutdown(fd, SHUT_WR)) {
+    close_now(s);
     return;
   }
-  close_now(s);
+  set_phase(s, SW_SOCK_LINGER, s->srv->cfg->limits.linger_timeout);
 }
 
-void sock_expire(sw_sock_t *s, uint64_t now) {
-  if (s->close_after_flush && now >= s->close_deadline) close_now(s);
+void sock_close(sw_sock_t *s, bool after_flush) {
+  if (uv_is_closing((uv_handle_t *)&s->tcp)) return;
+  if (!after_flush) {
+    close_now(s);
+    return;
+  }
+  if (s->closing) return; /* already on its way out, with its own deadline */
+  s->closing = true;
+  s->close_after_flush = true;
+  /* Only the bounded last words go out from now on; pending sockets keep
+   * their place (and share) in the pending budget. */
+  if (s->list == LIST_NONE) list_append(s, LIST_CLOSING);
+  set_phase(s, SW_SOCK_CLOSING, s->srv->cfg->limits.close_timeout);
+  /* Otherwise the flush finishes once the queue is written. */
+  if (!s->writing && !s->q_len) finish_close(s);
 }
 
 void sock_ref(sw_sock_t *s) { s->refs++; }
@@ -133,6 +269,20 @@ void sock_unref(sw_sock_t *s) {
 }
 
 static void mark_dirty(sw_sock_t *s);
+
+size_t sock_low_water(const sw_sock_t *s) {
+  size_t q = s->srv->cfg->limits.max_outbound_bytes / 4;
+  return q < ((size_t)1 << 20) ? q : (size_t)1 << 20;
+}
+
+/* Tells the connection that its queue drained, if a replay asked for it.
+ * Called after writes only (the per-turn flush and on_write), never from
+ * inside a send, so a replay never runs nested in a fan-out. */
+static void drained(sw_sock_t *s) {
+  if (!s->drain_wanted || s->closing || !s->conn || s->q_bytes >= sock_low_water(s)) return;
+  s->drain_wanted = false;
+  conn_on_drain(s->conn);
+}
 
 static void on_write(uv_write_t *req, int status) {
   sw_sock_t *s = req->data;
@@ -146,13 +296,16 @@ static void on_write(uv_write_t *req, int status) {
   }
   /* What was queued while the kernel was full goes with this turn's flush. */
   if (s->q_len) mark_dirty(s);
-  else if (s->close_after_flush) close_now(s);
+  else if (s->close_after_flush) finish_close(s);
+  if (s->drain_wanted) drained(s);
 }
 
 /* Hands the queue to the kernel: one uv_try_write (writev) of up to
  * SW_SOCK_MAX_IOV frames at a time, as long as the kernel takes all of it.
- * What it does not take goes to one uv_write, which waits for POLLOUT and
- * continues the queue from on_write; only then does libuv touch epoll. */
+ * The rest of the frame it stopped in goes to one uv_write, which waits for
+ * POLLOUT and continues the queue from on_write; only then does libuv touch
+ * epoll. Only that one frame is committed to libuv: every later one stays
+ * ours, so a slow consumer's backlog can still be dropped (slow_consumer). */
 static void flush(sw_sock_t *s) {
   uv_buf_t *iov = s->srv->iov;
   while (s->q_len && !s->writing) {
@@ -168,6 +321,7 @@ static void flush(sw_sock_t *s) {
       return;
     }
     size_t done = w > 0 ? (size_t)w : 0, k = 0;
+    metrics_add(SW_M_BYTES_SENT, done);
     while (k < n && done >= iov[k].len) {
       done -= iov[k].len;
       k++;
@@ -184,15 +338,16 @@ static void flush(sw_sock_t *s) {
       return;
     }
     req->data = s;
-    if (uv_write(req, (uv_stream_t *)&s->tcp, iov + k, (unsigned)(n - k), on_write) < 0) {
+    if (uv_write(req, (uv_stream_t *)&s->tcp, iov + k, 1, on_write) < 0) {
       wreq_put(s->srv, req);
       close_now(s);
       return;
     }
     s->writing = true;
-    s->n_inflight = (uint32_t)(n - k);
+    s->n_inflight = 1;
+    metrics_add(SW_M_BYTES_SENT, iov[k].len);
   }
-  if (!s->q_len && !s->writing && s->close_after_flush) close_now(s);
+  if (!s->q_len && !s->writing && s->close_after_flush) finish_close(s);
 }
 
 /* Runs in libuv's prepare phase: once per loop turn, right before the loop
@@ -212,6 +367,8 @@ static void on_flush(uv_prepare_t *h) {
   while ((s = srv->dirty)) {
     dirty_unlink(s);
     flush(s);
+    /* A replay may queue more: s joins the list again, same pass. */
+    if (s->drain_wanted) drained(s);
   }
   uv_prepare_stop(h);
 }
@@ -272,27 +429,64 @@ static int enqueue(sw_sock_t *s, sw_frame_t *f) {
   return 0;
 }
 
+/* Drops the queued frames that are still ours: all but the one libuv is
+ * writing (cut short, it would break the stream's framing). A WebSocket
+ * client gets them again from storage when it resumes (RTN15c6), so the
+ * last words can follow right after what the kernel already holds instead
+ * of after megabytes the client may never read. */
+static void drop_unsent(sw_sock_t *s) {
+  while (s->q_len > s->n_inflight) {
+    uint32_t i = (s->q_head + s->q_len - 1) % s->q_cap;
+    s->q_bytes -= s->q[i]->len;
+    frame_unref(s->q[i]);
+    s->q_len--;
+  }
+}
+
+/* A slow consumer: its queue cannot take more without unbounded growth. It
+ * gets its last words beyond the bound: DISCONNECTED (42916), so the Ably
+ * connection stays resumable and the client catches up from storage, then
+ * a close frame (1013, "try again later") with the reason.
+ * A stalled client (the kernel's buffer is full: a write waits for
+ * POLLOUT) loses the unsent backlog, so the last words come right after
+ * what the kernel holds. A queue that overflowed within one loop turn,
+ * before the kernel was offered it (a burst while the client reads), is
+ * kept: the client reads it and then the last words, and resumes from
+ * there; dropping it would make such a client lose everything each time. */
+static void slow_consumer(sw_sock_t *s) {
+  s->overflowed = true;
+  metrics_inc(SW_M_SLOW_CONSUMERS);
+  sw_conn_t *c = s->conn;
+  log_ev(SW_LOG_WARN, "conn.slow_consumer", c ? c->id : NULL, c ? c->app->id : NULL, c ? SW_E_SLOW_CONSUMER : 0,
+         "outbound queue over %zu bytes: disconnecting a slow consumer", s->srv->cfg->limits.max_outbound_bytes);
+  if (s->writing) drop_unsent(s);
+  if (s->conn) conn_on_slow_consumer(s->conn);
+  if (s->is_ws) {
+    static const char reason[] = "42916: connection too slow to keep up: outbound backlog exceeded";
+    uint8_t payload[2 + sizeof reason - 1] = {1013 >> 8, 1013 & 0xff};
+    memcpy(payload + 2, reason, sizeof reason - 1);
+    sw_frame_t *f = frame_ws(SW_WS_OP_CLOSE, payload, sizeof payload);
+    if (f) {
+      sock_send_last(s, f);
+      frame_unref(f);
+    }
+  }
+  sock_close(s, true);
+}
+
 int sock_send(sw_sock_t *s, sw_frame_t *f) {
   if (s->closing) return -1;
   if (uv_is_closing((uv_handle_t *)&s->tcp)) return -1;
   if (s->q_bytes + f->len > s->srv->cfg->limits.max_outbound_bytes) {
-    /* A slow consumer: its queue cannot take more without unbounded growth.
-     * It gets one last frame saying why, beyond the bound; the connection
-     * stays resumable and the client catches up from storage. */
-    if (!s->overflowed) {
-      s->overflowed = true;
-      log_warn("outbound queue over %zu bytes: disconnecting a slow consumer",
-               s->srv->cfg->limits.max_outbound_bytes);
-      if (s->conn) conn_on_slow_consumer(s->conn);
-      sock_close(s, true);
-    }
+    if (!s->overflowed) slow_consumer(s);
     return -1;
   }
   return enqueue(s, f);
 }
 
 int sock_send_last(sw_sock_t *s, sw_frame_t *f) {
-  if (uv_is_closing((uv_handle_t *)&s->tcp)) return -1;
+  /* Lingering, the write side is shut. */
+  if (uv_is_closing((uv_handle_t *)&s->tcp) || s->phase == SW_SOCK_LINGER) return -1;
   return enqueue(s, f);
 }
 
@@ -304,15 +498,44 @@ int sock_send_bytes(sw_sock_t *s, const void *p, size_t n) {
   return rc;
 }
 
-/* An HTTP-level refusal before any handler ran: status and close. */
-static void http_refuse(sw_sock_t *s, int status) {
+/* An HTTP-level refusal before any handler ran (the request could not be
+ * parsed, or did not arrive in time): the Ably error response, as REST
+ * errors have (http_error_response), then a lingering close. The request's
+ * Origin is unknown, so CORS allows any (the error is not a secret). */
+static void http_refuse(sw_sock_t *s, int status, int code, const char *msg) {
+  sw_error_t e;
+  errors_set(&e, code, "%s", msg);
+  e.status = status;
+  char h[256];
+  snprintf(h, sizeof h,
+           "Access-Control-Allow-Origin: *\r\n"
+           "Access-Control-Expose-Headers: X-Ably-ErrorCode, X-Ably-ErrorMessage, X-Ably-ServerId\r\n"
+           "X-Ably-ServerId: %s\r\n",
+           s->srv->server_id);
   sw_buf_t b = {0};
-  const char *body = http_reason(status);
-  http_response_head(&b, status, "text/plain", strlen(body), NULL, false);
-  buf_append_str(&b, body);
-  sock_send_bytes(s, b.data, b.len);
+  if (http_error_response(&b, SW_FMT_JSON, &e, h, false) == 0) sock_send_bytes(s, b.data, b.len);
   buf_free(&b);
   sock_close(s, true);
+}
+
+static void http_refuse_parse(sw_sock_t *s, int r) {
+  const sw_limits_t *lim = &s->srv->cfg->limits;
+  char msg[128];
+  switch (r) {
+  case SW_HTTP_HEAD_TOO_LARGE:
+    snprintf(msg, sizeof msg, "request head larger than %zu bytes", lim->max_http_head);
+    http_refuse(s, 431, SW_E_INVALID_HEADER, msg);
+    break;
+  case SW_HTTP_BODY_TOO_LARGE:
+    snprintf(msg, sizeof msg, "request body larger than maxHttpBody (%zu bytes)", lim->max_http_body);
+    http_refuse(s, 413, SW_E_MESSAGE_TOO_LARGE, msg);
+    break;
+  case SW_HTTP_LENGTH_REQUIRED:
+    http_refuse(s, 411, SW_E_BAD_REQUEST, "chunked request bodies are not accepted: send Content-Length");
+    break;
+  default:
+    http_refuse(s, 400, SW_E_BAD_REQUEST, "malformed HTTP request");
+  }
 }
 
 static void ws_close_with(sw_sock_t *s, uint16_t code) {
@@ -392,6 +615,30 @@ static size_t process_ws(sw_sock_t *s, uint8_t *data, size_t len, size_t pos) {
   return pos;
 }
 
+/* After a request was handled: an upgrade either bound an Ably connection
+ * (the socket is useful now) or was refused (it is closing). Otherwise
+ * keep-alive waits for the next request, whose head is already due if its
+ * first bytes came with this one. */
+static void after_request(sw_sock_t *s, bool more) {
+  const sw_limits_t *lim = &s->srv->cfg->limits;
+  if (s->closing) return;
+  if (s->is_ws) {
+    if (s->conn) {
+      became_useful(s);
+      return;
+    }
+    /* Not bound and not refused: the upgrade binds or refuses in the same
+     * turn (credentials are in its query, RTN2), so this does not happen.
+     * Were it ever to, an unbound WebSocket is not kept waiting: it has
+     * nothing to wait for, and no HTTP deadline could answer it. */
+    ws_close_with(s, 1008);
+    return;
+  }
+  s->req_started = more;
+  if (more) set_phase(s, SW_SOCK_HEAD, lim->http_head_timeout);
+  else set_phase(s, SW_SOCK_IDLE, lim->http_idle_timeout);
+}
+
 /* Handles the complete requests or frames in data[0..len), which may be
  * modified in place (unmasking); returns the bytes consumed. */
 static size_t process(sw_sock_t *s, uint8_t *data, size_t len) {
@@ -405,16 +652,18 @@ static size_t process(sw_sock_t *s, uint8_t *data, size_t len) {
     }
     sw_http_req_t req;
     int r = http_req_parse(data + pos, len - pos, &hl, &req);
-    if (r == SW_HTTP_NEED_MORE) break;
+    if (r == SW_HTTP_NEED_MORE) {
+      /* The head is in: the body has its own deadline, from now. */
+      if (req.head_len > 0 && s->phase != SW_SOCK_BODY) set_phase(s, SW_SOCK_BODY, lim->http_body_timeout);
+      break;
+    }
     if (r < 0) {
-      http_refuse(s, r == SW_HTTP_HEAD_TOO_LARGE   ? 431
-                     : r == SW_HTTP_BODY_TOO_LARGE ? 413
-                     : r == SW_HTTP_LENGTH_REQUIRED ? 411
-                                                    : 400);
+      http_refuse_parse(s, r);
       return len;
     }
     server_on_request(s, &req);
     pos += (size_t)r;
+    after_request(s, pos < len);
   }
   return s->closing ? len : pos;
 }
@@ -427,14 +676,38 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   *b = uv_buf_init((char *)s->srv->rbuf, SW_READ_BUF);
 }
 
+/* Input of a closing socket is read and dropped (a lingering close), up to
+ * linger_bytes. */
+static void discard(sw_sock_t *s, size_t n) {
+  uint64_t total = (uint64_t)s->discarded + n;
+  s->discarded = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
+  if (total > s->srv->cfg->limits.linger_bytes) close_now(s);
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   sw_sock_t *s = st->data;
   if (nread < 0) {
+    /* A peer that shut its side may still read: let the last words go. */
+    if (nread == UV_EOF && s->close_after_flush && s->phase == SW_SOCK_CLOSING) {
+      s->peer_eof = true;
+      uv_read_stop(st);
+      return;
+    }
     close_now(s);
     return;
   }
   if (nread == 0) return;
+  metrics_add(SW_M_BYTES_RECEIVED, (uint64_t)nread);
   s->last_rx_ms = uv_now(s->srv->loop);
+  if (s->closing) {
+    discard(s, (size_t)nread);
+    return;
+  }
+  if (!s->is_ws) {
+    /* The first bytes of the next keep-alive request start its head's deadline. */
+    if (s->phase == SW_SOCK_IDLE) set_phase(s, SW_SOCK_HEAD, s->srv->cfg->limits.http_head_timeout);
+    s->req_started = true;
+  }
   uint8_t *data = (uint8_t *)b->base;
   size_t len = (size_t)nread;
   if (s->in.len) {
@@ -453,6 +726,96 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   if (used < len && !s->closing && buf_append(&s->in, data + used, len - used)) close_now(s);
 }
 
+/* What the peer sees when a phase runs out: a request under way gets 408
+ * with the Ably error (which deadline, how long); a socket that sent
+ * nothing of a request is closed without a word, as an idle keep-alive
+ * connection is (an unsolicited 408 would be read as the answer to the
+ * client's next request). Last words that do not go out in time are
+ * dropped with the connection. */
+static void expire(sw_sock_t *s, uint64_t now) {
+  const sw_limits_t *lim = &s->srv->cfg->limits;
+  char msg[128];
+  s->srv->n_timed_out++;
+  switch ((sw_sock_phase_t)s->phase) {
+  case SW_SOCK_HEAD:
+    if (!s->req_started) break;
+    snprintf(msg, sizeof msg, "request head not received within httpHeadTimeout (%lld ms)",
+             (long long)lim->http_head_timeout);
+    http_refuse(s, 408, SW_E_BAD_REQUEST, msg);
+    return;
+  case SW_SOCK_BODY:
+    snprintf(msg, sizeof msg, "request body not received within httpBodyTimeout (%lld ms)",
+             (long long)lim->http_body_timeout);
+    http_refuse(s, 408, SW_E_BAD_REQUEST, msg);
+    return;
+  case SW_SOCK_IDLE:
+    if (s->refs) {
+      /* A request is still being answered (a REST publish waits for
+       * storage): idle time starts after it. */
+      s->srv->n_timed_out--;
+      set_phase(s, SW_SOCK_IDLE, lim->http_idle_timeout);
+      return;
+    }
+    if (s->q_len || s->writing) {
+      sock_close(s, true); /* the answer is still being read */
+      return;
+    }
+    break;
+  default:
+    break;
+  }
+  close_now(s);
+}
+
+static void expire_list(sw_sock_list_t *l, uint64_t now) {
+  /* expire() only ever unlinks s itself, or moves it to the tail of the
+   * same list (sock_close of a pending socket keeps its place). */
+  for (sw_sock_t *s = l->head, *next; s; s = next) {
+    next = s->list_next;
+    if (now >= s->deadline) expire(s, now);
+  }
+}
+
+void socks_tick(sw_server_t *srv, uint64_t now) {
+  expire_list(&srv->pending, now);
+  expire_list(&srv->closing, now);
+  /* One line per ~10 s under a flood, not one per socket. */
+  if (srv->tick_count % 40 == 0 && (srv->n_evicted || srv->n_peer_refused || srv->n_timed_out)) {
+    log_info("sockets: %llu past a deadline, %llu oldest pending evicted, %llu refused over the per-address cap "
+             "(%zu pending, %zu closing)",
+             (unsigned long long)srv->n_timed_out, (unsigned long long)srv->n_evicted,
+             (unsigned long long)srv->n_peer_refused, srv->pending.n, srv->closing.n);
+    srv->n_timed_out = srv->n_evicted = srv->n_peer_refused = 0;
+  }
+}
+
+void socks_close_all(sw_server_t *srv) {
+  for (sw_sock_t *s = srv->socks; s; s = s->next) close_now(s); /* unlinked in on_close, later */
+}
+
+/* Makes room in the budgets for a new socket (the oldest pending one goes),
+ * or says there is none. */
+static bool admit(sw_sock_t *s) {
+  sw_server_t *srv = s->srv;
+  const sw_limits_t *lim = &srv->cfg->limits;
+  uint8_t key[16];
+  if (peer_key(s, key) && !peer_admit(s, key)) {
+    srv->n_peer_refused++;
+    return false;
+  }
+  while (srv->pending.n >= lim->max_pending_sockets && srv->pending.head) {
+    srv->n_evicted++;
+    close_now(srv->pending.head);
+  }
+  if (srv->n_socks > lim->max_connections) {
+    /* Sockets being closed count until their close callback. */
+    if (!srv->pending.head) return false;
+    srv->n_evicted++;
+    close_now(srv->pending.head);
+  }
+  return true;
+}
+
 int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
   sw_sock_t *s = calloc(1, sizeof *s);
   if (!s) return UV_ENOMEM;
@@ -463,23 +826,15 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
   if (srv->socks) srv->socks->prev = s;
   srv->socks = s;
   srv->n_socks++;
+  s->metrics_only = listener != (uv_stream_t *)&srv->listener;
   int rc = uv_accept(listener, (uv_stream_t *)&s->tcp);
-  if (rc == 0 && (srv->shutting_down || srv->n_socks > srv->cfg->limits.max_connections))
-    rc = UV_EAGAIN;
+  if (rc == 0 && (srv->shutting_down || !admit(s))) rc = UV_EAGAIN;
   if (rc < 0) {
     close_now(s);
     return rc;
   }
-  struct sockaddr_storage peer;
-  int plen = sizeof peer;
-  if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&peer, &plen) == 0) {
-    if (peer.ss_family == AF_INET) {
-      s->peer_loopback = (ntohl(((struct sockaddr_in *)&peer)->sin_addr.s_addr) >> 24) == 127;
-    } else if (peer.ss_family == AF_INET6) {
-      const struct in6_addr *a = &((struct sockaddr_in6 *)&peer)->sin6_addr;
-      s->peer_loopback = IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
-  }
+  list_append(s, LIST_PENDING);
+  set_phase(s, SW_SOCK_HEAD, srv->cfg->limits.http_head_timeout);
   uv_tcp_nodelay(&s->tcp, 1);
   uv_tcp_keepalive(&s->tcp, 1, 60);
   s->wsasm.max_msg = (uint64_t)srv->cfg->limits.max_frame_size;

@@ -30,6 +30,17 @@ typedef struct sw_server sw_server_t;
 typedef struct sw_conn sw_conn_t;
 
 
+/* What a socket is waiting for; each phase but LIVE has a deadline (the
+ * limits named in sw_limits_t), checked by the server's tick. */
+typedef enum {
+  SW_SOCK_HEAD = 0, /* a request head: from accept, or from its first byte */
+  SW_SOCK_BODY,     /* the rest of a request body */
+  SW_SOCK_IDLE,     /* keep-alive: the next request */
+  SW_SOCK_LIVE,     /* a WebSocket bound to an Ably connection: no deadline */
+  SW_SOCK_CLOSING,  /* last words being written (close_timeout) */
+  SW_SOCK_LINGER,   /* write side shut, input discarded until EOF (linger_timeout) */
+} sw_sock_phase_t;
+
 /* An idle authenticated connection is mostly this struct, so it is kept
  * small: no write request (taken from the server only while a write waits
  * for POLLOUT), no input buffer until a read ends mid-request or mid-frame,
@@ -41,6 +52,10 @@ typedef struct sw_sock {
   /* In the server's dirty list (output queued, not yet flushed) while
    * dirty_pprev is set: it points at the link that points here. */
   struct sw_sock *dirty_next, **dirty_pprev;
+  /* In srv->pending or srv->closing (see `list`), or in neither (LIVE, or
+   * its handle closing). */
+  struct sw_sock *list_prev, *list_next;
+  struct sw_peer *peer; /* the per-address count this socket is in, or NULL */
   sw_conn_t *conn;   /* the Ably connection on this transport, or NULL */
   char *origin;      /* Origin of the HTTP request being answered (malloc'd), or NULL:
                         most sockets are WebSockets, so it is not kept inline */
@@ -50,10 +65,13 @@ typedef struct sw_sock {
   size_t q_bytes;    /* bytes queued, including those being written */
   uint32_t q_head, q_len, q_cap; /* the bound keeps a ring far below 2^32 frames */
   uint32_t head_off; /* bytes of q[q_head] already written (a frame's len is 32-bit) */
-  uint32_t n_inflight; /* frames covered by the uv_write waiting for POLLOUT */
+  uint32_t n_inflight; /* frames covered by the uv_write waiting for POLLOUT (0 or 1) */
   unsigned refs;
-  uint64_t close_deadline; /* loop ms; see sock_expire */
+  uint64_t deadline;   /* loop ms at which the phase ends (not LIVE) */
   uint64_t last_rx_ms; /* loop time of the last byte received */
+  uint32_t discarded;  /* input bytes dropped while closing (saturates) */
+  uint8_t phase;       /* sw_sock_phase_t */
+  uint8_t list;        /* 0: none, 1: srv->pending, 2: srv->closing */
   /* WebSocket state */
   sw_ws_msg_asm_t wsasm;
   bool is_ws;
@@ -63,6 +81,10 @@ typedef struct sw_sock {
   bool overflowed;   /* the outbound bound was hit */
   bool handle_closed;
   bool writing;      /* a uv_write waits for POLLOUT: it continues the queue */
+  bool drain_wanted; /* a paced producer (a replay) waits for q_bytes < sock_low_water */
+  bool metrics_only; /* accepted by the metrics listener (rest/health.c) */
+  bool req_started;  /* HEAD: bytes of the awaited request have arrived */
+  bool peer_eof;     /* the peer shut its side while our last words were queued */
 } sw_sock_t;
 
 /* Accepts a pending connection on the listener; 0 or negative uv error. */
@@ -74,14 +96,31 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener);
 int sock_send(sw_sock_t *s, sw_frame_t *f);
 /* Queues f even beyond the bound: the last words to a slow consumer. */
 int sock_send_last(sw_sock_t *s, sw_frame_t *f);
+/* The queue level below which a paced producer queues more: a replay
+ * stops queuing at it and sets drain_wanted; once the queue has drained
+ * below it, conn_on_drain is called. A quarter of maxOutboundBytes, at most
+ * 1 MiB: the bound stays for live traffic, and one mark's worth of frames
+ * is enough to keep the kernel's buffers full. REST pages use the same
+ * budget (rest/route.c). */
+size_t sock_low_water(const sw_sock_t *s);
 /* Queues a copy of bytes. */
 int sock_send_bytes(sw_sock_t *s, const void *p, size_t n);
-/* Starts closing: after_flush lets queued output drain first (bounded by a
- * timer), otherwise the TCP connection is closed at once. Idempotent. */
+/* Starts closing. after_flush: a lingering close. Queued output (the last
+ * words) is written, bounded by limits.close_timeout; then the write side
+ * is shut (the peer reads EOF after everything) and input is read and
+ * discarded until the peer closes, limits.linger_timeout passes or
+ * limits.linger_bytes arrive, so that unread input does not make the
+ * kernel answer with a reset that could destroy the last words at the
+ * peer. Without after_flush the TCP connection is closed at once. A later
+ * call can only make it more abrupt. */
 void sock_close(sw_sock_t *s, bool after_flush);
 
-/* Closes a socket whose flush before closing has taken too long (tick). */
-void sock_expire(sw_sock_t *s, uint64_t now);
+/* The deadlines, from the server's tick: closes or answers (408) every
+ * pending or closing socket whose phase has run out. Bound WebSockets are
+ * not visited. */
+void socks_tick(sw_server_t *srv, uint64_t now);
+/* Closes every socket at once, queued output dropped: the shutdown deadline. */
+void socks_close_all(sw_server_t *srv);
 
 /* The per-turn flush (a uv_prepare handle on the server's loop). Until
  * socks_flush_init, and after socks_flush_close, queued output is written at

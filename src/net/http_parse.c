@@ -183,6 +183,10 @@ static int finish_head(sw_http_req_t *req, const char *p, size_t used, size_t ma
     while (v->n > 0 && is_ows(v->p[v->n - 1])) v->n--; /* trailing OWS */
     while (v->n > 0 && is_ows(v->p[0])) v->p++, v->n--;
   }
+  /* A repeated singleton is ambiguous: a proxy in front may have read the
+   * other copy. */
+  if (http_req_header_count(req, "Host") > 1 || http_req_header_count(req, "Authorization") > 1)
+    return SW_HTTP_MALFORMED;
   if (!req->target.p) return SW_HTTP_MALFORMED;
   split_target(req);
   return 0;
@@ -235,6 +239,12 @@ const sw_slice_t *http_req_header(const sw_http_req_t *req, const char *name) {
   for (size_t i = 0; i < req->n_headers; i++)
     if (slice_ieq(req->hname[i], name)) return &req->hval[i];
   return NULL;
+}
+
+size_t http_req_header_count(const sw_http_req_t *req, const char *name) {
+  size_t n = 0;
+  for (size_t i = 0; i < req->n_headers; i++) n += slice_ieq(req->hname[i], name);
+  return n;
 }
 
 bool slice_eq(sw_slice_t s, const char *lit) {

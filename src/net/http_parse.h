@@ -66,7 +66,10 @@ enum {
  * new protocol's), or:
  *   SW_HTTP_NEED_MORE       the request is incomplete; call again with more;
  *   SW_HTTP_MALFORMED       not HTTP/1.x, or more than SW_HTTP_MAX_HEADERS
- *                           headers, or a folded (obs-fold) header line;
+ *                           headers, or a folded (obs-fold) header line, or
+ *                           a singleton header sent twice (Host, RFC 9112
+ *                           §3.2; Authorization, which layers could read
+ *                           differently; Content-Length: http-parser);
  *   SW_HTTP_HEAD_TOO_LARGE  the head exceeds max_head (reported as soon as
  *                           max_head bytes arrived without the head ending);
  *   SW_HTTP_BODY_TOO_LARGE  Content-Length > max_body (reported as soon as
@@ -79,6 +82,9 @@ int http_req_parse(const uint8_t *buf, size_t len, const sw_http_limits_t *lim,
 /* Case-insensitive lookup of the first header called name (a NUL-terminated
  * literal). Returns a pointer into req->hval, or NULL if absent. */
 const sw_slice_t *http_req_header(const sw_http_req_t *req, const char *name);
+
+/* How many headers are called name (case-insensitive, NUL-terminated). */
+size_t http_req_header_count(const sw_http_req_t *req, const char *name);
 
 /* True if s holds exactly the bytes of the NUL-terminated lit. */
 bool slice_eq(sw_slice_t s, const char *lit);

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "proto/codec.h"
+
 const char *http_reason(int status) {
   switch (status) {
   case 100: return "Continue";
@@ -70,4 +72,30 @@ int http_response_head(sw_buf_t *out, int status, const char *content_type,
   if (!rc) rc = buf_append(out, "\r\n", 2);
   if (rc) out->len = start; /* all or nothing */
   return rc ? -ENOMEM : 0;
+}
+
+int http_error_response(sw_buf_t *out, sw_format_t fmt, const sw_error_t *e, const char *extra_headers,
+                        bool keep_alive) {
+  sw_buf_t body = {0}, h = {0};
+  /* Header values must not carry CR/LF or non-ASCII. */
+  char msg[sizeof e->message];
+  size_t i = 0;
+  for (; e->message[i] && i < sizeof msg - 1; i++)
+    msg[i] = (e->message[i] >= 0x20 && e->message[i] < 0x7f) ? e->message[i] : ' ';
+  msg[i] = '\0';
+  int rc = codec_encode_error_body(fmt, e, &body);
+  if (!rc) rc = buf_printf(&h, "X-Ably-ErrorCode: %d\r\nX-Ably-ErrorMessage: %s\r\n%s", e->code, msg,
+                           extra_headers ? extra_headers : "");
+  if (!rc) rc = buf_append_byte(&h, 0);
+  size_t start = out->len;
+  if (!rc)
+    rc = http_response_head(out, e->status, fmt == SW_FMT_MSGPACK ? "application/x-msgpack" : "application/json",
+                            body.len, (const char *)h.data, keep_alive);
+  if (!rc && buf_append(out, body.data, body.len)) {
+    out->len = start;
+    rc = -ENOMEM;
+  }
+  buf_free(&body);
+  buf_free(&h);
+  return rc ? (rc == -EINVAL ? -EINVAL : -ENOMEM) : 0;
 }

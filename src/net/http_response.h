@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "proto/codec.h"
+#include "proto/errors.h"
 #include "util/buf.h"
 
 /* Appends a response head to out:
@@ -25,6 +27,18 @@
  * ownership of every argument. */
 int http_response_head(sw_buf_t *out, int status, const char *content_type,
                        size_t content_length, const char *extra_headers, bool keep_alive);
+
+/* Appends a complete Ably error response to out: status e->status, the
+ * body {"error":{"code","statusCode","message","href"}} in fmt (JSON or
+ * msgpack), and the headers X-Ably-ErrorCode and X-Ably-ErrorMessage (the
+ * message with every byte outside printable ASCII replaced by a space, so
+ * it cannot break the head), then extra_headers (complete "Name: value\r\n"
+ * lines, or NULL). Used for every HTTP refusal, from the REST layer and
+ * from the socket layer alike.
+ *   e: an error with code and a status of 100..599 (borrowed).
+ * Returns 0, -EINVAL or -ENOMEM; out is unchanged on error. */
+int http_error_response(sw_buf_t *out, sw_format_t fmt, const sw_error_t *e, const char *extra_headers,
+                        bool keep_alive);
 
 /* The standard reason phrase for status ("OK", "Not Found", ...), or
  * "Unknown" for codes we do not list. Returns a static string. */

@@ -62,6 +62,14 @@ int ws_handshake_check(const sw_http_req_t *req, char accept_out[29], sw_error_t
     return fail(err, accept_out, "Upgrade header must contain \"websocket\"");
   if (!header_has_token(req, "Connection", "upgrade"))
     return fail(err, accept_out, "Connection header must contain \"Upgrade\"");
+  /* RFC 6455 §11.3.1 and §11.3.5: neither may appear more than once in a
+   * request (§4.2.1: answer 400). Upgrade and Connection are token lists,
+   * which may legally be split over several lines (RFC 9110 §5.3): the
+   * checks above read every line. */
+  if (http_req_header_count(req, "Sec-WebSocket-Key") > 1)
+    return fail(err, accept_out, "Sec-WebSocket-Key sent more than once");
+  if (http_req_header_count(req, "Sec-WebSocket-Version") > 1)
+    return fail(err, accept_out, "Sec-WebSocket-Version sent more than once");
   const sw_slice_t *ver = http_req_header(req, "Sec-WebSocket-Version");
   if (!ver || !slice_eq(*ver, "13"))
     return fail(err, accept_out, "Sec-WebSocket-Version must be 13");

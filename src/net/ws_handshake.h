@@ -15,8 +15,8 @@
 /* Validates a WebSocket upgrade request: method GET, HTTP/1.1 or later,
  * an Upgrade header whose token list contains "websocket", a Connection
  * header whose token list contains "upgrade" (both case-insensitive, across
- * repeated headers), "Sec-WebSocket-Version: 13", and a Sec-WebSocket-Key that
- * is base64 of 16 bytes (24 characters ending in "=="; surrounding
+ * repeated headers), exactly one "Sec-WebSocket-Version: 13", and exactly one
+ * Sec-WebSocket-Key that is base64 of 16 bytes (24 characters ending in "=="; surrounding
  * whitespace was already trimmed by the parser).
  *   req:        a request from http_req_parse() (borrowed).
  *   accept_out: receives the NUL-terminated Sec-WebSocket-Accept value,

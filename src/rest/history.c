@@ -12,17 +12,44 @@
 #include "store/store.h"
 #include "util/clock.h"
 
-/* Decodes stored message rows (at most n) and replies with one page. */
+/* Decodes stored message rows and replies with one page: at most
+ * pg->limit items (rows holds one more when there are more), and no more
+ * than the page budget of encoded bytes but at least one item (a reply
+ * larger than maxOutboundBytes would not be sent at all). `next` continues
+ * after the last row the page covers. */
 static void reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, const sw_store_rows_t *rows,
                        bool by_vseq) {
-  bool more = rows->n > (size_t)pg->limit;
-  size_t n = more ? (size_t)pg->limit : rows->n, got = 0;
+  size_t n = rows->n > (size_t)pg->limit ? (size_t)pg->limit : rows->n;
+  bool more = rows->n > n;
   sw_msg_t *msgs = calloc(n ? n : 1, sizeof *msgs);
-  for (size_t i = 0; msgs && i < n; i++)
-    if (codec_msg_from_blob(rows->rows[i].blob, rows->rows[i].blob_len, &msgs[got]) == 0) got++;
+  if (!msgs) {
+    sw_error_t err;
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    route_error(r, &err);
+    return;
+  }
+  size_t budget = route_page_budget(r), bytes = 0, got = 0, used = 0;
+  sw_buf_t one = {0};
+  for (; used < n; used++) {
+    const sw_store_row_t *row = &rows->rows[used];
+    if (codec_msg_from_blob(row->blob, row->blob_len, &msgs[got])) continue;
+    /* Each item is encoded once more to measure it: exact, whatever the
+     * format's expansion (JSON escapes, base64). */
+    one.len = 0;
+    codec_encode_msg(r->fmt, &msgs[got], &one);
+    if (got && bytes + one.len + 1 > budget) {
+      msg_clear(&msgs[got]);
+      more = true;
+      break;
+    }
+    bytes += one.len + 1;
+    got++;
+  }
+  buf_free(&one);
   sw_buf_t body = {0};
   codec_encode_msgs(r->fmt, msgs, got, &body);
-  int64_t next = n ? (by_vseq ? rows->rows[n - 1].vseq : rows->rows[n - 1].seq) : -1;
+  const sw_store_row_t *last = used ? &rows->rows[used - 1] : NULL;
+  int64_t next = last ? (by_vseq ? last->vseq : last->seq) : -1;
   route_reply_page(r, resource, pg, &body, more, next, NULL);
   for (size_t i = 0; i < got; i++) msg_clear(&msgs[i]);
   free(msgs);

@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,42 @@ static sw_key_t *lookup_key(sw_server_t *srv, const char *key_name) {
   app_id[dot - key_name] = '\0';
   sw_app_t *app = apps_find(&srv->apps, app_id);
   return app ? app_find_key(app, key_name, strlen(key_name)) : NULL;
+}
+
+/* A sealed token too long to travel well (its capability is large) is kept
+ * in the store; the client gets a short reference to it (auth/token.h,
+ * "References"). On success *token is the reference (the sealed token is
+ * freed), else err is set and *token untouched. The inline bound also stays
+ * within auth.maxTokenLength, the longest credential a WebSocket URL may
+ * carry here. */
+static int reference_if_large(sw_server_t *srv, char **token, int64_t expires, int64_t now, sw_error_t *err) {
+  size_t inline_max = SW_TOKEN_INLINE_MAX;
+  size_t cfg_max = srv->cfg->auth.max_token_len;
+  if (cfg_max && cfg_max < inline_max) inline_max = cfg_max;
+  size_t len = strlen(*token);
+  if (len <= inline_max) return 0;
+  char *ref = token_ref_new();
+  if (!ref) return errors_set(err, SW_E_INTERNAL, "token could not be issued");
+  char id[SW_TOKEN_REF_ID_LEN + 1];
+  token_ref_id(ref, SW_TOKEN_REF_LEN, id);
+  int rc = srv->store ? store_expiring_put(srv->store, id, *token, expires, now, SW_TOKEN_STORED_MAX,
+                                            SW_TOKEN_STORED_MAX_BYTES)
+                      : -ESHUTDOWN;
+  if (rc) {
+    free(ref);
+    /* 429 and a code outside 4014x: ably-js reports it instead of retrying a
+     * renewal in a loop; a later request can succeed once tokens expire. */
+    if (rc == -EDQUOT)
+      return errors_set(err, SW_E_RATE_LIMIT,
+                        "too many large tokens are live (a token over %d bytes is kept by the server); retry "
+                        "later or request a smaller capability",
+                        SW_TOKEN_INLINE_MAX);
+    return errors_set(err, SW_E_INTERNAL, "token could not be stored");
+  }
+  OPENSSL_cleanse(*token, len);
+  free(*token);
+  *token = ref;
+  return 0;
 }
 
 /* RSA8: a signed TokenRequest needs no credentials (the mac is the proof);
@@ -94,6 +131,7 @@ static void request_token(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fm
     errors_set(&err, SW_E_INTERNAL, "token could not be issued");
     goto fail;
   }
+  if (reference_if_large(srv, &token, info.expires, now, &err)) goto fail;
   json_t *td = json_pack("{s:s, s:s, s:I, s:I, s:s}", "token", token, "keyName", key_name, "issued", (json_int_t)now,
                          "expires", (json_int_t)(now + ttl), "capability", canonical);
   if (tr.client_id) json_object_set_new(td, "clientId", json_string(tr.client_id));
@@ -149,20 +187,35 @@ static void revoke_tokens(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fm
 
   results = json_array();
   size_t ok = 0, bad = 0, i;
+  size_t max = (size_t)srv->cfg->limits.max_revocations;
   json_t *t;
   json_array_foreach(targets, i, t) {
     const char *target = json_string_value(t), *value;
     sw_revoke_type_t type;
-    if (target && revocation_parse_target(target, &type, &value) == 0 &&
-        revocations_add(&srv->revocations, key_name, type, value, issued_before, applies_at) == 0) {
+    int rc = target && revocation_parse_target(target, &type, &value) == 0
+                 ? revocations_add(&srv->revocations, max, now, key_name, type, value, issued_before, applies_at)
+                 : -EBADMSG;
+    if (rc == 0) {
       json_array_append_new(results, json_pack("{s:s, s:I, s:I}", "target", target, "issuedBefore",
                                                (json_int_t)issued_before, "appliesAt", (json_int_t)applies_at));
       ok++;
-    } else {
-      json_array_append_new(results, json_pack("{s:s?, s:{s:i, s:i, s:s}}", "target", target, "error", "code", 40000,
-                                               "statusCode", 400, "message", "invalid revocation target"));
-      bad++;
+      continue;
     }
+    /* Each target fails alone. Rules are bounded (limits.maxRevocations,
+     * kept for a day): when they are all in use the target gets 42910, the
+     * rate limit code, as the caller may retry once older rules expire. */
+    sw_error_t e;
+    if (rc == -ENOSPC)
+      errors_set(&e, SW_E_RATE_LIMIT, "too many revocations in force (maxRevocations %zu); retry later", max);
+    else if (rc == -EINVAL)
+      errors_set(&e, SW_E_INVALID_PARAM, "revocation target longer than %d bytes", SW_REVOCATION_VALUE_MAX);
+    else if (rc == -ENOMEM)
+      errors_set(&e, SW_E_INTERNAL, "out of memory");
+    else
+      errors_set(&e, SW_E_BAD_REQUEST, "invalid revocation target");
+    json_array_append_new(results, json_pack("{s:s?, s:{s:i, s:i, s:s}}", "target", target, "error", "code", e.code,
+                                             "statusCode", e.status, "message", e.message));
+    bad++;
   }
   if (ok && server_persist_revocations(srv)) {
     errors_set(&err, SW_E_INTERNAL, "revocation could not be stored");

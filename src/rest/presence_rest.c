@@ -25,16 +25,23 @@ void rest_presence_get(route_ctx_t *r, const char *name) {
   size_t n = 0;
   bool more = false;
   sw_presence_t *out = ch ? calloc((size_t)pg.limit, sizeof *out) : NULL;
+  /* Cut by size as well as by limit (route_page_budget). */
+  size_t budget = route_page_budget(r), bytes = 0;
+  sw_buf_t one = {0};
   for (sw_member_t *mb = ch ? ch->members : NULL; out && mb; mb = mb->hh.next) {
     if (by_cid && strcmp(mb->p.client_id, cid) != 0) continue;
     if (by_conn && strcmp(mb->p.connection_id, conn) != 0) continue;
     if (seen++ < skip) continue;
-    if (n == (size_t)pg.limit) {
+    one.len = 0;
+    codec_encode_presence_array(r->fmt, &mb->p, 1, &one);
+    if (n == (size_t)pg.limit || (n && bytes + one.len > budget)) {
       more = true;
       break;
     }
+    bytes += one.len;
     out[n++] = mb->p; /* shallow: the set keeps ownership */
   }
+  buf_free(&one);
   sw_buf_t body = {0};
   codec_encode_presence_array(r->fmt, out, n, &body);
   sw_buf_t filters = {0};
@@ -74,19 +81,43 @@ void rest_presence_history(route_ctx_t *r, const char *name) {
     return;
   }
   bool more = rows.n > (size_t)pg.limit;
-  size_t n = more ? (size_t)pg.limit : rows.n, got = 0;
+  size_t n = more ? (size_t)pg.limit : rows.n, got = 0, used = 0;
   /* Each row is a one-member PRESENCE ProtocolMessage (core/presence.c). */
   sw_pmsg_t *decoded = calloc(n ? n : 1, sizeof *decoded);
   sw_presence_t *items = calloc(n ? n : 1, sizeof *items);
-  for (size_t i = 0; decoded && items && i < n; i++) {
-    sw_error_t derr;
-    if (codec_decode_pmsg(SW_FMT_MSGPACK, rows.rows[i].blob, rows.rows[i].blob_len, &decoded[got], &derr) == 0 &&
-        decoded[got].n_presence == 1)
-      items[got] = decoded[got].presence[0], got++;
+  if (!decoded || !items) {
+    free(decoded);
+    free(items);
+    store_rows_free(&rows);
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    route_error(r, &err);
+    return;
   }
+  /* Cut by size as well as by limit (route_page_budget). */
+  size_t budget = route_page_budget(r), bytes = 0;
+  sw_buf_t one = {0};
+  for (; used < n; used++) {
+    sw_error_t derr;
+    if (codec_decode_pmsg(SW_FMT_MSGPACK, rows.rows[used].blob, rows.rows[used].blob_len, &decoded[got], &derr))
+      continue;
+    if (decoded[got].n_presence != 1) {
+      pmsg_free(&decoded[got]);
+      continue;
+    }
+    one.len = 0;
+    codec_encode_presence_array(r->fmt, decoded[got].presence, 1, &one);
+    if (got && bytes + one.len > budget) {
+      pmsg_free(&decoded[got]);
+      more = true;
+      break;
+    }
+    bytes += one.len;
+    items[got] = decoded[got].presence[0], got++;
+  }
+  buf_free(&one);
   sw_buf_t body = {0};
   codec_encode_presence_array(r->fmt, items, got, &body);
-  route_reply_page(r, "history", &pg, &body, more, n ? rows.rows[n - 1].seq : -1, NULL);
+  route_reply_page(r, "history", &pg, &body, more, used ? rows.rows[used - 1].seq : -1, NULL);
   for (size_t i = 0; i < got; i++) pmsg_free(&decoded[i]);
   free(decoded);
   free(items);

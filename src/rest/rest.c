@@ -22,11 +22,13 @@
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
+#include "metrics/metrics.h"
 #include "net/http_parse.h"
 #include "net/http_response.h"
 #include "net/origin.h"
 #include "net/url.h"
 #include "util/clock.h"
+#include "util/log.h"
 
 
 /* Every response carries these: CORS for browsers, with the X-Ably-*
@@ -78,19 +80,21 @@ void rest_reply_value(sw_sock_t *s, int status, sw_format_t fmt, const json_t *v
 }
 
 void rest_error(sw_sock_t *s, sw_format_t fmt, const sw_error_t *e, bool keep_alive) {
-  sw_buf_t body = {0}, h = {0};
-  codec_encode_error_body(fmt, e, &body);
-  /* Header values must not carry CR/LF or non-ASCII. */
-  char msg[sizeof e->message];
-  size_t i = 0;
-  for (; e->message[i] && i < sizeof msg - 1; i++)
-    msg[i] = (e->message[i] >= 0x20 && e->message[i] < 0x7f) ? e->message[i] : ' ';
-  msg[i] = '\0';
-  buf_printf(&h, "X-Ably-ErrorCode: %d\r\nX-Ably-ErrorMessage: %s\r\n", e->code, msg);
+  /* Refused credentials at info, server faults as warnings; the code only,
+   * since a message may quote what the client sent. */
+  int level = e->status >= 500 ? SW_LOG_WARN : e->status == 401 || e->status == 403 ? SW_LOG_INFO : SW_LOG_DEBUG;
+  log_ev(level, "http.error", NULL, NULL, e->code, "HTTP request refused with status %d", e->status);
+  metrics_auth_failure(e->code);
+  sw_buf_t h = {0}, out = {0};
+  common_headers(&h, s, s->srv);
   buf_append_byte(&h, 0);
-  rest_reply(s, e->status, fmt, &body, keep_alive, (const char *)h.data);
-  buf_free(&body);
+  if (http_error_response(&out, fmt, e, (const char *)h.data, keep_alive) == 0)
+    sock_send_bytes(s, out.data, out.len);
+  else
+    keep_alive = false; /* out of memory: no answer, so no next request either */
   buf_free(&h);
+  buf_free(&out);
+  if (!keep_alive) sock_close(s, true);
 }
 
 /* Response format: msgpack when the client accepts it (RSC8). */
@@ -169,7 +173,7 @@ int rest_authenticate(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p,
     /* The configured session cookie: its value is the token. */
     n = origin_cookie_get(req, srv->cfg->auth.cookie_name, buf, cap);
     rc = n >= 0 ? principal_from_token(srv, buf, (size_t)n, p, err)
-         : n == -2 ? errors_set(err, 40143, "malformed token cookie")
+         : n == -2 ? errors_set(err, SW_E_INVALID_CREDENTIAL, "malformed token cookie") /* as on the WebSocket */
                    : -1;
     if (rc && !err->code) errors_set(err, SW_E_INVALID_CREDENTIALS, "no authentication credentials given");
   }

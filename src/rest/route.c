@@ -1,13 +1,17 @@
 #include "rest/route.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/serial.h"
+#include "core/sock.h"
 #include "net/url.h"
 #include "rest/rest.h"
 
 void route_error(route_ctx_t *r, const sw_error_t *e) { rest_error(r->s, r->fmt, e, r->keep_alive); }
+
+size_t route_page_budget(const route_ctx_t *r) { return sock_low_water(r->s); }
 
 bool route_require(route_ctx_t *r, const char *channel, int op, const char *what) {
   if (cap_allows(r->p.cap, channel, op)) return true;
@@ -17,12 +21,24 @@ bool route_require(route_ctx_t *r, const char *channel, int op, const char *what
   return false;
 }
 
+/* A paging parameter's value into out: true when present. A value that is
+ * malformed or longer than out (none of them is long) sets *bad: it is
+ * refused, not ignored, so a too-long from_serial cannot silently drop
+ * untilAttach, nor a too-long limit fall back to the default. */
+static bool query_str(const sw_http_req_t *req, const char *name, char *out, size_t cap, bool *bad) {
+  ssize_t n = url_query_get(req->query, name, out, cap);
+  if (n == -2) *bad = true;
+  return n >= 0;
+}
+
+/* A decimal integer parameter; out of range (strtoll's ERANGE) is bad. */
 static int64_t query_int(const sw_http_req_t *req, const char *name, int64_t dflt, bool *bad) {
   char v[32];
-  if (url_query_get(req->query, name, v, sizeof v) < 0) return dflt;
+  if (!query_str(req, name, v, sizeof v, bad)) return dflt;
   char *end;
+  errno = 0;
   long long x = strtoll(v, &end, 10);
-  if (end == v || *end) *bad = true;
+  if (end == v || *end || errno == ERANGE) *bad = true;
   return *bad ? dflt : x;
 }
 
@@ -35,16 +51,16 @@ bool route_page(route_ctx_t *r, page_t *pg) {
   pg->start = query_int(req, "start", 0, &bad);
   pg->end = query_int(req, "end", INT64_MAX, &bad);
   pg->cursor = -1;
-  if (url_query_get(req->query, "direction", dir, sizeof dir) < 0) strcpy(dir, "backwards");
+  if (!query_str(req, "direction", dir, sizeof dir, &bad)) strcpy(dir, "backwards");
   pg->forwards = strcmp(dir, "forwards") == 0;
   if (!pg->forwards && strcmp(dir, "backwards") != 0) bad = true;
-  if (url_query_get(req->query, "cursor", cursor, sizeof cursor) >= 0 &&
-      serial_parse(cursor, strlen(cursor), &pg->cursor))
+  if (query_str(req, "cursor", cursor, sizeof cursor, &bad) && serial_parse(cursor, strlen(cursor), &pg->cursor))
     bad = true;
   /* ably-js sends from_serial for untilAttach (RTL10b); accept the camel-case spelling too. */
-  if (url_query_get(req->query, "from_serial", pg->from, sizeof pg->from) < 0 &&
-      url_query_get(req->query, "fromSerial", pg->from, sizeof pg->from) < 0)
+  if (!query_str(req, "from_serial", pg->from, sizeof pg->from, &bad) &&
+      !query_str(req, "fromSerial", pg->from, sizeof pg->from, &bad))
     pg->from[0] = '\0';
+  /* limit: Ably's history returns at most 1000 items a page (RSL2b3). */
   if (bad || pg->limit < 1 || pg->limit > SW_PAGE_MAX_LIMIT || pg->start < 0 || pg->end < pg->start) {
     sw_error_t err;
     errors_set(&err, SW_E_INVALID_PARAM,

@@ -42,6 +42,11 @@ bool route_require(route_ctx_t *r, const char *channel, int op, const char *what
 /* Reads limit, start, end, direction, cursor and from_serial. Returns true,
  * or sends 40003 and returns false. */
 bool route_page(route_ctx_t *r, page_t *pg);
+/* The byte budget of one page (sock_low_water: 1 MiB, well under
+ * maxOutboundBytes). A page takes items while their encoding fits in it,
+ * and at least one; when it stops early, `next` continues after the last
+ * item it holds, so the pages together still give every item. */
+size_t route_page_budget(const route_ctx_t *r);
 /* Replies 200 with body and Link headers relative to resource ("messages",
  * "history", "versions"): rel="first", and rel="next" (from next_cursor) when
  * there is more, in the ./resource?query form ably-js resolves. extra_query

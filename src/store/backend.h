@@ -2,10 +2,10 @@
  *
  * store.c owns the commit thread and the queue; a backend only stores. The
  * thread contract every backend must honour:
- *  - write_batch, prune, delete_app, kv_put and maintain are called only from the commit
- *    thread, one at a time;
- *  - history, last_seq, find_by_id, get, versions and kv_list are called only from the loop
- *    thread, concurrently with the writes above;
+ *  - write_batch, prune, delete_app, kv_put, exp_put and maintain are called only from the
+ *    commit thread, one at a time;
+ *  - history, last_seq, find_by_id, get, versions, kv_list and exp_get are called only from
+ *    the loop thread, concurrently with the writes above;
  *  - open and close run on the loop thread while the commit thread does not
  *    exist (before it starts / after it is joined).
  * A backend adding a write path must keep those two sides safe against each
@@ -34,12 +34,16 @@ typedef struct sw_backend_ops {
   int (*write_batch)(sw_backend_t *b, const sw_store_rec_t *recs, size_t n);
   /* Deletes up to `limit` messages with expires_at != 0 && expires_at <= now
    * and their versions (a backend may delete more); *deleted gets the count
-   * of messages. */
+   * of messages. Also deletes every expiring value with expires <= now. */
   int (*prune)(sw_backend_t *b, int64_t now, size_t limit, size_t *deleted);
   /* Deletes every message, version and channel serial of app_id. */
   int (*delete_app)(sw_backend_t *b, const char *app_id);
   /* Upserts (value != NULL) or deletes (value == NULL) ns/key. */
   int (*kv_put)(sw_backend_t *b, const char *ns, const char *key, const char *value);
+  /* store_expiring_put, in one transaction: prune expired values, check
+   * the bounds, insert. */
+  int (*exp_put)(sw_backend_t *b, const char *id, const char *value, int64_t expires, int64_t now,
+                 size_t max_count, size_t max_bytes);
 
   /* Reads: see store.h for the semantics; out is filled via sw_rows_builder. */
   int (*history)(sw_backend_t *b, const sw_history_q_t *q, sw_store_rows_t *out);
@@ -55,6 +59,16 @@ typedef struct sw_backend_ops {
   /* Appends "key\0value\0" for every key of ns, ascending by key, to *out
    * and sets *count. */
   int (*kv_list)(sw_backend_t *b, const char *ns, sw_buf_t *out, size_t *count);
+  /* store_expiring_get. */
+  int (*exp_get)(sw_backend_t *b, const char *id, char **value, int64_t *expires);
+
+  /* Assistant Cloud threads and messages (store.h): one write in its own
+   * transaction (commit thread; res is zeroed by the caller), and the two
+   * reads (loop thread; out is zeroed by the caller and filled with the
+   * cloud_*_push helpers below). delete_app deletes an app's cloud rows too. */
+  int (*cloud_write)(sw_backend_t *b, const sw_cloud_op_t *op, sw_cloud_result_t *res);
+  int (*cloud_threads)(sw_backend_t *b, const sw_cloud_thread_q_t *q, sw_cloud_threads_t *out);
+  int (*cloud_messages)(sw_backend_t *b, const sw_cloud_msg_q_t *q, sw_cloud_msgs_t *out);
 
   /* Optional (commit thread): background work between batches; force does
    * all of it now. Returns ms until it is due again, or -1 when nothing is
@@ -89,5 +103,10 @@ int rows_builder_add(sw_rows_builder_t *rb, int64_t seq, int64_t vseq, int64_t t
  * (rb is then freed and *out is {NULL, 0}). */
 int rows_builder_finish(sw_rows_builder_t *rb, sw_store_rows_t *out);
 void rows_builder_free(sw_rows_builder_t *rb);
+
+/* Appends a deep copy of *src to the list (store.c). 0 or -ENOMEM (the
+ * list is then unchanged). */
+int cloud_threads_push(sw_cloud_threads_t *l, const sw_cloud_thread_t *src);
+int cloud_msgs_push(sw_cloud_msgs_t *l, const sw_cloud_msg_t *src);
 
 #endif

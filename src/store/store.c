@@ -28,7 +28,7 @@
  * does not hold the writer (and so publish acks) for long. */
 #define PRUNE_CHUNK 2000
 
-enum job_kind { JOB_SUBMIT, JOB_PRUNE, JOB_DELETE_APP, JOB_KV_PUT };
+enum job_kind { JOB_SUBMIT, JOB_PRUNE, JOB_DELETE_APP, JOB_KV_PUT, JOB_EXP_PUT, JOB_KV_ASYNC, JOB_CLOUD };
 
 typedef struct sw_job {
   struct sw_job *next;
@@ -41,11 +41,26 @@ typedef struct sw_job {
   size_t n;
   /* JOB_PRUNE */
   int64_t now;
-  /* JOB_DELETE_APP / JOB_KV_PUT: the job lives on the waiting caller's stack
-   * and the strings are the caller's (it blocks until `finished`). */
+  /* JOB_DELETE_APP / JOB_KV_PUT / JOB_EXP_PUT: the job lives on the waiting
+   * caller's stack and the strings are the caller's (it blocks until
+   * `finished`). JOB_EXP_PUT also uses now, and the key as the id.
+   * JOB_KV_ASYNC: the strings are copies in the job's allocation, and cb/ud
+   * are called as for a submission. */
   const char *app_id, *ns, *key, *value;
+  int64_t expires;
+  size_t max_count, max_bytes;
   bool finished;
 } sw_job_t;
+
+/* JOB_CLOUD: an Assistant Cloud write. The job comes first, so a cloud_job_t
+ * is freed like any job; the op's strings live in the same allocation. Kept
+ * apart from sw_job_t so a publish's job does not grow by it. */
+typedef struct cloud_job {
+  sw_job_t job;
+  sw_cloud_op_t op;
+  sw_cloud_result_t res;
+  sw_cloud_done_cb cb;
+} cloud_job_t;
 
 /* A FIFO of jobs. */
 typedef struct job_list {
@@ -181,10 +196,24 @@ static void publish_done(sw_store_t *s, job_list_t *done, const sw_store_stats_t
   s->stats.submissions += delta->submissions;
   s->stats.failures += delta->failures;
   s->stats.pruned += delta->pruned;
+  sw_hist_merge(&s->stats.commit_latency, &delta->commit_latency);
   uv_mutex_unlock(&s->mu);
   /* uv_async_send is the one libuv call that is safe from another thread;
    * store_close joins this thread before closing the handle. */
   if (any) uv_async_send(&s->async);
+}
+
+/* One message transaction, counted in st when it commits: batches,
+ * records and its latency. uv_hrtime is monotonic and thread-safe. */
+static int timed_write(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_stats_t *st) {
+  uint64_t t0 = uv_hrtime();
+  int rc = s->be->ops->write_batch(s->be, recs, n);
+  if (rc == 0) {
+    sw_hist_observe(&st->commit_latency, uv_hrtime() - t0);
+    st->batches++;
+    st->records += n;
+  }
+  return rc;
 }
 
 /* Commits the submissions first..last (consecutive in the list, `total`
@@ -218,20 +247,10 @@ static void commit_group(sw_store_t *s, sw_job_t *first, sw_job_t *last, size_t 
         rc = -ENOMEM; /* falls back to one transaction per submission below */
       }
     }
-    if (rc == 0) rc = s->be->ops->write_batch(s->be, recs, total);
-    if (rc == 0) {
-      st->batches++;
-      st->records += total;
-    }
+    if (rc == 0) rc = timed_write(s, recs, total, st);
   }
   if (rc != 0 && !single) {
-    for (sw_job_t *j = first; j != end; j = j->next) {
-      j->status = j->n ? s->be->ops->write_batch(s->be, j->recs, j->n) : 0;
-      if (j->status == 0 && j->n) {
-        st->batches++;
-        st->records += j->n;
-      }
-    }
+    for (sw_job_t *j = first; j != end; j = j->next) j->status = j->n ? timed_write(s, j->recs, j->n, st) : 0;
   } else {
     for (sw_job_t *j = first; j != end; j = j->next) j->status = rc;
   }
@@ -277,11 +296,26 @@ static void run_jobs(sw_store_t *s, sw_job_t *j) {
       else
         free(j);
       j = next;
+    } else if (j->kind == JOB_KV_ASYNC || j->kind == JOB_CLOUD) {
+      /* Each in its own transaction: these are rare next to publishes, and
+       * the failure of one (a missing thread...) must not fail a group. */
+      sw_job_t *next = j->next;
+      if (j->kind == JOB_KV_ASYNC) {
+        j->status = s->be->ops->kv_put(s->be, j->ns, j->key, j->value);
+      } else {
+        cloud_job_t *cj = (cloud_job_t *)j;
+        j->status = s->be->ops->cloud_write(s->be, &cj->op, &cj->res);
+      }
+      done.head = done.tail = j;
+      j->next = NULL;
+      publish_done(s, &done, &st);
+      j = next;
     } else {
       sw_job_t *next = j->next;
-      int rc = j->kind == JOB_DELETE_APP
-                   ? s->be->ops->delete_app(s->be, j->app_id)
-                   : s->be->ops->kv_put(s->be, j->ns, j->key, j->value);
+      int rc = j->kind == JOB_DELETE_APP ? s->be->ops->delete_app(s->be, j->app_id)
+               : j->kind == JOB_KV_PUT   ? s->be->ops->kv_put(s->be, j->ns, j->key, j->value)
+                                         : s->be->ops->exp_put(s->be, j->key, j->value, j->expires, j->now,
+                                                               j->max_count, j->max_bytes);
       uv_mutex_lock(&s->mu);
       j->status = rc;
       j->finished = true; /* j is the waiter's; do not touch it after unlock */
@@ -334,6 +368,23 @@ static void commit_thread(void *arg) {
 
 /* ----------------------------------------------------------- loop side */
 
+/* Frees a completed job, then invokes its callback. */
+static void job_finish(sw_job_t *j) {
+  int status = j->status;
+  void *ud = j->ud;
+  if (j->kind == JOB_CLOUD) {
+    cloud_job_t *cj = (cloud_job_t *)j;
+    sw_cloud_done_cb cb = cj->cb;
+    sw_cloud_result_t res = status ? (sw_cloud_result_t){0} : cj->res;
+    free(j);
+    if (cb) cb(ud, status, &res);
+    return;
+  }
+  sw_store_done_cb cb = j->cb;
+  free(j);
+  if (cb) cb(ud, status);
+}
+
 /* Invokes callbacks one job at a time from s->cbq so that a callback calling
  * store_close (which drains cbq itself) neither loses nor repeats any. */
 static void run_callbacks(sw_store_t *s) {
@@ -346,11 +397,7 @@ static void run_callbacks(sw_store_t *s) {
       j = list_pop(&s->cbq);
       if (!j) return;
     }
-    sw_store_done_cb cb = j->cb;
-    void *ud = j->ud;
-    int status = j->status;
-    free(j);
-    if (cb) cb(ud, status);
+    job_finish(j);
   }
 }
 
@@ -363,11 +410,7 @@ static void on_async(uv_async_t *h) {
   while (!s->closing) {
     sw_job_t *j = list_pop(&s->cbq);
     if (!j) break;
-    sw_store_done_cb cb = j->cb;
-    void *ud = j->ud;
-    int status = j->status;
-    free(j);
-    if (cb) cb(ud, status);
+    job_finish(j);
   }
 }
 
@@ -557,6 +600,212 @@ int store_kv_put(sw_store_t *s, const char *ns, const char *key, const char *val
   return run_sync(s, &j);
 }
 
+int store_expiring_put(sw_store_t *s, const char *id, const char *value, int64_t expires, int64_t now,
+                       size_t max_count, size_t max_bytes) {
+  if (!s || !id || !value) return -EINVAL;
+  sw_job_t j = {.kind = JOB_EXP_PUT,
+                .key = id,
+                .value = value,
+                .expires = expires,
+                .now = now,
+                .max_count = max_count,
+                .max_bytes = max_bytes};
+  return run_sync(s, &j);
+}
+
+int store_kv_put_async(sw_store_t *s, const char *ns, const char *key, const char *value, sw_store_done_cb cb,
+                       void *ud) {
+  if (!s || !ns || !key) return -EINVAL;
+  if (s->closing) return -ESHUTDOWN;
+  size_t nl = strlen(ns) + 1, kl = strlen(key) + 1, vl = value ? strlen(value) + 1 : 0;
+  sw_job_t *j = calloc(1, sizeof *j + nl + kl + vl);
+  if (!j) return -ENOMEM;
+  char *p = (char *)(j + 1);
+  j->kind = JOB_KV_ASYNC;
+  j->cb = cb;
+  j->ud = ud;
+  j->ns = memcpy(p, ns, nl);
+  j->key = memcpy(p + nl, key, kl);
+  j->value = value ? memcpy(p + nl + kl, value, vl) : NULL;
+  uv_mutex_lock(&s->mu);
+  list_push(&s->queue, j);
+  uv_cond_signal(&s->wake);
+  uv_mutex_unlock(&s->mu);
+  return 0;
+}
+
+/* ------------------------------------------------------ Assistant Cloud */
+
+/* The strings of an op, in one order, for sizing and copying. */
+#define CLOUD_OP_STRINGS(o)                                                                  \
+  &(o)->app_id, &(o)->workspace, &(o)->thread_id, &(o)->id, &(o)->external_id, &(o)->title, \
+      &(o)->metadata, &(o)->parent_id, &(o)->parent_external_id, &(o)->format, &(o)->content, \
+      &(o)->feedback_id, &(o)->feedback_type, &(o)->comment
+
+static bool cloud_op_valid(const sw_cloud_op_t *o) {
+  if (!o->app_id || !o->workspace || !o->thread_id) return false;
+  switch (o->kind) {
+  case SW_CLOUD_THREAD_CREATE:
+    return strlen(o->thread_id) < SW_CLOUD_ID_MAX;
+  case SW_CLOUD_THREAD_UPDATE:
+  case SW_CLOUD_THREAD_DELETE:
+    return true;
+  case SW_CLOUD_MSG_CREATE:
+    return o->id && o->format && o->content && strlen(o->id) < SW_CLOUD_ID_MAX;
+  case SW_CLOUD_MSG_UPDATE:
+    return o->id && o->content;
+  case SW_CLOUD_MSG_DELETE:
+    if (o->n_ids && !o->ids) return false;
+    for (size_t i = 0; i < o->n_ids; i++)
+      if (!o->ids[i]) return false;
+    return true;
+  case SW_CLOUD_FEEDBACK:
+    return o->id && o->feedback_id && o->feedback_type;
+  }
+  return false;
+}
+
+int store_cloud_write(sw_store_t *s, const sw_cloud_op_t *op, sw_cloud_done_cb cb, void *ud) {
+  if (!s || !op || !cloud_op_valid(op)) return -EINVAL;
+  if (s->closing) return -ESHUTDOWN;
+  const char *const *src[] = {CLOUD_OP_STRINGS(op)};
+  size_t head = align_up(sizeof(cloud_job_t), alignof(char *));
+  if (op->n_ids > (SIZE_MAX - head) / sizeof(char *)) return -ENOMEM;
+  size_t total = head + op->n_ids * sizeof(char *);
+  for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
+    size_t l = *src[i] ? strlen(*src[i]) + 1 : 0;
+    if (l > SIZE_MAX - total) return -ENOMEM;
+    total += l;
+  }
+  for (size_t i = 0; i < op->n_ids; i++) {
+    size_t l = strlen(op->ids[i]) + 1;
+    if (l > SIZE_MAX - total) return -ENOMEM;
+    total += l;
+  }
+  cloud_job_t *cj = malloc(total);
+  if (!cj) return -ENOMEM;
+  memset(cj, 0, sizeof *cj);
+  cj->job.kind = JOB_CLOUD;
+  cj->job.ud = ud;
+  cj->cb = cb;
+  cj->op = *op;
+  const char **dst[] = {CLOUD_OP_STRINGS(&cj->op)};
+  const char **ids = (const char **)(void *)((char *)cj + head);
+  char *p = (char *)(ids + op->n_ids);
+  for (size_t i = 0; i < sizeof dst / sizeof dst[0]; i++) {
+    if (!*src[i]) continue;
+    size_t l = strlen(*src[i]) + 1;
+    *dst[i] = memcpy(p, *src[i], l);
+    p += l;
+  }
+  for (size_t i = 0; i < op->n_ids; i++) {
+    size_t l = strlen(op->ids[i]) + 1;
+    ids[i] = memcpy(p, op->ids[i], l);
+    p += l;
+  }
+  cj->op.ids = op->n_ids ? ids : NULL;
+  uv_mutex_lock(&s->mu);
+  list_push(&s->queue, &cj->job);
+  uv_cond_signal(&s->wake);
+  uv_mutex_unlock(&s->mu);
+  return 0;
+}
+
+static char *dup_or_null(const char *s, bool *oom) {
+  if (!s) return NULL;
+  char *d = strdup(s);
+  if (!d) *oom = true;
+  return d;
+}
+
+static void cloud_thread_clear(sw_cloud_thread_t *t) {
+  free(t->id);
+  free(t->external_id);
+  free(t->title);
+  free(t->metadata);
+}
+
+static void cloud_msg_clear(sw_cloud_msg_t *m) {
+  free(m->id);
+  free(m->parent_id);
+  free(m->external_id);
+  free(m->format);
+  free(m->content);
+}
+
+int cloud_threads_push(sw_cloud_threads_t *l, const sw_cloud_thread_t *src) {
+  sw_cloud_thread_t *v = realloc(l->v, (l->n + 1) * sizeof *v);
+  if (!v) return -ENOMEM;
+  l->v = v;
+  bool oom = false;
+  sw_cloud_thread_t t = *src;
+  t.id = dup_or_null(src->id, &oom);
+  t.external_id = dup_or_null(src->external_id, &oom);
+  t.title = dup_or_null(src->title, &oom);
+  t.metadata = dup_or_null(src->metadata, &oom);
+  if (oom) {
+    cloud_thread_clear(&t);
+    return -ENOMEM;
+  }
+  l->v[l->n++] = t;
+  return 0;
+}
+
+int cloud_msgs_push(sw_cloud_msgs_t *l, const sw_cloud_msg_t *src) {
+  sw_cloud_msg_t *v = realloc(l->v, (l->n + 1) * sizeof *v);
+  if (!v) return -ENOMEM;
+  l->v = v;
+  bool oom = false;
+  sw_cloud_msg_t m = *src;
+  m.id = dup_or_null(src->id, &oom);
+  m.parent_id = dup_or_null(src->parent_id, &oom);
+  m.external_id = dup_or_null(src->external_id, &oom);
+  m.format = dup_or_null(src->format, &oom);
+  m.content = dup_or_null(src->content, &oom);
+  if (oom) {
+    cloud_msg_clear(&m);
+    return -ENOMEM;
+  }
+  l->v[l->n++] = m;
+  return 0;
+}
+
+void store_cloud_threads_free(sw_cloud_threads_t *t) {
+  if (!t) return;
+  for (size_t i = 0; i < t->n; i++) cloud_thread_clear(&t->v[i]);
+  free(t->v);
+  t->v = NULL;
+  t->n = 0;
+}
+
+void store_cloud_msgs_free(sw_cloud_msgs_t *m) {
+  if (!m) return;
+  for (size_t i = 0; i < m->n; i++) cloud_msg_clear(&m->v[i]);
+  free(m->v);
+  m->v = NULL;
+  m->n = 0;
+}
+
+int store_cloud_threads(sw_store_t *s, const sw_cloud_thread_q_t *q, sw_cloud_threads_t *out) {
+  if (out) *out = (sw_cloud_threads_t){0};
+  if (!s || !q || !out || !q->app_id || !q->workspace) return -EINVAL;
+  if (s->closed) return -ESHUTDOWN;
+  if (q->limit == 0) return 0;
+  int rc = s->be->ops->cloud_threads(s->be, q, out);
+  if (rc) store_cloud_threads_free(out);
+  return rc;
+}
+
+int store_cloud_messages(sw_store_t *s, const sw_cloud_msg_q_t *q, sw_cloud_msgs_t *out) {
+  if (out) *out = (sw_cloud_msgs_t){0};
+  if (!s || !q || !out || !q->app_id || !q->workspace || !q->thread_id) return -EINVAL;
+  if (s->closed) return -ESHUTDOWN;
+  if (q->limit == 0) return 0;
+  int rc = s->be->ops->cloud_messages(s->be, q, out);
+  if (rc) store_cloud_msgs_free(out);
+  return rc;
+}
+
 void store_close(sw_store_t *s) {
   if (!s || s->closing) return;
   s->closing = true;
@@ -645,6 +894,13 @@ int store_kv_list(sw_store_t *s, const char *ns,
   }
   buf_free(&snap);
   return rc;
+}
+
+int store_expiring_get(sw_store_t *s, const char *id, char **value, int64_t *expires) {
+  if (value) *value = NULL;
+  if (!s || !id || !value || !expires) return -EINVAL;
+  if (s->closed) return -ESHUTDOWN;
+  return s->be->ops->exp_get(s->be, id, value, expires);
 }
 
 void store_stats(sw_store_t *s, sw_store_stats_t *st) {

@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "metrics/hist.h"
+
 typedef struct sw_store sw_store_t;
 struct sw_buf;
 
@@ -117,10 +119,14 @@ typedef struct sw_store_opts {
 
 /* Opens the backend (creating the SQLite file and schema if needed) and starts
  * the commit thread. The uv_async_t it registers keeps `loop` alive until
- * store_close. On success *out is set and 0 returned; otherwise a negative
- * errno (-EINVAL, -ENOMEM, -EAGAIN (thread), -ENOTSUP (WAL unavailable or
- * schema newer than this build), -ENOENT/-EACCES (path), -EIO...), *out is
- * untouched and nothing is left to clean up. */
+ * store_close. With SQLite, the file is reserved to this store until
+ * store_close: an exclusive lock on "<path>.lock" (created if need be, never
+ * removed) keeps any other store, in this process or another, from opening
+ * it. On success *out is set and 0 returned; otherwise a negative errno
+ * (-EINVAL, -ENOMEM, -EAGAIN (thread), -EBUSY (another store holds the
+ * file's lock), -ENOTSUP (WAL unavailable or schema newer than this build),
+ * -ENOENT/-EACCES (path), -EIO...), *out is untouched and nothing is left to
+ * clean up. */
 int store_open(uv_loop_t *loop, const sw_store_opts_t *opts, sw_store_t **out);
 
 /* Queues n records for the commit thread, deep-copying them (strings and
@@ -240,7 +246,8 @@ int store_versions(sw_store_t *s, const char *app_id, const char *channel, int64
 
 /* Queues deletion of messages with expires_at != 0 && expires_at <= now,
  * with their versions (a message's age counts from its INSERT: a version does
- * not extend it).
+ * not extend it), and of expiring values (store_expiring_put) with
+ * expires <= now.
  * Asynchronous, no callback. A large prune runs as several bounded
  * transactions (2000 rows each), each continuation requeued behind whatever
  * was submitted meanwhile, so publish latency stays bounded; hence a
@@ -249,8 +256,9 @@ int store_versions(sw_store_t *s, const char *app_id, const char *channel, int64
  * is periodic). Counts in sw_store_stats_t.pruned. */
 void store_prune(sw_store_t *s, int64_t now);
 
-/* Deletes every message (with its versions) of an app and its channel
- * serials (a recreated app starts its serials again at 0). Blocks the loop
+/* Deletes every message (with its versions) of an app, its channel
+ * serials (a recreated app starts its serials again at 0) and its Assistant
+ * Cloud threads and messages. Blocks the loop
  * thread until the commit thread has done it (after everything queued
  * before). Returns 0, -EINVAL, -ESHUTDOWN, -EIO... */
 int store_delete_app(sw_store_t *s, const char *app_id);
@@ -263,12 +271,164 @@ int store_delete_app(sw_store_t *s, const char *app_id);
  * when it returns 0. Returns 0, -EINVAL, -ENOMEM, -ESHUTDOWN, -EIO... */
 int store_kv_put(sw_store_t *s, const char *ns, const char *key, const char *value);
 
+/* Like store_kv_put, but without blocking the loop thread: ns, key and value
+ * are copied, the write is queued behind everything submitted before it,
+ * and cb(ud, status) runs on the loop thread once it is durable (0) or
+ * failed (negative errno), in order with the submissions' callbacks. For
+ * checks that must not hang the server when the disk does (GET /readyz).
+ * Returns 0 (cb will be called), or -EINVAL / -ENOMEM / -ESHUTDOWN (cb will
+ * NOT be called). */
+int store_kv_put_async(sw_store_t *s, const char *ns, const char *key, const char *value, sw_store_done_cb cb,
+                       void *ud);
+
 /* Calls each(ud, key, value) for every key of ns, in ascending byte order of
  * key. The entries are snapshotted before the first call, so `each` may call
  * any store function. Strings are valid only during the call. Returns 0 or a
  * negative errno (then `each` was not called). */
 int store_kv_list(sw_store_t *s, const char *ns,
                   void (*each)(void *ud, const char *key, const char *value), void *ud);
+
+/* ---- Values with an expiry (Ably tokens kept server-side) ----
+ *
+ * A small table of (id, value, expires), for tokens too large to hand to a
+ * client (auth/token.h, "References"). Bounded: the caller passes the most
+ * entries and bytes of values it allows. */
+
+/* Stores value under id until expires (ms since the epoch). First deletes
+ * every entry with expires <= now; then refuses with -EDQUOT when max_count
+ * entries are stored, or when value would take the values' total over
+ * max_bytes. Synchronous (the commit thread writes it while the loop thread
+ * waits), durable when it returns 0. Returns 0, -EEXIST (id is stored),
+ * -EDQUOT, -EINVAL, -ENOMEM, -ESHUTDOWN, -EIO... */
+int store_expiring_put(sw_store_t *s, const char *id, const char *value, int64_t expires, int64_t now,
+                       size_t max_count, size_t max_bytes);
+
+/* Reads id: 1 with *value (malloc'd, the caller frees) and *expires, 0 when
+ * it is not stored (never was, or pruned after it expired; an expired entry
+ * not yet pruned is returned, with its expiry), or a negative errno. */
+int store_expiring_get(sw_store_t *s, const char *id, char **value, int64_t *expires);
+/* ---- Assistant Cloud threads and messages (src/cloud/) ----
+ *
+ * Threads and their messages, kept in the same database as history and
+ * keyed by (app, workspace, id): every read and write names the workspace,
+ * so nothing reaches another workspace's rows. Writes go through the commit
+ * thread like publishes (each in its own transaction, after what was queued
+ * before it) and complete on the loop thread; reads are synchronous.
+ * Times are ms since the epoch. Callers bound every size (src/cloud/cloud.h
+ * has the limits); the store copies what it is given.
+ *
+ * Errors of a write: -ENOENT (the thread, or the message named, is not in
+ * that workspace), -ESRCH (MSG_CREATE: the parent is not in the thread),
+ * -EEXIST (THREAD_CREATE without upsert: the external_id is taken),
+ * -EDQUOT (a count bound below would be passed), plus the store's usual
+ * -EINVAL / -ENOMEM / -ESHUTDOWN / -EIO. */
+
+#define SW_CLOUD_MAX_THREADS_PER_WORKSPACE 10000 /* -EDQUOT beyond */
+#define SW_CLOUD_MAX_MESSAGES_PER_THREAD 10000   /* -EDQUOT beyond */
+#define SW_CLOUD_ID_MAX 64                       /* ids the server makes, NUL included */
+
+typedef enum {
+  SW_CLOUD_THREAD_CREATE = 1, /* thread_id is the new id; with upsert and an external_id
+                                 already in the workspace, that thread's id is the result */
+  SW_CLOUD_THREAD_UPDATE,     /* the fields given (title/metadata non-NULL, last_message_at
+                                 >= 0, is_archived >= 0); updated_at = now */
+  SW_CLOUD_THREAD_DELETE,     /* with its messages and their feedback */
+  SW_CLOUD_MSG_CREATE,        /* id in thread_id; parent by parent_id or, failing that,
+                                 parent_external_id (the newest with it); height = the
+                                 parent's + 1 (0 for a root); raises the thread's
+                                 last_message_at and updated_at to now */
+  SW_CLOUD_MSG_UPDATE,        /* content (and format when non-NULL); updated_at = now */
+  SW_CLOUD_MSG_DELETE,        /* ids[0..n_ids) of thread_id; ids not there are skipped */
+  SW_CLOUD_FEEDBACK,          /* feedback id on message `id` of thread_id */
+} sw_cloud_op_kind_t;
+
+/* One write. Strings are borrowed for the duration of store_cloud_write. */
+typedef struct sw_cloud_op {
+  sw_cloud_op_kind_t kind;
+  const char *app_id, *workspace, *thread_id;
+  const char *id;          /* MSG_CREATE/UPDATE: the message; FEEDBACK: the message */
+  const char *external_id; /* THREAD_CREATE, MSG_CREATE: NULL for none */
+  bool upsert;             /* THREAD_CREATE */
+  const char *title;       /* THREAD_CREATE/UPDATE: NULL for none / unchanged */
+  const char *metadata;    /* JSON text; NULL for none / unchanged */
+  int64_t last_message_at; /* THREAD_CREATE: its value; THREAD_UPDATE: < 0 unchanged */
+  int is_archived;         /* THREAD_UPDATE: -1 unchanged, 0 or 1 */
+  const char *parent_id, *parent_external_id; /* MSG_CREATE: NULL for none */
+  const char *format;      /* MSG_CREATE (required), MSG_UPDATE (NULL: unchanged) */
+  const char *content;     /* MSG_CREATE/UPDATE: JSON text */
+  const char *const *ids;  /* MSG_DELETE */
+  size_t n_ids;
+  const char *feedback_id, *feedback_type, *comment; /* FEEDBACK (comment may be NULL) */
+  int64_t now;
+} sw_cloud_op_t;
+
+typedef struct sw_cloud_result {
+  char id[SW_CLOUD_ID_MAX];        /* THREAD_CREATE: the thread's id (an existing one after upsert) */
+  bool existed;                    /* THREAD_CREATE: upsert found the external_id */
+  char parent_id[SW_CLOUD_ID_MAX]; /* MSG_CREATE: the parent resolved, "" for a root */
+  int64_t height;                  /* MSG_CREATE */
+  size_t deleted;                  /* MSG_DELETE: messages deleted */
+} sw_cloud_result_t;
+
+/* status 0 with res filled, or a negative errno (res zeroed). */
+typedef void (*sw_cloud_done_cb)(void *ud, int status, const sw_cloud_result_t *res);
+
+/* Queues op for the commit thread (deep copy, one allocation); cb runs on
+ * the loop thread once it is durable or failed, in submission order with
+ * every other write. Returns 0 (cb will be called), or -EINVAL (a required
+ * string missing) / -ENOMEM / -ESHUTDOWN (cb will not be called). */
+int store_cloud_write(sw_store_t *s, const sw_cloud_op_t *op, sw_cloud_done_cb cb, void *ud);
+
+typedef struct sw_cloud_thread {
+  char *id, *external_id, *title, *metadata; /* NULL when absent; metadata is JSON text */
+  int64_t created_at, updated_at, last_message_at;
+  bool is_archived;
+} sw_cloud_thread_t;
+
+typedef struct sw_cloud_msg {
+  char *id, *parent_id, *external_id, *format, *content; /* parent/external NULL when absent */
+  int64_t height, created_at, updated_at;
+} sw_cloud_msg_t;
+
+/* Results of the reads below; free with store_cloud_threads_free /
+ * store_cloud_msgs_free. */
+typedef struct sw_cloud_threads {
+  sw_cloud_thread_t *v;
+  size_t n;
+} sw_cloud_threads_t;
+typedef struct sw_cloud_msgs {
+  sw_cloud_msg_t *v;
+  size_t n;
+} sw_cloud_msgs_t;
+
+typedef struct sw_cloud_thread_q {
+  const char *app_id, *workspace;
+  const char *id;          /* that thread only (the filters below then do not apply) */
+  int archived;            /* -1 any, 0 or 1 */
+  const char *external_id; /* NULL: any */
+  const char *after;       /* a thread id: only the threads listed after it; an id not in
+                              the workspace gives no rows */
+  size_t limit;            /* 0 gives no rows */
+} sw_cloud_thread_q_t;
+
+/* Threads of a workspace, most recent first: last_message_at descending,
+ * then id descending. 0 and *out filled, or a negative errno. */
+int store_cloud_threads(sw_store_t *s, const sw_cloud_thread_q_t *q, sw_cloud_threads_t *out);
+
+typedef struct sw_cloud_msg_q {
+  const char *app_id, *workspace, *thread_id;
+  const char *format; /* NULL: any */
+  const char *after;  /* a message id: only older messages; an id not in the thread gives no rows */
+  size_t limit;
+} sw_cloud_msg_q_t;
+
+/* Messages of one thread, newest first (creation order, descending). A
+ * thread not in the workspace has no messages: check it with
+ * store_cloud_threads. 0 and *out filled, or a negative errno. */
+int store_cloud_messages(sw_store_t *s, const sw_cloud_msg_q_t *q, sw_cloud_msgs_t *out);
+
+void store_cloud_threads_free(sw_cloud_threads_t *t);
+void store_cloud_msgs_free(sw_cloud_msgs_t *m);
 
 /* ---- Introspection (tests, metrics) ---- */
 
@@ -278,6 +438,10 @@ typedef struct sw_store_stats {
   uint64_t submissions; /* submissions completed with status 0 */
   uint64_t failures;    /* submissions completed with an error */
   uint64_t pruned;      /* messages deleted by store_prune (versions not counted) */
+  /* Wall time of each committed message transaction (the backend's
+   * write_batch, fsync included): one observation per `batches`. Measured
+   * on the commit thread and handed over with the completions. */
+  sw_hist_t commit_latency;
 } sw_store_stats_t;
 
 /* Copies the counters (consistent with each other) into *st. Any thread. */

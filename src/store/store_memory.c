@@ -17,8 +17,10 @@
  * unique messages_vseq index, and history by vseq: a head's vseq is either
  * its seq (never updated: those rows are already in vseq order in rows[]) or
  * the vseq of its newest version (an entry of vv[]), so a by_vseq query
- * merges those two sorted streams. kv is one array sorted by (ns, key). */
+ * merges those two sorted streams. kv is one array sorted by (ns, key), the
+ * expiring values one sorted by id. */
 #include "store/backend.h"
+#include "store/cloud_memory.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -75,13 +77,23 @@ typedef struct mem_kv {
   const char *ns, *key, *value; /* one allocation, owned via ns */
 } mem_kv_t;
 
+/* An expiring value; id and value share one allocation, owned via id. */
+typedef struct mem_exp {
+  const char *id, *value;
+  int64_t expires;
+  size_t size;
+} mem_exp_t;
+
 typedef struct mem_backend {
   sw_backend_t base;
+  mem_cloud_t *cloud; /* Assistant Cloud rows (cloud_memory.c, its own mutex) */
   uv_mutex_t mu;
   mem_chan_t **buckets;
   size_t nbuckets, nchans;
   mem_kv_t *kv;
   size_t nkv, kvcap;
+  mem_exp_t *exp; /* sorted by id */
+  size_t nexp, expcap, exp_bytes;
   mem_undo_t *undo; /* commit thread scratch, reused across batches */
   size_t undo_cap;
   sw_store_fold_fn fold;
@@ -445,6 +457,8 @@ static int mem_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t 
   return 0;
 }
 
+static void exp_prune_locked(mem_backend_t *b, int64_t now);
+
 static int mem_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted) {
   mem_backend_t *b = (mem_backend_t *)be;
   size_t n = 0;
@@ -468,9 +482,80 @@ static int mem_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *delete
       if (had_versions) vv_filter(c);
     }
   }
+  exp_prune_locked(b, now);
   uv_mutex_unlock(&b->mu);
   *deleted = n;
   return 0;
+}
+
+/* Under mu: drops the expiring values with expires <= now. */
+static void exp_prune_locked(mem_backend_t *b, int64_t now) {
+  size_t w = 0;
+  for (size_t i = 0; i < b->nexp; i++) {
+    if (b->exp[i].expires <= now) {
+      b->exp_bytes -= b->exp[i].size;
+      free((void *)b->exp[i].id);
+    } else {
+      b->exp[w++] = b->exp[i];
+    }
+  }
+  b->nexp = w;
+}
+
+/* Under mu: the index of the first entry with id >= the given one. */
+static size_t exp_bound(const mem_backend_t *b, const char *id) {
+  size_t lo = 0, hi = b->nexp;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(b->exp[mid].id, id) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+static int mem_exp_put(sw_backend_t *be, const char *id, const char *value, int64_t expires, int64_t now,
+                       size_t max_count, size_t max_bytes) {
+  mem_backend_t *b = (mem_backend_t *)be;
+  size_t il = strlen(id) + 1, vl = strlen(value);
+  int rc = 0;
+  uv_mutex_lock(&b->mu);
+  exp_prune_locked(b, now);
+  size_t at = exp_bound(b, id);
+  if (b->nexp >= max_count || vl > max_bytes || b->exp_bytes > max_bytes - vl) {
+    rc = -EDQUOT;
+  } else if (at < b->nexp && strcmp(b->exp[at].id, id) == 0) {
+    rc = -EEXIST;
+  } else if (b->nexp == b->expcap) {
+    size_t cap = b->expcap ? b->expcap * 2 : 16;
+    mem_exp_t *p = realloc(b->exp, cap * sizeof *p);
+    if (!p) rc = -ENOMEM;
+    else b->exp = p, b->expcap = cap;
+  }
+  char *mem = rc ? NULL : malloc(il + vl + 1);
+  if (!rc && !mem) rc = -ENOMEM;
+  if (!rc) {
+    memcpy(mem, id, il);
+    memcpy(mem + il, value, vl + 1);
+    memmove(b->exp + at + 1, b->exp + at, (b->nexp - at) * sizeof *b->exp);
+    b->exp[at] = (mem_exp_t){.id = mem, .value = mem + il, .expires = expires, .size = vl};
+    b->nexp++;
+    b->exp_bytes += vl;
+  }
+  uv_mutex_unlock(&b->mu);
+  return rc;
+}
+
+static int mem_exp_get(sw_backend_t *be, const char *id, char **value, int64_t *expires) {
+  mem_backend_t *b = (mem_backend_t *)be;
+  int rc = 0;
+  uv_mutex_lock(&b->mu);
+  size_t at = exp_bound(b, id);
+  if (at < b->nexp && strcmp(b->exp[at].id, id) == 0) {
+    *expires = b->exp[at].expires;
+    rc = (*value = strdup(b->exp[at].value)) ? 1 : -ENOMEM;
+  }
+  uv_mutex_unlock(&b->mu);
+  return rc;
 }
 
 static int mem_delete_app(sw_backend_t *be, const char *app_id) {
@@ -489,6 +574,7 @@ static int mem_delete_app(sw_backend_t *be, const char *app_id) {
     }
   }
   uv_mutex_unlock(&b->mu);
+  mem_cloud_delete_app(b->cloud, app_id);
   return 0;
 }
 
@@ -740,9 +826,24 @@ static void mem_close(sw_backend_t *be) {
   free(b->buckets);
   for (size_t i = 0; i < b->nkv; i++) free((void *)b->kv[i].ns);
   free(b->kv);
+  for (size_t i = 0; i < b->nexp; i++) free((void *)b->exp[i].id);
+  free(b->exp);
   free(b->undo);
+  mem_cloud_close(b->cloud);
   uv_mutex_destroy(&b->mu);
   free(b);
+}
+
+static int mem_cloud_write_op(sw_backend_t *be, const sw_cloud_op_t *op, sw_cloud_result_t *res) {
+  return mem_cloud_write(((mem_backend_t *)be)->cloud, op, res);
+}
+
+static int mem_cloud_threads_op(sw_backend_t *be, const sw_cloud_thread_q_t *q, sw_cloud_threads_t *out) {
+  return mem_cloud_threads(((mem_backend_t *)be)->cloud, q, out);
+}
+
+static int mem_cloud_messages_op(sw_backend_t *be, const sw_cloud_msg_q_t *q, sw_cloud_msgs_t *out) {
+  return mem_cloud_messages(((mem_backend_t *)be)->cloud, q, out);
 }
 
 static const sw_backend_ops_t MEM_OPS = {
@@ -750,12 +851,17 @@ static const sw_backend_ops_t MEM_OPS = {
     .prune = mem_prune,
     .delete_app = mem_delete_app,
     .kv_put = mem_kv_put,
+    .exp_put = mem_exp_put,
     .history = mem_history,
     .last_seq = mem_last_seq,
     .find_by_id = mem_find_by_id,
     .get = mem_get,
     .versions = mem_versions,
     .kv_list = mem_kv_list,
+    .exp_get = mem_exp_get,
+    .cloud_write = mem_cloud_write_op,
+    .cloud_threads = mem_cloud_threads_op,
+    .cloud_messages = mem_cloud_messages_op,
     .close = mem_close,
 };
 
@@ -763,7 +869,12 @@ int backend_memory_open(const sw_store_opts_t *opts, sw_backend_t **out) {
   mem_backend_t *b = calloc(1, sizeof *b);
   if (!b) return -ENOMEM;
   b->fold = opts->fold;
+  if (mem_cloud_open(&b->cloud)) {
+    free(b);
+    return -ENOMEM;
+  }
   if (uv_mutex_init(&b->mu)) {
+    mem_cloud_close(b->cloud);
     free(b);
     return -ENOMEM;
   }

@@ -11,7 +11,7 @@
  * Each connection is used by one thread at a time, so both are opened with
  * SQLITE_OPEN_NOMUTEX. Statements are prepared once per connection.
  *
- * Schema (user_version 3; a new file is created as version 1 and migrated,
+ * Schema (user_version 5; a new file is created as version 1 and migrated,
  * so a fresh file and an upgraded one are identical):
  *  messages: one row per message holding its head; WITHOUT ROWID, clustered
  *    on (app, channel, seq), so a history page is one range scan of adjacent
@@ -45,19 +45,32 @@
  *    same transaction as the rows (an append's when it is folded), so
  *    serials never go backwards after retention deleted the rows or across
  *    restarts.
- *  kv: small server state. */
+ *  kv: small server state.
+ *  expiring (v4): values with an expiry (Ably tokens too large to hand to
+ *    a client, kept here behind a reference); an ordinary rowid table, since
+ *    its values are tens of KB. expiring_expires covers (expires, size), so
+ *    pruning finds the expired rows and their sizes without reading them.
+ *    The commit thread keeps the table's row count and total size in memory
+ *    (counted once at open) to check the bounds of store_expiring_put.
+ *  cloud_threads, cloud_messages, cloud_feedback (v5): Assistant Cloud
+ *    threads and messages, in store/cloud_sqlite.c. */
 #include "store/backend.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "store/checkpointer.h"
+#include "store/cloud_sqlite.h"
 #include "store/tails.h"
 #include "util/log.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 5
 /* When a message's logged appends are folded into its head: once the
  * message has had no append for FOLD_QUIET_MS (a finished stream: the
  * common case, and then one fold per message), or once FOLD_MAX_EVENTS
@@ -84,6 +97,7 @@ typedef struct sq_backend {
   sw_backend_t base;
   sqlite3 *w; /* commit thread */
   sqlite3 *r; /* loop thread */
+  int lock_fd; /* "<path>.lock", flock'd for as long as the store is open; -1 if none */
   /* Commit thread: false when the file has no version at all (checked at
    * open), until a VERSION is written. While false, nothing can clash with
    * a version serial and no message has versions to delete, so the INSERT
@@ -94,6 +108,7 @@ typedef struct sq_backend {
   sw_tails_t tails;        /* logged appends not yet folded into heads */
   bool tails_ready;
   sw_checkpointer_t ckpt; /* the writer's WAL checkpoints, on a thread */
+  sq_cloud_t *cloud;      /* Assistant Cloud statements (cloud_sqlite.c) */
   /* Commit thread: no tail is due before next_fold_ms, unless fold_now
    * (a tail reached FOLD_MAX_EVENTS). Saves a scan of every tail after
    * every batch. */
@@ -105,10 +120,13 @@ typedef struct sq_backend {
   sqlite3_stmt *ins_clash, *ins, *ver_clash, *ver_upd, *ver_chk, *ver_ins, *seq_up;
   sqlite3_stmt *keep_vdel, *keep_del, *prune_v, *prune, *del_app_vers, *del_app_msgs, *del_app_seq;
   sqlite3_stmt *kv_set, *kv_del;
+  sqlite3_stmt *exp_ins, *exp_expired, *exp_prune;
+  /* Commit thread: rows and total value bytes in the expiring table. */
+  int64_t exp_count, exp_bytes;
   sqlite3_stmt *log_ins, *log_trunc, *head_w, *fold_upd, *sp_fold, *sp_undo, *sp_release;
   /* Reader statements. */
   sqlite3_stmt *hist_fwd, *hist_bwd, *histv_fwd, *histv_bwd, *last_seq, *find_id, *get,
-      *vers_fwd, *vers_bwd, *kv_list;
+      *vers_fwd, *vers_bwd, *kv_list, *exp_get;
 } sq_backend_t;
 
 /* Version 1, as shipped before versions existed. Never edit: a new file is
@@ -162,6 +180,13 @@ static const char MIGRATE_V3[] =
     "ALTER TABLE versions ADD COLUMN last_vseq INTEGER;"
     "PRAGMA user_version = 3;";
 
+/* 3 -> 4: values with an expiry (store_expiring_put). */
+static const char MIGRATE_V4[] =
+    "CREATE TABLE expiring("
+    "  id TEXT PRIMARY KEY, expires INTEGER NOT NULL, size INTEGER NOT NULL, value TEXT NOT NULL);"
+    "CREATE INDEX expiring_expires ON expiring(expires, size);"
+    "PRAGMA user_version = 4;";
+
 /* Maps an SQLite result code to a negative errno. For OS-level failures the
  * underlying errno (disk full, permission...) is more useful than -EIO. */
 static int sq_err(sqlite3 *db, int rc) {
@@ -192,6 +217,8 @@ static int sq_err(sqlite3 *db, int rc) {
     return -EIO;
   }
 }
+
+int store_sqlite_errno(sqlite3 *db, int rc) { return sq_err(db, rc); }
 
 /* Steps a statement that returns no rows, then resets it. */
 static int exec_stmt(sqlite3 *db, sqlite3_stmt *st) {
@@ -694,6 +721,55 @@ static int recover_log(sq_backend_t *b) {
   return b->tails.all ? -EIO : 0;
 }
 
+/* Inside a transaction: deletes the expiring values with expires <= now;
+ * *n and *bytes get their count and total size (for the caller to subtract
+ * from the running totals once the transaction is committed). */
+static int exp_prune(sq_backend_t *b, int64_t now, int64_t *n, int64_t *bytes) {
+  *n = *bytes = 0;
+  sqlite3_bind_int64(b->exp_expired, 1, now);
+  int rc = sqlite3_step(b->exp_expired);
+  if (rc == SQLITE_ROW) {
+    *n = sqlite3_column_int64(b->exp_expired, 0);
+    *bytes = sqlite3_column_int64(b->exp_expired, 1);
+    rc = 0;
+  } else {
+    rc = sq_err(b->w, rc);
+  }
+  sqlite3_reset(b->exp_expired);
+  if (rc || *n == 0) return rc;
+  sqlite3_bind_int64(b->exp_prune, 1, now);
+  return exec_stmt(b->w, b->exp_prune);
+}
+
+static int sq_exp_put(sw_backend_t *be, const char *id, const char *value, int64_t expires, int64_t now,
+                      size_t max_count, size_t max_bytes) {
+  sq_backend_t *b = (sq_backend_t *)be;
+  int rc = exec_stmt(b->w, b->begin);
+  if (rc) return rc;
+  int64_t pruned = 0, pruned_bytes = 0;
+  rc = exp_prune(b, now, &pruned, &pruned_bytes);
+  int64_t count = b->exp_count - pruned, bytes = b->exp_bytes - pruned_bytes;
+  size_t len = strlen(value);
+  bool full = (uint64_t)count >= max_count || len > max_bytes || (uint64_t)bytes > max_bytes - len;
+  if (rc == 0 && !full) {
+    bind_text(b->exp_ins, 1, id);
+    sqlite3_bind_int64(b->exp_ins, 2, expires);
+    sqlite3_bind_int64(b->exp_ins, 3, (int64_t)len);
+    sqlite3_bind_text(b->exp_ins, 4, value, (int)len, SQLITE_STATIC);
+    rc = exec_stmt(b->w, b->exp_ins);
+    sqlite3_clear_bindings(b->exp_ins); /* value is the caller's */
+  }
+  /* When full, the prune is still worth committing. */
+  if (rc == 0) rc = exec_stmt(b->w, b->commit);
+  if (rc) {
+    rollback_if_open(b);
+    return rc;
+  }
+  b->exp_count = count + (full ? 0 : 1);
+  b->exp_bytes = bytes + (full ? 0 : (int64_t)len);
+  return full ? -EDQUOT : 0;
+}
+
 static int sq_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted) {
   sq_backend_t *b = (sq_backend_t *)be;
   *deleted = 0;
@@ -710,11 +786,15 @@ static int sq_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted
     if (rc == 0 && k == 1) n = (size_t)sqlite3_changes(b->w);
   }
   if (n) tails_unverify(&b->tails, NULL, NULL);
+  int64_t exp_n = 0, exp_bytes = 0;
+  if (rc == 0) rc = exp_prune(b, now, &exp_n, &exp_bytes);
   if (rc == 0) rc = exec_stmt(b->w, b->commit);
   if (rc) {
     rollback_if_open(b);
     return rc;
   }
+  b->exp_count -= exp_n;
+  b->exp_bytes -= exp_bytes;
   *deleted = n;
   return 0;
 }
@@ -733,6 +813,7 @@ static int sq_delete_app(sw_backend_t *be, const char *app_id) {
     bind_text(b->del_app_seq, 1, app_id);
     rc = exec_stmt(b->w, b->del_app_seq);
   }
+  if (rc == 0) rc = sq_cloud_delete_app(b->cloud, app_id);
   if (rc == 0) rc = exec_stmt(b->w, b->commit);
   if (rc) rollback_if_open(b);
   else tails_drop_app(&b->tails, app_id); /* their log rows go with the next fold */
@@ -1249,6 +1330,22 @@ static int sq_kv_list(sw_backend_t *be, const char *ns, sw_buf_t *out, size_t *c
   return err;
 }
 
+static int sq_exp_get(sw_backend_t *be, const char *id, char **value, int64_t *expires) {
+  sq_backend_t *b = (sq_backend_t *)be;
+  sqlite3_stmt *st = b->exp_get;
+  bind_text(st, 1, id);
+  int rc = sqlite3_step(st), ret;
+  if (rc == SQLITE_ROW) {
+    const char *v = (const char *)sqlite3_column_text(st, 1);
+    *expires = sqlite3_column_int64(st, 0);
+    ret = v && (*value = strdup(v)) ? 1 : -ENOMEM;
+  } else {
+    ret = rc == SQLITE_DONE ? 0 : sq_err(b->r, rc);
+  }
+  sqlite3_reset(st);
+  return ret;
+}
+
 /* --------------------------------------------------------- open/close */
 
 static void sq_close(sw_backend_t *be) {
@@ -1257,19 +1354,25 @@ static void sq_close(sw_backend_t *be) {
   /* Fold what is logged, so a clean shutdown leaves an empty log. */
   if (b->tails_ready && b->log_trunc) sq_maintain(be, true);
   checkpointer_stop(&b->ckpt);
+  sq_cloud_close(b->cloud);
   sqlite3_stmt *all[] = {
       b->begin,     b->commit,       b->rollback,     b->ins_clash,   b->ins,       b->ver_clash,
       b->ver_upd,   b->ver_chk,      b->ver_ins,      b->seq_up,      b->keep_vdel, b->keep_del,
       b->prune_v,   b->prune,        b->del_app_vers, b->del_app_msgs, b->del_app_seq,
       b->kv_set,    b->kv_del,       b->log_ins,      b->log_trunc,   b->head_w,    b->fold_upd,
-      b->sp_fold,   b->sp_undo,      b->sp_release,
+      b->sp_fold,   b->sp_undo,      b->sp_release,   b->exp_ins,     b->exp_expired, b->exp_prune,
       b->hist_fwd,     b->hist_bwd,    b->histv_fwd, b->histv_bwd,
-      b->last_seq,  b->find_id,      b->get,          b->vers_fwd,    b->vers_bwd,  b->kv_list};
+      b->last_seq,  b->find_id,      b->get,          b->vers_fwd,    b->vers_bwd,  b->kv_list,
+      b->exp_get};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
   /* Reader first: the writer, closing last, checkpoints and removes the WAL. */
   sqlite3_close(b->r);
   sqlite3_close(b->w);
   if (b->tails_ready) tails_free(&b->tails);
+  /* Last, once nothing of ours touches the file any more. The lock file
+   * stays: unlinking it would let two later openers lock two different
+   * files. */
+  if (b->lock_fd >= 0) close(b->lock_fd);
   free(b);
 }
 
@@ -1308,6 +1411,8 @@ static int init_schema(sqlite3 *db) {
   if (rc == 0 && ver < 1) rc = sq_err(db, sqlite3_exec(db, SCHEMA_V1, NULL, NULL, NULL));
   if (rc == 0 && ver < 2) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V2, NULL, NULL, NULL));
   if (rc == 0 && ver < 3) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V3, NULL, NULL, NULL));
+  if (rc == 0 && ver < 4) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V4, NULL, NULL, NULL));
+  if (rc == 0 && ver < 5) rc = sq_err(db, sqlite3_exec(db, SQ_CLOUD_MIGRATE_V5, NULL, NULL, NULL));
   if (rc == 0) rc = sq_err(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
   if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
@@ -1386,10 +1491,14 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
       {&b->sp_fold, "SAVEPOINT fold"},
       {&b->sp_undo, "ROLLBACK TO fold"},
       {&b->sp_release, "RELEASE fold"},
+      {&b->exp_ins, "INSERT INTO expiring(id, expires, size, value) VALUES(?1, ?2, ?3, ?4)"},
+      {&b->exp_expired, "SELECT count(*), coalesce(sum(size), 0) FROM expiring WHERE expires <= ?1"},
+      {&b->exp_prune, "DELETE FROM expiring WHERE expires <= ?1"},
   };
   for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
     if ((rc = prepare(b->w, w[i].sql, w[i].st))) return rc;
-  return 0;
+  if ((rc = pragma_int(b->w, "SELECT count(*) FROM expiring", &b->exp_count))) return rc;
+  return pragma_int(b->w, "SELECT coalesce(sum(size), 0) FROM expiring", &b->exp_bytes);
 }
 
 #define HISTORY_FILTER "ts >= ?5 AND ts <= ?6 AND (expires_at = 0 OR expires_at > ?7)"
@@ -1431,10 +1540,23 @@ static int setup_reader(sq_backend_t *b, const char *path) {
       {&b->vers_fwd, VERSIONS_SQL("ASC")},
       {&b->vers_bwd, VERSIONS_SQL("DESC")},
       {&b->kv_list, "SELECT key, value FROM kv WHERE ns = ?1 ORDER BY key"},
+      {&b->exp_get, "SELECT expires, value FROM expiring WHERE id = ?1"},
   };
   for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
     if ((rc = prepare(b->r, r[i].sql, r[i].st))) return rc;
   return 0;
+}
+
+static int sq_cloud_write_op(sw_backend_t *be, const sw_cloud_op_t *op, sw_cloud_result_t *res) {
+  return sq_cloud_write(((sq_backend_t *)be)->cloud, op, res);
+}
+
+static int sq_cloud_threads_op(sw_backend_t *be, const sw_cloud_thread_q_t *q, sw_cloud_threads_t *out) {
+  return sq_cloud_threads(((sq_backend_t *)be)->cloud, q, out);
+}
+
+static int sq_cloud_messages_op(sw_backend_t *be, const sw_cloud_msg_q_t *q, sw_cloud_msgs_t *out) {
+  return sq_cloud_messages(((sq_backend_t *)be)->cloud, q, out);
 }
 
 static const sw_backend_ops_t SQ_OPS = {
@@ -1442,15 +1564,42 @@ static const sw_backend_ops_t SQ_OPS = {
     .prune = sq_prune,
     .delete_app = sq_delete_app,
     .kv_put = sq_kv_put,
+    .exp_put = sq_exp_put,
     .history = sq_history,
     .last_seq = sq_last_seq,
     .find_by_id = sq_find_by_id,
     .get = sq_get,
     .versions = sq_versions,
     .kv_list = sq_kv_list,
+    .exp_get = sq_exp_get,
+    .cloud_write = sq_cloud_write_op,
+    .cloud_threads = sq_cloud_threads_op,
+    .cloud_messages = sq_cloud_messages_op,
     .maintain = sq_maintain,
     .close = sq_close,
 };
+
+/* One process per database file: SQLite's own locks let two processes
+ * share a file, but each keeps its channels' serials and its append tails
+ * in memory, so a second server would assign serials the first already
+ * used (its publishes fail) and neither would see the other's appends. An
+ * exclusive flock on "<path>.lock", held until close, keeps the second one
+ * out (-EBUSY). flock, not fcntl: fcntl locks belong to the process and
+ * SQLite's own closing of the file would drop them. The lock goes with
+ * the process, also when it crashes. */
+static int lock_db(const char *path, int *fd_out) {
+  char p[4096];
+  if ((size_t)snprintf(p, sizeof p, "%s.lock", path) >= sizeof p) return -ENAMETOOLONG;
+  int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int e = errno;
+    close(fd);
+    return e == EWOULDBLOCK ? -EBUSY : -e;
+  }
+  *fd_out = fd;
+  return 0;
+}
 
 int backend_sqlite_open(const sw_store_opts_t *opts, sw_backend_t **out) {
   if (!opts->path) return -EINVAL;
@@ -1458,14 +1607,22 @@ int backend_sqlite_open(const sw_store_opts_t *opts, sw_backend_t **out) {
   if (!b) return -ENOMEM;
   b->base.ops = &SQ_OPS;
   b->fold = opts->fold;
-  int rc = tails_init(&b->tails);
+  b->lock_fd = -1;
+  int rc = lock_db(opts->path, &b->lock_fd);
   if (rc) {
+    free(b);
+    return rc;
+  }
+  rc = tails_init(&b->tails);
+  if (rc) {
+    close(b->lock_fd);
     free(b);
     return rc;
   }
   b->tails_ready = true;
   rc = setup_writer(b, opts);
   if (rc == 0) rc = setup_reader(b, opts->path);
+  if (rc == 0) rc = sq_cloud_open(b->w, b->r, &b->cloud);
   /* Without a fold function (tools that only read) the log is left as is. */
   if (rc == 0 && b->fold) rc = recover_log(b);
   if (rc == 0) rc = checkpointer_start(&b->ckpt, opts->path, b->w, 0);

@@ -248,6 +248,24 @@ test('pub and sub: one JSON line per message, serials printed', async () => {
   assert.match(usage.stderr, /CHANNEL is required/);
 });
 
+test('pub and sub against a closed port: exit 1 with "connection refused" (not "bad file descriptor")', async () => {
+  // A port nothing listens on: bound by us, then closed again.
+  const net = await import('node:net');
+  const srv = net.createServer();
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const closed = srv.address().port;
+  await new Promise((resolve) => srv.close(resolve));
+  for (const args of [['pub', 'cli-closed', 'x'], ['sub', 'cli-closed']]) {
+    const r = await run([args[0], '--port', String(closed), '--key', key.keyStr, ...args.slice(1)]);
+    assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`switchboard ${args[0]}: could not connect: .*127\\.0\\.0\\.1:${closed} failed: connection refused`),
+      `${args[0]}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /bad file descriptor/, `${args[0]}: ${r.stderr}`);
+    // One line: the connection's failure, not also the attach it aborted.
+    assert.equal(r.stderr.trim().split('\n').length, 1, `${args[0]}: ${r.stderr}`);
+  }
+});
+
 // A TLS-terminating proxy (tls_proxy.mjs) in front of the server, with a
 // throwaway CA it makes in a temporary directory.
 async function tlsProxy() {

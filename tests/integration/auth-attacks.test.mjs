@@ -112,7 +112,8 @@ test('RSA3/TN3 forged JWTs are refused with 40144/401: alg none, HS384, HS512, R
     ['missing kid', handJwt({ alg: 'HS256', typ: 'JWT' }, claims, { secret: k.keySecret })],
     ['missing iat', handJwt(hdr(k), { ...claims, iat: undefined }, { secret: k.keySecret })],
     ['missing exp', handJwt(hdr(k), { ...claims, exp: undefined }, { secret: k.keySecret })],
-    ['exp <= iat', handJwt(hdr(k), { ...claims, exp: claims.iat }, { secret: k.keySecret })],
+    // Both a little ahead (within the iat leeway), or expiry would be reported first.
+    ['exp <= iat', handJwt(hdr(k), { ...claims, iat: claims.iat + 5, exp: claims.iat + 5 }, { secret: k.keySecret })],
     ['payload not JSON', handJwt(hdr(k), 'not json', { secret: k.keySecret })],
   ];
   await expectAllRefused(cases.map(([label, tok]) => [label, tok, 40144, 401]));
@@ -148,7 +149,7 @@ test('RSA3/TN3 kid confusion: a JWT signed with one key but naming another (also
   }
 });
 
-test('RSA3 oversize JWT (> 8 KiB) -> 40144; expired -> 40142; iat beyond the 30 s leeway -> 40144, within it accepted', T, async () => {
+test('RSA3/RSA4b1 oversize JWT (> 8 KiB) -> 40144; expired -> 40142, also seconds ago (no leeway on exp); iat beyond the 30 s leeway -> 40144, within it accepted', T, async () => {
   const k = key(0);
   const big = ablyJwt(k, { claims: { pad: 'x'.repeat(8 * 1024) } });
   assert.ok(big.length > 8192 && big.length < 12_000, `token length ${big.length}`);
@@ -156,6 +157,8 @@ test('RSA3 oversize JWT (> 8 KiB) -> 40144; expired -> 40142; iat beyond the 30 
     ['oversize JWT', big, 40144, 401],
     ['expired 50 min ago', ablyJwt(k, { iatOffsetSec: -3600, ttlSec: 600 }), 40142, 401],
     ['expired 40 s ago (beyond the leeway)', ablyJwt(k, { iatOffsetSec: -100, ttlSec: 60 }), 40142, 401],
+    // RSA4b1: expiry is judged by the server's clock; the leeway is for iat.
+    ['expired 5 s ago', ablyJwt(k, { iatOffsetSec: -65, ttlSec: 60 }), 40142, 401],
     ['iat 90 s in the future', ablyJwt(k, { iatOffsetSec: 90 }), 40144, 401],
   ]);
   const near = ablyJwt(k, { iatOffsetSec: 10 });

@@ -64,6 +64,16 @@ test('cookie auth over REST: history and publish with the cookie token; the toke
   expectRestError(assert, await http(env.server, 'GET', `/channels/${encodeURIComponent(name)}/messages`, { headers: cookieHeader(token, 'other_cookie') }), 40101, 401, 'no credentials');
 });
 
+test('malformed token cookie (bad percent-encoding): the same 40005/400 on the WebSocket and on REST', T, async () => {
+  // errors.json 40005 invalid_credential: "a key or token ... could not be
+  // read because it was not in the expected form". A fresh token from the
+  // SDK cannot fix a cookie, so a non-token code (the SDK gives up) is right.
+  const malformed = { cookie: `theme=dark; ${COOKIE}=sbt1.%zz; other=1` };
+  expectWsError(assert, (await wsConnect(env.server, {}, { headers: malformed })).frame, 40005, 400, 'ws malformed cookie');
+  const p = `/channels/${uniqueChannel('ckbad')}/messages`;
+  expectRestError(assert, await http(env.server, 'GET', p, { headers: malformed }), 40005, 400, 'REST malformed cookie');
+});
+
 test('RSA1/RSC18 basicOverHttp "deny": Basic auth over plain HTTP -> 40103/401 on REST (Authorization and ?key=) and on the WebSocket (key=)', T, async () => {
   const k = key(0);
   const p = `/channels/${uniqueChannel('basic')}/messages`;

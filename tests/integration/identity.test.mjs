@@ -597,6 +597,27 @@ test('an ambiguous config is refused at load: two providers with one issuer and 
   }
 });
 
+test('Assistant Cloud with a provider token: the workspace template scopes threads; another workspace\'s thread is 40400', async () => {
+  const res = await http(env.server, 'POST', '/apps', {
+    body: {
+      keys: [{}],
+      identityProviders: [{ id: 'team', issuer: 'https://team.idp.test', audience: AUD, jwks: jwks(K.inline), algorithms: ['EdDSA'],
+        clientId: '{sub}', workspace: '{org_id}', capability: { 'cloud:{org_id}:*': ['history', 'publish', 'subscribe'] } }],
+    },
+  });
+  assert.equal(res.status, 201, res.text);
+  const base = `/cloud/${res.body.appId}/v1`;
+  const as = async (sub, org) => ({ authorization: bearerRaw(await idToken(K.inline, { iss: 'https://team.idp.test', sub, claims: { org_id: org } })) });
+  const created = await http(env.server, 'POST', `${base}/threads`, { headers: await as('ann', 'acme'), body: { title: 't' } });
+  assert.equal(created.status, 201, created.text);
+  const id = created.body.thread_id;
+  const same = await http(env.server, 'GET', `${base}/threads/${id}`, { headers: await as('ben', 'acme') });
+  assert.equal(same.status, 200, same.text);
+  assert.equal(same.body.thread.workspace_id, 'acme');
+  const other = await http(env.server, 'GET', `${base}/threads/${id}`, { headers: await as('cat', 'globex') });
+  expectRestError(assert, other, 40400, 404, 'a thread of another workspace');
+});
+
 test('a provider with an explicit sharedSecret (HS256, e.g. Supabase\'s legacy JWT secret) verifies only with that secret', async () => {
   const secret = 'super-secret-jwt-token-with-at-least-32-characters-long';
   const res = await http(env.server, 'POST', '/apps', {

@@ -373,6 +373,64 @@ static void test_slices(void **state) {
   assert_false(slice_ieq((sw_slice_t){"@", 1}, "`"));
 }
 
+/* A singleton header twice is refused (RFC 9112 §3.2 for Host); lists may
+ * repeat. */
+static void test_duplicate_headers(void **state) {
+  (void)state;
+  sw_http_req_t r;
+  assert_int_equal(parse_str("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", NULL, &r), SW_HTTP_MALFORMED);
+  assert_int_equal(parse_str("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", NULL, &r), SW_HTTP_MALFORMED);
+  assert_int_equal(parse_str("GET / HTTP/1.1\r\nAuthorization: Basic a\r\nAUTHORIZATION: Basic b\r\n\r\n", NULL, &r),
+                   SW_HTTP_MALFORMED);
+  assert_int_equal(parse_str("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", NULL, &r),
+                   SW_HTTP_MALFORMED);
+  const char *ok = "GET / HTTP/1.1\r\nHost: a\r\nAccept: a\r\nAccept: b\r\nConnection: x\r\nConnection: y\r\n\r\n";
+  assert_int_equal(parse_str(ok, NULL, &r), (int)strlen(ok));
+  assert_int_equal(http_req_header_count(&r, "accept"), 2);
+  assert_int_equal(http_req_header_count(&r, "HOST"), 1);
+  assert_int_equal(http_req_header_count(&r, "Origin"), 0);
+}
+
+static void test_error_response(void **state) {
+  (void)state;
+  sw_buf_t b = {0};
+  sw_error_t e;
+  errors_set(&e, 40009, "too big\r\nX-Evil: 1 \xc3\xa9");
+  e.status = 413;
+  assert_int_equal(http_error_response(&b, SW_FMT_JSON, &e, "X-Ably-ServerId: s\r\n", false), 0);
+  buf_append_byte(&b, 0);
+  const char *t = (const char *)b.data;
+  assert_non_null(strstr(t, "HTTP/1.1 413 Content Too Large\r\n"));
+  assert_non_null(strstr(t, "Content-Type: application/json\r\n"));
+  assert_non_null(strstr(t, "Connection: close\r\n"));
+  assert_non_null(strstr(t, "\r\nX-Ably-ErrorCode: 40009\r\n"));
+  /* CR, LF and non-ASCII bytes become spaces in the header. */
+  assert_non_null(strstr(t, "\r\nX-Ably-ErrorMessage: too big  X-Evil: 1   \r\n"));
+  assert_non_null(strstr(t, "\r\nX-Ably-ServerId: s\r\n"));
+  const char *body = strstr(t, "\r\n\r\n") + 4;
+  assert_non_null(strstr(body, "\"code\":40009"));
+  assert_non_null(strstr(body, "\"statusCode\":413"));
+  assert_non_null(strstr(body, "\"href\":\"https://help.ably.io/error/40009\""));
+  char cl[64];
+  snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", strlen(body));
+  assert_non_null(strstr(t, cl));
+
+  /* msgpack: the same error as a map. */
+  buf_reset(&b);
+  assert_int_equal(http_error_response(&b, SW_FMT_MSGPACK, &e, NULL, true), 0);
+  assert_true(memmem(b.data, b.len, "application/x-msgpack", 21) != NULL);
+  assert_true(memmem(b.data, b.len, "Connection: keep-alive", 22) != NULL);
+
+  /* A bad status or extra header leaves out as it was. */
+  size_t before = b.len;
+  e.status = 99;
+  assert_int_equal(http_error_response(&b, SW_FMT_JSON, &e, NULL, true), -EINVAL);
+  e.status = 400;
+  assert_int_equal(http_error_response(&b, SW_FMT_JSON, &e, "X: y", true), -EINVAL);
+  assert_int_equal(b.len, before);
+  buf_free(&b);
+}
+
 static void test_response_head(void **state) {
   (void)state;
   sw_buf_t b = {0};
@@ -449,6 +507,8 @@ int main(void) {
       cmocka_unit_test(test_leading_crlf_and_bare_lf),
       cmocka_unit_test(test_empty_input),
       cmocka_unit_test(test_slices),
+      cmocka_unit_test(test_duplicate_headers),
+      cmocka_unit_test(test_error_response),
       cmocka_unit_test(test_response_head),
       cmocka_unit_test(test_reasons),
   };

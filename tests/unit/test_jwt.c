@@ -312,6 +312,17 @@ static void test_sign_roundtrip(void **state) {
 
   assert_null(jwt_sign_ably(NULL, (const uint8_t *)"x", 1, 0, 1, NULL, NULL, NULL));
   assert_null(jwt_sign_ably("a.b", (const uint8_t *)"x", 0, 0, 1, NULL, NULL, NULL));
+
+  /* The Assistant Cloud's tokens carry their workspace (src/cloud/). */
+  t = jwt_sign_ably_ws("sbtest.k1", (const uint8_t *)SECRET, strlen(SECRET), FIX_IAT, FIX_IAT + 600, NULL, "bob",
+                       NULL, "team-1");
+  assert_non_null(t);
+  verify_ok(t, &j);
+  assert_string_equal(j.workspace, "team-1");
+  assert_string_equal(j.client_id, "bob");
+  assert_null(j.capability);
+  jwt_clear(&j);
+  free(t);
 }
 
 static void test_cache(void **state) {
@@ -753,10 +764,15 @@ static void test_times(void **state) {
   (void)state;
   sw_jwt_t j;
   sw_jwt_opts_t o = opts_at(NOW_MS);
-  /* Expired a second ago; accepted again with 30 s leeway. */
+  /* RSA4b1: expiry is judged by the server's clock, so a token that expired
+   * a second ago is refused also with 30 s of leeway (which is for iat);
+   * one that expires a second from now is accepted. */
   char *t = craft(HDR, "{\"iat\":1795348200,\"exp\":1795348319}");
   expect_code(t, 40142, 401);
   o.leeway_ms = 30000;
+  expect_code_opts(t, strlen(t), &o, 40142, 401);
+  free(t);
+  t = craft(HDR, "{\"iat\":1795348200,\"exp\":1795348321}");
   verify_ok_opts(t, &o, &j);
   jwt_clear(&j);
   free(t);
@@ -849,6 +865,7 @@ static void test_claim_types(void **state) {
       ",\"x-ably-clientId\":null",         ",\"x-ably-clientId\":\"a\\u0000b\"",
       ",\"x-ably-revocation-key\":\"\"",   ",\"x-ably-revocation-key\":7",
       ",\"x-ably-clientType\":[\"server\"]", ",\"ably.channel.\":\"x\"",
+      ",\"x-switchboard-workspace\":\"\"",  ",\"x-switchboard-workspace\":3",
   };
   for (size_t i = 0; i < sizeof wrong_ably / sizeof wrong_ably[0]; i++) expect_claims(wrong_ably[i], 40144, 401);
 

@@ -132,8 +132,8 @@ static int teardown(void **state) {
   int rc = uv_loop_close(&fx->loop);
   if (fx->sqlite) {
     char p[160];
-    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < 4; i++) {
+    const char *sfx[] = {"", "-wal", "-shm", "-journal", ".lock"};
+    for (size_t i = 0; i < 5; i++) {
       snprintf(p, sizeof p, "%s%s", fx->path, sfx[i]);
       unlink(p);
     }
@@ -656,6 +656,151 @@ static void test_kv(void **state) {
   kv_expect(fx, "ns2", "a=other;");
 }
 
+/* Expects id to hold value (expiring at expires), or to be absent (value NULL). */
+static void exp_expect(fx_t *fx, const char *id, const char *value, int64_t expires) {
+  char *v = NULL;
+  int64_t e = 0;
+  int rc = store_expiring_get(fx->s, id, &v, &e);
+  if (!value) {
+    assert_int_equal(rc, 0);
+    assert_null(v);
+    return;
+  }
+  assert_int_equal(rc, 1);
+  assert_string_equal(v, value);
+  assert_int_equal(e, expires);
+  free(v);
+}
+
+/* Values with an expiry (large Ably tokens): stored durably, refused past
+ * the count and byte bounds, expired ones pruned before the bounds are
+ * checked and by store_prune; the bounds hold across a restart. */
+static void test_expiring(void **state) {
+  fx_t *fx = *state;
+  exp_expect(fx, "a", NULL, 0);
+  assert_int_equal(store_expiring_put(fx->s, "a", "value-a", 2000, 1000, 3, 100), 0);
+  assert_int_equal(store_expiring_put(fx->s, "b", "value-b", 5000, 1000, 3, 100), 0);
+  assert_int_equal(store_expiring_put(fx->s, "a", "again", 5000, 1000, 3, 100), -EEXIST);
+  exp_expect(fx, "a", "value-a", 2000);
+  exp_expect(fx, "b", "value-b", 5000);
+  /* Count bound: two stored, at most two. */
+  assert_int_equal(store_expiring_put(fx->s, "c", "value-c", 5000, 1000, 2, 100), -EDQUOT);
+  exp_expect(fx, "c", NULL, 0);
+  /* Once "a" has expired it is pruned first, which makes room. An expired
+   * value is still read until it is pruned (the caller checks expiry). */
+  exp_expect(fx, "a", "value-a", 2000);
+  assert_int_equal(store_expiring_put(fx->s, "c", "value-c", 5000, 2000, 2, 100), 0);
+  exp_expect(fx, "a", NULL, 0);
+  /* Byte bound: 14 bytes stored; 4 more fit in 18, 5 do not. */
+  assert_int_equal(store_expiring_put(fx->s, "d", "12345", 5000, 2000, 10, 18), -EDQUOT);
+  assert_int_equal(store_expiring_put(fx->s, "d", "1234", 5000, 2000, 10, 18), 0);
+  assert_int_equal(store_expiring_put(fx->s, "e", "x", 5000, 2000, 10, 18), -EDQUOT);
+  assert_int_equal(store_expiring_put(fx->s, "e", "x", 5000, 2000, 10, 1000000), 0);
+  assert_int_equal(store_expiring_put(fx->s, NULL, "x", 5000, 2000, 10, 18), -EINVAL);
+  if (fx->sqlite) {
+    /* Durable, and the totals are counted again at open. */
+    fx_reopen(fx);
+    exp_expect(fx, "d", "1234", 5000);
+    assert_int_equal(store_expiring_put(fx->s, "f", "y", 5000, 2000, 4, 1000), -EDQUOT);
+    assert_int_equal(store_expiring_put(fx->s, "f", "y", 5000, 2000, 10, 19), -EDQUOT);
+    assert_int_equal(store_expiring_put(fx->s, "f", "y", 5000, 2000, 10, 20), 0);
+  }
+  /* store_prune drops the expired ones too. */
+  exp_expect(fx, "b", "value-b", 5000);
+  store_prune(fx->s, 5000);
+  barrier(fx);
+  exp_expect(fx, "b", NULL, 0);
+  exp_expect(fx, "e", NULL, 0);
+  assert_int_equal(store_expiring_put(fx->s, "g", "z", 9000, 5000, 1, 1), 0);
+  exp_expect(fx, "g", "z", 9000);
+  if (fx->sqlite) assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM expiring", NULL), 1);
+}
+
+/* store_kv_put_async: queued in order with submissions (its callback
+ * between theirs), durable when its callback says 0, not counted as a
+ * submission; what /readyz writes. */
+static void test_kv_async(void **state) {
+  fx_t *fx = *state;
+  store_debug_hold(fx->s, true);
+  char bufs[1][64];
+  sw_store_rec_t r;
+  recspec_t a = {"a", "c", 1, 1000, NULL, 0, 0}, b = {"a", "c", 2, 1001, NULL, 0, 0};
+  slot_t *sl = fx->t.slots;
+  for (int i = 0; i < 3; i++) sl[i] = (slot_t){.t = &fx->t};
+  mkrecs(&a, 1, &r, bufs);
+  assert_int_equal(store_submit(fx->s, &r, 1, on_done, &sl[0]), 0);
+  assert_int_equal(store_kv_put_async(fx->s, "ns1", "probe", "123", on_done, &sl[1]), 0);
+  mkrecs(&b, 1, &r, bufs);
+  assert_int_equal(store_submit(fx->s, &r, 1, on_done, &sl[2]), 0);
+  store_debug_hold(fx->s, false);
+  wait_for(fx, &fx->t.done, 3);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(sl[i].calls, 1);
+    assert_int_equal(sl[i].status, 0);
+    assert_int_equal(sl[i].order, i);
+  }
+  kv_expect(fx, "ns1", "probe=123;");
+  sw_store_stats_t st;
+  store_stats(fx->s, &st);
+  assert_int_equal(st.submissions, 2);
+  /* A NULL value deletes; the strings were copied at the call. */
+  char key[8] = "probe";
+  slot_t del = {.t = &fx->t};
+  assert_int_equal(store_kv_put_async(fx->s, "ns1", key, NULL, on_done, &del), 0);
+  key[0] = 'X';
+  wait_for(fx, &fx->t.done, 4);
+  assert_int_equal(del.status, 0);
+  kv_expect(fx, "ns1", "");
+  assert_int_equal(store_kv_put_async(fx->s, NULL, "k", "v", on_done, &del), -EINVAL);
+  assert_int_equal(store_kv_put_async(fx->s, "ns", NULL, "v", on_done, &del), -EINVAL);
+  if (fx->sqlite) {
+    fx_reopen(fx);
+    kv_expect(fx, "ns1", "");
+  }
+}
+
+/* SQLite: another process holding the write lock makes the write fail with
+ * -EBUSY after the busy timeout (the /readyz 503), without blocking the
+ * loop thread meanwhile. */
+static void test_kv_async_busy(void **state) {
+  fx_t *fx = *state;
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  slot_t sl = {.t = &fx->t};
+  assert_int_equal(store_kv_put_async(fx->s, "ns1", "probe", "1", on_done, &sl), 0);
+  uv_run(&fx->loop, UV_RUN_NOWAIT);
+  assert_int_equal(sl.calls, 0); /* the loop is free while the thread waits */
+  wait_for(fx, &fx->t.done, 1);
+  assert_int_equal(sl.status, -EBUSY);
+  assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  slot_t again = {.t = &fx->t};
+  assert_int_equal(store_kv_put_async(fx->s, "ns1", "probe", "2", on_done, &again), 0);
+  wait_for(fx, &fx->t.done, 2);
+  assert_int_equal(again.status, 0);
+  kv_expect(fx, "ns1", "probe=2;");
+}
+
+/* The commit latency histogram: one observation per committed message
+ * transaction (batches), none for empty barriers, kv writes or failures. */
+static void test_commit_latency(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "c", 1, 5, 0, 0); /* five transactions, one at a time */
+  barrier(fx);                    /* no records: no transaction */
+  assert_int_equal(store_kv_put(fx->s, "ns1", "k", "v"), 0);
+  recspec_t dup = {"a", "c", 3, 1, NULL, 0, 0}; /* seq 3 is stored: -EEXIST */
+  assert_int_equal(submit_wait(fx, &dup, 1), -EEXIST);
+  sw_store_stats_t st;
+  store_stats(fx->s, &st);
+  assert_int_equal(st.batches, 5);
+  assert_int_equal(st.commit_latency.count, 5);
+  uint64_t n = 0;
+  for (unsigned i = 0; i <= SW_HIST_BOUNDS; i++) n += st.commit_latency.bucket[i];
+  assert_int_equal(n, 5);
+  assert_true(st.commit_latency.sum_ns > 0);
+}
+
 /* Held thread, many submissions, one release: they must share transactions. */
 static void test_group_commit(void **state) {
   fx_t *fx = *state;
@@ -925,7 +1070,7 @@ static void test_sqlite_schema(void **state) {
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 3);
+  assert_int_equal(sqlite3_column_int(st, 0), 5);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -1501,7 +1646,7 @@ static void test_sqlite_upgrade_v1(void **state) {
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 3);
+  assert_int_equal(sqlite3_column_int(st, 0), 5);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_exec(db, "PRAGMA integrity_check", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
@@ -1514,17 +1659,49 @@ static void test_sqlite_upgrade_v1(void **state) {
   assert_int_equal(store_open(&fx->loop, &o, &s2), 0);
   store_close(s2);
   uv_run(&fx->loop, UV_RUN_DEFAULT);
-  static char a[8192], b[8192];
+  static char a[16384], b[16384];
   schema_dump(fx->path, a, sizeof a);
   schema_dump(fresh, b, sizeof b);
   assert_string_equal(a, b);
   assert_non_null(strstr(a, "messages_vseq"));
   assert_non_null(strstr(a, "versions_seq"));
+  assert_non_null(strstr(a, "cloud_messages_id"));
   for (size_t i = 0; i < 3; i++) {
     snprintf(p, sizeof p, "%s%s", fresh, sfx[i]);
     unlink(p);
   }
+  snprintf(p, sizeof p, "%s/fresh.db.lock", fx->dir);
+  unlink(p);
   fx_open(fx); /* teardown closes it */
+}
+
+/* One store per SQLite file: a second open, in this process or in a child,
+ * is refused with -EBUSY while the first is open (two servers on one data
+ * directory would assign the same serials); the lock goes with the close
+ * or with the process. */
+static void test_sqlite_lock(void **state) {
+  fx_t *fx = *state;
+  sw_store_t *s2 = NULL;
+  assert_int_equal(store_open(&fx->loop, &fx->opts, &s2), -EBUSY);
+  assert_null(s2);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    uv_loop_t loop;
+    sw_store_t *s3 = NULL;
+    if (uv_loop_init(&loop)) _exit(2);
+    _exit(store_open(&loop, &fx->opts, &s3) == -EBUSY && !s3 ? 0 : 1);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  /* The data is untouched by the refused opens. */
+  fill(fx, "a", "c", 1, 3, 0, 0);
+  fx_close(fx);
+  /* Free again once closed, and again held by the new owner. */
+  fx_open(fx);
+  assert_int_equal(store_open(&fx->loop, &fx->opts, &s2), -EBUSY);
+  assert_int_equal(last_seq(fx, "a", "c"), 3);
 }
 
 /* ------------------------------------------------------------- appends */
@@ -1850,6 +2027,10 @@ int main(void) {
       BOTH(test_find_by_id),
       BOTH(test_delete_app),
       BOTH(test_kv),
+      BOTH(test_expiring),
+      BOTH(test_kv_async),
+      cmocka_unit_test_setup_teardown(test_kv_async_busy, setup_sqlite, teardown),
+      BOTH(test_commit_latency),
       BOTH(test_group_commit),
       cmocka_unit_test_setup_teardown(test_max_batch, setup_sqlite_b10, teardown),
       cmocka_unit_test_setup_teardown(test_max_batch, setup_memory_b10, teardown),
@@ -1866,6 +2047,7 @@ int main(void) {
       BOTH(test_versions_retention),
       BOTH(test_versions_beside_writes),
       cmocka_unit_test_setup_teardown(test_sqlite_upgrade_v1, setup_sqlite, teardown),
+      cmocka_unit_test_setup_teardown(test_sqlite_lock, setup_sqlite, teardown),
       BOTH(test_appends),
       BOTH(test_appends_batched),
       BOTH(test_append_fold_hints),

@@ -396,6 +396,69 @@ static void test_looks_like(void **state) {
   free(big);
 }
 
+/* ---- references (tokens kept server-side) ---- */
+
+static void test_references(void **state) {
+  (void)state;
+  char *a = token_ref_new(), *b = token_ref_new();
+  assert_non_null(a);
+  assert_non_null(b);
+  /* Shape: the token string rules hold (no ':', no leading '{', exactly
+   * one '.'), and it is neither a sealed token nor a JWT. */
+  assert_int_equal(strlen(a), SW_TOKEN_REF_LEN);
+  assert_memory_equal(a, "sbr1.", 5);
+  assert_null(strchr(a, ':'));
+  assert_ptr_equal(strchr(a, '.'), strrchr(a, '.'));
+  assert_true(token_ref_looks_like(a, strlen(a)));
+  assert_false(token_looks_like(a, strlen(a)));
+  assert_false(jwt_looks_like(a, strlen(a)));
+  assert_string_not_equal(a, b);
+  /* The store key: the SHA-256 of the reference, in hex; one per reference. */
+  char ia[SW_TOKEN_REF_ID_LEN + 1], ia2[SW_TOKEN_REF_ID_LEN + 1], ib[SW_TOKEN_REF_ID_LEN + 1];
+  token_ref_id(a, strlen(a), ia);
+  token_ref_id(a, strlen(a), ia2);
+  token_ref_id(b, strlen(b), ib);
+  assert_string_equal(ia, ia2);
+  assert_string_not_equal(ia, ib);
+  assert_int_equal(strlen(ia), SW_TOKEN_REF_ID_LEN);
+  assert_int_equal(strspn(ia, "0123456789abcdef"), SW_TOKEN_REF_ID_LEN);
+  assert_null(strstr(ia, a + 5));
+  char sha_abc[SW_TOKEN_REF_ID_LEN + 1];
+  token_ref_id("abc", 3, sha_abc); /* FIPS 180-2 test vector */
+  assert_string_equal(sha_abc, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+  /* Not references: wrong length, prefix, alphabet, or a last character
+   * with unused bits set (only the canonical spelling is one). */
+  char t[SW_TOKEN_REF_LEN + 2];
+  memcpy(t, a, SW_TOKEN_REF_LEN + 1);
+  assert_false(token_ref_looks_like(t, SW_TOKEN_REF_LEN - 1));
+  assert_false(token_ref_looks_like(NULL, 0));
+  t[3] = '2';
+  assert_false(token_ref_looks_like(t, SW_TOKEN_REF_LEN));
+  memcpy(t, a, SW_TOKEN_REF_LEN + 1);
+  t[10] = '+';
+  assert_false(token_ref_looks_like(t, SW_TOKEN_REF_LEN));
+  memcpy(t, a, SW_TOKEN_REF_LEN + 1);
+  /* 32 bytes in 43 characters leave the last 2 bits unused. */
+  const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  int v = (int)(strchr(alpha, t[SW_TOKEN_REF_LEN - 1]) - alpha);
+  t[SW_TOKEN_REF_LEN - 1] = alpha[v ^ 1];
+  assert_false(token_ref_looks_like(t, SW_TOKEN_REF_LEN));
+  memcpy(t, a, SW_TOKEN_REF_LEN + 1);
+  t[SW_TOKEN_REF_LEN] = 'A';
+  t[SW_TOKEN_REF_LEN + 1] = '\0';
+  assert_false(token_ref_looks_like(t, SW_TOKEN_REF_LEN + 1));
+  /* A sealed token is no reference. */
+  sw_token_info_t info;
+  info_init(&info, "app.key", "{\"*\":[\"*\"]}", NULL, NULL);
+  char *tok = token_mint(SECRET, &info);
+  assert_false(token_ref_looks_like(tok, strlen(tok)));
+  free(tok);
+  token_info_clear(&info);
+  free(a);
+  free(b);
+}
+
 /* ---- mint refusals and limits ---- */
 
 static void test_mint_refusals(void **state) {
@@ -554,6 +617,7 @@ int main(void) {
       cmocka_unit_test(test_expiry),
       cmocka_unit_test(test_shape_over_random_infos),
       cmocka_unit_test(test_looks_like),
+      cmocka_unit_test(test_references),
       cmocka_unit_test(test_mint_refusals),
       cmocka_unit_test(test_fixture_still_verifies),
       cmocka_unit_test(test_payload_decoder),

@@ -441,6 +441,16 @@ static void test_validate_nonce(void **state) {
              &r);
   assert_int_equal(validate_code(&r, NOW, false, NULL, NULL), 0);
   token_request_clear(&r);
+  /* At most 256 characters: the replay cache keeps them. */
+  char body[512];
+  snprintf(body, sizeof body, "{\"keyName\":\"k\",\"timestamp\":1700000000000,\"nonce\":\"%0257d\",\"mac\":\"m\"}", 0);
+  must_parse(body, &r);
+  assert_int_equal(validate_code(&r, NOW, false, NULL, NULL), 40003); /* 257 characters */
+  token_request_clear(&r);
+  snprintf(body, sizeof body, "{\"keyName\":\"k\",\"timestamp\":1700000000000,\"nonce\":\"%0256d\",\"mac\":\"m\"}", 0);
+  must_parse(body, &r);
+  assert_int_equal(validate_code(&r, NOW, false, NULL, NULL), 0);
+  token_request_clear(&r);
   /* TokenParams need no nonce. */
   must_parse("{\"nonce\":\"short\"}", &r);
   assert_int_equal(validate_code(&r, NOW, false, NULL, NULL), 0);
@@ -531,6 +541,14 @@ static void test_nonce_replay(void **state) {
   assert_int_equal(nc(c, "app.key", "fresh-nonce-00001", NOW + w + 1, NOW), 40104);
   assert_int_equal(nc(c, "app.key", "fresh-nonce-00001", INT64_MAX, INT64_MIN), 40104);
   assert_int_equal(nonce_cache_size(c), 4);
+  /* Each entry's size is bounded too. */
+  char longer[SW_TOKEN_NONCE_MAX_LEN + 2];
+  memset(longer, 'n', sizeof longer - 1);
+  longer[sizeof longer - 1] = '\0';
+  assert_int_equal(nc(c, "app.key", longer, NOW, NOW), 40003);
+  longer[SW_TOKEN_NONCE_MAX_LEN] = '\0';
+  assert_int_equal(nc(c, "app.key", longer, NOW, NOW), 0);
+  assert_int_equal(nonce_cache_size(c), 5);
   /* Once the window has passed everything is forgotten; the triple would be
    * refused by the window anyway. */
   assert_int_equal(nc(c, "app.key", "0123456789abcdef", NOW, NOW + w + 2), 40104);

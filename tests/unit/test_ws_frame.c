@@ -402,6 +402,12 @@ static void test_handshake_rejections(void **state) {
   expect_reject("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub2 jZQ==");
   expect_reject("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZ===");
   expect_reject("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25j*Q==");
+  /* RFC 6455 §11.3.1, §11.3.5: at most once each, even with equal values. */
+  expect_reject("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
+  expect_reject("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n");
+  expect_reject("Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n");
 }
 
 static void test_handshake_response(void **state) {

@@ -1,0 +1,76 @@
+/* test_config.c: the socket deadlines and budgets under "limits" (issue 11):
+ * their defaults and their config-file names. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/config.h"
+
+static int load(sw_config_t *c, const char *json) {
+  char path[] = "/tmp/sw-test-config-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+  close(fd);
+  char err[256];
+  int rc = config_load_file(c, path, err, sizeof err);
+  unlink(path);
+  return rc;
+}
+
+static void test_defaults(void **state) {
+  (void)state;
+  sw_config_t c;
+  config_defaults(&c);
+  const sw_limits_t *l = &c.limits;
+  assert_int_equal(l->http_head_timeout, 10000);
+  assert_int_equal(l->http_body_timeout, 30000);
+  assert_int_equal(l->http_idle_timeout, 30000);
+  assert_int_equal(l->close_timeout, 30000);
+  assert_int_equal(l->linger_timeout, 2000);
+  assert_int_equal(l->linger_bytes, 4u << 20);
+  assert_int_equal(l->max_pending_sockets, 10000);
+  assert_int_equal(l->max_pending_per_ip, 1024);
+  config_free(&c);
+}
+
+static void test_names(void **state) {
+  (void)state;
+  sw_config_t c;
+  config_defaults(&c);
+  assert_int_equal(load(&c, "{\"limits\":{\"httpHeadTimeout\":1,\"httpBodyTimeout\":2,\"httpIdleTimeout\":3,"
+                            "\"closeTimeout\":4,\"lingerTimeout\":5,\"lingerBytes\":6,"
+                            "\"maxPendingSockets\":7,\"maxPendingPerIp\":0}}"),
+                   0);
+  const sw_limits_t *l = &c.limits;
+  assert_int_equal(l->http_head_timeout, 1);
+  assert_int_equal(l->http_body_timeout, 2);
+  assert_int_equal(l->http_idle_timeout, 3);
+  assert_int_equal(l->close_timeout, 4);
+  assert_int_equal(l->linger_timeout, 5);
+  assert_int_equal(l->linger_bytes, 6);
+  assert_int_equal(l->max_pending_sockets, 7);
+  assert_int_equal(l->max_pending_per_ip, 0); /* 0 turns the per-address cap off */
+  /* Zero or negative deadlines and budgets are ignored: defaults stay. */
+  assert_int_equal(load(&c, "{\"limits\":{\"httpHeadTimeout\":0,\"maxPendingSockets\":0,\"maxPendingPerIp\":-1}}"),
+                   0);
+  assert_int_equal(l->http_head_timeout, 1);
+  assert_int_equal(l->max_pending_sockets, 7);
+  assert_int_equal(l->max_pending_per_ip, 0);
+  config_free(&c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_names),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
