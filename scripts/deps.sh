@@ -3,7 +3,8 @@
 # Usage: scripts/deps.sh [build|test]   (test adds sanitizer/fuzzer runtimes)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmsgpack-dev libsqlite3-dev
-      libssl-dev libhttp-parser-dev uthash-dev libjwt-dev)
+      libssl-dev libhttp-parser-dev uthash-dev libjwt-dev
+      libcurl4-openssl-dev)
 if [ "${1:-build}" = test ]; then
   # chromium: the AI Transport browser test (tests/ai/browser.test.mjs).
   pkgs+=(libcmocka-dev clang libclang-rt-14-dev chromium)

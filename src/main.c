@@ -9,6 +9,7 @@
 #include "admin/apps_cmd.h"
 #include "core/config.h"
 #include "core/server.h"
+#include "core/token_check.h"
 #include "util/log.h"
 #ifdef SW_HAVE_TOOLS
 #include "tools/tools.h"
@@ -26,6 +27,7 @@ static void usage(FILE *out) {
           "       switchboard pub|sub ...   (switchboard pub --help)\n"
           "       switchboard bench ...     (switchboard bench --help)\n"
 #endif
+          "       switchboard token --check --config FILE [TOKEN]   (why is a token refused?)\n"
           "       switchboard --help | --version\n"
           "\n"
           "  --config FILE       JSON configuration (apps, keys, namespaces, limits; see README)\n"
@@ -132,6 +134,9 @@ int main(int argc, char **argv) {
   }
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return serve(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "apps") == 0) return apps_command(argc - 2, argv + 2);
+  if (argc >= 3 && strcmp(argv[1], "token") == 0)
+    for (int i = 2; i < argc; i++)
+      if (strcmp(argv[i], "--check") == 0) return token_check_main(argc - 2, argv + 2);
 #ifdef SW_HAVE_TOOLS
   if (argc >= 2 && strcmp(argv[1], "token") == 0) return tool_token(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "pub") == 0) return tool_pub(argc - 2, argv + 2);

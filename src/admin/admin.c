@@ -6,6 +6,7 @@
 #include "core/conn.h"
 #include "core/server.h"
 #include "core/sock.h"
+#include "identity/identity.h"
 #include "net/http_parse.h"
 #include "net/url.h"
 #include "rest/rest.h"
@@ -32,7 +33,11 @@ static void create_app(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt) 
   }
   sw_app_t *app = app_from_spec(spec, true, &err);
   json_decref(spec);
-  if (!app || apps_add(&srv->apps, app, &err) || server_persist_app(srv, app)) {
+  if (app && apps_add(&srv->apps, app, &err)) {
+    app_free(app); /* not registered (a duplicate id, or a provider's issuer taken) */
+    app = NULL;
+  }
+  if (!app || server_persist_app(srv, app)) {
     if (!err.code) errors_set(&err, SW_E_INTERNAL, "app could not be stored");
     rest_error(s, fmt, &err, req->keep_alive);
     return;
@@ -45,6 +50,7 @@ static void create_app(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt) 
 static void delete_app(sw_sock_t *s, sw_app_t *app, sw_format_t fmt, bool keep_alive) {
   sw_server_t *srv = s->srv;
   app->deleted = true;
+  identity_remove(srv->identity, app->idps, app->n_idps); /* its issuers are free for other apps */
   /* Live connections of a deleted app end with the error a new one would get. */
   sw_conn_t *c, *tmp;
   HASH_ITER(hh, srv->conns, c, tmp) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "identity/identity.h"
 #include "cloud/cloud.h"
 
 #define DEFAULT_KEY_CAPABILITY "{\"[*]*\":[\"*\"]}"
@@ -93,6 +94,34 @@ static int key_from_json(sw_key_t *k, const char *app_id, json_t *o, bool genera
   return 0;
 }
 
+/* identityProviders: parsed by identity/provider.c; the bounding key, if
+ * any, must be one of this app's (its revocableTokens decides the token
+ * rules: iat required, at most 1 h). */
+static int providers_from_json(sw_app_t *a, const json_t *arr, bool allow_files, sw_error_t *err) {
+  if (!arr) return 0;
+  if (!json_is_array(arr) || json_array_size(arr) > SW_IDP_MAX_PER_APP)
+    return errors_set(err, SW_E_BAD_REQUEST, "identityProviders must be an array of at most %d providers",
+                      SW_IDP_MAX_PER_APP);
+  a->idps = calloc(json_array_size(arr) + 1, sizeof *a->idps);
+  if (!a->idps) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  size_t i;
+  json_t *v;
+  json_array_foreach(arr, i, v) {
+    sw_idp_t *p = idp_parse(v, a->id, allow_files, err);
+    if (!p) return -1;
+    a->idps[a->n_idps++] = p;
+    for (size_t j = 0; j < a->n_idps - 1; j++)
+      if (strcmp(a->idps[j]->id, p->id) == 0)
+        return errors_set(err, SW_E_BAD_REQUEST, "identity provider id %.64s is used twice", p->id);
+    if (p->key_id) {
+      const sw_key_t *k = app_find_key(a, p->key_id, strlen(p->key_id));
+      if (!k) return errors_set(err, SW_E_BAD_REQUEST, "identity provider %.64s: no key %.128s in this app", p->id, p->key_id);
+      p->key_revocable = k->revocable;
+    }
+  }
+  return 0;
+}
+
 sw_app_t *app_from_spec(const json_t *spec_in, bool generate, sw_error_t *err) {
   if (!json_is_object(spec_in)) {
     errors_set(err, SW_E_BAD_REQUEST, "app spec must be a JSON object");
@@ -155,6 +184,7 @@ sw_app_t *app_from_spec(const json_t *spec_in, bool generate, sw_error_t *err) {
   }
   /* Anonymous users of the Assistant Cloud API: off unless configured. */
   if (cloud_anon_check(json_object_get(a->spec, "anonymous"), a, err)) goto fail;
+  if (providers_from_json(a, json_object_get(a->spec, "identityProviders"), !generate, err)) goto fail;
   return a;
 oom:
   errors_set(err, SW_E_INTERNAL, "out of memory");
@@ -172,6 +202,8 @@ void app_free(sw_app_t *a) {
     cap_free(a->keys[i].cap);
   }
   for (size_t i = 0; i < a->n_namespaces; i++) free(a->namespaces[i].id);
+  for (size_t i = 0; i < a->n_idps; i++) idp_free(a->idps[i]);
+  free(a->idps);
   free(a->keys);
   free(a->namespaces);
   json_decref(a->spec);
@@ -184,6 +216,10 @@ int apps_add(sw_apps_t *r, sw_app_t *a, sw_error_t *err) {
   sw_app_t **n = realloc(r->apps, (r->n + 1) * sizeof *n);
   if (!n) return errors_set(err, SW_E_INTERNAL, "out of memory");
   r->apps = n;
+  if (a->n_idps && (!r->identity || identity_add(r->identity, a->idps, a->n_idps, err))) {
+    if (!r->identity) errors_set(err, SW_E_BAD_REQUEST, "identity providers are not available here");
+    return -1;
+  }
   r->apps[r->n++] = a;
   return 0;
 }
@@ -235,5 +271,13 @@ json_t *app_to_json(const sw_app_t *a) {
   json_object_set_new(out, "namespaces", ns ? json_deep_copy(ns) : json_array());
   json_t *ch = json_object_get(a->spec, "channels");
   if (ch) json_object_set_new(out, "channels", json_deep_copy(ch));
+  json_t *idps = json_object_get(a->spec, "identityProviders");
+  if (idps) {
+    json_t *copy = json_deep_copy(idps);
+    size_t i;
+    json_t *v;
+    json_array_foreach(copy, i, v) json_object_del(v, "sharedSecret");
+    json_object_set_new(out, "identityProviders", copy);
+  }
   return out;
 }

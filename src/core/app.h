@@ -6,12 +6,13 @@
  * and for what is persisted: {"id", "keys":[{"id","secret","capability",
  * "revocableTokens"}], "namespaces":[{"id", rules...}], "channels":[...],
  * "anonymous":{...}} (anonymous users of the Assistant Cloud API, checked
- * by cloud_anon_check: docs/identity.md).
+ * by cloud_anon_check: docs/identity.md), "identityProviders":[see
+ * identity/provider.h].
  * app_from_spec() fills in what a POST leaves out (ids, secrets) so the
  * stored spec is complete.
  *
- * Ownership: the registry owns its apps; an app owns its keys, namespaces
- * and spec. Apps are never freed while the server runs (deleted apps are
+ * Ownership: the registry owns its apps; an app owns its keys, namespaces,
+ * identity providers and spec. Apps are never freed while the server runs (deleted apps are
  * only marked) so connections may keep plain pointers to them. */
 #ifndef SW_CORE_APP_H
 #define SW_CORE_APP_H
@@ -21,6 +22,7 @@
 #include <stdint.h>
 
 #include "auth/capability.h"
+#include "identity/provider.h"
 #include "proto/errors.h"
 
 /* Ably's default retention for non-persisted channels is two minutes. */
@@ -55,23 +57,32 @@ typedef struct sw_app {
   sw_namespace_t *namespaces;
   size_t n_namespaces;
   sw_namespace_t default_ns; /* rules for channels outside any namespace */
+  sw_idp_t **idps;           /* identityProviders (identity/provider.h), owned */
+  size_t n_idps;
   json_t *spec;              /* complete spec, persisted as-is */
   bool deleted;
 } sw_app_t;
 
+struct sw_identity;
+
 typedef struct sw_apps {
   sw_app_t **apps;
   size_t n;
+  struct sw_identity *identity; /* where apps_add registers identity providers; NULL: nowhere */
 } sw_apps_t;
 
 /* Builds an app from a spec. generate: fill in missing app id, key ids and
  * secrets (admin API); otherwise they are required (config file). Returns
- * NULL with err set (40000 family) on an invalid spec. */
+ * NULL with err set (40000 family) on an invalid spec. identityProviders
+ * may name local files (jwksFile, caFile) only when !generate: the admin
+ * API must not make the server read files. */
 sw_app_t *app_from_spec(const json_t *spec, bool generate, sw_error_t *err);
 void app_free(sw_app_t *a);
 
-/* Adds a (the registry takes ownership). Returns 0, or -1 with err 40000 if
- * an app with the same id exists. */
+/* Adds a (the registry takes ownership) and registers its identity
+ * providers with r->identity. Returns 0, or -1 with err 40000 if an app with
+ * the same id exists or a provider conflicts with another app's (the same
+ * issuer and audience: identity_add). */
 int apps_add(sw_apps_t *r, sw_app_t *a, sw_error_t *err);
 /* Live app by id, or NULL (deleted apps are not found). */
 sw_app_t *apps_find(const sw_apps_t *r, const char *id);

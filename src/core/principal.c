@@ -5,11 +5,13 @@
 #include <string.h>
 
 #include "auth/cap_cache.h"
+#include "auth/claim_template.h"
 #include "auth/jwt.h"
 #include "auth/key_auth.h"
 #include "auth/token.h"
 #include "auth/token_request.h"
 #include "core/server.h"
+#include "identity/identity.h"
 #include "util/clock.h"
 
 void principal_clear(sw_principal_t *p) {
@@ -188,13 +190,141 @@ done:
   return rc;
 }
 
+/* ---- identity providers (docs/identity.md) ---- */
+
+/* The provider's capability templates filled from the token's claims, as
+ * JSON text; two templates that expand to one resource get the union of
+ * their operations. NULL with err (40101 a claim cannot fill a template). */
+static char *provider_capability(const sw_idp_t *idp, const json_t *claims, sw_error_t *err) {
+  json_t *cap = json_object();
+  char *text = NULL;
+  for (size_t i = 0; cap && i < idp->n_cap; i++) {
+    char *res = tmpl_expand(idp->cap[i].resource, claims, err);
+    if (!res) goto done;
+    json_t *have = json_object_get(cap, res);
+    if (!have) {
+      json_object_set_new(cap, res, json_deep_copy(idp->cap[i].ops));
+    } else {
+      size_t k;
+      json_t *op;
+      json_array_foreach(idp->cap[i].ops, k, op) json_array_append(have, op);
+    }
+    free(res);
+  }
+  if (!cap || !(text = json_dumps(cap, JSON_COMPACT | JSON_SORT_KEYS))) errors_set(err, SW_E_INTERNAL, "out of memory");
+done:
+  json_decref(cap);
+  return text;
+}
+
+/* "ably.channel.<resource>" claims, as an Ably JWT's (docs/jwt.md). */
+static json_t *provider_channel_claims(const json_t *claims) {
+  static const char prefix[] = "ably.channel.";
+  json_t *out = NULL;
+  const char *name;
+  json_t *v;
+  json_object_foreach((json_t *)claims, name, v) {
+    if (strncmp(name, prefix, sizeof prefix - 1) != 0 || !name[sizeof prefix - 1]) continue;
+    if (!out && !(out = json_object())) return NULL;
+    json_object_set(out, name + sizeof prefix - 1, v);
+  }
+  return out;
+}
+
+/* A verified provider token becomes a principal: the app of the provider,
+ * its bounding key (or none), clientId and workspace from their templates,
+ * the capability from its templates narrowed to the key's (or alone), then
+ * narrowed again by an x-ably-capability claim if the token has one. */
+static int from_provider(sw_server_t *srv, sw_idp_token_t *t, sw_principal_t *p, sw_error_t *err) {
+  const sw_idp_t *idp = t->idp;
+  sw_app_t *app = apps_find(&srv->apps, idp->app_id);
+  sw_key_t *key = NULL;
+  if (!app) return errors_set(err, SW_E_NOT_FOUND, "the identity provider's app no longer exists");
+  if (idp->key_id && !(key = app_find_key(app, idp->key_id, strlen(idp->key_id))))
+    return errors_set(err, 40143, "token not recognised: the identity provider's key no longer exists");
+  p->kind = SW_CRED_PROVIDER;
+  p->app = app;
+  p->key = key;
+  p->idp = idp;
+  p->issued = t->iat_ms;
+  p->expires = t->exp_ms;
+  p->revocable = key && key->revocable;
+  const json_t *c = t->claims;
+  if (idp->client_id_tmpl && !(p->client_id = tmpl_expand(idp->client_id_tmpl, c, err))) return -1;
+  if (idp->workspace_tmpl && !(p->workspace = tmpl_expand(idp->workspace_tmpl, c, err))) return -1;
+  const char *rk = json_string_value(json_object_get(c, "x-ably-revocation-key"));
+  if (rk && *rk && !(p->revocation_key = strdup(rk))) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  p->channel_claims = provider_channel_claims(c);
+  if (!idp->n_cap) {
+    p->cap = cap_ref(key->cap);
+  } else {
+    char *text = provider_capability(idp, c, err);
+    if (!text) return -1;
+    sw_error_t cerr = {0};
+    p->cap = cap_cache_effective(srv->cap_cache, key ? key->name : idp->cache_name, key ? key->cap : idp->no_key_bound,
+                                 text, &cerr);
+    free(text);
+    if (!p->cap) {
+      *err = cerr;
+      if (cerr.code != SW_E_CAPABILITY_DENIED)
+        errors_set(err, SW_E_INVALID_CREDENTIALS, "the identity provider's capability for this token is invalid: %s",
+                   cerr.message);
+      return -1;
+    }
+  }
+  const json_t *xc = json_object_get(c, "x-ably-capability");
+  if (xc) {
+    char *text = json_is_string(xc) ? strdup(json_string_value(xc)) : json_is_object(xc) ? json_dumps(xc, JSON_COMPACT) : NULL;
+    sw_error_t cerr = {0};
+    sw_cap_t *want = text ? cap_parse(text, strlen(text), &cerr) : NULL;
+    free(text);
+    if (!want) return errors_set(err, 40144, "invalid JWT: x-ably-capability is not a valid capability");
+    sw_cap_t *narrowed = cap_intersect(want, p->cap, &cerr);
+    cap_free(want);
+    if (!narrowed) {
+      *err = cerr;
+      return -1;
+    }
+    cap_free(p->cap);
+    p->cap = narrowed;
+  }
+  return 0;
+}
+
+static bool kid_is_key(void *ud, const char *kid) {
+  sw_app_t *app;
+  sw_key_t *key;
+  return find_key(ud, kid, &app, &key) == 0;
+}
+
+/* 1: not a provider's token (an Ably JWT); 0 or -1 as principal_from_token. */
+static int try_provider(sw_server_t *srv, const char *tok, size_t n, int64_t now, sw_principal_t *p, sw_error_t *err) {
+  sw_identity_verify_opts_t o = {.now_ms = now,
+                                 .default_leeway_ms = srv->cfg->auth.clock_skew_ms,
+                                 .max_len = srv->cfg->auth.max_token_len,
+                                 .is_key = kid_is_key,
+                                 .is_key_ud = srv};
+  sw_idp_token_t t;
+  int rc = identity_verify(srv->identity, tok, n, &o, &t, err);
+  if (rc == 0) {
+    rc = from_provider(srv, &t, p, err) ? -1 : 0;
+    identity_token_clear(&t);
+  }
+  return rc;
+}
+
 int principal_from_token(sw_server_t *srv, const char *tok, size_t n, sw_principal_t *p,
                          sw_error_t *err) {
   int64_t now = clock_now_ms();
   memset(p, 0, sizeof *p);
   int rc;
   if (token_looks_like(tok, n) || token_ref_looks_like(tok, n)) rc = from_ably_token(srv, tok, n, now, p, err);
-  else if (jwt_looks_like(tok, n)) rc = from_jwt(srv, tok, n, now, false, p, err);
+  else if (jwt_looks_like(tok, n)) {
+    /* A kid naming an app key makes an Ably JWT; otherwise iss (and aud)
+     * may select an identity provider. Without providers nothing changes. */
+    rc = identity_any(srv->identity) ? try_provider(srv, tok, n, now, p, err) : 1;
+    if (rc == 1) rc = from_jwt(srv, tok, n, now, false, p, err);
+  }
   /* Dotted but not three segments: a JWT with a segment missing or a JWE. */
   else if (memchr(tok, '.', n)) rc = errors_set(err, 40144, "invalid JWT: expected header.claims.signature");
   else rc = errors_set(err, 40143, "token not recognised");

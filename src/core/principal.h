@@ -1,6 +1,7 @@
 /* principal.h: who a connection or REST request acts as, from any
- * credential: an API key (Basic), an Ably token, or an Ably JWT (plain or
- * carrying an embedded token).
+ * credential: an API key (Basic), an Ably token, an Ably JWT (plain or
+ * carrying an embedded token), or a JWT of an app's identity provider
+ * (docs/identity.md).
  *
  * A principal owns its capability (already narrowed to the issuing key's:
  * token ∩ key), its clientId and the claims it carries. */
@@ -17,15 +18,17 @@
 
 typedef struct sw_server sw_server_t;
 
-typedef enum { SW_CRED_KEY = 1, SW_CRED_TOKEN, SW_CRED_JWT } sw_cred_kind_t;
+typedef enum { SW_CRED_KEY = 1, SW_CRED_TOKEN, SW_CRED_JWT, SW_CRED_PROVIDER } sw_cred_kind_t;
 
 typedef struct sw_principal {
   sw_cred_kind_t kind;
   sw_app_t *app;
-  const sw_key_t *key;    /* the issuing key */
+  const sw_key_t *key;    /* the issuing key; for a provider token the provider's bounding
+                             key, or NULL when it has none */
+  const sw_idp_t *idp;    /* SW_CRED_PROVIDER: the provider that issued the token */
   char *workspace;        /* the Assistant Cloud workspace (src/cloud/): an Ably JWT's
-                             x-switchboard-workspace claim; NULL if none (the cloud then
-                             uses the clientId) */
+                             x-switchboard-workspace claim, or a provider token's workspace
+                             template expanded; NULL if none (the cloud then uses the clientId) */
   sw_cap_t *cap;          /* effective capability, owned */
   char *client_id;        /* NULL: anonymous (a key: may act as anyone); "*": wildcard */
   int64_t issued;         /* ms; 0 for keys */
@@ -38,9 +41,11 @@ typedef struct sw_principal {
 /* From a full key string "appId.keyId:secret". 0 or -1 with err. */
 int principal_from_key(sw_server_t *srv, const char *keystr, size_t n, sw_principal_t *p,
                        sw_error_t *err);
-/* From a token string (Ably token or JWT); checks expiry and revocation.
- * Errors are 4014x (so SDKs renew), 40400 for an unknown key, 40160 when
- * the token's capability does not intersect the key's. */
+/* From a token string (Ably token, Ably JWT, or an identity provider's
+ * JWT); checks expiry and revocation. Errors are 4014x (so SDKs renew),
+ * 40400 for an unknown key, 40160 when the token's capability does not
+ * intersect the key's, 40101 when a provider's template cannot be filled
+ * from the token's claims. */
 int principal_from_token(sw_server_t *srv, const char *tok, size_t n, sw_principal_t *p,
                          sw_error_t *err);
 /* The identity a connection or request acts as (RSA7, RTN2d): requested is

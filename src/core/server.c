@@ -12,6 +12,7 @@
 
 #include "admin/admin.h"
 #include "auth/cap_cache.h"
+#include "identity/identity.h"
 #include "cloud/cloud.h"
 #include "chat/chat.h"
 #include "core/channel.h"
@@ -305,7 +306,13 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_
   int rc = open_store(srv) || listen_on(srv, port_out) || health_start(srv) ? -1 : 0;
   if (rc == 0) {
     cfg->port = *port_out;
-    if (load_server_state(srv)) {
+    /* Before the apps: registering an app registers its identity providers. */
+    srv->identity = identity_new(loop);
+    srv->apps.identity = srv->identity;
+    if (!srv->identity) {
+      fprintf(stderr, "switchboard: out of memory\n");
+      rc = -1;
+    } else if (load_server_state(srv)) {
       fprintf(stderr, "switchboard: cannot read or write the server state (token secret, revocations) in storage\n");
       rc = -1;
     } else if (load_apps(srv)) {
@@ -371,6 +378,7 @@ void server_shutdown(sw_server_t *srv) {
   close_handle((uv_handle_t *)&srv->sigterm);
   close_handle((uv_handle_t *)&srv->sigint);
   close_handle((uv_handle_t *)&srv->sighup);
+  identity_close(srv->identity);
   /* Flush storage first: pending publishes are ACKed before clients go. */
   if (srv->store) store_close(srv->store);
   srv->store = NULL;
@@ -408,6 +416,8 @@ void server_free(sw_server_t *srv) {
   sw_conn_t *c, *tmp;
   HASH_ITER(hh, srv->conns, c, tmp) conn_destroy(c);
   channels_free(srv);
+  identity_free(srv->identity); /* before the apps: it points at their providers */
+  srv->identity = NULL;
   apps_free(&srv->apps);
   jwt_cache_free(srv->jwt_cache);
   cap_cache_free(srv->cap_cache);

@@ -69,6 +69,7 @@ typedef struct sw_server {
   uint8_t rbuf[SW_READ_BUF];
   uint8_t token_secret[SW_TOKEN_SECRET_LEN]; /* seals Ably tokens; persisted */
   sw_jwt_cache_t *jwt_cache;   /* keyed HMAC states per key */
+  struct sw_identity *identity; /* identity providers' keys (identity/identity.h) */
   struct sw_cap_cache *cap_cache; /* effective token capabilities (auth/cap_cache.h) */
   sw_nonce_cache_t *nonces;    /* TokenRequest replay protection */
   sw_revocations_t revocations;
