@@ -283,6 +283,10 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     const char *sel[] = {"SELECT", db};
     bad |= hs_send(c, 2, sel);
   }
+  for (size_t i = 0; i < c->o.n_scripts; i++) {
+    const char *load[] = {"SCRIPT", "LOAD", c->o.scripts[i]};
+    bad |= hs_send(c, 3, load);
+  }
   const char *ping[] = {"PING"};
   bad |= hs_send(c, 1, ping);
   if (bad) request_kill(c, -ECONNRESET, "handshake could not be sent");

@@ -2,8 +2,8 @@
  * context, hiredis's adapters/libuv.h), that keeps itself up.
  *
  * - Connects (names resolved with uv_getaddrinfo, so the loop never blocks
- *   on DNS), then AUTH (when the URL has a password), SELECT (db > 0) and
- *   PING. The connection is UP once that PING is answered; the whole
+ *   on DNS), then AUTH (when the URL has a password), SELECT (db > 0),
+ *   SCRIPT LOAD of opts.scripts, and PING. The connection is UP once that PING is answered; the whole
  *   handshake has `connect_timeout_ms`.
  * - Lost (EOF, error, a command unanswered for `command_timeout_ms`, a
  *   failed handshake): every pending command completes with an error, the
@@ -46,6 +46,11 @@ typedef struct sw_redis_conn_opts {
   uint32_t backoff_min_ms;     /* 0: 100 */
   uint32_t backoff_max_ms;     /* 0: 5000 */
   size_t max_pending;          /* 0: 10000 */
+  /* Lua scripts to SCRIPT LOAD in every handshake (before the PING), so
+   * that EVALSHA finds them once the connection is UP. Borrowed: they must
+   * outlive the connection (static text). */
+  const char *const *scripts;
+  size_t n_scripts;
   /* UP (true) once the handshake is answered, DOWN (false) when an UP
    * connection is lost; why is a short reason (static or valid during the
    * call). May be NULL. */
