@@ -18,10 +18,84 @@
 #include <strings.h>
 #include <uthash.h>
 
-/* The adapter is a header of static functions; this is its only user. */
-#include <hiredis/adapters/libuv.h>
-
 #include "util/log.h"
+
+/* ------------------------------------------------ hiredis on the loop
+ *
+ * Our own event adapter, not hiredis's adapters/libuv.h: libuv reports an
+ * error on the socket (POLLERR: a refused connect, a reset) as a callback
+ * with status < 0, having stopped the handle, and that adapter ignores such
+ * a callback, so a refused connect would hang until our connect deadline.
+ * Here hiredis is told in either case and finds the error itself: a
+ * connect in progress from its write handler, an established connection
+ * from its read handler. */
+typedef struct uvev {
+  redisAsyncContext *ac;
+  uv_poll_t poll;
+  int events;
+} uvev_t;
+
+static void ev_poll(uv_poll_t *h, int status, int events) {
+  uvev_t *e = h->data;
+  if (!e->ac) return;
+  if (status < 0) {
+    if (!(e->ac->c.flags & REDIS_CONNECTED)) redisAsyncHandleWrite(e->ac);
+    else redisAsyncHandleRead(e->ac);
+    if (e->ac && e->events) uv_poll_start(&e->poll, e->events, ev_poll); /* still there: poll again */
+    return;
+  }
+  if (events & UV_READABLE) redisAsyncHandleRead(e->ac);
+  if (e->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(e->ac);
+}
+
+static void ev_update(uvev_t *e, int add, int del) {
+  e->events = (e->events | add) & ~del;
+  if (e->events) uv_poll_start(&e->poll, e->events, ev_poll);
+  else uv_poll_stop(&e->poll);
+}
+
+static void ev_add_read(void *p) {
+  ev_update(p, UV_READABLE, 0);
+}
+static void ev_del_read(void *p) {
+  ev_update(p, 0, UV_READABLE);
+}
+static void ev_add_write(void *p) {
+  ev_update(p, UV_WRITABLE, 0);
+}
+static void ev_del_write(void *p) {
+  ev_update(p, 0, UV_WRITABLE);
+}
+
+static void ev_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+/* hiredis is freeing the context: the handle goes, later. */
+static void ev_cleanup(void *p) {
+  uvev_t *e = p;
+  e->ac = NULL;
+  uv_close((uv_handle_t *)&e->poll, ev_closed);
+}
+
+static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+  if (ac->ev.data) return -1;
+  uvev_t *e = calloc(1, sizeof *e);
+  if (!e) return -1;
+  if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+    free(e);
+    return -1;
+  }
+  e->ac = ac;
+  e->poll.data = e;
+  ac->ev.addRead = ev_add_read;
+  ac->ev.delRead = ev_del_read;
+  ac->ev.addWrite = ev_add_write;
+  ac->ev.delWrite = ev_del_write;
+  ac->ev.cleanup = ev_cleanup;
+  ac->ev.data = e;
+  return 0;
+}
 
 typedef struct pending {
   sw_redis_conn_t *c;
@@ -306,7 +380,7 @@ static void connect_to(sw_redis_conn_t *c, const char *ip) {
     schedule_retry(c);
     return;
   }
-  if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+  if (ev_attach(ac, c->loop) != 0) {
     set_why(c, "cannot poll the socket");
     redisAsyncFree(ac);
     schedule_retry(c);

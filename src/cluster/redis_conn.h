@@ -1,5 +1,6 @@
-/* redis_conn.h: one connection to Redis on the libuv loop (hiredis async
- * context, hiredis's adapters/libuv.h), that keeps itself up.
+/* redis_conn.h: one connection to Redis on the libuv loop (a hiredis async
+ * context polled by a uv_poll_t: our own small adapter, see redis_conn.c
+ * for why not hiredis's adapters/libuv.h), that keeps itself up.
  *
  * - Connects (names resolved with uv_getaddrinfo, so the loop never blocks
  *   on DNS), then AUTH (when the URL has a password), SELECT (db > 0),
