@@ -38,7 +38,7 @@ static const char SCRIPT[] =
     "  local ts, blob = ARGV[5 + 2 * i], ARGV[6 + 2 * i]\n"
     "  local e = '0'\n"
     "  if age > 0 then e = string.format('%d', tonumber(ts) + age) end\n"
-    "  local id = string.format('%d-0', first + i)\n"
+    "  local id = string.format('%d-1', first + i)\n"
     "  if keep > 0 then\n"
     "    redis.call('XADD', KEYS[2], 'MAXLEN', '=', keep, id, 't', ts, 'e', e, 'b', blob)\n"
     "  else\n"
@@ -295,10 +295,10 @@ int redis_log_read(sw_redis_conn_t *c, const sw_log_range_t *q, sw_log_read_cb c
     buf_free(&key);
     return -ENOMEM;
   }
-  /* Exclusive bounds ("(N" is N-0 excluded: ids are N-0). */
+  /* Exclusive bounds: ids are "<seq>-1" (0-0 is not a valid stream id). */
   char lo[32] = "-", hi[32] = "+", count[24];
-  if (q->after_seq >= 0) snprintf(lo, sizeof lo, "(%lld", (long long)q->after_seq);
-  if (q->before_seq != INT64_MAX) snprintf(hi, sizeof hi, "(%lld", (long long)q->before_seq);
+  if (q->after_seq >= 0) snprintf(lo, sizeof lo, "(%lld-1", (long long)q->after_seq);
+  if (q->before_seq != INT64_MAX) snprintf(hi, sizeof hi, "(%lld-1", (long long)q->before_seq);
   snprintf(count, sizeof count, "%zu", q->limit);
   const char *argv[6] = {q->forwards ? "XRANGE" : "XREVRANGE", (const char *)key.data,
                          q->forwards ? lo : hi, q->forwards ? hi : lo, "COUNT", count};
@@ -312,8 +312,8 @@ int redis_log_read(sw_redis_conn_t *c, const sw_log_range_t *q, sw_log_read_cb c
     return -ENOMEM;
   }
   *rq = (read_req_t){cb, ud, q->limit, q->now};
-  /* An empty range ("(5" to "(6", or "(0" as an upper bound) is an empty
-   * array for Redis 7, not an error. */
+  /* An empty range ("(5-1" to "(6-1", or "(0-1" as an upper bound) is an
+   * empty array for Redis 7, not an error. */
   int rc = redis_conn_command(c, on_read, rq, 6, argv, lens);
   buf_free(&key);
   if (rc) free(rq);

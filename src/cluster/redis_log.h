@@ -4,7 +4,8 @@
  * Redis Cluster slot ({appId:channel}: app ids have no ':'):
  *   {app:channel}:seq   the channel's serial (INCRBY; never expires, never
  *                       trimmed: serials keep increasing after retention)
- *   {app:channel}:log   a Stream, one entry per message, id "<seq>-0",
+ *   {app:channel}:log   a Stream, one entry per message, id "<seq>-1" (0-0 is
+ *                       not a valid stream id and the first seq is 0),
  *                       fields t (timestamp ms), e (expires_at ms, 0 never),
  *                       b (the message's storage blob, codec_msg_to_blob)
  * and the pub/sub channel {app:channel}:bus, on which every append is

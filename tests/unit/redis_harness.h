@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -117,8 +118,15 @@ static void rh_start(rh_server_t *s) {
       argv[a++] = s->password;
     }
     argv[a] = NULL;
-    int null = open("/dev/null", 1);
-    if (null >= 0) dup2(null, 1);
+    /* Dies with the test (a crashed test leaves no server behind), and
+     * holds none of its output pipes (a pipeline reading the test's output
+     * would wait for the server otherwise). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      dup2(null, 1);
+      dup2(null, 2);
+    }
     execv(bin, (char *const *)argv);
     _exit(127);
   }
