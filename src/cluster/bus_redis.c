@@ -42,7 +42,8 @@ typedef struct chan {
   bool reading;     /* a catch-up read is in flight */
   bool need_read;   /* a catch-up read is wanted */
   bool dead;        /* unsubscribed: freed once nothing in flight refers to it */
-  int inflight;
+  bool confirmed;   /* Redis confirmed the subscription at least once */
+  int inflight;     /* requests and handler calls under way that refer to it */
   int64_t next;
   held_t *held;
   size_t n_held;
@@ -82,7 +83,15 @@ static void chan_free(chan_t *ch) {
   free(ch);
 }
 
-/* A request that referred to ch is back: true if ch is gone. */
+/* A reference for a request, or for the duration of handler calls that
+ * may unsubscribe or close the bus under our feet. */
+static void chan_hold(chan_t *ch) {
+  ch->inflight++;
+  ch->b->inflight++;
+}
+
+/* Drops that reference: true if ch is dead (and then freed if it was the
+ * last reference; the bus too if it is closed and idle). */
 static bool chan_back(chan_t *ch) {
   bus_redis_t *b = ch->b;
   ch->inflight--;
@@ -160,12 +169,15 @@ static void on_message(void *ud, const char *bus, size_t bus_len, const char *pa
   bus_redis_t *b = ud;
   chan_t *ch = chan_find(b, bus, bus_len);
   if (!ch) return;
+  chan_hold(ch); /* deliver() may unsubscribe, or close the bus */
   if (redis_log_decode_bus(payload, len, on_one, ch) == -EINVAL)
     log_warn("cluster: malformed message on %.*s ignored", (int)(bus_len > 200 ? 200 : bus_len), bus);
-  if (!ch->ready || ch->dead) return;
-  deliver_held(ch);
-  if (ch->held && !ch->reading) ch->need_read = true; /* a gap */
-  pump(ch);
+  if (ch->ready && !ch->dead) {
+    deliver_held(ch);
+    if (ch->held && !ch->reading) ch->need_read = true; /* a gap */
+    pump(ch);
+  }
+  chan_back(ch);
 }
 
 /* ------------------------------------------------- start point, catch-up */
@@ -173,50 +185,57 @@ static void on_message(void *ud, const char *bus, size_t bus_len, const char *pa
 static void on_last_seq(void *ud, int err, int64_t last) {
   chan_t *ch = ud;
   ch->seq_pending = false;
-  if (chan_back(ch)) return;
-  if (err) return; /* retried when the command connection is up again */
-  ch->ready = true;
-  ch->next = last + 1;
-  ch->b->base.h.ready(ch->b->base.h.ud, ch->app, ch->name, last);
-  if (ch->dead) return;
-  deliver_held(ch);
-  if (ch->held) ch->need_read = true;
-  pump(ch);
+  /* The request's reference is kept until the end: ready() and deliver()
+   * may unsubscribe or close the bus. On error the GET is retried when the
+   * command connection is up again. */
+  if (!err && !ch->dead) {
+    ch->ready = true;
+    ch->next = last + 1;
+    ch->b->base.h.ready(ch->b->base.h.ud, ch->app, ch->name, last);
+    if (!ch->dead) {
+      deliver_held(ch);
+      if (ch->held) ch->need_read = true;
+      pump(ch);
+    }
+  }
+  chan_back(ch);
 }
 
 static void on_catchup(void *ud, int err, sw_log_page_t *page) {
   chan_t *ch = ud;
   ch->reading = false;
-  if (chan_back(ch)) {
-    if (page) store_rows_free(&page->rows);
-    return;
-  }
-  if (err) return; /* need_read stays: retried when the connection is up */
-  int64_t before = ch->next;
-  for (size_t i = 0; i < page->rows.n && !ch->dead; i++) {
-    const sw_store_row_t *r = &page->rows.rows[i];
-    if (r->seq >= ch->next) deliver(ch, r->seq, r->timestamp, r->blob, r->blob_len);
-  }
-  store_rows_free(&page->rows);
-  if (ch->dead) return;
-  /* Entries looked at but left out (expired) are behind us too. */
-  if (page->cursor >= ch->next) ch->next = page->cursor + 1;
-  if (page->more) {
-    ch->need_read = true;
-  } else {
-    ch->need_read = false;
-    deliver_held(ch);
-    if (ch->held) {
-      if (ch->next == before) {
-        /* The log has nothing between next and the first held message:
-         * those serials are gone (trimmed) or were never stored. */
-        ch->next = ch->held->seq;
+  /* The request's reference is kept until the end (deliver() may
+   * unsubscribe or close the bus). On error need_read stays set: the read
+   * is retried when the command connection is up again. */
+  if (!err && !ch->dead) {
+    int64_t before = ch->next;
+    for (size_t i = 0; i < page->rows.n && !ch->dead; i++) {
+      const sw_store_row_t *r = &page->rows.rows[i];
+      if (r->seq >= ch->next) deliver(ch, r->seq, r->timestamp, r->blob, r->blob_len);
+    }
+    if (!ch->dead) {
+      /* Entries looked at but left out (expired) are behind us too. */
+      if (page->cursor >= ch->next) ch->next = page->cursor + 1;
+      if (page->more) {
+        ch->need_read = true;
+      } else {
+        ch->need_read = false;
         deliver_held(ch);
+        if (ch->held && !ch->dead) {
+          if (ch->next == before) {
+            /* The log has nothing between next and the first held
+             * message: those serials are gone (trimmed) or never stored. */
+            ch->next = ch->held->seq;
+            deliver_held(ch);
+          }
+          if (ch->held) ch->need_read = true;
+        }
       }
-      if (ch->held) ch->need_read = true;
+      pump(ch);
     }
   }
-  pump(ch);
+  if (page) store_rows_free(&page->rows);
+  chan_back(ch);
 }
 
 /* Does what the channel needs next, if the connections allow. */
@@ -247,18 +266,25 @@ static void pump(chan_t *ch) {
 
 /* ----------------------------------------------------------- state */
 
-static void update_state(bus_redis_t *b) {
+/* Tells the owner when the bus goes up or down. False if the owner closed
+ * the bus meanwhile (b may then be freed: do not touch it). */
+static bool update_state(bus_redis_t *b) {
   bool up = redis_conn_is_up(b->cmd) && redis_conn_is_up(b->sub);
-  if (up == b->up) return;
+  if (up == b->up) return true;
   b->up = up;
-  if (b->base.h.state) b->base.h.state(b->base.h.ud, up);
+  if (!b->base.h.state) return true;
+  b->inflight++;
+  b->base.h.state(b->base.h.ud, up);
+  b->inflight--;
+  if (!b->closing) return true;
+  maybe_free_bus(b);
+  return false;
 }
 
 static void on_cmd_state(void *ud, bool up, const char *why) {
   bus_redis_t *b = ud;
   (void)why;
-  update_state(b);
-  if (!up) return;
+  if (!update_state(b) || !up) return;
   chan_t *ch, *tmp;
   HASH_ITER(hh, b->chans, ch, tmp) pump(ch);
 }
@@ -274,8 +300,10 @@ static void on_subscribed(void *ud, const char *bus, size_t len) {
   chan_t *ch = chan_find(b, bus, len);
   if (!ch) return;
   /* A first confirmation finds the start point; a later one (after the
-   * pub/sub connection came back) reads what was published meanwhile. */
-  if (ch->ready) ch->need_read = true;
+   * pub/sub connection came back) reads what was published meanwhile,
+   * also when the start point is still being read. */
+  if (ch->confirmed) ch->need_read = true;
+  ch->confirmed = true;
   pump(ch);
 }
 

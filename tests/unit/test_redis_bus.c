@@ -25,6 +25,7 @@ typedef struct node {
   bool in_order;
   char last_blob[32];
   bool seen[MAXN];
+  int64_t unsub_at, close_at; /* seq at which deliver() unsubscribes / closes the bus; -1 never */
 } node_t;
 
 typedef struct fx {
@@ -46,6 +47,11 @@ static void on_deliver(void *ud, const char *app, const char *ch, int64_t seq, i
   n->expect = seq + 1;
   n->delivered++;
   snprintf(n->last_blob, sizeof n->last_blob, "%.*s", (int)len, (const char *)blob);
+  if (seq == n->unsub_at) bus_unsubscribe(n->bus, app, ch);
+  if (seq == n->close_at) {
+    bus_close(n->bus);
+    n->bus = NULL;
+  }
 }
 
 static void on_ready(void *ud, const char *app, const char *ch, int64_t last) {
@@ -64,6 +70,7 @@ static void on_state(void *ud, bool up) {
 static void open_node(fx_t *f, node_t *n) {
   memset(n, 0, sizeof *n);
   n->in_order = true;
+  n->unsub_at = n->close_at = -1;
   sw_bus_redis_opts_t o = {.backoff_min_ms = 50, .backoff_max_ms = 300};
   char url[128];
   snprintf(url, sizeof url, "redis://127.0.0.1:%d", f->srv.port);
@@ -283,6 +290,32 @@ static void refused_while_down_then_back(void **state) {
   assert_int_equal(p.first, 0);
 }
 
+/* deliver() may unsubscribe, or close the whole bus, in the middle of a
+ * batch: the rest of the batch is not delivered and nothing is used after
+ * it is freed (run under ASan). */
+static void unsubscribe_or_close_inside_deliver(void **state) {
+  fx_t *f = *state;
+  assert_int_equal(bus_subscribe(f->n[0].bus, "app", "room"), 0);
+  assert_int_equal(bus_subscribe(f->n[1].bus, "app", "room"), 0);
+  assert_true(rh_run_until(&f->loop, &f->n[0].ready, 10000));
+  assert_true(rh_run_until(&f->loop, &f->n[1].ready, 10000));
+  f->n[0].unsub_at = 1;
+  f->n[1].close_at = 2;
+  sw_bus_msg_t m[5];
+  for (int i = 0; i < 5; i++) m[i] = (sw_bus_msg_t){1, (const uint8_t *)"x", 1};
+  pub_t p;
+  sw_error_t err;
+  memset(&p, 0, sizeof p);
+  assert_int_equal(bus_publish(f->n[0].bus, "app", "room", m, 5, NULL, on_done, &p, &err), 0);
+  assert_true(rh_run_until(&f->loop, &p.done, 10000));
+  assert_int_equal(p.first, 0);
+  for (int i = 0; i < 2000 && (f->n[0].delivered < 2 || f->n[1].bus); i++) rh_run_for(&f->loop, 1);
+  rh_run_for(&f->loop, 100);
+  assert_int_equal(f->n[0].delivered, 2); /* 0 and 1, then unsubscribed */
+  assert_int_equal(f->n[1].delivered, 3); /* 0, 1 and 2, then closed */
+  assert_null(f->n[1].bus);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -290,6 +323,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(late_subscriber_starts_after_ready, setup, teardown),
       cmocka_unit_test_setup_teardown(catch_up_after_pubsub_connection_lost, setup, teardown),
       cmocka_unit_test_setup_teardown(refused_while_down_then_back, setup, teardown),
+      cmocka_unit_test_setup_teardown(unsubscribe_or_close_inside_deliver, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
