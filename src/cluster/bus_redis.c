@@ -20,7 +20,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-#define CATCHUP_PAGE 500
+#define CATCHUP_PAGE 100 /* rows; a page holds at most 100 messages of maxMessageSize */
 
 typedef struct held {
   int64_t seq, ts;
