@@ -59,6 +59,8 @@ static const char SCRIPT[] =
     "    redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', tonumber(string.match(cut, '^(%d+)')) + 1))\n"
     "  end\n"
     "  redis.call('PEXPIRE', KEYS[2], age + 60000)\n"
+    "else\n"
+    "  redis.call('PERSIST', KEYS[2])\n"
     "end\n"
     "redis.call('PUBLISH', ARGV[4], cmsgpack.pack(bus))\n"
     "return first\n";
