@@ -4,10 +4,11 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmsgpack-dev libsqlite3-dev
       libssl-dev libhttp-parser-dev uthash-dev libjwt-dev
-      libcurl4-openssl-dev)
+      libcurl4-openssl-dev libhiredis-dev)
 if [ "${1:-build}" = test ]; then
   # chromium: the AI Transport browser test (tests/ai/browser.test.mjs).
-  pkgs+=(libcmocka-dev clang libclang-rt-14-dev chromium)
+  # redis-server: the cluster tests start their own (tests/unit/test_redis_*.c).
+  pkgs+=(libcmocka-dev clang libclang-rt-14-dev chromium redis-server)
   command -v node >/dev/null || pkgs+=(nodejs npm)
 fi
 missing=()
