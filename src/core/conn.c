@@ -24,6 +24,14 @@
 #define DEFAULT_MODES \
   (SW_MODE_SUBSCRIBE | SW_MODE_PUBLISH | SW_MODE_PRESENCE_SUBSCRIBE | SW_MODE_PRESENCE | SW_MODE_ANNOTATION_PUBLISH)
 
+/* Ably's rule for server-requested reauthentication (RTN22): a token
+ * adopted (on connect, resume or AUTH) with this little life left is not
+ * asked to renew. It expires and the client is disconnected with 40142
+ * (RTN22a), which it renews through (RTN15h) or, unable to, fails with
+ * 40171. Prompting it would race its own expiry, and a client renewing
+ * with another such token would loop through in-band renewals. */
+#define REAUTH_NO_PROMPT_MS 5500
+
 /* Protocol versions we speak: v2+ carries channelSerial continuity. */
 #define MIN_PROTOCOL_VERSION 2
 #define MAX_PROTOCOL_VERSION 6
@@ -342,6 +350,12 @@ int conn_credentials(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p, 
   return rc;
 }
 
+/* Takes note of a newly adopted credential: whether conn_tick is to ask
+ * for its renewal before it expires (see REAUTH_NO_PROMPT_MS). */
+static void adopt_auth(sw_conn_t *c) {
+  c->reauth_sent = c->auth.expires && c->auth.expires - clock_now_ms() <= REAUTH_NO_PROMPT_MS;
+}
+
 static bool same_client_id(const char *a, const char *b) {
   return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
@@ -410,7 +424,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     free(client_id);
     principal_clear(&c->auth);
     c->auth = auth;
-    c->reauth_sent = false;
+    adopt_auth(c);
     bind_transport(c, s, fmt, echo, heartbeats);
     log_ev(SW_LOG_DEBUG, "conn.resumed", c->id, c->app->id, 0, "connection resumed");
     metrics_inc(SW_M_CONNECTIONS_RESUMED);
@@ -434,6 +448,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   c->auth = auth;
   c->app = auth.app;
   c->client_id = client_id;
+  adopt_auth(c);
   HASH_ADD_STR(srv->conns, id, c);
   metrics_inc(SW_M_CONNECTIONS_OPENED);
   bind_transport(c, s, fmt, echo, heartbeats);
@@ -476,7 +491,7 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
   }
   principal_clear(&c->auth);
   c->auth = p;
-  c->reauth_sent = false;
+  adopt_auth(c);
   send_connected(c, NULL);
   sw_attach_t *a, *tmp;
   HASH_ITER(hh, c->attachments, a, tmp) {
@@ -987,8 +1002,9 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
   sw_conn_t *c, *tmp;
   HASH_ITER(hh, srv->conns, c, tmp) {
     if (c->sock && c->auth.expires) {
-      /* RTN22: ask for a new token before this one expires; RTN15h: at
-       * expiry, DISCONNECTED 40142 so the SDK renews and resumes. */
+      /* RTN22: ask for a new token before this one expires (unless it was
+       * adopted near expiry: adopt_auth); RTN15h: at expiry, DISCONNECTED
+       * 40142 so the SDK renews and resumes. */
       int64_t ttl = c->auth.expires - c->auth.issued;
       int64_t margin = srv->cfg->auth.reauth_margin_ms;
       if (ttl > 0 && margin > ttl / 3) margin = ttl / 3;

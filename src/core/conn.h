@@ -61,7 +61,7 @@ typedef struct sw_conn {
   sw_principal_t auth; /* current credentials (replaced by AUTH, RTC8) */
   char *client_id;  /* the connection's identity (CD2a): NULL anonymous, "*" wildcard;
                        never changes once set */
-  bool reauth_sent; /* server-requested AUTH sent for the current token */
+  bool reauth_sent; /* server-requested AUTH sent, or not due (adopted near expiry), for the current token */
   sw_format_t fmt;
   bool echo;
   bool heartbeats;
