@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth/channel_name.h"
 #include "auth/key_auth.h"
@@ -620,6 +621,39 @@ static int attach_params(const sw_conn_t *c, const sw_pmsg_t *m, const sw_channe
   return 0;
 }
 
+/* The channel modes named in a "modes" channel param: a comma-separated
+ * list of TB2d ChannelMode names, in lower case as ably-js writes them
+ * ("subscribe,presence_subscribe"). Returns -1 for a name it does not
+ * know. */
+static int parse_modes(const char *v, uint32_t *modes) {
+  static const struct {
+    const char *name;
+    uint32_t mode;
+  } names[] = {
+      {"presence", SW_MODE_PRESENCE},
+      {"publish", SW_MODE_PUBLISH},
+      {"subscribe", SW_MODE_SUBSCRIBE},
+      {"presence_subscribe", SW_MODE_PRESENCE_SUBSCRIBE},
+      {"annotation_publish", SW_MODE_ANNOTATION_PUBLISH},
+      {"annotation_subscribe", SW_MODE_ANNOTATION_SUBSCRIBE},
+      {"object_subscribe", SW_MODE_OBJECT_SUBSCRIBE},
+      {"object_publish", SW_MODE_OBJECT_PUBLISH},
+  };
+  uint32_t m = 0;
+  while (*v) {
+    size_t n = strcspn(v, ",");
+    size_t i = 0;
+    while (i < sizeof names / sizeof names[0] && !(strlen(names[i].name) == n && strncasecmp(names[i].name, v, n) == 0))
+      i++;
+    if (i == sizeof names / sizeof names[0]) return -1;
+    m |= names[i].mode;
+    v += n;
+    if (*v == ',') v++;
+  }
+  *modes = m;
+  return 0;
+}
+
 /* The rewind of an ATTACH (the channel param "rewind", with
  * "rewindLimit" for a time rewind): at most maxRewind messages, never
  * further back than the channel's retention. */
@@ -694,16 +728,19 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
     errors_set(&err, 40161, "namespace %s requires an identified client", ch->ns->id);
     goto fail;
   }
-  uint32_t requested = m->has_flags ? (uint32_t)m->flags & SW_MODE_ALL : 0;
-  if (!requested) requested = DEFAULT_MODES;
-
-  sw_attach_req_t req = {.modes = requested & cap_modes_for_ops(ops),
-                         .channel_serial = m->channel_serial,
-                         .rewind_count = -1,
-                         .rewind_ms = -1};
+  sw_attach_req_t req = {.channel_serial = m->channel_serial, .rewind_count = -1, .rewind_ms = -1};
   json_t *params;
   if (attach_params(c, m, &parts, &params, &err)) goto fail;
-  if (attach_rewind(c, ch, params, &req, &err)) {
+  /* The "modes" channel param, when given, names the modes requested in
+   * place of the ATTACH flags (ably-js sends flags for ChannelOptions.modes
+   * and this param for params.modes). */
+  uint32_t requested = m->has_flags ? (uint32_t)m->flags & SW_MODE_ALL : 0;
+  const char *modes = json_string_value(json_object_get(params, "modes"));
+  if (modes && parse_modes(modes, &requested))
+    errors_set(&err, SW_E_INVALID_PARAM, "invalid modes parameter %.64s", modes);
+  if (!requested) requested = DEFAULT_MODES;
+  req.modes = requested & cap_modes_for_ops(ops);
+  if (err.code || attach_rewind(c, ch, params, &req, &err)) {
     json_decref(params);
     goto fail;
   }

@@ -1,0 +1,100 @@
+// Channel options and params with the real ably-js SDK (issue 13): the
+// `modes` channel param (RTL4k, RTL4m), which params ATTACHED echoes
+// (RTL4k1), and the modes a channel is attached with.
+import assert from 'node:assert/strict';
+import {
+  useServer,
+  bothProtocols,
+  clients,
+  connected,
+  collector,
+  uniqueChannel,
+  settle,
+  sleep,
+  withTimeout,
+  ACTION,
+  test,
+} from './lib/server.mjs';
+import { wsConnected } from './lib/auth.mjs';
+
+const env = useServer({ label: 'channels' });
+const key = () => env.app.keys[0].keyStr;
+
+/** Resolves true if `channel` receives a presence event within ms after `act` runs. */
+async function seesPresence(channel, act, ms = 1500) {
+  let seen = false;
+  const l = () => (seen = true);
+  await channel.presence.subscribe(l);
+  try {
+    await act();
+    await sleep(ms);
+  } finally {
+    channel.presence.unsubscribe(l);
+  }
+  return seen;
+}
+
+bothProtocols('RTL4k/RTL4m the `modes` channel param grants only those modes: params {modes: "subscribe"} attaches with SUBSCRIBE only, echoed in params; publish 40165, presence enter 40165, no presence events (ably-js attachWithChannelParamsBasicChannelsGet)', async (t, binary) => {
+  const c = clients(t);
+  const name = uniqueChannel('modes-param');
+  const [client, other] = await Promise.all([
+    connected(c, env.server, { key: key(), binary }),
+    connected(c, env.server, { key: key(), binary, clientId: 'other' }),
+  ]);
+  const params = { modes: 'subscribe' };
+  const ch = client.channels.get(name, { params });
+  await withTimeout(ch.attach(), 5000, 'attach');
+  assert.deepEqual(ch.modes, ['subscribe'], 'RTL4m granted modes');
+  assert.deepEqual(ch.params, params, 'RTL4k1 the modes param is echoed');
+  const col = collector(ch);
+  await col.subscribed;
+  await other.channels.get(name).publish('m', 'hello');
+  await col.until(1, 5000);
+  const pub = await settle(ch.publish('x', 'no'));
+  assert.equal(pub.ok, false, 'publish refused');
+  assert.equal(pub.error.code, 40165, `publish: ${pub.error?.message}`);
+  const enter = await settle(ch.presence.enterClient('someone', null));
+  assert.equal(enter.ok, false, 'presence enter refused');
+  assert.equal(enter.error.code, 40165, `enter: ${enter.error?.message}`);
+  const ochan = other.channels.get(name);
+  assert.equal(await seesPresence(ch, () => ochan.presence.enter('x')), false, 'no PRESENCE_SUBSCRIBE: no presence events');
+});
+
+bothProtocols('RTL4k the `modes` param with several modes and in a [?modes=...] qualifier; the param decides over ATTACH flags; an unknown mode name is refused 40003', async (t, binary) => {
+  const c = clients(t);
+  const client = await connected(c, env.server, { key: key(), binary });
+  const a = client.channels.get(uniqueChannel('modes-several'), { params: { modes: 'publish,presence_subscribe' } });
+  await withTimeout(a.attach(), 5000, 'attach a');
+  assert.deepEqual([...a.modes].sort(), ['presence_subscribe', 'publish']);
+  const b = client.channels.get(`[?modes=subscribe%2Cpresence]${uniqueChannel('modes-qualifier')}`);
+  await withTimeout(b.attach(), 5000, 'attach b');
+  assert.deepEqual([...b.modes].sort(), ['presence', 'subscribe']);
+  const d = client.channels.get(uniqueChannel('modes-both'), { params: { modes: 'subscribe' }, modes: ['publish', 'subscribe'] });
+  await withTimeout(d.attach(), 5000, 'attach d');
+  assert.deepEqual(d.modes, ['subscribe'], 'the modes param wins over the flags');
+  const bad = client.channels.get(uniqueChannel('modes-bad'), { params: { modes: 'subscribe,susribe' } });
+  const r = await settle(bad.attach());
+  assert.equal(r.ok, false, 'an unknown mode is refused');
+  assert.equal(r.error.code, 40003, r.error.message);
+  assert.equal(client.connection.state, 'connected');
+});
+
+test('RTL4k raw: the modes param is intersected with the capability (subscribe-only key: modes=publish,subscribe grants subscribe; modes=presence_subscribe grants only that)', async () => {
+  const k = env.app.keys[3]; // the fixture's {"*":["subscribe"]}
+  assert.deepEqual(JSON.parse(k.capability), { '*': ['subscribe'] });
+  const { sock } = await wsConnected(assert, env.server, { key: k.keyStr, format: 'json' });
+  try {
+    const name = uniqueChannel('modes-cap');
+    sock.send({ action: ACTION.ATTACH, channel: name, params: { modes: 'publish,subscribe' } });
+    const att = await sock.next((f) => f.action === ACTION.ATTACHED || f.action === ACTION.ERROR, 4000, 'ATTACHED');
+    assert.equal(att.action, ACTION.ATTACHED, JSON.stringify(att));
+    assert.equal(att.flags & ((1 << 17) | (1 << 18)), 1 << 18, `SUBSCRIBE only: flags ${att.flags}`);
+    const name2 = uniqueChannel('modes-cap2');
+    sock.send({ action: ACTION.ATTACH, channel: name2, params: { modes: 'presence_subscribe' } });
+    const att2 = await sock.next((f) => (f.action === ACTION.ATTACHED || f.action === ACTION.ERROR) && f.channel === name2, 4000, 'ATTACHED 2');
+    assert.equal(att2.action, ACTION.ATTACHED, JSON.stringify(att2));
+    assert.equal(att2.flags & 0xfff0000, 1 << 19, `PRESENCE_SUBSCRIBE only: flags ${att2.flags}`);
+  } finally {
+    sock.close();
+  }
+});
