@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_KEY_CAPABILITY "{\"[*]*\":[\"*\"]}"
+/* What Ably's POST /apps gives a key created without a capability. */
+#define DEFAULT_KEY_CAPABILITY "{\"*\":[\"*\"]}"
 
 int app_random_id(char *out, size_t n) {
   static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
