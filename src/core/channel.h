@@ -53,6 +53,7 @@ typedef struct sw_attach {
   sw_conn_t *conn;
   sw_channel_t *ch;
   uint32_t modes;
+  uint32_t requested_modes; /* asked for in the ATTACH: modes = these ∩ the capability, again after a reauth */
   bool delivering; /* attached on the current transport */
   char *wire_name;  /* the name the client attached with, if not ch->name */
   int64_t from_seq; /* the client holds messages after this seq (live or replayed) */

@@ -496,7 +496,13 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
   send_connected(c, NULL);
   sw_attach_t *a, *tmp;
   HASH_ITER(hh, c->attachments, a, tmp) {
-    if (cap_ops_for_channel(c->auth.cap, a->ch->name)) continue;
+    uint32_t ops = cap_ops_for_channel(c->auth.cap, a->ch->name);
+    if (ops) {
+      /* The modes follow the capability both ways: a token that adds
+       * publish lets an attached channel publish (as on Ably). */
+      a->modes = a->requested_modes & cap_modes_for_ops(ops);
+      continue;
+    }
     sw_error_t e;
     errors_set(&e, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
                a->ch->name);
@@ -746,7 +752,11 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
   }
   req.params = params;
   req.channel_name = m->channel;
-  channel_attach(ch, c, &req);
+  if (channel_attach(ch, c, &req) == 0) {
+    sw_attach_t *a = NULL;
+    HASH_FIND_PTR(c->attachments, &ch, a);
+    if (a) a->requested_modes = requested;
+  }
   json_decref(params);
   return;
 fail:

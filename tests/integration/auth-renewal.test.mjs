@@ -379,6 +379,33 @@ bothProtocols('RTC8a/RTL14 authorize() with a downgraded capability: the attache
   }
 });
 
+bothProtocols('RTC8a1 authorize() adding publish to an attached channel\'s capability lets it publish without re-attaching; removing it refuses publish 40160 (ably-js reauthCapabilityUpgradeAddPublish)', { timeout: 20_000 }, async (t, binary) => {
+  const c = clients(t);
+  for (const kind of ['jwt', 'token']) {
+    const name = uniqueChannel(`addpub-${kind}`);
+    const ctl = controllable(kind, { [name]: ['subscribe'] }, `addpub-${kind}`);
+    const client = await connected(c, env.server, { authCallback: ctl.authCallback, binary });
+    const ch = client.channels.get(name);
+    await withTimeout(ch.attach(), 5000, 'attach');
+    const before = await settle(ch.publish('x', 'no'));
+    assert.equal(before.ok, false, `${kind}: publish refused before`);
+    assert.equal(before.error.code, 40160, `${kind}: ${before.error.message}`);
+    const rec = recordStates(client);
+    ctl.cap = { [name]: ['subscribe', 'publish'] };
+    await withTimeout(client.auth.authorize(), 5000, `${kind}: authorize`);
+    assert.equal(ch.state, 'attached');
+    const after = await settle(ch.publish('x', 'yes'));
+    assert.equal(after.ok, true, `${kind}: publish after the upgrade: ${after.error?.code} ${after.error?.message}`);
+    ctl.cap = { [name]: ['subscribe'] };
+    await withTimeout(client.auth.authorize(), 5000, `${kind}: authorize (downgrade)`);
+    const down = await settle(ch.publish('x', 'no again'));
+    assert.equal(down.ok, false, `${kind}: publish refused after the downgrade`);
+    assert.equal(down.error.code, 40160);
+    assert.equal(ch.state, 'attached');
+    assert.deepEqual(rec.changes.map((s) => s.current), ['connected', 'connected'], `${kind}: only update events`);
+  }
+});
+
 bothProtocols('RTC8a2/RSA15c authorize() with a token for another clientId is refused by the server: 40102, connection FAILED', { timeout: 15_000 }, async (t, binary) => {
   const c = clients(t);
   let who = 'alice';
