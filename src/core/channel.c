@@ -166,7 +166,9 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
 
 void channel_notify(sw_server_t *srv, const sw_publisher_t *who, const char *channel, const sw_error_t *err,
                     char **serials, size_t n) {
-  if (who->rest_sock) {
+  if (who->done) {
+    who->done(who->done_ud, err, serials, n);
+  } else if (who->rest_sock) {
     rest_publish_done(who->rest_sock, (sw_format_t)who->rest_format, who->rest_keep_alive, who->rest_version,
                       channel, err, serials, n);
   } else if (who->conn_id) {
@@ -264,6 +266,7 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
   p->n = n;
   msgs = NULL; /* owned by p from here */
   p->who = *who;
+  p->who.id_base = NULL; /* used below, during the call only */
   if (who->conn_id) snprintf(p->conn_id, sizeof p->conn_id, "%s", who->conn_id);
   if (who->rest_sock) sock_ref(who->rest_sock);
   p->ch = ch;
@@ -294,6 +297,7 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
    * chose enter the idempotency window. */
   char base[SW_CONN_ID_LEN + 32];
   if (p->conn_id[0]) snprintf(base, sizeof base, "%s:%lld", p->conn_id, (long long)who->msg_serial);
+  else if (who->id_base) snprintf(base, sizeof base, "%.40s", who->id_base);
   else app_random_id(base, 12);
   for (size_t i = 0; i < n; i++) {
     sw_msg_t *m = &p->msgs[i];

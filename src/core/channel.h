@@ -76,6 +76,10 @@ typedef struct sw_publisher {
   bool rest_keep_alive;
   bool rest_version;    /* REST mutation: answer {versionSerial} */
   const struct sw_principal *principal; /* the publisher's credentials (during the call only) */
+  /* Otherwise (REST batch publish): told through this, with done_ud. */
+  void (*done)(void *ud, const sw_error_t *err, char **serials, size_t n);
+  void *done_ud;
+  const char *id_base; /* ids of messages without one: "<id_base>:<index>" (during the call only; NULL: random) */
 } sw_publisher_t;
 
 /* Publishes msgs (ownership of the array and its contents moves to the

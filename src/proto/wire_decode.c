@@ -374,6 +374,69 @@ int wire_decode_msgs(const wire_val_t *root, void *out, sw_error_t *err) {
   return 0;
 }
 
+/* One BatchPublishSpec's fields; unknown ones are ignored (RSF1). */
+static int batch_spec_field(void *ctx, const char *key, size_t klen, const wire_val_t *v, sw_error_t *err) {
+  sw_batch_spec_t *s = ctx;
+  if (KEY_IS(key, klen, "channels")) {
+    if (s->channels) return bad_field(err, "channels", "given twice");
+    size_t n = 1;
+    if (v->kind == WIRE_ARRAY) {
+      if (want_array(v, "channels", &n, err)) return -1;
+    } else if (v->kind != WIRE_STR) {
+      return bad_field(err, "channels", "expected a channel name or an array of them");
+    }
+    if (n == 0) return bad_field(err, "channels", "no channels");
+    if (!(s->channels = calloc(n, sizeof *s->channels))) return no_memory(err);
+    for (size_t i = 0; i < n; i++) {
+      wire_val_t item = *v;
+      if (v->kind == WIRE_ARRAY) v->ops->item(v, i, &item);
+      if (item.kind != WIRE_STR) return bad_field(err, "channels", "expected strings");
+      if (take_str(&item, "channels", &s->channels[i], err)) return -1;
+      s->n_channels = i + 1;
+    }
+    return 0;
+  }
+  if (KEY_IS(key, klen, "messages")) {
+    if (s->msgs) return bad_field(err, "messages", "given twice");
+    wire_msgs_out_t o;
+    if (wire_decode_msgs(v, &o, err)) return -1;
+    s->msgs = o.msgs;
+    s->n_msgs = o.n;
+    return 0;
+  }
+  return 0;
+}
+
+int wire_decode_batch(const wire_val_t *root, void *out, sw_error_t *err) {
+  wire_batch_out_t *o = out;
+  o->specs = NULL;
+  o->n = 0;
+  size_t n = 1;
+  if (root->kind == WIRE_ARRAY) {
+    if (want_array(root, "body", &n, err)) return -1;
+  } else if (root->kind != WIRE_MAP) {
+    return bad_field(err, "body", "expected a BatchPublishSpec object or an array of them");
+  }
+  if (n == 0) return bad_field(err, "body", "no BatchPublishSpec");
+  sw_batch_spec_t *specs = calloc(n, sizeof *specs);
+  if (!specs) return no_memory(err);
+  for (size_t i = 0; i < n; i++) {
+    wire_val_t item = *root;
+    if (root->kind == WIRE_ARRAY) root->ops->item(root, i, &item);
+    int rc = item.kind == WIRE_MAP ? item.ops->each(&item, batch_spec_field, &specs[i], err)
+                                   : bad_field(err, "body", "expected BatchPublishSpec objects");
+    if (rc == 0 && (!specs[i].n_channels || !specs[i].n_msgs))
+      rc = bad_field(err, "body", "a BatchPublishSpec needs channels and messages");
+    if (rc) {
+      codec_batch_specs_free(specs, i + 1);
+      return -1;
+    }
+  }
+  o->specs = specs;
+  o->n = n;
+  return 0;
+}
+
 int wire_decode_blob(const wire_val_t *root, void *out, sw_error_t *err) {
   sw_msg_t *m = out;
   memset(m, 0, sizeof *m);

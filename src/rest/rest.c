@@ -109,7 +109,7 @@ static sw_format_t response_format(const sw_http_req_t *req) {
   return SW_FMT_JSON;
 }
 
-static sw_format_t body_format(const sw_http_req_t *req) {
+sw_format_t rest_body_format(const sw_http_req_t *req) {
   const sw_slice_t *ct = http_req_header(req, "Content-Type");
   return ct && memmem(ct->p, ct->n, "msgpack", 7) ? SW_FMT_MSGPACK : SW_FMT_JSON;
 }
@@ -191,38 +191,45 @@ static void get_time(route_ctx_t *r) {
   json_decref(v);
 }
 
-static void publish(route_ctx_t *r, sw_channel_t *ch) {
-  sw_error_t err = {0};
-  if (!route_require(r, ch->name, SW_OP_PUBLISH, "publish")) return;
-  sw_msg_t *msgs = NULL;
-  size_t n = 0;
-  if (codec_decode_msgs(body_format(r->req), (const uint8_t *)r->req->body.p, r->req->body.n, &msgs, &n, &err)) {
-    rest_error(r->s, r->fmt, &err, r->keep_alive);
-    return;
-  }
+/* Checks and stamps the messages of a REST publish on ch (one channel of a
+ * batch publish too): clientId (RSA7), userClaim, timestamp, no updates,
+ * size. 0, or -1 with err. */
+int rest_prepare_publish(route_ctx_t *r, sw_channel_t *ch, sw_msg_t *msgs, size_t n, sw_error_t *err) {
   size_t total = 0;
   int64_t now = clock_now_ms();
-  for (size_t i = 0; i < n && !err.code; i++) {
+  for (size_t i = 0; i < n && !err->code; i++) {
     sw_msg_t *m = &msgs[i];
     total += msg_size(m);
-    if (principal_check_message_client_id(&r->p, r->client_id, &m->client_id, &err))
+    if (principal_check_message_client_id(&r->p, r->client_id, &m->client_id, err))
       break;
     if (m->extras) json_object_del(m->extras, "userClaim");
     json_t *claim = principal_channel_claim(&r->p, ch->name);
     if (claim && (m->extras || (m->extras = json_object()))) json_object_set(m->extras, "userClaim", claim);
     if (m->action > 0)
-      errors_set(&err, ch->ns->mutable_messages ? SW_E_BAD_REQUEST : SW_E_MUTABLE_NOT_ENABLED,
+      errors_set(err, ch->ns->mutable_messages ? SW_E_BAD_REQUEST : SW_E_MUTABLE_NOT_ENABLED,
                  "message updates, deletes and appends are not %s", ch->ns->mutable_messages ? "supported yet" : "enabled on this channel");
     if (!m->timestamp) m->timestamp = now;
     m->action = 0;
     free(m->connection_key);
     m->connection_key = NULL;
   }
-  if (!err.code && n == 0) errors_set(&err, SW_E_BAD_REQUEST, "no messages to publish");
-  if (!err.code && total > (size_t)r->s->srv->cfg->limits.max_message_size)
-    errors_set(&err, SW_E_MESSAGE_TOO_LARGE, "message size %zu exceeds maxMessageSize %lld", total,
+  if (!err->code && n == 0) errors_set(err, SW_E_BAD_REQUEST, "no messages to publish");
+  if (!err->code && total > (size_t)r->s->srv->cfg->limits.max_message_size)
+    errors_set(err, SW_E_MESSAGE_TOO_LARGE, "message size %zu exceeds maxMessageSize %lld", total,
                (long long)r->s->srv->cfg->limits.max_message_size);
-  if (err.code) {
+  return err->code ? -1 : 0;
+}
+
+static void publish(route_ctx_t *r, sw_channel_t *ch) {
+  sw_error_t err = {0};
+  if (!route_require(r, ch->name, SW_OP_PUBLISH, "publish")) return;
+  sw_msg_t *msgs = NULL;
+  size_t n = 0;
+  if (codec_decode_msgs(rest_body_format(r->req), (const uint8_t *)r->req->body.p, r->req->body.n, &msgs, &n, &err)) {
+    rest_error(r->s, r->fmt, &err, r->keep_alive);
+    return;
+  }
+  if (rest_prepare_publish(r, ch, msgs, n, &err)) {
     for (size_t i = 0; i < n; i++) msg_clear(&msgs[i]);
     free(msgs);
     rest_error(r->s, r->fmt, &err, r->keep_alive);
@@ -299,7 +306,10 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
     keys_handle(s, req, r.fmt);
     return;
   }
-  if (!(path->n > 10 && memcmp(path->p, "/channels/", 10) == 0)) {
+  /* The batch API (RSC22, RSC24): authenticated like the channel routes. */
+  bool batch = (slice_eq(*path, "/messages") && req->method == HTTP_POST) ||
+               (slice_eq(*path, "/presence") && req->method == HTTP_GET);
+  if (!batch && !(path->n > 10 && memcmp(path->p, "/channels/", 10) == 0)) {
     errors_set(&err, SW_E_NOT_FOUND, "no such resource");
     rest_error(s, r.fmt, &err, r.keep_alive);
     return;
@@ -320,6 +330,11 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
   }
   if (err.code) {
     rest_error(s, r.fmt, &err, r.keep_alive);
+    goto done;
+  }
+  if (batch) {
+    if (req->method == HTTP_POST) rest_batch_publish(&r);
+    else rest_batch_presence(&r);
     goto done;
   }
   sw_slice_t rest;
