@@ -627,6 +627,22 @@ static int attach_params(const sw_conn_t *c, const sw_pmsg_t *m, const sw_channe
   return 0;
 }
 
+/* RTL4k1: ATTACHED echoes the params the server recognises, not others
+ * (as Ably drops them). "delta" is echoed although messages are always
+ * sent whole (a client asking for deltas decodes whole messages too);
+ * "occupancy" is not, having no effect here. NULL when none is left. */
+static json_t *recognised_params(const json_t *params) {
+  static const char *const known[] = {"rewind", "rewindLimit", "delta", "modes"};
+  json_t *out = NULL;
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+    json_t *v = json_object_get(params, known[i]);
+    if (!v) continue;
+    if (!out && !(out = json_object())) return NULL;
+    json_object_set(out, known[i], v);
+  }
+  return out;
+}
+
 /* The channel modes named in a "modes" channel param: a comma-separated
  * list of TB2d ChannelMode names, in lower case as ably-js writes them
  * ("subscribe,presence_subscribe"). Returns -1 for a name it does not
@@ -750,13 +766,14 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
     json_decref(params);
     goto fail;
   }
-  req.params = params;
+  req.params = recognised_params(params);
   req.channel_name = m->channel;
   if (channel_attach(ch, c, &req) == 0) {
     sw_attach_t *a = NULL;
     HASH_FIND_PTR(c->attachments, &ch, a);
     if (a) a->requested_modes = requested;
   }
+  json_decref(req.params);
   json_decref(params);
   return;
 fail:

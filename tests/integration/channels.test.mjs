@@ -98,3 +98,18 @@ test('RTL4k raw: the modes param is intersected with the capability (subscribe-o
     sock.close();
   }
 });
+
+bothProtocols('RTL4k1 ATTACHED echoes only the params the server recognises: {nonexistent: "foo"} gives params {} (ably-js attachWithInvalidChannelParams); rewind, rewindLimit, delta and modes are echoed', async (t, binary) => {
+  const c = clients(t);
+  const client = await connected(c, env.server, { key: key(), binary });
+  const ch = client.channels.get(uniqueChannel('params-unknown'), { params: { nonexistent: 'foo' } });
+  await withTimeout(ch.attach(), 5000, 'attach');
+  assert.deepEqual(ch.params, {}, `unknown params dropped: ${JSON.stringify(ch.params)}`);
+  const params = { rewind: '1', rewindLimit: '5', delta: 'vcdiff', modes: 'subscribe', other: 'x' };
+  const ch2 = client.channels.get(uniqueChannel('params-known'), { params });
+  await withTimeout(ch2.attach(), 5000, 'attach 2');
+  assert.deepEqual(ch2.params, { rewind: '1', rewindLimit: '5', delta: 'vcdiff', modes: 'subscribe' });
+  const ch3 = client.channels.get(`[?rewind=1&foo=bar]${uniqueChannel('params-qualifier')}`);
+  await withTimeout(ch3.attach(), 5000, 'attach 3');
+  assert.deepEqual(ch3.params, { rewind: '1' }, 'the qualifier\'s params too');
+});
