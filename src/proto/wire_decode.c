@@ -6,6 +6,7 @@
  * callbacks release whatever was filled in before a failure. */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,16 +48,29 @@ static int take_object(const wire_val_t *v, const char *field, json_t **dst, sw_
   return (*dst = v->ops->to_json(v, err)) ? 0 : -1;
 }
 
-/* TR4q: params is an object of strings. */
+/* TR4q: params is an object of strings; ably-js sends a number as it was
+ * given (channels.get(name, {params: {rewind: 1}})), so numbers and
+ * booleans become their string form and null means no param, as Ably
+ * takes them. Other values are left for the receiver to refuse (an ATTACH
+ * fails alone, 40003: the connection need not). */
 static int take_params(const wire_val_t *v, json_t **dst, sw_error_t *err) {
   if (take_object(v, "params", dst, err)) return -1;
   const char *k;
-  json_t *val;
-  json_object_foreach(*dst, k, val) {
-    if (!json_is_string(val)) {
+  json_t *val, *tmp;
+  json_object_foreach_safe(*dst, tmp, k, val) {
+    char s[32];
+    if (json_is_null(val)) {
+      json_object_del(*dst, k);
+      continue;
+    }
+    if (json_is_integer(val)) snprintf(s, sizeof s, "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+    else if (json_is_real(val)) snprintf(s, sizeof s, "%.15g", json_real_value(val));
+    else if (json_is_boolean(val)) snprintf(s, sizeof s, "%s", json_is_true(val) ? "true" : "false");
+    else continue;
+    if (json_object_set_new(*dst, k, json_string(s))) {
       json_decref(*dst);
       *dst = NULL;
-      return bad_field(err, "params", "values must be strings");
+      return no_memory(err);
     }
   }
   return 0;

@@ -113,3 +113,41 @@ bothProtocols('RTL4k1 ATTACHED echoes only the params the server recognises: {no
   await withTimeout(ch3.attach(), 5000, 'attach 3');
   assert.deepEqual(ch3.params, { rewind: '1' }, 'the qualifier\'s params too');
 });
+
+bothProtocols('RTL4k/TR4q channel param values that are not strings are taken as their string form: channels.get(name, {params: {rewind: 1}}) rewinds one message, echoed as "1" (ably-js resume_rewind_1)', async (t, binary) => {
+  const c = clients(t);
+  const name = uniqueChannel('params-number');
+  const pub = await connected(c, env.server, { key: key(), binary });
+  await pub.channels.get(name).publish('m', { foo: 'bar', count: 1 });
+  const client = await connected(c, env.server, { key: key(), binary });
+  const ch = client.channels.get(name, { params: { rewind: 1 } });
+  const col = collector(ch);
+  await withTimeout(col.subscribed, 5000, 'attach');
+  const [m] = await col.until(1, 5000);
+  assert.deepEqual(m.data, { foo: 'bar', count: 1 });
+  assert.deepEqual(ch.params, { rewind: '1' });
+  assert.equal(client.connection.state, 'connected');
+});
+
+test('TR4q raw: numbers and booleans in ATTACH params become strings (2 -> "2", 1.5 -> "1.5", true -> "true"), null is no param; an object value fails that ATTACH alone (40003)', async () => {
+  const { sock } = await wsConnected(assert, env.server, { key: key(), format: 'json' });
+  try {
+    const attach = async (params) => {
+      const name = uniqueChannel('params-kinds');
+      sock.send({ action: ACTION.ATTACH, channel: name, params });
+      return sock.next((f) => f.channel === name && (f.action === ACTION.ATTACHED || f.action === ACTION.ERROR), 4000, 'ATTACHED');
+    };
+    let att = await attach({ rewind: 0, rewindLimit: 2, delta: true, modes: null });
+    assert.equal(att.action, ACTION.ATTACHED, JSON.stringify(att));
+    assert.deepEqual(att.params, { rewind: '0', rewindLimit: '2', delta: 'true' });
+    att = await attach({ delta: 1.5 });
+    assert.deepEqual(att.params, { delta: '1.5' });
+    att = await attach({ rewind: { n: 1 } });
+    assert.equal(att.action, ACTION.ERROR, JSON.stringify(att));
+    assert.equal(att.error.code, 40003);
+    att = await attach({ rewind: '1' });
+    assert.equal(att.action, ACTION.ATTACHED, 'the connection goes on');
+  } finally {
+    sock.close();
+  }
+});
