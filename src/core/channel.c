@@ -587,7 +587,9 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   sw_pmsg_t m = {.action = SW_ACTION_ATTACHED,
                  .channel = (char *)(req->channel_name ? req->channel_name : ch->name),
                  .flags = (int64_t)a->modes | (resumed ? SW_FLAG_RESUMED : 0) |
-                          (ch->n_members ? SW_FLAG_HAS_PRESENCE : 0),
+                          (ch->n_members ? SW_FLAG_HAS_PRESENCE : 0) |
+                          /* RTL2i: a rewind with messages to replay */
+                          (replaying && !resumed && after < up_to ? SW_FLAG_HAS_BACKLOG : 0),
                  .has_flags = true,
                  .channel_serial = serial,
                  .params = req->params};

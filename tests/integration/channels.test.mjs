@@ -151,3 +151,22 @@ test('TR4q raw: numbers and booleans in ATTACH params become strings (2 -> "2", 
     sock.close();
   }
 });
+
+bothProtocols('RTL2i/TR3b a rewind that will replay messages attaches with HAS_BACKLOG (stateChange.hasBacklog); one on an empty channel, or with no rewind, without (ably-js rewind_has_backlog_0/1)', async (t, binary) => {
+  const c = clients(t);
+  const client = await connected(c, env.server, { key: key(), binary });
+  const empty = client.channels.get(uniqueChannel('backlog-empty'), { params: { rewind: '1' } });
+  const sc0 = await withTimeout(empty.attach(), 5000, 'attach empty');
+  assert.ok(!sc0?.hasBacklog, `no backlog on an empty channel: ${JSON.stringify(sc0)}`);
+  const name = uniqueChannel('backlog');
+  await c.rest(env.server, { key: key(), binary }).channels.get(name).publish('foo', 'bar');
+  const ch = client.channels.get(name, { params: { rewind: '1' } });
+  const col = collector(ch);
+  const sc1 = await withTimeout(ch.attach(), 5000, 'attach with backlog');
+  assert.equal(sc1?.hasBacklog, true, `backlog: ${JSON.stringify(sc1)}`);
+  await col.until(1, 5000);
+  const other = await connected(c, env.server, { key: key(), binary });
+  const plain = other.channels.get(name);
+  const sc2 = await withTimeout(plain.attach(), 5000, 'attach without rewind');
+  assert.ok(!sc2?.hasBacklog);
+});
