@@ -313,6 +313,17 @@ static sw_conn_t *find_by_key(sw_server_t *srv, const char *key, const sw_app_t 
   return c;
 }
 
+/* Whether key has the form of the connectionKeys this server issues,
+ * "<12-character id>!<16-character secret>" (app_random_id's alphabet):
+ * a resume or recover with another is 80018 (invalid connection key),
+ * one of that form but unknown 80008. */
+static bool key_well_formed(const char *key) {
+  size_t id = strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+  if (id != 12 || key[id] != '!') return false;
+  const char *secret = key + id + 1;
+  return strspn(secret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == 16 && !secret[16];
+}
+
 static bool query_flag(sw_slice_t q, const char *name, bool dflt) {
   char v[8];
   ssize_t n = url_query_get(q, name, v, sizeof v);
@@ -409,10 +420,13 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
    * another identity. */
   char rkey[80];
   sw_conn_t *c = NULL;
-  bool tried_resume = false;
-  if (url_query_get(q, "resume", rkey, sizeof rkey) >= 0 || url_query_get(q, "recover", rkey, sizeof rkey) >= 0) {
+  bool tried_resume = false, bad_key = false;
+  ssize_t rn = url_query_get(q, "resume", rkey, sizeof rkey);
+  if (rn == -1) rn = url_query_get(q, "recover", rkey, sizeof rkey);
+  if (rn != -1) {
     tried_resume = true;
-    c = find_by_key(srv, rkey, auth.app);
+    bad_key = rn < 0 || !key_well_formed(rkey);
+    if (!bad_key) c = find_by_key(srv, rkey, auth.app);
   }
   if (c) {
     if (!same_client_id(c->client_id, client_id)) {
@@ -453,11 +467,13 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   HASH_ADD_STR(srv->conns, id, c);
   metrics_inc(SW_M_CONNECTIONS_OPENED);
   bind_transport(c, s, fmt, echo, heartbeats);
-  log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id, tried_resume ? SW_E_RESUME_FAILED : 0,
+  log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id,
+         bad_key ? SW_E_INVALID_CONNECTION_KEY : tried_resume ? SW_E_RESUME_FAILED : 0,
          "connection opened");
   if (tried_resume) {
     /* RTN15c7: a new connection, with the reason continuity was lost. */
-    errors_set(&err, SW_E_RESUME_FAILED, "unable to resume connection: not found or expired");
+    if (bad_key) errors_set(&err, SW_E_INVALID_CONNECTION_KEY, "invalid connection key: a new connection was made");
+    else errors_set(&err, SW_E_RESUME_FAILED, "unable to resume connection: not found or expired");
     send_connected(c, &err);
   } else {
     send_connected(c, NULL);

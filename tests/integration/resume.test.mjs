@@ -197,6 +197,24 @@ bothProtocols('RTN16l/RTN15c7 recover with an unknown connection key: CONNECTED 
   await waitUntil(() => b.connection.state === 'connected', 1000, 'still connected');
 });
 
+bothProtocols('RTN16l/RTN15c7 recover with a key not in the connectionKey format gets 80018 (invalid connection key), a well-formed unknown one 80008; msgSerial restarts at 0 (ably-js unrecoverableConnection)', async (t, binary) => {
+  const c = clients(t);
+  const cases = [
+    ['_____!ablyjs_test_fake-key____', 80018],
+    ['not-a-key', 80018],
+    ['AAAAAAAAAAAA!BBBBBBBBBBBBBBBB', 80008],
+  ];
+  for (const [connectionKey, code] of cases) {
+    const b = c.realtime(env.server, { key: key(), binary, recover: JSON.stringify({ connectionKey, msgSerial: 3, channelSerials: {} }) });
+    const sc = await withTimeout(new Promise((resolve) => b.connection.once('connected', resolve)), 8000, `${connectionKey}: CONNECTED`);
+    assert.equal(sc.reason?.code, code, `${connectionKey}: ${JSON.stringify(sc.reason)}`);
+    assert.equal(b.connection.errorReason?.code, code);
+    assert.equal(b.connection.connectionManager.msgSerial, 0, 'a new connection: msgSerial 0');
+    assert.equal(b.connection.key.includes('ablyjs_test_fake'), false, 'a new connectionKey');
+    b.close();
+  }
+});
+
 bothProtocols('RTN15h3 slow consumer: a subscriber that stops reading is DISCONNECTED (42916), then resumes and catches up exactly once in order', { timeout: 60_000 }, async (t, binary) => {
   const N = 250; // 250 x 60 KB = 15 MB: beyond the 4 MiB outbound bound plus ~4 MB of kernel socket buffers
   const SIZE = 60_000;
