@@ -812,6 +812,20 @@ static void handle_detach(sw_conn_t *c, sw_pmsg_t *m) {
   conn_send_pmsg(c, &r);
 }
 
+/* A client's SYNC asks for the presence set again (ably-js channel.sync(),
+ * RTP19): sent as on attach, to an attachment with PRESENCE_SUBSCRIBE. A
+ * SYNC for a channel not attached (or without that mode) has nothing to
+ * answer and is ignored: it is no reason to end the connection. */
+static void handle_sync(sw_conn_t *c, sw_pmsg_t *m) {
+  sw_channel_name_t parts;
+  sw_channel_t *ch = NULL;
+  if (m->channel && channel_name_validate(m->channel, strlen(m->channel), &parts, NULL) == 0)
+    ch = channel_find(c->srv, c->app, m->channel + parts.name_off);
+  sw_attach_t *a = NULL;
+  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
+  if (a && a->delivering && (a->modes & SW_MODE_PRESENCE_SUBSCRIBE)) presence_sync_requested(ch, a);
+}
+
 /* Takes msgSerial serial for a new publish (MESSAGE, PRESENCE, ANNOTATION,
  * OBJECT), or answers a resend: RTN19a2, a publish resent after resume is
  * answered, never applied twice; one still in flight is answered when it
@@ -1067,6 +1081,9 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) 
   }
   case SW_ACTION_AUTH:
     handle_auth(c, &m);
+    break;
+  case SW_ACTION_SYNC:
+    handle_sync(c, &m);
     break;
   default: {
     char msg[64];

@@ -280,6 +280,20 @@ void presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
   persist(ch, events, i, NULL, 0);
 }
 
+void presence_sync_requested(sw_channel_t *ch, sw_attach_t *a) {
+  if (ch->n_members) {
+    presence_sync(ch, a);
+    return;
+  }
+  char sync_id[16], serial[64];
+  app_random_id(sync_id, 8);
+  snprintf(serial, sizeof serial, "%s:", sync_id);
+  sw_pmsg_t m = {.action = SW_ACTION_SYNC,
+                 .channel = a->wire_name ? a->wire_name : (char *)ch->name,
+                 .channel_serial = serial};
+  conn_send_pmsg(a->conn, &m);
+}
+
 void presence_sync(sw_channel_t *ch, sw_attach_t *a) {
   if (!ch->n_members) return;
   sw_presence_t *page = calloc(SW_PRESENCE_SYNC_PAGE, sizeof *page);

@@ -456,3 +456,45 @@ bothProtocols('RSP3a REST presence.get pages through a set larger than one page 
     assert.equal(new Set(seen).size, N, `every member once across the pages with ${JSON.stringify(params)}`);
   }
 });
+
+bothProtocols('RTP19 a client-sent SYNC (ably-js channel.sync()) is answered with the member set, not a fatal ERROR; an empty set gets one empty SYNC page; the connection stays', async (t, binary) => {
+  const c = clients(t);
+  const name = uniqueChannel('client-sync');
+  const [member, client] = await Promise.all([
+    connected(c, env.server, { key: key(), clientId: 'm1', binary }),
+    connected(c, env.server, { key: key(), binary }),
+  ]);
+  const ch = client.channels.get(name);
+  await withTimeout(ch.attach(), 5000, 'attach');
+  // Empty set: the sync still completes.
+  ch.sync();
+  const none = await withTimeout(ch.presence.get({ waitForSync: true }), 5000, 'get after sync (empty)');
+  assert.deepEqual(none, []);
+  await withTimeout(member.channels.get(name).presence.enter('here'), 5000, 'enter');
+  await sleep(200);
+  ch.sync();
+  const members = await withTimeout(ch.presence.get({ waitForSync: true }), 5000, 'get after sync');
+  assert.deepEqual(members.map((m) => [m.clientId, m.data]), [['m1', 'here']]);
+  await sleep(200);
+  assert.equal(client.connection.state, 'connected');
+  assert.equal(ch.state, 'attached');
+});
+
+test('RTP19 raw: SYNC on an attached channel gets SYNC pages ending with an empty cursor; on a channel not attached nothing; no ERROR', async () => {
+  const ws = rawWs(env.server, { key: key(), v: '6', format: 'json' });
+  try {
+    await ws.next((f) => f.action === ACTION.CONNECTED, 5000, 'CONNECTED');
+    const name = uniqueChannel('raw-sync');
+    ws.send({ action: ACTION.SYNC, channel: uniqueChannel('not-attached') });
+    ws.send({ action: ACTION.ATTACH, channel: name });
+    await ws.next((f) => f.action === ACTION.ATTACHED, 5000, 'ATTACHED');
+    ws.send({ action: ACTION.SYNC, channel: name });
+    const sync = await ws.next((f) => f.action === ACTION.SYNC, 5000, 'SYNC');
+    assert.equal(sync.channel, name);
+    assert.match(sync.channelSerial, /^[^:]+:$/, 'one page: empty cursor');
+    await sleep(200);
+    assert.equal(ws.frames.some((f) => f.action === ACTION.ERROR || f.action === ACTION.DISCONNECTED), false, JSON.stringify(ws.frames));
+  } finally {
+    ws.terminate();
+  }
+});
