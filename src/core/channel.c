@@ -565,6 +565,9 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     /* RTL4c1: continue after the last message the client saw. */
     after = seq;
     resumed = replaying = true;
+    /* Unless the connection's members left meanwhile (remainPresentFor):
+     * without RESUMED the client enters them again (RTP17i). */
+    if (a->presence_lost) resumed = false;
   } else if (req->rewind_count > 0 || req->rewind_ms > 0) {
     /* A rewind sends at most maxRewind messages (Ably: 100), the latest. */
     int64_t cap = ch->srv->cfg->limits.max_rewind;
@@ -572,6 +575,7 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     if (req->rewind_ms > 0) start_ms = clock_now_ms() - req->rewind_ms;
     replaying = true;
   }
+  a->presence_lost = false;
   replaying = replaying && (a->modes & SW_MODE_SUBSCRIBE);
   if (replaying && !resumed) after = rewind_start(ch, last_n, start_ms, up_to);
   sw_replay_t *r = replaying ? calloc(1, sizeof *r) : NULL;

@@ -55,6 +55,7 @@ typedef struct sw_attach {
   uint32_t modes;
   uint32_t requested_modes; /* asked for in the ATTACH: modes = these ∩ the capability, again after a reauth */
   bool delivering; /* attached on the current transport */
+  bool presence_lost; /* the connection's members left while it was away: the next ATTACH is not RESUMED */
   char *wire_name;  /* the name the client attached with, if not ch->name */
   int64_t from_seq; /* the client holds messages after this seq (live or replayed) */
   struct sw_seen *full_sent; /* older messages it was since sent in full */

@@ -33,6 +33,12 @@
  * with another such token would loop through in-band renewals. */
 #define REAUTH_NO_PROMPT_MS 5500
 
+/* How long the presence members of a connection whose transport was lost
+ * stay before they leave, unless it resumes: Ably's 15 s, or the client's
+ * remainPresentFor transport param (ms). Either way no longer than the
+ * connection itself (connectionStateTtl). */
+#define REMAIN_PRESENT_DEFAULT_MS 15000
+
 /* Protocol versions we speak: v2+ carries channelSerial continuity. */
 #define MIN_PROTOCOL_VERSION 2
 #define MAX_PROTOCOL_VERSION 6
@@ -414,6 +420,12 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   }
   bool echo = query_flag(q, "echo", true);
   bool heartbeats = query_flag(q, "heartbeats", false);
+  int64_t remain_present = REMAIN_PRESENT_DEFAULT_MS;
+  if (url_query_get(q, "remainPresentFor", buf, sizeof buf) > 0) {
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    if (!*end && v >= 0) remain_present = v;
+  }
 
   /* RTN15b / RTN16k: resume or recover an existing connection. A resume
    * may bring a new token (the old one may have expired, RTN15h), but not
@@ -441,6 +453,8 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     c->auth = auth;
     adopt_auth(c);
     bind_transport(c, s, fmt, echo, heartbeats);
+    c->remain_present_ms = remain_present;
+    c->presence_left = false;
     log_ev(SW_LOG_DEBUG, "conn.resumed", c->id, c->app->id, 0, "connection resumed");
     metrics_inc(SW_M_CONNECTIONS_RESUMED);
     send_connected(c, NULL);
@@ -467,6 +481,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   HASH_ADD_STR(srv->conns, id, c);
   metrics_inc(SW_M_CONNECTIONS_OPENED);
   bind_transport(c, s, fmt, echo, heartbeats);
+  c->remain_present_ms = remain_present;
   log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id,
          bad_key ? SW_E_INVALID_CONNECTION_KEY : tried_resume ? SW_E_RESUME_FAILED : 0,
          "connection opened");
@@ -1135,6 +1150,12 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
     } else if (now_ms - c->lost_at > l->connection_state_ttl) {
       log_ev(SW_LOG_DEBUG, "conn.expired", c->id, c->app->id, 0, "connection state expired");
       conn_destroy(c);
+    } else if (!c->presence_left && now_ms - c->lost_at >= c->remain_present_ms) {
+      /* Its members leave now; if it resumes later, its channels re-attach
+       * without RESUMED so that the client enters them again (RTP17i). */
+      c->presence_left = true;
+      sw_attach_t *a, *tmp2;
+      HASH_ITER(hh, c->attachments, a, tmp2) if (presence_leave_conn(a->ch, c->id)) a->presence_lost = true;
     }
   }
 }

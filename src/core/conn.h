@@ -73,6 +73,8 @@ typedef struct sw_conn {
   size_t n_presence;        /* presence members this connection entered, on all channels */
   sw_attach_t *attachments; /* uthash by channel */
   int64_t lost_at;          /* ms when the transport was lost; 0 while bound */
+  int64_t remain_present_ms; /* its presence members leave this long after the transport is lost */
+  bool presence_left;       /* they have, for the current loss */
   uint64_t last_tx;         /* loop ms of the last frame sent */
   UT_hash_handle hh;
 } sw_conn_t;

@@ -250,13 +250,13 @@ int presence_publish(sw_channel_t *ch, sw_conn_t *c, sw_pmsg_t *m, sw_error_t *e
   return 0;
 }
 
-void presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
+size_t presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
   size_t n = 0;
   sw_member_t *mb, *tmp;
   HASH_ITER(hh, ch->members, mb, tmp) n += mb->p.connection_id && strcmp(mb->p.connection_id, conn_id) == 0;
-  if (!n) return;
+  if (!n) return 0;
   sw_presence_t *events = calloc(n, sizeof *events);
-  if (!events) return;
+  if (!events) return 0;
   size_t i = 0;
   int64_t now = clock_now_ms();
   HASH_ITER(hh, ch->members, mb, tmp) {
@@ -278,6 +278,7 @@ void presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
     i++;
   }
   persist(ch, events, i, NULL, 0);
+  return i;
 }
 
 void presence_sync_requested(sw_channel_t *ch, sw_attach_t *a) {

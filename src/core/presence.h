@@ -45,7 +45,7 @@ void presence_sync(sw_channel_t *ch, sw_attach_t *a);
 void presence_sync_requested(sw_channel_t *ch, sw_attach_t *a);
 /* LEAVEs every member entered by connection conn_id on ch (detach, end of
  * connection). */
-void presence_leave_conn(sw_channel_t *ch, const char *conn_id);
+size_t presence_leave_conn(sw_channel_t *ch, const char *conn_id); /* how many left */
 /* Members from the app spec's channel fixtures (test-app-setup.json). */
 void presence_load_fixtures(sw_channel_t *ch);
 /* The store channel key under which ch's presence history is kept. */
