@@ -330,6 +330,10 @@ static bool key_well_formed(const char *key) {
   return strspn(secret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == 16 && !secret[16];
 }
 
+sw_conn_t *conn_find_by_key(sw_server_t *srv, const char *key, const sw_app_t *app) {
+  return key && key_well_formed(key) ? find_by_key(srv, key, app) : NULL;
+}
+
 static bool query_flag(sw_slice_t q, const char *name, bool dflt) {
   char v[8];
   ssize_t n = url_query_get(q, name, v, sizeof v);

@@ -122,5 +122,8 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms);
 /* Destroys a connection: detaches everything, forgets it (no resume). */
 void conn_destroy(sw_conn_t *c);
 sw_conn_t *conn_find(sw_server_t *srv, const char *id);
+/* The live (or resumable) connection of app whose connectionKey is key,
+ * compared in constant time; NULL if none. */
+sw_conn_t *conn_find_by_key(sw_server_t *srv, const char *key, const sw_app_t *app);
 
 #endif

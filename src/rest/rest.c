@@ -191,6 +191,32 @@ static void get_time(route_ctx_t *r) {
   json_decref(v);
 }
 
+/* TM2h: a REST message carrying a realtime connection's connectionKey is
+ * published on behalf of that connection: it takes its connectionId (and
+ * its clientId, when the connection is identified). A key that names no
+ * connection of this app, a clientId other than the connection's, or a
+ * connectionId other than its own (or one without a key) is Ably's 40006. */
+static void on_behalf(route_ctx_t *r, sw_msg_t *m, sw_error_t *err) {
+  sw_conn_t *c = NULL;
+  if (m->connection_key && !(c = conn_find_by_key(r->s->srv, m->connection_key, r->app))) {
+    errors_set(err, 40006, "Malformed message; invalid connectionKey");
+    return;
+  }
+  if (m->connection_id && (!c || strcmp(m->connection_id, c->id) != 0)) {
+    errors_set(err, 40006, "Malformed message; mismatched connectionId");
+    return;
+  }
+  if (!c) return;
+  const char *cid = c->client_id && strcmp(c->client_id, "*") ? c->client_id : NULL;
+  if (cid && m->client_id && strcmp(m->client_id, cid) != 0) {
+    errors_set(err, 40006, "Malformed message; clientId %.64s does not match the connection's", m->client_id);
+    return;
+  }
+  if (cid && !m->client_id) m->client_id = strdup(cid);
+  free(m->connection_id);
+  m->connection_id = strdup(c->id);
+}
+
 /* Checks and stamps the messages of a REST publish on ch (one channel of a
  * batch publish too): clientId (RSA7), userClaim, timestamp, no updates,
  * size. 0, or -1 with err. */
@@ -210,6 +236,7 @@ int rest_prepare_publish(route_ctx_t *r, sw_channel_t *ch, sw_msg_t *msgs, size_
                  "message updates, deletes and appends are not %s", ch->ns->mutable_messages ? "supported yet" : "enabled on this channel");
     if (!m->timestamp) m->timestamp = now;
     m->action = 0;
+    if (!err->code) on_behalf(r, m, err);
     free(m->connection_key);
     m->connection_key = NULL;
   }
