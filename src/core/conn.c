@@ -372,6 +372,13 @@ int conn_credentials(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p, 
   return rc;
 }
 
+/* A fresh connectionKey for c: its id and a new random secret. */
+static void new_key(sw_conn_t *c) {
+  char secret[24];
+  app_random_id(secret, 16);
+  snprintf(c->key, sizeof c->key, "%s!%s", c->id, secret);
+}
+
 /* Takes note of a newly adopted credential: whether conn_tick is to ask
  * for its renewal before it expires (see REAUTH_NO_PROMPT_MS). */
 static void adopt_auth(sw_conn_t *c) {
@@ -436,9 +443,9 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
    * another identity. */
   char rkey[80];
   sw_conn_t *c = NULL;
-  bool tried_resume = false, bad_key = false;
+  bool tried_resume = false, bad_key = false, recover = false;
   ssize_t rn = url_query_get(q, "resume", rkey, sizeof rkey);
-  if (rn == -1) rn = url_query_get(q, "recover", rkey, sizeof rkey);
+  if (rn == -1) recover = (rn = url_query_get(q, "recover", rkey, sizeof rkey)) != -1;
   if (rn != -1) {
     tried_resume = true;
     bad_key = rn < 0 || !key_well_formed(rkey);
@@ -459,6 +466,10 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     bind_transport(c, s, fmt, echo, heartbeats);
     c->remain_present_ms = remain_present;
     c->presence_left = false;
+    /* RTN16d: a recovered connection gets a new connectionKey, so a
+     * recovery key (which holds the old one) recovers it once. A resume
+     * keeps its key: a client whose CONNECTED was lost retries with it. */
+    if (recover) new_key(c);
     log_ev(SW_LOG_DEBUG, "conn.resumed", c->id, c->app->id, 0, "connection resumed");
     metrics_inc(SW_M_CONNECTIONS_RESUMED);
     send_connected(c, NULL);
@@ -474,9 +485,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     refuse(s, fmt, &err);
     return;
   }
-  char secret[24];
-  app_random_id(secret, 16);
-  snprintf(c->key, sizeof c->key, "%s!%s", c->id, secret);
+  new_key(c);
   c->srv = srv;
   c->auth = auth;
   c->app = auth.app;
