@@ -313,7 +313,11 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
    * deleteMessage({serial, data: {}})). The data and its encoding go
    * together: new data without an encoding is plain. */
   TAKE(name);
-  TAKE(extras);
+  if (src->extras) { /* a json_t: released, not freed (TAKE is for strings) */
+    json_decref(dst->extras);
+    dst->extras = src->extras;
+    src->extras = NULL;
+  }
   if (src->data.kind != SW_DATA_NONE || src->encoding) {
     data_clear(&dst->data);
     dst->data = src->data;

@@ -200,14 +200,17 @@ static void stored_fold_matches(void **state) {
  * the whole new head. */
 static void update_replaces(void **state) {
   sw_msg_t head = make_head("old"), ev;
+  head.extras = json_pack("{s:{s:s}}", "headers", "k", "old");
   sw_msg_t req = request(SW_MSG_UPDATE, "new");
   req.version = json_pack("{s:s, s:{s:s}}", "description", "typo", "metadata", "k", "v");
+  req.extras = json_pack("{s:{s:s}}", "headers", "k", "new"); /* replaces the head's (released: ASan) */
   sw_error_t err = {0};
   assert_int_equal(mutation_fold(&head, &ev, &req, "0000000000000009", 7, "editor", &err), 0);
   assert_int_equal(head.action, SW_MSG_UPDATE);
   assert_string_equal((char *)head.data.bytes, "new");
   assert_string_equal(head.name, "answer");
   assert_string_equal(json_string_value(json_object_get(head.version, "description")), "typo");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(head.extras, "headers"), "k")), "new");
   assert_string_equal(json_string_value(json_object_get(json_object_get(head.version, "metadata"), "k")), "v");
   assert_int_equal(ev.action, SW_MSG_UPDATE);
   assert_string_equal((char *)ev.data.bytes, "new");
