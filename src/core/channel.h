@@ -46,6 +46,13 @@ typedef struct sw_channel {
   struct sw_head *heads;      /* heads being changed (core/mutation.c) */
   struct sw_turn *turns;      /* AI turn owners (core/ai_turns.c) */
   size_t n_heads;
+  /* Derived channels ("[filter=<base64>]name", RTS5): a derived channel
+   * has no messages of its own; its base's are delivered to its
+   * attachments when they pass its filter, and replays read its base's. */
+  struct sw_channel *base;          /* derived: the channel it filters; NULL otherwise */
+  struct sw_filter *filter;         /* derived: its compiled filter (owned) */
+  struct sw_channel *derived;       /* base: its derived channels, linked by next_derived */
+  struct sw_channel *next_derived;
   UT_hash_handle hh;
 } sw_channel_t;
 
@@ -67,6 +74,17 @@ typedef struct sw_attach {
 /* Finds or creates the channel (name already validated). NULL on OOM. */
 sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name);
 sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *name);
+/* The derived channel of base channel `name` with filter filter_b64[0..len)
+ * (the base64 text of "[filter=...]"): found, or created with its base and
+ * its compiled filter. NULL with err (40010 for a filter that does not
+ * decode or compile, 50000 out of memory). find only looks. */
+sw_channel_t *channel_get_derived(sw_server_t *srv, sw_app_t *app, const char *name, const char *filter_b64,
+                                  size_t len, sw_error_t *err);
+sw_channel_t *channel_find_derived(sw_server_t *srv, const sw_app_t *app, const char *name, const char *filter_b64,
+                                   size_t len);
+/* Sends m (a MESSAGE of ch's) to ch's derived channels: to each, the
+ * messages that pass its filter. */
+void channel_broadcast_derived(sw_channel_t *ch, const sw_pmsg_t *m, const char *skip_conn_id);
 
 /* Who asked for a publish, to be told when it is durable. */
 typedef struct sw_publisher {

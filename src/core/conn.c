@@ -508,6 +508,9 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   }
 }
 
+/* The name capabilities are checked against: a derived channel's base. */
+static const char *cap_name(const sw_channel_t *ch) { return ch->base ? ch->base->name : ch->name; }
+
 /* RTC8: in-band reauthorisation with a new token. The connection keeps its
  * id and clientId; the new capability applies at once, and channels it no
  * longer allows fail with 40160 while the connection stays. */
@@ -540,11 +543,11 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
   send_connected(c, NULL);
   sw_attach_t *a, *tmp;
   HASH_ITER(hh, c->attachments, a, tmp) {
-    uint32_t ops = cap_ops_for_channel(c->auth.cap, a->ch->name);
+    uint32_t ops = cap_ops_for_channel(c->auth.cap, cap_name(a->ch));
     if (ops) {
       /* The modes follow the capability both ways: a token that adds
        * publish lets an attached channel publish (as on Ably). */
-      a->modes = a->requested_modes & cap_modes_for_ops(ops);
+      a->modes = a->requested_modes & cap_modes_for_ops(ops) & (a->ch->base ? SW_MODE_SUBSCRIBE : SW_MODE_ALL);
       continue;
     }
     sw_error_t e;
@@ -753,12 +756,31 @@ static sw_channel_t *resolve_channel(sw_conn_t *c, const char *name, sw_channel_
   }
   if (channel_name_validate(name, strlen(name), parts, err)) return NULL;
   if (parts->kind != SW_CHAN_PLAIN) {
-    errors_set(err, SW_E_INVALID_CHANNEL, "metachannels and derived channels are not supported");
+    errors_set(err, SW_E_INVALID_CHANNEL, parts->kind == SW_CHAN_FILTER
+                                              ? "a derived channel can only be attached to and subscribed to"
+                                              : "metachannels are not supported");
     return NULL;
   }
   sw_channel_t *ch = channel_get(c->srv, c->app, name + parts->name_off);
   if (!ch) errors_set(err, SW_E_INTERNAL, "out of memory");
   return ch;
+}
+
+/* The existing channel a validated name designates: the plain channel, or
+ * for "[filter=...]name" the derived channel. NULL if there is none. */
+static sw_channel_t *find_named(sw_conn_t *c, const char *name, const sw_channel_name_t *parts) {
+  if (parts->kind == SW_CHAN_FILTER)
+    return channel_find_derived(c->srv, c->app, name + parts->name_off, name + parts->filter_off, parts->filter_len);
+  return channel_find(c->srv, c->app, name + parts->name_off);
+}
+
+/* The channel an ATTACH names: as resolve_channel, and a derived channel
+ * ("[filter=<base64>]name", RTS5) too, made on first use. */
+static sw_channel_t *resolve_attach(sw_conn_t *c, const char *name, sw_channel_name_t *parts, sw_error_t *err) {
+  if (name && channel_name_validate(name, strlen(name), parts, NULL) == 0 && parts->kind == SW_CHAN_FILTER)
+    return channel_get_derived(c->srv, c->app, name + parts->name_off, name + parts->filter_off, parts->filter_len,
+                               err);
+  return resolve_channel(c, name, parts, err);
 }
 
 /* Whether an ATTACH would add an attachment beyond
@@ -768,7 +790,7 @@ static bool attach_over_limit(sw_conn_t *c, const char *name) {
   if (HASH_COUNT(c->attachments) < (size_t)c->srv->cfg->limits.max_channels_per_connection) return false;
   sw_channel_name_t parts;
   if (!name || channel_name_validate(name, strlen(name), &parts, NULL)) return false; /* refused anyway */
-  sw_channel_t *ch = channel_find(c->srv, c->app, name + parts.name_off);
+  sw_channel_t *ch = find_named(c, name, &parts);
   sw_attach_t *a = NULL;
   if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
   return a == NULL;
@@ -782,12 +804,14 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
                (long long)c->srv->cfg->limits.max_channels_per_connection);
     goto fail;
   }
-  sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
+  sw_channel_t *ch = resolve_attach(c, m->channel, &parts, &err);
   if (!ch) goto fail;
-  uint32_t ops = cap_ops_for_channel(c->auth.cap, ch->name);
+  uint32_t ops = cap_ops_for_channel(c->auth.cap, cap_name(ch));
+  /* A derived channel only delivers messages: it needs subscribe. */
+  if (ch->base && !(cap_modes_for_ops(ops) & SW_MODE_SUBSCRIBE)) ops = 0;
   if (!ops) {
     errors_set(&err, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
-               ch->name);
+               cap_name(ch));
     goto fail;
   }
   if (ch->ns->identified && (!c->client_id || strcmp(c->client_id, "*") == 0)) {
@@ -806,6 +830,7 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
     errors_set(&err, SW_E_INVALID_PARAM, "invalid modes parameter %.64s", modes);
   if (!requested) requested = DEFAULT_MODES;
   req.modes = requested & cap_modes_for_ops(ops);
+  if (ch->base) req.modes &= SW_MODE_SUBSCRIBE; /* a derived channel delivers messages, nothing else */
   if (err.code || attach_rewind(c, ch, params, &req, &err)) {
     json_decref(params);
     goto fail;
@@ -831,8 +856,7 @@ static void handle_detach(sw_conn_t *c, sw_pmsg_t *m) {
   }
   sw_channel_name_t parts;
   sw_channel_t *ch = NULL;
-  if (channel_name_validate(m->channel, strlen(m->channel), &parts, NULL) == 0)
-    ch = channel_find(c->srv, c->app, m->channel + parts.name_off);
+  if (channel_name_validate(m->channel, strlen(m->channel), &parts, NULL) == 0) ch = find_named(c, m->channel, &parts);
   sw_attach_t *a = NULL;
   if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
   if (a) channel_detach(a);
@@ -848,7 +872,7 @@ static void handle_sync(sw_conn_t *c, sw_pmsg_t *m) {
   sw_channel_name_t parts;
   sw_channel_t *ch = NULL;
   if (m->channel && channel_name_validate(m->channel, strlen(m->channel), &parts, NULL) == 0)
-    ch = channel_find(c->srv, c->app, m->channel + parts.name_off);
+    ch = find_named(c, m->channel, &parts);
   sw_attach_t *a = NULL;
   if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
   if (a && a->delivering && (a->modes & SW_MODE_PRESENCE_SUBSCRIBE)) presence_sync_requested(ch, a);

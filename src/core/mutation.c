@@ -10,6 +10,7 @@
 #include "core/sock.h"
 #include "metrics/metrics.h"
 #include "proto/codec.h"
+#include "proto/filter.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -140,10 +141,10 @@ static bool head_after(const sw_head_t *h, const version_t *v, sw_msg_t *view) {
   return true;
 }
 
-/* Live delivery: each subscriber gets the event, except that one which
- * does not hold the message in full gets the whole head instead. */
-static void broadcast(version_t *v, const sw_head_t *h) {
-  sw_channel_t *ch = v->ch;
+/* Live delivery to the attachments of ch (v's channel, or one derived
+ * from it): each subscriber gets the event, except that one which does not
+ * hold the message in full gets the whole head instead. */
+static void broadcast_to(sw_channel_t *ch, version_t *v, const sw_head_t *h) {
   sw_pmsg_t ev = {.action = SW_ACTION_MESSAGE,
                   .channel = (char *)ch->name,
                   .channel_serial = v->serial,
@@ -178,6 +179,16 @@ static void broadcast(version_t *v, const sw_head_t *h) {
   }
   for (int i = 0; i < 2; i++)
     for (int j = 0; j < 2; j++) frame_unref(frames[i][j]);
+}
+
+/* To v's channel, and to its derived channels whose filter the message
+ * passes (judged on the message as it is after the version: an append's
+ * fragment has no name). */
+static void broadcast(version_t *v, const sw_head_t *h) {
+  broadcast_to(v->ch, v, h);
+  const sw_msg_t *m = h ? &h->msg : v->has_full ? &v->full : &v->event;
+  for (sw_channel_t *d = v->ch->derived; d; d = d->next_derived)
+    if (d->subs && filter_match(d->filter, m->name, json_object_get(m->extras, "headers"))) broadcast_to(d, v, h);
 }
 
 static void on_stored(void *ud, int status) {

@@ -12,6 +12,8 @@ import {
   settle,
   sleep,
   withTimeout,
+  dropConnection,
+  waitForChannelState,
   ACTION,
   test,
 } from './lib/server.mjs';
@@ -169,4 +171,106 @@ bothProtocols('RTL2i/TR3b a rewind that will replay messages attaches with HAS_B
   const plain = other.channels.get(name);
   const sc2 = await withTimeout(plain.attach(), 5000, 'attach without rewind');
   assert.ok(!sc2?.hasBacklog);
+});
+
+// ---------------------------------------------------------------------------
+// Derived channels: [filter=<base64 JMESPath>]name (RTS5, ably-js getDerived)
+// ---------------------------------------------------------------------------
+
+const FILTER_DATA = [
+  { name: 'filtered', data: 'one', extras: { headers: { name: 'Lorem Choo', number: 26095, bool: true } } },
+  { name: 'filtered', data: 'no extras' },
+  { name: 'filtered', data: 'two', extras: { headers: { name: 'John Bull', number: 26095, bool: false } } },
+  { name: 'filtered', data: 'no header' },
+  { name: 'filtered', data: 'other number', extras: { headers: { name: 'John Bull', number: 12345, bool: false } } },
+  { name: 'end', data: 'last' },
+];
+const FILTER = 'name == `"filtered"` && headers.number == `26095`';
+
+bothProtocols('RTS5/DO2a a derived channel (channels.getDerived with a JMESPath filter) gets only the messages that pass, alongside the plain channel on the same connection (ably-js "subscribes to filtered channel")', async (t, binary) => {
+  const c = clients(t);
+  const base = uniqueChannel('chan');
+  const client = await connected(c, env.server, { key: env.app.keys[5].keyStr, binary });
+  const derived = client.channels.getDerived(base, { filter: FILTER });
+  const plain = client.channels.get(base);
+  const dcol = collector(derived);
+  const pcol = collector(plain);
+  await withTimeout(Promise.all([dcol.subscribed, pcol.subscribed]), 5000, 'attach both');
+  const rest = c.rest(env.server, { key: key(), binary: !binary });
+  for (const m of FILTER_DATA) await rest.channels.get(base).publish(m);
+  await pcol.until(6, 5000);
+  await dcol.until(2, 5000);
+  await sleep(300);
+  assert.deepEqual(dcol.messages.map((m) => m.data), ['one', 'two']);
+  assert.deepEqual(dcol.messages.map((m) => m.extras.headers.name), ['Lorem Choo', 'John Bull']);
+  assert.equal(pcol.messages.length, 6, 'the plain channel gets every message');
+  // Detaching the derived channel leaves the plain one.
+  await withTimeout(derived.detach(), 5000, 'detach derived');
+  await rest.channels.get(base).publish({ name: 'filtered', data: 'after', extras: { headers: { number: 26095 } } });
+  await pcol.until(7, 5000);
+  await sleep(200);
+  assert.equal(dcol.messages.length, 2, 'nothing after the detach');
+  assert.equal(plain.state, 'attached');
+});
+
+bothProtocols('RTS5 derived channels: rewind and resume replay only what passes; publishing on one is refused (40010); a malformed filter fails the attach (40010); the base channel\'s capability applies', async (t, binary) => {
+  const c = clients(t);
+  const base = uniqueChannel('chan-replay');
+  const rest = c.rest(env.server, { key: key(), binary });
+  for (const m of FILTER_DATA) await rest.channels.get(base).publish(m);
+  const client = await connected(c, env.server, { key: key(), binary });
+  const rw = client.channels.getDerived(`[?rewind=10]${base}`, { filter: FILTER });
+  assert.match(rw.name, /^\[filter=[^?\]]+\?rewind=10\]/, `ably-js puts the params in the qualifier: ${rw.name}`);
+  const rcol = collector(rw);
+  await withTimeout(rcol.subscribed, 5000, 'attach with rewind');
+  await rcol.until(2, 5000);
+  await sleep(300);
+  assert.deepEqual(rcol.messages.map((m) => m.data), ['one', 'two'], 'rewind: only what passes');
+  // Resume: messages published while the client is away, filtered.
+  dropConnection(client);
+  await rest.channels.get(base).publish([
+    { name: 'filtered', data: 'away-pass', extras: { headers: { number: 26095 } } },
+    { name: 'filtered', data: 'away-skip', extras: { headers: { number: 1 } } },
+  ]);
+  await waitForChannelState(rw, 'attached', { timeoutMs: 8000 });
+  await rcol.until(3, 8000);
+  await rest.channels.get(base).publish({ name: 'filtered', data: 'live', extras: { headers: { number: 26095 } } });
+  await rcol.until(4, 5000);
+  await sleep(300);
+  assert.deepEqual(rcol.messages.map((m) => m.data), ['one', 'two', 'away-pass', 'live']);
+  const pub = await settle(rw.publish('x', 'y'));
+  assert.equal(pub.ok, false, `publish on a derived channel refused: ${JSON.stringify(pub)}`);
+  assert.equal(pub.error.code, 40010, pub.error.message);
+  const bad = client.channels.getDerived(uniqueChannel('bad'), { filter: 'name ==' });
+  const r = await settle(bad.attach());
+  assert.equal(r.ok, false, 'malformed filter');
+  assert.equal(r.error.code, 40010, r.error.message);
+  // key[3] may subscribe on every channel; key[2] on channel3 only.
+  const limited = await connected(c, env.server, { key: env.app.keys[2].keyStr, binary });
+  const denied = await settle(limited.channels.getDerived('channel0', { filter: 'name == `"x"`' }).attach());
+  assert.equal(denied.ok, false, 'capability');
+  assert.equal(denied.error.code, 40160);
+  const ok = await settle(limited.channels.getDerived('channel3', { filter: 'name == `"x"`' }).attach());
+  assert.equal(ok.ok, true, ok.error?.message);
+  assert.equal(client.connection.state, 'connected');
+});
+
+bothProtocols('RTS5/RTL32 a derived channel gets the updates of the messages that pass its filter (judged on the updated message)', async (t, binary) => {
+  const c = clients(t);
+  const base = `mutable:${uniqueChannel('derived-mut')}`;
+  const client = await connected(c, env.server, { key: key(), binary });
+  const derived = client.channels.getDerived(base, { filter: "headers.kind == 'keep'" });
+  const col = collector(derived);
+  await withTimeout(col.subscribed, 5000, 'attach');
+  const ch = client.channels.get(base);
+  const { serials: [keep] } = await ch.publish({ name: 'm', data: 'v1', extras: { headers: { kind: 'keep' } } });
+  const { serials: [drop] } = await ch.publish({ name: 'm', data: 'x1', extras: { headers: { kind: 'drop' } } });
+  await ch.updateMessage({ serial: keep, data: 'v2', extras: { headers: { kind: 'keep' } } });
+  await ch.updateMessage({ serial: drop, data: 'x2' });
+  await col.until(2, 5000);
+  await sleep(300);
+  assert.deepEqual(col.messages.map((m) => [m.action, m.serial, m.data]), [
+    ['message.create', keep, 'v1'],
+    ['message.update', keep, 'v2'],
+  ]);
 });
