@@ -318,8 +318,9 @@ static void test_resume(void **state) {
   tctx_done(&t);
 }
 
-/* Tokens of 4 s from an auth callback: the server asks for renewal before
- * expiry and the new token goes in-band (AUTH) over the TLS connection. */
+/* Tokens of 4 s from an auth callback: the SDK renews before expiry (the
+ * server does not ask for so short a token) and the new token goes in-band
+ * (AUTH) over the TLS connection. */
 typedef struct auth_ctx {
   const char *key;
   int calls;
