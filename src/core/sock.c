@@ -969,8 +969,8 @@ static void expire(sw_sock_t *s, uint64_t now) {
       set_phase(s, SW_SOCK_IDLE, lim->http_idle_timeout);
       return;
     }
-    if (s->q_len || s->writing) {
-      sock_close(s, true); /* the answer is still being read */
+    if (s->q_len || s->writing || s->tls) {
+      sock_close(s, true); /* the answer is still being read; or TLS: close_notify first */
       return;
     }
     break;
