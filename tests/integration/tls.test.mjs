@@ -381,3 +381,18 @@ test('RTN15h3 over TLS: a stalled subscriber that reads again gets DISCONNECTED 
   const got = frames.filter((f) => f.action === 15).length;
   assert.ok(got > 0 && got < 240, `some messages, not all, before the last words (${got})`);
 });
+
+test('start-up: a certificate that does not load, or a certificate without its key, is refused with the reason', async () => {
+  const refused = (args) =>
+    startServer({ label: 'tls-refused', extraArgs: args }).then(
+      (s) => s.stop().then(() => null),
+      (err) => err,
+    );
+  const missing = await refused(['--tls-cert', path.join(pki.dir, 'nope.pem'), '--tls-key', live.key]);
+  assert.ok(missing, 'the server did not start');
+  assert.match(missing.message, /cannot load the TLS certificate chain .*nope\.pem/);
+  const mismatch = await refused(['--tls-cert', certA.cert, '--tls-key', certB.key]);
+  assert.match(mismatch?.message ?? '', /TLS private key .*mismatch/);
+  const half = await refused(['--tls-cert', certA.cert]);
+  assert.match(half?.message ?? '', /TLS needs both a certificate .* and a key/);
+});
