@@ -221,8 +221,10 @@ static int create_dev_app(sw_server_t *srv) {
          a->id, a->keys[0].name, a->keys[0].secret,
          srv->cfg->memory ? "--memory: it is gone when the server stops"
                           : "`switchboard apps` shows it again");
-  printf("  client: new Ably.Realtime({ key: '%s:%s', endpoint: '%s', port: %d, tls: %s })\n",
-         a->keys[0].name, a->keys[0].secret, srv->cfg->host, srv->cfg->port, srv->tls_ctx ? "true" : "false");
+  /* ably-js takes a TLS port as tlsPort, a plain one as port. */
+  printf("  client: new Ably.Realtime({ key: '%s:%s', endpoint: '%s', %s: %d, tls: %s })\n", a->keys[0].name,
+         a->keys[0].secret, srv->cfg->host, srv->tls_ctx ? "tlsPort" : "port", srv->cfg->port,
+         srv->tls_ctx ? "true" : "false");
   return 0;
 }
 

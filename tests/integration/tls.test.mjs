@@ -56,6 +56,8 @@ const env = { server: null, app: null };
 before(async () => {
   env.server = await startServer({ label: 'tls', extraArgs: ['--tls-cert', live.cert, '--tls-key', live.key, '--config', cfg.file] });
   assert.equal(env.server.scheme, 'https', 'the server says it listens on https://');
+  // The first-run snippet: ably-js takes a TLS port as tlsPort.
+  assert.match(env.server.stdout, new RegExp(`endpoint: '127\\.0\\.0\\.1', tlsPort: ${env.server.port}, tls: true`));
   const res = await request('POST', '/apps', { body: appSetup() });
   assert.equal(res.status, 201, res.text);
   env.app = res.body;
