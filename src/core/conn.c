@@ -342,10 +342,11 @@ static bool query_flag(sw_slice_t q, const char *name, bool dflt) {
   return strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
 }
 
-/* Basic (key) auth over plain HTTP is a configuration switch (RSA1). */
+/* Basic (key) auth needs TLS (RSA1): over TLS (ours, or a trusted proxy's)
+ * it is allowed; over plain HTTP it is a configuration switch. */
 bool conn_basic_allowed(const sw_sock_t *s, sw_error_t *err) {
   sw_basic_policy_t pol = s->srv->cfg->auth.basic;
-  if (pol == SW_BASIC_ALLOW || (pol == SW_BASIC_LOOPBACK && s->peer_loopback)) return true;
+  if (s->secure || pol == SW_BASIC_ALLOW || (pol == SW_BASIC_LOOPBACK && s->peer_loopback)) return true;
   errors_set(err, SW_E_BASIC_NEEDS_TLS, "Basic authentication over a non-TLS connection is not allowed; use a token");
   return false;
 }
