@@ -17,7 +17,7 @@ import {
 } from './lib/server.mjs';
 
 const env = useServer({ label: 'batch' });
-// key[2]: channel0 publish, channel3 subscribe, channel4 presence+publish+subscribe, channel5 presence.
+// key[2]: pub-1 publish, sub-only subscribe, members presence+publish+subscribe, presence-only presence.
 const k2 = () => env.app.keys[2].keyStr;
 const k0 = () => env.app.keys[0].keyStr;
 
@@ -26,8 +26,8 @@ bothProtocols('RSC22/BAR2/BPR2/BPF2 batchPublish with an array of specs: one Bat
   const rest = c.rest(env.server, { key: k2(), binary });
   const tag = uniqueChannel('b');
   const specs = [
-    { channels: ['channel0', 'channel3'], messages: [{ data: `m1-${tag}` }, { data: `m2-${tag}` }] },
-    { channels: ['channel4', 'channel5'], messages: [{ name: 'e', data: `m3-${tag}` }, { data: { k: tag } }] },
+    { channels: ['pub-1', 'sub-only'], messages: [{ data: `m1-${tag}` }, { data: `m2-${tag}` }] },
+    { channels: ['members', 'presence-only'], messages: [{ name: 'e', data: `m3-${tag}` }, { data: { k: tag } }] },
   ];
   const res = await withTimeout(rest.batchPublish(specs), 5000, 'batchPublish');
   assert.equal(res.length, 2);
@@ -45,11 +45,11 @@ bothProtocols('RSC22/BAR2/BPR2/BPF2 batchPublish with an array of specs: one Bat
     assert.equal(bad.error.code, 40160);
   }
   const verify = c.rest(env.server, { key: k0(), binary });
-  const h0 = (await verify.channels.get('channel0').history({ limit: 2 })).items;
+  const h0 = (await verify.channels.get('pub-1').history({ limit: 2 })).items;
   assert.deepEqual(new Set(h0.map((m) => m.data)), new Set([`m1-${tag}`, `m2-${tag}`]));
   assert.ok(h0.every((m) => m.id.startsWith(`${res[0].results[0].messageId}:`)), `ids share the messageId prefix: ${h0.map((m) => m.id)}`);
   assert.deepEqual(h0.map((m) => m.serial).sort(), [...res[0].results[0].serials].sort());
-  const h4 = (await verify.channels.get('channel4').history({ limit: 2, direction: 'backwards' })).items;
+  const h4 = (await verify.channels.get('members').history({ limit: 2, direction: 'backwards' })).items;
   assert.deepEqual(h4.map((m) => m.data).reverse(), [`m3-${tag}`, { k: tag }]);
   assert.equal(h4[1].name, 'e');
 });
@@ -96,16 +96,16 @@ bothProtocols('RSC24/BGR2/BGF2 batchPresence: members per channel, an error 401 
   const c = clients(t);
   const member = await connected(c, env.server, { key: k0(), clientId: 'batchPresenceTest', binary });
   const empty = uniqueChannel('bpres-empty');
-  await withTimeout(member.channels.get('channel0').presence.enter(), 5000, 'enter channel0');
-  await withTimeout(member.channels.get('channel4').presence.enter('here'), 5000, 'enter channel4');
+  await withTimeout(member.channels.get('pub-1').presence.enter(), 5000, 'enter pub-1');
+  await withTimeout(member.channels.get('members').presence.enter('here'), 5000, 'enter members');
   const rest = c.rest(env.server, { key: k2(), binary });
-  const r = await withTimeout(rest.batchPresence(['channel0', 'channel4']), 5000, 'batchPresence');
+  const r = await withTimeout(rest.batchPresence(['pub-1', 'members']), 5000, 'batchPresence');
   assert.equal(r.successCount, 1, JSON.stringify(r));
   assert.equal(r.failureCount, 1);
-  assert.equal(r.results[0].channel, 'channel0');
+  assert.equal(r.results[0].channel, 'pub-1');
   assert.equal('presence' in r.results[0], false);
   assert.equal(r.results[0].error.statusCode, 401);
-  assert.equal(r.results[1].channel, 'channel4');
+  assert.equal(r.results[1].channel, 'members');
   assert.equal('error' in r.results[1], false);
   const mine = r.results[1].presence.filter((p) => p.clientId === 'batchPresenceTest');
   assert.equal(mine.length, 1, JSON.stringify(r.results[1].presence));

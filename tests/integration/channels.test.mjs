@@ -245,19 +245,19 @@ bothProtocols('RTS5 derived channels: rewind and resume replay only what passes;
   const r = await settle(bad.attach());
   assert.equal(r.ok, false, 'malformed filter');
   assert.equal(r.error.code, 40010, r.error.message);
-  // key[3] may subscribe on every channel; key[2] on channel3 only.
+  // key[3] may subscribe on every channel; key[2] on sub-only only.
   const limited = await connected(c, env.server, { key: env.app.keys[2].keyStr, binary });
-  const denied = await settle(limited.channels.getDerived('channel0', { filter: 'name == `"x"`' }).attach());
+  const denied = await settle(limited.channels.getDerived('pub-1', { filter: 'name == `"x"`' }).attach());
   assert.equal(denied.ok, false, 'capability');
   assert.equal(denied.error.code, 40160);
-  const ok = await settle(limited.channels.getDerived('channel3', { filter: 'name == `"x"`' }).attach());
+  const ok = await settle(limited.channels.getDerived('sub-only', { filter: 'name == `"x"`' }).attach());
   assert.equal(ok.ok, true, ok.error?.message);
   assert.equal(client.connection.state, 'connected');
 });
 
 bothProtocols('RTS5/RTL32 a derived channel gets the updates of the messages that pass its filter (judged on the updated message)', async (t, binary) => {
   const c = clients(t);
-  const base = `mutable:${uniqueChannel('derived-mut')}`;
+  const base = `editable:${uniqueChannel('derived-mut')}`;
   const client = await connected(c, env.server, { key: key(), binary });
   const derived = client.channels.getDerived(base, { filter: "headers.kind == 'keep'" });
   const col = collector(derived);

@@ -104,13 +104,15 @@ for (const binary of [true, false]) {
     await got.until(4, 'bob receives the delete');
     assert.equal(got.got[3].type, ChatMessageEventType.Deleted);
     const vers = await aroom.messages.getVersions(sent.serial);
-    assert.deepEqual(vers.items.map((m) => m.text), ['hello, edited']);
+    // RSL14: the versions list the original message.create too, newest first.
+    assert.deepEqual(vers.items.map((m) => m.text), ['hello, edited', 'hello']);
     // Bob may not update or delete Alice's message with -own rights.
     const r = await settle(broom.messages.update(sent.serial, { text: 'hijack' }));
     assert.equal(r.ok, false);
     assert.equal(r.error.code, 40160);
     const after = await broom.messages.history({ limit: 10 });
-    assert.deepEqual(after.items.map((m) => [m.text, m.action]), [['', 'message.delete'], ['hello, edited', 'message.update']]);
+    // A delete is soft (RSL15, and Chat's docs print a deleted message's text): the text stays.
+    assert.deepEqual(after.items.map((m) => [m.text, m.action]), [['second', 'message.delete'], ['hello, edited', 'message.update']]);
   });
 }
 
