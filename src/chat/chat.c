@@ -333,17 +333,7 @@ static void get_message(route_ctx_t *r, const char *channel, const char *serial)
 static void history(route_ctx_t *r, const char *channel) {
   page_t pg;
   if (!route_require(r, channel, SW_OP_HISTORY, "history") || !route_page(r, &pg)) return;
-  sw_history_q_t q = {.app_id = r->app->id, .channel = channel, .after_seq = -1, .before_seq = INT64_MAX,
-                      .start = pg.start, .end = pg.end, .forwards = pg.forwards,
-                      .limit = (size_t)pg.limit + 1, .now = clock_now_ms()};
-  int64_t seq;
-  if (pg.from[0] && serial_parse(pg.from, strlen(pg.from), &seq) == 0) q.before_seq = seq + 1;
-  if (pg.cursor >= 0) {
-    if (pg.forwards) q.after_seq = pg.cursor;
-    else if (pg.cursor < q.before_seq) q.before_seq = pg.cursor;
-  }
-  sw_channel_t *ch = channel_find(r->s->srv, r->app, channel);
-  if (ch && ch->durable_seq + 1 < q.before_seq) q.before_seq = ch->durable_seq + 1;
+  sw_history_q_t q = route_history_query(r, channel, &pg);
   sw_store_rows_t rows = {0};
   if (store_history(r->s->srv->store, &q, &rows)) {
     fail(r, SW_E_INTERNAL, "history could not be read");

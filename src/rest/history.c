@@ -56,23 +56,28 @@ void route_reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, co
   buf_free(&body);
 }
 
-/* RSL2: history, newest first by default; one item per message, its head. */
-void rest_history(route_ctx_t *r, const char *name) {
-  page_t pg;
-  if (!route_require(r, name, SW_OP_HISTORY, "history") || !route_page(r, &pg)) return;
+sw_history_q_t route_history_query(const route_ctx_t *r, const char *name, const page_t *pg) {
   sw_history_q_t q = {.app_id = r->app->id, .channel = name, .after_seq = -1, .before_seq = INT64_MAX,
-                      .start = pg.start, .end = pg.end, .forwards = pg.forwards,
-                      .limit = (size_t)pg.limit + 1, .now = clock_now_ms()};
+                      .start = pg->start, .end = pg->end, .forwards = pg->forwards,
+                      .limit = (size_t)pg->limit + 1, .now = clock_now_ms()};
   int64_t seq;
-  /* untilAttach (RTL10b): only messages up to the attach serial. */
-  if (pg.from[0] && serial_parse(pg.from, strlen(pg.from), &seq) == 0) q.before_seq = seq + 1;
-  if (pg.cursor >= 0) {
-    if (pg.forwards) q.after_seq = pg.cursor;
-    else if (pg.cursor < q.before_seq) q.before_seq = pg.cursor;
+  /* untilAttach (RTL10b), Chat's fromSerial: only messages up to that serial. */
+  if (pg->from[0] && serial_parse(pg->from, strlen(pg->from), &seq) == 0) q.before_seq = seq + 1;
+  if (pg->cursor >= 0) {
+    if (pg->forwards) q.after_seq = pg->cursor;
+    else if (pg->cursor < q.before_seq) q.before_seq = pg->cursor;
   }
   /* Messages not yet durable are not history yet: reads stay consistent with live delivery. */
   sw_channel_t *ch = channel_find(r->s->srv, r->app, name);
   if (ch && ch->durable_seq + 1 < q.before_seq) q.before_seq = ch->durable_seq + 1;
+  return q;
+}
+
+/* RSL2: history, newest first by default; one item per message, its head. */
+void rest_history(route_ctx_t *r, const char *name) {
+  page_t pg;
+  if (!route_require(r, name, SW_OP_HISTORY, "history") || !route_page(r, &pg)) return;
+  sw_history_q_t q = route_history_query(r, name, &pg);
   sw_store_rows_t rows = {0};
   if (store_history(r->s->srv->store, &q, &rows)) {
     sw_error_t err;

@@ -68,6 +68,10 @@ void route_error(route_ctx_t *r, const sw_error_t *e);
  * pg->limit items (rows holds one more when there are more) within the
  * page budget, `next` continuing after the last row given (its vseq when
  * by_vseq, else its seq). */
+/* The store query of a history page pg on channel `name` (rest/history.c):
+ * from_serial bounds it, the cursor continues it, and it stops at the
+ * channel's durable_seq. */
+sw_history_q_t route_history_query(const route_ctx_t *r, const char *name, const page_t *pg);
 void route_reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, const sw_store_rows_t *rows,
                       bool by_vseq);
 
