@@ -11,6 +11,7 @@
 #include "core/channel.h"
 #include "core/mutation.h"
 #include "core/presence.h"
+#include "core/rollup.h"
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
@@ -389,6 +390,8 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   }
   bool echo = query_flag(q, "echo", true);
   bool heartbeats = query_flag(q, "heartbeats", false);
+  /* Ably's transportParams: {appendRollupWindow: ms} (core/rollup.h). */
+  int rollup_ms = rollup_window_param(url_query_get(q, "appendRollupWindow", buf, sizeof buf) >= 0 ? buf : NULL);
 
   /* RTN15b / RTN16k: resume or recover an existing connection. A resume
    * may bring a new token (the old one may have expired, RTN15h), but not
@@ -413,6 +416,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     c->auth = auth;
     c->reauth_sent = false;
     bind_transport(c, s, fmt, echo, heartbeats);
+    c->append_rollup_ms = rollup_ms;
     log_ev(SW_LOG_DEBUG, "conn.resumed", c->id, c->app->id, 0, "connection resumed");
     metrics_inc(SW_M_CONNECTIONS_RESUMED);
     send_connected(c, NULL);
@@ -438,6 +442,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   HASH_ADD_STR(srv->conns, id, c);
   metrics_inc(SW_M_CONNECTIONS_OPENED);
   bind_transport(c, s, fmt, echo, heartbeats);
+  c->append_rollup_ms = rollup_ms;
   log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id, tried_resume ? SW_E_RESUME_FAILED : 0,
          "connection opened");
   if (tried_resume) {
