@@ -55,7 +55,7 @@ beforeEach(() => setupApp());
 const mutName = (p) => `mut:${uniqueChannel(p)}`;
 /* Writers that need one delivery per append: at Ably's default
  * appendRollupWindow (40 ms) appends published close together reach
- * subscribers as one (tests/ai/rollup.test.mjs). */
+ * subscribers as one (tests/integration/rollup.test.mjs). */
 const EACH_APPEND = { transportParams: { appendRollupWindow: 0 } };
 
 /** Asserts that `promise` rejects with Ably error `code` (and `statusCode` if given). */
