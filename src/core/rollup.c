@@ -179,19 +179,12 @@ static void on_wheel(uv_timer_t *t) {
   uint64_t from = now - w->cursor >= WHEEL_SLOTS ? now - WHEEL_SLOTS + 1 : w->cursor + 1;
   for (uint64_t ms = from; ms <= now; ms++) {
     unsigned i = (unsigned)(ms & WHEEL_MASK);
-    if (!(w->bits[i / 64] & (1ull << (i % 64)))) continue;
-    sw_rollups_t *list = w->slot[i];
-    w->slot[i] = NULL;
-    w->bits[i / 64] &= ~(1ull << (i % 64));
-    while (list) {
-      sw_rollups_t *rs = list;
-      list = rs->next;
-      if (list) list->prev = NULL;
-      rs->prev = rs->next = NULL;
-      uint64_t due = rs->due;
-      rs->due = 0;
-      if (due <= now) flush_all(rs, now);
-      else wheel_link(w, rs, due);
+    /* One at a time from the slot's head: a delivery may change the wheel. */
+    for (;;) {
+      sw_rollups_t *rs = w->slot[i];
+      while (rs && rs->due > now) rs = rs->next;
+      if (!rs) break;
+      flush_all(rs, now); /* unschedules it */
     }
   }
   w->cursor = now;
