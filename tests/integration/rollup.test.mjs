@@ -19,6 +19,7 @@ import {
   connected,
   collector,
   createApp,
+  startServer,
   dropConnection,
   uniqueChannel,
   rawWs,
@@ -327,4 +328,36 @@ test('REST appends are delivered at once (a REST request has no transport params
   await col.until(4);
   await sleep(100);
   assert.deepEqual(col.messages.map((m) => m.data), ['a', 'b', 'c', 'd']);
+});
+
+test('RTN15h3 SIGTERM while appends are held: subscribers get them before DISCONNECTED; exit 0', { timeout: 30_000 }, async (t) => {
+  const server = await startServer({ label: 'rollup-shutdown' });
+  let stopped = false;
+  t.after(async () => {
+    if (!stopped) await server.stop({ allowAlreadyExited: true }).catch(() => {});
+  });
+  const app = await createApp(server, { keys: [{}], namespaces: [{ id: 'mut', mutableMessages: true }] });
+  const key = app.keys[0].keyStr;
+  const c = clients(t);
+  const writer = await connected(c, server, { key, ...windowOpts(500) });
+  const name = mutName('rollup-sigterm');
+  // The wire order, on a raw socket (ably-js decodes messages asynchronously,
+  // so its events need not follow it).
+  const raw = rawWs(server, { key, format: 'json', v: '5' });
+  t.after(() => raw.terminate());
+  await raw.next((f) => f.action === ACTION.CONNECTED, 5000, 'CONNECTED');
+  raw.send({ action: ACTION.ATTACH, channel: name });
+  await raw.next((f) => f.action === ACTION.ATTACHED, 5000, 'ATTACHED');
+  const ch = writer.channels.get(name);
+  const { serials: [serial] } = await ch.publish('m', 'X');
+  await ch.appendMessage({ serial, data: 'a' });
+  await Promise.all([ch.appendMessage({ serial, data: 'b' }), ch.appendMessage({ serial, data: 'c' })]); // held
+  const res = await server.stop(); // throws unless exit 0 and no sanitizer output
+  stopped = true;
+  assert.equal(res.code, 0);
+  await raw.next((f) => f.action === ACTION.DISCONNECTED, 5000, 'DISCONNECTED');
+  const seen = raw.frames
+    .filter((f) => f.action === ACTION.MESSAGE || f.action === ACTION.DISCONNECTED)
+    .map((f) => (f.action === ACTION.MESSAGE ? `${f.messages[0].action}:${f.messages[0].data}` : 'DISCONNECTED'));
+  assert.deepEqual(seen, ['0:X', '5:a', '5:bc', 'DISCONNECTED']);
 });
