@@ -314,6 +314,28 @@ test('maxMessageSize: what a window holds stays within it (held data goes out ea
   assert.equal(appends.at(-1).version.serial, versions.at(-1));
 });
 
+test('more streams on one channel than it rolls up at once (32, then appends go at once): every text exact, each delivery a run of one stream\'s fragments', { timeout: 30_000 }, async (t) => {
+  const c = clients(t);
+  const name = mutName('rollup-many');
+  const [writer, sub] = await Promise.all([
+    connected(c, env.server, { key: K, ...windowOpts(500) }),
+    connected(c, env.server, { key: K }),
+  ]);
+  const col = collector(sub.channels.get(name));
+  await withTimeout(col.subscribed, 5000, 'attach');
+  const ch = writer.channels.get(name);
+  const serials = [];
+  for (let i = 0; i < 40; i++) serials.push((await ch.publish(`m${i}`, `<${i}>`)).serials[0]);
+  const frags = ['a', 'b', 'c', 'd'];
+  await withTimeout(Promise.all(frags.flatMap((f) => serials.map((serial) => ch.appendMessage({ serial, data: f })))), 10_000, 'appends');
+  await waitUntil(() => serials.every((serial, i) => fold(col.messages, serial) === `<${i}>abcd`), 8000, 'every text',
+    () => JSON.stringify(serials.map((serial) => fold(col.messages, serial))));
+  await sleep(600);
+  serials.forEach((serial, i) => assert.equal(fold(col.messages, serial), `<${i}>abcd`));
+  const appends = col.messages.filter((m) => m.action === 'message.append');
+  assert.ok(appends.every((m) => /^a?b?c?d?$/.test(m.data) && m.data.length > 0), 'each delivery joins consecutive fragments of one message');
+});
+
 test('REST appends are delivered at once (a REST request has no transport params)', { timeout: 20_000 }, async (t) => {
   const c = clients(t);
   const name = mutName('rollup-rest');
