@@ -10,7 +10,6 @@
 #include "core/mutation.h"
 #include "core/serial.h"
 #include "core/server.h"
-#include "util/log.h"
 
 /* The wheel: one slot per millisecond, more slots than the longest window,
  * so every deadline (at most SW_ROLLUP_MAX_MS ahead when it is set) has a
