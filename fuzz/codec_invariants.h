@@ -1,5 +1,5 @@
 /* codec_invariants.h: checks shared by the codec fuzz targets (included by
- * fuzz_pmsg_json.c, fuzz_pmsg_msgpack.c and fuzz_rest_msgs.c only).
+ * fuzz_pmsg_json.c, fuzz_pmsg_msgpack.c, fuzz_rest_msgs.c and fuzz_batch.c only).
  *
  * Invariants (abort() on violation):
  *   - a failed decode reports 40000 or 40013 (50000 only for lack of memory)

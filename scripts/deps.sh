@@ -4,10 +4,12 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmsgpack-dev libsqlite3-dev
       libssl-dev libhttp-parser-dev uthash-dev libjwt-dev
-      libcurl4-openssl-dev)
+      libcurl4-openssl-dev libhiredis-dev)
 if [ "${1:-build}" = test ]; then
-  # chromium: the AI Transport browser test (tests/ai/browser.test.mjs).
-  pkgs+=(libcmocka-dev clang libclang-rt-14-dev chromium)
+  # chromium: the AI Transport browser test (tests/ai/browser.test.mjs);
+  # openssl: the throwaway certificates of the TLS tests (tests/lib/tls-certs.mjs);
+  # redis-server: the cluster tests start their own (tests/unit/test_redis_*.c).
+  pkgs+=(libcmocka-dev clang libclang-rt-14-dev chromium openssl redis-server)
   command -v node >/dev/null || pkgs+=(nodejs npm)
 fi
 missing=()

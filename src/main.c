@@ -19,7 +19,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: switchboard serve [--config FILE] [--listen HOST:PORT] [--data DIR | --memory]\n"
           "                         [--sandbox] [--verbose] [--log-format text|json]\n"
-          "                         [--metrics-listen HOST:PORT]\n"
+          "                         [--metrics-listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
           "       switchboard apps [--config FILE] [--data DIR]   (stored apps and their keys)\n"
 #ifdef SW_HAVE_TOOLS
           "       switchboard token --key KEY [--client-id ID] [--capability JSON] [--ttl SECONDS]\n"
@@ -39,13 +39,15 @@ static void usage(FILE *out) {
           "  --verbose           debug logging\n"
           "  --log-format F      text (default) or json: one JSON object a line on stderr\n"
           "  --metrics-listen HOST:PORT  a second listener serving only /metrics, /healthz and\n"
-          "                      /readyz, without credentials (port 0 picks one)\n");
+          "                      /readyz, without credentials (port 0 picks one)\n"
+          "  --tls-cert FILE     serve HTTPS and WSS: the certificate chain (PEM; SIGHUP reloads it)\n"
+          "  --tls-key FILE      its private key (PEM)\n");
 }
 
 static int serve(int argc, char **argv) {
   sw_config_t cfg;
   config_defaults(&cfg);
-  const char *listen = NULL, *data = NULL, *metrics_listen = NULL;
+  const char *listen = NULL, *data = NULL, *metrics_listen = NULL, *tls_cert = NULL, *tls_key = NULL;
   bool memory = false, sandbox = false;
   int log_format = -1;
   for (int i = 0; i < argc; i++) {
@@ -63,6 +65,10 @@ static int serve(int argc, char **argv) {
       listen = val, i++;
     } else if (strcmp(a, "--metrics-listen") == 0 && val) {
       metrics_listen = val, i++;
+    } else if (strcmp(a, "--tls-cert") == 0 && val) {
+      tls_cert = val, i++;
+    } else if (strcmp(a, "--tls-key") == 0 && val) {
+      tls_key = val, i++;
     } else if (strcmp(a, "--data") == 0 && val) {
       data = val, i++;
     } else if (strcmp(a, "--memory") == 0) {
@@ -96,6 +102,13 @@ static int serve(int argc, char **argv) {
     cfg.data_dir = strdup(data);
   }
   if (memory) cfg.memory = true;
+  config_set_tls(&cfg, tls_cert, tls_key);
+  char cerr[256];
+  if (config_check(&cfg, cerr, sizeof cerr)) {
+    fprintf(stderr, "switchboard: %s\n", cerr);
+    config_free(&cfg);
+    return 2;
+  }
   log_set_format(log_format >= 0 ? log_format : cfg.log_format);
   if (sandbox) cfg.sandbox = true;
 
@@ -112,7 +125,7 @@ static int serve(int argc, char **argv) {
   int port = 0;
   int rc = server_start(&srv, loop, &cfg, &port);
   if (rc == 0) {
-    printf("listening on http://%s:%d\n", cfg.host, port);
+    printf("listening on %s://%s:%d\n", cfg.tls_cert ? "https" : "http", cfg.host, port);
     fflush(stdout);
     uv_run(loop, UV_RUN_DEFAULT);
   }

@@ -50,6 +50,8 @@ static void usage(FILE *out) {
           "  --password P --user U     peers: Redis AUTH password; MQTT username and password\n"
           "  --server-bin PATH         switchboard binary for the own server (default: this one)\n"
           "  --memory                  own server with --memory instead of SQLite in a temp dir\n"
+          "  --tls --ca-file PEM       a server with TLS (--tls-cert): the clients over wss://, trusting PEM\n"
+          "                            (needs --port and --key; not --raw)\n"
           "  --raw                     connect: bare WebSocket connections (upgrade with the JWT, wait for\n"
           "                            CONNECTED) instead of libswitchboard clients: the server's capacity\n"
           "  --sync full|normal|both   durable: SQLite synchronous mode(s) (default both)\n"
@@ -151,6 +153,7 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
     if (!strcmp(a, "--verbose")) { o->verbose = true; continue; }
     if (!strcmp(a, "--memory")) { o->memory = true; continue; }
     if (!strcmp(a, "--raw")) { o->raw = true; continue; }
+    if (!strcmp(a, "--tls")) { o->tls = true; continue; }
     if (!v) return bad_usage("missing value for", a);
     i++;
     if (!strcmp(a, "--host")) o->host = v;
@@ -158,6 +161,7 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
     else if (!strcmp(a, "--user")) o->user = v;
     else if (!strcmp(a, "--password")) o->password = v;
     else if (!strcmp(a, "--server-bin")) o->server_bin = v;
+    else if (!strcmp(a, "--ca-file")) o->ca_file = v;
     else if (!strcmp(a, "--server-cpus")) o->server_cpus = v;
     else if (!strcmp(a, "--load-cpus")) o->load_cpus = v;
     else if (!strcmp(a, "--sync")) {
@@ -225,6 +229,9 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
   if (o->target != TARGET_SWITCHBOARD && strcmp(o->scenario, "fanout") && !idle)
     return bad_usage("--target redis/mosquitto is for fanout and idle", NULL);
   if (o->target != TARGET_SWITCHBOARD && !o->port) return bad_usage("--target needs --port", NULL);
+  if (o->tls && (!o->port || !o->key || o->raw || o->target != TARGET_SWITCHBOARD))
+    return bad_usage("--tls is for a switchboard you started with --tls-cert: give --port and --key (not --raw)", NULL);
+  if (o->ca_file && !o->tls) return bad_usage("--ca-file needs --tls", NULL);
   cpu_set_t s;
   if (o->server_cpus && parse_cpus(o->server_cpus, &s)) return bad_usage("bad --server-cpus", o->server_cpus);
   if (o->load_cpus && parse_cpus(o->load_cpus, &s)) return bad_usage("bad --load-cpus", o->load_cpus);

@@ -93,6 +93,8 @@ typedef struct bench_opts {
   const char *server_cpus, *load_cpus; /* CPU lists, e.g. "0" or "0-1" */
   bool memory;       /* own switchboard with --memory instead of SQLite */
   bool raw;          /* connect: raw WebSocket connections instead of libswitchboard */
+  bool tls;          /* libswitchboard clients over TLS (a running server: --port, --key) */
+  const char *ca_file; /* with tls: the CA to trust instead of the system's */
   const char *sync;  /* durable: full, normal or both */
   bool quick, json, verbose;
   int procs;

@@ -15,6 +15,8 @@ void bench_sw_options(bench_worker_t *w, sw_options_t *o, int conn_idx) {
   sw_options_init(o);
   o->host = b->o.host;
   o->port = b->o.port;
+  o->tls = b->o.tls;
+  o->tls_ca_file = b->o.ca_file;
   o->loop = &w->loop;
   if (b->n_jwts) o->token = b->jwts[(size_t)conn_idx % b->n_jwts];
   else o->key = b->key;

@@ -13,6 +13,7 @@
 //   ABLY_KEY='aichat.server:secret' SWITCHBOARD_URL=http://127.0.0.1:8080 node server.mjs
 // or let start.mjs start both (`npm start`).
 import http from 'node:http';
+import https from 'node:https';
 import crypto from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -57,7 +58,9 @@ function send(res, status, body, headers = {}) {
 
 /**
  * Starts the app server. Options: ablyKey ('app.key:secret'), switchboardUrl
- * ('http://host:port'), host, port (0 = any), wordDelayMs, words, log.
+ * ('http://host:port', or 'https://host:port' for switchboard with TLS), host,
+ * port (0 = any), wordDelayMs, words, log, tls ({cert, key}: PEM, to serve
+ * the page over HTTPS).
  */
 export async function startChat({
   ablyKey,
@@ -67,11 +70,16 @@ export async function startChat({
   wordDelayMs = 120,
   words = 60,
   log = (line) => console.log(`[ai-chat] ${line}`),
+  tls,
 } = {}) {
   if (!ablyKey || !ablyKey.includes(':')) throw new Error('ablyKey must be "appId.keyId:secret"');
   const [keyName, keySecret] = ablyKey.split(':');
   const sb = new URL(switchboardUrl);
-  const ablyEndpoint = { endpoint: sb.hostname, port: Number(sb.port || (sb.protocol === 'https:' ? 443 : 80)), tls: sb.protocol === 'https:' };
+  // ably-js takes the port of a TLS connection as `tlsPort`, of a plain one as `port`.
+  const ablyEndpoint =
+    sb.protocol === 'https:'
+      ? { endpoint: sb.hostname, tlsPort: Number(sb.port || 443), tls: true }
+      : { endpoint: sb.hostname, port: Number(sb.port || 80), tls: false };
 
   await build(); // bundles src/app.mjs (ably + @ably/ai-transport) into public/app.js
 
@@ -176,7 +184,7 @@ export async function startChat({
     },
   };
 
-  const server = http.createServer(async (req, res) => {
+  const handler = async (req, res) => {
     const url = new URL(req.url, 'http://x');
     const route = routes[`${req.method} ${url.pathname}`];
     try {
@@ -192,12 +200,13 @@ export async function startChat({
     } catch (e) {
       send(res, e.status ?? 500, { error: e.message });
     }
-  });
+  };
+  const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handler) : http.createServer(handler);
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, resolve);
   });
-  const url = `http://${host}:${server.address().port}/`;
+  const url = `${tls ? 'https' : 'http'}://${host}:${server.address().port}/`;
   return {
     url,
     async close() {

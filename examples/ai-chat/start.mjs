@@ -4,10 +4,13 @@
 // server. Ctrl-C stops both.
 //
 // Environment: SWITCHBOARD_BIN, PORT (app server, default 3000; 0 = any),
-// SWITCHBOARD_LISTEN (default 127.0.0.1:0), WORD_DELAY_MS (default 120).
+// SWITCHBOARD_LISTEN (default 127.0.0.1:0), WORD_DELAY_MS (default 120),
+// TLS_CERT and TLS_KEY (PEM files: the page, switchboard and the agent's
+// connection over HTTPS and WSS; Node must trust the certificate, e.g. with
+// NODE_EXTRA_CA_CERTS=ca.pem for a private CA).
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +37,9 @@ const dir = mkdtempSync(path.join(tmpdir(), 'ai-chat-'));
 const configFile = path.join(dir, 'switchboard.json');
 writeFileSync(configFile, JSON.stringify(config, null, 2), { mode: 0o600 });
 
-const sb = spawn(bin, ['serve', '--config', configFile, '--memory', '--listen', process.env.SWITCHBOARD_LISTEN || '127.0.0.1:0'], {
+const tls = process.env.TLS_CERT && process.env.TLS_KEY ? { cert: process.env.TLS_CERT, key: process.env.TLS_KEY } : null;
+const tlsArgs = tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [];
+const sb = spawn(bin, ['serve', '--config', configFile, '--memory', '--listen', process.env.SWITCHBOARD_LISTEN || '127.0.0.1:0', ...tlsArgs], {
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 sb.on('error', (e) => {
@@ -45,7 +50,7 @@ const switchboardUrl = await new Promise((resolve, reject) => {
   let out = '';
   sb.stdout.setEncoding('utf8').on('data', (d) => {
     out += d;
-    const m = /listening on (http:\/\/[0-9.]+:\d+)/.exec(out);
+    const m = /listening on (https?:\/\/[0-9.]+:\d+)/.exec(out);
     if (m) resolve(m[1]);
   });
   sb.on('exit', (code) => reject(new Error(`switchboard exited (${code}) before listening:\n${out}`)));
@@ -61,6 +66,7 @@ try {
     switchboardUrl,
     port: Number(process.env.PORT ?? 3000),
     wordDelayMs: Number(process.env.WORD_DELAY_MS ?? 120),
+    tls: tls && { cert: readFileSync(tls.cert), key: readFileSync(tls.key) },
   });
 } catch (e) {
   console.error(`ai-chat: ${e.message}`);

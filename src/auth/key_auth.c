@@ -15,10 +15,12 @@ int key_auth_check(const sw_apps_t *apps, const char *keystr, size_t len, sw_app
   if (alen >= sizeof app_id) return errors_set(err, SW_E_INVALID_CREDENTIAL, "invalid key; app id too long");
   memcpy(app_id, keystr, alen);
   app_id[alen] = '\0';
+  /* A key of an unknown app, or an unknown key, is refused like a wrong
+   * secret (40101, as Ably does): the answer does not tell which apps or
+   * keys exist. */
   sw_app_t *a = apps_find(apps, app_id);
-  if (!a) return errors_set(err, SW_E_NOT_FOUND, "no application with id %s", app_id);
-  sw_key_t *k = app_find_key(a, keystr, (size_t)(colon - keystr));
-  if (!k) return errors_set(err, SW_E_NOT_FOUND, "key not found");
+  sw_key_t *k = a ? app_find_key(a, keystr, (size_t)(colon - keystr)) : NULL;
+  if (!k) return errors_set(err, SW_E_INVALID_CREDENTIALS, "invalid credentials");
   const char *secret = colon + 1;
   size_t slen = len - (size_t)(secret - keystr);
   /* Length is not secret (it is fixed per key); contents are compared in constant time. */

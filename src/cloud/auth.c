@@ -230,15 +230,6 @@ struct sw_cloud_state {
   rate_app_t *apps;
 };
 
-static void peer_address(sw_sock_t *s, char out[48]) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  snprintf(out, 48, "?");
-  if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len)) return;
-  if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, out, 48);
-  else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, out, 48);
-}
-
 /* Counts a new identity for (app, address) in fixed one-minute windows.
  * 0, or -1 with err 42910: over either bound, or the address table full of
  * addresses seen this minute (a flood from many addresses then waits). */
@@ -418,9 +409,9 @@ static bool anon_enabled(cloud_req_t *c, anon_cfg_t *cfg) {
 static void anonymous_token(cloud_req_t *c) {
   anon_cfg_t cfg;
   if (!anon_enabled(c, &cfg)) return;
-  char addr[48];
+  char addr[46];
   sw_error_t err = {0};
-  peer_address(c->s, addr);
+  sock_client_address(c->s, addr); /* behind a trusted proxy, the forwarded client */
   if (rate_admit(c->s->srv, c->app, addr, &cfg, &err)) return cloud_error(c, &err);
   char id[21];
   if (app_random_id(id, 20)) return (void)cloud_fail(c, SW_E_INTERNAL, "no randomness");

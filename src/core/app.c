@@ -7,7 +7,8 @@
 #include "identity/identity.h"
 #include "cloud/cloud.h"
 
-#define DEFAULT_KEY_CAPABILITY "{\"[*]*\":[\"*\"]}"
+/* What Ably's POST /apps gives a key created without a capability. */
+#define DEFAULT_KEY_CAPABILITY "{\"*\":[\"*\"]}"
 
 int app_random_id(char *out, size_t n) {
   static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

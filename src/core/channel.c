@@ -14,6 +14,8 @@
 #include "core/sock.h"
 #include "metrics/metrics.h"
 #include "proto/codec.h"
+#include "proto/filter.h"
+#include "proto/textenc.h"
 #include "rest/rest.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -40,11 +42,13 @@ sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *na
   return ch;
 }
 
-sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name) {
-  sw_channel_t *ch = channel_find(srv, app, name);
-  if (ch) return ch;
+/* A derived channel's messages, serials and storage are its base's. */
+static sw_channel_t *root_of(sw_channel_t *ch) { return ch->base ? ch->base : ch; }
+
+/* A new channel object in the server's hash, touching no storage. */
+static sw_channel_t *channel_new(sw_server_t *srv, sw_app_t *app, const char *name) {
   size_t alen = strlen(app->id), nlen = strlen(name);
-  ch = calloc(1, sizeof *ch);
+  sw_channel_t *ch = calloc(1, sizeof *ch);
   if (!ch) return NULL;
   ch->hkey_len = alen + 1 + nlen;
   ch->hkey = malloc(ch->hkey_len + 1);
@@ -57,16 +61,85 @@ sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name) {
   ch->name = ch->hkey + alen + 1;
   ch->app = app;
   ch->srv = srv;
+  ch->presence_seq = -1;
+  HASH_ADD_KEYPTR(hh, srv->channels, ch->hkey, ch->hkey_len, ch);
+  return ch;
+}
+
+sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name) {
+  sw_channel_t *ch = channel_find(srv, app, name);
+  if (ch) return ch;
+  if (!(ch = channel_new(srv, app, name))) return NULL;
   ch->ns = app_namespace_for(app, ch->name);
-  size_t cl = sizeof SW_CHAT_SUFFIX - 1;
+  size_t cl = sizeof SW_CHAT_SUFFIX - 1, nlen = strlen(ch->name);
   ch->mutable_messages = ch->ns->mutable_messages || (nlen >= cl && memcmp(ch->name + nlen - cl, SW_CHAT_SUFFIX, cl) == 0);
   int64_t last = -1;
   if (store_last_seq(srv->store, app->id, ch->name, &last)) last = -1;
   ch->last_seq = ch->durable_seq = last < 0 ? 0 : last;
-  ch->presence_seq = -1;
-  HASH_ADD_KEYPTR(hh, srv->channels, ch->hkey, ch->hkey_len, ch);
   presence_load_fixtures(ch);
   return ch;
+}
+
+/* "[filter=<b64>]<name>": a derived channel's name in the hash. */
+static char *derived_name(const char *name, const char *b64, size_t len) {
+  size_t n = strlen(name);
+  char *s = malloc(8 + len + 1 + n + 1);
+  if (!s) return NULL;
+  memcpy(s, "[filter=", 8);
+  memcpy(s + 8, b64, len);
+  s[8 + len] = ']';
+  memcpy(s + 9 + len, name, n + 1);
+  return s;
+}
+
+sw_channel_t *channel_find_derived(sw_server_t *srv, const sw_app_t *app, const char *name, const char *filter_b64,
+                                   size_t len) {
+  char *dn = derived_name(name, filter_b64, len);
+  sw_channel_t *d = dn ? channel_find(srv, app, dn) : NULL;
+  free(dn);
+  return d;
+}
+
+/* The filter of "[filter=<b64>]": decoded and compiled, bounded first. */
+static sw_filter_t *derived_filter(const char *b64, size_t len, sw_error_t *err) {
+  if (len > (SW_FILTER_MAX_LEN / 3 + 1) * 4) {
+    errors_set(err, SW_E_INVALID_CHANNEL, "invalid filter expression: longer than %d bytes", SW_FILTER_MAX_LEN);
+    return NULL;
+  }
+  uint8_t *expr;
+  size_t n;
+  if (textenc_base64_decode(b64, len, &expr, &n)) {
+    errors_set(err, SW_E_INVALID_CHANNEL, "invalid filter expression: not base64");
+    return NULL;
+  }
+  sw_filter_t *f = filter_compile((const char *)expr, n, err);
+  free(expr);
+  return f;
+}
+
+sw_channel_t *channel_get_derived(sw_server_t *srv, sw_app_t *app, const char *name, const char *filter_b64,
+                                  size_t len, sw_error_t *err) {
+  sw_channel_t *d = channel_find_derived(srv, app, name, filter_b64, len);
+  if (d) return d;
+  sw_filter_t *f = derived_filter(filter_b64, len, err);
+  if (!f) return NULL;
+  sw_channel_t *base = channel_get(srv, app, name);
+  char *dn = derived_name(name, filter_b64, len);
+  if (!base || !dn || !(d = channel_new(srv, app, dn))) {
+    free(dn);
+    filter_free(f);
+    errors_set(err, SW_E_INTERNAL, "out of memory");
+    return NULL;
+  }
+  free(dn);
+  d->ns = base->ns;
+  d->base = base;
+  d->filter = f;
+  d->last_seq = base->last_seq;
+  d->durable_seq = base->durable_seq;
+  d->next_derived = base->derived;
+  base->derived = d;
+  return d;
 }
 
 static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
@@ -80,6 +153,12 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
   rollup_channel_free(ch);
   mutation_channel_free(ch);
   ai_turns_free(ch);
+  if (ch->base) {
+    sw_channel_t **pp = &ch->base->derived;
+    while (*pp && *pp != ch) pp = &(*pp)->next_derived;
+    if (*pp) *pp = ch->next_derived;
+  }
+  filter_free(ch->filter);
   HASH_DEL(srv->channels, ch);
   free(ch->hkey);
   free(ch);
@@ -169,7 +248,32 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
     if (pc && !pc->echo) skip = p->conn_id;
   }
   channel_broadcast(ch, &m, SW_MODE_SUBSCRIBE, skip);
+  channel_broadcast_derived(ch, &m, skip);
   free(live);
+}
+
+void channel_broadcast_derived(sw_channel_t *ch, const sw_pmsg_t *m, const char *skip_conn_id) {
+  if (!ch->derived || !m->n_messages) return;
+  sw_msg_t *pass = malloc(m->n_messages * sizeof *pass);
+  if (!pass) return;
+  for (sw_channel_t *d = ch->derived; d; d = d->next_derived) {
+    if (!d->subs) continue;
+    size_t k = 0;
+    for (size_t i = 0; i < m->n_messages; i++) {
+      const sw_msg_t *x = &m->messages[i];
+      if (filter_match(d->filter, x->name, json_object_get(x->extras, "headers"))) pass[k++] = *x; /* shallow */
+    }
+    if (!k) continue;
+    sw_pmsg_t dm = *m;
+    dm.channel = (char *)d->name;
+    dm.messages = pass;
+    dm.n_messages = k;
+    /* The serial of the last message it gets: resuming from there misses
+     * none of those that pass. */
+    if (k < m->n_messages) dm.channel_serial = pass[k - 1].serial;
+    channel_broadcast(d, &dm, SW_MODE_SUBSCRIBE, skip_conn_id);
+  }
+  free(pass);
 }
 
 void channel_notify(sw_server_t *srv, const sw_publisher_t *who, const char *channel, const sw_error_t *err,
@@ -300,6 +404,7 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
   p->n = n;
   msgs = NULL; /* owned by p from here */
   p->who = *who;
+  p->who.id_base = NULL; /* used below, during the call only */
   if (who->conn_id) snprintf(p->conn_id, sizeof p->conn_id, "%s", who->conn_id);
   if (who->rest_sock) sock_ref(who->rest_sock);
   p->ch = ch;
@@ -336,6 +441,7 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
    * chose enter the idempotency window. */
   char base[SW_CONN_ID_LEN + 32];
   if (p->conn_id[0]) snprintf(base, sizeof base, "%s:%lld", p->conn_id, (long long)who->msg_serial);
+  else if (who->id_base) snprintf(base, sizeof base, "%.40s", who->id_base);
   else app_random_id(base, 12);
   for (size_t i = 0; i < n; i++) {
     sw_msg_t *m = &p->msgs[i];
@@ -464,7 +570,7 @@ void channel_replay_end(sw_attach_t *a) {
 
 /* Reads the next page after r->after. 0, or a negative errno. */
 static int replay_read(sw_attach_t *a, sw_replay_t *r, size_t low_water) {
-  sw_channel_t *ch = a->ch;
+  sw_channel_t *ch = root_of(a->ch);
   store_rows_free(&r->rows);
   r->next = 0;
   r->read_upto = ch->durable_seq;
@@ -509,11 +615,12 @@ static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t seria
                  .n_messages = 1};
   /* A head is the message in full. */
   mutation_mark_full(a, row->seq);
-  if (head && (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0)) {
+  bool pass = !a->ch->filter || filter_match(a->ch->filter, msg.name, json_object_get(msg.extras, "headers"));
+  if (head && pass && (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0)) {
     conn_send_pmsg(c, &m);
     metrics_inc(SW_M_MESSAGES_OUT);
   }
-  if (summary) {
+  if (summary && pass) {
     sw_msg_t ev = annotation_summary_event(&msg, msg.annotations, msg.timestamp);
     sw_pmsg_t sm = m;
     sm.connection_id = NULL;
@@ -559,10 +666,10 @@ static void replay_step(sw_attach_t *a) {
       r->by_vseq = true;
       r->after = r->resume_from = r->seq_end;
       r->last_page = false;
-    } else if (r->last_page && r->read_upto == a->ch->durable_seq) {
+    } else if (r->last_page && r->read_upto == root_of(a->ch)->durable_seq) {
       /* Caught up: live fan-out continues after durable_seq. */
       a->replay = NULL;
-      a->live_seq = a->ch->durable_seq;
+      a->live_seq = root_of(a->ch)->durable_seq;
       r->ended = true;
       break;
     }
@@ -701,7 +808,7 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   a->occupancy = occ;
   a->occ_due = occ != 0;
 
-  int64_t up_to = ch->durable_seq, after = up_to, start_ms = 0, last_n = 0;
+  int64_t up_to = root_of(ch)->durable_seq, after = up_to, start_ms = 0, last_n = 0;
   bool resumed = false, replaying = false;
   int64_t seq;
   if (req->channel_serial && serial_parse(req->channel_serial, strlen(req->channel_serial), &seq) == 0 &&
@@ -709,6 +816,9 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     /* RTL4c1: continue after the last message the client saw. */
     after = seq;
     resumed = replaying = true;
+    /* Unless the connection's members left meanwhile (remainPresentFor):
+     * without RESUMED the client enters them again (RTP17i). */
+    if (a->presence_lost) resumed = false;
   } else if (req->rewind_count > 0 || req->rewind_ms > 0) {
     /* A rewind sends at most maxRewind messages (Ably: 100), the latest. */
     int64_t cap = ch->srv->cfg->limits.max_rewind;
@@ -716,8 +826,9 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     if (req->rewind_ms > 0) start_ms = clock_now_ms() - req->rewind_ms;
     replaying = true;
   }
+  a->presence_lost = false;
   replaying = replaying && (a->modes & SW_MODE_SUBSCRIBE);
-  if (replaying && !resumed) after = rewind_start(ch, last_n, start_ms, up_to);
+  if (replaying && !resumed) after = rewind_start(root_of(ch), last_n, start_ms, up_to);
   sw_replay_t *r = replaying ? calloc(1, sizeof *r) : NULL;
   if (replaying && !r) return -1;
 
@@ -731,7 +842,9 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   sw_pmsg_t m = {.action = SW_ACTION_ATTACHED,
                  .channel = (char *)(req->channel_name ? req->channel_name : ch->name),
                  .flags = (int64_t)a->modes | (resumed ? SW_FLAG_RESUMED : 0) |
-                          (ch->n_members ? SW_FLAG_HAS_PRESENCE : 0),
+                          (ch->n_members ? SW_FLAG_HAS_PRESENCE : 0) |
+                          /* RTL2i: a rewind with messages to replay */
+                          (replaying && !resumed && after < up_to ? SW_FLAG_HAS_BACKLOG : 0),
                  .has_flags = true,
                  .channel_serial = serial,
                  .params = req->params};
@@ -781,12 +894,15 @@ void channel_tick(sw_server_t *srv, int64_t now_ms) {
       free(r);
     }
     if (ch->n_occupancy) occupancy_tick(ch, now_ms);
-    /* An idle channel is rebuilt from storage when next used. */
-    if (!ch->subs && !ch->recent_ids && !ch->pending && !ch->n_members) channel_free(srv, ch);
+    /* An idle channel is rebuilt from storage when next used (a base
+     * stays while it has derived channels, freed first). */
+    if (!ch->subs && !ch->recent_ids && !ch->pending && !ch->n_members && !ch->derived) channel_free(srv, ch);
   }
 }
 
 void channels_free(sw_server_t *srv) {
   sw_channel_t *ch, *tmp;
+  /* Derived channels first: freeing one unlinks it from its base. */
+  HASH_ITER(hh, srv->channels, ch, tmp) if (ch->base) channel_free(srv, ch);
   HASH_ITER(hh, srv->channels, ch, tmp) channel_free(srv, ch);
 }

@@ -77,6 +77,13 @@ typedef struct sw_channel {
   sw_occupancy_t occ_sent;    /* what their last [meta]occupancy said */
   int64_t occ_sent_ms;
   size_t n_heads;
+  /* Derived channels ("[filter=<base64>]name", RTS5): a derived channel
+   * has no messages of its own; its base's are delivered to its
+   * attachments when they pass its filter, and replays read its base's. */
+  struct sw_channel *base;          /* derived: the channel it filters; NULL otherwise */
+  struct sw_filter *filter;         /* derived: its compiled filter (owned) */
+  struct sw_channel *derived;       /* base: its derived channels, linked by next_derived */
+  struct sw_channel *next_derived;
   UT_hash_handle hh;
 } sw_channel_t;
 
@@ -84,7 +91,9 @@ typedef struct sw_attach {
   sw_conn_t *conn;
   sw_channel_t *ch;
   uint32_t modes;
+  uint32_t requested_modes; /* asked for in the ATTACH: modes = these ∩ the capability, again after a reauth */
   bool delivering; /* attached on the current transport */
+  bool presence_lost; /* the connection's members left while it was away: the next ATTACH is not RESUMED */
   char *wire_name;  /* the name the client attached with, if not ch->name */
   int64_t from_seq; /* the client holds messages after this seq (live or replayed) */
   int64_t live_seq; /* durable_seq when live delivery began (attach, or the end of a replay) */
@@ -102,6 +111,17 @@ typedef struct sw_attach {
 /* Finds or creates the channel (name already validated). NULL on OOM. */
 sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name);
 sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *name);
+/* The derived channel of base channel `name` with filter filter_b64[0..len)
+ * (the base64 text of "[filter=...]"): found, or created with its base and
+ * its compiled filter. NULL with err (40010 for a filter that does not
+ * decode or compile, 50000 out of memory). find only looks. */
+sw_channel_t *channel_get_derived(sw_server_t *srv, sw_app_t *app, const char *name, const char *filter_b64,
+                                  size_t len, sw_error_t *err);
+sw_channel_t *channel_find_derived(sw_server_t *srv, const sw_app_t *app, const char *name, const char *filter_b64,
+                                   size_t len);
+/* Sends m (a MESSAGE of ch's) to ch's derived channels: to each, the
+ * messages that pass its filter. */
+void channel_broadcast_derived(sw_channel_t *ch, const sw_pmsg_t *m, const char *skip_conn_id);
 
 /* Who asked for a publish, to be told when it is durable. */
 typedef struct sw_publisher {
@@ -118,6 +138,7 @@ typedef struct sw_publisher {
    * the serials; it owns done_ud. Not called when the call fails. */
   void (*done)(void *done_ud, sw_sock_t *s, const sw_error_t *err, char **serials, size_t n);
   void *done_ud;
+  const char *id_base; /* ids of messages without one: "<id_base>:<index>" (during the call only; NULL: random) */
 } sw_publisher_t;
 
 /* Publishes msgs (ownership of the array and its contents moves to the

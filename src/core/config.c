@@ -40,6 +40,7 @@ void config_defaults(sw_config_t *c) {
       .linger_bytes = 4u << 20,
       .max_pending_sockets = 10000,
       .max_pending_per_ip = 1024,
+      .tls_handshake_timeout = 10000,
   };
   c->auth = (sw_auth_config_t){.clock_skew_ms = 30000, .basic = SW_BASIC_LOOPBACK, .reauth_margin_ms = 30000};
 }
@@ -76,6 +77,68 @@ static void limit_size(json_t *l, const char *name, size_t *dst, bool zero_ok) {
   json_t *v = json_object_get(l, name);
   if (json_is_integer(v) && (json_integer_value(v) > 0 || (zero_ok && json_integer_value(v) == 0)))
     *dst = (size_t)json_integer_value(v);
+}
+
+/* "tls": {"cert": FILE, "key": FILE} */
+static int load_tls(sw_config_t *c, json_t *root, const char *path, char *err, size_t errlen) {
+  json_t *t = json_object_get(root, "tls");
+  if (!t) return 0;
+  json_t *cert = json_object_get(t, "cert"), *key = json_object_get(t, "key");
+  if (!json_is_object(t) || !json_is_string(cert) || !json_is_string(key)) {
+    snprintf(err, errlen, "%s: tls must be {\"cert\": FILE, \"key\": FILE}", path);
+    return -1;
+  }
+  config_set_tls(c, json_string_value(cert), json_string_value(key));
+  return 0;
+}
+
+/* "trustedProxies": ["10.0.0.0/8", "::1", ...] */
+static int load_proxies(sw_config_t *c, json_t *root, const char *path, char *err, size_t errlen) {
+  json_t *l = json_object_get(root, "trustedProxies");
+  if (!l) return 0;
+  if (!json_is_array(l) || json_array_size(l) > SW_MAX_TRUSTED_PROXIES) {
+    snprintf(err, errlen, "%s: trustedProxies must be an array of at most %d addresses or CIDR blocks", path,
+             SW_MAX_TRUSTED_PROXIES);
+    return -1;
+  }
+  size_t n = json_array_size(l);
+  sw_cidr_t *list = n ? calloc(n, sizeof *list) : NULL;
+  if (n && !list) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *s = json_string_value(json_array_get(l, i));
+    if (!s || cidr_parse(s, strlen(s), &list[i])) {
+      snprintf(err, errlen, "%s: trustedProxies[%zu]: not an IP address or CIDR block (as 10.0.0.0/8 or ::1): %.64s",
+               path, i, s ? s : "(not a string)");
+      free(list);
+      return -1;
+    }
+  }
+  free(c->trusted_proxies);
+  c->trusted_proxies = list;
+  c->n_trusted_proxies = n;
+  return 0;
+}
+
+void config_set_tls(sw_config_t *c, const char *cert, const char *key) {
+  if (cert) {
+    free(c->tls_cert);
+    c->tls_cert = strdup(cert);
+  }
+  if (key) {
+    free(c->tls_key);
+    c->tls_key = strdup(key);
+  }
+}
+
+int config_check(const sw_config_t *c, char *err, size_t errlen) {
+  if (!c->tls_cert != !c->tls_key) {
+    snprintf(err, errlen, "TLS needs both a certificate (--tls-cert, tls.cert) and a key (--tls-key, tls.key)");
+    return -1;
+  }
+  return 0;
 }
 
 int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen) {
@@ -146,6 +209,11 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
     limit_size(l, "lingerBytes", &c->limits.linger_bytes, false);
     limit_size(l, "maxPendingSockets", &c->limits.max_pending_sockets, false);
     limit_size(l, "maxPendingPerIp", &c->limits.max_pending_per_ip, true);
+    limit(l, "tlsHandshakeTimeout", &c->limits.tls_handshake_timeout);
+  }
+  if (load_tls(c, root, path, err, errlen) || load_proxies(c, root, path, err, errlen)) {
+    json_decref(root);
+    return -1;
   }
   json_t *a = json_object_get(root, "auth");
   if (json_is_object(a)) {
@@ -186,6 +254,9 @@ void config_free(sw_config_t *c) {
   free(c->data_dir);
   free(c->admin_key);
   free(c->auth.cookie_name);
+  free(c->tls_cert);
+  free(c->tls_key);
+  free(c->trusted_proxies);
   json_decref(c->apps);
   memset(c, 0, sizeof *c);
 }

@@ -16,7 +16,9 @@
  *             "maxChannelParams": 16, "maxRewind": 100,
  *             "httpHeadTimeout": 10000, "httpBodyTimeout": 30000, "httpIdleTimeout": 30000,
  *             "closeTimeout": 30000, "lingerTimeout": 2000, "lingerBytes": 4194304,
- *             "maxPendingSockets": 10000, "maxPendingPerIp": 1024},
+ *             "maxPendingSockets": 10000, "maxPendingPerIp": 1024, "tlsHandshakeTimeout": 10000},
+ *  "tls": {"cert": "fullchain.pem", "key": "privkey.pem"} (HTTPS and WSS on the listener; SIGHUP reloads them),
+ *  "trustedProxies": ["127.0.0.1", "10.0.0.0/8", "::1"] (peers whose X-Forwarded-For/-Proto are believed),
  *  "apps": [app specs, see core/app.h]} */
 #ifndef SW_CORE_CONFIG_H
 #define SW_CORE_CONFIG_H
@@ -25,6 +27,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "net/forwarded.h"
 
 typedef struct sw_limits {
   int64_t max_message_size;     /* CD2c, bytes of one publish */
@@ -61,10 +65,12 @@ typedef struct sw_limits {
   size_t linger_bytes;        /*   ... or this much of it */
   size_t max_pending_sockets; /* not-yet-useful sockets; the oldest is closed for a new one */
   size_t max_pending_per_ip;  /* per peer address; a new one over it is closed at accept; 0: off */
+  int64_t tls_handshake_timeout; /* a TLS handshake, from accept; closed without a word after it */
 } sw_limits_t;
 
 /* Where Basic (API key) auth is allowed without TLS (RSA1: Ably refuses it
- * with 40103). switchboard itself speaks plain HTTP; put TLS in front of it. */
+ * with 40103). Over TLS (the listener's own, or a trusted proxy's
+ * X-Forwarded-Proto: https) it is always allowed. */
 typedef enum { SW_BASIC_LOOPBACK = 0, SW_BASIC_ALLOW, SW_BASIC_DENY } sw_basic_policy_t;
 
 typedef struct sw_auth_config {
@@ -91,8 +97,17 @@ typedef struct sw_config {
   int metrics_port;
   sw_limits_t limits;
   sw_auth_config_t auth;
+  /* "tls" / --tls-cert, --tls-key: the listener speaks only HTTPS and WSS.
+   * Both set or neither (config_check). */
+  char *tls_cert, *tls_key;
+  /* "trustedProxies": peers whose X-Forwarded-For and X-Forwarded-Proto are
+   * believed (core/sock.c), at most SW_MAX_TRUSTED_PROXIES. */
+  sw_cidr_t *trusted_proxies;
+  size_t n_trusted_proxies;
   json_t *apps;    /* array of app specs from the file, or NULL */
 } sw_config_t;
+
+#define SW_MAX_TRUSTED_PROXIES 1024
 
 /* Defaults (listen 127.0.0.1:8080, data ./data). */
 void config_defaults(sw_config_t *c);
@@ -102,6 +117,11 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
 int config_set_listen(sw_config_t *c, const char *hostport);
 /* Parses "HOST:PORT" as the metrics listener's address. Returns 0 or -1. */
 int config_set_metrics_listen(sw_config_t *c, const char *hostport);
+/* Sets the TLS certificate chain and key files (either may be NULL: kept). */
+void config_set_tls(sw_config_t *c, const char *cert, const char *key);
+/* Checks what only the whole configuration can tell (flags merged over the
+ * file): 0, or -1 with a message in err. */
+int config_check(const sw_config_t *c, char *err, size_t errlen);
 void config_free(sw_config_t *c);
 
 #endif

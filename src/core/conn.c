@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth/channel_name.h"
 #include "auth/key_auth.h"
@@ -25,6 +26,20 @@
 /* Default modes requested by an ATTACH without mode flags (RTL4l). */
 #define DEFAULT_MODES \
   (SW_MODE_SUBSCRIBE | SW_MODE_PUBLISH | SW_MODE_PRESENCE_SUBSCRIBE | SW_MODE_PRESENCE | SW_MODE_ANNOTATION_PUBLISH)
+
+/* Ably's rule for server-requested reauthentication (RTN22): a token
+ * adopted (on connect, resume or AUTH) with this little life left is not
+ * asked to renew. It expires and the client is disconnected with 40142
+ * (RTN22a), which it renews through (RTN15h) or, unable to, fails with
+ * 40171. Prompting it would race its own expiry, and a client renewing
+ * with another such token would loop through in-band renewals. */
+#define REAUTH_NO_PROMPT_MS 5500
+
+/* How long the presence members of a connection whose transport was lost
+ * stay before they leave, unless it resumes: Ably's 15 s, or the client's
+ * remainPresentFor transport param (ms). Either way no longer than the
+ * connection itself (connectionStateTtl). */
+#define REMAIN_PRESENT_DEFAULT_MS 15000
 
 /* Protocol versions we speak: v2+ carries channelSerial continuity. */
 #define MIN_PROTOCOL_VERSION 2
@@ -306,6 +321,21 @@ static sw_conn_t *find_by_key(sw_server_t *srv, const char *key, const sw_app_t 
   return c;
 }
 
+/* Whether key has the form of the connectionKeys this server issues,
+ * "<12-character id>!<16-character secret>" (app_random_id's alphabet):
+ * a resume or recover with another is 80018 (invalid connection key),
+ * one of that form but unknown 80008. */
+static bool key_well_formed(const char *key) {
+  size_t id = strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+  if (id != 12 || key[id] != '!') return false;
+  const char *secret = key + id + 1;
+  return strspn(secret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == 16 && !secret[16];
+}
+
+sw_conn_t *conn_find_by_key(sw_server_t *srv, const char *key, const sw_app_t *app) {
+  return key && key_well_formed(key) ? find_by_key(srv, key, app) : NULL;
+}
+
 static bool query_flag(sw_slice_t q, const char *name, bool dflt) {
   char v[8];
   ssize_t n = url_query_get(q, name, v, sizeof v);
@@ -313,10 +343,11 @@ static bool query_flag(sw_slice_t q, const char *name, bool dflt) {
   return strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
 }
 
-/* Basic (key) auth over plain HTTP is a configuration switch (RSA1). */
+/* Basic (key) auth needs TLS (RSA1): over TLS (ours, or a trusted proxy's)
+ * it is allowed; over plain HTTP it is a configuration switch. */
 bool conn_basic_allowed(const sw_sock_t *s, sw_error_t *err) {
   sw_basic_policy_t pol = s->srv->cfg->auth.basic;
-  if (pol == SW_BASIC_ALLOW || (pol == SW_BASIC_LOOPBACK && s->peer_loopback)) return true;
+  if (s->secure || pol == SW_BASIC_ALLOW || (pol == SW_BASIC_LOOPBACK && s->peer_loopback)) return true;
   errors_set(err, SW_E_BASIC_NEEDS_TLS, "Basic authentication over a non-TLS connection is not allowed; use a token");
   return false;
 }
@@ -342,6 +373,19 @@ int conn_credentials(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p, 
   OPENSSL_cleanse(buf, cap);
   free(buf);
   return rc;
+}
+
+/* A fresh connectionKey for c: its id and a new random secret. */
+static void new_key(sw_conn_t *c) {
+  char secret[24];
+  app_random_id(secret, 16);
+  snprintf(c->key, sizeof c->key, "%s!%s", c->id, secret);
+}
+
+/* Takes note of a newly adopted credential: whether conn_tick is to ask
+ * for its renewal before it expires (see REAUTH_NO_PROMPT_MS). */
+static void adopt_auth(sw_conn_t *c) {
+  c->reauth_sent = c->auth.expires && c->auth.expires - clock_now_ms() <= REAUTH_NO_PROMPT_MS;
 }
 
 static bool same_client_id(const char *a, const char *b) {
@@ -390,6 +434,12 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   }
   bool echo = query_flag(q, "echo", true);
   bool heartbeats = query_flag(q, "heartbeats", false);
+  int64_t remain_present = REMAIN_PRESENT_DEFAULT_MS;
+  if (url_query_get(q, "remainPresentFor", buf, sizeof buf) > 0) {
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    if (!*end && v >= 0) remain_present = v;
+  }
   /* Ably's transportParams: {appendRollupWindow: ms} (core/rollup.h). */
   int rollup_ms = rollup_window_param(url_query_get(q, "appendRollupWindow", buf, sizeof buf) >= 0 ? buf : NULL);
 
@@ -398,10 +448,13 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
    * another identity. */
   char rkey[80];
   sw_conn_t *c = NULL;
-  bool tried_resume = false;
-  if (url_query_get(q, "resume", rkey, sizeof rkey) >= 0 || url_query_get(q, "recover", rkey, sizeof rkey) >= 0) {
+  bool tried_resume = false, bad_key = false, recover = false;
+  ssize_t rn = url_query_get(q, "resume", rkey, sizeof rkey);
+  if (rn == -1) recover = (rn = url_query_get(q, "recover", rkey, sizeof rkey)) != -1;
+  if (rn != -1) {
     tried_resume = true;
-    c = find_by_key(srv, rkey, auth.app);
+    bad_key = rn < 0 || !key_well_formed(rkey);
+    if (!bad_key) c = find_by_key(srv, rkey, auth.app);
   }
   if (c) {
     if (!same_client_id(c->client_id, client_id)) {
@@ -414,9 +467,15 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     free(client_id);
     principal_clear(&c->auth);
     c->auth = auth;
-    c->reauth_sent = false;
+    adopt_auth(c);
     bind_transport(c, s, fmt, echo, heartbeats);
     c->append_rollup_ms = rollup_ms;
+    c->remain_present_ms = remain_present;
+    c->presence_left = false;
+    /* RTN16d: a recovered connection gets a new connectionKey, so a
+     * recovery key (which holds the old one) recovers it once. A resume
+     * keeps its key: a client whose CONNECTED was lost retries with it. */
+    if (recover) new_key(c);
     log_ev(SW_LOG_DEBUG, "conn.resumed", c->id, c->app->id, 0, "connection resumed");
     metrics_inc(SW_M_CONNECTIONS_RESUMED);
     send_connected(c, NULL);
@@ -432,27 +491,32 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     refuse(s, fmt, &err);
     return;
   }
-  char secret[24];
-  app_random_id(secret, 16);
-  snprintf(c->key, sizeof c->key, "%s!%s", c->id, secret);
+  new_key(c);
   c->srv = srv;
   c->auth = auth;
   c->app = auth.app;
   c->client_id = client_id;
+  adopt_auth(c);
   HASH_ADD_STR(srv->conns, id, c);
   metrics_inc(SW_M_CONNECTIONS_OPENED);
   bind_transport(c, s, fmt, echo, heartbeats);
   c->append_rollup_ms = rollup_ms;
-  log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id, tried_resume ? SW_E_RESUME_FAILED : 0,
+  c->remain_present_ms = remain_present;
+  log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id,
+         bad_key ? SW_E_INVALID_CONNECTION_KEY : tried_resume ? SW_E_RESUME_FAILED : 0,
          "connection opened");
   if (tried_resume) {
     /* RTN15c7: a new connection, with the reason continuity was lost. */
-    errors_set(&err, SW_E_RESUME_FAILED, "unable to resume connection: not found or expired");
+    if (bad_key) errors_set(&err, SW_E_INVALID_CONNECTION_KEY, "invalid connection key: a new connection was made");
+    else errors_set(&err, SW_E_RESUME_FAILED, "unable to resume connection: not found or expired");
     send_connected(c, &err);
   } else {
     send_connected(c, NULL);
   }
 }
+
+/* The name capabilities are checked against: a derived channel's base. */
+static const char *cap_name(const sw_channel_t *ch) { return ch->base ? ch->base->name : ch->name; }
 
 /* RTC8: in-band reauthorisation with a new token. The connection keeps its
  * id and clientId; the new capability applies at once, and channels it no
@@ -482,11 +546,17 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
   }
   principal_clear(&c->auth);
   c->auth = p;
-  c->reauth_sent = false;
+  adopt_auth(c);
   send_connected(c, NULL);
   sw_attach_t *a, *tmp;
   HASH_ITER(hh, c->attachments, a, tmp) {
-    if (cap_ops_for_channel(c->auth.cap, a->ch->name)) continue;
+    uint32_t ops = cap_ops_for_channel(c->auth.cap, cap_name(a->ch));
+    if (ops) {
+      /* The modes follow the capability both ways: a token that adds
+       * publish lets an attached channel publish (as on Ably). */
+      a->modes = a->requested_modes & cap_modes_for_ops(ops) & (a->ch->base ? SW_MODE_SUBSCRIBE : SW_MODE_ALL);
+      continue;
+    }
     sw_error_t e;
     errors_set(&e, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
                a->ch->name);
@@ -611,6 +681,55 @@ static int attach_params(const sw_conn_t *c, const sw_pmsg_t *m, const sw_channe
   return 0;
 }
 
+/* RTL4k1: ATTACHED echoes the params the server recognises, not others
+ * (as Ably drops them). "delta" is echoed although messages are always
+ * sent whole (a client asking for deltas decodes whole messages too);
+ * "occupancy" is not, having no effect here. NULL when none is left. */
+static json_t *recognised_params(const json_t *params) {
+  static const char *const known[] = {"rewind", "rewindLimit", "delta", "modes"};
+  json_t *out = NULL;
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+    json_t *v = json_object_get(params, known[i]);
+    if (!v) continue;
+    if (!out && !(out = json_object())) return NULL;
+    json_object_set(out, known[i], v);
+  }
+  return out;
+}
+
+/* The channel modes named in a "modes" channel param: a comma-separated
+ * list of TB2d ChannelMode names, in lower case as ably-js writes them
+ * ("subscribe,presence_subscribe"). Returns -1 for a name it does not
+ * know. */
+static int parse_modes(const char *v, uint32_t *modes) {
+  static const struct {
+    const char *name;
+    uint32_t mode;
+  } names[] = {
+      {"presence", SW_MODE_PRESENCE},
+      {"publish", SW_MODE_PUBLISH},
+      {"subscribe", SW_MODE_SUBSCRIBE},
+      {"presence_subscribe", SW_MODE_PRESENCE_SUBSCRIBE},
+      {"annotation_publish", SW_MODE_ANNOTATION_PUBLISH},
+      {"annotation_subscribe", SW_MODE_ANNOTATION_SUBSCRIBE},
+      {"object_subscribe", SW_MODE_OBJECT_SUBSCRIBE},
+      {"object_publish", SW_MODE_OBJECT_PUBLISH},
+  };
+  uint32_t m = 0;
+  while (*v) {
+    size_t n = strcspn(v, ",");
+    size_t i = 0;
+    while (i < sizeof names / sizeof names[0] && !(strlen(names[i].name) == n && strncasecmp(names[i].name, v, n) == 0))
+      i++;
+    if (i == sizeof names / sizeof names[0]) return -1;
+    m |= names[i].mode;
+    v += n;
+    if (*v == ',') v++;
+  }
+  *modes = m;
+  return 0;
+}
+
 /* The rewind of an ATTACH (the channel param "rewind", with
  * "rewindLimit" for a time rewind): at most maxRewind messages, never
  * further back than the channel's retention. */
@@ -644,12 +763,31 @@ static sw_channel_t *resolve_channel(sw_conn_t *c, const char *name, sw_channel_
   }
   if (channel_name_validate(name, strlen(name), parts, err)) return NULL;
   if (parts->kind != SW_CHAN_PLAIN) {
-    errors_set(err, SW_E_INVALID_CHANNEL, "metachannels and derived channels are not supported");
+    errors_set(err, SW_E_INVALID_CHANNEL, parts->kind == SW_CHAN_FILTER
+                                              ? "a derived channel can only be attached to and subscribed to"
+                                              : "metachannels are not supported");
     return NULL;
   }
   sw_channel_t *ch = channel_get(c->srv, c->app, name + parts->name_off);
   if (!ch) errors_set(err, SW_E_INTERNAL, "out of memory");
   return ch;
+}
+
+/* The existing channel a validated name designates: the plain channel, or
+ * for "[filter=...]name" the derived channel. NULL if there is none. */
+static sw_channel_t *find_named(sw_conn_t *c, const char *name, const sw_channel_name_t *parts) {
+  if (parts->kind == SW_CHAN_FILTER)
+    return channel_find_derived(c->srv, c->app, name + parts->name_off, name + parts->filter_off, parts->filter_len);
+  return channel_find(c->srv, c->app, name + parts->name_off);
+}
+
+/* The channel an ATTACH names: as resolve_channel, and a derived channel
+ * ("[filter=<base64>]name", RTS5) too, made on first use. */
+static sw_channel_t *resolve_attach(sw_conn_t *c, const char *name, sw_channel_name_t *parts, sw_error_t *err) {
+  if (name && channel_name_validate(name, strlen(name), parts, NULL) == 0 && parts->kind == SW_CHAN_FILTER)
+    return channel_get_derived(c->srv, c->app, name + parts->name_off, name + parts->filter_off, parts->filter_len,
+                               err);
+  return resolve_channel(c, name, parts, err);
 }
 
 /* Whether an ATTACH would add an attachment beyond
@@ -659,7 +797,7 @@ static bool attach_over_limit(sw_conn_t *c, const char *name) {
   if (HASH_COUNT(c->attachments) < (size_t)c->srv->cfg->limits.max_channels_per_connection) return false;
   sw_channel_name_t parts;
   if (!name || channel_name_validate(name, strlen(name), &parts, NULL)) return false; /* refused anyway */
-  sw_channel_t *ch = channel_find(c->srv, c->app, name + parts.name_off);
+  sw_channel_t *ch = find_named(c, name, &parts);
   sw_attach_t *a = NULL;
   if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
   return a == NULL;
@@ -673,34 +811,45 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
                (long long)c->srv->cfg->limits.max_channels_per_connection);
     goto fail;
   }
-  sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
+  sw_channel_t *ch = resolve_attach(c, m->channel, &parts, &err);
   if (!ch) goto fail;
-  uint32_t ops = cap_ops_for_channel(c->auth.cap, ch->name);
+  uint32_t ops = cap_ops_for_channel(c->auth.cap, cap_name(ch));
+  /* A derived channel only delivers messages: it needs subscribe. */
+  if (ch->base && !(cap_modes_for_ops(ops) & SW_MODE_SUBSCRIBE)) ops = 0;
   if (!ops) {
     errors_set(&err, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
-               ch->name);
+               cap_name(ch));
     goto fail;
   }
   if (ch->ns->identified && (!c->client_id || strcmp(c->client_id, "*") == 0)) {
     errors_set(&err, 40161, "namespace %s requires an identified client", ch->ns->id);
     goto fail;
   }
-  uint32_t requested = m->has_flags ? (uint32_t)m->flags & SW_MODE_ALL : 0;
-  if (!requested) requested = DEFAULT_MODES;
-
-  sw_attach_req_t req = {.modes = requested & cap_modes_for_ops(ops),
-                         .channel_serial = m->channel_serial,
-                         .rewind_count = -1,
-                         .rewind_ms = -1};
+  sw_attach_req_t req = {.channel_serial = m->channel_serial, .rewind_count = -1, .rewind_ms = -1};
   json_t *params;
   if (attach_params(c, m, &parts, &params, &err)) goto fail;
-  if (attach_rewind(c, ch, params, &req, &err)) {
+  /* The "modes" channel param, when given, names the modes requested in
+   * place of the ATTACH flags (ably-js sends flags for ChannelOptions.modes
+   * and this param for params.modes). */
+  uint32_t requested = m->has_flags ? (uint32_t)m->flags & SW_MODE_ALL : 0;
+  const char *modes = json_string_value(json_object_get(params, "modes"));
+  if (modes && parse_modes(modes, &requested))
+    errors_set(&err, SW_E_INVALID_PARAM, "invalid modes parameter %.64s", modes);
+  if (!requested) requested = DEFAULT_MODES;
+  req.modes = requested & cap_modes_for_ops(ops);
+  if (ch->base) req.modes &= SW_MODE_SUBSCRIBE; /* a derived channel delivers messages, nothing else */
+  if (err.code || attach_rewind(c, ch, params, &req, &err)) {
     json_decref(params);
     goto fail;
   }
-  req.params = params;
+  req.params = recognised_params(params);
   req.channel_name = m->channel;
-  channel_attach(ch, c, &req);
+  if (channel_attach(ch, c, &req) == 0) {
+    sw_attach_t *a = NULL;
+    HASH_FIND_PTR(c->attachments, &ch, a);
+    if (a) a->requested_modes = requested;
+  }
+  json_decref(req.params);
   json_decref(params);
   return;
 fail:
@@ -714,13 +863,26 @@ static void handle_detach(sw_conn_t *c, sw_pmsg_t *m) {
   }
   sw_channel_name_t parts;
   sw_channel_t *ch = NULL;
-  if (channel_name_validate(m->channel, strlen(m->channel), &parts, NULL) == 0)
-    ch = channel_find(c->srv, c->app, m->channel + parts.name_off);
+  if (channel_name_validate(m->channel, strlen(m->channel), &parts, NULL) == 0) ch = find_named(c, m->channel, &parts);
   sw_attach_t *a = NULL;
   if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
   if (a) channel_detach(a);
   sw_pmsg_t r = {.action = SW_ACTION_DETACHED, .channel = m->channel};
   conn_send_pmsg(c, &r);
+}
+
+/* A client's SYNC asks for the presence set again (ably-js channel.sync(),
+ * RTP19): sent as on attach, to an attachment with PRESENCE_SUBSCRIBE. A
+ * SYNC for a channel not attached (or without that mode) has nothing to
+ * answer and is ignored: it is no reason to end the connection. */
+static void handle_sync(sw_conn_t *c, sw_pmsg_t *m) {
+  sw_channel_name_t parts;
+  sw_channel_t *ch = NULL;
+  if (m->channel && channel_name_validate(m->channel, strlen(m->channel), &parts, NULL) == 0)
+    ch = find_named(c, m->channel, &parts);
+  sw_attach_t *a = NULL;
+  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
+  if (a && a->delivering && (a->modes & SW_MODE_PRESENCE_SUBSCRIBE)) presence_sync_requested(ch, a);
 }
 
 /* Takes msgSerial serial for a new publish (MESSAGE, PRESENCE, ANNOTATION,
@@ -939,6 +1101,9 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) 
   case SW_ACTION_AUTH:
     handle_auth(c, &m);
     break;
+  case SW_ACTION_SYNC:
+    handle_sync(c, &m);
+    break;
   default: {
     char msg[64];
     snprintf(msg, sizeof msg, "unexpected protocol action %d", m.action);
@@ -953,8 +1118,9 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
   sw_conn_t *c, *tmp;
   HASH_ITER(hh, srv->conns, c, tmp) {
     if (c->sock && c->auth.expires) {
-      /* RTN22: ask for a new token before this one expires; RTN15h: at
-       * expiry, DISCONNECTED 40142 so the SDK renews and resumes. */
+      /* RTN22: ask for a new token before this one expires (unless it was
+       * adopted near expiry: adopt_auth); RTN15h: at expiry, DISCONNECTED
+       * 40142 so the SDK renews and resumes. */
       int64_t ttl = c->auth.expires - c->auth.issued;
       int64_t margin = srv->cfg->auth.reauth_margin_ms;
       if (ttl > 0 && margin > ttl / 3) margin = ttl / 3;
@@ -988,6 +1154,12 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
     } else if (now_ms - c->lost_at > l->connection_state_ttl) {
       log_ev(SW_LOG_DEBUG, "conn.expired", c->id, c->app->id, 0, "connection state expired");
       conn_destroy(c);
+    } else if (!c->presence_left && now_ms - c->lost_at >= c->remain_present_ms) {
+      /* Its members leave now; if it resumes later, its channels re-attach
+       * without RESUMED so that the client enters them again (RTP17i). */
+      c->presence_left = true;
+      sw_attach_t *a, *tmp2;
+      HASH_ITER(hh, c->attachments, a, tmp2) if (presence_leave_conn(a->ch, c->id)) a->presence_lost = true;
     }
   }
 }

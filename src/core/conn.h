@@ -61,7 +61,7 @@ typedef struct sw_conn {
   sw_principal_t auth; /* current credentials (replaced by AUTH, RTC8) */
   char *client_id;  /* the connection's identity (CD2a): NULL anonymous, "*" wildcard;
                        never changes once set */
-  bool reauth_sent; /* server-requested AUTH sent for the current token */
+  bool reauth_sent; /* server-requested AUTH sent, or not due (adopted near expiry), for the current token */
   sw_format_t fmt;
   bool echo;
   bool heartbeats;
@@ -74,6 +74,8 @@ typedef struct sw_conn {
   size_t n_presence;        /* presence members this connection entered, on all channels */
   sw_attach_t *attachments; /* uthash by channel */
   int64_t lost_at;          /* ms when the transport was lost; 0 while bound */
+  int64_t remain_present_ms; /* its presence members leave this long after the transport is lost */
+  bool presence_left;       /* they have, for the current loss */
   uint64_t last_tx;         /* loop ms of the last frame sent */
   UT_hash_handle hh;
 } sw_conn_t;
@@ -121,5 +123,8 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms);
 /* Destroys a connection: detaches everything, forgets it (no resume). */
 void conn_destroy(sw_conn_t *c);
 sw_conn_t *conn_find(sw_server_t *srv, const char *id);
+/* The live (or resumable) connection of app whose connectionKey is key,
+ * compared in constant time; NULL if none. */
+sw_conn_t *conn_find_by_key(sw_server_t *srv, const char *key, const sw_app_t *app);
 
 #endif

@@ -11,6 +11,7 @@
 #include "core/sock.h"
 #include "metrics/metrics.h"
 #include "proto/codec.h"
+#include "proto/filter.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -141,8 +142,9 @@ static bool head_after(const sw_head_t *h, const version_t *v, sw_msg_t *view) {
   return true;
 }
 
-/* Live delivery of event, the versions first_vseq to last_vseq of message
- * seq, with channelSerial serial: each subscriber gets the event, except
+/* Live delivery to the attachments of ch (the version's channel, or one
+ * derived from it) of event, the versions first_vseq to last_vseq of
+ * message seq, with channelSerial serial: each subscriber gets the event, except
  * that, for an append, one which does not hold the message in full, or
  * went live after first_vseq (its attach or replay gave it the head with
  * part of the event in it), gets *whole (when known) instead, and one that
@@ -184,6 +186,18 @@ static void fanout(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t la
     for (int j = 0; j < 2; j++) frame_unref(frames[i][j]);
 }
 
+/* To ch, and to its derived channels whose filter the message passes
+ * (judged on m, the message as it is after the version: an append's
+ * fragment has no name). */
+static void fanout_all(sw_channel_t *ch, const sw_msg_t *m, int64_t seq, int64_t first_vseq, int64_t last_vseq,
+                       const char *serial, const char *conn_id, const sw_msg_t *event, bool append,
+                       const sw_msg_t *whole_view) {
+  fanout(ch, seq, first_vseq, last_vseq, serial, conn_id, event, append, whole_view);
+  for (sw_channel_t *d = ch->derived; d; d = d->next_derived)
+    if (d->subs && filter_match(d->filter, m->name, json_object_get(m->extras, "headers")))
+      fanout(d, seq, first_vseq, last_vseq, serial, conn_id, event, append, whole_view);
+}
+
 /* Live delivery of a durable version. An append may be held for its
  * publisher's appendRollupWindow (core/rollup.c); anything else first
  * delivers what is held, so that channelSerials go out in order. */
@@ -200,7 +214,8 @@ static void broadcast(version_t *v, const sw_head_t *h) {
   }
   sw_msg_t view;
   bool have_full = v->append && head_after(h, v, &view);
-  fanout(ch, v->seq, v->vseq, v->vseq, v->serial, v->conn_id, &v->event, v->append, have_full ? &view : NULL);
+  const sw_msg_t *m = h ? &h->msg : v->has_full ? &v->full : &v->event;
+  fanout_all(ch, m, v->seq, v->vseq, v->vseq, v->serial, v->conn_id, &v->event, v->append, have_full ? &view : NULL);
 }
 
 void mutation_deliver_held(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t last_vseq, const char *serial,
@@ -222,7 +237,8 @@ void mutation_deliver_held(sw_channel_t *ch, int64_t seq, int64_t first_vseq, in
     view.version = event->version;
     view.action = SW_MSG_UPDATE;
   }
-  fanout(ch, seq, first_vseq, last_vseq, serial, conn_id, event, true, have_full ? &view : NULL);
+  const sw_msg_t *m = have_full ? &view : h ? &h->msg : event;
+  fanout_all(ch, m, seq, first_vseq, last_vseq, serial, conn_id, event, true, have_full ? &view : NULL);
 }
 
 static void on_stored(void *ud, int status) {
@@ -352,24 +368,24 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
     event->timestamp = now;
     return 0;
   }
-  if (msg->action == SW_MSG_UPDATE) {
-    TAKE(name);
-    TAKE(encoding);
-    if (src->extras) { /* a JSON value: released, not freed (TAKE is for strings) */
-      json_decref(dst->extras);
-      dst->extras = src->extras;
-      src->extras = NULL;
-    }
-    if (src->data.kind != SW_DATA_NONE) {
-      data_clear(&dst->data);
-      dst->data = src->data;
-      memset(&src->data, 0, sizeof src->data);
-    }
-  } else {
-    /* A deleted message keeps its identity, not its content. */
+  /* An update or delete is a shallow mixin, as on Ably: the fields the
+   * request gives replace the head's, the others stay. A delete is a soft
+   * delete: it keeps the content unless it gives new content (ably-js
+   * deleteMessage({serial, data: {}})). The data and its encoding go
+   * together: new data without an encoding is plain. */
+  TAKE(name);
+  if (src->extras) { /* a json_t: released, not freed (TAKE is for strings) */
+    json_decref(dst->extras);
+    dst->extras = src->extras;
+    src->extras = NULL;
+  }
+  if (src->data.kind != SW_DATA_NONE || src->encoding) {
     data_clear(&dst->data);
+    dst->data = src->data;
+    memset(&src->data, 0, sizeof src->data);
     free(dst->encoding);
-    dst->encoding = NULL;
+    dst->encoding = src->encoding;
+    src->encoding = NULL;
   }
   dst->action = msg->action;
   if (msg_copy(event, dst)) {
@@ -447,6 +463,7 @@ static bool frag_from_hint(const sw_store_event_t *e, sw_data_t *frag) {
 int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller_client_id, sw_msg_t *msg,
                    const sw_publisher_t *who, sw_error_t *err) {
   version_t *v = NULL;
+  char *actor = NULL;
   sw_buf_t blobs = {0};
   int rc = -1;
   int64_t seq;
@@ -481,6 +498,14 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
     goto out;
   }
 
+  /* TM2s3: the version's clientId is the operation's (ably-js sends the
+   * MessageOperation as the request's version), checked like a message's
+   * clientId: an identified caller's own (or none given: its own), any for
+   * a key or a wildcard client, none for an anonymous token (40012). */
+  const char *op_client_id = json_string_value(json_object_get(msg->version, "clientId"));
+  if (op_client_id && !(actor = strdup(op_client_id))) goto oom;
+  if (principal_check_message_client_id(p, caller_client_id, &actor, err)) goto out;
+
   v = calloc(1, sizeof *v);
   if (!v) goto oom;
   v->ch = ch;
@@ -489,10 +514,27 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
   if (who->conn_id) snprintf(v->conn_id, sizeof v->conn_id, "%s", who->conn_id);
   if (who->rest_sock) sock_ref(who->rest_sock);
   int64_t now = clock_now_ms();
-  v->vseq = ch->last_seq + 1;
+  /* RSL14: the first change of a message keeps its original, the
+   * message.create, as a version of its own (Ably lists it among the
+   * versions), with a serial of its own just before the change's. Heads
+   * are message.update or message.delete once changed. */
+  sw_store_rec_t recs[2];
+  size_t n_recs = 0, orig_len = 0;
+  if (h->msg.action <= SW_MSG_CREATE) {
+    sw_msg_t orig = h->msg; /* a view: nothing is freed */
+    orig.action = SW_MSG_CREATE;
+    if (codec_msg_to_blob(&orig, &blobs)) goto oom;
+    orig_len = blobs.len;
+    recs[n_recs++] = (sw_store_rec_t){.app_id = ch->app->id,
+                                      .channel = ch->name,
+                                      .seq = seq,
+                                      .timestamp = h->msg.timestamp,
+                                      .op = SW_STORE_VERSION,
+                                      .vseq = ch->last_seq + 1};
+  }
+  v->vseq = ch->last_seq + 1 + (int64_t)n_recs;
   serial_format(v->vseq, v->serial);
   v->append = msg->action == SW_MSG_APPEND;
-  const char *actor = caller_client_id && strcmp(caller_client_id, "*") ? caller_client_id : msg->client_id;
   /* An update or delete replaces what appends still in flight extended:
    * they keep a copy of the head they made, for late attachers. */
   if (!v->append && snapshot_inflight(h)) goto oom;
@@ -506,35 +548,37 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
     if (err->code == SW_E_INTERNAL) head_drop(ch, h); /* it may be half changed */
     goto out;
   }
-  sw_store_rec_t rec = {.app_id = ch->app->id,
-                        .channel = ch->name,
-                        .seq = seq,
-                        .timestamp = now,
-                        .vseq = v->vseq};
+  sw_store_rec_t *rec = &recs[n_recs];
+  *rec = (sw_store_rec_t){.app_id = ch->app->id, .channel = ch->name, .seq = seq, .timestamp = now, .vseq = v->vseq};
+  /* Blob offsets: the buffer may move as it grows, pointers are set last. */
+  size_t head_off = blobs.len, head_len = 0;
   if (v->append) {
     /* Only the fragment is written: the store folds it into the head. */
     v->data_len = h->msg.data.len;
     v->gen = h->gen;
     size_t data_off;
     if (codec_msg_to_blob_at(&v->event, &blobs, &data_off)) goto oom_drop;
-    rec.op = SW_STORE_APPEND;
-    rec.version_blob = blobs.data;
-    rec.version_blob_len = blobs.len;
-    rec.fold_hint = mutation_frag_hint(data_off, v->event.data.len, v->event.data.kind);
+    rec->op = SW_STORE_APPEND;
+    rec->fold_hint = mutation_frag_hint(data_off, v->event.data.len, v->event.data.kind);
   } else {
     h->gen++;
-    size_t head_len;
     if (codec_msg_to_blob(&h->msg, &blobs)) goto oom_drop;
-    head_len = blobs.len;
+    head_len = blobs.len - head_off;
     if (codec_msg_to_blob(&v->event, &blobs)) goto oom_drop;
-    rec.op = SW_STORE_VERSION;
-    rec.blob = blobs.data;
-    rec.blob_len = head_len;
-    rec.version_blob = blobs.data + head_len;
-    rec.version_blob_len = blobs.len - head_len;
+    rec->op = SW_STORE_VERSION;
+    rec->blob = blobs.data + head_off;
+    rec->blob_len = head_len;
   }
+  rec->version_blob = blobs.data + head_off + head_len;
+  rec->version_blob_len = blobs.len - head_off - head_len;
+  if (n_recs) {
+    /* The original is both the head (unchanged) and the version event. */
+    recs[0].blob = recs[0].version_blob = blobs.data;
+    recs[0].blob_len = recs[0].version_blob_len = orig_len;
+  }
+  n_recs++;
   ch->pending++;
-  if (store_submit(ch->srv->store, &rec, 1, on_stored, v)) {
+  if (store_submit(ch->srv->store, recs, n_recs, on_stored, v)) {
     ch->pending--;
     errors_set(err, SW_E_INTERNAL, "storage unavailable");
     head_drop(ch, h);
@@ -553,6 +597,7 @@ oom:
   errors_set(err, SW_E_INTERNAL, "out of memory");
 out:
   if (v) version_free(v);
+  free(actor);
   msg_clear(msg);
   buf_free(&blobs);
   return rc;

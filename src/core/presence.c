@@ -250,13 +250,13 @@ int presence_publish(sw_channel_t *ch, sw_conn_t *c, sw_pmsg_t *m, sw_error_t *e
   return 0;
 }
 
-void presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
+size_t presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
   size_t n = 0;
   sw_member_t *mb, *tmp;
   HASH_ITER(hh, ch->members, mb, tmp) n += mb->p.connection_id && strcmp(mb->p.connection_id, conn_id) == 0;
-  if (!n) return;
+  if (!n) return 0;
   sw_presence_t *events = calloc(n, sizeof *events);
-  if (!events) return;
+  if (!events) return 0;
   size_t i = 0;
   int64_t now = clock_now_ms();
   HASH_ITER(hh, ch->members, mb, tmp) {
@@ -278,6 +278,21 @@ void presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
     i++;
   }
   persist(ch, events, i, NULL, 0);
+  return i;
+}
+
+void presence_sync_requested(sw_channel_t *ch, sw_attach_t *a) {
+  if (ch->n_members) {
+    presence_sync(ch, a);
+    return;
+  }
+  char sync_id[16], serial[64];
+  app_random_id(sync_id, 8);
+  snprintf(serial, sizeof serial, "%s:", sync_id);
+  sw_pmsg_t m = {.action = SW_ACTION_SYNC,
+                 .channel = a->wire_name ? a->wire_name : (char *)ch->name,
+                 .channel_serial = serial};
+  conn_send_pmsg(a->conn, &m);
 }
 
 void presence_sync(sw_channel_t *ch, sw_attach_t *a) {

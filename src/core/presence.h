@@ -39,9 +39,13 @@ typedef struct sw_member {
 int presence_publish(sw_channel_t *ch, sw_conn_t *c, sw_pmsg_t *m, sw_error_t *err);
 /* Sends the member set to a newly attached client as SYNC pages. */
 void presence_sync(sw_channel_t *ch, sw_attach_t *a);
+/* The same on the client's request (a SYNC from ably-js's channel.sync()):
+ * also when the set is empty (one empty SYNC page), since the client waits
+ * for its end. */
+void presence_sync_requested(sw_channel_t *ch, sw_attach_t *a);
 /* LEAVEs every member entered by connection conn_id on ch (detach, end of
  * connection). */
-void presence_leave_conn(sw_channel_t *ch, const char *conn_id);
+size_t presence_leave_conn(sw_channel_t *ch, const char *conn_id); /* how many left */
 /* Members from the app spec's channel fixtures (test-app-setup.json). */
 void presence_load_fixtures(sw_channel_t *ch);
 /* The store channel key under which ch's presence history is kept. */

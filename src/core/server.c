@@ -19,6 +19,7 @@
 #include "core/conn.h"
 #include "core/rollup.h"
 #include "core/sock.h"
+#include "core/tls.h"
 #include "net/http_parse.h"
 #include "net/http_response.h"
 #include "net/ws_handshake.h"
@@ -62,10 +63,49 @@ static void on_signal(uv_signal_t *h, int signum) {
   server_shutdown(srv);
 }
 
-/* SIGHUP (systemctl reload): nothing is reloadable yet, so it is logged and
- * otherwise ignored instead of ending the process, its default action. */
+/* SIGHUP (systemctl reload): the TLS certificate and key are read again
+ * (a renewed certificate), and the new context serves new connections;
+ * existing ones keep the context they were accepted with (each SSL holds a
+ * reference), so nothing is dropped. If the files do not load, the old
+ * context stays and the error is logged. Nothing else is reloadable; without
+ * TLS the signal is only logged, instead of ending the process, its
+ * default action. */
 static void on_hup(uv_signal_t *h, int signum) {
-  log_ev(SW_LOG_INFO, "server.reload", NULL, NULL, 0, "SIGHUP: nothing to reload");
+  sw_server_t *srv = h->data;
+  const sw_config_t *cfg = srv->cfg;
+  if (!srv->tls_ctx) {
+    log_ev(SW_LOG_INFO, "server.reload", NULL, NULL, 0, "SIGHUP: nothing to reload");
+    return;
+  }
+  char err[512], expiry[32];
+  SSL_CTX *ctx = tls_ctx_load(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+  if (!ctx) {
+    log_ev(SW_LOG_ERROR, "server.reload", NULL, NULL, 0, "SIGHUP: %s; the previous certificate stays in use", err);
+    return;
+  }
+  SSL_CTX_free(srv->tls_ctx);
+  srv->tls_ctx = ctx;
+  tls_ctx_expiry(ctx, expiry);
+  log_ev(SW_LOG_INFO, "server.reload", NULL, NULL, 0,
+         "SIGHUP: TLS certificate %s reloaded (valid until %s); new connections use it", cfg->tls_cert, expiry);
+}
+
+/* The listener's TLS context and buffers, if it has a certificate. */
+static int tls_start(sw_server_t *srv) {
+  const sw_config_t *cfg = srv->cfg;
+  if (!cfg->tls_cert) return 0;
+  char err[512];
+  if (!(srv->tls_ctx = tls_ctx_load(cfg->tls_cert, cfg->tls_key, err, sizeof err))) {
+    fprintf(stderr, "switchboard: %s\n", err);
+    return -1;
+  }
+  srv->tls_plain = malloc(SW_READ_BUF);
+  srv->tls_gather = malloc(SW_TLS_RECORD);
+  if (!srv->tls_plain || !srv->tls_gather) {
+    fprintf(stderr, "switchboard: out of memory\n");
+    return -1;
+  }
+  return 0;
 }
 
 static void hup_start(sw_server_t *srv) {
@@ -188,8 +228,10 @@ static int create_dev_app(sw_server_t *srv) {
          a->id, a->keys[0].name, a->keys[0].secret,
          srv->cfg->memory ? "--memory: it is gone when the server stops"
                           : "`switchboard apps` shows it again");
-  printf("  client: new Ably.Realtime({ key: '%s:%s', endpoint: '%s', port: %d, tls: false })\n",
-         a->keys[0].name, a->keys[0].secret, srv->cfg->host, srv->cfg->port);
+  /* ably-js takes a TLS port as tlsPort, a plain one as port. */
+  printf("  client: new Ably.Realtime({ key: '%s:%s', endpoint: '%s', %s: %d, tls: %s })\n", a->keys[0].name,
+         a->keys[0].secret, srv->cfg->host, srv->tls_ctx ? "tlsPort" : "port", srv->cfg->port,
+         srv->tls_ctx ? "true" : "false");
   return 0;
 }
 
@@ -304,7 +346,7 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_
   char rnd[13];
   app_random_id(rnd, 12);
   snprintf(srv->server_id, sizeof srv->server_id, "switchboard-%s", rnd);
-  int rc = open_store(srv) || listen_on(srv, port_out) || health_start(srv) ? -1 : 0;
+  int rc = tls_start(srv) || open_store(srv) || listen_on(srv, port_out) || health_start(srv) ? -1 : 0;
   if (rc == 0) {
     cfg->port = *port_out;
     /* Before the apps: registering an app registers its identity providers. */
@@ -428,5 +470,8 @@ void server_free(sw_server_t *srv) {
   health_free(srv);
   cloud_free(srv);
   socks_free_spares(srv);
+  SSL_CTX_free(srv->tls_ctx); /* the connections' references went with them */
+  free(srv->tls_plain);
+  free(srv->tls_gather);
   OPENSSL_cleanse(srv->token_secret, sizeof srv->token_secret);
 }

@@ -22,6 +22,8 @@ typedef struct sw_channel sw_channel_t;
  * buffer every socket shares (core/sock.c). */
 #define SW_READ_BUF 65536
 #define SW_SOCK_MAX_IOV 64
+/* TLS: the most plaintext one record carries. */
+#define SW_TLS_RECORD 16384
 /* On shutdown, how long sockets may take to write their last output. */
 #define SW_SHUTDOWN_FLUSH_MS 5000
 
@@ -37,7 +39,7 @@ typedef struct sw_server {
   sw_config_t *cfg;
   uv_tcp_t listener;
   uv_signal_t sigterm, sigint;
-  uv_signal_t sighup;   /* reload: logged, nothing to reload yet (server.c on_hup) */
+  uv_signal_t sighup;   /* reload: the TLS certificate and key (server.c on_hup) */
   uv_timer_t tick;      /* once a second: heartbeats, expiry of lost connections, retention */
   uv_timer_t drain;     /* shutdown: closes the sockets still writing at SW_SHUTDOWN_FLUSH_MS */
   sw_apps_t apps;
@@ -67,6 +69,14 @@ typedef struct sw_server {
    * every socket (loop thread only). */
   uv_buf_t iov[SW_SOCK_MAX_IOV];
   uint8_t rbuf[SW_READ_BUF];
+  /* TLS (core/tls.h), when the listener has a certificate: the context new
+   * connections get (SIGHUP swaps in a new one; connections keep theirs),
+   * the buffer a read's plaintext is decrypted into (the ciphertext is in
+   * rbuf) and the one small frames are gathered in to be encrypted as one
+   * record (SW_TLS_RECORD). Loop thread only. */
+  struct ssl_ctx_st *tls_ctx;
+  uint8_t *tls_plain; /* SW_READ_BUF bytes */
+  uint8_t *tls_gather; /* SW_TLS_RECORD bytes */
   uint8_t token_secret[SW_TOKEN_SECRET_LEN]; /* seals Ably tokens; persisted */
   sw_jwt_cache_t *jwt_cache;   /* keyed HMAC states per key */
   struct sw_identity *identity; /* identity providers' keys (identity/identity.h) */

@@ -7,7 +7,9 @@
 
 #include "core/conn.h"
 #include "core/server.h"
+#include "core/tls.h"
 #include "metrics/metrics.h"
+#include "net/forwarded.h"
 #include "net/http_parse.h"
 #include "net/http_response.h"
 #include "util/hash.h"
@@ -117,26 +119,54 @@ static void peer_release(sw_sock_t *s) {
 }
 
 /* The key of the peer's address; false if it has none we can read. Also
- * sets s->peer_loopback. */
+ * sets s->peer_loopback, and s->via_proxy if the peer is a trusted proxy. */
 static bool peer_key(sw_sock_t *s, uint8_t key[16]) {
   struct sockaddr_storage peer;
   int plen = sizeof peer;
+  uint8_t a[16];
   memset(key, 0, 16);
-  if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&peer, &plen) != 0) return false;
-  if (peer.ss_family == AF_INET) {
-    const struct in_addr *a = &((struct sockaddr_in *)&peer)->sin_addr;
-    s->peer_loopback = (ntohl(a->s_addr) >> 24) == 127;
-    key[10] = key[11] = 0xff; /* as ::ffff:a.b.c.d, so a mapped address is the same peer */
-    memcpy(key + 12, a, 4);
-    return true;
+  if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&peer, &plen) != 0 ||
+      !addr_from_sockaddr((struct sockaddr *)&peer, a))
+    return false;
+  const sw_config_t *cfg = s->srv->cfg;
+  s->peer_loopback = s->proxy_loopback = addr_is_loopback(a);
+  s->via_proxy = cfg->n_trusted_proxies && cidr_match(cfg->trusted_proxies, cfg->n_trusted_proxies, a);
+  /* IPv4 (as ::ffff:a.b.c.d, so a mapped address is the same peer) whole,
+   * IPv6 by its /64. */
+  memcpy(key, a, addr_is_v4(a) ? 16 : 8);
+  return true;
+}
+
+/* A request from a trusted proxy: its client is who the proxy says it is,
+ * for the Basic rule (secure, peer_loopback) and per-client limits (fwd).
+ * Set per request, since a proxy may carry many clients' requests over one
+ * keep-alive connection. */
+static void forwarded(sw_sock_t *s, const sw_http_req_t *req) {
+  const sw_config_t *cfg = s->srv->cfg;
+  uint8_t a[16];
+  s->secure = s->tls || forwarded_https(req);
+  if (forwarded_for(req, cfg->trusted_proxies, cfg->n_trusted_proxies, a) && (s->fwd || (s->fwd = malloc(16)))) {
+    memcpy(s->fwd, a, 16);
+    s->peer_loopback = addr_is_loopback(a);
+    return;
   }
-  if (peer.ss_family == AF_INET6) {
-    const struct in6_addr *a = &((struct sockaddr_in6 *)&peer)->sin6_addr;
-    s->peer_loopback = IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    memcpy(key, a->s6_addr, IN6_IS_ADDR_V4MAPPED(a) ? 16 : 8);
-    return true;
+  free(s->fwd);
+  s->fwd = NULL;
+  s->peer_loopback = s->proxy_loopback; /* no X-Forwarded-For: the proxy's own request */
+}
+
+void sock_client_address(const sw_sock_t *s, char out[46]) {
+  struct sockaddr_storage peer;
+  int plen = sizeof peer;
+  uint8_t a[16];
+  if (s->fwd) {
+    addr_format(s->fwd, out);
+  } else if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&peer, &plen) == 0 &&
+             addr_from_sockaddr((struct sockaddr *)&peer, a)) {
+    addr_format(a, out);
+  } else {
+    snprintf(out, 46, "?");
   }
-  return false;
 }
 
 /* Counts s against its peer's share; false if the share is full. */
@@ -169,6 +199,8 @@ static void became_useful(sw_sock_t *s) {
 }
 
 static void sock_free(sw_sock_t *s) {
+  tls_free(s->tls);
+  free(s->fwd);
   free(s->origin);
   buf_free(&s->in);
   ws_msg_asm_free(&s->wsasm);
@@ -195,6 +227,8 @@ static void pop_head(sw_sock_t *s) {
   s->q_len--;
   s->head_off = 0;
 }
+
+static void mark_dirty(sw_sock_t *s);
 
 static void on_close(uv_handle_t *h) {
   sw_sock_t *s = h->data;
@@ -258,8 +292,10 @@ void sock_close(sw_sock_t *s, bool after_flush) {
    * their place (and share) in the pending budget. */
   if (s->list == LIST_NONE) list_append(s, LIST_CLOSING);
   set_phase(s, SW_SOCK_CLOSING, s->srv->cfg->limits.close_timeout);
-  /* Otherwise the flush finishes once the queue is written. */
-  if (!s->writing && !s->q_len) finish_close(s);
+  /* Otherwise the flush finishes once the queue is written; under TLS it
+   * also has close_notify, or an alert, to write first. */
+  if (s->tls) mark_dirty(s);
+  else if (!s->writing && !s->q_len) finish_close(s);
 }
 
 void sock_ref(sw_sock_t *s) { s->refs++; }
@@ -267,8 +303,6 @@ void sock_ref(sw_sock_t *s) { s->refs++; }
 void sock_unref(sw_sock_t *s) {
   if (--s->refs == 0 && s->handle_closed) sock_free(s);
 }
-
-static void mark_dirty(sw_sock_t *s);
 
 size_t sock_low_water(const sw_sock_t *s) {
   size_t q = s->srv->cfg->limits.max_outbound_bytes / 4;
@@ -290,12 +324,17 @@ static void on_write(uv_write_t *req, int status) {
   s->writing = false;
   for (uint32_t i = 0; i < s->n_inflight; i++) pop_head(s);
   s->n_inflight = 0;
+  if (s->tls) {
+    free(s->tls->inflight);
+    s->tls->inflight = NULL;
+  }
   if (status < 0) {
     close_now(s);
     return;
   }
-  /* What was queued while the kernel was full goes with this turn's flush. */
-  if (s->q_len) mark_dirty(s);
+  /* What was queued while the kernel was full goes with this turn's flush
+   * (under TLS, also output of its own: handshake, close_notify). */
+  if (s->q_len || s->tls) mark_dirty(s);
   else if (s->close_after_flush) finish_close(s);
   if (s->drain_wanted) drained(s);
 }
@@ -306,7 +345,13 @@ static void on_write(uv_write_t *req, int status) {
  * POLLOUT and continues the queue from on_write; only then does libuv touch
  * epoll. Only that one frame is committed to libuv: every later one stays
  * ours, so a slow consumer's backlog can still be dropped (slow_consumer). */
+static void flush_tls(sw_sock_t *s);
+
 static void flush(sw_sock_t *s) {
+  if (s->tls) {
+    flush_tls(s);
+    return;
+  }
   uv_buf_t *iov = s->srv->iov;
   while (s->q_len && !s->writing) {
     size_t n = s->q_len < SW_SOCK_MAX_IOV ? s->q_len : SW_SOCK_MAX_IOV;
@@ -348,6 +393,107 @@ static void flush(sw_sock_t *s) {
     metrics_add(SW_M_BYTES_SENT, iov[k].len);
   }
   if (!s->q_len && !s->writing && s->close_after_flush) finish_close(s);
+}
+
+/* ---- TLS output ------------------------------------------------------------
+ *
+ * Frames stay plaintext in the ring until the flush encrypts them, a
+ * bounded batch at a time, into the socket's TLS output, and that goes to
+ * the kernel as the plain path's frames do: uv_try_write, and what the
+ * kernel does not take to one uv_write that owns the buffer. Only then is
+ * the next batch encrypted, so ciphertext waits for one write at most and
+ * a slow consumer's backlog is still frames in the ring, which
+ * slow_consumer can drop (n_inflight is 0: everything encrypted is the
+ * kernel's already). The copy a TLS socket pays is OpenSSL's, into the
+ * output; small frames are also gathered into one record first. */
+
+/* Writes the pending ciphertext. True if the kernel took all of it; false
+ * if a uv_write now waits for POLLOUT with the rest, or the socket closed. */
+static bool write_tls(sw_sock_t *s) {
+  sw_tls_t *t = s->tls;
+  size_t n = tls_out_pending(t);
+  uv_buf_t b = uv_buf_init((char *)t->out.data + t->out_off, (unsigned)n);
+  int w = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+  if (w < 0 && w != UV_EAGAIN) {
+    close_now(s);
+    return false;
+  }
+  size_t done = w > 0 ? (size_t)w : 0;
+  metrics_add(SW_M_BYTES_SENT, done);
+  if (done == n) {
+    buf_free(&t->out); /* an idle connection holds no output buffer */
+    t->out_off = 0;
+    return true;
+  }
+  b.base += done;
+  b.len -= done;
+  uv_write_t *req = wreq_get(s->srv);
+  if (!req) {
+    close_now(s);
+    return false;
+  }
+  req->data = s;
+  if (uv_write(req, (uv_stream_t *)&s->tcp, &b, 1, on_write) < 0) {
+    wreq_put(s->srv, req);
+    close_now(s);
+    return false;
+  }
+  /* The uv_write owns this buffer now; new output starts another. */
+  t->inflight = buf_steal(&t->out, NULL);
+  t->out_off = 0;
+  s->writing = true;
+  metrics_add(SW_M_BYTES_SENT, b.len);
+  return false;
+}
+
+/* Encrypts about SW_READ_BUF bytes of queued frames. Frames smaller than a
+ * record are gathered first, so that a fan-out of small messages costs one
+ * record (one AEAD seal, 22 to 29 bytes of overhead) per 16 KiB rather than
+ * one per message; larger ones are encrypted where they are. 0 or -1. */
+static int encrypt_some(sw_sock_t *s) {
+  sw_tls_t *t = s->tls;
+  uint8_t *g = s->srv->tls_gather;
+  size_t used = 0, total = 0;
+  while (s->q_len && total < SW_READ_BUF) {
+    sw_frame_t *f = s->q[s->q_head];
+    if (used && f->len > SW_TLS_RECORD - used) {
+      if (tls_push(t, g, used)) return -1;
+      used = 0;
+    }
+    if (f->len < SW_TLS_RECORD) {
+      memcpy(g + used, f->data, f->len);
+      used += f->len;
+    } else if (tls_push(t, f->data, f->len)) {
+      return -1;
+    }
+    total += f->len;
+    pop_head(s);
+  }
+  return used ? tls_push(t, g, used) : 0;
+}
+
+/* flush() of a TLS socket: the ciphertext already made, then the frames,
+ * then, for a closing socket, close_notify, and only then the close. */
+static void flush_tls(sw_sock_t *s) {
+  sw_tls_t *t = s->tls;
+  for (;;) {
+    if (s->writing || uv_is_closing((uv_handle_t *)&s->tcp)) return;
+    if (tls_out_pending(t)) {
+      if (!write_tls(s)) return;
+    } else if (s->q_len && t->ready && !t->failed) {
+      if (encrypt_some(s)) {
+        close_now(s);
+        return;
+      }
+    } else if (s->close_after_flush && t->ready && !t->failed && !t->shut) {
+      tls_close_notify(t);
+    } else {
+      break;
+    }
+  }
+  if (!s->close_after_flush) return;
+  while (s->q_len) pop_head(s); /* a failed or unfinished handshake: nothing can be sent */
+  finish_close(s);
 }
 
 /* Runs in libuv's prepare phase: once per loop turn, right before the loop
@@ -661,6 +807,7 @@ static size_t process(sw_sock_t *s, uint8_t *data, size_t len) {
       http_refuse_parse(s, r);
       return len;
     }
+    if (s->via_proxy) forwarded(s, &req);
     server_on_request(s, &req);
     pos += (size_t)r;
     after_request(s, pos < len);
@@ -684,6 +831,86 @@ static void discard(sw_sock_t *s, size_t n) {
   if (total > s->srv->cfg->limits.linger_bytes) close_now(s);
 }
 
+/* Plaintext received: requests or frames, after what an earlier read left
+ * incomplete in s->in. */
+static void on_plain(sw_sock_t *s, uint8_t *data, size_t len) {
+  if (!s->is_ws) {
+    /* The first bytes of the next keep-alive request start its head's deadline. */
+    if (s->phase == SW_SOCK_IDLE) set_phase(s, SW_SOCK_HEAD, s->srv->cfg->limits.http_head_timeout);
+    s->req_started = true;
+  }
+  if (s->in.len) {
+    /* Bounded: a request or frame larger than the limits is refused by
+     * the parsers before this grows past them. */
+    if (buf_append(&s->in, data, len)) {
+      close_now(s);
+      return;
+    }
+    size_t used = process(s, s->in.data, s->in.len);
+    buf_consume(&s->in, used);
+    if (!s->in.len) buf_free(&s->in);
+    return;
+  }
+  size_t used = process(s, data, len);
+  if (used < len && !s->closing && buf_append(&s->in, data + used, len - used)) close_now(s);
+}
+
+/* The handshake is done: the first request's head is due. */
+static void handshaken(sw_sock_t *s) {
+  if (s->phase != SW_SOCK_HANDSHAKE) return;
+  s->req_started = false;
+  set_phase(s, SW_SOCK_HEAD, s->srv->cfg->limits.http_head_timeout);
+}
+
+/* A plain HTTP request on the TLS listener (OpenSSL recognises one and
+ * fails the handshake): it is answered in plain HTTP, with the Ably error,
+ * instead of a TLS alert it could not read. ably-js with `tls: false`, or
+ * curl with http://, then says what is wrong. */
+static void refuse_plain_http(sw_sock_t *s) {
+  sw_tls_t *t = s->tls;
+  sw_error_t e;
+  errors_set(&e, SW_E_BAD_REQUEST, "this server speaks only TLS: use https:// and wss:// (ably-js: tls: true)");
+  e.status = 400;
+  buf_free(&t->out); /* the alert */
+  t->out_off = 0;
+  char h[160];
+  snprintf(h, sizeof h, "Access-Control-Allow-Origin: *\r\nX-Ably-ServerId: %s\r\n", s->srv->server_id);
+  /* Straight into the output, which the flush writes as it is. */
+  http_error_response(&t->out, SW_FMT_JSON, &e, h, false);
+}
+
+/* A TLS socket's read: decrypts into the server's plaintext buffer (the
+ * ciphertext is in the read buffer), then the plain path. The handshake
+ * happens in tls_pull; what it answers is in the TLS output, which this
+ * turn's flush writes. */
+static void read_tls(sw_sock_t *s, const uint8_t *data, size_t len) {
+  sw_tls_t *t = s->tls;
+  uint8_t *plain = s->srv->tls_plain;
+  size_t have = 0;
+  ssize_t r;
+  tls_feed(t, data, len);
+  while ((r = tls_pull(t, plain + have, SW_READ_BUF - have)) > 0) {
+    have += (size_t)r;
+    if (have < SW_READ_BUF) continue;
+    handshaken(s);
+    on_plain(s, plain, have);
+    have = 0;
+    if (s->closing) break;
+  }
+  tls_feed(t, NULL, 0); /* what was not used belongs to a closing socket */
+  if (t->ready) handshaken(s);
+  if (have && !s->closing) on_plain(s, plain, have);
+  if (r == SW_TLS_ERROR && !s->closing) {
+    log_ev(SW_LOG_DEBUG, "tls.failed", NULL, NULL, 0, "TLS %s failed: %s", t->ready ? "connection" : "handshake",
+           t->reason);
+    if (t->plain_http) refuse_plain_http(s);
+    sock_close(s, true); /* the alert (or the plain answer) first */
+  } else if (r == SW_TLS_CLOSED && !s->closing) {
+    close_now(s); /* close_notify: as the end of the stream on a plain socket */
+  }
+  if (tls_out_pending(t)) mark_dirty(s);
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   sw_sock_t *s = st->data;
   if (nread < 0) {
@@ -703,27 +930,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     discard(s, (size_t)nread);
     return;
   }
-  if (!s->is_ws) {
-    /* The first bytes of the next keep-alive request start its head's deadline. */
-    if (s->phase == SW_SOCK_IDLE) set_phase(s, SW_SOCK_HEAD, s->srv->cfg->limits.http_head_timeout);
-    s->req_started = true;
-  }
-  uint8_t *data = (uint8_t *)b->base;
-  size_t len = (size_t)nread;
-  if (s->in.len) {
-    /* Bounded: a request or frame larger than the limits is refused by
-     * the parsers before this grows past them. */
-    if (buf_append(&s->in, data, len)) {
-      close_now(s);
-      return;
-    }
-    size_t used = process(s, s->in.data, s->in.len);
-    buf_consume(&s->in, used);
-    if (!s->in.len) buf_free(&s->in);
+  if (s->tls) {
+    read_tls(s, (const uint8_t *)b->base, (size_t)nread);
     return;
   }
-  size_t used = process(s, data, len);
-  if (used < len && !s->closing && buf_append(&s->in, data + used, len - used)) close_now(s);
+  on_plain(s, (uint8_t *)b->base, (size_t)nread);
 }
 
 /* What the peer sees when a phase runs out: a request under way gets 408
@@ -748,6 +959,8 @@ static void expire(sw_sock_t *s, uint64_t now) {
              (long long)lim->http_body_timeout);
     http_refuse(s, 408, SW_E_BAD_REQUEST, msg);
     return;
+  case SW_SOCK_HANDSHAKE:
+    break; /* nothing can be said before the handshake: closed */
   case SW_SOCK_IDLE:
     if (s->refs) {
       /* A request is still being answered (a REST publish waits for
@@ -756,8 +969,8 @@ static void expire(sw_sock_t *s, uint64_t now) {
       set_phase(s, SW_SOCK_IDLE, lim->http_idle_timeout);
       return;
     }
-    if (s->q_len || s->writing) {
-      sock_close(s, true); /* the answer is still being read */
+    if (s->q_len || s->writing || s->tls) {
+      sock_close(s, true); /* the answer is still being read; or TLS: close_notify first */
       return;
     }
     break;
@@ -799,7 +1012,9 @@ static bool admit(sw_sock_t *s) {
   sw_server_t *srv = s->srv;
   const sw_limits_t *lim = &srv->cfg->limits;
   uint8_t key[16];
-  if (peer_key(s, key) && !peer_admit(s, key)) {
+  /* A trusted proxy carries many clients: its sockets are not held to one
+   * address's share (they still count in max_pending_sockets). */
+  if (peer_key(s, key) && !s->via_proxy && !peer_admit(s, key)) {
     srv->n_peer_refused++;
     return false;
   }
@@ -834,7 +1049,17 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
     return rc;
   }
   list_append(s, LIST_PENDING);
-  set_phase(s, SW_SOCK_HEAD, srv->cfg->limits.http_head_timeout);
+  if (srv->tls_ctx && !s->metrics_only) {
+    /* The listener speaks only TLS; the metrics listener stays plain. */
+    if (!(s->tls = tls_new(srv->tls_ctx))) {
+      close_now(s);
+      return UV_ENOMEM;
+    }
+    s->secure = true;
+    set_phase(s, SW_SOCK_HANDSHAKE, srv->cfg->limits.tls_handshake_timeout);
+  } else {
+    set_phase(s, SW_SOCK_HEAD, srv->cfg->limits.http_head_timeout);
+  }
   uv_tcp_nodelay(&s->tcp, 1);
   uv_tcp_keepalive(&s->tcp, 1, 60);
   s->wsasm.max_msg = (uint64_t)srv->cfg->limits.max_frame_size;

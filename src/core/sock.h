@@ -39,6 +39,7 @@ typedef enum {
   SW_SOCK_LIVE,     /* a WebSocket bound to an Ably connection: no deadline */
   SW_SOCK_CLOSING,  /* last words being written (close_timeout) */
   SW_SOCK_LINGER,   /* write side shut, input discarded until EOF (linger_timeout) */
+  SW_SOCK_HANDSHAKE, /* TLS: the handshake, from accept (tls_handshake_timeout) */
 } sw_sock_phase_t;
 
 /* An idle authenticated connection is mostly this struct, so it is kept
@@ -59,6 +60,9 @@ typedef struct sw_sock {
   sw_conn_t *conn;   /* the Ably connection on this transport, or NULL */
   char *origin;      /* Origin of the HTTP request being answered (malloc'd), or NULL:
                         most sockets are WebSockets, so it is not kept inline */
+  struct sw_tls *tls; /* TLS state (core/tls.h), or NULL on a plain socket */
+  uint8_t *fwd;      /* from a trusted proxy: the client address its X-Forwarded-For
+                        gave for the current request (16 bytes, malloc'd), or NULL */
   sw_buf_t in;
   /* output queue: a ring of frame references */
   sw_frame_t **q;
@@ -75,7 +79,12 @@ typedef struct sw_sock {
   /* WebSocket state */
   sw_ws_msg_asm_t wsasm;
   bool is_ws;
-  bool peer_loopback; /* the client connected from 127.0.0.0/8 or ::1 */
+  /* The client of the current request: the TCP peer, or behind a trusted
+   * proxy what the proxy said (X-Forwarded-For, X-Forwarded-Proto). */
+  bool peer_loopback; /* the client is on 127.0.0.0/8 or ::1 */
+  bool secure;        /* it reached us over TLS: ours, or the proxy's */
+  bool via_proxy;     /* the TCP peer is in trustedProxies */
+  bool proxy_loopback; /* ... and on loopback itself */
   bool closing;      /* sock_close called */
   bool close_after_flush;
   bool overflowed;   /* the outbound bound was hit */
@@ -131,6 +140,10 @@ void socks_flush_init(sw_server_t *srv);
 void socks_flush_close(sw_server_t *srv);
 /* Frees the spare write requests (after the loop has ended). */
 void socks_free_spares(sw_server_t *srv);
+
+/* The client's address as text (46 bytes): the TCP peer's, or the one a
+ * trusted proxy forwarded for the current request; "?" if unknown. */
+void sock_client_address(const sw_sock_t *s, char out[46]);
 
 void sock_ref(sw_sock_t *s);
 void sock_unref(sw_sock_t *s);

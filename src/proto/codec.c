@@ -49,6 +49,25 @@ int codec_decode_msgs(sw_format_t f, const uint8_t *p, size_t n, sw_msg_t **out,
   return rc ? -1 : 0;
 }
 
+int codec_decode_batch(sw_format_t f, const uint8_t *p, size_t n, sw_batch_spec_t **out, size_t *count,
+                       sw_error_t *err) {
+  wire_batch_out_t o = {0};
+  int rc = read_root(f, p, n, wire_decode_batch, &o, err);
+  *out = o.specs;
+  *count = o.n;
+  return rc ? -1 : 0;
+}
+
+void codec_batch_specs_free(sw_batch_spec_t *specs, size_t n) {
+  for (size_t i = 0; specs && i < n; i++) {
+    for (size_t j = 0; j < specs[i].n_channels; j++) free(specs[i].channels[j]);
+    free(specs[i].channels);
+    for (size_t j = 0; j < specs[i].n_msgs; j++) msg_clear(&specs[i].msgs[j]);
+    free(specs[i].msgs);
+  }
+  free(specs);
+}
+
 int codec_encode_msg(sw_format_t f, const sw_msg_t *m, sw_buf_t *out) {
   wire_writer_t w;
   size_t start = writer_init(f, &w, out);

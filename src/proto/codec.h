@@ -35,6 +35,21 @@ int codec_encode_pmsg(sw_format_t f, const sw_pmsg_t *m, sw_buf_t *out);
  * then free the array). */
 int codec_decode_msgs(sw_format_t f, const uint8_t *p, size_t n, sw_msg_t **out, size_t *count,
                       sw_error_t *err);
+/* A batch publish body (RSC22, BSP2): one BatchPublishSpec object or an
+ * array of them, each {channels: a name or an array of names, messages: a
+ * Message or an array of them}. At most SW_CODEC_MAX_MESSAGES specs,
+ * channels per spec and messages per spec; the caller bounds the total.
+ * *out is a malloc'd array of *count specs (free with
+ * codec_batch_specs_free). 40000 for a spec without channels or messages. */
+typedef struct sw_batch_spec {
+  char **channels;
+  size_t n_channels;
+  sw_msg_t *msgs;
+  size_t n_msgs;
+} sw_batch_spec_t;
+int codec_decode_batch(sw_format_t f, const uint8_t *p, size_t n, sw_batch_spec_t **out, size_t *count,
+                       sw_error_t *err);
+void codec_batch_specs_free(sw_batch_spec_t *specs, size_t n);
 /* One Message as an object, or an array of Messages. */
 int codec_encode_msg(sw_format_t f, const sw_msg_t *m, sw_buf_t *out);
 int codec_encode_msgs(sw_format_t f, const sw_msg_t *msgs, size_t n, sw_buf_t *out);

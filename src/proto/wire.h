@@ -162,6 +162,11 @@ typedef struct wire_msgs_out {
 } wire_msgs_out_t;
 int wire_decode_pmsg(const wire_val_t *root, void *pmsg, sw_error_t *err);
 int wire_decode_msgs(const wire_val_t *root, void *msgs_out, sw_error_t *err);
+typedef struct wire_batch_out {
+  sw_batch_spec_t *specs;
+  size_t n;
+} wire_batch_out_t;
+int wire_decode_batch(const wire_val_t *root, void *batch_out, sw_error_t *err);
 /* A single stored message: data kept exactly as stored (no base64 step). */
 int wire_decode_blob(const wire_val_t *root, void *msg, sw_error_t *err);
 /* A stored message's data and action only, borrowed from the input (see

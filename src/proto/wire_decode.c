@@ -6,6 +6,7 @@
  * callbacks release whatever was filled in before a failure. */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,16 +48,29 @@ static int take_object(const wire_val_t *v, const char *field, json_t **dst, sw_
   return (*dst = v->ops->to_json(v, err)) ? 0 : -1;
 }
 
-/* TR4q: params is an object of strings. */
+/* TR4q: params is an object of strings; ably-js sends a number as it was
+ * given (channels.get(name, {params: {rewind: 1}})), so numbers and
+ * booleans become their string form and null means no param, as Ably
+ * takes them. Other values are left for the receiver to refuse (an ATTACH
+ * fails alone, 40003: the connection need not). */
 static int take_params(const wire_val_t *v, json_t **dst, sw_error_t *err) {
   if (take_object(v, "params", dst, err)) return -1;
   const char *k;
-  json_t *val;
-  json_object_foreach(*dst, k, val) {
-    if (!json_is_string(val)) {
+  json_t *val, *tmp;
+  json_object_foreach_safe(*dst, tmp, k, val) {
+    char s[32];
+    if (json_is_null(val)) {
+      json_object_del(*dst, k);
+      continue;
+    }
+    if (json_is_integer(val)) snprintf(s, sizeof s, "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+    else if (json_is_real(val)) snprintf(s, sizeof s, "%.15g", json_real_value(val));
+    else if (json_is_boolean(val)) snprintf(s, sizeof s, "%s", json_is_true(val) ? "true" : "false");
+    else continue;
+    if (json_object_set_new(*dst, k, json_string(s))) {
       json_decref(*dst);
       *dst = NULL;
-      return bad_field(err, "params", "values must be strings");
+      return no_memory(err);
     }
   }
   return 0;
@@ -373,6 +387,69 @@ int wire_decode_msgs(const wire_val_t *root, void *out, sw_error_t *err) {
     }
   }
   o->msgs = msgs;
+  o->n = n;
+  return 0;
+}
+
+/* One BatchPublishSpec's fields; unknown ones are ignored (RSF1). */
+static int batch_spec_field(void *ctx, const char *key, size_t klen, const wire_val_t *v, sw_error_t *err) {
+  sw_batch_spec_t *s = ctx;
+  if (KEY_IS(key, klen, "channels")) {
+    if (s->channels) return bad_field(err, "channels", "given twice");
+    size_t n = 1;
+    if (v->kind == WIRE_ARRAY) {
+      if (want_array(v, "channels", &n, err)) return -1;
+    } else if (v->kind != WIRE_STR) {
+      return bad_field(err, "channels", "expected a channel name or an array of them");
+    }
+    if (n == 0) return bad_field(err, "channels", "no channels");
+    if (!(s->channels = calloc(n, sizeof *s->channels))) return no_memory(err);
+    for (size_t i = 0; i < n; i++) {
+      wire_val_t item = *v;
+      if (v->kind == WIRE_ARRAY) v->ops->item(v, i, &item);
+      if (item.kind != WIRE_STR) return bad_field(err, "channels", "expected strings");
+      if (take_str(&item, "channels", &s->channels[i], err)) return -1;
+      s->n_channels = i + 1;
+    }
+    return 0;
+  }
+  if (KEY_IS(key, klen, "messages")) {
+    if (s->msgs) return bad_field(err, "messages", "given twice");
+    wire_msgs_out_t o;
+    if (wire_decode_msgs(v, &o, err)) return -1;
+    s->msgs = o.msgs;
+    s->n_msgs = o.n;
+    return 0;
+  }
+  return 0;
+}
+
+int wire_decode_batch(const wire_val_t *root, void *out, sw_error_t *err) {
+  wire_batch_out_t *o = out;
+  o->specs = NULL;
+  o->n = 0;
+  size_t n = 1;
+  if (root->kind == WIRE_ARRAY) {
+    if (want_array(root, "body", &n, err)) return -1;
+  } else if (root->kind != WIRE_MAP) {
+    return bad_field(err, "body", "expected a BatchPublishSpec object or an array of them");
+  }
+  if (n == 0) return bad_field(err, "body", "no BatchPublishSpec");
+  sw_batch_spec_t *specs = calloc(n, sizeof *specs);
+  if (!specs) return no_memory(err);
+  for (size_t i = 0; i < n; i++) {
+    wire_val_t item = *root;
+    if (root->kind == WIRE_ARRAY) root->ops->item(root, i, &item);
+    int rc = item.kind == WIRE_MAP ? item.ops->each(&item, batch_spec_field, &specs[i], err)
+                                   : bad_field(err, "body", "expected BatchPublishSpec objects");
+    if (rc == 0 && (!specs[i].n_channels || !specs[i].n_msgs))
+      rc = bad_field(err, "body", "a BatchPublishSpec needs channels and messages");
+    if (rc) {
+      codec_batch_specs_free(specs, i + 1);
+      return -1;
+    }
+  }
+  o->specs = specs;
   o->n = n;
   return 0;
 }

@@ -121,6 +121,18 @@ void rest_message_versions(route_ctx_t *r, const char *name, const char *serial)
     route_error(r, &err);
     return;
   }
+  /* A message never changed has one version, its message.create (its first
+   * change stores the create among the versions: mutation_apply). */
+  sw_store_row_t head = {0};
+  if (rows.n == 0 && pg.cursor < 0 && pg.limit > 0 &&
+      store_get(r->s->srv->store, r->app->id, name, seq, &head) == 1) {
+    sw_store_rows_t one = {.rows = &head, .n = 1};
+    route_reply_msgs(r, "versions", &pg, &one, true);
+    free(head.blob);
+    store_rows_free(&rows);
+    return;
+  }
+  free(head.blob);
   route_reply_msgs(r, "versions", &pg, &rows, true);
   store_rows_free(&rows);
 }

@@ -188,6 +188,62 @@ static void get_time(route_ctx_t *r) {
   json_decref(v);
 }
 
+/* TM2h: a REST message carrying a realtime connection's connectionKey is
+ * published on behalf of that connection: it takes its connectionId (and
+ * its clientId, when the connection is identified). A key that names no
+ * connection of this app, a clientId other than the connection's, or a
+ * connectionId other than its own (or one without a key) is Ably's 40006. */
+static void on_behalf(route_ctx_t *r, sw_msg_t *m, sw_error_t *err) {
+  sw_conn_t *c = NULL;
+  if (m->connection_key && !(c = conn_find_by_key(r->s->srv, m->connection_key, r->app))) {
+    errors_set(err, 40006, "Malformed message; invalid connectionKey");
+    return;
+  }
+  if (m->connection_id && (!c || strcmp(m->connection_id, c->id) != 0)) {
+    errors_set(err, 40006, "Malformed message; mismatched connectionId");
+    return;
+  }
+  if (!c) return;
+  const char *cid = c->client_id && strcmp(c->client_id, "*") ? c->client_id : NULL;
+  if (cid && m->client_id && strcmp(m->client_id, cid) != 0) {
+    errors_set(err, 40006, "Malformed message; clientId %.64s does not match the connection's", m->client_id);
+    return;
+  }
+  if (cid && !m->client_id) m->client_id = strdup(cid);
+  free(m->connection_id);
+  m->connection_id = strdup(c->id);
+}
+
+/* Checks and stamps the messages of a REST publish on ch (one channel of a
+ * batch publish too): clientId (RSA7), userClaim, timestamp, no updates,
+ * size. 0, or -1 with err. */
+int rest_prepare_publish(route_ctx_t *r, sw_channel_t *ch, sw_msg_t *msgs, size_t n, sw_error_t *err) {
+  size_t total = 0;
+  int64_t now = clock_now_ms();
+  for (size_t i = 0; i < n && !err->code; i++) {
+    sw_msg_t *m = &msgs[i];
+    total += msg_size(m);
+    if (principal_check_message_client_id(&r->p, r->client_id, &m->client_id, err))
+      break;
+    if (m->extras) json_object_del(m->extras, "userClaim");
+    json_t *claim = principal_channel_claim(&r->p, ch->name);
+    if (claim && (m->extras || (m->extras = json_object()))) json_object_set(m->extras, "userClaim", claim);
+    if (m->action > 0)
+      errors_set(err, ch->ns->mutable_messages ? SW_E_BAD_REQUEST : SW_E_MUTABLE_NOT_ENABLED,
+                 "message updates, deletes and appends are not %s", ch->ns->mutable_messages ? "supported yet" : "enabled on this channel");
+    if (!m->timestamp) m->timestamp = now;
+    m->action = 0;
+    if (!err->code) on_behalf(r, m, err);
+    free(m->connection_key);
+    m->connection_key = NULL;
+  }
+  if (!err->code && n == 0) errors_set(err, SW_E_BAD_REQUEST, "no messages to publish");
+  if (!err->code && total > (size_t)r->s->srv->cfg->limits.max_message_size)
+    errors_set(err, SW_E_MESSAGE_TOO_LARGE, "message size %zu exceeds maxMessageSize %lld", total,
+               (long long)r->s->srv->cfg->limits.max_message_size);
+  return err->code ? -1 : 0;
+}
+
 static void publish(route_ctx_t *r, sw_channel_t *ch) {
   sw_error_t err = {0};
   if (!route_require(r, ch->name, SW_OP_PUBLISH, "publish")) return;
@@ -197,29 +253,7 @@ static void publish(route_ctx_t *r, sw_channel_t *ch) {
     rest_error(r->s, r->fmt, &err, r->keep_alive);
     return;
   }
-  size_t total = 0;
-  int64_t now = clock_now_ms();
-  for (size_t i = 0; i < n && !err.code; i++) {
-    sw_msg_t *m = &msgs[i];
-    total += msg_size(m);
-    if (principal_check_message_client_id(&r->p, r->client_id, &m->client_id, &err))
-      break;
-    if (m->extras) json_object_del(m->extras, "userClaim");
-    json_t *claim = principal_channel_claim(&r->p, ch->name);
-    if (claim && (m->extras || (m->extras = json_object()))) json_object_set(m->extras, "userClaim", claim);
-    if (m->action > 0)
-      errors_set(&err, ch->ns->mutable_messages ? SW_E_BAD_REQUEST : SW_E_MUTABLE_NOT_ENABLED,
-                 "message updates, deletes and appends are not %s", ch->ns->mutable_messages ? "supported yet" : "enabled on this channel");
-    if (!m->timestamp) m->timestamp = now;
-    m->action = 0;
-    free(m->connection_key);
-    m->connection_key = NULL;
-  }
-  if (!err.code && n == 0) errors_set(&err, SW_E_BAD_REQUEST, "no messages to publish");
-  if (!err.code && total > (size_t)r->s->srv->cfg->limits.max_message_size)
-    errors_set(&err, SW_E_MESSAGE_TOO_LARGE, "message size %zu exceeds maxMessageSize %lld", total,
-               (long long)r->s->srv->cfg->limits.max_message_size);
-  if (err.code) {
+  if (rest_prepare_publish(r, ch, msgs, n, &err)) {
     for (size_t i = 0; i < n; i++) msg_clear(&msgs[i]);
     free(msgs);
     rest_error(r->s, r->fmt, &err, r->keep_alive);
@@ -327,12 +361,20 @@ void rest_handle(sw_sock_t *s, const sw_http_req_t *req) {
     keys_handle(s, req, r.fmt);
     return;
   }
-  if (!(path->n > 10 && memcmp(path->p, "/channels/", 10) == 0)) {
+  /* The batch API (RSC22, RSC24): authenticated like the channel routes. */
+  bool batch = (slice_eq(*path, "/messages") && req->method == HTTP_POST) ||
+               (slice_eq(*path, "/presence") && req->method == HTTP_GET);
+  if (!batch && !(path->n > 10 && memcmp(path->p, "/channels/", 10) == 0)) {
     errors_set(&err, SW_E_NOT_FOUND, "no such resource");
     rest_error(s, r.fmt, &err, r.keep_alive);
     return;
   }
   if (!route_begin(s, req, &r)) return;
+  if (batch) {
+    if (req->method == HTTP_POST) rest_batch_publish(&r);
+    else rest_batch_presence(&r);
+    goto done;
+  }
   sw_slice_t rest;
   sw_channel_name_t parts;
   if (channel_path(path, r.channel, sizeof r.channel, &rest) ||

@@ -71,7 +71,15 @@ void route_error(route_ctx_t *r, const sw_error_t *e);
 void route_reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, const sw_store_rows_t *rows,
                       bool by_vseq);
 
-/* Handlers (rest/history.c, rest/presence_rest.c). */
+/* The format of a request body (Content-Type: msgpack or JSON). */
+sw_format_t rest_body_format(const sw_http_req_t *req);
+/* Checks and stamps the messages of a REST publish on ch (rest.c). 0, or -1
+ * with err. */
+int rest_prepare_publish(route_ctx_t *r, sw_channel_t *ch, sw_msg_t *msgs, size_t n, sw_error_t *err);
+
+/* Handlers (rest/history.c, rest/presence_rest.c, rest/batch.c). */
+void rest_batch_publish(route_ctx_t *r);
+void rest_batch_presence(route_ctx_t *r);
 void rest_history(route_ctx_t *r, const char *channel);
 void rest_message_get(route_ctx_t *r, const char *channel, const char *serial);
 void rest_message_versions(route_ctx_t *r, const char *channel, const char *serial);

@@ -70,8 +70,8 @@ int server_start_config(const char *bin, const char *config_json, test_server_t 
     if (got <= 0) break;
     len += (size_t)got;
     buf[len] = 0;
-    const char *at = strstr(buf, "listening on http://127.0.0.1:");
-    if (at && strchr(at, '\n')) s->port = atoi(at + strlen("listening on http://127.0.0.1:"));
+    const char *at = strstr(buf, "listening on http");
+    if (at && strchr(at, '\n') && (at = strstr(at, "://127.0.0.1:"))) s->port = atoi(at + strlen("://127.0.0.1:"));
   }
   if (config_json) unlink(cfg);
   close(out[0]); /* the server writes nothing more to stdout that we need */

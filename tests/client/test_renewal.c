@@ -1,6 +1,7 @@
 /* test_renewal.c: token renewal with messages flowing, none lost:
- *  - short-lived (4 s) JWTs from the auth callback, renewed in-band when the
- *    server asks (AUTH, RTN22), several times over;
+ *  - short-lived (4 s) JWTs from the auth callback, renewed in-band before
+ *    expiry, several times over (by the SDK's own timer: the server does not
+ *    ask, RTN22, for a token adopted with 5.5 s or less to live);
  *  - an auth callback too slow for the server: DISCONNECTED 40142, then
  *    renewal and resume (RTN15h2) without losing or duplicating a message;
  *  - TokenRequests (exchanged for server tokens) and key + use_token_auth. */

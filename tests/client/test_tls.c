@@ -1,8 +1,12 @@
-/* test_tls.c: sw_options_t.tls against the real server behind a real TLS
- * proxy (tls_proxy.mjs, Node's tls module), with a throwaway CA and two
+/* test_tls.c: sw_options_t.tls against the real server, both directly
+ * (switchboard's own TLS listener: --tls-cert/--tls-key) and behind a real
+ * TLS proxy (tls_proxy.mjs, Node's tls module, for what one listener cannot
+ * show: a second certificate, the SNI sent), with a throwaway CA and two
  * server certificates the proxy makes with the openssl command line in a
  * temporary directory: "good" (DNS:localhost, IP:127.0.0.1) and "other"
  * (DNS:other.invalid), both signed by the CA, plus a second, unrelated CA.
+ * The direct server serves "good", with basicOverHttp "deny": the client's
+ * key (Basic) is accepted because the connection is TLS (RSA1).
  *
  * Checked: publish/subscribe/history/time in JSON and msgpack over wss:// and
  * https://; SNI and hostname verification for a name and for an IP literal;
@@ -40,7 +44,13 @@ typedef struct tls_env {
   pid_t proxy;
   int proxy_stdin;
   int good, other; /* the proxy's ports */
+  test_server_t direct; /* switchboard with --tls-cert good.pem (config), its app's key DIRECT_KEY */
 } tls_env_t;
+
+#define DIRECT_KEY "tlsapp.k:direct-secret-1234"
+
+/* Where a test connects: the proxy's "good" port, or the TLS listener. */
+static int good_port(const tls_env_t *e, bool direct) { return direct ? e->direct.port : e->good; }
 
 /* Starts the proxy and reads its ports. */
 static int proxy_start(tls_env_t *e) {
@@ -130,17 +140,20 @@ static void on_page(sw_client_t *c, const sw_errinfo_t *err, sw_history_page_t *
 }
 
 /* Subscribes, publishes three messages, receives them; then REST. */
-static void pubsub_over_tls(void **state, const char *host, int format) {
+static void pubsub_over_tls(void **state, const char *host, int format, bool direct) {
   tls_env_t *e = *state;
   tctx_t t;
   tctx_init(&t, &e->env, NULL);
   sw_options_t o;
-  tls_options(&o, &t, e, host, e->good, format);
+  tls_options(&o, &t, e, host, good_port(e, direct), format);
+  if (direct) o.key = DIRECT_KEY;
   state_log_t log = {0};
   sw_client_t *c = tclient(&t, &o, &log);
   assert_true(run_until(&t.loop, &log.connected, 10000));
-  assert_through_proxy(c, e->good);
-  sw_channel_t *ch = sw_client_channel(c, "tls:chat");
+  assert_through_proxy(c, good_port(e, direct));
+  char name[32];
+  snprintf(name, sizeof name, "tls:chat-%d-%d", format, direct); /* the direct server's app is shared */
+  sw_channel_t *ch = sw_client_channel(c, name);
   recv_log_t r = {.msgs = json_array()};
   assert_true(sw_channel_subscribe(ch, NULL, recv_cb, &r) > 0);
   ack_log_t a = {.serials = json_array()};
@@ -172,7 +185,13 @@ static void pubsub_over_tls(void **state, const char *host, int format) {
 }
 
 static void test_pubsub_json_ip(void **state) {
-  pubsub_over_tls(state, "127.0.0.1", SW_FORMAT_JSON);
+  pubsub_over_tls(state, "127.0.0.1", SW_FORMAT_JSON, false);
+}
+
+/* switchboard's own TLS listener, JSON and msgpack, by IP and by name. */
+static void test_direct_pubsub(void **state) {
+  pubsub_over_tls(state, "127.0.0.1", SW_FORMAT_JSON, true);
+  pubsub_over_tls(state, "localhost", SW_FORMAT_MSGPACK, true);
 }
 
 static bool sni_seen(tls_env_t *e, const char *name) {
@@ -192,7 +211,7 @@ static bool sni_seen(tls_env_t *e, const char *name) {
 static void test_pubsub_msgpack_name(void **state) {
   tls_env_t *e = *state;
   assert_false(sni_seen(e, "localhost"));
-  pubsub_over_tls(state, "localhost", SW_FORMAT_MSGPACK);
+  pubsub_over_tls(state, "localhost", SW_FORMAT_MSGPACK, false);
   assert_true(sni_seen(e, "localhost"));
 }
 
@@ -228,8 +247,9 @@ static void refused(void **state, const char *host, int port, const char *ca, bo
 
 static void test_wrong_ca(void **state) {
   tls_env_t *e = *state;
-  refused(state, "127.0.0.1", e->good, e->ca2, true,
-          (const char *[]){"failed: TLS certificate verify failed: unable to get local issuer certificate", NULL});
+  for (int direct = 0; direct < 2; direct++)
+    refused(state, "127.0.0.1", good_port(e, direct), e->ca2, true,
+            (const char *[]){"failed: TLS certificate verify failed: unable to get local issuer certificate", NULL});
 }
 
 /* Verification is on without tls_ca_file too: the system store does not
@@ -277,12 +297,13 @@ static void test_options_checked(void **state) {
 
 /* The socket under TLS is cut while messages flow: the client resumes over
  * a new TLS connection and nothing is lost or duplicated. */
-static void test_resume(void **state) {
+static void resume(void **state, bool direct) {
   tls_env_t *e = *state;
   tctx_t t;
   tctx_init(&t, &e->env, NULL);
   sw_options_t o;
-  tls_options(&o, &t, e, "127.0.0.1", e->good, SW_FORMAT_MSGPACK);
+  tls_options(&o, &t, e, "127.0.0.1", good_port(e, direct), SW_FORMAT_MSGPACK);
+  if (direct) o.key = DIRECT_KEY;
   state_log_t ls = {0}, lp = {0};
   sw_client_t *sub = tclient(&t, &o, &ls);
   sw_client_t *pub = tclient(&t, &o, &lp);
@@ -309,7 +330,7 @@ static void test_resume(void **state) {
   assert_true(ls.resumed_count >= 1);
   assert_true(lp.resumed_count >= 1);
   assert_string_equal(sw_client_connection_id(sub), sub_id);
-  assert_through_proxy(sub, e->good);
+  assert_through_proxy(sub, good_port(e, direct));
   free(sub_id);
   flow_stop(&f);
   json_decref(r.msgs);
@@ -318,8 +339,9 @@ static void test_resume(void **state) {
   tctx_done(&t);
 }
 
-/* Tokens of 4 s from an auth callback: the server asks for renewal before
- * expiry and the new token goes in-band (AUTH) over the TLS connection. */
+/* Tokens of 4 s from an auth callback: the SDK renews before expiry (the
+ * server does not ask for so short a token) and the new token goes in-band
+ * (AUTH) over the TLS connection. */
 typedef struct auth_ctx {
   const char *key;
   int calls;
@@ -336,18 +358,21 @@ static void auth_cb(sw_client_t *c, sw_auth_request_t *req, void *ud) {
   free(jwt);
 }
 
+static void test_resume(void **state) { resume(state, false); }
+static void test_direct_resume(void **state) { resume(state, true); }
+
 static bool renewed_twice(void *arg) {
   const state_log_t *l = arg;
   return l->update_count >= 2;
 }
 
-static void test_token_renewal(void **state) {
+static void token_renewal(void **state, bool direct) {
   tls_env_t *e = *state;
   tctx_t t;
   tctx_init(&t, &e->env, NULL);
   sw_options_t o;
-  tls_options(&o, &t, e, "127.0.0.1", e->good, SW_FORMAT_JSON);
-  auth_ctx_t a = {.key = t.key};
+  tls_options(&o, &t, e, "127.0.0.1", good_port(e, direct), SW_FORMAT_JSON);
+  auth_ctx_t a = {.key = direct ? DIRECT_KEY : t.key};
   o.key = NULL;
   o.auth_cb = auth_cb;
   o.auth_ud = &a;
@@ -369,17 +394,39 @@ static void test_token_renewal(void **state) {
   tctx_done(&t);
 }
 
-/* Hooks around the shared server: the proxy needs its port. */
+static void test_token_renewal(void **state) { token_renewal(state, false); }
+
+/* SIGTERM: the TLS server's sockets close (close_notify, then FIN) and it
+ * exits 0. */
+static void test_direct_shutdown(void **state) {
+  tls_env_t *e = *state;
+  assert_int_equal(server_stop(&e->direct), 0);
+}
+static void test_direct_token_renewal(void **state) { token_renewal(state, true); }
+
+/* Hooks around the shared server: the proxy needs its port; the direct TLS
+ * server needs the certificate the proxy makes. */
 static int proxy_after_start(void *ud) {
   tls_env_t *e = ud;
-  if (proxy_start(e) == 0) return 0;
-  fprintf(stderr, "could not start the TLS proxy (node %s/tls_proxy.mjs; it needs the openssl command)\n",
-          SWC_TESTS_DIR);
+  if (proxy_start(e)) {
+    fprintf(stderr, "could not start the TLS proxy (node %s/tls_proxy.mjs; it needs the openssl command)\n",
+            SWC_TESTS_DIR);
+    return -1;
+  }
+  char cfg[512];
+  snprintf(cfg, sizeof cfg,
+           "{\"tls\":{\"cert\":\"%s/good.pem\",\"key\":\"%s/good.key\"},\"auth\":{\"basicOverHttp\":\"deny\"},"
+           "\"apps\":[{\"id\":\"tlsapp\",\"keys\":[{\"id\":\"k\",\"secret\":\"direct-secret-1234\"}]}]}",
+           e->dir, e->dir);
+  if (server_start_config(e->env.bin, cfg, &e->direct) == 0) return 0;
+  fprintf(stderr, "could not start switchboard with --tls-cert\n");
   return -1;
 }
 
 static void proxy_before_stop(void *ud) {
-  proxy_stop(ud);
+  tls_env_t *e = ud;
+  proxy_stop(e);
+  if (e->direct.pid > 0) server_stop(&e->direct); /* test_direct_shutdown did not run */
 }
 
 int main(int argc, char **argv) {
@@ -401,6 +448,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test_prestate(test_options_checked, &e),
       cmocka_unit_test_prestate(test_resume, &e),
       cmocka_unit_test_prestate(test_token_renewal, &e),
+      cmocka_unit_test_prestate(test_direct_pubsub, &e),
+      cmocka_unit_test_prestate(test_direct_resume, &e),
+      cmocka_unit_test_prestate(test_direct_token_renewal, &e),
+      cmocka_unit_test_prestate(test_direct_shutdown, &e),
   };
   server_hooks_t hooks = {.after_start = proxy_after_start, .before_stop = proxy_before_stop, .ud = &e};
   int failed = run_with_server(tests, &e.env, &hooks);

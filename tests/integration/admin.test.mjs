@@ -53,8 +53,7 @@ test('sandbox admin: POST /apps returns the app with keys in fixture order, capa
   });
   assert.equal(names.size, app.keys.length, 'key names are distinct');
   const cap0 = normCap(app.keys[0].capability);
-  const full = JSON.stringify(cap0) === JSON.stringify({ '[*]*': ['*'] }) || JSON.stringify(cap0) === JSON.stringify({ '*': ['*'] });
-  assert.ok(full, `key[0] gets full access, got ${app.keys[0].capability}`);
+  assert.deepEqual(cap0, { '*': ['*'] }, `key[0] gets full access as on Ably, got ${app.keys[0].capability}`);
   assert.equal(app.keys[4].revocableTokens, true, 'key[4] revocableTokens');
   const nsIds = (app.namespaces || []).map((n) => n.id).sort();
   assert.deepEqual(nsIds, ['devices', 'durable', 'editable']);
@@ -66,6 +65,19 @@ test('sandbox admin: POST /apps returns the app with keys in fixture order, capa
   const other = await createApp(env.server);
   assert.notEqual(other.appId, app.appId, 'each POST creates a new app');
   assert.notEqual(other.keys[0].keySecret, app.keys[0].keySecret, 'secrets are not reused across apps');
+});
+
+bothProtocols('POST /apps: a key without a capability gets Ably\'s {"*":["*"]}; RSA8/TK2b a token requested without a capability has it too (ably-js authbase0)', async (t, binary) => {
+  const c = clients(t);
+  const app = await createApp(env.server, { keys: [{}] });
+  assert.deepEqual(JSON.parse(app.keys[0].capability), { '*': ['*'] }, `key capability ${app.keys[0].capability}`);
+  const rest = c.rest(env.server, { key: app.keys[0].keyStr, binary });
+  const td = await rest.auth.requestToken();
+  assert.deepEqual(JSON.parse(td.capability), { '*': ['*'] }, `token capability ${td.capability}`);
+  assert.equal(td.expires - td.issued, 60 * 60 * 1000, 'RSA5 default ttl');
+  const client = await connected(c, env.server, { token: td.token, binary });
+  const col = collector(client.channels.get(uniqueChannel('default-cap')));
+  await withTimeout(col.subscribed, 5000, 'attach');
 });
 
 test('sandbox admin: POST /apps with an invalid body -> 400', async () => {

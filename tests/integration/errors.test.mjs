@@ -13,6 +13,7 @@ import {
   connected,
   collector,
   uniqueChannel,
+  http,
   withTimeout,
   settle,
   sleep,
@@ -89,16 +90,17 @@ bothProtocols('RTN14a wrong key secret -> connection FAILED with 40101/401', asy
   assert.equal(client.connection.errorReason?.code, 40101);
 });
 
-bothProtocols('RTN14a unknown app / unknown key -> FAILED with 40400 or 40101 (404/401)', async (t, binary) => {
+bothProtocols('RTN14a a key of an unknown app or an unknown key of a real app -> FAILED with 40101/401, like a wrong secret (ably-js invalid_cred_failure: key "this.is:wrong"); REST the same', async (t, binary) => {
   const c = clients(t);
-  for (const bogus of ['nosuchapp.nosuchkey:secret', `${env.app.appId}.nosuchkey:secret`]) {
+  for (const bogus of ['this.is:wrong', 'nosuchapp.nosuchkey:secret', `${env.app.appId}.nosuchkey:secret`]) {
     const client = c.realtime(env.server, { key: bogus, binary });
     const sc = await waitForConnectionState(client, 'failed', { timeoutMs: 6000, failOn: ['connected'] });
-    // Ably answers an unknown app with 40400/404; an unknown key in a real
-    // app is seen as 40400 with 401 or 40101/401.
     const pair = `${sc.reason?.code}/${sc.reason?.statusCode}`;
-    assert.ok([40400, 40101].includes(sc.reason?.code), `${bogus}: code 40400 or 40101, got ${pair} ${sc.reason?.message}`);
-    assert.ok([404, 401].includes(sc.reason?.statusCode), `${bogus}: statusCode 404 or 401, got ${pair}`);
+    assert.equal(pair, '40101/401', `${bogus}: ${pair} ${sc.reason?.message}`);
+    assert.equal(client.connection.errorReason?.code, 40101);
+    const r = await http(env.server, 'GET', `/channels/${uniqueChannel('k')}/messages`, { key: bogus });
+    assert.equal(r.status, 401, `${bogus} over REST: ${r.text}`);
+    assert.equal(r.body?.error?.code, 40101);
   }
 });
 

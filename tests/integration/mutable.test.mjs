@@ -138,7 +138,8 @@ bothProtocols('RTL32/TM5/TM2s append, update, delete: increasing versionSerials;
   assert.equal(upd.version.description, 'rewrite', 'TM2s4');
   assert.deepEqual(upd.version.metadata, { reason: 'typo' }, 'TM2s5');
   assert.equal(msgs[5].version.description, 'gone');
-  assert.ok(msgs[5].data === undefined || msgs[5].data === null || msgs[5].data === '', `a deleted message has no data: ${JSON.stringify(msgs[5].data)}`);
+  // A delete without data keeps the content (a shallow mixin, Ably's soft delete).
+  assert.equal(msgs[5].data, 'Hello, everyone', `a soft-deleted message keeps its data: ${JSON.stringify(msgs[5].data)}`);
   assert.equal(fold(msgs).get(serial), null);
 });
 
@@ -235,13 +236,14 @@ bothProtocols('RSL2/RTL10 history and RTL4 rewind serve one aggregated head per 
     ['message.append', '-c', v1[2], s1],
     ['message.append', '-b', v1[1], s1],
     ['message.append', '-a', v1[0], s1],
-  ], 'RSL14 one item per version, newest first');
+    ['message.create', 'one', s1, s1],
+  ], 'RSL14 one item per version, newest first, the original create last');
   const vf = await rch.getMessageVersions(s1, { direction: 'forwards', limit: 2 });
-  assert.deepEqual(vf.items.map((m) => m.version.serial), v1.slice(0, 2));
+  assert.deepEqual(vf.items.map((m) => m.version.serial), [s1, v1[0]]);
   assert.ok(vf.hasNext());
-  assert.deepEqual((await vf.next()).items.map((m) => m.version.serial), [v1[2], v1d]);
+  assert.deepEqual((await vf.next()).items.map((m) => m.version.serial), [v1[1], v1[2]]);
   const v3s = await rch.getMessageVersions(s3);
-  assert.deepEqual(v3s.items.map((m) => [m.action, m.data, m.version.description]), [['message.update', 'THREE', 'caps']]);
+  assert.deepEqual(v3s.items.map((m) => [m.action, m.data, m.version.description]), [['message.update', 'THREE', 'caps'], ['message.create', 'three', undefined]]);
 });
 
 bothProtocols('RTN15/RTL32 subscribers\' sockets cut while appends flow (one attached before the message, one after): after resume, folding gives exactly the full text', { timeout: 40_000 }, async (t, binary) => {
@@ -338,7 +340,7 @@ bothProtocols('RSL15 REST updateMessage/appendMessage/deleteMessage (PATCH) reac
   g = await rch.getMessage(serial);
   assert.equal(g.action, 'message.delete');
   assert.equal(g.version.serial, d.versionSerial);
-  assert.ok(g.data === undefined || g.data === null || g.data === '', `deleted: no data (${JSON.stringify(g.data)})`);
+  assert.equal(g.data, 'final', 'a delete without data keeps the data (soft delete)');
 
   const msgs = await col.until(4);
   await sleep(100);
@@ -346,11 +348,12 @@ bothProtocols('RSL15 REST updateMessage/appendMessage/deleteMessage (PATCH) reac
     ['message.create', 'draft', serial],
     ['message.append', ' +more', a.versionSerial],
     ['message.update', 'final', u.versionSerial],
-    ['message.delete', null, d.versionSerial],
+    ['message.delete', 'final', d.versionSerial],
   ]);
   assert.equal(msgs[2].version.description, 'publish');
   const vers = await rch.getMessageVersions(serial);
-  assert.deepEqual(vers.items.map((m) => m.version.serial), [d.versionSerial, u.versionSerial, a.versionSerial]);
+  // RSL14: the original message.create is listed too (its version serial is its serial).
+  assert.deepEqual(vers.items.map((m) => m.version.serial), [d.versionSerial, u.versionSerial, a.versionSerial, serial]);
 });
 
 test('capabilities: publish/subscribe only → 40160 on append/update/delete; message-update-own/-delete-own only on own messages (40160 otherwise, 40166 unidentified); -any on any message', { timeout: 20_000 }, async (t) => {
@@ -399,11 +402,11 @@ test('capabilities: publish/subscribe only → 40160 on append/update/delete; me
   const rest = c.rest(env.server, { key: K.all });
   const hist = (await rest.channels.get(name).history({ direction: 'forwards' })).items;
   assert.deepEqual(hist.map((m) => [m.action, m.data ?? null]), [
-    ['message.delete', null],
+    ['message.delete', 'alice-0+mine'],
     ['message.update', 'alice-1 edited'],
-    ['message.delete', null],
+    ['message.delete', 'alice-2'],
     ['message.update', 'moderated'],
-  ], 'only the permitted operations took effect');
+  ], 'only the permitted operations took effect (a delete keeps the data: soft delete)');
   for (const cl of [pubsubOnly, bobOwn, anonOwn, aliceUpdOnly]) {
     assert.equal(cl.connection.state, 'connected');
     assert.equal(ch(cl).state, 'attached', 'a refused operation does not fail the channel');
@@ -468,4 +471,112 @@ bothProtocols('RTL32/RSL4 an append to JSON-encoded data is refused or keeps the
       assert.deepEqual(head.data, first, `${label}: a refused append leaves the message unchanged`);
     }
   }
+});
+
+bothProtocols('TM2s3 the operation\'s clientId is the version\'s: an unidentified key client\'s updateMessage/appendMessage/deleteMessage(msg, {clientId}) carry version.clientId live and in the rewound head (ably-js "Should append to a message over realtime")', async (t, binary) => {
+  const c = clients(t);
+  const name = mutName('mut-opclient');
+  const client = await connected(c, env.server, { key: K.all, binary });
+  const ch = client.channels.get(name);
+  const col = collector(ch);
+  await withTimeout(col.subscribed, 5000, 'attach');
+  const { serials: [serial] } = await ch.publish('original-message', 'Hello');
+  const op = { clientId: 'rt-appender-client', description: 'Realtime append operation', metadata: { reason: 'testing' } };
+  const a = await withTimeout(ch.appendMessage({ serial, data: ' World' }, op), 5000, 'append');
+  const msgs = await col.until(2, 5000);
+  assert.equal(msgs[1].action, 'message.append');
+  assert.equal(msgs[1].version?.serial, a.versionSerial);
+  assert.equal(msgs[1].version?.clientId, 'rt-appender-client', 'TM2s3 live');
+  assert.equal(msgs[1].version?.description, 'Realtime append operation');
+  assert.deepEqual(msgs[1].version?.metadata, { reason: 'testing' });
+  // The head, as a rewind serves it.
+  const reader = await connected(c, env.server, { key: K.all, binary: !binary });
+  const rcol = collector(reader.channels.get(name, { params: { rewind: '1' } }));
+  const [head] = await rcol.until(1, 5000);
+  assert.equal(head.action, 'message.update');
+  assert.equal(head.data, 'Hello World');
+  assert.equal(head.version?.serial, a.versionSerial);
+  assert.equal(head.version?.clientId, 'rt-appender-client', 'TM2s3 in the head');
+  const u = await withTimeout(ch.updateMessage({ serial, data: 'edited' }, { clientId: 'rt-updater-client' }), 5000, 'update');
+  const d = await withTimeout(ch.deleteMessage({ serial }, { clientId: 'rt-deleter-client' }), 5000, 'delete');
+  const all = await col.until(4, 5000);
+  assert.deepEqual(all.slice(2).map((m) => [m.action, m.version?.serial, m.version?.clientId]), [
+    ['message.update', u.versionSerial, 'rt-updater-client'],
+    ['message.delete', d.versionSerial, 'rt-deleter-client'],
+  ]);
+});
+
+test('TM2s3 raw: a client identified as alice cannot record another operation clientId (40012); without one the version has alice; an anonymous token may not name one (40012)', { timeout: 20_000 }, async (t) => {
+  const c = clients(t);
+  const name = mutName('mut-opclient-id');
+  const alice = await connected(c, env.server, { key: K.all, clientId: 'alice' });
+  const ch = alice.channels.get(name);
+  const col = collector(ch);
+  await withTimeout(col.subscribed, 5000, 'attach');
+  const { serials: [serial] } = await ch.publish('m', 'x');
+  await expectError(ch.updateMessage({ serial, data: 'y' }, { clientId: 'mallory' }), 40012, 400, 'alice as mallory');
+  const u = await ch.updateMessage({ serial, data: 'y' }, { description: 'no clientId given' });
+  const msgs = await col.until(2, 5000);
+  assert.equal(msgs[1].version?.serial, u.versionSerial);
+  assert.equal(msgs[1].version?.clientId, 'alice');
+  const rest = c.rest(env.server, { key: K.all });
+  const anonToken = await rest.auth.requestToken({ capability: { 'mut:*': ['*'] } });
+  const anon = await connected(c, env.server, { token: anonToken.token });
+  await expectError(anon.channels.get(name).updateMessage({ serial, data: 'z' }, { clientId: 'someone' }), 40012, 400, 'anonymous token naming a clientId');
+});
+
+bothProtocols('RSL15/RTL32 a delete is a shallow mixin like an update (Ably\'s soft delete): deleteMessage({serial, data: {}}) carries {} live and in getMessage; a delete without data keeps the data (ably-js "Should delete a message")', async (t, binary) => {
+  const c = clients(t);
+  const name = mutName('mut-del');
+  const client = await connected(c, env.server, { key: K.all, binary });
+  const ch = client.channels.get(name);
+  const col = collector(ch);
+  await withTimeout(col.subscribed, 5000, 'attach');
+  const rest = c.rest(env.server, { key: K.all, binary: !binary });
+  const { serials: [s1] } = await ch.publish('message-to-delete', { value: 'will be deleted' });
+  const d1 = await ch.deleteMessage({ serial: s1, data: {} }, { clientId: 'rt-deleter-client', description: 'Realtime delete operation' });
+  const msgs = await col.until(2, 5000);
+  assert.equal(msgs[1].action, 'message.delete');
+  assert.deepEqual(msgs[1].data, {}, 'the delete carries the data it gave');
+  assert.equal(msgs[1].name, 'message-to-delete');
+  assert.equal(msgs[1].version?.serial, d1.versionSerial);
+  const g1 = await rest.channels.get(name).getMessage(s1);
+  assert.equal(g1.action, 'message.delete');
+  assert.deepEqual(g1.data, {});
+  const { serials: [s2] } = await ch.publish('kept', 'still here');
+  await ch.deleteMessage({ serial: s2 });
+  const g2 = await rest.channels.get(name).getMessage(s2);
+  assert.equal(g2.action, 'message.delete');
+  assert.equal(g2.data, 'still here', 'fields the delete does not give stay');
+});
+
+bothProtocols('RSL14 getMessageVersions lists the original message.create with the changes (ably-js "Should retrieve all versions of a message"); a message never changed has its create alone', async (t, binary) => {
+  const c = clients(t);
+  const name = mutName('mut-versions');
+  const rest = c.rest(env.server, { key: K.all, binary });
+  const rch = rest.channels.get(name);
+  const { serials: [serial] } = await rch.publish('versioned-message', { value: 'version-1' });
+  const only = await rch.getMessageVersions(serial);
+  assert.deepEqual(only.items.map((m) => [m.action, m.serial, m.data]), [['message.create', serial, { value: 'version-1' }]]);
+  const u = await rch.updateMessage({ serial, data: { value: 'version-2' } });
+  const a = await rch.updateMessage({ serial, data: { value: 'version-3' } });
+  const vers = await rch.getMessageVersions(serial);
+  assert.deepEqual(vers.items.map((m) => [m.action, m.data?.value]), [
+    ['message.update', 'version-3'],
+    ['message.update', 'version-2'],
+    ['message.create', 'version-1'],
+  ]);
+  assert.deepEqual(vers.items.slice(0, 2).map((m) => m.version.serial), [a.versionSerial, u.versionSerial]);
+  assert.equal(vers.items[2].version.serial, serial, 'TM2s1 the create\'s version serial is its serial');
+  const fwd = await rch.getMessageVersions(serial, { direction: 'forwards', limit: 1 });
+  assert.equal(fwd.items[0].action, 'message.create');
+  const p2 = await fwd.next();
+  assert.deepEqual(p2.items.map((m) => m.data.value), ['version-2']);
+  // Appends: the create is kept too, and the folded head stays whole.
+  const { serials: [s2] } = await rch.publish('stream', 'Hel');
+  await rch.appendMessage({ serial: s2, data: 'lo' });
+  await rch.appendMessage({ serial: s2, data: '!' });
+  const av = await rch.getMessageVersions(s2, { direction: 'forwards' });
+  assert.deepEqual(av.items.map((m) => [m.action, m.data]), [['message.create', 'Hel'], ['message.append', 'lo'], ['message.append', '!']]);
+  assert.equal((await rch.getMessage(s2)).data, 'Hello!');
 });

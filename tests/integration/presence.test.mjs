@@ -23,6 +23,9 @@ import {
   sleep,
   rawWs,
   appSetup,
+  startServer,
+  createApp,
+  waitUntil,
   ACTION,
   test,
 } from './lib/server.mjs';
@@ -457,4 +460,103 @@ bothProtocols('RSP3a REST presence.get pages through a set larger than one page 
     assert.deepEqual(pageSizes, sizes, `page sizes with ${JSON.stringify(params)}`);
     assert.equal(new Set(seen).size, N, `every member once across the pages with ${JSON.stringify(params)}`);
   }
+});
+
+bothProtocols('RTP19 a client-sent SYNC (ably-js channel.sync()) is answered with the member set, not a fatal ERROR; an empty set gets one empty SYNC page; the connection stays', async (t, binary) => {
+  const c = clients(t);
+  const name = uniqueChannel('client-sync');
+  const [member, client] = await Promise.all([
+    connected(c, env.server, { key: key(), clientId: 'm1', binary }),
+    connected(c, env.server, { key: key(), binary }),
+  ]);
+  const ch = client.channels.get(name);
+  await withTimeout(ch.attach(), 5000, 'attach');
+  // Empty set: the sync still completes.
+  ch.sync();
+  const none = await withTimeout(ch.presence.get({ waitForSync: true }), 5000, 'get after sync (empty)');
+  assert.deepEqual(none, []);
+  await withTimeout(member.channels.get(name).presence.enter('here'), 5000, 'enter');
+  await sleep(200);
+  ch.sync();
+  const members = await withTimeout(ch.presence.get({ waitForSync: true }), 5000, 'get after sync');
+  assert.deepEqual(members.map((m) => [m.clientId, m.data]), [['m1', 'here']]);
+  await sleep(200);
+  assert.equal(client.connection.state, 'connected');
+  assert.equal(ch.state, 'attached');
+});
+
+test('RTP19 raw: SYNC on an attached channel gets SYNC pages ending with an empty cursor; on a channel not attached nothing; no ERROR', async () => {
+  const ws = rawWs(env.server, { key: key(), v: '6', format: 'json' });
+  try {
+    await ws.next((f) => f.action === ACTION.CONNECTED, 5000, 'CONNECTED');
+    const name = uniqueChannel('raw-sync');
+    ws.send({ action: ACTION.SYNC, channel: uniqueChannel('not-attached') });
+    ws.send({ action: ACTION.ATTACH, channel: name });
+    await ws.next((f) => f.action === ACTION.ATTACHED, 5000, 'ATTACHED');
+    ws.send({ action: ACTION.SYNC, channel: name });
+    const sync = await ws.next((f) => f.action === ACTION.SYNC, 5000, 'SYNC');
+    assert.equal(sync.channel, name);
+    assert.match(sync.channelSerial, /^[^:]+:$/, 'one page: empty cursor');
+    await sleep(200);
+    assert.equal(ws.frames.some((f) => f.action === ACTION.ERROR || f.action === ACTION.DISCONNECTED), false, JSON.stringify(ws.frames));
+  } finally {
+    ws.terminate();
+  }
+});
+
+test('RTP17i/remainPresentFor: the members of a connection whose transport is lost leave after its remainPresentFor (ms), although it stays resumable; when it resumes, its channel re-attaches without RESUMED and ably-js enters them again (ably-js presence_auto_reenter_different_connid)', { timeout: 40_000 }, async (t) => {
+  // A server with Ably's connectionStateTtl (2 min), so the leave comes from remainPresentFor.
+  const server = await startServer({ label: 'presence-remain' });
+  t.after(() => server.stop());
+  const app = await createApp(server);
+  const k = app.keys[0].keyStr;
+  const c = clients(t);
+  const name = uniqueChannel('remain');
+  const observer = await connected(c, server, { key: k });
+  const och = observer.channels.get(name);
+  const events = [];
+  await withTimeout(och.presence.subscribe((p) => events.push({ action: p.action, clientId: p.clientId, connectionId: p.connectionId, at: Date.now() })), 5000, 'observer attach');
+  const client = await connected(c, server, { key: k, clientId: 'stayer', transportParams: { remainPresentFor: 1000 }, suspendedRetryTimeout: 60_000 });
+  const id = client.connection.id;
+  const ch = client.channels.get(name);
+  await withTimeout(ch.presence.enter('x'), 5000, 'enter');
+  await waitUntil(() => events.some((e) => e.action === 'enter'), 5000, 'enter seen');
+  const states = [];
+  ch.on((sc) => states.push(sc));
+  // Keep the client away (SUSPENDED: no retry) until the leave, then let it resume.
+  const cm = client.connection.connectionManager;
+  client.connection.once('disconnected', () => cm.notifyState({ state: 'suspended' }));
+  const lost = Date.now();
+  dropConnection(client);
+  await waitForConnectionState(client, 'suspended', { timeoutMs: 5000, failOn: ['failed'] });
+  await waitUntil(() => events.some((e) => e.action === 'leave'), 8000, 'leave after remainPresentFor');
+  const leave = events.find((e) => e.action === 'leave');
+  assert.equal(leave.connectionId, id);
+  assert.ok(leave.at - lost < 3500, `left ${leave.at - lost} ms after the loss (remainPresentFor 1000)`);
+  // The client comes back (resume, same connection) and enters again.
+  client.connection.connect();
+  await waitForConnectionState(client, 'connected', { timeoutMs: 10_000 });
+  assert.equal(client.connection.id, id, 'the connection was still resumable');
+  await waitUntil(() => events.filter((e) => e.action === 'enter').length >= 2, 8000, 're-entered');
+  const attached = states.find((s) => s.current === 'attached' || (s.current === 'attached' && s.previous === 'attached'));
+  assert.equal(attached?.resumed ?? false, false, `re-attached without RESUMED: ${JSON.stringify(states.map((s) => [s.previous, s.current, s.resumed]))}`);
+  const members = await och.presence.get();
+  assert.deepEqual(members.map((m) => [m.clientId, m.connectionId]), [['stayer', id]]);
+});
+
+test('remainPresentFor: without it a lost connection\'s members stay present for Ably\'s 15 s (here: still present after 3 s)', { timeout: 20_000 }, async (t) => {
+  const server = await startServer({ label: 'presence-remain-default' });
+  t.after(() => server.stop());
+  const app = await createApp(server);
+  const k = app.keys[0].keyStr;
+  const c = clients(t);
+  const name = uniqueChannel('remain-default');
+  const observer = await connected(c, server, { key: k });
+  const client = await connected(c, server, { key: k, clientId: 'default', disconnectedRetryTimeout: 10_000 });
+  await withTimeout(client.channels.get(name).presence.enter(), 5000, 'enter');
+  const och = observer.channels.get(name);
+  await waitUntil(async () => (await och.presence.get()).length === 1, 5000, 'member seen');
+  dropConnection(client);
+  await sleep(3000);
+  assert.deepEqual((await och.presence.get()).map((m) => m.clientId), ['default']);
 });

@@ -290,3 +290,49 @@ test('RSA11 REST: API key as the key query param authenticates; CORS headers on 
   const exposed = String(wrong.headers.get('access-control-expose-headers') ?? '');
   assert.ok(/x-ably-errorcode/i.test(exposed) || exposed === '*', `X-Ably-ErrorCode exposed via CORS: "${exposed}"`);
 });
+
+bothProtocols('TM2h publish on behalf of a realtime connection: a REST message with that connection\'s connectionKey is attributed to it (connectionId); a key that names no live connection, or a connectionId without one, is 40006 (ably-js "publish a message on behalf of a Realtime connection")', async (t, binary) => {
+  const c = clients(t);
+  const k = env.app.keys[0].keyStr;
+  const realtime = await connected(c, env.server, { key: k, binary });
+  const name = uniqueChannel('on-behalf');
+  const col = collector(realtime.channels.get(name));
+  await withTimeout(col.subscribed, 5000, 'attach');
+  const rest = c.rest(env.server, { key: k, binary });
+  const rch = rest.channels.get(name);
+  await rch.publish({ name: 'foo', data: 'bar', connectionKey: realtime.connection.key });
+  const [m] = await col.until(1, 5000);
+  assert.equal(m.connectionId, realtime.connection.id, 'attributed to the realtime connection');
+  const h = (await rch.history()).items[0];
+  assert.equal(h.connectionId, realtime.connection.id, 'in history too');
+  for (const [label, msg] of [
+    ['a key of no live connection', { data: 'x', connectionKey: 'AAAAAAAAAAAA!BBBBBBBBBBBBBBBB' }],
+    ['a malformed key', { data: 'x', connectionKey: 'nonsense' }],
+    ['a connectionId without a key', { data: 'x', connectionId: realtime.connection.id }],
+    ['another connection\'s id with the key', { data: 'x', connectionKey: realtime.connection.key, connectionId: 'someoneelse' }],
+  ]) {
+    const r = await settle(rch.publish(msg));
+    assert.equal(r.ok, false, `${label}: refused`);
+    assert.equal(r.error.code, 40006, `${label}: ${r.error.code} ${r.error.message}`);
+    assert.equal(r.error.statusCode, 400);
+  }
+  await sleep(200);
+  assert.equal(col.messages.length, 1, 'nothing else was published');
+});
+
+test('TM2h raw: on behalf of an identified connection, the message takes its clientId; a REST client identified as another is refused 40006', async (t) => {
+  const c = clients(t);
+  const k = env.app.keys[0].keyStr;
+  const alice = await connected(c, env.server, { key: k, clientId: 'alice' });
+  const name = uniqueChannel('on-behalf-id');
+  const col = collector(alice.channels.get(name));
+  await withTimeout(col.subscribed, 5000, 'attach');
+  let r = await http(env.server, 'POST', `/channels/${name}/messages`, { key: k, body: { data: 'hi', connectionKey: alice.connection.key } });
+  assert.equal(r.status, 201, r.text);
+  const [m] = await col.until(1, 5000);
+  assert.equal(m.clientId, 'alice');
+  assert.equal(m.connectionId, alice.connection.id);
+  r = await http(env.server, 'POST', `/channels/${name}/messages`, { key: k, body: { data: 'hi', clientId: 'bob', connectionKey: alice.connection.key } });
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.body.error.code, 40006);
+});

@@ -119,7 +119,7 @@ bothProtocols('RTN19a/RTN15 publisher socket dropped mid-stream: every resolved 
   assert.ok(rec.conn.some((s) => s.current === 'disconnected'), 'publisher went through DISCONNECTED');
 });
 
-bothProtocols('RTN16 recover: a new client with recover: createRecoveryKey() gets the messages published meanwhile', { timeout: 30_000 }, async (t, binary) => {
+bothProtocols('RTN16/RTN16d recover: a new client with recover: createRecoveryKey() gets the messages published meanwhile, with the same connection id and a new connectionKey', { timeout: 30_000 }, async (t, binary) => {
   const c = clients(t);
   const name = uniqueChannel('recover');
   const pub = await connected(c, env.server, { key: key(), binary });
@@ -152,6 +152,13 @@ bothProtocols('RTN16 recover: a new client with recover: createRecoveryKey() get
   await withTimeout(bcol.subscribed, 5000, 'attach B');
   assert.equal(sc.reason ?? null, null, `RTN16 successful recovery carries no error, got ${JSON.stringify(sc.reason)}`);
   assert.equal(b.connection.id, idA, 'RTN16d recovered connection keeps the connection id');
+  assert.notEqual(b.connection.key, JSON.parse(recoveryKey).connectionKey, 'RTN16d the recovered connection has a new key');
+  // The old key no longer resumes it: a recovery key is used once.
+  const again = c.realtime(env.server, { key: key(), binary, recover: recoveryKey });
+  const sc2 = await withTimeout(new Promise((resolve) => again.connection.once('connected', resolve)), 8000, 'second recover');
+  assert.notEqual(again.connection.id, idA, 'a second recover with the same key gets a new connection');
+  assert.equal(sc2.reason?.code, 80008);
+  again.close();
   await bcol.until(5, 8000);
   await pch.publish('m', 'live');
   await bcol.until(6);
@@ -195,6 +202,24 @@ bothProtocols('RTN16l/RTN15c7 recover with an unknown connection key: CONNECTED 
   await other.channels.get(name).publish('x', 'y');
   await col.until(1);
   await waitUntil(() => b.connection.state === 'connected', 1000, 'still connected');
+});
+
+bothProtocols('RTN16l/RTN15c7 recover with a key not in the connectionKey format gets 80018 (invalid connection key), a well-formed unknown one 80008; msgSerial restarts at 0 (ably-js unrecoverableConnection)', async (t, binary) => {
+  const c = clients(t);
+  const cases = [
+    ['_____!ablyjs_test_fake-key____', 80018],
+    ['not-a-key', 80018],
+    ['AAAAAAAAAAAA!BBBBBBBBBBBBBBBB', 80008],
+  ];
+  for (const [connectionKey, code] of cases) {
+    const b = c.realtime(env.server, { key: key(), binary, recover: JSON.stringify({ connectionKey, msgSerial: 3, channelSerials: {} }) });
+    const sc = await withTimeout(new Promise((resolve) => b.connection.once('connected', resolve)), 8000, `${connectionKey}: CONNECTED`);
+    assert.equal(sc.reason?.code, code, `${connectionKey}: ${JSON.stringify(sc.reason)}`);
+    assert.equal(b.connection.errorReason?.code, code);
+    assert.equal(b.connection.connectionManager.msgSerial, 0, 'a new connection: msgSerial 0');
+    assert.equal(b.connection.key.includes('ablyjs_test_fake'), false, 'a new connectionKey');
+    b.close();
+  }
 });
 
 bothProtocols('RTN15h3 slow consumer: a subscriber that stops reading is DISCONNECTED (42916), then resumes and catches up exactly once in order', { timeout: 60_000 }, async (t, binary) => {

@@ -137,7 +137,8 @@ bothProtocols('appendRollupWindow 40: a burst of appends reaches subscribers as 
   const rest = c.rest(env.server, { key: K, binary });
   const rch = rest.channels.get(name);
   const vers = await rch.getMessageVersions(serial, { direction: 'forwards' });
-  assert.deepEqual(vers.items.map((m) => [m.action, m.data, m.version.serial]), FRAGS.map((f, i) => ['message.append', f, versions[i]]), 'RSL14 one version per append');
+  const appendVersions = vers.items.filter((m) => m.action === 'message.append');
+  assert.deepEqual(appendVersions.map((m) => [m.data, m.version.serial]), FRAGS.map((f, i) => [f, versions[i]]), 'RSL14 one version per append');
   const head = await rch.getMessage(serial);
   assert.equal(head.data, expected);
   assert.equal(head.version.serial, versions.at(-1));

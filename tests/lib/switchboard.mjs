@@ -106,13 +106,14 @@ export class ServerProcess {
     this.exit = null; // {code, signal} once exited
     this.port = null;
     this.host = '127.0.0.1';
+    this.scheme = 'http';
   }
 
   get baseUrl() {
-    return `http://${this.host}:${this.port}`;
+    return `${this.scheme}://${this.host}:${this.port}`;
   }
 
-  /** Spawns the binary and waits for the `listening on http://...:<port>` line. */
+  /** Spawns the binary and waits for the `listening on http(s)://...:<port>` line. */
   async start() {
     this.proc = spawn(SERVER_BIN, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.exited = new Promise((resolve) => {
@@ -137,10 +138,11 @@ export class ServerProcess {
       this.proc.stdout.on('data', (d) => {
         this.stdout += d;
         if (verbose) process.stderr.write(`[${this.label} stdout] ${d}`);
-        const m = /listening on http:\/\/([0-9.]+):(\d+)/.exec(this.stdout);
+        const m = /listening on (https?):\/\/([0-9.]+):(\d+)/.exec(this.stdout);
         if (m && this.port === null) {
-          this.host = m[1];
-          this.port = Number(m[2]);
+          this.scheme = m[1]; // https with --tls-cert
+          this.host = m[2];
+          this.port = Number(m[3]);
           resolve();
         }
       });

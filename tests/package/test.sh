@@ -66,9 +66,13 @@ echo "== extracted (dpkg-deb -x, nothing installed)"
 x=$work/root
 dpkg-deb -x "$deb" "$x"
 bin=$x/usr/bin/switchboard
-# Every library the packaged binary and libswitchboard link comes from a package in Depends.
+# Every library the packaged binary and libswitchboard link directly (their
+# NEEDED entries; what those pull in is their packages' business) comes from
+# a package in Depends.
 for elf in "$bin" "$x/usr/lib/$ma/libswitchboard.so.$upstream"; do
-  for so in $(ldd "$elf" | awk '$3 ~ /^\// {print $3}'); do
+  needed=$(objdump -p "$elf" | awk '$1 == "NEEDED" {print $2}')
+  for so in $(ldd "$elf" | awk -v n="$needed" 'BEGIN {split(n, a, "\n"); for (i in a) want[a[i]] = 1}
+                                                  $3 ~ /^\// && ($1 in want) {print $3}'); do
     owner=$(dpkg -S "$(readlink -f "$so")" 2>/dev/null || dpkg -S "$so" 2>/dev/null || true)
     owner=${owner%%:*}
     [ -n "$owner" ] || fail "no package owns $so"

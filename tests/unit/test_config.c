@@ -1,5 +1,6 @@
 /* test_config.c: the socket deadlines and budgets under "limits" (issue 11):
- * their defaults and their config-file names. */
+ * their defaults and their config-file names; "tls" and "trustedProxies"
+ * (issue 14). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +39,46 @@ static void test_defaults(void **state) {
   assert_int_equal(l->linger_bytes, 4u << 20);
   assert_int_equal(l->max_pending_sockets, 10000);
   assert_int_equal(l->max_pending_per_ip, 1024);
+  assert_int_equal(l->tls_handshake_timeout, 10000);
+  assert_null(c.tls_cert);
+  assert_int_equal(c.n_trusted_proxies, 0);
+  config_free(&c);
+}
+
+static void test_tls_and_proxies(void **state) {
+  (void)state;
+  sw_config_t c;
+  char err[256];
+  config_defaults(&c);
+  assert_int_equal(load(&c, "{\"tls\":{\"cert\":\"/c.pem\",\"key\":\"/k.pem\"},\"limits\":{\"tlsHandshakeTimeout\":5},"
+                            "\"trustedProxies\":[\"10.0.0.0/8\",\"::1\"]}"),
+                   0);
+  assert_string_equal(c.tls_cert, "/c.pem");
+  assert_string_equal(c.tls_key, "/k.pem");
+  assert_int_equal(c.limits.tls_handshake_timeout, 5);
+  assert_int_equal(c.n_trusted_proxies, 2);
+  assert_int_equal(c.trusted_proxies[0].bits, 96 + 8);
+  assert_int_equal(c.trusted_proxies[1].bits, 128);
+  assert_int_equal(config_check(&c, err, sizeof err), 0);
+  /* Flags override the file, one at a time. */
+  config_set_tls(&c, "/flag.pem", NULL);
+  assert_string_equal(c.tls_cert, "/flag.pem");
+  assert_string_equal(c.tls_key, "/k.pem");
+  config_free(&c);
+
+  config_defaults(&c);
+  config_set_tls(&c, "/c.pem", NULL); /* a certificate without a key */
+  assert_int_equal(config_check(&c, err, sizeof err), -1);
+  assert_non_null(strstr(err, "both"));
+  config_free(&c);
+
+  config_defaults(&c);
+  assert_int_equal(load(&c, "{\"tls\":{\"cert\":\"/c.pem\"}}"), -1);
+  assert_int_equal(load(&c, "{\"trustedProxies\":\"10.0.0.1\"}"), -1);
+  assert_int_equal(load(&c, "{\"trustedProxies\":[\"10.0.0.1/33\"]}"), -1);
+  assert_int_equal(load(&c, "{\"trustedProxies\":[\"proxy.example\"]}"), -1);
+  assert_int_equal(load(&c, "{\"trustedProxies\":[7]}"), -1);
+  assert_int_equal(c.n_trusted_proxies, 0);
   config_free(&c);
 }
 
@@ -71,6 +112,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_names),
+      cmocka_unit_test(test_tls_and_proxies),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -216,14 +216,17 @@ static void stored_fold_matches(void **state) {
  * the whole new head. */
 static void update_replaces(void **state) {
   sw_msg_t head = make_head("old"), ev;
+  head.extras = json_pack("{s:{s:s}}", "headers", "k", "old");
   sw_msg_t req = request(SW_MSG_UPDATE, "new");
   req.version = json_pack("{s:s, s:{s:s}}", "description", "typo", "metadata", "k", "v");
+  req.extras = json_pack("{s:{s:s}}", "headers", "k", "new"); /* replaces the head's (released: ASan) */
   sw_error_t err = {0};
   assert_int_equal(mutation_fold(&head, &ev, &req, "0000000000000009", 7, "editor", &err), 0);
   assert_int_equal(head.action, SW_MSG_UPDATE);
   assert_string_equal((char *)head.data.bytes, "new");
   assert_string_equal(head.name, "answer");
   assert_string_equal(json_string_value(json_object_get(head.version, "description")), "typo");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(head.extras, "headers"), "k")), "new");
   assert_string_equal(json_string_value(json_object_get(json_object_get(head.version, "metadata"), "k")), "v");
   assert_int_equal(ev.action, SW_MSG_UPDATE);
   assert_string_equal((char *)ev.data.bytes, "new");
@@ -233,17 +236,36 @@ static void update_replaces(void **state) {
   msg_clear(&head);
 }
 
-/* A delete drops the content, keeps the identity. */
-static void delete_clears(void **state) {
+/* A delete is a shallow mixin like an update (Ably's soft delete): without
+ * new content it keeps the content; with some, that replaces it, its
+ * encoding with it. The identity stays either way. */
+static void delete_mixin(void **state) {
   sw_msg_t head = make_head("secret"), ev;
+  head.encoding = strdup("utf-8");
   sw_msg_t req = request(SW_MSG_DELETE, NULL);
   sw_error_t err = {0};
   assert_int_equal(mutation_fold(&head, &ev, &req, "0000000000000003", 7, "mod", &err), 0);
   assert_int_equal(head.action, SW_MSG_DELETE);
-  assert_int_equal(head.data.kind, SW_DATA_NONE);
+  assert_string_equal((char *)head.data.bytes, "secret");
+  assert_string_equal(head.encoding, "utf-8");
   assert_string_equal(head.serial, "0000000000000001");
   assert_string_equal(head.id, "conn:0:0");
   assert_int_equal(ev.action, SW_MSG_DELETE);
+  assert_string_equal((char *)ev.data.bytes, "secret");
+  msg_clear(&ev);
+  msg_clear(&req);
+  req = request(SW_MSG_DELETE, "{}");
+  req.encoding = strdup("json");
+  assert_int_equal(mutation_fold(&head, &ev, &req, "0000000000000004", 8, "mod", &err), 0);
+  assert_string_equal((char *)head.data.bytes, "{}");
+  assert_string_equal(head.encoding, "json");
+  msg_clear(&ev);
+  msg_clear(&req);
+  /* New data without an encoding is plain: the old encoding goes. */
+  req = request(SW_MSG_UPDATE, "plain");
+  assert_int_equal(mutation_fold(&head, &ev, &req, "0000000000000005", 9, "mod", &err), 0);
+  assert_string_equal((char *)head.data.bytes, "plain");
+  assert_null(head.encoding);
   msg_clear(&ev);
   msg_clear(&req);
   msg_clear(&head);
@@ -264,7 +286,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(appends_aggregate),  cmocka_unit_test(append_takes_latest_extras), cmocka_unit_test(update_replaces_extras),
       cmocka_unit_test(append_type_mismatch), cmocka_unit_test(update_replaces),
-      cmocka_unit_test(delete_clears),      cmocka_unit_test(version_serials_order),
+      cmocka_unit_test(delete_mixin),       cmocka_unit_test(version_serials_order),
       cmocka_unit_test(stored_fold_matches),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

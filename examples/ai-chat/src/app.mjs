@@ -44,6 +44,7 @@ async function openChat(user) {
   const client = new Ably.Realtime({
     endpoint: config.endpoint,
     port: config.port,
+    tlsPort: config.tlsPort,
     tls: config.tls,
     // The token endpoint authenticates our session cookie and answers an Ably
     // JWT for conversations:<user>; the SDK calls this again to renew it.

@@ -1,0 +1,457 @@
+/* redis_log.c: see redis_log.h. */
+#include "cluster/redis_log.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* KEYS[1] {t}:seq  KEYS[2] {t}:log
+ * ARGV[1] now (ms)  ARGV[2] keep_count  ARGV[3] max_age (ms)  ARGV[4] the bus
+ * channel  ARGV[5..] timestamp, blob for each message.
+ *
+ * Everything is checked before the first write: Redis does not roll a
+ * script back when it fails half way. The counter holds how many serials
+ * were assigned (the last seq + 1: the first seq is 0, as in core/). It is
+ * raised to the log's tail first, so an XADD can never meet an id that is
+ * not above the stream's last one (a counter deleted by hand, say), and
+ * serials never go back. */
+static const char SCRIPT[] =
+    "local n = (#ARGV - 4) / 2\n"
+    "if n < 1 or n % 1 ~= 0 then return redis.error_reply('ERR switchboard: bad append arguments') end\n"
+    "local now, keep, age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "if not now or not keep or not age then return redis.error_reply('ERR switchboard: bad append policy') end\n"
+    "for i = 0, n - 1 do\n"
+    "  if not tonumber(ARGV[5 + 2 * i]) then return redis.error_reply('ERR switchboard: bad timestamp') end\n"
+    "end\n"
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "if not cur then return redis.error_reply('ERR switchboard: the serial is not a number') end\n"
+    "local tail = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
+    "if tail[1] then\n"
+    "  local t = tonumber(string.match(tail[1][1], '^(%d+)'))\n"
+    "  if t and t + 1 > cur then cur = t + 1; redis.call('SET', KEYS[1], string.format('%d', cur)) end\n"
+    "end\n"
+    "local first = redis.call('INCRBY', KEYS[1], n) - n\n"
+    "local bus = {first}\n"
+    "for i = 0, n - 1 do\n"
+    "  local ts, blob = ARGV[5 + 2 * i], ARGV[6 + 2 * i]\n"
+    "  local e = '0'\n"
+    "  if age > 0 then e = string.format('%d', tonumber(ts) + age) end\n"
+    "  local id = string.format('%d-1', first + i)\n"
+    "  if keep > 0 then\n"
+    "    redis.call('XADD', KEYS[2], 'MAXLEN', '=', keep, id, 't', ts, 'e', e, 'b', blob)\n"
+    "  else\n"
+    "    redis.call('XADD', KEYS[2], id, 't', ts, 'e', e, 'b', blob)\n"
+    "  end\n"
+    "  bus[#bus + 1] = tonumber(ts)\n"
+    "  bus[#bus + 1] = blob\n"
+    "end\n"
+    "if age > 0 then\n"
+    "  local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)\n"
+    "  local cut = nil\n"
+    "  for _, ent in ipairs(head) do\n"
+    "    local f, e = ent[2], 0\n"
+    "    for j = 1, #f, 2 do if f[j] == 'e' then e = tonumber(f[j + 1]) or 0 end end\n"
+    "    if e ~= 0 and e <= now then cut = ent[1] else break end\n"
+    "  end\n"
+    "  if cut then\n"
+    "    redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', tonumber(string.match(cut, '^(%d+)')) + 1))\n"
+    "  end\n"
+    "  redis.call('PEXPIRE', KEYS[2], age + 60000)\n"
+    "else\n"
+    "  redis.call('PERSIST', KEYS[2])\n"
+    "end\n"
+    "redis.call('PUBLISH', ARGV[4], cmsgpack.pack(bus))\n"
+    "return first\n";
+
+static char g_sha[41];
+
+const char *redis_log_script(void) {
+  return SCRIPT;
+}
+
+const char *redis_log_script_sha(void) {
+  if (!g_sha[0]) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!EVP_Digest(SCRIPT, sizeof SCRIPT - 1, md, &n, EVP_sha1(), NULL) || n != 20) return "";
+    for (unsigned i = 0; i < 20; i++) snprintf(g_sha + 2 * i, 3, "%02x", md[i]);
+  }
+  return g_sha;
+}
+
+int redis_log_key(sw_buf_t *out, const char *app_id, const char *channel, const char *suffix) {
+  return buf_printf(out, "{%s:%s}%s", app_id, channel, suffix);
+}
+
+/* ---------------------------------------------------------------- append */
+
+/* One append in flight: its arguments, kept for a resend as EVAL when
+ * Redis has lost the script (SCRIPT FLUSH), in one allocation. */
+typedef struct append_req {
+  sw_redis_conn_t *c;
+  sw_log_append_cb cb;
+  void *ud;
+  int argc;
+  const char **argv;
+  size_t *lens;
+  bool resent;
+} append_req_t;
+
+static void on_append(void *ud, const redisReply *r, int err) {
+  append_req_t *q = ud;
+  if (!err && r->type == REDIS_REPLY_ERROR && !q->resent && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+    q->resent = true;
+    q->argv[0] = "EVAL";
+    q->lens[0] = 4;
+    q->argv[1] = SCRIPT;
+    q->lens[1] = sizeof SCRIPT - 1;
+    int rc = redis_conn_command(q->c, on_append, q, q->argc, q->argv, q->lens);
+    if (rc == 0) return;
+    err = rc == -ENOTCONN ? -ECONNRESET : rc;
+  }
+  if (err) q->cb(q->ud, err, -1, NULL);
+  else if (r->type == REDIS_REPLY_INTEGER) q->cb(q->ud, 0, r->integer, NULL);
+  else q->cb(q->ud, -EIO, -1, r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply to the append script");
+  free(q);
+}
+
+int redis_log_append(sw_redis_conn_t *c, const sw_log_append_t *req, sw_log_append_cb cb, void *ud) {
+  if (!c || !req || !cb || !req->app_id || !req->channel || !req->msgs || req->n < 1 ||
+      req->n > SW_REDIS_LOG_MAX_BATCH || req->keep_count < 0 || req->max_age_ms < 0)
+    return -EINVAL;
+  if (!redis_conn_is_up(c)) return -ENOTCONN; /* before any copying */
+  size_t blobs = 0;
+  for (size_t i = 0; i < req->n; i++) {
+    if (!req->msgs[i].blob && req->msgs[i].len) return -EINVAL;
+    blobs += req->msgs[i].len;
+  }
+  sw_buf_t keys = {0};
+  if (redis_log_key(&keys, req->app_id, req->channel, ":seq")) goto oom;
+  size_t k_seq = keys.len;
+  if (redis_log_key(&keys, req->app_id, req->channel, ":log")) goto oom;
+  size_t k_log = keys.len;
+  if (redis_log_key(&keys, req->app_id, req->channel, ":bus")) goto oom;
+  size_t k_bus = keys.len;
+
+  /* argv: EVALSHA sha 2 seq log now keep age bus, then ts blob per message.
+   * The request keeps a copy of everything (numbers 24 bytes each): a
+   * resend after NOSCRIPT happens after the caller's buffers are gone. */
+  int argc = 9 + 2 * (int)req->n;
+  size_t nums = (3 + req->n) * 24;
+  size_t size = sizeof(append_req_t) + (size_t)argc * (sizeof(char *) + sizeof(size_t)) + keys.len + nums + blobs;
+  append_req_t *q = calloc(1, size);
+  if (!q) goto oom;
+  q->c = c;
+  q->cb = cb;
+  q->ud = ud;
+  q->argc = argc;
+  q->argv = (const char **)(q + 1);
+  q->lens = (size_t *)(q->argv + argc);
+  char *kp = (char *)(q->lens + argc);
+  memcpy(kp, keys.data, keys.len);
+  char *np = kp + keys.len;
+  uint8_t *bp = (uint8_t *)np + nums;
+  buf_free(&keys);
+
+  int a = 0;
+#define ARG(p, n)                                                                                  \
+  do {                                                                                             \
+    q->argv[a] = (const char *)(p);                                                                \
+    q->lens[a++] = (n);                                                                            \
+  } while (0)
+#define NUM(v)                                                                                     \
+  do {                                                                                             \
+    int w_ = snprintf(np, 24, "%lld", (long long)(v));                                             \
+    ARG(np, (size_t)w_);                                                                           \
+    np += 24;                                                                                      \
+  } while (0)
+  ARG("EVALSHA", 7);
+  ARG(redis_log_script_sha(), 40);
+  ARG("2", 1);
+  ARG(kp, k_seq);
+  ARG(kp + k_seq, k_log - k_seq);
+  NUM(req->now);
+  NUM(req->keep_count);
+  NUM(req->max_age_ms);
+  ARG(kp + k_log, k_bus - k_log);
+  for (size_t i = 0; i < req->n; i++) {
+    NUM(req->msgs[i].timestamp);
+    if (req->msgs[i].len) memcpy(bp, req->msgs[i].blob, req->msgs[i].len);
+    ARG(bp, req->msgs[i].len);
+    bp += req->msgs[i].len;
+  }
+#undef NUM
+#undef ARG
+  int rc = redis_conn_command(c, on_append, q, argc, q->argv, q->lens);
+  if (rc) free(q);
+  return rc;
+oom:
+  buf_free(&keys);
+  return -ENOMEM;
+}
+
+/* ------------------------------------------------------------------ read */
+
+typedef struct read_req {
+  sw_log_read_cb cb;
+  void *ud;
+  size_t limit;
+  int64_t now;
+} read_req_t;
+
+static int64_t id_seq(const redisReply *id) {
+  if (id->type != REDIS_REPLY_STRING || id->len == 0 || id->len > 40) return -1;
+  int64_t v = 0;
+  size_t i = 0;
+  for (; i < id->len && id->str[i] != '-'; i++) {
+    if (id->str[i] < '0' || id->str[i] > '9' || v > (INT64_MAX - 9) / 10) return -1;
+    v = v * 10 + (id->str[i] - '0');
+  }
+  return i > 0 ? v : -1;
+}
+
+static int64_t field_int(const redisReply *v) {
+  if (v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 20) return -1;
+  char tmp[24];
+  memcpy(tmp, v->str, v->len);
+  tmp[v->len] = '\0';
+  char *end;
+  long long x = strtoll(tmp, &end, 10);
+  return *end ? -1 : (int64_t)x;
+}
+
+typedef struct entry_view {
+  int64_t seq, ts, exp;
+  const redisReply *blob;
+} entry_view_t;
+
+/* An XRANGE entry: [id, [t, ts, e, exp, b, blob]]. 0 or -1. */
+static int view_entry(const redisReply *ent, entry_view_t *v) {
+  if (ent->type != REDIS_REPLY_ARRAY || ent->elements != 2) return -1;
+  const redisReply *f = ent->element[1];
+  if ((v->seq = id_seq(ent->element[0])) < 0 || f->type != REDIS_REPLY_ARRAY || f->elements % 2) return -1;
+  v->ts = v->exp = 0;
+  v->blob = NULL;
+  for (size_t j = 0; j + 1 < f->elements; j += 2) {
+    const redisReply *k = f->element[j], *val = f->element[j + 1];
+    if (k->type != REDIS_REPLY_STRING || k->len != 1) continue;
+    if (k->str[0] == 't') v->ts = field_int(val);
+    else if (k->str[0] == 'e') v->exp = field_int(val);
+    else if (k->str[0] == 'b' && val->type == REDIS_REPLY_STRING) v->blob = val;
+  }
+  return v->blob && v->ts >= 0 && v->exp >= 0 ? 0 : -1;
+}
+
+static void on_read(void *ud, const redisReply *r, int err) {
+  read_req_t *q = ud;
+  sw_log_page_t page = {.rows = {NULL, 0}, .cursor = -1, .more = false};
+  if (err) goto fail;
+  err = -EIO;
+  if (r->type != REDIS_REPLY_ARRAY) goto fail;
+  /* Two passes: check and size, then copy into one allocation (the
+   * layout store_rows_free expects: rows, then the blobs). */
+  size_t n = 0, bytes = 0;
+  entry_view_t v;
+  for (size_t i = 0; i < r->elements; i++) {
+    if (view_entry(r->element[i], &v) < 0) goto fail;
+    page.cursor = v.seq;
+    if (v.exp != 0 && v.exp <= q->now) continue;
+    n++;
+    bytes += v.blob->len;
+  }
+  page.more = r->elements >= q->limit;
+  if (n) {
+    err = -ENOMEM;
+    sw_store_row_t *rows = malloc(n * sizeof *rows + bytes);
+    if (!rows) goto fail;
+    uint8_t *bp = (uint8_t *)(rows + n);
+    size_t k = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+      view_entry(r->element[i], &v);
+      if (v.exp != 0 && v.exp <= q->now) continue;
+      rows[k] = (sw_store_row_t){.seq = v.seq, .timestamp = v.ts, .vseq = v.seq,
+                                 .blob = v.blob->len ? bp : NULL, .blob_len = v.blob->len};
+      if (v.blob->len) memcpy(bp, v.blob->str, v.blob->len);
+      bp += v.blob->len;
+      k++;
+    }
+    page.rows.rows = rows;
+    page.rows.n = n;
+  }
+  q->cb(q->ud, 0, &page);
+  free(q);
+  return;
+fail:
+  q->cb(q->ud, err, NULL);
+  free(q);
+}
+
+int redis_log_read(sw_redis_conn_t *c, const sw_log_range_t *q, sw_log_read_cb cb, void *ud) {
+  if (!c || !q || !cb || !q->app_id || !q->channel || q->limit < 1 || q->limit > SW_REDIS_LOG_MAX_PAGE ||
+      q->after_seq < -1 || q->before_seq < 0)
+    return -EINVAL;
+  sw_buf_t key = {0};
+  if (redis_log_key(&key, q->app_id, q->channel, ":log")) {
+    buf_free(&key);
+    return -ENOMEM;
+  }
+  /* Exclusive bounds: ids are "<seq>-1" (0-0 is not a valid stream id). */
+  char lo[32] = "-", hi[32] = "+", count[24];
+  if (q->after_seq >= 0) snprintf(lo, sizeof lo, "(%lld-1", (long long)q->after_seq);
+  if (q->before_seq != INT64_MAX) snprintf(hi, sizeof hi, "(%lld-1", (long long)q->before_seq);
+  snprintf(count, sizeof count, "%zu", q->limit);
+  const char *argv[6] = {q->forwards ? "XRANGE" : "XREVRANGE", (const char *)key.data,
+                         q->forwards ? lo : hi, q->forwards ? hi : lo, "COUNT", count};
+  size_t lens[6];
+  lens[1] = key.len;
+  for (int i = 0; i < 6; i++)
+    if (i != 1) lens[i] = strlen(argv[i]);
+  read_req_t *rq = malloc(sizeof *rq);
+  if (!rq) {
+    buf_free(&key);
+    return -ENOMEM;
+  }
+  *rq = (read_req_t){cb, ud, q->limit, q->now};
+  /* An empty range ("(5-1" to "(6-1", or "(0-1" as an upper bound) is an
+   * empty array for Redis 7, not an error. */
+  int rc = redis_conn_command(c, on_read, rq, 6, argv, lens);
+  buf_free(&key);
+  if (rc) free(rq);
+  return rc;
+}
+
+/* --------------------------------------------------------------- last seq */
+
+typedef struct seq_req {
+  sw_log_seq_cb cb;
+  void *ud;
+} seq_req_t;
+
+static void on_seq(void *ud, const redisReply *r, int err) {
+  seq_req_t *q = ud;
+  int64_t last = -1;
+  if (!err) {
+    if (r->type == REDIS_REPLY_NIL) last = -1;
+    else if (r->type == REDIS_REPLY_STRING && (last = field_int(r)) >= 0) last -= 1;
+    else err = -EIO;
+  }
+  q->cb(q->ud, err, err ? -1 : last);
+  free(q);
+}
+
+int redis_log_last_seq(sw_redis_conn_t *c, const char *app_id, const char *channel, sw_log_seq_cb cb, void *ud) {
+  if (!c || !app_id || !channel || !cb) return -EINVAL;
+  sw_buf_t key = {0};
+  seq_req_t *q = malloc(sizeof *q);
+  if (!q || redis_log_key(&key, app_id, channel, ":seq")) {
+    free(q);
+    buf_free(&key);
+    return -ENOMEM;
+  }
+  *q = (seq_req_t){cb, ud};
+  const char *argv[2] = {"GET", (const char *)key.data};
+  size_t lens[2] = {3, key.len};
+  int rc = redis_conn_command(c, on_seq, q, 2, argv, lens);
+  buf_free(&key);
+  if (rc) free(q);
+  return rc;
+}
+
+/* ------------------------------------------------------------ bus payload */
+
+/* A minimal msgpack reader for what cmsgpack.pack produces here: one
+ * array of integers and strings. Bounds-checked, no allocation. */
+typedef struct rd {
+  const uint8_t *p, *end;
+} rd_t;
+
+static int rd_be(rd_t *r, size_t n, uint64_t *v) {
+  if ((size_t)(r->end - r->p) < n) return -1;
+  *v = 0;
+  for (size_t i = 0; i < n; i++) *v = (*v << 8) | r->p[i];
+  r->p += n;
+  return 0;
+}
+
+static int rd_array(rd_t *r, uint64_t *n) {
+  if (r->p >= r->end) return -1;
+  uint8_t b = *r->p++;
+  if ((b & 0xf0) == 0x90) {
+    *n = b & 0x0f;
+    return 0;
+  }
+  if (b == 0xdc) return rd_be(r, 2, n);
+  if (b == 0xdd) return rd_be(r, 4, n);
+  return -1;
+}
+
+static int rd_int(rd_t *r, int64_t *out) {
+  if (r->p >= r->end) return -1;
+  uint8_t b = *r->p++;
+  uint64_t v;
+  if (b <= 0x7f) {
+    *out = b;
+    return 0;
+  }
+  switch (b) {
+  case 0xcc: case 0xcd: case 0xce: case 0xcf:
+    if (rd_be(r, (size_t)1 << (b - 0xcc), &v) || v > INT64_MAX) return -1;
+    *out = (int64_t)v;
+    return 0;
+  case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+    size_t n = (size_t)1 << (b - 0xd0);
+    if (rd_be(r, n, &v)) return -1;
+    if (n < 8 && (v >> (8 * n - 1))) v |= ~(uint64_t)0 << (8 * n); /* sign-extend */
+    *out = (int64_t)v;
+    return 0;
+  }
+  default:
+    return -1;
+  }
+}
+
+static int rd_str(rd_t *r, const uint8_t **s, size_t *len) {
+  if (r->p >= r->end) return -1;
+  uint8_t b = *r->p++;
+  uint64_t n;
+  if ((b & 0xe0) == 0xa0) n = b & 0x1f;
+  else if (b == 0xd9 || b == 0xc4) { if (rd_be(r, 1, &n)) return -1; }
+  else if (b == 0xda || b == 0xc5) { if (rd_be(r, 2, &n)) return -1; }
+  else if (b == 0xdb || b == 0xc6) { if (rd_be(r, 4, &n)) return -1; }
+  else return -1;
+  if ((uint64_t)(r->end - r->p) < n) return -1;
+  *s = r->p;
+  *len = (size_t)n;
+  r->p += n;
+  return 0;
+}
+
+int redis_log_decode_bus(const char *payload, size_t len,
+                         int (*each)(void *ud, int64_t seq, int64_t ts, const uint8_t *blob, size_t len),
+                         void *ud) {
+  rd_t r = {(const uint8_t *)payload, (const uint8_t *)payload + len};
+  uint64_t n;
+  int64_t first;
+  if (!payload || rd_array(&r, &n) || n < 3 || n % 2 == 0 || rd_int(&r, &first) || first < 0) return -EINVAL;
+  /* Check the whole payload before delivering any of it. */
+  rd_t chk = r;
+  for (uint64_t i = 0; i < (n - 1) / 2; i++) {
+    int64_t ts;
+    const uint8_t *b;
+    size_t bl;
+    if (rd_int(&chk, &ts) || rd_str(&chk, &b, &bl)) return -EINVAL;
+  }
+  if (chk.p != chk.end) return -EINVAL;
+  for (uint64_t i = 0; i < (n - 1) / 2; i++) {
+    int64_t ts;
+    const uint8_t *b;
+    size_t bl;
+    rd_int(&r, &ts);
+    rd_str(&r, &b, &bl);
+    int rc = each(ud, first + (int64_t)i, ts, b, bl);
+    if (rc) return rc;
+  }
+  return 0;
+}
