@@ -71,8 +71,8 @@ async function rawSubscriber(t, name) {
 }
 
 /** Publishes a message and then `frags` as appends all at once; the ACKs in order, with their arrival times. */
-async function burst(ch, frags, first = 'Hello') {
-  const { serials: [serial] } = await withTimeout(ch.publish('answer', first), 5000, 'publish');
+async function burst(ch, frags, first = 'Hello', msgName = 'answer') {
+  const { serials: [serial] } = await withTimeout(ch.publish(msgName, first), 5000, 'publish');
   const acks = await withTimeout(
     Promise.all(frags.map((data) => ch.appendMessage({ serial, data }).then((r) => ({ v: r.versionSerial, at: Date.now() })))),
     10_000,
@@ -335,6 +335,30 @@ test('more streams on one channel than it rolls up at once (32, then appends go 
   serials.forEach((serial, i) => assert.equal(fold(col.messages, serial), `<${i}>abcd`));
   const appends = col.messages.filter((m) => m.action === 'message.append');
   assert.ok(appends.every((m) => /^a?b?c?d?$/.test(m.data) && m.data.length > 0), 'each delivery joins consecutive fragments of one message');
+});
+
+test('RTS5 a derived channel gets the held appends of the messages that pass its filter, rolled up the same way', { timeout: 30_000 }, async (t) => {
+  const c = clients(t);
+  const name = mutName('rollup-derived');
+  const [writer, sub] = await Promise.all([
+    connected(c, env.server, { key: K, ...windowOpts(40) }),
+    connected(c, env.server, { key: K }),
+  ]);
+  const base = collector(sub.channels.get(name));
+  const derived = collector(sub.channels.getDerived(name, { filter: "name == 'answer'" }));
+  await withTimeout(Promise.all([base.subscribed, derived.subscribed]), 5000, 'attaches');
+  const ch = writer.channels.get(name);
+  const { serial: other } = await burst(ch, ['x', 'y', 'z'], 'skip', 'other');
+  const { serial, versions } = await burst(ch, FRAGS);
+  const expected = 'Hello' + FRAGS.join('');
+  await waitUntil(() => fold(derived.messages, serial) === expected && fold(base.messages, serial) === expected, 5000, 'the whole text on both');
+  await sleep(150);
+  assert.ok(derived.messages.every((m) => m.serial === serial), 'only the message that passes the filter');
+  assert.equal(fold(base.messages, other), 'skipxyz');
+  const appends = (col) => col.messages.filter((m) => m.serial === serial && m.action === 'message.append');
+  assert.deepEqual(appends(derived).map((m) => [m.data, m.version.serial]), appends(base).map((m) => [m.data, m.version.serial]), 'the same grouping');
+  assert.ok(appends(derived).length < FRAGS.length, `rolled up: ${appends(derived).length}`);
+  assert.equal(appends(derived).at(-1).version.serial, versions.at(-1));
 });
 
 test('REST appends are delivered at once (a REST request has no transport params)', { timeout: 20_000 }, async (t) => {
