@@ -441,7 +441,8 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     if (!*end && v >= 0) remain_present = v;
   }
   /* Ably's transportParams: {appendRollupWindow: ms} (core/rollup.h). */
-  int rollup_ms = rollup_window_param(url_query_get(q, "appendRollupWindow", buf, sizeof buf) >= 0 ? buf : NULL);
+  int rollup_ms = rollup_window_param(url_query_get(q, "appendRollupWindow", buf, sizeof buf) >= 0 ? buf : NULL,
+                                      (int)srv->cfg->limits.append_rollup_window);
 
   /* RTN15b / RTN16k: resume or recover an existing connection. A resume
    * may bring a new token (the old one may have expired, RTN15h), but not

@@ -56,11 +56,11 @@ typedef struct sw_rollup_wheel {
   uint64_t bits[WHEEL_SLOTS / 64];
 } sw_rollup_wheel_t;
 
-int rollup_window_param(const char *value) {
-  if (!value || !*value) return SW_ROLLUP_DEFAULT_MS;
+int rollup_window_param(const char *value, int dflt) {
+  if (!value || !*value) return dflt;
   long ms = 0;
   for (const char *p = value; *p; p++) {
-    if (*p < '0' || *p > '9') return SW_ROLLUP_DEFAULT_MS;
+    if (*p < '0' || *p > '9') return dflt;
     if (ms <= SW_ROLLUP_MAX_MS) ms = ms * 10 + (*p - '0');
   }
   return ms > SW_ROLLUP_MAX_MS ? SW_ROLLUP_MAX_MS : (int)ms;

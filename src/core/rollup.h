@@ -7,8 +7,8 @@
  * message.append whose data is their fragments joined, with the last one's
  * version, extras and serial. The window belongs to the publishing
  * connection (`transportParams: {appendRollupWindow: N}`, 0 to 500 ms,
- * default 40), so every subscriber gets the same grouping, encoded once per
- * wire format.
+ * default 40, or the config's limits.appendRollupWindow), so every
+ * subscriber gets the same grouping, encoded once per wire format.
  *
  * Only live fan-out changes. Every append is still stored and acknowledged
  * on its own (history, rewind, resume and late attachers read heads, as
@@ -39,8 +39,9 @@ typedef struct sw_server sw_server_t;
 
 /* The window a connection asked for with the appendRollupWindow transport
  * param (value NULL: absent): whole milliseconds, 0 to SW_ROLLUP_MAX_MS
- * (more is taken as the maximum); absent or not a number: the default. */
-int rollup_window_param(const char *value);
+ * (more is taken as the maximum); absent or not a number: dflt (the
+ * server's limits.appendRollupWindow, by default SW_ROLLUP_DEFAULT_MS). */
+int rollup_window_param(const char *value, int dflt);
 
 /* One durable append on its way to live subscribers. */
 typedef struct sw_rollup_in {

@@ -30,6 +30,7 @@ import {
   sleep,
   test,
 } from './lib/server.mjs';
+import { writeConfig } from './lib/auth.mjs';
 
 const env = useServer({ label: 'rollup' });
 let K;
@@ -407,4 +408,30 @@ test('RTN15h3 SIGTERM while appends are held: subscribers get them before DISCON
     .filter((f) => f.action === ACTION.MESSAGE || f.action === ACTION.DISCONNECTED)
     .map((f) => (f.action === ACTION.MESSAGE ? `${f.messages[0].action}:${f.messages[0].data}` : 'DISCONNECTED'));
   assert.deepEqual(seen, ['0:X', '5:a', '5:bc', 'DISCONNECTED']);
+});
+
+test('limits.appendRollupWindow 0 in the config: appends of a connection that gives no window go one by one; one that gives a window still rolls up', { timeout: 30_000 }, async (t) => {
+  const cfg = writeConfig({ limits: { appendRollupWindow: 0 } });
+  t.after(() => cfg.cleanup());
+  const server = await startServer({ label: 'rollup-config', extraArgs: ['--config', cfg.file] });
+  t.after(() => server.stop());
+  const app = await createApp(server, { keys: [{}], namespaces: [{ id: 'mut', mutableMessages: true }] });
+  const key = app.keys[0].keyStr;
+  const c = clients(t);
+  const [plain, windowed, sub] = await Promise.all([
+    connected(c, server, { key }),
+    connected(c, server, { key, ...windowOpts(500) }),
+    connected(c, server, { key }),
+  ]);
+  const name = mutName('rollup-config');
+  const col = collector(sub.channels.get(name));
+  await withTimeout(col.subscribed, 5000, 'attach');
+  const a = await burst(plain.channels.get(name), FRAGS);
+  const b = await burst(windowed.channels.get(name), FRAGS);
+  const expected = 'Hello' + FRAGS.join('');
+  await waitUntil(() => fold(col.messages, a.serial) === expected && fold(col.messages, b.serial) === expected, 5000, 'both texts');
+  await sleep(600);
+  const appends = (serial) => col.messages.filter((m) => m.serial === serial && m.action === 'message.append');
+  assert.deepEqual(appends(a.serial).map((m) => m.data), FRAGS, 'no window given: the configured 0, one delivery per append');
+  assert.ok(appends(b.serial).length < FRAGS.length, `the connection's own window wins: ${appends(b.serial).length} deliveries`);
 });
