@@ -536,14 +536,24 @@ static void ai_watch_message(sw_channel_t *ch, const sw_message_t *m, void *ud) 
   if (m->action != SW_MESSAGE_APPEND) return; /* the create, delivered before the appends */
   uint64_t seq;
   int64_t t, now = bench_now_ns();
-  if (!bench_payload_parse(m->data, m->data_len, &seq, &t)) {
+  /* One delivery may carry several appends, joined (the server's append
+   * rollup, when a server's appendRollupWindow is not 0): each is one
+   * payload of the bench's size, measured on its own. */
+  size_t len = (size_t)w->b->o.payload;
+  if (!len || !m->data_len || m->data_len % len) {
     bench_fail(w, "malformed append (%zu bytes)", m->data_len);
     return;
   }
-  w->res->got++;
-  if (bench_in_window(w, t)) {
-    w->res->ops++;
-    bench_sample(w, &w->res->lat, t, now);
+  for (size_t off = 0; off < m->data_len; off += len) {
+    if (!bench_payload_parse((const char *)m->data + off, len, &seq, &t)) {
+      bench_fail(w, "malformed append (%zu bytes)", m->data_len);
+      return;
+    }
+    w->res->got++;
+    if (bench_in_window(w, t)) {
+      w->res->ops++;
+      bench_sample(w, &w->res->lat, t, now);
+    }
   }
   if (a->stopping) ai_check_done(a);
 }

@@ -8,6 +8,7 @@
 #include "core/conn.h"
 #include "core/mutation.h"
 #include "core/presence.h"
+#include "core/rollup.h"
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
@@ -149,6 +150,7 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
     free(r);
   }
   presence_free(ch);
+  rollup_channel_free(ch);
   mutation_channel_free(ch);
   ai_turns_free(ch);
   if (ch->base) {
@@ -185,6 +187,9 @@ static void pub_free(pub_t *p) {
 }
 
 void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask, const char *skip_conn_id) {
+  /* Appends held for their rollup window go first: channelSerials reach
+   * clients in order (core/rollup.h). */
+  if (ch->rollups && m->action == SW_ACTION_MESSAGE) rollup_flush(ch);
   /* Encoded lazily, once per wire format, for every subscriber using it. */
   sw_frame_t *frames[2] = {NULL, NULL};
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
@@ -664,6 +669,7 @@ static void replay_step(sw_attach_t *a) {
     } else if (r->last_page && r->read_upto == root_of(a->ch)->durable_seq) {
       /* Caught up: live fan-out continues after durable_seq. */
       a->replay = NULL;
+      a->live_seq = root_of(a->ch)->durable_seq;
       r->ended = true;
       break;
     }
@@ -845,6 +851,7 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   conn_send_pmsg(c, &m);
   a->delivering = true;
   a->from_seq = replaying ? after : up_to;
+  a->live_seq = up_to;
   mutation_attach_free(a);
   if (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) presence_sync(ch, a);
   if (r) {

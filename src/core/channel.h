@@ -72,6 +72,7 @@ typedef struct sw_channel {
   int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
   struct sw_head *heads;      /* heads being changed (core/mutation.c) */
   struct sw_turn *turns;      /* AI turn owners (core/ai_turns.c) */
+  struct sw_rollups *rollups; /* appends held for their rollup window (core/rollup.c) */
   size_t n_occupancy;         /* attachments with the occupancy param */
   sw_occupancy_t occ_sent;    /* what their last [meta]occupancy said */
   int64_t occ_sent_ms;
@@ -95,6 +96,7 @@ typedef struct sw_attach {
   bool presence_lost; /* the connection's members left while it was away: the next ATTACH is not RESUMED */
   char *wire_name;  /* the name the client attached with, if not ch->name */
   int64_t from_seq; /* the client holds messages after this seq (live or replayed) */
+  int64_t live_seq; /* durable_seq when live delivery began (attach, or the end of a replay) */
   struct sw_seen *full_sent; /* older messages it was since sent in full */
   struct sw_replay *replay;  /* a replay from storage in progress: live messages wait for it */
   /* The occupancy channel param: 0 none, 1 "metrics" (all), 2 + k

@@ -32,6 +32,7 @@ void config_defaults(sw_config_t *c) {
       .max_revocations = 10000,
       .max_channel_params = 16,
       .max_rewind = 100,
+      .append_rollup_window = 40,
       .http_head_timeout = 10000,
       .http_body_timeout = 30000,
       .http_idle_timeout = 30000,
@@ -200,6 +201,10 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
     limit(l, "maxRevocations", &c->limits.max_revocations);
     limit(l, "maxChannelParams", &c->limits.max_channel_params);
     limit(l, "maxRewind", &c->limits.max_rewind);
+    /* 0 (no rollup) is a value here; more than Ably's 500 is 500. */
+    json_t *rw = json_object_get(l, "appendRollupWindow");
+    if (json_is_integer(rw) && json_integer_value(rw) >= 0)
+      c->limits.append_rollup_window = json_integer_value(rw) > 500 ? 500 : json_integer_value(rw);
     /* Sockets before they are useful: deadlines and budgets. */
     limit(l, "httpHeadTimeout", &c->limits.http_head_timeout);
     limit(l, "httpBodyTimeout", &c->limits.http_body_timeout);

@@ -13,7 +13,7 @@
  *             "maxPendingPublishes": 1000, "maxChannelsPerConnection": 200, "maxPresenceMembers": 200,
  *             "maxPresenceMembersPerConnection": 1000, "maxIdempotencyIds": 100000,
  *             "maxMessageIdLength": 256, "maxTokenRequestNonces": 100000, "maxRevocations": 10000,
- *             "maxChannelParams": 16, "maxRewind": 100,
+ *             "maxChannelParams": 16, "maxRewind": 100, "appendRollupWindow": 40,
  *             "httpHeadTimeout": 10000, "httpBodyTimeout": 30000, "httpIdleTimeout": 30000,
  *             "closeTimeout": 30000, "lingerTimeout": 2000, "lingerBytes": 4194304,
  *             "maxPendingSockets": 10000, "maxPendingPerIp": 1024, "tlsHandshakeTimeout": 10000},
@@ -53,6 +53,8 @@ typedef struct sw_limits {
   int64_t max_revocations;           /* revocation rules kept (revokeTokens); 42910 per target */
   int64_t max_channel_params;        /* params of one ATTACH (and [?...] qualifier); 40003 */
   int64_t max_rewind;                /* messages a rewind sends (Ably: 100) */
+  int64_t append_rollup_window;      /* ms, for connections without the appendRollupWindow
+                                        transport param (Ably: 40); 0 to 500 (core/rollup.h) */
   /* Sockets before they are useful (issue 11; core/sock.c, docs/design.md
    * "Limits"). A socket is useful once it is a WebSocket bound to an Ably
    * connection; until then, and while it closes, deadlines apply and it

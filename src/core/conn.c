@@ -12,6 +12,7 @@
 #include "core/channel.h"
 #include "core/mutation.h"
 #include "core/presence.h"
+#include "core/rollup.h"
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
@@ -439,6 +440,9 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     long long v = strtoll(buf, &end, 10);
     if (!*end && v >= 0) remain_present = v;
   }
+  /* Ably's transportParams: {appendRollupWindow: ms} (core/rollup.h). */
+  int rollup_ms = rollup_window_param(url_query_get(q, "appendRollupWindow", buf, sizeof buf) >= 0 ? buf : NULL,
+                                      (int)srv->cfg->limits.append_rollup_window);
 
   /* RTN15b / RTN16k: resume or recover an existing connection. A resume
    * may bring a new token (the old one may have expired, RTN15h), but not
@@ -466,6 +470,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     c->auth = auth;
     adopt_auth(c);
     bind_transport(c, s, fmt, echo, heartbeats);
+    c->append_rollup_ms = rollup_ms;
     c->remain_present_ms = remain_present;
     c->presence_left = false;
     /* RTN16d: a recovered connection gets a new connectionKey, so a
@@ -496,6 +501,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   HASH_ADD_STR(srv->conns, id, c);
   metrics_inc(SW_M_CONNECTIONS_OPENED);
   bind_transport(c, s, fmt, echo, heartbeats);
+  c->append_rollup_ms = rollup_ms;
   c->remain_present_ms = remain_present;
   log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id,
          bad_key ? SW_E_INVALID_CONNECTION_KEY : tried_resume ? SW_E_RESUME_FAILED : 0,

@@ -65,6 +65,7 @@ typedef struct sw_conn {
   sw_format_t fmt;
   bool echo;
   bool heartbeats;
+  int append_rollup_ms; /* the appendRollupWindow transport param (core/rollup.h) */
   int64_t next_msg_serial; /* the msgSerial the next new publish must carry */
   sw_ack_memo_t *memo;      /* ring in msgSerial order: memo[(memo_head + i) % memo_cap], i < memo_len */
   size_t memo_head, memo_len, memo_cap;

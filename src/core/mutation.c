@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/rollup.h"
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
@@ -141,28 +142,32 @@ static bool head_after(const sw_head_t *h, const version_t *v, sw_msg_t *view) {
   return true;
 }
 
-/* Live delivery to the attachments of ch (v's channel, or one derived
- * from it): each subscriber gets the event, except that one which does not
- * hold the message in full gets the whole head instead. */
-static void broadcast_to(sw_channel_t *ch, version_t *v, const sw_head_t *h) {
+/* Live delivery to the attachments of ch (the version's channel, or one
+ * derived from it) of event, the versions first_vseq to last_vseq of
+ * message seq, with channelSerial serial: each subscriber gets the event, except
+ * that, for an append, one which does not hold the message in full, or
+ * went live after first_vseq (its attach or replay gave it the head with
+ * part of the event in it), gets *whole (when known) instead, and one that
+ * went live after last_vseq, which has all of it, gets nothing. */
+static void fanout(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t last_vseq, const char *serial,
+                   const char *conn_id, const sw_msg_t *event, bool append, const sw_msg_t *whole_view) {
   sw_pmsg_t ev = {.action = SW_ACTION_MESSAGE,
                   .channel = (char *)ch->name,
-                  .channel_serial = v->serial,
-                  .timestamp = v->event.timestamp,
-                  .messages = &v->event,
+                  .channel_serial = (char *)serial,
+                  .timestamp = event->timestamp,
+                  .messages = (sw_msg_t *)event,
                   .n_messages = 1};
-  sw_msg_t view;
-  bool have_full = v->append && head_after(h, v, &view);
   sw_pmsg_t full = ev;
-  full.messages = have_full ? &view : &v->event;
+  full.messages = (sw_msg_t *)(whole_view ? whole_view : event);
   sw_frame_t *frames[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [full][fmt] */
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
     /* During a replay the version comes from storage, in order. */
     if (!a->delivering || a->replay || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
-    if (!c->echo && v->conn_id[0] && strcmp(c->id, v->conn_id) == 0) continue;
-    bool whole = v->append && !holds_full(a, v->seq);
-    if (whole) mutation_mark_full(a, v->seq);
+    if (!c->echo && conn_id[0] && strcmp(c->id, conn_id) == 0) continue;
+    if (last_vseq <= a->live_seq) continue;
+    bool whole = append && (!holds_full(a, seq) || first_vseq <= a->live_seq);
+    if (whole) mutation_mark_full(a, seq);
     const sw_pmsg_t *m = whole ? &full : &ev;
     metrics_inc(SW_M_MESSAGES_OUT);
     if (a->wire_name) {
@@ -181,14 +186,59 @@ static void broadcast_to(sw_channel_t *ch, version_t *v, const sw_head_t *h) {
     for (int j = 0; j < 2; j++) frame_unref(frames[i][j]);
 }
 
-/* To v's channel, and to its derived channels whose filter the message
- * passes (judged on the message as it is after the version: an append's
+/* To ch, and to its derived channels whose filter the message passes
+ * (judged on m, the message as it is after the version: an append's
  * fragment has no name). */
+static void fanout_all(sw_channel_t *ch, const sw_msg_t *m, int64_t seq, int64_t first_vseq, int64_t last_vseq,
+                       const char *serial, const char *conn_id, const sw_msg_t *event, bool append,
+                       const sw_msg_t *whole_view) {
+  fanout(ch, seq, first_vseq, last_vseq, serial, conn_id, event, append, whole_view);
+  for (sw_channel_t *d = ch->derived; d; d = d->next_derived)
+    if (d->subs && filter_match(d->filter, m->name, json_object_get(m->extras, "headers")))
+      fanout(d, seq, first_vseq, last_vseq, serial, conn_id, event, append, whole_view);
+}
+
+/* Live delivery of a durable version. An append may be held for its
+ * publisher's appendRollupWindow (core/rollup.c); anything else first
+ * delivers what is held, so that channelSerials go out in order. */
 static void broadcast(version_t *v, const sw_head_t *h) {
-  broadcast_to(v->ch, v, h);
+  sw_channel_t *ch = v->ch;
+  if (v->append && !v->has_full) {
+    const sw_conn_t *pc = v->conn_id[0] ? conn_find(ch->srv, v->conn_id) : NULL;
+    sw_rollup_in_t in = {.seq = v->seq, .vseq = v->vseq, .serial = v->serial, .conn_id = v->conn_id,
+                         .window_ms = pc ? pc->append_rollup_ms : 0, .event = &v->event, .gen = v->gen,
+                         .data_len = v->data_len};
+    if (rollup_append(ch, &in)) return;
+  } else {
+    rollup_flush(ch);
+  }
+  sw_msg_t view;
+  bool have_full = v->append && head_after(h, v, &view);
   const sw_msg_t *m = h ? &h->msg : v->has_full ? &v->full : &v->event;
-  for (sw_channel_t *d = v->ch->derived; d; d = d->next_derived)
-    if (d->subs && filter_match(d->filter, m->name, json_object_get(m->extras, "headers"))) broadcast_to(d, v, h);
+  fanout_all(ch, m, v->seq, v->vseq, v->vseq, v->serial, v->conn_id, &v->event, v->append, have_full ? &view : NULL);
+}
+
+void mutation_deliver_held(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t last_vseq, const char *serial,
+                           const char *conn_id, const sw_msg_t *event, unsigned gen, size_t data_len) {
+  /* The head after the last held append: the one in memory (appends only
+   * extend it, and an update or delete delivers what is held before it
+   * changes the head), else, if it was evicted, the durable one, which is
+   * that head since no version of it is in flight. */
+  sw_head_t *h = NULL;
+  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  bool loaded = !h;
+  if (loaded) h = mutation_head(ch, seq);
+  sw_msg_t view;
+  bool have_full = h && (loaded || h->gen == gen) && h->msg.data.len >= data_len;
+  if (have_full) {
+    view = h->msg;
+    view.data.len = data_len;
+    view.extras = event->extras;
+    view.version = event->version;
+    view.action = SW_MSG_UPDATE;
+  }
+  const sw_msg_t *m = have_full ? &view : h ? &h->msg : event;
+  fanout_all(ch, m, seq, first_vseq, last_vseq, serial, conn_id, event, true, have_full ? &view : NULL);
 }
 
 static void on_stored(void *ud, int status) {
@@ -488,6 +538,9 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
   /* An update or delete replaces what appends still in flight extended:
    * they keep a copy of the head they made, for late attachers. */
   if (!v->append && snapshot_inflight(h)) goto oom;
+  /* Appends held for their rollup window go out before the head changes
+   * (they are delivered with the head just after them). */
+  if (!v->append) rollup_flush(ch);
   /* The head in memory is changed in place and runs ahead of storage until
    * the version is durable; if the version cannot be stored it is dropped
    * (on_stored, or below). */

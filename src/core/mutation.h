@@ -91,6 +91,17 @@ sw_head_t *mutation_head(sw_channel_t *ch, int64_t seq);
  * change that will not be stored; it is read from storage next time. */
 void mutation_head_forget(sw_channel_t *ch, int64_t seq);
 
+/* Live delivery of appends a rollup held (core/rollup.c): event is a
+ * message.append carrying the fragments of the appends first_vseq to
+ * last_vseq (whose version serial is `serial`), published by conn_id; gen
+ * and data_len describe the head just after the last one. A subscriber that
+ * does not hold the message in full, or went live after first_vseq (its
+ * attach or replay gave it part of event already), gets that head as a
+ * message.update instead; one that went live after last_vseq has it all
+ * and gets nothing. */
+void mutation_deliver_held(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t last_vseq, const char *serial,
+                           const char *conn_id, const sw_msg_t *event, unsigned gen, size_t data_len);
+
 /* Remembers that attachment a holds message seq in full. */
 void mutation_mark_full(sw_attach_t *a, int64_t seq);
 void mutation_attach_free(sw_attach_t *a);

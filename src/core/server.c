@@ -17,6 +17,7 @@
 #include "chat/chat.h"
 #include "core/channel.h"
 #include "core/conn.h"
+#include "core/rollup.h"
 #include "core/sock.h"
 #include "core/tls.h"
 #include "net/http_parse.h"
@@ -424,6 +425,7 @@ void server_shutdown(sw_server_t *srv) {
   /* Flush storage first: pending publishes are ACKed before clients go. */
   if (srv->store) store_close(srv->store);
   srv->store = NULL;
+  rollup_shutdown(srv); /* held appends go out before DISCONNECTED */
   /* RTN15: DISCONNECTED (not an error) so SDKs reconnect to the restarted server. */
   sw_conn_t *c, *tmp;
   HASH_ITER(hh, srv->conns, c, tmp) {

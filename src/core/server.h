@@ -85,6 +85,7 @@ typedef struct sw_server {
   sw_revocations_t revocations;
   struct sw_health *health; /* /metrics, /healthz, /readyz, the metrics listener (rest/health.c) */
   struct sw_cloud_state *cloud; /* Assistant Cloud anonymous-endpoint rate limits (cloud/auth.c) */
+  struct sw_rollup_wheel *rollup_wheel; /* ends append rollup windows (core/rollup.c); NULL until used */
   uint64_t tick_count;
   bool shutting_down;
   int exit_code;

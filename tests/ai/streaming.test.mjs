@@ -26,7 +26,10 @@ for (const binary of [true, false]) {
     client.channels.get(channelName).subscribe((m) => wire.push(m));
     const growth = recordGrowth(session.view);
 
-    const agent = agentClient(s, env, { useBinaryProtocol: binary });
+    // One delivery per word (appendRollupWindow 0), as Ably's own AI Transport
+    // tests do, so that the wire below has an append for each; the default
+    // window (40 ms) is rollup.test.mjs's.
+    const agent = agentClient(s, env, { useBinaryProtocol: binary, transportParams: { appendRollupWindow: 0 } });
     const prompt = 'tell me a story';
     const run = await session.view.send(codec.createUserMessage({ id: 'u1', role: 'user', text: prompt }));
     const answer = scriptedAnswer(prompt, 30);

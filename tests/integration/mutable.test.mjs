@@ -53,6 +53,10 @@ function setupApp() {
 beforeEach(() => setupApp());
 
 const mutName = (p) => `mut:${uniqueChannel(p)}`;
+/* Writers that need one delivery per append: at Ably's default
+ * appendRollupWindow (40 ms) appends published close together reach
+ * subscribers as one (tests/integration/rollup.test.mjs). */
+const EACH_APPEND = { transportParams: { appendRollupWindow: 0 } };
 
 /** Asserts that `promise` rejects with Ably error `code` (and `statusCode` if given). */
 async function expectError(promise, code, statusCode, what) {
@@ -88,7 +92,7 @@ bothProtocols('RTL32/TM5/TM2s append, update, delete: increasing versionSerials;
   const c = clients(t);
   const name = mutName('mut-live');
   const [writer, sub] = await Promise.all([
-    connected(c, env.server, { key: K.all, clientId: 'writer', binary }),
+    connected(c, env.server, { key: K.all, clientId: 'writer', binary, ...EACH_APPEND }),
     connected(c, env.server, { key: K.all, binary: !binary }),
   ]);
   const col = collector(sub.channels.get(name));
@@ -143,7 +147,7 @@ bothProtocols('RTL32 a client attached after the message was created gets its fi
   const c = clients(t);
   const name = mutName('mut-late');
   const [writer, early] = await Promise.all([
-    connected(c, env.server, { key: K.all, binary }),
+    connected(c, env.server, { key: K.all, binary, ...EACH_APPEND }),
     connected(c, env.server, { key: K.all, binary: !binary }),
   ]);
   const ecol = collector(early.channels.get(name));
@@ -248,7 +252,7 @@ bothProtocols('RTN15/RTL32 subscribers\' sockets cut while appends flow (one att
   const c = clients(t);
   const name = mutName('mut-resume');
   const [writer, early, late] = await Promise.all([
-    connected(c, env.server, { key: K.all, binary }),
+    connected(c, env.server, { key: K.all, binary, ...EACH_APPEND }),
     connected(c, env.server, { key: K.all, binary }),
     connected(c, env.server, { key: K.all, binary: !binary }),
   ]);
