@@ -86,6 +86,13 @@ void app_free(sw_app_t *a);
 int apps_add(sw_apps_t *r, sw_app_t *a, sw_error_t *err);
 /* Live app by id, or NULL (deleted apps are not found). */
 sw_app_t *apps_find(const sw_apps_t *r, const char *id);
+/* Checks a full key string, "appId.keyId:secret" (the keyName is everything
+ * before the first ':'; the secret is compared in constant time). On
+ * success returns 0 with *app and *key set (borrowed from the registry).
+ * Errors: 40005 malformed key; 40101 unknown app or key, or wrong secret
+ * (alike, so the answer does not tell which apps or keys exist). */
+int apps_key_check(const sw_apps_t *apps, const char *keystr, size_t len, sw_app_t **app, sw_key_t **key,
+                   sw_error_t *err);
 void apps_free(sw_apps_t *r);
 
 /* Key by keyName ("appId.keyId") within app, or NULL. */
