@@ -6,7 +6,12 @@
 #include <string.h>
 
 #include "identity/identity.h"
-#include "cloud/cloud.h"
+
+/* Checks of an app spec that belong to a layer above core/ (set once at
+ * start-up by the composition root, src/root/). */
+static sw_app_spec_check_fn spec_check;
+
+void app_set_spec_check(sw_app_spec_check_fn fn) { spec_check = fn; }
 
 /* What Ably's POST /apps gives a key created without a capability. */
 #define DEFAULT_KEY_CAPABILITY "{\"*\":[\"*\"]}"
@@ -184,8 +189,9 @@ sw_app_t *app_from_spec(const json_t *spec_in, bool generate, sw_error_t *err) {
     a->n_namespaces++;
     if (namespace_from_json(&a->namespaces[i], v, err)) goto fail;
   }
-  /* Anonymous users of the Assistant Cloud API: off unless configured. */
-  if (cloud_anon_check(json_object_get(a->spec, "anonymous"), a, err)) goto fail;
+  /* Sections of the spec owned above core/ (the Assistant Cloud API's
+   * "anonymous"): checked by their owner. */
+  if (spec_check && spec_check(a, err)) goto fail;
   if (providers_from_json(a, json_object_get(a->spec, "identityProviders"), !generate, err)) goto fail;
   return a;
 oom:
