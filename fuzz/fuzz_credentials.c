@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "auth/key_auth.h"
+#include "core/app.h"
 #include "core/serial.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -24,6 +25,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sw_app_t *app;
   sw_key_t *key;
   sw_error_t err;
-  if (key_auth_check(&apps, (const char *)data, size, &app, &key, &err) == 0) abort();
+  if (apps_key_check(&apps, (const char *)data, size, &app, &key, &err) == 0) abort();
   return 0;
 }

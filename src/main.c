@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/server.h"
 #include "core/token_check.h"
+#include "root/root.h"
 #include "util/log.h"
 #ifdef SW_HAVE_TOOLS
 #include "tools/tools.h"
@@ -123,7 +124,7 @@ static int serve(int argc, char **argv) {
   uv_loop_t *loop = uv_default_loop();
   sw_server_t srv;
   int port = 0;
-  int rc = server_start(&srv, loop, &cfg, &port);
+  int rc = root_server_start(&srv, loop, &cfg, &port);
   if (rc == 0) {
     printf("listening on %s://%s:%d\n", cfg.tls_cert ? "https" : "http", cfg.host, port);
     fflush(stdout);
@@ -137,6 +138,7 @@ static int serve(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  root_init(); /* before any command makes an app */
   if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
     usage(stdout);
     return 0;

@@ -13,7 +13,7 @@ struct sw_http_req;
 
 void admin_handle(sw_sock_t *s, const struct sw_http_req *req);
 
-/* The admin credential rule, shared with GET /metrics (rest/health.c):
+/* The admin credential rule, shared with GET /metrics (root/health.c):
  * true with --sandbox, else only for "Authorization: Bearer <adminKey>"
  * (compared in constant time; never without a configured adminKey). */
 bool admin_authorized(const sw_server_t *srv, const struct sw_http_req *req);

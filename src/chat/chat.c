@@ -139,8 +139,9 @@ typedef struct chat_done {
 } chat_done_t;
 
 /* sw_publisher_t.done: answers with the message as it is now durable. */
-static void on_done(void *ud, sw_sock_t *s, const sw_error_t *err, char **serials, size_t n) {
-  chat_done_t *d = ud;
+static void on_done(const sw_publisher_t *who, const char *channel, const sw_error_t *err, char **serials, size_t n) {
+  chat_done_t *d = who->done_ud;
+  sw_sock_t *s = who->rest_sock;
   if (s && !s->closing) {
     int64_t seq = d->seq;
     json_t *m = NULL;
@@ -416,7 +417,7 @@ static void react(route_ctx_t *r, sw_channel_t *ch, const char *serial, bool del
   }
   sw_error_t err = {0};
   sw_publisher_t who = {.rest_sock = r->s, .rest_format = r->fmt, .rest_keep_alive = r->keep_alive,
-                        .principal = &r->p};
+                        .principal = &r->p, .done = rest_publish_done};
   if (annotation_publish(ch, &r->p, r->client_id, a, 1, &who, &err)) route_error(r, &err);
 }
 

@@ -1,11 +1,17 @@
 #include "core/app.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "identity/identity.h"
-#include "cloud/cloud.h"
+
+/* Checks of an app spec that belong to a layer above core/ (set once at
+ * start-up by the composition root, src/root/). */
+static sw_app_spec_check_fn spec_check;
+
+void app_set_spec_check(sw_app_spec_check_fn fn) { spec_check = fn; }
 
 /* What Ably's POST /apps gives a key created without a capability. */
 #define DEFAULT_KEY_CAPABILITY "{\"*\":[\"*\"]}"
@@ -183,8 +189,9 @@ sw_app_t *app_from_spec(const json_t *spec_in, bool generate, sw_error_t *err) {
     a->n_namespaces++;
     if (namespace_from_json(&a->namespaces[i], v, err)) goto fail;
   }
-  /* Anonymous users of the Assistant Cloud API: off unless configured. */
-  if (cloud_anon_check(json_object_get(a->spec, "anonymous"), a, err)) goto fail;
+  /* Sections of the spec owned above core/ (the Assistant Cloud API's
+   * "anonymous"): checked by their owner. */
+  if (spec_check && spec_check(a, err)) goto fail;
   if (providers_from_json(a, json_object_get(a->spec, "identityProviders"), !generate, err)) goto fail;
   return a;
 oom:
@@ -229,6 +236,33 @@ sw_app_t *apps_find(const sw_apps_t *r, const char *id) {
   for (size_t i = 0; i < r->n; i++)
     if (!r->apps[i]->deleted && strcmp(r->apps[i]->id, id) == 0) return r->apps[i];
   return NULL;
+}
+
+int apps_key_check(const sw_apps_t *apps, const char *keystr, size_t len, sw_app_t **app, sw_key_t **key,
+                   sw_error_t *err) {
+  const char *colon = memchr(keystr, ':', len);
+  const char *dot = memchr(keystr, '.', len);
+  if (!colon || !dot || dot > colon || dot == keystr || colon == dot + 1)
+    return errors_set(err, SW_E_INVALID_CREDENTIAL, "invalid key; expected appId.keyId:secret");
+  char app_id[128];
+  size_t alen = (size_t)(dot - keystr);
+  if (alen >= sizeof app_id) return errors_set(err, SW_E_INVALID_CREDENTIAL, "invalid key; app id too long");
+  memcpy(app_id, keystr, alen);
+  app_id[alen] = '\0';
+  /* A key of an unknown app, or an unknown key, is refused like a wrong
+   * secret (40101, as Ably does): the answer does not tell which apps or
+   * keys exist. */
+  sw_app_t *a = apps_find(apps, app_id);
+  sw_key_t *k = a ? app_find_key(a, keystr, (size_t)(colon - keystr)) : NULL;
+  if (!k) return errors_set(err, SW_E_INVALID_CREDENTIALS, "invalid credentials");
+  const char *secret = colon + 1;
+  size_t slen = len - (size_t)(secret - keystr);
+  /* Length is not secret (it is fixed per key); contents are compared in constant time. */
+  if (slen != strlen(k->secret) || CRYPTO_memcmp(secret, k->secret, slen) != 0)
+    return errors_set(err, SW_E_INVALID_CREDENTIALS, "invalid credentials");
+  *app = a;
+  *key = k;
+  return 0;
 }
 
 void apps_free(sw_apps_t *r) {

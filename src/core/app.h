@@ -6,7 +6,7 @@
  * and for what is persisted: {"id", "keys":[{"id","secret","capability",
  * "revocableTokens"}], "namespaces":[{"id", rules...}], "channels":[...],
  * "anonymous":{...}} (anonymous users of the Assistant Cloud API, checked
- * by cloud_anon_check: docs/identity.md), "identityProviders":[see
+ * by cloud/, through app_set_spec_check: docs/identity.md), "identityProviders":[see
  * identity/provider.h].
  * app_from_spec() fills in what a POST leaves out (ids, secrets) so the
  * stored spec is complete.
@@ -77,6 +77,11 @@ typedef struct sw_apps {
  * may name local files (jwksFile, caFile) only when !generate: the admin
  * API must not make the server read files. */
 sw_app_t *app_from_spec(const json_t *spec, bool generate, sw_error_t *err);
+/* The check app_from_spec applies to the sections of a spec that a layer
+ * above core/ owns ("anonymous": cloud/), on the app it built: 0, or -1
+ * with err. Set once at start-up, before any app is made (root_init). */
+typedef int (*sw_app_spec_check_fn)(const struct sw_app *a, sw_error_t *err);
+void app_set_spec_check(sw_app_spec_check_fn fn);
 void app_free(sw_app_t *a);
 
 /* Adds a (the registry takes ownership) and registers its identity
@@ -86,6 +91,13 @@ void app_free(sw_app_t *a);
 int apps_add(sw_apps_t *r, sw_app_t *a, sw_error_t *err);
 /* Live app by id, or NULL (deleted apps are not found). */
 sw_app_t *apps_find(const sw_apps_t *r, const char *id);
+/* Checks a full key string, "appId.keyId:secret" (the keyName is everything
+ * before the first ':'; the secret is compared in constant time). On
+ * success returns 0 with *app and *key set (borrowed from the registry).
+ * Errors: 40005 malformed key; 40101 unknown app or key, or wrong secret
+ * (alike, so the answer does not tell which apps or keys exist). */
+int apps_key_check(const sw_apps_t *apps, const char *keystr, size_t len, sw_app_t **app, sw_key_t **key,
+                   sw_error_t *err);
 void apps_free(sw_apps_t *r);
 
 /* Key by keyName ("appId.keyId") within app, or NULL. */

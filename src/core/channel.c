@@ -16,7 +16,6 @@
 #include "proto/codec.h"
 #include "proto/filter.h"
 #include "proto/textenc.h"
-#include "rest/rest.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -279,10 +278,7 @@ void channel_broadcast_derived(sw_channel_t *ch, const sw_pmsg_t *m, const char 
 void channel_notify(sw_server_t *srv, const sw_publisher_t *who, const char *channel, const sw_error_t *err,
                     char **serials, size_t n) {
   if (who->done) {
-    who->done(who->done_ud, who->rest_sock, err, serials, n);
-  } else if (who->rest_sock) {
-    rest_publish_done(who->rest_sock, (sw_format_t)who->rest_format, who->rest_keep_alive, who->rest_version,
-                      channel, err, serials, n);
+    who->done(who, channel, err, serials, n);
   } else if (who->conn_id) {
     sw_conn_t *c = conn_find(srv, who->conn_id);
     if (c) conn_publish_done(c, who->msg_serial, err, serials, n);

@@ -127,16 +127,22 @@ void channel_broadcast_derived(sw_channel_t *ch, const sw_pmsg_t *m, const char 
 typedef struct sw_publisher {
   const char *conn_id;  /* realtime: connection to ACK (NULL for REST) */
   int64_t msg_serial;
-  sw_sock_t *rest_sock; /* REST: socket to answer (referenced) */
+  /* The fields below are kept for `done` and never read by core/: */
+  sw_sock_t *rest_sock; /* a socket to answer (referenced until done) */
   int rest_format;
   bool rest_keep_alive;
   bool rest_version;    /* REST mutation: answer {versionSerial} */
   const struct sw_principal *principal; /* the publisher's credentials (during the call only) */
-  /* Optional: answers instead of the default ACK/REST reply (src/chat/).
-   * Called exactly once if the publish was accepted (the call returned 0),
-   * with rest_sock (referenced meanwhile; may be closing), the outcome and
-   * the serials; it owns done_ud. Not called when the call fails. */
-  void (*done)(void *done_ud, sw_sock_t *s, const sw_error_t *err, char **serials, size_t n);
+  /* The completion of a publish that did not come from a realtime
+   * connection (REST: rest_publish_done; chat, batch: their own): core/
+   * never calls a layer above it by name, so whoever publishes says how to
+   * answer. Called exactly once if the publish was accepted (the call
+   * returned 0), with who (its rest_sock referenced meanwhile; may be
+   * closing), the channel's name, the outcome and the serials; it owns
+   * done_ud. Not called when the call fails. Without done, the outcome
+   * goes to conn_id's connection (ACK/NACK). */
+  void (*done)(const struct sw_publisher *who, const char *channel, const sw_error_t *err, char **serials,
+               size_t n);
   void *done_ud;
   const char *id_base; /* ids of messages without one: "<id_base>:<index>" (during the call only; NULL: random) */
 } sw_publisher_t;
@@ -176,8 +182,8 @@ void channel_replay_continue(sw_attach_t *a);
 void channel_replay_end(sw_attach_t *a);
 
 
-/* Tells a publisher the outcome of its publish (ACK/NACK or the REST
- * response); serials are those of the messages (or version) published. */
+/* Tells a publisher the outcome of its publish (its done callback, else the
+ * ACK/NACK); serials are those of the messages (or version) published. */
 void channel_notify(sw_server_t *srv, const sw_publisher_t *who, const char *channel, const sw_error_t *err,
                     char **serials, size_t n);
 

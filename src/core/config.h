@@ -93,7 +93,7 @@ typedef struct sw_config {
   int log_format;  /* SW_LOG_TEXT or SW_LOG_JSON (util/log.h), "logFormat" */
   char *admin_key; /* NULL: admin API closed unless sandbox */
   /* "metricsListen" / --metrics-listen: a listener serving only /metrics,
-   * /healthz and /readyz, without credentials (rest/health.c). */
+   * /healthz and /readyz, without credentials (root/health.c). */
   bool metrics_listen;
   char metrics_host[64];
   int metrics_port;

@@ -7,7 +7,6 @@
 #include "auth/cap_cache.h"
 #include "auth/claim_template.h"
 #include "auth/jwt.h"
-#include "auth/key_auth.h"
 #include "auth/token.h"
 #include "auth/token_request.h"
 #include "core/server.h"
@@ -28,7 +27,7 @@ int principal_from_key(sw_server_t *srv, const char *keystr, size_t n, sw_princi
   sw_app_t *app;
   sw_key_t *key;
   memset(p, 0, sizeof *p);
-  if (key_auth_check(&srv->apps, keystr, n, &app, &key, err)) return -1;
+  if (apps_key_check(&srv->apps, keystr, n, &app, &key, err)) return -1;
   p->kind = SW_CRED_KEY;
   p->app = app;
   p->key = key;

@@ -10,21 +10,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "admin/admin.h"
 #include "auth/cap_cache.h"
 #include "identity/identity.h"
-#include "cloud/cloud.h"
-#include "chat/chat.h"
 #include "core/channel.h"
 #include "core/conn.h"
 #include "core/rollup.h"
 #include "core/sock.h"
 #include "core/tls.h"
 #include "net/http_parse.h"
-#include "net/http_response.h"
-#include "net/ws_handshake.h"
-#include "rest/health.h"
-#include "rest/rest.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -48,7 +41,7 @@ static void on_tick(uv_timer_t *t) {
   uint64_t now_loop = uv_now(srv->loop);
   int64_t now = clock_now_ms();
   conn_tick(srv, now_loop, now);
-  health_tick(srv, now_loop);
+  if (srv->hooks.tick) srv->hooks.tick(srv, now_loop);
   channel_tick(srv, now);
   socks_tick(srv, now_loop); /* deadlines: pending and closing sockets only */
   if (++srv->tick_count % PRUNE_EVERY_TICKS == 0) {
@@ -114,22 +107,6 @@ static void hup_start(sw_server_t *srv) {
   uv_signal_start(&srv->sighup, on_hup, SIGHUP);
 }
 
-static void cors_preflight(sw_sock_t *s, const sw_http_req_t *req) {
-  sw_buf_t h = {0}, out = {0};
-  const sw_slice_t *rh = http_req_header(req, "Access-Control-Request-Headers");
-  rest_cors_headers(&h, s);
-  buf_printf(&h,
-             "Access-Control-Allow-Methods: GET, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
-             "Access-Control-Allow-Headers: %.*s\r\n"
-             "Access-Control-Max-Age: 86400\r\n",
-             rh ? (int)rh->n : 13, rh ? rh->p : "Authorization");
-  buf_append_byte(&h, 0);
-  http_response_head(&out, 204, NULL, 0, (const char *)h.data, req->keep_alive);
-  sock_send_bytes(s, out.data, out.len);
-  buf_free(&h);
-  buf_free(&out);
-}
-
 void server_on_request(sw_sock_t *s, const sw_http_req_t *req) {
   const sw_slice_t *o = http_req_header(req, "Origin");
   free(s->origin);
@@ -140,40 +117,7 @@ void server_on_request(sw_sock_t *s, const sw_http_req_t *req) {
     for (size_t i = 0; i < o->n; i++) ok = ok && o->p[i] > 0x20 && o->p[i] < 0x7f;
     if (ok) s->origin = strndup(o->p, o->n);
   }
-  if (health_route(s, req)) return;
-  if (req->method == HTTP_OPTIONS) {
-    cors_preflight(s, req);
-    return;
-  }
-  if (req->upgrade && slice_eq(req->path, "/")) {
-    char accept[29];
-    sw_error_t err = {0};
-    if (ws_handshake_check(req, accept, &err)) {
-      rest_error(s, SW_FMT_JSON, &err, false);
-      return;
-    }
-    sw_buf_t out = {0};
-    ws_handshake_response(&out, accept, NULL);
-    sock_send_bytes(s, out.data, out.len);
-    buf_free(&out);
-    s->is_ws = true;
-    conn_on_upgrade(s, req);
-    return;
-  }
-  if (req->path.n >= 5 && memcmp(req->path.p, "/apps", 5) == 0 &&
-      (req->path.n == 5 || req->path.p[5] == '/')) {
-    admin_handle(s, req);
-    return;
-  }
-  if (req->path.n > 7 && memcmp(req->path.p, "/cloud/", 7) == 0) {
-    cloud_handle(s, req);
-    return;
-  }
-  if (chat_route(req)) {
-    chat_handle(s, req);
-    return;
-  }
-  rest_handle(s, req);
+  s->srv->hooks.on_request(s, req);
 }
 
 int server_persist_app(sw_server_t *srv, const sw_app_t *a) {
@@ -339,14 +283,17 @@ static int listen_on(sw_server_t *srv, int *port_out) {
   return 0;
 }
 
-int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_out) {
+int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, const sw_server_hooks_t *hooks,
+                 int *port_out) {
   memset(srv, 0, sizeof *srv);
+  srv->hooks = *hooks;
   srv->loop = loop;
   srv->cfg = cfg;
   char rnd[13];
   app_random_id(rnd, 12);
   snprintf(srv->server_id, sizeof srv->server_id, "switchboard-%s", rnd);
-  int rc = tls_start(srv) || open_store(srv) || listen_on(srv, port_out) || health_start(srv) ? -1 : 0;
+  int rc = tls_start(srv) || open_store(srv) || listen_on(srv, port_out) ||
+                   (srv->hooks.start && srv->hooks.start(srv)) ? -1 : 0;
   if (rc == 0) {
     cfg->port = *port_out;
     /* Before the apps: registering an app registers its identity providers. */
@@ -416,7 +363,7 @@ void server_shutdown(sw_server_t *srv) {
   if (srv->shutting_down) return;
   srv->shutting_down = true;
   close_handle((uv_handle_t *)&srv->listener);
-  health_close(srv);
+  if (srv->hooks.close) srv->hooks.close(srv);
   close_handle((uv_handle_t *)&srv->tick);
   close_handle((uv_handle_t *)&srv->sigterm);
   close_handle((uv_handle_t *)&srv->sigint);
@@ -467,8 +414,7 @@ void server_free(sw_server_t *srv) {
   cap_cache_free(srv->cap_cache);
   nonce_cache_free(srv->nonces);
   revocations_free(&srv->revocations);
-  health_free(srv);
-  cloud_free(srv);
+  if (srv->hooks.free) srv->hooks.free(srv);
   socks_free_spares(srv);
   SSL_CTX_free(srv->tls_ctx); /* the connections' references went with them */
   free(srv->tls_plain);

@@ -34,8 +34,29 @@ typedef struct sw_sock_list {
   size_t n;
 } sw_sock_list_t;
 
+struct sw_http_req;
+struct sw_server;
+
+/* What lives above core/ (rest/, admin/, chat/, cloud/, the health
+ * endpoints), reached only through these hooks, which the composition root
+ * (src/root/) passes to server_start: core/ names no layer above it. */
+typedef struct sw_server_hooks {
+  /* Every parsed HTTP request, the metrics listener's too (routing,
+   * CORS preflight, the WebSocket upgrade). Required. */
+  void (*on_request)(sw_sock_t *s, const struct sw_http_req *req);
+  /* Optional. start: after the listener is bound, before the apps load;
+   * -1 fails start-up (message on stderr; close and free still run).
+   * tick: every server tick, first after the connections'. close: on
+   * shutdown, with the listener. free: after the loop has ended. */
+  int (*start)(struct sw_server *srv);
+  void (*tick)(struct sw_server *srv, uint64_t now_loop);
+  void (*close)(struct sw_server *srv);
+  void (*free)(struct sw_server *srv);
+} sw_server_hooks_t;
+
 typedef struct sw_server {
   uv_loop_t *loop;
+  sw_server_hooks_t hooks;
   sw_config_t *cfg;
   uv_tcp_t listener;
   uv_signal_t sigterm, sigint;
@@ -83,7 +104,7 @@ typedef struct sw_server {
   struct sw_cap_cache *cap_cache; /* effective token capabilities (auth/cap_cache.h) */
   sw_nonce_cache_t *nonces;    /* TokenRequest replay protection */
   sw_revocations_t revocations;
-  struct sw_health *health; /* /metrics, /healthz, /readyz, the metrics listener (rest/health.c) */
+  struct sw_health *health; /* /metrics, /healthz, /readyz, the metrics listener (root/health.c) */
   struct sw_cloud_state *cloud; /* Assistant Cloud anonymous-endpoint rate limits (cloud/auth.c) */
   struct sw_rollup_wheel *rollup_wheel; /* ends append rollup windows (core/rollup.c); NULL until used */
   uint64_t tick_count;
@@ -96,7 +117,8 @@ typedef struct sw_server {
  * bound port is in *port_out. Returns 0 or -1 (message on stderr); after a
  * failure everything it opened is closed again (it runs the loop for the
  * close callbacks) and only server_free remains to be called. */
-int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_out);
+int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, const sw_server_hooks_t *hooks,
+                 int *port_out);
 /* Graceful shutdown (SIGTERM): flush storage, DISCONNECTED to every client,
  * close everything; the loop then ends, at the latest SW_SHUTDOWN_FLUSH_MS
  * later (sockets whose last output is not written by then are closed).
@@ -112,8 +134,8 @@ int server_persist_app(sw_server_t *srv, const sw_app_t *a);
 /* Persists the revocation rules. */
 int server_persist_revocations(sw_server_t *srv);
 
-/* Routes one parsed HTTP request (called by the socket layer). */
-struct sw_http_req;
+/* One parsed HTTP request (called by the socket layer): notes its Origin
+ * (s->origin, for the CORS headers) and hands it to hooks.on_request. */
 void server_on_request(sw_sock_t *s, const struct sw_http_req *req);
 
 #endif

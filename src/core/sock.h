@@ -91,7 +91,7 @@ typedef struct sw_sock {
   bool handle_closed;
   bool writing;      /* a uv_write waits for POLLOUT: it continues the queue */
   bool drain_wanted; /* a paced producer (a replay) waits for q_bytes < sock_low_water */
-  bool metrics_only; /* accepted by the metrics listener (rest/health.c) */
+  bool metrics_only; /* accepted by the metrics listener (root/health.c) */
   bool req_started;  /* HEAD: bytes of the awaited request have arrived */
   bool peer_eof;     /* the peer shut its side while our last words were queued */
 } sw_sock_t;

@@ -1,4 +1,4 @@
-/* metrics.h: the server's counters, exposed by GET /metrics (rest/health.c)
+/* metrics.h: the server's counters, exposed by GET /metrics (root/health.c)
  * in the Prometheus text format (metrics/prom.h).
  *
  * One registry per process, like the log settings: the server is one per

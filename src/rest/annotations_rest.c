@@ -43,7 +43,7 @@ void rest_annotations_post(route_ctx_t *r, sw_channel_t *ch, const char *serial)
     }
   }
   sw_publisher_t who = {.rest_sock = r->s, .rest_format = r->fmt, .rest_keep_alive = r->keep_alive,
-                        .principal = &r->p};
+                        .principal = &r->p, .done = rest_publish_done};
   if (annotation_publish(ch, &r->p, r->client_id, anns, n, &who, &err)) route_error(r, &err);
 }
 

@@ -74,9 +74,10 @@ static void batch_release(batch_t *b) {
   free(b);
 }
 
-static void batch_done(void *ud, sw_sock_t *s, const sw_error_t *err, char **serials, size_t n) {
-  (void)s; /* a batch answers on its own socket, b->s, once every channel is done */
-  batch_item_t *it = ud;
+/* A batch answers on its own socket, b->s, once every channel is done. */
+static void batch_done(const sw_publisher_t *who, const char *channel, const sw_error_t *err, char **serials,
+                       size_t n) {
+  batch_item_t *it = who->done_ud;
   json_t *res = json_array_get(it->b->results, it->spec);
   json_t *slot = json_array_get(json_object_get(res, "results"), it->index);
   batch_set(it->b, it->spec, it->index, json_string_value(json_object_get(slot, "channel")), it->message_id, err,

@@ -166,6 +166,6 @@ void rest_message_patch(route_ctx_t *r, sw_channel_t *ch, const char *serial) {
   one.serial = strdup(serial);
   if (one.extras) json_object_del(one.extras, "userClaim");
   sw_publisher_t who = {.rest_sock = r->s, .rest_format = r->fmt, .rest_keep_alive = r->keep_alive,
-                        .rest_version = true, .principal = &r->p};
+                        .rest_version = true, .principal = &r->p, .done = rest_publish_done};
   if (mutation_apply(ch, &r->p, r->client_id, &one, &who, &err)) route_error(r, &err);
 }

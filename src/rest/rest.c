@@ -260,12 +260,15 @@ static void publish(route_ctx_t *r, sw_channel_t *ch) {
     return;
   }
   sw_publisher_t who = {.rest_sock = r->s, .rest_format = r->fmt, .rest_keep_alive = r->keep_alive,
-                        .principal = &r->p};
+                        .principal = &r->p, .done = rest_publish_done};
   if (channel_publish(ch, msgs, n, &who, &err)) rest_error(r->s, r->fmt, &err, r->keep_alive);
 }
 
-void rest_publish_done(sw_sock_t *s, sw_format_t fmt, bool keep_alive, bool version, const char *channel,
-                       const sw_error_t *err, char **serials, size_t n) {
+void rest_publish_done(const sw_publisher_t *who, const char *channel, const sw_error_t *err, char **serials,
+                       size_t n) {
+  sw_sock_t *s = who->rest_sock;
+  sw_format_t fmt = (sw_format_t)who->rest_format;
+  bool keep_alive = who->rest_keep_alive, version = who->rest_version;
   if (s->closing) return;
   if (err && err->code) {
     rest_error(s, fmt, err, keep_alive);

@@ -19,9 +19,12 @@ int rest_authenticate(sw_sock_t *s, const struct sw_http_req *req, sw_principal_
 /* Handles one non-upgrade HTTP request. */
 void rest_handle(sw_sock_t *s, const struct sw_http_req *req);
 
-/* Answers a REST publish once it is durable (or failed). */
-void rest_publish_done(sw_sock_t *s, sw_format_t fmt, bool keep_alive, bool version, const char *channel,
-                       const sw_error_t *err, char **serials, size_t n);
+/* sw_publisher_t.done of a REST publish: answers who->rest_sock once the
+ * publish is durable (or failed), in who->rest_format: the channel and the
+ * serials (201), or {versionSerial} for a mutation (who->rest_version). */
+struct sw_publisher;
+void rest_publish_done(const struct sw_publisher *who, const char *channel, const sw_error_t *err, char **serials,
+                       size_t n);
 
 /* The Access-Control-Allow-Origin (and -Credentials) lines for s's request. */
 void rest_cors_headers(sw_buf_t *h, const sw_sock_t *s);

@@ -14,8 +14,8 @@
  * within READY_DEADLINE_MS (50003). A result is reused for READY_REUSE_MS and
  * at most one probe is in flight, so a flood of probes costs the disk at
  * most one small transaction a second. */
-#ifndef SW_REST_HEALTH_H
-#define SW_REST_HEALTH_H
+#ifndef SW_ROOT_HEALTH_H
+#define SW_ROOT_HEALTH_H
 
 #include <stdbool.h>
 #include <stdint.h>

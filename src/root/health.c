@@ -1,4 +1,4 @@
-#include "rest/health.h"
+#include "root/health.h"
 
 #include <stdio.h>
 #include <stdlib.h>
