@@ -453,10 +453,11 @@ int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_ident
   if (ably) return 1;
   uint8_t digest[SHA256_DIGEST_LENGTH];
   int64_t now = o->now_ms ? o->now_ms : clock_now_ms();
-  bool cache = id->vcache && !o->no_cache;
+  bool cache = id->vcache != NULL;
   if (cache) {
     SHA256((const uint8_t *)tok, n, digest);
-    if (vcache_get(id, digest, now, out)) return 0;
+    if (vcache_get(id, digest, now, out) && !o->cache_miss) return 0;
+    identity_token_clear(out);
   }
   sw_jws_t j;
   sw_error_t derr;

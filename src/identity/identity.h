@@ -71,7 +71,10 @@ typedef struct sw_identity_verify_opts {
   size_t max_len;            /* longest token */
   sw_identity_is_key_fn is_key;
   void *is_key_ud;
-  bool no_cache;             /* skip the verified-token cache (benchmarks) */
+  bool cache_miss;           /* benchmarks: the verified-token cache never
+                                answers (the token is still hashed, looked
+                                up and stored), so a repeated token costs
+                                what a new one does */
 } sw_identity_verify_opts_t;
 
 /* Verifies tok if it is a provider's token. Returns:
