@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "auth/b64url.h"
+#include "auth/jws_json.h"
 #include "util/clock.h"
 
 #define MAX_TIME_S 253402300799.0 /* 9999-12-31T23:59:59Z, as jwt.c */
@@ -34,12 +35,8 @@ static json_t *segment_object(const char *seg, size_t len) {
   char *buf = cap <= sizeof stack ? stack : malloc(cap ? cap : 1);
   if (!buf) return NULL;
   long got = b64url_decode(seg, len, (uint8_t *)buf, cap);
-  json_t *o = got > 0 ? json_loadb(buf, (size_t)got, JSON_REJECT_DUPLICATES, NULL) : NULL;
+  json_t *o = got > 0 ? jws_json_object(buf, (size_t)got) : NULL;
   if (buf != stack) free(buf);
-  if (o && !json_is_object(o)) {
-    json_decref(o);
-    o = NULL;
-  }
   return o;
 }
 

@@ -10,6 +10,7 @@
 
 #include "auth/jwk.h"
 #include "auth/jws.h"
+#include "auth/jws_json.h"
 #include "jose_helpers.h"
 
 #define NOW 1700000000000LL
@@ -270,6 +271,81 @@ static void test_claims(void **state) {
   EVP_PKEY_free(k);
 }
 
+/* jws_json_object answers exactly as json_loadb(JSON_REJECT_DUPLICATES)
+ * limited to objects, whichever of its two parsers runs, and the fast one
+ * takes the JSON real tokens hold (so the speed-up is not lost quietly). */
+static void test_json_fast_matches_jansson(void **state) {
+  static const struct {
+    const char *text;
+    int fast; /* 0: the fast parser must take it; 1: it must leave it to jansson; -1: either */
+  } cases[] = {
+      {"{\"iss\":\"https://idp.example.com\",\"sub\":\"user_2abc\",\"aud\":\"my-app\",\"iat\":1700000000,\"exp\":1700003600}", 0},
+      {"{\"alg\":\"RS256\",\"kid\":\"k1\",\"typ\":\"JWT\"}", 0},
+      {" {\n\t\"aud\" : [ \"a\" , \"https://t.auth0.com/userinfo\" ] ,\r\"realm_access\":{\"roles\":[\"x\",{}]},\"b\":[]} ", 0},
+      {"{\"name\":\"Jos\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\",\"ok\":true,\"no\":false,\"n\":null,\"neg\":-12,\"z\":0,\"m0\":-0}", 0},
+      {"{\"url\":\"https:\\/\\/x\\/y\",\"q\":\"a\\\"b\\\\c\\b\\f\\n\\r\\t\",\"\\/k\":1,\"\":2}", 0},
+      {"{\"big\":999999999999999999}", 0},
+      {"{}", 0},
+      {"{\"e\":\"\\u00e9\"}", 1},                  /* \u: jansson */
+      {"{\"t\":1700000000.5}", 1},                 /* fraction: jansson */
+      {"{\"t\":1e3}", 1},                          /* exponent: jansson */
+      {"{\"big\":9223372036854775807}", 1},        /* 19 digits: jansson */
+      {"{\"big\":92233720368547758070}", 1},       /* too big: jansson refuses */
+      {"{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":{\"g\":{\"h\":{\"i\":{\"j\":{\"k\":{\"l\":{\"m\":{\"n\":{\"o\":{\"p\":{\"q\":1}}}}}}}}}}}}}}}}}",
+       1},                                         /* 17 deep */
+      {"{\"a\":1,\"a\":2}", 1},                    /* duplicate names */
+      {"{\"o\":{\"a\":1,\"a\":1}}", 1},
+      {"{\"a\\/\":1,\"a/\":2}", 1},                /* the same name once decoded */
+      {"{\"s\":\"\xc0\x80\"}", 1},                 /* overlong */
+      {"{\"s\":\"\xed\xa0\x80\"}", 1},             /* surrogate */
+      {"{\"s\":\"\xf4\x90\x80\x80\"}", 1},         /* above U+10FFFF */
+      {"{\"s\":\"\xc3\"}", 1},                     /* truncated */
+      {"{\"s\":\"a\x01\"}", 1},                    /* control byte */
+      {"{\"s\":\"\\x\"}", 1},                      /* bad escape */
+      {"{\"n\":01}", 1}, {"{\"n\":-}", 1}, {"{\"n\":1x}", 1}, {"{\"n\":tru}", 1}, {"{\"n\":truee}", 1},
+      {"{} x", 1}, {"{},", 1}, {"{\"a\":1,}", 1}, {"{\"a\" 1}", 1}, {"{\"a\":[1,]}", 1}, {"{\"a\":[1 2]}", 1},
+      {"[1]", 1}, {"\"s\"", 1}, {"", 1}, {"{", 1}, {"{\"a\":", 1}, {"\xef\xbb\xbf{}", 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const char *t = cases[i].text;
+    size_t n = strlen(t);
+    print_message("%zu: %s\n", i, t);
+    json_t *ref = json_loadb(t, n, JSON_REJECT_DUPLICATES, NULL);
+    if (ref && !json_is_object(ref)) {
+      json_decref(ref);
+      ref = NULL;
+    }
+    json_t *got = jws_json_object(t, n), *fast = NULL;
+    int rc = jws_json_fast(t, n, &fast);
+    if (cases[i].fast >= 0) assert_int_equal(rc, cases[i].fast);
+    if (rc == 0) {
+      assert_non_null(ref);
+      assert_true(json_equal(fast, ref));
+    } else {
+      assert_null(fast);
+    }
+    if (!ref) {
+      assert_null(got);
+    } else {
+      assert_non_null(got);
+      assert_true(json_equal(got, ref));
+      /* Same members in the same order. */
+      char *a = json_dumps(got, JSON_COMPACT), *b = json_dumps(ref, JSON_COMPACT);
+      assert_string_equal(a, b);
+      free(a);
+      free(b);
+    }
+    json_decref(ref);
+    json_decref(got);
+    json_decref(fast);
+  }
+  /* Embedded NUL bytes (the text need not be NUL-terminated). */
+  static const char nul[] = "{\"a\":\"x\0y\"}";
+  json_t *o = NULL;
+  assert_int_equal(jws_json_fast(nul, sizeof nul - 1, &o), 1);
+  assert_null(jws_json_object(nul, sizeof nul - 1));
+}
+
 static void test_decode_refusals(void **state) {
   static const char *const bad[] = {
       "", "a", "a.b", "a.b.c.d", "a.b.c.d.e", "..", "e30.e30.", "e30..AAAA", ".e30.AAAA",
@@ -388,6 +464,7 @@ int main(void) {
       cmocka_unit_test(test_none_and_key_confusion), cmocka_unit_test(test_kid_selection),
       cmocka_unit_test(test_claims), cmocka_unit_test(test_decode_refusals),
       cmocka_unit_test(test_jwks_refusals), cmocka_unit_test(test_alg_names),
+      cmocka_unit_test(test_json_fast_matches_jansson),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
