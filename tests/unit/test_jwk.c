@@ -446,6 +446,94 @@ static void test_jwks_refusals(void **state) {
   EVP_PKEY_free(r);
 }
 
+/* What each key keeps between verifications (jwk.h) gives the answers
+ * fresh OpenSSL objects give: ECDSA signatures of every shape (R or S with
+ * leading zero bytes or the top bit set; P-521's two-byte DER length)
+ * through the DER written in jws.c, EdDSA's re-initialised context after
+ * refusals, and one RSA key verifying RS256 and PS256 in turn. */
+static bool both_verify(int alg, sw_jwk_t *k, const char *tok, bool flip) {
+  sw_jws_t j;
+  sw_error_t err = {0};
+  assert_int_equal(jws_decode(tok, strlen(tok), 0, &j, &err), 0);
+  if (flip) j.sig[j.sig_len - 1] ^= 1;
+  bool kept = jws_sig_ok_jwk(alg, k, (const uint8_t *)tok, j.signed_len, j.sig, j.sig_len);
+  bool fresh = jws_sig_ok(alg, k->pkey, (const uint8_t *)tok, j.signed_len, j.sig, j.sig_len);
+  assert_int_equal(kept, fresh);
+  jws_clear(&j);
+  return kept;
+}
+
+static void test_kept_contexts(void **state) {
+  static const int ec_algs[] = {SW_JWS_ES256, SW_JWS_ES384, SW_JWS_ES512};
+  for (size_t a = 0; a < 3; a++) {
+    int alg = ec_algs[a];
+    size_t half = alg == SW_JWS_ES256 ? 32 : alg == SW_JWS_ES384 ? 48 : 66;
+    EVP_PKEY *k = th_keygen(alg);
+    sw_jwks_t *keys = set_of(json_pack("[o]", th_jwk(k, alg, "k1")));
+    assert_non_null(keys);
+    int zeros = 0, high = 0, rounds = alg == SW_JWS_ES256 ? 2000 : 300;
+    for (int i = 0; i < rounds; i++) {
+      char claims[32];
+      snprintf(claims, sizeof claims, "{\"i\":%d}", i);
+      char *tok = th_sign_text("{}", claims, alg, k, NULL, 0);
+      sw_jws_t j;
+      sw_error_t err = {0};
+      assert_int_equal(jws_decode(tok, strlen(tok), 0, &j, &err), 0);
+      zeros += j.sig[0] == 0 || j.sig[half] == 0;
+      high += (j.sig[0] & 0x80) || (j.sig[half] & 0x80);
+      jws_clear(&j);
+      assert_true(both_verify(alg, &keys->keys[0], tok, false));
+      assert_false(both_verify(alg, &keys->keys[0], tok, true));
+      free(tok);
+    }
+    print_message("%s: %d of %d signatures with a leading zero byte, %d with a top bit set\n", jws_alg_name(alg),
+                  zeros, rounds, high);
+    /* ~16 expected for ES256; P-521's top byte is 0 or 1. */
+    assert_true(zeros > 0);
+    if (alg != SW_JWS_ES512) assert_true(high > 0);
+    jwks_free(keys);
+    EVP_PKEY_free(k);
+  }
+  /* EdDSA: refusals (a flipped bit, a short signature) in between do not
+   * spoil the kept context. */
+  EVP_PKEY *ed = th_keygen(SW_JWS_EDDSA);
+  sw_jwks_t *eds = set_of(json_pack("[o]", th_jwk(ed, SW_JWS_EDDSA, "k1")));
+  assert_non_null(eds);
+  char *etok = th_sign_text("{}", "{\"a\":1}", SW_JWS_EDDSA, ed, NULL, 0);
+  for (int i = 0; i < 20; i++) {
+    assert_true(both_verify(SW_JWS_EDDSA, &eds->keys[0], etok, false));
+    assert_false(both_verify(SW_JWS_EDDSA, &eds->keys[0], etok, true));
+    sw_jws_t j;
+    sw_error_t err = {0};
+    assert_int_equal(jws_decode(etok, strlen(etok), 0, &j, &err), 0);
+    assert_false(jws_sig_ok_jwk(SW_JWS_EDDSA, &eds->keys[0], (const uint8_t *)etok, j.signed_len, j.sig, 63));
+    jws_clear(&j);
+  }
+  free(etok);
+  jwks_free(eds);
+  EVP_PKEY_free(ed);
+  /* RSA without "alg": RS256 and PS256 tokens in turn on one key, each also
+   * checked as the other algorithm. */
+  EVP_PKEY *rk = th_keygen(SW_JWS_RS256);
+  json_t *jwk = th_jwk(rk, SW_JWS_RS256, "k1");
+  json_object_del(jwk, "alg");
+  sw_jwks_t *rks = set_of(json_pack("[o]", jwk));
+  assert_non_null(rks);
+  char *rs = th_sign_text("{}", "{\"a\":1}", SW_JWS_RS256, rk, NULL, 0);
+  char *ps = th_sign_text("{}", "{\"a\":1}", SW_JWS_PS256, rk, NULL, 0);
+  for (int i = 0; i < 3; i++) {
+    assert_true(both_verify(SW_JWS_RS256, &rks->keys[0], rs, false));
+    assert_false(both_verify(SW_JWS_PS256, &rks->keys[0], rs, false));
+    assert_true(both_verify(SW_JWS_PS256, &rks->keys[0], ps, false));
+    assert_false(both_verify(SW_JWS_RS256, &rks->keys[0], ps, false));
+    assert_false(both_verify(SW_JWS_PS256, &rks->keys[0], ps, true));
+  }
+  free(rs);
+  free(ps);
+  jwks_free(rks);
+  EVP_PKEY_free(rk);
+}
+
 static void test_alg_names(void **state) {
   assert_int_equal(jws_alg_from_name("RS256", 5), SW_JWS_RS256);
   assert_int_equal(jws_alg_from_name("EdDSA", 5), SW_JWS_EDDSA);
@@ -464,7 +552,7 @@ int main(void) {
       cmocka_unit_test(test_none_and_key_confusion), cmocka_unit_test(test_kid_selection),
       cmocka_unit_test(test_claims), cmocka_unit_test(test_decode_refusals),
       cmocka_unit_test(test_jwks_refusals), cmocka_unit_test(test_alg_names),
-      cmocka_unit_test(test_json_fast_matches_jansson),
+      cmocka_unit_test(test_json_fast_matches_jansson), cmocka_unit_test(test_kept_contexts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
