@@ -1,6 +1,7 @@
 #include "identity/identity.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,8 @@ typedef struct vslot {
 struct sw_identity {
   uv_loop_t *loop;
   vslot_t *vcache;       /* VCACHE_SLOTS, allocated with the first provider */
+  EVP_MD *sha256;        /* fetched once, and a context kept for the cache's */
+  EVP_MD_CTX *mdctx;     /* digests: SHA256() fetches the digest per call */
   sw_fetcher_t *fetcher; /* created with the first remote provider */
   uv_timer_t timer;
   bool timer_init;
@@ -302,6 +305,8 @@ int identity_add(sw_identity_t *id, sw_idp_t *const *idps, size_t n, sw_error_t 
   }
   if (remote && !id->fetcher && !(id->fetcher = fetcher_new(id->loop))) goto oom;
   if (!id->vcache && !(id->vcache = calloc(VCACHE_SLOTS, sizeof *id->vcache))) goto oom;
+  if (!id->sha256 && !(id->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) goto oom;
+  if (!id->mdctx && !(id->mdctx = EVP_MD_CTX_new())) goto oom;
   if (!id->timer_init) {
     uv_timer_init(id->loop, &id->timer);
     id->timer.data = id;
@@ -361,6 +366,8 @@ void identity_free(sw_identity_t *id) {
   if (!id) return;
   vcache_flush(id);
   free(id->vcache);
+  EVP_MD_CTX_free(id->mdctx);
+  EVP_MD_free(id->sha256);
   for (size_t i = 0; i < id->n; i++) rt_free(id->rts[i]);
   free(id->rts);
   free(id);
@@ -416,6 +423,13 @@ static const sw_jwks_t *usable_keys(const sw_idp_rt_t *rt, int64_t now) {
   return rt->keys;
 }
 
+/* The cache's key for a token: the SHA-256 of its text. */
+static bool token_digest(sw_identity_t *id, const char *tok, size_t n, uint8_t *digest) {
+  unsigned len = 0;
+  return EVP_DigestInit_ex2(id->mdctx, id->sha256, NULL) == 1 && EVP_DigestUpdate(id->mdctx, tok, n) == 1 &&
+         EVP_DigestFinal_ex(id->mdctx, digest, &len) == 1 && len == SHA256_DIGEST_LENGTH;
+}
+
 /* A cached verification of this token text, if one is still good. */
 static bool vcache_get(sw_identity_t *id, const uint8_t *digest, int64_t now, sw_idp_token_t *out) {
   vslot_t *v = &id->vcache[(digest[0] | (size_t)digest[1] << 8) & (VCACHE_SLOTS - 1)];
@@ -448,22 +462,26 @@ int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_ident
   size_t max_len = o->max_len ? o->max_len : SW_JWS_DEFAULT_MAX_LEN;
   json_t *hdr = n <= max_len ? jws_decode_header(tok, n) : NULL;
   const char *hkid = json_string_value(json_object_get(hdr, "kid"));
-  bool ably = !hdr || (hkid && o->is_key && o->is_key(o->is_key_ud, hkid));
-  json_decref(hdr);
-  if (ably) return 1;
+  if (!hdr || (hkid && o->is_key && o->is_key(o->is_key_ud, hkid))) {
+    json_decref(hdr);
+    return 1;
+  }
   uint8_t digest[SHA256_DIGEST_LENGTH];
   int64_t now = o->now_ms ? o->now_ms : clock_now_ms();
-  bool cache = id->vcache != NULL;
+  bool cache = id->vcache && token_digest(id, tok, n, digest);
   if (cache) {
-    SHA256((const uint8_t *)tok, n, digest);
-    if (vcache_get(id, digest, now, out) && !o->cache_miss) return 0;
+    if (vcache_get(id, digest, now, out) && !o->cache_miss) {
+      json_decref(hdr);
+      return 0;
+    }
     identity_token_clear(out);
   }
   sw_jws_t j;
   sw_error_t derr;
   /* Anything that does not decode as a JWS is left to the Ably JWT code,
-   * which gives the errors it always gave. */
-  if (jws_decode(tok, n, o->max_len, &j, &derr)) return 1;
+   * which gives the errors it always gave. The header decoded above is
+   * not decoded again. */
+  if (jws_decode_rest(tok, n, o->max_len, hdr, &j, &derr)) return 1;
   int rc = 1;
   if (json_object_get(j.header, "x-ably-token") || json_object_get(j.claims, "x-ably-token") || !j.iss) goto done;
   bool none;
