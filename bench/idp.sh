@@ -12,6 +12,8 @@
 # time the benchmark had its CPU.
 #
 # Usage: bench/idp.sh [SECONDS_PER_MEASUREMENT] [RUNS]
+#   STORM=N[,N...] (default 300,1000): the reconnect storms bench_idp runs
+#   (N users' tokens, each verified once, then all again; "" for none).
 # Needs build/bench_idp (cmake --build build --target bench_idp), node, npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +33,7 @@ echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo "$(openssl version), node $(node --version), jose $(node -p "require('./bench/node_modules/jose/package.json').version")"
 for ((r = 0; r < runs; r++)); do
   load0=$(cut -d' ' -f1 /proc/loadavg)
-  "${pin[@]}" "$bin" --seconds "$seconds" --tokens "$tmp/tokens.json" >>"$tmp/out"
+  "${pin[@]}" "$bin" --seconds "$seconds" --tokens "$tmp/tokens.json" --storm "${STORM-300,1000}" >>"$tmp/out"
   "${pin[@]}" node bench/idp_jose.mjs "$tmp/tokens.json" "$seconds" >>"$tmp/out"
   # The verify/s column of openssl speed.
   "${pin[@]}" openssl speed -seconds "$ossl_seconds" rsa2048 ecdsap256 ed25519 2>/dev/null | awk '
@@ -42,16 +44,18 @@ for ((r = 0; r < runs; r++)); do
 done
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.0f %.0f %.0f\n", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
-printf '%-6s %-9s %10s %17s %7s %7s %s\n' alg stage "median/s" "min-max" "%ossl" "x jose" "cpu share"
+printf '%-6s %-10s %10s %17s %7s %7s  %s\n' alg stage "median/s" "min-max" "%ossl" "x jose" "cpu share per run"
 for alg in RS256 ES256 EdDSA; do
   read -r ossl _ < <(grep "^$alg openssl " "$tmp/out" | awk '{print $3}' | median)
   read -r jose _ < <(grep "^$alg jose " "$tmp/out" | awk '{print $3}' | median)
-  for stage in openssl sig sig_fresh jws identity cached jose; do
-    grep -q "^$alg $stage " "$tmp/out" || continue
+  for stage in openssl $(awk -v a="$alg" '$1 == a && $2 != "openssl" && !seen[$2]++ { print $2 }' "$tmp/out"); do
     read -r med lo hi < <(grep "^$alg $stage " "$tmp/out" | awk '{print $3}' | median)
-    shares=$(grep "^$alg $stage " "$tmp/out" | sed -n 's/.*cpu=//p' | paste -sd' ' -)
-    awk -v a="$alg" -v s="$stage" -v m="$med" -v lo="$lo" -v hi="$hi" -v o="$ossl" -v j="$jose" -v sh="$shares" 'BEGIN {
-      printf "%-6s %-9s %10d %8d-%-8d %6.0f%% %7.2f %s\n", a, s, m, lo, hi, 100 * m / o, m / j, sh }'
+    shares=$(grep "^$alg $stage " "$tmp/out" | sed -n 's/.*cpu=\([0-9.]*\).*/\1/p' | paste -sd' ' -)
+    hits=$(grep "^$alg $stage " "$tmp/out" | sed -n 's/.*hits=//p' | paste -sd' ' -)
+    awk -v a="$alg" -v s="$stage" -v m="$med" -v lo="$lo" -v hi="$hi" -v o="$ossl" -v j="$jose" -v sh="$shares" \
+        -v h="$hits" 'BEGIN {
+      printf "%-6s %-10s %10d %8d-%-8d %6.0f%% %7.2f  %s%s\n", a, s, m, lo, hi, 100 * m / o, m / j, sh,
+        h == "" ? "" : "  hits " h }'
   done
 done
 # Issue 16: the whole verification (signature and claims: the identity

@@ -14,7 +14,11 @@
  *   identity  the whole provider path of identity_verify (routing, cache
  *             lookup, issuer selection, keys, checks, cache store) for a
  *             token the cache does not hold: what a new token costs;
- *   cached    the same token again with the cache on: a hash, no signature.
+ *   cached    the same token again with the cache on: a hash, no signature;
+ *   stormN    (with --storm N[,N...]) N tokens of N users, each verified
+ *             once to fill the cache, then all again in turn, as when N
+ *             clients reconnect at once: how many the cache answers (hits=)
+ *             and at what rate.
  *
  * Rates are per second of this thread's CPU time, as `openssl speed` counts
  * them (it divides by user CPU time unless given -elapsed), so that other
@@ -23,6 +27,7 @@
  * the CPU (1.00: nothing else wanted it).
  *
  * Usage: bench_idp [--seconds S | --count N] [--alg ALG] [--stage STAGE] [--tokens FILE]
+ *                  [--storm N[,N...]]
  *   S: CPU seconds per measurement (default 1); N: exactly N operations
  *   each instead (for callgrind's instruction counts); --alg and --stage
  *   pick one (e.g. to run one stage under perf); --tokens writes the tokens, their
@@ -56,6 +61,8 @@ typedef struct ctx {
   char *tok;
   sw_jws_t decoded; /* tok, decoded once for op_sig */
   sw_jws_policy_t pol;
+  char **storm; /* --storm: one token per user */
+  size_t storm_n, storm_i;
 } ctx_t;
 
 typedef bool (*op_fn)(ctx_t *c);
@@ -90,6 +97,29 @@ static bool op_identity(ctx_t *c, bool miss) {
 static bool op_identity_miss(ctx_t *c) { return op_identity(c, true); }
 static bool op_identity_cached(ctx_t *c) { return op_identity(c, false); }
 
+static bool op_storm(ctx_t *c) {
+  const char *tok = c->storm[c->storm_i++ % c->storm_n];
+  sw_identity_verify_opts_t o = {.default_leeway_ms = 30000};
+  sw_idp_token_t t;
+  sw_error_t err;
+  bool ok = identity_verify(c->id, tok, strlen(tok), &o, &t, &err) == 0;
+  identity_token_clear(&t);
+  return ok;
+}
+
+/* A Clerk-sized token of user i: the registered claims and a few custom ones. */
+static char *user_token(const ctx_t *c, long i, int64_t now) {
+  char sub[64], sid[64];
+  snprintf(sub, sizeof sub, "user_2abcdefghijklmnopq%06ld", i);
+  snprintf(sid, sizeof sid, "sess_2abcdefghijklmnopq%06ld", i);
+  json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:s}", "iss", ISSUER, "aud", AUDIENCE, "sub",
+                             sub, "iat", (json_int_t)now, "nbf", (json_int_t)now, "exp", (json_int_t)now + 3600, "sid",
+                             sid, "azp", "https://chat.example.com", "org_id", "org_2abcdefghijklmnopqrstuvwx");
+  char *tok = th_sign(json_pack("{s:s, s:s}", "kid", "k1", "typ", "JWT"), claims, c->alg, c->key);
+  json_decref(claims);
+  return tok;
+}
+
 /* Runs op for `seconds` of this thread's CPU time; returns ops per CPU
  * second and the thread's share of the wall-clock time in *share. */
 static double run(ctx_t *c, op_fn op, double seconds, long count, double *share) {
@@ -119,6 +149,7 @@ static void export_token(json_t *out, const ctx_t *c, json_t *set) {
 int main(int argc, char **argv) {
   double seconds = 1.0;
   long count = 0;
+  const char *storm = NULL;
   const char *only_alg = NULL, *only_stage = NULL, *tokens_file = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) seconds = atof(argv[++i]);
@@ -126,8 +157,9 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--alg") == 0 && i + 1 < argc) only_alg = argv[++i];
     else if (strcmp(argv[i], "--stage") == 0 && i + 1 < argc) only_stage = argv[++i];
     else if (strcmp(argv[i], "--tokens") == 0 && i + 1 < argc) tokens_file = argv[++i];
+    else if (strcmp(argv[i], "--storm") == 0 && i + 1 < argc) storm = argv[++i];
     else {
-      fprintf(stderr, "usage: bench_idp [--seconds S | --count N] [--alg RS256|ES256|EdDSA] [--stage STAGE] [--tokens FILE]\n");
+      fprintf(stderr, "usage: bench_idp [--seconds S | --count N] [--alg RS256|ES256|EdDSA] [--stage STAGE] [--tokens FILE] [--storm N[,N...]]\n");
       return 2;
     }
   }
@@ -163,12 +195,7 @@ int main(int argc, char **argv) {
       return 1;
     }
     int64_t now = clock_now_ms() / 1000;
-    /* A Clerk-sized token: the registered claims and a few custom ones. */
-    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:s}", "iss", ISSUER, "aud",
-                               AUDIENCE, "sub", "user_2abcdefghijklmnopqrstuvwx", "iat", (json_int_t)now, "nbf",
-                               (json_int_t)now, "exp", (json_int_t)now + 3600, "sid", "sess_2abcdefghijklmnopqrstuvwx",
-                               "azp", "https://chat.example.com", "org_id", "org_2abcdefghijklmnopqrstuvwx");
-    c.tok = th_sign(json_pack("{s:s, s:s}", "kid", "k1", "typ", "JWT"), claims, c.alg, c.key);
+    c.tok = user_token(&c, 0, now);
     if (jws_decode(c.tok, strlen(c.tok), 0, &c.decoded, &err)) return 1;
     static const char *const auds[] = {AUDIENCE};
     c.pol = (sw_jws_policy_t){.issuer = ISSUER, .audiences = auds, .n_audiences = 1,
@@ -181,6 +208,26 @@ int main(int argc, char **argv) {
       printf("%s %s %.0f cpu=%.2f\n", name, stages[s].name, rate, share);
       fflush(stdout);
     }
+    for (const char *sp = storm; sp && *sp && (!only_stage || strcmp(only_stage, "storm") == 0);) {
+      char *end;
+      long n = strtol(sp, &end, 10);
+      sp = *end == ',' ? end + 1 : "";
+      if (n <= 0) continue;
+      c.storm_n = (size_t)n;
+      c.storm_i = 0;
+      c.storm = calloc(c.storm_n, sizeof *c.storm);
+      for (size_t i = 0; i < c.storm_n; i++) c.storm[i] = user_token(&c, (long)i + 1, now);
+      for (size_t i = 0; i < c.storm_n; i++) op_storm(&c); /* connected once: the cache filled */
+      uint64_t l0, h0, l1, h1;
+      identity_cache_stats(c.id, &l0, &h0);
+      double share, rate = run(&c, op_storm, seconds, count, &share);
+      identity_cache_stats(c.id, &l1, &h1);
+      printf("%s storm%zu %.0f cpu=%.2f hits=%.3f\n", name, c.storm_n, rate, share,
+             l1 > l0 ? (double)(h1 - h0) / (double)(l1 - l0) : 0.0);
+      fflush(stdout);
+      for (size_t i = 0; i < c.storm_n; i++) free(c.storm[i]);
+      free(c.storm);
+    }
     identity_close(c.id);
     uv_run(&loop, UV_RUN_DEFAULT);
     identity_free(c.id);
@@ -188,7 +235,6 @@ int main(int argc, char **argv) {
     jwks_free(c.keys);
     jws_clear(&c.decoded);
     free(c.tok);
-    json_decref(claims);
     json_decref(set);
     json_decref(cfg);
     EVP_PKEY_free(c.key);

@@ -18,6 +18,7 @@
 #define REDISCOVER_MS ONE_DAY_MS /* an issuer's jwks_uri is looked up again at least daily */
 #define MAX_DISCOVERY_BYTES (64u * 1024u)
 #define VCACHE_SLOTS 1024u /* power of two */
+#define VCACHE_WAYS 4u     /* entries a token may take: VCACHE_SLOTS / VCACHE_WAYS sets */
 
 typedef struct sw_idp_rt {
   sw_idp_t *idp;
@@ -41,11 +42,17 @@ typedef struct sw_idp_rt {
  * the same tokens then costs a hash each, not a signature check. An entry
  * counts only while its provider's key set is the one it verified with
  * (keys_gen) and usable, and the token has not expired; everything after
- * verification (templates, capability, revocation) still runs per use. */
+ * verification (templates, capability, revocation) still runs per use.
+ * A token's digest picks a set of VCACHE_WAYS entries, and a new token
+ * takes an empty or unusable entry of its set, else the one least recently
+ * used: up to a few hundred tokens in a storm all stay (with one entry per
+ * digest, two of 300 tokens would already share one in 30% of cases, and
+ * then alternate). */
 typedef struct vslot {
   uint8_t digest[SHA256_DIGEST_LENGTH];
   sw_idp_rt_t *rt;       /* NULL: empty */
   uint64_t gen;
+  uint64_t used;         /* the cache's clock when last stored or hit */
   json_t *claims;
   int64_t exp_ms, iat_ms;
 } vslot_t;
@@ -55,6 +62,8 @@ struct sw_identity {
   vslot_t *vcache;       /* VCACHE_SLOTS, allocated with the first provider */
   EVP_MD *sha256;        /* fetched once, and a context kept for the cache's */
   EVP_MD_CTX *mdctx;     /* digests: SHA256() fetches the digest per call */
+  uint64_t lookups, hits; /* the cache's, for identity_cache_stats */
+  uint64_t clock;         /* the cache's: counts stores and hits */
   sw_fetcher_t *fetcher; /* created with the first remote provider */
   uv_timer_t timer;
   bool timer_init;
@@ -350,6 +359,11 @@ void identity_status(const sw_idp_t *p, sw_idp_status_t *st) {
   snprintf(st->last_error, sizeof st->last_error, "%s", rt->last_error);
 }
 
+void identity_cache_stats(const sw_identity_t *id, uint64_t *lookups, uint64_t *hits) {
+  *lookups = id ? id->lookups : 0;
+  *hits = id ? id->hits : 0;
+}
+
 void identity_close(sw_identity_t *id) {
   if (!id || id->closed) return;
   id->closed = true;
@@ -430,25 +444,54 @@ static bool token_digest(sw_identity_t *id, const char *tok, size_t n, uint8_t *
          EVP_DigestFinal_ex(id->mdctx, digest, &len) == 1 && len == SHA256_DIGEST_LENGTH;
 }
 
-/* A cached verification of this token text, if one is still good. */
-static bool vcache_get(sw_identity_t *id, const uint8_t *digest, int64_t now, sw_idp_token_t *out) {
-  vslot_t *v = &id->vcache[(digest[0] | (size_t)digest[1] << 8) & (VCACHE_SLOTS - 1)];
-  if (!v->rt || memcmp(v->digest, digest, sizeof v->digest) != 0) return false;
-  if (v->gen != v->rt->keys_gen || v->exp_ms <= now || (v->rt->idp->source != SW_IDP_SRC_SECRET && !usable_keys(v->rt, now)))
-    return false;
-  out->idp = v->rt->idp;
-  out->claims = json_incref(v->claims);
-  out->exp_ms = v->exp_ms;
-  out->iat_ms = v->iat_ms;
-  return true;
+/* The VCACHE_WAYS entries a digest may take. */
+static vslot_t *vcache_set(sw_identity_t *id, const uint8_t *digest) {
+  size_t set = (digest[0] | (size_t)digest[1] << 8) & (VCACHE_SLOTS / VCACHE_WAYS - 1);
+  return &id->vcache[set * VCACHE_WAYS];
 }
 
-static void vcache_put(sw_identity_t *id, const uint8_t *digest, sw_idp_rt_t *rt, const sw_idp_token_t *t) {
-  vslot_t *v = &id->vcache[(digest[0] | (size_t)digest[1] << 8) & (VCACHE_SLOTS - 1)];
+/* Does entry v still stand for a good verification? */
+static bool vslot_good(const vslot_t *v, int64_t now) {
+  return v->rt && v->gen == v->rt->keys_gen && v->exp_ms > now &&
+         (v->rt->idp->source == SW_IDP_SRC_SECRET || usable_keys(v->rt, now));
+}
+
+/* A cached verification of this token text, if one is still good. */
+static bool vcache_get(sw_identity_t *id, const uint8_t *digest, int64_t now, sw_idp_token_t *out) {
+  vslot_t *set = vcache_set(id, digest);
+  for (size_t w = 0; w < VCACHE_WAYS; w++) {
+    vslot_t *v = &set[w];
+    if (!v->rt || memcmp(v->digest, digest, sizeof v->digest) != 0) continue;
+    if (!vslot_good(v, now)) return false;
+    v->used = ++id->clock;
+    out->idp = v->rt->idp;
+    out->claims = json_incref(v->claims);
+    out->exp_ms = v->exp_ms;
+    out->iat_ms = v->iat_ms;
+    return true;
+  }
+  return false;
+}
+
+static void vcache_put(sw_identity_t *id, const uint8_t *digest, sw_idp_rt_t *rt, const sw_idp_token_t *t,
+                       int64_t now) {
+  vslot_t *set = vcache_set(id, digest), *v = NULL;
+  /* The token's own entry (gone stale), else an empty or unusable one,
+   * else the least recently used. */
+  for (size_t w = 0; w < VCACHE_WAYS && !v; w++)
+    if (set[w].rt && memcmp(set[w].digest, digest, sizeof set[w].digest) == 0) v = &set[w];
+  for (size_t w = 0; w < VCACHE_WAYS && !v; w++)
+    if (!vslot_good(&set[w], now)) v = &set[w];
+  if (!v) {
+    v = &set[0];
+    for (size_t w = 1; w < VCACHE_WAYS; w++)
+      if (set[w].used < v->used) v = &set[w];
+  }
   json_decref(v->claims);
   memcpy(v->digest, digest, sizeof v->digest);
   v->rt = rt;
   v->gen = rt->keys_gen;
+  v->used = ++id->clock;
   v->claims = json_incref(t->claims);
   v->exp_ms = t->exp_ms;
   v->iat_ms = t->iat_ms;
@@ -470,7 +513,9 @@ int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_ident
   int64_t now = o->now_ms ? o->now_ms : clock_now_ms();
   bool cache = id->vcache && token_digest(id, tok, n, digest);
   if (cache) {
+    id->lookups++;
     if (vcache_get(id, digest, now, out) && !o->cache_miss) {
+      id->hits++;
       json_decref(hdr);
       return 0;
     }
@@ -525,7 +570,7 @@ int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_ident
   j.claims = NULL;
   out->exp_ms = res.exp_ms;
   out->iat_ms = res.iat_ms;
-  if (cache) vcache_put(id, digest, rt, out);
+  if (cache) vcache_put(id, digest, rt, out, now);
   rc = 0;
 done:
   jws_clear(&j);

@@ -100,6 +100,10 @@ typedef struct sw_idp_status {
 } sw_idp_status_t;
 void identity_status(const sw_idp_t *p, sw_idp_status_t *st);
 
+/* The verified-token cache's counters since identity_new: lookups (one per
+ * provider token verified) and hits (answered without a signature check). */
+void identity_cache_stats(const sw_identity_t *id, uint64_t *lookups, uint64_t *hits);
+
 /* Closes the loop handles (shutdown); identity_free after the loop ended. */
 void identity_close(sw_identity_t *id);
 void identity_free(sw_identity_t *id);

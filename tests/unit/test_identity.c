@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/sha.h>
 
 #include "identity/identity.h"
 #include "identity/provider.h"
@@ -240,6 +241,65 @@ static void test_verify_file_and_inline(void **state) {
   EVP_PKEY_free(k2);
 }
 
+/* The verified-token cache keeps four tokens whose digests pick the same
+ * set (docs/benchmarks.md: a reconnect storm): the second round of the
+ * four is answered from the cache, none needs a signature check. With one
+ * entry per digest (before), each evicted the previous one and the second
+ * round missed every time. The set index is identity.c's: the low bits of
+ * the token's SHA-256. */
+static void test_cache_keeps_colliding_tokens(void **state) {
+  static const char secret[] = "0123456789abcdef0123456789abcdef";
+  sw_error_t err = {0};
+  sw_idp_t *p = parse("{\"id\":\"h\",\"issuer\":\"https://hs\",\"algorithms\":[\"HS256\"],"
+                      "\"sharedSecret\":\"0123456789abcdef0123456789abcdef\",\"capability\":{\"c:{sub}\":[\"subscribe\"]}}",
+                      false, &err);
+  if (!p) fail_msg("%s", err.message);
+  sw_identity_t *id = identity_new(uv_default_loop());
+  assert_int_equal(identity_add(id, &p, 1, &err), 0);
+  int64_t now = clock_now_ms() / 1000;
+  /* HS256 tokens are cheap to make: make them until four share the low 10
+   * bits of their digest (2048 tokens: about 2 per value, so a value with
+   * four is all but certain; more are made if not). */
+  enum { BUCKETS = 1024, WANT = 4 };
+  static char *toks[BUCKETS][WANT];
+  static int count[BUCKETS];
+  memset(count, 0, sizeof count);
+  int full = -1;
+  for (int i = 0; full < 0 && i < 100000; i++) {
+    char claims[160];
+    snprintf(claims, sizeof claims, "{\"iss\":\"https://hs\",\"sub\":\"u%d\",\"exp\":%lld}", i, (long long)now + 600);
+    char *tok = th_sign_text("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, SW_JWS_HS256, NULL,
+                             (const uint8_t *)secret, sizeof secret - 1);
+    uint8_t d[32];
+    SHA256((const uint8_t *)tok, strlen(tok), d);
+    int b = (d[0] | d[1] << 8) & (BUCKETS - 1);
+    if (count[b] < WANT) toks[b][count[b]++] = tok;
+    else free(tok);
+    if (count[b] == WANT) full = b;
+  }
+  assert_true(full >= 0);
+  sw_identity_verify_opts_t o = {.default_leeway_ms = 30000};
+  sw_idp_token_t t;
+  uint64_t l0, h0, l1, h1;
+  for (int round = 0; round < 2; round++) {
+    identity_cache_stats(id, &l0, &h0);
+    for (int k = 0; k < WANT; k++) {
+      assert_int_equal(identity_verify(id, toks[full][k], strlen(toks[full][k]), &o, &t, &err), 0);
+      assert_ptr_equal(t.idp, p);
+      identity_token_clear(&t);
+    }
+    identity_cache_stats(id, &l1, &h1);
+    assert_int_equal(l1 - l0, WANT);
+    assert_int_equal(h1 - h0, round == 0 ? 0 : WANT);
+  }
+  for (int b = 0; b < BUCKETS; b++)
+    for (int k = 0; k < count[b]; k++) free(toks[b][k]);
+  identity_close(id);
+  uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+  identity_free(id);
+  idp_free(p);
+}
+
 static void test_bad_jwks_file(void **state) {
   sw_error_t err = {0};
   sw_idp_t *p = parse("{\"id\":\"f\",\"issuer\":\"https://file\",\"jwksFile\":\"/nonexistent/jwks.json\",\"key\":\"k\"}", true, &err);
@@ -260,6 +320,7 @@ int main(void) {
       cmocka_unit_test(test_parse_ok),       cmocka_unit_test(test_parse_refusals),
       cmocka_unit_test(test_urls),           cmocka_unit_test(test_conflicts),
       cmocka_unit_test(test_verify_file_and_inline), cmocka_unit_test(test_bad_jwks_file),
+      cmocka_unit_test(test_cache_keeps_colliding_tokens),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
