@@ -93,8 +93,14 @@ int jws_decode(const char *tok, size_t n, size_t max_len, sw_jws_t *out, sw_erro
   return decode(tok, n, max_len, NULL, out, err);
 }
 
-int jws_decode_rest(const char *tok, size_t n, size_t max_len, json_t *header, sw_jws_t *out, sw_error_t *err) {
-  return decode(tok, n, max_len, header, out, err);
+int jws_decode_rest(const char *tok, size_t n, size_t max_len, json_t *header, const uint8_t *signed_sha256,
+                    size_t signed_len, sw_jws_t *out, sw_error_t *err) {
+  int rc = decode(tok, n, max_len, header, out, err);
+  if (rc == 0 && signed_sha256 && signed_len == out->signed_len) {
+    memcpy(out->signed_sha256, signed_sha256, sizeof out->signed_sha256);
+    out->has_signed_sha256 = true;
+  }
+  return rc;
 }
 
 /* ---- signatures ---- */
@@ -202,7 +208,10 @@ static bool memo_for(sw_jwk_t *k, int alg) {
   return ok;
 }
 
-bool jws_sig_ok_jwk(int alg, sw_jwk_t *k, const uint8_t *data, size_t dlen, const uint8_t *sig, size_t slen) {
+/* jws_sig_ok_jwk, with the SHA-256 of data when the caller has it (NULL
+ * otherwise; used only by the algorithms that hash with SHA-256). */
+static bool sig_ok_kept(int alg, sw_jwk_t *k, const uint8_t *data, size_t dlen, const uint8_t *sha256,
+                        const uint8_t *sig, size_t slen) {
   sw_jwk_family_t fam = jws_alg_family(alg);
   if (!fam || fam != k->family || !memo_for(k, alg)) return jws_sig_ok(alg, k->pkey, data, dlen, sig, slen);
   if (fam == SW_JWK_ED25519) {
@@ -223,10 +232,15 @@ bool jws_sig_ok_jwk(int alg, sw_jwk_t *k, const uint8_t *data, size_t dlen, cons
   } else if (slen != (size_t)EVP_PKEY_get_size(k->pkey)) {
     return false;
   }
+  if (sha256 && alg_md(alg) == EVP_sha256()) return EVP_PKEY_verify(k->vctx, sig, slen, sha256, 32) == 1;
   uint8_t md[EVP_MAX_MD_SIZE];
   unsigned mdlen = 0;
   return EVP_DigestInit_ex2(k->mdctx, k->md, NULL) == 1 && EVP_DigestUpdate(k->mdctx, data, dlen) == 1 &&
          EVP_DigestFinal_ex(k->mdctx, md, &mdlen) == 1 && EVP_PKEY_verify(k->vctx, sig, slen, md, mdlen) == 1;
+}
+
+bool jws_sig_ok_jwk(int alg, sw_jwk_t *k, const uint8_t *data, size_t dlen, const uint8_t *sig, size_t slen) {
+  return sig_ok_kept(alg, k, data, dlen, NULL, sig, slen);
 }
 
 static bool hmac_ok(int alg, const uint8_t *secret, size_t slen, const uint8_t *data, size_t dlen,
@@ -279,6 +293,7 @@ static int check_signature(const sw_jws_t *j, const char *tok, const sw_jws_poli
   }
   size_t same_kid = 0, fitting = 0;
   const sw_jwk_t *only = NULL;
+  const uint8_t *sha256 = j->has_signed_sha256 ? j->signed_sha256 : NULL;
   for (size_t i = 0; keys && i < keys->n; i++) {
     const sw_jwk_t *k = &keys->keys[i];
     if (j->kid && (!k->has_kid || strcmp(k->kid, j->kid) != 0)) continue;
@@ -287,7 +302,7 @@ static int check_signature(const sw_jws_t *j, const char *tok, const sw_jws_poli
     fitting++;
     only = k;
     /* The keys' verify contexts are a memo (jwk.h), hence the cast. */
-    if (j->kid && jws_sig_ok_jwk(j->alg, (sw_jwk_t *)k, data, j->signed_len, j->sig, j->sig_len)) return 0;
+    if (j->kid && sig_ok_kept(j->alg, (sw_jwk_t *)k, data, j->signed_len, sha256, j->sig, j->sig_len)) return 0;
   }
   if (j->kid && !same_kid) {
     res->unknown_kid = true;
@@ -296,7 +311,7 @@ static int check_signature(const sw_jws_t *j, const char *tok, const sw_jws_poli
   if (!fitting) return errors_set(err, 40144, "invalid JWT: no key of this identity provider fits %s", jws_alg_name(j->alg)), -1;
   if (!j->kid) {
     if (fitting > 1) return bad(err, "no kid, and the identity provider has several keys for this algorithm");
-    if (jws_sig_ok_jwk(j->alg, (sw_jwk_t *)only, data, j->signed_len, j->sig, j->sig_len)) return 0;
+    if (sig_ok_kept(j->alg, (sw_jwk_t *)only, data, j->signed_len, sha256, j->sig, j->sig_len)) return 0;
   }
   return bad(err, "signature does not verify");
 }

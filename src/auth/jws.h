@@ -50,6 +50,10 @@ typedef struct sw_jws {
   int alg;                 /* jws_alg_from_name(header alg), or -1 */
   const char *kid;         /* into header; NULL when absent or not a string */
   const char *iss;         /* into claims; NULL when absent or not a string */
+  /* The SHA-256 of the signed part, when the caller already had it
+   * (jws_decode_rest): RS256, PS256 and ES256 then do not hash it again. */
+  uint8_t signed_sha256[32];
+  bool has_signed_sha256;
 } sw_jws_t;
 
 /* Splits and decodes tok (n bytes, need not be NUL-terminated): at most
@@ -67,8 +71,13 @@ json_t *jws_decode_header(const char *tok, size_t n);
 
 /* jws_decode for a token whose header jws_decode_header already gave:
  * header (non-NULL, of this very tok) is taken over, on failure too, and
- * not decoded again. Same answers as jws_decode. */
-int jws_decode_rest(const char *tok, size_t n, size_t max_len, json_t *header, sw_jws_t *out, sw_error_t *err);
+ * not decoded again. signed_sha256, if not NULL, is the SHA-256 of tok's
+ * first signed_len bytes, which the caller hashed already (identity.c's
+ * cache key): it is kept for the signature check when signed_len is
+ * indeed the length of the token's signed part, and ignored otherwise.
+ * Same answers as jws_decode. */
+int jws_decode_rest(const char *tok, size_t n, size_t max_len, json_t *header, const uint8_t *signed_sha256,
+                    size_t signed_len, sw_jws_t *out, sw_error_t *err);
 
 /* What a provider accepts. */
 typedef struct sw_jws_policy {

@@ -38,8 +38,12 @@ typedef struct sw_idp_rt {
   char last_error[256];
 } sw_idp_rt_t;
 
-/* A token that verified, by the SHA-256 of its text: a reconnect storm of
- * the same tokens then costs a hash each, not a signature check. An entry
+/* A token that verified, by the SHA-256 of its signed part (header.claims)
+ * and the exact text of its signature: a reconnect storm of the same
+ * tokens then costs a hash each, not a signature check. (The signed part's
+ * digest is the one RS256, PS256 and ES256 verify, so a new token hashes
+ * once; the signature's text must match too, or the claims of a cached
+ * token would pass with any signature.) An entry
  * counts only while its provider's key set is the one it verified with
  * (keys_gen) and usable, and the token has not expired; everything after
  * verification (templates, capability, revocation) still runs per use.
@@ -50,6 +54,8 @@ typedef struct sw_idp_rt {
  * then alternate). */
 typedef struct vslot {
   uint8_t digest[SHA256_DIGEST_LENGTH];
+  char *sig;             /* owned: the signature segment's text */
+  size_t sig_len;
   sw_idp_rt_t *rt;       /* NULL: empty */
   uint64_t gen;
   uint64_t used;         /* the cache's clock when last stored or hit */
@@ -61,7 +67,7 @@ struct sw_identity {
   uv_loop_t *loop;
   vslot_t *vcache;       /* VCACHE_SLOTS, allocated with the first provider */
   EVP_MD *sha256;        /* fetched once, and a context kept for the cache's */
-  EVP_MD_CTX *mdctx;     /* digests: SHA256() fetches the digest per call */
+  EVP_MD_CTX *mdctx;     /* digests (SHA256() would fetch it per call) */
   uint64_t lookups, hits; /* the cache's, for identity_cache_stats */
   uint64_t clock;         /* the cache's: counts stores and hits */
   sw_fetcher_t *fetcher; /* created with the first remote provider */
@@ -95,6 +101,7 @@ static void set_keys(sw_idp_rt_t *rt, sw_jwks_t *k, bool owns) {
 static void vcache_flush(sw_identity_t *id) {
   for (size_t i = 0; id->vcache && i < VCACHE_SLOTS; i++) {
     json_decref(id->vcache[i].claims);
+    free(id->vcache[i].sig);
     memset(&id->vcache[i], 0, sizeof id->vcache[i]);
   }
 }
@@ -437,16 +444,37 @@ static const sw_jwks_t *usable_keys(const sw_idp_rt_t *rt, int64_t now) {
   return rt->keys;
 }
 
-/* The cache's key for a token: the SHA-256 of its text. */
-static bool token_digest(sw_identity_t *id, const char *tok, size_t n, uint8_t *digest) {
+/* A token's key in the cache: the SHA-256 of its signed part and the text
+ * of its signature. */
+typedef struct vkey {
+  uint8_t digest[SHA256_DIGEST_LENGTH];
+  size_t signed_len;
+  const char *sig; /* into the token */
+  size_t sig_len;
+} vkey_t;
+
+/* Fills *k for tok; false when tok is not three dot-separated segments
+ * (it then cannot verify anyway). */
+static bool token_key(sw_identity_t *id, const char *tok, size_t n, vkey_t *k) {
+  const char *d1 = memchr(tok, '.', n);
+  const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - tok)) : NULL;
+  if (!d2) return false;
+  k->signed_len = (size_t)(d2 - tok);
+  k->sig = d2 + 1;
+  k->sig_len = n - k->signed_len - 1;
   unsigned len = 0;
-  return EVP_DigestInit_ex2(id->mdctx, id->sha256, NULL) == 1 && EVP_DigestUpdate(id->mdctx, tok, n) == 1 &&
-         EVP_DigestFinal_ex(id->mdctx, digest, &len) == 1 && len == SHA256_DIGEST_LENGTH;
+  return EVP_DigestInit_ex2(id->mdctx, id->sha256, NULL) == 1 && EVP_DigestUpdate(id->mdctx, tok, k->signed_len) == 1 &&
+         EVP_DigestFinal_ex(id->mdctx, k->digest, &len) == 1 && len == SHA256_DIGEST_LENGTH;
 }
 
-/* The VCACHE_WAYS entries a digest may take. */
-static vslot_t *vcache_set(sw_identity_t *id, const uint8_t *digest) {
-  size_t set = (digest[0] | (size_t)digest[1] << 8) & (VCACHE_SLOTS / VCACHE_WAYS - 1);
+static bool vslot_is(const vslot_t *v, const vkey_t *k) {
+  return v->rt && v->sig_len == k->sig_len && memcmp(v->digest, k->digest, sizeof v->digest) == 0 &&
+         memcmp(v->sig, k->sig, k->sig_len) == 0;
+}
+
+/* The VCACHE_WAYS entries a key may take. */
+static vslot_t *vcache_set(sw_identity_t *id, const vkey_t *k) {
+  size_t set = (k->digest[0] | (size_t)k->digest[1] << 8) & (VCACHE_SLOTS / VCACHE_WAYS - 1);
   return &id->vcache[set * VCACHE_WAYS];
 }
 
@@ -456,12 +484,12 @@ static bool vslot_good(const vslot_t *v, int64_t now) {
          (v->rt->idp->source == SW_IDP_SRC_SECRET || usable_keys(v->rt, now));
 }
 
-/* A cached verification of this token text, if one is still good. */
-static bool vcache_get(sw_identity_t *id, const uint8_t *digest, int64_t now, sw_idp_token_t *out) {
-  vslot_t *set = vcache_set(id, digest);
+/* A cached verification of this token, if one is still good. */
+static bool vcache_get(sw_identity_t *id, const vkey_t *k, int64_t now, sw_idp_token_t *out) {
+  vslot_t *set = vcache_set(id, k);
   for (size_t w = 0; w < VCACHE_WAYS; w++) {
     vslot_t *v = &set[w];
-    if (!v->rt || memcmp(v->digest, digest, sizeof v->digest) != 0) continue;
+    if (!vslot_is(v, k)) continue;
     if (!vslot_good(v, now)) return false;
     v->used = ++id->clock;
     out->idp = v->rt->idp;
@@ -473,13 +501,12 @@ static bool vcache_get(sw_identity_t *id, const uint8_t *digest, int64_t now, sw
   return false;
 }
 
-static void vcache_put(sw_identity_t *id, const uint8_t *digest, sw_idp_rt_t *rt, const sw_idp_token_t *t,
-                       int64_t now) {
-  vslot_t *set = vcache_set(id, digest), *v = NULL;
+static void vcache_put(sw_identity_t *id, const vkey_t *k, sw_idp_rt_t *rt, const sw_idp_token_t *t, int64_t now) {
+  vslot_t *set = vcache_set(id, k), *v = NULL;
   /* The token's own entry (gone stale), else an empty or unusable one,
    * else the least recently used. */
   for (size_t w = 0; w < VCACHE_WAYS && !v; w++)
-    if (set[w].rt && memcmp(set[w].digest, digest, sizeof set[w].digest) == 0) v = &set[w];
+    if (vslot_is(&set[w], k)) v = &set[w];
   for (size_t w = 0; w < VCACHE_WAYS && !v; w++)
     if (!vslot_good(&set[w], now)) v = &set[w];
   if (!v) {
@@ -487,8 +514,14 @@ static void vcache_put(sw_identity_t *id, const uint8_t *digest, sw_idp_rt_t *rt
     for (size_t w = 1; w < VCACHE_WAYS; w++)
       if (set[w].used < v->used) v = &set[w];
   }
+  char *sig = v->sig_len == k->sig_len ? v->sig : malloc(k->sig_len ? k->sig_len : 1);
+  if (!sig) return; /* not cached: it verifies again next time */
+  if (sig != v->sig) free(v->sig);
   json_decref(v->claims);
-  memcpy(v->digest, digest, sizeof v->digest);
+  memcpy(sig, k->sig, k->sig_len);
+  memcpy(v->digest, k->digest, sizeof v->digest);
+  v->sig = sig;
+  v->sig_len = k->sig_len;
   v->rt = rt;
   v->gen = rt->keys_gen;
   v->used = ++id->clock;
@@ -509,12 +542,12 @@ int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_ident
     json_decref(hdr);
     return 1;
   }
-  uint8_t digest[SHA256_DIGEST_LENGTH];
+  vkey_t key;
   int64_t now = o->now_ms ? o->now_ms : clock_now_ms();
-  bool cache = id->vcache && token_digest(id, tok, n, digest);
+  bool cache = id->vcache && token_key(id, tok, n, &key);
   if (cache) {
     id->lookups++;
-    if (vcache_get(id, digest, now, out) && !o->cache_miss) {
+    if (vcache_get(id, &key, now, out) && !o->cache_miss) {
       id->hits++;
       json_decref(hdr);
       return 0;
@@ -526,7 +559,8 @@ int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_ident
   /* Anything that does not decode as a JWS is left to the Ably JWT code,
    * which gives the errors it always gave. The header decoded above is
    * not decoded again. */
-  if (jws_decode_rest(tok, n, o->max_len, hdr, &j, &derr)) return 1;
+  if (jws_decode_rest(tok, n, o->max_len, hdr, cache ? key.digest : NULL, cache ? key.signed_len : 0, &j, &derr))
+    return 1;
   int rc = 1;
   if (json_object_get(j.header, "x-ably-token") || json_object_get(j.claims, "x-ably-token") || !j.iss) goto done;
   bool none;
@@ -570,7 +604,7 @@ int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_ident
   j.claims = NULL;
   out->exp_ms = res.exp_ms;
   out->iat_ms = res.iat_ms;
-  if (cache) vcache_put(id, digest, rt, out, now);
+  if (cache) vcache_put(id, &key, rt, out, now);
   rc = 0;
 done:
   jws_clear(&j);

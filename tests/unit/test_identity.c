@@ -198,6 +198,28 @@ static void test_verify_file_and_inline(void **state) {
     identity_token_clear(&t);
   }
   o.cache_miss = false;
+  /* While it is cached: its header.claims with another signature, and its
+   * signature on other claims, are still refused (the cache key is the
+   * signed part's digest and the signature's text). */
+  char *forged = strdup(tok);
+  char *sigpart = strrchr(forged, '.') + 5;
+  *sigpart = *sigpart == 'A' ? 'B' : 'A';
+  assert_int_equal(identity_verify(id, forged, strlen(forged), &o, &t, &err), -1);
+  assert_int_equal(err.code, 40144);
+  json_t *other = json_pack("{s:s,s:s,s:I,s:I}", "iss", "https://file", "sub", "v", "iat", (json_int_t)now, "exp",
+                            (json_int_t)now + 60);
+  char *tok2 = th_sign(json_pack("{s:s}", "kid", "f1"), other, SW_JWS_ES256, k);
+  char *spliced = malloc(strlen(tok) + strlen(tok2) + 1);
+  strcpy(spliced, tok2);
+  strcpy(strrchr(spliced, '.') + 1, strrchr(tok, '.') + 1);
+  assert_int_equal(identity_verify(id, spliced, strlen(spliced), &o, &t, &err), -1);
+  assert_int_equal(err.code, 40144);
+  assert_int_equal(identity_verify(id, tok, strlen(tok), &o, &t, &err), 0); /* the real one still is */
+  identity_token_clear(&t);
+  free(forged);
+  free(spliced);
+  free(tok2);
+  json_decref(other);
   free(tok);
   /* The inline provider's key under the file provider's issuer: refused. */
   tok = th_sign(json_pack("{s:s}", "kid", "i1"), claims, SW_JWS_EDDSA, k2);
@@ -246,7 +268,7 @@ static void test_verify_file_and_inline(void **state) {
  * four is answered from the cache, none needs a signature check. With one
  * entry per digest (before), each evicted the previous one and the second
  * round missed every time. The set index is identity.c's: the low bits of
- * the token's SHA-256. */
+ * the SHA-256 of the token's signed part. */
 static void test_cache_keeps_colliding_tokens(void **state) {
   static const char secret[] = "0123456789abcdef0123456789abcdef";
   sw_error_t err = {0};
@@ -271,7 +293,7 @@ static void test_cache_keeps_colliding_tokens(void **state) {
     char *tok = th_sign_text("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, SW_JWS_HS256, NULL,
                              (const uint8_t *)secret, sizeof secret - 1);
     uint8_t d[32];
-    SHA256((const uint8_t *)tok, strlen(tok), d);
+    SHA256((const uint8_t *)tok, (size_t)(strrchr(tok, '.') - tok), d); /* the signed part's */
     int b = (d[0] | d[1] << 8) & (BUCKETS - 1);
     if (count[b] < WANT) toks[b][count[b]++] = tok;
     else free(tok);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <openssl/sha.h>
 
 #include "auth/jwk.h"
 #include "auth/jws.h"
@@ -534,6 +535,45 @@ static void test_kept_contexts(void **state) {
   EVP_PKEY_free(rk);
 }
 
+/* jws_decode_rest with the signed part's SHA-256 from the caller: used by
+ * RS256/PS256/ES256 (a wrong one fails), ignored when its length is not
+ * the signed part's, not used by other algorithms. */
+static void test_caller_digest(void **state) {
+  static const int algs[] = {SW_JWS_RS256, SW_JWS_PS256, SW_JWS_ES256, SW_JWS_ES384, SW_JWS_EDDSA};
+  for (size_t a = 0; a < sizeof algs / sizeof *algs; a++) {
+    int alg = algs[a];
+    bool sha256 = alg == SW_JWS_RS256 || alg == SW_JWS_PS256 || alg == SW_JWS_ES256;
+    EVP_PKEY *k = th_keygen(alg);
+    sw_jwks_t *keys = set_of(json_pack("[o]", th_jwk(k, alg, "k1")));
+    json_t *claims = claims_now();
+    char *tok = th_sign(json_pack("{s:s}", "kid", "k1"), claims, alg, k);
+    size_t n = strlen(tok), signed_len = (size_t)(strrchr(tok, '.') - tok);
+    uint8_t good[32], bad[32];
+    SHA256((const uint8_t *)tok, signed_len, good);
+    memcpy(bad, good, sizeof bad);
+    bad[7] ^= 1;
+    sw_jws_policy_t pol = policy(SW_JWS_ALG_BIT(alg));
+    struct {
+      const uint8_t *d;
+      size_t len;
+      bool ok;
+    } cases[] = {{good, signed_len, true}, {bad, signed_len, !sha256}, {bad, signed_len - 1, true}, {NULL, 0, true}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+      sw_jws_t j;
+      sw_error_t err = {0};
+      sw_jws_result_t res;
+      assert_int_equal(jws_decode_rest(tok, n, 0, jws_decode_header(tok, n), cases[c].d, cases[c].len, &j, &err), 0);
+      print_message("%s case %zu\n", jws_alg_name(alg), c);
+      assert_int_equal(jws_verify(&j, tok, &pol, keys, &res, &err) == 0, cases[c].ok);
+      jws_clear(&j);
+    }
+    free(tok);
+    json_decref(claims);
+    jwks_free(keys);
+    EVP_PKEY_free(k);
+  }
+}
+
 static void test_alg_names(void **state) {
   assert_int_equal(jws_alg_from_name("RS256", 5), SW_JWS_RS256);
   assert_int_equal(jws_alg_from_name("EdDSA", 5), SW_JWS_EDDSA);
@@ -553,6 +593,7 @@ int main(void) {
       cmocka_unit_test(test_claims), cmocka_unit_test(test_decode_refusals),
       cmocka_unit_test(test_jwks_refusals), cmocka_unit_test(test_alg_names),
       cmocka_unit_test(test_json_fast_matches_jansson), cmocka_unit_test(test_kept_contexts),
+      cmocka_unit_test(test_caller_digest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
