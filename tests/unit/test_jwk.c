@@ -489,8 +489,9 @@ static void test_kept_contexts(void **state) {
     }
     print_message("%s: %d of %d signatures with a leading zero byte, %d with a top bit set\n", jws_alg_name(alg),
                   zeros, rounds, high);
-    /* ~16 expected for ES256; P-521's top byte is 0 or 1. */
-    assert_true(zeros > 0);
+    /* ~16 expected of ES256's 2000 (none: p = e^-15.6); P-521's top byte
+     * is 0 or 1. ES384's 300 have one only 90% of the time: not asserted. */
+    if (alg != SW_JWS_ES384) assert_true(zeros > 0);
     if (alg != SW_JWS_ES512) assert_true(high > 0);
     jwks_free(keys);
     EVP_PKEY_free(k);
