@@ -59,13 +59,17 @@ for alg in RS256 ES256 EdDSA; do
   done
 done
 # Issue 16: the whole verification (signature and claims: the identity
-# stage) at >= 85% of openssl's raw verify rate, and RS256 >= 2.8x jose.
+# stage) at >= 85% of openssl's raw verify rate, and RS256 >= 2.8x jose
+# (both ways of running jose are shown; "jose" is the faster).
 for alg in RS256 ES256 EdDSA; do
   read -r ossl _ < <(grep "^$alg openssl " "$tmp/out" | awk '{print $3}' | median)
   read -r full _ < <(grep "^$alg identity " "$tmp/out" | awk '{print $3}' | median)
   read -r jose _ < <(grep "^$alg jose " "$tmp/out" | awk '{print $3}' | median)
-  awk -v a="$alg" -v f="$full" -v o="$ossl" -v j="$jose" 'BEGIN {
-    ok = f >= 0.85 * o && (a != "RS256" || f >= 2.8 * j)
-    printf "target %s: identity %.0f%% of openssl%s: %s\n", a, 100 * f / o,
-      a == "RS256" ? sprintf(", %.2fx jose", f / j) : "", ok ? "met" : "NOT met" }'
+  read -r jose1 _ < <(grep "^$alg jose1 " "$tmp/out" | awk '{print $3}' | median)
+  awk -v a="$alg" -v f="$full" -v o="$ossl" -v j="$jose" -v j1="$jose1" 'BEGIN {
+    printf "target %s: identity %.0f%% of openssl (>= 85%%: %s)", a, 100 * f / o, f >= 0.85 * o ? "met" : "NOT met"
+    if (a == "RS256")
+      printf "; %.2fx jose, %.2fx jose1 (>= 2.8x: %s, %s)", f / j, f / j1, f >= 2.8 * j ? "met" : "NOT met",
+        f >= 2.8 * j1 ? "met" : "NOT met"
+    printf "\n" }'
 done
