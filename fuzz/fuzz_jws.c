@@ -6,6 +6,10 @@
  *              (RS256, ES256 and Ed25519 keys) and the HMAC secret;
  *   mode odd:  the data is "<header JSON>\n<claims JSON>", signed here with
  *              the fuzzer's HS256 secret so the claim checks get fuzzed.
+ * Also, for the data itself and (odd mode) each of the two texts: the fast
+ * JSON parser of auth/jws_json.c gives exactly what json_loadb with
+ * JSON_REJECT_DUPLICATES gives (same members, same order), or leaves the
+ * text to it.
  * Checks, aborting on any violation:
  *   - refusals are 40144/40142 (401), 40003 (400) or 50000;
  *   - an accepted token has alg in the allow-list, no jku/x5u/x5c/jwk/crit,
@@ -20,6 +24,7 @@
 
 #include "auth/b64url.h"
 #include "auth/jws.h"
+#include "auth/jws_json.h"
 
 #include "check.h"
 
@@ -77,15 +82,44 @@ static bool aud_ok(const json_t *aud) {
   return false;
 }
 
+/* jws_json against jansson on text p (n bytes). */
+static void json_differential(const char *p, size_t n) {
+  json_t *ref = json_loadb(p, n, JSON_REJECT_DUPLICATES, NULL);
+  if (ref && !json_is_object(ref)) {
+    json_decref(ref);
+    ref = NULL;
+  }
+  json_t *fast = NULL, *got = jws_json_object(p, n);
+  if (jws_json_fast(p, n, &fast) == 0) {
+    CHECK(ref && json_equal(fast, ref));
+  } else {
+    CHECK(fast == NULL);
+  }
+  CHECK(!got == !ref);
+  if (ref) {
+    CHECK(json_equal(got, ref));
+    char *a = json_dumps(got, JSON_COMPACT), *b = json_dumps(ref, JSON_COMPACT);
+    CHECK(a && b && strcmp(a, b) == 0);
+    free(a);
+    free(b);
+  }
+  json_decref(ref);
+  json_decref(got);
+  json_decref(fast);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > 16384) return 0;
   bool signed_here = data[0] & 1;
   const char *p = (const char *)data + 1;
   size_t n = size - 1;
   char *tok;
+  json_differential(p, n);
   if (signed_here) {
     const char *nl = memchr(p, '\n', n);
     if (!nl) return 0;
+    json_differential(p, (size_t)(nl - p));
+    json_differential(nl + 1, n - (size_t)(nl + 1 - p));
     tok = sign(p, (size_t)(nl - p), nl + 1, n - (size_t)(nl + 1 - p));
   } else {
     tok = malloc(n + 1);

@@ -42,6 +42,8 @@ bool jwk_fits(const sw_jwk_t *k, int alg) {
 void jwk_clear(sw_jwk_t *k) {
   if (!k) return;
   EVP_PKEY_CTX_free(k->vctx);
+  EVP_MD_CTX_free(k->mdctx);
+  EVP_MD_free(k->md);
   EVP_PKEY_free(k->pkey);
   memset(k, 0, sizeof *k);
 }

@@ -85,10 +85,20 @@ typedef struct sw_jwk {
   sw_jwk_family_t family;
   int alg;                  /* the JWK's "alg", or -1: any algorithm of its family */
   EVP_PKEY *pkey;           /* owned */
-  /* A verify context for pkey, set up for vctx_alg on first use and kept
-   * (auth/jws.c), so OpenSSL 3's per-call fetches and set-up are paid once
-   * per key. A memo, so a key is not thread-safe. */
+  /* What verifying with pkey under vctx_alg needs, set up on first use and
+   * kept (auth/jws.c), so that OpenSSL 3's fetches and context set-up are
+   * paid once per key, not per token (docs/benchmarks.md, "Identity
+   * provider tokens"):
+   *   RS/PS/ES: vctx, an EVP_PKEY_verify context with padding and digest
+   *             set; md, the digest fetched once; mdctx, hashing the
+   *             signing input with it;
+   *   EdDSA:    mdctx, an EVP_DigestVerify context with the key, re-
+   *             initialised per message (Ed25519 is one-shot).
+   * mdctx is NULL until the first use (then vctx_alg says for which
+   * algorithm). A memo, so a key is not thread-safe. */
   struct evp_pkey_ctx_st *vctx;
+  struct evp_md_ctx_st *mdctx;
+  struct evp_md_st *md;
   int vctx_alg;
 } sw_jwk_t;
 

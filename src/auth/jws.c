@@ -1,18 +1,16 @@
 #include "auth/jws.h"
 
 #include <math.h>
-#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
-#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "auth/b64url.h"
+#include "auth/jws_json.h"
 #include "util/clock.h"
 
 #define MAX_TIME_S 253402300799.0 /* 9999-12-31T23:59:59Z, as jwt.c */
@@ -34,12 +32,8 @@ static json_t *segment_object(const char *seg, size_t len) {
   char *buf = cap <= sizeof stack ? stack : malloc(cap ? cap : 1);
   if (!buf) return NULL;
   long got = b64url_decode(seg, len, (uint8_t *)buf, cap);
-  json_t *o = got > 0 ? json_loadb(buf, (size_t)got, JSON_REJECT_DUPLICATES, NULL) : NULL;
+  json_t *o = got > 0 ? jws_json_object(buf, (size_t)got) : NULL;
   if (buf != stack) free(buf);
-  if (o && !json_is_object(o)) {
-    json_decref(o);
-    o = NULL;
-  }
   return o;
 }
 
@@ -48,22 +42,35 @@ json_t *jws_decode_header(const char *tok, size_t n) {
   return d1 && d1 > tok ? segment_object(tok, (size_t)(d1 - tok)) : NULL;
 }
 
-int jws_decode(const char *tok, size_t n, size_t max_len, sw_jws_t *out, sw_error_t *err) {
+/* jws_decode, with the header already decoded (hdr, taken over) or not (NULL). */
+static int decode(const char *tok, size_t n, size_t max_len, json_t *hdr, sw_jws_t *out, sw_error_t *err) {
   memset(out, 0, sizeof *out);
   out->alg = -1;
   if (!max_len) max_len = SW_JWS_DEFAULT_MAX_LEN;
-  if (n == 0 || n > max_len) return bad(err, "empty or longer than the token length limit");
+  out->header = hdr; /* freed by jws_clear on every failure below */
+  if (n == 0 || n > max_len) {
+    jws_clear(out);
+    return bad(err, "empty or longer than the token length limit");
+  }
   const char *d1 = memchr(tok, '.', n);
   const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - tok)) : NULL;
-  if (!d2 || memchr(d2 + 1, '.', n - (size_t)(d2 + 1 - tok)))
-    return bad(err, "expected three segments header.claims.signature");
-  size_t hlen = (size_t)(d1 - tok), clen = (size_t)(d2 - d1 - 1), slen = n - (size_t)(d2 + 1 - tok);
-  if (!hlen || !clen || !slen) return bad(err, "empty segment");
-  if (b64url_decoded_len(slen) > SW_JWS_MAX_SIG) return bad(err, "signature too long");
-  long sl = b64url_decode(d2 + 1, slen, out->sig, sizeof out->sig);
-  if (sl <= 0) return bad(err, "signature is not canonical base64url");
+  const char *why = NULL;
+  size_t hlen = 0, clen = 0, slen = 0;
+  if (!d2 || memchr(d2 + 1, '.', n - (size_t)(d2 + 1 - tok))) {
+    why = "expected three segments header.claims.signature";
+  } else {
+    hlen = (size_t)(d1 - tok), clen = (size_t)(d2 - d1 - 1), slen = n - (size_t)(d2 + 1 - tok);
+    if (!hlen || !clen || !slen) why = "empty segment";
+    else if (b64url_decoded_len(slen) > SW_JWS_MAX_SIG) why = "signature too long";
+  }
+  long sl = why ? 0 : b64url_decode(d2 + 1, slen, out->sig, sizeof out->sig);
+  if (!why && sl <= 0) why = "signature is not canonical base64url";
+  if (why) {
+    jws_clear(out);
+    return bad(err, why);
+  }
   out->sig_len = (size_t)sl;
-  out->header = segment_object(tok, hlen);
+  if (!out->header) out->header = segment_object(tok, hlen);
   if (!out->header) {
     jws_clear(out);
     return bad(err, "header is not a base64url JSON object without duplicate names");
@@ -82,6 +89,20 @@ int jws_decode(const char *tok, size_t n, size_t max_len, sw_jws_t *out, sw_erro
   return 0;
 }
 
+int jws_decode(const char *tok, size_t n, size_t max_len, sw_jws_t *out, sw_error_t *err) {
+  return decode(tok, n, max_len, NULL, out, err);
+}
+
+int jws_decode_rest(const char *tok, size_t n, size_t max_len, json_t *header, const uint8_t *signed_sha256,
+                    size_t signed_len, sw_jws_t *out, sw_error_t *err) {
+  int rc = decode(tok, n, max_len, header, out, err);
+  if (rc == 0 && signed_sha256 && signed_len == out->signed_len) {
+    memcpy(out->signed_sha256, signed_sha256, sizeof out->signed_sha256);
+    out->has_signed_sha256 = true;
+  }
+  return rc;
+}
+
 /* ---- signatures ---- */
 
 static const EVP_MD *alg_md(int alg) {
@@ -93,27 +114,41 @@ static const EVP_MD *alg_md(int alg) {
   }
 }
 
+static const char *alg_md_name(int alg) {
+  const EVP_MD *m = alg_md(alg);
+  return m == EVP_sha256() ? "SHA256" : m == EVP_sha384() ? "SHA384" : "SHA512";
+}
+
+/* A DER INTEGER of the big-endian unsigned number b (len bytes) at out:
+ * leading zeros dropped (one kept for zero), a zero byte in front when the
+ * top bit is set. Returns the bytes written (at most len + 3). */
+static size_t der_uint(const uint8_t *b, size_t len, uint8_t *out) {
+  while (len > 1 && b[0] == 0) b++, len--;
+  size_t pad = b[0] & 0x80 ? 1 : 0;
+  out[0] = 0x02;
+  out[1] = (uint8_t)(len + pad);
+  out[2] = 0;
+  memcpy(out + 2 + pad, b, len);
+  return 2 + pad + len;
+}
+
 /* JWS carries ECDSA signatures as R||S, each exactly the curve's size
- * (RFC 7518 section 3.4); OpenSSL verifies DER. Returns the DER length
- * written into der (at most 160 bytes), or 0 when sig is malformed. */
+ * (RFC 7518 section 3.4); OpenSSL verifies DER: SEQUENCE { INTEGER r,
+ * INTEGER s }, written here directly (what i2d_ECDSA_SIG writes, without
+ * its BIGNUMs and allocations). Returns the DER length written into der
+ * (at most 144 bytes, for P-521), or 0 when sig is malformed. */
 static size_t ecdsa_raw_to_der(int alg, const uint8_t *sig, size_t slen, uint8_t *der, size_t dercap) {
   size_t half = alg == SW_JWS_ES256 ? 32 : alg == SW_JWS_ES384 ? 48 : 66;
-  if (slen != 2 * half) return 0;
-  ECDSA_SIG *es = ECDSA_SIG_new();
-  BIGNUM *r = BN_bin2bn(sig, (int)half, NULL), *s = BN_bin2bn(sig + half, (int)half, NULL);
-  size_t out = 0;
-  if (es && r && s && ECDSA_SIG_set0(es, r, s) == 1) {
-    r = s = NULL; /* owned by es now */
-    int len = i2d_ECDSA_SIG(es, NULL);
-    if (len > 0 && (size_t)len <= dercap) {
-      uint8_t *p = der;
-      out = (size_t)i2d_ECDSA_SIG(es, &p);
-    }
-  }
-  BN_free(r);
-  BN_free(s);
-  ECDSA_SIG_free(es);
-  return out;
+  if (slen != 2 * half || dercap < 3 + 2 * (half + 3)) return 0;
+  uint8_t body[2 * (66 + 3)];
+  size_t blen = der_uint(sig, half, body);
+  blen += der_uint(sig + half, half, body + blen);
+  size_t off = 0;
+  der[off++] = 0x30;
+  if (blen >= 0x80) der[off++] = 0x81; /* at most 138 bytes: one length byte */
+  der[off++] = (uint8_t)blen;
+  memcpy(der + off, body, blen);
+  return off + blen;
 }
 
 bool jws_sig_ok(int alg, EVP_PKEY *key, const uint8_t *data, size_t dlen, const uint8_t *sig, size_t slen) {
@@ -141,28 +176,54 @@ bool jws_sig_ok(int alg, EVP_PKEY *key, const uint8_t *data, size_t dlen, const 
   return ok;
 }
 
-/* A verify context for k under alg, kept in k (see jwk.h). */
-static EVP_PKEY_CTX *verify_ctx(sw_jwk_t *k, int alg) {
-  if (k->vctx && k->vctx_alg == alg) return k->vctx;
+static void memo_clear(sw_jwk_t *k) {
   EVP_PKEY_CTX_free(k->vctx);
-  k->vctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
-  bool pss = alg == SW_JWS_PS256 || alg == SW_JWS_PS384 || alg == SW_JWS_PS512;
-  bool ok = k->vctx && EVP_PKEY_verify_init(k->vctx) == 1 && EVP_PKEY_CTX_set_signature_md(k->vctx, alg_md(alg)) == 1;
-  if (ok && k->family == SW_JWK_RSA)
-    ok = EVP_PKEY_CTX_set_rsa_padding(k->vctx, pss ? RSA_PKCS1_PSS_PADDING : RSA_PKCS1_PADDING) == 1 &&
-         (!pss || (EVP_PKEY_CTX_set_rsa_pss_saltlen(k->vctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
-                   EVP_PKEY_CTX_set_rsa_mgf1_md(k->vctx, alg_md(alg)) == 1));
-  if (!ok) {
-    EVP_PKEY_CTX_free(k->vctx);
-    k->vctx = NULL;
-  }
-  k->vctx_alg = alg;
-  return k->vctx;
+  EVP_MD_CTX_free(k->mdctx);
+  EVP_MD_free(k->md);
+  k->vctx = NULL;
+  k->mdctx = NULL;
+  k->md = NULL;
 }
 
-bool jws_sig_ok_jwk(int alg, sw_jwk_t *k, const uint8_t *data, size_t dlen, const uint8_t *sig, size_t slen) {
+/* Sets up k's memo (jwk.h) for alg, once: the digest fetched, contexts
+ * made. Returns false when OpenSSL refuses (k then has no memo). */
+static bool memo_for(sw_jwk_t *k, int alg) {
+  if (k->mdctx && k->vctx_alg == alg) return true;
+  memo_clear(k);
+  k->vctx_alg = alg;
+  bool ok = (k->mdctx = EVP_MD_CTX_new()) != NULL;
+  if (ok && k->family == SW_JWK_ED25519) {
+    ok = EVP_DigestVerifyInit_ex(k->mdctx, NULL, NULL, NULL, NULL, k->pkey, NULL) == 1;
+  } else if (ok) {
+    bool pss = alg == SW_JWS_PS256 || alg == SW_JWS_PS384 || alg == SW_JWS_PS512;
+    ok = (k->md = EVP_MD_fetch(NULL, alg_md_name(alg), NULL)) != NULL &&
+         (k->vctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL)) != NULL && EVP_PKEY_verify_init(k->vctx) == 1 &&
+         EVP_PKEY_CTX_set_signature_md(k->vctx, k->md) == 1;
+    if (ok && k->family == SW_JWK_RSA)
+      ok = EVP_PKEY_CTX_set_rsa_padding(k->vctx, pss ? RSA_PKCS1_PSS_PADDING : RSA_PKCS1_PADDING) == 1 &&
+           (!pss || (EVP_PKEY_CTX_set_rsa_pss_saltlen(k->vctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
+                     EVP_PKEY_CTX_set_rsa_mgf1_md(k->vctx, k->md) == 1));
+  }
+  if (!ok) memo_clear(k);
+  return ok;
+}
+
+/* jws_sig_ok_jwk, with the SHA-256 of data when the caller has it (NULL
+ * otherwise; used only by the algorithms that hash with SHA-256). */
+static bool sig_ok_kept(int alg, sw_jwk_t *k, const uint8_t *data, size_t dlen, const uint8_t *sha256,
+                        const uint8_t *sig, size_t slen) {
   sw_jwk_family_t fam = jws_alg_family(alg);
-  if (!fam || fam == SW_JWK_ED25519 || fam != k->family) return jws_sig_ok(alg, k->pkey, data, dlen, sig, slen);
+  if (!fam || fam != k->family || !memo_for(k, alg)) return jws_sig_ok(alg, k->pkey, data, dlen, sig, slen);
+  if (fam == SW_JWK_ED25519) {
+    /* Re-initialising with no key reuses the one set (OpenSSL 3): a
+     * fraction of a fresh EVP_DigestVerifyInit, and it clears the
+     * context's "finalised" state for the next one-shot verify. */
+    if (EVP_DigestVerifyInit_ex(k->mdctx, NULL, NULL, NULL, NULL, NULL, NULL) != 1) {
+      memo_clear(k);
+      return jws_sig_ok(alg, k->pkey, data, dlen, sig, slen);
+    }
+    return EVP_DigestVerify(k->mdctx, sig, slen, data, dlen) == 1;
+  }
   uint8_t der[160];
   if (fam != SW_JWK_RSA) {
     slen = ecdsa_raw_to_der(alg, sig, slen, der, sizeof der);
@@ -171,14 +232,15 @@ bool jws_sig_ok_jwk(int alg, sw_jwk_t *k, const uint8_t *data, size_t dlen, cons
   } else if (slen != (size_t)EVP_PKEY_get_size(k->pkey)) {
     return false;
   }
-  uint8_t md[64];
-  size_t mdlen;
-  const EVP_MD *m = alg_md(alg);
-  if (m == EVP_sha256()) SHA256(data, dlen, md), mdlen = 32;
-  else if (m == EVP_sha384()) SHA384(data, dlen, md), mdlen = 48;
-  else SHA512(data, dlen, md), mdlen = 64;
-  EVP_PKEY_CTX *ctx = verify_ctx(k, alg);
-  return ctx && EVP_PKEY_verify(ctx, sig, slen, md, mdlen) == 1;
+  if (sha256 && alg_md(alg) == EVP_sha256()) return EVP_PKEY_verify(k->vctx, sig, slen, sha256, 32) == 1;
+  uint8_t md[EVP_MAX_MD_SIZE];
+  unsigned mdlen = 0;
+  return EVP_DigestInit_ex2(k->mdctx, k->md, NULL) == 1 && EVP_DigestUpdate(k->mdctx, data, dlen) == 1 &&
+         EVP_DigestFinal_ex(k->mdctx, md, &mdlen) == 1 && EVP_PKEY_verify(k->vctx, sig, slen, md, mdlen) == 1;
+}
+
+bool jws_sig_ok_jwk(int alg, sw_jwk_t *k, const uint8_t *data, size_t dlen, const uint8_t *sig, size_t slen) {
+  return sig_ok_kept(alg, k, data, dlen, NULL, sig, slen);
 }
 
 static bool hmac_ok(int alg, const uint8_t *secret, size_t slen, const uint8_t *data, size_t dlen,
@@ -231,6 +293,7 @@ static int check_signature(const sw_jws_t *j, const char *tok, const sw_jws_poli
   }
   size_t same_kid = 0, fitting = 0;
   const sw_jwk_t *only = NULL;
+  const uint8_t *sha256 = j->has_signed_sha256 ? j->signed_sha256 : NULL;
   for (size_t i = 0; keys && i < keys->n; i++) {
     const sw_jwk_t *k = &keys->keys[i];
     if (j->kid && (!k->has_kid || strcmp(k->kid, j->kid) != 0)) continue;
@@ -239,7 +302,7 @@ static int check_signature(const sw_jws_t *j, const char *tok, const sw_jws_poli
     fitting++;
     only = k;
     /* The keys' verify contexts are a memo (jwk.h), hence the cast. */
-    if (j->kid && jws_sig_ok_jwk(j->alg, (sw_jwk_t *)k, data, j->signed_len, j->sig, j->sig_len)) return 0;
+    if (j->kid && sig_ok_kept(j->alg, (sw_jwk_t *)k, data, j->signed_len, sha256, j->sig, j->sig_len)) return 0;
   }
   if (j->kid && !same_kid) {
     res->unknown_kid = true;
@@ -248,7 +311,7 @@ static int check_signature(const sw_jws_t *j, const char *tok, const sw_jws_poli
   if (!fitting) return errors_set(err, 40144, "invalid JWT: no key of this identity provider fits %s", jws_alg_name(j->alg)), -1;
   if (!j->kid) {
     if (fitting > 1) return bad(err, "no kid, and the identity provider has several keys for this algorithm");
-    if (jws_sig_ok_jwk(j->alg, (sw_jwk_t *)only, data, j->signed_len, j->sig, j->sig_len)) return 0;
+    if (sig_ok_kept(j->alg, (sw_jwk_t *)only, data, j->signed_len, sha256, j->sig, j->sig_len)) return 0;
   }
   return bad(err, "signature does not verify");
 }

@@ -50,6 +50,10 @@ typedef struct sw_jws {
   int alg;                 /* jws_alg_from_name(header alg), or -1 */
   const char *kid;         /* into header; NULL when absent or not a string */
   const char *iss;         /* into claims; NULL when absent or not a string */
+  /* The SHA-256 of the signed part, when the caller already had it
+   * (jws_decode_rest): RS256, PS256 and ES256 then do not hash it again. */
+  uint8_t signed_sha256[32];
+  bool has_signed_sha256;
 } sw_jws_t;
 
 /* Splits and decodes tok (n bytes, need not be NUL-terminated): at most
@@ -62,8 +66,18 @@ void jws_clear(sw_jws_t *j);
 
 /* The header alone (the first segment as a JSON object), for routing a
  * token before anything else is decoded; NULL when it is not one. The
- * caller json_decref()s it. */
+ * caller json_decref()s it, or hands it to jws_decode_rest. */
 json_t *jws_decode_header(const char *tok, size_t n);
+
+/* jws_decode for a token whose header jws_decode_header already gave:
+ * header (non-NULL, of this very tok) is taken over, on failure too, and
+ * not decoded again. signed_sha256, if not NULL, is the SHA-256 of tok's
+ * first signed_len bytes, which the caller hashed already (identity.c's
+ * cache key): it is kept for the signature check when signed_len is
+ * indeed the length of the token's signed part, and ignored otherwise.
+ * Same answers as jws_decode. */
+int jws_decode_rest(const char *tok, size_t n, size_t max_len, json_t *header, const uint8_t *signed_sha256,
+                    size_t signed_len, sw_jws_t *out, sw_error_t *err);
 
 /* What a provider accepts. */
 typedef struct sw_jws_policy {
@@ -102,10 +116,12 @@ int jws_verify(const sw_jws_t *j, const char *tok, const sw_jws_policy_t *pol, c
  * the raw R||S of RFC 7518 section 3.4; EdDSA: Ed25519.) */
 bool jws_sig_ok(int alg, EVP_PKEY *key, const uint8_t *data, size_t dlen, const uint8_t *sig, size_t slen);
 
-/* The same with a JWK whose verify context is kept between calls (RS, PS
- * and ES: the data is hashed here and EVP_PKEY_verify runs on the kept
- * context; EdDSA signs the message itself and goes through jws_sig_ok).
- * Same answers as jws_sig_ok. */
+/* The same with a JWK whose OpenSSL objects are kept between calls (the
+ * key's memo, jwk.h): RS, PS and ES hash the data with the kept digest and
+ * run EVP_PKEY_verify on the kept context; EdDSA re-initialises the kept
+ * EVP_DigestVerify context without a key (OpenSSL 3 keeps the key) and
+ * verifies. Nothing is fetched or allocated per call, apart from what
+ * OpenSSL allocates inside a verification. Same answers as jws_sig_ok. */
 bool jws_sig_ok_jwk(int alg, sw_jwk_t *k, const uint8_t *data, size_t dlen, const uint8_t *sig, size_t slen);
 
 #endif

@@ -1,6 +1,7 @@
 #include "identity/identity.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #define REDISCOVER_MS ONE_DAY_MS /* an issuer's jwks_uri is looked up again at least daily */
 #define MAX_DISCOVERY_BYTES (64u * 1024u)
 #define VCACHE_SLOTS 1024u /* power of two */
+#define VCACHE_WAYS 4u     /* entries a token may take: VCACHE_SLOTS / VCACHE_WAYS sets */
 
 typedef struct sw_idp_rt {
   sw_idp_t *idp;
@@ -36,15 +38,27 @@ typedef struct sw_idp_rt {
   char last_error[256];
 } sw_idp_rt_t;
 
-/* A token that verified, by the SHA-256 of its text: a reconnect storm of
- * the same tokens then costs a hash each, not a signature check. An entry
+/* A token that verified, by the SHA-256 of its signed part (header.claims)
+ * and the exact text of its signature: a reconnect storm of the same
+ * tokens then costs a hash each, not a signature check. (The signed part's
+ * digest is the one RS256, PS256 and ES256 verify, so a new token hashes
+ * once; the signature's text must match too, or the claims of a cached
+ * token would pass with any signature.) An entry
  * counts only while its provider's key set is the one it verified with
  * (keys_gen) and usable, and the token has not expired; everything after
- * verification (templates, capability, revocation) still runs per use. */
+ * verification (templates, capability, revocation) still runs per use.
+ * A token's digest picks a set of VCACHE_WAYS entries, and a new token
+ * takes an empty or unusable entry of its set, else the one least recently
+ * used: up to a few hundred tokens in a storm all stay (with one entry per
+ * digest, two of 300 tokens would already share one in 30% of cases, and
+ * then alternate). */
 typedef struct vslot {
   uint8_t digest[SHA256_DIGEST_LENGTH];
+  char *sig;             /* owned: the signature segment's text */
+  size_t sig_len;
   sw_idp_rt_t *rt;       /* NULL: empty */
   uint64_t gen;
+  uint64_t used;         /* the cache's clock when last stored or hit */
   json_t *claims;
   int64_t exp_ms, iat_ms;
 } vslot_t;
@@ -52,6 +66,10 @@ typedef struct vslot {
 struct sw_identity {
   uv_loop_t *loop;
   vslot_t *vcache;       /* VCACHE_SLOTS, allocated with the first provider */
+  EVP_MD *sha256;        /* fetched once, and a context kept for the cache's */
+  EVP_MD_CTX *mdctx;     /* digests (SHA256() would fetch it per call) */
+  uint64_t lookups, hits; /* the cache's, for identity_cache_stats */
+  uint64_t clock;         /* the cache's: counts stores and hits */
   sw_fetcher_t *fetcher; /* created with the first remote provider */
   uv_timer_t timer;
   bool timer_init;
@@ -83,6 +101,7 @@ static void set_keys(sw_idp_rt_t *rt, sw_jwks_t *k, bool owns) {
 static void vcache_flush(sw_identity_t *id) {
   for (size_t i = 0; id->vcache && i < VCACHE_SLOTS; i++) {
     json_decref(id->vcache[i].claims);
+    free(id->vcache[i].sig);
     memset(&id->vcache[i], 0, sizeof id->vcache[i]);
   }
 }
@@ -302,6 +321,8 @@ int identity_add(sw_identity_t *id, sw_idp_t *const *idps, size_t n, sw_error_t 
   }
   if (remote && !id->fetcher && !(id->fetcher = fetcher_new(id->loop))) goto oom;
   if (!id->vcache && !(id->vcache = calloc(VCACHE_SLOTS, sizeof *id->vcache))) goto oom;
+  if (!id->sha256 && !(id->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) goto oom;
+  if (!id->mdctx && !(id->mdctx = EVP_MD_CTX_new())) goto oom;
   if (!id->timer_init) {
     uv_timer_init(id->loop, &id->timer);
     id->timer.data = id;
@@ -345,6 +366,11 @@ void identity_status(const sw_idp_t *p, sw_idp_status_t *st) {
   snprintf(st->last_error, sizeof st->last_error, "%s", rt->last_error);
 }
 
+void identity_cache_stats(const sw_identity_t *id, uint64_t *lookups, uint64_t *hits) {
+  *lookups = id ? id->lookups : 0;
+  *hits = id ? id->hits : 0;
+}
+
 void identity_close(sw_identity_t *id) {
   if (!id || id->closed) return;
   id->closed = true;
@@ -361,6 +387,8 @@ void identity_free(sw_identity_t *id) {
   if (!id) return;
   vcache_flush(id);
   free(id->vcache);
+  EVP_MD_CTX_free(id->mdctx);
+  EVP_MD_free(id->sha256);
   for (size_t i = 0; i < id->n; i++) rt_free(id->rts[i]);
   free(id->rts);
   free(id);
@@ -416,25 +444,87 @@ static const sw_jwks_t *usable_keys(const sw_idp_rt_t *rt, int64_t now) {
   return rt->keys;
 }
 
-/* A cached verification of this token text, if one is still good. */
-static bool vcache_get(sw_identity_t *id, const uint8_t *digest, int64_t now, sw_idp_token_t *out) {
-  vslot_t *v = &id->vcache[(digest[0] | (size_t)digest[1] << 8) & (VCACHE_SLOTS - 1)];
-  if (!v->rt || memcmp(v->digest, digest, sizeof v->digest) != 0) return false;
-  if (v->gen != v->rt->keys_gen || v->exp_ms <= now || (v->rt->idp->source != SW_IDP_SRC_SECRET && !usable_keys(v->rt, now)))
-    return false;
-  out->idp = v->rt->idp;
-  out->claims = json_incref(v->claims);
-  out->exp_ms = v->exp_ms;
-  out->iat_ms = v->iat_ms;
-  return true;
+/* A token's key in the cache: the SHA-256 of its signed part and the text
+ * of its signature. */
+typedef struct vkey {
+  uint8_t digest[SHA256_DIGEST_LENGTH];
+  size_t signed_len;
+  const char *sig; /* into the token */
+  size_t sig_len;
+} vkey_t;
+
+/* Fills *k for tok; false when tok is not three dot-separated segments
+ * (it then cannot verify anyway). */
+static bool token_key(sw_identity_t *id, const char *tok, size_t n, vkey_t *k) {
+  const char *d1 = memchr(tok, '.', n);
+  const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - tok)) : NULL;
+  if (!d2) return false;
+  k->signed_len = (size_t)(d2 - tok);
+  k->sig = d2 + 1;
+  k->sig_len = n - k->signed_len - 1;
+  unsigned len = 0;
+  return EVP_DigestInit_ex2(id->mdctx, id->sha256, NULL) == 1 && EVP_DigestUpdate(id->mdctx, tok, k->signed_len) == 1 &&
+         EVP_DigestFinal_ex(id->mdctx, k->digest, &len) == 1 && len == SHA256_DIGEST_LENGTH;
 }
 
-static void vcache_put(sw_identity_t *id, const uint8_t *digest, sw_idp_rt_t *rt, const sw_idp_token_t *t) {
-  vslot_t *v = &id->vcache[(digest[0] | (size_t)digest[1] << 8) & (VCACHE_SLOTS - 1)];
+static bool vslot_is(const vslot_t *v, const vkey_t *k) {
+  return v->rt && v->sig_len == k->sig_len && memcmp(v->digest, k->digest, sizeof v->digest) == 0 &&
+         memcmp(v->sig, k->sig, k->sig_len) == 0;
+}
+
+/* The VCACHE_WAYS entries a key may take. */
+static vslot_t *vcache_set(sw_identity_t *id, const vkey_t *k) {
+  size_t set = (k->digest[0] | (size_t)k->digest[1] << 8) & (VCACHE_SLOTS / VCACHE_WAYS - 1);
+  return &id->vcache[set * VCACHE_WAYS];
+}
+
+/* Does entry v still stand for a good verification? */
+static bool vslot_good(const vslot_t *v, int64_t now) {
+  return v->rt && v->gen == v->rt->keys_gen && v->exp_ms > now &&
+         (v->rt->idp->source == SW_IDP_SRC_SECRET || usable_keys(v->rt, now));
+}
+
+/* A cached verification of this token, if one is still good. */
+static bool vcache_get(sw_identity_t *id, const vkey_t *k, int64_t now, sw_idp_token_t *out) {
+  vslot_t *set = vcache_set(id, k);
+  for (size_t w = 0; w < VCACHE_WAYS; w++) {
+    vslot_t *v = &set[w];
+    if (!vslot_is(v, k)) continue;
+    if (!vslot_good(v, now)) return false;
+    v->used = ++id->clock;
+    out->idp = v->rt->idp;
+    out->claims = json_incref(v->claims);
+    out->exp_ms = v->exp_ms;
+    out->iat_ms = v->iat_ms;
+    return true;
+  }
+  return false;
+}
+
+static void vcache_put(sw_identity_t *id, const vkey_t *k, sw_idp_rt_t *rt, const sw_idp_token_t *t, int64_t now) {
+  vslot_t *set = vcache_set(id, k), *v = NULL;
+  /* The token's own entry (gone stale), else an empty or unusable one,
+   * else the least recently used. */
+  for (size_t w = 0; w < VCACHE_WAYS && !v; w++)
+    if (vslot_is(&set[w], k)) v = &set[w];
+  for (size_t w = 0; w < VCACHE_WAYS && !v; w++)
+    if (!vslot_good(&set[w], now)) v = &set[w];
+  if (!v) {
+    v = &set[0];
+    for (size_t w = 1; w < VCACHE_WAYS; w++)
+      if (set[w].used < v->used) v = &set[w];
+  }
+  char *sig = v->sig_len == k->sig_len ? v->sig : malloc(k->sig_len ? k->sig_len : 1);
+  if (!sig) return; /* not cached: it verifies again next time */
+  if (sig != v->sig) free(v->sig);
   json_decref(v->claims);
-  memcpy(v->digest, digest, sizeof v->digest);
+  memcpy(sig, k->sig, k->sig_len);
+  memcpy(v->digest, k->digest, sizeof v->digest);
+  v->sig = sig;
+  v->sig_len = k->sig_len;
   v->rt = rt;
   v->gen = rt->keys_gen;
+  v->used = ++id->clock;
   v->claims = json_incref(t->claims);
   v->exp_ms = t->exp_ms;
   v->iat_ms = t->iat_ms;
@@ -448,21 +538,29 @@ int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_ident
   size_t max_len = o->max_len ? o->max_len : SW_JWS_DEFAULT_MAX_LEN;
   json_t *hdr = n <= max_len ? jws_decode_header(tok, n) : NULL;
   const char *hkid = json_string_value(json_object_get(hdr, "kid"));
-  bool ably = !hdr || (hkid && o->is_key && o->is_key(o->is_key_ud, hkid));
-  json_decref(hdr);
-  if (ably) return 1;
-  uint8_t digest[SHA256_DIGEST_LENGTH];
+  if (!hdr || (hkid && o->is_key && o->is_key(o->is_key_ud, hkid))) {
+    json_decref(hdr);
+    return 1;
+  }
+  vkey_t key;
   int64_t now = o->now_ms ? o->now_ms : clock_now_ms();
-  bool cache = id->vcache && !o->no_cache;
+  bool cache = id->vcache && token_key(id, tok, n, &key);
   if (cache) {
-    SHA256((const uint8_t *)tok, n, digest);
-    if (vcache_get(id, digest, now, out)) return 0;
+    id->lookups++;
+    if (vcache_get(id, &key, now, out) && !o->cache_miss) {
+      id->hits++;
+      json_decref(hdr);
+      return 0;
+    }
+    identity_token_clear(out);
   }
   sw_jws_t j;
   sw_error_t derr;
   /* Anything that does not decode as a JWS is left to the Ably JWT code,
-   * which gives the errors it always gave. */
-  if (jws_decode(tok, n, o->max_len, &j, &derr)) return 1;
+   * which gives the errors it always gave. The header decoded above is
+   * not decoded again. */
+  if (jws_decode_rest(tok, n, o->max_len, hdr, cache ? key.digest : NULL, cache ? key.signed_len : 0, &j, &derr))
+    return 1;
   int rc = 1;
   if (json_object_get(j.header, "x-ably-token") || json_object_get(j.claims, "x-ably-token") || !j.iss) goto done;
   bool none;
@@ -506,7 +604,7 @@ int identity_verify(sw_identity_t *id, const char *tok, size_t n, const sw_ident
   j.claims = NULL;
   out->exp_ms = res.exp_ms;
   out->iat_ms = res.iat_ms;
-  if (cache) vcache_put(id, digest, rt, out);
+  if (cache) vcache_put(id, &key, rt, out, now);
   rc = 0;
 done:
   jws_clear(&j);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/sha.h>
 
 #include "identity/identity.h"
 #include "identity/provider.h"
@@ -186,6 +187,39 @@ static void test_verify_file_and_inline(void **state) {
   assert_ptr_equal(t.idp, pf);
   assert_string_equal(json_string_value(json_object_get(t.claims, "sub")), "u");
   identity_token_clear(&t);
+  /* Again: from the verified-token cache, then as a forced miss (what the
+   * benchmark measures), with the same answer. */
+  for (int miss = 0; miss < 2; miss++) {
+    o.cache_miss = miss;
+    assert_int_equal(identity_verify(id, tok, strlen(tok), &o, &t, &err), 0);
+    assert_ptr_equal(t.idp, pf);
+    assert_int_equal(t.exp_ms, (now + 60) * 1000);
+    assert_string_equal(json_string_value(json_object_get(t.claims, "sub")), "u");
+    identity_token_clear(&t);
+  }
+  o.cache_miss = false;
+  /* While it is cached: its header.claims with another signature, and its
+   * signature on other claims, are still refused (the cache key is the
+   * signed part's digest and the signature's text). */
+  char *forged = strdup(tok);
+  char *sigpart = strrchr(forged, '.') + 5;
+  *sigpart = *sigpart == 'A' ? 'B' : 'A';
+  assert_int_equal(identity_verify(id, forged, strlen(forged), &o, &t, &err), -1);
+  assert_int_equal(err.code, 40144);
+  json_t *other = json_pack("{s:s,s:s,s:I,s:I}", "iss", "https://file", "sub", "v", "iat", (json_int_t)now, "exp",
+                            (json_int_t)now + 60);
+  char *tok2 = th_sign(json_pack("{s:s}", "kid", "f1"), other, SW_JWS_ES256, k);
+  char *spliced = malloc(strlen(tok) + strlen(tok2) + 1);
+  strcpy(spliced, tok2);
+  strcpy(strrchr(spliced, '.') + 1, strrchr(tok, '.') + 1);
+  assert_int_equal(identity_verify(id, spliced, strlen(spliced), &o, &t, &err), -1);
+  assert_int_equal(err.code, 40144);
+  assert_int_equal(identity_verify(id, tok, strlen(tok), &o, &t, &err), 0); /* the real one still is */
+  identity_token_clear(&t);
+  free(forged);
+  free(spliced);
+  free(tok2);
+  json_decref(other);
   free(tok);
   /* The inline provider's key under the file provider's issuer: refused. */
   tok = th_sign(json_pack("{s:s}", "kid", "i1"), claims, SW_JWS_EDDSA, k2);
@@ -211,6 +245,11 @@ static void test_verify_file_and_inline(void **state) {
   json_decref(claims);
   /* Not a JWS at all: left to the caller. */
   assert_int_equal(identity_verify(id, "abc.def", 7, &o, &t, &err), 1);
+  /* A header that decodes, the rest not (the decoded header is handed on
+   * and freed: ASan checks). */
+  assert_int_equal(identity_verify(id, "e30.e30.e30.AAAA", 16, &o, &t, &err), 1);
+  assert_int_equal(identity_verify(id, "e30.!!.AAAA", 11, &o, &t, &err), 1);
+  assert_int_equal(identity_verify(id, "e30.e30.", 8, &o, &t, &err), 1);
 
   identity_close(id);
   uv_run(uv_default_loop(), UV_RUN_DEFAULT);
@@ -222,6 +261,65 @@ static void test_verify_file_and_inline(void **state) {
   json_decref(set);
   EVP_PKEY_free(k);
   EVP_PKEY_free(k2);
+}
+
+/* The verified-token cache keeps four tokens whose digests pick the same
+ * set (docs/benchmarks.md: a reconnect storm): the second round of the
+ * four is answered from the cache, none needs a signature check. With one
+ * entry per digest (before), each evicted the previous one and the second
+ * round missed every time. The set index is identity.c's: the low bits of
+ * the SHA-256 of the token's signed part. */
+static void test_cache_keeps_colliding_tokens(void **state) {
+  static const char secret[] = "0123456789abcdef0123456789abcdef";
+  sw_error_t err = {0};
+  sw_idp_t *p = parse("{\"id\":\"h\",\"issuer\":\"https://hs\",\"algorithms\":[\"HS256\"],"
+                      "\"sharedSecret\":\"0123456789abcdef0123456789abcdef\",\"capability\":{\"c:{sub}\":[\"subscribe\"]}}",
+                      false, &err);
+  if (!p) fail_msg("%s", err.message);
+  sw_identity_t *id = identity_new(uv_default_loop());
+  assert_int_equal(identity_add(id, &p, 1, &err), 0);
+  int64_t now = clock_now_ms() / 1000;
+  /* HS256 tokens are cheap to make: make them until four share the low 10
+   * bits of their digest (2048 tokens: about 2 per value, so a value with
+   * four is all but certain; more are made if not). */
+  enum { BUCKETS = 1024, WANT = 4 };
+  static char *toks[BUCKETS][WANT];
+  static int count[BUCKETS];
+  memset(count, 0, sizeof count);
+  int full = -1;
+  for (int i = 0; full < 0 && i < 100000; i++) {
+    char claims[160];
+    snprintf(claims, sizeof claims, "{\"iss\":\"https://hs\",\"sub\":\"u%d\",\"exp\":%lld}", i, (long long)now + 600);
+    char *tok = th_sign_text("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, SW_JWS_HS256, NULL,
+                             (const uint8_t *)secret, sizeof secret - 1);
+    uint8_t d[32];
+    SHA256((const uint8_t *)tok, (size_t)(strrchr(tok, '.') - tok), d); /* the signed part's */
+    int b = (d[0] | d[1] << 8) & (BUCKETS - 1);
+    if (count[b] < WANT) toks[b][count[b]++] = tok;
+    else free(tok);
+    if (count[b] == WANT) full = b;
+  }
+  assert_true(full >= 0);
+  sw_identity_verify_opts_t o = {.default_leeway_ms = 30000};
+  sw_idp_token_t t;
+  uint64_t l0, h0, l1, h1;
+  for (int round = 0; round < 2; round++) {
+    identity_cache_stats(id, &l0, &h0);
+    for (int k = 0; k < WANT; k++) {
+      assert_int_equal(identity_verify(id, toks[full][k], strlen(toks[full][k]), &o, &t, &err), 0);
+      assert_ptr_equal(t.idp, p);
+      identity_token_clear(&t);
+    }
+    identity_cache_stats(id, &l1, &h1);
+    assert_int_equal(l1 - l0, WANT);
+    assert_int_equal(h1 - h0, round == 0 ? 0 : WANT);
+  }
+  for (int b = 0; b < BUCKETS; b++)
+    for (int k = 0; k < count[b]; k++) free(toks[b][k]);
+  identity_close(id);
+  uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+  identity_free(id);
+  idp_free(p);
 }
 
 static void test_bad_jwks_file(void **state) {
@@ -244,6 +342,7 @@ int main(void) {
       cmocka_unit_test(test_parse_ok),       cmocka_unit_test(test_parse_refusals),
       cmocka_unit_test(test_urls),           cmocka_unit_test(test_conflicts),
       cmocka_unit_test(test_verify_file_and_inline), cmocka_unit_test(test_bad_jwks_file),
+      cmocka_unit_test(test_cache_keeps_colliding_tokens),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
