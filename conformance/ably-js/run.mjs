@@ -70,17 +70,22 @@ function parseArgs(argv) {
 // Scope and known failures
 // ---------------------------------------------------------------------------
 
+/* scope.json: { rules: [{ category, reason, file?, title? (a RegExp source),
+ * titles? (exact full titles) }] }; the first rule whose file, title and
+ * titles all match (an absent one matches anything) classifies a test; no
+ * rule: in scope. */
 function loadScope(file) {
   const s = JSON.parse(fs.readFileSync(file, 'utf8'));
   const rules = (s.rules || []).map((r) => {
     if (!CATEGORIES.includes(r.category)) throw new Error(`scope.json: unknown category ${r.category}`);
     if (!r.reason) throw new Error(`scope.json: a rule without a reason: ${JSON.stringify(r)}`);
-    return { ...r, re: r.title ? new RegExp(r.title) : null };
+    return { ...r, re: r.title ? new RegExp(r.title) : null, exact: r.titles ? new Set(r.titles) : null };
   });
   return (file, title) => {
     for (const r of rules) {
       if (r.file && r.file !== file) continue;
       if (r.re && !r.re.test(title)) continue;
+      if (r.exact && !r.exact.has(title)) continue;
       return { scope: r.category, scopeReason: r.reason };
     }
     return { scope: 'in-scope', scopeReason: null };
@@ -218,7 +223,7 @@ async function run(o) {
       .filter(Boolean)
       .map((l) => JSON.parse(l));
     const results = collect(file, lines, exit);
-    fs.appendFileSync(resultsFile, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    for (const r of results) fs.appendFileSync(resultsFile, JSON.stringify(r) + '\n');
     const secs = Math.round((Date.now() - started) / 1000);
     const c = countStates(results);
     perFile.push({ file, ...c, secs });
