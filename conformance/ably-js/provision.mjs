@@ -94,13 +94,16 @@ function parseArgs(argv) {
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const sandbox = await startSandbox(parseArgs(process.argv.slice(2)));
   console.log(`ABLY_LOCAL_SANDBOX_URL=${sandbox.url}`);
+  let stopping = false;
   const shutdown = async () => {
+    stopping = true;
     await sandbox.stop();
     process.exit(0);
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
   sandbox.exited.then(({ code, signal }) => {
+    if (stopping) return;
     console.error(`switchboard exited (${code ?? signal})`);
     process.exit(1);
   });
