@@ -92,7 +92,9 @@ function loadScope(file) {
   };
 }
 
-/** known-failures.json: { causes: { id: { reason, tests: [title, ...] } } } -> Map title -> {cause, reason}. */
+/** known-failures.json: { causes: { id: { reason, flaky?, tests: [title | {title, note}, ...] } } }
+ * -> Map title -> {cause, reason, flaky, note}. A flaky cause's tests may pass
+ * or fail: neither is reported as unexpected. */
 function loadKnown(file) {
   const k = JSON.parse(fs.readFileSync(file, 'utf8'));
   const map = new Map();
@@ -101,7 +103,7 @@ function loadKnown(file) {
     for (const t of entry.tests || []) {
       const title = typeof t === 'string' ? t : t.title;
       if (map.has(title)) throw new Error(`known-failures.json: ${title} is listed twice`);
-      map.set(title, { cause, reason: entry.reason, note: typeof t === 'string' ? null : t.note || null });
+      map.set(title, { cause, reason: entry.reason, flaky: !!entry.flaky, note: typeof t === 'string' ? null : t.note || null });
     }
   }
   return map;
@@ -247,7 +249,7 @@ function pct(c) {
   return ran ? `${((100 * c.passed) / ran).toFixed(1)}%` : '–';
 }
 
-function score(o, resultsFile, perFile) {
+function score(o, resultsFile, perFile, partial) {
   const classify = loadScope(o.scope);
   const known = loadKnown(o.known);
   const results = fs
@@ -273,7 +275,7 @@ function score(o, resultsFile, perFile) {
 
   const inScope = results.filter((r) => r.scope === 'in-scope');
   const unexpectedFail = inScope.filter((r) => r.state === 'failed' && !known.has(r.title));
-  const unexpectedPass = inScope.filter((r) => r.state === 'passed' && known.has(r.title));
+  const unexpectedPass = inScope.filter((r) => r.state === 'passed' && known.has(r.title) && !known.get(r.title).flaky);
   const present = new Set(results.map((r) => r.title));
   const stale = [...known.keys()].filter((t) => !present.has(t));
   const outOfScopeKnown = results.filter((r) => r.scope !== 'in-scope' && known.has(r.title));
@@ -307,8 +309,10 @@ function score(o, resultsFile, perFile) {
     lines.push(`\nUNEXPECTED PASSES (${unexpectedPass.length}): listed in known-failures.json, passed; remove them from the list`);
     for (const r of unexpectedPass) lines.push(`  ${r.title}  [${known.get(r.title).cause}]`);
   }
-  if (stale.length) {
-    lines.push(`\nnote: ${stale.length} known-failures entries match no test in this run (renamed, or files not run)`);
+  if (stale.length && partial) {
+    lines.push(`\nnote: ${stale.length} known-failures entries are not in the files run`);
+  } else if (stale.length) {
+    lines.push(`\nnote: ${stale.length} known-failures entries match no test in this run (renamed or removed: update the list)`);
     for (const t of stale) lines.push(`  ${t}`);
   }
   if (outOfScopeKnown.length) {
@@ -330,11 +334,26 @@ function score(o, resultsFile, perFile) {
 }
 
 const o = parseArgs(process.argv.slice(2));
+const readJson = (f) => (fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, 'utf8')) : null);
 if (o.report) {
-  const pf = path.join(path.dirname(o.report), 'per-file.json');
-  process.exit(score(o, o.report, fs.existsSync(pf) ? JSON.parse(fs.readFileSync(pf, 'utf8')) : null));
+  const dir = path.dirname(o.report);
+  const meta = readJson(path.join(dir, 'run.json'));
+  process.exit(score(o, o.report, readJson(path.join(dir, 'per-file.json')), !!meta?.partial));
 } else {
+  const started = new Date().toISOString();
   const { resultsFile, perFile } = await run(o);
+  const meta = {
+    started,
+    finished: new Date().toISOString(),
+    sdkDir: o.sdkDir,
+    serverBin: o.serverBin,
+    partial: !!o.files,
+    files: perFile.map((f) => f.file),
+    timeoutCap: o.timeoutCap,
+    transports: o.transports,
+    node: process.version,
+  };
+  fs.writeFileSync(path.join(o.out, 'run.json'), JSON.stringify(meta, null, 2) + '\n');
   fs.writeFileSync(path.join(o.out, 'per-file.json'), JSON.stringify(perFile, null, 2) + '\n');
-  process.exit(score(o, resultsFile, perFile));
+  process.exit(score(o, resultsFile, perFile, meta.partial));
 }
