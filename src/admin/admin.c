@@ -26,10 +26,12 @@ bool admin_authorized(const sw_server_t *srv, const sw_http_req_t *req) {
  * ABLY_LOCAL_SANDBOX_URL its testapp_manager.js creates each test app through
  * POST /apps and routes every client at the `endpoint`, `port` and `tls` of
  * the answer. They say where this request reached the server: the Host
- * header's host and port (the listener's when the header has none), and no
- * TLS, as the server speaks plain HTTP. A Host the server cannot echo (too
- * long, empty, a bad port) gives the configured listen address instead. */
-static void add_routing(json_t *v, const sw_server_t *srv, const sw_http_req_t *req) {
+ * header's host and port (a Host without a port means the scheme's default,
+ * 80 or 443), and whether it came over TLS (ours, or a trusted proxy's). A
+ * Host the server cannot echo (absent, too long, empty, a bad port) gives the
+ * configured listen host and the listener's port instead. */
+static void add_routing(json_t *v, const sw_sock_t *s, const sw_http_req_t *req) {
+  const sw_server_t *srv = s->srv;
   char host[256];
   int port = -1;
   snprintf(host, sizeof host, "%s", srv->cfg->host);
@@ -40,22 +42,23 @@ static void add_routing(json_t *v, const sw_server_t *srv, const sw_http_req_t *
     /* In "[::1]:8080" the port follows the last ':' only after the ']'. */
     bool has_port = colon && (h->p[0] != '[' || (close && colon > close));
     size_t hn = has_port ? (size_t)(colon - h->p) : h->n;
+    long p = s->secure ? 443 : 80;
     bool ok = hn > 0;
     if (has_port) {
       char digits[8], *end = NULL;
       size_t dn = h->n - hn - 1;
-      long p = 0;
+      p = 0;
       if (dn > 0 && dn < sizeof digits) {
         memcpy(digits, colon + 1, dn);
         digits[dn] = 0;
         p = strtol(digits, &end, 10);
       }
       ok = ok && end && *end == 0 && p > 0 && p < 65536;
-      port = ok ? (int)p : -1;
     }
     if (ok) {
       memcpy(host, h->p, hn);
       host[hn] = 0;
+      port = (int)p;
     }
   }
   if (port < 0) {
@@ -69,7 +72,7 @@ static void add_routing(json_t *v, const sw_server_t *srv, const sw_http_req_t *
   json_t *endpoint = json_string(host); /* NULL if the Host is not UTF-8 */
   json_object_set_new(v, "endpoint", endpoint ? endpoint : json_string(srv->cfg->host));
   json_object_set_new(v, "port", json_integer(port));
-  json_object_set_new(v, "tls", json_false());
+  json_object_set_new(v, "tls", json_boolean(s->secure));
 }
 
 static void create_app(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt) {
@@ -95,7 +98,7 @@ static void create_app(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt) 
     return;
   }
   json_t *v = app_to_json(app);
-  add_routing(v, srv, req);
+  add_routing(v, s, req);
   rest_reply_value(s, 201, fmt, v, req->keep_alive, NULL);
   json_decref(v);
 }
