@@ -62,12 +62,12 @@ export function startSandbox({ serverBin = DEFAULT_SERVER_BIN, port = 0, log = n
         if (sink) sink.write(chunk);
         if (settled) return;
         seen = (seen + chunk.toString()).slice(-4096);
-        const m = /listening on http:\/\/([^\s:]+):(\d+)/.exec(seen);
+        const m = /listening on (https?):\/\/([^\s:]+):(\d+)/.exec(seen);
         if (m) {
           settled = true;
           clearTimeout(timer);
-          const url = `http://${m[1]}:${m[2]}`;
-          resolve({ url, host: m[1], port: Number(m[2]), pid: child.pid, stop, exited });
+          const url = `${m[1]}://${m[2]}:${m[3]}`;
+          resolve({ url, host: m[2], port: Number(m[3]), pid: child.pid, stop, exited });
         }
       });
     }
