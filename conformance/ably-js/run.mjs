@@ -125,6 +125,20 @@ function slug(file) {
   return file.replace(/^test\//, '').replace(/\.test\.js$/, '').replace(/[^A-Za-z0-9]+/g, '-');
 }
 
+// What is running now, for an interrupted run to stop.
+const current = { mocha: null, sandbox: null };
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => {
+    if (current.mocha) {
+      try {
+        process.kill(-current.mocha.pid, 'SIGKILL');
+      } catch {}
+    }
+    if (current.sandbox) await current.sandbox.stop();
+    process.exit(130);
+  });
+}
+
 function runMocha(o, file, sandbox, rawFile, logFile) {
   return new Promise((resolve) => {
     const mocha = path.join(o.sdkDir, 'node_modules', 'mocha', 'bin', 'mocha');
@@ -146,7 +160,9 @@ function runMocha(o, file, sandbox, rawFile, logFile) {
       CONFORMANCE_TIMEOUT_CAP: String(o.timeoutCap),
     };
     const log = fs.openSync(logFile, 'w');
+    // Its own process group, so that a timeout kills mocha with whatever it started.
     const child = spawn(process.execPath, args, { cwd: o.sdkDir, env, stdio: ['ignore', log, log], detached: true });
+    current.mocha = child;
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -155,6 +171,7 @@ function runMocha(o, file, sandbox, rawFile, logFile) {
       } catch {}
     }, o.fileTimeout * 1000);
     child.on('exit', (code, signal) => {
+      current.mocha = null;
       clearTimeout(timer);
       fs.closeSync(log);
       resolve({ code, signal, timedOut });
@@ -213,11 +230,13 @@ async function run(o) {
     fs.writeFileSync(rawFile, '');
     const started = Date.now();
     const sandbox = await startSandbox({ serverBin: o.serverBin, log: path.join(o.out, 'logs', `${s}.server.log`) });
+    current.sandbox = sandbox;
     let exit;
     try {
       exit = await runMocha(o, file, sandbox, rawFile, path.join(o.out, 'logs', `${s}.mocha.log`));
     } finally {
       await sandbox.stop();
+      current.sandbox = null;
     }
     const lines = fs
       .readFileSync(rawFile, 'utf8')
