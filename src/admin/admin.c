@@ -1,6 +1,8 @@
 #include "admin/admin.h"
 
 #include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/conn.h"
@@ -18,6 +20,59 @@ bool admin_authorized(const sw_server_t *srv, const sw_http_req_t *req) {
   if (!want || !auth || auth->n < 7 || strncasecmp(auth->p, "Bearer ", 7) != 0) return false;
   size_t n = auth->n - 7;
   return n == strlen(want) && CRYPTO_memcmp(auth->p + 7, want, n) == 0;
+}
+
+/* The routing fields of ably-js's local-sandbox test set-up: with
+ * ABLY_LOCAL_SANDBOX_URL its testapp_manager.js creates each test app through
+ * POST /apps and routes every client at the `endpoint`, `port` and `tls` of
+ * the answer. They say where this request reached the server: the Host
+ * header's host and port (a Host without a port means the scheme's default,
+ * 80 or 443), and whether it came over TLS (ours, or a trusted proxy's). A
+ * Host the server cannot echo (absent, too long, empty, a bad port) gives the
+ * configured listen host and the listener's port instead. */
+static void add_routing(json_t *v, const sw_sock_t *s, const sw_http_req_t *req) {
+  const sw_server_t *srv = s->srv;
+  char host[256];
+  int port = -1;
+  snprintf(host, sizeof host, "%s", srv->cfg->host);
+  const sw_slice_t *h = http_req_header(req, "Host");
+  if (h && h->n > 0 && h->n < sizeof host) {
+    const char *colon = memrchr(h->p, ':', h->n);
+    const char *close = memchr(h->p, ']', h->n);
+    /* In "[::1]:8080" the port follows the last ':' only after the ']'. */
+    bool has_port = colon && (h->p[0] != '[' || (close && colon > close));
+    size_t hn = has_port ? (size_t)(colon - h->p) : h->n;
+    long p = s->secure ? 443 : 80;
+    bool ok = hn > 0;
+    if (has_port) {
+      char digits[8], *end = NULL;
+      size_t dn = h->n - hn - 1;
+      p = 0;
+      if (dn > 0 && dn < sizeof digits) {
+        memcpy(digits, colon + 1, dn);
+        digits[dn] = 0;
+        p = strtol(digits, &end, 10);
+      }
+      ok = ok && end && *end == 0 && p > 0 && p < 65536;
+    }
+    if (ok) {
+      memcpy(host, h->p, hn);
+      host[hn] = 0;
+      port = (int)p;
+    }
+  }
+  if (port < 0) {
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    port = srv->cfg->port;
+    if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len) == 0)
+      port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                               : ((struct sockaddr_in *)&bound)->sin_port);
+  }
+  json_t *endpoint = json_string(host); /* NULL if the Host is not UTF-8 */
+  json_object_set_new(v, "endpoint", endpoint ? endpoint : json_string(srv->cfg->host));
+  json_object_set_new(v, "port", json_integer(port));
+  json_object_set_new(v, "tls", json_boolean(s->secure));
 }
 
 static void create_app(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt) {
@@ -43,6 +98,7 @@ static void create_app(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt) 
     return;
   }
   json_t *v = app_to_json(app);
+  add_routing(v, s, req);
   rest_reply_value(s, 201, fmt, v, req->keep_alive, NULL);
   json_decref(v);
 }

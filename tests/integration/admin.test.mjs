@@ -197,3 +197,24 @@ test('sandbox admin: admin API without --sandbox and without credentials -> 401'
     await server.stop();
   }
 });
+
+// ably-js's node suite against a local sandbox (ABLY_LOCAL_SANDBOX_URL, used by
+// conformance/ably-js) routes its clients at the endpoint/port/tls of this answer.
+test('sandbox admin: POST /apps answers the routing fields endpoint, port, tls; a client routed by them connects', async (t) => {
+  const res = await http(env.server, 'POST', '/apps', { body: { keys: [{}] } });
+  assert.equal(res.status, 201, res.text);
+  assert.equal(res.body.endpoint, env.server.host, `endpoint from the Host header: ${res.text}`);
+  assert.equal(res.body.port, env.server.port);
+  assert.equal(res.body.tls, false);
+  const named = await http(env.server, 'POST', '/apps', { body: { keys: [{}] }, headers: { host: 'localhost' } });
+  assert.equal(named.body.endpoint, 'localhost', 'a Host without a port names the host');
+  assert.equal(named.body.port, 80, "and the scheme's default port");
+  // Only the answer's fields route this client: the placeholder server is overridden.
+  const client = clients(t).realtime({ host: 'unused.invalid', port: 1 }, {
+    key: res.body.keys[0].keyStr,
+    endpoint: res.body.endpoint,
+    port: res.body.port,
+    tls: res.body.tls,
+  });
+  await waitForConnectionState(client, 'connected');
+});

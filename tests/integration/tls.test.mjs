@@ -398,3 +398,11 @@ test('start-up: a certificate that does not load, or a certificate without its k
   const half = await refused(['--tls-cert', certA.cert]);
   assert.match(half?.message ?? '', /TLS needs both a certificate .* and a key/);
 });
+
+// ably-js's suite against a local sandbox (conformance/ably-js) routes its
+// clients at the answer's endpoint/port/tls; over TLS that must say tls: true.
+test('sandbox admin over TLS: POST /apps answers tls: true with the port the request came to', () => {
+  assert.equal(env.app.tls, true, `tls: ${JSON.stringify(env.app.tls)}`);
+  assert.equal(env.app.port, env.server.port);
+  assert.equal(env.app.endpoint, '127.0.0.1');
+});
