@@ -290,6 +290,14 @@ const sw_namespace_t *app_namespace_for(const sw_app_t *a, const char *channel) 
   return &a->default_ns;
 }
 
+int app_namespace_transport_check(const sw_namespace_t *ns, bool secure, sw_error_t *err) {
+  if (!ns->tls_only || secure) return 0;
+  /* Ably's table names 40311 "Application requires a TLS connection"; the
+   * namespace is the application's rule for these channels. */
+  errors_set(err, 40311, "namespace %.64s requires a TLS connection", ns->id ? ns->id : "");
+  return -1;
+}
+
 json_t *app_to_json(const sw_app_t *a) {
   json_t *keys = json_array();
   for (size_t i = 0; i < a->n_keys; i++) {

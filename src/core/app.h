@@ -104,6 +104,10 @@ void apps_free(sw_apps_t *r);
 sw_key_t *app_find_key(const sw_app_t *a, const char *key_name, size_t len);
 /* The namespace rules for a channel (its prefix before ':', else defaults). */
 const sw_namespace_t *app_namespace_for(const sw_app_t *a, const char *channel);
+/* The namespace's transport rule: a tlsOnly namespace refuses any use over a
+ * connection or request that did not come over TLS (ours, or a trusted
+ * proxy's X-Forwarded-Proto: https), with 40311 (403). 0, or -1 with *err. */
+int app_namespace_transport_check(const sw_namespace_t *ns, bool secure, sw_error_t *err);
 
 /* The POST /apps response: {appId, keys:[{id, value, keyName, keySecret,
  * keyStr, capability, revocableTokens}], namespaces, channels}. New ref. */

@@ -827,6 +827,7 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
     errors_set(&err, 40161, "namespace %s requires an identified client", ch->ns->id);
     goto fail;
   }
+  if (app_namespace_transport_check(ch->ns, c->sock && c->sock->secure, &err)) goto fail;
   sw_attach_req_t req = {.channel_serial = m->channel_serial, .rewind_count = -1, .rewind_ms = -1};
   json_t *params;
   if (attach_params(c, m, &parts, &params, &err)) goto fail;

@@ -20,6 +20,10 @@ void rest_annotations_post(route_ctx_t *r, sw_channel_t *ch, const char *serial)
   sw_error_t err = {0};
   sw_msg_t *anns = NULL;
   size_t n = 0;
+  if (app_namespace_transport_check(ch->ns, r->s->secure, &err)) {
+    route_error(r, &err);
+    return;
+  }
   const sw_slice_t *ct = http_req_header(r->req, "Content-Type");
   sw_format_t bfmt = ct && memmem(ct->p, ct->n, "msgpack", 7) ? SW_FMT_MSGPACK : SW_FMT_JSON;
   if (codec_decode_msgs(bfmt, (const uint8_t *)r->req->body.p, r->req->body.n, &anns, &n, &err)) {
@@ -54,6 +58,10 @@ void rest_annotations_get(route_ctx_t *r, const char *name, const char *serial) 
   if (!cap_allows(r->p.cap, name, SW_OP_HISTORY) && !cap_allows(r->p.cap, name, SW_OP_ANNOTATION_SUBSCRIBE)) {
     errors_set(&err, SW_E_CAPABILITY_DENIED, "annotations denied (history or annotation-subscribe); channel = %.200s",
                name);
+    route_error(r, &err);
+    return;
+  }
+  if (app_namespace_transport_check(app_namespace_for(r->app, name), r->s->secure, &err)) {
     route_error(r, &err);
     return;
   }

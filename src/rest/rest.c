@@ -220,6 +220,7 @@ static void on_behalf(route_ctx_t *r, sw_msg_t *m, sw_error_t *err) {
 int rest_prepare_publish(route_ctx_t *r, sw_channel_t *ch, sw_msg_t *msgs, size_t n, sw_error_t *err) {
   size_t total = 0;
   int64_t now = clock_now_ms();
+  if (app_namespace_transport_check(ch->ns, r->s->secure, err)) return -1;
   for (size_t i = 0; i < n && !err->code; i++) {
     sw_msg_t *m = &msgs[i];
     total += msg_size(m);

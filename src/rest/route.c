@@ -14,9 +14,12 @@ void route_error(route_ctx_t *r, const sw_error_t *e) { rest_error(r->s, r->fmt,
 size_t route_page_budget(const route_ctx_t *r) { return sock_low_water(r->s); }
 
 bool route_require(route_ctx_t *r, const char *channel, int op, const char *what) {
-  if (cap_allows(r->p.cap, channel, op)) return true;
   sw_error_t err;
-  errors_set(&err, SW_E_CAPABILITY_DENIED, "%s denied; channel = %.200s", what, channel);
+  if (!cap_allows(r->p.cap, channel, op)) {
+    errors_set(&err, SW_E_CAPABILITY_DENIED, "%s denied; channel = %.200s", what, channel);
+  } else if (app_namespace_transport_check(app_namespace_for(r->app, channel), r->s->secure, &err) == 0) {
+    return true;
+  }
   route_error(r, &err);
   return false;
 }

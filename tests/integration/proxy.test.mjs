@@ -8,7 +8,7 @@
 import nodeHttp from 'node:http';
 import net from 'node:net';
 import { after, before } from 'node:test';
-import { startServer, http, basicAuth, withTimeout, sleep, WebSocket, assert, test } from './lib/server.mjs';
+import { Ably, startServer, http, basicAuth, withTimeout, sleep, WebSocket, assert, test } from './lib/server.mjs';
 import { writeConfig } from './lib/auth.mjs';
 
 const PROXY = '127.0.0.1';
@@ -207,4 +207,47 @@ test('trustedProxies: a bad entry is refused at start-up with the reason', async
   } finally {
     bad.cleanup();
   }
+});
+
+/** A raw WebSocket from the proxy with ?key=: the reply to ATTACH channel (action, error code). */
+function attachFrom(e, key, channel, headers = {}) {
+  const ws = new WebSocket(`ws://${e.server.host}:${e.server.port}/?format=json&key=${encodeURIComponent(key)}`, {
+    headers,
+    localAddress: PROXY,
+  });
+  ws.on('error', () => {});
+  return withTimeout(
+    new Promise((resolve) => {
+      ws.on('message', (d) => {
+        const m = JSON.parse(d.toString());
+        if (m.action === CONNECTED) ws.send(JSON.stringify({ action: 10, channel }));
+        else if (m.channel === channel) resolve({ action: m.action, code: m.error?.code ?? 0 });
+      });
+    }),
+    5000,
+    `the reply to ATTACH ${channel}`,
+  ).finally(() => ws.terminate());
+}
+
+test('a tlsOnly namespace: used over plain HTTP or ws, every channel operation is refused 40311 (403) on REST (history, publish, presence) and realtime ATTACH; over TLS (the trusted proxy\'s X-Forwarded-Proto: https) it works; other channels are unaffected', async () => {
+  const e = env.loopback;
+  const res = await http(e.server, 'POST', '/apps', { body: { keys: [{}], namespaces: [{ id: 'secure', tlsOnly: true }] } });
+  assert.equal(res.status, 201, res.text);
+  const key = res.body.keys[0].keyStr;
+  const auth = { authorization: basicAuth(key) };
+  const https = { ...auth, 'x-forwarded-proto': 'https' };
+  for (const path of ['/channels/secure:a/messages', '/channels/secure:a/presence', '/channels/secure:a/presence/history']) {
+    const r = await from(PROXY, e, 'GET', path, auth);
+    assert.deepEqual([r.status, r.code], [403, 40311], `${path}: ${r.text}`);
+    assert.equal((await from(PROXY, e, 'GET', path, https)).status, 200, path);
+  }
+  assert.equal((await from(PROXY, e, 'GET', '/channels/plain:a/messages', auth)).status, 200);
+  // REST publish, with the Ably SDK over plain HTTP: refused, nothing stored.
+  const rest = new Ably.Rest({ key, endpoint: e.server.host, port: e.server.port, tls: false, useBinaryProtocol: false });
+  await assert.rejects(rest.channels.get('secure:a').publish('m', 'x'), (err) => err.code === 40311 && err.statusCode === 403);
+  await rest.channels.get('plain:a').publish('m', 'x');
+  // Realtime: ATTACH refused over plain ws, accepted behind the proxy's TLS.
+  assert.deepEqual(await attachFrom({ server: e.server }, key, 'secure:b'), { action: ERROR, code: 40311 });
+  assert.deepEqual(await attachFrom({ server: e.server }, key, 'secure:b', { 'x-forwarded-proto': 'https' }), { action: 11, code: 0 });
+  assert.deepEqual(await attachFrom({ server: e.server }, key, 'plain:b'), { action: 11, code: 0 });
 });
