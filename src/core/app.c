@@ -52,6 +52,10 @@ static int namespace_from_json(sw_namespace_t *ns, const json_t *o, sw_error_t *
   ns->tls_only = json_flag(o, "tlsOnly");
   ns->cancel_owner_only = json_flag(o, "cancelByTurnOwnerOnly");
   ns->retention_ms = json_int_or(o, "retentionSeconds", -1);
+  /* Bounded so that the ms figure, and now + it, cannot overflow. */
+  if (ns->retention_ms > SW_MAX_RETENTION_S)
+    return errors_set(err, SW_E_BAD_REQUEST, "retentionSeconds must be at most %lld (100 years)",
+                      (long long)SW_MAX_RETENTION_S);
   ns->retention_ms = ns->retention_ms >= 0 ? ns->retention_ms * 1000
                      : ns->persisted       ? SW_PERSISTED_RETENTION_MS
                                            : SW_DEFAULT_RETENTION_MS;

@@ -28,6 +28,7 @@
 /* Ably's default retention for non-persisted channels is two minutes. */
 #define SW_DEFAULT_RETENTION_MS (2 * 60 * 1000LL)
 #define SW_PERSISTED_RETENTION_MS (24 * 3600 * 1000LL)
+#define SW_MAX_RETENTION_S (100 * 365 * 24 * 3600LL) /* a namespace's retentionSeconds */
 
 typedef struct sw_key {
   char *name;           /* "appId.keyId" (keyName) */

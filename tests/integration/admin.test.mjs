@@ -86,6 +86,15 @@ test('sandbox admin: POST /apps with an invalid body -> 400', async () => {
   assert.ok(res.headers.get('x-ably-errorcode')?.startsWith('400'), `x-ably-errorcode ${res.headers.get('x-ably-errorcode')}`);
 });
 
+test('sandbox admin: a namespace retentionSeconds beyond 100 years is refused 40000 (it would overflow as ms); 100 years is accepted', async () => {
+  const big = await http(env.server, 'POST', '/apps', { body: { keys: [{}], namespaces: [{ id: 'forever', retentionSeconds: 9.2e15 }] } });
+  assert.equal(big.status, 400, big.text);
+  assert.equal(big.body.error.code, 40000, big.text);
+  assert.match(big.body.error.message, /retentionSeconds/);
+  const ok = await http(env.server, 'POST', '/apps', { body: { keys: [{}], namespaces: [{ id: 'century', retentionSeconds: 3153600000 }] } });
+  assert.equal(ok.status, 201, ok.text);
+});
+
 bothProtocols('RSA11/RTN2e every fixture key connects; key[5] {"[*]*":["*"]} can publish and subscribe', async (t, binary) => {
   const c = clients(t);
   for (const [i, k] of env.app.keys.entries()) {
