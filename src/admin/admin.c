@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/presence.h"
 #include "core/server.h"
 #include "core/sock.h"
 #include "identity/identity.h"
@@ -92,6 +93,10 @@ static void create_app(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt) 
     app_free(app); /* not registered (a duplicate id, or a provider's issuer taken) */
     app = NULL;
   }
+  /* Fixture channels' members enter now, as on Ably: their ENTERs are
+   * queued for storage ahead of the app itself, whose write is synchronous,
+   * so presence history has them by the time the app is answered. */
+  if (app) presence_load_app_fixtures(srv, app);
   if (!app || server_persist_app(srv, app)) {
     if (!err.code) errors_set(&err, SW_E_INTERNAL, "app could not be stored");
     rest_error(s, fmt, &err, req->keep_alive);

@@ -845,6 +845,10 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
     json_decref(params);
     goto fail;
   }
+  /* RTL4j: ATTACH_RESUME marks a reattach of a channel the client had
+   * attached; it has had the rewind already, so, as on Ably, it is not
+   * replayed again (RTL4j2). The param is still checked above. */
+  if (m->has_flags && (m->flags & SW_FLAG_ATTACH_RESUME)) req.rewind_count = req.rewind_ms = -1;
   req.params = recognised_params(params);
   req.channel_name = m->channel;
   if (channel_attach(ch, c, &req) == 0) {

@@ -353,8 +353,10 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
       src->extras = NULL;
     }
     dst->action = SW_MSG_UPDATE;
-    /* The event is the fragment alone, with the message's identity. */
+    /* The event is the fragment alone, with the message's identity: as on
+     * Ably, that includes its name (ably-js checks it on a live append). */
     event->action = SW_MSG_APPEND;
+    event->name = dst->name ? strdup(dst->name) : NULL;
     event->data = msg->data;
     memset(&msg->data, 0, sizeof msg->data);
     /* Shared, not copied: nothing changes a message's JSON in place (a

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/channel_name.h"
 #include "core/app.h"
 #include "core/channel.h"
 #include "core/conn.h"
@@ -77,6 +78,7 @@ typedef struct presence_pub {
   size_t n;
   char conn_id[SW_CONN_ID_LEN + 1]; /* "" for server-made leaves */
   int64_t msg_serial;
+  bool quiet; /* history only: not broadcast (fixture members) */
 } presence_pub_t;
 
 static void pub_free(presence_pub_t *p) {
@@ -90,7 +92,7 @@ static void on_stored(void *ud, int status) {
   sw_channel_t *ch = p->ch;
   ch->pending--;
   sw_error_t err = {0};
-  if (status == 0) {
+  if (status == 0 && !p->quiet) {
     sw_pmsg_t m = {.action = SW_ACTION_PRESENCE,
                    .channel = (char *)ch->name,
                    .timestamp = p->events[0].timestamp,
@@ -100,7 +102,7 @@ static void on_stored(void *ud, int status) {
     /* Presence is echoed to its own connection too: ably-js keeps its own
      * members from these events (RTP17). */
     channel_broadcast(ch, &m, SW_MODE_PRESENCE_SUBSCRIBE, NULL);
-  } else {
+  } else if (status) {
     errors_set(&err, SW_E_INTERNAL, "presence could not be stored");
     log_error("presence storage failed on %s: %d", ch->name, status);
   }
@@ -112,8 +114,9 @@ static void on_stored(void *ud, int status) {
 }
 
 /* Persists events (ownership moves to the store path) and broadcasts them
- * when durable. */
-static int persist(sw_channel_t *ch, sw_presence_t *events, size_t n, const char *conn_id, int64_t msg_serial) {
+ * when durable, unless quiet. */
+static int persist(sw_channel_t *ch, sw_presence_t *events, size_t n, const char *conn_id, int64_t msg_serial,
+                   bool quiet) {
   sw_server_t *srv = ch->srv;
   presence_pub_t *p = calloc(1, sizeof *p);
   sw_store_rec_t *recs = calloc(n ? n : 1, sizeof *recs);
@@ -127,6 +130,7 @@ static int persist(sw_channel_t *ch, sw_presence_t *events, size_t n, const char
   p->events = events;
   p->n = n;
   p->msg_serial = msg_serial;
+  p->quiet = quiet;
   if (conn_id) snprintf(p->conn_id, sizeof p->conn_id, "%s", conn_id);
   events = NULL;
   presence_history_key(ch, key, sizeof key);
@@ -246,7 +250,7 @@ int presence_publish(sw_channel_t *ch, sw_conn_t *c, sw_pmsg_t *m, sw_error_t *e
   size_t n = m->n_presence;
   m->presence = NULL;
   m->n_presence = 0;
-  if (persist(ch, events, n, c->id, m->msg_serial)) return errors_set(err, SW_E_INTERNAL, "presence could not be stored");
+  if (persist(ch, events, n, c->id, m->msg_serial, false)) return errors_set(err, SW_E_INTERNAL, "presence could not be stored");
   return 0;
 }
 
@@ -277,7 +281,7 @@ size_t presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
     member_free(mb);
     i++;
   }
-  persist(ch, events, i, NULL, 0);
+  persist(ch, events, i, NULL, 0, false);
   return i;
 }
 
@@ -322,13 +326,32 @@ void presence_sync(sw_channel_t *ch, sw_attach_t *a) {
   free(page);
 }
 
+/* True when ch's presence history never held an event (not even one
+ * since pruned): the fixture members' ENTERs have not been recorded yet. */
+static bool presence_history_unused(sw_channel_t *ch) {
+  char key[1100];
+  int64_t last = -1;
+  if (!ch->srv->store) return false;
+  presence_history_key(ch, key, sizeof key);
+  if (store_last_seq(ch->srv->store, ch->app->id, key, &last) || last >= 0) return false;
+  ch->presence_seq = 0;
+  return true;
+}
+
 void presence_load_fixtures(sw_channel_t *ch) {
   json_t *chans = json_object_get(ch->app->spec, "channels");
-  size_t i, j;
+  size_t i, j, n = 0, cap = 0;
   json_t *c, *p;
+  /* The members are entered as on Ably when the app was made: presence
+   * history (RSP4) has their ENTERs, recorded the first time the channel
+   * is loaded (POST /apps loads it: presence_load_app_fixtures), and only
+   * then, so a channel loaded again, or after a restart, adds none. */
+  bool checked = false, record = false;
+  sw_presence_t *enters = NULL;
   json_array_foreach(chans, i, c) {
     const char *name = json_string_value(json_object_get(c, "name"));
     if (!name || strcmp(name, ch->name) != 0) continue;
+    if (!checked) record = presence_history_unused(ch), checked = true;
     json_array_foreach(json_object_get(c, "presence"), j, p) {
       const char *cid = json_string_value(json_object_get(p, "clientId"));
       const char *data = json_string_value(json_object_get(p, "data"));
@@ -336,7 +359,7 @@ void presence_load_fixtures(sw_channel_t *ch) {
       if (!cid) continue;
       char id[64];
       snprintf(id, sizeof id, "fixture:%zu:%zu", i, j);
-      sw_presence_t ev = {.action = SW_PRESENCE_PRESENT,
+      sw_presence_t ev = {.action = SW_PRESENCE_ENTER,
                           .id = id,
                           .client_id = (char *)cid,
                           .connection_id = "fixture",
@@ -347,8 +370,33 @@ void presence_load_fixtures(sw_channel_t *ch) {
         ev.data.bytes = (uint8_t *)data;
         ev.data.len = strlen(data);
       }
-      apply(ch, &ev);
+      apply(ch, &ev); /* the set holds it as PRESENT */
+      if (!record) continue;
+      if (n == cap) {
+        size_t ncap = cap ? cap * 2 : 8;
+        sw_presence_t *grown = realloc(enters, ncap * sizeof *grown);
+        if (!grown) continue;
+        enters = grown;
+        cap = ncap;
+      }
+      if (presence_copy(&enters[n], &ev) == 0) n++;
     }
+  }
+  if (n) persist(ch, enters, n, NULL, 0, true); /* takes enters */
+  else free(enters);
+}
+
+void presence_load_app_fixtures(sw_server_t *srv, sw_app_t *app) {
+  json_t *chans = json_object_get(app->spec, "channels");
+  size_t i;
+  json_t *c;
+  json_array_foreach(chans, i, c) {
+    const char *name = json_string_value(json_object_get(c, "name"));
+    sw_channel_name_t parts;
+    if (!name || channel_name_validate(name, strlen(name), &parts, NULL) || parts.kind != SW_CHAN_PLAIN ||
+        parts.name_off)
+      continue;
+    if (!channel_find(srv, app, name)) channel_get(srv, app, name); /* loads its fixtures */
   }
 }
 

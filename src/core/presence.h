@@ -46,8 +46,14 @@ void presence_sync_requested(sw_channel_t *ch, sw_attach_t *a);
 /* LEAVEs every member entered by connection conn_id on ch (detach, end of
  * connection). */
 size_t presence_leave_conn(sw_channel_t *ch, const char *conn_id); /* how many left */
-/* Members from the app spec's channel fixtures (test-app-setup.json). */
+/* Members from the app spec's channel fixtures (test-app-setup.json). The
+ * first load of a channel also records their ENTERs in presence history. */
 void presence_load_fixtures(sw_channel_t *ch);
+/* Loads every fixture channel of a new app (POST /apps), so that their
+ * ENTERs are submitted to storage before the app is answered. */
+typedef struct sw_server sw_server_t;
+typedef struct sw_app sw_app_t;
+void presence_load_app_fixtures(sw_server_t *srv, sw_app_t *app);
 /* The store channel key under which ch's presence history is kept. */
 void presence_history_key(const sw_channel_t *ch, char *out, size_t cap);
 void presence_free(sw_channel_t *ch);

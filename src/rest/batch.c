@@ -5,7 +5,15 @@
  * on its own (name, capability, clientId, size) exactly as a single REST
  * publish is, and all in flight at once. The reply waits for all of them:
  * one BatchResult (BAR2) per spec, whose results (BPR2, BPF2) are in the
- * order of the spec's channels. Ably limits a batch to 100 channels. */
+ * order of the spec's channels. Ably limits a batch to 100 channels.
+ *
+ * Before protocol version 3, Ably answered a single spec object (not an
+ * array of specs) in the older batch format: a flat array of the per-channel
+ * results, 201 when all succeeded, else 400 with {error: 40020,
+ * batchResponse: [...]}; ably-js's request() tests still ask for it with
+ * X-Ably-Version 2. An array of specs got BatchResults at version 2 already
+ * (ably-js 1.2's batchPublish sent one with version 2), and a request without
+ * X-Ably-Version gets BatchResults, as it always did here. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +24,17 @@
 #include "core/presence.h"
 #include "core/server.h"
 #include "core/sock.h"
+#include "net/http_parse.h"
 #include "net/url.h"
 #include "rest/rest.h"
 #include "rest/route.h"
 
 /* Ably's limit on the channels of one batch request (publish or presence). */
 #define BATCH_MAX_CHANNELS 100
+/* Ably's batch_request_error: some items of an old-format batch failed. */
+#define BATCH_E_PARTIAL 40020
+/* The protocol version from which a single spec gets a BatchResult. */
+#define BATCH_RESULT_VERSION 3.0
 /* The channels query parameter of a batch presence: 100 names, each at
  * most this long once decoded. */
 #define BATCH_CHANNELS_PARAM_MAX (BATCH_MAX_CHANNELS * 1024)
@@ -30,6 +43,7 @@ typedef struct batch {
   sw_sock_t *s; /* referenced until the reply */
   sw_format_t fmt;
   bool keep_alive;
+  bool flat;       /* answer in the old format (see the top of this file) */
   json_t *results; /* [BatchResult], one per spec */
   size_t pending;  /* publishes in flight, plus one while they are started */
 } batch_t;
@@ -66,9 +80,37 @@ static void batch_set(batch_t *b, size_t spec, size_t index, const char *channel
   json_array_set_new(json_object_get(res, "results"), index, r);
 }
 
+/* The old format's answer: the only spec's per-channel results, as they
+ * are (201), or under a 40020 error when any failed (400). */
+static void reply_flat(batch_t *b) {
+  json_t *res = json_array_get(b->results, 0);
+  json_t *items = json_object_get(res, "results");
+  if (json_integer_value(json_object_get(res, "failureCount")) == 0) {
+    rest_reply_value(b->s, 201, b->fmt, items, b->keep_alive, NULL);
+    return;
+  }
+  sw_error_t e;
+  errors_set(&e, BATCH_E_PARTIAL, "Batched response includes errors");
+  json_t *v = json_pack("{s:o, s:O}", "error", error_json(&e), "batchResponse", items);
+  char headers[sizeof e.message + 64];
+  snprintf(headers, sizeof headers, "X-Ably-ErrorCode: %d\r\nX-Ably-ErrorMessage: %s\r\n", e.code, e.message);
+  if (!v) {
+    errors_set(&e, SW_E_INTERNAL, "out of memory");
+    rest_error(b->s, b->fmt, &e, b->keep_alive);
+    return;
+  }
+  rest_reply_value(b->s, e.status, b->fmt, v, b->keep_alive, headers);
+  json_decref(v);
+}
+
 static void batch_release(batch_t *b) {
   if (--b->pending) return;
-  if (!b->s->closing) rest_reply_value(b->s, 201, b->fmt, b->results, b->keep_alive, NULL);
+  if (!b->s->closing) {
+    if (b->flat)
+      reply_flat(b);
+    else
+      rest_reply_value(b->s, 201, b->fmt, b->results, b->keep_alive, NULL);
+  }
   sock_unref(b->s);
   json_decref(b->results);
   free(b);
@@ -144,6 +186,28 @@ static void publish_one(route_ctx_t *r, batch_t *b, const sw_batch_spec_t *spec,
   batch_set(b, si, ci, name, NULL, &err, NULL, 0);
 }
 
+/* True when the request's X-Ably-Version is a number below 3 (ably-js's
+ * request() sends the version it is given; its own calls send 6). */
+static bool old_version(const sw_http_req_t *req) {
+  const sw_slice_t *v = http_req_header(req, "X-Ably-Version");
+  char text[16];
+  if (!v || v->n == 0 || v->n >= sizeof text) return false;
+  memcpy(text, v->p, v->n);
+  text[v->n] = '\0';
+  char *end;
+  double version = strtod(text, &end);
+  return end != text && *end == '\0' && version < BATCH_RESULT_VERSION;
+}
+
+/* True when the (already decoded) body is one spec object, not an array:
+ * JSON's first non-blank byte, msgpack's first type byte. */
+static bool single_spec_body(sw_format_t fmt, const uint8_t *p, size_t n) {
+  size_t i = 0;
+  if (fmt == SW_FMT_MSGPACK) return n && !((p[0] & 0xf0) == 0x90 || p[0] == 0xdc || p[0] == 0xdd);
+  while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) i++;
+  return i < n && p[i] == '{';
+}
+
 void rest_batch_publish(route_ctx_t *r) {
   sw_error_t err = {0};
   sw_batch_spec_t *specs = NULL;
@@ -171,7 +235,10 @@ void rest_batch_publish(route_ctx_t *r) {
     route_error(r, &err);
     return;
   }
-  *b = (batch_t){.s = r->s, .fmt = r->fmt, .keep_alive = r->keep_alive, .results = b->results, .pending = 1};
+  bool flat = old_version(r->req) &&
+              single_spec_body(rest_body_format(r->req), (const uint8_t *)r->req->body.p, r->req->body.n);
+  *b = (batch_t){
+      .s = r->s, .fmt = r->fmt, .keep_alive = r->keep_alive, .flat = flat, .results = b->results, .pending = 1};
   sock_ref(r->s);
   for (size_t i = 0; i < n; i++)
     for (size_t j = 0; j < specs[i].n_channels; j++) publish_one(r, b, &specs[i], i, j);

@@ -117,3 +117,52 @@ bothProtocols('RSC24/BGR2/BGF2 batchPresence: members per channel, an error 401 
   assert.equal(bad.ok, false, 'no channels: refused');
   assert.equal(bad.error.statusCode, 400);
 });
+
+// ably-js's rest/request test request_batch_api_success (RSC19f, HP3-HP7)
+// asks for a batch publish with X-Ably-Version 2 and a single spec object,
+// and counts a flat array of channel results: Ably's answer before
+// protocol version 3. An array of specs, or a newer version, keeps BAR2.
+bothProtocols('RSC19f/RSC22 request() batch publish with X-Ably-Version 2 and a single spec: a flat array of per-channel results (201); a failed channel gives 400 with error 40020 and batchResponse', async (t, binary) => {
+  const c = clients(t);
+  const [a, b] = [uniqueChannel('v2-a'), uniqueChannel('v2-b')];
+  const rest = c.rest(env.server, { key: k0(), binary });
+  const res = await withTimeout(rest.request('POST', '/messages', 2, {}, { channels: [a, b], messages: { data: 'foo' } }, {}), 5000, 'request v2');
+  assert.equal(res.success, true);
+  assert.equal(res.statusCode, 201);
+  assert.equal(res.errorCode, null);
+  assert.equal(res.items.length, 2, JSON.stringify(res.items));
+  assert.deepEqual(res.items.map((x) => x.channel), [a, b]);
+  for (const it of res.items) {
+    assert.equal('error' in it, false);
+    assert.equal('batchResponse' in it, false);
+    assert.equal(typeof it.messageId, 'string');
+  }
+  const h = (await c.rest(env.server, { key: k0(), binary }).channels.get(b).history()).items;
+  assert.deepEqual(h.map((m) => m.data), ['foo']);
+
+  // key[2] may publish on pub-1 but not on sub-only: a partial failure.
+  const r2 = c.rest(env.server, { key: k2(), binary });
+  const part = await withTimeout(r2.request('POST', '/messages', 2, {}, { channels: ['pub-1', 'sub-only'], messages: { data: 'x' } }, {}), 5000, 'request v2 partial');
+  assert.equal(part.success, false);
+  assert.equal(part.statusCode, 400);
+  assert.equal(part.errorCode, 40020);
+  assert.equal(part.items.length, 1, JSON.stringify(part.items));
+  const [body] = part.items;
+  assert.equal(body.error.code, 40020);
+  assert.equal(body.batchResponse.length, 2);
+  assert.equal(body.batchResponse[0].channel, 'pub-1');
+  assert.equal('error' in body.batchResponse[0], false);
+  assert.equal(body.batchResponse[1].channel, 'sub-only');
+  assert.equal(body.batchResponse[1].error.code, 40160);
+
+  // An array of specs at version 2, and a single spec at a newer version:
+  // BatchResults, as before.
+  const arr = await rest.request('POST', '/messages', 2, {}, [{ channels: [a], messages: { data: 'y' } }], {});
+  assert.equal(arr.statusCode, 201);
+  assert.equal(arr.items.length, 1);
+  assert.equal(arr.items[0].successCount, 1, JSON.stringify(arr.items));
+  const v6 = await rest.request('POST', '/messages', 6, {}, { channels: [a, b], messages: { data: 'z' } }, {});
+  assert.equal(v6.statusCode, 201);
+  assert.equal(v6.items.length, 1);
+  assert.equal(v6.items[0].successCount, 2, JSON.stringify(v6.items));
+});

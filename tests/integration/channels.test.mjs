@@ -15,6 +15,7 @@ import {
   dropConnection,
   waitForChannelState,
   ACTION,
+  rawWs,
   test,
 } from './lib/server.mjs';
 import { wsConnected } from './lib/auth.mjs';
@@ -273,4 +274,36 @@ bothProtocols('RTS5/RTL32 a derived channel gets the updates of the messages tha
     ['message.create', keep, 'v1'],
     ['message.update', keep, 'v2'],
   ]);
+});
+
+// ably-js resume_rewind_1 (RTL4j2) forces ATTACH_RESUME onto a new
+// connection's ATTACH with rewind=1 and expects nothing: a resumed attach
+// has had its rewind already. The same ATTACH without the flag rewinds.
+test('RTL4j/RTL4j2 raw: an ATTACH with the ATTACH_RESUME flag and params {rewind: "1"} replays nothing (no HAS_BACKLOG); without the flag the same rewind replays the last message', async (t) => {
+  const c = clients(t);
+  const [resumed, fresh] = [uniqueChannel('attach-resume'), uniqueChannel('attach-fresh')];
+  const pub = await connected(c, env.server, { key: key() });
+  await pub.channels.get(resumed).publish('m', 'old');
+  await pub.channels.get(fresh).publish('m', 'old');
+  const ws = rawWs(env.server, { key: key(), v: '6', format: 'json' });
+  try {
+    await ws.opened;
+    await ws.next((f) => f.action === ACTION.CONNECTED, 5000, 'CONNECTED');
+    const ATTACH_RESUME = 1 << 5;
+    const HAS_BACKLOG = 1 << 1;
+    ws.send({ action: ACTION.ATTACH, channel: resumed, flags: ATTACH_RESUME, params: { rewind: '1' } });
+    const att = await ws.next((f) => f.action === ACTION.ATTACHED && f.channel === resumed, 5000, 'ATTACHED (resume)');
+    assert.equal((att.flags ?? 0) & HAS_BACKLOG, 0, `no backlog announced: flags ${att.flags}`);
+    assert.deepEqual(att.params, { rewind: '1' }, 'the param is still echoed');
+    // The control: the rewind of the same kind of channel, after the
+    // resumed one on the same socket, so its replay would have come first.
+    ws.send({ action: ACTION.ATTACH, channel: fresh, params: { rewind: '1' } });
+    const m = await ws.next((f) => f.action === ACTION.MESSAGE && f.channel === fresh, 5000, 'rewound MESSAGE');
+    assert.equal(m.messages[0].data, 'old');
+    await sleep(500);
+    const got = ws.frames.filter((f) => f.action === ACTION.MESSAGE && f.channel === resumed);
+    assert.deepEqual(got, [], 'no message replayed on the resumed attach');
+  } finally {
+    ws.terminate();
+  }
 });

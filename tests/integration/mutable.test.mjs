@@ -166,7 +166,7 @@ bothProtocols('RTL32 a client attached after the message was created gets its fi
   await sleep(100);
   assert.deepEqual(lcol.messages.map(brief), [
     { action: 'message.update', serial, data: 'abcd', name: 'stream', version: v4 },
-    { action: 'message.append', serial, data: 'e', name: undefined, version: v5 },
+    { action: 'message.append', serial, data: 'e', name: 'stream', version: v5 },
   ]);
   assert.equal(fold(got).get(serial), 'abcde');
 
@@ -216,7 +216,7 @@ bothProtocols('RSL2/RTL10 history and RTL4 rewind serve one aggregated head per 
   // Appends after a rewind: the reader holds the message in full, so it gets the fragment.
   const v1d = (await ch.appendMessage({ serial: s1, data: '-d' })).versionSerial;
   await rcol.until(4);
-  assert.deepEqual(brief(rcol.messages[3]), { action: 'message.append', serial: s1, data: '-d', name: undefined, version: v1d });
+  assert.deepEqual(brief(rcol.messages[3]), { action: 'message.append', serial: s1, data: '-d', name: 'm1', version: v1d });
   assert.equal(fold(rcol.messages).get(s1), 'one-a-b-c-d');
   heads[0] = { ...heads[0], data: 'one-a-b-c-d', version: v1d };
   // rewind counts messages in history order (by creation), not versions: the last one is m3 although m1 changed last.
@@ -579,4 +579,39 @@ bothProtocols('RSL14 getMessageVersions lists the original message.create with t
   const av = await rch.getMessageVersions(s2, { direction: 'forwards' });
   assert.deepEqual(av.items.map((m) => [m.action, m.data]), [['message.create', 'Hel'], ['message.append', 'lo'], ['message.append', '!']]);
   assert.equal((await rch.getMessage(s2)).data, 'Hello!');
+});
+
+// ably-js "Should append to a message over realtime" (updates-deletes):
+// the live message.append carries the message's name with the fragment and
+// the operation's version; a rewind afterwards gives the whole message.
+bothProtocols('RTL32/TM2g/TM2s a live message.append carries the message name, the fragment and the version (clientId, description, metadata); after it a rewind=1 attach gives the message.update with the whole data and the same name', async (t, binary) => {
+  const c = clients(t);
+  const name = mutName('mut-append-name');
+  const [writer, sub] = await Promise.all([
+    connected(c, env.server, { key: K.all, binary }),
+    connected(c, env.server, { key: K.all, binary: !binary }),
+  ]);
+  const col = collector(sub.channels.get(name));
+  await withTimeout(col.subscribed, 5000, 'subscriber attach');
+  const ch = writer.channels.get(name);
+  const { serials: [serial] } = await withTimeout(ch.publish('original-message', 'Hello'), 5000, 'publish');
+  const op = { clientId: 'rt-appender-client', description: 'Realtime append operation', metadata: { reason: 'testing' } };
+  const { versionSerial } = await withTimeout(ch.appendMessage({ serial, data: ' World' }, op), 5000, 'append');
+  const [, app] = await col.until(2);
+  assert.equal(app.action, 'message.append');
+  assert.equal(app.serial, serial);
+  assert.equal(app.name, 'original-message', 'the append carries the message name');
+  assert.equal(app.data, ' World');
+  assert.equal(app.version.serial, versionSerial);
+  assert.equal(app.version.clientId, op.clientId);
+  assert.equal(app.version.description, op.description);
+  assert.deepEqual(app.version.metadata, op.metadata);
+
+  const rcol = collector(sub.channels.get(`[?rewind=1]${name}`));
+  const [head] = await rcol.until(1);
+  assert.equal(head.action, 'message.update');
+  assert.equal(head.name, 'original-message');
+  assert.equal(head.data, 'Hello World');
+  assert.equal(head.version.serial, versionSerial);
+  assert.equal(head.version.clientId, op.clientId);
 });

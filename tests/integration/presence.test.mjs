@@ -24,6 +24,7 @@ import {
   rawWs,
   appSetup,
   startServer,
+  makeTempDir,
   createApp,
   waitUntil,
   ACTION,
@@ -559,4 +560,63 @@ test('remainPresentFor: without it a lost connection\'s members stay present for
   dropConnection(client);
   await sleep(3000);
   assert.deepEqual((await och.presence.get()).map((m) => m.clientId), ['default']);
+});
+
+// ably-js rest/presence "Presence history simple" reads the presence
+// history of persisted:presence_fixtures right after POST /apps and counts
+// the 6 fixture members, each as an ENTER. A new app here, so that its
+// history is read straight after the 201 (the ENTERs are durable by then).
+bothProtocols('RSP4/TP2 the fixture members of a new app (POST /apps `channels`) are in presence history at once, as ENTER events with their data decoded; attaching and loading the channel again adds none, and no ENTER is broadcast to an attacher', async (t, binary) => {
+  const c = clients(t);
+  const fixture = appSetup().channels[0];
+  const app = await createApp(env.server, appSetup());
+  const appKey = app.keys[0].keyStr;
+  const rest = c.rest(env.server, { key: appKey, binary });
+  const ch = rest.channels.get(fixture.name);
+  const hist = await withTimeout(ch.presence.history(), 5000, 'presence history');
+  assert.equal(hist.items.length, fixture.presence.length, JSON.stringify(hist.items));
+  assert.deepEqual(hist.items.map((p) => p.clientId).sort(), fixture.presence.map((p) => p.clientId).sort());
+  assert.ok(hist.items.every((p) => p.action === 'enter'), `every item an ENTER: ${hist.items.map((p) => p.action)}`);
+  const byId = Object.fromEntries(hist.items.map((p) => [p.clientId, p]));
+  assert.equal(byId['member-flag'].data, 'true');
+  assert.deepEqual(byId['member-json'].data, { profile: { name: 'Ada', langs: ['C', 'JS'] } });
+  assert.equal((await ch.presence.get()).items.every((p) => p.action === 'present'), true, 'the set holds them as PRESENT');
+
+  const rt = await connected(c, env.server, { key: appKey, binary });
+  const rch = rt.channels.get(fixture.name);
+  const seen = [];
+  await withTimeout(rch.presence.subscribe((p) => seen.push(p)), 5000, 'presence subscribe');
+  const m = await withTimeout(rch.presence.get(), 5000, 'realtime presence.get');
+  assert.equal(m.length, fixture.presence.length);
+  await sleep(300);
+  // The SYNC shows them as present; an ENTER would be a broadcast.
+  assert.deepEqual(seen.filter((p) => p.action !== 'present').map((p) => `${p.action}:${p.clientId}`), [], 'no ENTER broadcast for the fixture members');
+  const again = await ch.presence.history();
+  assert.equal(again.items.length, fixture.presence.length, 'no second set of ENTERs');
+});
+
+test('RSP4 fixture ENTERs are recorded once: after a restart with --data the reloaded channel has the same 6, none added', { timeout: 40_000 }, async (t) => {
+  const tmp = makeTempDir();
+  t.after(() => tmp.cleanup());
+  let server = await startServer({ data: tmp.dir, label: 'pres-fixture-1' });
+  let live = server;
+  t.after(async () => {
+    if (live) await live.stop({ allowAlreadyExited: true }).catch(() => {});
+  });
+  const fixture = appSetup().channels[0];
+  const app = await createApp(server, appSetup());
+  const appKey = app.keys[0].keyStr;
+  const ids = async (srv) => {
+    const c = clients(t);
+    const h = await withTimeout(c.rest(srv, { key: appKey }).channels.get(fixture.name).presence.history(), 5000, 'history');
+    return h.items.map((p) => `${p.action}:${p.clientId}`).sort();
+  };
+  const before = await ids(server);
+  assert.equal(before.length, fixture.presence.length);
+  await server.stop();
+  server = live = await startServer({ data: tmp.dir, label: 'pres-fixture-2' });
+  const c2 = clients(t);
+  const members = (await c2.rest(server, { key: appKey }).channels.get(fixture.name).presence.get()).items;
+  assert.equal(members.length, fixture.presence.length, 'the set is loaded again');
+  assert.deepEqual(await ids(server), before, 'no second set of ENTERs');
 });
