@@ -289,6 +289,8 @@ void rest_batch_presence(route_ctx_t *r) {
       if (!e.code) errors_set(&e, SW_E_INVALID_CHANNEL, "invalid channel name: %.200s", name);
     } else if (!cap_allows(r->p.cap, name, SW_OP_SUBSCRIBE)) {
       errors_set(&e, SW_E_CAPABILITY_DENIED, "presence denied; channel = %.200s", name);
+    } else if (app_namespace_transport_check(app_namespace_for(r->app, name), r->s->secure, &e)) {
+      /* e says why: a tlsOnly namespace over plain HTTP */
     } else if (!(members = members_json(channel_find(r->s->srv, r->app, name)))) {
       errors_set(&e, SW_E_INTERNAL, "out of memory");
     } else {

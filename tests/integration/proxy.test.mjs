@@ -242,6 +242,13 @@ test('a tlsOnly namespace: used over plain HTTP or ws, every channel operation i
     assert.equal((await from(PROXY, e, 'GET', path, https)).status, 200, path);
   }
   assert.equal((await from(PROXY, e, 'GET', '/channels/plain:a/messages', auth)).status, 200);
+  // Batch presence (RSC24): the tlsOnly channel's result is the error, the other channel's is served.
+  const batch = await from(PROXY, e, 'GET', '/presence?channels=secure:a,plain:a', auth);
+  const results = JSON.parse(batch.text);
+  const items = Array.isArray(results) ? results : results.results ?? results.batchResponse;
+  const byName = Object.fromEntries(items.map((x) => [x.channel, x]));
+  assert.equal(byName['secure:a'].error?.code, 40311, batch.text);
+  assert.ok(!byName['plain:a'].error, batch.text);
   // REST publish, with the Ably SDK over plain HTTP: refused, nothing stored.
   const rest = new Ably.Rest({ key, endpoint: e.server.host, port: e.server.port, tls: false, useBinaryProtocol: false });
   await assert.rejects(rest.channels.get('secure:a').publish('m', 'x'), (err) => err.code === 40311 && err.statusCode === 403);
