@@ -107,6 +107,7 @@ typedef struct sw_config {
   sw_cidr_t *trusted_proxies;
   size_t n_trusted_proxies;
   json_t *apps;    /* array of app specs from the file, or NULL */
+  char *redis_url; /* --redis / "redis": NULL = single node */
 } sw_config_t;
 
 #define SW_MAX_TRUSTED_PROXIES 1024
