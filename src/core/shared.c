@@ -22,7 +22,7 @@
 void server_delete_app(sw_server_t *srv, sw_app_t *app) {
   if (app->deleted) return;
   app->deleted = true;
-  identity_remove(srv->identity, app->idps, app->n_idps); /* its issuers are free for other apps */
+  if (srv->identity) identity_remove(srv->identity, app->idps, app->n_idps); /* its issuers are free for other apps */
   /* Live connections of a deleted app end with the error a new one would get. */
   sw_conn_t *c, *tmp;
   HASH_ITER(hh, srv->conns, c, tmp) {
