@@ -318,18 +318,20 @@ static void revocation_field(char *out, size_t cap, const char *key_name, int ty
 }
 
 /* A rule from Redis: in force here, whatever this node's own bound (a
- * rule accepted once is kept, as revocations_load does), and enforced on
- * this node's connections. */
-static void apply_rule(state_t *st, const char *app_id, const char *key_name, int type, const char *value,
-                       int64_t issued_before, int64_t applies_at, int64_t now) {
-  sw_server_t *srv = st->srv;
+ * rule accepted once is kept, as revocations_load does). conn_tick drops
+ * the connections it revokes within a tick; an announcement also enforces
+ * at once (enforce_rules), as the node that took the request does. */
+static void apply_rule(state_t *st, const char *key_name, int type, const char *value, int64_t issued_before,
+                       int64_t applies_at, int64_t now) {
   if (type < SW_REVOKE_CLIENT_ID || type > SW_REVOKE_CHANNEL) return;
-  if (revocations_add(&srv->revocations, SIZE_MAX, now, key_name, (sw_revoke_type_t)type, value, issued_before,
-                      applies_at))
-    return;
-  sw_app_t *a = apps_find(&srv->apps, app_id);
+  revocations_add(&st->srv->revocations, SIZE_MAX, now, key_name, (sw_revoke_type_t)type, value, issued_before,
+                  applies_at);
+}
+
+static void enforce_rules(state_t *st, const char *app_id, const char *key_name, int64_t applies_at, int64_t now) {
+  sw_app_t *a = apps_find(&st->srv->apps, app_id);
   sw_key_t *k = a ? app_find_key(a, key_name, strlen(key_name)) : NULL;
-  if (k) server_enforce_revocations(srv, k, now, applies_at);
+  if (k) server_enforce_revocations(st->srv, k, now, applies_at);
 }
 
 static void r_revoked(void *impl, sw_server_t *srv, const char *app_id, const sw_revocation_t *rules, size_t n,
@@ -486,16 +488,20 @@ static void on_message(void *ud, const char *channel, size_t channel_len, const 
     }
   } else if (strcmp(t, "rev") == 0) {
     const char *app = json_string_value(json_object_get(m, "app"));
+    const char *key = NULL;
+    int64_t applies_at = now;
     size_t i;
     json_t *r;
     json_array_foreach(json_object_get(m, "rules"), i, r) {
       const char *k = json_string_value(json_object_get(r, "keyName"));
       const char *v = json_string_value(json_object_get(r, "value"));
-      if (app && k && v)
-        apply_rule(st, app, k, (int)json_integer_value(json_object_get(r, "type")), v,
-                   json_integer_value(json_object_get(r, "issuedBefore")),
-                   json_integer_value(json_object_get(r, "appliesAt")), now);
+      if (!app || !k || !v) continue;
+      key = k; /* one request's rules: one key, one appliesAt */
+      applies_at = json_integer_value(json_object_get(r, "appliesAt"));
+      apply_rule(st, k, (int)json_integer_value(json_object_get(r, "type")), v,
+                 json_integer_value(json_object_get(r, "issuedBefore")), applies_at, now);
     }
+    if (key) enforce_rules(st, app, key, applies_at, now);
   } else if (strcmp(t, "tok") == 0) {
     const char *id = json_string_value(json_object_get(m, "id"));
     const char *sealed = json_string_value(json_object_get(m, "sealed"));
@@ -574,6 +580,8 @@ static void load_secret(state_t *st, const redisReply *r) {
   OPENSSL_cleanse(secret, sizeof secret);
 }
 
+/* A full load's rules: conn_tick enforces them (one pass over the
+ * connections per tick, not one per rule). */
 static void load_revoked(state_t *st, const char *app, const redisReply *r, int64_t now) {
   for (size_t i = 0; i + 1 < r->elements; i += 2) {
     const redisReply *f = r->element[i], *v = r->element[i + 1];
@@ -594,7 +602,7 @@ static void load_revoked(state_t *st, const char *app, const redisReply *r, int6
       cmd_sendv(st, on_ignored, NULL, 3, argv, lens);
       continue;
     }
-    apply_rule(st, app, field, atoi(nl1 + 1), nl2 + 1, ib, at, now);
+    apply_rule(st, field, atoi(nl1 + 1), nl2 + 1, ib, at, now);
   }
 }
 

@@ -206,8 +206,6 @@ typedef struct revoke_op {
   sw_sock_t *s;
   sw_format_t fmt;
   bool keep_alive;
-  const sw_key_t *key;
-  int64_t now, applies_at;
   json_t *resp;
 } revoke_op_t;
 
@@ -311,8 +309,7 @@ static void revoke_tokens(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fm
     errors_set(&err, SW_E_INTERNAL, "out of memory");
     goto fail;
   }
-  *op = (revoke_op_t){.s = s, .fmt = fmt, .keep_alive = req->keep_alive, .key = p.key, .now = now,
-                      .applies_at = applies_at};
+  *op = (revoke_op_t){.s = s, .fmt = fmt, .keep_alive = req->keep_alive};
   op->resp = json_pack("{s:I, s:I, s:O}", "successCount", (json_int_t)ok, "failureCount", (json_int_t)bad,
                        "results", results);
   sock_ref(s);
