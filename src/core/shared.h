@@ -58,8 +58,9 @@ typedef struct sw_shared_ops {
   /* Keeps a sealed token under its reference id until expires. */
   void (*token_put)(void *impl, struct sw_server *srv, const char *app_id, const char *id, const char *sealed,
                     int64_t expires, int64_t now_ms, sw_shared_done_fn done, void *ud);
-  /* server_shutdown: stop (no callback of an operation runs after it);
-   * free: after the loop has ended. Either may be NULL. */
+  /* server_shutdown: stop; operations still pending complete soon after,
+   * from the loop, with an error (50004), so their callers release what
+   * they hold. free: after the loop has ended. Either may be NULL. */
   void (*close)(void *impl, struct sw_server *srv);
   void (*free)(void *impl);
 } sw_shared_ops_t;
