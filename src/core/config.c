@@ -173,7 +173,14 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
     free(c->admin_key);
     c->admin_key = strdup(s);
   }
-  if ((s = json_string_value(json_object_get(root, "redis")))) {
+  json_t *redis = json_object_get(root, "redis");
+  if (redis && !json_is_string(redis)) {
+    /* Never run as a single node while the file asked for a cluster. */
+    snprintf(err, errlen, "%s: redis must be a URL string (redis://HOST:PORT[/DB] or unix://PATH)", path);
+    json_decref(root);
+    return -1;
+  }
+  if ((s = json_string_value(redis))) {
     free(c->redis_url);
     c->redis_url = strdup(s);
   }

@@ -19,6 +19,7 @@
  *             "maxPendingSockets": 10000, "maxPendingPerIp": 1024, "tlsHandshakeTimeout": 10000},
  *  "tls": {"cert": "fullchain.pem", "key": "privkey.pem"} (HTTPS and WSS on the listener; SIGHUP reloads them),
  *  "trustedProxies": ["127.0.0.1", "10.0.0.0/8", "::1"] (peers whose X-Forwarded-For/-Proto are believed),
+ *  "redis": "redis://HOST:PORT[/DB]" or "unix://PATH" (a cluster node: docs/cluster.md; the same as --redis),
  *  "apps": [app specs, see core/app.h]} */
 #ifndef SW_CORE_CONFIG_H
 #define SW_CORE_CONFIG_H
