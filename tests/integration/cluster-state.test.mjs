@@ -105,18 +105,24 @@ function redisCommand(port, ...args) {
 
 const env = { redis: null, redisPort: 0, dir: null, nodes: [] };
 
-before(async () => {
-  env.dir = mkdtempSync(path.join(tmpdir(), 'sw-cluster-state-'));
-  env.redisPort = await freePort();
+/** (Re)starts redis-server on env.redisPort, in env.dir: appendonly with
+ * fsync always, so a restart keeps what was acknowledged. */
+function startRedis() {
   env.redis = spawn(
     'redis-server',
-    ['--port', String(env.redisPort), '--bind', '127.0.0.1', '--dir', env.dir, '--save', '', '--appendonly', 'no',
-      '--daemonize', 'no', '--loglevel', 'warning', '--logfile', ''],
+    ['--port', String(env.redisPort), '--bind', '127.0.0.1', '--dir', env.dir, '--save', '', '--appendonly', 'yes',
+      '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', ''],
     { stdio: 'ignore' },
   );
   env.redis.on('error', (e) => {
     throw new Error(`cannot start redis-server (scripts/deps.sh test installs it): ${e.message}`);
   });
+}
+
+before(async () => {
+  env.dir = mkdtempSync(path.join(tmpdir(), 'sw-cluster-state-'));
+  env.redisPort = await freePort();
+  startRedis();
   await waitAccepting('127.0.0.1', env.redisPort, 20_000);
   const port = await freePort();
   for (const [i, host] of HOSTS.entries()) {
@@ -269,4 +275,42 @@ test('a node whose subscription was lost reloads the whole state: an app written
     const t = await http(node, 'GET', '/channels/probe/messages', { key: `${late.id}.k1:late-secret-0123456789` });
     assert.equal(t.status, 200, `the reloaded app's key on ${node.host}: ${t.text}`);
   }
+});
+
+test('Redis unreachable: shared-state writes are refused with 50004 (never made on one node), live connections and key auth keep working; once Redis is back, writes work again and nothing acknowledged was lost', T, async (t) => {
+  const set = clients(t);
+  const app = await createApp(A());
+  const k = revocableKey(app);
+  const onB = set.realtime(B(), { key: rootKey(app).keyStr });
+  await waitForConnectionState(onB, 'connected');
+  const exited = new Promise((resolve) => env.redis.once('exit', resolve));
+  env.redis.kill('SIGKILL');
+  await withTimeout(exited, 5000, 'redis-server to exit');
+  await sleep(300);
+  const made = await http(A(), 'POST', '/apps', { body: appSetup() });
+  expectRestError(assert, made, 50004, 500, 'POST /apps while Redis is down');
+  const tr = await requestTokenRaw(B(), k.keyName, signedTokenRequest(k));
+  expectRestError(assert, tr, 50004, 500, 'a signed TokenRequest while Redis is down');
+  const rv = await revokeRaw(C(), k.keyName, { targets: ['clientId:x'] }, { key: k.keyStr });
+  expectRestError(assert, rv, 50004, 500, 'revokeTokens while Redis is down');
+  assert.equal(onB.connection.state, 'connected', 'a live connection stays up');
+  await publishAndReceive(onB, uniqueChannel('redis-down'));
+  const read = await http(C(), 'GET', '/channels/probe/messages', { key: rootKey(app).keyStr });
+  assert.equal(read.status, 200, `key auth on C from its copy: ${read.text}`);
+
+  startRedis();
+  await waitAccepting('127.0.0.1', env.redisPort, 20_000);
+  const again = await waitUntil(async () => {
+    const r = await http(A(), 'POST', '/apps', { body: appSetup() });
+    return r.status === 201 ? r.body : null;
+  }, 20_000, 'POST /apps to work again once Redis is back');
+  for (const node of [B(), C()]) {
+    await waitUntil(async () => (await http(node, 'GET', `/apps/${again.appId}`)).status === 200, 10_000,
+      `${node.host} to serve the app made after Redis came back`);
+    const before = await http(node, 'GET', `/apps/${app.appId}`);
+    assert.equal(before.status, 200, `the app made before the outage is still served on ${node.host}`);
+  }
+  // Each node reconnects on its own backoff (at most 5 s): B's claims work once it has.
+  await waitUntil(async () => (await requestTokenRaw(B(), k.keyName, signedTokenRequest(k))).status === 200, 20_000,
+    'a signed TokenRequest on B once Redis is back');
 });
