@@ -210,6 +210,17 @@ static void apply_app(state_t *st, const json_t *spec) {
   sw_server_t *srv = st->srv;
   const char *id = json_string_value(json_object_get(spec, "id"));
   if (!id || apps_find(&srv->apps, id)) return;
+  /* generate=true would make up a missing key id or secret, differently on
+   * every node: a spec without them (written by hand) is refused. */
+  size_t i;
+  json_t *k, *keys = json_object_get(spec, "keys");
+  bool complete = json_array_size(keys) > 0;
+  json_array_foreach(keys, i, k) complete = complete && json_is_string(json_object_get(k, "id")) &&
+                                            json_is_string(json_object_get(k, "secret"));
+  if (!complete) {
+    log_error("cluster state: app %.64s in Redis has no keys, or a key without an id or a secret; not served", id);
+    return;
+  }
   sw_error_t err = {0};
   sw_app_t *a = app_from_spec(spec, true, &err);
   if (!a || apps_add(&srv->apps, a, &err)) {
