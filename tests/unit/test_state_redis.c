@@ -4,7 +4,8 @@
  * the cluster, apps created and deleted through either node, one app per
  * id, revocation rules announced and merged, TokenRequest nonces claimed
  * once across nodes (40105) and refused while Redis is down (50004),
- * stored tokens replicated, and a full reload after Redis restarts. */
+ * stored tokens replicated, and a full reload after Redis restarts (an
+ * app spec with incomplete keys is not served). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -350,10 +351,17 @@ static void refused_while_down_reloaded_after_restart(void **state) {
   freeReplyObject(rr);
   rr = raw(f, "SADD {sw}:apps late");
   freeReplyObject(rr);
+  /* Incomplete keys: each node would make up different secrets; refused. */
+  rr = raw(f, "SET {app:bad}:spec %s", "{\"id\":\"bad\",\"keys\":[{\"id\":\"k\"}]}");
+  freeReplyObject(rr);
+  rr = raw(f, "SADD {sw}:apps bad");
+  freeReplyObject(rr);
   find_t qa = {A, "late"}, qb = {B, "late"}, qbefore = {B, "before"};
   assert_true(wait_for(f, app_present, &qa, 10000));
   assert_true(wait_for(f, app_present, &qb, 10000));
   assert_true(app_present(&qbefore));
+  assert_null(apps_find(&A->apps, "bad"));
+  assert_null(apps_find(&B->apps, "bad"));
   sw_state_redis_stats_t st;
   state_redis_stats(B, &st);
   assert_true(st.loaded);
