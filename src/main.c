@@ -21,6 +21,7 @@ static void usage(FILE *out) {
           "usage: switchboard serve [--config FILE] [--listen HOST:PORT] [--data DIR | --memory]\n"
           "                         [--sandbox] [--verbose] [--log-format text|json]\n"
           "                         [--metrics-listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
+          "                         [--redis URL]\n"
           "       switchboard apps [--config FILE] [--data DIR]   (stored apps and their keys)\n"
 #ifdef SW_HAVE_TOOLS
           "       switchboard token --key KEY [--client-id ID] [--capability JSON] [--ttl SECONDS]\n"
@@ -42,7 +43,9 @@ static void usage(FILE *out) {
           "  --metrics-listen HOST:PORT  a second listener serving only /metrics, /healthz and\n"
           "                      /readyz, without credentials (port 0 picks one)\n"
           "  --tls-cert FILE     serve HTTPS and WSS: the certificate chain (PEM; SIGHUP reloads it)\n"
-          "  --tls-key FILE      its private key (PEM)\n");
+          "  --tls-key FILE      its private key (PEM)\n"
+          "  --redis URL         cluster member: apps, keys, revocations, TokenRequest nonces and\n"
+          "                      large tokens shared in Redis (redis://HOST:PORT[/DB], unix://PATH)\n");
 }
 
 static int serve(int argc, char **argv) {
@@ -72,6 +75,10 @@ static int serve(int argc, char **argv) {
       tls_key = val, i++;
     } else if (strcmp(a, "--data") == 0 && val) {
       data = val, i++;
+    } else if (strcmp(a, "--redis") == 0 && val) {
+      free(cfg.redis_url);
+      cfg.redis_url = strdup(val);
+      i++;
     } else if (strcmp(a, "--memory") == 0) {
       memory = true;
     } else if (strcmp(a, "--sandbox") == 0) {

@@ -6,10 +6,9 @@
 #include <string.h>
 
 #include "core/conn.h"
-#include "core/presence.h"
 #include "core/server.h"
+#include "core/shared.h"
 #include "core/sock.h"
-#include "identity/identity.h"
 #include "net/http_parse.h"
 #include "net/url.h"
 #include "rest/rest.h"
@@ -76,6 +75,48 @@ static void add_routing(json_t *v, const sw_sock_t *s, const sw_http_req_t *req)
   json_object_set_new(v, "tls", json_boolean(s->secure));
 }
 
+/* A request held until the shared state answers (core/shared.h): the
+ * socket stays referenced, the routing fields are taken from the request
+ * now (it does not outlive this call). */
+typedef struct admin_op {
+  sw_sock_t *s;
+  sw_format_t fmt;
+  bool keep_alive;
+  json_t *routing;
+  sw_app_t *app; /* delete: the app */
+} admin_op_t;
+
+static admin_op_t *op_new(sw_sock_t *s, sw_format_t fmt, bool keep_alive) {
+  admin_op_t *op = calloc(1, sizeof *op);
+  if (!op) return NULL;
+  op->s = s;
+  op->fmt = fmt;
+  op->keep_alive = keep_alive;
+  sock_ref(s);
+  return op;
+}
+
+static void op_free(admin_op_t *op) {
+  sock_unref(op->s);
+  json_decref(op->routing);
+  free(op);
+}
+
+static void created(void *ud, sw_app_t *app, const sw_error_t *err) {
+  admin_op_t *op = ud;
+  if (!op->s->closing) {
+    if (!app) {
+      rest_error(op->s, op->fmt, err, op->keep_alive);
+    } else {
+      json_t *v = app_to_json(app);
+      json_object_update(v, op->routing);
+      rest_reply_value(op->s, 201, op->fmt, v, op->keep_alive, NULL);
+      json_decref(v);
+    }
+  }
+  op_free(op);
+}
+
 static void create_app(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt) {
   sw_server_t *srv = s->srv;
   sw_error_t err = {0};
@@ -89,39 +130,39 @@ static void create_app(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt) 
   }
   sw_app_t *app = app_from_spec(spec, true, &err);
   json_decref(spec);
-  if (app && apps_add(&srv->apps, app, &err)) {
-    app_free(app); /* not registered (a duplicate id, or a provider's issuer taken) */
-    app = NULL;
-  }
-  /* Fixture channels' members enter now, as on Ably: their ENTERs are
-   * queued for storage ahead of the app itself, whose write is synchronous,
-   * so presence history has them by the time the app is answered. */
-  if (app) presence_load_app_fixtures(srv, app);
-  if (!app || server_persist_app(srv, app)) {
-    if (!err.code) errors_set(&err, SW_E_INTERNAL, "app could not be stored");
+  admin_op_t *op = app ? op_new(s, fmt, req->keep_alive) : NULL;
+  if (app && (!op || !(op->routing = json_object()))) errors_set(&err, SW_E_INTERNAL, "out of memory");
+  if (!op || !op->routing) {
+    app_free(app);
+    if (op) op_free(op);
     rest_error(s, fmt, &err, req->keep_alive);
     return;
   }
-  json_t *v = app_to_json(app);
-  add_routing(v, s, req);
-  rest_reply_value(s, 201, fmt, v, req->keep_alive, NULL);
-  json_decref(v);
+  add_routing(op->routing, s, req);
+  /* Registered here and, in a cluster, on every node; answered once it is. */
+  shared_app_create(srv, app, created, op);
+}
+
+static void deleted(void *ud, const sw_error_t *err) {
+  admin_op_t *op = ud;
+  if (!err->code) server_delete_app(op->s->srv, op->app);
+  if (!op->s->closing) {
+    if (err->code) rest_error(op->s, op->fmt, err, op->keep_alive);
+    else rest_reply(op->s, 204, op->fmt, NULL, op->keep_alive, NULL);
+  }
+  op_free(op);
 }
 
 static void delete_app(sw_sock_t *s, sw_app_t *app, sw_format_t fmt, bool keep_alive) {
-  sw_server_t *srv = s->srv;
-  app->deleted = true;
-  identity_remove(srv->identity, app->idps, app->n_idps); /* its issuers are free for other apps */
-  /* Live connections of a deleted app end with the error a new one would get. */
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) {
-    if (c->app != app) continue;
-    if (c->sock) conn_fail(c, SW_E_NOT_FOUND, "application deleted", false);
-    else conn_destroy(c);
+  admin_op_t *op = op_new(s, fmt, keep_alive);
+  if (!op) {
+    sw_error_t err;
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    rest_error(s, fmt, &err, keep_alive);
+    return;
   }
-  store_kv_put(srv->store, "apps", app->id, NULL);
-  store_delete_app(srv->store, app->id);
-  rest_reply(s, 204, fmt, NULL, keep_alive, NULL);
+  op->app = app;
+  shared_app_delete(s->srv, app, deleted, op);
 }
 
 void admin_handle(sw_sock_t *s, const sw_http_req_t *req) {

@@ -173,6 +173,17 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
     free(c->admin_key);
     c->admin_key = strdup(s);
   }
+  json_t *redis = json_object_get(root, "redis");
+  if (redis && !json_is_string(redis)) {
+    /* Never run as a single node while the file asked for a cluster. */
+    snprintf(err, errlen, "%s: redis must be a URL string (redis://HOST:PORT[/DB] or unix://PATH)", path);
+    json_decref(root);
+    return -1;
+  }
+  if ((s = json_string_value(redis))) {
+    free(c->redis_url);
+    c->redis_url = strdup(s);
+  }
   if ((s = json_string_value(json_object_get(root, "synchronous")))) c->sync_full = strcmp(s, "normal") != 0;
   if (json_is_true(json_object_get(root, "sandbox"))) c->sandbox = true;
   if ((s = json_string_value(json_object_get(root, "logFormat"))) && (c->log_format = log_format_parse(s)) < 0) {
@@ -258,6 +269,7 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
 void config_free(sw_config_t *c) {
   free(c->data_dir);
   free(c->admin_key);
+  free(c->redis_url);
   free(c->auth.cookie_name);
   free(c->tls_cert);
   free(c->tls_key);

@@ -19,6 +19,7 @@
  *             "maxPendingSockets": 10000, "maxPendingPerIp": 1024, "tlsHandshakeTimeout": 10000},
  *  "tls": {"cert": "fullchain.pem", "key": "privkey.pem"} (HTTPS and WSS on the listener; SIGHUP reloads them),
  *  "trustedProxies": ["127.0.0.1", "10.0.0.0/8", "::1"] (peers whose X-Forwarded-For/-Proto are believed),
+ *  "redis": "redis://HOST:PORT[/DB]" or "unix://PATH" (a cluster node: docs/cluster.md; the same as --redis),
  *  "apps": [app specs, see core/app.h]} */
 #ifndef SW_CORE_CONFIG_H
 #define SW_CORE_CONFIG_H
@@ -107,6 +108,7 @@ typedef struct sw_config {
   sw_cidr_t *trusted_proxies;
   size_t n_trusted_proxies;
   json_t *apps;    /* array of app specs from the file, or NULL */
+  char *redis_url; /* --redis / "redis": NULL = single node */
 } sw_config_t;
 
 #define SW_MAX_TRUSTED_PROXIES 1024

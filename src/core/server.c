@@ -128,57 +128,6 @@ int server_persist_app(sw_server_t *srv, const sw_app_t *a) {
   return rc;
 }
 
-typedef struct load_ctx {
-  sw_server_t *srv;
-  int failed;
-} load_ctx_t;
-
-static void load_stored_app(void *ud, const char *key, const char *value) {
-  load_ctx_t *lc = ud;
-  sw_error_t err = {0};
-  json_t *spec = json_loads(value, 0, NULL);
-  sw_app_t *a = spec ? app_from_spec(spec, false, &err) : NULL;
-  json_decref(spec);
-  if (!a || apps_add(&lc->srv->apps, a, &err)) {
-    log_error("stored app %s: %s", key, err.message);
-    app_free(a);
-    lc->failed = 1;
-  }
-}
-
-/* First start with no apps: a development app, printed with a snippet. Its
- * namespaces serve what the README and the examples use out of the box:
- * `persisted:` keeps history 24 h (other channels: 2 minutes, as Ably), and
- * `conversations:` has the rules AI Transport needs (docs/ai-transport.md,
- * examples/ai-chat): appends (mutableMessages), history a reload reads
- * (persisted), and cancels only by the turn's owner. */
-static int create_dev_app(sw_server_t *srv) {
-  sw_error_t err = {0};
-  json_t *spec = json_pack("{s:s, s:[{}], s:[{s:s, s:b}, {s:s, s:b, s:b, s:b}]}", "id", "dev", "keys", "namespaces",
-                           "id", "persisted", "persisted", 1, "id", "conversations", "mutableMessages", 1,
-                           "persisted", 1, "cancelByTurnOwnerOnly", 1);
-  sw_app_t *a = spec ? app_from_spec(spec, true, &err) : NULL;
-  json_decref(spec);
-  if (!a || apps_add(&srv->apps, a, &err) || server_persist_app(srv, a)) {
-    log_error("cannot create the development app: %s", err.message);
-    app_free(a);
-    return -1;
-  }
-  printf("created development app \"%s\"\n"
-         "  API key: %s:%s\n"
-         "  (keep it secret: it grants full access; %s)\n"
-         "  namespaces: persisted: (history 24 h), conversations: (AI Transport: appends, history 24 h);\n"
-         "  other channels keep history 2 minutes\n",
-         a->id, a->keys[0].name, a->keys[0].secret,
-         srv->cfg->memory ? "--memory: it is gone when the server stops"
-                          : "`switchboard apps` shows it again");
-  /* ably-js takes a TLS port as tlsPort, a plain one as port. */
-  printf("  client: new Ably.Realtime({ key: '%s:%s', endpoint: '%s', %s: %d, tls: %s })\n", a->keys[0].name,
-         a->keys[0].secret, srv->cfg->host, srv->tls_ctx ? "tlsPort" : "port", srv->cfg->port,
-         srv->tls_ctx ? "true" : "false");
-  return 0;
-}
-
 static int open_store(sw_server_t *srv) {
   sw_config_t *cfg = srv->cfg;
   char path[4096];
@@ -203,44 +152,8 @@ static int open_store(sw_server_t *srv) {
   return rc;
 }
 
-static void load_kv_value(void *ud, const char *key, const char *value) {
-  json_t **obj = ud;
-  json_object_set_new(*obj, key, json_string(value));
-}
-
-/* The secret that seals Ably tokens: made once, kept in the data directory
- * so tokens survive a restart. Revocation rules are kept beside it. */
-static int load_server_state(sw_server_t *srv) {
-  json_t *kv = json_object();
-  if (store_kv_list(srv->store, "server", load_kv_value, &kv)) {
-    json_decref(kv);
-    return -1;
-  }
-  const char *hex = json_string_value(json_object_get(kv, "tokenSecret"));
-  int rc = 0;
-  if (hex && strlen(hex) == 2 * SW_TOKEN_SECRET_LEN) {
-    for (size_t i = 0; i < SW_TOKEN_SECRET_LEN; i++) sscanf(hex + 2 * i, "%2hhx", &srv->token_secret[i]);
-  } else {
-    char fresh[2 * SW_TOKEN_SECRET_LEN + 1];
-    if (RAND_bytes(srv->token_secret, SW_TOKEN_SECRET_LEN) != 1) rc = -1;
-    for (size_t i = 0; i < SW_TOKEN_SECRET_LEN; i++) snprintf(fresh + 2 * i, 3, "%02x", srv->token_secret[i]);
-    if (rc == 0) rc = store_kv_put(srv->store, "server", "tokenSecret", fresh);
-    OPENSSL_cleanse(fresh, sizeof fresh);
-  }
-  const char *rev = json_string_value(json_object_get(kv, "revocations"));
-  if (rev) revocations_load(&srv->revocations, rev);
-  json_decref(kv);
-  return rc;
-}
-
-int server_persist_revocations(sw_server_t *srv) {
-  char *json = revocations_dump(&srv->revocations);
-  if (!json) return -1;
-  int rc = store_kv_put(srv->store, "server", "revocations", json);
-  free(json);
-  return rc;
-}
-
+/* The config file's apps, then the shared state (core/shared.h): the
+ * token secret, the apps made through the admin API, revocations. */
 static int load_apps(sw_server_t *srv) {
   sw_error_t err = {0};
   size_t i;
@@ -253,10 +166,7 @@ static int load_apps(sw_server_t *srv) {
       return -1;
     }
   }
-  load_ctx_t lc = {.srv = srv};
-  if (store_kv_list(srv->store, "apps", load_stored_app, &lc) || lc.failed) return -1;
-  if (srv->apps.n == 0) return create_dev_app(srv);
-  return 0;
+  return srv->shared.ops->load(srv->shared.impl, srv);
 }
 
 static int listen_on(sw_server_t *srv, int *port_out) {
@@ -292,6 +202,8 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, const sw_s
   char rnd[13];
   app_random_id(rnd, 12);
   snprintf(srv->server_id, sizeof srv->server_id, "switchboard-%s", rnd);
+  /* One node unless the start hook installs another implementation. */
+  srv->shared.ops = &shared_local_ops;
   int rc = tls_start(srv) || open_store(srv) || listen_on(srv, port_out) ||
                    (srv->hooks.start && srv->hooks.start(srv)) ? -1 : 0;
   if (rc == 0) {
@@ -302,11 +214,7 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, const sw_s
     if (!srv->identity) {
       fprintf(stderr, "switchboard: out of memory\n");
       rc = -1;
-    } else if (load_server_state(srv)) {
-      fprintf(stderr, "switchboard: cannot read or write the server state (token secret, revocations) in storage\n");
-      rc = -1;
     } else if (load_apps(srv)) {
-      fprintf(stderr, "switchboard: cannot load the apps\n");
       rc = -1;
     }
   }
@@ -364,6 +272,7 @@ void server_shutdown(sw_server_t *srv) {
   srv->shutting_down = true;
   close_handle((uv_handle_t *)&srv->listener);
   if (srv->hooks.close) srv->hooks.close(srv);
+  if (srv->shared.ops && srv->shared.ops->close) srv->shared.ops->close(srv->shared.impl, srv);
   close_handle((uv_handle_t *)&srv->tick);
   close_handle((uv_handle_t *)&srv->sigterm);
   close_handle((uv_handle_t *)&srv->sigint);
@@ -414,6 +323,8 @@ void server_free(sw_server_t *srv) {
   cap_cache_free(srv->cap_cache);
   nonce_cache_free(srv->nonces);
   revocations_free(&srv->revocations);
+  if (srv->shared.ops && srv->shared.ops->free) srv->shared.ops->free(srv->shared.impl);
+  srv->shared.impl = NULL;
   if (srv->hooks.free) srv->hooks.free(srv);
   socks_free_spares(srv);
   SSL_CTX_free(srv->tls_ctx); /* the connections' references went with them */

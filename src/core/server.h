@@ -12,6 +12,7 @@
 #include "core/app.h"
 #include "core/config.h"
 #include "core/revocation.h"
+#include "core/shared.h"
 #include "store/store.h"
 
 typedef struct sw_sock sw_sock_t;
@@ -45,7 +46,8 @@ typedef struct sw_server_hooks {
    * CORS preflight, the WebSocket upgrade). Required. */
   void (*on_request)(sw_sock_t *s, const struct sw_http_req *req);
   /* Optional. start: after the listener is bound, before the apps load;
-   * -1 fails start-up (message on stderr; close and free still run).
+   * -1 fails start-up (message on stderr; close and free still run). It
+   * may install another shared-state implementation (srv->shared).
    * tick: every server tick, first after the connections'. close: on
    * shutdown, with the listener. free: after the loop has ended. */
   int (*start)(struct sw_server *srv);
@@ -104,6 +106,9 @@ typedef struct sw_server {
   struct sw_cap_cache *cap_cache; /* effective token capabilities (auth/cap_cache.h) */
   sw_nonce_cache_t *nonces;    /* TokenRequest replay protection */
   sw_revocations_t revocations;
+  /* Where the state every node must agree on is written (core/shared.h):
+   * shared_local_ops, or what the start hook installed. */
+  sw_shared_t shared;
   struct sw_health *health; /* /metrics, /healthz, /readyz, the metrics listener (root/health.c) */
   struct sw_cloud_state *cloud; /* Assistant Cloud anonymous-endpoint rate limits (cloud/auth.c) */
   struct sw_rollup_wheel *rollup_wheel; /* ends append rollup windows (core/rollup.c); NULL until used */
@@ -130,9 +135,6 @@ void server_free(sw_server_t *srv);
 
 /* Persists an app spec (admin API) so it survives restarts. */
 int server_persist_app(sw_server_t *srv, const sw_app_t *a);
-
-/* Persists the revocation rules. */
-int server_persist_revocations(sw_server_t *srv);
 
 /* One parsed HTTP request (called by the socket layer): notes its Origin
  * (s->origin, for the CORS headers) and hands it to hooks.on_request. */

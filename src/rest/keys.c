@@ -11,6 +11,7 @@
 #include "core/conn.h"
 #include "core/principal.h"
 #include "core/server.h"
+#include "core/shared.h"
 #include "core/sock.h"
 #include "net/http_parse.h"
 #include "net/url.h"
@@ -37,125 +38,204 @@ static sw_key_t *lookup_key(sw_server_t *srv, const char *key_name) {
   return app ? app_find_key(app, key_name, strlen(key_name)) : NULL;
 }
 
+/* A token request held across the shared state's answers (core/shared.h):
+ * the nonce claim of a signed TokenRequest, then the storage of a large
+ * token. Owns its strings; the socket is referenced until it answers. */
+typedef struct treq {
+  sw_sock_t *s;
+  sw_format_t fmt;
+  bool keep_alive;
+  sw_key_t *key; /* borrowed: apps and keys are never freed while the server runs */
+  char app_id[128];
+  sw_token_request_t tr;
+  int64_t now, ttl;
+  char *canonical;
+  char *token; /* the sealed token, or its reference once stored */
+  char *ref;
+} treq_t;
+
+static void treq_finish(treq_t *t, const sw_error_t *err) {
+  if (!t->s->closing) {
+    if (err && err->code) {
+      rest_error(t->s, t->fmt, err, t->keep_alive);
+    } else {
+      json_t *td = json_pack("{s:s, s:s, s:I, s:I, s:s}", "token", t->ref ? t->ref : t->token, "keyName",
+                             t->key->name, "issued", (json_int_t)t->now, "expires", (json_int_t)(t->now + t->ttl),
+                             "capability", t->canonical);
+      if (t->tr.client_id) json_object_set_new(td, "clientId", json_string(t->tr.client_id));
+      rest_reply_value(t->s, 200, t->fmt, td, t->keep_alive, NULL);
+      json_decref(td);
+    }
+  }
+  sock_unref(t->s);
+  if (t->token) OPENSSL_cleanse(t->token, strlen(t->token));
+  free(t->token);
+  free(t->ref);
+  free(t->canonical);
+  token_request_clear(&t->tr);
+  free(t);
+}
+
+static void token_stored(void *ud, const sw_error_t *err) { treq_finish(ud, err); }
+
 /* A sealed token too long to travel well (its capability is large) is kept
- * in the store; the client gets a short reference to it (auth/token.h,
- * "References"). On success *token is the reference (the sealed token is
- * freed), else err is set and *token untouched. The inline bound also stays
+ * server-side (in a cluster, on every node); the client gets a short
+ * reference to it (auth/token.h, "References"). The inline bound also stays
  * within auth.maxTokenLength, the longest credential a WebSocket URL may
  * carry here. */
-static int reference_if_large(sw_server_t *srv, char **token, int64_t expires, int64_t now, sw_error_t *err) {
+static void reference_if_large(treq_t *t) {
+  sw_server_t *srv = t->s->srv;
   size_t inline_max = SW_TOKEN_INLINE_MAX;
   size_t cfg_max = srv->cfg->auth.max_token_len;
   if (cfg_max && cfg_max < inline_max) inline_max = cfg_max;
-  size_t len = strlen(*token);
-  if (len <= inline_max) return 0;
-  char *ref = token_ref_new();
-  if (!ref) return errors_set(err, SW_E_INTERNAL, "token could not be issued");
-  char id[SW_TOKEN_REF_ID_LEN + 1];
-  token_ref_id(ref, SW_TOKEN_REF_LEN, id);
-  int rc = srv->store ? store_expiring_put(srv->store, id, *token, expires, now, SW_TOKEN_STORED_MAX,
-                                            SW_TOKEN_STORED_MAX_BYTES)
-                      : -ESHUTDOWN;
-  if (rc) {
-    free(ref);
-    /* 429 and a code outside 4014x: ably-js reports it instead of retrying a
-     * renewal in a loop; a later request can succeed once tokens expire. */
-    if (rc == -EDQUOT)
-      return errors_set(err, SW_E_RATE_LIMIT,
-                        "too many large tokens are live (a token over %d bytes is kept by the server); retry "
-                        "later or request a smaller capability",
-                        SW_TOKEN_INLINE_MAX);
-    return errors_set(err, SW_E_INTERNAL, "token could not be stored");
+  if (strlen(t->token) <= inline_max) {
+    treq_finish(t, NULL);
+    return;
   }
-  OPENSSL_cleanse(*token, len);
-  free(*token);
-  *token = ref;
-  return 0;
+  sw_error_t err = {0};
+  if (!(t->ref = token_ref_new())) {
+    errors_set(&err, SW_E_INTERNAL, "token could not be issued");
+    treq_finish(t, &err);
+    return;
+  }
+  char id[SW_TOKEN_REF_ID_LEN + 1];
+  token_ref_id(t->ref, SW_TOKEN_REF_LEN, id);
+  shared_token_put(srv, t->app_id, id, t->token, t->now + t->ttl, t->now, token_stored, t);
 }
 
-/* RSA8: a signed TokenRequest needs no credentials (the mac is the proof);
- * unsigned token params need Basic auth with the key itself. */
-static void request_token(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt, const char *key_name) {
-  sw_server_t *srv = s->srv;
+/* Mints the token (TK2b/RSA9: the requested capability narrowed to the key's). */
+static void mint(treq_t *t) {
+  sw_server_t *srv = t->s->srv;
   sw_error_t err = {0};
-  sw_token_request_t tr = {0};
-  sw_principal_t basic = {0};
   sw_cap_t *requested = NULL, *granted = NULL;
-  char *canonical = NULL, *token = NULL;
-  int64_t now = clock_now_ms(), ttl = 0, ts = 0;
-
-  sw_key_t *key = lookup_key(srv, key_name);
-  if (!key) {
-    errors_set(&err, SW_E_NOT_FOUND, "key not found");
-    goto fail;
-  }
-  if (token_request_parse((const uint8_t *)req->body.p, req->body.n, body_is_msgpack(req), &tr, &err)) goto fail;
-  if (tr.mac) {
-    if (!tr.key_name || strcmp(tr.key_name, key_name) != 0) {
-      errors_set(&err, SW_E_INVALID_CREDENTIALS, "token request keyName does not match the key in the path");
-      goto fail;
-    }
-    if (token_request_check_mac(&tr, key->secret, strlen(key->secret), &err) ||
-        token_request_validate(&tr, now, key->revocable, &ttl, &ts, &err) ||
-        nonce_cache_check(srv->nonces, key_name, tr.nonce, ts, now, &err))
-      goto fail;
-  } else {
-    if (rest_authenticate(s, req, &basic, &err)) goto fail;
-    if (basic.kind != SW_CRED_KEY || basic.key != key) {
-      errors_set(&err, SW_E_INVALID_CREDENTIALS, "an unsigned token request needs Basic auth with the key %s", key_name);
-      goto fail;
-    }
-    if (token_request_validate(&tr, now, key->revocable, &ttl, &ts, &err)) goto fail;
-  }
-  /* TK2b/RSA9: the token gets the requested capability narrowed to the key's. */
-  if (tr.capability && *tr.capability) {
-    requested = cap_parse(tr.capability, strlen(tr.capability), &err);
-    if (!requested) goto fail;
-    granted = cap_intersect(requested, key->cap, &err);
+  if (t->tr.capability && *t->tr.capability) {
+    requested = cap_parse(t->tr.capability, strlen(t->tr.capability), &err);
+    if (requested) granted = cap_intersect(requested, t->key->cap, &err);
     if (!granted) goto fail;
   }
-  canonical = cap_canonical(granted ? granted : key->cap);
-  sw_token_info_t info = {.issued = now,
-                          .expires = now + ttl,
-                          .capability = canonical,
-                          .client_id = tr.client_id,
-                          .revocable = key->revocable};
-  size_t kl = strlen(key_name);
+  t->canonical = cap_canonical(granted ? granted : t->key->cap);
+  sw_token_info_t info = {.issued = t->now,
+                          .expires = t->now + t->ttl,
+                          .capability = t->canonical,
+                          .client_id = t->tr.client_id,
+                          .revocable = t->key->revocable};
+  size_t kl = strlen(t->key->name);
   if (kl >= sizeof info.key_name) {
     errors_set(&err, SW_E_INVALID_CREDENTIAL, "key name too long for a token");
     goto fail;
   }
-  memcpy(info.key_name, key_name, kl + 1);
-  token = canonical ? token_mint(srv->token_secret, &info) : NULL;
-  if (!token) {
+  memcpy(info.key_name, t->key->name, kl + 1);
+  t->token = t->canonical ? token_mint(srv->token_secret, &info) : NULL;
+  if (!t->token) {
     errors_set(&err, SW_E_INTERNAL, "token could not be issued");
     goto fail;
   }
-  if (reference_if_large(srv, &token, info.expires, now, &err)) goto fail;
-  json_t *td = json_pack("{s:s, s:s, s:I, s:I, s:s}", "token", token, "keyName", key_name, "issued", (json_int_t)now,
-                         "expires", (json_int_t)(now + ttl), "capability", canonical);
-  if (tr.client_id) json_object_set_new(td, "clientId", json_string(tr.client_id));
-  rest_reply_value(s, 200, fmt, td, req->keep_alive, NULL);
-  json_decref(td);
-  goto done;
-fail:
-  rest_error(s, fmt, &err, req->keep_alive);
-done:
-  if (token) OPENSSL_cleanse(token, strlen(token));
-  free(token);
-  free(canonical);
   cap_free(requested);
   cap_free(granted);
-  principal_clear(&basic);
-  token_request_clear(&tr);
+  reference_if_large(t);
+  return;
+fail:
+  cap_free(requested);
+  cap_free(granted);
+  treq_finish(t, &err);
 }
 
-/* RSA17: revokeTokens, with the issuing key's Basic credentials only. */
+static void nonce_claimed(void *ud, const sw_error_t *err) {
+  treq_t *t = ud;
+  if (err->code) treq_finish(t, err);
+  else mint(t);
+}
+
+/* RSA8: a signed TokenRequest needs no credentials (the mac is the proof);
+ * unsigned token params need Basic auth with the key itself. A signed
+ * request's nonce is claimed through the shared state (in a cluster: once
+ * across every node), so the answer may come later. */
+static void request_token(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt, const char *key_name) {
+  sw_server_t *srv = s->srv;
+  sw_error_t err = {0};
+  sw_principal_t basic = {0};
+  int64_t ts = 0;
+  treq_t *t = calloc(1, sizeof *t);
+  if (!t) {
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    rest_error(s, fmt, &err, req->keep_alive);
+    return;
+  }
+  t->s = s;
+  t->fmt = fmt;
+  t->keep_alive = req->keep_alive;
+  t->now = clock_now_ms();
+  sock_ref(s);
+
+  const char *dot = strchr(key_name, '.');
+  t->key = lookup_key(srv, key_name);
+  if (!t->key) {
+    errors_set(&err, SW_E_NOT_FOUND, "key not found");
+    goto fail;
+  }
+  snprintf(t->app_id, sizeof t->app_id, "%.*s", (int)(dot - key_name), key_name);
+  sw_token_request_t *tr = &t->tr;
+  if (token_request_parse((const uint8_t *)req->body.p, req->body.n, body_is_msgpack(req), tr, &err)) goto fail;
+  if (tr->mac) {
+    if (!tr->key_name || strcmp(tr->key_name, key_name) != 0) {
+      errors_set(&err, SW_E_INVALID_CREDENTIALS, "token request keyName does not match the key in the path");
+      goto fail;
+    }
+    if (token_request_check_mac(tr, t->key->secret, strlen(t->key->secret), &err) ||
+        token_request_validate(tr, t->now, t->key->revocable, &t->ttl, &ts, &err))
+      goto fail;
+    shared_nonce_claim(srv, t->app_id, key_name, tr->nonce, ts, t->now, nonce_claimed, t);
+    return;
+  }
+  if (rest_authenticate(s, req, &basic, &err)) goto fail;
+  if (basic.kind != SW_CRED_KEY || basic.key != t->key) {
+    errors_set(&err, SW_E_INVALID_CREDENTIALS, "an unsigned token request needs Basic auth with the key %s", key_name);
+    goto fail;
+  }
+  principal_clear(&basic);
+  if (token_request_validate(tr, t->now, t->key->revocable, &t->ttl, &ts, &err)) goto fail;
+  mint(t);
+  return;
+fail:
+  principal_clear(&basic);
+  treq_finish(t, &err);
+}
+
+/* A revokeTokens answer waits for the rules to be shared (core/shared.h). */
+typedef struct revoke_op {
+  sw_sock_t *s;
+  sw_format_t fmt;
+  bool keep_alive;
+  json_t *resp;
+} revoke_op_t;
+
+static void revoke_shared(void *ud, const sw_error_t *err) {
+  revoke_op_t *op = ud;
+  if (!op->s->closing) {
+    if (err->code) {
+      sw_error_t e = *err;
+      if (e.code == SW_E_INTERNAL) errors_set(&e, SW_E_INTERNAL, "revocation could not be stored");
+      rest_error(op->s, op->fmt, &e, op->keep_alive);
+    } else {
+      rest_reply_value(op->s, 201, op->fmt, op->resp, op->keep_alive, NULL);
+    }
+  }
+  sock_unref(op->s);
+  json_decref(op->resp);
+  free(op);
+}
+
+/* RSA17: revokeTokens, with the issuing key's Basic credentials only. The
+ * rules are in force on this node at once (its connections are checked
+ * now); the answer waits until they are stored (and, in a cluster, every
+ * node has been told). */
 static void revoke_tokens(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fmt, const char *key_name) {
   sw_server_t *srv = s->srv;
   sw_error_t err = {0};
   sw_principal_t p = {0};
   json_t *body = NULL, *results = NULL;
+  sw_revocation_t added[MAX_REVOKE_TARGETS];
+  size_t n_added = 0;
   if (rest_authenticate(s, req, &p, &err)) goto fail;
   if (p.kind != SW_CRED_KEY) {
     errors_set(&err, 40162, "revoking tokens requires Basic authentication with the issuing key");
@@ -198,6 +278,12 @@ static void revoke_tokens(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fm
     if (rc == 0) {
       json_array_append_new(results, json_pack("{s:s, s:I, s:I}", "target", target, "issuedBefore",
                                                (json_int_t)issued_before, "appliesAt", (json_int_t)applies_at));
+      /* Borrowed from the request's body, which lives until the end. */
+      added[n_added++] = (sw_revocation_t){.key_name = (char *)key_name,
+                                           .type = type,
+                                           .value = (char *)value,
+                                           .issued_before = issued_before,
+                                           .applies_at = applies_at};
       ok++;
       continue;
     }
@@ -217,27 +303,25 @@ static void revoke_tokens(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fm
                                              "statusCode", e.status, "message", e.message));
     bad++;
   }
-  if (ok && server_persist_revocations(srv)) {
-    errors_set(&err, SW_E_INTERNAL, "revocation could not be stored");
+  server_enforce_revocations(srv, p.key, now, applies_at);
+  revoke_op_t *op = calloc(1, sizeof *op);
+  if (!op) {
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
     goto fail;
   }
-  /* Live connections on revoked tokens go now; with a margin they are asked
-   * to reauthenticate first, and go when the margin ends (conn_tick). */
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) {
-    if (!c->sock || c->auth.key != p.key) continue;
-    sw_error_t rerr;
-    if (principal_revoked(srv, &c->auth, now, &rerr)) {
-      conn_fail(c, rerr.code, rerr.message, true);
-    } else if (applies_at > now && principal_revoked(srv, &c->auth, applies_at, &rerr)) {
-      sw_pmsg_t a = {.action = SW_ACTION_AUTH};
-      conn_send_pmsg(c, &a);
-    }
+  *op = (revoke_op_t){.s = s, .fmt = fmt, .keep_alive = req->keep_alive};
+  op->resp = json_pack("{s:I, s:I, s:O}", "successCount", (json_int_t)ok, "failureCount", (json_int_t)bad,
+                       "results", results);
+  sock_ref(s);
+  if (ok) {
+    const char *dot = strchr(key_name, '.');
+    char app_id[128];
+    snprintf(app_id, sizeof app_id, "%.*s", (int)(dot - key_name), key_name);
+    shared_revoked(srv, app_id, added, n_added, revoke_shared, op);
+  } else {
+    sw_error_t none = {0};
+    revoke_shared(op, &none);
   }
-  json_t *resp = json_pack("{s:I, s:I, s:O}", "successCount", (json_int_t)ok, "failureCount", (json_int_t)bad,
-                           "results", results);
-  rest_reply_value(s, 201, fmt, resp, req->keep_alive, NULL);
-  json_decref(resp);
   goto done;
 fail:
   rest_error(s, fmt, &err, req->keep_alive);

@@ -5,6 +5,7 @@
 #include "admin/admin.h"
 #include "chat/chat.h"
 #include "cloud/cloud.h"
+#include "cluster/state_redis.h"
 #include "core/conn.h"
 #include "core/sock.h"
 #include "net/http_parse.h"
@@ -88,6 +89,14 @@ static void on_request(sw_sock_t *s, const sw_http_req_t *req) {
 
 /* ------------------------------------------------ the server's hooks */
 
+/* sw_server_hooks_t.start: the health endpoints, and with --redis the
+ * shared state in Redis (cluster/state_redis.h) in place of the data
+ * directory's, before server_start loads it. */
+static int on_start(sw_server_t *srv) {
+  if (health_start(srv)) return -1;
+  return srv->cfg->redis_url ? state_redis_install_url(srv, srv->cfg->redis_url) : 0;
+}
+
 static void on_free(sw_server_t *srv) {
   health_free(srv);
   cloud_free(srv);
@@ -96,7 +105,7 @@ static void on_free(sw_server_t *srv) {
 int root_server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, int *port_out) {
   static const sw_server_hooks_t hooks = {
       .on_request = on_request,
-      .start = health_start,
+      .start = on_start,
       .tick = health_tick,
       .close = health_close,
       .free = on_free,

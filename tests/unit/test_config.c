@@ -108,11 +108,27 @@ static void test_names(void **state) {
   config_free(&c);
 }
 
+/* "redis": the URL of the cluster's Redis (issue 12); anything but a
+ * string is refused rather than ignored (a node must not run alone when
+ * its file asked for a cluster). */
+static void test_redis(void **state) {
+  (void)state;
+  sw_config_t c;
+  config_defaults(&c);
+  assert_null(c.redis_url);
+  assert_int_equal(load(&c, "{\"redis\":\"redis://10.0.0.5:6380/2\"}"), 0);
+  assert_string_equal(c.redis_url, "redis://10.0.0.5:6380/2");
+  assert_int_equal(load(&c, "{\"redis\":{\"url\":\"redis://h\"}}"), -1);
+  assert_int_equal(load(&c, "{\"redis\":6379}"), -1);
+  config_free(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_names),
       cmocka_unit_test(test_tls_and_proxies),
+      cmocka_unit_test(test_redis),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
