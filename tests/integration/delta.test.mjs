@@ -228,3 +228,21 @@ bothProtocols('RTL19/RTL32 an update between two messages reaches a delta subscr
   assert.equal(msgs[4].extras?.delta?.from, msgs[3].id, 'deltas resume');
   assert.equal(dec.calls.length, 2);
 });
+
+bothProtocols('RTL19 the [?delta=vcdiff] name qualifier asks for deltas too: messages arrive as deltas under the qualified name and decode', async (t, binary) => {
+  const set = clients(t);
+  const name = uniqueChannel('delta-qualifier');
+  const dec = countingDecoder();
+  const sub = await connected(set, env.server, { key: key(), binary, plugins: { vcdiff: dec } });
+  const ch = sub.channels.get(`[?delta=vcdiff]${name}`);
+  await withTimeout(ch.attach(), 8000, 'attach');
+  const got = collector(ch);
+  const pub = await connected(set, env.server, { key: key(), binary });
+  const pch = pub.channels.get(name);
+  const data = Array.from({ length: 4 }, (_, i) => ({ text: `${'w'.repeat(120)} ${i}`, n: i }));
+  for (let i = 0; i < data.length; i++) await withTimeout(pch.publish(String(i), data[i]), 8000, `publish ${i}`);
+  const msgs = await got.until(data.length, 8000);
+  assert.deepEqual(msgs.map((m) => m.data), data);
+  for (let i = 1; i < data.length; i++) assert.equal(msgs[i].extras?.delta?.from, msgs[i - 1].id, `message ${i} is a delta`);
+  assert.equal(dec.calls.length, data.length - 1);
+});
