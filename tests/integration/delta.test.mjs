@@ -20,8 +20,10 @@ import {
   connected,
   createApp,
   uniqueChannel,
+  test,
   useServer,
   waitForChannelState,
+  waitUntil,
   withTimeout,
 } from './lib/server.mjs';
 
@@ -245,4 +247,40 @@ bothProtocols('RTL19 the [?delta=vcdiff] name qualifier asks for deltas too: mes
   assert.deepEqual(msgs.map((m) => m.data), data);
   for (let i = 1; i < data.length; i++) assert.equal(msgs[i].extras?.delta?.from, msgs[i - 1].id, `message ${i} is a delta`);
   assert.equal(dec.calls.length, data.length - 1);
+});
+
+test('RTL19/RTL20 a [meta]occupancy event between two messages (params delta and occupancy): the next message is whole, no decode failure, deltas resume', { timeout: 30_000 }, async (t) => {
+  const set = clients(t);
+  const name = uniqueChannel('delta-occ');
+  const dec = countingDecoder();
+  const sub = await connected(set, env.server, { key: key(), plugins: { vcdiff: dec } });
+  const ch = sub.channels.get(name, { params: { delta: 'vcdiff', occupancy: 'metrics' } });
+  const all = [];
+  await withTimeout(ch.subscribe((m) => all.push(m)), 8000, 'attach');
+  const reasons = [];
+  ch.on('attaching', (sc) => reasons.push(sc.reason?.code));
+  const occ = () => all.filter((m) => m.name === '[meta]occupancy').length;
+  await waitUntil(() => occ() >= 1, 8000, 'the first occupancy event');
+  const pub = await connected(set, env.server, { key: key() });
+  const pch = pub.channels.get(name);
+  const text = (i) => `${'o'.repeat(150)} step ${i} ${'p'.repeat(150)}`;
+  await withTimeout(pch.attach(), 8000, 'publisher attach'); // changes the occupancy: one more event
+  await waitUntil(() => occ() >= 2, 8000, 'the occupancy event of the publisher');
+  await withTimeout(pch.publish('0', text(0)), 8000, 'publish 0');
+  await withTimeout(pch.publish('1', text(1)), 8000, 'publish 1');
+  await waitUntil(() => all.filter((m) => m.name !== '[meta]occupancy').length >= 2, 8000, 'messages 0, 1');
+  const before = occ();
+  await withTimeout(pch.detach(), 8000, 'publisher detach'); // another occupancy event
+  await waitUntil(() => occ() > before, 8000, 'the occupancy event of the detach');
+  await withTimeout(pch.publish('2', text(2)), 8000, 'publish 2');
+  await withTimeout(pch.publish('3', text(3)), 8000, 'publish 3');
+  await waitUntil(() => all.filter((m) => m.name !== '[meta]occupancy').length >= 4, 8000, 'messages 2, 3');
+  const msgs = all.filter((m) => m.name !== '[meta]occupancy');
+  assert.deepEqual(reasons, [], 'no re-attach');
+  assert.deepEqual(msgs.map((m) => m.data), [text(0), text(1), text(2), text(3)]);
+  assert.equal(msgs[1].extras?.delta?.from, msgs[0].id, 'a delta');
+  const i2 = all.indexOf(msgs[2]);
+  assert.equal(all[i2 - 1].name, '[meta]occupancy', 'an occupancy event came between messages 1 and 2');
+  assert.equal(msgs[2].extras?.delta, undefined, 'whole after an occupancy event');
+  assert.equal(msgs[3].extras?.delta?.from, msgs[2].id, 'deltas resume');
 });
