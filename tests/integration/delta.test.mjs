@@ -10,7 +10,11 @@
 //  - PC3 a client without the plugin fails the channel with 40019;
 //  - RTL18 a client that loses its base re-attaches (40018) from its last
 //    channelSerial; the server resends from there whole, then deltas resume;
-//  - a rewind is replayed whole, deltas follow.
+//  - a rewind is replayed whole, deltas follow;
+//  - a message update (RTL32) or a [meta]occupancy event in between: the
+//    next message goes whole (the subscriber's base is that), no decode
+//    failure;
+//  - the [?delta=vcdiff] name qualifier.
 import { createRequire } from 'node:module';
 import {
   assert,
