@@ -6,6 +6,7 @@
 #include "core/ai_turns.h"
 #include "core/annotation.h"
 #include "core/conn.h"
+#include "core/delta.h"
 #include "core/mutation.h"
 #include "core/presence.h"
 #include "core/rollup.h"
@@ -158,6 +159,7 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
     if (*pp) *pp = ch->next_derived;
   }
   filter_free(ch->filter);
+  delta_free(ch);
   HASH_DEL(srv->channels, ch);
   free(ch->hkey);
   free(ch);
@@ -198,6 +200,12 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
     if (a->replay && (mode_mask & SW_MODE_SUBSCRIBE)) continue;
     if (skip_conn_id && strcmp(c->id, skip_conn_id) == 0) continue;
     if (m->action == SW_ACTION_MESSAGE) metrics_add(SW_M_MESSAGES_OUT, m->n_messages);
+    sw_frame_t *df = a->delta ? delta_frame(a, m) : NULL; /* delta=vcdiff: the same bytes for all in step */
+    if (df) {
+      conn_send_frame(c, df);
+      frame_unref(df);
+      continue;
+    }
     if (a->wire_name) {
       /* Attached under another spelling ([?params]name): its own frame. */
       sw_pmsg_t own = *m;
@@ -246,7 +254,9 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
     sw_conn_t *pc = conn_find(ch->srv, p->conn_id);
     if (pc && !pc->echo) skip = p->conn_id;
   }
+  delta_begin(ch, &m);
   channel_broadcast(ch, &m, SW_MODE_SUBSCRIBE, skip);
+  delta_end(ch, &m);
   channel_broadcast_derived(ch, &m, skip);
   free(live);
 }
@@ -612,9 +622,15 @@ static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t seria
   /* A head is the message in full. */
   mutation_mark_full(a, row->seq);
   bool pass = !a->ch->filter || filter_match(a->ch->filter, msg.name, json_object_get(msg.extras, "headers"));
-  if (head && pass && (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0)) {
+  bool sent = head && pass && (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0);
+  if (sent) {
     conn_send_pmsg(c, &m);
     metrics_inc(SW_M_MESSAGES_OUT);
+  }
+  /* Sent whole; the channel's delta base if it is the message as published. */
+  if (sent || (summary && pass)) {
+    bool first = sent && !summary && row->vseq == row->seq;
+    delta_sent_whole(a, first ? &msg : NULL, row->seq);
   }
   if (summary && pass) {
     sw_msg_t ev = annotation_summary_event(&msg, msg.annotations, msg.timestamp);
@@ -758,6 +774,7 @@ static void occupancy_send(sw_attach_t *a, const sw_occupancy_t *o, int64_t now)
   sw_pmsg_t pm = {.action = SW_ACTION_MESSAGE, .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
                   .timestamp = now, .messages = &m, .n_messages = 1};
   if (text) conn_send_pmsg(a->conn, &pm);
+  if (text) delta_sent_whole(a, NULL, 0);
   free(text);
 }
 
@@ -803,6 +820,7 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   ch->n_occupancy += (occ != 0) - (a->occupancy != 0);
   a->occupancy = occ;
   a->occ_due = occ != 0;
+  if (delta_attach(a, req->params)) return -1;
 
   int64_t up_to = root_of(ch)->durable_seq, after = up_to, start_ms = 0, last_n = 0;
   bool resumed = false, replaying = false;

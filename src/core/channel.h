@@ -84,6 +84,7 @@ typedef struct sw_channel {
   struct sw_filter *filter;         /* derived: its compiled filter (owned) */
   struct sw_channel *derived;       /* base: its derived channels, linked by next_derived */
   struct sw_channel *next_derived;
+  struct sw_delta *delta;           /* delta=vcdiff state (core/delta.c); NULL until a delta subscriber */
   UT_hash_handle hh;
 } sw_channel_t;
 
@@ -104,6 +105,10 @@ typedef struct sw_attach {
    * metrics even if they did not change (it attached since). */
   uint8_t occupancy;
   bool occ_due;
+  /* The delta channel param (core/delta.c): deltas wanted, and the seq of
+   * the message it was last sent (0: another kind, or none yet). */
+  bool delta;
+  int64_t delta_seq;
   struct sw_attach *prev, *next;
   UT_hash_handle hh; /* in conn->attachments, keyed by ch pointer */
 } sw_attach_t;

@@ -683,9 +683,8 @@ static int attach_params(const sw_conn_t *c, const sw_pmsg_t *m, const sw_channe
 }
 
 /* RTL4k1: ATTACHED echoes the params the server recognises, not others
- * (as Ably drops them), and only those reach channel_attach. "delta" is
- * echoed although messages are always sent whole (a client asking for
- * deltas decodes whole messages too); "occupancy" subscribes to
+ * (as Ably drops them), and only those reach channel_attach. "delta"
+ * ("vcdiff") asks for deltas (core/delta.c); "occupancy" subscribes to
  * [meta]occupancy events (channel.c). NULL when none is left. */
 static json_t *recognised_params(const json_t *params) {
   static const char *const known[] = {"rewind", "rewindLimit", "delta", "modes", "occupancy"};

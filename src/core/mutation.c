@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/delta.h"
 #include "core/rollup.h"
 #include "core/serial.h"
 #include "core/server.h"
@@ -160,6 +161,7 @@ static void fanout(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t la
   sw_pmsg_t full = ev;
   full.messages = (sw_msg_t *)(whole_view ? whole_view : event);
   sw_frame_t *frames[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [full][fmt] */
+  delta_forget(ch); /* subscribers get a version: the base they hold is not known */
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
     /* During a replay the version comes from storage, in order. */
