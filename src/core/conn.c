@@ -924,9 +924,14 @@ static bool accept_serial(sw_conn_t *c, int64_t serial) {
 }
 
 /* JWT channel claims (ably.channel.<resource>) are stamped by the server
- * into extras.userClaim; a client cannot set that field itself. */
+ * into extras.userClaim; a client cannot set that field itself. Nor
+ * extras.delta: the server writes it on delta-encoded messages (RTL19), and
+ * a forged one makes every ably-js subscriber fail to decode and re-attach. */
 static void stamp_user_claim(sw_conn_t *c, const sw_channel_t *ch, sw_msg_t *msg) {
-  if (msg->extras) json_object_del(msg->extras, "userClaim");
+  if (msg->extras) {
+    json_object_del(msg->extras, "userClaim");
+    json_object_del(msg->extras, "delta");
+  }
   json_t *claim = principal_channel_claim(&c->auth, ch->name);
   if (!claim) return;
   if (!msg->extras) msg->extras = json_object();

@@ -226,7 +226,10 @@ int rest_prepare_publish(route_ctx_t *r, sw_channel_t *ch, sw_msg_t *msgs, size_
     total += msg_size(m);
     if (principal_check_message_client_id(&r->p, r->client_id, &m->client_id, err))
       break;
-    if (m->extras) json_object_del(m->extras, "userClaim");
+    if (m->extras) {
+      json_object_del(m->extras, "userClaim");
+      json_object_del(m->extras, "delta"); /* the server's (RTL19), as on realtime */
+    }
     json_t *claim = principal_channel_claim(&r->p, ch->name);
     if (claim && (m->extras || (m->extras = json_object()))) json_object_set(m->extras, "userClaim", claim);
     if (m->action > 0)

@@ -288,3 +288,28 @@ test('RTL19/RTL20 a [meta]occupancy event between two messages (params delta and
   assert.equal(msgs[2].extras?.delta, undefined, 'whole after an occupancy event');
   assert.equal(msgs[3].extras?.delta?.from, msgs[2].id, 'deltas resume');
 });
+
+bothProtocols('RTL19 extras.delta is the server\'s: a publisher\'s forged {from, format: "vcdiff"} (realtime and REST) is dropped, so subscribers, with or without the delta param, get the message whole and stay attached', async (t, binary) => {
+  const set = clients(t);
+  const name = uniqueChannel('delta-forged');
+  const plain = await connected(set, env.server, { key: key(), binary });
+  const colPlain = collector(plain.channels.get(name));
+  const deltaSub = await connected(set, env.server, { key: key(), binary, plugins: { vcdiff: vcdiffDecoder } });
+  const colDelta = collector(deltaSub.channels.get(name, { params: { delta: 'vcdiff' } }));
+  await withTimeout(Promise.all([colPlain.subscribed, colDelta.subscribed]), 8000, 'attach');
+  const forged = { delta: { from: 'bogus:0', format: 'vcdiff' }, headers: { keep: 'me' } };
+  const pub = await connected(set, env.server, { key: key(), binary });
+  await withTimeout(pub.channels.get(name).publish({ name: 'rt', data: 'realtime data', extras: forged }), 8000, 'publish');
+  const rest = set.rest(env.server, { key: key(), binary });
+  await withTimeout(rest.channels.get(name).publish({ name: 'rest', data: 'rest data', extras: forged }), 8000, 'REST publish');
+  for (const col of [colPlain, colDelta]) {
+    const got = await col.until(2);
+    assert.deepEqual(got.map((m) => m.data), ['realtime data', 'rest data']);
+    for (const m of got) {
+      assert.equal(m.extras?.delta, undefined, 'no forged delta');
+      assert.deepEqual(m.extras?.headers, { keep: 'me' }, 'the rest of extras is kept');
+    }
+  }
+  assert.equal(plain.channels.get(name).state, 'attached');
+  assert.equal(deltaSub.channels.get(name, { params: { delta: 'vcdiff' } }).state, 'attached');
+});
