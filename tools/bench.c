@@ -66,6 +66,10 @@ static void usage(FILE *out) {
           "  --streams N --rate PER_S --watchers N --agents N       ai: streams, appends/s per stream,\n"
           "                                         subscribers per stream, writer connections\n"
           "  --seconds S        measured time       --warmup S       unmeasured time before it\n"
+          "  --settle S         idle: read RSS once two readings 1 s apart differ by <= 0.5 %%, polling\n"
+          "                     at most S seconds (default: one reading 1 s after setup)\n"
+          "  --append-rollup MS ai: the own server's limits.appendRollupWindow (default 0: every append\n"
+          "                     delivered on its own; Ably's default is 40)\n"
           "  --quick --json --verbose\n"
           "\n"
           "Exits 1 on errors (failed connections, NACKs, lost or stalled messages), 2 on bad usage;\n"
@@ -191,6 +195,8 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
     else if (!strcmp(a, "--channels")) iv = &o->channels, lo = 0;
     else if (!strcmp(a, "--seconds")) dv = &o->seconds;
     else if (!strcmp(a, "--warmup")) dv = &o->warmup;
+    else if (!strcmp(a, "--settle")) dv = &o->settle;
+    else if (!strcmp(a, "--append-rollup")) iv = &o->append_rollup, lo = 0, hi = 500;
     else return bad_usage("unknown option", a);
     if (iv && parse_int(v, lo, hi, iv)) return bad_usage("bad value for", a);
     if (dv && parse_double(v, 0, 3600, dv)) return bad_usage("bad value for", a);
@@ -229,6 +235,9 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
   if (o->target != TARGET_SWITCHBOARD && strcmp(o->scenario, "fanout") && !idle)
     return bad_usage("--target redis/mosquitto is for fanout and idle", NULL);
   if (o->target != TARGET_SWITCHBOARD && !o->port) return bad_usage("--target needs --port", NULL);
+  if (o->settle > 0 && !idle) return bad_usage("--settle is for idle", NULL);
+  if (o->append_rollup && (strcmp(o->scenario, "ai") || o->port))
+    return bad_usage("--append-rollup is for ai against the bench's own server", NULL);
   if (o->tls && (!o->port || !o->key || o->raw || o->target != TARGET_SWITCHBOARD))
     return bad_usage("--tls is for a switchboard you started with --tls-cert: give --port and --key (not --raw)", NULL);
   if (o->ca_file && !o->tls) return bad_usage("--ca-file needs --tls", NULL);
@@ -262,8 +271,8 @@ static int server_start(bench_t *b, const char *sync) {
    * delivery, not a window's (docs/benchmarks.md); everything else is the
    * default a user gets. */
   snprintf(conf, sizeof conf,
-           "{\"synchronous\": \"%s\", \"limits\": {\"maxConnections\": 1000000, \"appendRollupWindow\": 0}}\n",
-           sync);
+           "{\"synchronous\": \"%s\", \"limits\": {\"maxConnections\": 1000000, \"appendRollupWindow\": %d}}\n",
+           sync, o->append_rollup);
   if (write_file(cfg, conf)) return -1;
   unlink(log);
   const char *bin = o->server_bin ? o->server_bin : "/proc/self/exe";
@@ -489,6 +498,11 @@ typedef struct pass {
   long rss_before_kb; /* before any connection */
   long rss_ready_kb;  /* after setup (idle: all connected and attached) */
   long rss_end_kb;    /* at the end of the load */
+  long rss_first_kb;  /* idle with --settle: the reading 1 s after setup */
+  double settle_s;    /* idle with --settle: setup done -> the RSS it reports */
+  bool settled;       /* two readings within 0.5 % before the cap */
+  int n_samples;
+  long samples_kb[128]; /* idle with --settle: the readings, the first 128 */
   double setup_s;
   bool failed;
   char err[300];
@@ -509,6 +523,33 @@ static bool wait_count(bench_shared_t *sh, _Atomic int *counter, int want, doubl
     sleep_s(0.001);
   }
   return true;
+}
+
+/* idle --settle: a server may keep per-connection buffers for a while after
+ * its clients went quiet (Redis frees idle clients' query buffers from a
+ * cron), so RSS read 1 s after setup is not its steady state. Reads RSS
+ * every second until two consecutive readings are within 0.5 % of each
+ * other, or o->settle seconds pass; keeps every reading for the report. */
+static void settle_rss(const bench_t *b, pid_t spid, pass_t *ps) {
+  bench_shared_t *sh = b->sh;
+  int64_t t0 = bench_now_ns(), cap = (int64_t)(b->o.settle * 1e9);
+  long prev = -1, cur = -1;
+  for (;;) {
+    sleep_s(1);
+    cur = proc_rss_kb(spid);
+    if (ps->n_samples < (int)(sizeof ps->samples_kb / sizeof *ps->samples_kb))
+      ps->samples_kb[ps->n_samples++] = cur;
+    if (prev < 0) ps->rss_first_kb = cur;
+    if (cur < 0 || atomic_load(&sh->failed)) break;
+    if (prev > 0 && labs(cur - prev) * 200 <= prev) {
+      ps->settled = true;
+      break;
+    }
+    if (bench_now_ns() - t0 >= cap) break;
+    prev = cur;
+  }
+  ps->settle_s = (double)(bench_now_ns() - t0) / 1e9;
+  ps->rss_ready_kb = cur;
 }
 
 /* Sleeps s seconds, returning early (false) if a worker fails. */
@@ -550,8 +591,12 @@ static int run_pass(bench_t *b, const bench_scenario_t *sc, pass_t *ps) {
   if (!wait_count(sh, &sh->ready, o->procs, setup_timeout)) fail = "setup did not finish";
   ps->setup_s = (double)(bench_now_ns() - t_setup) / 1e9;
   /* Let the server's allocations settle before reading RSS. */
-  if (!fail && is_idle) sleep_s(o->quick ? 0.2 : 1);
-  ps->rss_ready_kb = spid ? proc_rss_kb(spid) : -1;
+  if (!fail && is_idle && o->settle > 0 && spid) {
+    settle_rss(b, spid, ps);
+  } else {
+    if (!fail && is_idle) sleep_s(o->quick ? 0.2 : 1);
+    ps->rss_ready_kb = spid ? proc_rss_kb(spid) : -1;
+  }
 
   double cpu0 = 0, cpu1 = 0;
   int64_t t0 = 0, t1 = 0;
@@ -685,6 +730,15 @@ static json_t *report(const bench_t *b, const pass_t *ps) {
     json_object_set_new(j, "rss_after_kb", json_integer(ps->rss_ready_kb));
     double per = t->conns ? (double)(ps->rss_ready_kb - ps->rss_before_kb) * 1024.0 / (double)t->conns : 0;
     json_object_set_new(j, "rss_per_conn_bytes", json_integer((json_int_t)llround(per)));
+    if (o->settle > 0) {
+      double first = t->conns ? (double)(ps->rss_first_kb - ps->rss_before_kb) * 1024.0 / (double)t->conns : 0;
+      json_object_set_new(j, "rss_per_conn_first_bytes", json_integer((json_int_t)llround(first)));
+      json_object_set_new(j, "settle_s", json_real(r1(ps->settle_s * 10) / 10));
+      json_object_set_new(j, "settled", json_boolean(ps->settled));
+      json_t *a = json_array();
+      for (int i = 0; i < ps->n_samples; i++) json_array_append_new(a, json_integer(ps->samples_kb[i]));
+      json_object_set_new(j, "rss_samples_kb", a);
+    }
   } else if (!strcmp(sc, "fanout")) {
     json_object_set_new(j, "subscribers", json_integer(o->subs));
     json_object_set_new(j, "payload_bytes", json_integer(o->payload));
@@ -711,6 +765,7 @@ static json_t *report(const bench_t *b, const pass_t *ps) {
     json_object_set_new(j, "appends_per_s_per_stream", json_integer(o->rate));
     json_object_set_new(j, "watchers", json_integer(o->watchers));
     json_object_set_new(j, "writer_connections", json_integer(o->agents));
+    if (!o->port) json_object_set_new(j, "append_rollup_ms", json_integer(o->append_rollup));
     json_object_set_new(j, "payload_bytes", json_integer(o->payload));
     json_object_set_new(j, "seconds", json_real(r1(ps->window_s * 100) / 100));
     json_object_set_new(j, "appends", json_integer((json_int_t)t->sent));
