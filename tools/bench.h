@@ -108,6 +108,7 @@ typedef struct bench_opts {
   double seconds, warmup;
   int channels;      /* idle: distinct channels (0: one per connection) */
   double settle;     /* idle: poll server RSS every second until it stops changing, at most this long (0: off) */
+  double settle_window; /* idle: ... i.e. within 0.5 % over this many seconds */
   int append_rollup; /* ai: the own server's limits.appendRollupWindow, ms */
 } bench_opts_t;
 
