@@ -189,7 +189,7 @@ nproc_=$(meta nproc); scpu=$(meta server_cpus); lcpu=$(meta load_cpus)
     for row in "appends/s=appends_per_s" "deliveries/s=deliveries_per_s" "latency p50 (ms)=latency_p50_ms" \
                "latency p99 (ms)=latency_p99_ms" "ACK p99 (ms)=ack_p99_ms" "server CPU per append (µs)=server_us_per_append" \
                "server (relay) CPU %=server_cpu_pct" "load CPU %=load_cpu_pct" "lost=lost"; do
-      name=${row%=*} k=${row##*=} fk=${row#*:}
+      name=${row%=*} k=${row##*=} fk=${row##*=}
       [ "$k" = server_cpu_pct ] && fk=relay_cpu_pct
       printf '| %s | %s | %s | %s | %s |\n' "$name" "$(cell ai-r0 "$k")" "$(cell floor-r0 "$fk")" "$(cell ai-r40 "$k")" "$(cell floor-r40 "$fk")"
     done
