@@ -38,8 +38,11 @@ cell() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f×", a / b }'; }
 # load LABEL: the 1-minute load average at the figure's start → end, and the machine's busy CPU.
 load() {
-  printf '%s → %s; busy %s%%' "$(fig "$1" load_start)" "$(fig "$1" load_end)" "$(num "$(v "$1" machine_busy_pct)")"
+  printf '%s → %s; busy %s%%' "$(fig "$1" load_start)" "$(fig "$1" load_end)" \
+    "$(num "$(jq -r --arg l "$1" '.figures[] | select(.label == $l) | .busy_pct.median // empty' "$res")")"
 }
+# shape LABEL KEY: a field of the figure's first run, failed or not (what was asked for).
+shape() { jq -r --arg l "$1" --arg k "$2" '.figures[] | select(.label == $l) | .first_run[$k] // empty' "$res"; }
 runs() { local f; f=$(fig "$1" runs_failed); printf '%s' "$(fig "$1" runs_ok)"; [ "${f:-0}" = 0 ] || printf ' (+%s failed)' "$f"; }
 met() { if [ -z "$1" ]; then echo "–"; elif awk "BEGIN { exit !($1) }"; then echo "**met**"; else echo "**not met**"; fi; }
 
@@ -184,8 +187,8 @@ nproc_=$(meta nproc); scpu=$(meta server_cpus); lcpu=$(meta load_cpus)
     echo "| | rollup 0 ms: switchboard | floor | rollup 40 ms: switchboard | floor |"
     echo "|---|---:|---:|---:|---:|"
     printf '| streams × appends/s × watchers | %s × %s × %s | | %s × %s × %s | |\n' \
-      "$(v ai-r0 streams)" "$(v ai-r0 appends_per_s_per_stream)" "$(v ai-r0 watchers)" \
-      "$(v ai-r40 streams)" "$(v ai-r40 appends_per_s_per_stream)" "$(v ai-r40 watchers)"
+      "$(shape ai-r0 streams)" "$(shape ai-r0 appends_per_s_per_stream)" "$(shape ai-r0 watchers)" \
+      "$(shape ai-r40 streams)" "$(shape ai-r40 appends_per_s_per_stream)" "$(shape ai-r40 watchers)"
     for row in "appends/s=appends_per_s" "deliveries/s=deliveries_per_s" "latency p50 (ms)=latency_p50_ms" \
                "latency p99 (ms)=latency_p99_ms" "ACK p99 (ms)=ack_p99_ms" "server CPU per append (µs)=server_us_per_append" \
                "server (relay) CPU %=server_cpu_pct" "load CPU %=load_cpu_pct" "lost=lost"; do

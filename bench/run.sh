@@ -23,8 +23,9 @@
 # dir, stops what it started (trap), and writes into OUT:
 #   runs.jsonl     one JSON object per run (the bench's own --json line plus
 #                  label, run number, load averages, machine CPU, wall time)
-#   results.json   per figure: median/min/max of every numeric field, runs ok
-#                  and failed, load at its start and end; the run's metadata
+#   results.json   per figure: median/min/max of every numeric field over its
+#                  successful runs, runs ok and failed, load at its start and
+#                  end, and the runs themselves; the run's metadata
 #   results.md     the markdown section (bench/report.sh)
 #   benchmarks.svg the chart (bench/chart.mjs, medians with min-max bars)
 #   commands.txt   the exact commands run
@@ -236,7 +237,9 @@ record() {
     --argjson w "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" --argjson ok "$([ $rc -eq 0 ] && echo true || echo false)" \
     '{label: $l, run: $r, ok: $ok, load_start: $l0, load_end: $l1, machine_busy_pct: $b, wall_s: $w}')
   if grep -q '^{' "$work/run.out"; then
-    grep '^{' "$work/run.out" | jq -c --argjson e "$extra" '. + $e' >>"$rows"
+    # A failed run's error: the bench's own, else the last of what it printed on stderr.
+    grep '^{' "$work/run.out" | jq -c --argjson e "$extra" --arg err "$(tail -c 300 "$work/run.err")" \
+      '. + $e + (if ($e.ok | not) and (.error == null) then {error: $err} else {} end)' >>"$rows"
   else
     jq -cn --argjson e "$extra" --arg err "$(tail -c 300 "$work/run.err")" '$e + {error: $err}' >>"$rows"
   fi
@@ -385,10 +388,13 @@ jq -s --arg commit "$commit" --argjson dirty "$dirty" --arg date "$(date -u +%Y-
         runs_ok: ($ok | length), runs_failed: (map(select(.ok | not)) | length),
         errors: (map(.error // empty) | unique),
         load_start: (sort_by(.run) | first | .load_start), load_end: (sort_by(.run) | last | .load_end),
+        busy_pct: ([.[] | .machine_busy_pct] | {median: median, min: min, max: max}),
+        first_run: (sort_by(.run) | first | del(.rss_samples_kb)),
         stats: ([$ok[] | to_entries[] | select(.value | type == "number") | .key] | unique
           | map(. as $k | {key: $k, value: ([$ok[] | .[$k] | select(type == "number")]
               | {median: median, min: min, max: max})}) | from_entries),
-        settled: (if any($ok[]; has("settled")) then [$ok[] | .settled] else null end)}))}
+        settled: (if any($ok[]; has("settled")) then [$ok[] | .settled] else null end),
+        runs: .}))}
 ' "$rows" >"$out/results.json"
 
 bench/report.sh "$out" "$docs"

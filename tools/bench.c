@@ -271,12 +271,16 @@ static int server_start(bench_t *b, const char *sync) {
   snprintf(cfg, sizeof cfg, "%s/config.json", b->tmpdir);
   snprintf(data, sizeof data, "%s/data-%s", b->tmpdir, sync);
   snprintf(log, sizeof log, "%s/server.log", b->tmpdir);
-  /* maxConnections above the bench's largest storm; appendRollupWindow 0
-   * (libswitchboard sends no transport params): ai measures each append's
-   * delivery, not a window's (docs/benchmarks.md); everything else is the
-   * default a user gets. */
+  /* maxConnections above the bench's largest storm; maxPendingPublishes
+   * above what a shared writer connection has in flight (ai --agents 2
+   * carries 500 streams' appends, 10,000-25,000 a second, on each: a
+   * commit's worth of ACKs outstanding passes the default 1000);
+   * appendRollupWindow 0 unless --append-rollup (libswitchboard sends no
+   * transport params): ai measures each append's delivery, not a window's
+   * (docs/benchmarks.md); everything else is the default a user gets. */
   snprintf(conf, sizeof conf,
-           "{\"synchronous\": \"%s\", \"limits\": {\"maxConnections\": 1000000, \"appendRollupWindow\": %d}}\n",
+           "{\"synchronous\": \"%s\", \"limits\": {\"maxConnections\": 1000000, \"maxPendingPublishes\": 1000000, "
+           "\"appendRollupWindow\": %d}}\n",
            sync, o->append_rollup);
   if (write_file(cfg, conf)) return -1;
   unlink(log);
