@@ -1,51 +1,93 @@
 #!/usr/bin/env bash
-# bench/run.sh: the realtime benchmarks of docs/benchmarks.md, switchboard
-# against its peers in one run on one machine:
+# bench/run.sh: the realtime figures of docs/benchmarks.md, switchboard beside
+# its peers, measured the same way every time (issue 15 item 1):
 #
-#   Redis pub/sub          Debian redis-server, RESP over TCP, AUTH with a password
-#   mosquitto              Debian mosquitto, MQTT 3.1.1 QoS 0 over WebSocket
-#                          (listener `protocol websockets`, set_tcp_nodelay true),
-#                          username/password
+#   - every figure is the median of several runs (3; connects 5), with min-max;
+#   - the peers run in the same invocation, interleaved run by run with
+#     switchboard, so both sides see the same machine:
+#       Redis pub/sub   Debian redis-server, RESP over TCP, AUTH with a password
+#       mosquitto       Debian mosquitto, MQTT 3.1.1 QoS 0 over WebSocket
+#   - idle memory is read at steady state: RSS polled every second until all
+#     the readings of the last 10 s lie within 0.5 % of each other (cap
+#     --settle-cap s; see settle_rss in tools/bench.c for why two consecutive
+#     readings are not enough), each server freshly started per run; the
+#     time it took and every reading are recorded;
+#   - server CPU per operation is utime+stime from /proc/PID/stat over the
+#     measured window, for switchboard and for the peer alike;
+#   - the 1-minute load average at the start and end of every run, the
+#     machine's busy CPU during it (/proc/stat) and nproc are recorded;
+#   - the commit (and whether the tree was dirty) heads the results.
 #
-# It installs what is missing (apt), builds `switchboard` (Release), starts the
-# peers on 127.0.0.1 with their own config files in a temp dir, runs every
-# `switchboard bench` scenario with bounded counts and times, stops what it
-# started (trap), and rewrites its part of docs/benchmarks.md (between the
-# "bench/run.sh" markers; the rest of the file is left alone) and the charts
-# docs/benchmarks.png.
+# It installs what is missing (apt), builds `switchboard` (Release) into
+# BUILD_DIR, starts the peers on 127.0.0.1 with their own configs in a temp
+# dir, stops what it started (trap), and writes into OUT:
+#   runs.jsonl     one JSON object per run (the bench's own --json line plus
+#                  label, run number, load averages, machine CPU, wall time)
+#   results.json   per figure: median/min/max of every numeric field over its
+#                  successful runs, runs ok and failed, load at its start and
+#                  end, and the runs themselves; the run's metadata
+#   results.md     the markdown section (bench/report.sh)
+#   benchmarks.svg the chart (bench/chart.mjs, medians with min-max bars)
+#   commands.txt   the exact commands run
+# With --docs (the default for a full run) it also splices results.md into
+# docs/benchmarks.md between the "bench/run.sh" markers and copies
+# results.json to docs/benchmarks-results.json and the chart to
+# docs/benchmarks.svg.
 #
-# Usage: bench/run.sh [--quick] [--rounds N] [--no-docs] [--only LIST]
-#   --quick      every scenario in its few-second mode, one round, no docs (checks the script)
-#   --rounds N   rounds per throughput case, best kept (default 3: the machine is shared)
-#   --no-docs    print the tables, leave docs/ alone
-#   --only LIST  comma-separated subset of: idle,fanout,connect,durable,ai
-# Environment: KEEP_WORK=1 keeps the temp dir (configs, logs, raw results); SERVER_CPUS (default 0) and LOAD_CPUS (default 1) pin the server
-# under test and the load generator; BUILD_DIR (default build-bench).
+# Usage: bench/run.sh [--quick] [--runs N] [--connect-runs N] [--only LIST]
+#                     [--out DIR] [--docs|--no-docs] [--settle-cap S]
+#   --quick          every scenario in its few-second mode (3 runs each; idle
+#                    settles over 2 s, capped at 10 s), no docs: checks the
+#                    script end to end
+#   --runs N         runs per figure (default 3)
+#   --connect-runs N runs per connect figure (default 5)
+#   --only LIST      comma-separated subset of: fanout,idle,connect,durable,ai,jwt
+#   --out DIR        where the results go (default bench/results/UTCSTAMP-COMMIT)
+#   --settle-cap S   idle: stop polling RSS after S seconds (default 120)
+# Environment: SERVER_CPUS (default 0) and LOAD_CPUS (default 1) pin the
+# server under test and the load generator where a figure says so; BUILD_DIR
+# (default build-bench); KEEP_WORK=1 keeps the temp dir (configs, peer logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-quick=0; rounds=3; docs=1; only="idle,fanout,connect,durable,ai"
+quick=0; runs=""; connect_runs=""; docs=""; only="fanout,idle,connect,durable,ai,jwt"; out=""; settle_cap=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) quick=1; rounds=1; docs=0 ;;
-    --rounds) rounds=$2; shift ;;
+    --quick) quick=1 ;;
+    --runs|--rounds) runs=$2; shift ;;
+    --connect-runs) connect_runs=$2; shift ;;
+    --docs) docs=1 ;;
     --no-docs) docs=0 ;;
     --only) only=$2; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --out) out=$2; shift ;;
+    --settle-cap) settle_cap=$2; shift ;;
+    -h|--help) sed -n '2,48p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 want() { [[ ",$only," == *",$1,"* ]]; }
-
+runs=${runs:-3}; connect_runs=${connect_runs:-$([ $quick -eq 1 ] && echo 3 || echo 5)}
+docs=${docs:-$([ $quick -eq 1 ] && echo 0 || echo 1)}
+settle_cap=${settle_cap:-$([ $quick -eq 1 ] && echo 10 || echo 120)}
+settle_window=$([ $quick -eq 1 ] && echo 2 || echo 10)
 server_cpus=${SERVER_CPUS:-0}
 load_cpus=${LOAD_CPUS:-1}
 build=${BUILD_DIR:-build-bench}
+t_start=$(date +%s)
 
-# ---- dependencies and build --------------------------------------------------
+# ---- what was measured: the commit, before anything is built ----------------
+commit=$(git rev-parse --short HEAD)
+dirty=false; [ -z "$(git status --porcelain --untracked-files=no)" ] || dirty=true
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=${out:-bench/results/$stamp-$commit}
+mkdir -p "$out"; out=$(cd "$out" && pwd)
+
+# ---- dependencies and build ----------------------------------------------------
 scripts/deps.sh build
-peer_pkgs=(redis-server redis-tools mosquitto gnuplot-nox jq)
+peer_pkgs=(redis-server redis-tools mosquitto jq)
+command -v node >/dev/null || peer_pkgs+=(nodejs npm) # the JWT figure's Node side, the chart
 missing=()
 for p in "${peer_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -56,7 +98,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-# Debian starts the packaged services; we run our own instances on free
+# Debian may start the packaged services; we run our own instances on free
 # ports, so those are left as they are.
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -143,146 +185,217 @@ start_redis() {
   redis_pid=$!
   wait_port "$redis_port"
 }
-stop_redis() { kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true; redis_pid=""; }
+stop_redis() { [ -z "$redis_pid" ] || { kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true; redis_pid=""; }; }
 start_mosquitto() {
   taskset -c "$server_cpus" mosquitto -c "$work/mosquitto.conf" 2>>"$work/mosquitto.log" &
   mq_pid=$!
   wait_port "$mq_port"
 }
-stop_mosquitto() { kill "$mq_pid"; wait "$mq_pid" 2>/dev/null || true; mq_pid=""; }
+stop_mosquitto() { [ -z "$mq_pid" ] || { kill "$mq_pid"; wait "$mq_pid" 2>/dev/null || true; mq_pid=""; }; }
 
-# ---- running -----------------------------------------------------------------------
-results=$work/results.jsonl
-commands=$work/commands.txt
-: >"$results"; : >"$commands"
+# ---- one run -------------------------------------------------------------------------
+rows=$out/runs.jsonl
+commands=$out/commands.txt
+: >"$rows"; : >"$commands"
 q=(); [ $quick -eq 1 ] && q=(--quick)
 sw_pin=(--server-cpus "$server_cpus" --load-cpus "$load_cpus")
 redis_args() { echo --target redis --port "$redis_port" --password "$password" --server-pid "$redis_pid" --load-cpus "$load_cpus"; }
 mq_args() { echo --target mosquitto --port "$mq_port" --user bench --password "$password" --server-pid "$mq_pid" --load-cpus "$load_cpus"; }
 
-# bench LABEL METRIC(max:key|min:key) N_ROUNDS ARGS...: runs `switchboard bench
-# ARGS --json` N_ROUNDS times and keeps, per output line kind (durable prints
-# one per sync mode), the round with the best METRIC. Errors stop the script.
-bench() {
-  local label=$1 metric=$2 n=$3; shift 3
-  local cmd=("$bin" bench "$@" "${q[@]}" --json)
-  local out=$work/round.jsonl; : >"$out"
-  # The command as documented: the binary relative to the repo, secrets and ports as variables.
-  printf '%s\n' "${cmd[*]}" | sed -e "s#$bin#$build/switchboard#" -e "s#$password#\$PASSWORD#g" \
+load1() { cut -d' ' -f1 /proc/loadavg; }
+# The machine's CPU counters (all cores): "busy total" in ticks.
+cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+
+# record LABEL RUN CMD...: runs CMD (which prints one JSON line per result),
+# and appends each line to runs.jsonl with the label, the run number, the
+# load average before and after, the machine's busy CPU over the run (% of
+# all cores) and the wall time. A failing run is kept (ok: false, with what
+# it printed) when tolerate=1 (AI shapes this box may not sustain), else the
+# script stops.
+record() {
+  local label=$1 run=$2; shift 2
+  local doc
+  # The command as documented: the binary relative to the repo, secrets,
+  # ports and pids as variables.
+  doc=$(printf '%s\n' "$*" | sed -e "s#$root/##g" -e "s#$password#\$PASSWORD#g" \
     -e "s#--port $redis_port#--port \$REDIS_PORT#" -e "s#--port $mq_port#--port \$MQTT_WS_PORT#" \
-    -e "s#--server-pid [0-9]*#--server-pid \$PID#" -e "s# --json##" >>"$commands"
-  for r in $(seq "$n"); do
-    echo "  $label, round $r/$n" >&2
-    if ! "${cmd[@]}" >>"$out"; then
-      # Overload rows (ai beyond what the box sustains) are reported with
-      # their error; anything else failing stops the run.
-      if [ -n "${tolerate:-}" ]; then echo "  ($label failed; reported as such)" >&2; break; fi
-      echo "bench/run.sh: $label failed:" >&2; cat "$out" >&2; exit 1
-    fi
-  done
-  local key=${metric#*:} dir=${metric%%:*}
-  jq -c -s --arg k "$key" --arg d "$dir" --arg lab "$label" '
-    group_by(.sync // "") | map(sort_by(.[$k]) | (if $d == "max" then last else first end) + {label: $lab}) | .[]
-  ' "$out" >>"$results"
+    -e "s#--server-pid [0-9]*#--server-pid \$PID#")
+  grep -qxF -- "$doc" "$commands" || printf '%s\n' "$doc" >>"$commands"
+  echo "  $label, run $run" >&2
+  local l0 l1 c0 c1 t0 t1 rc=0
+  l0=$(load1); c0=$(cpu_ticks); t0=$(date +%s.%N)
+  "$@" >"$work/run.out" 2>"$work/run.err" || rc=$?
+  t1=$(date +%s.%N); c1=$(cpu_ticks); l1=$(load1)
+  local busy
+  busy=$(awk -v a="$c0" -v b="$c1" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    d = y[2] - x[2]; if (d > 0) printf "%.1f", 100 * (y[1] - x[1]) / d; else print 0 }')
+  if [ $rc -ne 0 ] && [ -z "${tolerate:-}" ]; then
+    echo "bench/run.sh: $label failed:" >&2; cat "$work/run.out" "$work/run.err" >&2; exit 1
+  fi
+  local extra
+  extra=$(jq -cn --arg l "$label" --argjson r "$run" --argjson l0 "$l0" --argjson l1 "$l1" --argjson b "$busy" \
+    --argjson w "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" --argjson ok "$([ $rc -eq 0 ] && echo true || echo false)" \
+    '{label: $l, run: $r, ok: $ok, load_start: $l0, load_end: $l1, machine_busy_pct: $b, wall_s: $w}')
+  if grep -q '^{' "$work/run.out"; then
+    # A failed run's error: the bench's own, else the last of what it printed on stderr.
+    grep '^{' "$work/run.out" | jq -c --argjson e "$extra" --arg err "$(tail -c 300 "$work/run.err")" \
+      '. + $e + (if ($e.ok | not) and (.error == null) then {error: $err} else {} end)' >>"$rows"
+  else
+    jq -cn --argjson e "$extra" --arg err "$(tail -c 300 "$work/run.err")" '$e + {error: $err}' >>"$rows"
+  fi
 }
+sb() { record "$1" "$2" "$bin" bench "${@:3}" "${q[@]}" --json; }
 
-idle_n=10000; fan_subs=1000
-[ $quick -eq 1 ] && { idle_n=200; fan_subs=50; }
+# ---- figures -------------------------------------------------------------------------
+fan_subs=1000; idle_n=10000
+[ $quick -eq 1 ] && { fan_subs=50; idle_n=200; }
 
-if want idle; then
-  echo "idle: $idle_n connections, each authenticated with one channel" >&2
-  # Fresh peers, so their RSS growth is the connections' and nothing else's.
+if want fanout; then
+  echo "fanout: 1 publisher -> $fan_subs subscribers, $runs runs, targets interleaved" >&2
   start_redis; start_mosquitto
-  bench idle-switchboard min:rss_per_conn_bytes 1 idle --connections "$idle_n" "${sw_pin[@]}"
-  # shellcheck disable=SC2046
-  bench idle-redis min:rss_per_conn_bytes 1 idle --connections "$idle_n" $(redis_args)
-  # shellcheck disable=SC2046
-  bench idle-mosquitto min:rss_per_conn_bytes 1 idle --connections "$idle_n" $(mq_args)
+  w1=(--window 1 --seconds 5 --warmup 1); [ $quick -eq 1 ] && w1=(--window 1)
+  for r in $(seq "$runs"); do
+    sb fanout-switchboard "$r" fanout --subscribers "$fan_subs" "${sw_pin[@]}"
+    # shellcheck disable=SC2046
+    sb fanout-redis "$r" fanout --subscribers "$fan_subs" $(redis_args)
+    # shellcheck disable=SC2046
+    sb fanout-mosquitto "$r" fanout --subscribers "$fan_subs" $(mq_args)
+    # The same switchboard without SQLite: what storage costs the fan-out.
+    sb fanout-switchboard-memory "$r" fanout --subscribers "$fan_subs" --memory "${sw_pin[@]}"
+    # One message in flight: the fan-out latency without queueing.
+    sb fanout1-switchboard "$r" fanout --subscribers "$fan_subs" "${w1[@]}" "${sw_pin[@]}"
+    # shellcheck disable=SC2046
+    sb fanout1-redis "$r" fanout --subscribers "$fan_subs" "${w1[@]}" $(redis_args)
+  done
   stop_redis; stop_mosquitto
 fi
 
-if want fanout; then
-  echo "fanout: 1 publisher -> $fan_subs subscribers" >&2
-  start_redis; start_mosquitto
-  bench fanout-switchboard max:deliveries_per_s "$rounds" fanout --subscribers "$fan_subs" "${sw_pin[@]}"
-  # shellcheck disable=SC2046
-  bench fanout-redis max:deliveries_per_s "$rounds" fanout --subscribers "$fan_subs" $(redis_args)
-  # shellcheck disable=SC2046
-  bench fanout-mosquitto max:deliveries_per_s "$rounds" fanout --subscribers "$fan_subs" $(mq_args)
-  # The same switchboard without SQLite: what storage costs the fan-out.
-  bench fanout-switchboard-memory max:deliveries_per_s "$rounds" fanout --subscribers "$fan_subs" --memory "${sw_pin[@]}"
-  # Latency with one message in flight: the fan-out itself, without queueing.
-  w1=(--window 1 --seconds 5 --warmup 1); [ $quick -eq 1 ] && w1=(--window 1)
-  bench fanout1-switchboard min:latency_p99_ms 1 fanout --subscribers "$fan_subs" "${w1[@]}" "${sw_pin[@]}"
-  # shellcheck disable=SC2046
-  bench fanout1-redis min:latency_p99_ms 1 fanout --subscribers "$fan_subs" "${w1[@]}" $(redis_args)
-  # shellcheck disable=SC2046
-  bench fanout1-mosquitto min:latency_p99_ms 1 fanout --subscribers "$fan_subs" "${w1[@]}" $(mq_args)
-  stop_redis; stop_mosquitto
+if want idle; then
+  echo "idle: $idle_n authenticated connections with one channel each, $runs runs, RSS at steady state" >&2
+  # Each server freshly started per run, so its RSS growth is the connections'.
+  for r in $(seq "$runs"); do
+    sb idle-switchboard "$r" idle --connections "$idle_n" --settle "$settle_cap" --settle-window "$settle_window" "${sw_pin[@]}"
+    start_redis
+    # shellcheck disable=SC2046
+    sb idle-redis "$r" idle --connections "$idle_n" --settle "$settle_cap" --settle-window "$settle_window" $(redis_args)
+    stop_redis
+    start_mosquitto
+    # shellcheck disable=SC2046
+    sb idle-mosquitto "$r" idle --connections "$idle_n" --settle "$settle_cap" --settle-window "$settle_window" $(mq_args)
+    stop_mosquitto
+  done
 fi
 
 if want connect; then
-  echo "connect: JWT connect storm" >&2
-  bench connect max:connects_per_s "$rounds" connect "${sw_pin[@]}"
-  # Load on both cores, to see how far the storm goes when the load has more room.
-  bench connect-2procs max:connects_per_s "$rounds" connect --procs 2
-  # Bare WebSocket clients (upgrade with the JWT, wait for CONNECTED): the
-  # server's side of the storm without libswitchboard's per-connection cost.
-  bench connect-raw max:connects_per_s "$rounds" connect --raw "${sw_pin[@]}"
-  bench connect-raw-2procs max:connects_per_s "$rounds" connect --raw --procs 2
+  echo "connect: JWT connect storm, $connect_runs runs" >&2
+  for r in $(seq "$connect_runs"); do
+    sb connect "$r" connect "${sw_pin[@]}"
+    # Load on both cores, to see how far the storm goes when the load has more room.
+    sb connect-2procs "$r" connect --procs 2
+    # Bare WebSocket clients (upgrade with the JWT, wait for CONNECTED): the
+    # server's side of the storm without libswitchboard's per-connection cost.
+    sb connect-raw "$r" connect --raw "${sw_pin[@]}"
+    sb connect-raw-2procs "$r" connect --raw --procs 2
+  done
 fi
 
 if want durable; then
-  echo "durable: SQLite FULL and NORMAL" >&2
-  # The window trades ACK latency for throughput (group commit): the
-  # default (8 x 16) and one step either side.
-  bench durable max:messages_per_s "$rounds" durable
-  if [ $quick -eq 0 ]; then
-    bench durable-w8 max:messages_per_s "$rounds" durable --window 8
-    bench durable-w32 max:messages_per_s "$rounds" durable --window 32
-  fi
-fi
-
-# floor LABEL N_ROUNDS ARGS...: bench/floor.c (plain TCP in the ai shape, no
-# server) N_ROUNDS times; keeps the round with the median p99 and adds the
-# lowest and highest p99 seen (p99_min_ms, p99_max_ms): the floor varies.
-floor() {
-  local label=$1 n=$2; shift 2
-  local out=$work/floor.jsonl; : >"$out"
-  printf '%s\n' "$build/floor $*" >>"$commands"
-  for r in $(seq "$n"); do
-    echo "  $label, round $r/$n" >&2
-    "$root/$build/floor" "$@" --json >>"$out"
+  echo "durable: SQLite synchronous=FULL, $runs runs" >&2
+  # Nothing pinned: the storage thread and the loop each get a core when they can.
+  for r in $(seq "$runs"); do
+    sb durable-full "$r" durable --sync full
   done
-  jq -c -s --arg lab "$label" 'sort_by(.latency_p99_ms) | .[(length - 1) / 2 | floor] +
-    {label: $lab, p99_min_ms: first.latency_p99_ms, p99_max_ms: last.latency_p99_ms}' "$out" >>"$results"
-}
+fi
 
 if want ai; then
-  echo "ai: streams of appends" >&2
+  echo "ai: streams of appends beside bench/floor.c's floor, $runs runs" >&2
   gcc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror bench/floor.c -o "$build/floor"
+  # Issue 15's shapes, with the appends of every stream on one writer
+  # connection per load process (examples/ai-chat's agent server): 1000 x 20
+  # x 2 with every append delivered on its own (rollup 0), and 1000 x 50 x 2
+  # with Ably's default rollup window (40 ms). The floor is plain TCP in the
+  # same shape, no server: what the kernel costs on this box.
   if [ $quick -eq 1 ]; then
-    bench ai min:latency_p99_ms 1 ai
-    floor floor 1 --streams 50 --rate 10 --seconds 1
+    ai0=(--streams 20 --rate 20 --procs 2 --agents 2); ai40=(--streams 20 --rate 50 --procs 2 --agents 2)
+    fl0=(--streams 20 --rate 20 --agents 2 --seconds 1); fl40=(--streams 20 --rate 50 --agents 2 --seconds 1)
   else
-    # What the machine itself costs for issue 4's shape: plain TCP, no server.
-    floor floor-1000x50-a1000 3 --streams 1000 --rate 50 --agents 1000
-    floor floor-1000x50-a2 3 --streams 1000 --rate 50 --agents 2
-    # Issue 4's shape first, then smaller ones to find what this box sustains;
-    # then the same with the appends of every stream on one connection per
-    # load process, as examples/ai-chat's agent server sends them.
-    tolerate=1 bench ai-1000x50 min:latency_p99_ms 1 ai --streams 1000 --rate 50 --procs 2
-    tolerate=1 bench ai-1000x20 min:latency_p99_ms 1 ai --streams 1000 --rate 20 --procs 2
-    tolerate=1 bench ai-1000x10 min:latency_p99_ms 1 ai --streams 1000 --rate 10 --procs 2
-    tolerate=1 bench ai-1000x5 min:latency_p99_ms 1 ai --streams 1000 --rate 5 --procs 2
-    tolerate=1 bench ai-1000x2 min:latency_p99_ms 1 ai --streams 1000 --rate 2 --procs 2
-    tolerate=1 bench ai-200x20 min:latency_p99_ms 1 ai --streams 200 --rate 20 --procs 2
-    tolerate=1 bench ai-100x10 min:latency_p99_ms 1 ai --streams 100 --rate 10 --procs 2
-    tolerate=1 bench ai-1000x50-a2 min:latency_p99_ms 1 ai --streams 1000 --rate 50 --procs 2 --agents 2
-    tolerate=1 bench ai-1000x35-a2 min:latency_p99_ms 1 ai --streams 1000 --rate 35 --procs 2 --agents 2
-    tolerate=1 bench ai-1000x20-a2 min:latency_p99_ms 1 ai --streams 1000 --rate 20 --procs 2 --agents 2
+    ai0=(--streams 1000 --rate 20 --procs 2 --agents 2); ai40=(--streams 1000 --rate 50 --procs 2 --agents 2)
+    fl0=(--streams 1000 --rate 20 --agents 2); fl40=(--streams 1000 --rate 50 --agents 2)
   fi
+  for r in $(seq "$runs"); do
+    tolerate=1 sb ai-r0 "$r" ai "${ai0[@]}" --append-rollup 0
+    tolerate=1 record floor-r0 "$r" "$root/$build/floor" "${fl0[@]}" --json
+    tolerate=1 sb ai-r40 "$r" ai "${ai40[@]}" --append-rollup 40
+    tolerate=1 record floor-r40 "$r" "$root/$build/floor" "${fl40[@]}" --json
+  done
 fi
 
-# ---- report ------------------------------------------------------------------------
-bench/report.sh "$results" "$commands" "$work" "$docs" "$server_cpus" "$load_cpus" "$rounds"
+if want jwt; then
+  echo "jwt: full verification against jsonwebtoken, $runs runs" >&2
+  # The build command of bench/jwt.sh; one round per run here (the median of
+  # runs is the figure, not the best of rounds).
+  gcc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Isrc bench/jwt_bench.c src/auth/jwt.c \
+      src/auth/b64url.c src/auth/capability.c src/auth/cap_cache.c src/proto/errors.c \
+      $(pkg-config --cflags --libs jansson libcrypto libjwt) -lm -o "$build/jwt_bench"
+  [ -d bench/node_modules/jsonwebtoken ] || npm ci --prefix bench --no-audit --no-fund >/dev/null
+  key_name="bench.key1"; secret="bench-secret-ü-0123456789abcdef"
+  token=$(node bench/jwt_bench.mjs mint "$key_name" "$secret")
+  jwt_s=1; [ $quick -eq 1 ] && jwt_s=0.1
+  # One JSON line per run: every C case and Node's rate, ops/s on CPU $server_cpus.
+  cat >"$work/jwt_run.sh" <<'EOF'
+#!/usr/bin/env bash
+set -euo pipefail
+bin=$1 token=$2 key=$3 secret=$4 s=$5 cpu=$6
+c=$(taskset -c "$cpu" "$bin" "$token" "$key" "$secret" "$s" 1)
+n=$(taskset -c "$cpu" node bench/jwt_bench.mjs verify "$token" "$secret" "$s" 1)
+{ echo "$c"; echo "$n"; } | jq -R -s -c 'split("\n") | map(select(length > 0) | split(" ") | {(.[0]): (.[1] | tonumber)}) | add
+  | {scenario: "jwt", seconds: '"$s"'} + . + {x_node: ((.full_server / .node_jsonwebtoken_verify * 100 | round) / 100)}'
+EOF
+  chmod +x "$work/jwt_run.sh"
+  for r in $(seq "$runs"); do
+    record jwt "$r" "$work/jwt_run.sh" "$root/$build/jwt_bench" "$token" "$key_name" "$secret" "$jwt_s" "$server_cpus"
+  done
+  sed -i "s#^$work/jwt_run.sh .*#bench/jwt.sh's build, then per run: $build/jwt_bench TOKEN $key_name SECRET $jwt_s 1; node bench/jwt_bench.mjs verify TOKEN SECRET $jwt_s 1 (each taskset -c $server_cpus)#" "$commands"
+fi
+
+# ---- results ---------------------------------------------------------------------------
+# Per figure (label): the median, lowest and highest of every numeric field
+# over its successful runs; the load average at its first run's start and its
+# last run's end.
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+jq -s --arg commit "$commit" --argjson dirty "$dirty" --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  --arg stamp "$stamp" --argjson nproc "$(nproc)" --arg cpu "$cpu" --arg kernel "$(uname -r)" \
+  --arg debian "$(cat /etc/debian_version 2>/dev/null || echo '?')" \
+  --arg mem "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)" \
+  --arg redis "$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')" \
+  --arg mosquitto "$( (mosquitto -h 2>/dev/null || true) | sed -n 's/^mosquitto version \([^ ]*\).*/\1/p' | head -1)" \
+  --arg sqlite "$(pkg-config --modversion sqlite3 2>/dev/null || echo '?')" \
+  --arg libuv "$(pkg-config --modversion libuv 2>/dev/null || echo '?')" \
+  --arg gcc "$(gcc -dumpfullversion 2>/dev/null || echo '?')" --arg node "$(node --version 2>/dev/null || echo '?')" \
+  --argjson quick "$([ $quick -eq 1 ] && echo true || echo false)" --argjson runs "$runs" \
+  --argjson connect_runs "$connect_runs" --arg server_cpus "$server_cpus" --arg load_cpus "$load_cpus" \
+  --argjson settle_cap "$settle_cap" --argjson settle_window "$settle_window" --argjson wall "$(( $(date +%s) - t_start ))" '
+  def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
+    else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+  {meta: {commit: $commit, dirty: $dirty, date: $date, stamp: $stamp, quick: $quick, runs: $runs,
+          connect_runs: $connect_runs, nproc: $nproc, cpu: $cpu, memory: $mem, kernel: $kernel,
+          debian: $debian, gcc: $gcc, libuv: $libuv, sqlite: $sqlite, redis: $redis,
+          mosquitto: $mosquitto, node: $node, server_cpus: $server_cpus, load_cpus: $load_cpus,
+          settle_cap_s: $settle_cap, settle_window_s: $settle_window, wall_s: $wall},
+   figures: (group_by(.label) | map(
+     (map(select(.ok))) as $ok
+     | {label: .[0].label, scenario: .[0].scenario, target: (.[0].target // null),
+        runs_ok: ($ok | length), runs_failed: (map(select(.ok | not)) | length),
+        errors: (map(.error // empty) | unique),
+        load_start: (sort_by(.run) | first | .load_start), load_end: (sort_by(.run) | last | .load_end),
+        busy_pct: ([.[] | .machine_busy_pct] | {median: median, min: min, max: max}),
+        first_run: (sort_by(.run) | first | del(.rss_samples_kb)),
+        stats: ([$ok[] | to_entries[] | select(.value | type == "number") | .key] | unique
+          | map(. as $k | {key: $k, value: ([$ok[] | .[$k] | select(type == "number")]
+              | {median: median, min: min, max: max})}) | from_entries),
+        settled: (if any($ok[]; has("settled")) then [$ok[] | .settled] else null end),
+        runs: .}))}
+' "$rows" >"$out/results.json"
+
+bench/report.sh "$out" "$docs"
+echo "results: $out (wall $(( $(date +%s) - t_start )) s)" >&2

@@ -66,6 +66,11 @@ static void usage(FILE *out) {
           "  --streams N --rate PER_S --watchers N --agents N       ai: streams, appends/s per stream,\n"
           "                                         subscribers per stream, writer connections\n"
           "  --seconds S        measured time       --warmup S       unmeasured time before it\n"
+          "  --settle S         idle: read RSS every second until the readings of the last --settle-window\n"
+          "                     seconds lie within 0.5 %%, at most S seconds (default: one reading 1 s\n"
+          "  --settle-window W  after setup); W defaults to 10\n"
+          "  --append-rollup MS ai: the own server's limits.appendRollupWindow (default 0: every append\n"
+          "                     delivered on its own; Ably's default is 40)\n"
           "  --quick --json --verbose\n"
           "\n"
           "Exits 1 on errors (failed connections, NACKs, lost or stalled messages), 2 on bad usage;\n"
@@ -134,6 +139,7 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
   o->concurrency = -1;
   o->channels = 0;
   o->seconds = o->warmup = -1;
+  o->settle_window = 0;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -191,6 +197,9 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
     else if (!strcmp(a, "--channels")) iv = &o->channels, lo = 0;
     else if (!strcmp(a, "--seconds")) dv = &o->seconds;
     else if (!strcmp(a, "--warmup")) dv = &o->warmup;
+    else if (!strcmp(a, "--settle")) dv = &o->settle;
+    else if (!strcmp(a, "--settle-window")) dv = &o->settle_window;
+    else if (!strcmp(a, "--append-rollup")) iv = &o->append_rollup, lo = 0, hi = 500;
     else return bad_usage("unknown option", a);
     if (iv && parse_int(v, lo, hi, iv)) return bad_usage("bad value for", a);
     if (dv && parse_double(v, 0, 3600, dv)) return bad_usage("bad value for", a);
@@ -229,6 +238,11 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
   if (o->target != TARGET_SWITCHBOARD && strcmp(o->scenario, "fanout") && !idle)
     return bad_usage("--target redis/mosquitto is for fanout and idle", NULL);
   if (o->target != TARGET_SWITCHBOARD && !o->port) return bad_usage("--target needs --port", NULL);
+  if (o->settle > 0 && !idle) return bad_usage("--settle is for idle", NULL);
+  if (o->settle_window < 0 || o->settle_window > 600) return bad_usage("--settle-window is 1 to 600 seconds", NULL);
+  if (o->settle_window == 0) o->settle_window = 10;
+  if (o->append_rollup && (strcmp(o->scenario, "ai") || o->port))
+    return bad_usage("--append-rollup is for ai against the bench's own server", NULL);
   if (o->tls && (!o->port || !o->key || o->raw || o->target != TARGET_SWITCHBOARD))
     return bad_usage("--tls is for a switchboard you started with --tls-cert: give --port and --key (not --raw)", NULL);
   if (o->ca_file && !o->tls) return bad_usage("--ca-file needs --tls", NULL);
@@ -257,13 +271,17 @@ static int server_start(bench_t *b, const char *sync) {
   snprintf(cfg, sizeof cfg, "%s/config.json", b->tmpdir);
   snprintf(data, sizeof data, "%s/data-%s", b->tmpdir, sync);
   snprintf(log, sizeof log, "%s/server.log", b->tmpdir);
-  /* maxConnections above the bench's largest storm; appendRollupWindow 0
-   * (libswitchboard sends no transport params): ai measures each append's
-   * delivery, not a window's (docs/benchmarks.md); everything else is the
-   * default a user gets. */
+  /* maxConnections above the bench's largest storm; maxPendingPublishes
+   * above what a shared writer connection has in flight (ai --agents 2
+   * carries 500 streams' appends, 10,000-25,000 a second, on each: a
+   * commit's worth of ACKs outstanding passes the default 1000);
+   * appendRollupWindow 0 unless --append-rollup (libswitchboard sends no
+   * transport params): ai measures each append's delivery, not a window's
+   * (docs/benchmarks.md); everything else is the default a user gets. */
   snprintf(conf, sizeof conf,
-           "{\"synchronous\": \"%s\", \"limits\": {\"maxConnections\": 1000000, \"appendRollupWindow\": 0}}\n",
-           sync);
+           "{\"synchronous\": \"%s\", \"limits\": {\"maxConnections\": 1000000, \"maxPendingPublishes\": 1000000, "
+           "\"appendRollupWindow\": %d}}\n",
+           sync, o->append_rollup);
   if (write_file(cfg, conf)) return -1;
   unlink(log);
   const char *bin = o->server_bin ? o->server_bin : "/proc/self/exe";
@@ -489,6 +507,11 @@ typedef struct pass {
   long rss_before_kb; /* before any connection */
   long rss_ready_kb;  /* after setup (idle: all connected and attached) */
   long rss_end_kb;    /* at the end of the load */
+  long rss_first_kb;  /* idle with --settle: the reading 1 s after setup */
+  double settle_s;    /* idle with --settle: setup done -> the RSS it reports */
+  bool settled;       /* two readings within 0.5 % before the cap */
+  int n_samples;
+  long samples_kb[128]; /* idle with --settle: the readings, the first 128 */
   double setup_s;
   bool failed;
   char err[300];
@@ -509,6 +532,49 @@ static bool wait_count(bench_shared_t *sh, _Atomic int *counter, int want, doubl
     sleep_s(0.001);
   }
   return true;
+}
+
+/* idle --settle: a server may keep per-connection memory for a while after
+ * its clients went quiet, so RSS read 1 s after setup is not its steady
+ * state. Redis 7 with 10,000 idle clients, read every second: 110 MB flat
+ * for 3 s (two readings within 0.2 %), then down to 33 MB over the next
+ * 10 s as it frees idle clients' query buffers and jemalloc returns the
+ * pages on its 10 s decay, then flat. So "two consecutive readings alike"
+ * is not enough: RSS is read every second until every reading of the last
+ * o->settle_window seconds lies within 0.5 % of the others (max - min <=
+ * 0.5 % of max), or o->settle seconds pass; the last reading is the figure,
+ * and every reading is kept for the report. */
+static void settle_rss(const bench_t *b, pid_t spid, pass_t *ps) {
+  bench_shared_t *sh = b->sh;
+  const int cap_n = (int)(sizeof ps->samples_kb / sizeof *ps->samples_kb);
+  int64_t t0 = bench_now_ns(), cap = (int64_t)(b->o.settle * 1e9);
+  int need = (int)b->o.settle_window + 1; /* readings spanning the window */
+  long ring[601], cur = -1;
+  int n = 0;
+  if (need > 601) need = 601;
+  if (need < 2) need = 2;
+  for (;;) {
+    sleep_s(1);
+    cur = proc_rss_kb(spid);
+    if (ps->n_samples < cap_n) ps->samples_kb[ps->n_samples++] = cur;
+    if (n == 0) ps->rss_first_kb = cur;
+    ring[n++ % need] = cur;
+    if (cur < 0 || atomic_load(&sh->failed)) break;
+    if (n >= need) {
+      long lo = ring[0], hi = ring[0];
+      for (int i = 1; i < need; i++) {
+        if (ring[i] < lo) lo = ring[i];
+        if (ring[i] > hi) hi = ring[i];
+      }
+      if ((hi - lo) * 200 <= hi) {
+        ps->settled = true;
+        break;
+      }
+    }
+    if (bench_now_ns() - t0 >= cap) break;
+  }
+  ps->settle_s = (double)(bench_now_ns() - t0) / 1e9;
+  ps->rss_ready_kb = cur;
 }
 
 /* Sleeps s seconds, returning early (false) if a worker fails. */
@@ -550,8 +616,12 @@ static int run_pass(bench_t *b, const bench_scenario_t *sc, pass_t *ps) {
   if (!wait_count(sh, &sh->ready, o->procs, setup_timeout)) fail = "setup did not finish";
   ps->setup_s = (double)(bench_now_ns() - t_setup) / 1e9;
   /* Let the server's allocations settle before reading RSS. */
-  if (!fail && is_idle) sleep_s(o->quick ? 0.2 : 1);
-  ps->rss_ready_kb = spid ? proc_rss_kb(spid) : -1;
+  if (!fail && is_idle && o->settle > 0 && spid) {
+    settle_rss(b, spid, ps);
+  } else {
+    if (!fail && is_idle) sleep_s(o->quick ? 0.2 : 1);
+    ps->rss_ready_kb = spid ? proc_rss_kb(spid) : -1;
+  }
 
   double cpu0 = 0, cpu1 = 0;
   int64_t t0 = 0, t1 = 0;
@@ -685,6 +755,16 @@ static json_t *report(const bench_t *b, const pass_t *ps) {
     json_object_set_new(j, "rss_after_kb", json_integer(ps->rss_ready_kb));
     double per = t->conns ? (double)(ps->rss_ready_kb - ps->rss_before_kb) * 1024.0 / (double)t->conns : 0;
     json_object_set_new(j, "rss_per_conn_bytes", json_integer((json_int_t)llround(per)));
+    if (o->settle > 0) {
+      double first = t->conns ? (double)(ps->rss_first_kb - ps->rss_before_kb) * 1024.0 / (double)t->conns : 0;
+      json_object_set_new(j, "rss_per_conn_first_bytes", json_integer((json_int_t)llround(first)));
+      json_object_set_new(j, "settle_s", json_real(r1(ps->settle_s * 10) / 10));
+      json_object_set_new(j, "settled", json_boolean(ps->settled));
+      json_object_set_new(j, "settle_window_s", json_real(o->settle_window));
+      json_t *a = json_array();
+      for (int i = 0; i < ps->n_samples; i++) json_array_append_new(a, json_integer(ps->samples_kb[i]));
+      json_object_set_new(j, "rss_samples_kb", a);
+    }
   } else if (!strcmp(sc, "fanout")) {
     json_object_set_new(j, "subscribers", json_integer(o->subs));
     json_object_set_new(j, "payload_bytes", json_integer(o->payload));
@@ -711,6 +791,7 @@ static json_t *report(const bench_t *b, const pass_t *ps) {
     json_object_set_new(j, "appends_per_s_per_stream", json_integer(o->rate));
     json_object_set_new(j, "watchers", json_integer(o->watchers));
     json_object_set_new(j, "writer_connections", json_integer(o->agents));
+    if (!o->port) json_object_set_new(j, "append_rollup_ms", json_integer(o->append_rollup));
     json_object_set_new(j, "payload_bytes", json_integer(o->payload));
     json_object_set_new(j, "seconds", json_real(r1(ps->window_s * 100) / 100));
     json_object_set_new(j, "appends", json_integer((json_int_t)t->sent));

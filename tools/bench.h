@@ -107,6 +107,9 @@ typedef struct bench_opts {
   int streams, rate, watchers, agents; /* ai */
   double seconds, warmup;
   int channels;      /* idle: distinct channels (0: one per connection) */
+  double settle;     /* idle: poll server RSS every second until it stops changing, at most this long (0: off) */
+  double settle_window; /* idle: ... i.e. within 0.5 % over this many seconds */
+  int append_rollup; /* ai: the own server's limits.appendRollupWindow, ms */
 } bench_opts_t;
 
 /* The driver context: options, the shared region and what setup produced. */
