@@ -19,8 +19,8 @@ rank() {
     auth) echo 3 ;;
     identity) echo 4 ;;
     store) echo 5 ;;
-    core | cluster) echo 6 ;;
-    rest) echo 7 ;;
+    core) echo 6 ;;
+    rest | cluster) echo 7 ;;
     admin | chat | cloud) echo 8 ;;
     root) echo 9 ;;
     main) echo 10 ;;

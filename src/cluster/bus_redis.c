@@ -14,7 +14,7 @@
 #include <string.h>
 #include <uthash.h>
 
-#include "cluster/bus.h"
+#include "cluster/bus_redis.h"
 #include "cluster/redis_conn.h"
 #include "cluster/redis_log.h"
 #include "util/clock.h"
@@ -322,12 +322,20 @@ static void on_published(void *ud, int err, int64_t first, const char *why) {
   sw_error_t e = {0};
   if (!err) {
     b->st.published += q->n;
-    q->done(q->ud, NULL, first, q->n);
+    sw_bus_seq_t one, *seqs = q->n == 1 ? &one : malloc(q->n * sizeof *seqs);
+    if (seqs) {
+      for (size_t i = 0; i < q->n; i++) seqs[i] = (sw_bus_seq_t){first + (int64_t)i, false};
+      q->done(q->ud, NULL, seqs, q->n);
+      if (seqs != &one) free(seqs);
+    } else {
+      errors_set(&e, SW_BUS_E_INTERNAL, "out of memory");
+      q->done(q->ud, &e, NULL, q->n);
+    }
   } else {
     if (err == -ETIMEDOUT) errors_set(&e, SW_BUS_E_TIMEOUT, "the shared store did not answer in time");
     else if (err == -EIO) errors_set(&e, SW_BUS_E_INTERNAL, "the shared store refused the publish: %.150s", why ? why : "");
     else errors_set(&e, SW_BUS_E_UNAVAILABLE, "the shared store is unreachable; publish again");
-    q->done(q->ud, &e, -1, q->n);
+    q->done(q->ud, &e, NULL, q->n);
   }
   free(q);
   b->inflight--;
@@ -432,12 +440,23 @@ typedef struct read_req {
   bus_redis_t *b;
   sw_bus_read_cb cb;
   void *ud;
+  int64_t start, end; /* timestamp bounds: rows outside are left out */
 } read_req_t;
+
+/* Leaves out the rows outside [start, end] (the log is by seq only; the
+ * cursor still says how far the page looked). */
+static void filter_time(sw_store_rows_t *rows, int64_t start, int64_t end) {
+  size_t k = 0;
+  for (size_t i = 0; i < rows->n; i++)
+    if (rows->rows[i].timestamp >= start && rows->rows[i].timestamp <= end) rows->rows[k++] = rows->rows[i];
+  rows->n = k;
+}
 
 static void on_read(void *ud, int err, sw_log_page_t *page) {
   read_req_t *q = ud;
   bus_redis_t *b = q->b;
   if (!err) {
+    filter_time(&page->rows, q->start, q->end);
     q->cb(q->ud, NULL, &page->rows, page->cursor, page->more);
   } else {
     sw_error_t e;
@@ -457,7 +476,7 @@ static int r_read(sw_bus_t *base, const sw_bus_range_t *r, sw_bus_read_cb cb, vo
   if (b->closing) return refuse(b, -ENOTCONN, err);
   read_req_t *q = malloc(sizeof *q);
   if (!q) return refuse(b, -ENOMEM, err);
-  *q = (read_req_t){b, cb, ud};
+  *q = (read_req_t){b, cb, ud, r->start, r->end > 0 ? r->end : INT64_MAX};
   sw_log_range_t lr = {.app_id = r->app_id, .channel = r->channel, .after_seq = r->after_seq,
                        .before_seq = r->before_seq, .forwards = r->forwards, .limit = r->limit, .now = r->now};
   int rc = redis_log_read(b->cmd, &lr, on_read, q);
@@ -537,4 +556,14 @@ int bus_redis_open(uv_loop_t *loop, const sw_bus_redis_opts_t *o, const sw_bus_h
 
 void bus_redis_stats(const sw_bus_t *base, sw_bus_redis_stats_t *st) {
   *st = ((const bus_redis_t *)base)->st;
+}
+
+bool bus_is_redis(const sw_bus_t *base) {
+  return base && base->ops == &REDIS_OPS;
+}
+
+void bus_redis_conn_stats(const sw_bus_t *base, sw_redis_conn_stats_t *cmd, sw_redis_conn_stats_t *sub) {
+  const bus_redis_t *b = (const bus_redis_t *)base;
+  redis_conn_stats(b->cmd, cmd);
+  redis_conn_stats(b->sub, sub);
 }

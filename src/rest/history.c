@@ -69,7 +69,7 @@ sw_history_q_t route_history_query(const route_ctx_t *r, const char *name, const
   }
   /* Messages not yet durable are not history yet: reads stay consistent with live delivery. */
   sw_channel_t *ch = channel_find(r->s->srv, r->app, name);
-  if (ch && ch->durable_seq + 1 < q.before_seq) q.before_seq = ch->durable_seq + 1;
+  if (ch && ch->bus_ready && ch->durable_seq + 1 < q.before_seq) q.before_seq = ch->durable_seq + 1;
   return q;
 }
 

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "cluster/bus.h"
+#include "cluster/bus_redis.h"
 #include "cluster/redis_conn.h"
 #include "redis_harness.h"
 
@@ -108,7 +108,8 @@ typedef struct pub {
   int64_t first;
 } pub_t;
 
-static void on_done(void *ud, const sw_error_t *err, int64_t first, size_t n) {
+static void on_done(void *ud, const sw_error_t *err, const sw_bus_seq_t *seqs, size_t n) {
+  int64_t first = seqs ? seqs[0].seq : -1;
   pub_t *p = ud;
   (void)n;
   p->done = true;
@@ -119,7 +120,7 @@ static void on_done(void *ud, const sw_error_t *err, int64_t first, size_t n) {
 static int publish(node_t *n, int i, pub_t *p, sw_error_t *err) {
   static char text[MAXN][16];
   snprintf(text[i % MAXN], sizeof text[0], "m%d", i);
-  sw_bus_msg_t m = {1000 + i, (const uint8_t *)text[i % MAXN], strlen(text[i % MAXN])};
+  sw_bus_msg_t m = {.timestamp = 1000 + i, .blob = (const uint8_t *)text[i % MAXN], .len = strlen(text[i % MAXN])};
   memset(p, 0, sizeof *p);
   return bus_publish(n->bus, "app", "room", &m, 1, NULL, on_done, p, err);
 }
@@ -302,7 +303,7 @@ static void unsubscribe_or_close_inside_deliver(void **state) {
   f->n[0].unsub_at = 1;
   f->n[1].close_at = 2;
   sw_bus_msg_t m[5];
-  for (int i = 0; i < 5; i++) m[i] = (sw_bus_msg_t){1, (const uint8_t *)"x", 1};
+  for (int i = 0; i < 5; i++) m[i] = (sw_bus_msg_t){.timestamp = 1, .blob = (const uint8_t *)"x", .len = 1};
   pub_t p;
   sw_error_t err;
   memset(&p, 0, sizeof p);
