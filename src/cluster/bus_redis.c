@@ -316,15 +316,19 @@ typedef struct pub_req {
   size_t n;
 } pub_req_t;
 
-static void on_published(void *ud, int err, int64_t first, const char *why) {
+static void on_published(void *ud, int err, int64_t first, const int64_t *res, const char *why) {
+  (void)first;
   pub_req_t *q = ud;
   bus_redis_t *b = q->b;
   sw_error_t e = {0};
   if (!err) {
-    b->st.published += q->n;
-    sw_bus_seq_t one, *seqs = q->n == 1 ? &one : malloc(q->n * sizeof *seqs);
+    sw_bus_seq_t one = {-1, false}, *seqs = q->n == 1 ? &one : calloc(q->n, sizeof *seqs);
     if (seqs) {
-      for (size_t i = 0; i < q->n; i++) seqs[i] = (sw_bus_seq_t){first + (int64_t)i, false};
+      /* A duplicate id's result is -2 - the first one's seq (redis_log.h). */
+      for (size_t i = 0; i < q->n; i++) {
+        seqs[i] = res[i] >= 0 ? (sw_bus_seq_t){res[i], false} : (sw_bus_seq_t){-2 - res[i], true};
+        b->st.published += !seqs[i].dup;
+      }
       q->done(q->ud, NULL, seqs, q->n);
       if (seqs != &one) free(seqs);
     } else {
@@ -333,6 +337,8 @@ static void on_published(void *ud, int err, int64_t first, const char *why) {
     }
   } else {
     if (err == -ETIMEDOUT) errors_set(&e, SW_BUS_E_TIMEOUT, "the shared store did not answer in time");
+    else if (err == -EDQUOT)
+      errors_set(&e, 42913, "too many message ids published on this channel in the last two minutes; retry later");
     else if (err == -EIO) errors_set(&e, SW_BUS_E_INTERNAL, "the shared store refused the publish: %.150s", why ? why : "");
     else errors_set(&e, SW_BUS_E_UNAVAILABLE, "the shared store is unreachable; publish again");
     q->done(q->ud, &e, NULL, q->n);
@@ -361,12 +367,13 @@ static int r_publish(sw_bus_t *base, const char *app_id, const char *channel, co
     free(q);
     return refuse(b, -ENOMEM, err);
   }
-  for (size_t i = 0; i < n; i++) lm[i] = (sw_log_msg_t){msgs[i].timestamp, msgs[i].blob, msgs[i].len};
+  for (size_t i = 0; i < n; i++)
+    lm[i] = (sw_log_msg_t){msgs[i].timestamp, msgs[i].blob, msgs[i].len, msgs[i].idempotent ? msgs[i].id : NULL};
   *q = (pub_req_t){b, done, ud, n};
   int64_t now = clock_now_ms();
   sw_log_append_t req = {.app_id = app_id, .channel = channel, .msgs = lm, .n = n,
                          .keep_count = pol ? pol->keep_count : 0, .max_age_ms = pol ? pol->max_age_ms : 0,
-                         .now = now};
+                         .now = now, .max_ids = pol ? pol->max_ids : 0};
   int rc = redis_log_append(b->cmd, &req, on_published, q);
   free(lm);
   if (rc) {

@@ -79,6 +79,7 @@ typedef struct sw_bus_msg {
 typedef struct sw_bus_policy {
   int64_t keep_count; /* count retention; 0 none */
   int64_t max_age_ms; /* age retention; 0 none */
+  int64_t max_ids;    /* idempotent ids kept per channel (maxIdempotencyIds); 0: the bus's default */
 } sw_bus_policy_t;
 
 /* The outcome of one message of a publish: its serial, and whether it was

@@ -626,7 +626,8 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
    * barrier on bus_local), so completions (and so ACKs) keep publish order.
    * A message's age counts from now; retentionSeconds 0 keeps it 1 ms. */
   sw_bus_policy_t pol = {.keep_count = ch->ns->keep_count,
-                         .max_age_ms = ch->ns->retention_ms > 0 ? ch->ns->retention_ms : 1};
+                         .max_age_ms = ch->ns->retention_ms > 0 ? ch->ns->retention_ms : 1,
+                         .max_ids = ch->srv->cfg->limits.max_idempotency_ids};
   pub_link(ch, p);
   if (bus_publish(bus, ch->app->id, ch->name, bmsgs, nrec, &pol, on_published, p, err)) {
     pub_unlink(ch, p);

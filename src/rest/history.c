@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bus.h"
 #include "core/mutation.h"
 #include "core/serial.h"
 #include "core/server.h"
@@ -73,20 +74,51 @@ sw_history_q_t route_history_query(const route_ctx_t *r, const char *name, const
   return q;
 }
 
-/* RSL2: history, newest first by default; one item per message, its head. */
+/* A history request waiting for the bus's read: what its reply needs
+ * (the socket, referenced until then; not the request, nor the principal). */
+typedef struct hist_req {
+  route_ctx_t r;
+  page_t pg;
+} hist_req_t;
+
+static void on_history(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  (void)cursor, (void)more;
+  hist_req_t *h = ud;
+  if (!h->r.s->closing) {
+    if (err) route_error(&h->r, err);
+    else route_reply_msgs(&h->r, "messages", &h->pg, rows, false);
+  }
+  store_rows_free(rows);
+  sock_unref(h->r.s);
+  free(h);
+}
+
+/* RSL2: history, newest first by default; one item per message, its head.
+ * Read through the bus (core/bus.h): from the embedded store at once, from
+ * a cluster's Redis later (the socket is held meanwhile). */
 void rest_history(route_ctx_t *r, const char *name) {
   page_t pg;
   if (!route_require(r, name, SW_OP_HISTORY, "history") || !route_page(r, &pg)) return;
   sw_history_q_t q = route_history_query(r, name, &pg);
-  sw_store_rows_t rows = {0};
-  if (store_history(r->s->srv->store, &q, &rows)) {
-    sw_error_t err;
-    errors_set(&err, SW_E_INTERNAL, "history could not be read");
+  sw_error_t err;
+  hist_req_t *h = calloc(1, sizeof *h);
+  if (!h) {
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
     route_error(r, &err);
     return;
   }
-  route_reply_msgs(r, "messages", &pg, &rows, false);
-  store_rows_free(&rows);
+  h->r = (route_ctx_t){.s = r->s, .fmt = r->fmt, .keep_alive = r->keep_alive, .app = r->app};
+  h->pg = pg;
+  sw_bus_range_t br = {.app_id = q.app_id, .channel = q.channel, .after_seq = q.after_seq,
+                       .before_seq = q.before_seq, .forwards = q.forwards, .limit = q.limit, .now = q.now,
+                       .start = q.start, .end = q.end};
+  sock_ref(r->s);
+  if (!r->s->srv->bus || bus_read(r->s->srv->bus, &br, on_history, h, &err)) {
+    if (!r->s->srv->bus) errors_set(&err, SW_E_INTERNAL, "server shutting down");
+    route_error(r, &err);
+    sock_unref(r->s);
+    free(h);
+  }
 }
 
 /* RSL11: one message by serial, as its latest head. */

@@ -83,7 +83,8 @@ typedef struct app_res {
   char why[128];
 } app_res_t;
 
-static void on_append(void *ud, int err, int64_t first, const char *why) {
+static void on_append(void *ud, int err, int64_t first, const int64_t *res, const char *why) {
+  (void)res;
   app_res_t *r = ud;
   r->done = true;
   r->err = err;
@@ -97,7 +98,7 @@ static int append_n(sw_redis_conn_t *c, const char *channel, const char *prefix,
   char text[16][32];
   for (int i = 0; i < n; i++) {
     snprintf(text[i], sizeof text[i], "%s%d", prefix, from + i);
-    m[i] = (sw_log_msg_t){ts, (const uint8_t *)text[i], strlen(text[i])};
+    m[i] = (sw_log_msg_t){ts, (const uint8_t *)text[i], strlen(text[i]), NULL};
   }
   sw_log_append_t req = {.app_id = "app", .channel = channel, .msgs = m, .n = (size_t)n, .keep_count = keep,
                          .max_age_ms = age, .now = clock_now_ms()};
@@ -107,7 +108,7 @@ static int append_n(sw_redis_conn_t *c, const char *channel, const char *prefix,
 
 static int64_t append_wait(fx_t *f, const char *channel, const char *text, int64_t ts, int64_t keep, int64_t age) {
   app_res_t r;
-  sw_log_msg_t m = {ts, (const uint8_t *)text, strlen(text)};
+  sw_log_msg_t m = {ts, (const uint8_t *)text, strlen(text), NULL};
   sw_log_append_t req = {.app_id = "app", .channel = channel, .msgs = &m, .n = 1, .keep_count = keep,
                          .max_age_ms = age, .now = clock_now_ms()};
   memset(&r, 0, sizeof r);
@@ -366,7 +367,7 @@ static void publishes_on_the_bus_in_order(void **state) {
   for (int i = 0; i < 60; i++) {
     char t[16];
     snprintf(t, sizeof t, "p%d", i);
-    sw_log_msg_t m = {7, (const uint8_t *)t, strlen(t)};
+    sw_log_msg_t m = {7, (const uint8_t *)t, strlen(t), NULL};
     sw_log_append_t req = {.app_id = "app", .channel = "p", .msgs = &m, .n = 1, .now = clock_now_ms()};
     assert_int_equal(redis_log_append(i % 2 ? f->b : f->a, &req, on_append, &r[i]), 0);
     assert_true(rh_run_until(&f->loop, &r[i].done, 10000));
