@@ -7,7 +7,14 @@
  * is a duplicate and dropped. Gaps appear only when the pub/sub connection
  * was lost (messages published meanwhile never arrive) or the held list
  * overflowed: a Redis script runs alone, so a connection that stays up
- * receives a channel's messages in seq order with none missing. */
+ * receives a channel's messages in seq order with none missing.
+ *
+ * Numbering: the log numbers a channel's messages from 0 (redis_log.h);
+ * core/ from 1, 0 being "before the first message" (the channelSerial of
+ * an ATTACHED on an empty channel, which untilAttach sends back). The bus
+ * adds 1 to every seq it hands out (deliver, ready, done, rows read) and
+ * takes 1 from the bounds it is given; inside, `next` and the held
+ * messages are the log's. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +121,7 @@ static void deliver(chan_t *ch, int64_t seq, int64_t ts, const uint8_t *blob, si
   bus_redis_t *b = ch->b;
   ch->next = seq + 1;
   b->st.delivered++;
-  b->base.h.deliver(b->base.h.ud, ch->app, ch->name, seq, ts, blob, len);
+  b->base.h.deliver(b->base.h.ud, ch->app, ch->name, seq + 1, ts, blob, len);
 }
 
 /* Delivers the held messages that are next; drops those behind. */
@@ -191,7 +198,7 @@ static void on_last_seq(void *ud, int err, int64_t last) {
   if (!err && !ch->dead) {
     ch->ready = true;
     ch->next = last + 1;
-    ch->b->base.h.ready(ch->b->base.h.ud, ch->app, ch->name, last);
+    ch->b->base.h.ready(ch->b->base.h.ud, ch->app, ch->name, last + 1);
     if (!ch->dead) {
       deliver_held(ch);
       if (ch->held) ch->need_read = true;
@@ -326,7 +333,7 @@ static void on_published(void *ud, int err, int64_t first, const int64_t *res, c
     if (seqs) {
       /* A duplicate id's result is -2 - the first one's seq (redis_log.h). */
       for (size_t i = 0; i < q->n; i++) {
-        seqs[i] = res[i] >= 0 ? (sw_bus_seq_t){res[i], false} : (sw_bus_seq_t){-2 - res[i], true};
+        seqs[i] = res[i] >= 0 ? (sw_bus_seq_t){res[i] + 1, false} : (sw_bus_seq_t){-2 - res[i] + 1, true};
         b->st.published += !seqs[i].dup;
       }
       q->done(q->ud, NULL, seqs, q->n);
@@ -464,6 +471,11 @@ static void on_read(void *ud, int err, sw_log_page_t *page) {
   bus_redis_t *b = q->b;
   if (!err) {
     filter_time(&page->rows, q->start, q->end);
+    for (size_t i = 0; i < page->rows.n; i++) {
+      page->rows.rows[i].seq++;
+      page->rows.rows[i].vseq++;
+    }
+    if (page->cursor >= 0) page->cursor++;
     q->cb(q->ud, NULL, &page->rows, page->cursor, page->more);
   } else {
     sw_error_t e;
@@ -484,8 +496,10 @@ static int r_read(sw_bus_t *base, const sw_bus_range_t *r, sw_bus_read_cb cb, vo
   read_req_t *q = malloc(sizeof *q);
   if (!q) return refuse(b, -ENOMEM, err);
   *q = (read_req_t){b, cb, ud, r->start, r->end > 0 ? r->end : INT64_MAX};
-  sw_log_range_t lr = {.app_id = r->app_id, .channel = r->channel, .after_seq = r->after_seq,
-                       .before_seq = r->before_seq, .forwards = r->forwards, .limit = r->limit, .now = r->now};
+  /* core/'s seq s is the log's s - 1. */
+  sw_log_range_t lr = {.app_id = r->app_id, .channel = r->channel, .after_seq = r->after_seq > 0 ? r->after_seq - 1 : -1,
+                       .before_seq = r->before_seq == INT64_MAX ? INT64_MAX : r->before_seq > 0 ? r->before_seq - 1 : 0,
+                       .forwards = r->forwards, .limit = r->limit, .now = r->now};
   int rc = redis_log_read(b->cmd, &lr, on_read, q);
   if (rc) {
     free(q);
@@ -519,6 +533,7 @@ static void r_close(sw_bus_t *base) {
 
 static const sw_bus_ops_t REDIS_OPS = {
     .name = "redis",
+    .shared = true,
     .publish = r_publish,
     .subscribe = r_subscribe,
     .unsubscribe = r_unsubscribe,

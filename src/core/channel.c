@@ -792,6 +792,12 @@ static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t seria
   sw_conn_t *c = a->conn;
   sw_msg_t msg = {0};
   if (codec_msg_from_blob(row->blob, row->blob_len, &msg)) return;
+  char own[SW_SERIAL_LEN + 1];
+  if (!msg.serial) {
+    /* A cluster's log stores messages before their serial is known: it is their seq. */
+    serial_format(row->seq, own);
+    msg.serial = strdup(own);
+  }
   int64_t version = annotation_head_version(&msg, row->seq);
   bool summary = holds >= 0 && row->vseq > version && row->seq <= holds && msg.annotations;
   bool head = !summary || version > holds;

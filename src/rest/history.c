@@ -34,6 +34,12 @@ void route_reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, co
   for (; used < n; used++) {
     const sw_store_row_t *row = &rows->rows[used];
     if (codec_msg_from_blob(row->blob, row->blob_len, &msgs[got])) continue;
+    /* A cluster's log stores messages before their serial is known: it is their seq. */
+    if (!msgs[got].serial && !by_vseq) {
+      char serial[SW_SERIAL_LEN + 1];
+      serial_format(row->seq, serial);
+      msgs[got].serial = strdup(serial);
+    }
     /* Each item is encoded once more to measure it: exact, whatever the
      * format's expansion (JSON escapes, base64). */
     one.len = 0;
