@@ -8,13 +8,22 @@
 // the test (scripts/deps.sh test installs it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import Ably from 'ably';
-import { ARTIFACTS_DIR, ServerProcess, closeClient, sleep, uniqueChannel, waitUntil, withTimeout } from './lib/server.mjs';
+import {
+  ARTIFACTS_DIR,
+  SERVER_BIN,
+  ServerProcess,
+  closeClient,
+  sleep,
+  uniqueChannel,
+  waitUntil,
+  withTimeout,
+} from './lib/server.mjs';
 
 const APP = 'cluster';
 const KEY = `${APP}.root:cluster-secret-2b7f4c9e1a3d5f80`;
@@ -337,4 +346,63 @@ test('kill -9 of node A mid-stream: subscribers on C lose nothing a publisher on
   await startNode(0);
   const page = await rest(0).channels.get(name).history({ direction: 'forwards', limit: 1000 });
   assert.deepEqual(page.items.map((m) => m.name), acked);
+});
+
+/** serve with args that must fail at start: {status, stderr}. */
+function serveFails(args) {
+  const r = spawnSync(SERVER_BIN, ['serve', '--listen', '127.0.0.1:0', '--memory', ...args], {
+    encoding: 'utf8',
+    timeout: 20000,
+  });
+  return { status: r.status, stderr: r.stderr };
+}
+
+test('--redis: a bad URL or rediss:// is refused at start (exit 1) with the reason, the password never shown', () => {
+  let r = serveFails(['--redis', 'rediss://127.0.0.1:6379']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /rediss:\/\/ \(TLS\) is not supported/);
+  r = serveFails(['--redis', 'redis://:hunter2-secret@127.0.0.1:99999']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /not a Redis URL/);
+  assert.doesNotMatch(r.stderr, /hunter2/);
+  r = serveFails(['--redis', 'http://127.0.0.1']);
+  assert.equal(r.status, 1, r.stderr);
+  const cfg = path.join(dir, 'tls.json');
+  writeFileSync(cfg, JSON.stringify({ redis: { host: '127.0.0.1', tls: true } }));
+  r = serveFails(['--config', cfg]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /redis\.tls: TLS to Redis is not supported/);
+});
+
+test('the "redis" config object (host, port) makes a node of the same cluster', async () => {
+  const cfg = path.join(dir, 'object.json');
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      apps: [{ id: APP, keys: [{ id: 'root', secret: KEY.split(':')[1] }] }],
+      adminKey: 'cluster-admin-key-0123456789',
+      redis: { host: '127.0.0.1', port: redisPort, commandTimeout: 3000, maxPending: 5000 },
+    }),
+  );
+  const s = await new ServerProcess(['serve', '--listen', '127.0.0.1:0', '--memory', '--config', cfg], 'cluster-object', {
+    artifactsDir: ARTIFACTS_DIR,
+  }).start();
+  try {
+    await waitUntil(
+      async () => (await fetch(`http://127.0.0.1:${s.port}/readyz`)).status === 200,
+      15000,
+      '/readyz 200 on the node from the config object',
+    );
+    const name = uniqueChannel('object');
+    await rest(0).channels.get(name).publish('from-a', 'x');
+    const r = new Ably.Rest({ key: KEY, endpoint: '127.0.0.1', port: s.port, tls: false });
+    const page = await r.channels.get(name).history();
+    assert.deepEqual(page.items.map((m) => m.name), ['from-a']);
+    const metrics = await (await fetch(`http://127.0.0.1:${s.port}/metrics`, {
+      headers: { authorization: 'Bearer cluster-admin-key-0123456789' },
+    })).text();
+    assert.match(metrics, /^switchboard_cluster_up 1$/m);
+  } finally {
+    await s.stop();
+  }
 });
