@@ -271,7 +271,6 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
     free(live);
     return;
   }
-  metrics_add(SW_M_MESSAGES_IN, n);
   char pid[SW_CONN_ID_LEN + 32];
   sw_pmsg_t m = {
       .action = SW_ACTION_MESSAGE,
@@ -383,6 +382,10 @@ static void on_published(void *ud, const sw_error_t *err, const sw_bus_seq_t *se
       p->last_seq = s->seq;
     }
   }
+  /* Messages in: stored ones published through this node. */
+  size_t stored = 0;
+  for (size_t i = 0; i < p->n; i++) stored += !p->dup[i];
+  metrics_add(SW_M_MESSAGES_IN, stored);
   notify(p, NULL);
   pubs_settle(ch);
 }
@@ -399,7 +402,6 @@ static void deliver_decoded(sw_channel_t *ch, int64_t seq, const uint8_t *blob, 
   char serial[SW_SERIAL_LEN + 1];
   serial_format(seq, serial);
   if (!msg.serial) msg.serial = strdup(serial);
-  metrics_inc(SW_M_MESSAGES_IN);
   sw_pmsg_t m = {.action = SW_ACTION_MESSAGE, .channel = (char *)ch->name, .channel_serial = serial,
                  .timestamp = msg.timestamp, .connection_id = msg.connection_id, .messages = &msg, .n_messages = 1};
   const char *skip = echo_skip(ch->srv, msg.connection_id);
@@ -495,6 +497,7 @@ static void publish_ephemeral(sw_channel_t *ch, pub_t *p) {
     snprintf(id, sizeof id, "%s:%zu", base, i);
     p->msgs[i].id = strdup(id);
   }
+  metrics_add(SW_M_MESSAGES_IN, p->n);
   fanout(ch, p);
   notify(p, NULL);
   pub_free(p);
