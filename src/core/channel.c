@@ -153,6 +153,8 @@ sw_channel_t *channel_get_derived(sw_server_t *srv, sw_app_t *app, const char *n
   return d;
 }
 
+static void pubs_free_all(sw_channel_t *ch);
+
 static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
   sw_recent_id_t *r, *tmp;
   HASH_ITER(hh, ch->recent_ids, r, tmp) {
@@ -171,6 +173,10 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
   }
   filter_free(ch->filter);
   if (ch->bus_sub && srv->bus) bus_unsubscribe(srv->bus, ch->app->id, ch->name);
+  /* Publishes answered but not delivered yet (a shared bus closed at
+   * shutdown: no deliver() comes any more). On the tick there are none
+   * (ch->pending). */
+  pubs_free_all(ch);
   HASH_DEL(srv->channels, ch);
   free(ch->hkey);
   free(ch);
@@ -204,6 +210,14 @@ static void pub_free(pub_t *p) {
   free(p->serials);
   if (p->who.rest_sock) sock_unref(p->who.rest_sock);
   free(p);
+}
+
+static void pubs_free_all(sw_channel_t *ch) {
+  while (ch->pubs) {
+    pub_t *p = ch->pubs;
+    ch->pubs = p->next;
+    pub_free(p);
+  }
 }
 
 static void pub_link(sw_channel_t *ch, pub_t *p) {
@@ -387,6 +401,9 @@ static void on_published(void *ud, const sw_error_t *err, const sw_bus_seq_t *se
   for (size_t i = 0; i < p->n; i++) stored += !p->dup[i];
   metrics_add(SW_M_MESSAGES_IN, stored);
   notify(p, NULL);
+  /* Answered: a REST socket need not wait for the delivery. */
+  if (p->who.rest_sock) sock_unref(p->who.rest_sock);
+  p->who.rest_sock = NULL;
   pubs_settle(ch);
 }
 

@@ -74,9 +74,13 @@ sw_history_q_t route_history_query(const route_ctx_t *r, const char *name, const
     if (pg->forwards) q.after_seq = pg->cursor;
     else if (pg->cursor < q.before_seq) q.before_seq = pg->cursor;
   }
-  /* Messages not yet durable are not history yet: reads stay consistent with live delivery. */
-  sw_channel_t *ch = channel_find(r->s->srv, r->app, name);
-  if (ch && ch->bus_ready && ch->durable_seq + 1 < q.before_seq) q.before_seq = ch->durable_seq + 1;
+  /* Messages not yet durable are not history yet: reads stay consistent
+   * with live delivery. A shared log holds only durable messages, some
+   * maybe acknowledged before this node delivered them: all are history. */
+  sw_server_t *srv = r->s->srv;
+  sw_channel_t *ch = channel_find(srv, r->app, name);
+  bool shared = srv->bus && bus_shared(srv->bus);
+  if (ch && !shared && ch->durable_seq + 1 < q.before_seq) q.before_seq = ch->durable_seq + 1;
   return q;
 }
 

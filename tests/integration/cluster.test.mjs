@@ -254,6 +254,19 @@ test('RSL1k: an idempotent publish is stored once across nodes', async () => {
   assert.deepEqual(page.items.map((m) => [m.name, m.id === id]), [['once', true], ['marker', false]]);
 });
 
+test('RTC1a: echoMessages false skips the publisher on its own node only', async () => {
+  const name = uniqueChannel('echo');
+  const quiet = realtime(0, { echoMessages: false });
+  const own = await collector(quiet, name);
+  const sameNode = await collector(realtime(0), name);
+  const other = await collector(realtime(1), name);
+  await withTimeout(own.ch.publish('e1', 'x'), 10000, 'publish');
+  await withTimeout(own.ch.publish('e2', 'x'), 10000, 'publish');
+  await waitUntil(() => sameNode.got.length === 2 && other.got.length === 2, 10000, 'both messages elsewhere');
+  await sleep(300);
+  assert.equal(own.got.length, 0, 'the publisher did not get its own messages');
+});
+
 test('message updates are refused on a cluster with 93002, not kept on one node', async () => {
   const name = `conversations:${uniqueChannel('mut')}`;
   const r = rest(0);
