@@ -131,10 +131,60 @@ void rest_history(route_ctx_t *r, const char *name) {
   }
 }
 
+/* A cluster's getMessage: the log's entry at seq, read through the bus. */
+static void on_message_read(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  (void)cursor, (void)more;
+  hist_req_t *h = ud;
+  sw_msg_t msg = {0};
+  sw_error_t e;
+  if (h->r.s->closing) {
+  } else if (err) {
+    route_error(&h->r, err);
+  } else if (rows->n != 1 || codec_msg_from_blob(rows->rows[0].blob, rows->rows[0].blob_len, &msg)) {
+    errors_set(&e, SW_E_NOT_FOUND, "no message with serial %.32s", h->pg.from);
+    route_error(&h->r, &e);
+  } else {
+    if (!msg.serial) msg.serial = strdup(h->pg.from);
+    sw_buf_t body = {0};
+    codec_encode_msg(h->r.fmt, &msg, &body);
+    rest_reply(h->r.s, 200, h->r.fmt, &body, h->r.keep_alive, NULL);
+    buf_free(&body);
+  }
+  msg_clear(&msg);
+  store_rows_free(rows);
+  sock_unref(h->r.s);
+  free(h);
+}
+
+static void message_get_shared(route_ctx_t *r, const char *name, const char *serial, int64_t seq) {
+  sw_error_t err;
+  hist_req_t *h = calloc(1, sizeof *h);
+  if (!h) {
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    route_error(r, &err);
+    return;
+  }
+  h->r = (route_ctx_t){.s = r->s, .fmt = r->fmt, .keep_alive = r->keep_alive, .app = r->app};
+  snprintf(h->pg.from, sizeof h->pg.from, "%s", serial); /* the serial asked for */
+  sw_bus_range_t q = {.app_id = r->app->id, .channel = name, .after_seq = seq - 1, .before_seq = seq + 1,
+                      .forwards = true, .limit = 1, .now = clock_now_ms()};
+  sock_ref(r->s);
+  if (bus_read(r->s->srv->bus, &q, on_message_read, h, &err)) {
+    route_error(r, &err);
+    sock_unref(r->s);
+    free(h);
+  }
+}
+
 /* RSL11: one message by serial, as its latest head. */
 void rest_message_get(route_ctx_t *r, const char *name, const char *serial) {
   if (!route_require(r, name, SW_OP_HISTORY, "history")) return;
   int64_t seq;
+  sw_bus_t *bus = r->s->srv->bus;
+  if (bus && bus_shared(bus) && serial_parse(serial, strlen(serial), &seq) == 0 && seq > 0) {
+    message_get_shared(r, name, serial, seq);
+    return;
+  }
   sw_store_row_t row = {0};
   sw_msg_t msg = {0};
   if (serial_parse(serial, strlen(serial), &seq) || store_get(r->s->srv->store, r->app->id, name, seq, &row) != 1 ||
@@ -159,6 +209,12 @@ void rest_message_versions(route_ctx_t *r, const char *name, const char *serial)
   int64_t seq;
   if (!route_require(r, name, SW_OP_HISTORY, "history") || !route_page(r, &pg)) return;
   sw_error_t err = {0};
+  if (r->s->srv->bus && bus_shared(r->s->srv->bus)) {
+    /* Versions are not in the shared log yet (docs/cluster.md). */
+    errors_set(&err, SW_E_MUTABLE_NOT_ENABLED, "message versions are not available on a cluster (--redis) yet");
+    route_error(r, &err);
+    return;
+  }
   sw_store_rows_t rows = {0};
   if (serial_parse(serial, strlen(serial), &seq))
     errors_set(&err, SW_E_NOT_FOUND, "no message with serial %.32s", serial);

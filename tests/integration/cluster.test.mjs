@@ -267,6 +267,33 @@ test('RTC1a: echoMessages false skips the publisher on its own node only', async
   assert.equal(own.got.length, 0, 'the publisher did not get its own messages');
 });
 
+test('RSL11: getMessage by serial from any node; versions and the Chat REST API refused with a clear error', async () => {
+  const name = uniqueChannel('get');
+  await rest(0).channels.get(name).publish('one', 'first');
+  await rest(0).channels.get(name).publish('two', 'second');
+  const page = await rest(1).channels.get(name).history({ direction: 'forwards' });
+  const serial = page.items[1].serial;
+  for (let i = 0; i < HOSTS.length; i++) {
+    const m = await rest(i).channels.get(name).getMessage(serial);
+    assert.equal(m.name, 'two');
+    assert.equal(m.data, 'second');
+    assert.equal(m.serial, serial);
+  }
+  await assert.rejects(rest(2).channels.get(name).getMessage('00000000000fffff'), (e) => e.code === 40400);
+  await assert.rejects(rest(2).channels.get(name).getMessageVersions(serial), (e) => {
+    assert.equal(e.code, 93002, e.message);
+    assert.match(e.message, /cluster/);
+    return true;
+  });
+  const res = await fetch(`http://${HOSTS[0]}:${nodePort}/chat/v4/rooms/r1/messages`, {
+    headers: { authorization: `Basic ${Buffer.from(KEY).toString('base64')}` },
+  });
+  const body = await res.json();
+  assert.equal(res.status, 400);
+  assert.equal(body.error.code, 40000);
+  assert.match(body.error.message, /Chat REST API is not available on a cluster/);
+});
+
 test('message updates are refused on a cluster with 93002, not kept on one node', async () => {
   const name = `conversations:${uniqueChannel('mut')}`;
   const r = rest(0);
