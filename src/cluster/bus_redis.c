@@ -347,7 +347,7 @@ static void on_published(void *ud, int err, int64_t first, const int64_t *res, c
     else if (err == -EDQUOT)
       errors_set(&e, 42913, "too many message ids published on this channel in the last two minutes; retry later");
     else if (err == -EIO) errors_set(&e, SW_BUS_E_INTERNAL, "the shared store refused the publish: %.150s", why ? why : "");
-    else errors_set(&e, SW_BUS_E_UNAVAILABLE, "the shared store is unreachable; publish again");
+    else errors_set(&e, SW_BUS_E_UNAVAILABLE, "the shared store (Redis) is unreachable; publish again later");
     q->done(q->ud, &e, NULL, q->n);
   }
   free(q);
@@ -355,11 +355,17 @@ static void on_published(void *ud, int err, int64_t first, const int64_t *res, c
   maybe_free_bus(b);
 }
 
-static int refuse(bus_redis_t *b, int rc, sw_error_t *err) {
+/* A publish or read refused at once; `what` names it ("publish", "read"). */
+static int refuse_op(bus_redis_t *b, int rc, sw_error_t *err, const char *what) {
   b->st.refused++;
-  if (rc == -ENOTCONN) return errors_set(err, SW_BUS_E_UNAVAILABLE, "the shared store is unreachable; publish again"), -1;
+  if (rc == -ENOTCONN)
+    return errors_set(err, SW_BUS_E_UNAVAILABLE, "the shared store (Redis) is unreachable; %s again later", what), -1;
   if (rc == -ENOBUFS) return errors_set(err, SW_BUS_E_UNAVAILABLE, "too many operations waiting for the shared store"), -1;
-  return errors_set(err, SW_BUS_E_INTERNAL, "publish failed (%d)", rc), -1;
+  return errors_set(err, SW_BUS_E_INTERNAL, "%s failed (%d)", what, rc), -1;
+}
+
+static int refuse(bus_redis_t *b, int rc, sw_error_t *err) {
+  return refuse_op(b, rc, err, "publish");
 }
 
 static int r_publish(sw_bus_t *base, const char *app_id, const char *channel, const sw_bus_msg_t *msgs, size_t n,
@@ -492,9 +498,9 @@ static void on_read(void *ud, int err, sw_log_page_t *page) {
 
 static int r_read(sw_bus_t *base, const sw_bus_range_t *r, sw_bus_read_cb cb, void *ud, sw_error_t *err) {
   bus_redis_t *b = (bus_redis_t *)base;
-  if (b->closing) return refuse(b, -ENOTCONN, err);
+  if (b->closing) return refuse_op(b, -ENOTCONN, err, "read");
   read_req_t *q = malloc(sizeof *q);
-  if (!q) return refuse(b, -ENOMEM, err);
+  if (!q) return refuse_op(b, -ENOMEM, err, "read");
   *q = (read_req_t){b, cb, ud, r->start, r->end > 0 ? r->end : INT64_MAX};
   /* core/'s seq s is the log's s - 1. */
   sw_log_range_t lr = {.app_id = r->app_id, .channel = r->channel, .after_seq = r->after_seq > 0 ? r->after_seq - 1 : -1,
@@ -504,7 +510,7 @@ static int r_read(sw_bus_t *base, const sw_bus_range_t *r, sw_bus_read_cb cb, vo
   if (rc) {
     free(q);
     if (rc == -EINVAL) return errors_set(err, SW_E_INVALID_PARAM, "invalid history range"), -1;
-    return refuse(b, rc, err);
+    return refuse_op(b, rc, err, "read");
   }
   b->inflight++;
   return 0;

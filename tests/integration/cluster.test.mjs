@@ -294,6 +294,24 @@ test('RSL11: getMessage by serial from any node; versions and the Chat REST API 
   assert.match(body.error.message, /Chat REST API is not available on a cluster/);
 });
 
+test('RTN15c6/RTL4c1: a subscriber whose transport drops resumes on its node and gets what was published meanwhile from the shared log, once, in order', async () => {
+  const name = uniqueChannel('resume');
+  const subClient = realtime(1);
+  const sub = await collector(subClient, name);
+  const id0 = subClient.connection.id;
+  const pub = realtime(0).channels.get(name);
+  await withTimeout(pub.publish('r0', 'x'), 10000, 'publish');
+  await waitUntil(() => sub.got.length === 1, 10000, 'r0');
+  const ws = subClient.connection.connectionManager.activeProtocol.getTransport().wsConnection;
+  ws.pause(); // nothing more is read until the transport is dropped
+  for (let i = 1; i <= 30; i++) await withTimeout(pub.publish(`r${i}`, 'x'), 10000, 'publish while away');
+  ws.terminate();
+  await waitUntil(() => sub.got.length >= 31, 20000, 'the 31 messages after the resume');
+  await sleep(300);
+  assert.equal(subClient.connection.id, id0, 'the same connection (resumed)');
+  assert.deepEqual(sub.got.map((m) => m.name), [...Array(31).keys()].map((i) => `r${i}`));
+});
+
 test('message updates are refused on a cluster with 93002, not kept on one node', async () => {
   const name = `conversations:${uniqueChannel('mut')}`;
   const r = rest(0);
@@ -442,6 +460,31 @@ test('the "redis" config object (host, port) makes a node of the same cluster', 
       headers: { authorization: 'Bearer cluster-admin-key-0123456789' },
     })).text();
     assert.match(metrics, /^switchboard_cluster_up 1$/m);
+  } finally {
+    await s.stop();
+  }
+});
+
+test('a node whose Redis is not there starts, answers /readyz 503 and refuses publishes (50004) with the connection up', async () => {
+  const deadPort = await freePort(['127.0.0.1']);
+  const cfg = path.join(dir, 'switchboard.json');
+  const s = await new ServerProcess(
+    ['serve', '--listen', '127.0.0.1:0', '--memory', '--config', cfg, '--redis', `redis://127.0.0.1:${deadPort}`],
+    'cluster-noredis',
+    { artifactsDir: ARTIFACTS_DIR },
+  ).start();
+  try {
+    const rz = await fetch(`http://127.0.0.1:${s.port}/readyz`);
+    assert.equal(rz.status, 503);
+    assert.equal((await rz.json()).error.code, 50004);
+    const c = new Ably.Realtime({ key: KEY, endpoint: '127.0.0.1', port: s.port, tls: false, logLevel: 0 });
+    opened.push(c);
+    await withTimeout(new Promise((r) => c.connection.once('connected', r)), 10000, 'connected');
+    const r = new Ably.Rest({ key: KEY, endpoint: '127.0.0.1', port: s.port, tls: false });
+    await assert.rejects(r.channels.get('nowhere').publish('x', 'y'), (e) => e.code === 50004);
+    await assert.rejects(r.channels.get('nowhere').history(), (e) => e.code === 50004);
+    assert.equal(c.connection.state, 'connected');
+    await closeClient(c);
   } finally {
     await s.stop();
   }
