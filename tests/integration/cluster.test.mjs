@@ -402,6 +402,7 @@ test('kill -9 of node A mid-stream: subscribers on C lose nothing a publisher on
   // Node A comes back and serves the channel's history.
   nodes[0] = null;
   await startNode(0);
+  await waitUntil(async () => (await readyz(0)).status === 200, 15000, 'node A ready again (Redis connected)');
   const page = await rest(0).channels.get(name).history({ direction: 'forwards', limit: 1000 });
   assert.deepEqual(page.items.map((m) => m.name), acked);
 });
