@@ -175,6 +175,10 @@ before(async () => {
   nodePort = await freePort(HOSTS);
   await startRedis();
   for (let i = 0; i < HOSTS.length; i++) await startNode(i);
+  // A node listens before its Redis connections are up (it refuses publishes until then).
+  for (let i = 0; i < HOSTS.length; i++) {
+    await waitUntil(async () => (await readyz(i)).status === 200, 20000, `node ${i} ready`);
+  }
 });
 
 after(async () => {
