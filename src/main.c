@@ -44,14 +44,16 @@ static void usage(FILE *out) {
           "                      /readyz, without credentials (port 0 picks one)\n"
           "  --tls-cert FILE     serve HTTPS and WSS: the certificate chain (PEM; SIGHUP reloads it)\n"
           "  --tls-key FILE      its private key (PEM)\n"
-          "  --redis URL         cluster member: apps, keys, revocations, TokenRequest nonces and\n"
-          "                      large tokens shared in Redis (redis://HOST:PORT[/DB], unix://PATH)\n");
+          "  --redis URL         a node of a cluster sharing channels, apps, keys, revocations,\n"
+          "                      TokenRequest nonces and large tokens through Redis:\n"
+          "                      redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N]\n"
+          "                      (docs/cluster.md)\n");
 }
 
 static int serve(int argc, char **argv) {
   sw_config_t cfg;
   config_defaults(&cfg);
-  const char *listen = NULL, *data = NULL, *metrics_listen = NULL, *tls_cert = NULL, *tls_key = NULL;
+  const char *listen = NULL, *data = NULL, *metrics_listen = NULL, *tls_cert = NULL, *tls_key = NULL, *redis = NULL;
   bool memory = false, sandbox = false;
   int log_format = -1;
   for (int i = 0; i < argc; i++) {
@@ -73,12 +75,10 @@ static int serve(int argc, char **argv) {
       tls_cert = val, i++;
     } else if (strcmp(a, "--tls-key") == 0 && val) {
       tls_key = val, i++;
+    } else if (strcmp(a, "--redis") == 0 && val) {
+      redis = val, i++;
     } else if (strcmp(a, "--data") == 0 && val) {
       data = val, i++;
-    } else if (strcmp(a, "--redis") == 0 && val) {
-      free(cfg.redis_url);
-      cfg.redis_url = strdup(val);
-      i++;
     } else if (strcmp(a, "--memory") == 0) {
       memory = true;
     } else if (strcmp(a, "--sandbox") == 0) {
@@ -110,6 +110,14 @@ static int serve(int argc, char **argv) {
     cfg.data_dir = strdup(data);
   }
   if (memory) cfg.memory = true;
+  if (redis) {
+    /* The flag replaces whatever the file said about where Redis is. */
+    free(cfg.redis_host);
+    free(cfg.redis_socket);
+    cfg.redis_host = cfg.redis_socket = NULL;
+    free(cfg.redis_url);
+    cfg.redis_url = strdup(redis);
+  }
   config_set_tls(&cfg, tls_cert, tls_key);
   char cerr[256];
   if (config_check(&cfg, cerr, sizeof cerr)) {

@@ -20,7 +20,7 @@ rank() {
     identity) echo 4 ;;
     store) echo 5 ;;
     core) echo 6 ;;
-    cluster | rest) echo 7 ;;
+    rest | cluster) echo 7 ;;
     admin | chat | cloud) echo 8 ;;
     root) echo 9 ;;
     main) echo 10 ;;

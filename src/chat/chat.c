@@ -6,6 +6,7 @@
 
 #include "auth/channel_name.h"
 #include "core/annotation.h"
+#include "core/bus.h"
 #include "core/channel.h"
 #include "core/mutation.h"
 #include "core/serial.h"
@@ -531,8 +532,14 @@ void chat_handle(sw_sock_t *s, const sw_http_req_t *req) {
   sw_slice_t rest;
   sw_channel_t *ch;
   int m = req->method;
+  /* A Chat message is answered, listed and edited from the node's own
+   * store (and edits are message versions): not on a cluster yet
+   * (docs/cluster.md, "What is not shared yet"). */
+  bool cluster = s->srv->bus && bus_shared(s->srv->bus);
   if (!room_channel(&r, &rest))
     fail(&r, SW_E_INVALID_CHANNEL, "invalid room name");
+  else if (cluster && !(slice_eq(rest, "/occupancy") && m == HTTP_GET))
+    fail(&r, SW_E_BAD_REQUEST, "the Ably Chat REST API is not available on a cluster (--redis) yet");
   else if (slice_eq(rest, "/messages") && m == HTTP_POST)
     (ch = room(&r)) ? send_message(&r, ch) : (void)0;
   else if (slice_eq(rest, "/messages") && m == HTTP_GET)

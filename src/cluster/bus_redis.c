@@ -7,14 +7,21 @@
  * is a duplicate and dropped. Gaps appear only when the pub/sub connection
  * was lost (messages published meanwhile never arrive) or the held list
  * overflowed: a Redis script runs alone, so a connection that stays up
- * receives a channel's messages in seq order with none missing. */
+ * receives a channel's messages in seq order with none missing.
+ *
+ * Numbering: the log numbers a channel's messages from 0 (redis_log.h);
+ * core/ from 1, 0 being "before the first message" (the channelSerial of
+ * an ATTACHED on an empty channel, which untilAttach sends back). The bus
+ * adds 1 to every seq it hands out (deliver, ready, done, rows read) and
+ * takes 1 from the bounds it is given; inside, `next` and the held
+ * messages are the log's. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
 
-#include "cluster/bus.h"
+#include "cluster/bus_redis.h"
 #include "cluster/redis_conn.h"
 #include "cluster/redis_log.h"
 #include "util/clock.h"
@@ -114,7 +121,7 @@ static void deliver(chan_t *ch, int64_t seq, int64_t ts, const uint8_t *blob, si
   bus_redis_t *b = ch->b;
   ch->next = seq + 1;
   b->st.delivered++;
-  b->base.h.deliver(b->base.h.ud, ch->app, ch->name, seq, ts, blob, len);
+  b->base.h.deliver(b->base.h.ud, ch->app, ch->name, seq + 1, ts, blob, len);
 }
 
 /* Delivers the held messages that are next; drops those behind. */
@@ -191,7 +198,7 @@ static void on_last_seq(void *ud, int err, int64_t last) {
   if (!err && !ch->dead) {
     ch->ready = true;
     ch->next = last + 1;
-    ch->b->base.h.ready(ch->b->base.h.ud, ch->app, ch->name, last);
+    ch->b->base.h.ready(ch->b->base.h.ud, ch->app, ch->name, last + 1);
     if (!ch->dead) {
       deliver_held(ch);
       if (ch->held) ch->need_read = true;
@@ -316,29 +323,49 @@ typedef struct pub_req {
   size_t n;
 } pub_req_t;
 
-static void on_published(void *ud, int err, int64_t first, const char *why) {
+static void on_published(void *ud, int err, int64_t first, const int64_t *res, const char *why) {
+  (void)first;
   pub_req_t *q = ud;
   bus_redis_t *b = q->b;
   sw_error_t e = {0};
   if (!err) {
-    b->st.published += q->n;
-    q->done(q->ud, NULL, first, q->n);
+    sw_bus_seq_t one = {-1, false}, *seqs = q->n == 1 ? &one : calloc(q->n, sizeof *seqs);
+    if (seqs) {
+      /* A duplicate id's result is -2 - the first one's seq (redis_log.h). */
+      for (size_t i = 0; i < q->n; i++) {
+        seqs[i] = res[i] >= 0 ? (sw_bus_seq_t){res[i] + 1, false} : (sw_bus_seq_t){-2 - res[i] + 1, true};
+        b->st.published += !seqs[i].dup;
+      }
+      q->done(q->ud, NULL, seqs, q->n);
+      if (seqs != &one) free(seqs);
+    } else {
+      errors_set(&e, SW_BUS_E_INTERNAL, "out of memory");
+      q->done(q->ud, &e, NULL, q->n);
+    }
   } else {
     if (err == -ETIMEDOUT) errors_set(&e, SW_BUS_E_TIMEOUT, "the shared store did not answer in time");
+    else if (err == -EDQUOT)
+      errors_set(&e, 42913, "too many message ids published on this channel in the last two minutes; retry later");
     else if (err == -EIO) errors_set(&e, SW_BUS_E_INTERNAL, "the shared store refused the publish: %.150s", why ? why : "");
-    else errors_set(&e, SW_BUS_E_UNAVAILABLE, "the shared store is unreachable; publish again");
-    q->done(q->ud, &e, -1, q->n);
+    else errors_set(&e, SW_BUS_E_UNAVAILABLE, "the shared store (Redis) is unreachable; publish again later");
+    q->done(q->ud, &e, NULL, q->n);
   }
   free(q);
   b->inflight--;
   maybe_free_bus(b);
 }
 
-static int refuse(bus_redis_t *b, int rc, sw_error_t *err) {
+/* A publish or read refused at once; `what` names it ("publish", "read"). */
+static int refuse_op(bus_redis_t *b, int rc, sw_error_t *err, const char *what) {
   b->st.refused++;
-  if (rc == -ENOTCONN) return errors_set(err, SW_BUS_E_UNAVAILABLE, "the shared store is unreachable; publish again"), -1;
+  if (rc == -ENOTCONN)
+    return errors_set(err, SW_BUS_E_UNAVAILABLE, "the shared store (Redis) is unreachable; %s again later", what), -1;
   if (rc == -ENOBUFS) return errors_set(err, SW_BUS_E_UNAVAILABLE, "too many operations waiting for the shared store"), -1;
-  return errors_set(err, SW_BUS_E_INTERNAL, "publish failed (%d)", rc), -1;
+  return errors_set(err, SW_BUS_E_INTERNAL, "%s failed (%d)", what, rc), -1;
+}
+
+static int refuse(bus_redis_t *b, int rc, sw_error_t *err) {
+  return refuse_op(b, rc, err, "publish");
 }
 
 static int r_publish(sw_bus_t *base, const char *app_id, const char *channel, const sw_bus_msg_t *msgs, size_t n,
@@ -353,12 +380,13 @@ static int r_publish(sw_bus_t *base, const char *app_id, const char *channel, co
     free(q);
     return refuse(b, -ENOMEM, err);
   }
-  for (size_t i = 0; i < n; i++) lm[i] = (sw_log_msg_t){msgs[i].timestamp, msgs[i].blob, msgs[i].len};
+  for (size_t i = 0; i < n; i++)
+    lm[i] = (sw_log_msg_t){msgs[i].timestamp, msgs[i].blob, msgs[i].len, msgs[i].idempotent ? msgs[i].id : NULL};
   *q = (pub_req_t){b, done, ud, n};
   int64_t now = clock_now_ms();
   sw_log_append_t req = {.app_id = app_id, .channel = channel, .msgs = lm, .n = n,
                          .keep_count = pol ? pol->keep_count : 0, .max_age_ms = pol ? pol->max_age_ms : 0,
-                         .now = now};
+                         .now = now, .max_ids = pol ? pol->max_ids : 0};
   int rc = redis_log_append(b->cmd, &req, on_published, q);
   free(lm);
   if (rc) {
@@ -432,12 +460,28 @@ typedef struct read_req {
   bus_redis_t *b;
   sw_bus_read_cb cb;
   void *ud;
+  int64_t start, end; /* timestamp bounds: rows outside are left out */
 } read_req_t;
+
+/* Leaves out the rows outside [start, end] (the log is by seq only; the
+ * cursor still says how far the page looked). */
+static void filter_time(sw_store_rows_t *rows, int64_t start, int64_t end) {
+  size_t k = 0;
+  for (size_t i = 0; i < rows->n; i++)
+    if (rows->rows[i].timestamp >= start && rows->rows[i].timestamp <= end) rows->rows[k++] = rows->rows[i];
+  rows->n = k;
+}
 
 static void on_read(void *ud, int err, sw_log_page_t *page) {
   read_req_t *q = ud;
   bus_redis_t *b = q->b;
   if (!err) {
+    filter_time(&page->rows, q->start, q->end);
+    for (size_t i = 0; i < page->rows.n; i++) {
+      page->rows.rows[i].seq++;
+      page->rows.rows[i].vseq++;
+    }
+    if (page->cursor >= 0) page->cursor++;
     q->cb(q->ud, NULL, &page->rows, page->cursor, page->more);
   } else {
     sw_error_t e;
@@ -454,17 +498,19 @@ static void on_read(void *ud, int err, sw_log_page_t *page) {
 
 static int r_read(sw_bus_t *base, const sw_bus_range_t *r, sw_bus_read_cb cb, void *ud, sw_error_t *err) {
   bus_redis_t *b = (bus_redis_t *)base;
-  if (b->closing) return refuse(b, -ENOTCONN, err);
+  if (b->closing) return refuse_op(b, -ENOTCONN, err, "read");
   read_req_t *q = malloc(sizeof *q);
-  if (!q) return refuse(b, -ENOMEM, err);
-  *q = (read_req_t){b, cb, ud};
-  sw_log_range_t lr = {.app_id = r->app_id, .channel = r->channel, .after_seq = r->after_seq,
-                       .before_seq = r->before_seq, .forwards = r->forwards, .limit = r->limit, .now = r->now};
+  if (!q) return refuse_op(b, -ENOMEM, err, "read");
+  *q = (read_req_t){b, cb, ud, r->start, r->end > 0 ? r->end : INT64_MAX};
+  /* core/'s seq s is the log's s - 1. */
+  sw_log_range_t lr = {.app_id = r->app_id, .channel = r->channel, .after_seq = r->after_seq > 0 ? r->after_seq - 1 : -1,
+                       .before_seq = r->before_seq == INT64_MAX ? INT64_MAX : r->before_seq > 0 ? r->before_seq - 1 : 0,
+                       .forwards = r->forwards, .limit = r->limit, .now = r->now};
   int rc = redis_log_read(b->cmd, &lr, on_read, q);
   if (rc) {
     free(q);
     if (rc == -EINVAL) return errors_set(err, SW_E_INVALID_PARAM, "invalid history range"), -1;
-    return refuse(b, rc, err);
+    return refuse_op(b, rc, err, "read");
   }
   b->inflight++;
   return 0;
@@ -493,6 +539,7 @@ static void r_close(sw_bus_t *base) {
 
 static const sw_bus_ops_t REDIS_OPS = {
     .name = "redis",
+    .shared = true,
     .publish = r_publish,
     .subscribe = r_subscribe,
     .unsubscribe = r_unsubscribe,
@@ -537,4 +584,14 @@ int bus_redis_open(uv_loop_t *loop, const sw_bus_redis_opts_t *o, const sw_bus_h
 
 void bus_redis_stats(const sw_bus_t *base, sw_bus_redis_stats_t *st) {
   *st = ((const bus_redis_t *)base)->st;
+}
+
+bool bus_is_redis(const sw_bus_t *base) {
+  return base && base->ops == &REDIS_OPS;
+}
+
+void bus_redis_conn_stats(const sw_bus_t *base, sw_redis_conn_stats_t *cmd, sw_redis_conn_stats_t *sub) {
+  const bus_redis_t *b = (const bus_redis_t *)base;
+  redis_conn_stats(b->cmd, cmd);
+  redis_conn_stats(b->sub, sub);
 }

@@ -7,45 +7,91 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* KEYS[1] {t}:seq  KEYS[2] {t}:log
+/* KEYS[1] {t}:seq  KEYS[2] {t}:log  KEYS[3] {t}:ids  KEYS[4] {t}:idx
  * ARGV[1] now (ms)  ARGV[2] keep_count  ARGV[3] max_age (ms)  ARGV[4] the bus
- * channel  ARGV[5..] timestamp, blob for each message.
+ * channel  ARGV[5] the idempotency window (ms)  ARGV[6] the most ids kept
+ * ARGV[7..] timestamp, blob, id ("" when not idempotent) for each message.
  *
  * Everything is checked before the first write: Redis does not roll a
  * script back when it fails half way. The counter holds how many serials
  * were assigned (the last seq + 1: the first seq is 0, as in core/). It is
  * raised to the log's tail first, so an XADD can never meet an id that is
  * not above the stream's last one (a counter deleted by hand, say), and
- * serials never go back. */
+ * serials never go back.
+ *
+ * Idempotent publishing (RSL1k), here so that it holds across nodes: ids
+ * (client-chosen) are kept in {t}:ids (id -> seq) for the window, with
+ * {t}:idx (expiry, id) to forget them (Redis 7.0 has no per-field expiry);
+ * at most 256 expired ones are forgotten per call. A message whose id is
+ * kept (or earlier in the batch) is not stored: its result is -2 - seq of
+ * the first. The reply is one integer per message: its seq when stored. */
 static const char SCRIPT[] =
-    "local n = (#ARGV - 4) / 2\n"
+    "local n = (#ARGV - 6) / 3\n"
     "if n < 1 or n % 1 ~= 0 then return redis.error_reply('ERR switchboard: bad append arguments') end\n"
     "local now, keep, age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "if not now or not keep or not age then return redis.error_reply('ERR switchboard: bad append policy') end\n"
+    "local win, maxids = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+    "if not now or not keep or not age or not win or not maxids then\n"
+    "  return redis.error_reply('ERR switchboard: bad append policy')\n"
+    "end\n"
     "for i = 0, n - 1 do\n"
-    "  if not tonumber(ARGV[5 + 2 * i]) then return redis.error_reply('ERR switchboard: bad timestamp') end\n"
+    "  if not tonumber(ARGV[7 + 3 * i]) then return redis.error_reply('ERR switchboard: bad timestamp') end\n"
     "end\n"
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "if not cur then return redis.error_reply('ERR switchboard: the serial is not a number') end\n"
+    "local gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 256)\n"
+    "if #gone > 0 then redis.call('HDEL', KEYS[3], unpack(gone)); redis.call('ZREM', KEYS[4], unpack(gone)) end\n"
+    "local res, seen, again, fresh = {}, {}, {}, 0\n"
+    "for i = 0, n - 1 do\n"
+    "  local id = ARGV[9 + 3 * i]\n"
+    "  if id ~= '' then\n"
+    "    if seen[id] then again[i + 1] = true\n"
+    "    else\n"
+    "      local had = redis.call('HGET', KEYS[3], id)\n"
+    "      if had then res[i + 1] = -2 - tonumber(had) else seen[id] = -1; fresh = fresh + 1 end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if fresh > 0 and redis.call('HLEN', KEYS[3]) + fresh > maxids then\n"
+    "  return redis.error_reply('IDSFULL switchboard: too many message ids in the idempotency window')\n"
+    "end\n"
+    "local stored = 0\n"
+    "for i = 1, n do if not res[i] and not again[i] then stored = stored + 1 end end\n"
+    "if stored == 0 then return res end\n"
     "local tail = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
     "if tail[1] then\n"
     "  local t = tonumber(string.match(tail[1][1], '^(%d+)'))\n"
     "  if t and t + 1 > cur then cur = t + 1; redis.call('SET', KEYS[1], string.format('%d', cur)) end\n"
     "end\n"
-    "local first = redis.call('INCRBY', KEYS[1], n) - n\n"
+    "local first = redis.call('INCRBY', KEYS[1], stored) - stored\n"
     "local bus = {first}\n"
+    "local seq = first\n"
     "for i = 0, n - 1 do\n"
-    "  local ts, blob = ARGV[5 + 2 * i], ARGV[6 + 2 * i]\n"
-    "  local e = '0'\n"
-    "  if age > 0 then e = string.format('%d', tonumber(ts) + age) end\n"
-    "  local id = string.format('%d-1', first + i)\n"
-    "  if keep > 0 then\n"
-    "    redis.call('XADD', KEYS[2], 'MAXLEN', '=', keep, id, 't', ts, 'e', e, 'b', blob)\n"
-    "  else\n"
-    "    redis.call('XADD', KEYS[2], id, 't', ts, 'e', e, 'b', blob)\n"
+    "  local ts, blob, id = ARGV[7 + 3 * i], ARGV[8 + 3 * i], ARGV[9 + 3 * i]\n"
+    "  if again[i + 1] then\n"
+    "    res[i + 1] = -2 - seen[id]\n"
+    "  elseif not res[i + 1] then\n"
+    "    local e = '0'\n"
+    "    if age > 0 then e = string.format('%d', tonumber(ts) + age) end\n"
+    "    local sid = string.format('%d-1', seq)\n"
+    "    if keep > 0 then\n"
+    "      redis.call('XADD', KEYS[2], 'MAXLEN', '=', keep, sid, 't', ts, 'e', e, 'b', blob)\n"
+    "    else\n"
+    "      redis.call('XADD', KEYS[2], sid, 't', ts, 'e', e, 'b', blob)\n"
+    "    end\n"
+    "    if id ~= '' then\n"
+    "      seen[id] = seq\n"
+    "      redis.call('HSET', KEYS[3], id, seq)\n"
+    "      redis.call('ZADD', KEYS[4], now + win, id)\n"
+    "    end\n"
+    "    res[i + 1] = seq\n"
+    "    seq = seq + 1\n"
+    "    bus[#bus + 1] = tonumber(ts)\n"
+    "    bus[#bus + 1] = blob\n"
     "  end\n"
-    "  bus[#bus + 1] = tonumber(ts)\n"
-    "  bus[#bus + 1] = blob\n"
+    "end\n"
+    "if fresh > 0 then\n"
+    "  redis.call('PEXPIRE', KEYS[3], win + 60000)\n"
+    "  redis.call('PEXPIRE', KEYS[4], win + 60000)\n"
     "end\n"
     "if age > 0 then\n"
     "  local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)\n"
@@ -63,7 +109,7 @@ static const char SCRIPT[] =
     "  redis.call('PERSIST', KEYS[2])\n"
     "end\n"
     "redis.call('PUBLISH', ARGV[4], cmsgpack.pack(bus))\n"
-    "return first\n";
+    "return res\n";
 
 static char g_sha[41];
 
@@ -96,8 +142,22 @@ typedef struct append_req {
   int argc;
   const char **argv;
   size_t *lens;
+  size_t n;
   bool resent;
 } append_req_t;
+
+/* The script's reply: one integer per message (its seq, or -2 - the
+ * first's seq for a duplicate id). */
+static int append_result(const redisReply *r, size_t n, int64_t *res, int64_t *first) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != n) return -1;
+  *first = -1;
+  for (size_t i = 0; i < n; i++) {
+    if (r->element[i]->type != REDIS_REPLY_INTEGER) return -1;
+    res[i] = r->element[i]->integer;
+    if (res[i] >= 0 && *first < 0) *first = res[i];
+  }
+  return 0;
+}
 
 static void on_append(void *ud, const redisReply *r, int err) {
   append_req_t *q = ud;
@@ -111,9 +171,13 @@ static void on_append(void *ud, const redisReply *r, int err) {
     if (rc == 0) return;
     err = rc == -ENOTCONN ? -ECONNRESET : rc;
   }
-  if (err) q->cb(q->ud, err, -1, NULL);
-  else if (r->type == REDIS_REPLY_INTEGER) q->cb(q->ud, 0, r->integer, NULL);
-  else q->cb(q->ud, -EIO, -1, r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply to the append script");
+  int64_t one, *res = q->n == 1 ? &one : malloc(q->n * sizeof *res), first = -1;
+  if (err) q->cb(q->ud, err, -1, NULL, NULL);
+  else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "IDSFULL", 7) == 0) q->cb(q->ud, -EDQUOT, -1, NULL, r->str);
+  else if (!res) q->cb(q->ud, -ENOMEM, -1, NULL, NULL);
+  else if (append_result(r, q->n, res, &first) == 0) q->cb(q->ud, 0, first, res, NULL);
+  else q->cb(q->ud, -EIO, -1, NULL, r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply to the append script");
+  if (res != &one) free(res);
   free(q);
 }
 
@@ -125,7 +189,7 @@ int redis_log_append(sw_redis_conn_t *c, const sw_log_append_t *req, sw_log_appe
   size_t blobs = 0;
   for (size_t i = 0; i < req->n; i++) {
     if (!req->msgs[i].blob && req->msgs[i].len) return -EINVAL;
-    blobs += req->msgs[i].len;
+    blobs += req->msgs[i].len + (req->msgs[i].id ? strlen(req->msgs[i].id) : 0);
   }
   sw_buf_t keys = {0};
   if (redis_log_key(&keys, req->app_id, req->channel, ":seq")) goto oom;
@@ -134,18 +198,24 @@ int redis_log_append(sw_redis_conn_t *c, const sw_log_append_t *req, sw_log_appe
   size_t k_log = keys.len;
   if (redis_log_key(&keys, req->app_id, req->channel, ":bus")) goto oom;
   size_t k_bus = keys.len;
+  if (redis_log_key(&keys, req->app_id, req->channel, ":ids")) goto oom;
+  size_t k_ids = keys.len;
+  if (redis_log_key(&keys, req->app_id, req->channel, ":idx")) goto oom;
+  size_t k_idx = keys.len;
 
-  /* argv: EVALSHA sha 2 seq log now keep age bus, then ts blob per message.
-   * The request keeps a copy of everything (numbers 24 bytes each): a
-   * resend after NOSCRIPT happens after the caller's buffers are gone. */
-  int argc = 9 + 2 * (int)req->n;
-  size_t nums = (3 + req->n) * 24;
+  /* argv: EVALSHA sha 4 seq log ids idx now keep age bus window maxids,
+   * then ts blob id per message. The request keeps a copy of everything
+   * (numbers 24 bytes each): a resend after NOSCRIPT happens after the
+   * caller's buffers are gone. */
+  int argc = 13 + 3 * (int)req->n;
+  size_t nums = (5 + req->n) * 24;
   size_t size = sizeof(append_req_t) + (size_t)argc * (sizeof(char *) + sizeof(size_t)) + keys.len + nums + blobs;
   append_req_t *q = calloc(1, size);
   if (!q) goto oom;
   q->c = c;
   q->cb = cb;
   q->ud = ud;
+  q->n = req->n;
   q->argc = argc;
   q->argv = (const char **)(q + 1);
   q->lens = (size_t *)(q->argv + argc);
@@ -169,18 +239,26 @@ int redis_log_append(sw_redis_conn_t *c, const sw_log_append_t *req, sw_log_appe
   } while (0)
   ARG("EVALSHA", 7);
   ARG(redis_log_script_sha(), 40);
-  ARG("2", 1);
+  ARG("4", 1);
   ARG(kp, k_seq);
   ARG(kp + k_seq, k_log - k_seq);
+  ARG(kp + k_bus, k_ids - k_bus);
+  ARG(kp + k_ids, k_idx - k_ids);
   NUM(req->now);
   NUM(req->keep_count);
   NUM(req->max_age_ms);
   ARG(kp + k_log, k_bus - k_log);
+  NUM(req->id_window_ms > 0 ? req->id_window_ms : SW_REDIS_LOG_ID_WINDOW_MS);
+  NUM(req->max_ids > 0 ? req->max_ids : SW_REDIS_LOG_MAX_IDS);
   for (size_t i = 0; i < req->n; i++) {
     NUM(req->msgs[i].timestamp);
     if (req->msgs[i].len) memcpy(bp, req->msgs[i].blob, req->msgs[i].len);
     ARG(bp, req->msgs[i].len);
     bp += req->msgs[i].len;
+    size_t il = req->msgs[i].id ? strlen(req->msgs[i].id) : 0;
+    if (il) memcpy(bp, req->msgs[i].id, il);
+    ARG(il ? (const char *)bp : "", il);
+    bp += il;
   }
 #undef NUM
 #undef ARG

@@ -4,6 +4,7 @@
  * Redis Cluster slot ({appId:channel}: app ids have no ':'):
  *   {app:channel}:seq   the channel's serial (INCRBY; never expires, never
  *                       trimmed: serials keep increasing after retention)
+ *   {app:channel}:ids, :idx  idempotent ids (RSL1k): id -> seq, and (expiry, id)
  *   {app:channel}:log   a Stream, one entry per message, id "<seq>-1" (0-0 is
  *                       not a valid stream id and the first seq is 0),
  *                       fields t (timestamp ms), e (expires_at ms, 0 never),
@@ -38,8 +39,10 @@
 #include "util/buf.h"
 
 #define SW_REDIS_LOG_MAX_BATCH 1000 /* messages per append (a ProtocolMessage's bound) */
-#define SW_REDIS_LOG_MAX_PAGE 1000  /* rows per read */
+#define SW_REDIS_LOG_MAX_PAGE 1001  /* rows per read: a REST page of 1000 and one to know there is more */
 #define SW_REDIS_LOG_AGE_TRIM 64    /* expired entries trimmed per append, at most */
+#define SW_REDIS_LOG_ID_WINDOW_MS (2 * 60 * 1000) /* idempotent ids are kept this long (RSL1k: Ably's 2 min) */
+#define SW_REDIS_LOG_MAX_IDS 100000 /* ids kept per channel by default (maxIdempotencyIds) */
 
 /* The Lua source of the append script and its SHA-1 (hex), for
  * sw_redis_conn_opts_t.scripts: loaded at every connect. */
@@ -54,6 +57,7 @@ typedef struct sw_log_msg {
   int64_t timestamp;   /* ms */
   const uint8_t *blob; /* the storage form (codec_msg_to_blob) */
   size_t len;
+  const char *id;      /* an idempotent (client-chosen) id, or NULL (RSL1k) */
 } sw_log_msg_t;
 
 typedef struct sw_log_append {
@@ -63,14 +67,21 @@ typedef struct sw_log_append {
   int64_t keep_count; /* count retention; 0 none */
   int64_t max_age_ms; /* age retention: expires_at = timestamp + max_age_ms; 0 none */
   int64_t now;        /* ms: entries whose expires_at <= now are trimmed */
+  int64_t id_window_ms; /* how long ids are kept; 0: SW_REDIS_LOG_ID_WINDOW_MS */
+  int64_t max_ids;      /* ids kept per channel at most; 0: SW_REDIS_LOG_MAX_IDS */
 } sw_log_append_t;
 
-/* err 0: the messages are in the log with seqs first_seq .. first_seq+n-1
- * (acknowledgeable, per the durability of the Redis: docs/cluster.md).
- * err < 0: -ECONNRESET / -ETIMEDOUT (connection lost or command timed out:
- * the append MAY have happened: idempotent ids settle it), -ESHUTDOWN,
- * -EIO (Redis refused it: why says so, valid during the call). */
-typedef void (*sw_log_append_cb)(void *ud, int err, int64_t first_seq, const char *why);
+/* err 0: the messages are in the log (acknowledgeable, per the durability
+ * of the Redis: docs/cluster.md): res[i] (n entries, valid during the call)
+ * is msgs[i]'s seq, or, for a message whose id the channel had within the
+ * window (or earlier in the batch), -2 - that message's seq: it was not
+ * stored again. first_seq is the first stored seq (-1 if none was); the
+ * stored ones are consecutive. err < 0: -ECONNRESET / -ETIMEDOUT
+ * (connection lost or command timed out: the append MAY have happened:
+ * idempotent ids settle it), -ESHUTDOWN, -EDQUOT (the channel's id window
+ * is full: nothing stored), -EIO (Redis refused it: why says so, valid
+ * during the call). */
+typedef void (*sw_log_append_cb)(void *ud, int err, int64_t first_seq, const int64_t *res, const char *why);
 
 int redis_log_append(sw_redis_conn_t *c, const sw_log_append_t *req, sw_log_append_cb cb, void *ud);
 

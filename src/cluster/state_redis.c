@@ -918,19 +918,6 @@ int state_redis_install(sw_server_t *srv, const sw_state_redis_opts_t *o) {
   return rc ? -1 : 0;
 }
 
-int state_redis_install_url(sw_server_t *srv, const char *url) {
-  sw_state_redis_opts_t o = {0};
-  const char *why = NULL;
-  int rc = redis_url_parse(url, strlen(url), &o.url, &why);
-  if (rc) {
-    fprintf(stderr, "switchboard: --redis: %s\n", rc == -ENOTSUP ? "rediss:// (TLS) is not supported by this build's hiredis (0.14); see docs/cluster.md" : why);
-    return -1;
-  }
-  rc = state_redis_install(srv, &o);
-  OPENSSL_cleanse(&o.url, sizeof o.url);
-  return rc;
-}
-
 void state_redis_stats(const sw_server_t *srv, sw_state_redis_stats_t *st) {
   memset(st, 0, sizeof *st);
   if (srv->shared.ops != &REDIS_STATE_OPS || !srv->shared.impl) return;

@@ -46,9 +46,6 @@ typedef struct sw_state_redis_opts {
  * with a message on stderr. */
 int state_redis_install(sw_server_t *srv, const sw_state_redis_opts_t *o);
 
-/* For the composition root: parses cfg->redis_url and installs. */
-int state_redis_install_url(sw_server_t *srv, const char *url);
-
 typedef struct sw_state_redis_stats {
   uint64_t reloads;  /* full loads completed */
   uint64_t messages; /* announcements applied (other nodes') */

@@ -1,5 +1,7 @@
 #include "core/annotation.h"
 
+#include "core/bus.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,6 +441,10 @@ int annotation_publish(sw_channel_t *ch, const sw_principal_t *p, const char *ca
   anns = NULL; /* owned by pub from here */
   if (!ch->mutable_messages) {
     errors_set(err, SW_E_MUTABLE_NOT_ENABLED, "annotations are not enabled on this channel (mutableMessages)");
+    goto fail;
+  }
+  if (ch->srv->bus && bus_shared(ch->srv->bus)) {
+    errors_set(err, SW_E_MUTABLE_NOT_ENABLED, "annotations are not available on a cluster (--redis) yet");
     goto fail;
   }
   if (!cap_allows(p->cap, ch->name, SW_OP_ANNOTATION_PUBLISH)) {

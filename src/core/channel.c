@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/ai_turns.h"
+#include "core/bus.h"
 #include "core/annotation.h"
 #include "core/conn.h"
 #include "core/delta.h"
@@ -30,11 +31,15 @@
 #define REPLAY_FIRST_PAGE 32
 
 sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *name) {
-  size_t alen = strlen(app->id), nlen = strlen(name);
+  return channel_find_id(srv, app->id, name);
+}
+
+sw_channel_t *channel_find_id(sw_server_t *srv, const char *app_id, const char *name) {
+  size_t alen = strlen(app_id), nlen = strlen(name);
   char stackkey[512];
   char *key = alen + nlen + 1 <= sizeof stackkey ? stackkey : malloc(alen + nlen + 1);
   if (!key) return NULL;
-  memcpy(key, app->id, alen + 1);
+  memcpy(key, app_id, alen + 1);
   memcpy(key + alen + 1, name, nlen);
   sw_channel_t *ch = NULL;
   HASH_FIND(hh, srv->channels, key, alen + 1 + nlen, ch);
@@ -73,9 +78,15 @@ sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name) {
   ch->ns = app_namespace_for(app, ch->name);
   size_t cl = sizeof SW_CHAT_SUFFIX - 1, nlen = strlen(ch->name);
   ch->mutable_messages = ch->ns->mutable_messages || (nlen >= cl && memcmp(ch->name + nlen - cl, SW_CHAT_SUFFIX, cl) == 0);
-  int64_t last = -1;
-  if (store_last_seq(srv->store, app->id, ch->name, &last)) last = -1;
-  ch->last_seq = ch->durable_seq = last < 0 ? 0 : last;
+  if (srv->bus && bus_shared(srv->bus)) {
+    /* Serials are the shared bus's: known once subscribed (ready). */
+    ch->last_seq = ch->durable_seq = -1;
+  } else {
+    int64_t last = -1;
+    if (store_last_seq(srv->store, app->id, ch->name, &last)) last = -1;
+    ch->last_seq = ch->durable_seq = last < 0 ? 0 : last;
+    ch->bus_ready = true;
+  }
   presence_load_fixtures(ch);
   return ch;
 }
@@ -137,10 +148,13 @@ sw_channel_t *channel_get_derived(sw_server_t *srv, sw_app_t *app, const char *n
   d->filter = f;
   d->last_seq = base->last_seq;
   d->durable_seq = base->durable_seq;
+  d->bus_ready = true; /* its base's start point is the one that counts (root_of) */
   d->next_derived = base->derived;
   base->derived = d;
   return d;
 }
+
+static void pubs_free_all(sw_channel_t *ch);
 
 static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
   sw_recent_id_t *r, *tmp;
@@ -160,12 +174,22 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
   }
   filter_free(ch->filter);
   delta_free(ch);
+  if (ch->bus_sub && srv->bus) bus_unsubscribe(srv->bus, ch->app->id, ch->name);
+  /* Publishes answered but not delivered yet (a shared bus closed at
+   * shutdown: no deliver() comes any more). On the tick there are none
+   * (ch->pending). */
+  pubs_free_all(ch);
   HASH_DEL(srv->channels, ch);
   free(ch->hkey);
   free(ch);
 }
 
-/* One publish on its way through storage. */
+/* One publish on its way through the bus (core/bus.h). It stays on its
+ * channel's list (ch->pubs, in publish order; counted in ch->pending) until
+ * the bus has answered (done: the publisher is told) and, if its messages
+ * are to be delivered on this node, deliver() has fanned them out: the
+ * node's own messages then go out as published (one ProtocolMessage per
+ * publish, with its id), without decoding their blobs. */
 typedef struct pub {
   sw_server_t *srv;
   sw_channel_t *ch;
@@ -173,7 +197,10 @@ typedef struct pub {
   size_t n;
   bool *dup;      /* msgs[i] was a duplicate id: not stored, not delivered */
   char **serials; /* msgs[i]'s serial (borrowed from msgs or recent ids) */
-  int64_t last_seq;
+  int64_t first_seq, last_seq; /* of its stored messages; -1 until known (a shared bus tells in done) */
+  bool answered;  /* done ran: the publisher was told */
+  bool fanned;    /* its messages went out (fanout) */
+  struct pub *next;
   sw_publisher_t who;
   char conn_id[SW_CONN_ID_LEN + 1];
 } pub_t;
@@ -185,6 +212,30 @@ static void pub_free(pub_t *p) {
   free(p->serials);
   if (p->who.rest_sock) sock_unref(p->who.rest_sock);
   free(p);
+}
+
+static void pubs_free_all(sw_channel_t *ch) {
+  while (ch->pubs) {
+    pub_t *p = ch->pubs;
+    ch->pubs = p->next;
+    pub_free(p);
+  }
+}
+
+static void pub_link(sw_channel_t *ch, pub_t *p) {
+  pub_t **pp = &ch->pubs;
+  while (*pp) pp = &(*pp)->next;
+  *pp = p;
+  ch->pending++;
+}
+
+static void pub_unlink(sw_channel_t *ch, pub_t *p) {
+  for (pub_t **pp = &ch->pubs; *pp; pp = &(*pp)->next)
+    if (*pp == p) {
+      *pp = p->next;
+      ch->pending--;
+      return;
+    }
 }
 
 void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask, const char *skip_conn_id) {
@@ -223,7 +274,16 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
   frame_unref(frames[1]);
 }
 
+/* echo=false (RTC1a): the publisher's own connection is skipped, if it is
+ * on this node. */
+static const char *echo_skip(sw_server_t *srv, const char *conn_id) {
+  if (!conn_id || !conn_id[0]) return NULL;
+  sw_conn_t *pc = conn_find(srv, conn_id);
+  return pc && !pc->echo ? conn_id : NULL;
+}
+
 static void fanout(sw_channel_t *ch, pub_t *p) {
+  p->fanned = true;
   sw_msg_t *live = malloc(p->n * sizeof *live);
   if (!live) return;
   size_t n = 0;
@@ -233,7 +293,6 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
     free(live);
     return;
   }
-  metrics_add(SW_M_MESSAGES_IN, n);
   char pid[SW_CONN_ID_LEN + 32];
   sw_pmsg_t m = {
       .action = SW_ACTION_MESSAGE,
@@ -248,12 +307,7 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
     m.id = pid;
     m.connection_id = p->conn_id;
   }
-  /* echo=false (RTC1a): the publisher's own connection is skipped. */
-  const char *skip = NULL;
-  if (p->conn_id[0]) {
-    sw_conn_t *pc = conn_find(ch->srv, p->conn_id);
-    if (pc && !pc->echo) skip = p->conn_id;
-  }
+  const char *skip = echo_skip(ch->srv, p->conn_id);
   delta_begin(ch, &m);
   channel_broadcast(ch, &m, SW_MODE_SUBSCRIBE, skip);
   delta_end(ch, &m);
@@ -301,21 +355,109 @@ static void notify(pub_t *p, const sw_error_t *err) {
   channel_notify(p->srv, &who, p->ch->name, err, p->serials, p->n);
 }
 
-static void on_stored(void *ud, int status) {
+/* Frees the publishes that are answered and will not be delivered here
+ * (delivered already, nothing stored, or a shared bus's channel this node
+ * does not hear: not subscribed, or its start point is past them). */
+static void pubs_settle(sw_channel_t *ch) {
+  bool hears = ch->srv->bus && bus_shared(ch->srv->bus) && ch->bus_ready;
+  for (pub_t *p = ch->pubs, *next; p; p = next) {
+    next = p->next;
+    if (!p->answered) continue;
+    if (!p->fanned && p->first_seq >= 0 && hears && p->last_seq > ch->durable_seq) continue;
+    pub_unlink(ch, p);
+    pub_free(p);
+  }
+}
+
+/* The bus's done(): the publisher is told (ACK/NACK, the REST answer). A
+ * shared bus gives the serials only now (and says which ids it had
+ * already, RSL1k); bus_local gave them at the call, and has delivered the
+ * messages just before. */
+static void on_published(void *ud, const sw_error_t *err, const sw_bus_seq_t *seqs, size_t n) {
   pub_t *p = ud;
   sw_channel_t *ch = p->ch;
-  ch->pending--;
-  if (status == 0) {
-    if (p->last_seq > ch->durable_seq) ch->durable_seq = p->last_seq;
-    fanout(ch, p);
-    notify(p, NULL);
-  } else {
-    sw_error_t err;
-    errors_set(&err, SW_E_INTERNAL, "message could not be stored");
-    log_error("storage failed for channel %s: %d", ch->name, status);
-    notify(p, &err);
+  p->answered = true;
+  if (err) {
+    log_ev(SW_LOG_WARN, "channel.publish_failed", p->conn_id[0] ? p->conn_id : NULL, ch->app->id, err->code,
+           "publish on %s failed: %s", ch->name, err->message);
+    notify(p, err);
+    pub_unlink(ch, p);
+    pub_free(p);
+    return;
   }
-  pub_free(p);
+  if (bus_shared(ch->srv->bus)) {
+    size_t k = 0;
+    for (size_t i = 0; i < p->n && k < n; i++) {
+      if (p->dup[i]) continue;
+      const sw_bus_seq_t *s = &seqs[k++];
+      char serial[SW_SERIAL_LEN + 1];
+      free(p->msgs[i].serial);
+      p->msgs[i].serial = NULL;
+      if (s->seq >= 0) {
+        serial_format(s->seq, serial);
+        p->msgs[i].serial = strdup(serial);
+      }
+      p->serials[i] = p->msgs[i].serial;
+      if (s->dup) {
+        p->dup[i] = true;
+        continue;
+      }
+      if (p->first_seq < 0) p->first_seq = s->seq;
+      p->last_seq = s->seq;
+    }
+  }
+  /* Messages in: stored ones published through this node. */
+  size_t stored = 0;
+  for (size_t i = 0; i < p->n; i++) stored += !p->dup[i];
+  metrics_add(SW_M_MESSAGES_IN, stored);
+  notify(p, NULL);
+  /* Answered: a REST socket need not wait for the delivery. */
+  if (p->who.rest_sock) sock_unref(p->who.rest_sock);
+  p->who.rest_sock = NULL;
+  pubs_settle(ch);
+}
+
+/* A message of another publisher (another node's, or the node's own whose
+ * publish was not answered yet) from its blob: decoded once here, fanned
+ * out to every subscriber of this node. */
+static void deliver_decoded(sw_channel_t *ch, int64_t seq, const uint8_t *blob, size_t len) {
+  sw_msg_t msg = {0};
+  if (codec_msg_from_blob(blob, len, &msg)) {
+    log_warn("channel %s: message %lld is not readable; not delivered", ch->name, (long long)seq);
+    return;
+  }
+  char serial[SW_SERIAL_LEN + 1];
+  serial_format(seq, serial);
+  if (!msg.serial) msg.serial = strdup(serial);
+  sw_pmsg_t m = {.action = SW_ACTION_MESSAGE, .channel = (char *)ch->name, .channel_serial = serial,
+                 .timestamp = msg.timestamp, .connection_id = msg.connection_id, .messages = &msg, .n_messages = 1};
+  const char *skip = echo_skip(ch->srv, msg.connection_id);
+  delta_begin(ch, &m);
+  channel_broadcast(ch, &m, SW_MODE_SUBSCRIBE, skip);
+  delta_end(ch, &m);
+  channel_broadcast_derived(ch, &m, skip);
+  msg_clear(&msg);
+}
+
+/* The bus's deliver(): message seq of (app_id, channel) is durable and in
+ * order; it goes to this node's subscribers, once. */
+static void on_bus_deliver(void *ud, const char *app_id, const char *channel, int64_t seq, int64_t ts,
+                           const uint8_t *blob, size_t len) {
+  (void)ts;
+  sw_server_t *srv = ud;
+  sw_channel_t *ch = channel_find_id(srv, app_id, channel);
+  /* A publish's later messages went out with its first. */
+  if (!ch || seq <= ch->durable_seq) return;
+  pub_t *own = NULL;
+  for (pub_t *p = ch->pubs; p && !own; p = p->next)
+    if (!p->fanned && p->first_seq >= 0 && seq >= p->first_seq && seq <= p->last_seq) own = p;
+  /* A publish's messages are durable together (one store transaction, or
+   * one Redis script), so all of them go out now. */
+  ch->durable_seq = own ? own->last_seq : seq;
+  if (ch->last_seq < ch->durable_seq) ch->last_seq = ch->durable_seq;
+  if (own) fanout(ch, own);
+  else deliver_decoded(ch, seq, blob, len);
+  if (ch->pubs) pubs_settle(ch);
 }
 
 static sw_recent_id_t *recent_find(sw_channel_t *ch, const char *id) {
@@ -342,8 +484,9 @@ static void recent_add(sw_channel_t *ch, const char *id, int64_t seq, int64_t no
  * window is 42913, Ably's per-channel publish rate code: it fills only when
  * the channel gets more than maxIdempotencyIds new ids in two minutes, and
  * frees itself as they expire. A resend of an id in the window is no new id
- * and is still answered as the duplicate it is. */
-static int recent_ids_admit(sw_channel_t *ch, const sw_msg_t *msgs, size_t n, sw_error_t *err) {
+ * and is still answered as the duplicate it is. On a shared bus the window
+ * is the bus's (in Redis, across nodes): only the length is checked here. */
+static int recent_ids_admit(sw_channel_t *ch, const sw_msg_t *msgs, size_t n, bool shared, sw_error_t *err) {
   const sw_limits_t *l = &ch->srv->cfg->limits;
   size_t fresh = 0;
   for (size_t i = 0; i < n; i++) {
@@ -351,7 +494,7 @@ static int recent_ids_admit(sw_channel_t *ch, const sw_msg_t *msgs, size_t n, sw
     if (strlen(msgs[i].id) > (size_t)l->max_message_id_length)
       return errors_set(err, 40031, "message id longer than %lld bytes (maxMessageIdLength)",
                         (long long)l->max_message_id_length);
-    fresh += recent_find(ch, msgs[i].id) == NULL;
+    fresh += !shared && recent_find(ch, msgs[i].id) == NULL;
   }
   if (fresh && HASH_COUNT(ch->recent_ids) + fresh > (size_t)l->max_idempotency_ids)
     return errors_set(err, 42913,
@@ -371,7 +514,8 @@ static bool all_ephemeral(const sw_msg_t *msgs, size_t n) {
 /* An ephemeral publish is delivered at once and never stored: no serial
  * (so no channelSerial: a resume neither expects nor replays it), no
  * history, no rewind, no idempotency window. The publisher is answered as
- * usual (its ACK still waits for its earlier publishes, conn.c). */
+ * usual (its ACK still waits for its earlier publishes, conn.c). On a
+ * shared bus it reaches this node's subscribers only. */
 static void publish_ephemeral(sw_channel_t *ch, pub_t *p) {
   char base[SW_CONN_ID_LEN + 32];
   if (p->conn_id[0]) snprintf(base, sizeof base, "%s:%lld", p->conn_id, (long long)p->who.msg_serial);
@@ -382,6 +526,7 @@ static void publish_ephemeral(sw_channel_t *ch, pub_t *p) {
     snprintf(id, sizeof id, "%s:%zu", base, i);
     p->msgs[i].id = strdup(id);
   }
+  metrics_add(SW_M_MESSAGES_IN, p->n);
   fanout(ch, p);
   notify(p, NULL);
   pub_free(p);
@@ -389,18 +534,20 @@ static void publish_ephemeral(sw_channel_t *ch, pub_t *p) {
 
 int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publisher_t *who,
                     sw_error_t *err) {
-  if (recent_ids_admit(ch, msgs, n, err)) {
+  sw_bus_t *bus = ch->srv->bus;
+  bool shared = bus && bus_shared(bus);
+  if (recent_ids_admit(ch, msgs, n, shared, err)) {
     for (size_t i = 0; i < n; i++) msg_clear(&msgs[i]);
     free(msgs);
     return -1;
   }
   sw_server_t *srv;
   pub_t *p = calloc(1, sizeof *p);
-  sw_store_rec_t *recs = NULL;
+  sw_bus_msg_t *bmsgs = NULL;
   sw_buf_t blobs = {0};
   size_t *offs = NULL;
   if (!p) goto oom;
-  if (!ch->srv->store) {
+  if (!ch->srv->store || !bus) {
     free(p);
     p = NULL;
     errors_set(err, SW_E_INTERNAL, "server shutting down");
@@ -414,11 +561,12 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
   if (who->conn_id) snprintf(p->conn_id, sizeof p->conn_id, "%s", who->conn_id);
   if (who->rest_sock) sock_ref(who->rest_sock);
   p->ch = ch;
+  p->first_seq = p->last_seq = -1;
   p->dup = calloc(n, sizeof *p->dup);
   p->serials = calloc(n, sizeof *p->serials);
-  recs = calloc(n, sizeof *recs);
+  bmsgs = calloc(n, sizeof *bmsgs);
   offs = calloc(n + 1, sizeof *offs);
-  if (!p->dup || !p->serials || !recs || !offs) goto oom;
+  if (!p->dup || !p->serials || !bmsgs || !offs) goto oom;
 
   srv = p->srv = ch->srv;
 
@@ -435,13 +583,17 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
   for (size_t i = 0; ch->ns->cancel_owner_only && i < n; i++) ai_turns_observe(ch, &p->msgs[i]);
   if (all_ephemeral(p->msgs, n)) {
     publish_ephemeral(ch, p);
-    free(recs);
+    free(bmsgs);
     free(offs);
     return 0;
   }
   int64_t now = clock_now_ms();
   size_t nrec = 0;
-  int64_t first_seq = ch->last_seq + 1;
+  /* bus_local assigns ch->last_seq + 1.. in the call (core/bus.h), so a
+   * local publish knows its serials now, and they go into the blobs as the
+   * store has always had them; a shared bus assigns them in Redis, and
+   * readers take a message's serial from its seq. */
+  int64_t first_seq = shared ? -1 : ch->last_seq + 1;
   /* Ids the server makes itself (connectionId:msgSerial:index, TM2a; or a
    * random base for REST) are unique by construction: only ids the client
    * chose enter the idempotency window. */
@@ -457,44 +609,41 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
       snprintf(id, sizeof id, "%s:%zu", base, i);
       if (!(m->id = strdup(id))) goto oom;
     }
-    sw_recent_id_t *r = chosen ? recent_find(ch, m->id) : NULL;
-    bool dup_in_batch = false;
-    for (size_t j = 0; chosen && j < i && !dup_in_batch; j++)
-      dup_in_batch = !p->dup[j] && p->msgs[j].id && strcmp(p->msgs[j].id, m->id) == 0;
-    if (r || dup_in_batch) {
-      /* RSL1k: an id seen within the window is acknowledged, not republished. */
-      p->dup[i] = true;
-      continue;
-    }
-    char serial[SW_SERIAL_LEN + 1];
-    int64_t seq = ++ch->last_seq;
-    serial_format(seq, serial);
     free(m->serial);
-    m->serial = strdup(serial);
-    if (!m->serial) goto oom;
-    p->serials[i] = m->serial;
-    if (chosen) recent_add(ch, m->id, seq, now);
+    m->serial = NULL;
+    if (!shared) {
+      sw_recent_id_t *r = chosen ? recent_find(ch, m->id) : NULL;
+      bool dup_in_batch = false;
+      for (size_t j = 0; chosen && j < i && !dup_in_batch; j++)
+        dup_in_batch = !p->dup[j] && p->msgs[j].id && strcmp(p->msgs[j].id, m->id) == 0;
+      if (r || dup_in_batch) {
+        /* RSL1k: an id seen within the window is acknowledged, not republished. */
+        p->dup[i] = true;
+        continue;
+      }
+      char serial[SW_SERIAL_LEN + 1];
+      int64_t seq = first_seq + (int64_t)nrec;
+      serial_format(seq, serial);
+      if (!(m->serial = strdup(serial))) goto oom;
+      p->serials[i] = m->serial;
+      if (chosen) recent_add(ch, m->id, seq, now);
+    }
     offs[nrec] = blobs.len;
     if (codec_msg_to_blob(m, &blobs)) goto oom;
-    recs[nrec] = (sw_store_rec_t){
-        .app_id = ch->app->id,
-        .channel = ch->name,
-        .seq = seq,
-        .timestamp = m->timestamp,
-        .msg_id = m->id,
-        .expires_at = now + ch->ns->retention_ms,
-        .keep_count = ch->ns->keep_count,
-    };
+    bmsgs[nrec] = (sw_bus_msg_t){.timestamp = m->timestamp, .id = m->id, .idempotent = chosen};
     nrec++;
   }
   offs[nrec] = blobs.len;
   for (size_t i = 0; i < nrec; i++) {
-    recs[i].blob = blobs.data + offs[i];
-    recs[i].blob_len = offs[i + 1] - offs[i];
+    bmsgs[i].blob = blobs.data + offs[i];
+    bmsgs[i].len = offs[i + 1] - offs[i];
   }
-  p->last_seq = ch->last_seq;
+  if (!shared && nrec) {
+    p->first_seq = first_seq;
+    p->last_seq = first_seq + (int64_t)nrec - 1;
+  }
   /* Duplicates keep the serial their first publish got, if still known. */
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; !shared && i < n; i++) {
     if (!p->dup[i]) continue;
     sw_recent_id_t *r = p->msgs[i].id ? recent_find(ch, p->msgs[i].id) : NULL;
     if (r) {
@@ -505,18 +654,21 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
       p->serials[i] = p->msgs[i].serial;
     }
   }
-  /* Every publish goes through the store, even one of duplicates only, so
-   * completions (and so ACKs) keep submission order. */
-  ch->pending++;
-  if (store_submit(srv->store, recs, nrec, on_stored, p)) {
-    ch->pending--;
-    if (ch->last_seq == p->last_seq) ch->last_seq = first_seq - 1;
-    errors_set(err, SW_E_INTERNAL, "storage unavailable");
+  /* Every publish goes through the bus, even one of duplicates only (a
+   * barrier on bus_local), so completions (and so ACKs) keep publish order.
+   * A message's age counts from now; retentionSeconds 0 keeps it 1 ms. */
+  sw_bus_policy_t pol = {.keep_count = ch->ns->keep_count,
+                         .max_age_ms = ch->ns->retention_ms > 0 ? ch->ns->retention_ms : 1,
+                         .max_ids = ch->srv->cfg->limits.max_idempotency_ids};
+  pub_link(ch, p);
+  if (bus_publish(bus, ch->app->id, ch->name, bmsgs, nrec, &pol, on_published, p, err)) {
+    pub_unlink(ch, p);
     pub_free(p);
     p = NULL;
     goto fail;
   }
-  free(recs);
+  (void)srv;
+  free(bmsgs);
   free(offs);
   buf_free(&blobs);
   return 0;
@@ -528,7 +680,7 @@ fail:
     for (size_t i = 0; i < n; i++) msg_clear(&msgs[i]);
     free(msgs);
   }
-  free(recs);
+  free(bmsgs);
   free(offs);
   buf_free(&blobs);
   return -1;
@@ -559,41 +711,106 @@ typedef struct sw_replay {
   sw_store_rows_t rows; /* the page read; rows[next..] are not sent yet */
   size_t next;
   size_t page_rows;     /* rows to ask for in the next read */
+  size_t low_water;     /* the socket's mark when the read was asked for */
+  bool reading;         /* a bus_read is in flight: the step continues from its answer */
+  bool read_failed;     /* ... and it failed (err) */
+  sw_error_t err;
+  sw_attach_t *a;       /* valid while !ended */
 } sw_replay_t;
+
+static void replay_step(sw_attach_t *a);
 
 static void replay_free(sw_replay_t *r) {
   store_rows_free(&r->rows);
   free(r);
 }
 
+/* An ATTACH waiting for its channel's start point (a shared bus's ready())
+ * or for the read that finds where a rewind starts (sw_attach.wait). */
+typedef struct attach_wait {
+  sw_attach_t *a;       /* NULL once cancelled (detach, a new ATTACH, the transport gone) */
+  bool reading;         /* the rewind read is in flight: its answer frees a cancelled wait */
+  uint32_t modes;
+  char *channel_serial; /* NULL: fresh attach */
+  int64_t rewind_count, rewind_ms;
+  json_t *params;
+  char *channel_name;
+  /* Worked out when the channel is ready: */
+  int64_t up_to, after, start_ms;
+  bool resumed, replaying;
+} attach_wait_t;
+
+static void attach_wait_free(attach_wait_t *w) {
+  free(w->channel_serial);
+  free(w->channel_name);
+  json_decref(w->params);
+  free(w);
+}
+
+static void attach_wait_cancel(sw_attach_t *a) {
+  attach_wait_t *w = a->wait;
+  if (!w) return;
+  a->wait = NULL;
+  w->a = NULL;
+  if (!w->reading) attach_wait_free(w);
+}
+
 void channel_replay_end(sw_attach_t *a) {
+  attach_wait_cancel(a);
   sw_replay_t *r = a->replay;
   if (!r) return;
   a->replay = NULL;
-  if (r->running) r->ended = true; /* replay_step frees it when the send returns */
-  else replay_free(r);
+  r->ended = true;
+  /* replay_step frees it when the send returns; a read's answer when it comes. */
+  if (!r->running && !r->reading) replay_free(r);
 }
 
-/* Reads the next page after r->after. 0, or a negative errno. */
+/* The answer of a replay's read: the page is kept and the step goes on
+ * (unless it is running: bus_local answers from inside bus_read). */
+static void on_replay_read(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  (void)cursor, (void)more;
+  sw_replay_t *r = ud;
+  r->reading = false;
+  if (r->ended) {
+    store_rows_free(rows);
+    if (!r->running) replay_free(r);
+    return;
+  }
+  if (err) {
+    r->read_failed = true;
+    r->err = *err;
+    store_rows_free(rows);
+  } else {
+    r->rows = *rows;
+    r->last_page = r->rows.n < r->page_rows;
+    /* The next page is about one low-water mark of data: small messages in
+     * few reads, large ones without holding megabytes per replay. */
+    size_t bytes = 0;
+    for (size_t i = 0; i < r->rows.n; i++) bytes += r->rows.rows[i].blob_len;
+    if (r->rows.n) {
+      size_t fit = r->low_water / (bytes / r->rows.n + 1) + 1;
+      r->page_rows = fit < REPLAY_PAGE ? fit : REPLAY_PAGE;
+    }
+  }
+  if (!r->running) replay_step(r->a);
+}
+
+/* Asks the bus for the next page after r->after (the answer may come
+ * later: r->reading). 0, or -1 with r->err. */
 static int replay_read(sw_attach_t *a, sw_replay_t *r, size_t low_water) {
   sw_channel_t *ch = root_of(a->ch);
   store_rows_free(&r->rows);
   r->next = 0;
   r->read_upto = ch->durable_seq;
-  sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = r->after,
+  r->low_water = low_water;
+  sw_bus_range_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = r->after,
                       .before_seq = (r->by_vseq ? ch->durable_seq : r->seq_end) + 1,
                       .start = r->by_vseq ? 0 : r->start_ms, .end = INT64_MAX, .forwards = true,
                       .limit = r->page_rows, .now = clock_now_ms(), .by_vseq = r->by_vseq};
-  int rc = store_history(ch->srv->store, &q, &r->rows);
-  if (rc) return rc;
-  r->last_page = r->rows.n < r->page_rows;
-  /* The next page is about one low-water mark of data: small messages in
-   * few reads, large ones without holding megabytes per replay. */
-  size_t bytes = 0;
-  for (size_t i = 0; i < r->rows.n; i++) bytes += r->rows.rows[i].blob_len;
-  if (r->rows.n) {
-    size_t fit = low_water / (bytes / r->rows.n + 1) + 1;
-    r->page_rows = fit < REPLAY_PAGE ? fit : REPLAY_PAGE;
+  r->reading = true;
+  if (bus_read(ch->srv->bus, &q, on_replay_read, r, &r->err)) {
+    r->reading = false;
+    return -1;
   }
   return 0;
 }
@@ -607,6 +824,12 @@ static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t seria
   sw_conn_t *c = a->conn;
   sw_msg_t msg = {0};
   if (codec_msg_from_blob(row->blob, row->blob_len, &msg)) return;
+  char own[SW_SERIAL_LEN + 1];
+  if (!msg.serial) {
+    /* A cluster's log stores messages before their serial is known: it is their seq. */
+    serial_format(row->seq, own);
+    msg.serial = strdup(own);
+  }
   int64_t version = annotation_head_version(&msg, row->seq);
   bool summary = holds >= 0 && row->vseq > version && row->seq <= holds && msg.annotations;
   bool head = !summary || version > holds;
@@ -685,32 +908,29 @@ static void replay_step(sw_attach_t *a) {
       r->ended = true;
       break;
     }
-    int rc = replay_read(a, r, low);
-    if (rc) {
-      log_error("replay on %s stopped: storage read failed (%d)", a->ch->name, rc);
-      a->replay = NULL;
-      r->ended = true;
-      break;
+    if (replay_read(a, r, low) == 0 && !r->read_failed) {
+      if (r->reading) break; /* on_replay_read continues */
+      continue;
     }
+    /* The log cannot be read (a shared store unreachable): the client is
+     * told the channel is detached and re-attaches from its channelSerial
+     * (RTL13a), rather than going live past what it missed. */
+    log_ev(SW_LOG_WARN, "channel.replay_failed", c->id, a->ch->app->id, r->err.code, "replay on %s stopped: %s",
+           a->ch->name, r->err.message);
+    a->replay = NULL;
+    a->delivering = false;
+    r->ended = true;
+    sw_pmsg_t d = {.action = SW_ACTION_DETACHED, .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+                   .error = r->err};
+    conn_send_pmsg(c, &d);
+    break;
   }
   r->running = false;
-  if (r->ended) replay_free(r);
+  if (r->ended && !r->reading) replay_free(r);
 }
 
 void channel_replay_continue(sw_attach_t *a) { replay_step(a); }
 
-/* The seq after which a rewind starts: before the last last_n messages up
- * to up_to, or before the first one since start_ms; up_to if none. */
-static int64_t rewind_start(sw_channel_t *ch, int64_t last_n, int64_t start_ms, int64_t up_to) {
-  sw_history_q_t q = {.app_id = ch->app->id, .channel = ch->name, .after_seq = -1, .before_seq = up_to + 1,
-                      .start = start_ms, .end = INT64_MAX, .forwards = last_n <= 0,
-                      .limit = last_n > 0 ? (size_t)last_n : 1, .now = clock_now_ms()};
-  sw_store_rows_t rows = {0};
-  int64_t after = up_to;
-  if (store_history(ch->srv->store, &q, &rows) == 0 && rows.n) after = rows.rows[rows.n - 1].seq - 1;
-  store_rows_free(&rows);
-  return after;
-}
 
 /* ------------------------------------------------------------ occupancy */
 
@@ -798,6 +1018,116 @@ static void occupancy_tick(sw_channel_t *ch, int64_t now) {
   }
 }
 
+static void attach_finish(attach_wait_t *w);
+
+/* The answer of the read that finds where a rewind starts: before the
+ * last last_n messages up to up_to, or before the first one since
+ * start_ms; up_to if none (or if the read failed: no backlog). */
+static void on_rewind_read(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  (void)cursor, (void)more;
+  attach_wait_t *w = ud;
+  w->reading = false;
+  if (!err && rows->n) w->after = rows->rows[rows->n - 1].seq - 1;
+  store_rows_free(rows);
+  if (!w->a) {
+    attach_wait_free(w); /* cancelled meanwhile */
+    return;
+  }
+  attach_finish(w);
+}
+
+/* The channel is ready (its durable_seq is the start point): works out
+ * what to replay, then finishes the attach, once the rewind's start is
+ * read if there is one. */
+static void attach_go(attach_wait_t *w) {
+  sw_attach_t *a = w->a;
+  sw_channel_t *ch = a->ch, *root = root_of(ch);
+  int64_t up_to = root->durable_seq, after = up_to, start_ms = 0, last_n = 0;
+  bool resumed = false, replaying = false;
+  int64_t seq;
+  if (w->channel_serial && serial_parse(w->channel_serial, strlen(w->channel_serial), &seq) == 0 && seq <= up_to) {
+    /* RTL4c1: continue after the last message the client saw. */
+    after = seq;
+    resumed = replaying = true;
+    /* Unless the connection's members left meanwhile (remainPresentFor):
+     * without RESUMED the client enters them again (RTP17i). */
+    if (a->presence_lost) resumed = false;
+  } else if (w->rewind_count > 0 || w->rewind_ms > 0) {
+    /* A rewind sends at most maxRewind messages (Ably: 100), the latest. */
+    int64_t cap = ch->srv->cfg->limits.max_rewind;
+    last_n = w->rewind_count > 0 && w->rewind_count < cap ? w->rewind_count : cap;
+    if (w->rewind_ms > 0) start_ms = clock_now_ms() - w->rewind_ms;
+    replaying = true;
+  }
+  a->presence_lost = false;
+  replaying = replaying && (a->modes & SW_MODE_SUBSCRIBE);
+  w->up_to = up_to;
+  w->after = after;
+  w->start_ms = start_ms;
+  w->resumed = resumed;
+  w->replaying = replaying;
+  if (!replaying || resumed) {
+    attach_finish(w);
+    return;
+  }
+  sw_bus_range_t q = {.app_id = root->app->id, .channel = root->name, .after_seq = -1, .before_seq = up_to + 1,
+                      .start = start_ms, .end = INT64_MAX, .forwards = false, .limit = (size_t)last_n,
+                      .now = clock_now_ms()};
+  sw_error_t err;
+  w->reading = true;
+  if (bus_read(ch->srv->bus, &q, on_rewind_read, w, &err)) {
+    w->reading = false;
+    attach_finish(w); /* no backlog */
+  }
+}
+
+/* Sends ATTACHED and starts the replay, if any; frees w. */
+static void attach_finish(attach_wait_t *w) {
+  sw_attach_t *a = w->a;
+  sw_channel_t *ch = a->ch;
+  sw_conn_t *c = a->conn;
+  a->wait = NULL;
+  int64_t up_to = w->up_to, after = w->after;
+  bool resumed = w->resumed, replaying = w->replaying;
+  sw_replay_t *r = replaying ? calloc(1, sizeof *r) : NULL;
+  if (replaying && !r) replaying = false, after = up_to;
+
+  /* ably-js takes ATTACHED's channelSerial as its own (RTL15b): with a
+   * replay it is where the replay starts, so a client cut off before the
+   * first replayed message resumes from there; with a rewind it is also
+   * the attachSerial, and history untilAttach (RTL10b) ends where the
+   * rewind begins. */
+  char serial[SW_SERIAL_LEN + 1];
+  serial_format(replaying ? after : up_to, serial);
+  sw_pmsg_t m = {.action = SW_ACTION_ATTACHED,
+                 .channel = (char *)(w->channel_name ? w->channel_name : ch->name),
+                 .flags = (int64_t)a->modes | (resumed ? SW_FLAG_RESUMED : 0) |
+                          (ch->n_members ? SW_FLAG_HAS_PRESENCE : 0) |
+                          /* RTL2i: a rewind with messages to replay */
+                          (replaying && !resumed && after < up_to ? SW_FLAG_HAS_BACKLOG : 0),
+                 .has_flags = true,
+                 .channel_serial = serial,
+                 .params = w->params};
+  conn_send_pmsg(c, &m);
+  a->delivering = true;
+  a->from_seq = replaying ? after : up_to;
+  a->live_seq = up_to;
+  mutation_attach_free(a);
+  int64_t start_ms = w->start_ms;
+  attach_wait_free(w);
+  if (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) presence_sync(ch, a);
+  if (r) {
+    r->a = a;
+    r->by_vseq = resumed;
+    r->after = r->resume_from = after;
+    r->seq_end = up_to;
+    r->start_ms = start_ms;
+    r->page_rows = REPLAY_FIRST_PAGE;
+    a->replay = r;
+    replay_step(a);
+  }
+}
+
 int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   sw_attach_t *a = NULL;
   HASH_FIND_PTR(c->attachments, &ch, a);
@@ -812,7 +1142,7 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     ch->subs = a;
     ch->n_subs++;
   }
-  channel_replay_end(a); /* a new attach replaces a replay in progress */
+  channel_replay_end(a); /* a new attach replaces a replay (or a wait) in progress */
   free(a->wire_name);
   a->wire_name = req->channel_name && strcmp(req->channel_name, ch->name) ? strdup(req->channel_name) : NULL;
   a->modes = req->modes;
@@ -822,62 +1152,61 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
   a->occ_due = occ != 0;
   if (delta_attach(a, req->params)) return -1;
 
-  int64_t up_to = root_of(ch)->durable_seq, after = up_to, start_ms = 0, last_n = 0;
-  bool resumed = false, replaying = false;
-  int64_t seq;
-  if (req->channel_serial && serial_parse(req->channel_serial, strlen(req->channel_serial), &seq) == 0 &&
-      seq <= up_to) {
-    /* RTL4c1: continue after the last message the client saw. */
-    after = seq;
-    resumed = replaying = true;
-    /* Unless the connection's members left meanwhile (remainPresentFor):
-     * without RESUMED the client enters them again (RTP17i). */
-    if (a->presence_lost) resumed = false;
-  } else if (req->rewind_count > 0 || req->rewind_ms > 0) {
-    /* A rewind sends at most maxRewind messages (Ably: 100), the latest. */
-    int64_t cap = ch->srv->cfg->limits.max_rewind;
-    last_n = req->rewind_count > 0 && req->rewind_count < cap ? req->rewind_count : cap;
-    if (req->rewind_ms > 0) start_ms = clock_now_ms() - req->rewind_ms;
-    replaying = true;
+  attach_wait_t *w = calloc(1, sizeof *w);
+  if (!w) return -1;
+  *w = (attach_wait_t){.a = a, .modes = req->modes, .rewind_count = req->rewind_count, .rewind_ms = req->rewind_ms,
+                       .params = json_incref(req->params)};
+  if ((req->channel_serial && !(w->channel_serial = strdup(req->channel_serial))) ||
+      (req->channel_name && !(w->channel_name = strdup(req->channel_name)))) {
+    attach_wait_free(w);
+    return -1;
   }
-  a->presence_lost = false;
-  replaying = replaying && (a->modes & SW_MODE_SUBSCRIBE);
-  if (replaying && !resumed) after = rewind_start(root_of(ch), last_n, start_ms, up_to);
-  sw_replay_t *r = replaying ? calloc(1, sizeof *r) : NULL;
-  if (replaying && !r) return -1;
-
-  /* ably-js takes ATTACHED's channelSerial as its own (RTL15b): with a
-   * replay it is where the replay starts, so a client cut off before the
-   * first replayed message resumes from there; with a rewind it is also
-   * the attachSerial, and history untilAttach (RTL10b) ends where the
-   * rewind begins. */
-  char serial[SW_SERIAL_LEN + 1];
-  serial_format(replaying ? after : up_to, serial);
-  sw_pmsg_t m = {.action = SW_ACTION_ATTACHED,
-                 .channel = (char *)(req->channel_name ? req->channel_name : ch->name),
-                 .flags = (int64_t)a->modes | (resumed ? SW_FLAG_RESUMED : 0) |
-                          (ch->n_members ? SW_FLAG_HAS_PRESENCE : 0) |
-                          /* RTL2i: a rewind with messages to replay */
-                          (replaying && !resumed && after < up_to ? SW_FLAG_HAS_BACKLOG : 0),
-                 .has_flags = true,
-                 .channel_serial = serial,
-                 .params = req->params};
-  conn_send_pmsg(c, &m);
-  a->delivering = true;
-  a->from_seq = replaying ? after : up_to;
-  a->live_seq = up_to;
-  mutation_attach_free(a);
-  if (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) presence_sync(ch, a);
-  if (r) {
-    r->by_vseq = resumed;
-    r->after = r->resume_from = after;
-    r->seq_end = up_to;
-    r->start_ms = start_ms;
-    r->page_rows = REPLAY_FIRST_PAGE;
-    a->replay = r;
-    replay_step(a);
+  a->wait = w;
+  sw_channel_t *root = root_of(ch);
+  if (!root->bus_ready) {
+    /* A shared bus: ATTACHED waits for the channel's start point (ready),
+     * asked for by the channel's first attachment. Nothing is delivered
+     * to the attachment meanwhile. */
+    a->delivering = false;
+    if (!root->bus_sub) {
+      if (bus_subscribe(ch->srv->bus, root->app->id, root->name)) {
+        attach_wait_cancel(a);
+        return -1;
+      }
+      root->bus_sub = true;
+    }
+    return 0;
   }
+  attach_go(w);
   return 0;
+}
+
+/* The bus's ready(): the channel's start point. The attachments waiting
+ * for it (the channel's and its derived channels') finish their ATTACH. */
+static void on_bus_ready(void *ud, const char *app_id, const char *channel, int64_t last_seq) {
+  sw_server_t *srv = ud;
+  sw_channel_t *ch = channel_find_id(srv, app_id, channel);
+  if (!ch || !ch->bus_sub || ch->bus_ready) return;
+  ch->bus_ready = true;
+  ch->durable_seq = last_seq;
+  if (ch->last_seq < last_seq) ch->last_seq = last_seq;
+  for (sw_channel_t *d = ch; d; d = d == ch ? ch->derived : d->next_derived)
+    for (sw_attach_t *a = d->subs, *next; a; a = next) {
+      next = a->next;
+      if (a->wait && !a->wait->reading) attach_go(a->wait);
+    }
+  if (ch->pubs) pubs_settle(ch);
+}
+
+static void on_bus_state(void *ud, bool up) {
+  (void)ud;
+  log_ev(up ? SW_LOG_INFO : SW_LOG_WARN, up ? "cluster.up" : "cluster.down", NULL, NULL, up ? 0 : SW_BUS_E_UNAVAILABLE,
+         "%s", up ? "the shared store is reachable: publishes are accepted"
+                  : "the shared store is unreachable: publishes are refused (50004) until it is back");
+}
+
+void channel_bus_handlers(sw_server_t *srv, sw_bus_handlers_t *h) {
+  *h = (sw_bus_handlers_t){.deliver = on_bus_deliver, .ready = on_bus_ready, .state = on_bus_state, .ud = srv};
 }
 
 void channel_detach(sw_attach_t *a) {

@@ -65,7 +65,13 @@ typedef struct sw_channel {
   int64_t durable_seq; /* last durable and fanned out */
   struct sw_attach *subs; /* doubly linked list */
   size_t n_subs;
-  size_t pending;      /* publishes waiting for storage */
+  size_t pending;      /* publishes waiting for the bus, or for their delivery (ch->pubs) */
+  struct pub *pubs;    /* those publishes, in order (channel.c) */
+  /* The bus (core/bus.h): bus_sub, subscribed (a shared bus: the root
+   * channel's first attachment subscribes, its free unsubscribes);
+   * bus_ready, durable_seq is the start point and attachments may go
+   * live (always, on bus_local). */
+  bool bus_sub, bus_ready;
   sw_recent_id_t *recent_ids; /* idempotent publish window (RSL1k) */
   struct sw_member *members;  /* presence set (core/presence.c) */
   size_t n_members;
@@ -100,6 +106,7 @@ typedef struct sw_attach {
   int64_t live_seq; /* durable_seq when live delivery began (attach, or the end of a replay) */
   struct sw_seen *full_sent; /* older messages it was since sent in full */
   struct sw_replay *replay;  /* a replay from storage in progress: live messages wait for it */
+  struct attach_wait *wait;  /* an ATTACH waiting for the channel's start point or its rewind read */
   /* The occupancy channel param: 0 none, 1 "metrics" (all), 2 + k
    * "metrics.<k-th metric>" (that one only). occ_due: send the current
    * metrics even if they did not change (it attached since). */
@@ -116,6 +123,11 @@ typedef struct sw_attach {
 /* Finds or creates the channel (name already validated). NULL on OOM. */
 sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name);
 sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *name);
+sw_channel_t *channel_find_id(sw_server_t *srv, const char *app_id, const char *name);
+/* The handlers the server's bus calls (core/bus.h): deliver (fan-out),
+ * ready (a subscription's start point: waiting ATTACHes finish), state. */
+struct sw_bus_handlers;
+void channel_bus_handlers(sw_server_t *srv, struct sw_bus_handlers *h);
 /* The derived channel of base channel `name` with filter filter_b64[0..len)
  * (the base64 text of "[filter=...]"): found, or created with its base and
  * its compiled filter. NULL with err (40010 for a filter that does not

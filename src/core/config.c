@@ -123,6 +123,91 @@ static int load_proxies(sw_config_t *c, json_t *root, const char *path, char *er
   return 0;
 }
 
+static void set_str(char **dst, const char *v) {
+  free(*dst);
+  *dst = v ? strdup(v) : NULL;
+}
+
+bool config_has_redis(const sw_config_t *c) {
+  return c->redis_url || c->redis_host || c->redis_socket;
+}
+
+/* An optional integer member of "redis": lo..hi, or an error. */
+static int redis_int(json_t *r, const char *name, int64_t lo, int64_t hi, int64_t *dst, const char *path, char *err,
+                     size_t errlen) {
+  json_t *v = json_object_get(r, name);
+  if (!v) return 0;
+  if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+    snprintf(err, errlen, "%s: redis.%s must be an integer from %lld to %lld", path, name, (long long)lo,
+             (long long)hi);
+    return -1;
+  }
+  *dst = json_integer_value(v);
+  return 0;
+}
+
+/* "redis": a URL, or an object (url, or host/port/db/user/password, or
+ * socket; timeouts and maxPending). Only the shape is checked here: the
+ * root parses the URL (it knows Redis; core/ does not). */
+static int load_redis(sw_config_t *c, json_t *root, const char *path, char *err, size_t errlen) {
+  json_t *r = json_object_get(root, "redis");
+  if (!r) return 0;
+  if (json_is_string(r)) {
+    set_str(&c->redis_url, json_string_value(r));
+    return 0;
+  }
+  if (!json_is_object(r)) {
+    snprintf(err, errlen, "%s: redis must be a URL (redis://HOST:PORT/DB, unix:///PATH) or an object", path);
+    return -1;
+  }
+  static const char *const known[] = {"url", "host", "port", "db", "user", "password", "socket",
+                                      "connectTimeout", "commandTimeout", "maxPending"};
+  const char *k;
+  json_t *v;
+  json_object_foreach(r, k, v) {
+    size_t i = 0;
+    while (i < sizeof known / sizeof known[0] && strcmp(k, known[i])) i++;
+    if (strcmp(k, "tls") == 0) {
+      snprintf(err, errlen,
+               "%s: redis.tls: TLS to Redis is not supported (this build's hiredis, 0.14, has none); reach Redis "
+               "over a private network, a Unix socket or a TLS tunnel",
+               path);
+      return -1;
+    }
+    if (i == sizeof known / sizeof known[0]) {
+      snprintf(err, errlen, "%s: redis.%.64s is not a setting (url, host, port, db, user, password, socket, "
+               "connectTimeout, commandTimeout, maxPending)", path, k);
+      return -1;
+    }
+    if (i <= 6 && i != 2 && i != 3 && !json_is_string(v)) {
+      snprintf(err, errlen, "%s: redis.%s must be a string", path, k);
+      return -1;
+    }
+  }
+  int64_t port = 0, db = 0;
+  if (redis_int(r, "port", 1, 65535, &port, path, err, errlen) ||
+      redis_int(r, "db", 0, 99999999, &db, path, err, errlen) ||
+      redis_int(r, "connectTimeout", 1, 600000, &c->redis_connect_timeout_ms, path, err, errlen) ||
+      redis_int(r, "commandTimeout", 1, 600000, &c->redis_command_timeout_ms, path, err, errlen) ||
+      redis_int(r, "maxPending", 1, 10000000, &c->redis_max_pending, path, err, errlen))
+    return -1;
+  const char *url = json_string_value(json_object_get(r, "url"));
+  const char *host = json_string_value(json_object_get(r, "host"));
+  const char *sock = json_string_value(json_object_get(r, "socket"));
+  if (!!url + !!host + !!sock != 1) {
+    snprintf(err, errlen, "%s: redis needs exactly one of url, host or socket", path);
+    return -1;
+  }
+  set_str(&c->redis_url, url);
+  set_str(&c->redis_host, host);
+  set_str(&c->redis_socket, sock);
+  set_str(&c->redis_user, json_string_value(json_object_get(r, "user")));
+  set_str(&c->redis_password, json_string_value(json_object_get(r, "password")));
+  c->redis_port = (int)port;
+  c->redis_db = (int)db;
+  return 0;
+}
+
 void config_set_tls(sw_config_t *c, const char *cert, const char *key) {
   if (cert) {
     free(c->tls_cert);
@@ -173,17 +258,6 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
     free(c->admin_key);
     c->admin_key = strdup(s);
   }
-  json_t *redis = json_object_get(root, "redis");
-  if (redis && !json_is_string(redis)) {
-    /* Never run as a single node while the file asked for a cluster. */
-    snprintf(err, errlen, "%s: redis must be a URL string (redis://HOST:PORT[/DB] or unix://PATH)", path);
-    json_decref(root);
-    return -1;
-  }
-  if ((s = json_string_value(redis))) {
-    free(c->redis_url);
-    c->redis_url = strdup(s);
-  }
   if ((s = json_string_value(json_object_get(root, "synchronous")))) c->sync_full = strcmp(s, "normal") != 0;
   if (json_is_true(json_object_get(root, "sandbox"))) c->sandbox = true;
   if ((s = json_string_value(json_object_get(root, "logFormat"))) && (c->log_format = log_format_parse(s)) < 0) {
@@ -227,7 +301,8 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
     limit_size(l, "maxPendingPerIp", &c->limits.max_pending_per_ip, true);
     limit(l, "tlsHandshakeTimeout", &c->limits.tls_handshake_timeout);
   }
-  if (load_tls(c, root, path, err, errlen) || load_proxies(c, root, path, err, errlen)) {
+  if (load_tls(c, root, path, err, errlen) || load_proxies(c, root, path, err, errlen) ||
+      load_redis(c, root, path, err, errlen)) {
     json_decref(root);
     return -1;
   }
@@ -269,11 +344,16 @@ int config_load_file(sw_config_t *c, const char *path, char *err, size_t errlen)
 void config_free(sw_config_t *c) {
   free(c->data_dir);
   free(c->admin_key);
-  free(c->redis_url);
   free(c->auth.cookie_name);
   free(c->tls_cert);
   free(c->tls_key);
   free(c->trusted_proxies);
+  free(c->redis_url);
+  free(c->redis_host);
+  free(c->redis_socket);
+  free(c->redis_user);
+  if (c->redis_password) memset(c->redis_password, 0, strlen(c->redis_password));
+  free(c->redis_password);
   json_decref(c->apps);
   memset(c, 0, sizeof *c);
 }

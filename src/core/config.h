@@ -19,7 +19,9 @@
  *             "maxPendingSockets": 10000, "maxPendingPerIp": 1024, "tlsHandshakeTimeout": 10000},
  *  "tls": {"cert": "fullchain.pem", "key": "privkey.pem"} (HTTPS and WSS on the listener; SIGHUP reloads them),
  *  "trustedProxies": ["127.0.0.1", "10.0.0.0/8", "::1"] (peers whose X-Forwarded-For/-Proto are believed),
- *  "redis": "redis://HOST:PORT[/DB]" or "unix://PATH" (a cluster node: docs/cluster.md; the same as --redis),
+ *  "redis": "redis://HOST:PORT/DB" or {"url": URL} or {"host", "port", "db", "user", "password"} or
+ *           {"socket": PATH, "db", ...}, with "connectTimeout", "commandTimeout" (ms), "maxPending"
+ *           (a cluster node: docs/cluster.md; --redis URL overrides the url),
  *  "apps": [app specs, see core/app.h]} */
 #ifndef SW_CORE_CONFIG_H
 #define SW_CORE_CONFIG_H
@@ -108,7 +110,17 @@ typedef struct sw_config {
   sw_cidr_t *trusted_proxies;
   size_t n_trusted_proxies;
   json_t *apps;    /* array of app specs from the file, or NULL */
-  char *redis_url; /* --redis / "redis": NULL = single node */
+  /* "redis" / --redis: this server is a node of a cluster on that Redis
+   * (docs/cluster.md). Plain values: core/ never names Redis; the root
+   * (src/root/) checks and parses them (redis_url_parse) at start-up.
+   * redis_url, or the parts (redis_host or redis_socket, ...); none of
+   * them: one process on the embedded store. */
+  char *redis_url;
+  char *redis_host, *redis_socket, *redis_user, *redis_password;
+  int redis_port, redis_db;               /* 0: 6379 / 0 */
+  int64_t redis_connect_timeout_ms;       /* 0: the default (2000) */
+  int64_t redis_command_timeout_ms;       /* 0: the default (5000) */
+  int64_t redis_max_pending;              /* 0: the default (10000) */
 } sw_config_t;
 
 #define SW_MAX_TRUSTED_PROXIES 1024
@@ -123,6 +135,8 @@ int config_set_listen(sw_config_t *c, const char *hostport);
 int config_set_metrics_listen(sw_config_t *c, const char *hostport);
 /* Sets the TLS certificate chain and key files (either may be NULL: kept). */
 void config_set_tls(sw_config_t *c, const char *cert, const char *key);
+/* Whether a Redis is configured (a cluster node). */
+bool config_has_redis(const sw_config_t *c);
 /* Checks what only the whole configuration can tell (flags merged over the
  * file): 0, or -1 with a message in err. */
 int config_check(const sw_config_t *c, char *err, size_t errlen);

@@ -1,5 +1,7 @@
 #include "core/mutation.h"
 
+#include "core/bus.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,6 +476,13 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
   if (!ch->mutable_messages) {
     errors_set(err, SW_E_MUTABLE_NOT_ENABLED,
                "message updates, deletes and appends are not enabled on this channel (mutableMessages)");
+    goto out;
+  }
+  /* Versions are not in the shared log yet (docs/cluster.md): refused
+   * rather than kept on one node, where the others would never see them. */
+  if (ch->srv->bus && bus_shared(ch->srv->bus)) {
+    errors_set(err, SW_E_MUTABLE_NOT_ENABLED,
+               "message updates, deletes and appends are not available on a cluster (--redis) yet");
     goto out;
   }
   if (msg->action != SW_MSG_UPDATE && msg->action != SW_MSG_DELETE && msg->action != SW_MSG_APPEND) {

@@ -12,6 +12,7 @@
 
 #include "auth/cap_cache.h"
 #include "identity/identity.h"
+#include "core/bus.h"
 #include "core/channel.h"
 #include "core/conn.h"
 #include "core/rollup.h"
@@ -169,6 +170,19 @@ static int load_apps(sw_server_t *srv) {
   return srv->shared.ops->load(srv->shared.impl, srv);
 }
 
+/* The bus (core/bus.h): the root's (bus_redis when configured), else
+ * bus_local on the store. */
+static int open_bus(sw_server_t *srv) {
+  sw_bus_handlers_t h;
+  channel_bus_handlers(srv, &h);
+  if (srv->hooks.open_bus) return srv->hooks.open_bus(srv, &h, &srv->bus) ? -1 : 0;
+  if (bus_local_open(srv, &h, &srv->bus)) {
+    fprintf(stderr, "switchboard: out of memory\n");
+    return -1;
+  }
+  return 0;
+}
+
 static int listen_on(sw_server_t *srv, int *port_out) {
   struct sockaddr_storage addr;
   sw_config_t *cfg = srv->cfg;
@@ -204,7 +218,7 @@ int server_start(sw_server_t *srv, uv_loop_t *loop, sw_config_t *cfg, const sw_s
   snprintf(srv->server_id, sizeof srv->server_id, "switchboard-%s", rnd);
   /* One node unless the start hook installs another implementation. */
   srv->shared.ops = &shared_local_ops;
-  int rc = tls_start(srv) || open_store(srv) || listen_on(srv, port_out) ||
+  int rc = tls_start(srv) || open_store(srv) || open_bus(srv) || listen_on(srv, port_out) ||
                    (srv->hooks.start && srv->hooks.start(srv)) ? -1 : 0;
   if (rc == 0) {
     cfg->port = *port_out;
@@ -281,6 +295,10 @@ void server_shutdown(sw_server_t *srv) {
   /* Flush storage first: pending publishes are ACKed before clients go. */
   if (srv->store) store_close(srv->store);
   srv->store = NULL;
+  /* Then the bus: bus_local's last completions ran in store_close; a shared
+   * bus fails what it still waits for (NACKs, from the loop). */
+  if (srv->bus) bus_close(srv->bus);
+  srv->bus = NULL;
   rollup_shutdown(srv); /* held appends go out before DISCONNECTED */
   /* RTN15: DISCONNECTED (not an error) so SDKs reconnect to the restarted server. */
   sw_conn_t *c, *tmp;

@@ -36,6 +36,8 @@ typedef struct sw_sock_list {
 } sw_sock_list_t;
 
 struct sw_http_req;
+struct sw_bus;
+struct sw_bus_handlers;
 struct sw_server;
 
 /* What lives above core/ (rest/, admin/, chat/, cloud/, the health
@@ -54,6 +56,11 @@ typedef struct sw_server_hooks {
   void (*tick)(struct sw_server *srv, uint64_t now_loop);
   void (*close)(struct sw_server *srv);
   void (*free)(struct sw_server *srv);
+  /* Optional: opens the server's bus (core/bus.h) with the handlers given,
+   * after the store is open: 0 and *out, or -1 (message on stderr: start-up
+   * fails). NULL: bus_local (one process). The root gives bus_redis here
+   * when the configuration names a Redis. */
+  int (*open_bus)(struct sw_server *srv, const struct sw_bus_handlers *h, struct sw_bus **out);
 } sw_server_hooks_t;
 
 typedef struct sw_server {
@@ -67,6 +74,7 @@ typedef struct sw_server {
   uv_timer_t drain;     /* shutdown: closes the sockets still writing at SW_SHUTDOWN_FLUSH_MS */
   sw_apps_t apps;
   sw_store_t *store;
+  struct sw_bus *bus;     /* publishes, fan-out and reads of channels (core/bus.h); NULL once closed */
   sw_channel_t *channels; /* uthash by (app id, name) */
   sw_conn_t *conns;       /* uthash by connection id */
   sw_sock_t *socks;       /* every open socket */

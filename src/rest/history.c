@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bus.h"
 #include "core/mutation.h"
 #include "core/serial.h"
 #include "core/server.h"
@@ -33,6 +34,12 @@ void route_reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, co
   for (; used < n; used++) {
     const sw_store_row_t *row = &rows->rows[used];
     if (codec_msg_from_blob(row->blob, row->blob_len, &msgs[got])) continue;
+    /* A cluster's log stores messages before their serial is known: it is their seq. */
+    if (!msgs[got].serial && !by_vseq) {
+      char serial[SW_SERIAL_LEN + 1];
+      serial_format(row->seq, serial);
+      msgs[got].serial = strdup(serial);
+    }
     /* Each item is encoded once more to measure it: exact, whatever the
      * format's expansion (JSON escapes, base64). */
     one.len = 0;
@@ -67,32 +74,117 @@ sw_history_q_t route_history_query(const route_ctx_t *r, const char *name, const
     if (pg->forwards) q.after_seq = pg->cursor;
     else if (pg->cursor < q.before_seq) q.before_seq = pg->cursor;
   }
-  /* Messages not yet durable are not history yet: reads stay consistent with live delivery. */
-  sw_channel_t *ch = channel_find(r->s->srv, r->app, name);
-  if (ch && ch->durable_seq + 1 < q.before_seq) q.before_seq = ch->durable_seq + 1;
+  /* Messages not yet durable are not history yet: reads stay consistent
+   * with live delivery. A shared log holds only durable messages, some
+   * maybe acknowledged before this node delivered them: all are history. */
+  sw_server_t *srv = r->s->srv;
+  sw_channel_t *ch = channel_find(srv, r->app, name);
+  bool shared = srv->bus && bus_shared(srv->bus);
+  if (ch && !shared && ch->durable_seq + 1 < q.before_seq) q.before_seq = ch->durable_seq + 1;
   return q;
 }
 
-/* RSL2: history, newest first by default; one item per message, its head. */
+/* A history request waiting for the bus's read: what its reply needs
+ * (the socket, referenced until then; not the request, nor the principal). */
+typedef struct hist_req {
+  route_ctx_t r;
+  page_t pg;
+} hist_req_t;
+
+static void on_history(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  (void)cursor, (void)more;
+  hist_req_t *h = ud;
+  if (!h->r.s->closing) {
+    if (err) route_error(&h->r, err);
+    else route_reply_msgs(&h->r, "messages", &h->pg, rows, false);
+  }
+  store_rows_free(rows);
+  sock_unref(h->r.s);
+  free(h);
+}
+
+/* RSL2: history, newest first by default; one item per message, its head.
+ * Read through the bus (core/bus.h): from the embedded store at once, from
+ * a cluster's Redis later (the socket is held meanwhile). */
 void rest_history(route_ctx_t *r, const char *name) {
   page_t pg;
   if (!route_require(r, name, SW_OP_HISTORY, "history") || !route_page(r, &pg)) return;
   sw_history_q_t q = route_history_query(r, name, &pg);
-  sw_store_rows_t rows = {0};
-  if (store_history(r->s->srv->store, &q, &rows)) {
-    sw_error_t err;
-    errors_set(&err, SW_E_INTERNAL, "history could not be read");
+  sw_error_t err;
+  hist_req_t *h = calloc(1, sizeof *h);
+  if (!h) {
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
     route_error(r, &err);
     return;
   }
-  route_reply_msgs(r, "messages", &pg, &rows, false);
-  store_rows_free(&rows);
+  h->r = (route_ctx_t){.s = r->s, .fmt = r->fmt, .keep_alive = r->keep_alive, .app = r->app};
+  h->pg = pg;
+  sw_bus_range_t br = {.app_id = q.app_id, .channel = q.channel, .after_seq = q.after_seq,
+                       .before_seq = q.before_seq, .forwards = q.forwards, .limit = q.limit, .now = q.now,
+                       .start = q.start, .end = q.end};
+  sock_ref(r->s);
+  if (!r->s->srv->bus || bus_read(r->s->srv->bus, &br, on_history, h, &err)) {
+    if (!r->s->srv->bus) errors_set(&err, SW_E_INTERNAL, "server shutting down");
+    route_error(r, &err);
+    sock_unref(r->s);
+    free(h);
+  }
+}
+
+/* A cluster's getMessage: the log's entry at seq, read through the bus. */
+static void on_message_read(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  (void)cursor, (void)more;
+  hist_req_t *h = ud;
+  sw_msg_t msg = {0};
+  sw_error_t e;
+  if (h->r.s->closing) {
+  } else if (err) {
+    route_error(&h->r, err);
+  } else if (rows->n != 1 || codec_msg_from_blob(rows->rows[0].blob, rows->rows[0].blob_len, &msg)) {
+    errors_set(&e, SW_E_NOT_FOUND, "no message with serial %.32s", h->pg.from);
+    route_error(&h->r, &e);
+  } else {
+    if (!msg.serial) msg.serial = strdup(h->pg.from);
+    sw_buf_t body = {0};
+    codec_encode_msg(h->r.fmt, &msg, &body);
+    rest_reply(h->r.s, 200, h->r.fmt, &body, h->r.keep_alive, NULL);
+    buf_free(&body);
+  }
+  msg_clear(&msg);
+  store_rows_free(rows);
+  sock_unref(h->r.s);
+  free(h);
+}
+
+static void message_get_shared(route_ctx_t *r, const char *name, const char *serial, int64_t seq) {
+  sw_error_t err;
+  hist_req_t *h = calloc(1, sizeof *h);
+  if (!h) {
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    route_error(r, &err);
+    return;
+  }
+  h->r = (route_ctx_t){.s = r->s, .fmt = r->fmt, .keep_alive = r->keep_alive, .app = r->app};
+  snprintf(h->pg.from, sizeof h->pg.from, "%s", serial); /* the serial asked for */
+  sw_bus_range_t q = {.app_id = r->app->id, .channel = name, .after_seq = seq - 1, .before_seq = seq + 1,
+                      .forwards = true, .limit = 1, .now = clock_now_ms()};
+  sock_ref(r->s);
+  if (bus_read(r->s->srv->bus, &q, on_message_read, h, &err)) {
+    route_error(r, &err);
+    sock_unref(r->s);
+    free(h);
+  }
 }
 
 /* RSL11: one message by serial, as its latest head. */
 void rest_message_get(route_ctx_t *r, const char *name, const char *serial) {
   if (!route_require(r, name, SW_OP_HISTORY, "history")) return;
   int64_t seq;
+  sw_bus_t *bus = r->s->srv->bus;
+  if (bus && bus_shared(bus) && serial_parse(serial, strlen(serial), &seq) == 0 && seq > 0) {
+    message_get_shared(r, name, serial, seq);
+    return;
+  }
   sw_store_row_t row = {0};
   sw_msg_t msg = {0};
   if (serial_parse(serial, strlen(serial), &seq) || store_get(r->s->srv->store, r->app->id, name, seq, &row) != 1 ||
@@ -117,6 +209,12 @@ void rest_message_versions(route_ctx_t *r, const char *name, const char *serial)
   int64_t seq;
   if (!route_require(r, name, SW_OP_HISTORY, "history") || !route_page(r, &pg)) return;
   sw_error_t err = {0};
+  if (r->s->srv->bus && bus_shared(r->s->srv->bus)) {
+    /* Versions are not in the shared log yet (docs/cluster.md). */
+    errors_set(&err, SW_E_MUTABLE_NOT_ENABLED, "message versions are not available on a cluster (--redis) yet");
+    route_error(r, &err);
+    return;
+  }
   sw_store_rows_t rows = {0};
   if (serial_parse(serial, strlen(serial), &seq))
     errors_set(&err, SW_E_NOT_FOUND, "no message with serial %.32s", serial);

@@ -6,6 +6,9 @@
 #include <uv.h>
 
 #include "admin/admin.h"
+#include "cluster/bus_redis.h"
+#include "cluster/redis_conn.h"
+#include "core/bus.h"
 #include "core/channel.h"
 #include "core/conn.h"
 #include "core/server.h"
@@ -142,12 +145,54 @@ static int write_store(sw_buf_t *out, sw_store_t *store) {
   return rc;
 }
 
+/* A cluster node's Redis: whether it is up, its two connections, the bus. */
+static int write_cluster(sw_buf_t *out, const sw_bus_t *bus) {
+  sw_bus_redis_stats_t b;
+  sw_redis_conn_stats_t cs[2];
+  bus_redis_stats(bus, &b);
+  bus_redis_conn_stats(bus, &cs[0], &cs[1]);
+  sw_prom_label_t conn[2] = {{"connection", "command"}, {"connection", "pubsub"}};
+  int rc = prom_family(out, "switchboard_cluster_up", "gauge",
+                       "1 while both Redis connections are up (publishes accepted), else 0.");
+  if (!rc) rc = prom_sample(out, "switchboard_cluster_up", NULL, 0, bus_is_up(bus));
+  if (!rc) rc = prom_family(out, "switchboard_redis_connects_total", "counter", "Redis handshakes completed.");
+  for (int i = 0; !rc && i < 2; i++) rc = prom_sample(out, "switchboard_redis_connects_total", &conn[i], 1, cs[i].connects);
+  if (!rc)
+    rc = prom_family(out, "switchboard_redis_failures_total", "counter",
+                     "Redis connection attempts or connections that failed (command timeouts included).");
+  for (int i = 0; !rc && i < 2; i++) rc = prom_sample(out, "switchboard_redis_failures_total", &conn[i], 1, cs[i].failures);
+  if (!rc)
+    rc = prom_family(out, "switchboard_redis_pending_commands", "gauge", "Redis commands waiting for their reply.");
+  for (int i = 0; !rc && i < 2; i++) rc = prom_sample(out, "switchboard_redis_pending_commands", &conn[i], 1, cs[i].pending);
+  if (!rc)
+    rc = prom_family(out, "switchboard_cluster_published_total", "counter",
+                     "Messages this node stored in the shared log.");
+  if (!rc) rc = prom_sample(out, "switchboard_cluster_published_total", NULL, 0, b.published);
+  if (!rc)
+    rc = prom_family(out, "switchboard_cluster_delivered_total", "counter",
+                     "Messages of subscribed channels this node heard from the shared bus (all nodes').");
+  if (!rc) rc = prom_sample(out, "switchboard_cluster_delivered_total", NULL, 0, b.delivered);
+  if (!rc)
+    rc = prom_family(out, "switchboard_cluster_refused_total", "counter",
+                     "Publishes and reads refused at once (Redis down or too many commands waiting: 50004).");
+  if (!rc) rc = prom_sample(out, "switchboard_cluster_refused_total", NULL, 0, b.refused);
+  if (!rc)
+    rc = prom_family(out, "switchboard_cluster_catchup_reads_total", "counter",
+                     "Reads of the shared log to fill a gap in the bus (after a pub/sub reconnect).");
+  if (!rc) rc = prom_sample(out, "switchboard_cluster_catchup_reads_total", NULL, 0, b.catchup_reads);
+  if (!rc)
+    rc = prom_family(out, "switchboard_cluster_channels", "gauge", "Channels this node is subscribed to on the bus.");
+  if (!rc) rc = prom_sample(out, "switchboard_cluster_channels", NULL, 0, b.channels);
+  return rc;
+}
+
 static void get_metrics(sw_sock_t *s, const sw_http_req_t *req) {
   sw_server_t *srv = s->srv;
   sw_buf_t body = {0};
   int rc = write_gauges(&body, srv, srv->health);
   if (!rc) rc = metrics_write_counters(&body, &sw_metrics);
   if (!rc && srv->store) rc = write_store(&body, srv->store);
+  if (!rc && bus_is_redis(srv->bus)) rc = write_cluster(&body, srv->bus);
   if (rc) {
     sw_error_t e;
     errors_set(&e, SW_E_INTERNAL, "out of memory");
@@ -211,6 +256,11 @@ static void get_ready(sw_sock_t *s, const sw_http_req_t *req) {
   uint64_t now = uv_now(srv->loop);
   if (!srv->store || srv->shutting_down) {
     reply_unavailable(s, SW_E_INTERNAL, "server shutting down", req->keep_alive);
+    return;
+  }
+  /* A cluster node whose Redis is unreachable refuses publishes: not ready. */
+  if (srv->bus && !bus_is_up(srv->bus)) {
+    reply_unavailable(s, SW_BUS_E_UNAVAILABLE, "the shared store (Redis) is unreachable", req->keep_alive);
     return;
   }
   if (h->have_result && now - h->result_at < READY_REUSE_MS) {

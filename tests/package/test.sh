@@ -48,10 +48,11 @@ fi
 echo "== control data (dpkg-deb -I)"
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
-for p in libuv1 libjansson4 libmsgpackc2 libsqlite3-0 libssl3 libhttp-parser2.9 libjwt0 libc6 adduser; do
+for p in libuv1 libjansson4 libmsgpackc2 libsqlite3-0 libssl3 libhttp-parser2.9 libjwt0 libhiredis0.14 libc6 adduser; do
   grep -qE "(^|, )$p( |,|$)" <<<"$depends" || fail "Depends lacks $p"
 done
 [ "$(dpkg-deb -f "$deb" Package)" = switchboard ] || fail "package name"
+grep -qE "(^|, )redis-server( |,|$)" <<<"$(dpkg-deb -f "$deb" Suggests)" || fail "Suggests lacks redis-server (a cluster node needs a Redis)"
 dpkg-deb -e "$deb" "$work/DEBIAN"
 grep -qxF /etc/switchboard/switchboard.json "$work/DEBIAN/conffiles" || fail "the config is not a conffile"
 grep -qx 'activate-noawait ldconfig' "$work/DEBIAN/triggers" || fail "no ldconfig trigger for libswitchboard.so.0"

@@ -80,14 +80,17 @@ typedef struct app_res {
   bool done;
   int err;
   int64_t first;
+  int64_t res[16];
+  size_t n; /* messages appended (res[0..n)) */
   char why[128];
 } app_res_t;
 
-static void on_append(void *ud, int err, int64_t first, const char *why) {
+static void on_append(void *ud, int err, int64_t first, const int64_t *res, const char *why) {
   app_res_t *r = ud;
   r->done = true;
   r->err = err;
   r->first = first;
+  for (size_t i = 0; res && i < r->n; i++) r->res[i] = res[i];
   snprintf(r->why, sizeof r->why, "%s", why ? why : "");
 }
 
@@ -97,7 +100,7 @@ static int append_n(sw_redis_conn_t *c, const char *channel, const char *prefix,
   char text[16][32];
   for (int i = 0; i < n; i++) {
     snprintf(text[i], sizeof text[i], "%s%d", prefix, from + i);
-    m[i] = (sw_log_msg_t){ts, (const uint8_t *)text[i], strlen(text[i])};
+    m[i] = (sw_log_msg_t){ts, (const uint8_t *)text[i], strlen(text[i]), NULL};
   }
   sw_log_append_t req = {.app_id = "app", .channel = channel, .msgs = m, .n = (size_t)n, .keep_count = keep,
                          .max_age_ms = age, .now = clock_now_ms()};
@@ -107,7 +110,7 @@ static int append_n(sw_redis_conn_t *c, const char *channel, const char *prefix,
 
 static int64_t append_wait(fx_t *f, const char *channel, const char *text, int64_t ts, int64_t keep, int64_t age) {
   app_res_t r;
-  sw_log_msg_t m = {ts, (const uint8_t *)text, strlen(text)};
+  sw_log_msg_t m = {ts, (const uint8_t *)text, strlen(text), NULL};
   sw_log_append_t req = {.app_id = "app", .channel = channel, .msgs = &m, .n = 1, .keep_count = keep,
                          .max_age_ms = age, .now = clock_now_ms()};
   memset(&r, 0, sizeof r);
@@ -366,7 +369,7 @@ static void publishes_on_the_bus_in_order(void **state) {
   for (int i = 0; i < 60; i++) {
     char t[16];
     snprintf(t, sizeof t, "p%d", i);
-    sw_log_msg_t m = {7, (const uint8_t *)t, strlen(t)};
+    sw_log_msg_t m = {7, (const uint8_t *)t, strlen(t), NULL};
     sw_log_append_t req = {.app_id = "app", .channel = "p", .msgs = &m, .n = 1, .now = clock_now_ms()};
     assert_int_equal(redis_log_append(i % 2 ? f->b : f->a, &req, on_append, &r[i]), 0);
     assert_true(rh_run_until(&f->loop, &r[i].done, 10000));
@@ -454,11 +457,68 @@ static void acknowledged_appends_survive_kill9(void **state) {
   assert_int_equal(append_wait(f, "dur", "after", 1, 0, 0), DURABLE_N);
 }
 
+/* RSL1k in the script: an id kept within the window is not stored again,
+ * whichever connection (node) sends it; a repeat within a batch neither;
+ * the result of a duplicate is -2 - the first one's seq; a batch of
+ * duplicates stores nothing and publishes nothing. */
+static void idempotent_ids_are_stored_once(void **state) {
+  fx_t *f = *state;
+  const char *ids[4] = {"id-a", "id-b", "id-a", NULL};
+  const char *texts[4] = {"a", "b", "a-again", "plain"};
+  sw_log_msg_t m[4];
+  for (int i = 0; i < 4; i++) m[i] = (sw_log_msg_t){1000 + i, (const uint8_t *)texts[i], strlen(texts[i]), ids[i]};
+  app_res_t r;
+  memset(&r, 0, sizeof r);
+  r.n = 4;
+  sw_log_append_t req = {.app_id = "app", .channel = "idem", .msgs = m, .n = 4, .now = clock_now_ms()};
+  assert_int_equal(redis_log_append(f->a, &req, on_append, &r), 0);
+  assert_true(rh_run_until(&f->loop, &r.done, 10000));
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.first, 0);
+  assert_int_equal(r.res[0], 0);
+  assert_int_equal(r.res[1], 1);
+  assert_int_equal(r.res[2], -2 - 0); /* the repeat of id-a in the batch */
+  assert_int_equal(r.res[3], 2);
+  /* The same ids again, through the other connection: nothing stored. */
+  memset(&r, 0, sizeof r);
+  r.n = 2;
+  req.msgs = m;
+  req.n = 2;
+  assert_int_equal(redis_log_append(f->b, &req, on_append, &r), 0);
+  assert_true(rh_run_until(&f->loop, &r.done, 10000));
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.first, -1);
+  assert_int_equal(r.res[0], -2 - 0);
+  assert_int_equal(r.res[1], -2 - 1);
+  /* The log holds the three stored messages, and the next serial is 3. */
+  read_res_t rd = read_wait(f, "idem", -1, INT64_MAX, true, 10);
+  assert_int_equal(rd.page.rows.n, 3);
+  assert_true(row_is(&rd.page.rows.rows[2], 2, "plain"));
+  store_rows_free(&rd.page.rows);
+  assert_int_equal(append_wait(f, "idem", "next", 1, 0, 0), 3);
+}
+
+/* A full id window refuses the append (-EDQUOT: 42913 for the client) and stores nothing. */
+static void a_full_id_window_refuses(void **state) {
+  fx_t *f = *state;
+  sw_log_msg_t m[2] = {{1, (const uint8_t *)"x", 1, "w1"}, {1, (const uint8_t *)"y", 1, "w2"}};
+  app_res_t r;
+  memset(&r, 0, sizeof r);
+  r.n = 2;
+  sw_log_append_t req = {.app_id = "app", .channel = "full", .msgs = m, .n = 2, .now = clock_now_ms(), .max_ids = 1};
+  assert_int_equal(redis_log_append(f->a, &req, on_append, &r), 0);
+  assert_true(rh_run_until(&f->loop, &r.done, 10000));
+  assert_int_equal(r.err, -EDQUOT);
+  assert_int_equal(append_wait(f, "full", "first", 1, 0, 0), 0);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(serials_start_at_zero_and_batches_are_consecutive, setup, teardown),
       cmocka_unit_test_setup_teardown(concurrent_publishers_get_consecutive_serials, setup, teardown),
+      cmocka_unit_test_setup_teardown(idempotent_ids_are_stored_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(a_full_id_window_refuses, setup, teardown),
       cmocka_unit_test_setup_teardown(retention_by_count, setup, teardown),
       cmocka_unit_test_setup_teardown(retention_by_age, setup, teardown),
       cmocka_unit_test_setup_teardown(range_reads_both_ways, setup, teardown),

@@ -1,16 +1,18 @@
-/* bus.h: the cluster layer's interface, what core/ will call to publish on
+/* bus.h: the bus interface, what core/ calls to publish on
  * a channel and to hear of its messages, whether the channel lives in this
  * process only or is shared by several nodes (docs/cluster.md).
  *
- * NOT WIRED YET: core/ still calls store_submit and fans out itself
- * (core/channel.c); `switchboard serve` does not accept --redis. This file
- * fixes the contract so that the wiring can follow without reshaping it.
+ * Two implementations: bus_local (core/bus_local.c: one process, the
+ * embedded store) and bus_redis (cluster/bus_redis.h: several nodes on
+ * Redis). core/ names neither: the composition root (src/root/) opens one
+ * and hands it to the server (sw_server_t.bus); core/channel.c publishes,
+ * reads and hears of messages only through this interface.
  *
  * The contract, for every implementation:
  *
  *  publish   bus_publish(channel, msgs) assigns the n messages consecutive
  *            serials (seqs) of the channel, makes them durable in the
- *            channel's log and calls done(first_seq) once they are: only
+ *            channel's log and calls done(seqs) once they are: only
  *            then may the publisher be acknowledged. Or it refuses with an
  *            Ably error: at once (bus_publish returns -1 and fills *err;
  *            done is not called) when it knows it cannot (the shared store
@@ -19,6 +21,10 @@
  *            as with any timeout, which is what idempotent ids settle;
  *            50000 when the store refused it). A publish is never
  *            acknowledged unsaved and never queued without bound.
+ *            A message with `idempotent` set whose id the log already had
+ *            within the idempotency window (RSL1k) is not stored again: its
+ *            seqs[i] is the first one's, with dup set (a shared bus checks
+ *            this where the serial is assigned, so it holds across nodes).
  *  deliver   every message published on a channel this node subscribes to,
  *            by ANY node, reaches deliver() exactly once, in seq order,
  *            with no gap other than messages already gone from the log
@@ -44,15 +50,14 @@
  * Loop thread only; every callback runs on the loop thread. Strings passed
  * in are borrowed for the call; blobs passed to callbacks are valid during
  * the call. */
-#ifndef SW_CLUSTER_BUS_H
-#define SW_CLUSTER_BUS_H
+#ifndef SW_CORE_BUS_H
+#define SW_CORE_BUS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "cluster/redis_url.h"
 #include "proto/errors.h"
 #include "store/store.h"
 
@@ -67,15 +72,27 @@ typedef struct sw_bus_msg {
   int64_t timestamp;   /* ms */
   const uint8_t *blob; /* the storage form (codec_msg_to_blob) */
   size_t len;
+  const char *id;      /* the message's id (may be NULL) */
+  bool idempotent;     /* id was chosen by the client: RSL1k applies (shared buses) */
 } sw_bus_msg_t;
 
 typedef struct sw_bus_policy {
   int64_t keep_count; /* count retention; 0 none */
   int64_t max_age_ms; /* age retention; 0 none */
+  int64_t max_ids;    /* idempotent ids kept per channel (maxIdempotencyIds); 0: the bus's default */
 } sw_bus_policy_t;
 
-/* err NULL: durable with seqs first_seq .. first_seq + n - 1. */
-typedef void (*sw_bus_done_cb)(void *ud, const sw_error_t *err, int64_t first_seq, size_t n);
+/* The outcome of one message of a publish: its serial, and whether it was
+ * a duplicate of a message already in the log (then seq is that one's, or
+ * -1 if no longer known). */
+typedef struct sw_bus_seq {
+  int64_t seq;
+  bool dup;
+} sw_bus_seq_t;
+
+/* err NULL: durable, seqs[i] the serial of msgs[i] (n entries; the stored
+ * ones are consecutive and in order). err set: seqs NULL. */
+typedef void (*sw_bus_done_cb)(void *ud, const sw_error_t *err, const sw_bus_seq_t *seqs, size_t n);
 
 typedef struct sw_bus_range {
   const char *app_id, *channel;
@@ -83,6 +100,9 @@ typedef struct sw_bus_range {
   bool forwards;
   size_t limit;                  /* 1..1000 */
   int64_t now;                   /* expired rows are left out */
+  int64_t start, end;            /* timestamp bounds (ms, inclusive); 0 / 0 or INT64_MAX for none */
+  bool by_vseq;                  /* bounds and order on the heads' latest version (store.h); a bus
+                                    without versions (bus_redis) reads by seq, which is the same */
 } sw_bus_range_t;
 
 /* err NULL with rows (the callback owns them: store_rows_free), cursor (the
@@ -100,6 +120,12 @@ typedef struct sw_bus_handlers {
 
 typedef struct sw_bus_ops {
   const char *name;
+  /* false (bus_local): a channel's serials and subscribers are this
+   * process's own; subscribe/unsubscribe do nothing, ready() never runs
+   * (a channel is ready at once, from its own last serial) and core/ keeps
+   * its in-process features (idempotency window, message versions,
+   * presence) as they were. true (bus_redis): shared by several nodes. */
+  bool shared;
   int (*publish)(sw_bus_t *b, const char *app_id, const char *channel, const sw_bus_msg_t *msgs, size_t n,
                  const sw_bus_policy_t *pol, sw_bus_done_cb done, void *ud, sw_error_t *err);
   int (*subscribe)(sw_bus_t *b, const char *app_id, const char *channel);
@@ -115,7 +141,9 @@ struct sw_bus {
   sw_bus_handlers_t h;
 };
 
-/* 0 (done will run exactly once) or -1 with *err (done will not run). */
+/* 0 (done will run exactly once, never from inside this call) or -1 with
+ * *err (done will not run). n is 1..1000; bus_local also takes 0 (a
+ * barrier: done runs once everything published before is done). */
 static inline int bus_publish(sw_bus_t *b, const char *app_id, const char *channel, const sw_bus_msg_t *msgs,
                               size_t n, const sw_bus_policy_t *pol, sw_bus_done_cb done, void *ud,
                               sw_error_t *err) {
@@ -129,7 +157,8 @@ static inline int bus_subscribe(sw_bus_t *b, const char *app_id, const char *cha
 static inline void bus_unsubscribe(sw_bus_t *b, const char *app_id, const char *channel) {
   b->ops->unsubscribe(b, app_id, channel);
 }
-/* 0 (cb will run exactly once) or -1 with *err (cb will not run). */
+/* 0 (cb will run exactly once; bus_local runs it from inside this call,
+ * its store's reads being synchronous) or -1 with *err (cb will not run). */
 static inline int bus_read(sw_bus_t *b, const sw_bus_range_t *q, sw_bus_read_cb cb, void *ud, sw_error_t *err) {
   return b->ops->read(b, q, cb, ud, err);
 }
@@ -142,44 +171,16 @@ static inline void bus_close(sw_bus_t *b) {
   b->ops->close(b);
 }
 
-/* ---- bus_redis: several nodes sharing channels through Redis ----
+static inline bool bus_shared(const sw_bus_t *b) {
+  return b->ops->shared;
+}
+
+/* ---- bus_local: one process (core/bus_local.c) ----
  *
- * Two connections (redis_conn.h): one for commands (the append script,
- * reads), one for pub/sub. Up when both are up. A subscription SUBSCRIBEs
- * to {app:channel}:bus; once Redis confirms it, the channel's serial is
- * read (ready(last_seq)), and every bus message after it is delivered in
- * seq order. A message ahead of the next expected seq (after the pub/sub
- * connection came back, say) is held (at most SW_BUS_MAX_HELD per channel)
- * while the log fills the gap. */
-#define SW_BUS_MAX_HELD 1024
-
-typedef struct sw_bus_redis_opts {
-  sw_redis_url_t url;
-  uint32_t connect_timeout_ms, command_timeout_ms; /* 0: redis_conn's defaults */
-  uint32_t backoff_min_ms, backoff_max_ms;
-  size_t max_pending; /* commands unanswered at once; beyond, publishes are refused 50004 */
-} sw_bus_redis_opts_t;
-
-/* 0 and *out (connecting; state(true) once up), or -EINVAL / -ENOMEM. */
-int bus_redis_open(uv_loop_t *loop, const sw_bus_redis_opts_t *o, const sw_bus_handlers_t *h, sw_bus_t **out);
-
-/* Test and metrics view of a bus_redis. */
-typedef struct sw_bus_redis_stats {
-  uint64_t published, delivered, held, dropped_held, catchup_reads, refused;
-  size_t channels;
-} sw_bus_redis_stats_t;
-void bus_redis_stats(const sw_bus_t *b, sw_bus_redis_stats_t *st);
-
-/* ---- bus_local: one node (today's behaviour) ----
- *
- * Not a function yet. In-process, the bus is what core/channel.c does now:
- * seq = ++ch->last_seq on the loop thread, store_submit() of the batch,
- * and in the store's completion (on_stored) durable_seq is raised and the
- * batch fanned out to the channel's attachments; subscribe/unsubscribe are
- * the attachments themselves; read is store_history (synchronous). Turning
- * that into `int bus_local_open(uv_loop_t *, sw_store_t *, const
- * sw_bus_handlers_t *, sw_bus_t **)` moves those lines out of channel.c,
- * which is for the wiring step (docs/cluster.md, "What is left to wire"):
- * core/ is being edited by others now. */
+ * Today's in-process path: seq = ++ch->last_seq on the loop thread,
+ * store_submit() of the batch, and in the store's completion deliver() per
+ * message, then done(); read is store_history. Not shared. */
+struct sw_server;
+int bus_local_open(struct sw_server *srv, const sw_bus_handlers_t *h, sw_bus_t **out);
 
 #endif

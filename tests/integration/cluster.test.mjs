@@ -1,0 +1,496 @@
+// A cluster of switchboard nodes on Redis (issue 12, docs/cluster.md): the
+// test starts its own redis-server on loopback (a free port, its files in a
+// temporary directory, appendonly with appendfsync always) and three nodes
+// on 127.0.0.2, 127.0.0.3 and 127.0.0.4 with the same port, each
+// `serve --memory --sandbox --redis redis://127.0.0.1:PORT` with the same app
+// and key from one config file (apps are not shared through Redis yet).
+// The real ably SDK publishes and subscribes. A missing redis-server fails
+// the test (scripts/deps.sh test installs it).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import Ably from 'ably';
+import {
+  ARTIFACTS_DIR,
+  SERVER_BIN,
+  ServerProcess,
+  closeClient,
+  sleep,
+  uniqueChannel,
+  waitUntil,
+  withTimeout,
+} from './lib/server.mjs';
+
+const APP = 'cluster';
+const KEY = `${APP}.root:cluster-secret-2b7f4c9e1a3d5f80`;
+const HOSTS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'sw-cluster-'));
+let redis = null; // { proc, port, exited }
+let redisPort = 0;
+let nodePort = 0;
+const nodes = []; // ServerProcess per host, or null while stopped
+const opened = [];
+
+function findRedis() {
+  for (const d of [...(process.env.PATH || '').split(':'), '/usr/bin', '/usr/sbin', '/usr/local/bin']) {
+    const p = path.join(d, 'redis-server');
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  throw new Error('redis-server is not installed: run scripts/deps.sh test');
+}
+
+/** A TCP port nobody listens on now, on every given address. */
+async function freePort(hosts) {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await new Promise((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, hosts[0], () => {
+        const p = s.address().port;
+        s.close(() => resolve(p));
+      });
+    });
+    let ok = true;
+    for (const h of hosts.slice(1)) {
+      ok = await new Promise((resolve) => {
+        const s = net.createServer();
+        s.once('error', () => resolve(false));
+        s.listen(port, h, () => s.close(() => resolve(true)));
+      });
+      if (!ok) break;
+    }
+    if (ok) return port;
+  }
+  throw new Error('no free port');
+}
+
+/** redis-server in the temporary directory, persisting every write (AOF, fsync always). */
+async function startRedis() {
+  const proc = spawn(
+    findRedis(),
+    ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes',
+      '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', ''],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  proc.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise((r) => proc.on('exit', r));
+  redis = { proc, exited };
+  await waitUntil(() =>
+      new Promise((resolve) => {
+        const c = net.connect(redisPort, '127.0.0.1');
+        c.once('connect', () => {
+          c.write('PING\r\n');
+          c.once('data', (d) => {
+            c.destroy();
+            resolve(String(d).startsWith('+PONG'));
+          });
+        });
+        c.once('error', () => resolve(false));
+      }),
+    20000,
+    `redis-server on port ${redisPort}`,
+    () => stderr,
+  );
+}
+
+async function stopRedis() {
+  if (!redis) return;
+  redis.proc.kill('SIGKILL');
+  await withTimeout(redis.exited, 10000, 'redis-server exit');
+  redis = null;
+}
+
+async function startNode(i) {
+  const cfg = path.join(dir, 'switchboard.json');
+  const s = new ServerProcess(
+    ['serve', '--listen', `${HOSTS[i]}:${nodePort}`, '--memory', '--sandbox', '--config', cfg,
+      '--redis', `redis://127.0.0.1:${redisPort}`],
+    `cluster-node${i}`,
+    { artifactsDir: ARTIFACTS_DIR },
+  );
+  await s.start();
+  nodes[i] = s;
+  return s;
+}
+
+function realtime(i, extra = {}) {
+  const c = new Ably.Realtime({
+    key: KEY,
+    endpoint: HOSTS[i],
+    port: nodePort,
+    tls: false,
+    useBinaryProtocol: true,
+    disconnectedRetryTimeout: 500,
+    suspendedRetryTimeout: 1000,
+    logLevel: Number(process.env.ABLY_LOG_LEVEL || 0),
+    ...extra,
+  });
+  opened.push(c);
+  return c;
+}
+
+function rest(i, extra = {}) {
+  return new Ably.Rest({ key: KEY, endpoint: HOSTS[i], port: nodePort, tls: false, ...extra });
+}
+
+async function readyz(i) {
+  const res = await fetch(`http://${HOSTS[i]}:${nodePort}/readyz`);
+  return { status: res.status, body: await res.json() };
+}
+
+/** Subscribes and collects [name, serial] pairs. */
+async function collector(client, name) {
+  const ch = client.channels.get(name);
+  const got = [];
+  await withTimeout(ch.subscribe((m) => got.push({ name: m.name, data: m.data, serial: m.serial, id: m.id })), 15000,
+    `attach ${name}`);
+  return { ch, got };
+}
+
+before(async () => {
+  writeFileSync(
+    path.join(dir, 'switchboard.json'),
+    JSON.stringify({
+      apps: [
+        {
+          id: APP,
+          keys: [{ id: 'root', secret: KEY.split(':')[1] }],
+          namespaces: [{ id: 'conversations', mutableMessages: true, persisted: true }],
+        },
+      ],
+    }),
+  );
+  redisPort = await freePort(['127.0.0.1']);
+  nodePort = await freePort(HOSTS);
+  await startRedis();
+  for (let i = 0; i < HOSTS.length; i++) await startNode(i);
+  // A node listens before its Redis connections are up (it refuses publishes until then).
+  for (let i = 0; i < HOSTS.length; i++) {
+    await waitUntil(async () => (await readyz(i)).status === 200, 20000, `node ${i} ready`);
+  }
+});
+
+after(async () => {
+  await Promise.all(opened.map((c) => closeClient(c)));
+  const problems = [];
+  for (const s of nodes) {
+    if (!s) continue;
+    try {
+      await s.stop({ allowAlreadyExited: false });
+    } catch (e) {
+      problems.push(e.message);
+    }
+  }
+  await stopRedis().catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+  if (problems.length) throw new Error(problems.join('\n'));
+});
+
+test('RTL6/RTL7: published on node A, B and C receive every message in order with the same serials', async () => {
+  const name = uniqueChannel('fanout');
+  const [b, c] = [await collector(realtime(1), name), await collector(realtime(2), name)];
+  const pub = realtime(0).channels.get(name);
+  for (let i = 0; i < 40; i++) pub.publish(`m${i}`, { i }); // queued in order on one connection
+  await withTimeout(pub.publish('last', 'x'), 15000, 'publish acknowledged');
+  await waitUntil(() => b.got.length === 41 && c.got.length === 41, 15000, '41 messages on B and C');
+  const names = [...Array(40).keys()].map((i) => `m${i}`).concat('last');
+  assert.deepEqual(b.got.map((m) => m.name), names);
+  assert.deepEqual(c.got.map((m) => m.name), names);
+  assert.deepEqual(b.got.map((m) => m.serial), c.got.map((m) => m.serial));
+  const serials = b.got.map((m) => m.serial);
+  assert.deepEqual([...serials].sort(), serials, 'serials increase');
+  assert.equal(new Set(serials).size, serials.length);
+});
+
+test('RSL2/RTL10b: history and untilAttach from any node', async () => {
+  const name = uniqueChannel('history');
+  const pubClient = realtime(0);
+  const pub = pubClient.channels.get(name);
+  for (let i = 0; i < 5; i++) await withTimeout(pub.publish(`h${i}`, String(i)), 10000, 'publish');
+  // REST history on every node, newest first by default and forwards.
+  for (let i = 0; i < HOSTS.length; i++) {
+    const page = await rest(i).channels.get(name).history({ direction: 'forwards' });
+    assert.deepEqual(page.items.map((m) => m.name), ['h0', 'h1', 'h2', 'h3', 'h4'], `node ${i}`);
+    const back = await rest(i).channels.get(name).history({ limit: 2 });
+    assert.deepEqual(back.items.map((m) => m.name), ['h4', 'h3']);
+    assert.ok(back.hasNext());
+    const next = await back.next();
+    assert.deepEqual(next.items.map((m) => m.name), ['h2', 'h1']);
+  }
+  // untilAttach on node C: only what was published before its attach.
+  const late = realtime(2).channels.get(name);
+  await withTimeout(late.attach(), 15000, 'attach on C');
+  await withTimeout(pub.publish('after', 'x'), 10000, 'publish after attach');
+  const h = await late.history({ untilAttach: true, direction: 'forwards' });
+  assert.deepEqual(h.items.map((m) => m.name), ['h0', 'h1', 'h2', 'h3', 'h4']);
+  // rewind on node B reads the shared log.
+  const rw = realtime(1).channels.get(`[?rewind=3]${name}`);
+  const got = [];
+  await withTimeout(rw.subscribe((m) => got.push(m.name)), 15000, 'rewind attach on B');
+  await waitUntil(() => got.length >= 3, 10000, 'rewound messages');
+  assert.deepEqual(got, ['h3', 'h4', 'after']);
+});
+
+test('RSL1k: an idempotent publish is stored once across nodes', async () => {
+  const name = uniqueChannel('idem');
+  const sub = await collector(realtime(2), name);
+  const id = `idem-${Date.now()}`;
+  await rest(0).channels.get(name).publish({ id, name: 'once', data: 'a' });
+  await rest(1).channels.get(name).publish({ id, name: 'once', data: 'b' });
+  // A realtime resend through another node too.
+  await withTimeout(realtime(2).channels.get(name).publish({ id, name: 'once', data: 'c' }), 10000, 'realtime resend');
+  await withTimeout(rest(0).channels.get(name).publish('marker', 'm'), 10000, 'marker');
+  await waitUntil(() => sub.got.some((m) => m.name === 'marker'), 10000, 'marker');
+  assert.deepEqual(sub.got.map((m) => m.name), ['once', 'marker']);
+  assert.equal(sub.got[0].data, 'a');
+  const page = await rest(1).channels.get(name).history({ direction: 'forwards' });
+  assert.deepEqual(page.items.map((m) => [m.name, m.id === id]), [['once', true], ['marker', false]]);
+});
+
+test('RTC1a: echoMessages false skips the publisher on its own node only', async () => {
+  const name = uniqueChannel('echo');
+  const quiet = realtime(0, { echoMessages: false });
+  const own = await collector(quiet, name);
+  const sameNode = await collector(realtime(0), name);
+  const other = await collector(realtime(1), name);
+  await withTimeout(own.ch.publish('e1', 'x'), 10000, 'publish');
+  await withTimeout(own.ch.publish('e2', 'x'), 10000, 'publish');
+  await waitUntil(() => sameNode.got.length === 2 && other.got.length === 2, 10000, 'both messages elsewhere');
+  await sleep(300);
+  assert.equal(own.got.length, 0, 'the publisher did not get its own messages');
+});
+
+test('RSL11: getMessage by serial from any node; versions and the Chat REST API refused with a clear error', async () => {
+  const name = uniqueChannel('get');
+  await rest(0).channels.get(name).publish('one', 'first');
+  await rest(0).channels.get(name).publish('two', 'second');
+  const page = await rest(1).channels.get(name).history({ direction: 'forwards' });
+  const serial = page.items[1].serial;
+  for (let i = 0; i < HOSTS.length; i++) {
+    const m = await rest(i).channels.get(name).getMessage(serial);
+    assert.equal(m.name, 'two');
+    assert.equal(m.data, 'second');
+    assert.equal(m.serial, serial);
+  }
+  await assert.rejects(rest(2).channels.get(name).getMessage('00000000000fffff'), (e) => e.code === 40400);
+  await assert.rejects(rest(2).channels.get(name).getMessageVersions(serial), (e) => {
+    assert.equal(e.code, 93002, e.message);
+    assert.match(e.message, /cluster/);
+    return true;
+  });
+  const res = await fetch(`http://${HOSTS[0]}:${nodePort}/chat/v4/rooms/r1/messages`, {
+    headers: { authorization: `Basic ${Buffer.from(KEY).toString('base64')}` },
+  });
+  const body = await res.json();
+  assert.equal(res.status, 400);
+  assert.equal(body.error.code, 40000);
+  assert.match(body.error.message, /Chat REST API is not available on a cluster/);
+});
+
+test('RTN15c6/RTL4c1: a subscriber whose transport drops resumes on its node and gets what was published meanwhile from the shared log, once, in order', async () => {
+  const name = uniqueChannel('resume');
+  const subClient = realtime(1);
+  const sub = await collector(subClient, name);
+  const id0 = subClient.connection.id;
+  const pub = realtime(0).channels.get(name);
+  await withTimeout(pub.publish('r0', 'x'), 10000, 'publish');
+  await waitUntil(() => sub.got.length === 1, 10000, 'r0');
+  const ws = subClient.connection.connectionManager.activeProtocol.getTransport().wsConnection;
+  ws.pause(); // nothing more is read until the transport is dropped
+  for (let i = 1; i <= 30; i++) await withTimeout(pub.publish(`r${i}`, 'x'), 10000, 'publish while away');
+  ws.terminate();
+  await waitUntil(() => sub.got.length >= 31, 20000, 'the 31 messages after the resume');
+  await sleep(300);
+  assert.equal(subClient.connection.id, id0, 'the same connection (resumed)');
+  assert.deepEqual(sub.got.map((m) => m.name), [...Array(31).keys()].map((i) => `r${i}`));
+});
+
+test('message updates are refused on a cluster with 93002, not kept on one node', async () => {
+  const name = `conversations:${uniqueChannel('mut')}`;
+  const r = rest(0);
+  await r.channels.get(name).publish('x', 'y');
+  const page = await r.channels.get(name).history();
+  const serial = page.items[0].serial;
+  await assert.rejects(
+    r.channels.get(name).updateMessage({ serial, data: 'z' }),
+    (e) => {
+      assert.equal(e.code, 93002, e.message);
+      assert.match(e.message, /cluster/);
+      return true;
+    },
+  );
+});
+
+test('Redis stopped: publishes refused with 50004, connections stay up; Redis back: accepted, nothing acknowledged lost', async () => {
+  const name = uniqueChannel('outage');
+  const sub = await collector(realtime(1), name);
+  const pubClient = realtime(0);
+  const pub = pubClient.channels.get(name);
+  const acked = [];
+  for (let i = 0; i < 10; i++) {
+    await withTimeout(pub.publish(`before${i}`, String(i)), 10000, 'publish before the outage');
+    acked.push(`before${i}`);
+  }
+  await stopRedis();
+  await waitUntil(async () => (await readyz(0)).status === 503, 15000, '/readyz 503 on node A');
+  const rz = await readyz(0);
+  assert.equal(rz.body.error.code, 50004);
+  // Publishes are refused (NACK), never acknowledged unsaved.
+  let refused = 0;
+  for (let i = 0; i < 5; i++) {
+    try {
+      await withTimeout(pub.publish(`during${i}`, String(i)), 15000, 'publish during the outage');
+      acked.push(`during${i}`);
+    } catch (e) {
+      assert.equal(e.code, 50004, `refusal: ${e.code} ${e.message}`);
+      refused++;
+    }
+  }
+  assert.ok(refused >= 1, 'at least one publish was refused during the outage');
+  await assert.rejects(rest(2).channels.get(name).publish('rest-during', 'x'), (e) => e.code === 50004);
+  assert.equal(pubClient.connection.state, 'connected');
+  assert.equal(sub.ch.state, 'attached');
+  await startRedis();
+  for (let i = 0; i < HOSTS.length; i++) {
+    await waitUntil(async () => (await readyz(i)).status === 200, 20000, `/readyz 200 again on node ${i}`);
+  }
+  for (let i = 0; i < 5; i++) {
+    await withTimeout(pub.publish(`after${i}`, String(i)), 15000, 'publish after the outage');
+    acked.push(`after${i}`);
+  }
+  await waitUntil(() => acked.every((n) => sub.got.some((m) => m.name === n)), 20000, 'every acknowledged message on node B');
+  const page = await rest(2).channels.get(name).history({ direction: 'forwards', limit: 100 });
+  const stored = page.items.map((m) => m.name);
+  for (const n of acked) assert.ok(stored.includes(n), `${n} is in history`);
+  assert.equal(pubClient.connection.state, 'connected');
+});
+
+test('kill -9 of node A mid-stream: subscribers on C lose nothing a publisher on B got acknowledged', async () => {
+  const name = uniqueChannel('kill');
+  const onA = await collector(realtime(0), name); // a subscriber on the node that dies
+  const sub = await collector(realtime(2), name);
+  const pub = realtime(1).channels.get(name);
+  const acked = [];
+  let stop = false;
+  const pumping = (async () => {
+    for (let i = 0; !stop && i < 400; i++) {
+      try {
+        await withTimeout(pub.publish(`k${i}`, String(i)), 15000, 'publish');
+        acked.push(`k${i}`);
+      } catch {
+        /* not acknowledged: may or may not be delivered */
+      }
+    }
+  })();
+  await waitUntil(() => acked.length >= 50, 20000, '50 acknowledged');
+  nodes[0].killHard();
+  await withTimeout(nodes[0].exited, 10000, 'node A exit');
+  await sleep(300);
+  stop = true;
+  await withTimeout(pumping, 30000, 'publisher done');
+  await waitUntil(() => acked.every((n) => sub.got.some((m) => m.name === n)), 20000, 'every acknowledged message on node C');
+  const names = sub.got.map((m) => m.name);
+  assert.deepEqual(names, acked, 'C got exactly the acknowledged messages, in order, once');
+  assert.ok(onA.got.length > 0);
+  // Node A comes back and serves the channel's history.
+  nodes[0] = null;
+  await startNode(0);
+  await waitUntil(async () => (await readyz(0)).status === 200, 15000, 'node A ready again (Redis connected)');
+  const page = await rest(0).channels.get(name).history({ direction: 'forwards', limit: 1000 });
+  assert.deepEqual(page.items.map((m) => m.name), acked);
+});
+
+/** serve with args that must fail at start: {status, stderr}. */
+function serveFails(args) {
+  const r = spawnSync(SERVER_BIN, ['serve', '--listen', '127.0.0.1:0', '--memory', ...args], {
+    encoding: 'utf8',
+    timeout: 20000,
+  });
+  return { status: r.status, stderr: r.stderr };
+}
+
+test('--redis: a bad URL or rediss:// is refused at start (exit 1) with the reason, the password never shown', () => {
+  let r = serveFails(['--redis', 'rediss://127.0.0.1:6379']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /rediss:\/\/ \(TLS\) is not supported/);
+  r = serveFails(['--redis', 'redis://:hunter2-secret@127.0.0.1:99999']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /not a Redis URL/);
+  assert.doesNotMatch(r.stderr, /hunter2/);
+  r = serveFails(['--redis', 'http://127.0.0.1']);
+  assert.equal(r.status, 1, r.stderr);
+  const cfg = path.join(dir, 'tls.json');
+  writeFileSync(cfg, JSON.stringify({ redis: { host: '127.0.0.1', tls: true } }));
+  r = serveFails(['--config', cfg]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /redis\.tls: TLS to Redis is not supported/);
+});
+
+test('the "redis" config object (host, port) makes a node of the same cluster', async () => {
+  const cfg = path.join(dir, 'object.json');
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      apps: [{ id: APP, keys: [{ id: 'root', secret: KEY.split(':')[1] }] }],
+      adminKey: 'cluster-admin-key-0123456789',
+      redis: { host: '127.0.0.1', port: redisPort, commandTimeout: 3000, maxPending: 5000 },
+    }),
+  );
+  const s = await new ServerProcess(['serve', '--listen', '127.0.0.1:0', '--memory', '--config', cfg], 'cluster-object', {
+    artifactsDir: ARTIFACTS_DIR,
+  }).start();
+  try {
+    await waitUntil(
+      async () => (await fetch(`http://127.0.0.1:${s.port}/readyz`)).status === 200,
+      15000,
+      '/readyz 200 on the node from the config object',
+    );
+    const name = uniqueChannel('object');
+    await rest(0).channels.get(name).publish('from-a', 'x');
+    const r = new Ably.Rest({ key: KEY, endpoint: '127.0.0.1', port: s.port, tls: false });
+    const page = await r.channels.get(name).history();
+    assert.deepEqual(page.items.map((m) => m.name), ['from-a']);
+    const metrics = await (await fetch(`http://127.0.0.1:${s.port}/metrics`, {
+      headers: { authorization: 'Bearer cluster-admin-key-0123456789' },
+    })).text();
+    assert.match(metrics, /^switchboard_cluster_up 1$/m);
+  } finally {
+    await s.stop();
+  }
+});
+
+test('a node whose Redis is not there starts, answers /readyz 503 and refuses publishes (50004) with the connection up', async () => {
+  const deadPort = await freePort(['127.0.0.1']);
+  const cfg = path.join(dir, 'switchboard.json');
+  const s = await new ServerProcess(
+    ['serve', '--listen', '127.0.0.1:0', '--memory', '--config', cfg, '--redis', `redis://127.0.0.1:${deadPort}`],
+    'cluster-noredis',
+    { artifactsDir: ARTIFACTS_DIR },
+  ).start();
+  try {
+    const rz = await fetch(`http://127.0.0.1:${s.port}/readyz`);
+    assert.equal(rz.status, 503);
+    assert.equal((await rz.json()).error.code, 50004);
+    const c = new Ably.Realtime({ key: KEY, endpoint: '127.0.0.1', port: s.port, tls: false, logLevel: 0 });
+    opened.push(c);
+    await withTimeout(new Promise((r) => c.connection.once('connected', r)), 10000, 'connected');
+    const r = new Ably.Rest({ key: KEY, endpoint: '127.0.0.1', port: s.port, tls: false });
+    await assert.rejects(r.channels.get('nowhere').publish('x', 'y'), (e) => e.code === 50004);
+    await assert.rejects(r.channels.get('nowhere').history(), (e) => e.code === 50004);
+    assert.equal(c.connection.state, 'connected');
+    await closeClient(c);
+  } finally {
+    await s.stop();
+  }
+});
