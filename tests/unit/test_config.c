@@ -118,7 +118,11 @@ static void test_redis(void **state) {
   assert_null(c.redis_url);
   assert_int_equal(load(&c, "{\"redis\":\"redis://10.0.0.5:6380/2\"}"), 0);
   assert_string_equal(c.redis_url, "redis://10.0.0.5:6380/2");
-  assert_int_equal(load(&c, "{\"redis\":{\"url\":\"redis://h\"}}"), -1);
+  /* The object form (docs/cluster.md); never a silent single node on a bad shape. */
+  assert_int_equal(load(&c, "{\"redis\":{\"url\":\"redis://h\"}}"), 0);
+  assert_string_equal(c.redis_url, "redis://h");
+  assert_int_equal(load(&c, "{\"redis\":{\"url\":\"redis://h\",\"tls\":true}}"), -1);
+  assert_int_equal(load(&c, "{\"redis\":{\"host\":\"h\",\"socket\":\"/s\"}}"), -1);
   assert_int_equal(load(&c, "{\"redis\":6379}"), -1);
   config_free(&c);
 }
