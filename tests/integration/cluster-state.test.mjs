@@ -283,6 +283,8 @@ test('Redis unreachable: shared-state writes are refused with 50004 (never made 
   const k = revocableKey(app);
   const onB = set.realtime(B(), { key: rootKey(app).keyStr });
   await waitForConnectionState(onB, 'connected');
+  const live = onB.channels.get(uniqueChannel('redis-down'));
+  await withTimeout(live.attach(), 8000, 'attach before the outage');
   const exited = new Promise((resolve) => env.redis.once('exit', resolve));
   env.redis.kill('SIGKILL');
   await withTimeout(exited, 5000, 'redis-server to exit');
@@ -294,8 +296,11 @@ test('Redis unreachable: shared-state writes are refused with 50004 (never made 
   const rv = await revokeRaw(C(), k.keyName, { targets: ['clientId:x'] }, { key: k.keyStr });
   expectRestError(assert, rv, 50004, 500, 'revokeTokens while Redis is down');
   assert.equal(onB.connection.state, 'connected', 'a live connection stays up');
-  await publishAndReceive(onB, uniqueChannel('redis-down'));
-  const read = await http(C(), 'GET', '/channels/probe/messages', { key: rootKey(app).keyStr });
+  // Publishes go through the shared log: refused, never acknowledged unsaved.
+  await assert.rejects(live.publish('during', 'the outage'), (e) => e.code === 50004);
+  assert.equal(onB.connection.state, 'connected', 'the refusal does not cost the connection');
+  // History reads the shared log (50004 now); channel status is the node's own.
+  const read = await http(C(), 'GET', '/channels/probe', { key: rootKey(app).keyStr });
   assert.equal(read.status, 200, `key auth on C from its copy: ${read.text}`);
 
   startRedis();
@@ -310,6 +315,14 @@ test('Redis unreachable: shared-state writes are refused with 50004 (never made 
     const before = await http(node, 'GET', `/apps/${app.appId}`);
     assert.equal(before.status, 200, `the app made before the outage is still served on ${node.host}`);
   }
+  await waitUntil(async () => {
+    try {
+      await live.publish('after', 'the outage');
+      return true;
+    } catch {
+      return false;
+    }
+  }, 20_000, 'a publish on B once its bus is back');
   // Each node reconnects on its own backoff (at most 5 s): B's claims work once it has.
   await waitUntil(async () => (await requestTokenRaw(B(), k.keyName, signedTokenRequest(k))).status === 200, 20_000,
     'a signed TokenRequest on B once Redis is back');
