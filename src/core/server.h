@@ -84,6 +84,8 @@ typedef struct sw_server {
   bool flush_open;        /* `flush` initialised and not closed */
   union sw_wreq *wreq_spare; /* write requests for sockets waiting for POLLOUT */
   unsigned n_wreq_spare;
+  union sw_ring *ring_spare; /* spare output rings (core/sock.c) */
+  unsigned n_ring_spare;
   char server_id[32];
   /* Scratch for building a socket's writev: uv_try_write uses it during the
    * call and uv_write copies the buffer descriptors, so one array serves

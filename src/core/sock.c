@@ -48,6 +48,52 @@ static void wreq_put(sw_server_t *srv, uv_write_t *req) {
   srv->n_wreq_spare++;
 }
 
+/* The output ring of frame references is needed only while a socket has
+ * output queued: an idle connection holds none. A ring of the first size
+ * (RING_CAP0 references, 128 bytes) comes from a free list in the server
+ * when output is queued and goes back once the queue has drained, so the
+ * sockets of a fan-out share a few rings turn after turn instead of each
+ * keeping one (or each calling malloc and free per turn). A ring grown by a
+ * backlog is freed once drained. The list keeps at most RING_SPARE_MAX. */
+#define RING_CAP0 16
+typedef union sw_ring {
+  sw_frame_t *slot[RING_CAP0];
+  union sw_ring *next; /* while spare */
+} sw_ring_t;
+#define RING_SPARE_MAX 4096
+
+static sw_frame_t **ring_get(sw_server_t *srv) {
+  sw_ring_t *r = srv->ring_spare;
+  if (r) {
+    srv->ring_spare = r->next;
+    srv->n_ring_spare--;
+    return r->slot;
+  }
+  r = malloc(sizeof *r);
+  return r ? r->slot : NULL;
+}
+
+/* Releases a ring of cap slots (its frames already dropped). */
+static void ring_put(sw_server_t *srv, sw_frame_t **q, uint32_t cap) {
+  sw_ring_t *r = (sw_ring_t *)q; /* slot is the union's first member */
+  if (!r) return;
+  if (cap != RING_CAP0 || srv->n_ring_spare >= RING_SPARE_MAX) {
+    free(r);
+    return;
+  }
+  r->next = srv->ring_spare;
+  srv->ring_spare = r;
+  srv->n_ring_spare++;
+}
+
+/* The queue is empty and nothing of it is being written: its ring goes. */
+static void ring_release(sw_sock_t *s) {
+  if (s->q_len || s->writing || !s->q) return;
+  ring_put(s->srv, s->q, s->q_cap);
+  s->q = NULL;
+  s->q_cap = s->q_head = 0;
+}
+
 void socks_free_spares(sw_server_t *srv) {
   while (srv->wreq_spare) {
     sw_wreq_t *w = srv->wreq_spare;
@@ -55,6 +101,12 @@ void socks_free_spares(sw_server_t *srv) {
     free(w);
   }
   srv->n_wreq_spare = 0;
+  while (srv->ring_spare) {
+    sw_ring_t *r = srv->ring_spare;
+    srv->ring_spare = r->next;
+    free(r);
+  }
+  srv->n_ring_spare = 0;
 }
 
 /* ---- deadlines and budgets ----------------------------------------------
@@ -204,7 +256,7 @@ static void sock_free(sw_sock_t *s) {
   free(s->origin);
   buf_free(&s->in);
   ws_msg_asm_free(&s->wsasm);
-  free(s->q);
+  free(s->q); /* a ring (by the union's first member) or a grown array */
   free(s);
 }
 
@@ -332,6 +384,7 @@ static void on_write(uv_write_t *req, int status) {
     close_now(s);
     return;
   }
+  ring_release(s);
   /* What was queued while the kernel was full goes with this turn's flush
    * (under TLS, also output of its own: handshake, close_notify). */
   if (s->q_len || s->tls) mark_dirty(s);
@@ -392,6 +445,7 @@ static void flush(sw_sock_t *s) {
     s->n_inflight = 1;
     metrics_add(SW_M_BYTES_SENT, iov[k].len);
   }
+  ring_release(s);
   if (!s->q_len && !s->writing && s->close_after_flush) finish_close(s);
 }
 
@@ -491,6 +545,7 @@ static void flush_tls(sw_sock_t *s) {
       break;
     }
   }
+  ring_release(s);
   if (!s->close_after_flush) return;
   while (s->q_len) pop_head(s); /* a failed or unfinished handshake: nothing can be sent */
   finish_close(s);
@@ -556,14 +611,14 @@ void socks_flush_close(sw_server_t *srv) {
 
 static int enqueue(sw_sock_t *s, sw_frame_t *f) {
   if (s->q_len == s->q_cap) {
-    uint32_t cap = s->q_cap ? s->q_cap * 2 : 16;
-    sw_frame_t **q = cap > s->q_cap ? malloc(cap * sizeof *q) : NULL;
+    uint32_t cap = s->q_cap ? s->q_cap * 2 : RING_CAP0;
+    sw_frame_t **q = cap <= s->q_cap ? NULL : s->q_cap ? malloc(cap * sizeof *q) : ring_get(s->srv);
     if (!q) {
       close_now(s);
       return -1;
     }
     for (uint32_t i = 0; i < s->q_len; i++) q[i] = s->q[(s->q_head + i) % s->q_cap];
-    free(s->q);
+    ring_put(s->srv, s->q, s->q_cap);
     s->q = q;
     s->q_cap = cap;
     s->q_head = 0;
