@@ -782,14 +782,16 @@ static void occupancy_tick(sw_channel_t *ch, int64_t now) {
 }
 
 int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
-  sw_attach_t *a = NULL;
-  HASH_FIND_PTR(c->attachments, &ch, a);
+  sw_attach_t *a = conn_attachment(c, ch);
   if (!a) {
     a = calloc(1, sizeof *a);
     if (!a) return -1;
     a->conn = c;
     a->ch = ch;
-    HASH_ADD_PTR(c->attachments, ch, a);
+    if (conn_attachment_add(c, ch, a)) {
+      free(a);
+      return -1;
+    }
     a->next = ch->subs;
     if (ch->subs) ch->subs->prev = a;
     ch->subs = a;
@@ -867,7 +869,7 @@ void channel_detach(sw_attach_t *a) {
   /* Detaching leaves presence (RTP5a); so does the end of a connection. */
   presence_leave_conn(ch, a->conn->id);
   channel_replay_end(a);
-  HASH_DEL(a->conn->attachments, a);
+  conn_attachment_remove(a->conn, a);
   if (a->prev) a->prev->next = a->next;
   else ch->subs = a->next;
   if (a->next) a->next->prev = a->prev;

@@ -104,8 +104,7 @@ typedef struct sw_attach {
    * metrics even if they did not change (it attached since). */
   uint8_t occupancy;
   bool occ_due;
-  struct sw_attach *prev, *next;
-  UT_hash_handle hh; /* in conn->attachments, keyed by ch pointer */
+  struct sw_attach *prev, *next; /* in ch->subs (the connection's are in conn->att) */
 } sw_attach_t;
 
 /* Finds or creates the channel (name already validated). NULL on OOM. */

@@ -239,15 +239,64 @@ static void memo_refuse(sw_conn_t *c, int64_t serial) {
   memo_flush(c);
 }
 
+sw_attach_t *conn_attachment(const sw_conn_t *c, const sw_channel_t *ch) {
+  if (c->att_cap <= 1) return c->n_att && c->att.one.ch == ch ? c->att.one.a : NULL;
+  for (uint32_t i = 0; i < c->n_att; i++)
+    if (c->att.many[i].ch == ch) return c->att.many[i].a;
+  return NULL;
+}
+
+int conn_attachment_add(sw_conn_t *c, sw_channel_t *ch, sw_attach_t *a) {
+  if (c->n_att == 0 && c->att_cap <= 1) {
+    c->att.one = (sw_attach_ref_t){ch, a};
+    c->att_cap = 1;
+    c->n_att = 1;
+    return 0;
+  }
+  if (c->att_cap <= 1 || c->n_att == c->att_cap) {
+    uint32_t cap = c->att_cap <= 1 ? 4 : c->att_cap * 2;
+    sw_attach_ref_t *v = malloc(cap * sizeof *v);
+    if (!v) return -1;
+    if (c->att_cap <= 1) v[0] = c->att.one;
+    else {
+      memcpy(v, c->att.many, c->n_att * sizeof *v);
+      free(c->att.many);
+    }
+    c->att.many = v;
+    c->att_cap = cap;
+  }
+  c->att.many[c->n_att++] = (sw_attach_ref_t){ch, a};
+  return 0;
+}
+
+void conn_attachment_remove(sw_conn_t *c, const sw_attach_t *a) {
+  if (c->att_cap <= 1) {
+    if (c->n_att && c->att.one.a == a) c->n_att = 0;
+    return;
+  }
+  uint32_t i = 0;
+  while (i < c->n_att && c->att.many[i].a != a) i++;
+  if (i == c->n_att) return;
+  memmove(c->att.many + i, c->att.many + i + 1, (c->n_att - i - 1) * sizeof *c->att.many);
+  c->n_att--;
+  if (c->n_att <= 1) {
+    /* Back inline: a connection left with one channel holds no array. */
+    sw_attach_ref_t *v = c->att.many;
+    c->att.one = c->n_att ? v[0] : (sw_attach_ref_t){0};
+    c->att_cap = 1;
+    free(v);
+  }
+}
+
 void conn_destroy(sw_conn_t *c) {
-  sw_attach_t *a, *tmp;
-  HASH_ITER(hh, c->attachments, a, tmp) channel_detach(a);
+  while (c->n_att) channel_detach(conn_attachment_at(c, 0));
   if (c->sock) {
     c->sock->conn = NULL;
     sock_close(c->sock, true);
   }
   for (size_t i = 0; i < c->memo_len; i++) memo_clear(memo_entry(c, i));
   free(c->memo);
+  if (c->att_cap > 1) free(c->att.many);
   HASH_DEL(c->srv->conns, c);
   free(c->client_id);
   principal_clear(&c->auth);
@@ -255,16 +304,18 @@ void conn_destroy(sw_conn_t *c) {
 }
 
 void conn_on_drain(sw_conn_t *c) {
-  sw_attach_t *a, *tmp;
-  HASH_ITER(hh, c->attachments, a, tmp) if (a->replay) channel_replay_continue(a);
+  for (uint32_t i = 0; i < c->n_att; i++) {
+    sw_attach_t *a = conn_attachment_at(c, i);
+    if (a->replay) channel_replay_continue(a);
+  }
 }
 
 void conn_on_transport_lost(sw_conn_t *c) {
   log_ev(SW_LOG_DEBUG, "conn.transport_lost", c->id, c->app->id, 0, "transport lost; connection resumable");
   c->sock = NULL;
   c->lost_at = clock_now_ms();
-  sw_attach_t *a, *tmp;
-  HASH_ITER(hh, c->attachments, a, tmp) {
+  for (uint32_t i = 0; i < c->n_att; i++) {
+    sw_attach_t *a = conn_attachment_at(c, i);
     /* The client re-attaches from its channelSerial on the next transport. */
     a->delivering = false;
     channel_replay_end(a);
@@ -549,15 +600,17 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
   c->auth = p;
   adopt_auth(c);
   send_connected(c, NULL);
-  sw_attach_t *a, *tmp;
-  HASH_ITER(hh, c->attachments, a, tmp) {
+  for (uint32_t i = 0; i < c->n_att;) {
+    sw_attach_t *a = conn_attachment_at(c, i);
     uint32_t ops = cap_ops_for_channel(c->auth.cap, cap_name(a->ch));
     if (ops) {
       /* The modes follow the capability both ways: a token that adds
        * publish lets an attached channel publish (as on Ably). */
       a->modes = a->requested_modes & cap_modes_for_ops(ops) & (a->ch->base ? SW_MODE_SUBSCRIBE : SW_MODE_ALL);
+      i++;
       continue;
     }
+    /* Detached below: the next one takes its place at i. */
     sw_error_t e;
     errors_set(&e, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
                a->ch->name);
@@ -796,13 +849,11 @@ static sw_channel_t *resolve_attach(sw_conn_t *c, const char *name, sw_channel_n
  * maxChannelsPerConnection: checked before the channel is created. A
  * re-attach of an attached channel adds none. */
 static bool attach_over_limit(sw_conn_t *c, const char *name) {
-  if (HASH_COUNT(c->attachments) < (size_t)c->srv->cfg->limits.max_channels_per_connection) return false;
+  if ((size_t)c->n_att < (size_t)c->srv->cfg->limits.max_channels_per_connection) return false;
   sw_channel_name_t parts;
   if (!name || channel_name_validate(name, strlen(name), &parts, NULL)) return false; /* refused anyway */
   sw_channel_t *ch = find_named(c, name, &parts);
-  sw_attach_t *a = NULL;
-  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
-  return a == NULL;
+  return !ch || !conn_attachment(c, ch);
 }
 
 static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
@@ -847,8 +898,7 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
   req.params = recognised_params(params);
   req.channel_name = m->channel;
   if (channel_attach(ch, c, &req) == 0) {
-    sw_attach_t *a = NULL;
-    HASH_FIND_PTR(c->attachments, &ch, a);
+    sw_attach_t *a = conn_attachment(c, ch);
     if (a) a->requested_modes = requested;
   }
   json_decref(req.params);
@@ -866,8 +916,7 @@ static void handle_detach(sw_conn_t *c, sw_pmsg_t *m) {
   sw_channel_name_t parts;
   sw_channel_t *ch = NULL;
   if (channel_name_validate(m->channel, strlen(m->channel), &parts, NULL) == 0) ch = find_named(c, m->channel, &parts);
-  sw_attach_t *a = NULL;
-  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
+  sw_attach_t *a = ch ? conn_attachment(c, ch) : NULL;
   if (a) channel_detach(a);
   sw_pmsg_t r = {.action = SW_ACTION_DETACHED, .channel = m->channel};
   conn_send_pmsg(c, &r);
@@ -882,8 +931,7 @@ static void handle_sync(sw_conn_t *c, sw_pmsg_t *m) {
   sw_channel_t *ch = NULL;
   if (m->channel && channel_name_validate(m->channel, strlen(m->channel), &parts, NULL) == 0)
     ch = find_named(c, m->channel, &parts);
-  sw_attach_t *a = NULL;
-  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
+  sw_attach_t *a = ch ? conn_attachment(c, ch) : NULL;
   if (a && a->delivering && (a->modes & SW_MODE_PRESENCE_SUBSCRIBE)) presence_sync_requested(ch, a);
 }
 
@@ -941,8 +989,7 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
   sw_channel_name_t parts;
   sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
   if (!ch) goto fail;
-  sw_attach_t *a = NULL;
-  HASH_FIND_PTR(c->attachments, &ch, a);
+  sw_attach_t *a = conn_attachment(c, ch);
   if (m->n_messages == 1 && m->messages[0].action > 0) {
     /* RTL32: an update, delete or append of an earlier message; its own
      * capabilities (message-update/delete-own/any) apply, not publish. */
@@ -1029,8 +1076,7 @@ static void handle_annotation(sw_conn_t *c, sw_pmsg_t *m) {
   if (!accept_serial(c, serial)) return;
   sw_channel_name_t parts;
   sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
-  sw_attach_t *a = NULL;
-  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
+  sw_attach_t *a = ch ? conn_attachment(c, ch) : NULL;
   if (ch && a && ch->mutable_messages && !(a->modes & SW_MODE_ANNOTATION_PUBLISH) && cap_allows(c->auth.cap, ch->name, SW_OP_ANNOTATION_PUBLISH))
     errors_set(&err, SW_E_MODE_NOT_REQUESTED, "channel attached without the annotation_publish mode");
   if (err.code) {
@@ -1160,8 +1206,10 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
       /* Its members leave now; if it resumes later, its channels re-attach
        * without RESUMED so that the client enters them again (RTP17i). */
       c->presence_left = true;
-      sw_attach_t *a, *tmp2;
-      HASH_ITER(hh, c->attachments, a, tmp2) if (presence_leave_conn(a->ch, c->id)) a->presence_lost = true;
+      for (uint32_t i = 0; i < c->n_att; i++) {
+        sw_attach_t *a = conn_attachment_at(c, i);
+        if (presence_leave_conn(a->ch, c->id)) a->presence_lost = true;
+      }
     }
   }
 }
