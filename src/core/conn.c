@@ -172,7 +172,8 @@ static sw_ack_memo_t *memo_find(const sw_conn_t *c, int64_t serial, size_t *inde
  * client numbers its publishes. */
 static sw_ack_memo_t *memo_push(sw_conn_t *c, int64_t serial) {
   if (c->memo_len == c->memo_cap) {
-    size_t cap = c->memo_cap ? c->memo_cap * 2 : 16;
+    if (c->memo_cap >= (UINT32_MAX >> 1)) return NULL; /* not reached under any sane maxPendingPublishes */
+    uint32_t cap = c->memo_cap ? c->memo_cap * 2 : 16;
     sw_ack_memo_t *m = calloc(cap, sizeof *m);
     if (!m) return NULL;
     for (size_t i = 0; i < c->memo_len; i++) m[i] = *memo_entry(c, i);
@@ -430,7 +431,11 @@ int conn_credentials(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p, 
 static void new_key(sw_conn_t *c) {
   char secret[24];
   app_random_id(secret, 16);
-  snprintf(c->key, sizeof c->key, "%s!%s", c->id, secret);
+  size_t n = strnlen(c->id, SW_CONN_ID_LEN); /* key holds SW_CONN_ID_LEN + 1 + 16 + NUL */
+  memcpy(c->key, c->id, n);
+  c->key[n] = '!';
+  memcpy(c->key + n + 1, secret, 16);
+  c->key[n + 17] = '\0';
 }
 
 /* Takes note of a newly adopted credential: whether conn_tick is to ask

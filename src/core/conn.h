@@ -64,33 +64,37 @@ typedef struct sw_attach_ref {
 } sw_attach_ref_t;
 
 typedef struct sw_conn {
+  /* Ordered so that there are no holes: an idle connection is mostly this
+   * struct and its socket. */
   char id[SW_CONN_ID_LEN + 1];
-  char key[64];   /* connectionKey: "<id>!<secret>", the resume credential */
+  char key[SW_CONN_ID_LEN + 18]; /* connectionKey: "<id>!<16-character secret>", the resume credential */
+  bool reauth_sent; /* server-requested AUTH sent, or not due (adopted near expiry), for the current token */
+  bool echo;
+  bool heartbeats;
+  bool presence_left;       /* its presence members have left, for the current loss */
   sw_server_t *srv;
   sw_sock_t *sock; /* current transport or NULL */
   sw_app_t *app;     /* == auth.app; an app is never freed while running */
   sw_principal_t auth; /* current credentials (replaced by AUTH, RTC8) */
   char *client_id;  /* the connection's identity (CD2a): NULL anonymous, "*" wildcard;
                        never changes once set */
-  bool reauth_sent; /* server-requested AUTH sent, or not due (adopted near expiry), for the current token */
   sw_format_t fmt;
-  bool echo;
-  bool heartbeats;
   int append_rollup_ms; /* the appendRollupWindow transport param (core/rollup.h) */
   int64_t next_msg_serial; /* the msgSerial the next new publish must carry */
-  sw_ack_memo_t *memo;      /* ring in msgSerial order: memo[(memo_head + i) % memo_cap], i < memo_len */
-  size_t memo_head, memo_len, memo_cap;
-  size_t memo_answered;     /* the first memo_answered entries have been answered */
-  size_t memo_pending;      /* accepted publishes not answered yet (<= maxPendingPublishes) */
-  size_t n_presence;        /* presence members this connection entered, on all channels */
+  /* ring in msgSerial order: memo[(memo_head + i) % memo_cap], i < memo_len
+   * (bounded far below 2^32: SW_ACK_MEMORY + 2 * maxPendingPublishes + 2) */
+  sw_ack_memo_t *memo;
+  uint32_t memo_head, memo_len, memo_cap;
+  uint32_t memo_answered;   /* the first memo_answered entries have been answered */
+  uint32_t memo_pending;    /* accepted publishes not answered yet (<= maxPendingPublishes) */
+  uint32_t n_att, att_cap;  /* see sw_attach_ref_t and the conn_attachment* functions */
   union {
     sw_attach_ref_t one;   /* att_cap <= 1 */
     sw_attach_ref_t *many; /* att_cap > 1 (malloc'd) */
   } att;
-  uint32_t n_att, att_cap;  /* see sw_attach_ref_t and the conn_attachment* functions */
+  size_t n_presence;        /* presence members this connection entered, on all channels */
   int64_t lost_at;          /* ms when the transport was lost; 0 while bound */
   int64_t remain_present_ms; /* its presence members leave this long after the transport is lost */
-  bool presence_left;       /* they have, for the current loss */
   uint64_t last_tx;         /* loop ms of the last frame sent */
   UT_hash_handle hh;
 } sw_conn_t;
