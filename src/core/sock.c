@@ -255,7 +255,8 @@ static void sock_free(sw_sock_t *s) {
   free(s->fwd);
   free(s->origin);
   buf_free(&s->in);
-  ws_msg_asm_free(&s->wsasm);
+  if (s->wsasm) ws_msg_asm_free(s->wsasm);
+  free(s->wsasm);
   free(s->q); /* a ring (by the union's first member) or a grown array */
   free(s);
 }
@@ -799,16 +800,26 @@ static size_t process_ws(sw_sock_t *s, uint8_t *data, size_t len, size_t pos) {
       break;
     }
     default:
-      if (f.fin && f.opcode != SW_WS_OP_CONT && !s->wsasm.active) {
+      if (f.fin && f.opcode != SW_WS_OP_CONT && !s->wsasm) {
         deliver(s, f.opcode, payload, plen);
       } else {
+        if (!s->wsasm && !(s->wsasm = calloc(1, sizeof *s->wsasm))) {
+          close_now(s);
+          break;
+        }
+        s->wsasm->max_msg = (uint64_t)lim->max_frame_size;
         uint8_t op;
-        int a = ws_msg_asm_add(&s->wsasm, &f, payload, plen, &op);
+        int a = ws_msg_asm_add(s->wsasm, &f, payload, plen, &op);
         if (a == SW_WS_MALFORMED) ws_close_with(s, 1002);
         else if (a == SW_WS_TOO_LARGE) ws_close_with(s, 1009);
+        else if (a < 0) close_now(s); /* out of memory */
         else if (a == 1) {
-          deliver(s, op, s->wsasm.buf.data, s->wsasm.buf.len);
-          ws_msg_asm_reset(&s->wsasm);
+          /* The message is the socket's until delivered; then it goes. */
+          sw_ws_msg_asm_t *m = s->wsasm;
+          s->wsasm = NULL;
+          deliver(s, op, m->buf.data, m->buf.len);
+          ws_msg_asm_free(m);
+          free(m);
         }
       }
     }
@@ -1117,7 +1128,6 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
   }
   uv_tcp_nodelay(&s->tcp, 1);
   uv_tcp_keepalive(&s->tcp, 1, 60);
-  s->wsasm.max_msg = (uint64_t)srv->cfg->limits.max_frame_size;
   s->last_rx_ms = uv_now(srv->loop);
   return uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
 }

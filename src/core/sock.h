@@ -44,8 +44,10 @@ typedef enum {
 
 /* An idle authenticated connection is mostly this struct, so it is kept
  * small: no write request (taken from the server only while a write waits
- * for POLLOUT), no input buffer until a read ends mid-request or mid-frame,
- * and fields ordered so that there are no holes. */
+ * for POLLOUT), no output ring while nothing is queued, no input buffer
+ * until a read ends mid-request or mid-frame, no reassembly state unless a
+ * message is fragmented, flags in bits, and fields ordered so that there are
+ * no holes. */
 typedef struct sw_sock {
   uv_tcp_t tcp;
   sw_server_t *srv;
@@ -76,24 +78,26 @@ typedef struct sw_sock {
   uint32_t discarded;  /* input bytes dropped while closing (saturates) */
   uint8_t phase;       /* sw_sock_phase_t */
   uint8_t list;        /* 0: none, 1: srv->pending, 2: srv->closing */
-  /* WebSocket state */
-  sw_ws_msg_asm_t wsasm;
-  bool is_ws;
+  /* Flags as one-bit fields: 14 bools were 14 bytes of every socket. */
+  bool is_ws : 1;
   /* The client of the current request: the TCP peer, or behind a trusted
    * proxy what the proxy said (X-Forwarded-For, X-Forwarded-Proto). */
-  bool peer_loopback; /* the client is on 127.0.0.0/8 or ::1 */
-  bool secure;        /* it reached us over TLS: ours, or the proxy's */
-  bool via_proxy;     /* the TCP peer is in trustedProxies */
-  bool proxy_loopback; /* ... and on loopback itself */
-  bool closing;      /* sock_close called */
-  bool close_after_flush;
-  bool overflowed;   /* the outbound bound was hit */
-  bool handle_closed;
-  bool writing;      /* a uv_write waits for POLLOUT: it continues the queue */
-  bool drain_wanted; /* a paced producer (a replay) waits for q_bytes < sock_low_water */
-  bool metrics_only; /* accepted by the metrics listener (root/health.c) */
-  bool req_started;  /* HEAD: bytes of the awaited request have arrived */
-  bool peer_eof;     /* the peer shut its side while our last words were queued */
+  bool peer_loopback : 1; /* the client is on 127.0.0.0/8 or ::1 */
+  bool secure : 1;        /* it reached us over TLS: ours, or the proxy's */
+  bool via_proxy : 1;     /* the TCP peer is in trustedProxies */
+  bool proxy_loopback : 1; /* ... and on loopback itself */
+  bool closing : 1;      /* sock_close called */
+  bool close_after_flush : 1;
+  bool overflowed : 1;   /* the outbound bound was hit */
+  bool handle_closed : 1;
+  bool writing : 1;      /* a uv_write waits for POLLOUT: it continues the queue */
+  bool drain_wanted : 1; /* a paced producer (a replay) waits for q_bytes < sock_low_water */
+  bool metrics_only : 1; /* accepted by the metrics listener (root/health.c) */
+  bool req_started : 1;  /* HEAD: bytes of the awaited request have arrived */
+  bool peer_eof : 1;     /* the peer shut its side while our last words were queued */
+  /* A fragmented WebSocket message being reassembled (malloc'd while one
+   * is, freed once it is complete), or NULL: most clients never fragment. */
+  sw_ws_msg_asm_t *wsasm;
 } sw_sock_t;
 
 /* Accepts a pending connection on the listener; 0 or negative uv error. */
