@@ -47,14 +47,11 @@ static sw_channel_t *root_of(sw_channel_t *ch) { return ch->base ? ch->base : ch
 /* A new channel object in the server's hash, touching no storage. */
 static sw_channel_t *channel_new(sw_server_t *srv, sw_app_t *app, const char *name) {
   size_t alen = strlen(app->id), nlen = strlen(name);
-  sw_channel_t *ch = calloc(1, sizeof *ch);
+  /* The key right after the struct: one allocation, not two. */
+  sw_channel_t *ch = calloc(1, sizeof *ch + alen + 1 + nlen + 1);
   if (!ch) return NULL;
   ch->hkey_len = alen + 1 + nlen;
-  ch->hkey = malloc(ch->hkey_len + 1);
-  if (!ch->hkey) {
-    free(ch);
-    return NULL;
-  }
+  ch->hkey = (char *)(ch + 1);
   memcpy(ch->hkey, app->id, alen + 1);
   memcpy(ch->hkey + alen + 1, name, nlen + 1);
   ch->name = ch->hkey + alen + 1;
@@ -159,7 +156,7 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
   }
   filter_free(ch->filter);
   HASH_DEL(srv->channels, ch);
-  free(ch->hkey);
+  free(ch->occ_sent);
   free(ch);
 }
 
@@ -766,18 +763,20 @@ static void occupancy_send(sw_attach_t *a, const sw_occupancy_t *o, int64_t now)
  * at once when a metric goes from or to zero), and to those that attached
  * since in any case. */
 static void occupancy_tick(sw_channel_t *ch, int64_t now) {
+  if (!ch->occ_sent && !(ch->occ_sent = calloc(1, sizeof *ch->occ_sent))) return; /* next tick */
+  struct sw_occ_sent *sent = ch->occ_sent;
   sw_occupancy_t o = channel_occupancy(ch);
-  bool changed = memcmp(&o, &ch->occ_sent, sizeof o) != 0, edge = false;
-  for (int k = 0; k < SW_OCC_COUNT; k++) edge = edge || ((o.n[k] == 0) != (ch->occ_sent.n[k] == 0));
-  bool all = changed && (edge || now - ch->occ_sent_ms >= SW_OCCUPANCY_DEBOUNCE_MS);
+  bool changed = memcmp(&o, &sent->o, sizeof o) != 0, edge = false;
+  for (int k = 0; k < SW_OCC_COUNT; k++) edge = edge || ((o.n[k] == 0) != (sent->o.n[k] == 0));
+  bool all = changed && (edge || now - sent->ms >= SW_OCCUPANCY_DEBOUNCE_MS);
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     if (!a->occupancy || !a->delivering || !(a->modes & SW_MODE_SUBSCRIBE) || !(all || a->occ_due)) continue;
     a->occ_due = false;
     occupancy_send(a, &o, now);
   }
   if (all) {
-    ch->occ_sent = o;
-    ch->occ_sent_ms = now;
+    sent->o = o;
+    sent->ms = now;
   }
 }
 
