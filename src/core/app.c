@@ -3,8 +3,9 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "identity/identity.h"
 
@@ -25,17 +26,23 @@ void app_set_spec_check(sw_app_spec_check_fn fn) { spec_check = fn; }
  * (OpenSSL reseeds there; a copy of the parent's block must not be used). */
 #define RANDOM_POOL 512
 
+static atomic_uint fork_gen; /* bumped in a forked child: no getpid() call per id */
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void forked(void) { atomic_fetch_add(&fork_gen, 1); }
+static void watch_forks(void) { pthread_atfork(NULL, NULL, forked); }
+
 static int random_bytes(unsigned char *out, size_t n) {
   static _Thread_local unsigned char pool[RANDOM_POOL];
   static _Thread_local size_t left;
-  static _Thread_local pid_t owner;
+  static _Thread_local unsigned gen;
   if (n > RANDOM_POOL) return RAND_bytes(out, (int)n) == 1 ? 0 : -1;
-  pid_t pid = getpid();
-  if (owner != pid) left = 0;
+  pthread_once(&fork_once, watch_forks);
+  unsigned g = atomic_load(&fork_gen);
+  if (gen != g) left = 0;
   if (left < n) {
     if (RAND_bytes(pool, RANDOM_POOL) != 1) return -1;
     left = RANDOM_POOL;
-    owner = pid;
+    gen = g;
   }
   unsigned char *p = pool + RANDOM_POOL - left;
   memcpy(out, p, n);

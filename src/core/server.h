@@ -82,6 +82,7 @@ typedef struct sw_server {
   sw_sock_t *dirty, **dirty_tail;
   uv_prepare_t flush;
   bool flush_open;        /* `flush` initialised and not closed */
+  bool accept_inherits_opts; /* the listener's sockets get TCP_NODELAY and keep-alive from it (Linux) */
   union sw_wreq *wreq_spare; /* write requests for sockets waiting for POLLOUT */
   unsigned n_wreq_spare;
   union sw_ring *ring_spare; /* spare output rings (core/sock.c) */

@@ -1126,8 +1126,10 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
   } else {
     set_phase(s, SW_SOCK_HEAD, srv->cfg->limits.http_head_timeout);
   }
-  uv_tcp_nodelay(&s->tcp, 1);
-  uv_tcp_keepalive(&s->tcp, 1, 60);
+  if (s->metrics_only || !srv->accept_inherits_opts) {
+    uv_tcp_nodelay(&s->tcp, 1);
+    uv_tcp_keepalive(&s->tcp, 1, 60);
+  }
   s->last_rx_ms = uv_now(srv->loop);
   return uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
 }
