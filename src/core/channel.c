@@ -188,12 +188,15 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
   if (ch->rollups && m->action == SW_ACTION_MESSAGE) rollup_flush(ch);
   /* Encoded lazily, once per wire format, for every subscriber using it. */
   sw_frame_t *frames[2] = {NULL, NULL};
+  /* The connection to skip, found once: a pointer compared per subscriber
+   * instead of a strcmp of ids (ids are unique among connections). */
+  const sw_conn_t *skip = skip_conn_id ? conn_find(ch->srv, skip_conn_id) : NULL;
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
     if (!a->delivering || !(a->modes & mode_mask)) continue;
     /* Messages wait while a replay runs: it reads them from storage, in order. */
     if (a->replay && (mode_mask & SW_MODE_SUBSCRIBE)) continue;
-    if (skip_conn_id && strcmp(c->id, skip_conn_id) == 0) continue;
+    if (c == skip) continue;
     if (m->action == SW_ACTION_MESSAGE) metrics_add(SW_M_MESSAGES_OUT, m->n_messages);
     if (a->wire_name) {
       /* Attached under another spelling ([?params]name): its own frame. */

@@ -55,7 +55,7 @@ static void wreq_put(sw_server_t *srv, uv_write_t *req) {
  * sockets of a fan-out share a few rings turn after turn instead of each
  * keeping one (or each calling malloc and free per turn). A ring grown by a
  * backlog is freed once drained. The list keeps at most RING_SPARE_MAX. */
-#define RING_CAP0 16
+#define RING_CAP0 16 /* a power of two, and rings double: indexes are masked, not divided */
 typedef union sw_ring {
   sw_frame_t *slot[RING_CAP0];
   union sw_ring *next; /* while spare */
@@ -276,7 +276,7 @@ static void pop_head(sw_sock_t *s) {
   sw_frame_t *f = s->q[s->q_head];
   s->q_bytes -= f->len;
   frame_unref(f);
-  s->q_head = (s->q_head + 1) % s->q_cap;
+  s->q_head = (s->q_head + 1) & (s->q_cap - 1);
   s->q_len--;
   s->head_off = 0;
 }
@@ -410,7 +410,7 @@ static void flush(sw_sock_t *s) {
   while (s->q_len && !s->writing) {
     size_t n = s->q_len < SW_SOCK_MAX_IOV ? s->q_len : SW_SOCK_MAX_IOV;
     for (size_t i = 0; i < n; i++) {
-      sw_frame_t *f = s->q[(s->q_head + i) % s->q_cap];
+      sw_frame_t *f = s->q[(s->q_head + i) & (s->q_cap - 1)];
       size_t off = i == 0 ? s->head_off : 0;
       iov[i] = uv_buf_init((char *)f->data + off, (unsigned)(f->len - off));
     }
@@ -618,13 +618,13 @@ static int enqueue(sw_sock_t *s, sw_frame_t *f) {
       close_now(s);
       return -1;
     }
-    for (uint32_t i = 0; i < s->q_len; i++) q[i] = s->q[(s->q_head + i) % s->q_cap];
+    for (uint32_t i = 0; i < s->q_len; i++) q[i] = s->q[(s->q_head + i) & (s->q_cap - 1)];
     ring_put(s->srv, s->q, s->q_cap);
     s->q = q;
     s->q_cap = cap;
     s->q_head = 0;
   }
-  s->q[(s->q_head + s->q_len) % s->q_cap] = frame_ref(f);
+  s->q[(s->q_head + s->q_len) & (s->q_cap - 1)] = frame_ref(f);
   s->q_len++;
   s->q_bytes += f->len;
   mark_dirty(s);
@@ -638,7 +638,7 @@ static int enqueue(sw_sock_t *s, sw_frame_t *f) {
  * of after megabytes the client may never read. */
 static void drop_unsent(sw_sock_t *s) {
   while (s->q_len > s->n_inflight) {
-    uint32_t i = (s->q_head + s->q_len - 1) % s->q_cap;
+    uint32_t i = (s->q_head + s->q_len - 1) & (s->q_cap - 1);
     s->q_bytes -= s->q[i]->len;
     frame_unref(s->q[i]);
     s->q_len--;
