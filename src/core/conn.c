@@ -299,9 +299,28 @@ void conn_destroy(sw_conn_t *c) {
   free(c->memo);
   if (c->att_cap > 1) free(c->att.many);
   HASH_DEL(c->srv->conns, c);
-  free(c->client_id);
+  if (!c->client_id_shared) free(c->client_id);
   principal_clear(&c->auth);
   free(c);
+}
+
+/* The connection's clientId is usually its token's: then c->client_id
+ * points at c->auth.client_id instead of holding a copy (32 bytes of every
+ * identified connection). */
+static void share_client_id(sw_conn_t *c) {
+  if (c->client_id_shared || !c->client_id || !c->auth.client_id || strcmp(c->client_id, c->auth.client_id)) return;
+  free(c->client_id);
+  c->client_id = c->auth.client_id;
+  c->client_id_shared = true;
+}
+
+/* Replaces c's credentials (resume, AUTH); c->client_id stays as it is. */
+static void replace_auth(sw_conn_t *c, sw_principal_t p) {
+  if (c->client_id_shared) c->auth.client_id = NULL; /* c->client_id keeps the string */
+  c->client_id_shared = false;
+  principal_clear(&c->auth);
+  c->auth = p;
+  share_client_id(c);
 }
 
 void conn_on_drain(sw_conn_t *c) {
@@ -529,8 +548,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
       return;
     }
     free(client_id);
-    principal_clear(&c->auth);
-    c->auth = auth;
+    replace_auth(c, auth);
     adopt_auth(c);
     bind_transport(c, s, fmt, echo, heartbeats);
     c->append_rollup_ms = rollup_ms;
@@ -560,6 +578,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   c->auth = auth;
   c->app = auth.app;
   c->client_id = client_id;
+  share_client_id(c);
   adopt_auth(c);
   HASH_ADD_STR(srv->conns, id, c);
   metrics_inc(SW_M_CONNECTIONS_OPENED);
@@ -608,8 +627,7 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
     conn_fail(c, err.code, err.message, false);
     return;
   }
-  principal_clear(&c->auth);
-  c->auth = p;
+  replace_auth(c, p);
   adopt_auth(c);
   send_connected(c, NULL);
   for (uint32_t i = 0; i < c->n_att;) {

@@ -72,6 +72,7 @@ typedef struct sw_conn {
   bool echo;
   bool heartbeats;
   bool presence_left;       /* its presence members have left, for the current loss */
+  bool client_id_shared;    /* client_id is auth.client_id's string, not a copy (conn.c) */
   sw_server_t *srv;
   sw_sock_t *sock; /* current transport or NULL */
   sw_app_t *app;     /* == auth.app; an app is never freed while running */
