@@ -254,7 +254,8 @@ static void sock_free(sw_sock_t *s) {
   tls_free(s->tls);
   free(s->fwd);
   free(s->origin);
-  buf_free(&s->in);
+  if (s->in) buf_free(s->in);
+  free(s->in);
   if (s->wsasm) ws_msg_asm_free(s->wsasm);
   free(s->wsasm);
   free(s->q); /* a ring (by the union's first member) or a grown array */
@@ -905,20 +906,25 @@ static void on_plain(sw_sock_t *s, uint8_t *data, size_t len) {
     if (s->phase == SW_SOCK_IDLE) set_phase(s, SW_SOCK_HEAD, s->srv->cfg->limits.http_head_timeout);
     s->req_started = true;
   }
-  if (s->in.len) {
+  if (s->in) {
     /* Bounded: a request or frame larger than the limits is refused by
      * the parsers before this grows past them. */
-    if (buf_append(&s->in, data, len)) {
+    if (buf_append(s->in, data, len)) {
       close_now(s);
       return;
     }
-    size_t used = process(s, s->in.data, s->in.len);
-    buf_consume(&s->in, used);
-    if (!s->in.len) buf_free(&s->in);
+    size_t used = process(s, s->in->data, s->in->len);
+    buf_consume(s->in, used);
+    if (!s->in->len) {
+      buf_free(s->in);
+      free(s->in);
+      s->in = NULL;
+    }
     return;
   }
   size_t used = process(s, data, len);
-  if (used < len && !s->closing && buf_append(&s->in, data + used, len - used)) close_now(s);
+  if (used < len && !s->closing && (!(s->in = calloc(1, sizeof *s->in)) || buf_append(s->in, data + used, len - used)))
+    close_now(s);
 }
 
 /* The handshake is done: the first request's head is due. */

@@ -65,7 +65,7 @@ typedef struct sw_sock {
   struct sw_tls *tls; /* TLS state (core/tls.h), or NULL on a plain socket */
   uint8_t *fwd;      /* from a trusted proxy: the client address its X-Forwarded-For
                         gave for the current request (16 bytes, malloc'd), or NULL */
-  sw_buf_t in;
+  sw_buf_t *in;      /* what a read left of a partial request or frame (malloc'd), or NULL */
   /* output queue: a ring of frame references */
   sw_frame_t **q;
   size_t q_bytes;    /* bytes queued, including those being written */
