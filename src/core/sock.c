@@ -60,7 +60,7 @@ typedef union sw_ring {
   sw_frame_t *slot[RING_CAP0];
   union sw_ring *next; /* while spare */
 } sw_ring_t;
-#define RING_SPARE_MAX 4096
+#define RING_SPARE_MAX 1024
 
 static sw_frame_t **ring_get(sw_server_t *srv) {
   sw_ring_t *r = srv->ring_spare;
