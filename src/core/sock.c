@@ -247,6 +247,10 @@ static void set_phase(sw_sock_t *s, sw_sock_phase_t ph, int64_t timeout) {
 static void became_useful(sw_sock_t *s) {
   list_unlink(s);
   peer_release(s);
+  /* The upgrade's Origin (browsers send one) is echoed only in HTTP
+   * responses, which a WebSocket gets no more of. */
+  free(s->origin);
+  s->origin = NULL;
   s->phase = SW_SOCK_LIVE;
 }
 
