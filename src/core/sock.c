@@ -86,12 +86,16 @@ static void ring_put(sw_server_t *srv, sw_frame_t **q, uint32_t cap) {
   srv->n_ring_spare++;
 }
 
+/* The ring's capacity: a power of two, so indexes are masked. */
+static inline uint32_t qcap(const sw_sock_t *s) { return s->q ? (uint32_t)1 << s->q_log2 : 0; }
+
 /* The queue is empty and nothing of it is being written: its ring goes. */
 static void ring_release(sw_sock_t *s) {
   if (s->q_len || s->writing || !s->q) return;
-  ring_put(s->srv, s->q, s->q_cap);
+  ring_put(s->srv, s->q, qcap(s));
   s->q = NULL;
-  s->q_cap = s->q_head = 0;
+  s->q_log2 = 0;
+  s->q_head = 0;
 }
 
 void socks_free_spares(sw_server_t *srv) {
@@ -281,7 +285,7 @@ static void pop_head(sw_sock_t *s) {
   sw_frame_t *f = s->q[s->q_head];
   s->q_bytes -= f->len;
   frame_unref(f);
-  s->q_head = (s->q_head + 1) & (s->q_cap - 1);
+  s->q_head = (s->q_head + 1) & (qcap(s) - 1);
   s->q_len--;
   s->head_off = 0;
 }
@@ -380,7 +384,7 @@ static void on_write(uv_write_t *req, int status) {
   sw_sock_t *s = req->data;
   wreq_put(s->srv, req);
   s->writing = false;
-  for (uint32_t i = 0; i < s->n_inflight; i++) pop_head(s);
+  if (s->n_inflight) pop_head(s);
   s->n_inflight = 0;
   if (s->tls) {
     free(s->tls->inflight);
@@ -415,7 +419,7 @@ static void flush(sw_sock_t *s) {
   while (s->q_len && !s->writing) {
     size_t n = s->q_len < SW_SOCK_MAX_IOV ? s->q_len : SW_SOCK_MAX_IOV;
     for (size_t i = 0; i < n; i++) {
-      sw_frame_t *f = s->q[(s->q_head + i) & (s->q_cap - 1)];
+      sw_frame_t *f = s->q[(s->q_head + i) & (qcap(s) - 1)];
       size_t off = i == 0 ? s->head_off : 0;
       iov[i] = uv_buf_init((char *)f->data + off, (unsigned)(f->len - off));
     }
@@ -616,20 +620,21 @@ void socks_flush_close(sw_server_t *srv) {
 }
 
 static int enqueue(sw_sock_t *s, sw_frame_t *f) {
-  if (s->q_len == s->q_cap) {
-    uint32_t cap = s->q_cap ? s->q_cap * 2 : RING_CAP0;
-    sw_frame_t **q = cap <= s->q_cap ? NULL : s->q_cap ? malloc(cap * sizeof *q) : ring_get(s->srv);
+  uint32_t old = qcap(s);
+  if (s->q_len == old) {
+    uint32_t cap = old ? old * 2 : RING_CAP0;
+    sw_frame_t **q = cap <= old ? NULL : old ? malloc(cap * sizeof *q) : ring_get(s->srv);
     if (!q) {
       close_now(s);
       return -1;
     }
-    for (uint32_t i = 0; i < s->q_len; i++) q[i] = s->q[(s->q_head + i) & (s->q_cap - 1)];
-    ring_put(s->srv, s->q, s->q_cap);
+    for (uint32_t i = 0; i < s->q_len; i++) q[i] = s->q[(s->q_head + i) & (old - 1)];
+    ring_put(s->srv, s->q, old);
     s->q = q;
-    s->q_cap = cap;
+    s->q_log2 = (uint8_t)__builtin_ctz(cap);
     s->q_head = 0;
   }
-  s->q[(s->q_head + s->q_len) & (s->q_cap - 1)] = frame_ref(f);
+  s->q[(s->q_head + s->q_len) & (qcap(s) - 1)] = frame_ref(f);
   s->q_len++;
   s->q_bytes += f->len;
   mark_dirty(s);
@@ -643,7 +648,7 @@ static int enqueue(sw_sock_t *s, sw_frame_t *f) {
  * of after megabytes the client may never read. */
 static void drop_unsent(sw_sock_t *s) {
   while (s->q_len > s->n_inflight) {
-    uint32_t i = (s->q_head + s->q_len - 1) & (s->q_cap - 1);
+    uint32_t i = (s->q_head + s->q_len - 1) & (qcap(s) - 1);
     s->q_bytes -= s->q[i]->len;
     frame_unref(s->q[i]);
     s->q_len--;
@@ -1001,7 +1006,6 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   }
   if (nread == 0) return;
   metrics_add(SW_M_BYTES_RECEIVED, (uint64_t)nread);
-  s->last_rx_ms = uv_now(s->srv->loop);
   if (s->closing) {
     discard(s, (size_t)nread);
     return;
@@ -1140,6 +1144,5 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
     uv_tcp_nodelay(&s->tcp, 1);
     uv_tcp_keepalive(&s->tcp, 1, 60);
   }
-  s->last_rx_ms = uv_now(srv->loop);
   return uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
 }

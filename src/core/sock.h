@@ -69,15 +69,14 @@ typedef struct sw_sock {
   /* output queue: a ring of frame references */
   sw_frame_t **q;
   size_t q_bytes;    /* bytes queued, including those being written */
-  uint32_t q_head, q_len, q_cap; /* the bound keeps a ring far below 2^32 frames */
+  uint32_t q_head, q_len; /* the bound keeps a ring far below 2^32 frames */
   uint32_t head_off; /* bytes of q[q_head] already written (a frame's len is 32-bit) */
-  uint32_t n_inflight; /* frames covered by the uv_write waiting for POLLOUT (0 or 1) */
   unsigned refs;
   uint64_t deadline;   /* loop ms at which the phase ends (not LIVE) */
-  uint64_t last_rx_ms; /* loop time of the last byte received */
   uint32_t discarded;  /* input bytes dropped while closing (saturates) */
-  uint8_t phase;       /* sw_sock_phase_t */
-  uint8_t list;        /* 0: none, 1: srv->pending, 2: srv->closing */
+  uint8_t q_log2;      /* the ring holds 1 << q_log2 frames (while q is set) */
+  uint8_t phase : 3;   /* sw_sock_phase_t */
+  uint8_t list : 2;    /* 0: none, 1: srv->pending, 2: srv->closing */
   /* Flags as one-bit fields: 14 bools were 14 bytes of every socket. */
   bool is_ws : 1;
   /* The client of the current request: the TCP peer, or behind a trusted
@@ -91,6 +90,7 @@ typedef struct sw_sock {
   bool overflowed : 1;   /* the outbound bound was hit */
   bool handle_closed : 1;
   bool writing : 1;      /* a uv_write waits for POLLOUT: it continues the queue */
+  bool n_inflight : 1;   /* frames (0 or 1) covered by that uv_write: q[q_head] (TLS: none) */
   bool drain_wanted : 1; /* a paced producer (a replay) waits for q_bytes < sock_low_water */
   bool metrics_only : 1; /* accepted by the metrics listener (root/health.c) */
   bool req_started : 1;  /* HEAD: bytes of the awaited request have arrived */
