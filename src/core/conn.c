@@ -342,11 +342,21 @@ void conn_on_transport_lost(sw_conn_t *c) {
   }
 }
 
+/* c's connectionKey, "<id>!<secret>", into out. */
+static void conn_key(const sw_conn_t *c, char out[SW_CONN_ID_LEN + 18]) {
+  size_t n = strnlen(c->id, SW_CONN_ID_LEN);
+  memcpy(out, c->id, n);
+  out[n] = '!';
+  memcpy(out + n + 1, c->secret, sizeof c->secret); /* with its NUL */
+}
+
 static void send_connected(sw_conn_t *c, const sw_error_t *err) {
   const sw_limits_t *l = &c->srv->cfg->limits;
+  char key[SW_CONN_ID_LEN + 18];
+  conn_key(c, key);
   sw_conn_details_t d = {
       .client_id = c->client_id,
-      .connection_key = c->key,
+      .connection_key = key,
       .max_message_size = l->max_message_size,
       .max_frame_size = l->max_frame_size,
       .max_inbound_rate = l->max_inbound_rate,
@@ -387,8 +397,9 @@ static sw_conn_t *find_by_key(sw_server_t *srv, const char *key, const sw_app_t 
   id[bang - key] = '\0';
   sw_conn_t *c = conn_find(srv, id);
   if (!c || c->app != app) return NULL;
-  size_t n = strlen(key);
-  if (n != strlen(c->key) || CRYPTO_memcmp(key, c->key, n) != 0) return NULL;
+  /* The id matched exactly (the lookup); the secret in constant time. */
+  const char *secret = bang + 1;
+  if (strlen(secret) != strlen(c->secret) || CRYPTO_memcmp(secret, c->secret, strlen(secret)) != 0) return NULL;
   return c;
 }
 
@@ -455,13 +466,7 @@ int conn_credentials(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p, 
 
 /* A fresh connectionKey for c: its id and a new random secret. */
 static void new_key(sw_conn_t *c) {
-  char secret[24];
-  app_random_id(secret, 16);
-  size_t n = strnlen(c->id, SW_CONN_ID_LEN); /* key holds SW_CONN_ID_LEN + 1 + 16 + NUL */
-  memcpy(c->key, c->id, n);
-  c->key[n] = '!';
-  memcpy(c->key + n + 1, secret, 16);
-  c->key[n + 17] = '\0';
+  app_random_id(c->secret, 16);
 }
 
 /* Takes note of a newly adopted credential: whether conn_tick is to ask

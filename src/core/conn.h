@@ -67,7 +67,9 @@ typedef struct sw_conn {
   /* Ordered so that there are no holes: an idle connection is mostly this
    * struct and its socket. */
   char id[SW_CONN_ID_LEN + 1];
-  char key[SW_CONN_ID_LEN + 18]; /* connectionKey: "<id>!<16-character secret>", the resume credential */
+  /* The connectionKey, the resume credential, is "<id>!<secret>": only the
+   * secret is kept (conn_key() writes the whole key). */
+  char secret[17];
   bool reauth_sent; /* server-requested AUTH sent, or not due (adopted near expiry), for the current token */
   bool echo;
   bool heartbeats;
@@ -89,11 +91,11 @@ typedef struct sw_conn {
   uint32_t memo_answered;   /* the first memo_answered entries have been answered */
   uint32_t memo_pending;    /* accepted publishes not answered yet (<= maxPendingPublishes) */
   uint32_t n_att, att_cap;  /* see sw_attach_ref_t and the conn_attachment* functions */
+  uint32_t n_presence;      /* presence members this connection entered, on all channels (<= maxPresenceMembersPerConnection) */
   union {
     sw_attach_ref_t one;   /* att_cap <= 1 */
     sw_attach_ref_t *many; /* att_cap > 1 (malloc'd) */
   } att;
-  size_t n_presence;        /* presence members this connection entered, on all channels */
   int64_t lost_at;          /* ms when the transport was lost; 0 while bound */
   int64_t remain_present_ms; /* its presence members leave this long after the transport is lost */
   uint64_t last_tx;         /* loop ms of the last frame sent */
