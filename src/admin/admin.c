@@ -108,8 +108,8 @@ static void delete_app(sw_sock_t *s, sw_app_t *app, sw_format_t fmt, bool keep_a
   app->deleted = true;
   identity_remove(srv->identity, app->idps, app->n_idps); /* its issuers are free for other apps */
   /* Live connections of a deleted app end with the error a new one would get. */
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) {
+  sw_conn_t *c;
+  SW_CONNS_EACH(&srv->conns, c) {
     if (c->app != app) continue;
     if (c->sock) conn_fail(c, SW_E_NOT_FOUND, "application deleted", false);
     else conn_destroy(c);

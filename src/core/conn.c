@@ -124,9 +124,73 @@ void conn_send_channel_error(sw_conn_t *c, const char *channel, const sw_error_t
   conn_send_pmsg(c, &m);
 }
 
+/* ---- the connection map (conn.h) ---- */
+
+static uint32_t id_hash(const char *id) {
+  uint32_t h = 2166136261u; /* FNV-1a: ids are random already */
+  for (; *id; id++) h = (h ^ (uint8_t)*id) * 16777619u;
+  return h;
+}
+
+/* The slot holding id, or the empty slot where the probe for it ends. */
+static uint32_t map_probe(const sw_conn_map_t *m, const char *id) {
+  uint32_t mask = m->cap - 1, i = id_hash(id) & mask;
+  for (;; i = (i + 1) & mask) {
+    sw_conn_t *c = m->slot[i];
+    if (!c || (c != SW_CONN_TOMB && strcmp(c->id, id) == 0)) return i;
+  }
+}
+
+int conn_map_reserve(sw_conn_map_t *m) {
+  if ((uint64_t)(m->n + m->tombs + 1) * 4 <= (uint64_t)m->cap * 3) return 0;
+  uint32_t cap = 16;
+  while ((uint64_t)(m->n + 1) * 2 > cap) cap *= 2; /* at most half full after */
+  sw_conn_t **slot = calloc(cap, sizeof *slot);
+  if (!slot) return -1;
+  for (uint32_t i = 0; i < m->cap; i++) {
+    sw_conn_t *c = m->slot[i];
+    if (!c || c == SW_CONN_TOMB) continue;
+    uint32_t k = id_hash(c->id) & (cap - 1);
+    while (slot[k]) k = (k + 1) & (cap - 1);
+    slot[k] = c;
+  }
+  free(m->slot);
+  m->slot = slot;
+  m->cap = cap;
+  m->tombs = 0;
+  return 0;
+}
+
+/* After conn_map_reserve. */
+static void map_add(sw_conn_map_t *m, sw_conn_t *c) {
+  uint32_t mask = m->cap - 1, i = id_hash(c->id) & mask;
+  while (m->slot[i] && m->slot[i] != SW_CONN_TOMB) i = (i + 1) & mask;
+  if (m->slot[i] == SW_CONN_TOMB) m->tombs--;
+  m->slot[i] = c;
+  m->n++;
+}
+
+static void map_del(sw_conn_map_t *m, sw_conn_t *c) {
+  if (!m->cap) return;
+  uint32_t mask = m->cap - 1, i = id_hash(c->id) & mask;
+  for (; m->slot[i]; i = (i + 1) & mask) {
+    if (m->slot[i] != c) continue;
+    m->slot[i] = SW_CONN_TOMB;
+    m->n--;
+    m->tombs++;
+    return;
+  }
+}
+
+void conn_map_free(sw_conn_map_t *m) {
+  free(m->slot);
+  *m = (sw_conn_map_t){0};
+}
+
 sw_conn_t *conn_find(sw_server_t *srv, const char *id) {
-  sw_conn_t *c = NULL;
-  HASH_FIND_STR(srv->conns, id, c);
+  const sw_conn_map_t *m = &srv->conns;
+  if (!m->cap) return NULL;
+  sw_conn_t *c = m->slot[map_probe(m, id)];
   return c;
 }
 
@@ -298,7 +362,7 @@ void conn_destroy(sw_conn_t *c) {
   for (size_t i = 0; i < c->memo_len; i++) memo_clear(memo_entry(c, i));
   free(c->memo);
   if (c->att_cap > 1) free(c->att.many);
-  HASH_DEL(c->srv->conns, c);
+  map_del(&c->srv->conns, c);
   if (!c->client_id_shared) free(c->client_id);
   principal_clear(&c->auth);
   free(c);
@@ -569,7 +633,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     return;
   }
 
-  c = calloc(1, sizeof *c);
+  c = conn_map_reserve(&srv->conns) ? NULL : calloc(1, sizeof *c);
   if (!c || app_random_id(c->id, 12)) {
     free(c);
     free(client_id);
@@ -585,7 +649,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   c->client_id = client_id;
   share_client_id(c);
   adopt_auth(c);
-  HASH_ADD_STR(srv->conns, id, c);
+  map_add(&srv->conns, c);
   metrics_inc(SW_M_CONNECTIONS_OPENED);
   bind_transport(c, s, fmt, echo, heartbeats);
   c->append_rollup_ms = rollup_ms;
@@ -1198,8 +1262,8 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) 
 
 void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
   const sw_limits_t *l = &srv->cfg->limits;
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) {
+  sw_conn_t *c;
+  SW_CONNS_EACH(&srv->conns, c) {
     if (c->sock && c->auth.expires) {
       /* RTN22: ask for a new token before this one expires (unless it was
        * adopted near expiry: adopt_auth); RTN15h: at expiry, DISCONNECTED

@@ -63,6 +63,11 @@ typedef struct sw_attach_ref {
   sw_attach_t *a;
 } sw_attach_ref_t;
 
+typedef struct sw_conn_map sw_conn_map_t; /* core/server.h */
+/* Room for one more connection: 0, or -1 on OOM. */
+int conn_map_reserve(sw_conn_map_t *m);
+void conn_map_free(sw_conn_map_t *m);
+
 typedef struct sw_conn {
   /* Ordered so that there are no holes: an idle connection is mostly this
    * struct and its socket. */
@@ -99,7 +104,6 @@ typedef struct sw_conn {
   int64_t lost_at;          /* ms when the transport was lost; 0 while bound */
   int64_t remain_present_ms; /* its presence members leave this long after the transport is lost */
   uint64_t last_tx;         /* loop ms of the last frame sent */
-  UT_hash_handle hh;
 } sw_conn_t;
 
 /* c's attachments: the i-th (i < c->n_att), in the order they were made;

@@ -380,8 +380,8 @@ void server_shutdown(sw_server_t *srv) {
   srv->store = NULL;
   rollup_shutdown(srv); /* held appends go out before DISCONNECTED */
   /* RTN15: DISCONNECTED (not an error) so SDKs reconnect to the restarted server. */
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) {
+  sw_conn_t *c;
+  SW_CONNS_EACH(&srv->conns, c) {
     if (c->sock) conn_fail(c, SW_E_DISCONNECTED, "server shutting down", true);
   }
   for (sw_sock_t *s = srv->socks, *next; s; s = next) {
@@ -410,8 +410,9 @@ void server_free(sw_server_t *srv) {
     uv_close((uv_handle_t *)&srv->drain, NULL);
     uv_run(srv->loop, UV_RUN_DEFAULT);
   }
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) conn_destroy(c);
+  sw_conn_t *c;
+  SW_CONNS_EACH(&srv->conns, c) conn_destroy(c);
+  conn_map_free(&srv->conns);
   channels_free(srv);
   identity_free(srv->identity); /* before the apps: it points at their providers */
   srv->identity = NULL;

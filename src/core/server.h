@@ -40,6 +40,21 @@ struct sw_server;
 /* What lives above core/ (rest/, admin/, chat/, cloud/, the health
  * endpoints), reached only through these hooks, which the composition root
  * (src/root/) passes to server_start: core/ names no layer above it. */
+/* The server's connections by id (srv->conns): open addressing over
+ * pointers, ~13 bytes per connection, where a uthash handle was 56 bytes in
+ * every connection. Deleting leaves a tombstone, so SW_CONNS_EACH may run
+ * conn_destroy on the connection it is at; inserting (conn_map_reserve
+ * first) may rehash, so no connection is added while iterating. The order
+ * of iteration is the table's, not the order of insertion. */
+struct sw_conn;
+typedef struct sw_conn_map {
+  struct sw_conn **slot; /* NULL: never used; SW_CONN_TOMB: deleted */
+  uint32_t cap, n, tombs;
+} sw_conn_map_t;
+#define SW_CONN_TOMB ((struct sw_conn *)(uintptr_t)1)
+#define SW_CONNS_EACH(map, c)                                 \
+  for (uint32_t sw_conn_i_ = 0; sw_conn_i_ < (map)->cap; sw_conn_i_++) \
+    if (((c) = (map)->slot[sw_conn_i_]) != NULL && (c) != SW_CONN_TOMB)
 typedef struct sw_server_hooks {
   /* Every parsed HTTP request, the metrics listener's too (routing,
    * CORS preflight, the WebSocket upgrade). Required. */
@@ -66,7 +81,7 @@ typedef struct sw_server {
   sw_apps_t apps;
   sw_store_t *store;
   sw_channel_t *channels; /* uthash by (app id, name) */
-  sw_conn_t *conns;       /* uthash by connection id */
+  sw_conn_map_t conns;    /* by connection id (the map: core/conn.c) */
   sw_sock_t *socks;       /* every open socket */
   size_t n_socks;
   /* Deadlines and budgets (core/sock.c): sockets not yet useful (before

@@ -223,8 +223,8 @@ static void revoke_tokens(sw_sock_t *s, const sw_http_req_t *req, sw_format_t fm
   }
   /* Live connections on revoked tokens go now; with a margin they are asked
    * to reauthenticate first, and go when the margin ends (conn_tick). */
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) {
+  sw_conn_t *c;
+  SW_CONNS_EACH(&srv->conns, c) {
     if (!c->sock || c->auth.key != p.key) continue;
     sw_error_t rerr;
     if (principal_revoked(srv, &c->auth, now, &rerr)) {
