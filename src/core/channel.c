@@ -299,6 +299,9 @@ static void on_stored(void *ud, int status) {
     if (p->last_seq > ch->durable_seq) ch->durable_seq = p->last_seq;
     fanout(ch, p);
     notify(p, NULL);
+    /* More of this channel's publishes are being committed: their fan-out
+     * can share this one's writes (core/sock.h). */
+    if (ch->pending && ch->n_subs >= SW_FLUSH_HOLD_MIN_SUBS) socks_hold_flush(ch->srv);
   } else {
     sw_error_t err;
     errors_set(&err, SW_E_INTERNAL, "message could not be stored");

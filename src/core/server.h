@@ -97,6 +97,8 @@ typedef struct sw_server {
   sw_sock_t *dirty, **dirty_tail;
   uv_prepare_t flush;
   bool flush_open;        /* `flush` initialised and not closed */
+  bool flush_hold, flush_held; /* socks_hold_flush: asked for; this turn waited (core/sock.c) */
+  uv_timer_t hold_timer;   /* bounds such a wait (SW_FLUSH_HOLD_MS) */
   bool accept_inherits_opts; /* the listener's sockets get TCP_NODELAY and keep-alive from it (Linux) */
   union sw_wreq *wreq_spare; /* write requests for sockets waiting for POLLOUT */
   unsigned n_wreq_spare;

@@ -572,16 +572,37 @@ static void flush_tls(sw_sock_t *s) {
  * queued by a timer would wait until epoll returned, up to a tick.)
  * Flushing can close a socket, which may queue output on others: they join
  * the list and are flushed in the same pass. */
-static void on_flush(uv_prepare_t *h) {
-  sw_server_t *srv = h->data;
+static void flush_all(sw_server_t *srv) {
   sw_sock_t *s;
+  srv->flush_hold = srv->flush_held = false;
+  uv_timer_stop(&srv->hold_timer);
   while ((s = srv->dirty)) {
     dirty_unlink(s);
     flush(s);
     /* A replay may queue more: s joins the list again, same pass. */
     if (s->drain_wanted) drained(s);
   }
-  uv_prepare_stop(h);
+  uv_prepare_stop(&srv->flush);
+}
+
+/* The hold's bound: the loop wakes, and the prepare phase flushes. */
+static void on_hold_timeout(uv_timer_t *t) { (void)t; }
+
+static void on_flush(uv_prepare_t *h) {
+  sw_server_t *srv = h->data;
+  if (srv->flush_hold && !srv->flush_held) {
+    /* One turn's wait (socks_hold_flush): the handle stays active, so the
+     * next turn flushes, whatever wakes the loop first. */
+    srv->flush_hold = false;
+    srv->flush_held = true;
+    uv_timer_start(&srv->hold_timer, on_hold_timeout, SW_FLUSH_HOLD_MS, 0);
+    return;
+  }
+  flush_all(srv);
+}
+
+void socks_hold_flush(sw_server_t *srv) {
+  if (srv->flush_open) srv->flush_hold = true;
 }
 
 /* Output was queued on s: it is flushed before the loop next waits. The
@@ -609,13 +630,16 @@ void socks_flush_init(sw_server_t *srv) {
   srv->dirty_tail = &srv->dirty;
   uv_prepare_init(srv->loop, &srv->flush);
   srv->flush.data = srv;
+  uv_timer_init(srv->loop, &srv->hold_timer);
+  uv_unref((uv_handle_t *)&srv->hold_timer); /* a bound, never a reason to keep the loop alive */
   srv->flush_open = true;
 }
 
 void socks_flush_close(sw_server_t *srv) {
   if (!srv->flush_open) return;
-  on_flush(&srv->flush);
+  flush_all(srv);
   uv_close((uv_handle_t *)&srv->flush, NULL);
+  uv_close((uv_handle_t *)&srv->hold_timer, NULL);
   srv->flush_open = false;
 }
 

@@ -139,6 +139,17 @@ void socks_close_all(sw_server_t *srv);
  * socks_flush_init, and after socks_flush_close, queued output is written at
  * once instead. */
 void socks_flush_init(sw_server_t *srv);
+/* A fan-out to many subscribers whose channel has more publishes being
+ * committed asks the next flush to wait one loop turn, at most
+ * SW_FLUSH_HOLD_MS: the next commit's fan-out then goes out in the same
+ * writes. A store's group commits alternate small and large batches (one
+ * publish committed alone while the rest of the window queues behind its
+ * fsync), so half the writes carried one frame; a kernel write costs far
+ * more than its bytes (docs/design.md, "Output and slow consumers"). A
+ * turn that waited is always followed by a flush. */
+#define SW_FLUSH_HOLD_MS 2
+#define SW_FLUSH_HOLD_MIN_SUBS 32 /* fewer subscribers: not worth the wait */
+void socks_hold_flush(sw_server_t *srv);
 /* Flushes every dirty socket now and closes the flush handle: for shutdown,
  * after the last words to every client are queued. */
 void socks_flush_close(sw_server_t *srv);
