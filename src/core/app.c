@@ -3,6 +3,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "identity/identity.h"
@@ -16,16 +18,50 @@ void app_set_spec_check(sw_app_spec_check_fn fn) { spec_check = fn; }
 /* What Ably's POST /apps gives a key created without a capability. */
 #define DEFAULT_KEY_CAPABILITY "{\"*\":[\"*\"]}"
 
+/* Random bytes are drawn from OpenSSL a block at a time: every RAND_bytes
+ * call costs a DRBG generate (re-keying its AES-CTR, ~12k instructions
+ * under callgrind) whatever its size, and a connect takes two ids (its id
+ * and its connectionKey's secret). Each byte is handed out once and wiped
+ * as it is; the block is per thread, and refilled in a forked child
+ * (OpenSSL reseeds there; a copy of the parent's block must not be used). */
+#define RANDOM_POOL 512
+
+static atomic_uint fork_gen; /* bumped in a forked child: no getpid() call per id */
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void forked(void) { atomic_fetch_add(&fork_gen, 1); }
+static void watch_forks(void) { pthread_atfork(NULL, NULL, forked); }
+
+static int random_bytes(unsigned char *out, size_t n) {
+  static _Thread_local unsigned char pool[RANDOM_POOL];
+  static _Thread_local size_t left;
+  static _Thread_local unsigned gen;
+  if (n > RANDOM_POOL) return RAND_bytes(out, (int)n) == 1 ? 0 : -1;
+  pthread_once(&fork_once, watch_forks);
+  unsigned g = atomic_load(&fork_gen);
+  if (gen != g) left = 0;
+  if (left < n) {
+    if (RAND_bytes(pool, RANDOM_POOL) != 1) return -1;
+    left = RANDOM_POOL;
+    gen = g;
+  }
+  unsigned char *p = pool + RANDOM_POOL - left;
+  memcpy(out, p, n);
+  OPENSSL_cleanse(p, n);
+  left -= n;
+  return 0;
+}
+
 int app_random_id(char *out, size_t n) {
   static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   unsigned char rnd[64];
   for (size_t done = 0; done < n;) {
     size_t chunk = n - done < sizeof rnd ? n - done : sizeof rnd;
-    if (RAND_bytes(rnd, (int)chunk) != 1) return -1;
+    if (random_bytes(rnd, chunk)) return -1;
     /* 64 symbols: the low 6 bits of a uniform byte are uniform. */
     for (size_t i = 0; i < chunk; i++) out[done + i] = alphabet[rnd[i] & 63];
     done += chunk;
   }
+  OPENSSL_cleanse(rnd, sizeof rnd);
   out[n] = '\0';
   return 0;
 }

@@ -53,14 +53,11 @@ static sw_channel_t *root_of(sw_channel_t *ch) { return ch->base ? ch->base : ch
 /* A new channel object in the server's hash, touching no storage. */
 static sw_channel_t *channel_new(sw_server_t *srv, sw_app_t *app, const char *name) {
   size_t alen = strlen(app->id), nlen = strlen(name);
-  sw_channel_t *ch = calloc(1, sizeof *ch);
+  /* The key right after the struct: one allocation, not two. */
+  sw_channel_t *ch = calloc(1, sizeof *ch + alen + 1 + nlen + 1);
   if (!ch) return NULL;
   ch->hkey_len = alen + 1 + nlen;
-  ch->hkey = malloc(ch->hkey_len + 1);
-  if (!ch->hkey) {
-    free(ch);
-    return NULL;
-  }
+  ch->hkey = (char *)(ch + 1);
   memcpy(ch->hkey, app->id, alen + 1);
   memcpy(ch->hkey + alen + 1, name, nlen + 1);
   ch->name = ch->hkey + alen + 1;
@@ -180,7 +177,7 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
    * (ch->pending). */
   pubs_free_all(ch);
   HASH_DEL(srv->channels, ch);
-  free(ch->hkey);
+  free(ch->occ_sent);
   free(ch);
 }
 
@@ -244,12 +241,15 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
   if (ch->rollups && m->action == SW_ACTION_MESSAGE) rollup_flush(ch);
   /* Encoded lazily, once per wire format, for every subscriber using it. */
   sw_frame_t *frames[2] = {NULL, NULL};
+  /* The connection to skip, found once: a pointer compared per subscriber
+   * instead of a strcmp of ids (ids are unique among connections). */
+  const sw_conn_t *skip = skip_conn_id ? conn_find(ch->srv, skip_conn_id) : NULL;
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
     if (!a->delivering || !(a->modes & mode_mask)) continue;
     /* Messages wait while a replay runs: it reads them from storage, in order. */
     if (a->replay && (mode_mask & SW_MODE_SUBSCRIBE)) continue;
-    if (skip_conn_id && strcmp(c->id, skip_conn_id) == 0) continue;
+    if (c == skip) continue;
     if (m->action == SW_ACTION_MESSAGE) metrics_add(SW_M_MESSAGES_OUT, m->n_messages);
     sw_frame_t *df = a->delta ? delta_frame(a, m) : NULL; /* delta=vcdiff: the same bytes for all in step */
     if (df) {
@@ -439,6 +439,13 @@ static void deliver_decoded(sw_channel_t *ch, int64_t seq, const uint8_t *blob, 
   msg_clear(&msg);
 }
 
+/* A publish of this channel not fanned out yet, other than p. */
+static bool more_in_flight(const sw_channel_t *ch, const pub_t *p) {
+  for (const pub_t *q = ch->pubs; q; q = q->next)
+    if (q != p && !q->fanned) return true;
+  return false;
+}
+
 /* The bus's deliver(): message seq of (app_id, channel) is durable and in
  * order; it goes to this node's subscribers, once. */
 static void on_bus_deliver(void *ud, const char *app_id, const char *channel, int64_t seq, int64_t ts,
@@ -457,6 +464,9 @@ static void on_bus_deliver(void *ud, const char *app_id, const char *channel, in
   if (ch->last_seq < ch->durable_seq) ch->last_seq = ch->durable_seq;
   if (own) fanout(ch, own);
   else deliver_decoded(ch, seq, blob, len);
+  /* More of this channel's publishes are on their way: their fan-out can
+   * share this one's writes (core/sock.h). */
+  if (ch->n_subs >= SW_FLUSH_HOLD_MIN_SUBS && more_in_flight(ch, own)) socks_hold_flush(ch->srv);
   if (ch->pubs) pubs_settle(ch);
 }
 
@@ -1003,18 +1013,20 @@ static void occupancy_send(sw_attach_t *a, const sw_occupancy_t *o, int64_t now)
  * at once when a metric goes from or to zero), and to those that attached
  * since in any case. */
 static void occupancy_tick(sw_channel_t *ch, int64_t now) {
+  if (!ch->occ_sent && !(ch->occ_sent = calloc(1, sizeof *ch->occ_sent))) return; /* next tick */
+  struct sw_occ_sent *sent = ch->occ_sent;
   sw_occupancy_t o = channel_occupancy(ch);
-  bool changed = memcmp(&o, &ch->occ_sent, sizeof o) != 0, edge = false;
-  for (int k = 0; k < SW_OCC_COUNT; k++) edge = edge || ((o.n[k] == 0) != (ch->occ_sent.n[k] == 0));
-  bool all = changed && (edge || now - ch->occ_sent_ms >= SW_OCCUPANCY_DEBOUNCE_MS);
+  bool changed = memcmp(&o, &sent->o, sizeof o) != 0, edge = false;
+  for (int k = 0; k < SW_OCC_COUNT; k++) edge = edge || ((o.n[k] == 0) != (sent->o.n[k] == 0));
+  bool all = changed && (edge || now - sent->ms >= SW_OCCUPANCY_DEBOUNCE_MS);
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     if (!a->occupancy || !a->delivering || !(a->modes & SW_MODE_SUBSCRIBE) || !(all || a->occ_due)) continue;
     a->occ_due = false;
     occupancy_send(a, &o, now);
   }
   if (all) {
-    ch->occ_sent = o;
-    ch->occ_sent_ms = now;
+    sent->o = o;
+    sent->ms = now;
   }
 }
 
@@ -1129,14 +1141,16 @@ static void attach_finish(attach_wait_t *w) {
 }
 
 int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
-  sw_attach_t *a = NULL;
-  HASH_FIND_PTR(c->attachments, &ch, a);
+  sw_attach_t *a = conn_attachment(c, ch);
   if (!a) {
     a = calloc(1, sizeof *a);
     if (!a) return -1;
     a->conn = c;
     a->ch = ch;
-    HASH_ADD_PTR(c->attachments, ch, a);
+    if (conn_attachment_add(c, ch, a)) {
+      free(a);
+      return -1;
+    }
     a->next = ch->subs;
     if (ch->subs) ch->subs->prev = a;
     ch->subs = a;
@@ -1214,7 +1228,7 @@ void channel_detach(sw_attach_t *a) {
   /* Detaching leaves presence (RTP5a); so does the end of a connection. */
   presence_leave_conn(ch, a->conn->id);
   channel_replay_end(a);
-  HASH_DEL(a->conn->attachments, a);
+  conn_attachment_remove(a->conn, a);
   if (a->prev) a->prev->next = a->next;
   else ch->subs = a->next;
   if (a->next) a->next->prev = a->prev;

@@ -80,8 +80,13 @@ typedef struct sw_channel {
   struct sw_turn *turns;      /* AI turn owners (core/ai_turns.c) */
   struct sw_rollups *rollups; /* appends held for their rollup window (core/rollup.c) */
   size_t n_occupancy;         /* attachments with the occupancy param */
-  sw_occupancy_t occ_sent;    /* what their last [meta]occupancy said */
-  int64_t occ_sent_ms;
+  /* What their last [meta]occupancy said, and when: allocated when the
+   * channel first has occupancy subscribers (72 bytes most channels never
+   * use), freed with the channel. */
+  struct sw_occ_sent {
+    sw_occupancy_t o;
+    int64_t ms;
+  } *occ_sent;
   size_t n_heads;
   /* Derived channels ("[filter=<base64>]name", RTS5): a derived channel
    * has no messages of its own; its base's are delivered to its
@@ -101,23 +106,24 @@ typedef struct sw_attach {
   uint32_t requested_modes; /* asked for in the ATTACH: modes = these ∩ the capability, again after a reauth */
   bool delivering; /* attached on the current transport */
   bool presence_lost; /* the connection's members left while it was away: the next ATTACH is not RESUMED */
+  /* The occupancy channel param: 0 none, 1 "metrics" (all), 2 + k
+   * "metrics.<k-th metric>" (that one only). occ_due: send the current
+   * metrics even if they did not change (it attached since). (Here, with
+   * the other small fields: no padding holes in every attachment.) */
+  uint8_t occupancy;
+  bool occ_due;
+  bool delta; /* the delta channel param asks for vcdiff deltas (core/delta.c) */
   char *wire_name;  /* the name the client attached with, if not ch->name */
   int64_t from_seq; /* the client holds messages after this seq (live or replayed) */
   int64_t live_seq; /* durable_seq when live delivery began (attach, or the end of a replay) */
   struct sw_seen *full_sent; /* older messages it was since sent in full */
   struct sw_replay *replay;  /* a replay from storage in progress: live messages wait for it */
   struct attach_wait *wait;  /* an ATTACH waiting for the channel's start point or its rewind read */
-  /* The occupancy channel param: 0 none, 1 "metrics" (all), 2 + k
-   * "metrics.<k-th metric>" (that one only). occ_due: send the current
-   * metrics even if they did not change (it attached since). */
-  uint8_t occupancy;
-  bool occ_due;
-  /* The delta channel param (core/delta.c): deltas wanted, and the seq of
-   * the message it was last sent (0: another kind, or none yet). */
-  bool delta;
+  /* The delta channel param (core/delta.c): the seq of the message it was
+   * last sent (0: another kind, or none yet); `delta` (above) says whether
+   * deltas are wanted. */
   int64_t delta_seq;
-  struct sw_attach *prev, *next;
-  UT_hash_handle hh; /* in conn->attachments, keyed by ch pointer */
+  struct sw_attach *prev, *next; /* in ch->subs (the connection's are in conn->att) */
 } sw_attach_t;
 
 /* Finds or creates the channel (name already validated). NULL on OOM. */

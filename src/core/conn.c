@@ -124,9 +124,73 @@ void conn_send_channel_error(sw_conn_t *c, const char *channel, const sw_error_t
   conn_send_pmsg(c, &m);
 }
 
+/* ---- the connection map (conn.h) ---- */
+
+static uint32_t id_hash(const char *id) {
+  uint32_t h = 2166136261u; /* FNV-1a: ids are random already */
+  for (; *id; id++) h = (h ^ (uint8_t)*id) * 16777619u;
+  return h;
+}
+
+/* The slot holding id, or the empty slot where the probe for it ends. */
+static uint32_t map_probe(const sw_conn_map_t *m, const char *id) {
+  uint32_t mask = m->cap - 1, i = id_hash(id) & mask;
+  for (;; i = (i + 1) & mask) {
+    sw_conn_t *c = m->slot[i];
+    if (!c || (c != SW_CONN_TOMB && strcmp(c->id, id) == 0)) return i;
+  }
+}
+
+int conn_map_reserve(sw_conn_map_t *m) {
+  if ((uint64_t)(m->n + m->tombs + 1) * 4 <= (uint64_t)m->cap * 3) return 0;
+  uint32_t cap = 16;
+  while ((uint64_t)(m->n + 1) * 2 > cap) cap *= 2; /* at most half full after */
+  sw_conn_t **slot = calloc(cap, sizeof *slot);
+  if (!slot) return -1;
+  for (uint32_t i = 0; i < m->cap; i++) {
+    sw_conn_t *c = m->slot[i];
+    if (!c || c == SW_CONN_TOMB) continue;
+    uint32_t k = id_hash(c->id) & (cap - 1);
+    while (slot[k]) k = (k + 1) & (cap - 1);
+    slot[k] = c;
+  }
+  free(m->slot);
+  m->slot = slot;
+  m->cap = cap;
+  m->tombs = 0;
+  return 0;
+}
+
+/* After conn_map_reserve. */
+static void map_add(sw_conn_map_t *m, sw_conn_t *c) {
+  uint32_t mask = m->cap - 1, i = id_hash(c->id) & mask;
+  while (m->slot[i] && m->slot[i] != SW_CONN_TOMB) i = (i + 1) & mask;
+  if (m->slot[i] == SW_CONN_TOMB) m->tombs--;
+  m->slot[i] = c;
+  m->n++;
+}
+
+static void map_del(sw_conn_map_t *m, sw_conn_t *c) {
+  if (!m->cap) return;
+  uint32_t mask = m->cap - 1, i = id_hash(c->id) & mask;
+  for (; m->slot[i]; i = (i + 1) & mask) {
+    if (m->slot[i] != c) continue;
+    m->slot[i] = SW_CONN_TOMB;
+    m->n--;
+    m->tombs++;
+    return;
+  }
+}
+
+void conn_map_free(sw_conn_map_t *m) {
+  free(m->slot);
+  *m = (sw_conn_map_t){0};
+}
+
 sw_conn_t *conn_find(sw_server_t *srv, const char *id) {
-  sw_conn_t *c = NULL;
-  HASH_FIND_STR(srv->conns, id, c);
+  const sw_conn_map_t *m = &srv->conns;
+  if (!m->cap) return NULL;
+  sw_conn_t *c = m->slot[map_probe(m, id)];
   return c;
 }
 
@@ -172,7 +236,8 @@ static sw_ack_memo_t *memo_find(const sw_conn_t *c, int64_t serial, size_t *inde
  * client numbers its publishes. */
 static sw_ack_memo_t *memo_push(sw_conn_t *c, int64_t serial) {
   if (c->memo_len == c->memo_cap) {
-    size_t cap = c->memo_cap ? c->memo_cap * 2 : 16;
+    if (c->memo_cap >= (UINT32_MAX >> 1)) return NULL; /* not reached under any sane maxPendingPublishes */
+    uint32_t cap = c->memo_cap ? c->memo_cap * 2 : 16;
     sw_ack_memo_t *m = calloc(cap, sizeof *m);
     if (!m) return NULL;
     for (size_t i = 0; i < c->memo_len; i++) m[i] = *memo_entry(c, i);
@@ -239,43 +304,123 @@ static void memo_refuse(sw_conn_t *c, int64_t serial) {
   memo_flush(c);
 }
 
+sw_attach_t *conn_attachment(const sw_conn_t *c, const sw_channel_t *ch) {
+  if (c->att_cap <= 1) return c->n_att && c->att.one.ch == ch ? c->att.one.a : NULL;
+  for (uint32_t i = 0; i < c->n_att; i++)
+    if (c->att.many[i].ch == ch) return c->att.many[i].a;
+  return NULL;
+}
+
+int conn_attachment_add(sw_conn_t *c, sw_channel_t *ch, sw_attach_t *a) {
+  if (c->n_att == 0 && c->att_cap <= 1) {
+    c->att.one = (sw_attach_ref_t){ch, a};
+    c->att_cap = 1;
+    c->n_att = 1;
+    return 0;
+  }
+  if (c->att_cap <= 1 || c->n_att == c->att_cap) {
+    uint32_t cap = c->att_cap <= 1 ? 4 : c->att_cap * 2;
+    sw_attach_ref_t *v = malloc(cap * sizeof *v);
+    if (!v) return -1;
+    if (c->att_cap <= 1) v[0] = c->att.one;
+    else {
+      memcpy(v, c->att.many, c->n_att * sizeof *v);
+      free(c->att.many);
+    }
+    c->att.many = v;
+    c->att_cap = cap;
+  }
+  c->att.many[c->n_att++] = (sw_attach_ref_t){ch, a};
+  return 0;
+}
+
+void conn_attachment_remove(sw_conn_t *c, const sw_attach_t *a) {
+  if (c->att_cap <= 1) {
+    if (c->n_att && c->att.one.a == a) c->n_att = 0;
+    return;
+  }
+  uint32_t i = 0;
+  while (i < c->n_att && c->att.many[i].a != a) i++;
+  if (i == c->n_att) return;
+  memmove(c->att.many + i, c->att.many + i + 1, (c->n_att - i - 1) * sizeof *c->att.many);
+  c->n_att--;
+  if (c->n_att <= 1) {
+    /* Back inline: a connection left with one channel holds no array. */
+    sw_attach_ref_t *v = c->att.many;
+    c->att.one = c->n_att ? v[0] : (sw_attach_ref_t){0};
+    c->att_cap = 1;
+    free(v);
+  }
+}
+
 void conn_destroy(sw_conn_t *c) {
-  sw_attach_t *a, *tmp;
-  HASH_ITER(hh, c->attachments, a, tmp) channel_detach(a);
+  while (c->n_att) channel_detach(conn_attachment_at(c, 0));
   if (c->sock) {
     c->sock->conn = NULL;
     sock_close(c->sock, true);
   }
   for (size_t i = 0; i < c->memo_len; i++) memo_clear(memo_entry(c, i));
   free(c->memo);
-  HASH_DEL(c->srv->conns, c);
-  free(c->client_id);
+  if (c->att_cap > 1) free(c->att.many);
+  map_del(&c->srv->conns, c);
+  if (!c->client_id_shared) free(c->client_id);
   principal_clear(&c->auth);
   free(c);
 }
 
+/* The connection's clientId is usually its token's: then c->client_id
+ * points at c->auth.client_id instead of holding a copy (32 bytes of every
+ * identified connection). */
+static void share_client_id(sw_conn_t *c) {
+  if (c->client_id_shared || !c->client_id || !c->auth.client_id || strcmp(c->client_id, c->auth.client_id)) return;
+  free(c->client_id);
+  c->client_id = c->auth.client_id;
+  c->client_id_shared = true;
+}
+
+/* Replaces c's credentials (resume, AUTH); c->client_id stays as it is. */
+static void replace_auth(sw_conn_t *c, sw_principal_t p) {
+  if (c->client_id_shared) c->auth.client_id = NULL; /* c->client_id keeps the string */
+  c->client_id_shared = false;
+  principal_clear(&c->auth);
+  c->auth = p;
+  share_client_id(c);
+}
+
 void conn_on_drain(sw_conn_t *c) {
-  sw_attach_t *a, *tmp;
-  HASH_ITER(hh, c->attachments, a, tmp) if (a->replay) channel_replay_continue(a);
+  for (uint32_t i = 0; i < c->n_att; i++) {
+    sw_attach_t *a = conn_attachment_at(c, i);
+    if (a->replay) channel_replay_continue(a);
+  }
 }
 
 void conn_on_transport_lost(sw_conn_t *c) {
   log_ev(SW_LOG_DEBUG, "conn.transport_lost", c->id, c->app->id, 0, "transport lost; connection resumable");
   c->sock = NULL;
   c->lost_at = clock_now_ms();
-  sw_attach_t *a, *tmp;
-  HASH_ITER(hh, c->attachments, a, tmp) {
+  for (uint32_t i = 0; i < c->n_att; i++) {
+    sw_attach_t *a = conn_attachment_at(c, i);
     /* The client re-attaches from its channelSerial on the next transport. */
     a->delivering = false;
     channel_replay_end(a);
   }
 }
 
+/* c's connectionKey, "<id>!<secret>", into out. */
+static void conn_key(const sw_conn_t *c, char out[SW_CONN_ID_LEN + 18]) {
+  size_t n = strnlen(c->id, SW_CONN_ID_LEN);
+  memcpy(out, c->id, n);
+  out[n] = '!';
+  memcpy(out + n + 1, c->secret, sizeof c->secret); /* with its NUL */
+}
+
 static void send_connected(sw_conn_t *c, const sw_error_t *err) {
   const sw_limits_t *l = &c->srv->cfg->limits;
+  char key[SW_CONN_ID_LEN + 18];
+  conn_key(c, key);
   sw_conn_details_t d = {
       .client_id = c->client_id,
-      .connection_key = c->key,
+      .connection_key = key,
       .max_message_size = l->max_message_size,
       .max_frame_size = l->max_frame_size,
       .max_inbound_rate = l->max_inbound_rate,
@@ -316,8 +461,9 @@ static sw_conn_t *find_by_key(sw_server_t *srv, const char *key, const sw_app_t 
   id[bang - key] = '\0';
   sw_conn_t *c = conn_find(srv, id);
   if (!c || c->app != app) return NULL;
-  size_t n = strlen(key);
-  if (n != strlen(c->key) || CRYPTO_memcmp(key, c->key, n) != 0) return NULL;
+  /* The id matched exactly (the lookup); the secret in constant time. */
+  const char *secret = bang + 1;
+  if (strlen(secret) != strlen(c->secret) || CRYPTO_memcmp(secret, c->secret, strlen(secret)) != 0) return NULL;
   return c;
 }
 
@@ -358,28 +504,33 @@ int conn_credentials(sw_sock_t *s, const sw_http_req_t *req, sw_principal_t *p, 
   size_t cap = srv->cfg->auth.max_token_len ? srv->cfg->auth.max_token_len + 1 : 16385;
   char *buf = malloc(cap);
   if (!buf) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  /* What may hold a credential's bytes, to be wiped: the longest value
+   * read, or all of buf after a value that did not fit or decode (it may
+   * have been written in part). Wiping all 16 KiB per connect cost more
+   * than a tenth of a connect. */
+  size_t used = 1;
+#define CRED_READ(call) (n = (call), used = n == -2 ? cap : n >= 0 && (size_t)n + 1 > used ? (size_t)n + 1 : used, n)
   ssize_t n;
   int rc;
-  if ((n = url_query_get(req->query, "key", buf, cap)) >= 0)
+  if (CRED_READ(url_query_get(req->query, "key", buf, cap)) >= 0)
     rc = conn_basic_allowed(s, err) ? principal_from_key(srv, buf, (size_t)n, p, err) : -1;
-  else if ((n = url_query_get(req->query, "access_token", buf, cap)) >= 0 ||
-           (n = url_query_get(req->query, "accessToken", buf, cap)) >= 0 ||
-           (n = origin_cookie_get(req, srv->cfg->auth.cookie_name, buf, cap)) >= 0)
+  else if (CRED_READ(url_query_get(req->query, "access_token", buf, cap)) >= 0 ||
+           CRED_READ(url_query_get(req->query, "accessToken", buf, cap)) >= 0 ||
+           CRED_READ(origin_cookie_get(req, srv->cfg->auth.cookie_name, buf, cap)) >= 0)
     rc = principal_from_token(srv, buf, (size_t)n, p, err);
   else if (n == -2)
     rc = errors_set(err, SW_E_INVALID_CREDENTIAL, "credential too long or malformed");
   else
     rc = errors_set(err, SW_E_INVALID_CREDENTIALS, "no credentials: give a key or a token");
-  OPENSSL_cleanse(buf, cap);
+#undef CRED_READ
+  OPENSSL_cleanse(buf, used < cap ? used : cap);
   free(buf);
   return rc;
 }
 
 /* A fresh connectionKey for c: its id and a new random secret. */
 static void new_key(sw_conn_t *c) {
-  char secret[24];
-  app_random_id(secret, 16);
-  snprintf(c->key, sizeof c->key, "%s!%s", c->id, secret);
+  app_random_id(c->secret, 16);
 }
 
 /* Takes note of a newly adopted credential: whether conn_tick is to ask
@@ -466,8 +617,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
       return;
     }
     free(client_id);
-    principal_clear(&c->auth);
-    c->auth = auth;
+    replace_auth(c, auth);
     adopt_auth(c);
     bind_transport(c, s, fmt, echo, heartbeats);
     c->append_rollup_ms = rollup_ms;
@@ -483,7 +633,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     return;
   }
 
-  c = calloc(1, sizeof *c);
+  c = conn_map_reserve(&srv->conns) ? NULL : calloc(1, sizeof *c);
   if (!c || app_random_id(c->id, 12)) {
     free(c);
     free(client_id);
@@ -497,8 +647,9 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   c->auth = auth;
   c->app = auth.app;
   c->client_id = client_id;
+  share_client_id(c);
   adopt_auth(c);
-  HASH_ADD_STR(srv->conns, id, c);
+  map_add(&srv->conns, c);
   metrics_inc(SW_M_CONNECTIONS_OPENED);
   bind_transport(c, s, fmt, echo, heartbeats);
   c->append_rollup_ms = rollup_ms;
@@ -545,19 +696,20 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
     conn_fail(c, err.code, err.message, false);
     return;
   }
-  principal_clear(&c->auth);
-  c->auth = p;
+  replace_auth(c, p);
   adopt_auth(c);
   send_connected(c, NULL);
-  sw_attach_t *a, *tmp;
-  HASH_ITER(hh, c->attachments, a, tmp) {
+  for (uint32_t i = 0; i < c->n_att;) {
+    sw_attach_t *a = conn_attachment_at(c, i);
     uint32_t ops = cap_ops_for_channel(c->auth.cap, cap_name(a->ch));
     if (ops) {
       /* The modes follow the capability both ways: a token that adds
        * publish lets an attached channel publish (as on Ably). */
       a->modes = a->requested_modes & cap_modes_for_ops(ops) & (a->ch->base ? SW_MODE_SUBSCRIBE : SW_MODE_ALL);
+      i++;
       continue;
     }
+    /* Detached below: the next one takes its place at i. */
     sw_error_t e;
     errors_set(&e, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
                a->ch->name);
@@ -795,13 +947,11 @@ static sw_channel_t *resolve_attach(sw_conn_t *c, const char *name, sw_channel_n
  * maxChannelsPerConnection: checked before the channel is created. A
  * re-attach of an attached channel adds none. */
 static bool attach_over_limit(sw_conn_t *c, const char *name) {
-  if (HASH_COUNT(c->attachments) < (size_t)c->srv->cfg->limits.max_channels_per_connection) return false;
+  if ((size_t)c->n_att < (size_t)c->srv->cfg->limits.max_channels_per_connection) return false;
   sw_channel_name_t parts;
   if (!name || channel_name_validate(name, strlen(name), &parts, NULL)) return false; /* refused anyway */
   sw_channel_t *ch = find_named(c, name, &parts);
-  sw_attach_t *a = NULL;
-  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
-  return a == NULL;
+  return !ch || !conn_attachment(c, ch);
 }
 
 static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
@@ -851,8 +1001,7 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
   req.params = recognised_params(params);
   req.channel_name = m->channel;
   if (channel_attach(ch, c, &req) == 0) {
-    sw_attach_t *a = NULL;
-    HASH_FIND_PTR(c->attachments, &ch, a);
+    sw_attach_t *a = conn_attachment(c, ch);
     if (a) a->requested_modes = requested;
   }
   json_decref(req.params);
@@ -870,8 +1019,7 @@ static void handle_detach(sw_conn_t *c, sw_pmsg_t *m) {
   sw_channel_name_t parts;
   sw_channel_t *ch = NULL;
   if (channel_name_validate(m->channel, strlen(m->channel), &parts, NULL) == 0) ch = find_named(c, m->channel, &parts);
-  sw_attach_t *a = NULL;
-  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
+  sw_attach_t *a = ch ? conn_attachment(c, ch) : NULL;
   if (a) channel_detach(a);
   sw_pmsg_t r = {.action = SW_ACTION_DETACHED, .channel = m->channel};
   conn_send_pmsg(c, &r);
@@ -886,8 +1034,7 @@ static void handle_sync(sw_conn_t *c, sw_pmsg_t *m) {
   sw_channel_t *ch = NULL;
   if (m->channel && channel_name_validate(m->channel, strlen(m->channel), &parts, NULL) == 0)
     ch = find_named(c, m->channel, &parts);
-  sw_attach_t *a = NULL;
-  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
+  sw_attach_t *a = ch ? conn_attachment(c, ch) : NULL;
   if (a && a->delivering && (a->modes & SW_MODE_PRESENCE_SUBSCRIBE)) presence_sync_requested(ch, a);
 }
 
@@ -950,8 +1097,7 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
   sw_channel_name_t parts;
   sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
   if (!ch) goto fail;
-  sw_attach_t *a = NULL;
-  HASH_FIND_PTR(c->attachments, &ch, a);
+  sw_attach_t *a = conn_attachment(c, ch);
   if (m->n_messages == 1 && m->messages[0].action > 0) {
     /* RTL32: an update, delete or append of an earlier message; its own
      * capabilities (message-update/delete-own/any) apply, not publish. */
@@ -1038,8 +1184,7 @@ static void handle_annotation(sw_conn_t *c, sw_pmsg_t *m) {
   if (!accept_serial(c, serial)) return;
   sw_channel_name_t parts;
   sw_channel_t *ch = resolve_channel(c, m->channel, &parts, &err);
-  sw_attach_t *a = NULL;
-  if (ch) HASH_FIND_PTR(c->attachments, &ch, a);
+  sw_attach_t *a = ch ? conn_attachment(c, ch) : NULL;
   if (ch && a && ch->mutable_messages && !(a->modes & SW_MODE_ANNOTATION_PUBLISH) && cap_allows(c->auth.cap, ch->name, SW_OP_ANNOTATION_PUBLISH))
     errors_set(&err, SW_E_MODE_NOT_REQUESTED, "channel attached without the annotation_publish mode");
   if (err.code) {
@@ -1126,8 +1271,8 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) 
 
 void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
   const sw_limits_t *l = &srv->cfg->limits;
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) {
+  sw_conn_t *c;
+  SW_CONNS_EACH(&srv->conns, c) {
     if (c->sock && c->auth.expires) {
       /* RTN22: ask for a new token before this one expires (unless it was
        * adopted near expiry: adopt_auth); RTN15h: at expiry, DISCONNECTED
@@ -1169,8 +1314,10 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
       /* Its members leave now; if it resumes later, its channels re-attach
        * without RESUMED so that the client enters them again (RTP17i). */
       c->presence_left = true;
-      sw_attach_t *a, *tmp2;
-      HASH_ITER(hh, c->attachments, a, tmp2) if (presence_leave_conn(a->ch, c->id)) a->presence_lost = true;
+      for (uint32_t i = 0; i < c->n_att; i++) {
+        sw_attach_t *a = conn_attachment_at(c, i);
+        if (presence_leave_conn(a->ch, c->id)) a->presence_lost = true;
+      }
     }
   }
 }

@@ -52,33 +52,69 @@ typedef struct sw_ack_memo {
   size_t n_serials;
 } sw_ack_memo_t;
 
+/* A connection's attachments, in the order they were made. An entry holds
+ * the channel beside its attachment, so a lookup scans contiguous channel
+ * pointers (at most maxChannelsPerConnection: Ably's 200) without touching
+ * the attachments. One attachment, the common case, is held inline: an idle
+ * connection with one channel costs no table at all (a uthash table with
+ * its buckets was 160 bytes, and its handle 56 more in every attachment). */
+typedef struct sw_attach_ref {
+  struct sw_channel *ch;
+  sw_attach_t *a;
+} sw_attach_ref_t;
+
+typedef struct sw_conn_map sw_conn_map_t; /* core/server.h */
+/* Room for one more connection: 0, or -1 on OOM. */
+int conn_map_reserve(sw_conn_map_t *m);
+void conn_map_free(sw_conn_map_t *m);
+
 typedef struct sw_conn {
+  /* Ordered so that there are no holes: an idle connection is mostly this
+   * struct and its socket. */
   char id[SW_CONN_ID_LEN + 1];
-  char key[64];   /* connectionKey: "<id>!<secret>", the resume credential */
+  /* The connectionKey, the resume credential, is "<id>!<secret>": only the
+   * secret is kept (conn_key() writes the whole key). */
+  char secret[17];
+  bool reauth_sent; /* server-requested AUTH sent, or not due (adopted near expiry), for the current token */
+  bool echo;
+  bool heartbeats;
+  bool presence_left;       /* its presence members have left, for the current loss */
+  bool client_id_shared;    /* client_id is auth.client_id's string, not a copy (conn.c) */
   sw_server_t *srv;
   sw_sock_t *sock; /* current transport or NULL */
   sw_app_t *app;     /* == auth.app; an app is never freed while running */
   sw_principal_t auth; /* current credentials (replaced by AUTH, RTC8) */
   char *client_id;  /* the connection's identity (CD2a): NULL anonymous, "*" wildcard;
                        never changes once set */
-  bool reauth_sent; /* server-requested AUTH sent, or not due (adopted near expiry), for the current token */
   sw_format_t fmt;
-  bool echo;
-  bool heartbeats;
   int append_rollup_ms; /* the appendRollupWindow transport param (core/rollup.h) */
   int64_t next_msg_serial; /* the msgSerial the next new publish must carry */
-  sw_ack_memo_t *memo;      /* ring in msgSerial order: memo[(memo_head + i) % memo_cap], i < memo_len */
-  size_t memo_head, memo_len, memo_cap;
-  size_t memo_answered;     /* the first memo_answered entries have been answered */
-  size_t memo_pending;      /* accepted publishes not answered yet (<= maxPendingPublishes) */
-  size_t n_presence;        /* presence members this connection entered, on all channels */
-  sw_attach_t *attachments; /* uthash by channel */
+  /* ring in msgSerial order: memo[(memo_head + i) % memo_cap], i < memo_len
+   * (bounded far below 2^32: SW_ACK_MEMORY + 2 * maxPendingPublishes + 2) */
+  sw_ack_memo_t *memo;
+  uint32_t memo_head, memo_len, memo_cap;
+  uint32_t memo_answered;   /* the first memo_answered entries have been answered */
+  uint32_t memo_pending;    /* accepted publishes not answered yet (<= maxPendingPublishes) */
+  uint32_t n_att, att_cap;  /* see sw_attach_ref_t and the conn_attachment* functions */
+  uint32_t n_presence;      /* presence members this connection entered, on all channels (<= maxPresenceMembersPerConnection) */
+  union {
+    sw_attach_ref_t one;   /* att_cap <= 1 */
+    sw_attach_ref_t *many; /* att_cap > 1 (malloc'd) */
+  } att;
   int64_t lost_at;          /* ms when the transport was lost; 0 while bound */
   int64_t remain_present_ms; /* its presence members leave this long after the transport is lost */
-  bool presence_left;       /* they have, for the current loss */
   uint64_t last_tx;         /* loop ms of the last frame sent */
-  UT_hash_handle hh;
 } sw_conn_t;
+
+/* c's attachments: the i-th (i < c->n_att), in the order they were made;
+ * the one to channel ch, or NULL; add (0, or -1 on OOM: not added) and
+ * remove (order kept). */
+static inline sw_attach_t *conn_attachment_at(const sw_conn_t *c, uint32_t i) {
+  return c->att_cap <= 1 ? c->att.one.a : c->att.many[i].a;
+}
+sw_attach_t *conn_attachment(const sw_conn_t *c, const struct sw_channel *ch);
+int conn_attachment_add(sw_conn_t *c, struct sw_channel *ch, sw_attach_t *a);
+void conn_attachment_remove(sw_conn_t *c, const sw_attach_t *a);
 
 /* Handles a WebSocket upgrade request on GET / (RTN2): authenticates,
  * creates or resumes a connection and sends CONNECTED, or sends ERROR and

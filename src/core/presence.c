@@ -210,8 +210,7 @@ static int admit_members(sw_channel_t *ch, sw_conn_t *c, const sw_pmsg_t *m, sw_
 int presence_publish(sw_channel_t *ch, sw_conn_t *c, sw_pmsg_t *m, sw_error_t *err) {
   if (!cap_allows(c->auth.cap, ch->name, SW_OP_PRESENCE))
     return errors_set(err, SW_E_CAPABILITY_DENIED, "presence denied; channel = %.200s", ch->name);
-  sw_attach_t *a = NULL;
-  HASH_FIND_PTR(c->attachments, &ch, a);
+  sw_attach_t *a = conn_attachment(c, ch);
   if (!a) return errors_set(err, 91001, "unable to enter presence: channel %.200s is not attached", ch->name);
   if (!(a->modes & SW_MODE_PRESENCE))
     return errors_set(err, SW_E_MODE_NOT_REQUESTED, "channel attached without the presence mode");

@@ -22,6 +22,7 @@ typedef enum { SW_CRED_KEY = 1, SW_CRED_TOKEN, SW_CRED_JWT, SW_CRED_PROVIDER } s
 
 typedef struct sw_principal {
   sw_cred_kind_t kind;
+  bool revocable;         /* (here, beside kind: no padding hole in every connection) */
   sw_app_t *app;
   const sw_key_t *key;    /* the issuing key; for a provider token the provider's bounding
                              key, or NULL when it has none */
@@ -33,7 +34,6 @@ typedef struct sw_principal {
   char *client_id;        /* NULL: anonymous (a key: may act as anyone); "*": wildcard */
   int64_t issued;         /* ms; 0 for keys */
   int64_t expires;        /* ms; 0 for keys */
-  bool revocable;
   char *revocation_key;   /* JWT x-ably-revocation-key / token revocation key */
   json_t *channel_claims; /* JWT ably.channel.* claims, or NULL */
 } sw_principal_t;

@@ -195,6 +195,12 @@ static int listen_on(sw_server_t *srv, int *port_out) {
   srv->listener.data = srv;
   int rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
   if (!rc) rc = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
+#ifdef __linux__
+  /* Accepted sockets inherit these from the listener on Linux: five
+   * setsockopt calls fewer per connection (core/sock.c, sock_accept). */
+  if (!rc && !uv_tcp_nodelay(&srv->listener, 1) && !uv_tcp_keepalive(&srv->listener, 1, 60))
+    srv->accept_inherits_opts = true;
+#endif
   if (rc) {
     fprintf(stderr, "switchboard: cannot listen on %s:%d: %s\n", cfg->host, cfg->port, uv_strerror(rc));
     return -1;
@@ -301,8 +307,8 @@ void server_shutdown(sw_server_t *srv) {
   srv->bus = NULL;
   rollup_shutdown(srv); /* held appends go out before DISCONNECTED */
   /* RTN15: DISCONNECTED (not an error) so SDKs reconnect to the restarted server. */
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) {
+  sw_conn_t *c;
+  SW_CONNS_EACH(&srv->conns, c) {
     if (c->sock) conn_fail(c, SW_E_DISCONNECTED, "server shutting down", true);
   }
   for (sw_sock_t *s = srv->socks, *next; s; s = next) {
@@ -331,8 +337,9 @@ void server_free(sw_server_t *srv) {
     uv_close((uv_handle_t *)&srv->drain, NULL);
     uv_run(srv->loop, UV_RUN_DEFAULT);
   }
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) conn_destroy(c);
+  sw_conn_t *c;
+  SW_CONNS_EACH(&srv->conns, c) conn_destroy(c);
+  conn_map_free(&srv->conns);
   channels_free(srv);
   identity_free(srv->identity); /* before the apps: it points at their providers */
   srv->identity = NULL;

@@ -43,6 +43,21 @@ struct sw_server;
 /* What lives above core/ (rest/, admin/, chat/, cloud/, the health
  * endpoints), reached only through these hooks, which the composition root
  * (src/root/) passes to server_start: core/ names no layer above it. */
+/* The server's connections by id (srv->conns): open addressing over
+ * pointers, ~13 bytes per connection, where a uthash handle was 56 bytes in
+ * every connection. Deleting leaves a tombstone, so SW_CONNS_EACH may run
+ * conn_destroy on the connection it is at; inserting (conn_map_reserve
+ * first) may rehash, so no connection is added while iterating. The order
+ * of iteration is the table's, not the order of insertion. */
+struct sw_conn;
+typedef struct sw_conn_map {
+  struct sw_conn **slot; /* NULL: never used; SW_CONN_TOMB: deleted */
+  uint32_t cap, n, tombs;
+} sw_conn_map_t;
+#define SW_CONN_TOMB ((struct sw_conn *)(uintptr_t)1)
+#define SW_CONNS_EACH(map, c)                                 \
+  for (uint32_t sw_conn_i_ = 0; sw_conn_i_ < (map)->cap; sw_conn_i_++) \
+    if (((c) = (map)->slot[sw_conn_i_]) != NULL && (c) != SW_CONN_TOMB)
 typedef struct sw_server_hooks {
   /* Every parsed HTTP request, the metrics listener's too (routing,
    * CORS preflight, the WebSocket upgrade). Required. */
@@ -76,7 +91,7 @@ typedef struct sw_server {
   sw_store_t *store;
   struct sw_bus *bus;     /* publishes, fan-out and reads of channels (core/bus.h); NULL once closed */
   sw_channel_t *channels; /* uthash by (app id, name) */
-  sw_conn_t *conns;       /* uthash by connection id */
+  sw_conn_map_t conns;    /* by connection id (the map: core/conn.c) */
   sw_sock_t *socks;       /* every open socket */
   size_t n_socks;
   /* Deadlines and budgets (core/sock.c): sockets not yet useful (before
@@ -92,8 +107,13 @@ typedef struct sw_server {
   sw_sock_t *dirty, **dirty_tail;
   uv_prepare_t flush;
   bool flush_open;        /* `flush` initialised and not closed */
+  bool flush_hold, flush_held; /* socks_hold_flush: asked for; this turn waited (core/sock.c) */
+  uv_timer_t hold_timer;   /* bounds such a wait (SW_FLUSH_HOLD_MS) */
+  bool accept_inherits_opts; /* the listener's sockets get TCP_NODELAY and keep-alive from it (Linux) */
   union sw_wreq *wreq_spare; /* write requests for sockets waiting for POLLOUT */
   unsigned n_wreq_spare;
+  union sw_ring *ring_spare; /* spare output rings (core/sock.c) */
+  unsigned n_ring_spare;
   char server_id[32];
   /* Scratch for building a socket's writev: uv_try_write uses it during the
    * call and uv_write copies the buffer descriptors, so one array serves

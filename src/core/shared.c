@@ -25,8 +25,8 @@ void server_delete_app(sw_server_t *srv, sw_app_t *app) {
   app->deleted = true;
   if (srv->identity) identity_remove(srv->identity, app->idps, app->n_idps); /* its issuers are free for other apps */
   /* Live connections of a deleted app end with the error a new one would get. */
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) {
+  sw_conn_t *c;
+  SW_CONNS_EACH(&srv->conns, c) {
     if (c->app != app) continue;
     if (c->sock) conn_fail(c, SW_E_NOT_FOUND, "application deleted", false);
     else conn_destroy(c);
@@ -40,8 +40,8 @@ void server_delete_app(sw_server_t *srv, sw_app_t *app) {
 void server_enforce_revocations(sw_server_t *srv, const sw_key_t *key, int64_t now, int64_t applies_at) {
   /* Live connections on revoked tokens go now; with a margin they are asked
    * to reauthenticate first, and go when the margin ends (conn_tick). */
-  sw_conn_t *c, *tmp;
-  HASH_ITER(hh, srv->conns, c, tmp) {
+  sw_conn_t *c;
+  SW_CONNS_EACH(&srv->conns, c) {
     if (!c->sock || c->auth.key != key) continue;
     sw_error_t rerr;
     if (principal_revoked(srv, &c->auth, now, &rerr)) {

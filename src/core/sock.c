@@ -48,6 +48,56 @@ static void wreq_put(sw_server_t *srv, uv_write_t *req) {
   srv->n_wreq_spare++;
 }
 
+/* The output ring of frame references is needed only while a socket has
+ * output queued: an idle connection holds none. A ring of the first size
+ * (RING_CAP0 references, 128 bytes) comes from a free list in the server
+ * when output is queued and goes back once the queue has drained, so the
+ * sockets of a fan-out share a few rings turn after turn instead of each
+ * keeping one (or each calling malloc and free per turn). A ring grown by a
+ * backlog is freed once drained. The list keeps at most RING_SPARE_MAX. */
+#define RING_CAP0 16 /* a power of two, and rings double: indexes are masked, not divided */
+typedef union sw_ring {
+  sw_frame_t *slot[RING_CAP0];
+  union sw_ring *next; /* while spare */
+} sw_ring_t;
+#define RING_SPARE_MAX 1024
+
+static sw_frame_t **ring_get(sw_server_t *srv) {
+  sw_ring_t *r = srv->ring_spare;
+  if (r) {
+    srv->ring_spare = r->next;
+    srv->n_ring_spare--;
+    return r->slot;
+  }
+  r = malloc(sizeof *r);
+  return r ? r->slot : NULL;
+}
+
+/* Releases a ring of cap slots (its frames already dropped). */
+static void ring_put(sw_server_t *srv, sw_frame_t **q, uint32_t cap) {
+  sw_ring_t *r = (sw_ring_t *)q; /* slot is the union's first member */
+  if (!r) return;
+  if (cap != RING_CAP0 || srv->n_ring_spare >= RING_SPARE_MAX) {
+    free(r);
+    return;
+  }
+  r->next = srv->ring_spare;
+  srv->ring_spare = r;
+  srv->n_ring_spare++;
+}
+
+/* The ring's capacity: a power of two, so indexes are masked. */
+static inline uint32_t qcap(const sw_sock_t *s) { return s->q ? (uint32_t)1 << s->q_log2 : 0; }
+
+/* The queue is empty and nothing of it is being written: its ring goes. */
+static void ring_release(sw_sock_t *s) {
+  if (s->q_len || s->writing || !s->q) return;
+  ring_put(s->srv, s->q, qcap(s));
+  s->q = NULL;
+  s->q_log2 = 0;
+  s->q_head = 0;
+}
+
 void socks_free_spares(sw_server_t *srv) {
   while (srv->wreq_spare) {
     sw_wreq_t *w = srv->wreq_spare;
@@ -55,6 +105,12 @@ void socks_free_spares(sw_server_t *srv) {
     free(w);
   }
   srv->n_wreq_spare = 0;
+  while (srv->ring_spare) {
+    sw_ring_t *r = srv->ring_spare;
+    srv->ring_spare = r->next;
+    free(r);
+  }
+  srv->n_ring_spare = 0;
 }
 
 /* ---- deadlines and budgets ----------------------------------------------
@@ -195,6 +251,10 @@ static void set_phase(sw_sock_t *s, sw_sock_phase_t ph, int64_t timeout) {
 static void became_useful(sw_sock_t *s) {
   list_unlink(s);
   peer_release(s);
+  /* The upgrade's Origin (browsers send one) is echoed only in HTTP
+   * responses, which a WebSocket gets no more of. */
+  free(s->origin);
+  s->origin = NULL;
   s->phase = SW_SOCK_LIVE;
 }
 
@@ -202,9 +262,11 @@ static void sock_free(sw_sock_t *s) {
   tls_free(s->tls);
   free(s->fwd);
   free(s->origin);
-  buf_free(&s->in);
-  ws_msg_asm_free(&s->wsasm);
-  free(s->q);
+  if (s->in) buf_free(s->in);
+  free(s->in);
+  if (s->wsasm) ws_msg_asm_free(s->wsasm);
+  free(s->wsasm);
+  free(s->q); /* a ring (by the union's first member) or a grown array */
   free(s);
 }
 
@@ -223,7 +285,7 @@ static void pop_head(sw_sock_t *s) {
   sw_frame_t *f = s->q[s->q_head];
   s->q_bytes -= f->len;
   frame_unref(f);
-  s->q_head = (s->q_head + 1) % s->q_cap;
+  s->q_head = (s->q_head + 1) & (qcap(s) - 1);
   s->q_len--;
   s->head_off = 0;
 }
@@ -322,7 +384,7 @@ static void on_write(uv_write_t *req, int status) {
   sw_sock_t *s = req->data;
   wreq_put(s->srv, req);
   s->writing = false;
-  for (uint32_t i = 0; i < s->n_inflight; i++) pop_head(s);
+  if (s->n_inflight) pop_head(s);
   s->n_inflight = 0;
   if (s->tls) {
     free(s->tls->inflight);
@@ -332,6 +394,7 @@ static void on_write(uv_write_t *req, int status) {
     close_now(s);
     return;
   }
+  ring_release(s);
   /* What was queued while the kernel was full goes with this turn's flush
    * (under TLS, also output of its own: handshake, close_notify). */
   if (s->q_len || s->tls) mark_dirty(s);
@@ -356,7 +419,7 @@ static void flush(sw_sock_t *s) {
   while (s->q_len && !s->writing) {
     size_t n = s->q_len < SW_SOCK_MAX_IOV ? s->q_len : SW_SOCK_MAX_IOV;
     for (size_t i = 0; i < n; i++) {
-      sw_frame_t *f = s->q[(s->q_head + i) % s->q_cap];
+      sw_frame_t *f = s->q[(s->q_head + i) & (qcap(s) - 1)];
       size_t off = i == 0 ? s->head_off : 0;
       iov[i] = uv_buf_init((char *)f->data + off, (unsigned)(f->len - off));
     }
@@ -392,6 +455,7 @@ static void flush(sw_sock_t *s) {
     s->n_inflight = 1;
     metrics_add(SW_M_BYTES_SENT, iov[k].len);
   }
+  ring_release(s);
   if (!s->q_len && !s->writing && s->close_after_flush) finish_close(s);
 }
 
@@ -491,6 +555,7 @@ static void flush_tls(sw_sock_t *s) {
       break;
     }
   }
+  ring_release(s);
   if (!s->close_after_flush) return;
   while (s->q_len) pop_head(s); /* a failed or unfinished handshake: nothing can be sent */
   finish_close(s);
@@ -507,16 +572,37 @@ static void flush_tls(sw_sock_t *s) {
  * queued by a timer would wait until epoll returned, up to a tick.)
  * Flushing can close a socket, which may queue output on others: they join
  * the list and are flushed in the same pass. */
-static void on_flush(uv_prepare_t *h) {
-  sw_server_t *srv = h->data;
+static void flush_all(sw_server_t *srv) {
   sw_sock_t *s;
+  srv->flush_hold = srv->flush_held = false;
+  uv_timer_stop(&srv->hold_timer);
   while ((s = srv->dirty)) {
     dirty_unlink(s);
     flush(s);
     /* A replay may queue more: s joins the list again, same pass. */
     if (s->drain_wanted) drained(s);
   }
-  uv_prepare_stop(h);
+  uv_prepare_stop(&srv->flush);
+}
+
+/* The hold's bound: the loop wakes, and the prepare phase flushes. */
+static void on_hold_timeout(uv_timer_t *t) { (void)t; }
+
+static void on_flush(uv_prepare_t *h) {
+  sw_server_t *srv = h->data;
+  if (srv->flush_hold && !srv->flush_held) {
+    /* One turn's wait (socks_hold_flush): the handle stays active, so the
+     * next turn flushes, whatever wakes the loop first. */
+    srv->flush_hold = false;
+    srv->flush_held = true;
+    uv_timer_start(&srv->hold_timer, on_hold_timeout, SW_FLUSH_HOLD_MS, 0);
+    return;
+  }
+  flush_all(srv);
+}
+
+void socks_hold_flush(sw_server_t *srv) {
+  if (srv->flush_open) srv->flush_hold = true;
 }
 
 /* Output was queued on s: it is flushed before the loop next waits. The
@@ -544,31 +630,35 @@ void socks_flush_init(sw_server_t *srv) {
   srv->dirty_tail = &srv->dirty;
   uv_prepare_init(srv->loop, &srv->flush);
   srv->flush.data = srv;
+  uv_timer_init(srv->loop, &srv->hold_timer);
+  uv_unref((uv_handle_t *)&srv->hold_timer); /* a bound, never a reason to keep the loop alive */
   srv->flush_open = true;
 }
 
 void socks_flush_close(sw_server_t *srv) {
   if (!srv->flush_open) return;
-  on_flush(&srv->flush);
+  flush_all(srv);
   uv_close((uv_handle_t *)&srv->flush, NULL);
+  uv_close((uv_handle_t *)&srv->hold_timer, NULL);
   srv->flush_open = false;
 }
 
 static int enqueue(sw_sock_t *s, sw_frame_t *f) {
-  if (s->q_len == s->q_cap) {
-    uint32_t cap = s->q_cap ? s->q_cap * 2 : 16;
-    sw_frame_t **q = cap > s->q_cap ? malloc(cap * sizeof *q) : NULL;
+  uint32_t old = qcap(s);
+  if (s->q_len == old) {
+    uint32_t cap = old ? old * 2 : RING_CAP0;
+    sw_frame_t **q = cap <= old ? NULL : old ? malloc(cap * sizeof *q) : ring_get(s->srv);
     if (!q) {
       close_now(s);
       return -1;
     }
-    for (uint32_t i = 0; i < s->q_len; i++) q[i] = s->q[(s->q_head + i) % s->q_cap];
-    free(s->q);
+    for (uint32_t i = 0; i < s->q_len; i++) q[i] = s->q[(s->q_head + i) & (old - 1)];
+    ring_put(s->srv, s->q, old);
     s->q = q;
-    s->q_cap = cap;
+    s->q_log2 = (uint8_t)__builtin_ctz(cap);
     s->q_head = 0;
   }
-  s->q[(s->q_head + s->q_len) % s->q_cap] = frame_ref(f);
+  s->q[(s->q_head + s->q_len) & (qcap(s) - 1)] = frame_ref(f);
   s->q_len++;
   s->q_bytes += f->len;
   mark_dirty(s);
@@ -582,7 +672,7 @@ static int enqueue(sw_sock_t *s, sw_frame_t *f) {
  * of after megabytes the client may never read. */
 static void drop_unsent(sw_sock_t *s) {
   while (s->q_len > s->n_inflight) {
-    uint32_t i = (s->q_head + s->q_len - 1) % s->q_cap;
+    uint32_t i = (s->q_head + s->q_len - 1) & (qcap(s) - 1);
     s->q_bytes -= s->q[i]->len;
     frame_unref(s->q[i]);
     s->q_len--;
@@ -744,16 +834,26 @@ static size_t process_ws(sw_sock_t *s, uint8_t *data, size_t len, size_t pos) {
       break;
     }
     default:
-      if (f.fin && f.opcode != SW_WS_OP_CONT && !s->wsasm.active) {
+      if (f.fin && f.opcode != SW_WS_OP_CONT && !s->wsasm) {
         deliver(s, f.opcode, payload, plen);
       } else {
+        if (!s->wsasm && !(s->wsasm = calloc(1, sizeof *s->wsasm))) {
+          close_now(s);
+          break;
+        }
+        s->wsasm->max_msg = (uint64_t)lim->max_frame_size;
         uint8_t op;
-        int a = ws_msg_asm_add(&s->wsasm, &f, payload, plen, &op);
+        int a = ws_msg_asm_add(s->wsasm, &f, payload, plen, &op);
         if (a == SW_WS_MALFORMED) ws_close_with(s, 1002);
         else if (a == SW_WS_TOO_LARGE) ws_close_with(s, 1009);
+        else if (a < 0) close_now(s); /* out of memory */
         else if (a == 1) {
-          deliver(s, op, s->wsasm.buf.data, s->wsasm.buf.len);
-          ws_msg_asm_reset(&s->wsasm);
+          /* The message is the socket's until delivered; then it goes. */
+          sw_ws_msg_asm_t *m = s->wsasm;
+          s->wsasm = NULL;
+          deliver(s, op, m->buf.data, m->buf.len);
+          ws_msg_asm_free(m);
+          free(m);
         }
       }
     }
@@ -839,20 +939,25 @@ static void on_plain(sw_sock_t *s, uint8_t *data, size_t len) {
     if (s->phase == SW_SOCK_IDLE) set_phase(s, SW_SOCK_HEAD, s->srv->cfg->limits.http_head_timeout);
     s->req_started = true;
   }
-  if (s->in.len) {
+  if (s->in) {
     /* Bounded: a request or frame larger than the limits is refused by
      * the parsers before this grows past them. */
-    if (buf_append(&s->in, data, len)) {
+    if (buf_append(s->in, data, len)) {
       close_now(s);
       return;
     }
-    size_t used = process(s, s->in.data, s->in.len);
-    buf_consume(&s->in, used);
-    if (!s->in.len) buf_free(&s->in);
+    size_t used = process(s, s->in->data, s->in->len);
+    buf_consume(s->in, used);
+    if (!s->in->len) {
+      buf_free(s->in);
+      free(s->in);
+      s->in = NULL;
+    }
     return;
   }
   size_t used = process(s, data, len);
-  if (used < len && !s->closing && buf_append(&s->in, data + used, len - used)) close_now(s);
+  if (used < len && !s->closing && (!(s->in = calloc(1, sizeof *s->in)) || buf_append(s->in, data + used, len - used)))
+    close_now(s);
 }
 
 /* The handshake is done: the first request's head is due. */
@@ -925,7 +1030,6 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   }
   if (nread == 0) return;
   metrics_add(SW_M_BYTES_RECEIVED, (uint64_t)nread);
-  s->last_rx_ms = uv_now(s->srv->loop);
   if (s->closing) {
     discard(s, (size_t)nread);
     return;
@@ -1060,9 +1164,9 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
   } else {
     set_phase(s, SW_SOCK_HEAD, srv->cfg->limits.http_head_timeout);
   }
-  uv_tcp_nodelay(&s->tcp, 1);
-  uv_tcp_keepalive(&s->tcp, 1, 60);
-  s->wsasm.max_msg = (uint64_t)srv->cfg->limits.max_frame_size;
-  s->last_rx_ms = uv_now(srv->loop);
+  if (s->metrics_only || !srv->accept_inherits_opts) {
+    uv_tcp_nodelay(&s->tcp, 1);
+    uv_tcp_keepalive(&s->tcp, 1, 60);
+  }
   return uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
 }

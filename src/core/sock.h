@@ -44,8 +44,10 @@ typedef enum {
 
 /* An idle authenticated connection is mostly this struct, so it is kept
  * small: no write request (taken from the server only while a write waits
- * for POLLOUT), no input buffer until a read ends mid-request or mid-frame,
- * and fields ordered so that there are no holes. */
+ * for POLLOUT), no output ring while nothing is queued, no input buffer
+ * until a read ends mid-request or mid-frame, no reassembly state unless a
+ * message is fragmented, flags in bits, and fields ordered so that there are
+ * no holes. */
 typedef struct sw_sock {
   uv_tcp_t tcp;
   sw_server_t *srv;
@@ -63,37 +65,39 @@ typedef struct sw_sock {
   struct sw_tls *tls; /* TLS state (core/tls.h), or NULL on a plain socket */
   uint8_t *fwd;      /* from a trusted proxy: the client address its X-Forwarded-For
                         gave for the current request (16 bytes, malloc'd), or NULL */
-  sw_buf_t in;
+  sw_buf_t *in;      /* what a read left of a partial request or frame (malloc'd), or NULL */
   /* output queue: a ring of frame references */
   sw_frame_t **q;
   size_t q_bytes;    /* bytes queued, including those being written */
-  uint32_t q_head, q_len, q_cap; /* the bound keeps a ring far below 2^32 frames */
+  uint32_t q_head, q_len; /* the bound keeps a ring far below 2^32 frames */
   uint32_t head_off; /* bytes of q[q_head] already written (a frame's len is 32-bit) */
-  uint32_t n_inflight; /* frames covered by the uv_write waiting for POLLOUT (0 or 1) */
   unsigned refs;
   uint64_t deadline;   /* loop ms at which the phase ends (not LIVE) */
-  uint64_t last_rx_ms; /* loop time of the last byte received */
   uint32_t discarded;  /* input bytes dropped while closing (saturates) */
-  uint8_t phase;       /* sw_sock_phase_t */
-  uint8_t list;        /* 0: none, 1: srv->pending, 2: srv->closing */
-  /* WebSocket state */
-  sw_ws_msg_asm_t wsasm;
-  bool is_ws;
+  uint8_t q_log2;      /* the ring holds 1 << q_log2 frames (while q is set) */
+  uint8_t phase : 3;   /* sw_sock_phase_t */
+  uint8_t list : 2;    /* 0: none, 1: srv->pending, 2: srv->closing */
+  /* Flags as one-bit fields: 14 bools were 14 bytes of every socket. */
+  bool is_ws : 1;
   /* The client of the current request: the TCP peer, or behind a trusted
    * proxy what the proxy said (X-Forwarded-For, X-Forwarded-Proto). */
-  bool peer_loopback; /* the client is on 127.0.0.0/8 or ::1 */
-  bool secure;        /* it reached us over TLS: ours, or the proxy's */
-  bool via_proxy;     /* the TCP peer is in trustedProxies */
-  bool proxy_loopback; /* ... and on loopback itself */
-  bool closing;      /* sock_close called */
-  bool close_after_flush;
-  bool overflowed;   /* the outbound bound was hit */
-  bool handle_closed;
-  bool writing;      /* a uv_write waits for POLLOUT: it continues the queue */
-  bool drain_wanted; /* a paced producer (a replay) waits for q_bytes < sock_low_water */
-  bool metrics_only; /* accepted by the metrics listener (root/health.c) */
-  bool req_started;  /* HEAD: bytes of the awaited request have arrived */
-  bool peer_eof;     /* the peer shut its side while our last words were queued */
+  bool peer_loopback : 1; /* the client is on 127.0.0.0/8 or ::1 */
+  bool secure : 1;        /* it reached us over TLS: ours, or the proxy's */
+  bool via_proxy : 1;     /* the TCP peer is in trustedProxies */
+  bool proxy_loopback : 1; /* ... and on loopback itself */
+  bool closing : 1;      /* sock_close called */
+  bool close_after_flush : 1;
+  bool overflowed : 1;   /* the outbound bound was hit */
+  bool handle_closed : 1;
+  bool writing : 1;      /* a uv_write waits for POLLOUT: it continues the queue */
+  bool n_inflight : 1;   /* frames (0 or 1) covered by that uv_write: q[q_head] (TLS: none) */
+  bool drain_wanted : 1; /* a paced producer (a replay) waits for q_bytes < sock_low_water */
+  bool metrics_only : 1; /* accepted by the metrics listener (root/health.c) */
+  bool req_started : 1;  /* HEAD: bytes of the awaited request have arrived */
+  bool peer_eof : 1;     /* the peer shut its side while our last words were queued */
+  /* A fragmented WebSocket message being reassembled (malloc'd while one
+   * is, freed once it is complete), or NULL: most clients never fragment. */
+  sw_ws_msg_asm_t *wsasm;
 } sw_sock_t;
 
 /* Accepts a pending connection on the listener; 0 or negative uv error. */
@@ -135,6 +139,17 @@ void socks_close_all(sw_server_t *srv);
  * socks_flush_init, and after socks_flush_close, queued output is written at
  * once instead. */
 void socks_flush_init(sw_server_t *srv);
+/* A fan-out to many subscribers whose channel has more publishes being
+ * committed asks the next flush to wait one loop turn, at most
+ * SW_FLUSH_HOLD_MS: the next commit's fan-out then goes out in the same
+ * writes. A store's group commits alternate small and large batches (one
+ * publish committed alone while the rest of the window queues behind its
+ * fsync), so half the writes carried one frame; a kernel write costs far
+ * more than its bytes (docs/design.md, "Output and slow consumers"). A
+ * turn that waited is always followed by a flush. */
+#define SW_FLUSH_HOLD_MS 2
+#define SW_FLUSH_HOLD_MIN_SUBS 32 /* fewer subscribers: not worth the wait */
+void socks_hold_flush(sw_server_t *srv);
 /* Flushes every dirty socket now and closes the flush handle: for shutdown,
  * after the last words to every client are queued. */
 void socks_flush_close(sw_server_t *srv);

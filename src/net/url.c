@@ -33,6 +33,20 @@ ssize_t url_decode(const char *s, size_t n, char *out, size_t outcap, bool plus_
   if (outcap == 0) return -1;
   size_t o = 0, i = 0;
   while (i < n) {
+    /* A run of plain bytes is copied as it is: a query's long values
+     * (a JWT) have no escapes. */
+    size_t run = i;
+    while (run < n && s[run] != '%' && s[run] != '+' && s[run] != '\0') run++;
+    if (run > i) {
+      if (run - i >= outcap - o) {
+        out[0] = '\0';
+        return -1;
+      }
+      memcpy(out + o, s + i, run - i);
+      o += run - i;
+      i = run;
+      continue;
+    }
     int v = decode_one(s, n, &i, plus_is_space);
     if (v < 0 || o + 1 >= outcap) {
       out[0] = '\0';
@@ -52,8 +66,10 @@ int url_query_next(sw_slice_t query, size_t *pos, sw_slice_t *name, sw_slice_t *
     return 0;
   }
   size_t start = i;
-  while (i < query.n && query.p[i] != '&') i++;
-  size_t end = i;
+  /* memchr: values can be long (a JWT), and each url_query_get walks the
+   * whole query. */
+  const char *amp = memchr(query.p + start, '&', query.n - start);
+  size_t end = amp ? (size_t)(amp - query.p) : query.n;
   const char *eq = memchr(query.p + start, '=', end - start);
   if (eq) {
     *name = (sw_slice_t){query.p + start, (size_t)(eq - (query.p + start))};
@@ -68,6 +84,9 @@ int url_query_next(sw_slice_t query, size_t *pos, sw_slice_t *name, sw_slice_t *
 
 /* True if raw (still encoded) decodes to exactly name; no buffer needed. */
 static bool name_matches(sw_slice_t raw, const char *name) {
+  /* Without escapes a name decodes to itself: compare lengths, then bytes. */
+  if (!memchr(raw.p, '%', raw.n) && !memchr(raw.p, '+', raw.n))
+    return strlen(name) == raw.n && memcmp(raw.p, name, raw.n) == 0 && !memchr(raw.p, '\0', raw.n);
   size_t i = 0, k = 0;
   while (i < raw.n) {
     int v = decode_one(raw.p, raw.n, &i, true);

@@ -80,8 +80,8 @@ static void reply_unavailable(sw_sock_t *s, int code, const char *msg, bool keep
 /* The gauges, counted from the server's structures at scrape time. */
 static int write_gauges(sw_buf_t *out, sw_server_t *srv, const sw_health_t *h) {
   uint64_t connected = 0, away = 0, ch_attached = 0, ch_idle = 0, attachments = 0;
-  sw_conn_t *c, *ctmp;
-  HASH_ITER(hh, srv->conns, c, ctmp) {
+  sw_conn_t *c;
+  SW_CONNS_EACH(&srv->conns, c) {
     if (c->sock) connected++;
     else away++;
   }
