@@ -98,6 +98,22 @@
 #define LOG_TRUNC_CHUNK 512     /* log rows deleted by one round, at most */
 #define BUSY_TIMEOUT_MS 5000
 
+/* One channel of a batch (sq_write_batch). */
+typedef struct chan_agg {
+  const char *app, *channel; /* the batch's strings */
+  uint64_t hash;
+  size_t slot;      /* its slot in chan_aggs_t.slot */
+  int64_t max_vseq; /* highest seq/vseq written, INT64_MIN when none */
+  int64_t keep;     /* count retention: smallest keep_count, 0 for none */
+} chan_agg_t;
+
+typedef struct chan_aggs {
+  chan_agg_t *v; /* in order of first appearance */
+  size_t n, cap;
+  uint32_t *slot; /* open addressing: index + 1 into v, 0 when free */
+  size_t nslot;   /* a power of two, at least twice cap */
+} chan_aggs_t;
+
 typedef struct sq_backend {
   sw_backend_t base;
   sqlite3 *w; /* commit thread */
@@ -114,6 +130,7 @@ typedef struct sq_backend {
   bool tails_ready;
   sw_checkpointer_t ckpt; /* the writer's WAL checkpoints, on a thread */
   sq_cloud_t *cloud;      /* Assistant Cloud statements (cloud_sqlite.c) */
+  chan_aggs_t aggs;       /* commit thread: the channels of the batch being written */
   /* Commit thread: no tail is due before next_fold_ms, unless fold_now
    * (a tail reached FOLD_MAX_EVENTS). Saves a scan of every tail after
    * every batch. */
@@ -510,42 +527,100 @@ static int raise_channel_seq(sq_backend_t *b, const char *app, const char *chann
   return exec_stmt(b->w, st);
 }
 
+/* ---- A batch's channels: each one's totals, so that channel_seq and count
+ * retention cost one statement per channel and batch rather than one per
+ * run of consecutive records (publishers of several channels interleave
+ * in a batch: measured one channel_seq upsert per message before). An
+ * open-addressing table over the batch's records, reused batch after batch
+ * (commit thread). */
+
+static uint64_t chan_hash(const char *app, const char *channel) {
+  uint64_t h = 1469598103934665603u; /* FNV-1a */
+  for (const char *p = app; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211u;
+  h = (h ^ 0xffu) * 1099511628211u; /* separates ("ab", "c") from ("a", "bc") */
+  for (const char *p = channel; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211u;
+  return h;
+}
+
+/* Empties the table and sizes it for n records. 0 or -ENOMEM. */
+static int aggs_reset(chan_aggs_t *a, size_t n) {
+  for (size_t i = 0; i < a->n; i++) a->slot[a->v[i].slot] = 0;
+  a->n = 0;
+  if (n > a->cap) {
+    size_t cap = a->cap ? a->cap : 64;
+    while (cap < n) cap *= 2;
+    chan_agg_t *v = realloc(a->v, cap * sizeof *v);
+    if (!v) return -ENOMEM;
+    a->v = v;
+    a->cap = cap;
+  }
+  if (a->nslot < 2 * a->cap) {
+    uint32_t *slot = calloc(2 * a->cap, sizeof *slot);
+    if (!slot) return -ENOMEM;
+    free(a->slot);
+    a->slot = slot;
+    a->nslot = 2 * a->cap;
+  }
+  return 0;
+}
+
+/* The entry of r's channel, added if new (the table has room: one entry
+ * per record at most). */
+static chan_agg_t *aggs_get(chan_aggs_t *a, const sw_store_rec_t *r) {
+  uint64_t h = chan_hash(r->app_id, r->channel);
+  size_t mask = a->nslot - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    uint32_t k = a->slot[i];
+    if (k == 0) {
+      chan_agg_t *e = &a->v[a->n];
+      *e = (chan_agg_t){.app = r->app_id, .channel = r->channel, .hash = h, .slot = i, .max_vseq = INT64_MIN};
+      a->slot[i] = (uint32_t)++a->n;
+      return e;
+    }
+    chan_agg_t *e = &a->v[k - 1];
+    if (e->hash == h && same_channel(r, &(sw_store_rec_t){.app_id = e->app, .channel = e->channel})) return e;
+  }
+}
+
 static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n) {
   sq_backend_t *b = (sq_backend_t *)be;
-  int rc = exec_stmt(b->w, b->begin);
+  chan_aggs_t *ag = &b->aggs;
+  int rc = aggs_reset(ag, n);
+  if (rc == 0) rc = exec_stmt(b->w, b->begin);
   if (rc) return rc;
-  /* Pass 1: the rows, and each channel's serial once per run of consecutive
-   * records of that channel (a batch is usually a few long runs; interleaved
-   * channels just repeat the idempotent max()). */
-  int64_t run_max = INT64_MIN;
+  /* Pass 1: the rows; each channel's highest serial and retention bound. */
   for (size_t i = 0; i < n && rc == 0; i++) {
     const sw_store_rec_t *r = &recs[i];
     rc = r->op == SW_STORE_VERSION      ? apply_version(b, r)
          : r->op == SW_STORE_APPEND     ? apply_append(b, r)
          : r->op == SW_STORE_ANNOTATION ? apply_annotation(b, r)
                                         : insert_message(b, r);
+    chan_agg_t *e = aggs_get(ag, r);
     /* vseq == seq for an INSERT. An append's serial reaches channel_seq
      * when it is folded; until then sq_last_seq adds the tails. */
-    if (r->op != SW_STORE_APPEND && r->vseq > run_max) run_max = r->vseq;
-    if (rc == 0 && run_ends(recs, n, i) && run_max != INT64_MIN) {
-      rc = raise_channel_seq(b, r->app_id, r->channel, run_max);
-      run_max = INT64_MIN;
-    }
+    if (r->op != SW_STORE_APPEND && r->vseq > e->max_vseq) e->max_vseq = r->vseq;
+    /* Count retention applies at the records that end a run of their
+     * channel; deleting seq <= M - k for several k is deleting it for the
+     * smallest. */
+    if (r->keep_count > 0 && run_ends(recs, n, i) && (e->keep == 0 || r->keep_count < e->keep))
+      e->keep = r->keep_count;
   }
-  /* Pass 2: count retention against the final message seqs: the versions
-   * of the messages going, then the messages (both bound by the same
-   * subquery on messages, which the first does not change). */
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    const sw_store_rec_t *r = &recs[i];
-    if (r->keep_count <= 0 || !run_ends(recs, n, i)) continue;
+  /* Pass 2, per channel: its serial, then count retention against the
+   * final message seqs: the versions of the messages going, then the
+   * messages (both bound by the same subquery on messages, which the first
+   * does not change). */
+  for (size_t c = 0; c < ag->n && rc == 0; c++) {
+    const chan_agg_t *e = &ag->v[c];
+    if (e->max_vseq != INT64_MIN) rc = raise_channel_seq(b, e->app, e->channel, e->max_vseq);
+    if (rc || e->keep == 0) continue;
     for (int k = b->versions_maybe ? 0 : 1; k < 2 && rc == 0; k++) {
       sqlite3_stmt *st = k == 0 ? b->keep_vdel : b->keep_del;
-      bind_text(st, 1, r->app_id);
-      bind_text(st, 2, r->channel);
-      sqlite3_bind_int64(st, 3, r->keep_count);
+      bind_text(st, 1, e->app);
+      bind_text(st, 2, e->channel);
+      sqlite3_bind_int64(st, 3, e->keep);
       rc = exec_stmt(b->w, st);
     }
-    tails_unverify(&b->tails, r->app_id, r->channel);
+    tails_unverify(&b->tails, e->app, e->channel);
   }
   if (rc == 0) rc = fold_in_batch(b);
   if (rc == 0) rc = exec_stmt(b->w, b->commit);
@@ -1426,6 +1501,8 @@ static void sq_close(sw_backend_t *be) {
   sqlite3_close(b->r);
   sqlite3_close(b->w);
   if (b->tails_ready) tails_free(&b->tails);
+  free(b->aggs.v);
+  free(b->aggs.slot);
   /* Last, once nothing of ours touches the file any more. The lock file
    * stays: unlinking it would let two later openers lock two different
    * files. */
