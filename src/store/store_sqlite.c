@@ -11,7 +11,7 @@
  * Each connection is used by one thread at a time, so both are opened with
  * SQLITE_OPEN_NOMUTEX. Statements are prepared once per connection.
  *
- * Schema (user_version 6; a new file is created as version 1 and migrated,
+ * Schema (user_version 7; a new file is created as version 1 and migrated,
  * so a fresh file and an upgraded one are identical):
  *  messages: one row per message holding its head; WITHOUT ROWID, clustered
  *    on (app, channel, seq), so a history page is one range scan of adjacent
@@ -20,8 +20,8 @@
  *    the same extra page reads a rowid table would need for its separate
  *    (app, channel, seq) index lookup. vseq (v2) is the serial of the head's
  *    latest version (= seq without versions).
- *  messages_msg_id: partial index for find_by_id (only rows with an id).
- *  messages_expiry: partial index for prune (only rows that can expire).
+ *  (v7: no other index holds every message; find_by_id scans the channel
+ *  and expiry is found from channel_seq's marks, see MIGRATE_V7.)
  *  messages_vseq (v2): UNIQUE (app, channel, vseq), partial: only the heads
  *    a version changed (vseq != seq). A full index would cost every INSERT a
  *    second b-tree write (measured: -40% publish throughput); a head never
@@ -44,7 +44,7 @@
  *  channel_seq: highest seq or vseq ever written per channel, updated in the
  *    same transaction as the rows (an append's when it is folded), so
  *    serials never go backwards after retention deleted the rows or across
- *    restarts.
+ *    restarts; and (v7) the channel's expiry marks.
  *  kv: small server state.
  *  expiring (v4): values with an expiry (Ably tokens too large to hand to
  *    a client, kept here behind a reference); an ordinary rowid table, since
@@ -75,7 +75,7 @@
 #include "store/tails.h"
 #include "util/log.h"
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 /* When a message's logged appends are folded into its head: once the
  * message has had no append for FOLD_QUIET_MS (a finished stream: the
  * common case, and then one fold per message), or once FOLD_MAX_EVENTS
@@ -105,6 +105,11 @@ typedef struct chan_agg {
   size_t slot;      /* its slot in chan_aggs_t.slot */
   int64_t max_vseq; /* highest seq/vseq written, INT64_MIN when none */
   int64_t keep;     /* count retention: smallest keep_count, 0 for none */
+  /* Its INSERTs that expire (channel_seq's exp_* columns): the smallest
+   * and largest expires_at (exp_min 0: none), the lowest seq, and whether
+   * expires_at decreases or seq does not increase from one to the next. */
+  int64_t exp_min, exp_max, exp_from, exp_last_seq;
+  bool exp_unsorted;
 } chan_agg_t;
 
 typedef struct chan_aggs {
@@ -140,7 +145,7 @@ typedef struct sq_backend {
   /* Writer statements. */
   sqlite3_stmt *begin, *commit, *rollback;
   sqlite3_stmt *ins_clash, *ins, *ver_clash, *ver_upd, *ver_chk, *ver_ins, *ann_ins, *seq_up;
-  sqlite3_stmt *keep_vdel, *keep_del, *prune_v, *prune, *del_app_vers, *del_app_msgs, *del_app_seq;
+  sqlite3_stmt *keep_vdel, *keep_del, *exp_due, *exp_walk, *exp_vdel, *exp_del, *exp_mark, *del_app_vers, *del_app_msgs, *del_app_seq;
   sqlite3_stmt *kv_set, *kv_del;
   sqlite3_stmt *exp_ins, *exp_expired, *exp_prune;
   /* Commit thread: rows and total value bytes in the expiring table. */
@@ -214,6 +219,41 @@ static const char MIGRATE_V4[] =
 static const char MIGRATE_V6[] =
     "ALTER TABLE versions ADD COLUMN kind INTEGER;"
     "PRAGMA user_version = 6;";
+
+/* 6 -> 7: no per-message index any more (docs/storage.md, "Expiry").
+ * messages_expiry gave every message a second b-tree entry, and
+ * messages_msg_id (every message has an id) a third with a long text key:
+ * together 60% of the commit thread's instructions per message. Expiry is
+ * found per channel instead, from marks kept in its channel_seq row:
+ *  exp_next: at most the smallest expires_at of its messages that expire
+ *    (0: none do); channel_seq_expiry finds the channels due;
+ *  exp_from: no message below this seq expires;
+ *  exp_max: at least the largest expires_at stored;
+ *  exp_unsorted: 1 unless the expiring messages from exp_from on have
+ *    non-decreasing expires_at in seq order (a new message's is now +
+ *    retention, so they do unless a namespace's retention went down);
+ *    then the sweep deletes from exp_from up to the first one not expired,
+ *    else it walks the whole channel (and finds out whether it is sorted
+ *    again).
+ * store_find_by_id (no caller in the server) scans the channel, newest
+ * first. An upgraded channel starts unsorted: its first sweep walks it. */
+static const char MIGRATE_V7[] =
+    "DROP INDEX messages_expiry;"
+    "DROP INDEX messages_msg_id;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_next INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_from INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_max INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_unsorted INTEGER NOT NULL DEFAULT 0;"
+    /* Every channel with messages has its row (each write raised it);
+     * this only makes sure. */
+    "INSERT OR IGNORE INTO channel_seq(app, channel, last_seq) "
+    "  SELECT app, channel, max(seq) FROM messages GROUP BY app, channel;"
+    "UPDATE channel_seq SET (exp_next, exp_from, exp_max, exp_unsorted) = "
+    "  (SELECT ifnull(min(expires_at), 0), ifnull(min(seq), 0), ifnull(max(expires_at), 0), count(*) > 0 "
+    "   FROM messages m WHERE m.app = channel_seq.app AND m.channel = channel_seq.channel "
+    "   AND m.expires_at != 0);"
+    "CREATE INDEX channel_seq_expiry ON channel_seq(exp_next) WHERE exp_next != 0;"
+    "PRAGMA user_version = 7;";
 
 /* Maps an SQLite result code to a negative errno. For OS-level failures the
  * underlying errno (disk full, permission...) is more useful than -EIO. */
@@ -518,12 +558,20 @@ static int apply_annotation(sq_backend_t *b, const sw_store_rec_t *r) {
   return rc;
 }
 
-/* Raises the channel's serial in channel_seq to at least vseq. */
-static int raise_channel_seq(sq_backend_t *b, const char *app, const char *channel, int64_t vseq) {
+/* Raises the channel's serial in channel_seq to at least vseq and merges
+ * the expiry marks of messages just inserted (e: NULL for none; see
+ * MIGRATE_V7). */
+static int raise_channel_seq(sq_backend_t *b, const char *app, const char *channel, int64_t vseq,
+                             const struct chan_agg *e) {
   sqlite3_stmt *st = b->seq_up;
+  bool exp = e && e->exp_min != 0;
   bind_text(st, 1, app);
   bind_text(st, 2, channel);
   sqlite3_bind_int64(st, 3, vseq);
+  sqlite3_bind_int64(st, 4, exp ? e->exp_min : 0);
+  sqlite3_bind_int64(st, 5, exp ? e->exp_from : 0);
+  sqlite3_bind_int64(st, 6, exp ? e->exp_max : 0);
+  sqlite3_bind_int64(st, 7, exp && e->exp_unsorted);
   return exec_stmt(b->w, st);
 }
 
@@ -599,6 +647,18 @@ static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n
     /* vseq == seq for an INSERT. An append's serial reaches channel_seq
      * when it is folded; until then sq_last_seq adds the tails. */
     if (r->op != SW_STORE_APPEND && r->vseq > e->max_vseq) e->max_vseq = r->vseq;
+    if (r->op == SW_STORE_INSERT && r->expires_at != 0) { /* store.c zeroes the others' */
+      if (e->exp_min == 0) {
+        e->exp_min = e->exp_max = r->expires_at;
+        e->exp_from = r->seq;
+      } else {
+        e->exp_unsorted |= r->seq <= e->exp_last_seq || r->expires_at < e->exp_max;
+        if (r->expires_at < e->exp_min) e->exp_min = r->expires_at;
+        if (r->expires_at > e->exp_max) e->exp_max = r->expires_at;
+        if (r->seq < e->exp_from) e->exp_from = r->seq;
+      }
+      e->exp_last_seq = r->seq;
+    }
     /* Count retention applies at the records that end a run of their
      * channel; deleting seq <= M - k for several k is deleting it for the
      * smallest. */
@@ -611,7 +671,7 @@ static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n
    * does not change). */
   for (size_t c = 0; c < ag->n && rc == 0; c++) {
     const chan_agg_t *e = &ag->v[c];
-    if (e->max_vseq != INT64_MIN) rc = raise_channel_seq(b, e->app, e->channel, e->max_vseq);
+    if (e->max_vseq != INT64_MIN) rc = raise_channel_seq(b, e->app, e->channel, e->max_vseq, e);
     if (rc || e->keep == 0) continue;
     for (int k = b->versions_maybe ? 0 : 1; k < 2 && rc == 0; k++) {
       sqlite3_stmt *st = k == 0 ? b->keep_vdel : b->keep_del;
@@ -646,7 +706,7 @@ static int fold_tail(sq_backend_t *b, sw_tail_t *t) {
     sqlite3_reset(st);
     if (s != SQLITE_DONE) return sq_err(b->w, s);
     /* Gone (retention): its serials still count for the channel's. */
-    int rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq);
+    int rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq, NULL);
     return rc ? rc : tails_mark_folded(&b->tails, t);
   }
   int64_t stored = sqlite3_column_int64(st, 1);
@@ -683,7 +743,7 @@ static int fold_tail(sq_backend_t *b, sw_tail_t *t) {
   }
   buf_free(&head);
   if (rc == 0) rc = write_vrows(b, t, 0, t->n, stored);
-  if (rc == 0 && t->n) rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq);
+  if (rc == 0 && t->n) rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq, NULL);
   if (rc == 0) rc = tails_mark_folded(&b->tails, t);
   return rc;
 }
@@ -899,21 +959,171 @@ static int sq_exp_put(sw_backend_t *be, const char *id, const char *value, int64
   return full ? -EDQUOT : 0;
 }
 
-static int sq_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted) {
+/* A channel due for the sweep (exp_due's row, copied). */
+typedef struct due_chan {
+  char *app, *channel;
+  int64_t from;
+  bool unsorted;
+} due_chan_t;
+
+/* What one channel's walk found. */
+typedef struct exp_walk {
+  int64_t lo, hi;    /* expired messages lie in seq [lo, hi] */
+  size_t expired;    /* how many */
+  bool partial;      /* stopped at the budget: more may be expired */
+  /* The channel's new marks (MIGRATE_V7). */
+  int64_t next, from, max;
+  bool unsorted;
+} exp_walk_t;
+
+/* Walks channel c from its exp_from: a sorted channel up to the first
+ * message not expired (or `budget` expired ones), an unsorted one to its
+ * end. Reads only; the caller deletes. */
+static int expiry_walk(sq_backend_t *b, const due_chan_t *c, int64_t now, size_t budget, exp_walk_t *w) {
+  sqlite3_stmt *st = b->exp_walk;
+  bind_text(st, 1, c->app);
+  bind_text(st, 2, c->channel);
+  sqlite3_bind_int64(st, 3, c->from);
+  *w = (exp_walk_t){.lo = c->from, .hi = INT64_MIN};
+  int64_t prev = 0; /* the last expires_at kept, for sortedness */
+  int s;
+  while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t seq = sqlite3_column_int64(st, 0), e = sqlite3_column_int64(st, 1);
+    if (e == 0) continue; /* never expires */
+    if (e <= now) {
+      if (!c->unsorted && w->expired == budget) {
+        w->partial = true;
+        break;
+      }
+      w->expired++;
+      w->hi = seq;
+      continue;
+    }
+    /* Kept. Sorted: every later one expires at e or after. */
+    if (w->next == 0) {
+      w->next = w->max = prev = e;
+      w->from = seq;
+      if (!c->unsorted) break;
+      continue;
+    }
+    w->unsorted |= e < prev;
+    prev = e;
+    if (e < w->next) w->next = e;
+    if (e > w->max) w->max = e;
+  }
+  sqlite3_reset(st);
+  return s == SQLITE_ROW || s == SQLITE_DONE ? 0 : sq_err(b->w, s);
+}
+
+/* Sweeps channel c: deletes its expired messages (versions first) and
+ * sets its marks. *n gets the messages deleted, *more whether it has
+ * expired ones left (the budget ran out). */
+static int expiry_sweep(sq_backend_t *b, const due_chan_t *c, int64_t now, size_t budget, size_t *n, bool *more) {
+  exp_walk_t w;
+  int rc = expiry_walk(b, c, now, budget, &w);
+  *n = 0;
+  *more = w.partial;
+  for (int k = b->versions_maybe ? 0 : 1; rc == 0 && w.expired && k < 2; k++) {
+    sqlite3_stmt *st = k == 0 ? b->exp_vdel : b->exp_del;
+    bind_text(st, 1, c->app);
+    bind_text(st, 2, c->channel);
+    sqlite3_bind_int64(st, 3, w.lo);
+    sqlite3_bind_int64(st, 4, w.hi);
+    sqlite3_bind_int64(st, 5, now);
+    rc = exec_stmt(b->w, st);
+    if (rc == 0 && k == 1) *n = (size_t)sqlite3_changes(b->w);
+  }
+  if (rc) return rc;
+  /* The new marks. A sorted walk stops at the first message kept, so the
+   * channel's exp_max (of messages further on) stays, unless none is
+   * left; an unsorted walk saw them all. */
+  sqlite3_stmt *st = b->exp_mark;
+  bind_text(st, 1, c->app);
+  bind_text(st, 2, c->channel);
+  if (w.partial) { /* still due: the rest of the walk next time */
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int64(st, 4, w.hi + 1);
+  } else {
+    sqlite3_bind_int64(st, 3, w.next);
+    sqlite3_bind_int64(st, 4, w.from);
+  }
+  if (c->unsorted || (!w.partial && w.next == 0))
+    sqlite3_bind_int64(st, 5, w.max);
+  else
+    sqlite3_bind_null(st, 5);
+  sqlite3_bind_int64(st, 6, w.unsorted);
+  return exec_stmt(b->w, st);
+}
+
+/* Copies up to max due channels (exp_due) into *out; reset before any
+ * write, since the sweeps change channel_seq. */
+static int expiry_due(sq_backend_t *b, int64_t now, size_t max, due_chan_t **out, size_t *n_out) {
+  *out = NULL;
+  *n_out = 0;
+  due_chan_t *v = NULL;
+  size_t n = 0, cap = 0;
+  sqlite3_stmt *st = b->exp_due;
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int64(st, 2, clamp_limit(max));
+  int s, rc = 0;
+  while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
+    if (n == cap) {
+      size_t nc = cap ? cap * 2 : 16;
+      due_chan_t *p = realloc(v, nc * sizeof *p);
+      if (!p) {
+        rc = -ENOMEM;
+        break;
+      }
+      v = p;
+      cap = nc;
+    }
+    const char *app = (const char *)sqlite3_column_text(st, 0), *ch = (const char *)sqlite3_column_text(st, 1);
+    due_chan_t *c = &v[n];
+    *c = (due_chan_t){.app = app ? strdup(app) : NULL, .channel = ch ? strdup(ch) : NULL,
+                      .from = sqlite3_column_int64(st, 2), .unsorted = sqlite3_column_int64(st, 3) != 0};
+    n++;
+    if (!c->app || !c->channel) rc = -ENOMEM;
+  }
+  if (rc == 0 && s != SQLITE_DONE) rc = sq_err(b->w, s);
+  sqlite3_reset(st);
+  *out = v;
+  *n_out = n;
+  return rc;
+}
+
+static void due_free(due_chan_t *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(v[i].app);
+    free(v[i].channel);
+  }
+  free(v);
+}
+
+static int sq_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted, bool *more) {
   sq_backend_t *b = (sq_backend_t *)be;
   *deleted = 0;
+  *more = false;
   int rc = exec_stmt(b->w, b->begin);
   if (rc) return rc;
-  /* Both statements select the same messages: the same ordered subquery
-   * (a total order) on rows that do not change in between. */
-  size_t n = 0;
-  for (int k = b->versions_maybe ? 0 : 1; k < 2 && rc == 0; k++) {
-    sqlite3_stmt *st = k == 0 ? b->prune_v : b->prune;
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int64(st, 2, clamp_limit(limit));
-    rc = exec_stmt(b->w, st);
-    if (rc == 0 && k == 1) n = (size_t)sqlite3_changes(b->w);
+  /* The channels due, earliest first; each costs at least a walk step, so
+   * they count against the budget too. */
+  due_chan_t *due = NULL;
+  size_t n_due = 0, n = 0, spent = 0;
+  rc = expiry_due(b, now, limit, &due, &n_due);
+  bool left = n_due == limit; /* maybe more channels due */
+  for (size_t i = 0; i < n_due && rc == 0; i++) {
+    if (spent >= limit) {
+      left = true;
+      break;
+    }
+    size_t k = 0;
+    bool partial = false;
+    rc = expiry_sweep(b, &due[i], now, limit - spent, &k, &partial);
+    n += k;
+    spent += k ? k : 1;
+    left |= partial;
   }
+  due_free(due, n_due);
   if (n) tails_unverify(&b->tails, NULL, NULL);
   int64_t exp_n = 0, exp_bytes = 0;
   if (rc == 0) rc = exp_prune(b, now, &exp_n, &exp_bytes);
@@ -925,6 +1135,7 @@ static int sq_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted
   b->exp_count -= exp_n;
   b->exp_bytes -= exp_bytes;
   *deleted = n;
+  *more = left;
   return 0;
 }
 
@@ -1490,7 +1701,7 @@ static void sq_close(sw_backend_t *be) {
   sqlite3_stmt *all[] = {
       b->begin,     b->commit,       b->rollback,     b->ins_clash,   b->ins,       b->ver_clash,
       b->ver_upd,   b->ver_chk,      b->ver_ins,      b->seq_up,      b->keep_vdel, b->keep_del,
-      b->prune_v,   b->prune,        b->del_app_vers, b->del_app_msgs, b->del_app_seq,
+      b->exp_due,   b->exp_walk,     b->exp_vdel,     b->exp_del,     b->exp_mark,  b->del_app_vers, b->del_app_msgs, b->del_app_seq,
       b->kv_set,    b->kv_del,       b->log_ins,      b->log_trunc,   b->head_w,    b->fold_upd,
       b->sp_fold,   b->sp_undo,      b->sp_release,   b->exp_ins,     b->exp_expired, b->exp_prune,
       b->hist_fwd,     b->hist_bwd,    b->histv_fwd, b->histv_bwd,
@@ -1548,6 +1759,7 @@ static int init_schema(sqlite3 *db) {
   if (rc == 0 && ver < 4) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V4, NULL, NULL, NULL));
   if (rc == 0 && ver < 5) rc = sq_err(db, sqlite3_exec(db, SQ_CLOUD_MIGRATE_V5, NULL, NULL, NULL));
   if (rc == 0 && ver < 6) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V6, NULL, NULL, NULL));
+  if (rc == 0 && ver < 7) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V7, NULL, NULL, NULL));
   if (rc == 0) rc = sq_err(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
   if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
@@ -1556,11 +1768,9 @@ static int init_schema(sqlite3 *db) {
 /* Count retention bound: the highest message seq of the channel minus ?3. */
 #define KEEP_TOP                                                                           \
   "(SELECT seq FROM messages WHERE app = ?1 AND channel = ?2 ORDER BY seq DESC LIMIT 1) - ?3"
-/* The next ?2 expired messages, in the messages_expiry index order (a total
- * order, so two statements in one transaction select the same rows). */
-#define PRUNE_SET                                                                          \
-  "(SELECT app, channel, seq FROM messages WHERE expires_at != 0 AND expires_at <= ?1 "    \
-  " ORDER BY expires_at, app, channel, seq LIMIT ?2)"
+/* Expired messages of one channel with ?3 <= seq <= ?4 (the sweep, see
+ * MIGRATE_V7). */
+#define EXP_RANGE "app = ?1 AND channel = ?2 AND seq >= ?3 AND seq <= ?4 AND expires_at != 0 AND expires_at <= ?5"
 
 static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
   int rc = open_conn(opts->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &b->w);
@@ -1608,12 +1818,33 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
       {&b->ann_ins, "INSERT INTO versions(app, channel, vseq, seq, ts, blob, kind) "
                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1)"},
-      {&b->seq_up, "INSERT INTO channel_seq(app, channel, last_seq) VALUES(?1, ?2, ?3) "
-                   "ON CONFLICT(app, channel) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"},
+      /* The expiry marks (MIGRATE_V7) of the stored messages and of the
+       * batch's (?4..?7, ?4 = 0 when none expire) merged. The stored ones
+       * stay sorted when the batch's are and come after them. (In SET,
+       * the bare columns are the row's old values.) */
+      {&b->seq_up, "INSERT INTO channel_seq(app, channel, last_seq, exp_next, exp_from, exp_max, exp_unsorted) "
+                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(app, channel) DO UPDATE SET "
+                   "last_seq = max(last_seq, excluded.last_seq), "
+                   "exp_next = CASE WHEN excluded.exp_next = 0 OR (exp_next != 0 AND exp_next <= excluded.exp_next) "
+                   "  THEN exp_next ELSE excluded.exp_next END, "
+                   "exp_from = CASE WHEN excluded.exp_next = 0 OR (exp_next != 0 AND exp_from <= excluded.exp_from) "
+                   "  THEN exp_from ELSE excluded.exp_from END, "
+                   "exp_max = max(exp_max, excluded.exp_max), "
+                   "exp_unsorted = CASE WHEN excluded.exp_next = 0 THEN exp_unsorted "
+                   "  WHEN exp_next = 0 THEN excluded.exp_unsorted "
+                   "  ELSE (exp_unsorted OR excluded.exp_unsorted OR excluded.exp_next < exp_max "
+                   "        OR excluded.exp_from <= last_seq) END"},
       {&b->keep_vdel, "DELETE FROM versions WHERE app = ?1 AND channel = ?2 AND seq <= " KEEP_TOP},
       {&b->keep_del, "DELETE FROM messages WHERE app = ?1 AND channel = ?2 AND seq <= " KEEP_TOP},
-      {&b->prune_v, "DELETE FROM versions WHERE (app, channel, seq) IN " PRUNE_SET},
-      {&b->prune, "DELETE FROM messages WHERE (app, channel, seq) IN " PRUNE_SET},
+      {&b->exp_due, "SELECT app, channel, exp_from, exp_unsorted FROM channel_seq "
+                    "WHERE exp_next != 0 AND exp_next <= ?1 ORDER BY exp_next LIMIT ?2"},
+      {&b->exp_walk, "SELECT seq, expires_at FROM messages WHERE app = ?1 AND channel = ?2 AND seq >= ?3 "
+                     "ORDER BY seq"},
+      {&b->exp_vdel, "DELETE FROM versions WHERE app = ?1 AND channel = ?2 AND seq >= ?3 AND seq <= ?4 AND seq IN "
+                     "(SELECT seq FROM messages WHERE " EXP_RANGE ")"},
+      {&b->exp_del, "DELETE FROM messages WHERE " EXP_RANGE},
+      {&b->exp_mark, "UPDATE channel_seq SET exp_next = ?3, exp_from = ?4, exp_max = ifnull(?5, exp_max), exp_unsorted = ?6 "
+                     "WHERE app = ?1 AND channel = ?2"},
       {&b->del_app_vers, "DELETE FROM versions WHERE app = ?1"},
       {&b->del_app_msgs, "DELETE FROM messages WHERE app = ?1"},
       {&b->del_app_seq, "DELETE FROM channel_seq WHERE app = ?1"},
