@@ -154,6 +154,7 @@ typedef struct sq_backend {
   int64_t exp_count, exp_bytes;
   /* ins_many[k]: an INSERT of 2^k messages (k >= 1), prepared on first use. */
   sqlite3_stmt *ins_many[INS_MANY_LOG + 1];
+  sqlite3_stmt *log_many[INS_MANY_LOG + 1]; /* the same for append_log rows */
   sqlite3_stmt *log_ins, *log_trunc, *head_w, *fold_upd, *sp_fold, *sp_undo, *sp_release;
   /* Reader statements. */
   sqlite3_stmt *hist_fwd, *hist_bwd, *histv_fwd, *histv_bwd, *last_seq, *find_id, *get,
@@ -483,7 +484,10 @@ static int head_vseq(sq_backend_t *b, const char *app, const char *channel, int6
  * draws serials from one increasing sequence, and the check is a b-tree
  * probe per append. The head is looked up once per tail, not per append
  * (tail->verified). */
-static int apply_append(sq_backend_t *b, const sw_store_rec_t *r) {
+/* Checks append r against its head and tail and adds it to the tail,
+ * with log id log_id (0: the caller sets it once its row is written, in
+ * ev[*at] of *tp). */
+static int stage_append(sq_backend_t *b, const sw_store_rec_t *r, int64_t log_id, sw_tail_t **tp, size_t *at) {
   b->versions_maybe = true;
   sw_tail_t *t = tails_find(&b->tails, r->app_id, r->channel, r->seq);
   int64_t cur = 0;
@@ -496,25 +500,88 @@ static int apply_append(sq_backend_t *b, const sw_store_rec_t *r) {
   int64_t head = cur;
   if (t && t->n && t->ev[t->n - 1].vseq > cur) cur = t->ev[t->n - 1].vseq;
   if (r->vseq <= cur) return -EEXIST;
-  sqlite3_stmt *st = b->log_ins;
-  bind_text(st, 1, r->app_id);
-  bind_text(st, 2, r->channel);
-  sqlite3_bind_int64(st, 3, r->seq);
-  sqlite3_bind_int64(st, 4, r->vseq);
-  sqlite3_bind_int64(st, 5, r->timestamp);
-  bind_blob(st, 6, r->version_blob, r->version_blob_len);
-  int rc = exec_stmt(b->w, st);
-  if (rc == 0)
-    rc = tails_push(&b->tails, r->app_id, r->channel, r->seq, r->vseq, r->timestamp, sqlite3_last_insert_rowid(b->w),
-                    r->version_blob, r->version_blob_len, r->fold_hint);
+  int rc = tails_push(&b->tails, r->app_id, r->channel, r->seq, r->vseq, r->timestamp, log_id, r->version_blob,
+                      r->version_blob_len, r->fold_hint);
   if (rc == 0 && (t || (t = tails_find(&b->tails, r->app_id, r->channel, r->seq)))) {
     if (t->n >= FOLD_MAX_EVENTS) b->fold_now = true;
     /* Kept across a rollback only if the tail had committed events, which
      * means the head was stored before this transaction. */
     t->verified = true;
     t->head_vseq = head;
+    *tp = t;
+    *at = t->n - 1;
   }
   return rc;
+}
+
+static int apply_append(sq_backend_t *b, const sw_store_rec_t *r) {
+  sqlite3_stmt *st = b->log_ins;
+  sw_tail_t *t = NULL;
+  size_t at = 0;
+  int rc = stage_append(b, r, 0, &t, &at);
+  if (rc) return rc;
+  bind_text(st, 1, r->app_id);
+  bind_text(st, 2, r->channel);
+  sqlite3_bind_int64(st, 3, r->seq);
+  sqlite3_bind_int64(st, 4, r->vseq);
+  sqlite3_bind_int64(st, 5, r->timestamp);
+  bind_blob(st, 6, r->version_blob, r->version_blob_len);
+  rc = exec_stmt(b->w, st);
+  /* The event is not visible to readers before tails_commit. */
+  if (rc == 0 && t) t->ev[at].log_id = sqlite3_last_insert_rowid(b->w);
+  return rc;
+}
+
+/* Like insert_many, for a run of appends recs[0..*n): each is checked and
+ * added to its tail first (in order, so a run may append to one message
+ * several times), then their log rows go in one statement, whose rowids
+ * are consecutive (auto-assigned, max + 1 each). */
+static int append_many(sq_backend_t *b, const sw_store_rec_t *recs, size_t *n) {
+  int k = INS_MANY_LOG;
+  while (k > 1 && ((size_t)1 << k) > *n) k--;
+  size_t rows = (size_t)1 << k;
+  if (rows > *n) {
+    *n = 1;
+    return apply_append(b, recs);
+  }
+  sqlite3_stmt *st = b->log_many[k];
+  if (!st) {
+    sw_buf_t sql = {0};
+    int rc = buf_append_str(&sql, "INSERT OR ROLLBACK INTO append_log(app, channel, seq, vseq, ts, blob) VALUES");
+    for (size_t j = 0; j < rows && rc == 0; j++) {
+      int p = (int)(6 * j);
+      rc = buf_printf(&sql, "%s(?%d,?%d,?%d,?%d,?%d,?%d)", j ? "," : "", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6);
+    }
+    if (rc == 0) rc = buf_append_byte(&sql, 0);
+    if (rc == 0) rc = prepare(b->w, (const char *)sql.data, &b->log_many[k]);
+    buf_free(&sql);
+    if (rc) return rc;
+    st = b->log_many[k];
+  }
+  struct {
+    sw_tail_t *t;
+    size_t at;
+  } staged[(size_t)1 << INS_MANY_LOG];
+  for (size_t j = 0; j < rows; j++) {
+    const sw_store_rec_t *r = &recs[j];
+    staged[j].t = NULL;
+    int rc = stage_append(b, r, 0, &staged[j].t, &staged[j].at);
+    if (rc) return rc;
+    int p = (int)(6 * j);
+    bind_text(st, p + 1, r->app_id);
+    bind_text(st, p + 2, r->channel);
+    sqlite3_bind_int64(st, p + 3, r->seq);
+    sqlite3_bind_int64(st, p + 4, r->vseq);
+    sqlite3_bind_int64(st, p + 5, r->timestamp);
+    bind_blob(st, p + 6, r->version_blob, r->version_blob_len);
+  }
+  *n = rows;
+  int rc = exec_stmt(b->w, st);
+  if (rc) return rc;
+  int64_t first = sqlite3_last_insert_rowid(b->w) - (int64_t)rows + 1;
+  for (size_t j = 0; j < rows; j++)
+    if (staged[j].t) staged[j].t->ev[staged[j].at].log_id = first + (int64_t)j;
+  return 0;
 }
 
 /* Replaces the head of message r->seq with r->blob at serial r->vseq (a
@@ -698,6 +765,11 @@ static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n
         size_t run = 1;
         while (i + run < n && recs[i + run].op == SW_STORE_INSERT && run < ((size_t)1 << INS_MANY_LOG)) run++;
         rc = insert_many(b, r, &run);
+        written = i + run;
+      } else if (r->op == SW_STORE_APPEND) {
+        size_t run = 1;
+        while (i + run < n && recs[i + run].op == SW_STORE_APPEND && run < ((size_t)1 << INS_MANY_LOG)) run++;
+        rc = append_many(b, r, &run);
         written = i + run;
       } else {
         rc = r->op == SW_STORE_VERSION      ? apply_version(b, r)
@@ -1773,7 +1845,10 @@ static void sq_close(sw_backend_t *be) {
       b->last_seq,  b->find_id,      b->get,          b->vers_fwd,    b->vers_bwd,  b->kv_list,
       b->exp_get,   b->ann_ins,      b->ann_fwd,      b->ann_bwd};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
-  for (size_t i = 0; i <= INS_MANY_LOG; i++) sqlite3_finalize(b->ins_many[i]);
+  for (size_t i = 0; i <= INS_MANY_LOG; i++) {
+    sqlite3_finalize(b->ins_many[i]);
+    sqlite3_finalize(b->log_many[i]);
+  }
   /* Reader first: the writer, closing last, checkpoints and removes the WAL. */
   sqlite3_close(b->r);
   sqlite3_close(b->w);

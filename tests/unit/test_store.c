@@ -2199,6 +2199,64 @@ static void test_appends_crash_recovery(void **state) {
   check_appended(fx);
 }
 
+/* Appends of several messages in one batch go in multi-row log statements;
+ * the log ids each event gets from it decide which log rows a fold may
+ * delete. A process dies after one message (2, 261 appends) was folded
+ * and the log truncated up to the first row still needed (its rows before
+ * message 1's first append), with message 1's appends only in the log
+ * (unless it fell quiet for 300 ms meanwhile and was folded too): the
+ * next open has every append of both. */
+static void test_appends_crash_after_partial_fold(void **state) {
+  fx_t *fx = *state;
+  if (!fx->sqlite) {
+    skip();
+    return;
+  }
+  enum { N = 264 };
+  static const int ones[] = {40, 41, 100, 230}; /* positions of message 1's appends */
+  fx_close(fx);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    fx_t c = *fx;
+    if (uv_loop_init(&c.loop) || store_open(&c.loop, &c.opts, &c.s)) _exit(2);
+    fx = &c;
+    fill(fx, "a", "c", 1, 2, 0, 0);
+    static char bufs[N][32];
+    static sw_store_rec_t r[N];
+    for (int k = 0; k < N; k++) {
+      bool one = k == ones[0] || k == ones[1] || k == ones[2] || k == ones[3];
+      r[k] = app_rec("a", "c", one ? 1 : 2, 3 + k, bufs[k]);
+    }
+    assert_int_equal(submit_recs_wait(fx, r, N), 0);
+    /* One more append makes message 2 (256 events or more) due: folded in
+     * that batch, and the log truncated up to message 1's first row. */
+    assert_int_equal(append_wait(fx, "a", "c", 2, 3 + N), 0);
+    _exit(0);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  fx_open(fx);
+  char want1[64], want2[4096];
+  int l1 = snprintf(want1, sizeof want1, "a/c#1"), l2 = snprintf(want2, sizeof want2, "a/c#2");
+  for (int k = 0; k <= N; k++) {
+    bool one = k < N && (k == ones[0] || k == ones[1] || k == ones[2] || k == ones[3]);
+    if (one)
+      l1 += snprintf(want1 + l1, sizeof want1 - (size_t)l1, "|%d", 3 + k);
+    else
+      l2 += snprintf(want2 + l2, sizeof want2 - (size_t)l2, "|%d", 3 + k);
+  }
+  sw_store_row_t row = {0};
+  assert_int_equal(store_get(fx->s, "a", "c", 1, &row), 1);
+  check_row(&row, 1, 3 + ones[3], want1);
+  free(row.blob);
+  assert_int_equal(store_get(fx->s, "a", "c", 2, &row), 1);
+  check_row(&row, 2, 3 + N, want2);
+  free(row.blob);
+  assert_int_equal(last_seq(fx, "a", "c"), 3 + N);
+}
+
 static void on_tick(uv_timer_t *h) { (*(int *)h->data)++; }
 
 /* Runs the loop until the append log is empty, or for max_ticks periods. */
@@ -2422,6 +2480,7 @@ int main(void) {
       BOTH(test_appends_batched),
       BOTH(test_append_fold_hints),
       cmocka_unit_test_setup_teardown(test_appends_crash_recovery, setup_sqlite, teardown),
+      cmocka_unit_test_setup_teardown(test_appends_crash_after_partial_fold, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_folded_in_background, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_log_truncated_in_chunks, setup_sqlite, teardown),
   };
