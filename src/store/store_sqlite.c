@@ -2119,6 +2119,12 @@ static int lock_db(const char *path, int *fd_out) {
 
 int backend_sqlite_open(const sw_store_opts_t *opts, sw_backend_t **out) {
   if (!opts->path) return -EINVAL;
+  /* SQLite's memory statistics (on by default) take one global mutex in
+   * every allocation, shared by the commit, checkpoint and loop threads;
+   * nothing reads them. Only possible before SQLite initializes (the first
+   * open in the process); later calls fail harmlessly. Measured: 2% of the
+   * commit thread's instructions per message. */
+  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   sq_backend_t *b = calloc(1, sizeof *b);
   if (!b) return -ENOMEM;
   b->base.ops = &SQ_OPS;
