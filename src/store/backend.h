@@ -35,10 +35,12 @@ typedef struct sw_backend_ops {
    * keep_count newest, fewer if seqs have gaps). Durable per the synchronous
    * option when it returns 0. */
   int (*write_batch)(sw_backend_t *b, const sw_store_rec_t *recs, size_t n);
-  /* Deletes up to `limit` messages with expires_at != 0 && expires_at <= now
-   * and their versions (a backend may delete more); *deleted gets the count
-   * of messages. Also deletes every expiring value with expires <= now. */
-  int (*prune)(sw_backend_t *b, int64_t now, size_t limit, size_t *deleted);
+  /* Deletes up to about `limit` messages with expires_at != 0 &&
+   * expires_at <= now and their versions (a backend may delete more);
+   * *deleted gets the count of messages, *more whether expired ones may be
+   * left (the caller then prunes again). Also deletes every expiring value
+   * with expires <= now. */
+  int (*prune)(sw_backend_t *b, int64_t now, size_t limit, size_t *deleted, bool *more);
   /* Deletes every message, version and channel serial of app_id. */
   int (*delete_app)(sw_backend_t *b, const char *app_id);
   /* Upserts (value != NULL) or deletes (value == NULL) ns/key. */

@@ -287,11 +287,12 @@ static void run_jobs(sw_store_t *s, sw_job_t *j) {
     } else if (j->kind == JOB_PRUNE) {
       sw_job_t *next = j->next;
       size_t deleted = 0;
-      int rc = s->be->ops->prune(s->be, j->now, PRUNE_CHUNK, &deleted);
+      bool more = false;
+      int rc = s->be->ops->prune(s->be, j->now, PRUNE_CHUNK, &deleted, &more);
       st.pruned = deleted;
       publish_done(s, &done, &st);
       /* More may remain: go again after whatever was queued meanwhile. */
-      if (rc == 0 && deleted >= PRUNE_CHUNK)
+      if (rc == 0 && more)
         list_push(&requeue, j);
       else
         free(j);

@@ -224,7 +224,8 @@ int store_last_seq(sw_store_t *s, const char *app_id, const char *channel, int64
 
 /* Finds the stored message with msg_id (its INSERT's) on (app, channel) and
  * returns its head; if several messages share the id, the one with the
- * highest seq. Expired rows are found until
+ * highest seq. No index: the SQLite backend scans the channel from its
+ * newest message (the server does not call this). Expired rows are found until
  * they are pruned. Returns 1 when found (row filled; row->blob is malloc'd,
  * the caller free()s it; NULL if blob_len is 0), 0 when not found, or a
  * negative errno. */

@@ -476,7 +476,7 @@ static int mem_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t 
 
 static void exp_prune_locked(mem_backend_t *b, int64_t now);
 
-static int mem_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted) {
+static int mem_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted, bool *more) {
   mem_backend_t *b = (mem_backend_t *)be;
   size_t n = 0;
   (void)limit; /* one sweep regardless: it is all in memory anyway */
@@ -502,6 +502,7 @@ static int mem_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *delete
   exp_prune_locked(b, now);
   uv_mutex_unlock(&b->mu);
   *deleted = n;
+  *more = false;
   return 0;
 }
 

@@ -11,7 +11,7 @@
  * Each connection is used by one thread at a time, so both are opened with
  * SQLITE_OPEN_NOMUTEX. Statements are prepared once per connection.
  *
- * Schema (user_version 6; a new file is created as version 1 and migrated,
+ * Schema (user_version 7; a new file is created as version 1 and migrated,
  * so a fresh file and an upgraded one are identical):
  *  messages: one row per message holding its head; WITHOUT ROWID, clustered
  *    on (app, channel, seq), so a history page is one range scan of adjacent
@@ -20,8 +20,8 @@
  *    the same extra page reads a rowid table would need for its separate
  *    (app, channel, seq) index lookup. vseq (v2) is the serial of the head's
  *    latest version (= seq without versions).
- *  messages_msg_id: partial index for find_by_id (only rows with an id).
- *  messages_expiry: partial index for prune (only rows that can expire).
+ *  (v7: no other index holds every message; find_by_id scans the channel
+ *  and expiry is found from channel_seq's marks, see MIGRATE_V7.)
  *  messages_vseq (v2): UNIQUE (app, channel, vseq), partial: only the heads
  *    a version changed (vseq != seq). A full index would cost every INSERT a
  *    second b-tree write (measured: -40% publish throughput); a head never
@@ -44,7 +44,7 @@
  *  channel_seq: highest seq or vseq ever written per channel, updated in the
  *    same transaction as the rows (an append's when it is folded), so
  *    serials never go backwards after retention deleted the rows or across
- *    restarts.
+ *    restarts; and (v7) the channel's expiry marks.
  *  kv: small server state.
  *  expiring (v4): values with an expiry (Ably tokens too large to hand to
  *    a client, kept here behind a reference); an ordinary rowid table, since
@@ -75,7 +75,7 @@
 #include "store/tails.h"
 #include "util/log.h"
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 /* When a message's logged appends are folded into its head: once the
  * message has had no append for FOLD_QUIET_MS (a finished stream: the
  * common case, and then one fold per message), or once FOLD_MAX_EVENTS
@@ -97,6 +97,29 @@
 #define FOLD_ROUND_NS 1000000u  /* and for about this long */
 #define LOG_TRUNC_CHUNK 512     /* log rows deleted by one round, at most */
 #define BUSY_TIMEOUT_MS 5000
+/* Consecutive INSERTs go in statements of up to 2^INS_MANY_LOG rows. */
+#define INS_MANY_LOG 5
+
+/* One channel of a batch (sq_write_batch). */
+typedef struct chan_agg {
+  const char *app, *channel; /* the batch's strings */
+  uint64_t hash;
+  size_t slot;      /* its slot in chan_aggs_t.slot */
+  int64_t max_vseq; /* highest seq/vseq written, INT64_MIN when none */
+  int64_t keep;     /* count retention: smallest keep_count, 0 for none */
+  /* Its INSERTs that expire (channel_seq's exp_* columns): the smallest
+   * and largest expires_at (exp_min 0: none), the lowest seq, and whether
+   * expires_at decreases or seq does not increase from one to the next. */
+  int64_t exp_min, exp_max, exp_from, exp_last_seq;
+  bool exp_unsorted;
+} chan_agg_t;
+
+typedef struct chan_aggs {
+  chan_agg_t *v; /* in order of first appearance */
+  size_t n, cap;
+  uint32_t *slot; /* open addressing: index + 1 into v, 0 when free */
+  size_t nslot;   /* a power of two, at least twice cap */
+} chan_aggs_t;
 
 typedef struct sq_backend {
   sw_backend_t base;
@@ -114,6 +137,7 @@ typedef struct sq_backend {
   bool tails_ready;
   sw_checkpointer_t ckpt; /* the writer's WAL checkpoints, on a thread */
   sq_cloud_t *cloud;      /* Assistant Cloud statements (cloud_sqlite.c) */
+  chan_aggs_t aggs;       /* commit thread: the channels of the batch being written */
   /* Commit thread: no tail is due before next_fold_ms, unless fold_now
    * (a tail reached FOLD_MAX_EVENTS). Saves a scan of every tail after
    * every batch. */
@@ -123,11 +147,14 @@ typedef struct sq_backend {
   /* Writer statements. */
   sqlite3_stmt *begin, *commit, *rollback;
   sqlite3_stmt *ins_clash, *ins, *ver_clash, *ver_upd, *ver_chk, *ver_ins, *ann_ins, *seq_up;
-  sqlite3_stmt *keep_vdel, *keep_del, *prune_v, *prune, *del_app_vers, *del_app_msgs, *del_app_seq;
+  sqlite3_stmt *keep_vdel, *keep_del, *exp_due, *exp_walk, *exp_vdel, *exp_del, *exp_mark, *del_app_vers, *del_app_msgs, *del_app_seq;
   sqlite3_stmt *kv_set, *kv_del;
   sqlite3_stmt *exp_ins, *exp_expired, *exp_prune;
   /* Commit thread: rows and total value bytes in the expiring table. */
   int64_t exp_count, exp_bytes;
+  /* ins_many[k]: an INSERT of 2^k messages (k >= 1), prepared on first use. */
+  sqlite3_stmt *ins_many[INS_MANY_LOG + 1];
+  sqlite3_stmt *log_many[INS_MANY_LOG + 1]; /* the same for append_log rows */
   sqlite3_stmt *log_ins, *log_trunc, *head_w, *fold_upd, *sp_fold, *sp_undo, *sp_release;
   /* Reader statements. */
   sqlite3_stmt *hist_fwd, *hist_bwd, *histv_fwd, *histv_bwd, *last_seq, *find_id, *get,
@@ -197,6 +224,41 @@ static const char MIGRATE_V4[] =
 static const char MIGRATE_V6[] =
     "ALTER TABLE versions ADD COLUMN kind INTEGER;"
     "PRAGMA user_version = 6;";
+
+/* 6 -> 7: no per-message index any more (docs/storage.md, "Expiry").
+ * messages_expiry gave every message a second b-tree entry, and
+ * messages_msg_id (every message has an id) a third with a long text key:
+ * together 60% of the commit thread's instructions per message. Expiry is
+ * found per channel instead, from marks kept in its channel_seq row:
+ *  exp_next: at most the smallest expires_at of its messages that expire
+ *    (0: none do); channel_seq_expiry finds the channels due;
+ *  exp_from: no message below this seq expires;
+ *  exp_max: at least the largest expires_at stored;
+ *  exp_unsorted: 1 unless the expiring messages from exp_from on have
+ *    non-decreasing expires_at in seq order (a new message's is now +
+ *    retention, so they do unless a namespace's retention went down);
+ *    then the sweep deletes from exp_from up to the first one not expired,
+ *    else it walks the whole channel (and finds out whether it is sorted
+ *    again).
+ * store_find_by_id (no caller in the server) scans the channel, newest
+ * first. An upgraded channel starts unsorted: its first sweep walks it. */
+static const char MIGRATE_V7[] =
+    "DROP INDEX messages_expiry;"
+    "DROP INDEX messages_msg_id;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_next INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_from INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_max INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_unsorted INTEGER NOT NULL DEFAULT 0;"
+    /* Every channel with messages has its row (each write raised it);
+     * this only makes sure. */
+    "INSERT OR IGNORE INTO channel_seq(app, channel, last_seq) "
+    "  SELECT app, channel, max(seq) FROM messages GROUP BY app, channel;"
+    "UPDATE channel_seq SET (exp_next, exp_from, exp_max, exp_unsorted) = "
+    "  (SELECT ifnull(min(expires_at), 0), ifnull(min(seq), 0), ifnull(max(expires_at), 0), count(*) > 0 "
+    "   FROM messages m WHERE m.app = channel_seq.app AND m.channel = channel_seq.channel "
+    "   AND m.expires_at != 0);"
+    "CREATE INDEX channel_seq_expiry ON channel_seq(exp_next) WHERE exp_next != 0;"
+    "PRAGMA user_version = 7;";
 
 /* Maps an SQLite result code to a negative errno. For OS-level failures the
  * underlying errno (disk full, permission...) is more useful than -EIO. */
@@ -295,6 +357,55 @@ static int insert_message(sq_backend_t *b, const sw_store_rec_t *r) {
 
 static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
 
+/* The INSERTs recs[0..*n) as few statements: one per power of two of
+ * rows, up to 2^INS_MANY_LOG, then one per row. Each statement costs its
+ * start, cursor and halt once (measured: 19.9k -> 17.5k instructions per
+ * message on the commit thread). OR ROLLBACK, not the default ABORT: a multi-row INSERT that may
+ * abort half-way needs a statement journal (a copy of every page it
+ * touches); a clash rolls back the whole batch instead, which is what a
+ * failing batch does anyway (store.c then retries its submissions one
+ * by one). Only while no version exists (versions_maybe false): else
+ * every INSERT needs its clash probe first. Sets *n to the records
+ * written. */
+static int insert_many(sq_backend_t *b, const sw_store_rec_t *recs, size_t *n) {
+  int k = INS_MANY_LOG;
+  while (k > 1 && ((size_t)1 << k) > *n) k--;
+  size_t rows = (size_t)1 << k;
+  if (rows > *n) {
+    *n = 1;
+    return insert_message(b, recs);
+  }
+  sqlite3_stmt *st = b->ins_many[k];
+  if (!st) {
+    sw_buf_t sql = {0};
+    int rc = buf_append_str(&sql, "INSERT OR ROLLBACK INTO messages(app, channel, seq, ts, msg_id, expires_at, blob, "
+                                  "vseq) VALUES");
+    for (size_t j = 0; j < rows && rc == 0; j++) {
+      int p = (int)(7 * j);
+      rc = buf_printf(&sql, "%s(?%d,?%d,?%d,?%d,?%d,?%d,?%d,?%d)", j ? "," : "", p + 1, p + 2, p + 3, p + 4, p + 5,
+                      p + 6, p + 7, p + 3);
+    }
+    if (rc == 0) rc = buf_append_byte(&sql, 0);
+    if (rc == 0) rc = prepare(b->w, (const char *)sql.data, &b->ins_many[k]);
+    buf_free(&sql);
+    if (rc) return rc;
+    st = b->ins_many[k];
+  }
+  for (size_t j = 0; j < rows; j++) {
+    const sw_store_rec_t *r = &recs[j];
+    int p = (int)(7 * j);
+    bind_text(st, p + 1, r->app_id);
+    bind_text(st, p + 2, r->channel);
+    sqlite3_bind_int64(st, p + 3, r->seq);
+    sqlite3_bind_int64(st, p + 4, r->timestamp);
+    bind_text(st, p + 5, r->msg_id);
+    sqlite3_bind_int64(st, p + 6, r->expires_at);
+    bind_blob(st, p + 7, r->blob, r->blob_len);
+  }
+  *n = rows;
+  return exec_stmt(b->w, st);
+}
+
 static uint64_t mono_ms(void) { return uv_hrtime() / 1000000u; }
 static int fold_in_batch(sq_backend_t *b);
 
@@ -373,7 +484,10 @@ static int head_vseq(sq_backend_t *b, const char *app, const char *channel, int6
  * draws serials from one increasing sequence, and the check is a b-tree
  * probe per append. The head is looked up once per tail, not per append
  * (tail->verified). */
-static int apply_append(sq_backend_t *b, const sw_store_rec_t *r) {
+/* Checks append r against its head and tail and adds it to the tail,
+ * with log id log_id (0: the caller sets it once its row is written, in
+ * ev[*at] of *tp). */
+static int stage_append(sq_backend_t *b, const sw_store_rec_t *r, int64_t log_id, sw_tail_t **tp, size_t *at) {
   b->versions_maybe = true;
   sw_tail_t *t = tails_find(&b->tails, r->app_id, r->channel, r->seq);
   int64_t cur = 0;
@@ -386,25 +500,88 @@ static int apply_append(sq_backend_t *b, const sw_store_rec_t *r) {
   int64_t head = cur;
   if (t && t->n && t->ev[t->n - 1].vseq > cur) cur = t->ev[t->n - 1].vseq;
   if (r->vseq <= cur) return -EEXIST;
-  sqlite3_stmt *st = b->log_ins;
-  bind_text(st, 1, r->app_id);
-  bind_text(st, 2, r->channel);
-  sqlite3_bind_int64(st, 3, r->seq);
-  sqlite3_bind_int64(st, 4, r->vseq);
-  sqlite3_bind_int64(st, 5, r->timestamp);
-  bind_blob(st, 6, r->version_blob, r->version_blob_len);
-  int rc = exec_stmt(b->w, st);
-  if (rc == 0)
-    rc = tails_push(&b->tails, r->app_id, r->channel, r->seq, r->vseq, r->timestamp, sqlite3_last_insert_rowid(b->w),
-                    r->version_blob, r->version_blob_len, r->fold_hint);
+  int rc = tails_push(&b->tails, r->app_id, r->channel, r->seq, r->vseq, r->timestamp, log_id, r->version_blob,
+                      r->version_blob_len, r->fold_hint);
   if (rc == 0 && (t || (t = tails_find(&b->tails, r->app_id, r->channel, r->seq)))) {
     if (t->n >= FOLD_MAX_EVENTS) b->fold_now = true;
     /* Kept across a rollback only if the tail had committed events, which
      * means the head was stored before this transaction. */
     t->verified = true;
     t->head_vseq = head;
+    *tp = t;
+    *at = t->n - 1;
   }
   return rc;
+}
+
+static int apply_append(sq_backend_t *b, const sw_store_rec_t *r) {
+  sqlite3_stmt *st = b->log_ins;
+  sw_tail_t *t = NULL;
+  size_t at = 0;
+  int rc = stage_append(b, r, 0, &t, &at);
+  if (rc) return rc;
+  bind_text(st, 1, r->app_id);
+  bind_text(st, 2, r->channel);
+  sqlite3_bind_int64(st, 3, r->seq);
+  sqlite3_bind_int64(st, 4, r->vseq);
+  sqlite3_bind_int64(st, 5, r->timestamp);
+  bind_blob(st, 6, r->version_blob, r->version_blob_len);
+  rc = exec_stmt(b->w, st);
+  /* The event is not visible to readers before tails_commit. */
+  if (rc == 0 && t) t->ev[at].log_id = sqlite3_last_insert_rowid(b->w);
+  return rc;
+}
+
+/* Like insert_many, for a run of appends recs[0..*n): each is checked and
+ * added to its tail first (in order, so a run may append to one message
+ * several times), then their log rows go in one statement, whose rowids
+ * are consecutive (auto-assigned, max + 1 each). */
+static int append_many(sq_backend_t *b, const sw_store_rec_t *recs, size_t *n) {
+  int k = INS_MANY_LOG;
+  while (k > 1 && ((size_t)1 << k) > *n) k--;
+  size_t rows = (size_t)1 << k;
+  if (rows > *n) {
+    *n = 1;
+    return apply_append(b, recs);
+  }
+  sqlite3_stmt *st = b->log_many[k];
+  if (!st) {
+    sw_buf_t sql = {0};
+    int rc = buf_append_str(&sql, "INSERT OR ROLLBACK INTO append_log(app, channel, seq, vseq, ts, blob) VALUES");
+    for (size_t j = 0; j < rows && rc == 0; j++) {
+      int p = (int)(6 * j);
+      rc = buf_printf(&sql, "%s(?%d,?%d,?%d,?%d,?%d,?%d)", j ? "," : "", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6);
+    }
+    if (rc == 0) rc = buf_append_byte(&sql, 0);
+    if (rc == 0) rc = prepare(b->w, (const char *)sql.data, &b->log_many[k]);
+    buf_free(&sql);
+    if (rc) return rc;
+    st = b->log_many[k];
+  }
+  struct {
+    sw_tail_t *t;
+    size_t at;
+  } staged[(size_t)1 << INS_MANY_LOG];
+  for (size_t j = 0; j < rows; j++) {
+    const sw_store_rec_t *r = &recs[j];
+    staged[j].t = NULL;
+    int rc = stage_append(b, r, 0, &staged[j].t, &staged[j].at);
+    if (rc) return rc;
+    int p = (int)(6 * j);
+    bind_text(st, p + 1, r->app_id);
+    bind_text(st, p + 2, r->channel);
+    sqlite3_bind_int64(st, p + 3, r->seq);
+    sqlite3_bind_int64(st, p + 4, r->vseq);
+    sqlite3_bind_int64(st, p + 5, r->timestamp);
+    bind_blob(st, p + 6, r->version_blob, r->version_blob_len);
+  }
+  *n = rows;
+  int rc = exec_stmt(b->w, st);
+  if (rc) return rc;
+  int64_t first = sqlite3_last_insert_rowid(b->w) - (int64_t)rows + 1;
+  for (size_t j = 0; j < rows; j++)
+    if (staged[j].t) staged[j].t->ev[staged[j].at].log_id = first + (int64_t)j;
+  return 0;
 }
 
 /* Replaces the head of message r->seq with r->blob at serial r->vseq (a
@@ -501,51 +678,146 @@ static int apply_annotation(sq_backend_t *b, const sw_store_rec_t *r) {
   return rc;
 }
 
-/* Raises the channel's serial in channel_seq to at least vseq. */
-static int raise_channel_seq(sq_backend_t *b, const char *app, const char *channel, int64_t vseq) {
+/* Raises the channel's serial in channel_seq to at least vseq and merges
+ * the expiry marks of messages just inserted (e: NULL for none; see
+ * MIGRATE_V7). */
+static int raise_channel_seq(sq_backend_t *b, const char *app, const char *channel, int64_t vseq,
+                             const struct chan_agg *e) {
   sqlite3_stmt *st = b->seq_up;
+  bool exp = e && e->exp_min != 0;
   bind_text(st, 1, app);
   bind_text(st, 2, channel);
   sqlite3_bind_int64(st, 3, vseq);
+  sqlite3_bind_int64(st, 4, exp ? e->exp_min : 0);
+  sqlite3_bind_int64(st, 5, exp ? e->exp_from : 0);
+  sqlite3_bind_int64(st, 6, exp ? e->exp_max : 0);
+  sqlite3_bind_int64(st, 7, exp && e->exp_unsorted);
   return exec_stmt(b->w, st);
+}
+
+/* ---- A batch's channels: each one's totals, so that channel_seq and count
+ * retention cost one statement per channel and batch rather than one per
+ * run of consecutive records (publishers of several channels interleave
+ * in a batch: measured one channel_seq upsert per message before). An
+ * open-addressing table over the batch's records, reused batch after batch
+ * (commit thread). */
+
+static uint64_t chan_hash(const char *app, const char *channel) {
+  uint64_t h = 1469598103934665603u; /* FNV-1a */
+  for (const char *p = app; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211u;
+  h = (h ^ 0xffu) * 1099511628211u; /* separates ("ab", "c") from ("a", "bc") */
+  for (const char *p = channel; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211u;
+  return h;
+}
+
+/* Empties the table and sizes it for n records. 0 or -ENOMEM. */
+static int aggs_reset(chan_aggs_t *a, size_t n) {
+  for (size_t i = 0; i < a->n; i++) a->slot[a->v[i].slot] = 0;
+  a->n = 0;
+  if (n > a->cap) {
+    size_t cap = a->cap ? a->cap : 64;
+    while (cap < n) cap *= 2;
+    chan_agg_t *v = realloc(a->v, cap * sizeof *v);
+    if (!v) return -ENOMEM;
+    a->v = v;
+    a->cap = cap;
+  }
+  if (a->nslot < 2 * a->cap) {
+    uint32_t *slot = calloc(2 * a->cap, sizeof *slot);
+    if (!slot) return -ENOMEM;
+    free(a->slot);
+    a->slot = slot;
+    a->nslot = 2 * a->cap;
+  }
+  return 0;
+}
+
+/* The entry of r's channel, added if new (the table has room: one entry
+ * per record at most). */
+static chan_agg_t *aggs_get(chan_aggs_t *a, const sw_store_rec_t *r) {
+  uint64_t h = chan_hash(r->app_id, r->channel);
+  size_t mask = a->nslot - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    uint32_t k = a->slot[i];
+    if (k == 0) {
+      chan_agg_t *e = &a->v[a->n];
+      *e = (chan_agg_t){.app = r->app_id, .channel = r->channel, .hash = h, .slot = i, .max_vseq = INT64_MIN};
+      a->slot[i] = (uint32_t)++a->n;
+      return e;
+    }
+    chan_agg_t *e = &a->v[k - 1];
+    if (e->hash == h && same_channel(r, &(sw_store_rec_t){.app_id = e->app, .channel = e->channel})) return e;
+  }
 }
 
 static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n) {
   sq_backend_t *b = (sq_backend_t *)be;
-  int rc = exec_stmt(b->w, b->begin);
+  chan_aggs_t *ag = &b->aggs;
+  int rc = aggs_reset(ag, n);
+  if (rc == 0) rc = exec_stmt(b->w, b->begin);
   if (rc) return rc;
-  /* Pass 1: the rows, and each channel's serial once per run of consecutive
-   * records of that channel (a batch is usually a few long runs; interleaved
-   * channels just repeat the idempotent max()). */
-  int64_t run_max = INT64_MIN;
+  /* Pass 1: the rows; each channel's highest serial and retention bound. */
+  size_t written = 0; /* recs[0..written) are in the transaction */
   for (size_t i = 0; i < n && rc == 0; i++) {
     const sw_store_rec_t *r = &recs[i];
-    rc = r->op == SW_STORE_VERSION      ? apply_version(b, r)
-         : r->op == SW_STORE_APPEND     ? apply_append(b, r)
-         : r->op == SW_STORE_ANNOTATION ? apply_annotation(b, r)
-                                        : insert_message(b, r);
+    if (i == written) {
+      if (r->op == SW_STORE_INSERT && !b->versions_maybe) {
+        size_t run = 1;
+        while (i + run < n && recs[i + run].op == SW_STORE_INSERT && run < ((size_t)1 << INS_MANY_LOG)) run++;
+        rc = insert_many(b, r, &run);
+        written = i + run;
+      } else if (r->op == SW_STORE_APPEND) {
+        size_t run = 1;
+        while (i + run < n && recs[i + run].op == SW_STORE_APPEND && run < ((size_t)1 << INS_MANY_LOG)) run++;
+        rc = append_many(b, r, &run);
+        written = i + run;
+      } else {
+        rc = r->op == SW_STORE_VERSION      ? apply_version(b, r)
+             : r->op == SW_STORE_APPEND     ? apply_append(b, r)
+             : r->op == SW_STORE_ANNOTATION ? apply_annotation(b, r)
+                                            : insert_message(b, r);
+        written = i + 1;
+      }
+      if (rc) break;
+    }
+    chan_agg_t *e = aggs_get(ag, r);
     /* vseq == seq for an INSERT. An append's serial reaches channel_seq
      * when it is folded; until then sq_last_seq adds the tails. */
-    if (r->op != SW_STORE_APPEND && r->vseq > run_max) run_max = r->vseq;
-    if (rc == 0 && run_ends(recs, n, i) && run_max != INT64_MIN) {
-      rc = raise_channel_seq(b, r->app_id, r->channel, run_max);
-      run_max = INT64_MIN;
+    if (r->op != SW_STORE_APPEND && r->vseq > e->max_vseq) e->max_vseq = r->vseq;
+    if (r->op == SW_STORE_INSERT && r->expires_at != 0) { /* store.c zeroes the others' */
+      if (e->exp_min == 0) {
+        e->exp_min = e->exp_max = r->expires_at;
+        e->exp_from = r->seq;
+      } else {
+        e->exp_unsorted |= r->seq <= e->exp_last_seq || r->expires_at < e->exp_max;
+        if (r->expires_at < e->exp_min) e->exp_min = r->expires_at;
+        if (r->expires_at > e->exp_max) e->exp_max = r->expires_at;
+        if (r->seq < e->exp_from) e->exp_from = r->seq;
+      }
+      e->exp_last_seq = r->seq;
     }
+    /* Count retention applies at the records that end a run of their
+     * channel; deleting seq <= M - k for several k is deleting it for the
+     * smallest. */
+    if (r->keep_count > 0 && run_ends(recs, n, i) && (e->keep == 0 || r->keep_count < e->keep))
+      e->keep = r->keep_count;
   }
-  /* Pass 2: count retention against the final message seqs: the versions
-   * of the messages going, then the messages (both bound by the same
-   * subquery on messages, which the first does not change). */
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    const sw_store_rec_t *r = &recs[i];
-    if (r->keep_count <= 0 || !run_ends(recs, n, i)) continue;
+  /* Pass 2, per channel: its serial, then count retention against the
+   * final message seqs: the versions of the messages going, then the
+   * messages (both bound by the same subquery on messages, which the first
+   * does not change). */
+  for (size_t c = 0; c < ag->n && rc == 0; c++) {
+    const chan_agg_t *e = &ag->v[c];
+    if (e->max_vseq != INT64_MIN) rc = raise_channel_seq(b, e->app, e->channel, e->max_vseq, e);
+    if (rc || e->keep == 0) continue;
     for (int k = b->versions_maybe ? 0 : 1; k < 2 && rc == 0; k++) {
       sqlite3_stmt *st = k == 0 ? b->keep_vdel : b->keep_del;
-      bind_text(st, 1, r->app_id);
-      bind_text(st, 2, r->channel);
-      sqlite3_bind_int64(st, 3, r->keep_count);
+      bind_text(st, 1, e->app);
+      bind_text(st, 2, e->channel);
+      sqlite3_bind_int64(st, 3, e->keep);
       rc = exec_stmt(b->w, st);
     }
-    tails_unverify(&b->tails, r->app_id, r->channel);
+    tails_unverify(&b->tails, e->app, e->channel);
   }
   if (rc == 0) rc = fold_in_batch(b);
   if (rc == 0) rc = exec_stmt(b->w, b->commit);
@@ -571,7 +843,7 @@ static int fold_tail(sq_backend_t *b, sw_tail_t *t) {
     sqlite3_reset(st);
     if (s != SQLITE_DONE) return sq_err(b->w, s);
     /* Gone (retention): its serials still count for the channel's. */
-    int rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq);
+    int rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq, NULL);
     return rc ? rc : tails_mark_folded(&b->tails, t);
   }
   int64_t stored = sqlite3_column_int64(st, 1);
@@ -608,7 +880,7 @@ static int fold_tail(sq_backend_t *b, sw_tail_t *t) {
   }
   buf_free(&head);
   if (rc == 0) rc = write_vrows(b, t, 0, t->n, stored);
-  if (rc == 0 && t->n) rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq);
+  if (rc == 0 && t->n) rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq, NULL);
   if (rc == 0) rc = tails_mark_folded(&b->tails, t);
   return rc;
 }
@@ -824,21 +1096,171 @@ static int sq_exp_put(sw_backend_t *be, const char *id, const char *value, int64
   return full ? -EDQUOT : 0;
 }
 
-static int sq_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted) {
+/* A channel due for the sweep (exp_due's row, copied). */
+typedef struct due_chan {
+  char *app, *channel;
+  int64_t from;
+  bool unsorted;
+} due_chan_t;
+
+/* What one channel's walk found. */
+typedef struct exp_walk {
+  int64_t lo, hi;    /* expired messages lie in seq [lo, hi] */
+  size_t expired;    /* how many */
+  bool partial;      /* stopped at the budget: more may be expired */
+  /* The channel's new marks (MIGRATE_V7). */
+  int64_t next, from, max;
+  bool unsorted;
+} exp_walk_t;
+
+/* Walks channel c from its exp_from: a sorted channel up to the first
+ * message not expired (or `budget` expired ones), an unsorted one to its
+ * end. Reads only; the caller deletes. */
+static int expiry_walk(sq_backend_t *b, const due_chan_t *c, int64_t now, size_t budget, exp_walk_t *w) {
+  sqlite3_stmt *st = b->exp_walk;
+  bind_text(st, 1, c->app);
+  bind_text(st, 2, c->channel);
+  sqlite3_bind_int64(st, 3, c->from);
+  *w = (exp_walk_t){.lo = c->from, .hi = INT64_MIN};
+  int64_t prev = 0; /* the last expires_at kept, for sortedness */
+  int s;
+  while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t seq = sqlite3_column_int64(st, 0), e = sqlite3_column_int64(st, 1);
+    if (e == 0) continue; /* never expires */
+    if (e <= now) {
+      if (!c->unsorted && w->expired == budget) {
+        w->partial = true;
+        break;
+      }
+      w->expired++;
+      w->hi = seq;
+      continue;
+    }
+    /* Kept. Sorted: every later one expires at e or after. */
+    if (w->next == 0) {
+      w->next = w->max = prev = e;
+      w->from = seq;
+      if (!c->unsorted) break;
+      continue;
+    }
+    w->unsorted |= e < prev;
+    prev = e;
+    if (e < w->next) w->next = e;
+    if (e > w->max) w->max = e;
+  }
+  sqlite3_reset(st);
+  return s == SQLITE_ROW || s == SQLITE_DONE ? 0 : sq_err(b->w, s);
+}
+
+/* Sweeps channel c: deletes its expired messages (versions first) and
+ * sets its marks. *n gets the messages deleted, *more whether it has
+ * expired ones left (the budget ran out). */
+static int expiry_sweep(sq_backend_t *b, const due_chan_t *c, int64_t now, size_t budget, size_t *n, bool *more) {
+  exp_walk_t w;
+  int rc = expiry_walk(b, c, now, budget, &w);
+  *n = 0;
+  *more = w.partial;
+  for (int k = b->versions_maybe ? 0 : 1; rc == 0 && w.expired && k < 2; k++) {
+    sqlite3_stmt *st = k == 0 ? b->exp_vdel : b->exp_del;
+    bind_text(st, 1, c->app);
+    bind_text(st, 2, c->channel);
+    sqlite3_bind_int64(st, 3, w.lo);
+    sqlite3_bind_int64(st, 4, w.hi);
+    sqlite3_bind_int64(st, 5, now);
+    rc = exec_stmt(b->w, st);
+    if (rc == 0 && k == 1) *n = (size_t)sqlite3_changes(b->w);
+  }
+  if (rc) return rc;
+  /* The new marks. A sorted walk stops at the first message kept, so the
+   * channel's exp_max (of messages further on) stays, unless none is
+   * left; an unsorted walk saw them all. */
+  sqlite3_stmt *st = b->exp_mark;
+  bind_text(st, 1, c->app);
+  bind_text(st, 2, c->channel);
+  if (w.partial) { /* still due: the rest of the walk next time */
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int64(st, 4, w.hi + 1);
+  } else {
+    sqlite3_bind_int64(st, 3, w.next);
+    sqlite3_bind_int64(st, 4, w.from);
+  }
+  if (c->unsorted || (!w.partial && w.next == 0))
+    sqlite3_bind_int64(st, 5, w.max);
+  else
+    sqlite3_bind_null(st, 5);
+  sqlite3_bind_int64(st, 6, w.unsorted);
+  return exec_stmt(b->w, st);
+}
+
+/* Copies up to max due channels (exp_due) into *out; reset before any
+ * write, since the sweeps change channel_seq. */
+static int expiry_due(sq_backend_t *b, int64_t now, size_t max, due_chan_t **out, size_t *n_out) {
+  *out = NULL;
+  *n_out = 0;
+  due_chan_t *v = NULL;
+  size_t n = 0, cap = 0;
+  sqlite3_stmt *st = b->exp_due;
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int64(st, 2, clamp_limit(max));
+  int s, rc = 0;
+  while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
+    if (n == cap) {
+      size_t nc = cap ? cap * 2 : 16;
+      due_chan_t *p = realloc(v, nc * sizeof *p);
+      if (!p) {
+        rc = -ENOMEM;
+        break;
+      }
+      v = p;
+      cap = nc;
+    }
+    const char *app = (const char *)sqlite3_column_text(st, 0), *ch = (const char *)sqlite3_column_text(st, 1);
+    due_chan_t *c = &v[n];
+    *c = (due_chan_t){.app = app ? strdup(app) : NULL, .channel = ch ? strdup(ch) : NULL,
+                      .from = sqlite3_column_int64(st, 2), .unsorted = sqlite3_column_int64(st, 3) != 0};
+    n++;
+    if (!c->app || !c->channel) rc = -ENOMEM;
+  }
+  if (rc == 0 && s != SQLITE_DONE) rc = sq_err(b->w, s);
+  sqlite3_reset(st);
+  *out = v;
+  *n_out = n;
+  return rc;
+}
+
+static void due_free(due_chan_t *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(v[i].app);
+    free(v[i].channel);
+  }
+  free(v);
+}
+
+static int sq_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted, bool *more) {
   sq_backend_t *b = (sq_backend_t *)be;
   *deleted = 0;
+  *more = false;
   int rc = exec_stmt(b->w, b->begin);
   if (rc) return rc;
-  /* Both statements select the same messages: the same ordered subquery
-   * (a total order) on rows that do not change in between. */
-  size_t n = 0;
-  for (int k = b->versions_maybe ? 0 : 1; k < 2 && rc == 0; k++) {
-    sqlite3_stmt *st = k == 0 ? b->prune_v : b->prune;
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int64(st, 2, clamp_limit(limit));
-    rc = exec_stmt(b->w, st);
-    if (rc == 0 && k == 1) n = (size_t)sqlite3_changes(b->w);
+  /* The channels due, earliest first; each costs at least a walk step, so
+   * they count against the budget too. */
+  due_chan_t *due = NULL;
+  size_t n_due = 0, n = 0, spent = 0;
+  rc = expiry_due(b, now, limit, &due, &n_due);
+  bool left = n_due == limit; /* maybe more channels due */
+  for (size_t i = 0; i < n_due && rc == 0; i++) {
+    if (spent >= limit) {
+      left = true;
+      break;
+    }
+    size_t k = 0;
+    bool partial = false;
+    rc = expiry_sweep(b, &due[i], now, limit - spent, &k, &partial);
+    n += k;
+    spent += k ? k : 1;
+    left |= partial;
   }
+  due_free(due, n_due);
   if (n) tails_unverify(&b->tails, NULL, NULL);
   int64_t exp_n = 0, exp_bytes = 0;
   if (rc == 0) rc = exp_prune(b, now, &exp_n, &exp_bytes);
@@ -850,6 +1272,7 @@ static int sq_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted
   b->exp_count -= exp_n;
   b->exp_bytes -= exp_bytes;
   *deleted = n;
+  *more = left;
   return 0;
 }
 
@@ -1415,17 +1838,23 @@ static void sq_close(sw_backend_t *be) {
   sqlite3_stmt *all[] = {
       b->begin,     b->commit,       b->rollback,     b->ins_clash,   b->ins,       b->ver_clash,
       b->ver_upd,   b->ver_chk,      b->ver_ins,      b->seq_up,      b->keep_vdel, b->keep_del,
-      b->prune_v,   b->prune,        b->del_app_vers, b->del_app_msgs, b->del_app_seq,
+      b->exp_due,   b->exp_walk,     b->exp_vdel,     b->exp_del,     b->exp_mark,  b->del_app_vers, b->del_app_msgs, b->del_app_seq,
       b->kv_set,    b->kv_del,       b->log_ins,      b->log_trunc,   b->head_w,    b->fold_upd,
       b->sp_fold,   b->sp_undo,      b->sp_release,   b->exp_ins,     b->exp_expired, b->exp_prune,
       b->hist_fwd,     b->hist_bwd,    b->histv_fwd, b->histv_bwd,
       b->last_seq,  b->find_id,      b->get,          b->vers_fwd,    b->vers_bwd,  b->kv_list,
       b->exp_get,   b->ann_ins,      b->ann_fwd,      b->ann_bwd};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
+  for (size_t i = 0; i <= INS_MANY_LOG; i++) {
+    sqlite3_finalize(b->ins_many[i]);
+    sqlite3_finalize(b->log_many[i]);
+  }
   /* Reader first: the writer, closing last, checkpoints and removes the WAL. */
   sqlite3_close(b->r);
   sqlite3_close(b->w);
   if (b->tails_ready) tails_free(&b->tails);
+  free(b->aggs.v);
+  free(b->aggs.slot);
   /* Last, once nothing of ours touches the file any more. The lock file
    * stays: unlinking it would let two later openers lock two different
    * files. */
@@ -1471,6 +1900,7 @@ static int init_schema(sqlite3 *db) {
   if (rc == 0 && ver < 4) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V4, NULL, NULL, NULL));
   if (rc == 0 && ver < 5) rc = sq_err(db, sqlite3_exec(db, SQ_CLOUD_MIGRATE_V5, NULL, NULL, NULL));
   if (rc == 0 && ver < 6) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V6, NULL, NULL, NULL));
+  if (rc == 0 && ver < 7) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V7, NULL, NULL, NULL));
   if (rc == 0) rc = sq_err(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
   if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
@@ -1479,11 +1909,9 @@ static int init_schema(sqlite3 *db) {
 /* Count retention bound: the highest message seq of the channel minus ?3. */
 #define KEEP_TOP                                                                           \
   "(SELECT seq FROM messages WHERE app = ?1 AND channel = ?2 ORDER BY seq DESC LIMIT 1) - ?3"
-/* The next ?2 expired messages, in the messages_expiry index order (a total
- * order, so two statements in one transaction select the same rows). */
-#define PRUNE_SET                                                                          \
-  "(SELECT app, channel, seq FROM messages WHERE expires_at != 0 AND expires_at <= ?1 "    \
-  " ORDER BY expires_at, app, channel, seq LIMIT ?2)"
+/* Expired messages of one channel with ?3 <= seq <= ?4 (the sweep, see
+ * MIGRATE_V7). */
+#define EXP_RANGE "app = ?1 AND channel = ?2 AND seq >= ?3 AND seq <= ?4 AND expires_at != 0 AND expires_at <= ?5"
 
 static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
   int rc = open_conn(opts->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &b->w);
@@ -1531,12 +1959,33 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
       {&b->ann_ins, "INSERT INTO versions(app, channel, vseq, seq, ts, blob, kind) "
                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1)"},
-      {&b->seq_up, "INSERT INTO channel_seq(app, channel, last_seq) VALUES(?1, ?2, ?3) "
-                   "ON CONFLICT(app, channel) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"},
+      /* The expiry marks (MIGRATE_V7) of the stored messages and of the
+       * batch's (?4..?7, ?4 = 0 when none expire) merged. The stored ones
+       * stay sorted when the batch's are and come after them. (In SET,
+       * the bare columns are the row's old values.) */
+      {&b->seq_up, "INSERT INTO channel_seq(app, channel, last_seq, exp_next, exp_from, exp_max, exp_unsorted) "
+                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(app, channel) DO UPDATE SET "
+                   "last_seq = max(last_seq, excluded.last_seq), "
+                   "exp_next = CASE WHEN excluded.exp_next = 0 OR (exp_next != 0 AND exp_next <= excluded.exp_next) "
+                   "  THEN exp_next ELSE excluded.exp_next END, "
+                   "exp_from = CASE WHEN excluded.exp_next = 0 OR (exp_next != 0 AND exp_from <= excluded.exp_from) "
+                   "  THEN exp_from ELSE excluded.exp_from END, "
+                   "exp_max = max(exp_max, excluded.exp_max), "
+                   "exp_unsorted = CASE WHEN excluded.exp_next = 0 THEN exp_unsorted "
+                   "  WHEN exp_next = 0 THEN excluded.exp_unsorted "
+                   "  ELSE (exp_unsorted OR excluded.exp_unsorted OR excluded.exp_next < exp_max "
+                   "        OR excluded.exp_from <= last_seq) END"},
       {&b->keep_vdel, "DELETE FROM versions WHERE app = ?1 AND channel = ?2 AND seq <= " KEEP_TOP},
       {&b->keep_del, "DELETE FROM messages WHERE app = ?1 AND channel = ?2 AND seq <= " KEEP_TOP},
-      {&b->prune_v, "DELETE FROM versions WHERE (app, channel, seq) IN " PRUNE_SET},
-      {&b->prune, "DELETE FROM messages WHERE (app, channel, seq) IN " PRUNE_SET},
+      {&b->exp_due, "SELECT app, channel, exp_from, exp_unsorted FROM channel_seq "
+                    "WHERE exp_next != 0 AND exp_next <= ?1 ORDER BY exp_next LIMIT ?2"},
+      {&b->exp_walk, "SELECT seq, expires_at FROM messages WHERE app = ?1 AND channel = ?2 AND seq >= ?3 "
+                     "ORDER BY seq"},
+      {&b->exp_vdel, "DELETE FROM versions WHERE app = ?1 AND channel = ?2 AND seq >= ?3 AND seq <= ?4 AND seq IN "
+                     "(SELECT seq FROM messages WHERE " EXP_RANGE ")"},
+      {&b->exp_del, "DELETE FROM messages WHERE " EXP_RANGE},
+      {&b->exp_mark, "UPDATE channel_seq SET exp_next = ?3, exp_from = ?4, exp_max = ifnull(?5, exp_max), exp_unsorted = ?6 "
+                     "WHERE app = ?1 AND channel = ?2"},
       {&b->del_app_vers, "DELETE FROM versions WHERE app = ?1"},
       {&b->del_app_msgs, "DELETE FROM messages WHERE app = ?1"},
       {&b->del_app_seq, "DELETE FROM channel_seq WHERE app = ?1"},
@@ -1668,8 +2117,18 @@ static int lock_db(const char *path, int *fd_out) {
   return 0;
 }
 
+/* SQLite's memory statistics (on by default) take one global mutex in
+ * every allocation, shared by the commit, checkpoint and loop threads;
+ * nothing reads them. sqlite3_config works only before SQLite initializes
+ * and is not thread-safe, so it runs once, at the first open, before this
+ * store starts a thread (if SQLite was used before, it fails harmlessly).
+ * Measured: 2% of the commit thread's instructions per message. */
+static uv_once_t sqlite_config_once = UV_ONCE_INIT;
+static void sqlite_config(void) { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
+
 int backend_sqlite_open(const sw_store_opts_t *opts, sw_backend_t **out) {
   if (!opts->path) return -EINVAL;
+  uv_once(&sqlite_config_once, sqlite_config);
   sq_backend_t *b = calloc(1, sizeof *b);
   if (!b) return -ENOMEM;
   b->base.ops = &SQ_OPS;

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "store/cloud_sqlite.h"
 #include "store/store.h"
 #include "util/buf.h"
 
@@ -509,6 +510,105 @@ static void test_prune_many_chunks(void **state) {
   /* 505 = 1 + 9 * 56 had a version and expired: (505 - 1) % 500 % 3 != 0. */
   expect_get(fx, "a", "c", 505, -1);
   expect_versions(fx, "a", "c", 505, true, 10, -1, NOVERS);
+}
+
+/* Pruning is exact whatever order expiries come in: the SQLite backend
+ * finds expired messages per channel from marks (v7: a sorted channel is
+ * swept from its oldest expiring message up to the first not expired), so
+ * a channel whose retention went down (a later message expiring first), a
+ * message inserted below stored ones, decreasing expiries within one
+ * batch, never-expiring messages in between and marks left stale by count
+ * retention must all still prune exactly the expired messages. */
+static uint64_t pruned_after(fx_t *fx, int64_t now) {
+  store_prune(fx->s, now);
+  barrier(fx);
+  sw_store_stats_t st;
+  store_stats(fx->s, &st);
+  return st.pruned;
+}
+
+static void test_expiry_out_of_order(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "u", 1, 3, 9000, 0);
+  fill(fx, "a", "u", 4, 6, 5000, 0); /* retention went down */
+  fill(fx, "a", "u", 7, 7, 0, 0);
+  fill(fx, "a", "u", 8, 8, 7000, 0);
+  sw_history_q_t q = q_all("a", "u");
+  assert_int_equal(pruned_after(fx, 4999), 0);
+  expect_seqs(fx, &q, SEQS(1, 2, 3, 4, 5, 6, 7, 8));
+  assert_int_equal(pruned_after(fx, 5000), 3);
+  expect_seqs(fx, &q, SEQS(1, 2, 3, 7, 8));
+  assert_int_equal(pruned_after(fx, 7000), 4);
+  expect_seqs(fx, &q, SEQS(1, 2, 3, 7));
+  if (fx->sqlite) fx_reopen(fx); /* the marks are in the file */
+  assert_int_equal(pruned_after(fx, 8999), fx->sqlite ? 0 : 4);
+  uint64_t base = fx->sqlite ? 0 : 4;
+  assert_int_equal(pruned_after(fx, 9000), base + 3);
+  expect_seqs(fx, &q, SEQS(7));
+  /* Only a never-expiring message is left; new ones expire before
+   * everything the channel ever had, one below it in seq. */
+  fill(fx, "a", "u", 9, 10, 100, 0);
+  fill(fx, "a", "u", 0, 0, 50, 0);
+  expect_seqs(fx, &q, SEQS(0, 7, 9, 10));
+  assert_int_equal(pruned_after(fx, 50), base + 4);
+  expect_seqs(fx, &q, SEQS(7, 9, 10));
+  assert_int_equal(pruned_after(fx, 100), base + 6);
+  expect_seqs(fx, &q, SEQS(7));
+  /* Decreasing expiries within one batch. */
+  recspec_t sp[3] = {{"a", "w", 1, 1001, NULL, 300, 0}, {"a", "w", 2, 1002, NULL, 200, 0},
+                     {"a", "w", 3, 1003, NULL, 100, 0}};
+  assert_int_equal(submit_wait(fx, sp, 3), 0);
+  sw_history_q_t qw = q_all("a", "w");
+  assert_int_equal(pruned_after(fx, 100), base + 7);
+  expect_seqs(fx, &qw, SEQS(1, 2));
+  assert_int_equal(pruned_after(fx, 200), base + 8);
+  expect_seqs(fx, &qw, SEQS(1));
+  assert_int_equal(pruned_after(fx, 300), base + 9);
+  expect_seqs(fx, &qw, NULL, 0);
+  /* Count retention deletes the channel's first expiring messages: the
+   * sweep still finds the next ones. */
+  fill(fx, "a", "k", 1, 5, 1000, 0);
+  fill(fx, "a", "k", 6, 8, 2000, 2);
+  sw_history_q_t qk = q_all("a", "k");
+  expect_seqs(fx, &qk, SEQS(7, 8));
+  assert_int_equal(pruned_after(fx, 1500), base + 9);
+  expect_seqs(fx, &qk, SEQS(7, 8));
+  assert_int_equal(pruned_after(fx, 2000), base + 11);
+  expect_seqs(fx, &qk, NULL, 0);
+  /* The serials outlive it all. */
+  assert_int_equal(last_seq(fx, "a", "u"), 10);
+  assert_int_equal(last_seq(fx, "a", "k"), 8);
+}
+
+/* More channels due than one prune transaction takes (2000 messages, and
+ * a channel counts at least one): the prune goes on in further
+ * transactions until every one is swept. */
+static void test_prune_many_channels(void **state) {
+  fx_t *fx = *state;
+  enum { NCH = 2100, PER = 64 };
+  static char names[NCH][16];
+  recspec_t sp[PER];
+  for (int k = 0; k < NCH; k += PER) {
+    int n = NCH - k < PER ? NCH - k : PER;
+    for (int i = 0; i < n; i++) {
+      snprintf(names[k + i], sizeof names[k + i], "ch%d", k + i);
+      sp[i] = (recspec_t){"a", names[k + i], 1, 1001, NULL, 10, 0};
+    }
+    assert_int_equal(submit_wait(fx, sp, (size_t)n), 0);
+  }
+  fill(fx, "a", names[7], 2, 2, 0, 0);
+  store_prune(fx->s, 10);
+  sw_store_stats_t st = {0};
+  for (int k = 0; k < 10 && st.pruned < NCH; k++) {
+    barrier(fx);
+    store_stats(fx->s, &st);
+  }
+  assert_int_equal(st.pruned, NCH);
+  sw_history_q_t q = q_all("a", names[NCH - 1]);
+  expect_seqs(fx, &q, NULL, 0);
+  q = q_all("a", names[7]);
+  expect_seqs(fx, &q, SEQS(2));
+  assert_int_equal(last_seq(fx, "a", names[NCH - 1]), 1);
 }
 
 static void test_count_retention(void **state) {
@@ -1070,7 +1170,7 @@ static void test_sqlite_schema(void **state) {
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 6);
+  assert_int_equal(sqlite3_column_int(st, 0), 7);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -1099,14 +1199,25 @@ static void test_sqlite_schema(void **state) {
               "SELECT seq, ts, blob, vseq FROM versions INDEXED BY versions_seq WHERE app = ?1 "
               "AND channel = ?2 AND seq = ?3 AND vseq > ?4 AND vseq < ?5 ORDER BY vseq LIMIT ?6",
               "versions_seq");
-  /* So does count retention of versions, and pruning walks the expiry index
-   * in its order (no sort). */
+  /* So does count retention of versions. Pruning finds the channels due in
+   * channel_seq_expiry's order (no sort) and walks each one's primary key. */
   expect_plan(db, "DELETE FROM versions WHERE app = 'a' AND channel = 'c' AND seq <= 3",
               "versions_seq");
   expect_plan(db,
-              "SELECT app, channel, seq FROM messages WHERE expires_at != 0 AND expires_at <= 5 "
-              "ORDER BY expires_at, app, channel, seq LIMIT 10",
-              "messages_expiry");
+              "SELECT app, channel, exp_from, exp_unsorted FROM channel_seq "
+              "WHERE exp_next != 0 AND exp_next <= 5 ORDER BY exp_next LIMIT 10",
+              "channel_seq_expiry");
+  expect_plan(db, "SELECT seq, expires_at FROM messages WHERE app = 'a' AND channel = 'c' AND seq >= 3 ORDER BY seq",
+              "PRIMARY KEY");
+  /* No message is in any index but the primary key, unless a version
+   * changed it (v7). */
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(name) FROM sqlite_schema WHERE type = 'index' "
+                                          "AND tbl_name = 'messages' AND sql IS NOT NULL",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_string_equal((const char *)sqlite3_column_text(st, 0), "messages_vseq");
+  sqlite3_finalize(st);
   /* A newer schema is refused rather than misread. */
   assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
@@ -1637,7 +1748,7 @@ static void test_sqlite_upgrade_v1(void **state) {
   expect_heads(fx, &q, HEADS(5, 5, 1, 8));
   expect_versions(fx, "a", "c", 1, true, 10, -1, SEQS(8));
   assert_int_equal(last_seq(fx, "a", "c"), 8);
-  store_prune(fx->s, 9000); /* the upgraded expiry index works */
+  store_prune(fx->s, 9000); /* the upgraded expiry marks work */
   barrier(fx);
   expect_get(fx, "a", "c", 5, -1);
   fx_close(fx);
@@ -1646,7 +1757,7 @@ static void test_sqlite_upgrade_v1(void **state) {
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 6);
+  assert_int_equal(sqlite3_column_int(st, 0), 7);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_exec(db, "PRAGMA integrity_check", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
@@ -1666,6 +1777,167 @@ static void test_sqlite_upgrade_v1(void **state) {
   assert_non_null(strstr(a, "messages_vseq"));
   assert_non_null(strstr(a, "versions_seq"));
   assert_non_null(strstr(a, "cloud_messages_id"));
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s%s", fresh, sfx[i]);
+    unlink(p);
+  }
+  snprintf(p, sizeof p, "%s/fresh.db.lock", fx->dir);
+  unlink(p);
+  fx_open(fx); /* teardown closes it */
+}
+
+static void expect_annotations(fx_t *fx, int64_t seq, bool fwd, size_t limit, int64_t after, const int64_t *want,
+                               size_t n);
+
+/* Schema steps 2 to 6 as shipped (store_sqlite.c's MIGRATE_V2..V6; the
+ * Assistant Cloud tables of v5 are store/cloud_sqlite.c's). */
+static const char MIGRATE_V2_TEST[] =
+    "ALTER TABLE messages ADD COLUMN vseq INTEGER NOT NULL DEFAULT -1;"
+    "UPDATE messages SET vseq = seq;"
+    "CREATE UNIQUE INDEX messages_vseq ON messages(app, channel, vseq) WHERE vseq != seq;"
+    "CREATE TABLE versions("
+    "  app TEXT NOT NULL, channel TEXT NOT NULL, vseq INTEGER NOT NULL,"
+    "  seq INTEGER NOT NULL, ts INTEGER NOT NULL, blob BLOB NOT NULL,"
+    "  PRIMARY KEY(app, channel, vseq)) WITHOUT ROWID;"
+    "CREATE INDEX versions_seq ON versions(app, channel, seq, vseq);"
+    "PRAGMA user_version = 2;";
+static const char MIGRATE_V3_V4_TEST[] =
+    "CREATE TABLE append_log("
+    "  id INTEGER PRIMARY KEY, app TEXT NOT NULL, channel TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL, vseq INTEGER NOT NULL, ts INTEGER NOT NULL, blob BLOB NOT NULL);"
+    "ALTER TABLE versions ADD COLUMN last_vseq INTEGER;"
+    "PRAGMA user_version = 3;"
+    "CREATE TABLE expiring("
+    "  id TEXT PRIMARY KEY, expires INTEGER NOT NULL, size INTEGER NOT NULL, value TEXT NOT NULL);"
+    "CREATE INDEX expiring_expires ON expiring(expires, size);"
+    "PRAGMA user_version = 4;";
+static const char MIGRATE_V6_TEST[] =
+    "ALTER TABLE versions ADD COLUMN kind INTEGER;"
+    "PRAGMA user_version = 6;";
+
+/* A version 6 file with data opens as version 7 (no per-message index;
+ * expiry marks in channel_seq computed from the messages): its history,
+ * ids, versions, annotations, logged appends and serials survive, expiry
+ * still hides and prunes exactly the expired messages (with their
+ * versions), in channels whose expiries are in order or not, and the
+ * schema is the one a new file gets. */
+static void test_sqlite_upgrade_v6(void **state) {
+  fx_t *fx = *state;
+  if (!fx->sqlite) {
+    skip();
+    return;
+  }
+  fx_close(fx);
+  char p[160];
+  const char *sfx[] = {"", "-wal", "-shm"};
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s%s", fx->path, sfx[i]);
+    unlink(p);
+  }
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, SCHEMA_V1_TEST, NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, MIGRATE_V2_TEST, NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, MIGRATE_V3_V4_TEST, NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, SQ_CLOUD_MIGRATE_V5, NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, MIGRATE_V6_TEST, NULL, NULL, NULL), SQLITE_OK);
+  /* c: never, 5000, 9000 in seq order, message 4 updated (vseq 9) and
+   * annotated (10); d: all at 5000; e: out of order (9000, 5000, never);
+   * f: an append logged and not folded (a crash). */
+  assert_int_equal(
+      sqlite3_exec(db,
+                   "INSERT INTO messages(app, channel, seq, ts, msg_id, expires_at, blob, vseq) VALUES"
+                   " ('a','c',1,1001,'m1',0,CAST('a/c#1' AS BLOB),1),"
+                   " ('a','c',2,1002,'m2',0,CAST('a/c#2' AS BLOB),2),"
+                   " ('a','c',4,1004,'m4',5000,CAST('a/c#4@9' AS BLOB),9),"
+                   " ('a','c',5,1005,'m5',5000,CAST('a/c#5' AS BLOB),5),"
+                   " ('a','c',7,1007,'m7',9000,CAST('a/c#7' AS BLOB),7),"
+                   " ('a','c',8,1008,NULL,9000,CAST('a/c#8' AS BLOB),8),"
+                   " ('a','d',1,1001,'d1',5000,CAST('a/d#1' AS BLOB),1),"
+                   " ('a','d',2,1002,'d2',5000,CAST('a/d#2' AS BLOB),2),"
+                   " ('a','e',1,1001,NULL,9000,CAST('a/e#1' AS BLOB),1),"
+                   " ('a','e',2,1002,NULL,5000,CAST('a/e#2' AS BLOB),2),"
+                   " ('a','e',3,1003,NULL,0,CAST('a/e#3' AS BLOB),3),"
+                   " ('a','f',1,1001,NULL,0,CAST('a/f#1' AS BLOB),1);"
+                   "INSERT INTO versions(app, channel, vseq, seq, ts, blob, last_vseq, kind) VALUES"
+                   " ('a','c',9,4,5009,CAST('ev a/c#4@9' AS BLOB),NULL,NULL),"
+                   " ('a','c',10,4,5010,CAST('ann 10' AS BLOB),NULL,1);"
+                   "INSERT INTO append_log(app, channel, seq, vseq, ts, blob) VALUES"
+                   " ('a','f',1,2,5002,CAST('|2' AS BLOB));"
+                   "INSERT INTO channel_seq VALUES('a','c',10),('a','d',2),('a','e',3),('a','f',1);"
+                   "INSERT INTO kv VALUES('ns1','k','v');",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  sqlite3_close(db);
+
+  fx_open(fx);
+  sw_history_q_t q = q_all("a", "c");
+  expect_heads(fx, &q, HEADS(1, 1, 2, 2, 4, 9, 5, 5, 7, 7, 8, 8));
+  q.now = 5000;
+  expect_heads(fx, &q, HEADS(1, 1, 2, 2, 7, 7, 8, 8));
+  assert_int_equal(last_seq(fx, "a", "c"), 10);
+  assert_int_equal(last_seq(fx, "a", "f"), 2);
+  kv_expect(fx, "ns1", "k=v;");
+  sw_store_row_t row;
+  assert_int_equal(store_find_by_id(fx->s, "a", "c", "m4", &row), 1);
+  check_head(&row, "a", "c", 4, 9);
+  free(row.blob);
+  assert_int_equal(store_find_by_id(fx->s, "a", "d", "m4", &row), 0);
+  expect_versions(fx, "a", "c", 4, true, 10, -1, SEQS(9));
+  expect_annotations(fx, 4, true, 10, -1, SEQS(10));
+  sw_store_row_t f = {0};
+  assert_int_equal(store_get(fx->s, "a", "f", 1, &f), 1);
+  assert_int_equal(f.vseq, 2);
+  assert_int_equal(f.blob_len, 7);
+  assert_memory_equal(f.blob, "a/f#1|2", 7);
+  free(f.blob);
+  /* New messages of c, after the upgraded ones. */
+  fill(fx, "a", "c", 11, 11, 9000, 0);
+  assert_int_equal(pruned_after(fx, 4999), 0);
+  assert_int_equal(pruned_after(fx, 5000), 5); /* c 4, 5; d 1, 2; e 2 */
+  q.now = 0;
+  expect_heads(fx, &q, HEADS(1, 1, 2, 2, 7, 7, 8, 8, 11, 11));
+  expect_get(fx, "a", "c", 4, -1);
+  expect_versions(fx, "a", "c", 4, true, 10, -1, NOVERS);
+  expect_annotations(fx, 4, true, 10, -1, NOVERS);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM versions WHERE channel = ?1", "c"), 0);
+  sw_history_q_t qd = q_all("a", "d"), qe = q_all("a", "e");
+  expect_seqs(fx, &qd, NULL, 0);
+  expect_seqs(fx, &qe, SEQS(1, 3));
+  assert_int_equal(pruned_after(fx, 9000), 9); /* c 7, 8, 11; e 1 */
+  expect_heads(fx, &q, HEADS(1, 1, 2, 2));
+  expect_seqs(fx, &qe, SEQS(3));
+  assert_int_equal(last_seq(fx, "a", "d"), 2);
+  fx_close(fx);
+
+  assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), 7);
+  sqlite3_finalize(st);
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+
+  /* Same schema as a file created by this build. */
+  char fresh[160];
+  snprintf(fresh, sizeof fresh, "%s/fresh.db", fx->dir);
+  sw_store_opts_t o = {.path = fresh};
+  sw_store_t *s2 = NULL;
+  assert_int_equal(store_open(&fx->loop, &o, &s2), 0);
+  store_close(s2);
+  uv_run(&fx->loop, UV_RUN_DEFAULT);
+  static char a[16384], b[16384];
+  schema_dump(fx->path, a, sizeof a);
+  schema_dump(fresh, b, sizeof b);
+  assert_string_equal(a, b);
+  assert_null(strstr(a, "messages_expiry"));
+  assert_null(strstr(a, "messages_msg_id"));
+  assert_non_null(strstr(a, "channel_seq_expiry"));
   for (size_t i = 0; i < 3; i++) {
     snprintf(p, sizeof p, "%s%s", fresh, sfx[i]);
     unlink(p);
@@ -1927,6 +2199,64 @@ static void test_appends_crash_recovery(void **state) {
   check_appended(fx);
 }
 
+/* Appends of several messages in one batch go in multi-row log statements;
+ * the log ids each event gets from it decide which log rows a fold may
+ * delete. A process dies after one message (2, 261 appends) was folded
+ * and the log truncated up to the first row still needed (its rows before
+ * message 1's first append), with message 1's appends only in the log
+ * (unless it fell quiet for 300 ms meanwhile and was folded too): the
+ * next open has every append of both. */
+static void test_appends_crash_after_partial_fold(void **state) {
+  fx_t *fx = *state;
+  if (!fx->sqlite) {
+    skip();
+    return;
+  }
+  enum { N = 264 };
+  static const int ones[] = {40, 41, 100, 230}; /* positions of message 1's appends */
+  fx_close(fx);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    fx_t c = *fx;
+    if (uv_loop_init(&c.loop) || store_open(&c.loop, &c.opts, &c.s)) _exit(2);
+    fx = &c;
+    fill(fx, "a", "c", 1, 2, 0, 0);
+    static char bufs[N][32];
+    static sw_store_rec_t r[N];
+    for (int k = 0; k < N; k++) {
+      bool one = k == ones[0] || k == ones[1] || k == ones[2] || k == ones[3];
+      r[k] = app_rec("a", "c", one ? 1 : 2, 3 + k, bufs[k]);
+    }
+    assert_int_equal(submit_recs_wait(fx, r, N), 0);
+    /* One more append makes message 2 (256 events or more) due: folded in
+     * that batch, and the log truncated up to message 1's first row. */
+    assert_int_equal(append_wait(fx, "a", "c", 2, 3 + N), 0);
+    _exit(0);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  fx_open(fx);
+  char want1[64], want2[4096];
+  int l1 = snprintf(want1, sizeof want1, "a/c#1"), l2 = snprintf(want2, sizeof want2, "a/c#2");
+  for (int k = 0; k <= N; k++) {
+    bool one = k < N && (k == ones[0] || k == ones[1] || k == ones[2] || k == ones[3]);
+    if (one)
+      l1 += snprintf(want1 + l1, sizeof want1 - (size_t)l1, "|%d", 3 + k);
+    else
+      l2 += snprintf(want2 + l2, sizeof want2 - (size_t)l2, "|%d", 3 + k);
+  }
+  sw_store_row_t row = {0};
+  assert_int_equal(store_get(fx->s, "a", "c", 1, &row), 1);
+  check_row(&row, 1, 3 + ones[3], want1);
+  free(row.blob);
+  assert_int_equal(store_get(fx->s, "a", "c", 2, &row), 1);
+  check_row(&row, 2, 3 + N, want2);
+  free(row.blob);
+  assert_int_equal(last_seq(fx, "a", "c"), 3 + N);
+}
+
 static void on_tick(uv_timer_t *h) { (*(int *)h->data)++; }
 
 /* Runs the loop until the append log is empty, or for max_ticks periods. */
@@ -2116,6 +2446,8 @@ int main(void) {
       BOTH(test_history_bounds),
       BOTH(test_expiry_and_prune),
       BOTH(test_prune_many_chunks),
+      BOTH(test_expiry_out_of_order),
+      BOTH(test_prune_many_channels),
       BOTH(test_count_retention),
       BOTH(test_last_seq_monotonic),
       BOTH(test_find_by_id),
@@ -2141,12 +2473,14 @@ int main(void) {
       BOTH(test_versions_retention),
       BOTH(test_versions_beside_writes),
       cmocka_unit_test_setup_teardown(test_sqlite_upgrade_v1, setup_sqlite, teardown),
+      cmocka_unit_test_setup_teardown(test_sqlite_upgrade_v6, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_sqlite_lock, setup_sqlite, teardown),
       BOTH(test_annotations),
       BOTH(test_appends),
       BOTH(test_appends_batched),
       BOTH(test_append_fold_hints),
       cmocka_unit_test_setup_teardown(test_appends_crash_recovery, setup_sqlite, teardown),
+      cmocka_unit_test_setup_teardown(test_appends_crash_after_partial_fold, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_folded_in_background, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_log_truncated_in_chunks, setup_sqlite, teardown),
   };
