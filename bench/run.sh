@@ -447,9 +447,10 @@ EOF
       hosts=$(for i in $(seq "${#node_pids[@]}"); do printf '127.0.0.%d,' $((i + 1)); done); hosts=${hosts%,}
       pids=$(IFS=,; echo "${node_pids[*]}")
       if [ "$n" -eq 0 ]; then lab=cluster-sqlite; else lab=cluster-$n; pids="$pids,$cl_redis_pid"; fi
-      sb "$lab-fanout" "$r" fanout --subscribers "$cl_subs" --host 127.0.0.2 --hosts "$hosts" --port "$node_port" \
+      # A failed run is kept and shown (tolerate), not the end of a long run.
+      tolerate=1 sb "$lab-fanout" "$r" fanout --subscribers "$cl_subs" --host 127.0.0.2 --hosts "$hosts" --port "$node_port" \
         --server-pid "$pids"
-      sb "$lab-ack" "$r" durable --publishers "$cl_pubs" --window "$cl_window" --pub-rate "$cluster_rate" \
+      tolerate=1 sb "$lab-ack" "$r" durable --publishers "$cl_pubs" --window "$cl_window" --pub-rate "$cluster_rate" \
         --host 127.0.0.2 --hosts "$hosts" --port "$node_port" --server-pid "$pids"
       stop_nodes
     done
