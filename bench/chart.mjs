@@ -44,6 +44,18 @@ const panels = [
   { title: 'Ably JWT full verification: tokens/s on one core (higher is better)', bars: [
     ['switchboard full_server', 'jwt', 'full_server', SB],
     ['node jsonwebtoken', 'jwt', 'node_jsonwebtoken_verify', OTHER]] },
+  { title: 'Cluster fan-out: server CPU per delivery, all nodes + Redis, µs (lower is better)', bars: [
+    ['1 node SQLite', 'cluster-sqlite-fanout', 'server_us_per_delivery', SB],
+    ['1 node + Redis', 'cluster-1-fanout', 'server_us_per_delivery', OTHER],
+    ['2 nodes + Redis', 'cluster-2-fanout', 'server_us_per_delivery', OTHER],
+    ['3 nodes + Redis', 'cluster-3-fanout', 'server_us_per_delivery', OTHER]],
+    line: (() => { const s = stat('cluster-sqlite-fanout', 'server_us_per_delivery');
+      return s && s.median != null ? [1.5 * s.median, '1.5× single node'] : undefined; })() },
+  { title: `Cluster: publish ACK p99 at ${res.meta.cluster_rate ?? '?'}/s, ms (lower is better)`, bars: [
+    ['1 node SQLite', 'cluster-sqlite-ack', 'ack_p99_ms', SB],
+    ['1 node + Redis', 'cluster-1-ack', 'ack_p99_ms', OTHER],
+    ['2 nodes + Redis', 'cluster-2-ack', 'ack_p99_ms', OTHER],
+    ['3 nodes + Redis', 'cluster-3-ack', 'ack_p99_ms', OTHER]], line: [10, '10 ms target'] },
 ];
 
 const W = 1400, PH = 330, COLS = 2, PW = W / COLS;

@@ -211,6 +211,75 @@ nproc_=$(meta nproc); scpu=$(meta server_cpus); lcpu=$(meta load_cpus)
     echo
   fi
 
+  if have cluster-1-fanout || have cluster-sqlite-fanout; then
+    echo "### Cluster: 1, 2 and 3 nodes on Redis beside a single SQLite node (issue 12)"
+    echo
+    echo "Each configuration is started afresh for each run, interleaved run by run: one SQLite node"
+    echo "(\`serve\` without \`--redis\`, SQLite synchronous=FULL, the default), then 1, 2 and 3 nodes on"
+    echo "127.0.0.2, .3 and .4 on one Redis ($(meta cluster_redis_persistence); emptied before each"
+    echo "configuration). Nothing pinned. Fan-out: one publisher on the first node, $(num "$(v cluster-1-fanout subscribers)") subscribers round-robin"
+    echo "over the nodes, $(v cluster-1-fanout payload_bytes)-byte messages, $(v cluster-1-fanout window) in flight. Publish ACK: $(shape cluster-1-ack publishers) publishers round-robin over the"
+    echo "nodes on their own channels, $(num "$(shape cluster-1-ack pub_rate)") publishes/s in all, paced every millisecond, latency from when"
+    echo "each publish was due (so a stall shows), up to $(shape cluster-1-ack window) in flight per publisher. Server CPU: utime+stime"
+    echo "(/proc) of every node and of Redis over the measured window ÷ deliveries (or ACKs) in it."
+    echo
+    echo "| | single node (SQLite) | 1 node + Redis | 2 nodes + Redis | 3 nodes + Redis |"
+    echo "|---|---:|---:|---:|---:|"
+    crow() { # NAME SUFFIX KEY [KEY for the single node]
+      printf '| %s | %s | %s | %s | %s |\n' "$1" "$(cell "cluster-sqlite-$2" "${4:-$3}")" \
+        "$(cell "cluster-1-$2" "$3")" "$(cell "cluster-2-$2" "$3")" "$(cell "cluster-3-$2" "$3")"
+    }
+    # Per process: node i is server<i> of a cluster run, Redis the last;
+    # the single node's is its total.
+    prow() { # NAME SUFFIX OP node|redis I
+      local c=() n k
+      for n in 1 2 3; do
+        if [ "$4" = redis ]; then k=server$((n + 1))_us_per_$3; else k=server$5_us_per_$3; fi
+        if [ "$4" = node ] && [ "$5" -gt "$n" ]; then c+=("–"); else c+=("$(cell "cluster-$n-$2" "$k")"); fi
+      done
+      local s="–"; [ "$4" = node ] && [ "$5" = 1 ] && s=$(cell "cluster-sqlite-$2" "server_us_per_$3")
+      printf '| %s | %s | %s | %s | %s |\n' "$1" "$s" "${c[@]}"
+    }
+    crow "fan-out: deliveries/s" fanout deliveries_per_s
+    crow "fan-out: server CPU per delivery, all processes (µs)" fanout server_us_per_delivery
+    for i in 1 2 3; do prow "… node $i (µs)" fanout delivery node "$i"; done
+    prow "… Redis (µs)" fanout delivery redis
+    crow "fan-out: latency p50 (ms)" fanout latency_p50_ms
+    crow "fan-out: latency p99 (ms)" fanout latency_p99_ms
+    crow "publish: ACKed/s" ack messages_per_s
+    crow "publish: ACK p50 (ms)" ack ack_p50_ms
+    crow "publish: ACK p99 (ms)" ack ack_p99_ms
+    crow "publish: server CPU per publish, all processes (µs)" ack server_us_per_message
+    prow "… Redis (µs)" ack message redis
+    crow "load generator CPU, fan-out (% of a core)" fanout load_cpu_pct
+    printf '| runs (fan-out; ACK) | %s; %s | %s; %s | %s; %s | %s; %s |\n' \
+      "$(runs cluster-sqlite-fanout)" "$(runs cluster-sqlite-ack)" "$(runs cluster-1-fanout)" "$(runs cluster-1-ack)" \
+      "$(runs cluster-2-fanout)" "$(runs cluster-2-ack)" "$(runs cluster-3-fanout)" "$(runs cluster-3-ack)"
+    printf '| load (fan-out) | %s | %s | %s | %s |\n' "$(load cluster-sqlite-fanout)" "$(load cluster-1-fanout)" \
+      "$(load cluster-2-fanout)" "$(load cluster-3-fanout)"
+    for lab in cluster-sqlite-fanout cluster-sqlite-ack cluster-1-fanout cluster-1-ack cluster-2-fanout cluster-2-ack \
+               cluster-3-fanout cluster-3-ack; do
+      e=$(jq -r --arg l "$lab" '.figures[] | select(.label == $l) | .errors | join("; ")' "$res")
+      if [ -n "$e" ]; then echo; echo "$lab, failed runs: $e"; fi
+    done
+    echo
+    s=$(v cluster-sqlite-fanout server_us_per_delivery)
+    rate=$(meta cluster_rate)
+    line="Issue 12: cluster CPU per delivery within 1.5× of a single node's:"
+    for n in 1 2 3; do
+      c=$(v "cluster-$n-fanout" server_us_per_delivery)
+      line="$line $n node$([ $n -gt 1 ] && echo s || true) $(met "${c:-1e9} <= 1.5 * ${s:-0}") ($(ratio "$c" "$s"))$([ $n -lt 3 ] && echo , || true)"
+    done
+    echo "$line;"
+    line="ACK p99 ≤ 10 ms at $(num "$rate") publishes/s (and that rate reached, ≥ 99 %):"
+    for n in 1 2 3; do
+      p=$(v "cluster-$n-ack" ack_p99_ms); m=$(v "cluster-$n-ack" messages_per_s)
+      line="$line $n node$([ $n -gt 1 ] && echo s || true) $(met "${p:-1e9} <= 10 && ${m:-0} >= 0.99 * $rate") ($(num "$p") ms at $(num "$m")/s)$([ $n -lt 3 ] && echo , || true)"
+    done
+    echo "$line."
+    echo
+  fi
+
   if have jwt; then
     echo "### Ably JWT verification"
     echo

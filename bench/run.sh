@@ -16,7 +16,15 @@
 #     measured window, for switchboard and for the peer alike;
 #   - the 1-minute load average at the start and end of every run, the
 #     machine's busy CPU during it (/proc/stat) and nproc are recorded;
-#   - the commit (and whether the tree was dirty) heads the results.
+#   - the commit (and whether the tree was dirty) heads the results;
+#   - cluster (issue 12): 1, 2 and 3 nodes on one Redis (its own instance,
+#     appendonly yes, appendfsync everysec, recorded in the results) beside
+#     a single SQLite node, interleaved run by run: fan-out with the
+#     subscribers round-robin over the nodes and the publisher on the first,
+#     and publish ACK latency at a fixed rate (--cluster-rate, 20,000/s, the
+#     issue's target) with the publishers round-robin; server CPU from /proc
+#     for every node and for Redis. Nothing pinned (up to four server
+#     processes share the machine's cores with the load).
 #
 # It installs what is missing (apt), builds `switchboard` (Release) into
 # BUILD_DIR, starts the peers on 127.0.0.1 with their own configs in a temp
@@ -41,7 +49,8 @@
 #                    script end to end
 #   --runs N         runs per figure (default 3)
 #   --connect-runs N runs per connect figure (default 5)
-#   --only LIST      comma-separated subset of: fanout,idle,connect,durable,ai,jwt
+#   --only LIST      comma-separated subset of: fanout,idle,connect,durable,ai,jwt,cluster
+#   --cluster-rate N cluster: publishes/s of the ACK figure (default 20000)
 #   --out DIR        where the results go (default bench/results/UTCSTAMP-COMMIT)
 #   --settle-cap S   idle: stop polling RSS after S seconds (default 120)
 # Environment: SERVER_CPUS (default 0) and LOAD_CPUS (default 1) pin the
@@ -51,7 +60,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-quick=0; runs=""; connect_runs=""; docs=""; only="fanout,idle,connect,durable,ai,jwt"; out=""; settle_cap=""
+quick=0; runs=""; connect_runs=""; docs=""; only="fanout,idle,connect,durable,ai,jwt,cluster"; out=""; settle_cap=""
+cluster_rate=20000
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -62,7 +72,8 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift ;;
     --out) out=$2; shift ;;
     --settle-cap) settle_cap=$2; shift ;;
-    -h|--help) sed -n '2,48p' "$0"; exit 0 ;;
+    --cluster-rate) cluster_rate=$2; shift ;;
+    -h|--help) sed -n '2,58p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -108,8 +119,10 @@ bin=$root/$build/switchboard
 # ---- peers -----------------------------------------------------------------------
 work=$(mktemp -d /tmp/swbench-run-XXXXXX)
 chmod 755 "$work" # mosquitto drops to its own user after reading its config
-redis_pid=""; mq_pid=""
+redis_pid=""; mq_pid=""; cl_redis_pid=""; node_pids=()
 cleanup() {
+  for p in "${node_pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  [ -n "$cl_redis_pid" ] && kill "$cl_redis_pid" 2>/dev/null && wait "$cl_redis_pid" 2>/dev/null
   [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
   [ -n "$mq_pid" ] && kill "$mq_pid" 2>/dev/null && wait "$mq_pid" 2>/dev/null
   if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
@@ -219,7 +232,8 @@ record() {
   # ports and pids as variables.
   doc=$(printf '%s\n' "$*" | sed -e "s#$root/##g" -e "s#$password#\$PASSWORD#g" \
     -e "s#--port $redis_port#--port \$REDIS_PORT#" -e "s#--port $mq_port#--port \$MQTT_WS_PORT#" \
-    -e "s#--server-pid [0-9]*#--server-pid \$PID#")
+    -e "s#--port ${node_port:-NONE} #--port \$NODE_PORT #" \
+    -e "s#--server-pid [0-9]*,[0-9,]*#--server-pid \$NODE_PIDS,\$REDIS_PID#" -e "s#--server-pid [0-9][0-9]*#--server-pid \$PID#")
   grep -qxF -- "$doc" "$commands" || printf '%s\n' "$doc" >>"$commands"
   echo "  $label, run $run" >&2
   local l0 l1 c0 c1 t0 t1 rc=0
@@ -358,6 +372,92 @@ EOF
   sed -i "s#^$work/jwt_run.sh .*#bench/jwt.sh's build, then per run: $build/jwt_bench TOKEN $key_name SECRET $jwt_s 1; node bench/jwt_bench.mjs verify TOKEN SECRET $jwt_s 1 (each taskset -c $server_cpus)#" "$commands"
 fi
 
+if want cluster; then
+  # Its own Redis, persisted as docs/cluster.md recommends (appendonly yes,
+  # appendfsync everysec), emptied before every configuration so each
+  # starts alike; the nodes on 127.0.0.2-4 with the same port (as
+  # tests/integration/cluster.test.mjs runs them), each with its own data
+  # directory (what is not shared yet), --sandbox so that the bench creates
+  # its app with POST /apps on the first node (served by all, through Redis).
+  cl_subs=$fan_subs; cl_pubs=8; cl_window=64
+  echo "cluster: 1 publisher -> $cl_subs subscribers spread over the nodes, publish ACK at $cluster_rate/s; a single SQLite node, then 1, 2, 3 nodes on Redis, $runs runs" >&2
+  free_port >"$work/port"; cl_redis_port=$(cat "$work/port")
+  free_port >"$work/port"; node_port=$(cat "$work/port")
+  mkdir -p "$work/cluster-redis"
+  cat >"$work/cluster-redis.conf" <<EOF
+bind 127.0.0.1
+port $cl_redis_port
+protected-mode yes
+requirepass $password
+save ""
+appendonly yes
+appendfsync everysec
+dir $work/cluster-redis
+daemonize no
+tcp-backlog 4096
+maxclients 200000
+logfile $work/cluster-redis.log
+EOF
+  # The nodes' limits as the bench's own server has them (bench.c,
+  # server_start); everything else is the default a user gets (the single
+  # node: SQLite synchronous=FULL).
+  echo '{"limits": {"maxConnections": 1000000, "maxPendingPublishes": 1000000}}' >"$work/node.json"
+  redis_url="redis://:$password@127.0.0.1:$cl_redis_port/0"
+  rcli() { redis-cli -p "$cl_redis_port" -a "$password" --no-auth-warning "$@"; }
+  redis-server "$work/cluster-redis.conf" &
+  cl_redis_pid=$!
+  wait_port "$cl_redis_port"
+  # The persistence in force, as Redis reports it (results.json's meta).
+  cl_persist="appendonly $(rcli config get appendonly | tail -1), appendfsync $(rcli config get appendfsync | tail -1)"
+  wait_ready() { # HOST: /readyz answers 200 (a node: Redis reached, the shared state loaded)
+    for _ in $(seq 300); do
+      curl -sf -o /dev/null "http://$1:$node_port/readyz" && return 0
+      sleep 0.05
+    done
+    echo "bench/run.sh: the node on $1:$node_port did not become ready" >&2; return 1
+  }
+  # start_nodes N: N nodes on Redis; N=0: one SQLite node, no Redis.
+  start_nodes() {
+    local n=$1 i extra=()
+    node_pids=()
+    if [ "$n" -gt 0 ]; then
+      rcli flushall >/dev/null
+      extra=(--redis "$redis_url")
+    fi
+    for i in $(seq "$(( n > 0 ? n : 1 ))"); do
+      rm -rf "$work/node-$i"; mkdir -p "$work/node-$i"
+      "$bin" serve --listen "127.0.0.$((i + 1)):$node_port" --sandbox --config "$work/node.json" \
+        --data "$work/node-$i" "${extra[@]}" >"$work/node-$i.log" 2>&1 &
+      node_pids+=($!)
+    done
+    for i in $(seq "${#node_pids[@]}"); do wait_ready "127.0.0.$((i + 1))"; done
+  }
+  stop_nodes() {
+    for p in "${node_pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+    node_pids=()
+  }
+  {
+    echo "# cluster: redis-server with $(grep -E '^(save|appendonly|appendfsync) ' "$work/cluster-redis.conf" | paste -sd';' | sed 's/;/; /g') (in force: $cl_persist)"
+    echo "# cluster: node i = 1..N: switchboard serve --listen 127.0.0.\$((i+1)):\$NODE_PORT --sandbox --config node.json --data DIR_i --redis redis://:\$PASSWORD@127.0.0.1:\$CLUSTER_REDIS_PORT/0"
+    echo "# cluster: the single node: the same on 127.0.0.2 without --redis; node.json: $(cat "$work/node.json")"
+  } >>"$commands"
+  for r in $(seq "$runs"); do
+    for n in 0 1 2 3; do
+      start_nodes "$n"
+      hosts=$(for i in $(seq "${#node_pids[@]}"); do printf '127.0.0.%d,' $((i + 1)); done); hosts=${hosts%,}
+      pids=$(IFS=,; echo "${node_pids[*]}")
+      if [ "$n" -eq 0 ]; then lab=cluster-sqlite; else lab=cluster-$n; pids="$pids,$cl_redis_pid"; fi
+      # A failed run is kept and shown (tolerate), not the end of a long run.
+      tolerate=1 sb "$lab-fanout" "$r" fanout --subscribers "$cl_subs" --host 127.0.0.2 --hosts "$hosts" --port "$node_port" \
+        --server-pid "$pids"
+      tolerate=1 sb "$lab-ack" "$r" durable --publishers "$cl_pubs" --window "$cl_window" --pub-rate "$cluster_rate" \
+        --host 127.0.0.2 --hosts "$hosts" --port "$node_port" --server-pid "$pids"
+      stop_nodes
+    done
+  done
+  kill "$cl_redis_pid"; wait "$cl_redis_pid" 2>/dev/null || true; cl_redis_pid=""
+fi
+
 # ---- results ---------------------------------------------------------------------------
 # Per figure (label): the median, lowest and highest of every numeric field
 # over its successful runs; the load average at its first run's start and its
@@ -374,6 +474,7 @@ jq -s --arg commit "$commit" --argjson dirty "$dirty" --arg date "$(date -u +%Y-
   --arg gcc "$(gcc -dumpfullversion 2>/dev/null || echo '?')" --arg node "$(node --version 2>/dev/null || echo '?')" \
   --argjson quick "$([ $quick -eq 1 ] && echo true || echo false)" --argjson runs "$runs" \
   --argjson connect_runs "$connect_runs" --arg server_cpus "$server_cpus" --arg load_cpus "$load_cpus" \
+  --arg cluster_redis "${cl_persist:-}" --argjson cluster_rate "$cluster_rate" \
   --argjson settle_cap "$settle_cap" --argjson settle_window "$settle_window" --argjson wall "$(( $(date +%s) - t_start ))" '
   def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
     else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -381,7 +482,8 @@ jq -s --arg commit "$commit" --argjson dirty "$dirty" --arg date "$(date -u +%Y-
           connect_runs: $connect_runs, nproc: $nproc, cpu: $cpu, memory: $mem, kernel: $kernel,
           debian: $debian, gcc: $gcc, libuv: $libuv, sqlite: $sqlite, redis: $redis,
           mosquitto: $mosquitto, node: $node, server_cpus: $server_cpus, load_cpus: $load_cpus,
-          settle_cap_s: $settle_cap, settle_window_s: $settle_window, wall_s: $wall},
+          settle_cap_s: $settle_cap, settle_window_s: $settle_window, wall_s: $wall,
+          cluster_redis_persistence: $cluster_redis, cluster_rate: $cluster_rate},
    figures: (group_by(.label) | map(
      (map(select(.ok))) as $ok
      | {label: .[0].label, scenario: .[0].scenario, target: (.[0].target // null),

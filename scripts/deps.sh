@@ -8,8 +8,9 @@ pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmsgpack-dev 
 if [ "${1:-build}" = test ]; then
   # chromium: the AI Transport browser test (tests/ai/browser.test.mjs);
   # openssl: the throwaway certificates of the TLS tests (tests/lib/tls-certs.mjs);
-  # redis-server: the cluster tests start their own (tests/unit/test_redis_*.c).
-  pkgs+=(libcmocka-dev clang libclang-rt-14-dev chromium openssl redis-server)
+  # redis-server: the cluster tests start their own (tests/unit/test_redis_*.c);
+  # nginx-light: tests/integration/cluster-lb.test.mjs runs docs/cluster.md's nginx block.
+  pkgs+=(libcmocka-dev clang libclang-rt-14-dev chromium openssl redis-server nginx-light)
   command -v node >/dev/null || pkgs+=(nodejs npm)
 fi
 missing=()

@@ -45,7 +45,10 @@ static void usage(FILE *out) {
           "server under test (default: start `switchboard serve` on 127.0.0.1:0 with --sandbox):\n"
           "  --target switchboard|redis|mosquitto   protocol to drive (fanout, idle; default switchboard)\n"
           "  --host HOST --port PORT   an existing server (peers: required)\n"
-          "  --server-pid PID          the server's pid for /proc figures (RSS, CPU)\n"
+          "  --server-pid PID[,PID..]  the server's pid for /proc figures (RSS of the first; CPU summed over\n"
+          "                            all and reported for each: a cluster's nodes and its Redis)\n"
+          "  --hosts H1,H2,..          fanout: subscribers round-robin over these addresses (same --port),\n"
+          "                            the publisher on --host; durable: publishers round-robin\n"
           "  --key KEY                 switchboard key appId.keyId:secret (default: POST /apps, needs --sandbox)\n"
           "  --password P --user U     peers: Redis AUTH password; MQTT username and password\n"
           "  --server-bin PATH         switchboard binary for the own server (default: this one)\n"
@@ -63,6 +66,8 @@ static void usage(FILE *out) {
           "  --subscribers N    fanout              --window N       fanout: messages in flight;\n"
           "  --payload BYTES    message data size                      durable: publishes in flight per publisher\n"
           "  --publishers N     durable             --channels N     idle: distinct channels (0: one each)\n"
+          "  --pub-rate N       durable: N publishes/s in all, paced every millisecond (ACK latency from\n"
+          "                     when each was due, so a stall is not hidden); 0: as fast as the windows allow\n"
           "  --streams N --rate PER_S --watchers N --agents N       ai: streams, appends/s per stream,\n"
           "                                         subscribers per stream, writer connections\n"
           "  --seconds S        measured time       --warmup S       unmeasured time before it\n"
@@ -124,6 +129,43 @@ static int parse_cpus(const char *s, cpu_set_t *set) {
   return CPU_COUNT(set) ? 0 : -1;
 }
 
+/* --server-pid P or P1,P2,...: the first is the server (RSS); CPU is summed. */
+static int parse_pids(const char *s, bench_opts_t *o) {
+  o->n_server_pids = 0;
+  for (const char *p = s; *p;) {
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (errno || end == p || v < 1 || v > (1L << 30) || o->n_server_pids == BENCH_MAX_PIDS) return -1;
+    o->server_pids[o->n_server_pids++] = (pid_t)v;
+    p = end;
+    if (*p == ',') p++;
+    else if (*p) return -1;
+  }
+  if (!o->n_server_pids) return -1;
+  o->server_pid = o->server_pids[0];
+  return 0;
+}
+
+/* --hosts H1,H2,...: numeric IPv4 (the clients resolve nothing). */
+static int parse_hosts(const char *s, bench_opts_t *o) {
+  free(o->hosts_buf);
+  o->hosts_buf = strdup(s);
+  o->n_hosts = 0;
+  if (!o->hosts_buf) return -1;
+  for (char *save = NULL, *h = strtok_r(o->hosts_buf, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
+    struct in_addr a;
+    if (o->n_hosts == BENCH_MAX_HOSTS || inet_pton(AF_INET, h, &a) != 1) return -1;
+    o->hosts[o->n_hosts++] = h;
+  }
+  return o->n_hosts ? 0 : -1;
+}
+
+const char *bench_spread_host(const bench_t *b, int conn_idx) {
+  const bench_opts_t *o = &b->o;
+  return o->n_hosts ? o->hosts[(conn_idx < 0 ? 0 : conn_idx) % o->n_hosts] : o->host;
+}
+
 static int bad_usage(const char *what, const char *arg) {
   fprintf(stderr, "switchboard bench: %s%s%s\n", what, arg ? ": " : "", arg ? arg : "");
   return 2;
@@ -180,10 +222,11 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
       else return bad_usage("bad --target", v);
     } else if (!strcmp(a, "--port")) iv = &o->port, hi = 65535;
     else if (!strcmp(a, "--server-pid")) {
-      int pid;
-      if (parse_int(v, 1, 1 << 30, &pid)) return bad_usage("bad --server-pid", v);
-      o->server_pid = pid;
-    } else if (!strcmp(a, "--procs")) iv = &o->procs, hi = BENCH_MAX_PROCS;
+      if (parse_pids(v, o)) return bad_usage("bad --server-pid (PID or PID,PID,..., at most 8)", v);
+    } else if (!strcmp(a, "--hosts")) {
+      if (parse_hosts(v, o)) return bad_usage("bad --hosts (IPv4 addresses, comma-separated, at most 16)", v);
+    } else if (!strcmp(a, "--pub-rate")) iv = &o->pub_rate, lo = 0, hi = 1000000;
+    else if (!strcmp(a, "--procs")) iv = &o->procs, hi = BENCH_MAX_PROCS;
     else if (!strcmp(a, "--connections")) iv = &o->conns;
     else if (!strcmp(a, "--concurrency")) iv = &o->concurrency, hi = 10000;
     else if (!strcmp(a, "--subscribers")) iv = &o->subs;
@@ -239,6 +282,9 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv) {
     return bad_usage("--target redis/mosquitto is for fanout and idle", NULL);
   if (o->target != TARGET_SWITCHBOARD && !o->port) return bad_usage("--target needs --port", NULL);
   if (o->settle > 0 && !idle) return bad_usage("--settle is for idle", NULL);
+  if (o->n_hosts && (!o->port || o->target != TARGET_SWITCHBOARD || (strcmp(o->scenario, "fanout") && !durable)))
+    return bad_usage("--hosts is for fanout and durable against running switchboard nodes (give --port)", NULL);
+  if (o->pub_rate && !durable) return bad_usage("--pub-rate is for durable", NULL);
   if (o->settle_window < 0 || o->settle_window > 600) return bad_usage("--settle-window is 1 to 600 seconds", NULL);
   if (o->settle_window == 0) o->settle_window = 10;
   if (o->append_rollup && (strcmp(o->scenario, "ai") || o->port))
@@ -502,7 +548,9 @@ static void worker_main(bench_t *b, const bench_scenario_t *sc, int id) {
 typedef struct pass {
   bench_result_t total;
   double window_s;    /* the measured window */
-  double srv_cpu_s;   /* server CPU in that window */
+  double srv_cpu_s;   /* server CPU in that window (all its processes) */
+  double srv_cpu_each[BENCH_MAX_PIDS]; /* per --server-pid process */
+  int n_pids;
   double load_cpu_s;  /* the load processes' CPU in that window */
   long rss_before_kb; /* before any connection */
   long rss_ready_kb;  /* after setup (idle: all connected and attached) */
@@ -577,6 +625,19 @@ static void settle_rss(const bench_t *b, pid_t spid, pass_t *ps) {
   ps->rss_ready_kb = cur;
 }
 
+/* utime+stime of every server process (--server-pid list, or the one
+ * server): into each[], returns the sum. */
+static double servers_cpu_s(const bench_opts_t *o, double each[BENCH_MAX_PIDS]) {
+  double sum = 0;
+  int n = o->n_server_pids ? o->n_server_pids : (o->server_pid ? 1 : 0);
+  for (int i = 0; i < n; i++) {
+    pid_t p = o->n_server_pids ? o->server_pids[i] : o->server_pid;
+    each[i] = proc_cpu_s(p);
+    sum += each[i];
+  }
+  return sum;
+}
+
 /* Sleeps s seconds, returning early (false) if a worker fails. */
 static bool watch_sleep(bench_shared_t *sh, double s) {
   int64_t end = bench_now_ns() + (int64_t)(s * 1e9);
@@ -623,15 +684,16 @@ static int run_pass(bench_t *b, const bench_scenario_t *sc, pass_t *ps) {
     ps->rss_ready_kb = spid ? proc_rss_kb(spid) : -1;
   }
 
-  double cpu0 = 0, cpu1 = 0;
+  double cpu0 = 0, cpu1 = 0, each0[BENCH_MAX_PIDS] = {0}, each1[BENCH_MAX_PIDS] = {0};
   int64_t t0 = 0, t1 = 0;
+  ps->n_pids = o->n_server_pids ? o->n_server_pids : (spid ? 1 : 0);
   if (!fail) {
     int64_t now = bench_now_ns();
     atomic_store(&sh->run_ns, now);
     if (is_connect) {
       /* The storm is measured from its first connect. */
       atomic_store(&sh->measure_from_ns, now);
-      cpu0 = spid ? proc_cpu_s(spid) : 0;
+      cpu0 = servers_cpu_s(o, each0);
       t0 = now;
     }
     atomic_store(&sh->phase, PH_RUN);
@@ -641,16 +703,16 @@ static int run_pass(bench_t *b, const bench_scenario_t *sc, pass_t *ps) {
       for (int i = 0; i < o->procs; i++)
         if (sh->res[i].t_done_ns > t1) t1 = sh->res[i].t_done_ns;
       if (!t1) t1 = bench_now_ns();
-      cpu1 = spid ? proc_cpu_s(spid) : 0;
+      cpu1 = servers_cpu_s(o, each1);
     } else {
       if (!watch_sleep(sh, o->warmup)) fail = "failed during warm-up";
       t0 = bench_now_ns();
-      cpu0 = spid ? proc_cpu_s(spid) : 0;
+      cpu0 = servers_cpu_s(o, each0);
       atomic_store(&sh->measure_from_ns, t0);
       if (!fail && !watch_sleep(sh, o->seconds)) fail = "failed during the run";
       t1 = bench_now_ns();
       atomic_store(&sh->measure_to_ns, t1);
-      cpu1 = spid ? proc_cpu_s(spid) : 0;
+      cpu1 = servers_cpu_s(o, each1);
     }
     ps->rss_end_kb = spid ? proc_rss_kb(spid) : -1;
     atomic_store(&sh->phase, PH_STOP);
@@ -675,6 +737,7 @@ static int run_pass(bench_t *b, const bench_scenario_t *sc, pass_t *ps) {
 
   ps->window_s = (double)(t1 - t0) / 1e9;
   ps->srv_cpu_s = cpu1 - cpu0;
+  for (int i = 0; i < ps->n_pids; i++) ps->srv_cpu_each[i] = each1[i] - each0[i];
   bench_result_t *tot = &ps->total;
   for (int i = 0; i < o->procs; i++) {
     bench_result_t *r = &sh->res[i];
@@ -729,6 +792,19 @@ static void add_common(json_t *j, const bench_t *b, const pass_t *ps) {
  * this needs a window of seconds. */
 static void add_cost(json_t *j, const char *key, const pass_t *ps, uint64_t ops) {
   if (ops) json_object_set_new(j, key, json_real(round(ps->srv_cpu_s * 1e8 / (double)ops) / 100));
+  /* Several server processes (a cluster and its Redis): each one's share,
+   * as server1_..., server2_... in --server-pid order. */
+  if (ps->n_pids < 2) return;
+  const char *op = strstr(key, "_per_");
+  for (int i = 0; i < ps->n_pids; i++) {
+    char k[96];
+    if (ops && op) {
+      snprintf(k, sizeof k, "server%d_us%s", i + 1, op);
+      json_object_set_new(j, k, json_real(round(ps->srv_cpu_each[i] * 1e8 / (double)ops) / 100));
+    }
+    snprintf(k, sizeof k, "server%d_cpu_pct", i + 1);
+    json_object_set_new(j, k, json_real(ps->window_s > 0 ? r1(100 * ps->srv_cpu_each[i] / ps->window_s) : 0));
+  }
 }
 
 static json_t *report(const bench_t *b, const pass_t *ps) {
@@ -767,6 +843,7 @@ static json_t *report(const bench_t *b, const pass_t *ps) {
     }
   } else if (!strcmp(sc, "fanout")) {
     json_object_set_new(j, "subscribers", json_integer(o->subs));
+    json_object_set_new(j, "hosts", json_integer(o->n_hosts ? o->n_hosts : 1));
     json_object_set_new(j, "payload_bytes", json_integer(o->payload));
     json_object_set_new(j, "window", json_integer(o->window));
     json_object_set_new(j, "seconds", json_real(r1(ps->window_s * 100) / 100));
@@ -779,6 +856,8 @@ static json_t *report(const bench_t *b, const pass_t *ps) {
   } else if (!strcmp(sc, "durable")) {
     json_object_set_new(j, "sync", json_string(b->sync_mode));
     json_object_set_new(j, "publishers", json_integer(o->publishers));
+    json_object_set_new(j, "pub_rate", json_integer(o->pub_rate));
+    json_object_set_new(j, "hosts", json_integer(o->n_hosts ? o->n_hosts : 1));
     json_object_set_new(j, "window", json_integer(o->window));
     json_object_set_new(j, "payload_bytes", json_integer(o->payload));
     json_object_set_new(j, "seconds", json_real(r1(ps->window_s * 100) / 100));
@@ -915,43 +994,49 @@ static void rm_tree(const char *dir) {
   }
 }
 
-int tool_bench(int argc, char **argv) {
-  bench_t b;
-  memset(&b, 0, sizeof b);
-  b.efd = -1;
-  int rc = parse_opts(&b.o, argc, argv);
+static int bench_main(bench_t *b, int argc, char **argv) {
+  int rc = parse_opts(&b->o, argc, argv);
   if (rc) return rc == 1 ? 0 : rc;
-  const bench_scenario_t *sc = find_scenario(b.o.scenario);
+  const bench_scenario_t *sc = find_scenario(b->o.scenario);
   if (!sc) {
-    bad_usage("unknown scenario", b.o.scenario);
+    bad_usage("unknown scenario", b->o.scenario);
     usage(stderr);
     return 2;
   }
   raise_nofile();
-  if ((rc = check_nofile(&b.o))) return rc;
+  if ((rc = check_nofile(&b->o))) return rc;
   signal(SIGPIPE, SIG_IGN);
-  snprintf(b.tmpdir, sizeof b.tmpdir, "/tmp/swbench-XXXXXX");
-  if (!mkdtemp(b.tmpdir)) {
+  snprintf(b->tmpdir, sizeof b->tmpdir, "/tmp/swbench-XXXXXX");
+  if (!mkdtemp(b->tmpdir)) {
     perror("switchboard bench: mkdtemp");
     return 1;
   }
-  b.sh = mmap(NULL, sizeof *b.sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  b.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (b.sh == MAP_FAILED || b.efd < 0) {
+  b->sh = mmap(NULL, sizeof *b->sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (b->sh == MAP_FAILED || b->efd < 0) {
     perror("switchboard bench");
-    rm_tree(b.tmpdir);
+    rm_tree(b->tmpdir);
     return 1;
   }
-  if (!strcmp(sc->name, "durable") && !strcmp(b.o.sync, "both") && !b.o.port) {
-    rc = run_one(&b, sc, "full");
-    rc |= run_one(&b, sc, "normal");
+  if (!strcmp(sc->name, "durable") && !strcmp(b->o.sync, "both") && !b->o.port) {
+    rc = run_one(b, sc, "full");
+    rc |= run_one(b, sc, "normal");
   } else {
     /* An external server keeps its own synchronous setting. */
-    const char *mode = b.o.port ? "server's" : !strcmp(sc->name, "durable") ? b.o.sync : "full";
-    rc = run_one(&b, sc, mode);
+    const char *mode = b->o.port ? "server's" : !strcmp(sc->name, "durable") ? b->o.sync : "full";
+    rc = run_one(b, sc, mode);
   }
-  munmap(b.sh, sizeof *b.sh);
-  close(b.efd);
-  rm_tree(b.tmpdir);
+  munmap(b->sh, sizeof *b->sh);
+  close(b->efd);
+  rm_tree(b->tmpdir);
+  return rc;
+}
+
+int tool_bench(int argc, char **argv) {
+  bench_t b;
+  memset(&b, 0, sizeof b);
+  b.efd = -1;
+  int rc = bench_main(&b, argc, argv);
+  free(b.o.hosts_buf);
   return rc;
 }

@@ -29,6 +29,8 @@
 #include <uv.h>
 
 #define BENCH_MAX_PROCS 16
+#define BENCH_MAX_PIDS 8
+#define BENCH_MAX_HOSTS 16
 /* Log-linear latency histogram in microseconds: exact below 128 us, then
  * 64 sub-buckets per power of two (<= 1.6 % error), up to 2^40 us. */
 #define BENCH_HIST_LINEAR 128
@@ -87,6 +89,17 @@ typedef struct bench_opts {
   const char *host;
   int port;          /* 0: the bench starts its own switchboard */
   pid_t server_pid;  /* the server to watch in /proc (given or started) */
+  /* --server-pid P1,P2,...: every process of the server under test (a
+   * cluster's nodes and its Redis); CPU is summed over them and reported
+   * for each too. server_pids[0] == server_pid. */
+  pid_t server_pids[BENCH_MAX_PIDS];
+  int n_server_pids;
+  /* --hosts H1,H2,...: fanout subscribers (and durable publishers) are
+   * spread round-robin over these; the fanout publisher stays on --host. */
+  const char *hosts[BENCH_MAX_HOSTS];
+  int n_hosts;
+  char *hosts_buf;
+  int pub_rate;      /* durable: total publishes/s, paced (0: as fast as the windows allow) */
   const char *key;   /* switchboard: appId.keyId:secret; else POST /apps */
   const char *user, *password; /* peers: Redis AUTH password, MQTT username/password */
   const char *server_bin;
@@ -223,5 +236,8 @@ extern const bench_scenario_t bench_ai_scenario;
 /* Options every libswitchboard connection of the bench uses. */
 struct sw_options;
 void bench_sw_options(bench_worker_t *w, struct sw_options *o, int conn_idx);
+/* The host a spread connection (fanout subscriber, durable publisher) uses:
+ * --hosts round-robin by conn_idx, else --host. */
+const char *bench_spread_host(const bench_t *b, int conn_idx);
 
 #endif

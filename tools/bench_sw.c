@@ -88,6 +88,9 @@ static void swl_message(sw_channel_t *ch, const sw_message_t *m, void *ud) {
 static int swl_open(swl_t *l, swl_conn_t *k, int conn_idx, const char *channel, bool sub) {
   sw_options_t o;
   bench_sw_options(l->base.w, &o, conn_idx);
+  /* Subscribers spread over --hosts (a cluster's nodes); the publisher
+   * stays on --host. */
+  if (sub) o.host = bench_spread_host(l->base.w->b, conn_idx);
   o.on_state = swl_state;
   o.state_ud = k;
   o.echo = false;
@@ -300,9 +303,18 @@ typedef struct dur {
   int first, n, up, drained;
   bool running;
   char *buf;
+  /* --pub-rate: this worker's share, paced by a 1 ms timer. Publish k is
+   * due at t0 + k / rate; its ACK latency counts from then, so a publish
+   * held back by a full window (a slow server) shows as latency. */
+  double rate;
+  int64_t t0;
+  uint64_t issued;
+  uv_timer_t pace;
+  bool pace_open;
 } dur_t;
 
 static void dur_publish(dpub_t *p);
+static int dur_send(dpub_t *p, int64_t t);
 
 static void dur_acked(sw_channel_t *ch, const sw_errinfo_t *err, const char *const *serials, size_t n, void *ud) {
   dpub_t *p = ud;
@@ -322,26 +334,49 @@ static void dur_acked(sw_channel_t *ch, const sw_errinfo_t *err, const char *con
     w->res->ops++;
     bench_sample(w, &w->res->lat, t, now);
   }
-  if (d->running) dur_publish(p);
-  else if (p->in_flight == 0 && ++d->drained == d->n) bench_done(w);
+  if (d->running) {
+    if (d->rate <= 0) dur_publish(p);
+  } else if (p->in_flight == 0 && ++d->drained == d->n) bench_done(w);
+}
+
+/* One publish on p, its latency counted from t. */
+static int dur_send(dpub_t *p, int64_t t) {
+  dur_t *d = p->d;
+  bench_worker_t *w = d->w;
+  size_t len = (size_t)w->b->o.payload;
+  bench_payload(d->buf, len, ++p->seq, t);
+  sw_message_t m = {.name = "m", .data = d->buf, .data_len = len, .data_type = SW_PAYLOAD_STRING, .action = -1};
+  if (sw_channel_publish_messages(p->ch, &m, 1, dur_acked, p)) {
+    bench_fail(w, "publish failed");
+    return -1;
+  }
+  p->sent_at[p->tail] = t;
+  p->tail = (p->tail + 1) % w->b->o.window;
+  p->in_flight++;
+  w->res->sent++;
+  return 0;
 }
 
 static void dur_publish(dpub_t *p) {
   dur_t *d = p->d;
-  bench_worker_t *w = d->w;
-  size_t len = (size_t)w->b->o.payload;
-  while (d->running && p->in_flight < w->b->o.window) {
-    int64_t now = bench_now_ns();
-    bench_payload(d->buf, len, ++p->seq, now);
-    sw_message_t m = {.name = "m", .data = d->buf, .data_len = len, .data_type = SW_PAYLOAD_STRING, .action = -1};
-    if (sw_channel_publish_messages(p->ch, &m, 1, dur_acked, p)) {
-      bench_fail(w, "publish failed");
-      return;
-    }
-    p->sent_at[p->tail] = now;
-    p->tail = (p->tail + 1) % w->b->o.window;
-    p->in_flight++;
-    w->res->sent++;
+  while (d->running && p->in_flight < d->w->b->o.window)
+    if (dur_send(p, bench_now_ns())) return;
+}
+
+/* --pub-rate: sends every publish due by now, round-robin over this
+ * worker's publishers; one whose window is full holds the rest back until
+ * an ACK frees it (their latency grows: that is the figure). */
+static void dur_pace(uv_timer_t *t) {
+  dur_t *d = t->data;
+  if (!d->running) return;
+  int64_t now = bench_now_ns();
+  uint64_t due = (uint64_t)((double)(now - d->t0) * d->rate / 1e9);
+  while (d->issued < due) {
+    dpub_t *p = &d->pubs[d->issued % (uint64_t)d->n];
+    if (p->in_flight >= d->w->b->o.window) break;
+    int64_t at = d->t0 + (int64_t)((double)d->issued * 1e9 / d->rate);
+    if (dur_send(p, at)) return;
+    d->issued++;
   }
 }
 
@@ -373,6 +408,7 @@ static int durable_setup(bench_worker_t *w) {
     p->sent_at = calloc((size_t)o->window, sizeof *p->sent_at);
     sw_options_t so;
     bench_sw_options(w, &so, p->idx);
+    so.host = bench_spread_host(w->b, p->idx);
     so.on_state = dur_state;
     so.state_ud = p;
     sw_errinfo_t err;
@@ -383,6 +419,12 @@ static int durable_setup(bench_worker_t *w) {
       return -1;
     w->res->conns++;
   }
+  if (o->pub_rate > 0 && d->n > 0) {
+    d->rate = (double)o->pub_rate * d->n / o->publishers;
+    uv_timer_init(&w->loop, &d->pace);
+    d->pace.data = d;
+    d->pace_open = true;
+  }
   if (d->n == 0) bench_ready(w);
   return 0;
 }
@@ -390,17 +432,31 @@ static int durable_setup(bench_worker_t *w) {
 static void durable_run(bench_worker_t *w) {
   dur_t *d = w->state;
   d->running = true;
+  if (d->pace_open) {
+    d->t0 = bench_now_ns();
+    uv_timer_start(&d->pace, dur_pace, 1, 1);
+    return;
+  }
   for (int i = 0; i < d->n; i++) dur_publish(&d->pubs[i]);
 }
 
 static void durable_stop(bench_worker_t *w) {
   dur_t *d = w->state;
   d->running = false;
+  if (d->pace_open) uv_timer_stop(&d->pace);
   d->drained = 0;
   for (int i = 0; i < d->n; i++)
     if (d->pubs[i].in_flight == 0) d->drained++;
   if (d->drained == d->n) bench_done(w);
 }
+
+static void dur_free(dur_t *d) {
+  free(d->pubs);
+  free(d->buf);
+  free(d);
+}
+
+static void dur_pace_closed(uv_handle_t *h) { dur_free(h->data); }
 
 static void durable_teardown(bench_worker_t *w) {
   dur_t *d = w->state;
@@ -409,10 +465,10 @@ static void durable_teardown(bench_worker_t *w) {
     sw_client_free(d->pubs[i].c);
     free(d->pubs[i].sent_at);
   }
-  free(d->pubs);
-  free(d->buf);
-  free(d);
   w->state = NULL;
+  /* The pacing timer lives in d: d goes once it has closed. */
+  if (d->pace_open) uv_close((uv_handle_t *)&d->pace, dur_pace_closed);
+  else dur_free(d);
 }
 
 const bench_scenario_t bench_durable_scenario = {
