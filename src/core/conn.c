@@ -689,7 +689,10 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     u.tried_resume = true;
     u.bad_key = rn < 0 || !key_well_formed(u.rkey);
     if (!u.bad_key) c = find_by_key(srv, u.rkey, u.auth.app);
-    if (!u.bad_key && !c && !conn_held(srv, u.rkey) && resume_remote(&u)) return;
+    if (!u.bad_key && !c && !conn_held(srv, u.rkey) && resume_remote(&u)) {
+      OPENSSL_cleanse(u.rkey, sizeof u.rkey); /* the copy waiting has it */
+      return;
+    }
   }
   if (c) resume_on(&u, c);
   else open_new(&u);

@@ -282,3 +282,34 @@ test('RTN15c6: kill -9 of the node holding a publisher and a subscriber: both re
   assert.deepEqual(pubSeen.map((e) => e.id), pubSeen.map(() => pubId));
   assert.deepEqual(got, acked, 'every acknowledged message exactly once, in order');
 });
+
+test('RTN16d: a recover on another node keeps the connectionId with a new connectionKey; the old key recovers no more', async () => {
+  const a = await rawConnect(1, ''); // node A (0) is killed by the test above
+  const { connectionId } = a.msg;
+  const oldKey = a.msg.connectionDetails.connectionKey;
+  const b = await rawConnect(2, `&recover=${encodeURIComponent(oldKey)}`);
+  assert.equal(b.msg.connectionId, connectionId, 'the same connectionId');
+  assert.equal(b.msg.error, undefined);
+  const newKey = b.msg.connectionDetails.connectionKey;
+  assert.notEqual(newKey, oldKey, 'a new connectionKey');
+  const again = await rawConnect(1, `&recover=${encodeURIComponent(oldKey)}`);
+  assert.notEqual(again.msg.connectionId, connectionId, 'the old key recovers no more');
+  assert.equal(again.msg.error?.code, 80008);
+  const resumed = await rawConnect(1, `&resume=${encodeURIComponent(newKey)}`);
+  assert.equal(resumed.msg.connectionId, connectionId, 'the new key resumes it');
+  for (const x of [a, b, again, resumed]) x.ws.close();
+});
+
+test('RTN12: a connection closed by its client is not resumed on another node (its record is gone)', async () => {
+  const a = await rawConnect(1, '');
+  const key = a.msg.connectionDetails.connectionKey;
+  const closed = new Promise((r) => a.ws.once('message', (d) => r(JSON.parse(String(d)))));
+  a.ws.send(JSON.stringify({ action: 7 })); // CLOSE
+  assert.equal((await withTimeout(closed, 10000, 'CLOSED')).action, 8);
+  a.ws.close();
+  await sleep(200); // the record's DEL is on its way to Redis; the resume below reads after it
+  const b = await rawConnect(2, `&resume=${encodeURIComponent(key)}`);
+  assert.notEqual(b.msg.connectionId, a.msg.connectionId);
+  assert.equal(b.msg.error?.code, 80008);
+  b.ws.close();
+});
