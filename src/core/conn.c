@@ -11,6 +11,7 @@
 #include "auth/key_auth.h"
 #include "core/annotation.h"
 #include "core/channel.h"
+#include "core/bus.h"
 #include "core/mutation.h"
 #include "core/presence.h"
 #include "core/rollup.h"
@@ -21,6 +22,7 @@
 #include "net/http_parse.h"
 #include "net/origin.h"
 #include "net/url.h"
+#include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -556,6 +558,7 @@ static void on_claimed(void *ud, const sw_error_t *err) {
      * channelSerials (RTL4c1) and replay from the shared log. */
     log_ev(SW_LOG_DEBUG, "conn.taken_over", c->id, c->app->id, 0, "connection resumed from another node");
     metrics_inc(SW_M_CONNECTIONS_RESUMED);
+    c->taken_over = srv->bus && bus_shared(srv->bus);
     if (u->recover) new_key(c);
     record_save(c);
     send_connected(c, NULL);
@@ -1121,6 +1124,129 @@ static void stamp_user_claim(sw_conn_t *c, const sw_channel_t *ch, sw_msg_t *msg
   if (msg->extras) json_object_set(msg->extras, "userClaim", claim);
 }
 
+/* ---- RTN19a2 after a take-over ----
+ *
+ * A connection taken over from a node that died may have publishes that
+ * node stored without answering; ably-js resends them (RTN19a) with their
+ * msgSerials, first, in order. Their ids are the server's
+ * (connectionId:msgSerial:index, the same on every node), not in the
+ * idempotency window (which holds ids clients chose), so each publish of
+ * such a connection is first looked for among the channel's latest
+ * RESEND_LOOKBACK messages: found, it is answered with its serials and not
+ * stored again; the first one not found ends the checks (what the dead
+ * node had not stored is a prefix it never reached). Publishes arriving
+ * while checks are in flight are checked too, so that they stay in order
+ * (a bus's reads answer in order). */
+#define RESEND_LOOKBACK 1000
+
+typedef struct resend {
+  sw_server_t *srv;
+  sw_app_t *app; /* never freed while the server runs */
+  char conn_id[SW_CONN_ID_LEN + 1];
+  char *channel;
+  int64_t msg_serial;
+  sw_msg_t *msgs; /* owned until published or answered */
+  size_t n;
+} resend_t;
+
+static void resend_free(resend_t *r) {
+  if (r->msgs) {
+    for (size_t i = 0; i < r->n; i++) msg_clear(&r->msgs[i]);
+    free(r->msgs);
+  }
+  free(r->channel);
+  free(r);
+}
+
+/* The seq of the message whose id is id among rows, or -1. */
+static int64_t rows_find_id(const sw_store_rows_t *rows, const char *id) {
+  size_t idn = strlen(id);
+  for (size_t i = 0; rows && i < rows->n; i++) {
+    const sw_store_row_t *row = &rows->rows[i];
+    if (!row->blob || !memmem(row->blob, row->blob_len, id, idn)) continue;
+    sw_msg_t m = {0};
+    bool same = codec_msg_from_blob(row->blob, row->blob_len, &m) == 0 && m.id && strcmp(m.id, id) == 0;
+    msg_clear(&m);
+    if (same) return row->seq;
+  }
+  return -1;
+}
+
+static void on_resend_read(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  resend_t *r = ud;
+  (void)cursor, (void)more;
+  sw_conn_t *c = conn_find(r->srv, r->conn_id);
+  char id[SW_CONN_ID_LEN + 48];
+  snprintf(id, sizeof id, "%s:%lld:0", r->conn_id, (long long)r->msg_serial);
+  int64_t seq = !err && c ? rows_find_id(rows, id) : -1;
+  store_rows_free(rows);
+  if (!c) {
+    resend_free(r);
+    return;
+  }
+  c->resend_checks--;
+  if (seq >= 0) {
+    /* Stored by the node that died: answered with its serials (the
+     * messages of one publish are consecutive). */
+    char bufs[r->n][SW_SERIAL_LEN + 1];
+    char *serials[r->n];
+    for (size_t i = 0; i < r->n; i++) {
+      serial_format(seq + (int64_t)i, bufs[i]);
+      serials[i] = bufs[i];
+    }
+    log_ev(SW_LOG_INFO, "conn.resend_answered", c->id, c->app->id, 0,
+           "a resent publish the previous node had stored: answered, not stored again (RTN19a2)");
+    conn_publish_done(c, r->msg_serial, NULL, serials, r->n);
+    resend_free(r);
+    return;
+  }
+  c->taken_over = false;
+  sw_error_t perr = {0};
+  sw_channel_t *ch = channel_get(r->srv, r->app, r->channel);
+  sw_publisher_t who = {.conn_id = c->id, .msg_serial = r->msg_serial, .principal = &c->auth};
+  sw_msg_t *msgs = r->msgs;
+  r->msgs = NULL;
+  if (!ch) {
+    for (size_t i = 0; i < r->n; i++) msg_clear(&msgs[i]);
+    free(msgs);
+    errors_set(&perr, SW_E_INTERNAL, "out of memory");
+    conn_publish_done(c, r->msg_serial, &perr, NULL, 0);
+  } else if (channel_publish(ch, msgs, r->n, &who, &perr)) {
+    conn_publish_done(c, r->msg_serial, &perr, NULL, 0);
+  }
+  resend_free(r);
+}
+
+/* Starts the check of a publish (msgs owned by it from now): true, or
+ * false when it cannot (the caller publishes at once). */
+static bool resend_check(sw_conn_t *c, sw_channel_t *ch, sw_msg_t *msgs, size_t n, int64_t serial) {
+  sw_server_t *srv = c->srv;
+  if (!srv->bus || !bus_shared(srv->bus) || c->resend_checks == UINT16_MAX || n > 1000) return false;
+  resend_t *r = calloc(1, sizeof *r);
+  if (!r || !(r->channel = strdup(ch->name))) {
+    free(r);
+    return false;
+  }
+  r->srv = srv;
+  r->app = c->app;
+  snprintf(r->conn_id, sizeof r->conn_id, "%s", c->id);
+  r->msg_serial = serial;
+  sw_bus_range_t q = {.app_id = c->app->id, .channel = ch->name, .after_seq = -1, .before_seq = INT64_MAX,
+                      .forwards = false, .limit = RESEND_LOOKBACK, .now = clock_now_ms(), .end = INT64_MAX};
+  sw_error_t err = {0};
+  c->resend_checks++;
+  r->msgs = msgs;
+  r->n = n;
+  if (bus_read(srv->bus, &q, on_resend_read, r, &err)) {
+    /* Not asked: nothing to wait for (the read's callback never runs). */
+    c->resend_checks--;
+    r->msgs = NULL;
+    resend_free(r);
+    return false;
+  }
+  return true;
+}
+
 static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
   sw_error_t err = {0};
   if (!m->has_msg_serial) {
@@ -1190,6 +1316,7 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
   size_t n = m->n_messages;
   m->messages = NULL;
   m->n_messages = 0;
+  if ((c->taken_over || c->resend_checks) && !msgs[0].id && resend_check(c, ch, msgs, n, serial)) return;
   if (channel_publish(ch, msgs, n, &who, &err)) goto fail;
   return;
 fail:

@@ -76,6 +76,12 @@ typedef struct sw_conn {
   int64_t lost_at;          /* ms when the transport was lost; 0 while bound */
   int64_t remain_present_ms; /* its presence members leave this long after the transport is lost */
   bool presence_left;       /* they have, for the current loss */
+  /* Taken over from another node of a cluster (core/shared.h): its first
+   * publishes may be resends (RTN19a) of ones that node stored without
+   * answering, looked for in the channel's log first (conn.c,
+   * resend_check) until one is not there; resend_checks are in flight. */
+  bool taken_over;
+  uint16_t resend_checks;
   uint64_t last_tx;         /* loop ms of the last frame sent */
   UT_hash_handle hh;
 } sw_conn_t;
