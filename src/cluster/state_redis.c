@@ -27,6 +27,7 @@
 #include "auth/token.h"
 #include "auth/token_request.h"
 #include "cluster/redis_conn.h"
+#include "core/conn.h"
 #include "core/presence.h"
 #include "core/shared.h"
 #include "util/clock.h"
@@ -475,12 +476,196 @@ static void apply_token(state_t *st, const char *id, const char *sealed, int64_t
     log_warn("cluster state: a stored token from another node is not kept here: %s", err.message);
 }
 
+/* ------------------------------------------------ connection records */
+
+/* {conn:<id>}: a hash, hash-tagged by connection (one slot per record):
+ *   k  hex SHA-256 of the connectionKey (the key itself is never stored)
+ *   a  app id
+ *   c  clientId (absent: anonymous)
+ *   n  server id of the node that holds the connection
+ * PX 1.5 connectionStateTtl + 5 s, renewed every half connectionStateTtl
+ * while a node holds it: after that node dies it lives between
+ * connectionStateTtl + 5 s and 1.5 connectionStateTtl + 5 s, so a client
+ * can resume elsewhere for at least connectionStateTtl.
+ * {node:<server id>}:conn: pub/sub, the ids of connections another node
+ * took over, which this node drops (conn_moved). */
+#define CONN_NODE_SUFFIX "}:conn"
+
+/* Saves a record whole: stale fields (a clientId) never survive. */
+static const char CONN_SAVE_SCRIPT[] =
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 2))\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+    "return 1\n";
+
+/* Forgets a record only if this node (ARGV[1]) still holds it. */
+static const char CONN_FORGET_SCRIPT[] =
+    "if redis.call('HGET', KEYS[1], 'n') == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
+/* Moves a record from node ARGV[1] to ARGV[2] if ARGV[1] still holds it
+ * (two nodes taking one connection over at once: one wins), renews it and
+ * tells the old node, unless it is this one. 1, or 0 when it is gone or
+ * taken. */
+static const char CONN_CLAIM_SCRIPT[] =
+    "if redis.call('HGET', KEYS[1], 'n') ~= ARGV[1] then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'n', ARGV[2])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "if ARGV[1] ~= ARGV[2] then redis.call('PUBLISH', '{node:' .. ARGV[1] .. '" CONN_NODE_SUFFIX "', ARGV[4]) end\n"
+    "return 1\n";
+
+static void conn_key(char *out, size_t cap, const char *id) {
+  snprintf(out, cap, "{conn:%s}", id);
+}
+
+static void node_channel(char *out, size_t cap, const char *server_id) {
+  snprintf(out, cap, "{node:%s" CONN_NODE_SUFFIX, server_id);
+}
+
+static void conn_ttl(const state_t *st, char out[24]) {
+  int64_t ttl = st->srv->cfg->limits.connection_state_ttl;
+  snprintf(out, 24, "%lld", (long long)(ttl + ttl / 2 + 5000));
+}
+
+static void on_conn_write(void *ud, const redisReply *r, int rc) {
+  (void)ud;
+  if (!rc && r->type == REDIS_REPLY_ERROR) log_warn("cluster state: Redis refused a connection record: %s", r->str);
+}
+
+static void r_conn_save(void *impl, sw_server_t *srv, const char *id, const char *key_hash, const char *app_id,
+                        const char *client_id) {
+  state_t *st = impl;
+  if (st->closing) return;
+  char key[64], ttl[24];
+  conn_key(key, sizeof key, id);
+  conn_ttl(st, ttl);
+  const char *argv[] = {"EVAL", CONN_SAVE_SCRIPT, "1", key, ttl, "k", key_hash, "a", app_id, "n", srv->server_id,
+                        "c", client_id};
+  /* Not sent (Redis down): that connection can only resume on this node. */
+  cmd_sendv(st, on_conn_write, NULL, client_id ? 13 : 11, argv, NULL);
+}
+
+static void r_conn_touch(void *impl, sw_server_t *srv, const char *id) {
+  state_t *st = impl;
+  (void)srv;
+  if (st->closing) return;
+  char key[64], ttl[24];
+  conn_key(key, sizeof key, id);
+  conn_ttl(st, ttl);
+  const char *argv[] = {"PEXPIRE", key, ttl};
+  cmd_sendv(st, on_ignored, NULL, 3, argv, NULL);
+}
+
+static void r_conn_forget(void *impl, sw_server_t *srv, const char *id) {
+  state_t *st = impl;
+  /* Shutting down: records stay, so that clients resume on other nodes. */
+  if (st->closing || srv->shutting_down) return;
+  char key[64];
+  conn_key(key, sizeof key, id);
+  const char *argv[] = {"EVAL", CONN_FORGET_SCRIPT, "1", key, srv->server_id};
+  cmd_sendv(st, on_ignored, NULL, 5, argv, NULL);
+}
+
+typedef struct conn_req {
+  sw_shared_conn_fn load_done;
+  sw_shared_done_fn done;
+  void *ud;
+} conn_req_t;
+
+/* The field f of an HGETALL reply (a flat array), or NULL. */
+static const char *reply_field(const redisReply *r, const char *f) {
+  for (size_t i = 0; i + 1 < r->elements; i += 2)
+    if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, f) == 0 &&
+        r->element[i + 1]->type == REDIS_REPLY_STRING)
+      return r->element[i + 1]->str;
+  return NULL;
+}
+
+static void on_conn_loaded(void *ud, const redisReply *r, int rc) {
+  conn_req_t *q = ud;
+  sw_error_t err = {0};
+  if (rc || r->type != REDIS_REPLY_ARRAY) {
+    if (rc) set_conn_error(&err, rc);
+    else errors_set(&err, SW_E_INTERNAL, "the cluster state (Redis) refused to read a connection record");
+    q->load_done(q->ud, NULL, &err);
+  } else if (r->elements == 0) {
+    q->load_done(q->ud, NULL, &err);
+  } else {
+    sw_conn_record_t rec = {.app_id = reply_field(r, "a"), .key_hash = reply_field(r, "k"),
+                            .client_id = reply_field(r, "c"), .node = reply_field(r, "n")};
+    q->load_done(q->ud, &rec, &err);
+  }
+  free(q);
+}
+
+static void r_conn_load(void *impl, sw_server_t *srv, const char *id, sw_shared_conn_fn done, void *ud) {
+  state_t *st = impl;
+  (void)srv;
+  sw_error_t err = {0};
+  conn_req_t *q = calloc(1, sizeof *q);
+  int rc = -ENOMEM;
+  if (q && !st->closing) {
+    q->load_done = done;
+    q->ud = ud;
+    char key[64];
+    conn_key(key, sizeof key, id);
+    const char *argv[] = {"HGETALL", key};
+    if ((rc = cmd_sendv(st, on_conn_loaded, q, 2, argv, NULL)) == 0) return;
+  }
+  free(q);
+  set_conn_error(&err, rc);
+  done(ud, NULL, &err);
+}
+
+static void on_conn_claimed(void *ud, const redisReply *r, int rc) {
+  conn_req_t *q = ud;
+  sw_error_t err = {0};
+  if (rc) set_conn_error(&err, rc);
+  else if (r->type == REDIS_REPLY_ERROR) errors_set(&err, SW_E_INTERNAL, "the cluster state (Redis) refused a claim");
+  else if (r->type != REDIS_REPLY_INTEGER || r->integer != 1)
+    errors_set(&err, SW_E_RESUME_FAILED, "unable to resume connection: taken over by another node");
+  q->done(q->ud, &err);
+  free(q);
+}
+
+static void r_conn_claim(void *impl, sw_server_t *srv, const char *id, const char *from_node, sw_shared_done_fn done,
+                         void *ud) {
+  state_t *st = impl;
+  sw_error_t err = {0};
+  conn_req_t *q = calloc(1, sizeof *q);
+  int rc = -ENOMEM;
+  if (q && !st->closing) {
+    q->done = done;
+    q->ud = ud;
+    char key[64], ttl[24];
+    conn_key(key, sizeof key, id);
+    conn_ttl(st, ttl);
+    const char *argv[] = {"EVAL", CONN_CLAIM_SCRIPT, "1", key, from_node, srv->server_id, ttl, id};
+    if ((rc = cmd_sendv(st, on_conn_claimed, q, 8, argv, NULL)) == 0) return;
+  }
+  free(q);
+  set_conn_error(&err, rc);
+  done(ud, &err);
+}
+
+/* A message on this node's channel: a connection taken over elsewhere. */
+static void on_node_message(state_t *st, const char *payload, size_t len) {
+  char id[SW_CONN_ID_LEN + 1];
+  if (len == 0 || len > SW_CONN_ID_LEN) return;
+  memcpy(id, payload, len);
+  id[len] = '\0';
+  conn_moved(st->srv, id);
+}
+
 /* ------------------------------------------------------ announcements */
 
 static void on_message(void *ud, const char *channel, size_t channel_len, const char *payload, size_t len) {
   state_t *st = ud;
-  (void)channel, (void)channel_len;
   if (st->closing) return;
+  if (channel_len != strlen(STATE_CHANNEL) || memcmp(channel, STATE_CHANNEL, channel_len) != 0) {
+    on_node_message(st, payload, len);
+    return;
+  }
   json_t *m = json_loadb(payload, len, 0, NULL);
   const char *t = json_string_value(json_object_get(m, "t"));
   const char *from = json_string_value(json_object_get(m, "n"));
@@ -791,7 +976,7 @@ static void on_cmd_state(void *ud, bool up, const char *why) {
 }
 
 static void on_subscribed(void *ud, const char *channel, size_t len) {
-  (void)channel, (void)len;
+  if (len != strlen(STATE_CHANNEL) || memcmp(channel, STATE_CHANNEL, len) != 0) return; /* the node's channel */
   /* Announcements made while unsubscribed never arrive: load everything. */
   want_reload(ud);
 }
@@ -877,6 +1062,11 @@ static const sw_shared_ops_t REDIS_STATE_OPS = {
     .token_put = r_token_put,
     .close = r_close,
     .free = r_free,
+    .conn_save = r_conn_save,
+    .conn_touch = r_conn_touch,
+    .conn_forget = r_conn_forget,
+    .conn_load = r_conn_load,
+    .conn_claim = r_conn_claim,
 };
 
 int state_redis_install(sw_server_t *srv, const sw_state_redis_opts_t *o) {
@@ -904,6 +1094,11 @@ int state_redis_install(sw_server_t *srv, const sw_state_redis_opts_t *o) {
     rc = redis_conn_open(srv->loop, &co, &st->sub);
   }
   if (rc == 0) rc = redis_conn_subscribe(st->sub, STATE_CHANNEL, strlen(STATE_CHANNEL));
+  if (rc == 0) {
+    char node[96];
+    node_channel(node, sizeof node, srv->server_id);
+    rc = redis_conn_subscribe(st->sub, node, strlen(node));
+  }
   if (rc) {
     fprintf(stderr, "switchboard: cannot use Redis at %s: %s\n", st->url_redacted, strerror(-rc));
     if (st->cmd) redis_conn_close(st->cmd);

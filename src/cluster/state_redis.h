@@ -21,6 +21,8 @@
  *   {app:<id>}:revoked      hash    "<keyName>\n<type>\n<value>" -> "<issuedBefore>:<appliesAt>"
  *   {app:<id>}:tokens       hash    <reference id> -> "<expires>:<sealed token>"
  *   {app:<id>}:nonce:<h>    string  h = hex SHA-256 of keyName NUL nonce NUL timestamp; PX 2 windows
+ *   {conn:<id>}             hash    a connection record (k key hash, a app, c clientId, n node); PX
+ *   {node:<server id>}:conn pub/sub ids of this node's connections another node took over
  *
  * Loop thread only. */
 #ifndef SW_CLUSTER_STATE_REDIS_H

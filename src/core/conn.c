@@ -1,6 +1,7 @@
 #include "core/conn.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "auth/key_auth.h"
 #include "core/annotation.h"
 #include "core/channel.h"
+#include "core/bus.h"
 #include "core/mutation.h"
 #include "core/presence.h"
 #include "core/rollup.h"
@@ -20,6 +22,7 @@
 #include "net/http_parse.h"
 #include "net/origin.h"
 #include "net/url.h"
+#include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -50,6 +53,9 @@
  * doubling and then freed. A buffer grown past SCRATCH_KEEP by a large
  * message is released after it. */
 #define SCRATCH_KEEP (64 * 1024)
+
+/* The period of conn_tick (server.c's TICK_MS). */
+#define CONN_TICK_MS 250
 
 sw_frame_t *pmsg_frame(sw_format_t fmt, const sw_pmsg_t *m) {
   static _Thread_local sw_buf_t scratch;
@@ -354,6 +360,8 @@ void conn_attachment_remove(sw_conn_t *c, const sw_attach_t *a) {
 }
 
 void conn_destroy(sw_conn_t *c) {
+  const sw_shared_ops_t *ops = c->srv->shared.ops;
+  if (ops && ops->conn_forget) ops->conn_forget(c->srv->shared.impl, c->srv, c->id);
   while (c->n_att) channel_detach(conn_attachment_at(c, 0));
   if (c->sock) {
     c->sock->conn = NULL;
@@ -543,15 +551,250 @@ static bool same_client_id(const char *a, const char *b) {
   return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* What an upgrade asks for, checked: kept while a resume waits for the
+ * record of a connection held by another node (conn_load). */
+typedef struct upgrade {
+  sw_sock_t *s;
+  sw_format_t fmt;
+  bool echo, heartbeats;
+  bool tried_resume, bad_key, recover;
+  int rollup_ms;
+  int64_t remain_present;
+  sw_principal_t auth; /* owned until adopted */
+  char *client_id;     /* owned until adopted */
+  char rkey[80];       /* the resume or recover key */
+  char id[SW_CONN_ID_LEN + 1];
+} upgrade_t;
+
+static void upgrade_clear(upgrade_t *u) {
+  principal_clear(&u->auth);
+  free(u->client_id);
+  u->client_id = NULL;
+  OPENSSL_cleanse(u->rkey, sizeof u->rkey);
+}
+
+/* The hex SHA-256 of a connectionKey: what a connection record keeps, so
+ * that whoever reads Redis cannot take a connection over. */
+static void key_hash(const char *key, char out[65]) {
+  unsigned char md[32];
+  unsigned int n = 0;
+  EVP_Digest(key, strlen(key), md, &n, EVP_sha256(), NULL);
+  for (unsigned int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Writes c's record for the other nodes (no-op on one node). */
+static void record_save(sw_conn_t *c) {
+  const sw_shared_ops_t *ops = c->srv->shared.ops;
+  if (!ops || !ops->conn_save) return;
+  char h[65], key[SW_CONN_ID_LEN + 18];
+  conn_key(c, key);
+  key_hash(key, h);
+  OPENSSL_cleanse(key, sizeof key);
+  ops->conn_save(c->srv->shared.impl, c->srv, c->id, h, c->app->id, c->client_id);
+}
+
+/* Resumes (or recovers) connection c on u's socket. */
+static void resume_on(upgrade_t *u, sw_conn_t *c) {
+  sw_error_t err = {0};
+  if (!same_client_id(c->client_id, u->client_id)) {
+    errors_set(&err, SW_E_INCOMPATIBLE_CREDENTIALS, "a resumed connection keeps its clientId");
+    upgrade_clear(u);
+    refuse(u->s, u->fmt, &err);
+    return;
+  }
+  free(u->client_id);
+  u->client_id = NULL;
+  replace_auth(c, u->auth);
+  memset(&u->auth, 0, sizeof u->auth);
+  adopt_auth(c);
+  bind_transport(c, u->s, u->fmt, u->echo, u->heartbeats);
+  c->append_rollup_ms = u->rollup_ms;
+  c->remain_present_ms = u->remain_present;
+  c->presence_left = false;
+  /* RTN16d: a recovered connection gets a new connectionKey, so a
+   * recovery key (which holds the old one) recovers it once. A resume
+   * keeps its key: a client whose CONNECTED was lost retries with it. */
+  if (u->recover) {
+    new_key(c);
+    record_save(c);
+  }
+  log_ev(SW_LOG_DEBUG, "conn.resumed", c->id, c->app->id, 0, "connection resumed");
+  metrics_inc(SW_M_CONNECTIONS_RESUMED);
+  send_connected(c, NULL);
+}
+
+/* A new connection: id given (taken over from another node, with the
+ * client's key) or made here. NULL after refusing (out of memory). */
+static sw_conn_t *conn_new(upgrade_t *u, const char *id) {
+  sw_server_t *srv = u->s->srv;
+  sw_conn_t *c = conn_map_reserve(&srv->conns) ? NULL : calloc(1, sizeof *c);
+  if (!c || (id ? (snprintf(c->id, sizeof c->id, "%s", id), 0) : app_random_id(c->id, 12))) {
+    sw_error_t err;
+    free(c);
+    upgrade_clear(u);
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    refuse(u->s, u->fmt, &err);
+    return NULL;
+  }
+  /* Taken over: the client's key (well formed: its record matched), so
+   * only its secret is kept, as for every connection. */
+  if (id) snprintf(c->secret, sizeof c->secret, "%s", strchr(u->rkey, '!') + 1);
+  else new_key(c);
+  c->srv = srv;
+  c->auth = u->auth;
+  memset(&u->auth, 0, sizeof u->auth);
+  c->app = c->auth.app;
+  c->client_id = u->client_id;
+  u->client_id = NULL;
+  share_client_id(c);
+  adopt_auth(c);
+  map_add(&srv->conns, c);
+  bind_transport(c, u->s, u->fmt, u->echo, u->heartbeats);
+  c->append_rollup_ms = u->rollup_ms;
+  c->remain_present_ms = u->remain_present;
+  return c;
+}
+
+/* A connection that could not be resumed or recovered, or none asked:
+ * a new one (RTN15c7: with the reason continuity was lost). */
+static void open_new(upgrade_t *u) {
+  sw_conn_t *c = conn_new(u, NULL);
+  if (!c) return;
+  metrics_inc(SW_M_CONNECTIONS_OPENED);
+  record_save(c);
+  log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id,
+         u->bad_key ? SW_E_INVALID_CONNECTION_KEY : u->tried_resume ? SW_E_RESUME_FAILED : 0, "connection opened");
+  sw_error_t err = {0};
+  if (u->tried_resume) {
+    if (u->bad_key) errors_set(&err, SW_E_INVALID_CONNECTION_KEY, "invalid connection key: a new connection was made");
+    else errors_set(&err, SW_E_RESUME_FAILED, "unable to resume connection: not found or expired");
+    send_connected(c, &err);
+  } else {
+    send_connected(c, NULL);
+  }
+}
+
+/* ---- resume of a connection another node holds (a cluster) ----
+ *
+ * The socket is held (sock_ref) while its record is read and claimed;
+ * both are Redis commands, bounded by its command timeout. The client
+ * sends nothing before CONNECTED (RTN2), so nothing waits but the socket. */
+
+/* Ends the wait: the socket is bound (made live) or refused by now. */
+static void remote_done(upgrade_t *u) {
+  sw_sock_t *s = u->s;
+  if (s->conn && !s->closing) sock_ws_bound(s);
+  upgrade_clear(u);
+  sock_unref(s);
+  free(u);
+}
+
+/* Whether the wait is still worth finishing. */
+static bool remote_alive(const upgrade_t *u) {
+  return !u->s->closing && !u->s->srv->shutting_down;
+}
+
+static void on_claimed(void *ud, const sw_error_t *err) {
+  upgrade_t *u = ud;
+  sw_server_t *srv = u->s->srv;
+  if (!remote_alive(u)) {
+    remote_done(u);
+    return;
+  }
+  sw_conn_t *c = conn_find(srv, u->id);
+  if (err->code) {
+    open_new(u);
+  } else if (c) {
+    /* It came back here meanwhile: the local check, as always. */
+    if (find_by_key(srv, u->rkey, u->auth.app)) resume_on(u, c);
+    else open_new(u);
+  } else if ((c = conn_new(u, u->id))) {
+    /* The connectionId is kept (RTN15c6); channels re-attach from their
+     * channelSerials (RTL4c1) and replay from the shared log. */
+    log_ev(SW_LOG_DEBUG, "conn.taken_over", c->id, c->app->id, 0, "connection resumed from another node");
+    metrics_inc(SW_M_CONNECTIONS_RESUMED);
+    c->taken_over = srv->bus && bus_shared(srv->bus);
+    if (u->recover) new_key(c);
+    record_save(c);
+    send_connected(c, NULL);
+  }
+  remote_done(u);
+}
+
+static void on_record(void *ud, const sw_conn_record_t *rec, const sw_error_t *err) {
+  upgrade_t *u = ud;
+  sw_server_t *srv = u->s->srv;
+  if (!remote_alive(u)) {
+    remote_done(u);
+    return;
+  }
+  sw_conn_t *c = conn_find(srv, u->id);
+  if (c) {
+    /* It came back to this node meanwhile: the local check, as always. */
+    if (find_by_key(srv, u->rkey, u->auth.app)) resume_on(u, c);
+    else open_new(u);
+    remote_done(u);
+    return;
+  }
+  char h[65];
+  key_hash(u->rkey, h);
+  bool ok = !err->code && rec && rec->key_hash && rec->app_id && rec->node && strlen(rec->key_hash) == 64 &&
+            CRYPTO_memcmp(h, rec->key_hash, 64) == 0 && strcmp(rec->app_id, u->auth.app->id) == 0;
+  if (!ok) {
+    open_new(u);
+    remote_done(u);
+    return;
+  }
+  if (!same_client_id(rec->client_id, u->client_id)) {
+    sw_error_t e;
+    errors_set(&e, SW_E_INCOMPATIBLE_CREDENTIALS, "a resumed connection keeps its clientId");
+    refuse(u->s, u->fmt, &e);
+    remote_done(u);
+    return;
+  }
+  srv->shared.ops->conn_claim(srv->shared.impl, srv, u->id, rec->node, on_claimed, u);
+}
+
+/* Whether this node holds the connection key names (whatever its secret):
+ * then it is this node's to answer, never another's. */
+static bool conn_held(sw_server_t *srv, const char *key) {
+  char id[SW_CONN_ID_LEN + 1];
+  snprintf(id, sizeof id, "%.*s", (int)strcspn(key, "!"), key);
+  return conn_find(srv, id) != NULL;
+}
+
+/* Asks the other nodes for connection u->rkey: true when the answer will
+ * come (u is then theirs), false when there is no one to ask. */
+static bool resume_remote(upgrade_t *u) {
+  sw_server_t *srv = u->s->srv;
+  const sw_shared_ops_t *ops = srv->shared.ops;
+  if (!ops || !ops->conn_load || !ops->conn_claim) return false;
+  upgrade_t *h = malloc(sizeof *h);
+  if (!h) return false;
+  *h = *u;
+  const char *bang = strchr(h->rkey, '!');
+  snprintf(h->id, sizeof h->id, "%.*s", (int)(bang - h->rkey), h->rkey);
+  sock_ref(h->s);
+  ops->conn_load(srv->shared.impl, srv, h->id, on_record, h);
+  return true;
+}
+
+void conn_moved(sw_server_t *srv, const char *id) {
+  sw_conn_t *c = conn_find(srv, id);
+  if (!c) return;
+  log_ev(SW_LOG_DEBUG, "conn.moved", c->id, c->app->id, 0, "connection taken over by another node");
+  conn_destroy(c); /* its record is the other node's now: conn_forget leaves it */
+}
+
 void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   sw_server_t *srv = s->srv;
   sw_slice_t q = req->query;
   sw_error_t err = {0};
   char buf[64];
+  upgrade_t u = {.s = s, .fmt = SW_FMT_MSGPACK}; /* RTN2a */
 
-  sw_format_t fmt = SW_FMT_MSGPACK; /* RTN2a */
   if (url_query_get(q, "format", buf, sizeof buf) >= 0) {
-    if (strcmp(buf, "json") == 0) fmt = SW_FMT_JSON;
+    if (strcmp(buf, "json") == 0) u.fmt = SW_FMT_JSON;
     else if (strcmp(buf, "msgpack") != 0) {
       errors_set(&err, SW_E_INVALID_PARAM, "unsupported format %.32s", buf);
       refuse(s, SW_FMT_JSON, &err);
@@ -563,108 +806,55 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
     double v = strtod(buf, &end);
     if (*end || end == buf || v < MIN_PROTOCOL_VERSION || v > MAX_PROTOCOL_VERSION) {
       errors_set(&err, SW_E_BAD_PROTOCOL_VERSION, "unsupported protocol version %.16s", buf);
-      refuse(s, fmt, &err);
+      refuse(s, u.fmt, &err);
       return;
     }
   }
 
-  sw_principal_t auth;
-  if (conn_credentials(s, req, &auth, &err)) {
-    refuse(s, fmt, &err);
+  if (conn_credentials(s, req, &u.auth, &err)) {
+    refuse(s, u.fmt, &err);
     return;
   }
   char requested[256];
   ssize_t cn = url_query_get(q, "clientId", requested, sizeof requested);
-  char *client_id = NULL;
   if (cn == -2) errors_set(&err, SW_E_INVALID_CLIENT_ID, "invalid clientId");
-  else principal_client_id(&auth, cn >= 0 ? requested : NULL, &client_id, &err);
+  else principal_client_id(&u.auth, cn >= 0 ? requested : NULL, &u.client_id, &err);
   if (err.code) {
-    principal_clear(&auth);
-    refuse(s, fmt, &err);
+    upgrade_clear(&u);
+    refuse(s, u.fmt, &err);
     return;
   }
-  bool echo = query_flag(q, "echo", true);
-  bool heartbeats = query_flag(q, "heartbeats", false);
-  int64_t remain_present = REMAIN_PRESENT_DEFAULT_MS;
+  u.echo = query_flag(q, "echo", true);
+  u.heartbeats = query_flag(q, "heartbeats", false);
+  u.remain_present = REMAIN_PRESENT_DEFAULT_MS;
   if (url_query_get(q, "remainPresentFor", buf, sizeof buf) > 0) {
     char *end;
     long long v = strtoll(buf, &end, 10);
-    if (!*end && v >= 0) remain_present = v;
+    if (!*end && v >= 0) u.remain_present = v;
   }
   /* Ably's transportParams: {appendRollupWindow: ms} (core/rollup.h). */
-  int rollup_ms = rollup_window_param(url_query_get(q, "appendRollupWindow", buf, sizeof buf) >= 0 ? buf : NULL,
-                                      (int)srv->cfg->limits.append_rollup_window);
+  u.rollup_ms = rollup_window_param(url_query_get(q, "appendRollupWindow", buf, sizeof buf) >= 0 ? buf : NULL,
+                                    (int)srv->cfg->limits.append_rollup_window);
 
   /* RTN15b / RTN16k: resume or recover an existing connection. A resume
    * may bring a new token (the old one may have expired, RTN15h), but not
-   * another identity. */
-  char rkey[80];
+   * another identity. A connection this node does not hold may be held by
+   * another node of a cluster: its record is asked for (resume_remote). */
   sw_conn_t *c = NULL;
-  bool tried_resume = false, bad_key = false, recover = false;
-  ssize_t rn = url_query_get(q, "resume", rkey, sizeof rkey);
-  if (rn == -1) recover = (rn = url_query_get(q, "recover", rkey, sizeof rkey)) != -1;
+  ssize_t rn = url_query_get(q, "resume", u.rkey, sizeof u.rkey);
+  if (rn == -1) u.recover = (rn = url_query_get(q, "recover", u.rkey, sizeof u.rkey)) != -1;
   if (rn != -1) {
-    tried_resume = true;
-    bad_key = rn < 0 || !key_well_formed(rkey);
-    if (!bad_key) c = find_by_key(srv, rkey, auth.app);
-  }
-  if (c) {
-    if (!same_client_id(c->client_id, client_id)) {
-      errors_set(&err, SW_E_INCOMPATIBLE_CREDENTIALS, "a resumed connection keeps its clientId");
-      principal_clear(&auth);
-      free(client_id);
-      refuse(s, fmt, &err);
+    u.tried_resume = true;
+    u.bad_key = rn < 0 || !key_well_formed(u.rkey);
+    if (!u.bad_key) c = find_by_key(srv, u.rkey, u.auth.app);
+    if (!u.bad_key && !c && !conn_held(srv, u.rkey) && resume_remote(&u)) {
+      OPENSSL_cleanse(u.rkey, sizeof u.rkey); /* the copy waiting has it */
       return;
     }
-    free(client_id);
-    replace_auth(c, auth);
-    adopt_auth(c);
-    bind_transport(c, s, fmt, echo, heartbeats);
-    c->append_rollup_ms = rollup_ms;
-    c->remain_present_ms = remain_present;
-    c->presence_left = false;
-    /* RTN16d: a recovered connection gets a new connectionKey, so a
-     * recovery key (which holds the old one) recovers it once. A resume
-     * keeps its key: a client whose CONNECTED was lost retries with it. */
-    if (recover) new_key(c);
-    log_ev(SW_LOG_DEBUG, "conn.resumed", c->id, c->app->id, 0, "connection resumed");
-    metrics_inc(SW_M_CONNECTIONS_RESUMED);
-    send_connected(c, NULL);
-    return;
   }
-
-  c = conn_map_reserve(&srv->conns) ? NULL : calloc(1, sizeof *c);
-  if (!c || app_random_id(c->id, 12)) {
-    free(c);
-    free(client_id);
-    principal_clear(&auth);
-    errors_set(&err, SW_E_INTERNAL, "out of memory");
-    refuse(s, fmt, &err);
-    return;
-  }
-  new_key(c);
-  c->srv = srv;
-  c->auth = auth;
-  c->app = auth.app;
-  c->client_id = client_id;
-  share_client_id(c);
-  adopt_auth(c);
-  map_add(&srv->conns, c);
-  metrics_inc(SW_M_CONNECTIONS_OPENED);
-  bind_transport(c, s, fmt, echo, heartbeats);
-  c->append_rollup_ms = rollup_ms;
-  c->remain_present_ms = remain_present;
-  log_ev(SW_LOG_DEBUG, "conn.opened", c->id, c->app->id,
-         bad_key ? SW_E_INVALID_CONNECTION_KEY : tried_resume ? SW_E_RESUME_FAILED : 0,
-         "connection opened");
-  if (tried_resume) {
-    /* RTN15c7: a new connection, with the reason continuity was lost. */
-    if (bad_key) errors_set(&err, SW_E_INVALID_CONNECTION_KEY, "invalid connection key: a new connection was made");
-    else errors_set(&err, SW_E_RESUME_FAILED, "unable to resume connection: not found or expired");
-    send_connected(c, &err);
-  } else {
-    send_connected(c, NULL);
-  }
+  if (c) resume_on(&u, c);
+  else open_new(&u);
+  OPENSSL_cleanse(u.rkey, sizeof u.rkey);
 }
 
 /* The name capabilities are checked against: a derived channel's base. */
@@ -1085,6 +1275,129 @@ static void stamp_user_claim(sw_conn_t *c, const sw_channel_t *ch, sw_msg_t *msg
   if (msg->extras) json_object_set(msg->extras, "userClaim", claim);
 }
 
+/* ---- RTN19a2 after a take-over ----
+ *
+ * A connection taken over from a node that died may have publishes that
+ * node stored without answering; ably-js resends them (RTN19a) with their
+ * msgSerials, first, in order. Their ids are the server's
+ * (connectionId:msgSerial:index, the same on every node), not in the
+ * idempotency window (which holds ids clients chose), so each publish of
+ * such a connection is first looked for among the channel's latest
+ * RESEND_LOOKBACK messages: found, it is answered with its serials and not
+ * stored again; the first one not found ends the checks (what the dead
+ * node had not stored is a prefix it never reached). Publishes arriving
+ * while checks are in flight are checked too, so that they stay in order
+ * (a bus's reads answer in order). */
+#define RESEND_LOOKBACK 1000
+
+typedef struct resend {
+  sw_server_t *srv;
+  sw_app_t *app; /* never freed while the server runs */
+  char conn_id[SW_CONN_ID_LEN + 1];
+  char *channel;
+  int64_t msg_serial;
+  sw_msg_t *msgs; /* owned until published or answered */
+  size_t n;
+} resend_t;
+
+static void resend_free(resend_t *r) {
+  if (r->msgs) {
+    for (size_t i = 0; i < r->n; i++) msg_clear(&r->msgs[i]);
+    free(r->msgs);
+  }
+  free(r->channel);
+  free(r);
+}
+
+/* The seq of the message whose id is id among rows, or -1. */
+static int64_t rows_find_id(const sw_store_rows_t *rows, const char *id) {
+  size_t idn = strlen(id);
+  for (size_t i = 0; rows && i < rows->n; i++) {
+    const sw_store_row_t *row = &rows->rows[i];
+    if (!row->blob || !memmem(row->blob, row->blob_len, id, idn)) continue;
+    sw_msg_t m = {0};
+    bool same = codec_msg_from_blob(row->blob, row->blob_len, &m) == 0 && m.id && strcmp(m.id, id) == 0;
+    msg_clear(&m);
+    if (same) return row->seq;
+  }
+  return -1;
+}
+
+static void on_resend_read(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  resend_t *r = ud;
+  (void)cursor, (void)more;
+  sw_conn_t *c = conn_find(r->srv, r->conn_id);
+  char id[SW_CONN_ID_LEN + 48];
+  snprintf(id, sizeof id, "%s:%lld:0", r->conn_id, (long long)r->msg_serial);
+  int64_t seq = !err && c ? rows_find_id(rows, id) : -1;
+  store_rows_free(rows);
+  if (!c) {
+    resend_free(r);
+    return;
+  }
+  c->resend_checks--;
+  if (seq >= 0) {
+    /* Stored by the node that died: answered with its serials (the
+     * messages of one publish are consecutive). */
+    char bufs[r->n][SW_SERIAL_LEN + 1];
+    char *serials[r->n];
+    for (size_t i = 0; i < r->n; i++) {
+      serial_format(seq + (int64_t)i, bufs[i]);
+      serials[i] = bufs[i];
+    }
+    log_ev(SW_LOG_INFO, "conn.resend_answered", c->id, c->app->id, 0,
+           "a resent publish the previous node had stored: answered, not stored again (RTN19a2)");
+    conn_publish_done(c, r->msg_serial, NULL, serials, r->n);
+    resend_free(r);
+    return;
+  }
+  c->taken_over = false;
+  sw_error_t perr = {0};
+  sw_channel_t *ch = channel_get(r->srv, r->app, r->channel);
+  sw_publisher_t who = {.conn_id = c->id, .msg_serial = r->msg_serial, .principal = &c->auth};
+  sw_msg_t *msgs = r->msgs;
+  r->msgs = NULL;
+  if (!ch) {
+    for (size_t i = 0; i < r->n; i++) msg_clear(&msgs[i]);
+    free(msgs);
+    errors_set(&perr, SW_E_INTERNAL, "out of memory");
+    conn_publish_done(c, r->msg_serial, &perr, NULL, 0);
+  } else if (channel_publish(ch, msgs, r->n, &who, &perr)) {
+    conn_publish_done(c, r->msg_serial, &perr, NULL, 0);
+  }
+  resend_free(r);
+}
+
+/* Starts the check of a publish (msgs owned by it from now): true, or
+ * false when it cannot (the caller publishes at once). */
+static bool resend_check(sw_conn_t *c, sw_channel_t *ch, sw_msg_t *msgs, size_t n, int64_t serial) {
+  sw_server_t *srv = c->srv;
+  if (!srv->bus || !bus_shared(srv->bus) || c->resend_checks == UINT16_MAX || n > 1000) return false;
+  resend_t *r = calloc(1, sizeof *r);
+  if (!r || !(r->channel = strdup(ch->name))) {
+    free(r);
+    return false;
+  }
+  r->srv = srv;
+  r->app = c->app;
+  snprintf(r->conn_id, sizeof r->conn_id, "%s", c->id);
+  r->msg_serial = serial;
+  sw_bus_range_t q = {.app_id = c->app->id, .channel = ch->name, .after_seq = -1, .before_seq = INT64_MAX,
+                      .forwards = false, .limit = RESEND_LOOKBACK, .now = clock_now_ms(), .end = INT64_MAX};
+  sw_error_t err = {0};
+  c->resend_checks++;
+  r->msgs = msgs;
+  r->n = n;
+  if (bus_read(srv->bus, &q, on_resend_read, r, &err)) {
+    /* Not asked: nothing to wait for (the read's callback never runs). */
+    c->resend_checks--;
+    r->msgs = NULL;
+    resend_free(r);
+    return false;
+  }
+  return true;
+}
+
 static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
   sw_error_t err = {0};
   if (!m->has_msg_serial) {
@@ -1153,6 +1466,7 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
   size_t n = m->n_messages;
   m->messages = NULL;
   m->n_messages = 0;
+  if ((c->taken_over || c->resend_checks) && !msgs[0].id && resend_check(c, ch, msgs, n, serial)) return;
   if (channel_publish(ch, msgs, n, &who, &err)) goto fail;
   return;
 fail:
@@ -1269,10 +1583,22 @@ void conn_on_ws_message(sw_conn_t *c, const uint8_t *p, size_t n, bool is_text) 
   pmsg_free(&m);
 }
 
+/* The ticks between two renewals of a connection's record: half
+ * connectionStateTtl (conn_touch, core/shared.h). Connections are spread
+ * over the period by their hash, so renewals are even, without a field. */
+static uint64_t touch_period(const sw_server_t *srv) {
+  uint64_t p = (uint64_t)srv->cfg->limits.connection_state_ttl / 2 / CONN_TICK_MS;
+  return p ? p : 1;
+}
+
 void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
   const sw_limits_t *l = &srv->cfg->limits;
+  const sw_shared_ops_t *ops = srv->shared.ops;
+  uint64_t period = touch_period(srv);
   sw_conn_t *c;
   SW_CONNS_EACH(&srv->conns, c) {
+    if (ops && ops->conn_touch && (srv->tick_count + id_hash(c->id)) % period == 0)
+      ops->conn_touch(srv->shared.impl, srv, c->id);
     if (c->sock && c->auth.expires) {
       /* RTN22: ask for a new token before this one expires (unless it was
        * adopted near expiry: adopt_auth); RTN15h: at expiry, DISCONNECTED

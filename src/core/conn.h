@@ -80,6 +80,12 @@ typedef struct sw_conn {
   bool heartbeats;
   bool presence_left;       /* its presence members have left, for the current loss */
   bool client_id_shared;    /* client_id is auth.client_id's string, not a copy (conn.c) */
+  /* Taken over from another node of a cluster (core/shared.h): its first
+   * publishes may be resends (RTN19a) of ones that node stored without
+   * answering, looked for in the channel's log first (conn.c,
+   * resend_check) until one is not there; resend_checks are in flight. */
+  bool taken_over;
+  uint16_t resend_checks;
   sw_server_t *srv;
   sw_sock_t *sock; /* current transport or NULL */
   sw_app_t *app;     /* == auth.app; an app is never freed while running */

@@ -36,6 +36,19 @@ typedef void (*sw_shared_done_fn)(void *ud, const sw_error_t *err);
  * NULL with err. */
 typedef void (*sw_shared_app_fn)(void *ud, sw_app_t *a, const sw_error_t *err);
 
+/* A connection record (RTN15c6 on another node, docs/cluster.md,
+ * "Connection records"): what a node needs to take over a connection whose
+ * node is gone or elsewhere. Borrowed during the callback only. */
+typedef struct sw_conn_record {
+  const char *app_id;
+  const char *key_hash;  /* hex SHA-256 of the connectionKey: never the key itself */
+  const char *client_id; /* NULL: anonymous */
+  const char *node;      /* the server id of the node that holds it */
+} sw_conn_record_t;
+/* conn_load's answer: rec NULL and err->code 0 when there is no record;
+ * err->code set when it could not be read. */
+typedef void (*sw_shared_conn_fn)(void *ud, const sw_conn_record_t *rec, const sw_error_t *err);
+
 typedef struct sw_shared_ops {
   const char *name; /* "local", "redis" */
   /* server_start, after the config file's apps: the token secret, the
@@ -63,6 +76,28 @@ typedef struct sw_shared_ops {
    * they hold. free: after the loop has ended. Either may be NULL. */
   void (*close)(void *impl, struct sw_server *srv);
   void (*free)(void *impl);
+  /* Connection records, so that a client resumes on another node (the
+   * connectionId kept, RTN15c6). All NULL in the local implementation: a
+   * connection lives on its node only, as it always has.
+   *
+   * conn_save: a connection this node holds, written at CONNECTED (new,
+   * recovered with a new key); its life is about 1.5 connectionStateTtl,
+   * renewed by conn_touch, which core calls every half connectionStateTtl
+   * for every connection it holds. Fire and forget: a record that could
+   * not be written only costs that connection its resume elsewhere.
+   * conn_forget: the connection ended here (closed, failed, expired); the
+   * record goes only if this node still holds it. */
+  void (*conn_save)(void *impl, struct sw_server *srv, const char *id, const char *key_hash, const char *app_id,
+                    const char *client_id);
+  void (*conn_touch)(void *impl, struct sw_server *srv, const char *id);
+  void (*conn_forget)(void *impl, struct sw_server *srv, const char *id);
+  /* Reads connection id's record; done later, exactly once. */
+  void (*conn_load)(void *impl, struct sw_server *srv, const char *id, sw_shared_conn_fn done, void *ud);
+  /* Makes this node the holder of connection id if from_node still is,
+   * and tells from_node to drop its copy (conn_moved there). done: 0, or
+   * 80008 when another node took it first, 5000x when Redis failed. */
+  void (*conn_claim)(void *impl, struct sw_server *srv, const char *id, const char *from_node,
+                     sw_shared_done_fn done, void *ud);
 } sw_shared_ops_t;
 
 typedef struct sw_shared {
@@ -83,6 +118,11 @@ void shared_nonce_claim(struct sw_server *srv, const char *app_id, const char *k
                         int64_t timestamp_ms, int64_t now_ms, sw_shared_done_fn done, void *ud);
 void shared_token_put(struct sw_server *srv, const char *app_id, const char *id, const char *sealed, int64_t expires,
                       int64_t now_ms, sw_shared_done_fn done, void *ud);
+
+/* Another node took over connection id (a resume there): the copy here,
+ * if any, ends without a word to its client (it has moved) and without
+ * forgetting the record (core/conn.c). */
+void conn_moved(struct sw_server *srv, const char *id);
 
 /* What a node does when it learns of a change, whoever made it (the admin
  * API here, or another node through an implementation's channel):

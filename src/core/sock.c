@@ -258,6 +258,10 @@ static void became_useful(sw_sock_t *s) {
   s->phase = SW_SOCK_LIVE;
 }
 
+void sock_ws_bound(sw_sock_t *s) {
+  if (s->phase != SW_SOCK_LIVE && !s->closing) became_useful(s);
+}
+
 static void sock_free(sw_sock_t *s) {
   tls_free(s->tls);
   free(s->fwd);
@@ -871,6 +875,14 @@ static void after_request(sw_sock_t *s, bool more) {
   if (s->is_ws) {
     if (s->conn) {
       became_useful(s);
+      return;
+    }
+    if (s->refs) {
+      /* A resume waits for another node's record (conn.c, resume_remote),
+       * bounded by the cluster's command timeout: it binds the socket
+       * (sock_ws_bound) or refuses it. Until then the socket keeps an idle
+       * deadline, which a held socket only renews (expire). */
+      set_phase(s, SW_SOCK_IDLE, lim->http_idle_timeout);
       return;
     }
     /* Not bound and not refused: the upgrade binds or refuses in the same

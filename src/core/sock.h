@@ -160,6 +160,10 @@ void socks_free_spares(sw_server_t *srv);
  * trusted proxy forwarded for the current request; "?" if unknown. */
 void sock_client_address(const sw_sock_t *s, char out[46]);
 
+/* A WebSocket whose upgrade was answered later (a resume that waited for
+ * another node) is now bound to an Ably connection: no deadline any more. */
+void sock_ws_bound(sw_sock_t *s);
+
 void sock_ref(sw_sock_t *s);
 void sock_unref(sw_sock_t *s);
 
