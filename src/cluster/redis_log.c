@@ -14,10 +14,13 @@
  *
  * Everything is checked before the first write: Redis does not roll a
  * script back when it fails half way. The counter holds how many serials
- * were assigned (the last seq + 1: the first seq is 0, as in core/). It is
- * raised to the log's tail first, so an XADD can never meet an id that is
- * not above the stream's last one (a counter deleted by hand, say), and
- * serials never go back.
+ * were assigned (the last seq + 1: the first seq is 0, as in core/). When
+ * it is missing (deleted by hand, say) it is raised to the log's tail
+ * first, so an XADD can never meet an id that is not above the stream's
+ * last one, and serials never go back. Both keys change in the same script
+ * (one AOF entry, one replication unit), so a counter that exists is never
+ * behind the log; reading the tail on every call (its blob into Lua) cost
+ * more than the rest of the commands together.
  *
  * Idempotent publishing (RSL1k), here so that it holds across nodes: ids
  * (client-chosen) are kept in {t}:ids (id -> seq) for the window, with
@@ -57,7 +60,7 @@ static const char SCRIPT[] =
     "local stored = 0\n"
     "for i = 1, n do if not res[i] and not again[i] then stored = stored + 1 end end\n"
     "if stored == 0 then return res end\n"
-    "local tail = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
+    "local tail = cur == 0 and redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1) or {}\n"
     "if tail[1] then\n"
     "  local t = tonumber(string.match(tail[1][1], '^(%d+)'))\n"
     "  if t and t + 1 > cur then cur = t + 1; redis.call('SET', KEYS[1], string.format('%d', cur)) end\n"

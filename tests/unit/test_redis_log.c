@@ -408,6 +408,20 @@ static void noscript_falls_back_to_eval(void **state) {
   assert_int_equal(append_wait(f, "ns", "three", 1, 0, 0), 2);
 }
 
+/* The counter is read, not the log's tail, on every append; a counter that
+ * is gone (deleted by hand) is raised to the tail first: serials go on. */
+static void serial_goes_on_after_counter_deleted(void **state) {
+  fx_t *f = *state;
+  for (int i = 0; i < 3; i++) assert_int_equal(append_wait(f, "gone", "m", 1, 0, 0), i);
+  plain_t p = {0};
+  const char *argv[] = {"DEL", "{app:gone}:seq"};
+  size_t lens[] = {3, strlen(argv[1])};
+  assert_int_equal(redis_conn_command(f->a, on_plain, &p, 2, argv, lens), 0);
+  assert_true(rh_run_until(&f->loop, &p.done, 10000));
+  assert_int_equal(append_wait(f, "gone", "after", 1, 0, 0), 3);
+  assert_int_equal(append_wait(f, "gone", "again", 1, 0, 0), 4);
+}
+
 /* Redis down: an append is refused at once (no callback); a reconnected
  * connection appends again with the serial going on. */
 static void append_refused_while_down(void **state) {
@@ -521,6 +535,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(a_full_id_window_refuses, setup, teardown),
       cmocka_unit_test_setup_teardown(retention_by_count, setup, teardown),
       cmocka_unit_test_setup_teardown(retention_by_age, setup, teardown),
+      cmocka_unit_test_setup_teardown(serial_goes_on_after_counter_deleted, setup, teardown),
       cmocka_unit_test_setup_teardown(range_reads_both_ways, setup, teardown),
       cmocka_unit_test_setup_teardown(publishes_on_the_bus_in_order, setup, teardown),
       cmocka_unit_test_setup_teardown(noscript_falls_back_to_eval, setup, teardown),
