@@ -576,6 +576,28 @@ static int r_publish_version(sw_bus_t *base, const char *app_id, const char *cha
   return 0;
 }
 
+static int r_read_versions(sw_bus_t *base, const char *app_id, const char *channel, int64_t seq, bool forwards,
+                           size_t limit, int64_t cursor, sw_bus_read_cb cb, void *ud, sw_error_t *err) {
+  bus_redis_t *b = (bus_redis_t *)base;
+  if (b->closing) return refuse_op(b, -ENOTCONN, err, "read");
+  if (seq < 1) return errors_set(err, SW_E_NOT_FOUND, "no such message"), -1;
+  read_req_t *q = malloc(sizeof *q);
+  if (!q) return refuse_op(b, -ENOMEM, err, "read");
+  *q = (read_req_t){b, cb, ud, 0, INT64_MAX};
+  int64_t c = cursor > 0 ? cursor - 1 : -1; /* the log's serials are core/'s - 1 */
+  sw_log_range_t lr = {.app_id = app_id, .channel = channel, .after_seq = forwards ? c : -1,
+                       .before_seq = !forwards && c >= 0 ? c : INT64_MAX, .forwards = forwards, .limit = limit,
+                       .now = clock_now_ms(), .versions = true, .versions_seq = seq - 1};
+  int rc = redis_log_read(b->cmd, &lr, on_read, q);
+  if (rc) {
+    free(q);
+    if (rc == -EINVAL) return errors_set(err, SW_E_INVALID_PARAM, "invalid versions range"), -1;
+    return refuse_op(b, rc, err, "read");
+  }
+  b->inflight++;
+  return 0;
+}
+
 static bool r_is_up(const sw_bus_t *base) {
   const bus_redis_t *b = (const bus_redis_t *)base;
   return !b->closing && redis_conn_is_up(b->cmd) && redis_conn_is_up(b->sub);
@@ -607,6 +629,7 @@ static const sw_bus_ops_t REDIS_OPS = {
     .is_up = r_is_up,
     .close = r_close,
     .publish_version = r_publish_version,
+    .read_versions = r_read_versions,
 };
 
 int bus_redis_open(uv_loop_t *loop, const sw_bus_redis_opts_t *o, const sw_bus_handlers_t *h, sw_bus_t **out) {

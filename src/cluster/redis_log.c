@@ -116,7 +116,7 @@ static const char SCRIPT[] =
     "return res\n";
 
 /* KEYS[1] {t}:seq  KEYS[2] {t}:log  KEYS[3] {t}:heads  KEYS[4] {t}:hv
- * ARGV[1] keep_count  ARGV[2] max_age (ms)  ARGV[3] the bus channel
+ * KEYS[5] {t}:v:<seq> (the message's versions, RSL14)  ARGV[1] keep_count  ARGV[2] max_age (ms)  ARGV[3] the bus channel
  * ARGV[4] the message's seq  ARGV[5] the latest version the head was read
  * at (-1: never changed)  ARGV[6] the placeholder  ARGV[7] timestamp
  * ARGV[8] the version record (prefix and event)  ARGV[9] the head after it.
@@ -170,7 +170,8 @@ static const char VSCRIPT[] =
     "end\n"
     "redis.call('HSET', KEYS[3], ARGV[4], head)\n"
     "redis.call('HSET', KEYS[4], ARGV[4], vseq)\n"
-    "for k = 2, 4 do\n"
+    "redis.call('RPUSH', KEYS[5], vseq)\n"
+    "for k = 2, 5 do\n"
     "  if age > 0 then redis.call('PEXPIRE', KEYS[k], age + 60000) else redis.call('PERSIST', KEYS[k]) end\n"
     "end\n"
     "redis.call('PUBLISH', ARGV[3], cmsgpack.pack({vseq, tonumber(ARGV[7]), rec .. head}))\n"
@@ -222,6 +223,42 @@ static const char RSCRIPT[] =
     "  lo = '(' .. last\n"
     "end\n"
     "out[#out + 1] = {last, {'m', tostring(more)}}\n"
+    "return out\n";
+
+/* KEYS[1] {t}:log  KEYS[2] {t}:v:<seq>
+ * ARGV[1] the message's seq  ARGV[2] "1" forwards  ARGV[3] rows wanted
+ * ARGV[4] only versions after (forwards) or before this one (-1: none).
+ * The versions of a message (RSL14): its create (the log's entry at seq),
+ * then each version's event (the record without its prefix), as the heads
+ * read answers them, with the same trailer. */
+static const char VRSCRIPT[] =
+    "local seq, fwd, limit, cur = tonumber(ARGV[1]), ARGV[2] == '1', tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "if not seq or not limit or not cur then return redis.error_reply('ERR switchboard: bad versions arguments') end\n"
+    "local ids = {seq}\n"
+    "for _, v in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do ids[#ids + 1] = tonumber(v) end\n"
+    "local out, last = {}, ''\n"
+    "local from, to, step = 1, #ids, 1\n"
+    "if not fwd then from, to, step = #ids, 1, -1 end\n"
+    "for i = from, to, step do\n"
+    "  local v = ids[i]\n"
+    "  if cur < 0 or (fwd and v > cur) or (not fwd and v < cur) then\n"
+    "    local id = string.format('%d-1', v)\n"
+    "    local e = redis.call('XRANGE', KEYS[1], id, id)[1]\n"
+    "    if e then\n"
+    "      local f, t, ex, b = e[2], '0', '0', ''\n"
+    "      for j = 1, #f, 2 do\n"
+    "        if f[j] == 't' then t = f[j + 1] elseif f[j] == 'e' then ex = f[j + 1] elseif f[j] == 'b' then b = f[j + 1] end\n"
+    "      end\n"
+    "      if v ~= seq then b = string.sub(b, 14) end\n"
+    "      out[#out + 1] = {e[1], {'t', t, 'e', ex, 'b', b, 'q', ARGV[1], 'v', string.format('%d', v)}}\n"
+    "      last = e[1]\n"
+    "      if #out >= limit then break end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local more = '0'\n"
+    "if #out >= limit then more = '1' end\n"
+    "out[#out + 1] = {last, {'m', more}}\n"
     "return out\n";
 
 static char g_sha[41];
@@ -527,7 +564,25 @@ int redis_log_read(sw_redis_conn_t *c, const sw_log_range_t *q, sw_log_read_cb c
   }
   *rq = (read_req_t){cb, ud, q->limit, q->now, q->heads};
   int rc;
-  if (q->heads) {
+  if (q->versions) {
+    /* The versions read (VRSCRIPT). Keys: log, {t}:v:<seq>. */
+    size_t kl = key.len;
+    char vk[40], nums[3][24];
+    snprintf(vk, sizeof vk, ":v:%lld", (long long)q->versions_seq);
+    if (redis_log_key(&key, q->app_id, q->channel, vk)) {
+      buf_free(&key);
+      free(rq);
+      return -ENOMEM;
+    }
+    snprintf(nums[0], 24, "%lld", (long long)q->versions_seq);
+    snprintf(nums[1], 24, "%zu", q->limit);
+    snprintf(nums[2], 24, "%lld", (long long)(q->forwards ? q->after_seq : q->before_seq == INT64_MAX ? -1 : q->before_seq));
+    const char *ev[9] = {"EVAL", VRSCRIPT, "2", (const char *)key.data, (const char *)key.data + kl, nums[0],
+                         q->forwards ? "1" : "0", nums[1], nums[2]};
+    size_t el[9] = {4, sizeof VRSCRIPT - 1, 1, kl, key.len - kl, strlen(nums[0]), 1, strlen(nums[1]), strlen(nums[2])};
+    rq->heads = true; /* the same answer's shape */
+    rc = redis_conn_command(c, on_read, rq, 9, ev, el);
+  } else if (q->heads) {
     /* The heads read (RSCRIPT): the same range, messages shown as their
      * heads. Keys: log, hv, heads. */
     size_t kl = key.len;
@@ -718,12 +773,16 @@ int redis_log_version(sw_redis_conn_t *c, const sw_log_version_t *v, sw_log_vers
   if (!redis_conn_is_up(c)) return -ENOTCONN;
   sw_buf_t keys = {0}, rec = {0};
   version_req_t *q = malloc(sizeof *q);
-  size_t k[5];
+  size_t k[6];
   const char *sfx[5] = {":seq", ":log", ":heads", ":hv", ":bus"};
   for (int i = 0; i < 5; i++) {
     if (!q || redis_log_key(&keys, v->app_id, v->channel, sfx[i])) goto oom;
     k[i] = keys.len;
   }
+  char vk[40];
+  snprintf(vk, sizeof vk, ":v:%lld", (long long)v->seq);
+  if (redis_log_key(&keys, v->app_id, v->channel, vk)) goto oom;
+  k[5] = keys.len;
   /* The record in the log: 0xc1 (never the first byte of a message blob,
    * a msgpack map), the message's seq (8 bytes) and the event's length (4
    * bytes, big-endian), the event; on the bus the head follows it. */
@@ -738,15 +797,16 @@ int redis_log_version(sw_redis_conn_t *c, const sw_log_version_t *v, sw_log_vers
   snprintf(nums[2], 24, "%lld", (long long)v->seq);
   snprintf(nums[3], 24, "%lld", (long long)v->expect_vseq);
   snprintf(nums[4], 24, "%lld", (long long)v->timestamp);
-  const char *argv[16] = {"EVAL", VSCRIPT, "4", (const char *)keys.data, (const char *)keys.data + k[0],
-                          (const char *)keys.data + k[1], (const char *)keys.data + k[2], nums[0], nums[1],
+  const char *argv[17] = {"EVAL", VSCRIPT, "5", (const char *)keys.data, (const char *)keys.data + k[0],
+                          (const char *)keys.data + k[1], (const char *)keys.data + k[2],
+                          (const char *)keys.data + k[4], nums[0], nums[1],
                           (const char *)keys.data + k[3], nums[2], nums[3], v->placeholder, nums[4],
                           (const char *)rec.data, (const char *)v->head};
-  size_t lens[16] = {4, sizeof VSCRIPT - 1, 1, k[0], k[1] - k[0], k[2] - k[1], k[3] - k[2], strlen(nums[0]),
+  size_t lens[17] = {4, sizeof VSCRIPT - 1, 1, k[0], k[1] - k[0], k[2] - k[1], k[3] - k[2], k[5] - k[4], strlen(nums[0]),
                      strlen(nums[1]), k[4] - k[3], strlen(nums[2]), strlen(nums[3]), 16, strlen(nums[4]),
                      rec.len, v->head_len};
   *q = (version_req_t){cb, ud};
-  int rc = redis_conn_command(c, on_version, q, 16, argv, lens);
+  int rc = redis_conn_command(c, on_version, q, 17, argv, lens);
   buf_free(&keys);
   buf_free(&rec);
   if (rc) free(q);

@@ -97,6 +97,10 @@ typedef struct sw_log_range {
                          the read script; false: the log's entries as they are (catch-up) */
   bool by_vseq;       /* with heads: a changed message where its latest version is, with
                          seq its own and vseq that version's (store.h's by_vseq) */
+  bool versions;      /* instead: the versions of message versions_seq (RSL14), its create
+                         first, each row's vseq its serial; after_seq (forwards) or
+                         before_seq (backwards) bound the serials (-1 / INT64_MAX none) */
+  int64_t versions_seq;
 } sw_log_range_t;
 
 typedef struct sw_log_page {

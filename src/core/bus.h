@@ -162,6 +162,12 @@ typedef struct sw_bus_ops {
    * stores itself): 0 (done runs once, later) or -1 with *err. */
   int (*publish_version)(sw_bus_t *b, const char *app_id, const char *channel, const sw_bus_version_t *v,
                          const sw_bus_policy_t *pol, sw_bus_version_cb done, void *ud, sw_error_t *err);
+  /* Shared buses only (NULL in bus_local: store_versions): the versions of
+   * message seq (RSL14), its create first, as store_versions gives them
+   * (rows' vseq the version's serial; paged after (forwards) or before
+   * (backwards) cursor, -1 for none). 0 (cb runs once, later) or -1. */
+  int (*read_versions)(sw_bus_t *b, const char *app_id, const char *channel, int64_t seq, bool forwards,
+                       size_t limit, int64_t cursor, sw_bus_read_cb cb, void *ud, sw_error_t *err);
 } sw_bus_ops_t;
 
 /* Every implementation starts with this. */
@@ -207,6 +213,11 @@ static inline bool bus_has_versions(const sw_bus_t *b) {
 static inline int bus_publish_version(sw_bus_t *b, const char *app_id, const char *channel, const sw_bus_version_t *v,
                                       const sw_bus_policy_t *pol, sw_bus_version_cb done, void *ud, sw_error_t *err) {
   return b->ops->publish_version(b, app_id, channel, v, pol, done, ud, err);
+}
+
+static inline int bus_read_versions(sw_bus_t *b, const char *app_id, const char *channel, int64_t seq, bool forwards,
+                                    size_t limit, int64_t cursor, sw_bus_read_cb cb, void *ud, sw_error_t *err) {
+  return b->ops->read_versions(b, app_id, channel, seq, forwards, limit, cursor, cb, ud, err);
 }
 
 static inline bool bus_shared(const sw_bus_t *b) {

@@ -351,3 +351,29 @@ test('kill -9 of the agent\'s node A mid-stream: every acknowledged append is in
   await startNode(0);
   await waitUntil(async () => (await readyz(0)).status === 200, 20000, 'node A back');
 });
+
+test('RSL14: getMessageVersions from any node lists the create and every version, newest first, paged both ways', async () => {
+  const name = mutName('vers');
+  const ch = realtime(0).channels.get(name);
+  const s1 = (await withTimeout(ch.publish('m1', 'one'), 10000, 'publish')).serials[0];
+  const v = [];
+  for (const f of ['-a', '-b', '-c']) v.push((await withTimeout(ch.appendMessage({ serial: s1, data: f }), 10000, 'append')).versionSerial);
+  v.push((await withTimeout(rest(1).channels.get(name).updateMessage({ serial: s1, data: 'ONE' }), 10000, 'update on B')).versionSerial);
+  for (let i = 0; i < HOSTS.length; i++) {
+    const rch = rest(i).channels.get(name);
+    const vers = await rch.getMessageVersions(s1);
+    assert.deepEqual(vers.items.map((m) => [m.action, m.data, m.version?.serial, m.serial]), [
+      ['message.update', 'ONE', v[3], s1],
+      ['message.append', '-c', v[2], s1],
+      ['message.append', '-b', v[1], s1],
+      ['message.append', '-a', v[0], s1],
+      ['message.create', 'one', s1, s1],
+    ], `node ${i}`);
+    const vf = await rch.getMessageVersions(s1, { direction: 'forwards', limit: 2 });
+    assert.deepEqual(vf.items.map((m) => m.version?.serial), [s1, v[0]]);
+    assert.ok(vf.hasNext());
+    assert.deepEqual((await vf.next()).items.map((m) => m.version?.serial), [v[1], v[2]]);
+  }
+  // An unknown serial: an empty list, as on one node.
+  assert.deepEqual((await rest(2).channels.get(name).getMessageVersions('00000000000fffff')).items, []);
+});
