@@ -13,6 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import Ably from 'ably';
+import { ChatClient, ChatMessageEventType } from '@ably/chat';
 import {
   ARTIFACTS_DIR,
   SERVER_BIN,
@@ -376,4 +377,38 @@ test('RSL14: getMessageVersions from any node lists the create and every version
   }
   // An unknown serial: an empty list, as on one node.
   assert.deepEqual((await rest(2).channels.get(name).getMessageVersions('00000000000fffff')).items, []);
+});
+
+test('Chat REST API across nodes: send on A, received on B; history, get, update, delete and versions from either node', async () => {
+  const name = uniqueChannel('room');
+  const alice = new ChatClient(realtime(0, { clientId: 'alice' }), { logLevel: 'silent' });
+  const bob = new ChatClient(realtime(1, { clientId: 'bob' }), { logLevel: 'silent' });
+  const aroom = await alice.rooms.get(name);
+  const broom = await bob.rooms.get(name);
+  const got = [];
+  broom.messages.subscribe((e) => got.push(e));
+  await withTimeout(aroom.attach(), 15000, 'alice attach');
+  await withTimeout(broom.attach(), 15000, 'bob attach');
+  const sent = await withTimeout(aroom.messages.send({ text: 'hello', metadata: { n: 1 } }), 10000, 'send on A');
+  assert.equal(sent.text, 'hello');
+  assert.equal(sent.clientId, 'alice');
+  assert.ok(sent.serial);
+  await waitUntil(() => got.length >= 1, 10000, 'bob receives on B');
+  assert.equal(got[0].type, ChatMessageEventType.Created);
+  assert.equal(got[0].message.serial, sent.serial);
+  const second = await withTimeout(broom.messages.send({ text: 'second' }), 10000, 'send on B');
+  const hist = await broom.messages.history({ limit: 10 });
+  assert.deepEqual(hist.items.map((m) => m.text), ['second', 'hello']);
+  assert.equal((await broom.messages.get(sent.serial)).text, 'hello');
+  await assert.rejects(broom.messages.get('00000000000fffff'), (e) => e.code === 40400);
+  const upd = await withTimeout(aroom.messages.update(sent.serial, { text: 'hello, edited' }, { description: 'typo' }), 10000, 'update on A');
+  assert.equal(upd.text, 'hello, edited');
+  assert.equal(upd.version.description, 'typo');
+  await waitUntil(() => got.some((e) => e.type === ChatMessageEventType.Updated), 10000, 'bob sees the update');
+  const del = await withTimeout(broom.messages.delete(second.serial, { description: 'gone' }), 10000, 'delete on B');
+  assert.equal(del.action, 'message.delete');
+  const vers = await broom.messages.getVersions(sent.serial);
+  assert.deepEqual(vers.items.map((m) => m.text), ['hello, edited', 'hello']);
+  const after = await aroom.messages.history({ limit: 10 });
+  assert.deepEqual(after.items.map((m) => [m.text, m.action]), [['second', 'message.delete'], ['hello, edited', 'message.update']]);
 });
