@@ -47,6 +47,8 @@ void mutation_attach_free(sw_attach_t *a) {
   }
 }
 
+static void vqueue_free(sw_channel_t *ch);
+
 static void head_free(sw_head_t *h) {
   msg_clear(&h->msg);
   free(h);
@@ -59,6 +61,7 @@ void mutation_channel_free(sw_channel_t *ch) {
     head_free(h);
   }
   ch->n_heads = 0;
+  vqueue_free(ch);
 }
 
 /* Keeps the head of message seq decoded from blob (none kept for it yet).
@@ -497,16 +500,34 @@ typedef struct sreq {
   uint32_t ops;  /* the caller's capability operations on the channel */
   char *caller, *actor;
   int tries;
+  sw_buf_t head;           /* the head sent, with the placeholder... */
+  char ph[SW_SERIAL_LEN + 1]; /* ...this one */
   sw_publisher_t who;
   char conn_id[SW_CONN_ID_LEN + 1];
 } sreq_t;
 
+/* A channel's changes waiting, and the head its last change through this
+ * node stored (message c_seq at version c_vseq): the next change of the
+ * same message folds into it without reading it first (a stream of
+ * appends costs one round trip each); if another version came in between,
+ * the script refuses (CONFLICT) and the head is read. Kept until the
+ * channel is freed. */
 struct sw_vqueue {
   sreq_t *first, *last;
+  int64_t c_seq, c_vseq;
+  sw_buf_t c_head;
 };
+
+static void vqueue_free(sw_channel_t *ch) {
+  if (!ch->vq) return;
+  buf_free(&ch->vq->c_head);
+  free(ch->vq);
+  ch->vq = NULL;
+}
 
 static void sreq_free(sreq_t *q) {
   msg_clear(&q->msg);
+  buf_free(&q->head);
   free(q->caller);
   free(q->actor);
   if (q->who.rest_sock) sock_unref(q->who.rest_sock);
@@ -534,16 +555,37 @@ static void shared_finish(sreq_t *q, const sw_error_t *err, int64_t vseq) {
   if (!q->next) ch->vq->last = NULL;
   sreq_free(q);
   ch->pending--;
-  if (ch->vq->first) {
-    shared_start(ch);
-  } else {
-    free(ch->vq);
-    ch->vq = NULL;
+  if (ch->vq->first) shared_start(ch);
+}
+
+/* Keeps the head q stored as version vseq (the placeholder replaced by
+ * its serial, as the script did) for the next change of the message. */
+static void cache_head(sreq_t *q, int64_t vseq) {
+  struct sw_vqueue *vq = q->ch->vq;
+  char serial[SW_SERIAL_LEN + 1];
+  serial_format(vseq, serial);
+  for (uint8_t *p = q->head.data, *end = p + q->head.len; p && (size_t)(end - p) >= SW_SERIAL_LEN;) {
+    uint8_t *at = memmem(p, (size_t)(end - p), q->ph, SW_SERIAL_LEN);
+    if (!at) break;
+    memcpy(at, serial, SW_SERIAL_LEN);
+    p = at + SW_SERIAL_LEN;
   }
+  buf_free(&vq->c_head);
+  vq->c_head = q->head;
+  memset(&q->head, 0, sizeof q->head);
+  vq->c_seq = q->seq;
+  vq->c_vseq = vseq;
 }
 
 static void on_shared_stored(void *ud, const sw_error_t *err, bool conflict, int64_t vseq) {
   sreq_t *q = ud;
+  struct sw_vqueue *vq = q->ch->vq;
+  if (!err) {
+    cache_head(q, vseq);
+  } else if (vq->c_seq == q->seq) {
+    vq->c_seq = vq->c_vseq = 0; /* not the head any more, or not known to be */
+    buf_free(&vq->c_head);
+  }
   if (conflict && ++q->tries < SHARED_TRIES) {
     shared_start(q->ch); /* read the head again */
     return;
@@ -585,7 +627,7 @@ static int shared_fold(sreq_t *q, const uint8_t *blob, size_t len, int64_t vseq,
   }
   /* A placeholder of the serial's length: the bus puts the version's
    * serial there (redis_log.h). Random, so no message data contains it. */
-  char ph[SW_SERIAL_LEN + 1];
+  char *ph = q->ph;
   if (app_random_id(ph, SW_SERIAL_LEN) || msg_copy(&m, &q->msg)) {
     errors_set(err, SW_E_INTERNAL, "out of memory");
     goto out;
@@ -601,6 +643,11 @@ static int shared_fold(sreq_t *q, const uint8_t *blob, size_t len, int64_t vseq,
   sw_bus_policy_t pol = {.keep_count = ch->ns->keep_count,
                          .max_age_ms = ch->ns->retention_ms > 0 ? ch->ns->retention_ms : 1};
   rc = bus_publish_version(ch->srv->bus, ch->app->id, ch->name, &v, &pol, on_shared_stored, q, err);
+  if (rc == 0) {
+    buf_free(&q->head);
+    q->head = hb; /* for cache_head */
+    memset(&hb, 0, sizeof hb);
+  }
 out:
   msg_clear(&head);
   msg_clear(&event);
@@ -626,9 +673,18 @@ static void on_shared_head(void *ud, const sw_error_t *err, sw_store_rows_t *row
   shared_finish(q, &e, -1);
 }
 
-/* Reads the head of the first request of ch's queue. */
+/* Reads the head of the first request of ch's queue (or takes the one its
+ * last change stored). */
 static void shared_start(sw_channel_t *ch) {
   sreq_t *q = ch->vq->first;
+  struct sw_vqueue *vq = ch->vq;
+  if (q->tries == 0 && vq->c_seq == q->seq && vq->c_head.len) {
+    sw_error_t e = {0};
+    if (shared_fold(q, vq->c_head.data, vq->c_head.len, vq->c_vseq, &e) == 0) return;
+    /* Refused on the head kept, which may be behind: judged on the one read. */
+    vq->c_seq = vq->c_vseq = 0;
+    buf_free(&vq->c_head);
+  }
   sw_bus_range_t r = {.app_id = ch->app->id, .channel = ch->name, .after_seq = q->seq - 1, .before_seq = q->seq + 1,
                       .forwards = true, .limit = 1, .now = clock_now_ms()};
   sw_error_t err = {0};
