@@ -487,7 +487,7 @@ static void versions(route_ctx_t *r, const char *channel, const char *serial) {
     }
     cq->pg = pg;
     if (!r->s->srv->bus->ops->read_versions ||
-        bus_read_versions(r->s->srv->bus, r->app->id, channel, seq, pg.forwards, (size_t)pg.limit + 1, pg.cursor,
+        bus_read_versions(r->s->srv->bus, r->app->id, channel, seq, false, pg.forwards, (size_t)pg.limit + 1, pg.cursor,
                           on_chat_read, cq, &err)) {
       if (!r->s->srv->bus->ops->read_versions)
         errors_set(&err, SW_E_MUTABLE_NOT_ENABLED, "message versions are not available on this cluster");

@@ -127,8 +127,12 @@ static void deliver(chan_t *ch, int64_t seq, int64_t ts, const uint8_t *blob, si
   const uint8_t *ev, *head;
   size_t el, hl;
   if (redis_log_parse_record(blob, len, &mseq, &ev, &el, &head, &hl) == 0) {
-    if (b->base.h.deliver_version)
+    if (redis_log_record_is_annotation(blob, len)) {
+      if (b->base.h.deliver_annotation)
+        b->base.h.deliver_annotation(b->base.h.ud, ch->app, ch->name, seq + 1, mseq + 1, ts, ev, el, head, hl);
+    } else if (b->base.h.deliver_version) {
       b->base.h.deliver_version(b->base.h.ud, ch->app, ch->name, seq + 1, mseq + 1, ts, ev, el, head, hl);
+    }
     return;
   }
   b->base.h.deliver(b->base.h.ud, ch->app, ch->name, seq + 1, ts, blob, len);
@@ -566,7 +570,8 @@ static int r_publish_version(sw_bus_t *base, const char *app_id, const char *cha
                          .expect_vseq = v->expect_vseq == v->seq ? -1 : v->expect_vseq - 1,
                          .timestamp = v->timestamp, .event = v->event, .event_len = v->event_len,
                          .head = v->head, .head_len = v->head_len, .placeholder = v->placeholder,
-                         .keep_count = pol ? pol->keep_count : 0, .max_age_ms = pol ? pol->max_age_ms : 0};
+                         .keep_count = pol ? pol->keep_count : 0, .max_age_ms = pol ? pol->max_age_ms : 0,
+                         .annotation = v->annotation};
   int rc = redis_log_version(b->cmd, &lv, on_versioned, q);
   if (rc) {
     free(q);
@@ -576,8 +581,9 @@ static int r_publish_version(sw_bus_t *base, const char *app_id, const char *cha
   return 0;
 }
 
-static int r_read_versions(sw_bus_t *base, const char *app_id, const char *channel, int64_t seq, bool forwards,
-                           size_t limit, int64_t cursor, sw_bus_read_cb cb, void *ud, sw_error_t *err) {
+static int r_read_versions(sw_bus_t *base, const char *app_id, const char *channel, int64_t seq, bool annotations,
+                           bool forwards, size_t limit, int64_t cursor, sw_bus_read_cb cb, void *ud,
+                           sw_error_t *err) {
   bus_redis_t *b = (bus_redis_t *)base;
   if (b->closing) return refuse_op(b, -ENOTCONN, err, "read");
   if (seq < 1) return errors_set(err, SW_E_NOT_FOUND, "no such message"), -1;
@@ -587,7 +593,8 @@ static int r_read_versions(sw_bus_t *base, const char *app_id, const char *chann
   int64_t c = cursor > 0 ? cursor - 1 : -1; /* the log's serials are core/'s - 1 */
   sw_log_range_t lr = {.app_id = app_id, .channel = channel, .after_seq = forwards ? c : -1,
                        .before_seq = !forwards && c >= 0 ? c : INT64_MAX, .forwards = forwards, .limit = limit,
-                       .now = clock_now_ms(), .versions = true, .versions_seq = seq - 1};
+                       .now = clock_now_ms(), .versions = true, .versions_seq = seq - 1,
+                       .annotations = annotations};
   int rc = redis_log_read(b->cmd, &lr, on_read, q);
   if (rc) {
     free(q);

@@ -116,7 +116,9 @@ static const char SCRIPT[] =
     "return res\n";
 
 /* KEYS[1] {t}:seq  KEYS[2] {t}:log  KEYS[3] {t}:heads  KEYS[4] {t}:hv
- * KEYS[5] {t}:v:<seq> (the message's versions, RSL14)  ARGV[1] keep_count  ARGV[2] max_age (ms)  ARGV[3] the bus channel
+ * KEYS[5] {t}:v:<seq> (the message's versions, RSL14) or {t}:a:<seq> (its
+ * annotations, RSAN)  ARGV[10] "v" (a version) or "a" (an annotation: its
+ * head, when empty, leaves the message's head as it is)  ARGV[1] keep_count  ARGV[2] max_age (ms)  ARGV[3] the bus channel
  * ARGV[4] the message's seq  ARGV[5] the latest version the head was read
  * at (-1: never changed)  ARGV[6] the placeholder  ARGV[7] timestamp
  * ARGV[8] the version record (prefix and event)  ARGV[9] the head after it.
@@ -168,8 +170,10 @@ static const char VSCRIPT[] =
     "else\n"
     "  redis.call('XADD', KEYS[2], sid, 't', ARGV[7], 'e', e, 'b', rec, 's', ARGV[4])\n"
     "end\n"
-    "redis.call('HSET', KEYS[3], ARGV[4], head)\n"
-    "redis.call('HSET', KEYS[4], ARGV[4], vseq)\n"
+    "if ARGV[10] ~= 'a' or #head > 0 then\n"
+    "  redis.call('HSET', KEYS[3], ARGV[4], head)\n"
+    "  redis.call('HSET', KEYS[4], ARGV[4], vseq)\n"
+    "end\n"
     "redis.call('RPUSH', KEYS[5], vseq)\n"
     "for k = 2, 5 do\n"
     "  if age > 0 then redis.call('PEXPIRE', KEYS[k], age + 60000) else redis.call('PERSIST', KEYS[k]) end\n"
@@ -227,7 +231,8 @@ static const char RSCRIPT[] =
 
 /* KEYS[1] {t}:log  KEYS[2] {t}:v:<seq>
  * ARGV[1] the message's seq  ARGV[2] "1" forwards  ARGV[3] rows wanted
- * ARGV[4] only versions after (forwards) or before this one (-1: none).
+ * ARGV[4] only versions after (forwards) or before this one (-1: none)
+ * ARGV[5] "1": KEYS[2] is {t}:a:<seq>, the message's annotations (no create).
  * The versions of a message (RSL14): its create (the log's entry at seq),
  * then each version's event (the record without its prefix), as the heads
  * read answers them, with the same trailer. */
@@ -235,6 +240,7 @@ static const char VRSCRIPT[] =
     "local seq, fwd, limit, cur = tonumber(ARGV[1]), ARGV[2] == '1', tonumber(ARGV[3]), tonumber(ARGV[4])\n"
     "if not seq or not limit or not cur then return redis.error_reply('ERR switchboard: bad versions arguments') end\n"
     "local ids = {seq}\n"
+    "if ARGV[5] == '1' then ids = {} end\n"
     "for _, v in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do ids[#ids + 1] = tonumber(v) end\n"
     "local out, last = {}, ''\n"
     "local from, to, step = 1, #ids, 1\n"
@@ -568,7 +574,7 @@ int redis_log_read(sw_redis_conn_t *c, const sw_log_range_t *q, sw_log_read_cb c
     /* The versions read (VRSCRIPT). Keys: log, {t}:v:<seq>. */
     size_t kl = key.len;
     char vk[40], nums[3][24];
-    snprintf(vk, sizeof vk, ":v:%lld", (long long)q->versions_seq);
+    snprintf(vk, sizeof vk, q->annotations ? ":a:%lld" : ":v:%lld", (long long)q->versions_seq);
     if (redis_log_key(&key, q->app_id, q->channel, vk)) {
       buf_free(&key);
       free(rq);
@@ -577,11 +583,12 @@ int redis_log_read(sw_redis_conn_t *c, const sw_log_range_t *q, sw_log_read_cb c
     snprintf(nums[0], 24, "%lld", (long long)q->versions_seq);
     snprintf(nums[1], 24, "%zu", q->limit);
     snprintf(nums[2], 24, "%lld", (long long)(q->forwards ? q->after_seq : q->before_seq == INT64_MAX ? -1 : q->before_seq));
-    const char *ev[9] = {"EVAL", VRSCRIPT, "2", (const char *)key.data, (const char *)key.data + kl, nums[0],
-                         q->forwards ? "1" : "0", nums[1], nums[2]};
-    size_t el[9] = {4, sizeof VRSCRIPT - 1, 1, kl, key.len - kl, strlen(nums[0]), 1, strlen(nums[1]), strlen(nums[2])};
+    const char *ev[10] = {"EVAL", VRSCRIPT, "2", (const char *)key.data, (const char *)key.data + kl, nums[0],
+                          q->forwards ? "1" : "0", nums[1], nums[2], q->annotations ? "1" : "0"};
+    size_t el[10] = {4, sizeof VRSCRIPT - 1, 1, kl, key.len - kl, strlen(nums[0]), 1, strlen(nums[1]),
+                     strlen(nums[2]), 1};
     rq->heads = true; /* the same answer's shape */
-    rc = redis_conn_command(c, on_read, rq, 9, ev, el);
+    rc = redis_conn_command(c, on_read, rq, 10, ev, el);
   } else if (q->heads) {
     /* The heads read (RSCRIPT): the same range, messages shown as their
      * heads. Keys: log, hv, heads. */
@@ -780,13 +787,13 @@ int redis_log_version(sw_redis_conn_t *c, const sw_log_version_t *v, sw_log_vers
     k[i] = keys.len;
   }
   char vk[40];
-  snprintf(vk, sizeof vk, ":v:%lld", (long long)v->seq);
+  snprintf(vk, sizeof vk, v->annotation ? ":a:%lld" : ":v:%lld", (long long)v->seq);
   if (redis_log_key(&keys, v->app_id, v->channel, vk)) goto oom;
   k[5] = keys.len;
   /* The record in the log: 0xc1 (never the first byte of a message blob,
    * a msgpack map), the message's seq (8 bytes) and the event's length (4
    * bytes, big-endian), the event; on the bus the head follows it. */
-  uint8_t pre[13] = {0xc1};
+  uint8_t pre[13] = {v->annotation ? 0xc0 : 0xc1};
   for (int i = 0; i < 8; i++) pre[1 + i] = (uint8_t)((uint64_t)v->seq >> (56 - 8 * i));
   for (int i = 0; i < 4; i++) pre[9 + i] = (uint8_t)((uint32_t)v->event_len >> (24 - 8 * i));
   if (v->event_len > UINT32_MAX || buf_append(&rec, pre, sizeof pre) || buf_append(&rec, v->event, v->event_len))
@@ -797,16 +804,16 @@ int redis_log_version(sw_redis_conn_t *c, const sw_log_version_t *v, sw_log_vers
   snprintf(nums[2], 24, "%lld", (long long)v->seq);
   snprintf(nums[3], 24, "%lld", (long long)v->expect_vseq);
   snprintf(nums[4], 24, "%lld", (long long)v->timestamp);
-  const char *argv[17] = {"EVAL", VSCRIPT, "5", (const char *)keys.data, (const char *)keys.data + k[0],
+  const char *argv[18] = {"EVAL", VSCRIPT, "5", (const char *)keys.data, (const char *)keys.data + k[0],
                           (const char *)keys.data + k[1], (const char *)keys.data + k[2],
                           (const char *)keys.data + k[4], nums[0], nums[1],
                           (const char *)keys.data + k[3], nums[2], nums[3], v->placeholder, nums[4],
-                          (const char *)rec.data, (const char *)v->head};
-  size_t lens[17] = {4, sizeof VSCRIPT - 1, 1, k[0], k[1] - k[0], k[2] - k[1], k[3] - k[2], k[5] - k[4], strlen(nums[0]),
+                          (const char *)rec.data, (const char *)v->head, v->annotation ? "a" : "v"};
+  size_t lens[18] = {4, sizeof VSCRIPT - 1, 1, k[0], k[1] - k[0], k[2] - k[1], k[3] - k[2], k[5] - k[4], strlen(nums[0]),
                      strlen(nums[1]), k[4] - k[3], strlen(nums[2]), strlen(nums[3]), 16, strlen(nums[4]),
-                     rec.len, v->head_len};
+                     rec.len, v->head_len, 1};
   *q = (version_req_t){cb, ud};
-  int rc = redis_conn_command(c, on_version, q, 17, argv, lens);
+  int rc = redis_conn_command(c, on_version, q, 18, argv, lens);
   buf_free(&keys);
   buf_free(&rec);
   if (rc) free(q);
@@ -818,9 +825,13 @@ oom:
   return -ENOMEM;
 }
 
+bool redis_log_record_is_annotation(const uint8_t *blob, size_t len) {
+  return len >= 13 && blob[0] == 0xc0;
+}
+
 int redis_log_parse_record(const uint8_t *blob, size_t len, int64_t *seq, const uint8_t **event, size_t *event_len,
                            const uint8_t **head, size_t *head_len) {
-  if (len < 13 || blob[0] != 0xc1) return -1;
+  if (len < 13 || (blob[0] != 0xc1 && blob[0] != 0xc0)) return -1;
   uint64_t s = 0;
   uint32_t el = 0;
   for (int i = 0; i < 8; i++) s = s << 8 | blob[1 + i];

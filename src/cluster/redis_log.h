@@ -101,6 +101,7 @@ typedef struct sw_log_range {
                          first, each row's vseq its serial; after_seq (forwards) or
                          before_seq (backwards) bound the serials (-1 / INT64_MAX none) */
   int64_t versions_seq;
+  bool annotations;   /* with versions: the message's annotations ({t}:a:<seq>) instead, no create */
 } sw_log_range_t;
 
 typedef struct sw_log_page {
@@ -131,6 +132,8 @@ typedef struct sw_log_version {
   size_t event_len, head_len;
   const char *placeholder;
   int64_t keep_count, max_age_ms;
+  bool annotation; /* an annotation (RSAN): record byte 0xc0, listed in {t}:a:<seq>; an empty
+                      head leaves the message's as it is */
 } sw_log_version_t;
 
 /* err 0 with vseq; -EAGAIN (the message changed meanwhile: nothing
@@ -139,8 +142,11 @@ typedef void (*sw_log_version_cb)(void *ud, int err, int64_t vseq, const char *w
 int redis_log_version(sw_redis_conn_t *c, const sw_log_version_t *v, sw_log_version_cb cb, void *ud);
 const char *redis_log_version_script(void);
 
+/* Whether a record is an annotation's (0xc0) rather than a version's. */
+bool redis_log_record_is_annotation(const uint8_t *blob, size_t len);
+
 /* A version's record (a log entry's or a bus message's blob starting with
- * 0xc1): its message's seq, the event and the head (empty in the log). 0,
+ * 0xc1, an annotation's with 0xc0): its message's seq, the event and the head (empty in the log). 0,
  * or -1 if blob is no record. Pure. */
 int redis_log_parse_record(const uint8_t *blob, size_t len, int64_t *seq, const uint8_t **event, size_t *event_len,
                            const uint8_t **head, size_t *head_len);

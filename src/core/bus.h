@@ -121,6 +121,8 @@ typedef struct sw_bus_version {
   const uint8_t *event, *head; /* storage blobs (codec_msg_to_blob), borrowed for the call */
   size_t event_len, head_len;
   const char *placeholder;
+  bool annotation; /* an annotation of message seq (RSAN): event is the annotation; head, when
+                      not empty, the message's head with its new summary */
 } sw_bus_version_t;
 
 /* err NULL: stored as version vseq. conflict: the head changed meanwhile
@@ -138,6 +140,11 @@ typedef struct sw_bus_handlers {
   void (*deliver_version)(void *ud, const char *app_id, const char *channel, int64_t vseq, int64_t seq,
                           int64_t timestamp, const uint8_t *event, size_t event_len, const uint8_t *head,
                           size_t head_len);
+  /* The same for an annotation (event: the annotation; head_len 0 when
+   * its message's summary did not change). May be NULL: skipped. */
+  void (*deliver_annotation)(void *ud, const char *app_id, const char *channel, int64_t vseq, int64_t seq,
+                             int64_t timestamp, const uint8_t *event, size_t event_len, const uint8_t *head,
+                             size_t head_len);
   void (*ready)(void *ud, const char *app_id, const char *channel, int64_t last_seq);
   void (*state)(void *ud, bool up); /* may be NULL */
   void *ud;
@@ -164,10 +171,11 @@ typedef struct sw_bus_ops {
                          const sw_bus_policy_t *pol, sw_bus_version_cb done, void *ud, sw_error_t *err);
   /* Shared buses only (NULL in bus_local: store_versions): the versions of
    * message seq (RSL14), its create first, as store_versions gives them
+   * (annotations: its annotations instead, as store_annotations does)
    * (rows' vseq the version's serial; paged after (forwards) or before
    * (backwards) cursor, -1 for none). 0 (cb runs once, later) or -1. */
-  int (*read_versions)(sw_bus_t *b, const char *app_id, const char *channel, int64_t seq, bool forwards,
-                       size_t limit, int64_t cursor, sw_bus_read_cb cb, void *ud, sw_error_t *err);
+  int (*read_versions)(sw_bus_t *b, const char *app_id, const char *channel, int64_t seq, bool annotations,
+                       bool forwards, size_t limit, int64_t cursor, sw_bus_read_cb cb, void *ud, sw_error_t *err);
 } sw_bus_ops_t;
 
 /* Every implementation starts with this. */
@@ -215,9 +223,10 @@ static inline int bus_publish_version(sw_bus_t *b, const char *app_id, const cha
   return b->ops->publish_version(b, app_id, channel, v, pol, done, ud, err);
 }
 
-static inline int bus_read_versions(sw_bus_t *b, const char *app_id, const char *channel, int64_t seq, bool forwards,
-                                    size_t limit, int64_t cursor, sw_bus_read_cb cb, void *ud, sw_error_t *err) {
-  return b->ops->read_versions(b, app_id, channel, seq, forwards, limit, cursor, cb, ud, err);
+static inline int bus_read_versions(sw_bus_t *b, const char *app_id, const char *channel, int64_t seq,
+                                    bool annotations, bool forwards, size_t limit, int64_t cursor, sw_bus_read_cb cb,
+                                    void *ud, sw_error_t *err) {
+  return b->ops->read_versions(b, app_id, channel, seq, annotations, forwards, limit, cursor, cb, ud, err);
 }
 
 static inline bool bus_shared(const sw_bus_t *b) {

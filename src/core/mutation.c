@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/annotation.h"
 #include "core/app.h"
 #include "core/conn.h"
 #include "core/delta.h"
@@ -500,6 +501,7 @@ typedef struct sreq {
   uint32_t ops;  /* the caller's capability operations on the channel */
   char *caller, *actor;
   int tries;
+  bool ann;                /* msg is an annotation of message seq (RSAN), stamped */
   sw_buf_t head;           /* the head sent, with the placeholder... */
   char ph[SW_SERIAL_LEN + 1]; /* ...this one */
   sw_publisher_t who;
@@ -581,7 +583,7 @@ static void on_shared_stored(void *ud, const sw_error_t *err, bool conflict, int
   sreq_t *q = ud;
   struct sw_vqueue *vq = q->ch->vq;
   if (!err) {
-    cache_head(q, vseq);
+    if (q->head.len) cache_head(q, vseq); /* else (an annotation, no new summary) the head is as it was */
   } else if (vq->c_seq == q->seq) {
     vq->c_seq = vq->c_vseq = 0; /* not the head any more, or not known to be */
     buf_free(&vq->c_head);
@@ -591,6 +593,65 @@ static void on_shared_stored(void *ud, const sw_error_t *err, bool conflict, int
     return;
   }
   shared_finish(q, err, vseq);
+}
+
+/* An annotation: its summary folded into the head (annotation_summarise,
+ * as on one node); the head is sent only when the summary changed. */
+static int shared_fold_annotation(sreq_t *q, sw_msg_t *head, int64_t vseq, sw_error_t *err) {
+  sw_channel_t *ch = q->ch;
+  sw_msg_t m = {0};
+  sw_buf_t hb = {0}, eb = {0};
+  int rc = -1;
+  json_t *cur = head->annotations ? json_object_get(head->annotations, "summary") : NULL;
+  json_t *sum = json_is_object(cur) ? json_deep_copy(cur) : json_object();
+  if (!sum) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  int changed = annotation_summarise(sum, &q->msg, (size_t)ch->srv->cfg->limits.max_message_size, err);
+  if (changed < 0) {
+    json_decref(sum);
+    return -1;
+  }
+  if (changed > 0) {
+    json_t *a = json_pack("{s:o}", "summary", sum);
+    sum = NULL;
+    if (!a) return errors_set(err, SW_E_INTERNAL, "out of memory");
+    json_decref(head->annotations);
+    head->annotations = a;
+    if (!head->serial) {
+      char serial[SW_SERIAL_LEN + 1];
+      serial_format(q->seq, serial);
+      head->serial = strdup(serial);
+    }
+    if (!head->serial || codec_msg_to_blob(head, &hb)) {
+      errors_set(err, SW_E_INTERNAL, "out of memory");
+      goto out;
+    }
+  }
+  json_decref(sum);
+  if (app_random_id(q->ph, SW_SERIAL_LEN) || msg_copy(&m, &q->msg)) {
+    errors_set(err, SW_E_INTERNAL, "out of memory");
+    goto out;
+  }
+  free(m.serial);
+  if (!(m.serial = strdup(q->ph)) || codec_msg_to_blob(&m, &eb)) {
+    errors_set(err, SW_E_INTERNAL, "out of memory");
+    goto out;
+  }
+  sw_bus_version_t v = {.seq = q->seq, .expect_vseq = vseq, .timestamp = m.timestamp ? m.timestamp : clock_now_ms(),
+                        .event = eb.data, .event_len = eb.len, .head = hb.len ? hb.data : (const uint8_t *)"",
+                        .head_len = hb.len, .placeholder = q->ph, .annotation = true};
+  sw_bus_policy_t pol = {.keep_count = ch->ns->keep_count,
+                         .max_age_ms = ch->ns->retention_ms > 0 ? ch->ns->retention_ms : 1};
+  rc = bus_publish_version(ch->srv->bus, ch->app->id, ch->name, &v, &pol, on_shared_stored, q, err);
+  if (rc == 0) {
+    buf_free(&q->head);
+    q->head = hb;
+    memset(&hb, 0, sizeof hb);
+  }
+out:
+  msg_clear(&m);
+  buf_free(&hb);
+  buf_free(&eb);
+  return rc;
 }
 
 /* Folds q into the head read (blob, at its latest version vseq) and
@@ -603,6 +664,10 @@ static int shared_fold(sreq_t *q, const uint8_t *blob, size_t len, int64_t vseq,
   if (codec_msg_from_blob(blob, len, &head)) {
     errors_set(err, SW_E_INTERNAL, "message %.32s is not readable", q->msg.serial);
     return -1;
+  }
+  if (q->ann) {
+    rc = shared_fold_annotation(q, &head, vseq, err);
+    goto out;
   }
   if (head.action == SW_MSG_DELETE) {
     errors_set(err, SW_E_BAD_REQUEST, "message %.32s was deleted", q->msg.serial);
@@ -691,6 +756,47 @@ static void shared_start(sw_channel_t *ch) {
   if (bus_read(ch->srv->bus, &r, on_shared_head, q, &err)) shared_finish(q, &err, -1);
 }
 
+static void shared_enqueue(sw_channel_t *ch, sreq_t *q) {
+  ch->pending++; /* the channel stays while a change of it is under way */
+  bool idle = !ch->vq->first;
+  if (ch->vq->last) ch->vq->last->next = q;
+  else ch->vq->first = q;
+  ch->vq->last = q;
+  if (idle) shared_start(ch);
+}
+
+int mutation_annotate_shared(sw_channel_t *ch, sw_msg_t *ann, int64_t seq, const sw_publisher_t *who,
+                             sw_error_t *err) {
+  sreq_t *q = calloc(1, sizeof *q);
+  if (!q || (!ch->vq && !(ch->vq = calloc(1, sizeof *ch->vq)))) {
+    free(q);
+    msg_clear(ann);
+    return errors_set(err, SW_E_INTERNAL, "out of memory");
+  }
+  q->ch = ch;
+  q->seq = seq;
+  q->ann = true;
+  q->msg = *ann;
+  memset(ann, 0, sizeof *ann);
+  q->who = *who;
+  q->who.principal = NULL;
+  if (who->conn_id) snprintf(q->conn_id, sizeof q->conn_id, "%s", who->conn_id);
+  if (who->rest_sock) sock_ref(who->rest_sock);
+  shared_enqueue(ch, q);
+  return 0;
+}
+
+void mutation_head_replace(sw_channel_t *ch, int64_t seq, const uint8_t *blob, size_t len) {
+  sw_head_t *h = NULL;
+  unsigned gen = 0;
+  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  if (h) {
+    gen = h->gen;
+    head_drop(ch, h);
+  }
+  if (len && (h = head_add(ch, seq, blob, len))) h->gen = gen;
+}
+
 static int shared_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller, sw_msg_t *msg,
                         const sw_publisher_t *who, sw_error_t *err) {
   int64_t seq;
@@ -721,12 +827,7 @@ static int shared_apply(sw_channel_t *ch, const sw_principal_t *p, const char *c
   q->who = *who;
   if (who->conn_id) snprintf(q->conn_id, sizeof q->conn_id, "%s", who->conn_id);
   if (who->rest_sock) sock_ref(who->rest_sock);
-  ch->pending++; /* the channel stays while a change of it is under way */
-  bool idle = !ch->vq->first;
-  if (ch->vq->last) ch->vq->last->next = q;
-  else ch->vq->first = q;
-  ch->vq->last = q;
-  if (idle) shared_start(ch);
+  shared_enqueue(ch, q);
   return 0;
 oom:
   errors_set(err, SW_E_INTERNAL, "out of memory");

@@ -233,7 +233,7 @@ static void versions_shared(route_ctx_t *r, const char *name, const char *serial
   h->r = (route_ctx_t){.s = r->s, .fmt = r->fmt, .keep_alive = r->keep_alive, .app = r->app};
   h->pg = *pg;
   sock_ref(r->s);
-  if (bus_read_versions(r->s->srv->bus, r->app->id, name, seq, pg->forwards, (size_t)pg->limit + 1, pg->cursor,
+  if (bus_read_versions(r->s->srv->bus, r->app->id, name, seq, false, pg->forwards, (size_t)pg->limit + 1, pg->cursor,
                         on_versions, h, &err)) {
     route_error(r, &err);
     sock_unref(r->s);

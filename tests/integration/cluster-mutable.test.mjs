@@ -412,3 +412,48 @@ test('Chat REST API across nodes: send on A, received on B; history, get, update
   const after = await aroom.messages.history({ limit: 10 });
   assert.deepEqual(after.items.map((m) => [m.text, m.action]), [['second', 'message.delete'], ['hello, edited', 'message.update']]);
 });
+
+const summaryOf = (m) => m.annotations?.summary ?? {};
+
+test('RTAN/RSAN/TM7: annotations published through A and B reach annotation subscribers and summaries on C; REST list, history, getMessage and rewind from any node carry them', async () => {
+  const name = mutName('ann');
+  const type = 'reaction:distinct.v1';
+  const carol = realtime(2).channels.get(name, { modes: ['SUBSCRIBE', 'ANNOTATION_SUBSCRIBE'] });
+  const anns = [];
+  const sums = [];
+  await withTimeout(carol.annotations.subscribe((a) => anns.push(a)), 15000, 'annotation subscribe on C');
+  await withTimeout(carol.subscribe((m) => { if (m.action === 'message.summary') sums.push(m); }), 15000, 'subscribe on C');
+  const ach = realtime(0, { clientId: 'alice' }).channels.get(name);
+  const bch = realtime(1, { clientId: 'bob' }).channels.get(name);
+  const { serials: [serial] } = await withTimeout(ach.publish('question', 'is this on?'), 10000, 'publish');
+  await withTimeout(ach.annotations.publish(serial, { type, name: '👍' }), 10000, 'annotate on A');
+  await withTimeout(bch.annotations.publish(serial, { type, name: '👍' }), 10000, 'annotate on B');
+  await withTimeout(ach.annotations.publish(serial, { type, name: '❤️' }), 10000, 'annotate on A again');
+  await waitUntil(() => sums.length >= 3 && anns.length >= 3, 15000, '3 summaries and 3 annotations on C');
+  assert.ok(sums.every((m) => m.serial === serial));
+  assert.deepEqual(summaryOf(sums[2])[type], {
+    '👍': { total: 2, clientIds: ['alice', 'bob'], clipped: false },
+    '❤️': { total: 1, clientIds: ['alice'], clipped: false },
+  });
+  assert.deepEqual(anns.map((a) => [a.name, a.clientId, a.messageSerial]), [['👍', 'alice', serial], ['👍', 'bob', serial], ['❤️', 'alice', serial]]);
+  const aserials = anns.map((a) => a.serial);
+  assert.deepEqual([...aserials].sort(), aserials, 'annotation serials increase');
+  await withTimeout(ach.annotations.delete(serial, { type, name: '👍' }), 10000, 'delete on A');
+  const want = {
+    '👍': { total: 1, clientIds: ['bob'], clipped: false },
+    '❤️': { total: 1, clientIds: ['alice'], clipped: false },
+  };
+  await waitUntil(() => sums.length >= 4, 15000, 'the summary after the delete on C');
+  assert.deepEqual(summaryOf(sums[3])[type], want);
+  const r = rest(2).channels.get(name);
+  const list = await r.annotations.get(serial);
+  assert.equal(list.items.length, 4);
+  assert.deepEqual(list.items.map((a) => a.name), ['👍', '👍', '❤️', '👍']);
+  const hist = await r.history();
+  assert.equal(hist.items.length, 1, 'annotations are not history items');
+  assert.deepEqual(summaryOf(hist.items[0])[type], want);
+  assert.deepEqual(summaryOf(await rest(1).channels.get(name).getMessage(serial))[type], want);
+  const late = await watcher(realtime(1), name, { params: { rewind: '1' } });
+  await waitUntil(() => late.got.length >= 1, 15000, 'rewound head');
+  assert.deepEqual(summaryOf(late.got[0])[type], want, 'rewind gives the head with its summary');
+});

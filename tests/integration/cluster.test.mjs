@@ -315,22 +315,6 @@ test('RTN15c6/RTL4c1: a subscriber whose transport drops resumes on its node and
   assert.deepEqual(sub.got.map((m) => m.name), [...Array(31).keys()].map((i) => `r${i}`));
 });
 
-test('RSAN1: annotations are refused on a cluster with 93002, not kept on one node (updates, deletes and appends are shared: cluster-mutable.test.mjs)', async () => {
-  const name = `conversations:${uniqueChannel('mut')}`;
-  const r = rest(0);
-  await r.channels.get(name).publish('x', 'y');
-  const page = await r.channels.get(name).history();
-  const serial = page.items[0].serial;
-  await assert.rejects(
-    r.channels.get(name).annotations.publish(serial, { type: 'reaction:distinct.v1', name: 'like' }),
-    (e) => {
-      assert.equal(e.code, 93002, e.message);
-      assert.match(e.message, /cluster/);
-      return true;
-    },
-  );
-});
-
 test('Redis stopped: publishes refused with 50004, connections stay up; Redis back: accepted, nothing acknowledged lost', async () => {
   const name = uniqueChannel('outage');
   const sub = await collector(realtime(1), name);
