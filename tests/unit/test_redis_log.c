@@ -633,6 +633,32 @@ static void versions_compare_and_set_and_heads_reads(void **state) {
   assert_true(row_has(&h.page.rows.rows[0], 0, 2, "ev:0000000000000003"));
   assert_true(h.page.more);
   store_rows_free(&h.page.rows);
+
+  /* An annotation without a new summary (empty head): the head stays at
+   * version 3, so a change read there still applies; listed apart. */
+  ver_res_t a = {0};
+  sw_log_version_t av = {.app_id = "app", .channel = "v", .seq = 0, .expect_vseq = 3, .timestamp = 6000,
+                         .event = (const uint8_t *)"ann:" PH, .event_len = strlen("ann:" PH),
+                         .head = (const uint8_t *)"", .head_len = 0, .placeholder = PH, .annotation = true};
+  assert_int_equal(redis_log_version(f->a, &av, on_ver, &a), 0);
+  assert_true(rh_run_until(&f->loop, &a.done, 10000));
+  assert_int_equal(a.err, 0);
+  assert_int_equal(a.vseq, 4);
+  assert_int_equal(version_wait(f, 0, 3, "ev3:" PH, "head3:" PH).vseq, 5);
+  raw = read_wait(f, "v", 3, INT64_MAX, true, 10);
+  assert_int_equal(raw.page.rows.n, 2);
+  assert_true(redis_log_record_is_annotation(raw.page.rows.rows[0].blob, raw.page.rows.rows[0].blob_len));
+  assert_false(redis_log_record_is_annotation(raw.page.rows.rows[1].blob, raw.page.rows.rows[1].blob_len));
+  store_rows_free(&raw.page.rows);
+  h = read_q(f, (sw_log_range_t){.after_seq = -1, .before_seq = INT64_MAX, .forwards = true, .limit = 10,
+                                 .versions = true, .versions_seq = 0, .annotations = true});
+  assert_int_equal(h.page.rows.n, 1);
+  assert_true(row_has(&h.page.rows.rows[0], 0, 4, "ann:0000000000000005"));
+  store_rows_free(&h.page.rows);
+  h = read_q(f, (sw_log_range_t){.after_seq = -1, .before_seq = INT64_MAX, .forwards = true, .limit = 10,
+                                 .versions = true, .versions_seq = 0});
+  assert_int_equal(h.page.rows.n, 4); /* the create and three versions: not the annotation */
+  store_rows_free(&h.page.rows);
 }
 
 int main(void) {
