@@ -102,7 +102,7 @@ static json_t *load_message(sw_server_t *srv, const sw_app_t *app, const char *c
  * Redis: read through the bus, answered from its callback, the socket held
  * meanwhile (as rest/history.c does). */
 
-typedef enum { READ_MESSAGE, READ_PAGE, READ_VERSIONS } read_kind_t;
+typedef enum { READ_MESSAGE, READ_PAGE, READ_VERSIONS, READ_CLIENT_REACTIONS } read_kind_t;
 
 typedef struct chat_read {
   route_ctx_t r; /* the socket (referenced), format, keep-alive, app: not the request */
@@ -110,7 +110,11 @@ typedef struct chat_read {
   read_kind_t kind;
   int status;  /* READ_MESSAGE: the answer's status */
   bool lookup; /* READ_MESSAGE: a GET (absent: 40400), not the read back of a change (absent: 50000) */
+  bool has_cid;
+  char cid[256]; /* READ_CLIENT_REACTIONS: whose */
 } chat_read_t;
+
+static void reply_client_reactions(route_ctx_t *r, json_t *m, const char *cid);
 
 static void reply_page(route_ctx_t *r, const char *resource, const page_t *pg, const sw_store_rows_t *rows,
                        bool by_vseq);
@@ -138,6 +142,11 @@ static void on_chat_read(void *ud, const sw_error_t *err, sw_store_rows_t *rows,
   if (s->closing) {
   } else if (err) {
     route_error(&q->r, err);
+  } else if (q->kind == READ_CLIENT_REACTIONS) {
+    json_t *m = rows->n == 1 ? row_message(&rows->rows[0]) : NULL;
+    if (m) reply_client_reactions(&q->r, m, q->has_cid ? q->cid : NULL);
+    else fail(&q->r, SW_E_NOT_FOUND, "no such message");
+    json_decref(m);
   } else if (q->kind == READ_MESSAGE) {
     json_t *m = rows->n == 1 ? row_message(&rows->rows[0]) : NULL;
     if (m) rest_reply_value(s, q->status, q->r.fmt, m, q->r.keep_alive, NULL);
@@ -567,18 +576,42 @@ static void react(route_ctx_t *r, sw_channel_t *ch, const char *serial, bool del
  * the message's summaries (a clipped list shows only the clients it lists). */
 static void client_reactions(route_ctx_t *r, const char *channel, const char *serial) {
   if (!route_require(r, channel, SW_OP_HISTORY, "history")) return;
-  if (shared(r)) {
-    fail(r, SW_E_MUTABLE_NOT_ENABLED, "message reactions (annotations) are not available on a cluster (--redis) yet");
-    return;
-  }
   char who[256];
   const char *cid = url_query_get(r->req->query, "forClientId", who, sizeof who) > 0 ? who : r->client_id;
   int64_t seq;
+  if (shared(r)) {
+    sw_error_t err;
+    chat_read_t *q = read_new(r->s, r->fmt, r->keep_alive, r->app, READ_CLIENT_REACTIONS);
+    if (!q) {
+      fail(r, SW_E_INTERNAL, "out of memory");
+      return;
+    }
+    if (cid) {
+      q->has_cid = true;
+      snprintf(q->cid, sizeof q->cid, "%s", cid);
+    }
+    if (serial_parse(serial, strlen(serial), &seq)) seq = 0;
+    sw_bus_range_t br = {.app_id = r->app->id, .channel = channel, .after_seq = seq - 1, .before_seq = seq + 1,
+                         .forwards = true, .limit = 1, .now = clock_now_ms()};
+    if (seq < 1) {
+      errors_set(&err, SW_E_NOT_FOUND, "no such message");
+      read_fail(q, &err);
+    } else if (bus_read(r->s->srv->bus, &br, on_chat_read, q, &err)) {
+      read_fail(q, &err);
+    }
+    return;
+  }
   json_t *m = serial_parse(serial, strlen(serial), &seq) ? NULL : load_message(r->s->srv, r->app, channel, seq);
   if (!m) {
     fail(r, SW_E_NOT_FOUND, "no such message");
     return;
   }
+  reply_client_reactions(r, m, cid);
+  json_decref(m);
+}
+
+/* Answers the reactions of m (a REST message) that client cid is in. */
+static void reply_client_reactions(route_ctx_t *r, json_t *m, const char *cid) {
   json_t *all = json_object_get(m, "reactions"), *out = json_object();
   const char *kind;
   json_t *names;
@@ -604,7 +637,6 @@ static void client_reactions(route_ctx_t *r, const char *channel, const char *se
   }
   rest_reply_value(r->s, 200, r->fmt, out, r->keep_alive, NULL);
   json_decref(out);
-  json_decref(m);
 }
 
 static void occupancy(route_ctx_t *r, const char *channel) {

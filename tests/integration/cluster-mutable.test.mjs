@@ -411,6 +411,16 @@ test('Chat REST API across nodes: send on A, received on B; history, get, update
   assert.deepEqual(vers.items.map((m) => m.text), ['hello, edited', 'hello']);
   const after = await aroom.messages.history({ limit: 10 });
   assert.deepEqual(after.items.map((m) => [m.text, m.action]), [['second', 'message.delete'], ['hello, edited', 'message.update']]);
+  // Message reactions (annotations) through A and B, read from either node.
+  const sums = [];
+  broom.messages.reactions.subscribe((e) => sums.push(e));
+  await withTimeout(aroom.messages.reactions.send(sent.serial, { name: '👍' }), 10000, 'react on A');
+  await withTimeout(broom.messages.reactions.send(sent.serial, { name: '👍' }), 10000, 'react on B');
+  await waitUntil(() => sums.some((e) => e.reactions?.distinct?.['👍']?.total === 2), 10000, 'the summary on B');
+  const hers = await broom.messages.reactions.clientReactions(sent.serial, 'alice');
+  assert.deepEqual(hers.distinct['👍'].clientIds, ['alice']);
+  const h2 = await aroom.messages.history({ limit: 10 });
+  assert.equal(h2.items.find((m) => m.serial === sent.serial).reactions.distinct['👍'].total, 2);
 });
 
 const summaryOf = (m) => m.annotations?.summary ?? {};
