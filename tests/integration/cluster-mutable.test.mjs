@@ -329,7 +329,7 @@ test('kill -9 of the agent\'s node A mid-stream: every acknowledged append is in
     for (let i = 0; !stop && i < 5000; i++) {
       const frag = `k${i} `;
       try {
-        await withTimeout(ch.appendMessage({ serial, data: frag }), 3000, 'append');
+        await withTimeout(ch.appendMessage({ serial, data: frag }), 10000, 'append');
         acked.push(frag);
       } catch {
         break;
