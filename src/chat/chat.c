@@ -96,6 +96,113 @@ static json_t *load_message(sw_server_t *srv, const sw_app_t *app, const char *c
   return o;
 }
 
+/* ------------------------------------------------ reads on a cluster
+ *
+ * On a shared bus (docs/cluster.md) messages, history and versions are in
+ * Redis: read through the bus, answered from its callback, the socket held
+ * meanwhile (as rest/history.c does). */
+
+typedef enum { READ_MESSAGE, READ_PAGE, READ_VERSIONS, READ_CLIENT_REACTIONS } read_kind_t;
+
+typedef struct chat_read {
+  route_ctx_t r; /* the socket (referenced), format, keep-alive, app: not the request */
+  page_t pg;
+  read_kind_t kind;
+  int status;  /* READ_MESSAGE: the answer's status */
+  bool lookup; /* READ_MESSAGE: a GET (absent: 40400), not the read back of a change (absent: 50000) */
+  bool has_cid;
+  char cid[256]; /* READ_CLIENT_REACTIONS: whose */
+} chat_read_t;
+
+static void reply_client_reactions(route_ctx_t *r, json_t *m, const char *cid);
+
+static void reply_page(route_ctx_t *r, const char *resource, const page_t *pg, const sw_store_rows_t *rows,
+                       bool by_vseq);
+
+/* A row as a REST message: its serial, when stored without it, is its seq. */
+static json_t *row_message(const sw_store_row_t *row) {
+  sw_msg_t msg = {0};
+  json_t *o = NULL;
+  if (codec_msg_from_blob(row->blob, row->blob_len, &msg) == 0) {
+    if (!msg.serial) {
+      char serial[SW_SERIAL_LEN + 1];
+      serial_format(row->seq, serial);
+      msg.serial = strdup(serial);
+    }
+    if (msg.serial) o = rest_message(&msg);
+  }
+  msg_clear(&msg);
+  return o;
+}
+
+static void on_chat_read(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  (void)cursor, (void)more;
+  chat_read_t *q = ud;
+  sw_sock_t *s = q->r.s;
+  if (s->closing) {
+  } else if (err) {
+    route_error(&q->r, err);
+  } else if (q->kind == READ_CLIENT_REACTIONS) {
+    json_t *m = rows->n == 1 ? row_message(&rows->rows[0]) : NULL;
+    if (m) reply_client_reactions(&q->r, m, q->has_cid ? q->cid : NULL);
+    else fail(&q->r, SW_E_NOT_FOUND, "no such message");
+    json_decref(m);
+  } else if (q->kind == READ_MESSAGE) {
+    json_t *m = rows->n == 1 ? row_message(&rows->rows[0]) : NULL;
+    if (m) rest_reply_value(s, q->status, q->r.fmt, m, q->r.keep_alive, NULL);
+    else if (q->lookup) fail(&q->r, SW_E_NOT_FOUND, "no such message");
+    else fail(&q->r, SW_E_INTERNAL, "the message could not be read back");
+    json_decref(m);
+  } else {
+    reply_page(&q->r, q->kind == READ_PAGE ? "messages" : "versions", &q->pg, rows, q->kind == READ_VERSIONS);
+  }
+  store_rows_free(rows);
+  sock_unref(s);
+  free(q);
+}
+
+/* A read for socket s (referenced until it is answered), or NULL. */
+static chat_read_t *read_new(sw_sock_t *s, sw_format_t fmt, bool keep_alive, sw_app_t *app, read_kind_t kind) {
+  chat_read_t *q = calloc(1, sizeof *q);
+  if (!q) return NULL;
+  q->r = (route_ctx_t){.s = s, .fmt = fmt, .keep_alive = keep_alive, .app = app};
+  q->kind = kind;
+  sock_ref(s);
+  return q;
+}
+
+static void read_fail(chat_read_t *q, const sw_error_t *err) {
+  if (!q->r.s->closing) route_error(&q->r, err);
+  sock_unref(q->r.s);
+  free(q);
+}
+
+/* The head of message seq, answered with status (see chat_read_t.lookup). */
+static void read_message(sw_sock_t *s, sw_format_t fmt, bool keep_alive, sw_app_t *app, const char *channel,
+                         int64_t seq, int status, bool lookup) {
+  sw_error_t err;
+  chat_read_t *q = read_new(s, fmt, keep_alive, app, READ_MESSAGE);
+  if (!q) {
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    rest_error(s, fmt, &err, keep_alive);
+    return;
+  }
+  q->status = status;
+  q->lookup = lookup;
+  sw_bus_range_t br = {.app_id = app->id, .channel = channel, .after_seq = seq - 1, .before_seq = seq + 1,
+                       .forwards = true, .limit = 1, .now = clock_now_ms()};
+  if (seq < 1) {
+    errors_set(&err, SW_E_NOT_FOUND, "no such message");
+    read_fail(q, &err);
+  } else if (bus_read(s->srv->bus, &br, on_chat_read, q, &err)) {
+    read_fail(q, &err);
+  }
+}
+
+static bool shared(const route_ctx_t *r) {
+  return r->s->srv->bus && bus_shared(r->s->srv->bus);
+}
+
 /* Replies with rows (heads or version events) as one page of REST
  * messages: at most pg->limit (rows holds one more when there are more),
  * within the page budget and at least one; `next` after the last row. */
@@ -106,10 +213,7 @@ static void reply_page(route_ctx_t *r, const char *resource, const page_t *pg, c
   size_t budget = route_page_budget(r), bytes = 0, used = 0;
   json_t *arr = json_array();
   for (; arr && used < n; used++) {
-    const sw_store_row_t *row = &rows->rows[used];
-    sw_msg_t msg = {0};
-    json_t *o = codec_msg_from_blob(row->blob, row->blob_len, &msg) == 0 ? rest_message(&msg) : NULL;
-    msg_clear(&msg);
+    json_t *o = row_message(&rows->rows[used]);
     if (!o) continue;
     size_t len = json_dumpb(o, NULL, 0, JSON_COMPACT);
     if (json_array_size(arr) && bytes + len + 1 > budget) {
@@ -143,7 +247,17 @@ typedef struct chat_done {
 static void on_done(const sw_publisher_t *who, const char *channel, const sw_error_t *err, char **serials, size_t n) {
   chat_done_t *d = who->done_ud;
   sw_sock_t *s = who->rest_sock;
-  if (s && !s->closing) {
+  if (s && !s->closing && s->srv->bus && bus_shared(s->srv->bus)) {
+    int64_t seq = d->seq;
+    if (err && err->code) rest_error(s, d->fmt, err, d->keep_alive);
+    else if (seq >= 0 || (n && serials[0] && serial_parse(serials[0], strlen(serials[0]), &seq) == 0))
+      read_message(s, d->fmt, d->keep_alive, d->app, d->channel, seq, d->status, false);
+    else {
+      sw_error_t e;
+      errors_set(&e, SW_E_INTERNAL, "the message could not be read back");
+      rest_error(s, d->fmt, &e, d->keep_alive);
+    }
+  } else if (s && !s->closing) {
     int64_t seq = d->seq;
     json_t *m = NULL;
     if (!(err && err->code) && (seq >= 0 || (n && serials[0] && serial_parse(serials[0], strlen(serials[0]), &seq) == 0)))
@@ -321,6 +435,11 @@ static void change_message(route_ctx_t *r, sw_channel_t *ch, const char *serial,
 static void get_message(route_ctx_t *r, const char *channel, const char *serial) {
   if (!route_require(r, channel, SW_OP_HISTORY, "history")) return;
   int64_t seq;
+  if (shared(r)) {
+    if (serial_parse(serial, strlen(serial), &seq)) seq = -1;
+    read_message(r->s, r->fmt, r->keep_alive, r->app, channel, seq, 200, true);
+    return;
+  }
   json_t *m = serial_parse(serial, strlen(serial), &seq) ? NULL : load_message(r->s->srv, r->app, channel, seq);
   if (!m) {
     fail(r, SW_E_NOT_FOUND, "no such message");
@@ -336,6 +455,20 @@ static void history(route_ctx_t *r, const char *channel) {
   page_t pg;
   if (!route_require(r, channel, SW_OP_HISTORY, "history") || !route_page(r, &pg)) return;
   sw_history_q_t q = route_history_query(r, channel, &pg);
+  if (shared(r)) {
+    sw_error_t err;
+    chat_read_t *cq = read_new(r->s, r->fmt, r->keep_alive, r->app, READ_PAGE);
+    if (!cq) {
+      fail(r, SW_E_INTERNAL, "out of memory");
+      return;
+    }
+    cq->pg = pg;
+    sw_bus_range_t br = {.app_id = q.app_id, .channel = q.channel, .after_seq = q.after_seq,
+                         .before_seq = q.before_seq, .forwards = q.forwards, .limit = q.limit, .now = q.now,
+                         .start = q.start, .end = q.end};
+    if (bus_read(r->s->srv->bus, &br, on_chat_read, cq, &err)) read_fail(cq, &err);
+    return;
+  }
   sw_store_rows_t rows = {0};
   if (store_history(r->s->srv->store, &q, &rows)) {
     fail(r, SW_E_INTERNAL, "history could not be read");
@@ -352,6 +485,23 @@ static void versions(route_ctx_t *r, const char *channel, const char *serial) {
   sw_store_rows_t rows = {0};
   if (serial_parse(serial, strlen(serial), &seq)) {
     fail(r, SW_E_NOT_FOUND, "no such message");
+    return;
+  }
+  if (shared(r)) {
+    sw_error_t err;
+    chat_read_t *cq = read_new(r->s, r->fmt, r->keep_alive, r->app, READ_VERSIONS);
+    if (!cq) {
+      fail(r, SW_E_INTERNAL, "out of memory");
+      return;
+    }
+    cq->pg = pg;
+    if (!r->s->srv->bus->ops->read_versions ||
+        bus_read_versions(r->s->srv->bus, r->app->id, channel, seq, false, pg.forwards, (size_t)pg.limit + 1, pg.cursor,
+                          on_chat_read, cq, &err)) {
+      if (!r->s->srv->bus->ops->read_versions)
+        errors_set(&err, SW_E_MUTABLE_NOT_ENABLED, "message versions are not available on this cluster");
+      read_fail(cq, &err);
+    }
     return;
   }
   if (store_versions(r->s->srv->store, r->app->id, channel, seq, pg.forwards, (size_t)pg.limit + 1, pg.cursor, &rows)) {
@@ -429,11 +579,39 @@ static void client_reactions(route_ctx_t *r, const char *channel, const char *se
   char who[256];
   const char *cid = url_query_get(r->req->query, "forClientId", who, sizeof who) > 0 ? who : r->client_id;
   int64_t seq;
+  if (shared(r)) {
+    sw_error_t err;
+    chat_read_t *q = read_new(r->s, r->fmt, r->keep_alive, r->app, READ_CLIENT_REACTIONS);
+    if (!q) {
+      fail(r, SW_E_INTERNAL, "out of memory");
+      return;
+    }
+    if (cid) {
+      q->has_cid = true;
+      snprintf(q->cid, sizeof q->cid, "%s", cid);
+    }
+    if (serial_parse(serial, strlen(serial), &seq)) seq = 0;
+    sw_bus_range_t br = {.app_id = r->app->id, .channel = channel, .after_seq = seq - 1, .before_seq = seq + 1,
+                         .forwards = true, .limit = 1, .now = clock_now_ms()};
+    if (seq < 1) {
+      errors_set(&err, SW_E_NOT_FOUND, "no such message");
+      read_fail(q, &err);
+    } else if (bus_read(r->s->srv->bus, &br, on_chat_read, q, &err)) {
+      read_fail(q, &err);
+    }
+    return;
+  }
   json_t *m = serial_parse(serial, strlen(serial), &seq) ? NULL : load_message(r->s->srv, r->app, channel, seq);
   if (!m) {
     fail(r, SW_E_NOT_FOUND, "no such message");
     return;
   }
+  reply_client_reactions(r, m, cid);
+  json_decref(m);
+}
+
+/* Answers the reactions of m (a REST message) that client cid is in. */
+static void reply_client_reactions(route_ctx_t *r, json_t *m, const char *cid) {
   json_t *all = json_object_get(m, "reactions"), *out = json_object();
   const char *kind;
   json_t *names;
@@ -459,7 +637,6 @@ static void client_reactions(route_ctx_t *r, const char *channel, const char *se
   }
   rest_reply_value(r->s, 200, r->fmt, out, r->keep_alive, NULL);
   json_decref(out);
-  json_decref(m);
 }
 
 static void occupancy(route_ctx_t *r, const char *channel) {
@@ -532,14 +709,10 @@ void chat_handle(sw_sock_t *s, const sw_http_req_t *req) {
   sw_slice_t rest;
   sw_channel_t *ch;
   int m = req->method;
-  /* A Chat message is answered, listed and edited from the node's own
-   * store (and edits are message versions): not on a cluster yet
-   * (docs/cluster.md, "What is not shared yet"). */
-  bool cluster = s->srv->bus && bus_shared(s->srv->bus);
+  /* On a cluster messages are read through the bus (docs/cluster.md);
+   * reactions are annotations, refused there (93002) by annotation_publish. */
   if (!room_channel(&r, &rest))
     fail(&r, SW_E_INVALID_CHANNEL, "invalid room name");
-  else if (cluster && !(slice_eq(rest, "/occupancy") && m == HTTP_GET))
-    fail(&r, SW_E_BAD_REQUEST, "the Ably Chat REST API is not available on a cluster (--redis) yet");
   else if (slice_eq(rest, "/messages") && m == HTTP_POST)
     (ch = room(&r)) ? send_message(&r, ch) : (void)0;
   else if (slice_eq(rest, "/messages") && m == HTTP_GET)

@@ -121,6 +121,20 @@ static void deliver(chan_t *ch, int64_t seq, int64_t ts, const uint8_t *blob, si
   bus_redis_t *b = ch->b;
   ch->next = seq + 1;
   b->st.delivered++;
+  /* A version's record (redis_log_parse_record) takes the same place in
+   * the channel's order as a message: it goes out where it is. */
+  int64_t mseq;
+  const uint8_t *ev, *head;
+  size_t el, hl;
+  if (redis_log_parse_record(blob, len, &mseq, &ev, &el, &head, &hl) == 0) {
+    if (redis_log_record_is_annotation(blob, len)) {
+      if (b->base.h.deliver_annotation)
+        b->base.h.deliver_annotation(b->base.h.ud, ch->app, ch->name, seq + 1, mseq + 1, ts, ev, el, head, hl);
+    } else if (b->base.h.deliver_version) {
+      b->base.h.deliver_version(b->base.h.ud, ch->app, ch->name, seq + 1, mseq + 1, ts, ev, el, head, hl);
+    }
+    return;
+  }
   b->base.h.deliver(b->base.h.ud, ch->app, ch->name, seq + 1, ts, blob, len);
 }
 
@@ -505,11 +519,86 @@ static int r_read(sw_bus_t *base, const sw_bus_range_t *r, sw_bus_read_cb cb, vo
   /* core/'s seq s is the log's s - 1. */
   sw_log_range_t lr = {.app_id = r->app_id, .channel = r->channel, .after_seq = r->after_seq > 0 ? r->after_seq - 1 : -1,
                        .before_seq = r->before_seq == INT64_MAX ? INT64_MAX : r->before_seq > 0 ? r->before_seq - 1 : 0,
-                       .forwards = r->forwards, .limit = r->limit, .now = r->now};
+                       .forwards = r->forwards, .limit = r->limit, .now = r->now, .heads = true,
+                       .by_vseq = r->by_vseq};
   int rc = redis_log_read(b->cmd, &lr, on_read, q);
   if (rc) {
     free(q);
     if (rc == -EINVAL) return errors_set(err, SW_E_INVALID_PARAM, "invalid history range"), -1;
+    return refuse_op(b, rc, err, "read");
+  }
+  b->inflight++;
+  return 0;
+}
+
+typedef struct ver_req {
+  bus_redis_t *b;
+  sw_bus_version_cb done;
+  void *ud;
+} ver_req_t;
+
+static void on_versioned(void *ud, int err, int64_t vseq, const char *why) {
+  ver_req_t *q = ud;
+  bus_redis_t *b = q->b;
+  sw_error_t e = {0};
+  if (!err) {
+    b->st.published++;
+    q->done(q->ud, NULL, false, vseq + 1);
+  } else {
+    if (err == -EAGAIN) errors_set(&e, SW_BUS_E_INTERNAL, "the message changed meanwhile");
+    else if (err == -ENOENT) errors_set(&e, SW_E_NOT_FOUND, "no such message");
+    else if (err == -ETIMEDOUT) errors_set(&e, SW_BUS_E_TIMEOUT, "the shared store did not answer in time");
+    else if (err == -EIO) errors_set(&e, SW_BUS_E_INTERNAL, "the shared store refused the version: %.150s", why ? why : "");
+    else errors_set(&e, SW_BUS_E_UNAVAILABLE, "the shared store (Redis) is unreachable; publish again later");
+    q->done(q->ud, &e, err == -EAGAIN, -1);
+  }
+  free(q);
+  b->inflight--;
+  maybe_free_bus(b);
+}
+
+static int r_publish_version(sw_bus_t *base, const char *app_id, const char *channel, const sw_bus_version_t *v,
+                             const sw_bus_policy_t *pol, sw_bus_version_cb done, void *ud, sw_error_t *err) {
+  bus_redis_t *b = (bus_redis_t *)base;
+  if (b->closing) return refuse(b, -ENOTCONN, err);
+  if (v->seq < 1 || v->expect_vseq < v->seq) return refuse(b, -EINVAL, err);
+  ver_req_t *q = malloc(sizeof *q);
+  if (!q) return refuse(b, -ENOMEM, err);
+  *q = (ver_req_t){b, done, ud};
+  /* core/'s serials are the log's + 1; a head never changed is at its own seq. */
+  sw_log_version_t lv = {.app_id = app_id, .channel = channel, .seq = v->seq - 1,
+                         .expect_vseq = v->expect_vseq == v->seq ? -1 : v->expect_vseq - 1,
+                         .timestamp = v->timestamp, .event = v->event, .event_len = v->event_len,
+                         .head = v->head, .head_len = v->head_len, .placeholder = v->placeholder,
+                         .keep_count = pol ? pol->keep_count : 0, .max_age_ms = pol ? pol->max_age_ms : 0,
+                         .annotation = v->annotation};
+  int rc = redis_log_version(b->cmd, &lv, on_versioned, q);
+  if (rc) {
+    free(q);
+    return refuse(b, rc, err);
+  }
+  b->inflight++;
+  return 0;
+}
+
+static int r_read_versions(sw_bus_t *base, const char *app_id, const char *channel, int64_t seq, bool annotations,
+                           bool forwards, size_t limit, int64_t cursor, sw_bus_read_cb cb, void *ud,
+                           sw_error_t *err) {
+  bus_redis_t *b = (bus_redis_t *)base;
+  if (b->closing) return refuse_op(b, -ENOTCONN, err, "read");
+  if (seq < 1) return errors_set(err, SW_E_NOT_FOUND, "no such message"), -1;
+  read_req_t *q = malloc(sizeof *q);
+  if (!q) return refuse_op(b, -ENOMEM, err, "read");
+  *q = (read_req_t){b, cb, ud, 0, INT64_MAX};
+  int64_t c = cursor > 0 ? cursor - 1 : -1; /* the log's serials are core/'s - 1 */
+  sw_log_range_t lr = {.app_id = app_id, .channel = channel, .after_seq = forwards ? c : -1,
+                       .before_seq = !forwards && c >= 0 ? c : INT64_MAX, .forwards = forwards, .limit = limit,
+                       .now = clock_now_ms(), .versions = true, .versions_seq = seq - 1,
+                       .annotations = annotations};
+  int rc = redis_log_read(b->cmd, &lr, on_read, q);
+  if (rc) {
+    free(q);
+    if (rc == -EINVAL) return errors_set(err, SW_E_INVALID_PARAM, "invalid versions range"), -1;
     return refuse_op(b, rc, err, "read");
   }
   b->inflight++;
@@ -546,6 +635,8 @@ static const sw_bus_ops_t REDIS_OPS = {
     .read = r_read,
     .is_up = r_is_up,
     .close = r_close,
+    .publish_version = r_publish_version,
+    .read_versions = r_read_versions,
 };
 
 int bus_redis_open(uv_loop_t *loop, const sw_bus_redis_opts_t *o, const sw_bus_handlers_t *h, sw_bus_t **out) {

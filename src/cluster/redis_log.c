@@ -1,6 +1,10 @@
 /* redis_log.c: see redis_log.h. */
 #include "cluster/redis_log.h"
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define SCAN_STR STR(SW_REDIS_LOG_HEADS_SCAN)
+
 #include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -117,6 +121,158 @@ static const char SCRIPT[] =
     "end\n"
     "redis.call('PUBLISH', ARGV[4], cmsgpack.pack(bus))\n"
     "return res\n";
+
+/* KEYS[1] {t}:seq  KEYS[2] {t}:log  KEYS[3] {t}:heads  KEYS[4] {t}:hv
+ * KEYS[5] {t}:v:<seq> (the message's versions, RSL14) or {t}:a:<seq> (its
+ * annotations, RSAN)  ARGV[10] "v" (a version) or "a" (an annotation: its
+ * head, when empty, leaves the message's head as it is)  ARGV[1] keep_count  ARGV[2] max_age (ms)  ARGV[3] the bus channel
+ * ARGV[4] the message's seq  ARGV[5] the latest version the head was read
+ * at (-1: never changed)  ARGV[6] the placeholder  ARGV[7] timestamp
+ * ARGV[8] the version record (prefix and event)  ARGV[9] the head after it.
+ *
+ * The head is a compare-and-set on {t}:hv: a node folds the change into the
+ * head it read, and a version of the same message written meanwhile (by
+ * any node) makes this one fail with CONFLICT (nothing written), so the node
+ * reads the head again and folds again. The version's serial is known only
+ * here: the node wrote a placeholder of the serial's length where it goes,
+ * replaced here, so every length in the blobs stays right. */
+static const char VSCRIPT[] =
+    "local keep, age, tgt, exp = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "if not keep or not age or not tgt or not exp or #ARGV[6] ~= 16 or not tonumber(ARGV[7]) then\n"
+    "  return redis.error_reply('ERR switchboard: bad version arguments')\n"
+    "end\n"
+    "local hv = redis.call('HGET', KEYS[4], ARGV[4])\n"
+    "local cv = -1\n"
+    "if hv then cv = tonumber(hv) else\n"
+    "  local id = string.format('%d-1', tgt)\n"
+    "  if not redis.call('XRANGE', KEYS[2], id, id)[1] then\n"
+    "    return redis.error_reply('NOTFOUND switchboard: no such message')\n"
+    "  end\n"
+    "end\n"
+    "if cv ~= exp then return redis.error_reply('CONFLICT switchboard: the message changed meanwhile') end\n"
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "local tail = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
+    "if tail[1] then\n"
+    "  local t = tonumber(string.match(tail[1][1], '^(%d+)'))\n"
+    "  if t and t + 1 > cur then redis.call('SET', KEYS[1], string.format('%d', t + 1)) end\n"
+    "end\n"
+    "local vseq = redis.call('INCRBY', KEYS[1], 1) - 1\n"
+    "local serial = string.format('%016x', vseq + 1)\n"
+    "local function sub(s)\n"
+    "  local out, i = {}, 1\n"
+    "  while true do\n"
+    "    local a, b = string.find(s, ARGV[6], i, true)\n"
+    "    if not a then break end\n"
+    "    out[#out + 1] = string.sub(s, i, a - 1); out[#out + 1] = serial; i = b + 1\n"
+    "  end\n"
+    "  out[#out + 1] = string.sub(s, i)\n"
+    "  return table.concat(out)\n"
+    "end\n"
+    "local rec, head = sub(ARGV[8]), sub(ARGV[9])\n"
+    "local e = '0'\n"
+    "if age > 0 then e = string.format('%d', tonumber(ARGV[7]) + age) end\n"
+    "local sid = string.format('%d-1', vseq)\n"
+    "if keep > 0 then\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', '=', keep, sid, 't', ARGV[7], 'e', e, 'b', rec, 's', ARGV[4])\n"
+    "else\n"
+    "  redis.call('XADD', KEYS[2], sid, 't', ARGV[7], 'e', e, 'b', rec, 's', ARGV[4])\n"
+    "end\n"
+    "if ARGV[10] ~= 'a' or #head > 0 then\n"
+    "  redis.call('HSET', KEYS[3], ARGV[4], head)\n"
+    "  redis.call('HSET', KEYS[4], ARGV[4], vseq)\n"
+    "end\n"
+    "redis.call('RPUSH', KEYS[5], vseq)\n"
+    "for k = 2, 5 do\n"
+    "  if age > 0 then redis.call('PEXPIRE', KEYS[k], age + 60000) else redis.call('PERSIST', KEYS[k]) end\n"
+    "end\n"
+    "redis.call('PUBLISH', ARGV[3], cmsgpack.pack({vseq, tonumber(ARGV[7]), rec .. head}))\n"
+    "return vseq\n";
+
+/* KEYS[1] {t}:log  KEYS[2] {t}:hv  KEYS[3] {t}:heads
+ * ARGV[1] XRANGE or XREVRANGE  ARGV[2], ARGV[3] its bounds  ARGV[4] the
+ * rows wanted  ARGV[5] "1": by latest version (a head appears where its
+ * latest version is), else by seq (a head where the message is; versions
+ * left out). Reads on past left-out entries until it has the rows, the
+ * range ends, or SW_REDIS_LOG_HEADS_SCAN entries were looked at. Answers
+ * rows of XRANGE's shape, [id, [t, .., e, .., b, head, q, seq, v, vseq]],
+ * then a trailer [last id looked at or "", [m, 1 if there may be more]]. */
+static const char RSCRIPT[] =
+    "local cmd, lo, hi, limit, byv = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1'\n"
+    "-- lo is the bound the read starts from (XREVRANGE's end): it moves past what was read\n"
+    "local out, looked, last, more = {}, 0, '', 0\n"
+    "while #out < limit do\n"
+    "  local want = limit - #out\n"
+    "  if want < 64 then want = 64 end\n"
+    "  local ents = redis.call(cmd, KEYS[1], lo, hi, 'COUNT', want)\n"
+    "  for _, ent in ipairs(ents) do\n"
+    "    last = ent[1]; looked = looked + 1\n"
+    "    local f, t, e, b, s = ent[2], '0', '0', '', nil\n"
+    "    for j = 1, #f, 2 do\n"
+    "      local k = f[j]\n"
+    "      if k == 't' then t = f[j + 1] elseif k == 'e' then e = f[j + 1]\n"
+    "      elseif k == 'b' then b = f[j + 1] elseif k == 's' then s = f[j + 1] end\n"
+    "    end\n"
+    "    local pos = string.match(ent[1], '^(%d+)')\n"
+    "    if s then\n"
+    "      if byv and redis.call('HGET', KEYS[2], s) == pos then\n"
+    "        local h = redis.call('HGET', KEYS[3], s)\n"
+    "        if h then out[#out + 1] = {ent[1], {'t', t, 'e', e, 'b', h, 'q', s, 'v', pos}} end\n"
+    "      end\n"
+    "    else\n"
+    "      local hv = redis.call('HGET', KEYS[2], pos)\n"
+    "      if not hv then out[#out + 1] = ent\n"
+    "      elseif not byv then\n"
+    "        local h = redis.call('HGET', KEYS[3], pos)\n"
+    "        out[#out + 1] = {ent[1], {'t', t, 'e', e, 'b', h or b, 'v', hv}}\n"
+    "      end\n"
+    "    end\n"
+    "    if #out >= limit then break end\n"
+    "  end\n"
+    "  if #out >= limit then more = 1; break end\n"
+    "  if #ents < want then break end\n"
+    "  if looked >= " SCAN_STR " then more = 1; break end\n"
+    "  lo = '(' .. last\n"
+    "end\n"
+    "out[#out + 1] = {last, {'m', tostring(more)}}\n"
+    "return out\n";
+
+/* KEYS[1] {t}:log  KEYS[2] {t}:v:<seq>
+ * ARGV[1] the message's seq  ARGV[2] "1" forwards  ARGV[3] rows wanted
+ * ARGV[4] only versions after (forwards) or before this one (-1: none)
+ * ARGV[5] "1": KEYS[2] is {t}:a:<seq>, the message's annotations (no create).
+ * The versions of a message (RSL14): its create (the log's entry at seq),
+ * then each version's event (the record without its prefix), as the heads
+ * read answers them, with the same trailer. */
+static const char VRSCRIPT[] =
+    "local seq, fwd, limit, cur = tonumber(ARGV[1]), ARGV[2] == '1', tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "if not seq or not limit or not cur then return redis.error_reply('ERR switchboard: bad versions arguments') end\n"
+    "local ids = {seq}\n"
+    "if ARGV[5] == '1' then ids = {} end\n"
+    "for _, v in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do ids[#ids + 1] = tonumber(v) end\n"
+    "local out, last = {}, ''\n"
+    "local from, to, step = 1, #ids, 1\n"
+    "if not fwd then from, to, step = #ids, 1, -1 end\n"
+    "for i = from, to, step do\n"
+    "  local v = ids[i]\n"
+    "  if cur < 0 or (fwd and v > cur) or (not fwd and v < cur) then\n"
+    "    local id = string.format('%d-1', v)\n"
+    "    local e = redis.call('XRANGE', KEYS[1], id, id)[1]\n"
+    "    if e then\n"
+    "      local f, t, ex, b = e[2], '0', '0', ''\n"
+    "      for j = 1, #f, 2 do\n"
+    "        if f[j] == 't' then t = f[j + 1] elseif f[j] == 'e' then ex = f[j + 1] elseif f[j] == 'b' then b = f[j + 1] end\n"
+    "      end\n"
+    "      if v ~= seq then b = string.sub(b, 14) end\n"
+    "      out[#out + 1] = {e[1], {'t', t, 'e', ex, 'b', b, 'q', ARGV[1], 'v', string.format('%d', v)}}\n"
+    "      last = e[1]\n"
+    "      if #out >= limit then break end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local more = '0'\n"
+    "if #out >= limit then more = '1' end\n"
+    "out[#out + 1] = {last, {'m', more}}\n"
+    "return out\n";
 
 static char g_sha[41];
 
@@ -284,6 +440,7 @@ typedef struct read_req {
   void *ud;
   size_t limit;
   int64_t now;
+  bool heads; /* the read script's answer: rows, then a trailer */
 } read_req_t;
 
 static int64_t id_seq(const redisReply *id) {
@@ -309,6 +466,8 @@ static int64_t field_int(const redisReply *v) {
 
 typedef struct entry_view {
   int64_t seq, ts, exp;
+  int64_t msg_seq, vseq; /* from the heads read: the head's message and latest version (else seq) */
+  bool skip;             /* looked at, not a row (a version, or a head shown elsewhere) */
   const redisReply *blob;
 } entry_view_t;
 
@@ -318,6 +477,8 @@ static int view_entry(const redisReply *ent, entry_view_t *v) {
   const redisReply *f = ent->element[1];
   if ((v->seq = id_seq(ent->element[0])) < 0 || f->type != REDIS_REPLY_ARRAY || f->elements % 2) return -1;
   v->ts = v->exp = 0;
+  v->msg_seq = v->vseq = v->seq;
+  v->skip = false;
   v->blob = NULL;
   for (size_t j = 0; j + 1 < f->elements; j += 2) {
     const redisReply *k = f->element[j], *val = f->element[j + 1];
@@ -325,8 +486,12 @@ static int view_entry(const redisReply *ent, entry_view_t *v) {
     if (k->str[0] == 't') v->ts = field_int(val);
     else if (k->str[0] == 'e') v->exp = field_int(val);
     else if (k->str[0] == 'b' && val->type == REDIS_REPLY_STRING) v->blob = val;
+    else if (k->str[0] == 'q') v->msg_seq = field_int(val);
+    else if (k->str[0] == 'v') v->vseq = field_int(val);
+    else if (k->str[0] == 'x') v->skip = true;
   }
-  return v->blob && v->ts >= 0 && v->exp >= 0 ? 0 : -1;
+  if (v->skip) return 0;
+  return v->blob && v->ts >= 0 && v->exp >= 0 && v->msg_seq >= 0 && v->vseq >= 0 ? 0 : -1;
 }
 
 static void on_read(void *ud, const redisReply *r, int err) {
@@ -335,28 +500,40 @@ static void on_read(void *ud, const redisReply *r, int err) {
   if (err) goto fail;
   err = -EIO;
   if (r->type != REDIS_REPLY_ARRAY) goto fail;
+  size_t n_ent = r->elements;
+  if (q->heads) {
+    /* The trailer: [last id looked at, [m, more]]. */
+    const redisReply *t = n_ent ? r->element[n_ent - 1] : NULL;
+    if (!t || t->type != REDIS_REPLY_ARRAY || t->elements != 2 || t->element[0]->type != REDIS_REPLY_STRING ||
+        t->element[1]->type != REDIS_REPLY_ARRAY || t->element[1]->elements != 2 ||
+        t->element[1]->element[1]->type != REDIS_REPLY_STRING)
+      goto fail;
+    n_ent--;
+    page.cursor = t->element[0]->len ? id_seq(t->element[0]) : -1;
+    page.more = t->element[1]->element[1]->len == 1 && t->element[1]->element[1]->str[0] == '1';
+  }
   /* Two passes: check and size, then copy into one allocation (the
    * layout store_rows_free expects: rows, then the blobs). */
   size_t n = 0, bytes = 0;
   entry_view_t v;
-  for (size_t i = 0; i < r->elements; i++) {
+  for (size_t i = 0; i < n_ent; i++) {
     if (view_entry(r->element[i], &v) < 0) goto fail;
-    page.cursor = v.seq;
-    if (v.exp != 0 && v.exp <= q->now) continue;
+    if (!q->heads) page.cursor = v.seq;
+    if (v.skip || (v.exp != 0 && v.exp <= q->now)) continue;
     n++;
     bytes += v.blob->len;
   }
-  page.more = r->elements >= q->limit;
+  if (!q->heads) page.more = r->elements >= q->limit;
   if (n) {
     err = -ENOMEM;
     sw_store_row_t *rows = malloc(n * sizeof *rows + bytes);
     if (!rows) goto fail;
     uint8_t *bp = (uint8_t *)(rows + n);
     size_t k = 0;
-    for (size_t i = 0; i < r->elements; i++) {
+    for (size_t i = 0; i < n_ent; i++) {
       view_entry(r->element[i], &v);
-      if (v.exp != 0 && v.exp <= q->now) continue;
-      rows[k] = (sw_store_row_t){.seq = v.seq, .timestamp = v.ts, .vseq = v.seq,
+      if (v.skip || (v.exp != 0 && v.exp <= q->now)) continue;
+      rows[k] = (sw_store_row_t){.seq = v.msg_seq, .timestamp = v.ts, .vseq = v.vseq,
                                  .blob = v.blob->len ? bp : NULL, .blob_len = v.blob->len};
       if (v.blob->len) memcpy(bp, v.blob->str, v.blob->len);
       bp += v.blob->len;
@@ -398,10 +575,49 @@ int redis_log_read(sw_redis_conn_t *c, const sw_log_range_t *q, sw_log_read_cb c
     buf_free(&key);
     return -ENOMEM;
   }
-  *rq = (read_req_t){cb, ud, q->limit, q->now};
-  /* An empty range ("(5-1" to "(6-1", or "(0-1" as an upper bound) is an
-   * empty array for Redis 7, not an error. */
-  int rc = redis_conn_command(c, on_read, rq, 6, argv, lens);
+  *rq = (read_req_t){cb, ud, q->limit, q->now, q->heads};
+  int rc;
+  if (q->versions) {
+    /* The versions read (VRSCRIPT). Keys: log, {t}:v:<seq>. */
+    size_t kl = key.len;
+    char vk[40], nums[3][24];
+    snprintf(vk, sizeof vk, q->annotations ? ":a:%lld" : ":v:%lld", (long long)q->versions_seq);
+    if (redis_log_key(&key, q->app_id, q->channel, vk)) {
+      buf_free(&key);
+      free(rq);
+      return -ENOMEM;
+    }
+    snprintf(nums[0], 24, "%lld", (long long)q->versions_seq);
+    snprintf(nums[1], 24, "%zu", q->limit);
+    snprintf(nums[2], 24, "%lld", (long long)(q->forwards ? q->after_seq : q->before_seq == INT64_MAX ? -1 : q->before_seq));
+    const char *ev[10] = {"EVAL", VRSCRIPT, "2", (const char *)key.data, (const char *)key.data + kl, nums[0],
+                          q->forwards ? "1" : "0", nums[1], nums[2], q->annotations ? "1" : "0"};
+    size_t el[10] = {4, sizeof VRSCRIPT - 1, 1, kl, key.len - kl, strlen(nums[0]), 1, strlen(nums[1]),
+                     strlen(nums[2]), 1};
+    rq->heads = true; /* the same answer's shape */
+    rc = redis_conn_command(c, on_read, rq, 10, ev, el);
+  } else if (q->heads) {
+    /* The heads read (RSCRIPT): the same range, messages shown as their
+     * heads. Keys: log, hv, heads. */
+    size_t kl = key.len;
+    if (redis_log_key(&key, q->app_id, q->channel, ":hv") || redis_log_key(&key, q->app_id, q->channel, ":heads")) {
+      buf_free(&key);
+      free(rq);
+      return -ENOMEM;
+    }
+    /* key holds "{t}:log", "{t}:hv" (one byte shorter), "{t}:heads". */
+    const char *hv = (const char *)key.data + kl;
+    size_t hv_len = kl - 1;
+    const char *ev[12] = {"EVAL", RSCRIPT, "3", (const char *)key.data, hv, hv + hv_len, argv[0], argv[2], argv[3],
+                          count, q->by_vseq ? "1" : "0", NULL};
+    size_t el[11] = {4, sizeof RSCRIPT - 1, 1, kl, hv_len, key.len - kl - hv_len, strlen(argv[0]), strlen(argv[2]),
+                     strlen(argv[3]), strlen(count), 1};
+    rc = redis_conn_command(c, on_read, rq, 11, ev, el);
+  } else {
+    /* An empty range ("(5-1" to "(6-1", or "(0-1" as an upper bound) is
+     * an empty array for Redis 7, not an error. */
+    rc = redis_conn_command(c, on_read, rq, 6, argv, lens);
+  }
   buf_free(&key);
   if (rc) free(rq);
   return rc;
@@ -540,5 +756,98 @@ int redis_log_decode_bus(const char *payload, size_t len,
     int rc = each(ud, first + (int64_t)i, ts, b, bl);
     if (rc) return rc;
   }
+  return 0;
+}
+
+/* -------------------------------------------------------------- versions */
+
+const char *redis_log_version_script(void) {
+  return VSCRIPT;
+}
+
+typedef struct version_req {
+  sw_log_version_cb cb;
+  void *ud;
+} version_req_t;
+
+static void on_version(void *ud, const redisReply *r, int err) {
+  version_req_t *q = ud;
+  if (err) q->cb(q->ud, err, -1, NULL);
+  else if (r->type == REDIS_REPLY_INTEGER) q->cb(q->ud, 0, r->integer, NULL);
+  else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "CONFLICT", 8) == 0) q->cb(q->ud, -EAGAIN, -1, r->str);
+  else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOTFOUND", 8) == 0) q->cb(q->ud, -ENOENT, -1, r->str);
+  else q->cb(q->ud, -EIO, -1, r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply to the version script");
+  free(q);
+}
+
+int redis_log_version(sw_redis_conn_t *c, const sw_log_version_t *v, sw_log_version_cb cb, void *ud) {
+  if (!c || !v || !cb || !v->app_id || !v->channel || v->seq < 0 || v->expect_vseq < -1 || !v->placeholder ||
+      strlen(v->placeholder) != 16 || !v->event || !v->head || v->keep_count < 0 || v->max_age_ms < 0)
+    return -EINVAL;
+  if (!redis_conn_is_up(c)) return -ENOTCONN;
+  sw_buf_t keys = {0}, rec = {0};
+  version_req_t *q = malloc(sizeof *q);
+  size_t k[6];
+  const char *sfx[5] = {":seq", ":log", ":heads", ":hv", ":bus"};
+  for (int i = 0; i < 5; i++) {
+    if (!q || redis_log_key(&keys, v->app_id, v->channel, sfx[i])) goto oom;
+    k[i] = keys.len;
+  }
+  char vk[40];
+  snprintf(vk, sizeof vk, v->annotation ? ":a:%lld" : ":v:%lld", (long long)v->seq);
+  if (redis_log_key(&keys, v->app_id, v->channel, vk)) goto oom;
+  k[5] = keys.len;
+  /* The record in the log: 0xc1 (never the first byte of a message blob,
+   * a msgpack map), the message's seq (8 bytes) and the event's length (4
+   * bytes, big-endian), the event; on the bus the head follows it. */
+  uint8_t pre[13] = {v->annotation ? 0xc0 : 0xc1};
+  for (int i = 0; i < 8; i++) pre[1 + i] = (uint8_t)((uint64_t)v->seq >> (56 - 8 * i));
+  for (int i = 0; i < 4; i++) pre[9 + i] = (uint8_t)((uint32_t)v->event_len >> (24 - 8 * i));
+  if (v->event_len > UINT32_MAX || buf_append(&rec, pre, sizeof pre) || buf_append(&rec, v->event, v->event_len))
+    goto oom;
+  char nums[5][24];
+  snprintf(nums[0], 24, "%lld", (long long)v->keep_count);
+  snprintf(nums[1], 24, "%lld", (long long)v->max_age_ms);
+  snprintf(nums[2], 24, "%lld", (long long)v->seq);
+  snprintf(nums[3], 24, "%lld", (long long)v->expect_vseq);
+  snprintf(nums[4], 24, "%lld", (long long)v->timestamp);
+  const char *argv[18] = {"EVAL", VSCRIPT, "5", (const char *)keys.data, (const char *)keys.data + k[0],
+                          (const char *)keys.data + k[1], (const char *)keys.data + k[2],
+                          (const char *)keys.data + k[4], nums[0], nums[1],
+                          (const char *)keys.data + k[3], nums[2], nums[3], v->placeholder, nums[4],
+                          (const char *)rec.data, (const char *)v->head, v->annotation ? "a" : "v"};
+  size_t lens[18] = {4, sizeof VSCRIPT - 1, 1, k[0], k[1] - k[0], k[2] - k[1], k[3] - k[2], k[5] - k[4], strlen(nums[0]),
+                     strlen(nums[1]), k[4] - k[3], strlen(nums[2]), strlen(nums[3]), 16, strlen(nums[4]),
+                     rec.len, v->head_len, 1};
+  *q = (version_req_t){cb, ud};
+  int rc = redis_conn_command(c, on_version, q, 18, argv, lens);
+  buf_free(&keys);
+  buf_free(&rec);
+  if (rc) free(q);
+  return rc;
+oom:
+  free(q);
+  buf_free(&keys);
+  buf_free(&rec);
+  return -ENOMEM;
+}
+
+bool redis_log_record_is_annotation(const uint8_t *blob, size_t len) {
+  return len >= 13 && blob[0] == 0xc0;
+}
+
+int redis_log_parse_record(const uint8_t *blob, size_t len, int64_t *seq, const uint8_t **event, size_t *event_len,
+                           const uint8_t **head, size_t *head_len) {
+  if (len < 13 || (blob[0] != 0xc1 && blob[0] != 0xc0)) return -1;
+  uint64_t s = 0;
+  uint32_t el = 0;
+  for (int i = 0; i < 8; i++) s = s << 8 | blob[1 + i];
+  for (int i = 0; i < 4; i++) el = el << 8 | blob[9 + i];
+  if (s > INT64_MAX || el > len - 13) return -1;
+  *seq = (int64_t)s;
+  *event = blob + 13;
+  *event_len = el;
+  *head = blob + 13 + el;
+  *head_len = len - 13 - el;
   return 0;
 }

@@ -42,6 +42,7 @@
 #define SW_REDIS_LOG_MAX_PAGE 1001  /* rows per read: a REST page of 1000 and one to know there is more */
 #define SW_REDIS_LOG_AGE_TRIM 64    /* expired entries trimmed per append, at most */
 #define SW_REDIS_LOG_ID_WINDOW_MS (2 * 60 * 1000) /* idempotent ids are kept this long (RSL1k: Ably's 2 min) */
+#define SW_REDIS_LOG_HEADS_SCAN 10000 /* log entries one heads read looks at, at most (versions it leaves out) */
 #define SW_REDIS_LOG_MAX_IDS 100000 /* ids kept per channel by default (maxIdempotencyIds) */
 
 /* The Lua source of the append script and its SHA-1 (hex), for
@@ -92,6 +93,15 @@ typedef struct sw_log_range {
   bool forwards;      /* ascending seq when true, else descending */
   size_t limit;       /* 1..SW_REDIS_LOG_MAX_PAGE entries read */
   int64_t now;        /* rows with expires_at != 0 && expires_at <= now are left out */
+  bool heads;         /* messages as their heads (a version's record is left out), through
+                         the read script; false: the log's entries as they are (catch-up) */
+  bool by_vseq;       /* with heads: a changed message where its latest version is, with
+                         seq its own and vseq that version's (store.h's by_vseq) */
+  bool versions;      /* instead: the versions of message versions_seq (RSL14), its create
+                         first, each row's vseq its serial; after_seq (forwards) or
+                         before_seq (backwards) bound the serials (-1 / INT64_MAX none) */
+  int64_t versions_seq;
+  bool annotations;   /* with versions: the message's annotations ({t}:a:<seq>) instead, no create */
 } sw_log_range_t;
 
 typedef struct sw_log_page {
@@ -105,6 +115,41 @@ typedef struct sw_log_page {
 typedef void (*sw_log_read_cb)(void *ud, int err, sw_log_page_t *page);
 
 int redis_log_read(sw_redis_conn_t *c, const sw_log_range_t *q, sw_log_read_cb cb, void *ud);
+
+/* A message version (an update, delete or append of message seq): ONE
+ * script call (EVAL of the version script) checks that the message exists
+ * and that its latest version is still expect_vseq (-1: never changed),
+ * takes the channel's next serial, replaces the placeholder (16 bytes) in
+ * the event and the head with that serial's wire form, XADDs the record
+ * (id "<vseq>-1", fields t, e, b, s the message's seq) where b is
+ * 0xc1, seq (8 bytes BE), the event's length (4 bytes BE), the event; sets
+ * {t}:heads[seq] to the head and {t}:hv[seq] to vseq; and PUBLISHes
+ * [vseq, timestamp, record + head] on the bus (redis_log_parse_record). */
+typedef struct sw_log_version {
+  const char *app_id, *channel;
+  int64_t seq, expect_vseq, timestamp;
+  const uint8_t *event, *head; /* both copied */
+  size_t event_len, head_len;
+  const char *placeholder;
+  int64_t keep_count, max_age_ms;
+  bool annotation; /* an annotation (RSAN): record byte 0xc0, listed in {t}:a:<seq>; an empty
+                      head leaves the message's as it is */
+} sw_log_version_t;
+
+/* err 0 with vseq; -EAGAIN (the message changed meanwhile: nothing
+ * written), -ENOENT (no such message), or as the append's. */
+typedef void (*sw_log_version_cb)(void *ud, int err, int64_t vseq, const char *why);
+int redis_log_version(sw_redis_conn_t *c, const sw_log_version_t *v, sw_log_version_cb cb, void *ud);
+const char *redis_log_version_script(void);
+
+/* Whether a record is an annotation's (0xc0) rather than a version's. */
+bool redis_log_record_is_annotation(const uint8_t *blob, size_t len);
+
+/* A version's record (a log entry's or a bus message's blob starting with
+ * 0xc1, an annotation's with 0xc0): its message's seq, the event and the head (empty in the log). 0,
+ * or -1 if blob is no record. Pure. */
+int redis_log_parse_record(const uint8_t *blob, size_t len, int64_t *seq, const uint8_t **event, size_t *event_len,
+                           const uint8_t **head, size_t *head_len);
 
 /* The channel's last assigned serial: -1 if it never had one. err as above. */
 typedef void (*sw_log_seq_cb)(void *ud, int err, int64_t last_seq);

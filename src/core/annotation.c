@@ -372,6 +372,42 @@ static void on_stored(void *ud, int status) {
   pub_free(p);
 }
 
+void annotation_bus_deliver(void *ud, const char *app_id, const char *channel, int64_t vseq, int64_t seq,
+                            int64_t ts, const uint8_t *event, size_t event_len, const uint8_t *head,
+                            size_t head_len) {
+  (void)ts;
+  sw_server_t *srv = ud;
+  sw_channel_t *ch = channel_find_id(srv, app_id, channel);
+  if (!ch || vseq <= ch->durable_seq) return;
+  ch->durable_seq = vseq;
+  if (ch->last_seq < vseq) ch->last_seq = vseq;
+  sw_msg_t a = {0};
+  if (codec_msg_from_blob(event, event_len, &a)) {
+    log_warn("channel %s: annotation %lld is not readable; not delivered", ch->name, (long long)vseq);
+    return;
+  }
+  /* As on_stored does for one node: the annotation, then the summary. */
+  sw_pmsg_t am = {.action = SW_ACTION_ANNOTATION, .channel = (char *)ch->name, .timestamp = a.timestamp,
+                  .connection_id = a.connection_id, .annotations = &a, .n_annotations = 1};
+  channel_broadcast(ch, &am, SW_MODE_ANNOTATION_SUBSCRIBE, NULL);
+  if (head_len) {
+    mutation_head_replace(ch, seq, head, head_len);
+    sw_msg_t h = {0};
+    if (codec_msg_from_blob(head, head_len, &h) == 0) {
+      char serial[SW_SERIAL_LEN + 1], mserial[SW_SERIAL_LEN + 1];
+      serial_format(vseq, serial);
+      serial_format(seq, mserial);
+      sw_msg_t hv = {.serial = mserial, .id = h.id};
+      sw_msg_t ev = annotation_summary_event(&hv, h.annotations, a.timestamp);
+      sw_pmsg_t sm = {.action = SW_ACTION_MESSAGE, .channel = (char *)ch->name, .channel_serial = serial,
+                      .timestamp = ev.timestamp, .messages = &ev, .n_messages = 1};
+      channel_broadcast(ch, &sm, SW_MODE_SUBSCRIBE, NULL);
+    }
+    msg_clear(&h);
+  }
+  msg_clear(&a);
+}
+
 /* Checks and stamps one annotation; 0 or -1 with err. */
 static int stamp(sw_channel_t *ch, const sw_principal_t *p, const char *caller, sw_msg_t *a, const char *conn_id,
                  int64_t now, int64_t *target, sw_error_t *err) {
@@ -379,8 +415,11 @@ static int stamp(sw_channel_t *ch, const sw_principal_t *p, const char *caller, 
   if (a->action < 0) a->action = SW_ANN_CREATE;
   if (a->action > SW_ANN_DELETE) return errors_set(err, SW_E_BAD_REQUEST, "invalid annotation action %d", a->action);
   if (!a->type || !*a->type) return errors_set(err, SW_E_INVALID_PARAM, "an annotation needs a type");
+  /* On a shared bus the node may not know the channel's last serial: the
+   * bus checks the message exists. */
+  bool shared = ch->srv->bus && bus_shared(ch->srv->bus);
   if (!a->message_serial || serial_parse(a->message_serial, strlen(a->message_serial), target) || *target < 1 ||
-      *target > ch->last_seq)
+      (!shared && *target > ch->last_seq))
     return errors_set(err, SW_E_NOT_FOUND, "no message with serial %.32s", a->message_serial ? a->message_serial : "");
   if (msg_size(a) > (size_t)l->max_message_size)
     return errors_set(err, SW_E_MESSAGE_TOO_LARGE, "annotation exceeds maxMessageSize");
@@ -443,7 +482,8 @@ int annotation_publish(sw_channel_t *ch, const sw_principal_t *p, const char *ca
     errors_set(err, SW_E_MUTABLE_NOT_ENABLED, "annotations are not enabled on this channel (mutableMessages)");
     goto fail;
   }
-  if (ch->srv->bus && bus_shared(ch->srv->bus)) {
+  bool shared = ch->srv->bus && bus_shared(ch->srv->bus);
+  if (shared && !bus_has_versions(ch->srv->bus)) {
     errors_set(err, SW_E_MUTABLE_NOT_ENABLED, "annotations are not available on a cluster (--redis) yet");
     goto fail;
   }
@@ -478,6 +518,18 @@ int annotation_publish(sw_channel_t *ch, const sw_principal_t *p, const char *ca
     errors_set(err, SW_E_MESSAGE_TOO_LARGE, "annotations size %zu exceeds maxMessageSize %lld", total,
                (long long)ch->srv->cfg->limits.max_message_size);
     goto fail;
+  }
+  /* On a shared bus (docs/cluster.md, "Annotations"): one at a time, its
+   * summary folded in and its serial taken by the bus (core/mutation.c). */
+  if (shared) {
+    if (n != 1) {
+      errors_set(err, SW_E_BAD_REQUEST, "publish one annotation at a time on a cluster (--redis)");
+      goto fail;
+    }
+    rc = mutation_annotate_shared(ch, &pub->anns[0], pub->target[0], who, err);
+    pub->who = (sw_publisher_t){0};
+    pub_free(pub);
+    goto out;
   }
   /* Serials: the channel's next ones, taken only once the submission is
    * queued. */

@@ -73,4 +73,12 @@ int64_t annotation_head_version(const sw_msg_t *head, int64_t seq);
  * from head and annotations: the event must not be cleared. */
 sw_msg_t annotation_summary_event(const sw_msg_t *head, json_t *annotations, int64_t ts);
 
+/* The bus's deliver_annotation (core/bus.h; ud the server): annotation
+ * vseq of message seq, fanned out as one node does (the annotation to
+ * annotation subscribers, the new summary, when head is given, as a
+ * message.summary). */
+void annotation_bus_deliver(void *ud, const char *app_id, const char *channel, int64_t vseq, int64_t seq,
+                            int64_t ts, const uint8_t *event, size_t event_len, const uint8_t *head,
+                            size_t head_len);
+
 #endif

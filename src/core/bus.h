@@ -101,18 +101,50 @@ typedef struct sw_bus_range {
   size_t limit;                  /* 1..1000 */
   int64_t now;                   /* expired rows are left out */
   int64_t start, end;            /* timestamp bounds (ms, inclusive); 0 / 0 or INT64_MAX for none */
-  bool by_vseq;                  /* bounds and order on the heads' latest version (store.h); a bus
-                                    without versions (bus_redis) reads by seq, which is the same */
+  bool by_vseq;                  /* bounds and order on the heads' latest version (store.h); both
+                                    buses read heads (a changed message as it is now) */
 } sw_bus_range_t;
 
 /* err NULL with rows (the callback owns them: store_rows_free), cursor (the
  * last seq looked at: continue from it) and more (there may be more). */
 typedef void (*sw_bus_read_cb)(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more);
 
+/* A message version (an update, delete or append of message seq) for a
+ * shared bus: the node folded it into the head it read at expect_vseq
+ * (seq: never changed); the bus assigns the next serial (vseq) and stores
+ * event and head together only if the head is still at expect_vseq, else
+ * done says conflict (nothing stored: read the head again, fold again).
+ * placeholder (SW_SERIAL_LEN bytes) stands in event and head for the
+ * version's serial, which only the bus knows; it puts the serial there. */
+typedef struct sw_bus_version {
+  int64_t seq, expect_vseq, timestamp;
+  const uint8_t *event, *head; /* storage blobs (codec_msg_to_blob), borrowed for the call */
+  size_t event_len, head_len;
+  const char *placeholder;
+  bool annotation; /* an annotation of message seq (RSAN): event is the annotation; head, when
+                      not empty, the message's head with its new summary */
+} sw_bus_version_t;
+
+/* err NULL: stored as version vseq. conflict: the head changed meanwhile
+ * (err set too). */
+typedef void (*sw_bus_version_cb)(void *ud, const sw_error_t *err, bool conflict, int64_t vseq);
+
 /* What the bus tells its owner (core/: the server). */
 typedef struct sw_bus_handlers {
   void (*deliver)(void *ud, const char *app_id, const char *channel, int64_t seq, int64_t timestamp,
                   const uint8_t *blob, size_t len);
+  /* Shared buses: version vseq of message seq, in the channel's seq order
+   * like deliver() (the same sequence of serials): the event, and the head
+   * just after it (head_len 0 when not known: one read from the log after
+   * a gap). May be NULL: versions are then skipped. */
+  void (*deliver_version)(void *ud, const char *app_id, const char *channel, int64_t vseq, int64_t seq,
+                          int64_t timestamp, const uint8_t *event, size_t event_len, const uint8_t *head,
+                          size_t head_len);
+  /* The same for an annotation (event: the annotation; head_len 0 when
+   * its message's summary did not change). May be NULL: skipped. */
+  void (*deliver_annotation)(void *ud, const char *app_id, const char *channel, int64_t vseq, int64_t seq,
+                             int64_t timestamp, const uint8_t *event, size_t event_len, const uint8_t *head,
+                             size_t head_len);
   void (*ready)(void *ud, const char *app_id, const char *channel, int64_t last_seq);
   void (*state)(void *ud, bool up); /* may be NULL */
   void *ud;
@@ -133,6 +165,17 @@ typedef struct sw_bus_ops {
   int (*read)(sw_bus_t *b, const sw_bus_range_t *q, sw_bus_read_cb cb, void *ud, sw_error_t *err);
   bool (*is_up)(const sw_bus_t *b);
   void (*close)(sw_bus_t *b);
+  /* Shared buses only (NULL in bus_local, whose versions core/mutation.c
+   * stores itself): 0 (done runs once, later) or -1 with *err. */
+  int (*publish_version)(sw_bus_t *b, const char *app_id, const char *channel, const sw_bus_version_t *v,
+                         const sw_bus_policy_t *pol, sw_bus_version_cb done, void *ud, sw_error_t *err);
+  /* Shared buses only (NULL in bus_local: store_versions): the versions of
+   * message seq (RSL14), its create first, as store_versions gives them
+   * (annotations: its annotations instead, as store_annotations does)
+   * (rows' vseq the version's serial; paged after (forwards) or before
+   * (backwards) cursor, -1 for none). 0 (cb runs once, later) or -1. */
+  int (*read_versions)(sw_bus_t *b, const char *app_id, const char *channel, int64_t seq, bool annotations,
+                       bool forwards, size_t limit, int64_t cursor, sw_bus_read_cb cb, void *ud, sw_error_t *err);
 } sw_bus_ops_t;
 
 /* Every implementation starts with this. */
@@ -169,6 +212,21 @@ static inline bool bus_is_up(const sw_bus_t *b) {
  * call); no handler runs after it. Keep running the loop until it is idle. */
 static inline void bus_close(sw_bus_t *b) {
   b->ops->close(b);
+}
+
+/* Whether the bus stores message versions (publish_version). */
+static inline bool bus_has_versions(const sw_bus_t *b) {
+  return b->ops->publish_version != NULL;
+}
+static inline int bus_publish_version(sw_bus_t *b, const char *app_id, const char *channel, const sw_bus_version_t *v,
+                                      const sw_bus_policy_t *pol, sw_bus_version_cb done, void *ud, sw_error_t *err) {
+  return b->ops->publish_version(b, app_id, channel, v, pol, done, ud, err);
+}
+
+static inline int bus_read_versions(sw_bus_t *b, const char *app_id, const char *channel, int64_t seq,
+                                    bool annotations, bool forwards, size_t limit, int64_t cursor, sw_bus_read_cb cb,
+                                    void *ud, sw_error_t *err) {
+  return b->ops->read_versions(b, app_id, channel, seq, annotations, forwards, limit, cursor, cb, ud, err);
 }
 
 static inline bool bus_shared(const sw_bus_t *b) {

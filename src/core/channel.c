@@ -1220,7 +1220,9 @@ static void on_bus_state(void *ud, bool up) {
 }
 
 void channel_bus_handlers(sw_server_t *srv, sw_bus_handlers_t *h) {
-  *h = (sw_bus_handlers_t){.deliver = on_bus_deliver, .ready = on_bus_ready, .state = on_bus_state, .ud = srv};
+  *h = (sw_bus_handlers_t){.deliver = on_bus_deliver, .deliver_version = mutation_bus_deliver,
+                           .deliver_annotation = annotation_bus_deliver, .ready = on_bus_ready,
+                           .state = on_bus_state, .ud = srv};
 }
 
 void channel_detach(sw_attach_t *a) {

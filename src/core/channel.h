@@ -77,6 +77,7 @@ typedef struct sw_channel {
   size_t n_members;
   int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
   struct sw_head *heads;      /* heads being changed (core/mutation.c) */
+  struct sw_vqueue *vq;       /* changes waiting for the shared bus, in order (core/mutation.c) */
   struct sw_turn *turns;      /* AI turn owners (core/ai_turns.c) */
   struct sw_rollups *rollups; /* appends held for their rollup window (core/rollup.c) */
   size_t n_occupancy;         /* attachments with the occupancy param */

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/annotation.h"
+#include "core/app.h"
 #include "core/conn.h"
 #include "core/delta.h"
 #include "core/rollup.h"
@@ -46,6 +48,8 @@ void mutation_attach_free(sw_attach_t *a) {
   }
 }
 
+static void vqueue_free(sw_channel_t *ch);
+
 static void head_free(sw_head_t *h) {
   msg_clear(&h->msg);
   free(h);
@@ -58,6 +62,32 @@ void mutation_channel_free(sw_channel_t *ch) {
     head_free(h);
   }
   ch->n_heads = 0;
+  vqueue_free(ch);
+}
+
+/* Keeps the head of message seq decoded from blob (none kept for it yet).
+ * NULL if it does not decode (or out of memory). */
+static sw_head_t *head_add(sw_channel_t *ch, int64_t seq, const uint8_t *blob, size_t len) {
+  sw_head_t *h = calloc(1, sizeof *h);
+  if (!h || codec_msg_from_blob(blob, len, &h->msg)) {
+    free(h);
+    return NULL;
+  }
+  h->seq = seq;
+  /* Oldest first in uthash order: evict those without versions in flight. */
+  if (ch->n_heads >= MAX_HEADS) {
+    sw_head_t *e, *tmp;
+    HASH_ITER(hh, ch->heads, e, tmp) {
+      if (ch->n_heads < MAX_HEADS) break;
+      if (e->pending) continue;
+      HASH_DEL(ch->heads, e);
+      head_free(e);
+      ch->n_heads--;
+    }
+  }
+  HASH_ADD(hh, ch->heads, seq, sizeof h->seq, h);
+  ch->n_heads++;
+  return h;
 }
 
 /* The current head of message seq: from memory (it may have versions not
@@ -68,26 +98,7 @@ sw_head_t *mutation_head(sw_channel_t *ch, int64_t seq) {
   if (h) return h;
   sw_store_row_t row = {0};
   if (store_get(ch->srv->store, ch->app->id, ch->name, seq, &row) != 1) return NULL;
-  h = calloc(1, sizeof *h);
-  if (h && codec_msg_from_blob(row.blob, row.blob_len, &h->msg) == 0) {
-    h->seq = seq;
-    /* Oldest first in uthash order: evict those without versions in flight. */
-    if (ch->n_heads >= MAX_HEADS) {
-      sw_head_t *e, *tmp;
-      HASH_ITER(hh, ch->heads, e, tmp) {
-        if (ch->n_heads < MAX_HEADS) break;
-        if (e->pending) continue;
-        HASH_DEL(ch->heads, e);
-        head_free(e);
-        ch->n_heads--;
-      }
-    }
-    HASH_ADD(hh, ch->heads, seq, sizeof h->seq, h);
-    ch->n_heads++;
-  } else {
-    free(h);
-    h = NULL;
-  }
+  h = head_add(ch, seq, row.blob, row.blob_len);
   free(row.blob);
   return h;
 }
@@ -429,9 +440,9 @@ void mutation_head_forget(sw_channel_t *ch, int64_t seq) {
   if (h) head_drop(ch, h);
 }
 
-static int authorise(const sw_principal_t *p, const char *caller, const sw_channel_t *ch, const sw_msg_t *head,
-                     int action, sw_error_t *err) {
-  uint32_t ops = cap_ops_for_channel(p->cap, ch->name);
+/* ops: the caller's capability operations on the channel. */
+static int authorise(uint32_t ops, const char *caller, const sw_channel_t *ch, const sw_msg_t *head, int action,
+                     sw_error_t *err) {
   bool del = action == SW_MSG_DELETE;
   uint32_t any = 1u << (del ? SW_OP_MESSAGE_DELETE_ANY : SW_OP_MESSAGE_UPDATE_ANY);
   uint32_t own = 1u << (del ? SW_OP_MESSAGE_DELETE_OWN : SW_OP_MESSAGE_UPDATE_OWN);
@@ -466,6 +477,408 @@ static bool frag_from_hint(const sw_store_event_t *e, sw_data_t *frag) {
   return true;
 }
 
+/* ------------------------------------------------------ on a shared bus
+ *
+ * With a bus that stores versions (bus_redis: docs/cluster.md, "Mutable
+ * messages"), the head lives in the shared store, not in this node's: a
+ * change reads the head (bus_read of the message, heads aggregated), folds
+ * the request into it here (mutation_fold, as on one node), and hands the
+ * event and the new head to bus_publish_version, which stores both only if
+ * no other version of the message came in between (else it is read and
+ * folded again). The node's changes of one channel go one at a time, in
+ * the order they came, so one publisher's appends keep their order. The
+ * version comes back to every node (this one too) through deliver_version,
+ * in the channel's serial order, and is fanned out from there
+ * (mutation_bus_deliver). */
+
+#define SHARED_TRIES 16 /* reads and folds again after conflicts, at most */
+
+typedef struct sreq {
+  struct sreq *next;
+  sw_channel_t *ch;
+  int64_t seq;
+  sw_msg_t msg;  /* the request, whole: folded again after a conflict */
+  uint32_t ops;  /* the caller's capability operations on the channel */
+  char *caller, *actor;
+  int tries;
+  bool ann;                /* msg is an annotation of message seq (RSAN), stamped */
+  sw_buf_t head;           /* the head sent, with the placeholder... */
+  char ph[SW_SERIAL_LEN + 1]; /* ...this one */
+  sw_publisher_t who;
+  char conn_id[SW_CONN_ID_LEN + 1];
+} sreq_t;
+
+/* A channel's changes waiting, and the head its last change through this
+ * node stored (message c_seq at version c_vseq): the next change of the
+ * same message folds into it without reading it first (a stream of
+ * appends costs one round trip each); if another version came in between,
+ * the script refuses (CONFLICT) and the head is read. Kept until the
+ * channel is freed. */
+struct sw_vqueue {
+  sreq_t *first, *last;
+  int64_t c_seq, c_vseq;
+  sw_buf_t c_head;
+};
+
+static void vqueue_free(sw_channel_t *ch) {
+  if (!ch->vq) return;
+  buf_free(&ch->vq->c_head);
+  free(ch->vq);
+  ch->vq = NULL;
+}
+
+static void sreq_free(sreq_t *q) {
+  msg_clear(&q->msg);
+  buf_free(&q->head);
+  free(q->caller);
+  free(q->actor);
+  if (q->who.rest_sock) sock_unref(q->who.rest_sock);
+  free(q);
+}
+
+static void shared_start(sw_channel_t *ch);
+
+/* Answers the first request of ch's queue and starts the next. */
+static void shared_finish(sreq_t *q, const sw_error_t *err, int64_t vseq) {
+  sw_channel_t *ch = q->ch;
+  char serial[SW_SERIAL_LEN + 1] = "";
+  if (!err) {
+    serial_format(vseq, serial);
+    metrics_inc(SW_M_MESSAGES_IN);
+  } else {
+    log_ev(SW_LOG_WARN, "channel.version_failed", q->conn_id[0] ? q->conn_id : NULL, ch->app->id, err->code,
+           "version of %s failed: %s", ch->name, err->message);
+  }
+  char *serials[1] = {serial};
+  sw_publisher_t who = q->who;
+  who.conn_id = q->conn_id[0] ? q->conn_id : NULL;
+  channel_notify(ch->srv, &who, ch->name, err, serials, 1);
+  ch->vq->first = q->next;
+  if (!q->next) ch->vq->last = NULL;
+  sreq_free(q);
+  ch->pending--;
+  if (ch->vq->first) shared_start(ch);
+}
+
+/* Keeps the head q stored as version vseq (the placeholder replaced by
+ * its serial, as the script did) for the next change of the message. */
+static void cache_head(sreq_t *q, int64_t vseq) {
+  struct sw_vqueue *vq = q->ch->vq;
+  char serial[SW_SERIAL_LEN + 1];
+  serial_format(vseq, serial);
+  for (uint8_t *p = q->head.data, *end = p + q->head.len; p && (size_t)(end - p) >= SW_SERIAL_LEN;) {
+    uint8_t *at = memmem(p, (size_t)(end - p), q->ph, SW_SERIAL_LEN);
+    if (!at) break;
+    memcpy(at, serial, SW_SERIAL_LEN);
+    p = at + SW_SERIAL_LEN;
+  }
+  buf_free(&vq->c_head);
+  vq->c_head = q->head;
+  memset(&q->head, 0, sizeof q->head);
+  vq->c_seq = q->seq;
+  vq->c_vseq = vseq;
+}
+
+static void on_shared_stored(void *ud, const sw_error_t *err, bool conflict, int64_t vseq) {
+  sreq_t *q = ud;
+  struct sw_vqueue *vq = q->ch->vq;
+  if (!err) {
+    if (q->head.len) cache_head(q, vseq); /* else (an annotation, no new summary) the head is as it was */
+  } else if (vq->c_seq == q->seq) {
+    vq->c_seq = vq->c_vseq = 0; /* not the head any more, or not known to be */
+    buf_free(&vq->c_head);
+  }
+  if (conflict && ++q->tries < SHARED_TRIES) {
+    shared_start(q->ch); /* read the head again */
+    return;
+  }
+  shared_finish(q, err, vseq);
+}
+
+/* An annotation: its summary folded into the head (annotation_summarise,
+ * as on one node); the head is sent only when the summary changed. */
+static int shared_fold_annotation(sreq_t *q, sw_msg_t *head, int64_t vseq, sw_error_t *err) {
+  sw_channel_t *ch = q->ch;
+  sw_msg_t m = {0};
+  sw_buf_t hb = {0}, eb = {0};
+  int rc = -1;
+  json_t *cur = head->annotations ? json_object_get(head->annotations, "summary") : NULL;
+  json_t *sum = json_is_object(cur) ? json_deep_copy(cur) : json_object();
+  if (!sum) return errors_set(err, SW_E_INTERNAL, "out of memory");
+  int changed = annotation_summarise(sum, &q->msg, (size_t)ch->srv->cfg->limits.max_message_size, err);
+  if (changed < 0) {
+    json_decref(sum);
+    return -1;
+  }
+  if (changed > 0) {
+    json_t *a = json_pack("{s:o}", "summary", sum);
+    sum = NULL;
+    if (!a) return errors_set(err, SW_E_INTERNAL, "out of memory");
+    json_decref(head->annotations);
+    head->annotations = a;
+    if (!head->serial) {
+      char serial[SW_SERIAL_LEN + 1];
+      serial_format(q->seq, serial);
+      head->serial = strdup(serial);
+    }
+    if (!head->serial || codec_msg_to_blob(head, &hb)) {
+      errors_set(err, SW_E_INTERNAL, "out of memory");
+      goto out;
+    }
+  }
+  json_decref(sum);
+  if (app_random_id(q->ph, SW_SERIAL_LEN) || msg_copy(&m, &q->msg)) {
+    errors_set(err, SW_E_INTERNAL, "out of memory");
+    goto out;
+  }
+  free(m.serial);
+  if (!(m.serial = strdup(q->ph)) || codec_msg_to_blob(&m, &eb)) {
+    errors_set(err, SW_E_INTERNAL, "out of memory");
+    goto out;
+  }
+  sw_bus_version_t v = {.seq = q->seq, .expect_vseq = vseq, .timestamp = m.timestamp ? m.timestamp : clock_now_ms(),
+                        .event = eb.data, .event_len = eb.len, .head = hb.len ? hb.data : (const uint8_t *)"",
+                        .head_len = hb.len, .placeholder = q->ph, .annotation = true};
+  sw_bus_policy_t pol = {.keep_count = ch->ns->keep_count,
+                         .max_age_ms = ch->ns->retention_ms > 0 ? ch->ns->retention_ms : 1};
+  rc = bus_publish_version(ch->srv->bus, ch->app->id, ch->name, &v, &pol, on_shared_stored, q, err);
+  if (rc == 0) {
+    buf_free(&q->head);
+    q->head = hb;
+    memset(&hb, 0, sizeof hb);
+  }
+out:
+  msg_clear(&m);
+  buf_free(&hb);
+  buf_free(&eb);
+  return rc;
+}
+
+/* Folds q into the head read (blob, at its latest version vseq) and
+ * publishes the version. 0, or -1 with err. */
+static int shared_fold(sreq_t *q, const uint8_t *blob, size_t len, int64_t vseq, sw_error_t *err) {
+  sw_channel_t *ch = q->ch;
+  sw_msg_t head = {0}, event = {0}, m = {0};
+  sw_buf_t hb = {0}, eb = {0};
+  int rc = -1;
+  if (codec_msg_from_blob(blob, len, &head)) {
+    errors_set(err, SW_E_INTERNAL, "message %.32s is not readable", q->msg.serial);
+    return -1;
+  }
+  if (q->ann) {
+    rc = shared_fold_annotation(q, &head, vseq, err);
+    goto out;
+  }
+  if (head.action == SW_MSG_DELETE) {
+    errors_set(err, SW_E_BAD_REQUEST, "message %.32s was deleted", q->msg.serial);
+    goto out;
+  }
+  /* A message is stored without its serial (redis_log.h): the head and
+   * its events carry it. */
+  if (!head.serial) {
+    char serial[SW_SERIAL_LEN + 1];
+    serial_format(q->seq, serial);
+    if (!(head.serial = strdup(serial))) {
+      errors_set(err, SW_E_INTERNAL, "out of memory");
+      goto out;
+    }
+  }
+  if (authorise(q->ops, q->caller, ch, &head, q->msg.action, err)) goto out;
+  if (ch->ns->cancel_owner_only && q->msg.action != SW_MSG_DELETE &&
+      !(q->ops & (1u << SW_OP_MESSAGE_UPDATE_ANY)) &&
+      ((q->msg.name && strcmp(q->msg.name, "ai-cancel") == 0) || (head.name && strcmp(head.name, "ai-cancel") == 0))) {
+    errors_set(err, SW_E_CAPABILITY_DENIED, "an ai-cancel cannot be created or changed by an update or append");
+    goto out;
+  }
+  /* A placeholder of the serial's length: the bus puts the version's
+   * serial there (redis_log.h). Random, so no message data contains it. */
+  char *ph = q->ph;
+  if (app_random_id(ph, SW_SERIAL_LEN) || msg_copy(&m, &q->msg)) {
+    errors_set(err, SW_E_INTERNAL, "out of memory");
+    goto out;
+  }
+  int64_t now = clock_now_ms();
+  if (mutation_fold(&head, &event, &m, ph, now, q->actor, err)) goto out;
+  if (codec_msg_to_blob(&head, &hb) || codec_msg_to_blob(&event, &eb)) {
+    errors_set(err, SW_E_INTERNAL, "out of memory");
+    goto out;
+  }
+  sw_bus_version_t v = {.seq = q->seq, .expect_vseq = vseq, .timestamp = now, .event = eb.data,
+                        .event_len = eb.len, .head = hb.data, .head_len = hb.len, .placeholder = ph};
+  sw_bus_policy_t pol = {.keep_count = ch->ns->keep_count,
+                         .max_age_ms = ch->ns->retention_ms > 0 ? ch->ns->retention_ms : 1};
+  rc = bus_publish_version(ch->srv->bus, ch->app->id, ch->name, &v, &pol, on_shared_stored, q, err);
+  if (rc == 0) {
+    buf_free(&q->head);
+    q->head = hb; /* for cache_head */
+    memset(&hb, 0, sizeof hb);
+  }
+out:
+  msg_clear(&head);
+  msg_clear(&event);
+  msg_clear(&m);
+  buf_free(&hb);
+  buf_free(&eb);
+  return rc;
+}
+
+static void on_shared_head(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  (void)cursor, (void)more;
+  sreq_t *q = ud;
+  sw_error_t e = {0};
+  if (err) {
+    e = *err;
+  } else if (!rows->n || rows->rows[0].seq != q->seq) {
+    errors_set(&e, SW_E_NOT_FOUND, "no message with serial %.32s", q->msg.serial);
+  } else if (shared_fold(q, rows->rows[0].blob, rows->rows[0].blob_len, rows->rows[0].vseq, &e) == 0) {
+    store_rows_free(rows);
+    return;
+  }
+  store_rows_free(rows);
+  shared_finish(q, &e, -1);
+}
+
+/* Reads the head of the first request of ch's queue (or takes the one its
+ * last change stored). */
+static void shared_start(sw_channel_t *ch) {
+  sreq_t *q = ch->vq->first;
+  struct sw_vqueue *vq = ch->vq;
+  if (q->tries == 0 && vq->c_seq == q->seq && vq->c_head.len) {
+    sw_error_t e = {0};
+    if (shared_fold(q, vq->c_head.data, vq->c_head.len, vq->c_vseq, &e) == 0) return;
+    /* Refused on the head kept, which may be behind: judged on the one read. */
+    vq->c_seq = vq->c_vseq = 0;
+    buf_free(&vq->c_head);
+  }
+  sw_bus_range_t r = {.app_id = ch->app->id, .channel = ch->name, .after_seq = q->seq - 1, .before_seq = q->seq + 1,
+                      .forwards = true, .limit = 1, .now = clock_now_ms()};
+  sw_error_t err = {0};
+  if (bus_read(ch->srv->bus, &r, on_shared_head, q, &err)) shared_finish(q, &err, -1);
+}
+
+static void shared_enqueue(sw_channel_t *ch, sreq_t *q) {
+  ch->pending++; /* the channel stays while a change of it is under way */
+  bool idle = !ch->vq->first;
+  if (ch->vq->last) ch->vq->last->next = q;
+  else ch->vq->first = q;
+  ch->vq->last = q;
+  if (idle) shared_start(ch);
+}
+
+int mutation_annotate_shared(sw_channel_t *ch, sw_msg_t *ann, int64_t seq, const sw_publisher_t *who,
+                             sw_error_t *err) {
+  sreq_t *q = calloc(1, sizeof *q);
+  if (!q || (!ch->vq && !(ch->vq = calloc(1, sizeof *ch->vq)))) {
+    free(q);
+    msg_clear(ann);
+    return errors_set(err, SW_E_INTERNAL, "out of memory");
+  }
+  q->ch = ch;
+  q->seq = seq;
+  q->ann = true;
+  q->msg = *ann;
+  memset(ann, 0, sizeof *ann);
+  q->who = *who;
+  q->who.principal = NULL;
+  if (who->conn_id) snprintf(q->conn_id, sizeof q->conn_id, "%s", who->conn_id);
+  if (who->rest_sock) sock_ref(who->rest_sock);
+  shared_enqueue(ch, q);
+  return 0;
+}
+
+void mutation_head_replace(sw_channel_t *ch, int64_t seq, const uint8_t *blob, size_t len) {
+  sw_head_t *h = NULL;
+  unsigned gen = 0;
+  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  if (h) {
+    gen = h->gen;
+    head_drop(ch, h);
+  }
+  if (len && (h = head_add(ch, seq, blob, len))) h->gen = gen;
+}
+
+static int shared_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller, sw_msg_t *msg,
+                        const sw_publisher_t *who, sw_error_t *err) {
+  int64_t seq;
+  char *actor = NULL;
+  if (msg->action != SW_MSG_UPDATE && msg->action != SW_MSG_DELETE && msg->action != SW_MSG_APPEND) {
+    errors_set(err, SW_E_BAD_REQUEST, "message action %d cannot be published", msg->action);
+    goto fail;
+  }
+  if (!msg->serial || serial_parse(msg->serial, strlen(msg->serial), &seq) || seq < 1) {
+    errors_set(err, SW_E_NOT_FOUND, "no message with serial %.32s", msg->serial ? msg->serial : "(none)");
+    goto fail;
+  }
+  const char *op_client_id = json_string_value(json_object_get(msg->version, "clientId"));
+  if (op_client_id && !(actor = strdup(op_client_id))) goto oom;
+  if (principal_check_message_client_id(p, caller, &actor, err)) goto fail;
+  sreq_t *q = calloc(1, sizeof *q);
+  if (!q || (!ch->vq && !(ch->vq = calloc(1, sizeof *ch->vq))) || (caller && !(q->caller = strdup(caller)))) {
+    if (q) free(q->caller);
+    free(q);
+    goto oom;
+  }
+  q->ch = ch;
+  q->seq = seq;
+  q->msg = *msg;
+  memset(msg, 0, sizeof *msg);
+  q->ops = cap_ops_for_channel(p->cap, ch->name);
+  q->actor = actor;
+  q->who = *who;
+  if (who->conn_id) snprintf(q->conn_id, sizeof q->conn_id, "%s", who->conn_id);
+  if (who->rest_sock) sock_ref(who->rest_sock);
+  shared_enqueue(ch, q);
+  return 0;
+oom:
+  errors_set(err, SW_E_INTERNAL, "out of memory");
+fail:
+  free(actor);
+  msg_clear(msg);
+  return -1;
+}
+
+void mutation_bus_deliver(void *ud, const char *app_id, const char *channel, int64_t vseq, int64_t seq, int64_t ts,
+                          const uint8_t *event, size_t event_len, const uint8_t *head, size_t head_len) {
+  (void)ts;
+  sw_server_t *srv = ud;
+  sw_channel_t *ch = channel_find_id(srv, app_id, channel);
+  if (!ch || vseq <= ch->durable_seq) return;
+  ch->durable_seq = vseq;
+  if (ch->last_seq < vseq) ch->last_seq = vseq;
+  version_t *v = calloc(1, sizeof *v);
+  if (!v) return;
+  if (codec_msg_from_blob(event, event_len, &v->event)) {
+    log_warn("channel %s: version %lld is not readable; not delivered", ch->name, (long long)vseq);
+    free(v);
+    return;
+  }
+  v->ch = ch;
+  v->seq = seq;
+  v->vseq = vseq;
+  v->append = v->event.action == SW_MSG_APPEND;
+  serial_format(vseq, v->serial);
+  if (v->event.connection_id) snprintf(v->conn_id, sizeof v->conn_id, "%s", v->event.connection_id);
+  /* Appends held for their rollup window go out with the head they
+   * extended, before an update or delete replaces it. */
+  if (!v->append) rollup_flush(ch);
+  /* The head in memory is the one that came with the version (none after
+   * a gap: read from the log, a record has no head). gen goes on counting
+   * updates and deletes, as rollup's held appends expect. */
+  sw_head_t *h = NULL;
+  unsigned gen = 0;
+  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  if (h) {
+    gen = h->gen;
+    head_drop(ch, h);
+  }
+  h = head_len ? head_add(ch, seq, head, head_len) : NULL;
+  if (h) h->gen = gen + !v->append;
+  v->data_len = h ? h->msg.data.len : 0;
+  v->gen = h ? h->gen : 0;
+  broadcast(v, h);
+  version_free(v);
+}
+
 int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller_client_id, sw_msg_t *msg,
                    const sw_publisher_t *who, sw_error_t *err) {
   version_t *v = NULL;
@@ -478,8 +891,9 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
                "message updates, deletes and appends are not enabled on this channel (mutableMessages)");
     goto out;
   }
-  /* Versions are not in the shared log yet (docs/cluster.md): refused
-   * rather than kept on one node, where the others would never see them. */
+  if (ch->srv->bus && bus_has_versions(ch->srv->bus)) return shared_apply(ch, p, caller_client_id, msg, who, err);
+  /* A shared bus without versions: refused rather than kept on one node,
+   * where the others would never see them. */
   if (ch->srv->bus && bus_shared(ch->srv->bus)) {
     errors_set(err, SW_E_MUTABLE_NOT_ENABLED,
                "message updates, deletes and appends are not available on a cluster (--redis) yet");
@@ -502,7 +916,7 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
     errors_set(err, SW_E_BAD_REQUEST, "message %.32s was deleted", msg->serial);
     goto out;
   }
-  if (authorise(p, caller_client_id, ch, &h->msg, msg->action, err)) goto out;
+  if (authorise(cap_ops_for_channel(p->cap, ch->name), caller_client_id, ch, &h->msg, msg->action, err)) goto out;
   /* cancelByTurnOwnerOnly: an update or append cannot make, or change, an ai-cancel. */
   if (ch->ns->cancel_owner_only && msg->action != SW_MSG_DELETE &&
       !cap_allows(p->cap, ch->name, SW_OP_MESSAGE_UPDATE_ANY) &&

@@ -59,6 +59,21 @@ typedef struct sw_seen {
 int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller_client_id, sw_msg_t *msg,
                    const sw_publisher_t *who, sw_error_t *err);
 
+/* The bus's deliver_version (core/bus.h; ud the server): version vseq of
+ * message seq, with the head after it when known, fanned out to this
+ * node's subscribers as a version made here would be. */
+void mutation_bus_deliver(void *ud, const char *app_id, const char *channel, int64_t vseq, int64_t seq, int64_t ts,
+                          const uint8_t *event, size_t event_len, const uint8_t *head, size_t head_len);
+
+/* On a bus with versions: queues annotation ann (stamped and checked by
+ * core/annotation.c; consumed) of message seq with the channel's changes;
+ * its summary is folded into the head read then. 0 or -1 with err. */
+int mutation_annotate_shared(sw_channel_t *ch, sw_msg_t *ann, int64_t seq, const sw_publisher_t *who,
+                             sw_error_t *err);
+
+/* Replaces the head kept in memory of message seq by blob (len 0: forgets it). */
+void mutation_head_replace(sw_channel_t *ch, int64_t seq, const uint8_t *blob, size_t len);
+
 /* The pure part: folds request msg (action update/delete/append) into
  * head (the message's current head, modified in place) and fills event with
  * what live subscribers get. vserial is the version's serial, actor the

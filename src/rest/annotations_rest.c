@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/annotation.h"
+#include "core/bus.h"
 #include "core/serial.h"
 #include "core/server.h"
 #include "core/sock.h"
@@ -50,6 +51,48 @@ void rest_annotations_post(route_ctx_t *r, sw_channel_t *ch, const char *serial)
                         .principal = &r->p, .done = rest_publish_done};
   if (annotation_publish(ch, &r->p, r->client_id, anns, n, &who, &err)) route_error(r, &err);
 }
+/* A cluster's annotations of a message: read through the bus (its list
+ * {t}:a:<seq>, docs/cluster.md), answered later, the socket held. */
+typedef struct ann_read {
+  route_ctx_t r;
+  page_t pg;
+} ann_read_t;
+
+static void on_list(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  (void)cursor, (void)more;
+  ann_read_t *q = ud;
+  if (!q->r.s->closing) {
+    if (err) route_error(&q->r, err);
+    else route_reply_msgs(&q->r, "annotations", &q->pg, rows, true);
+  }
+  store_rows_free(rows);
+  sock_unref(q->r.s);
+  free(q);
+}
+
+static void list_shared(route_ctx_t *r, const char *name, int64_t seq, const page_t *pg) {
+  sw_error_t err;
+  sw_bus_t *bus = r->s->srv->bus;
+  ann_read_t *q = calloc(1, sizeof *q);
+  if (!q) {
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    route_error(r, &err);
+    return;
+  }
+  q->r = (route_ctx_t){.s = r->s, .fmt = r->fmt, .keep_alive = r->keep_alive, .app = r->app};
+  q->pg = *pg;
+  sock_ref(r->s);
+  if (!bus->ops->read_versions)
+    errors_set(&err, SW_E_MUTABLE_NOT_ENABLED, "annotations are not available on a cluster (--redis) yet");
+  if (!bus->ops->read_versions ||
+      bus_read_versions(bus, r->app->id, name, seq, true, pg->forwards, (size_t)pg->limit + 1, pg->cursor, on_list, q,
+                        &err)) {
+    route_error(r, &err);
+    sock_unref(r->s);
+    free(q);
+  }
+}
+
 
 /* RSAN3: the annotations of a message, oldest first unless direction says
  * otherwise, paged like history (cursor: the last annotation's serial). */
@@ -78,7 +121,10 @@ void rest_annotations_get(route_ctx_t *r, const char *name, const char *serial) 
     errors_set(&err, SW_E_MUTABLE_NOT_ENABLED, "annotations are not enabled on this channel (mutableMessages)");
   else if (serial_parse(serial, strlen(serial), &seq))
     errors_set(&err, SW_E_NOT_FOUND, "no message with serial %.32s", serial);
-  else if (store_annotations(r->s->srv->store, r->app->id, name, seq, pg.forwards, (size_t)pg.limit + 1, pg.cursor,
+  else if (r->s->srv->bus && bus_shared(r->s->srv->bus)) {
+    list_shared(r, name, seq, &pg);
+    return;
+  } else if (store_annotations(r->s->srv->store, r->app->id, name, seq, pg.forwards, (size_t)pg.limit + 1, pg.cursor,
                              &rows))
     errors_set(&err, SW_E_INTERNAL, "annotations could not be read");
   if (err.code) {

@@ -35,7 +35,7 @@ void route_reply_msgs(route_ctx_t *r, const char *resource, const page_t *pg, co
     const sw_store_row_t *row = &rows->rows[used];
     if (codec_msg_from_blob(row->blob, row->blob_len, &msgs[got])) continue;
     /* A cluster's log stores messages before their serial is known: it is their seq. */
-    if (!msgs[got].serial && !by_vseq) {
+    if (!msgs[got].serial) {
       char serial[SW_SERIAL_LEN + 1];
       serial_format(row->seq, serial);
       msgs[got].serial = strdup(serial);
@@ -203,14 +203,56 @@ void rest_message_get(route_ctx_t *r, const char *name, const char *serial) {
   free(row.blob);
 }
 
+static void on_versions(void *ud, const sw_error_t *err, sw_store_rows_t *rows, int64_t cursor, bool more) {
+  (void)cursor, (void)more;
+  hist_req_t *h = ud;
+  if (!h->r.s->closing) {
+    if (err) route_error(&h->r, err);
+    else route_reply_msgs(&h->r, "versions", &h->pg, rows, true);
+  }
+  store_rows_free(rows);
+  sock_unref(h->r.s);
+  free(h);
+}
+
+/* A cluster's versions (RSL14): read through the bus, answered later. */
+static void versions_shared(route_ctx_t *r, const char *name, const char *serial, const page_t *pg) {
+  sw_error_t err;
+  int64_t seq;
+  if (serial_parse(serial, strlen(serial), &seq) || seq < 1) {
+    errors_set(&err, SW_E_NOT_FOUND, "no message with serial %.32s", serial);
+    route_error(r, &err);
+    return;
+  }
+  hist_req_t *h = calloc(1, sizeof *h);
+  if (!h) {
+    errors_set(&err, SW_E_INTERNAL, "out of memory");
+    route_error(r, &err);
+    return;
+  }
+  h->r = (route_ctx_t){.s = r->s, .fmt = r->fmt, .keep_alive = r->keep_alive, .app = r->app};
+  h->pg = *pg;
+  sock_ref(r->s);
+  if (bus_read_versions(r->s->srv->bus, r->app->id, name, seq, false, pg->forwards, (size_t)pg->limit + 1, pg->cursor,
+                        on_versions, h, &err)) {
+    route_error(r, &err);
+    sock_unref(r->s);
+    free(h);
+  }
+}
+
 /* RSL14: the versions of a message (its update/delete/append events). */
 void rest_message_versions(route_ctx_t *r, const char *name, const char *serial) {
   page_t pg;
   int64_t seq;
   if (!route_require(r, name, SW_OP_HISTORY, "history") || !route_page(r, &pg)) return;
   sw_error_t err = {0};
-  if (r->s->srv->bus && bus_shared(r->s->srv->bus)) {
-    /* Versions are not in the shared log yet (docs/cluster.md). */
+  sw_bus_t *bus = r->s->srv->bus;
+  if (bus && bus_shared(bus)) {
+    if (bus->ops->read_versions) {
+      versions_shared(r, name, serial, &pg);
+      return;
+    }
     errors_set(&err, SW_E_MUTABLE_NOT_ENABLED, "message versions are not available on a cluster (--redis) yet");
     route_error(r, &err);
     return;

@@ -526,6 +526,155 @@ static void a_full_id_window_refuses(void **state) {
   assert_int_equal(append_wait(f, "full", "first", 1, 0, 0), 0);
 }
 
+/* ---- message versions */
+
+typedef struct ver_res {
+  bool done;
+  int err;
+  int64_t vseq;
+} ver_res_t;
+
+static void on_ver(void *ud, int err, int64_t vseq, const char *why) {
+  ver_res_t *r = ud;
+  (void)why;
+  r->done = true;
+  r->err = err;
+  r->vseq = vseq;
+}
+
+#define PH "PpPpPpPpPpPpPpPp"
+
+static ver_res_t version_wait(fx_t *f, int64_t seq, int64_t expect, const char *event, const char *head) {
+  ver_res_t r = {0};
+  sw_log_version_t v = {.app_id = "app", .channel = "v", .seq = seq, .expect_vseq = expect, .timestamp = 5000,
+                        .event = (const uint8_t *)event, .event_len = strlen(event), .head = (const uint8_t *)head,
+                        .head_len = strlen(head), .placeholder = PH};
+  assert_int_equal(redis_log_version(f->a, &v, on_ver, &r), 0);
+  assert_true(rh_run_until(&f->loop, &r.done, 10000));
+  return r;
+}
+
+static read_res_t read_q(fx_t *f, sw_log_range_t q) {
+  read_res_t r;
+  memset(&r, 0, sizeof r);
+  q.app_id = "app";
+  q.channel = "v";
+  q.now = clock_now_ms();
+  assert_int_equal(redis_log_read(f->a, &q, on_read, &r), 0);
+  assert_true(rh_run_until(&f->loop, &r.done, 10000));
+  assert_int_equal(r.err, 0);
+  return r;
+}
+
+static bool row_has(const sw_store_row_t *row, int64_t seq, int64_t vseq, const char *text) {
+  return row->seq == seq && row->vseq == vseq && row->blob_len == strlen(text) &&
+         memcmp(row->blob, text, row->blob_len) == 0;
+}
+
+/* The version script: a compare-and-set on the head, the serial put where
+ * the placeholder was, the record in the log; the heads read (by seq and
+ * by latest version) and the versions read. */
+static void versions_compare_and_set_and_heads_reads(void **state) {
+  fx_t *f = *state;
+  assert_int_equal(append_wait(f, "v", "m0", 1000, 0, 0), 0);
+  assert_int_equal(append_wait(f, "v", "m1", 1001, 0, 0), 1);
+  ver_res_t r = version_wait(f, 0, -1, "ev:" PH, "head:" PH);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.vseq, 2);
+  /* Read at "never changed" again: another version came in between. */
+  assert_int_equal(version_wait(f, 0, -1, "x", "y").err, -EAGAIN);
+  r = version_wait(f, 0, 2, "ev2:" PH, "head2:" PH);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.vseq, 3);
+  assert_int_equal(version_wait(f, 9, -1, "x", "y").err, -ENOENT);
+
+  /* Raw (catch-up): every entry; a version is its record. */
+  read_res_t raw = read_wait(f, "v", -1, INT64_MAX, true, 10);
+  assert_int_equal(raw.page.rows.n, 4);
+  int64_t mseq;
+  const uint8_t *ev, *hd;
+  size_t el, hl;
+  const sw_store_row_t *rec = &raw.page.rows.rows[2];
+  assert_int_equal(redis_log_parse_record(rec->blob, rec->blob_len, &mseq, &ev, &el, &hd, &hl), 0);
+  assert_int_equal(mseq, 0);
+  assert_int_equal(el, strlen("ev:0000000000000003"));
+  assert_memory_equal(ev, "ev:0000000000000003", el); /* core/'s serial of log seq 2 */
+  assert_int_equal(hl, 0);                             /* the log keeps no head */
+  assert_int_not_equal(redis_log_parse_record((const uint8_t *)"m0", 2, &mseq, &ev, &el, &hd, &hl), 0);
+  store_rows_free(&raw.page.rows);
+
+  /* Heads by seq: the changed message as its head, versions left out. */
+  read_res_t h = read_q(f, (sw_log_range_t){.after_seq = -1, .before_seq = INT64_MAX, .forwards = true,
+                                            .limit = 10, .heads = true});
+  assert_int_equal(h.page.rows.n, 2);
+  assert_true(row_has(&h.page.rows.rows[0], 0, 3, "head2:0000000000000004"));
+  assert_true(row_has(&h.page.rows.rows[1], 1, 1, "m1"));
+  assert_false(h.page.more);
+  assert_int_equal(h.page.cursor, 3);
+  store_rows_free(&h.page.rows);
+  /* Backwards, one row: reads on past the two versions to find it. */
+  h = read_q(f, (sw_log_range_t){.after_seq = -1, .before_seq = INT64_MAX, .forwards = false, .limit = 1,
+                                 .heads = true});
+  assert_int_equal(h.page.rows.n, 1);
+  assert_true(row_has(&h.page.rows.rows[0], 1, 1, "m1"));
+  assert_true(h.page.more);
+  assert_int_equal(h.page.cursor, 1);
+  store_rows_free(&h.page.rows);
+  /* By latest version: a head where its latest version is. */
+  h = read_q(f, (sw_log_range_t){.after_seq = -1, .before_seq = INT64_MAX, .forwards = true, .limit = 10,
+                                 .heads = true, .by_vseq = true});
+  assert_int_equal(h.page.rows.n, 2);
+  assert_true(row_has(&h.page.rows.rows[0], 1, 1, "m1"));
+  assert_true(row_has(&h.page.rows.rows[1], 0, 3, "head2:0000000000000004"));
+  store_rows_free(&h.page.rows);
+  h = read_q(f, (sw_log_range_t){.after_seq = 1, .before_seq = INT64_MAX, .forwards = true, .limit = 10,
+                                 .heads = true, .by_vseq = true});
+  assert_int_equal(h.page.rows.n, 1);
+  assert_true(row_has(&h.page.rows.rows[0], 0, 3, "head2:0000000000000004"));
+  store_rows_free(&h.page.rows);
+
+  /* Versions (RSL14): the create, then each event, paged. */
+  h = read_q(f, (sw_log_range_t){.after_seq = -1, .before_seq = INT64_MAX, .forwards = true, .limit = 10,
+                                 .versions = true, .versions_seq = 0});
+  assert_int_equal(h.page.rows.n, 3);
+  assert_true(row_has(&h.page.rows.rows[0], 0, 0, "m0"));
+  assert_true(row_has(&h.page.rows.rows[1], 0, 2, "ev:0000000000000003"));
+  assert_true(row_has(&h.page.rows.rows[2], 0, 3, "ev2:0000000000000004"));
+  store_rows_free(&h.page.rows);
+  h = read_q(f, (sw_log_range_t){.after_seq = -1, .before_seq = 3, .forwards = false, .limit = 1,
+                                 .versions = true, .versions_seq = 0});
+  assert_int_equal(h.page.rows.n, 1);
+  assert_true(row_has(&h.page.rows.rows[0], 0, 2, "ev:0000000000000003"));
+  assert_true(h.page.more);
+  store_rows_free(&h.page.rows);
+
+  /* An annotation without a new summary (empty head): the head stays at
+   * version 3, so a change read there still applies; listed apart. */
+  ver_res_t a = {0};
+  sw_log_version_t av = {.app_id = "app", .channel = "v", .seq = 0, .expect_vseq = 3, .timestamp = 6000,
+                         .event = (const uint8_t *)"ann:" PH, .event_len = strlen("ann:" PH),
+                         .head = (const uint8_t *)"", .head_len = 0, .placeholder = PH, .annotation = true};
+  assert_int_equal(redis_log_version(f->a, &av, on_ver, &a), 0);
+  assert_true(rh_run_until(&f->loop, &a.done, 10000));
+  assert_int_equal(a.err, 0);
+  assert_int_equal(a.vseq, 4);
+  assert_int_equal(version_wait(f, 0, 3, "ev3:" PH, "head3:" PH).vseq, 5);
+  raw = read_wait(f, "v", 3, INT64_MAX, true, 10);
+  assert_int_equal(raw.page.rows.n, 2);
+  assert_true(redis_log_record_is_annotation(raw.page.rows.rows[0].blob, raw.page.rows.rows[0].blob_len));
+  assert_false(redis_log_record_is_annotation(raw.page.rows.rows[1].blob, raw.page.rows.rows[1].blob_len));
+  store_rows_free(&raw.page.rows);
+  h = read_q(f, (sw_log_range_t){.after_seq = -1, .before_seq = INT64_MAX, .forwards = true, .limit = 10,
+                                 .versions = true, .versions_seq = 0, .annotations = true});
+  assert_int_equal(h.page.rows.n, 1);
+  assert_true(row_has(&h.page.rows.rows[0], 0, 4, "ann:0000000000000005"));
+  store_rows_free(&h.page.rows);
+  h = read_q(f, (sw_log_range_t){.after_seq = -1, .before_seq = INT64_MAX, .forwards = true, .limit = 10,
+                                 .versions = true, .versions_seq = 0});
+  assert_int_equal(h.page.rows.n, 4); /* the create and three versions: not the annotation */
+  store_rows_free(&h.page.rows);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -539,6 +688,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(range_reads_both_ways, setup, teardown),
       cmocka_unit_test_setup_teardown(publishes_on_the_bus_in_order, setup, teardown),
       cmocka_unit_test_setup_teardown(noscript_falls_back_to_eval, setup, teardown),
+      cmocka_unit_test_setup_teardown(versions_compare_and_set_and_heads_reads, setup, teardown),
       cmocka_unit_test_setup_teardown(append_refused_while_down, setup, teardown),
       cmocka_unit_test_setup_teardown(acknowledged_appends_survive_kill9, setup_aof, teardown),
   };
