@@ -319,7 +319,7 @@ test('through nginx: /readyz, REST publish and history, and realtime over the We
   await Promise.all(opened.splice(0).map((c) => closeClient(c)));
 });
 
-test('RTN15c7/RTL4c1: the node behind nginx is killed; ably-js reconnects through nginx to the other node and gets, once and in order, what was published meanwhile', async () => {
+test('RTN15c6/RTL4c1: the node behind nginx is killed; ably-js reconnects through nginx to the other node, resumes there with the same connectionId, and gets, once and in order, what was published meanwhile', async () => {
   const name = uniqueChannel('lb-kill');
   const countsBefore = await Promise.all(HOSTS.map((_, i) => connectedOn(i)));
   const lb = viaLb();
@@ -336,6 +336,9 @@ test('RTN15c7/RTL4c1: the node behind nginx is killed; ably-js reconnects throug
   const other = 1 - victim;
   const onOtherBefore = counts[other];
 
+  // The connection record lets the other node resume it (docs/cluster.md, "Connection records").
+  let resumedAs = null;
+  lb.connection.on('connected', () => (resumedAs = lb.connection.id));
   nodes[victim].killHard();
   await withTimeout(nodes[victim].exited, 10000, 'node exit');
   nodes[victim] = null;
@@ -343,8 +346,9 @@ test('RTN15c7/RTL4c1: the node behind nginx is killed; ably-js reconnects throug
   const rest = restDirect(other).channels.get(name);
   for (let i = 1; i <= 5; i++) await rest.publish(`during-${i}`, String(i));
 
-  await waitUntil(() => lb.connection.state === 'connected' && lb.connection.id !== firstId, 20000,
-    'reconnected through nginx with a new connection (the resume is not known there)');
+  await waitUntil(() => lb.connection.state === 'connected' && resumedAs !== null, 20000,
+    'reconnected through nginx');
+  assert.equal(lb.connection.id, firstId, 'the same connectionId on the surviving node (RTN15c6)');
   assert.equal(await connectedOn(other), onOtherBefore + 1, 'now on the surviving node');
   await rest.publish('after', '6');
   const want = ['before', 'during-1', 'during-2', 'during-3', 'during-4', 'during-5', 'after'];
