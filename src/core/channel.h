@@ -75,6 +75,7 @@ typedef struct sw_channel {
   sw_recent_id_t *recent_ids; /* idempotent publish window (RSL1k) */
   struct sw_member *members;  /* presence set (core/presence.c) */
   size_t n_members;
+  size_t n_remote_members;    /* of those, members of other nodes (a shared bus: core/presence.c) */
   int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
   struct sw_head *heads;      /* heads being changed (core/mutation.c) */
   struct sw_turn *turns;      /* AI turn owners (core/ai_turns.c) */
