@@ -499,7 +499,7 @@ void presence_bus_event(sw_channel_t *ch, const uint8_t *payload, size_t len) {
 }
 
 /* One member of the shared set, decoded into ev (owned). */
-static int member_decode(const sw_bus_member_t *bm, sw_presence_t *ev) {
+int presence_member_decode(const sw_bus_member_t *bm, sw_presence_t *ev) {
   sw_pmsg_t m = {0};
   sw_error_t err = {0};
   int rc = -1;
@@ -529,7 +529,7 @@ void presence_bus_members(sw_channel_t *ch, const sw_bus_member_t *bm, size_t n,
   sw_presence_t *evs = calloc(n + 1, sizeof *evs);
   if (!evs) return;
   size_t k = 0;
-  for (size_t i = 0; i < n; i++) k += member_decode(&bm[i], &evs[k]) == 0;
+  for (size_t i = 0; i < n; i++) k += presence_member_decode(&bm[i], &evs[k]) == 0;
   if (snapshot) {
     /* The other nodes' members are these: those known and not among them
      * left while this node was not listening. */

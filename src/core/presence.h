@@ -68,5 +68,7 @@ void presence_bus_event(sw_channel_t *ch, const uint8_t *payload, size_t len);
  * those known); else members of a lapsed node, removed: they LEAVE. */
 struct sw_bus_member;
 void presence_bus_members(sw_channel_t *ch, const struct sw_bus_member *m, size_t n, bool snapshot);
+/* One member of a shared set, decoded into ev (owned: presence_clear). 0 or -1. */
+int presence_member_decode(const struct sw_bus_member *bm, sw_presence_t *ev);
 
 #endif
