@@ -9,6 +9,7 @@
 #include "core/conn.h"
 #include "core/delta.h"
 #include "core/mutation.h"
+#include "core/occ_share.h"
 #include "core/presence.h"
 #include "core/rollup.h"
 #include "core/serial.h"
@@ -174,6 +175,7 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
   }
   filter_free(ch->filter);
   delta_free(ch);
+  occ_share_free(ch);
   if (ch->bus_sub && srv->bus) bus_unsubscribe(srv->bus, ch->app->id, ch->name);
   /* Publishes answered but not delivered yet (a shared bus closed at
    * shutdown: no deliver() comes any more). On the tick there are none
@@ -976,7 +978,7 @@ static const char *const occ_names[SW_OCC_COUNT] = {
     [SW_OCC_OBJECT_SUBSCRIBERS] = "objectSubscribers",
 };
 
-sw_occupancy_t channel_occupancy(const sw_channel_t *ch) {
+sw_occupancy_t channel_occupancy_local(const sw_channel_t *ch) {
   sw_occupancy_t o = {{0}};
   for (const sw_attach_t *a = ch ? ch->subs : NULL; a; a = a->next) {
     o.n[SW_OCC_CONNECTIONS]++;
@@ -988,6 +990,12 @@ sw_occupancy_t channel_occupancy(const sw_channel_t *ch) {
     o.n[SW_OCC_OBJECT_SUBSCRIBERS] += (a->modes & SW_MODE_OBJECT_SUBSCRIBE) != 0;
   }
   if (ch) o.n[SW_OCC_PRESENCE_MEMBERS] = (int64_t)ch->n_members;
+  return o;
+}
+
+sw_occupancy_t channel_occupancy(const sw_channel_t *ch) {
+  sw_occupancy_t o = channel_occupancy_local(ch);
+  if (ch && ch->n_occ_remote) occ_share_add(ch, &o, clock_now_ms()); /* a cluster's other nodes */
   return o;
 }
 
@@ -1244,6 +1252,7 @@ static void on_bus_side(void *ud, const char *app_id, const char *channel, int k
   if (!ch) return;
   if (kind == SW_BUS_SIDE_PRESENCE) presence_bus_event(ch, payload, len);
   else if (kind == SW_BUS_SIDE_EPHEMERAL) ephemeral_deliver(ch, payload, len);
+  else if (kind == SW_BUS_SIDE_OCCUPANCY) occ_share_event(ch, payload, len, clock_now_ms());
 }
 
 static void on_bus_members(void *ud, const char *app_id, const char *channel, const sw_bus_member_t *m, size_t n,
@@ -1284,6 +1293,7 @@ void channel_tick(sw_server_t *srv, int64_t now_ms) {
       free(r->id);
       free(r);
     }
+    if (ch->bus_sub) occ_share_tick(ch, now_ms);
     if (ch->n_occupancy) occupancy_tick(ch, now_ms);
     /* An idle channel is rebuilt from storage when next used (a base
      * stays while it has derived channels, freed first). */

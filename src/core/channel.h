@@ -82,6 +82,12 @@ typedef struct sw_channel {
   struct sw_rollups *rollups; /* appends held for their rollup window (core/rollup.c) */
   size_t n_occupancy;         /* attachments with the occupancy param */
   sw_occupancy_t occ_sent;    /* what their last [meta]occupancy said */
+  /* A shared bus (core/occ_share.c): this node's counts last announced,
+   * when, and the other nodes' counts. */
+  sw_occupancy_t occ_announced;
+  int64_t occ_announced_ms;
+  struct sw_occ_remote *occ_remote;
+  size_t n_occ_remote;
   int64_t occ_sent_ms;
   size_t n_heads;
   /* Derived channels ("[filter=<base64>]name", RTS5): a derived channel
@@ -213,6 +219,9 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
 
 /* The channel's occupancy now (ch may be NULL: all zero). */
 sw_occupancy_t channel_occupancy(const sw_channel_t *ch);
+/* This node's attachments only (channel_occupancy adds a cluster's other
+ * nodes' counts, core/occ_share.h). */
+sw_occupancy_t channel_occupancy_local(const sw_channel_t *ch);
 
 /* Drops expired idempotency ids; sends [meta]occupancy events. */
 void channel_tick(sw_server_t *srv, int64_t now_ms);

@@ -276,6 +276,23 @@ test('ephemeral messages (extras.ephemeral) reach subscribers on every node, and
   assert.equal(page.items.length, 0);
 });
 
+test('[meta]occupancy and REST channel status (CHM2) count the attachments of every node holding the channel', async () => {
+  const name = uniqueChannel('occ');
+  const onC = realtime(2).channels.get(name, { params: { occupancy: 'metrics' } });
+  const seen = [];
+  await withTimeout(onC.subscribe('[meta]occupancy', (m) => seen.push(m.data.metrics)), 15000, 'attach on C');
+  const bClient = realtime(1);
+  await withTimeout(realtime(0).channels.get(name).attach(), 15000, 'attach on A');
+  await withTimeout(bClient.channels.get(name).attach(), 15000, 'attach on B');
+  await waitUntil(() => seen.some((o) => o.connections === 3 && o.subscribers === 3), 20000,
+    '[meta]occupancy on C counting A, B and C', () => JSON.stringify(seen));
+  await waitUntil(async () => (await rest(0).channels.get(name).status()).status.occupancy.metrics.connections === 3,
+    20000, 'REST status on A');
+  await closeClient(bClient);
+  await waitUntil(() => seen.length && seen[seen.length - 1].connections === 2, 20000, 'B gone from the count',
+    () => JSON.stringify(seen));
+});
+
 test('RTP5/RTP2: the members of a node killed with SIGKILL leave on the other nodes within the lease bound', async () => {
   const name = uniqueChannel('kill');
   const onB = await presenceWatcher(realtime(1), name);

@@ -1,0 +1,97 @@
+#include "core/occ_share.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/bus.h"
+#include "core/server.h"
+
+/* One other node's last counts on a channel. */
+typedef struct sw_occ_remote {
+  char node[32];
+  sw_occupancy_t o;
+  int64_t expires_at;
+} sw_occ_remote_t;
+
+/* "<server id>\n<n0> <n1> ... <n7>": small, text, read bounded. */
+static void announce(sw_channel_t *ch, const sw_occupancy_t *o, int64_t now) {
+  char buf[32 + 1 + SW_OCC_COUNT * 21 + 1];
+  int len = snprintf(buf, sizeof buf, "%s\n", ch->srv->server_id);
+  for (int k = 0; k < SW_OCC_COUNT && len > 0 && (size_t)len < sizeof buf; k++)
+    len += snprintf(buf + len, sizeof buf - (size_t)len, k ? " %" PRId64 : "%" PRId64, o->n[k]);
+  if (len <= 0 || (size_t)len >= sizeof buf) return;
+  /* Best effort: while the store is down the others' copies expire. */
+  bus_announce(ch->srv->bus, ch->app->id, ch->name, SW_BUS_SIDE_OCCUPANCY, (const uint8_t *)buf, (size_t)len, NULL, 0);
+  ch->occ_announced = *o;
+  ch->occ_announced_ms = now;
+}
+
+static bool shared(const sw_channel_t *ch) {
+  return ch->srv->bus && bus_shared(ch->srv->bus) && !ch->base;
+}
+
+/* This node's own counts (core/channel.c's, without the others'). */
+static sw_occupancy_t own(const sw_channel_t *ch) {
+  sw_occupancy_t o = channel_occupancy_local(ch);
+  o.n[SW_OCC_PRESENCE_MEMBERS] = 0; /* every node has the whole set */
+  return o;
+}
+
+void occ_share_tick(sw_channel_t *ch, int64_t now) {
+  if (!shared(ch)) return;
+  size_t k = 0;
+  for (size_t i = 0; i < ch->n_occ_remote; i++)
+    if (ch->occ_remote[i].expires_at > now) ch->occ_remote[k++] = ch->occ_remote[i];
+  ch->n_occ_remote = k;
+  if (!ch->bus_ready) return;
+  sw_occupancy_t o = own(ch);
+  bool changed = memcmp(&o, &ch->occ_announced, sizeof o) != 0;
+  if (changed || (ch->subs && now - ch->occ_announced_ms >= SW_OCC_SHARE_HEARTBEAT_MS)) announce(ch, &o, now);
+}
+
+void occ_share_event(sw_channel_t *ch, const uint8_t *payload, size_t len, int64_t now) {
+  char buf[32 + 1 + SW_OCC_COUNT * 21 + 1];
+  if (len >= sizeof buf) return;
+  memcpy(buf, payload, len);
+  buf[len] = '\0';
+  char *nl = strchr(buf, '\n');
+  if (!nl || nl == buf || (size_t)(nl - buf) >= sizeof ch->occ_remote[0].node) return;
+  *nl = '\0';
+  sw_occupancy_t o = {{0}};
+  char *p = nl + 1, *end;
+  for (int k = 0; k < SW_OCC_COUNT; k++) {
+    long long v = strtoll(p, &end, 10);
+    if (end == p || v < 0) return;
+    o.n[k] = v;
+    p = end;
+  }
+  sw_occ_remote_t *r = NULL;
+  for (size_t i = 0; i < ch->n_occ_remote && !r; i++)
+    if (strcmp(ch->occ_remote[i].node, buf) == 0) r = &ch->occ_remote[i];
+  if (!r) {
+    if (ch->n_occ_remote >= SW_OCC_SHARE_MAX_NODES) return;
+    if (!ch->occ_remote && !(ch->occ_remote = calloc(SW_OCC_SHARE_MAX_NODES, sizeof *ch->occ_remote))) return;
+    r = &ch->occ_remote[ch->n_occ_remote++];
+    memcpy(r->node, buf, (size_t)(nl - buf) + 1); /* checked shorter than node above */
+  }
+  r->o = o;
+  r->expires_at = now + SW_OCC_SHARE_TTL_MS;
+}
+
+void occ_share_add(const sw_channel_t *ch, sw_occupancy_t *o, int64_t now) {
+  for (size_t i = 0; i < ch->n_occ_remote; i++) {
+    if (ch->occ_remote[i].expires_at <= now) continue;
+    for (int k = 0; k < SW_OCC_COUNT; k++)
+      if (k != SW_OCC_PRESENCE_MEMBERS) o->n[k] += ch->occ_remote[i].o.n[k];
+  }
+}
+
+void occ_share_free(sw_channel_t *ch) {
+  sw_occupancy_t zero = {{0}};
+  if (shared(ch) && ch->bus_ready && memcmp(&zero, &ch->occ_announced, sizeof zero) != 0) announce(ch, &zero, 0);
+  free(ch->occ_remote);
+  ch->occ_remote = NULL;
+  ch->n_occ_remote = 0;
+}
