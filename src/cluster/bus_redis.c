@@ -750,49 +750,168 @@ out:
   return rc;
 }
 
+/* A REST read of a member set: the HGETALL, then EXISTS of each other
+ * owner's lease, so that a dead node's members are left out even where no
+ * node holding the channel has swept them yet. */
 typedef struct members_req {
   bus_redis_t *b;
   sw_bus_members_cb cb;
   void *ud;
+  redisReply *set;                        /* the HGETALL answer (owned copy) */
+  char (*owners)[SW_BUS_NODE_ID_LEN + 1]; /* distinct other owners */
+  bool *alive;
+  size_t n_owners, answered;
+  int err;
 } members_req_t;
+
+typedef struct lease_probe {
+  members_req_t *q;
+  size_t i;
+} lease_probe_t;
+
+static void members_req_free(members_req_t *q) {
+  if (q->set) freeReplyObject(q->set);
+  free(q->owners);
+  free(q->alive);
+  free(q);
+}
+
+static void members_finish(members_req_t *q) {
+  bus_redis_t *b = q->b;
+  sw_error_t e;
+  if (q->err) {
+    if (q->err == -ETIMEDOUT) errors_set(&e, SW_BUS_E_TIMEOUT, "the shared store did not answer in time");
+    else if (q->err == -EIO) errors_set(&e, SW_BUS_E_INTERNAL, "reading the shared store failed");
+    else errors_set(&e, SW_BUS_E_UNAVAILABLE, "the shared store is unreachable");
+    q->cb(q->ud, &e, NULL, 0);
+  } else {
+    sw_bus_member_t *m = calloc(q->set->elements / 2 + 1, sizeof *m);
+    if (!m) {
+      errors_set(&e, SW_BUS_E_INTERNAL, "out of memory");
+      q->cb(q->ud, &e, NULL, 0);
+    } else {
+      size_t n = members_parse(NULL, b, q->set, false, m), k = 0;
+      for (size_t i = 0; i < n; i++) {
+        /* the owner is the value's first SW_BUS_NODE_ID_LEN bytes, just before the blob */
+        const char *owner = (const char *)m[i].blob - SW_BUS_NODE_ID_LEN - 1;
+        bool keep = memcmp(owner, b->node, SW_BUS_NODE_ID_LEN) == 0;
+        for (size_t j = 0; j < q->n_owners && !keep; j++)
+          keep = q->alive[j] && memcmp(owner, q->owners[j], SW_BUS_NODE_ID_LEN) == 0;
+        if (keep) m[k++] = m[i];
+      }
+      q->cb(q->ud, NULL, m, k);
+      free(m);
+    }
+  }
+  members_req_free(q);
+  b->inflight--;
+  maybe_free_bus(b);
+}
+
+static void on_member_lease(void *ud, const redisReply *r, int err) {
+  lease_probe_t *lp = ud;
+  members_req_t *q = lp->q;
+  if (err) q->err = err;
+  else if (!r || r->type != REDIS_REPLY_INTEGER) q->err = -EIO;
+  else q->alive[lp->i] = r->integer > 0;
+  free(lp);
+  if (++q->answered == q->n_owners) members_finish(q);
+}
+
+/* Deep copy of an HGETALL answer: hiredis frees its own after the callback. */
+static redisReply *set_copy(const redisReply *r) {
+  redisReply *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->type = REDIS_REPLY_ARRAY;
+  if (!(c->element = calloc(r->elements + 1, sizeof *c->element))) {
+    free(c);
+    return NULL;
+  }
+  for (size_t i = 0; i < r->elements; i++) {
+    const redisReply *e = r->element[i];
+    redisReply *d = calloc(1, sizeof *d);
+    if (!d) goto fail;
+    c->element[c->elements++] = d;
+    d->type = e->type;
+    if (e->type == REDIS_REPLY_STRING) {
+      if (!(d->str = malloc(e->len + 1))) goto fail;
+      memcpy(d->str, e->str, e->len);
+      d->str[e->len] = '\0';
+      d->len = e->len;
+    }
+  }
+  return c;
+fail:
+  freeReplyObject(c);
+  return NULL;
+}
 
 static void on_members(void *ud, const redisReply *r, int err) {
   members_req_t *q = ud;
   bus_redis_t *b = q->b;
   if (err || !r || r->type != REDIS_REPLY_ARRAY) {
-    sw_error_t e;
-    if (err == -ETIMEDOUT) errors_set(&e, SW_BUS_E_TIMEOUT, "the shared store did not answer in time");
-    else if (err) errors_set(&e, SW_BUS_E_UNAVAILABLE, "the shared store is unreachable");
-    else errors_set(&e, SW_BUS_E_INTERNAL, "reading the shared store failed");
-    q->cb(q->ud, &e, NULL, 0);
-  } else {
-    sw_bus_member_t *m = calloc(r->elements / 2 + 1, sizeof *m);
-    if (!m) {
-      sw_error_t e;
-      errors_set(&e, SW_BUS_E_INTERNAL, "out of memory");
-      q->cb(q->ud, &e, NULL, 0);
-    } else {
-      q->cb(q->ud, NULL, m, members_parse(NULL, b, r, false, m));
-      free(m);
+    q->err = err ? err : -EIO;
+    members_finish(q);
+    return;
+  }
+  if (!(q->set = set_copy(r)) || !(q->owners = calloc(r->elements / 2 + 1, sizeof *q->owners)) ||
+      !(q->alive = calloc(r->elements / 2 + 1, sizeof *q->alive))) {
+    q->err = -EIO;
+    members_finish(q);
+    return;
+  }
+  for (size_t i = 0; i + 1 < r->elements; i += 2) {
+    const redisReply *v = r->element[i + 1];
+    if (v->type != REDIS_REPLY_STRING || v->len < SW_BUS_NODE_ID_LEN + 1) continue;
+    if (memcmp(v->str, b->node, SW_BUS_NODE_ID_LEN) == 0) continue;
+    bool seen = false;
+    for (size_t j = 0; j < q->n_owners && !seen; j++) seen = memcmp(q->owners[j], v->str, SW_BUS_NODE_ID_LEN) == 0;
+    if (seen) continue;
+    memcpy(q->owners[q->n_owners], v->str, SW_BUS_NODE_ID_LEN);
+    q->owners[q->n_owners++][SW_BUS_NODE_ID_LEN] = '\0';
+  }
+  if (q->n_owners == 0) {
+    members_finish(q);
+    return;
+  }
+  /* Each probe answers or fails exactly once (or is counted failed here). */
+  size_t n = q->n_owners;
+  for (size_t i = 0; i < n; i++) {
+    lease_probe_t *lp = malloc(sizeof *lp);
+    sw_buf_t key = {0};
+    int rc = -ENOMEM;
+    if (lp && !buf_printf(&key, "{node:%s}:lease", q->owners[i])) {
+      *lp = (lease_probe_t){q, i};
+      const char *argv[2] = {"EXISTS", (const char *)key.data};
+      size_t lens[2] = {6, key.len};
+      rc = redis_conn_command(b->cmd, on_member_lease, lp, 2, argv, lens);
+    }
+    buf_free(&key);
+    if (rc) {
+      free(lp);
+      q->err = rc;
+      if (++q->answered == q->n_owners) {
+        members_finish(q);
+        return;
+      }
     }
   }
-  free(q);
-  b->inflight--;
-  maybe_free_bus(b);
 }
 
 static int r_members_read(sw_bus_t *base, const char *app_id, const char *channel, sw_bus_members_cb cb, void *ud,
                           sw_error_t *err) {
   bus_redis_t *b = (bus_redis_t *)base;
   if (b->closing) return refuse_op(b, -ENOTCONN, err, "read");
-  members_req_t *q = malloc(sizeof *q);
+  members_req_t *q = calloc(1, sizeof *q);
   sw_buf_t key = {0};
   if (!q || redis_log_key(&key, app_id, channel, ":presence")) {
     free(q);
     buf_free(&key);
     return refuse_op(b, -ENOMEM, err, "read");
   }
-  *q = (members_req_t){b, cb, ud};
+  q->b = b;
+  q->cb = cb;
+  q->ud = ud;
   const char *argv[2] = {"HGETALL", (const char *)key.data};
   size_t lens[2] = {7, key.len};
   int rc = redis_conn_command(b->cmd, on_members, q, 2, argv, lens);

@@ -297,8 +297,14 @@ test('RTP5/RTP2: the members of a node killed with SIGKILL leave on the other no
   const name = uniqueChannel('kill');
   const onB = await presenceWatcher(realtime(1), name);
   const onC = await presenceWatcher(realtime(2), name);
-  const dave = realtime(0, { clientId: 'dave' }).channels.get(name);
+  const daveClient = realtime(0, { clientId: 'dave' });
+  const dave = daveClient.channels.get(name);
   await withTimeout(dave.presence.enter('x'), 15000, 'enter on A');
+  // A second channel nobody else holds: nobody sweeps it, REST must still leave dave out once A's lease lapsed.
+  const lonely = uniqueChannel('lonely');
+  await withTimeout(daveClient.channels.get(lonely).presence.enter('y'), 15000, 'enter on A (lonely)');
+  await waitUntil(async () => (await rest(1).channels.get(lonely).presence.get()).items.length === 1, 15000,
+    'REST on B sees dave on the lonely channel');
   for (const w of [onB, onC]) await waitUntil(() => has(w.got, 'enter', 'dave'), 15000, 'ENTER seen');
   nodes[0].killHard();
   await withTimeout(nodes[0].exited, 10000, 'node A exit');
@@ -309,4 +315,6 @@ test('RTP5/RTP2: the members of a node killed with SIGKILL leave on the other no
   assert.deepEqual(await members(onC.ch), []);
   const page = await rest(1).channels.get(name).presence.get();
   assert.equal(page.items.length, 0);
+  await waitUntil(async () => (await rest(2).channels.get(lonely).presence.get()).items.length === 0, 20000,
+    'REST on C leaves out the members of a lapsed node on a channel no node holds');
 });
