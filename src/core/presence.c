@@ -535,11 +535,27 @@ void presence_bus_members(sw_channel_t *ch, const sw_bus_member_t *bm, size_t n,
      * left while this node was not listening. */
     sw_member_t *mb, *tmp;
     HASH_ITER(hh, ch->members, mb, tmp) mb->mark = false;
+    /* Members new or changed since this node last knew the set (after a
+     * re-subscription: events missed meanwhile) are delivered as ENTER or
+     * UPDATE; on the first read nobody is delivering yet (ATTACHED waits
+     * for ready()), so nothing goes out. */
+    sw_presence_t *news = calloc(k + 1, sizeof *news);
+    size_t nn = 0;
     for (size_t i = 0; i < k; i++) {
+      char *key = member_key(evs[i].connection_id, evs[i].client_id);
+      sw_member_t *old = NULL;
+      if (key) HASH_FIND_STR(ch->members, key, old);
+      free(key);
+      bool fresh = !old, changed = old && (!old->p.id || !evs[i].id || strcmp(old->p.id, evs[i].id) != 0);
       evs[i].action = SW_PRESENCE_PRESENT;
       sw_member_t *got = apply_ex(ch, &evs[i], true);
       if (got) got->mark = true;
+      if (news && (fresh || changed) && presence_copy(&news[nn], &evs[i]) == 0)
+        news[nn++].action = fresh ? SW_PRESENCE_ENTER : SW_PRESENCE_UPDATE;
     }
+    broadcast_events(ch, news, nn);
+    for (size_t i = 0; i < nn; i++) presence_clear(&news[i]);
+    free(news);
     size_t gone = 0;
     HASH_ITER(hh, ch->members, mb, tmp) gone += mb->remote && !mb->mark;
     sw_presence_t *leaves = gone ? calloc(gone, sizeof *leaves) : NULL;

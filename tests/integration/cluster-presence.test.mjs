@@ -194,6 +194,29 @@ after(async () => {
   if (problems.length) throw new Error(problems.join('\n'));
 });
 
+/** One raw RESP command to Redis; resolves with the reply's text. */
+function redisCommand(...args) {
+  const req = `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('');
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const s = net.connect(redisPort, '127.0.0.1');
+      let got = '';
+      s.setEncoding('utf8');
+      s.on('data', (d) => {
+        got += d;
+        if (got.endsWith('\r\n')) {
+          s.destroy();
+          resolve(got);
+        }
+      });
+      s.on('error', reject);
+      s.write(req);
+    }),
+    5000,
+    `redis ${args[0]}`,
+  );
+}
+
 /** Collects presence events [action, clientId, data] on a channel of client. */
 async function presenceWatcher(client, name) {
   const ch = client.channels.get(name);
@@ -291,6 +314,30 @@ test('[meta]occupancy and REST channel status (CHM2) count the attachments of ev
   await closeClient(bClient);
   await waitUntil(() => seen.length && seen[seen.length - 1].connections === 2, 20000, 'B gone from the count',
     () => JSON.stringify(seen));
+});
+
+test('RTP2: a member that entered while a node\'s pub/sub connection was down is delivered (ENTER) once it resubscribes', async () => {
+  const name = uniqueChannel('gap');
+  const onB = await presenceWatcher(realtime(1), name);
+  const erin = realtime(0, { clientId: 'erin' }).channels.get(name);
+  await withTimeout(erin.attach(), 15000, 'attach on A');
+  // Every node's pub/sub connection dropped again and again (they reconnect
+  // after 100 ms or more): the ENTER is published while B is not listening,
+  // and B reads the set again after its re-subscription.
+  let killing = true;
+  const killer = (async () => {
+    while (killing) {
+      await redisCommand('CLIENT', 'KILL', 'TYPE', 'pubsub').catch(() => {});
+      await sleep(20);
+    }
+  })();
+  await sleep(100);
+  await withTimeout(erin.presence.enter('gap'), 15000, 'enter on A');
+  await sleep(300);
+  killing = false;
+  await killer;
+  await waitUntil(() => has(onB.got, 'enter', 'erin', 'gap'), 20000, 'ENTER on B', () => JSON.stringify(onB.got));
+  assert.deepEqual(await members(onB.ch), [['erin', 'gap']]);
 });
 
 test('RTP5/RTP2: the members of a node killed with SIGKILL leave on the other nodes within the lease bound', async () => {
