@@ -47,8 +47,13 @@ void occ_share_tick(sw_channel_t *ch, int64_t now) {
   ch->n_occ_remote = k;
   if (!ch->bus_ready) return;
   sw_occupancy_t o = own(ch);
-  bool changed = memcmp(&o, &ch->occ_announced, sizeof o) != 0;
-  if (changed || (ch->subs && now - ch->occ_announced_ms >= SW_OCC_SHARE_HEARTBEAT_MS)) announce(ch, &o, now);
+  bool changed = memcmp(&o, &ch->occ_announced, sizeof o) != 0, edge = false;
+  for (int m = 0; m < SW_OCC_COUNT; m++) edge = edge || ((o.n[m] == 0) != (ch->occ_announced.n[m] == 0));
+  /* As [meta]occupancy itself: a change at most once a second (the tick is
+   * 250 ms), at once when a count goes from zero to some or back. */
+  int64_t since = now - ch->occ_announced_ms;
+  if ((changed && (edge || since >= SW_OCCUPANCY_DEBOUNCE_MS)) || (ch->subs && since >= SW_OCC_SHARE_HEARTBEAT_MS))
+    announce(ch, &o, now);
 }
 
 void occ_share_event(sw_channel_t *ch, const uint8_t *payload, size_t len, int64_t now) {

@@ -2,8 +2,8 @@
  * core/bus.h side events; docs/cluster.md "Occupancy across nodes").
  *
  * A node holding a channel announces its own attachment counts on the
- * channel's side channel when they change (at most once a second, on the
- * tick) and every SW_OCC_SHARE_HEARTBEAT_MS; the other nodes holding the
+ * channel's side channel when they change (at most once a second unless a
+ * count goes from zero to some or back, checked on the tick) and every SW_OCC_SHARE_HEARTBEAT_MS; the other nodes holding the
  * channel keep each node's last counts for SW_OCC_SHARE_TTL_MS and add
  * them to their own. presenceMembers is not announced: every node holding
  * the channel has the whole member set already. With bus_local nothing is
