@@ -447,8 +447,10 @@ static void lease_refresh(bus_redis_t *b);
 static void on_cmd_state(void *ud, bool up, const char *why) {
   bus_redis_t *b = ud;
   (void)why;
+  /* The lease first: state(true) may write this node's members again
+   * (core/presence.c), and a sweeper must not find them without it. */
+  if (up && !b->closing) lease_refresh(b);
   if (!update_state(b) || !up) return;
-  lease_refresh(b); /* before any member of ours is written */
   chan_t *ch, *tmp;
   HASH_ITER(hh, b->chans, ch, tmp) pump(ch);
 }

@@ -1238,7 +1238,7 @@ static void on_bus_ready(void *ud, const char *app_id, const char *channel, int6
 }
 
 static void on_bus_state(void *ud, bool up) {
-  (void)ud;
+  if (up) presence_bus_resync(ud);
   log_ev(up ? SW_LOG_INFO : SW_LOG_WARN, up ? "cluster.up" : "cluster.down", NULL, NULL, up ? 0 : SW_BUS_E_UNAVAILABLE,
          "%s", up ? "the shared store is reachable: publishes are accepted"
                   : "the shared store is unreachable: publishes are refused (50004) until it is back");

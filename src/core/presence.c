@@ -582,3 +582,32 @@ void presence_bus_members(sw_channel_t *ch, const sw_bus_member_t *bm, size_t n,
   if (k) persist(ch, evs, k, NULL, 0, false, ANN_EVENT); /* takes evs, also when it fails */
   else free(evs);
 }
+
+/* The bus is up again (core/bus.h state(true)): this node's members are
+ * written to the shared set again and announced as PRESENT, since they
+ * may have been swept while this node could not refresh its lease, or
+ * lost with Redis's data. A member the other nodes still have is
+ * unchanged there (ably-js ignores a PRESENT that is not newer, RTP2b). */
+void presence_bus_resync(sw_server_t *srv) {
+  sw_bus_t *bus = srv->bus;
+  if (!bus || !bus_shared(bus)) return;
+  sw_channel_t *ch, *tmp;
+  HASH_ITER(hh, srv->channels, ch, tmp) {
+    size_t own = ch->n_members - ch->n_remote_members;
+    if (!ch->bus_sub || !own) continue;
+    sw_presence_t *evs = calloc(own, sizeof *evs);
+    if (!evs) continue;
+    size_t k = 0;
+    for (sw_member_t *mb = ch->members; mb && k < own; mb = mb->hh.next) {
+      if (mb->remote || !mb->p.connection_id || strcmp(mb->p.connection_id, "fixture") == 0) continue;
+      if (presence_copy(&evs[k], &mb->p) == 0) evs[k++].action = SW_PRESENCE_PRESENT;
+    }
+    if (k) {
+      sw_pmsg_t m = {.action = SW_ACTION_PRESENCE, .channel = (char *)ch->name, .timestamp = clock_now_ms(),
+                     .presence = evs, .n_presence = k};
+      announce(ch, &m, ANN_MEMBERS);
+    }
+    for (size_t i = 0; i < k; i++) presence_clear(&evs[i]);
+    free(evs);
+  }
+}

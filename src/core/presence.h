@@ -70,5 +70,8 @@ struct sw_bus_member;
 void presence_bus_members(sw_channel_t *ch, const struct sw_bus_member *m, size_t n, bool snapshot);
 /* One member of a shared set, decoded into ev (owned: presence_clear). 0 or -1. */
 int presence_member_decode(const struct sw_bus_member *bm, sw_presence_t *ev);
+/* The bus is up (again): this node's members are written to the shared
+ * set again and announced (as PRESENT). */
+void presence_bus_resync(sw_server_t *srv);
 
 #endif

@@ -340,6 +340,23 @@ test('RTP2: a member that entered while a node\'s pub/sub connection was down is
   assert.deepEqual(await members(onB.ch), [['erin', 'gap']]);
 });
 
+test('a node whose Redis connection comes back writes its members to the shared set again (lost or swept meanwhile)', async () => {
+  const name = uniqueChannel('resync');
+  const fay = realtime(0, { clientId: 'fay' }).channels.get(name);
+  await withTimeout(fay.presence.enter('back'), 15000, 'enter on A');
+  await waitUntil(async () => (await rest(2).channels.get(name).presence.get()).items.length === 1, 15000,
+    'REST on C sees fay');
+  // Redis loses the set behind the nodes' backs (as a restart without persistence would).
+  assert.match(await redisCommand('DEL', `{${APP}:${name}}:presence`), /^:1/);
+  assert.equal((await rest(2).channels.get(name).presence.get()).items.length, 0);
+  // Every node's command connection drops and comes back.
+  assert.match(await redisCommand('CLIENT', 'KILL', 'TYPE', 'normal'), /^:[1-9]/);
+  await waitUntil(async () => {
+    const items = (await rest(2).channels.get(name).presence.get().catch(() => ({ items: [] }))).items;
+    return items.length === 1 && items[0].clientId === 'fay' && items[0].data === 'back';
+  }, 20000, 'REST on C sees fay again');
+});
+
 test('RTP5/RTP2: the members of a node killed with SIGKILL leave on the other nodes within the lease bound', async () => {
   const name = uniqueChannel('kill');
   const onB = await presenceWatcher(realtime(1), name);
