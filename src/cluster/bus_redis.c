@@ -443,13 +443,17 @@ static bool update_state(bus_redis_t *b) {
 }
 
 static void lease_refresh(bus_redis_t *b);
+static void own_sweep(bus_redis_t *b);
 
 static void on_cmd_state(void *ud, bool up, const char *why) {
   bus_redis_t *b = ud;
   (void)why;
   /* The lease first: state(true) may write this node's members again
    * (core/presence.c), and a sweeper must not find them without it. */
-  if (up && !b->closing) lease_refresh(b);
+  if (up && !b->closing) {
+    lease_refresh(b);
+    own_sweep(b); /* this node's entries as they were before core/ writes them again (same connection) */
+  }
   if (!update_state(b) || !up) return;
   chan_t *ch, *tmp;
   HASH_ITER(hh, b->chans, ch, tmp) pump(ch);
@@ -952,6 +956,38 @@ static void on_swept(void *ud, const redisReply *r, int err) {
     free(m);
   }
   chan_back(ch);
+}
+
+/* This node's own entries, read when its bus comes up again: what core/
+ * still has it writes again (state(true)); what it no longer has left
+ * while Redis could not be told, and core/ removes them now with their
+ * LEAVEs (HDEL + PUBLISH on one connection: if that fails too, the next
+ * time the bus comes up finds them again). */
+static void on_own_read(void *ud, const redisReply *r, int err) {
+  chan_t *ch = ud;
+  bus_redis_t *b = ch->b;
+  if (!err && r && r->type == REDIS_REPLY_ARRAY && r->elements && !ch->dead && b->base.h.members) {
+    sw_bus_member_t *m = calloc(r->elements / 2 + 1, sizeof *m);
+    size_t n = m ? members_parse(NULL, b, r, false, m) : 0, k = 0;
+    for (size_t i = 0; i < n; i++)
+      if (memcmp((const char *)m[i].blob - SW_BUS_NODE_ID_LEN - 1, b->node, SW_BUS_NODE_ID_LEN) == 0) m[k++] = m[i];
+    if (k) b->base.h.members(b->base.h.ud, ch->app, ch->name, m, k, false);
+    free(m);
+  }
+  chan_back(ch);
+}
+
+static void own_sweep(bus_redis_t *b) {
+  chan_t *ch, *tmp;
+  HASH_ITER(hh, b->chans, ch, tmp) {
+    sw_buf_t key = {0};
+    if (!redis_log_key(&key, ch->app, ch->name, ":presence")) {
+      const char *argv[2] = {"HGETALL", (const char *)key.data};
+      size_t lens[2] = {7, key.len};
+      if (redis_conn_command(b->cmd, on_own_read, ch, 2, argv, lens) == 0) chan_hold(ch);
+    }
+    buf_free(&key);
+  }
 }
 
 static void owner_forget(chan_t *ch, size_t i) {

@@ -97,10 +97,9 @@ typedef struct presence_pub {
 } presence_pub_t;
 
 /* What a shared bus is told of an event once it is stored: nothing
- * (fixtures: every node loads its own), the event with the member changes
- * (this node's connections), or the event only (leaves of a lapsed node's
- * members, removed from the shared set already by the sweep). */
-enum { ANN_NONE, ANN_MEMBERS, ANN_EVENT };
+ * (fixtures: every node loads its own), or the event with the member
+ * changes (HSET of present members, HDEL of those that left). */
+enum { ANN_NONE, ANN_MEMBERS };
 
 /* One member as the shared set keeps it: a one-member PRESENCE
  * ProtocolMessage, msgpack, the member as PRESENT. */
@@ -574,12 +573,29 @@ void presence_bus_members(sw_channel_t *ch, const sw_bus_member_t *bm, size_t n,
   }
   /* A lapsed node's members, removed from the shared set by this node's
    * sweep: they leave here, in this node's presence history, and on the
-   * other nodes through the announcement. */
+   * other nodes through the announcement. Or this node's own, removed when
+   * its bus came back: those it still has are written again (resync) and
+   * do not leave; the others left while Redis could not be told (their
+   * entries are removed with these LEAVEs). */
+  size_t kept = 0;
   for (size_t i = 0; i < k; i++) {
-    make_leave(&evs[i], now);
-    apply_ex(ch, &evs[i], true);
+    char *key = member_key(evs[i].connection_id, evs[i].client_id);
+    sw_member_t *mb = NULL;
+    if (key) HASH_FIND_STR(ch->members, key, mb);
+    free(key);
+    if (mb && !mb->remote) {
+      presence_clear(&evs[i]);
+      continue;
+    }
+    evs[kept] = evs[i];
+    make_leave(&evs[kept], now);
+    apply_ex(ch, &evs[kept], true);
+    kept++;
   }
-  if (k) persist(ch, evs, k, NULL, 0, false, ANN_EVENT); /* takes evs, also when it fails */
+  k = kept;
+  /* With the member changes (HDEL): a lapsed node's are gone already
+   * (harmless), this node's own are removed only with their LEAVE. */
+  if (k) persist(ch, evs, k, NULL, 0, false, ANN_MEMBERS); /* takes evs, also when it fails */
   else free(evs);
 }
 

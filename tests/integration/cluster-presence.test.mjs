@@ -357,6 +357,30 @@ test('a node whose Redis connection comes back writes its members to the shared 
   }, 20000, 'REST on C sees fay again');
 });
 
+test('RTP5: a member that left while its node could not write to Redis leaves on the other nodes once it can', async () => {
+  const name = uniqueChannel('staleleave');
+  const onB = await presenceWatcher(realtime(1), name);
+  const gus = realtime(0, { clientId: 'gus' }).channels.get(name);
+  await withTimeout(gus.presence.enter('g'), 15000, 'enter on A');
+  await waitUntil(() => has(onB.got, 'enter', 'gus'), 15000, 'ENTER on B');
+  // Every node's command connection dropped again and again while gus leaves on A.
+  let killing = true;
+  const killer = (async () => {
+    while (killing) {
+      await redisCommand('CLIENT', 'KILL', 'TYPE', 'normal').catch(() => {});
+      await sleep(5);
+    }
+  })();
+  await sleep(100);
+  await withTimeout(gus.presence.leave(), 15000, 'leave on A');
+  await sleep(300);
+  killing = false;
+  await killer;
+  await waitUntil(() => has(onB.got, 'leave', 'gus'), 20000, 'LEAVE on B', () => JSON.stringify(onB.got));
+  await waitUntil(async () => (await rest(2).channels.get(name).presence.get().catch(() => ({ items: [1] }))).items.length === 0,
+    20000, 'REST on C: gone');
+});
+
 test('RTP5/RTP2: the members of a node killed with SIGKILL leave on the other nodes within the lease bound', async () => {
   const name = uniqueChannel('kill');
   const onB = await presenceWatcher(realtime(1), name);
