@@ -138,9 +138,12 @@ typedef struct sw_bus_handlers {
  * members(snapshot true): the channel's whole shared member set as the
  * store has it, owned by other nodes (this node's own are left out: core/
  * has them), after every (re)subscription and before ready(). members
- * (snapshot false): these members of other nodes were removed because
- * their node's lease lapsed: core/ makes their LEAVEs, delivers them
- * locally and announces them (with no ops: they are gone already). */
+ * (snapshot false): members that must leave: other nodes' members removed
+ * because their node's lease lapsed, or this node's own entries as the
+ * store had them when the bus came back up (core/ skips those it still
+ * has; the others left while the store could not be told). core/ makes
+ * their LEAVEs, delivers them locally and announces them with their
+ * removal (ops). state(true) is also when core/ writes its members again. */
 enum { SW_BUS_SIDE_PRESENCE = 1, SW_BUS_SIDE_EPHEMERAL = 2 };
 
 typedef struct sw_bus_member {
