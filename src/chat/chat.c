@@ -642,8 +642,9 @@ static void reply_client_reactions(route_ctx_t *r, json_t *m, const char *cid) {
 static void occupancy(route_ctx_t *r, const char *channel) {
   if (!route_require(r, channel, SW_OP_CHANNEL_METADATA, "occupancy (channel-metadata)")) return;
   sw_channel_t *ch = channel_find(r->s->srv, r->app, channel);
-  json_t *v = json_pack("{s:I, s:I}", "connections", (json_int_t)(ch ? ch->n_subs : 0), "presenceMembers",
-                        (json_int_t)(ch ? ch->n_members : 0));
+  sw_occupancy_t o = channel_occupancy(ch); /* on a cluster node holding the room, every node's */
+  json_t *v = json_pack("{s:I, s:I}", "connections", (json_int_t)o.n[SW_OCC_CONNECTIONS], "presenceMembers",
+                        (json_int_t)o.n[SW_OCC_PRESENCE_MEMBERS]);
   rest_reply_value(r->s, 200, r->fmt, v, r->keep_alive, NULL);
   json_decref(v);
 }

@@ -17,6 +17,7 @@
  * messages are the log's. */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/random.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
@@ -54,6 +55,17 @@ typedef struct chan {
   int64_t next;
   held_t *held;
   size_t n_held;
+  /* Side events (presence, ephemeral): "{app:channel}:side". */
+  char *side;
+  size_t side_len;
+  bool side_confirmed; /* Redis confirmed the side subscription at least once */
+  bool want_snap;      /* the member set is to be read (first subscription, after a reconnect) */
+  bool snap_pending;   /* its HGETALL is in flight: side events are held until it is answered */
+  held_t *side_held;   /* those (seq unused), in arrival order */
+  held_t **side_tail;
+  size_t n_side_held;
+  char (*owners)[SW_BUS_NODE_ID_LEN + 1]; /* other nodes seen owning members here (the sweep asks their leases) */
+  size_t n_owners;
   UT_hash_handle hh;
 } chan_t;
 
@@ -62,6 +74,9 @@ struct bus_redis {
   uv_loop_t *loop;
   sw_redis_conn_t *cmd, *sub;
   chan_t *chans;
+  char node[SW_BUS_NODE_ID_LEN + 1]; /* this node's id: owner of its members, sender of its side events */
+  char *lease_key;                   /* "{node:<id>}:lease" */
+  uv_timer_t *lease_timer;           /* refreshes the lease and sweeps lapsed owners */
   bool up, closing;
   size_t inflight; /* publishes, reads and channel requests under way */
   sw_bus_redis_stats_t st;
@@ -84,8 +99,21 @@ static void maybe_free_bus(bus_redis_t *b) {
   if (b->closing && b->inflight == 0 && !b->chans) free(b);
 }
 
+static void side_held_clear(chan_t *ch) {
+  while (ch->side_held) {
+    held_t *h = ch->side_held;
+    ch->side_held = h->next;
+    free(h);
+  }
+  ch->side_tail = &ch->side_held;
+  ch->n_side_held = 0;
+}
+
 static void chan_free(chan_t *ch) {
   held_clear(ch);
+  side_held_clear(ch);
+  free(ch->side);
+  free(ch->owners);
   free(ch->bus);
   free(ch);
 }
@@ -186,8 +214,132 @@ static int on_one(void *ud, int64_t seq, int64_t ts, const uint8_t *blob, size_t
   return 0;
 }
 
+
+/* ------------------------------------------------------- side events */
+
+/* Remembers another node owning members on ch (bounded: beyond, its
+ * members are still swept by the nodes that track it). */
+static void owner_note(chan_t *ch, const char *node, size_t len) {
+  if (len != SW_BUS_NODE_ID_LEN || memcmp(node, ch->b->node, len) == 0) return;
+  for (size_t i = 0; i < ch->n_owners; i++)
+    if (memcmp(ch->owners[i], node, len) == 0) return;
+  if (ch->n_owners >= SW_BUS_MAX_OWNERS) return;
+  if (!ch->owners && !(ch->owners = calloc(SW_BUS_MAX_OWNERS, sizeof *ch->owners))) return;
+  memcpy(ch->owners[ch->n_owners], node, len);
+  ch->owners[ch->n_owners++][len] = '\0';
+}
+
+/* A side payload is "<node id>\n<kind byte><payload>". */
+static void side_deliver(chan_t *ch, const char *msg, size_t len) {
+  bus_redis_t *b = ch->b;
+  if (len < SW_BUS_NODE_ID_LEN + 2 || msg[SW_BUS_NODE_ID_LEN] != '\n') return;
+  if (memcmp(msg, b->node, SW_BUS_NODE_ID_LEN) == 0) return; /* our own: delivered locally already */
+  int kind = (unsigned char)msg[SW_BUS_NODE_ID_LEN + 1];
+  if (kind == SW_BUS_SIDE_PRESENCE) owner_note(ch, msg, SW_BUS_NODE_ID_LEN);
+  if (b->base.h.side)
+    b->base.h.side(b->base.h.ud, ch->app, ch->name, kind, (const uint8_t *)msg + SW_BUS_NODE_ID_LEN + 2,
+                   len - SW_BUS_NODE_ID_LEN - 2);
+}
+
+static void side_message(bus_redis_t *b, const char *key, size_t key_len, const char *payload, size_t len) {
+  /* "{t}:side" -> "{t}:bus", the channel's key. */
+  sw_buf_t bus = {0};
+  if (buf_printf(&bus, "%.*s:bus", (int)(key_len - 5), key)) {
+    buf_free(&bus);
+    return;
+  }
+  chan_t *ch = chan_find(b, (const char *)bus.data, bus.len);
+  buf_free(&bus);
+  if (!ch || ch->dead) return;
+  if (ch->snap_pending) {
+    /* After the member set being read: held, in order, bounded. */
+    held_t *h = ch->n_side_held < SW_BUS_MAX_SIDE_HELD ? malloc(sizeof *h + len) : NULL;
+    if (!h) return;
+    h->len = len;
+    h->next = NULL;
+    memcpy(h->blob, payload, len);
+    *ch->side_tail = h;
+    ch->side_tail = &h->next;
+    ch->n_side_held++;
+    return;
+  }
+  chan_hold(ch);
+  side_deliver(ch, payload, len);
+  chan_back(ch);
+}
+
+/* The members of an HGETALL reply of "{t}:presence": field memberKey,
+ * value "<owner node>\n<blob>". skip_own leaves this node's out. Returns
+ * how many were put in out (sized r->elements / 2). */
+static size_t members_parse(chan_t *ch, bus_redis_t *b, const redisReply *r, bool skip_own, sw_bus_member_t *out) {
+  size_t n = 0;
+  for (size_t i = 0; i + 1 < r->elements; i += 2) {
+    const redisReply *f = r->element[i], *v = r->element[i + 1];
+    if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+    if (v->len < SW_BUS_NODE_ID_LEN + 1 || v->str[SW_BUS_NODE_ID_LEN] != '\n') continue;
+    bool own = memcmp(v->str, b->node, SW_BUS_NODE_ID_LEN) == 0;
+    if (ch && !own) owner_note(ch, v->str, SW_BUS_NODE_ID_LEN);
+    if (own && skip_own) continue;
+    out[n++] = (sw_bus_member_t){f->str, (const uint8_t *)v->str + SW_BUS_NODE_ID_LEN + 1,
+                                 v->len - SW_BUS_NODE_ID_LEN - 1};
+  }
+  return n;
+}
+
+static void on_snapshot(void *ud, const redisReply *r, int err) {
+  chan_t *ch = ud;
+  bus_redis_t *b = ch->b;
+  ch->snap_pending = false;
+  if (!ch->dead && (err || !r || r->type != REDIS_REPLY_ARRAY)) {
+    ch->want_snap = true; /* again when the command connection is back */
+    side_held_clear(ch);
+  } else if (!ch->dead) {
+    sw_bus_member_t *m = r->elements ? calloc(r->elements / 2 + 1, sizeof *m) : NULL;
+    size_t n = m ? members_parse(ch, b, r, true, m) : 0;
+    if (b->base.h.members) b->base.h.members(b->base.h.ud, ch->app, ch->name, m, n, true);
+    free(m);
+    /* Then the side events that arrived meanwhile, in order. */
+    while (ch->side_held && !ch->dead) {
+      held_t *h = ch->side_held;
+      ch->side_held = h->next;
+      ch->n_side_held--;
+      side_deliver(ch, (const char *)h->blob, h->len);
+      free(h);
+    }
+    if (!ch->side_held) side_held_clear(ch);
+  }
+  chan_back(ch);
+}
+
+/* Reads ch's member set (HGETALL {t}:presence) on the command connection,
+ * before the GET of its serial, so the snapshot is in core/ before ready(). */
+static void snapshot_read(chan_t *ch) {
+  bus_redis_t *b = ch->b;
+  if (!b->base.h.members) {
+    ch->want_snap = false;
+    return;
+  }
+  sw_buf_t key = {0};
+  if (redis_log_key(&key, ch->app, ch->name, ":presence")) {
+    buf_free(&key);
+    return;
+  }
+  const char *argv[2] = {"HGETALL", (const char *)key.data};
+  size_t lens[2] = {7, key.len};
+  if (redis_conn_command(b->cmd, on_snapshot, ch, 2, argv, lens) == 0) {
+    ch->want_snap = false;
+    ch->snap_pending = true;
+    chan_hold(ch);
+  }
+  buf_free(&key);
+}
+
 static void on_message(void *ud, const char *bus, size_t bus_len, const char *payload, size_t len) {
   bus_redis_t *b = ud;
+  if (bus_len > 5 && memcmp(bus + bus_len - 5, ":side", 5) == 0) {
+    side_message(b, bus, bus_len, payload, len);
+    return;
+  }
   chan_t *ch = chan_find(b, bus, bus_len);
   if (!ch) return;
   chan_hold(ch); /* deliver() may unsubscribe, or close the bus */
@@ -263,7 +415,9 @@ static void on_catchup(void *ud, int err, sw_log_page_t *page) {
 static void pump(chan_t *ch) {
   bus_redis_t *b = ch->b;
   if (ch->dead || b->closing || !redis_conn_subscribed(b->sub, ch->bus, ch->bus_len)) return;
+  if (!redis_conn_subscribed(b->sub, ch->side, ch->side_len)) return;
   if (!redis_conn_is_up(b->cmd)) return; /* on_cmd_state pumps again */
+  if (ch->want_snap && !ch->snap_pending) snapshot_read(ch);
   if (!ch->ready) {
     if (ch->seq_pending) return;
     if (redis_log_last_seq(b->cmd, ch->app, ch->name, on_last_seq, ch) == 0) {
@@ -302,9 +456,18 @@ static bool update_state(bus_redis_t *b) {
   return false;
 }
 
+static void lease_refresh(bus_redis_t *b);
+static void own_sweep(bus_redis_t *b);
+
 static void on_cmd_state(void *ud, bool up, const char *why) {
   bus_redis_t *b = ud;
   (void)why;
+  /* The lease first: state(true) may write this node's members again
+   * (core/presence.c), and a sweeper must not find them without it. */
+  if (up && !b->closing) {
+    lease_refresh(b);
+    own_sweep(b); /* this node's entries as they were before core/ writes them again (same connection) */
+  }
   if (!update_state(b) || !up) return;
   chan_t *ch, *tmp;
   HASH_ITER(hh, b->chans, ch, tmp) pump(ch);
@@ -318,6 +481,18 @@ static void on_sub_state(void *ud, bool up, const char *why) {
 
 static void on_subscribed(void *ud, const char *bus, size_t len) {
   bus_redis_t *b = ud;
+  if (len > 5 && memcmp(bus + len - 5, ":side", 5) == 0) {
+    sw_buf_t key = {0};
+    chan_t *sc = buf_printf(&key, "%.*s:bus", (int)(len - 5), bus) ? NULL : chan_find(b, (const char *)key.data, key.len);
+    buf_free(&key);
+    if (!sc) return;
+    /* Side events published while the subscription was down are lost:
+     * the member set is read again. */
+    if (sc->side_confirmed) sc->want_snap = true;
+    sc->side_confirmed = true;
+    pump(sc);
+    return;
+  }
   chan_t *ch = chan_find(b, bus, len);
   if (!ch) return;
   /* A first confirmation finds the start point; a later one (after the
@@ -436,14 +611,25 @@ static int r_subscribe(sw_bus_t *base, const char *app_id, const char *channel) 
   ch->name = ch->app + al + 1;
   memcpy(ch->name, channel, nl + 1);
   ch->refs = 1;
+  ch->side_tail = &ch->side_held;
+  ch->want_snap = true;
   buf_free(&key);
-  if (redis_conn_subscribe(b->sub, ch->bus, ch->bus_len)) {
+  if (redis_log_key(&key, app_id, channel, ":side")) goto oom_ch;
+  ch->side = (char *)key.data; /* NUL-terminated by buf_printf */
+  ch->side_len = key.len;
+  key = (sw_buf_t){0};
+  /* The side channel first: confirmed before the bus, so the member set,
+   * read once the bus is confirmed, misses no event. */
+  if (redis_conn_subscribe(b->sub, ch->side, ch->side_len) || redis_conn_subscribe(b->sub, ch->bus, ch->bus_len)) {
+    redis_conn_unsubscribe(b->sub, ch->side, ch->side_len);
     chan_free(ch);
     return -ENOMEM;
   }
   HASH_ADD_KEYPTR(hh, b->chans, ch->bus, ch->bus_len, ch);
   b->st.channels++;
   return 0;
+oom_ch:
+  chan_free(ch);
 oom:
   buf_free(&key);
   return -ENOMEM;
@@ -453,8 +639,10 @@ static void chan_drop(bus_redis_t *b, chan_t *ch) {
   HASH_DEL(b->chans, ch);
   b->st.channels--;
   redis_conn_unsubscribe(b->sub, ch->bus, ch->bus_len);
+  redis_conn_unsubscribe(b->sub, ch->side, ch->side_len);
   ch->dead = true;
   held_clear(ch);
+  side_held_clear(ch);
   if (ch->inflight == 0) chan_free(ch);
 }
 
@@ -605,6 +793,387 @@ static int r_read_versions(sw_bus_t *base, const char *app_id, const char *chann
   return 0;
 }
 
+
+/* ------------------------------------------------ presence, leases */
+
+static void on_ignored(void *ud, const redisReply *r, int err) {
+  (void)r;
+  (void)err;
+  bus_redis_t *b = ud;
+  b->inflight--;
+  maybe_free_bus(b);
+}
+
+static int send_ignored(bus_redis_t *b, int argc, const char **argv, const size_t *lens) {
+  int rc = redis_conn_command(b->cmd, on_ignored, b, argc, argv, lens);
+  if (rc == 0) b->inflight++;
+  return rc;
+}
+
+/* The member changes (HSET / HDEL of {t}:presence, values owned by this
+ * node), then PUBLISH on {t}:side: one connection, so in this order. */
+static int r_announce(sw_bus_t *base, const char *app_id, const char *channel, int kind, const uint8_t *payload,
+                      size_t len, const sw_bus_member_t *ops, size_t n_ops) {
+  bus_redis_t *b = (bus_redis_t *)base;
+  if (b->closing || !redis_conn_is_up(b->cmd)) return -1;
+  sw_buf_t key = {0}, side = {0}, val = {0};
+  int rc = -1;
+  if (redis_log_key(&key, app_id, channel, ":presence") || redis_log_key(&side, app_id, channel, ":side")) goto out;
+  for (size_t i = 0; i < n_ops; i++) {
+    if (ops[i].blob) {
+      val.len = 0;
+      if (buf_printf(&val, "%s\n", b->node) || buf_append(&val, ops[i].blob, ops[i].len)) goto out;
+      const char *argv[4] = {"HSET", (const char *)key.data, ops[i].key, (const char *)val.data};
+      size_t lens[4] = {4, key.len, strlen(ops[i].key), val.len};
+      if (send_ignored(b, 4, argv, lens)) goto out;
+    } else {
+      const char *argv[3] = {"HDEL", (const char *)key.data, ops[i].key};
+      size_t lens[3] = {4, key.len, strlen(ops[i].key)};
+      if (send_ignored(b, 3, argv, lens)) goto out;
+    }
+  }
+  val.len = 0;
+  char k = (char)kind;
+  if (buf_printf(&val, "%s\n", b->node) || buf_append(&val, &k, 1) || buf_append(&val, payload, len)) goto out;
+  const char *argv[3] = {"PUBLISH", (const char *)side.data, (const char *)val.data};
+  size_t lens[3] = {7, side.len, val.len};
+  rc = send_ignored(b, 3, argv, lens) ? -1 : 0;
+out:
+  buf_free(&key);
+  buf_free(&side);
+  buf_free(&val);
+  return rc;
+}
+
+/* A REST read of a member set: the HGETALL, then EXISTS of each other
+ * owner's lease, so that a dead node's members are left out even where no
+ * node holding the channel has swept them yet. */
+typedef struct members_req {
+  bus_redis_t *b;
+  sw_bus_members_cb cb;
+  void *ud;
+  redisReply *set;                        /* the HGETALL answer (owned copy) */
+  char (*owners)[SW_BUS_NODE_ID_LEN + 1]; /* distinct other owners */
+  bool *alive;
+  size_t n_owners, answered;
+  int err;
+} members_req_t;
+
+typedef struct lease_probe {
+  members_req_t *q;
+  size_t i;
+} lease_probe_t;
+
+static void members_req_free(members_req_t *q) {
+  if (q->set) freeReplyObject(q->set);
+  free(q->owners);
+  free(q->alive);
+  free(q);
+}
+
+static void members_finish(members_req_t *q) {
+  bus_redis_t *b = q->b;
+  sw_error_t e;
+  if (q->err) {
+    if (q->err == -ETIMEDOUT) errors_set(&e, SW_BUS_E_TIMEOUT, "the shared store did not answer in time");
+    else if (q->err == -EIO) errors_set(&e, SW_BUS_E_INTERNAL, "reading the shared store failed");
+    else errors_set(&e, SW_BUS_E_UNAVAILABLE, "the shared store is unreachable");
+    q->cb(q->ud, &e, NULL, 0);
+  } else {
+    sw_bus_member_t *m = calloc(q->set->elements / 2 + 1, sizeof *m);
+    if (!m) {
+      errors_set(&e, SW_BUS_E_INTERNAL, "out of memory");
+      q->cb(q->ud, &e, NULL, 0);
+    } else {
+      size_t n = members_parse(NULL, b, q->set, false, m), k = 0;
+      for (size_t i = 0; i < n; i++) {
+        /* the owner is the value's first SW_BUS_NODE_ID_LEN bytes, just before the blob */
+        const char *owner = (const char *)m[i].blob - SW_BUS_NODE_ID_LEN - 1;
+        bool keep = memcmp(owner, b->node, SW_BUS_NODE_ID_LEN) == 0;
+        for (size_t j = 0; j < q->n_owners && !keep; j++)
+          keep = q->alive[j] && memcmp(owner, q->owners[j], SW_BUS_NODE_ID_LEN) == 0;
+        if (keep) m[k++] = m[i];
+      }
+      q->cb(q->ud, NULL, m, k);
+      free(m);
+    }
+  }
+  members_req_free(q);
+  b->inflight--;
+  maybe_free_bus(b);
+}
+
+static void on_member_lease(void *ud, const redisReply *r, int err) {
+  lease_probe_t *lp = ud;
+  members_req_t *q = lp->q;
+  if (err) q->err = err;
+  else if (!r || r->type != REDIS_REPLY_INTEGER) q->err = -EIO;
+  else q->alive[lp->i] = r->integer > 0;
+  free(lp);
+  if (++q->answered == q->n_owners) members_finish(q);
+}
+
+/* Deep copy of an HGETALL answer: hiredis frees its own after the callback. */
+static redisReply *set_copy(const redisReply *r) {
+  redisReply *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->type = REDIS_REPLY_ARRAY;
+  if (!(c->element = calloc(r->elements + 1, sizeof *c->element))) {
+    free(c);
+    return NULL;
+  }
+  for (size_t i = 0; i < r->elements; i++) {
+    const redisReply *e = r->element[i];
+    redisReply *d = calloc(1, sizeof *d);
+    if (!d) goto fail;
+    c->element[c->elements++] = d;
+    d->type = e->type;
+    if (e->type == REDIS_REPLY_STRING) {
+      if (!(d->str = malloc(e->len + 1))) goto fail;
+      memcpy(d->str, e->str, e->len);
+      d->str[e->len] = '\0';
+      d->len = e->len;
+    }
+  }
+  return c;
+fail:
+  freeReplyObject(c);
+  return NULL;
+}
+
+static void on_members(void *ud, const redisReply *r, int err) {
+  members_req_t *q = ud;
+  bus_redis_t *b = q->b;
+  if (err || !r || r->type != REDIS_REPLY_ARRAY) {
+    q->err = err ? err : -EIO;
+    members_finish(q);
+    return;
+  }
+  if (!(q->set = set_copy(r)) || !(q->owners = calloc(r->elements / 2 + 1, sizeof *q->owners)) ||
+      !(q->alive = calloc(r->elements / 2 + 1, sizeof *q->alive))) {
+    q->err = -EIO;
+    members_finish(q);
+    return;
+  }
+  for (size_t i = 0; i + 1 < r->elements; i += 2) {
+    const redisReply *v = r->element[i + 1];
+    if (v->type != REDIS_REPLY_STRING || v->len < SW_BUS_NODE_ID_LEN + 1) continue;
+    if (memcmp(v->str, b->node, SW_BUS_NODE_ID_LEN) == 0) continue;
+    bool seen = false;
+    for (size_t j = 0; j < q->n_owners && !seen; j++) seen = memcmp(q->owners[j], v->str, SW_BUS_NODE_ID_LEN) == 0;
+    if (seen) continue;
+    memcpy(q->owners[q->n_owners], v->str, SW_BUS_NODE_ID_LEN);
+    q->owners[q->n_owners++][SW_BUS_NODE_ID_LEN] = '\0';
+  }
+  if (q->n_owners == 0) {
+    members_finish(q);
+    return;
+  }
+  /* Each probe answers or fails exactly once (or is counted failed here). */
+  size_t n = q->n_owners;
+  for (size_t i = 0; i < n; i++) {
+    lease_probe_t *lp = malloc(sizeof *lp);
+    sw_buf_t key = {0};
+    int rc = -ENOMEM;
+    if (lp && !buf_printf(&key, "{node:%s}:lease", q->owners[i])) {
+      *lp = (lease_probe_t){q, i};
+      const char *argv[2] = {"EXISTS", (const char *)key.data};
+      size_t lens[2] = {6, key.len};
+      rc = redis_conn_command(b->cmd, on_member_lease, lp, 2, argv, lens);
+    }
+    buf_free(&key);
+    if (rc) {
+      free(lp);
+      q->err = rc;
+      if (++q->answered == q->n_owners) {
+        members_finish(q);
+        return;
+      }
+    }
+  }
+}
+
+static int r_members_read(sw_bus_t *base, const char *app_id, const char *channel, sw_bus_members_cb cb, void *ud,
+                          sw_error_t *err) {
+  bus_redis_t *b = (bus_redis_t *)base;
+  if (b->closing) return refuse_op(b, -ENOTCONN, err, "read");
+  members_req_t *q = calloc(1, sizeof *q);
+  sw_buf_t key = {0};
+  if (!q || redis_log_key(&key, app_id, channel, ":presence")) {
+    free(q);
+    buf_free(&key);
+    return refuse_op(b, -ENOMEM, err, "read");
+  }
+  q->b = b;
+  q->cb = cb;
+  q->ud = ud;
+  const char *argv[2] = {"HGETALL", (const char *)key.data};
+  size_t lens[2] = {7, key.len};
+  int rc = redis_conn_command(b->cmd, on_members, q, 2, argv, lens);
+  buf_free(&key);
+  if (rc) {
+    free(q);
+    return refuse_op(b, rc, err, "read");
+  }
+  b->inflight++;
+  return 0;
+}
+
+/* Removes the members of a lapsed owner from one channel's set, in one
+ * step (two sweeping nodes cannot both get a member), and returns them. */
+static const char SWEEP_SCRIPT[] =
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "local pre = ARGV[1] .. '\\n'\n"
+    "local out = {}\n"
+    "for i = 1, #all, 2 do\n"
+    "  local v = all[i + 1]\n"
+    "  if string.sub(v, 1, #pre) == pre then\n"
+    "    redis.call('HDEL', KEYS[1], all[i])\n"
+    "    out[#out + 1] = all[i]\n"
+    "    out[#out + 1] = v\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+static void on_swept(void *ud, const redisReply *r, int err) {
+  chan_t *ch = ud;
+  bus_redis_t *b = ch->b;
+  if (!err && r && r->type == REDIS_REPLY_ARRAY && r->elements && !ch->dead && b->base.h.members) {
+    sw_bus_member_t *m = calloc(r->elements / 2 + 1, sizeof *m);
+    size_t n = m ? members_parse(NULL, b, r, true, m) : 0;
+    if (n) b->base.h.members(b->base.h.ud, ch->app, ch->name, m, n, false);
+    free(m);
+  }
+  chan_back(ch);
+}
+
+/* This node's own entries, read when its bus comes up again: what core/
+ * still has it writes again (state(true)); what it no longer has left
+ * while Redis could not be told, and core/ removes them now with their
+ * LEAVEs (HDEL + PUBLISH on one connection: if that fails too, the next
+ * time the bus comes up finds them again). */
+static void on_own_read(void *ud, const redisReply *r, int err) {
+  chan_t *ch = ud;
+  bus_redis_t *b = ch->b;
+  if (!err && r && r->type == REDIS_REPLY_ARRAY && r->elements && !ch->dead && b->base.h.members) {
+    sw_bus_member_t *m = calloc(r->elements / 2 + 1, sizeof *m);
+    size_t n = m ? members_parse(NULL, b, r, false, m) : 0, k = 0;
+    for (size_t i = 0; i < n; i++)
+      if (memcmp((const char *)m[i].blob - SW_BUS_NODE_ID_LEN - 1, b->node, SW_BUS_NODE_ID_LEN) == 0) m[k++] = m[i];
+    if (k) b->base.h.members(b->base.h.ud, ch->app, ch->name, m, k, false);
+    free(m);
+  }
+  chan_back(ch);
+}
+
+static void own_sweep(bus_redis_t *b) {
+  chan_t *ch, *tmp;
+  HASH_ITER(hh, b->chans, ch, tmp) {
+    sw_buf_t key = {0};
+    if (!redis_log_key(&key, ch->app, ch->name, ":presence")) {
+      const char *argv[2] = {"HGETALL", (const char *)key.data};
+      size_t lens[2] = {7, key.len};
+      if (redis_conn_command(b->cmd, on_own_read, ch, 2, argv, lens) == 0) chan_hold(ch);
+    }
+    buf_free(&key);
+  }
+}
+
+static void owner_forget(chan_t *ch, size_t i) {
+  ch->owners[i][0] = '\0';
+  memmove(ch->owners[i], ch->owners[ch->n_owners - 1], sizeof ch->owners[i]);
+  ch->n_owners--;
+}
+
+typedef struct lease_req {
+  bus_redis_t *b;
+  char node[SW_BUS_NODE_ID_LEN + 1];
+} lease_req_t;
+
+/* The answer to EXISTS {node:<id>}:lease: a lapsed owner's members are
+ * swept from every channel this node tracks it on. */
+static void on_lease(void *ud, const redisReply *r, int err) {
+  lease_req_t *q = ud;
+  bus_redis_t *b = q->b;
+  if (!err && r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && !b->closing) {
+    chan_t *ch, *tmp;
+    HASH_ITER(hh, b->chans, ch, tmp) {
+      for (size_t i = 0; i < ch->n_owners; i++) {
+        if (strcmp(ch->owners[i], q->node) != 0) continue;
+        owner_forget(ch, i);
+        sw_buf_t key = {0};
+        if (!redis_log_key(&key, ch->app, ch->name, ":presence")) {
+          const char *argv[5] = {"EVAL", SWEEP_SCRIPT, "1", (const char *)key.data, q->node};
+          size_t lens[5] = {4, sizeof SWEEP_SCRIPT - 1, 1, key.len, SW_BUS_NODE_ID_LEN};
+          if (redis_conn_command(b->cmd, on_swept, ch, 5, argv, lens) == 0) chan_hold(ch);
+        }
+        buf_free(&key);
+        break;
+      }
+    }
+  }
+  free(q);
+  b->inflight--;
+  maybe_free_bus(b);
+}
+
+static void lease_ask(bus_redis_t *b, const char *node) {
+  lease_req_t *q = malloc(sizeof *q);
+  sw_buf_t key = {0};
+  if (q && !buf_printf(&key, "{node:%s}:lease", node)) {
+    q->b = b;
+    memcpy(q->node, node, sizeof q->node);
+    const char *argv[2] = {"EXISTS", (const char *)key.data};
+    size_t lens[2] = {6, key.len};
+    if (redis_conn_command(b->cmd, on_lease, q, 2, argv, lens) == 0) {
+      b->inflight++;
+      q = NULL;
+    }
+  }
+  free(q);
+  buf_free(&key);
+}
+
+/* Every SW_BUS_SWEEP_MS: this node's lease, then each other owner's. */
+static void lease_refresh(bus_redis_t *b) {
+  char px[16];
+  snprintf(px, sizeof px, "%d", SW_BUS_LEASE_MS);
+  const char *argv[5] = {"SET", b->lease_key, "1", "PX", px};
+  size_t lens[5] = {3, strlen(b->lease_key), 1, 2, strlen(px)};
+  send_ignored(b, 5, argv, lens);
+}
+
+static void on_lease_timer(uv_timer_t *t) {
+  bus_redis_t *b = t->data;
+  if (b->closing || !redis_conn_is_up(b->cmd)) return;
+  lease_refresh(b);
+  /* Each owner once per tick, however many channels it has members on. */
+  char (*asked)[SW_BUS_NODE_ID_LEN + 1] = NULL;
+  size_t n_asked = 0, cap = 0;
+  chan_t *ch, *tmp;
+  HASH_ITER(hh, b->chans, ch, tmp) {
+    for (size_t i = 0; i < ch->n_owners; i++) {
+      bool seen = false;
+      for (size_t k = 0; k < n_asked && !seen; k++) seen = strcmp(asked[k], ch->owners[i]) == 0;
+      if (seen) continue;
+      if (n_asked == cap) {
+        size_t ncap = cap ? cap * 2 : 8;
+        void *grown = realloc(asked, ncap * sizeof *asked);
+        if (!grown) break;
+        asked = grown;
+        cap = ncap;
+      }
+      memcpy(asked[n_asked++], ch->owners[i], sizeof *asked);
+      lease_ask(b, ch->owners[i]);
+    }
+  }
+  free(asked);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  free(h);
+}
+
 static bool r_is_up(const sw_bus_t *base) {
   const bus_redis_t *b = (const bus_redis_t *)base;
   return !b->closing && redis_conn_is_up(b->cmd) && redis_conn_is_up(b->sub);
@@ -623,6 +1192,13 @@ static void r_close(sw_bus_t *base) {
   }
   redis_conn_close(b->cmd);
   redis_conn_close(b->sub);
+  if (b->lease_timer) {
+    uv_timer_stop(b->lease_timer);
+    uv_close((uv_handle_t *)b->lease_timer, on_timer_closed);
+    b->lease_timer = NULL;
+  }
+  free(b->lease_key);
+  b->lease_key = NULL;
   maybe_free_bus(b);
 }
 
@@ -635,6 +1211,8 @@ static const sw_bus_ops_t REDIS_OPS = {
     .read = r_read,
     .is_up = r_is_up,
     .close = r_close,
+    .announce = r_announce,
+    .members_read = r_members_read,
     .publish_version = r_publish_version,
     .read_versions = r_read_versions,
 };
@@ -646,6 +1224,25 @@ int bus_redis_open(uv_loop_t *loop, const sw_bus_redis_opts_t *o, const sw_bus_h
   b->base.ops = &REDIS_OPS;
   b->base.h = *h;
   b->loop = loop;
+  /* A node id of its own per process: a restarted node is a new owner,
+   * and its predecessor's members lapse with its lease. */
+  uint8_t rnd[SW_BUS_NODE_ID_LEN / 2];
+  if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+    free(b);
+    return -EIO;
+  }
+  for (size_t i = 0; i < sizeof rnd; i++) snprintf(b->node + 2 * i, 3, "%02x", rnd[i]);
+  sw_buf_t lk = {0};
+  if (buf_printf(&lk, "{node:%s}:lease", b->node) || !(b->lease_timer = malloc(sizeof *b->lease_timer))) {
+    buf_free(&lk);
+    free(b);
+    return -ENOMEM;
+  }
+  b->lease_key = (char *)lk.data;
+  uv_timer_init(loop, b->lease_timer);
+  b->lease_timer->data = b;
+  uv_timer_start(b->lease_timer, on_lease_timer, 0, SW_BUS_SWEEP_MS);
+  uv_unref((uv_handle_t *)b->lease_timer);
   static const char *scripts[1];
   scripts[0] = redis_log_script();
   sw_redis_conn_opts_t co = {.url = o->url, .name = "cmd", .connect_timeout_ms = o->connect_timeout_ms,
@@ -654,6 +1251,8 @@ int bus_redis_open(uv_loop_t *loop, const sw_bus_redis_opts_t *o, const sw_bus_h
                              .scripts = scripts, .n_scripts = 1, .on_state = on_cmd_state, .ud = b};
   int rc = redis_conn_open(loop, &co, &b->cmd);
   if (rc) {
+    uv_close((uv_handle_t *)b->lease_timer, on_timer_closed);
+    free(b->lease_key);
     free(b);
     return rc;
   }
@@ -666,6 +1265,8 @@ int bus_redis_open(uv_loop_t *loop, const sw_bus_redis_opts_t *o, const sw_bus_h
   rc = redis_conn_open(loop, &co, &b->sub);
   if (rc) {
     redis_conn_close(b->cmd);
+    uv_close((uv_handle_t *)b->lease_timer, on_timer_closed);
+    free(b->lease_key);
     free(b);
     return rc;
   }

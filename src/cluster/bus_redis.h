@@ -21,6 +21,18 @@
  * while the log fills the gap. */
 #define SW_BUS_MAX_HELD 1024
 
+/* Presence across nodes (docs/cluster.md, "Presence"): a node's lease
+ * `{node:<id>}:lease` lives SW_BUS_LEASE_MS and is refreshed every
+ * SW_BUS_SWEEP_MS, when the node also checks the leases of the other
+ * owners of members on its channels and removes the members of lapsed
+ * ones. A dead node's members therefore leave within
+ * SW_BUS_LEASE_MS + SW_BUS_SWEEP_MS (plus one Redis round trip). */
+#define SW_BUS_LEASE_MS 10000
+#define SW_BUS_SWEEP_MS 3000
+#define SW_BUS_NODE_ID_LEN 16
+#define SW_BUS_MAX_SIDE_HELD 1024 /* side events held per channel while its member set is read */
+#define SW_BUS_MAX_OWNERS 64      /* other owners tracked per channel */
+
 typedef struct sw_bus_redis_opts {
   sw_redis_url_t url;
   uint32_t connect_timeout_ms, command_timeout_ms; /* 0: redis_conn's defaults */

@@ -62,6 +62,7 @@
 #include "store/store.h"
 
 typedef struct sw_bus sw_bus_t;
+struct sw_bus_member;
 
 /* Ably codes of the refusals (shared/ably/errors.json). */
 #define SW_BUS_E_UNAVAILABLE 50004 /* "Server temporarily busy": store down, or too much unanswered */
@@ -148,7 +149,43 @@ typedef struct sw_bus_handlers {
   void (*ready)(void *ud, const char *app_id, const char *channel, int64_t last_seq);
   void (*state)(void *ud, bool up); /* may be NULL */
   void *ud;
+  /* Shared buses only; each may be NULL (see "side events" below). */
+  void (*side)(void *ud, const char *app_id, const char *channel, int kind, const uint8_t *payload, size_t len);
+  void (*members)(void *ud, const char *app_id, const char *channel, const struct sw_bus_member *m, size_t n,
+                  bool snapshot);
 } sw_bus_handlers_t;
+
+/* ---- side events (shared buses): presence and ephemeral messages ----
+ *
+ * Neither is logged nor numbered. announce() hands a payload to every
+ * OTHER node subscribed to the channel (their side() handler; the sender
+ * delivers to its own subscribers itself), and for presence (kind
+ * SW_BUS_SIDE_PRESENCE) applies the member changes `ops` to the channel's
+ * shared member set first, in one step: the members of connections on this
+ * node, owned by it (and by its lease: when the node stops refreshing it,
+ * its members are removed by the nodes that still hold the channel).
+ * Fire and forget: there is no completion; while the shared store is down
+ * the call fails (-1) and the event stays node-local.
+ *
+ * members(snapshot true): the channel's whole shared member set as the
+ * store has it, owned by other nodes (this node's own are left out: core/
+ * has them), after every (re)subscription and before ready(). members
+ * (snapshot false): members that must leave: other nodes' members removed
+ * because their node's lease lapsed, or this node's own entries as the
+ * store had them when the bus came back up (core/ skips those it still
+ * has; the others left while the store could not be told). core/ makes
+ * their LEAVEs, delivers them locally and announces them with their
+ * removal (ops). state(true) is also when core/ writes its members again. */
+enum { SW_BUS_SIDE_PRESENCE = 1, SW_BUS_SIDE_EPHEMERAL = 2 };
+
+typedef struct sw_bus_member {
+  const char *key;     /* memberKey (connectionId:clientId) */
+  const uint8_t *blob; /* the member: a one-member PRESENCE ProtocolMessage, msgpack; NULL in ops: removed */
+  size_t len;
+} sw_bus_member_t;
+
+/* err NULL: the members (owned by the callee only during the call). */
+typedef void (*sw_bus_members_cb)(void *ud, const sw_error_t *err, const sw_bus_member_t *m, size_t n);
 
 typedef struct sw_bus_ops {
   const char *name;
@@ -176,6 +213,12 @@ typedef struct sw_bus_ops {
    * (backwards) cursor, -1 for none). 0 (cb runs once, later) or -1. */
   int (*read_versions)(sw_bus_t *b, const char *app_id, const char *channel, int64_t seq, bool annotations,
                        bool forwards, size_t limit, int64_t cursor, sw_bus_read_cb cb, void *ud, sw_error_t *err);
+  /* Side events (above); NULL on bus_local (one process: nothing to tell). */
+  int (*announce)(sw_bus_t *b, const char *app_id, const char *channel, int kind, const uint8_t *payload,
+                  size_t len, const sw_bus_member_t *ops, size_t n_ops);
+  /* The whole shared member set (all nodes'), asynchronously: REST presence. */
+  int (*members_read)(sw_bus_t *b, const char *app_id, const char *channel, sw_bus_members_cb cb, void *ud,
+                      sw_error_t *err);
 } sw_bus_ops_t;
 
 /* Every implementation starts with this. */
@@ -227,6 +270,20 @@ static inline int bus_read_versions(sw_bus_t *b, const char *app_id, const char 
                                     bool annotations, bool forwards, size_t limit, int64_t cursor, sw_bus_read_cb cb,
                                     void *ud, sw_error_t *err) {
   return b->ops->read_versions(b, app_id, channel, seq, annotations, forwards, limit, cursor, cb, ud, err);
+}
+
+/* 0, or -1 when the bus has no side events or cannot send now. */
+static inline int bus_announce(sw_bus_t *b, const char *app_id, const char *channel, int kind,
+                               const uint8_t *payload, size_t len, const sw_bus_member_t *ops, size_t n_ops) {
+  return b->ops->announce ? b->ops->announce(b, app_id, channel, kind, payload, len, ops, n_ops) : -1;
+}
+static inline bool bus_has_members(const sw_bus_t *b) {
+  return b->ops->members_read != NULL;
+}
+/* 0 (cb runs exactly once, later) or -1 with *err. */
+static inline int bus_members_read(sw_bus_t *b, const char *app_id, const char *channel, sw_bus_members_cb cb,
+                                   void *ud, sw_error_t *err) {
+  return b->ops->members_read(b, app_id, channel, cb, ud, err);
 }
 
 static inline bool bus_shared(const sw_bus_t *b) {

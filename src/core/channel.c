@@ -9,6 +9,7 @@
 #include "core/conn.h"
 #include "core/delta.h"
 #include "core/mutation.h"
+#include "core/occ_share.h"
 #include "core/presence.h"
 #include "core/rollup.h"
 #include "core/serial.h"
@@ -171,6 +172,7 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
   }
   filter_free(ch->filter);
   delta_free(ch);
+  occ_share_free(ch);
   if (ch->bus_sub && srv->bus) bus_unsubscribe(srv->bus, ch->app->id, ch->name);
   /* Publishes answered but not delivered yet (a shared bus closed at
    * shutdown: no deliver() comes any more). On the tick there are none
@@ -521,11 +523,41 @@ static bool all_ephemeral(const sw_msg_t *msgs, size_t n) {
   return n > 0;
 }
 
+/* A shared bus: the other nodes' subscribers get it too (core/bus.h, side
+ * events; never logged). Best effort, like its delivery here. */
+static void ephemeral_announce(sw_channel_t *ch, const pub_t *p) {
+  sw_bus_t *bus = ch->srv->bus;
+  if (!bus || !bus_shared(bus)) return;
+  sw_pmsg_t m = {.action = SW_ACTION_MESSAGE, .channel = (char *)ch->name, .timestamp = p->msgs[0].timestamp,
+                 .messages = p->msgs, .n_messages = p->n};
+  if (p->conn_id[0]) m.connection_id = (char *)p->conn_id;
+  sw_buf_t out = {0};
+  if (codec_encode_pmsg(SW_FMT_MSGPACK, &m, &out) == 0 &&
+      bus_announce(bus, ch->app->id, ch->name, SW_BUS_SIDE_EPHEMERAL, out.data, out.len, NULL, 0))
+    log_warn("ephemeral message on %s not shared: the shared store is unreachable", ch->name);
+  buf_free(&out);
+}
+
+/* Another node's ephemeral publish: to this node's subscribers. */
+static void ephemeral_deliver(sw_channel_t *ch, const uint8_t *payload, size_t len) {
+  sw_pmsg_t m = {0};
+  sw_error_t err = {0};
+  if (codec_decode_pmsg(SW_FMT_MSGPACK, payload, len, &m, &err) == 0 && m.action == SW_ACTION_MESSAGE &&
+      m.n_messages) {
+    sw_pmsg_t out = {.action = SW_ACTION_MESSAGE, .channel = (char *)ch->name, .timestamp = m.timestamp,
+                     .connection_id = m.connection_id, .messages = m.messages, .n_messages = m.n_messages};
+    channel_broadcast(ch, &out, SW_MODE_SUBSCRIBE, NULL);
+    channel_broadcast_derived(ch, &out, NULL);
+  }
+  pmsg_free(&m);
+}
+
 /* An ephemeral publish is delivered at once and never stored: no serial
  * (so no channelSerial: a resume neither expects nor replays it), no
  * history, no rewind, no idempotency window. The publisher is answered as
  * usual (its ACK still waits for its earlier publishes, conn.c). On a
- * shared bus it reaches this node's subscribers only. */
+ * shared bus it reaches the other nodes' subscribers through the bus's
+ * side events (ephemeral_announce). */
 static void publish_ephemeral(sw_channel_t *ch, pub_t *p) {
   char base[SW_CONN_ID_LEN + 32];
   if (p->conn_id[0]) snprintf(base, sizeof base, "%s:%lld", p->conn_id, (long long)p->who.msg_serial);
@@ -538,6 +570,7 @@ static void publish_ephemeral(sw_channel_t *ch, pub_t *p) {
   }
   metrics_add(SW_M_MESSAGES_IN, p->n);
   fanout(ch, p);
+  ephemeral_announce(ch, p);
   notify(p, NULL);
   pub_free(p);
 }
@@ -955,7 +988,7 @@ static const char *const occ_names[SW_OCC_COUNT] = {
     [SW_OCC_OBJECT_SUBSCRIBERS] = "objectSubscribers",
 };
 
-sw_occupancy_t channel_occupancy(const sw_channel_t *ch) {
+sw_occupancy_t channel_occupancy_local(const sw_channel_t *ch) {
   sw_occupancy_t o = {{0}};
   for (const sw_attach_t *a = ch ? ch->subs : NULL; a; a = a->next) {
     o.n[SW_OCC_CONNECTIONS]++;
@@ -967,6 +1000,12 @@ sw_occupancy_t channel_occupancy(const sw_channel_t *ch) {
     o.n[SW_OCC_OBJECT_SUBSCRIBERS] += (a->modes & SW_MODE_OBJECT_SUBSCRIBE) != 0;
   }
   if (ch) o.n[SW_OCC_PRESENCE_MEMBERS] = (int64_t)ch->n_members;
+  return o;
+}
+
+sw_occupancy_t channel_occupancy(const sw_channel_t *ch) {
+  sw_occupancy_t o = channel_occupancy_local(ch);
+  if (ch && ch->occ_share) occ_share_add(ch, &o, clock_now_ms()); /* a cluster's other nodes */
   return o;
 }
 
@@ -1213,16 +1252,33 @@ static void on_bus_ready(void *ud, const char *app_id, const char *channel, int6
 }
 
 static void on_bus_state(void *ud, bool up) {
-  (void)ud;
+  if (up) presence_bus_resync(ud);
   log_ev(up ? SW_LOG_INFO : SW_LOG_WARN, up ? "cluster.up" : "cluster.down", NULL, NULL, up ? 0 : SW_BUS_E_UNAVAILABLE,
          "%s", up ? "the shared store is reachable: publishes are accepted"
                   : "the shared store is unreachable: publishes are refused (50004) until it is back");
 }
 
+/* The bus's side events: another node's presence event or ephemeral
+ * message on a channel this node holds. */
+static void on_bus_side(void *ud, const char *app_id, const char *channel, int kind, const uint8_t *payload,
+                        size_t len) {
+  sw_channel_t *ch = channel_find_id(ud, app_id, channel);
+  if (!ch) return;
+  if (kind == SW_BUS_SIDE_PRESENCE) presence_bus_event(ch, payload, len);
+  else if (kind == SW_BUS_SIDE_EPHEMERAL) ephemeral_deliver(ch, payload, len);
+  else if (kind == SW_BUS_SIDE_OCCUPANCY) occ_share_event(ch, payload, len, clock_now_ms());
+}
+
+static void on_bus_members(void *ud, const char *app_id, const char *channel, const sw_bus_member_t *m, size_t n,
+                           bool snapshot) {
+  sw_channel_t *ch = channel_find_id(ud, app_id, channel);
+  if (ch) presence_bus_members(ch, m, n, snapshot);
+}
+
 void channel_bus_handlers(sw_server_t *srv, sw_bus_handlers_t *h) {
   *h = (sw_bus_handlers_t){.deliver = on_bus_deliver, .deliver_version = mutation_bus_deliver,
                            .deliver_annotation = annotation_bus_deliver, .ready = on_bus_ready,
-                           .state = on_bus_state, .ud = srv};
+                           .state = on_bus_state, .ud = srv, .side = on_bus_side, .members = on_bus_members};
 }
 
 void channel_detach(sw_attach_t *a) {
@@ -1252,10 +1308,14 @@ void channel_tick(sw_server_t *srv, int64_t now_ms) {
       free(r->id);
       free(r);
     }
+    if (ch->bus_sub) occ_share_tick(ch, now_ms);
     if (ch->n_occupancy) occupancy_tick(ch, now_ms);
     /* An idle channel is rebuilt from storage when next used (a base
      * stays while it has derived channels, freed first). */
-    if (!ch->subs && !ch->recent_ids && !ch->pending && !ch->n_members && !ch->derived) channel_free(srv, ch);
+    /* Other nodes' members (a shared bus) do not keep it: they are read
+     * again when it is next used. */
+    if (!ch->subs && !ch->recent_ids && !ch->pending && ch->n_members == ch->n_remote_members && !ch->derived)
+      channel_free(srv, ch);
   }
 }
 

@@ -75,6 +75,7 @@ typedef struct sw_channel {
   sw_recent_id_t *recent_ids; /* idempotent publish window (RSL1k) */
   struct sw_member *members;  /* presence set (core/presence.c) */
   size_t n_members;
+  size_t n_remote_members;    /* of those, members of other nodes (a shared bus: core/presence.c) */
   int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
   struct sw_head *heads;      /* heads being changed (core/mutation.c) */
   struct sw_vqueue *vq;       /* changes waiting for the shared bus, in order (core/mutation.c) */
@@ -88,6 +89,8 @@ typedef struct sw_channel {
     sw_occupancy_t o;
     int64_t ms;
   } *occ_sent;
+  /* A shared bus: the cluster's counts (core/occ_share.c); NULL on one node. */
+  struct sw_occ_share *occ_share;
   size_t n_heads;
   /* Derived channels ("[filter=<base64>]name", RTS5): a derived channel
    * has no messages of its own; its base's are delivered to its
@@ -219,6 +222,9 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
 
 /* The channel's occupancy now (ch may be NULL: all zero). */
 sw_occupancy_t channel_occupancy(const sw_channel_t *ch);
+/* This node's attachments only (channel_occupancy adds a cluster's other
+ * nodes' counts, core/occ_share.h). */
+sw_occupancy_t channel_occupancy_local(const sw_channel_t *ch);
 
 /* Drops expired idempotency ids; sends [meta]occupancy events. */
 void channel_tick(sw_server_t *srv, int64_t now_ms);

@@ -6,6 +6,7 @@
 
 #include "auth/channel_name.h"
 #include "core/app.h"
+#include "core/bus.h"
 #include "core/channel.h"
 #include "core/conn.h"
 #include "core/server.h"
@@ -40,21 +41,27 @@ static void count_member(sw_channel_t *ch, const char *conn_id, int delta) {
   if (c) c->n_presence = delta > 0 ? c->n_presence + 1 : c->n_presence - 1;
 }
 
-/* Applies one event to the set (RTP2: ENTER/UPDATE/PRESENT replace, LEAVE removes). */
-static void apply(sw_channel_t *ch, const sw_presence_t *ev) {
+static void member_unlink(sw_channel_t *ch, sw_member_t *mb) {
+  HASH_DEL(ch->members, mb);
+  ch->n_members--;
+  if (mb->remote) ch->n_remote_members--;
+  else count_member(ch, mb->p.connection_id, -1);
+  member_free(mb);
+}
+
+/* Applies one event to the set (RTP2: ENTER/UPDATE/PRESENT replace, LEAVE
+ * removes); remote: of another node's connection (a shared bus). Returns
+ * the member (NULL when it left). */
+static sw_member_t *apply_ex(sw_channel_t *ch, const sw_presence_t *ev, bool remote) {
+  if (!ev->connection_id || !ev->client_id) return NULL;
   char *key = member_key(ev->connection_id, ev->client_id);
-  if (!key) return;
+  if (!key) return NULL;
   sw_member_t *mb = NULL;
   HASH_FIND_STR(ch->members, key, mb);
   if (ev->action == SW_PRESENCE_LEAVE) {
-    if (mb) {
-      HASH_DEL(ch->members, mb);
-      ch->n_members--;
-      count_member(ch, ev->connection_id, -1);
-      member_free(mb);
-    }
+    if (mb) member_unlink(ch, mb);
     free(key);
-    return;
+    return NULL;
   }
   if (mb) {
     presence_clear(&mb->p);
@@ -62,14 +69,21 @@ static void apply(sw_channel_t *ch, const sw_presence_t *ev) {
   } else {
     if (!(mb = calloc(1, sizeof *mb))) {
       free(key);
-      return;
+      return NULL;
     }
     mb->key = key;
+    mb->remote = remote;
     HASH_ADD_KEYPTR(hh, ch->members, mb->key, strlen(mb->key), mb);
     ch->n_members++;
-    count_member(ch, ev->connection_id, +1);
+    if (remote) ch->n_remote_members++;
+    else count_member(ch, ev->connection_id, +1);
   }
   if (presence_copy(&mb->p, ev) == 0) mb->p.action = SW_PRESENCE_PRESENT;
+  return mb;
+}
+
+static void apply(sw_channel_t *ch, const sw_presence_t *ev) {
+  apply_ex(ch, ev, false);
 }
 
 typedef struct presence_pub {
@@ -79,7 +93,57 @@ typedef struct presence_pub {
   char conn_id[SW_CONN_ID_LEN + 1]; /* "" for server-made leaves */
   int64_t msg_serial;
   bool quiet; /* history only: not broadcast (fixture members) */
+  int announce; /* a shared bus: ANN_* */
 } presence_pub_t;
+
+/* What a shared bus is told of an event once it is stored: nothing
+ * (fixtures: every node loads its own), or the event with the member
+ * changes (HSET of present members, HDEL of those that left). */
+enum { ANN_NONE, ANN_MEMBERS };
+
+/* One member as the shared set keeps it: a one-member PRESENCE
+ * ProtocolMessage, msgpack, the member as PRESENT. */
+static int member_blob(const sw_presence_t *ev, sw_buf_t *out) {
+  sw_presence_t one = *ev; /* shallow */
+  one.action = SW_PRESENCE_PRESENT;
+  sw_pmsg_t m = {.action = SW_ACTION_PRESENCE, .presence = &one, .n_presence = 1};
+  return codec_encode_pmsg(SW_FMT_MSGPACK, &m, out);
+}
+
+/* Tells the other nodes (core/bus.h, side events). Best effort: while the
+ * shared store is down the event stays on this node. */
+static void announce(sw_channel_t *ch, const sw_pmsg_t *m, int how) {
+  sw_bus_t *bus = ch->srv->bus;
+  if (how == ANN_NONE || !bus || !bus_shared(bus)) return;
+  size_t n = how == ANN_MEMBERS ? m->n_presence : 0;
+  sw_bus_member_t *ops = n ? calloc(n, sizeof *ops) : NULL;
+  size_t *offs = n ? calloc(n + 1, sizeof *offs) : NULL;
+  char **keys = n ? calloc(n, sizeof *keys) : NULL;
+  sw_buf_t blobs = {0}, payload = {0};
+  if (n && (!ops || !offs || !keys)) goto out;
+  for (size_t i = 0; i < n; i++) {
+    const sw_presence_t *ev = &m->presence[i];
+    offs[i] = blobs.len;
+    if (!(keys[i] = member_key(ev->connection_id, ev->client_id))) goto out;
+    if (ev->action != SW_PRESENCE_LEAVE && member_blob(ev, &blobs)) goto out;
+  }
+  if (n) offs[n] = blobs.len;
+  for (size_t i = 0; i < n; i++) {
+    bool gone = m->presence[i].action == SW_PRESENCE_LEAVE;
+    ops[i] = (sw_bus_member_t){keys[i], gone ? NULL : blobs.data + offs[i], offs[i + 1] - offs[i]};
+    if (!gone && !ops[i].blob) ops[i].blob = (const uint8_t *)""; /* not reached: a blob is never empty */
+  }
+  if (codec_encode_pmsg(SW_FMT_MSGPACK, m, &payload) == 0 &&
+      bus_announce(bus, ch->app->id, ch->name, SW_BUS_SIDE_PRESENCE, payload.data, payload.len, ops, n))
+    log_warn("presence on %s not shared: the shared store is unreachable", ch->name);
+out:
+  for (size_t i = 0; keys && i < n; i++) free(keys[i]);
+  free(keys);
+  free(ops);
+  free(offs);
+  buf_free(&blobs);
+  buf_free(&payload);
+}
 
 static void pub_free(presence_pub_t *p) {
   for (size_t i = 0; i < p->n; i++) presence_clear(&p->events[i]);
@@ -102,6 +166,7 @@ static void on_stored(void *ud, int status) {
     /* Presence is echoed to its own connection too: ably-js keeps its own
      * members from these events (RTP17). */
     channel_broadcast(ch, &m, SW_MODE_PRESENCE_SUBSCRIBE, NULL);
+    announce(ch, &m, p->announce);
   } else if (status) {
     errors_set(&err, SW_E_INTERNAL, "presence could not be stored");
     log_error("presence storage failed on %s: %d", ch->name, status);
@@ -116,7 +181,7 @@ static void on_stored(void *ud, int status) {
 /* Persists events (ownership moves to the store path) and broadcasts them
  * when durable, unless quiet. */
 static int persist(sw_channel_t *ch, sw_presence_t *events, size_t n, const char *conn_id, int64_t msg_serial,
-                   bool quiet) {
+                   bool quiet, int how) {
   sw_server_t *srv = ch->srv;
   presence_pub_t *p = calloc(1, sizeof *p);
   sw_store_rec_t *recs = calloc(n ? n : 1, sizeof *recs);
@@ -131,6 +196,7 @@ static int persist(sw_channel_t *ch, sw_presence_t *events, size_t n, const char
   p->n = n;
   p->msg_serial = msg_serial;
   p->quiet = quiet;
+  p->announce = how;
   if (conn_id) snprintf(p->conn_id, sizeof p->conn_id, "%s", conn_id);
   events = NULL;
   presence_history_key(ch, key, sizeof key);
@@ -249,21 +315,21 @@ int presence_publish(sw_channel_t *ch, sw_conn_t *c, sw_pmsg_t *m, sw_error_t *e
   size_t n = m->n_presence;
   m->presence = NULL;
   m->n_presence = 0;
-  if (persist(ch, events, n, c->id, m->msg_serial, false)) return errors_set(err, SW_E_INTERNAL, "presence could not be stored");
+  if (persist(ch, events, n, c->id, m->msg_serial, false, ANN_MEMBERS)) return errors_set(err, SW_E_INTERNAL, "presence could not be stored");
   return 0;
 }
 
 size_t presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
   size_t n = 0;
   sw_member_t *mb, *tmp;
-  HASH_ITER(hh, ch->members, mb, tmp) n += mb->p.connection_id && strcmp(mb->p.connection_id, conn_id) == 0;
+  HASH_ITER(hh, ch->members, mb, tmp) n += !mb->remote && mb->p.connection_id && strcmp(mb->p.connection_id, conn_id) == 0;
   if (!n) return 0;
   sw_presence_t *events = calloc(n, sizeof *events);
   if (!events) return 0;
   size_t i = 0;
   int64_t now = clock_now_ms();
   HASH_ITER(hh, ch->members, mb, tmp) {
-    if (!mb->p.connection_id || strcmp(mb->p.connection_id, conn_id) != 0) continue;
+    if (mb->remote || !mb->p.connection_id || strcmp(mb->p.connection_id, conn_id) != 0) continue;
     if (presence_copy(&events[i], &mb->p)) continue;
     /* A server-made LEAVE: its id does not start with the connectionId, so
      * SDKs order it by timestamp (RTP2b1). */
@@ -274,13 +340,10 @@ size_t presence_leave_conn(sw_channel_t *ch, const char *conn_id) {
     events[i].id = strdup(id);
     events[i].action = SW_PRESENCE_LEAVE;
     events[i].timestamp = now;
-    HASH_DEL(ch->members, mb);
-    ch->n_members--;
-    count_member(ch, conn_id, -1);
-    member_free(mb);
+    member_unlink(ch, mb);
     i++;
   }
-  persist(ch, events, i, NULL, 0, false);
+  persist(ch, events, i, NULL, 0, false, ANN_MEMBERS);
   return i;
 }
 
@@ -381,7 +444,7 @@ void presence_load_fixtures(sw_channel_t *ch) {
       if (presence_copy(&enters[n], &ev) == 0) n++;
     }
   }
-  if (n) persist(ch, enters, n, NULL, 0, true); /* takes enters */
+  if (n) persist(ch, enters, n, NULL, 0, true, ANN_NONE); /* takes enters */
   else free(enters);
 }
 
@@ -406,4 +469,160 @@ void presence_free(sw_channel_t *ch) {
     member_free(mb);
   }
   ch->n_members = 0;
+  ch->n_remote_members = 0;
+}
+
+/* ------------------------------------------------ across nodes (bus) */
+
+static void broadcast_events(sw_channel_t *ch, sw_presence_t *events, size_t n) {
+  if (!n) return;
+  sw_pmsg_t m = {.action = SW_ACTION_PRESENCE, .channel = (char *)ch->name, .timestamp = events[0].timestamp,
+                 .presence = events, .n_presence = n};
+  channel_broadcast(ch, &m, SW_MODE_PRESENCE_SUBSCRIBE, NULL);
+}
+
+void presence_bus_event(sw_channel_t *ch, const uint8_t *payload, size_t len) {
+  sw_pmsg_t m = {0};
+  sw_error_t err = {0};
+  if (codec_decode_pmsg(SW_FMT_MSGPACK, payload, len, &m, &err) || m.action != SW_ACTION_PRESENCE) {
+    log_warn("presence from another node on %s is not readable; ignored", ch->name);
+    pmsg_free(&m);
+    return;
+  }
+  for (size_t i = 0; i < m.n_presence; i++) apply_ex(ch, &m.presence[i], true);
+  sw_pmsg_t out = {.action = SW_ACTION_PRESENCE, .channel = (char *)ch->name, .timestamp = m.timestamp,
+                   .connection_id = m.connection_id, .presence = m.presence, .n_presence = m.n_presence};
+  channel_broadcast(ch, &out, SW_MODE_PRESENCE_SUBSCRIBE, NULL);
+  pmsg_free(&m);
+}
+
+/* One member of the shared set, decoded into ev (owned). */
+int presence_member_decode(const sw_bus_member_t *bm, sw_presence_t *ev) {
+  sw_pmsg_t m = {0};
+  sw_error_t err = {0};
+  int rc = -1;
+  if (codec_decode_pmsg(SW_FMT_MSGPACK, bm->blob, bm->len, &m, &err) == 0 && m.n_presence == 1 &&
+      m.presence[0].connection_id && m.presence[0].client_id) {
+    *ev = m.presence[0];
+    m.presence[0] = (sw_presence_t){0};
+    rc = 0;
+  }
+  pmsg_free(&m);
+  return rc;
+}
+
+/* A server-made LEAVE of member ev (in place). */
+static void make_leave(sw_presence_t *ev, int64_t now) {
+  char id[64], rnd[13];
+  app_random_id(rnd, 12);
+  snprintf(id, sizeof id, "leave-%s:0:0", rnd);
+  free(ev->id);
+  ev->id = strdup(id);
+  ev->action = SW_PRESENCE_LEAVE;
+  ev->timestamp = now;
+}
+
+void presence_bus_members(sw_channel_t *ch, const sw_bus_member_t *bm, size_t n, bool snapshot) {
+  int64_t now = clock_now_ms();
+  sw_presence_t *evs = calloc(n + 1, sizeof *evs);
+  if (!evs) return;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) k += presence_member_decode(&bm[i], &evs[k]) == 0;
+  if (snapshot) {
+    /* The other nodes' members are these: those known and not among them
+     * left while this node was not listening. */
+    sw_member_t *mb, *tmp;
+    HASH_ITER(hh, ch->members, mb, tmp) mb->mark = false;
+    /* Members new or changed since this node last knew the set (after a
+     * re-subscription: events missed meanwhile) are delivered as ENTER or
+     * UPDATE; on the first read nobody is delivering yet (ATTACHED waits
+     * for ready()), so nothing goes out. */
+    sw_presence_t *news = calloc(k + 1, sizeof *news);
+    size_t nn = 0;
+    for (size_t i = 0; i < k; i++) {
+      char *key = member_key(evs[i].connection_id, evs[i].client_id);
+      sw_member_t *old = NULL;
+      if (key) HASH_FIND_STR(ch->members, key, old);
+      free(key);
+      bool fresh = !old, changed = old && (!old->p.id || !evs[i].id || strcmp(old->p.id, evs[i].id) != 0);
+      evs[i].action = SW_PRESENCE_PRESENT;
+      sw_member_t *got = apply_ex(ch, &evs[i], true);
+      if (got) got->mark = true;
+      if (news && (fresh || changed) && presence_copy(&news[nn], &evs[i]) == 0)
+        news[nn++].action = fresh ? SW_PRESENCE_ENTER : SW_PRESENCE_UPDATE;
+    }
+    broadcast_events(ch, news, nn);
+    for (size_t i = 0; i < nn; i++) presence_clear(&news[i]);
+    free(news);
+    size_t gone = 0;
+    HASH_ITER(hh, ch->members, mb, tmp) gone += mb->remote && !mb->mark;
+    sw_presence_t *leaves = gone ? calloc(gone, sizeof *leaves) : NULL;
+    size_t j = 0;
+    HASH_ITER(hh, ch->members, mb, tmp) {
+      if (!mb->remote || mb->mark) continue;
+      if (leaves && presence_copy(&leaves[j], &mb->p) == 0) make_leave(&leaves[j++], now);
+      member_unlink(ch, mb);
+    }
+    broadcast_events(ch, leaves, j);
+    for (size_t i = 0; i < j; i++) presence_clear(&leaves[i]);
+    free(leaves);
+    for (size_t i = 0; i < k; i++) presence_clear(&evs[i]);
+    free(evs);
+    return;
+  }
+  /* A lapsed node's members, removed from the shared set by this node's
+   * sweep: they leave here, in this node's presence history, and on the
+   * other nodes through the announcement. Or this node's own, removed when
+   * its bus came back: those it still has are written again (resync) and
+   * do not leave; the others left while Redis could not be told (their
+   * entries are removed with these LEAVEs). */
+  size_t kept = 0;
+  for (size_t i = 0; i < k; i++) {
+    char *key = member_key(evs[i].connection_id, evs[i].client_id);
+    sw_member_t *mb = NULL;
+    if (key) HASH_FIND_STR(ch->members, key, mb);
+    free(key);
+    if (mb && !mb->remote) {
+      presence_clear(&evs[i]);
+      continue;
+    }
+    evs[kept] = evs[i];
+    make_leave(&evs[kept], now);
+    apply_ex(ch, &evs[kept], true);
+    kept++;
+  }
+  k = kept;
+  /* With the member changes (HDEL): a lapsed node's are gone already
+   * (harmless), this node's own are removed only with their LEAVE. */
+  if (k) persist(ch, evs, k, NULL, 0, false, ANN_MEMBERS); /* takes evs, also when it fails */
+  else free(evs);
+}
+
+/* The bus is up again (core/bus.h state(true)): this node's members are
+ * written to the shared set again and announced as PRESENT, since they
+ * may have been swept while this node could not refresh its lease, or
+ * lost with Redis's data. A member the other nodes still have is
+ * unchanged there (ably-js ignores a PRESENT that is not newer, RTP2b). */
+void presence_bus_resync(sw_server_t *srv) {
+  sw_bus_t *bus = srv->bus;
+  if (!bus || !bus_shared(bus)) return;
+  sw_channel_t *ch, *tmp;
+  HASH_ITER(hh, srv->channels, ch, tmp) {
+    size_t own = ch->n_members - ch->n_remote_members;
+    if (!ch->bus_sub || !own) continue;
+    sw_presence_t *evs = calloc(own, sizeof *evs);
+    if (!evs) continue;
+    size_t k = 0;
+    for (sw_member_t *mb = ch->members; mb && k < own; mb = mb->hh.next) {
+      if (mb->remote || !mb->p.connection_id || strcmp(mb->p.connection_id, "fixture") == 0) continue;
+      if (presence_copy(&evs[k], &mb->p) == 0) evs[k++].action = SW_PRESENCE_PRESENT;
+    }
+    if (k) {
+      sw_pmsg_t m = {.action = SW_ACTION_PRESENCE, .channel = (char *)ch->name, .timestamp = clock_now_ms(),
+                     .presence = evs, .n_presence = k};
+      announce(ch, &m, ANN_MEMBERS);
+    }
+    for (size_t i = 0; i < k; i++) presence_clear(&evs[i]);
+    free(evs);
+  }
 }

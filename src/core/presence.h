@@ -27,6 +27,8 @@ enum { SW_PRESENCE_ABSENT = 0, SW_PRESENCE_PRESENT, SW_PRESENCE_ENTER, SW_PRESEN
 typedef struct sw_member {
   char *key;       /* memberKey */
   sw_presence_t p; /* the member as PRESENT, owned */
+  bool remote;     /* a member of another node's connection (a shared bus) */
+  bool mark;       /* scratch: seen in a snapshot (presence_bus_members) */
   UT_hash_handle hh;
 } sw_member_t;
 
@@ -57,5 +59,19 @@ void presence_load_app_fixtures(sw_server_t *srv, sw_app_t *app);
 /* The store channel key under which ch's presence history is kept. */
 void presence_history_key(const sw_channel_t *ch, char *out, size_t cap);
 void presence_free(sw_channel_t *ch);
+
+/* A shared bus (core/bus.h, side events): another node's presence event
+ * (a PRESENCE ProtocolMessage, msgpack), applied to the set and delivered
+ * to this node's presence subscribers. */
+void presence_bus_event(sw_channel_t *ch, const uint8_t *payload, size_t len);
+/* The bus's members(): snapshot, the other nodes' members now (replacing
+ * those known); else members of a lapsed node, removed: they LEAVE. */
+struct sw_bus_member;
+void presence_bus_members(sw_channel_t *ch, const struct sw_bus_member *m, size_t n, bool snapshot);
+/* One member of a shared set, decoded into ev (owned: presence_clear). 0 or -1. */
+int presence_member_decode(const struct sw_bus_member *bm, sw_presence_t *ev);
+/* The bus is up (again): this node's members are written to the shared
+ * set again and announced (as PRESENT). */
+void presence_bus_resync(sw_server_t *srv);
 
 #endif

@@ -296,15 +296,11 @@ void rest_publish_done(const sw_publisher_t *who, const char *channel, const sw_
 static void channel_status(route_ctx_t *r, const char *name) {
   if (!route_require(r, name, SW_OP_CHANNEL_METADATA, "channel status (channel-metadata)")) return;
   sw_channel_t *ch = channel_find(r->s->srv, r->app, name);
-  json_int_t conns = 0, pubs = 0, subs = 0, pconns = 0, psubs = 0;
-  for (sw_attach_t *a = ch ? ch->subs : NULL; a; a = a->next) {
-    conns++;
-    pubs += (a->modes & SW_MODE_PUBLISH) != 0;
-    subs += (a->modes & SW_MODE_SUBSCRIBE) != 0;
-    pconns += (a->modes & SW_MODE_PRESENCE) != 0;
-    psubs += (a->modes & SW_MODE_PRESENCE_SUBSCRIBE) != 0;
-  }
-  json_int_t members = ch ? (json_int_t)ch->n_members : 0;
+  /* On a cluster node holding the channel, the other nodes' counts too. */
+  sw_occupancy_t o = channel_occupancy(ch);
+  json_int_t conns = o.n[SW_OCC_CONNECTIONS], pubs = o.n[SW_OCC_PUBLISHERS], subs = o.n[SW_OCC_SUBSCRIBERS],
+             pconns = o.n[SW_OCC_PRESENCE_CONNECTIONS], psubs = o.n[SW_OCC_PRESENCE_SUBSCRIBERS];
+  json_int_t members = o.n[SW_OCC_PRESENCE_MEMBERS];
   json_t *v = json_pack("{s:s, s:s, s:{s:b, s:{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}}}", "channelId", name,
                         "name", name, "status", "isActive", conns > 0, "occupancy", "metrics", "connections",
                         conns, "publishers", pubs, "subscribers", subs, "presenceConnections", pconns,
