@@ -26,23 +26,28 @@ static int map_close(wmap_t *m) {
   return m->rc;
 }
 
+/* The field helpers are inlined so that strlen of a literal key folds to a
+ * constant and an absent field costs a test (an AI delivery and its blob
+ * write ~60 fields: measured ~1,000 instructions per append). */
+#define SW_INLINE static inline __attribute__((always_inline))
+
 /* Writes the key; true if the caller should now write the value. */
-static bool field(wmap_t *m, const char *key) {
+SW_INLINE bool field(wmap_t *m, const char *key) {
   if (m->rc) return false;
   m->rc = m->w->ops->key(m->w, key, strlen(key));
   m->n++;
   return m->rc == 0;
 }
 
-static void f_str(wmap_t *m, const char *key, const char *s) {
+SW_INLINE void f_str(wmap_t *m, const char *key, const char *s) {
   if (s && field(m, key)) m->rc = m->w->ops->str(m->w, s, strlen(s));
 }
 
-static void f_i64(wmap_t *m, const char *key, int64_t v, bool present) {
+SW_INLINE void f_i64(wmap_t *m, const char *key, int64_t v, bool present) {
   if (present && field(m, key)) m->rc = m->w->ops->i64(m->w, v);
 }
 
-static void f_json(wmap_t *m, const char *key, const json_t *v) {
+SW_INLINE void f_json(wmap_t *m, const char *key, const json_t *v) {
   if (v && field(m, key)) m->rc = m->w->ops->json(m->w, v);
 }
 
