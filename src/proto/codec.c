@@ -104,14 +104,14 @@ int codec_msg_from_blob(const uint8_t *p, size_t n, sw_msg_t *out) {
   sw_error_t err;
   memset(out, 0, sizeof *out);
   out->action = -1;
-  return codec_msgpack_read(p, n, wire_decode_blob, out, &err) ? -1 : 0;
+  return codec_msgpack_read_stored(p, n, wire_decode_blob, out, &err) ? -1 : 0;
 }
 
 int codec_blob_data(const uint8_t *p, size_t n, int *action, sw_data_kind_t *kind, const uint8_t **data,
                     size_t *len) {
   sw_error_t err;
   wire_blob_data_t d;
-  if (codec_msgpack_read(p, n, wire_decode_blob_data, &d, &err)) return -1;
+  if (codec_msgpack_read_stored(p, n, wire_decode_blob_data, &d, &err)) return -1;
   *action = d.action >= INT32_MIN && d.action <= INT32_MAX ? (int)d.action : -1;
   *kind = d.kind;
   *data = d.p;

@@ -54,8 +54,8 @@ static bool mp_head(uint8_t b, mp_head_t *h) {
  * not check before allocating: at most SW_CODEC_MAX_DEPTH nested
  * containers, no container claiming more items than there are bytes left (a
  * 5-byte input could otherwise make it allocate gigabytes), valid UTF-8 in
- * every str, and nothing after the value. */
-static int mp_check(const uint8_t *p, size_t n, sw_error_t *err) {
+ * every str (unless utf8 is false), and nothing after the value. */
+static int mp_check(const uint8_t *p, size_t n, bool utf8, sw_error_t *err) {
   size_t left[SW_CODEC_MAX_DEPTH + 1]; /* items still due at each open level */
   int top = 0;
   left[0] = 1;
@@ -79,7 +79,7 @@ static int mp_check(const uint8_t *p, size_t n, sw_error_t *err) {
     }
     uint64_t body = (h.len_bytes ? len : 0) + h.fixed;
     if (body > n - i) return mp_bad(err, "truncated");
-    if (h.str && !textenc_utf8_valid(p + i, (size_t)body)) return mp_bad(err, "str is not UTF-8");
+    if (utf8 && h.str && !textenc_utf8_valid(p + i, (size_t)body)) return mp_bad(err, "str is not UTF-8");
     i += (size_t)body;
   }
   if (i != n) return mp_bad(err, "trailing bytes after the value");
@@ -255,8 +255,18 @@ static const wire_reader_ops_t mr_ops = {
 
 #define ZONE_FIRST_CHUNK (1024 - sizeof(void *))
 
+static int read_checked(const uint8_t *p, size_t n, bool utf8, wire_root_fn fn, void *arg, sw_error_t *err);
+
 int codec_msgpack_read(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err) {
-  if (mp_check(p, n, err)) return -1;
+  return read_checked(p, n, true, fn, arg, err);
+}
+
+int codec_msgpack_read_stored(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err) {
+  return read_checked(p, n, false, fn, arg, err);
+}
+
+static int read_checked(const uint8_t *p, size_t n, bool utf8, wire_root_fn fn, void *arg, sw_error_t *err) {
+  if (mp_check(p, n, utf8, err)) return -1;
   msgpack_zone zone;
   /* A first chunk glibc serves from its per-thread cache (<= 1032 bytes),
    * enough for a typical message's object tree; the zone grows if not.
