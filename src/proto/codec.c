@@ -40,6 +40,12 @@ int codec_encode_pmsg(sw_format_t f, const sw_pmsg_t *m, sw_buf_t *out) {
   return finish(out, start, wire_encode_pmsg(&w, m));
 }
 
+int codec_encode_pmsg_msgpack_raw(const sw_pmsg_t *m, const uint8_t *raw, size_t raw_len, sw_buf_t *out) {
+  wire_writer_t w;
+  size_t start = writer_init(SW_FMT_MSGPACK, &w, out);
+  return finish(out, start, wire_encode_pmsg_raw(&w, m, raw, raw_len));
+}
+
 int codec_decode_msgs(sw_format_t f, const uint8_t *p, size_t n, sw_msg_t **out, size_t *count,
                       sw_error_t *err) {
   wire_msgs_out_t o = {0};

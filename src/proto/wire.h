@@ -218,6 +218,10 @@ void codec_msgpack_writer_init(wire_writer_t *w, sw_buf_t *out);
 /* wire_encode.c: structs to writer calls; 0 or -ENOMEM (-EINVAL for a
  * json_t nested absurdly deep, i.e. cyclic). */
 int wire_encode_pmsg(wire_writer_t *w, const sw_pmsg_t *m);
+/* The same, msgpack only, with m->messages replaced by the one message
+ * whose msgpack encoding is raw (its storage blob: the same writer, so the
+ * same bytes as encoding it here). */
+int wire_encode_pmsg_raw(wire_writer_t *w, const sw_pmsg_t *m, const uint8_t *raw, size_t raw_len);
 int wire_encode_msg(wire_writer_t *w, const sw_msg_t *m);
 int wire_encode_msgs(wire_writer_t *w, const sw_msg_t *m, size_t n);
 int wire_encode_presence_array(wire_writer_t *w, const sw_presence_t *p, size_t n);
