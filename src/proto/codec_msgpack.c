@@ -179,7 +179,10 @@ static json_t *mr_json_map(const msgpack_object *o, sw_error_t *err) {
       json_decref(obj);
       return NULL;
     }
-    if (json_object_setn_new(obj, mr_ptr(kv->key.via.str.ptr), kv->key.via.str.size, val)) {
+    /* _nocheck here and for strs below: mp_check validated every str as
+     * UTF-8 (a stored blob's strs were validated when they came in), and
+     * jansson's own scan of each key and string was a second pass. */
+    if (json_object_setn_new_nocheck(obj, mr_ptr(kv->key.via.str.ptr), kv->key.via.str.size, val)) {
       json_decref(obj);
       goto nomem;
     }
@@ -229,11 +232,11 @@ static json_t *mr_json(const msgpack_object *o, sw_error_t *err) {
     }
     j = json_real(o->via.f64);
     break;
-  case MSGPACK_OBJECT_STR: j = json_stringn(mr_ptr(o->via.str.ptr), o->via.str.size); break;
+  case MSGPACK_OBJECT_STR: j = json_stringn_nocheck(mr_ptr(o->via.str.ptr), o->via.str.size); break;
   case MSGPACK_OBJECT_BIN: {
     sw_buf_t b64 = {0};
     if (textenc_base64_append(&b64, (const uint8_t *)o->via.bin.ptr, o->via.bin.size) == 0)
-      j = json_stringn(b64.data ? (const char *)b64.data : "", b64.len);
+      j = json_stringn_nocheck(b64.data ? (const char *)b64.data : "", b64.len); /* base64: ASCII */
     buf_free(&b64);
     break;
   }
