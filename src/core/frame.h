@@ -28,4 +28,9 @@ static inline sw_frame_t *frame_ref(sw_frame_t *f) {
 }
 void frame_unref(sw_frame_t *f);
 
+struct sw_pmsg;
+/* A binary WebSocket frame of the msgpack ProtocolMessage m whose one
+ * message is the stored blob raw (codec_encode_pmsg_msgpack_raw). */
+sw_frame_t *frame_pmsg_msgpack_raw(const struct sw_pmsg *m, const uint8_t *raw, size_t raw_len);
+
 #endif

@@ -20,6 +20,7 @@
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/zalloc.h"
 
 /* Heads kept per channel beyond those with versions in flight. */
 #define MAX_HEADS 256
@@ -117,11 +118,14 @@ typedef struct version {
   char serial[SW_SERIAL_LEN + 1];
   sw_publisher_t who;
   char conn_id[SW_CONN_ID_LEN + 1];
+  sw_buf_t blobs;        /* what was stored; event's blob at ev_off, for fanout */
+  size_t ev_off, ev_len; /* (ev_len 0: none) */
 } version_t;
 
 static void version_free(version_t *v) {
   msg_clear(&v->event);
   msg_clear(&v->full);
+  buf_free(&v->blobs);
   if (v->who.rest_sock) sock_unref(v->who.rest_sock);
   free(v);
 }
@@ -164,7 +168,8 @@ static bool head_after(const sw_head_t *h, const version_t *v, sw_msg_t *view) {
  * part of the event in it), gets *whole (when known) instead, and one that
  * went live after last_vseq, which has all of it, gets nothing. */
 static void fanout(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t last_vseq, const char *serial,
-                   const char *conn_id, const sw_msg_t *event, bool append, const sw_msg_t *whole_view) {
+                   const char *conn_id, const sw_msg_t *event, bool append, const sw_msg_t *whole_view,
+                   const sw_buf_t *raw) {
   sw_pmsg_t ev = {.action = SW_ACTION_MESSAGE,
                   .channel = (char *)ch->name,
                   .channel_serial = (char *)serial,
@@ -194,7 +199,9 @@ static void fanout(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t la
       continue;
     }
     sw_frame_t **slot = &frames[whole][c->fmt];
-    if (!*slot) *slot = pmsg_frame(c->fmt, m);
+    /* msgpack: the event's stored blob is its wire form (not re-encoded) */
+    if (!*slot) *slot = raw && !whole && c->fmt == SW_FMT_MSGPACK ? frame_pmsg_msgpack_raw(m, raw->data, raw->len)
+                                                                    : pmsg_frame(c->fmt, m);
     if (*slot) conn_send_frame(c, *slot);
   }
   for (int i = 0; i < 2; i++)
@@ -206,11 +213,11 @@ static void fanout(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t la
  * fragment has no name). */
 static void fanout_all(sw_channel_t *ch, const sw_msg_t *m, int64_t seq, int64_t first_vseq, int64_t last_vseq,
                        const char *serial, const char *conn_id, const sw_msg_t *event, bool append,
-                       const sw_msg_t *whole_view) {
-  fanout(ch, seq, first_vseq, last_vseq, serial, conn_id, event, append, whole_view);
+                       const sw_msg_t *whole_view, const sw_buf_t *raw) {
+  fanout(ch, seq, first_vseq, last_vseq, serial, conn_id, event, append, whole_view, raw);
   for (sw_channel_t *d = ch->derived; d; d = d->next_derived)
     if (d->subs && filter_match(d->filter, m->name, json_object_get(m->extras, "headers")))
-      fanout(d, seq, first_vseq, last_vseq, serial, conn_id, event, append, whole_view);
+      fanout(d, seq, first_vseq, last_vseq, serial, conn_id, event, append, whole_view, raw);
 }
 
 /* Live delivery of a durable version. An append may be held for its
@@ -230,7 +237,9 @@ static void broadcast(version_t *v, const sw_head_t *h) {
   sw_msg_t view;
   bool have_full = v->append && head_after(h, v, &view);
   const sw_msg_t *m = h ? &h->msg : v->has_full ? &v->full : &v->event;
-  fanout_all(ch, m, v->seq, v->vseq, v->vseq, v->serial, v->conn_id, &v->event, v->append, have_full ? &view : NULL);
+  sw_buf_t raw = {.data = v->blobs.data + v->ev_off, .len = v->ev_len};
+  fanout_all(ch, m, v->seq, v->vseq, v->vseq, v->serial, v->conn_id, &v->event, v->append, have_full ? &view : NULL,
+             v->ev_len ? &raw : NULL);
 }
 
 void mutation_deliver_held(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t last_vseq, const char *serial,
@@ -253,7 +262,7 @@ void mutation_deliver_held(sw_channel_t *ch, int64_t seq, int64_t first_vseq, in
     view.action = SW_MSG_UPDATE;
   }
   const sw_msg_t *m = have_full ? &view : h ? &h->msg : event;
-  fanout_all(ch, m, seq, first_vseq, last_vseq, serial, conn_id, event, true, have_full ? &view : NULL);
+  fanout_all(ch, m, seq, first_vseq, last_vseq, serial, conn_id, event, true, have_full ? &view : NULL, NULL);
 }
 
 static void on_stored(void *ud, int status) {
@@ -292,9 +301,10 @@ static void on_stored(void *ud, int status) {
 static json_t *make_version(const sw_msg_t *msg, const char *serial, int64_t now, const char *client_id) {
   json_t *v = json_object();
   if (!v) return NULL;
-  json_object_set_new(v, "serial", json_string(serial));
-  json_object_set_new(v, "timestamp", json_integer(now));
-  if (client_id) json_object_set_new(v, "clientId", json_string(client_id));
+  /* _nocheck: literal keys and a serial of hex digits are ASCII */
+  json_object_set_new_nocheck(v, "serial", json_string_nocheck(serial));
+  json_object_set_new_nocheck(v, "timestamp", json_integer(now));
+  if (client_id) json_object_set_new_nocheck(v, "clientId", json_string(client_id));
   if (msg->version) {
     json_t *d = json_object_get(msg->version, "description");
     json_t *m = json_object_get(msg->version, "metadata");
@@ -933,12 +943,13 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
   if (op_client_id && !(actor = strdup(op_client_id))) goto oom;
   if (principal_check_message_client_id(p, caller_client_id, &actor, err)) goto out;
 
-  v = calloc(1, sizeof *v);
+  v = zalloc(1, sizeof *v); /* not calloc: see util/zalloc.h */
   if (!v) goto oom;
   v->ch = ch;
   v->seq = seq;
   v->who = *who;
-  if (who->conn_id) snprintf(v->conn_id, sizeof v->conn_id, "%s", who->conn_id);
+  if (who->conn_id) /* zeroed: the copy stays terminated (snprintf was 600 instructions) */
+    memcpy(v->conn_id, who->conn_id, strnlen(who->conn_id, sizeof v->conn_id - 1));
   if (who->rest_sock) sock_ref(who->rest_sock);
   int64_t now = clock_now_ms();
   /* RSL14: the first change of a message keeps its original, the
@@ -1013,6 +1024,10 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
   }
   ch->last_seq = v->vseq;
   h->pending++;
+  v->ev_off = (size_t)(rec->version_blob - blobs.data);
+  v->ev_len = rec->version_blob_len;
+  v->blobs = blobs; /* kept for fanout (the store took a copy) */
+  blobs = (sw_buf_t){0};
   v->next_inflight = h->inflight;
   h->inflight = v;
   v = NULL;

@@ -29,6 +29,11 @@ typedef enum { SW_FMT_JSON = 0, SW_FMT_MSGPACK = 1 } sw_format_t;
 /* One ProtocolMessage (a WebSocket text or binary frame). */
 int codec_decode_pmsg(sw_format_t f, const uint8_t *p, size_t n, sw_pmsg_t *out, sw_error_t *err);
 int codec_encode_pmsg(sw_format_t f, const sw_pmsg_t *m, sw_buf_t *out);
+/* The msgpack ProtocolMessage m with, as its messages, the one message
+ * whose storage blob (codec_msg_to_blob) is raw: a message is stored in
+ * the msgpack wire form, so its blob is spliced in rather than encoded
+ * again. */
+int codec_encode_pmsg_msgpack_raw(const sw_pmsg_t *m, const uint8_t *raw, size_t raw_len, sw_buf_t *out);
 
 /* A REST publish body: one Message object or an array of them.
  * *out is a malloc'd array of *count messages (free each with msg_clear,

@@ -5,26 +5,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Most of a message's optional strings are absent: testing here skips a
+ * call through the PLT per field (msg_clear ran 40 free() calls per AI
+ * append, most of them free(NULL)). */
+static inline void free_set(void *p) {
+  if (p) free(p);
+}
+
 void data_clear(sw_data_t *d) {
-  free(d->bytes);
+  free_set(d->bytes);
   memset(d, 0, sizeof *d);
 }
 
 /* Leaves an empty message: zeroed, with action -1 (absent). */
 void msg_clear(sw_msg_t *m) {
-  free(m->id);
-  free(m->client_id);
-  free(m->connection_id);
-  free(m->connection_key);
-  free(m->name);
-  free(m->encoding);
-  free(m->serial);
+  free_set(m->id);
+  free_set(m->client_id);
+  free_set(m->connection_id);
+  free_set(m->connection_key);
+  free_set(m->name);
+  free_set(m->encoding);
+  free_set(m->serial);
   data_clear(&m->data);
   json_decref(m->extras);
   json_decref(m->version);
   json_decref(m->annotations);
-  free(m->message_serial);
-  free(m->type);
+  free_set(m->message_serial);
+  free_set(m->type);
   memset(m, 0, sizeof *m);
   m->action = -1;
 }

@@ -77,6 +77,12 @@ struct wire_reader_ops {
 typedef int (*wire_root_fn)(const wire_val_t *root, void *arg, sw_error_t *err);
 int codec_json_read(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err);
 int codec_msgpack_read(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err);
+/* The same for the storage form, which only codec_msg_to_blob writes, from
+ * messages whose strings were checked when they came in: every bound is
+ * still checked, but strs are not checked again for UTF-8. That check ran
+ * over a whole head on every fold of an append (its cost grew with the
+ * message: most of the store thread's time per append, measured). */
+int codec_msgpack_read_stored(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err);
 
 /* ---- field checks ----
  * Shared by wire_decode.c and the C client's receive path (client/rx.c),
@@ -212,6 +218,10 @@ void codec_msgpack_writer_init(wire_writer_t *w, sw_buf_t *out);
 /* wire_encode.c: structs to writer calls; 0 or -ENOMEM (-EINVAL for a
  * json_t nested absurdly deep, i.e. cyclic). */
 int wire_encode_pmsg(wire_writer_t *w, const sw_pmsg_t *m);
+/* The same, msgpack only, with m->messages replaced by the one message
+ * whose msgpack encoding is raw (its storage blob: the same writer, so the
+ * same bytes as encoding it here). */
+int wire_encode_pmsg_raw(wire_writer_t *w, const sw_pmsg_t *m, const uint8_t *raw, size_t raw_len);
 int wire_encode_msg(wire_writer_t *w, const sw_msg_t *m);
 int wire_encode_msgs(wire_writer_t *w, const sw_msg_t *m, size_t n);
 int wire_encode_presence_array(wire_writer_t *w, const sw_presence_t *p, size_t n);

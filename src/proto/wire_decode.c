@@ -12,6 +12,7 @@
 
 #include "proto/textenc.h"
 #include "proto/wire.h"
+#include "util/zalloc.h"
 
 /* Decode options. */
 enum { RD_RAW_DATA = 1 }; /* blob: data is stored canonical, no base64 step */
@@ -239,7 +240,7 @@ static int take_msgs(const wire_val_t *v, const char *field, sw_msg_t **dst, siz
   if (*dst) return bad_field(err, field, "given twice");
   if (n == 0) return 0;
   /* Publish the array first so the caller's cleanup covers a partial fill. */
-  if (!(*dst = calloc(n, sizeof **dst))) return no_memory(err);
+  if (!(*dst = zalloc(n, sizeof **dst))) return no_memory(err);
   *count = n;
   for (size_t i = 0; i < n; i++) {
     wire_val_t item;
