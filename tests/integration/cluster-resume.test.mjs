@@ -288,11 +288,16 @@ test('RTN16d: a recover on another node keeps the connectionId with a new connec
   const a = await rawConnect(1, ''); // node A (0) is killed by the test above
   const { connectionId } = a.msg;
   const oldKey = a.msg.connectionDetails.connectionKey;
+  const dropped = new Promise((r) => a.ws.once('close', r));
   const b = await rawConnect(2, `&recover=${encodeURIComponent(oldKey)}`);
   assert.equal(b.msg.connectionId, connectionId, 'the same connectionId');
   assert.equal(b.msg.error, undefined);
   const newKey = b.msg.connectionDetails.connectionKey;
   assert.notEqual(newKey, oldKey, 'a new connectionKey');
+  // The old node learns of the take-over on {node:<id>}:conn and drops its
+  // copy (closing a's socket); until then, milliseconds, it still holds the
+  // connection under the old key (docs/cluster.md, "Connection records").
+  await withTimeout(dropped, 10000, 'the old node drops its copy');
   const again = await rawConnect(1, `&recover=${encodeURIComponent(oldKey)}`);
   assert.notEqual(again.msg.connectionId, connectionId, 'the old key recovers no more');
   assert.equal(again.msg.error?.code, 80008);
