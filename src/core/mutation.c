@@ -237,7 +237,8 @@ static void broadcast(version_t *v, const sw_head_t *h) {
   sw_msg_t view;
   bool have_full = v->append && head_after(h, v, &view);
   const sw_msg_t *m = h ? &h->msg : v->has_full ? &v->full : &v->event;
-  sw_buf_t raw = {.data = v->blobs.data + v->ev_off, .len = v->ev_len};
+  /* A version from the shared bus has no stored blob here (ev_len 0). */
+  sw_buf_t raw = {.data = v->ev_len ? v->blobs.data + v->ev_off : NULL, .len = v->ev_len};
   fanout_all(ch, m, v->seq, v->vseq, v->vseq, v->serial, v->conn_id, &v->event, v->append, have_full ? &view : NULL,
              v->ev_len ? &raw : NULL);
 }
