@@ -11,118 +11,33 @@
 // nginx (WebSocket upgrade) and REST goes through it too.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import Ably from 'ably';
 import {
-  ARTIFACTS_DIR,
   REPO_ROOT,
-  ServerProcess,
   closeClient,
   sleep,
   uniqueChannel,
   waitUntil,
   withTimeout,
 } from './lib/server.mjs';
+import { Cluster, findBin, freePort, spawnLogged } from './lib/cluster.mjs';
 
 const APP = 'clusterlb';
 const KEY = `${APP}.root:cluster-lb-secret-7c1e9a4f2b6d8e03`;
-const HOSTS = ['127.0.0.2', '127.0.0.3'];
-
-const dir = mkdtempSync(path.join(os.tmpdir(), 'sw-cluster-lb-'));
-let redis = null; // { proc, exited }
-let nginx = null; // { proc, exited, stderr() }
-let redisPort = 0;
-let nodePort = 0;
+const cluster = new Cluster({
+  label: 'cluster-lb',
+  key: KEY,
+  hosts: ['127.0.0.2', '127.0.0.3'],
+  config: {
+    trustedProxies: ['127.0.0.1'],
+    apps: [{ id: APP, keys: [{ id: 'root', secret: KEY.split(':')[1] }] }],
+  },
+});
+const { hosts: HOSTS, dir, opened } = cluster;
+let nginx = null; // { proc, exited, output() }
 let lbPort = 0;
-const nodes = []; // ServerProcess per host, or null once killed
-const opened = [];
-
-function findBin(name, hint) {
-  for (const d of [...(process.env.PATH || '').split(':'), '/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin']) {
-    const p = path.join(d, name);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  throw new Error(`${name} is not installed: ${hint}`);
-}
-
-/** A TCP port nobody listens on now, on every given address. */
-async function freePort(hosts) {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await new Promise((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, hosts[0], () => {
-        const p = s.address().port;
-        s.close(() => resolve(p));
-      });
-    });
-    let ok = true;
-    for (const h of hosts.slice(1)) {
-      ok = await new Promise((resolve) => {
-        const s = net.createServer();
-        s.once('error', () => resolve(false));
-        s.listen(port, h, () => s.close(() => resolve(true)));
-      });
-      if (!ok) break;
-    }
-    if (ok) return port;
-  }
-  throw new Error('no free port');
-}
-
-function spawnLogged(bin, args) {
-  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (d) => (out += d));
-  proc.stderr.on('data', (d) => (out += d));
-  const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
-  return { proc, exited, output: () => out };
-}
-
-async function startRedis() {
-  redis = spawnLogged(findBin('redis-server', 'run scripts/deps.sh test'), [
-    '--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes',
-    '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', '',
-  ]);
-  await waitUntil(
-    () =>
-      new Promise((resolve) => {
-        const c = net.connect(redisPort, '127.0.0.1');
-        c.once('connect', () => {
-          c.write('PING\r\n');
-          c.once('data', (d) => {
-            c.destroy();
-            resolve(String(d).startsWith('+PONG'));
-          });
-        });
-        c.once('error', () => resolve(false));
-      }),
-    20000,
-    `redis-server on port ${redisPort}`,
-    () => redis.output(),
-  );
-}
-
-async function startNode(i) {
-  const s = new ServerProcess(
-    ['serve', '--listen', `${HOSTS[i]}:${nodePort}`, '--memory', '--sandbox', '--config', path.join(dir, 'switchboard.json'),
-      '--redis', `redis://127.0.0.1:${redisPort}`],
-    `cluster-lb-node${i}`,
-    { artifactsDir: ARTIFACTS_DIR },
-  );
-  await s.start();
-  nodes[i] = s;
-  return s;
-}
 
 /**
  * The nginx block of docs/cluster.md, with loopback addresses: the
@@ -141,7 +56,7 @@ function nginxSnippet() {
   for (const l of lines) {
     if (/^\s*server 10\.0\.0\.\d+:8080/.test(l)) {
       if (!placed) {
-        for (const h of HOSTS) out.push(l.replace(/10\.0\.0\.\d+:8080/, `${h}:${nodePort}`));
+        for (const h of HOSTS) out.push(l.replace(/10\.0\.0\.\d+:8080/, `${h}:${cluster.nodePort}`));
         placed = true;
       }
       continue;
@@ -224,16 +139,10 @@ function viaLb(extra = {}) {
   return c;
 }
 
-function direct(i) {
-  const c = new Ably.Realtime({
-    key: KEY, endpoint: HOSTS[i], port: nodePort, tls: false, logLevel: Number(process.env.ABLY_LOG_LEVEL || 0),
-  });
-  opened.push(c);
-  return c;
-}
+const direct = (i) => cluster.realtime(i);
 
 const restLb = () => new Ably.Rest({ key: KEY, endpoint: '127.0.0.1', port: lbPort, tls: false, fallbackHosts: [] });
-const restDirect = (i) => new Ably.Rest({ key: KEY, endpoint: HOSTS[i], port: nodePort, tls: false });
+const restDirect = (i) => cluster.rest(i);
 
 async function collector(client, name) {
   const ch = client.channels.get(name);
@@ -244,55 +153,23 @@ async function collector(client, name) {
 
 /** The node (index) holding the connected Ably connections, from its /metrics. */
 async function connectedOn(i) {
-  const text = await (await fetch(`http://${HOSTS[i]}:${nodePort}/metrics`)).text();
+  const text = await (await fetch(`http://${HOSTS[i]}:${cluster.nodePort}/metrics`)).text();
   const m = text.match(/^switchboard_connections\{state="connected"\} (\d+)/m);
   return m ? Number(m[1]) : 0;
 }
 
 before(async () => {
-  writeFileSync(
-    path.join(dir, 'switchboard.json'),
-    JSON.stringify({
-      trustedProxies: ['127.0.0.1'],
-      apps: [{ id: APP, keys: [{ id: 'root', secret: KEY.split(':')[1] }] }],
-    }),
-  );
-  redisPort = await freePort(['127.0.0.1']);
-  nodePort = await freePort(HOSTS);
   lbPort = await freePort(['127.0.0.1']);
-  await startRedis();
-  for (let i = 0; i < HOSTS.length; i++) await startNode(i);
-  for (let i = 0; i < HOSTS.length; i++) {
-    await waitUntil(
-      async () => (await fetch(`http://${HOSTS[i]}:${nodePort}/readyz`)).status === 200,
-      20000,
-      `node ${i} ready`,
-    );
-  }
+  await cluster.start();
   await startNginx();
 });
 
 after(async () => {
-  await Promise.all(opened.map((c) => closeClient(c)));
-  const problems = [];
-  for (const s of nodes) {
-    if (!s) continue;
-    try {
-      await s.stop({ allowAlreadyExited: false });
-    } catch (e) {
-      problems.push(e.message);
-    }
-  }
   if (nginx) {
     nginx.proc.kill('SIGQUIT'); // graceful stop
     await withTimeout(nginx.exited, 10000, 'nginx exit').catch(() => nginx.proc.kill('SIGKILL'));
   }
-  if (redis) {
-    redis.proc.kill('SIGKILL');
-    await withTimeout(redis.exited, 10000, 'redis-server exit').catch(() => {});
-  }
-  rmSync(dir, { recursive: true, force: true });
-  if (problems.length) throw new Error(problems.join('\n'));
+  await cluster.stop();
 });
 
 test('through nginx: /readyz, REST publish and history, and realtime over the WebSocket upgrade, across both nodes', async () => {
@@ -339,9 +216,7 @@ test('RTN15c6/RTL4c1: the node behind nginx is killed; ably-js reconnects throug
   // The connection record lets the other node resume it (docs/cluster.md, "Connection records").
   let resumedAs = null;
   lb.connection.on('connected', () => (resumedAs = lb.connection.id));
-  nodes[victim].killHard();
-  await withTimeout(nodes[victim].exited, 10000, 'node exit');
-  nodes[victim] = null;
+  await cluster.killNode(victim);
   // Published on the surviving node while the subscriber has no transport.
   const rest = restDirect(other).channels.get(name);
   for (let i = 1; i <= 5; i++) await rest.publish(`during-${i}`, String(i));

@@ -5,217 +5,40 @@
 // reads presence through different nodes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import Ably from 'ably';
 import {
-  ARTIFACTS_DIR,
-  SERVER_BIN,
-  ServerProcess,
   closeClient,
   sleep,
   uniqueChannel,
   waitUntil,
   withTimeout,
 } from './lib/server.mjs';
+import { Cluster } from './lib/cluster.mjs';
 
 const APP = 'cpres';
 const KEY = `${APP}.root:cpres-secret-7c1d9e2b4a6f8035`;
-const HOSTS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'sw-cpres-'));
-let redis = null; // { proc, port, exited }
-let redisPort = 0;
-let nodePort = 0;
-const nodes = []; // ServerProcess per host, or null while stopped
-const opened = [];
-
-function findRedis() {
-  for (const d of [...(process.env.PATH || '').split(':'), '/usr/bin', '/usr/sbin', '/usr/local/bin']) {
-    const p = path.join(d, 'redis-server');
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  throw new Error('redis-server is not installed: run scripts/deps.sh test');
-}
-
-/** A TCP port nobody listens on now, on every given address. */
-async function freePort(hosts) {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await new Promise((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, hosts[0], () => {
-        const p = s.address().port;
-        s.close(() => resolve(p));
-      });
-    });
-    let ok = true;
-    for (const h of hosts.slice(1)) {
-      ok = await new Promise((resolve) => {
-        const s = net.createServer();
-        s.once('error', () => resolve(false));
-        s.listen(port, h, () => s.close(() => resolve(true)));
-      });
-      if (!ok) break;
-    }
-    if (ok) return port;
-  }
-  throw new Error('no free port');
-}
-
-/** redis-server in the temporary directory, persisting every write (AOF, fsync always). */
-async function startRedis() {
-  const proc = spawn(
-    findRedis(),
-    ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes',
-      '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', ''],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  proc.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise((r) => proc.on('exit', r));
-  redis = { proc, exited };
-  await waitUntil(() =>
-      new Promise((resolve) => {
-        const c = net.connect(redisPort, '127.0.0.1');
-        c.once('connect', () => {
-          c.write('PING\r\n');
-          c.once('data', (d) => {
-            c.destroy();
-            resolve(String(d).startsWith('+PONG'));
-          });
-        });
-        c.once('error', () => resolve(false));
-      }),
-    20000,
-    `redis-server on port ${redisPort}`,
-    () => stderr,
-  );
-}
-
-async function stopRedis() {
-  if (!redis) return;
-  redis.proc.kill('SIGKILL');
-  await withTimeout(redis.exited, 10000, 'redis-server exit');
-  redis = null;
-}
-
-async function startNode(i) {
-  const cfg = path.join(dir, 'switchboard.json');
-  const s = new ServerProcess(
-    ['serve', '--listen', `${HOSTS[i]}:${nodePort}`, '--memory', '--sandbox', '--config', cfg,
-      '--redis', `redis://127.0.0.1:${redisPort}`],
-    `cpres-node${i}`,
-    { artifactsDir: ARTIFACTS_DIR },
-  );
-  await s.start();
-  nodes[i] = s;
-  return s;
-}
-
-function realtime(i, extra = {}) {
-  const c = new Ably.Realtime({
-    key: KEY,
-    endpoint: HOSTS[i],
-    port: nodePort,
-    tls: false,
-    useBinaryProtocol: true,
-    disconnectedRetryTimeout: 500,
-    suspendedRetryTimeout: 1000,
-    logLevel: Number(process.env.ABLY_LOG_LEVEL || 0),
-    ...extra,
-  });
-  opened.push(c);
-  return c;
-}
-
-function rest(i, extra = {}) {
-  return new Ably.Rest({ key: KEY, endpoint: HOSTS[i], port: nodePort, tls: false, ...extra });
-}
-
-async function readyz(i) {
-  const res = await fetch(`http://${HOSTS[i]}:${nodePort}/readyz`);
-  return { status: res.status, body: await res.json() };
-}
-
-/** Subscribes and collects [name, serial] pairs. */
-async function collector(client, name) {
-  const ch = client.channels.get(name);
-  const got = [];
-  await withTimeout(ch.subscribe((m) => got.push({ name: m.name, data: m.data, serial: m.serial, id: m.id })), 15000,
-    `attach ${name}`);
-  return { ch, got };
-}
-
-before(async () => {
-  writeFileSync(
-    path.join(dir, 'switchboard.json'),
-    JSON.stringify({
-      apps: [
-        {
-          id: APP,
-          keys: [{ id: 'root', secret: KEY.split(':')[1] }],
-          namespaces: [{ id: 'conversations', mutableMessages: true, persisted: true }],
-        },
-      ],
-    }),
-  );
-  redisPort = await freePort(['127.0.0.1']);
-  nodePort = await freePort(HOSTS);
-  await startRedis();
-  for (let i = 0; i < HOSTS.length; i++) await startNode(i);
-  // A node listens before its Redis connections are up (it refuses publishes until then).
-  for (let i = 0; i < HOSTS.length; i++) {
-    await waitUntil(async () => (await readyz(i)).status === 200, 20000, `node ${i} ready`);
-  }
+const cluster = new Cluster({
+  label: 'cpres',
+  key: KEY,
+  config: {
+    apps: [
+      {
+        id: APP,
+        keys: [{ id: 'root', secret: KEY.split(':')[1] }],
+        namespaces: [{ id: 'conversations', mutableMessages: true, persisted: true }],
+      },
+    ],
+  },
 });
+const { hosts: HOSTS, nodes, opened } = cluster;
+const realtime = (i, extra) => cluster.realtime(i, extra);
+const rest = (i, extra) => cluster.rest(i, extra);
 
-after(async () => {
-  await Promise.all(opened.map((c) => closeClient(c)));
-  const problems = [];
-  for (const s of nodes) {
-    if (!s) continue;
-    try {
-      await s.stop({ allowAlreadyExited: false });
-    } catch (e) {
-      problems.push(e.message);
-    }
-  }
-  await stopRedis().catch(() => {});
-  rmSync(dir, { recursive: true, force: true });
-  if (problems.length) throw new Error(problems.join('\n'));
-});
+before(() => cluster.start());
+after(() => cluster.stop());
 
-/** One raw RESP command to Redis; resolves with the reply's text. */
-function redisCommand(...args) {
-  const req = `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('');
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const s = net.connect(redisPort, '127.0.0.1');
-      let got = '';
-      s.setEncoding('utf8');
-      s.on('data', (d) => {
-        got += d;
-        if (got.endsWith('\r\n')) {
-          s.destroy();
-          resolve(got);
-        }
-      });
-      s.on('error', reject);
-      s.write(req);
-    }),
-    5000,
-    `redis ${args[0]}`,
-  );
-}
+/** One raw RESP command to the cluster's Redis; resolves with the reply's text. */
+const redisCommand = (...args) => cluster.redis.command(...args);
 
 /** Collects presence events [action, clientId, data] on a channel of client. */
 async function presenceWatcher(client, name) {
@@ -394,9 +217,7 @@ test('RTP5/RTP2: the members of a node killed with SIGKILL leave on the other no
   await waitUntil(async () => (await rest(1).channels.get(lonely).presence.get()).items.length === 1, 15000,
     'REST on B sees dave on the lonely channel');
   for (const w of [onB, onC]) await waitUntil(() => has(w.got, 'enter', 'dave'), 15000, 'ENTER seen');
-  nodes[0].killHard();
-  await withTimeout(nodes[0].exited, 10000, 'node A exit');
-  nodes[0] = null;
+  await cluster.killNode(0);
   // docs/cluster.md: lease 10 s + sweep 3 s; generous here for a loaded machine.
   for (const w of [onB, onC]) await waitUntil(() => has(w.got, 'leave', 'dave'), 45000, 'LEAVE after node A died');
   assert.deepEqual(await members(onB.ch), []);

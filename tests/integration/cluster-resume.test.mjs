@@ -7,135 +7,34 @@
 // A missing redis-server fails the test (scripts/deps.sh test installs it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import Ably from 'ably';
 import WebSocket from 'ws';
 import {
-  ARTIFACTS_DIR,
-  ServerProcess,
-  closeClient,
   sleep,
   uniqueChannel,
   waitUntil,
   withTimeout,
 } from './lib/server.mjs';
+import { Cluster } from './lib/cluster.mjs';
 
 const APP = 'cresume';
 const KEY = `${APP}.root:cresume-secret-6a1f0c3e9b2d4e71`;
-const HOSTS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
-
-const dir = mkdtempSync(path.join(os.tmpdir(), 'sw-cresume-'));
-let redis = null; // { proc, exited }
-let redisPort = 0;
-let nodePort = 0;
-const nodes = []; // ServerProcess per host, or null once killed
-const opened = [];
-
-function findRedis() {
-  for (const d of [...(process.env.PATH || '').split(':'), '/usr/bin', '/usr/sbin', '/usr/local/bin']) {
-    const p = path.join(d, 'redis-server');
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  throw new Error('redis-server is not installed: run scripts/deps.sh test');
-}
-
-/** A TCP port nobody listens on now, on every given address. */
-async function freePort(hosts) {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await new Promise((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, hosts[0], () => {
-        const p = s.address().port;
-        s.close(() => resolve(p));
-      });
-    });
-    let ok = true;
-    for (const h of hosts.slice(1)) {
-      ok = await new Promise((resolve) => {
-        const s = net.createServer();
-        s.once('error', () => resolve(false));
-        s.listen(port, h, () => s.close(() => resolve(true)));
-      });
-      if (!ok) break;
-    }
-    if (ok) return port;
-  }
-  throw new Error('no free port');
-}
-
-async function startRedis() {
-  const proc = spawn(
-    findRedis(),
-    ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes',
-      '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', ''],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  proc.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise((r) => proc.on('exit', r));
-  redis = { proc, exited };
-  await waitUntil(() =>
-      new Promise((resolve) => {
-        const c = net.connect(redisPort, '127.0.0.1');
-        c.once('connect', () => {
-          c.write('PING\r\n');
-          c.once('data', (d) => {
-            c.destroy();
-            resolve(String(d).startsWith('+PONG'));
-          });
-        });
-        c.once('error', () => resolve(false));
-      }),
-    20000,
-    `redis-server on port ${redisPort}`,
-    () => stderr,
-  );
-}
-
-async function startNode(i) {
-  const s = new ServerProcess(
-    ['serve', '--listen', `${HOSTS[i]}:${nodePort}`, '--memory', '--sandbox', '--config', path.join(dir, 'sw.json'),
-      '--redis', `redis://127.0.0.1:${redisPort}`],
-    `cresume-node${i}`,
-    { artifactsDir: ARTIFACTS_DIR },
-  );
-  await s.start();
-  nodes[i] = s;
-  return s;
-}
+const cluster = new Cluster({
+  label: 'cresume',
+  key: KEY,
+  config: { apps: [{ id: APP, keys: [{ id: 'root', secret: KEY.split(':')[1] }] }] },
+});
+const { hosts: HOSTS } = cluster;
 
 /** A client on node i that knows the other nodes as fallback hosts. */
-function realtime(i, extra = {}) {
-  const c = new Ably.Realtime({
-    key: KEY,
-    endpoint: HOSTS[i],
-    port: nodePort,
-    tls: false,
+const realtime = (i, extra = {}) =>
+  cluster.realtime(i, {
     fallbackHosts: HOSTS.filter((_, j) => j !== i),
     disableConnectivityCheck: true, // no internet here: ably-js checks before it tries a fallback host
-    disconnectedRetryTimeout: 500,
-    suspendedRetryTimeout: 1000,
-    logLevel: Number(process.env.ABLY_LOG_LEVEL || 0),
     ...extra,
   });
-  opened.push(c);
-  return c;
-}
 
-async function readyz(i) {
-  const res = await fetch(`http://${HOSTS[i]}:${nodePort}/readyz`);
-  return res.status;
-}
+before(() => cluster.start());
+after(() => cluster.stop());
 
 async function connected(c) {
   if (c.connection.state !== 'connected') await withTimeout(c.connection.once('connected'), 15000, 'connected');
@@ -152,7 +51,7 @@ function watch(c) {
 /** Opens a raw WebSocket on node i and waits for its first ProtocolMessage (JSON). */
 function rawConnect(i, query) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://${HOSTS[i]}:${nodePort}/?key=${encodeURIComponent(KEY)}&format=json&v=3${query}`);
+    const ws = new WebSocket(`ws://${HOSTS[i]}:${cluster.nodePort}/?key=${encodeURIComponent(KEY)}&format=json&v=3${query}`);
     const t = setTimeout(() => reject(new Error('no first message')), 15000);
     ws.once('message', (d) => {
       clearTimeout(t);
@@ -164,37 +63,6 @@ function rawConnect(i, query) {
     });
   });
 }
-
-before(async () => {
-  writeFileSync(
-    path.join(dir, 'sw.json'),
-    JSON.stringify({ apps: [{ id: APP, keys: [{ id: 'root', secret: KEY.split(':')[1] }] }] }),
-  );
-  redisPort = await freePort(['127.0.0.1']);
-  nodePort = await freePort(HOSTS);
-  await startRedis();
-  for (let i = 0; i < HOSTS.length; i++) await startNode(i);
-  for (let i = 0; i < HOSTS.length; i++) await waitUntil(async () => (await readyz(i)) === 200, 20000, `node ${i} ready`);
-});
-
-after(async () => {
-  for (const c of opened) await closeClient(c).catch(() => {});
-  const problems = [];
-  for (const s of nodes) {
-    if (!s) continue;
-    try {
-      await s.stop({ allowAlreadyExited: false });
-    } catch (e) {
-      problems.push(e.message);
-    }
-  }
-  if (redis) {
-    redis.proc.kill('SIGKILL');
-    await withTimeout(redis.exited, 10000, 'redis-server exit').catch(() => {});
-  }
-  rmSync(dir, { recursive: true, force: true });
-  if (problems.length) throw new Error(problems.join('\n'));
-});
 
 test('RTN15c6: a resume on another node keeps the connectionId, and the old node drops its copy', async () => {
   const a = await rawConnect(1, '');
@@ -264,9 +132,7 @@ test('RTN15c6/RTN19a2: kill -9 of the node holding a publisher and a subscriber:
     }
   })();
   await waitUntil(() => acked.length >= 30, 20000, '30 acknowledged');
-  nodes[0].killHard();
-  await withTimeout(nodes[0].exited, 10000, 'node A exit');
-  nodes[0] = null;
+  await cluster.killNode(0);
   const before = acked.length;
   await waitUntil(() => acked.length >= before + 30, 30000, '30 more acknowledged after the kill');
   stop = true;

@@ -9,16 +9,9 @@
 // is usable on another, and a node whose subscription was lost reloads
 // what changed meanwhile. Publishes here stay on one node: cross-node
 // fan-out is the bus's (another part of issue 12).
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import crypto from 'node:crypto';
 import { after, before } from 'node:test';
 import {
-  ServerProcess,
-  ARTIFACTS_DIR,
   appSetup,
   createApp,
   deleteApp,
@@ -32,121 +25,17 @@ import {
   assert,
   test,
 } from './lib/server.mjs';
+import { Cluster } from './lib/cluster.mjs';
 import { mintToken, requestTokenRaw, revokeRaw, signedTokenRequest, expectRestError } from './lib/auth.mjs';
 
 const T = { timeout: 60_000 };
-const HOSTS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
+// Nodes without a config file: apps are made through the admin API (--sandbox).
+const cluster = new Cluster({ label: 'cluster-state' });
 
-/** A TCP port free on every host (bound to the first, checked on the others). */
-async function freePort() {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await new Promise((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, HOSTS[0], () => {
-        const p = s.address().port;
-        s.close(() => resolve(p));
-      });
-    });
-    const ok = await Promise.all(
-      HOSTS.map(
-        (h) =>
-          new Promise((resolve) => {
-            const s = net.createServer();
-            s.once('error', () => resolve(false));
-            s.listen(port, h, () => s.close(() => resolve(true)));
-          }),
-      ),
-    );
-    if (ok.every(Boolean)) return port;
-  }
-  throw new Error('no port free on every host');
-}
+before(() => cluster.start());
+after(() => cluster.stop());
 
-/** Resolves once something accepts on host:port, within ms. */
-async function waitAccepting(host, port, ms) {
-  await waitUntil(
-    () =>
-      new Promise((resolve) => {
-        const s = net.connect(port, host);
-        s.once('connect', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once('error', () => resolve(false));
-      }),
-    ms,
-    `redis-server on ${host}:${port}`,
-  );
-}
-
-/** One raw RESP command to Redis; resolves with the reply's text. */
-function redisCommand(port, ...args) {
-  const req = `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('');
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1');
-      let got = '';
-      s.setEncoding('utf8');
-      s.on('data', (d) => {
-        got += d;
-        if (got.endsWith('\r\n')) {
-          s.destroy();
-          resolve(got);
-        }
-      });
-      s.on('error', reject);
-      s.write(req);
-    }),
-    5000,
-    `redis ${args[0]}`,
-  );
-}
-
-const env = { redis: null, redisPort: 0, dir: null, nodes: [] };
-
-/** (Re)starts redis-server on env.redisPort, in env.dir: appendonly with
- * fsync always, so a restart keeps what was acknowledged. */
-function startRedis() {
-  env.redis = spawn(
-    'redis-server',
-    ['--port', String(env.redisPort), '--bind', '127.0.0.1', '--dir', env.dir, '--save', '', '--appendonly', 'yes',
-      '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', ''],
-    { stdio: 'ignore' },
-  );
-  env.redis.on('error', (e) => {
-    throw new Error(`cannot start redis-server (scripts/deps.sh test installs it): ${e.message}`);
-  });
-}
-
-before(async () => {
-  env.dir = mkdtempSync(path.join(tmpdir(), 'sw-cluster-state-'));
-  env.redisPort = await freePort();
-  startRedis();
-  await waitAccepting('127.0.0.1', env.redisPort, 20_000);
-  const port = await freePort();
-  for (const [i, host] of HOSTS.entries()) {
-    const args = ['serve', '--listen', `${host}:${port}`, '--memory', '--sandbox', '--redis',
-      `redis://127.0.0.1:${env.redisPort}`];
-    env.nodes.push(await new ServerProcess(args, `cluster-state-${'abc'[i]}`, { artifactsDir: ARTIFACTS_DIR }).start());
-  }
-});
-
-after(async () => {
-  const problems = [];
-  for (const n of env.nodes) {
-    try {
-      await n.stop();
-    } catch (e) {
-      problems.push(e.message);
-    }
-  }
-  env.redis?.kill('SIGKILL');
-  if (env.dir) rmSync(env.dir, { recursive: true, force: true });
-  if (problems.length) throw new Error(problems.join('\n'));
-});
-
-const [A, B, C] = [0, 1, 2].map((i) => () => env.nodes[i]);
+const [A, B, C] = [0, 1, 2].map((i) => () => cluster.nodes[i]);
 const revocableKey = (app) => app.keys.find((k) => k.revocableTokens);
 const rootKey = (app) => app.keys[0];
 
@@ -257,15 +146,15 @@ test('a node whose subscription was lost reloads the whole state: an app written
   const gone = await createApp(A());
   // Written behind the nodes' backs (no announcement), as if announced while
   // their subscriptions were down.
-  await redisCommand(env.redisPort, 'DEL', `{app:${gone.appId}}:spec`);
-  await redisCommand(env.redisPort, 'SREM', '{sw}:apps', gone.appId);
+  await cluster.redis.command('DEL', `{app:${gone.appId}}:spec`);
+  await cluster.redis.command('SREM', '{sw}:apps', gone.appId);
   const late = { ...appSetup(), id: `lt${crypto.randomBytes(3).toString('hex')}` };
   late.keys = [{ id: 'k1', secret: 'late-secret-0123456789' }];
-  await redisCommand(env.redisPort, 'SET', `{app:${late.id}}:spec`, JSON.stringify(late));
-  await redisCommand(env.redisPort, 'SADD', '{sw}:apps', late.id);
+  await cluster.redis.command('SET', `{app:${late.id}}:spec`, JSON.stringify(late));
+  await cluster.redis.command('SADD', '{sw}:apps', late.id);
   // Still the old picture: nothing was announced.
   assert.equal((await http(C(), 'GET', `/apps/${late.id}`)).status, 404);
-  const killed = await redisCommand(env.redisPort, 'CLIENT', 'KILL', 'TYPE', 'pubsub');
+  const killed = await cluster.redis.command('CLIENT', 'KILL', 'TYPE', 'pubsub');
   assert.match(killed, /^:[1-9]/, `CLIENT KILL TYPE pubsub: ${killed}`);
   for (const node of [A(), B(), C()]) {
     await waitUntil(async () => (await http(node, 'GET', `/apps/${late.id}`)).status === 200, 10_000,
@@ -285,9 +174,7 @@ test('Redis unreachable: shared-state writes are refused with 50004 (never made 
   await waitForConnectionState(onB, 'connected');
   const live = onB.channels.get(uniqueChannel('redis-down'));
   await withTimeout(live.attach(), 8000, 'attach before the outage');
-  const exited = new Promise((resolve) => env.redis.once('exit', resolve));
-  env.redis.kill('SIGKILL');
-  await withTimeout(exited, 5000, 'redis-server to exit');
+  await cluster.redis.stop();
   await sleep(300);
   const made = await http(A(), 'POST', '/apps', { body: appSetup() });
   expectRestError(assert, made, 50004, 500, 'POST /apps while Redis is down');
@@ -303,8 +190,7 @@ test('Redis unreachable: shared-state writes are refused with 50004 (never made 
   const read = await http(C(), 'GET', '/channels/probe', { key: rootKey(app).keyStr });
   assert.equal(read.status, 200, `key auth on C from its copy: ${read.text}`);
 
-  startRedis();
-  await waitAccepting('127.0.0.1', env.redisPort, 20_000);
+  await cluster.redis.start();
   const again = await waitUntil(async () => {
     const r = await http(A(), 'POST', '/apps', { body: appSetup() });
     return r.status === 201 ? r.body : null;

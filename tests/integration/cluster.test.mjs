@@ -8,194 +8,44 @@
 // the test (scripts/deps.sh test installs it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import Ably from 'ably';
 import {
   ARTIFACTS_DIR,
   SERVER_BIN,
   ServerProcess,
-  closeClient,
   sleep,
   uniqueChannel,
   waitUntil,
   withTimeout,
 } from './lib/server.mjs';
+import { Cluster, collector, freePort } from './lib/cluster.mjs';
 
 const APP = 'cluster';
 const KEY = `${APP}.root:cluster-secret-2b7f4c9e1a3d5f80`;
-const HOSTS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'sw-cluster-'));
-let redis = null; // { proc, port, exited }
-let redisPort = 0;
-let nodePort = 0;
-const nodes = []; // ServerProcess per host, or null while stopped
-const opened = [];
-
-function findRedis() {
-  for (const d of [...(process.env.PATH || '').split(':'), '/usr/bin', '/usr/sbin', '/usr/local/bin']) {
-    const p = path.join(d, 'redis-server');
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  throw new Error('redis-server is not installed: run scripts/deps.sh test');
-}
-
-/** A TCP port nobody listens on now, on every given address. */
-async function freePort(hosts) {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await new Promise((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, hosts[0], () => {
-        const p = s.address().port;
-        s.close(() => resolve(p));
-      });
-    });
-    let ok = true;
-    for (const h of hosts.slice(1)) {
-      ok = await new Promise((resolve) => {
-        const s = net.createServer();
-        s.once('error', () => resolve(false));
-        s.listen(port, h, () => s.close(() => resolve(true)));
-      });
-      if (!ok) break;
-    }
-    if (ok) return port;
-  }
-  throw new Error('no free port');
-}
-
-/** redis-server in the temporary directory, persisting every write (AOF, fsync always). */
-async function startRedis() {
-  const proc = spawn(
-    findRedis(),
-    ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes',
-      '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', ''],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  proc.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise((r) => proc.on('exit', r));
-  redis = { proc, exited };
-  await waitUntil(() =>
-      new Promise((resolve) => {
-        const c = net.connect(redisPort, '127.0.0.1');
-        c.once('connect', () => {
-          c.write('PING\r\n');
-          c.once('data', (d) => {
-            c.destroy();
-            resolve(String(d).startsWith('+PONG'));
-          });
-        });
-        c.once('error', () => resolve(false));
-      }),
-    20000,
-    `redis-server on port ${redisPort}`,
-    () => stderr,
-  );
-}
-
-async function stopRedis() {
-  if (!redis) return;
-  redis.proc.kill('SIGKILL');
-  await withTimeout(redis.exited, 10000, 'redis-server exit');
-  redis = null;
-}
-
-async function startNode(i) {
-  const cfg = path.join(dir, 'switchboard.json');
-  const s = new ServerProcess(
-    ['serve', '--listen', `${HOSTS[i]}:${nodePort}`, '--memory', '--sandbox', '--config', cfg,
-      '--redis', `redis://127.0.0.1:${redisPort}`],
-    `cluster-node${i}`,
-    { artifactsDir: ARTIFACTS_DIR },
-  );
-  await s.start();
-  nodes[i] = s;
-  return s;
-}
-
-function realtime(i, extra = {}) {
-  const c = new Ably.Realtime({
-    key: KEY,
-    endpoint: HOSTS[i],
-    port: nodePort,
-    tls: false,
-    useBinaryProtocol: true,
-    disconnectedRetryTimeout: 500,
-    suspendedRetryTimeout: 1000,
-    logLevel: Number(process.env.ABLY_LOG_LEVEL || 0),
-    ...extra,
-  });
-  opened.push(c);
-  return c;
-}
-
-function rest(i, extra = {}) {
-  return new Ably.Rest({ key: KEY, endpoint: HOSTS[i], port: nodePort, tls: false, ...extra });
-}
-
-async function readyz(i) {
-  const res = await fetch(`http://${HOSTS[i]}:${nodePort}/readyz`);
-  return { status: res.status, body: await res.json() };
-}
-
-/** Subscribes and collects [name, serial] pairs. */
-async function collector(client, name) {
-  const ch = client.channels.get(name);
-  const got = [];
-  await withTimeout(ch.subscribe((m) => got.push({ name: m.name, data: m.data, serial: m.serial, id: m.id })), 15000,
-    `attach ${name}`);
-  return { ch, got };
-}
-
-before(async () => {
-  writeFileSync(
-    path.join(dir, 'switchboard.json'),
-    JSON.stringify({
-      apps: [
-        {
-          id: APP,
-          keys: [{ id: 'root', secret: KEY.split(':')[1] }],
-          namespaces: [{ id: 'conversations', mutableMessages: true, persisted: true }],
-        },
-      ],
-    }),
-  );
-  redisPort = await freePort(['127.0.0.1']);
-  nodePort = await freePort(HOSTS);
-  await startRedis();
-  for (let i = 0; i < HOSTS.length; i++) await startNode(i);
-  // A node listens before its Redis connections are up (it refuses publishes until then).
-  for (let i = 0; i < HOSTS.length; i++) {
-    await waitUntil(async () => (await readyz(i)).status === 200, 20000, `node ${i} ready`);
-  }
+const cluster = new Cluster({
+  label: 'cluster',
+  key: KEY,
+  config: {
+    apps: [
+      {
+        id: APP,
+        keys: [{ id: 'root', secret: KEY.split(':')[1] }],
+        namespaces: [{ id: 'conversations', mutableMessages: true, persisted: true }],
+      },
+    ],
+  },
 });
+const { hosts: HOSTS, nodes } = cluster;
+const realtime = (i, extra) => cluster.realtime(i, extra);
+const rest = (i, extra) => cluster.rest(i, extra);
+const readyz = (i) => cluster.readyz(i);
 
-after(async () => {
-  await Promise.all(opened.map((c) => closeClient(c)));
-  const problems = [];
-  for (const s of nodes) {
-    if (!s) continue;
-    try {
-      await s.stop({ allowAlreadyExited: false });
-    } catch (e) {
-      problems.push(e.message);
-    }
-  }
-  await stopRedis().catch(() => {});
-  rmSync(dir, { recursive: true, force: true });
-  if (problems.length) throw new Error(problems.join('\n'));
-});
+before(() => cluster.start());
+after(() => cluster.stop());
 
 test('RTL6/RTL7: published on node A, B and C receive every message in order with the same serials', async () => {
   const name = uniqueChannel('fanout');
@@ -288,7 +138,7 @@ test('RSL11/RSL14: getMessage and getMessageVersions by serial from any node; th
   const vers = await rest(2).channels.get(name).getMessageVersions(serial);
   assert.deepEqual(vers.items.map((m) => [m.action, m.data, m.serial]), [['message.create', 'second', serial]]);
   // The Chat REST API reads through the bus too (cluster-mutable.test.mjs): an unknown message is 40400 on any node.
-  const res = await fetch(`http://${HOSTS[0]}:${nodePort}/chat/v4/rooms/r1/messages/${serial}/client-reactions`, {
+  const res = await fetch(`http://${HOSTS[0]}:${cluster.nodePort}/chat/v4/rooms/r1/messages/${serial}/client-reactions`, {
     headers: { authorization: `Basic ${Buffer.from(KEY).toString('base64')}` },
   });
   const body = await res.json();
@@ -324,7 +174,7 @@ test('Redis stopped: publishes refused with 50004, connections stay up; Redis ba
     await withTimeout(pub.publish(`before${i}`, String(i)), 10000, 'publish before the outage');
     acked.push(`before${i}`);
   }
-  await stopRedis();
+  await cluster.redis.stop();
   await waitUntil(async () => (await readyz(0)).status === 503, 15000, '/readyz 503 on node A');
   const rz = await readyz(0);
   assert.equal(rz.body.error.code, 50004);
@@ -343,7 +193,7 @@ test('Redis stopped: publishes refused with 50004, connections stay up; Redis ba
   await assert.rejects(rest(2).channels.get(name).publish('rest-during', 'x'), (e) => e.code === 50004);
   assert.equal(pubClient.connection.state, 'connected');
   assert.equal(sub.ch.state, 'attached');
-  await startRedis();
+  await cluster.redis.start();
   for (let i = 0; i < HOSTS.length; i++) {
     await waitUntil(async () => (await readyz(i)).status === 200, 20000, `/readyz 200 again on node ${i}`);
   }
@@ -376,8 +226,7 @@ test('kill -9 of node A mid-stream: subscribers on C lose nothing a publisher on
     }
   })();
   await waitUntil(() => acked.length >= 50, 20000, '50 acknowledged');
-  nodes[0].killHard();
-  await withTimeout(nodes[0].exited, 10000, 'node A exit');
+  await cluster.killNode(0);
   await sleep(300);
   stop = true;
   await withTimeout(pumping, 30000, 'publisher done');
@@ -386,8 +235,7 @@ test('kill -9 of node A mid-stream: subscribers on C lose nothing a publisher on
   assert.deepEqual(names, acked, 'C got exactly the acknowledged messages, in order, once');
   assert.ok(onA.got.length > 0);
   // Node A comes back and serves the channel's history.
-  nodes[0] = null;
-  await startNode(0);
+  await cluster.startNode(0);
   await waitUntil(async () => (await readyz(0)).status === 200, 15000, 'node A ready again (Redis connected)');
   const page = await rest(0).channels.get(name).history({ direction: 'forwards', limit: 1000 });
   assert.deepEqual(page.items.map((m) => m.name), acked);
@@ -412,7 +260,7 @@ test('--redis: a bad URL or rediss:// is refused at start (exit 1) with the reas
   assert.doesNotMatch(r.stderr, /hunter2/);
   r = serveFails(['--redis', 'http://127.0.0.1']);
   assert.equal(r.status, 1, r.stderr);
-  const cfg = path.join(dir, 'tls.json');
+  const cfg = path.join(cluster.dir, 'tls.json');
   writeFileSync(cfg, JSON.stringify({ redis: { host: '127.0.0.1', tls: true } }));
   r = serveFails(['--config', cfg]);
   assert.equal(r.status, 2, r.stderr);
@@ -420,13 +268,13 @@ test('--redis: a bad URL or rediss:// is refused at start (exit 1) with the reas
 });
 
 test('the "redis" config object (host, port) makes a node of the same cluster', async () => {
-  const cfg = path.join(dir, 'object.json');
+  const cfg = path.join(cluster.dir, 'object.json');
   writeFileSync(
     cfg,
     JSON.stringify({
       apps: [{ id: APP, keys: [{ id: 'root', secret: KEY.split(':')[1] }] }],
       adminKey: 'cluster-admin-key-0123456789',
-      redis: { host: '127.0.0.1', port: redisPort, commandTimeout: 3000, maxPending: 5000 },
+      redis: { host: '127.0.0.1', port: cluster.redis.port, commandTimeout: 3000, maxPending: 5000 },
     }),
   );
   const s = await new ServerProcess(['serve', '--listen', '127.0.0.1:0', '--memory', '--config', cfg], 'cluster-object', {
@@ -454,7 +302,7 @@ test('the "redis" config object (host, port) makes a node of the same cluster', 
 
 test('a node whose Redis is not there does not start (exit 1, the reason and the redacted URL on stderr): without the shared state it could not tell revoked tokens or deleted apps', async () => {
   const deadPort = await freePort(['127.0.0.1']);
-  const cfg = path.join(dir, 'switchboard.json');
+  const cfg = path.join(cluster.dir, 'switchboard.json');
   const r = serveFails(['--config', cfg, '--redis', `redis://:hunter2-secret@127.0.0.1:${deadPort}`]);
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /cannot load the cluster state from Redis/);
