@@ -73,6 +73,15 @@ int prom_sample(sw_buf_t *out, const char *name, const sw_prom_label_t *labels, 
   return prom_sample_fixed(out, name, labels, n, value, 0);
 }
 
+int prom_scalars(sw_buf_t *out, const sw_prom_scalar_t *m, size_t n) {
+  int rc = 0;
+  for (size_t i = 0; !rc && i < n; i++) {
+    rc = prom_family(out, m[i].name, m[i].type, m[i].help);
+    if (!rc) rc = prom_sample(out, m[i].name, NULL, 0, m[i].value);
+  }
+  return rc;
+}
+
 int prom_sample_fixed(sw_buf_t *out, const char *name, const sw_prom_label_t *labels, size_t n, uint64_t value,
                       unsigned decimals) {
   if (decimals > 18) return -EINVAL;

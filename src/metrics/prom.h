@@ -42,6 +42,18 @@ int prom_sample(sw_buf_t *out, const char *name, const sw_prom_label_t *labels, 
 int prom_sample_fixed(sw_buf_t *out, const char *name, const sw_prom_label_t *labels, size_t n, uint64_t value,
                       unsigned decimals);
 
+/* A family with one unlabelled sample: name, type and help as for
+ * prom_family. Most of a server's metrics are this. */
+typedef struct sw_prom_scalar {
+  const char *name;
+  const char *type;
+  const char *help;
+  uint64_t value;
+} sw_prom_scalar_t;
+/* Writes n such families in order; stops at the first error (0, -EINVAL
+ * or -ENOMEM). */
+int prom_scalars(sw_buf_t *out, const sw_prom_scalar_t *m, size_t n);
+
 /* A whole histogram family of seconds from h (nanoseconds): HELP, TYPE,
  * name_bucket{le=...} cumulative for every bound and +Inf, name_sum (in
  * seconds) and name_count. */

@@ -130,18 +130,14 @@ static int write_store(sw_buf_t *out, sw_store_t *store) {
                           "Time to commit one storage transaction of messages (a group commit; fsync "
                           "included with synchronous=full).",
                           &st.commit_latency);
-  if (!rc)
-    rc = prom_family(out, "switchboard_store_records_total", "counter",
-                     "Records (messages and message versions) committed to storage.");
-  if (!rc) rc = prom_sample(out, "switchboard_store_records_total", NULL, 0, st.records);
-  if (!rc)
-    rc = prom_family(out, "switchboard_store_commit_failures_total", "counter",
-                     "Publishes whose storage transaction failed (answered with 50000).");
-  if (!rc) rc = prom_sample(out, "switchboard_store_commit_failures_total", NULL, 0, st.failures);
-  if (!rc)
-    rc = prom_family(out, "switchboard_store_pruned_total", "counter",
-                     "Messages deleted by retention (expired by age).");
-  if (!rc) rc = prom_sample(out, "switchboard_store_pruned_total", NULL, 0, st.pruned);
+  const sw_prom_scalar_t m[] = {
+      {"switchboard_store_records_total", "counter", "Records (messages and message versions) committed to storage.",
+       st.records},
+      {"switchboard_store_commit_failures_total", "counter",
+       "Publishes whose storage transaction failed (answered with 50000).", st.failures},
+      {"switchboard_store_pruned_total", "counter", "Messages deleted by retention (expired by age).", st.pruned},
+  };
+  if (!rc) rc = prom_scalars(out, m, sizeof m / sizeof m[0]);
   return rc;
 }
 
@@ -152,37 +148,37 @@ static int write_cluster(sw_buf_t *out, const sw_bus_t *bus) {
   bus_redis_stats(bus, &b);
   bus_redis_conn_stats(bus, &cs[0], &cs[1]);
   sw_prom_label_t conn[2] = {{"connection", "command"}, {"connection", "pubsub"}};
-  int rc = prom_family(out, "switchboard_cluster_up", "gauge",
-                       "1 while both Redis connections are up (publishes accepted), else 0.");
-  if (!rc) rc = prom_sample(out, "switchboard_cluster_up", NULL, 0, bus_is_up(bus));
-  if (!rc) rc = prom_family(out, "switchboard_redis_connects_total", "counter", "Redis handshakes completed.");
-  for (int i = 0; !rc && i < 2; i++) rc = prom_sample(out, "switchboard_redis_connects_total", &conn[i], 1, cs[i].connects);
-  if (!rc)
-    rc = prom_family(out, "switchboard_redis_failures_total", "counter",
-                     "Redis connection attempts or connections that failed (command timeouts included).");
-  for (int i = 0; !rc && i < 2; i++) rc = prom_sample(out, "switchboard_redis_failures_total", &conn[i], 1, cs[i].failures);
-  if (!rc)
-    rc = prom_family(out, "switchboard_redis_pending_commands", "gauge", "Redis commands waiting for their reply.");
-  for (int i = 0; !rc && i < 2; i++) rc = prom_sample(out, "switchboard_redis_pending_commands", &conn[i], 1, cs[i].pending);
-  if (!rc)
-    rc = prom_family(out, "switchboard_cluster_published_total", "counter",
-                     "Messages this node stored in the shared log.");
-  if (!rc) rc = prom_sample(out, "switchboard_cluster_published_total", NULL, 0, b.published);
-  if (!rc)
-    rc = prom_family(out, "switchboard_cluster_delivered_total", "counter",
-                     "Messages of subscribed channels this node heard from the shared bus (all nodes').");
-  if (!rc) rc = prom_sample(out, "switchboard_cluster_delivered_total", NULL, 0, b.delivered);
-  if (!rc)
-    rc = prom_family(out, "switchboard_cluster_refused_total", "counter",
-                     "Publishes and reads refused at once (Redis down or too many commands waiting: 50004).");
-  if (!rc) rc = prom_sample(out, "switchboard_cluster_refused_total", NULL, 0, b.refused);
-  if (!rc)
-    rc = prom_family(out, "switchboard_cluster_catchup_reads_total", "counter",
-                     "Reads of the shared log to fill a gap in the bus (after a pub/sub reconnect).");
-  if (!rc) rc = prom_sample(out, "switchboard_cluster_catchup_reads_total", NULL, 0, b.catchup_reads);
-  if (!rc)
-    rc = prom_family(out, "switchboard_cluster_channels", "gauge", "Channels this node is subscribed to on the bus.");
-  if (!rc) rc = prom_sample(out, "switchboard_cluster_channels", NULL, 0, b.channels);
+  /* The per-connection families: a sample for each of the two connections. */
+  const struct {
+    const char *name, *type, *help;
+    uint64_t v[2];
+  } per_conn[] = {
+      {"switchboard_redis_connects_total", "counter", "Redis handshakes completed.", {cs[0].connects, cs[1].connects}},
+      {"switchboard_redis_failures_total", "counter",
+       "Redis connection attempts or connections that failed (command timeouts included).",
+       {cs[0].failures, cs[1].failures}},
+      {"switchboard_redis_pending_commands", "gauge", "Redis commands waiting for their reply.",
+       {cs[0].pending, cs[1].pending}},
+  };
+  const sw_prom_scalar_t m[] = {
+      {"switchboard_cluster_published_total", "counter", "Messages this node stored in the shared log.", b.published},
+      {"switchboard_cluster_delivered_total", "counter",
+       "Messages of subscribed channels this node heard from the shared bus (all nodes').", b.delivered},
+      {"switchboard_cluster_refused_total", "counter",
+       "Publishes and reads refused at once (Redis down or too many commands waiting: 50004).", b.refused},
+      {"switchboard_cluster_catchup_reads_total", "counter",
+       "Reads of the shared log to fill a gap in the bus (after a pub/sub reconnect).", b.catchup_reads},
+      {"switchboard_cluster_channels", "gauge", "Channels this node is subscribed to on the bus.", b.channels},
+  };
+  const sw_prom_scalar_t up = {"switchboard_cluster_up", "gauge",
+                               "1 while both Redis connections are up (publishes accepted), else 0.",
+                               (uint64_t)bus_is_up(bus)};
+  int rc = prom_scalars(out, &up, 1);
+  for (size_t f = 0; !rc && f < sizeof per_conn / sizeof per_conn[0]; f++) {
+    rc = prom_family(out, per_conn[f].name, per_conn[f].type, per_conn[f].help);
+    for (int i = 0; !rc && i < 2; i++) rc = prom_sample(out, per_conn[f].name, &conn[i], 1, per_conn[f].v[i]);
+  }
+  if (!rc) rc = prom_scalars(out, m, sizeof m / sizeof m[0]);
   return rc;
 }
 

@@ -62,6 +62,21 @@ static void test_family_and_samples(void **state) {
   buf_free(&b);
 }
 
+static void test_scalars(void **state) {
+  (void)state;
+  sw_buf_t b = {0};
+  const sw_prom_scalar_t m[] = {{"a_total", "counter", "A.", 7}, {"b", "gauge", "B.", 0}};
+  assert_int_equal(prom_scalars(&b, m, 2), 0);
+  assert_string_equal(text(&b), "# HELP a_total A.\n# TYPE a_total counter\na_total 7\n"
+                                "# HELP b B.\n# TYPE b gauge\nb 0\n");
+  /* A bad family stops the run: the ones before it stay whole. */
+  buf_reset(&b);
+  const sw_prom_scalar_t bad[] = {{"ok", "gauge", "", 1}, {"bad name", "gauge", "", 2}, {"c", "gauge", "", 3}};
+  assert_int_equal(prom_scalars(&b, bad, 3), -EINVAL);
+  assert_string_equal(text(&b), "# HELP ok \n# TYPE ok gauge\nok 1\n");
+  buf_free(&b);
+}
+
 static void test_hist_buckets(void **state) {
   sw_hist_t h = {0};
   sw_hist_observe(&h, 0);                     /* first bucket */
@@ -157,7 +172,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names),        cmocka_unit_test(test_family_and_samples),
       cmocka_unit_test(test_hist_buckets), cmocka_unit_test(test_hist_text),
-      cmocka_unit_test(test_counters),
+      cmocka_unit_test(test_counters),     cmocka_unit_test(test_scalars),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
