@@ -62,12 +62,8 @@ static void add_routing(json_t *v, const sw_sock_t *s, const sw_http_req_t *req)
     }
   }
   if (port < 0) {
-    struct sockaddr_storage bound;
-    int len = sizeof bound;
-    port = srv->cfg->port;
-    if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len) == 0)
-      port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                               : ((struct sockaddr_in *)&bound)->sin_port);
+    int bound = sock_listener_port(&srv->listener);
+    port = bound > 0 ? bound : srv->cfg->port;
   }
   json_t *endpoint = json_string(host); /* NULL if the Host is not UTF-8 */
   json_object_set_new(v, "endpoint", endpoint ? endpoint : json_string(srv->cfg->host));

@@ -27,16 +27,6 @@
 #define TICK_MS 250
 #define PRUNE_EVERY_TICKS 40
 
-static void on_connection(uv_stream_t *listener, int status) {
-  sw_server_t *srv = listener->data;
-  if (status < 0) {
-    log_warn("accept: %s", uv_strerror(status));
-    return;
-  }
-  int rc = sock_accept(srv, listener);
-  if (rc < 0 && rc != UV_EAGAIN) log_warn("accept: %s", uv_strerror(rc));
-}
-
 static void on_tick(uv_timer_t *t) {
   sw_server_t *srv = t->data;
   uint64_t now_loop = uv_now(srv->loop);
@@ -191,25 +181,14 @@ static int listen_on(sw_server_t *srv, int *port_out) {
     fprintf(stderr, "switchboard: bad listen address %s\n", cfg->host);
     return -1;
   }
-  uv_tcp_init(srv->loop, &srv->listener);
-  srv->listener.data = srv;
-  int rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
-  if (!rc) rc = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
-#ifdef __linux__
-  /* Accepted sockets inherit these from the listener on Linux: five
-   * setsockopt calls fewer per connection (core/sock.c, sock_accept). */
-  if (!rc && !uv_tcp_nodelay(&srv->listener, 1) && !uv_tcp_keepalive(&srv->listener, 1, 60))
-    srv->accept_inherits_opts = true;
-#endif
+  /* Accepted sockets go to the server's own epoll (core/sock.c). */
+  int rc = socks_io_init(srv);
+  if (!rc) rc = sock_listen(srv, &srv->listener, (struct sockaddr *)&addr, 1024, false);
   if (rc) {
     fprintf(stderr, "switchboard: cannot listen on %s:%d: %s\n", cfg->host, cfg->port, uv_strerror(rc));
     return -1;
   }
-  struct sockaddr_storage bound;
-  int len = sizeof bound;
-  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
-  *port_out = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                : ((struct sockaddr_in *)&bound)->sin_port);
+  *port_out = sock_listener_port(&srv->listener);
   return 0;
 }
 
@@ -280,7 +259,7 @@ static void close_handle(uv_handle_t *h) {
 static void on_drain_deadline(uv_timer_t *t) {
   sw_server_t *srv = t->data;
   size_t n = 0;
-  for (sw_sock_t *s = srv->socks; s; s = s->next) n += !uv_is_closing((uv_handle_t *)&s->tcp);
+  for (sw_sock_t *s = srv->socks; s; s = s->next) n += s->fd >= 0;
   socks_close_all(srv);
   if (n) log_warn("shutdown: closed %zu connection(s) that did not take their last output within %d ms", n,
                   SW_SHUTDOWN_FLUSH_MS);
@@ -290,7 +269,7 @@ static void on_drain_deadline(uv_timer_t *t) {
 void server_shutdown(sw_server_t *srv) {
   if (srv->shutting_down) return;
   srv->shutting_down = true;
-  close_handle((uv_handle_t *)&srv->listener);
+  sock_listener_close(&srv->listener);
   if (srv->hooks.close) srv->hooks.close(srv);
   if (srv->shared.ops && srv->shared.ops->close) srv->shared.ops->close(srv->shared.impl, srv);
   close_handle((uv_handle_t *)&srv->tick);
@@ -318,6 +297,9 @@ void server_shutdown(sw_server_t *srv) {
   /* Hand all of that to the kernel now; what it cannot take yet is written
    * as the sockets drain, and they close when done. */
   socks_flush_close(srv);
+  /* The epoll and its handles go once the last socket has (the reaper
+   * calls this again until then). */
+  socks_io_close(srv);
   /* Sockets still writing keep the loop alive, until the deadline at the
    * latest. The timer itself does not (uv_unref): when every socket is done
    * first, the loop ends at once and server_free closes the timer. */

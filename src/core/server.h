@@ -4,6 +4,7 @@
 #define SW_CORE_SERVER_H
 
 #include <stdbool.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 #include "auth/jwt.h"
@@ -34,6 +35,19 @@ typedef struct sw_sock_list {
   sw_sock_t *head, *tail;
   size_t n;
 } sw_sock_list_t;
+
+/* A listening socket of ours (core/sock.c): libuv's uv_listen would make
+ * every accepted connection a uv_tcp_t, so the listener is a plain socket
+ * watched by a uv_poll_t, and accepted sockets go to the server's own epoll
+ * instance (sw_server_t.epfd). */
+typedef struct sw_listener {
+  uv_poll_t poll;
+  struct sw_server *srv;
+  int fd;             /* -1 while not open */
+  bool open;          /* poll initialised: sock_listener_close must close it */
+  bool metrics_only;  /* the metrics listener (root/health.c): its sockets are marked */
+  bool inherits_opts; /* accepted sockets get TCP_NODELAY and keep-alive from it (Linux) */
+} sw_listener_t;
 
 struct sw_http_req;
 struct sw_bus;
@@ -82,7 +96,7 @@ typedef struct sw_server {
   uv_loop_t *loop;
   sw_server_hooks_t hooks;
   sw_config_t *cfg;
-  uv_tcp_t listener;
+  sw_listener_t listener;
   uv_signal_t sigterm, sigint;
   uv_signal_t sighup;   /* reload: the TLS certificate and key (server.c on_hup) */
   uv_timer_t tick;      /* once a second: heartbeats, expiry of lost connections, retention */
@@ -92,8 +106,19 @@ typedef struct sw_server {
   struct sw_bus *bus;     /* publishes, fan-out and reads of channels (core/bus.h); NULL once closed */
   sw_channel_t *channels; /* uthash by (app id, name) */
   sw_conn_map_t conns;    /* by connection id (the map: core/conn.c) */
-  sw_sock_t *socks;       /* every open socket */
+  sw_sock_t *socks;       /* every socket not yet freed (open, or closed and waiting for `reaper`) */
   size_t n_socks;
+  /* Socket I/O (core/sock.c): one epoll instance of ours holds every
+   * accepted socket, and the loop watches it with one uv_poll_t (nested
+   * epoll, Linux only), so a connection has no libuv handle. Closed sockets
+   * wait on `dead` (through list_next) until `reaper` (an idle handle, so
+   * the loop does not block meanwhile) frees them in a later phase. */
+  int epfd;
+  int reserve_fd;  /* a spare descriptor, given up to shed connections when accept hits EMFILE */
+  uv_poll_t io;
+  uv_idle_t reaper;
+  sw_sock_t *dead;
+  bool io_open;    /* epfd, reserve_fd, io and reaper are open */
   /* Deadlines and budgets (core/sock.c): sockets not yet useful (before
    * they are a WebSocket bound to an Ably connection), and useful ones that
    * are closing; both are walked by the tick, bound WebSockets never are.
@@ -109,16 +134,12 @@ typedef struct sw_server {
   bool flush_open;        /* `flush` initialised and not closed */
   bool flush_hold, flush_held; /* socks_hold_flush: asked for; this turn waited (core/sock.c) */
   uv_timer_t hold_timer;   /* bounds such a wait (SW_FLUSH_HOLD_MS) */
-  bool accept_inherits_opts; /* the listener's sockets get TCP_NODELAY and keep-alive from it (Linux) */
-  union sw_wreq *wreq_spare; /* write requests for sockets waiting for POLLOUT */
-  unsigned n_wreq_spare;
   union sw_ring *ring_spare; /* spare output rings (core/sock.c) */
   unsigned n_ring_spare;
   char server_id[32];
-  /* Scratch for building a socket's writev: uv_try_write uses it during the
-   * call and uv_write copies the buffer descriptors, so one array serves
-   * every socket (loop thread only). */
-  uv_buf_t iov[SW_SOCK_MAX_IOV];
+  /* Scratch for building a socket's writev, used during the call only, so
+   * one array serves every socket (loop thread only). */
+  struct iovec iov[SW_SOCK_MAX_IOV];
   uint8_t rbuf[SW_READ_BUF];
   /* TLS (core/tls.h), when the listener has a certificate: the context new
    * connections get (SIGHUP swaps in a new one; connections keep theirs),

@@ -1,9 +1,16 @@
 #include "core/sock.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "core/conn.h"
 #include "core/server.h"
@@ -15,38 +22,6 @@
 #include "util/hash.h"
 #include "util/log.h"
 
-
-/* A write request is needed only while a write waits for POLLOUT, which few
- * sockets do at any moment: requests come from a free list in the server
- * instead of taking 192 bytes in every socket. The list keeps at most
- * WREQ_SPARE_MAX, enough for a fan-out whose subscribers all lag at once. */
-typedef union sw_wreq {
-  uv_write_t req;
-  union sw_wreq *next; /* while spare */
-} sw_wreq_t;
-#define WREQ_SPARE_MAX 256
-
-static uv_write_t *wreq_get(sw_server_t *srv) {
-  sw_wreq_t *w = srv->wreq_spare;
-  if (w) {
-    srv->wreq_spare = w->next;
-    srv->n_wreq_spare--;
-  } else if (!(w = malloc(sizeof *w))) {
-    return NULL;
-  }
-  return &w->req;
-}
-
-static void wreq_put(sw_server_t *srv, uv_write_t *req) {
-  sw_wreq_t *w = (sw_wreq_t *)req; /* req is the union's first member */
-  if (srv->n_wreq_spare >= WREQ_SPARE_MAX) {
-    free(w);
-    return;
-  }
-  w->next = srv->wreq_spare;
-  srv->wreq_spare = w;
-  srv->n_wreq_spare++;
-}
 
 /* The output ring of frame references is needed only while a socket has
  * output queued: an idle connection holds none. A ring of the first size
@@ -91,7 +66,7 @@ static inline uint32_t qcap(const sw_sock_t *s) { return s->q ? (uint32_t)1 << s
 
 /* The queue is empty and nothing of it is being written: its ring goes. */
 static void ring_release(sw_sock_t *s) {
-  if (s->q_len || s->writing || !s->q) return;
+  if (s->q_len || !s->q) return;
   ring_put(s->srv, s->q, qcap(s));
   s->q = NULL;
   s->q_log2 = 0;
@@ -99,12 +74,6 @@ static void ring_release(sw_sock_t *s) {
 }
 
 void socks_free_spares(sw_server_t *srv) {
-  while (srv->wreq_spare) {
-    sw_wreq_t *w = srv->wreq_spare;
-    srv->wreq_spare = w->next;
-    free(w);
-  }
-  srv->n_wreq_spare = 0;
   while (srv->ring_spare) {
     sw_ring_t *r = srv->ring_spare;
     srv->ring_spare = r->next;
@@ -178,10 +147,10 @@ static void peer_release(sw_sock_t *s) {
  * sets s->peer_loopback, and s->via_proxy if the peer is a trusted proxy. */
 static bool peer_key(sw_sock_t *s, uint8_t key[16]) {
   struct sockaddr_storage peer;
-  int plen = sizeof peer;
+  socklen_t plen = sizeof peer;
   uint8_t a[16];
   memset(key, 0, 16);
-  if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&peer, &plen) != 0 ||
+  if (s->fd < 0 || getpeername(s->fd, (struct sockaddr *)&peer, &plen) != 0 ||
       !addr_from_sockaddr((struct sockaddr *)&peer, a))
     return false;
   const sw_config_t *cfg = s->srv->cfg;
@@ -213,11 +182,11 @@ static void forwarded(sw_sock_t *s, const sw_http_req_t *req) {
 
 void sock_client_address(const sw_sock_t *s, char out[46]) {
   struct sockaddr_storage peer;
-  int plen = sizeof peer;
+  socklen_t plen = sizeof peer;
   uint8_t a[16];
   if (s->fwd) {
     addr_format(s->fwd, out);
-  } else if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&peer, &plen) == 0 &&
+  } else if (s->fd >= 0 && getpeername(s->fd, (struct sockaddr *)&peer, &plen) == 0 &&
              addr_from_sockaddr((struct sockaddr *)&peer, a)) {
     addr_format(a, out);
   } else {
@@ -296,37 +265,51 @@ static void pop_head(sw_sock_t *s) {
 
 static void mark_dirty(sw_sock_t *s);
 
-static void on_close(uv_handle_t *h) {
-  sw_sock_t *s = h->data;
-  s->handle_closed = true;
-  dirty_unlink(s); /* close_now did; nothing relists a closing socket */
-  list_unlink(s);
-  peer_release(s);
-  while (s->q_len) pop_head(s);
-  sw_server_t *srv = s->srv;
-  if (s->prev) s->prev->next = s->next;
-  else srv->socks = s->next;
-  if (s->next) s->next->prev = s->prev;
-  srv->n_socks--;
-  if (s->refs == 0) sock_free(s);
+/* Frees the closed sockets (srv->dead), from the reaper: an idle handle,
+ * so this runs in a later phase of the loop than the close, as libuv's
+ * close callbacks did, and the loop does not block while any wait. A
+ * socket still referenced is freed by its last sock_unref. */
+static void reap(uv_idle_t *h) {
+  sw_server_t *srv = h->data;
+  sw_sock_t *s;
+  while ((s = srv->dead)) {
+    srv->dead = s->list_next;
+    s->list_next = NULL;
+    while (s->q_len) pop_head(s);
+    if (s->prev) s->prev->next = s->next;
+    else srv->socks = s->next;
+    if (s->next) s->next->prev = s->prev;
+    srv->n_socks--;
+    s->reaped = true;
+    if (s->refs == 0) sock_free(s);
+  }
+  uv_idle_stop(h);
+  if (srv->shutting_down) socks_io_close(srv);
 }
 
-/* Closes the TCP handle now; queued output is dropped. */
+/* Closes the socket now; queued output is dropped. The descriptor goes at
+ * once (which also takes it out of the epoll set: it is never duplicated);
+ * the memory waits for the reaper, so a caller, or a later event of the
+ * same epoll_wait batch, may still look at s (fd is -1). */
 static void close_now(sw_sock_t *s) {
   s->closing = true;
-  if (uv_is_closing((uv_handle_t *)&s->tcp)) return;
-  /* Nothing more will be written: the flush must not see it again, and
-   * the memory goes in the close callback. It leaves the budgets now, so
-   * that an eviction makes room at once. */
+  if (s->fd < 0) return;
+  /* Nothing more will be written: the flush must not see it again. It
+   * leaves the budgets now, so that an eviction makes room at once. */
   dirty_unlink(s);
   list_unlink(s);
   peer_release(s);
+  close(s->fd);
+  s->fd = -1;
+  sw_server_t *srv = s->srv;
+  s->list_next = srv->dead;
+  srv->dead = s;
+  uv_idle_start(&srv->reaper, reap);
   if (s->conn) {
     sw_conn_t *c = s->conn;
     s->conn = NULL;
     conn_on_transport_lost(c);
   }
-  uv_close((uv_handle_t *)&s->tcp, on_close);
 }
 
 /* The last words are written: shut the write side (the peer reads them,
@@ -334,11 +317,9 @@ static void close_now(sw_sock_t *s) {
  * Closing with unread input would make the kernel send a reset, and a peer
  * that is still sending (an oversized POST) could lose our answer to it. */
 static void finish_close(sw_sock_t *s) {
-  if (s->phase == SW_SOCK_LINGER || uv_is_closing((uv_handle_t *)&s->tcp)) return;
+  if (s->phase == SW_SOCK_LINGER || s->fd < 0) return;
   /* At shutdown the tick no longer runs: nothing may wait for it. */
-  uv_os_fd_t fd;
-  if (s->peer_eof || s->srv->shutting_down || uv_fileno((uv_handle_t *)&s->tcp, &fd) ||
-      shutdown(fd, SHUT_WR)) {
+  if (s->peer_eof || s->srv->shutting_down || shutdown(s->fd, SHUT_WR)) {
     close_now(s);
     return;
   }
@@ -346,7 +327,7 @@ static void finish_close(sw_sock_t *s) {
 }
 
 void sock_close(sw_sock_t *s, bool after_flush) {
-  if (uv_is_closing((uv_handle_t *)&s->tcp)) return;
+  if (s->fd < 0) return;
   if (!after_flush) {
     close_now(s);
     return;
@@ -361,13 +342,13 @@ void sock_close(sw_sock_t *s, bool after_flush) {
   /* Otherwise the flush finishes once the queue is written; under TLS it
    * also has close_notify, or an alert, to write first. */
   if (s->tls) mark_dirty(s);
-  else if (!s->writing && !s->q_len) finish_close(s);
+  else if (!s->blocked && !s->q_len) finish_close(s);
 }
 
 void sock_ref(sw_sock_t *s) { s->refs++; }
 
 void sock_unref(sw_sock_t *s) {
-  if (--s->refs == 0 && s->handle_closed) sock_free(s);
+  if (--s->refs == 0 && s->reaped) sock_free(s);
 }
 
 size_t sock_low_water(const sw_sock_t *s) {
@@ -376,7 +357,7 @@ size_t sock_low_water(const sw_sock_t *s) {
 }
 
 /* Tells the connection that its queue drained, if a replay asked for it.
- * Called after writes only (the per-turn flush and on_write), never from
+ * Called after writes only (the per-turn flush and on_writable), never from
  * inside a send, so a replay never runs nested in a fan-out. */
 static void drained(sw_sock_t *s) {
   if (!s->drain_wanted || s->closing || !s->conn || s->q_bytes >= sock_low_water(s)) return;
@@ -384,133 +365,122 @@ static void drained(sw_sock_t *s) {
   conn_on_drain(s->conn);
 }
 
-static void on_write(uv_write_t *req, int status) {
-  sw_sock_t *s = req->data;
-  wreq_put(s->srv, req);
-  s->writing = false;
-  if (s->n_inflight) pop_head(s);
-  s->n_inflight = 0;
-  if (s->tls) {
-    free(s->tls->inflight);
-    s->tls->inflight = NULL;
-  }
-  if (status < 0) {
+/* Registers the events s now waits for in the server's epoll: input
+ * unless reading stopped, EPOLLOUT while the kernel is full. Only a change
+ * costs a system call. False if the socket had to be closed. */
+static bool ep_sync(sw_sock_t *s) {
+  bool in = !s->no_input, out = s->blocked;
+  if (s->fd < 0) return false;
+  if (in == s->ep_in && out == s->ep_out) return true;
+  struct epoll_event ev = {.events = (in ? EPOLLIN : 0u) | (out ? EPOLLOUT : 0u), .data.ptr = s};
+  if (epoll_ctl(s->srv->epfd, EPOLL_CTL_MOD, s->fd, &ev)) {
     close_now(s);
-    return;
+    return false;
   }
-  ring_release(s);
-  /* What was queued while the kernel was full goes with this turn's flush
-   * (under TLS, also output of its own: handshake, close_notify). */
-  if (s->q_len || s->tls) mark_dirty(s);
-  else if (s->close_after_flush) finish_close(s);
-  if (s->drain_wanted) drained(s);
+  s->ep_in = in;
+  s->ep_out = out;
+  return true;
 }
 
-/* Hands the queue to the kernel: one uv_try_write (writev) of up to
- * SW_SOCK_MAX_IOV frames at a time, as long as the kernel takes all of it.
- * The rest of the frame it stopped in goes to one uv_write, which waits for
- * POLLOUT and continues the queue from on_write; only then does libuv touch
- * epoll. Only that one frame is committed to libuv: every later one stays
- * ours, so a slow consumer's backlog can still be dropped (slow_consumer). */
+/* One gathered write; the bytes the kernel took (0: it is full), or -1
+ * for a broken connection. MSG_NOSIGNAL: a peer's reset is an error here,
+ * not SIGPIPE (which main also ignores). */
+static ssize_t write_some(sw_sock_t *s, struct iovec *iov, size_t n) {
+  struct msghdr m = {.msg_iov = iov, .msg_iovlen = n};
+  for (;;) {
+    ssize_t w = sendmsg(s->fd, &m, MSG_NOSIGNAL);
+    if (w >= 0) return w;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+  }
+}
+
+/* Hands the queue to the kernel: one writev of up to SW_SOCK_MAX_IOV frames
+ * at a time, as long as the kernel takes all of it. Where it stops (head_off
+ * bytes into the head frame) the socket waits for EPOLLOUT, and
+ * on_writable continues from there; every frame stays in the ring until
+ * written, so a slow consumer's backlog can still be dropped
+ * (slow_consumer). */
 static void flush_tls(sw_sock_t *s);
 
 static void flush(sw_sock_t *s) {
+  if (s->fd < 0 || s->blocked) return;
   if (s->tls) {
     flush_tls(s);
     return;
   }
-  uv_buf_t *iov = s->srv->iov;
-  while (s->q_len && !s->writing) {
+  struct iovec *iov = s->srv->iov;
+  while (s->q_len && !s->blocked) {
     size_t n = s->q_len < SW_SOCK_MAX_IOV ? s->q_len : SW_SOCK_MAX_IOV;
     for (size_t i = 0; i < n; i++) {
       sw_frame_t *f = s->q[(s->q_head + i) & (qcap(s) - 1)];
       size_t off = i == 0 ? s->head_off : 0;
-      iov[i] = uv_buf_init((char *)f->data + off, (unsigned)(f->len - off));
+      iov[i] = (struct iovec){(char *)f->data + off, f->len - off};
     }
-    int w = uv_try_write((uv_stream_t *)&s->tcp, iov, (unsigned)n);
-    if (w < 0 && w != UV_EAGAIN) {
+    ssize_t w = write_some(s, iov, n);
+    if (w < 0) {
       close_now(s);
       return;
     }
-    size_t done = w > 0 ? (size_t)w : 0, k = 0;
+    size_t done = (size_t)w, k = 0;
     metrics_add(SW_M_BYTES_SENT, done);
-    while (k < n && done >= iov[k].len) {
-      done -= iov[k].len;
+    while (k < n && done >= iov[k].iov_len) {
+      done -= iov[k].iov_len;
       k++;
       pop_head(s);
     }
     if (k == n) continue;
     /* The kernel is full: frame k went out in part (done bytes), if at all. */
     s->head_off += (uint32_t)done;
-    iov[k].base += done;
-    iov[k].len -= done;
-    uv_write_t *req = wreq_get(s->srv);
-    if (!req) {
-      close_now(s);
-      return;
-    }
-    req->data = s;
-    if (uv_write(req, (uv_stream_t *)&s->tcp, iov + k, 1, on_write) < 0) {
-      wreq_put(s->srv, req);
-      close_now(s);
-      return;
-    }
-    s->writing = true;
-    s->n_inflight = 1;
-    metrics_add(SW_M_BYTES_SENT, iov[k].len);
+    s->blocked = true;
   }
+  if (!ep_sync(s)) return;
   ring_release(s);
-  if (!s->q_len && !s->writing && s->close_after_flush) finish_close(s);
+  if (!s->q_len && !s->blocked && s->close_after_flush) finish_close(s);
+}
+
+/* EPOLLOUT: the kernel takes more; the queue continues (with what was
+ * queued meanwhile: a blocked socket is not on the dirty list). */
+static void on_writable(sw_sock_t *s) {
+  dirty_unlink(s);
+  s->blocked = false;
+  flush(s);
+  if (s->fd >= 0 && s->drain_wanted) drained(s);
 }
 
 /* ---- TLS output ------------------------------------------------------------
  *
  * Frames stay plaintext in the ring until the flush encrypts them, a
- * bounded batch at a time, into the socket's TLS output, and that goes to
- * the kernel as the plain path's frames do: uv_try_write, and what the
- * kernel does not take to one uv_write that owns the buffer. Only then is
- * the next batch encrypted, so ciphertext waits for one write at most and
- * a slow consumer's backlog is still frames in the ring, which
- * slow_consumer can drop (n_inflight is 0: everything encrypted is the
- * kernel's already). The copy a TLS socket pays is OpenSSL's, into the
- * output; small frames are also gathered into one record first. */
+ * bounded batch at a time, into the socket's TLS output (a buffer the
+ * socket owns until the kernel has taken all of it), and that goes to the
+ * kernel as the plain path's frames do; what the kernel does not take waits
+ * for EPOLLOUT. Only then is the next batch encrypted, so ciphertext waits
+ * for one write at most and a slow consumer's backlog is still frames in
+ * the ring, which slow_consumer can drop. The copy a TLS socket pays is
+ * OpenSSL's, into the output; small frames are also gathered into one
+ * record first. */
 
 /* Writes the pending ciphertext. True if the kernel took all of it; false
- * if a uv_write now waits for POLLOUT with the rest, or the socket closed. */
+ * if the rest waits for EPOLLOUT (s->blocked), or the socket closed. */
 static bool write_tls(sw_sock_t *s) {
   sw_tls_t *t = s->tls;
   size_t n = tls_out_pending(t);
-  uv_buf_t b = uv_buf_init((char *)t->out.data + t->out_off, (unsigned)n);
-  int w = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
-  if (w < 0 && w != UV_EAGAIN) {
+  struct iovec b = {t->out.data + t->out_off, n};
+  ssize_t w = write_some(s, &b, 1);
+  if (w < 0) {
     close_now(s);
     return false;
   }
-  size_t done = w > 0 ? (size_t)w : 0;
+  size_t done = (size_t)w;
   metrics_add(SW_M_BYTES_SENT, done);
   if (done == n) {
     buf_free(&t->out); /* an idle connection holds no output buffer */
     t->out_off = 0;
     return true;
   }
-  b.base += done;
-  b.len -= done;
-  uv_write_t *req = wreq_get(s->srv);
-  if (!req) {
-    close_now(s);
-    return false;
-  }
-  req->data = s;
-  if (uv_write(req, (uv_stream_t *)&s->tcp, &b, 1, on_write) < 0) {
-    wreq_put(s->srv, req);
-    close_now(s);
-    return false;
-  }
-  /* The uv_write owns this buffer now; new output starts another. */
-  t->inflight = buf_steal(&t->out, NULL);
-  t->out_off = 0;
-  s->writing = true;
-  metrics_add(SW_M_BYTES_SENT, b.len);
+  /* New output (OpenSSL's, or the next batch) is appended behind it. */
+  t->out_off += done;
+  s->blocked = true;
   return false;
 }
 
@@ -545,9 +515,12 @@ static int encrypt_some(sw_sock_t *s) {
 static void flush_tls(sw_sock_t *s) {
   sw_tls_t *t = s->tls;
   for (;;) {
-    if (s->writing || uv_is_closing((uv_handle_t *)&s->tcp)) return;
+    if (s->fd < 0) return;
     if (tls_out_pending(t)) {
-      if (!write_tls(s)) return;
+      if (!write_tls(s)) {
+        ep_sync(s);
+        return;
+      }
     } else if (s->q_len && t->ready && !t->failed) {
       if (encrypt_some(s)) {
         close_now(s);
@@ -559,6 +532,7 @@ static void flush_tls(sw_sock_t *s) {
       break;
     }
   }
+  if (!ep_sync(s)) return;
   ring_release(s);
   if (!s->close_after_flush) return;
   while (s->q_len) pop_head(s); /* a failed or unfinished handshake: nothing can be sent */
@@ -617,7 +591,8 @@ void socks_hold_flush(sw_server_t *srv) {
  * written at once. */
 static void mark_dirty(sw_sock_t *s) {
   sw_server_t *srv = s->srv;
-  if (s->dirty_pprev || s->writing || uv_is_closing((uv_handle_t *)&s->tcp)) return;
+  /* A blocked socket is continued by on_writable, with all its queue. */
+  if (s->dirty_pprev || s->blocked || s->fd < 0) return;
   if (!srv->flush_open) {
     flush(s);
     return;
@@ -669,13 +644,14 @@ static int enqueue(sw_sock_t *s, sw_frame_t *f) {
   return 0;
 }
 
-/* Drops the queued frames that are still ours: all but the one libuv is
- * writing (cut short, it would break the stream's framing). A WebSocket
+/* Drops the queued frames not yet begun: all but a head frame the kernel
+ * has part of (cut short, it would break the stream's framing). A WebSocket
  * client gets them again from storage when it resumes (RTN15c6), so the
  * last words can follow right after what the kernel already holds instead
  * of after megabytes the client may never read. */
 static void drop_unsent(sw_sock_t *s) {
-  while (s->q_len > s->n_inflight) {
+  uint32_t keep = s->head_off ? 1 : 0;
+  while (s->q_len > keep) {
     uint32_t i = (s->q_head + s->q_len - 1) & (qcap(s) - 1);
     s->q_bytes -= s->q[i]->len;
     frame_unref(s->q[i]);
@@ -687,8 +663,8 @@ static void drop_unsent(sw_sock_t *s) {
  * gets its last words beyond the bound: DISCONNECTED (42916), so the Ably
  * connection stays resumable and the client catches up from storage, then
  * a close frame (1013, "try again later") with the reason.
- * A stalled client (the kernel's buffer is full: a write waits for
- * POLLOUT) loses the unsent backlog, so the last words come right after
+ * A stalled client (the kernel's buffer is full: output waits for
+ * EPOLLOUT) loses the unsent backlog, so the last words come right after
  * what the kernel holds. A queue that overflowed within one loop turn,
  * before the kernel was offered it (a burst while the client reads), is
  * kept: the client reads it and then the last words, and resumes from
@@ -699,7 +675,7 @@ static void slow_consumer(sw_sock_t *s) {
   sw_conn_t *c = s->conn;
   log_ev(SW_LOG_WARN, "conn.slow_consumer", c ? c->id : NULL, c ? c->app->id : NULL, c ? SW_E_SLOW_CONSUMER : 0,
          "outbound queue over %zu bytes: disconnecting a slow consumer", s->srv->cfg->limits.max_outbound_bytes);
-  if (s->writing) drop_unsent(s);
+  if (s->blocked) drop_unsent(s);
   if (s->conn) conn_on_slow_consumer(s->conn);
   if (s->is_ws) {
     static const char reason[] = "42916: connection too slow to keep up: outbound backlog exceeded";
@@ -715,8 +691,7 @@ static void slow_consumer(sw_sock_t *s) {
 }
 
 int sock_send(sw_sock_t *s, sw_frame_t *f) {
-  if (s->closing) return -1;
-  if (uv_is_closing((uv_handle_t *)&s->tcp)) return -1;
+  if (s->closing || s->fd < 0) return -1;
   if (s->q_bytes + f->len > s->srv->cfg->limits.max_outbound_bytes) {
     if (!s->overflowed) slow_consumer(s);
     return -1;
@@ -726,7 +701,7 @@ int sock_send(sw_sock_t *s, sw_frame_t *f) {
 
 int sock_send_last(sw_sock_t *s, sw_frame_t *f) {
   /* Lingering, the write side is shut. */
-  if (uv_is_closing((uv_handle_t *)&s->tcp) || s->phase == SW_SOCK_LINGER) return -1;
+  if (s->fd < 0 || s->phase == SW_SOCK_LINGER) return -1;
   return enqueue(s, f);
 }
 
@@ -927,14 +902,6 @@ static size_t process(sw_sock_t *s, uint8_t *data, size_t len) {
   return s->closing ? len : pos;
 }
 
-/* Reads land in the server's one read buffer; only a partial request or
- * frame is copied into the socket's own buffer, so an idle connection holds
- * no input memory. */
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
-  sw_sock_t *s = h->data;
-  *b = uv_buf_init((char *)s->srv->rbuf, SW_READ_BUF);
-}
-
 /* Input of a closing socket is read and dropped (a lingering close), up to
  * linger_bytes. */
 static void discard(sw_sock_t *s, size_t n) {
@@ -1028,29 +995,82 @@ static void read_tls(sw_sock_t *s, const uint8_t *data, size_t len) {
   if (tls_out_pending(t)) mark_dirty(s);
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
-  sw_sock_t *s = st->data;
-  if (nread < 0) {
-    /* A peer that shut its side may still read: let the last words go. */
-    if (nread == UV_EOF && s->close_after_flush && s->phase == SW_SOCK_CLOSING) {
-      s->peer_eof = true;
-      uv_read_stop(st);
-      return;
-    }
-    close_now(s);
-    return;
-  }
-  if (nread == 0) return;
+/* nread bytes arrived in the server's read buffer. */
+static void on_data(sw_sock_t *s, size_t nread) {
+  uint8_t *data = s->srv->rbuf;
   metrics_add(SW_M_BYTES_RECEIVED, (uint64_t)nread);
   if (s->closing) {
-    discard(s, (size_t)nread);
+    discard(s, nread);
     return;
   }
   if (s->tls) {
-    read_tls(s, (const uint8_t *)b->base, (size_t)nread);
+    read_tls(s, data, nread);
     return;
   }
-  on_plain(s, (uint8_t *)b->base, (size_t)nread);
+  on_plain(s, data, nread);
+}
+
+/* The peer closed its side (or the connection broke). */
+static void on_eof(sw_sock_t *s) {
+  /* A peer that shut its side may still read: let the last words go. */
+  if (s->close_after_flush && s->phase == SW_SOCK_CLOSING) {
+    s->peer_eof = true;
+    s->no_input = true; /* level-triggered: EOF would be reported forever */
+    ep_sync(s);
+    return;
+  }
+  close_now(s);
+}
+
+/* EPOLLIN. Reads land in the server's one read buffer; only a partial
+ * request or frame is copied into the socket's own buffer, so an idle
+ * connection holds no input memory. A few reads per event at most: the
+ * epoll is level-triggered, so what is left is reported again next turn,
+ * and one busy client cannot hold the loop. */
+#define READS_PER_EVENT 4
+static void on_readable(sw_sock_t *s) {
+  for (int i = 0; i < READS_PER_EVENT && s->fd >= 0 && !s->no_input; i++) {
+    ssize_t n = read(s->fd, s->srv->rbuf, SW_READ_BUF);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) close_now(s);
+      return;
+    }
+    if (n == 0) {
+      on_eof(s);
+      return;
+    }
+    on_data(s, (size_t)n);
+    if (n < SW_READ_BUF) return;
+  }
+}
+
+/* The server's epoll instance is readable: dispatches what is ready. A
+ * socket closed by an earlier event of the batch is still allocated (the
+ * reaper frees it later) and has fd -1: skipped. */
+#define EVENTS_PER_WAIT 256
+static void on_io(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  sw_server_t *srv = h->data;
+  struct epoll_event evs[EVENTS_PER_WAIT];
+  int n = epoll_wait(srv->epfd, evs, EVENTS_PER_WAIT, 0);
+  for (int i = 0; i < n; i++) {
+    sw_sock_t *s = evs[i].data.ptr;
+    uint32_t e = evs[i].events;
+    if (s->fd < 0) continue;
+    /* An error or hang-up shows in the read or write that is wanted; with
+     * neither wanted nothing more can happen on the socket. */
+    if (e & (EPOLLERR | EPOLLHUP)) {
+      if (!s->ep_in && !s->ep_out) {
+        close_now(s);
+        continue;
+      }
+      e |= (s->ep_in ? EPOLLIN : 0u) | (s->ep_out ? EPOLLOUT : 0u);
+    }
+    if ((e & EPOLLOUT) && s->ep_out) on_writable(s);
+    if ((e & EPOLLIN) && s->fd >= 0) on_readable(s);
+  }
 }
 
 /* What the peer sees when a phase runs out: a request under way gets 408
@@ -1085,7 +1105,7 @@ static void expire(sw_sock_t *s, uint64_t now) {
       set_phase(s, SW_SOCK_IDLE, lim->http_idle_timeout);
       return;
     }
-    if (s->q_len || s->writing || s->tls) {
+    if (s->q_len || s->blocked || s->tls) {
       sock_close(s, true); /* the answer is still being read; or TLS: close_notify first */
       return;
     }
@@ -1147,22 +1167,34 @@ static bool admit(sw_sock_t *s) {
   return true;
 }
 
-int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
+/* TCP_NODELAY (frames are written whole, once per turn) and keep-alive
+ * after 60 s idle, as libuv's uv_tcp_nodelay and uv_tcp_keepalive set. */
+static int tcp_opts(int fd) {
+  int on = 1, idle = 60;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) ||
+      setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle))
+    return -errno;
+  return 0;
+}
+
+int sock_accept(sw_listener_t *l, int fd) {
+  sw_server_t *srv = l->srv;
   sw_sock_t *s = calloc(1, sizeof *s);
-  if (!s) return UV_ENOMEM;
+  if (!s) {
+    close(fd);
+    return UV_ENOMEM;
+  }
   s->srv = srv;
-  uv_tcp_init(srv->loop, &s->tcp);
-  s->tcp.data = s;
+  s->fd = fd;
   s->next = srv->socks;
   if (srv->socks) srv->socks->prev = s;
   srv->socks = s;
   srv->n_socks++;
-  s->metrics_only = listener != (uv_stream_t *)&srv->listener;
-  int rc = uv_accept(listener, (uv_stream_t *)&s->tcp);
-  if (rc == 0 && (srv->shutting_down || !admit(s))) rc = UV_EAGAIN;
-  if (rc < 0) {
+  s->metrics_only = l->metrics_only;
+  if (srv->shutting_down || !admit(s)) {
     close_now(s);
-    return rc;
+    return UV_EAGAIN;
   }
   list_append(s, LIST_PENDING);
   if (srv->tls_ctx && !s->metrics_only) {
@@ -1176,9 +1208,134 @@ int sock_accept(sw_server_t *srv, uv_stream_t *listener) {
   } else {
     set_phase(s, SW_SOCK_HEAD, srv->cfg->limits.http_head_timeout);
   }
-  if (s->metrics_only || !srv->accept_inherits_opts) {
-    uv_tcp_nodelay(&s->tcp, 1);
-    uv_tcp_keepalive(&s->tcp, 1, 60);
+  if (!l->inherits_opts) tcp_opts(fd); /* best effort, as before */
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
+  if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+    int rc = -errno;
+    close_now(s);
+    return rc;
   }
-  return uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+  s->ep_in = true;
+  return 0;
+}
+
+/* ---- listeners -------------------------------------------------------------
+ *
+ * libuv's uv_listen accepts only into a uv_tcp_t, so listeners are our own
+ * sockets, each watched by a uv_poll_t. A readable listener is drained up
+ * to ACCEPTS_PER_EVENT connections (level-triggered: the rest come next
+ * turn). Out of descriptors (EMFILE, ENFILE), the pending connections are
+ * accepted with the reserve descriptor and closed at once, as libuv does,
+ * so that the listener does not stay readable and spin the loop. */
+#define ACCEPTS_PER_EVENT 64
+
+static void shed_pending(sw_server_t *srv, int lfd) {
+  if (srv->reserve_fd < 0) return;
+  close(srv->reserve_fd);
+  for (int i = 0; i < ACCEPTS_PER_EVENT * 4; i++) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      break;
+    }
+    close(fd);
+  }
+  srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_listener(uv_poll_t *h, int status, int events) {
+  (void)events;
+  sw_listener_t *l = h->data;
+  const char *what = l->metrics_only ? "metrics accept" : "accept";
+  if (status < 0) {
+    log_warn("%s: %s", what, uv_strerror(status));
+    return;
+  }
+  for (int i = 0; i < ACCEPTS_PER_EVENT && l->fd >= 0; i++) {
+    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (err == EMFILE || err == ENFILE) shed_pending(l->srv, l->fd);
+      log_warn("%s: %s", what, strerror(err));
+      return;
+    }
+    int rc = sock_accept(l, fd);
+    if (rc < 0 && rc != UV_EAGAIN) log_warn("%s: %s", what, uv_strerror(rc));
+  }
+}
+
+int sock_listen(sw_server_t *srv, sw_listener_t *l, const struct sockaddr *addr, int backlog, bool metrics_only) {
+  memset(l, 0, sizeof *l);
+  l->srv = srv;
+  l->metrics_only = metrics_only;
+  l->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (l->fd < 0) return -errno;
+  int on = 1;
+  socklen_t alen = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  int rc = 0;
+  if (setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) || bind(l->fd, addr, alen) ||
+      listen(l->fd, backlog))
+    rc = -errno;
+  if (!rc) rc = uv_poll_init(srv->loop, &l->poll, l->fd);
+  if (rc) {
+    close(l->fd);
+    l->fd = -1;
+    return rc;
+  }
+  l->open = true;
+  l->poll.data = l;
+#ifdef __linux__
+  /* Accepted sockets inherit these from the listener on Linux: three
+   * setsockopt calls fewer per connection (sock_accept). */
+  l->inherits_opts = tcp_opts(l->fd) == 0;
+#endif
+  return uv_poll_start(&l->poll, UV_READABLE, on_listener);
+}
+
+int sock_listener_port(const sw_listener_t *l) {
+  struct sockaddr_storage bound;
+  socklen_t len = sizeof bound;
+  if (l->fd < 0 || getsockname(l->fd, (struct sockaddr *)&bound, &len)) return -1;
+  return ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                           : ((struct sockaddr_in *)&bound)->sin_port);
+}
+
+void sock_listener_close(sw_listener_t *l) {
+  if (!l->open) return;
+  l->open = false;
+  uv_close((uv_handle_t *)&l->poll, NULL); /* stops watching fd first */
+  close(l->fd);
+  l->fd = -1;
+}
+
+/* ---- the server's epoll ----------------------------------------------------*/
+
+int socks_io_init(sw_server_t *srv) {
+  if (srv->io_open) return 0;
+  srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (srv->epfd < 0) return -errno;
+  int rc = uv_poll_init(srv->loop, &srv->io, srv->epfd);
+  if (rc) {
+    close(srv->epfd);
+    return rc;
+  }
+  srv->io.data = srv;
+  uv_idle_init(srv->loop, &srv->reaper);
+  srv->reaper.data = srv;
+  srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  srv->io_open = true;
+  return uv_poll_start(&srv->io, UV_READABLE, on_io);
+}
+
+void socks_io_close(sw_server_t *srv) {
+  if (!srv->io_open || srv->socks || srv->dead) return;
+  srv->io_open = false;
+  uv_close((uv_handle_t *)&srv->io, NULL);
+  uv_close((uv_handle_t *)&srv->reaper, NULL);
+  close(srv->epfd);
+  srv->epfd = -1;
+  if (srv->reserve_fd >= 0) close(srv->reserve_fd);
+  srv->reserve_fd = -1;
 }

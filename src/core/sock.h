@@ -5,17 +5,23 @@
  * costs no allocation. Queuing does not write: it puts the socket on the
  * server's dirty list, and once per loop turn, before the loop waits for
  * events and so after every callback of the turn (reads, store completions,
- * timers), each dirty socket is flushed with one uv_try_write (writev) of
- * its whole queue. Only what the kernel does not take waits for POLLOUT in a
- * uv_write. So a burst of messages to many subscribers costs one system call
- * per subscriber, not one per message. The queue is bounded by
- * limits.max_outbound_bytes: past it the socket is a slow consumer and is
- * closed (the Ably connection is told why when possible).
+ * timers), each dirty socket is flushed with one writev of its whole queue.
+ * Only what the kernel does not take waits, for EPOLLOUT on the socket, and
+ * is continued when it is writable. So a burst of messages to many
+ * subscribers costs one system call per subscriber, not one per message.
+ * The queue is bounded by limits.max_outbound_bytes: past it the socket is
+ * a slow consumer and is closed (the Ably connection is told why when
+ * possible).
  *
- * Lifetime: the server owns every sock. sock_close() starts an asynchronous
- * close; memory is released in the libuv close callback once no reference
- * (sock_ref, held by pending REST publishes) remains, so callbacks never see
- * freed memory. */
+ * I/O: a socket is a plain non-blocking descriptor in the server's own
+ * epoll instance (level-triggered), which the loop watches with one
+ * uv_poll_t: no libuv handle per connection (docs/design.md, "I/O").
+ *
+ * Lifetime: the server owns every sock. sock_close() may close the
+ * descriptor at once, but memory is released in a later phase of the loop
+ * (the server's reaper), once no reference (sock_ref, held by pending REST
+ * publishes) remains, so code that closes a socket may still touch it in
+ * the same call and callbacks never see freed memory. */
 #ifndef SW_CORE_SOCK_H
 #define SW_CORE_SOCK_H
 
@@ -28,6 +34,8 @@
 
 typedef struct sw_server sw_server_t;
 typedef struct sw_conn sw_conn_t;
+typedef struct sw_listener sw_listener_t;
+struct sockaddr;
 
 
 /* What a socket is waiting for; each phase but LIVE has a deadline (the
@@ -43,20 +51,18 @@ typedef enum {
 } sw_sock_phase_t;
 
 /* An idle authenticated connection is mostly this struct, so it is kept
- * small: no write request (taken from the server only while a write waits
- * for POLLOUT), no output ring while nothing is queued, no input buffer
+ * small: no libuv handle (a descriptor in the server's epoll), no output ring while nothing is queued, no input buffer
  * until a read ends mid-request or mid-frame, no reassembly state unless a
  * message is fragmented, flags in bits, and fields ordered so that there are
  * no holes. */
 typedef struct sw_sock {
-  uv_tcp_t tcp;
   sw_server_t *srv;
   struct sw_sock *prev, *next; /* server's list */
   /* In the server's dirty list (output queued, not yet flushed) while
    * dirty_pprev is set: it points at the link that points here. */
   struct sw_sock *dirty_next, **dirty_pprev;
-  /* In srv->pending or srv->closing (see `list`), or in neither (LIVE, or
-   * its handle closing). */
+  /* In srv->pending or srv->closing (see `list`), or in neither (LIVE);
+   * once closed, list_next links srv->dead. */
   struct sw_sock *list_prev, *list_next;
   struct sw_peer *peer; /* the per-address count this socket is in, or NULL */
   sw_conn_t *conn;   /* the Ably connection on this transport, or NULL */
@@ -72,6 +78,7 @@ typedef struct sw_sock {
   uint32_t q_head, q_len; /* the bound keeps a ring far below 2^32 frames */
   uint32_t head_off; /* bytes of q[q_head] already written (a frame's len is 32-bit) */
   unsigned refs;
+  int fd;              /* the socket; -1 once closed */
   uint64_t deadline;   /* loop ms at which the phase ends (not LIVE) */
   uint32_t discarded;  /* input bytes dropped while closing (saturates) */
   uint8_t q_log2;      /* the ring holds 1 << q_log2 frames (while q is set) */
@@ -88,9 +95,10 @@ typedef struct sw_sock {
   bool closing : 1;      /* sock_close called */
   bool close_after_flush : 1;
   bool overflowed : 1;   /* the outbound bound was hit */
-  bool handle_closed : 1;
-  bool writing : 1;      /* a uv_write waits for POLLOUT: it continues the queue */
-  bool n_inflight : 1;   /* frames (0 or 1) covered by that uv_write: q[q_head] (TLS: none) */
+  bool reaped : 1;       /* closed and off the server's lists: freed once refs is 0 */
+  bool blocked : 1;      /* the kernel took less than offered: output waits for EPOLLOUT */
+  bool no_input : 1;     /* reading stopped (the peer shut its side while we write) */
+  bool ep_in : 1, ep_out : 1; /* the events the fd is registered for in srv->epfd */
   bool drain_wanted : 1; /* a paced producer (a replay) waits for q_bytes < sock_low_water */
   bool metrics_only : 1; /* accepted by the metrics listener (root/health.c) */
   bool req_started : 1;  /* HEAD: bytes of the awaited request have arrived */
@@ -100,8 +108,23 @@ typedef struct sw_sock {
   sw_ws_msg_asm_t *wsasm;
 } sw_sock_t;
 
-/* Accepts a pending connection on the listener; 0 or negative uv error. */
-int sock_accept(sw_server_t *srv, uv_stream_t *listener);
+/* The server's socket I/O (the epoll instance, its uv_poll_t, the reaper);
+ * 0 or a negative errno. socks_io_close closes them once no socket is
+ * left (shutdown; the reaper calls it again as the last ones go). */
+int socks_io_init(sw_server_t *srv);
+void socks_io_close(sw_server_t *srv);
+
+/* Opens a listener on addr (SO_REUSEADDR; TCP_NODELAY and keep-alive for
+ * its sockets to inherit) watched by the loop; 0 or a negative errno. Its
+ * connections are accepted into srv's epoll. The port it is bound to:
+ * sock_listener_port. */
+int sock_listen(sw_server_t *srv, sw_listener_t *l, const struct sockaddr *addr, int backlog, bool metrics_only);
+int sock_listener_port(const sw_listener_t *l);
+void sock_listener_close(sw_listener_t *l);
+
+/* Takes fd, just accepted on l: 0, or a negative errno (UV_EAGAIN: refused
+ * by the budgets or at shutdown; fd is closed). */
+int sock_accept(sw_listener_t *l, int fd);
 
 /* Queues a reference to f (the caller keeps its own). Returns 0, or -1 when
  * the socket is closing or its queue is over the bound (the socket is then
@@ -153,7 +176,7 @@ void socks_hold_flush(sw_server_t *srv);
 /* Flushes every dirty socket now and closes the flush handle: for shutdown,
  * after the last words to every client are queued. */
 void socks_flush_close(sw_server_t *srv);
-/* Frees the spare write requests (after the loop has ended). */
+/* Frees the spare output rings (after the loop has ended). */
 void socks_free_spares(sw_server_t *srv);
 
 /* The client's address as text (46 bytes): the TCP peer's, or the one a

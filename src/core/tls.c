@@ -133,7 +133,6 @@ void tls_free(sw_tls_t *t) {
   if (!t) return;
   SSL_free(t->ssl);
   buf_free(&t->out);
-  free(t->inflight);
   free(t);
 }
 

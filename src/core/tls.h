@@ -1,6 +1,6 @@
 /* tls.h: TLS on the listener (OpenSSL 3), under the HTTP and WebSocket code.
  *
- * libuv keeps owning the socket: OpenSSL never sees it. Each TLS socket has
+ * The socket layer keeps owning the socket: OpenSSL never sees it. Each TLS socket has
  * an SSL object whose one BIO (a custom source/sink, not a BIO_s_mem pair)
  * reads the ciphertext the socket layer just received, straight from the
  * shared read buffer, and appends what OpenSSL writes to `out`, which the
@@ -32,7 +32,6 @@ typedef struct sw_tls {
   size_t in_len;
   sw_buf_t out;      /* ciphertext to write; out.data + out_off onwards */
   size_t out_off;
-  uint8_t *inflight; /* the buffer a uv_write is writing from; freed once it completes */
   bool ready;        /* handshake complete */
   bool failed;       /* a fatal error: nothing more is encrypted */
   bool shut;         /* close_notify queued */

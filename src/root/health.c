@@ -38,8 +38,7 @@ typedef struct ready_waiter {
 
 typedef struct sw_health {
   sw_server_t *srv;
-  uv_tcp_t listener;
-  bool listener_init; /* uv_tcp_init done: must be closed */
+  sw_listener_t listener; /* core/sock.c: its sockets are metrics_only */
   int64_t started_ms; /* wall clock at start: switchboard_start_time_seconds */
   /* /readyz, FIFO: deadlines are in arrival order. */
   ready_waiter_t *waiters, **waiters_tail;
@@ -320,18 +319,6 @@ bool health_route(sw_sock_t *s, const sw_http_req_t *req) {
 
 /* ------------------------------------------------------------- lifecycle */
 
-static void on_metrics_connection(uv_stream_t *listener, int status) {
-  sw_server_t *srv = listener->data;
-  if (status < 0) {
-    log_warn("metrics accept: %s", uv_strerror(status));
-    return;
-  }
-  /* sock_accept marks a socket from any listener but the main one as
-   * metrics_only. */
-  int rc = sock_accept(srv, listener);
-  if (rc < 0 && rc != UV_EAGAIN) log_warn("metrics accept: %s", uv_strerror(rc));
-}
-
 static int listen_metrics(sw_server_t *srv, sw_health_t *h) {
   const sw_config_t *cfg = srv->cfg;
   struct sockaddr_storage addr;
@@ -340,21 +327,13 @@ static int listen_metrics(sw_server_t *srv, sw_health_t *h) {
     fprintf(stderr, "switchboard: bad metrics listen address %s\n", cfg->metrics_host);
     return -1;
   }
-  uv_tcp_init(srv->loop, &h->listener);
-  h->listener_init = true;
-  h->listener.data = srv;
-  int rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&addr, 0);
-  if (!rc) rc = uv_listen((uv_stream_t *)&h->listener, 128, on_metrics_connection);
+  int rc = sock_listen(srv, &h->listener, (struct sockaddr *)&addr, 128, true);
   if (rc) {
     fprintf(stderr, "switchboard: cannot listen for metrics on %s:%d: %s\n", cfg->metrics_host, cfg->metrics_port,
             uv_strerror(rc));
     return -1;
   }
-  struct sockaddr_storage bound;
-  int len = sizeof bound;
-  uv_tcp_getsockname(&h->listener, (struct sockaddr *)&bound, &len);
-  int port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                               : ((struct sockaddr_in *)&bound)->sin_port);
+  int port = sock_listener_port(&h->listener);
   bool v6 = strchr(cfg->metrics_host, ':') != NULL;
   printf("metrics on http://%s%s%s:%d/metrics\n", v6 ? "[" : "", cfg->metrics_host, v6 ? "]" : "", port);
   return 0;
@@ -372,8 +351,7 @@ int health_start(sw_server_t *srv) {
 
 void health_close(sw_server_t *srv) {
   sw_health_t *h = srv->health;
-  if (h && h->listener_init && !uv_is_closing((uv_handle_t *)&h->listener))
-    uv_close((uv_handle_t *)&h->listener, NULL);
+  if (h) sock_listener_close(&h->listener);
 }
 
 void health_free(sw_server_t *srv) {
