@@ -347,8 +347,12 @@ void sock_close(sw_sock_t *s, bool after_flush) {
 
 void sock_ref(sw_sock_t *s) { s->refs++; }
 
+static void resume_later(sw_sock_t *s);
+
 void sock_unref(sw_sock_t *s) {
-  if (--s->refs == 0 && s->reaped) sock_free(s);
+  if (--s->refs) return;
+  if (s->reaped) sock_free(s);
+  else if (s->held_req) resume_later(s);
 }
 
 size_t sock_low_water(const sw_sock_t *s) {
@@ -550,12 +554,15 @@ static void flush_tls(sw_sock_t *s) {
  * queued by a timer would wait until epoll returned, up to a tick.)
  * Flushing can close a socket, which may queue output on others: they join
  * the list and are flushed in the same pass. */
+static void resume_pipelined(sw_sock_t *s);
+
 static void flush_all(sw_server_t *srv) {
   sw_sock_t *s;
   srv->flush_hold = srv->flush_held = false;
   uv_timer_stop(&srv->hold_timer);
   while ((s = srv->dirty)) {
     dirty_unlink(s);
+    if (s->resume_in) resume_pipelined(s);
     flush(s);
     /* A replay may queue more: s joins the list again, same pass. */
     if (s->drain_wanted) drained(s);
@@ -597,6 +604,27 @@ static void mark_dirty(sw_sock_t *s) {
     flush(s);
     return;
   }
+  s->dirty_next = NULL;
+  s->dirty_pprev = srv->dirty_tail;
+  *srv->dirty_tail = s;
+  srv->dirty_tail = &s->dirty_next;
+  uv_prepare_start(&srv->flush, on_flush);
+}
+
+/* The request a socket's pipelined input waited behind has been answered
+ * (its last reference went, inside whoever answered): reading resumes, and
+ * the waiting requests are handled from the next flush, not from inside
+ * that caller. The socket joins the dirty list even while blocked: flush()
+ * skips a blocked socket, and its queue then continues from on_writable. */
+static void resume_later(sw_sock_t *s) {
+  s->held_req = false;
+  if (s->fd < 0 || s->closing) return;
+  s->no_input = false;
+  if (!ep_sync(s)) return;
+  if (!s->in || !s->in->len) return;
+  sw_server_t *srv = s->srv;
+  s->resume_in = true;
+  if (s->dirty_pprev || !srv->flush_open) return; /* at shutdown nothing more is answered */
   s->dirty_next = NULL;
   s->dirty_pprev = srv->dirty_tail;
   *srv->dirty_tail = s;
@@ -895,11 +923,37 @@ static size_t process(sw_sock_t *s, uint8_t *data, size_t len) {
       return len;
     }
     if (s->via_proxy) forwarded(s, &req);
+    unsigned refs = s->refs;
     server_on_request(s, &req);
     pos += (size_t)r;
+    if (!s->is_ws && !s->closing && s->refs > refs) {
+      /* Answered later: what follows waits for that answer (held_req). */
+      s->held_req = true;
+      s->no_input = true;
+      after_request(s, false);
+      ep_sync(s);
+      break;
+    }
     after_request(s, pos < len);
   }
   return s->closing ? len : pos;
+}
+
+/* The pipelined requests a socket kept in `in` while one before them was
+ * answered later (held_req), from the flush once that answer is queued. */
+static void resume_pipelined(sw_sock_t *s) {
+  s->resume_in = false;
+  if (s->fd < 0 || s->closing || s->held_req || !s->in) return;
+  if (s->phase == SW_SOCK_IDLE) set_phase(s, SW_SOCK_HEAD, s->srv->cfg->limits.http_head_timeout);
+  s->req_started = true;
+  size_t used = process(s, s->in->data, s->in->len);
+  if (s->fd < 0 || !s->in) return;
+  buf_consume(s->in, used);
+  if (!s->in->len) {
+    buf_free(s->in);
+    free(s->in);
+    s->in = NULL;
+  }
 }
 
 /* Input of a closing socket is read and dropped (a lingering close), up to
@@ -913,6 +967,12 @@ static void discard(sw_sock_t *s, size_t n) {
 /* Plaintext received: requests or frames, after what an earlier read left
  * incomplete in s->in. */
 static void on_plain(sw_sock_t *s, uint8_t *data, size_t len) {
+  if (s->held_req) {
+    /* Behind a request answered later; reading has stopped, so this is
+     * at most what one read already decrypted (TLS). */
+    if ((!s->in && !(s->in = calloc(1, sizeof *s->in))) || buf_append(s->in, data, len)) close_now(s);
+    return;
+  }
   if (!s->is_ws) {
     /* The first bytes of the next keep-alive request start its head's deadline. */
     if (s->phase == SW_SOCK_IDLE) set_phase(s, SW_SOCK_HEAD, s->srv->cfg->limits.http_head_timeout);

@@ -103,6 +103,12 @@ typedef struct sw_sock {
   bool metrics_only : 1; /* accepted by the metrics listener (root/health.c) */
   bool req_started : 1;  /* HEAD: bytes of the awaited request have arrived */
   bool peer_eof : 1;     /* the peer shut its side while our last words were queued */
+  /* HTTP/1.1 answers pipelined requests in order (RFC 9112, 9.3.2): while
+   * a request is answered later (its handler holds a sock_ref: storage,
+   * Redis), the requests behind it wait unparsed in `in` and reading
+   * stops; the last sock_unref resumes them (resume_in: from the flush). */
+  bool held_req : 1;
+  bool resume_in : 1;
   /* A fragmented WebSocket message being reassembled (malloc'd while one
    * is, freed once it is complete), or NULL: most clients never fragment. */
   sw_ws_msg_asm_t *wsasm;

@@ -202,6 +202,35 @@ test('RSC ably REST client keeps working across idle keep-alive closes', async (
   assert.equal(page.items.length, 3);
 });
 
+test('RFC 9112 §9.3.2: pipelined requests are answered in order, a publish that waits for storage before the GET behind it', async () => {
+  const c = raw(env.server);
+  await c.connected;
+  const ch = uniqueChannel('pipelined');
+  const auth = `Basic ${Buffer.from(key()).toString('base64')}`;
+  const host = `Host: ${env.server.host}:${env.server.port}\r\nAuthorization: ${auth}\r\n`;
+  const body = JSON.stringify({ name: 'p1', data: 'x' });
+  // One write: a publish (answered once committed), /time (answered at once), a history read (storage again), /time.
+  c.write(
+    `POST /channels/${ch}/messages HTTP/1.1\r\n${host}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+      `GET /time HTTP/1.1\r\n${host}\r\n` +
+      `GET /channels/${ch}/messages HTTP/1.1\r\n${host}\r\n` +
+      `GET /time HTTP/1.1\r\n${host}Connection: close\r\n\r\n`,
+  );
+  await withTimeout(c.closed, 15000, 'the server to answer all four and close');
+  const got = [];
+  let text = c.text();
+  while (text.length) {
+    const r = parseResponse(text);
+    got.push(r);
+    text = r.rest;
+  }
+  assert.deepEqual(got.map((r) => r.status), [201, 200, 200, 200], got.map((r) => r.body).join('\n'));
+  assert.ok(JSON.parse(got[0].body).serials, `first: the publish's answer (${got[0].body})`);
+  assert.ok(Array.isArray(JSON.parse(got[1].body)) && typeof JSON.parse(got[1].body)[0] === 'number', `second: /time (${got[1].body})`);
+  assert.deepEqual(JSON.parse(got[2].body).map((m) => m.name), ['p1'], 'third: the history, with the publish before it');
+  assert.equal(typeof JSON.parse(got[3].body)[0], 'number', 'fourth: /time');
+});
+
 test('an upgraded WebSocket that is not bound to an Ably connection is refused and closed', async () => {
   const c = raw(env.server);
   await c.connected;
