@@ -166,7 +166,7 @@ typedef struct sq_backend {
   bool trunc_left; /* log rows no tail needs are left to delete */
   /* Writer statements. */
   sqlite3_stmt *begin, *commit, *rollback;
-  sqlite3_stmt *cid_get, *cid_ins;
+  sqlite3_stmt *cid_get, *cid_ins, *seq_fast;
   sqlite3_stmt *ins_clash, *ins, *ver_clash, *ver_upd, *ver_chk, *ver_ins, *ann_ins, *seq_up;
   sqlite3_stmt *keep_vdel, *keep_del, *exp_due, *exp_walk, *exp_vdel, *exp_del, *exp_mark, *del_app_vers, *del_app_msgs, *del_app_seq;
   sqlite3_stmt *kv_set, *kv_del;
@@ -812,16 +812,21 @@ static int apply_annotation(sq_backend_t *b, const sw_store_rec_t *r) {
  * MIGRATE_V7). */
 static int raise_channel_seq(sq_backend_t *b, const char *app, const char *channel, int64_t vseq,
                              const struct chan_agg *e) {
-  sqlite3_stmt *st = b->seq_up;
   bool exp = e && e->exp_min != 0;
-  bind_text(st, 1, app);
-  bind_text(st, 2, channel);
-  sqlite3_bind_int64(st, 3, vseq);
-  sqlite3_bind_int64(st, 4, exp ? e->exp_min : 0);
-  sqlite3_bind_int64(st, 5, exp ? e->exp_from : 0);
-  sqlite3_bind_int64(st, 6, exp ? e->exp_max : 0);
-  sqlite3_bind_int64(st, 7, exp && e->exp_unsorted);
-  return exec_stmt(b->w, st);
+  /* seq_fast first, then seq_up if it matched no row (same parameters). */
+  for (int k = 0; k < 2; k++) {
+    sqlite3_stmt *st = k == 0 ? b->seq_fast : b->seq_up;
+    bind_text(st, 1, app);
+    bind_text(st, 2, channel);
+    sqlite3_bind_int64(st, 3, vseq);
+    sqlite3_bind_int64(st, 4, exp ? e->exp_min : 0);
+    sqlite3_bind_int64(st, 5, exp ? e->exp_from : 0);
+    sqlite3_bind_int64(st, 6, exp ? e->exp_max : 0);
+    sqlite3_bind_int64(st, 7, exp && e->exp_unsorted);
+    int rc = exec_stmt(b->w, st);
+    if (rc || (k == 0 && sqlite3_changes(b->w) > 0)) return rc;
+  }
+  return 0;
 }
 
 /* ---- A batch's channels: each one's totals, so that channel_seq and count
@@ -1974,7 +1979,7 @@ static void sq_close(sw_backend_t *be) {
       b->sp_fold,   b->sp_undo,      b->sp_release,   b->exp_ins,     b->exp_expired, b->exp_prune,
       b->hist_fwd,     b->hist_bwd,    b->histv_fwd, b->histv_bwd,
       b->last_seq,  b->find_id,      b->get,          b->vers_fwd,    b->vers_bwd,  b->kv_list,
-      b->exp_get,   b->ann_ins,      b->ann_fwd,      b->ann_bwd,     b->cid_get,   b->cid_ins};
+      b->exp_get,   b->ann_ins,      b->ann_fwd,      b->ann_bwd,     b->cid_get,   b->cid_ins,   b->seq_fast};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
   for (size_t i = 0; i <= INS_MANY_LOG; i++) {
     sqlite3_finalize(b->ins_many[i]);
@@ -2114,6 +2119,17 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
                    "  WHEN exp_next = 0 THEN excluded.exp_unsorted "
                    "  ELSE (exp_unsorted OR excluded.exp_unsorted OR excluded.exp_next < exp_max "
                    "        OR excluded.exp_from <= last_seq) END"},
+      /* seq_up's common case as a plain UPDATE: a batch whose expiring
+       * records (if any) leave exp_next, exp_from and exp_unsorted as they
+       * are (they come after the stored ones, in order, as a live
+       * channel's do), so only last_seq and exp_max change: no insert
+       * attempt and conflict, and no rewrite of the channel_seq_expiry
+       * entry (exp_next is not SET). Measured: 16.7k -> 9.6k
+       * instructions per channel and batch, 11.7k -> 10.7k per message in
+       * sq_write_batch (64 per batch on 8 channels). */
+      {&b->seq_fast, "UPDATE channel_seq SET last_seq = max(last_seq, ?3), exp_max = max(exp_max, ?6) "
+                     "WHERE app = ?1 AND channel = ?2 AND (?4 = 0 OR (exp_next != 0 AND exp_next <= ?4 AND "
+                     "exp_from <= ?5 AND (exp_unsorted OR (?7 = 0 AND ?4 >= exp_max AND ?5 > last_seq))))"},
       {&b->keep_vdel, "DELETE FROM versions WHERE app = ?1 AND channel = ?2 AND seq <= " KEEP_TOP},
       {&b->keep_del, "DELETE FROM messages WHERE cid = " CID " AND seq <= " KEEP_TOP},
       {&b->exp_due, "SELECT app, channel, exp_from, exp_unsorted FROM channel_seq "

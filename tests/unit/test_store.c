@@ -583,6 +583,29 @@ static void test_expiry_out_of_order(void **state) {
 /* More channels due than one prune transaction takes (2000 messages, and
  * a channel counts at least one): the prune goes on in further
  * transactions until every one is swept. */
+/* A message stored after others (its own batch) whose expiry is not after
+ * theirs, though it comes after the channel's earliest (so the merge keeps
+ * exp_next and exp_from): the channel is no longer sorted, and a prune
+ * deletes it when due although an earlier one is kept. m1: by expiry (its
+ * seq is the highest); m2: by seq (below the highest stored). */
+static void test_expiry_marks_merge(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "m1", 1, 1, 1000, 0);
+  fill(fx, "a", "m1", 2, 2, 5000, 0);
+  fill(fx, "a", "m1", 3, 3, 3000, 0);
+  fill(fx, "a", "m2", 1, 1, 1000, 0);
+  fill(fx, "a", "m2", 3, 3, 2000, 0);
+  fill(fx, "a", "m2", 2, 2, 3000, 0);
+  uint64_t base = pruned_after(fx, 0);
+  assert_int_equal(pruned_after(fx, 2000), base + 3); /* m1 1; m2 1, 3 */
+  sw_history_q_t q = q_all("a", "m2");
+  expect_seqs(fx, &q, SEQS(2));
+  assert_int_equal(pruned_after(fx, 3000), base + 5); /* m1 3; m2 2 */
+  expect_seqs(fx, &q, NULL, 0);
+  q = q_all("a", "m1");
+  expect_seqs(fx, &q, SEQS(2));
+}
+
 static void test_prune_many_channels(void **state) {
   fx_t *fx = *state;
   enum { NCH = 2100, PER = 64 };
@@ -2535,6 +2558,7 @@ int main(void) {
       BOTH(test_expiry_and_prune),
       BOTH(test_prune_many_chunks),
       BOTH(test_expiry_out_of_order),
+      BOTH(test_expiry_marks_merge),
       BOTH(test_prune_many_channels),
       BOTH(test_count_retention),
       BOTH(test_last_seq_monotonic),
