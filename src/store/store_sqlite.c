@@ -11,23 +11,24 @@
  * Each connection is used by one thread at a time, so both are opened with
  * SQLITE_OPEN_NOMUTEX. Statements are prepared once per connection.
  *
- * Schema (user_version 7; a new file is created as version 1 and migrated,
+ * Schema (user_version 8; a new file is created as version 1 and migrated,
  * so a fresh file and an upgraded one are identical):
- *  messages: one row per message holding its head; WITHOUT ROWID, clustered
- *    on (app, channel, seq), so a history page is one range scan of adjacent
- *    b-tree pages and inserts of a live channel append at the right edge of
- *    its range. Rows larger than ~1 KB spill to overflow pages, which costs
- *    the same extra page reads a rowid table would need for its separate
- *    (app, channel, seq) index lookup. vseq (v2) is the serial of the head's
+ *  channels (v8): an integer id per (app, channel) with messages, never
+ *    deleted; the commit thread caches them (channel_id).
+ *  messages: one row per message holding its head, a rowid table (v8; see
+ *    MIGRATE_V8) naming its channel by cid; messages_seq, UNIQUE (cid,
+ *    seq), orders a channel's messages: a history page is a range scan of
+ *    it. Statements name the channel by the CID subquery, one probe of
+ *    channels per statement run. vseq (v2) is the serial of the head's
  *    latest version (= seq without versions).
  *  (v7: no other index holds every message; find_by_id scans the channel
  *  and expiry is found from channel_seq's marks, see MIGRATE_V7.)
- *  messages_vseq (v2): UNIQUE (app, channel, vseq), partial: only the heads
+ *  messages_vseq (v2): UNIQUE (cid, vseq), partial: only the heads
  *    a version changed (vseq != seq). A full index would cost every INSERT a
- *    second b-tree write (measured: -40% publish throughput); a head never
- *    updated is already in vseq order in the primary key (vseq == seq). So
+ *    third b-tree write (measured: -40% publish throughput); a head never
+ *    updated is already in vseq order in messages_seq (vseq == seq). So
  *    history by vseq (replay of the heads changed after a serial) is a merge
- *    of two ordered range scans, the primary key for the heads never updated
+ *    of two ordered range scans, messages_seq for the heads never updated
  *    and this index for the others; explicit checks keep the heads' vseqs
  *    unique across both, so paging on vseq cannot skip a row.
  *  versions (v2): the version events, clustered on (app, channel, vseq);
@@ -75,7 +76,7 @@
 #include "store/tails.h"
 #include "util/log.h"
 
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 /* When a message's logged appends are folded into its head: once the
  * message has had no append for FOLD_QUIET_MS (a finished stream: the
  * common case, and then one fold per message), or once FOLD_MAX_EVENTS
@@ -121,6 +122,23 @@ typedef struct chan_aggs {
   size_t nslot;   /* a power of two, at least twice cap */
 } chan_aggs_t;
 
+/* Commit thread: channels.id by (app, channel) (v8), an open-addressing
+ * table that is only ever emptied as a whole: when it reaches
+ * CID_CACHE_MAX entries (a bound on its memory, ~64 bytes an entry plus
+ * the names) and when a transaction that added channels rows rolls back. */
+typedef struct cid_ent {
+  uint64_t hash;
+  char *app, *channel; /* one allocation, app's copy then channel's; NULL: free slot */
+  int64_t id;
+} cid_ent_t;
+
+typedef struct cid_cache {
+  cid_ent_t *v;
+  size_t n, cap; /* cap: 0 or a power of two, at least 2n */
+} cid_cache_t;
+
+#define CID_CACHE_MAX 65536
+
 typedef struct sq_backend {
   sw_backend_t base;
   sqlite3 *w; /* commit thread */
@@ -138,6 +156,8 @@ typedef struct sq_backend {
   sw_checkpointer_t ckpt; /* the writer's WAL checkpoints, on a thread */
   sq_cloud_t *cloud;      /* Assistant Cloud statements (cloud_sqlite.c) */
   chan_aggs_t aggs;       /* commit thread: the channels of the batch being written */
+  cid_cache_t cids;       /* commit thread: channel ids */
+  bool cids_new;          /* the open transaction added channels rows */
   /* Commit thread: no tail is due before next_fold_ms, unless fold_now
    * (a tail reached FOLD_MAX_EVENTS). Saves a scan of every tail after
    * every batch. */
@@ -146,6 +166,7 @@ typedef struct sq_backend {
   bool trunc_left; /* log rows no tail needs are left to delete */
   /* Writer statements. */
   sqlite3_stmt *begin, *commit, *rollback;
+  sqlite3_stmt *cid_get, *cid_ins, *seq_fast;
   sqlite3_stmt *ins_clash, *ins, *ver_clash, *ver_upd, *ver_chk, *ver_ins, *ann_ins, *seq_up;
   sqlite3_stmt *keep_vdel, *keep_del, *exp_due, *exp_walk, *exp_vdel, *exp_del, *exp_mark, *del_app_vers, *del_app_msgs, *del_app_seq;
   sqlite3_stmt *kv_set, *kv_del;
@@ -260,6 +281,36 @@ static const char MIGRATE_V7[] =
     "CREATE INDEX channel_seq_expiry ON channel_seq(exp_next) WHERE exp_next != 0;"
     "PRAGMA user_version = 7;";
 
+/* 7 -> 8: messages becomes a rowid table keyed by an interned channel id
+ * (channels), with (cid, seq) in a UNIQUE index, messages_seq. In the
+ * WITHOUT ROWID table clustered on (app, channel, seq), the whole rows
+ * (~285 bytes with the app and channel names) sat in the leaves of a tree
+ * whose right edges, one per live channel, split as they filled: 43 WAL
+ * frames per commit of 64 messages on 8 channels. Now the rows append at
+ * the one right edge of the rowid tree and each channel's right edge is
+ * in messages_seq, whose entries are ~12 bytes (measured: 20 frames and
+ * -25% instructions per message). A history page is a range scan of
+ * messages_seq plus a rowid lookup per row (rows of a channel published
+ * together are adjacent in rowid order anyway). channels rows are never
+ * deleted (delete_app leaves them: an id costs ~40 bytes), so the commit
+ * thread can cache them (channel_id). Copied in the old primary key's
+ * order, so the channels' ids and the rowids follow it. */
+static const char MIGRATE_V8[] =
+    "CREATE TABLE channels("
+    "  id INTEGER PRIMARY KEY, app TEXT NOT NULL, channel TEXT NOT NULL, UNIQUE(app, channel));"
+    "INSERT INTO channels(app, channel) SELECT app, channel FROM messages GROUP BY app, channel;"
+    "CREATE TABLE messages8("
+    "  cid INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, msg_id TEXT,"
+    "  expires_at INTEGER NOT NULL DEFAULT 0, blob BLOB NOT NULL, vseq INTEGER NOT NULL);"
+    "INSERT INTO messages8(cid, seq, ts, msg_id, expires_at, blob, vseq) "
+    "  SELECT c.id, m.seq, m.ts, m.msg_id, m.expires_at, m.blob, m.vseq FROM messages m "
+    "  JOIN channels c ON c.app = m.app AND c.channel = m.channel ORDER BY m.app, m.channel, m.seq;"
+    "DROP TABLE messages;" /* and messages_vseq with it */
+    "ALTER TABLE messages8 RENAME TO messages;"
+    "CREATE UNIQUE INDEX messages_seq ON messages(cid, seq);"
+    "CREATE UNIQUE INDEX messages_vseq ON messages(cid, vseq) WHERE vseq != seq;"
+    "PRAGMA user_version = 8;";
+
 /* Maps an SQLite result code to a negative errno. For OS-level failures the
  * underlying errno (disk full, permission...) is more useful than -EIO. */
 static int sq_err(sqlite3 *db, int rc) {
@@ -330,28 +381,101 @@ static void bind_blob(sqlite3_stmt *st, int i, const uint8_t *p, size_t len) {
   sqlite3_bind_blob64(st, i, p ? (const void *)p : (const void *)"", len, SQLITE_STATIC);
 }
 
+static uint64_t chan_hash(const char *app, const char *channel);
+
+static void cids_clear(cid_cache_t *c) {
+  for (size_t i = 0; i < c->cap; i++) free(c->v[i].app);
+  free(c->v);
+  *c = (cid_cache_t){0};
+}
+
+/* The slot of (app, channel): its entry, or the free slot where it goes. */
+static cid_ent_t *cids_slot(const cid_cache_t *c, uint64_t h, const char *app, const char *channel) {
+  size_t mask = c->cap - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    cid_ent_t *e = &c->v[i];
+    if (!e->app || (e->hash == h && strcmp(e->app, app) == 0 && strcmp(e->channel, channel) == 0)) return e;
+  }
+}
+
+/* Adds an entry (not present). Only a cache: -ENOMEM leaves it out. */
+static int cids_add(cid_cache_t *c, uint64_t h, const char *app, const char *channel, int64_t id) {
+  if (c->n >= CID_CACHE_MAX) cids_clear(c);
+  if (2 * (c->n + 1) > c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 256;
+    cid_cache_t g = {.v = calloc(cap, sizeof(cid_ent_t)), .n = c->n, .cap = cap};
+    if (!g.v) return -ENOMEM;
+    for (size_t i = 0; i < c->cap; i++)
+      if (c->v[i].app) *cids_slot(&g, c->v[i].hash, c->v[i].app, c->v[i].channel) = c->v[i];
+    free(c->v);
+    *c = g;
+  }
+  size_t la = strlen(app) + 1, lc = strlen(channel) + 1;
+  char *p = malloc(la + lc);
+  if (!p) return -ENOMEM;
+  memcpy(p, app, la);
+  memcpy(p + la, channel, lc);
+  *cids_slot(c, h, app, channel) = (cid_ent_t){.hash = h, .app = p, .channel = p + la, .id = id};
+  c->n++;
+  return 0;
+}
+
+/* The id of r's channel in channels (v8), added if new (in the open
+ * transaction: b->cids_new tells a rollback to drop the cache). */
+static int channel_id(sq_backend_t *b, const sw_store_rec_t *r, int64_t *id) {
+  if (!r->app_id || !r->channel) return -EINVAL;
+  uint64_t h = chan_hash(r->app_id, r->channel);
+  if (b->cids.cap) {
+    const cid_ent_t *e = cids_slot(&b->cids, h, r->app_id, r->channel);
+    if (e->app) {
+      *id = e->id;
+      return 0;
+    }
+  }
+  sqlite3_stmt *st = b->cid_get;
+  bind_text(st, 1, r->app_id);
+  bind_text(st, 2, r->channel);
+  int s = sqlite3_step(st);
+  if (s == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  if (s == SQLITE_DONE) {
+    st = b->cid_ins;
+    bind_text(st, 1, r->app_id);
+    bind_text(st, 2, r->channel);
+    int rc = exec_stmt(b->w, st);
+    if (rc) return rc;
+    *id = sqlite3_last_insert_rowid(b->w);
+    b->cids_new = true;
+  } else if (s != SQLITE_ROW) {
+    return sq_err(b->w, s);
+  }
+  cids_add(&b->cids, h, r->app_id, r->channel, *id);
+  return 0;
+}
+
 static int insert_message(sq_backend_t *b, const sw_store_rec_t *r) {
+  int64_t cid;
+  int rc = channel_id(b, r, &cid);
+  if (rc) return rc;
   sqlite3_stmt *st;
   if (b->versions_maybe) {
     /* seq must not be the vseq of an updated head: a probe of the partial
      * index, which holds only those heads. */
     st = b->ins_clash;
-    bind_text(st, 1, r->app_id);
-    bind_text(st, 2, r->channel);
-    sqlite3_bind_int64(st, 3, r->seq);
+    sqlite3_bind_int64(st, 1, cid);
+    sqlite3_bind_int64(st, 2, r->seq);
     int s = sqlite3_step(st);
     sqlite3_reset(st);
     if (s == SQLITE_ROW) return -EEXIST;
     if (s != SQLITE_DONE) return sq_err(b->w, s);
   }
   st = b->ins;
-  bind_text(st, 1, r->app_id);
-  bind_text(st, 2, r->channel);
-  sqlite3_bind_int64(st, 3, r->seq);
-  sqlite3_bind_int64(st, 4, r->timestamp);
-  bind_text(st, 5, r->msg_id);
-  sqlite3_bind_int64(st, 6, r->expires_at);
-  bind_blob(st, 7, r->blob, r->blob_len);
+  sqlite3_bind_int64(st, 1, cid);
+  sqlite3_bind_int64(st, 2, r->seq);
+  sqlite3_bind_int64(st, 3, r->timestamp);
+  bind_text(st, 4, r->msg_id);
+  sqlite3_bind_int64(st, 5, r->expires_at);
+  bind_blob(st, 6, r->blob, r->blob_len);
   return exec_stmt(b->w, st); /* -EEXIST: the seq is stored */
 }
 
@@ -378,12 +502,12 @@ static int insert_many(sq_backend_t *b, const sw_store_rec_t *recs, size_t *n) {
   sqlite3_stmt *st = b->ins_many[k];
   if (!st) {
     sw_buf_t sql = {0};
-    int rc = buf_append_str(&sql, "INSERT OR ROLLBACK INTO messages(app, channel, seq, ts, msg_id, expires_at, blob, "
+    int rc = buf_append_str(&sql, "INSERT OR ROLLBACK INTO messages(cid, seq, ts, msg_id, expires_at, blob, "
                                   "vseq) VALUES");
     for (size_t j = 0; j < rows && rc == 0; j++) {
-      int p = (int)(7 * j);
-      rc = buf_printf(&sql, "%s(?%d,?%d,?%d,?%d,?%d,?%d,?%d,?%d)", j ? "," : "", p + 1, p + 2, p + 3, p + 4, p + 5,
-                      p + 6, p + 7, p + 3);
+      int p = (int)(6 * j);
+      rc = buf_printf(&sql, "%s(?%d,?%d,?%d,?%d,?%d,?%d,?%d)", j ? "," : "", p + 1, p + 2, p + 3, p + 4, p + 5,
+                      p + 6, p + 2);
     }
     if (rc == 0) rc = buf_append_byte(&sql, 0);
     if (rc == 0) rc = prepare(b->w, (const char *)sql.data, &b->ins_many[k]);
@@ -391,16 +515,21 @@ static int insert_many(sq_backend_t *b, const sw_store_rec_t *recs, size_t *n) {
     if (rc) return rc;
     st = b->ins_many[k];
   }
+  int64_t cid = 0;
   for (size_t j = 0; j < rows; j++) {
     const sw_store_rec_t *r = &recs[j];
-    int p = (int)(7 * j);
-    bind_text(st, p + 1, r->app_id);
-    bind_text(st, p + 2, r->channel);
-    sqlite3_bind_int64(st, p + 3, r->seq);
-    sqlite3_bind_int64(st, p + 4, r->timestamp);
-    bind_text(st, p + 5, r->msg_id);
-    sqlite3_bind_int64(st, p + 6, r->expires_at);
-    bind_blob(st, p + 7, r->blob, r->blob_len);
+    /* Runs of one channel are common: its id is looked up once. */
+    if (j == 0 || !same_channel(r, &recs[j - 1])) {
+      int rc = channel_id(b, r, &cid);
+      if (rc) return rc;
+    }
+    int p = (int)(6 * j);
+    sqlite3_bind_int64(st, p + 1, cid);
+    sqlite3_bind_int64(st, p + 2, r->seq);
+    sqlite3_bind_int64(st, p + 3, r->timestamp);
+    bind_text(st, p + 4, r->msg_id);
+    sqlite3_bind_int64(st, p + 5, r->expires_at);
+    bind_blob(st, p + 6, r->blob, r->blob_len);
   }
   *n = rows;
   return exec_stmt(b->w, st);
@@ -683,16 +812,21 @@ static int apply_annotation(sq_backend_t *b, const sw_store_rec_t *r) {
  * MIGRATE_V7). */
 static int raise_channel_seq(sq_backend_t *b, const char *app, const char *channel, int64_t vseq,
                              const struct chan_agg *e) {
-  sqlite3_stmt *st = b->seq_up;
   bool exp = e && e->exp_min != 0;
-  bind_text(st, 1, app);
-  bind_text(st, 2, channel);
-  sqlite3_bind_int64(st, 3, vseq);
-  sqlite3_bind_int64(st, 4, exp ? e->exp_min : 0);
-  sqlite3_bind_int64(st, 5, exp ? e->exp_from : 0);
-  sqlite3_bind_int64(st, 6, exp ? e->exp_max : 0);
-  sqlite3_bind_int64(st, 7, exp && e->exp_unsorted);
-  return exec_stmt(b->w, st);
+  /* seq_fast first, then seq_up if it matched no row (same parameters). */
+  for (int k = 0; k < 2; k++) {
+    sqlite3_stmt *st = k == 0 ? b->seq_fast : b->seq_up;
+    bind_text(st, 1, app);
+    bind_text(st, 2, channel);
+    sqlite3_bind_int64(st, 3, vseq);
+    sqlite3_bind_int64(st, 4, exp ? e->exp_min : 0);
+    sqlite3_bind_int64(st, 5, exp ? e->exp_from : 0);
+    sqlite3_bind_int64(st, 6, exp ? e->exp_max : 0);
+    sqlite3_bind_int64(st, 7, exp && e->exp_unsorted);
+    int rc = exec_stmt(b->w, st);
+    if (rc || (k == 0 && sqlite3_changes(b->w) > 0)) return rc;
+  }
+  return 0;
 }
 
 /* ---- A batch's channels: each one's totals, so that channel_seq and count
@@ -824,9 +958,11 @@ static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n
   if (rc) {
     rollback_if_open(b);
     tails_rollback(&b->tails);
+    if (b->cids_new) cids_clear(&b->cids); /* ids of rows rolled back */
   } else {
     tails_commit(&b->tails, mono_ms());
   }
+  b->cids_new = false;
   return rc;
 }
 
@@ -1843,7 +1979,7 @@ static void sq_close(sw_backend_t *be) {
       b->sp_fold,   b->sp_undo,      b->sp_release,   b->exp_ins,     b->exp_expired, b->exp_prune,
       b->hist_fwd,     b->hist_bwd,    b->histv_fwd, b->histv_bwd,
       b->last_seq,  b->find_id,      b->get,          b->vers_fwd,    b->vers_bwd,  b->kv_list,
-      b->exp_get,   b->ann_ins,      b->ann_fwd,      b->ann_bwd};
+      b->exp_get,   b->ann_ins,      b->ann_fwd,      b->ann_bwd,     b->cid_get,   b->cid_ins,   b->seq_fast};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
   for (size_t i = 0; i <= INS_MANY_LOG; i++) {
     sqlite3_finalize(b->ins_many[i]);
@@ -1855,6 +1991,7 @@ static void sq_close(sw_backend_t *be) {
   if (b->tails_ready) tails_free(&b->tails);
   free(b->aggs.v);
   free(b->aggs.slot);
+  cids_clear(&b->cids);
   /* Last, once nothing of ours touches the file any more. The lock file
    * stays: unlinking it would let two later openers lock two different
    * files. */
@@ -1901,17 +2038,23 @@ static int init_schema(sqlite3 *db) {
   if (rc == 0 && ver < 5) rc = sq_err(db, sqlite3_exec(db, SQ_CLOUD_MIGRATE_V5, NULL, NULL, NULL));
   if (rc == 0 && ver < 6) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V6, NULL, NULL, NULL));
   if (rc == 0 && ver < 7) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V7, NULL, NULL, NULL));
+  if (rc == 0 && ver < 8) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V8, NULL, NULL, NULL));
   if (rc == 0) rc = sq_err(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
   if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
 }
 
+/* The id of channel (?1, ?2) in messages.cid (v8), NULL when it has none
+ * (then no message matches). A scalar subquery without outer references:
+ * SQLite evaluates it once per statement run, one probe of channels'
+ * (app, channel) index, and uses it as the equality on messages_seq. */
+#define CID "(SELECT id FROM channels WHERE app = ?1 AND channel = ?2)"
 /* Count retention bound: the highest message seq of the channel minus ?3. */
 #define KEEP_TOP                                                                           \
-  "(SELECT seq FROM messages WHERE app = ?1 AND channel = ?2 ORDER BY seq DESC LIMIT 1) - ?3"
+  "(SELECT seq FROM messages WHERE cid = " CID " ORDER BY seq DESC LIMIT 1) - ?3"
 /* Expired messages of one channel with ?3 <= seq <= ?4 (the sweep, see
  * MIGRATE_V7). */
-#define EXP_RANGE "app = ?1 AND channel = ?2 AND seq >= ?3 AND seq <= ?4 AND expires_at != 0 AND expires_at <= ?5"
+#define EXP_RANGE "cid = " CID " AND seq >= ?3 AND seq <= ?4 AND expires_at != 0 AND expires_at <= ?5"
 
 static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
   int rc = open_conn(opts->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &b->w);
@@ -1946,15 +2089,16 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
       {&b->rollback, "ROLLBACK"},
       /* Not INSERT ... SELECT ... WHERE NOT EXISTS: reading the target
        * table makes SQLite stage the row in a temporary table (-40%). */
-      {&b->ins_clash, "SELECT 1 FROM messages WHERE app = ?1 AND channel = ?2 AND vseq = ?3 "
-                      "AND vseq != seq"},
-      {&b->ins, "INSERT INTO messages(app, channel, seq, ts, msg_id, expires_at, blob, vseq) "
-                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?3)"},
-      {&b->ver_clash, "SELECT 1 FROM messages WHERE app = ?1 AND channel = ?2 AND seq = ?3 AND "
+      {&b->ins_clash, "SELECT 1 FROM messages WHERE cid = ?1 AND vseq = ?2 AND vseq != seq"},
+      {&b->ins, "INSERT INTO messages(cid, seq, ts, msg_id, expires_at, blob, vseq) "
+                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?2)"},
+      {&b->cid_get, "SELECT id FROM channels WHERE app = ?1 AND channel = ?2"},
+      {&b->cid_ins, "INSERT INTO channels(app, channel) VALUES(?1, ?2)"},
+      {&b->ver_clash, "SELECT 1 FROM messages WHERE cid = " CID " AND seq = ?3 AND "
                       "vseq = seq"},
       {&b->ver_upd, "UPDATE messages SET blob = ?4, vseq = ?5 "
-                    "WHERE app = ?1 AND channel = ?2 AND seq = ?3 AND vseq < ?5"},
-      {&b->ver_chk, "SELECT vseq FROM messages WHERE app = ?1 AND channel = ?2 AND seq = ?3"},
+                    "WHERE cid = " CID " AND seq = ?3 AND vseq < ?5"},
+      {&b->ver_chk, "SELECT vseq FROM messages WHERE cid = " CID " AND seq = ?3"},
       {&b->ver_ins, "INSERT INTO versions(app, channel, vseq, seq, ts, blob, last_vseq) "
                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
       {&b->ann_ins, "INSERT INTO versions(app, channel, vseq, seq, ts, blob, kind) "
@@ -1975,11 +2119,22 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
                    "  WHEN exp_next = 0 THEN excluded.exp_unsorted "
                    "  ELSE (exp_unsorted OR excluded.exp_unsorted OR excluded.exp_next < exp_max "
                    "        OR excluded.exp_from <= last_seq) END"},
+      /* seq_up's common case as a plain UPDATE: a batch whose expiring
+       * records (if any) leave exp_next, exp_from and exp_unsorted as they
+       * are (they come after the stored ones, in order, as a live
+       * channel's do), so only last_seq and exp_max change: no insert
+       * attempt and conflict, and no rewrite of the channel_seq_expiry
+       * entry (exp_next is not SET). Measured: 16.7k -> 9.6k
+       * instructions per channel and batch, 11.7k -> 10.7k per message in
+       * sq_write_batch (64 per batch on 8 channels). */
+      {&b->seq_fast, "UPDATE channel_seq SET last_seq = max(last_seq, ?3), exp_max = max(exp_max, ?6) "
+                     "WHERE app = ?1 AND channel = ?2 AND (?4 = 0 OR (exp_next != 0 AND exp_next <= ?4 AND "
+                     "exp_from <= ?5 AND (exp_unsorted OR (?7 = 0 AND ?4 >= exp_max AND ?5 > last_seq))))"},
       {&b->keep_vdel, "DELETE FROM versions WHERE app = ?1 AND channel = ?2 AND seq <= " KEEP_TOP},
-      {&b->keep_del, "DELETE FROM messages WHERE app = ?1 AND channel = ?2 AND seq <= " KEEP_TOP},
+      {&b->keep_del, "DELETE FROM messages WHERE cid = " CID " AND seq <= " KEEP_TOP},
       {&b->exp_due, "SELECT app, channel, exp_from, exp_unsorted FROM channel_seq "
                     "WHERE exp_next != 0 AND exp_next <= ?1 ORDER BY exp_next LIMIT ?2"},
-      {&b->exp_walk, "SELECT seq, expires_at FROM messages WHERE app = ?1 AND channel = ?2 AND seq >= ?3 "
+      {&b->exp_walk, "SELECT seq, expires_at FROM messages WHERE cid = " CID " AND seq >= ?3 "
                      "ORDER BY seq"},
       {&b->exp_vdel, "DELETE FROM versions WHERE app = ?1 AND channel = ?2 AND seq >= ?3 AND seq <= ?4 AND seq IN "
                      "(SELECT seq FROM messages WHERE " EXP_RANGE ")"},
@@ -1987,7 +2142,7 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
       {&b->exp_mark, "UPDATE channel_seq SET exp_next = ?3, exp_from = ?4, exp_max = ifnull(?5, exp_max), exp_unsorted = ?6 "
                      "WHERE app = ?1 AND channel = ?2"},
       {&b->del_app_vers, "DELETE FROM versions WHERE app = ?1"},
-      {&b->del_app_msgs, "DELETE FROM messages WHERE app = ?1"},
+      {&b->del_app_msgs, "DELETE FROM messages WHERE cid IN (SELECT id FROM channels WHERE app = ?1)"},
       {&b->del_app_seq, "DELETE FROM channel_seq WHERE app = ?1"},
       {&b->kv_set, "INSERT INTO kv(ns, key, value) VALUES(?1, ?2, ?3) "
                    "ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value"},
@@ -1995,8 +2150,8 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
       {&b->log_ins, "INSERT INTO append_log(app, channel, seq, vseq, ts, blob) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
       {&b->log_trunc, "DELETE FROM append_log WHERE id IN "
                       "(SELECT id FROM append_log WHERE id < ?1 ORDER BY id LIMIT ?2)"},
-      {&b->head_w, "SELECT blob, vseq FROM messages WHERE app = ?1 AND channel = ?2 AND seq = ?3"},
-      {&b->fold_upd, "UPDATE messages SET blob = ?4, vseq = ?5 WHERE app = ?1 AND channel = ?2 AND seq = ?3"},
+      {&b->head_w, "SELECT blob, vseq FROM messages WHERE cid = " CID " AND seq = ?3"},
+      {&b->fold_upd, "UPDATE messages SET blob = ?4, vseq = ?5 WHERE cid = " CID " AND seq = ?3"},
       {&b->sp_fold, "SAVEPOINT fold"},
       {&b->sp_undo, "ROLLBACK TO fold"},
       {&b->sp_release, "RELEASE fold"},
@@ -2012,15 +2167,15 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
 
 #define HISTORY_FILTER "ts >= ?5 AND ts <= ?6 AND (expires_at = 0 OR expires_at > ?7)"
 #define HISTORY_SQL(dir)                                                                   \
-  "SELECT seq, ts, blob, vseq FROM messages WHERE app = ?1 AND channel = ?2 AND seq > ?3 " \
+  "SELECT seq, ts, blob, vseq FROM messages WHERE cid = " CID " AND seq > ?3 " \
   "AND seq < ?4 AND " HISTORY_FILTER " ORDER BY seq " dir " LIMIT ?8"
 /* By vseq: the heads never updated (vseq = seq, primary key range) merged
  * with the updated ones (partial index messages_vseq): both sides come
  * ordered, so SQLite merges them lazily without a sort (checked by a test). */
 #define HISTORY_VSEQ_SQL(dir)                                                              \
-  "SELECT seq, ts, blob, vseq, seq AS k FROM messages WHERE app = ?1 AND channel = ?2 AND " \
+  "SELECT seq, ts, blob, vseq, seq AS k FROM messages WHERE cid = " CID " AND " \
   "seq > ?3 AND seq < ?4 AND vseq = seq AND " HISTORY_FILTER " UNION ALL "                 \
-  "SELECT seq, ts, blob, vseq, vseq AS k FROM messages WHERE app = ?1 AND channel = ?2 "   \
+  "SELECT seq, ts, blob, vseq, vseq AS k FROM messages WHERE cid = " CID " "   \
   "AND vseq > ?3 AND vseq < ?4 AND vseq != seq AND " HISTORY_FILTER                        \
   " ORDER BY 5 " dir " LIMIT ?8"
 /* Without statistics the planner prefers the primary key (app, channel,
@@ -2047,9 +2202,9 @@ static int setup_reader(sq_backend_t *b, const char *path) {
       {&b->histv_fwd, HISTORY_VSEQ_SQL("ASC")},
       {&b->histv_bwd, HISTORY_VSEQ_SQL("DESC")},
       {&b->last_seq, "SELECT last_seq FROM channel_seq WHERE app = ?1 AND channel = ?2"},
-      {&b->find_id, "SELECT seq, ts, blob, vseq FROM messages WHERE app = ?1 AND channel = ?2 "
+      {&b->find_id, "SELECT seq, ts, blob, vseq FROM messages WHERE cid = " CID " "
                     "AND msg_id = ?3 ORDER BY seq DESC LIMIT 1"},
-      {&b->get, "SELECT seq, ts, blob, vseq FROM messages WHERE app = ?1 AND channel = ?2 AND "
+      {&b->get, "SELECT seq, ts, blob, vseq FROM messages WHERE cid = " CID " AND "
                 "seq = ?3"},
       {&b->vers_fwd, VERSIONS_SQL("ASC")},
       {&b->vers_bwd, VERSIONS_SQL("DESC")},

@@ -583,6 +583,29 @@ static void test_expiry_out_of_order(void **state) {
 /* More channels due than one prune transaction takes (2000 messages, and
  * a channel counts at least one): the prune goes on in further
  * transactions until every one is swept. */
+/* A message stored after others (its own batch) whose expiry is not after
+ * theirs, though it comes after the channel's earliest (so the merge keeps
+ * exp_next and exp_from): the channel is no longer sorted, and a prune
+ * deletes it when due although an earlier one is kept. m1: by expiry (its
+ * seq is the highest); m2: by seq (below the highest stored). */
+static void test_expiry_marks_merge(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "m1", 1, 1, 1000, 0);
+  fill(fx, "a", "m1", 2, 2, 5000, 0);
+  fill(fx, "a", "m1", 3, 3, 3000, 0);
+  fill(fx, "a", "m2", 1, 1, 1000, 0);
+  fill(fx, "a", "m2", 3, 3, 2000, 0);
+  fill(fx, "a", "m2", 2, 2, 3000, 0);
+  uint64_t base = pruned_after(fx, 0);
+  assert_int_equal(pruned_after(fx, 2000), base + 3); /* m1 1; m2 1, 3 */
+  sw_history_q_t q = q_all("a", "m2");
+  expect_seqs(fx, &q, SEQS(2));
+  assert_int_equal(pruned_after(fx, 3000), base + 5); /* m1 3; m2 2 */
+  expect_seqs(fx, &q, NULL, 0);
+  q = q_all("a", "m1");
+  expect_seqs(fx, &q, SEQS(2));
+}
+
 static void test_prune_many_channels(void **state) {
   fx_t *fx = *state;
   enum { NCH = 2100, PER = 64 };
@@ -1144,7 +1167,7 @@ static void test_edge_cases(void **state) {
 
 /* Checks that the plan of sql searches through index `idx`. */
 static void expect_plan(sqlite3 *db, const char *sql, const char *idx) {
-  char q[512];
+  char q[1024];
   snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", sql);
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
@@ -1170,53 +1193,52 @@ static void test_sqlite_schema(void **state) {
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 7);
+  assert_int_equal(sqlite3_column_int(st, 0), 8);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
   assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
   sqlite3_finalize(st);
-  /* History is a range scan of the primary key, not a table scan. */
-  assert_int_equal(sqlite3_prepare_v2(db,
-                                      "EXPLAIN QUERY PLAN SELECT seq FROM messages WHERE app='a' "
-                                      "AND channel='c' AND seq>1 AND seq<9 ORDER BY seq DESC",
-                                      -1, &st, NULL),
-                   SQLITE_OK);
-  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_non_null(strstr((const char *)sqlite3_column_text(st, 3), "PRIMARY KEY"));
-  sqlite3_finalize(st);
+  /* History is a range scan of messages_seq (v8), not a table scan; the
+   * channel's id is one probe of channels (store_sqlite.c's CID). */
+#define CID_T "(SELECT id FROM channels WHERE app = ?1 AND channel = ?2)"
+  expect_plan(db, "SELECT seq FROM messages WHERE cid = " CID_T " AND seq>1 AND seq<9 ORDER BY seq DESC",
+              "messages_seq");
+  expect_plan(db, "SELECT seq FROM messages WHERE cid = " CID_T " AND seq>1 AND seq<9 ORDER BY seq DESC",
+              "sqlite_autoindex_channels_1");
   /* Replay by vseq and a message's versions are index range scans too (the
    * statements of store_sqlite.c). */
   const char *by_vseq =
-      "SELECT seq, ts, blob, vseq, seq AS k FROM messages WHERE app = ?1 AND channel = ?2 AND "
+      "SELECT seq, ts, blob, vseq, seq AS k FROM messages WHERE cid = " CID_T " AND "
       "seq > ?3 AND seq < ?4 AND vseq = seq AND ts >= ?5 AND ts <= ?6 AND (expires_at = 0 OR "
       "expires_at > ?7) UNION ALL SELECT seq, ts, blob, vseq, vseq AS k FROM messages WHERE "
-      "app = ?1 AND channel = ?2 AND vseq > ?3 AND vseq < ?4 AND vseq != seq AND ts >= ?5 AND "
+      "cid = " CID_T " AND vseq > ?3 AND vseq < ?4 AND vseq != seq AND ts >= ?5 AND "
       "ts <= ?6 AND (expires_at = 0 OR expires_at > ?7) ORDER BY 5 DESC LIMIT ?8";
   expect_plan(db, by_vseq, "messages_vseq");
-  expect_plan(db, by_vseq, "PRIMARY KEY");
+  expect_plan(db, by_vseq, "messages_seq");
   expect_plan(db,
               "SELECT seq, ts, blob, vseq FROM versions INDEXED BY versions_seq WHERE app = ?1 "
               "AND channel = ?2 AND seq = ?3 AND vseq > ?4 AND vseq < ?5 ORDER BY vseq LIMIT ?6",
               "versions_seq");
   /* So does count retention of versions. Pruning finds the channels due in
-   * channel_seq_expiry's order (no sort) and walks each one's primary key. */
+   * channel_seq_expiry's order (no sort) and walks each one's messages_seq. */
   expect_plan(db, "DELETE FROM versions WHERE app = 'a' AND channel = 'c' AND seq <= 3",
               "versions_seq");
   expect_plan(db,
               "SELECT app, channel, exp_from, exp_unsorted FROM channel_seq "
               "WHERE exp_next != 0 AND exp_next <= 5 ORDER BY exp_next LIMIT 10",
               "channel_seq_expiry");
-  expect_plan(db, "SELECT seq, expires_at FROM messages WHERE app = 'a' AND channel = 'c' AND seq >= 3 ORDER BY seq",
-              "PRIMARY KEY");
-  /* No message is in any index but the primary key, unless a version
-   * changed it (v7). */
-  assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(name) FROM sqlite_schema WHERE type = 'index' "
-                                          "AND tbl_name = 'messages' AND sql IS NOT NULL",
+  expect_plan(db, "SELECT seq, expires_at FROM messages WHERE cid = " CID_T " AND seq >= 3 ORDER BY seq",
+              "messages_seq");
+#undef CID_T
+  /* A message is in its rowid table and messages_seq only, unless a
+   * version changed it (v7, v8). */
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema "
+                                          "WHERE type = 'index' AND tbl_name = 'messages' ORDER BY name)",
                                       -1, &st, NULL),
                    SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_string_equal((const char *)sqlite3_column_text(st, 0), "messages_vseq");
+  assert_string_equal((const char *)sqlite3_column_text(st, 0), "messages_seq,messages_vseq");
   sqlite3_finalize(st);
   /* A newer schema is refused rather than misread. */
   assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
@@ -1698,15 +1720,9 @@ static void schema_dump(const char *path, char *out, size_t cap) {
   assert_true(strlen(out) + 1 < cap);
 }
 
-/* A version 1 file (written with the old schema SQL) opens as version 2:
- * its messages get vseq = seq, serials and kv survive, versions work, and
- * the upgraded schema is identical to a fresh one. */
-static void test_sqlite_upgrade_v1(void **state) {
-  fx_t *fx = *state;
-  if (!fx->sqlite) {
-    skip();
-    return;
-  }
+/* Replaces fx's file (closed) with one made by running steps (old
+ * schema SQL, NULL-terminated) and then data. */
+static void old_db_create(fx_t *fx, const char *const *steps, const char *data) {
   fx_close(fx);
   char p[160];
   const char *sfx[] = {"", "-wal", "-shm"};
@@ -1717,19 +1733,69 @@ static void test_sqlite_upgrade_v1(void **state) {
   sqlite3 *db;
   assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
   assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, SCHEMA_V1_TEST, NULL, NULL, NULL), SQLITE_OK);
-  assert_int_equal(
-      sqlite3_exec(db,
-                   "INSERT INTO messages VALUES('a','c',1,1001,'m1',0,CAST('a/c#1' AS BLOB));"
-                   "INSERT INTO messages VALUES('a','c',2,1002,NULL,0,CAST('a/c#2' AS BLOB));"
-                   "INSERT INTO messages VALUES('a','c',5,1005,NULL,9000,CAST('a/c#5' AS BLOB));"
-                   "INSERT INTO messages VALUES('a','d',1,1001,NULL,0,CAST('a/d#1' AS BLOB));"
-                   "INSERT INTO channel_seq VALUES('a','c',7);"
-                   "INSERT INTO channel_seq VALUES('a','d',1);"
-                   "INSERT INTO kv VALUES('ns1','k','v');",
-                   NULL, NULL, NULL),
-      SQLITE_OK);
+  for (size_t i = 0; steps[i]; i++) assert_int_equal(sqlite3_exec(db, steps[i], NULL, NULL, NULL), SQLITE_OK);
+  char *err = NULL;
+  int rc = sqlite3_exec(db, data, NULL, NULL, &err);
+  if (rc != SQLITE_OK) fprintf(stderr, "old_db_create: %s\n", err ? err : "?");
+  sqlite3_free(err);
+  assert_int_equal(rc, SQLITE_OK);
   sqlite3_close(db);
+}
+
+/* With fx closed: the file is at the current schema version and intact,
+ * and its schema is a fresh file's, dumped into a (for more checks);
+ * fx is open again after. */
+static void expect_upgraded(fx_t *fx, char *a, size_t cap) {
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), 8);
+  sqlite3_finalize(st);
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+
+  char fresh[160], p[160];
+  snprintf(fresh, sizeof fresh, "%s/fresh.db", fx->dir);
+  sw_store_opts_t o = {.path = fresh};
+  sw_store_t *s2 = NULL;
+  assert_int_equal(store_open(&fx->loop, &o, &s2), 0);
+  store_close(s2);
+  uv_run(&fx->loop, UV_RUN_DEFAULT);
+  static char b[16384];
+  schema_dump(fx->path, a, cap);
+  schema_dump(fresh, b, sizeof b);
+  assert_string_equal(a, b);
+  const char *sfx[] = {"", "-wal", "-shm", ".lock"};
+  for (size_t i = 0; i < 4; i++) {
+    snprintf(p, sizeof p, "%s%s", fresh, sfx[i]);
+    unlink(p);
+  }
+  fx_open(fx); /* teardown closes it */
+}
+
+/* A version 1 file (written with the old schema SQL) opens as version 2:
+ * its messages get vseq = seq, serials and kv survive, versions work, and
+ * the upgraded schema is identical to a fresh one. */
+static void test_sqlite_upgrade_v1(void **state) {
+  fx_t *fx = *state;
+  if (!fx->sqlite) {
+    skip();
+    return;
+  }
+  const char *const steps[] = {SCHEMA_V1_TEST, NULL};
+  old_db_create(fx, steps,
+                "INSERT INTO messages VALUES('a','c',1,1001,'m1',0,CAST('a/c#1' AS BLOB));"
+                "INSERT INTO messages VALUES('a','c',2,1002,NULL,0,CAST('a/c#2' AS BLOB));"
+                "INSERT INTO messages VALUES('a','c',5,1005,NULL,9000,CAST('a/c#5' AS BLOB));"
+                "INSERT INTO messages VALUES('a','d',1,1001,NULL,0,CAST('a/d#1' AS BLOB));"
+                "INSERT INTO channel_seq VALUES('a','c',7);"
+                "INSERT INTO channel_seq VALUES('a','d',1);"
+                "INSERT INTO kv VALUES('ns1','k','v');");
 
   fx_open(fx);
   sw_history_q_t q = q_all("a", "c");
@@ -1752,38 +1818,11 @@ static void test_sqlite_upgrade_v1(void **state) {
   barrier(fx);
   expect_get(fx, "a", "c", 5, -1);
   fx_close(fx);
-
-  assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
-  sqlite3_stmt *st;
-  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 7);
-  sqlite3_finalize(st);
-  assert_int_equal(sqlite3_exec(db, "PRAGMA integrity_check", NULL, NULL, NULL), SQLITE_OK);
-  sqlite3_close(db);
-
-  /* Same schema as a file created by this build. */
-  char fresh[160];
-  snprintf(fresh, sizeof fresh, "%s/fresh.db", fx->dir);
-  sw_store_opts_t o = {.path = fresh};
-  sw_store_t *s2 = NULL;
-  assert_int_equal(store_open(&fx->loop, &o, &s2), 0);
-  store_close(s2);
-  uv_run(&fx->loop, UV_RUN_DEFAULT);
-  static char a[16384], b[16384];
-  schema_dump(fx->path, a, sizeof a);
-  schema_dump(fresh, b, sizeof b);
-  assert_string_equal(a, b);
+  static char a[16384];
+  expect_upgraded(fx, a, sizeof a);
   assert_non_null(strstr(a, "messages_vseq"));
   assert_non_null(strstr(a, "versions_seq"));
   assert_non_null(strstr(a, "cloud_messages_id"));
-  for (size_t i = 0; i < 3; i++) {
-    snprintf(p, sizeof p, "%s%s", fresh, sfx[i]);
-    unlink(p);
-  }
-  snprintf(p, sizeof p, "%s/fresh.db.lock", fx->dir);
-  unlink(p);
-  fx_open(fx); /* teardown closes it */
 }
 
 static void expect_annotations(fx_t *fx, int64_t seq, bool fwd, size_t limit, int64_t after, const int64_t *want,
@@ -1827,26 +1866,12 @@ static void test_sqlite_upgrade_v6(void **state) {
     skip();
     return;
   }
-  fx_close(fx);
-  char p[160];
-  const char *sfx[] = {"", "-wal", "-shm"};
-  for (size_t i = 0; i < 3; i++) {
-    snprintf(p, sizeof p, "%s%s", fx->path, sfx[i]);
-    unlink(p);
-  }
-  sqlite3 *db;
-  assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, SCHEMA_V1_TEST, NULL, NULL, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, MIGRATE_V2_TEST, NULL, NULL, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, MIGRATE_V3_V4_TEST, NULL, NULL, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, SQ_CLOUD_MIGRATE_V5, NULL, NULL, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, MIGRATE_V6_TEST, NULL, NULL, NULL), SQLITE_OK);
   /* c: never, 5000, 9000 in seq order, message 4 updated (vseq 9) and
    * annotated (10); d: all at 5000; e: out of order (9000, 5000, never);
    * f: an append logged and not folded (a crash). */
-  assert_int_equal(
-      sqlite3_exec(db,
+  const char *const steps[] = {SCHEMA_V1_TEST,          MIGRATE_V2_TEST, MIGRATE_V3_V4_TEST,
+                               SQ_CLOUD_MIGRATE_V5,     MIGRATE_V6_TEST, NULL};
+  old_db_create(fx, steps,
                    "INSERT INTO messages(app, channel, seq, ts, msg_id, expires_at, blob, vseq) VALUES"
                    " ('a','c',1,1001,'m1',0,CAST('a/c#1' AS BLOB),1),"
                    " ('a','c',2,1002,'m2',0,CAST('a/c#2' AS BLOB),2),"
@@ -1866,10 +1891,7 @@ static void test_sqlite_upgrade_v6(void **state) {
                    "INSERT INTO append_log(app, channel, seq, vseq, ts, blob) VALUES"
                    " ('a','f',1,2,5002,CAST('|2' AS BLOB));"
                    "INSERT INTO channel_seq VALUES('a','c',10),('a','d',2),('a','e',3),('a','f',1);"
-                   "INSERT INTO kv VALUES('ns1','k','v');",
-                   NULL, NULL, NULL),
-      SQLITE_OK);
-  sqlite3_close(db);
+                   "INSERT INTO kv VALUES('ns1','k','v');");
 
   fx_open(fx);
   sw_history_q_t q = q_all("a", "c");
@@ -1910,41 +1932,130 @@ static void test_sqlite_upgrade_v6(void **state) {
   expect_seqs(fx, &qe, SEQS(3));
   assert_int_equal(last_seq(fx, "a", "d"), 2);
   fx_close(fx);
-
-  assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
-  sqlite3_stmt *st;
-  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 7);
-  sqlite3_finalize(st);
-  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-
-  /* Same schema as a file created by this build. */
-  char fresh[160];
-  snprintf(fresh, sizeof fresh, "%s/fresh.db", fx->dir);
-  sw_store_opts_t o = {.path = fresh};
-  sw_store_t *s2 = NULL;
-  assert_int_equal(store_open(&fx->loop, &o, &s2), 0);
-  store_close(s2);
-  uv_run(&fx->loop, UV_RUN_DEFAULT);
-  static char a[16384], b[16384];
-  schema_dump(fx->path, a, sizeof a);
-  schema_dump(fresh, b, sizeof b);
-  assert_string_equal(a, b);
+  static char a[16384];
+  expect_upgraded(fx, a, sizeof a);
   assert_null(strstr(a, "messages_expiry"));
   assert_null(strstr(a, "messages_msg_id"));
   assert_non_null(strstr(a, "channel_seq_expiry"));
-  for (size_t i = 0; i < 3; i++) {
-    snprintf(p, sizeof p, "%s%s", fresh, sfx[i]);
-    unlink(p);
+}
+
+static void expect_get_blob(fx_t *fx, const char *app, const char *ch, int64_t seq, int64_t vseq, const char *blob);
+
+/* Schema step 7 as shipped (store_sqlite.c's MIGRATE_V7). */
+static const char MIGRATE_V7_TEST[] =
+    "DROP INDEX messages_expiry;"
+    "DROP INDEX messages_msg_id;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_next INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_from INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_max INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE channel_seq ADD COLUMN exp_unsorted INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX channel_seq_expiry ON channel_seq(exp_next) WHERE exp_next != 0;"
+    "PRAGMA user_version = 7;";
+
+/* A version 7 file (messages WITHOUT ROWID on (app, channel, seq)) opens
+ * as version 8 (a rowid table keyed by interned channel ids): history by
+ * serial and by vseq, ids, versions, annotations, logged appends, expiry
+ * marks and serials survive; new messages continue the serials (a stored
+ * seq or an updated head's vseq still clash); count retention, expiry
+ * and delete_app work on the copied rows; two apps' channels of one name
+ * stay apart; the schema is a new file's. */
+static void test_sqlite_upgrade_v7(void **state) {
+  fx_t *fx = *state;
+  if (!fx->sqlite) {
+    skip();
+    return;
   }
-  snprintf(p, sizeof p, "%s/fresh.db.lock", fx->dir);
-  unlink(p);
-  fx_open(fx); /* teardown closes it */
+  const char *const steps[] = {SCHEMA_V1_TEST,  MIGRATE_V2_TEST, MIGRATE_V3_V4_TEST, SQ_CLOUD_MIGRATE_V5,
+                               MIGRATE_V6_TEST, MIGRATE_V7_TEST, NULL};
+  /* a/c: 4 updated (vseq 9) and annotated (10), 4 and 5 expire at 5000;
+   * a/d: never expire, an append to 3 logged and not folded; b/c: another
+   * app's channel of the same name. channel_seq with v7's marks. */
+  old_db_create(fx, steps,
+                "INSERT INTO messages(app, channel, seq, ts, msg_id, expires_at, blob, vseq) VALUES"
+                " ('a','c',1,1001,'m1',0,CAST('a/c#1' AS BLOB),1),"
+                " ('a','c',2,1002,'m2',0,CAST('a/c#2' AS BLOB),2),"
+                " ('a','c',4,1004,'m4',5000,CAST('a/c#4@9' AS BLOB),9),"
+                " ('a','c',5,1005,'m5',5000,CAST('a/c#5' AS BLOB),5),"
+                " ('a','d',1,1001,NULL,0,CAST('a/d#1' AS BLOB),1),"
+                " ('a','d',2,1002,NULL,0,CAST('a/d#2' AS BLOB),2),"
+                " ('a','d',3,1003,NULL,0,CAST('a/d#3' AS BLOB),3),"
+                " ('b','c',1,1001,'m1',0,CAST('b/c#1' AS BLOB),1),"
+                " ('b','c',2,1002,NULL,0,CAST('b/c#2' AS BLOB),2);"
+                "INSERT INTO versions(app, channel, vseq, seq, ts, blob, last_vseq, kind) VALUES"
+                " ('a','c',9,4,5009,CAST('ev a/c#4@9' AS BLOB),NULL,NULL),"
+                " ('a','c',10,4,5010,CAST('ann 10' AS BLOB),NULL,1);"
+                "INSERT INTO append_log(app, channel, seq, vseq, ts, blob) VALUES"
+                " ('a','d',3,4,5004,CAST('|4' AS BLOB));"
+                "INSERT INTO channel_seq VALUES('a','c',10,5000,4,5000,0),('a','d',3,0,0,0,0),"
+                " ('b','c',2,0,0,0,0);"
+                "INSERT INTO kv VALUES('ns1','k','v');");
+
+  fx_open(fx);
+  sw_history_q_t q = q_all("a", "c");
+  expect_heads(fx, &q, HEADS(1, 1, 2, 2, 4, 9, 5, 5));
+  q.forwards = false;
+  q.limit = 2;
+  expect_heads(fx, &q, HEADS(5, 5, 4, 9));
+  q = q_all("a", "c");
+  q.now = 5000;
+  expect_heads(fx, &q, HEADS(1, 1, 2, 2));
+  assert_int_equal(last_seq(fx, "a", "c"), 10);
+  assert_int_equal(last_seq(fx, "a", "d"), 4);
+  assert_int_equal(last_seq(fx, "b", "c"), 2);
+  kv_expect(fx, "ns1", "k=v;");
+  sw_store_row_t row;
+  assert_int_equal(store_find_by_id(fx->s, "a", "c", "m4", &row), 1);
+  check_head(&row, "a", "c", 4, 9);
+  free(row.blob);
+  assert_int_equal(store_find_by_id(fx->s, "b", "c", "m1", &row), 1);
+  assert_memory_equal(row.blob, "b/c#1", 5);
+  free(row.blob);
+  expect_versions(fx, "a", "c", 4, true, 10, -1, SEQS(9));
+  expect_annotations(fx, 4, true, 10, -1, SEQS(10));
+  expect_get_blob(fx, "a", "d", 3, 4, "a/d#3|4");
+  sw_history_q_t qb = q_all("b", "c");
+  expect_seqs(fx, &qb, SEQS(1, 2));
+
+  /* The serials continue; a stored seq and an updated head's vseq clash. */
+  fill(fx, "a", "c", 11, 12, 0, 0);
+  recspec_t dup = {"a", "c", 5, 1005, NULL, 0, 0}, clash = {"a", "c", 9, 1009, NULL, 0, 0};
+  assert_int_equal(submit_wait(fx, &dup, 1), -EEXIST);
+  assert_int_equal(submit_wait(fx, &clash, 1), -EEXIST);
+  assert_int_equal(version_wait(fx, "a", "c", 2, 13, 0), 0);
+  assert_int_equal(last_seq(fx, "a", "c"), 13);
+  q.now = 0;
+  q.by_vseq = true;
+  q.after_seq = 5;
+  expect_heads(fx, &q, HEADS(4, 9, 11, 11, 12, 12, 2, 13));
+  fill(fx, "b", "c", 3, 3, 0, 0);
+  expect_seqs(fx, &qb, SEQS(1, 2, 3));
+
+  /* Expiry from the copied marks (with the versions), count retention. */
+  assert_int_equal(pruned_after(fx, 5000), 2);
+  q = q_all("a", "c");
+  expect_heads(fx, &q, HEADS(1, 1, 2, 13, 11, 11, 12, 12));
+  expect_versions(fx, "a", "c", 4, true, 10, -1, NOVERS);
+  expect_annotations(fx, 4, true, 10, -1, NOVERS);
+  fill(fx, "a", "d", 5, 5, 0, 2);
+  sw_history_q_t qd = q_all("a", "d");
+  sw_store_rows_t rows;
+  assert_int_equal(store_history(fx->s, &qd, &rows), 0);
+  assert_int_equal(rows.n, 1);
+  assert_int_equal(rows.rows[0].seq, 5);
+  store_rows_free(&rows);
+
+  /* delete_app: b's rows go, a's stay; b/c starts again. */
+  assert_int_equal(store_delete_app(fx->s, "b"), 0);
+  expect_seqs(fx, &qb, NULL, 0);
+  fill(fx, "b", "c", 1, 1, 0, 0);
+  expect_seqs(fx, &qb, SEQS(1));
+  expect_heads(fx, &q, HEADS(1, 1, 2, 13, 11, 11, 12, 12));
+  fx_close(fx);
+  static char a[16384];
+  expect_upgraded(fx, a, sizeof a);
+  assert_non_null(strstr(a, "messages_seq"));
+  assert_null(strstr(a, "messages8"));
+  expect_heads(fx, &q, HEADS(1, 1, 2, 13, 11, 11, 12, 12));
 }
 
 /* One store per SQLite file: a second open, in this process or in a child,
@@ -2447,6 +2558,7 @@ int main(void) {
       BOTH(test_expiry_and_prune),
       BOTH(test_prune_many_chunks),
       BOTH(test_expiry_out_of_order),
+      BOTH(test_expiry_marks_merge),
       BOTH(test_prune_many_channels),
       BOTH(test_count_retention),
       BOTH(test_last_seq_monotonic),
@@ -2474,6 +2586,7 @@ int main(void) {
       BOTH(test_versions_beside_writes),
       cmocka_unit_test_setup_teardown(test_sqlite_upgrade_v1, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_sqlite_upgrade_v6, setup_sqlite, teardown),
+      cmocka_unit_test_setup_teardown(test_sqlite_upgrade_v7, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_sqlite_lock, setup_sqlite, teardown),
       BOTH(test_annotations),
       BOTH(test_appends),
