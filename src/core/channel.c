@@ -49,7 +49,17 @@ sw_channel_t *channel_find_id(sw_server_t *srv, const char *app_id, const char *
 }
 
 /* A derived channel's messages, serials and storage are its base's. */
-static sw_channel_t *root_of(sw_channel_t *ch) { return ch->base ? ch->base : ch; }
+static sw_channel_t *root_of(sw_channel_t *ch) {
+  sw_channel_t *base = channel_base(ch);
+  return base ? base : ch;
+}
+
+const sw_channel_ext_t sw_channel_ext_none;
+
+sw_channel_ext_t *channel_ext(sw_channel_t *ch) {
+  if (!ch->ext) ch->ext = calloc(1, sizeof *ch->ext);
+  return ch->ext;
+}
 
 /* A new channel object in the server's hash, touching no storage. */
 static sw_channel_t *channel_new(sw_server_t *srv, sw_app_t *app, const char *name) {
@@ -57,15 +67,14 @@ static sw_channel_t *channel_new(sw_server_t *srv, sw_app_t *app, const char *na
   /* The key right after the struct: one allocation, not two. */
   sw_channel_t *ch = calloc(1, sizeof *ch + alen + 1 + nlen + 1);
   if (!ch) return NULL;
-  ch->hkey_len = alen + 1 + nlen;
-  ch->hkey = (char *)(ch + 1);
-  memcpy(ch->hkey, app->id, alen + 1);
-  memcpy(ch->hkey + alen + 1, name, nlen + 1);
-  ch->name = ch->hkey + alen + 1;
+  char *hkey = channel_hkey(ch);
+  memcpy(hkey, app->id, alen + 1);
+  memcpy(hkey + alen + 1, name, nlen + 1);
+  ch->name = hkey + alen + 1;
   ch->app = app;
   ch->srv = srv;
   ch->presence_seq = -1;
-  HASH_ADD_KEYPTR(hh, srv->channels, ch->hkey, ch->hkey_len, ch);
+  HASH_ADD_KEYPTR(hh, srv->channels, hkey, alen + 1 + nlen, ch);
   return ch;
 }
 
@@ -126,6 +135,8 @@ static sw_filter_t *derived_filter(const char *b64, size_t len, sw_error_t *err)
   return f;
 }
 
+static void channel_free(sw_server_t *srv, sw_channel_t *ch);
+
 sw_channel_t *channel_get_derived(sw_server_t *srv, sw_app_t *app, const char *name, const char *filter_b64,
                                   size_t len, sw_error_t *err) {
   sw_channel_t *d = channel_find_derived(srv, app, name, filter_b64, len);
@@ -134,7 +145,9 @@ sw_channel_t *channel_get_derived(sw_server_t *srv, sw_app_t *app, const char *n
   if (!f) return NULL;
   sw_channel_t *base = channel_get(srv, app, name);
   char *dn = derived_name(name, filter_b64, len);
-  if (!base || !dn || !(d = channel_new(srv, app, dn))) {
+  sw_channel_ext_t *bx = base ? channel_ext(base) : NULL, *dx = NULL;
+  if (!bx || !dn || !(d = channel_new(srv, app, dn)) || !(dx = channel_ext(d))) {
+    if (d) channel_free(srv, d);
     free(dn);
     filter_free(f);
     errors_set(err, SW_E_INTERNAL, "out of memory");
@@ -142,13 +155,13 @@ sw_channel_t *channel_get_derived(sw_server_t *srv, sw_app_t *app, const char *n
   }
   free(dn);
   d->ns = base->ns;
-  d->base = base;
-  d->filter = f;
+  dx->base = base;
+  dx->filter = f;
   d->last_seq = base->last_seq;
   d->durable_seq = base->durable_seq;
   d->bus_ready = true; /* its base's start point is the one that counts (root_of) */
-  d->next_derived = base->derived;
-  base->derived = d;
+  dx->next_derived = bx->derived;
+  bx->derived = d;
   return d;
 }
 
@@ -165,12 +178,13 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
   rollup_channel_free(ch);
   mutation_channel_free(ch);
   ai_turns_free(ch);
-  if (ch->base) {
-    sw_channel_t **pp = &ch->base->derived;
-    while (*pp && *pp != ch) pp = &(*pp)->next_derived;
-    if (*pp) *pp = ch->next_derived;
+  sw_channel_t *base = channel_base(ch);
+  if (base) {
+    sw_channel_t **pp = &base->ext->derived; /* a base has its ext: it holds this list */
+    while (*pp && *pp != ch) pp = &(*pp)->ext->next_derived;
+    if (*pp) *pp = ch->ext->next_derived;
   }
-  filter_free(ch->filter);
+  filter_free(channel_xr(ch)->filter);
   delta_free(ch);
   occ_share_free(ch);
   if (ch->bus_sub && srv->bus) bus_unsubscribe(srv->bus, ch->app->id, ch->name);
@@ -179,7 +193,8 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
    * (ch->pending). */
   pubs_free_all(ch);
   HASH_DEL(srv->channels, ch);
-  free(ch->occ_sent);
+  if (ch->ext) free(ch->ext->occ_sent);
+  free(ch->ext);
   free(ch);
 }
 
@@ -240,7 +255,7 @@ static void pub_unlink(sw_channel_t *ch, pub_t *p) {
 void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask, const char *skip_conn_id) {
   /* Appends held for their rollup window go first: channelSerials reach
    * clients in order (core/rollup.h). */
-  if (ch->rollups && m->action == SW_ACTION_MESSAGE) rollup_flush(ch);
+  if (channel_xr(ch)->rollups && m->action == SW_ACTION_MESSAGE) rollup_flush(ch);
   /* Encoded lazily, once per wire format, for every subscriber using it. */
   sw_frame_t *frames[2] = {NULL, NULL};
   /* The connection to skip, found once: a pointer compared per subscriber
@@ -318,15 +333,15 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
 }
 
 void channel_broadcast_derived(sw_channel_t *ch, const sw_pmsg_t *m, const char *skip_conn_id) {
-  if (!ch->derived || !m->n_messages) return;
+  if (!channel_xr(ch)->derived || !m->n_messages) return;
   sw_msg_t *pass = malloc(m->n_messages * sizeof *pass);
   if (!pass) return;
-  for (sw_channel_t *d = ch->derived; d; d = d->next_derived) {
+  for (sw_channel_t *d = ch->ext->derived; d; d = d->ext->next_derived) {
     if (!d->subs) continue;
     size_t k = 0;
     for (size_t i = 0; i < m->n_messages; i++) {
       const sw_msg_t *x = &m->messages[i];
-      if (filter_match(d->filter, x->name, json_object_get(x->extras, "headers"))) pass[k++] = *x; /* shallow */
+      if (filter_match(d->ext->filter, x->name, json_object_get(x->extras, "headers"))) pass[k++] = *x; /* shallow */
     }
     if (!k) continue;
     sw_pmsg_t dm = *m;
@@ -887,7 +902,8 @@ static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t seria
                  .n_messages = 1};
   /* A head is the message in full. */
   mutation_mark_full(a, row->seq);
-  bool pass = !a->ch->filter || filter_match(a->ch->filter, msg.name, json_object_get(msg.extras, "headers"));
+  const sw_filter_t *filt = channel_xr(a->ch)->filter;
+  bool pass = !filt || filter_match(filt, msg.name, json_object_get(msg.extras, "headers"));
   bool sent = head && pass && (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0);
   if (sent) {
     conn_send_pmsg(c, &m);
@@ -1005,7 +1021,7 @@ sw_occupancy_t channel_occupancy_local(const sw_channel_t *ch) {
 
 sw_occupancy_t channel_occupancy(const sw_channel_t *ch) {
   sw_occupancy_t o = channel_occupancy_local(ch);
-  if (ch && ch->occ_share) occ_share_add(ch, &o, clock_now_ms()); /* a cluster's other nodes */
+  if (ch && channel_xr(ch)->occ_share) occ_share_add(ch, &o, clock_now_ms()); /* a cluster's other nodes */
   return o;
 }
 
@@ -1052,8 +1068,9 @@ static void occupancy_send(sw_attach_t *a, const sw_occupancy_t *o, int64_t now)
  * at once when a metric goes from or to zero), and to those that attached
  * since in any case. */
 static void occupancy_tick(sw_channel_t *ch, int64_t now) {
-  if (!ch->occ_sent && !(ch->occ_sent = calloc(1, sizeof *ch->occ_sent))) return; /* next tick */
-  struct sw_occ_sent *sent = ch->occ_sent;
+  sw_channel_ext_t *x = channel_ext(ch);
+  if (!x || (!x->occ_sent && !(x->occ_sent = calloc(1, sizeof *x->occ_sent)))) return; /* next tick */
+  struct sw_occ_sent *sent = x->occ_sent;
   sw_occupancy_t o = channel_occupancy(ch);
   bool changed = memcmp(&o, &sent->o, sizeof o) != 0, edge = false;
   for (int k = 0; k < SW_OCC_COUNT; k++) edge = edge || ((o.n[k] == 0) != (sent->o.n[k] == 0));
@@ -1243,7 +1260,7 @@ static void on_bus_ready(void *ud, const char *app_id, const char *channel, int6
   ch->bus_ready = true;
   ch->durable_seq = last_seq;
   if (ch->last_seq < last_seq) ch->last_seq = last_seq;
-  for (sw_channel_t *d = ch; d; d = d == ch ? ch->derived : d->next_derived)
+  for (sw_channel_t *d = ch; d; d = d == ch ? channel_xr(ch)->derived : d->ext->next_derived)
     for (sw_attach_t *a = d->subs, *next; a; a = next) {
       next = a->next;
       if (a->wait && !a->wait->reading) attach_go(a->wait);
@@ -1314,7 +1331,7 @@ void channel_tick(sw_server_t *srv, int64_t now_ms) {
      * stays while it has derived channels, freed first). */
     /* Other nodes' members (a shared bus) do not keep it: they are read
      * again when it is next used. */
-    if (!ch->subs && !ch->recent_ids && !ch->pending && ch->n_members == ch->n_remote_members && !ch->derived)
+    if (!ch->subs && !ch->recent_ids && !ch->pending && ch->n_members == ch->n_remote_members && !channel_xr(ch)->derived)
       channel_free(srv, ch);
   }
 }
@@ -1322,6 +1339,6 @@ void channel_tick(sw_server_t *srv, int64_t now_ms) {
 void channels_free(sw_server_t *srv) {
   sw_channel_t *ch, *tmp;
   /* Derived channels first: freeing one unlinks it from its base. */
-  HASH_ITER(hh, srv->channels, ch, tmp) if (ch->base) channel_free(srv, ch);
+  HASH_ITER(hh, srv->channels, ch, tmp) if (channel_base(ch)) channel_free(srv, ch);
   HASH_ITER(hh, srv->channels, ch, tmp) channel_free(srv, ch);
 }

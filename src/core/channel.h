@@ -50,48 +50,29 @@ typedef struct sw_recent_id {
   UT_hash_handle hh;
 } sw_recent_id_t;
 
-typedef struct sw_channel {
-  char *hkey;       /* app id, NUL, name: the hash key */
-  size_t hkey_len;
-  sw_server_t *srv;
-  sw_app_t *app;
-  const char *name; /* points into hkey */
-  const sw_namespace_t *ns;
-  /* Message updates, deletes, appends and annotations are allowed: the
-   * namespace's mutableMessages rule, or an Ably Chat room's channel
-   * ("<room>::$chat"), where Chat always has them. */
-  bool mutable_messages;
-  int64_t last_seq;    /* last assigned */
-  int64_t durable_seq; /* last durable and fanned out */
-  struct sw_attach *subs; /* doubly linked list */
-  size_t n_subs;
-  size_t pending;      /* publishes waiting for the bus, or for their delivery (ch->pubs) */
-  struct pub *pubs;    /* those publishes, in order (channel.c) */
-  /* The bus (core/bus.h): bus_sub, subscribed (a shared bus: the root
-   * channel's first attachment subscribes, its free unsubscribes);
-   * bus_ready, durable_seq is the start point and attachments may go
-   * live (always, on bus_local). */
-  bool bus_sub, bus_ready;
-  sw_recent_id_t *recent_ids; /* idempotent publish window (RSL1k) */
-  struct sw_member *members;  /* presence set (core/presence.c) */
-  size_t n_members;
-  size_t n_remote_members;    /* of those, members of other nodes (a shared bus: core/presence.c) */
-  int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
+/* What their last [meta]occupancy said, and when (channel.c). */
+struct sw_occ_sent {
+  sw_occupancy_t o;
+  int64_t ms;
+};
+
+/* The fields most channels never use, in one block allocated on first use
+ * (channel_ext) and freed with the channel: an idle channel with one
+ * subscriber carries a NULL pointer instead of 96 bytes. Readers that must
+ * not allocate use channel_xr, which gives an all-zero block for a channel
+ * without one. Nothing on the fan-out path lives here except `derived`,
+ * `delta` and `filter`, read once per message, not once per subscriber. */
+typedef struct sw_channel_ext {
   struct sw_head *heads;      /* heads being changed (core/mutation.c) */
+  size_t n_heads;
   struct sw_vqueue *vq;       /* changes waiting for the shared bus, in order (core/mutation.c) */
   struct sw_turn *turns;      /* AI turn owners (core/ai_turns.c) */
   struct sw_rollups *rollups; /* appends held for their rollup window (core/rollup.c) */
-  size_t n_occupancy;         /* attachments with the occupancy param */
-  /* What their last [meta]occupancy said, and when: allocated when the
-   * channel first has occupancy subscribers (72 bytes most channels never
-   * use), freed with the channel. */
-  struct sw_occ_sent {
-    sw_occupancy_t o;
-    int64_t ms;
-  } *occ_sent;
+  /* What the channel's last [meta]occupancy said, and when: allocated
+   * when the channel first has occupancy subscribers. */
+  struct sw_occ_sent *occ_sent;
   /* A shared bus: the cluster's counts (core/occ_share.c); NULL on one node. */
   struct sw_occ_share *occ_share;
-  size_t n_heads;
   /* Derived channels ("[filter=<base64>]name", RTS5): a derived channel
    * has no messages of its own; its base's are delivered to its
    * attachments when they pass its filter, and replays read its base's. */
@@ -100,8 +81,57 @@ typedef struct sw_channel {
   struct sw_channel *derived;       /* base: its derived channels, linked by next_derived */
   struct sw_channel *next_derived;
   struct sw_delta *delta;           /* delta=vcdiff state (core/delta.c); NULL until a delta subscriber */
+} sw_channel_ext_t;
+
+typedef struct sw_channel {
+  /* The hash key, "<app id>\0<name>", is stored right after the struct
+   * (channel_hkey); name points into it. */
+  sw_server_t *srv;
+  sw_app_t *app;
+  const char *name; /* points into the key */
+  const sw_namespace_t *ns;
+  int64_t last_seq;    /* last assigned */
+  int64_t durable_seq; /* last durable and fanned out */
+  struct sw_attach *subs; /* doubly linked list */
+  struct pub *pubs;    /* those publishes, in order (channel.c) */
+  sw_recent_id_t *recent_ids; /* idempotent publish window (RSL1k) */
+  struct sw_member *members;  /* presence set (core/presence.c) */
+  int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
+  sw_channel_ext_t *ext;      /* rarely used fields (channel_ext / channel_xr); NULL until one is */
+  /* Counts in 32 bits. The limits that bound them (maxConnections,
+   * maxPresenceMembers, maxPendingPublishes) are not capped by the config,
+   * but each thing counted is a heap object of its own (an attachment, a
+   * member, a publish of at least 64 bytes), so 2^32 of them would need
+   * 256 GiB: they cannot wrap. */
+  uint32_t n_subs;
+  uint32_t pending;          /* publishes waiting for the bus, or for their delivery (ch->pubs) */
+  uint32_t n_members;
+  uint32_t n_remote_members; /* of those, members of other nodes (a shared bus: core/presence.c) */
+  uint32_t n_occupancy;      /* attachments with the occupancy param */
+  /* Message updates, deletes, appends and annotations are allowed: the
+   * namespace's mutableMessages rule, or an Ably Chat room's channel
+   * ("<room>::$chat"), where Chat always has them. */
+  bool mutable_messages : 1;
+  /* The bus (core/bus.h): bus_sub, subscribed (a shared bus: the root
+   * channel's first attachment subscribes, its free unsubscribes);
+   * bus_ready, durable_seq is the start point and attachments may go
+   * live (always, on bus_local). */
+  bool bus_sub : 1;
+  bool bus_ready : 1;
   UT_hash_handle hh;
 } sw_channel_t;
+
+/* The hash key: "<app id>\0<name>" (then a NUL). */
+static inline char *channel_hkey(const sw_channel_t *ch) { return (char *)(ch + 1); }
+/* ch's rare fields, allocated (zeroed) on first use; NULL on OOM. */
+sw_channel_ext_t *channel_ext(sw_channel_t *ch);
+/* ch's rare fields to read: all zero when it has none (never allocates). */
+extern const sw_channel_ext_t sw_channel_ext_none;
+static inline const sw_channel_ext_t *channel_xr(const sw_channel_t *ch) {
+  return ch->ext ? ch->ext : &sw_channel_ext_none;
+}
+/* A derived channel's base, NULL for any other. */
+static inline struct sw_channel *channel_base(const sw_channel_t *ch) { return ch->ext ? ch->ext->base : NULL; }
 
 typedef struct sw_attach {
   sw_conn_t *conn;

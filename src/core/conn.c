@@ -858,7 +858,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
 }
 
 /* The name capabilities are checked against: a derived channel's base. */
-static const char *cap_name(const sw_channel_t *ch) { return ch->base ? ch->base->name : ch->name; }
+static const char *cap_name(const sw_channel_t *ch) { return channel_base(ch) ? channel_base(ch)->name : ch->name; }
 
 /* RTC8: in-band reauthorisation with a new token. The connection keeps its
  * id and clientId; the new capability applies at once, and channels it no
@@ -895,7 +895,7 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
     if (ops) {
       /* The modes follow the capability both ways: a token that adds
        * publish lets an attached channel publish (as on Ably). */
-      a->modes = a->requested_modes & cap_modes_for_ops(ops) & (a->ch->base ? SW_MODE_SUBSCRIBE : SW_MODE_ALL);
+      a->modes = a->requested_modes & cap_modes_for_ops(ops) & (channel_base(a->ch) ? SW_MODE_SUBSCRIBE : SW_MODE_ALL);
       i++;
       continue;
     }
@@ -1156,7 +1156,7 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
   if (!ch) goto fail;
   uint32_t ops = cap_ops_for_channel(c->auth.cap, cap_name(ch));
   /* A derived channel only delivers messages: it needs subscribe. */
-  if (ch->base && !(cap_modes_for_ops(ops) & SW_MODE_SUBSCRIBE)) ops = 0;
+  if (channel_base(ch) && !(cap_modes_for_ops(ops) & SW_MODE_SUBSCRIBE)) ops = 0;
   if (!ops) {
     errors_set(&err, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
                cap_name(ch));
@@ -1179,7 +1179,7 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
     errors_set(&err, SW_E_INVALID_PARAM, "invalid modes parameter %.64s", modes);
   if (!requested) requested = DEFAULT_MODES;
   req.modes = requested & cap_modes_for_ops(ops);
-  if (ch->base) req.modes &= SW_MODE_SUBSCRIBE; /* a derived channel delivers messages, nothing else */
+  if (channel_base(ch)) req.modes &= SW_MODE_SUBSCRIBE; /* a derived channel delivers messages, nothing else */
   if (err.code || attach_rewind(c, ch, params, &req, &err)) {
     json_decref(params);
     goto fail;
