@@ -55,6 +55,20 @@ static sw_channel_t *root_of(sw_channel_t *ch) {
 }
 
 const sw_channel_ext_t sw_channel_ext_none;
+const sw_attach_side_t sw_attach_side_none;
+
+sw_attach_side_t *attach_side(sw_attach_t *a) {
+  if (!a->side) a->side = calloc(1, sizeof *a->side);
+  return a->side;
+}
+
+void attach_side_trim(sw_attach_t *a) {
+  const sw_attach_side_t *x = a->side;
+  if (x && !x->wire_name && !x->full_sent && !x->replay && !x->wait && !a->delta) {
+    free(a->side);
+    a->side = NULL;
+  }
+}
 
 sw_channel_ext_t *channel_ext(sw_channel_t *ch) {
   if (!ch->ext) ch->ext = calloc(1, sizeof *ch->ext);
@@ -264,8 +278,9 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
     if (!a->delivering || !(a->modes & mode_mask)) continue;
+    const sw_attach_side_t *x = a->side;
     /* Messages wait while a replay runs: it reads them from storage, in order. */
-    if (a->replay && (mode_mask & SW_MODE_SUBSCRIBE)) continue;
+    if (x && x->replay && (mode_mask & SW_MODE_SUBSCRIBE)) continue;
     if (c == skip) continue;
     if (m->action == SW_ACTION_MESSAGE) metrics_add(SW_M_MESSAGES_OUT, m->n_messages);
     sw_frame_t *df = a->delta ? delta_frame(a, m) : NULL; /* delta=vcdiff: the same bytes for all in step */
@@ -274,10 +289,10 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
       frame_unref(df);
       continue;
     }
-    if (a->wire_name) {
+    if (x && x->wire_name) {
       /* Attached under another spelling ([?params]name): its own frame. */
       sw_pmsg_t own = *m;
-      own.channel = a->wire_name;
+      own.channel = x->wire_name;
       sw_frame_t *f = pmsg_frame(c->fmt, &own);
       if (f) conn_send_frame(c, f);
       frame_unref(f);
@@ -806,18 +821,20 @@ static void attach_wait_free(attach_wait_t *w) {
 }
 
 static void attach_wait_cancel(sw_attach_t *a) {
-  attach_wait_t *w = a->wait;
+  attach_wait_t *w = attach_sr(a)->wait;
   if (!w) return;
-  a->wait = NULL;
+  a->side->wait = NULL;
+  attach_side_trim(a);
   w->a = NULL;
   if (!w->reading) attach_wait_free(w);
 }
 
 void channel_replay_end(sw_attach_t *a) {
   attach_wait_cancel(a);
-  sw_replay_t *r = a->replay;
+  sw_replay_t *r = attach_sr(a)->replay;
   if (!r) return;
-  a->replay = NULL;
+  a->side->replay = NULL;
+  attach_side_trim(a);
   r->ended = true;
   /* replay_step frees it when the send returns; a read's answer when it comes. */
   if (!r->running && !r->reading) replay_free(r);
@@ -894,7 +911,7 @@ static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t seria
   char cs[SW_SERIAL_LEN + 1];
   serial_format(serial, cs);
   sw_pmsg_t m = {.action = SW_ACTION_MESSAGE,
-                 .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+                 .channel = attach_wire_name(a),
                  .channel_serial = cs,
                  .timestamp = msg.timestamp,
                  .connection_id = msg.connection_id,
@@ -931,7 +948,7 @@ static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t seria
  * on the loop thread between store completions, so durable_seq cannot move
  * during one and the hand-over is exact. */
 static void replay_step(sw_attach_t *a) {
-  sw_replay_t *r = a->replay;
+  sw_replay_t *r = attach_sr(a)->replay;
   if (!r || r->running) return;
   sw_conn_t *c = a->conn;
   r->running = true;
@@ -962,7 +979,8 @@ static void replay_step(sw_attach_t *a) {
       r->last_page = false;
     } else if (r->last_page && r->read_upto == root_of(a->ch)->durable_seq) {
       /* Caught up: live fan-out continues after durable_seq. */
-      a->replay = NULL;
+      a->side->replay = NULL;
+      attach_side_trim(a);
       a->live_seq = root_of(a->ch)->durable_seq;
       r->ended = true;
       break;
@@ -976,10 +994,11 @@ static void replay_step(sw_attach_t *a) {
      * (RTL13a), rather than going live past what it missed. */
     log_ev(SW_LOG_WARN, "channel.replay_failed", c->id, a->ch->app->id, r->err.code, "replay on %s stopped: %s",
            a->ch->name, r->err.message);
-    a->replay = NULL;
+    a->side->replay = NULL;
+    attach_side_trim(a);
     a->delivering = false;
     r->ended = true;
-    sw_pmsg_t d = {.action = SW_ACTION_DETACHED, .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+    sw_pmsg_t d = {.action = SW_ACTION_DETACHED, .channel = attach_wire_name(a),
                    .error = r->err};
     conn_send_pmsg(c, &d);
     break;
@@ -1056,7 +1075,7 @@ static void occupancy_send(sw_attach_t *a, const sw_occupancy_t *o, int64_t now)
   sw_msg_t m = {.action = -1, .id = id, .name = (char *)"[meta]occupancy", .encoding = (char *)"json",
                 .timestamp = now};
   if (text) m.data = (sw_data_t){.kind = SW_DATA_STRING, .bytes = (uint8_t *)text, .len = strlen(text)};
-  sw_pmsg_t pm = {.action = SW_ACTION_MESSAGE, .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+  sw_pmsg_t pm = {.action = SW_ACTION_MESSAGE, .channel = attach_wire_name(a),
                   .timestamp = now, .messages = &m, .n_messages = 1};
   if (text) conn_send_pmsg(a->conn, &pm);
   if (text) delta_sent_whole(a, NULL, 0);
@@ -1154,10 +1173,11 @@ static void attach_finish(attach_wait_t *w) {
   sw_attach_t *a = w->a;
   sw_channel_t *ch = a->ch;
   sw_conn_t *c = a->conn;
-  a->wait = NULL;
+  a->side->wait = NULL; /* (w was a's wait: a has its side) */
+  attach_side_trim(a);
   int64_t up_to = w->up_to, after = w->after;
   bool resumed = w->resumed, replaying = w->replaying;
-  sw_replay_t *r = replaying ? calloc(1, sizeof *r) : NULL;
+  sw_replay_t *r = replaying && attach_side(a) ? calloc(1, sizeof *r) : NULL;
   if (replaying && !r) replaying = false, after = up_to;
 
   /* ably-js takes ATTACHED's channelSerial as its own (RTL15b): with a
@@ -1191,8 +1211,10 @@ static void attach_finish(attach_wait_t *w) {
     r->seq_end = up_to;
     r->start_ms = start_ms;
     r->page_rows = REPLAY_FIRST_PAGE;
-    a->replay = r;
+    a->side->replay = r; /* (allocated with r above; nothing since trimmed it) */
     replay_step(a);
+  } else {
+    attach_side_trim(a); /* full_sent went (mutation_attach_free) */
   }
 }
 
@@ -1213,8 +1235,14 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     ch->n_subs++;
   }
   channel_replay_end(a); /* a new attach replaces a replay (or a wait) in progress */
-  free(a->wire_name);
-  a->wire_name = req->channel_name && strcmp(req->channel_name, ch->name) ? strdup(req->channel_name) : NULL;
+  if (a->side) {
+    free(a->side->wire_name);
+    a->side->wire_name = NULL;
+  }
+  if (req->channel_name && strcmp(req->channel_name, ch->name)) {
+    sw_attach_side_t *x = attach_side(a);
+    if (!x || !(x->wire_name = strdup(req->channel_name))) return -1;
+  }
   a->modes = req->modes;
   uint8_t occ = occupancy_param(c, ch, req->params);
   ch->n_occupancy += (occ != 0) - (a->occupancy != 0);
@@ -1231,7 +1259,12 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     attach_wait_free(w);
     return -1;
   }
-  a->wait = w;
+  sw_attach_side_t *x = attach_side(a);
+  if (!x) {
+    attach_wait_free(w);
+    return -1;
+  }
+  x->wait = w;
   sw_channel_t *root = root_of(ch);
   if (!root->bus_ready) {
     /* A shared bus: ATTACHED waits for the channel's start point (ready),
@@ -1263,7 +1296,7 @@ static void on_bus_ready(void *ud, const char *app_id, const char *channel, int6
   for (sw_channel_t *d = ch; d; d = d == ch ? channel_xr(ch)->derived : d->ext->next_derived)
     for (sw_attach_t *a = d->subs, *next; a; a = next) {
       next = a->next;
-      if (a->wait && !a->wait->reading) attach_go(a->wait);
+      if (attach_sr(a)->wait && !a->side->wait->reading) attach_go(a->side->wait);
     }
   if (ch->pubs) pubs_settle(ch);
 }
@@ -1310,7 +1343,8 @@ void channel_detach(sw_attach_t *a) {
   ch->n_subs--;
   if (a->occupancy) ch->n_occupancy--;
   mutation_attach_free(a);
-  free(a->wire_name);
+  if (a->side) free(a->side->wire_name);
+  free(a->side);
   free(a);
 }
 

@@ -133,32 +133,57 @@ static inline const sw_channel_ext_t *channel_xr(const sw_channel_t *ch) {
 /* A derived channel's base, NULL for any other. */
 static inline struct sw_channel *channel_base(const sw_channel_t *ch) { return ch->ext ? ch->ext->base : NULL; }
 
+/* An attachment's fields that are set only for a while (an ATTACH's wait,
+ * a replay) or only for some attachments (another spelling of the name,
+ * messages sent in full, delta=vcdiff): one block, allocated when one is
+ * set (attach_side), freed when none is any more (attach_side_trim) and
+ * with the attachment. An idle attachment carries a NULL pointer instead of
+ * 40 bytes. The fan-out reads a->side once per subscriber, as it read
+ * a->replay before: the same one load when it is NULL. */
+typedef struct sw_attach_side {
+  char *wire_name;  /* the name the client attached with, if not ch->name */
+  struct sw_seen *full_sent; /* older messages it was since sent in full */
+  struct sw_replay *replay;  /* a replay from storage in progress: live messages wait for it */
+  struct attach_wait *wait;  /* an ATTACH waiting for the channel's start point or its rewind read */
+  /* The delta channel param (core/delta.c): the seq of the message it was
+   * last sent (0: another kind, or none yet); `delta` says whether deltas
+   * are wanted (the block is kept while it is set). */
+  int64_t delta_seq;
+} sw_attach_side_t;
+
 typedef struct sw_attach {
   sw_conn_t *conn;
   sw_channel_t *ch;
   uint32_t modes;
   uint32_t requested_modes; /* asked for in the ATTACH: modes = these ∩ the capability, again after a reauth */
-  bool delivering; /* attached on the current transport */
-  bool presence_lost; /* the connection's members left while it was away: the next ATTACH is not RESUMED */
   /* The occupancy channel param: 0 none, 1 "metrics" (all), 2 + k
    * "metrics.<k-th metric>" (that one only). occ_due: send the current
    * metrics even if they did not change (it attached since). (Here, with
    * the other small fields: no padding holes in every attachment.) */
   uint8_t occupancy;
-  bool occ_due;
-  bool delta; /* the delta channel param asks for vcdiff deltas (core/delta.c) */
-  char *wire_name;  /* the name the client attached with, if not ch->name */
+  bool delivering : 1; /* attached on the current transport */
+  bool presence_lost : 1; /* the connection's members left while it was away: the next ATTACH is not RESUMED */
+  bool occ_due : 1;
+  bool delta : 1; /* the delta channel param asks for vcdiff deltas (core/delta.c) */
   int64_t from_seq; /* the client holds messages after this seq (live or replayed) */
   int64_t live_seq; /* durable_seq when live delivery began (attach, or the end of a replay) */
-  struct sw_seen *full_sent; /* older messages it was since sent in full */
-  struct sw_replay *replay;  /* a replay from storage in progress: live messages wait for it */
-  struct attach_wait *wait;  /* an ATTACH waiting for the channel's start point or its rewind read */
-  /* The delta channel param (core/delta.c): the seq of the message it was
-   * last sent (0: another kind, or none yet); `delta` (above) says whether
-   * deltas are wanted. */
-  int64_t delta_seq;
+  sw_attach_side_t *side; /* see sw_attach_side_t; NULL when none of its fields is set */
   struct sw_attach *prev, *next; /* in ch->subs (the connection's are in conn->att) */
 } sw_attach_t;
+
+/* a's side block, allocated (zeroed) on first use; NULL on OOM. */
+sw_attach_side_t *attach_side(sw_attach_t *a);
+/* Frees a's side block if none of its fields is set (and no delta). */
+void attach_side_trim(sw_attach_t *a);
+/* a's side fields to read: all zero when it has none (never allocates). */
+extern const sw_attach_side_t sw_attach_side_none;
+static inline const sw_attach_side_t *attach_sr(const sw_attach_t *a) {
+  return a->side ? a->side : &sw_attach_side_none;
+}
+/* The name a's messages go out under. */
+static inline char *attach_wire_name(const sw_attach_t *a) {
+  return a->side && a->side->wire_name ? a->side->wire_name : (char *)a->ch->name;
+}
 
 /* Finds or creates the channel (name already validated). NULL on OOM. */
 sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name);

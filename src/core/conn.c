@@ -398,7 +398,7 @@ static void replace_auth(sw_conn_t *c, sw_principal_t p) {
 void conn_on_drain(sw_conn_t *c) {
   for (uint32_t i = 0; i < c->n_att; i++) {
     sw_attach_t *a = conn_attachment_at(c, i);
-    if (a->replay) channel_replay_continue(a);
+    if (attach_sr(a)->replay) channel_replay_continue(a);
   }
 }
 
@@ -903,7 +903,7 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
     sw_error_t e;
     errors_set(&e, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
                a->ch->name);
-    char *name = strdup(a->wire_name ? a->wire_name : a->ch->name);
+    char *name = strdup(attach_wire_name(a));
     channel_detach(a);
     if (name) conn_send_channel_error(c, name, &e);
     free(name);

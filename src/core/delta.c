@@ -40,12 +40,15 @@ int delta_attach(sw_attach_t *a, const json_t *params) {
   /* A derived channel's messages are its base's, filtered: a subscriber
    * does not get all of them, so it holds no predictable predecessor. */
   a->delta = v && strcmp(v, "vcdiff") == 0 && !channel_base(a->ch);
-  a->delta_seq = 0;
+  if (a->side) a->side->delta_seq = 0;
   sw_channel_ext_t *x = a->delta ? channel_ext(a->ch) : NULL;
-  if (a->delta && (!x || (!x->delta && !(x->delta = calloc(1, sizeof *x->delta))))) {
+  /* A delta subscriber keeps its side block (delta_seq) while a->delta. */
+  if (a->delta && (!x || (!x->delta && !(x->delta = calloc(1, sizeof *x->delta))) || !attach_side(a))) {
     a->delta = false;
+    attach_side_trim(a);
     return -1;
   }
+  attach_side_trim(a);
   return 0;
 }
 
@@ -165,19 +168,19 @@ sw_frame_t *delta_frame(sw_attach_t *a, const sw_pmsg_t *m) {
   if (!d || d->cur != m) {
     /* Not a fan-out of new messages (a summary): whole, and it is now
      * the client's last message. */
-    a->delta_seq = 0;
+    a->side->delta_seq = 0; /* (a->delta: a has its side) */
     return NULL;
   }
   d->subscribers = true;
-  bool in_step = d->base_seq > 0 && a->delta_seq == d->base_seq;
-  a->delta_seq = d->cur_seq;
+  bool in_step = d->base_seq > 0 && a->side->delta_seq == d->base_seq;
+  a->side->delta_seq = d->cur_seq;
   if (!in_step) return NULL;
   if (!d->computed) compute(d, (size_t)a->ch->srv->cfg->limits.max_message_size);
   if (!d->any) return NULL;
   sw_format_t fmt = a->conn->fmt;
-  if (a->wire_name) {
+  if (a->side->wire_name) {
     sw_pmsg_t own = d->dm;
-    own.channel = a->wire_name;
+    own.channel = a->side->wire_name;
     return pmsg_frame(fmt, &own);
   }
   if (!d->frames[fmt]) d->frames[fmt] = pmsg_frame(fmt, &d->dm);
@@ -213,7 +216,7 @@ void delta_end(sw_channel_t *ch, const sw_pmsg_t *m) {
 
 void delta_sent_whole(sw_attach_t *a, const sw_msg_t *msg, int64_t seq) {
   if (!a->delta) return;
-  a->delta_seq = msg ? seq : 0;
+  a->side->delta_seq = msg ? seq : 0; /* (a->delta: a has its side) */
   sw_delta_t *d = channel_xr(a->ch)->delta;
   if (!msg || !d || d->cur || seq <= 0 || seq != a->ch->durable_seq || d->base_seq == seq) return;
   if (usable(msg, (size_t)a->ch->srv->cfg->limits.max_message_size)) base_set(d, msg, seq);

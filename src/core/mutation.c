@@ -28,23 +28,25 @@
 void mutation_mark_full(sw_attach_t *a, int64_t seq) {
   if (seq > a->from_seq) return; /* it holds those anyway */
   sw_seen_t *s = NULL;
-  HASH_FIND(hh, a->full_sent, &seq, sizeof seq, s);
-  if (s || !(s = calloc(1, sizeof *s))) return;
+  HASH_FIND(hh, attach_sr(a)->full_sent, &seq, sizeof seq, s);
+  sw_attach_side_t *x = s ? NULL : attach_side(a);
+  if (!x || !(s = calloc(1, sizeof *s))) return;
   s->seq = seq;
-  HASH_ADD(hh, a->full_sent, seq, sizeof s->seq, s);
+  HASH_ADD(hh, x->full_sent, seq, sizeof s->seq, s);
 }
 
 static bool holds_full(sw_attach_t *a, int64_t seq) {
   if (seq > a->from_seq) return true;
   sw_seen_t *s = NULL;
-  HASH_FIND(hh, a->full_sent, &seq, sizeof seq, s);
+  HASH_FIND(hh, attach_sr(a)->full_sent, &seq, sizeof seq, s);
   return s != NULL;
 }
 
 void mutation_attach_free(sw_attach_t *a) {
+  if (!a->side) return;
   sw_seen_t *s, *tmp;
-  HASH_ITER(hh, a->full_sent, s, tmp) {
-    HASH_DEL(a->full_sent, s);
+  HASH_ITER(hh, a->side->full_sent, s, tmp) {
+    HASH_DEL(a->side->full_sent, s);
     free(s);
   }
 }
@@ -185,16 +187,16 @@ static void fanout(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t la
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
     /* During a replay the version comes from storage, in order. */
-    if (!a->delivering || a->replay || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
+    if (!a->delivering || attach_sr(a)->replay || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
     if (!c->echo && conn_id[0] && strcmp(c->id, conn_id) == 0) continue;
     if (last_vseq <= a->live_seq) continue;
     bool whole = append && (!holds_full(a, seq) || first_vseq <= a->live_seq);
     if (whole) mutation_mark_full(a, seq);
     const sw_pmsg_t *m = whole ? &full : &ev;
     metrics_inc(SW_M_MESSAGES_OUT);
-    if (a->wire_name) {
+    if (a->side && a->side->wire_name) {
       sw_pmsg_t own = *m;
-      own.channel = a->wire_name;
+      own.channel = a->side->wire_name;
       sw_frame_t *f = pmsg_frame(c->fmt, &own);
       if (f) conn_send_frame(c, f);
       frame_unref(f);

@@ -356,7 +356,7 @@ void presence_sync_requested(sw_channel_t *ch, sw_attach_t *a) {
   app_random_id(sync_id, 8);
   snprintf(serial, sizeof serial, "%s:", sync_id);
   sw_pmsg_t m = {.action = SW_ACTION_SYNC,
-                 .channel = a->wire_name ? a->wire_name : (char *)ch->name,
+                 .channel = attach_wire_name(a),
                  .channel_serial = serial};
   conn_send_pmsg(a->conn, &m);
 }
@@ -377,7 +377,7 @@ void presence_sync(sw_channel_t *ch, sw_attach_t *a) {
       if (sent == ch->n_members) snprintf(serial, sizeof serial, "%s:", sync_id);
       else snprintf(serial, sizeof serial, "%s:%zu", sync_id, sent);
       sw_pmsg_t m = {.action = SW_ACTION_SYNC,
-                     .channel = a->wire_name ? a->wire_name : (char *)ch->name,
+                     .channel = attach_wire_name(a),
                      .channel_serial = serial,
                      .presence = page,
                      .n_presence = n};
