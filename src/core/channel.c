@@ -35,17 +35,76 @@ sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *na
   return channel_find_id(srv, app->id, name);
 }
 
+/* ---- the channel map (srv->channels, channel.h) ---- */
+
+typedef struct sw_channel_map sw_channel_map_t;
+
+static uint32_t key_hash(const char *app_id, const char *name) {
+  uint32_t h = 2166136261u; /* FNV-1a over "<app id>\0<name>" */
+  for (const char *p = app_id;; p++) {
+    h = (h ^ (uint8_t)*p) * 16777619u;
+    if (!*p) break;
+  }
+  for (; *name; name++) h = (h ^ (uint8_t)*name) * 16777619u;
+  return h ^ (h >> 15); /* the probe uses the low bits: fold the high ones in */
+}
+
+/* The slot holding (app_id, name), or the empty slot where the probe ends. */
+static uint32_t map_probe(const sw_channel_map_t *m, const char *app_id, const char *name) {
+  uint32_t mask = m->cap - 1, i = key_hash(app_id, name) & mask;
+  for (;; i = (i + 1) & mask) {
+    sw_channel_t *ch = m->slot[i];
+    if (!ch || (ch != SW_CHANNEL_TOMB && strcmp(ch->name, name) == 0 && strcmp(ch->app->id, app_id) == 0)) return i;
+  }
+}
+
+/* Room for one more channel: 0, or -1 on OOM. At most 3/4 full (with
+ * tombstones), at most half full after a rehash. */
+static int map_reserve(sw_channel_map_t *m) {
+  if ((uint64_t)(m->n + m->tombs + 1) * 4 <= (uint64_t)m->cap * 3) return 0;
+  uint32_t cap = 16;
+  while ((uint64_t)(m->n + 1) * 2 > cap) cap *= 2;
+  sw_channel_t **slot = calloc(cap, sizeof *slot);
+  if (!slot) return -1;
+  for (uint32_t i = 0; i < m->cap; i++) {
+    sw_channel_t *ch = m->slot[i];
+    if (!ch || ch == SW_CHANNEL_TOMB) continue;
+    uint32_t k = key_hash(ch->app->id, ch->name) & (cap - 1);
+    while (slot[k]) k = (k + 1) & (cap - 1);
+    slot[k] = ch;
+  }
+  free(m->slot);
+  m->slot = slot;
+  m->cap = cap;
+  m->tombs = 0;
+  return 0;
+}
+
+/* After map_reserve. */
+static void map_add(sw_channel_map_t *m, sw_channel_t *ch) {
+  uint32_t mask = m->cap - 1, i = key_hash(ch->app->id, ch->name) & mask;
+  while (m->slot[i] && m->slot[i] != SW_CHANNEL_TOMB) i = (i + 1) & mask;
+  if (m->slot[i] == SW_CHANNEL_TOMB) m->tombs--;
+  m->slot[i] = ch;
+  m->n++;
+}
+
+static void map_del(sw_channel_map_t *m, sw_channel_t *ch) {
+  if (!m->cap) return;
+  uint32_t mask = m->cap - 1, i = key_hash(ch->app->id, ch->name) & mask;
+  for (; m->slot[i]; i = (i + 1) & mask) {
+    if (m->slot[i] != ch) continue;
+    m->slot[i] = SW_CHANNEL_TOMB;
+    m->n--;
+    m->tombs++;
+    return;
+  }
+}
+
 sw_channel_t *channel_find_id(sw_server_t *srv, const char *app_id, const char *name) {
-  size_t alen = strlen(app_id), nlen = strlen(name);
-  char stackkey[512];
-  char *key = alen + nlen + 1 <= sizeof stackkey ? stackkey : malloc(alen + nlen + 1);
-  if (!key) return NULL;
-  memcpy(key, app_id, alen + 1);
-  memcpy(key + alen + 1, name, nlen);
-  sw_channel_t *ch = NULL;
-  HASH_FIND(hh, srv->channels, key, alen + 1 + nlen, ch);
-  if (key != stackkey) free(key);
-  return ch;
+  const sw_channel_map_t *m = &srv->channels;
+  if (!m->cap) return NULL;
+  return m->slot[map_probe(m, app_id, name)];
 }
 
 /* A derived channel's messages, serials and storage are its base's. */
@@ -77,18 +136,17 @@ sw_channel_ext_t *channel_ext(sw_channel_t *ch) {
 
 /* A new channel object in the server's hash, touching no storage. */
 static sw_channel_t *channel_new(sw_server_t *srv, sw_app_t *app, const char *name) {
-  size_t alen = strlen(app->id), nlen = strlen(name);
-  /* The key right after the struct: one allocation, not two. */
-  sw_channel_t *ch = calloc(1, sizeof *ch + alen + 1 + nlen + 1);
+  size_t nlen = strlen(name);
+  /* The name right after the struct: one allocation, not two. */
+  sw_channel_t *ch = map_reserve(&srv->channels) ? NULL : calloc(1, sizeof *ch + nlen + 1);
   if (!ch) return NULL;
-  char *hkey = channel_hkey(ch);
-  memcpy(hkey, app->id, alen + 1);
-  memcpy(hkey + alen + 1, name, nlen + 1);
-  ch->name = hkey + alen + 1;
+  char *own = (char *)(ch + 1);
+  memcpy(own, name, nlen + 1);
+  ch->name = own;
   ch->app = app;
   ch->srv = srv;
   ch->presence_seq = -1;
-  HASH_ADD_KEYPTR(hh, srv->channels, hkey, alen + 1 + nlen, ch);
+  map_add(&srv->channels, ch);
   return ch;
 }
 
@@ -206,7 +264,7 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
    * shutdown: no deliver() comes any more). On the tick there are none
    * (ch->pending). */
   pubs_free_all(ch);
-  HASH_DEL(srv->channels, ch);
+  map_del(&srv->channels, ch);
   if (ch->ext) free(ch->ext->occ_sent);
   free(ch->ext);
   free(ch);
@@ -1349,8 +1407,8 @@ void channel_detach(sw_attach_t *a) {
 }
 
 void channel_tick(sw_server_t *srv, int64_t now_ms) {
-  sw_channel_t *ch, *tmp;
-  HASH_ITER(hh, srv->channels, ch, tmp) {
+  sw_channel_t *ch;
+  SW_CHANNELS_EACH(&srv->channels, ch) {
     /* Ids are added in time order, and uthash iterates in insertion order. */
     sw_recent_id_t *r, *rtmp;
     HASH_ITER(hh, ch->recent_ids, r, rtmp) {
@@ -1371,8 +1429,10 @@ void channel_tick(sw_server_t *srv, int64_t now_ms) {
 }
 
 void channels_free(sw_server_t *srv) {
-  sw_channel_t *ch, *tmp;
+  sw_channel_t *ch;
   /* Derived channels first: freeing one unlinks it from its base. */
-  HASH_ITER(hh, srv->channels, ch, tmp) if (channel_base(ch)) channel_free(srv, ch);
-  HASH_ITER(hh, srv->channels, ch, tmp) channel_free(srv, ch);
+  SW_CHANNELS_EACH(&srv->channels, ch) if (channel_base(ch)) channel_free(srv, ch);
+  SW_CHANNELS_EACH(&srv->channels, ch) channel_free(srv, ch);
+  free(srv->channels.slot);
+  srv->channels = (sw_channel_map_t){0};
 }

@@ -84,11 +84,9 @@ typedef struct sw_channel_ext {
 } sw_channel_ext_t;
 
 typedef struct sw_channel {
-  /* The hash key, "<app id>\0<name>", is stored right after the struct
-   * (channel_hkey); name points into it. */
   sw_server_t *srv;
   sw_app_t *app;
-  const char *name; /* points into the key */
+  const char *name; /* stored right after the struct */
   const sw_namespace_t *ns;
   int64_t last_seq;    /* last assigned */
   int64_t durable_seq; /* last durable and fanned out */
@@ -118,11 +116,18 @@ typedef struct sw_channel {
    * live (always, on bus_local). */
   bool bus_sub : 1;
   bool bus_ready : 1;
-  UT_hash_handle hh;
 } sw_channel_t;
 
-/* The hash key: "<app id>\0<name>" (then a NUL). */
-static inline char *channel_hkey(const sw_channel_t *ch) { return (char *)(ch + 1); }
+/* The server's channels (srv->channels, core/server.h): open addressing
+ * over pointers, keyed by (app->id, name), ~13 bytes per channel where a
+ * uthash handle was 56 in every channel, plus its buckets. Deleting leaves
+ * a tombstone, so SW_CHANNELS_EACH may free the channel it is at; adding
+ * may rehash, so no channel is created while iterating. The order of
+ * iteration is the table's, not the order of creation. */
+#define SW_CHANNEL_TOMB ((sw_channel_t *)(uintptr_t)1)
+#define SW_CHANNELS_EACH(map, ch)                                        \
+  for (uint32_t sw_ch_i_ = 0; sw_ch_i_ < (map)->cap; sw_ch_i_++)          \
+    if (((ch) = (map)->slot[sw_ch_i_]) != NULL && (ch) != SW_CHANNEL_TOMB)
 /* ch's rare fields, allocated (zeroed) on first use; NULL on OOM. */
 sw_channel_ext_t *channel_ext(sw_channel_t *ch);
 /* ch's rare fields to read: all zero when it has none (never allocates). */

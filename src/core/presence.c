@@ -606,8 +606,8 @@ void presence_bus_members(sw_channel_t *ch, const sw_bus_member_t *bm, size_t n,
 void presence_bus_resync(sw_server_t *srv) {
   sw_bus_t *bus = srv->bus;
   if (!bus || !bus_shared(bus)) return;
-  sw_channel_t *ch, *tmp;
-  HASH_ITER(hh, srv->channels, ch, tmp) {
+  sw_channel_t *ch;
+  SW_CHANNELS_EACH(&srv->channels, ch) {
     size_t own = ch->n_members - ch->n_remote_members;
     if (!ch->bus_sub || !own) continue;
     sw_presence_t *evs = calloc(own, sizeof *evs);
