@@ -60,8 +60,9 @@ struct sw_occ_sent {
  * (channel_ext) and freed with the channel: an idle channel with one
  * subscriber carries a NULL pointer instead of 96 bytes. Readers that must
  * not allocate use channel_xr, which gives an all-zero block for a channel
- * without one. Nothing on the fan-out path lives here except `derived`,
- * `delta` and `filter`, read once per message, not once per subscriber. */
+ * without one. The fan-out reads only `rollups`, `delta` and `derived`
+ * (and a derived channel its `filter`) here, once per message, never once
+ * per subscriber. */
 typedef struct sw_channel_ext {
   struct sw_head *heads;      /* heads being changed (core/mutation.c) */
   size_t n_heads;
