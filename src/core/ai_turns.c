@@ -20,15 +20,20 @@ static void remember(sw_channel_t *ch, const char *prefix, const char *id, const
   char *key = malloc(n);
   if (!key) return;
   snprintf(key, n, "%s%s", prefix, id);
+  sw_channel_ext_t *x = channel_ext(ch);
+  if (!x) {
+    free(key);
+    return;
+  }
   sw_turn_t *t = NULL;
-  HASH_FIND_STR(ch->turns, key, t);
+  HASH_FIND_STR(x->turns, key, t);
   if (t) {
     free(key);
     return; /* the first owner stays */
   }
-  if (HASH_COUNT(ch->turns) >= SW_AI_TURNS_MAX) {
-    sw_turn_t *old = ch->turns; /* insertion order: the oldest */
-    HASH_DEL(ch->turns, old);
+  if (HASH_COUNT(x->turns) >= SW_AI_TURNS_MAX) {
+    sw_turn_t *old = x->turns; /* insertion order: the oldest */
+    HASH_DEL(x->turns, old);
     free(old->key);
     free(old->owner);
     free(old);
@@ -40,7 +45,7 @@ static void remember(sw_channel_t *ch, const char *prefix, const char *id, const
     return;
   }
   t->key = key;
-  HASH_ADD_KEYPTR(hh, ch->turns, t->key, strlen(t->key), t);
+  HASH_ADD_KEYPTR(hh, x->turns, t->key, strlen(t->key), t);
 }
 
 void ai_turns_observe(sw_channel_t *ch, const sw_msg_t *m) {
@@ -60,7 +65,7 @@ static const char *owner_of(sw_channel_t *ch, const char *prefix, const char *id
   char key[512];
   snprintf(key, sizeof key, "%s%s", prefix, id);
   sw_turn_t *t = NULL;
-  HASH_FIND_STR(ch->turns, key, t);
+  HASH_FIND_STR(channel_xr(ch)->turns, key, t);
   return t ? t->owner : NULL;
 }
 
@@ -102,9 +107,10 @@ int ai_turns_check_cancel(sw_channel_t *ch, const sw_principal_t *p, const sw_ms
 }
 
 void ai_turns_free(sw_channel_t *ch) {
+  if (!ch->ext) return;
   sw_turn_t *t, *tmp;
-  HASH_ITER(hh, ch->turns, t, tmp) {
-    HASH_DEL(ch->turns, t);
+  HASH_ITER(hh, ch->ext->turns, t, tmp) {
+    HASH_DEL(ch->ext->turns, t);
     free(t->key);
     free(t->owner);
     free(t);

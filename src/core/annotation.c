@@ -308,7 +308,7 @@ static void pub_free(ann_pub_t *p) {
 
 static sw_head_t *cached_head(sw_channel_t *ch, int64_t seq) {
   sw_head_t *h = NULL;
-  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  HASH_FIND(hh, channel_xr(ch)->heads, &seq, sizeof seq, h);
   return h;
 }
 

@@ -35,37 +35,118 @@ sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *na
   return channel_find_id(srv, app->id, name);
 }
 
+/* ---- the channel map (srv->channels, channel.h) ---- */
+
+typedef struct sw_channel_map sw_channel_map_t;
+
+static uint32_t key_hash(const char *app_id, const char *name) {
+  uint32_t h = 2166136261u; /* FNV-1a over "<app id>\0<name>" */
+  for (const char *p = app_id;; p++) {
+    h = (h ^ (uint8_t)*p) * 16777619u;
+    if (!*p) break;
+  }
+  for (; *name; name++) h = (h ^ (uint8_t)*name) * 16777619u;
+  return h ^ (h >> 15); /* the probe uses the low bits: fold the high ones in */
+}
+
+/* The slot holding (app_id, name), or the empty slot where the probe ends. */
+static uint32_t map_probe(const sw_channel_map_t *m, const char *app_id, const char *name) {
+  uint32_t mask = m->cap - 1, i = key_hash(app_id, name) & mask;
+  for (;; i = (i + 1) & mask) {
+    sw_channel_t *ch = m->slot[i];
+    if (!ch || (ch != SW_CHANNEL_TOMB && strcmp(ch->name, name) == 0 && strcmp(ch->app->id, app_id) == 0)) return i;
+  }
+}
+
+/* Room for one more channel: 0, or -1 on OOM. At most 3/4 full (with
+ * tombstones), at most half full after a rehash. */
+static int map_reserve(sw_channel_map_t *m) {
+  if ((uint64_t)(m->n + m->tombs + 1) * 4 <= (uint64_t)m->cap * 3) return 0;
+  uint32_t cap = 16;
+  while ((uint64_t)(m->n + 1) * 2 > cap) cap *= 2;
+  sw_channel_t **slot = calloc(cap, sizeof *slot);
+  if (!slot) return -1;
+  for (uint32_t i = 0; i < m->cap; i++) {
+    sw_channel_t *ch = m->slot[i];
+    if (!ch || ch == SW_CHANNEL_TOMB) continue;
+    uint32_t k = key_hash(ch->app->id, ch->name) & (cap - 1);
+    while (slot[k]) k = (k + 1) & (cap - 1);
+    slot[k] = ch;
+  }
+  free(m->slot);
+  m->slot = slot;
+  m->cap = cap;
+  m->tombs = 0;
+  return 0;
+}
+
+/* After map_reserve. */
+static void map_add(sw_channel_map_t *m, sw_channel_t *ch) {
+  uint32_t mask = m->cap - 1, i = key_hash(ch->app->id, ch->name) & mask;
+  while (m->slot[i] && m->slot[i] != SW_CHANNEL_TOMB) i = (i + 1) & mask;
+  if (m->slot[i] == SW_CHANNEL_TOMB) m->tombs--;
+  m->slot[i] = ch;
+  m->n++;
+}
+
+static void map_del(sw_channel_map_t *m, sw_channel_t *ch) {
+  if (!m->cap) return;
+  uint32_t mask = m->cap - 1, i = key_hash(ch->app->id, ch->name) & mask;
+  for (; m->slot[i]; i = (i + 1) & mask) {
+    if (m->slot[i] != ch) continue;
+    m->slot[i] = SW_CHANNEL_TOMB;
+    m->n--;
+    m->tombs++;
+    return;
+  }
+}
+
 sw_channel_t *channel_find_id(sw_server_t *srv, const char *app_id, const char *name) {
-  size_t alen = strlen(app_id), nlen = strlen(name);
-  char stackkey[512];
-  char *key = alen + nlen + 1 <= sizeof stackkey ? stackkey : malloc(alen + nlen + 1);
-  if (!key) return NULL;
-  memcpy(key, app_id, alen + 1);
-  memcpy(key + alen + 1, name, nlen);
-  sw_channel_t *ch = NULL;
-  HASH_FIND(hh, srv->channels, key, alen + 1 + nlen, ch);
-  if (key != stackkey) free(key);
-  return ch;
+  const sw_channel_map_t *m = &srv->channels;
+  if (!m->cap) return NULL;
+  return m->slot[map_probe(m, app_id, name)];
 }
 
 /* A derived channel's messages, serials and storage are its base's. */
-static sw_channel_t *root_of(sw_channel_t *ch) { return ch->base ? ch->base : ch; }
+static sw_channel_t *root_of(sw_channel_t *ch) {
+  sw_channel_t *base = channel_base(ch);
+  return base ? base : ch;
+}
+
+const sw_channel_ext_t sw_channel_ext_none;
+const sw_attach_side_t sw_attach_side_none;
+
+sw_attach_side_t *attach_side(sw_attach_t *a) {
+  if (!a->side) a->side = calloc(1, sizeof *a->side);
+  return a->side;
+}
+
+void attach_side_trim(sw_attach_t *a) {
+  const sw_attach_side_t *x = a->side;
+  if (x && !x->wire_name && !x->full_sent && !x->replay && !x->wait && !a->delta) {
+    free(a->side);
+    a->side = NULL;
+  }
+}
+
+sw_channel_ext_t *channel_ext(sw_channel_t *ch) {
+  if (!ch->ext) ch->ext = calloc(1, sizeof *ch->ext);
+  return ch->ext;
+}
 
 /* A new channel object in the server's hash, touching no storage. */
 static sw_channel_t *channel_new(sw_server_t *srv, sw_app_t *app, const char *name) {
-  size_t alen = strlen(app->id), nlen = strlen(name);
-  /* The key right after the struct: one allocation, not two. */
-  sw_channel_t *ch = calloc(1, sizeof *ch + alen + 1 + nlen + 1);
+  size_t nlen = strlen(name);
+  /* The name right after the struct: one allocation, not two. */
+  sw_channel_t *ch = map_reserve(&srv->channels) ? NULL : calloc(1, sizeof *ch + nlen + 1);
   if (!ch) return NULL;
-  ch->hkey_len = alen + 1 + nlen;
-  ch->hkey = (char *)(ch + 1);
-  memcpy(ch->hkey, app->id, alen + 1);
-  memcpy(ch->hkey + alen + 1, name, nlen + 1);
-  ch->name = ch->hkey + alen + 1;
+  char *own = (char *)(ch + 1);
+  memcpy(own, name, nlen + 1);
+  ch->name = own;
   ch->app = app;
   ch->srv = srv;
   ch->presence_seq = -1;
-  HASH_ADD_KEYPTR(hh, srv->channels, ch->hkey, ch->hkey_len, ch);
+  map_add(&srv->channels, ch);
   return ch;
 }
 
@@ -126,6 +207,8 @@ static sw_filter_t *derived_filter(const char *b64, size_t len, sw_error_t *err)
   return f;
 }
 
+static void channel_free(sw_server_t *srv, sw_channel_t *ch);
+
 sw_channel_t *channel_get_derived(sw_server_t *srv, sw_app_t *app, const char *name, const char *filter_b64,
                                   size_t len, sw_error_t *err) {
   sw_channel_t *d = channel_find_derived(srv, app, name, filter_b64, len);
@@ -134,7 +217,9 @@ sw_channel_t *channel_get_derived(sw_server_t *srv, sw_app_t *app, const char *n
   if (!f) return NULL;
   sw_channel_t *base = channel_get(srv, app, name);
   char *dn = derived_name(name, filter_b64, len);
-  if (!base || !dn || !(d = channel_new(srv, app, dn))) {
+  sw_channel_ext_t *bx = base ? channel_ext(base) : NULL, *dx = NULL;
+  if (!bx || !dn || !(d = channel_new(srv, app, dn)) || !(dx = channel_ext(d))) {
+    if (d) channel_free(srv, d);
     free(dn);
     filter_free(f);
     errors_set(err, SW_E_INTERNAL, "out of memory");
@@ -142,13 +227,13 @@ sw_channel_t *channel_get_derived(sw_server_t *srv, sw_app_t *app, const char *n
   }
   free(dn);
   d->ns = base->ns;
-  d->base = base;
-  d->filter = f;
+  dx->base = base;
+  dx->filter = f;
   d->last_seq = base->last_seq;
   d->durable_seq = base->durable_seq;
   d->bus_ready = true; /* its base's start point is the one that counts (root_of) */
-  d->next_derived = base->derived;
-  base->derived = d;
+  dx->next_derived = bx->derived;
+  bx->derived = d;
   return d;
 }
 
@@ -165,12 +250,13 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
   rollup_channel_free(ch);
   mutation_channel_free(ch);
   ai_turns_free(ch);
-  if (ch->base) {
-    sw_channel_t **pp = &ch->base->derived;
-    while (*pp && *pp != ch) pp = &(*pp)->next_derived;
-    if (*pp) *pp = ch->next_derived;
+  sw_channel_t *base = channel_base(ch);
+  if (base) {
+    sw_channel_t **pp = &base->ext->derived; /* a base has its ext: it holds this list */
+    while (*pp && *pp != ch) pp = &(*pp)->ext->next_derived;
+    if (*pp) *pp = ch->ext->next_derived;
   }
-  filter_free(ch->filter);
+  filter_free(channel_xr(ch)->filter);
   delta_free(ch);
   occ_share_free(ch);
   if (ch->bus_sub && srv->bus) bus_unsubscribe(srv->bus, ch->app->id, ch->name);
@@ -178,8 +264,9 @@ static void channel_free(sw_server_t *srv, sw_channel_t *ch) {
    * shutdown: no deliver() comes any more). On the tick there are none
    * (ch->pending). */
   pubs_free_all(ch);
-  HASH_DEL(srv->channels, ch);
-  free(ch->occ_sent);
+  map_del(&srv->channels, ch);
+  if (ch->ext) free(ch->ext->occ_sent);
+  free(ch->ext);
   free(ch);
 }
 
@@ -240,7 +327,7 @@ static void pub_unlink(sw_channel_t *ch, pub_t *p) {
 void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask, const char *skip_conn_id) {
   /* Appends held for their rollup window go first: channelSerials reach
    * clients in order (core/rollup.h). */
-  if (ch->rollups && m->action == SW_ACTION_MESSAGE) rollup_flush(ch);
+  if (channel_xr(ch)->rollups && m->action == SW_ACTION_MESSAGE) rollup_flush(ch);
   /* Encoded lazily, once per wire format, for every subscriber using it. */
   sw_frame_t *frames[2] = {NULL, NULL};
   /* The connection to skip, found once: a pointer compared per subscriber
@@ -249,8 +336,9 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
     if (!a->delivering || !(a->modes & mode_mask)) continue;
+    const sw_attach_side_t *x = a->side;
     /* Messages wait while a replay runs: it reads them from storage, in order. */
-    if (a->replay && (mode_mask & SW_MODE_SUBSCRIBE)) continue;
+    if (x && x->replay && (mode_mask & SW_MODE_SUBSCRIBE)) continue;
     if (c == skip) continue;
     if (m->action == SW_ACTION_MESSAGE) metrics_add(SW_M_MESSAGES_OUT, m->n_messages);
     sw_frame_t *df = a->delta ? delta_frame(a, m) : NULL; /* delta=vcdiff: the same bytes for all in step */
@@ -259,10 +347,10 @@ void channel_broadcast(sw_channel_t *ch, const sw_pmsg_t *m, uint32_t mode_mask,
       frame_unref(df);
       continue;
     }
-    if (a->wire_name) {
+    if (x && x->wire_name) {
       /* Attached under another spelling ([?params]name): its own frame. */
       sw_pmsg_t own = *m;
-      own.channel = a->wire_name;
+      own.channel = x->wire_name;
       sw_frame_t *f = pmsg_frame(c->fmt, &own);
       if (f) conn_send_frame(c, f);
       frame_unref(f);
@@ -318,15 +406,15 @@ static void fanout(sw_channel_t *ch, pub_t *p) {
 }
 
 void channel_broadcast_derived(sw_channel_t *ch, const sw_pmsg_t *m, const char *skip_conn_id) {
-  if (!ch->derived || !m->n_messages) return;
+  if (!channel_xr(ch)->derived || !m->n_messages) return;
   sw_msg_t *pass = malloc(m->n_messages * sizeof *pass);
   if (!pass) return;
-  for (sw_channel_t *d = ch->derived; d; d = d->next_derived) {
+  for (sw_channel_t *d = ch->ext->derived; d; d = d->ext->next_derived) {
     if (!d->subs) continue;
     size_t k = 0;
     for (size_t i = 0; i < m->n_messages; i++) {
       const sw_msg_t *x = &m->messages[i];
-      if (filter_match(d->filter, x->name, json_object_get(x->extras, "headers"))) pass[k++] = *x; /* shallow */
+      if (filter_match(d->ext->filter, x->name, json_object_get(x->extras, "headers"))) pass[k++] = *x; /* shallow */
     }
     if (!k) continue;
     sw_pmsg_t dm = *m;
@@ -791,18 +879,20 @@ static void attach_wait_free(attach_wait_t *w) {
 }
 
 static void attach_wait_cancel(sw_attach_t *a) {
-  attach_wait_t *w = a->wait;
+  attach_wait_t *w = attach_sr(a)->wait;
   if (!w) return;
-  a->wait = NULL;
+  a->side->wait = NULL;
+  attach_side_trim(a);
   w->a = NULL;
   if (!w->reading) attach_wait_free(w);
 }
 
 void channel_replay_end(sw_attach_t *a) {
   attach_wait_cancel(a);
-  sw_replay_t *r = a->replay;
+  sw_replay_t *r = attach_sr(a)->replay;
   if (!r) return;
-  a->replay = NULL;
+  a->side->replay = NULL;
+  attach_side_trim(a);
   r->ended = true;
   /* replay_step frees it when the send returns; a read's answer when it comes. */
   if (!r->running && !r->reading) replay_free(r);
@@ -879,7 +969,7 @@ static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t seria
   char cs[SW_SERIAL_LEN + 1];
   serial_format(serial, cs);
   sw_pmsg_t m = {.action = SW_ACTION_MESSAGE,
-                 .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+                 .channel = attach_wire_name(a),
                  .channel_serial = cs,
                  .timestamp = msg.timestamp,
                  .connection_id = msg.connection_id,
@@ -887,7 +977,8 @@ static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t seria
                  .n_messages = 1};
   /* A head is the message in full. */
   mutation_mark_full(a, row->seq);
-  bool pass = !a->ch->filter || filter_match(a->ch->filter, msg.name, json_object_get(msg.extras, "headers"));
+  const sw_filter_t *filt = channel_xr(a->ch)->filter;
+  bool pass = !filt || filter_match(filt, msg.name, json_object_get(msg.extras, "headers"));
   bool sent = head && pass && (c->echo || !msg.connection_id || strcmp(msg.connection_id, c->id) != 0);
   if (sent) {
     conn_send_pmsg(c, &m);
@@ -915,7 +1006,7 @@ static void replay_send(sw_attach_t *a, const sw_store_row_t *row, int64_t seria
  * on the loop thread between store completions, so durable_seq cannot move
  * during one and the hand-over is exact. */
 static void replay_step(sw_attach_t *a) {
-  sw_replay_t *r = a->replay;
+  sw_replay_t *r = attach_sr(a)->replay;
   if (!r || r->running) return;
   sw_conn_t *c = a->conn;
   r->running = true;
@@ -946,7 +1037,8 @@ static void replay_step(sw_attach_t *a) {
       r->last_page = false;
     } else if (r->last_page && r->read_upto == root_of(a->ch)->durable_seq) {
       /* Caught up: live fan-out continues after durable_seq. */
-      a->replay = NULL;
+      a->side->replay = NULL;
+      attach_side_trim(a);
       a->live_seq = root_of(a->ch)->durable_seq;
       r->ended = true;
       break;
@@ -960,10 +1052,11 @@ static void replay_step(sw_attach_t *a) {
      * (RTL13a), rather than going live past what it missed. */
     log_ev(SW_LOG_WARN, "channel.replay_failed", c->id, a->ch->app->id, r->err.code, "replay on %s stopped: %s",
            a->ch->name, r->err.message);
-    a->replay = NULL;
+    a->side->replay = NULL;
+    attach_side_trim(a);
     a->delivering = false;
     r->ended = true;
-    sw_pmsg_t d = {.action = SW_ACTION_DETACHED, .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+    sw_pmsg_t d = {.action = SW_ACTION_DETACHED, .channel = attach_wire_name(a),
                    .error = r->err};
     conn_send_pmsg(c, &d);
     break;
@@ -1005,7 +1098,7 @@ sw_occupancy_t channel_occupancy_local(const sw_channel_t *ch) {
 
 sw_occupancy_t channel_occupancy(const sw_channel_t *ch) {
   sw_occupancy_t o = channel_occupancy_local(ch);
-  if (ch && ch->occ_share) occ_share_add(ch, &o, clock_now_ms()); /* a cluster's other nodes */
+  if (ch && channel_xr(ch)->occ_share) occ_share_add(ch, &o, clock_now_ms()); /* a cluster's other nodes */
   return o;
 }
 
@@ -1040,7 +1133,7 @@ static void occupancy_send(sw_attach_t *a, const sw_occupancy_t *o, int64_t now)
   sw_msg_t m = {.action = -1, .id = id, .name = (char *)"[meta]occupancy", .encoding = (char *)"json",
                 .timestamp = now};
   if (text) m.data = (sw_data_t){.kind = SW_DATA_STRING, .bytes = (uint8_t *)text, .len = strlen(text)};
-  sw_pmsg_t pm = {.action = SW_ACTION_MESSAGE, .channel = a->wire_name ? a->wire_name : (char *)a->ch->name,
+  sw_pmsg_t pm = {.action = SW_ACTION_MESSAGE, .channel = attach_wire_name(a),
                   .timestamp = now, .messages = &m, .n_messages = 1};
   if (text) conn_send_pmsg(a->conn, &pm);
   if (text) delta_sent_whole(a, NULL, 0);
@@ -1052,8 +1145,9 @@ static void occupancy_send(sw_attach_t *a, const sw_occupancy_t *o, int64_t now)
  * at once when a metric goes from or to zero), and to those that attached
  * since in any case. */
 static void occupancy_tick(sw_channel_t *ch, int64_t now) {
-  if (!ch->occ_sent && !(ch->occ_sent = calloc(1, sizeof *ch->occ_sent))) return; /* next tick */
-  struct sw_occ_sent *sent = ch->occ_sent;
+  sw_channel_ext_t *x = channel_ext(ch);
+  if (!x || (!x->occ_sent && !(x->occ_sent = calloc(1, sizeof *x->occ_sent)))) return; /* next tick */
+  struct sw_occ_sent *sent = x->occ_sent;
   sw_occupancy_t o = channel_occupancy(ch);
   bool changed = memcmp(&o, &sent->o, sizeof o) != 0, edge = false;
   for (int k = 0; k < SW_OCC_COUNT; k++) edge = edge || ((o.n[k] == 0) != (sent->o.n[k] == 0));
@@ -1137,10 +1231,11 @@ static void attach_finish(attach_wait_t *w) {
   sw_attach_t *a = w->a;
   sw_channel_t *ch = a->ch;
   sw_conn_t *c = a->conn;
-  a->wait = NULL;
+  a->side->wait = NULL; /* (w was a's wait: a has its side) */
+  attach_side_trim(a);
   int64_t up_to = w->up_to, after = w->after;
   bool resumed = w->resumed, replaying = w->replaying;
-  sw_replay_t *r = replaying ? calloc(1, sizeof *r) : NULL;
+  sw_replay_t *r = replaying && attach_side(a) ? calloc(1, sizeof *r) : NULL;
   if (replaying && !r) replaying = false, after = up_to;
 
   /* ably-js takes ATTACHED's channelSerial as its own (RTL15b): with a
@@ -1174,8 +1269,10 @@ static void attach_finish(attach_wait_t *w) {
     r->seq_end = up_to;
     r->start_ms = start_ms;
     r->page_rows = REPLAY_FIRST_PAGE;
-    a->replay = r;
+    a->side->replay = r; /* (allocated with r above; nothing since trimmed it) */
     replay_step(a);
+  } else {
+    attach_side_trim(a); /* full_sent went (mutation_attach_free) */
   }
 }
 
@@ -1196,8 +1293,14 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     ch->n_subs++;
   }
   channel_replay_end(a); /* a new attach replaces a replay (or a wait) in progress */
-  free(a->wire_name);
-  a->wire_name = req->channel_name && strcmp(req->channel_name, ch->name) ? strdup(req->channel_name) : NULL;
+  if (a->side) {
+    free(a->side->wire_name);
+    a->side->wire_name = NULL;
+  }
+  if (req->channel_name && strcmp(req->channel_name, ch->name)) {
+    sw_attach_side_t *x = attach_side(a);
+    if (!x || !(x->wire_name = strdup(req->channel_name))) return -1;
+  }
   a->modes = req->modes;
   uint8_t occ = occupancy_param(c, ch, req->params);
   ch->n_occupancy += (occ != 0) - (a->occupancy != 0);
@@ -1214,7 +1317,12 @@ int channel_attach(sw_channel_t *ch, sw_conn_t *c, const sw_attach_req_t *req) {
     attach_wait_free(w);
     return -1;
   }
-  a->wait = w;
+  sw_attach_side_t *x = attach_side(a);
+  if (!x) {
+    attach_wait_free(w);
+    return -1;
+  }
+  x->wait = w;
   sw_channel_t *root = root_of(ch);
   if (!root->bus_ready) {
     /* A shared bus: ATTACHED waits for the channel's start point (ready),
@@ -1243,10 +1351,10 @@ static void on_bus_ready(void *ud, const char *app_id, const char *channel, int6
   ch->bus_ready = true;
   ch->durable_seq = last_seq;
   if (ch->last_seq < last_seq) ch->last_seq = last_seq;
-  for (sw_channel_t *d = ch; d; d = d == ch ? ch->derived : d->next_derived)
+  for (sw_channel_t *d = ch; d; d = d == ch ? channel_xr(ch)->derived : d->ext->next_derived)
     for (sw_attach_t *a = d->subs, *next; a; a = next) {
       next = a->next;
-      if (a->wait && !a->wait->reading) attach_go(a->wait);
+      if (attach_sr(a)->wait && !a->side->wait->reading) attach_go(a->side->wait);
     }
   if (ch->pubs) pubs_settle(ch);
 }
@@ -1293,13 +1401,14 @@ void channel_detach(sw_attach_t *a) {
   ch->n_subs--;
   if (a->occupancy) ch->n_occupancy--;
   mutation_attach_free(a);
-  free(a->wire_name);
+  if (a->side) free(a->side->wire_name);
+  free(a->side);
   free(a);
 }
 
 void channel_tick(sw_server_t *srv, int64_t now_ms) {
-  sw_channel_t *ch, *tmp;
-  HASH_ITER(hh, srv->channels, ch, tmp) {
+  sw_channel_t *ch;
+  SW_CHANNELS_EACH(&srv->channels, ch) {
     /* Ids are added in time order, and uthash iterates in insertion order. */
     sw_recent_id_t *r, *rtmp;
     HASH_ITER(hh, ch->recent_ids, r, rtmp) {
@@ -1314,14 +1423,16 @@ void channel_tick(sw_server_t *srv, int64_t now_ms) {
      * stays while it has derived channels, freed first). */
     /* Other nodes' members (a shared bus) do not keep it: they are read
      * again when it is next used. */
-    if (!ch->subs && !ch->recent_ids && !ch->pending && ch->n_members == ch->n_remote_members && !ch->derived)
+    if (!ch->subs && !ch->recent_ids && !ch->pending && ch->n_members == ch->n_remote_members && !channel_xr(ch)->derived)
       channel_free(srv, ch);
   }
 }
 
 void channels_free(sw_server_t *srv) {
-  sw_channel_t *ch, *tmp;
+  sw_channel_t *ch;
   /* Derived channels first: freeing one unlinks it from its base. */
-  HASH_ITER(hh, srv->channels, ch, tmp) if (ch->base) channel_free(srv, ch);
-  HASH_ITER(hh, srv->channels, ch, tmp) channel_free(srv, ch);
+  SW_CHANNELS_EACH(&srv->channels, ch) if (channel_base(ch)) channel_free(srv, ch);
+  SW_CHANNELS_EACH(&srv->channels, ch) channel_free(srv, ch);
+  free(srv->channels.slot);
+  srv->channels = (sw_channel_map_t){0};
 }

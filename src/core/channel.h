@@ -50,48 +50,30 @@ typedef struct sw_recent_id {
   UT_hash_handle hh;
 } sw_recent_id_t;
 
-typedef struct sw_channel {
-  char *hkey;       /* app id, NUL, name: the hash key */
-  size_t hkey_len;
-  sw_server_t *srv;
-  sw_app_t *app;
-  const char *name; /* points into hkey */
-  const sw_namespace_t *ns;
-  /* Message updates, deletes, appends and annotations are allowed: the
-   * namespace's mutableMessages rule, or an Ably Chat room's channel
-   * ("<room>::$chat"), where Chat always has them. */
-  bool mutable_messages;
-  int64_t last_seq;    /* last assigned */
-  int64_t durable_seq; /* last durable and fanned out */
-  struct sw_attach *subs; /* doubly linked list */
-  size_t n_subs;
-  size_t pending;      /* publishes waiting for the bus, or for their delivery (ch->pubs) */
-  struct pub *pubs;    /* those publishes, in order (channel.c) */
-  /* The bus (core/bus.h): bus_sub, subscribed (a shared bus: the root
-   * channel's first attachment subscribes, its free unsubscribes);
-   * bus_ready, durable_seq is the start point and attachments may go
-   * live (always, on bus_local). */
-  bool bus_sub, bus_ready;
-  sw_recent_id_t *recent_ids; /* idempotent publish window (RSL1k) */
-  struct sw_member *members;  /* presence set (core/presence.c) */
-  size_t n_members;
-  size_t n_remote_members;    /* of those, members of other nodes (a shared bus: core/presence.c) */
-  int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
+/* What their last [meta]occupancy said, and when (channel.c). */
+struct sw_occ_sent {
+  sw_occupancy_t o;
+  int64_t ms;
+};
+
+/* The fields most channels never use, in one block allocated on first use
+ * (channel_ext) and freed with the channel: an idle channel with one
+ * subscriber carries a NULL pointer instead of 96 bytes. Readers that must
+ * not allocate use channel_xr, which gives an all-zero block for a channel
+ * without one. The fan-out reads only `rollups`, `delta` and `derived`
+ * (and a derived channel its `filter`) here, once per message, never once
+ * per subscriber. */
+typedef struct sw_channel_ext {
   struct sw_head *heads;      /* heads being changed (core/mutation.c) */
+  size_t n_heads;
   struct sw_vqueue *vq;       /* changes waiting for the shared bus, in order (core/mutation.c) */
   struct sw_turn *turns;      /* AI turn owners (core/ai_turns.c) */
   struct sw_rollups *rollups; /* appends held for their rollup window (core/rollup.c) */
-  size_t n_occupancy;         /* attachments with the occupancy param */
-  /* What their last [meta]occupancy said, and when: allocated when the
-   * channel first has occupancy subscribers (72 bytes most channels never
-   * use), freed with the channel. */
-  struct sw_occ_sent {
-    sw_occupancy_t o;
-    int64_t ms;
-  } *occ_sent;
+  /* What the channel's last [meta]occupancy said, and when: allocated
+   * when the channel first has occupancy subscribers. */
+  struct sw_occ_sent *occ_sent;
   /* A shared bus: the cluster's counts (core/occ_share.c); NULL on one node. */
   struct sw_occ_share *occ_share;
-  size_t n_heads;
   /* Derived channels ("[filter=<base64>]name", RTS5): a derived channel
    * has no messages of its own; its base's are delivered to its
    * attachments when they pass its filter, and replays read its base's. */
@@ -100,35 +82,114 @@ typedef struct sw_channel {
   struct sw_channel *derived;       /* base: its derived channels, linked by next_derived */
   struct sw_channel *next_derived;
   struct sw_delta *delta;           /* delta=vcdiff state (core/delta.c); NULL until a delta subscriber */
-  UT_hash_handle hh;
+} sw_channel_ext_t;
+
+typedef struct sw_channel {
+  sw_server_t *srv;
+  sw_app_t *app;
+  const char *name; /* stored right after the struct */
+  const sw_namespace_t *ns;
+  int64_t last_seq;    /* last assigned */
+  int64_t durable_seq; /* last durable and fanned out */
+  struct sw_attach *subs; /* doubly linked list */
+  struct pub *pubs;    /* those publishes, in order (channel.c) */
+  sw_recent_id_t *recent_ids; /* idempotent publish window (RSL1k) */
+  struct sw_member *members;  /* presence set (core/presence.c) */
+  int64_t presence_seq;       /* last presence history seq; -1 until read from the store */
+  sw_channel_ext_t *ext;      /* rarely used fields (channel_ext / channel_xr); NULL until one is */
+  /* Counts in 32 bits. The limits that bound them (maxConnections,
+   * maxPresenceMembers, maxPendingPublishes) are not capped by the config,
+   * but each thing counted is a heap object of its own (an attachment, a
+   * member, a publish of at least 64 bytes), so 2^32 of them would need
+   * 256 GiB: they cannot wrap. */
+  uint32_t n_subs;
+  uint32_t pending;          /* publishes waiting for the bus, or for their delivery (ch->pubs) */
+  uint32_t n_members;
+  uint32_t n_remote_members; /* of those, members of other nodes (a shared bus: core/presence.c) */
+  uint32_t n_occupancy;      /* attachments with the occupancy param */
+  /* Message updates, deletes, appends and annotations are allowed: the
+   * namespace's mutableMessages rule, or an Ably Chat room's channel
+   * ("<room>::$chat"), where Chat always has them. */
+  bool mutable_messages : 1;
+  /* The bus (core/bus.h): bus_sub, subscribed (a shared bus: the root
+   * channel's first attachment subscribes, its free unsubscribes);
+   * bus_ready, durable_seq is the start point and attachments may go
+   * live (always, on bus_local). */
+  bool bus_sub : 1;
+  bool bus_ready : 1;
 } sw_channel_t;
+
+/* The server's channels (srv->channels, core/server.h): open addressing
+ * over pointers, keyed by (app->id, name), ~13 bytes per channel where a
+ * uthash handle was 56 in every channel, plus its buckets. Deleting leaves
+ * a tombstone, so SW_CHANNELS_EACH may free the channel it is at; adding
+ * may rehash, so no channel is created while iterating. The order of
+ * iteration is the table's, not the order of creation. */
+#define SW_CHANNEL_TOMB ((sw_channel_t *)(uintptr_t)1)
+#define SW_CHANNELS_EACH(map, ch)                                        \
+  for (uint32_t sw_ch_i_ = 0; sw_ch_i_ < (map)->cap; sw_ch_i_++)          \
+    if (((ch) = (map)->slot[sw_ch_i_]) != NULL && (ch) != SW_CHANNEL_TOMB)
+/* ch's rare fields, allocated (zeroed) on first use; NULL on OOM. */
+sw_channel_ext_t *channel_ext(sw_channel_t *ch);
+/* ch's rare fields to read: all zero when it has none (never allocates). */
+extern const sw_channel_ext_t sw_channel_ext_none;
+static inline const sw_channel_ext_t *channel_xr(const sw_channel_t *ch) {
+  return ch->ext ? ch->ext : &sw_channel_ext_none;
+}
+/* A derived channel's base, NULL for any other. */
+static inline struct sw_channel *channel_base(const sw_channel_t *ch) { return ch->ext ? ch->ext->base : NULL; }
+
+/* An attachment's fields that are set only for a while (an ATTACH's wait,
+ * a replay) or only for some attachments (another spelling of the name,
+ * messages sent in full, delta=vcdiff): one block, allocated when one is
+ * set (attach_side), freed when none is any more (attach_side_trim) and
+ * with the attachment. An idle attachment carries a NULL pointer instead of
+ * 40 bytes. The fan-out reads a->side once per subscriber, as it read
+ * a->replay before: the same one load when it is NULL. */
+typedef struct sw_attach_side {
+  char *wire_name;  /* the name the client attached with, if not ch->name */
+  struct sw_seen *full_sent; /* older messages it was since sent in full */
+  struct sw_replay *replay;  /* a replay from storage in progress: live messages wait for it */
+  struct attach_wait *wait;  /* an ATTACH waiting for the channel's start point or its rewind read */
+  /* The delta channel param (core/delta.c): the seq of the message it was
+   * last sent (0: another kind, or none yet); `delta` says whether deltas
+   * are wanted (the block is kept while it is set). */
+  int64_t delta_seq;
+} sw_attach_side_t;
 
 typedef struct sw_attach {
   sw_conn_t *conn;
   sw_channel_t *ch;
   uint32_t modes;
   uint32_t requested_modes; /* asked for in the ATTACH: modes = these ∩ the capability, again after a reauth */
-  bool delivering; /* attached on the current transport */
-  bool presence_lost; /* the connection's members left while it was away: the next ATTACH is not RESUMED */
   /* The occupancy channel param: 0 none, 1 "metrics" (all), 2 + k
    * "metrics.<k-th metric>" (that one only). occ_due: send the current
    * metrics even if they did not change (it attached since). (Here, with
    * the other small fields: no padding holes in every attachment.) */
   uint8_t occupancy;
-  bool occ_due;
-  bool delta; /* the delta channel param asks for vcdiff deltas (core/delta.c) */
-  char *wire_name;  /* the name the client attached with, if not ch->name */
+  bool delivering : 1; /* attached on the current transport */
+  bool presence_lost : 1; /* the connection's members left while it was away: the next ATTACH is not RESUMED */
+  bool occ_due : 1;
+  bool delta : 1; /* the delta channel param asks for vcdiff deltas (core/delta.c) */
   int64_t from_seq; /* the client holds messages after this seq (live or replayed) */
   int64_t live_seq; /* durable_seq when live delivery began (attach, or the end of a replay) */
-  struct sw_seen *full_sent; /* older messages it was since sent in full */
-  struct sw_replay *replay;  /* a replay from storage in progress: live messages wait for it */
-  struct attach_wait *wait;  /* an ATTACH waiting for the channel's start point or its rewind read */
-  /* The delta channel param (core/delta.c): the seq of the message it was
-   * last sent (0: another kind, or none yet); `delta` (above) says whether
-   * deltas are wanted. */
-  int64_t delta_seq;
+  sw_attach_side_t *side; /* see sw_attach_side_t; NULL when none of its fields is set */
   struct sw_attach *prev, *next; /* in ch->subs (the connection's are in conn->att) */
 } sw_attach_t;
+
+/* a's side block, allocated (zeroed) on first use; NULL on OOM. */
+sw_attach_side_t *attach_side(sw_attach_t *a);
+/* Frees a's side block if none of its fields is set (and no delta). */
+void attach_side_trim(sw_attach_t *a);
+/* a's side fields to read: all zero when it has none (never allocates). */
+extern const sw_attach_side_t sw_attach_side_none;
+static inline const sw_attach_side_t *attach_sr(const sw_attach_t *a) {
+  return a->side ? a->side : &sw_attach_side_none;
+}
+/* The name a's messages go out under. */
+static inline char *attach_wire_name(const sw_attach_t *a) {
+  return a->side && a->side->wire_name ? a->side->wire_name : (char *)a->ch->name;
+}
 
 /* Finds or creates the channel (name already validated). NULL on OOM. */
 sw_channel_t *channel_get(sw_server_t *srv, sw_app_t *app, const char *name);

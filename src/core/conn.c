@@ -311,7 +311,7 @@ static void memo_refuse(sw_conn_t *c, int64_t serial) {
 }
 
 sw_attach_t *conn_attachment(const sw_conn_t *c, const sw_channel_t *ch) {
-  if (c->att_cap <= 1) return c->n_att && c->att.one.ch == ch ? c->att.one.a : NULL;
+  if (c->att_cap <= 1) return c->n_att && c->att.one->ch == ch ? c->att.one : NULL;
   for (uint32_t i = 0; i < c->n_att; i++)
     if (c->att.many[i].ch == ch) return c->att.many[i].a;
   return NULL;
@@ -319,7 +319,7 @@ sw_attach_t *conn_attachment(const sw_conn_t *c, const sw_channel_t *ch) {
 
 int conn_attachment_add(sw_conn_t *c, sw_channel_t *ch, sw_attach_t *a) {
   if (c->n_att == 0 && c->att_cap <= 1) {
-    c->att.one = (sw_attach_ref_t){ch, a};
+    c->att.one = a; /* (a->ch is ch) */
     c->att_cap = 1;
     c->n_att = 1;
     return 0;
@@ -328,7 +328,7 @@ int conn_attachment_add(sw_conn_t *c, sw_channel_t *ch, sw_attach_t *a) {
     uint32_t cap = c->att_cap <= 1 ? 4 : c->att_cap * 2;
     sw_attach_ref_t *v = malloc(cap * sizeof *v);
     if (!v) return -1;
-    if (c->att_cap <= 1) v[0] = c->att.one;
+    if (c->att_cap <= 1) v[0] = (sw_attach_ref_t){c->att.one->ch, c->att.one};
     else {
       memcpy(v, c->att.many, c->n_att * sizeof *v);
       free(c->att.many);
@@ -342,7 +342,7 @@ int conn_attachment_add(sw_conn_t *c, sw_channel_t *ch, sw_attach_t *a) {
 
 void conn_attachment_remove(sw_conn_t *c, const sw_attach_t *a) {
   if (c->att_cap <= 1) {
-    if (c->n_att && c->att.one.a == a) c->n_att = 0;
+    if (c->n_att && c->att.one == a) c->n_att = 0;
     return;
   }
   uint32_t i = 0;
@@ -353,7 +353,7 @@ void conn_attachment_remove(sw_conn_t *c, const sw_attach_t *a) {
   if (c->n_att <= 1) {
     /* Back inline: a connection left with one channel holds no array. */
     sw_attach_ref_t *v = c->att.many;
-    c->att.one = c->n_att ? v[0] : (sw_attach_ref_t){0};
+    c->att.one = c->n_att ? v[0].a : NULL;
     c->att_cap = 1;
     free(v);
   }
@@ -398,7 +398,7 @@ static void replace_auth(sw_conn_t *c, sw_principal_t p) {
 void conn_on_drain(sw_conn_t *c) {
   for (uint32_t i = 0; i < c->n_att; i++) {
     sw_attach_t *a = conn_attachment_at(c, i);
-    if (a->replay) channel_replay_continue(a);
+    if (attach_sr(a)->replay) channel_replay_continue(a);
   }
 }
 
@@ -609,7 +609,7 @@ static void resume_on(upgrade_t *u, sw_conn_t *c) {
   adopt_auth(c);
   bind_transport(c, u->s, u->fmt, u->echo, u->heartbeats);
   c->append_rollup_ms = u->rollup_ms;
-  c->remain_present_ms = u->remain_present;
+  c->remain_present_ms = (uint32_t)u->remain_present; /* clamped in conn_on_upgrade */
   c->presence_left = false;
   /* RTN16d: a recovered connection gets a new connectionKey, so a
    * recovery key (which holds the old one) recovers it once. A resume
@@ -651,7 +651,7 @@ static sw_conn_t *conn_new(upgrade_t *u, const char *id) {
   map_add(&srv->conns, c);
   bind_transport(c, u->s, u->fmt, u->echo, u->heartbeats);
   c->append_rollup_ms = u->rollup_ms;
-  c->remain_present_ms = u->remain_present;
+  c->remain_present_ms = (uint32_t)u->remain_present; /* clamped in conn_on_upgrade */
   return c;
 }
 
@@ -830,7 +830,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
   if (url_query_get(q, "remainPresentFor", buf, sizeof buf) > 0) {
     char *end;
     long long v = strtoll(buf, &end, 10);
-    if (!*end && v >= 0) u.remain_present = v;
+    if (!*end && v >= 0) u.remain_present = v > UINT32_MAX ? UINT32_MAX : v; /* (conn.h) */
   }
   /* Ably's transportParams: {appendRollupWindow: ms} (core/rollup.h). */
   u.rollup_ms = rollup_window_param(url_query_get(q, "appendRollupWindow", buf, sizeof buf) >= 0 ? buf : NULL,
@@ -858,7 +858,7 @@ void conn_on_upgrade(sw_sock_t *s, const sw_http_req_t *req) {
 }
 
 /* The name capabilities are checked against: a derived channel's base. */
-static const char *cap_name(const sw_channel_t *ch) { return ch->base ? ch->base->name : ch->name; }
+static const char *cap_name(const sw_channel_t *ch) { return channel_base(ch) ? channel_base(ch)->name : ch->name; }
 
 /* RTC8: in-band reauthorisation with a new token. The connection keeps its
  * id and clientId; the new capability applies at once, and channels it no
@@ -895,7 +895,7 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
     if (ops) {
       /* The modes follow the capability both ways: a token that adds
        * publish lets an attached channel publish (as on Ably). */
-      a->modes = a->requested_modes & cap_modes_for_ops(ops) & (a->ch->base ? SW_MODE_SUBSCRIBE : SW_MODE_ALL);
+      a->modes = a->requested_modes & cap_modes_for_ops(ops) & (channel_base(a->ch) ? SW_MODE_SUBSCRIBE : SW_MODE_ALL);
       i++;
       continue;
     }
@@ -903,7 +903,7 @@ static void handle_auth(sw_conn_t *c, sw_pmsg_t *m) {
     sw_error_t e;
     errors_set(&e, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
                a->ch->name);
-    char *name = strdup(a->wire_name ? a->wire_name : a->ch->name);
+    char *name = strdup(attach_wire_name(a));
     channel_detach(a);
     if (name) conn_send_channel_error(c, name, &e);
     free(name);
@@ -1156,7 +1156,7 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
   if (!ch) goto fail;
   uint32_t ops = cap_ops_for_channel(c->auth.cap, cap_name(ch));
   /* A derived channel only delivers messages: it needs subscribe. */
-  if (ch->base && !(cap_modes_for_ops(ops) & SW_MODE_SUBSCRIBE)) ops = 0;
+  if (channel_base(ch) && !(cap_modes_for_ops(ops) & SW_MODE_SUBSCRIBE)) ops = 0;
   if (!ops) {
     errors_set(&err, SW_E_CAPABILITY_DENIED, "channel denied access based on given capability; channelId = %.200s",
                cap_name(ch));
@@ -1179,7 +1179,7 @@ static void handle_attach(sw_conn_t *c, sw_pmsg_t *m) {
     errors_set(&err, SW_E_INVALID_PARAM, "invalid modes parameter %.64s", modes);
   if (!requested) requested = DEFAULT_MODES;
   req.modes = requested & cap_modes_for_ops(ops);
-  if (ch->base) req.modes &= SW_MODE_SUBSCRIBE; /* a derived channel delivers messages, nothing else */
+  if (channel_base(ch)) req.modes &= SW_MODE_SUBSCRIBE; /* a derived channel delivers messages, nothing else */
   if (err.code || attach_rewind(c, ch, params, &req, &err)) {
     json_decref(params);
     goto fail;
@@ -1636,7 +1636,7 @@ void conn_tick(sw_server_t *srv, uint64_t now_loop, int64_t now_ms) {
     } else if (now_ms - c->lost_at > l->connection_state_ttl) {
       log_ev(SW_LOG_DEBUG, "conn.expired", c->id, c->app->id, 0, "connection state expired");
       conn_destroy(c);
-    } else if (!c->presence_left && now_ms - c->lost_at >= c->remain_present_ms) {
+    } else if (!c->presence_left && now_ms - c->lost_at >= (int64_t)c->remain_present_ms) {
       /* Its members leave now; if it resumes later, its channels re-attach
        * without RESUMED so that the client enters them again (RTP17i). */
       c->presence_left = true;

@@ -57,7 +57,8 @@ typedef struct sw_ack_memo {
  * pointers (at most maxChannelsPerConnection: Ably's 200) without touching
  * the attachments. One attachment, the common case, is held inline: an idle
  * connection with one channel costs no table at all (a uthash table with
- * its buckets was 160 bytes, and its handle 56 more in every attachment). */
+ * its buckets was 160 bytes, and its handle 56 more in every attachment).
+ * The inline one is the attachment alone: its channel is a->ch. */
 typedef struct sw_attach_ref {
   struct sw_channel *ch;
   sw_attach_t *a;
@@ -75,17 +76,21 @@ typedef struct sw_conn {
   /* The connectionKey, the resume credential, is "<id>!<secret>": only the
    * secret is kept (conn_key() writes the whole key). */
   char secret[17];
-  bool reauth_sent; /* server-requested AUTH sent, or not due (adopted near expiry), for the current token */
-  bool echo;
-  bool heartbeats;
-  bool presence_left;       /* its presence members have left, for the current loss */
-  bool client_id_shared;    /* client_id is auth.client_id's string, not a copy (conn.c) */
+  bool reauth_sent : 1; /* server-requested AUTH sent, or not due (adopted near expiry), for the current token */
+  bool echo : 1;
+  bool heartbeats : 1;
+  bool presence_left : 1;    /* its presence members have left, for the current loss */
+  bool client_id_shared : 1; /* client_id is auth.client_id's string, not a copy (conn.c) */
   /* Taken over from another node of a cluster (core/shared.h): its first
    * publishes may be resends (RTN19a) of ones that node stored without
    * answering, looked for in the channel's log first (conn.c,
    * resend_check) until one is not there; resend_checks are in flight. */
-  bool taken_over;
+  bool taken_over : 1;
   uint16_t resend_checks;
+  /* Its presence members leave this long after the transport is lost (the
+   * remainPresentFor param, clamped to 2^32 - 1 ms, 49 days: longer than
+   * any connection stays resumable). Here, in the hole after the strings. */
+  uint32_t remain_present_ms;
   sw_server_t *srv;
   sw_sock_t *sock; /* current transport or NULL */
   sw_app_t *app;     /* == auth.app; an app is never freed while running */
@@ -104,11 +109,10 @@ typedef struct sw_conn {
   uint32_t n_att, att_cap;  /* see sw_attach_ref_t and the conn_attachment* functions */
   uint32_t n_presence;      /* presence members this connection entered, on all channels (<= maxPresenceMembersPerConnection) */
   union {
-    sw_attach_ref_t one;   /* att_cap <= 1 */
+    sw_attach_t *one;      /* att_cap <= 1 (its channel: one->ch) */
     sw_attach_ref_t *many; /* att_cap > 1 (malloc'd) */
   } att;
   int64_t lost_at;          /* ms when the transport was lost; 0 while bound */
-  int64_t remain_present_ms; /* its presence members leave this long after the transport is lost */
   uint64_t last_tx;         /* loop ms of the last frame sent */
 } sw_conn_t;
 
@@ -116,7 +120,7 @@ typedef struct sw_conn {
  * the one to channel ch, or NULL; add (0, or -1 on OOM: not added) and
  * remove (order kept). */
 static inline sw_attach_t *conn_attachment_at(const sw_conn_t *c, uint32_t i) {
-  return c->att_cap <= 1 ? c->att.one.a : c->att.many[i].a;
+  return c->att_cap <= 1 ? c->att.one : c->att.many[i].a;
 }
 sw_attach_t *conn_attachment(const sw_conn_t *c, const struct sw_channel *ch);
 int conn_attachment_add(sw_conn_t *c, struct sw_channel *ch, sw_attach_t *a);

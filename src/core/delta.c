@@ -39,12 +39,16 @@ int delta_attach(sw_attach_t *a, const json_t *params) {
   const char *v = json_string_value(json_object_get(params, "delta"));
   /* A derived channel's messages are its base's, filtered: a subscriber
    * does not get all of them, so it holds no predictable predecessor. */
-  a->delta = v && strcmp(v, "vcdiff") == 0 && !a->ch->base;
-  a->delta_seq = 0;
-  if (a->delta && !a->ch->delta && !(a->ch->delta = calloc(1, sizeof *a->ch->delta))) {
+  a->delta = v && strcmp(v, "vcdiff") == 0 && !channel_base(a->ch);
+  if (a->side) a->side->delta_seq = 0;
+  sw_channel_ext_t *x = a->delta ? channel_ext(a->ch) : NULL;
+  /* A delta subscriber keeps its side block (delta_seq) while a->delta. */
+  if (a->delta && (!x || (!x->delta && !(x->delta = calloc(1, sizeof *x->delta))) || !attach_side(a))) {
     a->delta = false;
+    attach_side_trim(a);
     return -1;
   }
+  attach_side_trim(a);
   return 0;
 }
 
@@ -83,7 +87,7 @@ static void base_set(sw_delta_t *d, const sw_msg_t *m, int64_t seq) {
 }
 
 void delta_begin(sw_channel_t *ch, const sw_pmsg_t *m) {
-  sw_delta_t *d = ch->delta;
+  sw_delta_t *d = channel_xr(ch)->delta;
   if (!d || !m->n_messages) return;
   const char *s = m->messages[m->n_messages - 1].serial;
   int64_t seq = 0;
@@ -160,23 +164,23 @@ static void compute(sw_delta_t *d, size_t max) {
 
 sw_frame_t *delta_frame(sw_attach_t *a, const sw_pmsg_t *m) {
   if (m->action != SW_ACTION_MESSAGE) return NULL;
-  sw_delta_t *d = a->ch->delta;
+  sw_delta_t *d = channel_xr(a->ch)->delta;
   if (!d || d->cur != m) {
     /* Not a fan-out of new messages (a summary): whole, and it is now
      * the client's last message. */
-    a->delta_seq = 0;
+    a->side->delta_seq = 0; /* (a->delta: a has its side) */
     return NULL;
   }
   d->subscribers = true;
-  bool in_step = d->base_seq > 0 && a->delta_seq == d->base_seq;
-  a->delta_seq = d->cur_seq;
+  bool in_step = d->base_seq > 0 && a->side->delta_seq == d->base_seq;
+  a->side->delta_seq = d->cur_seq;
   if (!in_step) return NULL;
   if (!d->computed) compute(d, (size_t)a->ch->srv->cfg->limits.max_message_size);
   if (!d->any) return NULL;
   sw_format_t fmt = a->conn->fmt;
-  if (a->wire_name) {
+  if (a->side->wire_name) {
     sw_pmsg_t own = d->dm;
-    own.channel = a->wire_name;
+    own.channel = a->side->wire_name;
     return pmsg_frame(fmt, &own);
   }
   if (!d->frames[fmt]) d->frames[fmt] = pmsg_frame(fmt, &d->dm);
@@ -200,7 +204,7 @@ static void fanout_clear(sw_delta_t *d) {
 }
 
 void delta_end(sw_channel_t *ch, const sw_pmsg_t *m) {
-  sw_delta_t *d = ch->delta;
+  sw_delta_t *d = channel_xr(ch)->delta;
   if (!d || d->cur != m) return;
   const sw_msg_t *last = &m->messages[m->n_messages - 1];
   bool keep = d->subscribers && d->cur_seq > 0 && usable(last, (size_t)ch->srv->cfg->limits.max_message_size);
@@ -212,21 +216,22 @@ void delta_end(sw_channel_t *ch, const sw_pmsg_t *m) {
 
 void delta_sent_whole(sw_attach_t *a, const sw_msg_t *msg, int64_t seq) {
   if (!a->delta) return;
-  a->delta_seq = msg ? seq : 0;
-  sw_delta_t *d = a->ch->delta;
+  a->side->delta_seq = msg ? seq : 0; /* (a->delta: a has its side) */
+  sw_delta_t *d = channel_xr(a->ch)->delta;
   if (!msg || !d || d->cur || seq <= 0 || seq != a->ch->durable_seq || d->base_seq == seq) return;
   if (usable(msg, (size_t)a->ch->srv->cfg->limits.max_message_size)) base_set(d, msg, seq);
 }
 
 void delta_forget(sw_channel_t *ch) {
-  if (ch->delta) base_clear(ch->delta);
+  sw_delta_t *d = channel_xr(ch)->delta;
+  if (d) base_clear(d);
 }
 
 void delta_free(sw_channel_t *ch) {
-  sw_delta_t *d = ch->delta;
+  sw_delta_t *d = channel_xr(ch)->delta;
   if (!d) return;
   if (d->cur) fanout_clear(d);
   base_clear(d);
   free(d);
-  ch->delta = NULL;
+  ch->ext->delta = NULL;
 }

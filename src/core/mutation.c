@@ -28,23 +28,25 @@
 void mutation_mark_full(sw_attach_t *a, int64_t seq) {
   if (seq > a->from_seq) return; /* it holds those anyway */
   sw_seen_t *s = NULL;
-  HASH_FIND(hh, a->full_sent, &seq, sizeof seq, s);
-  if (s || !(s = calloc(1, sizeof *s))) return;
+  HASH_FIND(hh, attach_sr(a)->full_sent, &seq, sizeof seq, s);
+  sw_attach_side_t *x = s ? NULL : attach_side(a);
+  if (!x || !(s = calloc(1, sizeof *s))) return;
   s->seq = seq;
-  HASH_ADD(hh, a->full_sent, seq, sizeof s->seq, s);
+  HASH_ADD(hh, x->full_sent, seq, sizeof s->seq, s);
 }
 
 static bool holds_full(sw_attach_t *a, int64_t seq) {
   if (seq > a->from_seq) return true;
   sw_seen_t *s = NULL;
-  HASH_FIND(hh, a->full_sent, &seq, sizeof seq, s);
+  HASH_FIND(hh, attach_sr(a)->full_sent, &seq, sizeof seq, s);
   return s != NULL;
 }
 
 void mutation_attach_free(sw_attach_t *a) {
+  if (!a->side) return;
   sw_seen_t *s, *tmp;
-  HASH_ITER(hh, a->full_sent, s, tmp) {
-    HASH_DEL(a->full_sent, s);
+  HASH_ITER(hh, a->side->full_sent, s, tmp) {
+    HASH_DEL(a->side->full_sent, s);
     free(s);
   }
 }
@@ -57,37 +59,39 @@ static void head_free(sw_head_t *h) {
 }
 
 void mutation_channel_free(sw_channel_t *ch) {
+  if (!ch->ext) return;
   sw_head_t *h, *tmp;
-  HASH_ITER(hh, ch->heads, h, tmp) {
-    HASH_DEL(ch->heads, h);
+  HASH_ITER(hh, ch->ext->heads, h, tmp) {
+    HASH_DEL(ch->ext->heads, h);
     head_free(h);
   }
-  ch->n_heads = 0;
+  ch->ext->n_heads = 0;
   vqueue_free(ch);
 }
 
 /* Keeps the head of message seq decoded from blob (none kept for it yet).
  * NULL if it does not decode (or out of memory). */
 static sw_head_t *head_add(sw_channel_t *ch, int64_t seq, const uint8_t *blob, size_t len) {
-  sw_head_t *h = calloc(1, sizeof *h);
+  sw_channel_ext_t *x = channel_ext(ch);
+  sw_head_t *h = x ? calloc(1, sizeof *h) : NULL;
   if (!h || codec_msg_from_blob(blob, len, &h->msg)) {
     free(h);
     return NULL;
   }
   h->seq = seq;
   /* Oldest first in uthash order: evict those without versions in flight. */
-  if (ch->n_heads >= MAX_HEADS) {
+  if (x->n_heads >= MAX_HEADS) {
     sw_head_t *e, *tmp;
-    HASH_ITER(hh, ch->heads, e, tmp) {
-      if (ch->n_heads < MAX_HEADS) break;
+    HASH_ITER(hh, x->heads, e, tmp) {
+      if (x->n_heads < MAX_HEADS) break;
       if (e->pending) continue;
-      HASH_DEL(ch->heads, e);
+      HASH_DEL(x->heads, e);
       head_free(e);
-      ch->n_heads--;
+      x->n_heads--;
     }
   }
-  HASH_ADD(hh, ch->heads, seq, sizeof h->seq, h);
-  ch->n_heads++;
+  HASH_ADD(hh, x->heads, seq, sizeof h->seq, h);
+  x->n_heads++;
   return h;
 }
 
@@ -95,7 +99,7 @@ static sw_head_t *head_add(sw_channel_t *ch, int64_t seq, const uint8_t *blob, s
  * yet durable), else from storage. NULL if there is no such message. */
 sw_head_t *mutation_head(sw_channel_t *ch, int64_t seq) {
   sw_head_t *h = NULL;
-  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  HASH_FIND(hh, channel_xr(ch)->heads, &seq, sizeof seq, h);
   if (h) return h;
   sw_store_row_t row = {0};
   if (store_get(ch->srv->store, ch->app->id, ch->name, seq, &row) != 1) return NULL;
@@ -183,16 +187,16 @@ static void fanout(sw_channel_t *ch, int64_t seq, int64_t first_vseq, int64_t la
   for (sw_attach_t *a = ch->subs; a; a = a->next) {
     sw_conn_t *c = a->conn;
     /* During a replay the version comes from storage, in order. */
-    if (!a->delivering || a->replay || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
+    if (!a->delivering || attach_sr(a)->replay || !(a->modes & SW_MODE_SUBSCRIBE)) continue;
     if (!c->echo && conn_id[0] && strcmp(c->id, conn_id) == 0) continue;
     if (last_vseq <= a->live_seq) continue;
     bool whole = append && (!holds_full(a, seq) || first_vseq <= a->live_seq);
     if (whole) mutation_mark_full(a, seq);
     const sw_pmsg_t *m = whole ? &full : &ev;
     metrics_inc(SW_M_MESSAGES_OUT);
-    if (a->wire_name) {
+    if (a->side && a->side->wire_name) {
       sw_pmsg_t own = *m;
-      own.channel = a->wire_name;
+      own.channel = a->side->wire_name;
       sw_frame_t *f = pmsg_frame(c->fmt, &own);
       if (f) conn_send_frame(c, f);
       frame_unref(f);
@@ -215,8 +219,8 @@ static void fanout_all(sw_channel_t *ch, const sw_msg_t *m, int64_t seq, int64_t
                        const char *serial, const char *conn_id, const sw_msg_t *event, bool append,
                        const sw_msg_t *whole_view, const sw_buf_t *raw) {
   fanout(ch, seq, first_vseq, last_vseq, serial, conn_id, event, append, whole_view, raw);
-  for (sw_channel_t *d = ch->derived; d; d = d->next_derived)
-    if (d->subs && filter_match(d->filter, m->name, json_object_get(m->extras, "headers")))
+  for (sw_channel_t *d = channel_xr(ch)->derived; d; d = d->ext->next_derived)
+    if (d->subs && filter_match(d->ext->filter, m->name, json_object_get(m->extras, "headers")))
       fanout(d, seq, first_vseq, last_vseq, serial, conn_id, event, append, whole_view, raw);
 }
 
@@ -250,7 +254,7 @@ void mutation_deliver_held(sw_channel_t *ch, int64_t seq, int64_t first_vseq, in
    * changes the head), else, if it was evicted, the durable one, which is
    * that head since no version of it is in flight. */
   sw_head_t *h = NULL;
-  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  HASH_FIND(hh, channel_xr(ch)->heads, &seq, sizeof seq, h);
   bool loaded = !h;
   if (loaded) h = mutation_head(ch, seq);
   sw_msg_t view;
@@ -271,7 +275,7 @@ static void on_stored(void *ud, int status) {
   sw_channel_t *ch = v->ch;
   ch->pending--;
   sw_head_t *h = NULL;
-  HASH_FIND(hh, ch->heads, &v->seq, sizeof v->seq, h);
+  HASH_FIND(hh, channel_xr(ch)->heads, &v->seq, sizeof v->seq, h);
   if (h && !inflight_remove(h, v)) h = NULL;
   if (h && h->pending) h->pending--;
   sw_error_t err = {0};
@@ -285,9 +289,9 @@ static void on_stored(void *ud, int status) {
     /* The in-memory head ran ahead of storage: forget it (it is read again
      * from storage next time; versions still in flight find no head). */
     if (h) {
-      HASH_DEL(ch->heads, h);
+      HASH_DEL(ch->ext->heads, h);
       head_free(h);
-      ch->n_heads--;
+      ch->ext->n_heads--;
     }
   }
   char *serials[1] = {v->serial};
@@ -440,14 +444,14 @@ static int snapshot_inflight(sw_head_t *h) {
  * not be stored. Versions of it still in flight find no head of theirs
  * (inflight_remove) and complete without it. */
 static void head_drop(sw_channel_t *ch, sw_head_t *h) {
-  HASH_DEL(ch->heads, h);
+  HASH_DEL(ch->ext->heads, h);
   head_free(h);
-  ch->n_heads--;
+  ch->ext->n_heads--;
 }
 
 void mutation_head_forget(sw_channel_t *ch, int64_t seq) {
   sw_head_t *h = NULL;
-  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  HASH_FIND(hh, channel_xr(ch)->heads, &seq, sizeof seq, h);
   if (h) head_drop(ch, h);
 }
 
@@ -532,10 +536,17 @@ struct sw_vqueue {
 };
 
 static void vqueue_free(sw_channel_t *ch) {
-  if (!ch->vq) return;
-  buf_free(&ch->vq->c_head);
-  free(ch->vq);
-  ch->vq = NULL;
+  if (!ch->ext || !ch->ext->vq) return;
+  buf_free(&ch->ext->vq->c_head);
+  free(ch->ext->vq);
+  ch->ext->vq = NULL;
+}
+
+/* ch's queue, made on first use; NULL on OOM. */
+static struct sw_vqueue *vqueue_get(sw_channel_t *ch) {
+  sw_channel_ext_t *x = channel_ext(ch);
+  if (x && !x->vq) x->vq = calloc(1, sizeof *x->vq);
+  return x ? x->vq : NULL;
 }
 
 static void sreq_free(sreq_t *q) {
@@ -564,17 +575,17 @@ static void shared_finish(sreq_t *q, const sw_error_t *err, int64_t vseq) {
   sw_publisher_t who = q->who;
   who.conn_id = q->conn_id[0] ? q->conn_id : NULL;
   channel_notify(ch->srv, &who, ch->name, err, serials, 1);
-  ch->vq->first = q->next;
-  if (!q->next) ch->vq->last = NULL;
+  ch->ext->vq->first = q->next;
+  if (!q->next) ch->ext->vq->last = NULL;
   sreq_free(q);
   ch->pending--;
-  if (ch->vq->first) shared_start(ch);
+  if (ch->ext->vq->first) shared_start(ch);
 }
 
 /* Keeps the head q stored as version vseq (the placeholder replaced by
  * its serial, as the script did) for the next change of the message. */
 static void cache_head(sreq_t *q, int64_t vseq) {
-  struct sw_vqueue *vq = q->ch->vq;
+  struct sw_vqueue *vq = q->ch->ext->vq;
   char serial[SW_SERIAL_LEN + 1];
   serial_format(vseq, serial);
   for (uint8_t *p = q->head.data, *end = p + q->head.len; p && (size_t)(end - p) >= SW_SERIAL_LEN;) {
@@ -592,7 +603,7 @@ static void cache_head(sreq_t *q, int64_t vseq) {
 
 static void on_shared_stored(void *ud, const sw_error_t *err, bool conflict, int64_t vseq) {
   sreq_t *q = ud;
-  struct sw_vqueue *vq = q->ch->vq;
+  struct sw_vqueue *vq = q->ch->ext->vq;
   if (!err) {
     if (q->head.len) cache_head(q, vseq); /* else (an annotation, no new summary) the head is as it was */
   } else if (vq->c_seq == q->seq) {
@@ -752,8 +763,8 @@ static void on_shared_head(void *ud, const sw_error_t *err, sw_store_rows_t *row
 /* Reads the head of the first request of ch's queue (or takes the one its
  * last change stored). */
 static void shared_start(sw_channel_t *ch) {
-  sreq_t *q = ch->vq->first;
-  struct sw_vqueue *vq = ch->vq;
+  sreq_t *q = ch->ext->vq->first;
+  struct sw_vqueue *vq = ch->ext->vq;
   if (q->tries == 0 && vq->c_seq == q->seq && vq->c_head.len) {
     sw_error_t e = {0};
     if (shared_fold(q, vq->c_head.data, vq->c_head.len, vq->c_vseq, &e) == 0) return;
@@ -769,17 +780,17 @@ static void shared_start(sw_channel_t *ch) {
 
 static void shared_enqueue(sw_channel_t *ch, sreq_t *q) {
   ch->pending++; /* the channel stays while a change of it is under way */
-  bool idle = !ch->vq->first;
-  if (ch->vq->last) ch->vq->last->next = q;
-  else ch->vq->first = q;
-  ch->vq->last = q;
+  bool idle = !ch->ext->vq->first;
+  if (ch->ext->vq->last) ch->ext->vq->last->next = q;
+  else ch->ext->vq->first = q;
+  ch->ext->vq->last = q;
   if (idle) shared_start(ch);
 }
 
 int mutation_annotate_shared(sw_channel_t *ch, sw_msg_t *ann, int64_t seq, const sw_publisher_t *who,
                              sw_error_t *err) {
   sreq_t *q = calloc(1, sizeof *q);
-  if (!q || (!ch->vq && !(ch->vq = calloc(1, sizeof *ch->vq)))) {
+  if (!q || !vqueue_get(ch)) {
     free(q);
     msg_clear(ann);
     return errors_set(err, SW_E_INTERNAL, "out of memory");
@@ -800,7 +811,7 @@ int mutation_annotate_shared(sw_channel_t *ch, sw_msg_t *ann, int64_t seq, const
 void mutation_head_replace(sw_channel_t *ch, int64_t seq, const uint8_t *blob, size_t len) {
   sw_head_t *h = NULL;
   unsigned gen = 0;
-  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  HASH_FIND(hh, channel_xr(ch)->heads, &seq, sizeof seq, h);
   if (h) {
     gen = h->gen;
     head_drop(ch, h);
@@ -824,7 +835,7 @@ static int shared_apply(sw_channel_t *ch, const sw_principal_t *p, const char *c
   if (op_client_id && !(actor = strdup(op_client_id))) goto oom;
   if (principal_check_message_client_id(p, caller, &actor, err)) goto fail;
   sreq_t *q = calloc(1, sizeof *q);
-  if (!q || (!ch->vq && !(ch->vq = calloc(1, sizeof *ch->vq))) || (caller && !(q->caller = strdup(caller)))) {
+  if (!q || !vqueue_get(ch) || (caller && !(q->caller = strdup(caller)))) {
     if (q) free(q->caller);
     free(q);
     goto oom;
@@ -877,7 +888,7 @@ void mutation_bus_deliver(void *ud, const char *app_id, const char *channel, int
    * updates and deletes, as rollup's held appends expect. */
   sw_head_t *h = NULL;
   unsigned gen = 0;
-  HASH_FIND(hh, ch->heads, &seq, sizeof seq, h);
+  HASH_FIND(hh, channel_xr(ch)->heads, &seq, sizeof seq, h);
   if (h) {
     gen = h->gen;
     head_drop(ch, h);

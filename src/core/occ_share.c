@@ -26,8 +26,9 @@ struct sw_occ_share {
 };
 
 static struct sw_occ_share *share_of(sw_channel_t *ch) {
-  if (!ch->occ_share) ch->occ_share = calloc(1, sizeof *ch->occ_share);
-  return ch->occ_share;
+  sw_channel_ext_t *x = channel_ext(ch);
+  if (x && !x->occ_share) x->occ_share = calloc(1, sizeof *x->occ_share);
+  return x ? x->occ_share : NULL;
 }
 
 /* "<server id>\n<n0> <n1> ... <n7>": small, text, read bounded. */
@@ -46,7 +47,7 @@ static void announce(sw_channel_t *ch, const sw_occupancy_t *o, int64_t now) {
 }
 
 static bool shared(const sw_channel_t *ch) {
-  return ch->srv->bus && bus_shared(ch->srv->bus) && !ch->base;
+  return ch->srv->bus && bus_shared(ch->srv->bus) && !channel_base(ch);
 }
 
 /* This node's own counts (core/channel.c's, without the others'). */
@@ -107,7 +108,7 @@ void occ_share_event(sw_channel_t *ch, const uint8_t *payload, size_t len, int64
 }
 
 void occ_share_add(const sw_channel_t *ch, sw_occupancy_t *o, int64_t now) {
-  const struct sw_occ_share *sh = ch->occ_share;
+  const struct sw_occ_share *sh = channel_xr(ch)->occ_share;
   for (size_t i = 0; sh && i < sh->n_remote; i++) {
     if (sh->remote[i].expires_at <= now) continue;
     for (int k = 0; k < SW_OCC_COUNT; k++)
@@ -117,10 +118,10 @@ void occ_share_add(const sw_channel_t *ch, sw_occupancy_t *o, int64_t now) {
 
 void occ_share_free(sw_channel_t *ch) {
   sw_occupancy_t zero = {{0}};
-  struct sw_occ_share *sh = ch->occ_share;
+  struct sw_occ_share *sh = channel_xr(ch)->occ_share;
   if (sh && shared(ch) && ch->bus_ready && memcmp(&zero, &sh->announced, sizeof zero) != 0) announce(ch, &zero, 0);
   if (!sh) return;
   free(sh->remote);
   free(sh);
-  ch->occ_share = NULL;
+  ch->ext->occ_share = NULL;
 }

@@ -356,7 +356,7 @@ void presence_sync_requested(sw_channel_t *ch, sw_attach_t *a) {
   app_random_id(sync_id, 8);
   snprintf(serial, sizeof serial, "%s:", sync_id);
   sw_pmsg_t m = {.action = SW_ACTION_SYNC,
-                 .channel = a->wire_name ? a->wire_name : (char *)ch->name,
+                 .channel = attach_wire_name(a),
                  .channel_serial = serial};
   conn_send_pmsg(a->conn, &m);
 }
@@ -377,7 +377,7 @@ void presence_sync(sw_channel_t *ch, sw_attach_t *a) {
       if (sent == ch->n_members) snprintf(serial, sizeof serial, "%s:", sync_id);
       else snprintf(serial, sizeof serial, "%s:%zu", sync_id, sent);
       sw_pmsg_t m = {.action = SW_ACTION_SYNC,
-                     .channel = a->wire_name ? a->wire_name : (char *)ch->name,
+                     .channel = attach_wire_name(a),
                      .channel_serial = serial,
                      .presence = page,
                      .n_presence = n};
@@ -606,8 +606,8 @@ void presence_bus_members(sw_channel_t *ch, const sw_bus_member_t *bm, size_t n,
 void presence_bus_resync(sw_server_t *srv) {
   sw_bus_t *bus = srv->bus;
   if (!bus || !bus_shared(bus)) return;
-  sw_channel_t *ch, *tmp;
-  HASH_ITER(hh, srv->channels, ch, tmp) {
+  sw_channel_t *ch;
+  SW_CHANNELS_EACH(&srv->channels, ch) {
     size_t own = ch->n_members - ch->n_remote_members;
     if (!ch->bus_sub || !own) continue;
     sw_presence_t *evs = calloc(own, sizeof *evs);

@@ -165,7 +165,8 @@ static void flush_all(sw_rollups_t *rs, uint64_t now) {
 }
 
 void rollup_flush(sw_channel_t *ch) {
-  if (ch->rollups && ch->rollups->n_held) flush_all(ch->rollups, uv_now(ch->srv->loop));
+  sw_rollups_t *rs = channel_xr(ch)->rollups;
+  if (rs && rs->n_held) flush_all(rs, uv_now(ch->srv->loop));
 }
 
 static void on_wheel(uv_timer_t *t) {
@@ -287,7 +288,7 @@ static int stream_take(stream_t *s, sw_rollup_in_t *in) {
 
 bool rollup_append(sw_channel_t *ch, sw_rollup_in_t *in) {
   sw_server_t *srv = ch->srv;
-  sw_rollups_t *rs = ch->rollups;
+  sw_rollups_t *rs = channel_xr(ch)->rollups;
   uint64_t now = uv_now(srv->loop);
   sw_rollup_wheel_t *w = in->window_ms > 0 && in->conn_id && in->conn_id[0] ? wheel_get(srv) : NULL;
   if (!w) {
@@ -295,7 +296,8 @@ bool rollup_append(sw_channel_t *ch, sw_rollup_in_t *in) {
     return false;
   }
   if (!rs) {
-    rs = ch->rollups = calloc(1, sizeof *rs);
+    sw_channel_ext_t *x = channel_ext(ch);
+    rs = x ? (x->rollups = calloc(1, sizeof *rs)) : NULL;
     if (!rs) return false; /* nothing was held */
     rs->ch = ch;
   }
@@ -334,12 +336,12 @@ bool rollup_append(sw_channel_t *ch, sw_rollup_in_t *in) {
 }
 
 void rollup_channel_free(sw_channel_t *ch) {
-  sw_rollups_t *rs = ch->rollups;
+  sw_rollups_t *rs = channel_xr(ch)->rollups;
   if (!rs) return;
   unschedule(ch->srv, rs);
   for (size_t i = 0; i < rs->n; i++)
     if (rs->s[i].held) msg_clear(&rs->s[i].event);
   free(rs->s);
   free(rs);
-  ch->rollups = NULL;
+  ch->ext->rollups = NULL;
 }

@@ -104,7 +104,12 @@ typedef struct sw_server {
   sw_apps_t apps;
   sw_store_t *store;
   struct sw_bus *bus;     /* publishes, fan-out and reads of channels (core/bus.h); NULL once closed */
-  sw_channel_t *channels; /* uthash by (app id, name) */
+  /* By (app id, name): open addressing over pointers, as conns (the map:
+   * core/channel.c; SW_CHANNELS_EACH in core/channel.h). */
+  struct sw_channel_map {
+    sw_channel_t **slot; /* NULL: never used; SW_CHANNEL_TOMB: deleted */
+    uint32_t cap, n, tombs;
+  } channels;
   sw_conn_map_t conns;    /* by connection id (the map: core/conn.c) */
   sw_sock_t *socks;       /* every socket not yet freed (open, or closed and waiting for `reaper`) */
   size_t n_socks;

@@ -84,8 +84,8 @@ static int write_gauges(sw_buf_t *out, sw_server_t *srv, const sw_health_t *h) {
     if (c->sock) connected++;
     else away++;
   }
-  sw_channel_t *ch, *chtmp;
-  HASH_ITER(hh, srv->channels, ch, chtmp) {
+  sw_channel_t *ch;
+  SW_CHANNELS_EACH(&srv->channels, ch) {
     if (ch->n_subs) ch_attached++;
     else ch_idle++;
     attachments += ch->n_subs;
