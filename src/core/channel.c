@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/rand.h>
+
 #include "core/ai_turns.h"
 #include "core/bus.h"
 #include "core/annotation.h"
@@ -22,6 +24,7 @@
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/fmt.h"
+#include "util/siphash.h"
 #include "util/log.h"
 
 /* Idempotent publishing window (RSL1k): Ably dedupes ids for 2 minutes. */
@@ -40,19 +43,21 @@ sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *na
 
 typedef struct sw_channel_map sw_channel_map_t;
 
-static uint32_t key_hash(const char *app_id, const char *name) {
-  uint32_t h = 2166136261u; /* FNV-1a over "<app id>\0<name>" */
-  for (const char *p = app_id;; p++) {
-    h = (h ^ (uint8_t)*p) * 16777619u;
-    if (!*p) break;
-  }
-  for (; *name; name++) h = (h ^ (uint8_t)*name) * 16777619u;
-  return h ^ (h >> 15); /* the probe uses the low bits: fold the high ones in */
+/* SipHash-2-4 of "<app id>\0<name>" under the map's random key: names are
+ * chosen by clients, and an unkeyed hash (FNV, Jenkins) lets one compute
+ * thousands of names on one probe chain, making every lookup of them a walk
+ * (hash flooding). */
+static uint32_t key_hash(const sw_channel_map_t *m, const char *app_id, const char *name) {
+  sw_siphash_t h;
+  siphash_init(&h, m->key);
+  siphash_update(&h, app_id, strlen(app_id) + 1);
+  siphash_update(&h, name, strlen(name));
+  return (uint32_t)siphash_final(&h);
 }
 
 /* The slot holding (app_id, name), or the empty slot where the probe ends. */
 static uint32_t map_probe(const sw_channel_map_t *m, const char *app_id, const char *name) {
-  uint32_t mask = m->cap - 1, i = key_hash(app_id, name) & mask;
+  uint32_t mask = m->cap - 1, i = key_hash(m, app_id, name) & mask;
   for (;; i = (i + 1) & mask) {
     sw_channel_t *ch = m->slot[i];
     if (!ch || (ch != SW_CHANNEL_TOMB && strcmp(ch->name, name) == 0 && strcmp(ch->app->id, app_id) == 0)) return i;
@@ -63,6 +68,7 @@ static uint32_t map_probe(const sw_channel_map_t *m, const char *app_id, const c
  * tombstones), at most half full after a rehash. */
 static int map_reserve(sw_channel_map_t *m) {
   if ((uint64_t)(m->n + m->tombs + 1) * 4 <= (uint64_t)m->cap * 3) return 0;
+  if (!m->cap && RAND_bytes(m->key, sizeof m->key) != 1) return -1;
   uint32_t cap = 16;
   while ((uint64_t)(m->n + 1) * 2 > cap) cap *= 2;
   sw_channel_t **slot = calloc(cap, sizeof *slot);
@@ -70,7 +76,7 @@ static int map_reserve(sw_channel_map_t *m) {
   for (uint32_t i = 0; i < m->cap; i++) {
     sw_channel_t *ch = m->slot[i];
     if (!ch || ch == SW_CHANNEL_TOMB) continue;
-    uint32_t k = key_hash(ch->app->id, ch->name) & (cap - 1);
+    uint32_t k = key_hash(m, ch->app->id, ch->name) & (cap - 1);
     while (slot[k]) k = (k + 1) & (cap - 1);
     slot[k] = ch;
   }
@@ -83,7 +89,7 @@ static int map_reserve(sw_channel_map_t *m) {
 
 /* After map_reserve. */
 static void map_add(sw_channel_map_t *m, sw_channel_t *ch) {
-  uint32_t mask = m->cap - 1, i = key_hash(ch->app->id, ch->name) & mask;
+  uint32_t mask = m->cap - 1, i = key_hash(m, ch->app->id, ch->name) & mask;
   while (m->slot[i] && m->slot[i] != SW_CHANNEL_TOMB) i = (i + 1) & mask;
   if (m->slot[i] == SW_CHANNEL_TOMB) m->tombs--;
   m->slot[i] = ch;
@@ -92,7 +98,7 @@ static void map_add(sw_channel_map_t *m, sw_channel_t *ch) {
 
 static void map_del(sw_channel_map_t *m, sw_channel_t *ch) {
   if (!m->cap) return;
-  uint32_t mask = m->cap - 1, i = key_hash(ch->app->id, ch->name) & mask;
+  uint32_t mask = m->cap - 1, i = key_hash(m, ch->app->id, ch->name) & mask;
   for (; m->slot[i]; i = (i + 1) & mask) {
     if (m->slot[i] != ch) continue;
     m->slot[i] = SW_CHANNEL_TOMB;

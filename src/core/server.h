@@ -109,6 +109,9 @@ typedef struct sw_server {
   struct sw_channel_map {
     sw_channel_t **slot; /* NULL: never used; SW_CHANNEL_TOMB: deleted */
     uint32_t cap, n, tombs;
+    /* The SipHash key (random, set with the first slots): channel names
+     * are the clients', and they cannot aim at one probe chain without it. */
+    uint8_t key[16];
   } channels;
   sw_conn_map_t conns;    /* by connection id (the map: core/conn.c) */
   sw_sock_t *socks;       /* every socket not yet freed (open, or closed and waiting for `reaper`) */
