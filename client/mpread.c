@@ -56,8 +56,13 @@ static bool str_valid(const uint8_t *p, size_t n) {
     }
     memcpy(&w, p + n - 8, 8);
     acc |= w;
-  } else {
-    for (size_t i = 0; i < n; i++) acc |= p[i];
+  } else if (n >= 4) { /* two 4-byte loads, overlapping */
+    uint32_t a, b;
+    memcpy(&a, p, 4);
+    memcpy(&b, p + n - 4, 4);
+    acc = a | b;
+  } else if (n) {
+    acc = (uint64_t)p[0] | p[n / 2] | p[n - 1];
   }
   return (acc & 0x8080808080808080ull) == 0 || textenc_utf8_valid(p, n);
 }

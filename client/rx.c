@@ -85,9 +85,13 @@ static void rx_reset(swc_rx_t *rx) {
 /* Appends p[0..n) and a NUL to rx->text; *off gets where it starts. */
 static int put_str(swc_rx_t *rx, const char *p, size_t n, size_t *off, sw_error_t *err) {
   if (buf_reserve(&rx->text, n + 1)) return no_memory(err);
+  /* Room is reserved: plain stores (buf_append_byte is out of line and
+   * checks again; ten strings a frame). */
+  uint8_t *at = rx->text.data + rx->text.len;
+  if (n) memcpy(at, p, n);
+  at[n] = 0;
   *off = rx->text.len;
-  if (n) buf_append(&rx->text, p, n);
-  buf_append_byte(&rx->text, 0);
+  rx->text.len += n + 1;
   return 0;
 }
 
