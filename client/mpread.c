@@ -42,6 +42,11 @@ static uint64_t be(const uint8_t *p, size_t n) {
 
 static const wire_reader_ops_t mv_ops;
 
+/* Frames shorter than this many bytes have room for their largest possible
+ * tree (one view per byte, plus the root) reserved up front: at most 64 KiB
+ * of views, what rx.c keeps between frames (RX_KEEP). */
+#define TREE_FIXED (65536 / sizeof(wire_val_t))
+
 /* Most strs (ids, names, serials, JSON text) are ASCII: one OR over 8-byte
  * words, the last one overlapping, then a single test; only a str with a
  * high bit goes to the full UTF-8 check. Calling textenc_utf8_valid on
@@ -168,7 +173,7 @@ static const wire_reader_ops_t mv_ops = {.item = mv_item, .each = mv_each, .to_j
  * number of items reserved and not yet read; deep: no further container
  * may open. The checks come in codec_msgpack.c's mp_check's order. */
 static int read_one(const uint8_t *p, size_t n, size_t *i, sw_buf_t *t, size_t slot, size_t due, bool deep,
-                    size_t *items, sw_error_t *err) {
+                    bool fixed, size_t *items, size_t *first, sw_error_t *err) {
   static const char empty[1] = "";
   /* Written in place, field by field: a view built on the stack and then
    * copied was read back before its stores had landed (a store-forwarding
@@ -177,8 +182,7 @@ static int read_one(const uint8_t *p, size_t n, size_t *i, sw_buf_t *t, size_t s
   wire_val_t *v = (wire_val_t *)t->data + slot;
   *items = 0;
   v->kind = WIRE_NIL;
-  v->ops = &mv_ops;
-  v->node = NULL;
+  v->ops = &mv_ops; /* node is set for containers, the only views ops read it of */
   uint8_t b = p[(*i)++];
   size_t left = n - *i;
   const uint8_t *q = p + *i;
@@ -267,11 +271,19 @@ static int read_one(const uint8_t *p, size_t n, size_t *i, sw_buf_t *t, size_t s
     if (deep) return mp_bad(err, "nested too deeply");
     if (due + len * (uint64_t)per > left) return mp_bad(err, "truncated");
     size_t k = (size_t)len * (size_t)per;
-    if (buf_reserve(t, k * sizeof(wire_val_t))) return nomem_rc(err);
+    if (fixed) {
+      /* Room was reserved for n + 1 views, and the check above keeps every
+       * view reserved to one byte of the frame: this cannot fail. Were it
+       * to, growing would move the tree under the pointers already made. */
+      if (k > (t->cap - t->len) / sizeof(wire_val_t)) return mp_bad(err, "truncated");
+    } else if (buf_reserve(t, k * sizeof(wire_val_t))) {
+      return nomem_rc(err);
+    }
     v = (wire_val_t *)t->data + slot;
     v->kind = per == 1 ? WIRE_ARRAY : WIRE_MAP;
     v->n = (size_t)len;
-    v->node = (const void *)(uintptr_t)(t->len / sizeof(wire_val_t));
+    *first = t->len / sizeof(wire_val_t);
+    v->node = fixed ? (const void *)((wire_val_t *)t->data + *first) : (const void *)(uintptr_t)*first;
     t->len += k * sizeof(wire_val_t);
     *items = k;
     return 0;
@@ -292,8 +304,14 @@ int swc_mp_read(sw_buf_t *scratch, const uint8_t *p, size_t n, swc_mp_root_fn fn
     size_t next, left;
   } lv[SW_CODEC_MAX_DEPTH + 1];
   sw_buf_t *t = scratch;
+  /* A frame shorter than TREE_FIXED gets room for its largest possible tree
+   * at once, so the tree never moves and a container's view points at its
+   * items from the start (turning indexes into pointers afterwards was a
+   * tenth of the reading); a larger one grows as it goes, with indexes
+   * turned into pointers at the end. */
+  bool fixed = n < TREE_FIXED;
   t->len = 0;
-  if (buf_reserve(t, sizeof(wire_val_t))) return nomem_rc(err);
+  if (buf_reserve(t, (fixed ? n + 1 : 1) * sizeof(wire_val_t))) return nomem_rc(err);
   t->len = sizeof(wire_val_t);
   int top = 0;
   lv[0].next = 0;
@@ -306,11 +324,11 @@ int swc_mp_read(sw_buf_t *scratch, const uint8_t *p, size_t n, swc_mp_root_fn fn
     size_t slot = lv[top].next++;
     lv[top].left--;
     due--;
-    size_t items;
-    if (read_one(p, n, &i, t, slot, due, top + 1 > SW_CODEC_MAX_DEPTH, &items, err)) return -1;
+    size_t items, first;
+    if (read_one(p, n, &i, t, slot, due, top + 1 > SW_CODEC_MAX_DEPTH, fixed, &items, &first, err)) return -1;
     if (items) {
       top++;
-      lv[top].next = (size_t)(uintptr_t)((wire_val_t *)t->data)[slot].node;
+      lv[top].next = first;
       lv[top].left = items;
       due += items;
     }
@@ -319,7 +337,7 @@ int swc_mp_read(sw_buf_t *scratch, const uint8_t *p, size_t n, swc_mp_root_fn fn
   /* The tree is complete and stays where it is: indexes become pointers. */
   wire_val_t *nodes = (wire_val_t *)t->data;
   size_t count = t->len / sizeof(wire_val_t);
-  for (size_t k = 0; k < count; k++)
+  for (size_t k = 0; !fixed && k < count; k++)
     if (nodes[k].kind == WIRE_ARRAY || nodes[k].kind == WIRE_MAP)
       nodes[k].node = nodes + (size_t)(uintptr_t)nodes[k].node;
   return fn(&nodes[0], arg, err);

@@ -7,7 +7,8 @@
  * and JSON (tests/client/mp_compare.h). The inputs are every type byte
  * family, the refusals (truncation, 0xc1, trailing bytes, depth, UTF-8, a
  * container claiming more items than there are bytes), a real MESSAGE frame,
- * and a few thousand random and mutated ones. Then the values themselves,
+ * one too big for the tree's room to be reserved up front, and a few
+ * thousand random and mutated ones. Then the values themselves,
  * the bound on the tree's memory, and scratch reuse. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -163,6 +164,34 @@ static void test_message_frame(void **state) {
   buf_free(&b);
 }
 
+/* A frame too big for the tree's room to be reserved up front (the tree
+ * grows, and indexes become pointers at the end) reads the same. */
+static void test_large_frame(void **state) {
+  (void)state;
+  sw_buf_t js = {0};
+  buf_append_str(&js, "{\"action\":15,\"channel\":\"c\",\"messages\":[");
+  for (int m = 0; m < 40; m++)
+    buf_printf(&js, "%s{\"name\":\"n%d\",\"data\":\"%0200d\",\"extras\":{\"a\":[[%d,[true,null]],{\"k\":\"v\"}]}}",
+               m ? "," : "", m, m, m);
+  buf_append_str(&js, "]}");
+  sw_pmsg_t pm;
+  sw_error_t err;
+  assert_int_equal(codec_decode_pmsg(SW_FMT_JSON, js.data, js.len, &pm, &err), 0);
+  sw_buf_t b = {0};
+  assert_int_equal(codec_encode_pmsg(SW_FMT_MSGPACK, &pm, &b), 0);
+  pmsg_free(&pm);
+  assert_true(b.len > 65536 / sizeof(wire_val_t));
+  same(b.data, b.len);
+  for (size_t i = 0; i < b.len; i += 97) {
+    uint8_t keep = b.data[i];
+    b.data[i] = 0x93;
+    same(b.data, b.len);
+    b.data[i] = keep;
+  }
+  buf_free(&b);
+  buf_free(&js);
+}
+
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void) {
   rng_state ^= rng_state << 13;
@@ -245,6 +274,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_type),   cmocka_unit_test(test_refusals),     cmocka_unit_test(test_message_frame),
       cmocka_unit_test(test_random),       cmocka_unit_test(test_memory_bound), cmocka_unit_test(test_scratch_reuse),
+      cmocka_unit_test(test_large_frame),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
