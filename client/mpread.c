@@ -51,7 +51,7 @@ static const wire_reader_ops_t mv_ops;
  * words, the last one overlapping, then a single test; only a str with a
  * high bit goes to the full UTF-8 check. Calling textenc_utf8_valid on
  * every str was a sixth of a frame's decoding. */
-static bool str_valid(const uint8_t *p, size_t n) {
+__attribute__((always_inline)) static inline bool str_valid(const uint8_t *p, size_t n) {
   uint64_t acc = 0, w;
   if (n >= 8) {
     size_t i = 0;
@@ -324,6 +324,21 @@ int swc_mp_read(sw_buf_t *scratch, const uint8_t *p, size_t n, swc_mp_root_fn fn
     size_t slot = lv[top].next++;
     lv[top].left--;
     due--;
+    uint8_t b0 = p[i];
+    if ((b0 & 0xe0) == 0xa0) {
+      /* fixstr, most of a frame's values and every key: inline, the same
+       * checks as read_one's, in its order. */
+      size_t len = b0 & 0x1f;
+      if (len > n - i - 1) return mp_bad(err, "truncated");
+      if (!str_valid(p + i + 1, len)) return mp_bad(err, "str is not UTF-8");
+      wire_val_t *v = (wire_val_t *)t->data + slot;
+      v->kind = WIRE_STR;
+      v->ops = &mv_ops;
+      v->s.p = len ? (const char *)p + i + 1 : "";
+      v->s.len = len;
+      i += 1 + len;
+      continue;
+    }
     size_t items, first;
     if (read_one(p, n, &i, t, slot, due, top + 1 > SW_CODEC_MAX_DEPTH, fixed, &items, &first, err)) return -1;
     if (items) {
