@@ -9,6 +9,7 @@
  *   channel.c        channels (RTL*), subscriptions, the publish queue and ACKs
  *   rest.c           REST requests: time, history, requestToken
  *   rx.c             received frames to ProtocolMessages (MESSAGE and ACK without copies)
+ *   mpread.c         msgpack frames to wire.h views in one pass, no allocation per frame
  *   util.c           errors, random bytes, logging, deferred callbacks, message views
  *
  * Internal functions are prefixed swc_ and hidden from the library's ABI. */
@@ -147,7 +148,19 @@ typedef struct swc_rx {
   sw_buf_t text; /* the NUL-terminated strings of the frame being handled */
   sw_buf_t recs; /* per-message (or per-ACK-result) records while text grows */
   sw_buf_t out;  /* what the handler gets: message views, ACK results */
+  sw_buf_t tree; /* a msgpack frame's views (swc_mp_read) */
 } swc_rx_t;
+
+/* ---- reading msgpack (mpread.c) ------------------------------------------- */
+
+/* codec_msgpack_read without msgpack-c: parses the value p[0..n) into views
+ * kept in scratch (reused; its old contents are dropped) and calls fn with
+ * the root view, which lives until scratch is next used or freed. Accepts
+ * exactly what codec_msgpack_read accepts; returns fn's result, or -1 with
+ * *err set (40000; 50000 when out of memory). A pure function of p[0..n). */
+struct wire_val;
+typedef int (*swc_mp_root_fn)(const struct wire_val *root, void *arg, sw_error_t *err);
+int swc_mp_read(sw_buf_t *scratch, const uint8_t *p, size_t n, swc_mp_root_fn fn, void *arg, sw_error_t *err);
 
 /* One received ProtocolMessage. pm has the header fields (ACK: and res);
  * for a MESSAGE, msgs[0..n_msgs) are its messages as the application sees

@@ -1,9 +1,10 @@
 /* rx.c: the receive path, from a WebSocket message to a ProtocolMessage.
  *
- * A frame is parsed once by the codecs' format readers (codec_msgpack_read,
- * codec_json_read: the fuzzed parsers, which check structure, depth and
- * UTF-8 before anything else looks at the bytes) and then mapped from the
- * parsed tree in one of two ways:
+ * A frame is parsed once, by the client's msgpack reader (mpread.c, which
+ * accepts what codec_msgpack_read does, without its per-frame allocation)
+ * or the codec's codec_json_read: fuzzed parsers, which check structure,
+ * depth and UTF-8 before anything else looks at the bytes. It is then
+ * mapped from the parsed tree in one of two ways:
  *
  *   - MESSAGE and ACK, what a busy client receives all the time, are read
  *     straight from the tree. What the application gets as a string is
@@ -84,9 +85,13 @@ static void rx_reset(swc_rx_t *rx) {
 /* Appends p[0..n) and a NUL to rx->text; *off gets where it starts. */
 static int put_str(swc_rx_t *rx, const char *p, size_t n, size_t *off, sw_error_t *err) {
   if (buf_reserve(&rx->text, n + 1)) return no_memory(err);
+  /* Room is reserved: plain stores (buf_append_byte is out of line and
+   * checks again; ten strings a frame). */
+  uint8_t *at = rx->text.data + rx->text.len;
+  if (n) memcpy(at, p, n);
+  at[n] = 0;
   *off = rx->text.len;
-  if (n) buf_append(&rx->text, p, n);
-  buf_append_byte(&rx->text, 0);
+  rx->text.len += n + 1;
   return 0;
 }
 
@@ -319,14 +324,41 @@ static int put_data(swc_rx_t *rx, const msg_fields_t *f, rx_msg_t *m, sw_error_t
   return enc_n ? put_str(rx, enc, enc_n, &m->encoding, err) : 0;
 }
 
+/* "<pm id>:<i>" (TM2a), written by hand: through buf_printf it was a fifth
+ * of a fan-out delivery's decoding (vfprintf's setup per message). */
+static int put_synth_id(swc_rx_t *rx, const wire_val_t *pm_id, size_t i, size_t *off, sw_error_t *err) {
+  char digits[24];
+  size_t k = sizeof digits;
+  do digits[--k] = (char)('0' + i % 10);
+  while ((i /= 10) != 0);
+  size_t nd = sizeof digits - k;
+  if (buf_reserve(&rx->text, pm_id->s.len + 1 + nd + 1)) return no_memory(err);
+  *off = rx->text.len;
+  buf_append(&rx->text, pm_id->s.p, pm_id->s.len);
+  buf_append_byte(&rx->text, ':');
+  buf_append(&rx->text, digits + k, nd);
+  buf_append_byte(&rx->text, 0);
+  return 0;
+}
+
+/* Every view WIRE_NIL, field by field: a memset of the whole struct (half
+ * a kilobyte of views) was a rep stos costing more than the fields'
+ * reading. A view's other members are read only when its kind says so. */
+static void msg_fields_init(msg_fields_t *f) {
+  wire_val_t *views[] = {&f->id,         &f->name,   &f->encoding, &f->data,           &f->client_id, &f->connection_id,
+                         &f->connection_key, &f->serial, &f->extras, &f->version, &f->message_serial, &f->type};
+  for (size_t i = 0; i < sizeof views / sizeof *views; i++) views[i]->kind = WIRE_NIL;
+  f->timestamp = f->count = 0;
+  f->action = -1;
+}
+
 /* Message i of a MESSAGE; pm_id is the view of the ProtocolMessage's id (the
  * message's own id is "<pm id>:<i>" when it has none, TM2a). */
 static int put_msg(swc_rx_t *rx, const wire_val_t *v, size_t i, const wire_val_t *pm_id, rx_msg_t *m,
                    sw_error_t *err) {
   if (v->kind != WIRE_MAP) return bad_field(err, "messages", "expected message objects");
   msg_fields_t f;
-  memset(&f, 0, sizeof f); /* every view WIRE_NIL */
-  f.action = -1;
+  msg_fields_init(&f);
   if (v->ops->each(v, msg_field, &f, err)) return -1;
   *m = (rx_msg_t){.action = f.action, .timestamp = f.timestamp, .extras = RX_NONE, .version = RX_NONE};
   if (put_view(rx, &f.id, &m->id, err) || put_view(rx, &f.name, &m->name, err) ||
@@ -335,11 +367,8 @@ static int put_msg(swc_rx_t *rx, const wire_val_t *v, size_t i, const wire_val_t
     return -1;
   if (f.extras.kind == WIRE_MAP && put_json(rx, &f.extras, &m->extras, err)) return -1;
   if (f.version.kind == WIRE_MAP && put_json(rx, &f.version, &m->version, err)) return -1;
-  if (m->id == RX_NONE && pm_id->kind == WIRE_STR && pm_id->s.len <= SWC_MAX_SYNTH_ID) {
-    m->id = rx->text.len;
-    if (buf_printf(&rx->text, "%.*s:%zu", (int)pm_id->s.len, pm_id->s.p, i) || buf_append_byte(&rx->text, 0))
-      return no_memory(err);
-  }
+  if (m->id == RX_NONE && pm_id->kind == WIRE_STR && pm_id->s.len <= SWC_MAX_SYNTH_ID)
+    return put_synth_id(rx, pm_id, i, &m->id, err);
   return 0;
 }
 
@@ -405,7 +434,7 @@ typedef struct rx_call {
  * bad one refuses the whole frame, as the full decoder does. */
 static int fast_message(rx_call_t *x, const head_t *h, sw_error_t *err) {
   swc_rx_t *rx = x->rx;
-  swc_rx_pmsg_t r = {0};
+  swc_rx_pmsg_t r; /* put_head sets all of r.pm (zeroing it twice showed in profiles), msgs below */
   head_offs_t o;
   if (put_head(rx, h, &r.pm, &o, err)) return -1;
   size_t n = h->messages.kind == WIRE_ARRAY ? h->messages.n : 0;
@@ -536,11 +565,20 @@ static int full_decode(rx_call_t *x, const wire_val_t *root, sw_error_t *err) {
   return rc;
 }
 
+/* Views WIRE_NIL (see msg_fields_init); a missing action is 0. */
+static void head_init(head_t *h) {
+  h->action = 0;
+  h->flags = h->count = h->msg_serial = h->timestamp = 0;
+  h->has_flags = h->has_count = h->has_msg_serial = h->full = false;
+  h->id.kind = h->channel.kind = h->channel_serial.kind = h->connection_id.kind = h->messages.kind = h->res.kind =
+      WIRE_NIL;
+}
+
 static int on_root(const wire_val_t *root, void *arg, sw_error_t *err) {
   rx_call_t *x = arg;
   if (root->kind != WIRE_MAP) return bad_field(err, "ProtocolMessage", "expected an object");
   head_t h;
-  memset(&h, 0, sizeof h); /* views WIRE_NIL; a missing action is 0 */
+  head_init(&h);
   if (root->ops->each(root, head_field, &h, err)) return -1;
   if (!h.full && h.action == SW_ACTION_MESSAGE && h.res.kind == WIRE_NIL) return fast_message(x, &h, err);
   if (!h.full && h.action == SW_ACTION_ACK && h.messages.kind == WIRE_NIL) return fast_ack(x, &h, err);
@@ -551,8 +589,10 @@ int swc_rx_frame(swc_rx_t *rx, sw_format_t fmt, const uint8_t *p, size_t n, swc_
                  sw_error_t *err) {
   rx_call_t x = {.rx = rx, .handler = handler, .ud = ud};
   rx_reset(rx);
-  int rc = fmt == SW_FMT_MSGPACK ? codec_msgpack_read(p, n, on_root, &x, err) : codec_json_read(p, n, on_root, &x, err);
-  if (rx->text.cap > RX_KEEP || rx->recs.cap > RX_KEEP || rx->out.cap > RX_KEEP) swc_rx_free(rx);
+  int rc = fmt == SW_FMT_MSGPACK ? swc_mp_read(&rx->tree, p, n, on_root, &x, err)
+                                 : codec_json_read(p, n, on_root, &x, err);
+  if (rx->text.cap > RX_KEEP || rx->recs.cap > RX_KEEP || rx->out.cap > RX_KEEP || rx->tree.cap > RX_KEEP)
+    swc_rx_free(rx);
   return rc;
 }
 
@@ -560,6 +600,7 @@ void swc_rx_free(swc_rx_t *rx) {
   buf_free(&rx->text);
   buf_free(&rx->recs);
   buf_free(&rx->out);
+  buf_free(&rx->tree);
 }
 
 /* ---- the thread's scratch ----

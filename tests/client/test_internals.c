@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "auth/jwt.h"
 #include "auth/token_request.h"
@@ -149,6 +151,37 @@ static void test_message_import(void **state) {
   assert_null(extras);
 }
 
+/* swc_random serves small requests from a per-thread pool: bytes are not
+ * handed out twice, and a forked child does not get the bytes its parent
+ * gets next (the pool is emptied in the child). */
+static void test_random_pool(void **state) {
+  (void)state;
+  uint8_t a[16], b[16], big[2048];
+  assert_int_equal(swc_random(a, sizeof a), 0);
+  assert_int_equal(swc_random(b, sizeof b), 0);
+  assert_memory_not_equal(a, b, sizeof a);
+  assert_int_equal(swc_random(big, sizeof big), 0); /* past the pool */
+  for (int i = 0; i < 1000; i++) assert_int_equal(swc_random(a, 7), 0); /* across refills */
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    uint8_t c[16];
+    int ok = swc_random(c, sizeof c) == 0 && write(fds[1], c, sizeof c) == (ssize_t)sizeof c;
+    _exit(ok ? 0 : 1);
+  }
+  uint8_t mine[16], child[16];
+  assert_int_equal(swc_random(mine, sizeof mine), 0);
+  assert_int_equal(read(fds[0], child, sizeof child), (ssize_t)sizeof child);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  close(fds[0]);
+  close(fds[1]);
+  assert_memory_not_equal(mine, child, sizeof mine);
+}
+
 static void test_url_encode(void **state) {
   (void)state;
   sw_buf_t b = {0};
@@ -161,7 +194,7 @@ static void test_url_encode(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_masked_frames),  cmocka_unit_test(test_backoff),   cmocka_unit_test(test_keys_and_tokens),
-      cmocka_unit_test(test_message_import), cmocka_unit_test(test_url_encode),
+      cmocka_unit_test(test_message_import), cmocka_unit_test(test_url_encode), cmocka_unit_test(test_random_pool),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
