@@ -135,6 +135,33 @@ static void append_version_reuse(void **state) {
   msg_clear(&head);
 }
 
+/* An append's event carries the message's identity: the request's own
+ * strings are taken where they are the same (its serial, its connection's
+ * id), copied from the head where they differ (a name the request gives
+ * does not rename the message). */
+static void append_event_identity(void **state) {
+  (void)state;
+  sw_msg_t head = make_head("a"), ev;
+  sw_msg_t req = request(SW_MSG_APPEND, "b");
+  req.connection_id = strdup("conn-1");
+  req.name = strdup("other");
+  sw_error_t err = {0};
+  assert_int_equal(mutation_fold(&head, &ev, &req, "0000000000000002", 5, "agent", &err), 0);
+  assert_string_equal(ev.serial, "0000000000000001");
+  assert_string_equal(ev.connection_id, "conn-1");
+  assert_string_equal(ev.name, "answer");
+  assert_string_equal(ev.id, "conn:0:0");
+  assert_string_equal(ev.client_id, "agent");
+  assert_null(req.serial); /* taken, not copied */
+  assert_null(req.connection_id);
+  assert_string_equal(req.name, "other");
+  assert_string_equal(head.serial, "0000000000000001");
+  assert_string_equal(head.name, "answer");
+  msg_clear(&ev);
+  msg_clear(&req);
+  msg_clear(&head);
+}
+
 /* The latest extras (a stream's status header) replace the head's. */
 static void append_takes_latest_extras(void **state) {
   sw_msg_t head = make_head("a"), ev;
@@ -348,6 +375,7 @@ static void version_serials_order(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(appends_aggregate),    cmocka_unit_test(append_version_reuse),
+      cmocka_unit_test(append_event_identity),
       cmocka_unit_test(append_takes_latest_extras), cmocka_unit_test(update_replaces_extras),
       cmocka_unit_test(append_type_mismatch), cmocka_unit_test(update_replaces),
       cmocka_unit_test(delete_mixin),       cmocka_unit_test(version_serials_order),
