@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <math.h>
 #include <msgpack.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/textenc.h"
@@ -268,21 +270,66 @@ int codec_msgpack_read_stored(const uint8_t *p, size_t n, wire_root_fn fn, void 
   return read_checked(p, n, false, fn, arg, err);
 }
 
+/* One zone per thread, kept between reads and cleared after each (back to
+ * its first chunk): a read then costs no malloc and free of the zone (an
+ * AI append's frame was two, ~240 instructions, more when glibc took a slow
+ * path). A read inside a read (a stored blob decoded while a frame is)
+ * finds the thread's zone busy and uses one of its own. The key's
+ * destructor frees a thread's zone when the thread ends. */
+typedef struct zone_slot {
+  msgpack_zone z;
+  bool busy;
+} zone_slot_t;
+
+static pthread_key_t zone_key;
+static pthread_once_t zone_once = PTHREAD_ONCE_INIT;
+static bool zone_key_ok;
+
+static void zone_slot_free(void *p) {
+  zone_slot_t *s = p;
+  msgpack_zone_destroy(&s->z);
+  free(s);
+}
+
+static void zone_key_init(void) { zone_key_ok = pthread_key_create(&zone_key, zone_slot_free) == 0; }
+
+/* The thread's zone, marked busy, or NULL (busy, or no memory). */
+static zone_slot_t *zone_take(void) {
+  if (pthread_once(&zone_once, zone_key_init) || !zone_key_ok) return NULL;
+  zone_slot_t *s = pthread_getspecific(zone_key);
+  if (!s) {
+    if (!(s = malloc(sizeof *s))) return NULL;
+    if (!msgpack_zone_init(&s->z, ZONE_FIRST_CHUNK)) {
+      free(s);
+      return NULL;
+    }
+    s->busy = false;
+    if (pthread_setspecific(zone_key, s)) {
+      zone_slot_free(s);
+      return NULL;
+    }
+  }
+  if (s->busy) return NULL;
+  s->busy = true;
+  return s;
+}
+
 static int read_checked(const uint8_t *p, size_t n, bool utf8, wire_root_fn fn, void *arg, sw_error_t *err) {
   if (mp_check(p, n, utf8, err)) return -1;
-  msgpack_zone zone;
+  zone_slot_t *slot = zone_take();
+  msgpack_zone own, *zp = slot ? &slot->z : &own;
   /* A first chunk glibc serves from its per-thread cache (<= 1032 bytes),
    * enough for a typical message's object tree; the zone grows if not.
    * The default (8 KiB) went through malloc's slow paths on every frame
    * (measured: 6 % of the loop thread under the AI benchmark). */
-  if (!msgpack_zone_init(&zone, ZONE_FIRST_CHUNK)) {
+  if (!slot && !msgpack_zone_init(&own, ZONE_FIRST_CHUNK)) {
     errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
     return -1;
   }
   /* str/bin objects point into p, which outlives the zone. */
   msgpack_object root;
   size_t off = 0;
-  msgpack_unpack_return r = msgpack_unpack((const char *)p, n, &off, &zone, &root);
+  msgpack_unpack_return r = msgpack_unpack((const char *)p, n, &off, zp, &root);
   int rc;
   if (r == MSGPACK_UNPACK_SUCCESS) {
     wire_val_t v;
@@ -294,7 +341,12 @@ static int read_checked(const uint8_t *p, size_t n, bool utf8, wire_root_fn fn, 
   } else {
     rc = mp_bad(err, "unpack failed");
   }
-  msgpack_zone_destroy(&zone);
+  if (slot) {
+    msgpack_zone_clear(&slot->z);
+    slot->busy = false;
+  } else {
+    msgpack_zone_destroy(&own);
+  }
   return rc;
 }
 
