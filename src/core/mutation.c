@@ -128,7 +128,9 @@ typedef struct version {
 
 static void version_free(version_t *v) {
   msg_clear(&v->event);
-  msg_clear(&v->full);
+  /* Only snapshot_inflight fills it (msg_copy clears it on failure): an
+   * append's usual version skips clearing an empty message (nine free). */
+  if (v->has_full) msg_clear(&v->full);
   buf_free(&v->blobs);
   if (v->who.rest_sock) sock_unref(v->who.rest_sock);
   free(v);
