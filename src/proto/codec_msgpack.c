@@ -432,6 +432,30 @@ static int mp_i64(sw_buf_t *b, int64_t d) {
   return 0;
 }
 
+/* See codec.h. Keys in encode_pmsg's order (wire_encode.c), each header
+ * in its smallest form, as mp_i64 and mp_str write them. */
+size_t codec_ack_msgpack(uint8_t *out, int action, int64_t msg_serial, const char *serial) {
+  size_t slen = serial ? strlen(serial) : 32;
+  if (msg_serial < 0 || slen >= 32 || action < 0 || action >= 128) return 0;
+  static const uint8_t head[] = {0x84, 0xa6, 'a', 'c', 't', 'i', 'o', 'n'};
+  static const uint8_t mid[] = {0xa5, 'c', 'o', 'u', 'n', 't', 0x01, 0xa9, 'm', 's', 'g', 'S', 'e', 'r', 'i', 'a', 'l'};
+  static const uint8_t res[] = {0xa3, 'r', 'e', 's', 0x91, 0x81, 0xa7, 's', 'e', 'r', 'i', 'a', 'l', 's', 0x91};
+  uint8_t *p = out;
+  memcpy(p, head, sizeof head), p += sizeof head;
+  *p++ = (uint8_t)action;
+  memcpy(p, mid, sizeof mid), p += sizeof mid;
+  uint64_t u = (uint64_t)msg_serial;
+  p += u < 128 ? (*p = (uint8_t)u, 1)
+       : u < 256 ? mp_be(p, 0xcc, u, 1)
+       : u < 65536 ? mp_be(p, 0xcd, u, 2)
+       : u <= UINT32_MAX ? mp_be(p, 0xce, u, 4)
+                         : mp_be(p, 0xcf, u, 8);
+  memcpy(p, res, sizeof res), p += sizeof res;
+  *p++ = (uint8_t)(0xa0 | slen);
+  memcpy(p, serial, slen), p += slen;
+  return (size_t)(p - out);
+}
+
 static int mp_byte(sw_buf_t *b, uint8_t c) { return buf_append_byte(b, c); }
 
 /* The entry count is known only at close: reserve a fixmap byte and widen

@@ -1197,10 +1197,39 @@ static void test_msgpack_zone_reuse(void **state) {
   msgpack_sbuffer_destroy(&big);
 }
 
+/* codec_ack_msgpack writes the bytes codec_encode_pmsg writes for the same
+ * ACK, for every msgSerial width and serial length it takes; what it does
+ * not take (a serial of 32 bytes, a negative msgSerial, none) returns 0. */
+static void test_ack_msgpack_same_bytes(void **state) {
+  (void)state;
+  const int64_t serials[] = {0, 1, 127, 128, 255, 256, 65535, 65536, 4294967295LL, 4294967296LL, 9007199254740991LL};
+  const char *ids[] = {"", "0000000000000001", "abc", "0123456789abcdef0123456789abcde"};
+  for (size_t i = 0; i < sizeof serials / sizeof *serials; i++) {
+    for (size_t j = 0; j < sizeof ids / sizeof *ids; j++) {
+      char *one[1] = {(char *)ids[j]};
+      sw_publish_result_t res = {.serials = one, .n_serials = 1};
+      sw_pmsg_t m = {.action = SW_ACTION_ACK, .msg_serial = serials[i], .has_msg_serial = true,
+                     .count = 1, .has_count = true, .res = &res, .n_res = 1};
+      sw_buf_t want = {0};
+      assert_int_equal(codec_encode_pmsg(SW_FMT_MSGPACK, &m, &want), 0);
+      uint8_t got[SW_CODEC_ACK_MAX];
+      size_t n = codec_ack_msgpack(got, SW_ACTION_ACK, serials[i], ids[j]);
+      assert_int_equal(n, want.len);
+      assert_memory_equal(got, want.data, n);
+      buf_free(&want);
+    }
+  }
+  uint8_t b[SW_CODEC_ACK_MAX];
+  assert_int_equal(codec_ack_msgpack(b, SW_ACTION_ACK, 1, "0123456789abcdef0123456789abcdef"), 0);
+  assert_int_equal(codec_ack_msgpack(b, SW_ACTION_ACK, -1, "x"), 0);
+  assert_int_equal(codec_ack_msgpack(b, SW_ACTION_ACK, 1, NULL), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip_struct),
       cmocka_unit_test(test_msgpack_zone_reuse),
+      cmocka_unit_test(test_ack_msgpack_same_bytes),
       cmocka_unit_test(test_roundtrip_bytes_stable),
       cmocka_unit_test(test_json_decode_fields),
       cmocka_unit_test(test_unknown_action_decodes),
