@@ -34,6 +34,14 @@ int codec_encode_pmsg(sw_format_t f, const sw_pmsg_t *m, sw_buf_t *out);
  * the msgpack wire form, so its blob is spliced in rather than encoded
  * again. */
 int codec_encode_pmsg_msgpack_raw(const sw_pmsg_t *m, const uint8_t *raw, size_t raw_len, sw_buf_t *out);
+/* The msgpack ACK of one publish with one serial, {action, count: 1,
+ * msgSerial, res: [{serials: [serial]}]}, written into out (at least
+ * SW_CODEC_ACK_MAX bytes) in the bytes codec_encode_pmsg writes for it,
+ * without its writer: an AI stream ACKs every append. Returns the length,
+ * or 0 when it does not apply (a negative msgSerial, a serial of 32 bytes
+ * or more): then encode the pmsg. */
+#define SW_CODEC_ACK_MAX 96
+size_t codec_ack_msgpack(uint8_t *out, int action, int64_t msg_serial, const char *serial);
 
 /* A REST publish body: one Message object or an array of them.
  * *out is a malloc'd array of *count messages (free each with msg_clear,

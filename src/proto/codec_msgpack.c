@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <math.h>
 #include <msgpack.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/textenc.h"
@@ -268,21 +270,66 @@ int codec_msgpack_read_stored(const uint8_t *p, size_t n, wire_root_fn fn, void 
   return read_checked(p, n, false, fn, arg, err);
 }
 
+/* One zone per thread, kept between reads and cleared after each (back to
+ * its first chunk): a read then costs no malloc and free of the zone (an
+ * AI append's frame was two, ~240 instructions, more when glibc took a slow
+ * path). A read inside a read (a stored blob decoded while a frame is)
+ * finds the thread's zone busy and uses one of its own. The key's
+ * destructor frees a thread's zone when the thread ends. */
+typedef struct zone_slot {
+  msgpack_zone z;
+  bool busy;
+} zone_slot_t;
+
+static pthread_key_t zone_key;
+static pthread_once_t zone_once = PTHREAD_ONCE_INIT;
+static bool zone_key_ok;
+
+static void zone_slot_free(void *p) {
+  zone_slot_t *s = p;
+  msgpack_zone_destroy(&s->z);
+  free(s);
+}
+
+static void zone_key_init(void) { zone_key_ok = pthread_key_create(&zone_key, zone_slot_free) == 0; }
+
+/* The thread's zone, marked busy, or NULL (busy, or no memory). */
+static zone_slot_t *zone_take(void) {
+  if (pthread_once(&zone_once, zone_key_init) || !zone_key_ok) return NULL;
+  zone_slot_t *s = pthread_getspecific(zone_key);
+  if (!s) {
+    if (!(s = malloc(sizeof *s))) return NULL;
+    if (!msgpack_zone_init(&s->z, ZONE_FIRST_CHUNK)) {
+      free(s);
+      return NULL;
+    }
+    s->busy = false;
+    if (pthread_setspecific(zone_key, s)) {
+      zone_slot_free(s);
+      return NULL;
+    }
+  }
+  if (s->busy) return NULL;
+  s->busy = true;
+  return s;
+}
+
 static int read_checked(const uint8_t *p, size_t n, bool utf8, wire_root_fn fn, void *arg, sw_error_t *err) {
   if (mp_check(p, n, utf8, err)) return -1;
-  msgpack_zone zone;
+  zone_slot_t *slot = zone_take();
+  msgpack_zone own, *zp = slot ? &slot->z : &own;
   /* A first chunk glibc serves from its per-thread cache (<= 1032 bytes),
    * enough for a typical message's object tree; the zone grows if not.
    * The default (8 KiB) went through malloc's slow paths on every frame
    * (measured: 6 % of the loop thread under the AI benchmark). */
-  if (!msgpack_zone_init(&zone, ZONE_FIRST_CHUNK)) {
+  if (!slot && !msgpack_zone_init(&own, ZONE_FIRST_CHUNK)) {
     errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
     return -1;
   }
   /* str/bin objects point into p, which outlives the zone. */
   msgpack_object root;
   size_t off = 0;
-  msgpack_unpack_return r = msgpack_unpack((const char *)p, n, &off, &zone, &root);
+  msgpack_unpack_return r = msgpack_unpack((const char *)p, n, &off, zp, &root);
   int rc;
   if (r == MSGPACK_UNPACK_SUCCESS) {
     wire_val_t v;
@@ -294,7 +341,12 @@ static int read_checked(const uint8_t *p, size_t n, bool utf8, wire_root_fn fn, 
   } else {
     rc = mp_bad(err, "unpack failed");
   }
-  msgpack_zone_destroy(&zone);
+  if (slot) {
+    msgpack_zone_clear(&slot->z);
+    slot->busy = false;
+  } else {
+    msgpack_zone_destroy(&own);
+  }
   return rc;
 }
 
@@ -378,6 +430,30 @@ static int mp_i64(sw_buf_t *b, int64_t d) {
                           : mp_be(p, 0xcf, u, 8);
   b->len += n;
   return 0;
+}
+
+/* See codec.h. Keys in encode_pmsg's order (wire_encode.c), each header
+ * in its smallest form, as mp_i64 and mp_str write them. */
+size_t codec_ack_msgpack(uint8_t *out, int action, int64_t msg_serial, const char *serial) {
+  size_t slen = serial ? strlen(serial) : 32;
+  if (msg_serial < 0 || slen >= 32 || action < 0 || action >= 128) return 0;
+  static const uint8_t head[] = {0x84, 0xa6, 'a', 'c', 't', 'i', 'o', 'n'};
+  static const uint8_t mid[] = {0xa5, 'c', 'o', 'u', 'n', 't', 0x01, 0xa9, 'm', 's', 'g', 'S', 'e', 'r', 'i', 'a', 'l'};
+  static const uint8_t res[] = {0xa3, 'r', 'e', 's', 0x91, 0x81, 0xa7, 's', 'e', 'r', 'i', 'a', 'l', 's', 0x91};
+  uint8_t *p = out;
+  memcpy(p, head, sizeof head), p += sizeof head;
+  *p++ = (uint8_t)action;
+  memcpy(p, mid, sizeof mid), p += sizeof mid;
+  uint64_t u = (uint64_t)msg_serial;
+  p += u < 128 ? (*p = (uint8_t)u, 1)
+       : u < 256 ? mp_be(p, 0xcc, u, 1)
+       : u < 65536 ? mp_be(p, 0xcd, u, 2)
+       : u <= UINT32_MAX ? mp_be(p, 0xce, u, 4)
+                         : mp_be(p, 0xcf, u, 8);
+  memcpy(p, res, sizeof res), p += sizeof res;
+  *p++ = (uint8_t)(0xa0 | slen);
+  memcpy(p, serial, slen), p += slen;
+  return (size_t)(p - out);
 }
 
 static int mp_byte(sw_buf_t *b, uint8_t c) { return buf_append_byte(b, c); }

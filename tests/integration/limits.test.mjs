@@ -131,6 +131,7 @@ test('RTN7/RTN19a2 MESSAGE with msgSerial 0, 10^6, 2^53-1: each ACKed, no memory
   // RTN19a2: a resend of an answered publish is answered again from the
   // memo, not republished, on either side of the gaps.
   for (const serial of [0, 1_000_000]) {
+    const first = sock.frames.find((f) => f.action === ACTION.ACK && f.msgSerial === serial);
     const seen = sock.frames.length;
     sock.send({ action: ACTION.MESSAGE, channel, msgSerial: serial, messages: [{ name: 'n', data: `d${serial}` }] });
     const again = await sock.next(
@@ -139,6 +140,8 @@ test('RTN7/RTN19a2 MESSAGE with msgSerial 0, 10^6, 2^53-1: each ACKed, no memory
       `re-ACK of resent msgSerial ${serial}`,
     );
     assert.equal(again.res?.[0]?.serials?.length, 1, JSON.stringify(again));
+    // The same serials as the first ACK (the memo keeps a copy of them).
+    assert.deepEqual(again.res, first?.res, JSON.stringify({ first, again }));
   }
   // A new publish after the largest serial ably-js can send is refused: the
   // numbering cannot go on (and the server's counter must not overflow).

@@ -12,6 +12,7 @@
 
 #include "proto/codec.h"
 #include "proto/textenc.h"
+#include "proto/wire.h"
 
 /* ---- helpers ---- */
 
@@ -1140,9 +1141,95 @@ static void test_msg_copy_and_size(void **state) {
   pmsg_free(NULL);
 }
 
+/* The msgpack reader keeps one zone per thread between reads: a read
+ * inside a read (a stored blob decoded while a frame is) gets a zone of its
+ * own, and the outer tree stays intact; a big tree grows the zone and the
+ * next read still works on it once cleared. */
+typedef struct nest_ctx {
+  const uint8_t *inner;
+  size_t inner_n;
+  int depth;
+  size_t seen[2];
+} nest_ctx_t;
+
+static int nest_fn(const wire_val_t *root, void *arg, sw_error_t *err) {
+  nest_ctx_t *c = arg;
+  int d = c->depth++;
+  if (root->kind != WIRE_ARRAY) return -1;
+  c->seen[d] = root->n;
+  if (d == 0 && c->inner && codec_msgpack_read(c->inner, c->inner_n, nest_fn, c, err)) return -1;
+  /* the outer array is read after the inner read: its items are intact */
+  for (size_t i = 0; i < root->n; i++) {
+    wire_val_t it;
+    root->ops->item(root, i, &it);
+    if (it.kind != WIRE_INT || it.i != (int64_t)i) return -1;
+  }
+  return 0;
+}
+
+static void pack_ints(msgpack_sbuffer *sb, size_t n) {
+  msgpack_sbuffer_init(sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) msgpack_pack_uint64(&pk, i);
+}
+
+static void test_msgpack_zone_reuse(void **state) {
+  (void)state;
+  msgpack_sbuffer outer, inner, big;
+  pack_ints(&outer, 5);
+  pack_ints(&inner, 3);
+  pack_ints(&big, 5000); /* 5000 objects: far past the zone's first chunk */
+  sw_error_t err = {0};
+  for (int round = 0; round < 3; round++) {
+    nest_ctx_t c = {.inner = (const uint8_t *)inner.data, .inner_n = inner.size};
+    assert_int_equal(codec_msgpack_read((const uint8_t *)outer.data, outer.size, nest_fn, &c, &err), 0);
+    assert_int_equal(c.depth, 2);
+    assert_int_equal(c.seen[0], 5);
+    assert_int_equal(c.seen[1], 3);
+    nest_ctx_t b = {0};
+    assert_int_equal(codec_msgpack_read((const uint8_t *)big.data, big.size, nest_fn, &b, &err), 0);
+    assert_int_equal(b.seen[0], 5000);
+  }
+  msgpack_sbuffer_destroy(&outer);
+  msgpack_sbuffer_destroy(&inner);
+  msgpack_sbuffer_destroy(&big);
+}
+
+/* codec_ack_msgpack writes the bytes codec_encode_pmsg writes for the same
+ * ACK, for every msgSerial width and serial length it takes; what it does
+ * not take (a serial of 32 bytes, a negative msgSerial, none) returns 0. */
+static void test_ack_msgpack_same_bytes(void **state) {
+  (void)state;
+  const int64_t serials[] = {0, 1, 127, 128, 255, 256, 65535, 65536, 4294967295LL, 4294967296LL, 9007199254740991LL};
+  const char *ids[] = {"", "0000000000000001", "abc", "0123456789abcdef0123456789abcde"};
+  for (size_t i = 0; i < sizeof serials / sizeof *serials; i++) {
+    for (size_t j = 0; j < sizeof ids / sizeof *ids; j++) {
+      char *one[1] = {(char *)ids[j]};
+      sw_publish_result_t res = {.serials = one, .n_serials = 1};
+      sw_pmsg_t m = {.action = SW_ACTION_ACK, .msg_serial = serials[i], .has_msg_serial = true,
+                     .count = 1, .has_count = true, .res = &res, .n_res = 1};
+      sw_buf_t want = {0};
+      assert_int_equal(codec_encode_pmsg(SW_FMT_MSGPACK, &m, &want), 0);
+      uint8_t got[SW_CODEC_ACK_MAX];
+      size_t n = codec_ack_msgpack(got, SW_ACTION_ACK, serials[i], ids[j]);
+      assert_int_equal(n, want.len);
+      assert_memory_equal(got, want.data, n);
+      buf_free(&want);
+    }
+  }
+  uint8_t b[SW_CODEC_ACK_MAX];
+  assert_int_equal(codec_ack_msgpack(b, SW_ACTION_ACK, 1, "0123456789abcdef0123456789abcdef"), 0);
+  assert_int_equal(codec_ack_msgpack(b, SW_ACTION_ACK, -1, "x"), 0);
+  assert_int_equal(codec_ack_msgpack(b, SW_ACTION_ACK, 1, NULL), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip_struct),
+      cmocka_unit_test(test_msgpack_zone_reuse),
+      cmocka_unit_test(test_ack_msgpack_same_bytes),
       cmocka_unit_test(test_roundtrip_bytes_stable),
       cmocka_unit_test(test_json_decode_fields),
       cmocka_unit_test(test_unknown_action_decodes),

@@ -72,6 +72,96 @@ static void appends_aggregate(void **state) {
   msg_clear(&head);
 }
 
+/* The head's version object is set in place while the head alone holds it
+ * and only serial and timestamp change; otherwise it is built anew: an
+ * event still holding it keeps its own serial, a description or another
+ * clientId gives a new object, and a later plain append drops the old
+ * description (a version is the operation's, TM2s). */
+static void append_version_reuse(void **state) {
+  (void)state;
+  sw_msg_t head = make_head("a");
+  sw_error_t err = {0};
+  sw_msg_t req = request(SW_MSG_APPEND, "b"), ev1, ev2;
+  assert_int_equal(mutation_fold(&head, &ev1, &req, "0000000000000002", 10, "agent", &err), 0);
+  msg_clear(&req);
+  json_t *v1 = head.version;
+  /* ev1 still holds the version: a new object, ev1's is unchanged. */
+  req = request(SW_MSG_APPEND, "c");
+  assert_int_equal(mutation_fold(&head, &ev2, &req, "0000000000000003", 11, "agent", &err), 0);
+  msg_clear(&req);
+  assert_ptr_not_equal(head.version, v1);
+  assert_string_equal(version_serial(&ev1), "0000000000000002");
+  assert_true(json_integer_value(json_object_get(ev1.version, "timestamp")) == 10);
+  msg_clear(&ev1);
+  msg_clear(&ev2);
+  /* The head's alone now: set in place, same keys in the same order. */
+  json_t *v2 = head.version;
+  req = request(SW_MSG_APPEND, "d");
+  assert_int_equal(mutation_fold(&head, &ev1, &req, "0000000000000004", 12, "agent", &err), 0);
+  msg_clear(&req);
+  assert_ptr_equal(head.version, v2);
+  char *js = json_dumps(head.version, 0);
+  assert_string_equal(js, "{\"serial\": \"0000000000000004\", \"timestamp\": 12, \"clientId\": \"agent\"}");
+  free(js);
+  msg_clear(&ev1);
+  /* A description: a new object with it; the next plain append drops it. */
+  req = request(SW_MSG_APPEND, "e");
+  req.version = json_pack("{s:s}", "description", "why");
+  assert_int_equal(mutation_fold(&head, &ev1, &req, "0000000000000005", 13, "agent", &err), 0);
+  msg_clear(&req);
+  msg_clear(&ev1);
+  assert_string_equal(json_string_value(json_object_get(head.version, "description")), "why");
+  req = request(SW_MSG_APPEND, "f");
+  assert_int_equal(mutation_fold(&head, &ev1, &req, "0000000000000006", 14, "agent", &err), 0);
+  msg_clear(&req);
+  msg_clear(&ev1);
+  js = json_dumps(head.version, 0);
+  assert_string_equal(js, "{\"serial\": \"0000000000000006\", \"timestamp\": 14, \"clientId\": \"agent\"}");
+  free(js);
+  /* Another clientId, then none: each its own object. */
+  req = request(SW_MSG_APPEND, "g");
+  assert_int_equal(mutation_fold(&head, &ev1, &req, "0000000000000007", 15, "other", &err), 0);
+  msg_clear(&req);
+  msg_clear(&ev1);
+  assert_string_equal(json_string_value(json_object_get(head.version, "clientId")), "other");
+  req = request(SW_MSG_APPEND, "h");
+  assert_int_equal(mutation_fold(&head, &ev1, &req, "0000000000000008", 16, NULL, &err), 0);
+  msg_clear(&req);
+  msg_clear(&ev1);
+  js = json_dumps(head.version, 0);
+  assert_string_equal(js, "{\"serial\": \"0000000000000008\", \"timestamp\": 16}");
+  free(js);
+  assert_string_equal((char *)head.data.bytes, "abcdefgh");
+  msg_clear(&head);
+}
+
+/* An append's event carries the message's identity: the request's own
+ * strings are taken where they are the same (its serial, its connection's
+ * id), copied from the head where they differ (a name the request gives
+ * does not rename the message). */
+static void append_event_identity(void **state) {
+  (void)state;
+  sw_msg_t head = make_head("a"), ev;
+  sw_msg_t req = request(SW_MSG_APPEND, "b");
+  req.connection_id = strdup("conn-1");
+  req.name = strdup("other");
+  sw_error_t err = {0};
+  assert_int_equal(mutation_fold(&head, &ev, &req, "0000000000000002", 5, "agent", &err), 0);
+  assert_string_equal(ev.serial, "0000000000000001");
+  assert_string_equal(ev.connection_id, "conn-1");
+  assert_string_equal(ev.name, "answer");
+  assert_string_equal(ev.id, "conn:0:0");
+  assert_string_equal(ev.client_id, "agent");
+  assert_null(req.serial); /* taken, not copied */
+  assert_null(req.connection_id);
+  assert_string_equal(req.name, "other");
+  assert_string_equal(head.serial, "0000000000000001");
+  assert_string_equal(head.name, "answer");
+  msg_clear(&ev);
+  msg_clear(&req);
+  msg_clear(&head);
+}
+
 /* The latest extras (a stream's status header) replace the head's. */
 static void append_takes_latest_extras(void **state) {
   sw_msg_t head = make_head("a"), ev;
@@ -284,7 +374,9 @@ static void version_serials_order(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(appends_aggregate),  cmocka_unit_test(append_takes_latest_extras), cmocka_unit_test(update_replaces_extras),
+      cmocka_unit_test(appends_aggregate),    cmocka_unit_test(append_version_reuse),
+      cmocka_unit_test(append_event_identity),
+      cmocka_unit_test(append_takes_latest_extras), cmocka_unit_test(update_replaces_extras),
       cmocka_unit_test(append_type_mismatch), cmocka_unit_test(update_replaces),
       cmocka_unit_test(delete_mixin),       cmocka_unit_test(version_serials_order),
       cmocka_unit_test(stored_fold_matches),
