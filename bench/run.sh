@@ -409,12 +409,13 @@ EOF
   wait_port "$cl_redis_port"
   # The persistence in force, as Redis reports it (results.json's meta).
   cl_persist="appendonly $(rcli config get appendonly | tail -1), appendfsync $(rcli config get appendfsync | tail -1)"
-  wait_ready() { # HOST: /readyz answers 200 (a node: Redis reached, the shared state loaded)
-    for _ in $(seq 300); do
+  wait_ready() { # HOST LOG: /readyz answers 200 (a node: Redis reached, the shared state loaded)
+    for _ in $(seq 1200); do
       curl -sf -o /dev/null "http://$1:$node_port/readyz" && return 0
       sleep 0.05
     done
-    echo "bench/run.sh: the node on $1:$node_port did not become ready" >&2; return 1
+    echo "bench/run.sh: the node on $1:$node_port did not become ready in 60 s; its log:" >&2
+    tail -20 "$2" >&2; return 1
   }
   # start_nodes N: N nodes on Redis; N=0: one SQLite node, no Redis.
   start_nodes() {
@@ -430,7 +431,7 @@ EOF
         --data "$work/node-$i" "${extra[@]}" >"$work/node-$i.log" 2>&1 &
       node_pids+=($!)
     done
-    for i in $(seq "${#node_pids[@]}"); do wait_ready "127.0.0.$((i + 1))"; done
+    for i in $(seq "${#node_pids[@]}"); do wait_ready "127.0.0.$((i + 1))" "$work/node-$i.log"; done
   }
   stop_nodes() {
     for p in "${node_pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
