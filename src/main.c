@@ -11,6 +11,7 @@
 #include "core/server.h"
 #include "core/token_check.h"
 #include "root/root.h"
+#include "util/hash.h"
 #include "util/log.h"
 #ifdef SW_HAVE_TOOLS
 #include "tools/tools.h"
@@ -153,6 +154,11 @@ static int serve(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* Before any table is made: the hash tables' key (util/hash.h). */
+  if (sw_hash_init()) {
+    fprintf(stderr, "switchboard: no random source for the hash tables' key\n");
+    return 1;
+  }
   root_init(); /* before any command makes an app */
   if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
     usage(stdout);

@@ -2,7 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
+#include "util/hash.h"
 
 typedef struct entry {
   char *key;             /* key_name NUL requested_json */

@@ -16,7 +16,7 @@
 /* Out of memory in the replay cache is reported, not fatal (uthash's default
  * is exit()). */
 #define HASH_NONFATAL_OOM 1
-#include <uthash.h>
+#include "util/hash.h"
 
 /* Codes not in proto/errors.h's enum (Ably's errors table). */
 #define E_TIMESTAMP_NOT_CURRENT 40104

@@ -20,7 +20,7 @@
 #include <sys/random.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
+#include "util/hash.h"
 
 #include "cluster/bus_redis.h"
 #include "cluster/redis_conn.h"

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <uthash.h>
+#include "util/hash.h"
 
 #include "util/log.h"
 

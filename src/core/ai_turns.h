@@ -12,7 +12,7 @@
 #ifndef SW_CORE_AI_TURNS_H
 #define SW_CORE_AI_TURNS_H
 
-#include <uthash.h>
+#include "util/hash.h"
 
 #include "core/principal.h"
 #include "proto/pmsg.h"

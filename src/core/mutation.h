@@ -15,7 +15,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <uthash.h>
+#include "util/hash.h"
 
 #include "core/channel.h"
 #include "core/principal.h"

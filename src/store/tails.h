@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <uthash.h>
+#include "util/hash.h"
 #include <uv.h>
 
 typedef struct sw_tail_ev {

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,8 +118,46 @@ static void attachments_many_in_order(void **state) {
   free(chans);
 }
 
+typedef struct named {
+  const char *name;
+  UT_hash_handle hh;
+} named_t;
+
+/* Every table hashes with SipHash under sw_hash_key (util/hash.h), not
+ * uthash's unkeyed Jenkins hash: another key, another hash of the same
+ * bytes; and a table made under a random key finds what it holds. */
+static void tables_hash_with_the_key(void **state) {
+  (void)state;
+  unsigned a, b, jen;
+  memset(sw_hash_key, 0, sizeof sw_hash_key);
+  HASH_FUNCTION("client-chosen-id", 16, a);
+  assert_true(a == sw_hash_bytes("client-chosen-id", 16));
+  HASH_JEN("client-chosen-id", 16, jen);
+  assert_true(a != jen);
+  sw_hash_key[3] = 1;
+  HASH_FUNCTION("client-chosen-id", 16, b);
+  assert_true(a != b);
+  assert_int_equal(sw_hash_init(), 0);
+  named_t items[100], *set = NULL, *found;
+  char names[100][16];
+  for (int i = 0; i < 100; i++) {
+    snprintf(names[i], sizeof names[i], "id-%d", i);
+    items[i].name = names[i];
+    HASH_ADD_KEYPTR(hh, set, items[i].name, strlen(items[i].name), &items[i]);
+  }
+  for (int i = 0; i < 100; i++) {
+    HASH_FIND_STR(set, names[i], found);
+    assert_ptr_equal(found, &items[i]);
+  }
+  HASH_FIND_STR(set, "id-100", found);
+  assert_null(found);
+  HASH_CLEAR(hh, set);
+  memset(sw_hash_key, 0, sizeof sw_hash_key);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(tables_hash_with_the_key),
       cmocka_unit_test(tables_start_small),
       cmocka_unit_test(tables_grow),
       cmocka_unit_test(attachments_one_inline),
