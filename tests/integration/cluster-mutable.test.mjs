@@ -14,7 +14,7 @@ import {
   waitUntil,
   withTimeout,
 } from './lib/server.mjs';
-import { Cluster } from './lib/cluster.mjs';
+import { appConfig, Cluster } from './lib/cluster.mjs';
 
 const APP = 'cmut';
 const KEY = `${APP}.root:cmut-secret-6c1e0f3a9b2d4e57`;
@@ -22,15 +22,7 @@ const KEY = `${APP}.root:cmut-secret-6c1e0f3a9b2d4e57`;
 const cluster = new Cluster({
   label: 'cmut',
   key: KEY,
-  config: {
-    apps: [
-      {
-        id: APP,
-        keys: [{ id: 'root', secret: KEY.split(':')[1] }],
-        namespaces: [{ id: 'conversations', mutableMessages: true, persisted: true }],
-      },
-    ],
-  },
+  config: appConfig(KEY),
 });
 const { hosts: HOSTS, nodes } = cluster;
 const realtime = (i, extra) => cluster.realtime(i, extra);

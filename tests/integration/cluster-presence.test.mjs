@@ -12,7 +12,7 @@ import {
   waitUntil,
   withTimeout,
 } from './lib/server.mjs';
-import { Cluster } from './lib/cluster.mjs';
+import { appConfig, Cluster } from './lib/cluster.mjs';
 
 const APP = 'cpres';
 const KEY = `${APP}.root:cpres-secret-7c1d9e2b4a6f8035`;
@@ -20,15 +20,7 @@ const KEY = `${APP}.root:cpres-secret-7c1d9e2b4a6f8035`;
 const cluster = new Cluster({
   label: 'cpres',
   key: KEY,
-  config: {
-    apps: [
-      {
-        id: APP,
-        keys: [{ id: 'root', secret: KEY.split(':')[1] }],
-        namespaces: [{ id: 'conversations', mutableMessages: true, persisted: true }],
-      },
-    ],
-  },
+  config: appConfig(KEY),
 });
 const { hosts: HOSTS, nodes, opened } = cluster;
 const realtime = (i, extra) => cluster.realtime(i, extra);

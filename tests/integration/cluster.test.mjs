@@ -21,7 +21,7 @@ import {
   waitUntil,
   withTimeout,
 } from './lib/server.mjs';
-import { Cluster, collector, freePort } from './lib/cluster.mjs';
+import { appConfig, Cluster, collector, freePort } from './lib/cluster.mjs';
 
 const APP = 'cluster';
 const KEY = `${APP}.root:cluster-secret-2b7f4c9e1a3d5f80`;
@@ -29,15 +29,7 @@ const KEY = `${APP}.root:cluster-secret-2b7f4c9e1a3d5f80`;
 const cluster = new Cluster({
   label: 'cluster',
   key: KEY,
-  config: {
-    apps: [
-      {
-        id: APP,
-        keys: [{ id: 'root', secret: KEY.split(':')[1] }],
-        namespaces: [{ id: 'conversations', mutableMessages: true, persisted: true }],
-      },
-    ],
-  },
+  config: appConfig(KEY),
 });
 const { hosts: HOSTS, nodes } = cluster;
 const realtime = (i, extra) => cluster.realtime(i, extra);

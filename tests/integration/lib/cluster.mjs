@@ -232,6 +232,21 @@ export class Cluster {
   }
 }
 
+/** One app with key "app.root:secret" and a persisted `conversations` namespace with mutable messages. */
+export function appConfig(key) {
+  const [keyName, secret] = key.split(':');
+  const id = keyName.split('.')[0];
+  return {
+    apps: [
+      {
+        id,
+        keys: [{ id: 'root', secret }],
+        namespaces: [{ id: 'conversations', mutableMessages: true, persisted: true }],
+      },
+    ],
+  };
+}
+
 /** Subscribes client to channel name; got collects {name, data, serial, id} of each message. */
 export async function collector(client, name) {
   const ch = client.channels.get(name);
