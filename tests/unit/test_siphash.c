@@ -30,7 +30,21 @@ static void test_vectors(void **state) {
   assert_true(hash(key, m, 15, 15) != 0xa129ca6149be45e5ull);
 }
 
+/* A key given in parts of any size hashes as the whole: the parts that
+ * leave a word partly filled, then carry whole words (the channel map's
+ * "<app id>\0" then name). */
+static void test_split_updates(void **state) {
+  (void)state;
+  uint8_t key[16], m[63];
+  for (int i = 0; i < 16; i++) key[i] = (uint8_t)(i * 7);
+  for (int i = 0; i < 63; i++) m[i] = (uint8_t)(i * 13 + 1);
+  for (size_t n = 0; n <= sizeof m; n++) {
+    uint64_t whole = hash(key, m, n, sizeof m);
+    for (size_t step = 1; step <= 17; step++) assert_true(hash(key, m, n, step) == whole);
+  }
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_vectors)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_vectors), cmocka_unit_test(test_split_updates)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
