@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,7 +27,7 @@ typedef struct rh_server {
   pid_t pid;
   int port;
   char dir[64];
-  char sock[128];
+  char sock[96]; /* fits sockaddr_un.sun_path (108) */
   char password[64]; /* "" for none */
   bool aof;          /* appendonly yes, appendfsync always */
 } rh_server_t;
@@ -64,25 +65,36 @@ static bool rh_accepts(int port) {
   return ok;
 }
 
+/* Our server is up: its unix socket accepts. redis-server binds its TCP
+ * port before it creates the unix socket and exits when the port is taken,
+ * so this also says the TCP port is ours. Checking the TCP port alone could
+ * reach another process that took the port meanwhile (the integration
+ * suite's servers pick free ports on this machine at the same time). */
+static bool rh_unix_accepts(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+  bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  if (fd >= 0) close(fd);
+  return ok;
+}
+
 static void rh_sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
 }
 
-/* Starts (or restarts, same port and directory) the server; aborts the
- * test when redis-server is missing or does not come up in 20 s. */
-static void rh_start(rh_server_t *s) {
-  char bin[512];
-  if (!rh_find_bin(bin, sizeof bin)) {
-    fprintf(stderr, "FAIL: redis-server is not installed; run scripts/deps.sh test\n");
-    abort();
-  }
-  if (!s->dir[0]) {
-    snprintf(s->dir, sizeof s->dir, "/tmp/sw-redis-XXXXXX");
-    if (!mkdtemp(s->dir)) abort();
-    snprintf(s->sock, sizeof s->sock, "%s/redis.sock", s->dir);
-  }
-  if (!s->port) s->port = rh_free_port();
+/* Kills the server with sig (SIGKILL: a crash) and reaps it. */
+static void rh_kill(rh_server_t *s, int sig) {
+  if (s->pid <= 0) return;
+  kill(s->pid, sig);
+  waitpid(s->pid, NULL, 0);
+  s->pid = 0;
+}
+
+/* Spawns the server and waits for it: true once it serves, false if it
+ * exited (its port was taken) or did not come up in 20 s. */
+static bool rh_spawn(rh_server_t *s, const char *bin) {
   char port[16];
   snprintf(port, sizeof port, "%d", s->port);
   pid_t pid = fork();
@@ -132,21 +144,40 @@ static void rh_start(rh_server_t *s) {
   }
   s->pid = pid;
   for (int i = 0; i < 400; i++) {
-    if (rh_accepts(s->port)) return;
     int st;
     if (waitpid(pid, &st, WNOHANG) == pid) break;
+    if (rh_unix_accepts(s->sock) && rh_accepts(s->port)) return true;
     rh_sleep_ms(50);
+  }
+  rh_kill(s, SIGKILL);
+  return false;
+}
+
+/* Starts (or restarts, same port and directory) the server; aborts the
+ * test when redis-server is missing or does not come up. A first start
+ * whose free port was taken before the server bound it tries another
+ * port; a restart keeps its port (the buses' URLs name it) and tries
+ * again on the same one. */
+static void rh_start(rh_server_t *s) {
+  char bin[512];
+  if (!rh_find_bin(bin, sizeof bin)) {
+    fprintf(stderr, "FAIL: redis-server is not installed; run scripts/deps.sh test\n");
+    abort();
+  }
+  if (!s->dir[0]) {
+    snprintf(s->dir, sizeof s->dir, "/tmp/sw-redis-XXXXXX");
+    if (!mkdtemp(s->dir)) abort();
+    snprintf(s->sock, sizeof s->sock, "%s/redis.sock", s->dir);
+  }
+  bool fixed = s->port != 0;
+  for (int attempt = 0; attempt < 5; attempt++) {
+    if (!fixed) s->port = rh_free_port();
+    unlink(s->sock); /* a killed server leaves its socket file behind */
+    if (rh_spawn(s, bin)) return;
+    rh_sleep_ms(200);
   }
   fprintf(stderr, "FAIL: redis-server did not start on port %d\n", s->port);
   abort();
-}
-
-/* Kills the server with sig (SIGKILL: a crash) and reaps it. */
-static void rh_kill(rh_server_t *s, int sig) {
-  if (s->pid <= 0) return;
-  kill(s->pid, sig);
-  waitpid(s->pid, NULL, 0);
-  s->pid = 0;
 }
 
 /* Stops the server and removes its directory. */
