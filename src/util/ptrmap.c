@@ -5,31 +5,41 @@
 
 #include <openssl/rand.h>
 
-#include "util/siphash.h"
 
-/* s in whole words: siphash_update takes its fast path only while what it
- * has absorbed is a whole number of words, so the string's last bytes go
- * in a zero-padded word of their own (a word of zeros if the length is a
- * multiple of 8). That word holds the string's terminating NUL, so the
- * encoding of a sequence of strings (without NULs) is unambiguous. */
+/* The little-endian word at p (SipHash's byte order): one load. */
+static inline uint64_t load_le(const char *p) {
+  uint64_t w;
+  memcpy(&w, p, sizeof w);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  w = __builtin_bswap64(w);
+#endif
+  return w;
+}
+
+/* s in whole words, straight into the rounds (sip_word): the string's last
+ * bytes go in a zero-padded word of their own (a word of zeros if its
+ * length is a multiple of 8). That word holds the string's terminating
+ * NUL, so the encoding of a sequence of strings (without NULs) is
+ * unambiguous. The hash is SipHash-2-4 of those words: siphash_update
+ * would give the same, but it assembles a word byte by byte whenever its
+ * input does not start on a word boundary. */
 static void absorb_str(sw_siphash_t *h, const char *s) {
   size_t n = strlen(s), whole = n & ~(size_t)7;
-  siphash_update(h, s, whole);
-  uint8_t last[8] = {0};
-  memcpy(last, s + whole, n - whole);
-  siphash_update(h, last, sizeof last);
+  for (size_t i = 0; i < whole; i += 8) sip_word(h, load_le(s + i));
+  uint64_t last = 0;
+  for (size_t i = n; i > whole; i--) last = last << 8 | (uint8_t)s[i - 1];
+  sip_word(h, last);
+  h->len += whole + 8;
 }
 
 uint64_t ptrmap_hash_str(const sw_ptrmap_t *m, const char *s) {
-  sw_siphash_t h;
-  siphash_init(&h, m->key);
+  sw_siphash_t h = m->seed;
   absorb_str(&h, s);
   return siphash_final(&h);
 }
 
 uint64_t ptrmap_hash_str2(const sw_ptrmap_t *m, const char *a, const char *b) {
-  sw_siphash_t h;
-  siphash_init(&h, m->key);
+  sw_siphash_t h = m->seed;
   absorb_str(&h, a);
   absorb_str(&h, b);
   return siphash_final(&h);
@@ -37,7 +47,11 @@ uint64_t ptrmap_hash_str2(const sw_ptrmap_t *m, const char *a, const char *b) {
 
 int ptrmap_reserve(sw_ptrmap_t *m, sw_ptrmap_hash_fn hash_of) {
   if ((uint64_t)(m->n + m->tombs + 1) * 4 <= (uint64_t)m->cap * 3) return 0;
-  if (!m->cap && RAND_bytes(m->key, sizeof m->key) != 1) return -1;
+  if (!m->cap) {
+    uint8_t key[16];
+    if (RAND_bytes(key, sizeof key) != 1) return -1;
+    siphash_init(&m->seed, key);
+  }
   uint64_t cap = 16;
   while ((uint64_t)(m->n + 1) * 2 > cap) cap *= 2;
   if (cap > UINT32_MAX / 2 + 1) return -1; /* 2^31 slots: never in practice */

@@ -5,12 +5,14 @@
  * where a uthash handle was 56 bytes inside every object.
  *
  * The map does not know what a key is. The caller passes each call the
- * key's hash (ptrmap_hash_str/ptrmap_hash_str2: SipHash-2-4 under the map's
- * own random key) and, to find, an equality function; to rehash, the map
- * asks the caller for an entry's hash (the hash_of function). Keys are the
- * clients' (channel names): with an unkeyed hash one could compute
- * thousands of names on one probe chain and make every lookup of them a
- * walk (hash flooding); without the key, one cannot.
+ * key's hash and, to find, an equality function; to rehash, the map asks
+ * the caller for an entry's hash (the hash_of function). The hash is
+ * ptrmap_hash_str/ptrmap_hash_str2 (SipHash-2-4 under the map's own random
+ * key, util/siphash.h) wherever clients choose keys (channel names): with
+ * an unkeyed hash one could compute thousands of names on one probe chain
+ * and make every lookup of them a walk (hash flooding); without the key,
+ * one cannot. A map whose keys no client chooses (the server's random
+ * connection ids) may pass a cheaper hash.
  *
  * Deleting leaves a tombstone, so SW_PTRMAP_EACH may delete the entry it
  * is at; adding (ptrmap_reserve first) may rehash, so nothing is added
@@ -22,10 +24,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/siphash.h"
+
 typedef struct sw_ptrmap {
   void **slot; /* NULL: never used; SW_PTRMAP_TOMB: deleted */
   uint32_t cap, n, tombs;
-  uint8_t key[16]; /* SipHash key: random, chosen with the first slots */
+  /* SipHash-2-4's state after the key (random, chosen with the first
+   * slots): each hash starts from a copy. */
+  sw_siphash_t seed;
 } sw_ptrmap_t;
 
 #define SW_PTRMAP_TOMB ((void *)(uintptr_t)1)
