@@ -53,10 +53,13 @@ typedef struct channel_key {
   const char *app_id, *name;
 } channel_key_t;
 
+/* The bus is called with the channel's own strings (bus_publish): the
+ * same pointers need no strcmp. */
 static bool channel_eq(const void *item, const void *key) {
   const sw_channel_t *ch = item;
   const channel_key_t *k = key;
-  return strcmp(ch->name, k->name) == 0 && strcmp(ch->app->id, k->app_id) == 0;
+  return (ch->name == k->name || strcmp(ch->name, k->name) == 0) &&
+         (ch->app->id == k->app_id || strcmp(ch->app->id, k->app_id) == 0);
 }
 
 /* Room for one more channel: 0, or -1 on OOM. */
@@ -65,13 +68,23 @@ static int map_reserve(sw_channel_map_t *m) { return ptrmap_reserve(&m->map, cha
 /* After map_reserve. */
 static void map_add(sw_channel_map_t *m, sw_channel_t *ch) { ptrmap_add(&m->map, channel_hash(&m->map, ch), ch); }
 
-static void map_del(sw_channel_map_t *m, sw_channel_t *ch) { ptrmap_del(&m->map, channel_hash(&m->map, ch), ch); }
+static void map_del(sw_channel_map_t *m, sw_channel_t *ch) {
+  if (m->last == ch) m->last = NULL;
+  ptrmap_del(&m->map, channel_hash(&m->map, ch), ch);
+}
 
+/* A durable publish finds its channel three times (channel_get from the
+ * connection, the bus's publish, the bus's deliver after the commit), and
+ * a connection's publishes come in runs on one channel: the memo of the
+ * last channel found answers those without hashing. */
 sw_channel_t *channel_find_id(sw_server_t *srv, const char *app_id, const char *name) {
-  const sw_ptrmap_t *m = &srv->channels.map;
-  if (!m->n) return NULL;
+  sw_channel_map_t *cm = &srv->channels;
   channel_key_t k = {app_id, name};
-  return ptrmap_find(m, ptrmap_hash_str2(m, app_id, name), channel_eq, &k);
+  if (cm->last && channel_eq(cm->last, &k)) return cm->last;
+  if (!cm->map.n) return NULL;
+  sw_channel_t *ch = ptrmap_find(&cm->map, ptrmap_hash_str2(&cm->map, app_id, name), channel_eq, &k);
+  if (ch) cm->last = ch;
+  return ch;
 }
 
 /* A derived channel's messages, serials and storage are its base's. */
@@ -1407,4 +1420,5 @@ void channels_free(sw_server_t *srv) {
   SW_CHANNELS_EACH(&srv->channels, ch) if (channel_base(ch)) channel_free(srv, ch);
   SW_CHANNELS_EACH(&srv->channels, ch) channel_free(srv, ch);
   ptrmap_free(&srv->channels.map);
+  srv->channels.last = NULL;
 }

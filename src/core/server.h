@@ -104,6 +104,9 @@ typedef struct sw_server {
    * core/channel.c; SW_CHANNELS_EACH in core/channel.h). */
   struct sw_channel_map {
     sw_ptrmap_t map;
+    /* The last channel found (NULL when it is removed): a publish looks
+     * its channel up several times in a row (channel_find_id). */
+    sw_channel_t *last;
   } channels;
   sw_conn_map_t conns;    /* by connection id (the map: core/conn.c) */
   sw_sock_t *socks;       /* every socket not yet freed (open, or closed and waiting for `reaper`) */
