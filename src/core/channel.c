@@ -3,8 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
-
 #include "core/ai_turns.h"
 #include "core/bus.h"
 #include "core/annotation.h"
@@ -24,7 +22,6 @@
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/fmt.h"
-#include "util/siphash.h"
 #include "util/log.h"
 
 /* Idempotent publishing window (RSL1k): Ably dedupes ids for 2 minutes. */
@@ -43,75 +40,51 @@ sw_channel_t *channel_find(sw_server_t *srv, const sw_app_t *app, const char *na
 
 typedef struct sw_channel_map sw_channel_map_t;
 
-/* SipHash-2-4 of "<app id>\0<name>" under the map's random key: names are
- * chosen by clients, and an unkeyed hash (FNV, Jenkins) lets one compute
- * thousands of names on one probe chain, making every lookup of them a walk
- * (hash flooding). */
-static uint32_t key_hash(const sw_channel_map_t *m, const char *app_id, const char *name) {
-  sw_siphash_t h;
-  siphash_init(&h, m->key);
-  siphash_update(&h, app_id, strlen(app_id) + 1);
-  siphash_update(&h, name, strlen(name));
-  return (uint32_t)siphash_final(&h);
+/* SipHash-2-4 of (app id, name) under the map's random key
+ * (ptrmap_hash_str2): names are chosen by clients, and an unkeyed hash
+ * (FNV, Jenkins) lets one compute thousands of names on one probe chain,
+ * making every lookup of them a walk (hash flooding). */
+static uint64_t channel_hash(const sw_ptrmap_t *m, const void *item) {
+  const sw_channel_t *ch = item;
+  return ptrmap_hash_str2(m, ch->app->id, ch->name);
 }
 
-/* The slot holding (app_id, name), or the empty slot where the probe ends. */
-static uint32_t map_probe(const sw_channel_map_t *m, const char *app_id, const char *name) {
-  uint32_t mask = m->cap - 1, i = key_hash(m, app_id, name) & mask;
-  for (;; i = (i + 1) & mask) {
-    sw_channel_t *ch = m->slot[i];
-    if (!ch || (ch != SW_CHANNEL_TOMB && strcmp(ch->name, name) == 0 && strcmp(ch->app->id, app_id) == 0)) return i;
-  }
+typedef struct channel_key {
+  const char *app_id, *name;
+} channel_key_t;
+
+/* The bus is called with the channel's own strings (bus_publish): the
+ * same pointers need no strcmp. */
+static bool channel_eq(const void *item, const void *key) {
+  const sw_channel_t *ch = item;
+  const channel_key_t *k = key;
+  return (ch->name == k->name || strcmp(ch->name, k->name) == 0) &&
+         (ch->app->id == k->app_id || strcmp(ch->app->id, k->app_id) == 0);
 }
 
-/* Room for one more channel: 0, or -1 on OOM. At most 3/4 full (with
- * tombstones), at most half full after a rehash. */
-static int map_reserve(sw_channel_map_t *m) {
-  if ((uint64_t)(m->n + m->tombs + 1) * 4 <= (uint64_t)m->cap * 3) return 0;
-  if (!m->cap && RAND_bytes(m->key, sizeof m->key) != 1) return -1;
-  uint32_t cap = 16;
-  while ((uint64_t)(m->n + 1) * 2 > cap) cap *= 2;
-  sw_channel_t **slot = calloc(cap, sizeof *slot);
-  if (!slot) return -1;
-  for (uint32_t i = 0; i < m->cap; i++) {
-    sw_channel_t *ch = m->slot[i];
-    if (!ch || ch == SW_CHANNEL_TOMB) continue;
-    uint32_t k = key_hash(m, ch->app->id, ch->name) & (cap - 1);
-    while (slot[k]) k = (k + 1) & (cap - 1);
-    slot[k] = ch;
-  }
-  free(m->slot);
-  m->slot = slot;
-  m->cap = cap;
-  m->tombs = 0;
-  return 0;
-}
+/* Room for one more channel: 0, or -1 on OOM. */
+static int map_reserve(sw_channel_map_t *m) { return ptrmap_reserve(&m->map, channel_hash); }
 
 /* After map_reserve. */
-static void map_add(sw_channel_map_t *m, sw_channel_t *ch) {
-  uint32_t mask = m->cap - 1, i = key_hash(m, ch->app->id, ch->name) & mask;
-  while (m->slot[i] && m->slot[i] != SW_CHANNEL_TOMB) i = (i + 1) & mask;
-  if (m->slot[i] == SW_CHANNEL_TOMB) m->tombs--;
-  m->slot[i] = ch;
-  m->n++;
-}
+static void map_add(sw_channel_map_t *m, sw_channel_t *ch) { ptrmap_add(&m->map, channel_hash(&m->map, ch), ch); }
 
 static void map_del(sw_channel_map_t *m, sw_channel_t *ch) {
-  if (!m->cap) return;
-  uint32_t mask = m->cap - 1, i = key_hash(m, ch->app->id, ch->name) & mask;
-  for (; m->slot[i]; i = (i + 1) & mask) {
-    if (m->slot[i] != ch) continue;
-    m->slot[i] = SW_CHANNEL_TOMB;
-    m->n--;
-    m->tombs++;
-    return;
-  }
+  if (m->last == ch) m->last = NULL;
+  ptrmap_del(&m->map, channel_hash(&m->map, ch), ch);
 }
 
+/* A durable publish finds its channel three times (channel_get from the
+ * connection, the bus's publish, the bus's deliver after the commit), and
+ * a connection's publishes come in runs on one channel: the memo of the
+ * last channel found answers those without hashing. */
 sw_channel_t *channel_find_id(sw_server_t *srv, const char *app_id, const char *name) {
-  const sw_channel_map_t *m = &srv->channels;
-  if (!m->cap) return NULL;
-  return m->slot[map_probe(m, app_id, name)];
+  sw_channel_map_t *cm = &srv->channels;
+  channel_key_t k = {app_id, name};
+  if (cm->last && channel_eq(cm->last, &k)) return cm->last;
+  if (!cm->map.n) return NULL;
+  sw_channel_t *ch = ptrmap_find(&cm->map, ptrmap_hash_str2(&cm->map, app_id, name), channel_eq, &k);
+  if (ch) cm->last = ch;
+  return ch;
 }
 
 /* A derived channel's messages, serials and storage are its base's. */
@@ -1446,6 +1419,6 @@ void channels_free(sw_server_t *srv) {
   /* Derived channels first: freeing one unlinks it from its base. */
   SW_CHANNELS_EACH(&srv->channels, ch) if (channel_base(ch)) channel_free(srv, ch);
   SW_CHANNELS_EACH(&srv->channels, ch) channel_free(srv, ch);
-  free(srv->channels.slot);
-  srv->channels = (sw_channel_map_t){0};
+  ptrmap_free(&srv->channels.map);
+  srv->channels.last = NULL;
 }

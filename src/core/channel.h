@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "util/hash.h"
+#include "util/ptrmap.h"
 
 #include "core/app.h"
 #include "proto/pmsg.h"
@@ -119,16 +120,13 @@ typedef struct sw_channel {
   bool bus_ready : 1;
 } sw_channel_t;
 
-/* The server's channels (srv->channels, core/server.h): open addressing
- * over pointers, keyed by (app->id, name), ~13 bytes per channel where a
- * uthash handle was 56 in every channel, plus its buckets. Deleting leaves
- * a tombstone, so SW_CHANNELS_EACH may free the channel it is at; adding
+/* The server's channels (srv->channels, core/server.h): a util/ptrmap.h
+ * map keyed by (app->id, name), ~13 bytes per channel where a uthash
+ * handle was 56 in every channel, plus its buckets. Deleting leaves a
+ * tombstone, so SW_CHANNELS_EACH may free the channel it is at; adding
  * may rehash, so no channel is created while iterating. The order of
  * iteration is the table's, not the order of creation. */
-#define SW_CHANNEL_TOMB ((sw_channel_t *)(uintptr_t)1)
-#define SW_CHANNELS_EACH(map, ch)                                        \
-  for (uint32_t sw_ch_i_ = 0; sw_ch_i_ < (map)->cap; sw_ch_i_++)          \
-    if (((ch) = (map)->slot[sw_ch_i_]) != NULL && (ch) != SW_CHANNEL_TOMB)
+#define SW_CHANNELS_EACH(m, ch) SW_PTRMAP_EACH_(&(m)->map, ch, sw_ch_i_)
 /* ch's rare fields, allocated (zeroed) on first use; NULL on OOM. */
 sw_channel_ext_t *channel_ext(sw_channel_t *ch);
 /* ch's rare fields to read: all zero when it has none (never allocates). */

@@ -132,72 +132,36 @@ void conn_send_channel_error(sw_conn_t *c, const char *channel, const sw_error_t
 
 /* ---- the connection map (conn.h) ---- */
 
+/* The map's hash (util/ptrmap.h takes the caller's). Not the map's keyed
+ * SipHash: every id in the map is the server's own random one
+ * (app_random_id, here or on another node for a take-over), never a
+ * client's choice, so there is no flood to defend against, and this costs
+ * less than half as much. A client's id (resume, recover) is only looked up. */
 static uint32_t id_hash(const char *id) {
   uint32_t h = 2166136261u; /* FNV-1a: ids are random already */
   for (; *id; id++) h = (h ^ (uint8_t)*id) * 16777619u;
   return h;
 }
 
-/* The slot holding id, or the empty slot where the probe for it ends. */
-static uint32_t map_probe(const sw_conn_map_t *m, const char *id) {
-  uint32_t mask = m->cap - 1, i = id_hash(id) & mask;
-  for (;; i = (i + 1) & mask) {
-    sw_conn_t *c = m->slot[i];
-    if (!c || (c != SW_CONN_TOMB && strcmp(c->id, id) == 0)) return i;
-  }
+static uint64_t conn_hash(const sw_ptrmap_t *m, const void *item) {
+  (void)m;
+  return id_hash(((const sw_conn_t *)item)->id);
 }
 
-int conn_map_reserve(sw_conn_map_t *m) {
-  if ((uint64_t)(m->n + m->tombs + 1) * 4 <= (uint64_t)m->cap * 3) return 0;
-  uint32_t cap = 16;
-  while ((uint64_t)(m->n + 1) * 2 > cap) cap *= 2; /* at most half full after */
-  sw_conn_t **slot = calloc(cap, sizeof *slot);
-  if (!slot) return -1;
-  for (uint32_t i = 0; i < m->cap; i++) {
-    sw_conn_t *c = m->slot[i];
-    if (!c || c == SW_CONN_TOMB) continue;
-    uint32_t k = id_hash(c->id) & (cap - 1);
-    while (slot[k]) k = (k + 1) & (cap - 1);
-    slot[k] = c;
-  }
-  free(m->slot);
-  m->slot = slot;
-  m->cap = cap;
-  m->tombs = 0;
-  return 0;
-}
+static bool conn_eq(const void *item, const void *id) { return strcmp(((const sw_conn_t *)item)->id, id) == 0; }
+
+int conn_map_reserve(sw_conn_map_t *m) { return ptrmap_reserve(&m->map, conn_hash); }
 
 /* After conn_map_reserve. */
-static void map_add(sw_conn_map_t *m, sw_conn_t *c) {
-  uint32_t mask = m->cap - 1, i = id_hash(c->id) & mask;
-  while (m->slot[i] && m->slot[i] != SW_CONN_TOMB) i = (i + 1) & mask;
-  if (m->slot[i] == SW_CONN_TOMB) m->tombs--;
-  m->slot[i] = c;
-  m->n++;
-}
+static void map_add(sw_conn_map_t *m, sw_conn_t *c) { ptrmap_add(&m->map, conn_hash(&m->map, c), c); }
 
-static void map_del(sw_conn_map_t *m, sw_conn_t *c) {
-  if (!m->cap) return;
-  uint32_t mask = m->cap - 1, i = id_hash(c->id) & mask;
-  for (; m->slot[i]; i = (i + 1) & mask) {
-    if (m->slot[i] != c) continue;
-    m->slot[i] = SW_CONN_TOMB;
-    m->n--;
-    m->tombs++;
-    return;
-  }
-}
+static void map_del(sw_conn_map_t *m, sw_conn_t *c) { ptrmap_del(&m->map, conn_hash(&m->map, c), c); }
 
-void conn_map_free(sw_conn_map_t *m) {
-  free(m->slot);
-  *m = (sw_conn_map_t){0};
-}
+void conn_map_free(sw_conn_map_t *m) { ptrmap_free(&m->map); }
 
 sw_conn_t *conn_find(sw_server_t *srv, const char *id) {
-  const sw_conn_map_t *m = &srv->conns;
-  if (!m->cap) return NULL;
-  sw_conn_t *c = m->slot[map_probe(m, id)];
-  return c;
+  const sw_ptrmap_t *m = &srv->conns.map;
+  return m->n ? ptrmap_find(m, id_hash(id), conn_eq, id) : NULL;
 }
 
 /* A NACK reason that could not be copied (out of memory): still a NACK. */

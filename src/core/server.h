@@ -15,6 +15,7 @@
 #include "core/revocation.h"
 #include "core/shared.h"
 #include "store/store.h"
+#include "util/ptrmap.h"
 
 typedef struct sw_sock sw_sock_t;
 typedef struct sw_conn sw_conn_t;
@@ -57,21 +58,16 @@ struct sw_server;
 /* What lives above core/ (rest/, admin/, chat/, cloud/, the health
  * endpoints), reached only through these hooks, which the composition root
  * (src/root/) passes to server_start: core/ names no layer above it. */
-/* The server's connections by id (srv->conns): open addressing over
- * pointers, ~13 bytes per connection, where a uthash handle was 56 bytes in
- * every connection. Deleting leaves a tombstone, so SW_CONNS_EACH may run
+/* The server's connections by id (srv->conns): a util/ptrmap.h map, ~13
+ * bytes per connection, where a uthash handle was 56 bytes in every
+ * connection. Deleting leaves a tombstone, so SW_CONNS_EACH may run
  * conn_destroy on the connection it is at; inserting (conn_map_reserve
  * first) may rehash, so no connection is added while iterating. The order
  * of iteration is the table's, not the order of insertion. */
-struct sw_conn;
 typedef struct sw_conn_map {
-  struct sw_conn **slot; /* NULL: never used; SW_CONN_TOMB: deleted */
-  uint32_t cap, n, tombs;
+  sw_ptrmap_t map; /* of sw_conn_t, by id (core/conn.c) */
 } sw_conn_map_t;
-#define SW_CONN_TOMB ((struct sw_conn *)(uintptr_t)1)
-#define SW_CONNS_EACH(map, c)                                 \
-  for (uint32_t sw_conn_i_ = 0; sw_conn_i_ < (map)->cap; sw_conn_i_++) \
-    if (((c) = (map)->slot[sw_conn_i_]) != NULL && (c) != SW_CONN_TOMB)
+#define SW_CONNS_EACH(m, c) SW_PTRMAP_EACH_(&(m)->map, c, sw_conn_i_)
 typedef struct sw_server_hooks {
   /* Every parsed HTTP request, the metrics listener's too (routing,
    * CORS preflight, the WebSocket upgrade). Required. */
@@ -104,14 +100,13 @@ typedef struct sw_server {
   sw_apps_t apps;
   sw_store_t *store;
   struct sw_bus *bus;     /* publishes, fan-out and reads of channels (core/bus.h); NULL once closed */
-  /* By (app id, name): open addressing over pointers, as conns (the map:
+  /* By (app id, name): a util/ptrmap.h map, as conns (the map:
    * core/channel.c; SW_CHANNELS_EACH in core/channel.h). */
   struct sw_channel_map {
-    sw_channel_t **slot; /* NULL: never used; SW_CHANNEL_TOMB: deleted */
-    uint32_t cap, n, tombs;
-    /* The SipHash key (random, set with the first slots): channel names
-     * are the clients', and they cannot aim at one probe chain without it. */
-    uint8_t key[16];
+    sw_ptrmap_t map;
+    /* The last channel found (NULL when it is removed): a publish looks
+     * its channel up several times in a row (channel_find_id). */
+    sw_channel_t *last;
   } channels;
   sw_conn_map_t conns;    /* by connection id (the map: core/conn.c) */
   sw_sock_t *socks;       /* every socket not yet freed (open, or closed and waiting for `reaper`) */
