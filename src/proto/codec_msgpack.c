@@ -1,7 +1,7 @@
 /* codec_msgpack.c: the msgpack format behind the wire.h interfaces: a
- * one-pass reader of its own making wire_val_t views (msgpack-c is only
- * the fuzzers' reference now), and a packer writing straight into an
- * sw_buf_t. */
+ * one-pass reader of its own making wire_val_t views (msgpack-c's reader
+ * is only the fuzzers' reference now), and a packer writing straight into
+ * an sw_buf_t (msgpack-c packs doubles). */
 #include <errno.h>
 #include <math.h>
 #include <msgpack.h>
