@@ -1,6 +1,7 @@
-/* codec_msgpack.c: the msgpack format (msgpack-c) behind the wire.h
- * interfaces: a structural pre-check, msgpack_unpack into a zone seen as
- * wire_val_t views, and a packer writing straight into an sw_buf_t. */
+/* codec_msgpack.c: the msgpack format behind the wire.h interfaces: a
+ * one-pass reader of its own making wire_val_t views (msgpack-c's reader
+ * is only the fuzzers' reference now), and a packer writing straight into
+ * an sw_buf_t (msgpack-c packs doubles). */
 #include <errno.h>
 #include <math.h>
 #include <msgpack.h>
@@ -11,10 +12,41 @@
 #include "proto/textenc.h"
 #include "proto/wire.h"
 
-/* ---- pre-check ---- */
+/* ---- reading ----
+ *
+ * One pass over the bytes: the checks and the tree together, with no
+ * allocation per read. msgpack-c needed three walks (a structural
+ * pre-check bounding counts before msgpack_unpack could allocate for
+ * them, msgpack_unpack into a zone, then views of its objects); on a
+ * durable publish they were ~2.4k of the loop thread's ~19k instructions
+ * per message (callgrind). The design follows the C client's reader
+ * (client/mpread.c), which the server does not link.
+ *
+ * What is accepted is what msgpack-c behind that pre-check accepted
+ * (fuzz/fuzz_msgpack_read.c compares the two on every input): one value
+ * and nothing after it, at most SW_CODEC_MAX_DEPTH nested containers,
+ * valid UTF-8 in every str (unless stored: see codec_msgpack_read_stored),
+ * 0xc1 refused, uint64 above INT64_MAX as a real, ext as WIRE_OTHER. A
+ * refusal is 40000; its message may name another of the input's faults
+ * than msgpack-c's did (a container claiming more items than bytes are
+ * left is found before what lies between).
+ *
+ * The tree is an array of ready-made views: an array's items side by
+ * side, a map's entries as key and value views side by side, so item()
+ * is an index and each() a walk. A container's slots are reserved when
+ * its header is read, and only while every item still due, its own
+ * included, has a byte left to be in: the tree never has more views than
+ * the input has bytes, plus one. */
+
+static const wire_reader_ops_t mr_ops;
 
 static int mp_bad(sw_error_t *err, const char *why) {
   errors_set(err, SW_E_BAD_REQUEST, "malformed msgpack: %s", why);
+  return -1;
+}
+
+static int mr_nomem(sw_error_t *err) {
+  errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
   return -1;
 }
 
@@ -24,288 +56,352 @@ static uint64_t be_read(const uint8_t *p, size_t n) {
   return v;
 }
 
-/* The shape of a msgpack value, from its type byte. */
-typedef struct mp_head {
-  uint8_t len_bytes; /* big-endian length/count that follows the type byte */
-  uint8_t fixed;     /* payload bytes implied by the type (ext: + type byte) */
-  uint8_t per_item;  /* containers: 1 array, 2 map; 0 otherwise */
-  bool str;
-  uint32_t count; /* fixmap/fixarray item count, fixstr length */
-} mp_head_t;
-
-static bool mp_head(uint8_t b, mp_head_t *h) {
-  *h = (mp_head_t){0};
-  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return true;
-  if (b <= 0x8f) return h->per_item = 2, h->count = b & 0x0f, true;
-  if (b <= 0x9f) return h->per_item = 1, h->count = b & 0x0f, true;
-  if (b <= 0xbf) return h->str = true, h->fixed = b & 0x1f, true;
-  static const uint8_t pow2[] = {1, 2, 4, 8, 16};
-  if (b >= 0xc4 && b <= 0xc6) return h->len_bytes = pow2[b - 0xc4], true;                /* bin */
-  if (b >= 0xc7 && b <= 0xc9) return h->len_bytes = pow2[b - 0xc7], h->fixed = 1, true;  /* ext */
-  if (b == 0xca || b == 0xcb) return h->fixed = pow2[b - 0xc8], true;                     /* float */
-  if (b >= 0xcc && b <= 0xcf) return h->fixed = pow2[b - 0xcc], true;                     /* uint */
-  if (b >= 0xd0 && b <= 0xd3) return h->fixed = pow2[b - 0xd0], true;                     /* int */
-  if (b >= 0xd4 && b <= 0xd8) return h->fixed = (uint8_t)(1 + pow2[b - 0xd4]), true;     /* fixext */
-  if (b >= 0xd9 && b <= 0xdb) return h->len_bytes = pow2[b - 0xd9], h->str = true, true; /* str */
-  if (b == 0xdc || b == 0xdd) return h->len_bytes = pow2[b - 0xdb], h->per_item = 1, true;
-  if (b == 0xde || b == 0xdf) return h->len_bytes = pow2[b - 0xdd], h->per_item = 2, true;
-  return false; /* 0xc1 is never used */
-}
-
-/* Walks one value without allocating and checks what msgpack_unpack would
- * not check before allocating: at most SW_CODEC_MAX_DEPTH nested
- * containers, no container claiming more items than there are bytes left (a
- * 5-byte input could otherwise make it allocate gigabytes), valid UTF-8 in
- * every str (unless utf8 is false), and nothing after the value. */
-static int mp_check(const uint8_t *p, size_t n, bool utf8, sw_error_t *err) {
-  size_t left[SW_CODEC_MAX_DEPTH + 1]; /* items still due at each open level */
-  int top = 0;
-  left[0] = 1;
-  size_t i = 0;
-  for (;;) {
-    while (top >= 0 && left[top] == 0) top--;
-    if (top < 0) break;
-    left[top]--;
-    mp_head_t h;
-    if (i >= n) return mp_bad(err, "truncated");
-    if (!mp_head(p[i++], &h)) return mp_bad(err, "invalid type byte");
-    if (n - i < h.len_bytes) return mp_bad(err, "truncated");
-    uint64_t len = h.len_bytes ? be_read(p + i, h.len_bytes) : h.count;
-    i += h.len_bytes;
-    if (h.per_item) {
-      if (top + 1 > SW_CODEC_MAX_DEPTH) return mp_bad(err, "nested too deeply");
-      /* Every item takes at least one byte. */
-      if (len * h.per_item > n - i) return mp_bad(err, "truncated");
-      if (len) left[++top] = (size_t)(len * h.per_item);
-      continue;
+/* Most strs (keys, ids, names, serials, JSON text) are ASCII: one OR over
+ * 8-byte words, the last one overlapping, then a single test; only a str
+ * with a high bit goes to the full UTF-8 check. */
+static inline bool str_valid(const uint8_t *p, size_t n) {
+  uint64_t acc = 0, w;
+  if (n >= 8) {
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+      memcpy(&w, p + i, 8);
+      acc |= w;
     }
-    uint64_t body = (h.len_bytes ? len : 0) + h.fixed;
-    if (body > n - i) return mp_bad(err, "truncated");
-    if (utf8 && h.str && !textenc_utf8_valid(p + i, (size_t)body)) return mp_bad(err, "str is not UTF-8");
-    i += (size_t)body;
+    memcpy(&w, p + n - 8, 8);
+    acc |= w;
+  } else if (n >= 4) { /* two 4-byte loads, overlapping */
+    uint32_t a, b;
+    memcpy(&a, p, 4);
+    memcpy(&b, p + n - 4, 4);
+    acc = a | b;
+  } else if (n) {
+    acc = (uint64_t)p[0] | p[n / 2] | p[n - 1];
   }
-  if (i != n) return mp_bad(err, "trailing bytes after the value");
-  return 0;
+  return (acc & 0x8080808080808080ull) == 0 || textenc_utf8_valid(p, n);
 }
 
-/* ---- reading ---- */
-
-static const wire_reader_ops_t mr_ops;
-
-/* msgpack-c leaves the pointer of an empty str/bin NULL. */
-static const char *mr_ptr(const char *p) { return p ? p : ""; }
-
-static void mr_view(const msgpack_object *o, wire_val_t *v) {
-  v->ops = &mr_ops;
-  v->node = o;
-  switch (o->type) {
-  case MSGPACK_OBJECT_NIL: v->kind = WIRE_NIL; break;
-  case MSGPACK_OBJECT_BOOLEAN:
-    v->kind = WIRE_BOOL;
-    v->b = o->via.boolean;
-    break;
-  case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    if (o->via.u64 > INT64_MAX) {
-      v->kind = WIRE_REAL;
-      v->d = (double)o->via.u64;
-    } else {
-      v->kind = WIRE_INT;
-      v->i = (int64_t)o->via.u64;
-    }
-    break;
-  case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-    v->kind = WIRE_INT;
-    v->i = o->via.i64;
-    break;
-  case MSGPACK_OBJECT_FLOAT32:
-  case MSGPACK_OBJECT_FLOAT64:
-    v->kind = WIRE_REAL;
-    v->d = o->via.f64;
-    break;
-  case MSGPACK_OBJECT_STR:
-    v->kind = WIRE_STR;
-    v->s.p = mr_ptr(o->via.str.ptr);
-    v->s.len = o->via.str.size;
-    break;
-  case MSGPACK_OBJECT_BIN:
-    v->kind = WIRE_BIN;
-    v->s.p = mr_ptr(o->via.bin.ptr);
-    v->s.len = o->via.bin.size;
-    break;
-  case MSGPACK_OBJECT_ARRAY:
-    v->kind = WIRE_ARRAY;
-    v->n = o->via.array.size;
-    break;
-  case MSGPACK_OBJECT_MAP:
-    v->kind = WIRE_MAP;
-    v->n = o->via.map.size;
-    break;
-  default: v->kind = WIRE_OTHER; break;
-  }
-}
-
-static void mr_item(const wire_val_t *arr, size_t i, wire_val_t *out) {
-  const msgpack_object *o = arr->node;
-  mr_view(&o->via.array.ptr[i], out);
-}
+/* A container's view points at its first item (node). */
+static void mr_item(const wire_val_t *arr, size_t i, wire_val_t *out) { *out = ((const wire_val_t *)arr->node)[i]; }
 
 static int mr_each(const wire_val_t *map, wire_field_cb cb, void *ctx, sw_error_t *err) {
-  const msgpack_object *o = map->node;
-  for (uint32_t i = 0; i < o->via.map.size; i++) {
-    const msgpack_object_kv *kv = &o->via.map.ptr[i];
-    if (kv->key.type != MSGPACK_OBJECT_STR) return mp_bad(err, "map key is not a string");
-    wire_val_t v;
-    mr_view(&kv->val, &v);
-    if (cb(ctx, mr_ptr(kv->key.via.str.ptr), kv->key.via.str.size, &v, err)) return -1;
+  const wire_val_t *kv = map->node;
+  for (size_t i = 0; i < map->n; i++, kv += 2) {
+    if (kv[0].kind != WIRE_STR) return mp_bad(err, "map key is not a string");
+    if (cb(ctx, kv[0].s.p, kv[0].s.len, &kv[1], err)) return -1;
   }
   return 0;
 }
 
-static json_t *mr_json(const msgpack_object *o, sw_error_t *err);
-
-static json_t *mr_json_map(const msgpack_object *o, sw_error_t *err) {
-  json_t *obj = json_object();
-  if (!obj) goto nomem;
-  for (uint32_t i = 0; i < o->via.map.size; i++) {
-    const msgpack_object_kv *kv = &o->via.map.ptr[i];
-    /* jansson's JSON parser refuses NUL in keys; refuse it here too so that
-     * both formats accept the same values. */
-    if (kv->key.type != MSGPACK_OBJECT_STR ||
-        memchr(mr_ptr(kv->key.via.str.ptr), '\0', kv->key.via.str.size)) {
-      json_decref(obj);
-      mp_bad(err, "map key is not a string without NUL");
-      return NULL;
-    }
-    json_t *val = mr_json(&kv->val, err);
-    if (!val) {
-      json_decref(obj);
-      return NULL;
-    }
-    /* _nocheck here and for strs below: mp_check validated every str as
-     * UTF-8 (a stored blob's strs were validated when they came in), and
-     * jansson's own scan of each key and string was a second pass. */
-    if (json_object_setn_new_nocheck(obj, mr_ptr(kv->key.via.str.ptr), kv->key.via.str.size, val)) {
-      json_decref(obj);
-      goto nomem;
-    }
-  }
-  return obj;
-nomem:
-  errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
+static json_t *mr_json_nomem(sw_error_t *err) {
+  mr_nomem(err);
   return NULL;
 }
 
-static json_t *mr_json_array(const msgpack_object *o, sw_error_t *err) {
-  json_t *arr = json_array();
-  if (!arr) goto nomem;
-  for (uint32_t i = 0; i < o->via.array.size; i++) {
-    json_t *val = mr_json(&o->via.array.ptr[i], err);
-    if (!val) {
-      json_decref(arr);
-      return NULL;
-    }
-    if (json_array_append_new(arr, val)) {
-      json_decref(arr);
-      goto nomem;
-    }
-  }
-  return arr;
-nomem:
-  errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
-  return NULL;
-}
-
-/* Recursion is bounded by mp_check's depth limit. */
-static json_t *mr_json(const msgpack_object *o, sw_error_t *err) {
+/* Recursion is bounded by the depth limit. */
+static json_t *mr_json(const wire_val_t *v, sw_error_t *err) {
   json_t *j = NULL;
-  switch (o->type) {
-  case MSGPACK_OBJECT_NIL: j = json_null(); break;
-  case MSGPACK_OBJECT_BOOLEAN: j = json_boolean(o->via.boolean); break;
-  case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    j = o->via.u64 > INT64_MAX ? json_real((double)o->via.u64)
-                               : json_integer((json_int_t)o->via.u64);
-    break;
-  case MSGPACK_OBJECT_NEGATIVE_INTEGER: j = json_integer(o->via.i64); break;
-  case MSGPACK_OBJECT_FLOAT32:
-  case MSGPACK_OBJECT_FLOAT64:
-    if (!isfinite(o->via.f64)) {
+  switch (v->kind) {
+  case WIRE_NIL: j = json_null(); break;
+  case WIRE_BOOL: j = json_boolean(v->b); break;
+  case WIRE_INT: j = json_integer((json_int_t)v->i); break;
+  case WIRE_REAL:
+    if (!isfinite(v->d)) {
       mp_bad(err, "number is not finite");
       return NULL;
     }
-    j = json_real(o->via.f64);
+    j = json_real(v->d);
     break;
-  case MSGPACK_OBJECT_STR: j = json_stringn_nocheck(mr_ptr(o->via.str.ptr), o->via.str.size); break;
-  case MSGPACK_OBJECT_BIN: {
+  /* _nocheck here and for keys below: every str was validated as UTF-8
+   * when read (a stored blob's strs when they came in), and jansson's own
+   * scan of each key and string was a second pass. */
+  case WIRE_STR: j = json_stringn_nocheck(v->s.p, v->s.len); break;
+  case WIRE_BIN: {
     sw_buf_t b64 = {0};
-    if (textenc_base64_append(&b64, (const uint8_t *)o->via.bin.ptr, o->via.bin.size) == 0)
+    if (textenc_base64_append(&b64, (const uint8_t *)v->s.p, v->s.len) == 0)
       j = json_stringn_nocheck(b64.data ? (const char *)b64.data : "", b64.len); /* base64: ASCII */
     buf_free(&b64);
     break;
   }
-  case MSGPACK_OBJECT_ARRAY: return mr_json_array(o, err);
-  case MSGPACK_OBJECT_MAP: return mr_json_map(o, err);
+  case WIRE_ARRAY: {
+    json_t *arr = json_array();
+    if (!arr) return mr_json_nomem(err);
+    const wire_val_t *it = v->node;
+    for (size_t i = 0; i < v->n; i++) {
+      json_t *x = mr_json(&it[i], err);
+      if (!x) {
+        json_decref(arr);
+        return NULL;
+      }
+      if (json_array_append_new(arr, x)) {
+        json_decref(arr);
+        return mr_json_nomem(err);
+      }
+    }
+    return arr;
+  }
+  case WIRE_MAP: {
+    json_t *obj = json_object();
+    if (!obj) return mr_json_nomem(err);
+    const wire_val_t *kv = v->node;
+    for (size_t i = 0; i < v->n; i++, kv += 2) {
+      /* jansson's JSON parser refuses NUL in keys; refuse it here too so
+       * that both formats accept the same values. */
+      if (kv[0].kind != WIRE_STR || memchr(kv[0].s.p, '\0', kv[0].s.len)) {
+        json_decref(obj);
+        mp_bad(err, "map key is not a string without NUL");
+        return NULL;
+      }
+      json_t *x = mr_json(&kv[1], err);
+      if (!x) {
+        json_decref(obj);
+        return NULL;
+      }
+      if (json_object_setn_new_nocheck(obj, kv[0].s.p, kv[0].s.len, x)) {
+        json_decref(obj);
+        return mr_json_nomem(err);
+      }
+    }
+    return obj;
+  }
   default: mp_bad(err, "ext values are not supported"); return NULL;
   }
-  if (!j) errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
+  if (!j) return mr_json_nomem(err);
   return j;
 }
 
-static json_t *mr_to_json(const wire_val_t *v, sw_error_t *err) { return mr_json(v->node, err); }
+static const wire_reader_ops_t mr_ops = {.item = mr_item, .each = mr_each, .to_json = mr_json};
 
-static const wire_reader_ops_t mr_ops = {
-    .item = mr_item,
-    .each = mr_each,
-    .to_json = mr_to_json,
-};
+/* Inputs shorter than this many bytes get room for their largest possible
+ * tree (one view per byte, plus the root) reserved up front, at most
+ * 64 KiB of views: the tree never moves, so a container's view points at
+ * its items from the start. A longer input's tree grows as it is read,
+ * containers holding their first item's index until the end. */
+#define TREE_FIXED (65536 / sizeof(wire_val_t))
+/* A thread keeps at most this much tree memory between reads. */
+#define TREE_KEEP ((size_t)65536)
 
-#define ZONE_FIRST_CHUNK (1024 - sizeof(void *))
+typedef struct mr_reader {
+  const uint8_t *p;
+  size_t n, i;
+  sw_buf_t *t;
+  size_t due; /* items reserved and not read yet */
+  bool fixed, utf8;
+} mr_reader_t;
 
-static int read_checked(const uint8_t *p, size_t n, bool utf8, wire_root_fn fn, void *arg, sw_error_t *err);
-
-int codec_msgpack_read(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err) {
-  return read_checked(p, n, true, fn, arg, err);
+/* Reads the value at r->p[r->i..) into view slot of the tree. deep: no
+ * container may open here. A container gets its items' slots reserved:
+ * *items their number (0 for anything else), *first the first's index. */
+static int read_one(mr_reader_t *r, size_t slot, bool deep, size_t *items, size_t *first, sw_error_t *err) {
+  static const char empty[1] = "";
+  sw_buf_t *t = r->t;
+  /* Written in place, field by field: a view built on the stack and then
+   * copied is read back before its stores land (the client's reader
+   * measured a store-forwarding stall there). A container's reservation
+   * may move t, so its view is found again after it. */
+  wire_val_t *v = (wire_val_t *)t->data + slot;
+  *items = 0;
+  v->kind = WIRE_NIL;
+  v->ops = &mr_ops; /* node is set for containers, the only views ops read it of */
+  uint8_t b = r->p[r->i++];
+  size_t left = r->n - r->i;
+  const uint8_t *q = r->p + r->i;
+  uint64_t len;
+  size_t lb = 0; /* length bytes after the type byte */
+  int per = 0;   /* container: 1 array, 2 map */
+  bool str = false;
+  if (b <= 0x7f) {
+    v->kind = WIRE_INT;
+    v->i = b;
+    return 0;
+  }
+  if (b >= 0xe0) {
+    v->kind = WIRE_INT;
+    v->i = (int8_t)b;
+    return 0;
+  }
+  if (b <= 0x8f) {
+    per = 2, len = b & 0x0f;
+  } else if (b <= 0x9f) {
+    per = 1, len = b & 0x0f;
+  } else if (b <= 0xbf) {
+    str = true, len = b & 0x1f;
+  } else {
+    switch (b) {
+    case 0xc0: return 0;
+    case 0xc2:
+    case 0xc3:
+      v->kind = WIRE_BOOL;
+      v->b = b == 0xc3;
+      return 0;
+    case 0xc4: case 0xc5: case 0xc6: lb = (size_t)1 << (b - 0xc4); break;
+    case 0xd9: case 0xda: case 0xdb: str = true, lb = (size_t)1 << (b - 0xd9); break;
+    case 0xdc: case 0xdd: per = 1, lb = (size_t)2 << (b - 0xdc); break;
+    case 0xde: case 0xdf: per = 2, lb = (size_t)2 << (b - 0xde); break;
+    case 0xc7: case 0xc8: case 0xc9: { /* ext: length, type, data */
+      lb = (size_t)1 << (b - 0xc7);
+      if (left < lb) return mp_bad(err, "truncated");
+      uint64_t body = be_read(q, lb) + 1;
+      if (body > left - lb) return mp_bad(err, "truncated");
+      r->i += lb + (size_t)body;
+      v->kind = WIRE_OTHER;
+      return 0;
+    }
+    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: { /* fixext: type, data */
+      size_t body = 1 + ((size_t)1 << (b - 0xd4));
+      if (body > left) return mp_bad(err, "truncated");
+      r->i += body;
+      v->kind = WIRE_OTHER;
+      return 0;
+    }
+    case 0xca: case 0xcb: case 0xcc: case 0xcd: case 0xce: case 0xcf:
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+      size_t w = b <= 0xcb ? (size_t)4 << (b - 0xca) : (size_t)1 << ((b - 0xcc) & 3);
+      if (w > left) return mp_bad(err, "truncated");
+      uint64_t x = be_read(q, w);
+      r->i += w;
+      if (b == 0xca) {
+        uint32_t u = (uint32_t)x;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        v->kind = WIRE_REAL, v->d = f;
+      } else if (b == 0xcb) {
+        double d;
+        memcpy(&d, &x, sizeof d);
+        v->kind = WIRE_REAL, v->d = d;
+      } else if (b <= 0xcf) {
+        if (x > INT64_MAX) v->kind = WIRE_REAL, v->d = (double)x;
+        else v->kind = WIRE_INT, v->i = (int64_t)x;
+      } else { /* signed: sign-extend from w bytes */
+        unsigned shift = (unsigned)(64 - 8 * w);
+        v->kind = WIRE_INT;
+        v->i = (int64_t)(x << shift) >> shift;
+      }
+      return 0;
+    }
+    default: return mp_bad(err, "invalid type byte"); /* 0xc1 */
+    }
+    if (left < lb) return mp_bad(err, "truncated");
+    len = be_read(q, lb);
+    r->i += lb;
+    left -= lb;
+  }
+  if (per) {
+    if (deep) return mp_bad(err, "nested too deeply");
+    /* Every item due, these included, takes at least one byte: checked
+     * before anything is reserved for them. */
+    if (r->due + len * (uint64_t)per > left) return mp_bad(err, "truncated");
+    size_t k = (size_t)len * (size_t)per;
+    if (r->fixed) {
+      /* Room was reserved for n + 1 views and the check above keeps every
+       * view reserved to one byte of the input: this cannot fail. Were it
+       * to, growing would move the tree under the pointers already made. */
+      if (k > (t->cap - t->len) / sizeof(wire_val_t)) return mp_bad(err, "truncated");
+    } else if (buf_reserve(t, k * sizeof(wire_val_t))) {
+      return mr_nomem(err);
+    }
+    v = (wire_val_t *)t->data + slot;
+    v->kind = per == 1 ? WIRE_ARRAY : WIRE_MAP;
+    v->n = (size_t)len;
+    *first = t->len / sizeof(wire_val_t);
+    v->node = r->fixed ? (const void *)((wire_val_t *)t->data + *first) : (const void *)(uintptr_t)*first;
+    t->len += k * sizeof(wire_val_t);
+    *items = k;
+    return 0;
+  }
+  if (len > left) return mp_bad(err, "truncated");
+  const uint8_t *s = r->p + r->i;
+  if (str && r->utf8 && !str_valid(s, (size_t)len)) return mp_bad(err, "str is not UTF-8");
+  r->i += (size_t)len;
+  v->kind = str ? WIRE_STR : WIRE_BIN;
+  v->s.p = len ? (const char *)s : empty;
+  v->s.len = (size_t)len;
+  return 0;
 }
 
-int codec_msgpack_read_stored(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err) {
-  return read_checked(p, n, false, fn, arg, err);
+/* Parses p[0..n) into the tree t (emptied first); *root is its root view. */
+static int mr_parse(sw_buf_t *t, const uint8_t *p, size_t n, bool utf8, const wire_val_t **root, sw_error_t *err) {
+  /* lv[d]: the next slot to fill at depth d and how many are left. */
+  struct {
+    size_t next, left;
+  } lv[SW_CODEC_MAX_DEPTH + 1];
+  mr_reader_t r = {.p = p, .n = n, .t = t, .due = 1, .fixed = n < TREE_FIXED, .utf8 = utf8};
+  t->len = 0;
+  if (buf_reserve(t, (r.fixed ? n + 1 : 1) * sizeof(wire_val_t))) return mr_nomem(err);
+  t->len = sizeof(wire_val_t);
+  int top = 0;
+  lv[0].next = 0;
+  lv[0].left = 1;
+  for (;;) {
+    while (top >= 0 && lv[top].left == 0) top--;
+    if (top < 0) break;
+    if (r.i >= n) return mp_bad(err, "truncated");
+    size_t slot = lv[top].next++;
+    lv[top].left--;
+    r.due--;
+    uint8_t b0 = p[r.i];
+    if ((b0 & 0xe0) == 0xa0) {
+      /* fixstr, every key and most values: inline, read_one's checks in
+       * its order. */
+      size_t len = b0 & 0x1f;
+      if (len > n - r.i - 1) return mp_bad(err, "truncated");
+      if (utf8 && !str_valid(p + r.i + 1, len)) return mp_bad(err, "str is not UTF-8");
+      wire_val_t *v = (wire_val_t *)t->data + slot;
+      v->kind = WIRE_STR;
+      v->ops = &mr_ops;
+      v->s.p = len ? (const char *)p + r.i + 1 : "";
+      v->s.len = len;
+      r.i += 1 + len;
+      continue;
+    }
+    size_t items, first;
+    if (read_one(&r, slot, top + 1 > SW_CODEC_MAX_DEPTH, &items, &first, err)) return -1;
+    if (items) {
+      top++;
+      lv[top].next = first;
+      lv[top].left = items;
+      r.due += items;
+    }
+  }
+  if (r.i != n) return mp_bad(err, "trailing bytes after the value");
+  /* The tree is complete and stays where it is: indexes become pointers. */
+  wire_val_t *nodes = (wire_val_t *)t->data;
+  size_t count = t->len / sizeof(wire_val_t);
+  for (size_t k = 0; !r.fixed && k < count; k++)
+    if (nodes[k].kind == WIRE_ARRAY || nodes[k].kind == WIRE_MAP)
+      nodes[k].node = nodes + (size_t)(uintptr_t)nodes[k].node;
+  *root = nodes;
+  return 0;
 }
 
-/* One zone per thread, kept between reads and cleared after each (back to
- * its first chunk): a read then costs no malloc and free of the zone (an
- * AI append's frame was two, ~240 instructions, more when glibc took a slow
- * path). A read inside a read (a stored blob decoded while a frame is)
- * finds the thread's zone busy and uses one of its own. The key's
- * destructor frees a thread's zone when the thread ends. */
-typedef struct zone_slot {
-  msgpack_zone z;
+/* One tree per thread, kept between reads (up to TREE_KEEP bytes): a read
+ * then costs no malloc and free. A read inside a read (a stored blob
+ * decoded while a frame is) finds the thread's tree busy and uses one of
+ * its own. The key's destructor frees a thread's tree when it ends. */
+typedef struct tree_slot {
+  sw_buf_t t;
   bool busy;
-} zone_slot_t;
+} tree_slot_t;
 
-static pthread_key_t zone_key;
-static pthread_once_t zone_once = PTHREAD_ONCE_INIT;
-static bool zone_key_ok;
+static pthread_key_t tree_key;
+static pthread_once_t tree_once = PTHREAD_ONCE_INIT;
+static bool tree_key_ok;
 
-static void zone_slot_free(void *p) {
-  zone_slot_t *s = p;
-  msgpack_zone_destroy(&s->z);
+static void tree_slot_free(void *p) {
+  tree_slot_t *s = p;
+  buf_free(&s->t);
   free(s);
 }
 
-static void zone_key_init(void) { zone_key_ok = pthread_key_create(&zone_key, zone_slot_free) == 0; }
+static void tree_key_init(void) { tree_key_ok = pthread_key_create(&tree_key, tree_slot_free) == 0; }
 
-/* The thread's zone, marked busy, or NULL (busy, or no memory). */
-static zone_slot_t *zone_take(void) {
-  if (pthread_once(&zone_once, zone_key_init) || !zone_key_ok) return NULL;
-  zone_slot_t *s = pthread_getspecific(zone_key);
+/* The thread's tree slot, marked busy, or NULL (busy, or no memory). */
+static tree_slot_t *tree_take(void) {
+  if (pthread_once(&tree_once, tree_key_init) || !tree_key_ok) return NULL;
+  tree_slot_t *s = pthread_getspecific(tree_key);
   if (!s) {
     if (!(s = malloc(sizeof *s))) return NULL;
-    if (!msgpack_zone_init(&s->z, ZONE_FIRST_CHUNK)) {
+    *s = (tree_slot_t){0};
+    if (pthread_setspecific(tree_key, s)) {
       free(s);
-      return NULL;
-    }
-    s->busy = false;
-    if (pthread_setspecific(zone_key, s)) {
-      zone_slot_free(s);
       return NULL;
     }
   }
@@ -314,40 +410,23 @@ static zone_slot_t *zone_take(void) {
   return s;
 }
 
-static int read_checked(const uint8_t *p, size_t n, bool utf8, wire_root_fn fn, void *arg, sw_error_t *err) {
-  if (mp_check(p, n, utf8, err)) return -1;
-  zone_slot_t *slot = zone_take();
-  msgpack_zone own, *zp = slot ? &slot->z : &own;
-  /* A first chunk glibc serves from its per-thread cache (<= 1032 bytes),
-   * enough for a typical message's object tree; the zone grows if not.
-   * The default (8 KiB) went through malloc's slow paths on every frame
-   * (measured: 6 % of the loop thread under the AI benchmark). */
-  if (!slot && !msgpack_zone_init(&own, ZONE_FIRST_CHUNK)) {
-    errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
-    return -1;
-  }
-  /* str/bin objects point into p, which outlives the zone. */
-  msgpack_object root;
-  size_t off = 0;
-  msgpack_unpack_return r = msgpack_unpack((const char *)p, n, &off, zp, &root);
-  int rc;
-  if (r == MSGPACK_UNPACK_SUCCESS) {
-    wire_val_t v;
-    mr_view(&root, &v);
-    rc = fn(&v, arg, err);
-  } else if (r == MSGPACK_UNPACK_NOMEM_ERROR) {
-    rc = -1;
-    errors_set(err, SW_E_INTERNAL, "out of memory decoding msgpack");
-  } else {
-    rc = mp_bad(err, "unpack failed");
-  }
-  if (slot) {
-    msgpack_zone_clear(&slot->z);
-    slot->busy = false;
-  } else {
-    msgpack_zone_destroy(&own);
-  }
+static int read_tree(const uint8_t *p, size_t n, bool utf8, wire_root_fn fn, void *arg, sw_error_t *err) {
+  tree_slot_t *slot = tree_take();
+  sw_buf_t own = {0}, *t = slot ? &slot->t : &own;
+  const wire_val_t *root;
+  int rc = mr_parse(t, p, n, utf8, &root, err);
+  if (rc == 0) rc = fn(root, arg, err);
+  if (!slot || t->cap > TREE_KEEP) buf_free(t);
+  if (slot) slot->busy = false;
   return rc;
+}
+
+int codec_msgpack_read(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err) {
+  return read_tree(p, n, true, fn, arg, err);
+}
+
+int codec_msgpack_read_stored(const uint8_t *p, size_t n, wire_root_fn fn, void *arg, sw_error_t *err) {
+  return read_tree(p, n, false, fn, arg, err);
 }
 
 /* ---- writing ---- */

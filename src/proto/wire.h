@@ -1,7 +1,7 @@
 /* wire.h: the format-neutral layer shared by the JSON and msgpack codecs.
  *
- * Decoding: each format parses its input into its own tree (json_t or
- * msgpack_object) and exposes nodes as wire_val_t views; wire_decode.c maps
+ * Decoding: each format parses its input into its own tree (json_t, or
+ * codec_msgpack.c's array of views) and exposes nodes as wire_val_t views; wire_decode.c maps
  * such a tree onto the pmsg.h structs once for both formats. A view borrows
  * from the tree and is valid only while the format's read function runs.
  *

@@ -1141,10 +1141,10 @@ static void test_msg_copy_and_size(void **state) {
   pmsg_free(NULL);
 }
 
-/* The msgpack reader keeps one zone per thread between reads: a read
- * inside a read (a stored blob decoded while a frame is) gets a zone of its
- * own, and the outer tree stays intact; a big tree grows the zone and the
- * next read still works on it once cleared. */
+/* The msgpack reader keeps one tree per thread between reads: a read
+ * inside a read (a stored blob decoded while a frame is) gets a tree of its
+ * own, and the outer tree stays intact; a big tree grows it (and is
+ * dropped past its bound) and the next read still works. */
 typedef struct nest_ctx {
   const uint8_t *inner;
   size_t inner_n;
@@ -1197,6 +1197,221 @@ static void test_msgpack_zone_reuse(void **state) {
   msgpack_sbuffer_destroy(&big);
 }
 
+/* ---- the msgpack reader (codec_msgpack.c) against msgpack-c ----
+ * Every input here reads the same, view for view and in JSON, through
+ * codec_msgpack_read as through msgpack-c behind the structural pre-check
+ * the server used before its own reader (fuzz/msgpack_ref.h, the
+ * reference of fuzz/fuzz_msgpack_read.c), refusals included. */
+
+#include "../../fuzz/msgpack_ref.h"
+
+typedef struct mp_in {
+  const char *p;
+  size_t n;
+} mp_in_t;
+#define MPIN(s) {s, sizeof(s) - 1}
+
+static void assert_same_as_ref(bool utf8, const uint8_t *p, size_t n) {
+  char *mine = mpd_describe(false, utf8, p, n), *ref = mpd_describe(true, utf8, p, n);
+  assert_string_equal(mine, ref);
+  free(mine);
+  free(ref);
+}
+
+static int count_root(const wire_val_t *root, void *arg, sw_error_t *err) {
+  (void)root, (void)err;
+  ++*(int *)arg;
+  return 0;
+}
+
+/* Refused 40000 before fn is called, as the reference refuses it. */
+static void assert_mp_refused(bool utf8, const uint8_t *p, size_t n) {
+  int calls = 0;
+  sw_error_t err = {0};
+  int rc = utf8 ? codec_msgpack_read(p, n, count_root, &calls, &err)
+                : codec_msgpack_read_stored(p, n, count_root, &calls, &err);
+  if (rc != -1) fail_msg("accepted %zu bytes starting %02x", n, n ? p[0] : 0);
+  assert_int_equal(err.code, 40000);
+  assert_int_equal(calls, 0);
+  assert_same_as_ref(utf8, p, n);
+}
+
+static void assert_mp_accepted(bool utf8, const uint8_t *p, size_t n) {
+  int calls = 0;
+  sw_error_t err = {0};
+  int rc = utf8 ? codec_msgpack_read(p, n, count_root, &calls, &err)
+                : codec_msgpack_read_stored(p, n, count_root, &calls, &err);
+  if (rc != 0) fail_msg("refused %zu bytes starting %02x: %s", n, n ? p[0] : 0, err.message);
+  assert_int_equal(calls, 1);
+  assert_same_as_ref(utf8, p, n);
+}
+
+static void test_msgpack_reader_refusals(void **state) {
+  (void)state;
+  static const mp_in_t bad[] = {
+      MPIN(""),                          /* nothing */
+      MPIN("\xa3" "ab"),                 /* fixstr body short */
+      MPIN("\xd9"),                      /* str8 without its length */
+      MPIN("\xd9\x05" "abc"),            /* str8 body short */
+      MPIN("\xda\x00"),                  /* str16 length cut */
+      MPIN("\xc4\x03" "ab"),             /* bin8 body short */
+      MPIN("\xcd\x12"),                  /* uint16 cut */
+      MPIN("\xd3\x00\x00\x00"),          /* int64 cut */
+      MPIN("\xcb\x00\x00"),              /* float64 cut */
+      MPIN("\xca\x00"),                  /* float32 cut */
+      MPIN("\xc7\x05\x01" "ab"),         /* ext8 body short */
+      MPIN("\xc8\x00"),                  /* ext16 length cut */
+      MPIN("\xd6\x01\x00"),              /* fixext4 cut */
+      MPIN("\x92\x01"),                  /* array missing an item */
+      MPIN("\x81\xa1" "a"),              /* map key without a value */
+      MPIN("\x92\x92\x01\x01"),          /* the inner array eats the outer's second item */
+      MPIN("\xc1"),                      /* never-used type byte */
+      MPIN("\x91\xc1"),                  /* ... inside an array */
+      MPIN("\x01\x02"),                  /* trailing bytes */
+      MPIN("\x80\x00"),                  /* ... after an empty map */
+      MPIN("\xa1" "a" "\xa1" "b"),       /* ... two values */
+      /* counts bounded by the bytes left, before anything is reserved */
+      MPIN("\xdd\xff\xff\xff\xff"),                   /* array32 of 2^32-1, nothing after */
+      MPIN("\xdf\xff\xff\xff\xff\x01\x01"),           /* map32 of 2^32-1 */
+      MPIN("\xdf\x80\x00\x00\x00\x01\x01"),           /* map32: 2^31 entries, 2^32 items */
+      MPIN("\xdc\x00\x03\x01\x01"),                   /* array16 of 3, two bytes left */
+      MPIN("\xde\x00\x02\x01\x01\x01"),               /* map16 of 2, three bytes left */
+      MPIN("\x91\xdd\x00\x00\x00\x03\x01\x01"),       /* a nested claim */
+      MPIN("\xc6\xff\xff\xff\xff" "a"),               /* bin32 of 4 GiB */
+      MPIN("\xdb\xff\xff\xff\xff" "a"),               /* str32 of 4 GiB */
+      MPIN("\xc9\xff\xff\xff\xff\x01" "a"),           /* ext32 of 4 GiB */
+      MPIN("\x81\xdb\xff\xff\xff\xff\x01"),           /* a key of 4 GiB */
+  };
+  static const mp_in_t bad_utf8[] = {
+      MPIN("\xa2\xc3\x28"),              /* bad continuation */
+      MPIN("\xa2\xc0\xaf"),              /* overlong */
+      MPIN("\xa3\xed\xa0\x80"),          /* surrogate */
+      MPIN("\xa4\xf4\x90\x80\x80"),      /* above U+10FFFF */
+      MPIN("\xa1\x80"),                  /* lone continuation */
+      MPIN("\xa2" "a\xe2"),              /* sequence cut by the str's end */
+      MPIN("\xa9" "abcdefgh\xff"),       /* past the first 8-byte word */
+      MPIN("\xd9\x28" "0123456789abcdefghijklmnopqrstuvwxyzABC\xfe"), /* last of a long str */
+      MPIN("\xd9\x28\xfe" "0123456789abcdefghijklmnopqrstuvwxyzABC"), /* first of a long str */
+      MPIN("\x81\xa2\xff\xfe\x01"),      /* in a key */
+      MPIN("\x91\x91\xa1\xff"),          /* nested */
+  };
+  /* The stored variant refuses the same, but for UTF-8, which it does
+   * not check (its strs were checked when they came in). */
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    assert_mp_refused(true, U(bad[i].p), bad[i].n);
+    assert_mp_refused(false, U(bad[i].p), bad[i].n);
+  }
+  for (size_t i = 0; i < sizeof bad_utf8 / sizeof *bad_utf8; i++) {
+    assert_mp_refused(true, U(bad_utf8[i].p), bad_utf8[i].n);
+    assert_mp_accepted(false, U(bad_utf8[i].p), bad_utf8[i].n);
+  }
+
+  /* Depth: SW_CODEC_MAX_DEPTH nested containers are read, one more is not. */
+  for (int maps = 0; maps <= 1; maps++) {
+    for (int d = SW_CODEC_MAX_DEPTH; d <= SW_CODEC_MAX_DEPTH + 1; d++) {
+      sw_buf_t b = {0};
+      for (int k = 0; k < d; k++) buf_append(&b, maps ? "\x81\xa1" "a" : "\x91", maps ? 3 : 1);
+      buf_append_byte(&b, 0xc0);
+      if (d <= SW_CODEC_MAX_DEPTH) assert_mp_accepted(true, b.data, b.len);
+      else assert_mp_refused(true, b.data, b.len);
+      buf_free(&b);
+    }
+  }
+}
+
+static int each_refused(const wire_val_t *root, void *arg, sw_error_t *err) {
+  (void)err;
+  sw_error_t e = {0};
+  sw_buf_t text = {0};
+  *(int *)arg = root->ops->each(root, mpd_field, &text, &e) ? e.code : 0;
+  buf_free(&text);
+  return 0;
+}
+
+/* A map whose key is not a string is read (the value is msgpack), but
+ * walking it is refused 40000, and so is its JSON; a ProtocolMessage with
+ * one is refused. */
+static void test_msgpack_reader_non_string_keys(void **state) {
+  (void)state;
+  static const mp_in_t keys[] = {
+      MPIN("\x81\x01\x02"), MPIN("\x81\xc4\x01" "a\x01"), MPIN("\x81\xc0\x01"), MPIN("\x81\x90\x01"),
+      MPIN("\x82\xa1" "a\x01\x02\x03"), /* the second key */
+  };
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+    const uint8_t *p = U(keys[i].p);
+    size_t n = keys[i].n;
+    assert_mp_accepted(true, p, n);
+    int code = -1;
+    sw_error_t err = {0};
+    assert_int_equal(codec_msgpack_read(p, n, each_refused, &code, &err), 0);
+    assert_int_equal(code, 40000);
+    assert_null(codec_decode_value(SW_FMT_MSGPACK, p, n, &err));
+    assert_int_equal(err.code, 40000);
+    sw_pmsg_t pm;
+    assert_int_equal(codec_decode_pmsg(SW_FMT_MSGPACK, p, n, &pm, &err), -1);
+    assert_int_equal(err.code, 40000);
+  }
+}
+
+/* What is accepted reads as msgpack-c reads it: every type and width, the
+ * edges of each, and trees large enough to be read the growing way
+ * (more than 64 KiB of views). */
+static void test_msgpack_reader_values(void **state) {
+  (void)state;
+  static const mp_in_t ok[] = {
+      MPIN("\xc0"), MPIN("\xc2"), MPIN("\xc3"), MPIN("\x00"), MPIN("\x7f"), MPIN("\xe0"), MPIN("\xff"),
+      MPIN("\xcc\xff"), MPIN("\xcd\xff\xff"), MPIN("\xce\xff\xff\xff\xff"),
+      MPIN("\xcf\x7f\xff\xff\xff\xff\xff\xff\xff"), MPIN("\xcf\x80\x00\x00\x00\x00\x00\x00\x00"),
+      MPIN("\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), MPIN("\xd0\x80"), MPIN("\xd0\x05"), MPIN("\xd1\x80\x00"),
+      MPIN("\xd2\x80\x00\x00\x00"), MPIN("\xd3\x80\x00\x00\x00\x00\x00\x00\x00"),
+      MPIN("\xd3\x00\x00\x00\x00\x00\x00\x00\x01"), MPIN("\xca\x3f\xc0\x00\x00"),
+      MPIN("\xca\x7f\x80\x00\x00"), MPIN("\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"),
+      MPIN("\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00"), MPIN("\xa0"), MPIN("\xd9\x00"), MPIN("\xda\x00\x00"),
+      MPIN("\xdb\x00\x00\x00\x00"), MPIN("\xc4\x00"), MPIN("\xc5\x00\x02" "\x00\xff"),
+      MPIN("\xc6\x00\x00\x00\x01" "\x80"), MPIN("\xa3" "a\x00" "b"), MPIN("\xa2\xc3\xa9"),
+      MPIN("\xa4\xf0\x9f\x98\x80"), MPIN("\xd4\x01\x02"), MPIN("\xd8\x01" "0123456789abcdef"),
+      MPIN("\xc7\x00\x05"), MPIN("\xc7\x02\x05" "ab"), MPIN("\x90"), MPIN("\x80"), MPIN("\xdc\x00\x00"),
+      MPIN("\xdf\x00\x00\x00\x00"), MPIN("\x93\x01\xa1" "a\xc4\x01" "b"),
+      MPIN("\x82\xa1" "a\x91\x80\xa1" "b\x81\xa1" "c\xc0"), MPIN("\x82\xa1" "a\x01\xa1" "a\x02"),
+      MPIN("\x81\xa3" "a\x00" "b\x01"), MPIN("\x91\xd4\x01\x02"), MPIN("\x81\xa1" "e\xd4\x01\x02"),
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+    assert_mp_accepted(true, U(ok[i].p), ok[i].n);
+    assert_mp_accepted(false, U(ok[i].p), ok[i].n);
+  }
+  /* Large trees, each read twice (the thread's tree is kept, or dropped
+   * past its bound, between reads): 20,000 ints; 3,000 maps of a str and
+   * an array; a frame just under and just over the fixed-tree size. */
+  for (int shape = 0; shape < 4; shape++) {
+    sw_buf_t b = {0};
+    if (shape == 0) {
+      buf_append(&b, "\xdc\x4e\x20", 3);
+      for (int i = 0; i < 20000; i++) buf_append_byte(&b, (uint8_t)(i & 0x7f));
+    } else if (shape == 1) {
+      buf_append(&b, "\xdc\x0b\xb8", 3);
+      for (int i = 0; i < 3000; i++) buf_append(&b, "\x82\xa1" "k\xa2" "vv\xa1" "a\x92\x01\xc3", 11);
+    } else {
+      size_t fixed_n = 65536 / sizeof(wire_val_t); /* codec_msgpack.c's TREE_FIXED */
+      size_t n = shape == 2 ? fixed_n - 1 : fixed_n; /* total bytes */
+      size_t items = n - 3;
+      buf_append_byte(&b, 0xdc);
+      buf_append_byte(&b, (uint8_t)(items >> 8));
+      buf_append_byte(&b, (uint8_t)items);
+      for (size_t i = 0; i < items; i++) buf_append_byte(&b, i % 2 ? 0x90 : 0xc3);
+      assert_int_equal(b.len, n);
+    }
+    for (int round = 0; round < 2; round++) {
+      assert_mp_accepted(true, b.data, b.len);
+      assert_mp_accepted(false, b.data, b.len);
+    }
+    /* cut short, and with a byte too many */
+    assert_mp_refused(true, b.data, b.len - 1);
+    buf_append_byte(&b, 0);
+    assert_mp_refused(true, b.data, b.len);
+    buf_free(&b);
+  }
+}
+
 /* codec_ack_msgpack writes the bytes codec_encode_pmsg writes for the same
  * ACK, for every msgSerial width and serial length it takes; what it does
  * not take (a serial of 32 bytes, a negative msgSerial, none) returns 0. */
@@ -1229,6 +1444,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip_struct),
       cmocka_unit_test(test_msgpack_zone_reuse),
+      cmocka_unit_test(test_msgpack_reader_refusals),
+      cmocka_unit_test(test_msgpack_reader_non_string_keys),
+      cmocka_unit_test(test_msgpack_reader_values),
       cmocka_unit_test(test_ack_msgpack_same_bytes),
       cmocka_unit_test(test_roundtrip_bytes_stable),
       cmocka_unit_test(test_json_decode_fields),
