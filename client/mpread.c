@@ -1,17 +1,19 @@
 /* mpread.c: the receive path's msgpack reader: a frame's bytes to wire.h
  * views (wire_val_t) in one pass, with no allocation per frame.
  *
- * Why not codec_msgpack_read (msgpack-c)? It walks the frame three times
- * (the structural pre-check, msgpack_unpack into a zone malloc'd per frame,
- * then the views), and in the fan-out benchmark, where one load process
+ * Why not msgpack-c? It walked the frame three times (a structural
+ * pre-check, msgpack_unpack into a zone malloc'd per frame, then the
+ * views), and in the fan-out benchmark, where one load process
  * receives every delivery of 1,000 subscribers, that was 40 % of the load
  * process's CPU (perf, docs/c-sdk.md "Receive path"). Here the check and the
  * tree are one pass, and the tree is an array of ready-made views kept in
  * the caller's scratch buffer from frame to frame: an array's item is an
  * index, a map's entries are its key and value views side by side.
  *
- * It accepts exactly what codec_msgpack_read accepts and gives the same
- * views and JSON (fuzz/fuzz_client_mpread.c compares the two on every
+ * It accepts exactly what the server's codec_msgpack_read accepts (a
+ * reader of the same design, which the client does not link; the server's
+ * is compared with msgpack-c by fuzz/fuzz_msgpack_read.c) and gives the
+ * same views and JSON (fuzz/fuzz_client_mpread.c compares the two on every
  * input): at most SW_CODEC_MAX_DEPTH nested containers, valid UTF-8 in
  * every str, nothing after the value, 0xc1 refused, uint64 above INT64_MAX
  * as a real, ext as WIRE_OTHER. A refusal is 40000, as there; its message
@@ -171,7 +173,7 @@ static const wire_reader_ops_t mv_ops = {.item = mv_item, .each = mv_each, .to_j
 /* Reads the value at p[*i..n) into *v; a container gets its slots reserved
  * in t (v->node = their first index) and *items their number. due is the
  * number of items reserved and not yet read; deep: no further container
- * may open. The checks come in codec_msgpack.c's mp_check's order. */
+ * may open. The checks come in the order codec_msgpack.c's reader makes them. */
 static int read_one(const uint8_t *p, size_t n, size_t *i, sw_buf_t *t, size_t slot, size_t due, bool deep,
                     bool fixed, size_t *items, size_t *first, sw_error_t *err) {
   static const char empty[1] = "";

@@ -3,8 +3,9 @@
  * sends. The input is the frame.
  *
  * Invariants (abort() on violation):
- *   - it accepts exactly the inputs codec_msgpack_read (msgpack-c, behind
- *     the codec's structural pre-check) accepts, and a refusal is 40000;
+ *   - it accepts exactly the inputs codec_msgpack_read (the server's reader,
+ *     which fuzz_msgpack_read compares with msgpack-c) accepts, and a
+ *     refusal is 40000;
  *   - what it accepts reads the same through the views (kinds, values,
  *     array items, map entries in order, a non-string key refused by each)
  *     and converts to the same JSON, or is refused by to_json with the same
@@ -27,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *mine = mpc_describe(true, data, size);
   char *ref = mpc_describe(false, data, size);
   if (strcmp(mine, ref) != 0) {
-    fprintf(stderr, "mpread and msgpack-c disagree:\n  mine %s\n  ref  %s\n", mine, ref);
+    fprintf(stderr, "mpread and codec_msgpack_read disagree:\n  mine %s\n  ref  %s\n", mine, ref);
     abort();
   }
   if (strncmp(mine, "refused", 7) == 0) CHECK(strcmp(mine, "refused 40000") == 0);

@@ -1,4 +1,5 @@
-/* codec.h: the Ably wire formats, JSON (jansson) and msgpack (msgpack-c).
+/* codec.h: the Ably wire formats, JSON (jansson) and msgpack (read by our
+ * own one-pass reader, codec_msgpack.c; written with msgpack-c's packer).
  *
  * Decoders are pure: they read (bytes, len), do no I/O, and either fill *out
  * (which the caller then owns and releases with pmsg_free()/msg_clear()/

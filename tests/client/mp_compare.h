@@ -1,6 +1,7 @@
 /* mp_compare.h: describes a msgpack reader's result as text, so that
  * client/mpread.c (swc_mp_read) can be compared with the codec's reader
- * (codec_msgpack_read, msgpack-c) value for value: test_mpread.c and
+ * (codec_msgpack_read, itself compared with msgpack-c by
+ * fuzz/fuzz_msgpack_read.c) value for value: test_mpread.c and
  * fuzz/fuzz_client_mpread.c.
  *
  * The description walks the views through their ops (item, each) and adds
