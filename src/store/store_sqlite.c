@@ -629,9 +629,9 @@ static int stage_append(sq_backend_t *b, const sw_store_rec_t *r, int64_t log_id
   int64_t head = cur;
   if (t && t->n && t->ev[t->n - 1].vseq > cur) cur = t->ev[t->n - 1].vseq;
   if (r->vseq <= cur) return -EEXIST;
-  int rc = tails_push(&b->tails, r->app_id, r->channel, r->seq, r->vseq, r->timestamp, log_id, r->version_blob,
-                      r->version_blob_len, r->fold_hint);
-  if (rc == 0 && (t || (t = tails_find(&b->tails, r->app_id, r->channel, r->seq)))) {
+  int rc = tails_push(&b->tails, &t, r->app_id, r->channel, r->seq, r->vseq, r->timestamp, log_id,
+                      r->version_blob, r->version_blob_len, r->fold_hint);
+  if (rc == 0) {
     if (t->n >= FOLD_MAX_EVENTS) b->fold_now = true;
     /* Kept across a rollback only if the tail had committed events, which
      * means the head was stored before this transaction. */
@@ -1164,7 +1164,7 @@ static int recover_log(sq_backend_t *b) {
     sw_tail_t *t = tails_find(&b->tails, app, channel, seq);
     if (t && t->n && t->ev[t->n - 1].vseq > cur) cur = t->ev[t->n - 1].vseq;
     if (vseq <= cur) continue;
-    rc = tails_push(&b->tails, app, channel, seq, vseq, sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 0),
+    rc = tails_push(&b->tails, &t, app, channel, seq, vseq, sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 0),
                     sqlite3_column_blob(st, 6), (size_t)sqlite3_column_bytes(st, 6), 0);
     n++;
   }
