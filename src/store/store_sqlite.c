@@ -1068,7 +1068,7 @@ static int fold_round(sq_backend_t *b, bool force, uint64_t now, size_t max_tail
   if (rc == 0 && (n || b->trunc_left)) {
     /* In chunks: the rows of an old tail can pin seconds of log. */
     sqlite3_bind_int64(b->log_trunc, 1, tails_min_log_id(&b->tails));
-    sqlite3_bind_int64(b->log_trunc, 2, force ? -1 : LOG_TRUNC_CHUNK);
+    sqlite3_bind_int64(b->log_trunc, 2, force ? INT64_MAX / 2 : LOG_TRUNC_CHUNK);
     rc = exec_stmt(b->w, b->log_trunc);
     b->trunc_left = rc == 0 && !force && sqlite3_changes(b->w) >= LOG_TRUNC_CHUNK;
     if (b->trunc_left) *more = true;
@@ -2148,8 +2148,11 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
                    "ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value"},
       {&b->kv_del, "DELETE FROM kv WHERE ns = ?1 AND key = ?2"},
       {&b->log_ins, "INSERT INTO append_log(app, channel, seq, vseq, ts, blob) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
-      {&b->log_trunc, "DELETE FROM append_log WHERE id IN "
-                      "(SELECT id FROM append_log WHERE id < ?1 ORDER BY id LIMIT ?2)"},
+      /* The first ?2 ids of the log (a rowid range from its first row:
+       * ids are consecutive, as rows are only ever deleted from the low
+       * end), those below ?1. Not `id IN (SELECT ... LIMIT ?2)`: that
+       * copies every id into an ephemeral table first. */
+      {&b->log_trunc, "DELETE FROM append_log WHERE id < min(?1, (SELECT min(id) FROM append_log) + ?2)"},
       {&b->head_w, "SELECT blob, vseq FROM messages WHERE cid = " CID " AND seq = ?3"},
       {&b->fold_upd, "UPDATE messages SET blob = ?4, vseq = ?5 WHERE cid = " CID " AND seq = ?3"},
       {&b->sp_fold, "SAVEPOINT fold"},
