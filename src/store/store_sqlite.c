@@ -137,10 +137,12 @@ typedef struct chan_aggs {
   size_t nslot;   /* a power of two, at least twice cap */
 } chan_aggs_t;
 
-/* Commit thread: channels.id by (app, channel) (v8), an open-addressing
- * table that is only ever emptied as a whole: when it reaches
- * CID_CACHE_MAX entries (a bound on its memory, ~64 bytes an entry plus
- * the names) and when a transaction that added channels rows rolls back. */
+/* Commit thread: channels.id by (app, channel) (v8) and the channel's
+ * channel_seq state (CHANNEL_SEQ_LAG), an open-addressing table whose ids
+ * are only ever emptied as a whole: when it reaches CID_CACHE_MAX entries
+ * (a bound on its memory, ~150 bytes an entry, its slot and a free one,
+ * plus the names) and when a transaction that added channels rows rolls
+ * back. The states are forgotten on every rollback (cs_forget). */
 typedef struct cid_ent {
   uint64_t hash;
   char *app, *channel; /* one allocation, app's copy then channel's; NULL: free slot */
