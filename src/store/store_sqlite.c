@@ -11,7 +11,7 @@
  * Each connection is used by one thread at a time, so both are opened with
  * SQLITE_OPEN_NOMUTEX. Statements are prepared once per connection.
  *
- * Schema (user_version 8; a new file is created as version 1 and migrated,
+ * Schema (user_version 9; a new file is created as version 1 and migrated,
  * so a fresh file and an upgraded one are identical):
  *  channels (v8): an integer id per (app, channel) with messages, never
  *    deleted; the commit thread caches them (channel_id).
@@ -78,7 +78,7 @@
 #include "store/tails.h"
 #include "util/log.h"
 
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
 /* When a message's logged appends are folded into its head: once the
  * message has had no append for FOLD_QUIET_MS (a finished stream: the
  * common case, and then one fold per message), or once FOLD_MAX_EVENTS
@@ -328,6 +328,12 @@ static const char MIGRATE_V8[] =
     "CREATE UNIQUE INDEX messages_seq ON messages(cid, seq);"
     "CREATE UNIQUE INDEX messages_vseq ON messages(cid, vseq) WHERE vseq != seq;"
     "PRAGMA user_version = 8;";
+
+/* Version 9 changes no table: channel_seq's last_seq and exp_max may lag
+ * behind the messages from here on (CHANNEL_SEQ_LAG), which a build of
+ * version 8 would read as the channel's serial and reuse serials. The
+ * version makes such a build refuse the file (-ENOTSUP). */
+static const char MIGRATE_V9[] = "PRAGMA user_version = 9;";
 
 /* Maps an SQLite result code to a negative errno. For OS-level failures the
  * underlying errno (disk full, permission...) is more useful than -EIO. */
@@ -2201,6 +2207,7 @@ static int init_schema(sqlite3 *db) {
   if (rc == 0 && ver < 6) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V6, NULL, NULL, NULL));
   if (rc == 0 && ver < 7) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V7, NULL, NULL, NULL));
   if (rc == 0 && ver < 8) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V8, NULL, NULL, NULL));
+  if (rc == 0 && ver < 9) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V9, NULL, NULL, NULL));
   if (rc == 0) rc = sq_err(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
   if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
