@@ -1300,6 +1300,59 @@ static int64_t sq_maintain(sw_backend_t *be, bool force) {
   return b->next_fold_ms > now ? (int64_t)(b->next_fold_ms - now) : 1;
 }
 
+/* A channel whose logged appends outlived their message (gone_add). */
+typedef struct gone_chan {
+  char *app, *channel;
+  int64_t vseq; /* the highest of those appends' serials */
+} gone_chan_t;
+
+typedef struct gone_chans {
+  gone_chan_t *v;
+  size_t n, cap;
+} gone_chans_t;
+
+/* Notes serial vseq of (app, channel) (consecutive rows of one channel
+ * share an entry). 0 or -ENOMEM. */
+static int gone_add(gone_chans_t *g, const char *app, const char *channel, int64_t vseq) {
+  gone_chan_t *l = g->n ? &g->v[g->n - 1] : NULL;
+  if (l && strcmp(l->app, app) == 0 && strcmp(l->channel, channel) == 0) {
+    if (vseq > l->vseq) l->vseq = vseq;
+    return 0;
+  }
+  if (g->n == g->cap) {
+    size_t cap = g->cap ? 2 * g->cap : 8;
+    gone_chan_t *v = realloc(g->v, cap * sizeof *v);
+    if (!v) return -ENOMEM;
+    g->v = v;
+    g->cap = cap;
+  }
+  gone_chan_t *e = &g->v[g->n];
+  *e = (gone_chan_t){.app = strdup(app), .channel = strdup(channel), .vseq = vseq};
+  g->n++;
+  return e->app && e->channel ? 0 : -ENOMEM;
+}
+
+static void gone_free(gone_chans_t *g) {
+  for (size_t i = 0; i < g->n; i++) {
+    free(g->v[i].app);
+    free(g->v[i].channel);
+  }
+  free(g->v);
+}
+
+/* The serials of appends whose message retention deleted before they were
+ * folded (a crash came between): the fold would have raised the channel's
+ * serial to them (fold_tail), so it is raised now, in one transaction. */
+static int raise_gone(sq_backend_t *b, const gone_chans_t *g) {
+  if (!g->n) return 0;
+  int rc = exec_stmt(b->w, b->begin);
+  for (size_t i = 0; i < g->n && rc == 0; i++) rc = cs_raise(b, g->v[i].app, g->v[i].channel, g->v[i].vseq);
+  if (rc == 0) rc = exec_stmt(b->w, b->commit);
+  if (rc) rollback_if_open(b);
+  cs_forget(b);
+  return rc;
+}
+
 /* Replays the append log left by a crash: its events not yet in their
  * heads become tails again, and are folded right away. */
 static int recover_log(sq_backend_t *b) {
@@ -1308,6 +1361,7 @@ static int recover_log(sq_backend_t *b) {
   if (rc) return rc;
   int s;
   size_t n = 0;
+  gone_chans_t gone = {0};
   while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
     const char *app = (const char *)sqlite3_column_text(st, 1);
     const char *channel = (const char *)sqlite3_column_text(st, 2);
@@ -1315,6 +1369,7 @@ static int recover_log(sq_backend_t *b) {
     if (!app || !channel) continue;
     int found = head_vseq(b, app, channel, seq, &cur);
     if (found < 0) rc = found;
+    if (found == 0) rc = gone_add(&gone, app, channel, vseq);
     if (found <= 0) continue;
     sw_tail_t *t = tails_find(&b->tails, app, channel, seq);
     if (t && t->n && t->ev[t->n - 1].vseq > cur) cur = t->ev[t->n - 1].vseq;
@@ -1325,6 +1380,8 @@ static int recover_log(sq_backend_t *b) {
   }
   if (rc == 0 && s != SQLITE_DONE) rc = sq_err(b->w, s);
   sqlite3_finalize(st);
+  if (rc == 0) rc = raise_gone(b, &gone);
+  gone_free(&gone);
   if (rc) {
     tails_rollback(&b->tails);
     return rc;

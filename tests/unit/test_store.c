@@ -2422,6 +2422,40 @@ static void test_appends_crash_recovery(void **state) {
  * message 1's first append), with message 1's appends only in the log
  * (unless it fell quiet for 300 ms meanwhile and was folded too): the
  * next open has every append of both. */
+/* A process killed after retention deleted a message whose appends were
+ * not folded yet: their serials were only in the log (the fold would have
+ * raised the channel's serial to them), and the reopened store must still
+ * count them, so the next publish does not reuse one. */
+static void test_appends_crash_after_message_pruned(void **state) {
+  fx_t *fx = *state;
+  if (!fx->sqlite) {
+    skip();
+    return;
+  }
+  fx_close(fx);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    fx_t c = *fx;
+    if (uv_loop_init(&c.loop) || store_open(&c.loop, &c.opts, &c.s)) _exit(2);
+    fx = &c;
+    fill(fx, "a", "g", 1, 1, 5000, 0);
+    if (append_wait(fx, "a", "g", 1, 2) || append_wait(fx, "a", "g", 1, 3)) _exit(3);
+    store_prune(fx->s, 5000); /* message 1 goes, its appends are not folded */
+    barrier(fx);
+    _exit(0);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM messages", NULL), 0);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 2);
+  fx_open(fx);
+  assert_int_equal(last_seq(fx, "a", "g"), 3);
+  fx_reopen(fx);
+  assert_int_equal(last_seq(fx, "a", "g"), 3);
+}
+
 static void test_appends_crash_after_partial_fold(void **state) {
   fx_t *fx = *state;
   if (!fx->sqlite) {
@@ -2701,6 +2735,7 @@ int main(void) {
       BOTH(test_appends_batched),
       BOTH(test_append_fold_hints),
       cmocka_unit_test_setup_teardown(test_appends_crash_recovery, setup_sqlite, teardown),
+      cmocka_unit_test_setup_teardown(test_appends_crash_after_message_pruned, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_crash_after_partial_fold, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_folded_in_background, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_log_truncated_in_chunks, setup_sqlite, teardown),
