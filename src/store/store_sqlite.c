@@ -11,7 +11,7 @@
  * Each connection is used by one thread at a time, so both are opened with
  * SQLITE_OPEN_NOMUTEX. Statements are prepared once per connection.
  *
- * Schema (user_version 8; a new file is created as version 1 and migrated,
+ * Schema (user_version 9; a new file is created as version 1 and migrated,
  * so a fresh file and an upgraded one are identical):
  *  channels (v8): an integer id per (app, channel) with messages, never
  *    deleted; the commit thread caches them (channel_id).
@@ -42,10 +42,12 @@
  *  append_log (v3): appends not yet folded into their heads, and
  *    versions.last_vseq (v3): a row holding several folded appends (a
  *    bundle); see MIGRATE_V3 and docs/storage.md, "Appends".
- *  channel_seq: highest seq or vseq ever written per channel, updated in the
- *    same transaction as the rows (an append's when it is folded), so
- *    serials never go backwards after retention deleted the rows or across
- *    restarts; and (v7) the channel's expiry marks.
+ *  channel_seq: per channel, a serial (last_seq) that with the channel's
+ *    highest message seq gives the highest seq or vseq ever written, kept
+ *    in the same transaction as the rows (an append's when it is folded),
+ *    so serials never go backwards after retention deleted the rows or
+ *    across restarts; and (v7) the channel's expiry marks. A batch that
+ *    changes only last_seq and exp_max does not write it (CHANNEL_SEQ_LAG).
  *  kv: small server state.
  *  expiring (v4): values with an expiry (Ably tokens too large to hand to
  *    a client, kept here behind a reference); an ordinary rowid table, since
@@ -76,7 +78,7 @@
 #include "store/tails.h"
 #include "util/log.h"
 
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
 /* When a message's logged appends are folded into its head: once the
  * message has had no append for FOLD_QUIET_MS (a finished stream: the
  * common case, and then one fold per message), or once FOLD_MAX_EVENTS
@@ -101,6 +103,17 @@
 /* Consecutive INSERTs go in statements of up to 2^INS_MANY_LOG rows. */
 #define INS_MANY_LOG 5
 
+/* A channel's channel_seq row as the commit thread knows it (cs_load). Its
+ * serial (last_seq) and exp_max are the channel's true ones; the stored row
+ * may lag behind in those two only, see CHANNEL_SEQ_LAG. */
+typedef struct chan_state {
+  bool valid;  /* loaded (in a cache entry: usable) */
+  bool exists; /* the row exists */
+  bool synced; /* the row holds this last_seq and exp_max */
+  bool exp_unsorted;
+  int64_t last_seq, exp_next, exp_from, exp_max;
+} chan_state_t;
+
 /* One channel of a batch (sq_write_batch). */
 typedef struct chan_agg {
   const char *app, *channel; /* the batch's strings */
@@ -113,6 +126,8 @@ typedef struct chan_agg {
    * expires_at decreases or seq does not increase from one to the next. */
   int64_t exp_min, exp_max, exp_from, exp_last_seq;
   bool exp_unsorted;
+  bool nonins;      /* it has VERSION or ANNOTATION records */
+  chan_state_t st;  /* its channel_seq row before the batch */
 } chan_agg_t;
 
 typedef struct chan_aggs {
@@ -122,14 +137,17 @@ typedef struct chan_aggs {
   size_t nslot;   /* a power of two, at least twice cap */
 } chan_aggs_t;
 
-/* Commit thread: channels.id by (app, channel) (v8), an open-addressing
- * table that is only ever emptied as a whole: when it reaches
- * CID_CACHE_MAX entries (a bound on its memory, ~64 bytes an entry plus
- * the names) and when a transaction that added channels rows rolls back. */
+/* Commit thread: channels.id by (app, channel) (v8) and the channel's
+ * channel_seq state (CHANNEL_SEQ_LAG), an open-addressing table whose ids
+ * are only ever emptied as a whole: when it reaches CID_CACHE_MAX entries
+ * (a bound on its memory, ~150 bytes an entry, its slot and a free one,
+ * plus the names) and when a transaction that added channels rows rolls
+ * back. The states are forgotten on every rollback (cs_forget). */
 typedef struct cid_ent {
   uint64_t hash;
   char *app, *channel; /* one allocation, app's copy then channel's; NULL: free slot */
   int64_t id;
+  chan_state_t st; /* its channel_seq row, when st.valid */
 } cid_ent_t;
 
 typedef struct cid_cache {
@@ -166,8 +184,8 @@ typedef struct sq_backend {
   bool trunc_left; /* log rows no tail needs are left to delete */
   /* Writer statements. */
   sqlite3_stmt *begin, *commit, *rollback;
-  sqlite3_stmt *cid_get, *cid_ins, *seq_fast;
-  sqlite3_stmt *ins_clash, *ins, *ver_clash, *ver_upd, *ver_chk, *ver_ins, *ann_ins, *seq_up;
+  sqlite3_stmt *cid_get, *cid_ins, *cs_get, *cs_pin;
+  sqlite3_stmt *ins_clash, *ins, *ver_clash, *ver_upd, *ver_chk, *ver_ins, *ann_ins, *cs_put;
   sqlite3_stmt *keep_vdel, *keep_del, *exp_due, *exp_walk, *exp_vdel, *exp_del, *exp_mark, *del_app_vers, *del_app_msgs, *del_app_seq;
   sqlite3_stmt *kv_set, *kv_del;
   sqlite3_stmt *exp_ins, *exp_expired, *exp_prune;
@@ -310,6 +328,12 @@ static const char MIGRATE_V8[] =
     "CREATE UNIQUE INDEX messages_seq ON messages(cid, seq);"
     "CREATE UNIQUE INDEX messages_vseq ON messages(cid, vseq) WHERE vseq != seq;"
     "PRAGMA user_version = 8;";
+
+/* Version 9 changes no table: channel_seq's last_seq and exp_max may lag
+ * behind the messages from here on (CHANNEL_SEQ_LAG), which a build of
+ * version 8 would read as the channel's serial and reuse serials. The
+ * version makes such a build refuse the file (-ENOTSUP). */
+static const char MIGRATE_V9[] = "PRAGMA user_version = 9;";
 
 /* Maps an SQLite result code to a negative errno. For OS-level failures the
  * underlying errno (disk full, permission...) is more useful than -EIO. */
@@ -629,9 +653,9 @@ static int stage_append(sq_backend_t *b, const sw_store_rec_t *r, int64_t log_id
   int64_t head = cur;
   if (t && t->n && t->ev[t->n - 1].vseq > cur) cur = t->ev[t->n - 1].vseq;
   if (r->vseq <= cur) return -EEXIST;
-  int rc = tails_push(&b->tails, r->app_id, r->channel, r->seq, r->vseq, r->timestamp, log_id, r->version_blob,
-                      r->version_blob_len, r->fold_hint);
-  if (rc == 0 && (t || (t = tails_find(&b->tails, r->app_id, r->channel, r->seq)))) {
+  int rc = tails_push(&b->tails, &t, r->app_id, r->channel, r->seq, r->vseq, r->timestamp, log_id,
+                      r->version_blob, r->version_blob_len, r->fold_hint);
+  if (rc == 0) {
     if (t->n >= FOLD_MAX_EVENTS) b->fold_now = true;
     /* Kept across a rollback only if the tail had committed events, which
      * means the head was stored before this transaction. */
@@ -807,26 +831,141 @@ static int apply_annotation(sq_backend_t *b, const sw_store_rec_t *r) {
   return rc;
 }
 
-/* Raises the channel's serial in channel_seq to at least vseq and merges
- * the expiry marks of messages just inserted (e: NULL for none; see
- * MIGRATE_V7). */
-static int raise_channel_seq(sq_backend_t *b, const char *app, const char *channel, int64_t vseq,
-                             const struct chan_agg *e) {
-  bool exp = e && e->exp_min != 0;
-  /* seq_fast first, then seq_up if it matched no row (same parameters). */
-  for (int k = 0; k < 2; k++) {
-    sqlite3_stmt *st = k == 0 ? b->seq_fast : b->seq_up;
-    bind_text(st, 1, app);
-    bind_text(st, 2, channel);
-    sqlite3_bind_int64(st, 3, vseq);
-    sqlite3_bind_int64(st, 4, exp ? e->exp_min : 0);
-    sqlite3_bind_int64(st, 5, exp ? e->exp_from : 0);
-    sqlite3_bind_int64(st, 6, exp ? e->exp_max : 0);
-    sqlite3_bind_int64(st, 7, exp && e->exp_unsorted);
-    int rc = exec_stmt(b->w, st);
-    if (rc || (k == 0 && sqlite3_changes(b->w) > 0)) return rc;
+/* ---- channel_seq without a write per batch (CHANNEL_SEQ_LAG).
+ *
+ * A batch of INSERTs that leaves a channel's expiry marks as they are (its
+ * expiring messages come after the stored ones, in seq and expiry order:
+ * a live channel's common case) changes only the row's last_seq and
+ * exp_max. The commit thread keeps those in memory (cid_ent_t.st) and
+ * does not write the row for such a batch: that write was ~9.6k
+ * instructions per channel and batch, and one more WAL page per commit.
+ * What makes the stored row enough to recover them, at any commit (after
+ * kill -9, or when the cache is dropped): every other change writes the
+ * row whole, so
+ *  - exp_next, exp_from and exp_unsorted are always the true ones;
+ *  - the true last_seq is max(last_seq, the channel's highest message seq):
+ *    the serials the row may lack are those of INSERTs, which are rows of
+ *    messages. A VERSION's or an annotation's serial is written to the row
+ *    with its batch, an append's at its fold (until then it is in the log
+ *    and the tails), and before anything deletes messages (count
+ *    retention, an expiry sweep) the row is brought up to date first, in
+ *    the same transaction, so a deleted message's seq never leaves the
+ *    maximum;
+ *  - when the row says sorted (exp_unsorted 0, exp_next != 0), the true
+ *    exp_max is max(exp_max, expires_at of the highest-seq expiring message
+ *    above last_seq): a batch kept the channel sorted only with its
+ *    expiring messages above the channel's serial and not before exp_max,
+ *    so those above the row's last_seq are in expiry order. When it says
+ *    unsorted, exp_max matters to nothing until a sweep walks the channel
+ *    whole and sets it anew; with exp_next 0 no expiring message came since.
+ * cs_get reads the row with both maxima in one statement; sq_last_seq
+ * derives last_seq the same way. */
+
+/* The cache entry of (app, channel), or NULL. */
+static cid_ent_t *cs_entry(sq_backend_t *b, const char *app, const char *channel) {
+  if (!b->cids.cap) return NULL;
+  cid_ent_t *e = cids_slot(&b->cids, chan_hash(app, channel), app, channel);
+  return e->app ? e : NULL;
+}
+
+/* The stored row of (app, channel) with the true last_seq and exp_max, in
+ * the open transaction: from the cache, else read (cs_get). */
+static int cs_load(sq_backend_t *b, const char *app, const char *channel, chan_state_t *s) {
+  const cid_ent_t *e = cs_entry(b, app, channel);
+  if (e && e->st.valid) {
+    *s = e->st;
+    return 0;
   }
-  return 0;
+  sqlite3_stmt *st = b->cs_get;
+  bind_text(st, 1, app);
+  bind_text(st, 2, channel);
+  int rc = sqlite3_step(st);
+  *s = (chan_state_t){.valid = true, .synced = true};
+  if (rc == SQLITE_ROW) {
+    s->exists = true;
+    s->last_seq = sqlite3_column_int64(st, 0);
+    s->exp_next = sqlite3_column_int64(st, 1);
+    s->exp_from = sqlite3_column_int64(st, 2);
+    s->exp_max = sqlite3_column_int64(st, 3);
+    s->exp_unsorted = sqlite3_column_int64(st, 4) != 0;
+    int64_t top = sqlite3_column_int64(st, 5), e_top = sqlite3_column_int64(st, 6);
+    if (sqlite3_column_type(st, 5) != SQLITE_NULL && top > s->last_seq) {
+      s->last_seq = top;
+      s->synced = false;
+    }
+    if (sqlite3_column_type(st, 6) != SQLITE_NULL && e_top > s->exp_max) {
+      s->exp_max = e_top;
+      s->synced = false;
+    }
+  }
+  sqlite3_reset(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_err(b->w, rc);
+}
+
+/* Keeps s as the row's state in the cache (if the channel has an entry). */
+static void cs_keep(sq_backend_t *b, const char *app, const char *channel, const chan_state_t *s) {
+  cid_ent_t *e = cs_entry(b, app, channel);
+  if (e) e->st = *s;
+}
+
+/* Forgets every cached row (a rollback, a deleted app): they are read
+ * again when needed. */
+static void cs_forget(sq_backend_t *b) {
+  for (size_t i = 0; i < b->cids.cap; i++) b->cids.v[i].st.valid = false;
+}
+
+/* Writes s as the row: whole (cs_put) when marks other than last_seq and
+ * exp_max changed or the row is new, else those two (cs_pin). */
+static int cs_write(sq_backend_t *b, const char *app, const char *channel, chan_state_t *s, bool whole) {
+  sqlite3_stmt *st = whole || !s->exists ? b->cs_put : b->cs_pin;
+  bind_text(st, 1, app);
+  bind_text(st, 2, channel);
+  sqlite3_bind_int64(st, 3, s->last_seq);
+  sqlite3_bind_int64(st, 4, s->exp_max);
+  if (st == b->cs_put) {
+    sqlite3_bind_int64(st, 5, s->exp_next);
+    sqlite3_bind_int64(st, 6, s->exp_from);
+    sqlite3_bind_int64(st, 7, s->exp_unsorted);
+  }
+  int rc = exec_stmt(b->w, st);
+  if (rc == 0) s->exists = s->synced = true;
+  return rc;
+}
+
+/* The row after a batch e of the channel whose row was s (the merge the
+ * upsert of schema 7 did in SQL): *o. Returns true when only last_seq and
+ * exp_max change (the batch's expiring messages, if any, leave the
+ * channel's marks as they are). e->exp_min 0: none expire. */
+static bool cs_merge(const chan_state_t *s, int64_t vseq, const chan_agg_t *e, chan_state_t *o) {
+  int64_t n = e ? e->exp_min : 0, f = n ? e->exp_from : 0, m = n ? e->exp_max : 0;
+  bool u = n && e->exp_unsorted;
+  *o = *s;
+  if (!s->exists) {
+    *o = (chan_state_t){.valid = true, .last_seq = vseq, .exp_next = n, .exp_from = f, .exp_max = m,
+                        .exp_unsorted = u};
+    return false;
+  }
+  int64_t L = s->last_seq, N = s->exp_next, F = s->exp_from, M = s->exp_max;
+  bool U = s->exp_unsorted;
+  o->last_seq = vseq > L ? vseq : L;
+  o->exp_max = m > M ? m : M;
+  if (n == 0 || (N != 0 && N <= n && F <= f && (U || (!u && n >= M && f > L)))) return true;
+  o->exp_next = N != 0 && N <= n ? N : n;
+  o->exp_from = N != 0 && F <= f ? F : f;
+  o->exp_unsorted = N == 0 ? u : (U || u || n < M || f <= L);
+  return false;
+}
+
+/* Raises the channel's serial to at least vseq and writes its row (a fold:
+ * an append's serial, also of a message gone meanwhile). */
+static int cs_raise(sq_backend_t *b, const char *app, const char *channel, int64_t vseq) {
+  chan_state_t s, o;
+  int rc = cs_load(b, app, channel, &s);
+  if (rc) return rc;
+  bool whole = !cs_merge(&s, vseq, NULL, &o);
+  rc = cs_write(b, app, channel, &o, whole);
+  if (rc == 0) cs_keep(b, app, channel, &o);
+  return rc;
 }
 
 /* ---- A batch's channels: each one's totals, so that channel_seq and count
@@ -890,34 +1029,16 @@ static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n
   int rc = aggs_reset(ag, n);
   if (rc == 0) rc = exec_stmt(b->w, b->begin);
   if (rc) return rc;
-  /* Pass 1: the rows; each channel's highest serial and retention bound. */
-  size_t written = 0; /* recs[0..written) are in the transaction */
-  for (size_t i = 0; i < n && rc == 0; i++) {
+  /* Pass 0: each channel's highest serial, expiries and retention bound,
+   * and its channel_seq row as it is before the batch writes anything (a
+   * row read from the file derives its serial from the messages). */
+  for (size_t i = 0; i < n; i++) {
     const sw_store_rec_t *r = &recs[i];
-    if (i == written) {
-      if (r->op == SW_STORE_INSERT && !b->versions_maybe) {
-        size_t run = 1;
-        while (i + run < n && recs[i + run].op == SW_STORE_INSERT && run < ((size_t)1 << INS_MANY_LOG)) run++;
-        rc = insert_many(b, r, &run);
-        written = i + run;
-      } else if (r->op == SW_STORE_APPEND) {
-        size_t run = 1;
-        while (i + run < n && recs[i + run].op == SW_STORE_APPEND && run < ((size_t)1 << INS_MANY_LOG)) run++;
-        rc = append_many(b, r, &run);
-        written = i + run;
-      } else {
-        rc = r->op == SW_STORE_VERSION      ? apply_version(b, r)
-             : r->op == SW_STORE_APPEND     ? apply_append(b, r)
-             : r->op == SW_STORE_ANNOTATION ? apply_annotation(b, r)
-                                            : insert_message(b, r);
-        written = i + 1;
-      }
-      if (rc) break;
-    }
     chan_agg_t *e = aggs_get(ag, r);
     /* vseq == seq for an INSERT. An append's serial reaches channel_seq
      * when it is folded; until then sq_last_seq adds the tails. */
     if (r->op != SW_STORE_APPEND && r->vseq > e->max_vseq) e->max_vseq = r->vseq;
+    e->nonins |= r->op == SW_STORE_VERSION || r->op == SW_STORE_ANNOTATION;
     if (r->op == SW_STORE_INSERT && r->expires_at != 0) { /* store.c zeroes the others' */
       if (e->exp_min == 0) {
         e->exp_min = e->exp_max = r->expires_at;
@@ -936,13 +1057,44 @@ static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n
     if (r->keep_count > 0 && run_ends(recs, n, i) && (e->keep == 0 || r->keep_count < e->keep))
       e->keep = r->keep_count;
   }
-  /* Pass 2, per channel: its serial, then count retention against the
-   * final message seqs: the versions of the messages going, then the
-   * messages (both bound by the same subquery on messages, which the first
-   * does not change). */
+  for (size_t c = 0; c < ag->n && rc == 0; c++)
+    if (ag->v[c].max_vseq != INT64_MIN) rc = cs_load(b, ag->v[c].app, ag->v[c].channel, &ag->v[c].st);
+  /* Pass 1: the rows. */
+  for (size_t i = 0; i < n && rc == 0;) {
+    const sw_store_rec_t *r = &recs[i];
+    size_t run = 1;
+    if (r->op == SW_STORE_INSERT && !b->versions_maybe) {
+      while (i + run < n && recs[i + run].op == SW_STORE_INSERT && run < ((size_t)1 << INS_MANY_LOG)) run++;
+      rc = insert_many(b, r, &run);
+    } else if (r->op == SW_STORE_APPEND) {
+      while (i + run < n && recs[i + run].op == SW_STORE_APPEND && run < ((size_t)1 << INS_MANY_LOG)) run++;
+      rc = append_many(b, r, &run);
+    } else {
+      rc = r->op == SW_STORE_VERSION      ? apply_version(b, r)
+           : r->op == SW_STORE_ANNOTATION ? apply_annotation(b, r)
+                                          : insert_message(b, r);
+    }
+    i += run;
+  }
+  /* Pass 2, per channel: its channel_seq row, written only when more than
+   * last_seq and exp_max change, or a VERSION's serial is not a message's,
+   * or retention is about to delete messages (CHANNEL_SEQ_LAG); then count
+   * retention against the final message seqs: the versions of the
+   * messages going, then the messages (both bound by the same subquery on
+   * messages, which the first does not change). */
   for (size_t c = 0; c < ag->n && rc == 0; c++) {
     const chan_agg_t *e = &ag->v[c];
-    if (e->max_vseq != INT64_MIN) rc = raise_channel_seq(b, e->app, e->channel, e->max_vseq, e);
+    if (e->max_vseq != INT64_MIN) {
+      chan_state_t o;
+      bool fast = cs_merge(&e->st, e->max_vseq, e, &o);
+      bool same = e->st.synced && o.last_seq == e->st.last_seq && o.exp_max == e->st.exp_max;
+      o.synced = same;
+      if (!fast)
+        rc = cs_write(b, e->app, e->channel, &o, true);
+      else if ((e->keep || e->nonins) && !same)
+        rc = cs_write(b, e->app, e->channel, &o, false);
+      if (rc == 0) cs_keep(b, e->app, e->channel, &o);
+    }
     if (rc || e->keep == 0) continue;
     for (int k = b->versions_maybe ? 0 : 1; k < 2 && rc == 0; k++) {
       sqlite3_stmt *st = k == 0 ? b->keep_vdel : b->keep_del;
@@ -959,6 +1111,7 @@ static int sq_write_batch(sw_backend_t *be, const sw_store_rec_t *recs, size_t n
     rollback_if_open(b);
     tails_rollback(&b->tails);
     if (b->cids_new) cids_clear(&b->cids); /* ids of rows rolled back */
+    cs_forget(b);
   } else {
     tails_commit(&b->tails, mono_ms());
   }
@@ -979,7 +1132,7 @@ static int fold_tail(sq_backend_t *b, sw_tail_t *t) {
     sqlite3_reset(st);
     if (s != SQLITE_DONE) return sq_err(b->w, s);
     /* Gone (retention): its serials still count for the channel's. */
-    int rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq, NULL);
+    int rc = cs_raise(b, t->app, t->channel, t->ev[t->n - 1].vseq);
     return rc ? rc : tails_mark_folded(&b->tails, t);
   }
   int64_t stored = sqlite3_column_int64(st, 1);
@@ -1016,7 +1169,7 @@ static int fold_tail(sq_backend_t *b, sw_tail_t *t) {
   }
   buf_free(&head);
   if (rc == 0) rc = write_vrows(b, t, 0, t->n, stored);
-  if (rc == 0 && t->n) rc = raise_channel_seq(b, t->app, t->channel, t->ev[t->n - 1].vseq, NULL);
+  if (rc == 0 && t->n) rc = cs_raise(b, t->app, t->channel, t->ev[t->n - 1].vseq);
   if (rc == 0) rc = tails_mark_folded(&b->tails, t);
   return rc;
 }
@@ -1068,7 +1221,7 @@ static int fold_round(sq_backend_t *b, bool force, uint64_t now, size_t max_tail
   if (rc == 0 && (n || b->trunc_left)) {
     /* In chunks: the rows of an old tail can pin seconds of log. */
     sqlite3_bind_int64(b->log_trunc, 1, tails_min_log_id(&b->tails));
-    sqlite3_bind_int64(b->log_trunc, 2, force ? -1 : LOG_TRUNC_CHUNK);
+    sqlite3_bind_int64(b->log_trunc, 2, force ? INT64_MAX / 2 : LOG_TRUNC_CHUNK);
     rc = exec_stmt(b->w, b->log_trunc);
     b->trunc_left = rc == 0 && !force && sqlite3_changes(b->w) >= LOG_TRUNC_CHUNK;
     if (b->trunc_left) *more = true;
@@ -1112,6 +1265,7 @@ static int fold_in_batch(sq_backend_t *b) {
     log_error("store: folding appends into heads failed (%d); retrying", failed);
     exec_stmt(b->w, b->sp_undo);
     for (size_t i = 0; i < n; i++) undo[i].t->fold_to = undo[i].fold_to;
+    cs_forget(b); /* rows the folds wrote are undone */
     more = false;
   }
   rc = exec_stmt(b->w, b->sp_release);
@@ -1135,6 +1289,7 @@ static int64_t sq_maintain(sw_backend_t *be, bool force) {
   if (rc) {
     rollback_if_open(b);
     tails_rollback(&b->tails);
+    cs_forget(b);
     log_error("store: folding appends into heads failed (%d); retrying", rc);
     b->next_fold_ms = now + 100;
     return 100;
@@ -1145,6 +1300,59 @@ static int64_t sq_maintain(sw_backend_t *be, bool force) {
   return b->next_fold_ms > now ? (int64_t)(b->next_fold_ms - now) : 1;
 }
 
+/* A channel whose logged appends outlived their message (gone_add). */
+typedef struct gone_chan {
+  char *app, *channel;
+  int64_t vseq; /* the highest of those appends' serials */
+} gone_chan_t;
+
+typedef struct gone_chans {
+  gone_chan_t *v;
+  size_t n, cap;
+} gone_chans_t;
+
+/* Notes serial vseq of (app, channel) (consecutive rows of one channel
+ * share an entry). 0 or -ENOMEM. */
+static int gone_add(gone_chans_t *g, const char *app, const char *channel, int64_t vseq) {
+  gone_chan_t *l = g->n ? &g->v[g->n - 1] : NULL;
+  if (l && strcmp(l->app, app) == 0 && strcmp(l->channel, channel) == 0) {
+    if (vseq > l->vseq) l->vseq = vseq;
+    return 0;
+  }
+  if (g->n == g->cap) {
+    size_t cap = g->cap ? 2 * g->cap : 8;
+    gone_chan_t *v = realloc(g->v, cap * sizeof *v);
+    if (!v) return -ENOMEM;
+    g->v = v;
+    g->cap = cap;
+  }
+  gone_chan_t *e = &g->v[g->n];
+  *e = (gone_chan_t){.app = strdup(app), .channel = strdup(channel), .vseq = vseq};
+  g->n++;
+  return e->app && e->channel ? 0 : -ENOMEM;
+}
+
+static void gone_free(gone_chans_t *g) {
+  for (size_t i = 0; i < g->n; i++) {
+    free(g->v[i].app);
+    free(g->v[i].channel);
+  }
+  free(g->v);
+}
+
+/* The serials of appends whose message retention deleted before they were
+ * folded (a crash came between): the fold would have raised the channel's
+ * serial to them (fold_tail), so it is raised now, in one transaction. */
+static int raise_gone(sq_backend_t *b, const gone_chans_t *g) {
+  if (!g->n) return 0;
+  int rc = exec_stmt(b->w, b->begin);
+  for (size_t i = 0; i < g->n && rc == 0; i++) rc = cs_raise(b, g->v[i].app, g->v[i].channel, g->v[i].vseq);
+  if (rc == 0) rc = exec_stmt(b->w, b->commit);
+  if (rc) rollback_if_open(b);
+  cs_forget(b);
+  return rc;
+}
+
 /* Replays the append log left by a crash: its events not yet in their
  * heads become tails again, and are folded right away. */
 static int recover_log(sq_backend_t *b) {
@@ -1153,6 +1361,7 @@ static int recover_log(sq_backend_t *b) {
   if (rc) return rc;
   int s;
   size_t n = 0;
+  gone_chans_t gone = {0};
   while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
     const char *app = (const char *)sqlite3_column_text(st, 1);
     const char *channel = (const char *)sqlite3_column_text(st, 2);
@@ -1160,16 +1369,19 @@ static int recover_log(sq_backend_t *b) {
     if (!app || !channel) continue;
     int found = head_vseq(b, app, channel, seq, &cur);
     if (found < 0) rc = found;
+    if (found == 0) rc = gone_add(&gone, app, channel, vseq);
     if (found <= 0) continue;
     sw_tail_t *t = tails_find(&b->tails, app, channel, seq);
     if (t && t->n && t->ev[t->n - 1].vseq > cur) cur = t->ev[t->n - 1].vseq;
     if (vseq <= cur) continue;
-    rc = tails_push(&b->tails, app, channel, seq, vseq, sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 0),
+    rc = tails_push(&b->tails, &t, app, channel, seq, vseq, sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 0),
                     sqlite3_column_blob(st, 6), (size_t)sqlite3_column_bytes(st, 6), 0);
     n++;
   }
   if (rc == 0 && s != SQLITE_DONE) rc = sq_err(b->w, s);
   sqlite3_finalize(st);
+  if (rc == 0) rc = raise_gone(b, &gone);
+  gone_free(&gone);
   if (rc) {
     tails_rollback(&b->tails);
     return rc;
@@ -1391,7 +1603,17 @@ static int sq_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted
     }
     size_t k = 0;
     bool partial = false;
-    rc = expiry_sweep(b, &due[i], now, limit - spent, &k, &partial);
+    /* The row first gets the serial and exp_max it may lack
+     * (CHANNEL_SEQ_LAG): the sweep may delete the channel's newest
+     * messages, and its marks build on exp_max. */
+    chan_state_t st;
+    rc = cs_load(b, due[i].app, due[i].channel, &st);
+    if (rc == 0 && !st.synced) rc = cs_write(b, due[i].app, due[i].channel, &st, false);
+    if (rc == 0) rc = expiry_sweep(b, &due[i], now, limit - spent, &k, &partial);
+    if (rc == 0) { /* the sweep set the marks: read again when needed */
+      cid_ent_t *ce = cs_entry(b, due[i].app, due[i].channel);
+      if (ce) ce->st.valid = false;
+    }
     n += k;
     spent += k ? k : 1;
     left |= partial;
@@ -1403,6 +1625,7 @@ static int sq_prune(sw_backend_t *be, int64_t now, size_t limit, size_t *deleted
   if (rc == 0) rc = exec_stmt(b->w, b->commit);
   if (rc) {
     rollback_if_open(b);
+    cs_forget(b);
     return rc;
   }
   b->exp_count -= exp_n;
@@ -1430,6 +1653,7 @@ static int sq_delete_app(sw_backend_t *be, const char *app_id) {
   if (rc == 0) rc = exec_stmt(b->w, b->commit);
   if (rc) rollback_if_open(b);
   else tails_drop_app(&b->tails, app_id); /* their log rows go with the next fold */
+  cs_forget(b); /* the app's channel_seq rows are gone (or, rolled back, maybe not) */
   return rc;
 }
 
@@ -1973,13 +2197,14 @@ static void sq_close(sw_backend_t *be) {
   sq_cloud_close(b->cloud);
   sqlite3_stmt *all[] = {
       b->begin,     b->commit,       b->rollback,     b->ins_clash,   b->ins,       b->ver_clash,
-      b->ver_upd,   b->ver_chk,      b->ver_ins,      b->seq_up,      b->keep_vdel, b->keep_del,
+      b->ver_upd,   b->ver_chk,      b->ver_ins,      b->cs_put,      b->keep_vdel, b->keep_del,
       b->exp_due,   b->exp_walk,     b->exp_vdel,     b->exp_del,     b->exp_mark,  b->del_app_vers, b->del_app_msgs, b->del_app_seq,
       b->kv_set,    b->kv_del,       b->log_ins,      b->log_trunc,   b->head_w,    b->fold_upd,
       b->sp_fold,   b->sp_undo,      b->sp_release,   b->exp_ins,     b->exp_expired, b->exp_prune,
       b->hist_fwd,     b->hist_bwd,    b->histv_fwd, b->histv_bwd,
       b->last_seq,  b->find_id,      b->get,          b->vers_fwd,    b->vers_bwd,  b->kv_list,
-      b->exp_get,   b->ann_ins,      b->ann_fwd,      b->ann_bwd,     b->cid_get,   b->cid_ins,   b->seq_fast};
+      b->exp_get,   b->ann_ins,      b->ann_fwd,      b->ann_bwd,     b->cid_get,   b->cid_ins,   b->cs_pin,
+      b->cs_get};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
   for (size_t i = 0; i <= INS_MANY_LOG; i++) {
     sqlite3_finalize(b->ins_many[i]);
@@ -2039,6 +2264,7 @@ static int init_schema(sqlite3 *db) {
   if (rc == 0 && ver < 6) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V6, NULL, NULL, NULL));
   if (rc == 0 && ver < 7) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V7, NULL, NULL, NULL));
   if (rc == 0 && ver < 8) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V8, NULL, NULL, NULL));
+  if (rc == 0 && ver < 9) rc = sq_err(db, sqlite3_exec(db, MIGRATE_V9, NULL, NULL, NULL));
   if (rc == 0) rc = sq_err(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
   if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
@@ -2103,33 +2329,23 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
       {&b->ann_ins, "INSERT INTO versions(app, channel, vseq, seq, ts, blob, kind) "
                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1)"},
-      /* The expiry marks (MIGRATE_V7) of the stored messages and of the
-       * batch's (?4..?7, ?4 = 0 when none expire) merged. The stored ones
-       * stay sorted when the batch's are and come after them. (In SET,
-       * the bare columns are the row's old values.) */
-      {&b->seq_up, "INSERT INTO channel_seq(app, channel, last_seq, exp_next, exp_from, exp_max, exp_unsorted) "
+      /* A channel's row with its true serial and exp_max (CHANNEL_SEQ_LAG):
+       * ?5 its highest message seq, ?6 the expiry of the highest-seq
+       * expiring message above the row's last_seq (read only when the row
+       * says sorted). Both walk messages_seq from the channel's top. */
+      {&b->cs_get, "SELECT s.last_seq, s.exp_next, s.exp_from, s.exp_max, s.exp_unsorted, "
+                   "(SELECT max(seq) FROM messages WHERE cid = " CID "), "
+                   "CASE WHEN s.exp_unsorted = 0 AND s.exp_next != 0 THEN (SELECT expires_at FROM messages "
+                   "  WHERE cid = " CID " AND seq > s.last_seq AND expires_at != 0 ORDER BY seq DESC LIMIT 1) END "
+                   "FROM channel_seq s WHERE s.app = ?1 AND s.channel = ?2"},
+      /* The whole row (cs_merge computed it). */
+      {&b->cs_put, "INSERT INTO channel_seq(app, channel, last_seq, exp_max, exp_next, exp_from, exp_unsorted) "
                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(app, channel) DO UPDATE SET "
-                   "last_seq = max(last_seq, excluded.last_seq), "
-                   "exp_next = CASE WHEN excluded.exp_next = 0 OR (exp_next != 0 AND exp_next <= excluded.exp_next) "
-                   "  THEN exp_next ELSE excluded.exp_next END, "
-                   "exp_from = CASE WHEN excluded.exp_next = 0 OR (exp_next != 0 AND exp_from <= excluded.exp_from) "
-                   "  THEN exp_from ELSE excluded.exp_from END, "
-                   "exp_max = max(exp_max, excluded.exp_max), "
-                   "exp_unsorted = CASE WHEN excluded.exp_next = 0 THEN exp_unsorted "
-                   "  WHEN exp_next = 0 THEN excluded.exp_unsorted "
-                   "  ELSE (exp_unsorted OR excluded.exp_unsorted OR excluded.exp_next < exp_max "
-                   "        OR excluded.exp_from <= last_seq) END"},
-      /* seq_up's common case as a plain UPDATE: a batch whose expiring
-       * records (if any) leave exp_next, exp_from and exp_unsorted as they
-       * are (they come after the stored ones, in order, as a live
-       * channel's do), so only last_seq and exp_max change: no insert
-       * attempt and conflict, and no rewrite of the channel_seq_expiry
-       * entry (exp_next is not SET). Measured: 16.7k -> 9.6k
-       * instructions per channel and batch, 11.7k -> 10.7k per message in
-       * sq_write_batch (64 per batch on 8 channels). */
-      {&b->seq_fast, "UPDATE channel_seq SET last_seq = max(last_seq, ?3), exp_max = max(exp_max, ?6) "
-                     "WHERE app = ?1 AND channel = ?2 AND (?4 = 0 OR (exp_next != 0 AND exp_next <= ?4 AND "
-                     "exp_from <= ?5 AND (exp_unsorted OR (?7 = 0 AND ?4 >= exp_max AND ?5 > last_seq))))"},
+                   "last_seq = excluded.last_seq, exp_max = excluded.exp_max, exp_next = excluded.exp_next, "
+                   "exp_from = excluded.exp_from, exp_unsorted = excluded.exp_unsorted"},
+      /* Only the serial and exp_max: no rewrite of the channel_seq_expiry
+       * entry (exp_next is not SET). */
+      {&b->cs_pin, "UPDATE channel_seq SET last_seq = ?3, exp_max = ?4 WHERE app = ?1 AND channel = ?2"},
       {&b->keep_vdel, "DELETE FROM versions WHERE app = ?1 AND channel = ?2 AND seq <= " KEEP_TOP},
       {&b->keep_del, "DELETE FROM messages WHERE cid = " CID " AND seq <= " KEEP_TOP},
       {&b->exp_due, "SELECT app, channel, exp_from, exp_unsorted FROM channel_seq "
@@ -2148,8 +2364,11 @@ static int setup_writer(sq_backend_t *b, const sw_store_opts_t *opts) {
                    "ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value"},
       {&b->kv_del, "DELETE FROM kv WHERE ns = ?1 AND key = ?2"},
       {&b->log_ins, "INSERT INTO append_log(app, channel, seq, vseq, ts, blob) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
-      {&b->log_trunc, "DELETE FROM append_log WHERE id IN "
-                      "(SELECT id FROM append_log WHERE id < ?1 ORDER BY id LIMIT ?2)"},
+      /* The first ?2 ids of the log (a rowid range from its first row:
+       * ids are consecutive, as rows are only ever deleted from the low
+       * end), those below ?1. Not `id IN (SELECT ... LIMIT ?2)`: that
+       * copies every id into an ephemeral table first. */
+      {&b->log_trunc, "DELETE FROM append_log WHERE id < min(?1, (SELECT min(id) FROM append_log) + ?2)"},
       {&b->head_w, "SELECT blob, vseq FROM messages WHERE cid = " CID " AND seq = ?3"},
       {&b->fold_upd, "UPDATE messages SET blob = ?4, vseq = ?5 WHERE cid = " CID " AND seq = ?3"},
       {&b->sp_fold, "SAVEPOINT fold"},
@@ -2201,7 +2420,10 @@ static int setup_reader(sq_backend_t *b, const char *path) {
       {&b->hist_bwd, HISTORY_SQL("DESC")},
       {&b->histv_fwd, HISTORY_VSEQ_SQL("ASC")},
       {&b->histv_bwd, HISTORY_VSEQ_SQL("DESC")},
-      {&b->last_seq, "SELECT last_seq FROM channel_seq WHERE app = ?1 AND channel = ?2"},
+      /* The row's serial may lag behind the channel's messages
+       * (CHANNEL_SEQ_LAG); one statement, so one snapshot. */
+      {&b->last_seq, "SELECT max(last_seq, coalesce((SELECT max(seq) FROM messages WHERE cid = " CID "), last_seq)) "
+                     "FROM channel_seq WHERE app = ?1 AND channel = ?2"},
       {&b->find_id, "SELECT seq, ts, blob, vseq FROM messages WHERE cid = " CID " "
                     "AND msg_id = ?3 ORDER BY seq DESC LIMIT 1"},
       {&b->get, "SELECT seq, ts, blob, vseq FROM messages WHERE cid = " CID " AND "

@@ -69,9 +69,9 @@ static int touch(sw_tails_t *t, sw_tail_t *tail) {
   return 0;
 }
 
-int tails_push(sw_tails_t *t, const char *app, const char *channel, int64_t seq, int64_t vseq, int64_t ts,
-               int64_t log_id, const uint8_t *blob, size_t len, uint64_t hint) {
-  sw_tail_t *tail = tails_find(t, app, channel, seq);
+int tails_push(sw_tails_t *t, sw_tail_t **tailp, const char *app, const char *channel, int64_t seq, int64_t vseq,
+               int64_t ts, int64_t log_id, const uint8_t *blob, size_t len, uint64_t hint) {
+  sw_tail_t *tail = *tailp;
   if (!tail) {
     if (!(tail = calloc(1, sizeof *tail))) return -ENOMEM;
     if (!(tail->key = make_key(app, channel, seq, NULL, 0, &tail->key_len))) {
@@ -110,6 +110,7 @@ int tails_push(sw_tails_t *t, const char *app, const char *channel, int64_t seq,
   tail->ev[tail->n++] =
       (sw_tail_ev_t){.vseq = vseq, .ts = ts, .log_id = log_id, .blob = copy, .len = len, .hint = hint};
   uv_mutex_unlock(&t->mu);
+  *tailp = tail;
   return 0;
 }
 

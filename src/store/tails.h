@@ -66,9 +66,12 @@ void tails_unlock(sw_tails_t *t);
 sw_tail_t *tails_find(sw_tails_t *t, const char *app, const char *channel, int64_t seq);
 
 /* Commit thread: adds an event (not visible until tails_commit). Copies the
- * blob. 0 or -ENOMEM. */
-int tails_push(sw_tails_t *t, const char *app, const char *channel, int64_t seq, int64_t vseq, int64_t ts,
-               int64_t log_id, const uint8_t *blob, size_t len, uint64_t hint);
+ * blob. *tailp: the message's tail when the caller has looked it up
+ * already (tails_find), or NULL; on success, the tail the event went to.
+ * Passing the tail saves a second lookup (a SipHash of the key) per
+ * append. 0 or -ENOMEM. */
+int tails_push(sw_tails_t *t, sw_tail_t **tailp, const char *app, const char *channel, int64_t seq, int64_t vseq,
+               int64_t ts, int64_t log_id, const uint8_t *blob, size_t len, uint64_t hint);
 
 /* Commit thread: the open transaction folds ev[0..tail->n) into the head (or
  * drops them); they go at tails_commit. 0 or -ENOMEM. */

@@ -527,6 +527,95 @@ static uint64_t pruned_after(fx_t *fx, int64_t now) {
   return st.pruned;
 }
 
+/* SQLite writes a channel's channel_seq row only when more than its serial
+ * and exp_max change (store_sqlite.c, CHANNEL_SEQ_LAG): a batch of INSERTs
+ * in order leaves the row behind, and the serial comes from the messages.
+ * Once every message expired and was pruned, the serial must still be the
+ * last one, after a reopen too (else the next publish reuses a serial). */
+static void test_serial_after_all_pruned(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "e", 1, 5, 5000, 0); /* the row is written by the first only */
+  assert_int_equal(last_seq(fx, "a", "e"), 5);
+  if (fx->sqlite) fx_reopen(fx); /* the serial from the messages */
+  assert_int_equal(last_seq(fx, "a", "e"), 5);
+  fill(fx, "a", "e", 6, 8, 5000, 0);
+  fill(fx, "a", "p", 1, 4, 5000, 0);
+  if (fx->sqlite) fx_reopen(fx); /* "a/p" is next touched by the prune */
+  assert_int_equal(pruned_after(fx, 5000), 12);
+  assert_int_equal(last_seq(fx, "a", "p"), 4);
+  sw_history_q_t q = q_all("a", "e");
+  expect_seqs(fx, &q, NULL, 0);
+  assert_int_equal(last_seq(fx, "a", "e"), 8);
+  if (fx->sqlite) fx_reopen(fx);
+  assert_int_equal(last_seq(fx, "a", "e"), 8);
+  fill(fx, "a", "e", 9, 9, 0, 0);
+  assert_int_equal(last_seq(fx, "a", "e"), 9);
+  /* Count retention deletes below the newest message: the serial stays. */
+  fill(fx, "a", "k", 1, 6, 0, 2);
+  if (fx->sqlite) fx_reopen(fx);
+  assert_int_equal(last_seq(fx, "a", "k"), 6);
+  sw_history_q_t qk = q_all("a", "k");
+  expect_seqs(fx, &qk, SEQS(5, 6));
+}
+
+/* The exp_max a batch raised without writing the row (CHANNEL_SEQ_LAG) is
+ * derived again after a reopen: a later message expiring before it makes
+ * the channel unsorted, and a prune then deletes every expired message,
+ * not only those before the first one kept. */
+static void test_expiry_order_after_reopen(void **state) {
+  fx_t *fx = *state;
+  fill(fx, "a", "s", 1, 1, 1000, 0);
+  fill(fx, "a", "s", 2, 2, 5000, 0); /* sorted: exp_max 5000 */
+  if (fx->sqlite) fx_reopen(fx);
+  fill(fx, "a", "s", 3, 3, 2000, 0); /* before 5000: no longer sorted */
+  assert_int_equal(pruned_after(fx, 3000), 2);
+  sw_history_q_t q = q_all("a", "s");
+  expect_seqs(fx, &q, SEQS(2));
+  sw_store_row_t row;
+  assert_int_equal(store_get(fx->s, "a", "s", 3, &row), 0); /* pruned, not just hidden */
+  assert_int_equal(last_seq(fx, "a", "s"), 3);
+  /* A message below the channel's serial (a caller may insert there)
+   * makes it unsorted even when its expiry is the latest: the serial
+   * it is compared with is the messages' after a reopen too. */
+  fill(fx, "a", "b", 1, 1, 1000, 0);
+  fill(fx, "a", "b", 5, 5, 3000, 0);
+  if (fx->sqlite) fx_reopen(fx);
+  fill(fx, "a", "b", 3, 3, 4000, 0);
+  uint64_t before = pruned_after(fx, 0);
+  assert_int_equal(pruned_after(fx, 3500) - before, 2);
+  sw_history_q_t qb = q_all("a", "b");
+  expect_seqs(fx, &qb, SEQS(3));
+}
+
+/* A process killed after batches that left channel_seq behind: the
+ * reopened store has every serial (from the messages) and the expiry
+ * marks still prune exactly the expired messages. */
+static void test_sqlite_serial_after_crash(void **state) {
+  fx_t *fx = *state;
+  fx_close(fx);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    fx_t c = {.opts = fx->opts};
+    if (uv_loop_init(&c.loop) || store_open(&c.loop, &c.opts, &c.s)) _exit(2);
+    fill(&c, "a", "x", 1, 10, 5000, 0);
+    fill(&c, "a", "y", 1, 3, 0, 0);
+    _exit(0); /* no close: what is committed is all there is */
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  fx_open(fx);
+  assert_int_equal(last_seq(fx, "a", "x"), 10);
+  assert_int_equal(last_seq(fx, "a", "y"), 3);
+  fill(fx, "a", "x", 11, 11, 4000, 0); /* before 5000: unsorted */
+  assert_int_equal(pruned_after(fx, 5000), 11);
+  sw_history_q_t q = q_all("a", "x");
+  expect_seqs(fx, &q, NULL, 0);
+  fx_reopen(fx);
+  assert_int_equal(last_seq(fx, "a", "x"), 11);
+}
+
 static void test_expiry_out_of_order(void **state) {
   fx_t *fx = *state;
   fill(fx, "a", "u", 1, 3, 9000, 0);
@@ -1193,7 +1282,7 @@ static void test_sqlite_schema(void **state) {
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 8);
+  assert_int_equal(sqlite3_column_int(st, 0), 9);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -1230,6 +1319,22 @@ static void test_sqlite_schema(void **state) {
               "channel_seq_expiry");
   expect_plan(db, "SELECT seq, expires_at FROM messages WHERE cid = " CID_T " AND seq >= 3 ORDER BY seq",
               "messages_seq");
+  /* A channel's serial and exp_max derived from its newest messages
+   * (store_sqlite.c's CHANNEL_SEQ_LAG): probes of messages_seq from the
+   * top, no scan or sort (the statements of store_sqlite.c). */
+  const char *derive_last =
+      "SELECT max(last_seq, coalesce((SELECT max(seq) FROM messages WHERE cid = " CID_T "), last_seq)) "
+      "FROM channel_seq WHERE app = ?1 AND channel = ?2";
+  expect_plan(db, derive_last, "messages_seq (cid=?)");
+  expect_plan(db, derive_last, "channel_seq USING PRIMARY KEY");
+  const char *derive_row =
+      "SELECT s.last_seq, s.exp_next, s.exp_from, s.exp_max, s.exp_unsorted, "
+      "(SELECT max(seq) FROM messages WHERE cid = " CID_T "), "
+      "CASE WHEN s.exp_unsorted = 0 AND s.exp_next != 0 THEN (SELECT expires_at FROM messages "
+      "  WHERE cid = " CID_T " AND seq > s.last_seq AND expires_at != 0 ORDER BY seq DESC LIMIT 1) END "
+      "FROM channel_seq s WHERE s.app = ?1 AND s.channel = ?2";
+  expect_plan(db, derive_row, "messages_seq (cid=? AND seq>?)");
+  expect_plan(db, derive_row, "messages_seq (cid=?)");
 #undef CID_T
   /* A message is in its rowid table and messages_seq only, unless a
    * version changed it (v7, v8). */
@@ -1751,7 +1856,7 @@ static void expect_upgraded(fx_t *fx, char *a, size_t cap) {
   assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 8);
+  assert_int_equal(sqlite3_column_int(st, 0), 9);
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -2317,6 +2422,40 @@ static void test_appends_crash_recovery(void **state) {
  * message 1's first append), with message 1's appends only in the log
  * (unless it fell quiet for 300 ms meanwhile and was folded too): the
  * next open has every append of both. */
+/* A process killed after retention deleted a message whose appends were
+ * not folded yet: their serials were only in the log (the fold would have
+ * raised the channel's serial to them), and the reopened store must still
+ * count them, so the next publish does not reuse one. */
+static void test_appends_crash_after_message_pruned(void **state) {
+  fx_t *fx = *state;
+  if (!fx->sqlite) {
+    skip();
+    return;
+  }
+  fx_close(fx);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    fx_t c = *fx;
+    if (uv_loop_init(&c.loop) || store_open(&c.loop, &c.opts, &c.s)) _exit(2);
+    fx = &c;
+    fill(fx, "a", "g", 1, 1, 5000, 0);
+    if (append_wait(fx, "a", "g", 1, 2) || append_wait(fx, "a", "g", 1, 3)) _exit(3);
+    store_prune(fx->s, 5000); /* message 1 goes, its appends are not folded */
+    barrier(fx);
+    _exit(0);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM messages", NULL), 0);
+  assert_int_equal(sqlite_count(fx->path, "SELECT count(*) FROM append_log", NULL), 2);
+  fx_open(fx);
+  assert_int_equal(last_seq(fx, "a", "g"), 3);
+  fx_reopen(fx);
+  assert_int_equal(last_seq(fx, "a", "g"), 3);
+}
+
 static void test_appends_crash_after_partial_fold(void **state) {
   fx_t *fx = *state;
   if (!fx->sqlite) {
@@ -2558,6 +2697,9 @@ int main(void) {
       BOTH(test_expiry_and_prune),
       BOTH(test_prune_many_chunks),
       BOTH(test_expiry_out_of_order),
+      BOTH(test_serial_after_all_pruned),
+      BOTH(test_expiry_order_after_reopen),
+      cmocka_unit_test_setup_teardown(test_sqlite_serial_after_crash, setup_sqlite, teardown),
       BOTH(test_expiry_marks_merge),
       BOTH(test_prune_many_channels),
       BOTH(test_count_retention),
@@ -2593,6 +2735,7 @@ int main(void) {
       BOTH(test_appends_batched),
       BOTH(test_append_fold_hints),
       cmocka_unit_test_setup_teardown(test_appends_crash_recovery, setup_sqlite, teardown),
+      cmocka_unit_test_setup_teardown(test_appends_crash_after_message_pruned, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_crash_after_partial_fold, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_folded_in_background, setup_sqlite, teardown),
       cmocka_unit_test_setup_teardown(test_appends_log_truncated_in_chunks, setup_sqlite, teardown),
