@@ -15,6 +15,7 @@
 #include "core/server.h"
 #include "core/sock.h"
 #include "metrics/metrics.h"
+#include "proto/blob_append.h"
 #include "proto/codec.h"
 #include "proto/filter.h"
 #include "store/store.h"
@@ -1106,8 +1107,61 @@ out:
   return rc;
 }
 
+/* The fold by splicing bytes (proto/blob_append.h): the head's fields
+ * copied as they are, its data followed by the events' fragments, the last
+ * event's extras and version, action update. The memory backend folds each
+ * append as it comes, and decoding and encoding the head was ~22k of the
+ * store thread's ~26k instructions per append (bench ai, --memory). 1
+ * (nothing written) when a blob is not in the exact form the splice
+ * reproduces, or the fold would be refused: mutation_fold_blobs_decoded
+ * then gives the result, or the error. */
+static int fold_splice(const uint8_t *head, size_t head_len, const sw_store_event_t *events, size_t n,
+                       sw_buf_t *out) {
+  blob_fields_t h, last;
+  if (!n || blob_scan(head, head_len, &h) || blob_scan(events[n - 1].blob, events[n - 1].len, &last) ||
+      last.action != SW_MSG_APPEND)
+    return 1;
+  sw_data_t few[16], *frags = n <= 16 ? few : malloc(n * sizeof *frags);
+  if (!frags) return -ENOMEM;
+  sw_data_kind_t kind = h.kind;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    sw_data_t f = {0}; /* bytes borrowed from the events */
+    if (i + 1 == n) {
+      f = (sw_data_t){.kind = last.kind, .bytes = (uint8_t *)last.data.p, .len = last.data.len};
+    } else if (!frag_from_hint(&events[i], &f)) {
+      int action;
+      const uint8_t *p = NULL;
+      if (codec_blob_data(events[i].blob, events[i].len, &action, &f.kind, &p, &f.len) || action != SW_MSG_APPEND)
+        rc = 1;
+      f.bytes = (uint8_t *)p;
+    }
+    if (f.kind == SW_DATA_NONE) f = (sw_data_t){0}; /* as append_data: nothing to add */
+    else if (kind != SW_DATA_NONE && kind != f.kind) rc = 1;
+    else kind = f.kind;
+    frags[i] = f;
+  }
+  static const uint8_t update = SW_MSG_UPDATE; /* a positive fixint */
+  blob_span_t repl[BLOB_NFIELDS] = {[BLOB_F_ACTION] = {.p = &update, .len = 1}};
+  if (last.val[BLOB_F_EXTRAS].p) repl[BLOB_F_EXTRAS] = last.val[BLOB_F_EXTRAS];
+  if (last.val[BLOB_F_VERSION].p) repl[BLOB_F_VERSION] = last.val[BLOB_F_VERSION];
+  size_t start = out->len;
+  if (rc == 0 && blob_write(&h, kind, frags, n, repl, out)) {
+    out->len = start; /* the decoding fold says what is wrong */
+    rc = 1;
+  }
+  if (frags != few) free(frags);
+  return rc;
+}
+
 int mutation_fold_blobs(const uint8_t *head, size_t head_len, const sw_store_event_t *events, size_t n,
                         sw_buf_t *out) {
+  int rc = fold_splice(head, head_len, events, n, out);
+  return rc <= 0 ? rc : mutation_fold_blobs_decoded(head, head_len, events, n, out);
+}
+
+int mutation_fold_blobs_decoded(const uint8_t *head, size_t head_len, const sw_store_event_t *events, size_t n,
+                                sw_buf_t *out) {
   sw_msg_t h, ev;
   if (codec_msg_from_blob(head, head_len, &h)) return -EINVAL;
   int rc = 0;

@@ -89,13 +89,18 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
  * back from the log after a restart) when the numbers do not fit. */
 uint64_t mutation_frag_hint(size_t off, size_t len, sw_data_kind_t kind);
 
-/* The store's fold (sw_store_fold_fn): decodes a stored head and the
- * append events (message.append, as mutation_apply stores them) and
- * encodes the head with their data concatenated and the last event's
- * extras and version. Pure. 0, -EINVAL (undecodable, not an append, or
+/* The store's fold (sw_store_fold_fn): a stored head and the append
+ * events (message.append, as mutation_apply stores them) give the head
+ * with their data concatenated and the last event's extras and version,
+ * action update. Pure. 0, -EINVAL (undecodable, not an append, or
  * another data type) or -ENOMEM. */
 int mutation_fold_blobs(const uint8_t *head, size_t head_len, const sw_store_event_t *events, size_t n,
                         sw_buf_t *out);
+/* The same fold, always by decoding and encoding: mutation_fold_blobs
+ * splices the bytes instead when the blobs allow it (proto/blob_append.h)
+ * and must give exactly this result (the tests compare them). */
+int mutation_fold_blobs_decoded(const uint8_t *head, size_t head_len, const sw_store_event_t *events, size_t n,
+                                sw_buf_t *out);
 
 /* The head of message seq: one being changed (kept in ch->heads), else
  * read from storage and kept. NULL when the message is not stored. A head
