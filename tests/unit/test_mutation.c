@@ -321,9 +321,11 @@ static sw_msg_t rich_head(sw_data_kind_t kind, size_t len) {
   h.has_count = true;
   h.extras = json_pack("{s:{s:s,s:i,s:i,s:i,s:I,s:I,s:I,s:f,s:b,s:n,s:[i,s,{}]}}", "headers", "status",
                        "streaming \xc3\xa9", "small", 5, "neg", -100, "mid", 70000, "big", (json_int_t)1 << 40,
-                       "nbig", -((json_int_t)1 << 40), "n32", (json_int_t)-40000, "f", 1.5, "b", 1, "z", 0, 7,
+                       "nbig", -((json_int_t)1 << 40), "n32", (json_int_t)-40000, "f", 1.5, "b", 1, "z", "arr", 7,
                        "x");
   h.annotations = json_pack("{s:{s:{s:i}}}", "summary", "reaction:distinct.v1", "total", 3);
+  assert_non_null(h.extras);
+  assert_non_null(h.annotations);
   return h;
 }
 
