@@ -56,6 +56,7 @@ static void vqueue_free(sw_channel_t *ch);
 
 static void head_free(sw_head_t *h) {
   msg_clear(&h->msg);
+  json_decref(h->spare_version);
   free(h);
 }
 
@@ -397,8 +398,41 @@ static char *take_or_dup(char **from, const char *want) {
     src->field = NULL;         \
   }
 
+/* The head's version object for version vserial: its own one set in
+ * place (version_reuse), else, while an event not yet durable shares that
+ * one, the spare *spare (one an earlier event shared and has let go) set
+ * in place and swapped in, else a new one; a shared one the head lets go
+ * becomes the spare when there is none. A stream of appends on a store
+ * whose commits take longer than the gap between two appends shared the
+ * head's object with the previous event ~1 time in 4 (bench ai on SQLite,
+ * 30 streams x 20/s) and built a new one each time (~2.9k instructions).
+ * NULL on OOM. */
+static json_t *fold_version(sw_msg_t *head, json_t **spare, const sw_msg_t *msg, const char *vserial, int64_t now,
+                            const char *actor) {
+  json_t *cur = head->version;
+  if (version_reuse(cur, msg, vserial, now, actor)) return cur;
+  if (spare && *spare && cur && cur->refcount > 1 && version_reuse(*spare, msg, vserial, now, actor)) {
+    head->version = *spare;
+    *spare = cur; /* the head's reference moves */
+    return head->version;
+  }
+  json_t *v = make_version(msg, vserial, now, actor);
+  if (!v) return NULL;
+  if (spare && !*spare && cur && cur->refcount > 1)
+    *spare = cur; /* kept for a later version of the head */
+  else
+    json_decref(cur);
+  head->version = v;
+  return v;
+}
+
 int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vserial, int64_t now,
                   const char *actor, sw_error_t *err) {
+  return mutation_fold_spare(head, NULL, event, msg, vserial, now, actor, err);
+}
+
+int mutation_fold_spare(sw_msg_t *head, json_t **spare, sw_msg_t *event, sw_msg_t *msg, const char *vserial,
+                        int64_t now, const char *actor, sw_error_t *err) {
   memset(event, 0, sizeof *event);
   sw_msg_t *dst = head, *src = msg;
   /* Everything that can refuse the request before the head changes. */
@@ -416,14 +450,10 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
       return -1;
     }
   }
-  json_t *version = head->version;
-  if (!version_reuse(version, msg, vserial, now, actor)) {
-    if (!(version = make_version(msg, vserial, now, actor))) {
-      errors_set(err, SW_E_INTERNAL, "out of memory");
-      return -1;
-    }
-    json_decref(head->version);
-    head->version = version;
+  json_t *version = fold_version(head, spare, msg, vserial, now, actor);
+  if (!version) {
+    errors_set(err, SW_E_INTERNAL, "out of memory");
+    return -1;
   }
   if (msg->action == SW_MSG_APPEND) {
     if (append_data(&dst->data, &src->data, err)) return -1;
@@ -1044,7 +1074,7 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
   /* The head in memory is changed in place and runs ahead of storage until
    * the version is durable; if the version cannot be stored it is dropped
    * (on_stored, or below). */
-  if (mutation_fold(&h->msg, &v->event, msg, v->serial, now, actor, err)) {
+  if (mutation_fold_spare(&h->msg, &h->spare_version, &v->event, msg, v->serial, now, actor, err)) {
     if (err->code == SW_E_INTERNAL) head_drop(ch, h); /* it may be half changed */
     goto out;
   }

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,6 +209,42 @@ static void append_type_mismatch(void **state) {
   assert_string_equal((char *)head.data.bytes, "text");
   msg_clear(&ev);
   msg_clear(&req);
+  msg_clear(&head);
+}
+
+/* While the previous event (not yet durable) shares the head's version
+ * object, the spare one an earlier event let go is set in place and
+ * swapped in; an object still shared is never changed, and the head's
+ * version reads exactly as a new one would. */
+static void append_version_spare(void **state) {
+  (void)state;
+  sw_msg_t head = make_head("a"), ev[4];
+  json_t *spare = NULL, *made[4];
+  sw_error_t err = {0};
+  const char *serials[] = {"0000000000000002", "0000000000000003", "0000000000000004", "0000000000000005"};
+  for (int i = 0; i < 4; i++) {
+    sw_msg_t req = request(SW_MSG_APPEND, "x");
+    assert_int_equal(mutation_fold_spare(&head, &spare, &ev[i], &req, serials[i], 10 + i, "agent", &err), 0);
+    msg_clear(&req);
+    made[i] = head.version;
+    assert_ptr_equal(ev[i].version, head.version);
+    if (i >= 1) { /* the previous event, still shared, kept its version */
+      assert_string_equal(version_serial(&ev[i - 1]), serials[i - 1]);
+      assert_ptr_not_equal(head.version, ev[i - 1].version);
+      msg_clear(&ev[i - 1]); /* durable one append later */
+    }
+    char want[128];
+    snprintf(want, sizeof want, "{\"serial\": \"%s\", \"timestamp\": %d, \"clientId\": \"agent\"}", serials[i], 10 + i);
+    char *js = json_dumps(head.version, 0);
+    assert_string_equal(js, want);
+    free(js);
+  }
+  /* From the third append on, the two objects take turns: none built. */
+  assert_ptr_equal(made[2], made[0]);
+  assert_ptr_equal(made[3], made[1]);
+  assert_ptr_equal(spare, made[0]);
+  msg_clear(&ev[3]);
+  json_decref(spare);
   msg_clear(&head);
 }
 
@@ -560,7 +597,7 @@ int main(void) {
       cmocka_unit_test(append_takes_latest_extras), cmocka_unit_test(update_replaces_extras),
       cmocka_unit_test(append_type_mismatch), cmocka_unit_test(update_replaces),
       cmocka_unit_test(delete_mixin),       cmocka_unit_test(version_serials_order),
-      cmocka_unit_test(stored_fold_matches), cmocka_unit_test(splice_fold_matches_decoded),
+      cmocka_unit_test(append_version_spare), cmocka_unit_test(stored_fold_matches), cmocka_unit_test(splice_fold_matches_decoded),
       cmocka_unit_test(splice_refuses_other_forms),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
