@@ -285,3 +285,125 @@ int blob_write(const blob_fields_t *h, sw_data_kind_t kind, const sw_data_t *fra
   }
   return rc;
 }
+
+/* ---------------------------------------------------------- event encode */
+
+/* A str header and body, as mp_str writes them. */
+static uint8_t *put_str(uint8_t *p, const char *s, size_t n) {
+  if (n < 32) {
+    *p++ = (uint8_t)(0xa0 | n);
+  } else if (n < 256) {
+    *p++ = 0xd9, *p++ = (uint8_t)n;
+  } else if (n < 65536) {
+    *p++ = 0xda, *p++ = (uint8_t)(n >> 8), *p++ = (uint8_t)n;
+  } else {
+    *p++ = 0xdb;
+    for (int i = 0; i < 4; i++) *p++ = (uint8_t)(n >> (24 - 8 * i));
+  }
+  memcpy(p, s, n);
+  return p + n;
+}
+
+/* An integer as mp_i64 writes it. */
+static uint8_t *put_i64(uint8_t *p, int64_t d) {
+  uint64_t u = (uint64_t)d;
+  size_t n;
+  uint8_t tag;
+  if (d >= -32 && d < 128) {
+    *p++ = (uint8_t)d;
+    return p;
+  }
+  if (d < 0)
+    tag = d >= -128 ? 0xd0 : d >= -32768 ? 0xd1 : d >= INT32_MIN ? 0xd2 : 0xd3;
+  else
+    tag = d < 256 ? 0xcc : d < 65536 ? 0xcd : d <= UINT32_MAX ? 0xce : 0xcf;
+  n = (size_t)1 << (tag & 3);
+  *p++ = tag;
+  for (size_t i = 0; i < n; i++) *p++ = (uint8_t)(u >> (8 * (n - 1 - i)));
+  return p;
+}
+
+/* A key of FIELDS (all under 32 bytes: a fixstr). */
+static uint8_t *put_key(uint8_t *p, int f) { return put_str(p, FIELDS[f].key, FIELDS[f].klen); }
+
+/* Bytes the strings before the data take at most: key, 5-byte header,
+ * body; 0 when one is 4 GiB or more (the writer refuses it). */
+static size_t strs_room(const char *const *s, const int *f, size_t n, size_t *lens) {
+  size_t room = 0;
+  for (size_t i = 0; i < n; i++) {
+    lens[i] = s[i] ? strlen(s[i]) : 0;
+    if (lens[i] > UINT32_MAX) return 0;
+    room += s[i] ? 1 + FIELDS[f[i]].klen + 5 + lens[i] : 0;
+  }
+  return room + 1;
+}
+
+static int encode_event(const sw_msg_t *m, sw_buf_t *out, size_t *data_off) {
+  if (m->connection_key || m->encoding || m->annotations || m->message_serial || m->type || m->has_count ||
+      m->action < -1 || m->action > 127 || m->data.len > UINT32_MAX)
+    return 1;
+  size_t start = out->len;
+  const char *head[] = {m->id, m->client_id, m->connection_id, m->name};
+  static const int head_f[] = {BLOB_F_ID, BLOB_F_CLIENT_ID, BLOB_F_CONNECTION_ID, BLOB_F_NAME};
+  size_t hl[4], sl[1];
+  size_t room = strs_room(head, head_f, 4, hl);
+  size_t sroom = strs_room((const char *const[]){m->serial}, (const int[]){BLOB_F_SERIAL}, 1, sl);
+  if (!room || !sroom) return 1;
+  /* Everything but the JSON values, at most (as codec_msg_to_blob_at, one
+   * allocation for a typical event: 512 bytes spare for them). */
+  room += 16 + m->data.len + 32 + sroom + 16 + 512;
+  if (buf_reserve(out, room)) return -ENOMEM;
+  uint8_t *p = out->data + out->len + 1; /* after the map's header */
+  unsigned n = 0;
+  for (int i = 0; i < 4; i++)
+    if (head[i]) p = put_str(put_key(p, head_f[i]), head[i], hl[i]), n++;
+  *data_off = 0;
+  if (m->data.kind == SW_DATA_STRING) {
+    p = put_str(put_key(p, BLOB_F_DATA), (const char *)m->data.bytes, m->data.len);
+    *data_off = (size_t)(p - out->data) - m->data.len - start;
+    n++;
+  } else if (m->data.kind == SW_DATA_BINARY) {
+    p = put_key(p, BLOB_F_DATA);
+    size_t len = m->data.len;
+    if (len < 256) *p++ = 0xc4, *p++ = (uint8_t)len;
+    else if (len < 65536) *p++ = 0xc5, *p++ = (uint8_t)(len >> 8), *p++ = (uint8_t)len;
+    else {
+      *p++ = 0xc6;
+      for (int i = 0; i < 4; i++) *p++ = (uint8_t)(len >> (24 - 8 * i));
+    }
+    if (len) memcpy(p, m->data.bytes, len);
+    p += len;
+    *data_off = (size_t)(p - out->data) - len - start;
+    n++;
+  }
+  out->len = (size_t)(p - out->data);
+  if (m->extras) {
+    p = put_key(p, BLOB_F_EXTRAS);
+    out->len = (size_t)(p - out->data);
+    if (codec_encode_value(SW_FMT_MSGPACK, m->extras, out)) goto fail;
+    n++;
+    if (buf_reserve(out, 32 + sroom + 16)) goto fail; /* what follows, but the version */
+    p = out->data + out->len;
+  }
+  if (m->timestamp) p = put_i64(put_key(p, BLOB_F_TIMESTAMP), m->timestamp), n++;
+  if (m->serial) p = put_str(put_key(p, BLOB_F_SERIAL), m->serial, sl[0]), n++;
+  if (m->action >= 0) p = put_i64(put_key(p, BLOB_F_ACTION), m->action), n++;
+  out->len = (size_t)(p - out->data);
+  if (m->version) {
+    if (buf_reserve(out, 8)) goto fail;
+    p = put_key(out->data + out->len, BLOB_F_VERSION);
+    out->len = (size_t)(p - out->data);
+    if (codec_encode_value(SW_FMT_MSGPACK, m->version, out)) goto fail;
+    n++;
+  }
+  out->data[start] = (uint8_t)(0x80 | n); /* at most 10 fields: a fixmap */
+  return 0;
+fail:
+  out->len = start;
+  return 1;
+}
+
+int blob_encode_event(const sw_msg_t *m, sw_buf_t *out, size_t *data_off) {
+  int rc = encode_event(m, out, data_off);
+  return rc <= 0 ? rc : codec_msg_to_blob_at(m, out, data_off);
+}
