@@ -271,6 +271,32 @@ static void event_encode_matches_codec(void **state) {
     if (variant & 16) m.extras = json_pack("{s:{s:s,s:I}}", "headers", "status", "x", "n", (json_int_t)nums[variant % 18]);
     if (variant & 32) m.version = json_pack("{s:s,s:I}", "serial", "0000000000000009", "timestamp", (json_int_t)nums[(variant + 3) % 18]);
     if ((variant & 16 && !m.extras) || (variant & 32 && !m.version)) fail();
+    if (variant % 16 == 5) { /* every JSON type, counts past 15, long keys and strings */
+      json_t *e = json_pack("{s:f,s:f,s:b,s:b,s:n,s:[],s:{}}", "r", 1.25, "neg", -0.0, "t", 1, "f", 0, "z", "a", "o");
+      json_t *arr = json_object_get(e, "a"), *obj = json_object_get(e, "o");
+      for (int k = 0; k < 20; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "a-key-longer-than-thirty-two-bytes-%02d", k);
+        json_array_append_new(arr, json_stringn(big, (size_t)k * 17));
+        json_object_set_new(obj, key, json_integer(nums[k % 18]));
+      }
+      json_object_set_new(e, "long", json_stringn(big, 300));
+      json_t *a15 = json_array(), *a16 = json_array(), *o15 = json_object(), *o16 = json_object();
+      for (int k = 0; k < 16; k++) { /* the counts at the fix form's edge */
+        char key[8];
+        snprintf(key, sizeof key, "k%d", k);
+        json_array_append_new(a16, json_integer(k));
+        json_object_set_new(o16, key, json_true());
+        if (k < 15) json_array_append_new(a15, json_integer(k)), json_object_set_new(o15, key, json_null());
+      }
+      json_object_set_new(e, "a15", a15);
+      json_object_set_new(e, "a16", a16);
+      json_object_set_new(e, "o15", o15);
+      json_object_set_new(e, "o16", o16);
+      json_object_set_new(e, "nested", json_pack("[[[{s:[i]}]]]", "d", 1));
+      json_decref(m.extras);
+      m.extras = e;
+    }
     m.timestamp = variant % 7 == 0 ? 0 : nums[variant % 18];
     if (variant % 3) m.serial = strdup("0000000000000001");
     if (variant % 4 != 3) {
