@@ -40,6 +40,8 @@ typedef struct sw_head {
   unsigned pending; /* versions not yet durable: never evicted meanwhile */
   unsigned gen;     /* bumped by updates and deletes (appends only extend) */
   struct version *inflight; /* versions not yet durable, newest first */
+  json_t *spare_version;    /* a version object of msg's, set again when its
+                               own is shared (mutation_fold_spare); or NULL */
   UT_hash_handle hh;
 } sw_head_t;
 
@@ -81,6 +83,12 @@ void mutation_head_replace(sw_channel_t *ch, int64_t seq, const uint8_t *blob, s
  * 0, or -1 with err (40013: an append of another data type). */
 int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vserial, int64_t now,
                   const char *actor, sw_error_t *err);
+/* mutation_fold with a spare version object kept with the head (*spare,
+ * NULL at first, the caller releases it with json_decref): while an event
+ * not yet durable shares the head's version object, the spare is set in
+ * place instead of a new one built. */
+int mutation_fold_spare(sw_msg_t *head, json_t **spare, sw_msg_t *event, sw_msg_t *msg, const char *vserial,
+                        int64_t now, const char *actor, sw_error_t *err);
 
 /* An append's fold_hint (sw_store_rec_t): where its data lies in its event
  * blob (off, len as codec_msg_to_blob_at gives them, and the data type), so
@@ -89,13 +97,18 @@ int mutation_fold(sw_msg_t *head, sw_msg_t *event, sw_msg_t *msg, const char *vs
  * back from the log after a restart) when the numbers do not fit. */
 uint64_t mutation_frag_hint(size_t off, size_t len, sw_data_kind_t kind);
 
-/* The store's fold (sw_store_fold_fn): decodes a stored head and the
- * append events (message.append, as mutation_apply stores them) and
- * encodes the head with their data concatenated and the last event's
- * extras and version. Pure. 0, -EINVAL (undecodable, not an append, or
+/* The store's fold (sw_store_fold_fn): a stored head and the append
+ * events (message.append, as mutation_apply stores them) give the head
+ * with their data concatenated and the last event's extras and version,
+ * action update. Pure. 0, -EINVAL (undecodable, not an append, or
  * another data type) or -ENOMEM. */
 int mutation_fold_blobs(const uint8_t *head, size_t head_len, const sw_store_event_t *events, size_t n,
                         sw_buf_t *out);
+/* The same fold, always by decoding and encoding: mutation_fold_blobs
+ * splices the bytes instead when the blobs allow it (proto/blob_append.h)
+ * and must give exactly this result (the tests compare them). */
+int mutation_fold_blobs_decoded(const uint8_t *head, size_t head_len, const sw_store_event_t *events, size_t n,
+                                sw_buf_t *out);
 
 /* The head of message seq: one being changed (kept in ch->heads), else
  * read from storage and kept. NULL when the message is not stored. A head

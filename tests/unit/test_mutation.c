@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 
 #include "core/mutation.h"
 #include "core/serial.h"
+#include "proto/blob_append.h"
 #include "proto/codec.h"
 
 static void set_data(sw_msg_t *m, const char *s) {
@@ -210,6 +212,131 @@ static void append_type_mismatch(void **state) {
   msg_clear(&head);
 }
 
+/* While the previous event (not yet durable) shares the head's version
+ * object, the spare one an earlier event let go is set in place and
+ * swapped in; an object still shared is never changed, and the head's
+ * version reads exactly as a new one would. */
+static void append_version_spare(void **state) {
+  (void)state;
+  sw_msg_t head = make_head("a"), ev[4];
+  json_t *spare = NULL, *made[4];
+  sw_error_t err = {0};
+  const char *serials[] = {"0000000000000002", "0000000000000003", "0000000000000004", "0000000000000005"};
+  for (int i = 0; i < 4; i++) {
+    sw_msg_t req = request(SW_MSG_APPEND, "x");
+    assert_int_equal(mutation_fold_spare(&head, &spare, &ev[i], &req, serials[i], 10 + i, "agent", &err), 0);
+    msg_clear(&req);
+    made[i] = head.version;
+    assert_ptr_equal(ev[i].version, head.version);
+    if (i >= 1) { /* the previous event, still shared, kept its version */
+      assert_string_equal(version_serial(&ev[i - 1]), serials[i - 1]);
+      assert_ptr_not_equal(head.version, ev[i - 1].version);
+      msg_clear(&ev[i - 1]); /* durable one append later */
+    }
+    char want[128];
+    snprintf(want, sizeof want, "{\"serial\": \"%s\", \"timestamp\": %d, \"clientId\": \"agent\"}", serials[i], 10 + i);
+    char *js = json_dumps(head.version, 0);
+    assert_string_equal(js, want);
+    free(js);
+  }
+  /* From the third append on, the two objects take turns: none built. */
+  assert_ptr_equal(made[2], made[0]);
+  assert_ptr_equal(made[3], made[1]);
+  assert_ptr_equal(spare, made[0]);
+  msg_clear(&ev[3]);
+  json_decref(spare);
+  msg_clear(&head);
+}
+
+/* blob_encode_event writes what codec_msg_to_blob_at writes, data offset
+ * included, for events with and without each field, strings and data
+ * across each header size, binary data, integers of each width; and hands
+ * a message with other fields to it. */
+static void event_encode_matches_codec(void **state) {
+  (void)state;
+  static const size_t lens[] = {0, 1, 31, 32, 255, 256, 65535, 65536};
+  static const int64_t nums[] = {1, 127, 128, 255, 256, 65535, 65536, 4294967295LL, 4294967296LL, -1, -32, -33,
+                                 -128, -129, -32768, -32769, INT32_MIN, (int64_t)INT32_MIN - 1};
+  char *big = malloc(65537);
+  memset(big, 'q', 65536);
+  big[65536] = 0;
+  for (int variant = 0; variant < 64; variant++) {
+    sw_msg_t m = {0};
+    size_t l = lens[variant % 8];
+    m.action = variant % 5 == 4 ? -1 : SW_MSG_APPEND;
+    if (variant & 1) m.id = strndup(big, lens[(variant / 2) % 8]);
+    if (variant & 2) m.client_id = strdup("agent");
+    if (variant & 4) m.connection_id = strdup("conn-xyz");
+    if (variant & 8) m.name = strndup(big, 40);
+    if (variant & 16) m.extras = json_pack("{s:{s:s,s:I}}", "headers", "status", "x", "n", (json_int_t)nums[variant % 18]);
+    if (variant & 32) m.version = json_pack("{s:s,s:I}", "serial", "0000000000000009", "timestamp", (json_int_t)nums[(variant + 3) % 18]);
+    if ((variant & 16 && !m.extras) || (variant & 32 && !m.version)) fail();
+    if (variant % 16 == 5) { /* every JSON type, counts past 15, long keys and strings */
+      json_t *e = json_pack("{s:f,s:f,s:b,s:b,s:n,s:[],s:{}}", "r", 1.25, "neg", -0.0, "t", 1, "f", 0, "z", "a", "o");
+      json_t *arr = json_object_get(e, "a"), *obj = json_object_get(e, "o");
+      for (int k = 0; k < 20; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "a-key-longer-than-thirty-two-bytes-%02d", k);
+        json_array_append_new(arr, json_stringn(big, (size_t)k * 17));
+        json_object_set_new(obj, key, json_integer(nums[k % 18]));
+      }
+      json_object_set_new(e, "long", json_stringn(big, 300));
+      json_t *a15 = json_array(), *a16 = json_array(), *o15 = json_object(), *o16 = json_object();
+      for (int k = 0; k < 16; k++) { /* the counts at the fix form's edge */
+        char key[8];
+        snprintf(key, sizeof key, "k%d", k);
+        json_array_append_new(a16, json_integer(k));
+        json_object_set_new(o16, key, json_true());
+        if (k < 15) json_array_append_new(a15, json_integer(k)), json_object_set_new(o15, key, json_null());
+      }
+      json_object_set_new(e, "a15", a15);
+      json_object_set_new(e, "a16", a16);
+      json_object_set_new(e, "o15", o15);
+      json_object_set_new(e, "o16", o16);
+      json_object_set_new(e, "nested", json_pack("[[[{s:[i]}]]]", "d", 1));
+      json_decref(m.extras);
+      m.extras = e;
+    }
+    m.timestamp = variant % 7 == 0 ? 0 : nums[variant % 18];
+    if (variant % 3) m.serial = strdup("0000000000000001");
+    if (variant % 4 != 3) {
+      m.data.kind = variant % 4 == 2 ? SW_DATA_BINARY : SW_DATA_STRING;
+      m.data.len = l;
+      m.data.bytes = (uint8_t *)strndup(big, l);
+    }
+    for (int pre = 0; pre < 2; pre++) { /* into an empty buffer, or after other bytes */
+      sw_buf_t a = {0}, b = {0};
+      if (pre) {
+        buf_append(&a, "xyz", 3);
+        buf_append(&b, "xyz", 3);
+      }
+      size_t oa = 99, ob = 98;
+      assert_int_equal(blob_encode_event(&m, &a, &oa), 0);
+      assert_int_equal(codec_msg_to_blob_at(&m, &b, &ob), 0);
+      assert_int_equal(a.len, b.len);
+      assert_memory_equal(a.data, b.data, a.len);
+      assert_int_equal(oa, ob);
+      buf_free(&a);
+      buf_free(&b);
+    }
+    msg_clear(&m);
+  }
+  /* Other fields: the codec's own bytes. */
+  sw_msg_t m = make_head("x");
+  m.encoding = strdup("utf-8");
+  m.type = strdup("t");
+  sw_buf_t a = {0}, b = {0};
+  size_t oa, ob;
+  assert_int_equal(blob_encode_event(&m, &a, &oa), 0);
+  assert_int_equal(codec_msg_to_blob_at(&m, &b, &ob), 0);
+  assert_int_equal(a.len, b.len);
+  assert_memory_equal(a.data, b.data, a.len);
+  buf_free(&a);
+  buf_free(&b);
+  msg_clear(&m);
+  free(big);
+}
+
 /* The store's fold of stored blobs gives the head the in-memory fold gave:
  * the data of every event (the middle ones from their fold hints, or read
  * without a full decode when there is none), the last event's extras and
@@ -302,6 +429,186 @@ static void stored_fold_matches(void **state) {
   msg_clear(&head);
 }
 
+/* A head the encoder wrote, with every kind of field and JSON value. */
+static sw_msg_t rich_head(sw_data_kind_t kind, size_t len) {
+  sw_msg_t h = make_head("");
+  free(h.data.bytes);
+  h.data.kind = kind;
+  h.data.len = len;
+  h.data.bytes = malloc(len + 1);
+  for (size_t i = 0; i < len; i++) h.data.bytes[i] = (uint8_t)('a' + i % 26);
+  h.data.bytes[len] = 0;
+  h.connection_id = strdup("conn-1");
+  h.connection_key = strdup("key!conn-1");
+  h.timestamp = 1700000000123;
+  h.message_serial = strdup("0000000000000000");
+  h.type = strdup("t");
+  h.count = -70000;
+  h.has_count = true;
+  h.extras = json_pack("{s:{s:s,s:i,s:i,s:i,s:I,s:I,s:I,s:f,s:b,s:n,s:[i,s,{}]}}", "headers", "status",
+                       "streaming \xc3\xa9", "small", 5, "neg", -100, "mid", 70000, "big", (json_int_t)1 << 40,
+                       "nbig", -((json_int_t)1 << 40), "n32", (json_int_t)-40000, "f", 1.5, "b", 1, "z", "arr", 7,
+                       "x");
+  h.annotations = json_pack("{s:{s:{s:i}}}", "summary", "reaction:distinct.v1", "total", 3);
+  assert_non_null(h.extras);
+  assert_non_null(h.annotations);
+  return h;
+}
+
+/* An append event of the live fold: fragment frag (NULL: none), extras
+ * given or not; *off where the fragment lies. */
+static void event_blob(sw_msg_t *live, const char *frag, sw_data_kind_t kind, bool extras, int i, sw_buf_t *b,
+                       sw_store_event_t *e) {
+  sw_msg_t req = request(SW_MSG_APPEND, NULL), ev;
+  if (frag) {
+    set_data(&req, frag);
+    req.data.kind = kind;
+  }
+  if (extras) req.extras = json_pack("{s:{s:s,s:i}}", "headers", "status", i % 2 ? "a" : "bb", "i", i * 1000);
+  char vs[SW_SERIAL_LEN + 1];
+  serial_format(100 + i, vs);
+  sw_error_t err = {0};
+  assert_int_equal(mutation_fold(live, &ev, &req, vs, 2000 + i, "agent", &err), 0);
+  size_t off;
+  assert_int_equal(codec_msg_to_blob_at(&ev, b, &off), 0);
+  *e = (sw_store_event_t){.blob = b->data, .len = b->len, .hint = mutation_frag_hint(off, ev.data.len, ev.data.kind)};
+  msg_clear(&ev);
+  msg_clear(&req);
+}
+
+/* Both folds of hb with events: the same result, byte for byte. */
+static void assert_folds_equal(const sw_buf_t *hb, const sw_store_event_t *evs, size_t n, int want) {
+  sw_buf_t a = {0}, b = {0};
+  assert_int_equal(mutation_fold_blobs(hb->data, hb->len, evs, n, &a), want);
+  assert_int_equal(mutation_fold_blobs_decoded(hb->data, hb->len, evs, n, &b), want);
+  if (want == 0) {
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.data, b.data, a.len);
+  }
+  buf_free(&a);
+  buf_free(&b);
+}
+
+/* The splicing fold writes exactly what decoding and encoding writes, for
+ * heads with every field, data lengths across each header size (the
+ * head's and the result's), events with and without extras, data or
+ * hints, and heads without data; and it takes the encoder's blobs (else
+ * it would never be used). */
+static void splice_fold_matches_decoded(void **state) {
+  (void)state;
+  const size_t lens[] = {0, 5, 31, 32, 250, 255, 256, 65530, 65535, 65536};
+  for (int k = 0; k < 2; k++) {
+    sw_data_kind_t kind = k ? SW_DATA_BINARY : SW_DATA_STRING;
+    for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+      sw_msg_t head = rich_head(kind, lens[l]), live = rich_head(kind, lens[l]);
+      sw_buf_t hb = {0}, evb[4] = {{0}};
+      assert_int_equal(codec_msg_to_blob(&head, &hb), 0);
+      blob_fields_t f;
+      assert_int_equal(blob_scan(hb.data, hb.len, &f), 0);
+      sw_store_event_t evs[4];
+      const char *frags[] = {"x", NULL, "0123", "yz"};
+      for (int i = 0; i < 4; i++) event_blob(&live, frags[i], kind, i != 3, i, &evb[i], &evs[i]);
+      assert_int_equal(blob_scan(evb[3].data, evb[3].len, &f), 0);
+      for (size_t n = 1; n <= 4; n++) assert_folds_equal(&hb, evs, n, 0);
+      for (int i = 0; i < 4; i++) evs[i].hint = 0;
+      assert_folds_equal(&hb, evs, 4, 0);
+      /* The result is the live head. */
+      sw_buf_t out = {0}, lb = {0};
+      assert_int_equal(mutation_fold_blobs(hb.data, hb.len, evs, 4, &out), 0);
+      assert_int_equal(codec_msg_to_blob(&live, &lb), 0);
+      assert_int_equal(out.len, lb.len);
+      assert_memory_equal(out.data, lb.data, lb.len);
+      buf_free(&out);
+      buf_free(&lb);
+      for (int i = 0; i < 4; i++) buf_free(&evb[i]);
+      buf_free(&hb);
+      msg_clear(&head);
+      msg_clear(&live);
+    }
+  }
+  /* A head without data, extras or annotations: the fold adds them. */
+  sw_msg_t head = make_head(""), live;
+  free(head.data.bytes);
+  memset(&head.data, 0, sizeof head.data);
+  assert_int_equal(msg_copy(&live, &head), 0);
+  sw_buf_t hb = {0}, eb = {0};
+  sw_store_event_t ev;
+  assert_int_equal(codec_msg_to_blob(&head, &hb), 0);
+  event_blob(&live, "abc", SW_DATA_STRING, true, 1, &eb, &ev);
+  assert_folds_equal(&hb, &ev, 1, 0);
+  buf_free(&eb);
+  /* Another data type: both refuse it. */
+  msg_clear(&live);
+  assert_int_equal(msg_copy(&live, &head), 0);
+  set_data(&live, "s");
+  event_blob(&live, "abc", SW_DATA_STRING, false, 1, &eb, &ev);
+  sw_msg_t bin = make_head("");
+  bin.data.kind = SW_DATA_BINARY;
+  sw_buf_t bb = {0};
+  assert_int_equal(codec_msg_to_blob(&bin, &bb), 0);
+  assert_folds_equal(&bb, &ev, 1, -EINVAL);
+  buf_free(&bb);
+  buf_free(&eb);
+  buf_free(&hb);
+  msg_clear(&bin);
+  msg_clear(&live);
+  msg_clear(&head);
+}
+
+/* Blobs in other forms than the encoder's (written by hand: wider
+ * headers or integers, keys out of order or twice, float32, bin in
+ * JSON, an encoding, NUL in a string) are not spliced: the fold's
+ * result is still exactly the decoding fold's. */
+static void splice_refuses_other_forms(void **state) {
+  (void)state;
+  sw_msg_t live = make_head("");
+  sw_buf_t eb = {0};
+  sw_store_event_t ev;
+  event_blob(&live, "yz", SW_DATA_STRING, false, 1, &eb, &ev);
+#define A "\xa6" "action"
+#define D "\xa4" "data"
+#define E "\xa6" "extras"
+  static const struct {
+    const char *b;
+    size_t len;
+  } heads[] = {
+#define H(s) {s, sizeof s - 1}
+      H("\x82" D "\xa2hi" A "\x00"),                       /* the encoder's: spliced */
+      H("\x82" D "\xd9\x02hi" A "\x00"),                   /* str8 for 2 bytes */
+      H("\x82" A "\x00" D "\xa2hi"),                       /* keys out of order */
+      H("\x83" D "\xa2hi" D "\xa2hi" A "\x00"),            /* a key twice */
+      H("\x83" D "\xa2hi" E "\x81\xa1k\xcc\x05" A "\x00"), /* 5 as uint8 */
+      H("\x83" D "\xa2hi" E "\x81\xa1k\xd0\xf0" A "\x00"), /* -16 as int8 */
+      H("\x83" D "\xa2hi" E "\x81\xa1k\xca\x3f\x80\x00\x00" A "\x00"),           /* float32 */
+      H("\x83" D "\xa2hi" E "\x81\xa1k\xc4\x01x" A "\x00"),                      /* bin in JSON */
+      H("\x83" D "\xa2hi" E "\x82\xa1k\x01\xa1k\x02" A "\x00"),                  /* a JSON key twice */
+      H("\x83" D "\xa2hi" "\xa8" "encoding" "\xa5utf-8" A "\x00"),              /* an encoding */
+      H("\x83" "\xa2id" "\xa3" "a\x00b" D "\xa2hi" A "\x00"),                   /* NUL in a string */
+      H("\x83" D "\xa2hi" "\xa9timestamp" "\x00" A "\x00"),                      /* timestamp 0 */
+      H("\x83" D "\xa2hi" A "\x00" "\xa5other" "\x01"),                          /* a key not read */
+      H("\x82" D "\xa2hi" A "\x00\x00"),                                         /* trailing bytes */
+#undef H
+  };
+  for (size_t i = 0; i < sizeof heads / sizeof *heads; i++) {
+    blob_fields_t f;
+    assert_int_equal(blob_scan((const uint8_t *)heads[i].b, heads[i].len, &f), i == 0 ? 0 : -1);
+    sw_buf_t hb = {.data = (uint8_t *)heads[i].b, .len = heads[i].len};
+    sw_buf_t a = {0}, b = {0};
+    int ra = mutation_fold_blobs(hb.data, hb.len, &ev, 1, &a);
+    int rb = mutation_fold_blobs_decoded(hb.data, hb.len, &ev, 1, &b);
+    assert_int_equal(ra, rb);
+    assert_int_equal(a.len, b.len);
+    if (a.len) assert_memory_equal(a.data, b.data, a.len);
+    buf_free(&a);
+    buf_free(&b);
+  }
+#undef A
+#undef D
+#undef E
+  buf_free(&eb);
+  msg_clear(&live);
+}
+
 /* An update replaces the fields it names and keeps the others; the event is
  * the whole new head. */
 static void update_replaces(void **state) {
@@ -379,7 +686,8 @@ int main(void) {
       cmocka_unit_test(append_takes_latest_extras), cmocka_unit_test(update_replaces_extras),
       cmocka_unit_test(append_type_mismatch), cmocka_unit_test(update_replaces),
       cmocka_unit_test(delete_mixin),       cmocka_unit_test(version_serials_order),
-      cmocka_unit_test(stored_fold_matches),
+      cmocka_unit_test(append_version_spare), cmocka_unit_test(event_encode_matches_codec), cmocka_unit_test(stored_fold_matches), cmocka_unit_test(splice_fold_matches_decoded),
+      cmocka_unit_test(splice_refuses_other_forms),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
