@@ -29,25 +29,34 @@ typedef struct bus_local {
 } bus_local_t;
 
 /* One publish waiting for the store: its messages (blobs copied after the
- * array) and their serials. */
+ * array) and their serials; the channel's names too when the caller did
+ * not give the channel itself (sw_bus_policy_t.ch). */
 typedef struct lpub {
   bus_local_t *b;
   sw_bus_done_cb done;
   void *ud;
   size_t n;
   int64_t first;
+  sw_channel_t *ch; /* pinned by the caller until done(); or NULL, and then: */
   char *app, *channel;
   sw_bus_msg_t *msgs;
   sw_bus_seq_t *seqs;
 } lpub_t;
 
+/* Records of a batch up to this size are built on the stack: store_submit
+ * copies them, so a heap array was one more malloc and free per publish. */
+#define RECS_ON_STACK 8
+
 static void on_stored(void *ud, int status) {
   lpub_t *p = ud;
   bus_local_t *b = p->b;
   if (status == 0) {
-    for (size_t i = 0; i < p->n; i++)
-      b->base.h.deliver(b->base.h.ud, p->app, p->channel, p->first + (int64_t)i, p->msgs[i].timestamp,
-                        p->msgs[i].blob, p->msgs[i].len);
+    for (size_t i = 0; i < p->n; i++) {
+      int64_t seq = p->first + (int64_t)i;
+      if (p->ch) channel_deliver(p->ch, seq, p->msgs[i].blob, p->msgs[i].len);
+      else b->base.h.deliver(b->base.h.ud, p->app, p->channel, seq, p->msgs[i].timestamp, p->msgs[i].blob,
+                             p->msgs[i].len);
+    }
     p->done(p->ud, NULL, p->seqs, p->n);
   } else {
     sw_error_t err;
@@ -61,25 +70,29 @@ static int l_publish(sw_bus_t *base, const char *app_id, const char *channel, co
                      const sw_bus_policy_t *pol, sw_bus_done_cb done, void *ud, sw_error_t *err) {
   bus_local_t *b = (bus_local_t *)base;
   sw_server_t *srv = b->srv;
-  sw_channel_t *ch = channel_find_id(srv, app_id, channel);
+  sw_channel_t *given = pol ? pol->ch : NULL;
+  sw_channel_t *ch = given ? given : channel_find_id(srv, app_id, channel);
   if (!srv->store || !ch) return errors_set(err, SW_E_INTERNAL, "server shutting down"), -1;
-  size_t al = strlen(app_id) + 1, cl = strlen(channel) + 1, bytes = 0;
+  /* The names are kept only for a deliver() by name. */
+  size_t al = given ? 0 : strlen(app_id) + 1, cl = given ? 0 : strlen(channel) + 1, bytes = 0;
   for (size_t i = 0; i < n; i++) bytes += msgs[i].len;
   lpub_t *p = malloc(sizeof *p + n * (sizeof *p->msgs + sizeof *p->seqs) + al + cl + bytes);
-  sw_store_rec_t *recs = n ? malloc(n * sizeof *recs) : NULL;
-  if (!p || (n && !recs)) {
+  sw_store_rec_t small[RECS_ON_STACK];
+  sw_store_rec_t *recs = n <= RECS_ON_STACK ? small : malloc(n * sizeof *recs);
+  if (!p || !recs) {
     free(p);
-    free(recs);
+    if (recs != small) free(recs);
     return errors_set(err, SW_E_INTERNAL, "out of memory"), -1;
   }
-  *p = (lpub_t){.b = b, .done = done, .ud = ud, .n = n, .first = ch->last_seq + 1};
+  *p = (lpub_t){.b = b, .done = done, .ud = ud, .n = n, .first = ch->last_seq + 1, .ch = given};
   p->msgs = (sw_bus_msg_t *)(p + 1);
   p->seqs = (sw_bus_seq_t *)(p->msgs + n);
-  p->app = (char *)(p->seqs + n);
-  p->channel = p->app + al;
-  memcpy(p->app, app_id, al);
-  memcpy(p->channel, channel, cl);
-  uint8_t *blobs = (uint8_t *)p->channel + cl;
+  uint8_t *blobs = (uint8_t *)(p->seqs + n);
+  if (!given) {
+    p->app = memcpy(blobs, app_id, al);
+    p->channel = memcpy(blobs + al, channel, cl);
+    blobs += al + cl;
+  }
   int64_t now = clock_now_ms();
   for (size_t i = 0; i < n; i++) {
     p->msgs[i] = msgs[i];
@@ -99,7 +112,7 @@ static int l_publish(sw_bus_t *base, const char *app_id, const char *channel, co
                                .keep_count = pol ? pol->keep_count : 0};
   }
   int rc = store_submit(srv->store, recs, n, on_stored, p);
-  free(recs);
+  if (recs != small) free(recs);
   if (rc) {
     free(p);
     return errors_set(err, SW_E_INTERNAL, "storage unavailable"), -1;

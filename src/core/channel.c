@@ -551,8 +551,12 @@ static void on_bus_deliver(void *ud, const char *app_id, const char *channel, in
   (void)ts;
   sw_server_t *srv = ud;
   sw_channel_t *ch = channel_find_id(srv, app_id, channel);
+  if (ch) channel_deliver(ch, seq, blob, len);
+}
+
+void channel_deliver(sw_channel_t *ch, int64_t seq, const uint8_t *blob, size_t len) {
   /* A publish's later messages went out with its first. */
-  if (!ch || seq <= ch->durable_seq) return;
+  if (seq <= ch->durable_seq) return;
   pub_t *own = NULL;
   for (pub_t *p = ch->pubs; p && !own; p = p->next)
     if (!p->fanned && p->first_seq >= 0 && seq >= p->first_seq && seq <= p->last_seq) own = p;
@@ -805,7 +809,8 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
    * A message's age counts from now; retentionSeconds 0 keeps it 1 ms. */
   sw_bus_policy_t pol = {.keep_count = ch->ns->keep_count,
                          .max_age_ms = ch->ns->retention_ms > 0 ? ch->ns->retention_ms : 1,
-                         .max_ids = ch->srv->cfg->limits.max_idempotency_ids};
+                         .max_ids = ch->srv->cfg->limits.max_idempotency_ids,
+                         .ch = ch /* pinned until done(): pub_link counts it in ch->pending */};
   pub_link(ch, p);
   if (bus_publish(bus, ch->app->id, ch->name, bmsgs, nrec, &pol, on_published, p, err)) {
     pub_unlink(ch, p);
