@@ -736,7 +736,11 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
    * bounded by the frame or body it was decoded from (maxFrameSize,
    * maxHttpBody), so the sizes cannot overflow. */
   size_t text_len = n * (SW_SERIAL_LEN + 1) + n_ids * id_cap;
-  pub_t *p = calloc(1, sizeof *p + n * (sizeof(char *) + sizeof(bool)) + text_len);
+  /* malloc and a memset of all but the text: glibc's calloc skips its
+   * per-thread cache (measured ~250 instructions more per publish). */
+  size_t zeroed = sizeof(pub_t) + n * (sizeof(char *) + sizeof(bool));
+  pub_t *p = malloc(zeroed + text_len);
+  if (p) memset(p, 0, zeroed);
   sw_bus_msg_t small[BMSGS_ON_STACK];
   size_t small_offs[BMSGS_ON_STACK + 1];
   sw_bus_msg_t *bmsgs = NULL;
