@@ -320,6 +320,7 @@ static void pub_set_serial(pub_t *p, size_t i, int64_t seq) {
 
 static void pub_free(pub_t *p) {
   for (size_t i = 0; i < p->n; i++) {
+    if (p->msgs[i].connection_id == p->conn_id) p->msgs[i].connection_id = NULL;
     if (pub_owns(p, p->msgs[i].id)) p->msgs[i].id = NULL;
     if (pub_owns(p, p->msgs[i].serial)) p->msgs[i].serial = NULL;
     msg_clear(&p->msgs[i]);
@@ -481,10 +482,18 @@ static void notify(pub_t *p, const sw_error_t *err) {
  * (delivered already, nothing stored, or a shared bus's channel this node
  * does not hear: not subscribed, or its start point is past them). */
 static void pubs_settle(sw_channel_t *ch) {
-  bool hears = ch->srv->bus && bus_shared(ch->srv->bus) && ch->bus_ready;
+  bool shared = ch->srv->bus && bus_shared(ch->srv->bus);
+  bool hears = shared && ch->bus_ready;
   for (pub_t *p = ch->pubs, *next; p; p = next) {
     next = p->next;
-    if (!p->answered) continue;
+    /* bus_local answers in publish order, and every answered publish
+     * leaves here: the answered ones are the list's head, and the walk can
+     * stop at the first that is not (a window of publishes in flight was
+     * walked in full on every completion). */
+    if (!p->answered) {
+      if (!shared) break;
+      continue;
+    }
     if (!p->fanned && p->first_seq >= 0 && hears && p->last_seq > ch->durable_seq) continue;
     pub_unlink(ch, p);
     pub_free(p);
@@ -768,6 +777,12 @@ int channel_publish(sw_channel_t *ch, sw_msg_t *msgs, size_t n, const sw_publish
   if (who->rest_sock) sock_ref(who->rest_sock);
   p->ch = ch;
   p->srv = ch->srv;
+  /* A realtime publish's messages carry their connection's id (conn.c
+   * leaves it to here): the publish's copy, not a strdup per message. */
+  for (size_t i = 0; p->conn_id[0] && i < n; i++) {
+    free(p->msgs[i].connection_id);
+    p->msgs[i].connection_id = p->conn_id;
+  }
   p->first_seq = p->last_seq = -1;
   if (n <= BMSGS_ON_STACK) {
     bmsgs = small;

@@ -1499,8 +1499,9 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
     }
     if (principal_check_message_client_id(&c->auth, c->client_id, &msg->client_id, &err)) goto fail;
     stamp_user_claim(c, ch, msg);
+    /* channel_publish gives it this connection's id (who.conn_id). */
     free(msg->connection_id);
-    msg->connection_id = strdup(c->id);
+    msg->connection_id = NULL;
     if (!msg->timestamp) msg->timestamp = now;
     msg->action = 0; /* TM5 message.create */
   }
