@@ -4,8 +4,12 @@
  *  publish  seq = ch->last_seq + 1 .. + n on the loop thread, one
  *           store_submit of the batch; in the store's completion (on the
  *           loop thread, in submission order) deliver() of each message,
- *           then done(). The blobs are kept (one allocation per publish)
- *           until then, since the store copies its own.
+ *           then done(). Given the channel (sw_bus_policy_t.ch: every
+ *           channel_publish), the pending publish lives in the store's
+ *           allocation of the submission (store_submit_ud) and keeps no
+ *           blobs: deliver() is channel_deliver, which fans out the
+ *           channel's own pending publish. Otherwise the blobs are kept
+ *           (one allocation per publish) for deliver() by name.
  *  read     store_history, answered from inside bus_read (the store's
  *           reads are synchronous).
  *  subscribe, unsubscribe: nothing (not shared: the attachments are the
