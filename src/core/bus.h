@@ -63,6 +63,7 @@
 
 typedef struct sw_bus sw_bus_t;
 struct sw_bus_member;
+struct sw_channel;
 
 /* Ably codes of the refusals (shared/ably/errors.json). */
 #define SW_BUS_E_UNAVAILABLE 50004 /* "Server temporarily busy": store down, or too much unanswered */
@@ -81,6 +82,11 @@ typedef struct sw_bus_policy {
   int64_t keep_count; /* count retention; 0 none */
   int64_t max_age_ms; /* age retention; 0 none */
   int64_t max_ids;    /* idempotent ids kept per channel (maxIdempotencyIds); 0: the bus's default */
+  /* bus_local only (a shared bus ignores it): the publishing channel, which
+   * the caller keeps alive until done() (channel.c: ch->pending). It saves
+   * a lookup by name at the publish and at each deliver(). NULL: found by
+   * name. */
+  struct sw_channel *ch;
 } sw_bus_policy_t;
 
 /* The outcome of one message of a publish: its serial, and whether it was

@@ -197,6 +197,9 @@ sw_channel_t *channel_find_id(sw_server_t *srv, const char *app_id, const char *
  * ready (a subscription's start point: waiting ATTACHes finish), state. */
 struct sw_bus_handlers;
 void channel_bus_handlers(sw_server_t *srv, struct sw_bus_handlers *h);
+/* The handlers' deliver() for a channel the bus already holds (bus_local,
+ * given sw_bus_policy_t.ch): the same, without the lookup by name. */
+void channel_deliver(sw_channel_t *ch, int64_t seq, const uint8_t *blob, size_t len);
 /* The derived channel of base channel `name` with filter filter_b64[0..len)
  * (the base64 text of "[filter=...]"): found, or created with its base and
  * its compiled filter. NULL with err (40010 for a filter that does not

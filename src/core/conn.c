@@ -181,6 +181,14 @@ static sw_ack_memo_t *memo_entry(const sw_conn_t *c, size_t i) {
  * skipped, or one answered so long ago it is forgotten). Entries are in
  * msgSerial order: a binary search. */
 static sw_ack_memo_t *memo_find(const sw_conn_t *c, int64_t serial, size_t *index) {
+  /* Publishes are mostly answered in order: the first unanswered entry. */
+  if (c->memo_answered < c->memo_len) {
+    sw_ack_memo_t *e = memo_entry(c, c->memo_answered);
+    if (serial >= e->serial && serial - e->serial < e->count) {
+      if (index) *index = c->memo_answered;
+      return e;
+    }
+  }
   size_t lo = 0, hi = c->memo_len;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -225,6 +233,12 @@ static sw_ack_memo_t *memo_push(sw_conn_t *c, int64_t serial) {
 static void nack(sw_conn_t *c, int64_t msg_serial, int64_t count, const sw_error_t *e);
 static void ack(sw_conn_t *c, int64_t msg_serial, char **serials, size_t n);
 
+/* The ACK of memo's publish msg_serial, its serials kept inline or not. */
+static void memo_ack(sw_conn_t *c, int64_t msg_serial, sw_ack_memo_t *m) {
+  char *one = m->one;
+  ack(c, msg_serial, m->serials ? m->serials : m->n_serials == 1 ? &one : NULL, m->n_serials);
+}
+
 /* Sends every outcome that is known and whose predecessors are answered,
  * then forgets the oldest answered ones beyond SW_ACK_MEMORY. */
 static void memo_flush(sw_conn_t *c) {
@@ -234,7 +248,7 @@ static void memo_flush(sw_conn_t *c) {
     /* Without a transport the client will resend, and be answered then. */
     if (c->sock) {
       if (m->err) nack(c, m->serial, m->count, m->err);
-      else ack(c, m->serial, m->serials, m->n_serials);
+      else memo_ack(c, m->serial, m);
     }
     if (!m->refused) c->memo_pending--;
     c->memo_answered++;
@@ -896,11 +910,18 @@ static void ack(sw_conn_t *c, int64_t msg_serial, char **serials, size_t n) {
   conn_send_pmsg(c, &m);
 }
 
-/* Copies an ACK's serials into memo as one allocation: the pointer array,
- * then the strings (a publish's serials are short, and an AI stream ACKs
- * each append: one malloc and one free instead of 1 + n of each). Out of
- * memory, the ACK goes out without serials, as before. */
+/* Copies an ACK's serials into memo: one serial that fits into memo->one
+ * (a publish of one message, an AI append: no allocation at all), else one
+ * allocation, the pointer array then the strings (one malloc and one free
+ * instead of 1 + n of each). Out of memory, the ACK goes out without
+ * serials, as before. */
 static void memo_keep_serials(sw_ack_memo_t *memo, char **serials, size_t n) {
+  size_t l1 = n == 1 && serials[0] ? strlen(serials[0]) : SIZE_MAX;
+  if (l1 < sizeof memo->one) {
+    memcpy(memo->one, serials[0], l1 + 1);
+    memo->n_serials = 1;
+    return;
+  }
   size_t need = n * sizeof *memo->serials;
   for (size_t i = 0; i < n; i++) need += serials[i] ? strlen(serials[i]) + 1 : 0;
   char **p = malloc(need);
@@ -1234,7 +1255,7 @@ static bool accept_serial(sw_conn_t *c, int64_t serial) {
     sw_ack_memo_t *memo = memo_find(c, serial, &i);
     if (memo && i < c->memo_answered) {
       if (memo->err) nack(c, serial, 1, memo->err);
-      else ack(c, serial, memo->serials, memo->n_serials);
+      else memo_ack(c, serial, memo);
     }
     return false;
   }
@@ -1442,8 +1463,9 @@ static void handle_message(sw_conn_t *c, sw_pmsg_t *m) {
     }
     if (principal_check_message_client_id(&c->auth, c->client_id, &msg->client_id, &err)) goto fail;
     stamp_user_claim(c, ch, msg);
+    /* channel_publish gives it this connection's id (who.conn_id). */
     free(msg->connection_id);
-    msg->connection_id = strdup(c->id);
+    msg->connection_id = NULL;
     if (!msg->timestamp) msg->timestamp = now;
     msg->action = 0; /* TM5 message.create */
   }

@@ -47,6 +47,9 @@ typedef struct sw_ack_memo {
   int64_t count;
   bool done;       /* durable (or failed) */
   bool refused;    /* a run refused over maxPendingPublishes */
+  /* An ACK's one serial, when it fits (serials NULL, n_serials 1): a
+   * publish of one message costs no allocation here (conn.c, memo_keep_serials). */
+  char one[17];
   sw_error_t *err; /* owned; NULL = acked */
   char **serials;  /* owned */
   size_t n_serials;

@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <stdalign.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@ typedef struct sw_job {
   /* JOB_SUBMIT: recs point into the same allocation as the job. */
   sw_store_done_cb cb;
   void *ud;
+  bool ud_inline; /* ud is in the job's allocation (store_submit_ud): freed after cb */
   sw_store_rec_t *recs;
   size_t n;
   /* JOB_PRUNE */
@@ -382,6 +384,11 @@ static void job_finish(sw_job_t *j) {
     return;
   }
   sw_store_done_cb cb = j->cb;
+  if (j->ud_inline) {
+    if (cb) cb(ud, status);
+    free(j);
+    return;
+  }
   free(j);
   if (cb) cb(ud, status);
 }
@@ -474,13 +481,30 @@ fail_be:
 /* Rounds n up to a multiple of a (a power of two). */
 static size_t align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
+static int submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_done_cb cb, void *ud,
+                  size_t ud_size, void **ud_out);
+
 int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_done_cb cb,
                  void *ud) {
+  return submit(s, recs, n, cb, ud, 0, NULL);
+}
+
+int store_submit_ud(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_done_cb cb, size_t ud_size,
+                    void **ud_out) {
+  if (!ud_out || ud_size > SIZE_MAX / 2) return -EINVAL;
+  return submit(s, recs, n, cb, NULL, ud_size, ud_out);
+}
+
+static int submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_done_cb cb, void *ud,
+                  size_t ud_size, void **ud_out) {
   if (!s || (n && !recs)) return -EINVAL;
   if (s->closing) return -ESHUTDOWN;
-  /* One allocation per submission: job, record array, then the bytes. A run
-   * of records sharing the same app/channel pointer shares one copy. */
-  size_t head = align_up(sizeof(sw_job_t), alignof(sw_store_rec_t));
+  /* One allocation per submission: job, the caller's state (ud_size),
+   * record array, then the bytes. A run of records sharing the same
+   * app/channel pointer shares one copy. */
+  size_t ud_off = align_up(sizeof(sw_job_t), alignof(max_align_t));
+  size_t head = ud_out ? align_up(ud_off + ud_size, alignof(sw_store_rec_t))
+                       : align_up(sizeof(sw_job_t), alignof(sw_store_rec_t));
   if (n > (SIZE_MAX - head) / sizeof(sw_store_rec_t)) return -ENOMEM;
   size_t total = head + n * sizeof(sw_store_rec_t);
   for (size_t i = 0; i < n; i++) {
@@ -507,6 +531,10 @@ int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_d
   j->kind = JOB_SUBMIT;
   j->cb = cb;
   j->ud = ud;
+  if (ud_out) {
+    j->ud = *ud_out = (char *)j + ud_off;
+    j->ud_inline = true;
+  }
   j->n = n;
   j->recs = (sw_store_rec_t *)(void *)((char *)j + head);
   char *p = (char *)j + head + n * sizeof(sw_store_rec_t);

@@ -165,6 +165,14 @@ int store_open(uv_loop_t *loop, const sw_store_opts_t *opts, sw_store_t **out);
 int store_submit(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_done_cb cb,
                  void *ud);
 
+/* store_submit with the caller's state in the submission's own allocation:
+ * *ud_out is set to ud_size bytes (aligned for any type, uninitialised)
+ * that cb later gets as its ud; they are freed after cb returns. The loop
+ * thread may fill them after the call (the commit thread never reads them).
+ * Saves the caller an allocation of its own per submission. */
+int store_submit_ud(sw_store_t *s, const sw_store_rec_t *recs, size_t n, sw_store_done_cb cb, size_t ud_size,
+                    void **ud_out);
+
 /* Flushes what is queued (its transactions are committed as usual), stops and
  * joins the commit thread, invokes every pending callback (on this thread,
  * before returning), closes the database and uv_close()s the async handle; the
