@@ -1087,7 +1087,7 @@ int mutation_apply(sw_channel_t *ch, const sw_principal_t *p, const char *caller
     v->data_len = h->msg.data.len;
     v->gen = h->gen;
     size_t data_off;
-    if (blob_encode_event(&v->event, &blobs, &data_off)) goto oom_drop;
+    if (codec_msg_to_blob_at(&v->event, &blobs, &data_off)) goto oom_drop;
     rec->op = SW_STORE_APPEND;
     rec->fold_hint = mutation_frag_hint(data_off, v->event.data.len, v->event.data.kind);
   } else {

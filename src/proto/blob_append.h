@@ -71,12 +71,4 @@ int blob_scan(const uint8_t *p, size_t n, blob_fields_t *f);
 int blob_write(const blob_fields_t *h, sw_data_kind_t kind, const sw_data_t *frags, size_t n,
                const blob_span_t repl[BLOB_NFIELDS], sw_buf_t *out);
 
-/* codec_msg_to_blob_at for a message with no fields but id, clientId,
- * connectionId, name, data (no encoding), extras, timestamp, serial, action
- * and version (an append's event, as mutation_fold makes it): the same
- * bytes, written straight rather than through the wire writer's calls
- * per field (an AI stream stores one per append). Any other message is
- * passed to codec_msg_to_blob_at. */
-int blob_encode_event(const sw_msg_t *m, sw_buf_t *out, size_t *data_off);
-
 #endif
