@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "proto/mp_write.h"
 #include "proto/wire.h"
 #include "util/buf.h"
 
@@ -119,74 +120,8 @@ static inline void blob_put(sw_buf_t *b, uint8_t head, const char *p, size_t n) 
   b->len += 1 + n;
 }
 
-/* tag and the low n (1, 2, 4 or 8) bytes of v big-endian; the length
- * written. One store per width: a timestamp is 8 bytes on every message. */
-static inline size_t blob_be(uint8_t *p, uint8_t tag, uint64_t v, size_t n) {
-  p[0] = tag;
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-  for (size_t i = 0; i < n; i++) p[1 + i] = (uint8_t)(v >> (8 * (n - 1 - i)));
-#else
-  if (n == 1) {
-    p[1] = (uint8_t)v;
-  } else if (n == 2) {
-    uint16_t x = __builtin_bswap16((uint16_t)v);
-    memcpy(p + 1, &x, 2);
-  } else if (n == 4) {
-    uint32_t x = __builtin_bswap32((uint32_t)v);
-    memcpy(p + 1, &x, 4);
-  } else {
-    uint64_t x = __builtin_bswap64(v);
-    memcpy(p + 1, &x, 8);
-  }
-#endif
-  return 1 + n;
-}
-
-/* A str (fix 0xa0, tag8 0xd9) or bin (fix 0, tag8 0xc4): header and body;
- * the 16- and 32-bit tags follow tag8 in both. */
-static int blob_raw(sw_buf_t *b, uint8_t fix, uint8_t tag8, const void *body, size_t n) {
-  if (n > UINT32_MAX) return -EINVAL;
-  if (buf_reserve(b, 5 + n)) return -ENOMEM;
-  uint8_t *p = b->data + b->len;
-  size_t hn = fix && n < 32 ? (p[0] = (uint8_t)(fix | n), 1)
-              : n < 256     ? blob_be(p, tag8, n, 1)
-              : n < 65536   ? blob_be(p, (uint8_t)(tag8 + 1), n, 2)
-                            : blob_be(p, (uint8_t)(tag8 + 2), n, 4);
-  if (n) memcpy(p + hn, body, n);
-  b->len += hn + n;
-  return 0;
-}
-
-/* Ids, serials and names are short: the fixstr path inline. */
-static inline int blob_str(sw_buf_t *b, const char *s) {
-  size_t n = strlen(s);
-  if (n >= 32 || buf_reserve(b, 1 + n)) return blob_raw(b, 0xa0, 0xd9, s, n);
-  b->data[b->len] = (uint8_t)(0xa0 | n);
-  memcpy(b->data + b->len + 1, s, n);
-  b->len += 1 + n;
-  return 0;
-}
-
-static int blob_i64(sw_buf_t *b, int64_t d) {
-  if (buf_reserve(b, 9)) return -ENOMEM;
-  uint8_t *p = b->data + b->len;
-  uint64_t u = (uint64_t)d;
-  size_t n;
-  if (d >= -32 && d < 128)
-    p[0] = (uint8_t)d, n = 1;
-  else if (d < 0)
-    n = d >= -128        ? blob_be(p, 0xd0, u, 1)
-        : d >= -32768    ? blob_be(p, 0xd1, u, 2)
-        : d >= INT32_MIN ? blob_be(p, 0xd2, u, 4)
-                         : blob_be(p, 0xd3, u, 8);
-  else
-    n = d < 256           ? blob_be(p, 0xcc, u, 1)
-        : d < 65536       ? blob_be(p, 0xcd, u, 2)
-        : d <= UINT32_MAX ? blob_be(p, 0xce, u, 4)
-                          : blob_be(p, 0xcf, u, 8);
-  b->len += n;
-  return 0;
-}
+/* Ids, serials and names: NUL-terminated. */
+static inline int blob_str(sw_buf_t *b, const char *s) { return mp_str(b, s, strlen(s)); }
 
 /* Room for the longest key (messageSerial: 14 bytes) with its header. */
 #define KEY_ROOM 16
@@ -215,19 +150,20 @@ static int msg_blob(const sw_msg_t *m, sw_buf_t *out, size_t *data_end) {
   if (m->name) BLOB_FIELD("name", blob_str(out, m->name));
   if (m->data.kind != SW_DATA_NONE) {
     bool bin = m->data.kind == SW_DATA_BINARY;
-    BLOB_FIELD("data", blob_raw(out, bin ? 0 : 0xa0, bin ? 0xc4 : 0xd9, m->data.bytes, m->data.len));
+    BLOB_FIELD("data", bin ? mp_raw(out, 0, 0xc4, 0xc5, 0xc6, m->data.bytes, m->data.len)
+                            : mp_raw(out, 0xa0, 0xd9, 0xda, 0xdb, m->data.bytes, m->data.len));
     *data_end = out->len;
   }
   if (m->encoding) BLOB_FIELD("encoding", blob_str(out, m->encoding));
   if (m->extras) BLOB_FIELD("extras", w.ops->json(&w, m->extras));
-  if (m->timestamp != 0) BLOB_FIELD("timestamp", blob_i64(out, m->timestamp));
+  if (m->timestamp != 0) BLOB_FIELD("timestamp", mp_i64(out, m->timestamp));
   if (m->serial) BLOB_FIELD("serial", blob_str(out, m->serial));
-  if (m->action >= 0) BLOB_FIELD("action", blob_i64(out, m->action));
+  if (m->action >= 0) BLOB_FIELD("action", mp_i64(out, m->action));
   if (m->version) BLOB_FIELD("version", w.ops->json(&w, m->version));
   if (m->annotations) BLOB_FIELD("annotations", w.ops->json(&w, m->annotations));
   if (m->message_serial) BLOB_FIELD("messageSerial", blob_str(out, m->message_serial));
   if (m->type) BLOB_FIELD("type", blob_str(out, m->type));
-  if (m->has_count) BLOB_FIELD("count", blob_i64(out, m->count));
+  if (m->has_count) BLOB_FIELD("count", mp_i64(out, m->count));
   if (rc) return rc;
   if (n > 15) return 1;
   out->data[mark] = (uint8_t)(0x80 | n);

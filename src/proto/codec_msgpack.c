@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/mp_write.h"
 #include "proto/textenc.h"
 #include "proto/wire.h"
 
@@ -443,73 +444,6 @@ static msgpack_packer mw_packer(wire_writer_t *w) {
  * msgpack-c's packer (the smallest form of each header): the packer's
  * callback per header and per body, two calls through a pointer for every
  * key and string, was a tenth of an AI append's instructions (measured). */
-
-/* Room for n more bytes at the end of b, or NULL. */
-static inline uint8_t *mp_room(sw_buf_t *b, size_t n) { return buf_reserve(b, n) ? NULL : b->data + b->len; }
-
-/* Writes tag and the low n bytes of v big-endian at p; returns the length. */
-static inline size_t mp_be(uint8_t *p, uint8_t tag, uint64_t v, size_t n) {
-  p[0] = tag;
-  for (size_t i = 0; i < n; i++) p[1 + i] = (uint8_t)(v >> (8 * (n - 1 - i)));
-  return 1 + n;
-}
-
-/* A str or bin: header then body. fix: the fixstr base (0 for bin, which
- * has none); tag8/16/32 the longer forms. */
-static int mp_raw(sw_buf_t *b, uint8_t fix, uint8_t tag8, uint8_t tag16, uint8_t tag32, const void *body,
-                  size_t n) {
-  if (n > UINT32_MAX) return -EINVAL;
-  uint8_t *p = mp_room(b, 5 + n);
-  if (!p) return -ENOMEM;
-  size_t hn = fix && n < 32 ? (p[0] = (uint8_t)(fix | n), 1)
-              : n < 256     ? mp_be(p, tag8, n, 1)
-              : n < 65536   ? mp_be(p, tag16, n, 2)
-                            : mp_be(p, tag32, n, 4);
-  if (n) memcpy(p + hn, body, n);
-  b->len += hn + n;
-  return 0;
-}
-
-/* Keys and most strings are short: the fixstr path is kept small. */
-static inline int mp_str(sw_buf_t *b, const char *s, size_t n) {
-  if (n >= 32) return mp_raw(b, 0xa0, 0xd9, 0xda, 0xdb, s, n);
-  uint8_t *p = mp_room(b, 1 + n);
-  if (!p) return -ENOMEM;
-  p[0] = (uint8_t)(0xa0 | n);
-  memcpy(p + 1, s, n);
-  b->len += 1 + n;
-  return 0;
-}
-
-/* A map or array header: fix base, 16- and 32-bit tags. */
-static int mp_count(sw_buf_t *b, uint8_t fix, uint8_t tag16, uint8_t tag32, size_t n) {
-  if (n > UINT32_MAX) return -EINVAL;
-  uint8_t *p = mp_room(b, 5);
-  if (!p) return -ENOMEM;
-  b->len += n < 16 ? (p[0] = (uint8_t)(fix | n), 1) : n < 65536 ? mp_be(p, tag16, n, 2) : mp_be(p, tag32, n, 4);
-  return 0;
-}
-
-static int mp_i64(sw_buf_t *b, int64_t d) {
-  uint8_t *p = mp_room(b, 9);
-  if (!p) return -ENOMEM;
-  uint64_t u = (uint64_t)d;
-  size_t n;
-  if (d >= -32 && d < 128)
-    p[0] = (uint8_t)d, n = 1;
-  else if (d < 0)
-    n = d >= -128      ? mp_be(p, 0xd0, u, 1)
-        : d >= -32768  ? mp_be(p, 0xd1, u, 2)
-        : d >= INT32_MIN ? mp_be(p, 0xd2, u, 4)
-                         : mp_be(p, 0xd3, u, 8);
-  else
-    n = d < 256           ? mp_be(p, 0xcc, u, 1)
-        : d < 65536       ? mp_be(p, 0xcd, u, 2)
-        : d <= UINT32_MAX ? mp_be(p, 0xce, u, 4)
-                          : mp_be(p, 0xcf, u, 8);
-  b->len += n;
-  return 0;
-}
 
 /* See codec.h. Keys in encode_pmsg's order (wire_encode.c), each header
  * in its smallest form, as mp_i64 and mp_str write them. */
