@@ -550,6 +550,7 @@ typedef struct pass {
   double window_s;    /* the measured window */
   double srv_cpu_s;   /* server CPU in that window (all its processes) */
   double srv_cpu_each[BENCH_MAX_PIDS]; /* per --server-pid process */
+  double srv_sys_s;   /* of srv_cpu_s, in the kernel (stime) */
   int n_pids;
   double load_cpu_s;  /* the load processes' CPU in that window */
   long rss_before_kb; /* before any connection */
@@ -626,14 +627,17 @@ static void settle_rss(const bench_t *b, pid_t spid, pass_t *ps) {
 }
 
 /* utime+stime of every server process (--server-pid list, or the one
- * server): into each[], returns the sum. */
-static double servers_cpu_s(const bench_opts_t *o, double each[BENCH_MAX_PIDS]) {
+ * server): into each[], returns the sum; the sum of stime in *sys. */
+static double servers_cpu_s(const bench_opts_t *o, double each[BENCH_MAX_PIDS], double *sys) {
   double sum = 0;
+  *sys = 0;
   int n = o->n_server_pids ? o->n_server_pids : (o->server_pid ? 1 : 0);
   for (int i = 0; i < n; i++) {
     pid_t p = o->n_server_pids ? o->server_pids[i] : o->server_pid;
-    each[i] = proc_cpu_s(p);
+    double st = 0;
+    each[i] = proc_cpu_split_s(p, &st);
     sum += each[i];
+    *sys += st;
   }
   return sum;
 }
@@ -684,7 +688,7 @@ static int run_pass(bench_t *b, const bench_scenario_t *sc, pass_t *ps) {
     ps->rss_ready_kb = spid ? proc_rss_kb(spid) : -1;
   }
 
-  double cpu0 = 0, cpu1 = 0, each0[BENCH_MAX_PIDS] = {0}, each1[BENCH_MAX_PIDS] = {0};
+  double cpu0 = 0, cpu1 = 0, sys0 = 0, sys1 = 0, each0[BENCH_MAX_PIDS] = {0}, each1[BENCH_MAX_PIDS] = {0};
   int64_t t0 = 0, t1 = 0;
   ps->n_pids = o->n_server_pids ? o->n_server_pids : (spid ? 1 : 0);
   if (!fail) {
@@ -693,7 +697,7 @@ static int run_pass(bench_t *b, const bench_scenario_t *sc, pass_t *ps) {
     if (is_connect) {
       /* The storm is measured from its first connect. */
       atomic_store(&sh->measure_from_ns, now);
-      cpu0 = servers_cpu_s(o, each0);
+      cpu0 = servers_cpu_s(o, each0, &sys0);
       t0 = now;
     }
     atomic_store(&sh->phase, PH_RUN);
@@ -703,16 +707,16 @@ static int run_pass(bench_t *b, const bench_scenario_t *sc, pass_t *ps) {
       for (int i = 0; i < o->procs; i++)
         if (sh->res[i].t_done_ns > t1) t1 = sh->res[i].t_done_ns;
       if (!t1) t1 = bench_now_ns();
-      cpu1 = servers_cpu_s(o, each1);
+      cpu1 = servers_cpu_s(o, each1, &sys1);
     } else {
       if (!watch_sleep(sh, o->warmup)) fail = "failed during warm-up";
       t0 = bench_now_ns();
-      cpu0 = servers_cpu_s(o, each0);
+      cpu0 = servers_cpu_s(o, each0, &sys0);
       atomic_store(&sh->measure_from_ns, t0);
       if (!fail && !watch_sleep(sh, o->seconds)) fail = "failed during the run";
       t1 = bench_now_ns();
       atomic_store(&sh->measure_to_ns, t1);
-      cpu1 = servers_cpu_s(o, each1);
+      cpu1 = servers_cpu_s(o, each1, &sys1);
     }
     ps->rss_end_kb = spid ? proc_rss_kb(spid) : -1;
     atomic_store(&sh->phase, PH_STOP);
@@ -737,6 +741,7 @@ static int run_pass(bench_t *b, const bench_scenario_t *sc, pass_t *ps) {
 
   ps->window_s = (double)(t1 - t0) / 1e9;
   ps->srv_cpu_s = cpu1 - cpu0;
+  ps->srv_sys_s = sys1 - sys0;
   for (int i = 0; i < ps->n_pids; i++) ps->srv_cpu_each[i] = each1[i] - each0[i];
   bench_result_t *tot = &ps->total;
   for (int i = 0; i < o->procs; i++) {
@@ -780,6 +785,9 @@ static void add_latency(json_t *j, const char *prefix, const bench_hist_t *h) {
 
 static void add_common(json_t *j, const bench_t *b, const pass_t *ps) {
   json_object_set_new(j, "server_cpu_pct", json_real(ps->window_s > 0 ? r1(100 * ps->srv_cpu_s / ps->window_s) : 0));
+  /* How much of that the kernel spent on the server's behalf (its
+   * syscalls, and on loopback the receiving sockets' TCP input too). */
+  json_object_set_new(j, "server_kernel_pct", json_real(ps->srv_cpu_s > 0 ? r1(100 * ps->srv_sys_s / ps->srv_cpu_s) : 0));
   json_object_set_new(j, "load_cpu_pct", json_real(ps->window_s > 0 ? r1(100 * ps->load_cpu_s / ps->window_s) : 0));
   json_object_set_new(j, "server_rss_mb", json_real(r1((double)ps->rss_end_kb / 1024.0)));
   json_object_set_new(j, "errors", json_integer((json_int_t)ps->total.errors));

@@ -186,6 +186,8 @@ bool bench_payload_parse(const void *p, size_t n, uint64_t *seq, int64_t *t_ns);
 /* /proc figures of a process: VmRSS in KiB, and utime + stime in seconds. */
 long proc_rss_kb(pid_t pid);
 double proc_cpu_s(pid_t pid);
+/* The same, with its kernel part (stime) in *sys_s when sys_s is set. */
+double proc_cpu_split_s(pid_t pid, double *sys_s);
 
 /* ---- links: fanout and idle over any of the three servers ---------------- */
 

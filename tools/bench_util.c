@@ -123,7 +123,9 @@ long proc_rss_kb(pid_t pid) {
   return kb;
 }
 
-double proc_cpu_s(pid_t pid) {
+double proc_cpu_s(pid_t pid) { return proc_cpu_split_s(pid, NULL); }
+
+double proc_cpu_split_s(pid_t pid, double *sys_s) {
   char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   FILE *f = fopen(path, "r");
@@ -138,7 +140,9 @@ double proc_cpu_s(pid_t pid) {
   /* After ')': state(3) ppid pgrp session tty tpgid flags minflt cminflt
    * majflt cmajflt utime(14) stime(15). */
   if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return -1;
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+  double tck = (double)sysconf(_SC_CLK_TCK);
+  if (sys_s) *sys_s = (double)st / tck;
+  return (double)(ut + st) / tck;
 }
 
 /* ---- worker helpers ------------------------------------------------------- */
