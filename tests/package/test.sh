@@ -48,7 +48,7 @@ fi
 echo "== control data (dpkg-deb -I)"
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
-for p in libuv1 libjansson4 libmsgpackc2 libsqlite3-0 libssl3 libhttp-parser2.9 libjwt0 libhiredis0.14 libc6 adduser; do
+for p in libuv1 libjansson4 libsqlite3-0 libssl3 libhttp-parser2.9 libjwt0 libhiredis0.14 libcurl4 libc6 adduser; do
   grep -qE "(^|, )$p( |,|$)" <<<"$depends" || fail "Depends lacks $p"
 done
 [ "$(dpkg-deb -f "$deb" Package)" = switchboard ] || fail "package name"
